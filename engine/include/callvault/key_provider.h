@@ -1,0 +1,93 @@
+// KeyProvider: where the root of the key hierarchy lives.
+//
+// A provider holds numbered key-encryption-key (KEK) generations, seals and
+// opens the keyring under one of them, stores the sealed keyring generations,
+// and signs receipts with the store's Ed25519 key. KEK bytes and the signing
+// key never leave the provider through this interface, so an HSM or a cloud
+// KMS can implement it. See docs/crypto.md for the hierarchy.
+//
+// The keyring lives with the provider, not in the store directory: a copy
+// of the store (a backup) then holds no key material at all, and opening
+// it with the current keys sees the current keyring, so tenants purged since
+// the copy stay purged (docs/decisions/0001-keyring-with-the-keys.md).
+//
+// Thread safety: the store serialises every call that changes the provider
+// (CreateKek, DestroyKek, WriteKeyring, RemoveKeyring); Seal, Open and Sign may
+// be called concurrently.
+#ifndef CALLVAULT_KEY_PROVIDER_H_
+#define CALLVAULT_KEY_PROVIDER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "callvault/secret.h"
+#include "callvault/status.h"
+
+namespace rocksdb {
+class Env;
+}
+
+namespace callvault {
+
+class KeyProvider {
+ public:
+  virtual ~KeyProvider() = default;
+
+  // A short description for logs and `stats` ("file:/path/to/keys").
+  virtual std::string Describe() const = 0;
+
+  // --- KEK generations -----------------------------------------------------
+  // Every KEK generation that exists, ascending.
+  virtual Result<std::vector<uint32_t>> ListKeks() = 0;
+  // Creates a fresh random KEK generation `gen`, durably, before returning.
+  // kAlreadyExists if it exists.
+  virtual Status CreateKek(uint32_t gen) = 0;
+  // Destroys KEK generation `gen` for good, durably, before returning.
+  // Destroying a generation that does not exist is OK (idempotent).
+  virtual Status DestroyKek(uint32_t gen) = 0;
+  // XChaCha20-Poly1305 under KEK `gen`: returns nonce || ciphertext || tag.
+  virtual Result<std::string> Seal(uint32_t gen, const SecretBytes& plaintext,
+                                   std::string_view aad) = 0;
+  // Inverse of Seal. kKeyError if generation `gen` does not exist;
+  // kKeyError if authentication fails (a wrong KEK or tampered bytes).
+  virtual Result<SecretBytes> Open(uint32_t gen, std::string_view sealed,
+                                   std::string_view aad) = 0;
+
+  // --- Sealed keyring generations -----------------------------------------
+  virtual Result<std::vector<uint64_t>> ListKeyrings() = 0;
+  virtual Result<std::string> ReadKeyring(uint64_t gen) = 0;
+  // Atomic and durable: a crash leaves either no generation `gen` or all of it.
+  virtual Status WriteKeyring(uint64_t gen, std::string_view bytes) = 0;
+  // Idempotent.
+  virtual Status RemoveKeyring(uint64_t gen) = 0;
+
+  // --- Receipt signing (Ed25519) -------------------------------------------
+  // Creates the signing key on first use.
+  virtual Result<std::string> SigningPublicKey() = 0;  // 32 bytes
+  virtual Result<std::string> Sign(std::string_view message) = 0;  // 64 bytes
+};
+
+// Keeps everything in one directory, which must not be inside the store
+// directory (Store::Open refuses that):
+//   KEK-<gen>        32 random bytes, mode 0600
+//   KEYRING-<gen>    a sealed keyring generation (docs/format.md)
+//   SIGNING-KEY      Ed25519 secret key, mode 0600
+// Writes are temp file, fsync, rename, fsync directory. A destroyed KEK is
+// overwritten with zeros, fsynced and unlinked (on flash and copy-on-write
+// file systems the old blocks may survive: use an HSM provider there).
+//
+// `env` is the Env whose FileSystem is used (for fault injection in tests);
+// nullptr means rocksdb::Env::Default(). It must outlive the provider.
+struct FileKeyProviderOptions {
+  bool create_if_missing = true;  // Default: true.
+  rocksdb::Env* env = nullptr;    // Default: Env::Default().
+};
+Result<std::shared_ptr<KeyProvider>> NewFileKeyProvider(const std::string& dir,
+                                                        const FileKeyProviderOptions& options = {});
+
+}  // namespace callvault
+
+#endif  // CALLVAULT_KEY_PROVIDER_H_

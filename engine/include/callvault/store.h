@@ -1,0 +1,278 @@
+// Store: an encrypted, tenant-partitioned store of calls.
+//
+// A store is a directory holding a metadata RocksDB instance (the tenant
+// registry and receipts) and one or more shards (RocksDB instances), each
+// with a bounded number of tenants, one column family per tenant. Every
+// record is compressed and sealed with XChaCha20-Poly1305 under its tenant's
+// data key; purging a tenant destroys that key (crypto-shredding) and drops
+// its column family. See docs/architecture.md.
+//
+// Thread safety: every method may be called concurrently from any number of
+// threads. Operations on one tenant are serialised against that tenant's
+// purge: PurgeTenant waits for in-flight operations on the tenant to finish,
+// and operations that start after it began get kTenantPurged.
+//
+// Example:
+//   callvault::Options options;
+//   options.key_provider = *callvault::NewFileKeyProvider("/var/lib/cv-keys");
+//   options.create_if_missing = true;
+//   options.region = "eu-west";
+//   auto store = callvault::Store::Open(options, "/var/lib/cv");
+//   if (!store.ok()) { ... store.status().ToString() ... }
+//   (*store)->CreateTenant({.tenant_id = "acme", .retention_days = 365});
+#ifndef CALLVAULT_STORE_H_
+#define CALLVAULT_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "callvault/call.h"
+#include "callvault/key_provider.h"
+#include "callvault/status.h"
+
+namespace rocksdb {
+class Env;
+}
+
+namespace callvault {
+
+struct Options {
+  // --- Affect behaviour ---
+  // The root of the key hierarchy. Required.
+  std::shared_ptr<KeyProvider> key_provider;
+  // Create the store if the directory holds none. Default: false.
+  bool create_if_missing = false;
+  // The store's region, fixed when it is created. At open, a non-empty value
+  // must match the stored one (kFailedPrecondition otherwise). Tenants are
+  // created in the store's region only. Default: "" (at creation: "default").
+  std::string region;
+  // fsync the WAL before acknowledging each write. Turning this off trades
+  // durability of the last writes for speed. Default: true.
+  bool sync_writes = true;
+  // Shards are created as needed so that none holds more tenants than this
+  // (creating or dropping a column family costs time proportional to the
+  // column families in its instance). Fixed when the store is created.
+  // Default: 256.
+  uint32_t max_tenants_per_shard = 256;
+
+  // --- Affect performance ---
+  // Block cache shared by every shard. Default: 64 MiB.
+  size_t block_cache_bytes = 64u << 20;
+  // Memtable budget shared by every shard. Default: 256 MiB.
+  size_t write_buffer_budget_bytes = 256u << 20;
+  // Memtable size per column family. Default: 8 MiB.
+  size_t write_buffer_bytes = 8u << 20;
+  // Background flush and compaction threads shared by every shard. Default: 2.
+  int background_threads = 2;
+
+  // --- For tests ---
+  // The Env (and so FileSystem) RocksDB uses; nullptr means Env::Default().
+  // Must outlive the store.
+  rocksdb::Env* env = nullptr;
+};
+
+enum class TenantState : uint8_t {
+  // Do not renumber: stored on disk.
+  kCreating = 0,
+  kActive = 1,
+  kPurging = 2,
+  kPurged = 3,
+};
+const char* TenantStateName(TenantState state);
+
+struct TenantSpec {
+  std::string tenant_id;  // caller-supplied; see limits.h for the form
+  std::string region;     // empty: the store's region
+  uint32_t retention_days = 0;  // 0 = keep until purged
+};
+
+struct TenantInfo {
+  std::string tenant_id;
+  TenantState state = TenantState::kActive;
+  std::string region;
+  uint32_t retention_days = 0;
+  int64_t created_at = 0;  // microseconds since epoch
+  int64_t purged_at = 0;   // 0 unless purged
+  uint64_t internal_id = 0;  // opaque, never reused
+  uint32_t shard = 0;
+  std::string column_family;  // opaque name, e.g. "t000000000000002a"
+  uint32_t key_version = 0;   // the tenant's data-key version
+};
+
+// A signed record of what was destroyed. The signature covers Canonical();
+// each receipt carries the hash of its predecessor, so the receipts form a
+// chain that VerifyReceiptChain checks offline. No personal data: the tenant
+// is named by its id, which is the customer's account, not a person.
+struct Receipt {
+  uint64_t sequence = 0;  // 1, 2, ...
+  std::string kind;       // "tenant_purge"
+  std::string store_id;   // hex
+  std::string region;
+  int64_t time = 0;       // microseconds since epoch
+  std::string tenant_id;
+  uint64_t tenant_internal_id = 0;
+  std::string column_family;
+  uint32_t shard = 0;
+  std::vector<uint32_t> key_versions_destroyed;
+  uint32_t kek_generation_retired = 0;
+  uint32_t kek_generation_current = 0;
+  uint64_t keyring_generation = 0;
+  uint64_t records = 0;  // records in the column family when it was dropped
+  uint64_t bytes = 0;    // their approximate size on disk
+  std::string prev_hash;  // hex SHA-512/256 of the previous receipt's Canonical()+signature
+  std::string signature;  // hex Ed25519 signature of Canonical()
+
+  // The signed form: one line of JSON with sorted keys and no signature.
+  std::string Canonical() const;
+  // Canonical() plus the signature.
+  std::string ToJson() const;
+};
+
+// Checks each receipt's signature against `public_key` (32 raw bytes) and the
+// hash chain from the first. Returns OK, or kCorruption naming the position
+// (sequence) of the first receipt that is edited, forged, missing or
+// out of order.
+Status VerifyReceiptChain(const std::vector<Receipt>& receipts, std::string_view public_key);
+
+struct ListQuery {
+  // started_at range, microseconds: [from, to). 0 and INT64_MAX by default.
+  int64_t from = 0;
+  int64_t to = INT64_MAX;
+  bool newest_first = true;
+  // Page size; 0 means limits::kDefaultListLimit; at most kMaxListLimit.
+  size_t limit = 0;
+  // From a previous page's next_cursor; empty for the first page. A cursor
+  // is bound to the tenant and the query; another gives kInvalidArgument.
+  std::string cursor;
+};
+
+struct CallPage {
+  std::vector<Call> calls;  // metadata only (see Parts)
+  std::string next_cursor;  // empty when there are no more
+};
+
+struct PutResult {
+  std::string call_id;   // the call's id in the store
+  bool created = false;  // false: an existing call was updated
+};
+
+struct VerifyReport {
+  uint64_t tenants = 0;
+  uint64_t records_ok = 0;
+  uint64_t records_failed = 0;
+  // Per failure: the tenant and a specific message. No content.
+  std::vector<std::string> failures;
+};
+
+struct ShardStats {
+  uint32_t shard = 0;
+  uint32_t tenants = 0;
+  uint64_t sst_files = 0;
+  uint64_t live_bytes = 0;  // SST + blob files
+};
+
+struct TenantStats {
+  std::string tenant_id;
+  TenantState state = TenantState::kActive;
+  uint32_t shard = 0;
+  uint64_t calls = 0;
+  uint64_t records = 0;
+  uint64_t bytes = 0;  // approximate, on disk + memtable
+};
+
+struct StoreStats {
+  std::string store_id;
+  std::string region;
+  std::vector<ShardStats> shards;
+  std::vector<TenantStats> tenants;  // live tenants
+  uint64_t purged_tenants = 0;
+  uint32_t kek_generation = 0;
+  uint64_t keyring_generation = 0;
+  uint64_t receipts = 0;
+  uint64_t files = 0;        // files under the store directory
+  uint64_t total_bytes = 0;  // their size
+};
+
+class Store {
+ public:
+  // Opens (or with create_if_missing, creates) the store at `path`. Runs
+  // recovery: tenants left CREATING are rolled back, tenants left PURGING
+  // (or whose key is gone) are rolled forward to PURGED, and orphan column
+  // families are dropped.
+  // Errors: kInvalidArgument (bad options), kNotFound (no store and
+  // !create_if_missing), kKeyError (wrong keys, rollback), kCorruption,
+  // kIOError, kFailedPrecondition (region mismatch).
+  static Result<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
+
+  // Flushes nothing unsynced (all acknowledged writes are durable already)
+  // and closes every shard.
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // --- Tenants -------------------------------------------------------------
+  // kAlreadyExists if the tenant is live; a purged tenant id may be created
+  // again (it gets a new key and column family). kFailedPrecondition if the
+  // region differs from the store's.
+  Result<TenantInfo> CreateTenant(const TenantSpec& spec);
+  // Every tenant the registry knows, including purged ones, by tenant_id.
+  Result<std::vector<TenantInfo>> ListTenants();
+  Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
+  // Crypto-shreds the tenant (its data key is removed from the keyring and
+  // the keyring re-sealed under a new KEK generation; the old one is
+  // destroyed), drops its column family, and appends a signed receipt.
+  // Once this returns OK no key that exists can decrypt any of the tenant's
+  // records, in this store or in any copy of it. Idempotent: purging a
+  // PURGING tenant completes the purge; purging a PURGED one returns its
+  // receipt again.
+  Result<Receipt> PurgeTenant(std::string_view tenant_id);
+
+  // --- Calls ---------------------------------------------------------------
+  // Stores a call. If a call with the same (source_system, source_call_id)
+  // exists, that call is updated in place and keeps its call_id; otherwise
+  // a call with the same call_id is replaced. Durable on return when
+  // options.sync_writes.
+  Result<PutResult> PutCall(std::string_view tenant_id, const Call& call);
+  // All or nothing: every call is validated first; one atomic write.
+  Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, const std::vector<Call>& calls);
+  // kNotFound if there is no such call.
+  Result<Call> GetCall(std::string_view tenant_id, std::string_view call_id,
+                       uint32_t parts = kPartAll);
+  // kNotFound if there is no such call.
+  Status DeleteCall(std::string_view tenant_id, std::string_view call_id);
+  // Calls by started_at, a page at a time. The cursor stays correct while
+  // calls are inserted and deleted: a call that exists, unchanged, for the
+  // whole listing appears exactly once.
+  Result<CallPage> ListCalls(std::string_view tenant_id, const ListQuery& query);
+  // Number of calls of a tenant (reads the time index, decrypts nothing).
+  Result<uint64_t> CountCalls(std::string_view tenant_id);
+
+  // --- Inspection ----------------------------------------------------------
+  // Decrypts and checks every record of one tenant (or all live tenants).
+  Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id = std::nullopt);
+  Result<StoreStats> Stats();
+  Result<std::vector<Receipt>> ListReceipts();
+  Result<std::string> SigningPublicKey();
+  // Flushes memtables of every shard to SST files.
+  Status Flush();
+  // Full compaction of every column family of every shard.
+  Status CompactAll();
+  // Paths of each shard's RocksDB directory (for `callvault raw`).
+  std::vector<std::string> ShardPaths() const;
+  std::string MetaPath() const;
+
+  class Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace callvault
+
+#endif  // CALLVAULT_STORE_H_

@@ -1,0 +1,83 @@
+#include "format/rowkey.h"
+
+#include <cstdio>
+
+#include "format/coding.h"
+
+namespace callvault::format {
+
+std::string CallKeyPrefix(std::string_view call_hash) {
+  std::string k(1, kCallPrefix);
+  k.append(call_hash);
+  return k;
+}
+
+std::string CallKey(std::string_view call_hash, Part part) {
+  std::string k = CallKeyPrefix(call_hash);
+  k.push_back(static_cast<char>(part));
+  return k;
+}
+
+std::string TimeIndexKey(int64_t started_at, std::string_view call_hash) {
+  std::string k(1, kTimeIndexPrefix);
+  PutOrderedInt64(&k, started_at);
+  k.append(call_hash);
+  return k;
+}
+
+std::string SourceIndexKey(std::string_view source_hash) {
+  std::string k(1, kSourceIndexPrefix);
+  k.append(source_hash);
+  return k;
+}
+
+std::string RegistryKey(std::string_view tenant_hash) {
+  std::string k(1, kRegistryPrefix);
+  k.append(tenant_hash);
+  return k;
+}
+
+std::string ReceiptKey(uint64_t sequence) {
+  std::string k(1, kReceiptPrefix);
+  PutFixed64BE(&k, sequence);
+  return k;
+}
+
+std::string HeaderKey(std::string_view name) {
+  std::string k(1, kHeaderPrefix);
+  k.append(name);
+  return k;
+}
+
+std::optional<ParsedCallKey> ParseCallKey(std::string_view key) {
+  if (key.size() != 1 + kHashBytes + 1 || key[0] != kCallPrefix) return std::nullopt;
+  uint8_t part = static_cast<uint8_t>(key[1 + kHashBytes]);
+  if (part >= kPartCount) return std::nullopt;
+  return ParsedCallKey{key.substr(1, kHashBytes), static_cast<Part>(part)};
+}
+
+std::optional<ParsedTimeKey> ParseTimeIndexKey(std::string_view key) {
+  if (key.size() != 1 + 8 + kHashBytes || key[0] != kTimeIndexPrefix) return std::nullopt;
+  return ParsedTimeKey{DecodeOrderedInt64(key.data() + 1), key.substr(9, kHashBytes)};
+}
+
+std::string ColumnFamilyName(uint64_t internal_id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "t%016llx", static_cast<unsigned long long>(internal_id));
+  return buf;
+}
+
+std::optional<uint64_t> ParseColumnFamilyName(std::string_view name) {
+  if (name.size() != 17 || name[0] != 't') return std::nullopt;
+  uint64_t v = 0;
+  for (char c : name.substr(1)) {
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else return std::nullopt;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+}  // namespace callvault::format

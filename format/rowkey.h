@@ -1,0 +1,64 @@
+// Row keys. Spec: docs/format.md, "Row keys". No identifier is ever in a key
+// in the clear: ids appear only as keyed blind hashes (kHashBytes, computed
+// by the engine under the tenant's index subkey). Timestamps are in the
+// clear (big-endian, sign bit flipped) so that ranges scan.
+//
+// Tenant column family:
+//   'C' h(call_id) part          sealed part of a call (Part)
+//   'T' started_at h(call_id)    time index; value: sealed empty record
+//   'S' h(source)                source index; value: sealed h(call_id)
+// Metadata instance (default column family):
+//   'R' h_store(tenant_id)       sealed TenantRecord
+//   'Q' sequence (8, BE)         sealed ReceiptRecord
+//   'X' name                     store header values (format.md)
+#ifndef CALLVAULT_FORMAT_ROWKEY_H_
+#define CALLVAULT_FORMAT_ROWKEY_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace callvault::format {
+
+inline constexpr size_t kHashBytes = 16;
+
+// Do not change the values of existing entries: they are on disk.
+inline constexpr char kCallPrefix = 'C';
+inline constexpr char kTimeIndexPrefix = 'T';
+inline constexpr char kSourceIndexPrefix = 'S';
+inline constexpr char kRegistryPrefix = 'R';
+inline constexpr char kReceiptPrefix = 'Q';
+inline constexpr char kHeaderPrefix = 'X';
+
+enum class Part : uint8_t { kMeta = 0, kTranscript = 1, kInsights = 2 };
+inline constexpr int kPartCount = 3;
+
+std::string CallKey(std::string_view call_hash, Part part);
+// The prefix shared by every part of one call.
+std::string CallKeyPrefix(std::string_view call_hash);
+std::string TimeIndexKey(int64_t started_at, std::string_view call_hash);
+std::string SourceIndexKey(std::string_view source_hash);
+std::string RegistryKey(std::string_view tenant_hash);
+std::string ReceiptKey(uint64_t sequence);
+std::string HeaderKey(std::string_view name);
+
+struct ParsedCallKey {
+  std::string_view call_hash;
+  Part part;
+};
+std::optional<ParsedCallKey> ParseCallKey(std::string_view key);
+
+struct ParsedTimeKey {
+  int64_t started_at;
+  std::string_view call_hash;
+};
+std::optional<ParsedTimeKey> ParseTimeIndexKey(std::string_view key);
+
+// Column family names: opaque, from the tenant's internal id.
+std::string ColumnFamilyName(uint64_t internal_id);  // "t" + 16 hex digits
+std::optional<uint64_t> ParseColumnFamilyName(std::string_view name);
+
+}  // namespace callvault::format
+
+#endif  // CALLVAULT_FORMAT_ROWKEY_H_
