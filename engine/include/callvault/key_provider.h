@@ -38,6 +38,9 @@ class KeyProvider {
 
   // A short description for logs and `stats` ("file:/path/to/keys").
   virtual std::string Describe() const = 0;
+  // The local directory holding the keys, if any; Store::Open refuses a key
+  // directory inside the store directory. Default: "" (not local).
+  virtual std::string LocalDirectory() const { return ""; }
 
   // --- KEK generations -----------------------------------------------------
   // Every KEK generation that exists, ascending.

@@ -124,7 +124,7 @@ struct Receipt {
   uint64_t keyring_generation = 0;
   uint64_t records = 0;  // records in the column family when it was dropped
   uint64_t bytes = 0;    // their approximate size on disk
-  std::string prev_hash;  // hex SHA-512/256 of the previous receipt's Canonical()+signature
+  std::string prev_hash;  // hex BLAKE2b-256 of the previous receipt's Canonical()+signature ("" for the first)
   std::string signature;  // hex Ed25519 signature of Canonical()
 
   // The signed form: one line of JSON with sorted keys and no signature.

@@ -1,0 +1,47 @@
+// Plain structs <-> FlatBuffers bytes. Decoders take verified bytes only
+// (format/verify.h) and check enum ranges (the FlatBuffers verifier does
+// not).
+#ifndef CALLVAULT_ENGINE_CODEC_H_
+#define CALLVAULT_ENGINE_CODEC_H_
+
+#include <string>
+#include <string_view>
+
+#include "callvault/call.h"
+#include "callvault/status.h"
+#include "callvault/store.h"
+
+namespace callvault::codec {
+
+// The registry entry of one tenant (metadata instance).
+struct TenantRecord {
+  std::string tenant_id;
+  TenantState state = TenantState::kCreating;
+  std::string region;
+  uint32_t retention_days = 0;
+  int64_t created_at = 0;
+  int64_t purged_at = 0;
+  uint64_t internal_id = 0;
+  uint32_t shard = 0;
+  uint64_t cf_generation = 0;
+  uint32_t key_version = 0;
+  uint64_t receipt_sequence = 0;  // the purge receipt, once purged
+};
+
+// `parts_present`: bit kPartTranscript / kPartInsights set when stored.
+std::string EncodeMeta(const Call& call, uint32_t parts_present);
+std::string EncodeTranscript(const Call& call);
+std::string EncodeInsights(const Call& call);
+std::string EncodeTenant(const TenantRecord& t);
+std::string EncodeReceipt(const Receipt& r);
+
+// Each verifies `bytes` first; kCorruption on any failure.
+Status DecodeMeta(std::string_view bytes, Call* call, uint32_t* parts_present);
+Status DecodeTranscript(std::string_view bytes, Call* call);
+Status DecodeInsights(std::string_view bytes, Call* call);
+Status DecodeTenant(std::string_view bytes, TenantRecord* t);
+Status DecodeReceipt(std::string_view bytes, Receipt* r);
+
+}  // namespace callvault::codec
+
+#endif  // CALLVAULT_ENGINE_CODEC_H_

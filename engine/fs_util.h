@@ -1,0 +1,36 @@
+// Durable file operations through a rocksdb::FileSystem (so that tests can
+// inject faults and power loss into key and keyring files too).
+#ifndef CALLVAULT_ENGINE_FS_UTIL_H_
+#define CALLVAULT_ENGINE_FS_UTIL_H_
+
+#include <rocksdb/file_system.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "callvault/secret.h"
+#include "callvault/status.h"
+
+namespace callvault::fsutil {
+
+Status FromIO(const rocksdb::IOStatus& s, std::string_view what);
+Status FromRocks(const rocksdb::Status& s, std::string_view what);
+
+// Writes `dir/name` atomically and durably: `name.tmp`, fsync, rename,
+// fsync `dir`. A failure at any step is returned; nothing is retried.
+Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name,
+                   const uint8_t* data, size_t size);
+Status ReadAll(rocksdb::FileSystem* fs, const std::string& path, std::string* out);
+Status ReadSecret(rocksdb::FileSystem* fs, const std::string& path, size_t expected_size,
+                  SecretBytes* out);
+// Overwrites the file with zeros, fsyncs, unlinks and fsyncs `dir`.
+// OK if the file does not exist.
+Status Shred(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name);
+Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name);
+Status SyncDir(rocksdb::FileSystem* fs, const std::string& dir);
+Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string& dir);
+
+}  // namespace callvault::fsutil
+
+#endif  // CALLVAULT_ENGINE_FS_UTIL_H_

@@ -1,0 +1,186 @@
+// Inspection: verify every record, statistics, receipts, flush, compaction.
+#include <rocksdb/env.h>
+
+#include <filesystem>
+
+#include "engine/codec.h"
+#include "engine/crypto.h"
+#include "engine/fs_util.h"
+#include "engine/store_impl.h"
+
+namespace callvault {
+
+namespace {
+
+// Opens and decodes one record of a tenant column family by its key kind.
+Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view value) {
+  std::string plain;
+  CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), key, value, &plain));
+  if (key.empty()) return Status::Corruption("empty key");
+  switch (key[0]) {
+    case format::kCallPrefix: {
+      auto k = format::ParseCallKey(key);
+      if (!k) return Status::Corruption("malformed call key");
+      Call c;
+      uint32_t parts = 0;
+      switch (k->part) {
+        case format::Part::kMeta: return codec::DecodeMeta(plain, &c, &parts);
+        case format::Part::kTranscript: return codec::DecodeTranscript(plain, &c);
+        case format::Part::kInsights: return codec::DecodeInsights(plain, &c);
+      }
+      return Status::Corruption("unknown call part");
+    }
+    case format::kTimeIndexPrefix:
+      if (!format::ParseTimeIndexKey(key) || !plain.empty()) {
+        return Status::Corruption("malformed time index entry");
+      }
+      return Status::OK();
+    case format::kSourceIndexPrefix:
+      if (plain.size() != format::kHashBytes) return Status::Corruption("malformed source index entry");
+      return Status::OK();
+    default:
+      return Status::Corruption("unknown key kind");
+  }
+}
+
+}  // namespace
+
+Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_id) {
+  std::vector<std::string> ids;
+  if (tenant_id) {
+    ids.emplace_back(*tenant_id);
+  } else {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [id, t] : tenants_) {
+      if (t->state.load() == TenantState::kActive) ids.push_back(id);
+    }
+  }
+  VerifyReport report;
+  for (const auto& id : ids) {
+    auto t = Acquire(id);
+    if (!t.ok()) {
+      if (tenant_id) return t.status();
+      continue;  // purged since the list was taken
+    }
+    ++report.tenants;
+    std::unique_ptr<rocksdb::Iterator> it((*t)->shard->db()->NewIterator(rocksdb::ReadOptions(), (*t)->cf));
+    uint64_t failed_here = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Status s = CheckRecord(*t, it->key().ToStringView(), it->value().ToStringView());
+      if (s.ok()) {
+        ++report.records_ok;
+      } else {
+        ++report.records_failed;
+        if (++failed_here <= 10) report.failures.push_back("tenant " + id + ": " + s.ToString());
+      }
+    }
+    if (!it->status().ok()) {
+      ++report.records_failed;
+      report.failures.push_back("tenant " + id + ": " +
+                                fsutil::FromRocks(it->status(), "scan").ToString());
+    }
+  }
+  return report;
+}
+
+Result<StoreStats> Store::Impl::Stats() {
+  StoreStats st;
+  st.store_id = crypto::Hex(store_id_);
+  st.region = region_;
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    st.kek_generation = keyring_.kek_generation;
+    st.keyring_generation = keyring_.generation;
+    st.receipts = receipt_seq_;
+    for (const auto& s : shards_) {
+      ShardStats ss;
+      ss.shard = s->index();
+      ss.tenants = static_cast<uint32_t>(s->family_count());
+      std::vector<rocksdb::LiveFileMetaData> files;
+      s->db()->GetLiveFilesMetaData(&files);
+      ss.sst_files = files.size();
+      for (const auto& f : files) ss.live_bytes += f.size;
+      st.shards.push_back(ss);
+    }
+  }
+  std::vector<std::string> ids;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [id, t] : tenants_) {
+      if (t->state.load() == TenantState::kActive) ids.push_back(id);
+      else ++st.purged_tenants;
+    }
+  }
+  for (const auto& id : ids) {
+    auto t = Acquire(id);
+    if (!t.ok()) continue;
+    TenantStats ts;
+    ts.tenant_id = id;
+    ts.state = TenantState::kActive;
+    ts.shard = (*t)->rec.shard;
+    rocksdb::DB* db = (*t)->shard->db();
+    db->GetIntProperty((*t)->cf, "rocksdb.estimate-num-keys", &ts.records);
+    uint64_t sst = 0, blob = 0, mem = 0;
+    db->GetIntProperty((*t)->cf, "rocksdb.live-sst-files-size", &sst);
+    db->GetIntProperty((*t)->cf, "rocksdb.live-blob-file-size", &blob);
+    db->GetIntProperty((*t)->cf, "rocksdb.cur-size-all-mem-tables", &mem);
+    ts.bytes = sst + blob + mem;
+    t = Result<TenantRef>(Status::Internal("released"));  // release before CountCalls re-acquires
+    auto n = CountCalls(id);
+    if (n.ok()) ts.calls = *n;
+    st.tenants.push_back(std::move(ts));
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(path_, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) {
+      ++st.files;
+      st.total_bytes += it->file_size(ec);
+    }
+  }
+  return st;
+}
+
+Result<std::vector<Receipt>> Store::Impl::ListReceipts() {
+  uint64_t n;
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    n = receipt_seq_;
+  }
+  std::vector<Receipt> out;
+  for (uint64_t i = 1; i <= n; ++i) {
+    CV_ASSIGN_OR_RETURN(Receipt r, ReadReceipt(i));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Status Store::Impl::Flush() {
+  std::lock_guard<std::mutex> l(admin_mu_);
+  rocksdb::FlushOptions fo;
+  for (const auto& s : shards_) {
+    for (const auto& name : s->FamilyNames()) {
+      if (auto* cf = s->Find(name)) {
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(s->db()->Flush(fo, cf), "flush"));
+      }
+    }
+  }
+  return fsutil::FromRocks(meta_->Flush(fo), "flush metadata");
+}
+
+Status Store::Impl::CompactAll() {
+  CV_RETURN_IF_ERROR(Flush());
+  std::lock_guard<std::mutex> l(admin_mu_);
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (const auto& s : shards_) {
+    for (const auto& name : s->FamilyNames()) {
+      if (auto* cf = s->Find(name)) {
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(s->db()->CompactRange(co, cf, nullptr, nullptr), "compact"));
+      }
+    }
+  }
+  return fsutil::FromRocks(meta_->CompactRange(co, nullptr, nullptr), "compact metadata");
+}
+
+}  // namespace callvault

@@ -1,0 +1,102 @@
+// Receipts: the signed, canonical form and offline chain verification.
+#include <sodium.h>
+
+#include <nlohmann/json.hpp>
+
+#include "callvault/store.h"
+#include "engine/crypto.h"
+
+namespace callvault {
+
+const char* TenantStateName(TenantState state) {
+  switch (state) {
+    case TenantState::kCreating: return "creating";
+    case TenantState::kActive: return "active";
+    case TenantState::kPurging: return "purging";
+    case TenantState::kPurged: return "purged";
+  }
+  return "unknown";
+}
+
+namespace {
+nlohmann::json Body(const Receipt& r) {
+  // nlohmann::json objects keep keys sorted: the canonical order.
+  nlohmann::json j;
+  j["sequence"] = r.sequence;
+  j["kind"] = r.kind;
+  j["store_id"] = r.store_id;
+  j["region"] = r.region;
+  j["time"] = r.time;
+  j["tenant_id"] = r.tenant_id;
+  j["tenant_internal_id"] = r.tenant_internal_id;
+  j["column_family"] = r.column_family;
+  j["shard"] = r.shard;
+  j["key_versions_destroyed"] = r.key_versions_destroyed;
+  j["kek_generation_retired"] = r.kek_generation_retired;
+  j["kek_generation_current"] = r.kek_generation_current;
+  j["keyring_generation"] = r.keyring_generation;
+  j["records"] = r.records;
+  j["bytes"] = r.bytes;
+  j["prev_hash"] = r.prev_hash;
+  return j;
+}
+
+bool FromHex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2) return false;
+  out->assign(hex.size() / 2, '\0');
+  size_t bin_len = 0;
+  return sodium_hex2bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), hex.data(),
+                        hex.size(), nullptr, &bin_len, nullptr) == 0 &&
+         bin_len == out->size();
+}
+}  // namespace
+
+// Errors from dump() are impossible: every string in a receipt is either
+// generated hex, a fixed kind, a validated ASCII id or a validated region.
+std::string Receipt::Canonical() const {
+  return Body(*this).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string Receipt::ToJson() const {
+  nlohmann::json j = Body(*this);
+  j["signature"] = signature;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Status VerifyReceiptChain(const std::vector<Receipt>& receipts, std::string_view public_key) {
+  crypto::Init();
+  if (public_key.size() != crypto_sign_PUBLICKEYBYTES) {
+    return Status::InvalidArgument("public key must be 32 bytes");
+  }
+  std::string prev_hash;
+  uint64_t expect = receipts.empty() ? 0 : receipts.front().sequence;
+  for (size_t i = 0; i < receipts.size(); ++i) {
+    const Receipt& r = receipts[i];
+    const std::string where = "receipt at position " + std::to_string(i + 1) + " (sequence " +
+                              std::to_string(r.sequence) + "): ";
+    if (r.sequence != expect) {
+      return Status::Corruption(where + "out of sequence (expected " + std::to_string(expect) +
+                                "; a receipt is missing or reordered)");
+    }
+    if (i > 0 && r.prev_hash != prev_hash) {
+      return Status::Corruption(where + "does not chain to the previous receipt");
+    }
+    if (i == 0 && r.sequence == 1 && !r.prev_hash.empty()) {
+      return Status::Corruption(where + "the first receipt must not name a predecessor");
+    }
+    std::string sig;
+    const std::string canonical = r.Canonical();
+    if (!FromHex(r.signature, &sig) || sig.size() != crypto_sign_BYTES ||
+        crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
+                                    reinterpret_cast<const unsigned char*>(canonical.data()),
+                                    canonical.size(),
+                                    reinterpret_cast<const unsigned char*>(public_key.data())) != 0) {
+      return Status::Corruption(where + "signature does not verify (edited or forged)");
+    }
+    prev_hash = crypto::Hex(crypto::Hash32(canonical + r.signature));
+    ++expect;
+  }
+  return Status::OK();
+}
+
+}  // namespace callvault

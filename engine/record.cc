@@ -1,0 +1,59 @@
+#include "engine/record.h"
+
+#include "callvault/limits.h"
+#include "engine/compress.h"
+#include "engine/crypto.h"
+#include "format/envelope.h"
+#include "format/verify.h"
+
+namespace callvault::record {
+
+std::string Seal(const SecretBytes& key, const Binding& b, std::string_view row_key,
+                 std::string_view plaintext) {
+  format::EnvelopeHeader h;
+  h.key_version = b.key_version;
+  std::string compressed;
+  std::string_view body = plaintext;
+  if (plaintext.size() >= kCompressMinBytes) {
+    compressed = compress::Compress(plaintext);
+    h.codec = format::Codec::kZstd;
+    body = compressed;
+  }
+  std::string out = format::EncodeEnvelopeHeader(h);
+  std::string nonce = crypto::RandomString(format::kNonceBytes);
+  std::string aad = format::RecordAad(out, b.internal_id, b.cf_generation, row_key);
+  out += nonce;
+  out += crypto::AeadSeal(key, nonce, body, aad);
+  return out;
+}
+
+Status Open(const SecretBytes& key, const Binding& b, std::string_view row_key,
+            std::string_view sealed, std::string* plaintext) {
+  format::EnvelopeView v;
+  format::EnvelopeError e = format::ParseEnvelope(sealed, limits::kMaxRecordBytes, &v);
+  if (e != format::EnvelopeError::kOk) {
+    return Status::Corruption(std::string("record envelope: ") + format::EnvelopeErrorName(e));
+  }
+  if (v.header.key_version != b.key_version) {
+    return Status::Corruption("record sealed under key version " +
+                              std::to_string(v.header.key_version) + ", tenant has " +
+                              std::to_string(b.key_version));
+  }
+  if (v.header.codec == format::Codec::kZstdDict) {
+    return Status::Corruption("record uses a compression dictionary this store does not have");
+  }
+  std::string aad = format::RecordAad(v.header_bytes, b.internal_id, b.cf_generation, row_key);
+  std::string body;
+  if (!crypto::AeadOpen(key, v.nonce, v.ciphertext, aad, &body)) {
+    return Status::Corruption(
+        "record failed authentication (tampered, moved from another tenant or row, or sealed "
+        "under another key)");
+  }
+  if (v.header.codec == format::Codec::kZstd) {
+    return compress::Decompress(body, format::kMaxFlatBufferBytes, plaintext);
+  }
+  *plaintext = std::move(body);
+  return Status::OK();
+}
+
+}  // namespace callvault::record

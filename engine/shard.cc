@@ -1,0 +1,138 @@
+#include "engine/shard.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/env.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include "engine/fs_util.h"
+
+namespace callvault {
+
+std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
+  auto r = std::make_unique<SharedResources>();
+  r->env = options.env ? options.env : rocksdb::Env::Default();
+  r->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  r->write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_budget_bytes);
+  r->env->SetBackgroundThreads(std::max(1, options.background_threads / 2), rocksdb::Env::HIGH);
+  r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
+
+  rocksdb::DBOptions& d = r->db_options;
+  d.env = r->env;
+  d.create_if_missing = false;
+  d.create_missing_column_families = false;
+  // 7.8 defaults this to false; a half-written OPTIONS file must not pass.
+  d.fail_if_options_file_error = true;
+  // Proven by the kill tests (docs/decisions/0002-wal-recovery-mode.md).
+  d.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  d.write_buffer_manager = r->write_buffer_manager;
+  d.max_background_jobs = std::max(2, options.background_threads);
+  d.max_open_files = 512;
+  d.keep_log_file_num = 3;
+  d.max_manifest_file_size = 64u << 20;
+  d.avoid_unnecessary_blocking_io = true;
+
+  rocksdb::ColumnFamilyOptions& c = r->tenant_cf_options;
+  // Values are ciphertext: RocksDB's compression would only burn CPU.
+  c.compression = rocksdb::kNoCompression;
+  c.bottommost_compression = rocksdb::kNoCompression;
+  c.write_buffer_size = options.write_buffer_bytes;
+  c.max_write_buffer_number = 2;  // <= 2: flush-retry ordering bug before 7.9
+  c.level_compaction_dynamic_level_bytes = true;
+  c.target_file_size_base = 32u << 20;
+  c.max_bytes_for_level_base = 128u << 20;
+  // Large values (recordings, long transcripts) go to blob files, which
+  // are dropped with the column family.
+  c.enable_blob_files = true;
+  c.min_blob_size = 256u << 10;
+  c.blob_file_size = 64u << 20;
+  c.enable_blob_garbage_collection = true;
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = r->block_cache;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.block_size = 16u << 10;
+  t.cache_index_and_filter_blocks = true;
+  t.pin_l0_filter_and_index_blocks_in_cache = true;
+  c.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return r;
+}
+
+Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
+                                           const SharedResources& res, bool create) {
+  std::unique_ptr<Shard> shard(new Shard(index, path, &res));
+  rocksdb::DBOptions dbo = res.db_options;
+  std::vector<std::string> names;
+  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
+  if (!s.ok()) {
+    if (!create) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
+    names = {rocksdb::kDefaultColumnFamilyName};
+    dbo.create_if_missing = true;
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  s = rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+  if (!s.ok()) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+  shard->db_.reset(db);
+  for (auto* h : handles) {
+    if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
+      db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    } else {
+      shard->families_[h->GetName()] = h;
+    }
+  }
+  return shard;
+}
+
+Shard::~Shard() {
+  if (!db_) return;
+  std::lock_guard<std::mutex> l(mu_);
+  // Every acknowledged write is synced already; this makes unsynced ones
+  // (sync_writes = false) durable too before closing.
+  db_->FlushWAL(true).PermitUncheckedError();
+  for (auto& [name, h] : families_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  families_.clear();
+  db_->Close().PermitUncheckedError();
+}
+
+Result<rocksdb::ColumnFamilyHandle*> Shard::Create(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = families_.find(name);
+  if (it != families_.end()) return it->second;
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->CreateColumnFamily(res_->tenant_cf_options, name, &h),
+                                       "create column family"));
+  families_[name] = h;
+  return h;
+}
+
+Status Shard::Drop(rocksdb::ColumnFamilyHandle* cf) {
+  std::lock_guard<std::mutex> l(mu_);
+  const std::string name = cf->GetName();
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->DropColumnFamily(cf), "drop column family"));
+  families_.erase(name);
+  return fsutil::FromRocks(db_->DestroyColumnFamilyHandle(cf), "destroy column family handle");
+}
+
+rocksdb::ColumnFamilyHandle* Shard::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> Shard::FamilyNames() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> v;
+  for (const auto& [n, h] : families_) v.push_back(n);
+  return v;
+}
+
+size_t Shard::family_count() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return families_.size();
+}
+
+}  // namespace callvault

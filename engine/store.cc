@@ -1,0 +1,420 @@
+// Store open: creation of a new store, the header, the keyring choice with
+// rollback detection, shards, the registry and recovery.
+#include <rocksdb/env.h>
+
+#include <chrono>
+#include <cstdio>
+#include <set>
+
+#include "callvault/store.h"
+#include "engine/crypto.h"
+#include "engine/fs_util.h"
+#include "engine/kill_point.h"
+#include "engine/store_impl.h"
+#include "engine/validate.h"
+#include "format/keyring_format.h"
+
+namespace callvault {
+
+namespace {
+constexpr char kFormatVersion[] = "1";
+
+std::string ShardDir(const std::string& root, uint32_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "/shards/%04u", i);
+  return root + buf;
+}
+
+bool ParseU64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+std::string Normalize(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Tenant
+
+TenantInfo Tenant::Info() const {
+  TenantInfo i;
+  i.tenant_id = rec.tenant_id;
+  i.state = state.load();
+  i.region = rec.region;
+  i.retention_days = rec.retention_days;
+  i.created_at = rec.created_at;
+  i.purged_at = rec.purged_at;
+  i.internal_id = rec.internal_id;
+  i.shard = rec.shard;
+  i.column_family = format::ColumnFamilyName(rec.internal_id);
+  i.key_version = rec.key_version;
+  return i;
+}
+
+void Tenant::WipeKeys() {
+  record_key.Wipe();
+  index_key.Wipe();
+  cursor_key.Wipe();
+}
+
+// ---------------------------------------------------------------------------
+// Store (public facade)
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
+  if (!options.key_provider) return Status::InvalidArgument("options.key_provider is required");
+  if (path.empty()) return Status::InvalidArgument("store path is empty");
+  if (options.max_tenants_per_shard == 0 || options.max_tenants_per_shard > 100000) {
+    return Status::InvalidArgument("options.max_tenants_per_shard must be in [1, 100000]");
+  }
+  if (!options.region.empty()) CV_RETURN_IF_ERROR(validate::Region(options.region));
+  rocksdb::Env* env = options.env ? options.env : rocksdb::Env::Default();
+  std::string abs;
+  if (!env->GetAbsolutePath(path, &abs).ok()) abs = path;
+  abs = Normalize(abs);
+  std::string keys = Normalize(options.key_provider->LocalDirectory());
+  if (!keys.empty() && (keys == abs || keys.rfind(abs + "/", 0) == 0)) {
+    return Status::InvalidArgument(
+        "the key directory must not be inside the store directory (a copy of the store would "
+        "carry its keys)");
+  }
+  auto impl = std::make_unique<Impl>(options, abs);
+  CV_RETURN_IF_ERROR(impl->OpenOrCreate());
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+Result<TenantInfo> Store::CreateTenant(const TenantSpec& spec) { return impl_->CreateTenant(spec); }
+Result<std::vector<TenantInfo>> Store::ListTenants() { return impl_->ListTenants(); }
+Result<TenantInfo> Store::DescribeTenant(std::string_view id) { return impl_->DescribeTenant(id); }
+Result<Receipt> Store::PurgeTenant(std::string_view id) { return impl_->PurgeTenant(id); }
+Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call) {
+  CV_ASSIGN_OR_RETURN(auto v, impl_->PutCalls(tenant_id, std::vector<Call>{call}));
+  return v.front();
+}
+Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
+                                               const std::vector<Call>& calls) {
+  return impl_->PutCalls(tenant_id, calls);
+}
+Result<Call> Store::GetCall(std::string_view t, std::string_view c, uint32_t parts) {
+  return impl_->GetCall(t, c, parts);
+}
+Status Store::DeleteCall(std::string_view t, std::string_view c) { return impl_->DeleteCall(t, c); }
+Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
+  return impl_->ListCalls(t, q);
+}
+Result<uint64_t> Store::CountCalls(std::string_view t) { return impl_->CountCalls(t); }
+Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) { return impl_->Verify(t); }
+Result<StoreStats> Store::Stats() { return impl_->Stats(); }
+Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }
+Result<std::string> Store::SigningPublicKey() { return impl_->SigningPublicKey(); }
+Status Store::Flush() { return impl_->Flush(); }
+Status Store::CompactAll() { return impl_->CompactAll(); }
+std::vector<std::string> Store::ShardPaths() const { return impl_->ShardPaths(); }
+std::string Store::MetaPath() const { return impl_->MetaPath(); }
+
+// ---------------------------------------------------------------------------
+// Impl: open
+
+Store::Impl::Impl(const Options& options, std::string path)
+    : options_(options), path_(std::move(path)), kp_(options.key_provider.get()) {
+  meta_write_.sync = true;
+}
+
+Store::Impl::~Impl() {
+  std::lock_guard<std::mutex> l(admin_mu_);
+  {
+    std::unique_lock<std::shared_mutex> m(map_mu_);
+    for (auto& [id, t] : tenants_) {
+      std::unique_lock<std::shared_mutex> life(t->life);
+      t->cf = nullptr;  // handles are destroyed by their shard
+      t->WipeKeys();
+    }
+    tenants_.clear();
+  }
+  shards_.clear();
+  if (meta_) {
+    meta_->FlushWAL(true).PermitUncheckedError();
+    meta_->Close().PermitUncheckedError();
+  }
+}
+
+rocksdb::WriteOptions Store::Impl::WriteOpts() const {
+  rocksdb::WriteOptions w;
+  w.sync = options_.sync_writes;
+  return w;
+}
+
+Status Store::Impl::PutHeader(std::string_view name, std::string_view value) {
+  return fsutil::FromRocks(meta_->Put(meta_write_, format::HeaderKey(name), value),
+                           "write store header");
+}
+
+Result<std::string> Store::Impl::GetHeader(std::string_view name) {
+  std::string v;
+  rocksdb::Status s = meta_->Get(rocksdb::ReadOptions(), format::HeaderKey(name), &v);
+  if (s.IsNotFound()) return Status::NotFound("store header field missing");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read store header"));
+  return v;
+}
+
+Status Store::Impl::OpenOrCreate() {
+  crypto::Init();
+  res_ = SharedResources::Make(options_);
+  rocksdb::Env* env = res_->env;
+  bool exists = env->FileExists(path_ + "/meta/CURRENT").ok();
+  if (!exists && !options_.create_if_missing) {
+    return Status::NotFound("no callvault store in this directory (use create_if_missing / init)");
+  }
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(env->CreateDirIfMissing(path_), "create store directory"));
+  CV_RETURN_IF_ERROR(
+      fsutil::FromRocks(env->CreateDirIfMissing(path_ + "/shards"), "create shards directory"));
+  rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
+  mo.create_if_missing = true;
+  mo.enable_blob_files = false;
+  rocksdb::DB* db = nullptr;
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(rocksdb::DB::Open(mo, path_ + "/meta", &db),
+                                       "open metadata instance"));
+  meta_.reset(db);
+  if (!GetHeader("format").ok()) CV_RETURN_IF_ERROR(CreateNew());
+  CV_RETURN_IF_ERROR(LoadHeader());
+  CV_RETURN_IF_ERROR(LoadKeyring());
+  CV_RETURN_IF_ERROR(OpenShards());
+  std::vector<codec::TenantRecord> records;
+  CV_RETURN_IF_ERROR(LoadRegistry(&records));
+  return Recover(std::move(records));
+}
+
+// A new store: keys first (a keyring generation 1 under KEK generation 1),
+// then the header in one synced batch, whose "format" field marks the store
+// as created. A crash in between leaves a keyring without a store; the next
+// init adopts it if it holds no tenant keys.
+Status Store::Impl::CreateNew() {
+  std::string region = options_.region.empty() ? "default" : options_.region;
+  CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
+  Keyring k;
+  if (!gens.empty()) {
+    CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadKeyring(gens.back()));
+    CV_ASSIGN_OR_RETURN(k, Keyring::Unseal(kp_, bytes));
+    if (!k.deks.empty()) {
+      return Status::KeyError(
+          "the key directory already holds the keys of another store; use a new key directory");
+    }
+  } else {
+    CV_ASSIGN_OR_RETURN(auto keks, kp_->ListKeks());
+    k.kek_generation = keks.empty() ? 1 : keks.back() + 1;
+    CV_RETURN_IF_ERROR(kp_->CreateKek(k.kek_generation));
+    k.store_id = crypto::RandomString(format::kStoreIdBytes);
+    k.generation = 1;
+    k.store_data_key = crypto::RandomKey();
+    k.store_index_key = crypto::RandomKey();
+    CV_ASSIGN_OR_RETURN(std::string sealed, k.Seal(kp_));
+    CV_RETURN_IF_ERROR(kp_->WriteKeyring(k.generation, sealed));
+    CV_KILL_POINT("init.after_keyring");
+  }
+  rocksdb::WriteBatch b;
+  auto put = [&](std::string_view n, std::string_view v) {
+    return fsutil::FromRocks(b.Put(format::HeaderKey(n), v), "header batch");
+  };
+  CV_RETURN_IF_ERROR(put("store_id", k.store_id));
+  CV_RETURN_IF_ERROR(put("region", region));
+  CV_RETURN_IF_ERROR(put("max_tenants_per_shard", std::to_string(options_.max_tenants_per_shard)));
+  CV_RETURN_IF_ERROR(put("shards", "0"));
+  CV_RETURN_IF_ERROR(put("next_internal_id", "1"));
+  CV_RETURN_IF_ERROR(put("keyring_gen", std::to_string(k.generation)));
+  CV_RETURN_IF_ERROR(put("receipt_seq", "0"));
+  CV_RETURN_IF_ERROR(put("format", kFormatVersion));
+  return fsutil::FromRocks(meta_->Write(meta_write_, &b), "write store header");
+}
+
+Status Store::Impl::LoadHeader() {
+  CV_ASSIGN_OR_RETURN(std::string fmt, GetHeader("format"));
+  if (fmt != kFormatVersion) {
+    return Status::NotSupported("store format version is newer than this build understands");
+  }
+  CV_ASSIGN_OR_RETURN(store_id_, GetHeader("store_id"));
+  CV_ASSIGN_OR_RETURN(region_, GetHeader("region"));
+  if (!options_.region.empty() && options_.region != region_) {
+    return Status::FailedPrecondition("store belongs to region '" + region_ +
+                                      "', not the region in the options");
+  }
+  uint64_t v = 0;
+  CV_ASSIGN_OR_RETURN(std::string s, GetHeader("max_tenants_per_shard"));
+  if (!ParseU64(s, &v) || v == 0) return Status::Corruption("store header: bad max_tenants_per_shard");
+  max_tenants_per_shard_ = static_cast<uint32_t>(v);
+  CV_ASSIGN_OR_RETURN(s, GetHeader("next_internal_id"));
+  if (!ParseU64(s, &next_internal_id_)) return Status::Corruption("store header: bad next_internal_id");
+  CV_ASSIGN_OR_RETURN(s, GetHeader("receipt_seq"));
+  if (!ParseU64(s, &receipt_seq_)) return Status::Corruption("store header: bad receipt_seq");
+  return Status::OK();
+}
+
+// Chooses the newest keyring generation. Refuses one older than the
+// generation the store recorded (a rolled-back keyring); accepts a newer one
+// (a crash after the keyring write, or a store restored from a backup, whose
+// tenants purged since then have no key any more).
+Status Store::Impl::LoadKeyring() {
+  CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
+  if (gens.empty()) {
+    return Status::KeyError("the key directory holds no keyring (wrong key directory?)");
+  }
+  CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadKeyring(gens.back()));
+  CV_ASSIGN_OR_RETURN(Keyring k, Keyring::Unseal(kp_, bytes));
+  if (k.generation != gens.back()) {
+    return Status::KeyError("keyring file name and contents disagree on its generation");
+  }
+  if (!crypto::ConstantTimeEquals(k.store_id, store_id_)) {
+    return Status::KeyError("the key directory belongs to another store");
+  }
+  CV_ASSIGN_OR_RETURN(std::string s, GetHeader("keyring_gen"));
+  uint64_t recorded = 0;
+  if (!ParseU64(s, &recorded)) return Status::Corruption("store header: bad keyring_gen");
+  if (k.generation < recorded) {
+    return Status::KeyError("keyring rollback: the key directory holds keyring generation " +
+                            std::to_string(k.generation) + " but the store has seen generation " +
+                            std::to_string(recorded) + "; refusing to open");
+  }
+  if (k.generation > recorded) {
+    CV_RETURN_IF_ERROR(PutHeader("keyring_gen", std::to_string(k.generation)));
+  }
+  store_data_key_ = k.store_data_key.Clone();
+  store_index_key_ = k.store_index_key.Clone();
+  highest_keyring_gen_ = gens.back();
+  std::lock_guard<std::mutex> l(admin_mu_);
+  keyring_ = std::move(k);
+  return RetireStaleKeys();
+}
+
+Status Store::Impl::OpenShards() {
+  CV_ASSIGN_OR_RETURN(std::string s, GetHeader("shards"));
+  uint64_t n = 0;
+  if (!ParseU64(s, &n) || n > 100000) return Status::Corruption("store header: bad shard count");
+  std::lock_guard<std::mutex> l(admin_mu_);
+  for (uint32_t i = 0; i < n; ++i) {
+    CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, false));
+    shards_.push_back(std::move(shard));
+  }
+  return Status::OK();
+}
+
+Result<Shard*> Store::Impl::PickShard() {
+  for (auto& s : shards_) {
+    if (s->family_count() < max_tenants_per_shard_) return s.get();
+  }
+  uint32_t i = static_cast<uint32_t>(shards_.size());
+  CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
+  CV_RETURN_IF_ERROR(PutHeader("shards", std::to_string(i + 1)));
+  shards_.push_back(std::move(shard));
+  return shards_.back().get();
+}
+
+std::vector<std::string> Store::Impl::ShardPaths() const {
+  std::vector<std::string> v;
+  auto* self = const_cast<Impl*>(this);
+  std::lock_guard<std::mutex> l(self->admin_mu_);
+  for (const auto& s : shards_) v.push_back(s->path());
+  return v;
+}
+
+Status Store::Impl::LoadRegistry(std::vector<codec::TenantRecord>* records) {
+  std::unique_ptr<rocksdb::Iterator> it(meta_->NewIterator(rocksdb::ReadOptions()));
+  const std::string prefix(1, format::kRegistryPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string plain;
+    CV_RETURN_IF_ERROR(record::Open(store_data_key_, record::Binding{}, it->key().ToStringView(),
+                                    it->value().ToStringView(), &plain));
+    codec::TenantRecord rec;
+    CV_RETURN_IF_ERROR(codec::DecodeTenant(plain, &rec));
+    records->push_back(std::move(rec));
+  }
+  return fsutil::FromRocks(it->status(), "read tenant registry");
+}
+
+void Store::Impl::DeriveKeys(Tenant* t, const SecretBytes& dek) const {
+  t->record_key = crypto::DeriveSubkey(dek, crypto::Subkey::kRecord);
+  t->index_key = crypto::DeriveSubkey(dek, crypto::Subkey::kIndex);
+  t->cursor_key = crypto::DeriveSubkey(dek, crypto::Subkey::kCursor);
+}
+
+Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
+  auto t = std::make_shared<Tenant>();
+  t->rec = rec;
+  t->state = rec.state;
+  if (rec.state == TenantState::kActive) {
+    if (rec.shard >= shards_.size()) return Status::Corruption("tenant registered in a missing shard");
+    t->shard = shards_[rec.shard].get();
+    t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id));
+    if (t->cf == nullptr) return Status::Corruption("a live tenant's column family is missing");
+    const SecretBytes* dek = keyring_.Find(rec.internal_id, rec.key_version);
+    if (dek == nullptr) return Status::Corruption("a live tenant's key version is missing");
+    DeriveKeys(t.get(), *dek);
+  }
+  std::unique_lock<std::shared_mutex> m(map_mu_);
+  tenants_[rec.tenant_id] = std::move(t);
+  return Status::OK();
+}
+
+// Completes or undoes whatever a crash interrupted (design: every step of
+// create and purge is idempotent and recovery rolls it to an end state).
+Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
+  std::lock_guard<std::mutex> l(admin_mu_);
+  for (const auto& rec : records) {
+    next_internal_id_ = std::max(next_internal_id_, rec.internal_id + 1);
+  }
+  next_internal_id_ = std::max(next_internal_id_, keyring_.MaxInternalId() + 1);
+  if (receipt_seq_ > 0) {
+    CV_ASSIGN_OR_RETURN(Receipt last, ReadReceipt(receipt_seq_));
+    last_receipt_hash_ = crypto::Hex(crypto::Hash32(last.Canonical() + last.signature));
+  }
+  for (auto& rec : records) {
+    switch (rec.state) {
+      case TenantState::kCreating:
+        CV_RETURN_IF_ERROR(RollBackCreate(rec));
+        break;
+      case TenantState::kPurging:
+        CV_RETURN_IF_ERROR(FinishPurge(&rec, nullptr, "tenant_purge").status());
+        CV_RETURN_IF_ERROR(ActivateTenant(rec));
+        break;
+      case TenantState::kActive:
+        if (!keyring_.HasTenant(rec.internal_id)) {
+          // Restored from a copy taken before the purge: the key is gone.
+          CV_RETURN_IF_ERROR(FinishPurge(&rec, nullptr, "purge_on_open").status());
+        }
+        CV_RETURN_IF_ERROR(ActivateTenant(rec));
+        break;
+      case TenantState::kPurged:
+        CV_RETURN_IF_ERROR(ActivateTenant(rec));
+        break;
+    }
+  }
+  // Column families that belong to no live tenant (a crash between the
+  // family's creation and the registry, or a copy restored after a purge).
+  std::set<std::pair<uint32_t, uint64_t>> live;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [tid, t] : tenants_) {
+      if (t->state == TenantState::kActive) live.emplace(t->rec.shard, t->rec.internal_id);
+    }
+  }
+  for (auto& shard : shards_) {
+    for (const auto& name : shard->FamilyNames()) {
+      auto id = format::ParseColumnFamilyName(name);
+      if (!id || !live.count({shard->index(), *id})) {
+        CV_RETURN_IF_ERROR(shard->Drop(shard->Find(name)));
+      }
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace callvault

@@ -1,0 +1,163 @@
+// Store::Impl: the state behind the public Store. Split by concern:
+//   store.cc     open, creation, recovery, shutdown
+//   tenants.cc   tenant create, purge, the keyring protocol, receipts
+//   calls.cc     put, get, delete, list
+//   inspect.cc   verify, stats, receipts listing
+#ifndef CALLVAULT_ENGINE_STORE_IMPL_H_
+#define CALLVAULT_ENGINE_STORE_IMPL_H_
+
+#include <rocksdb/db.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "callvault/store.h"
+#include "engine/codec.h"
+#include "engine/keyring.h"
+#include "engine/record.h"
+#include "engine/shard.h"
+#include "format/rowkey.h"
+
+namespace callvault {
+
+inline int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One tenant's runtime state. Operations hold `life` shared for their whole
+// duration; purge holds it exclusively, so the column family handle and the
+// keys are never destroyed under a reader.
+struct Tenant {
+  codec::TenantRecord rec;  // state changes only under admin_mu_ + life (exclusive)
+  std::atomic<TenantState> state{TenantState::kActive};
+  std::shared_mutex life;
+  std::mutex write_mu;  // serialises read-modify-write puts and deletes
+  Shard* shard = nullptr;
+  rocksdb::ColumnFamilyHandle* cf = nullptr;  // GUARDED_BY(life)
+  SecretBytes record_key;                     // GUARDED_BY(life)
+  SecretBytes index_key;                      // GUARDED_BY(life)
+  SecretBytes cursor_key;                     // GUARDED_BY(life)
+
+  record::Binding binding() const {
+    return record::Binding{rec.internal_id, rec.cf_generation, rec.key_version};
+  }
+  TenantInfo Info() const;
+  void WipeKeys();
+};
+
+// A live tenant, held for the duration of one operation.
+struct TenantRef {
+  std::shared_ptr<Tenant> t;
+  std::shared_lock<std::shared_mutex> lock;
+  Tenant* operator->() const { return t.get(); }
+};
+
+class Store::Impl {
+ public:
+  Impl(const Options& options, std::string path);
+  ~Impl();
+
+  Status OpenOrCreate();
+
+  // tenants.cc
+  Result<TenantInfo> CreateTenant(const TenantSpec& spec);
+  Result<Receipt> PurgeTenant(std::string_view tenant_id);
+  Result<std::vector<TenantInfo>> ListTenants();
+  Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
+
+  // calls.cc
+  Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, std::vector<Call> calls);
+  Result<Call> GetCall(std::string_view tenant_id, std::string_view call_id, uint32_t parts);
+  Status DeleteCall(std::string_view tenant_id, std::string_view call_id);
+  Result<CallPage> ListCalls(std::string_view tenant_id, const ListQuery& q);
+  Result<uint64_t> CountCalls(std::string_view tenant_id);
+
+  // inspect.cc
+  Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id);
+  Result<StoreStats> Stats();
+  Result<std::vector<Receipt>> ListReceipts();
+  Result<std::string> SigningPublicKey() { return kp_->SigningPublicKey(); }
+  Status Flush();
+  Status CompactAll();
+  std::vector<std::string> ShardPaths() const;
+  std::string MetaPath() const { return path_ + "/meta"; }
+
+ private:
+  // store.cc
+  Status CreateNew();
+  Status LoadHeader();
+  Status LoadKeyring();
+  Status OpenShards();
+  Status LoadRegistry(std::vector<codec::TenantRecord>* records);
+  Status Recover(std::vector<codec::TenantRecord> records);
+  Status ActivateTenant(const codec::TenantRecord& rec);
+  Status PutHeader(std::string_view name, std::string_view value);
+  Result<std::string> GetHeader(std::string_view name);
+
+  // tenants.cc
+  Result<TenantRef> Acquire(std::string_view tenant_id);
+  std::string TenantHash(std::string_view tenant_id) const;
+  Status WriteRegistry(const codec::TenantRecord& rec, rocksdb::WriteBatch* extra = nullptr);
+  Result<std::optional<codec::TenantRecord>> ReadRegistry(std::string_view tenant_id);
+  // Writes `next` as the next keyring generation (under a new KEK generation
+  // if `rotate`), records it in the store header, then retires the old
+  // generation (and with `rotate`, destroys the old KEK). REQUIRES: admin_mu_.
+  Status CommitKeyring(Keyring next, bool rotate);
+  Result<Shard*> PickShard();
+  Status RollBackCreate(const codec::TenantRecord& rec);
+  // Completes a purge from any step. REQUIRES: admin_mu_, and the tenant's
+  // life lock held exclusively when it is live.
+  Result<Receipt> FinishPurge(codec::TenantRecord* rec, Tenant* live, const char* kind);
+  Result<Receipt> AppendReceipt(Receipt r, codec::TenantRecord* purged);
+  Result<Receipt> ReadReceipt(uint64_t sequence);
+  // Destroys every KEK generation but the current one and removes every
+  // keyring generation older than the current one. Idempotent.
+  Status RetireStaleKeys();
+  void DeriveKeys(Tenant* t, const SecretBytes& dek) const;
+
+  // calls.cc helpers
+  Status PlanPut(TenantRef& t, Call call, int64_t now, rocksdb::WriteBatch* batch,
+                 PutResult* result);
+  Status ReadMeta(TenantRef& t, std::string_view call_hash, Call* out, uint32_t* parts, bool* found);
+  rocksdb::WriteOptions WriteOpts() const;
+
+ public:
+  const Options options_;
+  const std::string path_;
+  KeyProvider* const kp_;
+  std::unique_ptr<SharedResources> res_;
+  std::unique_ptr<rocksdb::DB> meta_;
+  rocksdb::WriteOptions meta_write_;  // always sync
+
+  // Fixed after open.
+  std::string store_id_;
+  std::string region_;
+  uint32_t max_tenants_per_shard_ = 256;
+  SecretBytes store_data_key_;
+  SecretBytes store_index_key_;
+
+  std::mutex admin_mu_;  // serialises create, purge and every keyring write
+  Keyring keyring_;                               // GUARDED_BY(admin_mu_)
+  // Operations reach their shard through Tenant::shard; the vector itself
+  // is read and grown under admin_mu_.
+  std::vector<std::unique_ptr<Shard>> shards_;    // GUARDED_BY(admin_mu_)
+  uint64_t next_internal_id_ = 1;                 // GUARDED_BY(admin_mu_)
+  uint64_t receipt_seq_ = 0;                      // GUARDED_BY(admin_mu_)
+  std::string last_receipt_hash_;                 // GUARDED_BY(admin_mu_)
+  uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)
+
+  mutable std::shared_mutex map_mu_;
+  std::map<std::string, std::shared_ptr<Tenant>, std::less<>> tenants_;  // GUARDED_BY(map_mu_)
+};
+
+}  // namespace callvault
+
+#endif  // CALLVAULT_ENGINE_STORE_IMPL_H_

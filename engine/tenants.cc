@@ -1,0 +1,341 @@
+// Tenant lifecycle: create, purge (crypto-shred + drop), the keyring
+// protocol, receipts. The purge state machine is design.md's; every step is
+// idempotent and Recover() (store.cc) finishes an interrupted one.
+#include <rocksdb/write_batch.h>
+
+#include "callvault/limits.h"
+#include "engine/crypto.h"
+#include "engine/fs_util.h"
+#include "engine/kill_point.h"
+#include "engine/store_impl.h"
+#include "engine/validate.h"
+
+namespace callvault {
+
+std::string Store::Impl::TenantHash(std::string_view tenant_id) const {
+  return crypto::BlindHash(store_index_key_, 'T', tenant_id);
+}
+
+Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id) {
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  std::shared_ptr<Tenant> t;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    auto it = tenants_.find(tenant_id);
+    if (it == tenants_.end()) return Status::NotFound("unknown tenant");
+    t = it->second;
+  }
+  // Checked before and after taking the lock: a purge that has begun makes
+  // new operations fail without queueing on the lock.
+  if (t->state.load() != TenantState::kActive) return Status::TenantPurged("tenant purged");
+  std::shared_lock<std::shared_mutex> lock(t->life);
+  if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
+    return Status::TenantPurged("tenant purged");
+  }
+  return TenantRef{std::move(t), std::move(lock)};
+}
+
+Status Store::Impl::WriteRegistry(const codec::TenantRecord& rec, rocksdb::WriteBatch* extra) {
+  rocksdb::WriteBatch local;
+  rocksdb::WriteBatch* b = extra ? extra : &local;
+  const std::string key = format::RegistryKey(TenantHash(rec.tenant_id));
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(
+      b->Put(key, record::Seal(store_data_key_, record::Binding{}, key, codec::EncodeTenant(rec))),
+      "registry batch"));
+  return fsutil::FromRocks(meta_->Write(meta_write_, b), "write tenant registry");
+}
+
+Result<std::optional<codec::TenantRecord>> Store::Impl::ReadRegistry(std::string_view tenant_id) {
+  const std::string key = format::RegistryKey(TenantHash(tenant_id));
+  std::string sealed;
+  rocksdb::Status s = meta_->Get(rocksdb::ReadOptions(), key, &sealed);
+  if (s.IsNotFound()) return std::optional<codec::TenantRecord>();
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read tenant registry"));
+  std::string plain;
+  CV_RETURN_IF_ERROR(record::Open(store_data_key_, record::Binding{}, key, sealed, &plain));
+  codec::TenantRecord rec;
+  CV_RETURN_IF_ERROR(codec::DecodeTenant(plain, &rec));
+  return std::optional<codec::TenantRecord>(std::move(rec));
+}
+
+Status Store::Impl::RetireStaleKeys() {
+  CV_ASSIGN_OR_RETURN(auto keks, kp_->ListKeks());
+  for (uint32_t g : keks) {
+    if (g != keyring_.kek_generation) {
+      CV_RETURN_IF_ERROR(kp_->DestroyKek(g));
+      CV_KILL_POINT("keyring.after_destroy_kek");
+    }
+  }
+  CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
+  for (uint64_t g : gens) {
+    if (g < keyring_.generation) CV_RETURN_IF_ERROR(kp_->RemoveKeyring(g));
+  }
+  return Status::OK();
+}
+
+Status Store::Impl::CommitKeyring(Keyring next, bool rotate) {
+  next.generation = std::max(keyring_.generation, highest_keyring_gen_) + 1;
+  highest_keyring_gen_ = next.generation;
+  if (rotate) {
+    CV_ASSIGN_OR_RETURN(auto keks, kp_->ListKeks());
+    next.kek_generation = (keks.empty() ? keyring_.kek_generation : keks.back()) + 1;
+    CV_RETURN_IF_ERROR(kp_->CreateKek(next.kek_generation));
+    CV_KILL_POINT("keyring.after_new_kek");
+  }
+  CV_ASSIGN_OR_RETURN(std::string sealed, next.Seal(kp_));
+  CV_RETURN_IF_ERROR(kp_->WriteKeyring(next.generation, sealed));
+  CV_KILL_POINT("keyring.after_write");
+  CV_RETURN_IF_ERROR(PutHeader("keyring_gen", std::to_string(next.generation)));
+  CV_KILL_POINT("keyring.after_header");
+  keyring_ = std::move(next);
+  return RetireStaleKeys();
+}
+
+Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", spec.tenant_id));
+  if (!spec.region.empty()) CV_RETURN_IF_ERROR(validate::Region(spec.region));
+  if (spec.retention_days > limits::kMaxRetentionDays) {
+    return Status::InvalidArgument("retention_days: more than " +
+                                   std::to_string(limits::kMaxRetentionDays));
+  }
+  std::lock_guard<std::mutex> l(admin_mu_);
+  if (!spec.region.empty() && spec.region != region_) {
+    return Status::FailedPrecondition("tenant region differs from the store's region '" + region_ +
+                                      "' (data residency)");
+  }
+  uint64_t previous_receipt = 0;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    auto it = tenants_.find(spec.tenant_id);
+    if (it != tenants_.end()) {
+      TenantState st = it->second->state.load();
+      if (st == TenantState::kActive) return Status::AlreadyExists("tenant exists");
+      if (st != TenantState::kPurged) return Status::FailedPrecondition("tenant is being purged");
+      previous_receipt = it->second->rec.receipt_sequence;
+    }
+  }
+  CV_ASSIGN_OR_RETURN(Shard * shard, PickShard());
+  codec::TenantRecord rec;
+  rec.tenant_id = spec.tenant_id;
+  rec.state = TenantState::kCreating;
+  rec.region = region_;
+  rec.retention_days = spec.retention_days;
+  rec.created_at = NowMicros();
+  rec.internal_id = next_internal_id_++;
+  rec.shard = shard->index();
+  rec.cf_generation = rec.internal_id;
+  rec.key_version = 1;
+  rec.receipt_sequence = previous_receipt;
+  {
+    rocksdb::WriteBatch b;
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(
+        b.Put(format::HeaderKey("next_internal_id"), std::to_string(next_internal_id_)),
+        "registry batch"));
+    CV_RETURN_IF_ERROR(WriteRegistry(rec, &b));
+  }
+  CV_KILL_POINT("create.after_registry");
+
+  Status s;
+  auto t = std::make_shared<Tenant>();
+  {
+    Keyring next = keyring_.Clone();
+    SecretBytes dek = crypto::RandomKey();
+    DeriveKeys(t.get(), dek);
+    next.deks.emplace(std::make_pair(rec.internal_id, rec.key_version), std::move(dek));
+    s = CommitKeyring(std::move(next), /*rotate=*/false);
+  }
+  CV_KILL_POINT("create.after_keyring");
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  if (s.ok()) {
+    auto r = shard->Create(format::ColumnFamilyName(rec.internal_id));
+    s = r.status();
+    if (s.ok()) cf = *r;
+  }
+  CV_KILL_POINT("create.after_cf");
+  if (s.ok()) {
+    rec.state = TenantState::kActive;
+    s = WriteRegistry(rec);
+  }
+  if (!s.ok()) {
+    // Best effort: recovery at the next open rolls back whatever is left.
+    RollBackCreate(rec).IgnoreError();
+    return s;
+  }
+  CV_KILL_POINT("create.after_active");
+  t->rec = rec;
+  t->state = TenantState::kActive;
+  t->shard = shard;
+  t->cf = cf;
+  TenantInfo info = t->Info();
+  std::unique_lock<std::shared_mutex> m(map_mu_);
+  tenants_[rec.tenant_id] = std::move(t);
+  return info;
+}
+
+// Undoes a create that did not finish. Its key never protected an
+// acknowledged write, so removing it needs no KEK rotation.
+Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec) {
+  if (rec.shard < shards_.size()) {
+    Shard* shard = shards_[rec.shard].get();
+    if (auto* cf = shard->Find(format::ColumnFamilyName(rec.internal_id))) {
+      CV_RETURN_IF_ERROR(shard->Drop(cf));
+    }
+  }
+  if (keyring_.HasTenant(rec.internal_id)) {
+    Keyring next = keyring_.Clone();
+    next.RemoveTenant(rec.internal_id);
+    CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/false));
+  }
+  if (rec.receipt_sequence != 0) {
+    // The id belonged to a purged tenant before: it stays purged.
+    CV_ASSIGN_OR_RETURN(Receipt r, ReadReceipt(rec.receipt_sequence));
+    codec::TenantRecord old = rec;
+    old.state = TenantState::kPurged;
+    old.internal_id = r.tenant_internal_id;
+    old.shard = r.shard;
+    old.purged_at = r.time;
+    CV_RETURN_IF_ERROR(WriteRegistry(old));
+    std::unique_lock<std::shared_mutex> m(map_mu_);
+    auto t = std::make_shared<Tenant>();
+    t->rec = old;
+    t->state = TenantState::kPurged;
+    tenants_[rec.tenant_id] = std::move(t);
+    return Status::OK();
+  }
+  return fsutil::FromRocks(meta_->Delete(meta_write_, format::RegistryKey(TenantHash(rec.tenant_id))),
+                           "delete registry record");
+}
+
+Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  std::lock_guard<std::mutex> l(admin_mu_);
+  std::shared_ptr<Tenant> t;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    auto it = tenants_.find(tenant_id);
+    if (it == tenants_.end()) return Status::NotFound("unknown tenant");
+    t = it->second;
+  }
+  if (t->state.load() == TenantState::kPurged) return ReadReceipt(t->rec.receipt_sequence);
+  codec::TenantRecord rec = t->rec;
+  rec.state = TenantState::kPurging;
+  CV_RETURN_IF_ERROR(WriteRegistry(rec));
+  CV_KILL_POINT("purge.after_registry_purging");
+  t->state = TenantState::kPurging;  // new operations now get kTenantPurged
+  std::unique_lock<std::shared_mutex> life(t->life);  // drain in-flight ones
+  CV_ASSIGN_OR_RETURN(Receipt receipt, FinishPurge(&rec, t.get(), "tenant_purge"));
+  {
+    // ListTenants reads `rec` under map_mu_ alone.
+    std::unique_lock<std::shared_mutex> m(map_mu_);
+    t->rec = rec;
+    t->state = TenantState::kPurged;
+  }
+  return receipt;
+}
+
+Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
+                                         const char* kind) {
+  if (rec->state != TenantState::kPurging) {
+    rec->state = TenantState::kPurging;
+    CV_RETURN_IF_ERROR(WriteRegistry(*rec));
+  }
+  Receipt r;
+  r.kind = kind;
+  r.tenant_id = rec->tenant_id;
+  r.tenant_internal_id = rec->internal_id;
+  r.column_family = format::ColumnFamilyName(rec->internal_id);
+  r.shard = rec->shard;
+  // 1. Crypto-shred: the keyring without the tenant's keys, under a new KEK
+  //    generation; the old KEK destroyed (in CommitKeyring).
+  if (keyring_.HasTenant(rec->internal_id)) {
+    Keyring next = keyring_.Clone();
+    r.key_versions_destroyed = next.RemoveTenant(rec->internal_id);
+    r.kek_generation_retired = keyring_.kek_generation;
+    CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/true));
+  } else {
+    // Shredded before a crash, or before a copy of the store was restored.
+    r.key_versions_destroyed = {rec->key_version};
+    CV_RETURN_IF_ERROR(RetireStaleKeys());
+  }
+  CV_KILL_POINT("purge.after_shred");
+  if (live != nullptr) live->WipeKeys();
+  // 2. Drop the column family; its files go once the handle is destroyed.
+  Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
+  rocksdb::ColumnFamilyHandle* cf =
+      shard ? shard->Find(format::ColumnFamilyName(rec->internal_id)) : nullptr;
+  if (cf != nullptr) {
+    uint64_t keys = 0;
+    shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);
+    uint64_t live_sst = 0, blobs = 0;
+    shard->db()->GetIntProperty(cf, "rocksdb.live-sst-files-size", &live_sst);
+    shard->db()->GetIntProperty(cf, "rocksdb.live-blob-file-size", &blobs);
+    r.records = keys;
+    r.bytes = live_sst + blobs;
+    if (live != nullptr) live->cf = nullptr;
+    CV_RETURN_IF_ERROR(shard->Drop(cf));
+  }
+  CV_KILL_POINT("purge.after_drop");
+  // 3. The receipt and the PURGED state, in one synced batch.
+  r.kek_generation_current = keyring_.kek_generation;
+  r.keyring_generation = keyring_.generation;
+  CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), rec));
+  CV_KILL_POINT("purge.after_receipt");
+  return done;
+}
+
+Result<Receipt> Store::Impl::AppendReceipt(Receipt r, codec::TenantRecord* purged) {
+  r.sequence = receipt_seq_ + 1;
+  r.store_id = crypto::Hex(store_id_);
+  r.region = region_;
+  r.time = NowMicros();
+  r.prev_hash = last_receipt_hash_;
+  r.signature.clear();
+  CV_ASSIGN_OR_RETURN(std::string sig, kp_->Sign(r.Canonical()));
+  r.signature = crypto::Hex(sig);
+  rocksdb::WriteBatch b;
+  const std::string key = format::ReceiptKey(r.sequence);
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(
+      b.Put(key, record::Seal(store_data_key_, record::Binding{}, key, codec::EncodeReceipt(r))),
+      "receipt batch"));
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(
+      b.Put(format::HeaderKey("receipt_seq"), std::to_string(r.sequence)), "receipt batch"));
+  codec::TenantRecord rec = *purged;
+  rec.state = TenantState::kPurged;
+  rec.purged_at = r.time;
+  rec.receipt_sequence = r.sequence;
+  CV_RETURN_IF_ERROR(WriteRegistry(rec, &b));
+  *purged = rec;
+  receipt_seq_ = r.sequence;
+  last_receipt_hash_ = crypto::Hex(crypto::Hash32(r.Canonical() + r.signature));
+  return r;
+}
+
+Result<Receipt> Store::Impl::ReadReceipt(uint64_t sequence) {
+  const std::string key = format::ReceiptKey(sequence);
+  std::string sealed;
+  rocksdb::Status s = meta_->Get(rocksdb::ReadOptions(), key, &sealed);
+  if (s.IsNotFound()) return Status::NotFound("no such receipt");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read receipt"));
+  std::string plain;
+  CV_RETURN_IF_ERROR(record::Open(store_data_key_, record::Binding{}, key, sealed, &plain));
+  Receipt r;
+  CV_RETURN_IF_ERROR(codec::DecodeReceipt(plain, &r));
+  return r;
+}
+
+Result<std::vector<TenantInfo>> Store::Impl::ListTenants() {
+  std::vector<TenantInfo> out;
+  std::shared_lock<std::shared_mutex> m(map_mu_);
+  for (const auto& [id, t] : tenants_) out.push_back(t->Info());
+  return out;
+}
+
+Result<TenantInfo> Store::Impl::DescribeTenant(std::string_view tenant_id) {
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  std::shared_lock<std::shared_mutex> m(map_mu_);
+  auto it = tenants_.find(tenant_id);
+  if (it == tenants_.end()) return Status::NotFound("unknown tenant");
+  return it->second->Info();
+}
+
+}  // namespace callvault

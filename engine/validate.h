@@ -1,0 +1,24 @@
+// Input validation and normalisation (limits.h). Messages name the field
+// and the rule, never the value.
+#ifndef CALLVAULT_ENGINE_VALIDATE_H_
+#define CALLVAULT_ENGINE_VALIDATE_H_
+
+#include <string_view>
+
+#include "callvault/call.h"
+#include "callvault/status.h"
+
+namespace callvault::validate {
+
+// 1..kMaxIdBytes printable ASCII (0x21..0x7e).
+Status Id(std::string_view field, std::string_view id);
+// [a-z0-9-], 1..kMaxRegionBytes.
+Status Region(std::string_view region);
+// Lower-cases emails, strips spaces, dashes, dots and parentheses from
+// phones, then checks every field of the call against limits.h.
+Status NormalizeCall(Call* call);
+bool IsUtf8(std::string_view s);
+
+}  // namespace callvault::validate
+
+#endif  // CALLVAULT_ENGINE_VALIDATE_H_
