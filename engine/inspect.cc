@@ -7,6 +7,7 @@
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/store_impl.h"
+#include "format/summary.h"
 
 namespace callvault {
 
@@ -14,33 +15,31 @@ namespace {
 
 // Opens and decodes one record of a tenant column family by its key kind.
 Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view value) {
+  if (key.empty()) return Status::Corruption("empty key");
+  if (format::IsIndexKey(key)) {
+    // Index entries carry no value (listings check the sealed summary).
+    if (!value.empty()) return Status::Corruption("index entry carries a value");
+    return Status::OK();
+  }
   std::string plain;
   CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), key, value, &plain));
-  if (key.empty()) return Status::Corruption("empty key");
-  switch (key[0]) {
-    case format::kCallPrefix: {
-      auto k = format::ParseCallKey(key);
-      if (!k) return Status::Corruption("malformed call key");
-      Call c;
-      uint32_t parts = 0;
-      switch (k->part) {
-        case format::Part::kMeta: return codec::DecodeMeta(plain, &c, &parts);
-        case format::Part::kTranscript: return codec::DecodeTranscript(plain, &c);
-        case format::Part::kInsights: return codec::DecodeInsights(plain, &c);
-      }
-      return Status::Corruption("unknown call part");
-    }
-    case format::kTimeIndexPrefix:
-      if (!format::ParseTimeIndexKey(key) || !plain.empty()) {
-        return Status::Corruption("malformed time index entry");
-      }
-      return Status::OK();
-    case format::kSourceIndexPrefix:
-      if (plain.size() != format::kHashBytes) return Status::Corruption("malformed source index entry");
-      return Status::OK();
-    default:
-      return Status::Corruption("unknown key kind");
+  if (key[0] == format::kSourceIndexPrefix) {
+    if (plain.size() != format::kHashBytes) return Status::Corruption("malformed source index entry");
+    return Status::OK();
   }
+  auto k = format::ParseCallKey(key);
+  if (!k) return Status::Corruption("unknown key kind");
+  Call c;
+  uint32_t parts = 0;
+  switch (k->part) {
+    case format::Part::kMeta: return codec::DecodeMeta(plain, &c, &parts);
+    case format::Part::kTranscript: return codec::DecodeTranscript(plain, &c);
+    case format::Part::kInsights: return codec::DecodeInsights(plain, &c);
+    case format::Part::kSummary:
+      if (!format::DecodeSummary(plain)) return Status::Corruption("malformed call summary");
+      return Status::OK();
+  }
+  return Status::Corruption("unknown call part");
 }
 
 }  // namespace

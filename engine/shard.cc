@@ -130,6 +130,15 @@ std::vector<std::string> Shard::FamilyNames() const {
   return v;
 }
 
+Status Shard::FlushAll() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<rocksdb::ColumnFamilyHandle*> all;
+  for (const auto& [n, h] : families_) all.push_back(h);
+  all.push_back(db_->DefaultColumnFamily());
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->Flush(rocksdb::FlushOptions(), all), "flush shard"));
+  return fsutil::FromRocks(db_->FlushWAL(true), "sync WAL");
+}
+
 size_t Shard::family_count() const {
   std::lock_guard<std::mutex> l(mu_);
   return families_.size();

@@ -49,6 +49,9 @@ class Shard {
   // The handle of family `name`, or nullptr.
   rocksdb::ColumnFamilyHandle* Find(const std::string& name) const;
   std::vector<std::string> FamilyNames() const;
+  // Flushes every family's memtable and syncs the WAL, so that no WAL file
+  // is kept alive by unflushed data. Holds off Drop while it runs.
+  Status FlushAll();
   size_t family_count() const;
 
  private:

@@ -114,6 +114,18 @@ Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
   return impl_->ListCalls(t, q);
 }
 Result<uint64_t> Store::CountCalls(std::string_view t) { return impl_->CountCalls(t); }
+Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_view t,
+                                                                  std::string_view c,
+                                                                  uint32_t from_ms,
+                                                                  uint32_t to_ms) {
+  return impl_->GetTranscriptWindow(t, c, from_ms, to_ms);
+}
+Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::string_view subject) {
+  return impl_->FindReferences(t, subject);
+}
+Result<EraseResult> Store::Erase(std::string_view t, const EraseRequest& request) {
+  return impl_->Erase(t, request);
+}
 Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) { return impl_->Verify(t); }
 Result<StoreStats> Store::Stats() { return impl_->Stats(); }
 Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }

@@ -79,6 +79,14 @@ class Store::Impl {
   Status DeleteCall(std::string_view tenant_id, std::string_view call_id);
   Result<CallPage> ListCalls(std::string_view tenant_id, const ListQuery& q);
   Result<uint64_t> CountCalls(std::string_view tenant_id);
+  Result<std::vector<TranscriptSegment>> GetTranscriptWindow(std::string_view tenant_id,
+                                                             std::string_view call_id,
+                                                             uint32_t from_ms, uint32_t to_ms);
+
+  // subjects.cc
+  Result<std::vector<Reference>> FindReferences(std::string_view tenant_id,
+                                                std::string_view subject);
+  Result<EraseResult> Erase(std::string_view tenant_id, const EraseRequest& request);
 
   // inspect.cc
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id);
@@ -116,6 +124,8 @@ class Store::Impl {
   // Completes a purge from any step. REQUIRES: admin_mu_, and the tenant's
   // life lock held exclusively when it is live.
   Result<Receipt> FinishPurge(codec::TenantRecord* rec, Tenant* live, const char* kind);
+  // Signs and stores the next receipt; with `purged`, also marks that
+  // tenant PURGED in the same synced batch. REQUIRES: admin_mu_.
   Result<Receipt> AppendReceipt(Receipt r, codec::TenantRecord* purged);
   Result<Receipt> ReadReceipt(uint64_t sequence);
   // Destroys every KEK generation but the current one and removes every
@@ -126,7 +136,6 @@ class Store::Impl {
   // calls.cc helpers
   Status PlanPut(TenantRef& t, Call call, int64_t now, rocksdb::WriteBatch* batch,
                  PutResult* result);
-  Status ReadMeta(TenantRef& t, std::string_view call_hash, Call* out, uint32_t* parts, bool* found);
   rocksdb::WriteOptions WriteOpts() const;
 
  public:

@@ -299,12 +299,16 @@ Result<Receipt> Store::Impl::AppendReceipt(Receipt r, codec::TenantRecord* purge
       "receipt batch"));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(
       b.Put(format::HeaderKey("receipt_seq"), std::to_string(r.sequence)), "receipt batch"));
-  codec::TenantRecord rec = *purged;
-  rec.state = TenantState::kPurged;
-  rec.purged_at = r.time;
-  rec.receipt_sequence = r.sequence;
-  CV_RETURN_IF_ERROR(WriteRegistry(rec, &b));
-  *purged = rec;
+  if (purged != nullptr) {
+    codec::TenantRecord rec = *purged;
+    rec.state = TenantState::kPurged;
+    rec.purged_at = r.time;
+    rec.receipt_sequence = r.sequence;
+    CV_RETURN_IF_ERROR(WriteRegistry(rec, &b));
+    *purged = rec;
+  } else {
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "write receipt"));
+  }
   receipt_seq_ = r.sequence;
   last_receipt_hash_ = crypto::Hex(crypto::Hash32(r.Canonical() + r.signature));
   return r;

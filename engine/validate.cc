@@ -222,6 +222,11 @@ Status Region(std::string_view region) {
   return Status::OK();
 }
 
+Status NormalizeSubject(std::string* subject) {
+  if (subject->find('@') != std::string::npos) return Email("subject", subject);
+  return Phone("subject", subject);
+}
+
 Status NormalizeCall(Call* c) {
   CV_RETURN_IF_ERROR(Id("call_id", c->call_id));
   CV_RETURN_IF_ERROR(Enum("source_system", c->source_system, SourceSystem::kUpload));

@@ -18,6 +18,9 @@ Status Region(std::string_view region);
 // phones, then checks every field of the call against limits.h.
 Status NormalizeCall(Call* call);
 bool IsUtf8(std::string_view s);
+// An email (contains '@': lower-cased) or a phone (normalised to E.164).
+// kInvalidArgument if it is neither.
+Status NormalizeSubject(std::string* subject);
 
 }  // namespace callvault::validate
 

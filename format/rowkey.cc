@@ -31,6 +31,27 @@ std::string SourceIndexKey(std::string_view source_hash) {
   return k;
 }
 
+std::string AttributeIndexPrefix(char prefix, std::string_view attr_hash) {
+  std::string k(1, prefix);
+  k.append(attr_hash);
+  return k;
+}
+
+std::string AttributeIndexKey(char prefix, std::string_view attr_hash, int64_t started_at,
+                              std::string_view call_hash) {
+  std::string k = AttributeIndexPrefix(prefix, attr_hash);
+  PutOrderedInt64(&k, started_at);
+  k.append(call_hash);
+  return k;
+}
+
+std::string UpdatedIndexKey(int64_t updated_at, std::string_view call_hash) {
+  std::string k(1, kUpdatedIndexPrefix);
+  PutOrderedInt64(&k, updated_at);
+  k.append(call_hash);
+  return k;
+}
+
 std::string RegistryKey(std::string_view tenant_hash) {
   std::string k(1, kRegistryPrefix);
   k.append(tenant_hash);
@@ -60,6 +81,30 @@ std::optional<ParsedTimeKey> ParseTimeIndexKey(std::string_view key) {
   if (key.size() != 1 + 8 + kHashBytes || key[0] != kTimeIndexPrefix) return std::nullopt;
   return ParsedTimeKey{DecodeOrderedInt64(key.data() + 1), key.substr(9, kHashBytes)};
 }
+
+std::optional<ParsedTimeKey> ParseIndexTail(std::string_view key) {
+  if (key.empty()) return std::nullopt;
+  size_t expect = 0;
+  switch (key[0]) {
+    case kTimeIndexPrefix:
+    case kUpdatedIndexPrefix:
+      expect = 1 + 8 + kHashBytes;
+      break;
+    case kOwnerIndexPrefix:
+    case kParticipantIndexPrefix:
+    case kCrmIndexPrefix:
+    case kWorkspaceIndexPrefix:
+      expect = 1 + kHashBytes + 8 + kHashBytes;
+      break;
+    default:
+      return std::nullopt;
+  }
+  if (key.size() != expect) return std::nullopt;
+  const char* tail = key.data() + key.size() - kHashBytes - 8;
+  return ParsedTimeKey{DecodeOrderedInt64(tail), key.substr(key.size() - kHashBytes)};
+}
+
+bool IsIndexKey(std::string_view key) { return ParseIndexTail(key).has_value(); }
 
 std::string ColumnFamilyName(uint64_t internal_id) {
   char buf[32];

@@ -5,8 +5,16 @@
 //
 // Tenant column family:
 //   'C' h(call_id) part          sealed part of a call (Part)
-//   'T' started_at h(call_id)    time index; value: sealed empty record
+//   'T' started_at h(call_id)    time index; empty value
 //   'S' h(source)                source index; value: sealed h(call_id)
+//   'O' h(owner) started_at h(call_id)            owner index; empty value
+//   'E' h(email|phone) started_at h(call_id)      participant index; empty value
+//   'K' h(crm system,type,id) started_at h(call_id)  CRM index; empty value
+//   'W' h(workspace) started_at h(call_id)        workspace index; empty value
+//   'U' updated_at h(call_id)                     updated index; empty value
+// Index entries carry no value: a listing checks every candidate against
+// the call's sealed summary part (Part::kSummary), so a forged or stale
+// index entry can never make a call match.
 // Metadata instance (default column family):
 //   'R' h_store(tenant_id)       sealed TenantRecord
 //   'Q' sequence (8, BE)         sealed ReceiptRecord
@@ -30,15 +38,25 @@ inline constexpr char kSourceIndexPrefix = 'S';
 inline constexpr char kRegistryPrefix = 'R';
 inline constexpr char kReceiptPrefix = 'Q';
 inline constexpr char kHeaderPrefix = 'X';
+inline constexpr char kOwnerIndexPrefix = 'O';
+inline constexpr char kParticipantIndexPrefix = 'E';
+inline constexpr char kCrmIndexPrefix = 'K';
+inline constexpr char kWorkspaceIndexPrefix = 'W';
+inline constexpr char kUpdatedIndexPrefix = 'U';
 
-enum class Part : uint8_t { kMeta = 0, kTranscript = 1, kInsights = 2 };
-inline constexpr int kPartCount = 3;
+enum class Part : uint8_t { kMeta = 0, kTranscript = 1, kInsights = 2, kSummary = 3 };
+inline constexpr int kPartCount = 4;
 
 std::string CallKey(std::string_view call_hash, Part part);
 // The prefix shared by every part of one call.
 std::string CallKeyPrefix(std::string_view call_hash);
 std::string TimeIndexKey(int64_t started_at, std::string_view call_hash);
 std::string SourceIndexKey(std::string_view source_hash);
+// 'O' / 'E' / 'K' / 'W' entries: prefix, attribute hash, then the time key.
+std::string AttributeIndexPrefix(char prefix, std::string_view attr_hash);
+std::string AttributeIndexKey(char prefix, std::string_view attr_hash, int64_t started_at,
+                              std::string_view call_hash);
+std::string UpdatedIndexKey(int64_t updated_at, std::string_view call_hash);
 std::string RegistryKey(std::string_view tenant_hash);
 std::string ReceiptKey(uint64_t sequence);
 std::string HeaderKey(std::string_view name);
@@ -54,6 +72,9 @@ struct ParsedTimeKey {
   std::string_view call_hash;
 };
 std::optional<ParsedTimeKey> ParseTimeIndexKey(std::string_view key);
+// Parses the (time, call hash) tail of a 'T', 'U' or attribute index key.
+std::optional<ParsedTimeKey> ParseIndexTail(std::string_view key);
+bool IsIndexKey(std::string_view key);
 
 // Column family names: opaque, from the tenant's internal id.
 std::string ColumnFamilyName(uint64_t internal_id);  // "t" + 16 hex digits

@@ -110,7 +110,7 @@ struct TenantInfo {
 // is named by its id, which is the customer's account, not a person.
 struct Receipt {
   uint64_t sequence = 0;  // 1, 2, ...
-  std::string kind;       // "tenant_purge"
+  std::string kind;       // "tenant_purge", "purge_on_open", "erasure_delete", "erasure_redact"
   std::string store_id;   // hex
   std::string region;
   int64_t time = 0;       // microseconds since epoch
@@ -122,7 +122,7 @@ struct Receipt {
   uint32_t kek_generation_retired = 0;
   uint32_t kek_generation_current = 0;
   uint64_t keyring_generation = 0;
-  uint64_t records = 0;  // records in the column family when it was dropped
+  uint64_t records = 0;  // purge: records in the column family when dropped; erasure: calls changed
   uint64_t bytes = 0;    // their approximate size on disk
   std::string prev_hash;  // hex BLAKE2b-256 of the previous receipt's Canonical()+signature ("" for the first)
   std::string signature;  // hex Ed25519 signature of Canonical()
@@ -139,6 +139,17 @@ struct Receipt {
 // out of order.
 Status VerifyReceiptChain(const std::vector<Receipt>& receipts, std::string_view public_key);
 
+struct CrmRef {
+  std::string system;
+  CrmObjectType object_type = CrmObjectType::kAccount;
+  std::string object_id;
+};
+
+// Filters combine with AND; the entries of one list filter with OR. The
+// planner scans one index (participants, then CRM, then owners, then
+// workspace, then updated_at, else started_at: docs/architecture.md) and
+// checks every other filter on each candidate's sealed summary, so it
+// decrypts the metadata only of calls it returns.
 struct ListQuery {
   // started_at range, microseconds: [from, to). 0 and INT64_MAX by default.
   int64_t from = 0;
@@ -147,8 +158,55 @@ struct ListQuery {
   // Page size; 0 means limits::kDefaultListLimit; at most kMaxListLimit.
   size_t limit = 0;
   // From a previous page's next_cursor; empty for the first page. A cursor
-  // is bound to the tenant and the query; another gives kInvalidArgument.
+  // is bound to the tenant and the whole query; another gives
+  // kInvalidArgument.
   std::string cursor;
+
+  std::vector<std::string> owners;        // owner_user_id, any of (<= 100)
+  std::vector<std::string> participants;  // participant email or phone, any of (<= 100)
+  std::optional<CrmRef> crm;              // a call linked to this CRM object
+  std::string workspace_id;               // "" = any
+  int64_t updated_since = 0;              // updated_at >= this; 0 = any
+  std::optional<Direction> direction;
+  std::optional<CallScope> scope;
+  uint32_t min_duration_ms = 0;
+  uint32_t max_duration_ms = UINT32_MAX;
+  std::vector<std::string> tags;  // any of (<= 100)
+};
+
+// Roles in which a call references an email or phone (FindReferences).
+enum ReferenceRole : uint32_t {
+  kRoleParticipant = 1u << 0,  // a participant has it
+  kRoleOwner = 1u << 1,        // ... and that participant is the call's owner
+  kRoleCrmContact = 1u << 2,   // a CRM link's object id is it
+};
+
+struct Reference {
+  std::string call_id;
+  int64_t started_at = 0;
+  uint32_t roles = 0;  // ReferenceRole bits
+};
+
+enum class EraseMode : uint8_t { kDelete = 0, kRedact = 1 };
+
+struct EraseRequest {
+  std::string subject;  // an email or an E.164 phone
+  EraseMode mode = EraseMode::kDelete;
+  // Count and report only; change nothing.
+  bool dry_run = false;
+  // Refuse (kResourceExhausted, nothing changed) when more calls match.
+  // Default: 1000.
+  size_t max_calls = 1000;
+  // After the change, flush memtables and the WAL and compact the tenant's
+  // column family, so no live file holds the erased bytes (docs/crypto.md
+  // says what this does not do for backups). Default: true.
+  bool physical = true;
+};
+
+struct EraseResult {
+  size_t matched = 0;  // calls referencing the subject
+  size_t changed = 0;  // calls deleted or redacted (0 on a dry run)
+  std::optional<Receipt> receipt;  // none on a dry run
 };
 
 struct CallPage {
@@ -251,6 +309,20 @@ class Store {
   Result<CallPage> ListCalls(std::string_view tenant_id, const ListQuery& query);
   // Number of calls of a tenant (reads the time index, decrypts nothing).
   Result<uint64_t> CountCalls(std::string_view tenant_id);
+  // The transcript segments of one call that overlap [from_ms, to_ms).
+  Result<std::vector<TranscriptSegment>> GetTranscriptWindow(std::string_view tenant_id,
+                                                             std::string_view call_id,
+                                                             uint32_t from_ms, uint32_t to_ms);
+
+  // --- Data-subject requests ---------------------------------------------
+  // Every call that references `subject` (an email or phone), oldest first.
+  Result<std::vector<Reference>> FindReferences(std::string_view tenant_id,
+                                                std::string_view subject);
+  // Deletes the calls that reference the subject, or redacts the subject
+  // from them (participant name, email, phone and title; CRM links to it;
+  // the speaker identity of their transcript segments), all in one atomic
+  // write, and appends a signed receipt that holds no personal data.
+  Result<EraseResult> Erase(std::string_view tenant_id, const EraseRequest& request);
 
   // --- Inspection ----------------------------------------------------------
   // Decrypts and checks every record of one tenant (or all live tenants).

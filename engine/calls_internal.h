@@ -1,0 +1,31 @@
+// Helpers shared by calls.cc, list.cc and subjects.cc.
+#ifndef CALLVAULT_ENGINE_CALLS_INTERNAL_H_
+#define CALLVAULT_ENGINE_CALLS_INTERNAL_H_
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <string>
+#include <string_view>
+
+#include "engine/store_impl.h"
+
+namespace callvault::calls {
+
+// Reads and opens one sealed value; *found false when absent.
+Status GetSealed(const TenantRef& t, const rocksdb::ReadOptions& ro, const std::string& key,
+                 std::string* plain, bool* found);
+Status ReadMeta(const TenantRef& t, std::string_view call_hash, Call* out, uint32_t* parts,
+                bool* found);
+// Reads the transcript or insights part into `call`.
+Status ReadPart(const TenantRef& t, std::string_view call_hash, format::Part part, Call* call);
+// Adds to `b` the writes that store `call` under `hash`, replacing `old`
+// (nullptr when new) and its stale index entries.
+Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const Call& call,
+                 std::string_view hash, rocksdb::WriteBatch* b);
+// Adds to `b` the deletes of every record and index entry of `old`.
+Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, rocksdb::WriteBatch* b);
+
+}  // namespace callvault::calls
+
+#endif  // CALLVAULT_ENGINE_CALLS_INTERNAL_H_

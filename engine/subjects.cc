@@ -1,0 +1,159 @@
+// Data-subject requests: find every call that references an email or phone,
+// and erase them (delete, or redact the subject) with a guard, a dry run, a
+// signed receipt, and optional physical removal from live files.
+#include <rocksdb/write_batch.h>
+
+#include "engine/calls_internal.h"
+#include "engine/codec.h"
+#include "engine/fs_util.h"
+#include "engine/indexing.h"
+#include "engine/store_impl.h"
+#include "engine/validate.h"
+
+namespace callvault {
+
+namespace {
+
+struct Match {
+  std::string hash;
+  Call meta;
+  uint32_t parts = 0;
+  uint32_t roles = 0;
+};
+
+uint32_t RolesOf(const Call& c, const std::string& subject) {
+  uint32_t roles = 0;
+  for (const auto& p : c.participants) {
+    if (p.email == subject || p.phone == subject) {
+      roles |= kRoleParticipant;
+      if (!p.user_id.empty() && p.user_id == c.owner_user_id) roles |= kRoleOwner;
+    }
+  }
+  for (const auto& l : c.crm_links) {
+    std::string id = l.object_id;
+    if (validate::NormalizeSubject(&id).ok() && id == subject) roles |= kRoleCrmContact;
+  }
+  return roles;
+}
+
+// Every call whose participant index names the subject, oldest first.
+Status FindMatches(const TenantRef& t, const std::string& subject, std::vector<Match>* out) {
+  const std::string prefix = format::AttributeIndexPrefix(
+      format::kParticipantIndexPrefix, indexing::ParticipantHash(t->index_key, subject));
+  rocksdb::Slice lo(prefix);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lo;
+  std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(ro, t->cf));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto tail = format::ParseIndexTail(it->key().ToStringView());
+    if (!tail) return Status::Corruption("participant index holds a malformed key");
+    Match m;
+    m.hash = std::string(tail->call_hash);
+    bool found = false;
+    CV_RETURN_IF_ERROR(calls::ReadMeta(t, m.hash, &m.meta, &m.parts, &found));
+    if (!found) return Status::Corruption("participant index names a missing call");
+    m.roles = RolesOf(m.meta, subject);
+    if (m.roles != 0) out->push_back(std::move(m));  // the sealed record decides
+  }
+  return fsutil::FromRocks(it->status(), "scan participant index");
+}
+
+void Redact(Call* c, const std::string& subject) {
+  std::set<uint32_t> speakers;
+  for (auto& p : c->participants) {
+    if (p.email != subject && p.phone != subject) continue;
+    if (p.speaker_id != 0) speakers.insert(p.speaker_id);
+    p.name.clear();
+    p.email.clear();
+    p.phone.clear();
+    p.title.clear();
+    p.user_id.clear();
+    p.speaker_id = 0;
+  }
+  for (auto& s : c->transcript) {
+    if (speakers.count(s.speaker_id)) s.speaker_id = 0;
+  }
+  std::erase_if(c->crm_links, [&](const CrmLink& l) {
+    std::string id = l.object_id;
+    return validate::NormalizeSubject(&id).ok() && id == subject;
+  });
+}
+
+}  // namespace
+
+Result<std::vector<Reference>> Store::Impl::FindReferences(std::string_view tenant_id,
+                                                           std::string_view subject_in) {
+  std::string subject(subject_in);
+  CV_RETURN_IF_ERROR(validate::NormalizeSubject(&subject));
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+  std::vector<Match> matches;
+  CV_RETURN_IF_ERROR(FindMatches(t, subject, &matches));
+  std::vector<Reference> out;
+  for (const auto& m : matches) out.push_back(Reference{m.meta.call_id, m.meta.started_at, m.roles});
+  return out;
+}
+
+Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRequest& req) {
+  std::string subject = req.subject;
+  CV_RETURN_IF_ERROR(validate::NormalizeSubject(&subject));
+  if (req.mode != EraseMode::kDelete && req.mode != EraseMode::kRedact) {
+    return Status::InvalidArgument("mode: unknown enum value");
+  }
+  EraseResult result;
+  Receipt r;
+  {
+    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+    std::lock_guard<std::mutex> w(t->write_mu);
+    std::vector<Match> matches;
+    CV_RETURN_IF_ERROR(FindMatches(t, subject, &matches));
+    result.matched = matches.size();
+    if (matches.size() > req.max_calls) {
+      return Status::ResourceExhausted(std::to_string(matches.size()) +
+                                       " calls reference the subject, more than max_calls (" +
+                                       std::to_string(req.max_calls) + "); nothing was changed");
+    }
+    if (req.dry_run || matches.empty()) return result;
+    rocksdb::WriteBatch b;
+    const int64_t now = NowMicros();
+    for (auto& m : matches) {
+      if (req.mode == EraseMode::kDelete) {
+        CV_RETURN_IF_ERROR(calls::PlanDelete(t, m.meta, m.hash, &b));
+        continue;
+      }
+      Call c = m.meta;
+      if (m.parts & kPartTranscript) CV_RETURN_IF_ERROR(calls::ReadPart(t, m.hash, format::Part::kTranscript, &c));
+      if (m.parts & kPartInsights) CV_RETURN_IF_ERROR(calls::ReadPart(t, m.hash, format::Part::kInsights, &c));
+      Redact(&c, subject);
+      c.updated_at = now;
+      CV_RETURN_IF_ERROR(calls::PlanWrite(t, &m.meta, m.parts, c, m.hash, &b));
+    }
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "erase"));
+    result.changed = matches.size();
+    if (req.physical) {
+      // Old versions live on in memtables, WAL files, SSTs and blob files
+      // until flushed and compacted away.
+      CV_RETURN_IF_ERROR(t->shard->FlushAll());
+      rocksdb::CompactRangeOptions co;
+      co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+      co.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
+      co.blob_garbage_collection_age_cutoff = 1.0;
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->CompactRange(co, t->cf, nullptr, nullptr),
+                                           "compact after erase"));
+    }
+    r.kind = req.mode == EraseMode::kDelete ? "erasure_delete" : "erasure_redact";
+    r.tenant_id = t->rec.tenant_id;
+    r.tenant_internal_id = t->rec.internal_id;
+    r.column_family = format::ColumnFamilyName(t->rec.internal_id);
+    r.shard = t->rec.shard;
+    r.records = result.changed;
+  }
+  // The tenant lock is released first: purge takes admin_mu_, then the tenant.
+  std::lock_guard<std::mutex> l(admin_mu_);
+  r.kek_generation_current = keyring_.kek_generation;
+  r.keyring_generation = keyring_.generation;
+  CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), nullptr));
+  result.receipt = std::move(done);
+  return result;
+}
+
+}  // namespace callvault
