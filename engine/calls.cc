@@ -107,7 +107,7 @@ Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, ro
   }
   std::string source = indexing::SourceHash(t->index_key, old);
   if (!source.empty()) CV_RETURN_IF_ERROR(Del(t, b, format::SourceIndexKey(source)));
-  return Status::OK();
+  return PlanDeleteRecordings(t, hash, b);
 }
 
 }  // namespace calls

@@ -26,6 +26,14 @@ Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const 
 // Adds to `b` the deletes of every record and index entry of `old`.
 Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, rocksdb::WriteBatch* b);
 
+// recordings.cc: adds the deletes of every recording of a call.
+Status PlanDeleteRecordings(const TenantRef& t, std::string_view call_hash, rocksdb::WriteBatch* b);
+// recordings.cc: opens a manifest and every chunk of its recording.
+Status VerifyRecording(const TenantRef& t, std::string_view manifest_key, std::string_view sealed,
+                       uint64_t* chunks);
+// recordings.cc: removes recordings whose writer never finished.
+Status CleanIncompleteRecordings(const TenantRef& t);
+
 }  // namespace callvault::calls
 
 #endif  // CALLVAULT_ENGINE_CALLS_INTERNAL_H_

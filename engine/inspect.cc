@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "engine/calls_internal.h"
 #include "engine/codec.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
@@ -21,8 +22,17 @@ Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view va
     if (!value.empty()) return Status::Corruption("index entry carries a value");
     return Status::OK();
   }
+  if (key[0] == format::kRecordingChunkPrefix) return Status::OK();  // checked with the manifest
+  if (key[0] == format::kRecordingManifestPrefix) {
+    uint64_t chunks = 0;
+    return calls::VerifyRecording(t, key, value, &chunks);
+  }
   std::string plain;
   CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), key, value, &plain));
+  if (key[0] == format::kRecordingPendingPrefix) {
+    if (!plain.empty()) return Status::Corruption("malformed recording marker");
+    return Status::OK();
+  }
   if (key[0] == format::kSourceIndexPrefix) {
     if (plain.size() != format::kHashBytes) return Status::Corruption("malformed source index entry");
     return Status::OK();

@@ -32,7 +32,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.max_open_files = 512;
   d.keep_log_file_num = 3;
   d.max_manifest_file_size = 64u << 20;
-  d.avoid_unnecessary_blocking_io = true;
+  d.avoid_unnecessary_blocking_io = false;  // dropped families' files go before PurgeTenant returns
 
   rocksdb::ColumnFamilyOptions& c = r->tenant_cf_options;
   // Values are ciphertext: RocksDB's compression would only burn CPU.

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "callvault/store.h"
+#include "engine/calls_internal.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
@@ -64,6 +65,7 @@ void Tenant::WipeKeys() {
   record_key.Wipe();
   index_key.Wipe();
   cursor_key.Wipe();
+  recording_key.Wipe();
 }
 
 // ---------------------------------------------------------------------------
@@ -119,6 +121,21 @@ Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_vi
                                                                   uint32_t from_ms,
                                                                   uint32_t to_ms) {
   return impl_->GetTranscriptWindow(t, c, from_ms, to_ms);
+}
+Result<std::unique_ptr<RecordingWriter>> Store::CreateRecording(std::string_view t,
+                                                               std::string_view c,
+                                                               const RecordingSpec& spec) {
+  return impl_->CreateRecording(t, c, spec);
+}
+Result<std::vector<RecordingInfo>> Store::ListRecordings(std::string_view t, std::string_view c) {
+  return impl_->ListRecordings(t, c);
+}
+Status Store::ReadRecording(std::string_view t, std::string_view c, std::string_view r,
+                            uint64_t offset, uint64_t length, const RecordingSink& sink) {
+  return impl_->ReadRecording(t, c, r, offset, length, sink);
+}
+Status Store::DeleteRecording(std::string_view t, std::string_view c, std::string_view r) {
+  return impl_->DeleteRecording(t, c, r);
 }
 Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::string_view subject) {
   return impl_->FindReferences(t, subject);
@@ -356,6 +373,7 @@ void Store::Impl::DeriveKeys(Tenant* t, const SecretBytes& dek) const {
   t->record_key = crypto::DeriveSubkey(dek, crypto::Subkey::kRecord);
   t->index_key = crypto::DeriveSubkey(dek, crypto::Subkey::kIndex);
   t->cursor_key = crypto::DeriveSubkey(dek, crypto::Subkey::kCursor);
+  t->recording_key = crypto::DeriveSubkey(dek, crypto::Subkey::kRecording);
 }
 
 Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
@@ -425,6 +443,18 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
         CV_RETURN_IF_ERROR(shard->Drop(shard->Find(name)));
       }
     }
+  }
+  // Recordings whose writer never finished (a crash mid-write).
+  std::vector<std::string> ids;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [tid, t] : tenants_) {
+      if (t->state == TenantState::kActive) ids.push_back(tid);
+    }
+  }
+  for (const auto& tid : ids) {
+    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tid));
+    CV_RETURN_IF_ERROR(calls::CleanIncompleteRecordings(t));
   }
   return Status::OK();
 }

@@ -45,6 +45,7 @@ struct Tenant {
   SecretBytes record_key;                     // GUARDED_BY(life)
   SecretBytes index_key;                      // GUARDED_BY(life)
   SecretBytes cursor_key;                     // GUARDED_BY(life)
+  SecretBytes recording_key;                  // GUARDED_BY(life)
 
   record::Binding binding() const {
     return record::Binding{rec.internal_id, rec.cf_generation, rec.key_version};
@@ -82,6 +83,20 @@ class Store::Impl {
   Result<std::vector<TranscriptSegment>> GetTranscriptWindow(std::string_view tenant_id,
                                                              std::string_view call_id,
                                                              uint32_t from_ms, uint32_t to_ms);
+
+  // recordings.cc
+  Result<std::unique_ptr<RecordingWriter>> CreateRecording(std::string_view tenant_id,
+                                                           std::string_view call_id,
+                                                           const RecordingSpec& spec);
+  Result<std::vector<RecordingInfo>> ListRecordings(std::string_view tenant_id,
+                                                    std::string_view call_id);
+  Status ReadRecording(std::string_view tenant_id, std::string_view call_id,
+                       std::string_view recording_id, uint64_t offset, uint64_t length,
+                       const RecordingSink& sink);
+  Status DeleteRecording(std::string_view tenant_id, std::string_view call_id,
+                         std::string_view recording_id);
+  // For RecordingWriter, which re-acquires its tenant for every chunk.
+  Result<TenantRef> AcquireForRecording(std::string_view tenant_id);
 
   // subjects.cc
   Result<std::vector<Reference>> FindReferences(std::string_view tenant_id,

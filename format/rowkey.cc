@@ -52,6 +52,20 @@ std::string UpdatedIndexKey(int64_t updated_at, std::string_view call_hash) {
   return k;
 }
 
+std::string RecordingKey(char kind, std::string_view call_hash, std::string_view recording_hash) {
+  std::string k(1, kind);
+  k.append(call_hash);
+  k.append(recording_hash);
+  return k;
+}
+
+std::string RecordingChunkKey(std::string_view call_hash, std::string_view recording_hash,
+                              uint32_t index) {
+  std::string k = RecordingKey(kRecordingChunkPrefix, call_hash, recording_hash);
+  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>(index >> (8 * i)));
+  return k;
+}
+
 std::string RegistryKey(std::string_view tenant_hash) {
   std::string k(1, kRegistryPrefix);
   k.append(tenant_hash);

@@ -12,6 +12,9 @@
 //   'K' h(crm system,type,id) started_at h(call_id)  CRM index; empty value
 //   'W' h(workspace) started_at h(call_id)        workspace index; empty value
 //   'U' updated_at h(call_id)                     updated index; empty value
+//   'M' h(call_id) h(recording_id)                sealed RecordingManifest
+//   'P' h(call_id) h(recording_id)                recording being written
+//   'D' h(call_id) h(recording_id) chunk (4, BE)  recording chunk
 // Index entries carry no value: a listing checks every candidate against
 // the call's sealed summary part (Part::kSummary), so a forged or stale
 // index entry can never make a call match.
@@ -43,6 +46,9 @@ inline constexpr char kParticipantIndexPrefix = 'E';
 inline constexpr char kCrmIndexPrefix = 'K';
 inline constexpr char kWorkspaceIndexPrefix = 'W';
 inline constexpr char kUpdatedIndexPrefix = 'U';
+inline constexpr char kRecordingManifestPrefix = 'M';
+inline constexpr char kRecordingPendingPrefix = 'P';
+inline constexpr char kRecordingChunkPrefix = 'D';
 
 enum class Part : uint8_t { kMeta = 0, kTranscript = 1, kInsights = 2, kSummary = 3 };
 inline constexpr int kPartCount = 4;
@@ -75,6 +81,12 @@ std::optional<ParsedTimeKey> ParseTimeIndexKey(std::string_view key);
 // Parses the (time, call hash) tail of a 'T', 'U' or attribute index key.
 std::optional<ParsedTimeKey> ParseIndexTail(std::string_view key);
 bool IsIndexKey(std::string_view key);
+
+// Recordings. `kind` is one of the three recording prefixes; with an empty
+// recording hash, the prefix of every recording of a call.
+std::string RecordingKey(char kind, std::string_view call_hash, std::string_view recording_hash);
+std::string RecordingChunkKey(std::string_view call_hash, std::string_view recording_hash,
+                              uint32_t index);
 
 // Column family names: opaque, from the tenant's internal id.
 std::string ColumnFamilyName(uint64_t internal_id);  // "t" + 16 hex digits

@@ -23,5 +23,8 @@ bool VerifyTranscript(const uint8_t* d, size_t n) { return VerifyRoot<fb::Transc
 bool VerifyInsights(const uint8_t* d, size_t n) { return VerifyRoot<fb::Insights>(d, n); }
 bool VerifyTenantRecord(const uint8_t* d, size_t n) { return VerifyRoot<fb::TenantRecord>(d, n); }
 bool VerifyReceiptRecord(const uint8_t* d, size_t n) { return VerifyRoot<fb::ReceiptRecord>(d, n); }
+bool VerifyRecordingManifest(const uint8_t* d, size_t n) {
+  return VerifyRoot<fb::RecordingManifest>(d, n);
+}
 
 }  // namespace callvault::format

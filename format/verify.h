@@ -19,6 +19,7 @@ bool VerifyTranscript(const uint8_t* data, size_t size);
 bool VerifyInsights(const uint8_t* data, size_t size);
 bool VerifyTenantRecord(const uint8_t* data, size_t size);
 bool VerifyReceiptRecord(const uint8_t* data, size_t size);
+bool VerifyRecordingManifest(const uint8_t* data, size_t size);
 
 }  // namespace callvault::format
 

@@ -33,6 +33,7 @@
 
 #include "callvault/call.h"
 #include "callvault/key_provider.h"
+#include "callvault/recording.h"
 #include "callvault/status.h"
 
 namespace rocksdb {
@@ -313,6 +314,26 @@ class Store {
   Result<std::vector<TranscriptSegment>> GetTranscriptWindow(std::string_view tenant_id,
                                                              std::string_view call_id,
                                                              uint32_t from_ms, uint32_t to_ms);
+
+  // --- Recordings ---------------------------------------------------------
+  // kNotFound if the call does not exist; kAlreadyExists if the recording
+  // id is taken.
+  Result<std::unique_ptr<RecordingWriter>> CreateRecording(std::string_view tenant_id,
+                                                           std::string_view call_id,
+                                                           const RecordingSpec& spec);
+  // The complete recordings of a call, by recording id.
+  Result<std::vector<RecordingInfo>> ListRecordings(std::string_view tenant_id,
+                                                    std::string_view call_id);
+  // Bytes [offset, offset + length) (clamped to the size) of a recording,
+  // decrypting only the chunks that overlap the range. kCorruption if any
+  // chunk fails authentication, is missing, misplaced, or the stream does
+  // not end with its FINAL chunk; bytes already passed to `sink` are then
+  // to be discarded by the caller.
+  Status ReadRecording(std::string_view tenant_id, std::string_view call_id,
+                       std::string_view recording_id, uint64_t offset, uint64_t length,
+                       const RecordingSink& sink);
+  Status DeleteRecording(std::string_view tenant_id, std::string_view call_id,
+                         std::string_view recording_id);
 
   // --- Data-subject requests ---------------------------------------------
   // Every call that references `subject` (an email or phone), oldest first.
