@@ -1,0 +1,167 @@
+// callvault_harness: callvault side by side with raw RocksDB on the same
+// generated calls. Writes JSON (default bench/out/harness.json); progress
+// goes to stderr. docs/benchmarks.md describes every figure.
+//
+//   callvault_harness --mode quick|full [--out FILE] [--work DIR]
+//                     [--only ingest,recordings,purge,tenants]
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "bench/harness.h"
+#include "bench/systems.h"
+#include "workload/workload.h"
+
+namespace callvault::bench {
+
+Config QuickConfig() {
+  Config c;
+  c.mode = "quick";
+  c.reps = 1;
+  c.main_calls = 1500;
+  c.main_scale = 0.25;
+  c.sync_calls = 200;
+  c.gets = 1000;
+  c.lists = 100;
+  c.recording_bytes = 8u << 20;
+  c.purge_sizes = {1000, 10000};
+  c.purge_scale = 0.02;
+  c.purge_pool = 2000;
+  c.purge_reps = 1;
+  c.tenant_counts = {100, 1000};
+  c.tenant_reps = 1;
+  c.tenant_reps_large = 1;
+  c.tenant_samples_small = 3;
+  c.tenant_samples_large = 3;
+  c.tenant_create_budget_s = 15;
+  return c;
+}
+
+Config FullConfig() {
+  Config c;
+  c.mode = "full";
+  c.main_calls = 8000;
+  c.purge_scale = 0.02;
+  c.purge_pool = 5000;
+  // Creating tenants one by one costs ~0.1-0.3 s each on this machine: the
+  // 10,000-tenant run stops after 10 minutes of creates and says so.
+  c.tenant_create_budget_s = 600;
+  return c;
+}
+
+std::vector<Call> MakeCalls(size_t n, double scale, uint64_t seed) {
+  workload::GeneratorOptions o;
+  o.seed = seed;
+  o.transcript_scale = scale;
+  workload::Generator g(o);
+  return g.Batch(n);
+}
+
+namespace {
+
+std::string Timestamp() {
+  std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+void Write(const Json& j, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(1) << "\n";
+    if (!out) Fail("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) Fail("cannot rename " + tmp);
+}
+
+std::string SelfPath() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) Fail("readlink /proc/self/exe");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--child") {
+    return TenantScaleChild(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
+  std::string mode = "quick", out = "bench/out/harness.json", work, only;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) Fail("missing value after " + args[i]);
+      return args[++i];
+    };
+    if (args[i] == "--mode") mode = value();
+    else if (args[i] == "--out") out = value();
+    else if (args[i] == "--work") work = value();
+    else if (args[i] == "--only") only = value();
+    else Fail("unknown argument " + args[i] + " (see the comment at the top of bench/harness.cc)");
+  }
+  if (mode != "quick" && mode != "full") Fail("--mode must be quick or full");
+  Config cfg = mode == "full" ? FullConfig() : QuickConfig();
+  cfg.self = SelfPath();
+  cfg.work = work.empty() ? out + ".work" : work;
+  std::set<std::string> phases = {"ingest", "recordings", "purge", "tenants"};
+  if (!only.empty()) {
+    phases.clear();
+    std::stringstream ss(only);
+    for (std::string p; std::getline(ss, p, ',');) phases.insert(p);
+  }
+  RemoveTree(cfg.work);
+  MakeDirs(cfg.work);
+
+  Json j;
+  j["mode"] = cfg.mode;
+  j["reps"] = cfg.reps;
+  j["started"] = Timestamp();
+  j["machine"] = MachineInfo();
+  j["work_dir"] = cfg.work;
+  Timer total;
+  Progress("mode %s, %d repetition(s) after a warm-up; scratch %s", cfg.mode.c_str(), cfg.reps,
+           cfg.work.c_str());
+  if (phases.count("ingest")) {
+    Progress("generating %zu calls (transcript_scale %.2f)", cfg.main_calls, cfg.main_scale);
+    Timer g;
+    const std::vector<Call> pool = MakeCalls(cfg.main_calls, cfg.main_scale, 42);
+    Progress("generated in %.1f s", g.Seconds());
+    Timer t;
+    j["workload"] = RunIngestAndReads(cfg, pool);
+    j["phase_seconds"]["ingest"] = t.Seconds();
+    Write(j, out);
+  }
+  if (phases.count("recordings")) {
+    Timer t;
+    j["recordings"] = RunRecordings(cfg);
+    j["phase_seconds"]["recordings"] = t.Seconds();
+    Write(j, out);
+  }
+  if (phases.count("purge")) {
+    Timer t;
+    j["purge"] = RunPurge(cfg);
+    j["phase_seconds"]["purge"] = t.Seconds();
+    Write(j, out);
+  }
+  if (phases.count("tenants")) {
+    Timer t;
+    j["tenants"] = RunTenantScale(cfg);
+    j["phase_seconds"]["tenants"] = t.Seconds();
+  }
+  j["duration_s"] = total.Seconds();
+  j["machine"]["loadavg_at_end"] = LoadAvg();
+  Write(j, out);
+  RemoveTree(cfg.work);
+  Progress("done in %.0f s; wrote %s", total.Seconds(), out.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace callvault::bench
+
+int main(int argc, char** argv) { return callvault::bench::Main(argc, argv); }

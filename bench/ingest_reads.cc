@@ -1,0 +1,248 @@
+// Ingest (1 and 2 threads; sync per write and group commit), then on the
+// 1-thread group-commit store: bytes on disk after full compaction, point
+// gets and list pages. Both systems get the same calls, in the same order,
+// and the same random ids and time windows.
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "bench/harness.h"
+#include "bench/raw_codec.h"
+#include "bench/systems.h"
+
+namespace callvault::bench {
+
+namespace {
+
+using Batches = std::vector<std::vector<Call>>;
+
+std::unique_ptr<System> Make(const std::string& which, const std::string& dir) {
+  if (which == "callvault") return std::make_unique<CallvaultSystem>(dir);
+  return std::make_unique<RawSystem>(dir);
+}
+
+// Thread i of `threads` gets calls i, i+threads, ... of the first n, in
+// batches of `batch`.
+std::vector<Batches> Split(const std::vector<Call>& pool, size_t n, int threads, size_t batch) {
+  std::vector<Batches> out(static_cast<size_t>(threads));
+  std::vector<std::vector<Call>> per(static_cast<size_t>(threads));
+  for (size_t i = 0; i < n; ++i) per[i % static_cast<size_t>(threads)].push_back(pool[i]);
+  for (size_t t = 0; t < per.size(); ++t) {
+    for (size_t i = 0; i < per[t].size(); i += batch) {
+      out[t].emplace_back(per[t].begin() + static_cast<long>(i),
+                          per[t].begin() + static_cast<long>(std::min(per[t].size(), i + batch)));
+    }
+  }
+  return out;
+}
+
+// Seconds to write every batch, thread t into tenant "t<t>"; *cpu_s gets
+// the process CPU time spent meanwhile (background flushes included).
+double Ingest(System& sys, const std::vector<Batches>& work, double* cpu_s = nullptr) {
+  for (size_t t = 0; t < work.size(); ++t) sys.CreateTenant("t" + std::to_string(t));
+  const double cpu0 = ProcessCpuSeconds();
+  Timer timer;
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < work.size(); ++t) {
+    threads.emplace_back([&sys, &work, t] {
+      const std::string tenant = "t" + std::to_string(t);
+      for (const auto& b : work[t]) sys.Put(tenant, b);
+    });
+  }
+  for (auto& th : threads) th.join();
+  const double secs = timer.Seconds();
+  if (cpu_s) *cpu_s = ProcessCpuSeconds() - cpu0;
+  return secs;
+}
+
+struct ReadPlan {
+  std::vector<std::string> get_ids;
+  std::vector<ListSpec> by_time, by_owner, by_email;
+};
+
+ReadPlan PlanReads(const Config& cfg, const std::vector<Call>& pool, size_t n) {
+  ReadPlan p;
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<size_t> pick(0, n - 1);
+  for (size_t i = 0; i < cfg.gets; ++i) p.get_ids.push_back(pool[pick(rng)].call_id);
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  for (size_t i = 0; i < n; ++i) {
+    lo = std::min(lo, pool[i].started_at);
+    hi = std::max(hi, pool[i].started_at);
+  }
+  const int64_t window = cfg.list_window_days * 86400LL * 1000000;
+  std::uniform_int_distribution<int64_t> start(lo, std::max(lo, hi - window));
+  for (size_t i = 0; i < cfg.lists; ++i) {
+    ListSpec t;
+    t.from = start(rng);
+    t.to = t.from + window;
+    p.by_time.push_back(t);
+    // The owner, and one participant e-mail, of a random call: the newest
+    // 100 calls of that owner / with that person, over all time.
+    const Call& c = pool[pick(rng)];
+    ListSpec o;
+    o.kind = ListSpec::kOwner;
+    o.value = c.owner_user_id;
+    p.by_owner.push_back(o);
+    std::vector<std::string> emails;
+    for (const auto& x : c.participants) {
+      if (!x.email.empty()) emails.push_back(x.email);
+    }
+    if (!emails.empty()) {
+      ListSpec e;
+      e.kind = ListSpec::kEmail;
+      e.value = emails[rng() % emails.size()];
+      p.by_email.push_back(e);
+    }
+  }
+  return p;
+}
+
+// Per-operation latencies (microseconds) of gets with `parts`.
+std::vector<double> Gets(System& sys, const std::vector<std::string>& ids, uint32_t parts,
+                         size_t warmup) {
+  Call c;
+  for (size_t i = 0; i < std::min(warmup, ids.size()); ++i) {
+    if (!sys.Get("t0", ids[i], parts, &c)) Fail("get: call missing");
+  }
+  std::vector<double> us;
+  us.reserve(ids.size());
+  for (const auto& id : ids) {
+    Timer t;
+    if (!sys.Get("t0", id, parts, &c)) Fail("get: call missing");
+    us.push_back(t.Micros());
+  }
+  return us;
+}
+
+// Per-page latencies (microseconds); *mean_page gets the mean page size.
+std::vector<double> Lists(System& sys, const std::vector<ListSpec>& specs, double* mean_page) {
+  for (size_t i = 0; i < std::min<size_t>(50, specs.size()); ++i) sys.List("t0", specs[i]);
+  std::vector<double> us;
+  size_t total = 0;
+  for (const auto& spec : specs) {
+    Timer t;
+    total += sys.List("t0", spec);
+    us.push_back(t.Micros());
+  }
+  *mean_page = specs.empty() ? 0 : static_cast<double>(total) / static_cast<double>(specs.size());
+  return us;
+}
+
+struct Acc {
+  std::map<std::string, std::vector<double>> v;
+  void Add(const std::string& k, double x) { v[k].push_back(x); }
+  Json ToJson() const {
+    Json j;
+    for (const auto& [k, xs] : v) j[k] = Summary(xs);
+    return j;
+  }
+};
+
+}  // namespace
+
+Json RunIngestAndReads(const Config& cfg, const std::vector<Call>& pool) {
+  const size_t n = std::min(cfg.main_calls, pool.size());
+  const size_t nsync = std::min(cfg.sync_calls, n);
+  size_t logical = 0, logical_sync = 0;
+  for (size_t i = 0; i < n; ++i) {
+    size_t b = rawcodec::SerializedBytes(pool[i]);
+    logical += b;
+    if (i < nsync) logical_sync += b;
+  }
+  struct Mode { const char* name; size_t calls; size_t batch; size_t bytes; };
+  const Mode modes[] = {{"sync", nsync, 1, logical_sync}, {"group", n, cfg.batch, logical}};
+  const std::vector<std::string> systems = {"callvault", "rocksdb"};
+  std::map<std::string, Acc> ingest;  // key: system/mode/threads
+  std::map<std::string, Acc> reads;   // key: system
+  const ReadPlan plan = PlanReads(cfg, pool, n);
+
+  // Warm-up: a short group-commit ingest per system (page cache, allocator,
+  // thread pools), not recorded.
+  for (const auto& s : systems) {
+    const std::string dir = cfg.work + "/warmup-" + s;
+    {
+      auto sys = Make(s, dir);
+      Ingest(*sys, Split(pool, std::min<size_t>(n, 500), 1, cfg.batch));
+    }
+    RemoveTree(dir);
+  }
+
+  for (int rep = 0; rep < cfg.reps; ++rep) {
+    // Alternate which system goes first, so drift hits both alike.
+    std::vector<std::string> order = systems;
+    if (rep % 2) std::reverse(order.begin(), order.end());
+    for (const auto& s : order) {
+      for (const Mode& m : modes) {
+        for (int threads : {1, 2}) {
+          const std::string dir = cfg.work + "/ingest-" + s;
+          RemoveTree(dir);
+          auto work = Split(pool, m.calls, threads, m.batch);
+          auto sys = Make(s, dir);
+          double cpu = 0;
+          double secs = Ingest(*sys, work, &cpu);
+          const std::string key = s + "/" + m.name + "/" + std::to_string(threads);
+          ingest[key].Add("seconds", secs);
+          ingest[key].Add("calls_per_s", static_cast<double>(m.calls) / secs);
+          ingest[key].Add("mb_per_s", static_cast<double>(m.bytes) / secs / 1e6);
+          ingest[key].Add("cpu_ms_per_call", cpu * 1e3 / static_cast<double>(m.calls));
+          Progress("ingest rep %d %-9s %-5s %d thread(s): %zu calls in %.2f s = %.0f calls/s, %.1f MB/s",
+                   rep + 1, s.c_str(), m.name, threads, m.calls, secs,
+                   static_cast<double>(m.calls) / secs, static_cast<double>(m.bytes) / secs / 1e6);
+          if (std::string(m.name) == "group" && threads == 1) {
+            Acc& r = reads[s];
+            Timer ct;
+            sys->CompactAll();
+            r.Add("compact_seconds", ct.Seconds());
+            DirUsage u = Usage(sys->DataDir());
+            r.Add("disk_total_bytes", static_cast<double>(u.total));
+            r.Add("disk_sst_bytes", static_cast<double>(u.sst));
+            r.Add("disk_blob_bytes", static_cast<double>(u.blob));
+            r.Add("disk_wal_bytes", static_cast<double>(u.wal));
+            r.Add("disk_files", static_cast<double>(u.files));
+            auto all = Gets(*sys, plan.get_ids, kPartAll, 500);
+            r.Add("get_all_p50_us", Percentile(all, 50));
+            r.Add("get_all_p99_us", Percentile(all, 99));
+            r.Add("get_all_mean_us", [&] { double t = 0; for (double x : all) t += x; return t / static_cast<double>(all.size()); }());
+            auto meta = Gets(*sys, plan.get_ids, kPartMetadata, 500);
+            r.Add("get_meta_p50_us", Percentile(meta, 50));
+            r.Add("get_meta_p99_us", Percentile(meta, 99));
+            std::vector<double> lists;
+            for (const auto& [name, specs] : {std::pair{"time", &plan.by_time},
+                                              std::pair{"owner", &plan.by_owner},
+                                              std::pair{"email", &plan.by_email}}) {
+              double mean_page = 0;
+              auto us = Lists(*sys, *specs, &mean_page);
+              r.Add(std::string("list_") + name + "_p50_us", Percentile(us, 50));
+              r.Add(std::string("list_") + name + "_p99_us", Percentile(us, 99));
+              r.Add(std::string("list_") + name + "_mean_page", mean_page);
+              if (std::string(name) == "time") lists = us;
+            }
+            Progress("reads  rep %d %-9s disk %.1f MB, get p50 %.0f us p99 %.0f us, list100 p50 %.0f us p99 %.0f us",
+                     rep + 1, s.c_str(), static_cast<double>(u.total) / 1e6, Percentile(all, 50),
+                     Percentile(all, 99), Percentile(lists, 50), Percentile(lists, 99));
+          }
+          sys.reset();
+          RemoveTree(dir);
+        }
+      }
+    }
+  }
+  Json j;
+  j["calls"] = n;
+  j["sync_calls"] = nsync;
+  j["batch"] = cfg.batch;
+  j["transcript_scale"] = cfg.main_scale;
+  j["logical_bytes"] = logical;
+  j["logical_bytes_sync"] = logical_sync;
+  j["gets"] = cfg.gets;
+  j["lists"] = cfg.lists;
+  j["list_window_days"] = cfg.list_window_days;
+  for (const auto& [k, a] : ingest) j["ingest"][k] = a.ToJson();
+  for (const auto& [k, a] : reads) j["reads"][k] = a.ToJson();
+  return j;
+}
+
+}  // namespace callvault::bench

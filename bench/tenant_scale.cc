@@ -1,0 +1,258 @@
+// Tenant scale: create, purge, open time and resident memory with 100,
+// 1,000 and 10,000 tenants. Each phase runs in a fresh child process (this
+// binary with --child), so resident memory is the store's alone.
+//
+// callvault: tenants created one by one through CreateTenant, one synced
+// PutCall each, then a sample of tenants purged.
+// raw RocksDB (one instance, one column family per tenant): the families
+// are created in bulk (CreateColumnFamilies, 500 per call: creating 10,000
+// one by one would take hours), one call written to each, then a sample of
+// single CreateColumnFamily and DropColumnFamily calls is timed at that scale.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "bench/harness.h"
+#include "bench/systems.h"
+
+namespace callvault::bench {
+
+namespace {
+
+std::string TenantName(size_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "tenant-%06zu", i);
+  return buf;
+}
+
+// The `samples` tenants purged (callvault) after creation: evenly spread.
+bool Purged(size_t i, size_t tenants, size_t samples) {
+  const size_t step = std::max<size_t>(1, tenants / samples);
+  return i % step == step / 2 && i / step < samples;
+}
+
+struct ChildArgs {
+  std::string system, phase, dir;
+  size_t tenants = 0, samples = 0;
+  double budget_s = 0;
+};
+
+Json Latencies(const std::vector<double>& ms) {
+  double total = 0;
+  for (double x : ms) total += x;
+  Json j{{"count", ms.size()},
+         {"p50_ms", Percentile(ms, 50)},
+         {"p99_ms", Percentile(ms, 99)},
+         {"max_ms", ms.empty() ? 0 : *std::max_element(ms.begin(), ms.end())},
+         {"total_s", total / 1e3}};
+  if (ms.size() >= 10) {
+    std::vector<double> tail(ms.end() - static_cast<long>(ms.size() / 10), ms.end());
+    j["last10pct_p50_ms"] = Percentile(tail, 50);
+  }
+  return j;
+}
+
+Json CallvaultCreate(const ChildArgs& a) {
+  const Call call = MakeCalls(1, 0.05, 99)[0];
+  CallvaultSystem sys(a.dir);
+  std::vector<double> create_ms;
+  Timer all;
+  size_t tenants = 0;
+  for (; tenants < a.tenants; ++tenants) {
+    if (a.budget_s > 0 && all.Seconds() > a.budget_s) break;
+    Timer t;
+    sys.CreateTenant(TenantName(tenants));
+    create_ms.push_back(t.Millis());
+    if ((tenants + 1) % 500 == 0) {
+      Progress("  callvault: %zu tenants created, last create %.1f ms", tenants + 1, create_ms.back());
+    }
+  }
+  Timer put;
+  for (size_t i = 0; i < tenants; ++i) sys.Put(TenantName(i), {call});
+  const double put_s = put.Seconds();
+  const uint64_t rss = RssBytes();
+  std::vector<double> purge_ms;
+  for (size_t i = 0; i < tenants; ++i) {
+    if (!Purged(i, tenants, a.samples)) continue;
+    Timer t;
+    Check(sys.store()->PurgeTenant(TenantName(i)).status(), "callvault PurgeTenant");
+    purge_ms.push_back(t.Millis());
+  }
+  auto stats = sys.store()->Stats();
+  Check(stats.status(), "callvault Stats");
+  Timer close;
+  sys.Close();
+  return Json{{"tenants_created", tenants},
+              {"create_budget_exhausted", tenants < a.tenants},
+              {"create", Latencies(create_ms)},
+              {"create_ms_all", create_ms},
+              {"purge", Latencies(purge_ms)},
+              {"put_one_call_each_s", put_s},
+              {"rss_bytes", rss},
+              {"peak_rss_bytes", PeakRssBytes()},
+              {"shards", stats->shards.size()},
+              {"files", stats->files},
+              {"store_bytes", stats->total_bytes},
+              {"close_ms", close.Millis()}};
+}
+
+Json RawCreate(const ChildArgs& a) {
+  const size_t tenants = a.tenants;
+  const Call call = MakeCalls(1, 0.05, 99)[0];
+  RawSystem sys(a.dir);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < tenants; ++i) names.push_back(TenantName(i));
+  Timer bulk;
+  sys.CreateTenantsBulk(names, 500);
+  const double bulk_s = bulk.Seconds();
+  Timer put;
+  for (const auto& n : names) sys.Put(n, {call});
+  const double put_s = put.Seconds();
+  const uint64_t rss = RssBytes();
+  std::vector<double> create_ms, drop_ms;
+  const size_t k = a.samples;
+  for (size_t i = 0; i < k; ++i) {
+    Timer t;
+    sys.CreateTenant("extra-" + std::to_string(i));
+    create_ms.push_back(t.Millis());
+  }
+  for (size_t i = 0; i < k; ++i) {
+    Timer t;
+    sys.DropTenant("extra-" + std::to_string(i));
+    drop_ms.push_back(t.Millis());
+  }
+  uint64_t options_bytes = 0;
+  for (const auto& f : std::filesystem::directory_iterator(sys.DataDir())) {
+    if (f.path().filename().string().rfind("OPTIONS-", 0) == 0) options_bytes = f.file_size();
+  }
+  return Json{{"tenants_created", tenants},
+              {"create", Latencies(create_ms)},
+              {"purge", Latencies(drop_ms)},
+              {"bulk_create_s", bulk_s},
+              {"put_one_call_each_s", put_s},
+              {"rss_bytes", rss},
+              {"peak_rss_bytes", PeakRssBytes()},
+              {"options_file_bytes", options_bytes}};
+}
+
+Json Open(const ChildArgs& a) {
+  const std::string& system = a.system;
+  const size_t tenants = a.tenants;
+  const Call call = MakeCalls(1, 0.05, 99)[0];
+  Json j;
+  Timer t;
+  std::unique_ptr<System> sys;
+  if (system == "callvault") sys = std::make_unique<CallvaultSystem>(a.dir, false);
+  else sys = std::make_unique<RawSystem>(a.dir);
+  j["open_ms"] = t.Millis();
+  j["rss_after_open_bytes"] = RssBytes();
+  Call c;
+  for (size_t i = 0; i < tenants; ++i) {
+    if (system == "callvault" && Purged(i, tenants, a.samples)) continue;
+    if (!sys->Get(TenantName(i), call.call_id, kPartAll, &c)) Fail("tenant scale: call missing");
+  }
+  j["rss_after_one_get_each_bytes"] = RssBytes();
+  Timer close;
+  sys.reset();
+  j["close_ms"] = close.Millis();
+  return j;
+}
+
+Json RunChild(const Config& cfg, const std::vector<std::string>& args) {
+  const std::string out = cfg.work + "/child.json";
+  std::vector<std::string> argv = {cfg.self, "--child"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back(out);
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) Fail("fork");
+  if (pid == 0) {
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    Fail("tenant-scale child failed: " + args[0] + " " + args[1] + " " + args[2]);
+  }
+  std::ifstream in(out);
+  Json j = Json::parse(in);
+  std::remove(out.c_str());
+  return j;
+}
+
+}  // namespace
+
+int TenantScaleChild(const std::vector<std::string>& args) {
+  if (args.size() != 7) Fail("usage: --child SYSTEM create|open TENANTS DIR SAMPLES BUDGET_S OUT");
+  ChildArgs a;
+  a.system = args[0];
+  a.phase = args[1];
+  a.tenants = std::stoul(args[2]);
+  a.dir = args[3];
+  a.samples = std::stoul(args[4]);
+  a.budget_s = std::stod(args[5]);
+  Json j;
+  if (a.phase == "create") j = a.system == "callvault" ? CallvaultCreate(a) : RawCreate(a);
+  else j = Open(a);
+  std::ofstream(args[6]) << j.dump(1);
+  return 0;
+}
+
+Json RunTenantScale(const Config& cfg) {
+  Json out;
+  for (size_t n : cfg.tenant_counts) {
+    const int reps = n <= 100 ? cfg.tenant_reps : cfg.tenant_reps_large;
+    std::map<std::string, std::vector<Json>> runs;
+    for (int rep = 0; rep < reps; ++rep) {
+      for (const std::string system : {"callvault", "rocksdb"}) {
+        const std::string dir = cfg.work + "/tenants-" + system;
+        RemoveTree(dir);
+        Timer t;
+        const std::string samples =
+            std::to_string(n <= 1000 ? cfg.tenant_samples_small : cfg.tenant_samples_large);
+        const std::string budget = std::to_string(system == "callvault" ? cfg.tenant_create_budget_s : 0);
+        Json c = RunChild(cfg, {system, "create", std::to_string(n), dir, samples, budget});
+        const std::string reached = std::to_string(c["tenants_created"].get<size_t>());
+        Json o = RunChild(cfg, {system, "open", reached, dir, samples, budget});
+        c.update(o);
+        Progress("tenants %5zu rep %d %-9s: %zu created, create p50 %.1f ms p99 %.1f ms, purge p50 %.1f ms, open %.0f ms, RSS %.0f MB (%.0f s)",
+                 n, rep + 1, system.c_str(), c["tenants_created"].get<size_t>(), c["create"]["p50_ms"].get<double>(),
+                 c["create"]["p99_ms"].get<double>(), c["purge"]["p50_ms"].get<double>(),
+                 c["open_ms"].get<double>(), c["rss_bytes"].get<double>() / 1e6, t.Seconds());
+        runs[system].push_back(c);
+        RemoveTree(dir);
+      }
+    }
+    for (auto& [system, rs] : runs) {
+      // Summaries of the figures the report uses, plus every raw run.
+      auto fig = [&](auto get) {
+        std::vector<double> v;
+        for (const auto& r : rs) v.push_back(get(r));
+        return Summary(v);
+      };
+      Json s;
+      s["create_p50_ms"] = fig([](const Json& r) { return r["create"]["p50_ms"].get<double>(); });
+      s["create_p99_ms"] = fig([](const Json& r) { return r["create"]["p99_ms"].get<double>(); });
+      s["purge_p50_ms"] = fig([](const Json& r) { return r["purge"]["p50_ms"].get<double>(); });
+      s["purge_max_ms"] = fig([](const Json& r) { return r["purge"]["max_ms"].get<double>(); });
+      s["tenants_created"] = fig([](const Json& r) { return r["tenants_created"].get<double>(); });
+      s["open_ms"] = fig([](const Json& r) { return r["open_ms"].get<double>(); });
+      s["rss_bytes"] = fig([](const Json& r) { return r["rss_bytes"].get<double>(); });
+      s["rss_after_open_bytes"] = fig([](const Json& r) { return r["rss_after_open_bytes"].get<double>(); });
+      s["rss_after_one_get_each_bytes"] =
+          fig([](const Json& r) { return r["rss_after_one_get_each_bytes"].get<double>(); });
+      s["runs"] = rs;
+      out["counts"][std::to_string(n)][system] = s;
+    }
+  }
+  return out;
+}
+
+}  // namespace callvault::bench
