@@ -1,0 +1,127 @@
+// The callvault CLI as a library, shaped like RocksDB's LDBTool: one class
+// per verb, each with Name(), Help(), AddFlags() and Run(); main() only
+// dispatches (see cli.h). Verbs print data on Context::out() (stdout) and
+// messages and progress on Context::err() (stderr); with --json, stdout
+// holds exactly one JSON document. docs/cli.md describes every verb.
+#ifndef CALLVAULT_TOOLS_CLI_COMMAND_H_
+#define CALLVAULT_TOOLS_CLI_COMMAND_H_
+
+#include <iosfwd>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "callvault/status.h"
+#include "callvault/store.h"
+
+namespace CLI {
+class App;
+}
+
+namespace callvault::cli {
+
+// The flags that come before (or, except for `raw`, after) the verb.
+struct GlobalFlags {
+  std::string db;       // --db: the store directory. Default: none.
+  std::string keys;     // --keys: the key directory. Default: "<db>.keys".
+  bool json = false;    // --json: machine-readable output. Default: off.
+  bool reveal = false;  // --reveal: show personal data. Default: off (redacted).
+};
+
+// The default key directory of a store: "<db>.keys", beside the store and
+// never inside it (Store::Open refuses a key directory inside the store).
+std::string DefaultKeyDir(const std::string& db);
+
+// What a verb hands back to the dispatcher.
+class [[nodiscard]] RunResult {
+ public:
+  RunResult() = default;                                    // success, exit 0
+  RunResult(Status status) : status_(std::move(status)) {}  // NOLINT: implicit by design
+  // A command-line mistake the parser cannot see (exit 64).
+  static RunResult Usage(std::string message);
+  // A failure whose details the verb has printed on stdout already (with
+  // --json, no second JSON document is printed); the dispatcher still
+  // prints the one-line message on stderr and exits with its code.
+  static RunResult Reported(Status status);
+  // An exit code chosen by the verb (the embedded RocksDB tools).
+  static RunResult Exit(int code);
+
+  bool ok() const { return !usage_ && status_.ok() && exit_ < 0; }
+  bool usage() const { return usage_; }
+  bool reported() const { return reported_; }
+  int exit_override() const { return exit_; }
+  const Status& status() const { return status_; }
+  const std::string& usage_message() const { return usage_message_; }
+
+ private:
+  Status status_;
+  bool usage_ = false;
+  bool reported_ = false;
+  int exit_ = -1;
+  std::string usage_message_;
+};
+
+// The state a verb runs with: the global flags and the output streams.
+class Context {
+ public:
+  Context(GlobalFlags flags, std::ostream& out, std::ostream& err)
+      : flags_(std::move(flags)), out_(out), err_(err) {}
+
+  const GlobalFlags& flags() const { return flags_; }
+  bool json() const { return flags_.json; }
+  bool reveal() const { return flags_.reveal; }
+  std::ostream& out() { return out_; }
+  std::ostream& err() { return err_; }
+
+  // --keys, or DefaultKeyDir(--db).
+  std::string KeyDir() const;
+  // Opens the existing store named by --db with the keys of KeyDir().
+  // kNotFound if there is no store there; kKeyError if the key directory
+  // does not exist.
+  Result<std::unique_ptr<Store>> OpenStore() const;
+  // Prints `value` on stdout, indented by two spaces, invalid UTF-8 replaced.
+  void PrintJson(const nlohmann::json& value);
+
+ private:
+  GlobalFlags flags_;
+  std::ostream& out_;
+  std::ostream& err_;
+};
+
+// One verb. Group() is "" for a top-level verb ("init", "verify", ...) or
+// the noun it belongs to ("tenant", "call", "receipts", "raw").
+class Command {
+ public:
+  virtual ~Command() = default;
+  virtual std::string Group() const { return ""; }
+  virtual std::string Name() const = 0;
+  // One line for --help.
+  virtual std::string Help() const = 0;
+  // Registers the verb's own flags and positional arguments on `app`,
+  // binding them to members of the command.
+  virtual void AddFlags(CLI::App* app) = 0;
+  // False for verbs that need no --db (demo).
+  virtual bool NeedsStore() const { return true; }
+  // True for verbs that take their arguments verbatim (raw ldb, raw sst_dump).
+  virtual bool PassThrough() const { return false; }
+  // Receives the arguments after the verb when PassThrough().
+  virtual void SetPassThroughArgs(std::vector<std::string> args) {}
+  virtual RunResult Run(Context& ctx) = 0;
+};
+
+// Every verb, in the order --help lists them.
+std::vector<std::unique_ptr<Command>> AllCommands();
+
+// Factories, one per file of verbs.
+void AddInitCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddTenantCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddCallCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddReceiptCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddRawCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddDemoCommands(std::vector<std::unique_ptr<Command>>* out);
+
+}  // namespace callvault::cli
+
+#endif  // CALLVAULT_TOOLS_CLI_COMMAND_H_

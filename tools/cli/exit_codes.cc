@@ -1,0 +1,36 @@
+#include "tools/cli/exit_codes.h"
+
+namespace callvault::cli {
+
+int ExitCodeFor(Code code) {
+  // The one table. Keep docs/cli.md ("Exit codes") in step.
+  switch (code) {
+    case Code::kOk:
+      return kExitOk;
+    case Code::kInvalidArgument:
+      return kExitDataError;
+    case Code::kNotFound:
+      return kExitNoInput;
+    case Code::kTenantPurged:
+      return kExitNoInput;
+    case Code::kAlreadyExists:
+      return kExitCantCreate;
+    case Code::kFailedPrecondition:
+      return kExitConfig;
+    case Code::kCorruption:
+      return kExitProtocol;
+    case Code::kIOError:
+      return kExitIoError;
+    case Code::kResourceExhausted:
+      return kExitUnavailable;
+    case Code::kNotSupported:
+      return kExitUnavailable;
+    case Code::kKeyError:
+      return kExitNoPerm;
+    case Code::kInternal:
+      return kExitSoftware;
+  }
+  return kExitSoftware;
+}
+
+}  // namespace callvault::cli

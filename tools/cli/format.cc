@@ -1,0 +1,305 @@
+#include "tools/cli/format.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <ostream>
+
+#include "tools/json/call_json.h"
+
+namespace callvault::cli {
+
+namespace {
+constexpr char kRedacted[] = "[redacted]";
+
+std::string RetentionText(uint32_t days) { return days == 0 ? "none" : fmt::format("{}d", days); }
+
+std::string JoinU32(const std::vector<uint32_t>& v) {
+  std::string s;
+  for (uint32_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s.empty() ? "-" : s;
+}
+}  // namespace
+
+std::string Hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    s.push_back(kDigits[c >> 4]);
+    s.push_back(kDigits[c & 15]);
+  }
+  return s;
+}
+
+std::string FormatTime(int64_t micros) { return micros == 0 ? "-" : json::FormatRfc3339(micros); }
+
+std::string FormatDuration(uint32_t ms) {
+  uint32_t s = ms / 1000;
+  return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes) / 1024;
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++u;
+  }
+  return fmt::format("{:.1f} {}", v, kUnits[u]);
+}
+
+Result<int64_t> ParseTime(std::string_view text, std::string_view flag) {
+  std::string_view digits = text;
+  if (!digits.empty() && digits[0] == '-') digits.remove_prefix(1);
+  if (!digits.empty() && digits.size() <= 18 &&
+      std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return static_cast<int64_t>(std::stoll(std::string(text)));
+  }
+  auto t = json::ParseRfc3339(text);
+  if (!t.ok()) {
+    return Status::InvalidArgument(
+        fmt::format("{}: expected microseconds since the epoch or an RFC 3339 date-time", flag));
+  }
+  return *t;
+}
+
+Result<uint32_t> ParseParts(std::string_view text) {
+  uint32_t parts = kPartMetadata;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view name = text.substr(start, comma - start);
+    if (name == "metadata") {
+    } else if (name == "participants") {
+      parts |= kPartParticipants;
+    } else if (name == "transcript") {
+      parts |= kPartTranscript;
+    } else if (name == "insights") {
+      parts |= kPartInsights;
+    } else if (name == "all") {
+      parts |= kPartAll;
+    } else {
+      return Status::InvalidArgument(
+          "--parts: expected a comma-separated list of metadata, participants, transcript, "
+          "insights or all");
+    }
+    start = comma + 1;
+  }
+  return parts;
+}
+
+void Table::Print(std::ostream& out) const {
+  std::vector<size_t> width;
+  for (const auto& row : rows_) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows_) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << '\n';
+  }
+}
+
+void PrintFields(std::ostream& out,
+                 const std::vector<std::pair<std::string, std::string>>& fields) {
+  size_t w = 0;
+  for (const auto& f : fields) w = std::max(w, f.first.size());
+  for (const auto& [k, v] : fields) out << k << std::string(w - k.size() + 2, ' ') << v << '\n';
+}
+
+// --- tenants -------------------------------------------------------------------
+
+nlohmann::json TenantToJson(const TenantInfo& t) {
+  return {{"tenant_id", t.tenant_id},
+          {"state", TenantStateName(t.state)},
+          {"region", t.region},
+          {"retention_days", t.retention_days},
+          {"created_at", t.created_at},
+          {"purged_at", t.purged_at},
+          {"shard", t.shard},
+          {"column_family", t.column_family},
+          {"key_version", t.key_version}};
+}
+
+void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls) {
+  std::vector<std::pair<std::string, std::string>> f = {
+      {"tenant_id", t.tenant_id},
+      {"state", TenantStateName(t.state)},
+      {"region", t.region},
+      {"retention", RetentionText(t.retention_days)},
+      {"shard", std::to_string(t.shard)},
+      {"column_family", t.column_family},
+      {"key_version", std::to_string(t.key_version)},
+  };
+  if (calls) f.emplace_back("calls", std::to_string(*calls));
+  f.emplace_back("created_at", FormatTime(t.created_at));
+  if (t.purged_at != 0) f.emplace_back("purged_at", FormatTime(t.purged_at));
+  PrintFields(out, f);
+}
+
+void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants) {
+  // CREATED last: its width varies (the fraction of a second is omitted when zero).
+  Table table({"TENANT", "STATE", "REGION", "RETENTION", "SHARD", "COLUMN_FAMILY", "CREATED"});
+  for (const auto& t : tenants) {
+    table.Add({t.tenant_id, TenantStateName(t.state), t.region, RetentionText(t.retention_days),
+               std::to_string(t.shard), t.column_family, FormatTime(t.created_at)});
+  }
+  table.Print(out);
+}
+
+// --- receipts ------------------------------------------------------------------
+
+nlohmann::json ReceiptToJson(const Receipt& r) {
+  nlohmann::json j = nlohmann::json::parse(r.ToJson(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    j = {{"sequence", r.sequence}, {"error", "receipt does not render as JSON"}};
+  return j;
+}
+
+void PrintReceipt(std::ostream& out, const Receipt& r) {
+  PrintFields(out, {
+                       {"sequence", std::to_string(r.sequence)},
+                       {"kind", r.kind},
+                       {"time", FormatTime(r.time)},
+                       {"store_id", r.store_id},
+                       {"region", r.region},
+                       {"tenant_id", r.tenant_id},
+                       {"tenant_internal_id", std::to_string(r.tenant_internal_id)},
+                       {"shard", std::to_string(r.shard)},
+                       {"column_family", r.column_family},
+                       {"key_versions_destroyed", JoinU32(r.key_versions_destroyed)},
+                       {"kek_generation_retired", std::to_string(r.kek_generation_retired)},
+                       {"kek_generation_current", std::to_string(r.kek_generation_current)},
+                       {"keyring_generation", std::to_string(r.keyring_generation)},
+                       {"records", std::to_string(r.records)},
+                       {"bytes", std::to_string(r.bytes)},
+                       {"prev_hash", r.prev_hash.empty() ? "-" : r.prev_hash},
+                       {"signature", r.signature},
+                   });
+}
+
+void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts) {
+  Table table({"SEQ", "KIND", "TENANT", "RECORDS", "BYTES", "TIME"});
+  for (const auto& r : receipts) {
+    table.Add({std::to_string(r.sequence), r.kind, r.tenant_id, std::to_string(r.records),
+               std::to_string(r.bytes), FormatTime(r.time)});
+  }
+  table.Print(out);
+}
+
+// --- calls ---------------------------------------------------------------------
+
+void PrintCallTable(std::ostream& out, const std::vector<Call>& calls,
+                    const std::vector<std::optional<size_t>>& participants, bool reveal) {
+  Table table({"CALL_ID", "STARTED_AT", "DURATION", "PARTICIPANTS", "TITLE"});
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const Call& c = calls[i];
+    std::string count = "-";
+    if (i < participants.size() && participants[i].has_value()) {
+      count = std::to_string(participants[i].value());
+    }
+    std::string title = reveal || c.title.empty() ? c.title : kRedacted;
+    table.Add({c.call_id, FormatTime(c.started_at), FormatDuration(c.duration_ms), count, title});
+  }
+  table.Print(out);
+}
+
+nlohmann::json CallListToJson(const CallPage& page,
+                              const std::vector<std::optional<size_t>>& participants, bool reveal) {
+  json::JsonOptions o;
+  o.reveal = reveal;
+  o.parts = kPartMetadata;
+  nlohmann::json calls = nlohmann::json::array();
+  for (size_t i = 0; i < page.calls.size(); ++i) {
+    nlohmann::json c = json::CallToJson(page.calls[i], o);
+    if (i < participants.size() && participants[i]) c["participant_count"] = *participants[i];
+    calls.push_back(std::move(c));
+  }
+  return {{"calls", std::move(calls)}, {"next_cursor", page.next_cursor}};
+}
+
+// --- stats and verify ----------------------------------------------------------
+
+nlohmann::json StatsToJson(const StoreStats& s) {
+  nlohmann::json shards = nlohmann::json::array();
+  for (const auto& sh : s.shards) {
+    shards.push_back({{"shard", sh.shard},
+                      {"tenants", sh.tenants},
+                      {"sst_files", sh.sst_files},
+                      {"live_bytes", sh.live_bytes}});
+  }
+  nlohmann::json tenants = nlohmann::json::array();
+  for (const auto& t : s.tenants) {
+    tenants.push_back({{"tenant_id", t.tenant_id},
+                       {"state", TenantStateName(t.state)},
+                       {"shard", t.shard},
+                       {"calls", t.calls},
+                       {"records", t.records},
+                       {"bytes", t.bytes}});
+  }
+  return {{"store_id", s.store_id},
+          {"region", s.region},
+          {"kek_generation", s.kek_generation},
+          {"keyring_generation", s.keyring_generation},
+          {"receipts", s.receipts},
+          {"purged_tenants", s.purged_tenants},
+          {"files", s.files},
+          {"total_bytes", s.total_bytes},
+          {"shards", std::move(shards)},
+          {"tenants", std::move(tenants)}};
+}
+
+void PrintStats(std::ostream& out, const StoreStats& s) {
+  PrintFields(
+      out, {
+               {"store_id", s.store_id},
+               {"region", s.region},
+               {"live_tenants", std::to_string(s.tenants.size())},
+               {"purged_tenants", std::to_string(s.purged_tenants)},
+               {"kek_generation", std::to_string(s.kek_generation)},
+               {"keyring_generation", std::to_string(s.keyring_generation)},
+               {"receipts", std::to_string(s.receipts)},
+               {"files", std::to_string(s.files)},
+               {"bytes_on_disk", fmt::format("{} ({})", s.total_bytes, FormatBytes(s.total_bytes))},
+           });
+  out << "shards:\n";
+  Table shards({"  SHARD", "TENANTS", "SST_FILES", "LIVE_BYTES"});
+  for (const auto& sh : s.shards) {
+    shards.Add({fmt::format("  {:04}", sh.shard), std::to_string(sh.tenants),
+                std::to_string(sh.sst_files), FormatBytes(sh.live_bytes)});
+  }
+  shards.Print(out);
+  out << "tenants:\n";
+  Table tenants({"  TENANT", "SHARD", "CALLS", "RECORDS", "BYTES"});
+  for (const auto& t : s.tenants) {
+    tenants.Add({"  " + t.tenant_id, std::to_string(t.shard), std::to_string(t.calls),
+                 std::to_string(t.records), FormatBytes(t.bytes)});
+  }
+  tenants.Print(out);
+}
+
+nlohmann::json VerifyReportToJson(const VerifyReport& r) {
+  return {{"ok", r.records_failed == 0},
+          {"tenants", r.tenants},
+          {"records_ok", r.records_ok},
+          {"records_failed", r.records_failed},
+          {"failures", r.failures}};
+}
+
+void PrintVerifyReport(std::ostream& out, const VerifyReport& r) {
+  for (const auto& f : r.failures) out << "FAILED  " << f << '\n';
+  out << fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed\n",
+                     r.records_failed == 0 ? "OK" : "FAILED", r.tenants, r.records_ok,
+                     r.records_failed);
+}
+
+}  // namespace callvault::cli

@@ -1,0 +1,75 @@
+// Text and JSON renderings shared by the verbs and the demo: tenants,
+// receipts, call lines, stats and verify reports, plus parsing of times and
+// part lists. Personal data appears only where a `reveal` flag says so.
+#ifndef CALLVAULT_TOOLS_CLI_FORMAT_H_
+#define CALLVAULT_TOOLS_CLI_FORMAT_H_
+
+#include <cstdint>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "callvault/call.h"
+#include "callvault/status.h"
+#include "callvault/store.h"
+
+namespace callvault::cli {
+
+// Lower-case hex of raw bytes.
+std::string Hex(std::string_view bytes);
+// RFC 3339 in UTC, or "-" for 0.
+std::string FormatTime(int64_t micros);
+// "H:MM:SS".
+std::string FormatDuration(uint32_t ms);
+// "512 B", "3.4 KiB", "12.0 MiB", "1.2 GiB".
+std::string FormatBytes(uint64_t bytes);
+// Integer microseconds since the epoch, or an RFC 3339 date-time.
+// kInvalidArgument naming `flag` when neither.
+Result<int64_t> ParseTime(std::string_view text, std::string_view flag);
+// A comma-separated list of metadata, participants, transcript, insights
+// (or "all") to a Parts mask. kInvalidArgument on an unknown name.
+Result<uint32_t> ParseParts(std::string_view text);
+
+// Columns padded to their widest cell, two spaces apart; the last column is
+// not padded (it may hold free text).
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out) const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// "key  value" lines with the values aligned.
+void PrintFields(std::ostream& out, const std::vector<std::pair<std::string, std::string>>& fields);
+
+nlohmann::json TenantToJson(const TenantInfo& t);
+void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls);
+void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants);
+
+nlohmann::json ReceiptToJson(const Receipt& r);
+void PrintReceipt(std::ostream& out, const Receipt& r);
+void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts);
+
+// The `call list` rendering of one page. `participants[i]` is the
+// participant count of page.calls[i] (or nullopt when unknown). Titles are
+// "[redacted]" unless `reveal`.
+void PrintCallTable(std::ostream& out, const std::vector<Call>& calls,
+                    const std::vector<std::optional<size_t>>& participants, bool reveal);
+nlohmann::json CallListToJson(const CallPage& page,
+                              const std::vector<std::optional<size_t>>& participants, bool reveal);
+
+nlohmann::json StatsToJson(const StoreStats& s);
+void PrintStats(std::ostream& out, const StoreStats& s);
+
+nlohmann::json VerifyReportToJson(const VerifyReport& r);
+void PrintVerifyReport(std::ostream& out, const VerifyReport& r);
+
+}  // namespace callvault::cli
+
+#endif  // CALLVAULT_TOOLS_CLI_FORMAT_H_

@@ -1,0 +1,161 @@
+// callvault raw ldb | sst_dump: RocksDB's own tools, embedded, pointed at
+// one RocksDB instance of the store. They see only sealed bytes: keys and
+// values are ciphertext or opaque hashes, column families opaque names.
+//
+// The store layout they rely on (docs/format.md): <store>/meta is the
+// metadata instance and <store>/shards/NNNN the shards, created with the
+// first tenant that needs them.
+#include <fmt/format.h>
+#include <rocksdb/ldb_tool.h>
+#include <rocksdb/sst_dump_tool.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "tools/cli/command.h"
+
+namespace callvault::cli {
+
+namespace {
+
+bool StartsWith(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+
+// The arguments of a raw verb with our own --shard N / --meta taken out.
+struct RawArgs {
+  std::vector<std::string> tool_args;
+  std::optional<uint32_t> shard;
+  bool meta = false;
+  bool has_target = false;  // the user named the instance (--db= / --file=)
+};
+
+Result<RawArgs> SplitArgs(const std::vector<std::string>& args, std::string_view target_flag) {
+  RawArgs r;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    std::string value;
+    if (a == "--shard") {
+      if (i + 1 == args.size()) return Status::InvalidArgument("--shard needs a number");
+      value = args[++i];
+    } else if (StartsWith(a, "--shard=")) {
+      value = a.substr(8);
+    } else if (a == "--meta") {
+      r.meta = true;
+      continue;
+    } else {
+      r.has_target |= StartsWith(a, target_flag);
+      r.tool_args.push_back(a);
+      continue;
+    }
+    if (value.empty() || value.size() > 9 ||
+        value.find_first_not_of("0123456789") != std::string::npos) {
+      return Status::InvalidArgument("--shard needs a number");
+    }
+    r.shard = static_cast<uint32_t>(std::stoul(value));
+  }
+  if (r.meta && r.shard) return Status::InvalidArgument("--meta and --shard exclude each other");
+  return r;
+}
+
+// Resolves the instance directory and injects `target_flag`<dir> unless the
+// user gave one.
+RunResult Prepare(Context& ctx, const std::vector<std::string>& args, std::string_view target_flag,
+                  std::vector<std::string>* argv) {
+  auto split = SplitArgs(args, target_flag);
+  if (!split.ok()) return RunResult::Usage(split.status().message());
+  *argv = std::move(split->tool_args);
+  if (split->has_target) {
+    if (split->meta || split->shard) {
+      return RunResult::Usage(fmt::format("give either {} or --shard/--meta", target_flag));
+    }
+    return {};
+  }
+  if (ctx.flags().db.empty()) {
+    return RunResult::Usage(
+        fmt::format("--db DIR (before `raw`) or {}PATH is required", target_flag));
+  }
+  std::string dir = split->meta
+                        ? ctx.flags().db + "/meta"
+                        : fmt::format("{}/shards/{:04}", ctx.flags().db, split->shard.value_or(0));
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return Status::NotFound(dir + " does not exist (shards are created with the first tenant)");
+  }
+  argv->insert(argv->begin(), std::string(target_flag) + dir);
+  return {};
+}
+
+std::vector<char*> CArgs(const std::string& tool, std::vector<std::string>* args) {
+  args->insert(args->begin(), tool);
+  std::vector<char*> v;
+  for (auto& a : *args) v.push_back(a.data());
+  v.push_back(nullptr);
+  return v;
+}
+
+class RawLdbCommand final : public Command {
+ public:
+  std::string Group() const override { return "raw"; }
+  std::string Name() const override { return "ldb"; }
+  std::string Help() const override {
+    return "RocksDB's ldb on shard 0 (or --shard N, or --meta), unless you pass --db=PATH; "
+           "arguments are ldb's";
+  }
+  void AddFlags(CLI::App*) override {}
+  bool PassThrough() const override { return true; }
+  void SetPassThroughArgs(std::vector<std::string> args) override { args_ = std::move(args); }
+  RunResult Run(Context& ctx) override {
+    std::vector<std::string> args;
+    RunResult r = Prepare(ctx, args_, "--db=", &args);
+    if (!r.ok()) return r;
+    std::vector<char*> argv = CArgs("ldb", &args);
+    ctx.out().flush();
+    std::cout.flush();
+    // LDBTool::Run ends the process with ldb's own exit status.
+    rocksdb::LDBOptions ldb_options;
+    ldb_options.print_help_header = "callvault raw ldb: RocksDB's ldb on a callvault store";
+    rocksdb::LDBTool().Run(static_cast<int>(argv.size() - 1), argv.data(), rocksdb::Options(),
+                           ldb_options);
+    return RunResult::Exit(0);
+  }
+
+ private:
+  std::vector<std::string> args_;
+};
+
+class RawSstDumpCommand final : public Command {
+ public:
+  std::string Group() const override { return "raw"; }
+  std::string Name() const override { return "sst_dump"; }
+  std::string Help() const override {
+    return "RocksDB's sst_dump on shard 0's files (or --shard N, or --meta), unless you pass "
+           "--file=PATH; arguments are sst_dump's";
+  }
+  void AddFlags(CLI::App*) override {}
+  bool PassThrough() const override { return true; }
+  void SetPassThroughArgs(std::vector<std::string> args) override { args_ = std::move(args); }
+  RunResult Run(Context& ctx) override {
+    std::vector<std::string> args;
+    RunResult r = Prepare(ctx, args_, "--file=", &args);
+    if (!r.ok()) return r;
+    std::vector<char*> argv = CArgs("sst_dump", &args);
+    ctx.out().flush();
+    std::cout.flush();
+    int rc = rocksdb::SSTDumpTool().Run(static_cast<int>(argv.size() - 1), argv.data());
+    std::fflush(stdout);
+    return RunResult::Exit(rc);
+  }
+
+ private:
+  std::vector<std::string> args_;
+};
+
+}  // namespace
+
+void AddRawCommands(std::vector<std::unique_ptr<Command>>* out) {
+  out->push_back(std::make_unique<RawLdbCommand>());
+  out->push_back(std::make_unique<RawSstDumpCommand>());
+}
+
+}  // namespace callvault::cli
