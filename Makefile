@@ -23,6 +23,7 @@ test: build
 
 # The concurrency tests under ThreadSanitizer.
 test-tsan:
+	@./scripts/install-deps.sh sanitizers
 	@$(MAKE) --no-print-directory PRESET=tsan build
 	ctest --preset tsan -L concurrency
 

@@ -162,13 +162,24 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
       return Status::InvalidArgument(where + "source_call_id: appears twice in the batch");
     }
   }
-  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kWrite));
   std::lock_guard<std::mutex> w(t->write_mu);
   rocksdb::WriteBatch batch;
   std::vector<PutResult> results(calls.size());
   const int64_t now = NowMicros();
+  // Each call is resolved against the store as it was before the batch, so
+  // two calls resolving to one stored call (one by call_id, the other by
+  // source_call_id) would both be planned over it and leave stale index
+  // entries. Refused; with distinct stored calls, the batch equals the puts
+  // one after the other.
+  std::set<std::string> stored;
   for (size_t i = 0; i < calls.size(); ++i) {
     CV_RETURN_IF_ERROR(PlanPut(t, std::move(calls[i]), now, &batch, &results[i]));
+    if (!stored.insert(results[i].call_id).second) {
+      return Status::InvalidArgument("calls[" + std::to_string(i) +
+                                     "]: resolves to the same stored call as an earlier call "
+                                     "of the batch (by call_id or source_call_id)");
+    }
   }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &batch), "write calls"));
   return results;
@@ -180,17 +191,27 @@ Result<Call> Store::Impl::GetCall(std::string_view tenant_id, std::string_view c
   if (parts & ~static_cast<uint32_t>(kPartAll)) return Status::InvalidArgument("parts: unknown bits");
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
   const std::string h = indexing::CallHash(t->index_key, call_id);
+  // The metadata and the parts from one snapshot: under a concurrent put or
+  // delete the reader gets the old call or the new one, never a mix of two
+  // (nor a part reported "missing").
+  rocksdb::ManagedSnapshot snap(t->shard->db());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
   Call call;
   uint32_t present = 0;
   bool found = false;
-  CV_RETURN_IF_ERROR(calls::ReadMeta(t, h, &call, &present, &found));
+  std::string plain;
+  CV_RETURN_IF_ERROR(calls::GetSealed(t, ro, format::CallKey(h, Part::kMeta), &plain, &found));
   if (!found) return Status::NotFound("no such call");
+  CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, &call, &present));
   if (!(parts & kPartParticipants)) call.participants.clear();
-  if ((parts & kPartTranscript) && (present & kPartTranscript)) {
-    CV_RETURN_IF_ERROR(calls::ReadPart(t, h, Part::kTranscript, &call));
-  }
-  if ((parts & kPartInsights) && (present & kPartInsights)) {
-    CV_RETURN_IF_ERROR(calls::ReadPart(t, h, Part::kInsights, &call));
+  for (const auto& [bit, part] : {std::pair{kPartTranscript, Part::kTranscript},
+                                  std::pair{kPartInsights, Part::kInsights}}) {
+    if (!(parts & bit) || !(present & bit)) continue;
+    CV_RETURN_IF_ERROR(calls::GetSealed(t, ro, format::CallKey(h, part), &plain, &found));
+    if (!found) return Status::Corruption("a stored part of the call is missing");
+    CV_RETURN_IF_ERROR(part == Part::kTranscript ? codec::DecodeTranscript(plain, &call)
+                                                 : codec::DecodeInsights(plain, &call));
   }
   return call;
 }
@@ -210,7 +231,7 @@ Result<std::vector<TranscriptSegment>> Store::Impl::GetTranscriptWindow(std::str
 
 Status Store::Impl::DeleteCall(std::string_view tenant_id, std::string_view call_id) {
   CV_RETURN_IF_ERROR(validate::Id("call_id", call_id));
-  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
   std::lock_guard<std::mutex> w(t->write_mu);
   const std::string h = indexing::CallHash(t->index_key, call_id);
   Call old;
@@ -218,6 +239,7 @@ Status Store::Impl::DeleteCall(std::string_view tenant_id, std::string_view call
   bool found = false;
   CV_RETURN_IF_ERROR(calls::ReadMeta(t, h, &old, &parts, &found));
   if (!found) return Status::NotFound("no such call");
+  CV_RETURN_IF_ERROR(CheckNotHeld(t, h, /*any_call=*/false));
   rocksdb::WriteBatch b;
   CV_RETURN_IF_ERROR(calls::PlanDelete(t, old, h, &b));
   return fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call");

@@ -209,13 +209,62 @@ Status DecodeInsights(std::string_view bytes, Call* c) {
   return Status::OK();
 }
 
+namespace {
+Offset<fb::Hold> HoldOffset(FlatBufferBuilder& b, const Hold& h) {
+  return fb::CreateHold(b, S(b, h.hold_id), S(b, h.reason), S(b, h.call_id), h.created_at);
+}
+Hold HoldFrom(const fb::Hold* h) {
+  return Hold{Str(h->hold_id()), Str(h->reason()), Str(h->call_id()), h->created_at()};
+}
+}  // namespace
+
 std::string EncodeTenant(const TenantRecord& t) {
   FlatBufferBuilder b(256);
+  std::vector<Offset<fb::Hold>> holds;
+  for (const auto& h : t.holds) holds.push_back(HoldOffset(b, h));
+  std::vector<Offset<fb::WorkspaceRetention>> ws;
+  for (const auto& [id, days] : t.workspace_retention) {
+    ws.push_back(fb::CreateWorkspaceRetention(b, S(b, id), days));
+  }
   b.Finish(fb::CreateTenantRecord(b, S(b, t.tenant_id), static_cast<uint8_t>(t.state),
                                   S(b, t.region), t.retention_days, t.created_at, t.purged_at,
                                   t.internal_id, t.shard, t.cf_generation, t.key_version,
-                                  t.receipt_sequence));
+                                  t.receipt_sequence, t.purge_at, t.churned_at,
+                                  b.CreateVector(holds), b.CreateVector(ws)));
   return Finish(b);
+}
+
+std::string EncodeHold(const Hold& h) {
+  FlatBufferBuilder b(128);
+  b.Finish(HoldOffset(b, h));
+  return Finish(b);
+}
+
+Status DecodeHold(std::string_view bytes, Hold* h) {
+  Aligned a(bytes);
+  if (!format::VerifyHold(U(a.view), a.view.size())) {
+    return Status::Corruption("hold record fails FlatBuffers verification");
+  }
+  *h = HoldFrom(flatbuffers::GetRoot<fb::Hold>(a.view.data()));
+  return Status::OK();
+}
+
+std::string EncodeAudit(const AuditEvent& e) {
+  FlatBufferBuilder b(256);
+  b.Finish(fb::CreateAuditRecord(b, e.sequence, e.time, S(b, e.kind), S(b, e.tenant_id),
+                                 S(b, e.detail), S(b, e.prev_hash)));
+  return Finish(b);
+}
+
+Status DecodeAudit(std::string_view bytes, AuditEvent* e) {
+  Aligned a(bytes);
+  if (!format::VerifyAuditRecord(U(a.view), a.view.size())) {
+    return Status::Corruption("audit record fails FlatBuffers verification");
+  }
+  const auto* r = flatbuffers::GetRoot<fb::AuditRecord>(a.view.data());
+  *e = AuditEvent{r->sequence(), r->time(), Str(r->kind()), Str(r->tenant_id()), Str(r->detail()),
+                  Str(r->prev_hash())};
+  return Status::OK();
 }
 
 Status DecodeTenant(std::string_view bytes, TenantRecord* t) {
@@ -238,6 +287,18 @@ Status DecodeTenant(std::string_view bytes, TenantRecord* t) {
   t->cf_generation = r->cf_generation();
   t->key_version = r->key_version();
   t->receipt_sequence = r->receipt_sequence();
+  t->purge_at = r->purge_at();
+  t->churned_at = r->churned_at();
+  t->holds.clear();
+  if (r->holds()) {
+    for (const auto* h : *r->holds()) t->holds.push_back(HoldFrom(h));
+  }
+  t->workspace_retention.clear();
+  if (r->workspace_retention()) {
+    for (const auto* w : *r->workspace_retention()) {
+      t->workspace_retention.emplace_back(Str(w->workspace_id()), w->days());
+    }
+  }
   return Status::OK();
 }
 

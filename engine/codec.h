@@ -26,6 +26,10 @@ struct TenantRecord {
   uint64_t cf_generation = 0;
   uint32_t key_version = 0;
   uint64_t receipt_sequence = 0;  // the purge receipt, once purged
+  int64_t purge_at = 0;
+  int64_t churned_at = 0;
+  std::vector<Hold> holds;
+  std::vector<std::pair<std::string, uint32_t>> workspace_retention;
 };
 
 // `parts_present`: bit kPartTranscript / kPartInsights set when stored.
@@ -34,6 +38,8 @@ std::string EncodeTranscript(const Call& call);
 std::string EncodeInsights(const Call& call);
 std::string EncodeTenant(const TenantRecord& t);
 std::string EncodeReceipt(const Receipt& r);
+std::string EncodeHold(const Hold& h);
+std::string EncodeAudit(const AuditEvent& e);
 
 // Each verifies `bytes` first; kCorruption on any failure.
 Status DecodeMeta(std::string_view bytes, Call* call, uint32_t* parts_present);
@@ -41,6 +47,8 @@ Status DecodeTranscript(std::string_view bytes, Call* call);
 Status DecodeInsights(std::string_view bytes, Call* call);
 Status DecodeTenant(std::string_view bytes, TenantRecord* t);
 Status DecodeReceipt(std::string_view bytes, Receipt* r);
+Status DecodeHold(std::string_view bytes, Hold* h);
+Status DecodeAudit(std::string_view bytes, AuditEvent* e);
 
 }  // namespace callvault::codec
 

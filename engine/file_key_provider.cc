@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <mutex>
 
@@ -196,11 +197,11 @@ Result<std::shared_ptr<KeyProvider>> NewFileKeyProvider(const std::string& dir,
                                                         const FileKeyProviderOptions& options) {
   if (dir.empty()) return Status::InvalidArgument("key directory path is empty");
   rocksdb::Env* env = options.env ? options.env : rocksdb::Env::Default();
-  std::string abs = dir;
-  if (!abs.empty() && abs[0] != '/') {
-    std::string out;
-    if (env->GetAbsolutePath(dir, &out).ok()) abs = out;
-  }
+  // Not Env::GetAbsolutePath: in RocksDB 7.8 it returns the working
+  // directory for any relative path.
+  std::error_code ec;
+  std::string abs = std::filesystem::absolute(dir, ec).lexically_normal().string();
+  if (ec) abs = dir;
   while (abs.size() > 1 && abs.back() == '/') abs.pop_back();
   auto p = std::make_shared<FileKeyProvider>(abs, env);
   CV_RETURN_IF_ERROR(p->Init(options.create_if_missing));

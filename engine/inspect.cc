@@ -83,6 +83,9 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
         if (++failed_here <= 10) report.failures.push_back("tenant " + id + ": " + s.ToString());
       }
     }
+    if (failed_here > 0) {
+      Audit("auth_failure", id, "verify: " + std::to_string(failed_here) + " records failed");
+    }
     if (!it->status().ok()) {
       ++report.records_failed;
       report.failures.push_back("tenant " + id + ": " +

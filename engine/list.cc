@@ -113,6 +113,43 @@ std::string QueryBytes(const ListQuery& q) {
   return m;
 }
 
+// The same predicate on decrypted metadata: every returned call is checked,
+// so a forged index entry (one whose filter the index alone answers) is
+// caught even when no summary was read.
+bool MetaMatches(const Plan& p, const Call& c) {
+  const ListQuery& q = p.q;
+  if (c.started_at < q.from || c.started_at >= q.to) return false;
+  if (!q.owners.empty() && !std::binary_search(q.owners.begin(), q.owners.end(), c.owner_user_id)) {
+    return false;
+  }
+  if (!q.participants.empty()) {
+    bool any = false;
+    for (const auto& s : indexing::Subjects(c)) {
+      any = any || std::binary_search(q.participants.begin(), q.participants.end(), s);
+    }
+    if (!any) return false;
+  }
+  if (q.crm) {
+    bool any = false;
+    for (const auto& l : c.crm_links) {
+      any = any || (l.system == q.crm->system && l.object_type == q.crm->object_type &&
+                    l.object_id == q.crm->object_id);
+    }
+    if (!any) return false;
+  }
+  if (!q.workspace_id.empty() && c.workspace_id != q.workspace_id) return false;
+  if (q.updated_since && c.updated_at < q.updated_since) return false;
+  if (q.direction && c.direction != *q.direction) return false;
+  if (q.scope && c.scope != *q.scope) return false;
+  if (c.duration_ms < q.min_duration_ms || c.duration_ms > q.max_duration_ms) return false;
+  if (!q.tags.empty()) {
+    bool any = false;
+    for (const auto& t : c.tags) any = any || std::binary_search(q.tags.begin(), q.tags.end(), t);
+    if (!any) return false;
+  }
+  return true;
+}
+
 bool Matches(const Plan& p, const format::Summary& s) {
   const ListQuery& q = p.q;
   if (s.started_at < q.from || s.started_at >= q.to) return false;
@@ -382,7 +419,9 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
     Call c;
     uint32_t parts = 0;
     CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, &c, &parts));
-    if (c.started_at != TailTime(matches[i])) return Status::Corruption("time index disagrees with the call");
+    if (c.started_at != TailTime(matches[i]) || !MetaMatches(p, c)) {
+      return Status::Corruption("an index entry disagrees with its call (tampered index)");
+    }
     c.participants.clear();
     page.calls.push_back(std::move(c));
   }

@@ -85,9 +85,11 @@ Status DecodeManifest(std::string plain, RecordingInfo* info, std::string* heade
     return Status::Corruption("recording manifest fails FlatBuffers verification");
   }
   const auto* m = flatbuffers::GetRoot<fb::RecordingManifest>(plain.data());
+  // The writer seals size / chunk_bytes full chunks, then the rest (maybe
+  // nothing) as the FINAL chunk.
   if (!m->sha256() || m->sha256()->size() != crypto_hash_sha256_BYTES || !m->stream_header() ||
       m->stream_header()->size() != kHeaderBytes || m->chunk_bytes() != kRecordingChunkBytes ||
-      m->chunks() == 0 || m->size() > uint64_t{m->chunks()} * m->chunk_bytes()) {
+      m->size() / m->chunk_bytes() + 1 != m->chunks()) {
     return Status::Corruption("recording manifest is inconsistent");
   }
   info->recording_id = m->recording_id() ? m->recording_id()->str() : "";
@@ -264,7 +266,10 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
   if (length == 0 || (offset >= info.size && !(offset == 0 && info.size == 0))) return Status::OK();
   const uint64_t end = std::min<uint64_t>(info.size, offset + std::min<uint64_t>(length, info.size));
   const uint32_t first = static_cast<uint32_t>(offset / kRecordingChunkBytes);
-  const uint32_t last = end == 0 ? 0 : static_cast<uint32_t>((end - 1) / kRecordingChunkBytes);
+  // A read that reaches the end also opens the last chunk, the FINAL one,
+  // even when it holds no bytes (a size that is a multiple of the chunk size
+  // ends with an empty FINAL chunk): a whole read checks the whole stream.
+  const uint32_t last = end == info.size ? info.chunks - 1 : static_cast<uint32_t>((end - 1) / kRecordingChunkBytes);
   SecretBytes state_mem(sizeof(State));
   State* state = reinterpret_cast<State*>(state_mem.data());
   std::string msg;
@@ -314,7 +319,10 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
 
 }  // namespace
 
-Result<TenantRef> Store::Impl::AcquireForRecording(std::string_view tenant_id) { return Acquire(tenant_id); }
+// Chunks of a recording being written count as writes; an abort removes.
+Result<TenantRef> Store::Impl::AcquireForRecording(std::string_view tenant_id) {
+  return Acquire(tenant_id, Access::kRemove);
+}
 
 Result<std::unique_ptr<RecordingWriter>> Store::Impl::CreateRecording(std::string_view tenant_id,
                                                                       std::string_view call_id,
@@ -329,7 +337,7 @@ Result<std::unique_ptr<RecordingWriter>> Store::Impl::CreateRecording(std::strin
   if (!spec.expected_sha256.empty() && spec.expected_sha256.size() != crypto_hash_sha256_BYTES) {
     return Status::InvalidArgument("expected_sha256: must be 32 bytes");
   }
-  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kWrite));
   std::lock_guard<std::mutex> w(t->write_mu);
   Names n = NamesOf(t, call_id, spec.recording_id);
   Call meta;
@@ -394,12 +402,13 @@ Status Store::Impl::DeleteRecording(std::string_view tenant_id, std::string_view
                                     std::string_view recording_id) {
   CV_RETURN_IF_ERROR(validate::Id("call_id", call_id));
   CV_RETURN_IF_ERROR(validate::Id("recording_id", recording_id));
-  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
   std::lock_guard<std::mutex> w(t->write_mu);
   Names n = NamesOf(t, call_id, recording_id);
   RecordingInfo info;
   std::string header;
   CV_RETURN_IF_ERROR(ReadManifest(t, n, &info, &header));
+  CV_RETURN_IF_ERROR(CheckNotHeld(t, n.call_hash, /*any_call=*/false));
   rocksdb::WriteBatch b;
   CV_RETURN_IF_ERROR(PlanDeleteAllChunks(t, n, &b));
   return fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete recording");

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 
 #include "callvault/store.h"
@@ -47,6 +48,7 @@ std::string Normalize(std::string p) {
 // Tenant
 
 TenantInfo Tenant::Info() const {
+  std::lock_guard<std::mutex> l(rec_mu);
   TenantInfo i;
   i.tenant_id = rec.tenant_id;
   i.state = state.load();
@@ -58,6 +60,10 @@ TenantInfo Tenant::Info() const {
   i.shard = rec.shard;
   i.column_family = format::ColumnFamilyName(rec.internal_id);
   i.key_version = rec.key_version;
+  i.churned_at = rec.churned_at;
+  i.purge_at = rec.purge_at;
+  i.holds = rec.holds;
+  i.workspace_retention = rec.workspace_retention;
   return i;
 }
 
@@ -82,8 +88,12 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   }
   if (!options.region.empty()) CV_RETURN_IF_ERROR(validate::Region(options.region));
   rocksdb::Env* env = options.env ? options.env : rocksdb::Env::Default();
-  std::string abs;
-  if (!env->GetAbsolutePath(path, &abs).ok()) abs = path;
+  (void)env;
+  // Env::GetAbsolutePath in RocksDB 7.8 returns the working directory for
+  // any relative path; std::filesystem resolves it properly.
+  std::error_code ec;
+  std::string abs = std::filesystem::absolute(path, ec).lexically_normal().string();
+  if (ec) abs = path;
   abs = Normalize(abs);
   std::string keys = Normalize(options.key_provider->LocalDirectory());
   if (!keys.empty() && (keys == abs || keys.rfind(abs + "/", 0) == 0)) {
@@ -106,21 +116,31 @@ Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call) {
 }
 Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
                                                const std::vector<Call>& calls) {
-  return impl_->PutCalls(tenant_id, calls);
+  auto r = impl_->PutCalls(tenant_id, calls);
+  if (!r.ok()) return impl_->Observe(r.status(), "put", tenant_id);
+  return r;
 }
 Result<Call> Store::GetCall(std::string_view t, std::string_view c, uint32_t parts) {
-  return impl_->GetCall(t, c, parts);
+  auto r = impl_->GetCall(t, c, parts);
+  if (!r.ok()) return impl_->Observe(r.status(), "get", t);
+  return r;
 }
-Status Store::DeleteCall(std::string_view t, std::string_view c) { return impl_->DeleteCall(t, c); }
+Status Store::DeleteCall(std::string_view t, std::string_view c) {
+  return impl_->Observe(impl_->DeleteCall(t, c), "delete", t);
+}
 Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
-  return impl_->ListCalls(t, q);
+  auto r = impl_->ListCalls(t, q);
+  if (!r.ok()) return impl_->Observe(r.status(), "list", t);
+  return r;
 }
 Result<uint64_t> Store::CountCalls(std::string_view t) { return impl_->CountCalls(t); }
 Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_view t,
                                                                   std::string_view c,
                                                                   uint32_t from_ms,
                                                                   uint32_t to_ms) {
-  return impl_->GetTranscriptWindow(t, c, from_ms, to_ms);
+  auto r = impl_->GetTranscriptWindow(t, c, from_ms, to_ms);
+  if (!r.ok()) return impl_->Observe(r.status(), "transcript", t);
+  return r;
 }
 Result<std::unique_ptr<RecordingWriter>> Store::CreateRecording(std::string_view t,
                                                                std::string_view c,
@@ -132,20 +152,48 @@ Result<std::vector<RecordingInfo>> Store::ListRecordings(std::string_view t, std
 }
 Status Store::ReadRecording(std::string_view t, std::string_view c, std::string_view r,
                             uint64_t offset, uint64_t length, const RecordingSink& sink) {
-  return impl_->ReadRecording(t, c, r, offset, length, sink);
+  return impl_->Observe(impl_->ReadRecording(t, c, r, offset, length, sink), "read_recording", t);
 }
 Status Store::DeleteRecording(std::string_view t, std::string_view c, std::string_view r) {
   return impl_->DeleteRecording(t, c, r);
 }
 Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::string_view subject) {
-  return impl_->FindReferences(t, subject);
+  auto r = impl_->FindReferences(t, subject);
+  if (!r.ok()) return impl_->Observe(r.status(), "find_references", t);
+  return r;
 }
 Result<EraseResult> Store::Erase(std::string_view t, const EraseRequest& request) {
-  return impl_->Erase(t, request);
+  auto r = impl_->Erase(t, request);
+  if (!r.ok()) return impl_->Observe(r.status(), "erase", t);
+  return r;
 }
 Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) { return impl_->Verify(t); }
 Result<StoreStats> Store::Stats() { return impl_->Stats(); }
 Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }
+Status Store::ScheduleTenantPurge(std::string_view t, int64_t purge_at) {
+  return impl_->ScheduleTenantPurge(t, purge_at);
+}
+Status Store::CancelTenantPurge(std::string_view t) { return impl_->CancelTenantPurge(t); }
+Result<std::vector<Receipt>> Store::RunScheduledPurges(int64_t now) {
+  return impl_->RunScheduledPurges(now);
+}
+Status Store::SetRetention(std::string_view t, uint32_t days) { return impl_->SetRetention(t, days); }
+Status Store::SetWorkspaceRetention(std::string_view t, std::string_view w,
+                                    std::optional<uint32_t> days) {
+  return impl_->SetWorkspaceRetention(t, w, days);
+}
+Status Store::SetCallPinned(std::string_view t, std::string_view c, bool pinned) {
+  return impl_->SetCallPinned(t, c, pinned);
+}
+Result<RetentionReport> Store::RunRetention(int64_t now, bool dry_run) {
+  return impl_->RunRetention(now, dry_run);
+}
+Status Store::PlaceHold(std::string_view t, const Hold& h) { return impl_->PlaceHold(t, h); }
+Status Store::ReleaseHold(std::string_view t, std::string_view h) { return impl_->ReleaseHold(t, h); }
+Result<std::vector<Hold>> Store::ListHolds(std::string_view t) { return impl_->ListHolds(t); }
+Result<std::vector<AuditEvent>> Store::ListAudit(int64_t since, std::string_view kind) {
+  return impl_->ListAudit(since, kind);
+}
 Result<std::string> Store::SigningPublicKey() { return impl_->SigningPublicKey(); }
 Status Store::Flush() { return impl_->Flush(); }
 Status Store::CompactAll() { return impl_->CompactAll(); }
@@ -161,6 +209,7 @@ Store::Impl::Impl(const Options& options, std::string path)
 }
 
 Store::Impl::~Impl() {
+  StopBackground();
   std::lock_guard<std::mutex> l(admin_mu_);
   {
     std::unique_lock<std::shared_mutex> m(map_mu_);
@@ -217,11 +266,16 @@ Status Store::Impl::OpenOrCreate() {
   meta_.reset(db);
   if (!GetHeader("format").ok()) CV_RETURN_IF_ERROR(CreateNew());
   CV_RETURN_IF_ERROR(LoadHeader());
-  CV_RETURN_IF_ERROR(LoadKeyring());
+  Status keys = LoadKeyring();
+  if (keys.code() == Code::kKeyError) RecordKeyringFailure(keys);
+  CV_RETURN_IF_ERROR(keys);
+  CV_RETURN_IF_ERROR(LoadAudit());
   CV_RETURN_IF_ERROR(OpenShards());
   std::vector<codec::TenantRecord> records;
   CV_RETURN_IF_ERROR(LoadRegistry(&records));
-  return Recover(std::move(records));
+  CV_RETURN_IF_ERROR(Recover(std::move(records)));
+  StartBackground();
+  return Status::OK();
 }
 
 // A new store: keys first (a keyring generation 1 under KEK generation 1),
@@ -232,18 +286,24 @@ Status Store::Impl::CreateNew() {
   std::string region = options_.region.empty() ? "default" : options_.region;
   CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
   Keyring k;
+  // The store id is chosen and recorded before any key is written, so that
+  // a keyring left by this store's own interrupted init can be told apart
+  // from another store's keys.
+  auto pending = GetHeader("init_store_id");
   if (!gens.empty()) {
     CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadKeyring(gens.back()));
     CV_ASSIGN_OR_RETURN(k, Keyring::Unseal(kp_, bytes));
-    if (!k.deks.empty()) {
+    if (!pending.ok() || !crypto::ConstantTimeEquals(*pending, k.store_id)) {
       return Status::KeyError(
           "the key directory already holds the keys of another store; use a new key directory");
     }
   } else {
+    std::string id = pending.ok() ? *pending : crypto::RandomString(format::kStoreIdBytes);
+    if (!pending.ok()) CV_RETURN_IF_ERROR(PutHeader("init_store_id", id));
     CV_ASSIGN_OR_RETURN(auto keks, kp_->ListKeks());
     k.kek_generation = keks.empty() ? 1 : keks.back() + 1;
     CV_RETURN_IF_ERROR(kp_->CreateKek(k.kek_generation));
-    k.store_id = crypto::RandomString(format::kStoreIdBytes);
+    k.store_id = id;
     k.generation = 1;
     k.store_data_key = crypto::RandomKey();
     k.store_index_key = crypto::RandomKey();

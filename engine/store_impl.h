@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <thread>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,7 +38,11 @@ inline int64_t NowMicros() {
 // duration; purge holds it exclusively, so the column family handle and the
 // keys are never destroyed under a reader.
 struct Tenant {
-  codec::TenantRecord rec;  // state changes only under admin_mu_ + life (exclusive)
+  // Identity fields (tenant_id, internal_id, shard, cf_generation,
+  // key_version) never change once the tenant is live; the policy and state
+  // fields change under admin_mu_ and rec_mu, and are read under rec_mu.
+  codec::TenantRecord rec;
+  mutable std::mutex rec_mu;
   std::atomic<TenantState> state{TenantState::kActive};
   std::shared_mutex life;
   std::mutex write_mu;  // serialises read-modify-write puts and deletes
@@ -51,8 +57,17 @@ struct Tenant {
     return record::Binding{rec.internal_id, rec.cf_generation, rec.key_version};
   }
   TenantInfo Info() const;
+  codec::TenantRecord Record() const {
+    std::lock_guard<std::mutex> l(rec_mu);
+    return rec;
+  }
   void WipeKeys();
 };
+
+// What an operation does to a tenant's data: a churned tenant refuses
+// writes, and reads unless options.allow_reads_after_churn; removals
+// (delete, erasure) stay allowed.
+enum class Access { kRead, kWrite, kRemove };
 
 // A live tenant, held for the duration of one operation.
 struct TenantRef {
@@ -98,6 +113,39 @@ class Store::Impl {
   // For RecordingWriter, which re-acquires its tenant for every chunk.
   Result<TenantRef> AcquireForRecording(std::string_view tenant_id);
 
+  // compliance.cc
+  Status ScheduleTenantPurge(std::string_view tenant_id, int64_t purge_at);
+  Status CancelTenantPurge(std::string_view tenant_id);
+  Result<std::vector<Receipt>> RunScheduledPurges(int64_t now);
+  Status SetRetention(std::string_view tenant_id, uint32_t days);
+  Status SetWorkspaceRetention(std::string_view tenant_id, std::string_view workspace_id,
+                               std::optional<uint32_t> days);
+  Status SetCallPinned(std::string_view tenant_id, std::string_view call_id, bool pinned);
+  Result<RetentionReport> RunRetention(int64_t now, bool dry_run);
+  Status PlaceHold(std::string_view tenant_id, const Hold& hold);
+  Status ReleaseHold(std::string_view tenant_id, std::string_view hold_id);
+  Result<std::vector<Hold>> ListHolds(std::string_view tenant_id);
+  Result<std::vector<Hold>> ListHoldsLocked(const TenantRef& t);
+  // kFailedPrecondition if a hold covers the tenant or (call_hash non-empty)
+  // that call; with an empty call_hash, also if any call of it is held.
+  Status CheckNotHeld(const TenantRef& t, std::string_view call_hash, bool any_call);
+
+  // audit.cc
+  // Appends an event (synced) and calls options.audit_callback. Failures
+  // are counted in audit_failures_, never returned: the operation that
+  // caused the event has already happened.
+  void Audit(std::string kind, std::string_view tenant_id, std::string detail);
+  Result<std::vector<AuditEvent>> ListAudit(int64_t since, std::string_view kind);
+  Status LoadAudit();
+  // Reports a keyring failure that stops Open: to the callback now, and to
+  // the audit log at the next successful open.
+  void RecordKeyringFailure(const Status& s);
+  // Passes `s` through; a kCorruption becomes an "auth_failure" event.
+  Status Observe(Status s, const char* op, std::string_view tenant_id);
+  int64_t Now() const { return options_.clock ? options_.clock() : NowMicros(); }
+  void StartBackground();
+  void StopBackground();
+
   // subjects.cc
   Result<std::vector<Reference>> FindReferences(std::string_view tenant_id,
                                                 std::string_view subject);
@@ -126,7 +174,7 @@ class Store::Impl {
   Result<std::string> GetHeader(std::string_view name);
 
   // tenants.cc
-  Result<TenantRef> Acquire(std::string_view tenant_id);
+  Result<TenantRef> Acquire(std::string_view tenant_id, Access access = Access::kRead);
   std::string TenantHash(std::string_view tenant_id) const;
   Status WriteRegistry(const codec::TenantRecord& rec, rocksdb::WriteBatch* extra = nullptr);
   Result<std::optional<codec::TenantRecord>> ReadRegistry(std::string_view tenant_id);
@@ -177,6 +225,16 @@ class Store::Impl {
   uint64_t receipt_seq_ = 0;                      // GUARDED_BY(admin_mu_)
   std::string last_receipt_hash_;                 // GUARDED_BY(admin_mu_)
   uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)
+
+  std::mutex audit_mu_;
+  uint64_t audit_seq_ = 0;          // GUARDED_BY(audit_mu_)
+  std::string audit_last_hash_;     // GUARDED_BY(audit_mu_)
+  std::atomic<uint64_t> audit_failures_{0};
+
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  bool bg_stop_ = false;  // GUARDED_BY(bg_mu_)
+  std::thread bg_thread_;
 
   mutable std::shared_mutex map_mu_;
   std::map<std::string, std::shared_ptr<Tenant>, std::less<>> tenants_;  // GUARDED_BY(map_mu_)

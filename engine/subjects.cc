@@ -41,7 +41,12 @@ Status FindMatches(const TenantRef& t, const std::string& subject, std::vector<M
   const std::string prefix = format::AttributeIndexPrefix(
       format::kParticipantIndexPrefix, indexing::ParticipantHash(t->index_key, subject));
   rocksdb::Slice lo(prefix);
-  rocksdb::ReadOptions ro;
+  // The index and the calls from one snapshot: a call deleted meanwhile is
+  // not "missing" (FindReferences takes no lock against writers).
+  rocksdb::ManagedSnapshot snap(t->shard->db());
+  rocksdb::ReadOptions point;
+  point.snapshot = snap.snapshot();
+  rocksdb::ReadOptions ro = point;
   ro.iterate_lower_bound = &lo;
   std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(ro, t->cf));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
@@ -50,8 +55,11 @@ Status FindMatches(const TenantRef& t, const std::string& subject, std::vector<M
     Match m;
     m.hash = std::string(tail->call_hash);
     bool found = false;
-    CV_RETURN_IF_ERROR(calls::ReadMeta(t, m.hash, &m.meta, &m.parts, &found));
+    std::string plain;
+    CV_RETURN_IF_ERROR(calls::GetSealed(t, point, format::CallKey(m.hash, format::Part::kMeta),
+                                        &plain, &found));
     if (!found) return Status::Corruption("participant index names a missing call");
+    CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, &m.meta, &m.parts));
     m.roles = RolesOf(m.meta, subject);
     if (m.roles != 0) out->push_back(std::move(m));  // the sealed record decides
   }
@@ -102,7 +110,7 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
   EraseResult result;
   Receipt r;
   {
-    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
     std::lock_guard<std::mutex> w(t->write_mu);
     std::vector<Match> matches;
     CV_RETURN_IF_ERROR(FindMatches(t, subject, &matches));
@@ -113,6 +121,7 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
                                        std::to_string(req.max_calls) + "); nothing was changed");
     }
     if (req.dry_run || matches.empty()) return result;
+    for (const auto& m : matches) CV_RETURN_IF_ERROR(CheckNotHeld(t, m.hash, /*any_call=*/false));
     rocksdb::WriteBatch b;
     const int64_t now = NowMicros();
     for (auto& m : matches) {
@@ -152,6 +161,8 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
   r.kek_generation_current = keyring_.kek_generation;
   r.keyring_generation = keyring_.generation;
   CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), nullptr));
+  Audit("erasure", done.tenant_id, done.kind + ": " + std::to_string(done.records) + " calls, receipt " +
+                                        std::to_string(done.sequence));
   result.receipt = std::move(done);
   return result;
 }

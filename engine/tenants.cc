@@ -16,7 +16,7 @@ std::string Store::Impl::TenantHash(std::string_view tenant_id) const {
   return crypto::BlindHash(store_index_key_, 'T', tenant_id);
 }
 
-Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id) {
+Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
   std::shared_ptr<Tenant> t;
   {
@@ -31,6 +31,18 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id) {
   std::shared_lock<std::shared_mutex> lock(t->life);
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
     return Status::TenantPurged("tenant purged");
+  }
+  if (access != Access::kRemove) {
+    int64_t purge_at;
+    {
+      std::lock_guard<std::mutex> l(t->rec_mu);
+      purge_at = t->rec.purge_at;
+    }
+    if (purge_at != 0 && (access == Access::kWrite || !options_.allow_reads_after_churn)) {
+      return Status::FailedPrecondition(
+          access == Access::kWrite ? "tenant churned: writes are refused until its scheduled purge"
+                                   : "tenant churned: reads are refused until its scheduled purge");
+    }
   }
   return TenantRef{std::move(t), std::move(lock)};
 }
@@ -167,8 +179,12 @@ Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
   t->shard = shard;
   t->cf = cf;
   TenantInfo info = t->Info();
-  std::unique_lock<std::shared_mutex> m(map_mu_);
-  tenants_[rec.tenant_id] = std::move(t);
+  {
+    std::unique_lock<std::shared_mutex> m(map_mu_);
+    tenants_[rec.tenant_id] = std::move(t);
+  }
+  Audit("tenant_created", rec.tenant_id, "internal_id=" + std::to_string(rec.internal_id) +
+                                             " shard=" + std::to_string(rec.shard));
   return info;
 }
 
@@ -216,8 +232,16 @@ Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
     if (it == tenants_.end()) return Status::NotFound("unknown tenant");
     t = it->second;
   }
-  if (t->state.load() == TenantState::kPurged) return ReadReceipt(t->rec.receipt_sequence);
-  codec::TenantRecord rec = t->rec;
+  if (t->state.load() == TenantState::kPurged) return ReadReceipt(t->Record().receipt_sequence);
+  if (t->state.load() == TenantState::kActive) {
+    // A legal hold blocks the purge (a PURGING tenant is past that check).
+    std::shared_lock<std::shared_mutex> life(t->life);
+    if (t->cf != nullptr) {
+      TenantRef ref{t, std::move(life)};
+      CV_RETURN_IF_ERROR(CheckNotHeld(ref, "", /*any_call=*/true));
+    }
+  }
+  codec::TenantRecord rec = t->Record();
   rec.state = TenantState::kPurging;
   CV_RETURN_IF_ERROR(WriteRegistry(rec));
   CV_KILL_POINT("purge.after_registry_purging");
@@ -225,8 +249,7 @@ Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
   std::unique_lock<std::shared_mutex> life(t->life);  // drain in-flight ones
   CV_ASSIGN_OR_RETURN(Receipt receipt, FinishPurge(&rec, t.get(), "tenant_purge"));
   {
-    // ListTenants reads `rec` under map_mu_ alone.
-    std::unique_lock<std::shared_mutex> m(map_mu_);
+    std::lock_guard<std::mutex> r(t->rec_mu);
     t->rec = rec;
     t->state = TenantState::kPurged;
   }
@@ -280,6 +303,12 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   r.keyring_generation = keyring_.generation;
   CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), rec));
   CV_KILL_POINT("purge.after_receipt");
+  if (done.kek_generation_retired != 0) {
+    Audit("key_rotation", "", "kek_generation " + std::to_string(done.kek_generation_retired) +
+                                  " destroyed, " + std::to_string(done.kek_generation_current) +
+                                  " current");
+  }
+  Audit("tenant_purged", done.tenant_id, "kind=" + done.kind + " receipt=" + std::to_string(done.sequence));
   return done;
 }
 

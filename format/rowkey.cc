@@ -78,6 +78,12 @@ std::string ReceiptKey(uint64_t sequence) {
   return k;
 }
 
+std::string AuditKey(uint64_t sequence) {
+  std::string k(1, kAuditPrefix);
+  PutFixed64BE(&k, sequence);
+  return k;
+}
+
 std::string HeaderKey(std::string_view name) {
   std::string k(1, kHeaderPrefix);
   k.append(name);

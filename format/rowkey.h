@@ -15,12 +15,18 @@
 //   'M' h(call_id) h(recording_id)                sealed RecordingManifest
 //   'P' h(call_id) h(recording_id)                recording being written
 //   'D' h(call_id) h(recording_id) chunk (4, BE)  recording chunk
+//   'H' h(call_id) h(hold_id)                     sealed Hold on one call
+//   'N' h(call_id)                                sealed empty: pinned, exempt from retention
 // Index entries carry no value: a listing checks every candidate against
 // the call's sealed summary part (Part::kSummary), so a forged or stale
 // index entry can never make a call match.
 // Metadata instance (default column family):
 //   'R' h_store(tenant_id)       sealed TenantRecord
 //   'Q' sequence (8, BE)         sealed ReceiptRecord
+//   'A' sequence (8, BE)         sealed AuditRecord
+//   'F' time (8, BE) random (8)  plain JSON: a keyring authentication failure
+//                                seen before the keys could open (folded into
+//                                the audit log at the next successful open)
 //   'X' name                     store header values (format.md)
 #ifndef CALLVAULT_FORMAT_ROWKEY_H_
 #define CALLVAULT_FORMAT_ROWKEY_H_
@@ -49,6 +55,10 @@ inline constexpr char kUpdatedIndexPrefix = 'U';
 inline constexpr char kRecordingManifestPrefix = 'M';
 inline constexpr char kRecordingPendingPrefix = 'P';
 inline constexpr char kRecordingChunkPrefix = 'D';
+inline constexpr char kCallHoldPrefix = 'H';
+inline constexpr char kPinPrefix = 'N';
+inline constexpr char kAuditPrefix = 'A';
+inline constexpr char kPendingFailurePrefix = 'F';
 
 enum class Part : uint8_t { kMeta = 0, kTranscript = 1, kInsights = 2, kSummary = 3 };
 inline constexpr int kPartCount = 4;
@@ -65,6 +75,7 @@ std::string AttributeIndexKey(char prefix, std::string_view attr_hash, int64_t s
 std::string UpdatedIndexKey(int64_t updated_at, std::string_view call_hash);
 std::string RegistryKey(std::string_view tenant_hash);
 std::string ReceiptKey(uint64_t sequence);
+std::string AuditKey(uint64_t sequence);
 std::string HeaderKey(std::string_view name);
 
 struct ParsedCallKey {

@@ -27,4 +27,7 @@ bool VerifyRecordingManifest(const uint8_t* d, size_t n) {
   return VerifyRoot<fb::RecordingManifest>(d, n);
 }
 
+bool VerifyAuditRecord(const uint8_t* d, size_t n) { return VerifyRoot<fb::AuditRecord>(d, n); }
+bool VerifyHold(const uint8_t* d, size_t n) { return VerifyRoot<fb::Hold>(d, n); }
+
 }  // namespace callvault::format

@@ -20,6 +20,8 @@ bool VerifyInsights(const uint8_t* data, size_t size);
 bool VerifyTenantRecord(const uint8_t* data, size_t size);
 bool VerifyReceiptRecord(const uint8_t* data, size_t size);
 bool VerifyRecordingManifest(const uint8_t* data, size_t size);
+bool VerifyAuditRecord(const uint8_t* data, size_t size);
+bool VerifyHold(const uint8_t* data, size_t size);
 
 }  // namespace callvault::format
 

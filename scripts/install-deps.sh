@@ -8,6 +8,10 @@ pkgs=(build-essential cmake make pkg-config
       libgtest-dev libgmock-dev libbenchmark-dev
       libcli11-dev nlohmann-json3-dev libfmt-dev
       wamerican python3 python3-matplotlib)
+# `install-deps.sh sanitizers`: also clang and its runtimes (asan-ubsan, tsan presets).
+if [ "${1:-}" = "sanitizers" ]; then
+  pkgs+=(clang libclang-rt-14-dev)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

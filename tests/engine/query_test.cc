@@ -264,3 +264,64 @@ TEST_F(QueryTest, BadQueries) {
 
 }  // namespace
 }  // namespace callvault
+
+namespace callvault {
+namespace {
+
+// A forged index entry (an owner entry naming another owner's call) is
+// caught by the check of every returned call against the query.
+TEST(QueryTamperTest, ForgedIndexEntryIsCorruptionNotAMatch) {
+  testutil::TestStore ts;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  Call a = testutil::MakeCall("a", kT0);
+  a.owner_user_id = "u-a";
+  Call b = testutil::MakeCall("b", kT0 + 1);
+  b.owner_user_id = "u-b";
+  ASSERT_OK(ts->PutCalls("acme", {a, b}));
+  const std::string shard = ts->ShardPaths().at(0);
+  const std::string cf = ts->DescribeTenant("acme")->column_family;
+  ts.Close();
+  {
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), shard, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const auto& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), shard, descs, &handles, &raw).ok());
+    rocksdb::ColumnFamilyHandle* h = nullptr;
+    for (auto* x : handles) {
+      if (x->GetName() == cf) h = x;
+    }
+    ASSERT_NE(h, nullptr);
+    // The two owner entries: 'O' + h(owner)[16] + time[8] + h(call)[16].
+    std::vector<std::string> owner_keys;
+    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), h));
+    for (it->Seek("O"); it->Valid() && it->key().starts_with("O"); it->Next()) owner_keys.push_back(it->key().ToString());
+    it.reset();
+    ASSERT_EQ(owner_keys.size(), 2u);
+    // Owner prefix of the first entry + time and call of the second.
+    std::string forged = owner_keys[0].substr(0, 17) + owner_keys[1].substr(17);
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), h, forged, "").ok());
+    for (auto* x : handles) raw->DestroyColumnFamilyHandle(x).PermitUncheckedError();
+    delete raw;
+  }
+  ASSERT_OK(ts.Open());
+  int corrupt = 0;
+  for (const char* owner : {"u-a", "u-b"}) {
+    ListQuery q;
+    q.owners = {owner};
+    auto page = ts->ListCalls("acme", q);
+    if (!page.ok()) {
+      EXPECT_CODE(page, Code::kCorruption);
+      ++corrupt;
+      continue;
+    }
+    for (const auto& c : page->calls) EXPECT_EQ(c.owner_user_id, owner);
+  }
+  EXPECT_EQ(corrupt, 1);
+}
+
+}  // namespace
+}  // namespace callvault

@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <utility>
 
 #include "callvault/call.h"
 #include "callvault/key_provider.h"
@@ -41,6 +42,20 @@ class Env;
 }
 
 namespace callvault {
+
+// A security-relevant event: tenant created, churned, purged, hold placed
+// or released, erasure, retention sweep, key rotation, and every
+// authentication failure on decrypt or keyring open. Events form a hash
+// chain (VerifyAuditChain). `detail` holds no personal data.
+struct AuditEvent {
+  uint64_t sequence = 0;
+  int64_t time = 0;  // microseconds since epoch
+  std::string kind;  // e.g. "tenant_purged", "auth_failure"
+  std::string tenant_id;  // "" for store-level events
+  std::string detail;
+  std::string prev_hash;  // hex BLAKE2b-256 of the previous event's Canonical()
+  std::string Canonical() const;  // one line of JSON, sorted keys
+};
 
 struct Options {
   // --- Affect behaviour ---
@@ -60,6 +75,20 @@ struct Options {
   // column families in its instance). Fixed when the store is created.
   // Default: 256.
   uint32_t max_tenants_per_shard = 256;
+  // May a churned tenant (ScheduleTenantPurge) still be read until its
+  // purge? Writes are refused either way. Default: true.
+  bool allow_reads_after_churn = true;
+  // Run scheduled purges and retention every this many seconds in a
+  // background thread; 0 = never (call RunScheduledPurges / RunRetention
+  // yourself). Default: 0.
+  uint32_t background_interval_seconds = 0;
+  // Called (from the thread that saw it) for every audit event, including
+  // keyring authentication failures that stop Open. Must not call back
+  // into the store and must not throw. Default: none.
+  std::function<void(const AuditEvent&)> audit_callback;
+  // The clock, in microseconds since the epoch, for churn deadlines and the
+  // background runner. Default: the system clock.
+  std::function<int64_t()> clock;
 
   // --- Affect performance ---
   // Block cache shared by every shard. Default: 64 MiB.
@@ -86,6 +115,13 @@ enum class TenantState : uint8_t {
 };
 const char* TenantStateName(TenantState state);
 
+struct Hold {
+  std::string hold_id;  // unique within the tenant (limits.h id rules)
+  std::string reason;   // free text, <= 1024 bytes; sealed at rest
+  std::string call_id;  // "" = the whole tenant
+  int64_t created_at = 0;  // set by the store
+};
+
 struct TenantSpec {
   std::string tenant_id;  // caller-supplied; see limits.h for the form
   std::string region;     // empty: the store's region
@@ -103,7 +139,12 @@ struct TenantInfo {
   uint32_t shard = 0;
   std::string column_family;  // opaque name, e.g. "t000000000000002a"
   uint32_t key_version = 0;   // the tenant's data-key version
+  int64_t churned_at = 0;     // ScheduleTenantPurge was called; 0 if not churned
+  int64_t purge_at = 0;       // the scheduled purge; 0 if none
+  std::vector<Hold> holds;    // tenant-level legal holds
+  std::vector<std::pair<std::string, uint32_t>> workspace_retention;  // overrides, by workspace
 };
+
 
 // A signed record of what was destroyed. The signature covers Canonical();
 // each receipt carries the hash of its predecessor, so the receipts form a
@@ -134,11 +175,28 @@ struct Receipt {
   std::string ToJson() const;
 };
 
+struct RetentionReport {
+  int64_t now = 0;
+  bool dry_run = false;
+  uint64_t tenants_swept = 0;
+  uint64_t tenants_held = 0;  // skipped: a tenant-level hold
+  uint64_t calls_removed = 0;  // (would be removed, on a dry run)
+  uint64_t calls_kept_held = 0;    // expired but under a call hold
+  uint64_t calls_kept_pinned = 0;  // expired but pinned
+  std::vector<std::pair<std::string, uint64_t>> removed_by_tenant;
+  std::vector<Receipt> receipts;  // one per tenant with removals
+};
+
 // Checks each receipt's signature against `public_key` (32 raw bytes) and the
 // hash chain from the first. Returns OK, or kCorruption naming the position
 // (sequence) of the first receipt that is edited, forged, missing or
 // out of order.
 Status VerifyReceiptChain(const std::vector<Receipt>& receipts, std::string_view public_key);
+
+// Checks the audit hash chain from the first event given. kCorruption
+// names the position of the first event that is edited, missing or out
+// of order.
+Status VerifyAuditChain(const std::vector<AuditEvent>& events);
 
 struct CrmRef {
   std::string system;
@@ -290,6 +348,34 @@ class Store {
   // PURGING tenant completes the purge; purging a PURGED one returns its
   // receipt again.
   Result<Receipt> PurgeTenant(std::string_view tenant_id);
+
+  // --- Compliance lifecycle (docs/operations.md) ----------------------------
+  // Churn: from now on writes to the tenant are refused
+  // (kFailedPrecondition) and reads follow options.allow_reads_after_churn;
+  // at `purge_at` (microseconds since epoch) RunScheduledPurges purges it.
+  Status ScheduleTenantPurge(std::string_view tenant_id, int64_t purge_at);
+  // Until the deadline; kFailedPrecondition after it or if none is set.
+  Status CancelTenantPurge(std::string_view tenant_id);
+  // Purges every tenant whose deadline is <= now and that no hold covers.
+  Result<std::vector<Receipt>> RunScheduledPurges(int64_t now);
+  Status SetRetention(std::string_view tenant_id, uint32_t days);
+  // Overrides the tenant's retention for one workspace; nullopt removes it.
+  Status SetWorkspaceRetention(std::string_view tenant_id, std::string_view workspace_id,
+                               std::optional<uint32_t> days);
+  // A pinned call is exempt from retention.
+  Status SetCallPinned(std::string_view tenant_id, std::string_view call_id, bool pinned);
+  // Removes every call (with its indexes, parts and recordings) whose
+  // started_at is older than its retention, unless held or pinned, and
+  // appends a signed receipt per tenant with removals.
+  Result<RetentionReport> RunRetention(int64_t now, bool dry_run = false);
+  // A legal hold blocks purge, scheduled purge, retention, erasure and
+  // deletion of what it covers (kFailedPrecondition).
+  Status PlaceHold(std::string_view tenant_id, const Hold& hold);
+  Status ReleaseHold(std::string_view tenant_id, std::string_view hold_id);
+  // Tenant-level holds first, then call holds.
+  Result<std::vector<Hold>> ListHolds(std::string_view tenant_id);
+  // Audit events with time >= since (and of `kind`, if not empty).
+  Result<std::vector<AuditEvent>> ListAudit(int64_t since = 0, std::string_view kind = "");
 
   // --- Calls ---------------------------------------------------------------
   // Stores a call. If a call with the same (source_system, source_call_id)
