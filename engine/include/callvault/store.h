@@ -222,7 +222,9 @@ struct ListQuery {
   std::string cursor;
 
   std::vector<std::string> owners;        // owner_user_id, any of (<= 100)
-  std::vector<std::string> participants;  // participant email or phone, any of (<= 100)
+  // Email or phone, any of (<= 100): calls in which a participant has it,
+  // or a CRM link's object id is it (the calls FindReferences returns).
+  std::vector<std::string> participants;
   std::optional<CrmRef> crm;              // a call linked to this CRM object
   std::string workspace_id;               // "" = any
   int64_t updated_since = 0;              // updated_at >= this; 0 = any
@@ -265,7 +267,7 @@ struct EraseRequest {
 struct EraseResult {
   size_t matched = 0;  // calls referencing the subject
   size_t changed = 0;  // calls deleted or redacted (0 on a dry run)
-  std::optional<Receipt> receipt;  // none on a dry run
+  std::optional<Receipt> receipt;  // none on a dry run, or when nothing matched
 };
 
 struct CallPage {
