@@ -412,8 +412,9 @@ class BusyBackgroundPools {
       release_ = true;
     }
     cv_.notify_all();
+    // Every scheduled task must have run and left before `this` goes.
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return running_ == 0; });
+    cv_.wait(l, [&] { return finished_ == expected_; });
   }
 
  private:
@@ -423,13 +424,14 @@ class BusyBackgroundPools {
     ++self->running_;
     self->cv_.notify_all();
     self->cv_.wait_for(l, std::chrono::seconds(20), [&] { return self->release_; });
-    --self->running_;
+    ++self->finished_;
     self->cv_.notify_all();
   }
   std::mutex mu_;
   std::condition_variable cv_;
   int expected_ = 0;
   int running_ = 0;
+  int finished_ = 0;
   bool release_ = false;
 };
 
