@@ -2,6 +2,7 @@
 #include <rocksdb/env.h>
 
 #include <filesystem>
+#include <set>
 
 #include "engine/calls_internal.h"
 #include "engine/codec.h"
@@ -74,13 +75,31 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
     ++report.tenants;
     std::unique_ptr<rocksdb::Iterator> it((*t)->shard->db()->NewIterator(rocksdb::ReadOptions(), (*t)->cf));
     uint64_t failed_here = 0;
+    // Recordings (call hash + recording hash) seen by chunk, and by manifest
+    // or marker: a chunk of neither is an orphan.
+    std::set<std::string> chunked, named;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      Status s = CheckRecord(*t, it->key().ToStringView(), it->value().ToStringView());
+      std::string_view key = it->key().ToStringView();
+      const size_t rec_key_bytes = 1 + 2 * format::kHashBytes;
+      if (key.size() >= rec_key_bytes && key[0] == format::kRecordingChunkPrefix) {
+        chunked.emplace(key.substr(1, rec_key_bytes - 1));
+      } else if (key.size() == rec_key_bytes && (key[0] == format::kRecordingManifestPrefix ||
+                                                 key[0] == format::kRecordingPendingPrefix)) {
+        named.emplace(key.substr(1));
+      }
+      Status s = CheckRecord(*t, key, it->value().ToStringView());
       if (s.ok()) {
         ++report.records_ok;
       } else {
         ++report.records_failed;
         if (++failed_here <= 10) report.failures.push_back("tenant " + id + ": " + s.ToString());
+      }
+    }
+    for (const auto& r : chunked) {
+      if (named.count(r)) continue;
+      ++report.records_failed;
+      if (++failed_here <= 10) {
+        report.failures.push_back("tenant " + id + ": corruption: recording chunks without a manifest");
       }
     }
     if (failed_here > 0) {

@@ -187,6 +187,21 @@ class Writer final : public RecordingWriter {
     info.chunks = next_chunk_;
     info.created_at = NowMicros();
     CV_ASSIGN_OR_RETURN(TenantRef t, store_->AcquireForRecording(tenant_id_));
+    std::lock_guard<std::mutex> w(t->write_mu);
+    // DeleteCall (or erasure, or retention) removes the marker of a
+    // recording being written; then nothing of it may be kept.
+    std::string marker;
+    const std::string pkey = format::RecordingKey(format::kRecordingPendingPrefix, names_.call_hash, names_.rec_hash);
+    rocksdb::Status ms = t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, pkey, &marker);
+    if (ms.IsNotFound()) {
+      done_ = true;
+      state_.Wipe();
+      rocksdb::WriteBatch drop;
+      CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, next_chunk_, &drop));
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &drop), "drop recording"));
+      return Status::NotFound("the call was deleted while its recording was written; nothing was kept");
+    }
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(ms, "read recording marker"));
     rocksdb::WriteBatch b;
     const std::string mkey = format::RecordingKey(format::kRecordingManifestPrefix, names_.call_hash, names_.rec_hash);
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
