@@ -141,6 +141,7 @@ class Demo {
   Clock::time_point start_ = Clock::now();
   std::string dir_, store_, keys_;
   std::vector<std::string> tenants_;
+  std::string first_cf_;        // the first tenant's column family
   std::string purged_;          // the tenant the demo purges
   std::string purged_call_id_;  // one of its calls
   // Measurements.
@@ -206,6 +207,7 @@ Status Demo::CreateTenants(Store* store) {
     table.Add({t->tenant_id, spec.retention_days ? fmt::format("{}d", spec.retention_days) : "none",
                std::to_string(t->shard), t->column_family});
     tenants_.push_back(id);
+    if (first_cf_.empty()) first_cf_ = t->column_family;
   }
   out_ << "Each tenant gets its own random data key (sealed in the keyring) and its own\n"
           "column family, named by an opaque number. Like `callvault tenant create ID`:\n";
@@ -422,7 +424,8 @@ RunResult Demo::Run() {
        << "  callvault --db $DB call list " << tenants_[0] << " --limit 3 --reveal\n"
        << "  callvault --db $DB receipts list\n"
        << "  callvault --db $DB raw ldb list_column_families\n"
-       << "  callvault --db $DB raw ldb scan --max_keys=3 --hex   # ciphertext only\n";
+       << "  callvault --db $DB raw ldb --column_family=" << first_cf_
+       << " --hex scan --max_keys=3   # ciphertext only\n";
   return {};
 }
 
