@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <cstdint>
 #include <memory>
 
 namespace callvault::compress {
@@ -35,6 +36,18 @@ std::string Compress(std::string_view input) {
 }
 
 Status Decompress(std::string_view input, size_t max_output, std::string* out) {
+  // Exactly one frame, and not a skippable one (whose content size reads as
+  // 0): ZSTD_decompressDCtx alone would also accept trailing empty or
+  // skippable frames.
+  uint32_t magic = 0;
+  for (size_t i = 0; i < 4 && i < input.size(); ++i) {
+    magic |= static_cast<uint32_t>(static_cast<uint8_t>(input[i])) << (8 * i);
+  }
+  const size_t frame = ZSTD_findFrameCompressedSize(input.data(), input.size());
+  if (ZSTD_isError(frame) || frame != input.size() ||
+      (magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START) {
+    return Status::Corruption("record payload is not one zstd frame");
+  }
   unsigned long long size = ZSTD_getFrameContentSize(input.data(), input.size());
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) {
     return Status::Corruption("record payload is not a sized zstd frame");
