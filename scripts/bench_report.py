@@ -216,7 +216,7 @@ def reads_section(h, img, rel):
     ax.bar([i - 0.2 for i in x], [med(cv[k]) for _, k in figs], 0.4, label="callvault", color=CV)
     ax.bar([i + 0.2 for i in x], [med(raw[k]) for _, k in figs], 0.4, label="raw RocksDB", color=RAW)
     ax.set_xticks(list(x))
-    ax.set_xticklabels([l.replace(", ", "\n", 1) for l, _ in figs], fontsize=6)
+    ax.set_xticklabels([l.replace(", ", "\n") for l, _ in figs], fontsize=6)
     ax.set_yscale("log")
     ax.set_ylabel("µs (median of repetitions)")
     ax.set_title("Reads (after full compaction)")
@@ -343,14 +343,15 @@ def tenants_section(h, img, rel):
                                           ("RSS after create + 1 call each", "rss_bytes", " MB", 1e-6),
                                           ("RSS after open", "rss_after_open_bytes", " MB", 1e-6),
                                           ("RSS after open + 1 get each", "rss_after_one_get_each_bytes", " MB", 1e-6)):
-            rows.append((label, fig_label, spread(cv[k], unit, scale), spread(raw[k], unit, scale),
-                         ratio(med(cv[k]), med(raw[k]))))
+            r = ratio(med(cv[k]), med(raw[k])) if reached >= int(n) else "n/a (counts differ)"
+            rows.append((label, fig_label, spread(cv[k], unit, scale), spread(raw[k], unit, scale), r))
             label = ""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
     xs = [int(n) for n in counts]
     for ax, k, title, unit in ((axes[0], "create_p50_ms", "create (p50)", "ms"), (axes[1], "purge_p50_ms", "purge / drop (p50)", "ms"),
                                (axes[2], "open_ms", "open", "ms")):
-        ax.plot(xs, [med(t[n]["callvault"][k]) for n in counts], "o-", color=CV, label="callvault")
+        cx = [min(int(n), med(t[n]["callvault"]["tenants_created"])) for n in counts]
+        ax.plot(cx, [med(t[n]["callvault"][k]) for n in counts], "o-", color=CV, label="callvault")
         ax.plot(xs, [med(t[n]["rocksdb"][k]) for n in counts], "s--", color=RAW, label="raw RocksDB (1 instance)")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -404,7 +405,7 @@ def goals_section(h):
                                  verdict(r >= 0.9)))
         cv, raw = w["reads"]["callvault"], w["reads"]["rocksdb"]
         r = med(cv["disk_total_bytes"]) / med(raw["disk_total_bytes"])
-        rows.append(("bytes on disk ≤ 1.05× raw", f"{r:.2f}× ({mb(med(cv['disk_total_bytes'])):.0f} vs "
+        rows.append(("bytes on disk ≤ 1.05× raw", f"{r:.3f}× ({mb(med(cv['disk_total_bytes'])):.0f} vs "
                      f"{mb(med(raw['disk_total_bytes'])):.0f} MB)", verdict(r <= 1.05)))
         r = med(cv["get_all_p99_us"]) / med(raw["get_all_p99_us"])
         rows.append(("get p99 ≤ 1.25× raw", f"{r:.2f}× ({fmt(med(cv['get_all_p99_us']))} vs "
@@ -425,15 +426,19 @@ def goals_section(h):
         cv = t["counts"][n]["callvault"]
         reached = med(cv["tenants_created"])
         tag = f" at {int(n):,} tenants" + ("" if reached >= int(n) else f" (reached {reached:,.0f})")
-        rows.append(("tenant create < 100 ms" + tag, f"p50 {fmt(med(cv['create_p50_ms']))} ms, p99 {fmt(med(cv['create_p99_ms']))} ms",
-                     verdict(med(cv["create_p99_ms"]) < 100)))
-        rows.append(("tenant purge < 100 ms" + tag, f"p50 {fmt(med(cv['purge_p50_ms']))} ms, max {fmt(med(cv['purge_max_ms']))} ms",
-                     verdict(med(cv["purge_max_ms"]) < 100)))
-        rows.append(("open < 10 s" + tag, f"{fmt(med(cv['open_ms']) / 1e3)} s", verdict(med(cv["open_ms"]) < 10000)))
+        full = reached >= int(n)
+        at = "" if full else f" (at {reached:,.0f} tenants)"
+
+        def status(ok):
+            # Below the full count a figure that is within the goal proves nothing.
+            return verdict(ok) if full or not ok else "**not reached**"
+        rows.append(("tenant create < 100 ms" + tag, f"p50 {fmt(med(cv['create_p50_ms']))} ms, p99 {fmt(med(cv['create_p99_ms']))} ms" + at,
+                     status(med(cv["create_p99_ms"]) < 100)))
+        rows.append(("tenant purge < 100 ms" + tag, f"p50 {fmt(med(cv['purge_p50_ms']))} ms, max {fmt(med(cv['purge_max_ms']))} ms" + at,
+                     status(med(cv["purge_max_ms"]) < 100)))
+        rows.append(("open < 10 s" + tag, f"{fmt(med(cv['open_ms']) / 1e3)} s" + at, status(med(cv["open_ms"]) < 10000)))
         rss = max(med(cv["rss_bytes"]), med(cv["rss_after_one_get_each_bytes"]))
-        rows.append(("resident memory < 1 GiB" + tag, f"{rss / 2**20:.0f} MiB", verdict(rss < 2**30)))
-        if reached < int(n):
-            rows.append(("(tenant goals need the full count)", f"only {reached:,.0f} of {int(n):,} created", "**not measured**"))
+        rows.append(("resident memory < 1 GiB" + tag, f"{rss / 2**20:.0f} MiB" + at, status(rss < 2**30)))
     return table(["goal (issue 6)", "measured (median)", "status"], rows)
 
 
@@ -497,14 +502,17 @@ COMPARATOR = """\
   fed to both systems; gets and list windows use the same random choices.
 - **Serialization**: the raw comparator uses callvault's own FlatBuffers schema (`format/call.fbs`,
   through `call_generated.h`) and writes the same parts: metadata with participants, transcript and
-  insights under `'C' call_id part`, plus a time-index key `'T' started_at call_id` with an empty value.
+  insights under `'C' call_id part`, plus index keys with empty values: `'T' started_at call_id` (time),
+  `'O' owner started_at call_id` (owner) and `'E' email started_at call_id` per participant e-mail.
   Reads verify the buffers (FlatBuffers `Verifier`) and decode into a `Call`, as callvault does.
 - **Raw RocksDB settings**: one column family per tenant; zstd block compression on every level
   (RocksDB's default zstd level); no encryption; WAL on, `sync = true` on every write; the budgets of
   callvault's default `Options` (64 MiB shared LRU block cache, 256 MiB write-buffer manager, 8 MiB
   memtables, 2 background threads, 16 KiB blocks, 10-bit Bloom filters). Its writes are blind puts:
-  callvault also reads the source-id index and the old metadata on every put (idempotent re-ingest),
-  which raw does not do.
+  callvault also reads the source-id index and the old metadata on every put (idempotent re-ingest)
+  and writes more index entries (participants by e-mail and phone, CRM links, workspace, updated_at)
+  and a sealed summary, which raw does not do.
+- **Interleaving**: every repetition runs both systems back to back, alternating which goes first.
 - **callvault settings**: default `Options` (nothing tuned), `sync_writes` on.
 - **Not measured**: PostgreSQL (a later comparator); lists by CRM object, workspace and updated_at
   (the query API has them; issue 6 asks for time, owner and e-mail).
