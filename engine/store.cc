@@ -95,8 +95,17 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   std::string abs = std::filesystem::absolute(path, ec).lexically_normal().string();
   if (ec) abs = path;
   abs = Normalize(abs);
-  std::string keys = Normalize(options.key_provider->LocalDirectory());
-  if (!keys.empty() && (keys == abs || keys.rfind(abs + "/", 0) == 0)) {
+  // Resolve symlinks too: a key directory reached through a link is still
+  // inside the store if its real path is.
+  auto real = [](const std::string& p) {
+    std::error_code e;
+    std::string r = std::filesystem::weakly_canonical(p, e).string();
+    return Normalize(e ? p : r);
+  };
+  std::string keys = options.key_provider->LocalDirectory();
+  if (!keys.empty()) keys = real(keys);
+  const std::string real_store = real(abs);
+  if (!keys.empty() && (keys == real_store || keys.rfind(real_store + "/", 0) == 0)) {
     return Status::InvalidArgument(
         "the key directory must not be inside the store directory (a copy of the store would "
         "carry its keys)");
@@ -264,7 +273,24 @@ Status Store::Impl::OpenOrCreate() {
   CV_RETURN_IF_ERROR(fsutil::FromRocks(rocksdb::DB::Open(mo, path_ + "/meta", &db),
                                        "open metadata instance"));
   meta_.reset(db);
-  if (!GetHeader("format").ok()) CV_RETURN_IF_ERROR(CreateNew());
+  if (!GetHeader("format").ok()) {
+    // A metadata instance without a header: an init that did not finish.
+    if (!options_.create_if_missing) {
+      return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
+    }
+    Status created = CreateNew();
+    if (!created.ok()) {
+      if (!exists) {
+        // Leave nothing behind that could later open as a store.
+        meta_.reset();
+        rocksdb::DestroyDB(path_ + "/meta", mo).PermitUncheckedError();
+        std::error_code ec;
+        std::filesystem::remove(path_ + "/shards", ec);  // only if empty
+        std::filesystem::remove(path_, ec);
+      }
+      return created;
+    }
+  }
   CV_RETURN_IF_ERROR(LoadHeader());
   Status keys = LoadKeyring();
   if (keys.code() == Code::kKeyError) RecordKeyringFailure(keys);

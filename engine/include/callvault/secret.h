@@ -1,4 +1,5 @@
-// SecretBytes: key material in locked, guarded memory (sodium_malloc), zeroed
+// SecretBytes: key material in locked, guarded memory (sodium_malloc; keys of
+// up to 64 bytes share locked slabs), zeroed
 // on destruction. Never copy a secret into a std::string, a log line or an
 // error message.
 //
