@@ -230,7 +230,8 @@ std::string EncodeTenant(const TenantRecord& t) {
                                   S(b, t.region), t.retention_days, t.created_at, t.purged_at,
                                   t.internal_id, t.shard, t.cf_generation, t.key_version,
                                   t.receipt_sequence, t.purge_at, t.churned_at,
-                                  b.CreateVector(holds), b.CreateVector(ws)));
+                                  b.CreateVector(holds), b.CreateVector(ws),
+                                  t.purge_kek_generation));
   return Finish(b);
 }
 
@@ -288,6 +289,7 @@ Status DecodeTenant(std::string_view bytes, TenantRecord* t) {
   t->key_version = r->key_version();
   t->receipt_sequence = r->receipt_sequence();
   t->purge_at = r->purge_at();
+  t->purge_kek_generation = r->purge_kek_generation();
   t->churned_at = r->churned_at();
   t->holds.clear();
   if (r->holds()) {

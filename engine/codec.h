@@ -30,6 +30,7 @@ struct TenantRecord {
   int64_t churned_at = 0;
   std::vector<Hold> holds;
   std::vector<std::pair<std::string, uint32_t>> workspace_retention;
+  uint32_t purge_kek_generation = 0;  // set when the purge begins
 };
 
 // `parts_present`: bit kPartTranscript / kPartInsights set when stored.

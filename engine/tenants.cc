@@ -242,6 +242,7 @@ Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
     }
   }
   codec::TenantRecord rec = t->Record();
+  if (rec.state != TenantState::kPurging) rec.purge_kek_generation = keyring_.kek_generation;
   rec.state = TenantState::kPurging;
   CV_RETURN_IF_ERROR(WriteRegistry(rec));
   CV_KILL_POINT("purge.after_registry_purging");
@@ -276,8 +277,12 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
     r.kek_generation_retired = keyring_.kek_generation;
     CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/true));
   } else {
-    // Shredded before a crash, or before a copy of the store was restored.
+    // Shredded before a crash (the purge recorded the KEK it retires), or
+    // before a copy of the store was restored (unknown here: 0).
     r.key_versions_destroyed = {rec->key_version};
+    if (rec->purge_kek_generation != keyring_.kek_generation) {
+      r.kek_generation_retired = rec->purge_kek_generation;
+    }
     CV_RETURN_IF_ERROR(RetireStaleKeys());
   }
   CV_KILL_POINT("purge.after_shred");
