@@ -4,7 +4,7 @@ PRESET ?= release
 BUILD := build/$(PRESET)
 DEMO_DIR ?=
 
-.PHONY: deps configure build demo test test-tsan bench bench-quick clean
+.PHONY: deps configure build demo test test-tsan bench bench-quick fuzz clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -32,6 +32,12 @@ bench: build
 
 bench-quick: build
 	./scripts/bench.sh quick
+
+# libFuzzer targets (clang, ASan + UBSan), FUZZ_RUNS executions each.
+FUZZ_RUNS ?= 100000
+fuzz:
+	@./scripts/install-deps.sh sanitizers
+	./scripts/fuzz.sh $(FUZZ_RUNS)
 
 clean:
 	rm -rf build

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of fuzz/ (clang, ASan + UBSan) in build/fuzz and
-# runs each for RUNS executions (testing.md T6). Not run by CI.
+# runs each for RUNS executions (testing.md T6). CI runs `make fuzz` (10^5 each).
 #
 #   scripts/fuzz.sh [RUNS] [TARGET...]     RUNS defaults to 100000; all targets
 #   FUZZ_JOBS=2        build parallelism
