@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -371,6 +372,140 @@ TEST_F(CliStore, WrongKeysExit77) {
   EXPECT_EQ(o.err.rfind("callvault: key_error: ", 0), 0u) << o.err;
 }
 
+// recording put + recording get round-trip the bytes exactly: whole, by
+// ranges at and across the 1 MiB chunk boundaries, through stdout and
+// --output, from a file and from stdin.
+TEST_F(CliStore, RecordingRoundTripsBytesExactly) {
+  const size_t kMiB = 1 << 20;
+  std::string bytes(3 * kMiB + 12345, '\0');
+  std::mt19937_64 rng(7);
+  for (auto& c : bytes) c = static_cast<char>(rng());
+  const std::string src = session_.tmp() + "/media.bin";
+  std::ofstream(src, std::ios::binary) << bytes;
+  Outcome o = Run(
+      "callvault --db $DB recording put acme call-001 $TMP/media.bin --id m1 --type audio/mpeg");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  EXPECT_NE(o.out.find("chunks        4"), std::string::npos) << o.out;
+
+  // Whole, to stdout and to a file.
+  o = Run("callvault --db $DB recording get acme call-001 m1");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  EXPECT_TRUE(o.out == bytes) << "stdout differs; " << o.out.size() << " bytes";
+  o = Run("callvault --db $DB recording get acme call-001 --output $TMP/back.bin");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  EXPECT_TRUE(Slurp(session_.tmp() + "/back.bin") == bytes);
+
+  // Ranges: inclusive A-B, and A- to the end.
+  const std::vector<std::pair<uint64_t, uint64_t>> ranges = {{0, 0},
+                                                             {0, kMiB - 1},
+                                                             {kMiB - 1, kMiB},
+                                                             {kMiB, 2 * kMiB - 1},
+                                                             {kMiB - 7, 3 * kMiB + 5},
+                                                             {2 * kMiB, 2 * kMiB},
+                                                             {3 * kMiB, bytes.size() - 1},
+                                                             {bytes.size() - 1, bytes.size() - 1},
+                                                             {12345, 2 * kMiB + 77}};
+  for (const auto& [a, b] : ranges) {
+    const std::string want = bytes.substr(a, b - a + 1);
+    o = Run("callvault --db $DB recording get acme call-001 m1 --range " + std::to_string(a) + "-" +
+            std::to_string(b));
+    ASSERT_EQ(o.exit, 0) << a << "-" << b << ": " << o.err;
+    EXPECT_TRUE(o.out == want) << a << "-" << b << ": got " << o.out.size() << " bytes";
+    o = Run("callvault --db $DB recording get acme call-001 m1 --output $TMP/part.bin --range " +
+            std::to_string(a) + "-" + std::to_string(b));
+    ASSERT_EQ(o.exit, 0) << o.err;
+    EXPECT_TRUE(Slurp(session_.tmp() + "/part.bin") == want) << a << "-" << b;
+  }
+  for (uint64_t a : {uint64_t{0}, kMiB - 1, kMiB, uint64_t{2 * kMiB + 1}}) {
+    o = Run("callvault --db $DB recording get acme call-001 m1 --range " + std::to_string(a) + "-");
+    ASSERT_EQ(o.exit, 0) << o.err;
+    EXPECT_TRUE(o.out == bytes.substr(a)) << a << "-";
+  }
+  // Past the end: an error, and no partial output file left behind.
+  o = Run("callvault --db $DB recording get acme call-001 m1 --output $TMP/none.bin --range " +
+          std::to_string(bytes.size()) + "-");
+  EXPECT_EQ(o.exit, 65) << o.err;
+  EXPECT_FALSE(std::ifstream(session_.tmp() + "/none.bin").good());
+
+  // From stdin, with the content hash checked by the store.
+  o = Run("callvault --db $DB recording put acme call-002 - --id m2 < $TMP/media.bin");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  o = Run("callvault --db $DB --json recording list acme call-002");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  auto j = nlohmann::json::parse(o.out);
+  ASSERT_EQ(j["recordings"].size(), 1u);
+  EXPECT_EQ(j["recordings"][0]["size"], bytes.size());
+  const std::string sha = j["recordings"][0]["sha256"];
+  o = Run("callvault --db $DB recording put acme call-003 $TMP/media.bin --id m3 --sha256 " + sha);
+  EXPECT_EQ(o.exit, 0) << o.err;
+  o = Run("callvault --db $DB recording get acme call-002 m2");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  EXPECT_TRUE(o.out == bytes);
+  // No progress bar: stderr is not a terminal here.
+  EXPECT_EQ(o.err.find('\r'), std::string::npos);
+}
+
+// Receipts of every kind verify; a receipt removed or swapped at rest (with
+// RocksDB's own ldb, behind the store's back) makes `receipts verify` fail
+// with exit 76, not "not found".
+TEST_F(CliStore, ReceiptsVerifyFailsWhenTamperedAtRest) {
+  ASSERT_EQ(Run("callvault --db $DB tenant create globex").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB call put globex $TESTDATA/calls.json").exit, 0);
+  ASSERT_EQ(
+      Run("callvault --db $DB erase acme --email tomas.lindqvist@northwind.example --mode redact")
+          .exit,
+      0);
+  ASSERT_EQ(Run("callvault --db $DB erase acme --phone +4915123456789").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB tenant retention acme --days 30").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB retention run --now 2024-06-01T00:00:00Z").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB tenant churn globex --purge-at 2024-01-01T00:00:00Z").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB purges run").exit, 0);
+  Outcome o = Run("callvault --db $DB --json receipts list");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  std::vector<std::string> kinds;
+  const nlohmann::json list = nlohmann::json::parse(o.out);
+  for (const auto& r : list["receipts"]) kinds.push_back(r["kind"]);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"erasure_redact", "erasure_delete", "retention",
+                                             "tenant_purge"}));
+  o = Run("callvault --db $DB receipts verify");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  EXPECT_NE(o.out.find("OK: 4 receipt(s)"), std::string::npos) << o.out;
+
+  // Receipt 3's sealed value copied over receipt 2: it fails authentication.
+  Outcome v3 = Run("callvault --db $DB raw ldb --meta --hex get 0x510000000000000003");
+  ASSERT_EQ(v3.exit, 0) << v3.err;
+  std::string value = v3.out.substr(0, v3.out.find_first_of("\r\n"));
+  ASSERT_EQ(Run("callvault --db $DB raw ldb --meta --hex put 0x510000000000000002 " + value).exit,
+            0);
+  o = Run("callvault --db $DB receipts verify");
+  EXPECT_EQ(o.exit, 76) << o.out << o.err;
+  EXPECT_NE(o.out.find("FAILED  the receipts cannot be read"), std::string::npos) << o.out;
+  // Removed: the chain has a gap.
+  ASSERT_EQ(Run("callvault --db $DB raw ldb --meta --hex delete 0x510000000000000002").exit, 0);
+  o = Run("callvault --db $DB --json receipts verify");
+  EXPECT_EQ(o.exit, 76) << o.out << o.err;
+  auto j = nlohmann::json::parse(o.out);
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_NE(j["message"].get<std::string>().find("missing or tampered"), std::string::npos);
+}
+
+// An audit event removed at rest: `audit verify` names its position, exit 76.
+TEST_F(CliStore, AuditVerifyReportsThePositionOfAGap) {
+  ASSERT_EQ(Run("callvault --db $DB tenant hold acme --id h1").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB tenant release acme --id h1").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB tenant hold acme --id h2").exit, 0);
+  Outcome o = Run("callvault --db $DB audit verify");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  EXPECT_EQ(o.out, "OK: 4 event(s), hash chain verified\n");
+  ASSERT_EQ(Run("callvault --db $DB raw ldb --meta --hex delete 0x410000000000000002").exit, 0);
+  o = Run("callvault --db $DB audit verify");
+  EXPECT_EQ(o.exit, 76) << o.out << o.err;
+  EXPECT_NE(o.out.find("FAILED  audit event at position 2 (sequence 3)"), std::string::npos)
+      << o.out;
+  EXPECT_NE(o.err.find("callvault: corruption: audit event at position 2"), std::string::npos)
+      << o.err;
+}
+
 TEST(Cli, HelpAndVersion) {
   Session s;
   Outcome o = s.Run("callvault --help");
@@ -392,11 +527,16 @@ TEST(Cli, DemoSmall) {
       "callvault demo --dir $TMP/demo --tenants 3 --calls 60 --batch 10 --transcript-scale 0.05");
   ASSERT_EQ(o.exit, 0) << o.out << o.err;
   for (const char* want :
-       {"== 1. Create the store ==", "== 6. Purge tenant globex ==", "callvault: tenant_purged:",
-        "[exit 66]", "OK: 2 tenant(s)", "signatures and hash chain verified", "== Summary =="}) {
+       {"== 1. Create the store ==", "== 5. Recordings ==", "== 7. Purge tenant globex ==",
+        "callvault: tenant_purged:", "[exit 66]", "OK: 2 tenant(s)",
+        "Every byte read back is identical", "== 9. Erase a data subject ==", "== 10. Retention ==",
+        "calls_to_remove", "signatures and hash chain verified", "hash chain verified",
+        "== Summary ==", "read back identical; unreadable (tenant_purged)"}) {
     EXPECT_NE(o.out.find(want), std::string::npos) << want << "\n" << o.out;
   }
   EXPECT_EQ(o.out.find("callvault: corruption"), std::string::npos);
+  // The erased address is never shown.
+  EXPECT_NE(o.out.find("refs acme --email $EMAIL"), std::string::npos);
   // The directory stays, and the store in it opens.
   o = s.Run("callvault --db $TMP/demo/store tenant list");
   EXPECT_EQ(o.exit, 0) << o.err;

@@ -1,4 +1,4 @@
-// callvault call put | get | list | delete.
+// callvault call put | get | list | delete | transcript | pin | unpin | hold.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -121,7 +121,7 @@ class CallListCommand final : public Command {
   std::string Group() const override { return "call"; }
   std::string Name() const override { return "list"; }
   std::string Help() const override {
-    return "List a tenant's calls by started_at, newest first, a page at a time";
+    return "List a tenant's calls by started_at, newest first, a page at a time, with filters";
   }
   void AddFlags(CLI::App* app) override {
     app->add_option("TENANT", tenant_id_, "The tenant id")->required();
@@ -134,9 +134,70 @@ class CallListCommand final : public Command {
     app->add_option("--cursor", cursor_,
                     "Continue after the page that printed this cursor (same query). Default: none");
     app->add_flag("--oldest-first", oldest_first_, "Oldest calls first. Default: newest first");
+    // Filters: one value per flag occurrence; repeat a flag for "any of".
+    app->add_option("--owner", q_.owners, "Owner user id; repeat for any of several. Default: any")
+        ->allow_extra_args(false);
+    app->add_option("--email", emails_,
+                    "A participant's email (or a CRM link's id); repeat for any of. Default: any")
+        ->allow_extra_args(false);
+    app->add_option("--phone", phones_,
+                    "A participant's E.164 phone (or a CRM link's id); repeat for any of. "
+                    "Default: any")
+        ->allow_extra_args(false);
+    app->add_option("--crm", crm_,
+                    "Calls linked to this CRM object, SYSTEM:TYPE:ID with TYPE account, "
+                    "opportunity, contact or lead. Default: any");
+    app->add_option("--workspace", q_.workspace_id, "Workspace id. Default: any");
+    app->add_option("--updated-since", updated_since_,
+                    "updated_at at or after this: microseconds or RFC 3339. Default: any");
+    app->add_option("--direction", direction_,
+                    "inbound, outbound, conference or unknown. Default: any")
+        ->check(CLI::IsMember({"inbound", "outbound", "conference", "unknown"}));
+    app->add_option("--scope", scope_, "internal, external or unknown. Default: any")
+        ->check(CLI::IsMember({"internal", "external", "unknown"}));
+    app->add_option("--min-duration", q_.min_duration_ms,
+                    "Shortest duration_ms, inclusive. Default: 0");
+    app->add_option("--max-duration", q_.max_duration_ms,
+                    "Longest duration_ms, inclusive. Default: no bound");
+    app->add_option("--tag", q_.tags, "A tag; repeat for any of several. Default: any")
+        ->allow_extra_args(false);
   }
   RunResult Run(Context& ctx) override {
-    ListQuery q;
+    ListQuery q = q_;
+    for (const auto& e : emails_) {
+      if (e.find('@') == std::string::npos) return RunResult::Usage("--email: expected an address");
+      q.participants.push_back(e);
+    }
+    for (const auto& p : phones_) {
+      if (p.find('@') != std::string::npos) {
+        return RunResult::Usage("--phone: expected an E.164 number (use --email for addresses)");
+      }
+      q.participants.push_back(p);
+    }
+    if (!crm_.empty()) {
+      auto crm = ParseCrm(crm_);
+      if (!crm.ok()) return RunResult::Usage(crm.status().message());
+      q.crm = *crm;
+    }
+    if (!updated_since_.empty()) {
+      auto t = ParseTime(updated_since_, "--updated-since");
+      if (!t.ok()) return RunResult::Usage(t.status().message());
+      q.updated_since = *t;
+    }
+    if (!direction_.empty()) {
+      for (Direction d : {Direction::kUnknown, Direction::kInbound, Direction::kOutbound,
+                          Direction::kConference}) {
+        if (json::DirectionName(d) == direction_) q.direction = d;
+      }
+    }
+    if (!scope_.empty()) {
+      for (CallScope c : {CallScope::kUnknown, CallScope::kInternal, CallScope::kExternal}) {
+        if (json::ScopeName(c) == scope_) q.scope = c;
+      }
+    }
+    if (q.min_duration_ms > q.max_duration_ms) {
+      return RunResult::Usage("--min-duration: above --max-duration");
+    }
     if (!from_.empty()) {
       auto t = ParseTime(from_, "--from");
       if (!t.ok()) return RunResult::Usage(t.status().message());
@@ -178,6 +239,9 @@ class CallListCommand final : public Command {
   size_t limit_ = 100;
   std::string cursor_;
   bool oldest_first_ = false;
+  ListQuery q_;  // the filters bound directly
+  std::vector<std::string> emails_, phones_;
+  std::string crm_, updated_since_, direction_, scope_;
 };
 
 class CallDeleteCommand final : public Command {
@@ -207,6 +271,128 @@ class CallDeleteCommand final : public Command {
   std::string call_id_;
 };
 
+// call transcript: the segments overlapping a window of the call.
+class CallTranscriptCommand final : public Command {
+ public:
+  std::string Group() const override { return "call"; }
+  std::string Name() const override { return "transcript"; }
+  std::string Help() const override {
+    return "Print the transcript segments between two offsets (text redacted unless --reveal)";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("TENANT", tenant_id_, "The tenant id")->required();
+    app->add_option("CALL_ID", call_id_, "The call id")->required();
+    app->add_option("--from-ms", from_ms_,
+                    "Segments ending after this offset (milliseconds). Default: 0");
+    app->add_option("--to-ms", to_ms_,
+                    "Segments starting before this offset (milliseconds). Default: the end");
+  }
+  RunResult Run(Context& ctx) override {
+    if (from_ms_ > to_ms_) return RunResult::Usage("--from-ms: after --to-ms");
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    auto segments = (*store)->GetTranscriptWindow(tenant_id_, call_id_, from_ms_, to_ms_);
+    if (!segments.ok()) return segments.status();
+    if (ctx.json()) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& s : *segments) {
+        a.push_back({{"speaker_id", s.speaker_id},
+                     {"start_ms", s.start_ms},
+                     {"end_ms", s.end_ms},
+                     {"confidence", s.confidence},
+                     {"text", RedactText(s.text, ctx.reveal())}});
+      }
+      ctx.PrintJson({{"call_id", call_id_}, {"segments", std::move(a)}});
+      return {};
+    }
+    Table table({"START", "END", "SPEAKER", "CONFIDENCE", "TEXT"});
+    for (const auto& s : *segments) {
+      table.Add({FormatOffset(s.start_ms), FormatOffset(s.end_ms), std::to_string(s.speaker_id),
+                 fmt::format("{:.2f}", s.confidence), RedactText(s.text, ctx.reveal())});
+    }
+    table.Print(ctx.out());
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+  std::string call_id_;
+  uint32_t from_ms_ = 0;
+  uint32_t to_ms_ = UINT32_MAX;
+};
+
+// call pin / call unpin: exempt a call from retention, or stop exempting it.
+class CallPinCommand final : public Command {
+ public:
+  explicit CallPinCommand(bool pin) : pin_(pin) {}
+  std::string Group() const override { return "call"; }
+  std::string Name() const override { return pin_ ? "pin" : "unpin"; }
+  std::string Help() const override {
+    return pin_ ? "Exempt a call from retention (a pinned call is kept)"
+                : "Undo `call pin`: the call follows its retention again";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("TENANT", tenant_id_, "The tenant id")->required();
+    app->add_option("CALL_ID", call_id_, "The call id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->SetCallPinned(tenant_id_, call_id_, pin_);
+    if (!s.ok()) return s;
+    if (ctx.json()) {
+      ctx.PrintJson({{"call_id", call_id_}, {"pinned", pin_}});
+    } else {
+      ctx.out() << (pin_ ? "pinned    " : "unpinned  ") << call_id_ << '\n';
+    }
+    return {};
+  }
+
+ private:
+  const bool pin_;
+  std::string tenant_id_;
+  std::string call_id_;
+};
+
+// call hold: a legal hold on one call (released with `tenant release`).
+class CallHoldCommand final : public Command {
+ public:
+  std::string Group() const override { return "call"; }
+  std::string Name() const override { return "hold"; }
+  std::string Help() const override {
+    return "Place a legal hold on one call: it cannot be deleted, erased or expired";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("TENANT", tenant_id_, "The tenant id")->required();
+    app->add_option("CALL_ID", hold_.call_id, "The call id")->required();
+    app->add_option("--id", hold_.hold_id, "The hold's id, unique in the tenant")->required();
+    app->add_option("--reason", hold_.reason,
+                    "Free text, at most 1024 bytes; sealed at rest, shown only with --reveal. "
+                    "Default: none");
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->PlaceHold(tenant_id_, hold_);
+    if (!s.ok()) return s;
+    if (ctx.json()) {
+      ctx.PrintJson({{"tenant_id", tenant_id_},
+                     {"hold_id", hold_.hold_id},
+                     {"call_id", hold_.call_id},
+                     {"placed", true}});
+    } else {
+      ctx.out() << "placed hold " << hold_.hold_id << " on call " << hold_.call_id << '\n';
+    }
+    ctx.err() << "release it with `callvault tenant release " << tenant_id_ << " --id "
+              << hold_.hold_id << "`\n";
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+  Hold hold_;
+};
+
 }  // namespace
 
 void AddCallCommands(std::vector<std::unique_ptr<Command>>* out) {
@@ -214,6 +400,10 @@ void AddCallCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<CallGetCommand>());
   out->push_back(std::make_unique<CallListCommand>());
   out->push_back(std::make_unique<CallDeleteCommand>());
+  out->push_back(std::make_unique<CallTranscriptCommand>());
+  out->push_back(std::make_unique<CallPinCommand>(true));
+  out->push_back(std::make_unique<CallPinCommand>(false));
+  out->push_back(std::make_unique<CallHoldCommand>());
 }
 
 }  // namespace callvault::cli

@@ -24,9 +24,17 @@ constexpr char kFooter[] =
     "(verify failed), 77 key error, 78 failed precondition. See docs/cli.md.";
 
 std::string GroupHelp(const std::string& group) {
-  if (group == "tenant") return "Create, list, show and purge tenants";
-  if (group == "call") return "Put, get, list and delete calls";
-  if (group == "receipts") return "Signed purge receipts: list, show, verify the chain, public key";
+  if (group == "tenant") {
+    return "Create, list, show and purge tenants; churn, retention and legal holds";
+  }
+  if (group == "call") return "Put, get, list and delete calls; transcript windows, pins, holds";
+  if (group == "recording") return "Store, read, list and delete a call's recordings (streamed)";
+  if (group == "receipts") {
+    return "Signed receipts (purge, erasure, retention): list, show, verify the chain, public key";
+  }
+  if (group == "retention") return "Apply retention now (and the scheduled purges)";
+  if (group == "purges") return "Run the scheduled purges of churned tenants";
+  if (group == "audit") return "The hash-chained audit log: list events, verify the chain";
   if (group == "raw") return "RocksDB's own ldb and sst_dump on the store's files";
   return "";
 }

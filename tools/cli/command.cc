@@ -1,6 +1,9 @@
 #include "tools/cli/command.h"
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <iostream>
 #include <ostream>
 
 #include "callvault/key_provider.h"
@@ -38,6 +41,10 @@ std::string Context::KeyDir() const {
   return flags_.keys.empty() ? DefaultKeyDir(flags_.db) : flags_.keys;
 }
 
+bool Context::ErrIsTerminal() const { return &err_ == &std::cerr && ::isatty(STDERR_FILENO) == 1; }
+
+bool Context::OutIsTerminal() const { return &out_ == &std::cout && ::isatty(STDOUT_FILENO) == 1; }
+
 Result<std::unique_ptr<Store>> Context::OpenStore() const {
   std::error_code ec;
   const bool has_files = fs::is_directory(flags_.db, ec) && !fs::is_empty(flags_.db, ec);
@@ -69,8 +76,11 @@ std::vector<std::unique_ptr<Command>> AllCommands() {
   AddInitCommands(&v);
   AddTenantCommands(&v);
   AddCallCommands(&v);
+  AddRecordingCommands(&v);
+  AddSubjectCommands(&v);
   AddInspectCommands(&v);
   AddReceiptCommands(&v);
+  AddComplianceCommands(&v);
   AddRawCommands(&v);
   AddDemoCommands(&v);
   return v;

@@ -73,6 +73,11 @@ class Context {
   bool reveal() const { return flags_.reveal; }
   std::ostream& out() { return out_; }
   std::ostream& err() { return err_; }
+  // True when err() is the process's stderr and that is a terminal: the
+  // only case in which verbs draw progress bars.
+  bool ErrIsTerminal() const;
+  // True when out() is the process's stdout and that is a terminal.
+  bool OutIsTerminal() const;
 
   // --keys, or DefaultKeyDir(--db).
   std::string KeyDir() const;
@@ -89,8 +94,9 @@ class Context {
   std::ostream& err_;
 };
 
-// One verb. Group() is "" for a top-level verb ("init", "verify", ...) or
-// the noun it belongs to ("tenant", "call", "receipts", "raw").
+// One verb. Group() is "" for a top-level verb ("init", "verify", "refs",
+// ...) or the noun it belongs to ("tenant", "call", "recording", "receipts",
+// "retention", "purges", "audit", "raw").
 class Command {
  public:
   virtual ~Command() = default;
@@ -120,6 +126,9 @@ void AddCallCommands(std::vector<std::unique_ptr<Command>>* out);
 void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out);
 void AddReceiptCommands(std::vector<std::unique_ptr<Command>>* out);
 void AddRawCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddRecordingCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddSubjectCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddComplianceCommands(std::vector<std::unique_ptr<Command>>* out);
 void AddDemoCommands(std::vector<std::unique_ptr<Command>>* out);
 
 }  // namespace callvault::cli

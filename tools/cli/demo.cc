@@ -10,8 +10,12 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <ostream>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "callvault/key_provider.h"
@@ -121,15 +125,25 @@ class Demo {
  private:
   Status PrepareDirectory();
   void Section(const std::string& title) { out_ << "\n== " << title << " ==\n"; }
-  // Runs `callvault --db <store> args...` in-process, showing the command.
-  int Cli(const std::vector<std::string>& args);
+  // Runs `callvault --db <store> args...` in-process, showing the command
+  // (with each key of `shown` replaced by its value, to keep personal data
+  // off the screen).
+  int Cli(const std::vector<std::string>& args,
+          const std::map<std::string, std::string>& shown = {});
+  // Cli, timed in milliseconds (opening the store included).
+  int TimedCli(const std::vector<std::string>& args, double* ms,
+               const std::map<std::string, std::string>& shown = {});
   Status CreateTenants(Store* store);
   Status Ingest(Store* store);
   void Progress(uint64_t done, bool final);
   void ReportIngest();
   Status Purge();
   void ShowListAndGet();
+  Status ShowRecordings();
+  void ShowRecordingsPurged();
   void ShowVerify();
+  Status ShowErasure();
+  void ShowRetention();
   void Summary(const StoreStats& stats);
   // The demo's store, opened with its keys (closed before each Cli call).
   Result<std::unique_ptr<Store>> OpenStore() const;
@@ -141,14 +155,22 @@ class Demo {
   Clock::time_point start_ = Clock::now();
   std::string dir_, store_, keys_;
   std::vector<std::string> tenants_;
-  std::string first_cf_;        // the first tenant's column family
-  std::string purged_;          // the tenant the demo purges
-  std::string purged_call_id_;  // one of its calls
+  std::string first_cf_;                        // the first tenant's column family
+  std::string purged_;                          // the tenant the demo purges
+  std::string purged_call_id_;                  // one of its calls
+  std::vector<std::string> recorded_call_ids_;  // calls of purged_ given recordings
   // Measurements.
   uint64_t calls_ = 0, content_bytes_ = 0, batches_ = 0, transcript_bytes_ = 0;
   double generate_s_ = 0, put_s_ = 0, ingest_wall_s_ = 0, flush_s_ = 0, purge_ms_ = 0,
          verify_s_ = 0;
   uint64_t verified_records_ = 0;
+  // Recordings, erasure and retention.
+  uint64_t recording_bytes_ = 0;
+  size_t recordings_ = 0;
+  double recording_put_ms_ = 0, recording_get_ms_ = 0;
+  bool recordings_identical_ = false, recordings_gone_ = false;
+  std::string erase_summary_ = "skipped", retention_summary_ = "skipped";
+  std::string last_output_;  // of the last Cli call
 };
 
 Status Demo::PrepareDirectory() {
@@ -182,9 +204,13 @@ Result<std::unique_ptr<Store>> Demo::OpenStore() const {
   return Store::Open(o, store_);
 }
 
-int Demo::Cli(const std::vector<std::string>& args) {
+int Demo::Cli(const std::vector<std::string>& args,
+              const std::map<std::string, std::string>& shown_as) {
   std::string shown = "$ callvault --db $DB";
-  for (const auto& a : args) shown += " " + a;
+  for (const auto& a : args) {
+    auto it = shown_as.find(a);
+    shown += " " + (it == shown_as.end() ? a : it->second);
+  }
   out_ << shown << '\n';
   std::vector<std::string> full = {"callvault", "--db", store_};
   full.insert(full.end(), args.begin(), args.end());
@@ -192,8 +218,19 @@ int Demo::Cli(const std::vector<std::string>& args) {
   for (auto& a : full) argv.push_back(a.data());
   argv.push_back(nullptr);
   // Errors go to the same stream, so the walkthrough reads in order.
-  int rc = RunCli(static_cast<int>(full.size()), argv.data(), out_, out_);
+  std::ostringstream captured;
+  int rc = RunCli(static_cast<int>(full.size()), argv.data(), captured, captured);
+  last_output_ = captured.str();
+  out_ << last_output_;
   if (rc != 0) out_ << "[exit " << rc << "]\n";
+  return rc;
+}
+
+int Demo::TimedCli(const std::vector<std::string>& args, double* ms,
+                   const std::map<std::string, std::string>& shown) {
+  auto t0 = Clock::now();
+  int rc = Cli(args, shown);
+  *ms = Seconds(Clock::now() - t0) * 1000;
   return rc;
 }
 
@@ -260,7 +297,12 @@ Status Demo::Ingest(Store* store) {
       content_bytes_ += ContentBytes(c);
       transcript_bytes_ += workload::TranscriptBytes(c);
     }
-    if (tenant == purged_ && purged_call_id_.empty()) purged_call_id_ = batch.front().call_id;
+    if (tenant == purged_) {
+      if (purged_call_id_.empty()) purged_call_id_ = batch.front().call_id;
+      for (size_t i = 0; i < batch.size() && recorded_call_ids_.size() < 3; ++i) {
+        recorded_call_ids_.push_back(batch[i].call_id);
+      }
+    }
     calls_ += batch.size();
     ++batches_;
     Progress(calls_, false);
@@ -319,6 +361,12 @@ void Demo::ShowListAndGet() {
           "redacted; ids, times and labels are shown.\n";
   Cli({"call", "get", tenants_[0], call_id, "--parts", "metadata,participants,insights"});
   out_ << transcript_note;
+  out_ << "\nIts first 30 seconds, read as a transcript window:\n";
+  Cli({"call", "transcript", tenants_[0], call_id, "--to-ms", "30000"});
+  out_ << "\nFilters combine (the planner scans the most selective blind index and checks the\n"
+          "rest on sealed summaries): outbound calls of at least a minute,\n";
+  Cli({"call", "list", tenants_[0], "--direction", "outbound", "--min-duration", "60000", "--limit",
+       "3"});
 }
 
 Status Demo::Purge() {
@@ -336,6 +384,161 @@ Status Demo::Purge() {
   out_ << fmt::format("Purged {} in {:.1f} ms: {} records and {} made unreadable and dropped.\n",
                       purged_, purge_ms_, receipt->records, FormatBytes(receipt->bytes));
   return Status::OK();
+}
+
+Status Demo::ShowRecordings() {
+  if (recorded_call_ids_.empty()) return Status::OK();
+  out_ << "Recordings are streamed in 1 MiB chunks, each sealed with XChaCha20-Poly1305\n"
+          "(secretstream) under a key bound to the tenant, the call and the recording, and\n"
+          "stored in the tenant's column family (large values in blob files). These are\n"
+          "random bytes standing in for encoded media, on calls of "
+       << purged_ << ", the tenant purged below.\n";
+  const std::string media = dir_ + "/media";
+  std::error_code ec;
+  fs::create_directories(media, ec);
+  if (ec) return Status::IOError("cannot create " + media + ": " + ec.message());
+  // 3.2, 5.5 and 7.8 MiB: not multiples of the chunk size.
+  constexpr uint64_t kSizes[] = {(3u << 20) + 209715, (5u << 20) + 524288, (7u << 20) + 838861};
+  struct Made {
+    std::string call_id, id, path, bytes;
+  };
+  std::vector<Made> made;
+  for (size_t i = 0; i < recorded_call_ids_.size(); ++i) {
+    Made m{recorded_call_ids_[i], fmt::format("rec-{}", i + 1),
+           fmt::format("{}/rec-{}.mp3", media, i + 1),
+           workload::RandomBytes(cfg_.seed * 1000 + i, kSizes[i % std::size(kSizes)])};
+    std::ofstream(m.path, std::ios::binary) << m.bytes;
+    made.push_back(std::move(m));
+  }
+  // A real (tiny) recording too, if espeak-ng is there to speak one.
+  std::string wav = media + "/hello.wav";
+  const bool have_wav =
+      std::system("command -v espeak-ng >/dev/null 2>&1") == 0 &&
+      std::system(("espeak-ng -w '" + wav +
+                   "' 'This call is recorded and encrypted by callvault.' >/dev/null 2>&1")
+                      .c_str()) == 0 &&
+      fs::file_size(wav, ec) > 0 && !ec;
+  for (const auto& m : made) {
+    double ms = 0;
+    TimedCli({"recording", "put", purged_, m.call_id, m.path, "--id", m.id, "--type", "audio/mpeg",
+              "--duration-ms", std::to_string(m.bytes.size() / 16)},
+             &ms);
+    recording_put_ms_ += ms;
+    recording_bytes_ += m.bytes.size();
+    ++recordings_;
+  }
+  if (have_wav) {
+    out_ << "A short WAV spoken by espeak-ng:\n";
+    Cli({"recording", "put", purged_, recorded_call_ids_[0], wav, "--id", "hello"});
+  }
+  out_ << "\nA call's recordings (the SHA-256 is computed by the store while it writes):\n";
+  Cli({"recording", "list", purged_, made[0].call_id});
+  out_ << "\nRead back whole, and a byte range across a chunk boundary (only the chunks that\n"
+          "overlap the range are decrypted):\n";
+  bool identical = true;
+  for (const auto& m : made) {
+    const std::string back = m.path + ".back";
+    double ms = 0;
+    TimedCli({"recording", "get", purged_, m.call_id, m.id, "--output", back}, &ms);
+    recording_get_ms_ += ms;
+    std::ifstream in(back, std::ios::binary);
+    std::stringstream got;
+    got << in.rdbuf();
+    identical = identical && got.str() == m.bytes;
+    fs::remove(back, ec);
+  }
+  const std::string part = media + "/range.bin";
+  Cli({"recording", "get", purged_, made[0].call_id, made[0].id, "--range", "1048000-1049599",
+       "--output", part});
+  {
+    std::ifstream in(part, std::ios::binary);
+    std::stringstream got;
+    got << in.rdbuf();
+    identical = identical && got.str() == made[0].bytes.substr(1048000, 1600);
+  }
+  recordings_identical_ = identical;
+  out_ << (identical ? "Every byte read back is identical to what was written.\n"
+                     : "MISMATCH: bytes read back differ from what was written.\n");
+  fs::remove_all(media, ec);  // the store keeps the recordings; the sources go
+  return Status::OK();
+}
+
+void Demo::ShowRecordingsPurged() {
+  if (recorded_call_ids_.empty()) return;
+  out_ << "\nIts recordings went with it (same key, same column family, same blob files):\n";
+  const std::string out = dir_ + "/should-not-exist.bin";
+  const int list_rc = Cli({"recording", "list", purged_, recorded_call_ids_[0]});
+  const int get_rc =
+      Cli({"recording", "get", purged_, recorded_call_ids_[0], "rec-1", "--output", out});
+  std::error_code ec;
+  recordings_gone_ = list_rc == 66 && get_rc == 66 && !fs::exists(out, ec);
+}
+
+Status Demo::ShowErasure() {
+  const std::string tenant = tenants_[0];
+  // The external participant (a customer's contact: a data subject) of the
+  // first calls listed who appears in the most calls.
+  std::string email;
+  size_t best = 0;
+  {
+    auto store = OpenStore();
+    if (!store.ok()) return store.status();
+    ListQuery q;
+    q.limit = 20;
+    q.scope = CallScope::kExternal;
+    auto page = (*store)->ListCalls(tenant, q);
+    if (!page.ok()) return page.status();
+    for (const Call& c : page->calls) {
+      auto full = (*store)->GetCall(tenant, c.call_id, kPartParticipants);
+      if (!full.ok()) return full.status();
+      for (const auto& p : full->participants) {
+        if (p.affiliation != Affiliation::kExternal || p.email.empty()) continue;
+        auto refs = (*store)->FindReferences(tenant, p.email);
+        if (refs.ok() && refs->size() > best) {
+          best = refs->size();
+          email = p.email;
+        }
+      }
+    }
+  }
+  if (email.empty()) {
+    out_ << "(No external participant with an email in " << tenant << "; skipped.)\n";
+    return Status::OK();
+  }
+  const std::map<std::string, std::string> shown = {{email, "$EMAIL"}};
+  out_ << "A customer's contact asks to be forgotten. EMAIL is their address (personal data:\n"
+          "not shown, and the CLI never prints it without --reveal). Which calls mention it?\n";
+  Cli({"refs", tenant, "--email", email}, shown);
+  out_ << "\nA dry run counts and changes nothing; --max-calls guards against a too-broad\n"
+          "request (exit 69 when more calls match):\n";
+  Cli({"erase", tenant, "--email", email, "--dry-run"}, shown);
+  out_ << "\nRedact them from those calls (their name, email, phone, title, CRM links and\n"
+          "their transcript segments' speaker identity), then flush and compact so no live\n"
+          "file keeps the old bytes; the signed receipt names no person:\n";
+  double ms = 0;
+  int rc = TimedCli({"erase", tenant, "--email", email, "--mode", "redact"}, &ms, shown);
+  out_ << "\nAfterwards nothing references the address:\n";
+  Cli({"refs", tenant, "--email", email}, shown);
+  erase_summary_ = rc == 0 ? fmt::format(
+                                 "{} call(s) redacted in {:.0f} ms (flush and compaction "
+                                 "included)",
+                                 best, ms)
+                           : "failed";
+  return Status::OK();
+}
+
+void Demo::ShowRetention() {
+  const std::string year_ahead = FormatTime(NowMicros() + int64_t{365} * 86400 * 1000000);
+  out_ << "Tenants keep calls 90 days to 3 years (or forever). A dry run with the clock a\n"
+          "year ahead shows what retention would remove then (pinned and held calls stay):\n";
+  double ms = 0;
+  if (TimedCli({"retention", "run", "--now", year_ahead, "--dry-run"}, &ms) != 0) return;
+  std::smatch m;
+  static const std::regex kRemoved("calls_to_remove +(\\d+)");
+  if (std::regex_search(last_output_, m, kRemoved)) {
+    retention_summary_ =
+        fmt::format("{} calls would go a year ahead (dry run, {:.0f} ms)", m[1].str(), ms);
+  }
 }
 
 void Demo::ShowVerify() {
@@ -356,25 +559,40 @@ void Demo::Summary(const StoreStats& stats) {
   uint64_t key_files = 0;
   uint64_t key_bytes = TreeBytes(keys_, &key_files);
   const double total_s = Seconds(Clock::now() - start_);
-  PrintFields(out_,
-              {
-                  {"tenants", fmt::format("{} created, 1 purged ({}), {} live", tenants_.size(),
-                                          purged_, stats.tenants.size())},
-                  {"calls", fmt::format("{} ingested (seed {}, transcript scale {})", calls_,
-                                        cfg_.seed, cfg_.transcript_scale)},
-                  {"call content", fmt::format("{:.1f} MiB", MiB(content_bytes_))},
-                  {"ingest",
-                   fmt::format("{:.0f} calls/s, {:.1f} MiB/s ({:.2f} s in PutCalls, {} "
-                               "synced batches)",
-                               put_s_ > 0 ? calls_ / put_s_ : 0.0,
-                               put_s_ > 0 ? MiB(content_bytes_) / put_s_ : 0.0, put_s_, batches_)},
-                  {"purge", fmt::format("{:.1f} ms", purge_ms_)},
-                  {"verify", fmt::format("{:.2f} s for every live record", verify_s_)},
-                  {"bytes on disk", fmt::format("{} in {} files (store); {} in {} files (keys)",
-                                                FormatBytes(stats.total_bytes), stats.files,
-                                                FormatBytes(key_bytes), key_files)},
-                  {"total time", fmt::format("{:.1f} s", total_s)},
-              });
+  PrintFields(
+      out_,
+      {
+          {"tenants", fmt::format("{} created, 1 purged ({}), {} live", tenants_.size(), purged_,
+                                  stats.tenants.size())},
+          {"calls", fmt::format("{} ingested (seed {}, transcript scale {})", calls_, cfg_.seed,
+                                cfg_.transcript_scale)},
+          {"call content", fmt::format("{:.1f} MiB", MiB(content_bytes_))},
+          {"ingest",
+           fmt::format("{:.0f} calls/s, {:.1f} MiB/s ({:.2f} s in PutCalls, {} "
+                       "synced batches)",
+                       put_s_ > 0 ? calls_ / put_s_ : 0.0,
+                       put_s_ > 0 ? MiB(content_bytes_) / put_s_ : 0.0, put_s_, batches_)},
+          {"recordings",
+           recordings_ == 0
+               ? std::string("none")
+               : fmt::format(
+                     "{} ({:.1f} MiB) on {}: put {:.0f} MiB/s, read {:.0f} MiB/s "
+                     "(through the CLI, opening the store included); read back {}; "
+                     "{} after the purge",
+                     recordings_, MiB(recording_bytes_), purged_,
+                     recording_put_ms_ > 0 ? MiB(recording_bytes_) / recording_put_ms_ * 1000 : 0.0,
+                     recording_get_ms_ > 0 ? MiB(recording_bytes_) / recording_get_ms_ * 1000 : 0.0,
+                     recordings_identical_ ? "identical" : "DIFFERENT",
+                     recordings_gone_ ? "unreadable (tenant_purged)" : "STILL READABLE")},
+          {"purge", fmt::format("{:.1f} ms", purge_ms_)},
+          {"verify", fmt::format("{:.2f} s for every live record", verify_s_)},
+          {"erasure", erase_summary_},
+          {"retention", retention_summary_},
+          {"bytes on disk", fmt::format("{} in {} files (store); {} in {} files (keys)",
+                                        FormatBytes(stats.total_bytes), stats.files,
+                                        FormatBytes(key_bytes), key_files)},
+          {"total time", fmt::format("{:.1f} s", total_s)},
+      });
 }
 
 RunResult Demo::Run() {
@@ -400,14 +618,25 @@ RunResult Demo::Run() {
   }
   Section("4. List a page and fetch a call");
   ShowListAndGet();
-  Section("5. Stats: sizes per tenant");
+  Section("5. Recordings");
+  CV_RETURN_IF_ERROR(ShowRecordings());
+  Section("6. Stats: sizes per tenant");
   Cli({"stats"});
-  Section("6. Purge tenant " + purged_);
+  Section("7. Purge tenant " + purged_);
   CV_RETURN_IF_ERROR(Purge());
-  Section("7. Verify");
+  ShowRecordingsPurged();
+  Section("8. Verify");
   ShowVerify();
-  Section("8. Verify the receipt chain");
+  Section("9. Erase a data subject");
+  CV_RETURN_IF_ERROR(ShowErasure());
+  Section("10. Retention");
+  ShowRetention();
+  Section("11. Verify the receipt chain and the audit log");
+  out_ << "Every purge, erasure and retention sweep appends a receipt signed with the store's\n"
+          "Ed25519 key and chained by hash; security events go to a hash-chained audit log:\n";
+  Cli({"receipts", "list"});
   Cli({"receipts", "verify"});
+  Cli({"audit", "verify"});
 
   Section("Summary");
   {
@@ -423,6 +652,9 @@ RunResult Demo::Run() {
        << "  callvault --db $DB tenant list\n"
        << "  callvault --db $DB call list " << tenants_[0] << " --limit 3 --reveal\n"
        << "  callvault --db $DB receipts list\n"
+       << "  callvault --db $DB audit list\n"
+       << "  callvault --db $DB call list " << tenants_[0]
+       << " --direction outbound --min-duration 60000\n"
        << "  callvault --db $DB raw ldb list_column_families\n"
        << "  callvault --db $DB raw ldb --column_family=" << first_cf_
        << " --hex scan --max_keys=3   # ciphertext only\n";
@@ -433,7 +665,8 @@ class DemoCommand final : public Command {
  public:
   std::string Name() const override { return "demo"; }
   std::string Help() const override {
-    return "Build a realistic synthetic store and walk its lifecycle (ingest, purge, verify)";
+    return "Build a realistic synthetic store and walk its lifecycle (ingest, recordings, purge, "
+           "erasure, retention, verify)";
   }
   bool NeedsStore() const override { return false; }
   void AddFlags(CLI::App* app) override;

@@ -1,6 +1,7 @@
 // The demo: builds a realistic synthetic store and walks its whole life
-// (create, ingest, list, fetch, stats, purge, verify, receipts), printing
-// each step as the CLI command a user would type and its output.
+// (create, ingest, list, fetch, recordings, stats, purge, verify, erasure,
+// retention, receipts and audit), printing each step as the CLI command a
+// user would type and its output.
 #ifndef CALLVAULT_TOOLS_CLI_DEMO_H_
 #define CALLVAULT_TOOLS_CLI_DEMO_H_
 

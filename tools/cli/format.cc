@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ostream>
 
 #include "tools/json/call_json.h"
@@ -51,6 +52,12 @@ std::string FormatBytes(uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, kUnits[u]);
 }
 
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 Result<int64_t> ParseTime(std::string_view text, std::string_view flag) {
   std::string_view digits = text;
   if (!digits.empty() && digits[0] == '-') digits.remove_prefix(1);
@@ -64,6 +71,71 @@ Result<int64_t> ParseTime(std::string_view text, std::string_view flag) {
         fmt::format("{}: expected microseconds since the epoch or an RFC 3339 date-time", flag));
   }
   return *t;
+}
+
+std::string FormatOffset(uint32_t ms) {
+  return fmt::format("{}.{:03}", FormatDuration(ms), ms % 1000);
+}
+
+std::string RedactText(std::string_view text, bool reveal) {
+  if (reveal || text.empty()) return std::string(text);
+  return fmt::format("[redacted {} bytes]", text.size());
+}
+
+Result<CrmRef> ParseCrm(std::string_view text) {
+  const auto bad = [] {
+    return Status::InvalidArgument(
+        "--crm: expected SYSTEM:TYPE:ID with TYPE account, opportunity, contact or lead "
+        "(e.g. salesforce:opportunity:006Q000001AbCdE)");
+  };
+  const size_t a = text.find(':');
+  if (a == std::string_view::npos) return bad();
+  const size_t b = text.find(':', a + 1);
+  if (b == std::string_view::npos) return bad();
+  CrmRef ref;
+  ref.system = std::string(text.substr(0, a));
+  std::string_view type = text.substr(a + 1, b - a - 1);
+  ref.object_id = std::string(text.substr(b + 1));
+  if (ref.system.empty() || ref.object_id.empty()) return bad();
+  bool known = false;
+  for (CrmObjectType t : {CrmObjectType::kAccount, CrmObjectType::kOpportunity,
+                          CrmObjectType::kContact, CrmObjectType::kLead}) {
+    if (type == json::CrmObjectTypeName(t)) {
+      ref.object_type = t;
+      known = true;
+    }
+  }
+  if (!known) return bad();
+  return ref;
+}
+
+Result<std::string> ParseSha256(std::string_view text, std::string_view flag) {
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string raw;
+  if (text.size() == 64) {
+    for (size_t i = 0; i < text.size(); i += 2) {
+      const int hi = nibble(text[i]), lo = nibble(text[i + 1]);
+      if (hi < 0 || lo < 0) break;
+      raw.push_back(static_cast<char>(hi << 4 | lo));
+    }
+  }
+  if (raw.size() != 32) {
+    return Status::InvalidArgument(fmt::format("{}: expected 64 hex digits (a SHA-256)", flag));
+  }
+  return raw;
+}
+
+std::vector<std::string> RoleNames(uint32_t roles) {
+  std::vector<std::string> v;
+  if (roles & kRoleParticipant) v.emplace_back("participant");
+  if (roles & kRoleOwner) v.emplace_back("owner");
+  if (roles & kRoleCrmContact) v.emplace_back("crm_contact");
+  return v;
 }
 
 Result<uint32_t> ParseParts(std::string_view text) {
@@ -109,49 +181,95 @@ void Table::Print(std::ostream& out) const {
   }
 }
 
-void PrintFields(std::ostream& out,
-                 const std::vector<std::pair<std::string, std::string>>& fields) {
+void PrintFields(std::ostream& out, const std::vector<std::pair<std::string, std::string>>& fields,
+                 std::string_view indent) {
   size_t w = 0;
   for (const auto& f : fields) w = std::max(w, f.first.size());
-  for (const auto& [k, v] : fields) out << k << std::string(w - k.size() + 2, ' ') << v << '\n';
+  for (const auto& [k, v] : fields) {
+    std::string line = std::string(indent) + k + std::string(w - k.size() + 2, ' ') + v;
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << '\n';
+  }
 }
 
 // --- tenants -------------------------------------------------------------------
 
-nlohmann::json TenantToJson(const TenantInfo& t) {
+nlohmann::json HoldToJson(const Hold& h, bool reveal) {
+  return {{"hold_id", h.hold_id},
+          {"call_id", h.call_id},
+          {"reason", RedactText(h.reason, reveal)},
+          {"created_at", h.created_at}};
+}
+
+nlohmann::json TenantToJson(const TenantInfo& t, bool reveal) {
+  nlohmann::json holds = nlohmann::json::array();
+  for (const auto& h : t.holds) holds.push_back(HoldToJson(h, reveal));
+  nlohmann::json ws = nlohmann::json::object();
+  for (const auto& [w, days] : t.workspace_retention) ws[w] = days;
   return {{"tenant_id", t.tenant_id},
           {"state", TenantStateName(t.state)},
           {"region", t.region},
           {"retention_days", t.retention_days},
+          {"workspace_retention", std::move(ws)},
           {"created_at", t.created_at},
+          {"churned_at", t.churned_at},
+          {"purge_at", t.purge_at},
           {"purged_at", t.purged_at},
+          {"holds", std::move(holds)},
           {"shard", t.shard},
           {"column_family", t.column_family},
           {"key_version", t.key_version}};
 }
 
-void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls) {
+void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls,
+                 const std::optional<std::vector<Hold>>& holds) {
+  std::string ws;
+  for (const auto& [w, days] : t.workspace_retention) {
+    ws += (ws.empty() ? "" : ", ") + w + "=" + RetentionText(days);
+  }
+  std::string held;
+  for (const auto& h : holds ? *holds : t.holds) {
+    held += (held.empty() ? "" : ", ") + h.hold_id +
+            (h.call_id.empty() ? " (tenant)" : " (call " + h.call_id + ")");
+  }
   std::vector<std::pair<std::string, std::string>> f = {
       {"tenant_id", t.tenant_id},
       {"state", TenantStateName(t.state)},
       {"region", t.region},
       {"retention", RetentionText(t.retention_days)},
+      {"workspace_retention", ws.empty() ? "none" : ws},
       {"shard", std::to_string(t.shard)},
       {"column_family", t.column_family},
       {"key_version", std::to_string(t.key_version)},
   };
   if (calls) f.emplace_back("calls", std::to_string(*calls));
+  f.emplace_back("holds", held.empty() ? "none" : held);
   f.emplace_back("created_at", FormatTime(t.created_at));
+  f.emplace_back("churned_at", FormatTime(t.churned_at));
+  f.emplace_back("purge_at", FormatTime(t.purge_at));
   if (t.purged_at != 0) f.emplace_back("purged_at", FormatTime(t.purged_at));
   PrintFields(out, f);
 }
 
 void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants) {
   // CREATED last: its width varies (the fraction of a second is omitted when zero).
-  Table table({"TENANT", "STATE", "REGION", "RETENTION", "SHARD", "COLUMN_FAMILY", "CREATED"});
+  Table table({"TENANT", "STATE", "REGION", "RETENTION", "SHARD", "COLUMN_FAMILY", "HOLDS",
+               "PURGE_AT", "CREATED"});
   for (const auto& t : tenants) {
     table.Add({t.tenant_id, TenantStateName(t.state), t.region, RetentionText(t.retention_days),
-               std::to_string(t.shard), t.column_family, FormatTime(t.created_at)});
+               std::to_string(t.shard), t.column_family, std::to_string(t.holds.size()),
+               FormatTime(t.purge_at), FormatTime(t.created_at)});
+  }
+  table.Print(out);
+}
+
+void PrintHoldTable(std::ostream& out, const std::vector<Hold>& holds, bool reveal) {
+  // CREATED last: its width varies (see PrintTenantTable).
+  Table table({"HOLD_ID", "ON", "CALL_ID", "REASON", "CREATED"});
+  for (const auto& h : holds) {
+    table.Add({h.hold_id, h.call_id.empty() ? "tenant" : "call",
+               h.call_id.empty() ? "-" : h.call_id,
+               h.reason.empty() ? "-" : RedactText(h.reason, reveal), FormatTime(h.created_at)});
   }
   table.Print(out);
 }
@@ -165,33 +283,130 @@ nlohmann::json ReceiptToJson(const Receipt& r) {
   return j;
 }
 
-void PrintReceipt(std::ostream& out, const Receipt& r) {
+void PrintReceipt(std::ostream& out, const Receipt& r, std::string_view indent) {
+  PrintFields(out,
+              {
+                  {"sequence", std::to_string(r.sequence)},
+                  {"kind", r.kind},
+                  {"time", FormatTime(r.time)},
+                  {"store_id", r.store_id},
+                  {"region", r.region},
+                  {"tenant_id", r.tenant_id},
+                  {"tenant_internal_id", std::to_string(r.tenant_internal_id)},
+                  {"shard", std::to_string(r.shard)},
+                  {"column_family", r.column_family},
+                  {"key_versions_destroyed", JoinU32(r.key_versions_destroyed)},
+                  {"kek_generation_retired", std::to_string(r.kek_generation_retired)},
+                  {"kek_generation_current", std::to_string(r.kek_generation_current)},
+                  {"keyring_generation", std::to_string(r.keyring_generation)},
+                  {"records", std::to_string(r.records)},
+                  {"bytes", std::to_string(r.bytes)},
+                  {"prev_hash", r.prev_hash.empty() ? "-" : r.prev_hash},
+                  {"signature", r.signature},
+              },
+              indent);
+}
+
+void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts,
+                       std::string_view indent) {
+  const std::string in(indent);
+  Table table({in + "SEQ", "KIND", "TENANT", "RECORDS", "BYTES", "TIME"});
+  for (const auto& r : receipts) {
+    table.Add({in + std::to_string(r.sequence), r.kind, r.tenant_id, std::to_string(r.records),
+               std::to_string(r.bytes), FormatTime(r.time)});
+  }
+  table.Print(out);
+}
+
+// --- recordings ----------------------------------------------------------------
+
+nlohmann::json RecordingToJson(const RecordingInfo& r) {
+  return {{"recording_id", r.recording_id},
+          {"content_type", r.content_type},
+          {"duration_ms", r.duration_ms},
+          {"size", r.size},
+          {"sha256", Hex(r.sha256)},
+          {"created_at", r.created_at},
+          {"chunks", r.chunks}};
+}
+
+void PrintRecording(std::ostream& out, const RecordingInfo& r) {
   PrintFields(out, {
-                       {"sequence", std::to_string(r.sequence)},
-                       {"kind", r.kind},
-                       {"time", FormatTime(r.time)},
-                       {"store_id", r.store_id},
-                       {"region", r.region},
-                       {"tenant_id", r.tenant_id},
-                       {"tenant_internal_id", std::to_string(r.tenant_internal_id)},
-                       {"shard", std::to_string(r.shard)},
-                       {"column_family", r.column_family},
-                       {"key_versions_destroyed", JoinU32(r.key_versions_destroyed)},
-                       {"kek_generation_retired", std::to_string(r.kek_generation_retired)},
-                       {"kek_generation_current", std::to_string(r.kek_generation_current)},
-                       {"keyring_generation", std::to_string(r.keyring_generation)},
-                       {"records", std::to_string(r.records)},
-                       {"bytes", std::to_string(r.bytes)},
-                       {"prev_hash", r.prev_hash.empty() ? "-" : r.prev_hash},
-                       {"signature", r.signature},
+                       {"recording_id", r.recording_id},
+                       {"content_type", r.content_type},
+                       {"duration", FormatDuration(r.duration_ms)},
+                       {"size", fmt::format("{} ({})", r.size, FormatBytes(r.size))},
+                       {"chunks", std::to_string(r.chunks)},
+                       {"sha256", Hex(r.sha256)},
+                       {"created_at", FormatTime(r.created_at)},
                    });
 }
 
-void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts) {
-  Table table({"SEQ", "KIND", "TENANT", "RECORDS", "BYTES", "TIME"});
-  for (const auto& r : receipts) {
-    table.Add({std::to_string(r.sequence), r.kind, r.tenant_id, std::to_string(r.records),
-               std::to_string(r.bytes), FormatTime(r.time)});
+void PrintRecordingTable(std::ostream& out, const std::vector<RecordingInfo>& recordings) {
+  Table table({"RECORDING_ID", "TYPE", "DURATION", "SIZE", "CHUNKS", "SHA256", "CREATED"});
+  for (const auto& r : recordings) {
+    table.Add({r.recording_id, r.content_type, FormatDuration(r.duration_ms),
+               std::to_string(r.size), std::to_string(r.chunks), Hex(r.sha256),
+               FormatTime(r.created_at)});
+  }
+  table.Print(out);
+}
+
+// --- audit and retention ---------------------------------------------------------
+
+nlohmann::json AuditEventToJson(const AuditEvent& e) {
+  return {{"sequence", e.sequence},   {"time", e.time},     {"kind", e.kind},
+          {"tenant_id", e.tenant_id}, {"detail", e.detail}, {"prev_hash", e.prev_hash}};
+}
+
+void PrintAuditTable(std::ostream& out, const std::vector<AuditEvent>& events) {
+  // TIME last: its width varies (see PrintTenantTable).
+  Table table({"SEQ", "KIND", "TENANT", "DETAIL", "TIME"});
+  for (const auto& e : events) {
+    table.Add({std::to_string(e.sequence), e.kind, e.tenant_id.empty() ? "-" : e.tenant_id,
+               e.detail.empty() ? "-" : e.detail, FormatTime(e.time)});
+  }
+  table.Print(out);
+}
+
+nlohmann::json RetentionReportToJson(const RetentionReport& r) {
+  nlohmann::json by_tenant = nlohmann::json::array();
+  for (const auto& [t, n] : r.removed_by_tenant) {
+    by_tenant.push_back({{"tenant_id", t}, {"calls", n}});
+  }
+  nlohmann::json receipts = nlohmann::json::array();
+  for (const auto& rc : r.receipts) receipts.push_back(ReceiptToJson(rc));
+  return {{"now", r.now},
+          {"dry_run", r.dry_run},
+          {"tenants_swept", r.tenants_swept},
+          {"tenants_held", r.tenants_held},
+          {"calls_removed", r.calls_removed},
+          {"calls_kept_held", r.calls_kept_held},
+          {"calls_kept_pinned", r.calls_kept_pinned},
+          {"removed_by_tenant", std::move(by_tenant)},
+          {"receipts", std::move(receipts)}};
+}
+
+void PrintRetentionReport(std::ostream& out, const RetentionReport& r) {
+  PrintFields(
+      out, {
+               {"now", FormatTime(r.now)},
+               {"dry_run", r.dry_run ? "yes (nothing was removed)" : "no"},
+               {"tenants_swept", std::to_string(r.tenants_swept)},
+               {"tenants_held", std::to_string(r.tenants_held)},
+               {r.dry_run ? "calls_to_remove" : "calls_removed", std::to_string(r.calls_removed)},
+               {"calls_kept_pinned", std::to_string(r.calls_kept_pinned)},
+               {"calls_kept_held", std::to_string(r.calls_kept_held)},
+           });
+  if (r.removed_by_tenant.empty()) return;
+  out << (r.dry_run ? "would remove:\n" : "removed:\n");
+  Table table({"  TENANT", "CALLS", "RECEIPT"});
+  for (const auto& [t, n] : r.removed_by_tenant) {
+    std::string seq = "-";
+    for (const auto& rc : r.receipts) {
+      if (rc.tenant_id == t) seq = std::to_string(rc.sequence);
+    }
+    table.Add({"  " + t, std::to_string(n), seq});
   }
   table.Print(out);
 }

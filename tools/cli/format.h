@@ -26,12 +26,25 @@ std::string FormatTime(int64_t micros);
 std::string FormatDuration(uint32_t ms);
 // "512 B", "3.4 KiB", "12.0 MiB", "1.2 GiB".
 std::string FormatBytes(uint64_t bytes);
+// The system clock, in microseconds since the epoch.
+int64_t NowMicros();
 // Integer microseconds since the epoch, or an RFC 3339 date-time.
 // kInvalidArgument naming `flag` when neither.
 Result<int64_t> ParseTime(std::string_view text, std::string_view flag);
 // A comma-separated list of metadata, participants, transcript, insights
 // (or "all") to a Parts mask. kInvalidArgument on an unknown name.
 Result<uint32_t> ParseParts(std::string_view text);
+// "H:MM:SS.mmm" for an offset into a call.
+std::string FormatOffset(uint32_t ms);
+// `text` itself when `reveal`, else "[redacted N bytes]" ("" stays "").
+std::string RedactText(std::string_view text, bool reveal);
+// SYSTEM:TYPE:ID (TYPE account, opportunity, contact or lead; ID may hold
+// colons). kInvalidArgument naming --crm otherwise.
+Result<CrmRef> ParseCrm(std::string_view text);
+// 64 hex digits to 32 raw bytes; kInvalidArgument naming `flag` otherwise.
+Result<std::string> ParseSha256(std::string_view text, std::string_view flag);
+// ReferenceRole bits as "participant,owner,crm_contact".
+std::vector<std::string> RoleNames(uint32_t roles);
 
 // Columns padded to their widest cell, two spaces apart; the last column is
 // not padded (it may hold free text).
@@ -45,16 +58,34 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// "key  value" lines with the values aligned.
-void PrintFields(std::ostream& out, const std::vector<std::pair<std::string, std::string>>& fields);
+// "key  value" lines with the values aligned, each line after `indent`.
+void PrintFields(std::ostream& out, const std::vector<std::pair<std::string, std::string>>& fields,
+                 std::string_view indent = "");
 
-nlohmann::json TenantToJson(const TenantInfo& t);
-void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls);
+// Tenants. Hold reasons are free text: "[redacted N bytes]" unless `reveal`.
+nlohmann::json HoldToJson(const Hold& h, bool reveal);
+nlohmann::json TenantToJson(const TenantInfo& t, bool reveal = false);
+// `holds`: every hold of the tenant (tenant-level and call holds) when known;
+// otherwise the tenant-level holds of `t` are shown.
+void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls,
+                 const std::optional<std::vector<Hold>>& holds = std::nullopt);
 void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants);
+void PrintHoldTable(std::ostream& out, const std::vector<Hold>& holds, bool reveal);
 
 nlohmann::json ReceiptToJson(const Receipt& r);
-void PrintReceipt(std::ostream& out, const Receipt& r);
-void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts);
+void PrintReceipt(std::ostream& out, const Receipt& r, std::string_view indent = "");
+void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts,
+                       std::string_view indent = "");
+
+nlohmann::json RecordingToJson(const RecordingInfo& r);
+void PrintRecording(std::ostream& out, const RecordingInfo& r);
+void PrintRecordingTable(std::ostream& out, const std::vector<RecordingInfo>& recordings);
+
+nlohmann::json AuditEventToJson(const AuditEvent& e);
+void PrintAuditTable(std::ostream& out, const std::vector<AuditEvent>& events);
+
+nlohmann::json RetentionReportToJson(const RetentionReport& r);
+void PrintRetentionReport(std::ostream& out, const RetentionReport& r);
 
 // The `call list` rendering of one page. `participants[i]` is the
 // participant count of page.calls[i] (or nullopt when unknown). Titles are

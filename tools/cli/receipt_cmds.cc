@@ -15,7 +15,9 @@ class ReceiptsListCommand final : public Command {
  public:
   std::string Group() const override { return "receipts"; }
   std::string Name() const override { return "list"; }
-  std::string Help() const override { return "List the purge receipts, oldest first"; }
+  std::string Help() const override {
+    return "List the receipts (purges, erasures, retention sweeps), oldest first";
+  }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore();
@@ -73,10 +75,28 @@ class ReceiptsVerifyCommand final : public Command {
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore();
     if (!store.ok()) return store.status();
-    auto receipts = (*store)->ListReceipts();
-    if (!receipts.ok()) return receipts.status();
     auto key = (*store)->SigningPublicKey();
     if (!key.ok()) return key.status();
+    auto receipts = (*store)->ListReceipts();
+    if (!receipts.ok()) {
+      // A receipt the store counts but cannot find, or whose sealed record
+      // fails authentication, is a broken chain, not a missing store.
+      const Code code = receipts.status().code();
+      if (code != Code::kNotFound && code != Code::kCorruption) return receipts.status();
+      Status s = Status::Corruption(
+          "the receipts cannot be read (one is missing or tampered "
+          "with at rest): " +
+          receipts.status().message());
+      if (ctx.json()) {
+        ctx.PrintJson({{"ok", false},
+                       {"receipts", nullptr},
+                       {"public_key", Hex(*key)},
+                       {"message", s.message()}});
+      } else {
+        ctx.out() << "FAILED  " << s.message() << '\n';
+      }
+      return RunResult::Reported(s);
+    }
     Status s = VerifyReceiptChain(*receipts, *key);
     if (ctx.json()) {
       ctx.PrintJson({{"ok", s.ok()},
@@ -87,6 +107,8 @@ class ReceiptsVerifyCommand final : public Command {
       ctx.out() << fmt::format("OK: {} receipt(s), signatures and hash chain verified\n",
                                receipts->size());
       ctx.out() << "public_key  " << Hex(*key) << '\n';
+    } else {
+      ctx.out() << "FAILED  " << s.message() << '\n';
     }
     if (!s.ok()) return RunResult::Reported(s);
     return {};

@@ -1,5 +1,9 @@
-// callvault tenant create | list | show | purge.
+// callvault tenant create | list | show | purge | churn | cancel-churn |
+// retention | hold | holds | release.
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <ostream>
 
 #include "tools/cli/command.h"
@@ -28,7 +32,7 @@ class TenantCreateCommand final : public Command {
     auto t = (*store)->CreateTenant(spec_);
     if (!t.ok()) return t.status();
     if (ctx.json()) {
-      ctx.PrintJson(TenantToJson(*t));
+      ctx.PrintJson(TenantToJson(*t, ctx.reveal()));
     } else {
       PrintTenant(ctx.out(), *t, std::nullopt);
     }
@@ -52,7 +56,7 @@ class TenantListCommand final : public Command {
     if (!tenants.ok()) return tenants.status();
     if (ctx.json()) {
       nlohmann::json a = nlohmann::json::array();
-      for (const auto& t : *tenants) a.push_back(TenantToJson(t));
+      for (const auto& t : *tenants) a.push_back(TenantToJson(t, ctx.reveal()));
       ctx.PrintJson({{"tenants", std::move(a)}});
     } else {
       PrintTenantTable(ctx.out(), *tenants);
@@ -75,17 +79,32 @@ class TenantShowCommand final : public Command {
     auto t = (*store)->DescribeTenant(tenant_id_);
     if (!t.ok()) return t.status();
     std::optional<uint64_t> calls;
+    std::optional<std::vector<Hold>> holds;
     if (t->state == TenantState::kActive) {
+      // A churned tenant whose reads are refused has no count.
       auto n = (*store)->CountCalls(tenant_id_);
-      if (!n.ok()) return n.status();
-      calls = *n;
+      if (n.ok()) {
+        calls = *n;
+      } else if (n.status().code() != Code::kFailedPrecondition) {
+        return n.status();
+      }
+      auto h = (*store)->ListHolds(tenant_id_);
+      if (!h.ok()) return h.status();
+      holds = std::move(h).value();
     }
     if (ctx.json()) {
-      nlohmann::json j = TenantToJson(*t);
+      nlohmann::json j = TenantToJson(*t, ctx.reveal());
       if (calls) j["calls"] = *calls;
+      if (holds) {
+        nlohmann::json call_holds = nlohmann::json::array();
+        for (const auto& h : *holds) {
+          if (!h.call_id.empty()) call_holds.push_back(HoldToJson(h, ctx.reveal()));
+        }
+        j["call_holds"] = std::move(call_holds);
+      }
       ctx.PrintJson(j);
     } else {
-      PrintTenant(ctx.out(), *t, calls);
+      PrintTenant(ctx.out(), *t, calls, holds);
     }
     return {};
   }
@@ -129,6 +148,231 @@ class TenantPurgeCommand final : public Command {
   bool yes_ = false;
 };
 
+// Prints the tenant after a change, as `tenant show` would (without counts).
+RunResult ShowAfter(Context& ctx, Store* store, const std::string& tenant_id) {
+  auto t = store->DescribeTenant(tenant_id);
+  if (!t.ok()) return t.status();
+  if (ctx.json()) {
+    ctx.PrintJson(TenantToJson(*t, ctx.reveal()));
+  } else {
+    PrintTenant(ctx.out(), *t, std::nullopt);
+  }
+  return {};
+}
+
+class TenantChurnCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "churn"; }
+  std::string Help() const override {
+    return "Mark a tenant churned: writes are refused and a purge is scheduled (cancellable)";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+    CLI::Option* at =
+        app->add_option("--purge-at", purge_at_,
+                        "When the purge runs: microseconds or RFC 3339. Default: see --after-days");
+    app->add_option("--after-days", after_days_,
+                    "Days from now until the purge (the grace period). Default: 30")
+        ->check(CLI::Range(0u, 36500u))
+        ->excludes(at);
+  }
+  RunResult Run(Context& ctx) override {
+    // Whole seconds: a deadline reads better without a fraction.
+    constexpr int64_t kSecond = 1000000;
+    int64_t purge_at = (NowMicros() / kSecond + int64_t{after_days_} * 86400) * kSecond;
+    if (!purge_at_.empty()) {
+      auto t = ParseTime(purge_at_, "--purge-at");
+      if (!t.ok()) return RunResult::Usage(t.status().message());
+      purge_at = *t;
+    }
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->ScheduleTenantPurge(tenant_id_, purge_at);
+    if (!s.ok()) return s;
+    RunResult r = ShowAfter(ctx, store->get(), tenant_id_);
+    ctx.err() << "tenant " << tenant_id_ << " churned: writes are refused; purge scheduled for "
+              << FormatTime(purge_at) << " (run by `retention run --purges` or `purges run`; "
+              << "cancel before then with `callvault tenant cancel-churn " << tenant_id_ << "`)\n";
+    return r;
+  }
+
+ private:
+  std::string tenant_id_;
+  std::string purge_at_;
+  uint32_t after_days_ = 30;
+};
+
+class TenantCancelChurnCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "cancel-churn"; }
+  std::string Help() const override {
+    return "Cancel a scheduled purge before its deadline; the tenant takes writes again";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->CancelTenantPurge(tenant_id_);
+    if (!s.ok()) return s;
+    RunResult r = ShowAfter(ctx, store->get(), tenant_id_);
+    ctx.err() << "churn of tenant " << tenant_id_ << " cancelled; it takes writes again\n";
+    return r;
+  }
+
+ private:
+  std::string tenant_id_;
+};
+
+class TenantRetentionCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "retention"; }
+  std::string Help() const override {
+    return "Set a tenant's retention in days, or a workspace's override (--clear removes it)";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+    CLI::Option* days = app->add_option(
+        "--days", days_,
+        "Days a call is kept after started_at; 0 keeps calls. Required unless --clear");
+    days->check(CLI::Range(0, 36500));
+    app->add_option("--workspace", workspace_,
+                    "Set (or --clear) this workspace's override instead. Default: the tenant's "
+                    "own retention");
+    app->add_flag("--clear", clear_, "Remove the --workspace override. Default: off")
+        ->excludes(days);
+  }
+  RunResult Run(Context& ctx) override {
+    if (clear_ && workspace_.empty()) return RunResult::Usage("--clear needs --workspace W");
+    if (!clear_ && days_ < 0)
+      return RunResult::Usage("--days N is required (or --clear --workspace W)");
+    const uint32_t days = static_cast<uint32_t>(std::max<int64_t>(days_, 0));
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s;
+    if (workspace_.empty()) {
+      s = (*store)->SetRetention(tenant_id_, days);
+    } else {
+      s = (*store)->SetWorkspaceRetention(tenant_id_, workspace_,
+                                          clear_ ? std::nullopt : std::optional<uint32_t>(days));
+    }
+    if (!s.ok()) return s;
+    RunResult r = ShowAfter(ctx, store->get(), tenant_id_);
+    const std::string what = clear_      ? "the tenant's own"
+                             : days == 0 ? "none (calls are kept)"
+                                         : fmt::format("{} days", days);
+    ctx.err() << "retention of tenant " << tenant_id_
+              << (workspace_.empty() ? "" : ", workspace " + workspace_) << ": " << what
+              << "; applied by `callvault retention run`\n";
+    return r;
+  }
+
+ private:
+  std::string tenant_id_;
+  int64_t days_ = -1;
+  std::string workspace_;
+  bool clear_ = false;
+};
+
+class TenantHoldCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "hold"; }
+  std::string Help() const override {
+    return "Place a legal hold on a whole tenant: blocks purge, retention, erasure, deletes";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+    app->add_option("--id", hold_.hold_id, "The hold's id, unique in the tenant")->required();
+    app->add_option("--reason", hold_.reason,
+                    "Free text, at most 1024 bytes; sealed at rest, shown only with --reveal. "
+                    "Default: none");
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->PlaceHold(tenant_id_, hold_);
+    if (!s.ok()) return s;
+    if (ctx.json()) {
+      ctx.PrintJson({{"tenant_id", tenant_id_},
+                     {"hold_id", hold_.hold_id},
+                     {"call_id", ""},
+                     {"placed", true}});
+    } else {
+      ctx.out() << "placed hold " << hold_.hold_id << " on tenant " << tenant_id_ << '\n';
+    }
+    ctx.err() << "release it with `callvault tenant release " << tenant_id_ << " --id "
+              << hold_.hold_id << "`\n";
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+  Hold hold_;
+};
+
+class TenantHoldsCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "holds"; }
+  std::string Help() const override {
+    return "List a tenant's legal holds, on the tenant and on single calls";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    auto holds = (*store)->ListHolds(tenant_id_);
+    if (!holds.ok()) return holds.status();
+    if (ctx.json()) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& h : *holds) a.push_back(HoldToJson(h, ctx.reveal()));
+      ctx.PrintJson({{"holds", std::move(a)}});
+    } else {
+      PrintHoldTable(ctx.out(), *holds, ctx.reveal());
+    }
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+};
+
+class TenantReleaseCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "release"; }
+  std::string Help() const override {
+    return "Release a legal hold (on the tenant or on a call); blocked work runs at its next run";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+    app->add_option("--id", hold_id_, "The hold's id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->ReleaseHold(tenant_id_, hold_id_);
+    if (!s.ok()) return s;
+    if (ctx.json()) {
+      ctx.PrintJson({{"tenant_id", tenant_id_}, {"hold_id", hold_id_}, {"released", true}});
+    } else {
+      ctx.out() << "released hold " << hold_id_ << '\n';
+    }
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+  std::string hold_id_;
+};
+
 }  // namespace
 
 void AddTenantCommands(std::vector<std::unique_ptr<Command>>* out) {
@@ -136,6 +380,12 @@ void AddTenantCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<TenantListCommand>());
   out->push_back(std::make_unique<TenantShowCommand>());
   out->push_back(std::make_unique<TenantPurgeCommand>());
+  out->push_back(std::make_unique<TenantChurnCommand>());
+  out->push_back(std::make_unique<TenantCancelChurnCommand>());
+  out->push_back(std::make_unique<TenantRetentionCommand>());
+  out->push_back(std::make_unique<TenantHoldCommand>());
+  out->push_back(std::make_unique<TenantHoldsCommand>());
+  out->push_back(std::make_unique<TenantReleaseCommand>());
 }
 
 }  // namespace callvault::cli
