@@ -9,6 +9,7 @@
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/store_impl.h"
+#include "format/coding.h"
 #include "format/summary.h"
 
 namespace callvault {
@@ -172,6 +173,10 @@ Result<StoreStats> Store::Impl::Stats() {
   return st;
 }
 
+// Every stored receipt in sequence order. A receipt that is missing shows
+// as a gap (VerifyReceiptChain names its position); one that fails to open
+// is kCorruption naming its sequence; a chain shorter than the store's
+// count of receipts is kCorruption too.
 Result<std::vector<Receipt>> Store::Impl::ListReceipts() {
   uint64_t n;
   {
@@ -179,9 +184,25 @@ Result<std::vector<Receipt>> Store::Impl::ListReceipts() {
     n = receipt_seq_;
   }
   std::vector<Receipt> out;
-  for (uint64_t i = 1; i <= n; ++i) {
-    CV_ASSIGN_OR_RETURN(Receipt r, ReadReceipt(i));
+  const std::string prefix(1, format::kReceiptPrefix);
+  std::unique_ptr<rocksdb::Iterator> it(meta_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string plain;
+    Receipt r;
+    Status s = record::Open(store_data_key_, record::Binding{}, it->key().ToStringView(),
+                            it->value().ToStringView(), &plain);
+    if (s.ok()) s = codec::DecodeReceipt(plain, &r);
+    if (!s.ok()) {
+      uint64_t seq = it->key().size() == 9 ? format::DecodeFixed64BE(it->key().data() + 1) : 0;
+      return Status::Corruption("receipt " + std::to_string(seq) + " (position " +
+                                std::to_string(out.size() + 1) + "): " + s.message());
+    }
     out.push_back(std::move(r));
+  }
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "read receipts"));
+  if (n > 0 && (out.empty() || out.back().sequence != n)) {
+    return Status::Corruption("the last receipts are missing: the store has written " +
+                              std::to_string(n) + " receipts");
   }
   return out;
 }

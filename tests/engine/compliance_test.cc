@@ -303,3 +303,38 @@ TEST_F(ComplianceTest, DataResidency) {
 
 }  // namespace
 }  // namespace callvault
+
+#include <rocksdb/db.h>
+
+namespace callvault {
+namespace {
+
+// A receipt removed behind the store's back shows as a gap at its position.
+TEST_F(ComplianceTest, DeletedReceiptIsReportedAtItsPosition) {
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "b"}));
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "c"}));
+  ASSERT_OK(ts->PurgeTenant("b"));
+  ASSERT_OK(ts->PurgeTenant("c"));
+  ASSERT_OK(ts->RunRetention(kNow));
+  std::string pk = *ts->SigningPublicKey();
+  const std::string meta = ts->MetaPath();
+  ts.Close();
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), meta, &raw).ok());
+    std::string key = "Q";
+    for (int i = 7; i >= 0; --i) key.push_back(static_cast<char>(i == 0 ? 2 : 0));  // sequence 2
+    ASSERT_TRUE(raw->Delete(rocksdb::WriteOptions(), key).ok());
+    delete raw;
+  }
+  ASSERT_OK(ts.Open());
+  auto r = ts->ListReceipts();
+  ASSERT_OK(r);
+  ASSERT_EQ(r->size(), 2u);
+  Status s = VerifyReceiptChain(*r, pk);
+  EXPECT_EQ(s.code(), Code::kCorruption);
+  EXPECT_NE(s.message().find("position 2"), std::string::npos) << s.ToString();
+}
+
+}  // namespace
+}  // namespace callvault
