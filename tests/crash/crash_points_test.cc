@@ -302,16 +302,12 @@ TEST_F(CrashPointsTest, EveryPointOfRecoveryAfterEachCrash) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
-// KNOWN ENGINE BUG (a known_bug entry in CMakeLists.txt expects this test
-// to fail; remove it there once fixed): a purge interrupted after its
-// keyring commit is finished by recovery (FinishPurge, engine/tenants.cc)
-// through the branch for a tenant whose key is already gone, which never
-// sets Receipt::kek_generation_retired: the receipt says KEK generation 0
-// was retired, though recovery destroyed the tenant's KEK generation (in
-// LoadKeyring's RetireStaleKeys). An uninterrupted purge names it. The
-// generation to name has to be recorded before the commit (e.g. in the
-// PURGING registry record), since it is gone once the new keyring is
-// durable.
+// A purge interrupted after its keyring commit is finished by recovery
+// (FinishPurge) through the branch for a tenant whose key is already gone;
+// its receipt must still name the KEK generation the purge retired, the
+// key versions destroyed and the current generation, as an uninterrupted
+// purge's does. (Regression: that branch once left kek_generation_retired
+// at 0; the PURGING registry record now carries the generation.)
 TEST_F(CrashPointsTest, ReceiptAfterRecoveryNamesTheRetiredKek) {
   std::vector<Point> points = RecordWorkload();
   ASSERT_FALSE(HasFailure());

@@ -199,8 +199,8 @@ void CheckRecovered(Store& st, const std::string& keys, const Expectation& e) {
     EXPECT_FALSE(live_ids.count(r.tenant_internal_id)) << "a receipt for a live tenant";
     EXPECT_EQ(r.kind, "tenant_purge") << "receipt " << r.sequence;
     EXPECT_FALSE(r.key_versions_destroyed.empty()) << "receipt " << r.sequence;
+    EXPECT_NE(r.kek_generation_retired, 0u) << "receipt " << r.sequence << " names no retired KEK";
     EXPECT_LT(r.kek_generation_retired, r.kek_generation_current) << "receipt " << r.sequence;
-    // kek_generation_retired itself: see ReceiptAfterRecoveryNamesTheRetiredKek.
   }
   EXPECT_EQ(receipt_tenants, e.receipts);
   auto pk = st.SigningPublicKey();
