@@ -107,6 +107,10 @@ Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, ro
   }
   std::string source = indexing::SourceHash(t->index_key, old);
   if (!source.empty()) CV_RETURN_IF_ERROR(Del(t, b, format::SourceIndexKey(source)));
+  // A pin belongs to the call (holds block the delete before it gets here).
+  std::string pin(1, format::kPinPrefix);
+  pin.append(hash);
+  CV_RETURN_IF_ERROR(Del(t, b, pin));
   return PlanDeleteRecordings(t, hash, b);
 }
 

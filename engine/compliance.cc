@@ -46,7 +46,15 @@ bool Exists(const TenantRef& t, const std::string& key, Status* st) {
 
 // True if any key starts with `prefix`.
 bool AnyWithPrefix(const TenantRef& t, const std::string& prefix, Status* st) {
-  std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(rocksdb::ReadOptions(), t->cf));
+  // Bounded, so the seek never walks the tombstones of calls a sweep has
+  // just deleted beyond the prefix.
+  std::string upper = prefix;
+  while (!upper.empty() && static_cast<uint8_t>(upper.back()) == 0xff) upper.pop_back();
+  if (!upper.empty()) upper.back() = static_cast<char>(upper.back() + 1);
+  rocksdb::Slice hi(upper);
+  rocksdb::ReadOptions ro;
+  if (!upper.empty()) ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(ro, t->cf));
   it->Seek(prefix);
   bool any = it->Valid() && it->key().starts_with(prefix);
   if (!it->status().ok()) *st = fsutil::FromRocks(it->status(), "scan holds");
@@ -80,6 +88,9 @@ Status Store::Impl::ScheduleTenantPurge(std::string_view tenant_id, int64_t purg
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
   codec::TenantRecord rec = t->Record();
+  if (rec.purge_at != 0 && Now() >= rec.purge_at) {
+    return Status::FailedPrecondition("the scheduled purge's deadline has passed; it can no longer move");
+  }
   rec.purge_at = purge_at;
   if (rec.churned_at == 0) rec.churned_at = Now();
   CV_RETURN_IF_ERROR(WriteRegistry(rec));
@@ -234,7 +245,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
       if (d) shortest = std::min(shortest, d);
     }
     const int64_t scan_to = now - static_cast<int64_t>(shortest) * kMicrosPerDay;
-    std::lock_guard<std::mutex> w(t->write_mu);
+    std::unique_lock<std::mutex> w(t->write_mu);
     const std::string lower(1, format::kTimeIndexPrefix);
     std::string upper = lower;
     format::PutOrderedInt64(&upper, scan_to);
@@ -269,7 +280,10 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
       if (auto o = overrides.find(summary->workspace); !summary->workspace.empty() && o != overrides.end()) {
         days = o->second;
       }
-      if (days == 0 || tail->started_at >= now - static_cast<int64_t>(days) * kMicrosPerDay) continue;
+      // The age comes from the sealed summary; an index entry that disagrees
+      // with it (stale or forged) never gets a call deleted.
+      if (summary->started_at != tail->started_at) continue;
+      if (days == 0 || summary->started_at >= now - static_cast<int64_t>(days) * kMicrosPerDay) continue;
       Status st;
       if (Exists(t, PinKey(h), &st)) {
         ++report.calls_kept_pinned;
@@ -308,6 +322,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
     r.shard = rec.shard;
     r.records = removed;
     it.reset();
+    w.unlock();
     t = TenantRef{};  // release the tenant before admin_mu_ (lock order)
     CV_KILL_POINT("retention.before_receipt");
     std::lock_guard<std::mutex> l(admin_mu_);

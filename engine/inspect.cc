@@ -31,8 +31,12 @@ Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view va
   }
   std::string plain;
   CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), key, value, &plain));
-  if (key[0] == format::kRecordingPendingPrefix) {
-    if (!plain.empty()) return Status::Corruption("malformed recording marker");
+  if (key[0] == format::kCallHoldPrefix) {
+    Hold h;
+    return codec::DecodeHold(plain, &h);
+  }
+  if (key[0] == format::kPinPrefix || key[0] == format::kRecordingPendingPrefix) {
+    if (!plain.empty()) return Status::Corruption("malformed pin or recording marker");
     return Status::OK();
   }
   if (key[0] == format::kSourceIndexPrefix) {

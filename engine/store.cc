@@ -120,8 +120,9 @@ Result<std::vector<TenantInfo>> Store::ListTenants() { return impl_->ListTenants
 Result<TenantInfo> Store::DescribeTenant(std::string_view id) { return impl_->DescribeTenant(id); }
 Result<Receipt> Store::PurgeTenant(std::string_view id) { return impl_->PurgeTenant(id); }
 Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call) {
-  CV_ASSIGN_OR_RETURN(auto v, impl_->PutCalls(tenant_id, std::vector<Call>{call}));
-  return v.front();
+  auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call});
+  if (!v.ok()) return impl_->Observe(v.status(), "put", tenant_id);
+  return v->front();
 }
 Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
                                                const std::vector<Call>& calls) {
@@ -539,7 +540,7 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
     }
   }
   for (const auto& tid : ids) {
-    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tid));
+    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tid, Access::kRemove));
     CV_RETURN_IF_ERROR(calls::CleanIncompleteRecordings(t));
   }
   return Status::OK();

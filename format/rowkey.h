@@ -24,7 +24,7 @@
 //   'R' h_store(tenant_id)       sealed TenantRecord
 //   'Q' sequence (8, BE)         sealed ReceiptRecord
 //   'A' sequence (8, BE)         sealed AuditRecord
-//   'F' time (8, BE) random (8)  plain JSON: a keyring authentication failure
+//   'F' time (8, BE) random (8)  plain text "code: message": a keyring failure
 //                                seen before the keys could open (folded into
 //                                the audit log at the next successful open)
 //   'X' name                     store header values (format.md)

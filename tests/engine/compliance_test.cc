@@ -338,3 +338,65 @@ TEST_F(ComplianceTest, DeletedReceiptIsReportedAtItsPosition) {
 
 }  // namespace
 }  // namespace callvault
+
+namespace callvault {
+namespace {
+
+TEST_F(ComplianceTest, HoldAndPinRowsVerifyAndPinGoesWithItsCall) {
+  ASSERT_OK(ts->SetCallPinned("acme", "ws-a-200", true));
+  ASSERT_OK(ts->PlaceHold("acme", {.hold_id = "h", .call_id = "ws-b-200"}));
+  auto v = ts->Verify("acme");
+  ASSERT_OK(v);
+  EXPECT_EQ(v->records_failed, 0u) << ::testing::PrintToString(v->failures);
+  // The pin is deleted with its call: a new call under the same id is not pinned.
+  ASSERT_OK(ts->DeleteCall("acme", "ws-a-200"));
+  Call again = MakeCall("ws-a-200", kNow - 200 * kDay);
+  ASSERT_OK(ts->PutCall("acme", again));
+  auto run = ts->RunRetention(kNow);
+  ASSERT_OK(run);
+  EXPECT_EQ(run->calls_kept_pinned, 0u);
+  EXPECT_FALSE(Has("ws-a-200"));
+}
+
+TEST_F(ComplianceTest, ReopensWithAChurnedTenantWhenReadsAreRefused) {
+  ts.Close();
+  ts.options.allow_reads_after_churn = false;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->ScheduleTenantPurge("acme", kNow * 2));
+  ASSERT_OK(ts.Reopen());
+  EXPECT_CODE(ts->GetCall("acme", "ws-a-10"), Code::kFailedPrecondition);
+}
+
+TEST_F(ComplianceTest, DeadlinePassedCannotBeMoved) {
+  int64_t clock = kNow;
+  ts.Close();
+  ts.options.clock = [&clock] { return clock; };
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->ScheduleTenantPurge("acme", kNow + kDay));
+  clock = kNow + 2 * kDay;
+  EXPECT_CODE(ts->ScheduleTenantPurge("acme", kNow + 10 * kDay), Code::kFailedPrecondition);
+  EXPECT_CODE(ts->CancelTenantPurge("acme"), Code::kFailedPrecondition);
+}
+
+// A sweep and hold changes on the same tenant at once: no deadlock (the
+// sweep releases the tenant before it takes the store's admin lock).
+TEST_F(ComplianceTest, RetentionAndHoldsConcurrently) {
+  std::vector<Call> calls;
+  for (int i = 0; i < 300; ++i) calls.push_back(MakeCall("x" + std::to_string(i), kNow - (100 + i) * kDay));
+  ASSERT_OK(ts->PutCalls("acme", calls));
+  std::atomic<bool> done{false};
+  std::thread holder([&] {
+    for (int i = 0; !done; ++i) {
+      std::string id = "h" + std::to_string(i);
+      EXPECT_OK(ts->PlaceHold("acme", {.hold_id = id, .call_id = "ws-a-10"}));
+      EXPECT_OK(ts->ReleaseHold("acme", id));
+    }
+  });
+  for (int i = 0; i < 3; ++i) EXPECT_OK(ts->RunRetention(kNow));
+  done = true;
+  holder.join();
+  EXPECT_FALSE(Has("x0"));
+}
+
+}  // namespace
+}  // namespace callvault

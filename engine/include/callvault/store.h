@@ -152,7 +152,8 @@ struct TenantInfo {
 // is named by its id, which is the customer's account, not a person.
 struct Receipt {
   uint64_t sequence = 0;  // 1, 2, ...
-  std::string kind;       // "tenant_purge", "purge_on_open", "erasure_delete", "erasure_redact"
+  // "tenant_purge", "purge_on_open", "erasure_delete", "erasure_redact", "retention"
+  std::string kind;
   std::string store_id;   // hex
   std::string region;
   int64_t time = 0;       // microseconds since epoch
