@@ -179,6 +179,29 @@ using Tail = std::string;
 int64_t TailTime(const Tail& t) { return format::DecodeOrderedInt64(t.data()); }
 std::string TailHash(const Tail& t) { return t.substr(8); }
 
+// Reads and opens the sealed summary part of each call, in order.
+Status ReadSummaries(const TenantRef& t, const rocksdb::ReadOptions& ro,
+                     const std::vector<std::string>& hashes, std::vector<format::Summary>* out) {
+  std::vector<std::string> keys;
+  keys.reserve(hashes.size());
+  for (const auto& h : hashes) keys.push_back(format::CallKey(h, Part::kSummary));
+  std::vector<rocksdb::Slice> ks(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> vals(keys.size());
+  std::vector<rocksdb::Status> sts(keys.size());
+  t->shard->db()->MultiGet(ro, t->cf, keys.size(), ks.data(), vals.data(), sts.data());
+  out->clear();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (sts[i].IsNotFound()) return Status::Corruption("index names a missing call");
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(sts[i], "read call summary"));
+    std::string plain;
+    CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), keys[i], vals[i].ToStringView(), &plain));
+    auto sum = format::DecodeSummary(plain);
+    if (!sum) return Status::Corruption("call summary is malformed");
+    out->push_back(std::move(*sum));
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQuery& query) {
@@ -284,22 +307,12 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
     CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan updated index"));
     if (hashes.size() <= kUpdatedPlanCap) {
       use_updated = true;
-      std::vector<std::string> keys;
-      for (const auto& h : hashes) keys.push_back(format::CallKey(h, Part::kSummary));
-      std::vector<rocksdb::Slice> ks(keys.begin(), keys.end());
-      std::vector<rocksdb::PinnableSlice> vals(keys.size());
-      std::vector<rocksdb::Status> sts(keys.size());
-      db->MultiGet(ro, t->cf, keys.size(), ks.data(), vals.data(), sts.data());
-      for (size_t i = 0; i < keys.size(); ++i) {
-        if (sts[i].IsNotFound()) return Status::Corruption("updated index names a missing call");
-        CV_RETURN_IF_ERROR(fsutil::FromRocks(sts[i], "read call summary"));
-        std::string plain;
-        CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), keys[i], vals[i].ToStringView(), &plain));
-        auto s = format::DecodeSummary(plain);
-        if (!s) return Status::Corruption("call summary is malformed");
-        if (!Matches(p, *s)) continue;
+      std::vector<format::Summary> sums;
+      CV_RETURN_IF_ERROR(ReadSummaries(t, ro, hashes, &sums));
+      for (size_t i = 0; i < sums.size(); ++i) {
+        if (!Matches(p, sums[i])) continue;
         Tail tail;
-        format::PutOrderedInt64(&tail, s->started_at);
+        format::PutOrderedInt64(&tail, sums[i].started_at);
         tail += hashes[i];
         if (after_cursor(tail)) materialized.push_back(std::move(tail));
       }
@@ -384,21 +397,15 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
       for (auto& c : candidates) matches.push_back(std::move(c));
       continue;
     }
-    std::vector<std::string> keys;
-    for (const auto& c : candidates) keys.push_back(format::CallKey(TailHash(c), Part::kSummary));
-    std::vector<rocksdb::Slice> ks(keys.begin(), keys.end());
-    std::vector<rocksdb::PinnableSlice> vals(keys.size());
-    std::vector<rocksdb::Status> sts(keys.size());
-    db->MultiGet(ro, t->cf, keys.size(), ks.data(), vals.data(), sts.data());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (sts[i].IsNotFound()) return Status::Corruption("index names a missing call");
-      CV_RETURN_IF_ERROR(fsutil::FromRocks(sts[i], "read call summary"));
-      std::string plain;
-      CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), keys[i], vals[i].ToStringView(), &plain));
-      auto s = format::DecodeSummary(plain);
-      if (!s) return Status::Corruption("call summary is malformed");
+    std::vector<std::string> hashes;
+    for (const auto& c : candidates) hashes.push_back(TailHash(c));
+    std::vector<format::Summary> sums;
+    CV_RETURN_IF_ERROR(ReadSummaries(t, ro, hashes, &sums));
+    for (size_t i = 0; i < sums.size(); ++i) {
       // A stale or forged index entry never matches: the sealed summary decides.
-      if (s->started_at == TailTime(candidates[i]) && Matches(p, *s)) matches.push_back(candidates[i]);
+      if (sums[i].started_at == TailTime(candidates[i]) && Matches(p, sums[i])) {
+        matches.push_back(candidates[i]);
+      }
     }
   }
   bool more = matches.size() > p.limit;
