@@ -33,6 +33,7 @@
 #include "callvault/store.h"
 #include "engine/shard.h"
 #include "format/rowkey.h"
+#include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
 
 extern char** environ;
@@ -79,96 +80,7 @@ inline Status ReadRange(Store* store, const std::string& tenant, const std::stri
   });
 }
 
-// Raw access to one shard (a RocksDB instance) of a CLOSED store, with the
-// engine's own options (integrated BlobDB: large values written here go to
-// blob files like the engine's), every column family listed.
-class RawShard {
- public:
-  RawShard(const std::string& path, bool read_only) : res_(MakeResources()) {
-    std::vector<std::string> names;
-    status_ = rocksdb::DB::ListColumnFamilies(res_->db_options, path, &names);
-    if (!status_.ok()) return;
-    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (const auto& n : names) descs.emplace_back(n, res_->tenant_cf_options);
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    status_ = read_only ? rocksdb::DB::OpenForReadOnly(res_->db_options, path, descs, &handles, &db)
-                        : rocksdb::DB::Open(res_->db_options, path, descs, &handles, &db);
-    if (!status_.ok()) return;
-    db_.reset(db);
-    for (auto* h : handles) handles_[h->GetName()] = h;
-  }
-  ~RawShard() {
-    if (!db_) return;
-    db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
-    for (auto& [n, h] : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-    db_->Close().PermitUncheckedError();
-  }
-  RawShard(const RawShard&) = delete;
-  RawShard& operator=(const RawShard&) = delete;
-
-  const rocksdb::Status& status() const { return status_; }
-  rocksdb::DB* db() const { return db_.get(); }
-  rocksdb::ColumnFamilyHandle* cf(const std::string& name) const {
-    auto it = handles_.find(name);
-    return it == handles_.end() ? nullptr : it->second;
-  }
-  std::vector<std::string> Families() const {
-    std::vector<std::string> v;
-    for (const auto& [n, h] : handles_) v.push_back(n);
-    return v;
-  }
-  // Every key (with a value) of a family starting with `prefix`.
-  std::vector<std::string> Keys(const std::string& cf_name, const std::string& prefix = "") const {
-    std::vector<std::string> out;
-    auto* h = cf(cf_name);
-    EXPECT_NE(h, nullptr) << cf_name;
-    if (h == nullptr) return out;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), h));
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      out.push_back(it->key().ToString());
-    }
-    EXPECT_TRUE(it->status().ok()) << it->status().ToString();
-    return out;
-  }
-  std::string Get(const std::string& cf_name, const std::string& key) const {
-    std::string v;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(cf_name), key, &v);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    return v;
-  }
-  void Put(const std::string& cf_name, const std::string& key, const std::string& value) {
-    rocksdb::Status s = db_->Put(rocksdb::WriteOptions(), cf(cf_name), key, value);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-  }
-  void Delete(const std::string& cf_name, const std::string& key) {
-    rocksdb::Status s = db_->Delete(rocksdb::WriteOptions(), cf(cf_name), key);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-  }
-  // Names (no directory) of the blob files of one family.
-  std::set<std::string> BlobFiles(const std::string& cf_name) const {
-    std::set<std::string> out;
-    rocksdb::ColumnFamilyMetaData md;
-    db_->GetColumnFamilyMetaData(cf(cf_name), &md);
-    for (const auto& b : md.blob_files) {
-      out.insert(std::filesystem::path(b.blob_file_name).filename().string());
-    }
-    return out;
-  }
-
- private:
-  static std::unique_ptr<SharedResources> MakeResources() {
-    Options o;
-    o.block_cache_bytes = 8u << 20;
-    o.write_buffer_budget_bytes = 64u << 20;
-    o.write_buffer_bytes = 4u << 20;
-    return SharedResources::Make(o);
-  }
-  std::unique_ptr<SharedResources> res_;
-  rocksdb::Status status_;
-  std::unique_ptr<rocksdb::DB> db_;
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
-};
+using testutil::RawShard;  // tests/testutil/raw_shard.h
 
 // The chunk keys of every recording stored in a family, by
 // call hash (16) + recording hash (16), in chunk order.
