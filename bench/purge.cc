@@ -3,6 +3,7 @@
 // (polled), for callvault's PurgeTenant and for raw RocksDB deleting the
 // same tenant three ways (iterate + Delete, DeleteRange, DropColumnFamily).
 // Every tenant is fully compacted first, so its files are a stable set.
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -58,9 +59,10 @@ double WaitGone(const Timer& t, const std::vector<std::string>& files, double ti
 }
 
 struct Figures {
-  std::vector<double> unreadable_ms, gone_ms, bytes, files;
+  std::vector<double> unreadable_ms, returned_ms, gone_ms, bytes, files;
   Json ToJson() const {
     return Json{{"unreadable_ms", Summary(unreadable_ms)},
+                {"returned_ms", Summary(returned_ms)},
                 {"files_gone_ms", Summary(gone_ms)},
                 {"tenant_bytes", Summary(bytes)},
                 {"tenant_files", Summary(files)}};
@@ -82,19 +84,41 @@ void CallvaultOnce(const Config& cfg, const std::vector<Call>& pool, size_t size
     files.insert(files.end(), v.begin(), v.end());
   }
   const uint64_t bytes = Bytes(files);
+  // The tenant's data is unreadable everywhere (store, WAL, copies) once the
+  // KEK generation its keyring was sealed under no longer exists: the
+  // purge's shred step destroys it (overwrite, fsync, unlink). Watched from
+  // another thread, so the time does not include the steps after it
+  // (dropping the column family, deleting its files, the receipt).
+  std::vector<std::string> keks;
+  for (const auto& e : fs::directory_iterator(sys.KeyDir())) {
+    if (e.path().filename().string().rfind("KEK-", 0) == 0) keks.push_back(e.path().string());
+  }
+  if (keks.size() != 1) Fail("callvault: expected one KEK generation before the purge");
+  std::atomic<bool> stop{false};
+  double shredded = -1;
   Timer t;
-  Check(sys.store()->PurgeTenant("victim").status(), "callvault PurgeTenant");
-  const double unreadable = t.Millis();
+  std::thread watch([&] {
+    while (!stop.load() && fs::exists(keks[0])) std::this_thread::yield();
+    if (!fs::exists(keks[0])) shredded = t.Millis();
+  });
+  Status purged = sys.store()->PurgeTenant("victim").status();
+  const double returned = t.Millis();
+  stop = true;
+  watch.join();
+  Check(purged, "callvault PurgeTenant");
+  if (shredded < 0) Fail("callvault: the KEK generation survived the purge");
+  const double unreadable = shredded;
   const double gone = WaitGone(t, files, kTimeout);
   if (sys.store()->GetCall("victim", pool[0].call_id).status().code() != Code::kTenantPurged) {
     Fail("callvault: purged tenant still answers");
   }
   f->unreadable_ms.push_back(unreadable);
+  f->returned_ms.push_back(returned);
   f->gone_ms.push_back(gone);
   f->bytes.push_back(static_cast<double>(bytes));
   f->files.push_back(static_cast<double>(files.size()));
-  Progress("purge %6zu calls callvault PurgeTenant: unreadable %.1f ms, files gone %.1f ms (%zu files, %.1f MB)",
-           size, unreadable, gone, files.size(), static_cast<double>(bytes) / 1e6);
+  Progress("purge %6zu calls callvault PurgeTenant: unreadable (KEK destroyed) %.1f ms, returned %.1f ms, files gone %.1f ms (%zu files, %.1f MB)",
+           size, unreadable, returned, gone, files.size(), static_cast<double>(bytes) / 1e6);
   sys.Close();
   RemoveTree(dir);
 }
@@ -128,6 +152,7 @@ void RawOnce(const Config& cfg, const std::vector<Call>& pool, size_t size,
     const double gone = WaitGone(t, files, kTimeout);
     Figures& f = (*out)[method];
     f.unreadable_ms.push_back(unreadable);
+    f.returned_ms.push_back(unreadable);
     f.gone_ms.push_back(gone);
     f.bytes.push_back(static_cast<double>(bytes));
     f.files.push_back(static_cast<double>(files.size()));

@@ -70,6 +70,7 @@ class CallvaultSystem : public System {
   ~CallvaultSystem() override;
   const char* name() const override { return "callvault"; }
   std::string DataDir() const override { return dir_ + "/store"; }
+  std::string KeyDir() const { return dir_ + "/keys"; }
   void CreateTenant(const std::string& tenant) override;
   void Put(const std::string& tenant, const std::vector<Call>& calls) override;
   bool Get(const std::string& tenant, const std::string& call_id, uint32_t parts,

@@ -64,7 +64,11 @@ class FileKeyProvider final : public KeyProvider {
       return Status::AlreadyExists("KEK generation exists");
     }
     SecretBytes kek = crypto::RandomKey();
-    CV_RETURN_IF_ERROR(fsutil::AtomicWrite(fs_.get(), dir_, name, kek.data(), kek.size()));
+    // No directory fsync here: a new KEK is only used by the keyring written
+    // next, whose own directory fsync makes both renames durable together.
+    // A crash before that loses a KEK that sealed nothing durable.
+    CV_RETURN_IF_ERROR(
+        fsutil::AtomicWrite(fs_.get(), dir_, name, kek.data(), kek.size(), /*sync_dir=*/false));
     keks_[gen] = std::move(kek);
     return Status::OK();
   }
@@ -121,7 +125,9 @@ class FileKeyProvider final : public KeyProvider {
   }
 
   Status RemoveKeyring(uint64_t gen) override {
-    return fsutil::Remove(fs_.get(), dir_, kKeyringPrefix + std::to_string(gen));
+    // Not synced: an older generation that comes back after a power loss
+    // is ignored (the newest generation is used) and removed at open.
+    return fsutil::Remove(fs_.get(), dir_, kKeyringPrefix + std::to_string(gen), /*sync_dir=*/false);
   }
 
   Result<std::string> SigningPublicKey() override {

@@ -36,7 +36,7 @@ Status SyncDir(rocksdb::FileSystem* fs, const std::string& dir) {
 }
 
 Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name,
-                   const uint8_t* data, size_t size) {
+                   const uint8_t* data, size_t size, bool sync_dir) {
   const std::string tmp = dir + "/" + name + ".tmp";
   const std::string dst = dir + "/" + name;
   {
@@ -56,7 +56,7 @@ Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::s
     }
   }
   CV_RETURN_IF_ERROR(FromIO(fs->RenameFile(tmp, dst, IOOptions(), nullptr), "rename " + name));
-  return SyncDir(fs, dir);
+  return sync_dir ? SyncDir(fs, dir) : Status::OK();
 }
 
 Status ReadAll(rocksdb::FileSystem* fs, const std::string& path, std::string* out) {
@@ -106,10 +106,11 @@ Status Shred(rocksdb::FileSystem* fs, const std::string& dir, const std::string&
   return Remove(fs, dir, name);
 }
 
-Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name) {
+Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name,
+              bool sync_dir) {
   IOStatus st = fs->DeleteFile(dir + "/" + name, IOOptions(), nullptr);
   if (!st.ok() && !st.IsNotFound() && !st.IsPathNotFound()) return FromIO(st, "delete " + name);
-  return SyncDir(fs, dir);
+  return sync_dir ? SyncDir(fs, dir) : Status::OK();
 }
 
 Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string& dir) {

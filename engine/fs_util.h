@@ -19,15 +19,20 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what);
 
 // Writes `dir/name` atomically and durably: `name.tmp`, fsync, rename,
 // fsync `dir`. A failure at any step is returned; nothing is retried.
+// With `sync_dir` false the rename is durable only after the caller's next
+// SyncDir of `dir` (which persists every entry of the directory).
 Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name,
-                   const uint8_t* data, size_t size);
+                   const uint8_t* data, size_t size, bool sync_dir = true);
 Status ReadAll(rocksdb::FileSystem* fs, const std::string& path, std::string* out);
 Status ReadSecret(rocksdb::FileSystem* fs, const std::string& path, size_t expected_size,
                   SecretBytes* out);
 // Overwrites the file with zeros, fsyncs, unlinks and fsyncs `dir`.
 // OK if the file does not exist.
 Status Shred(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name);
-Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name);
+// Unlinks `dir/name` (OK if it does not exist), then fsyncs `dir` if
+// `sync_dir`.
+Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name,
+              bool sync_dir = true);
 Status SyncDir(rocksdb::FileSystem* fs, const std::string& dir);
 Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string& dir);
 

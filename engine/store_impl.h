@@ -179,17 +179,21 @@ class Store::Impl {
   Status WriteRegistry(const codec::TenantRecord& rec, rocksdb::WriteBatch* extra = nullptr);
   Result<std::optional<codec::TenantRecord>> ReadRegistry(std::string_view tenant_id);
   // Writes `next` as the next keyring generation (under a new KEK generation
-  // if `rotate`), records it in the store header, then retires the old
-  // generation (and with `rotate`, destroys the old KEK). REQUIRES: admin_mu_.
-  Status CommitKeyring(Keyring next, bool rotate);
+  // if `rotate`), records it in the store header (at once, or with `header`
+  // in that batch, which the caller then writes synced before it returns),
+  // then retires the old generation (and with `rotate`, destroys the old
+  // KEK). REQUIRES: admin_mu_.
+  Status CommitKeyring(Keyring next, bool rotate, rocksdb::WriteBatch* header = nullptr);
   Result<Shard*> PickShard();
   Status RollBackCreate(const codec::TenantRecord& rec);
   // Completes a purge from any step. REQUIRES: admin_mu_, and the tenant's
   // life lock held exclusively when it is live.
   Result<Receipt> FinishPurge(codec::TenantRecord* rec, Tenant* live, const char* kind);
   // Signs and stores the next receipt; with `purged`, also marks that
-  // tenant PURGED in the same synced batch. REQUIRES: admin_mu_.
-  Result<Receipt> AppendReceipt(Receipt r, codec::TenantRecord* purged);
+  // tenant PURGED in the same synced batch, which also carries whatever
+  // `batch` holds already. REQUIRES: admin_mu_.
+  Result<Receipt> AppendReceipt(Receipt r, codec::TenantRecord* purged,
+                                rocksdb::WriteBatch* batch = nullptr);
   Result<Receipt> ReadReceipt(uint64_t sequence);
   // Destroys every KEK generation but the current one and removes every
   // keyring generation older than the current one. Idempotent.

@@ -85,7 +85,7 @@ Status Store::Impl::RetireStaleKeys() {
   return Status::OK();
 }
 
-Status Store::Impl::CommitKeyring(Keyring next, bool rotate) {
+Status Store::Impl::CommitKeyring(Keyring next, bool rotate, rocksdb::WriteBatch* header) {
   next.generation = std::max(keyring_.generation, highest_keyring_gen_) + 1;
   highest_keyring_gen_ = next.generation;
   if (rotate) {
@@ -97,7 +97,18 @@ Status Store::Impl::CommitKeyring(Keyring next, bool rotate) {
   CV_ASSIGN_OR_RETURN(std::string sealed, next.Seal(kp_));
   CV_RETURN_IF_ERROR(kp_->WriteKeyring(next.generation, sealed));
   CV_KILL_POINT("keyring.after_write");
-  CV_RETURN_IF_ERROR(PutHeader("keyring_gen", std::to_string(next.generation)));
+  // The store records the generation for rollback detection. A caller with
+  // a synced metadata batch still to write (create's ACTIVE record, purge's
+  // receipt) carries it there instead of paying a sync here: until then the
+  // key directory holds a newer generation than the header, which open
+  // accepts (LoadKeyring).
+  if (header != nullptr) {
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(
+        header->Put(format::HeaderKey("keyring_gen"), std::to_string(next.generation)),
+        "header batch"));
+  } else {
+    CV_RETURN_IF_ERROR(PutHeader("keyring_gen", std::to_string(next.generation)));
+  }
   CV_KILL_POINT("keyring.after_header");
   keyring_ = std::move(next);
   return RetireStaleKeys();
@@ -149,12 +160,13 @@ Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
 
   Status s;
   auto t = std::make_shared<Tenant>();
+  rocksdb::WriteBatch active;  // the ACTIVE record and the keyring generation
   {
     Keyring next = keyring_.Clone();
     SecretBytes dek = crypto::RandomKey();
     DeriveKeys(t.get(), dek);
     next.deks.emplace(std::make_pair(rec.internal_id, rec.key_version), std::move(dek));
-    s = CommitKeyring(std::move(next), /*rotate=*/false);
+    s = CommitKeyring(std::move(next), /*rotate=*/false, &active);
   }
   CV_KILL_POINT("create.after_keyring");
   rocksdb::ColumnFamilyHandle* cf = nullptr;
@@ -166,7 +178,7 @@ Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
   CV_KILL_POINT("create.after_cf");
   if (s.ok()) {
     rec.state = TenantState::kActive;
-    s = WriteRegistry(rec);
+    s = WriteRegistry(rec, &active);
   }
   if (!s.ok()) {
     // Best effort: recovery at the next open rolls back whatever is left.
@@ -269,13 +281,14 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   r.tenant_internal_id = rec->internal_id;
   r.column_family = format::ColumnFamilyName(rec->internal_id);
   r.shard = rec->shard;
+  rocksdb::WriteBatch deferred;  // written with the receipt (step 3)
   // 1. Crypto-shred: the keyring without the tenant's keys, under a new KEK
   //    generation; the old KEK destroyed (in CommitKeyring).
   if (keyring_.HasTenant(rec->internal_id)) {
     Keyring next = keyring_.Clone();
     r.key_versions_destroyed = next.RemoveTenant(rec->internal_id);
     r.kek_generation_retired = keyring_.kek_generation;
-    CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/true));
+    CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/true, /*header=*/&deferred));
   } else {
     // Shredded before a crash (the purge recorded the KEK it retires), or
     // before a copy of the store was restored (unknown here: 0).
@@ -306,7 +319,7 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   // 3. The receipt and the PURGED state, in one synced batch.
   r.kek_generation_current = keyring_.kek_generation;
   r.keyring_generation = keyring_.generation;
-  CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), rec));
+  CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), rec, &deferred));
   CV_KILL_POINT("purge.after_receipt");
   if (done.kek_generation_retired != 0) {
     Audit("key_rotation", "", "kek_generation " + std::to_string(done.kek_generation_retired) +
@@ -317,7 +330,8 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   return done;
 }
 
-Result<Receipt> Store::Impl::AppendReceipt(Receipt r, codec::TenantRecord* purged) {
+Result<Receipt> Store::Impl::AppendReceipt(Receipt r, codec::TenantRecord* purged,
+                                           rocksdb::WriteBatch* batch) {
   r.sequence = receipt_seq_ + 1;
   r.store_id = crypto::Hex(store_id_);
   r.region = region_;
@@ -326,7 +340,8 @@ Result<Receipt> Store::Impl::AppendReceipt(Receipt r, codec::TenantRecord* purge
   r.signature.clear();
   CV_ASSIGN_OR_RETURN(std::string sig, kp_->Sign(r.Canonical()));
   r.signature = crypto::Hex(sig);
-  rocksdb::WriteBatch b;
+  rocksdb::WriteBatch local;
+  rocksdb::WriteBatch& b = batch != nullptr ? *batch : local;
   const std::string key = format::ReceiptKey(r.sequence);
   CV_RETURN_IF_ERROR(fsutil::FromRocks(
       b.Put(key, record::Seal(store_data_key_, record::Binding{}, key, codec::EncodeReceipt(r))),

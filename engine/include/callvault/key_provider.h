@@ -45,8 +45,9 @@ class KeyProvider {
   // --- KEK generations -----------------------------------------------------
   // Every KEK generation that exists, ascending.
   virtual Result<std::vector<uint32_t>> ListKeks() = 0;
-  // Creates a fresh random KEK generation `gen`, durably, before returning.
-  // kAlreadyExists if it exists.
+  // Creates a fresh random KEK generation `gen`. It must be durable no later
+  // than the next WriteKeyring returns (the engine seals a keyring under it
+  // only through WriteKeyring). kAlreadyExists if it exists.
   virtual Status CreateKek(uint32_t gen) = 0;
   // Destroys KEK generation `gen` for good, durably, before returning.
   // Destroying a generation that does not exist is OK (idempotent).
@@ -64,7 +65,8 @@ class KeyProvider {
   virtual Result<std::string> ReadKeyring(uint64_t gen) = 0;
   // Atomic and durable: a crash leaves either no generation `gen` or all of it.
   virtual Status WriteKeyring(uint64_t gen, std::string_view bytes) = 0;
-  // Idempotent.
+  // Idempotent. Need not be durable: the engine uses the newest generation
+  // and removes older ones again at open.
   virtual Status RemoveKeyring(uint64_t gen) = 0;
 
   // --- Receipt signing (Ed25519) -------------------------------------------
