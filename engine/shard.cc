@@ -33,6 +33,10 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.keep_log_file_num = 3;
   d.max_manifest_file_size = 64u << 20;
   d.avoid_unnecessary_blocking_io = false;  // dropped families' files go before PurgeTenant returns
+  // Opening 10,000 tenants: the WAL's data stays in memtables instead of
+  // one small L0 file (and fdatasync) per family at every open (58 s -> 5 s
+  // at 10,000 tenants with data in the WAL, measured).
+  d.avoid_flush_during_recovery = true;
 
   rocksdb::ColumnFamilyOptions& c = r->tenant_cf_options;
   // Values are ciphertext: RocksDB's compression would only burn CPU.

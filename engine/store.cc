@@ -21,6 +21,9 @@ namespace callvault {
 namespace {
 constexpr char kFormatVersion[] = "1";
 
+// Shards opened at once by OpenShards.
+constexpr uint64_t kShardOpenThreads = 4;
+
 std::string ShardDir(const std::string& root, uint32_t i) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "/shards/%04u", i);
@@ -416,9 +419,26 @@ Status Store::Impl::OpenShards() {
   uint64_t n = 0;
   if (!ParseU64(s, &n) || n > 100000) return Status::Corruption("store header: bad shard count");
   std::lock_guard<std::mutex> l(admin_mu_);
+  // Shards are independent RocksDB instances: they open in parallel (much
+  // of an open is waiting on fsyncs: new MANIFEST, WAL, OPTIONS file).
+  std::vector<std::unique_ptr<Shard>> opened(n);
+  std::vector<Status> status(n);
+  std::atomic<uint32_t> next{0};
+  auto work = [&] {
+    for (uint32_t i; (i = next.fetch_add(1)) < n;) {
+      auto r = Shard::Open(i, ShardDir(path_, i), *res_, false);
+      if (r.ok()) opened[i] = std::move(*r);
+      else status[i] = r.status();
+    }
+  };
+  const uint32_t threads = static_cast<uint32_t>(std::min<uint64_t>(n, kShardOpenThreads));
+  std::vector<std::thread> pool;
+  for (uint32_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
   for (uint32_t i = 0; i < n; ++i) {
-    CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, false));
-    shards_.push_back(std::move(shard));
+    CV_RETURN_IF_ERROR(status[i]);
+    shards_.push_back(std::move(opened[i]));
   }
   return Status::OK();
 }
