@@ -147,6 +147,20 @@ TEST(DictionaryRecordTest, DictionaryIdIsAuthenticated) {
     Status s = record::Open(key, b, "row", m, &out, &src);
     EXPECT_EQ(s.code(), Code::kCorruption) << id;
   }
+  // Every bit flip and every truncation of the record: kCorruption, never
+  // the plaintext.
+  for (size_t bit = 0; bit < sealed.size() * 8; ++bit) {
+    std::string m = sealed;
+    m[bit / 8] = static_cast<char>(m[bit / 8] ^ (1 << (bit % 8)));
+    out.clear();
+    Status s = record::Open(key, b, "row", m, &out, &src);
+    EXPECT_EQ(s.code(), Code::kCorruption) << "bit " << bit;
+    EXPECT_TRUE(out.empty()) << "bit " << bit;
+  }
+  for (size_t len = 0; len < sealed.size(); ++len) {
+    EXPECT_EQ(record::Open(key, b, "row", sealed.substr(0, len), &out, &src).code(),
+              Code::kCorruption) << len;
+  }
   // The codec without the id, and the id without the codec.
   for (uint8_t codec : {0, 1}) {
     std::string m = sealed;
