@@ -464,6 +464,33 @@ TEST_F(DictionaryStoreTest, ReadersDuringTraining) {
   EXPECT_GT(reads.load(), 0u);
   ts_.Close();
   EXPECT_EQ(DictionaryKeys().size(), 1u);
+  // Reopened (nothing cached): readers of dictionary records load the
+  // dictionary concurrently with each other and with a writer that loads it
+  // too and compresses with it.
+  ASSERT_OK(ts_.Open());
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      for (size_t i = kThreshold + static_cast<size_t>(r); i < calls_.size(); i += 2) {
+        auto got = ts_->GetCall("acme", calls_[i].call_id, kPartAll);
+        EXPECT_OK(got);
+        if (got.ok()) {
+          EXPECT_EQ(got->transcript, calls_[i].transcript);
+        }
+      }
+    });
+  }
+  std::vector<Call> more = Calls(30, 123);
+  for (size_t i = 0; i < more.size(); ++i) {
+    more[i].call_id = "more-" + std::to_string(i);
+    ASSERT_OK(ts_->PutCall("acme", more[i]));
+  }
+  for (auto& t : readers) t.join();
+  for (const auto& c : more) {
+    auto got = ts_->GetCall("acme", c.call_id, kPartAll);
+    ASSERT_OK(got);
+    EXPECT_EQ(got->transcript, c.transcript);
+  }
 }
 
 }  // namespace
