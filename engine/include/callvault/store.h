@@ -102,8 +102,9 @@ struct Options {
   // Once a tenant holds this many calls, the put that reaches it trains a
   // zstd dictionary from that tenant's own records (sealed, stored in the
   // tenant's column family, destroyed with it) and later records are
-  // compressed with it. Small records compress far better. 0 = never.
-  // Records written with a dictionary stay readable with any value.
+  // compressed with it. Small records compress far better. 0 = train none
+  // (a tenant that has a dictionary keeps using it; its records stay
+  // readable with any value).
   // Default: 256 calls.
   uint32_t dictionary_training_calls = 256;
 
