@@ -4,8 +4,13 @@
 //
 //   callvault_harness --mode quick|full [--out FILE] [--work DIR]
 //                     [--only ingest,recordings,purge,tenants]
+//                     [--main-calls N] [--main-scale X]   (override the mode's ingest pool)
+// Environment: CALLVAULT_BENCH_DICTIONARY_CALLS=N sets callvault's
+// Options::dictionary_training_calls (0 = no dictionaries), for before/after
+// runs; unset, callvault runs with its defaults.
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -92,7 +97,7 @@ int Main(int argc, char** argv) {
   if (!args.empty() && args[0] == "--child") {
     return TenantScaleChild(std::vector<std::string>(args.begin() + 1, args.end()));
   }
-  std::string mode = "quick", out = "bench/out/harness.json", work, only;
+  std::string mode = "quick", out = "bench/out/harness.json", work, only, main_calls, main_scale;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() -> std::string {
       if (i + 1 >= args.size()) Fail("missing value after " + args[i]);
@@ -102,10 +107,14 @@ int Main(int argc, char** argv) {
     else if (args[i] == "--out") out = value();
     else if (args[i] == "--work") work = value();
     else if (args[i] == "--only") only = value();
+    else if (args[i] == "--main-calls") main_calls = value();
+    else if (args[i] == "--main-scale") main_scale = value();
     else Fail("unknown argument " + args[i] + " (see the comment at the top of bench/harness.cc)");
   }
   if (mode != "quick" && mode != "full") Fail("--mode must be quick or full");
   Config cfg = mode == "full" ? FullConfig() : QuickConfig();
+  if (!main_calls.empty()) cfg.main_calls = std::stoul(main_calls);
+  if (!main_scale.empty()) cfg.main_scale = std::stod(main_scale);
   cfg.self = SelfPath();
   cfg.work = work.empty() ? out + ".work" : work;
   std::set<std::string> phases = {"ingest", "recordings", "purge", "tenants"};
@@ -123,6 +132,9 @@ int Main(int argc, char** argv) {
   j["started"] = Timestamp();
   j["machine"] = MachineInfo();
   j["work_dir"] = cfg.work;
+  if (const char* v = std::getenv("CALLVAULT_BENCH_DICTIONARY_CALLS")) {
+    j["callvault_dictionary_training_calls"] = v;
+  }
   Timer total;
   Progress("mode %s, %d repetition(s) after a warm-up; scratch %s", cfg.mode.c_str(), cfg.reps,
            cfg.work.c_str());

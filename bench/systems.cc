@@ -38,6 +38,10 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create) : dir_(dir
   Check(kp.status(), "open key provider");
   Options o;  // defaults, as a user gets them
   o.key_provider = *kp;
+  // For before/after measurements of per-tenant dictionaries (0 = off).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_DICTIONARY_CALLS")) {
+    o.dictionary_training_calls = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }
   o.create_if_missing = create;
   o.region = "bench";
   auto s = Store::Open(o, dir_ + "/store");

@@ -29,7 +29,7 @@ Status GetSealed(const TenantRef& t, const rocksdb::ReadOptions& ro, const std::
   }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read record"));
   *found = true;
-  return record::Open(t->record_key, t->binding(), key, sealed, plain);
+  return t->OpenRecord(key, sealed, plain);
 }
 
 Status ReadMeta(const TenantRef& t, std::string_view call_hash, Call* out, uint32_t* parts,
@@ -53,8 +53,7 @@ Status ReadPart(const TenantRef& t, std::string_view call_hash, Part part, Call*
 namespace {
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
-  return fsutil::FromRocks(b->Put(t->cf, key, record::Seal(t->record_key, t->binding(), key, plain)),
-                           "write batch");
+  return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain)), "write batch");
 }
 
 Status Del(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key) {
@@ -168,6 +167,7 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
   }
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kWrite));
   std::lock_guard<std::mutex> w(t->write_mu);
+  PrepareDictionary(t);
   rocksdb::WriteBatch batch;
   std::vector<PutResult> results(calls.size());
   const int64_t now = NowMicros();
@@ -186,6 +186,9 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
     }
   }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &batch), "write calls"));
+  uint64_t created = 0;
+  for (const auto& r : results) created += r.created ? 1 : 0;
+  AfterPut(t, created);
   return results;
 }
 

@@ -383,7 +383,7 @@ Result<std::vector<Hold>> Store::Impl::ListHoldsLocked(const TenantRef& t) {
   std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(rocksdb::ReadOptions(), t->cf));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     std::string plain;
-    CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), it->key().ToStringView(),
+    CV_RETURN_IF_ERROR(t->OpenRecord(it->key().ToStringView(),
                                     it->value().ToStringView(), &plain));
     Hold h;
     CV_RETURN_IF_ERROR(codec::DecodeHold(plain, &h));

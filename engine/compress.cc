@@ -1,5 +1,7 @@
 #include "engine/compress.h"
 
+#include <sodium.h>
+#include <zdict.h>
 #include <zstd.h>
 
 #include <cstdint>
@@ -19,11 +21,56 @@ ZSTD_CCtx* ThreadCCtx() {
   thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> ctx(ZSTD_createCCtx());
   return ctx.get();
 }
+// A second context for dictionary compression: its sticky parameters (the
+// referenced dictionary, no dictionary id in the frame) never leak into
+// Compress() without a dictionary.
+ZSTD_CCtx* ThreadDictCCtx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> ctx(ZSTD_createCCtx());
+  return ctx.get();
+}
 ZSTD_DCtx* ThreadDCtx() {
   thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> ctx(ZSTD_createDCtx());
   return ctx.get();
 }
 }  // namespace
+
+Status Dictionary::Create(uint32_t id, std::string content,
+                          std::shared_ptr<const Dictionary>* out) {
+  if (id == 0) return Status::Corruption("compression dictionary id 0 is reserved");
+  if (content.size() < kMinDictionaryBytes || content.size() > kMaxDictionaryBytes) {
+    sodium_memzero(content.data(), content.size());
+    return Status::Corruption("compression dictionary " + std::to_string(id) +
+                              " has an out-of-range size");
+  }
+  // A trained dictionary carries zstd's magic; raw-content dictionaries
+  // are never written, so refuse them.
+  if (ZSTD_getDictID_fromDict(content.data(), content.size()) != id) {
+    sodium_memzero(content.data(), content.size());
+    return Status::Corruption("compression dictionary " + std::to_string(id) +
+                              " is not a zstd dictionary with that id");
+  }
+  std::shared_ptr<Dictionary> d(new Dictionary(id, std::move(content)));
+  d->ddict_ = ZSTD_createDDict(d->content_.data(), d->content_.size());
+  if (d->ddict_ == nullptr) {
+    return Status::Corruption("compression dictionary " + std::to_string(id) +
+                              " does not load");
+  }
+  *out = std::move(d);
+  return Status::OK();
+}
+
+Dictionary::~Dictionary() {
+  ZSTD_freeDDict(ddict_);
+  ZSTD_freeCDict(cdict_);
+  sodium_memzero(content_.data(), content_.size());
+}
+
+const ZSTD_CDict* Dictionary::cdict() const {
+  std::call_once(cdict_once_, [this] {
+    cdict_ = ZSTD_createCDict(content_.data(), content_.size(), kLevel);
+  });
+  return cdict_;
+}
 
 std::string Compress(std::string_view input) {
   std::string out(ZSTD_compressBound(input.size()), '\0');
@@ -35,7 +82,24 @@ std::string Compress(std::string_view input) {
   return out;
 }
 
-Status Decompress(std::string_view input, size_t max_output, std::string* out) {
+std::string Compress(std::string_view input, const Dictionary& dict) {
+  const ZSTD_CDict* cdict = dict.cdict();
+  if (cdict == nullptr) std::abort();  // out of memory
+  ZSTD_CCtx* c = ThreadDictCCtx();
+  std::string out(ZSTD_compressBound(input.size()), '\0');
+  ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+  size_t n = ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0);
+  if (!ZSTD_isError(n)) n = ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+  if (!ZSTD_isError(n)) n = ZSTD_CCtx_refCDict(c, cdict);
+  if (!ZSTD_isError(n)) n = ZSTD_compress2(c, out.data(), out.size(), input.data(), input.size());
+  ZSTD_CCtx_refCDict(c, nullptr);  // hold no pointer to a dictionary that may go away
+  if (ZSTD_isError(n)) std::abort();
+  out.resize(n);
+  return out;
+}
+
+Status Decompress(std::string_view input, size_t max_output, std::string* out,
+                  const Dictionary* dict) {
   // Exactly one frame, and not a skippable one (whose content size reads as
   // 0): ZSTD_decompressDCtx alone would also accept trailing empty or
   // skippable frames.
@@ -54,12 +118,50 @@ Status Decompress(std::string_view input, size_t max_output, std::string* out) {
   }
   if (size > max_output) return Status::Corruption("record payload exceeds its size limit");
   out->resize(static_cast<size_t>(size));
-  size_t n = ZSTD_decompressDCtx(ThreadDCtx(), out->data(), out->size(), input.data(),
-                                 input.size());
+  size_t n = dict != nullptr
+                 ? ZSTD_decompress_usingDDict(ThreadDCtx(), out->data(), out->size(), input.data(),
+                                              input.size(), dict->ddict())
+                 : ZSTD_decompressDCtx(ThreadDCtx(), out->data(), out->size(), input.data(),
+                                       input.size());
   if (ZSTD_isError(n) || n != size) {
     out->clear();
-    return Status::Corruption("record payload failed to decompress");
+    return Status::Corruption(dict != nullptr
+                                  ? "record payload failed to decompress with dictionary " +
+                                        std::to_string(dict->id())
+                                  : std::string("record payload failed to decompress"));
   }
+  return Status::OK();
+}
+
+Status TrainDictionary(const std::vector<std::string>& samples, size_t max_bytes, uint32_t id,
+                       std::string* out) {
+  std::string joined;
+  std::vector<size_t> sizes;
+  sizes.reserve(samples.size());
+  for (const auto& s : samples) {
+    if (s.empty()) continue;
+    joined.append(s);
+    sizes.push_back(s.size());
+  }
+  std::string dict(max_bytes, '\0');
+  size_t n = ZDICT_trainFromBuffer(dict.data(), dict.size(), joined.data(), sizes.data(),
+                                   static_cast<unsigned>(sizes.size()));
+  sodium_memzero(joined.data(), joined.size());
+  if (ZDICT_isError(n)) {
+    sodium_memzero(dict.data(), dict.size());
+    return Status::InvalidArgument(std::string("dictionary training failed: ") +
+                                   ZDICT_getErrorName(n));
+  }
+  sodium_memzero(dict.data() + n, dict.size() - n);
+  dict.resize(n);
+  // zstd's dictionary header: magic (4 bytes), then the dictionary id (4,
+  // little-endian), which ZDICT derives from the content; ours instead.
+  if (n < 8 || ZSTD_getDictID_fromDict(dict.data(), n) == 0) {
+    sodium_memzero(dict.data(), dict.size());
+    return Status::InvalidArgument("dictionary training gave no zstd dictionary");
+  }
+  for (int i = 0; i < 4; ++i) dict[4 + static_cast<size_t>(i)] = static_cast<char>(id >> (8 * i));
+  *out = std::move(dict);
   return Status::OK();
 }
 

@@ -1,21 +1,75 @@
 // zstd before encryption. One compression and one decompression context per
 // thread, reused. Decompression has a hard output limit.
+//
+// Per-tenant dictionaries (docs/decisions/0009): a Dictionary is trained
+// from one tenant's own records, stored sealed in that tenant's column
+// family, and only ever used for that tenant's records.
 #ifndef CALLVAULT_ENGINE_COMPRESS_H_
 #define CALLVAULT_ENGINE_COMPRESS_H_
 
+#include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "callvault/status.h"
+
+struct ZSTD_CDict_s;
+struct ZSTD_DDict_s;
 
 namespace callvault::compress {
 
 inline constexpr int kLevel = 3;
 
+// Dictionaries: size bounds of a stored dictionary (a trained one is
+// kDictionaryBytes at most; anything outside the bounds is refused at load).
+inline constexpr size_t kDictionaryBytes = 64u << 10;
+inline constexpr size_t kMinDictionaryBytes = 256;
+inline constexpr size_t kMaxDictionaryBytes = 256u << 10;
+
+// One compiled zstd dictionary. Immutable once created and safe to share
+// between threads. The content is zeroed when the object goes away (it is
+// derived from tenant plaintext).
+class Dictionary {
+ public:
+  // kCorruption if `content` is not a zstd dictionary within the bounds
+  // whose own header carries `id`.
+  static Status Create(uint32_t id, std::string content, std::shared_ptr<const Dictionary>* out);
+  ~Dictionary();
+  Dictionary(const Dictionary&) = delete;
+  Dictionary& operator=(const Dictionary&) = delete;
+
+  uint32_t id() const { return id_; }
+  std::string_view content() const { return content_; }
+  const ZSTD_DDict_s* ddict() const { return ddict_; }
+  // Built at first use: only tenants that write pay for the tables.
+  const ZSTD_CDict_s* cdict() const;
+
+ private:
+  Dictionary(uint32_t id, std::string content) : id_(id), content_(std::move(content)) {}
+  uint32_t id_;
+  std::string content_;
+  ZSTD_DDict_s* ddict_ = nullptr;
+  mutable std::once_flag cdict_once_;
+  mutable ZSTD_CDict_s* cdict_ = nullptr;
+};
+
 std::string Compress(std::string_view input);
+// With a dictionary; the frame does not repeat the dictionary id (the
+// envelope carries it, authenticated).
+std::string Compress(std::string_view input, const Dictionary& dict);
 // kCorruption if `input` is not one zstd frame whose content is at most
-// `max_output` bytes.
-Status Decompress(std::string_view input, size_t max_output, std::string* out);
+// `max_output` bytes (or does not decode with `dict`, when given).
+Status Decompress(std::string_view input, size_t max_output, std::string* out,
+                  const Dictionary* dict = nullptr);
+
+// Trains a dictionary of at most `max_bytes` from `samples`, with id `id`
+// (nonzero; zstd's dictionary header carries it). kInvalidArgument when
+// zstd cannot (too few or too uniform samples).
+Status TrainDictionary(const std::vector<std::string>& samples, size_t max_bytes, uint32_t id,
+                       std::string* out);
 
 }  // namespace callvault::compress
 

@@ -30,7 +30,7 @@ Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view va
     return calls::VerifyRecording(t, key, value, &chunks);
   }
   std::string plain;
-  CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), key, value, &plain));
+  CV_RETURN_IF_ERROR(t->OpenRecord(key, value, &plain));
   if (key[0] == format::kCallHoldPrefix) {
     Hold h;
     return codec::DecodeHold(plain, &h);
@@ -38,6 +38,12 @@ Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view va
   if (key[0] == format::kPinPrefix || key[0] == format::kRecordingPendingPrefix) {
     if (!plain.empty()) return Status::Corruption("malformed pin or recording marker");
     return Status::OK();
+  }
+  if (key[0] == format::kDictionaryPrefix) {
+    auto id = format::ParseDictionaryKey(key);
+    if (!id) return Status::Corruption("malformed compression dictionary key");
+    std::shared_ptr<const compress::Dictionary> d;
+    return compress::Dictionary::Create(*id, std::move(plain), &d);
   }
   if (key[0] == format::kSourceIndexPrefix) {
     if (plain.size() != format::kHashBytes) return Status::Corruption("malformed source index entry");

@@ -194,7 +194,7 @@ Status ReadSummaries(const TenantRef& t, const rocksdb::ReadOptions& ro,
     if (sts[i].IsNotFound()) return Status::Corruption("index names a missing call");
     CV_RETURN_IF_ERROR(fsutil::FromRocks(sts[i], "read call summary"));
     std::string plain;
-    CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), keys[i], vals[i].ToStringView(), &plain));
+    CV_RETURN_IF_ERROR(t->OpenRecord(keys[i], vals[i].ToStringView(), &plain));
     auto sum = format::DecodeSummary(plain);
     if (!sum) return Status::Corruption("call summary is malformed");
     out->push_back(std::move(*sum));
@@ -422,7 +422,7 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
     if (sts[i].IsNotFound()) return Status::Corruption("index names a missing call");
     CV_RETURN_IF_ERROR(fsutil::FromRocks(sts[i], "read call metadata"));
     std::string plain;
-    CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), keys[i], vals[i].ToStringView(), &plain));
+    CV_RETURN_IF_ERROR(t->OpenRecord(keys[i], vals[i].ToStringView(), &plain));
     Call c;
     uint32_t parts = 0;
     CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, &c, &parts));

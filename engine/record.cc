@@ -9,12 +9,19 @@
 namespace callvault::record {
 
 std::string Seal(const SecretBytes& key, const Binding& b, std::string_view row_key,
-                 std::string_view plaintext) {
+                 std::string_view plaintext, const compress::Dictionary* dict) {
   format::EnvelopeHeader h;
   h.key_version = b.key_version;
   std::string compressed;
   std::string_view body = plaintext;
-  if (plaintext.size() >= kCompressMinBytes) {
+  if (dict != nullptr && plaintext.size() >= kDictCompressMinBytes) {
+    compressed = compress::Compress(plaintext, *dict);
+    if (compressed.size() < plaintext.size()) {
+      h.codec = format::Codec::kZstdDict;
+      h.dict_id = dict->id();
+      body = compressed;
+    }
+  } else if (plaintext.size() >= kCompressMinBytes) {
     compressed = compress::Compress(plaintext);
     h.codec = format::Codec::kZstd;
     body = compressed;
@@ -28,7 +35,7 @@ std::string Seal(const SecretBytes& key, const Binding& b, std::string_view row_
 }
 
 Status Open(const SecretBytes& key, const Binding& b, std::string_view row_key,
-            std::string_view sealed, std::string* plaintext) {
+            std::string_view sealed, std::string* plaintext, DictionarySource* dicts) {
   format::EnvelopeView v;
   format::EnvelopeError e = format::ParseEnvelope(sealed, limits::kMaxRecordBytes, &v);
   if (e != format::EnvelopeError::kOk) {
@@ -39,7 +46,17 @@ Status Open(const SecretBytes& key, const Binding& b, std::string_view row_key,
                               std::to_string(v.header.key_version) + ", tenant has " +
                               std::to_string(b.key_version));
   }
-  if (v.header.codec == format::Codec::kZstdDict) {
+  // Header consistency before the AEAD (the AEAD would reject these too,
+  // since the header is associated data; this is a clearer message).
+  const bool dict_codec = v.header.codec == format::Codec::kZstdDict;
+  if (dict_codec && v.header.dict_id == 0) {
+    return Status::Corruption("record uses a compression dictionary but names none");
+  }
+  if (!dict_codec && v.header.dict_id != 0) {
+    return Status::Corruption("record envelope: dictionary id on a record without dictionary "
+                              "compression");
+  }
+  if (dict_codec && dicts == nullptr) {
     return Status::Corruption("record uses a compression dictionary this store does not have");
   }
   std::string aad = format::RecordAad(v.header_bytes, b.internal_id, b.cf_generation, row_key);
@@ -48,6 +65,15 @@ Status Open(const SecretBytes& key, const Binding& b, std::string_view row_key,
     return Status::Corruption(
         "record failed authentication (tampered, moved from another tenant or row, or sealed "
         "under another key)");
+  }
+  if (dict_codec) {
+    std::shared_ptr<const compress::Dictionary> dict;
+    CV_RETURN_IF_ERROR(dicts->Find(v.header.dict_id, &dict));
+    if (dict == nullptr || dict->id() != v.header.dict_id) {
+      return Status::Corruption("record uses compression dictionary " +
+                                std::to_string(v.header.dict_id) + ", which was not found");
+    }
+    return compress::Decompress(body, format::kMaxFlatBufferBytes, plaintext, dict.get());
   }
   if (v.header.codec == format::Codec::kZstd) {
     return compress::Decompress(body, format::kMaxFlatBufferBytes, plaintext);

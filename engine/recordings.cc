@@ -385,7 +385,7 @@ Result<std::vector<RecordingInfo>> Store::Impl::ListRecordings(std::string_view 
   std::vector<RecordingInfo> out;
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     std::string plain, header;
-    CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), it->key().ToStringView(), it->value().ToStringView(), &plain));
+    CV_RETURN_IF_ERROR(t->OpenRecord(it->key().ToStringView(), it->value().ToStringView(), &plain));
     RecordingInfo info;
     CV_RETURN_IF_ERROR(DecodeManifest(std::move(plain), &info, &header));
     out.push_back(std::move(info));
@@ -447,7 +447,7 @@ Status PlanDeleteRecordings(const TenantRef& t, std::string_view call_hash, rock
 Status VerifyRecording(const TenantRef& t, std::string_view manifest_key, std::string_view sealed,
                        uint64_t* chunks) {
   std::string plain, header;
-  CV_RETURN_IF_ERROR(record::Open(t->record_key, t->binding(), manifest_key, sealed, &plain));
+  CV_RETURN_IF_ERROR(t->OpenRecord(manifest_key, sealed, &plain));
   RecordingInfo info;
   CV_RETURN_IF_ERROR(DecodeManifest(std::move(plain), &info, &header));
   std::string_view k = manifest_key.substr(1);

@@ -75,6 +75,11 @@ void Tenant::WipeKeys() {
   index_key.Wipe();
   cursor_key.Wipe();
   recording_key.Wipe();
+  // Dictionaries are derived from the tenant's plaintext: dropped with the
+  // keys (their content is zeroed when the last user lets go).
+  std::lock_guard<std::mutex> l(dicts.mu);
+  dicts.loaded.clear();
+  dicts.current.reset();
 }
 
 // ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 
 #include "callvault/store.h"
 #include "engine/codec.h"
+#include "engine/compress.h"
 #include "engine/keyring.h"
 #include "engine/record.h"
 #include "engine/shard.h"
@@ -34,10 +35,25 @@ inline int64_t NowMicros() {
       .count();
 }
 
+// A tenant's compression dictionaries (docs/decisions/0009), loaded lazily
+// after open: readers load the one a record names on first use; the writer
+// reads the newest one at its first put.
+struct TenantDictionaries {
+  std::mutex mu;
+  std::map<uint32_t, std::shared_ptr<const compress::Dictionary>> loaded;  // GUARDED_BY(mu)
+  std::shared_ptr<const compress::Dictionary> current;  // GUARDED_BY(mu); new records use it
+  // The writer's state. GUARDED_BY(Tenant::write_mu).
+  bool scanned = false;     // current_id and calls read since open
+  bool broken = false;      // the stored dictionary does not load: none used, none trained
+  uint32_t current_id = 0;  // 0: none yet
+  uint64_t calls = 0;      // calls stored, as far as the writer knows (a lower bound at first)
+  uint64_t train_at = 0;   // train when `calls` reaches this; 0: never
+};
+
 // One tenant's runtime state. Operations hold `life` shared for their whole
 // duration; purge holds it exclusively, so the column family handle and the
 // keys are never destroyed under a reader.
-struct Tenant {
+struct Tenant : record::DictionarySource {
   // Identity fields (tenant_id, internal_id, shard, cf_generation,
   // key_version) never change once the tenant is live; the policy and state
   // fields change under admin_mu_ and rec_mu, and are read under rec_mu.
@@ -52,6 +68,18 @@ struct Tenant {
   SecretBytes index_key;                      // GUARDED_BY(life)
   SecretBytes cursor_key;                     // GUARDED_BY(life)
   SecretBytes recording_key;                  // GUARDED_BY(life)
+  TenantDictionaries dicts;
+
+  // Opens a record of this tenant's column family, finding the dictionary
+  // it names. REQUIRES: life held.
+  Status OpenRecord(std::string_view row_key, std::string_view sealed, std::string* plain);
+  // Seals a record of this tenant, compressed with the current dictionary
+  // if there is one. REQUIRES: life held.
+  std::string SealRecord(std::string_view row_key, std::string_view plain);
+  std::shared_ptr<const compress::Dictionary> CurrentDictionary();
+  // record::DictionarySource: the cached dictionary, or reads, opens and
+  // caches its 'Z' row. REQUIRES: life held.
+  Status Find(uint32_t dict_id, std::shared_ptr<const compress::Dictionary>* out) override;
 
   record::Binding binding() const {
     return record::Binding{rec.internal_id, rec.cf_generation, rec.key_version};
@@ -199,6 +227,15 @@ class Store::Impl {
   // keyring generation older than the current one. Idempotent.
   Status RetireStaleKeys();
   void DeriveKeys(Tenant* t, const SecretBytes& dek) const;
+
+  // dictionaries.cc. Both REQUIRE t->write_mu, and never fail: a
+  // dictionary is an optimisation, and the put they follow is acknowledged.
+  // Reads the writer's dictionary state once after open.
+  void PrepareDictionary(const TenantRef& t);
+  // After a committed put that stored `created` new calls: trains the
+  // tenant's first dictionary once it holds options_.dictionary_training_calls.
+  void AfterPut(const TenantRef& t, uint64_t created);
+  Status TrainDictionary(const TenantRef& t);
 
   // calls.cc helpers
   Status PlanPut(TenantRef& t, Call call, int64_t now, rocksdb::WriteBatch* batch,

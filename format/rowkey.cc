@@ -124,6 +124,19 @@ std::optional<ParsedTimeKey> ParseIndexTail(std::string_view key) {
   return ParsedTimeKey{DecodeOrderedInt64(tail), key.substr(key.size() - kHashBytes)};
 }
 
+std::string DictionaryKey(uint32_t dict_id) {
+  std::string k(1, kDictionaryPrefix);
+  for (int shift = 24; shift >= 0; shift -= 8) k.push_back(static_cast<char>(dict_id >> shift));
+  return k;
+}
+
+std::optional<uint32_t> ParseDictionaryKey(std::string_view key) {
+  if (key.size() != 5 || key[0] != kDictionaryPrefix) return std::nullopt;
+  uint32_t id = 0;
+  for (size_t i = 1; i < 5; ++i) id = (id << 8) | static_cast<uint8_t>(key[i]);
+  return id;
+}
+
 bool IsIndexKey(std::string_view key) { return ParseIndexTail(key).has_value(); }
 
 std::string ColumnFamilyName(uint64_t internal_id) {

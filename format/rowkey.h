@@ -17,6 +17,8 @@
 //   'D' h(call_id) h(recording_id) chunk (4, BE)  recording chunk
 //   'H' h(call_id) h(hold_id)                     sealed Hold on one call
 //   'N' h(call_id)                                sealed empty: pinned, exempt from retention
+//   'Z' dict_id (4, BE)                           sealed zstd dictionary trained from this
+//                                                 tenant's records (codec kZstdDict)
 // Index entries carry no value: a listing checks every candidate against
 // the call's sealed summary part (Part::kSummary), so a forged or stale
 // index entry can never make a call match.
@@ -59,6 +61,7 @@ inline constexpr char kCallHoldPrefix = 'H';
 inline constexpr char kPinPrefix = 'N';
 inline constexpr char kAuditPrefix = 'A';
 inline constexpr char kPendingFailurePrefix = 'F';
+inline constexpr char kDictionaryPrefix = 'Z';
 
 enum class Part : uint8_t { kMeta = 0, kTranscript = 1, kInsights = 2, kSummary = 3 };
 inline constexpr int kPartCount = 4;
@@ -77,6 +80,9 @@ std::string RegistryKey(std::string_view tenant_hash);
 std::string ReceiptKey(uint64_t sequence);
 std::string AuditKey(uint64_t sequence);
 std::string HeaderKey(std::string_view name);
+// A tenant's compression dictionary; ids start at 1.
+std::string DictionaryKey(uint32_t dict_id);
+std::optional<uint32_t> ParseDictionaryKey(std::string_view key);
 
 struct ParsedCallKey {
   std::string_view call_hash;

@@ -298,6 +298,9 @@ TEST(ConcurrencyTest, PurgeUnderLoadNeverLeaksAcrossTenantsOrIncarnations) {
   std::fflush(stdout);
   testutil::TestStore ts;
   ts.options.max_tenants_per_shard = 3;  // several shards
+  // Tenants train their compression dictionary after a few calls, so that
+  // training, lazy loading and use of dictionaries race with the purges.
+  ts.options.dictionary_training_calls = 6;
   ASSERT_OK(ts.Open());
   for (int t = 0; t < kTenantCount; ++t) {
     ASSERT_OK(ts->CreateTenant({.tenant_id = TenantName(t)}));

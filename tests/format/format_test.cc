@@ -336,6 +336,23 @@ TEST(RowKeyTest, ParseIndexTailEachKindAndWrongLengths) {
   }
 }
 
+TEST(RowKeyTest, DictionaryKeysRoundTripAndAreNoIndexKeys) {
+  for (uint32_t id : {1u, 2u, 255u, 256u, 0x80000000u, 0xffffffffu}) {
+    const std::string k = DictionaryKey(id);
+    ASSERT_EQ(k.size(), 5u);
+    EXPECT_EQ(k[0], kDictionaryPrefix);
+    EXPECT_EQ(ParseDictionaryKey(k), std::optional<uint32_t>(id));
+    EXPECT_FALSE(IsIndexKey(k));
+    EXPECT_FALSE(ParseCallKey(k));
+  }
+  EXPECT_LT(DictionaryKey(255), DictionaryKey(256));
+  EXPECT_FALSE(ParseDictionaryKey(""));
+  EXPECT_FALSE(ParseDictionaryKey("Z123"));
+  EXPECT_FALSE(ParseDictionaryKey("Z12345"));
+  EXPECT_FALSE(ParseDictionaryKey("Y1234"));
+  EXPECT_FALSE(ParseDictionaryKey(CallKey(std::string(kHashBytes, 'a'), Part::kMeta)));
+}
+
 TEST(RowKeyTest, SequenceAndChunkKeysSortInNumericOrder) {
   const std::vector<uint64_t> seqs = {0, 1, 255, 256, 65535, 65536, uint64_t{1} << 32,
                                       std::numeric_limits<uint64_t>::max()};

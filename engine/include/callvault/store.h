@@ -99,6 +99,14 @@ struct Options {
   size_t write_buffer_bytes = 8u << 20;
   // Background flush and compaction threads shared by every shard. Default: 2.
   int background_threads = 2;
+  // Once a tenant holds this many calls, the put that reaches it trains a
+  // zstd dictionary from that tenant's own records (sealed, stored in the
+  // tenant's column family, destroyed with it) and later records are
+  // compressed with it. Small records compress far better. 0 = train none
+  // (a tenant that has a dictionary keeps using it; its records stay
+  // readable with any value).
+  // Default: 256 calls.
+  uint32_t dictionary_training_calls = 256;
 
   // --- For tests ---
   // The Env (and so FileSystem) RocksDB uses; nullptr means Env::Default().
