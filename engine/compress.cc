@@ -1,3 +1,6 @@
+// For ZSTD_createDDict_byReference (stable in practice, exported by
+// libzstd 1.5.x, but declared only for static linking).
+#define ZSTD_STATIC_LINKING_ONLY
 #include "engine/compress.h"
 
 #include <sodium.h>
@@ -32,7 +35,50 @@ ZSTD_DCtx* ThreadDCtx() {
   thread_local std::unique_ptr<ZSTD_DCtx, DCtxFree> ctx(ZSTD_createDCtx());
   return ctx.get();
 }
+
+// The process-wide cache of built compression tables: every Dictionary
+// whose tables_ is set is in `lru`, most recently used first.
+struct TablesCache {
+  std::mutex mu;
+  std::list<const Dictionary*> lru;  // GUARDED_BY(mu)
+};
+TablesCache& Cache() {
+  static TablesCache* c = new TablesCache;  // never destroyed: used from destructors
+  return *c;
+}
 }  // namespace
+
+struct Dictionary::CompressionTables {
+  ZSTD_CDict* cdict = nullptr;
+  ~CompressionTables() { ZSTD_freeCDict(cdict); }
+};
+
+size_t CachedCompressionTables() {
+  TablesCache& c = Cache();
+  std::lock_guard<std::mutex> l(c.mu);
+  return c.lru.size();
+}
+
+std::shared_ptr<const Dictionary::CompressionTables> Dictionary::Tables() const {
+  TablesCache& c = Cache();
+  std::lock_guard<std::mutex> l(c.mu);
+  if (tables_) {
+    c.lru.splice(c.lru.begin(), c.lru, lru_);
+    return tables_;
+  }
+  auto t = std::make_shared<CompressionTables>();
+  t->cdict = ZSTD_createCDict(content_.data(), content_.size(), kLevel);
+  if (t->cdict == nullptr) return nullptr;  // out of memory
+  tables_ = t;
+  c.lru.push_front(this);
+  lru_ = c.lru.begin();
+  while (c.lru.size() > kCachedCompressionTables) {
+    const Dictionary* victim = c.lru.back();
+    victim->tables_.reset();  // freed when its last holder is done
+    c.lru.pop_back();
+  }
+  return t;
+}
 
 Status Dictionary::Create(uint32_t id, std::string content,
                           std::shared_ptr<const Dictionary>* out) {
@@ -50,7 +96,7 @@ Status Dictionary::Create(uint32_t id, std::string content,
                               " is not a zstd dictionary with that id");
   }
   std::shared_ptr<Dictionary> d(new Dictionary(id, std::move(content)));
-  d->ddict_ = ZSTD_createDDict(d->content_.data(), d->content_.size());
+  d->ddict_ = ZSTD_createDDict_byReference(d->content_.data(), d->content_.size());
   if (d->ddict_ == nullptr) {
     return Status::Corruption("compression dictionary " + std::to_string(id) +
                               " does not load");
@@ -60,16 +106,16 @@ Status Dictionary::Create(uint32_t id, std::string content,
 }
 
 Dictionary::~Dictionary() {
+  {
+    TablesCache& c = Cache();
+    std::lock_guard<std::mutex> l(c.mu);
+    if (tables_) {
+      c.lru.erase(lru_);
+      tables_.reset();
+    }
+  }
   ZSTD_freeDDict(ddict_);
-  ZSTD_freeCDict(cdict_);
   sodium_memzero(content_.data(), content_.size());
-}
-
-const ZSTD_CDict* Dictionary::cdict() const {
-  std::call_once(cdict_once_, [this] {
-    cdict_ = ZSTD_createCDict(content_.data(), content_.size(), kLevel);
-  });
-  return cdict_;
 }
 
 std::string Compress(std::string_view input) {
@@ -83,8 +129,9 @@ std::string Compress(std::string_view input) {
 }
 
 std::string Compress(std::string_view input, const Dictionary& dict) {
-  const ZSTD_CDict* cdict = dict.cdict();
-  if (cdict == nullptr) std::abort();  // out of memory
+  const auto tables = dict.Tables();  // kept alive until the frame is done
+  if (tables == nullptr) std::abort();  // out of memory
+  const ZSTD_CDict* cdict = tables->cdict;
   ZSTD_CCtx* c = ThreadDictCCtx();
   std::string out(ZSTD_compressBound(input.size()), '\0');
   ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);

@@ -8,6 +8,7 @@
 #define CALLVAULT_ENGINE_COMPRESS_H_
 
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -44,17 +45,31 @@ class Dictionary {
   uint32_t id() const { return id_; }
   std::string_view content() const { return content_; }
   const ZSTD_DDict_s* ddict() const { return ddict_; }
-  // Built at first use: only tenants that write pay for the tables.
-  const ZSTD_CDict_s* cdict() const;
 
  private:
+  friend std::string Compress(std::string_view input, const Dictionary& dict);
+  struct CompressionTables;
   Dictionary(uint32_t id, std::string content) : id_(id), content_(std::move(content)) {}
+  // The compression tables (~0.5 MiB at level 3), built at first use, so
+  // only tenants that write pay for them, and kept for at most
+  // kCachedCompressionTables dictionaries in the process (least recently
+  // used ones are dropped and rebuilt when needed). Holders keep the tables
+  // alive while they compress.
+  std::shared_ptr<const CompressionTables> Tables() const;
+
   uint32_t id_;
   std::string content_;
-  ZSTD_DDict_s* ddict_ = nullptr;
-  mutable std::once_flag cdict_once_;
-  mutable ZSTD_CDict_s* cdict_ = nullptr;
+  ZSTD_DDict_s* ddict_ = nullptr;  // refers to content_ (no copy)
+  // Guarded by the process-wide cache's mutex (compress.cc).
+  mutable std::shared_ptr<const CompressionTables> tables_;
+  mutable std::list<const Dictionary*>::iterator lru_;
 };
+
+// Dictionaries whose compression tables stay built at once, process-wide:
+// a bound of about 32 MiB however many tenants write.
+inline constexpr size_t kCachedCompressionTables = 64;
+// How many dictionaries have their compression tables built now.
+size_t CachedCompressionTables();
 
 std::string Compress(std::string_view input);
 // With a dictionary; the frame does not repeat the dictionary id (the

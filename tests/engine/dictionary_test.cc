@@ -186,6 +186,46 @@ TEST(DictionaryRecordTest, BadDictionaryContentIsRefused) {
   EXPECT_EQ(d->id(), 7u);
 }
 
+// More dictionaries than the process keeps compression tables for: the
+// least recently used ones lose their tables and rebuild them at their next
+// use, also while other threads compress with them.
+TEST(DictionaryRecordTest, CompressionTablesAreBoundedAndRebuilt) {
+  const std::vector<Call> calls = Calls(200, 11);
+  std::string content(TrainFrom(calls, 9)->content());
+  std::vector<std::shared_ptr<const compress::Dictionary>> dicts;
+  for (size_t i = 0; i < compress::kCachedCompressionTables + 20; ++i) {
+    std::shared_ptr<const compress::Dictionary> d;
+    ASSERT_OK(compress::Dictionary::Create(9, content, &d));
+    dicts.push_back(std::move(d));
+  }
+  const std::string input = calls[3].title + " " + calls[3].insights.summary;
+  auto round_trip = [&](size_t i) {
+    const std::string z = compress::Compress(input, *dicts[i]);
+    std::string back;
+    Status s = compress::Decompress(z, input.size(), &back, dicts[i].get());
+    return s.ok() && back == input;
+  };
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (size_t i = 0; i < dicts.size(); ++i) {
+          if (!round_trip((i + static_cast<size_t>(t) * 7) % dicts.size())) ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(compress::CachedCompressionTables(), compress::kCachedCompressionTables);
+  // Dictionaries going away while others are cached leave the cache sound.
+  dicts.erase(dicts.begin(), dicts.begin() + 30);
+  for (size_t i = 0; i < dicts.size(); ++i) EXPECT_TRUE(round_trip(i)) << i;
+  dicts.clear();
+  EXPECT_EQ(compress::CachedCompressionTables(), 0u);
+}
+
 class DictionaryStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
