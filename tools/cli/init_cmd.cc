@@ -20,7 +20,7 @@ class InitCommand final : public Command {
     app->add_option("--region", region_,
                     "The store's region, fixed for its life ([a-z0-9-]+). Default: default");
     app->add_option("--max-tenants-per-shard", max_tenants_per_shard_,
-                    "Tenants per RocksDB instance before a new shard is created. Default: 256")
+                    "Tenants per RocksDB instance before a new shard is created. Default: 128")
         ->check(CLI::Range(1, 100000));
   }
 
