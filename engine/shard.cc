@@ -59,10 +59,20 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   return r;
 }
 
+Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what) {
+  if (flag.failed()) {
+    return Status::IOError(std::string(what) +
+                           ": an earlier write or sync of this instance failed; its WAL is not "
+                           "synced again until the store is reopened");
+  }
+  return fsutil::FromRocks(db->FlushWAL(true), what);
+}
+
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
                                            const SharedResources& res, bool create) {
   std::unique_ptr<Shard> shard(new Shard(index, path, &res));
   rocksdb::DBOptions dbo = res.db_options;
+  dbo.listeners.push_back(shard->error_);
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
   if (!s.ok()) {
@@ -92,7 +102,7 @@ Shard::~Shard() {
   std::lock_guard<std::mutex> l(mu_);
   // Every acknowledged write is synced already; this makes unsynced ones
   // (sync_writes = false) durable too before closing.
-  db_->FlushWAL(true).PermitUncheckedError();
+  SyncWal().IgnoreError();
   for (auto& [name, h] : families_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   families_.clear();
   db_->Close().PermitUncheckedError();
@@ -132,12 +142,15 @@ std::vector<std::string> Shard::FamilyNames() const {
 
 Status Shard::FlushAll() {
   std::lock_guard<std::mutex> l(mu_);
+  if (error_->failed()) return SyncWal();  // says why; touches nothing
   std::vector<rocksdb::ColumnFamilyHandle*> all;
   for (const auto& [n, h] : families_) all.push_back(h);
   all.push_back(db_->DefaultColumnFamily());
   CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->Flush(rocksdb::FlushOptions(), all), "flush shard"));
-  return fsutil::FromRocks(db_->FlushWAL(true), "sync WAL");
+  return SyncWal();
 }
+
+Status Shard::SyncWal() { return callvault::SyncWal(db_.get(), *error_, "sync WAL"); }
 
 size_t Shard::family_count() const {
   std::lock_guard<std::mutex> l(mu_);

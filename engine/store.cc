@@ -232,7 +232,7 @@ Store::Impl::~Impl() {
   }
   shards_.clear();
   if (meta_) {
-    meta_->FlushWAL(true).PermitUncheckedError();
+    SyncWal(meta_.get(), *meta_error_, "sync metadata WAL").IgnoreError();
     meta_->Close().PermitUncheckedError();
   }
 }
@@ -270,6 +270,7 @@ Status Store::Impl::OpenOrCreate() {
   rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
   mo.create_if_missing = true;
   mo.enable_blob_files = false;
+  mo.listeners.push_back(meta_error_);
   rocksdb::DB* db = nullptr;
   CV_RETURN_IF_ERROR(fsutil::FromRocks(rocksdb::DB::Open(mo, path_ + "/meta", &db),
                                        "open metadata instance"));
