@@ -150,6 +150,9 @@ class FileKeyProvider final : public KeyProvider {
       CV_RETURN_IF_ERROR(fsutil::FromIO(
           fs_->CreateDirIfMissing(dir_, rocksdb::IOOptions(), nullptr), "create key directory"));
       ::chmod(dir_.c_str(), 0700);
+      // The new directory's entry in its parent, or a power loss can take
+      // every key written into it.
+      CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs_.get(), dir_));
     }
     return Status::OK();
   }

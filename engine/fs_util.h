@@ -29,6 +29,9 @@ Status ReadSecret(rocksdb::FileSystem* fs, const std::string& path, size_t expec
 Status Shred(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name);
 Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name);
 Status SyncDir(rocksdb::FileSystem* fs, const std::string& dir);
+// Fsyncs the directory holding `path` (path has no trailing '/'), so that a
+// directory just created at `path` survives a power loss.
+Status SyncParentDir(rocksdb::FileSystem* fs, const std::string& path);
 Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string& dir);
 
 }  // namespace callvault::fsutil

@@ -351,6 +351,11 @@ Status Store::Impl::CreateNew() {
   CV_RETURN_IF_ERROR(put("keyring_gen", std::to_string(k.generation)));
   CV_RETURN_IF_ERROR(put("receipt_seq", "0"));
   CV_RETURN_IF_ERROR(put("format", kFormatVersion));
+  // The directories this init created (the store directory, meta/, shards/)
+  // must survive a power loss before the header says the store exists.
+  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  CV_RETURN_IF_ERROR(fsutil::SyncDir(fs, path_));
+  CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs, path_));
   return fsutil::FromRocks(meta_->Write(meta_write_, &b), "write store header");
 }
 
@@ -430,6 +435,11 @@ Result<Shard*> Store::Impl::PickShard() {
   }
   uint32_t i = static_cast<uint32_t>(shards_.size());
   CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
+  // RocksDB syncs the new shard's own directory, not its entry in shards/:
+  // without this a power loss can take the whole shard after the header
+  // (and the tenants' registry records) have named it.
+  CV_RETURN_IF_ERROR(
+      fsutil::SyncParentDir(res_->env->GetFileSystem().get(), ShardDir(path_, i)));
   CV_RETURN_IF_ERROR(PutHeader("shards", std::to_string(i + 1)));
   shards_.push_back(std::move(shard));
   return shards_.back().get();
