@@ -113,9 +113,13 @@ Result<rocksdb::ColumnFamilyHandle*> Shard::Create(const std::string& name) {
   auto it = families_.find(name);
   if (it != families_.end()) return it->second;
   rocksdb::ColumnFamilyHandle* h = nullptr;
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->CreateColumnFamily(res_->tenant_cf_options, name, &h),
-                                       "create column family"));
-  families_[name] = h;
+  rocksdb::Status s = db_->CreateColumnFamily(res_->tenant_cf_options, name, &h);
+  // 7.8 returns an error together with a live handle when the family is in
+  // the MANIFEST but its OPTIONS file could not be written: keep the handle,
+  // so that a rollback can drop the family and closing destroys the handle
+  // (an undestroyed handle fails an assertion in DB::Close).
+  if (h != nullptr) families_[name] = h;
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "create column family"));
   return h;
 }
 
