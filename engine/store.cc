@@ -312,6 +312,13 @@ Status Store::Impl::OpenOrCreate() {
 // init adopts it if it holds no tenant keys.
 Status Store::Impl::CreateNew() {
   std::string region = options_.region.empty() ? "default" : options_.region;
+  // The directories this init created (the store directory, meta/, shards/)
+  // must survive a power loss before anything is written that names them:
+  // init_store_id before the keys (or a power loss leaves keys that no init
+  // can adopt), the header before the store counts as created.
+  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  CV_RETURN_IF_ERROR(fsutil::SyncDir(fs, path_));
+  CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs, path_));
   CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
   Keyring k;
   // The store id is chosen and recorded before any key is written, so that
@@ -351,11 +358,6 @@ Status Store::Impl::CreateNew() {
   CV_RETURN_IF_ERROR(put("keyring_gen", std::to_string(k.generation)));
   CV_RETURN_IF_ERROR(put("receipt_seq", "0"));
   CV_RETURN_IF_ERROR(put("format", kFormatVersion));
-  // The directories this init created (the store directory, meta/, shards/)
-  // must survive a power loss before the header says the store exists.
-  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
-  CV_RETURN_IF_ERROR(fsutil::SyncDir(fs, path_));
-  CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs, path_));
   return fsutil::FromRocks(meta_->Write(meta_write_, &b), "write store header");
 }
 
