@@ -477,7 +477,9 @@ TEST(PowerLossTest, InitUndoDirOps) {
       }
     }
     const std::string dropped = ffs->SimulatePowerLoss(PowerLossMode::kUndoDirOps);
-    Options o = StoreOptions(keys, rocksdb::Env::Default());
+    auto quiet = std::make_shared<FaultFS>(0);  // injects nothing, skips real fsyncs
+    auto quiet_env = testutil::FaultEnv(quiet);
+    Options o = StoreOptions(keys, quiet_env.get());
     o.create_if_missing = !acknowledged;
     auto st = Store::Open(o, db);
     ASSERT_TRUE(st.ok()) << (acknowledged ? "acknowledged init lost: " : "init cannot complete: ")
