@@ -4,12 +4,12 @@
 // through Options::env and FileKeyProviderOptions::env. Each cycle:
 //   1. open the store on a fresh FaultFS (everything on disk counts as
 //      durable); in one cycle in eight the power goes during this open, at
-//      a random mutating I/O (a crash inside recovery);
+//      one of its first 120 mutating I/Os (a crash inside recovery);
 //   2. check the store against the model (below) and resolve the operation
 //      that was in flight at the last power loss;
 //   3. run 1-8 random operations (CreateTenant, PutCall, PutCalls,
 //      DeleteCall, PurgeTenant, Flush) with a seeded RNG; the power goes at
-//      a random mutating I/O among the next 1..30*ops (the operation it
+//      a random mutating I/O among the next 1..12*ops (the operation it
 //      interrupts is "in flight"), or after the last operation returned;
 //   4. destroy the store (every I/O fails from the power loss on, so
 //      nothing more reaches the disk) and rewrite the files to what
@@ -373,7 +373,7 @@ void RunPowerLoss(PowerLossMode mode) {
     auto ffs = std::make_shared<FaultFS>(rng());
     auto env = testutil::FaultEnv(ffs);
     const bool crash_in_open = rng() % 8 == 0;
-    if (crash_in_open) ffs->FreezeAt(1 + rng() % 40);
+    if (crash_in_open) ffs->FreezeAt(1 + rng() % 120);
     auto opened = Store::Open(StoreOptions(keys, env.get()), db);
     if (!opened.ok() || ffs->frozen()) {
       ASSERT_TRUE(ffs->frozen()) << "failed open: " << opened.status().ToString()
@@ -396,7 +396,7 @@ void RunPowerLoss(PowerLossMode mode) {
     pending.reset();
 
     const int ops = 1 + static_cast<int>(rng() % 8);
-    ffs->FreezeAt(1 + rng() % (30 * static_cast<uint64_t>(ops)));
+    ffs->FreezeAt(1 + rng() % (12 * static_cast<uint64_t>(ops)));
     for (int i = 0; i < ops; ++i) {
       Op op = ChooseOp(rng, m, seq++);
       Status s = Run(st, op);
