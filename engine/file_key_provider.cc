@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include <cstdio>
 #include <filesystem>
@@ -63,12 +64,13 @@ class FileKeyProvider final : public KeyProvider {
     if (fs_->FileExists(dir_ + "/" + name, rocksdb::IOOptions(), nullptr).ok()) {
       return Status::AlreadyExists("KEK generation exists");
     }
+    CV_RETURN_IF_ERROR(Writable());
     SecretBytes kek = crypto::RandomKey();
     // No directory fsync here: a new KEK is only used by the keyring written
     // next, whose own directory fsync makes both renames durable together.
     // A crash before that loses a KEK that sealed nothing durable.
-    CV_RETURN_IF_ERROR(
-        fsutil::AtomicWrite(fs_.get(), dir_, name, kek.data(), kek.size(), /*sync_dir=*/false));
+    CV_RETURN_IF_ERROR(Sticky(
+        fsutil::AtomicWrite(fs_.get(), dir_, name, kek.data(), kek.size(), /*sync_dir=*/false)));
     keks_[gen] = std::move(kek);
     return Status::OK();
   }
@@ -77,7 +79,8 @@ class FileKeyProvider final : public KeyProvider {
     std::lock_guard<std::mutex> l(mu_);
     auto it = keks_.find(gen);
     if (it != keks_.end()) keks_.erase(it);  // SecretBytes zeroes itself
-    return fsutil::Shred(fs_.get(), dir_, kKekPrefix + std::to_string(gen));
+    CV_RETURN_IF_ERROR(Writable());
+    return Sticky(fsutil::Shred(fs_.get(), dir_, kKekPrefix + std::to_string(gen)));
   }
 
   Result<std::string> Seal(uint32_t gen, const SecretBytes& plaintext,
@@ -120,14 +123,18 @@ class FileKeyProvider final : public KeyProvider {
   }
 
   Status WriteKeyring(uint64_t gen, std::string_view bytes) override {
-    return fsutil::AtomicWrite(fs_.get(), dir_, kKeyringPrefix + std::to_string(gen),
-                               reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    CV_RETURN_IF_ERROR(Writable());
+    return Sticky(fsutil::AtomicWrite(fs_.get(), dir_, kKeyringPrefix + std::to_string(gen),
+                                      reinterpret_cast<const uint8_t*>(bytes.data()),
+                                      bytes.size()));
   }
 
   Status RemoveKeyring(uint64_t gen) override {
+    CV_RETURN_IF_ERROR(Writable());
     // Not synced: an older generation that comes back after a power loss
     // is ignored (the newest generation is used) and removed at open.
-    return fsutil::Remove(fs_.get(), dir_, kKeyringPrefix + std::to_string(gen), /*sync_dir=*/false);
+    return Sticky(
+        fsutil::Remove(fs_.get(), dir_, kKeyringPrefix + std::to_string(gen), /*sync_dir=*/false));
   }
 
   Result<std::string> SigningPublicKey() override {
@@ -156,11 +163,32 @@ class FileKeyProvider final : public KeyProvider {
       CV_RETURN_IF_ERROR(fsutil::FromIO(
           fs_->CreateDirIfMissing(dir_, rocksdb::IOOptions(), nullptr), "create key directory"));
       ::chmod(dir_.c_str(), 0700);
+      // The new directory's entry in its parent, or a power loss can take
+      // every key written into it.
+      CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs_.get(), dir_));
     }
     return Status::OK();
   }
 
  private:
+  // After a failed write, fsync, rename or unlink in the key directory,
+  // nothing more is written there until the provider is made again (the
+  // store reopened), as RocksDB does with its WAL: a later fsync that
+  // succeeds proves nothing about the changes before the failed one (Linux
+  // reports a writeback error once), so a keyring written after it could
+  // be acknowledged (its generation recorded in the store header) and
+  // still vanish in a power loss with the one before it.
+  Status Writable() const {
+    if (!failed_.load()) return Status::OK();
+    return Status::IOError(
+        "key directory: an earlier write or fsync failed; no key changes until the store is "
+        "reopened (a failed fsync is not retried)");
+  }
+  Status Sticky(Status s) {
+    if (!s.ok()) failed_.store(true);
+    return s;
+  }
+
   Result<const SecretBytes*> KekLocked(uint32_t gen) {
     auto it = keks_.find(gen);
     if (it != keks_.end()) return &it->second;
@@ -185,7 +213,9 @@ class FileKeyProvider final : public KeyProvider {
     SecretBytes sk(crypto_sign_SECRETKEYBYTES);
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
     crypto_sign_keypair(pk, sk.data());
-    CV_RETURN_IF_ERROR(fsutil::AtomicWrite(fs_.get(), dir_, kSigningKeyName, sk.data(), sk.size()));
+    CV_RETURN_IF_ERROR(Writable());
+    CV_RETURN_IF_ERROR(
+        Sticky(fsutil::AtomicWrite(fs_.get(), dir_, kSigningKeyName, sk.data(), sk.size())));
     signing_key_ = std::move(sk);
     return Status::OK();
   }
@@ -195,6 +225,7 @@ class FileKeyProvider final : public KeyProvider {
   std::mutex mu_;
   std::map<uint32_t, SecretBytes> keks_;  // GUARDED_BY(mu_)
   SecretBytes signing_key_;               // GUARDED_BY(mu_)
+  std::atomic<bool> failed_{false};       // Writable()
 };
 
 }  // namespace

@@ -35,6 +35,12 @@ Status SyncDir(rocksdb::FileSystem* fs, const std::string& dir) {
   return FromIO(d->Close(IOOptions(), nullptr), "close directory");
 }
 
+Status SyncParentDir(rocksdb::FileSystem* fs, const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return SyncDir(fs, ".");
+  return SyncDir(fs, slash == 0 ? "/" : path.substr(0, slash));
+}
+
 Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name,
                    const uint8_t* data, size_t size, bool sync_dir) {
   const std::string tmp = dir + "/" + name + ".tmp";

@@ -34,6 +34,9 @@ Status Shred(rocksdb::FileSystem* fs, const std::string& dir, const std::string&
 Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name,
               bool sync_dir = true);
 Status SyncDir(rocksdb::FileSystem* fs, const std::string& dir);
+// Fsyncs the directory holding `path` (path has no trailing '/'), so that a
+// directory just created at `path` survives a power loss.
+Status SyncParentDir(rocksdb::FileSystem* fs, const std::string& path);
 Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string& dir);
 
 }  // namespace callvault::fsutil

@@ -212,7 +212,7 @@ class Writer final : public RecordingWriter {
         b.Delete(t->cf, format::RecordingKey(format::kRecordingPendingPrefix, names_.call_hash, names_.rec_hash)), "batch"));
     // The chunks went to the WAL unsynced; sync every live WAL, then the
     // manifest with a synced write: the recording is visible only whole.
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->FlushWAL(true), "sync WAL"));
+    CV_RETURN_IF_ERROR(t->shard->SyncWal());
     rocksdb::WriteOptions wo;
     wo.sync = true;
     CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &b), "write recording manifest"));

@@ -63,10 +63,20 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   return r;
 }
 
+Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what) {
+  if (flag.failed()) {
+    return Status::IOError(std::string(what) +
+                           ": an earlier write or sync of this instance failed; its WAL is not "
+                           "synced again until the store is reopened");
+  }
+  return fsutil::FromRocks(db->FlushWAL(true), what);
+}
+
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
                                            const SharedResources& res, bool create) {
   std::unique_ptr<Shard> shard(new Shard(index, path, &res));
   rocksdb::DBOptions dbo = res.db_options;
+  dbo.listeners.push_back(shard->error_);
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
   if (!s.ok()) {
@@ -96,7 +106,7 @@ Shard::~Shard() {
   std::lock_guard<std::mutex> l(mu_);
   // Every acknowledged write is synced already; this makes unsynced ones
   // (sync_writes = false) durable too before closing.
-  db_->FlushWAL(true).PermitUncheckedError();
+  SyncWal().IgnoreError();
   for (auto& [name, h] : families_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   families_.clear();
   db_->Close().PermitUncheckedError();
@@ -107,9 +117,13 @@ Result<rocksdb::ColumnFamilyHandle*> Shard::Create(const std::string& name) {
   auto it = families_.find(name);
   if (it != families_.end()) return it->second;
   rocksdb::ColumnFamilyHandle* h = nullptr;
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->CreateColumnFamily(res_->tenant_cf_options, name, &h),
-                                       "create column family"));
-  families_[name] = h;
+  rocksdb::Status s = db_->CreateColumnFamily(res_->tenant_cf_options, name, &h);
+  // 7.8 returns an error together with a live handle when the family is in
+  // the MANIFEST but its OPTIONS file could not be written: keep the handle,
+  // so that a rollback can drop the family and closing destroys the handle
+  // (an undestroyed handle fails an assertion in DB::Close).
+  if (h != nullptr) families_[name] = h;
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "create column family"));
   return h;
 }
 
@@ -136,12 +150,15 @@ std::vector<std::string> Shard::FamilyNames() const {
 
 Status Shard::FlushAll() {
   std::lock_guard<std::mutex> l(mu_);
+  if (error_->failed()) return SyncWal();  // says why; touches nothing
   std::vector<rocksdb::ColumnFamilyHandle*> all;
   for (const auto& [n, h] : families_) all.push_back(h);
   all.push_back(db_->DefaultColumnFamily());
   CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->Flush(rocksdb::FlushOptions(), all), "flush shard"));
-  return fsutil::FromRocks(db_->FlushWAL(true), "sync WAL");
+  return SyncWal();
 }
+
+Status Shard::SyncWal() { return callvault::SyncWal(db_.get(), *error_, "sync WAL"); }
 
 size_t Shard::family_count() const {
   std::lock_guard<std::mutex> l(mu_);

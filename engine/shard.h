@@ -6,8 +6,10 @@
 #define CALLVAULT_ENGINE_SHARD_H_
 
 #include <rocksdb/db.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +30,26 @@ struct SharedResources {
 
   static std::unique_ptr<SharedResources> Make(const Options& options);
 };
+
+// Set when RocksDB puts an instance into its background-error state (a WAL
+// write or sync failed, a flush failed, ...). After a failed WAL write,
+// Debian's RocksDB 7.8 (built with assertions) aborts the process in
+// FlushWAL(true) / SyncWAL, so nothing may sync the WAL of a failed
+// instance again; and a failed fsync must not be retried anyway.
+class ErrorFlag : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* s) override {
+    if (s != nullptr && !s->ok()) failed_.store(true);
+  }
+  bool failed() const { return failed_.load(); }
+
+ private:
+  std::atomic<bool> failed_{false};
+};
+
+// FlushWAL(true) unless `flag` says the instance failed: then kIOError,
+// and the WAL is left alone.
+Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
 
 class Shard {
  public:
@@ -52,6 +74,8 @@ class Shard {
   // Flushes every family's memtable and syncs the WAL, so that no WAL file
   // is kept alive by unflushed data. Holds off Drop while it runs.
   Status FlushAll();
+  // Syncs every live WAL (SyncWal above).
+  Status SyncWal();
   size_t family_count() const;
 
  private:
@@ -61,6 +85,7 @@ class Shard {
   const uint32_t index_;
   const std::string path_;
   const SharedResources* const res_;  // owned by the store; outlives the shard
+  std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>();  // listens on db_
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;  // GUARDED_BY(mu_); excl. default

@@ -240,7 +240,7 @@ Store::Impl::~Impl() {
   }
   shards_.clear();
   if (meta_) {
-    meta_->FlushWAL(true).PermitUncheckedError();
+    SyncWal(meta_.get(), *meta_error_, "sync metadata WAL").IgnoreError();
     meta_->Close().PermitUncheckedError();
   }
 }
@@ -278,6 +278,7 @@ Status Store::Impl::OpenOrCreate() {
   rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
   mo.create_if_missing = true;
   mo.enable_blob_files = false;
+  mo.listeners.push_back(meta_error_);
   rocksdb::DB* db = nullptr;
   CV_RETURN_IF_ERROR(fsutil::FromRocks(rocksdb::DB::Open(mo, path_ + "/meta", &db),
                                        "open metadata instance"));
@@ -319,6 +320,13 @@ Status Store::Impl::OpenOrCreate() {
 // init adopts it if it holds no tenant keys.
 Status Store::Impl::CreateNew() {
   std::string region = options_.region.empty() ? "default" : options_.region;
+  // The directories this init created (the store directory, meta/, shards/)
+  // must survive a power loss before anything is written that names them:
+  // init_store_id before the keys (or a power loss leaves keys that no init
+  // can adopt), the header before the store counts as created.
+  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  CV_RETURN_IF_ERROR(fsutil::SyncDir(fs, path_));
+  CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs, path_));
   CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
   Keyring k;
   // The store id is chosen and recorded before any key is written, so that
@@ -454,6 +462,11 @@ Result<Shard*> Store::Impl::PickShard() {
   }
   uint32_t i = static_cast<uint32_t>(shards_.size());
   CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
+  // RocksDB syncs the new shard's own directory, not its entry in shards/:
+  // without this a power loss can take the whole shard after the header
+  // (and the tenants' registry records) have named it.
+  CV_RETURN_IF_ERROR(
+      fsutil::SyncParentDir(res_->env->GetFileSystem().get(), ShardDir(path_, i)));
   CV_RETURN_IF_ERROR(PutHeader("shards", std::to_string(i + 1)));
   shards_.push_back(std::move(shard));
   return shards_.back().get();

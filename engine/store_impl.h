@@ -247,6 +247,7 @@ class Store::Impl {
   const std::string path_;
   KeyProvider* const kp_;
   std::unique_ptr<SharedResources> res_;
+  std::shared_ptr<ErrorFlag> meta_error_ = std::make_shared<ErrorFlag>();  // listens on meta_
   std::unique_ptr<rocksdb::DB> meta_;
   rocksdb::WriteOptions meta_write_;  // always sync
 

@@ -176,13 +176,20 @@ Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
     if (s.ok()) cf = *r;
   }
   CV_KILL_POINT("create.after_cf");
+  bool tried_active = false;
   if (s.ok()) {
     rec.state = TenantState::kActive;
+    tried_active = true;
     s = WriteRegistry(rec, &active);
   }
   if (!s.ok()) {
     // Best effort: recovery at the next open rolls back whatever is left.
-    RollBackCreate(rec).IgnoreError();
+    // Not after a failed ACTIVE write: that record may still be in the WAL
+    // and come back at the next open, and then its key and family must be
+    // there (without the key, recovery would "purge" a tenant that was
+    // never created). The metadata instance refuses writes after the
+    // failure anyway; recovery rolls back what the registry then says.
+    if (!tried_active) RollBackCreate(rec).IgnoreError();
     return s;
   }
   CV_KILL_POINT("create.after_active");
@@ -209,7 +216,11 @@ Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec) {
       CV_RETURN_IF_ERROR(shard->Drop(cf));
     }
   }
-  if (keyring_.HasTenant(rec.internal_id)) {
+  // Also when a keyring commit of this create failed: its generation (with
+  // the DEK) may be on disk all the same (a failed directory fsync after the
+  // rename), and the newest generation wins at open. A newer one without
+  // the DEK supersedes it.
+  if (keyring_.HasTenant(rec.internal_id) || highest_keyring_gen_ > keyring_.generation) {
     Keyring next = keyring_.Clone();
     next.RemoveTenant(rec.internal_id);
     CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/false));
