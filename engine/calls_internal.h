@@ -26,6 +26,16 @@ Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const 
 // Adds to `b` the deletes of every record and index entry of `old`.
 Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, rocksdb::WriteBatch* b);
 
+// The participant fields an erasure removes (subjects.cc Redact), which
+// dictionary training (dictionaries.cc) also leaves out of its samples.
+inline void ClearIdentity(Participant* p) {
+  p->name.clear();
+  p->email.clear();
+  p->phone.clear();
+  p->title.clear();
+  p->user_id.clear();
+}
+
 // recordings.cc: adds the deletes of every recording of a call.
 Status PlanDeleteRecordings(const TenantRef& t, std::string_view call_hash, rocksdb::WriteBatch* b);
 // recordings.cc: opens a manifest and every chunk of its recording.

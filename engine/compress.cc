@@ -67,7 +67,13 @@ std::shared_ptr<const Dictionary::CompressionTables> Dictionary::Tables() const 
     return tables_;
   }
   auto t = std::make_shared<CompressionTables>();
-  t->cdict = ZSTD_createCDict(content_.data(), content_.size(), kLevel);
+  // By reference: the tables hold no copy of the dictionary (tenant
+  // plaintext, which only content_ keeps and zeroes). Safe: whoever holds
+  // the tables holds the Dictionary (Compress's caller).
+  t->cdict = ZSTD_createCDict_advanced(content_.data(), content_.size(), ZSTD_dlm_byRef,
+                                       ZSTD_dct_fullDict,
+                                       ZSTD_getCParams(kLevel, 0, content_.size()),
+                                       ZSTD_defaultCMem);
   if (t->cdict == nullptr) return nullptr;  // out of memory
   tables_ = t;
   c.lru.push_front(this);

@@ -179,11 +179,7 @@ Status Store::Impl::TrainDictionary(const TenantRef& t) {
         Call c;
         uint32_t parts = 0;
         if (!codec::DecodeMeta(plain, &c, &parts).ok()) continue;
-        for (auto& p : c.participants) {
-          p.name.clear();
-          p.email.clear();
-          p.phone.clear();
-        }
+        for (auto& p : c.participants) calls::ClearIdentity(&p);
         for (auto& l : c.crm_links) l.object_id.clear();
         plain = codec::EncodeMeta(c, parts);
       }

@@ -37,6 +37,10 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   // one small L0 file (and fdatasync) per family at every open (58 s -> 5 s
   // at 10,000 tenants with data in the WAL, measured).
   d.avoid_flush_during_recovery = true;
+  // Recovered memtables of idle tenants would otherwise keep every WAL since
+  // (the default cap is 4x all write buffers: gigabytes per shard). Past
+  // this, RocksDB flushes the families holding the oldest WAL.
+  d.max_total_wal_size = 128u << 20;
 
   rocksdb::ColumnFamilyOptions& c = r->tenant_cf_options;
   // Values are ciphertext: RocksDB's compression would only burn CPU.

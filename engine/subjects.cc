@@ -71,11 +71,7 @@ void Redact(Call* c, const std::string& subject) {
   for (auto& p : c->participants) {
     if (p.email != subject && p.phone != subject) continue;
     if (p.speaker_id != 0) speakers.insert(p.speaker_id);
-    p.name.clear();
-    p.email.clear();
-    p.phone.clear();
-    p.title.clear();
-    p.user_id.clear();
+    calls::ClearIdentity(&p);
     p.speaker_id = 0;
   }
   for (auto& s : c->transcript) {
