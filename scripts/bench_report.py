@@ -388,7 +388,7 @@ def tenants_section(h, img, rel):
         plt.close(fig)
         extra = f"\n![create latency]({rel}/create_latency.png)\n"
     intro = ("Each phase runs in a fresh child process, so RSS is the store's own. callvault: tenants created one by one "
-             "with `CreateTenant` (default `max_tenants_per_shard` 256), one synced `PutCall` each, then a sample of "
+             "with `CreateTenant` (default `max_tenants_per_shard` 128), one synced `PutCall` each, then a sample of "
              "`PurgeTenant`s; open is `Store::Open` in a new process. Raw RocksDB: one instance with a column family "
              "per tenant, created in bulk (`CreateColumnFamilies`, 500 per call) because creating thousands one by "
              "one takes hours; then single `CreateColumnFamily` and `DropColumnFamily` calls are timed at that scale "
