@@ -47,6 +47,12 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   c.compression = rocksdb::kNoCompression;
   c.bottommost_compression = rocksdb::kNoCompression;
   c.write_buffer_size = options.write_buffer_bytes;
+  // A memtable's arena grows in blocks of this size, and the shared
+  // WriteBufferManager counts whole blocks: with the default (1/8 of the
+  // write buffer, 1 MiB) every tenant with one unflushed write counted as
+  // 1 MiB, so a few hundred lightly written tenants filled the budget and
+  // kept RocksDB flushing one-entry memtables into tiny L0 files.
+  c.arena_block_size = 64u << 10;
   c.max_write_buffer_number = 2;  // <= 2: flush-retry ordering bug before 7.9
   c.level_compaction_dynamic_level_bytes = true;
   c.target_file_size_base = 32u << 20;
