@@ -2,10 +2,11 @@
 # Runs callvault's benchmarks and regenerates their report.
 #
 #   scripts/bench.sh quick   # CI: proves every benchmark works (< 2 min on 2 cores)
-#   scripts/bench.sh full    # the numbers in docs/benchmarks.md (~25-40 min)
+#   scripts/bench.sh full    # the numbers in docs/benchmarks.md (~10 min on a quiet 2-core machine)
 #
 # Expects a Release build (make build does one). Writes:
-#   full:  bench/out/micro.json, bench/out/harness.json, docs/benchmarks.md, docs/img/*.png
+#   full:  bench/out/micro.json, bench/out/harness.json (copied to docs/data/),
+#          docs/benchmarks.md, docs/img/*.png
 #   quick: bench/out/quick/{micro,harness}.json, bench/out/quick/benchmarks.md, .../img/*.png
 # Environment: PRESET (default release), CALLVAULT_BENCH_WORK (scratch
 # directory; default build/bench-work, on the same file system as the repo).
@@ -59,5 +60,12 @@ if ! "$py" -c 'import matplotlib' 2>/dev/null; then py=/usr/bin/python3; fi
 echo "bench: report -> $doc" >&2
 "$py" scripts/bench_report.py --harness "$out/harness.json" --micro "$out/micro.json" \
   --doc "$doc" --img "$img"
+
+if [ "$mode" = full ]; then
+  # The raw JSON behind the committed tables, so they can be checked.
+  mkdir -p docs/data
+  cp "$out/harness.json" docs/data/harness.json
+  cp "$out/micro.json" docs/data/micro.json
+fi
 
 echo "bench: $mode run finished in $(( $(date +%s) - start )) s" >&2
