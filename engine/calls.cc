@@ -252,8 +252,7 @@ Status Store::Impl::DeleteCall(std::string_view tenant_id, std::string_view call
   return fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call");
 }
 
-Result<uint64_t> Store::Impl::CountCalls(std::string_view tenant_id) {
-  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+Status calls::CountTimeIndex(const TenantRef& t, uint64_t limit, uint64_t* n) {
   const std::string lower(1, format::kTimeIndexPrefix);
   const std::string upper(1, static_cast<char>(format::kTimeIndexPrefix + 1));
   rocksdb::Slice lo(lower), hi(upper);
@@ -261,9 +260,15 @@ Result<uint64_t> Store::Impl::CountCalls(std::string_view tenant_id) {
   ro.iterate_lower_bound = &lo;
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(ro, t->cf));
+  *n = 0;
+  for (it->SeekToFirst(); it->Valid() && *n < limit; it->Next()) ++*n;
+  return fsutil::FromRocks(it->status(), "scan time index");
+}
+
+Result<uint64_t> Store::Impl::CountCalls(std::string_view tenant_id) {
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
   uint64_t n = 0;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan time index"));
+  CV_RETURN_IF_ERROR(calls::CountTimeIndex(t, UINT64_MAX, &n));
   return n;
 }
 

@@ -26,6 +26,9 @@ Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const 
 // Adds to `b` the deletes of every record and index entry of `old`.
 Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, rocksdb::WriteBatch* b);
 
+// Counts the tenant's calls (its time-index entries), stopping at `limit`.
+Status CountTimeIndex(const TenantRef& t, uint64_t limit, uint64_t* n);
+
 // The participant fields an erasure removes (subjects.cc Redact), which
 // dictionary training (dictionaries.cc) also leaves out of its samples.
 inline void ClearIdentity(Participant* p) {

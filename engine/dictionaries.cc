@@ -121,16 +121,8 @@ void Store::Impl::PrepareDictionary(const TenantRef& t) {
   d.train_at = 0;
   if (d.current_id == 0 && !d.broken && threshold > 0) {
     // Count the calls up to the threshold (time index keys only).
-    const std::string lower(1, format::kTimeIndexPrefix);
-    const std::string upper(1, static_cast<char>(format::kTimeIndexPrefix + 1));
-    rocksdb::Slice lo(lower), hi(upper);
-    rocksdb::ReadOptions ro;
-    ro.iterate_lower_bound = &lo;
-    ro.iterate_upper_bound = &hi;
-    std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(ro, t->cf));
     uint64_t n = 0;
-    for (it->SeekToFirst(); it->Valid() && n < threshold; it->Next()) ++n;
-    if (!it->status().ok()) return;
+    if (!calls::CountTimeIndex(t, threshold, &n).ok()) return;
     d.calls = n;
     d.train_at = threshold;
   }
