@@ -230,7 +230,9 @@ Json RunTenantScale(const Config& cfg) {
         RemoveTree(dir);
       }
     }
-    for (auto& [system, rs] : runs) {
+    for (auto& entry : runs) {
+      const std::string& system = entry.first;
+      std::vector<Json>& rs = entry.second;  // a lambda may not capture a structured binding (clang 14)
       // Summaries of the figures the report uses, plus every raw run.
       auto fig = [&](auto get) {
         std::vector<double> v;

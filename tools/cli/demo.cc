@@ -163,7 +163,6 @@ class Demo {
   uint64_t calls_ = 0, content_bytes_ = 0, batches_ = 0, transcript_bytes_ = 0;
   double generate_s_ = 0, put_s_ = 0, ingest_wall_s_ = 0, flush_s_ = 0, purge_ms_ = 0,
          verify_s_ = 0;
-  uint64_t verified_records_ = 0;
   // Recordings, erasure and retention.
   uint64_t recording_bytes_ = 0;
   size_t recordings_ = 0;
