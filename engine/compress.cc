@@ -61,11 +61,15 @@ size_t CachedCompressionTables() {
 
 std::shared_ptr<const Dictionary::CompressionTables> Dictionary::Tables() const {
   TablesCache& c = Cache();
-  std::lock_guard<std::mutex> l(c.mu);
-  if (tables_) {
-    c.lru.splice(c.lru.begin(), c.lru, lru_);
-    return tables_;
+  {
+    std::lock_guard<std::mutex> l(c.mu);
+    if (tables_) {
+      c.lru.splice(c.lru.begin(), c.lru, lru_);
+      return tables_;
+    }
   }
+  // Built outside the process-wide mutex (it takes about a millisecond), so
+  // a miss does not stall every other tenant's compression.
   auto t = std::make_shared<CompressionTables>();
   // By reference: the tables hold no copy of the dictionary (tenant
   // plaintext, which only content_ keeps and zeroes). Safe: whoever holds
@@ -75,6 +79,12 @@ std::shared_ptr<const Dictionary::CompressionTables> Dictionary::Tables() const 
                                        ZSTD_getCParams(kLevel, 0, content_.size()),
                                        ZSTD_defaultCMem);
   if (t->cdict == nullptr) return nullptr;  // out of memory
+  std::lock_guard<std::mutex> l(c.mu);
+  if (tables_) {
+    // Another thread built them meanwhile: use those (ours are freed).
+    c.lru.splice(c.lru.begin(), c.lru, lru_);
+    return tables_;
+  }
   tables_ = t;
   c.lru.push_front(this);
   lru_ = c.lru.begin();
