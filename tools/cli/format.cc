@@ -470,7 +470,9 @@ nlohmann::json StatsToJson(const StoreStats& s) {
           {"files", s.files},
           {"total_bytes", s.total_bytes},
           {"shards", std::move(shards)},
-          {"tenants", std::move(tenants)}};
+          {"tenants", std::move(tenants)},
+          {"orphan_keys", OrphanKeysToJson(s.orphan_keys)},
+          {"quarantined_tenants", s.quarantined_tenants}};
 }
 
 void PrintStats(std::ostream& out, const StoreStats& s) {
@@ -500,21 +502,66 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                  std::to_string(t.records), FormatBytes(t.bytes)});
   }
   tenants.Print(out);
+  PrintRecoveryFindings(out, s.orphan_keys, s.quarantined_tenants);
+}
+
+nlohmann::json OrphanKeysToJson(const std::vector<OrphanKey>& keys) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& o : keys) {
+    nlohmann::json j{{"internal_id", o.internal_id},
+                     {"key_version", o.key_version},
+                     {"column_family", o.column_family},
+                     {"has_column_family", o.has_column_family}};
+    if (o.has_column_family) j["shard"] = o.shard;
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
+void PrintRecoveryFindings(std::ostream& out, const std::vector<OrphanKey>& keys,
+                           const std::vector<std::string>& quarantined) {
+  for (const auto& o : keys) {
+    out << fmt::format(
+        "ORPHAN KEY  internal_id {} key_version {}: no live tenant owns it; column family {} {}\n",
+        o.internal_id, o.key_version, o.column_family,
+        o.has_column_family ? fmt::format("kept in shard {}", o.shard) : std::string("absent"));
+  }
+  if (!keys.empty()) {
+    out << "  resolve: callvault keys reconcile (dry run), then callvault keys reconcile --yes "
+           "destroys them with a signed receipt (or restore the registry that owned them)\n";
+  }
+  for (const auto& t : quarantined) {
+    out << "QUARANTINED  tenant " << t
+        << ": recovery found its registry record contradicted by its key or data (tampering?); "
+           "nothing destroyed\n";
+  }
+  if (!quarantined.empty()) {
+    out << "  resolve: callvault tenant reinstate ID (it was live) or callvault tenant purge ID "
+           "--yes\n";
+  }
 }
 
 nlohmann::json VerifyReportToJson(const VerifyReport& r) {
-  return {{"ok", r.records_failed == 0},
+  return {{"ok", r.records_failed == 0 && r.orphan_keys.empty() && r.quarantined_tenants.empty()},
           {"tenants", r.tenants},
           {"records_ok", r.records_ok},
           {"records_failed", r.records_failed},
-          {"failures", r.failures}};
+          {"failures", r.failures},
+          {"orphan_keys", OrphanKeysToJson(r.orphan_keys)},
+          {"quarantined_tenants", r.quarantined_tenants}};
 }
 
 void PrintVerifyReport(std::ostream& out, const VerifyReport& r) {
   for (const auto& f : r.failures) out << "FAILED  " << f << '\n';
-  out << fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed\n",
-                     r.records_failed == 0 ? "OK" : "FAILED", r.tenants, r.records_ok,
-                     r.records_failed);
+  PrintRecoveryFindings(out, r.orphan_keys, r.quarantined_tenants);
+  const bool ok = r.records_failed == 0 && r.orphan_keys.empty() && r.quarantined_tenants.empty();
+  out << fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed", ok ? "OK" : "FAILED",
+                     r.tenants, r.records_ok, r.records_failed);
+  if (!r.orphan_keys.empty()) out << fmt::format(", {} orphan key(s)", r.orphan_keys.size());
+  if (!r.quarantined_tenants.empty()) {
+    out << fmt::format(", {} quarantined tenant(s)", r.quarantined_tenants.size());
+  }
+  out << '\n';
 }
 
 }  // namespace callvault::cli
