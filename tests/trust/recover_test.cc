@@ -358,6 +358,30 @@ TEST(RecoverTrust, DeletedRegistryRowKeepsDataUntilReconciled) {
   EXPECT_TRUE(st3->orphan_keys.empty());
 }
 
+// ReconcileKeys killed after its key commit, before its receipts: the keys
+// are destroyed (the safe direction); the next open drops the family, which
+// no key reads any more, with an event, and reports no orphan.
+TEST(RecoverTrust, ReconcileKilledAfterTheShredLeavesNothingReadable) {
+  TestStore ts;
+  ASSERT_OK(ts.Open());
+  auto acme = ts->CreateTenant({"acme", "", 0});
+  ASSERT_OK(acme);
+  PutCalls(ts.store.get(), "acme", 2, "ACME");
+  const std::string shard_path = ts->ShardPaths().at(acme->shard);
+  ts.Close();
+  auto rows = RegistryRows(ts.db);
+  ASSERT_EQ(rows.size(), 1u);
+  DeleteRaw(ts.db, rows.begin()->first);
+  RunChildKilledAt(ts.db, ts.keys, "reconcile", "", "reconcile.after_shred");
+  ASSERT_OK(ts.Open());
+  auto st = ts->Stats();
+  ASSERT_OK(st);
+  EXPECT_TRUE(st->orphan_keys.empty());
+  EXPECT_EQ(CountAudit(ts.store.get(), "orphan_family_dropped", acme->column_family), 1u);
+  ts.Close();
+  EXPECT_FALSE(Families(shard_path).count(acme->column_family));
+}
+
 // operations.md's restore: a copy of the store taken before tenant B was
 // created is put back. B's key stays in the keyring (the key directory is
 // not restored). Before: it stayed there forever, and the later copy of B
@@ -429,6 +453,8 @@ TEST(RecoverChild, DISABLED_Run) {
   const std::string op = std::getenv(kEnvOp), tenant = std::getenv(kEnvTenant);
   if (op == "create") {
     ASSERT_OK((*s)->CreateTenant({tenant, "", 0}));
+  } else if (op == "reconcile") {
+    ASSERT_OK((*s)->ReconcileKeys(/*dry_run=*/false));
   } else {
     ASSERT_OK((*s)->PurgeTenant(tenant));
   }

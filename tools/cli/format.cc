@@ -201,24 +201,31 @@ nlohmann::json HoldToJson(const Hold& h, bool reveal) {
           {"created_at", h.created_at}};
 }
 
+// "active (quarantined)" for a tenant recovery quarantined (decision 0012).
+static std::string StateText(const TenantInfo& t) {
+  return std::string(TenantStateName(t.state)) + (t.quarantined ? " (quarantined)" : "");
+}
+
 nlohmann::json TenantToJson(const TenantInfo& t, bool reveal) {
   nlohmann::json holds = nlohmann::json::array();
   for (const auto& h : t.holds) holds.push_back(HoldToJson(h, reveal));
   nlohmann::json ws = nlohmann::json::object();
   for (const auto& [w, days] : t.workspace_retention) ws[w] = days;
-  return {{"tenant_id", t.tenant_id},
-          {"state", TenantStateName(t.state)},
-          {"region", t.region},
-          {"retention_days", t.retention_days},
-          {"workspace_retention", std::move(ws)},
-          {"created_at", t.created_at},
-          {"churned_at", t.churned_at},
-          {"purge_at", t.purge_at},
-          {"purged_at", t.purged_at},
-          {"holds", std::move(holds)},
-          {"shard", t.shard},
-          {"column_family", t.column_family},
-          {"key_version", t.key_version}};
+  nlohmann::json j = {{"tenant_id", t.tenant_id},
+                      {"state", TenantStateName(t.state)},
+                      {"region", t.region},
+                      {"retention_days", t.retention_days},
+                      {"workspace_retention", std::move(ws)},
+                      {"created_at", t.created_at},
+                      {"churned_at", t.churned_at},
+                      {"purge_at", t.purge_at},
+                      {"purged_at", t.purged_at},
+                      {"holds", std::move(holds)},
+                      {"shard", t.shard},
+                      {"column_family", t.column_family},
+                      {"key_version", t.key_version}};
+  if (t.quarantined) j["quarantined"] = true;  // decision 0012; absent otherwise
+  return j;
 }
 
 void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls,
@@ -234,7 +241,7 @@ void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t>
   }
   std::vector<std::pair<std::string, std::string>> f = {
       {"tenant_id", t.tenant_id},
-      {"state", TenantStateName(t.state)},
+      {"state", StateText(t)},
       {"region", t.region},
       {"retention", RetentionText(t.retention_days)},
       {"workspace_retention", ws.empty() ? "none" : ws},
@@ -256,7 +263,7 @@ void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants)
   Table table({"TENANT", "STATE", "REGION", "RETENTION", "SHARD", "COLUMN_FAMILY", "HOLDS",
                "PURGE_AT", "CREATED"});
   for (const auto& t : tenants) {
-    table.Add({t.tenant_id, TenantStateName(t.state), t.region, RetentionText(t.retention_days),
+    table.Add({t.tenant_id, StateText(t), t.region, RetentionText(t.retention_days),
                std::to_string(t.shard), t.column_family, std::to_string(t.holds.size()),
                FormatTime(t.purge_at), FormatTime(t.created_at)});
   }
