@@ -128,7 +128,8 @@ Result<std::vector<Receipt>> Store::Impl::RunScheduledPurges(int64_t now) {
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [id, t] : tenants_) {
-      if (t->state.load() != TenantState::kActive) continue;
+      // A quarantined tenant waits for an operator (decision 0012).
+      if (t->state.load() != TenantState::kActive || t->quarantined.load()) continue;
       std::lock_guard<std::mutex> r(t->rec_mu);
       if (t->rec.purge_at != 0 && t->rec.purge_at <= now) due.push_back(id);
     }

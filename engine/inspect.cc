@@ -122,6 +122,19 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
                                 fsutil::FromRocks(it->status(), "scan").ToString());
     }
   }
+  // What recovery reported and an operator has to resolve (decision 0012).
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    report.orphan_keys = FindOrphanKeys();
+  }
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [id, t] : tenants_) {
+      if (t->quarantined.load() && (!tenant_id || *tenant_id == id)) {
+        report.quarantined_tenants.push_back(id);
+      }
+    }
+  }
   return report;
 }
 
@@ -149,9 +162,14 @@ Result<StoreStats> Store::Impl::Stats() {
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [id, t] : tenants_) {
+      if (t->quarantined.load()) st.quarantined_tenants.push_back(id);
       if (t->state.load() == TenantState::kActive) ids.push_back(id);
       else ++st.purged_tenants;
     }
+  }
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    st.orphan_keys = FindOrphanKeys();
   }
   for (const auto& id : ids) {
     auto t = Acquire(id);

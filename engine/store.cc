@@ -67,6 +67,7 @@ TenantInfo Tenant::Info() const {
   i.purge_at = rec.purge_at;
   i.holds = rec.holds;
   i.workspace_retention = rec.workspace_retention;
+  i.quarantined = quarantined.load();
   return i;
 }
 
@@ -187,6 +188,10 @@ Result<EraseResult> Store::Erase(std::string_view t, const EraseRequest& request
 }
 Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) { return impl_->Verify(t); }
 Result<StoreStats> Store::Stats() { return impl_->Stats(); }
+Result<KeyReconcileReport> Store::ReconcileKeys(bool dry_run) {
+  return impl_->ReconcileKeys(dry_run);
+}
+Status Store::ReinstateTenant(std::string_view t) { return impl_->ReinstateTenant(t); }
 Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }
 Status Store::ScheduleTenantPurge(std::string_view t, int64_t purge_at) {
   return impl_->ScheduleTenantPurge(t, purge_at);
@@ -521,6 +526,9 @@ Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
 
 // Completes or undoes whatever a crash interrupted (design: every step of
 // create and purge is idempotent and recovery rolls it to an end state).
+// It destroys only what the keyring already says is gone, and quarantines
+// instead of destroying when the registry contradicts the keyring or the
+// data (docs/decisions/0012; recover.cc).
 Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
   std::lock_guard<std::mutex> l(admin_mu_);
   for (const auto& rec : records) {
@@ -531,50 +539,67 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
     CV_ASSIGN_OR_RETURN(Receipt last, ReadReceipt(receipt_seq_));
     last_receipt_hash_ = crypto::Hex(crypto::Hash32(last.Canonical() + last.signature));
   }
+  // Creates that finished were audited ("tenant_created"): a CREATING record
+  // of one of them is a replayed value, never rolled back.
+  std::set<std::pair<std::string, uint64_t>> audited;
+  for (const auto& rec : records) {
+    if (rec.state != TenantState::kCreating) continue;
+    CV_ASSIGN_OR_RETURN(auto events, ListAudit(0, "tenant_created"));
+    for (const auto& e : events) {
+      uint64_t id = 0;
+      const std::string tag = "internal_id=";
+      size_t at = e.detail.find(tag);
+      if (at == std::string::npos) continue;
+      size_t end = e.detail.find(' ', at);
+      if (ParseU64(e.detail.substr(at + tag.size(), end == std::string::npos
+                                                        ? std::string::npos
+                                                        : end - at - tag.size()),
+                   &id)) {
+        audited.emplace(e.tenant_id, id);
+      }
+    }
+    break;
+  }
   for (auto& rec : records) {
     switch (rec.state) {
       case TenantState::kCreating:
-        CV_RETURN_IF_ERROR(RollBackCreate(rec));
+        CV_RETURN_IF_ERROR(RecoverCreating(rec, audited));
         break;
       case TenantState::kPurging:
-        CV_RETURN_IF_ERROR(FinishPurge(&rec, nullptr, "tenant_purge").status());
-        CV_RETURN_IF_ERROR(ActivateTenant(rec));
+        CV_RETURN_IF_ERROR(RecoverPurging(rec));
         break;
       case TenantState::kActive:
         if (!keyring_.HasTenant(rec.internal_id)) {
-          // Restored from a copy taken before the purge: the key is gone.
+          // Restored from a copy taken before the purge: the key is gone,
+          // nothing readable is destroyed.
           CV_RETURN_IF_ERROR(FinishPurge(&rec, nullptr, "purge_on_open").status());
         }
-        CV_RETURN_IF_ERROR(ActivateTenant(rec));
+        if (Status a = ActivateTenant(rec); !a.ok()) {
+          // Its key or family is missing: reported, the others still served.
+          if (a.code() != Code::kCorruption) return a;
+          Quarantine(rec, "recovery: a live tenant's " + a.message());
+        }
         break;
       case TenantState::kPurged:
         CV_RETURN_IF_ERROR(ActivateTenant(rec));
         break;
     }
   }
-  // Column families that belong to no live tenant (a crash between the
-  // family's creation and the registry, or a copy restored after a purge).
-  std::set<std::pair<uint32_t, uint64_t>> live;
-  {
-    std::shared_lock<std::shared_mutex> m(map_mu_);
-    for (const auto& [tid, t] : tenants_) {
-      if (t->state == TenantState::kActive) live.emplace(t->rec.shard, t->rec.internal_id);
-    }
-  }
-  for (auto& shard : shards_) {
-    for (const auto& name : shard->FamilyNames()) {
-      auto id = format::ParseColumnFamilyName(name);
-      if (!id || !live.count({shard->index(), *id})) {
-        CV_RETURN_IF_ERROR(shard->Drop(shard->Find(name)));
-      }
-    }
+  CV_RETURN_IF_ERROR(RecoverFamilies());
+  for (const auto& o : FindOrphanKeys()) {
+    Audit("orphan_key", "",
+          "internal_id=" + std::to_string(o.internal_id) +
+              " key_version=" + std::to_string(o.key_version) +
+              (o.has_column_family ? " column_family=kept" : " column_family=absent") +
+              ": no live registry record owns this data key; destroy it with `callvault keys "
+              "reconcile --yes` (Store::ReconcileKeys) unless the registry is restored");
   }
   // Recordings whose writer never finished (a crash mid-write).
   std::vector<std::string> ids;
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [tid, t] : tenants_) {
-      if (t->state == TenantState::kActive) ids.push_back(tid);
+      if (t->state == TenantState::kActive && !t->quarantined) ids.push_back(tid);
     }
   }
   for (const auto& tid : ids) {

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -60,6 +61,10 @@ struct Tenant : record::DictionarySource {
   codec::TenantRecord rec;
   mutable std::mutex rec_mu;
   std::atomic<TenantState> state{TenantState::kActive};
+  // Set by recovery when the registry record contradicts the keyring or the
+  // data (docs/decisions/0012): Acquire returns kCorruption. Cleared by
+  // ReinstateTenant (under admin_mu_ and life held exclusively).
+  std::atomic<bool> quarantined{false};
   std::shared_mutex life;
   std::mutex write_mu;  // serialises read-modify-write puts and deletes
   Shard* shard = nullptr;
@@ -183,6 +188,9 @@ class Store::Impl {
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id);
   Result<StoreStats> Stats();
   Result<std::vector<Receipt>> ListReceipts();
+  // recover.cc
+  Result<KeyReconcileReport> ReconcileKeys(bool dry_run);
+  Status ReinstateTenant(std::string_view tenant_id);
   Result<std::string> SigningPublicKey() { return kp_->SigningPublicKey(); }
   Status Flush();
   Status CompactAll();
@@ -198,6 +206,24 @@ class Store::Impl {
   Status LoadRegistry(std::vector<codec::TenantRecord>* records);
   Status Recover(std::vector<codec::TenantRecord> records);
   Status ActivateTenant(const codec::TenantRecord& rec);
+  // recover.cc (docs/decisions/0012). All REQUIRE admin_mu_.
+  // A tenant's runtime state with its keys and column family when the
+  // keyring and the shard have them (nullptr cf otherwise).
+  std::shared_ptr<Tenant> LoadTenant(const codec::TenantRecord& rec);
+  Status RecoverCreating(const codec::TenantRecord& rec,
+                         const std::set<std::pair<std::string, uint64_t>>& audited);
+  Status RecoverPurging(codec::TenantRecord rec);
+  // Registers the tenant as quarantined (nothing destroyed, registry left
+  // as it is) and reports `why` as tampering.
+  void Quarantine(const codec::TenantRecord& rec, const std::string& why);
+  // Drops the column families no live tenant owns whose key is gone; keeps
+  // and reports the others.
+  Status RecoverFamilies();
+  // The keyring's DEKs that no live tenant owns.
+  std::vector<OrphanKey> FindOrphanKeys();
+  // An "auth_failure" event (and the callback) for a contradiction that
+  // recovery refused to resolve by destroying data.
+  void ReportTampering(std::string_view tenant_id, const std::string& detail);
   Status PutHeader(std::string_view name, std::string_view value);
   Result<std::string> GetHeader(std::string_view name);
 

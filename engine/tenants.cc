@@ -28,6 +28,11 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
   // Checked before and after taking the lock: a purge that has begun makes
   // new operations fail without queueing on the lock.
   if (t->state.load() != TenantState::kActive) return Status::TenantPurged("tenant purged");
+  if (t->quarantined.load()) {
+    return Status::Corruption(
+        "tenant quarantined: recovery found its registry record contradicted by its key or data "
+        "(possible tampering); nothing was destroyed; reinstate or purge it (see operations.md)");
+  }
   std::shared_lock<std::shared_mutex> lock(t->life);
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
     return Status::TenantPurged("tenant purged");

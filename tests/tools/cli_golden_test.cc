@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -349,6 +350,43 @@ TEST_F(CliStore, VerifyFailsWithExit76OnTamperedRecord) {
   auto j = nlohmann::json::parse(v.out);
   EXPECT_EQ(j["ok"], false);
   EXPECT_GE(j["records_failed"].get<int>(), 1);
+}
+
+// operations.md's restore: a store copy from before tenant globex was created
+// is put back; globex's key is an orphan until `keys reconcile --yes`.
+TEST_F(CliStore, KeysReconcileAfterRestore) {
+  const std::string old_copy = session_.tmp() + "/old_copy";
+  std::filesystem::copy(session_.db(), old_copy, std::filesystem::copy_options::recursive);
+  ASSERT_EQ(Run("callvault --db $DB tenant create globex").exit, 0);
+  ASSERT_EQ(Run("callvault --db $DB call put globex $TESTDATA/calls.json").exit, 0);
+  std::filesystem::remove_all(session_.db());
+  std::filesystem::copy(old_copy, session_.db(), std::filesystem::copy_options::recursive);
+
+  Outcome o = Run("callvault --db $DB stats");
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_NE(o.out.find("ORPHAN KEY  internal_id 2"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("callvault keys reconcile --yes"), std::string::npos) << o.out;
+  o = Run("callvault --db $DB verify");
+  EXPECT_EQ(o.exit, 76) << o.out << o.err;
+  EXPECT_NE(o.err.find("1 orphan key(s)"), std::string::npos) << o.err;
+  o = Run("callvault --db $DB keys reconcile");  // a dry run
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_NE(o.out.find("ORPHAN KEY  internal_id 2"), std::string::npos) << o.out;
+  EXPECT_NE(o.err.find("--yes"), std::string::npos) << o.err;
+  o = Run("callvault --db $DB --json keys reconcile --yes");
+  ASSERT_EQ(o.exit, 0) << o.err;
+  auto j = nlohmann::json::parse(o.out);
+  EXPECT_EQ(j["dry_run"], false);
+  ASSERT_EQ(j["receipts"].size(), 1u);
+  EXPECT_EQ(j["receipts"][0]["kind"], "orphan_key_destroyed");
+  EXPECT_EQ(j["receipts"][0]["tenant_internal_id"], 2);
+  EXPECT_EQ(Run("callvault --db $DB receipts verify").exit, 0);
+  o = Run("callvault --db $DB verify");
+  EXPECT_EQ(o.exit, 0) << o.out << o.err;
+  o = Run("callvault --db $DB keys reconcile");
+  EXPECT_NE(o.err.find("no orphan keys"), std::string::npos) << o.err;
+  o = Run("callvault --db $DB tenant reinstate acme");
+  EXPECT_EQ(o.exit, 78) << o.err;  // not quarantined
 }
 
 TEST_F(CliStore, StatsJson) {

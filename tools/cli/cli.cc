@@ -36,6 +36,7 @@ std::string GroupHelp(const std::string& group) {
   if (group == "purges") return "Run the scheduled purges of churned tenants";
   if (group == "audit") return "The hash-chained audit log: list events, verify the chain";
   if (group == "raw") return "RocksDB's own ldb and sst_dump on the store's files";
+  if (group == "keys") return "Data keys no live tenant owns: list them, destroy them with receipts";
   return "";
 }
 

@@ -201,24 +201,31 @@ nlohmann::json HoldToJson(const Hold& h, bool reveal) {
           {"created_at", h.created_at}};
 }
 
+// "active (quarantined)" for a tenant recovery quarantined (decision 0012).
+static std::string StateText(const TenantInfo& t) {
+  return std::string(TenantStateName(t.state)) + (t.quarantined ? " (quarantined)" : "");
+}
+
 nlohmann::json TenantToJson(const TenantInfo& t, bool reveal) {
   nlohmann::json holds = nlohmann::json::array();
   for (const auto& h : t.holds) holds.push_back(HoldToJson(h, reveal));
   nlohmann::json ws = nlohmann::json::object();
   for (const auto& [w, days] : t.workspace_retention) ws[w] = days;
-  return {{"tenant_id", t.tenant_id},
-          {"state", TenantStateName(t.state)},
-          {"region", t.region},
-          {"retention_days", t.retention_days},
-          {"workspace_retention", std::move(ws)},
-          {"created_at", t.created_at},
-          {"churned_at", t.churned_at},
-          {"purge_at", t.purge_at},
-          {"purged_at", t.purged_at},
-          {"holds", std::move(holds)},
-          {"shard", t.shard},
-          {"column_family", t.column_family},
-          {"key_version", t.key_version}};
+  nlohmann::json j = {{"tenant_id", t.tenant_id},
+                      {"state", TenantStateName(t.state)},
+                      {"region", t.region},
+                      {"retention_days", t.retention_days},
+                      {"workspace_retention", std::move(ws)},
+                      {"created_at", t.created_at},
+                      {"churned_at", t.churned_at},
+                      {"purge_at", t.purge_at},
+                      {"purged_at", t.purged_at},
+                      {"holds", std::move(holds)},
+                      {"shard", t.shard},
+                      {"column_family", t.column_family},
+                      {"key_version", t.key_version}};
+  if (t.quarantined) j["quarantined"] = true;  // decision 0012; absent otherwise
+  return j;
 }
 
 void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls,
@@ -234,7 +241,7 @@ void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t>
   }
   std::vector<std::pair<std::string, std::string>> f = {
       {"tenant_id", t.tenant_id},
-      {"state", TenantStateName(t.state)},
+      {"state", StateText(t)},
       {"region", t.region},
       {"retention", RetentionText(t.retention_days)},
       {"workspace_retention", ws.empty() ? "none" : ws},
@@ -256,7 +263,7 @@ void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants)
   Table table({"TENANT", "STATE", "REGION", "RETENTION", "SHARD", "COLUMN_FAMILY", "HOLDS",
                "PURGE_AT", "CREATED"});
   for (const auto& t : tenants) {
-    table.Add({t.tenant_id, TenantStateName(t.state), t.region, RetentionText(t.retention_days),
+    table.Add({t.tenant_id, StateText(t), t.region, RetentionText(t.retention_days),
                std::to_string(t.shard), t.column_family, std::to_string(t.holds.size()),
                FormatTime(t.purge_at), FormatTime(t.created_at)});
   }
@@ -470,7 +477,9 @@ nlohmann::json StatsToJson(const StoreStats& s) {
           {"files", s.files},
           {"total_bytes", s.total_bytes},
           {"shards", std::move(shards)},
-          {"tenants", std::move(tenants)}};
+          {"tenants", std::move(tenants)},
+          {"orphan_keys", OrphanKeysToJson(s.orphan_keys)},
+          {"quarantined_tenants", s.quarantined_tenants}};
 }
 
 void PrintStats(std::ostream& out, const StoreStats& s) {
@@ -500,21 +509,66 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                  std::to_string(t.records), FormatBytes(t.bytes)});
   }
   tenants.Print(out);
+  PrintRecoveryFindings(out, s.orphan_keys, s.quarantined_tenants);
+}
+
+nlohmann::json OrphanKeysToJson(const std::vector<OrphanKey>& keys) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& o : keys) {
+    nlohmann::json j{{"internal_id", o.internal_id},
+                     {"key_version", o.key_version},
+                     {"column_family", o.column_family},
+                     {"has_column_family", o.has_column_family}};
+    if (o.has_column_family) j["shard"] = o.shard;
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
+void PrintRecoveryFindings(std::ostream& out, const std::vector<OrphanKey>& keys,
+                           const std::vector<std::string>& quarantined) {
+  for (const auto& o : keys) {
+    out << fmt::format(
+        "ORPHAN KEY  internal_id {} key_version {}: no live tenant owns it; column family {} {}\n",
+        o.internal_id, o.key_version, o.column_family,
+        o.has_column_family ? fmt::format("kept in shard {}", o.shard) : std::string("absent"));
+  }
+  if (!keys.empty()) {
+    out << "  resolve: callvault keys reconcile (dry run), then callvault keys reconcile --yes "
+           "destroys them with a signed receipt (or restore the registry that owned them)\n";
+  }
+  for (const auto& t : quarantined) {
+    out << "QUARANTINED  tenant " << t
+        << ": recovery found its registry record contradicted by its key or data (tampering?); "
+           "nothing destroyed\n";
+  }
+  if (!quarantined.empty()) {
+    out << "  resolve: callvault tenant reinstate ID (it was live) or callvault tenant purge ID "
+           "--yes\n";
+  }
 }
 
 nlohmann::json VerifyReportToJson(const VerifyReport& r) {
-  return {{"ok", r.records_failed == 0},
+  return {{"ok", r.records_failed == 0 && r.orphan_keys.empty() && r.quarantined_tenants.empty()},
           {"tenants", r.tenants},
           {"records_ok", r.records_ok},
           {"records_failed", r.records_failed},
-          {"failures", r.failures}};
+          {"failures", r.failures},
+          {"orphan_keys", OrphanKeysToJson(r.orphan_keys)},
+          {"quarantined_tenants", r.quarantined_tenants}};
 }
 
 void PrintVerifyReport(std::ostream& out, const VerifyReport& r) {
   for (const auto& f : r.failures) out << "FAILED  " << f << '\n';
-  out << fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed\n",
-                     r.records_failed == 0 ? "OK" : "FAILED", r.tenants, r.records_ok,
-                     r.records_failed);
+  PrintRecoveryFindings(out, r.orphan_keys, r.quarantined_tenants);
+  const bool ok = r.records_failed == 0 && r.orphan_keys.empty() && r.quarantined_tenants.empty();
+  out << fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed", ok ? "OK" : "FAILED",
+                     r.tenants, r.records_ok, r.records_failed);
+  if (!r.orphan_keys.empty()) out << fmt::format(", {} orphan key(s)", r.orphan_keys.size());
+  if (!r.quarantined_tenants.empty()) {
+    out << fmt::format(", {} quarantined tenant(s)", r.quarantined_tenants.size());
+  }
+  out << '\n';
 }
 
 }  // namespace callvault::cli

@@ -99,6 +99,12 @@ nlohmann::json StatsToJson(const StoreStats& s);
 void PrintStats(std::ostream& out, const StoreStats& s);
 
 nlohmann::json VerifyReportToJson(const VerifyReport& r);
+// Keys no live tenant owns (OrphanKey), for stats, verify and keys reconcile.
+nlohmann::json OrphanKeysToJson(const std::vector<OrphanKey>& keys);
+// The orphan keys and quarantined tenants recovery reported, each with how
+// to resolve it; prints nothing when there are none.
+void PrintRecoveryFindings(std::ostream& out, const std::vector<OrphanKey>& keys,
+                           const std::vector<std::string>& quarantined);
 void PrintVerifyReport(std::ostream& out, const VerifyReport& r);
 
 }  // namespace callvault::cli

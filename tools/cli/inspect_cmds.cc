@@ -36,6 +36,11 @@ class VerifyCommand final : public Command {
       return RunResult::Reported(Status::Corruption(fmt::format(
           "verify failed: {} record(s) did not decrypt or decode", report->records_failed)));
     }
+    if (!report->quarantined_tenants.empty() || !report->orphan_keys.empty()) {
+      return RunResult::Reported(Status::Corruption(fmt::format(
+          "verify failed: {} quarantined tenant(s), {} orphan key(s); see above how to resolve",
+          report->quarantined_tenants.size(), report->orphan_keys.size())));
+    }
     return {};
   }
 
@@ -64,11 +69,90 @@ class StatsCommand final : public Command {
   }
 };
 
+// callvault keys reconcile [--yes]: the keys no live tenant owns (decision 0012).
+class KeysReconcileCommand final : public Command {
+ public:
+  std::string Group() const override { return "keys"; }
+  std::string Name() const override { return "reconcile"; }
+  std::string Help() const override {
+    return "List the data keys no live tenant owns; with --yes destroy them (KEK rotation, "
+           "signed receipts)";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_flag("--yes", yes_,
+                  "Destroy them: every copy of their data becomes unreadable, for good. "
+                  "Default: off (dry run)");
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    auto report = (*store)->ReconcileKeys(/*dry_run=*/!yes_);
+    if (!report.ok()) return report.status();
+    if (ctx.json()) {
+      nlohmann::json receipts = nlohmann::json::array();
+      for (const auto& r : report->receipts) receipts.push_back(ReceiptToJson(r));
+      ctx.PrintJson({{"dry_run", report->dry_run},
+                     {"orphan_keys", OrphanKeysToJson(report->orphan_keys)},
+                     {"receipts", std::move(receipts)}});
+    } else {
+      for (const auto& o : report->orphan_keys) {
+        ctx.out() << fmt::format("{}  internal_id {} key_version {} column family {} {}\n",
+                                 report->dry_run ? "ORPHAN KEY" : "DESTROYED", o.internal_id,
+                                 o.key_version, o.column_family,
+                                 o.has_column_family ? fmt::format("in shard {}", o.shard)
+                                                     : std::string("absent"));
+      }
+      for (const auto& r : report->receipts) PrintReceipt(ctx.out(), r);
+    }
+    if (report->orphan_keys.empty()) {
+      ctx.err() << "no orphan keys: every data key belongs to a live tenant\n";
+    } else if (report->dry_run) {
+      ctx.err() << report->orphan_keys.size()
+                << " orphan key(s); run again with --yes to destroy them (or restore the "
+                   "registry that owned them)\n";
+    } else {
+      ctx.err() << "destroyed " << report->orphan_keys.size() << " orphan key(s); "
+                << report->receipts.size() << " receipt(s)\n";
+    }
+    return {};
+  }
+
+ private:
+  bool yes_ = false;
+};
+
+// callvault tenant reinstate ID: a tenant recovery quarantined is live again.
+class TenantReinstateCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "reinstate"; }
+  std::string Help() const override {
+    return "Make a tenant that recovery quarantined (registry contradicted by its key or data) "
+           "live again";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->ReinstateTenant(tenant_id_);
+    if (!s.ok()) return s;
+    ctx.err() << "reinstated tenant " << tenant_id_ << '\n';
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+};
+
 }  // namespace
 
 void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<VerifyCommand>());
   out->push_back(std::make_unique<StatsCommand>());
+  out->push_back(std::make_unique<KeysReconcileCommand>());
+  out->push_back(std::make_unique<TenantReinstateCommand>());
 }
 
 }  // namespace callvault::cli

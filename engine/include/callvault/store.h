@@ -153,6 +153,10 @@ struct TenantInfo {
   int64_t purge_at = 0;       // the scheduled purge; 0 if none
   std::vector<Hold> holds;    // tenant-level legal holds
   std::vector<std::pair<std::string, uint32_t>> workspace_retention;  // overrides, by workspace
+  // Recovery found this tenant's registry record contradicted by the keyring
+  // or its data (tampering): every operation on it returns kCorruption until
+  // Store::ReinstateTenant or PurgeTenant. Not stored.
+  bool quarantined = false;
 };
 
 
@@ -162,7 +166,8 @@ struct TenantInfo {
 // is named by its id, which is the customer's account, not a person.
 struct Receipt {
   uint64_t sequence = 0;  // 1, 2, ...
-  // "tenant_purge", "purge_on_open", "erasure_delete", "erasure_redact", "retention"
+  // "tenant_purge", "purge_on_open", "erasure_delete", "erasure_redact", "retention",
+  // "orphan_key_destroyed" (tenant_id "": a key no registry record owned)
   std::string kind;
   std::string store_id;   // hex
   std::string region;
@@ -291,12 +296,37 @@ struct PutResult {
   bool created = false;  // false: an existing call was updated
 };
 
+// A tenant data key (DEK) in the keyring that no live (creating, active or
+// purging) registry record owns: left by a store copy put back from before
+// the tenant was created, or by a registry row that was deleted. It keeps
+// whatever copy of that tenant's data exists readable until it is destroyed
+// with Store::ReconcileKeys (`callvault keys reconcile --yes`).
+struct OrphanKey {
+  uint64_t internal_id = 0;
+  uint32_t key_version = 0;
+  std::string column_family;       // the family its data would live in
+  bool has_column_family = false;  // that family exists in this store (its data kept)
+  uint32_t shard = 0;              // where, if has_column_family
+};
+
+struct KeyReconcileReport {
+  bool dry_run = true;
+  std::vector<OrphanKey> orphan_keys;  // found; unless dry_run, destroyed
+  // One "orphan_key_destroyed" receipt per internal id destroyed.
+  std::vector<Receipt> receipts;
+};
+
 struct VerifyReport {
   uint64_t tenants = 0;
   uint64_t records_ok = 0;
   uint64_t records_failed = 0;
   // Per failure: the tenant and a specific message. No content.
   std::vector<std::string> failures;
+  // Keys no live tenant owns (see OrphanKey), and tenants that recovery
+  // quarantined (their registry record contradicts the keyring or their
+  // data; see Store::ReinstateTenant). Their records are not checked.
+  std::vector<OrphanKey> orphan_keys;
+  std::vector<std::string> quarantined_tenants;
 };
 
 struct ShardStats {
@@ -326,14 +356,31 @@ struct StoreStats {
   uint64_t receipts = 0;
   uint64_t files = 0;        // files under the store directory
   uint64_t total_bytes = 0;  // their size
+  std::vector<OrphanKey> orphan_keys;             // see OrphanKey
+  std::vector<std::string> quarantined_tenants;  // see Store::ReinstateTenant
 };
 
 class Store {
  public:
   // Opens (or with create_if_missing, creates) the store at `path`. Runs
-  // recovery: tenants left CREATING are rolled back, tenants left PURGING
-  // (or whose key is gone) are rolled forward to PURGED, and orphan column
-  // families are dropped.
+  // recovery, which destroys only what the keyring (in the key directory,
+  // which the store directory cannot forge) already says is gone
+  // (docs/decisions/0012):
+  //  - a tenant left CREATING is rolled back if its column family is absent
+  //    or holds no row and its creation was never audited; otherwise it is
+  //    quarantined (nothing destroyed);
+  //  - a tenant left PURGING is rolled forward to PURGED (receipt), unless
+  //    its key is still there and a legal hold covers one of its calls
+  //    (then quarantined); an ACTIVE tenant whose key is gone likewise
+  //    ("purge_on_open" receipt);
+  //  - a column family no live tenant owns is dropped only if the keyring
+  //    holds no key for it; otherwise it is kept and its key reported as an
+  //    orphan (see ReconcileKeys).
+  // Every contradiction is reported as tampering: an "auth_failure" audit
+  // event (and the callback); the store still opens and serves the other
+  // tenants. A quarantined tenant's operations return kCorruption until it
+  // is reinstated or purged. Every key no live tenant owns gets an
+  // "orphan_key" audit event at each open until it is reconciled.
   // Errors: kInvalidArgument (bad options), kNotFound (no store and
   // !create_if_missing), kKeyError (wrong keys, rollback), kCorruption,
   // kIOError, kFailedPrecondition (region mismatch).
@@ -448,6 +495,20 @@ class Store {
   // Decrypts and checks every record of one tenant (or all live tenants).
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id = std::nullopt);
   Result<StoreStats> Stats();
+
+  // --- Recovery findings ---------------------------------------------------
+  // Finds the data keys no live tenant owns (OrphanKey). Unless dry_run,
+  // destroys them as a purge does: the keyring is re-sealed without them
+  // under a new KEK generation (the old KEK destroyed), any column family of
+  // theirs is dropped, and one signed "orphan_key_destroyed" receipt is
+  // appended per internal id (no tenant id: none is known). Afterwards no
+  // key that exists decrypts any copy of that data.
+  Result<KeyReconcileReport> ReconcileKeys(bool dry_run = true);
+  // Makes a tenant that recovery quarantined (its registry record said
+  // CREATING or PURGING while its key and data were there) ACTIVE again,
+  // with an audit event. kFailedPrecondition if it is not quarantined, or
+  // if its key or column family is missing (then purge it instead).
+  Status ReinstateTenant(std::string_view tenant_id);
   Result<std::vector<Receipt>> ListReceipts();
   Result<std::string> SigningPublicKey();
   // Flushes memtables of every shard to SST files.

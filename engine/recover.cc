@@ -1,0 +1,258 @@
+// Recovery's destructive steps and what it reports instead of destroying
+// (docs/decisions/0012): a step that would destroy data runs only when the
+// keyring, which lives in the key directory and which the store directory
+// cannot forge, corroborates it. A contradiction quarantines the tenant or
+// keeps the family, and is reported as tampering. Also the explicit
+// operations that resolve what recovery reported: ReconcileKeys (keys no
+// live tenant owns) and ReinstateTenant (a quarantined tenant).
+#include <rocksdb/write_batch.h>
+
+#include "engine/crypto.h"
+#include "engine/fs_util.h"
+#include "engine/kill_point.h"
+#include "engine/store_impl.h"
+#include "engine/validate.h"
+
+namespace callvault {
+
+namespace {
+
+// True if the family holds any row at all (calls, holds, dictionaries,
+// recordings, markers): one seek.
+Result<bool> HasRows(Shard* shard, rocksdb::ColumnFamilyHandle* cf) {
+  std::unique_ptr<rocksdb::Iterator> it(shard->db()->NewIterator(rocksdb::ReadOptions(), cf));
+  it->SeekToFirst();
+  const bool any = it->Valid();
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan column family"));
+  return any;
+}
+
+std::string IdText(uint64_t internal_id) { return "internal_id=" + std::to_string(internal_id); }
+
+}  // namespace
+
+void Store::Impl::ReportTampering(std::string_view tenant_id, const std::string& detail) {
+  Audit("auth_failure", tenant_id, "tampering: " + detail);
+}
+
+std::shared_ptr<Tenant> Store::Impl::LoadTenant(const codec::TenantRecord& rec) {
+  auto t = std::make_shared<Tenant>();
+  t->rec = rec;
+  t->state = TenantState::kActive;
+  if (rec.shard < shards_.size()) {
+    t->shard = shards_[rec.shard].get();
+    t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id));
+  }
+  if (const SecretBytes* dek = keyring_.Find(rec.internal_id, rec.key_version)) {
+    DeriveKeys(t.get(), *dek);
+  } else {
+    t->cf = nullptr;  // nothing of it can be read
+  }
+  return t;
+}
+
+void Store::Impl::Quarantine(const codec::TenantRecord& rec, const std::string& why) {
+  auto t = LoadTenant(rec);
+  t->quarantined = true;
+  {
+    std::unique_lock<std::shared_mutex> m(map_mu_);
+    tenants_[rec.tenant_id] = std::move(t);
+  }
+  ReportTampering(rec.tenant_id, why + "; tenant quarantined (" + IdText(rec.internal_id) +
+                                     "), nothing destroyed: reinstate or purge it");
+}
+
+// A CREATING record is legitimate only in the crash window of a create
+// (registry CREATING -> keyring with the DEK -> family created -> ACTIVE),
+// in which the family holds no row and no "tenant_created" event exists.
+// A replayed CREATING value of a tenant that went live cannot be told from
+// that window by the registry alone: rolling back then needs the family to
+// be empty (nothing readable destroyed) and the create not to be audited.
+// Without its key the family is unreadable already: rolled back as before.
+Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
+                                    const std::set<std::pair<std::string, uint64_t>>& audited) {
+  Shard* shard = rec.shard < shards_.size() ? shards_[rec.shard].get() : nullptr;
+  rocksdb::ColumnFamilyHandle* cf =
+      shard ? shard->Find(format::ColumnFamilyName(rec.internal_id)) : nullptr;
+  if (keyring_.HasTenant(rec.internal_id)) {
+    bool rows = false;
+    if (cf != nullptr) {
+      CV_ASSIGN_OR_RETURN(rows, HasRows(shard, cf));
+    }
+    const bool announced = audited.count({rec.tenant_id, rec.internal_id}) > 0;
+    if (rows || announced) {
+      Quarantine(rec, std::string("recovery: the registry says this tenant's create never "
+                                  "finished, but ") +
+                          (rows ? "its column family holds data under a live key"
+                                : "its creation was audited"));
+      return Status::OK();
+    }
+  }
+  CV_RETURN_IF_ERROR(RollBackCreate(rec));
+  Audit("create_rolled_back", rec.tenant_id,
+        IdText(rec.internal_id) + ": an unfinished create undone at open (no row stored)");
+  return Status::OK();
+}
+
+// A PURGING record is written only after the purge's own hold checks, so
+// finishing it is the purge the operator asked for. With the key still
+// there its data is still readable: the call holds are checked again (a
+// replayed value must not shred what a hold now covers).
+Status Store::Impl::RecoverPurging(codec::TenantRecord rec) {
+  if (keyring_.HasTenant(rec.internal_id)) {
+    auto t = LoadTenant(rec);
+    if (t->cf != nullptr) {
+      TenantRef ref{t, std::shared_lock<std::shared_mutex>(t->life)};
+      Status held = CheckNotHeld(ref, "", /*any_call=*/true);
+      if (held.code() == Code::kFailedPrecondition) {
+        ref.lock.unlock();
+        Quarantine(rec, "recovery: an unfinished purge would destroy data that " +
+                            held.message());
+        return Status::OK();
+      }
+      CV_RETURN_IF_ERROR(held);
+    }
+  }
+  CV_RETURN_IF_ERROR(FinishPurge(&rec, nullptr, "tenant_purge").status());
+  return ActivateTenant(rec);
+}
+
+Status Store::Impl::RecoverFamilies() {
+  std::set<std::pair<uint32_t, uint64_t>> live;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [tid, t] : tenants_) {
+      if (t->state == TenantState::kActive) live.emplace(t->rec.shard, t->rec.internal_id);
+    }
+  }
+  for (auto& shard : shards_) {
+    for (const auto& name : shard->FamilyNames()) {
+      auto id = format::ParseColumnFamilyName(name);
+      if (id && live.count({shard->index(), *id})) continue;
+      if (id && keyring_.HasTenant(*id)) {
+        // Its data is readable: only an operator may destroy it
+        // (ReconcileKeys); its key is reported as an orphan.
+        ReportTampering("", "recovery: column family " + name + " in shard " +
+                                std::to_string(shard->index()) +
+                                " holds data under a live key but no registry record owns "
+                                "it; kept");
+        continue;
+      }
+      // A crash between the family's creation and the registry, or a copy
+      // restored after a purge: no key reads it any more.
+      CV_RETURN_IF_ERROR(shard->Drop(shard->Find(name)));
+      Audit("orphan_family_dropped", "",
+            "column family " + name + " in shard " + std::to_string(shard->index()) +
+                " dropped at open: no live tenant owns it and no key reads it");
+    }
+  }
+  return Status::OK();
+}
+
+std::vector<OrphanKey> Store::Impl::FindOrphanKeys() {
+  std::set<uint64_t> owned;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [tid, t] : tenants_) {
+      if (t->state.load() != TenantState::kPurged) owned.insert(t->rec.internal_id);
+    }
+  }
+  std::vector<OrphanKey> out;
+  for (const auto& [id, dek] : keyring_.deks) {
+    if (owned.count(id.first)) continue;
+    OrphanKey o;
+    o.internal_id = id.first;
+    o.key_version = id.second;
+    o.column_family = format::ColumnFamilyName(id.first);
+    for (const auto& s : shards_) {
+      if (s->Find(o.column_family) != nullptr) {
+        o.has_column_family = true;
+        o.shard = s->index();
+        break;
+      }
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+Result<KeyReconcileReport> Store::Impl::ReconcileKeys(bool dry_run) {
+  std::lock_guard<std::mutex> l(admin_mu_);
+  KeyReconcileReport report;
+  report.dry_run = dry_run;
+  report.orphan_keys = FindOrphanKeys();
+  if (dry_run || report.orphan_keys.empty()) return report;
+  // 1. Crypto-shred, as a purge does: a keyring without the keys under a
+  //    new KEK generation; the old KEK destroyed (in CommitKeyring).
+  std::map<uint64_t, std::vector<uint32_t>> versions;
+  Keyring next = keyring_.Clone();
+  for (const auto& o : report.orphan_keys) versions[o.internal_id].push_back(o.key_version);
+  for (const auto& [id, v] : versions) next.RemoveTenant(id);
+  const uint32_t retired = keyring_.kek_generation;
+  rocksdb::WriteBatch deferred;  // the keyring generation, with the first receipt
+  CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/true, &deferred));
+  CV_KILL_POINT("reconcile.after_shred");
+  // 2. Drop their families (unreadable now); 3. one receipt per internal id.
+  bool first = true;
+  for (const auto& [id, v] : versions) {
+    Receipt r;
+    r.kind = "orphan_key_destroyed";
+    r.tenant_internal_id = id;
+    r.column_family = format::ColumnFamilyName(id);
+    r.key_versions_destroyed = v;
+    r.kek_generation_retired = retired;
+    for (auto& shard : shards_) {
+      rocksdb::ColumnFamilyHandle* cf = shard->Find(r.column_family);
+      if (cf == nullptr) continue;
+      uint64_t keys = 0, sst = 0, blobs = 0;
+      shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);
+      shard->db()->GetIntProperty(cf, "rocksdb.live-sst-files-size", &sst);
+      shard->db()->GetIntProperty(cf, "rocksdb.live-blob-file-size", &blobs);
+      r.shard = shard->index();
+      r.records = keys;
+      r.bytes = sst + blobs;
+      CV_RETURN_IF_ERROR(shard->Drop(cf));
+    }
+    r.kek_generation_current = keyring_.kek_generation;
+    r.keyring_generation = keyring_.generation;
+    CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), nullptr,
+                                                    first ? &deferred : nullptr));
+    first = false;
+    Audit("orphan_key_destroyed", "",
+          IdText(id) + " receipt=" + std::to_string(done.sequence));
+    report.receipts.push_back(std::move(done));
+  }
+  Audit("key_rotation", "", "kek_generation " + std::to_string(retired) + " destroyed, " +
+                                std::to_string(keyring_.kek_generation) + " current");
+  return report;
+}
+
+Status Store::Impl::ReinstateTenant(std::string_view tenant_id) {
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  std::lock_guard<std::mutex> l(admin_mu_);
+  std::shared_ptr<Tenant> t;
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    auto it = tenants_.find(tenant_id);
+    if (it == tenants_.end()) return Status::NotFound("unknown tenant");
+    t = it->second;
+  }
+  if (!t->quarantined.load()) return Status::FailedPrecondition("tenant is not quarantined");
+  std::unique_lock<std::shared_mutex> life(t->life);
+  if (t->cf == nullptr) {
+    return Status::FailedPrecondition(
+        "cannot reinstate: the tenant's key or column family is missing; purge it instead");
+  }
+  codec::TenantRecord rec = t->Record();
+  rec.state = TenantState::kActive;
+  CV_RETURN_IF_ERROR(WriteRegistry(rec));
+  {
+    std::lock_guard<std::mutex> r(t->rec_mu);
+    t->rec = rec;
+  }
+  t->quarantined = false;
+  Audit("tenant_reinstated", rec.tenant_id, IdText(rec.internal_id));
+  return Status::OK();
+}
+
+}  // namespace callvault
