@@ -587,6 +587,38 @@ TEST(KeyPlacement, StoreBindMountedFromInsideKeyDirectoryRefused) {
   ExpectRefusedAndNothingCreated(db, keys);
 }
 
+// `callvault init` refused for placement leaves neither the store
+// directory nor the key directory it created.
+int RunCli(const std::vector<std::string>& args, std::string* err) {
+  std::string cmd = CALLVAULT_BIN;
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) *err += buf;
+  const int st = ::pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(KeyPlacement, RefusedCliInitLeavesNoDirectory) {
+  TempDir tmp;
+  const std::string keys = tmp.Sub("kk");
+  std::string out;
+  EXPECT_NE(RunCli({"--db", keys + "/db", "--keys", keys, "init"}, &out), 0);
+  EXPECT_NE(out.find("key directory must not be"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(keys)) << "the refused init left its key directory: " << out;
+  // Store inside a key directory reached through a symlink, key dir existing:
+  // the key directory stays (it was there before), the store is not created.
+  ASSERT_OK(NewFileKeyProvider(keys));
+  fs::create_directory_symlink(keys, tmp.Sub("link"));
+  out.clear();
+  EXPECT_NE(RunCli({"--db", tmp.Sub("link") + "/db", "--keys", keys, "init"}, &out), 0);
+  EXPECT_NE(out.find("key directory must not be"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(keys + "/db"));
+  EXPECT_TRUE(fs::is_empty(keys)) << "nothing written into the existing key directory";
+}
+
 TEST(KeyPlacement, SeparateDirectoriesStillOpen) {
   TempDir tmp;
   ASSERT_EQ(::mkdir(tmp.Sub("a").c_str(), 0700), 0);

@@ -59,8 +59,6 @@ class InitCommand final : public Command {
       // A refused init leaves no directory behind: the key directory this
       // init made goes again if it holds no key (the store directory is
       // removed by Store::Open itself).
-      o.key_provider.reset();
-      kp = Status::Internal("released");
       if (!keys_existed) RemoveIfKeyless(ctx.KeyDir());
       return store.status();
     }
