@@ -94,7 +94,7 @@ Status Store::Impl::CheckKeyDirState(uint64_t newest) const {
 // them. A KEK newer than the current keyring's (a crash after CreateKek and
 // before its keyring was written) sealed nothing either, but it is left
 // alone: it protects no data, and the next rotation (every purge, and the
-// recovery of an interrupted one) makes a KEK above it and retires it then.
+// recovery of an interrupted one) adopts it as its new KEK (CommitKeyring).
 Status Store::Impl::RetireStaleKeys() {
   CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
   const uint64_t newest = gens.empty() ? 0 : gens.back();
@@ -126,9 +126,17 @@ Status Store::Impl::CommitKeyring(Keyring next, bool rotate, rocksdb::WriteBatch
   highest_keyring_gen_ = next.generation;
   if (rotate) {
     CV_ASSIGN_OR_RETURN(auto keks, kp_->ListKeks());
-    next.kek_generation =
-        std::max(keks.empty() ? 0u : keks.back(), keyring_.kek_generation) + 1;
-    CV_RETURN_IF_ERROR(kp_->CreateKek(next.kek_generation));
+    const uint32_t top = keks.empty() ? 0u : keks.back();
+    if (top > keyring_.kek_generation) {
+      // A KEK newer than the current keyring's: made by a rotation whose
+      // keyring was never written (a crash after CreateKek). It sealed
+      // nothing (the newest keyring is ours, checked above), so this
+      // rotation adopts it rather than destroying it or adding another.
+      next.kek_generation = top;
+    } else {
+      next.kek_generation = std::max(top, keyring_.kek_generation) + 1;
+      CV_RETURN_IF_ERROR(kp_->CreateKek(next.kek_generation));
+    }
     CV_KILL_POINT("keyring.after_new_kek");
   }
   CV_ASSIGN_OR_RETURN(std::string sealed, next.Seal(kp_));
