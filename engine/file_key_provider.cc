@@ -52,8 +52,11 @@ class FileKeyProvider final : public KeyProvider {
 
   // flock on dir/LOCK: held by an open file description, so a second
   // provider object in this process is refused as another process is, and
-  // the kernel releases it when the process dies (no stale lock after a
-  // crash). The holder's pid is written into the file for the message.
+  // the kernel releases it when the process dies (a LOCK left by a crash is
+  // simply locked again). The holder's pid is written into the file for the
+  // message. The holder unlinks LOCK before it lets go, so a store that
+  // closes (or fails to open) leaves no file; a waiter that locked the
+  // unlinked file notices (its inode is no longer at the path) and retries.
   Status AcquireWriterLock() override {
     std::lock_guard<std::mutex> l(lock_mu_);
     if (lock_fd_ >= 0) {
@@ -63,48 +66,58 @@ class FileKeyProvider final : public KeyProvider {
     }
     CV_RETURN_IF_ERROR(fsutil::CheckPrivateDir(dir_));
     const std::string path = dir_ + "/" + kLockName;
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      return Status::IOError("key directory " + dir_ + ": open LOCK: " + std::strerror(errno));
-    }
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
-        (st.st_mode & 077) != 0) {
-      ::close(fd);
-      return Status::FailedPrecondition("key directory " + dir_ +
-                                        ": its LOCK file is not a private regular file of this "
-                                        "user; remove it when no store is open");
-    }
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      const int e = errno;
-      char buf[32] = {};
-      const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-      ::close(fd);
-      if (e != EWOULDBLOCK) {
-        return Status::IOError("key directory " + dir_ + ": lock: " + std::strerror(e));
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0) {
+        return Status::IOError("key directory " + dir_ + ": open LOCK: " + std::strerror(errno));
       }
-      std::string pid;
-      for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid.push_back(buf[i]);
-      std::string who = "another process";
-      if (pid == std::to_string(::getpid())) who = "another store of this process";
-      if (!pid.empty()) who += " (pid " + pid + ")";
-      return Status::FailedPrecondition("key directory " + dir_ + " is in use by " + who +
-                                        ": one writer per key directory; close that store first "
-                                        "(read-only commands do not need the lock)");
+      struct stat st;
+      if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+          (st.st_mode & 077) != 0) {
+        ::close(fd);
+        return Status::FailedPrecondition("key directory " + dir_ +
+                                          ": its LOCK file is not a private regular file of this "
+                                          "user; remove it when no store is open");
+      }
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        char buf[32] = {};
+        const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        if (e != EWOULDBLOCK) {
+          return Status::IOError("key directory " + dir_ + ": lock: " + std::strerror(e));
+        }
+        std::string pid;
+        for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid.push_back(buf[i]);
+        std::string who = "another process";
+        if (pid == std::to_string(::getpid())) who = "another store of this process";
+        if (!pid.empty()) who += " (pid " + pid + ")";
+        return Status::FailedPrecondition("key directory " + dir_ + " is in use by " + who +
+                                          ": one writer per key directory; close that store "
+                                          "first (read-only commands do not need the lock)");
+      }
+      struct stat now;
+      if (::lstat(path.c_str(), &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        ::close(fd);  // the previous holder unlinked it as we locked it
+        continue;
+      }
+      const std::string me = std::to_string(::getpid()) + "\n";
+      if (::ftruncate(fd, 0) != 0 ||
+          ::pwrite(fd, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
+        // Only the message of a refused second writer needs the pid.
+      }
+      lock_fd_ = fd;
+      return Status::OK();
     }
-    const std::string me = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0 ||
-        ::pwrite(fd, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
-      // Only the message of a refused second writer needs the pid.
-    }
-    lock_fd_ = fd;
-    return Status::OK();
+    return Status::FailedPrecondition("key directory " + dir_ +
+                                      " is in use: its LOCK changes hands too fast");
   }
 
   void ReleaseWriterLock() override {
     std::lock_guard<std::mutex> l(lock_mu_);
     if (lock_fd_ < 0) return;
-    ::close(lock_fd_);  // releases the flock
+    ::unlink((dir_ + "/" + kLockName).c_str());  // while still holding it
+    ::close(lock_fd_);                            // releases the flock
     lock_fd_ = -1;
   }
 

@@ -397,7 +397,12 @@ TEST(KeyFileModes, PrivateFromCreationUnderUmaskZero) {
     ASSERT_OK((*s)->CreateTenant({.tenant_id = "y"}));
     ASSERT_OK((*s)->PurgeTenant("x"));                   // a KEK, a keyring, the signing key
     ASSERT_OK((*s)->SigningPublicKey());
+    struct stat lock;
+    ASSERT_EQ(::lstat((keys + "/LOCK").c_str(), &lock), 0);
+    EXPECT_TRUE(S_ISREG(lock.st_mode));
+    EXPECT_EQ(lock.st_mode & 07777, 0600u) << "LOCK";
   }
+  EXPECT_FALSE(fs::exists(keys + "/LOCK")) << "the store removes its LOCK when it closes";
   // Every key file, at the moment it was opened for writing (the temp file
   // later renamed into place): 0600, never wider.
   size_t key_files = 0;
@@ -407,7 +412,7 @@ TEST(KeyFileModes, PrivateFromCreationUnderUmaskZero) {
     EXPECT_EQ(mode, path == keys ? 0700u : 0600u) << path;
   }
   EXPECT_GE(key_files, 5u) << "KEK-1, KEYRING-1..4, SIGNING-KEY, KEK-2 were written";
-  // And as they are now, LOCK included.
+  // And as they are now.
   std::set<std::string> names;
   for (const auto& e : fs::directory_iterator(keys)) {
     struct stat st;
@@ -416,7 +421,7 @@ TEST(KeyFileModes, PrivateFromCreationUnderUmaskZero) {
     EXPECT_EQ(st.st_mode & 07777, 0600u) << e.path();
     names.insert(e.path().filename().string());
   }
-  EXPECT_TRUE(names.count("LOCK") && names.count("SIGNING-KEY")) << testing::PrintToString(names);
+  EXPECT_TRUE(names.count("SIGNING-KEY")) << testing::PrintToString(names);
 }
 
 TEST(KeyFileModes, StaleTempFileOrSymlinkIsReplacedNotFollowed) {
