@@ -2,13 +2,17 @@
 // in one local directory. See key_provider.h and docs/crypto.md.
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
+#include <fcntl.h>
 #include <sodium.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -24,6 +28,7 @@ namespace {
 constexpr char kKekPrefix[] = "KEK-";
 constexpr char kKeyringPrefix[] = "KEYRING-";
 constexpr char kSigningKeyName[] = "SIGNING-KEY";
+constexpr char kLockName[] = "LOCK";
 constexpr size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 
 // Parses "<prefix><decimal>" exactly; false otherwise (temp files included).
@@ -43,6 +48,78 @@ class FileKeyProvider final : public KeyProvider {
  public:
   FileKeyProvider(std::string dir, rocksdb::Env* env)
       : dir_(std::move(dir)), fs_(env->GetFileSystem()) {}
+  ~FileKeyProvider() override { ReleaseWriterLock(); }
+
+  // flock on dir/LOCK: held by an open file description, so a second
+  // provider object in this process is refused as another process is, and
+  // the kernel releases it when the process dies (a LOCK left by a crash is
+  // simply locked again). The holder's pid is written into the file for the
+  // message. The holder unlinks LOCK before it lets go, so a store that
+  // closes (or fails to open) leaves no file; a waiter that locked the
+  // unlinked file notices (its inode is no longer at the path) and retries.
+  Status AcquireWriterLock() override {
+    std::lock_guard<std::mutex> l(lock_mu_);
+    if (lock_fd_ >= 0) {
+      return Status::FailedPrecondition("key directory " + dir_ +
+                                        " is in use by another store of this process (this "
+                                        "provider holds its writer lock already)");
+    }
+    CV_RETURN_IF_ERROR(fsutil::CheckPrivateDir(dir_));
+    const std::string path = dir_ + "/" + kLockName;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0) {
+        return Status::IOError("key directory " + dir_ + ": open LOCK: " + std::strerror(errno));
+      }
+      struct stat st;
+      if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+          (st.st_mode & 077) != 0) {
+        ::close(fd);
+        return Status::FailedPrecondition("key directory " + dir_ +
+                                          ": its LOCK file is not a private regular file of this "
+                                          "user; remove it when no store is open");
+      }
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        char buf[32] = {};
+        const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        if (e != EWOULDBLOCK) {
+          return Status::IOError("key directory " + dir_ + ": lock: " + std::strerror(e));
+        }
+        std::string pid;
+        for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid.push_back(buf[i]);
+        std::string who = "another process";
+        if (pid == std::to_string(::getpid())) who = "another store of this process";
+        if (!pid.empty()) who += " (pid " + pid + ")";
+        return Status::FailedPrecondition("key directory " + dir_ + " is in use by " + who +
+                                          ": one writer per key directory; close that store "
+                                          "first (read-only commands do not need the lock)");
+      }
+      struct stat now;
+      if (::lstat(path.c_str(), &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        ::close(fd);  // the previous holder unlinked it as we locked it
+        continue;
+      }
+      const std::string me = std::to_string(::getpid()) + "\n";
+      if (::ftruncate(fd, 0) != 0 ||
+          ::pwrite(fd, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
+        // Only the message of a refused second writer needs the pid.
+      }
+      lock_fd_ = fd;
+      return Status::OK();
+    }
+    return Status::FailedPrecondition("key directory " + dir_ +
+                                      " is in use: its LOCK changes hands too fast");
+  }
+
+  void ReleaseWriterLock() override {
+    std::lock_guard<std::mutex> l(lock_mu_);
+    if (lock_fd_ < 0) return;
+    ::unlink((dir_ + "/" + kLockName).c_str());  // while still holding it
+    ::close(lock_fd_);                            // releases the flock
+    lock_fd_ = -1;
+  }
 
   std::string Describe() const override { return "file:" + dir_; }
   std::string LocalDirectory() const override { return dir_; }
@@ -157,17 +234,17 @@ class FileKeyProvider final : public KeyProvider {
 
   Status Init(bool create_if_missing) {
     crypto::Init();
-    rocksdb::IOStatus st = fs_->FileExists(dir_, rocksdb::IOOptions(), nullptr);
-    if (!st.ok()) {
-      if (!create_if_missing) return Status::NotFound("key directory does not exist");
-      CV_RETURN_IF_ERROR(fsutil::FromIO(
-          fs_->CreateDirIfMissing(dir_, rocksdb::IOOptions(), nullptr), "create key directory"));
-      ::chmod(dir_.c_str(), 0700);
-      // The new directory's entry in its parent, or a power loss can take
-      // every key written into it.
-      CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs_.get(), dir_));
-    }
-    return Status::OK();
+    Status st = fsutil::CheckPrivateDir(dir_);
+    if (st.code() != Code::kNotFound) return st;
+    if (!create_if_missing) return st;
+    // mkdir with 0700: private from its creation, never chmod'ed later.
+    Status made = fsutil::MakePrivateDir(dir_);
+    if (made.code() == Code::kAlreadyExists) return fsutil::CheckPrivateDir(dir_);  // a race
+    CV_RETURN_IF_ERROR(made);
+    // The new directory's entry in its parent, or a power loss can take
+    // every key written into it.
+    CV_RETURN_IF_ERROR(fsutil::SyncParentDir(fs_.get(), dir_));
+    return fsutil::CheckPrivateDir(dir_);
   }
 
  private:
@@ -179,6 +256,14 @@ class FileKeyProvider final : public KeyProvider {
   // be acknowledged (its generation recorded in the store header) and
   // still vanish in a power loss with the one before it.
   Status Writable() const {
+    {
+      std::lock_guard<std::mutex> l(lock_mu_);
+      if (lock_fd_ < 0) {
+        return Status::FailedPrecondition(
+            "key directory " + dir_ +
+            ": not open for writing (no writer lock; a read-only open changes no key)");
+      }
+    }
     if (!failed_.load()) return Status::OK();
     return Status::IOError(
         "key directory: an earlier write or fsync failed; no key changes until the store is "
@@ -226,6 +311,8 @@ class FileKeyProvider final : public KeyProvider {
   std::map<uint32_t, SecretBytes> keks_;  // GUARDED_BY(mu_)
   SecretBytes signing_key_;               // GUARDED_BY(mu_)
   std::atomic<bool> failed_{false};       // Writable()
+  mutable std::mutex lock_mu_;
+  int lock_fd_ = -1;                      // GUARDED_BY(lock_mu_); the flocked LOCK file
 };
 
 }  // namespace

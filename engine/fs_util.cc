@@ -1,6 +1,15 @@
 #include "engine/fs_util.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 
 namespace callvault::fsutil {
 
@@ -46,10 +55,16 @@ Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::s
   const std::string tmp = dir + "/" + name + ".tmp";
   const std::string dst = dir + "/" + name;
   {
+    // Created 0600 first (a FileSystem cannot choose the mode), then opened
+    // for writing through `fs`, which keeps its faults and power losses.
+    CV_RETURN_IF_ERROR(CreatePrivateFile(tmp));
     std::unique_ptr<rocksdb::FSWritableFile> f;
-    CV_RETURN_IF_ERROR(FromIO(fs->NewWritableFile(tmp, rocksdb::FileOptions(), &f, nullptr),
-                              "create " + name + ".tmp"));
-    ::chmod(tmp.c_str(), 0600);  // best effort; keys are for the owner only
+    Status opened = FromIO(fs->NewWritableFile(tmp, rocksdb::FileOptions(), &f, nullptr),
+                           "create " + name + ".tmp");
+    if (!opened.ok()) {
+      ::unlink(tmp.c_str());
+      return opened;
+    }
     Status s = FromIO(f->Append(rocksdb::Slice(reinterpret_cast<const char*>(data), size),
                                 IOOptions(), nullptr),
                       "write " + name + ".tmp");
@@ -123,6 +138,254 @@ Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string
   std::vector<std::string> names;
   CV_RETURN_IF_ERROR(FromIO(fs->GetChildren(dir, IOOptions(), &names, nullptr), "list directory"));
   return names;
+}
+
+// --- Private files and directories ---------------------------------------
+
+namespace {
+
+std::string Errno(int e) { return std::strerror(e); }
+
+std::string Base(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string Octal(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+  return buf;
+}
+
+}  // namespace
+
+Status CreatePrivateFile(const std::string& path) {
+  for (int attempt = 0;; ++attempt) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      // The umask can only have taken bits away; fchmod restores the
+      // owner's read and write and never adds any for others.
+      const int rc = ::fchmod(fd, 0600);
+      const int e = errno;
+      ::close(fd);
+      if (rc != 0) {
+        ::unlink(path.c_str());
+        return Status::IOError("set mode of " + Base(path) + ": " + Errno(e));
+      }
+      return Status::OK();
+    }
+    const int e = errno;
+    if (e == EEXIST && attempt == 0) {
+      // A temp file left by a crash (or a symlink): removed, not followed.
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+        return Status::IOError("remove stale " + Base(path) + ": " + Errno(errno));
+      }
+      continue;
+    }
+    return Status::IOError("create " + Base(path) + ": " + Errno(e));
+  }
+}
+
+Status MakePrivateDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0) return Status::OK();
+  const int e = errno;
+  if (e == EEXIST) return Status::AlreadyExists("directory exists");
+  if (e == ENOENT) return Status::NotFound("create key directory " + dir + ": its parent does not exist");
+  return Status::IOError("create key directory " + dir + ": " + Errno(e));
+}
+
+Status CheckPrivateDir(const std::string& dir) {
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    const int e = errno;
+    if (e == ENOENT) return Status::NotFound("key directory does not exist");
+    return Status::IOError("key directory " + dir + ": " + Errno(e));
+  }
+  if (S_ISLNK(st.st_mode)) {
+    return Status::FailedPrecondition(
+        "key directory " + dir +
+        " is a symbolic link; give the real directory's path (whoever can write the link's "
+        "directory could point it elsewhere)");
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::FailedPrecondition("key directory " + dir + " is not a directory");
+  }
+  const uid_t me = ::geteuid();
+  if (st.st_uid != me) {
+    return Status::FailedPrecondition(
+        "key directory " + dir + " is owned by uid " + std::to_string(st.st_uid) +
+        ", not by this process's uid " + std::to_string(me) + "; fix: chown -R " +
+        std::to_string(me) + " " + dir + " (or run as its owner)");
+  }
+  if ((st.st_mode & 077) != 0) {
+    return Status::FailedPrecondition("key directory " + dir +
+                                      " is accessible by other users (mode " + Octal(st.st_mode) +
+                                      "); fix: chmod 700 " + dir);
+  }
+  return Status::OK();
+}
+
+namespace {
+
+struct NodeId {
+  dev_t dev;
+  ino_t ino;
+  bool operator==(const NodeId& o) const { return dev == o.dev && ino == o.ino; }
+};
+
+// (st_dev, st_ino) of `path` and of every directory above it, by ".." (the
+// kernel's parent, whatever symlinks the path went through) up to "/".
+Result<std::vector<NodeId>> Chain(const std::string& path) {
+  int fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("open " + path + ": " + Errno(errno));
+  std::vector<NodeId> chain;
+  for (int depth = 0; depth < 4096; ++depth) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      return Status::IOError("stat " + path + ": " + Errno(e));
+    }
+    const NodeId id{st.st_dev, st.st_ino};
+    if (!chain.empty() && chain.back() == id) break;  // "/.." is "/"
+    chain.push_back(id);
+    int up = ::openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    const int e = errno;
+    ::close(fd);
+    if (up < 0) return Status::IOError("open parent of " + path + ": " + Errno(e));
+    fd = up;
+  }
+  ::close(fd);
+  return chain;
+}
+
+bool Contains(const std::vector<NodeId>& chain, const NodeId& id) {
+  for (const auto& c : chain) {
+    if (c == id) return true;
+  }
+  return false;
+}
+
+// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string Unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      const std::string oct = s.substr(i + 1, 3);
+      if (oct.size() == 3 && oct.find_first_not_of("01234567") == std::string::npos) {
+        out.push_back(static_cast<char>(std::stoi(oct, nullptr, 8)));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+bool Under(const std::string& path, const std::string& dir) {
+  if (dir == "/") return !path.empty() && path[0] == '/';
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+// The mount table: each mount's device, the directory of that file system
+// it shows (root) and where (mount point). Empty if unreadable.
+struct Mount {
+  std::string device;  // "major:minor"
+  std::string root;
+  std::string mount_point;
+};
+std::vector<Mount> Mounts() {
+  std::vector<Mount> v;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mount-point options ...
+    std::istringstream fields(line);
+    std::string id, parent;
+    Mount m;
+    if (!(fields >> id >> parent >> m.device >> m.root >> m.mount_point)) continue;
+    m.root = Unescape(m.root);
+    m.mount_point = Unescape(m.mount_point);
+    v.push_back(std::move(m));
+  }
+  return v;
+}
+
+// Where a directory (a canonical path) lies: the device of its mount and its
+// path from that file system's root, so that one directory seen through
+// two bind mounts has one position.
+struct FsPosition {
+  std::string device;
+  std::string path;
+};
+std::optional<FsPosition> Position(const std::vector<Mount>& mounts, const std::string& canonical) {
+  std::optional<FsPosition> best;
+  size_t best_len = 0;
+  for (const auto& m : mounts) {
+    if (!Under(canonical, m.mount_point)) continue;
+    // The longest mount point wins; of equal ones the later (mounted over).
+    if (best && m.mount_point.size() < best_len) continue;
+    std::string rest = canonical.substr(m.mount_point == "/" ? 0 : m.mount_point.size());
+    std::string p = m.root == "/" ? rest : m.root + rest;
+    if (p.empty()) p = "/";
+    best = FsPosition{m.device, p};
+    best_len = m.mount_point.size();
+  }
+  return best;
+}
+
+// Whether the directory at `inner` (a position) can be reached below the
+// canonical path `outer`: `outer` holds it in its own file system, or a
+// mount below `outer` shows a directory that holds it.
+bool Reachable(const std::vector<Mount>& mounts, const FsPosition& inner, const std::string& outer,
+               const FsPosition& outer_pos) {
+  if (inner.device == outer_pos.device && Under(inner.path, outer_pos.path)) return true;
+  for (const auto& m : mounts) {
+    if (m.device == inner.device && Under(m.mount_point, outer) && Under(inner.path, m.root)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Status CheckApart(const std::string& store, const std::string& keys) {
+  const Status refused = Status::InvalidArgument(
+      "the key directory must not be the store directory, inside it, or hold it (compared by "
+      "device and inode, through symlinks and bind mounts): a copy of the store would carry its "
+      "keys, or the keys' backup the store");
+  namespace stdfs = std::filesystem;
+  std::error_code ec;
+  stdfs::path s = stdfs::absolute(store, ec).lexically_normal();
+  if (ec) return Status::IOError("store path: " + ec.message());
+  // The store directory, or its nearest ancestor that exists (init).
+  bool store_exists = true;
+  while (::access(s.c_str(), F_OK) != 0) {
+    store_exists = false;
+    if (!s.has_relative_path()) break;
+    s = s.parent_path();
+  }
+  CV_ASSIGN_OR_RETURN(auto key_chain, Chain(keys));
+  CV_ASSIGN_OR_RETURN(auto store_chain, Chain(s.string()));
+  if (store_exists && Contains(key_chain, store_chain.front())) return refused;
+  if (Contains(store_chain, key_chain.front())) return refused;
+  // Bind mounts: one directory reachable under two paths, whose ".." chains
+  // need not meet. Compare positions within the file system.
+  const std::string real_keys = stdfs::canonical(keys, ec).string();
+  if (ec) return Status::OK();  // checked by identity above
+  const std::string real_store = stdfs::canonical(s, ec).string();
+  if (ec) return Status::OK();
+  const auto mounts = Mounts();
+  auto pk = Position(mounts, real_keys);
+  auto ps = Position(mounts, real_store);
+  if (pk && ps) {
+    if (store_exists && Reachable(mounts, *pk, real_store, *ps)) return refused;
+    if (Reachable(mounts, *ps, real_keys, *pk)) return refused;
+  }
+  return Status::OK();
 }
 
 }  // namespace callvault::fsutil

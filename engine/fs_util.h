@@ -39,6 +39,29 @@ Status SyncDir(rocksdb::FileSystem* fs, const std::string& dir);
 Status SyncParentDir(rocksdb::FileSystem* fs, const std::string& path);
 Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string& dir);
 
+// --- Private (key) files and directories: POSIX calls, not the FileSystem:
+// a rocksdb::FileSystem cannot choose the mode of what it creates. ---
+
+// Creates `path` as a new empty regular file with mode 0600
+// (O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, independent of the umask), so that
+// no other user can ever open it. A leftover at `path` (a temp file of a
+// crash, or a symlink) is unlinked first, never followed.
+Status CreatePrivateFile(const std::string& path);
+// Creates directory `dir` with mode 0700 (mkdir, never chmod afterwards).
+// kAlreadyExists if it exists.
+Status MakePrivateDir(const std::string& dir);
+// kFailedPrecondition, with the command that fixes it, unless `dir` is a
+// directory (not a symlink to one) owned by this process's effective uid
+// with no permission bits for group or others. kNotFound if it is missing.
+Status CheckPrivateDir(const std::string& dir);
+
+// kInvalidArgument if the key directory `keys` is the store directory
+// `store`, inside it, or holds it, judged by identity (st_dev, st_ino)
+// along both parent chains and by file system position across bind mounts
+// (/proc/self/mountinfo), not by spelling. `store` need not exist yet (its
+// nearest existing ancestor is used).
+Status CheckApart(const std::string& store, const std::string& keys);
+
 }  // namespace callvault::fsutil
 
 #endif  // CALLVAULT_ENGINE_FS_UTIL_H_

@@ -104,22 +104,16 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   std::string abs = std::filesystem::absolute(path, ec).lexically_normal().string();
   if (ec) abs = path;
   abs = Normalize(abs);
-  // Resolve symlinks too: a key directory reached through a link is still
-  // inside the store if its real path is.
-  auto real = [](const std::string& p) {
-    std::error_code e;
-    std::string r = std::filesystem::weakly_canonical(p, e).string();
-    return Normalize(e ? p : r);
-  };
-  std::string keys = options.key_provider->LocalDirectory();
-  if (!keys.empty()) keys = real(keys);
-  const std::string real_store = real(abs);
-  if (!keys.empty() && (keys == real_store || keys.rfind(real_store + "/", 0) == 0)) {
-    return Status::InvalidArgument(
-        "the key directory must not be inside the store directory (a copy of the store would "
-        "carry its keys)");
-  }
+  // Keys and store apart by identity (device and inode), not by spelling:
+  // a symlink or a bind mount must not put the KEKs inside the store, nor
+  // the store inside the key directory. Checked before anything is created.
+  const std::string keys = options.key_provider->LocalDirectory();
+  if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(abs, keys));
   auto impl = std::make_unique<Impl>(options, abs);
+  // One writer per key directory, before any key is read or changed;
+  // released when the store closes (~Impl).
+  CV_RETURN_IF_ERROR(options.key_provider->AcquireWriterLock());
+  impl->holds_writer_lock_ = true;
   CV_RETURN_IF_ERROR(impl->OpenOrCreate());
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
@@ -248,6 +242,7 @@ Store::Impl::~Impl() {
     SyncWal(meta_.get(), *meta_error_, "sync metadata WAL").IgnoreError();
     meta_->Close().PermitUncheckedError();
   }
+  if (holds_writer_lock_) kp_->ReleaseWriterLock();
 }
 
 rocksdb::WriteOptions Store::Impl::WriteOpts() const {

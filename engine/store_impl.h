@@ -249,9 +249,13 @@ class Store::Impl {
   Result<Receipt> AppendReceipt(Receipt r, codec::TenantRecord* purged,
                                 rocksdb::WriteBatch* batch = nullptr);
   Result<Receipt> ReadReceipt(uint64_t sequence);
-  // Destroys every KEK generation but the current one and removes every
-  // keyring generation older than the current one. Idempotent.
+  // When the current keyring is the newest in the key directory: destroys
+  // every KEK generation older than its KEK and removes every older keyring
+  // generation. Never a newer KEK. Idempotent. REQUIRES: admin_mu_.
   Status RetireStaleKeys();
+  // kFailedPrecondition unless `newest` (the newest keyring generation in
+  // the key directory) is the current one or one this store wrote itself.
+  Status CheckKeyDirState(uint64_t newest) const;
   void DeriveKeys(Tenant* t, const SecretBytes& dek) const;
 
   // dictionaries.cc. Both REQUIRE t->write_mu, and never fail: a
@@ -293,6 +297,7 @@ class Store::Impl {
   uint64_t receipt_seq_ = 0;                      // GUARDED_BY(admin_mu_)
   std::string last_receipt_hash_;                 // GUARDED_BY(admin_mu_)
   uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)
+  bool holds_writer_lock_ = false;  // kp_->AcquireWriterLock() succeeded (Store::Open)
 
   std::mutex audit_mu_;
   uint64_t audit_seq_ = 0;          // GUARDED_BY(audit_mu_)

@@ -3,6 +3,8 @@
 // idempotent and Recover() (store.cc) finishes an interrupted one.
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+
 #include "callvault/limits.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
@@ -75,15 +77,44 @@ Result<std::optional<codec::TenantRecord>> Store::Impl::ReadRegistry(std::string
   return std::optional<codec::TenantRecord>(std::move(rec));
 }
 
+// The key directory as this store last left it: its newest keyring is the
+// one this store holds (or a newer one this store wrote itself in a commit
+// that failed after the write). Anything else means another writer or a hand
+// changed the directory since: nothing is written or destroyed on a stale
+// view (the writer lock makes this a second line of defence).
+Status Store::Impl::CheckKeyDirState(uint64_t newest) const {
+  if (newest >= keyring_.generation && newest <= std::max(keyring_.generation, highest_keyring_gen_)) {
+    return Status::OK();
+  }
+  return Status::FailedPrecondition(
+      "the key directory changed outside this store (newest keyring generation " +
+      std::to_string(newest) + ", this store holds generation " +
+      std::to_string(keyring_.generation) +
+      "); no key was changed or destroyed; close every store on this key directory and reopen");
+}
+
+// Destroys only KEK generations older than the KEK of the current keyring,
+// which is the newest durable keyring in the key directory (checked here):
+// they sealed nothing that is still used, and a committed rotation retired
+// them. A KEK newer than the current keyring's (a crash after CreateKek and
+// before its keyring was written) sealed nothing either, but it is left
+// alone: it protects no data, and the next rotation (every purge, and the
+// recovery of an interrupted one) adopts it as its new KEK (CommitKeyring).
 Status Store::Impl::RetireStaleKeys() {
+  CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
+  const uint64_t newest = gens.empty() ? 0 : gens.back();
+  if (newest != keyring_.generation) {
+    // OK only for this store's own newer generation from a failed commit;
+    // either way nothing is retired until the current keyring is the newest.
+    return CheckKeyDirState(newest);
+  }
   CV_ASSIGN_OR_RETURN(auto keks, kp_->ListKeks());
   for (uint32_t g : keks) {
-    if (g != keyring_.kek_generation) {
+    if (g < keyring_.kek_generation) {
       CV_RETURN_IF_ERROR(kp_->DestroyKek(g));
       CV_KILL_POINT("keyring.after_destroy_kek");
     }
   }
-  CV_ASSIGN_OR_RETURN(auto gens, kp_->ListKeyrings());
   for (uint64_t g : gens) {
     if (g < keyring_.generation) CV_RETURN_IF_ERROR(kp_->RemoveKeyring(g));
   }
@@ -91,12 +122,26 @@ Status Store::Impl::RetireStaleKeys() {
 }
 
 Status Store::Impl::CommitKeyring(Keyring next, bool rotate, rocksdb::WriteBatch* header) {
-  next.generation = std::max(keyring_.generation, highest_keyring_gen_) + 1;
+  // Re-read the key directory before choosing generations: never from
+  // memory alone (another writer's keyring must not be overwritten).
+  CV_ASSIGN_OR_RETURN(auto current, kp_->ListKeyrings());
+  const uint64_t newest = current.empty() ? 0 : current.back();
+  CV_RETURN_IF_ERROR(CheckKeyDirState(newest));
+  next.generation = std::max({keyring_.generation, highest_keyring_gen_, newest}) + 1;
   highest_keyring_gen_ = next.generation;
   if (rotate) {
     CV_ASSIGN_OR_RETURN(auto keks, kp_->ListKeks());
-    next.kek_generation = (keks.empty() ? keyring_.kek_generation : keks.back()) + 1;
-    CV_RETURN_IF_ERROR(kp_->CreateKek(next.kek_generation));
+    const uint32_t top = keks.empty() ? 0u : keks.back();
+    if (top > keyring_.kek_generation) {
+      // A KEK newer than the current keyring's: made by a rotation whose
+      // keyring was never written (a crash after CreateKek). It sealed
+      // nothing (the newest keyring is ours, checked above), so this
+      // rotation adopts it rather than destroying it or adding another.
+      next.kek_generation = top;
+    } else {
+      next.kek_generation = std::max(top, keyring_.kek_generation) + 1;
+      CV_RETURN_IF_ERROR(kp_->CreateKek(next.kek_generation));
+    }
     CV_KILL_POINT("keyring.after_new_kek");
   }
   CV_ASSIGN_OR_RETURN(std::string sealed, next.Seal(kp_));

@@ -167,7 +167,7 @@ KeyDirFiles ScanKeyDir(const std::string& dir) {
       f.keks.push_back(static_cast<uint32_t>(g));
     } else if (ParseNumbered(n, "KEYRING-", &g)) {
       f.keyrings.push_back(g);
-    } else if (n != "SIGNING-KEY") {
+    } else if (n != "SIGNING-KEY" && n != "LOCK") {  // LOCK: the writer lock
       f.other.push_back(n);
     }
   }

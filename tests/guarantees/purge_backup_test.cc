@@ -220,7 +220,7 @@ TEST_F(PurgeBackupTest, PurgeShredsDropsAndBackupRestoreObeysIt) {
   EXPECT_TRUE(key_names.count("KEK-" + std::to_string(receipt->kek_generation_current)));
   EXPECT_TRUE(key_names.count("KEYRING-" + std::to_string(receipt->keyring_generation)));
   for (const auto& n : key_names) {
-    EXPECT_TRUE(n == "SIGNING-KEY" ||
+    EXPECT_TRUE(n == "SIGNING-KEY" || n == "LOCK" ||  // LOCK: the open store's writer lock
                 n == "KEK-" + std::to_string(receipt->kek_generation_current) ||
                 n == "KEYRING-" + std::to_string(receipt->keyring_generation))
         << "left in the key directory: " << n;

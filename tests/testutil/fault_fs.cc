@@ -461,7 +461,12 @@ IOStatus FaultFS::NewWritableFile(const std::string& f, const FileOptions& o,
   std::lock_guard<std::mutex> l(mu_);
   IOStatus s = CheckLocked(kOpCreate, p);
   if (!s.ok()) return s;
-  const bool existed = Exists(p);
+  // An empty file this FileSystem never saw was created just now by the
+  // caller to choose its mode (fsutil::CreatePrivateFile, key files): it is
+  // new, and a power loss that undoes directory operations removes it.
+  std::error_code ec;
+  const bool existed =
+      Exists(p) && (files_.count(p) != 0 || !fs::is_regular_file(p, ec) || fs::file_size(p, ec) != 0);
   std::unique_ptr<rocksdb::FSWritableFile> t;
   s = target()->NewWritableFile(f, o, &t, dbg);
   if (!s.ok()) return s;

@@ -1,5 +1,6 @@
 // callvault init: creates a store and its key directory.
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <ostream>
 
 #include "callvault/key_provider.h"
@@ -9,6 +10,17 @@
 namespace callvault::cli {
 
 namespace {
+
+// Removes `dir` if it holds nothing but the writer lock's LOCK file.
+void RemoveIfKeyless(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().filename() != "LOCK") return;
+  }
+  if (ec) return;
+  std::filesystem::remove(dir + "/LOCK", ec);
+  std::filesystem::remove(dir, ec);
+}
 
 class InitCommand final : public Command {
  public:
@@ -33,6 +45,8 @@ class InitCommand final : public Command {
     }
     if (existing.status().code() != Code::kNotFound) return existing.status();
 
+    std::error_code ec;
+    const bool keys_existed = std::filesystem::exists(ctx.KeyDir(), ec) || ec;
     auto kp = NewFileKeyProvider(ctx.KeyDir());
     if (!kp.ok()) return kp.status();
     Options o;
@@ -41,7 +55,13 @@ class InitCommand final : public Command {
     o.region = region_;
     o.max_tenants_per_shard = max_tenants_per_shard_;
     auto store = Store::Open(o, ctx.flags().db);
-    if (!store.ok()) return store.status();
+    if (!store.ok()) {
+      // A refused init leaves no directory behind: the key directory this
+      // init made goes again if it holds no key (the store directory is
+      // removed by Store::Open itself).
+      if (!keys_existed) RemoveIfKeyless(ctx.KeyDir());
+      return store.status();
+    }
     auto stats = (*store)->Stats();
     if (!stats.ok()) return stats.status();
     if (ctx.json()) {

@@ -42,6 +42,19 @@ class KeyProvider {
   // directory inside the store directory. Default: "" (not local).
   virtual std::string LocalDirectory() const { return ""; }
 
+  // --- Writer lock -----------------------------------------------------------
+  // One writer per key directory: two stores (the same store twice, or a
+  // copy of it such as a restored backup) changing one key hierarchy at once
+  // would bring purged keys back or destroy live KEKs. Store::Open (a
+  // writable open) calls AcquireWriterLock before it reads or changes any
+  // key, and ReleaseWriterLock when the store closes; a read-only open calls
+  // neither. A second writer, in another process or through another
+  // provider object, gets kFailedPrecondition naming the directory, and
+  // nothing is written. Default: OK and nothing (a provider without local
+  // state, e.g. an HSM or a KMS, serialises writers by its own means).
+  virtual Status AcquireWriterLock() { return Status::OK(); }
+  virtual void ReleaseWriterLock() {}
+
   // --- KEK generations -----------------------------------------------------
   // Every KEK generation that exists, ascending.
   virtual Result<std::vector<uint32_t>> ListKeks() = 0;
@@ -76,10 +89,21 @@ class KeyProvider {
 };
 
 // Keeps everything in one directory, which must not be inside the store
-// directory (Store::Open refuses that):
+// directory nor hold it (Store::Open compares device and inode numbers, so
+// a symlink or a bind mount does not hide either):
+//   LOCK             the writer lock (flock, held while a store is open for
+//                    writing; holds the writer's pid), mode 0600
 //   KEK-<gen>        32 random bytes, mode 0600
-//   KEYRING-<gen>    a sealed keyring generation (docs/format.md)
+//   KEYRING-<gen>    a sealed keyring generation (docs/format.md), mode 0600
 //   SIGNING-KEY      Ed25519 secret key, mode 0600
+// Every file is created with mode 0600 (O_CREAT|O_EXCL|O_NOFOLLOW): no
+// window in which another user could open it. The directory must be a real
+// directory (not a symlink), owned by this process's user, with no access
+// for group or others (mode 0700 or stricter); NewFileKeyProvider refuses
+// anything else with kFailedPrecondition and the command that fixes it. A
+// directory it creates itself is made with mode 0700. Without the writer
+// lock (a read-only open) the provider writes nothing: key changes and the
+// creation of the signing key fail with kFailedPrecondition.
 // Writes are temp file, fsync, rename, fsync directory. A destroyed KEK is
 // overwritten with zeros, fsynced and unlinked (on flash and copy-on-write
 // file systems the old blocks may survive: use an HSM provider there).

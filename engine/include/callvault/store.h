@@ -381,9 +381,15 @@ class Store {
   // tenants. A quarantined tenant's operations return kCorruption until it
   // is reinstated or purged. Every key no live tenant owns gets an
   // "orphan_key" audit event at each open until it is reconciled.
-  // Errors: kInvalidArgument (bad options), kNotFound (no store and
-  // !create_if_missing), kKeyError (wrong keys, rollback), kCorruption,
-  // kIOError, kFailedPrecondition (region mismatch).
+  // Before anything is created or read: refuses a local key directory that
+  // is the store directory, inside it, or holds it (by device and inode,
+  // through symlinks and bind mounts), then takes the key provider's writer
+  // lock (KeyProvider::AcquireWriterLock), held until the store is
+  // destroyed: one writer per key directory.
+  // Errors: kInvalidArgument (bad options, keys and store not apart),
+  // kNotFound (no store and !create_if_missing), kKeyError (wrong keys,
+  // rollback), kCorruption, kIOError, kFailedPrecondition (region mismatch;
+  // the key directory in use by another writer, or not private).
   static Result<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
 
   // Flushes nothing unsynced (all acknowledged writes are durable already)
