@@ -503,18 +503,35 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
 }
 
 nlohmann::json VerifyReportToJson(const VerifyReport& r) {
-  return {{"ok", r.records_failed == 0},
-          {"tenants", r.tenants},
-          {"records_ok", r.records_ok},
-          {"records_failed", r.records_failed},
-          {"failures", r.failures}};
+  nlohmann::json j = {{"ok", r.ok()},
+                      {"tenants", r.tenants},
+                      {"records_ok", r.records_ok},
+                      {"records_failed", r.records_failed},
+                      {"records_unchecked", r.records_unchecked},
+                      {"metadata_checked", r.metadata_checked},
+                      {"failures", r.failures},
+                      {"unchecked", r.unchecked}};
+  if (r.metadata_checked) {
+    j["metadata_ok"] = r.metadata_ok;
+    j["metadata_failed"] = r.metadata_failed;
+  }
+  return j;
 }
 
 void PrintVerifyReport(std::ostream& out, const VerifyReport& r) {
-  for (const auto& f : r.failures) out << "FAILED  " << f << '\n';
-  out << fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed\n",
-                     r.records_failed == 0 ? "OK" : "FAILED", r.tenants, r.records_ok,
-                     r.records_failed);
+  for (const auto& f : r.failures) out << "FAILED     " << f << '\n';
+  for (const auto& u : r.unchecked) out << "UNCHECKED  " << u << '\n';
+  std::string line = fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed", r.ok() ? "OK" : "FAILED",
+                                 r.tenants, r.records_ok, r.records_failed);
+  if (r.records_unchecked != 0 || !r.unchecked.empty()) {
+    line += fmt::format(", about {} unchecked", r.records_unchecked);
+  }
+  if (r.metadata_checked) {
+    line += fmt::format("; metadata: {} record(s) ok, {} failed", r.metadata_ok, r.metadata_failed);
+  } else {
+    line += "; metadata not checked (one tenant)";
+  }
+  out << line << '\n';
 }
 
 }  // namespace callvault::cli
