@@ -224,7 +224,9 @@ struct CrmRef {
 // checks every other filter on each candidate's sealed summary, so it
 // decrypts the metadata only of calls it returns.
 struct ListQuery {
-  // started_at range, microseconds: [from, to). 0 and INT64_MAX by default.
+  // started_at range, microseconds: [from, to). 0 and INT64_MAX by default
+  // (every stored started_at is below limits::kMaxInstant, so the default
+  // range holds every call).
   int64_t from = 0;
   int64_t to = INT64_MAX;
   bool newest_first = true;
