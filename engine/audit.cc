@@ -45,7 +45,7 @@ void Store::Impl::Audit(std::string kind, std::string_view tenant_id, std::strin
   {
     std::lock_guard<std::mutex> l(audit_mu_);
     e.sequence = audit_seq_ + 1;
-    e.time = Now();
+    e.time = NowMicros();  // evidence: the system clock, not Options::clock
     e.kind = std::move(kind);
     e.tenant_id = std::string(tenant_id);
     e.detail = std::move(detail);
@@ -105,7 +105,7 @@ Status Store::Impl::LoadAudit() {
 }
 
 void Store::Impl::RecordKeyringFailure(const Status& s) {
-  const int64_t now = Now();
+  const int64_t now = NowMicros();
   std::string detail = std::string(CodeName(s.code())) + ": " + s.message();
   if (meta_) {
     std::string key(1, format::kPendingFailurePrefix);

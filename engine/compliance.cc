@@ -85,6 +85,7 @@ Status Store::Impl::CheckNotHeld(const TenantRef& t, std::string_view call_hash,
 
 Status Store::Impl::ScheduleTenantPurge(std::string_view tenant_id, int64_t purge_at) {
   if (purge_at <= 0) return Status::InvalidArgument("purge_at: required, > 0 (microseconds)");
+  CV_RETURN_IF_ERROR(validate::Instant("purge_at", purge_at));
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
   codec::TenantRecord rec = t->Record();
@@ -124,6 +125,7 @@ Status Store::Impl::CancelTenantPurge(std::string_view tenant_id) {
 }
 
 Result<std::vector<Receipt>> Store::Impl::RunScheduledPurges(int64_t now) {
+  CV_RETURN_IF_ERROR(validate::Instant("now", now));
   std::vector<std::string> due;
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
@@ -207,6 +209,7 @@ Status Store::Impl::SetCallPinned(std::string_view tenant_id, std::string_view c
 }
 
 Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
+  CV_RETURN_IF_ERROR(validate::Instant("now", now));
   RetentionReport report;
   report.now = now;
   report.dry_run = dry_run;
@@ -345,7 +348,7 @@ Status Store::Impl::PlaceHold(std::string_view tenant_id, const Hold& hold_in) {
     return Status::InvalidArgument("reason: more than 1024 bytes or not UTF-8");
   }
   if (!hold.call_id.empty()) CV_RETURN_IF_ERROR(validate::Id("call_id", hold.call_id));
-  hold.created_at = Now();
+  hold.created_at = NowMicros();  // a recorded time: the system clock
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
   std::lock_guard<std::mutex> w(t->write_mu);

@@ -2,6 +2,7 @@
 #include <rocksdb/env.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "engine/calls_internal.h"
@@ -66,6 +67,29 @@ Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view va
 
 }  // namespace
 
+namespace {
+
+constexpr size_t kMaxFailuresPerScope = 10;
+
+// RocksDB's estimate of the keys of a column family beyond the `read`
+// already reached, at least 1 (a stopped scan always leaves something).
+uint64_t EstimateRemaining(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint64_t read) {
+  uint64_t n = 0;
+  if (cf != nullptr) db->GetIntProperty(cf, "rocksdb.estimate-num-keys", &n);
+  else db->GetIntProperty("rocksdb.estimate-num-keys", &n);
+  return n > read ? n - read : 1;
+}
+
+std::string StoppedLine(const std::string& scope, uint64_t read, const Status& why, uint64_t remaining) {
+  return scope + ": scan stopped after " + std::to_string(read) + " records: " + why.ToString() +
+         "; about " + std::to_string(remaining) + " remaining unchecked";
+}
+
+}  // namespace
+
+// Scans each tenant to the end or until its iterator fails; a failure
+// stops that tenant's scan only. Audit: one event per tenant and kind of
+// failure (bounded), never one per record.
 Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_id) {
   std::vector<std::string> ids;
   if (tenant_id) {
@@ -85,11 +109,12 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
     }
     ++report.tenants;
     std::unique_ptr<rocksdb::Iterator> it((*t)->shard->db()->NewIterator(rocksdb::ReadOptions(), (*t)->cf));
-    uint64_t failed_here = 0;
+    uint64_t failed_here = 0, read_here = 0;
     // Recordings (call hash + recording hash) seen by chunk, and by manifest
     // or marker: a chunk of neither is an orphan.
     std::set<std::string> chunked, named;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++read_here;
       std::string_view key = it->key().ToStringView();
       const size_t rec_key_bytes = 1 + 2 * format::kHashBytes;
       if (key.size() >= rec_key_bytes && key[0] == format::kRecordingChunkPrefix) {
@@ -103,23 +128,32 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
         ++report.records_ok;
       } else {
         ++report.records_failed;
-        if (++failed_here <= 10) report.failures.push_back("tenant " + id + ": " + s.ToString());
+        if (++failed_here <= kMaxFailuresPerScope) report.failures.push_back("tenant " + id + ": " + s.ToString());
       }
     }
-    for (const auto& r : chunked) {
-      if (named.count(r)) continue;
-      ++report.records_failed;
-      if (++failed_here <= 10) {
-        report.failures.push_back("tenant " + id + ": corruption: recording chunks without a manifest");
+    const Status scan = fsutil::FromRocks(it->status(), "scan");
+    // Orphan chunks are judged only on a complete scan: a stopped one has
+    // not seen every manifest.
+    if (scan.ok()) {
+      for (const auto& r : chunked) {
+        if (named.count(r)) continue;
+        ++report.records_failed;
+        if (++failed_here <= kMaxFailuresPerScope) {
+          report.failures.push_back("tenant " + id + ": corruption: recording chunks without a manifest");
+        }
       }
     }
     if (failed_here > 0) {
       Audit("auth_failure", id, "verify: " + std::to_string(failed_here) + " records failed");
     }
-    if (!it->status().ok()) {
-      ++report.records_failed;
-      report.failures.push_back("tenant " + id + ": " +
-                                fsutil::FromRocks(it->status(), "scan").ToString());
+    if (!scan.ok()) {
+      const uint64_t remaining = EstimateRemaining((*t)->shard->db(), (*t)->cf, read_here);
+      report.records_unchecked += remaining;
+      report.unchecked.push_back(StoppedLine("tenant " + id, read_here, scan, remaining));
+      Audit(scan.code() == Code::kCorruption ? "auth_failure" : "verify_incomplete", id,
+            "verify: scan stopped after " + std::to_string(read_here) + " records (" +
+                std::string(CodeName(scan.code())) + "); about " + std::to_string(remaining) +
+                " remaining unchecked");
     }
   }
   // What recovery reported and an operator has to resolve (decision 0012).
@@ -135,7 +169,118 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
       }
     }
   }
+  if (!tenant_id) VerifyMetadata(&report);
   return report;
+}
+
+// The metadata instance: each registry record, receipt and audit event is
+// opened (authenticated) and decoded; then the receipt chain (signatures,
+// sequence, prev_hash) and the audit hash chain are checked. Headers (`X`)
+// and pending keyring failures (`F`) are plaintext by design (format.md).
+void Store::Impl::VerifyMetadata(VerifyReport* report) {
+  report->metadata_checked = true;
+  std::map<std::string, uint64_t> failed;  // kind -> count
+  auto fail = [&](const std::string& kind, const std::string& what) {
+    ++report->metadata_failed;
+    if (++failed[kind] <= kMaxFailuresPerScope) report->failures.push_back("metadata: " + what);
+  };
+  std::vector<Receipt> receipts;
+  std::vector<AuditEvent> events;
+  bool receipts_whole = true, audit_whole = true;
+  uint64_t read = 0;
+  // The counts before the scan: the scan sees at least as many.
+  uint64_t receipts_written, events_written;
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    receipts_written = receipt_seq_;
+  }
+  {
+    std::lock_guard<std::mutex> l(audit_mu_);
+    events_written = audit_seq_;
+  }
+  std::unique_ptr<rocksdb::Iterator> it(meta_->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    ++read;
+    const std::string_view key = it->key().ToStringView();
+    const std::string_view value = it->value().ToStringView();
+    const char kind = key.empty() ? '\0' : key[0];
+    if (kind == format::kHeaderPrefix || kind == format::kPendingFailurePrefix) {
+      ++report->metadata_ok;
+      continue;
+    }
+    std::string plain;
+    Status s;
+    if (kind == format::kRegistryPrefix) {
+      s = record::Open(store_data_key_, record::Binding{}, key, value, &plain);
+      codec::TenantRecord rec;
+      if (s.ok()) s = codec::DecodeTenant(plain, &rec);
+      if (!s.ok()) fail("registry", "registry record: " + s.ToString());
+    } else if (kind == format::kReceiptPrefix) {
+      s = record::Open(store_data_key_, record::Binding{}, key, value, &plain);
+      Receipt r;
+      if (s.ok()) s = codec::DecodeReceipt(plain, &r);
+      if (s.ok()) {
+        receipts.push_back(std::move(r));
+      } else {
+        receipts_whole = false;
+        const uint64_t seq = key.size() == 9 ? format::DecodeFixed64BE(key.data() + 1) : 0;
+        fail("receipt", "receipt " + std::to_string(seq) + ": " + s.ToString());
+      }
+    } else if (kind == format::kAuditPrefix) {
+      s = record::Open(store_data_key_, record::Binding{}, key, value, &plain);
+      AuditEvent e;
+      if (s.ok()) s = codec::DecodeAudit(plain, &e);
+      if (s.ok()) {
+        events.push_back(std::move(e));
+      } else {
+        audit_whole = false;
+        const uint64_t seq = key.size() == 9 ? format::DecodeFixed64BE(key.data() + 1) : 0;
+        fail("audit", "audit event " + std::to_string(seq) + ": " + s.ToString());
+      }
+    } else {
+      s = Status::Corruption("unknown key kind in the metadata instance");
+      fail("unknown", s.ToString());
+    }
+    if (s.ok()) ++report->metadata_ok;
+  }
+  const Status scan = fsutil::FromRocks(it->status(), "scan metadata");
+  if (!scan.ok()) {
+    const uint64_t remaining = EstimateRemaining(meta_.get(), nullptr, read);
+    report->records_unchecked += remaining;
+    report->unchecked.push_back(StoppedLine("metadata", read, scan, remaining));
+    Audit(scan.code() == Code::kCorruption ? "auth_failure" : "verify_incomplete", "",
+          "verify: metadata scan stopped after " + std::to_string(read) + " records (" +
+              std::string(CodeName(scan.code())) + ")");
+  } else {
+    // The chains, over the records that opened. A record that failed above
+    // also breaks its chain; that is one failure, already counted.
+    if (receipts_whole) {
+      const uint64_t n = receipts_written;
+      Status c = Status::OK();
+      if (n > 0 && (receipts.empty() || receipts.back().sequence < n)) {
+        c = Status::Corruption("the last receipts are missing: the store has written " + std::to_string(n) +
+                               " receipts");
+      } else if (!receipts.empty()) {
+        auto pk = kp_->SigningPublicKey();
+        c = pk.ok() ? VerifyReceiptChain(receipts, *pk) : pk.status();
+      }
+      if (!c.ok()) fail("receipt_chain", "receipt chain: " + c.ToString());
+    }
+    if (audit_whole) {
+      Status c = VerifyAuditChain(events);
+      if (c.ok() && !events.empty() && events.front().sequence != 1) {
+        c = Status::Corruption("the audit log does not start at event 1");
+      }
+      if (c.ok() && events_written > 0 && (events.empty() || events.back().sequence < events_written)) {
+        c = Status::Corruption("the last audit events are missing: the store has written " +
+                               std::to_string(events_written) + " events");
+      }
+      if (!c.ok()) fail("audit_chain", "audit chain: " + c.ToString());
+    }
+  }
+  for (const auto& [kind, n] : failed) {
+    Audit("auth_failure", "", "verify: metadata " + kind + ": " + std::to_string(n) + " failed");
+  }
 }
 
 Result<StoreStats> Store::Impl::Stats() {

@@ -175,6 +175,9 @@ class Store::Impl {
   void RecordKeyringFailure(const Status& s);
   // Passes `s` through; a kCorruption becomes an "auth_failure" event.
   Status Observe(Status s, const char* op, std::string_view tenant_id);
+  // The policy clock (Options::clock): churn deadlines, churned_at and the
+  // background runner only. Recorded times (receipts, audit events, tenant
+  // and hold created_at, call and recording times) use NowMicros().
   int64_t Now() const { return options_.clock ? options_.clock() : NowMicros(); }
   void StartBackground();
   void StopBackground();
@@ -186,6 +189,7 @@ class Store::Impl {
 
   // inspect.cc
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id);
+  void VerifyMetadata(VerifyReport* report);
   Result<StoreStats> Stats();
   Result<std::vector<Receipt>> ListReceipts();
   // recover.cc

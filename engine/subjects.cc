@@ -21,25 +21,48 @@ struct Match {
   uint32_t roles = 0;
 };
 
-uint32_t RolesOf(const Call& c, const std::string& subject) {
+// The spellings a subject request looks for: the normalised subject, and
+// for an email with a non-ASCII letter, its spelling as stores written
+// before decision 0013 kept it (ASCII-only lower-casing), so that entries
+// written then are still reached by the address as originally written.
+struct Spellings {
+  std::string subject;  // normalised (folded)
+  std::string legacy;   // "" when the same as `subject`
+  bool Matches(const std::string& v) const { return v == subject || (!legacy.empty() && v == legacy); }
+};
+
+Status Normalize(std::string_view raw, Spellings* out) {
+  out->subject = std::string(raw);
+  CV_RETURN_IF_ERROR(validate::NormalizeSubject(&out->subject));
+  if (raw.find('@') == std::string_view::npos) return Status::OK();
+  std::string legacy(raw);
+  for (char& c : legacy) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  if (legacy != out->subject) out->legacy = std::move(legacy);
+  return Status::OK();
+}
+
+uint32_t RolesOf(const Call& c, const Spellings& subject) {
   uint32_t roles = 0;
   for (const auto& p : c.participants) {
-    if (p.email == subject || p.phone == subject) {
+    if (subject.Matches(p.email) || subject.Matches(p.phone)) {
       roles |= kRoleParticipant;
       if (!p.user_id.empty() && p.user_id == c.owner_user_id) roles |= kRoleOwner;
     }
   }
   for (const auto& l : c.crm_links) {
     std::string id = l.object_id;
-    if (validate::NormalizeSubject(&id).ok() && id == subject) roles |= kRoleCrmContact;
+    if (validate::NormalizeSubject(&id).ok() && id == subject.subject) roles |= kRoleCrmContact;
   }
   return roles;
 }
 
-// Every call whose participant index names the subject, oldest first.
-Status FindMatches(const TenantRef& t, const std::string& subject, std::vector<Match>* out) {
+// Every call whose participant index names `spelling`, oldest first.
+Status FindMatchesOf(const TenantRef& t, const std::string& spelling, const Spellings& subject,
+                     std::set<std::string>* seen, std::vector<Match>* out) {
   const std::string prefix = format::AttributeIndexPrefix(
-      format::kParticipantIndexPrefix, indexing::ParticipantHash(t->index_key, subject));
+      format::kParticipantIndexPrefix, indexing::ParticipantHash(t->index_key, spelling));
   rocksdb::Slice lo(prefix);
   // The index and the calls from one snapshot: a call deleted meanwhile is
   // not "missing" (FindReferences takes no lock against writers).
@@ -54,6 +77,7 @@ Status FindMatches(const TenantRef& t, const std::string& subject, std::vector<M
     if (!tail) return Status::Corruption("participant index holds a malformed key");
     Match m;
     m.hash = std::string(tail->call_hash);
+    if (!seen->insert(m.hash).second) continue;  // found under the other spelling
     bool found = false;
     std::string plain;
     CV_RETURN_IF_ERROR(calls::GetSealed(t, point, format::CallKey(m.hash, format::Part::kMeta),
@@ -66,20 +90,42 @@ Status FindMatches(const TenantRef& t, const std::string& subject, std::vector<M
   return fsutil::FromRocks(it->status(), "scan participant index");
 }
 
-void Redact(Call* c, const std::string& subject) {
+// Every call whose participant index names the subject (in either
+// spelling), oldest first per spelling, each call once.
+Status FindMatches(const TenantRef& t, const Spellings& subject, std::vector<Match>* out) {
+  std::set<std::string> seen;
+  for (const std::string* s : {&subject.subject, &subject.legacy}) {
+    if (s->empty()) continue;
+    CV_RETURN_IF_ERROR(FindMatchesOf(t, *s, subject, &seen, out));
+  }
+  return Status::OK();
+}
+
+// Removes the subject from the call: its participant entries (identity and
+// speaker), its CRM links, and the user id of those entries wherever the
+// call names it as an owner (the call's owner, which the owner index and the
+// summary follow, and action-item owners). PlanWrite then deletes the old
+// owner index entry in the same batch.
+void Redact(Call* c, const Spellings& subject) {
   std::set<uint32_t> speakers;
+  std::set<std::string> user_ids;
   for (auto& p : c->participants) {
-    if (p.email != subject && p.phone != subject) continue;
+    if (!subject.Matches(p.email) && !subject.Matches(p.phone)) continue;
     if (p.speaker_id != 0) speakers.insert(p.speaker_id);
+    if (!p.user_id.empty()) user_ids.insert(p.user_id);
     calls::ClearIdentity(&p);
     p.speaker_id = 0;
+  }
+  if (user_ids.count(c->owner_user_id)) c->owner_user_id.clear();
+  for (auto& a : c->insights.action_items) {
+    if (user_ids.count(a.owner_user_id)) a.owner_user_id.clear();
   }
   for (auto& s : c->transcript) {
     if (speakers.count(s.speaker_id)) s.speaker_id = 0;
   }
   std::erase_if(c->crm_links, [&](const CrmLink& l) {
     std::string id = l.object_id;
-    return validate::NormalizeSubject(&id).ok() && id == subject;
+    return validate::NormalizeSubject(&id).ok() && id == subject.subject;
   });
 }
 
@@ -87,8 +133,8 @@ void Redact(Call* c, const std::string& subject) {
 
 Result<std::vector<Reference>> Store::Impl::FindReferences(std::string_view tenant_id,
                                                            std::string_view subject_in) {
-  std::string subject(subject_in);
-  CV_RETURN_IF_ERROR(validate::NormalizeSubject(&subject));
+  Spellings subject;
+  CV_RETURN_IF_ERROR(Normalize(subject_in, &subject));
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
   std::vector<Match> matches;
   CV_RETURN_IF_ERROR(FindMatches(t, subject, &matches));
@@ -98,8 +144,8 @@ Result<std::vector<Reference>> Store::Impl::FindReferences(std::string_view tena
 }
 
 Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRequest& req) {
-  std::string subject = req.subject;
-  CV_RETURN_IF_ERROR(validate::NormalizeSubject(&subject));
+  Spellings subject;
+  CV_RETURN_IF_ERROR(Normalize(req.subject, &subject));
   if (req.mode != EraseMode::kDelete && req.mode != EraseMode::kRedact) {
     return Status::InvalidArgument("mode: unknown enum value");
   }

@@ -193,7 +193,7 @@ Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
   rec.state = TenantState::kCreating;
   rec.region = region_;
   rec.retention_days = spec.retention_days;
-  rec.created_at = Now();
+  rec.created_at = NowMicros();  // a recorded time: the system clock, not Options::clock
   rec.internal_id = next_internal_id_++;
   rec.shard = shard->index();
   rec.cf_generation = rec.internal_id;
@@ -396,7 +396,7 @@ Result<Receipt> Store::Impl::AppendReceipt(Receipt r, codec::TenantRecord* purge
   r.sequence = receipt_seq_ + 1;
   r.store_id = crypto::Hex(store_id_);
   r.region = region_;
-  r.time = Now();
+  r.time = NowMicros();  // evidence: the system clock, not Options::clock
   r.prev_hash = last_receipt_hash_;
   r.signature.clear();
   CV_ASSIGN_OR_RETURN(std::string sig, kp_->Sign(r.Canonical()));

@@ -3,6 +3,7 @@
 #ifndef CALLVAULT_ENGINE_VALIDATE_H_
 #define CALLVAULT_ENGINE_VALIDATE_H_
 
+#include <string>
 #include <string_view>
 
 #include "callvault/call.h"
@@ -14,10 +15,17 @@ namespace callvault::validate {
 Status Id(std::string_view field, std::string_view id);
 // [a-z0-9-], 1..kMaxRegionBytes.
 Status Region(std::string_view region);
-// Lower-cases emails, strips spaces, dashes, dots and parentheses from
+// An instant in [limits::kMinInstant, limits::kMaxInstant); kInvalidArgument
+// naming `field` otherwise.
+Status Instant(std::string_view field, int64_t t);
+// Case-folds emails (FoldCase), strips spaces, dashes, dots and parentheses from
 // phones, then checks every field of the call against limits.h.
 Status NormalizeCall(Call* call);
 bool IsUtf8(std::string_view s);
+// Unicode simple case folding (CaseFolding.txt, status C and S; no Turkic
+// rules, no normalisation) of valid UTF-8 (check IsUtf8 first). ASCII
+// folds to lower case as before. docs/format.md, decision 0013.
+std::string FoldCase(std::string_view s);
 // An email (contains '@': lower-cased) or a phone (normalised to E.164).
 // kInvalidArgument if it is neither.
 Status NormalizeSubject(std::string* subject);

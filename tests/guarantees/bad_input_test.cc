@@ -50,7 +50,19 @@ TEST_F(BadInputTest, EveryMalformedCallFieldIsRejectedAlone) {
       {"missing call_id", "call_id", [](Call& c, const S&) { c.call_id.clear(); }},
       {"started_at 0", "started_at", [](Call& c, const S&) { c.started_at = 0; }},
       {"started_at < 0", "started_at", [](Call& c, const S&) { c.started_at = -5; }},
-      {"negative created_at", "", [](Call& c, const S&) { c.created_at = -1; }},
+      {"negative created_at", "created_at", [](Call& c, const S&) { c.created_at = -1; }},
+      // Instants at or after 2200-01-01 (limits::kMaxInstant): such a call
+      // would be counted but never listed and never expire.
+      {"started_at INT64_MAX", "started_at",
+       [](Call& c, const S&) { c.started_at = std::numeric_limits<int64_t>::max(); }},
+      {"started_at at kMaxInstant", "started_at", [](Call& c, const S&) { c.started_at = kMaxInstant; }},
+      {"scheduled_start far future", "scheduled_start",
+       [](Call& c, const S&) { c.scheduled_start = kMaxInstant + 1; }},
+      {"scheduled_end far future", "scheduled_end",
+       [](Call& c, const S&) { c.scheduled_end = std::numeric_limits<int64_t>::max(); }},
+      {"created_at far future", "created_at", [](Call& c, const S&) { c.created_at = kMaxInstant; }},
+      {"updated_at far future", "updated_at",
+       [](Call& c, const S&) { c.updated_at = std::numeric_limits<int64_t>::max() - 1; }},
       {"scheduled_end before start", "scheduled_end",
        [](Call& c, const S&) { c.scheduled_start = kT0, c.scheduled_end = kT0 - 1; }},
       // Oversized text and ids.

@@ -105,7 +105,9 @@ std::string RawSubject(Rng& r, const std::string& s);
 std::set<std::string> Subjects(const Call& c);
 // ReferenceRole bits of `subject` (normalised) in `c`.
 uint32_t Roles(const Call& c, const std::string& subject);
-// The redaction rule of EraseMode::kRedact (updated_at is set by the caller).
+// The redaction rule of EraseMode::kRedact (updated_at is set by the caller):
+// the subject's participant entries, CRM links, and its user ids as call and
+// action-item owner.
 void Redact(Call* c, const std::string& subject);
 // The parts GetCall returns for `parts`.
 Call Strip(Call c, uint32_t parts);

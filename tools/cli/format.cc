@@ -549,26 +549,42 @@ void PrintRecoveryFindings(std::ostream& out, const std::vector<OrphanKey>& keys
 }
 
 nlohmann::json VerifyReportToJson(const VerifyReport& r) {
-  return {{"ok", r.records_failed == 0 && r.orphan_keys.empty() && r.quarantined_tenants.empty()},
-          {"tenants", r.tenants},
-          {"records_ok", r.records_ok},
-          {"records_failed", r.records_failed},
-          {"failures", r.failures},
-          {"orphan_keys", OrphanKeysToJson(r.orphan_keys)},
-          {"quarantined_tenants", r.quarantined_tenants}};
+  nlohmann::json j = {{"ok", r.ok()},
+                      {"tenants", r.tenants},
+                      {"records_ok", r.records_ok},
+                      {"records_failed", r.records_failed},
+                      {"records_unchecked", r.records_unchecked},
+                      {"metadata_checked", r.metadata_checked},
+                      {"failures", r.failures},
+                      {"unchecked", r.unchecked},
+                      {"orphan_keys", OrphanKeysToJson(r.orphan_keys)},
+                      {"quarantined_tenants", r.quarantined_tenants}};
+  if (r.metadata_checked) {
+    j["metadata_ok"] = r.metadata_ok;
+    j["metadata_failed"] = r.metadata_failed;
+  }
+  return j;
 }
 
 void PrintVerifyReport(std::ostream& out, const VerifyReport& r) {
-  for (const auto& f : r.failures) out << "FAILED  " << f << '\n';
+  for (const auto& f : r.failures) out << "FAILED     " << f << '\n';
+  for (const auto& u : r.unchecked) out << "UNCHECKED  " << u << '\n';
   PrintRecoveryFindings(out, r.orphan_keys, r.quarantined_tenants);
-  const bool ok = r.records_failed == 0 && r.orphan_keys.empty() && r.quarantined_tenants.empty();
-  out << fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed", ok ? "OK" : "FAILED",
-                     r.tenants, r.records_ok, r.records_failed);
-  if (!r.orphan_keys.empty()) out << fmt::format(", {} orphan key(s)", r.orphan_keys.size());
-  if (!r.quarantined_tenants.empty()) {
-    out << fmt::format(", {} quarantined tenant(s)", r.quarantined_tenants.size());
+  std::string line = fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed", r.ok() ? "OK" : "FAILED",
+                                 r.tenants, r.records_ok, r.records_failed);
+  if (r.records_unchecked != 0 || !r.unchecked.empty()) {
+    line += fmt::format(", about {} unchecked", r.records_unchecked);
   }
-  out << '\n';
+  if (!r.orphan_keys.empty()) line += fmt::format(", {} orphan key(s)", r.orphan_keys.size());
+  if (!r.quarantined_tenants.empty()) {
+    line += fmt::format(", {} quarantined tenant(s)", r.quarantined_tenants.size());
+  }
+  if (r.metadata_checked) {
+    line += fmt::format("; metadata: {} record(s) ok, {} failed", r.metadata_ok, r.metadata_failed);
+  } else {
+    line += "; metadata not checked (one tenant)";
+  }
+  out << line << '\n';
 }
 
 }  // namespace callvault::cli

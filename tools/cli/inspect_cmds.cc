@@ -15,10 +15,11 @@ class VerifyCommand final : public Command {
  public:
   std::string Name() const override { return "verify"; }
   std::string Help() const override {
-    return "Decrypt and check every record of one or all live tenants (exit 76 on any failure)";
+    return "Decrypt and check every record of one or all live tenants and the metadata (exit 76 on any "
+           "failure or unchecked record)";
   }
   void AddFlags(CLI::App* app) override {
-    app->add_option("--tenant", tenant_id_, "Verify this tenant only. Default: every live tenant");
+    app->add_option("--tenant", tenant_id_, "Verify this tenant only (not the metadata). Default: every live tenant and the metadata");
   }
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore();
@@ -32,13 +33,11 @@ class VerifyCommand final : public Command {
     } else {
       PrintVerifyReport(ctx.out(), *report);
     }
-    if (report->records_failed != 0) {
+    if (!report->ok()) {
       return RunResult::Reported(Status::Corruption(fmt::format(
-          "verify failed: {} record(s) did not decrypt or decode", report->records_failed)));
-    }
-    if (!report->quarantined_tenants.empty() || !report->orphan_keys.empty()) {
-      return RunResult::Reported(Status::Corruption(fmt::format(
-          "verify failed: {} quarantined tenant(s), {} orphan key(s); see above how to resolve",
+          "verify failed: {} record(s) did not decrypt or decode, {} metadata failure(s), about {} "
+          "record(s) unchecked, {} quarantined tenant(s), {} orphan key(s)",
+          report->records_failed, report->metadata_failed, report->records_unchecked,
           report->quarantined_tenants.size(), report->orphan_keys.size())));
     }
     return {};

@@ -99,7 +99,7 @@ class EraseCommand final : public Command {
     subject_.Add(app);
     app->add_option("--mode", mode_,
                     "delete: remove the calls; redact: remove the subject (name, email, phone, "
-                    "title, CRM links, speaker identity) from them. Default: delete")
+                    "title, user id also as owner, CRM links, speaker identity) from them. Default: delete")
         ->check(CLI::IsMember({"delete", "redact"}));
     app->add_flag("--dry-run", request_.dry_run, "Count the calls; change nothing. Default: off");
     app->add_option("--max-calls", request_.max_calls,

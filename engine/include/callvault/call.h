@@ -1,8 +1,10 @@
 // The data model of one call, as product.md describes it.
 //
 // Units are normalised on ingest (Store::PutCall checks them): instants are
-// int64 microseconds since the Unix epoch (UTC); durations and offsets are
-// uint32 milliseconds; emails are lower-case; phones are E.164 ("+" and
+// int64 microseconds since the Unix epoch (UTC), at or after 1970-01-01 and
+// before 2200-01-01 (limits::kMaxInstant); durations and offsets are
+// uint32 milliseconds; emails are case-folded (Unicode simple case folding,
+// docs/format.md); phones are E.164 ("+" and
 // 8-15 digits); languages are BCP-47 tags. Limits on every field are in
 // callvault/limits.h and docs/format.md.
 //
@@ -26,7 +28,7 @@ enum class CrmObjectType : uint8_t { kAccount = 0, kOpportunity = 1, kContact = 
 
 struct Participant {
   std::string name;
-  std::string email;    // lower-case, or empty
+  std::string email;    // case-folded, or empty
   std::string phone;    // E.164, or empty
   std::string title;    // job title
   std::string company;
@@ -86,7 +88,7 @@ struct Call {
   std::string source_call_id;  // the origin's id; the idempotency key when set
   std::string workspace_id;
   // when
-  int64_t started_at = 0;  // required, > 0; microseconds since epoch
+  int64_t started_at = 0;  // required, > 0 and < limits::kMaxInstant; microseconds since epoch
   uint32_t duration_ms = 0;
   int64_t scheduled_start = 0;  // 0 = unknown
   int64_t scheduled_end = 0;

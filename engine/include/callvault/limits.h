@@ -29,6 +29,15 @@ inline constexpr size_t kMaxTranscriptBytes = 8 * 1024 * 1024;
 inline constexpr size_t kMaxRecordBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxBatchCalls = 10000;
 inline constexpr uint32_t kMaxRetentionDays = 36500;
+// Instants (microseconds since the Unix epoch, UTC) are bounded to
+// [kMinInstant, kMaxInstant): 1970-01-01T00:00:00Z up to, not including,
+// 2200-01-01T00:00:00Z. Applies to Call::started_at (> 0), scheduled_start,
+// scheduled_end, created_at, updated_at (0 = unset), the purge_at of
+// ScheduleTenantPurge and the `now` of RunScheduledPurges and RunRetention.
+// A later instant would sort after every listing's default end
+// (ListQuery::to) and never expire.
+inline constexpr int64_t kMinInstant = 0;
+inline constexpr int64_t kMaxInstant = 7'258'118'400'000'000;  // 2200-01-01T00:00:00Z
 inline constexpr size_t kDefaultListLimit = 100;
 inline constexpr size_t kMaxListLimit = 1000;
 

@@ -88,8 +88,11 @@ struct Options {
   // keyring authentication failures that stop Open. Must not call back
   // into the store and must not throw. Default: none.
   std::function<void(const AuditEvent&)> audit_callback;
-  // The clock, in microseconds since the epoch, for churn deadlines and the
-  // background runner. Default: the system clock.
+  // The clock, in microseconds since the epoch, that decides: churn
+  // deadlines (ScheduleTenantPurge, CancelTenantPurge, churned_at) and the
+  // `now` of the background runner. It never stamps evidence: receipt
+  // times, audit event times, tenant and hold created_at and call times are
+  // always the system clock. Default: the system clock.
   std::function<int64_t()> clock;
 
   // --- Affect performance ---
@@ -226,7 +229,9 @@ struct CrmRef {
 // checks every other filter on each candidate's sealed summary, so it
 // decrypts the metadata only of calls it returns.
 struct ListQuery {
-  // started_at range, microseconds: [from, to). 0 and INT64_MAX by default.
+  // started_at range, microseconds: [from, to). 0 and INT64_MAX by default
+  // (every stored started_at is below limits::kMaxInstant, so the default
+  // range holds every call).
   int64_t from = 0;
   int64_t to = INT64_MAX;
   bool newest_first = true;
@@ -316,17 +321,43 @@ struct KeyReconcileReport {
   std::vector<Receipt> receipts;
 };
 
+// What Verify checked, what failed and what it could not check. A record
+// is "failed" when it was read and did not authenticate or decode; it is
+// "unchecked" when it was never read: a scan that stops early (an iterator
+// error, e.g. a damaged SST block) leaves the rest of that tenant (or of
+// the metadata instance) unchecked. Every authentication failure is also
+// audited: one "auth_failure" event per tenant and kind of failure (a
+// "verify_incomplete" event for a scan stopped by anything else).
 struct VerifyReport {
   uint64_t tenants = 0;
-  uint64_t records_ok = 0;
-  uint64_t records_failed = 0;
-  // Per failure: the tenant and a specific message. No content.
+  uint64_t records_ok = 0;      // tenant records read and checked
+  uint64_t records_failed = 0;  // tenant records read that failed
+  // Records never reached because a scan stopped: RocksDB's estimate of
+  // the keys beyond the last one read, at least 1 per stopped scan.
+  uint64_t records_unchecked = 0;
+  // The metadata instance (tenant registry, receipts and their signed
+  // chain, audit events and their hash chain) is checked by a verify of the
+  // whole store (no tenant given) only.
+  bool metadata_checked = false;
+  uint64_t metadata_ok = 0;
+  uint64_t metadata_failed = 0;  // records, and a broken receipt or audit chain
+  // Per failure: the tenant (or "metadata") and a specific message. No
+  // content. At most 10 per tenant; the counts above are complete.
   std::vector<std::string> failures;
   // Keys no live tenant owns (see OrphanKey), and tenants that recovery
   // quarantined (their registry record contradicts the keyring or their
   // data; see Store::ReinstateTenant). Their records are not checked.
   std::vector<OrphanKey> orphan_keys;
   std::vector<std::string> quarantined_tenants;
+  // Per stopped scan: "tenant X: scan stopped after N records: <reason>;
+  // about M remaining unchecked".
+  std::vector<std::string> unchecked;
+  // True only if everything was checked, nothing failed, and recovery left
+  // nothing for an operator to resolve (no orphan key, no quarantine).
+  bool ok() const {
+    return records_failed == 0 && metadata_failed == 0 && records_unchecked == 0 &&
+           unchecked.empty() && orphan_keys.empty() && quarantined_tenants.empty();
+  }
 };
 
 struct ShardStats {
@@ -498,7 +529,10 @@ class Store {
   Result<EraseResult> Erase(std::string_view tenant_id, const EraseRequest& request);
 
   // --- Inspection ----------------------------------------------------------
-  // Decrypts and checks every record of one tenant (or all live tenants).
+  // Decrypts and checks every record of one tenant, or of all live tenants
+  // and the metadata instance (VerifyReport says what it covers). Check
+  // VerifyReport::ok(): a damaged file may stop a scan, which leaves
+  // records unchecked rather than failed.
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id = std::nullopt);
   Result<StoreStats> Stats();
 
