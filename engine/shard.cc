@@ -7,6 +7,7 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include "engine/fs_util.h"
+#include "engine/info_log.h"
 
 namespace callvault {
 
@@ -83,14 +84,19 @@ Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what) {
 }
 
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
-                                           const SharedResources& res, bool create) {
-  std::unique_ptr<Shard> shard(new Shard(index, path, &res));
+                                           const SharedResources& res, bool create,
+                                           bool read_only) {
+  std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
   rocksdb::DBOptions dbo = res.db_options;
   dbo.listeners.push_back(shard->error_);
+  dbo.info_log = read_only ? NewDiscardingInfoLog() : NewInfoLog(path);
+  if (read_only) dbo.max_open_files = -1;
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
   if (!s.ok()) {
-    if (!create) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
+    if (!create || read_only) {
+      return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
+    }
     names = {rocksdb::kDefaultColumnFamilyName};
     dbo.create_if_missing = true;
   }
@@ -98,7 +104,8 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
   for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  s = rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+  s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db)
+                : rocksdb::DB::Open(dbo, path, descs, &handles, &db);
   if (!s.ok()) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
   shard->db_.reset(db);
   for (auto* h : handles) {
@@ -116,7 +123,7 @@ Shard::~Shard() {
   std::lock_guard<std::mutex> l(mu_);
   // Every acknowledged write is synced already; this makes unsynced ones
   // (sync_writes = false) durable too before closing.
-  SyncWal().IgnoreError();
+  if (!read_only_) SyncWal().IgnoreError();
   for (auto& [name, h] : families_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   families_.clear();
   db_->Close().PermitUncheckedError();

@@ -55,8 +55,13 @@ class Shard {
  public:
   // Opens every column family listed in the MANIFEST (ListColumnFamilies),
   // so that families whose tenant has no key can still be dropped.
+  // With `read_only`: RocksDB's read-only instance (no lock, nothing
+  // written; every table file opened at once, so a writer's compactions
+  // cannot take one away later), its info log discarded; Create, Drop,
+  // FlushAll and SyncWal are not to be called.
   static Result<std::unique_ptr<Shard>> Open(uint32_t index, const std::string& path,
-                                             const SharedResources& res, bool create);
+                                             const SharedResources& res, bool create,
+                                             bool read_only = false);
   ~Shard();
 
   uint32_t index() const { return index_; }
@@ -79,12 +84,13 @@ class Shard {
   size_t family_count() const;
 
  private:
-  Shard(uint32_t index, std::string path, const SharedResources* res)
-      : index_(index), path_(std::move(path)), res_(res) {}
+  Shard(uint32_t index, std::string path, const SharedResources* res, bool read_only)
+      : index_(index), path_(std::move(path)), res_(res), read_only_(read_only) {}
 
   const uint32_t index_;
   const std::string path_;
   const SharedResources* const res_;  // owned by the store; outlives the shard
+  const bool read_only_;
   std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>();  // listens on db_
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
