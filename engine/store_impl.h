@@ -69,6 +69,10 @@ struct Tenant : record::DictionarySource {
   SecretBytes cursor_key;                     // GUARDED_BY(life)
   SecretBytes recording_key;                  // GUARDED_BY(life)
   TenantDictionaries dicts;
+  // Read-only opens only: the registry says CREATING or PURGING, or the
+  // tenant is live without its key or column family, and the open could
+  // not recover it. Fixed after open.
+  bool needs_recovery = false;
 
   // Opens a record of this tenant's column family, finding the dictionary
   // it names. REQUIRES: life held.
@@ -110,6 +114,8 @@ class Store::Impl {
   ~Impl();
 
   Status OpenOrCreate();
+  bool read_only() const { return options_.read_only; }
+  uint64_t recovery_pending() const { return recovery_pending_; }
 
   // tenants.cc
   Result<TenantInfo> CreateTenant(const TenantSpec& spec);
@@ -183,7 +189,9 @@ class Store::Impl {
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id);
   Result<StoreStats> Stats();
   Result<std::vector<Receipt>> ListReceipts();
-  Result<std::string> SigningPublicKey() { return kp_->SigningPublicKey(); }
+  Result<std::string> SigningPublicKey() {
+    return read_only() ? kp_->ExistingSigningPublicKey() : kp_->SigningPublicKey();
+  }
   Status Flush();
   Status CompactAll();
   std::vector<std::string> ShardPaths() const;
@@ -192,11 +200,14 @@ class Store::Impl {
  private:
   // store.cc
   Status CreateNew();
+  Status OpenReadOnly();
   Status LoadHeader();
   Status LoadKeyring();
   Status OpenShards();
   Status LoadRegistry(std::vector<codec::TenantRecord>* records);
   Status Recover(std::vector<codec::TenantRecord> records);
+  // Read-only opens: registers every tenant as the registry has it.
+  Status RegisterAsIs(std::vector<codec::TenantRecord> records);
   Status ActivateTenant(const codec::TenantRecord& rec);
   Status PutHeader(std::string_view name, std::string_view value);
   Result<std::string> GetHeader(std::string_view name);
@@ -267,6 +278,7 @@ class Store::Impl {
   uint64_t receipt_seq_ = 0;                      // GUARDED_BY(admin_mu_)
   std::string last_receipt_hash_;                 // GUARDED_BY(admin_mu_)
   uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)
+  uint64_t recovery_pending_ = 0;                 // read-only opens; fixed after open
 
   std::mutex audit_mu_;
   uint64_t audit_seq_ = 0;          // GUARDED_BY(audit_mu_)
