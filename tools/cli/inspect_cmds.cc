@@ -21,7 +21,7 @@ class VerifyCommand final : public Command {
     app->add_option("--tenant", tenant_id_, "Verify this tenant only. Default: every live tenant");
   }
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     std::optional<std::string_view> only;
     if (!tenant_id_.empty()) only = tenant_id_;
@@ -51,7 +51,7 @@ class StatsCommand final : public Command {
   }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto stats = (*store)->Stats();
     if (!stats.ok()) return stats.status();
