@@ -21,7 +21,10 @@ Status FromIO(const IOStatus& s, std::string_view what) {
   m += s.ToString();
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(std::move(m));
   if (s.IsCorruption()) return Status::Corruption(std::move(m));
-  if (s.IsNoSpace()) return Status::IOError(DiskFull(std::move(m)));
+  if (s.IsNoSpace() || m.find("No space left on device") != std::string::npos) {
+    // (RocksDB wraps some, e.g. "Unable to persist options", in a plain IOError.)
+    return Status::IOError(DiskFull(std::move(m)));
+  }
   return Status::IOError(std::move(m));
 }
 
@@ -33,7 +36,10 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(std::move(m));
   if (s.IsCorruption()) return Status::Corruption(std::move(m));
   if (s.IsInvalidArgument()) return Status::FailedPrecondition(std::move(m));
-  if (s.IsNoSpace()) return Status::IOError(DiskFull(std::move(m)));
+  if (s.IsNoSpace() || m.find("No space left on device") != std::string::npos) {
+    // (RocksDB wraps some, e.g. "Unable to persist options", in a plain IOError.)
+    return Status::IOError(DiskFull(std::move(m)));
+  }
   return Status::IOError(std::move(m));
 }
 
