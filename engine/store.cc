@@ -373,7 +373,7 @@ Status Store::Impl::OpenOrCreate() {
   mo.info_log = NewInfoLog(path_ + "/meta");
   rocksdb::DB* db = nullptr;
   rocksdb::Status opened = rocksdb::DB::Open(mo, path_ + "/meta", &db);
-  if (opened.IsIOError() && opened.ToString().find("lock") != std::string::npos) {
+  if (opened.IsIOError() && opened.ToString().find("While lock file") != std::string::npos) {
     // RocksDB's LOCK file: another process has the store open for writing.
     return Status::FailedPrecondition(
         "the store is open for writing in another process (meta/LOCK is held); a read-only "
