@@ -83,6 +83,20 @@ Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what) {
   return fsutil::FromRocks(db->FlushWAL(true), what);
 }
 
+std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return "";
+  while (!current.empty() && current.back() == '\n') current.pop_back();
+  uint64_t size = 0;
+  if (!fs->GetFileSize(dir + "/" + current, rocksdb::IOOptions(), &size, nullptr).ok()) return "";
+  return current + ":" + std::to_string(size);
+}
+
+Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before) {
+  if (!before.empty() && ManifestStamp(fs, dir) == before) return Status::OK();
+  return Status::IOError("read-only open: the writer changed the instance while it was read; retry");
+}
+
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
                                            const SharedResources& res, bool create,
                                            bool read_only) {
@@ -104,10 +118,18 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
   for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
+  rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
+  const std::string stamp = read_only ? ManifestStamp(fs, path) : "";
   s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db)
                 : rocksdb::DB::Open(dbo, path, descs, &handles, &db);
-  if (!s.ok()) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+  if (!s.ok()) {
+    // A file the writer removed meanwhile (compaction, flush) is a race,
+    // not damage, if the instance changed: the caller retries.
+    if (read_only) CV_RETURN_IF_ERROR(CheckStamp(fs, path, stamp));
+    return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+  }
   shard->db_.reset(db);
+  Status stable = read_only ? CheckStamp(fs, path, stamp) : Status::OK();
   for (auto* h : handles) {
     if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
       db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -115,6 +137,7 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
       shard->families_[h->GetName()] = h;
     }
   }
+  CV_RETURN_IF_ERROR(stable);
   return shard;
 }
 

@@ -51,6 +51,14 @@ class ErrorFlag : public rocksdb::EventListener {
 // and the WAL is left alone.
 Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
 
+// What a read-only open of the instance at `dir` would read first: the
+// name of its current MANIFEST and that file's size. A read-only open
+// beside a writer is only consistent if this did not change while it ran
+// (a flush the open did not see may have deleted a WAL it then missed).
+std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir);
+// kIOError ("retry") if the stamp changed.
+Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before);
+
 class Shard {
  public:
   // Opens every column family listed in the MANIFEST (ListColumnFamilies),

@@ -135,7 +135,10 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   // A read-only open races the writer, which may delete a WAL or table file
   // between the moment RocksDB lists it and the moment it opens it: look
   // again.
-  for (int retry = 0; options.read_only && opened.code() == Code::kIOError && retry < 3; ++retry) {
+  // So may a flush the open did not see (ManifestStamp in shard.h).
+  for (int retry = 0; options.read_only && opened.code() == Code::kIOError && retry < 20; ++retry) {
+    impl.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * (retry + 1)));
     impl = std::make_unique<Impl>(options, abs);
     opened = impl->OpenOrCreate();
   }
@@ -330,9 +333,13 @@ Status Store::Impl::OpenReadOnly() {
   mo.info_log = NewDiscardingInfoLog();
   mo.max_open_files = -1;
   rocksdb::DB* db = nullptr;
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(rocksdb::DB::OpenForReadOnly(mo, path_ + "/meta", &db),
-                                       "open metadata instance read-only"));
+  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  const std::string stamp = ManifestStamp(fs, path_ + "/meta");
+  rocksdb::Status opened = rocksdb::DB::OpenForReadOnly(mo, path_ + "/meta", &db);
+  if (!opened.ok()) CV_RETURN_IF_ERROR(CheckStamp(fs, path_ + "/meta", stamp));  // a race: retry
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance read-only"));
   meta_.reset(db);
+  CV_RETURN_IF_ERROR(CheckStamp(fs, path_ + "/meta", stamp));
   if (!GetHeader("format").ok()) {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
