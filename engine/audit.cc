@@ -50,18 +50,21 @@ void Store::Impl::Audit(std::string kind, std::string_view tenant_id, std::strin
     e.tenant_id = std::string(tenant_id);
     e.detail = std::move(detail);
     e.prev_hash = audit_last_hash_;
-    const std::string key = format::AuditKey(e.sequence);
-    rocksdb::WriteBatch b;
-    Status s = fsutil::FromRocks(
-        b.Put(key, record::Seal(store_data_key_, record::Binding{}, key, codec::EncodeAudit(e))),
-        "audit batch");
-    if (s.ok()) s = fsutil::FromRocks(b.Put(format::HeaderKey("audit_seq"), std::to_string(e.sequence)), "audit batch");
-    if (s.ok()) s = fsutil::FromRocks(meta_->Write(meta_write_, &b), "write audit event");
-    if (!s.ok()) {
-      ++audit_failures_;
-    } else {
-      audit_seq_ = e.sequence;
-      audit_last_hash_ = crypto::Hex(crypto::Hash32(e.Canonical()));
+    // A read-only open writes nothing: the event goes to the callback only.
+    if (!read_only()) {
+      const std::string key = format::AuditKey(e.sequence);
+      rocksdb::WriteBatch b;
+      Status s = fsutil::FromRocks(
+          b.Put(key, record::Seal(store_data_key_, record::Binding{}, key, codec::EncodeAudit(e))),
+          "audit batch");
+      if (s.ok()) s = fsutil::FromRocks(b.Put(format::HeaderKey("audit_seq"), std::to_string(e.sequence)), "audit batch");
+      if (s.ok()) s = fsutil::FromRocks(meta_->Write(meta_write_, &b), "write audit event");
+      if (!s.ok()) {
+        ++audit_failures_;
+      } else {
+        audit_seq_ = e.sequence;
+        audit_last_hash_ = crypto::Hex(crypto::Hash32(e.Canonical()));
+      }
     }
   }
   if (options_.audit_callback) options_.audit_callback(e);
@@ -89,6 +92,7 @@ Status Store::Impl::LoadAudit() {
       audit_last_hash_ = crypto::Hex(crypto::Hash32(last.Canonical()));
     }
   }
+  if (read_only()) return Status::OK();  // folded in by the next writable open
   // Fold in keyring failures seen while the keys could not open.
   const std::string prefix(1, format::kPendingFailurePrefix);
   std::unique_ptr<rocksdb::Iterator> it(meta_->NewIterator(rocksdb::ReadOptions()));
@@ -107,7 +111,7 @@ Status Store::Impl::LoadAudit() {
 void Store::Impl::RecordKeyringFailure(const Status& s) {
   const int64_t now = NowMicros();
   std::string detail = std::string(CodeName(s.code())) + ": " + s.message();
-  if (meta_) {
+  if (meta_ && !read_only()) {
     std::string key(1, format::kPendingFailurePrefix);
     format::PutFixed64BE(&key, static_cast<uint64_t>(now));
     key += crypto::RandomString(8);

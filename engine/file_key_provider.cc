@@ -222,6 +222,21 @@ class FileKeyProvider final : public KeyProvider {
     return pk;
   }
 
+  Result<std::string> ExistingSigningPublicKey() override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (signing_key_.empty()) {
+      Status s = fsutil::ReadSecret(fs_.get(), dir_ + "/" + kSigningKeyName,
+                                    crypto_sign_SECRETKEYBYTES, &signing_key_);
+      if (s.code() == Code::kNotFound) {
+        return Status::NotFound("no signing key yet (no receipt has been signed)");
+      }
+      CV_RETURN_IF_ERROR(s);
+    }
+    std::string pk(crypto_sign_PUBLICKEYBYTES, '\0');
+    crypto_sign_ed25519_sk_to_pk(reinterpret_cast<unsigned char*>(pk.data()), signing_key_.data());
+    return pk;
+  }
+
   Result<std::string> Sign(std::string_view message) override {
     std::lock_guard<std::mutex> l(mu_);
     CV_RETURN_IF_ERROR(LoadSigningKeyLocked());

@@ -16,6 +16,13 @@ namespace callvault::fsutil {
 using rocksdb::IOOptions;
 using rocksdb::IOStatus;
 
+namespace {
+std::string DiskFull(std::string m) {
+  return "disk full: " + m +
+         " (free space, then reopen the store: every acknowledged write is kept)";
+}
+}  // namespace
+
 Status FromIO(const IOStatus& s, std::string_view what) {
   if (s.ok()) return Status::OK();
   std::string m(what);
@@ -23,6 +30,10 @@ Status FromIO(const IOStatus& s, std::string_view what) {
   m += s.ToString();
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(std::move(m));
   if (s.IsCorruption()) return Status::Corruption(std::move(m));
+  if (s.IsNoSpace() || m.find("No space left on device") != std::string::npos) {
+    // (RocksDB wraps some, e.g. "Unable to persist options", in a plain IOError.)
+    return Status::IOError(DiskFull(std::move(m)));
+  }
   return Status::IOError(std::move(m));
 }
 
@@ -34,6 +45,10 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(std::move(m));
   if (s.IsCorruption()) return Status::Corruption(std::move(m));
   if (s.IsInvalidArgument()) return Status::FailedPrecondition(std::move(m));
+  if (s.IsNoSpace() || m.find("No space left on device") != std::string::npos) {
+    // (RocksDB wraps some, e.g. "Unable to persist options", in a plain IOError.)
+    return Status::IOError(DiskFull(std::move(m)));
+  }
   return Status::IOError(std::move(m));
 }
 

@@ -7,6 +7,7 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include "engine/fs_util.h"
+#include "engine/info_log.h"
 
 namespace callvault {
 
@@ -82,15 +83,34 @@ Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what) {
   return fsutil::FromRocks(db->FlushWAL(true), what);
 }
 
+std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return "";
+  while (!current.empty() && current.back() == '\n') current.pop_back();
+  uint64_t size = 0;
+  if (!fs->GetFileSize(dir + "/" + current, rocksdb::IOOptions(), &size, nullptr).ok()) return "";
+  return current + ":" + std::to_string(size);
+}
+
+Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before) {
+  if (!before.empty() && ManifestStamp(fs, dir) == before) return Status::OK();
+  return Status::IOError("read-only open: the writer changed the instance while it was read; retry");
+}
+
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
-                                           const SharedResources& res, bool create) {
-  std::unique_ptr<Shard> shard(new Shard(index, path, &res));
+                                           const SharedResources& res, bool create,
+                                           bool read_only) {
+  std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
   rocksdb::DBOptions dbo = res.db_options;
   dbo.listeners.push_back(shard->error_);
+  dbo.info_log = read_only ? NewDiscardingInfoLog() : NewInfoLog(path);
+  if (read_only) dbo.max_open_files = -1;
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
   if (!s.ok()) {
-    if (!create) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
+    if (!create || read_only) {
+      return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
+    }
     names = {rocksdb::kDefaultColumnFamilyName};
     dbo.create_if_missing = true;
   }
@@ -98,9 +118,18 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
   for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  s = rocksdb::DB::Open(dbo, path, descs, &handles, &db);
-  if (!s.ok()) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+  rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
+  const std::string stamp = read_only ? ManifestStamp(fs, path) : "";
+  s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db)
+                : rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+  if (!s.ok()) {
+    // A file the writer removed meanwhile (compaction, flush) is a race,
+    // not damage, if the instance changed: the caller retries.
+    if (read_only) CV_RETURN_IF_ERROR(CheckStamp(fs, path, stamp));
+    return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+  }
   shard->db_.reset(db);
+  Status stable = read_only ? CheckStamp(fs, path, stamp) : Status::OK();
   for (auto* h : handles) {
     if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
       db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -108,6 +137,7 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
       shard->families_[h->GetName()] = h;
     }
   }
+  CV_RETURN_IF_ERROR(stable);
   return shard;
 }
 
@@ -116,7 +146,7 @@ Shard::~Shard() {
   std::lock_guard<std::mutex> l(mu_);
   // Every acknowledged write is synced already; this makes unsynced ones
   // (sync_writes = false) durable too before closing.
-  SyncWal().IgnoreError();
+  if (!read_only_) SyncWal().IgnoreError();
   for (auto& [name, h] : families_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   families_.clear();
   db_->Close().PermitUncheckedError();

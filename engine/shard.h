@@ -51,12 +51,25 @@ class ErrorFlag : public rocksdb::EventListener {
 // and the WAL is left alone.
 Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
 
+// What a read-only open of the instance at `dir` would read first: the
+// name of its current MANIFEST and that file's size. A read-only open
+// beside a writer is only consistent if this did not change while it ran
+// (a flush the open did not see may have deleted a WAL it then missed).
+std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir);
+// kIOError ("retry") if the stamp changed.
+Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before);
+
 class Shard {
  public:
   // Opens every column family listed in the MANIFEST (ListColumnFamilies),
   // so that families whose tenant has no key can still be dropped.
+  // With `read_only`: RocksDB's read-only instance (no lock, nothing
+  // written; every table file opened at once, so a writer's compactions
+  // cannot take one away later), its info log discarded; Create, Drop,
+  // FlushAll and SyncWal are not to be called.
   static Result<std::unique_ptr<Shard>> Open(uint32_t index, const std::string& path,
-                                             const SharedResources& res, bool create);
+                                             const SharedResources& res, bool create,
+                                             bool read_only = false);
   ~Shard();
 
   uint32_t index() const { return index_; }
@@ -79,12 +92,13 @@ class Shard {
   size_t family_count() const;
 
  private:
-  Shard(uint32_t index, std::string path, const SharedResources* res)
-      : index_(index), path_(std::move(path)), res_(res) {}
+  Shard(uint32_t index, std::string path, const SharedResources* res, bool read_only)
+      : index_(index), path_(std::move(path)), res_(res), read_only_(read_only) {}
 
   const uint32_t index_;
   const std::string path_;
   const SharedResources* const res_;  // owned by the store; outlives the shard
+  const bool read_only_;
   std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>();  // listens on db_
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;

@@ -11,6 +11,7 @@
 #include "engine/calls_internal.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
+#include "engine/info_log.h"
 #include "engine/kill_point.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
@@ -40,6 +41,14 @@ bool ParseU64(const std::string& s, uint64_t* out) {
   *out = v;
   return true;
 }
+
+Status ReadOnlyError(const char* what) {
+  return Status::NotSupported(std::string("store opened read-only: ") + what +
+                              " is not available (open without Options::read_only to write)");
+}
+
+#define CV_REFUSE_IF_READ_ONLY(what) \
+  if (impl_->read_only()) return ReadOnlyError(what)
 
 std::string Normalize(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
@@ -96,6 +105,9 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
     return Status::InvalidArgument("options.max_tenants_per_shard must be in [1, 100000]");
   }
   if (!options.region.empty()) CV_RETURN_IF_ERROR(validate::Region(options.region));
+  if (options.read_only && options.create_if_missing) {
+    return Status::InvalidArgument("options.read_only and options.create_if_missing exclude each other");
+  }
   rocksdb::Env* env = options.env ? options.env : rocksdb::Env::Default();
   (void)env;
   // Env::GetAbsolutePath in RocksDB 7.8 returns the working directory for
@@ -111,24 +123,45 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(abs, keys));
   auto impl = std::make_unique<Impl>(options, abs);
   // One writer per key directory, before any key is read or changed;
-  // released when the store closes (~Impl).
-  CV_RETURN_IF_ERROR(options.key_provider->AcquireWriterLock());
-  impl->holds_writer_lock_ = true;
-  CV_RETURN_IF_ERROR(impl->OpenOrCreate());
+  // released when the store closes (~Impl). A read-only open takes none.
+  if (!options.read_only) {
+    CV_RETURN_IF_ERROR(options.key_provider->AcquireWriterLock());
+    impl->holds_writer_lock_ = true;
+  }
+  Status opened = impl->OpenOrCreate();
+  // A read-only open races the writer, which may delete a WAL or table file
+  // between the moment RocksDB lists it and the moment it opens it: look
+  // again.
+  // So may a flush the open did not see (ManifestStamp in shard.h).
+  for (int retry = 0; options.read_only && opened.code() == Code::kIOError && retry < 20; ++retry) {
+    impl.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * (retry + 1)));
+    impl = std::make_unique<Impl>(options, abs);
+    opened = impl->OpenOrCreate();
+  }
+  CV_RETURN_IF_ERROR(opened);
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
-Result<TenantInfo> Store::CreateTenant(const TenantSpec& spec) { return impl_->CreateTenant(spec); }
+Result<TenantInfo> Store::CreateTenant(const TenantSpec& spec) {
+  CV_REFUSE_IF_READ_ONLY("CreateTenant");
+  return impl_->CreateTenant(spec);
+}
 Result<std::vector<TenantInfo>> Store::ListTenants() { return impl_->ListTenants(); }
 Result<TenantInfo> Store::DescribeTenant(std::string_view id) { return impl_->DescribeTenant(id); }
-Result<Receipt> Store::PurgeTenant(std::string_view id) { return impl_->PurgeTenant(id); }
+Result<Receipt> Store::PurgeTenant(std::string_view id) {
+  CV_REFUSE_IF_READ_ONLY("PurgeTenant");
+  return impl_->PurgeTenant(id);
+}
 Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call) {
+  CV_REFUSE_IF_READ_ONLY("PutCall");
   auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call});
   if (!v.ok()) return impl_->Observe(v.status(), "put", tenant_id);
   return v->front();
 }
 Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
                                                const std::vector<Call>& calls) {
+  CV_REFUSE_IF_READ_ONLY("PutCalls");
   auto r = impl_->PutCalls(tenant_id, calls);
   if (!r.ok()) return impl_->Observe(r.status(), "put", tenant_id);
   return r;
@@ -139,6 +172,7 @@ Result<Call> Store::GetCall(std::string_view t, std::string_view c, uint32_t par
   return r;
 }
 Status Store::DeleteCall(std::string_view t, std::string_view c) {
+  CV_REFUSE_IF_READ_ONLY("DeleteCall");
   return impl_->Observe(impl_->DeleteCall(t, c), "delete", t);
 }
 Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
@@ -158,6 +192,7 @@ Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_vi
 Result<std::unique_ptr<RecordingWriter>> Store::CreateRecording(std::string_view t,
                                                                std::string_view c,
                                                                const RecordingSpec& spec) {
+  CV_REFUSE_IF_READ_ONLY("CreateRecording");
   return impl_->CreateRecording(t, c, spec);
 }
 Result<std::vector<RecordingInfo>> Store::ListRecordings(std::string_view t, std::string_view c) {
@@ -168,6 +203,7 @@ Status Store::ReadRecording(std::string_view t, std::string_view c, std::string_
   return impl_->Observe(impl_->ReadRecording(t, c, r, offset, length, sink), "read_recording", t);
 }
 Status Store::DeleteRecording(std::string_view t, std::string_view c, std::string_view r) {
+  CV_REFUSE_IF_READ_ONLY("DeleteRecording");
   return impl_->DeleteRecording(t, c, r);
 }
 Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::string_view subject) {
@@ -176,6 +212,7 @@ Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::st
   return r;
 }
 Result<EraseResult> Store::Erase(std::string_view t, const EraseRequest& request) {
+  if (!request.dry_run) CV_REFUSE_IF_READ_ONLY("Erase (without dry_run)");
   auto r = impl_->Erase(t, request);
   if (!r.ok()) return impl_->Observe(r.status(), "erase", t);
   return r;
@@ -188,32 +225,57 @@ Result<KeyReconcileReport> Store::ReconcileKeys(bool dry_run) {
 Status Store::ReinstateTenant(std::string_view t) { return impl_->ReinstateTenant(t); }
 Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }
 Status Store::ScheduleTenantPurge(std::string_view t, int64_t purge_at) {
+  CV_REFUSE_IF_READ_ONLY("ScheduleTenantPurge");
   return impl_->ScheduleTenantPurge(t, purge_at);
 }
-Status Store::CancelTenantPurge(std::string_view t) { return impl_->CancelTenantPurge(t); }
+Status Store::CancelTenantPurge(std::string_view t) {
+  CV_REFUSE_IF_READ_ONLY("CancelTenantPurge");
+  return impl_->CancelTenantPurge(t);
+}
 Result<std::vector<Receipt>> Store::RunScheduledPurges(int64_t now) {
+  CV_REFUSE_IF_READ_ONLY("RunScheduledPurges");
   return impl_->RunScheduledPurges(now);
 }
-Status Store::SetRetention(std::string_view t, uint32_t days) { return impl_->SetRetention(t, days); }
+Status Store::SetRetention(std::string_view t, uint32_t days) {
+  CV_REFUSE_IF_READ_ONLY("SetRetention");
+  return impl_->SetRetention(t, days);
+}
 Status Store::SetWorkspaceRetention(std::string_view t, std::string_view w,
                                     std::optional<uint32_t> days) {
+  CV_REFUSE_IF_READ_ONLY("SetWorkspaceRetention");
   return impl_->SetWorkspaceRetention(t, w, days);
 }
 Status Store::SetCallPinned(std::string_view t, std::string_view c, bool pinned) {
+  CV_REFUSE_IF_READ_ONLY("SetCallPinned");
   return impl_->SetCallPinned(t, c, pinned);
 }
 Result<RetentionReport> Store::RunRetention(int64_t now, bool dry_run) {
+  if (!dry_run) CV_REFUSE_IF_READ_ONLY("RunRetention (without dry_run)");
   return impl_->RunRetention(now, dry_run);
 }
-Status Store::PlaceHold(std::string_view t, const Hold& h) { return impl_->PlaceHold(t, h); }
-Status Store::ReleaseHold(std::string_view t, std::string_view h) { return impl_->ReleaseHold(t, h); }
+Status Store::PlaceHold(std::string_view t, const Hold& h) {
+  CV_REFUSE_IF_READ_ONLY("PlaceHold");
+  return impl_->PlaceHold(t, h);
+}
+Status Store::ReleaseHold(std::string_view t, std::string_view h) {
+  CV_REFUSE_IF_READ_ONLY("ReleaseHold");
+  return impl_->ReleaseHold(t, h);
+}
 Result<std::vector<Hold>> Store::ListHolds(std::string_view t) { return impl_->ListHolds(t); }
 Result<std::vector<AuditEvent>> Store::ListAudit(int64_t since, std::string_view kind) {
   return impl_->ListAudit(since, kind);
 }
 Result<std::string> Store::SigningPublicKey() { return impl_->SigningPublicKey(); }
-Status Store::Flush() { return impl_->Flush(); }
-Status Store::CompactAll() { return impl_->CompactAll(); }
+Status Store::Flush() {
+  CV_REFUSE_IF_READ_ONLY("Flush");
+  return impl_->Flush();
+}
+Status Store::CompactAll() {
+  CV_REFUSE_IF_READ_ONLY("CompactAll");
+  return impl_->CompactAll();
+}
+bool Store::read_only() const { return impl_->read_only(); }
+uint64_t Store::RecoveryPending() const { return impl_->recovery_pending(); }
 std::vector<std::string> Store::ShardPaths() const { return impl_->ShardPaths(); }
 std::string Store::MetaPath() const { return impl_->MetaPath(); }
 
@@ -239,7 +301,7 @@ Store::Impl::~Impl() {
   }
   shards_.clear();
   if (meta_) {
-    SyncWal(meta_.get(), *meta_error_, "sync metadata WAL").IgnoreError();
+    if (!read_only()) SyncWal(meta_.get(), *meta_error_, "sync metadata WAL").IgnoreError();
     meta_->Close().PermitUncheckedError();
   }
   if (holds_writer_lock_) kp_->ReleaseWriterLock();
@@ -264,6 +326,43 @@ Result<std::string> Store::Impl::GetHeader(std::string_view name) {
   return v;
 }
 
+// Read-only: the same steps as a writable open, minus every write (no
+// directory created, no header update, no key retired, no pending failure
+// folded into the audit log, no recovery, no background runner).
+Status Store::Impl::OpenReadOnly() {
+  rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
+  mo.enable_blob_files = false;
+  mo.info_log = NewDiscardingInfoLog();
+  mo.max_open_files = -1;
+  rocksdb::DB* db = nullptr;
+  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  const std::string stamp = ManifestStamp(fs, path_ + "/meta");
+  rocksdb::Status opened = rocksdb::DB::OpenForReadOnly(mo, path_ + "/meta", &db);
+  if (!opened.ok()) CV_RETURN_IF_ERROR(CheckStamp(fs, path_ + "/meta", stamp));  // a race: retry
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance read-only"));
+  meta_.reset(db);
+  CV_RETURN_IF_ERROR(CheckStamp(fs, path_ + "/meta", stamp));
+  if (!GetHeader("format").ok()) {
+    return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
+  }
+  CV_RETURN_IF_ERROR(LoadHeader());
+  // A writer that rotates the keys between listing the keyring generations
+  // and opening the newest one destroys the KEK it was sealed under: look
+  // again.
+  Status keys;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    keys = LoadKeyring();
+    if (keys.code() != Code::kKeyError) break;
+  }
+  if (keys.code() == Code::kKeyError) RecordKeyringFailure(keys);
+  CV_RETURN_IF_ERROR(keys);
+  CV_RETURN_IF_ERROR(LoadAudit());
+  CV_RETURN_IF_ERROR(OpenShards());
+  std::vector<codec::TenantRecord> records;
+  CV_RETURN_IF_ERROR(LoadRegistry(&records));
+  return RegisterAsIs(std::move(records));
+}
+
 Status Store::Impl::OpenOrCreate() {
   crypto::Init();
   res_ = SharedResources::Make(options_);
@@ -272,6 +371,7 @@ Status Store::Impl::OpenOrCreate() {
   if (!exists && !options_.create_if_missing) {
     return Status::NotFound("no callvault store in this directory (use create_if_missing / init)");
   }
+  if (read_only()) return OpenReadOnly();
   CV_RETURN_IF_ERROR(fsutil::FromRocks(env->CreateDirIfMissing(path_), "create store directory"));
   CV_RETURN_IF_ERROR(
       fsutil::FromRocks(env->CreateDirIfMissing(path_ + "/shards"), "create shards directory"));
@@ -279,9 +379,16 @@ Status Store::Impl::OpenOrCreate() {
   mo.create_if_missing = true;
   mo.enable_blob_files = false;
   mo.listeners.push_back(meta_error_);
+  mo.info_log = NewInfoLog(path_ + "/meta");
   rocksdb::DB* db = nullptr;
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(rocksdb::DB::Open(mo, path_ + "/meta", &db),
-                                       "open metadata instance"));
+  rocksdb::Status opened = rocksdb::DB::Open(mo, path_ + "/meta", &db);
+  if (opened.IsIOError() && opened.ToString().find("While lock file") != std::string::npos) {
+    // RocksDB's LOCK file: another process has the store open for writing.
+    return Status::FailedPrecondition(
+        "the store is open for writing in another process (meta/LOCK is held); a read-only "
+        "open (Options::read_only) can inspect it meanwhile");
+  }
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance"));
   meta_.reset(db);
   if (!GetHeader("format").ok()) {
     // A metadata instance without a header: an init that did not finish.
@@ -416,7 +523,7 @@ Status Store::Impl::LoadKeyring() {
                             std::to_string(k.generation) + " but the store has seen generation " +
                             std::to_string(recorded) + "; refusing to open");
   }
-  if (k.generation > recorded) {
+  if (k.generation > recorded && !read_only()) {
     CV_RETURN_IF_ERROR(PutHeader("keyring_gen", std::to_string(k.generation)));
   }
   store_data_key_ = k.store_data_key.Clone();
@@ -424,7 +531,7 @@ Status Store::Impl::LoadKeyring() {
   highest_keyring_gen_ = gens.back();
   std::lock_guard<std::mutex> l(admin_mu_);
   keyring_ = std::move(k);
-  return RetireStaleKeys();
+  return read_only() ? Status::OK() : RetireStaleKeys();
 }
 
 Status Store::Impl::OpenShards() {
@@ -439,7 +546,7 @@ Status Store::Impl::OpenShards() {
   std::atomic<uint32_t> next{0};
   auto work = [&] {
     for (uint32_t i; (i = next.fetch_add(1)) < n;) {
-      auto r = Shard::Open(i, ShardDir(path_, i), *res_, false);
+      auto r = Shard::Open(i, ShardDir(path_, i), *res_, false, read_only());
       if (r.ok()) opened[i] = std::move(*r);
       else status[i] = r.status();
     }
@@ -506,16 +613,46 @@ Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
   t->rec = rec;
   t->state = rec.state;
   if (rec.state == TenantState::kActive) {
-    if (rec.shard >= shards_.size()) return Status::Corruption("tenant registered in a missing shard");
-    t->shard = shards_[rec.shard].get();
-    t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id));
-    if (t->cf == nullptr) return Status::Corruption("a live tenant's column family is missing");
+    Status missing;
     const SecretBytes* dek = keyring_.Find(rec.internal_id, rec.key_version);
-    if (dek == nullptr) return Status::Corruption("a live tenant's key version is missing");
-    DeriveKeys(t.get(), *dek);
+    if (rec.shard >= shards_.size()) {
+      missing = Status::Corruption("tenant registered in a missing shard");
+    } else {
+      t->shard = shards_[rec.shard].get();
+      t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id));
+      if (t->cf == nullptr) missing = Status::Corruption("a live tenant's column family is missing");
+      else if (dek == nullptr) missing = Status::Corruption("a live tenant's key version is missing");
+    }
+    if (!missing.ok()) {
+      // A read-only open shows the tenant as the registry has it.
+      if (!read_only()) return missing;
+      t->cf = nullptr;
+      t->needs_recovery = true;
+      ++recovery_pending_;
+    } else {
+      DeriveKeys(t.get(), *dek);
+    }
+  } else if (read_only() &&
+             (rec.state == TenantState::kCreating || rec.state == TenantState::kPurging)) {
+    t->needs_recovery = true;
+    ++recovery_pending_;
   }
   std::unique_lock<std::shared_mutex> m(map_mu_);
   tenants_[rec.tenant_id] = std::move(t);
+  return Status::OK();
+}
+
+Status Store::Impl::RegisterAsIs(std::vector<codec::TenantRecord> records) {
+  std::lock_guard<std::mutex> l(admin_mu_);
+  if (receipt_seq_ > 0) {
+    CV_ASSIGN_OR_RETURN(Receipt last, ReadReceipt(receipt_seq_));
+    last_receipt_hash_ = crypto::Hex(crypto::Hash32(last.Canonical() + last.signature));
+  }
+  for (const auto& rec : records) {
+    // A live tenant whose key is gone (purged since this copy, or by the
+    // writer since the metadata was read) is not readable either.
+    CV_RETURN_IF_ERROR(ActivateTenant(rec));
+  }
   return Status::OK();
 }
 

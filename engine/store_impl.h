@@ -74,6 +74,10 @@ struct Tenant : record::DictionarySource {
   SecretBytes cursor_key;                     // GUARDED_BY(life)
   SecretBytes recording_key;                  // GUARDED_BY(life)
   TenantDictionaries dicts;
+  // Read-only opens only: the registry says CREATING or PURGING, or the
+  // tenant is live without its key or column family, and the open could
+  // not recover it. Fixed after open.
+  bool needs_recovery = false;
 
   // Opens a record of this tenant's column family, finding the dictionary
   // it names. REQUIRES: life held.
@@ -115,6 +119,8 @@ class Store::Impl {
   ~Impl();
 
   Status OpenOrCreate();
+  bool read_only() const { return options_.read_only; }
+  uint64_t recovery_pending() const { return recovery_pending_; }
 
   // tenants.cc
   Result<TenantInfo> CreateTenant(const TenantSpec& spec);
@@ -195,7 +201,9 @@ class Store::Impl {
   // recover.cc
   Result<KeyReconcileReport> ReconcileKeys(bool dry_run);
   Status ReinstateTenant(std::string_view tenant_id);
-  Result<std::string> SigningPublicKey() { return kp_->SigningPublicKey(); }
+  Result<std::string> SigningPublicKey() {
+    return read_only() ? kp_->ExistingSigningPublicKey() : kp_->SigningPublicKey();
+  }
   Status Flush();
   Status CompactAll();
   std::vector<std::string> ShardPaths() const;
@@ -204,11 +212,14 @@ class Store::Impl {
  private:
   // store.cc
   Status CreateNew();
+  Status OpenReadOnly();
   Status LoadHeader();
   Status LoadKeyring();
   Status OpenShards();
   Status LoadRegistry(std::vector<codec::TenantRecord>* records);
   Status Recover(std::vector<codec::TenantRecord> records);
+  // Read-only opens: registers every tenant as the registry has it.
+  Status RegisterAsIs(std::vector<codec::TenantRecord> records);
   Status ActivateTenant(const codec::TenantRecord& rec);
   // recover.cc (docs/decisions/0012). All REQUIRE admin_mu_.
   // A tenant's runtime state with its keys and column family when the
@@ -302,6 +313,7 @@ class Store::Impl {
   std::string last_receipt_hash_;                 // GUARDED_BY(admin_mu_)
   uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)
   bool holds_writer_lock_ = false;  // kp_->AcquireWriterLock() succeeded (Store::Open)
+  uint64_t recovery_pending_ = 0;                 // read-only opens; fixed after open
 
   std::mutex audit_mu_;
   uint64_t audit_seq_ = 0;          // GUARDED_BY(audit_mu_)

@@ -27,6 +27,11 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
     if (it == tenants_.end()) return Status::NotFound("unknown tenant");
     t = it->second;
   }
+  if (t->needs_recovery) {
+    return Status::FailedPrecondition(
+        "tenant needs recovery that a read-only open cannot do (mid-create or mid-purge, or its "
+        "key or column family is gone); the writer, or the next writable open, completes it");
+  }
   // Checked before and after taking the lock: a purge that has begun makes
   // new operations fail without queueing on the lock.
   if (t->state.load() != TenantState::kActive) return Status::TenantPurged("tenant purged");

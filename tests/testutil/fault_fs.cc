@@ -301,6 +301,7 @@ IOStatus FaultFS::CheckLocked(uint32_t op, const std::string& path) {
       ++injected_;
       std::string what = std::string(kInjectedMessage) + " (" + FaultOpName(op) + ")";
       if (first_injected_.empty()) first_injected_ = what + " " + path;
+      if (spec_.no_space) return IOStatus::NoSpace(what, path);
       return IOStatus::IOError(what, path);
     }
   }

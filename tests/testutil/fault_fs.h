@@ -88,6 +88,8 @@ struct FaultSpec {
   uint32_t kinds = kOpAll;
   uint64_t nth = 1;      // 1 = the first matching operation after Inject
   bool forever = false;  // keep failing every later matching operation
+  // Fail with IOStatus::NoSpace (ENOSPC, a full disk) instead of IOError.
+  bool no_space = false;
 };
 
 class FaultFS : public rocksdb::FileSystemWrapper {

@@ -99,7 +99,7 @@ class CallGetCommand final : public Command {
   RunResult Run(Context& ctx) override {
     auto parts = ParseParts(parts_);
     if (!parts.ok()) return RunResult::Usage(parts.status().message());
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto call = (*store)->GetCall(tenant_id_, call_id_, *parts);
     if (!call.ok()) return call.status();
@@ -211,7 +211,7 @@ class CallListCommand final : public Command {
     q.limit = limit_;
     q.cursor = cursor_;
     q.newest_first = !oldest_first_;
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto page = (*store)->ListCalls(tenant_id_, q);
     if (!page.ok()) return page.status();
@@ -289,7 +289,7 @@ class CallTranscriptCommand final : public Command {
   }
   RunResult Run(Context& ctx) override {
     if (from_ms_ > to_ms_) return RunResult::Usage("--from-ms: after --to-ms");
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto segments = (*store)->GetTranscriptWindow(tenant_id_, call_id_, from_ms_, to_ms_);
     if (!segments.ok()) return segments.status();

@@ -20,8 +20,9 @@ namespace {
 
 constexpr char kFooter[] =
     "Exit codes: 0 ok, 64 usage, 65 invalid input, 66 not found or tenant purged,\n"
-    "69 unavailable, 70 internal, 73 already exists, 74 I/O error, 76 corruption\n"
-    "(verify failed), 77 key error, 78 failed precondition. See docs/cli.md.";
+    "69 unavailable, 70 internal, 73 already exists, 74 I/O error, 75 store open in\n"
+    "another process (retry later), 76 corruption (verify failed), 77 key error,\n"
+    "78 failed precondition. See docs/cli.md.";
 
 std::string GroupHelp(const std::string& group) {
   if (group == "tenant") {
@@ -64,6 +65,7 @@ int Finish(Context& ctx, const RunResult& r) {
     return kExitUsage;
   }
   PrintError(ctx, CodeName(r.status().code()), r.status().message(), ctx.json() && !r.reported());
+  if (ctx.store_busy()) return kExitTempFail;
   return ExitCodeFor(r.status().code());
 }
 

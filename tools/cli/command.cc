@@ -1,5 +1,6 @@
 #include "tools/cli/command.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -45,7 +46,27 @@ bool Context::ErrIsTerminal() const { return &err_ == &std::cerr && ::isatty(STD
 
 bool Context::OutIsTerminal() const { return &out_ == &std::cout && ::isatty(STDOUT_FILENO) == 1; }
 
-Result<std::unique_ptr<Store>> Context::OpenStore() const {
+namespace {
+
+// The process holding RocksDB's lock on the store's metadata instance
+// (fcntl F_GETLK on meta/LOCK: opened read-only, nothing changed): its pid,
+// 0 if held by a process we cannot name, -1 if not held.
+long LockHolder(const std::string& db) {
+  const std::string lock = db + "/meta/LOCK";
+  int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  long holder = -1;
+  if (::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) holder = fl.l_pid > 0 ? fl.l_pid : 0;
+  ::close(fd);
+  return holder;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode) const {
   std::error_code ec;
   const bool has_files = fs::is_directory(flags_.db, ec) && !fs::is_empty(flags_.db, ec);
   if (!has_files) {
@@ -64,7 +85,30 @@ Result<std::unique_ptr<Store>> Context::OpenStore() const {
   Options o;
   o.key_provider = *kp;
   o.create_if_missing = false;
-  return Store::Open(o, flags_.db);
+  o.read_only = mode == OpenMode::kReadOnly;
+  auto store = Store::Open(o, flags_.db);
+  if (!store.ok()) {
+    if (mode == OpenMode::kWrite) {
+      const long holder = LockHolder(flags_.db);
+      if (holder >= 0) {
+        store_busy_ = true;
+        return Status::FailedPrecondition(
+            "the store is open for writing in another process" +
+            (holder > 0 ? " (pid " + std::to_string(holder) + ")" : std::string()) +
+            "; this command writes: retry when that process has closed it. Commands that only "
+            "read (stats, verify, tenant list/show, call get/list, receipts, audit, ...) work "
+            "meanwhile");
+      }
+    }
+    return store.status();
+  }
+  if ((*store)->RecoveryPending() > 0) {
+    err_ << "callvault: note: " << (*store)->RecoveryPending()
+         << " tenant(s) are mid-create or mid-purge, or lack their key or column family; a "
+            "read-only open shows them as they are and cannot read them (the process that holds "
+            "the store, or the next command that writes, completes the recovery)\n";
+  }
+  return store;
 }
 
 void Context::PrintJson(const nlohmann::json& value) {

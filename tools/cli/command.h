@@ -62,6 +62,11 @@ class [[nodiscard]] RunResult {
   std::string usage_message_;
 };
 
+// How a verb opens the store: commands that only read open it read-only
+// (Options::read_only: no lock taken, nothing written), so they work while
+// a service holds the store open; commands that write open it writable.
+enum class OpenMode { kWrite, kReadOnly };
+
 // The state a verb runs with: the global flags and the output streams.
 class Context {
  public:
@@ -83,8 +88,13 @@ class Context {
   std::string KeyDir() const;
   // Opens the existing store named by --db with the keys of KeyDir().
   // kNotFound if there is no store there; kKeyError if the key directory
-  // does not exist.
-  Result<std::unique_ptr<Store>> OpenStore() const;
+  // does not exist. kReadOnly notes on stderr when the store needs recovery
+  // that a read-only open cannot do. kWrite on a store that another process
+  // holds open: kFailedPrecondition naming that process if known, and the
+  // command exits with 75 (EX_TEMPFAIL, store_busy()).
+  Result<std::unique_ptr<Store>> OpenStore(OpenMode mode = OpenMode::kWrite) const;
+  // A writable open failed because another process holds the store.
+  bool store_busy() const { return store_busy_; }
   // Prints `value` on stdout, indented by two spaces, invalid UTF-8 replaced.
   void PrintJson(const nlohmann::json& value);
 
@@ -92,6 +102,7 @@ class Context {
   GlobalFlags flags_;
   std::ostream& out_;
   std::ostream& err_;
+  mutable bool store_busy_ = false;
 };
 
 // One verb. Group() is "" for a top-level verb ("init", "verify", "refs",

@@ -102,7 +102,7 @@ class RetentionRunCommand final : public Command {
   RunResult Run(Context& ctx) override {
     auto now = NowFlag(now_);
     if (!now.ok()) return RunResult::Usage(now.status().message());
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(dry_run_ ? OpenMode::kReadOnly : OpenMode::kWrite);
     if (!store.ok()) return store.status();
     std::vector<PurgeOutcome> purges;
     if (purges_) {
@@ -150,7 +150,7 @@ class PurgesRunCommand final : public Command {
   RunResult Run(Context& ctx) override {
     auto now = NowFlag(now_);
     if (!now.ok()) return RunResult::Usage(now.status().message());
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(dry_run_ ? OpenMode::kReadOnly : OpenMode::kWrite);
     if (!store.ok()) return store.status();
     auto purges = RunPurges(store->get(), *now, dry_run_);
     if (!purges.ok()) return purges.status();
@@ -189,7 +189,7 @@ class AuditListCommand final : public Command {
       if (!t.ok()) return RunResult::Usage(t.status().message());
       since = *t;
     }
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto events = (*store)->ListAudit(since, kind_);
     if (!events.ok()) return events.status();
@@ -217,7 +217,7 @@ class AuditVerifyCommand final : public Command {
   }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto events = (*store)->ListAudit();
     if (!events.ok()) return events.status();

@@ -16,6 +16,7 @@ inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: not supported, l
 inline constexpr int kExitSoftware = 70;     // EX_SOFTWARE: internal error (a bug)
 inline constexpr int kExitCantCreate = 73;   // EX_CANTCREAT: already exists
 inline constexpr int kExitIoError = 74;      // EX_IOERR: file system or RocksDB I/O
+inline constexpr int kExitTempFail = 75;     // EX_TEMPFAIL: the store is open in another process
 inline constexpr int kExitProtocol = 76;     // EX_PROTOCOL: corruption, verify failure
 inline constexpr int kExitNoPerm = 77;       // EX_NOPERM: wrong keys, keyring rollback
 inline constexpr int kExitConfig = 78;       // EX_CONFIG: failed precondition

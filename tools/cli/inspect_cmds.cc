@@ -22,7 +22,7 @@ class VerifyCommand final : public Command {
     app->add_option("--tenant", tenant_id_, "Verify this tenant only (not the metadata). Default: every live tenant and the metadata");
   }
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     std::optional<std::string_view> only;
     if (!tenant_id_.empty()) only = tenant_id_;
@@ -55,7 +55,7 @@ class StatsCommand final : public Command {
   }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto stats = (*store)->Stats();
     if (!stats.ok()) return stats.status();

@@ -20,7 +20,7 @@ class ReceiptsListCommand final : public Command {
   }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto receipts = (*store)->ListReceipts();
     if (!receipts.ok()) return receipts.status();
@@ -44,7 +44,7 @@ class ReceiptsShowCommand final : public Command {
     app->add_option("SEQ", sequence_, "The receipt's sequence number (1, 2, ...)")->required();
   }
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto receipts = (*store)->ListReceipts();
     if (!receipts.ok()) return receipts.status();
@@ -64,6 +64,20 @@ class ReceiptsShowCommand final : public Command {
   uint64_t sequence_ = 0;
 };
 
+// The signing key is made on first use, which writes the key directory: a
+// read-only open that finds none yet reopens the store writable to make it.
+Result<std::string> PublicKey(Context& ctx, std::unique_ptr<Store>* store) {
+  auto key = (*store)->SigningPublicKey();
+  if (key.ok() || key.status().code() != Code::kNotFound || !(*store)->read_only()) return key;
+  store->reset();
+  ctx.err() << "callvault: note: no receipt-signing key yet; opening the store writable to "
+               "create it\n";
+  auto writable = ctx.OpenStore(OpenMode::kWrite);
+  if (!writable.ok()) return writable.status();
+  *store = std::move(*writable);
+  return (*store)->SigningPublicKey();
+}
+
 class ReceiptsVerifyCommand final : public Command {
  public:
   std::string Group() const override { return "receipts"; }
@@ -73,9 +87,9 @@ class ReceiptsVerifyCommand final : public Command {
   }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
-    auto key = (*store)->SigningPublicKey();
+    auto key = PublicKey(ctx, &*store);
     if (!key.ok()) return key.status();
     auto receipts = (*store)->ListReceipts();
     if (!receipts.ok()) {
@@ -124,9 +138,9 @@ class ReceiptsPubkeyCommand final : public Command {
   }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
-    auto key = (*store)->SigningPublicKey();
+    auto key = PublicKey(ctx, &*store);
     if (!key.ok()) return key.status();
     if (ctx.json()) {
       ctx.PrintJson({{"public_key", Hex(*key)}});

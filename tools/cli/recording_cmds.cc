@@ -257,7 +257,7 @@ class RecordingGetCommand final : public Command {
           "refusing to write a recording to a terminal: redirect stdout (> FILE) or pass "
           "--output FILE");
     }
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto recordings = ListOfCall(store->get(), tenant_id_, call_id_);
     if (!recordings.ok()) return recordings.status();
@@ -355,7 +355,7 @@ class RecordingListCommand final : public Command {
     app->add_option("CALL_ID", call_id_, "The call id")->required();
   }
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto recordings = ListOfCall(store->get(), tenant_id_, call_id_);
     if (!recordings.ok()) return recordings.status();

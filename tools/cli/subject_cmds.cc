@@ -56,7 +56,7 @@ class RefsCommand final : public Command {
   RunResult Run(Context& ctx) override {
     auto subject = subject_.Get();
     if (!subject.ok()) return RunResult::Usage(subject.status().message());
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto refs = (*store)->FindReferences(tenant_id_, *subject);
     if (!refs.ok()) return refs.status();
@@ -114,7 +114,7 @@ class EraseCommand final : public Command {
     request_.subject = *subject;
     request_.mode = mode_ == "redact" ? EraseMode::kRedact : EraseMode::kDelete;
     request_.physical = !no_physical_;
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(request_.dry_run ? OpenMode::kReadOnly : OpenMode::kWrite);
     if (!store.ok()) return store.status();
     auto result = (*store)->Erase(tenant_id_, request_);
     if (!result.ok()) return result.status();

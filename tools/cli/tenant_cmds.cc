@@ -50,7 +50,7 @@ class TenantListCommand final : public Command {
   std::string Help() const override { return "List every tenant, purged ones included"; }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto tenants = (*store)->ListTenants();
     if (!tenants.ok()) return tenants.status();
@@ -74,7 +74,7 @@ class TenantShowCommand final : public Command {
     app->add_option("ID", tenant_id_, "The tenant id")->required();
   }
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto t = (*store)->DescribeTenant(tenant_id_);
     if (!t.ok()) return t.status();
@@ -326,7 +326,7 @@ class TenantHoldsCommand final : public Command {
     app->add_option("ID", tenant_id_, "The tenant id")->required();
   }
   RunResult Run(Context& ctx) override {
-    auto store = ctx.OpenStore();
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto holds = (*store)->ListHolds(tenant_id_);
     if (!holds.ok()) return holds.status();

@@ -85,6 +85,11 @@ class KeyProvider {
   // --- Receipt signing (Ed25519) -------------------------------------------
   // Creates the signing key on first use.
   virtual Result<std::string> SigningPublicKey() = 0;  // 32 bytes
+  // The public key without creating the signing key: kNotFound if there is
+  // none yet (no receipt was ever signed). Read-only opens use this.
+  // Default: SigningPublicKey() (right for providers where that creates
+  // nothing).
+  virtual Result<std::string> ExistingSigningPublicKey() { return SigningPublicKey(); }
   virtual Result<std::string> Sign(std::string_view message) = 0;  // 64 bytes
 };
 

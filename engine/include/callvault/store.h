@@ -63,6 +63,20 @@ struct Options {
   std::shared_ptr<KeyProvider> key_provider;
   // Create the store if the directory holds none. Default: false.
   bool create_if_missing = false;
+  // Open for inspection only, beside a process that holds the store open
+  // for writing (docs/operations.md, "Inspecting a live store"). Takes no
+  // lock and writes nothing to the store directory or the key directory:
+  // no recovery (a tenant left CREATING or PURGING, or whose key or column
+  // family is gone, is shown as it is and its reads give
+  // kFailedPrecondition; RecoveryPending() counts them), no header update,
+  // no key retirement, no audit event stored (the audit callback still
+  // sees them), no background runner, no signing key created. Sees the
+  // store as it was at open (RocksDB read-only instances: what the writer
+  // had in its WAL and SST files then), not the writer's later changes.
+  // Every method that writes returns kNotSupported ("store opened
+  // read-only") and changes nothing; RunRetention and Erase work with
+  // dry_run. Excludes create_if_missing (kInvalidArgument). Default: false.
+  bool read_only = false;
   // The store's region, fixed when it is created. At open, a non-empty value
   // must match the stored one (kFailedPrecondition otherwise). Tenants are
   // created in the store's region only. Default: "" (at creation: "default").
@@ -421,7 +435,19 @@ class Store {
   // kNotFound (no store and !create_if_missing), kKeyError (wrong keys,
   // rollback), kCorruption, kIOError, kFailedPrecondition (region mismatch;
   // the key directory in use by another writer, or not private).
+  // A writable open of a store that another process holds open gives
+  // kFailedPrecondition ("open for writing in another process"); a
+  // read-only open (Options::read_only) still works: it takes no writer
+  // lock, runs no recovery and writes nothing (RecoveryPending()).
   static Result<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
+
+  // Options::read_only.
+  bool read_only() const;
+  // Read-only opens: the tenants whose recovery the open could not do
+  // (CREATING, PURGING, or live without their key or column family); a
+  // writable open, or the writer that holds the store, completes them.
+  // Always 0 after a writable open (it recovered them).
+  uint64_t RecoveryPending() const;
 
   // Flushes nothing unsynced (all acknowledged writes are durable already)
   // and closes every shard.

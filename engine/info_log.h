@@ -1,0 +1,31 @@
+// RocksDB's info log, written by us (docs/decisions/0011-read-only-opens-and-full-disks.md).
+//
+// Debian's RocksDB 7.8 is built with assertions, and its own info logger
+// aborts the process (SIGABRT) when a write to LOG fails, e.g. on a full
+// disk. Every instance of a store (meta/ and each shard) therefore gets an
+// InfoLog as DBOptions::info_log: it appends lines to <instance>/LOG with
+// write(2), never asserts, drops a line it cannot write (and says how many
+// it dropped once writing works again), and rotates LOG to LOG.old past
+// kMaxBytes. RocksDB's info log holds file names, options and statistics,
+// never keys or values (values are ciphertext, keys are hashes).
+#ifndef CALLVAULT_ENGINE_INFO_LOG_H_
+#define CALLVAULT_ENGINE_INFO_LOG_H_
+
+#include <rocksdb/env.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace callvault {
+
+// `dir` is the instance directory (the file is dir + "/LOG"); the file is
+// opened on the first line that can be written, so the directory need not
+// exist yet.
+std::shared_ptr<rocksdb::Logger> NewInfoLog(const std::string& dir);
+// Discards every line: for read-only opens, which write nothing anywhere.
+std::shared_ptr<rocksdb::Logger> NewDiscardingInfoLog();
+
+}  // namespace callvault
+
+#endif  // CALLVAULT_ENGINE_INFO_LOG_H_
