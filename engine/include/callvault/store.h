@@ -436,7 +436,9 @@ class Store {
   // rollback), kCorruption, kIOError, kFailedPrecondition (region mismatch;
   // the key directory in use by another writer, or not private).
   // A writable open of a store that another process holds open gives
-  // kFailedPrecondition ("open for writing in another process"); a
+  // kFailedPrecondition: "key directory D is in use by another process
+  // (pid N)" when both use one key directory, else "open for writing in
+  // another process" (RocksDB's lock on meta/); a
   // read-only open (Options::read_only) still works: it takes no writer
   // lock, runs no recovery and writes nothing (RecoveryPending()).
   static Result<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
