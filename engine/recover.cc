@@ -230,13 +230,7 @@ Result<KeyReconcileReport> Store::Impl::ReconcileKeys(bool dry_run) {
 Status Store::Impl::ReinstateTenant(std::string_view tenant_id) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
   std::lock_guard<std::mutex> l(admin_mu_);
-  std::shared_ptr<Tenant> t;
-  {
-    std::shared_lock<std::shared_mutex> m(map_mu_);
-    auto it = tenants_.find(tenant_id);
-    if (it == tenants_.end()) return Status::NotFound("unknown tenant");
-    t = it->second;
-  }
+  CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
   if (!t->quarantined.load()) return Status::FailedPrecondition("tenant is not quarantined");
   std::unique_lock<std::shared_mutex> life(t->life);
   if (t->cf == nullptr) {

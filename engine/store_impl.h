@@ -244,6 +244,8 @@ class Store::Impl {
 
   // tenants.cc
   Result<TenantRef> Acquire(std::string_view tenant_id, Access access = Access::kRead);
+  // The tenant's runtime state, whatever its state; kNotFound if unknown.
+  Result<std::shared_ptr<Tenant>> FindTenant(std::string_view tenant_id);
   std::string TenantHash(std::string_view tenant_id) const;
   Status WriteRegistry(const codec::TenantRecord& rec, rocksdb::WriteBatch* extra = nullptr);
   Result<std::optional<codec::TenantRecord>> ReadRegistry(std::string_view tenant_id);

@@ -18,15 +18,16 @@ std::string Store::Impl::TenantHash(std::string_view tenant_id) const {
   return crypto::BlindHash(store_index_key_, 'T', tenant_id);
 }
 
+Result<std::shared_ptr<Tenant>> Store::Impl::FindTenant(std::string_view tenant_id) {
+  std::shared_lock<std::shared_mutex> m(map_mu_);
+  auto it = tenants_.find(tenant_id);
+  if (it == tenants_.end()) return Status::NotFound("unknown tenant");
+  return it->second;
+}
+
 Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
-  std::shared_ptr<Tenant> t;
-  {
-    std::shared_lock<std::shared_mutex> m(map_mu_);
-    auto it = tenants_.find(tenant_id);
-    if (it == tenants_.end()) return Status::NotFound("unknown tenant");
-    t = it->second;
-  }
+  CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
   if (t->needs_recovery) {
     return Status::FailedPrecondition(
         "tenant needs recovery that a read-only open cannot do (mid-create or mid-purge, or its "
@@ -303,13 +304,7 @@ Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec) {
 Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
   std::lock_guard<std::mutex> l(admin_mu_);
-  std::shared_ptr<Tenant> t;
-  {
-    std::shared_lock<std::shared_mutex> m(map_mu_);
-    auto it = tenants_.find(tenant_id);
-    if (it == tenants_.end()) return Status::NotFound("unknown tenant");
-    t = it->second;
-  }
+  CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
   if (t->state.load() == TenantState::kPurged) return ReadReceipt(t->Record().receipt_sequence);
   if (t->state.load() == TenantState::kActive) {
     // A legal hold blocks the purge (a PURGING tenant is past that check).
@@ -451,10 +446,8 @@ Result<std::vector<TenantInfo>> Store::Impl::ListTenants() {
 
 Result<TenantInfo> Store::Impl::DescribeTenant(std::string_view tenant_id) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
-  std::shared_lock<std::shared_mutex> m(map_mu_);
-  auto it = tenants_.find(tenant_id);
-  if (it == tenants_.end()) return Status::NotFound("unknown tenant");
-  return it->second->Info();
+  CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
+  return t->Info();
 }
 
 }  // namespace callvault
