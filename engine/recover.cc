@@ -7,6 +7,8 @@
 // live tenant owns) and ReinstateTenant (a quarantined tenant).
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
@@ -23,6 +25,15 @@ Result<bool> HasRows(Shard* shard, rocksdb::ColumnFamilyHandle* cf) {
   std::unique_ptr<rocksdb::Iterator> it(shard->db()->NewIterator(rocksdb::ReadOptions(), cf));
   it->SeekToFirst();
   const bool any = it->Valid();
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan column family"));
+  return any;
+}
+
+// True if the family holds a row starting with `prefix`: one seek.
+Result<bool> HasPrefix(Shard* shard, rocksdb::ColumnFamilyHandle* cf, const std::string& prefix) {
+  std::unique_ptr<rocksdb::Iterator> it(shard->db()->NewIterator(rocksdb::ReadOptions(), cf));
+  it->Seek(prefix);
+  const bool any = it->Valid() && it->key().starts_with(prefix);
   CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan column family"));
   return any;
 }
@@ -165,23 +176,48 @@ std::vector<OrphanKey> Store::Impl::FindOrphanKeys() {
     o.key_version = id.second;
     o.column_family = format::ColumnFamilyName(id.first);
     for (const auto& s : shards_) {
-      if (s->Find(o.column_family) != nullptr) {
-        o.has_column_family = true;
-        o.shard = s->index();
-        break;
-      }
+      rocksdb::ColumnFamilyHandle* cf = s->Find(o.column_family);
+      if (cf == nullptr) continue;
+      o.has_column_family = true;
+      o.shard = s->index();
+      // A scan error counts as "has rows" / "held": never destroy on doubt.
+      auto rows = HasRows(s.get(), cf);
+      o.has_rows = !rows.ok() || *rows;
+      auto held = HasPrefix(s.get(), cf, std::string(1, format::kCallHoldPrefix));
+      o.call_holds = !held.ok() || *held;
+      break;
     }
     out.push_back(std::move(o));
   }
   return out;
 }
 
-Result<KeyReconcileReport> Store::Impl::ReconcileKeys(bool dry_run) {
+Result<KeyReconcileReport> Store::Impl::ReconcileKeys(
+    bool dry_run, const std::vector<uint64_t>& destroy_with_data) {
   std::lock_guard<std::mutex> l(admin_mu_);
   KeyReconcileReport report;
   report.dry_run = dry_run;
   report.orphan_keys = FindOrphanKeys();
   if (dry_run || report.orphan_keys.empty()) return report;
+  // Data this store still reads under an orphan key is destroyed only on
+  // the operator's explicit word, and never under a legal hold: the store
+  // directory alone (a deleted or replayed registry row) must not be able
+  // to turn a live tenant into something this call shreds.
+  for (const auto& o : report.orphan_keys) {
+    if (o.call_holds) {
+      return Status::FailedPrecondition(
+          IdText(o.internal_id) + ": a legal hold covers a call in its column family; restore "
+          "the registry record that owned it (from a backup) instead; nothing destroyed");
+    }
+    if (o.has_rows && std::find(destroy_with_data.begin(), destroy_with_data.end(),
+                                o.internal_id) == destroy_with_data.end()) {
+      return Status::FailedPrecondition(
+          IdText(o.internal_id) + ": its column family still holds data this key reads (a live "
+          "tenant whose registry record was deleted or replaced looks like this); restore that "
+          "record if you can, or name the id to destroy it anyway (--with-data " +
+          std::to_string(o.internal_id) + "); nothing destroyed");
+    }
+  }
   // 1. Crypto-shred, as a purge does: a keyring without the keys under a
   //    new KEK generation; the old KEK destroyed (in CommitKeyring).
   std::map<uint64_t, std::vector<uint32_t>> versions;

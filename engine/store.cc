@@ -219,8 +219,9 @@ Result<EraseResult> Store::Erase(std::string_view t, const EraseRequest& request
 }
 Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) { return impl_->Verify(t); }
 Result<StoreStats> Store::Stats() { return impl_->Stats(); }
-Result<KeyReconcileReport> Store::ReconcileKeys(bool dry_run) {
-  return impl_->ReconcileKeys(dry_run);
+Result<KeyReconcileReport> Store::ReconcileKeys(bool dry_run,
+                                                const std::vector<uint64_t>& destroy_with_data) {
+  return impl_->ReconcileKeys(dry_run, destroy_with_data);
 }
 Status Store::ReinstateTenant(std::string_view t) { return impl_->ReinstateTenant(t); }
 Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }

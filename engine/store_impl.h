@@ -199,7 +199,8 @@ class Store::Impl {
   Result<StoreStats> Stats();
   Result<std::vector<Receipt>> ListReceipts();
   // recover.cc
-  Result<KeyReconcileReport> ReconcileKeys(bool dry_run);
+  Result<KeyReconcileReport> ReconcileKeys(bool dry_run,
+                                           const std::vector<uint64_t>& destroy_with_data);
   Status ReinstateTenant(std::string_view tenant_id);
   Result<std::string> SigningPublicKey() {
     return read_only() ? kp_->ExistingSigningPublicKey() : kp_->SigningPublicKey();

@@ -276,6 +276,40 @@ TEST(RecoverTrust, ReplayedPurgingRespectsLegalHolds) {
   EXPECT_OK(ts->GetCall("acme", "c1", 0));
 }
 
+// A deleted registry row over a tenant with a call under a legal hold:
+// reconcile refuses it even when the operator names it (the hold binds).
+TEST(RecoverTrust, ReconcileRefusesAHeldOrphan) {
+  TestStore ts;
+  ASSERT_OK(ts.Open());
+  auto rows_before = RegistryRows(ts.db);
+  auto acme = ts->CreateTenant({"acme", "", 0});
+  ASSERT_OK(acme);
+  PutCalls(ts.store.get(), "acme", 2, "ACME");
+  Hold h;
+  h.hold_id = "lit-1";
+  h.call_id = "c0";
+  ASSERT_OK(ts->PlaceHold("acme", h));
+  const std::string shard_path = ts->ShardPaths().at(acme->shard);
+  ts.Close();
+  std::string key;
+  for (auto& [k, v] : RegistryRows(ts.db)) {
+    if (!rows_before.count(k)) key = k;
+  }
+  ASSERT_FALSE(key.empty());
+  DeleteRaw(ts.db, key);
+  ASSERT_OK(ts.Open());
+  auto dry = ts->ReconcileKeys(/*dry_run=*/true);
+  ASSERT_OK(dry);
+  ASSERT_EQ(dry->orphan_keys.size(), 1u);
+  EXPECT_TRUE(dry->orphan_keys[0].call_holds);
+  EXPECT_CODE(ts->ReconcileKeys(false, {acme->internal_id}), Code::kFailedPrecondition);
+  auto st = ts->Stats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->orphan_keys.size(), 1u);
+  ts.Close();
+  EXPECT_TRUE(Families(shard_path).count(acme->column_family));  // nothing dropped
+}
+
 // A deleted registry row: the old recovery dropped the tenant's whole
 // family as an orphan, silently. Now the family and its key stay, the
 // contradiction is reported, and reconcile destroys them with a receipt.
@@ -327,7 +361,21 @@ TEST(RecoverTrust, DeletedRegistryRowKeepsDataUntilReconciled) {
   const uint32_t kek_before = st1->kek_generation;
   EXPECT_EQ(st1->orphan_keys.size(), 1u);  // a dry run destroys nothing
 
-  auto done = ts->ReconcileKeys(/*dry_run=*/false);
+  // Its family still holds data the key reads: not destroyed on the store
+  // directory's word (a deleted row) without the operator naming it.
+  ASSERT_TRUE(dry->orphan_keys[0].has_rows);
+  EXPECT_FALSE(dry->orphan_keys[0].call_holds);
+  auto refused = ts->ReconcileKeys(/*dry_run=*/false);
+  EXPECT_CODE(refused, Code::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("--with-data"), std::string::npos);
+  {
+    auto again = ts->Stats();
+    ASSERT_OK(again);
+    EXPECT_EQ(again->kek_generation, kek_before);  // nothing shredded
+    EXPECT_EQ(again->orphan_keys.size(), 1u);
+  }
+
+  auto done = ts->ReconcileKeys(/*dry_run=*/false, {acme->internal_id});
   ASSERT_OK(done);
   ASSERT_EQ(done->receipts.size(), 1u);
   const Receipt& r = done->receipts[0];
@@ -454,7 +502,11 @@ TEST(RecoverChild, DISABLED_Run) {
   if (op == "create") {
     ASSERT_OK((*s)->CreateTenant({tenant, "", 0}));
   } else if (op == "reconcile") {
-    ASSERT_OK((*s)->ReconcileKeys(/*dry_run=*/false));
+    auto dry = (*s)->ReconcileKeys(/*dry_run=*/true);
+    ASSERT_OK(dry);
+    std::vector<uint64_t> named;  // the operator names each one with data
+    for (const auto& orphan : dry->orphan_keys) named.push_back(orphan.internal_id);
+    ASSERT_OK((*s)->ReconcileKeys(/*dry_run=*/false, named));
   } else {
     ASSERT_OK((*s)->PurgeTenant(tenant));
   }

@@ -519,7 +519,11 @@ nlohmann::json OrphanKeysToJson(const std::vector<OrphanKey>& keys) {
                      {"key_version", o.key_version},
                      {"column_family", o.column_family},
                      {"has_column_family", o.has_column_family}};
-    if (o.has_column_family) j["shard"] = o.shard;
+    if (o.has_column_family) {
+      j["shard"] = o.shard;
+      j["has_rows"] = o.has_rows;
+      j["call_holds"] = o.call_holds;
+    }
     a.push_back(std::move(j));
   }
   return a;
@@ -532,6 +536,15 @@ void PrintRecoveryFindings(std::ostream& out, const std::vector<OrphanKey>& keys
         "ORPHAN KEY  internal_id {} key_version {}: no live tenant owns it; column family {} {}\n",
         o.internal_id, o.key_version, o.column_family,
         o.has_column_family ? fmt::format("kept in shard {}", o.shard) : std::string("absent"));
+    if (o.call_holds) {
+      out << "  its family holds a call under a legal hold: reconcile refuses it; restore the "
+             "registry record that owned it\n";
+    } else if (o.has_rows) {
+      out << fmt::format(
+          "  its family holds data this key reads (a live tenant whose registry record was "
+          "deleted or replaced?): restore that record, or destroy it with --with-data {}\n",
+          o.internal_id);
+    }
   }
   if (!keys.empty()) {
     out << "  resolve: callvault keys reconcile (dry run), then callvault keys reconcile --yes "

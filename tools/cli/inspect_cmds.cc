@@ -81,11 +81,14 @@ class KeysReconcileCommand final : public Command {
     app->add_flag("--yes", yes_,
                   "Destroy them: every copy of their data becomes unreadable, for good. "
                   "Default: off (dry run)");
+    app->add_option("--with-data", with_data_,
+                    "Also destroy the orphan key with this internal id although its column family "
+                    "here still holds data it reads (repeatable). Default: none (refused)");
   }
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore();
     if (!store.ok()) return store.status();
-    auto report = (*store)->ReconcileKeys(/*dry_run=*/!yes_);
+    auto report = (*store)->ReconcileKeys(/*dry_run=*/!yes_, with_data_);
     if (!report.ok()) return report.status();
     if (ctx.json()) {
       nlohmann::json receipts = nlohmann::json::array();
@@ -108,7 +111,9 @@ class KeysReconcileCommand final : public Command {
     } else if (report->dry_run) {
       ctx.err() << report->orphan_keys.size()
                 << " orphan key(s); run again with --yes to destroy them (or restore the "
-                   "registry that owned them)\n";
+                   "registry that owned them)\n"
+                << "an orphan whose family is absent may own data in another copy of this store "
+                   "on the same key directory: destroy it only if this store replaced that copy\n";
     } else {
       ctx.err() << "destroyed " << report->orphan_keys.size() << " orphan key(s); "
                 << report->receipts.size() << " receipt(s)\n";
@@ -118,6 +123,7 @@ class KeysReconcileCommand final : public Command {
 
  private:
   bool yes_ = false;
+  std::vector<uint64_t> with_data_;
 };
 
 // callvault tenant reinstate ID: a tenant recovery quarantined is live again.

@@ -326,6 +326,12 @@ struct OrphanKey {
   std::string column_family;       // the family its data would live in
   bool has_column_family = false;  // that family exists in this store (its data kept)
   uint32_t shard = 0;              // where, if has_column_family
+  // That family holds rows: data this key still reads in THIS store (a live
+  // tenant whose registry record was deleted or replaced looks like this).
+  // ReconcileKeys destroys it only when named in destroy_with_data.
+  bool has_rows = false;
+  // A legal hold covers a call in that family: ReconcileKeys refuses it.
+  bool call_holds = false;
 };
 
 struct KeyReconcileReport {
@@ -571,7 +577,17 @@ class Store {
   // theirs is dropped, and one signed "orphan_key_destroyed" receipt is
   // appended per internal id (no tenant id: none is known). Afterwards no
   // key that exists decrypts any copy of that data.
-  Result<KeyReconcileReport> ReconcileKeys(bool dry_run = true);
+  //
+  // It refuses (kFailedPrecondition, nothing destroyed) when an orphan's
+  // family in this store holds a call under a legal hold, or holds rows and
+  // its internal id is not in `destroy_with_data`: such a key may be a live
+  // tenant's whose registry record was deleted or replaced (store-directory
+  // tampering); restore that record if you can. An orphan without a family
+  // here may own data in another copy of this store on the same key
+  // directory: destroy it only when this store replaced that copy (a
+  // restore), never from a drill (open drills read-only).
+  Result<KeyReconcileReport> ReconcileKeys(bool dry_run = true,
+                                           const std::vector<uint64_t>& destroy_with_data = {});
   // Makes a tenant that recovery quarantined (its registry record said
   // CREATING or PURGING while its key and data were there) ACTIVE again,
   // with an audit event. kFailedPrecondition if it is not quarantined, or
