@@ -96,16 +96,24 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
     ids.emplace_back(*tenant_id);
   } else {
     std::shared_lock<std::shared_mutex> m(map_mu_);
+    // Every tenant not purged: one this open cannot read (mid-create or
+    // mid-purge in a read-only open, quarantined) is reported unchecked.
     for (const auto& [id, t] : tenants_) {
-      if (t->state.load() == TenantState::kActive) ids.push_back(id);
+      if (t->state.load() != TenantState::kPurged) ids.push_back(id);
     }
   }
   VerifyReport report;
   for (const auto& id : ids) {
-    auto t = Acquire(id);
+    // kRemove: a churned tenant's records are checked too (nothing of their
+    // content leaves Verify).
+    auto t = Acquire(id, Access::kRemove);
     if (!t.ok()) {
       if (tenant_id) return t.status();
-      continue;  // purged since the list was taken
+      const Code c = t.status().code();
+      if (c == Code::kTenantPurged || c == Code::kNotFound) continue;  // purged since
+      ++report.records_unchecked;
+      report.unchecked.push_back("tenant " + id + ": not checked: " + t.status().ToString());
+      continue;
     }
     ++report.tenants;
     std::unique_ptr<rocksdb::Iterator> it((*t)->shard->db()->NewIterator(rocksdb::ReadOptions(), (*t)->cf));

@@ -237,6 +237,11 @@ TEST(ReadOnly, ReportsPendingRecoveryAsItIs) {
     auto report = (*store)->Verify();
     ASSERT_OK(report);
     EXPECT_EQ(report->records_failed, 0u);
+    // The tenant it could not read is reported, never passed over: verify
+    // is not OK while recovery is pending.
+    EXPECT_FALSE(report->ok());
+    ASSERT_EQ(report->unchecked.size(), 1u);
+    EXPECT_NE(report->unchecked[0].find("not checked"), std::string::npos) << report->unchecked[0];
   }
   EXPECT_EQ(trust::Diff(before, trust::Snapshot(copy)), "");
   EXPECT_EQ(trust::Diff(keys_before, trust::Snapshot(keys)), "");
