@@ -68,6 +68,12 @@ class FileKeyProvider final : public KeyProvider {
     const std::string path = dir_ + "/" + kLockName;
     for (int attempt = 0; attempt < 100; ++attempt) {
       int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0 && errno == ELOOP) {
+        return Status::FailedPrecondition(
+            "key directory " + dir_ +
+            ": its LOCK is a symbolic link (a planted entry, never followed); remove it "
+            "when no store is open");
+      }
       if (fd < 0) {
         return Status::IOError("key directory " + dir_ + ": open LOCK: " + std::strerror(errno));
       }
@@ -107,6 +113,8 @@ class FileKeyProvider final : public KeyProvider {
         // Only the message of a refused second writer needs the pid.
       }
       lock_fd_ = fd;
+      lock_dev_ = st.st_dev;
+      lock_ino_ = st.st_ino;
       return Status::OK();
     }
     return Status::FailedPrecondition("key directory " + dir_ +
@@ -116,7 +124,13 @@ class FileKeyProvider final : public KeyProvider {
   void ReleaseWriterLock() override {
     std::lock_guard<std::mutex> l(lock_mu_);
     if (lock_fd_ < 0) return;
-    ::unlink((dir_ + "/" + kLockName).c_str());  // while still holding it
+    // While still holding it, and only if the path still names our inode
+    // (a LOCK replaced meanwhile belongs to someone else).
+    const std::string path = dir_ + "/" + kLockName;
+    struct stat now;
+    if (::lstat(path.c_str(), &now) == 0 && now.st_dev == lock_dev_ && now.st_ino == lock_ino_) {
+      ::unlink(path.c_str());
+    }
     ::close(lock_fd_);                            // releases the flock
     lock_fd_ = -1;
   }
@@ -129,7 +143,14 @@ class FileKeyProvider final : public KeyProvider {
     std::vector<uint32_t> gens;
     for (const auto& n : names) {
       uint64_t g;
-      if (ParseNumbered(n, kKekPrefix, &g) && g <= UINT32_MAX) gens.push_back(static_cast<uint32_t>(g));
+      if (ParseNumbered(n, kKekPrefix, &g) && g <= UINT32_MAX) {
+        // A symlink or other non-regular KEK-<n> is refused, not counted:
+        // a rotation must never adopt (seal under) a key outside the
+        // directory, nor a purge shred through it.
+        Status c = fsutil::CheckKeyFile(dir_ + "/" + n, /*secret=*/true);
+        if (c.code() == Code::kKeyError) return c;
+        gens.push_back(static_cast<uint32_t>(g));
+      }
     }
     std::sort(gens.begin(), gens.end());
     return gens;
@@ -195,6 +216,8 @@ class FileKeyProvider final : public KeyProvider {
 
   Result<std::string> ReadKeyring(uint64_t gen) override {
     std::string data;
+    CV_RETURN_IF_ERROR(
+        fsutil::CheckKeyFile(dir_ + "/" + kKeyringPrefix + std::to_string(gen), /*secret=*/false));
     CV_RETURN_IF_ERROR(fsutil::ReadAll(fs_.get(), dir_ + "/" + kKeyringPrefix + std::to_string(gen), &data));
     return data;
   }
@@ -278,6 +301,18 @@ class FileKeyProvider final : public KeyProvider {
             "key directory " + dir_ +
             ": not open for writing (no writer lock; a read-only open changes no key)");
       }
+      // The lock only excludes writers that flock the same inode: if LOCK
+      // was unlinked or replaced while held, a second writer may hold the
+      // new one. No key change after that (sticky).
+      struct stat now;
+      if (::lstat((dir_ + "/" + kLockName).c_str(), &now) != 0 || now.st_dev != lock_dev_ ||
+          now.st_ino != lock_ino_) {
+        failed_.store(true);
+        return Status::FailedPrecondition(
+            "key directory " + dir_ +
+            ": LOCK was removed or replaced while held; another writer may have opened it; "
+            "close this store");
+      }
     }
     if (!failed_.load()) return Status::OK();
     return Status::IOError(
@@ -325,9 +360,11 @@ class FileKeyProvider final : public KeyProvider {
   std::mutex mu_;
   std::map<uint32_t, SecretBytes> keks_;  // GUARDED_BY(mu_)
   SecretBytes signing_key_;               // GUARDED_BY(mu_)
-  std::atomic<bool> failed_{false};       // Writable()
+  mutable std::atomic<bool> failed_{false};  // Writable()
   mutable std::mutex lock_mu_;
   int lock_fd_ = -1;                      // GUARDED_BY(lock_mu_); the flocked LOCK file
+  dev_t lock_dev_ = 0;                    // GUARDED_BY(lock_mu_); its identity
+  ino_t lock_ino_ = 0;
 };
 
 }  // namespace

@@ -101,6 +101,7 @@ Status ReadAll(rocksdb::FileSystem* fs, const std::string& path, std::string* ou
 
 Status ReadSecret(rocksdb::FileSystem* fs, const std::string& path, size_t expected_size,
                   SecretBytes* out) {
+  CV_RETURN_IF_ERROR(CheckKeyFile(path, /*secret=*/true));
   uint64_t size = 0;
   CV_RETURN_IF_ERROR(FromIO(fs->GetFileSize(path, IOOptions(), &size, nullptr), "stat key file"));
   if (size != expected_size) return Status::KeyError("key file has the wrong size");
@@ -126,6 +127,16 @@ Status ReadSecret(rocksdb::FileSystem* fs, const std::string& path, size_t expec
 
 Status Shred(rocksdb::FileSystem* fs, const std::string& dir, const std::string& name) {
   const std::string path = dir + "/" + name;
+  {
+    // Never written through a symlink (or into anything not a regular
+    // file): such an entry is unlinked, its target left untouched.
+    struct stat ls;
+    if (::lstat(path.c_str(), &ls) != 0) {
+      if (errno == ENOENT) return Status::OK();
+      return Status::IOError("stat " + name + ": " + std::strerror(errno));
+    }
+    if (!S_ISREG(ls.st_mode)) return Remove(fs, dir, name);
+  }
   uint64_t size = 0;
   IOStatus st = fs->GetFileSize(path, IOOptions(), &size, nullptr);
   if (st.IsNotFound() || st.IsPathNotFound()) return Status::OK();
@@ -199,6 +210,34 @@ Status CreatePrivateFile(const std::string& path) {
     }
     return Status::IOError("create " + Base(path) + ": " + Errno(e));
   }
+}
+
+Status CheckKeyFile(const std::string& path, bool secret) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    const int e = errno;
+    if (e == ENOENT) return Status::NotFound("key file " + Base(path) + " does not exist");
+    return Status::IOError("stat " + Base(path) + ": " + Errno(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Status::KeyError(
+        "key directory entry " + path + " is " +
+        (S_ISLNK(st.st_mode) ? std::string("a symbolic link") : std::string("not a regular file")) +
+        ": a planted entry, not a key this store wrote; it is neither read nor written through "
+        "(remove it after checking how it got there)");
+  }
+  const uid_t me = ::geteuid();
+  if (st.st_uid != me) {
+    return Status::FailedPrecondition("key file " + path + " is owned by uid " +
+                                      std::to_string(st.st_uid) + ", not by this process's uid " +
+                                      std::to_string(me) + "; fix: chown " + std::to_string(me) +
+                                      " " + path);
+  }
+  if (secret && (st.st_mode & 077) != 0) {
+    return Status::FailedPrecondition("key file " + path + " is accessible by other users (mode " +
+                                      Octal(st.st_mode) + "); fix: chmod 600 " + path);
+  }
+  return Status::OK();
 }
 
 Status MakePrivateDir(const std::string& dir) {

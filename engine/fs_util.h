@@ -54,6 +54,16 @@ Status MakePrivateDir(const std::string& dir);
 // directory (not a symlink to one) owned by this process's effective uid
 // with no permission bits for group or others. kNotFound if it is missing.
 Status CheckPrivateDir(const std::string& dir);
+// Checks, without following a symlink (lstat), that `path` is a regular
+// file owned by this process's effective uid and, if `secret`, with no
+// permission bits for group or others. kNotFound if missing; kKeyError
+// naming the entry if it is a symlink or not a regular file (a planted
+// entry: never read, adopted or written through); kFailedPrecondition with
+// the fixing command for a foreign owner or loose mode.
+// Residual: the check and the later open through the FileSystem are two
+// steps; only the key directory's owner (the directory is 0700 and ours,
+// CheckPrivateDir) can swap the entry between them.
+Status CheckKeyFile(const std::string& path, bool secret);
 
 // kInvalidArgument if the key directory `keys` is the store directory
 // `store`, inside it, or holds it, judged by identity (st_dev, st_ino)

@@ -636,5 +636,114 @@ TEST(KeyPlacement, SeparateDirectoriesStillOpen) {
   EXPECT_OK(OpenStore(tmp.Sub("a/db2"), tmp.Sub("a/keys"), /*create=*/true));
 }
 
+// --- 6. planted entries and a LOCK pulled from under its holder -------------------
+
+uint32_t CurrentKek(const std::string& keys) {
+  std::vector<std::string> keks;
+  for (const auto& [n, _] : Snapshot(keys)) {
+    if (n.rfind("KEK-", 0) == 0) keks.push_back(n);
+  }
+  EXPECT_EQ(keks.size(), 1u);
+  return keks.empty() ? 0 : static_cast<uint32_t>(std::stoul(keks[0].substr(4)));
+}
+
+// A world-readable file outside the key directory, planted as the next KEK
+// generation by a symlink: never adopted (nothing sealed under it) and never
+// zeroed by a purge's shred.
+TEST(KeyDirPlanted, SymlinkKekRefusedAndTargetUntouched) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), evil = tmp.Sub("evilkek");
+  MakeStore(db, keys);
+  const uint32_t current = CurrentKek(keys);
+  const std::string planted = "KEK-" + std::to_string(current + 1);
+  const std::string evil_bytes(32, 'A');
+  { std::ofstream(evil, std::ios::binary) << evil_bytes; }
+  ASSERT_EQ(::chmod(evil.c_str(), 0644), 0);
+  ASSERT_EQ(::symlink(evil.c_str(), (keys + "/" + planted).c_str()), 0);
+  Status first;
+  auto s = OpenStore(db, keys);
+  if (!s.ok()) {
+    first = s.status();
+  } else {
+    first = (*s)->PurgeTenant("x").status();
+    if (first.ok()) first = (*s)->PurgeTenant("y").status();
+  }
+  EXPECT_EQ(first.code(), Code::kKeyError) << first.ToString();
+  EXPECT_NE(first.message().find(keys + "/" + planted + " is a symbolic link"), std::string::npos)
+      << first.ToString();
+  EXPECT_EQ(testutil::ReadFile(evil), evil_bytes) << "the symlink's target was written through";
+  EXPECT_TRUE(fs::is_symlink(keys + "/" + planted));
+}
+
+// Shred (a KEK's destruction) of a symlink unlinks the link only.
+TEST(KeyDirPlanted, DestroyOfSymlinkKekUnlinksLinkOnly) {
+  TempDir tmp;
+  const std::string keys = tmp.Sub("keys"), evil = tmp.Sub("victim");
+  auto kp = NewFileKeyProvider(keys, {.create_if_missing = true});
+  ASSERT_OK(kp);
+  ASSERT_OK((*kp)->AcquireWriterLock());
+  const std::string victim(32, 'V');
+  { std::ofstream(evil, std::ios::binary) << victim; }
+  ASSERT_EQ(::symlink(evil.c_str(), (keys + "/KEK-7").c_str()), 0);
+  EXPECT_OK((*kp)->DestroyKek(7));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(keys + "/KEK-7")));
+  EXPECT_EQ(testutil::ReadFile(evil), victim) << "shred wrote through the symlink";
+}
+
+TEST(KeyDirPlanted, KekWithLooseModeRefusedWithFix) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  MakeStore(db, keys);
+  const std::string kek = keys + "/KEK-" + std::to_string(CurrentKek(keys));
+  ASSERT_EQ(::chmod(kek.c_str(), 0644), 0);
+  auto s = OpenStore(db, keys);
+  EXPECT_CODE(s, Code::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("key file " + kek + " is accessible by other users (mode "
+                                      "0644); fix: chmod 600 " + kek),
+            std::string::npos)
+      << s.status().ToString();
+}
+
+TEST(KeyDirLock, SymlinkedLockRefusedWithSpecificMessage) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  MakeStore(db, keys);
+  ASSERT_EQ(::symlink(tmp.Sub("elsewhere").c_str(), (keys + "/LOCK").c_str()), 0);
+  auto s = OpenStore(db, keys);
+  EXPECT_CODE(s, Code::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("key directory " + keys + ": its LOCK is a symbolic link"),
+            std::string::npos)
+      << s.status().ToString();
+  EXPECT_FALSE(fs::exists(tmp.Sub("elsewhere")));
+}
+
+// LOCK unlinked while held: a second writer can flock a fresh LOCK, so the
+// first writer's next key change is refused (and stays refused).
+TEST(KeyDirLock, LockRemovedWhileHeldStopsTheFirstWriter) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), copy = tmp.Sub("copy"), keys = tmp.Sub("keys");
+  MakeStore(db, keys);
+  testutil::CopyTree(db, copy);
+  auto a = OpenStore(db, keys);
+  ASSERT_OK(a);
+  ASSERT_EQ(::unlink((keys + "/LOCK").c_str()), 0);
+  auto b = OpenStore(copy, keys);  // the second writer got in through a fresh LOCK
+  ASSERT_OK(b);
+  const auto before = Snapshot(keys);
+  for (int i = 0; i < 2; ++i) {
+    Status p = (*a)->PurgeTenant("x").status();
+    EXPECT_EQ(p.code(), Code::kFailedPrecondition) << p.ToString();
+    EXPECT_NE(p.message().find("key directory " + keys +
+                               ": LOCK was removed or replaced while held; another writer may "
+                               "have opened it; close this store"),
+              std::string::npos)
+        << p.ToString();
+  }
+  EXPECT_EQ(Snapshot(keys), before) << "the first writer changed keys after losing its lock";
+  a->reset();
+  EXPECT_TRUE(fs::exists(keys + "/LOCK")) << "the first writer unlinked the second's LOCK";
+  EXPECT_OK((*b)->PurgeTenant("y"));
+}
+
 }  // namespace
 }  // namespace callvault
