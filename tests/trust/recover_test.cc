@@ -98,6 +98,18 @@ void DeleteRaw(const std::string& db, const std::string& key) {
   meta.Delete("default", key);
 }
 
+// Deletes, with raw RocksDB, the one registry row that is not in `before`
+// (a tenant created since): what someone who can write the store directory
+// can do. The store must be closed.
+void DeleteNewRegistryRow(const std::string& db, const std::map<std::string, std::string>& before) {
+  std::string key;
+  for (auto& [k, v] : RegistryRows(db)) {
+    if (!before.count(k)) key = k;
+  }
+  ASSERT_FALSE(key.empty());
+  DeleteRaw(db, key);
+}
+
 std::set<std::string> Families(const std::string& shard_path) {
   RawShard s(shard_path, /*read_only=*/true);
   EXPECT_TRUE(s.status().ok()) << s.status().ToString();
@@ -291,12 +303,7 @@ TEST(RecoverTrust, ReconcileRefusesAHeldOrphan) {
   ASSERT_OK(ts->PlaceHold("acme", h));
   const std::string shard_path = ts->ShardPaths().at(acme->shard);
   ts.Close();
-  std::string key;
-  for (auto& [k, v] : RegistryRows(ts.db)) {
-    if (!rows_before.count(k)) key = k;
-  }
-  ASSERT_FALSE(key.empty());
-  DeleteRaw(ts.db, key);
+  ASSERT_NO_FATAL_FAILURE(DeleteNewRegistryRow(ts.db, rows_before));
   ASSERT_OK(ts.Open());
   auto dry = ts->ReconcileKeys(/*dry_run=*/true);
   ASSERT_OK(dry);
@@ -326,12 +333,7 @@ TEST(RecoverTrust, DeletedRegistryRowKeepsDataUntilReconciled) {
   PutCalls(ts.store.get(), "acme", 4, "ACME");
   const std::string shard_path = ts->ShardPaths().at(acme->shard);
   ts.Close();
-  std::string key;
-  for (auto& [k, v] : RegistryRows(ts.db)) {
-    if (!rows_before.count(k)) key = k;
-  }
-  ASSERT_FALSE(key.empty());
-  DeleteRaw(ts.db, key);
+  ASSERT_NO_FATAL_FAILURE(DeleteNewRegistryRow(ts.db, rows_before));
 
   Seen seen;
   seen.Attach(&ts.options);
