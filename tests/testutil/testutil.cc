@@ -25,10 +25,14 @@ TempDir::~TempDir() {
 }
 
 Options DefaultOptions(const std::string& key_dir) {
-  Options o;
   auto kp = NewFileKeyProvider(key_dir);
   if (!kp.ok()) std::abort();
-  o.key_provider = *kp;
+  return DefaultOptions(*kp);
+}
+
+Options DefaultOptions(std::shared_ptr<KeyProvider> key_provider) {
+  Options o;
+  o.key_provider = std::move(key_provider);
   o.create_if_missing = true;
   o.region = "eu-west";
   o.block_cache_bytes = 8u << 20;

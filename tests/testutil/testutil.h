@@ -73,6 +73,8 @@ struct TestStore {
 };
 
 Options DefaultOptions(const std::string& key_dir);
+// The same small test options over a key provider the test made itself.
+Options DefaultOptions(std::shared_ptr<KeyProvider> key_provider);
 
 // A small valid call.
 Call MakeCall(const std::string& call_id, int64_t started_at, const std::string& marker = "");

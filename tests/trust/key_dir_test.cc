@@ -53,14 +53,7 @@ std::string EnvOr(const char* name) {
 }
 
 Options BaseOptions(std::shared_ptr<KeyProvider> kp) {
-  Options o;
-  o.key_provider = std::move(kp);
-  o.create_if_missing = true;
-  o.region = "eu-west";
-  o.block_cache_bytes = 8u << 20;
-  o.write_buffer_budget_bytes = 64u << 20;
-  o.write_buffer_bytes = 4u << 20;
-  return o;
+  return testutil::DefaultOptions(std::move(kp));
 }
 
 Result<std::unique_ptr<Store>> OpenStore(const std::string& db, const std::string& keys,

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "callvault/store.h"
+#include "tests/testutil/testutil.h"
 
 namespace callvault::trust {
 
@@ -28,14 +29,9 @@ inline Options StoreOptions(const std::string& keys, bool read_only) {
   ko.create_if_missing = !read_only;
   auto kp = NewFileKeyProvider(keys, ko);
   if (!kp.ok()) std::abort();
-  Options o;
-  o.key_provider = *kp;
+  Options o = testutil::DefaultOptions(*kp);
   o.create_if_missing = !read_only;
   o.read_only = read_only;
-  o.region = "eu-west";
-  o.block_cache_bytes = 8u << 20;
-  o.write_buffer_budget_bytes = 64u << 20;
-  o.write_buffer_bytes = 4u << 20;
   return o;
 }
 
