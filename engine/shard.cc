@@ -6,6 +6,10 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 #include "engine/fs_util.h"
 #include "engine/info_log.h"
 
@@ -94,20 +98,53 @@ std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir) {
 
 Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before) {
   if (!before.empty() && ManifestStamp(fs, dir) == before) return Status::OK();
-  return Status::IOError("read-only open: the writer changed the instance while it was read; retry");
+  return Status::IOError(std::string(kRaceMessage) + " (" + dir + ")");
+}
+
+Status RetryWhileRacing(const std::function<Status()>& attempt) {
+  Status s = attempt();
+  // A flush or compaction takes a few milliseconds; a writer that flushes
+  // continuously still leaves gaps. About 4 s in all before giving up.
+  for (int k = 0; k < kReadOnlyAttempts && s.code() == Code::kIOError &&
+                  s.message().find(kRaceMessage) != std::string_view::npos;
+       ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2 * (k + 1), 40)));
+    s = attempt();
+  }
+  return s;
 }
 
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
                                            const SharedResources& res, bool create,
                                            bool read_only) {
+  if (!read_only) return OpenOnce(index, path, res, create, false);
+  std::unique_ptr<Shard> opened;
+  Status s = RetryWhileRacing([&]() -> Status {
+    auto r = OpenOnce(index, path, res, false, true);
+    if (!r.ok()) return r.status();
+    opened = std::move(*r);
+    return Status::OK();
+  });
+  CV_RETURN_IF_ERROR(s);
+  return opened;
+}
+
+Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string& path,
+                                               const SharedResources& res, bool create,
+                                               bool read_only) {
   std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
   rocksdb::DBOptions dbo = res.db_options;
   dbo.listeners.push_back(shard->error_);
   dbo.info_log = read_only ? NewDiscardingInfoLog() : NewInfoLog(path);
   if (read_only) dbo.max_open_files = -1;
+  rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
+  // Taken before the families are listed: a family the writer drops after
+  // the listing must show up as a change, not as "Column family not found".
+  const std::string stamp = read_only ? ManifestStamp(fs, path) : "";
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
   if (!s.ok()) {
+    if (read_only) CV_RETURN_IF_ERROR(CheckStamp(fs, path, stamp));
     if (!create || read_only) {
       return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
     }
@@ -118,8 +155,6 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
   for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
-  const std::string stamp = read_only ? ManifestStamp(fs, path) : "";
   s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db)
                 : rocksdb::DB::Open(dbo, path, descs, &handles, &db);
   if (!s.ok()) {

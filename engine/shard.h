@@ -10,10 +10,12 @@
 #include <rocksdb/options.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "callvault/status.h"
@@ -56,8 +58,16 @@ Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
 // beside a writer is only consistent if this did not change while it ran
 // (a flush the open did not see may have deleted a WAL it then missed).
 std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir);
-// kIOError ("retry") if the stamp changed.
+// kIOError carrying kRaceMessage if the stamp changed (or could not be
+// read: the writer was between two MANIFESTs).
+inline constexpr std::string_view kRaceMessage =
+    "read-only open: the writer changed the instance while it was read";
 Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before);
+// Runs `attempt` (one read-only open of one instance) again while it fails
+// with a CheckStamp race, backing off, at most kReadOnlyAttempts times more.
+// Any other error, or success, is returned at once.
+inline constexpr int kReadOnlyAttempts = 100;
+Status RetryWhileRacing(const std::function<Status()>& attempt);
 
 class Shard {
  public:
@@ -92,6 +102,9 @@ class Shard {
   size_t family_count() const;
 
  private:
+  static Result<std::unique_ptr<Shard>> OpenOnce(uint32_t index, const std::string& path,
+                                                 const SharedResources& res, bool create,
+                                                 bool read_only);
   Shard(uint32_t index, std::string path, const SharedResources* res, bool read_only)
       : index_(index), path_(std::move(path)), res_(res), read_only_(read_only) {}
 

@@ -130,10 +130,12 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   }
   Status opened = impl->OpenOrCreate();
   // A read-only open races the writer, which may delete a WAL or table file
-  // between the moment RocksDB lists it and the moment it opens it: look
-  // again.
-  // So may a flush the open did not see (ManifestStamp in shard.h).
-  for (int retry = 0; options.read_only && opened.code() == Code::kIOError && retry < 20; ++retry) {
+  // between the moment RocksDB lists it and the moment it opens it, or
+  // flush after the open read the MANIFEST (ManifestStamp in shard.h). Each
+  // instance is opened again on its own until it was read undisturbed
+  // (RetryWhileRacing); what still fails with an I/O error is tried afresh
+  // a few times as a whole.
+  for (int retry = 0; options.read_only && opened.code() == Code::kIOError && retry < 3; ++retry) {
     impl.reset();
     std::this_thread::sleep_for(std::chrono::milliseconds(5 * (retry + 1)));
     impl = std::make_unique<Impl>(options, abs);
@@ -335,14 +337,19 @@ Status Store::Impl::OpenReadOnly() {
   mo.enable_blob_files = false;
   mo.info_log = NewDiscardingInfoLog();
   mo.max_open_files = -1;
-  rocksdb::DB* db = nullptr;
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
-  const std::string stamp = ManifestStamp(fs, path_ + "/meta");
-  rocksdb::Status opened = rocksdb::DB::OpenForReadOnly(mo, path_ + "/meta", &db);
-  if (!opened.ok()) CV_RETURN_IF_ERROR(CheckStamp(fs, path_ + "/meta", stamp));  // a race: retry
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance read-only"));
-  meta_.reset(db);
-  CV_RETURN_IF_ERROR(CheckStamp(fs, path_ + "/meta", stamp));
+  const std::string dir = path_ + "/meta";
+  Status meta = RetryWhileRacing([&]() -> Status {
+    meta_.reset();
+    rocksdb::DB* db = nullptr;
+    const std::string stamp = ManifestStamp(fs, dir);
+    rocksdb::Status opened = rocksdb::DB::OpenForReadOnly(mo, dir, &db);
+    if (!opened.ok()) CV_RETURN_IF_ERROR(CheckStamp(fs, dir, stamp));  // a race: retry
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance read-only"));
+    meta_.reset(db);
+    return CheckStamp(fs, dir, stamp);
+  });
+  CV_RETURN_IF_ERROR(meta);
   if (!GetHeader("format").ok()) {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
