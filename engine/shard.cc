@@ -89,15 +89,17 @@ Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what) {
 
 std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir) {
   std::string current;
-  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return "";
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return "(no CURRENT)";
   while (!current.empty() && current.back() == '\n') current.pop_back();
   uint64_t size = 0;
-  if (!fs->GetFileSize(dir + "/" + current, rocksdb::IOOptions(), &size, nullptr).ok()) return "";
+  if (!fs->GetFileSize(dir + "/" + current, rocksdb::IOOptions(), &size, nullptr).ok()) {
+    return current + ":(missing)";
+  }
   return current + ":" + std::to_string(size);
 }
 
 Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before) {
-  if (!before.empty() && ManifestStamp(fs, dir) == before) return Status::OK();
+  if (ManifestStamp(fs, dir) == before) return Status::OK();
   return Status::IOError(std::string(kRaceMessage) + " (" + dir + ")");
 }
 

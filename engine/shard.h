@@ -58,8 +58,11 @@ Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
 // beside a writer is only consistent if this did not change while it ran
 // (a flush the open did not see may have deleted a WAL it then missed).
 std::string ManifestStamp(rocksdb::FileSystem* fs, const std::string& dir);
-// kIOError carrying kRaceMessage if the stamp changed (or could not be
-// read: the writer was between two MANIFESTs).
+// An unreadable CURRENT, or one naming a missing MANIFEST, is part of the
+// stamp: it changes when a writer moves to a new MANIFEST (a race), and
+// stays the same when CURRENT is damaged or gone, so that the open's own
+// error is returned at once instead of being retried as a race.
+// kIOError carrying kRaceMessage if the stamp changed.
 inline constexpr std::string_view kRaceMessage =
     "read-only open: the writer changed the instance while it was read";
 Status CheckStamp(rocksdb::FileSystem* fs, const std::string& dir, const std::string& before);

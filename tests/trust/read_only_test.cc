@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "callvault/store.h"
@@ -199,6 +200,28 @@ TEST(ReadOnly, NeverCreatesTheSigningKey) {
     EXPECT_TRUE(receipts->empty());
   }
   EXPECT_EQ(trust::Diff(before, trust::Snapshot(keys)), "");
+}
+
+// A damaged CURRENT (metadata instance, then a shard) is damage, not a
+// writer racing the open: the read-only open returns RocksDB's own error
+// at once, never the race message after seconds of retries.
+TEST(ReadOnly, DamagedCurrentIsNotTakenForARace) {
+  for (const char* instance : {"meta", "shards/0000"}) {
+    testutil::TempDir tmp;
+    const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+    Prepare(db, keys);
+    if (HasFatalFailure()) return;
+    const std::string current = db + "/" + instance + "/CURRENT";
+    ASSERT_TRUE(fs::exists(current)) << current;
+    {
+      std::ofstream f(current, std::ios::trunc);
+      f << "MANIFEST-999999\n";  // names a MANIFEST that is not there
+    }
+    auto store = Store::Open(StoreOptions(keys, true), db);
+    ASSERT_FALSE(store.ok()) << instance;
+    EXPECT_EQ(store.status().message().find("the writer changed the instance"), std::string::npos)
+        << instance << ": " << store.status().ToString();
+  }
 }
 
 // A copy of the store taken before a purge, opened read-only with the
