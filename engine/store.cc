@@ -655,6 +655,9 @@ Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
       ++recovery_pending_;
     } else {
       DeriveKeys(t.get(), *dek);
+      // A damaged family's compactions would keep re-reading its damaged
+      // files (decision 0014).
+      if (t->damaged) t->shard->DisableCompactions(t->cf, true).IgnoreError();
     }
   } else if (read_only() &&
              (rec.state == TenantState::kCreating || rec.state == TenantState::kPurging)) {

@@ -21,13 +21,18 @@ constexpr size_t kRecyclableHeaderSize = 11;
 constexpr int kZeroType = 0, kFullType = 1, kFirstType = 2, kMiddleType = 3, kLastType = 4;
 constexpr int kRecyclableFullType = 5, kRecyclableLastType = 8, kSetCompressionType = 9;
 
-const std::array<uint32_t, 256>& Table() {
-  static const std::array<uint32_t, 256> t = [] {
-    std::array<uint32_t, 256> a{};
+// Slicing-by-8 tables of crc32c (reflected polynomial 0x82f63b78).
+using CrcTables = std::array<std::array<uint32_t, 256>, 8>;
+const CrcTables& Tables() {
+  static const CrcTables t = [] {
+    CrcTables a{};
     for (uint32_t i = 0; i < 256; ++i) {
       uint32_t c = i;
       for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-      a[i] = c;
+      a[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; ++i) {
+      for (int k = 1; k < 8; ++k) a[k][i] = (a[k - 1][i] >> 8) ^ a[0][a[k - 1][i] & 0xff];
     }
     return a;
   }();
@@ -114,9 +119,22 @@ bool CrcOk(const std::string& d, size_t p, size_t hs, size_t len) {
 
 // Checksum-valid full records anywhere in [from, end): what the dropped
 // rest of a block held (RocksDB drops it whole after a bad header).
-void FindCandidates(const std::string& d, size_t from, size_t end, std::vector<BatchInfo>* out) {
+// A checksum-valid FIRST fragment among them (it ends the block) goes to
+// `first`: its MIDDLE and LAST fragments in the next blocks complete it.
+void FindCandidates(const std::string& d, size_t from, size_t end, std::vector<BatchInfo>* out,
+                    std::string* first = nullptr) {
   for (size_t q = from; q + kHeaderSize <= end; ++q) {
     const int type = static_cast<uint8_t>(d[q + 6]);
+    if (type == kFirstType && first != nullptr) {
+      const size_t len = static_cast<uint8_t>(d[q + 4]) |
+                         (static_cast<size_t>(static_cast<uint8_t>(d[q + 5])) << 8);
+      if (q + kHeaderSize + len <= end && end - (q + kHeaderSize + len) < kHeaderSize &&
+          CrcOk(d, q, kHeaderSize, len)) {
+        first->assign(d, q + kHeaderSize, len);
+        return;
+      }
+      continue;
+    }
     if (type != kFullType && type != kRecyclableFullType) continue;
     const size_t hs = type == kFullType ? kHeaderSize : kRecyclableHeaderSize;
     const size_t len = static_cast<uint8_t>(d[q + 4]) | (static_cast<size_t>(static_cast<uint8_t>(d[q + 5])) << 8);
@@ -137,6 +155,17 @@ void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uin
   bool in_frag = false;
   std::string frag;
   uint64_t frag_off = 0;
+  // A whole record inside dropped bytes that continues into the next
+  // blocks (its FIRST fragment found by FindCandidates): completed from
+  // the MIDDLE/LAST fragments the reader drops as "missing start".
+  std::string pending;
+  bool pending_active = false;
+  size_t pending_item = 0;
+  auto start_pending = [&](std::string first) {
+    pending_active = !first.empty();
+    pending = std::move(first);
+    pending_item = items->size() - 1;
+  };
   auto recovered = [&](std::string_view payload) {
     Item it;
     it.recovered = true;
@@ -187,8 +216,9 @@ void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uin
       const size_t hs = recyclable ? kRecyclableHeaderSize : kHeaderSize;
       if (end - p < hs || p + hs + len > end) {
         std::vector<BatchInfo> later;
-        FindCandidates(d, p + 1, end, &later);
-        if (short_block && later.empty()) {
+        std::string first;
+        FindCandidates(d, p + 1, end, &later, &first);
+        if (short_block && later.empty() && first.empty()) {
           lose_fragment(DropKind::kTruncatedAtEnd);
           drop(p, DropKind::kTruncatedAtEnd, "truncated record");
           break;
@@ -196,6 +226,7 @@ void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uin
         lose_fragment(DropKind::kCorrupt);
         Item& it = drop(p, DropKind::kCorrupt, "bad record length");
         it.candidates = std::move(later);
+        start_pending(std::move(first));
         break;
       }
       if (type == kZeroType && len == 0) {
@@ -205,7 +236,9 @@ void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uin
         lose_fragment(DropKind::kCorrupt);
         Item& it = drop(p, short_block && zeros ? DropKind::kTruncatedAtEnd : DropKind::kCorrupt,
                         "zeroed bytes");
-        FindCandidates(d, p + 1, end, &it.candidates);
+        std::string first;
+        FindCandidates(d, p + 1, end, &it.candidates, &first);
+        start_pending(std::move(first));
         break;
       }
       if (!CrcOk(d, p, hs, len)) {
@@ -216,12 +249,31 @@ void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uin
           BatchInfo b = ParseBatch(std::string_view(d).substr(p + hs, len));
           if (b.header) it.candidates.push_back(std::move(b));
         }
-        FindCandidates(d, p + 1, end, &it.candidates);
+        std::string first;
+        FindCandidates(d, p + 1, end, &it.candidates, &first);
+        start_pending(std::move(first));
         break;
       }
       const std::string_view payload = std::string_view(d).substr(p + hs, len);
       const uint64_t at = p;
       p += hs + len;
+      const int base = recyclable ? type - (kRecyclableFullType - kFullType) : type;
+      if (pending_active && !in_frag && (base == kMiddleType || base == kLastType)) {
+        pending.append(payload);
+        if (base == kLastType) {
+          BatchInfo b = ParseBatch(pending);
+          b.trusted = true;
+          if (b.parsed) {
+            b.payload = std::move(pending);
+            (*items)[pending_item].candidates.push_back(std::move(b));
+          }
+          pending_active = false;
+          pending.clear();
+        }
+        drop(at, DropKind::kCorrupt, "missing start of fragmented record");
+        continue;
+      }
+      pending_active = false;
       switch (recyclable ? type - (kRecyclableFullType - kFullType) : type) {
         case kFullType:
           lose_fragment(DropKind::kCorrupt);
@@ -288,9 +340,16 @@ void AppendRecord(std::string* log, std::string_view payload) {
 }
 
 uint32_t Crc32c(const char* data, size_t n, uint32_t init) {
-  const auto& t = Table();
+  const auto& t = Tables();
+  const auto* p = reinterpret_cast<const uint8_t*>(data);
   uint32_t c = ~init;
-  for (size_t i = 0; i < n; ++i) c = t[(c ^ static_cast<uint8_t>(data[i])) & 0xff] ^ (c >> 8);
+  for (; n >= 8; n -= 8, p += 8) {
+    const uint32_t lo = c ^ (static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+                             static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24);
+    c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+        t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+  }
+  for (; n > 0; --n, ++p) c = t[0][(c ^ *p) & 0xff] ^ (c >> 8);
   return ~c;
 }
 

@@ -1,4 +1,4 @@
-// WAL damage detection (docs/decisions/0014-wal-damage-is-loud.md).
+// WAL damage detection (docs/decisions/0014-damage-is-loud-and-contained.md).
 //
 // Before RocksDB opens an instance, its write-ahead logs are read here the
 // way RocksDB's log::Reader reads them (db/log_format.h: 32 KiB blocks,

@@ -9,6 +9,8 @@
 #include <rocksdb/metadata.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include <random>
 
 #include "callvault/store.h"
+#include "engine/wal_scan.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
 
@@ -432,6 +435,57 @@ TEST_F(Fixture, PurgeOfAWalDamagedTenant) {
   EXPECT_EQ(s->DescribeTenant("acme")->state, TenantState::kPurged);
   EXPECT_TRUE(s->Verify(std::nullopt)->ok());
   ExpectHealthy("bravo", {"b0", "after0", "after2"});
+}
+
+}  // namespace
+}  // namespace callvault
+
+namespace callvault {
+namespace {
+
+// What the WAL scan costs at open (CALLVAULT_DAMAGE_BENCH=1; not in make
+// test): a store with 1,000 tenants, one call each, all in the WALs; the
+// open timed, and the scan alone over the same directories.
+TEST(DamageBench, OpenWithDataInTheWal) {
+  if (std::getenv("CALLVAULT_DAMAGE_BENCH") == nullptr) GTEST_SKIP() << "set CALLVAULT_DAMAGE_BENCH=1";
+  TestStore s;
+  ASSERT_OK(s.Open());
+  const int n = 1000;
+  for (int i = 0; i < n; ++i) {
+    const std::string t = "t" + std::to_string(i);
+    ASSERT_OK(s->CreateTenant({t, "", 0}));
+    for (int k = 0; k < 3; ++k) {
+      ASSERT_OK(s->PutCall(t, MakeCall("c" + std::to_string(k), 1700000000000000)));
+    }
+  }
+  s.Close();
+  uint64_t wal_bytes = 0;
+  for (const auto& f : testutil::ListFiles(s.db)) {
+    if (f.size() > 4 && f.substr(f.size() - 4) == ".log") wal_bytes += fs::file_size(f);
+  }
+  double open_s = 0, scan_s = 0;
+  const int rounds = 3;
+  for (int r = 0; r < rounds; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_OK(s.Open());
+    open_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto paths = s->ShardPaths();
+    paths.push_back(s->MetaPath());
+    s.Close();
+    t0 = std::chrono::steady_clock::now();
+    for (const auto& p : paths) {
+      auto scan = walscan::ScanDirectory(rocksdb::FileSystem::Default().get(), p);
+      ASSERT_OK(scan);
+      ASSERT_TRUE(scan->damage.empty());
+    }
+    scan_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) < 0) load[0] = -1;
+  std::printf("[damage-bench] %d tenants, %.1f MB of WAL: open %.3f s, of which the WAL scan %.3f s "
+              "(%.0f MB/s); load average %.2f\n",
+              n, wal_bytes / 1e6, open_s / rounds, scan_s / rounds, wal_bytes / 1e6 / (scan_s / rounds),
+              load[0]);
 }
 
 }  // namespace

@@ -100,6 +100,13 @@ Built Build(int n, size_t size) {
 
 ScanResult One(const std::string& data) { return Scan({WalFile{5, "000005.log", data}}); }
 
+TEST(WalScan, Crc32cKnownValues) {
+  EXPECT_EQ(Crc32c("123456789", 9), 0xe3069283u);  // the check value of CRC-32C
+  std::string zeros(32, '\0');
+  EXPECT_EQ(Crc32c(zeros.data(), zeros.size()), 0x8a9136aau);  // RFC 3720 B.4
+  EXPECT_EQ(Crc32c("a", 1), 0xc1d04330u);
+}
+
 TEST(WalScan, CleanLogHasNoDamage) {
   for (size_t size : {10u, 5000u, 70000u}) {
     Built b = Build(20, size);

@@ -445,6 +445,12 @@ class Store {
   // tenants. A quarantined tenant's operations return kCorruption until it
   // is reinstated or purged. Every key no live tenant owns gets an
   // "orphan_key" audit event at each open until it is reconciled.
+  // Every WAL is read before RocksDB recovers it (docs/decisions/0014): a
+  // torn tail is dropped quietly; damage that would lose acknowledged
+  // writes is repaired to lose only the damaged records, and the tenants
+  // that lost writes are marked damaged (TenantInfo::damaged; a
+  // "wal_damage" audit event and the callback); the store opens. Damage in
+  // the metadata instance's WAL fails the open with kCorruption.
   // Before anything is created or read: refuses a local key directory that
   // is the store directory, inside it, or holds it (by device and inode,
   // through symlinks and bind mounts), then takes the key provider's writer
