@@ -257,6 +257,11 @@ void Store::Impl::VerifyMetadata(VerifyReport* report) {
         const uint64_t seq = key.size() == 9 ? format::DecodeFixed64BE(key.data() + 1) : 0;
         fail("audit", "audit event " + std::to_string(seq) + ": " + s.ToString());
       }
+    } else if (kind == format::kDamagePrefix) {
+      // A damaged tenant's mark (decision 0014): sealed text.
+      s = key.size() == 9 ? record::Open(store_data_key_, record::Binding{}, key, value, &plain)
+                          : Status::Corruption("malformed damage mark key");
+      if (!s.ok()) fail("damage", "damage mark: " + s.ToString());
     } else {
       s = Status::Corruption("unknown key kind in the metadata instance");
       fail("unknown", s.ToString());

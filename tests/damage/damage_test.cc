@@ -111,6 +111,9 @@ struct Fixture : ::testing::Test {
     ASSERT_OK(v);
     EXPECT_FALSE(v->ok());
     ASSERT_EQ(v->damaged_tenants.size(), 1u);
+    // The damage mark itself is a known, authentic metadata row.
+    EXPECT_EQ(v->metadata_failed, 0u);
+    for (const auto& f : v->failures) ADD_FAILURE() << f;
   }
   void ExpectHealthy(const std::string& t, const std::vector<std::string>& ids) {
     ExpectCalls(t, ids);
