@@ -128,6 +128,15 @@ void Store::Impl::RecordKeyringFailure(const Status& s) {
 
 Status Store::Impl::Observe(Status s, const char* op, std::string_view tenant_id) {
   if (s.code() == Code::kCorruption) Audit("auth_failure", tenant_id, std::string(op) + ": " + s.message());
+  // A damaged SST, blob file or block of the tenant: it stays refused until
+  // an operator acts (decision 0014), not just this once.
+  if (IsStorageCorruption(s)) {
+    auto t = FindTenant(tenant_id);
+    if (t.ok() && (*t)->state.load() == TenantState::kActive) {
+      MarkDamaged(*t, std::string(op) + " met damaged files of its column family: " + s.message());
+    }
+  }
+  PollDamagedFamilies();
   return s;
 }
 

@@ -103,6 +103,8 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
     }
   }
   VerifyReport report;
+  PollDamagedFamilies();
+  std::vector<std::pair<std::string, std::string>> met_damage;  // marked after the scans
   for (const auto& id : ids) {
     // kRemove: a churned tenant's records are checked too (nothing of their
     // content leaves Verify).
@@ -154,6 +156,7 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
     if (failed_here > 0) {
       Audit("auth_failure", id, "verify: " + std::to_string(failed_here) + " records failed");
     }
+    if (IsStorageCorruption(scan)) met_damage.emplace_back(id, scan.message());
     if (!scan.ok()) {
       const uint64_t remaining = EstimateRemaining((*t)->shard->db(), (*t)->cf, read_here);
       report.records_unchecked += remaining;
@@ -169,11 +172,20 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
     std::lock_guard<std::mutex> l(admin_mu_);
     report.orphan_keys = FindOrphanKeys();
   }
+  for (const auto& [id, why] : met_damage) {
+    auto t = FindTenant(id);
+    if (t.ok()) MarkDamaged(*t, "verify met damaged files of its column family: " + why);
+  }
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [id, t] : tenants_) {
       if (t->quarantined.load() && (!tenant_id || *tenant_id == id)) {
         report.quarantined_tenants.push_back(id);
+      }
+      if (t->damaged.load() && t->state.load() == TenantState::kActive &&
+          (!tenant_id || *tenant_id == id)) {
+        std::lock_guard<std::mutex> r(t->rec_mu);
+        report.damaged_tenants.push_back(id + ": " + t->damage);
       }
     }
   }
@@ -245,6 +257,11 @@ void Store::Impl::VerifyMetadata(VerifyReport* report) {
         const uint64_t seq = key.size() == 9 ? format::DecodeFixed64BE(key.data() + 1) : 0;
         fail("audit", "audit event " + std::to_string(seq) + ": " + s.ToString());
       }
+    } else if (kind == format::kDamagePrefix) {
+      // A damaged tenant's mark (decision 0014): sealed text.
+      s = key.size() == 9 ? record::Open(store_data_key_, record::Binding{}, key, value, &plain)
+                          : Status::Corruption("malformed damage mark key");
+      if (!s.ok()) fail("damage", "damage mark: " + s.ToString());
     } else {
       s = Status::Corruption("unknown key kind in the metadata instance");
       fail("unknown", s.ToString());
@@ -292,6 +309,7 @@ void Store::Impl::VerifyMetadata(VerifyReport* report) {
 }
 
 Result<StoreStats> Store::Impl::Stats() {
+  PollDamagedFamilies();
   StoreStats st;
   st.store_id = crypto::Hex(store_id_);
   st.region = region_;
@@ -316,6 +334,10 @@ Result<StoreStats> Store::Impl::Stats() {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [id, t] : tenants_) {
       if (t->quarantined.load()) st.quarantined_tenants.push_back(id);
+      if (t->damaged.load() && t->state.load() == TenantState::kActive) {
+        std::lock_guard<std::mutex> r(t->rec_mu);
+        st.damaged_tenants.push_back(id + ": " + t->damage);
+      }
       if (t->state.load() == TenantState::kActive) ids.push_back(id);
       else ++st.purged_tenants;
     }

@@ -12,6 +12,7 @@
 
 #include "engine/fs_util.h"
 #include "engine/info_log.h"
+#include "engine/wal_scan.h"
 
 namespace callvault {
 
@@ -30,7 +31,8 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.create_missing_column_families = false;
   // 7.8 defaults this to false; a half-written OPTIONS file must not pass.
   d.fail_if_options_file_error = true;
-  // Proven by the kill tests (docs/decisions/0002-wal-recovery-mode.md).
+  // Proven by the kill tests; a shard whose WAL scan finds damage opens
+  // with kSkipAnyCorruptedRecords instead (docs/decisions/0014).
   d.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   d.write_buffer_manager = r->write_buffer_manager;
   d.max_background_jobs = std::max(2, options.background_threads);
@@ -155,10 +157,35 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
+  // Damage in the WAL (docs/decisions/0014): found before RocksDB recovery
+  // drops it. Recovery then skips the damaged bytes only, so the other
+  // families' later writes are kept; the families that lost writes are
+  // named after the open.
+  walscan::ScanResult scan;
+  if (!dbo.create_if_missing) {
+    CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/!read_only));
+    shard->wal_evidence_ = scan.evidence;
+    if (!scan.damage.empty()) {
+      dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords;
+    }
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db)
                 : rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+  // One family's damaged table or blob file, read by the open itself (it
+  // loads a few table files' meta blocks): with paranoid_checks the whole
+  // shard would refuse to open. Opened again without, the file's family is
+  // named below and its tenant marked damaged (docs/decisions/0014).
+  std::string table_damage;
+  if (!s.ok() && s.IsCorruption() && !read_only &&
+      (s.ToString().find(".sst") != std::string::npos ||
+       s.ToString().find(".blob") != std::string::npos)) {
+    table_damage = s.ToString();
+    dbo.paranoid_checks = false;
+    shard->degraded_ = true;
+    s = rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+  }
   if (!s.ok()) {
     // A file the writer removed meanwhile (compaction, flush) is a race,
     // not damage, if the instance changed: the caller retries.
@@ -166,6 +193,43 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
   }
   shard->db_.reset(db);
+  if (!table_damage.empty()) {
+    std::vector<rocksdb::LiveFileMetaData> live;
+    db->GetLiveFilesMetaData(&live);
+    WalDamage w;
+    w.kind = "file_damage";
+    w.description = "shard " + std::to_string(index) + ": damaged files of its column family: " +
+                    table_damage;
+    w.all_families = true;
+    for (const auto& f : live) {
+      const std::string base = f.name.substr(f.name.rfind('/') + 1);
+      if (table_damage.find("/" + base) != std::string::npos) {
+        w.families = {f.column_family_name};
+        w.all_families = false;
+      }
+    }
+    shard->wal_damage_.push_back(std::move(w));
+  }
+  if (!scan.damage.empty()) {
+    std::map<uint32_t, std::string> by_id;
+    for (auto* h : handles) by_id[h->GetID()] = h->GetName();
+    for (const auto& d : scan.damage) {
+      WalDamage w;
+      w.description = "shard " + std::to_string(index) + ": " + d.Describe();
+      w.all_families = d.unknown_families;
+      for (uint32_t id : d.column_families) {
+        auto it = by_id.find(id);
+        if (it == by_id.end()) {
+          w.all_families = true;  // a family since dropped, or a damaged id
+        } else if (it->second == rocksdb::kDefaultColumnFamilyName) {
+          w.all_families = true;  // never written by the engine: a damaged id
+        } else {
+          w.families.push_back(it->second);
+        }
+      }
+      shard->wal_damage_.push_back(std::move(w));
+    }
+  }
   Status stable = read_only ? CheckStamp(fs, path, stamp) : Status::OK();
   for (auto* h : handles) {
     if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
@@ -236,6 +300,20 @@ Status Shard::FlushAll() {
 }
 
 Status Shard::SyncWal() { return callvault::SyncWal(db_.get(), *error_, "sync WAL"); }
+
+Status Shard::DropWalEvidence() {
+  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  for (const auto& name : wal_evidence_) CV_RETURN_IF_ERROR(fsutil::Remove(fs, path_, name));
+  wal_evidence_.clear();
+  return Status::OK();
+}
+
+Status Shard::DisableCompactions(rocksdb::ColumnFamilyHandle* cf, bool disable) {
+  if (read_only_) return Status::OK();
+  return fsutil::FromRocks(
+      db_->SetOptions(cf, {{"disable_auto_compactions", disable ? "true" : "false"}}),
+      "set compaction option");
+}
 
 size_t Shard::family_count() const {
   std::lock_guard<std::mutex> l(mu_);

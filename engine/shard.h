@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "callvault/status.h"
@@ -38,15 +39,54 @@ struct SharedResources {
 // Debian's RocksDB 7.8 (built with assertions) aborts the process in
 // FlushWAL(true) / SyncWAL, so nothing may sync the WAL of a failed
 // instance again; and a failed fsync must not be retried anyway.
+//
+// A compaction that fails with a corruption (it read a damaged SST or blob
+// file of one family) is not an error of the instance: it is reported to
+// the store as that family's damage (TakeDamagedFamilies) and suppressed,
+// so the other families of the shard keep serving reads and writes
+// (docs/decisions/0014). With `suppress_compaction_corruption` false
+// (the metadata instance) it stops the instance as before.
 class ErrorFlag : public rocksdb::EventListener {
  public:
-  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* s) override {
-    if (s != nullptr && !s->ok()) failed_.store(true);
+  explicit ErrorFlag(bool suppress_compaction_corruption = false)
+      : suppress_(suppress_compaction_corruption) {}
+  void OnCompactionCompleted(rocksdb::DB*, const rocksdb::CompactionJobInfo& ci) override {
+    if (suppress_ && ci.status.IsCorruption()) {
+      std::lock_guard<std::mutex> l(mu_);
+      damaged_[ci.cf_name] = ci.status.ToString();
+    }
+  }
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* s) override {
+    if (s == nullptr || s->ok()) return;
+    if (suppress_ && reason == rocksdb::BackgroundErrorReason::kCompaction && s->IsCorruption()) {
+      *s = rocksdb::Status::OK();  // the family is marked damaged instead
+      return;
+    }
+    failed_.store(true);
   }
   bool failed() const { return failed_.load(); }
+  // Families whose compaction met a corruption since the last call, with
+  // RocksDB's message.
+  std::map<std::string, std::string> TakeDamagedFamilies() {
+    std::lock_guard<std::mutex> l(mu_);
+    return std::exchange(damaged_, {});
+  }
 
  private:
+  const bool suppress_;
   std::atomic<bool> failed_{false};
+  std::mutex mu_;
+  std::map<std::string, std::string> damaged_;  // GUARDED_BY(mu_)
+};
+
+// Damage found by the open: the WAL scan's (engine/wal_scan.h), with the
+// families that lost acknowledged writes by name; or a damaged table file
+// the open itself read, with its family.
+struct WalDamage {
+  std::string kind = "wal_damage";    // or "file_damage" (a table file)
+  std::string description;            // file, offset, reason; no content
+  std::vector<std::string> families;  // names; empty with all_families
+  bool all_families = false;          // the lost records could not all be attributed
 };
 
 // FlushWAL(true) unless `flag` says the instance failed: then kIOError,
@@ -103,6 +143,16 @@ class Shard {
   // Syncs every live WAL (SyncWal above).
   Status SyncWal();
   size_t family_count() const;
+  // What the WAL scan at open found (writable and read-only opens).
+  const std::vector<WalDamage>& wal_damage() const { return wal_damage_; }
+  // Removes the damaged WAL files kept beside the repaired ones, once the
+  // store has recorded their damage durably.
+  Status DropWalEvidence();
+  // See ErrorFlag::TakeDamagedFamilies.
+  std::map<std::string, std::string> TakeDamagedFamilies() { return error_->TakeDamagedFamilies(); }
+  // Stops automatic compactions of a damaged family, so that they do not
+  // keep re-reading its damaged files.
+  Status DisableCompactions(rocksdb::ColumnFamilyHandle* cf, bool disable);
 
  private:
   static Result<std::unique_ptr<Shard>> OpenOnce(uint32_t index, const std::string& path,
@@ -115,7 +165,12 @@ class Shard {
   const std::string path_;
   const SharedResources* const res_;  // owned by the store; outlives the shard
   const bool read_only_;
-  std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>();  // listens on db_
+  std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>(true);  // listens on db_
+  std::vector<WalDamage> wal_damage_;  // fixed after open
+  std::vector<std::string> wal_evidence_;
+  // Opened with paranoid_checks off around a damaged table file (decision
+  // 0014): a failed WAL write then does not stop the instance by itself.
+  bool degraded_ = false;
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;  // GUARDED_BY(mu_); excl. default

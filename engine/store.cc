@@ -77,6 +77,8 @@ TenantInfo Tenant::Info() const {
   i.holds = rec.holds;
   i.workspace_retention = rec.workspace_retention;
   i.quarantined = quarantined.load();
+  i.damaged = damaged.load();
+  if (i.damaged) i.damage = damage;
   return i;
 }
 
@@ -226,6 +228,10 @@ Result<KeyReconcileReport> Store::ReconcileKeys(bool dry_run,
   return impl_->ReconcileKeys(dry_run, destroy_with_data);
 }
 Status Store::ReinstateTenant(std::string_view t) { return impl_->ReinstateTenant(t); }
+Status Store::AcceptTenantDamage(std::string_view t) {
+  CV_REFUSE_IF_READ_ONLY("AcceptTenantDamage");
+  return impl_->AcceptTenantDamage(t);
+}
 Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }
 Status Store::ScheduleTenantPurge(std::string_view t, int64_t purge_at) {
   CV_REFUSE_IF_READ_ONLY("ScheduleTenantPurge");
@@ -339,6 +345,7 @@ Status Store::Impl::OpenReadOnly() {
   mo.max_open_files = -1;
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
   const std::string dir = path_ + "/meta";
+  CV_RETURN_IF_ERROR(ScanMetaWal());
   Status meta = RetryWhileRacing([&]() -> Status {
     meta_.reset();
     rocksdb::DB* db = nullptr;
@@ -366,6 +373,8 @@ Status Store::Impl::OpenReadOnly() {
   CV_RETURN_IF_ERROR(keys);
   CV_RETURN_IF_ERROR(LoadAudit());
   CV_RETURN_IF_ERROR(OpenShards());
+  CV_RETURN_IF_ERROR(LoadDamage());
+  CV_RETURN_IF_ERROR(RecordWalDamage());
   std::vector<codec::TenantRecord> records;
   CV_RETURN_IF_ERROR(LoadRegistry(&records));
   return RegisterAsIs(std::move(records));
@@ -388,6 +397,7 @@ Status Store::Impl::OpenOrCreate() {
   mo.enable_blob_files = false;
   mo.listeners.push_back(meta_error_);
   mo.info_log = NewInfoLog(path_ + "/meta");
+  if (exists) CV_RETURN_IF_ERROR(ScanMetaWal());
   rocksdb::DB* db = nullptr;
   rocksdb::Status opened = rocksdb::DB::Open(mo, path_ + "/meta", &db);
   if (opened.IsIOError() && opened.ToString().find("While lock file") != std::string::npos) {
@@ -422,6 +432,8 @@ Status Store::Impl::OpenOrCreate() {
   CV_RETURN_IF_ERROR(keys);
   CV_RETURN_IF_ERROR(LoadAudit());
   CV_RETURN_IF_ERROR(OpenShards());
+  CV_RETURN_IF_ERROR(LoadDamage());
+  CV_RETURN_IF_ERROR(RecordWalDamage());
   std::vector<codec::TenantRecord> records;
   CV_RETURN_IF_ERROR(LoadRegistry(&records));
   CV_RETURN_IF_ERROR(Recover(std::move(records)));
@@ -620,6 +632,10 @@ Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
   auto t = std::make_shared<Tenant>();
   t->rec = rec;
   t->state = rec.state;
+  if (auto d = damage_marks_.find(rec.internal_id); d != damage_marks_.end()) {
+    t->damaged = true;  // docs/decisions/0014
+    t->damage = d->second;
+  }
   if (rec.state == TenantState::kActive) {
     Status missing;
     const SecretBytes* dek = keyring_.Find(rec.internal_id, rec.key_version);
@@ -639,6 +655,9 @@ Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
       ++recovery_pending_;
     } else {
       DeriveKeys(t.get(), *dek);
+      // A damaged family's compactions would keep re-reading its damaged
+      // files (decision 0014).
+      if (t->damaged) t->shard->DisableCompactions(t->cf, true).IgnoreError();
     }
   } else if (read_only() &&
              (rec.state == TenantState::kCreating || rec.state == TenantState::kPurging)) {
@@ -739,7 +758,7 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [tid, t] : tenants_) {
-      if (t->state == TenantState::kActive && !t->quarantined) ids.push_back(tid);
+      if (t->state == TenantState::kActive && !t->quarantined && !t->damaged) ids.push_back(tid);
     }
   }
   for (const auto& tid : ids) {

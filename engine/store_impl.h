@@ -65,6 +65,11 @@ struct Tenant : record::DictionarySource {
   // data (docs/decisions/0012): Acquire returns kCorruption. Cleared by
   // ReinstateTenant (under admin_mu_ and life held exclusively).
   std::atomic<bool> quarantined{false};
+  // Damage found in its WAL records or its files (docs/decisions/0014):
+  // Acquire returns kCorruption. Set by MarkDamaged, cleared by
+  // AcceptTenantDamage. `damage` GUARDED_BY(rec_mu).
+  std::atomic<bool> damaged{false};
+  std::string damage;
   std::shared_mutex life;
   std::mutex write_mu;  // serialises read-modify-write puts and deletes
   Shard* shard = nullptr;
@@ -202,6 +207,16 @@ class Store::Impl {
   Result<KeyReconcileReport> ReconcileKeys(bool dry_run,
                                            const std::vector<uint64_t>& destroy_with_data);
   Status ReinstateTenant(std::string_view tenant_id);
+  // damage.cc (docs/decisions/0014).
+  Status AcceptTenantDamage(std::string_view tenant_id);
+  // Marks the tenant damaged, durably unless read-only (meta key `B`), stops
+  // its family's automatic compactions, and audits "tenant_damaged". Once.
+  void MarkDamaged(const std::shared_ptr<Tenant>& t, const std::string& why);
+  // Families whose compaction met a corruption: their tenants marked damaged.
+  void PollDamagedFamilies();
+  // A kCorruption that RocksDB returned (a damaged SST, blob file or block),
+  // as opposed to a record that failed authentication.
+  static bool IsStorageCorruption(const Status& s);
   Result<std::string> SigningPublicKey() {
     return read_only() ? kp_->ExistingSigningPublicKey() : kp_->SigningPublicKey();
   }
@@ -222,6 +237,14 @@ class Store::Impl {
   // Read-only opens: registers every tenant as the registry has it.
   Status RegisterAsIs(std::vector<codec::TenantRecord> records);
   Status ActivateTenant(const codec::TenantRecord& rec);
+  // damage.cc: reads the stored damage marks; records what each shard's WAL
+  // scan found (marks, audit events), then flushes those shards so the
+  // damaged WAL is retired. REQUIRES: shards open, registry not yet loaded.
+  Status LoadDamage();
+  Status RecordWalDamage();
+  // The metadata instance's WAL: kCorruption (and the audit callback) if it
+  // lost acknowledged writes.
+  Status ScanMetaWal();
   // recover.cc (docs/decisions/0012). All REQUIRE admin_mu_.
   // A tenant's runtime state with its keys and column family when the
   // keyring and the shard have them (nullptr cf otherwise).
@@ -317,6 +340,7 @@ class Store::Impl {
   uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)
   bool holds_writer_lock_ = false;  // kp_->AcquireWriterLock() succeeded (Store::Open)
   uint64_t recovery_pending_ = 0;                 // read-only opens; fixed after open
+  std::map<uint64_t, std::string> damage_marks_;  // internal id -> why; filled at open
 
   std::mutex audit_mu_;
   uint64_t audit_seq_ = 0;          // GUARDED_BY(audit_mu_)

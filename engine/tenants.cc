@@ -11,6 +11,7 @@
 #include "engine/kill_point.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
+#include "format/coding.h"
 
 namespace callvault {
 
@@ -40,6 +41,12 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
     return Status::Corruption(
         "tenant quarantined: recovery found its registry record contradicted by its key or data "
         "(possible tampering); nothing was destroyed; reinstate or purge it (see operations.md)");
+  }
+  if (t->damaged.load()) {
+    std::lock_guard<std::mutex> l(t->rec_mu);
+    return Status::Corruption("tenant " + std::string(tenant_id) + " is damaged: " + t->damage +
+                              "; restore it or purge it, or accept the loss with `callvault "
+                              "tenant accept-damage`, see docs/operations.md");
   }
   std::shared_lock<std::shared_mutex> lock(t->life);
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
@@ -311,7 +318,12 @@ Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
     std::shared_lock<std::shared_mutex> life(t->life);
     if (t->cf != nullptr) {
       TenantRef ref{t, std::move(life)};
-      CV_RETURN_IF_ERROR(CheckNotHeld(ref, "", /*any_call=*/true));
+      Status held = CheckNotHeld(ref, "", /*any_call=*/true);
+      // A damaged tenant's call holds may be unreadable: its tenant-level
+      // holds (in the registry) still block; damaged data does not.
+      if (!(t->damaged.load() && held.code() == Code::kCorruption && ref->rec.holds.empty())) {
+        CV_RETURN_IF_ERROR(held);
+      }
     }
   }
   codec::TenantRecord rec = t->Record();
@@ -326,6 +338,14 @@ Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
     std::lock_guard<std::mutex> r(t->rec_mu);
     t->rec = rec;
     t->state = TenantState::kPurged;
+  }
+  if (t->damaged.load()) {
+    // Nothing is left to be damaged (decision 0014); a crash before this
+    // leaves a mark of a purged tenant, which nothing reads.
+    std::string key(1, format::kDamagePrefix);
+    format::PutFixed64BE(&key, rec.internal_id);
+    meta_->Delete(meta_write_, key).PermitUncheckedError();
+    t->damaged = false;
   }
   return receipt;
 }

@@ -62,6 +62,9 @@ inline constexpr char kPinPrefix = 'N';
 inline constexpr char kAuditPrefix = 'A';
 inline constexpr char kPendingFailurePrefix = 'F';
 inline constexpr char kDictionaryPrefix = 'Z';
+// Metadata instance: a damaged tenant (docs/decisions/0014), keyed by
+// internal id: kDamagePrefix + 8-byte big-endian internal id.
+inline constexpr char kDamagePrefix = 'B';
 
 enum class Part : uint8_t { kMeta = 0, kTranscript = 1, kInsights = 2, kSummary = 3 };
 inline constexpr int kPartCount = 4;

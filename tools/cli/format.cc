@@ -203,7 +203,8 @@ nlohmann::json HoldToJson(const Hold& h, bool reveal) {
 
 // "active (quarantined)" for a tenant recovery quarantined (decision 0012).
 static std::string StateText(const TenantInfo& t) {
-  return std::string(TenantStateName(t.state)) + (t.quarantined ? " (quarantined)" : "");
+  return std::string(TenantStateName(t.state)) + (t.quarantined ? " (quarantined)" : "") +
+         (t.damaged ? " (damaged)" : "");
 }
 
 nlohmann::json TenantToJson(const TenantInfo& t, bool reveal) {
@@ -225,6 +226,10 @@ nlohmann::json TenantToJson(const TenantInfo& t, bool reveal) {
                       {"column_family", t.column_family},
                       {"key_version", t.key_version}};
   if (t.quarantined) j["quarantined"] = true;  // decision 0012; absent otherwise
+  if (t.damaged) {  // decision 0014; absent otherwise
+    j["damaged"] = true;
+    j["damage"] = t.damage;
+  }
   return j;
 }
 
@@ -255,6 +260,7 @@ void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t>
   f.emplace_back("churned_at", FormatTime(t.churned_at));
   f.emplace_back("purge_at", FormatTime(t.purge_at));
   if (t.purged_at != 0) f.emplace_back("purged_at", FormatTime(t.purged_at));
+  if (t.damaged) f.emplace_back("damage", t.damage);
   PrintFields(out, f);
 }
 
@@ -468,7 +474,7 @@ nlohmann::json StatsToJson(const StoreStats& s) {
                        {"records", t.records},
                        {"bytes", t.bytes}});
   }
-  return {{"store_id", s.store_id},
+  nlohmann::json j = {{"store_id", s.store_id},
           {"region", s.region},
           {"kek_generation", s.kek_generation},
           {"keyring_generation", s.keyring_generation},
@@ -480,6 +486,8 @@ nlohmann::json StatsToJson(const StoreStats& s) {
           {"tenants", std::move(tenants)},
           {"orphan_keys", OrphanKeysToJson(s.orphan_keys)},
           {"quarantined_tenants", s.quarantined_tenants}};
+  if (!s.damaged_tenants.empty()) j["damaged_tenants"] = s.damaged_tenants;  // decision 0014
+  return j;
 }
 
 void PrintStats(std::ostream& out, const StoreStats& s) {
@@ -510,6 +518,7 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
   }
   tenants.Print(out);
   PrintRecoveryFindings(out, s.orphan_keys, s.quarantined_tenants);
+  PrintDamagedTenants(out, s.damaged_tenants);
 }
 
 nlohmann::json OrphanKeysToJson(const std::vector<OrphanKey>& keys) {
@@ -561,6 +570,14 @@ void PrintRecoveryFindings(std::ostream& out, const std::vector<OrphanKey>& keys
   }
 }
 
+void PrintDamagedTenants(std::ostream& out, const std::vector<std::string>& damaged) {
+  for (const auto& d : damaged) out << "DAMAGED  tenant " << d << '\n';
+  if (!damaged.empty()) {
+    out << "  resolve: restore the tenant from a backup, or callvault tenant purge ID --yes, or "
+           "callvault tenant accept-damage ID (docs/operations.md, \"A tenant is damaged\")\n";
+  }
+}
+
 nlohmann::json VerifyReportToJson(const VerifyReport& r) {
   nlohmann::json j = {{"ok", r.ok()},
                       {"tenants", r.tenants},
@@ -572,6 +589,7 @@ nlohmann::json VerifyReportToJson(const VerifyReport& r) {
                       {"unchecked", r.unchecked},
                       {"orphan_keys", OrphanKeysToJson(r.orphan_keys)},
                       {"quarantined_tenants", r.quarantined_tenants}};
+  if (!r.damaged_tenants.empty()) j["damaged_tenants"] = r.damaged_tenants;  // decision 0014
   if (r.metadata_checked) {
     j["metadata_ok"] = r.metadata_ok;
     j["metadata_failed"] = r.metadata_failed;
@@ -583,6 +601,7 @@ void PrintVerifyReport(std::ostream& out, const VerifyReport& r) {
   for (const auto& f : r.failures) out << "FAILED     " << f << '\n';
   for (const auto& u : r.unchecked) out << "UNCHECKED  " << u << '\n';
   PrintRecoveryFindings(out, r.orphan_keys, r.quarantined_tenants);
+  PrintDamagedTenants(out, r.damaged_tenants);
   std::string line = fmt::format("{}: {} tenant(s), {} record(s) ok, {} failed", r.ok() ? "OK" : "FAILED",
                                  r.tenants, r.records_ok, r.records_failed);
   if (r.records_unchecked != 0 || !r.unchecked.empty()) {
@@ -591,6 +610,9 @@ void PrintVerifyReport(std::ostream& out, const VerifyReport& r) {
   if (!r.orphan_keys.empty()) line += fmt::format(", {} orphan key(s)", r.orphan_keys.size());
   if (!r.quarantined_tenants.empty()) {
     line += fmt::format(", {} quarantined tenant(s)", r.quarantined_tenants.size());
+  }
+  if (!r.damaged_tenants.empty()) {
+    line += fmt::format(", {} damaged tenant(s)", r.damaged_tenants.size());
   }
   if (r.metadata_checked) {
     line += fmt::format("; metadata: {} record(s) ok, {} failed", r.metadata_ok, r.metadata_failed);

@@ -103,6 +103,8 @@ nlohmann::json VerifyReportToJson(const VerifyReport& r);
 nlohmann::json OrphanKeysToJson(const std::vector<OrphanKey>& keys);
 // The orphan keys and quarantined tenants recovery reported, each with how
 // to resolve it; prints nothing when there are none.
+// "DAMAGED  tenant T: what" per damaged tenant, and what to do (decision 0014).
+void PrintDamagedTenants(std::ostream& out, const std::vector<std::string>& damaged);
 void PrintRecoveryFindings(std::ostream& out, const std::vector<OrphanKey>& keys,
                            const std::vector<std::string>& quarantined);
 void PrintVerifyReport(std::ostream& out, const VerifyReport& r);

@@ -36,9 +36,10 @@ class VerifyCommand final : public Command {
     if (!report->ok()) {
       return RunResult::Reported(Status::Corruption(fmt::format(
           "verify failed: {} record(s) did not decrypt or decode, {} metadata failure(s), about {} "
-          "record(s) unchecked, {} quarantined tenant(s), {} orphan key(s)",
+          "record(s) unchecked, {} quarantined tenant(s), {} orphan key(s), {} damaged tenant(s)",
           report->records_failed, report->metadata_failed, report->records_unchecked,
-          report->quarantined_tenants.size(), report->orphan_keys.size())));
+          report->quarantined_tenants.size(), report->orphan_keys.size(),
+          report->damaged_tenants.size())));
     }
     return {};
   }
@@ -151,6 +152,32 @@ class TenantReinstateCommand final : public Command {
   std::string tenant_id_;
 };
 
+// callvault tenant accept-damage ID: the operator accepts a damaged
+// tenant's loss (decision 0014); it is served again with what survived.
+class TenantAcceptDamageCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "accept-damage"; }
+  std::string Help() const override {
+    return "Serve a damaged tenant again with what survived, accepting the loss (audited); "
+           "else restore it or purge it";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    Status s = (*store)->AcceptTenantDamage(tenant_id_);
+    if (!s.ok()) return s;
+    ctx.err() << "accepted the damage of tenant " << tenant_id_ << '\n';
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+};
+
 }  // namespace
 
 void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
@@ -158,6 +185,7 @@ void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<StatsCommand>());
   out->push_back(std::make_unique<KeysReconcileCommand>());
   out->push_back(std::make_unique<TenantReinstateCommand>());
+  out->push_back(std::make_unique<TenantAcceptDamageCommand>());
 }
 
 }  // namespace callvault::cli

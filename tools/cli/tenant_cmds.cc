@@ -80,8 +80,9 @@ class TenantShowCommand final : public Command {
     if (!t.ok()) return t.status();
     std::optional<uint64_t> calls;
     std::optional<std::vector<Hold>> holds;
-    if (t->state == TenantState::kActive) {
-      // A churned tenant whose reads are refused has no count.
+    if (t->state == TenantState::kActive && !t->damaged) {
+      // A churned tenant whose reads are refused has no count; a damaged
+      // one (decision 0014) shows what was found instead.
       auto n = (*store)->CountCalls(tenant_id_);
       if (n.ok()) {
         calls = *n;

@@ -174,6 +174,14 @@ struct TenantInfo {
   // or its data (tampering): every operation on it returns kCorruption until
   // Store::ReinstateTenant or PurgeTenant. Not stored.
   bool quarantined = false;
+  // The tenant lost acknowledged writes or holds unreadable data: a damaged
+  // WAL record of it, or a damaged SST or blob file of its column family
+  // (docs/decisions/0014). Every operation on it returns kCorruption
+  // ("tenant T is damaged: ...") until Store::AcceptTenantDamage or
+  // PurgeTenant; `damage` says what was found (file, offset, reason; no
+  // content). Stored (meta key `B`, docs/format.md): a reopen keeps it.
+  bool damaged = false;
+  std::string damage;
 };
 
 
@@ -369,6 +377,9 @@ struct VerifyReport {
   // data; see Store::ReinstateTenant). Their records are not checked.
   std::vector<OrphanKey> orphan_keys;
   std::vector<std::string> quarantined_tenants;
+  // "T: what was found" per damaged tenant (TenantInfo::damaged); their
+  // records are not checked (each also counts one unchecked record).
+  std::vector<std::string> damaged_tenants;
   // Per stopped scan: "tenant X: scan stopped after N records: <reason>;
   // about M remaining unchecked".
   std::vector<std::string> unchecked;
@@ -376,7 +387,8 @@ struct VerifyReport {
   // nothing for an operator to resolve (no orphan key, no quarantine).
   bool ok() const {
     return records_failed == 0 && metadata_failed == 0 && records_unchecked == 0 &&
-           unchecked.empty() && orphan_keys.empty() && quarantined_tenants.empty();
+           unchecked.empty() && orphan_keys.empty() && quarantined_tenants.empty() &&
+           damaged_tenants.empty();
   }
 };
 
@@ -409,6 +421,7 @@ struct StoreStats {
   uint64_t total_bytes = 0;  // their size
   std::vector<OrphanKey> orphan_keys;             // see OrphanKey
   std::vector<std::string> quarantined_tenants;  // see Store::ReinstateTenant
+  std::vector<std::string> damaged_tenants;      // "T: what was found"; see TenantInfo::damaged
 };
 
 class Store {
@@ -432,6 +445,12 @@ class Store {
   // tenants. A quarantined tenant's operations return kCorruption until it
   // is reinstated or purged. Every key no live tenant owns gets an
   // "orphan_key" audit event at each open until it is reconciled.
+  // Every WAL is read before RocksDB recovers it (docs/decisions/0014): a
+  // torn tail is dropped quietly; damage that would lose acknowledged
+  // writes is repaired to lose only the damaged records, and the tenants
+  // that lost writes are marked damaged (TenantInfo::damaged; a
+  // "wal_damage" audit event and the callback); the store opens. Damage in
+  // the metadata instance's WAL fails the open with kCorruption.
   // Before anything is created or read: refuses a local key directory that
   // is the store directory, inside it, or holds it (by device and inode,
   // through symlinks and bind mounts), then takes the key provider's writer
@@ -593,6 +612,13 @@ class Store {
   // with an audit event. kFailedPrecondition if it is not quarantined, or
   // if its key or column family is missing (then purge it instead).
   Status ReinstateTenant(std::string_view tenant_id);
+  // Clears a tenant's damage (TenantInfo::damaged) after an operator decided
+  // the loss is acceptable: its operations are served again, with whatever
+  // data survived; an audit event "damage_accepted" names what was
+  // accepted. The alternatives: purge it, or restore it from a backup
+  // (docs/operations.md, "A tenant is damaged"). kFailedPrecondition if it is
+  // not damaged; kNotSupported read-only.
+  Status AcceptTenantDamage(std::string_view tenant_id);
   Result<std::vector<Receipt>> ListReceipts();
   Result<std::string> SigningPublicKey();
   // Flushes memtables of every shard to SST files.

@@ -1,0 +1,164 @@
+// Damaged tenants (docs/decisions/0014): what the WAL scan at open found,
+// what a read or a compaction met in a tenant's files, the durable mark
+// (meta key `B`, docs/format.md) that keeps the tenant refused across
+// reopens, and the operator's way out (AcceptTenantDamage; or PurgeTenant).
+#include <rocksdb/env.h>
+
+#include "engine/fs_util.h"
+#include "engine/store_impl.h"
+#include "engine/validate.h"
+#include "engine/wal_scan.h"
+#include "format/coding.h"
+
+namespace callvault {
+
+namespace {
+std::string DamageKey(uint64_t internal_id) {
+  std::string key(1, format::kDamagePrefix);
+  format::PutFixed64BE(&key, internal_id);
+  return key;
+}
+}  // namespace
+
+bool Store::Impl::IsStorageCorruption(const Status& s) {
+  // RocksDB's own corruption statuses read "Corruption: ..." (FromRocks
+  // keeps them); a record that fails authentication reads "corruption".
+  return s.code() == Code::kCorruption && s.message().find("Corruption: ") != std::string::npos;
+}
+
+Status Store::Impl::ScanMetaWal() {
+  rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  CV_ASSIGN_OR_RETURN(walscan::ScanResult scan, walscan::ScanDirectory(fs, path_ + "/meta"));
+  if (scan.damage.empty()) return Status::OK();
+  const std::string what = "metadata instance: " + scan.damage.front().Describe();
+  if (options_.audit_callback) {
+    AuditEvent e;
+    e.time = NowMicros();
+    e.kind = "wal_damage";
+    e.detail = what + " (store not opened)";
+    options_.audit_callback(e);
+  }
+  return Status::Corruption(what +
+                            "; the store does not open without the lost records: restore it "
+                            "from a backup (docs/operations.md, \"Damaged metadata\")");
+}
+
+Status Store::Impl::LoadDamage() {
+  std::unique_ptr<rocksdb::Iterator> it(meta_->NewIterator(rocksdb::ReadOptions()));
+  const std::string prefix(1, format::kDamagePrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->key().size() != 1 + 8) return Status::Corruption("damage mark: bad key");
+    std::string why;
+    CV_RETURN_IF_ERROR(record::Open(store_data_key_, record::Binding{}, it->key().ToStringView(),
+                                    it->value().ToStringView(), &why));
+    damage_marks_[format::DecodeFixed64BE(it->key().data() + 1)] = std::move(why);
+  }
+  return fsutil::FromRocks(it->status(), "read damage marks");
+}
+
+Status Store::Impl::RecordWalDamage() {
+  std::lock_guard<std::mutex> l(admin_mu_);
+  for (const auto& shard : shards_) {
+    if (shard->wal_damage().empty()) continue;
+    for (const auto& d : shard->wal_damage()) {
+      std::vector<std::string> families = d.all_families ? shard->FamilyNames() : d.families;
+      std::string ids;
+      for (const auto& name : families) {
+        auto id = format::ParseColumnFamilyName(name);
+        if (!id) continue;
+        const std::string why = d.description + (d.all_families
+                                                      ? " (the lost records could not all be "
+                                                        "attributed: every tenant of the shard)"
+                                                      : "");
+        if (!read_only()) {
+          const std::string key = DamageKey(*id);
+          CV_RETURN_IF_ERROR(fsutil::FromRocks(
+              meta_->Put(meta_write_, key, record::Seal(store_data_key_, record::Binding{}, key, why)),
+              "write damage mark"));
+        }
+        damage_marks_[*id] = why;
+        ids += (ids.empty() ? "" : ",") + std::to_string(*id);
+      }
+      Audit(d.kind, "", d.description + "; tenants marked damaged: internal_ids=" +
+                                  (ids.empty() ? "none" : ids));
+    }
+    // The marks are durable: retire the damaged WAL, so that later opens
+    // neither scan nor replay it again.
+    if (!read_only()) {
+      CV_RETURN_IF_ERROR(shard->FlushAll());
+      CV_RETURN_IF_ERROR(shard->DropWalEvidence());
+    }
+  }
+  return Status::OK();
+}
+
+void Store::Impl::MarkDamaged(const std::shared_ptr<Tenant>& t, const std::string& why) {
+  if (t->damaged.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> l(t->rec_mu);
+    t->damage = why;
+  }
+  if (!read_only()) {
+    const std::string key = DamageKey(t->rec.internal_id);
+    Status s = fsutil::FromRocks(
+        meta_->Put(meta_write_, key, record::Seal(store_data_key_, record::Binding{}, key, why)),
+        "write damage mark");
+    if (!s.ok()) audit_failures_.fetch_add(1);
+    std::shared_lock<std::shared_mutex> life(t->life);
+    if (t->cf != nullptr && t->shard != nullptr) t->shard->DisableCompactions(t->cf, true).IgnoreError();
+  }
+  Audit("tenant_damaged", t->rec.tenant_id, why);
+}
+
+void Store::Impl::PollDamagedFamilies() {
+  std::vector<std::pair<uint32_t, std::map<std::string, std::string>>> found;
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    for (const auto& s : shards_) {
+      auto f = s->TakeDamagedFamilies();
+      if (!f.empty()) found.emplace_back(s->index(), std::move(f));
+    }
+  }
+  for (const auto& [shard, families] : found) {
+    for (const auto& [name, msg] : families) {
+      auto id = format::ParseColumnFamilyName(name);
+      if (!id) continue;
+      std::shared_ptr<Tenant> hit;
+      {
+        std::shared_lock<std::shared_mutex> m(map_mu_);
+        for (const auto& [tid, t] : tenants_) {
+          if (t->rec.internal_id == *id && t->state.load() == TenantState::kActive) hit = t;
+        }
+      }
+      if (hit) {
+        MarkDamaged(hit, "shard " + std::to_string(shard) +
+                             ": a compaction of its column family met damaged files: " + msg);
+      }
+    }
+  }
+}
+
+Status Store::Impl::AcceptTenantDamage(std::string_view tenant_id) {
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  std::lock_guard<std::mutex> l(admin_mu_);
+  CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
+  if (!t->damaged.load()) return Status::FailedPrecondition("tenant is not damaged");
+  if (t->state.load() != TenantState::kActive) return Status::TenantPurged("tenant purged");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Delete(meta_write_, DamageKey(t->rec.internal_id)),
+                                       "delete damage mark"));
+  std::string what;
+  {
+    std::lock_guard<std::mutex> r(t->rec_mu);
+    what = std::exchange(t->damage, std::string());
+  }
+  {
+    std::shared_lock<std::shared_mutex> life(t->life);
+    if (t->cf != nullptr && t->shard != nullptr) t->shard->DisableCompactions(t->cf, false).IgnoreError();
+  }
+  t->damaged = false;
+  damage_marks_.erase(t->rec.internal_id);
+  Audit("damage_accepted", tenant_id, "operator accepted the loss: " + what);
+  return Status::OK();
+}
+
+}  // namespace callvault

@@ -1,0 +1,564 @@
+#include "engine/wal_scan.h"
+
+#include <rocksdb/env.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+
+#include "engine/fs_util.h"
+#include "format/coding.h"
+
+namespace callvault::walscan {
+
+namespace {
+
+constexpr size_t kBlockSize = 32768;
+constexpr size_t kHeaderSize = 7;
+constexpr size_t kRecyclableHeaderSize = 11;
+// log_format.h record types.
+constexpr int kZeroType = 0, kFullType = 1, kFirstType = 2, kMiddleType = 3, kLastType = 4;
+constexpr int kRecyclableFullType = 5, kRecyclableLastType = 8, kSetCompressionType = 9;
+
+// Slicing-by-8 tables of crc32c (reflected polynomial 0x82f63b78).
+using CrcTables = std::array<std::array<uint32_t, 256>, 8>;
+const CrcTables& Tables() {
+  static const CrcTables t = [] {
+    CrcTables a{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+      a[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; ++i) {
+      for (int k = 1; k < 8; ++k) a[k][i] = (a[k - 1][i] >> 8) ^ a[0][a[k - 1][i] & 0xff];
+    }
+    return a;
+  }();
+  return t;
+}
+
+// Column families named by a write batch, and whether it parsed whole.
+struct BatchInfo {
+  bool header = false;  // at least the 12-byte header
+  uint64_t seq = 0;
+  uint32_t count = 0;
+  bool parsed = false;
+  bool trusted = false;  // its own checksum held: it was written as it is
+  std::set<uint32_t> cfs;
+  std::string payload;  // trusted only: kept by a repair
+};
+
+class CfCollector : public rocksdb::WriteBatch::Handler {
+ public:
+  explicit CfCollector(std::set<uint32_t>* cfs) : cfs_(cfs) {}
+  rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return Add(cf);
+  }
+  rocksdb::Status PutEntityCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return Add(cf);
+  }
+  rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice&) override { return Add(cf); }
+  rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice&) override { return Add(cf); }
+  rocksdb::Status DeleteRangeCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return Add(cf);
+  }
+  rocksdb::Status MergeCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return Add(cf);
+  }
+  rocksdb::Status PutBlobIndexCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return Add(cf);
+  }
+  void LogData(const rocksdb::Slice&) override {}
+
+ private:
+  rocksdb::Status Add(uint32_t cf) {
+    cfs_->insert(cf);
+    return rocksdb::Status::OK();
+  }
+  std::set<uint32_t>* cfs_;
+};
+
+BatchInfo ParseBatch(std::string_view rep) {
+  BatchInfo b;
+  if (rep.size() < 12) return b;
+  b.header = true;
+  b.seq = format::DecodeFixed64LE(rep.data());
+  b.count = format::DecodeFixed32LE(rep.data() + 8);
+  rocksdb::WriteBatch wb{std::string(rep)};
+  CfCollector c(&b.cfs);
+  b.parsed = wb.Iterate(&c).ok();
+  return b;
+}
+
+enum class DropKind { kCorrupt, kTruncatedAtEnd };
+
+// One thing recovery meets, in log order: a record it replays, or bytes it drops.
+struct Item {
+  bool recovered = false;
+  // recovered
+  uint64_t seq = 0;
+  uint32_t count = 0;
+  bool seq_known = false;
+  std::string payload;
+  size_t file_index = 0;
+  // dropped
+  DropKind kind = DropKind::kCorrupt;
+  std::string file;
+  uint64_t offset = 0;
+  std::string reason;
+  std::vector<BatchInfo> candidates;  // records recovered would lose, as far as parsed
+};
+
+bool CrcOk(const std::string& d, size_t p, size_t hs, size_t len) {
+  const uint32_t expected = format::DecodeFixed32LE(d.data() + p);
+  const uint32_t actual = Crc32c(d.data() + p + 6, hs - 6 + len);
+  return Mask(actual) == expected;
+}
+
+// Checksum-valid full records anywhere in [from, end): what the dropped
+// rest of a block held (RocksDB drops it whole after a bad header).
+// A checksum-valid FIRST fragment among them (it ends the block) goes to
+// `first`: its MIDDLE and LAST fragments in the next blocks complete it.
+void FindCandidates(const std::string& d, size_t from, size_t end, std::vector<BatchInfo>* out,
+                    std::string* first = nullptr) {
+  for (size_t q = from; q + kHeaderSize <= end; ++q) {
+    const int type = static_cast<uint8_t>(d[q + 6]);
+    if (type == kFirstType && first != nullptr) {
+      const size_t len = static_cast<uint8_t>(d[q + 4]) |
+                         (static_cast<size_t>(static_cast<uint8_t>(d[q + 5])) << 8);
+      if (q + kHeaderSize + len <= end && end - (q + kHeaderSize + len) < kHeaderSize &&
+          CrcOk(d, q, kHeaderSize, len)) {
+        first->assign(d, q + kHeaderSize, len);
+        return;
+      }
+      continue;
+    }
+    if (type != kFullType && type != kRecyclableFullType) continue;
+    const size_t hs = type == kFullType ? kHeaderSize : kRecyclableHeaderSize;
+    const size_t len = static_cast<uint8_t>(d[q + 4]) | (static_cast<size_t>(static_cast<uint8_t>(d[q + 5])) << 8);
+    if (q + hs + len > end || len < 12) continue;
+    if (!CrcOk(d, q, hs, len)) continue;
+    BatchInfo b = ParseBatch(std::string_view(d).substr(q + hs, len));
+    b.trusted = true;
+    if (b.parsed) {
+      b.payload.assign(d, q + hs, len);
+      out->push_back(std::move(b));
+    }
+    q += hs + len - 1;
+  }
+}
+
+void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uint64_t* records) {
+  const std::string& d = f.data;
+  bool in_frag = false;
+  std::string frag;
+  uint64_t frag_off = 0;
+  // A whole record inside dropped bytes that continues into the next
+  // blocks (its FIRST fragment found by FindCandidates): completed from
+  // the MIDDLE/LAST fragments the reader drops as "missing start".
+  std::string pending;
+  bool pending_active = false;
+  size_t pending_item = 0;
+  auto start_pending = [&](std::string first) {
+    pending_active = !first.empty();
+    pending = std::move(first);
+    pending_item = items->size() - 1;
+  };
+  auto recovered = [&](std::string_view payload) {
+    Item it;
+    it.recovered = true;
+    if (payload.size() >= 12) {
+      it.seq = format::DecodeFixed64LE(payload.data());
+      it.count = format::DecodeFixed32LE(payload.data() + 8);
+      it.seq_known = true;
+    }
+    it.payload.assign(payload);
+    it.file_index = file_index;
+    ++*records;
+    items->push_back(std::move(it));
+  };
+  auto drop = [&](uint64_t off, DropKind kind, std::string reason) -> Item& {
+    Item it;
+    it.kind = kind;
+    it.file = f.name;
+    it.offset = off;
+    it.reason = std::move(reason);
+    it.file_index = file_index;
+    items->push_back(std::move(it));
+    return items->back();
+  };
+  auto lose_fragment = [&](DropKind kind) {
+    if (!in_frag) return;
+    Item& it = drop(frag_off, kind, "fragmented record cut short");
+    BatchInfo b = ParseBatch(frag);
+    if (b.header) it.candidates.push_back(std::move(b));
+    in_frag = false;
+    frag.clear();
+  };
+  for (size_t start = 0; start < d.size(); start += kBlockSize) {
+    const size_t end = std::min(start + kBlockSize, d.size());
+    const bool short_block = end - start < kBlockSize;  // RocksDB's eof_
+    size_t p = start;
+    while (true) {
+      if (end - p < kHeaderSize) {
+        if (end > p && short_block) {
+          lose_fragment(DropKind::kTruncatedAtEnd);
+          drop(p, DropKind::kTruncatedAtEnd, "truncated header");
+        }
+        break;  // a block trailer, or the end
+      }
+      const int type = static_cast<uint8_t>(d[p + 6]);
+      const size_t len = static_cast<uint8_t>(d[p + 4]) |
+                         (static_cast<size_t>(static_cast<uint8_t>(d[p + 5])) << 8);
+      const bool recyclable = type >= kRecyclableFullType && type <= kRecyclableLastType;
+      const size_t hs = recyclable ? kRecyclableHeaderSize : kHeaderSize;
+      if (end - p < hs || p + hs + len > end) {
+        std::vector<BatchInfo> later;
+        std::string first;
+        FindCandidates(d, p + 1, end, &later, &first);
+        if (short_block && later.empty() && first.empty()) {
+          lose_fragment(DropKind::kTruncatedAtEnd);
+          drop(p, DropKind::kTruncatedAtEnd, "truncated record");
+          break;
+        }
+        lose_fragment(DropKind::kCorrupt);
+        Item& it = drop(p, DropKind::kCorrupt, "bad record length");
+        it.candidates = std::move(later);
+        start_pending(std::move(first));
+        break;
+      }
+      if (type == kZeroType && len == 0) {
+        // RocksDB skips the rest of the block without a word.
+        bool zeros = true;
+        for (size_t q = p; q < end && zeros; ++q) zeros = d[q] == 0;
+        lose_fragment(DropKind::kCorrupt);
+        Item& it = drop(p, short_block && zeros ? DropKind::kTruncatedAtEnd : DropKind::kCorrupt,
+                        "zeroed bytes");
+        std::string first;
+        FindCandidates(d, p + 1, end, &it.candidates, &first);
+        start_pending(std::move(first));
+        break;
+      }
+      if (!CrcOk(d, p, hs, len)) {
+        lose_fragment(DropKind::kCorrupt);
+        Item& it = drop(p, DropKind::kCorrupt, "checksum mismatch");
+        // Best effort: the damaged record itself, if its length held.
+        if (type == kFullType || type == kRecyclableFullType) {
+          BatchInfo b = ParseBatch(std::string_view(d).substr(p + hs, len));
+          if (b.header) it.candidates.push_back(std::move(b));
+        }
+        std::string first;
+        FindCandidates(d, p + 1, end, &it.candidates, &first);
+        start_pending(std::move(first));
+        break;
+      }
+      const std::string_view payload = std::string_view(d).substr(p + hs, len);
+      const uint64_t at = p;
+      p += hs + len;
+      const int base = recyclable ? type - (kRecyclableFullType - kFullType) : type;
+      if (pending_active && !in_frag && (base == kMiddleType || base == kLastType)) {
+        pending.append(payload);
+        if (base == kLastType) {
+          BatchInfo b = ParseBatch(pending);
+          b.trusted = true;
+          if (b.parsed) {
+            b.payload = std::move(pending);
+            (*items)[pending_item].candidates.push_back(std::move(b));
+          }
+          pending_active = false;
+          pending.clear();
+        }
+        drop(at, DropKind::kCorrupt, "missing start of fragmented record");
+        continue;
+      }
+      pending_active = false;
+      switch (recyclable ? type - (kRecyclableFullType - kFullType) : type) {
+        case kFullType:
+          lose_fragment(DropKind::kCorrupt);
+          recovered(payload);
+          break;
+        case kFirstType:
+          lose_fragment(DropKind::kCorrupt);
+          in_frag = true;
+          frag.assign(payload);
+          frag_off = at;
+          break;
+        case kMiddleType:
+          if (!in_frag) drop(at, DropKind::kCorrupt, "missing start of fragmented record");
+          else frag.append(payload);
+          break;
+        case kLastType:
+          if (!in_frag) {
+            drop(at, DropKind::kCorrupt, "missing start of fragmented record");
+          } else {
+            frag.append(payload);
+            recovered(frag);
+            in_frag = false;
+            frag.clear();
+          }
+          break;
+        default:
+          if (type == kSetCompressionType) break;
+          lose_fragment(DropKind::kCorrupt);
+          drop(at, DropKind::kCorrupt, "unknown record type " + std::to_string(type));
+          break;
+      }
+    }
+  }
+  lose_fragment(DropKind::kTruncatedAtEnd);
+}
+
+}  // namespace
+
+void AppendRecord(std::string* log, std::string_view payload) {
+  size_t left = payload.size(), pos = 0;
+  bool begin = true;
+  do {
+    size_t room = kBlockSize - log->size() % kBlockSize;
+    if (room < kHeaderSize) {
+      log->append(room, '\0');
+      room = kBlockSize;
+    }
+    const size_t n = std::min(left, room - kHeaderSize);
+    const bool end = n == left;
+    const char type = static_cast<char>(begin && end ? kFullType
+                                        : begin      ? kFirstType
+                                        : end        ? kLastType
+                                                     : kMiddleType);
+    std::string body(1, type);
+    body.append(payload.substr(pos, n));
+    format::PutFixed32LE(log, Mask(Crc32c(body.data(), body.size())));
+    log->push_back(static_cast<char>(n & 0xff));
+    log->push_back(static_cast<char>(n >> 8));
+    log->append(body);
+    pos += n;
+    left -= n;
+    begin = false;
+  } while (left > 0);
+}
+
+uint32_t Crc32c(const char* data, size_t n, uint32_t init) {
+  const auto& t = Tables();
+  const auto* p = reinterpret_cast<const uint8_t*>(data);
+  uint32_t c = ~init;
+  for (; n >= 8; n -= 8, p += 8) {
+    const uint32_t lo = c ^ (static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+                             static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24);
+    c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+        t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+  }
+  for (; n > 0; --n, ++p) c = t[0][(c ^ *p) & 0xff] ^ (c >> 8);
+  return ~c;
+}
+
+std::string Damage::Describe() const {
+  std::string s = "WAL file " + file + " offset " + std::to_string(offset) + ": " + reason;
+  if (lost_sequences > 0) s += "; " + std::to_string(lost_sequences) + " acknowledged write(s) lost";
+  else s += "; acknowledged writes lost";
+  return s;
+}
+
+ScanResult Scan(const std::vector<WalFile>& files, bool repair) {
+  ScanResult r;
+  std::vector<Item> items;
+  for (size_t fi = 0; fi < files.size(); ++fi) {
+    ++r.files;
+    r.bytes += files[fi].data.size();
+    ScanFile(files[fi], fi, &items, &r.records);
+  }
+  std::set<size_t> damaged_files;
+  // Walk the drops between recovered records.
+  const Item* prev = nullptr;  // last recovered record
+  size_t i = 0;
+  while (i < items.size()) {
+    if (items[i].recovered) {
+      prev = &items[i];
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < items.size() && !items[j].recovered) ++j;
+    const Item* next = j < items.size() ? &items[j] : nullptr;
+    // Checksum-valid records inside the dropped bytes: written whole after
+    // the damaged one, so not a torn tail whatever follows.
+    uint64_t trusted_end = 0;
+    bool any_trusted = false;
+    for (size_t k = i; k < j; ++k) {
+      for (const auto& c : items[k].candidates) {
+        if (c.trusted && c.header) {
+          any_trusted = true;
+          trusted_end = std::max(trusted_end, c.seq + c.count);
+        }
+      }
+    }
+    const bool expected_known = prev != nullptr && prev->seq_known;
+    const uint64_t expected = expected_known ? prev->seq + prev->count : 0;
+    bool damaged = false;
+    uint64_t lost_to = 0;  // sequence numbers [expected, lost_to) lost, if known
+    bool lost_to_known = false;
+    if (next == nullptr) {
+      damaged = any_trusted;  // otherwise a torn tail
+      if (any_trusted && expected_known && trusted_end > expected) {
+        lost_to = trusted_end;
+        lost_to_known = true;
+      }
+    } else if (expected_known && next->seq_known) {
+      damaged = next->seq > expected;
+      lost_to = next->seq;
+      lost_to_known = true;
+    } else {
+      // No predecessor: a truncated end of an older file is a crash's torn
+      // tail that a later open moved past; anything else is damage unless
+      // what it held was superseded (sequence numbers at or past `next`).
+      damaged = any_trusted;
+      for (size_t k = i; k < j; ++k) {
+        if (items[k].kind != DropKind::kCorrupt) continue;
+        bool superseded = !items[k].candidates.empty() && next->seq_known;
+        for (const auto& c : items[k].candidates) superseded = superseded && c.seq >= next->seq;
+        if (!superseded) damaged = true;
+      }
+    }
+    if (!damaged) {
+      if (next == nullptr) r.tail_drops += j - i;
+      i = j;
+      continue;
+    }
+    Damage dm;
+    const Item& first = items[i];
+    damaged_files.insert(first.file_index);
+    dm.file = first.file;
+    dm.offset = first.offset;
+    dm.reason = first.reason;
+    // Account for the lost sequence numbers with what could be parsed.
+    std::map<uint64_t, const BatchInfo*> by_seq;
+    for (size_t k = i; k < j; ++k) {
+      for (const auto& c : items[k].candidates) {
+        if (!c.header) continue;
+        auto [it, fresh] = by_seq.emplace(c.seq, &c);
+        if (!fresh && c.trusted) it->second = &c;  // prefer the checksum-valid one
+      }
+    }
+    if (expected_known && lost_to_known) {
+      // With `repair`, the checksum-valid records are kept: only the rest
+      // is lost. Without, recovery drops them too.
+      uint64_t at = expected, kept = 0;
+      while (at < lost_to) {
+        auto it = by_seq.find(at);
+        if (it == by_seq.end() || !it->second->parsed || it->second->count == 0 ||
+            at + it->second->count > lost_to) {
+          dm.unknown_families = true;
+          break;
+        }
+        const BatchInfo& c = *it->second;
+        if (c.trusted && repair) kept += c.count;
+        else dm.column_families.insert(c.cfs.begin(), c.cfs.end());
+        at += c.count;
+      }
+      for (; at < lost_to;) {  // what could not be walked: count the kept ones still
+        auto it = by_seq.lower_bound(at);
+        if (it == by_seq.end() || it->first >= lost_to) break;
+        if (it->second->trusted && repair) kept += it->second->count;
+        at = it->first + std::max<uint32_t>(1, it->second->count);
+      }
+      dm.lost_sequences = lost_to - expected - std::min(kept, lost_to - expected);
+    } else {
+      for (const auto& [sq, c] : by_seq) {
+        if (!(c->trusted && repair)) dm.column_families.insert(c->cfs.begin(), c->cfs.end());
+      }
+      dm.unknown_families = true;
+    }
+    r.damage.push_back(std::move(dm));
+    i = j;
+  }
+  // Each damaged file re-framed with every record that is whole: the ones
+  // recovery replays and the checksum-valid ones inside dropped bytes, in
+  // their order, with their own sequence numbers. Only the damaged records
+  // themselves are left out.
+  for (size_t fi : damaged_files) {
+    std::string out;
+    for (const auto& it : items) {
+      if (it.file_index != fi) continue;
+      if (it.recovered) {
+        AppendRecord(&out, it.payload);
+      } else {
+        for (const auto& c : it.candidates) {
+          if (c.trusted) AppendRecord(&out, c.payload);
+        }
+      }
+    }
+    r.repaired.push_back({files[fi].name, std::move(out)});
+  }
+  return r;
+}
+
+namespace {
+bool EndsWith(const std::string& s, std::string_view tail) {
+  return s.size() > tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+bool WalNumber(std::string_view stem, uint64_t* n) {
+  *n = 0;
+  if (stem.empty()) return false;
+  for (char c : stem) {
+    if (c < '0' || c > '9') return false;
+    *n = *n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return true;
+}
+}  // namespace
+
+Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair) {
+  std::vector<std::string> children;
+  rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
+  if (!ls.ok()) return fsutil::FromIO(ls, "list WAL files");
+  std::vector<WalFile> files, evidence;
+  for (const auto& name : children) {
+    const bool damaged = EndsWith(name, kEvidenceSuffix);
+    const std::string base = damaged ? name.substr(0, name.size() - kEvidenceSuffix.size()) : name;
+    if (!EndsWith(base, ".log")) continue;
+    WalFile f;
+    if (!WalNumber(std::string_view(base).substr(0, base.size() - 4), &f.number)) continue;
+    f.name = name;
+    rocksdb::IOStatus read = rocksdb::ReadFileToString(fs, dir + "/" + name, &f.data);
+    if (read.IsPathNotFound() || read.IsNotFound()) continue;  // retired meanwhile
+    CV_RETURN_IF_ERROR(fsutil::FromIO(read, "read WAL file"));
+    (damaged ? evidence : files).push_back(std::move(f));
+  }
+  std::sort(files.begin(), files.end(),
+            [](const WalFile& a, const WalFile& b) { return a.number < b.number; });
+  ScanResult r = Scan(files, repair);
+  if (repair) {
+    for (const auto& [name, content] : r.repaired) {
+      // The damaged file kept first (its damage is found again from it if
+      // a crash comes before the store recorded it), then replaced whole.
+      const std::string keep = name + std::string(kEvidenceSuffix);
+      bool kept = false;
+      for (const auto& e : evidence) kept = kept || e.name == keep;
+      if (!kept) {
+        const auto it = std::find_if(files.begin(), files.end(),
+                                     [&](const WalFile& f) { return f.name == name; });
+        CV_RETURN_IF_ERROR(fsutil::AtomicWrite(fs, dir, keep,
+                                               reinterpret_cast<const uint8_t*>(it->data.data()),
+                                               it->data.size()));
+        r.evidence.push_back(keep);
+      }
+      CV_RETURN_IF_ERROR(fsutil::AtomicWrite(
+          fs, dir, name, reinterpret_cast<const uint8_t*>(content.data()), content.size()));
+    }
+  }
+  // Kept damaged files whose damage a crash may have kept from being recorded.
+  for (auto& e : evidence) {
+    r.evidence.push_back(e.name);
+    ScanResult old = Scan({e}, /*repair=*/true);
+    for (auto& d : old.damage) {
+      d.file = e.name.substr(0, e.name.size() - kEvidenceSuffix.size());
+      bool dup = false;
+      for (const auto& x : r.damage) dup = dup || (x.file == d.file && x.offset == d.offset);
+      if (!dup) r.damage.push_back(std::move(d));
+    }
+  }
+  return r;
+}
+
+}  // namespace callvault::walscan

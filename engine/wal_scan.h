@@ -1,0 +1,87 @@
+// WAL damage detection (docs/decisions/0014-damage-is-loud-and-contained.md).
+//
+// Before RocksDB opens an instance, its write-ahead logs are read here the
+// way RocksDB's log::Reader reads them (db/log_format.h: 32 KiB blocks,
+// 7-byte headers crc32c(masked)/length/type, 11-byte recyclable headers),
+// so that what recovery would drop is known, and told apart:
+//  - a torn tail: dropped bytes after which no record is recovered, or
+//    after which the next recovered record continues the sequence numbers
+//    exactly (the write in flight at a crash, never acknowledged, and the
+//    writes made after the recovery that dropped it). Quiet.
+//  - damage: dropped bytes followed by a recovered record whose sequence
+//    number leaves a gap (acknowledged writes lost), or that has no
+//    predecessor and is not a truncation at the end of a file. Loud.
+// For damage, the column families of the lost records are found by parsing
+// every checksum-valid record inside the dropped bytes and, best effort,
+// the damaged record itself; when the lost sequence numbers are not all
+// accounted for that way, `unknown_families` is set (every family of the
+// instance must then be presumed to have lost writes).
+#ifndef CALLVAULT_ENGINE_WAL_SCAN_H_
+#define CALLVAULT_ENGINE_WAL_SCAN_H_
+
+#include <rocksdb/file_system.h>
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "callvault/status.h"
+
+namespace callvault::walscan {
+
+// crc32c (Castagnoli) and RocksDB's masking of stored checksums.
+uint32_t Crc32c(const char* data, size_t n, uint32_t init = 0);
+inline uint32_t Mask(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
+
+struct Damage {
+  std::string file;     // WAL file name (no directory)
+  uint64_t offset = 0;  // byte offset of the first dropped byte in it
+  std::string reason;   // "checksum mismatch", "zeroed bytes", ...
+  uint64_t lost_sequences = 0;  // sequence numbers lost, 0 if unknown
+  std::set<uint32_t> column_families;  // ids of the families that lost writes
+  bool unknown_families = false;
+  // "file 000012.log offset 4096: checksum mismatch; 6 write(s) lost"
+  std::string Describe() const;
+};
+
+struct ScanResult {
+  std::vector<Damage> damage;  // empty: nothing acknowledged is lost
+  // Per damaged file: its content re-framed without the damaged records
+  // (every record that is whole kept, in order, with its own sequence
+  // numbers), so that recovery does not drop the rest of a 32 KiB block
+  // after a damaged record, which held other tenants' writes.
+  std::vector<std::pair<std::string, std::string>> repaired;
+  // Names of the damaged originals kept beside (kEvidenceSuffix), to be
+  // removed once the store recorded the damage.
+  std::vector<std::string> evidence;
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+  uint64_t records = 0;         // logical records recovery would replay
+  uint64_t tail_drops = 0;      // torn tails (quiet)
+};
+
+inline constexpr std::string_view kEvidenceSuffix = ".damaged";
+// Scans every *.log file of `dir` (none: an empty result). Read errors are
+// returned as kIOError. With `repair`, each damaged file is first kept as
+// `<name>.damaged`, then replaced (atomically, synced) by its repaired
+// content. Damage found in a kept `.damaged` file (a crash after the
+// repair, before the store recorded it) is reported again.
+Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir,
+                                 bool repair = false);
+// Appends one logical record the way RocksDB's log::Writer frames it.
+void AppendRecord(std::string* log, std::string_view payload);
+// The same for WAL files given as (file number, name, contents), in order.
+struct WalFile {
+  uint64_t number = 0;
+  std::string name;
+  std::string data;
+};
+// With `repair`, the checksum-valid records inside dropped bytes count as
+// kept (ScanResult::repaired holds them); without, as lost.
+ScanResult Scan(const std::vector<WalFile>& files, bool repair = false);
+
+}  // namespace callvault::walscan
+
+#endif  // CALLVAULT_ENGINE_WAL_SCAN_H_
