@@ -43,7 +43,19 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   m += ": ";
   m += s.ToString();
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(std::move(m));
-  if (s.IsCorruption()) return Status::Corruption(std::move(m));
+  if (s.IsCorruption()) {
+    // RocksDB 7.8 wraps a failed read of a table file at open as
+    // "Corruption: Can't access /NNNNNN.sst: IO error: ...". A file that is
+    // missing ("No such file or directory") is damage; any other I/O error
+    // is an I/O error.
+    const bool wrapped_io = m.find("IO error: ") != std::string::npos &&
+                            m.find("No such file or directory") == std::string::npos;
+    if (!wrapped_io) return Status::Corruption(std::move(m));
+    if (m.find("No space left on device") != std::string::npos) {
+      return Status::IOError(DiskFull(std::move(m)));
+    }
+    return Status::IOError(std::move(m));
+  }
   if (s.IsInvalidArgument()) {
     // RocksDB 7.8's open reports a failed open of IDENTITY (or the MANIFEST)
     // for reading as InvalidArgument (DBImpl::Recover, "check if unsupported
