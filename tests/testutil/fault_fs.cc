@@ -286,7 +286,23 @@ IOStatus FaultFS::Check(uint32_t op, const std::string& path) {
   return CheckLocked(op, path);
 }
 
+uint64_t FaultFS::ops_seen(uint32_t kinds) const {
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t n = 0;
+  for (int b = 0; b < 8; ++b) {
+    if (kinds & (1u << b)) n += seen_[b];
+  }
+  return n;
+}
+void FaultFS::ResetCounts() {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& c : seen_) c = 0;
+}
+
 IOStatus FaultFS::CheckLocked(uint32_t op, const std::string& path) {
+  for (int b = 0; b < 8; ++b) {
+    if (op & (1u << b)) ++seen_[b];
+  }
   if (frozen_) return IOStatus::IOError(kPowerLostMessage, path);
   if (op & kOpMutating) {
     ++mutating_;
