@@ -439,6 +439,10 @@ Status Store::Impl::OpenReadOnly() {
     return CheckStamp(fs, dir, stamp);
   });
   CV_RETURN_IF_ERROR(meta);
+  // Only a missing header means an unfinished init; a failed read is that.
+  if (auto f = GetHeader("format"); !f.ok() && f.status().code() != Code::kNotFound) {
+    return f.status();
+  }
   if (!GetHeader("format").ok()) {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
@@ -487,6 +491,11 @@ Status Store::Impl::OpenOrCreate() {
   }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance"));
   meta_.reset(db);
+  // Only a missing header means an unfinished init: a failed read must not
+  // send an existing store into CreateNew.
+  if (auto f = GetHeader("format"); !f.ok() && f.status().code() != Code::kNotFound) {
+    return f.status();
+  }
   if (!GetHeader("format").ok()) {
     // A metadata instance without a header: an init that did not finish.
     if (!options_.create_if_missing) {
