@@ -376,9 +376,14 @@ void FaultFS::OnDirSync(const std::string& dir, bool ok) {
   std::lock_guard<std::mutex> l(mu_);
   Dir& d = dirs_[dir];
   if (!ok) {
-    d.poisoned = d.log.size() + 1;  // never cleared again
+    // The operations logged so far never become durable (the first
+    // poisoned - 1); a later successful fsync makes the later ones durable,
+    // as on Linux, where it persists the directory as it is then.
+    d.poisoned = d.log.size() + 1;
   } else if (d.poisoned == 0) {
     d.log.clear();
+  } else {
+    d.log.resize(d.poisoned - 1);
   }
 }
 

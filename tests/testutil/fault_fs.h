@@ -36,7 +36,8 @@
 //    unsynced data of an appendable file is lost for good (later syncs of
 //    that file make nothing before the failure durable), and a directory
 //    whose fsync failed never becomes durable for the operations before the
-//    failure. So "retry the fsync and acknowledge" shows up as lost data.
+//    failure (a later successful fsync makes the later ones durable). So
+//    "retry the fsync and acknowledge" shows up as lost data.
 //
 // 3. Injects I/O errors. Inject({kinds, nth, forever, no_space}) fails the
 //    nth operation (counting from the call) whose kind is in `kinds`, and
@@ -195,7 +196,7 @@ class FaultFS : public rocksdb::FileSystemWrapper {
   };
   struct Dir {
     std::vector<DirOp> log;  // since the last successful fsync
-    size_t poisoned = 0;     // a failed fsync: the first `poisoned` ops never become durable
+    size_t poisoned = 0;     // a failed fsync: the first `poisoned` - 1 ops never become durable
   };
 
   rocksdb::IOStatus CheckLocked(uint32_t op, const std::string& path);
