@@ -43,8 +43,36 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   m += ": ";
   m += s.ToString();
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(std::move(m));
-  if (s.IsCorruption()) return Status::Corruption(std::move(m));
-  if (s.IsInvalidArgument()) return Status::FailedPrecondition(std::move(m));
+  if (s.IsCorruption()) {
+    // RocksDB 7.8 wraps a failed read of a table file at open as
+    // "Corruption: Can't access /NNNNNN.sst: IO error: ...". A file that is
+    // missing ("No such file or directory") is damage; any other I/O error
+    // is an I/O error.
+    const bool wrapped_io = m.find("IO error: ") != std::string::npos &&
+                            m.find("No such file or directory") == std::string::npos;
+    if (!wrapped_io) return Status::Corruption(std::move(m));
+    if (m.find("No space left on device") != std::string::npos) {
+      return Status::IOError(DiskFull(std::move(m)));
+    }
+    return Status::IOError(std::move(m));
+  }
+  if (s.IsInvalidArgument()) {
+    // RocksDB 7.8's open reports a failed open of IDENTITY (or the MANIFEST)
+    // for reading as InvalidArgument (DBImpl::Recover, "check if unsupported
+    // Direct I/O is the root cause"): "Found options incompatible with
+    // filesystem: <the I/O error>" when a second try fails too, "Direct I/O
+    // is not supported by the specified DB" when it succeeds. callvault
+    // never enables direct I/O, so both are a failed read: kIOError.
+    if (m.find("Direct I/O is not supported") != std::string::npos) {
+      return Status::IOError(
+          m + " (a read at open failed once and succeeded when tried again; callvault does not "
+              "use direct I/O)");
+    }
+    if (m.find("Found options incompatible with filesystem") == std::string::npos &&
+        m.find("IO error: ") == std::string::npos) {
+      return Status::FailedPrecondition(std::move(m));
+    }
+  }
   if (s.IsNoSpace() || m.find("No space left on device") != std::string::npos) {
     // (RocksDB wraps some, e.g. "Unable to persist options", in a plain IOError.)
     return Status::IOError(DiskFull(std::move(m)));

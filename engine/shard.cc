@@ -16,9 +16,76 @@
 
 namespace callvault {
 
+namespace {
+
+class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
+ public:
+  CloseCheckedFile(std::unique_ptr<rocksdb::FSWritableFile> f, CloseCheckFS* fs, std::string path)
+      : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs), path_(std::move(path)) {}
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->Close(o, dbg);
+    if (!s.ok()) fs_->RecordCloseError(path_, s);
+    return s;
+  }
+
+ private:
+  CloseCheckFS* const fs_;  // outlives every file: owned by SharedResources
+  const std::string path_;
+};
+
+// An Env that is `base` in everything but its FileSystem.
+class FileSystemEnv : public rocksdb::EnvWrapper {
+ public:
+  FileSystemEnv(rocksdb::Env* base, std::shared_ptr<rocksdb::FileSystem> fs) : EnvWrapper(base) {
+    file_system_ = std::move(fs);
+  }
+  const char* Name() const override { return "CallvaultFileSystemEnv"; }
+};
+
+std::string DirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+}  // namespace
+
+rocksdb::IOStatus CloseCheckFS::NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                                std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                                rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
+  if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
+  return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::ReopenWritableFile(const std::string& f,
+                                                   const rocksdb::FileOptions& o,
+                                                   std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                                   rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
+  if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
+  return s;
+}
+
+void CloseCheckFS::RecordCloseError(const std::string& path, const rocksdb::IOStatus& s) {
+  std::lock_guard<std::mutex> l(mu_);
+  failed_.emplace(DirOf(path), fsutil::FromIO(s, "close " + path));  // keeps the first
+}
+
+Status CloseCheckFS::TakeCloseError(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = failed_.find(dir);
+  if (it == failed_.end()) return Status::OK();
+  Status s = std::move(it->second);
+  failed_.erase(it);
+  return s;
+}
+
 std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   auto r = std::make_unique<SharedResources>();
-  r->env = options.env ? options.env : rocksdb::Env::Default();
+  rocksdb::Env* base = options.env ? options.env : rocksdb::Env::Default();
+  r->close_check = std::make_shared<CloseCheckFS>(base->GetFileSystem());
+  r->own_env = std::make_unique<FileSystemEnv>(base, r->close_check);
+  r->env = r->own_env.get();
   r->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   r->write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_budget_bytes);
@@ -242,15 +309,31 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   return shard;
 }
 
-Shard::~Shard() {
-  if (!db_) return;
+Shard::~Shard() { Close().IgnoreError(); }
+
+Status Shard::Close() {
   std::lock_guard<std::mutex> l(mu_);
+  if (!db_) return Status::OK();
+  const std::string name = "shard " + std::to_string(index_) + ": ";
+  Status first;
+  auto keep = [&first](Status s) {
+    if (first.ok() && !s.ok()) first = std::move(s);
+  };
   // Every acknowledged write is synced already; this makes unsynced ones
-  // (sync_writes = false) durable too before closing.
-  if (!read_only_) SyncWal().IgnoreError();
-  for (auto& [name, h] : families_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  // (sync_writes = false) durable too before closing. A failed instance is
+  // not synced again (SyncWal): its close reports that earlier failure.
+  if (!read_only_) keep(callvault::SyncWal(db_.get(), *error_, name + "sync WAL at close"));
+  for (auto& [n, h] : families_) {
+    keep(fsutil::FromRocks(db_->DestroyColumnFamilyHandle(h), name + "destroy column family handle"));
+  }
   families_.clear();
-  db_->Close().PermitUncheckedError();
+  // Closes the WAL and MANIFEST files (and the info log): an error closing
+  // one comes back here.
+  keep(fsutil::FromRocks(db_->Close(), name + "close"));
+  db_.reset();
+  // DB::Close drops the status of closing its WAL and MANIFEST files.
+  keep(res_->close_check->TakeCloseError(path_));
+  return first;
 }
 
 Result<rocksdb::ColumnFamilyHandle*> Shard::Create(const std::string& name) {

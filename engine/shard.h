@@ -6,6 +6,7 @@
 #define CALLVAULT_ENGINE_SHARD_H_
 
 #include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 
@@ -24,8 +25,38 @@
 
 namespace callvault {
 
+// Wraps the store's FileSystem to catch a failed Close of a file RocksDB
+// wrote (WAL, MANIFEST, tables, OPTIONS): RocksDB 7.8's DB::Close closes
+// its WAL and MANIFEST writers and drops their status, so Shard::Close and
+// the store's Close ask this for the first such failure in their instance
+// directory (TakeCloseError).
+class CloseCheckFS : public rocksdb::FileSystemWrapper {
+ public:
+  explicit CloseCheckFS(const std::shared_ptr<rocksdb::FileSystem>& base)
+      : FileSystemWrapper(base) {}
+  const char* Name() const override { return "CallvaultCloseCheckFS"; }
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* dbg) override;
+  void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
+  // kIOError for the first failed close of a file directly in `dir` since
+  // the last call (then forgotten), or OK.
+  Status TakeCloseError(const std::string& dir);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Status> failed_;  // GUARDED_BY(mu_); by directory
+};
+
 struct SharedResources {
+  // options.env with its FileSystem wrapped in `close_check` (threads and
+  // clock are options.env's).
   rocksdb::Env* env = nullptr;
+  std::shared_ptr<CloseCheckFS> close_check;
+  std::unique_ptr<rocksdb::Env> own_env;
   std::shared_ptr<rocksdb::Cache> block_cache;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
   rocksdb::DBOptions db_options;
@@ -123,7 +154,14 @@ class Shard {
   static Result<std::unique_ptr<Shard>> Open(uint32_t index, const std::string& path,
                                              const SharedResources& res, bool create,
                                              bool read_only = false);
+  // Calls Close, ignoring its status.
   ~Shard();
+  // Syncs the WAL (unless read-only), destroys the family handles and
+  // closes the instance (DB::Close, whose status is checked); returns the
+  // first error of these, after doing all of them. Afterwards db() is
+  // nullptr and only the destructor may be called. A second call does
+  // nothing and returns OK. REQUIRES: no other thread uses the shard.
+  Status Close();
 
   uint32_t index() const { return index_; }
   const std::string& path() const { return path_; }

@@ -47,6 +47,15 @@ Status ReadOnlyError(const char* what) {
                               " is not available (open without Options::read_only to write)");
 }
 
+// Every public call but Close holds close_mu_ shared for its duration
+// (Close waits for it), and after Close returns kFailedPrecondition.
+Status ClosedError() {
+  return Status::FailedPrecondition("the store is closed (Store::Close was called)");
+}
+#define CV_REFUSE_IF_CLOSED()                                           \
+  std::shared_lock<std::shared_mutex> cv_open_guard_(impl_->close_mu_); \
+  if (impl_->closed_) return ClosedError()
+
 #define CV_REFUSE_IF_READ_ONLY(what) \
   if (impl_->read_only()) return ReadOnlyError(what)
 
@@ -98,7 +107,8 @@ void Tenant::WipeKeys() {
 // Store (public facade)
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Store::~Store() = default;
+Store::~Store() { Close().IgnoreError(); }
+Status Store::Close() { return impl_->Close(); }
 
 Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
   if (!options.key_provider) return Status::InvalidArgument("options.key_provider is required");
@@ -148,16 +158,25 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
 }
 
 Result<TenantInfo> Store::CreateTenant(const TenantSpec& spec) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("CreateTenant");
   return impl_->CreateTenant(spec);
 }
-Result<std::vector<TenantInfo>> Store::ListTenants() { return impl_->ListTenants(); }
-Result<TenantInfo> Store::DescribeTenant(std::string_view id) { return impl_->DescribeTenant(id); }
+Result<std::vector<TenantInfo>> Store::ListTenants() {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->ListTenants();
+}
+Result<TenantInfo> Store::DescribeTenant(std::string_view id) {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->DescribeTenant(id);
+}
 Result<Receipt> Store::PurgeTenant(std::string_view id) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PurgeTenant");
   return impl_->PurgeTenant(id);
 }
 Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PutCall");
   auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call});
   if (!v.ok()) return impl_->Observe(v.status(), "put", tenant_id);
@@ -165,30 +184,38 @@ Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call) {
 }
 Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
                                                const std::vector<Call>& calls) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PutCalls");
   auto r = impl_->PutCalls(tenant_id, calls);
   if (!r.ok()) return impl_->Observe(r.status(), "put", tenant_id);
   return r;
 }
 Result<Call> Store::GetCall(std::string_view t, std::string_view c, uint32_t parts) {
+  CV_REFUSE_IF_CLOSED();
   auto r = impl_->GetCall(t, c, parts);
   if (!r.ok()) return impl_->Observe(r.status(), "get", t);
   return r;
 }
 Status Store::DeleteCall(std::string_view t, std::string_view c) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("DeleteCall");
   return impl_->Observe(impl_->DeleteCall(t, c), "delete", t);
 }
 Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
+  CV_REFUSE_IF_CLOSED();
   auto r = impl_->ListCalls(t, q);
   if (!r.ok()) return impl_->Observe(r.status(), "list", t);
   return r;
 }
-Result<uint64_t> Store::CountCalls(std::string_view t) { return impl_->CountCalls(t); }
+Result<uint64_t> Store::CountCalls(std::string_view t) {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->CountCalls(t);
+}
 Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_view t,
                                                                   std::string_view c,
                                                                   uint32_t from_ms,
                                                                   uint32_t to_ms) {
+  CV_REFUSE_IF_CLOSED();
   auto r = impl_->GetTranscriptWindow(t, c, from_ms, to_ms);
   if (!r.ok()) return impl_->Observe(r.status(), "transcript", t);
   return r;
@@ -196,90 +223,128 @@ Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_vi
 Result<std::unique_ptr<RecordingWriter>> Store::CreateRecording(std::string_view t,
                                                                std::string_view c,
                                                                const RecordingSpec& spec) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("CreateRecording");
   return impl_->CreateRecording(t, c, spec);
 }
 Result<std::vector<RecordingInfo>> Store::ListRecordings(std::string_view t, std::string_view c) {
+  CV_REFUSE_IF_CLOSED();
   return impl_->ListRecordings(t, c);
 }
 Status Store::ReadRecording(std::string_view t, std::string_view c, std::string_view r,
                             uint64_t offset, uint64_t length, const RecordingSink& sink) {
+  CV_REFUSE_IF_CLOSED();
   return impl_->Observe(impl_->ReadRecording(t, c, r, offset, length, sink), "read_recording", t);
 }
 Status Store::DeleteRecording(std::string_view t, std::string_view c, std::string_view r) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("DeleteRecording");
   return impl_->DeleteRecording(t, c, r);
 }
 Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::string_view subject) {
+  CV_REFUSE_IF_CLOSED();
   auto r = impl_->FindReferences(t, subject);
   if (!r.ok()) return impl_->Observe(r.status(), "find_references", t);
   return r;
 }
 Result<EraseResult> Store::Erase(std::string_view t, const EraseRequest& request) {
+  CV_REFUSE_IF_CLOSED();
   if (!request.dry_run) CV_REFUSE_IF_READ_ONLY("Erase (without dry_run)");
   auto r = impl_->Erase(t, request);
   if (!r.ok()) return impl_->Observe(r.status(), "erase", t);
   return r;
 }
-Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) { return impl_->Verify(t); }
-Result<StoreStats> Store::Stats() { return impl_->Stats(); }
+Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->Verify(t);
+}
+Result<StoreStats> Store::Stats() {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->Stats();
+}
 Result<KeyReconcileReport> Store::ReconcileKeys(bool dry_run,
                                                 const std::vector<uint64_t>& destroy_with_data) {
+  CV_REFUSE_IF_CLOSED();
   return impl_->ReconcileKeys(dry_run, destroy_with_data);
 }
-Status Store::ReinstateTenant(std::string_view t) { return impl_->ReinstateTenant(t); }
+Status Store::ReinstateTenant(std::string_view t) {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->ReinstateTenant(t);
+}
 Status Store::AcceptTenantDamage(std::string_view t) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("AcceptTenantDamage");
   return impl_->AcceptTenantDamage(t);
 }
-Result<std::vector<Receipt>> Store::ListReceipts() { return impl_->ListReceipts(); }
+Result<std::vector<Receipt>> Store::ListReceipts() {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->ListReceipts();
+}
 Status Store::ScheduleTenantPurge(std::string_view t, int64_t purge_at) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("ScheduleTenantPurge");
   return impl_->ScheduleTenantPurge(t, purge_at);
 }
 Status Store::CancelTenantPurge(std::string_view t) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("CancelTenantPurge");
   return impl_->CancelTenantPurge(t);
 }
 Result<std::vector<Receipt>> Store::RunScheduledPurges(int64_t now) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("RunScheduledPurges");
   return impl_->RunScheduledPurges(now);
 }
 Status Store::SetRetention(std::string_view t, uint32_t days) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("SetRetention");
   return impl_->SetRetention(t, days);
 }
 Status Store::SetWorkspaceRetention(std::string_view t, std::string_view w,
                                     std::optional<uint32_t> days) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("SetWorkspaceRetention");
   return impl_->SetWorkspaceRetention(t, w, days);
 }
 Status Store::SetCallPinned(std::string_view t, std::string_view c, bool pinned) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("SetCallPinned");
   return impl_->SetCallPinned(t, c, pinned);
 }
 Result<RetentionReport> Store::RunRetention(int64_t now, bool dry_run) {
+  CV_REFUSE_IF_CLOSED();
   if (!dry_run) CV_REFUSE_IF_READ_ONLY("RunRetention (without dry_run)");
   return impl_->RunRetention(now, dry_run);
 }
 Status Store::PlaceHold(std::string_view t, const Hold& h) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PlaceHold");
   return impl_->PlaceHold(t, h);
 }
 Status Store::ReleaseHold(std::string_view t, std::string_view h) {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("ReleaseHold");
   return impl_->ReleaseHold(t, h);
 }
-Result<std::vector<Hold>> Store::ListHolds(std::string_view t) { return impl_->ListHolds(t); }
+Result<std::vector<Hold>> Store::ListHolds(std::string_view t) {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->ListHolds(t);
+}
 Result<std::vector<AuditEvent>> Store::ListAudit(int64_t since, std::string_view kind) {
+  CV_REFUSE_IF_CLOSED();
   return impl_->ListAudit(since, kind);
 }
-Result<std::string> Store::SigningPublicKey() { return impl_->SigningPublicKey(); }
+Result<std::string> Store::SigningPublicKey() {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->SigningPublicKey();
+}
 Status Store::Flush() {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("Flush");
   return impl_->Flush();
 }
 Status Store::CompactAll() {
+  CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("CompactAll");
   return impl_->CompactAll();
 }
@@ -296,24 +361,49 @@ Store::Impl::Impl(const Options& options, std::string path)
   meta_write_.sync = true;
 }
 
-Store::Impl::~Impl() {
+Store::Impl::~Impl() { Close().IgnoreError(); }
+
+Status Store::Impl::Close() {
+  // Waits for every public call in flight; later ones see closed_.
+  std::unique_lock<std::shared_mutex> closing(close_mu_);
+  if (closed_) return Status::OK();
+  closed_ = true;
+  closing_.store(true);
   StopBackground();
   std::lock_guard<std::mutex> l(admin_mu_);
   {
     std::unique_lock<std::shared_mutex> m(map_mu_);
     for (auto& [id, t] : tenants_) {
+      // Waits for a recording writer's chunk in flight (it bypasses close_mu_).
       std::unique_lock<std::shared_mutex> life(t->life);
       t->cf = nullptr;  // handles are destroyed by their shard
       t->WipeKeys();
     }
     tenants_.clear();
   }
+  // Every shard, then the metadata instance, each closed even after an
+  // earlier one failed; the first error is returned.
+  Status first;
+  auto keep = [&first](Status s) {
+    if (first.ok() && !s.ok()) first = std::move(s);
+  };
+  for (auto& shard : shards_) {
+    if (shard) keep(shard->Close());
+  }
   shards_.clear();
   if (meta_) {
-    if (!read_only()) SyncWal(meta_.get(), *meta_error_, "sync metadata WAL").IgnoreError();
-    meta_->Close().PermitUncheckedError();
+    if (!read_only()) keep(SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close"));
+    keep(fsutil::FromRocks(meta_->Close(), "metadata: close"));
+    meta_.reset();
+    keep(res_->close_check->TakeCloseError(path_ + "/meta"));
   }
-  if (holds_writer_lock_) kp_->ReleaseWriterLock();
+  store_data_key_.Wipe();
+  store_index_key_.Wipe();
+  if (holds_writer_lock_) {
+    kp_->ReleaseWriterLock();
+    holds_writer_lock_ = false;
+  }
+  return first;
 }
 
 rocksdb::WriteOptions Store::Impl::WriteOpts() const {
@@ -357,6 +447,10 @@ Status Store::Impl::OpenReadOnly() {
     return CheckStamp(fs, dir, stamp);
   });
   CV_RETURN_IF_ERROR(meta);
+  // Only a missing header means an unfinished init; a failed read is that.
+  if (auto f = GetHeader("format"); !f.ok() && f.status().code() != Code::kNotFound) {
+    return f.status();
+  }
   if (!GetHeader("format").ok()) {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
@@ -408,6 +502,11 @@ Status Store::Impl::OpenOrCreate() {
   }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance"));
   meta_.reset(db);
+  // Only a missing header means an unfinished init: a failed read must not
+  // send an existing store into CreateNew.
+  if (auto f = GetHeader("format"); !f.ok() && f.status().code() != Code::kNotFound) {
+    return f.status();
+  }
   if (!GetHeader("format").ok()) {
     // A metadata instance without a header: an init that did not finish.
     if (!options_.create_if_missing) {

@@ -121,7 +121,18 @@ struct TenantRef {
 class Store::Impl {
  public:
   Impl(const Options& options, std::string path);
+  // Calls Close, ignoring its status.
   ~Impl();
+
+  // Store::Close. Safe to call on a store whose open failed part way.
+  Status Close();
+  // Held shared by every public call of the facade (store.cc) for its
+  // duration and exclusively by Close, which sets closed_.
+  std::shared_mutex close_mu_;
+  bool closed_ = false;  // GUARDED_BY(close_mu_)
+  // closed_, readable without close_mu_ by paths that bypass the facade
+  // (a RecordingWriter's chunks reach Acquire directly).
+  std::atomic<bool> closing_{false};
 
   Status OpenOrCreate();
   bool read_only() const { return options_.read_only; }

@@ -28,6 +28,8 @@ Result<std::shared_ptr<Tenant>> Store::Impl::FindTenant(std::string_view tenant_
 
 Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  // A recording writer kept past Store::Close.
+  if (closing_.load()) return Status::FailedPrecondition("the store is closed (Store::Close was called)");
   CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
   if (t->needs_recovery) {
     return Status::FailedPrecondition(
@@ -49,6 +51,7 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
                               "tenant accept-damage`, see docs/operations.md");
   }
   std::shared_lock<std::shared_mutex> lock(t->life);
+  if (closing_.load()) return Status::FailedPrecondition("the store is closed (Store::Close was called)");
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
     return Status::TenantPurged("tenant purged");
   }

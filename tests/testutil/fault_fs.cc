@@ -286,7 +286,23 @@ IOStatus FaultFS::Check(uint32_t op, const std::string& path) {
   return CheckLocked(op, path);
 }
 
+uint64_t FaultFS::ops_seen(uint32_t kinds) const {
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t n = 0;
+  for (int b = 0; b < 8; ++b) {
+    if (kinds & (1u << b)) n += seen_[b];
+  }
+  return n;
+}
+void FaultFS::ResetCounts() {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& c : seen_) c = 0;
+}
+
 IOStatus FaultFS::CheckLocked(uint32_t op, const std::string& path) {
+  for (int b = 0; b < 8; ++b) {
+    if (op & (1u << b)) ++seen_[b];
+  }
   if (frozen_) return IOStatus::IOError(kPowerLostMessage, path);
   if (op & kOpMutating) {
     ++mutating_;
@@ -360,9 +376,14 @@ void FaultFS::OnDirSync(const std::string& dir, bool ok) {
   std::lock_guard<std::mutex> l(mu_);
   Dir& d = dirs_[dir];
   if (!ok) {
-    d.poisoned = d.log.size() + 1;  // never cleared again
+    // The operations logged so far never become durable (the first
+    // poisoned - 1); a later successful fsync makes the later ones durable,
+    // as on Linux, where it persists the directory as it is then.
+    d.poisoned = d.log.size() + 1;
   } else if (d.poisoned == 0) {
     d.log.clear();
+  } else {
+    d.log.resize(d.poisoned - 1);
   }
 }
 

@@ -36,12 +36,16 @@
 //    unsynced data of an appendable file is lost for good (later syncs of
 //    that file make nothing before the failure durable), and a directory
 //    whose fsync failed never becomes durable for the operations before the
-//    failure. So "retry the fsync and acknowledge" shows up as lost data.
+//    failure (a later successful fsync makes the later ones durable). So
+//    "retry the fsync and acknowledge" shows up as lost data.
 //
-// 3. Injects I/O errors. Inject({kinds, nth, forever}) fails the nth
-//    operation (counting from the call) whose kind is in `kinds`, and with
-//    `forever` every later operation of those kinds too, with an IOError
-//    whose message contains kInjectedMessage. Lift() ends it.
+// 3. Injects I/O errors. Inject({kinds, nth, forever, no_space}) fails the
+//    nth operation (counting from the call) whose kind is in `kinds`, and
+//    with `forever` every later operation of those kinds too, with an
+//    IOError whose message contains kInjectedMessage (with `no_space`,
+//    IOStatus::NoSpace: ENOSPC, "No space left on device"). Lift() ends it.
+//    ops_seen(kinds) counts the operations of those kinds, so a test can
+//    learn how many I/Os of each kind an operation does.
 //
 // Thread safety: every method may be called from any thread (RocksDB's
 // background threads use the same FileSystem); one mutex guards the state.
@@ -118,6 +122,10 @@ class FaultFS : public rocksdb::FileSystemWrapper {
   // Operations failed by Inject so far, and a description of the first.
   uint64_t injected() const;
   std::string first_injected() const;
+  // Operations seen (failed or not) of any kind in `kinds` since the last
+  // ResetCounts (or construction): how many Nth there are to fail.
+  uint64_t ops_seen(uint32_t kinds) const;
+  void ResetCounts();
 
   // --- per-operation bookkeeping, used by the file wrappers ---
   // Counts one operation of kind `op` on `path`; returns the error to give
@@ -188,7 +196,7 @@ class FaultFS : public rocksdb::FileSystemWrapper {
   };
   struct Dir {
     std::vector<DirOp> log;  // since the last successful fsync
-    size_t poisoned = 0;     // a failed fsync: the first `poisoned` ops never become durable
+    size_t poisoned = 0;     // a failed fsync: the first `poisoned` - 1 ops never become durable
   };
 
   rocksdb::IOStatus CheckLocked(uint32_t op, const std::string& path);
@@ -208,6 +216,7 @@ class FaultFS : public rocksdb::FileSystemWrapper {
   uint64_t matched_ = 0;       // matching ops since Inject
   uint64_t injected_ = 0;
   std::string first_injected_;
+  uint64_t seen_[8] = {};      // per kind bit, since ResetCounts
   std::map<std::string, Node> files_;
   std::map<std::string, Dir> dirs_;
 };

@@ -476,8 +476,24 @@ class Store {
   // Always 0 after a writable open (it recovered them).
   uint64_t RecoveryPending() const;
 
-  // Flushes nothing unsynced (all acknowledged writes are durable already)
-  // and closes every shard.
+  // Closes the store: stops the background runner, waits for the calls in
+  // flight, then for every shard in order and then the metadata instance
+  // syncs the WAL (FlushWAL(true): with sync_writes = false this makes the
+  // unsynced writes durable; with sync_writes every acknowledged write is
+  // durable already), destroys the column-family handles and closes the
+  // RocksDB instance (its WAL, MANIFEST and info log files; DB::Close's
+  // status is checked); wipes the keys held in memory and releases the
+  // key directory's writer lock. Every step runs even after one failed;
+  // returns the first error (kIOError, naming the shard or "metadata" and
+  // the failed I/O; "disk full: ..." for ENOSPC). An instance whose write or
+  // sync failed earlier is not synced again: its close returns kIOError
+  // saying so (its unsynced writes, never acknowledged, may be lost).
+  // A second call does nothing and returns OK. After Close every method
+  // returns kFailedPrecondition ("the store is closed"), including a
+  // RecordingWriter's; only the destructor, read_only(), RecoveryPending(),
+  // ShardPaths() (then empty) and MetaPath() may still be called.
+  [[nodiscard]] Status Close();
+  // Calls Close and ignores its status: call Close first to see errors.
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
