@@ -922,6 +922,11 @@ TEST(KillLoopTest, AcknowledgedWritesSurviveSigkill) {
       if (!rec_opened) ++stats.kills_in_recovery;
     }
     ++stats.cycles;
+    if (stats.cycles % 250 == 0 && stats.cycles < static_cast<uint64_t>(cycles)) {
+      std::printf("[kill-loop] %llu cycles, %.0f s\n", static_cast<unsigned long long>(stats.cycles),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      std::fflush(stdout);
+    }
     if (HasFailure()) {
       summary();
       std::printf("[kill-loop] stopping at cycle %lld; child log:\n%s\n",
