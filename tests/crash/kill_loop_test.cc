@@ -76,6 +76,11 @@ constexpr int kPersistent = 3;                  // tenants p0..p2, never purged
 constexpr int kScratch = 3;                     // tenants s0..s2, created and purged
 constexpr int kTenants = kPersistent + kScratch;
 constexpr int kMaxRecordingsPerCall = 2;
+// Past this many bytes of recordings in the store, the workload deletes a
+// call that has recordings instead of adding one: every check reads every
+// recording (twice: Verify and the read-back), so an unbounded store would
+// make late cycles several times slower than early ones.
+constexpr uint64_t kRecordingBudget = 3u << 20;
 
 std::string TenantName(int t) {
   return (t < kPersistent ? "p" : "s") + std::to_string(t < kPersistent ? t : t - kPersistent);
@@ -117,8 +122,8 @@ uint64_t Mix(uint64_t x) {  // splitmix64
 uint64_t RecordingSize(uint64_t seq) {
   const uint64_t h = Mix(seq ^ 0x5eed), r = h % 100, v = Mix(h);
   if (r < 2) return 0;
-  if (r < 4) return kRecordingChunkBytes;
-  if (r < 10) return kRecordingChunkBytes + v % (64 << 10);  // two chunks
+  if (r < 3) return kRecordingChunkBytes;
+  if (r < 7) return kRecordingChunkBytes + v % (64 << 10);  // two chunks
   if (r < 40) return (16 << 10) + v % (112 << 10);
   return 1 + v % (16 << 10);
 }
@@ -591,6 +596,20 @@ bool CheckStore(Store& st, const std::string& keys, Model* m, const std::optiona
       } else if (r < 74) {
         op.type = 'R';
         op.calls = {present_call(op.tenant, true)};
+        uint64_t bytes = 0;
+        std::vector<std::pair<int, int>> with;  // (tenant, call) holding recordings
+        for (int t = 0; t < kTenants; ++t) {
+          for (const auto& [idx, seqs] : m.recs[t]) {
+            for (uint64_t s : seqs) bytes += RecordingSize(s);
+            if (!seqs.empty()) with.emplace_back(t, idx);
+          }
+        }
+        if (bytes > kRecordingBudget && !with.empty()) {
+          const auto& [t, idx] = with[static_cast<size_t>(pick(static_cast<int>(with.size())))];
+          op.type = 'D';
+          op.tenant = t;
+          op.calls = {idx};
+        }
       } else {
         op.type = 'F';
         op.tenant = 0;
