@@ -115,7 +115,13 @@ class FileKeyProvider final : public KeyProvider {
       lock_fd_ = fd;
       lock_dev_ = st.st_dev;
       lock_ino_ = st.st_ino;
-      return Status::OK();
+      Status cleaned = RemoveLeftoverTempFiles();
+      if (!cleaned.ok()) {
+        ::unlink(path.c_str());
+        ::close(lock_fd_);
+        lock_fd_ = -1;
+      }
+      return cleaned;
     }
     return Status::FailedPrecondition("key directory " + dir_ +
                                       " is in use: its LOCK changes hands too fast");
@@ -319,6 +325,32 @@ class FileKeyProvider final : public KeyProvider {
         "key directory: an earlier write or fsync failed; no key changes until the store is "
         "reopened (a failed fsync is not retried)");
   }
+  // The temp file of an AtomicWrite killed between its creation and its
+  // rename (KEK-<n>.tmp, KEYRING-<n>.tmp, SIGNING-KEY.tmp) was never part of
+  // the key hierarchy; nothing else removes it, as generations only grow.
+  // Removed by the writer that holds the lock, before any key is read; one
+  // that may hold key bytes (a KEK's, the signing key's) is shredded first.
+  Status RemoveLeftoverTempFiles() {
+    CV_ASSIGN_OR_RETURN(auto names, fsutil::List(fs_.get(), dir_));
+    bool removed = false;
+    for (const auto& n : names) {
+      constexpr std::string_view kTmp = ".tmp";
+      if (n.size() <= kTmp.size() || n.compare(n.size() - kTmp.size(), kTmp.size(), kTmp) != 0)
+        continue;
+      const std::string base = n.substr(0, n.size() - kTmp.size());
+      uint64_t g;
+      if (ParseNumbered(base, kKekPrefix, &g) || base == kSigningKeyName) {
+        CV_RETURN_IF_ERROR(fsutil::Shred(fs_.get(), dir_, n));
+      } else if (ParseNumbered(base, kKeyringPrefix, &g)) {
+        CV_RETURN_IF_ERROR(fsutil::Remove(fs_.get(), dir_, n, /*sync_dir=*/false));
+      } else {
+        continue;
+      }
+      removed = true;
+    }
+    return removed ? fsutil::SyncDir(fs_.get(), dir_) : Status::OK();
+  }
+
   Status Sticky(Status s) {
     if (!s.ok()) failed_.store(true);
     return s;

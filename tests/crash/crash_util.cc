@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -86,6 +87,47 @@ Child Spawn(const std::map<std::string, std::string>& env, const std::string& lo
   return Child{pid, p[0]};
 }
 
+namespace {
+int g_report_fd = -2;  // -2: not yet read from the environment
+}  // namespace
+
+bool SingleThreaded() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::strtol(line.c_str() + 8, nullptr, 10) == 1;
+  }
+  return false;
+}
+
+Child Fork(const std::function<int()>& body, const std::string& log_path) {
+  if (!SingleThreaded()) {
+    std::fprintf(stderr, "crashtest::Fork: the parent has more than one thread\n");
+    std::abort();
+  }
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) std::abort();
+  int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) std::abort();
+  std::fflush(nullptr);  // nothing buffered in the parent is written twice
+  pid_t pid = ::fork();
+  if (pid < 0) std::abort();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+    ::close(p[0]);
+    ::dup2(log, 1);
+    ::dup2(log, 2);
+    ::close(log);
+    g_report_fd = p[1];
+    const int rc = body();
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
+  ::close(log);
+  ::close(p[1]);
+  return Child{pid, p[0]};
+}
+
 std::vector<std::string> ReadAllLines(const Child& child, int timeout_s) {
   std::string partial;
   std::vector<std::string> lines;
@@ -133,10 +175,11 @@ std::string DescribeWait(int s) {
 }
 
 void ReportLine(const std::string& line) {
-  static const int fd = [] {
+  if (g_report_fd == -2) {
     const char* v = std::getenv(kEnvFd);
-    return v ? std::atoi(v) : -1;
-  }();
+    g_report_fd = v ? std::atoi(v) : -1;
+  }
+  const int fd = g_report_fd;
   if (fd < 0) return;
   std::string l = line + "\n";
   const char* p = l.data();

@@ -2,18 +2,22 @@
 // that can be SIGKILLed, a line protocol from child to parent, and
 // inspection of the key directory.
 //
-// A child is this test binary re-executed (fork + exec of /proc/self/exe)
-// running only the test CrashChild.DISABLED_Run, which reads its parameters
-// from the environment. Exec rather than a bare fork: the parent has RocksDB
-// background threads (its own verification opens), and a forked copy of a
+// A child is either this test binary re-executed (Spawn: fork + exec of
+// /proc/self/exe) running only the test CrashChild.DISABLED_Run, which reads
+// its parameters from the environment, or a bare fork (Fork) running a
+// function of the parent's image. Exec is needed when the parent has RocksDB
+// background threads (its own verification opens): a forked copy of a
 // multi-threaded process has none of them, so flushes and compactions would
 // never run in the child and locks held at fork time would never be freed.
+// Fork is for a parent that never opened a store and has one thread (it
+// checks): cheaper, and the child starts with the parent's state in memory.
 #ifndef CALLVAULT_TESTS_CRASH_CRASH_UTIL_H_
 #define CALLVAULT_TESTS_CRASH_CRASH_UTIL_H_
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
@@ -38,6 +42,15 @@ struct Child {
 // Starts a child running CrashChild.DISABLED_Run with `env` added to this
 // process's environment. Its stdout and stderr go to `log_path`.
 Child Spawn(const std::map<std::string, std::string>& env, const std::string& log_path);
+
+// Starts a child by fork alone: it reports on a fresh pipe (ReportLine),
+// writes stdout and stderr to `log_path`, runs `body` and _exits with its
+// return value (no atexit handlers, no gtest teardown). The parent must
+// have exactly one thread (SingleThreaded()); aborts otherwise, as a copy of
+// a multi-threaded process may hold locks nobody will release.
+Child Fork(const std::function<int()>& body, const std::string& log_path);
+// True if this process has exactly one thread (/proc/self/status).
+bool SingleThreaded();
 
 // Reads every line the child sends until EOF (the child is dead or exited).
 // A child still running after `timeout_s` is SIGKILLed and the line

@@ -443,6 +443,46 @@ TEST(KeyFileModes, StaleTempFileOrSymlinkIsReplacedNotFollowed) {
   }
 }
 
+// What a SIGKILL between an atomic write's create and its rename leaves
+// (the T1 kill loop found KEYRING-<n>.tmp files that stayed forever, as
+// generations only grow): the next writable open removes every such temp
+// file (one with key bytes shredded); a read-only open leaves them alone.
+TEST(KeyFileModes, LeftoverTempFilesRemovedByTheNextWriter) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  MakeStore(db, keys);
+  const std::vector<std::string> temps = {"KEYRING-90.tmp", "KEK-90.tmp", "SIGNING-KEY.tmp"};
+  for (const auto& n : temps) {
+    const int fd = ::open((keys + "/" + n).c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0) << n;
+    ASSERT_EQ(::write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
+    ::close(fd);
+  }
+  { std::ofstream(keys + "/notes.tmp") << "not ours"; }  // not a key file's temp: kept
+  ::chmod((keys + "/notes.tmp").c_str(), 0600);
+  {
+    auto kp = NewFileKeyProvider(keys, {.create_if_missing = false});
+    ASSERT_OK(kp);
+    Options o = BaseOptions(*kp);
+    o.read_only = true;
+    o.create_if_missing = false;
+    auto ro = Store::Open(o, db);
+    ASSERT_OK(ro);
+    for (const auto& n : temps) EXPECT_TRUE(fs::exists(keys + "/" + n)) << n;
+  }
+  {
+    auto s = OpenStore(db, keys);
+    ASSERT_OK(s);
+    for (const auto& n : temps) EXPECT_FALSE(fs::exists(keys + "/" + n)) << n;
+    EXPECT_TRUE(fs::exists(keys + "/notes.tmp"));
+    ASSERT_OK((*s)->PurgeTenant("x"));  // the key hierarchy still works
+  }
+  auto again = OpenStore(db, keys);
+  ASSERT_OK(again);
+  auto call = (*again)->GetCall("y", "c1");
+  EXPECT_OK(call);
+}
+
 TEST(KeyDirModes, LooseDirectoryRefusedWithFix) {
   for (mode_t mode : {0755, 0750, 0701, 0707, 0770}) {
     SCOPED_TRACE(mode);

@@ -109,7 +109,9 @@ class KeyProvider {
 // directory it creates itself is made with mode 0700. Without the writer
 // lock (a read-only open) the provider writes nothing: key changes and the
 // creation of the signing key fail with kFailedPrecondition.
-// Writes are temp file, fsync, rename, fsync directory. A destroyed KEK is
+// Writes are temp file, fsync, rename, fsync directory. A temp file left by
+// a crash between its create and its rename (`<name>.tmp`) is removed when
+// the next writer takes the lock, shredded first if it may hold key bytes. A destroyed KEK is
 // overwritten with zeros, fsynced and unlinked (on flash and copy-on-write
 // file systems the old blocks may survive: use an HSM provider there).
 //
