@@ -115,10 +115,38 @@ class FileKeyProvider final : public KeyProvider {
       lock_fd_ = fd;
       lock_dev_ = st.st_dev;
       lock_ino_ = st.st_ino;
-      return Status::OK();
+      Status cleaned = ShredStaleTemps();
+      if (!cleaned.ok()) {  // let go as ReleaseWriterLock does: unlink, then close
+        ::unlink(path.c_str());
+        ::close(fd);
+        lock_fd_ = -1;
+      }
+      return cleaned;
     }
     return Status::FailedPrecondition("key directory " + dir_ +
                                       " is in use: its LOCK changes hands too fast");
+  }
+
+  // The temp file of an AtomicWrite a crash interrupted (between its
+  // create and its rename) is never read, and a KEK-<n>.tmp holds a key:
+  // the writer shreds them before it changes anything (crash_points_test,
+  // atomic_write.after_fsync).
+  Status ShredStaleTemps() {
+    CV_ASSIGN_OR_RETURN(auto names, fsutil::List(fs_.get(), dir_));
+    for (const auto& n : names) {
+      constexpr std::string_view kTmp = ".tmp";
+      if (n.size() <= kTmp.size() || n.compare(n.size() - kTmp.size(), kTmp.size(), kTmp) != 0) {
+        continue;
+      }
+      const std::string stem = n.substr(0, n.size() - kTmp.size());
+      uint64_t g;
+      if (stem != kSigningKeyName && !ParseNumbered(stem, kKekPrefix, &g) &&
+          !ParseNumbered(stem, kKeyringPrefix, &g)) {
+        continue;
+      }
+      CV_RETURN_IF_ERROR(fsutil::Shred(fs_.get(), dir_, n));
+    }
+    return Status::OK();
   }
 
   void ReleaseWriterLock() override {
