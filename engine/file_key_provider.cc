@@ -116,7 +116,7 @@ class FileKeyProvider final : public KeyProvider {
       lock_dev_ = st.st_dev;
       lock_ino_ = st.st_ino;
       Status cleaned = RemoveLeftoverTempFiles();
-      if (!cleaned.ok()) {
+      if (!cleaned.ok()) {  // let go as ReleaseWriterLock does: unlink, then close
         ::unlink(path.c_str());
         ::close(lock_fd_);
         lock_fd_ = -1;
@@ -127,6 +127,10 @@ class FileKeyProvider final : public KeyProvider {
                                       " is in use: its LOCK changes hands too fast");
   }
 
+  // The temp file of an AtomicWrite a crash interrupted (between its
+  // create and its rename) is never read, and a KEK-<n>.tmp holds a key:
+  // the writer shreds them before it changes anything (crash_points_test,
+  // atomic_write.after_fsync).
   void ReleaseWriterLock() override {
     std::lock_guard<std::mutex> l(lock_mu_);
     if (lock_fd_ < 0) return;
@@ -328,8 +332,7 @@ class FileKeyProvider final : public KeyProvider {
   // The temp file of an AtomicWrite killed between its creation and its
   // rename (KEK-<n>.tmp, KEYRING-<n>.tmp, SIGNING-KEY.tmp) was never part of
   // the key hierarchy; nothing else removes it, as generations only grow.
-  // Removed by the writer that holds the lock, before any key is read; one
-  // that may hold key bytes (a KEK's, the signing key's) is shredded first.
+  // Shredded by the writer that holds the lock, before any key is read.
   Status RemoveLeftoverTempFiles() {
     CV_ASSIGN_OR_RETURN(auto names, fsutil::List(fs_.get(), dir_));
     bool removed = false;
@@ -339,13 +342,13 @@ class FileKeyProvider final : public KeyProvider {
         continue;
       const std::string base = n.substr(0, n.size() - kTmp.size());
       uint64_t g;
-      if (ParseNumbered(base, kKekPrefix, &g) || base == kSigningKeyName) {
-        CV_RETURN_IF_ERROR(fsutil::Shred(fs_.get(), dir_, n));
-      } else if (ParseNumbered(base, kKeyringPrefix, &g)) {
-        CV_RETURN_IF_ERROR(fsutil::Remove(fs_.get(), dir_, n, /*sync_dir=*/false));
-      } else {
+      // A keyring temp is shredded too: it may hold the wrapped DEK of a
+      // tenant purged since, sealed under a KEK that is still live.
+      if (!ParseNumbered(base, kKekPrefix, &g) && base != kSigningKeyName &&
+          !ParseNumbered(base, kKeyringPrefix, &g)) {
         continue;
       }
+      CV_RETURN_IF_ERROR(fsutil::Shred(fs_.get(), dir_, n));
       removed = true;
     }
     return removed ? fsutil::SyncDir(fs_.get(), dir_) : Status::OK();

@@ -11,6 +11,8 @@
 #include <optional>
 #include <sstream>
 
+#include "engine/kill_point.h"
+
 namespace callvault::fsutil {
 
 using rocksdb::IOOptions;
@@ -112,6 +114,7 @@ Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::s
                                 IOOptions(), nullptr),
                       "write " + name + ".tmp");
     if (s.ok()) s = FromIO(f->Sync(IOOptions(), nullptr), "fsync " + name + ".tmp");
+    if (s.ok()) CV_KILL_POINT("atomic_write.after_fsync");
     Status c = FromIO(f->Close(IOOptions(), nullptr), "close " + name + ".tmp");
     if (s.ok()) s = c;
     if (!s.ok()) {
@@ -120,7 +123,11 @@ Status AtomicWrite(rocksdb::FileSystem* fs, const std::string& dir, const std::s
     }
   }
   CV_RETURN_IF_ERROR(FromIO(fs->RenameFile(tmp, dst, IOOptions(), nullptr), "rename " + name));
-  return sync_dir ? SyncDir(fs, dir) : Status::OK();
+  CV_KILL_POINT("atomic_write.after_rename");
+  if (!sync_dir) return Status::OK();
+  CV_RETURN_IF_ERROR(SyncDir(fs, dir));
+  CV_KILL_POINT("atomic_write.after_dir_fsync");
+  return Status::OK();
 }
 
 Status ReadAll(rocksdb::FileSystem* fs, const std::string& path, std::string* out) {
@@ -176,6 +183,7 @@ Status Shred(rocksdb::FileSystem* fs, const std::string& dir, const std::string&
     std::string zeros(size, '\0');
     CV_RETURN_IF_ERROR(FromIO(f->Write(0, zeros, IOOptions(), nullptr), "overwrite " + name));
     CV_RETURN_IF_ERROR(FromIO(f->Fsync(IOOptions(), nullptr), "fsync " + name));
+    CV_KILL_POINT("shred.after_fsync");
     CV_RETURN_IF_ERROR(FromIO(f->Close(IOOptions(), nullptr), "close " + name));
   }
   return Remove(fs, dir, name);
@@ -185,7 +193,11 @@ Status Remove(rocksdb::FileSystem* fs, const std::string& dir, const std::string
               bool sync_dir) {
   IOStatus st = fs->DeleteFile(dir + "/" + name, IOOptions(), nullptr);
   if (!st.ok() && !st.IsNotFound() && !st.IsPathNotFound()) return FromIO(st, "delete " + name);
-  return sync_dir ? SyncDir(fs, dir) : Status::OK();
+  CV_KILL_POINT("remove.after_unlink");
+  if (!sync_dir) return Status::OK();
+  CV_RETURN_IF_ERROR(SyncDir(fs, dir));
+  CV_KILL_POINT("remove.after_dir_fsync");
+  return Status::OK();
 }
 
 Result<std::vector<std::string>> List(rocksdb::FileSystem* fs, const std::string& dir) {

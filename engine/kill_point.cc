@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <set>
 
 namespace callvault::testing {
 
@@ -17,6 +18,7 @@ std::string g_name;            // GUARDED_BY(g_mu)
 int g_remaining = 0;           // GUARDED_BY(g_mu)
 bool g_record = false;         // GUARDED_BY(g_mu)
 std::vector<std::string> g_seen;  // GUARDED_BY(g_mu)
+std::function<void()> g_action;   // GUARDED_BY(g_mu)
 
 struct EnvArm {
   EnvArm() {
@@ -66,9 +68,39 @@ void KillPoint(const char* name) {
   std::lock_guard<std::mutex> l(g_mu);
   if (g_record) g_seen.emplace_back(name);
   if (!g_name.empty() && g_name == name && --g_remaining == 0) {
+    if (g_action) {
+      g_action();
+      return;
+    }
     ::kill(::getpid(), SIGKILL);
     ::pause();
   }
+}
+
+void SetKillPointAction(std::function<void()> action) {
+  std::lock_guard<std::mutex> l(g_mu);
+  g_action = std::move(action);
+}
+
+}  // namespace callvault::testing
+
+// Bounds of the section CV_KILL_POINT fills (made by the linker for any
+// section named like a C identifier). Weak: a binary without any point.
+extern "C" {
+extern const char* __start_cv_kill_points[] __attribute__((weak));
+extern const char* __stop_cv_kill_points[] __attribute__((weak));
+}
+
+namespace callvault::testing {
+
+std::vector<std::string> CompiledKillPoints() {
+  std::set<std::string> names;
+  if (__start_cv_kill_points != nullptr) {
+    for (const char** p = __start_cv_kill_points; p < __stop_cv_kill_points; ++p) {
+      if (*p != nullptr) names.insert(*p);
+    }
+  }
+  return {names.begin(), names.end()};
 }
 
 }  // namespace callvault::testing

@@ -12,6 +12,7 @@
 
 #include "engine/fs_util.h"
 #include "engine/info_log.h"
+#include "engine/kill_point.h"
 #include "engine/wal_scan.h"
 
 namespace callvault {
@@ -355,8 +356,12 @@ Status Shard::Drop(rocksdb::ColumnFamilyHandle* cf) {
   std::lock_guard<std::mutex> l(mu_);
   const std::string name = cf->GetName();
   CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->DropColumnFamily(cf), "drop column family"));
+  CV_KILL_POINT("shard_drop.after_drop");  // the drop is in the synced MANIFEST
   families_.erase(name);
-  return fsutil::FromRocks(db_->DestroyColumnFamilyHandle(cf), "destroy column family handle");
+  CV_RETURN_IF_ERROR(
+      fsutil::FromRocks(db_->DestroyColumnFamilyHandle(cf), "destroy column family handle"));
+  CV_KILL_POINT("shard_drop.after_destroy_handle");  // its files are obsolete now
+  return Status::OK();
 }
 
 rocksdb::ColumnFamilyHandle* Shard::Find(const std::string& name) const {

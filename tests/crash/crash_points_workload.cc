@@ -34,6 +34,15 @@ Options StoreOptions(const std::string& keys) {
   return o;
 }
 
+Options StoreOptions(const std::string& keys, rocksdb::Env* env) {
+  auto kp = NewFileKeyProvider(keys, {.create_if_missing = true, .env = env});
+  if (!kp.ok()) std::abort();
+  Options o = testutil::DefaultOptions(*kp);
+  o.env = env;
+  o.max_tenants_per_shard = 2;
+  return o;
+}
+
 Status RunStep(Store* store, const Step& s) {
   switch (s.op) {
     case Op::kCreate:

@@ -25,6 +25,9 @@ struct Step {
 const std::vector<Step>& Workload();
 Status PrepareStore(const std::string& dir);
 Options StoreOptions(const std::string& keys);
+// The same on `env` (a FaultEnv: the store and its key directory both go
+// through it), for the power-cut children.
+Options StoreOptions(const std::string& keys, rocksdb::Env* env);
 Call TestCall(const std::string& tenant, int idx);
 Status RunStep(Store* store, const Step& s);
 

@@ -238,6 +238,7 @@ const char* PowerLossModeName(PowerLossMode mode) {
     case PowerLossMode::kDropUnsynced: return "drop-unsynced";
     case PowerLossMode::kRandomTail: return "random-tail";
     case PowerLossMode::kUndoDirOps: return "undo-dir-ops";
+    case PowerLossMode::kTornGarbled: return "torn-garbled";
   }
   return "?";
 }
@@ -407,16 +408,44 @@ std::string FaultFS::SimulatePowerLoss(PowerLossMode mode) {
     const uint64_t real = fs::file_size(path, ec);
     if (ec) continue;
     uint64_t keep = n.synced;
-    if (mode == PowerLossMode::kRandomTail && real > n.synced) {
+    const bool torn = mode == PowerLossMode::kTornGarbled;
+    if ((mode == PowerLossMode::kRandomTail || torn) && real > n.synced) {
       keep = n.synced + rng_() % (real - n.synced + 1);
     }
     if (keep < real) {
       fs::resize_file(path, keep, ec);
       what << " " << path << " " << real << "->" << keep << ";";
     }
+    if (torn && keep > n.synced) {
+      // One sector of the kept, never synced part: random bytes or zeros.
+      constexpr uint64_t kSector = 512;
+      const uint64_t span = keep - n.synced;
+      const uint64_t len = std::min(kSector, span);
+      const uint64_t at = n.synced + rng_() % (span - len + 1);
+      const bool zeros = rng_() % 2 == 0;
+      std::string junk(len, '\0');
+      if (!zeros) {
+        for (auto& c : junk) c = static_cast<char>(rng_());
+      }
+      std::fstream io(path, std::ios::binary | std::ios::in | std::ios::out);
+      io.seekp(static_cast<std::streamoff>(at));
+      io.write(junk.data(), static_cast<std::streamsize>(len));
+      what << " " << path << " garbled " << len << " bytes at " << at << (zeros ? " (zeros)" : "")
+           << ";";
+    }
   }
   // 2. Directory entries, deepest directories first, newest operation first.
   if (mode == PowerLossMode::kUndoDirOps) {
+    // Removed directories first, outermost first, so that what was
+    // unlinked from them can be put back below.
+    for (auto& [dir, d] : dirs_) {
+      for (const auto& op : d.log) {
+        std::error_code ec;
+        if (op.kind == DirOp::kDeleteDir && fs::create_directories(dir + "/" + op.a, ec)) {
+          what << " made again dir " << dir << "/" << op.a << ";";
+        }
+      }
+    }
     for (auto d = dirs_.rbegin(); d != dirs_.rend(); ++d) {
       const std::string& dir = d->first;
       auto& log = d->second.log;
@@ -436,10 +465,12 @@ std::string FaultFS::SimulatePowerLoss(PowerLossMode mode) {
             what << " unrenamed " << b << "->" << a << ";";
             break;
           case DirOp::kDelete:
-            if (op->stash_valid) {
+            if (op->stash_valid && Exists(dir)) {  // (not if its rmdir was durable)
               WriteReal(a, op->stash);
               what << " undeleted " << a << ";";
             }
+            break;
+          case DirOp::kDeleteDir:  // made again above
             break;
         }
       }
@@ -627,8 +658,14 @@ IOStatus FaultFS::CreateDirIfMissing(const std::string& d, const IOOptions& o,
 }
 
 IOStatus FaultFS::DeleteDir(const std::string& d, const IOOptions& o, IODebugContext* dbg) {
-  IOStatus s = Check(kOpDelete, Norm(d));
-  return s.ok() ? target()->DeleteDir(d, o, dbg) : s;
+  const std::string p = Norm(d);
+  std::lock_guard<std::mutex> l(mu_);
+  IOStatus s = CheckLocked(kOpDelete, p);
+  if (!s.ok()) return s;
+  const bool existed = Exists(p);
+  s = target()->DeleteDir(d, o, dbg);
+  if (s.ok() && existed) LogLocked(p, DirOp{DirOp::kDeleteDir, Base(p), "", false, ""});
+  return s;
 }
 
 IOStatus FaultFS::RenameFile(const std::string& src, const std::string& dst, const IOOptions& o,

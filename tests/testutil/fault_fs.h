@@ -26,12 +26,28 @@
 //      kRandomTail       each file cut at a random point between its synced
 //                        prefix and its end (a partial write-back);
 //      kUndoDirOps       kDropUnsynced, and then every create (files and
-//                        directories), rename and unlink not covered by a
-//                        later fsync of its directory is undone, newest
-//                        first: created entries deleted (directories with
-//                        their contents), renames moved back (restoring the
+//                        directories), rename and unlink (files: DeleteFile,
+//                        directories: DeleteDir) not covered by a later
+//                        fsync of its directory is undone, newest first:
+//                        created entries deleted (directories with their
+//                        contents), renames moved back (restoring the
 //                        durable content of a target they replaced),
-//                        unlinked files put back with their durable bytes.
+//                        unlinked files put back with their durable bytes,
+//                        removed directories made again (first, so that
+//                        the files unlinked from them can come back).
+//                        The key directory goes through the same FileSystem
+//                        (FileKeyProviderOptions::env), so its unlinks (a
+//                        shredded KEK, a removed keyring) are undone too
+//                        when its fsync did not follow.
+//      kTornGarbled      a torn write that corrupts bytes: each file cut
+//                        at a random point of its unsynced tail, as
+//                        kRandomTail, and then one sector (512 bytes, or
+//                        what is left) inside the kept unsynced part
+//                        overwritten with random bytes or with zeros. Only
+//                        bytes never synced change: what was acknowledged
+//                        is intact, so recovery must stay quiet (a WAL
+//                        damaged before its synced end is another matter:
+//                        tests/damage).
 //    A failed Sync is modelled like Linux after an fsync error: the
 //    unsynced data of an appendable file is lost for good (later syncs of
 //    that file make nothing before the failure durable), and a directory
@@ -82,7 +98,7 @@ enum FaultOp : uint32_t {
 };
 const char* FaultOpName(uint32_t op);
 
-enum class PowerLossMode { kDropUnsynced, kRandomTail, kUndoDirOps };
+enum class PowerLossMode { kDropUnsynced, kRandomTail, kUndoDirOps, kTornGarbled };
 const char* PowerLossModeName(PowerLossMode mode);
 
 inline constexpr char kInjectedMessage[] = "injected fault";
@@ -189,7 +205,7 @@ class FaultFS : public rocksdb::FileSystemWrapper {
     std::string snapshot;    // durable content (random-write files, or files untracked until now)
   };
   struct DirOp {
-    enum Kind { kCreate, kCreateDir, kRename, kDelete } kind;
+    enum Kind { kCreate, kCreateDir, kRename, kDelete, kDeleteDir } kind;
     std::string a, b;        // names within the directory (rename: a -> b)
     bool stash_valid = false;
     std::string stash;       // durable bytes of the file the op removed
