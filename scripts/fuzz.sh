@@ -48,18 +48,22 @@ for t in "${targets[@]}"; do
   log="$build/$t.log"
   n=$runs
   env=()
+  extra=()
   if [ "$t" = api_fuzzer ]; then
     n=${FUZZ_API_RUNS:-$runs}
     # Stores allocate a lot: no allocation stacks (replay a finding for
     # them) and a smaller quarantine keep it fast.
     env=(ASAN_OPTIONS="malloc_context_size=0:quarantine_size_mb=32")
+    # A sequence worth running (put, hold, delete...) takes 15+ bytes:
+    # inputs may be long from the start.
+    extra=(-max_len=256 -len_control=0)
   fi
   start=$(date +%s%N)
   # New inputs go to a scratch directory, merged below.
   rm -rf "$build/corpus/$t.new" && mkdir -p "$build/corpus/$t.new"
   # shellcheck disable=SC2086
   if env "${env[@]}" "$build/fuzz/$t" "$build/corpus/$t.new" "$build/corpus/$t" "fuzz/corpus/$t" \
-      -runs="$n" -print_final_stats=1 -artifact_prefix="$build/artifacts/$t/" ${FUZZ_ARGS:-} \
+      -runs="$n" -print_final_stats=1 -artifact_prefix="$build/artifacts/$t/" "${extra[@]}" ${FUZZ_ARGS:-} \
       >"$log" 2>&1; then
     result=ok
   else
