@@ -37,13 +37,13 @@ t7-tsan:
 	@./scripts/install-deps.sh sanitizers
 	@cmake --preset tsan >/dev/null
 	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test
-	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -R '^(concurrency_test|tsan_filter_test)$$'
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test)$$'
 
 t7-asan:
 	@./scripts/install-deps.sh sanitizers
 	@cmake --preset asan-ubsan >/dev/null
 	@cmake --build build/asan-ubsan -j2 --target concurrency_test
-	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset asan-ubsan -R '^concurrency_test$$'
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset asan-ubsan -V -R '^concurrency_test$$'
 
 bench: build
 	./scripts/bench.sh full
