@@ -14,7 +14,8 @@
 //
 // Speed: one store is kept open across inputs (opening one costs ~20 ms,
 // creating a tenant ~10 ms under ASan), in a directory on /dev/shm when it
-// exists (or $CALLVAULT_FUZZ_DIR), with sync_writes off. Every input starts
+// exists (or $CALLVAULT_FUZZ_DIR; named by pid, removed at exit, and by a
+// later run if the process died), with sync_writes off. Every input starts
 // from the same state as seen through the API: each of the kTenants tenants
 // live, empty and without holds (the harness releases the holds and deletes
 // the calls the previous input left, and creates again a tenant it purged),
@@ -24,7 +25,10 @@
 // kWipeEvery inputs the store is deleted and created afresh, which bounds
 // its growth (tombstones, receipts, audit events).
 #include <fuzzer/FuzzedDataProvider.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <array>
@@ -157,7 +161,19 @@ class Harness {
   Harness() {
     const char* base = std::getenv("CALLVAULT_FUZZ_DIR");
     std::string b = base ? base : (std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp");
-    std::string tmpl = b + "/callvault-api-fuzz-XXXXXX";
+    // A run that crashed (a finding) or was killed left its store behind:
+    // remove those of processes that are gone.
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(b, ec)) {
+      const std::string name = e.path().filename().string();
+      const std::string prefix = "callvault-api-fuzz-";
+      if (name.rfind(prefix, 0) != 0) continue;
+      const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+      if (pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+        std::filesystem::remove_all(e.path(), ec);
+      }
+    }
+    std::string tmpl = b + "/callvault-api-fuzz-" + std::to_string(getpid()) + "-XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) Fail("mkdtemp in " + b);
     root_ = tmpl;
     Wipe();
