@@ -4,7 +4,7 @@ PRESET ?= release
 BUILD := build/$(PRESET)
 DEMO_DIR ?=
 
-.PHONY: deps configure build demo test test-tsan bench bench-quick fuzz clean
+.PHONY: deps configure build demo test test-tsan t7-tsan t7-asan bench bench-quick fuzz fuzz-corpus clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -27,17 +27,43 @@ test-tsan:
 	@$(MAKE) --no-print-directory PRESET=tsan build
 	ctest --preset tsan -L concurrency
 
+# T7 (testing.md): purge under load for T7_SECONDS (default 120) under
+# ThreadSanitizer, and separately under AddressSanitizer + UBSan, as CI runs
+# them. Each builds only what it runs (concurrency_test; under TSan also
+# tsan_filter_test, which proves tests/crash/tsan_report_filter.cc reports a
+# race of ours against RocksDB) in build/tsan or build/asan-ubsan.
+T7_SECONDS ?= 120
+t7-tsan:
+	@./scripts/install-deps.sh sanitizers
+	@cmake --preset tsan >/dev/null
+	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test)$$'
+
+t7-asan:
+	@./scripts/install-deps.sh sanitizers
+	@cmake --preset asan-ubsan >/dev/null
+	@cmake --build build/asan-ubsan -j2 --target concurrency_test
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset asan-ubsan -V -R '^concurrency_test$$'
+
 bench: build
 	./scripts/bench.sh full
 
 bench-quick: build
 	./scripts/bench.sh quick
 
-# libFuzzer targets (clang, ASan + UBSan), FUZZ_RUNS executions each.
+# libFuzzer targets (clang, ASan + UBSan), FUZZ_RUNS executions each
+# (api_fuzzer: FUZZ_API_RUNS). Each run's new inputs are merged, minimised,
+# into build/fuzz/corpus/ for the next run; `make fuzz-corpus` merges them
+# into fuzz/corpus/ to be committed (scripts/fuzz.sh says how).
 FUZZ_RUNS ?= 100000
+FUZZ_API_RUNS ?= $(FUZZ_RUNS)
 fuzz:
 	@./scripts/install-deps.sh sanitizers
-	./scripts/fuzz.sh $(FUZZ_RUNS)
+	FUZZ_API_RUNS=$(FUZZ_API_RUNS) ./scripts/fuzz.sh $(FUZZ_RUNS)
+
+fuzz-corpus:
+	@./scripts/install-deps.sh sanitizers
+	FUZZ_COMMIT_CORPUS=1 FUZZ_API_RUNS=$(FUZZ_API_RUNS) ./scripts/fuzz.sh $(FUZZ_RUNS)
 
 clean:
 	rm -rf build

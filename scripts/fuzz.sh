@@ -3,21 +3,33 @@
 # runs each for RUNS executions (testing.md T6). CI runs `make fuzz` (10^5 each).
 #
 #   scripts/fuzz.sh [RUNS] [TARGET...]     RUNS defaults to 100000; all targets
+#   FUZZ_API_RUNS=N    executions of api_fuzzer (default RUNS; each of its
+#                      executions runs a store, ~100x the cost of the others')
 #   FUZZ_JOBS=2        build parallelism
 #   FUZZ_SEEDS=1       first rewrite the seed corpora in fuzz/corpus (make_corpus)
+#   FUZZ_COMMIT_CORPUS=1  after the runs, minimise committed + found inputs
+#                      into fuzz/corpus/<target>/ (`make fuzz-corpus`)
 #   FUZZ_ARGS="..."    extra libFuzzer flags, e.g. "-max_total_time=600"
 #
-# Seeds are read from fuzz/corpus/<target>/ (committed); inputs the fuzzer
-# finds go to build/fuzz/corpus/<target>/, crashes to
-# build/fuzz/artifacts/<target>/. To fold new coverage into the committed
-# seeds:  build/fuzz/fuzz/<target> -merge=1 fuzz/corpus/<target> build/fuzz/corpus/<target>
+# Corpora grow from run to run. Each run starts from the committed seeds
+# (fuzz/corpus/<target>/) and from build/fuzz/corpus/<target>/, and after the
+# run the inputs it found are merged (-merge=1: only those adding coverage)
+# into build/fuzz/corpus/<target>/, minimised: the next run on this checkout
+# starts from there. CI needs nothing more (it commits nothing). To carry a
+# corpus into the repository:
+#   make fuzz-corpus FUZZ_RUNS=100000      # or FUZZ_COMMIT_CORPUS=1 scripts/fuzz.sh
+#   git add fuzz/corpus && git commit -m "fuzz: grow the corpora"
+# which rewrites fuzz/corpus/<target>/ as the minimal set of files (named by
+# their SHA-1) covering what the committed and the found inputs cover.
+# Crashes go to build/fuzz/artifacts/<target>/; replay one with
+#   build/fuzz/fuzz/<target> build/fuzz/artifacts/<target>/crash-...
 # Exit status: 0 when every target ran its executions without a finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-100000}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode_fuzzer keyring_fuzzer json_fuzzer envelope_cursor_fuzzer)
+[ ${#targets[@]} -gt 0 ] || targets=(decode_fuzzer keyring_fuzzer json_fuzzer envelope_cursor_fuzzer api_fuzzer)
 
 build=build/fuzz
 if [ ! -f "$build/CMakeCache.txt" ]; then
@@ -32,21 +44,57 @@ fi
 status=0
 total_start=$(date +%s%N)
 for t in "${targets[@]}"; do
-  mkdir -p "$build/corpus/$t" "$build/artifacts/$t"
+  mkdir -p "$build/corpus/$t" "$build/artifacts/$t" "fuzz/corpus/$t"
   log="$build/$t.log"
+  n=$runs
+  env=()
+  extra=()
+  if [ "$t" = api_fuzzer ]; then
+    n=${FUZZ_API_RUNS:-$runs}
+    # Stores allocate a lot: no allocation stacks (replay a finding for
+    # them) and a smaller quarantine keep it fast.
+    env=(ASAN_OPTIONS="malloc_context_size=0:quarantine_size_mb=32")
+    # A sequence worth running (put, hold, delete...) takes 15+ bytes:
+    # inputs may be long from the start.
+    extra=(-max_len=256 -len_control=0)
+  fi
   start=$(date +%s%N)
+  # New inputs go to a scratch directory, merged below.
+  rm -rf "$build/corpus/$t.new" && mkdir -p "$build/corpus/$t.new"
   # shellcheck disable=SC2086
-  if "$build/fuzz/$t" "$build/corpus/$t" "fuzz/corpus/$t" -runs="$runs" -print_final_stats=1 \
-      -artifact_prefix="$build/artifacts/$t/" ${FUZZ_ARGS:-} >"$log" 2>&1; then
+  if env "${env[@]}" "$build/fuzz/$t" "$build/corpus/$t.new" "$build/corpus/$t" "fuzz/corpus/$t" \
+      -runs="$n" -print_final_stats=1 -artifact_prefix="$build/artifacts/$t/" "${extra[@]}" ${FUZZ_ARGS:-} \
+      >"$log" 2>&1; then
     result=ok
   else
     result="FINDING (see $log and $build/artifacts/$t/)"
     status=1
   fi
+  # Grow the corpus: the minimal set covering the previous corpus and what
+  # this run found, into build/fuzz/corpus/<target> (and with
+  # FUZZ_COMMIT_CORPUS=1, the committed seeds too into fuzz/corpus/<target>).
+  merged="$build/corpus/$t.merged"
+  rm -rf "$merged" && mkdir -p "$merged"
+  if [ "${FUZZ_COMMIT_CORPUS:-0}" = 1 ]; then
+    if env "${env[@]}" "$build/fuzz/$t" -merge=1 "$merged" "fuzz/corpus/$t" "$build/corpus/$t" \
+        "$build/corpus/$t.new" >"$build/$t.merge.log" 2>&1; then
+      rm -rf "fuzz/corpus/$t" && mv "$merged" "fuzz/corpus/$t"
+      rm -rf "$build/corpus/$t" && mkdir -p "$build/corpus/$t"
+    else
+      echo "$t: merge failed (see $build/$t.merge.log); corpora left as they were"; status=1
+    fi
+  elif env "${env[@]}" "$build/fuzz/$t" -merge=1 "$merged" "$build/corpus/$t" "$build/corpus/$t.new" \
+        >"$build/$t.merge.log" 2>&1; then
+    rm -rf "$build/corpus/$t" && mv "$merged" "$build/corpus/$t"
+  else
+    echo "$t: merge failed (see $build/$t.merge.log); corpus left as it was"; status=1
+  fi
+  rm -rf "$build/corpus/$t.new"
   secs=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
-  printf '%-24s %10s execs %8.1f s  %-10s %s\n' "$t" "${execs:-?}" "$secs" "${cov:-}" "$result"
+  kept=$(find "$build/corpus/$t" "fuzz/corpus/$t" -type f | wc -l)
+  printf '%-24s %10s execs %8.1f s  %-10s corpus %5s  %s\n' "$t" "${execs:-?}" "$secs" "${cov:-}" "$kept" "$result"
 done
 printf '%-24s %19.1f s\n' total "$(awk -v a="$total_start" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')"
 exit $status

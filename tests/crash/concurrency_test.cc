@@ -21,8 +21,10 @@
 // purger takes only around CreateTenant, so a put can never land in an
 // incarnation newer than its stamp; puts still race with the purge itself.
 //
-// CI: 10 s. CALLVAULT_SOAK=1: 120 s. CALLVAULT_T7_SECONDS=N overrides.
-// Built under the tsan and asan-ubsan presets too (see tests/crash/tsan.supp).
+// make test: 10 s. CALLVAULT_SOAK=1: 120 s. CALLVAULT_T7_SECONDS=N overrides.
+// .ci/run also runs it 120 s under TSan (make t7-tsan; races are decided by
+// tests/crash/tsan_report_filter.cc, see tsan.supp) and 120 s under ASan +
+// UBSan (make t7-asan).
 #include <atomic>
 #include <chrono>
 #include <cstdio>
