@@ -18,8 +18,9 @@ build: configure
 demo: build
 	$(BUILD)/tools/callvault demo $(if $(DEMO_DIR),--dir $(DEMO_DIR))
 
+# After the run, the counts each reliability suite printed (T1-T7), pass or fail.
 test: build
-	ctest --preset $(PRESET)
+	@ctest --preset $(PRESET); rc=$$?; ./scripts/suite-counts.sh $(BUILD) || true; exit $$rc
 
 # The concurrency tests under ThreadSanitizer.
 test-tsan:

@@ -46,7 +46,9 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
   }
   if (t->damaged.load()) {
     std::lock_guard<std::mutex> l(t->rec_mu);
-    return Status::Corruption("tenant " + std::string(tenant_id) + " is damaged: " + t->damage +
+    // The tenant id is not repeated: the caller has it, and messages
+    // reach logs (product.md guarantee 1 extends to them, crypto.md).
+    return Status::Corruption("tenant damaged: " + t->damage +
                               "; restore it or purge it, or accept the loss with `callvault "
                               "tenant accept-damage`, see docs/operations.md");
   }
