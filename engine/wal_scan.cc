@@ -529,7 +529,11 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
             [](const WalFile& a, const WalFile& b) { return a.number < b.number; });
   ScanResult r = Scan(files, repair);
   if (repair) {
-    for (const auto& [name, content] : r.repaired) {
+    for (const auto& repaired : r.repaired) {
+      // (Not a structured binding: clang 14, the fuzz build's compiler,
+      // cannot capture one in the lambda below.)
+      const std::string& name = repaired.first;
+      const std::string& content = repaired.second;
       // The damaged file kept first (its damage is found again from it if
       // a crash comes before the store recorded it), then replaced whole.
       const std::string keep = name + std::string(kEvidenceSuffix);
