@@ -29,6 +29,7 @@ bool Store::Impl::IsStorageCorruption(const Status& s) {
 Status Store::Impl::ScanMetaWal() {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
   CV_ASSIGN_OR_RETURN(walscan::ScanResult scan, walscan::ScanDirectory(fs, path_ + "/meta"));
+  res_->CountWalScan(scan);
   if (scan.damage.empty()) return Status::OK();
   const std::string what = "metadata instance: " + scan.damage.front().Describe();
   if (options_.audit_callback) {

@@ -319,6 +319,10 @@ Result<StoreStats> Store::Impl::Stats() {
   PollDamagedFamilies();
   StoreStats st;
   st.store_id = crypto::Hex(store_id_);
+  st.open.open_micros = open_micros_;
+  st.open.wal_scan_micros = res_->wal_scan_micros.load();
+  st.open.wal_files = res_->wal_scan_files.load();
+  st.open.wal_bytes = res_->wal_scan_bytes.load();
   st.region = region_;
   {
     std::lock_guard<std::mutex> l(admin_mu_);

@@ -232,6 +232,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   walscan::ScanResult scan;
   if (!dbo.create_if_missing) {
     CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/!read_only));
+    res.CountWalScan(scan);
     shard->wal_evidence_ = scan.evidence;
     if (!scan.damage.empty()) {
       dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords;

@@ -22,6 +22,7 @@
 
 #include "callvault/status.h"
 #include "callvault/store.h"
+#include "engine/wal_scan.h"
 
 namespace callvault {
 
@@ -61,6 +62,14 @@ struct SharedResources {
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
   rocksdb::DBOptions db_options;
   rocksdb::ColumnFamilyOptions tenant_cf_options;
+  // What the WAL scans of this open cost (StoreStats::open), summed over
+  // the metadata instance and the shards, which open in parallel.
+  mutable std::atomic<uint64_t> wal_scan_micros{0}, wal_scan_bytes{0}, wal_scan_files{0};
+  void CountWalScan(const walscan::ScanResult& r) const {
+    wal_scan_micros += r.micros;
+    wal_scan_bytes += r.bytes;
+    wal_scan_files += r.files;
+  }
 
   static std::unique_ptr<SharedResources> Make(const Options& options);
 };

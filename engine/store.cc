@@ -133,6 +133,7 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   // the store inside the key directory. Checked before anything is created.
   const std::string keys = options.key_provider->LocalDirectory();
   if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(abs, keys));
+  const auto open_start = std::chrono::steady_clock::now();
   auto impl = std::make_unique<Impl>(options, abs);
   // One writer per key directory, before any key is read or changed;
   // released when the store closes (~Impl). A read-only open takes none.
@@ -154,6 +155,9 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
     opened = impl->OpenOrCreate();
   }
   CV_RETURN_IF_ERROR(opened);
+  impl->open_micros_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                 std::chrono::steady_clock::now() - open_start)
+                                                 .count());
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 

@@ -350,6 +350,7 @@ class Store::Impl {
   std::string last_receipt_hash_;                 // GUARDED_BY(admin_mu_)
   uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)
   bool holds_writer_lock_ = false;  // kp_->AcquireWriterLock() succeeded (Store::Open)
+  uint64_t open_micros_ = 0;        // Store::Open wall time (StoreStats::open)
   uint64_t recovery_pending_ = 0;                 // read-only opens; fixed after open
   std::map<uint64_t, std::string> damage_marks_;  // internal id -> why; filled at open
 

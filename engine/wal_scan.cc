@@ -1,5 +1,7 @@
 #include "engine/wal_scan.h"
 
+#include <chrono>
+
 #include <rocksdb/env.h>
 #include <rocksdb/write_batch.h>
 
@@ -509,6 +511,7 @@ bool WalNumber(std::string_view stem, uint64_t* n) {
 }  // namespace
 
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair) {
+  const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> children;
   rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
   if (!ls.ok()) return fsutil::FromIO(ls, "list WAL files");
@@ -562,6 +565,9 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
       if (!dup) r.damage.push_back(std::move(d));
     }
   }
+  r.micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::steady_clock::now() - start)
+                                      .count());
   return r;
 }
 

@@ -60,6 +60,7 @@ struct ScanResult {
   uint64_t bytes = 0;
   uint64_t records = 0;         // logical records recovery would replay
   uint64_t tail_drops = 0;      // torn tails (quiet)
+  uint64_t micros = 0;          // wall time of ScanDirectory (read + scan + repair)
 };
 
 inline constexpr std::string_view kEvidenceSuffix = ".damaged";

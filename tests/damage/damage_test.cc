@@ -449,6 +449,33 @@ namespace {
 // What the WAL scan costs at open (CALLVAULT_DAMAGE_BENCH=1; not in make
 // test): a store with 1,000 tenants, one call each, all in the WALs; the
 // open timed, and the scan alone over the same directories.
+// StoreStats::open says what the open cost and how much of it was the WAL
+// scan: the bytes are exactly the WAL files' at the open.
+TEST(OpenCost, StatsReportTheWalScan) {
+  TestStore s;
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({"acme", "", 0}));
+  for (int k = 0; k < 20; ++k) {
+    ASSERT_OK(s->PutCall("acme", MakeCall("c" + std::to_string(k), 1700000000000000)));
+  }
+  s.Close();
+  uint64_t wal_bytes = 0, wal_files = 0;
+  for (const auto& f : testutil::ListFiles(s.db)) {
+    if (f.size() > 4 && f.substr(f.size() - 4) == ".log") {
+      wal_bytes += fs::file_size(f);
+      ++wal_files;
+    }
+  }
+  ASSERT_GT(wal_bytes, 0u);
+  ASSERT_OK(s.Open());
+  auto st = s->Stats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->open.wal_bytes, wal_bytes);
+  EXPECT_EQ(st->open.wal_files, wal_files);
+  EXPECT_GT(st->open.wal_scan_micros, 0u);
+  EXPECT_GT(st->open.open_micros, 0u);
+}
+
 TEST(DamageBench, OpenWithDataInTheWal) {
   if (std::getenv("CALLVAULT_DAMAGE_BENCH") == nullptr) GTEST_SKIP() << "set CALLVAULT_DAMAGE_BENCH=1";
   TestStore s;

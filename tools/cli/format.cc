@@ -487,6 +487,10 @@ nlohmann::json StatsToJson(const StoreStats& s) {
           {"orphan_keys", OrphanKeysToJson(s.orphan_keys)},
           {"quarantined_tenants", s.quarantined_tenants}};
   if (!s.damaged_tenants.empty()) j["damaged_tenants"] = s.damaged_tenants;  // decision 0014
+  j["open"] = {{"open_micros", s.open.open_micros},
+               {"wal_scan_micros", s.open.wal_scan_micros},
+               {"wal_files", s.open.wal_files},
+               {"wal_bytes", s.open.wal_bytes}};
   return j;
 }
 
@@ -502,6 +506,9 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                {"receipts", std::to_string(s.receipts)},
                {"files", std::to_string(s.files)},
                {"bytes_on_disk", fmt::format("{} ({})", s.total_bytes, FormatBytes(s.total_bytes))},
+               {"open", fmt::format("{:.1f} ms, of which {:.1f} ms reading {} WAL file(s) ({})",
+                                    s.open.open_micros / 1e3, s.open.wal_scan_micros / 1e3,
+                                    s.open.wal_files, FormatBytes(s.open.wal_bytes))},
            });
   out << "shards:\n";
   Table shards({"  SHARD", "TENANTS", "SST_FILES", "LIVE_BYTES"});

@@ -422,6 +422,16 @@ struct StoreStats {
   std::vector<OrphanKey> orphan_keys;             // see OrphanKey
   std::vector<std::string> quarantined_tenants;  // see Store::ReinstateTenant
   std::vector<std::string> damaged_tenants;      // "T: what was found"; see TenantInfo::damaged
+  // What this Store object's Open cost: its wall time (retries of a
+  // read-only open included), and the part spent reading every WAL of the
+  // metadata instance and the shards before recovery (docs/decisions/0014;
+  // shards open in parallel, so the scans' sum may exceed their share).
+  struct OpenCost {
+    uint64_t open_micros = 0;
+    uint64_t wal_scan_micros = 0;
+    uint64_t wal_files = 0;
+    uint64_t wal_bytes = 0;
+  } open;
 };
 
 class Store {
