@@ -343,6 +343,7 @@ Result<ExportReport> Exporter::Run(const std::string& dir) {
     RemoveWritten(dir);
     return s;
   }
+  progress_.done = true;
   Progress();
   return std::move(report_);
 }

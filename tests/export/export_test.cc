@@ -309,6 +309,8 @@ TEST(Export, RoundTrip) {
   EXPECT_EQ(seen.back().calls_total, calls.size());
   EXPECT_EQ(seen.back().recordings_done, recs.size());
   EXPECT_EQ(seen.back().bytes_written, report->bytes);
+  EXPECT_TRUE(seen.back().done);
+  for (size_t i = 0; i + 1 < seen.size(); ++i) EXPECT_FALSE(seen[i].done);
 
   ReadExport rx = VerifyExportDir(dir, "acme");
   EXPECT_EQ(rx.calls, calls.size());

@@ -406,9 +406,10 @@ class TenantExportCommand final : public Command {
     ExportOptions options;
     options.progress = [&](const ExportProgress& p) {
       const Clock::time_point now = Clock::now();
-      if (now - last < (tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000))) {
-        return;
-      }
+      const auto every = tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000);
+      // The final state is drawn only over a bar already shown (small
+      // exports print nothing but the summary).
+      if (p.done ? !drew : now - last < every) return;
       last = now;
       const std::string counts =
           fmt::format("{}/{} calls, {} recording(s), {}", p.calls_done, p.calls_total,

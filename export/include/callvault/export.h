@@ -24,10 +24,14 @@
 // (O_NOFOLLOW), fsynced, and manifest.json is renamed into place last: a
 // DIR without manifest.json is an interrupted export, not a short one.
 //
-// Memory: one call (its JSON line), one page of call metadata
-// (ExportOptions::page_size) and one recording chunk (1 MiB) at a time,
-// plus fixed buffers; nothing grows with the number of calls or recordings
-// (the manifest's list of files is streamed to disk, not kept).
+// Memory: one call at a time (decoded, as a JSON tree and as its line: a
+// few times the call's size, tens of MiB for the largest call limits.h
+// allows, well under 1 MiB for a typical one), one page of call metadata
+// (ExportOptions::page_size), one recording chunk (1 MiB) and a 256 KiB
+// write buffer per open file; nothing grows with the number of calls or
+// recordings (the manifest's list of files is streamed to disk, not kept).
+// tests/export measures it: 2,000 calls (~80 MB of NDJSON) grow the peak
+// resident memory by ~12 MiB, most of it RocksDB's block cache.
 //
 // Consistency: the export is not a snapshot of a live tenant. A call that
 // exists unchanged for the whole export appears exactly once (ListCalls'
@@ -60,6 +64,7 @@ struct ExportProgress {
   uint64_t calls_total = 0;
   uint64_t recordings_done = 0;
   uint64_t bytes_written = 0;  // all files so far
+  bool done = false;  // the last call: the export is complete
 };
 
 struct ExportOptions {
