@@ -69,9 +69,10 @@ class OutFile {
   OutFile(const OutFile&) = delete;
   OutFile& operator=(const OutFile&) = delete;
 
-  Status Create(int dirfd, std::string name) {
-    name_ = std::move(name);
-    fd_ = ::openat(dirfd, name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // `name` relative to `dirfd`; `display` (relative to DIR) in messages.
+  Status Create(int dirfd, const std::string& name, std::string display) {
+    name_ = std::move(display);
+    fd_ = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd_ < 0) return Errno("cannot create " + name_, errno);
     if (::fchmod(fd_, 0600) != 0) return Errno("cannot set the mode of " + name_, errno);
     crypto_hash_sha256_init(&sha_);
@@ -353,8 +354,8 @@ Status Exporter::WriteAll() {
   rec_dir_.reset(::openat(dir_.get(), kRecordingsDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (rec_dir_.get() < 0) return Errno("cannot open recordings/", errno);
   if (::fchmod(rec_dir_.get(), 0700) != 0) return Errno("cannot set the mode of recordings/", errno);
-  CV_RETURN_IF_ERROR(manifest_.Create(dir_.get(), kManifestTmp));
-  CV_RETURN_IF_ERROR(calls_.Create(dir_.get(), kCallsFile));
+  CV_RETURN_IF_ERROR(manifest_.Create(dir_.get(), kManifestTmp, kManifestTmp));
+  CV_RETURN_IF_ERROR(calls_.Create(dir_.get(), kCallsFile, kCallsFile));
   CV_RETURN_IF_ERROR(manifest_.Write(
       "{\n  \"format\": \"callvault-export\",\n  \"format_version\": " + std::to_string(kExportFormatVersion) +
       ",\n  \"tenant_id\": " + Quote(tenant_) + ",\n  \"exported_at\": " +
@@ -409,15 +410,16 @@ Status Exporter::WriteAll() {
 Status Exporter::WriteRecording(const std::string& call_id, const RecordingInfo& info) {
   const uint64_t n = report_.recordings + 1;
   const std::string path = ExportRecordingFileName(n, info.content_type);
+  const std::string name = path.substr(std::strlen(kRecordingsDir) + 1);
   OutFile out;
-  CV_RETURN_IF_ERROR(out.Create(rec_dir_.get(), path.substr(std::strlen(kRecordingsDir) + 1)));
+  CV_RETURN_IF_ERROR(out.Create(rec_dir_.get(), name, path));
   Status s = store_.ReadRecording(tenant_, call_id, info.recording_id, 0, info.size,
                                   [&](std::string_view bytes) { return out.Write(bytes); });
   if (s.code() == Code::kNotFound) {
     // Deleted (with its call) meanwhile: not exported.
     std::string ignored;
     out.Finish(&ignored).IgnoreError();
-    ::unlinkat(rec_dir_.get(), path.substr(std::strlen(kRecordingsDir) + 1).c_str(), 0);
+    ::unlinkat(rec_dir_.get(), name.c_str(), 0);
     return Status::OK();
   }
   CV_RETURN_IF_ERROR(s);

@@ -14,13 +14,17 @@
 //   EmptyTenant          0 calls: an empty calls.ndjson and a valid manifest
 //   LargeTenantMemory    2,000 calls exported by a fresh process whose peak
 //                        resident memory grows by less than a fixed bound
-//   BesideWriter         a second process writes while a read-only open
-//                        exports: every call acknowledged before the open is in it
+//   BesideWriter         a second process writes while a read-only open (the
+//                        library's, then the CLI's) exports: every call
+//                        acknowledged before the open is in it
+//   WriteFailureRemovesAll  a write fails (EFBIG) mid-export: kIOError naming
+//                        the file, nothing left behind
 //   ConcurrentWriterSameStore  a writer thread on the same store: every call
 //                        that existed before the export appears exactly once
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -566,6 +570,28 @@ int WaitExit(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// Runs the callvault binary with `args`, stdout and stderr to `log`.
+int RunCli(const std::vector<std::string>& args, const std::string& log) {
+  std::string bin = CALLVAULT_BIN;
+  std::vector<std::string> a = args;
+  std::vector<char*> argv = {bin.data()};
+  for (auto& s : a) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  ::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int in = ::open("/dev/null", O_RDONLY);
+    if (fd < 0 || in < 0) ::_exit(126);
+    ::dup2(in, 0);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid > 0 ? WaitExit(pid) : -1;
+}
+
 Options ChildOptions(bool read_only) {
   Options o = testutil::DefaultOptions(EnvOr("CV_EXPORT_KEYS"));
   o.create_if_missing = false;
@@ -637,6 +663,58 @@ TEST(Export, LargeTenantMemory) {
   EXPECT_EQ(rx.calls, kCalls);
 }
 
+// Child: exports with a 2 MiB limit on the size of any file it writes
+// (RLIMIT_FSIZE; SIGXFSZ ignored, so write() fails with EFBIG) and writes
+// "<code> <message>" to CV_EXPORT_RESULT.
+TEST(ExportChild, DISABLED_FileTooBig) {
+  if (EnvOr("CV_EXPORT_RESULT").empty()) GTEST_SKIP() << "runs only as a child of WriteFailureRemovesAll";
+  auto store = Store::Open(ChildOptions(/*read_only=*/true), EnvOr("CV_EXPORT_DB"));
+  ASSERT_OK(store);
+  ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit rl {};
+  rl.rlim_cur = rl.rlim_max = 2u << 20;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &rl), 0);
+  auto r = ExportTenantData(**store, "acme", EnvOr("CV_EXPORT_DIR"));
+  std::ofstream(EnvOr("CV_EXPORT_RESULT"))
+      << static_cast<int>(r.ok() ? Code::kOk : r.status().code()) << ' '
+      << (r.ok() ? std::string("ok") : r.status().message()) << '\n';
+}
+
+TEST(Export, WriteFailureRemovesAll) {
+  const uint64_t seed = Seed();
+  TestStore ts;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  for (int i = 0; i < 5; ++i) ASSERT_OK(ts->PutCall("acme", testutil::MakeCall("c" + std::to_string(i), kT0 + i)));
+  ASSERT_OK(PutRecording(ts.store.get(), "acme", {"c1", "small", "audio/mpeg", workload::RandomBytes(seed, 1000)}));
+  ASSERT_OK(PutRecording(ts.store.get(), "acme",
+                         {"c3", "big", "video/mp4", workload::RandomBytes(seed + 1, 3u << 20)}));
+  ts.Close();
+  TempDir out;
+  // Into a directory the export creates (removed) and into an empty one the
+  // caller made (kept, emptied).
+  for (const bool precreate : {false, true}) {
+    const std::string dir = out.Sub(precreate ? "made" : "new"), result = out.Sub("result");
+    if (precreate) fs::create_directory(dir);
+    pid_t pid = SpawnSelf("ExportChild.DISABLED_FileTooBig", {{"CV_EXPORT_DB", ts.db},
+                                                              {"CV_EXPORT_KEYS", ts.keys},
+                                                              {"CV_EXPORT_DIR", dir},
+                                                              {"CV_EXPORT_RESULT", result}});
+    ASSERT_GT(pid, 0);
+    ASSERT_EQ(WaitExit(pid), 0);
+    const std::string got = ReadFile(result);
+    EXPECT_EQ(got.substr(0, got.find(' ')), std::to_string(static_cast<int>(Code::kIOError))) << got;
+    EXPECT_NE(got.find("recordings/2.mp4"), std::string::npos) << "the message names the file: " << got;
+    if (precreate) {
+      EXPECT_TRUE(fs::is_directory(dir));
+      EXPECT_TRUE(Entries(dir).empty()) << "a failed export left files behind";
+    } else {
+      EXPECT_FALSE(fs::exists(dir)) << "a failed export left its directory behind";
+    }
+  }
+  std::printf("[export] write failure (EFBIG): 2 exports failed with io_error, 0 files left\n");
+}
+
 // Child: holds the store open for writing and puts one call at a time,
 // appending each id to CV_EXPORT_ACKS once PutCall returned, until killed.
 TEST(ExportChild, DISABLED_Writer) {
@@ -684,9 +762,23 @@ TEST(Export, BesideWriter) {
   ASSERT_OK(store);
   const std::string dir = out.Sub("live");
   auto r = ExportTenantData(**store, "acme", dir);
+  // The CLI too, as an operator runs it beside the service: it opens the
+  // store read-only by itself.
+  const std::string cli_dir = out.Sub("live-cli");
+  const int cli_exit = RunCli({"--db", ts.db, "--keys", ts.keys, "tenant", "export", "acme", "--to", cli_dir},
+                              out.Sub("cli.out"));
   ::kill(pid, SIGKILL);
   WaitExit(pid);
   ASSERT_OK(r);
+  EXPECT_EQ(cli_exit, 0) << ReadFile(out.Sub("cli.out"));
+  if (cli_exit == 0) {
+    VerifyExportDir(cli_dir, "acme");
+    std::set<std::string> by_cli;
+    for (const Call& c : ParseNdjson(cli_dir)) by_cli.insert(c.call_id);
+    size_t cli_missing = 0;
+    for (const auto& id : acked) cli_missing += by_cli.count(id) == 0;
+    EXPECT_EQ(cli_missing, 0u) << "acknowledged calls missing from the CLI's export";
+  }
   VerifyExportDir(dir, "acme");
   std::set<std::string> exported;
   for (const Call& c : ParseNdjson(dir)) EXPECT_TRUE(exported.insert(c.call_id).second) << "exported twice";
@@ -720,7 +812,19 @@ TEST(Export, ConcurrentWriterSameStore) {
   TempDir out;
   ExportOptions eo;
   eo.page_size = 10;
+  // Every 10 calls, let the writer land two more writes: the listing's
+  // pages and the writes interleave on every run.
+  eo.progress = [&](const ExportProgress& p) {
+    if (p.done || p.calls_done % 10 != 0) return;
+    const int target = writes.load() + 2;
+    for (int i = 0; i < 5000 && writes.load() < target; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  while (writes.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const int writes_before = writes.load();
   auto r = ExportTenantData(*ts.store, "acme", out.Sub("x"), eo);
+  const int writes_during = writes.load() - writes_before;
   stop = true;
   writer.join();
   ASSERT_OK(r);
@@ -730,9 +834,10 @@ TEST(Export, ConcurrentWriterSameStore) {
   size_t wrong = 0;
   for (const auto& c : pre) wrong += seen[c.call_id] != 1;
   EXPECT_EQ(wrong, 0u) << "calls that existed before the export missing or duplicated";
+  EXPECT_GE(writes_during, 40) << "the writer hardly ran during the export";
   std::printf("[export] same store, concurrent writer: %d writes during the export, %zu calls exported, "
               "%zu pre-existing calls missing or twice\n",
-              writes.load(), seen.size(), wrong);
+              writes_during, seen.size(), wrong);
 }
 
 }  // namespace
