@@ -40,6 +40,8 @@
 // reader keeps the last line of each call_id). Export from a read-only open
 // for a fixed picture.
 //
+// Why it is built this way: docs/decisions/0016-tenant-export.md.
+//
 // Thread safety: ExportTenantData may run concurrently with any other use of
 // the store; the options' callback is called from the calling thread.
 #ifndef CALLVAULT_EXPORT_H_
