@@ -12,6 +12,7 @@
 //   Refusals             non-empty DIR, symlink DIR, file DIR, missing parent,
 //                        unknown and purged tenant: specific codes, nothing written
 //   EmptyTenant          0 calls: an empty calls.ndjson and a valid manifest
+//   ChurnedTenant        exported while reads are allowed; refused otherwise
 //   LargeTenantMemory    2,000 calls exported by a fresh process whose peak
 //                        resident memory grows by less than a fixed bound
 //   BesideWriter         a second process writes while a read-only open (the
@@ -45,6 +46,7 @@
 #include <vector>
 
 #include "callvault/export.h"
+#include "callvault/limits.h"
 #include "tests/testutil/testutil.h"
 #include "tools/json/call_json.h"
 #include "workload/workload.h"
@@ -528,6 +530,28 @@ TEST(Export, EmptyTenant) {
   EXPECT_EQ(ReadFile(dir + "/calls.ndjson"), "");
   EXPECT_TRUE(Entries(dir + "/recordings").empty());
   EXPECT_EQ(rx.manifest["files"].size(), 1u);
+}
+
+// Export first, churn second: a churned tenant exports while its reads are
+// allowed (the default) and is refused, with nothing written, when not.
+TEST(Export, ChurnedTenant) {
+  TestStore ts;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  ASSERT_OK(ts->PutCall("acme", testutil::MakeCall("c1", kT0)));
+  ASSERT_OK(ts->ScheduleTenantPurge("acme", limits::kMaxInstant - 1));
+  TempDir out;
+  auto r = ExportTenantData(*ts.store, "acme", out.Sub("a"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->calls, 1u);
+  VerifyExportDir(out.Sub("a"), "acme");
+  auto t = ts->DescribeTenant("acme");
+  ASSERT_OK(t);
+  EXPECT_EQ(t->purge_at, limits::kMaxInstant - 1) << "the export changed the churn";
+  ts.options.allow_reads_after_churn = false;
+  ASSERT_OK(ts.Reopen());
+  EXPECT_CODE(ExportTenantData(*ts.store, "acme", out.Sub("b")), Code::kFailedPrecondition);
+  EXPECT_FALSE(fs::exists(out.Sub("b")));
 }
 
 // --- child processes ---------------------------------------------------------
