@@ -263,6 +263,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // paranoid_checks, so if the second open works the damage was in a table
   // file, found below.
   std::string table_damage;
+  const rocksdb::Status first = s;
   const std::string first_error = s.ToString();
   if (!s.ok() && s.IsCorruption() &&
       (first_error.find(".sst") != std::string::npos ||
@@ -274,7 +275,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     handles.clear();
     s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db)
                   : rocksdb::DB::Open(dbo, path, descs, &handles, &db);
-    if (!s.ok() && s.IsCorruption()) s = rocksdb::Status::Corruption(first_error);
+    if (!s.ok() && s.IsCorruption()) s = first;  // the first error says more
   }
   if (!s.ok()) {
     // A file the writer removed meanwhile (compaction, flush) is a race,

@@ -66,6 +66,8 @@
 // spends ~15 s retrying as if it raced a writer. The scratch copy lives in
 // /dev/shm when there is one (CALLVAULT_T5_SCRATCH overrides).
 // CALLVAULT_T5_TRACE=1 makes the child log each open's time to its log.
+// CALLVAULT_T5_SHOW_REFUSED=N prints the first N whole-store refusals
+// (not failures) with their messages: which damage still stops a store.
 //
 // Cost, measured at load average 14 on 2 cores: 10,000 mutations in ~9 min
 // (~5 CPU-minutes): the suites that pass today (MetaWal, Blob, Keyring:
