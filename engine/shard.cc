@@ -262,10 +262,15 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // file's properties block): the MANIFEST's own parse does not depend on
   // paranoid_checks, so if the second open works the damage was in a table
   // file, found below.
+  // Never for a table file that is missing ("No such file": RocksDB then
+  // names the .ldb it tried last): the MANIFEST and the directory disagree
+  // (a truncated or damaged MANIFEST naming an older state), and a writable
+  // open would delete the files that MANIFEST does not list.
   std::string table_damage;
   const rocksdb::Status first = s;
   const std::string first_error = s.ToString();
-  if (!s.ok() && s.IsCorruption() &&
+  if (!s.ok() && s.IsCorruption() && first_error.find("No such file") == std::string::npos &&
+      first_error.find("IO error") == std::string::npos &&
       (first_error.find(".sst") != std::string::npos ||
        first_error.find(".blob") != std::string::npos ||
        first_error.find("/MANIFEST-") != std::string::npos)) {

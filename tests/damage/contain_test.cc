@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -356,6 +357,38 @@ TEST(ContainSst, DataBlockMetAtOpenDamagesOneTenant) {
   w.ExpectContained(false);
   w.ExpectContained(true);
   w.ExpectContained(false);
+}
+
+// A table file missing (or a MANIFEST naming files of an older state, as a
+// truncated one does): not contained but refused, read-only and
+// read-write, and nothing deleted: a writable open that went on would
+// delete the files the MANIFEST does not list. (A guard: the code before
+// refused too; an intermediate version of the fix did not.)
+TEST(ContainSst, MissingTableFileIsRefusedAndNothingDeleted) {
+  SstStore w;
+  ASSERT_FALSE(w.acme_sst.empty());
+  const std::string kept = w.acme_sst + ".aside";
+  fs::rename(w.acme_sst, kept);
+  const auto before = testutil::ListFiles(Shard0(w.s.db));
+  w.s.options.create_if_missing = false;
+  for (bool read_only : {true, false}) {
+    w.s.options.read_only = read_only;
+    Status st = w.s.Open();
+    EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+    EXPECT_NE(st.message().find("No such file"), std::string::npos) << st.ToString();
+    w.s.Close();
+  }
+  auto after = testutil::ListFiles(Shard0(w.s.db));
+  // A failed writable open may leave a new (empty) info log, nothing else goes.
+  for (const auto& f : before) {
+    EXPECT_NE(std::find(after.begin(), after.end(), f), after.end()) << f << " deleted";
+  }
+  // Put back, the store opens whole.
+  fs::rename(kept, w.acme_sst);
+  w.s.options.read_only = false;
+  ASSERT_OK(w.s.Open());
+  for (const auto& id : w.a) EXPECT_OK(w.s->GetCall("acme", id, kPartAll));
+  EXPECT_TRUE(w.s->Verify(std::nullopt)->ok());
 }
 
 }  // namespace
