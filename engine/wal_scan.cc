@@ -613,7 +613,7 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
       for (const auto& e : evidence) kept = kept || e.name == keep;
       if (!kept) {
         const auto it = std::find_if(files.begin(), files.end(),
-                                     [&](const WalFile& f) { return f.name == name; });
+                                     [&n = name](const WalFile& f) { return f.name == n; });
         CV_RETURN_IF_ERROR(fsutil::AtomicWrite(fs, dir, keep,
                                                reinterpret_cast<const uint8_t*>(it->data.data()),
                                                it->data.size()));
