@@ -67,10 +67,12 @@ Status Store::Impl::RecordWalDamage() {
       for (const auto& name : families) {
         auto id = format::ParseColumnFamilyName(name);
         if (!id) continue;
-        const std::string why = d.description + (d.all_families
-                                                      ? " (the lost records could not all be "
-                                                        "attributed: every tenant of the shard)"
-                                                      : "");
+        const std::string why =
+            d.description + (!d.all_families           ? ""
+                             : d.kind == "file_damage" ? " (the damaged file could not be "
+                                                         "identified: every tenant of the shard)"
+                                                       : " (the lost records could not all be "
+                                                         "attributed: every tenant of the shard)");
         if (!read_only()) {
           const std::string key = DamageKey(*id);
           CV_RETURN_IF_ERROR(fsutil::FromRocks(

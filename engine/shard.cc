@@ -3,11 +3,13 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "engine/fs_util.h"
@@ -237,6 +239,15 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     if (!scan.damage.empty()) {
       dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords;
     }
+    // A header that mode reads again forever (wal_scan.h, `stuck`): a
+    // read-only open repairs nothing, so it refuses instead of hanging.
+    if (read_only && !scan.damage.empty() && !scan.stuck.empty()) {
+      return Status::Corruption("shard " + std::to_string(index) + ": " + scan.stuck.front() +
+                                ": a damaged record header that a read-only open cannot get "
+                                "past (" + scan.damage.front().Describe() +
+                                "); open the store writable once, which repairs the WAL and "
+                                "marks the tenants that lost writes (docs/operations.md)");
+    }
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
@@ -246,14 +257,31 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // loads a few table files' meta blocks): with paranoid_checks the whole
   // shard would refuse to open. Opened again without, the file's family is
   // named below and its tenant marked damaged (docs/decisions/0014).
+  // The same for a read-only open, which loads every table file
+  // (max_open_files = -1), and for an error that names only the MANIFEST
+  // being applied ("properties unsorted in file .../MANIFEST-…": a table
+  // file's properties block): the MANIFEST's own parse does not depend on
+  // paranoid_checks, so if the second open works the damage was in a table
+  // file, found below.
+  // Never for a table file that is missing ("No such file": RocksDB then
+  // names the .ldb it tried last): the MANIFEST and the directory disagree
+  // (a truncated or damaged MANIFEST naming an older state), and a writable
+  // open would delete the files that MANIFEST does not list.
   std::string table_damage;
-  if (!s.ok() && s.IsCorruption() && !read_only &&
-      (s.ToString().find(".sst") != std::string::npos ||
-       s.ToString().find(".blob") != std::string::npos)) {
-    table_damage = s.ToString();
+  const rocksdb::Status first = s;
+  const std::string first_error = s.ToString();
+  if (!s.ok() && s.IsCorruption() && first_error.find("No such file") == std::string::npos &&
+      first_error.find("IO error") == std::string::npos &&
+      (first_error.find(".sst") != std::string::npos ||
+       first_error.find(".blob") != std::string::npos ||
+       first_error.find("/MANIFEST-") != std::string::npos)) {
+    table_damage = first_error;
     dbo.paranoid_checks = false;
     shard->degraded_ = true;
-    s = rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+    handles.clear();
+    s = read_only ? rocksdb::DB::OpenForReadOnly(dbo, path, descs, &handles, &db)
+                  : rocksdb::DB::Open(dbo, path, descs, &handles, &db);
+    if (!s.ok() && s.IsCorruption()) s = first;  // the first error says more
   }
   if (!s.ok()) {
     // A file the writer removed meanwhile (compaction, flush) is a race,
@@ -274,6 +302,19 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
       const std::string base = f.name.substr(f.name.rfind('/') + 1);
       if (table_damage.find("/" + base) != std::string::npos) {
         w.families = {f.column_family_name};
+        w.all_families = false;
+      }
+    }
+    if (w.all_families) {
+      // The message names no live table file: open each one alone.
+      rocksdb::Options opts(dbo, res.tenant_cf_options);
+      std::set<std::string> bad;
+      for (const auto& f : live) {
+        rocksdb::SstFileReader reader(opts);
+        if (!reader.Open(f.db_path + f.name).ok()) bad.insert(f.column_family_name);
+      }
+      if (!bad.empty()) {
+        w.families.assign(bad.begin(), bad.end());
         w.all_families = false;
       }
     }

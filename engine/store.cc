@@ -866,7 +866,17 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
   }
   for (const auto& tid : ids) {
     CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tid, Access::kRemove));
-    CV_RETURN_IF_ERROR(calls::CleanIncompleteRecordings(t));
+    Status clean = calls::CleanIncompleteRecordings(t);
+    // A damaged table file of this tenant's family (its first read is this
+    // scan): this tenant is damaged, the store still opens (decision 0014).
+    if (IsStorageCorruption(clean)) {
+      std::shared_ptr<Tenant> hit = t.t;
+      t = TenantRef{};  // MarkDamaged takes the tenant's life lock itself
+      MarkDamaged(hit, "open: the scan for unfinished recordings met damaged files of its "
+                       "column family: " + clean.message());
+      continue;
+    }
+    CV_RETURN_IF_ERROR(clean);
   }
   return Status::OK();
 }

@@ -3,7 +3,6 @@
 #include <chrono>
 
 #include <rocksdb/env.h>
-#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <array>
@@ -52,45 +51,95 @@ struct BatchInfo {
   std::string payload;  // trusted only: kept by a repair
 };
 
-class CfCollector : public rocksdb::WriteBatch::Handler {
- public:
-  explicit CfCollector(std::set<uint32_t>* cfs) : cfs_(cfs) {}
-  rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return Add(cf);
+// A varint32 and a length-prefixed slice, as RocksDB's util/coding.h
+// encodes them; false on a truncated or overlong encoding.
+bool GetVarint32(std::string_view* in, uint32_t* v) {
+  uint32_t r = 0;
+  for (int shift = 0; shift <= 28 && !in->empty(); shift += 7) {
+    const auto byte = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    r |= static_cast<uint32_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      *v = r;
+      return true;
+    }
   }
-  rocksdb::Status PutEntityCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return Add(cf);
-  }
-  rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice&) override { return Add(cf); }
-  rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice&) override { return Add(cf); }
-  rocksdb::Status DeleteRangeCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return Add(cf);
-  }
-  rocksdb::Status MergeCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return Add(cf);
-  }
-  rocksdb::Status PutBlobIndexCF(uint32_t cf, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return Add(cf);
-  }
-  void LogData(const rocksdb::Slice&) override {}
+  return false;
+}
 
- private:
-  rocksdb::Status Add(uint32_t cf) {
-    cfs_->insert(cf);
-    return rocksdb::Status::OK();
-  }
-  std::set<uint32_t>* cfs_;
-};
+bool SkipLengthPrefixed(std::string_view* in) {
+  uint32_t n = 0;
+  if (!GetVarint32(in, &n) || n > in->size()) return false;
+  in->remove_prefix(n);
+  return true;
+}
 
+// Parses a write batch (db/write_batch.cc's format) without RocksDB: the
+// bytes may be damaged, and `WriteBatch::Iterate` is not safe on damaged
+// input (Debian's build keeps RocksDB's assertions: a stray transaction tag,
+// kTypeBeginPrepareXID and its kin, aborted the process in
+// `WriteBatchInternal::Iterate`; issue 11). Records of the kinds the engine
+// never writes (two-phase-commit markers, timestamps, unknown tags) end the
+// parse as damaged; the families named before that are kept, best effort.
 BatchInfo ParseBatch(std::string_view rep) {
   BatchInfo b;
   if (rep.size() < 12) return b;
   b.header = true;
   b.seq = format::DecodeFixed64LE(rep.data());
   b.count = format::DecodeFixed32LE(rep.data() + 8);
-  rocksdb::WriteBatch wb{std::string(rep)};
-  CfCollector c(&b.cfs);
-  b.parsed = wb.Iterate(&c).ok();
+  std::string_view in = rep.substr(12);
+  uint64_t found = 0;
+  while (!in.empty()) {
+    const auto tag = static_cast<uint8_t>(in.front());
+    in.remove_prefix(1);
+    bool has_cf = false;
+    bool counted = true;
+    int slices = 2;
+    switch (tag) {
+      case 0x5:   // kTypeColumnFamilyValue
+      case 0xE:   // kTypeColumnFamilyRangeDeletion
+      case 0x6:   // kTypeColumnFamilyMerge
+      case 0x10:  // kTypeColumnFamilyBlobIndex
+      case 0x17:  // kTypeColumnFamilyWideColumnEntity
+        has_cf = true;
+        break;
+      case 0x1:   // kTypeValue
+      case 0xF:   // kTypeRangeDeletion
+      case 0x2:   // kTypeMerge
+      case 0x11:  // kTypeBlobIndex
+      case 0x16:  // kTypeWideColumnEntity
+        break;
+      case 0x4:  // kTypeColumnFamilyDeletion
+      case 0x8:  // kTypeColumnFamilySingleDeletion
+        has_cf = true;
+        slices = 1;
+        break;
+      case 0x0:  // kTypeDeletion
+      case 0x7:  // kTypeSingleDeletion
+        slices = 1;
+        break;
+      case 0x3:  // kTypeLogData
+        slices = 1;
+        counted = false;
+        break;
+      case 0xD:  // kTypeNoop
+        slices = 0;
+        counted = false;
+        break;
+      default:
+        return b;
+    }
+    uint32_t cf = 0;  // the default family
+    if (has_cf && !GetVarint32(&in, &cf)) return b;
+    for (int k = 0; k < slices; ++k) {
+      if (!SkipLengthPrefixed(&in)) return b;
+    }
+    if (counted) {
+      b.cfs.insert(cf);
+      ++found;
+    }
+  }
+  b.parsed = found == b.count;
   return b;
 }
 
@@ -152,7 +201,14 @@ void FindCandidates(const std::string& d, size_t from, size_t end, std::vector<B
   }
 }
 
-void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uint64_t* records) {
+// `stuck`: the offset of the first header RocksDB's reader would not get
+// past with kSkipAnyCorruptedRecords (or npos): a header of a recyclable
+// type (5-8) naming another log number is returned as kOldRecord before its
+// checksum is looked at, without consuming it, and that mode then reads the
+// same header again forever (7.8's db/log_reader.cc). The engine never
+// recycles logs, so such a header is always damage.
+void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uint64_t* records,
+              uint64_t* stuck) {
   const std::string& d = f.data;
   bool in_frag = false;
   std::string frag;
@@ -216,6 +272,10 @@ void ScanFile(const WalFile& f, size_t file_index, std::vector<Item>* items, uin
                          (static_cast<size_t>(static_cast<uint8_t>(d[p + 5])) << 8);
       const bool recyclable = type >= kRecyclableFullType && type <= kRecyclableLastType;
       const size_t hs = recyclable ? kRecyclableHeaderSize : kHeaderSize;
+      if (recyclable && end - p >= hs && *stuck == std::string::npos &&
+          format::DecodeFixed32LE(d.data() + p + kHeaderSize) != static_cast<uint32_t>(f.number)) {
+        *stuck = p;
+      }
       if (end - p < hs || p + hs + len > end) {
         std::vector<BatchInfo> later;
         std::string first;
@@ -365,10 +425,13 @@ std::string Damage::Describe() const {
 ScanResult Scan(const std::vector<WalFile>& files, bool repair) {
   ScanResult r;
   std::vector<Item> items;
+  std::map<size_t, uint64_t> stuck_at;  // file index -> offset (ScanFile)
   for (size_t fi = 0; fi < files.size(); ++fi) {
     ++r.files;
     r.bytes += files[fi].data.size();
-    ScanFile(files[fi], fi, &items, &r.records);
+    uint64_t at = std::string::npos;
+    ScanFile(files[fi], fi, &items, &r.records, &at);
+    if (at != std::string::npos) stuck_at[fi] = at;
   }
   std::set<size_t> damaged_files;
   // Walk the drops between recovered records.
@@ -474,6 +537,19 @@ ScanResult Scan(const std::vector<WalFile>& files, bool repair) {
     r.damage.push_back(std::move(dm));
     i = j;
   }
+  // Damage makes the open use kSkipAnyCorruptedRecords, which loops on a
+  // header ScanFile found "stuck" (a quiet torn tail can hold one too): a
+  // repair re-frames that file as well (its whole records are all kept);
+  // a read-only open, which repairs nothing, must not hand it to RocksDB.
+  if (!r.damage.empty()) {
+    for (const auto& [fi, at] : stuck_at) {
+      if (repair) {
+        damaged_files.insert(fi);
+      } else {
+        r.stuck.push_back("WAL file " + files[fi].name + " offset " + std::to_string(at));
+      }
+    }
+  }
   // Each damaged file re-framed with every record that is whole: the ones
   // recovery replays and the checksum-valid ones inside dropped bytes, in
   // their order, with their own sequence numbers. Only the damaged records
@@ -544,7 +620,7 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
       for (const auto& e : evidence) kept = kept || e.name == keep;
       if (!kept) {
         const auto it = std::find_if(files.begin(), files.end(),
-                                     [&](const WalFile& f) { return f.name == name; });
+                                     [&n = name](const WalFile& f) { return f.name == n; });
         CV_RETURN_IF_ERROR(fsutil::AtomicWrite(fs, dir, keep,
                                                reinterpret_cast<const uint8_t*>(it->data.data()),
                                                it->data.size()));

@@ -56,6 +56,11 @@ struct ScanResult {
   // Names of the damaged originals kept beside (kEvidenceSuffix), to be
   // removed once the store recorded the damage.
   std::vector<std::string> evidence;
+  // Without `repair`, when there is damage: where RocksDB's reader would
+  // not get past a header in kSkipAnyCorruptedRecords mode (a header of a
+  // recycled log, which 7.8 reads again forever), "WAL file N offset M".
+  // With `repair` such a file is re-framed (`repaired`) instead.
+  std::vector<std::string> stuck;
   uint64_t files = 0;
   uint64_t bytes = 0;
   uint64_t records = 0;         // logical records recovery would replay

@@ -66,6 +66,8 @@
 // spends ~15 s retrying as if it raced a writer. The scratch copy lives in
 // /dev/shm when there is one (CALLVAULT_T5_SCRATCH overrides).
 // CALLVAULT_T5_TRACE=1 makes the child log each open's time to its log.
+// CALLVAULT_T5_SHOW_REFUSED=N prints the first N whole-store refusals
+// (not failures) with their messages: which damage still stops a store.
 //
 // Cost, measured at load average 14 on 2 cores: 10,000 mutations in ~9 min
 // (~5 CPU-minutes): the suites that pass today (MetaWal, Blob, Keyring:
@@ -919,7 +921,15 @@ struct Tally {
   uint64_t mutations = 0;
   uint64_t failures = 0;
   std::vector<std::string> shown;
+  std::vector<std::string> refused_shown;
 };
+
+// CALLVAULT_T5_SHOW_REFUSED (default 0): how many whole-store refusals to
+// print (not failures; to see which damage still stops a store).
+size_t RefusedShow() {
+  static const size_t n = static_cast<size_t>(crashtest::EnvInt("CALLVAULT_T5_SHOW_REFUSED", 0));
+  return n;
+}
 
 void Record(Tally& tally, const Mutation& m, Cls ro, Cls rw, const std::string& rw_flags,
             const std::string& detail, size_t show) {
@@ -934,6 +944,10 @@ void Record(Tally& tally, const Mutation& m, Cls ro, Cls rw, const std::string& 
     info[1] += rw_flags[1] == '1';
     info[2] += rw_flags[1] == '0' && rw_flags[2] == '1';
     info[3] += rw_flags[1] == '0' && rw_flags[2] > '1';
+  }
+  if ((ro == kRefused || rw == kRefused) && tally.refused_shown.size() < RefusedShow()) {
+    tally.refused_shown.push_back(m.Describe() + ": ro " + kClsNames[ro] + ", rw " +
+                                  kClsNames[rw] + ": " + detail);
   }
   if (ro >= kFirstFailure || rw >= kFirstFailure) {
     ++tally.failures;
@@ -1071,6 +1085,7 @@ Tally RunSuite(const Suite& suite, size_t count = 0, long abort_at = -1) {
       << " one_tenant_hit=" << info[2] << " several_tenants_hit=" << info[3] << "\n";
   }
   for (const auto& s : tally.shown) o << "  FAILURE " << s << "\n";
+  for (const auto& s : tally.refused_shown) o << "  REFUSED " << s << "\n";
   std::cout << o.str() << std::flush;
   return tally;
 }
