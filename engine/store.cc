@@ -861,8 +861,19 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
     }
   }
   for (const auto& tid : ids) {
-    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tid, Access::kRemove));
-    CV_RETURN_IF_ERROR(calls::CleanIncompleteRecordings(t));
+    Status cleaned;
+    {
+      CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tid, Access::kRemove));
+      cleaned = calls::CleanIncompleteRecordings(t);
+    }
+    // A damaged table or blob file under this tenant's markers is this
+    // tenant's damage (decision 0014), not a reason to refuse the store.
+    if (IsStorageCorruption(cleaned)) {
+      auto t = FindTenant(tid);
+      if (t.ok()) MarkDamaged(*t, "recovery met damaged files of its column family: " + cleaned.message());
+      continue;
+    }
+    CV_RETURN_IF_ERROR(cleaned);
   }
   return Status::OK();
 }
