@@ -145,8 +145,9 @@ Status Store::Impl::AcceptTenantDamage(std::string_view tenant_id) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
-  if (!t->damaged.load()) return Status::FailedPrecondition("tenant is not damaged");
+  // Purged first: a purge removes the mark, so a purged tenant is never damaged.
   if (t->state.load() != TenantState::kActive) return Status::TenantPurged("tenant purged");
+  if (!t->damaged.load()) return Status::FailedPrecondition("tenant is not damaged");
   CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Delete(meta_write_, DamageKey(t->rec.internal_id)),
                                        "delete damage mark"));
   std::string what;

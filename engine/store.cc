@@ -52,7 +52,11 @@ Status ReadOnlyError(const char* what) {
 Status ClosedError() {
   return Status::FailedPrecondition("the store is closed (Store::Close was called)");
 }
+// close_requested_ first: Close sets it before it waits for close_mu_, so
+// that a steady stream of calls (each holding close_mu_ shared; glibc's
+// rwlock prefers readers) cannot starve it.
 #define CV_REFUSE_IF_CLOSED()                                           \
+  if (impl_->close_requested_.load()) return ClosedError();             \
   std::shared_lock<std::shared_mutex> cv_open_guard_(impl_->close_mu_); \
   if (impl_->closed_) return ClosedError()
 
@@ -368,7 +372,9 @@ Store::Impl::Impl(const Options& options, std::string path)
 Store::Impl::~Impl() { Close().IgnoreError(); }
 
 Status Store::Impl::Close() {
-  // Waits for every public call in flight; later ones see closed_.
+  // New public calls are refused from here (close_requested_, checked
+  // before they take close_mu_); then this waits for every call in flight.
+  close_requested_.store(true);
   std::unique_lock<std::shared_mutex> closing(close_mu_);
   if (closed_) return Status::OK();
   closed_ = true;

@@ -133,6 +133,9 @@ class Store::Impl {
   // closed_, readable without close_mu_ by paths that bypass the facade
   // (a RecordingWriter's chunks reach Acquire directly).
   std::atomic<bool> closing_{false};
+  // Set by Close before it waits for the calls in flight: new calls are
+  // refused at once (a stream of them would otherwise starve Close).
+  std::atomic<bool> close_requested_{false};
 
   Status OpenOrCreate();
   bool read_only() const { return options_.read_only; }

@@ -498,6 +498,8 @@ class Store {
   // the failed I/O; "disk full: ..." for ENOSPC). An instance whose write or
   // sync failed earlier is not synced again: its close returns kIOError
   // saying so (its unsynced writes, never acknowledged, may be lost).
+  // Calls made once Close has begun are refused at once (Close waits only
+  // for the calls already in flight, never for a stream of new ones).
   // A second call does nothing and returns OK. After Close every method
   // returns kFailedPrecondition ("the store is closed"), including a
   // RecordingWriter's; only the destructor, read_only(), RecoveryPending(),
