@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include "engine/fs_util.h"
@@ -48,7 +49,77 @@ std::string DirOf(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
+// The MANIFEST that CURRENT names, or "" if CURRENT is unreadable.
+std::string CurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return "";
+  while (!current.empty() && current.back() == '\n') current.pop_back();
+  return current;
+}
+
+bool IsWalName(const std::string& name) {
+  return name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0 &&
+         name.find_first_not_of("0123456789") == name.size() - 4;
+}
+
+// What the mark's files say was lost, or "" (docs/decisions/0015). Only
+// while CURRENT names the mark's MANIFEST: no open has run since the close
+// that wrote the mark, so nothing may have shrunk or gone.
+std::string CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir, const ShardMark& m) {
+  if (m.manifest.empty() || CurrentManifest(fs, dir) != m.manifest) return "";
+  auto size_of = [&](const std::string& name, uint64_t* size) {
+    return fs->GetFileSize(dir + "/" + name, rocksdb::IOOptions(), size, nullptr).ok();
+  };
+  uint64_t size = 0;
+  if (!size_of(m.manifest, &size)) return m.manifest + " is gone";
+  if (size < m.manifest_size) {
+    return m.manifest + " is " + std::to_string(size) + " bytes, " +
+           std::to_string(m.manifest_size) + " at the last close (truncated: edits lost)";
+  }
+  for (const auto& [name, want] : m.wals) {
+    if (!size_of(name, &size)) return "WAL file " + name + " is gone";
+    if (size < want) {
+      return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
+             std::to_string(want) + " at the last close (truncated)";
+    }
+  }
+  return "";
+}
+
+// An existing shard that will not open (a damaged or missing CURRENT or
+// MANIFEST): damage to restore, never "not found" (an operator told "no
+// such store" may init over it). Other codes (kIOError, kCorruption) stay.
+Status Damaged(uint32_t index, Status s) {
+  if (s.code() != Code::kNotFound && s.code() != Code::kInvalidArgument) return s;
+  return Status::Corruption("shard " + std::to_string(index) + " damaged: " + s.message() +
+                            "; restore the store from a backup (docs/operations.md)");
+}
+
 }  // namespace
+
+std::string ShardMark::Encode() const {
+  std::string s = "v1 " + std::to_string(sequence) + " " + (manifest.empty() ? "-" : manifest) +
+                  " " + std::to_string(manifest_size);
+  for (const auto& [name, size] : wals) s += " " + name + " " + std::to_string(size);
+  return s;
+}
+
+bool ShardMark::Decode(std::string_view text, ShardMark* out) {
+  std::istringstream in{std::string(text)};
+  std::string version, manifest;
+  ShardMark m;
+  if (!(in >> version >> m.sequence >> manifest >> m.manifest_size) || version != "v1") return false;
+  if (manifest != "-") m.manifest = manifest;
+  std::string name;
+  uint64_t size = 0;
+  while (in >> name) {
+    if (!(in >> size) || !IsWalName(name)) return false;
+    m.wals.emplace_back(name, size);
+  }
+  if (!in.eof()) return false;
+  *out = std::move(m);
+  return true;
+}
 
 rocksdb::IOStatus CloseCheckFS::NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                                 std::unique_ptr<rocksdb::FSWritableFile>* r,
@@ -188,11 +259,11 @@ Status RetryWhileRacing(const std::function<Status()>& attempt) {
 
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
                                            const SharedResources& res, bool create,
-                                           bool read_only) {
-  if (!read_only) return OpenOnce(index, path, res, create, false);
+                                           bool read_only, const ShardMark* mark) {
+  if (!read_only) return OpenOnce(index, path, res, create, false, mark);
   std::unique_ptr<Shard> opened;
   Status s = RetryWhileRacing([&]() -> Status {
-    auto r = OpenOnce(index, path, res, false, true);
+    auto r = OpenOnce(index, path, res, false, true, mark);
     if (!r.ok()) return r.status();
     opened = std::move(*r);
     return Status::OK();
@@ -203,7 +274,7 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
 
 Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string& path,
                                                const SharedResources& res, bool create,
-                                               bool read_only) {
+                                               bool read_only, const ShardMark* mark) {
   std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
   rocksdb::DBOptions dbo = res.db_options;
   dbo.listeners.push_back(shard->error_);
@@ -218,7 +289,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   if (!s.ok()) {
     if (read_only) CV_RETURN_IF_ERROR(CheckStamp(fs, path, stamp));
     if (!create || read_only) {
-      return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
+      return Damaged(index, fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families"));
     }
     names = {rocksdb::kDefaultColumnFamilyName};
     dbo.create_if_missing = true;
@@ -229,6 +300,10 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // drops it. Recovery then skips the damaged bytes only, so the other
   // families' later writes are kept; the families that lost writes are
   // named after the open.
+  // Files the last clean close left, shorter now (decision 0015): checked
+  // before the WAL scan, which may rewrite a damaged WAL.
+  std::string lost_files;
+  if (mark != nullptr && !dbo.create_if_missing) lost_files = CheckMarkFiles(fs, path, *mark);
   walscan::ScanResult scan;
   if (!dbo.create_if_missing) {
     CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/!read_only));
@@ -258,7 +333,8 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     // A file the writer removed meanwhile (compaction, flush) is a race,
     // not damage, if the instance changed: the caller retries.
     if (read_only) CV_RETURN_IF_ERROR(CheckStamp(fs, path, stamp));
-    return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+    if (create) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+    return Damaged(index, fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open"));
   }
   shard->db_.reset(db);
   if (!table_damage.empty()) {
@@ -298,6 +374,29 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
       shard->wal_damage_.push_back(std::move(w));
     }
   }
+  // The high-water mark (decision 0015): acknowledged writes lost without
+  // a trace the WAL scan calls damage (a truncated WAL, a damaged last
+  // record: a torn tail to it and to RocksDB; a lost MANIFEST edit). The
+  // WAL files the last clean close left must replay to the sequence number
+  // they did then: compared with what the scan found replayable, not with
+  // RocksDB's recovered sequence number, which 7.8 may lower legitimately
+  // (a WAL that holds only a dropped family's writes is skipped without its
+  // sequence numbers being kept in the MANIFEST).
+  if (mark != nullptr) {
+    std::string why = lost_files;
+    if (scan.last_sequence < mark->sequence) {
+      why += std::string(why.empty() ? "" : "; ") + "the WAL files replay to sequence number " +
+             std::to_string(scan.last_sequence) + ", " + std::to_string(mark->sequence) +
+             " at the last close";
+    }
+    if (!why.empty()) {
+      WalDamage w;
+      w.kind = "shard_loss";
+      w.description = "shard " + std::to_string(index) + ": acknowledged writes lost: " + why;
+      w.all_families = true;
+      shard->wal_damage_.push_back(std::move(w));
+    }
+  }
   Status stable = read_only ? CheckStamp(fs, path, stamp) : Status::OK();
   for (auto* h : handles) {
     if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
@@ -323,7 +422,12 @@ Status Shard::Close() {
   // Every acknowledged write is synced already; this makes unsynced ones
   // (sync_writes = false) durable too before closing. A failed instance is
   // not synced again (SyncWal): its close reports that earlier failure.
-  if (!read_only_) keep(callvault::SyncWal(db_.get(), *error_, name + "sync WAL at close"));
+  bool synced_ok = false;
+  if (!read_only_) {
+    Status synced = callvault::SyncWal(db_.get(), *error_, name + "sync WAL at close");
+    synced_ok = synced.ok();
+    keep(std::move(synced));
+  }
   for (auto& [n, h] : families_) {
     keep(fsutil::FromRocks(db_->DestroyColumnFamilyHandle(h), name + "destroy column family handle"));
   }
@@ -334,6 +438,39 @@ Status Shard::Close() {
   db_.reset();
   // DB::Close drops the status of closing its WAL and MANIFEST files.
   keep(res_->close_check->TakeCloseError(path_));
+  // Closed cleanly: what the next open must find again (decision 0015).
+  if (synced_ok && first.ok() && !error_->failed()) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    ShardMark m;
+    m.manifest = CurrentManifest(fs, path_);
+    std::vector<std::string> children;
+    bool ok = !m.manifest.empty() &&
+              fs->GetFileSize(path_ + "/" + m.manifest, rocksdb::IOOptions(), &m.manifest_size,
+                              nullptr).ok() &&
+              fs->GetChildren(path_, rocksdb::IOOptions(), &children, nullptr).ok();
+    // Every non-empty WAL with its size, and the highest sequence number
+    // of a record in them that recovery replays (walscan, the same reading
+    // the next open's scan does).
+    std::vector<walscan::WalFile> wals;
+    for (const auto& c : children) {
+      if (!ok || !IsWalName(c)) continue;
+      walscan::WalFile f;
+      for (size_t k = 0; k + 4 < c.size(); ++k) f.number = f.number * 10 + static_cast<uint64_t>(c[k] - '0');
+      f.name = c;
+      ok = rocksdb::ReadFileToString(fs, path_ + "/" + c, &f.data).ok();
+      if (!f.data.empty()) wals.push_back(std::move(f));
+    }
+    std::sort(wals.begin(), wals.end(),
+              [](const walscan::WalFile& a, const walscan::WalFile& b) { return a.number < b.number; });
+    walscan::ScanResult scan = walscan::Scan(wals);
+    if (ok && scan.damage.empty()) {
+      m.sequence = scan.last_sequence;
+      for (const auto& f : wals) m.wals.emplace_back(f.name, f.data.size());
+    } else {
+      m = ShardMark();  // nothing to check against
+    }
+    close_mark_ = std::move(m);
+  }
   return first;
 }
 

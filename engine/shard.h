@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -120,6 +121,29 @@ struct WalDamage {
   bool all_families = false;          // the lost records could not all be attributed
 };
 
+// A shard's durable high-water mark (docs/decisions/0015): what a clean
+// Shard::Close left behind, kept by the store in the metadata instance
+// (header field `shard_mark.<index>`, docs/format.md) and checked by the
+// next open of the shard. No content: a sequence number and file sizes.
+struct ShardMark {
+  // GetLatestSequenceNumber() after the final WAL sync: every write up to
+  // it was durable when the shard closed.
+  uint64_t sequence = 0;
+  // The MANIFEST that CURRENT named at close and its size, and every
+  // non-empty WAL file with its size. Valid only while CURRENT still names
+  // that MANIFEST (every writable open starts a new one); empty `manifest`:
+  // no file check (a mark lowered after a reported loss).
+  std::string manifest;
+  uint64_t manifest_size = 0;
+  std::vector<std::pair<std::string, uint64_t>> wals;
+  // "v1 <sequence> <manifest or -> <size> [<wal> <size>]..."
+  std::string Encode() const;
+  static bool Decode(std::string_view text, ShardMark* out);
+};
+
+// The store header field that holds shard `index`'s mark.
+inline std::string ShardMarkField(uint32_t index) { return "shard_mark." + std::to_string(index); }
+
 // FlushWAL(true) unless `flag` says the instance failed: then kIOError,
 // and the WAL is left alone.
 Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
@@ -151,9 +175,15 @@ class Shard {
   // written; every table file opened at once, so a writer's compactions
   // cannot take one away later), its info log discarded; Create, Drop,
   // FlushAll and SyncWal are not to be called.
+  // With `mark` (the store's record of the last clean close): files the
+  // mark names that are now shorter or gone (before the WAL scan), or a
+  // recovered sequence number below the mark's (after the open), are
+  // reported as wal_damage() of kind "shard_loss" for every family: the
+  // lost records cannot be attributed (docs/decisions/0015).
   static Result<std::unique_ptr<Shard>> Open(uint32_t index, const std::string& path,
                                              const SharedResources& res, bool create,
-                                             bool read_only = false);
+                                             bool read_only = false,
+                                             const ShardMark* mark = nullptr);
   // Calls Close, ignoring its status.
   ~Shard();
   // Syncs the WAL (unless read-only), destroys the family handles and
@@ -162,6 +192,9 @@ class Shard {
   // nullptr and only the destructor may be called. A second call does
   // nothing and returns OK. REQUIRES: no other thread uses the shard.
   Status Close();
+  // After a Close that synced the WAL and closed without an error
+  // (writable shards only): the mark to record for the next open.
+  const std::optional<ShardMark>& close_mark() const { return close_mark_; }
 
   uint32_t index() const { return index_; }
   const std::string& path() const { return path_; }
@@ -195,7 +228,7 @@ class Shard {
  private:
   static Result<std::unique_ptr<Shard>> OpenOnce(uint32_t index, const std::string& path,
                                                  const SharedResources& res, bool create,
-                                                 bool read_only);
+                                                 bool read_only, const ShardMark* mark);
   Shard(uint32_t index, std::string path, const SharedResources* res, bool read_only)
       : index_(index), path_(std::move(path)), res_(res), read_only_(read_only) {}
 
@@ -206,6 +239,7 @@ class Shard {
   std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>(true);  // listens on db_
   std::vector<WalDamage> wal_damage_;  // fixed after open
   std::vector<std::string> wal_evidence_;
+  std::optional<ShardMark> close_mark_;  // set by Close
   // Opened with paranoid_checks off around a damaged table file (decision
   // 0014): a failed WAL write then does not stop the instance by itself.
   bool degraded_ = false;
