@@ -64,26 +64,47 @@ bool IsWalName(const std::string& name) {
 
 // What the mark's files say was lost, or "" (docs/decisions/0015). Only
 // while CURRENT names the mark's MANIFEST: no open has run since the close
-// that wrote the mark, so nothing may have shrunk or gone.
-std::string CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir, const ShardMark& m) {
-  if (m.manifest.empty() || CurrentManifest(fs, dir) != m.manifest) return "";
-  auto size_of = [&](const std::string& name, uint64_t* size) {
-    return fs->GetFileSize(dir + "/" + name, rocksdb::IOOptions(), size, nullptr).ok();
+// that wrote it, so nothing may have shrunk or gone. A failed read is
+// kIOError (the open fails; nothing is marked).
+Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
+                                   const ShardMark& m) {
+  if (m.manifest.empty() || CurrentManifest(fs, dir) != m.manifest) return std::string();
+  // false: the file is gone.
+  auto size_of = [&](const std::string& name, uint64_t* size) -> Result<bool> {
+    rocksdb::IOStatus s = fs->GetFileSize(dir + "/" + name, rocksdb::IOOptions(), size, nullptr);
+    if (s.IsNotFound() || s.IsPathNotFound()) return false;
+    CV_RETURN_IF_ERROR(fsutil::FromIO(s, "shard mark: size of " + name));
+    return true;
   };
   uint64_t size = 0;
-  if (!size_of(m.manifest, &size)) return m.manifest + " is gone";
+  CV_ASSIGN_OR_RETURN(bool there, size_of(m.manifest, &size));
+  if (!there) return m.manifest + " is gone";
   if (size < m.manifest_size) {
     return m.manifest + " is " + std::to_string(size) + " bytes, " +
            std::to_string(m.manifest_size) + " at the last close (truncated: edits lost)";
   }
+  // Every edit the close left must read whole: RocksDB takes a damaged
+  // final edit for a torn tail and drops it (and with it, say, a flush:
+  // its table file unreferenced, the WAL it replaced deleted).
+  walscan::WalFile mf;
+  mf.name = m.manifest;
+  CV_RETURN_IF_ERROR(fsutil::FromIO(rocksdb::ReadFileToString(fs, dir + "/" + m.manifest, &mf.data),
+                                    "shard mark: read " + m.manifest));
+  mf.data.resize(m.manifest_size);
+  const walscan::ScanResult edits = walscan::Scan({mf});
+  if (!edits.damage.empty() || edits.tail_drops > 0) {
+    return m.manifest + " has a damaged record within the " + std::to_string(m.manifest_size) +
+           " bytes of the last close (edits lost)";
+  }
   for (const auto& [name, want] : m.wals) {
-    if (!size_of(name, &size)) return "WAL file " + name + " is gone";
+    CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
+    if (!there) return "WAL file " + name + " is gone";
     if (size < want) {
       return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
              std::to_string(want) + " at the last close (truncated)";
     }
   }
-  return "";
+  return std::string();
 }
 
 // An existing shard that will not open (a damaged or missing CURRENT or
@@ -303,7 +324,9 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // Files the last clean close left, shorter now (decision 0015): checked
   // before the WAL scan, which may rewrite a damaged WAL.
   std::string lost_files;
-  if (mark != nullptr && !dbo.create_if_missing) lost_files = CheckMarkFiles(fs, path, *mark);
+  if (mark != nullptr && !dbo.create_if_missing) {
+    CV_ASSIGN_OR_RETURN(lost_files, CheckMarkFiles(fs, path, *mark));
+  }
   walscan::ScanResult scan;
   if (!dbo.create_if_missing) {
     CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/!read_only));

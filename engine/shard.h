@@ -126,8 +126,8 @@ struct WalDamage {
 // (header field `shard_mark.<index>`, docs/format.md) and checked by the
 // next open of the shard. No content: a sequence number and file sizes.
 struct ShardMark {
-  // GetLatestSequenceNumber() after the final WAL sync: every write up to
-  // it was durable when the shard closed.
+  // The highest sequence number of a whole record in the WAL files at
+  // close (walscan's last_sequence): what they must replay to again.
   uint64_t sequence = 0;
   // The MANIFEST that CURRENT named at close and its size, and every
   // non-empty WAL file with its size. Valid only while CURRENT still names
@@ -176,10 +176,12 @@ class Shard {
   // cannot take one away later), its info log discarded; Create, Drop,
   // FlushAll and SyncWal are not to be called.
   // With `mark` (the store's record of the last clean close): files the
-  // mark names that are now shorter or gone (before the WAL scan), or a
-  // recovered sequence number below the mark's (after the open), are
+  // mark names that are now shorter or gone (before the WAL scan), or WAL
+  // files that replay to a lower sequence number than the mark's, are
   // reported as wal_damage() of kind "shard_loss" for every family: the
-  // lost records cannot be attributed (docs/decisions/0015).
+  // lost records cannot be attributed (docs/decisions/0015). An existing
+  // shard (not `create`) that RocksDB will not open with not-found or
+  // invalid-argument is kCorruption "shard N damaged".
   static Result<std::unique_ptr<Shard>> Open(uint32_t index, const std::string& path,
                                              const SharedResources& res, bool create,
                                              bool read_only = false,

@@ -568,6 +568,24 @@ TEST_F(MarkFixture, ManifestTruncatedAfterAFlushIsLoud) {
   ExpectShardLoss();
 }
 
+// A flipped bit in the length of the shard MANIFEST's last edit (the
+// flush's): the edit now seems to run past the end of the file, and RocksDB
+// drops it as a torn tail; the file keeps its size. (A flip inside the
+// edit fails its checksum: RocksDB refuses the open, loud already.)
+TEST_F(MarkFixture, ManifestLastEditFlipIsLoud) {
+  for (int i = 0; i < 3; ++i) Put("acme", "a" + std::to_string(i));
+  const std::string manifest = Manifest(Shard0(s));
+  const uint64_t before = FileSize(manifest);
+  ASSERT_OK(s->Flush());
+  const uint64_t after = FileSize(manifest);
+  Put("acme", "a3");
+  s.Close();
+  ASSERT_EQ(FileSize(manifest), after);
+  XorBytes(manifest, before + 5, 1, 0x01);  // the header's length, high byte
+  ASSERT_OK(s.Open());
+  ExpectShardLoss();
+}
+
 // The metadata instance without its header (a lost flush edit) or without
 // a readable CURRENT is a damaged store, never "no store, run init": not
 // for a plain open, a read-only one, nor an init (create_if_missing), which
