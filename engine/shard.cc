@@ -20,6 +20,8 @@ namespace callvault {
 
 namespace {
 
+std::string DirOf(const std::string& path);
+
 class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   CloseCheckedFile(std::unique_ptr<rocksdb::FSWritableFile> f, CloseCheckFS* fs, std::string path)
@@ -29,10 +31,75 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
     if (!s.ok()) fs_->RecordCloseError(path_, s);
     return s;
   }
+  // Any failed write or sync: the instance's files may hold bytes that
+  // were never durable, so no high-water mark describes them (decision
+  // 0015; CloseCheckFS::TakeWriteFailure).
+  rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                           rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Append(d, o, dbg));
+  }
+  rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                           const rocksdb::DataVerificationInfo& v,
+                           rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Append(d, o, v, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off,
+                                     const rocksdb::IOOptions& o,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Note(target()->PositionedAppend(d, off, o, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off,
+                                     const rocksdb::IOOptions& o,
+                                     const rocksdb::DataVerificationInfo& v,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Note(target()->PositionedAppend(d, off, o, v, dbg));
+  }
+  rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Truncate(size, o, dbg));
+  }
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Flush(o, dbg));
+  }
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Sync(o, dbg));
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Fsync(o, dbg));
+  }
+  rocksdb::IOStatus RangeSync(uint64_t off, uint64_t n, const rocksdb::IOOptions& o,
+                              rocksdb::IODebugContext* dbg) override {
+    return Note(target()->RangeSync(off, n, o, dbg));
+  }
 
  private:
+  rocksdb::IOStatus Note(rocksdb::IOStatus s) {
+    if (!s.ok()) fs_->RecordWriteFailure(DirOf(path_));
+    return s;
+  }
   CloseCheckFS* const fs_;  // outlives every file: owned by SharedResources
   const std::string path_;
+};
+
+class CheckedDirectory : public rocksdb::FSDirectoryWrapper {
+ public:
+  CheckedDirectory(std::unique_ptr<rocksdb::FSDirectory> d, CloseCheckFS* fs, std::string dir)
+      : FSDirectoryWrapper(std::move(d)), fs_(fs), dir_(std::move(dir)) {}
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(FSDirectoryWrapper::Fsync(o, dbg));
+  }
+  rocksdb::IOStatus FsyncWithDirOptions(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg,
+                                        const rocksdb::DirFsyncOptions& d) override {
+    return Note(FSDirectoryWrapper::FsyncWithDirOptions(o, dbg, d));
+  }
+
+ private:
+  rocksdb::IOStatus Note(rocksdb::IOStatus s) {
+    if (!s.ok()) fs_->RecordWriteFailure(dir_);
+    return s;
+  }
+  CloseCheckFS* const fs_;
+  const std::string dir_;
 };
 
 // An Env that is `base` in everything but its FileSystem.
@@ -157,6 +224,36 @@ rocksdb::IOStatus CloseCheckFS::ReopenWritableFile(const std::string& f,
   rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
   if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
   return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
+                                             std::unique_ptr<rocksdb::FSDirectory>* r,
+                                             rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = target()->NewDirectory(name, o, r, dbg);
+  if (s.ok()) {
+    std::string dir = name;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    r->reset(new CheckedDirectory(std::move(*r), this, dir));
+  }
+  return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::RenameFile(const std::string& src, const std::string& target,
+                                           const rocksdb::IOOptions& o,
+                                           rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = FileSystemWrapper::RenameFile(src, target, o, dbg);
+  if (!s.ok()) RecordWriteFailure(DirOf(target));
+  return s;
+}
+
+void CloseCheckFS::RecordWriteFailure(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  write_failed_.insert(dir);
+}
+
+bool CloseCheckFS::TakeWriteFailure(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  return write_failed_.erase(dir) > 0;
 }
 
 void CloseCheckFS::RecordCloseError(const std::string& path, const rocksdb::IOStatus& s) {
@@ -461,8 +558,10 @@ Status Shard::Close() {
   db_.reset();
   // DB::Close drops the status of closing its WAL and MANIFEST files.
   keep(res_->close_check->TakeCloseError(path_));
-  // Closed cleanly: what the next open must find again (decision 0015).
-  if (synced_ok && first.ok() && !error_->failed()) {
+  // Closed cleanly, and no write or sync of its files failed since the
+  // open: what the next open must find again (decision 0015).
+  const bool write_failed = res_->close_check->TakeWriteFailure(path_);
+  if (synced_ok && first.ok() && !error_->failed() && !write_failed) {
     rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
     ShardMark m;
     m.manifest = CurrentManifest(fs, path_);

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,7 +43,18 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                        std::unique_ptr<rocksdb::FSWritableFile>* r,
                                        rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
+                                 std::unique_ptr<rocksdb::FSDirectory>* r,
+                                 rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus RenameFile(const std::string& src, const std::string& target,
+                               const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override;
   void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
+  // A failed write, sync, directory sync or rename of a file directly in
+  // `dir` (the instance's files may hold bytes never durable: no
+  // high-water mark for it, decision 0015). TakeWriteFailure reports
+  // whether one happened since the last call, and forgets it.
+  void RecordWriteFailure(const std::string& dir);
+  bool TakeWriteFailure(const std::string& dir);
   // kIOError for the first failed close of a file directly in `dir` since
   // the last call (then forgotten), or OK.
   Status TakeCloseError(const std::string& dir);
@@ -50,6 +62,7 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
  private:
   std::mutex mu_;
   std::map<std::string, Status> failed_;  // GUARDED_BY(mu_); by directory
+  std::set<std::string> write_failed_;     // GUARDED_BY(mu_)
 };
 
 struct SharedResources {
