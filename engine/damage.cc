@@ -92,6 +92,20 @@ Status Store::Impl::RecordWalDamage() {
       CV_RETURN_IF_ERROR(shard->DropWalEvidence());
     }
   }
+  // The high-water marks were checked (decision 0015) and what they found
+  // is durable: they are consumed. A mark is valid for the first open after
+  // the close that wrote it only: RocksDB may later delete a WAL that held
+  // only a dropped family's writes without keeping its sequence numbers,
+  // and a crash leaves no new mark to replace a stale one.
+  if (!read_only() && !shard_marks_.empty()) {
+    rocksdb::WriteBatch b;
+    for (uint32_t i : shard_marks_) {
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(b.Delete(format::HeaderKey(ShardMarkField(i))),
+                                           "shard mark batch"));
+    }
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume shard marks"));
+    shard_marks_.clear();
+  }
   return Status::OK();
 }
 

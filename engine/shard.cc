@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "engine/fs_util.h"
@@ -21,6 +22,8 @@ namespace callvault {
 
 namespace {
 
+std::string DirOf(const std::string& path);
+
 class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   CloseCheckedFile(std::unique_ptr<rocksdb::FSWritableFile> f, CloseCheckFS* fs, std::string path)
@@ -30,10 +33,75 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
     if (!s.ok()) fs_->RecordCloseError(path_, s);
     return s;
   }
+  // Any failed write or sync: the instance's files may hold bytes that
+  // were never durable, so no high-water mark describes them (decision
+  // 0015; CloseCheckFS::TakeWriteFailure).
+  rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                           rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Append(d, o, dbg));
+  }
+  rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                           const rocksdb::DataVerificationInfo& v,
+                           rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Append(d, o, v, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off,
+                                     const rocksdb::IOOptions& o,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Note(target()->PositionedAppend(d, off, o, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off,
+                                     const rocksdb::IOOptions& o,
+                                     const rocksdb::DataVerificationInfo& v,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Note(target()->PositionedAppend(d, off, o, v, dbg));
+  }
+  rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Truncate(size, o, dbg));
+  }
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Flush(o, dbg));
+  }
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Sync(o, dbg));
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(target()->Fsync(o, dbg));
+  }
+  rocksdb::IOStatus RangeSync(uint64_t off, uint64_t n, const rocksdb::IOOptions& o,
+                              rocksdb::IODebugContext* dbg) override {
+    return Note(target()->RangeSync(off, n, o, dbg));
+  }
 
  private:
+  rocksdb::IOStatus Note(rocksdb::IOStatus s) {
+    if (!s.ok()) fs_->RecordWriteFailure(DirOf(path_));
+    return s;
+  }
   CloseCheckFS* const fs_;  // outlives every file: owned by SharedResources
   const std::string path_;
+};
+
+class CheckedDirectory : public rocksdb::FSDirectoryWrapper {
+ public:
+  CheckedDirectory(std::unique_ptr<rocksdb::FSDirectory> d, CloseCheckFS* fs, std::string dir)
+      : FSDirectoryWrapper(std::move(d)), fs_(fs), dir_(std::move(dir)) {}
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Note(FSDirectoryWrapper::Fsync(o, dbg));
+  }
+  rocksdb::IOStatus FsyncWithDirOptions(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg,
+                                        const rocksdb::DirFsyncOptions& d) override {
+    return Note(FSDirectoryWrapper::FsyncWithDirOptions(o, dbg, d));
+  }
+
+ private:
+  rocksdb::IOStatus Note(rocksdb::IOStatus s) {
+    if (!s.ok()) fs_->RecordWriteFailure(dir_);
+    return s;
+  }
+  CloseCheckFS* const fs_;
+  const std::string dir_;
 };
 
 // An Env that is `base` in everything but its FileSystem.
@@ -50,7 +118,98 @@ std::string DirOf(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
+// The MANIFEST that CURRENT names, or "" if CURRENT is unreadable.
+std::string CurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return "";
+  while (!current.empty() && current.back() == '\n') current.pop_back();
+  return current;
+}
+
+bool IsWalName(const std::string& name) {
+  return name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0 &&
+         name.find_first_not_of("0123456789") == name.size() - 4;
+}
+
+// What the mark's files say was lost, or "" (docs/decisions/0015). Only
+// while CURRENT names the mark's MANIFEST: no open has run since the close
+// that wrote it, so nothing may have shrunk or gone. A failed read is
+// kIOError (the open fails; nothing is marked).
+Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
+                                   const ShardMark& m) {
+  if (m.manifest.empty() || CurrentManifest(fs, dir) != m.manifest) return std::string();
+  // false: the file is gone.
+  auto size_of = [&](const std::string& name, uint64_t* size) -> Result<bool> {
+    rocksdb::IOStatus s = fs->GetFileSize(dir + "/" + name, rocksdb::IOOptions(), size, nullptr);
+    if (s.IsNotFound() || s.IsPathNotFound()) return false;
+    CV_RETURN_IF_ERROR(fsutil::FromIO(s, "shard mark: size of " + name));
+    return true;
+  };
+  uint64_t size = 0;
+  CV_ASSIGN_OR_RETURN(bool there, size_of(m.manifest, &size));
+  if (!there) return m.manifest + " is gone";
+  if (size < m.manifest_size) {
+    return m.manifest + " is " + std::to_string(size) + " bytes, " +
+           std::to_string(m.manifest_size) + " at the last close (truncated: edits lost)";
+  }
+  // Every edit the close left must read whole: RocksDB takes a damaged
+  // final edit for a torn tail and drops it (and with it, say, a flush:
+  // its table file unreferenced, the WAL it replaced deleted).
+  walscan::WalFile mf;
+  mf.name = m.manifest;
+  CV_RETURN_IF_ERROR(fsutil::FromIO(rocksdb::ReadFileToString(fs, dir + "/" + m.manifest, &mf.data),
+                                    "shard mark: read " + m.manifest));
+  mf.data.resize(m.manifest_size);
+  const walscan::ScanResult edits = walscan::Scan({mf});
+  if (!edits.damage.empty() || edits.tail_drops > 0) {
+    return m.manifest + " has a damaged record within the " + std::to_string(m.manifest_size) +
+           " bytes of the last close (edits lost)";
+  }
+  for (const auto& [name, want] : m.wals) {
+    CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
+    if (!there) return "WAL file " + name + " is gone";
+    if (size < want) {
+      return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
+             std::to_string(want) + " at the last close (truncated)";
+    }
+  }
+  return std::string();
+}
+
+// An existing shard that will not open (a damaged or missing CURRENT or
+// MANIFEST): damage to restore, never "not found" (an operator told "no
+// such store" may init over it). Other codes (kIOError, kCorruption) stay.
+Status Damaged(uint32_t index, Status s) {
+  if (s.code() != Code::kNotFound && s.code() != Code::kInvalidArgument) return s;
+  return Status::Corruption("shard " + std::to_string(index) + " damaged: " + s.message() +
+                            "; restore the store from a backup (docs/operations.md)");
+}
+
 }  // namespace
+
+std::string ShardMark::Encode() const {
+  std::string s = "v1 " + std::to_string(sequence) + " " + (manifest.empty() ? "-" : manifest) +
+                  " " + std::to_string(manifest_size);
+  for (const auto& [name, size] : wals) s += " " + name + " " + std::to_string(size);
+  return s;
+}
+
+bool ShardMark::Decode(std::string_view text, ShardMark* out) {
+  std::istringstream in{std::string(text)};
+  std::string version, manifest;
+  ShardMark m;
+  if (!(in >> version >> m.sequence >> manifest >> m.manifest_size) || version != "v1") return false;
+  if (manifest != "-") m.manifest = manifest;
+  std::string name;
+  uint64_t size = 0;
+  while (in >> name) {
+    if (!(in >> size) || !IsWalName(name)) return false;
+    m.wals.emplace_back(name, size);
+  }
+  if (!in.eof()) return false;
+  *out = std::move(m);
+  return true;
+}
 
 rocksdb::IOStatus CloseCheckFS::NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                                 std::unique_ptr<rocksdb::FSWritableFile>* r,
@@ -67,6 +226,36 @@ rocksdb::IOStatus CloseCheckFS::ReopenWritableFile(const std::string& f,
   rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
   if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
   return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
+                                             std::unique_ptr<rocksdb::FSDirectory>* r,
+                                             rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = target()->NewDirectory(name, o, r, dbg);
+  if (s.ok()) {
+    std::string dir = name;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    r->reset(new CheckedDirectory(std::move(*r), this, dir));
+  }
+  return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::RenameFile(const std::string& src, const std::string& target,
+                                           const rocksdb::IOOptions& o,
+                                           rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = FileSystemWrapper::RenameFile(src, target, o, dbg);
+  if (!s.ok()) RecordWriteFailure(DirOf(target));
+  return s;
+}
+
+void CloseCheckFS::RecordWriteFailure(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  write_failed_.insert(dir);
+}
+
+bool CloseCheckFS::TakeWriteFailure(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  return write_failed_.erase(dir) > 0;
 }
 
 void CloseCheckFS::RecordCloseError(const std::string& path, const rocksdb::IOStatus& s) {
@@ -190,11 +379,11 @@ Status RetryWhileRacing(const std::function<Status()>& attempt) {
 
 Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& path,
                                            const SharedResources& res, bool create,
-                                           bool read_only) {
-  if (!read_only) return OpenOnce(index, path, res, create, false);
+                                           bool read_only, const ShardMark* mark) {
+  if (!read_only) return OpenOnce(index, path, res, create, false, mark);
   std::unique_ptr<Shard> opened;
   Status s = RetryWhileRacing([&]() -> Status {
-    auto r = OpenOnce(index, path, res, false, true);
+    auto r = OpenOnce(index, path, res, false, true, mark);
     if (!r.ok()) return r.status();
     opened = std::move(*r);
     return Status::OK();
@@ -205,7 +394,7 @@ Result<std::unique_ptr<Shard>> Shard::Open(uint32_t index, const std::string& pa
 
 Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string& path,
                                                const SharedResources& res, bool create,
-                                               bool read_only) {
+                                               bool read_only, const ShardMark* mark) {
   std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
   rocksdb::DBOptions dbo = res.db_options;
   dbo.listeners.push_back(shard->error_);
@@ -220,7 +409,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   if (!s.ok()) {
     if (read_only) CV_RETURN_IF_ERROR(CheckStamp(fs, path, stamp));
     if (!create || read_only) {
-      return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families");
+      return Damaged(index, fsutil::FromRocks(s, "shard " + std::to_string(index) + ": list column families"));
     }
     names = {rocksdb::kDefaultColumnFamilyName};
     dbo.create_if_missing = true;
@@ -231,6 +420,12 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // drops it. Recovery then skips the damaged bytes only, so the other
   // families' later writes are kept; the families that lost writes are
   // named after the open.
+  // Files the last clean close left, shorter now (decision 0015): checked
+  // before the WAL scan, which may rewrite a damaged WAL.
+  std::string lost_files;
+  if (mark != nullptr && !dbo.create_if_missing) {
+    CV_ASSIGN_OR_RETURN(lost_files, CheckMarkFiles(fs, path, *mark));
+  }
   walscan::ScanResult scan;
   if (!dbo.create_if_missing) {
     CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/!read_only));
@@ -287,7 +482,8 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     // A file the writer removed meanwhile (compaction, flush) is a race,
     // not damage, if the instance changed: the caller retries.
     if (read_only) CV_RETURN_IF_ERROR(CheckStamp(fs, path, stamp));
-    return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+    if (create) return fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open");
+    return Damaged(index, fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open"));
   }
   shard->db_.reset(db);
   if (!table_damage.empty()) {
@@ -340,6 +536,29 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
       shard->wal_damage_.push_back(std::move(w));
     }
   }
+  // The high-water mark (decision 0015): acknowledged writes lost without
+  // a trace the WAL scan calls damage (a truncated WAL, a damaged last
+  // record: a torn tail to it and to RocksDB; a lost MANIFEST edit). The
+  // WAL files the last clean close left must replay to the sequence number
+  // they did then: compared with what the scan found replayable, not with
+  // RocksDB's recovered sequence number, which 7.8 may lower legitimately
+  // (a WAL that holds only a dropped family's writes is skipped without its
+  // sequence numbers being kept in the MANIFEST).
+  if (mark != nullptr) {
+    std::string why = lost_files;
+    if (scan.last_sequence < mark->sequence) {
+      why += std::string(why.empty() ? "" : "; ") + "the WAL files replay to sequence number " +
+             std::to_string(scan.last_sequence) + ", " + std::to_string(mark->sequence) +
+             " at the last close";
+    }
+    if (!why.empty()) {
+      WalDamage w;
+      w.kind = "shard_loss";
+      w.description = "shard " + std::to_string(index) + ": acknowledged writes lost: " + why;
+      w.all_families = true;
+      shard->wal_damage_.push_back(std::move(w));
+    }
+  }
   Status stable = read_only ? CheckStamp(fs, path, stamp) : Status::OK();
   for (auto* h : handles) {
     if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
@@ -365,7 +584,12 @@ Status Shard::Close() {
   // Every acknowledged write is synced already; this makes unsynced ones
   // (sync_writes = false) durable too before closing. A failed instance is
   // not synced again (SyncWal): its close reports that earlier failure.
-  if (!read_only_) keep(callvault::SyncWal(db_.get(), *error_, name + "sync WAL at close"));
+  bool synced_ok = false;
+  if (!read_only_) {
+    Status synced = callvault::SyncWal(db_.get(), *error_, name + "sync WAL at close");
+    synced_ok = synced.ok();
+    keep(std::move(synced));
+  }
   for (auto& [n, h] : families_) {
     keep(fsutil::FromRocks(db_->DestroyColumnFamilyHandle(h), name + "destroy column family handle"));
   }
@@ -376,6 +600,41 @@ Status Shard::Close() {
   db_.reset();
   // DB::Close drops the status of closing its WAL and MANIFEST files.
   keep(res_->close_check->TakeCloseError(path_));
+  // Closed cleanly, and no write or sync of its files failed since the
+  // open: what the next open must find again (decision 0015).
+  const bool write_failed = res_->close_check->TakeWriteFailure(path_);
+  if (synced_ok && first.ok() && !error_->failed() && !write_failed) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    ShardMark m;
+    m.manifest = CurrentManifest(fs, path_);
+    std::vector<std::string> children;
+    bool ok = !m.manifest.empty() &&
+              fs->GetFileSize(path_ + "/" + m.manifest, rocksdb::IOOptions(), &m.manifest_size,
+                              nullptr).ok() &&
+              fs->GetChildren(path_, rocksdb::IOOptions(), &children, nullptr).ok();
+    // Every non-empty WAL with its size, and the highest sequence number
+    // of a record in them that recovery replays (walscan, the same reading
+    // the next open's scan does).
+    std::vector<walscan::WalFile> wals;
+    for (const auto& c : children) {
+      if (!ok || !IsWalName(c)) continue;
+      walscan::WalFile f;
+      for (size_t k = 0; k + 4 < c.size(); ++k) f.number = f.number * 10 + static_cast<uint64_t>(c[k] - '0');
+      f.name = c;
+      ok = rocksdb::ReadFileToString(fs, path_ + "/" + c, &f.data).ok();
+      if (!f.data.empty()) wals.push_back(std::move(f));
+    }
+    std::sort(wals.begin(), wals.end(),
+              [](const walscan::WalFile& a, const walscan::WalFile& b) { return a.number < b.number; });
+    walscan::ScanResult scan = walscan::Scan(wals);
+    if (ok && scan.damage.empty()) {
+      m.sequence = scan.last_sequence;
+      for (const auto& f : wals) m.wals.emplace_back(f.name, f.data.size());
+    } else {
+      m = ShardMark();  // nothing to check against
+    }
+    close_mark_ = std::move(m);
+  }
   return first;
 }
 

@@ -15,6 +15,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,7 +44,18 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                        std::unique_ptr<rocksdb::FSWritableFile>* r,
                                        rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
+                                 std::unique_ptr<rocksdb::FSDirectory>* r,
+                                 rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus RenameFile(const std::string& src, const std::string& target,
+                               const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override;
   void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
+  // A failed write, sync, directory sync or rename of a file directly in
+  // `dir` (the instance's files may hold bytes never durable: no
+  // high-water mark for it, decision 0015). TakeWriteFailure reports
+  // whether one happened since the last call, and forgets it.
+  void RecordWriteFailure(const std::string& dir);
+  bool TakeWriteFailure(const std::string& dir);
   // kIOError for the first failed close of a file directly in `dir` since
   // the last call (then forgotten), or OK.
   Status TakeCloseError(const std::string& dir);
@@ -50,6 +63,7 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
  private:
   std::mutex mu_;
   std::map<std::string, Status> failed_;  // GUARDED_BY(mu_); by directory
+  std::set<std::string> write_failed_;     // GUARDED_BY(mu_)
 };
 
 struct SharedResources {
@@ -129,6 +143,29 @@ struct WalDamage {
   bool all_families = false;          // the lost records could not all be attributed
 };
 
+// A shard's durable high-water mark (docs/decisions/0015): what a clean
+// Shard::Close left behind, kept by the store in the metadata instance
+// (header field `shard_mark.<index>`, docs/format.md) and checked by the
+// next open of the shard. No content: a sequence number and file sizes.
+struct ShardMark {
+  // The highest sequence number of a whole record in the WAL files at
+  // close (walscan's last_sequence): what they must replay to again.
+  uint64_t sequence = 0;
+  // The MANIFEST that CURRENT named at close and its size, and every
+  // non-empty WAL file with its size. Valid only while CURRENT still names
+  // that MANIFEST (every writable open starts a new one); empty `manifest`:
+  // no file check (a mark lowered after a reported loss).
+  std::string manifest;
+  uint64_t manifest_size = 0;
+  std::vector<std::pair<std::string, uint64_t>> wals;
+  // "v1 <sequence> <manifest or -> <size> [<wal> <size>]..."
+  std::string Encode() const;
+  static bool Decode(std::string_view text, ShardMark* out);
+};
+
+// The store header field that holds shard `index`'s mark.
+inline std::string ShardMarkField(uint32_t index) { return "shard_mark." + std::to_string(index); }
+
 // FlushWAL(true) unless `flag` says the instance failed: then kIOError,
 // and the WAL is left alone.
 Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
@@ -160,9 +197,17 @@ class Shard {
   // written; every table file opened at once, so a writer's compactions
   // cannot take one away later), its info log discarded; Create, Drop,
   // FlushAll and SyncWal are not to be called.
+  // With `mark` (the store's record of the last clean close): files the
+  // mark names that are now shorter or gone (before the WAL scan), or WAL
+  // files that replay to a lower sequence number than the mark's, are
+  // reported as wal_damage() of kind "shard_loss" for every family: the
+  // lost records cannot be attributed (docs/decisions/0015). An existing
+  // shard (not `create`) that RocksDB will not open with not-found or
+  // invalid-argument is kCorruption "shard N damaged".
   static Result<std::unique_ptr<Shard>> Open(uint32_t index, const std::string& path,
                                              const SharedResources& res, bool create,
-                                             bool read_only = false);
+                                             bool read_only = false,
+                                             const ShardMark* mark = nullptr);
   // Calls Close, ignoring its status.
   ~Shard();
   // Syncs the WAL (unless read-only), destroys the family handles and
@@ -171,6 +216,9 @@ class Shard {
   // nullptr and only the destructor may be called. A second call does
   // nothing and returns OK. REQUIRES: no other thread uses the shard.
   Status Close();
+  // After a Close that synced the WAL and closed without an error
+  // (writable shards only): the mark to record for the next open.
+  const std::optional<ShardMark>& close_mark() const { return close_mark_; }
 
   uint32_t index() const { return index_; }
   const std::string& path() const { return path_; }
@@ -204,7 +252,7 @@ class Shard {
  private:
   static Result<std::unique_ptr<Shard>> OpenOnce(uint32_t index, const std::string& path,
                                                  const SharedResources& res, bool create,
-                                                 bool read_only);
+                                                 bool read_only, const ShardMark* mark);
   Shard(uint32_t index, std::string path, const SharedResources* res, bool read_only)
       : index_(index), path_(std::move(path)), res_(res), read_only_(read_only) {}
 
@@ -215,6 +263,7 @@ class Shard {
   std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>(true);  // listens on db_
   std::vector<WalDamage> wal_damage_;  // fixed after open
   std::vector<std::string> wal_evidence_;
+  std::optional<ShardMark> close_mark_;  // set by Close
   // Opened with paranoid_checks off around a damaged table file (decision
   // 0014): a failed WAL write then does not stop the instance by itself.
   bool degraded_ = false;

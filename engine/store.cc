@@ -63,6 +63,48 @@ Status ClosedError() {
 #define CV_REFUSE_IF_READ_ONLY(what) \
   if (impl_->read_only()) return ReadOnlyError(what)
 
+// Whether `root` held a finished store, by what an init that did not finish
+// never leaves: a shard directory (the first tenant's), a table file in
+// meta/ (a flush), or (with `meta` open) any metadata row but the
+// `init_store_id` header field written before the keys. Then a metadata
+// instance that will not open or lacks its header is damaged, and the
+// answer is kCorruption, never "no store, run init" (decision 0015).
+bool HeldAStore(rocksdb::FileSystem* fs, const std::string& root, rocksdb::DB* meta) {
+  std::vector<std::string> children;
+  if (fs->GetChildren(root + "/shards", rocksdb::IOOptions(), &children, nullptr).ok()) {
+    for (const auto& c : children) {
+      if (c != "." && c != "..") return true;
+    }
+  }
+  children.clear();
+  if (fs->GetChildren(root + "/meta", rocksdb::IOOptions(), &children, nullptr).ok()) {
+    for (const auto& c : children) {
+      if (c.size() > 4 && c.compare(c.size() - 4, 4, ".sst") == 0) return true;
+    }
+  }
+  if (meta == nullptr) return false;
+  std::unique_ptr<rocksdb::Iterator> it(meta->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key() != format::HeaderKey("init_store_id")) return true;
+  }
+  return !it->status().ok();
+}
+
+bool HasManifest(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::vector<std::string> children;
+  if (!fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr).ok()) return false;
+  for (const auto& c : children) {
+    if (c.rfind("MANIFEST-", 0) == 0) return true;
+  }
+  return false;
+}
+
+Status MetaDamaged(const Status& s) {
+  return Status::Corruption("metadata instance damaged: " + std::string(s.message()) +
+                            "; restore it from a backup (docs/operations.md, \"Damaged "
+                            "metadata\"); do not run init over it");
+}
+
 std::string Normalize(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
@@ -397,11 +439,23 @@ Status Store::Impl::Close() {
   auto keep = [&first](Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);
   };
+  // Each shard closed cleanly leaves its high-water mark (decision 0015),
+  // written after its WAL was synced and its files closed.
+  rocksdb::WriteBatch marks;
   for (auto& shard : shards_) {
-    if (shard) keep(shard->Close());
+    if (!shard) continue;
+    keep(shard->Close());
+    if (!read_only() && shard->close_mark()) {
+      keep(fsutil::FromRocks(marks.Put(format::HeaderKey(ShardMarkField(shard->index())),
+                                       shard->close_mark()->Encode()),
+                             "shard mark batch"));
+    }
   }
   shards_.clear();
   if (meta_) {
+    if (!read_only() && marks.Count() > 0 && !meta_error_->failed()) {
+      keep(fsutil::FromRocks(meta_->Write(meta_write_, &marks), "metadata: write shard marks"));
+    }
     if (!read_only()) keep(SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close"));
     keep(fsutil::FromRocks(meta_->Close(), "metadata: close"));
     meta_.reset();
@@ -452,7 +506,9 @@ Status Store::Impl::OpenReadOnly() {
     const std::string stamp = ManifestStamp(fs, dir);
     rocksdb::Status opened = rocksdb::DB::OpenForReadOnly(mo, dir, &db);
     if (!opened.ok()) CV_RETURN_IF_ERROR(CheckStamp(fs, dir, stamp));  // a race: retry
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance read-only"));
+    Status o = fsutil::FromRocks(opened, "open metadata instance read-only");
+    if (o.code() == Code::kNotFound || o.code() == Code::kInvalidArgument) return MetaDamaged(o);
+    CV_RETURN_IF_ERROR(o);
     meta_.reset(db);
     return CheckStamp(fs, dir, stamp);
   });
@@ -462,6 +518,9 @@ Status Store::Impl::OpenReadOnly() {
     return f.status();
   }
   if (!GetHeader("format").ok()) {
+    if (HeldAStore(fs, path_, meta_.get())) {
+      return MetaDamaged(Status::NotFound("the store header is missing"));
+    }
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
   CV_RETURN_IF_ERROR(LoadHeader());
@@ -489,6 +548,10 @@ Status Store::Impl::OpenOrCreate() {
   res_ = SharedResources::Make(options_);
   rocksdb::Env* env = res_->env;
   bool exists = env->FileExists(path_ + "/meta/CURRENT").ok();
+  rocksdb::FileSystem* fs = env->GetFileSystem().get();
+  if (!exists && HasManifest(fs, path_ + "/meta") && HeldAStore(fs, path_, nullptr)) {
+    return MetaDamaged(Status::NotFound("meta/CURRENT is missing"));
+  }
   if (!exists && !options_.create_if_missing) {
     return Status::NotFound("no callvault store in this directory (use create_if_missing / init)");
   }
@@ -510,7 +573,11 @@ Status Store::Impl::OpenOrCreate() {
         "the store is open for writing in another process (meta/LOCK is held); a read-only "
         "open (Options::read_only) can inspect it meanwhile");
   }
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(opened, "open metadata instance"));
+  Status o = fsutil::FromRocks(opened, "open metadata instance");
+  if (exists && (o.code() == Code::kNotFound || o.code() == Code::kInvalidArgument)) {
+    return MetaDamaged(o);
+  }
+  CV_RETURN_IF_ERROR(o);
   meta_.reset(db);
   // Only a missing header means an unfinished init: a failed read must not
   // send an existing store into CreateNew.
@@ -518,7 +585,11 @@ Status Store::Impl::OpenOrCreate() {
     return f.status();
   }
   if (!GetHeader("format").ok()) {
-    // A metadata instance without a header: an init that did not finish.
+    // A metadata instance without a header: an init that did not finish,
+    // unless the store existed (a lost MANIFEST edit, a damaged CURRENT).
+    if (exists && HeldAStore(fs, path_, meta_.get())) {
+      return MetaDamaged(Status::NotFound("the store header is missing"));
+    }
     if (!options_.create_if_missing) {
       return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
     }
@@ -667,6 +738,19 @@ Status Store::Impl::OpenShards() {
   CV_ASSIGN_OR_RETURN(std::string s, GetHeader("shards"));
   uint64_t n = 0;
   if (!ParseU64(s, &n) || n > 100000) return Status::Corruption("store header: bad shard count");
+  // The high-water marks the last clean close left (decision 0015); a
+  // shard without one (a store older than the mark, a new shard) is not
+  // checked.
+  std::vector<std::optional<ShardMark>> marks(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    auto m = GetHeader(ShardMarkField(i));
+    if (!m.ok() && m.status().code() == Code::kNotFound) continue;
+    CV_RETURN_IF_ERROR(m.status());
+    ShardMark mark;
+    if (!ShardMark::Decode(*m, &mark)) return Status::Corruption("store header: bad shard mark");
+    marks[i] = std::move(mark);
+    shard_marks_.push_back(i);
+  }
   std::lock_guard<std::mutex> l(admin_mu_);
   // Shards are independent RocksDB instances: they open in parallel (much
   // of an open is waiting on fsyncs: new MANIFEST, WAL, OPTIONS file).
@@ -675,7 +759,8 @@ Status Store::Impl::OpenShards() {
   std::atomic<uint32_t> next{0};
   auto work = [&] {
     for (uint32_t i; (i = next.fetch_add(1)) < n;) {
-      auto r = Shard::Open(i, ShardDir(path_, i), *res_, false, read_only());
+      auto r = Shard::Open(i, ShardDir(path_, i), *res_, false, read_only(),
+                           marks[i] ? &*marks[i] : nullptr);
       if (r.ok()) opened[i] = std::move(*r);
       else status[i] = r.status();
     }

@@ -356,6 +356,9 @@ class Store::Impl {
   uint64_t open_micros_ = 0;        // Store::Open wall time (StoreStats::open)
   uint64_t recovery_pending_ = 0;                 // read-only opens; fixed after open
   std::map<uint64_t, std::string> damage_marks_;  // internal id -> why; filled at open
+  // Shards whose high-water mark (decision 0015) the open read; consumed by
+  // RecordWalDamage (writable opens).
+  std::vector<uint32_t> shard_marks_;
 
   std::mutex audit_mu_;
   uint64_t audit_seq_ = 0;          // GUARDED_BY(audit_mu_)

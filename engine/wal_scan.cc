@@ -433,6 +433,17 @@ ScanResult Scan(const std::vector<WalFile>& files, bool repair) {
     ScanFile(files[fi], fi, &items, &r.records, &at);
     if (at != std::string::npos) stuck_at[fi] = at;
   }
+  for (const auto& it : items) {
+    if (it.recovered && it.seq_known && it.count > 0) {
+      r.last_sequence = std::max(r.last_sequence, it.seq + it.count - 1);
+    }
+    // Checksum-valid records inside dropped bytes (a repair keeps them).
+    for (const auto& c : it.candidates) {
+      if (c.trusted && c.header && c.count > 0) {
+        r.last_sequence = std::max(r.last_sequence, c.seq + c.count - 1);
+      }
+    }
+  }
   std::set<size_t> damaged_files;
   // Walk the drops between recovered records.
   const Item* prev = nullptr;  // last recovered record

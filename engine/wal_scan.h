@@ -66,6 +66,10 @@ struct ScanResult {
   uint64_t records = 0;         // logical records recovery would replay
   uint64_t tail_drops = 0;      // torn tails (quiet)
   uint64_t micros = 0;          // wall time of ScanDirectory (read + scan + repair)
+  // The highest sequence number of a whole record (recovered, or
+  // checksum-valid inside dropped bytes; 0: none): what these files,
+  // repaired, replay to at least (decision 0015).
+  uint64_t last_sequence = 0;
 };
 
 inline constexpr std::string_view kEvidenceSuffix = ".damaged";

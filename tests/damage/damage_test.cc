@@ -64,6 +64,17 @@ std::vector<std::string> FilesWith(const std::string& dir, const std::string& ex
 
 std::string Shard0(const TestStore& s) { return s.db + "/shards/0000"; }
 
+// What a crash leaves: the store's files as they are now (every write
+// acknowledged was synced), without the close (and so without the
+// high-water mark a clean close writes, decision 0015).
+void CrashImage(TestStore& s) {
+  testutil::TempDir copy;
+  testutil::CopyTree(s.db, copy.path() + "/db");
+  s.Close();
+  fs::remove_all(s.db);
+  testutil::CopyTree(copy.path() + "/db", s.db);
+}
+
 // A store with an audit callback that keeps every event it sees.
 struct Fixture : ::testing::Test {
   TestStore s;
@@ -227,7 +238,8 @@ TEST_F(Fixture, UnattributableWalDamageDamagesTheWholeShard) {
 
 // A torn tail (the write in flight at a crash; never acknowledged) is
 // recovered quietly: truncated, or garbled in place, and again after
-// writes made since the recovery.
+// writes made since the recovery. (After a clean close the same cut is a
+// loss: MarkFixture below.)
 TEST_F(Fixture, TornTailIsQuiet) {
   std::vector<std::string> acked;
   for (int i = 0; i < 8; ++i) {
@@ -237,7 +249,7 @@ TEST_F(Fixture, TornTailIsQuiet) {
   auto [wal, before] = NewestWal(s);
   Put("acme", "in-flight");
   auto [wal2, after] = NewestWal(s);
-  s.Close();
+  CrashImage(s);
   std::filesystem::resize_file(wal, before + (after - before) / 2);  // truncated mid-record
   ASSERT_OK(s.Open());
   for (size_t i = 0; i < acked.size(); ++i) EXPECT_OK(s->GetCall(i % 2 ? "acme" : "bravo", acked[i], kPartAll));
@@ -250,7 +262,7 @@ TEST_F(Fixture, TornTailIsQuiet) {
   auto [wal3, before3] = NewestWal(s);
   Put("bravo", "in-flight2");
   auto [wal4, after3] = NewestWal(s);
-  s.Close();
+  CrashImage(s);
   XorBytes(wal4, before3 + (after3 - before3) / 2, after3 - before3 - (after3 - before3) / 2);
   ASSERT_OK(s.Open());
   EXPECT_OK(s->GetCall("acme", "later1", kPartAll));
@@ -440,6 +452,233 @@ TEST_F(Fixture, PurgeOfAWalDamagedTenant) {
   ExpectHealthy("bravo", {"b0", "after0", "after2"});
 }
 
+// ---------------------------------------------------------------------------
+// The high-water mark (decision 0015): losses the WAL scan cannot see. A
+// truncated WAL, a damaged last record, a lost MANIFEST edit all look like
+// a crash's torn tail to RocksDB and to the scan; the mark that the last
+// clean close left says acknowledged writes were there. On the old code
+// every case below opened, served the shortened data and verified ok.
+
+// acme alone in shard 0, bravo alone in shard 1.
+struct MarkFixture : Fixture {
+  void SetUp() override {
+    s.options.max_tenants_per_shard = 1;
+    s.options.audit_callback = [this](const AuditEvent& e) {
+      std::lock_guard<std::mutex> l(mu);
+      seen.push_back(e);
+    };
+    ASSERT_OK(s.Open());
+    ASSERT_OK(s->CreateTenant({"acme", "", 0}));
+    ASSERT_OK(s->CreateTenant({"bravo", "", 0}));
+    ASSERT_EQ(s->DescribeTenant("acme")->shard, 0u);
+    ASSERT_EQ(s->DescribeTenant("bravo")->shard, 1u);
+    for (int i = 0; i < 3; ++i) Put("bravo", "b" + std::to_string(i));
+  }
+  std::string Manifest(const std::string& dir) {
+    return dir + "/" + testutil::ReadFile(dir + "/CURRENT").substr(0, testutil::ReadFile(dir + "/CURRENT").find('\n'));
+  }
+  // acme lost acknowledged writes: shard-wide damage, loud; bravo serves.
+  void ExpectShardLoss() {
+    ExpectDamaged("acme", "acknowledged writes lost");
+    ExpectHealthy("bravo", {"b0", "b1", "b2"});
+    EXPECT_TRUE(Saw("shard_loss"));
+    auto events = s->ListAudit(0, "shard_loss");
+    ASSERT_OK(events);
+    ASSERT_EQ(events->size(), 1u);
+    EXPECT_NE((*events)[0].detail.find("shard 0"), std::string::npos) << (*events)[0].detail;
+    EXPECT_EQ((*events)[0].detail.find("acme"), std::string::npos) << (*events)[0].detail;
+    std::printf("[damage] %s\n", (*events)[0].detail.c_str());
+    // The loss is recorded: the reopen keeps the tenant damaged and does
+    // not report the loss again (the mark came down).
+    ASSERT_OK(s.Reopen());
+    ExpectDamaged("acme", "acknowledged writes lost");
+    EXPECT_EQ(s->ListAudit(0, "shard_loss")->size(), 1u);
+    ASSERT_OK(s.Reopen());
+    EXPECT_EQ(s->ListAudit(0, "shard_loss")->size(), 1u);
+  }
+  // The same store opened read-only reports it too, and writes nothing.
+  void ExpectReadOnlySeesLoss() {
+    Options ro = s.options;
+    ro.read_only = true;
+    ro.create_if_missing = false;
+    auto r = Store::Open(ro, s.db);
+    ASSERT_OK(r);
+    auto g = (*r)->GetCall("acme", "a0", kPartAll);
+    EXPECT_CODE(g, Code::kCorruption);
+    EXPECT_OK((*r)->GetCall("bravo", "b0", kPartAll));
+    auto v = (*r)->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_FALSE(v->ok());
+  }
+};
+
+// Truncated after a clean close, at a record boundary: the last
+// acknowledged writes are simply gone, and the WAL reads as whole.
+TEST_F(MarkFixture, WalTruncatedAtARecordBoundaryIsLoud) {
+  Put("acme", "a0");
+  auto [wal, before] = NewestWal(s);
+  for (int i = 1; i < 4; ++i) Put("acme", "a" + std::to_string(i));
+  s.Close();
+  fs::resize_file(wal, before);
+  ExpectReadOnlySeesLoss();
+  ASSERT_OK(s.Open());
+  ExpectShardLoss();
+}
+
+// Truncated mid-record: to RocksDB and to the WAL scan a torn tail.
+TEST_F(MarkFixture, WalTruncatedMidRecordIsLoud) {
+  Put("acme", "a0");
+  auto [wal, before] = NewestWal(s);
+  Put("acme", "a1");
+  auto [wal2, after] = NewestWal(s);
+  s.Close();
+  fs::resize_file(wal, before + (after - before) / 2);
+  ASSERT_OK(s.Open());
+  ExpectShardLoss();
+}
+
+// A flipped byte in the last record: dropped as a torn tail (decision 0014
+// named it a limit); the file keeps its size, the sequence number tells.
+TEST_F(MarkFixture, WalLastRecordFlipIsLoud) {
+  Put("acme", "a0");
+  auto [wal, before] = NewestWal(s);
+  Put("acme", "a1");
+  auto [wal2, after] = NewestWal(s);
+  s.Close();
+  XorBytes(wal, before + (after - before) / 2, 1, 0x01);
+  ASSERT_OK(s.Open());
+  ExpectShardLoss();
+}
+
+// A shard MANIFEST truncated after a flush: the flush's edit is gone, its
+// table file unreferenced and the WAL it replaced deleted; the later
+// writes' WAL still recovers a high sequence number.
+TEST_F(MarkFixture, ManifestTruncatedAfterAFlushIsLoud) {
+  for (int i = 0; i < 3; ++i) Put("acme", "a" + std::to_string(i));
+  const std::string manifest = Manifest(Shard0(s));
+  const uint64_t before = FileSize(manifest);
+  ASSERT_OK(s->Flush());
+  ASSERT_GT(FileSize(manifest), before);
+  Put("acme", "a3");
+  s.Close();
+  ASSERT_EQ(Manifest(Shard0(s)), manifest);
+  fs::resize_file(manifest, before + 3);
+  ExpectReadOnlySeesLoss();
+  ASSERT_OK(s.Open());
+  ExpectShardLoss();
+}
+
+// A flipped bit in the length of the shard MANIFEST's last edit (the
+// flush's): the edit now seems to run past the end of the file, and RocksDB
+// drops it as a torn tail; the file keeps its size. (A flip inside the
+// edit fails its checksum: RocksDB refuses the open, loud already.)
+TEST_F(MarkFixture, ManifestLastEditFlipIsLoud) {
+  for (int i = 0; i < 3; ++i) Put("acme", "a" + std::to_string(i));
+  const std::string manifest = Manifest(Shard0(s));
+  const uint64_t before = FileSize(manifest);
+  ASSERT_OK(s->Flush());
+  const uint64_t after = FileSize(manifest);
+  Put("acme", "a3");
+  s.Close();
+  ASSERT_EQ(FileSize(manifest), after);
+  XorBytes(manifest, before + 5, 1, 0x01);  // the header's length, high byte
+  ASSERT_OK(s.Open());
+  ExpectShardLoss();
+}
+
+// The metadata instance without its header (a lost flush edit) or without
+// a readable CURRENT is a damaged store, never "no store, run init": not
+// for a plain open, a read-only one, nor an init (create_if_missing), which
+// would otherwise build a new store over it.
+TEST_F(MarkFixture, DamagedMetadataIsCorruptionNeverNoStore) {
+  ASSERT_OK(s->Flush());
+  s.Close();
+  testutil::TempDir copy;
+  testutil::CopyTree(s.db, copy.path() + "/db");
+  auto restore = [&] {
+    fs::remove_all(s.db);
+    testutil::CopyTree(copy.path() + "/db", s.db);
+  };
+  const size_t keys_before = testutil::ListFiles(s.keys).size();
+  auto expect_damaged = [&](const std::string& what) {
+    for (int mode = 0; mode < 3; ++mode) {
+      Options o = s.options;
+      o.read_only = mode == 1;
+      o.create_if_missing = mode == 2;
+      auto r = Store::Open(o, s.db);
+      ASSERT_FALSE(r.ok()) << what << " mode " << mode;
+      EXPECT_EQ(r.status().code(), Code::kCorruption) << what << ": " << r.status().ToString();
+      EXPECT_NE(r.status().message().find("damaged"), std::string::npos) << r.status().ToString();
+      if (mode == 0) std::printf("[damage] %s: %s\n", what.c_str(), r.status().ToString().c_str());
+    }
+    // Nothing was created over it: the key directory is as it was.
+    EXPECT_EQ(testutil::ListFiles(s.keys).size(), keys_before) << what;
+  };
+  const std::string meta = s.db + "/meta";
+  // Every edit after the first one lost: the header's table file is gone
+  // from the instance's view.
+  const std::string manifest = Manifest(meta);
+  fs::resize_file(manifest, 60);
+  expect_damaged("meta MANIFEST truncated");
+  restore();
+  {
+    std::ofstream(meta + "/CURRENT", std::ios::trunc) << "MANIFEST-999999\n";
+  }
+  expect_damaged("meta CURRENT naming a missing MANIFEST");
+  restore();
+  fs::remove(meta + "/CURRENT");
+  expect_damaged("meta CURRENT removed");
+  restore();
+  {
+    std::ofstream(Shard0(s) + "/CURRENT", std::ios::trunc) << "MANIFEST-999999\n";
+  }
+  for (int mode = 0; mode < 2; ++mode) {
+    Options o = s.options;
+    o.read_only = mode == 1;
+    o.create_if_missing = false;
+    auto r = Store::Open(o, s.db);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("shard 0 damaged"), std::string::npos) << r.status().ToString();
+  }
+  restore();
+  ASSERT_OK(s.Open());
+  ExpectHealthy("acme", {});
+  ExpectHealthy("bravo", {"b0", "b1", "b2"});
+}
+
+// No false alarm: a crash (no close) with a torn tail, a purge, a new
+// shard, and opens after each.
+TEST_F(MarkFixture, CrashesPurgesAndNewShardsAreQuiet) {
+  for (int i = 0; i < 3; ++i) Put("acme", "a" + std::to_string(i));
+  s.Close();  // a mark for shards 0 and 1
+  ASSERT_OK(s.Open());
+  Put("acme", "a3");
+  auto [wal, before] = NewestWal(s);
+  Put("acme", "in-flight");
+  auto [wal2, after] = NewestWal(s);
+  CrashImage(s);
+  fs::resize_file(wal, before + (after - before) / 2);  // the write in flight, torn
+  ASSERT_OK(s.Open());
+  ExpectHealthy("acme", {"a0", "a1", "a2", "a3"});
+  ASSERT_OK(s->PurgeTenant("bravo"));
+  ASSERT_OK(s->CreateTenant({"charlie", "", 0}));  // shard 2, new
+  ASSERT_OK(s.Reopen());
+  ASSERT_OK(s->CreateTenant({"delta", "", 0}));
+  Put("charlie", "c0");
+  CrashImage(s);
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s.Reopen());
+  EXPECT_FALSE(Saw("shard_loss"));
+  EXPECT_FALSE(Saw("wal_damage"));
+  for (const auto& e : seen) {
+    if (e.kind == "shard_loss" || e.kind == "wal_damage") ADD_FAILURE() << e.detail;
+  }
+  EXPECT_TRUE(s->Verify(std::nullopt)->ok());
+  ExpectHealthy("acme", {"a0", "a1", "a2", "a3"});
+  ExpectHealthy("charlie", {"c0"});
+}
+
 }  // namespace
 }  // namespace callvault
 
@@ -493,7 +732,7 @@ TEST(DamageBench, OpenWithDataInTheWal) {
   for (const auto& f : testutil::ListFiles(s.db)) {
     if (f.size() > 4 && f.substr(f.size() - 4) == ".log") wal_bytes += fs::file_size(f);
   }
-  double open_s = 0, scan_s = 0;
+  double open_s = 0, scan_s = 0, close_s = 0;
   const int rounds = 3;
   for (int r = 0; r < rounds; ++r) {
     auto t0 = std::chrono::steady_clock::now();
@@ -501,6 +740,11 @@ TEST(DamageBench, OpenWithDataInTheWal) {
     open_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto paths = s->ShardPaths();
     paths.push_back(s->MetaPath());
+    // Close: syncs, and (decision 0015) reads the shards' WALs for the
+    // high-water mark and writes it.
+    t0 = std::chrono::steady_clock::now();
+    ASSERT_OK(s->Close());
+    close_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.Close();
     t0 = std::chrono::steady_clock::now();
     for (const auto& p : paths) {
@@ -513,9 +757,9 @@ TEST(DamageBench, OpenWithDataInTheWal) {
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) < 0) load[0] = -1;
   std::printf("[damage-bench] %d tenants, %.1f MB of WAL: open %.3f s, of which the WAL scan %.3f s "
-              "(%.0f MB/s); load average %.2f\n",
+              "(%.0f MB/s); close %.3f s; load average %.2f\n",
               n, wal_bytes / 1e6, open_s / rounds, scan_s / rounds, wal_bytes / 1e6 / (scan_s / rounds),
-              load[0]);
+              close_s / rounds, load[0]);
 }
 
 }  // namespace
