@@ -233,6 +233,8 @@ class Store::Impl {
   }
   Status Flush();
   Status CompactAll();
+  // backup.cc
+  Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options);
   std::vector<std::string> ShardPaths() const;
   std::string MetaPath() const { return path_ + "/meta"; }
 
