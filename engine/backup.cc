@@ -19,11 +19,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "callvault/backup.h"
 #include "callvault/store.h"
+#include "engine/calls_internal.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/keyring.h"
@@ -80,6 +83,8 @@ nlohmann::json Body(const BackupManifest& m) {
   j["kek_generation"] = m.kek_generation;
   j["receipt_seq"] = m.receipt_seq;
   j["audit_seq"] = m.audit_seq;
+  j["tombstone_log"] = m.tombstone_log;
+  j["tombstone_offset"] = m.tombstone_offset;
   nlohmann::json a = nlohmann::json::array();
   for (const auto& in : m.instances) {
     a.push_back({{"name", in.name},
@@ -113,6 +118,8 @@ Status ParseManifest(const std::string& text, const std::string& where, BackupMa
     m->kek_generation = j.at("kek_generation").get<uint32_t>();
     m->receipt_seq = j.at("receipt_seq").get<uint64_t>();
     m->audit_seq = j.at("audit_seq").get<uint64_t>();
+    m->tombstone_log = j.at("tombstone_log").get<bool>();
+    m->tombstone_offset = j.at("tombstone_offset").get<uint64_t>();
     m->signature = j.at("signature").get<std::string>();
     for (const auto& e : j.at("instances")) {
       BackupInstance in;
@@ -422,6 +429,17 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
       std::lock_guard<std::mutex> a(audit_mu_);
       m.audit_seq = audit_seq_;
     }
+    // Every erasure or retention removal logged before this point has
+    // written its deletion already (it holds tombstone_mu_ shared from its
+    // append to its write), so it is in the copy; every later one is after
+    // the offset and a restore replays it.
+    std::unique_lock<std::shared_mutex> tombstones(tombstone_mu_);
+    if (auto log = kp_->ReadTombstones(); log.ok()) {
+      m.tombstone_log = true;
+      m.tombstone_offset = log->size();
+    } else if (log.status().code() != Code::kNotSupported) {
+      return log.status();
+    }
     std::vector<std::pair<BackupInstance, rocksdb::DB*>> todo;
     todo.push_back({BackupInstance{"meta", "meta"}, meta_.get()});
     for (uint32_t i = 0; i < shards_.size(); ++i) {
@@ -481,6 +499,89 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
             " instances=" + std::to_string(out.manifest.instances.size()) +
             " new_bytes=" + std::to_string(out.new_bytes));
   return out;
+}
+
+// ---------------------------------------------------------------------------
+// Tombstone log: "<time_us> <internal_id> <hex call hash>\n" per removed call.
+
+Status Store::Impl::LogTombstones(uint64_t internal_id, const std::vector<std::string>& hashes) {
+  if (hashes.empty()) return Status::OK();
+  std::string lines;
+  const std::string prefix = std::to_string(NowMicros()) + " " + std::to_string(internal_id) + " ";
+  for (const auto& h : hashes) lines += prefix + crypto::Hex(h) + "\n";
+  Status s = kp_->AppendTombstones(lines);
+  if (s.code() == Code::kNotSupported) return Status::OK();
+  return s;
+}
+
+Status Store::Impl::ReplayTombstones(uint64_t from, uint64_t* removed, uint64_t* kept_held) {
+  *removed = 0;
+  *kept_held = 0;
+  auto log = kp_->ReadTombstones();
+  if (!log.ok()) return log.status().code() == Code::kNotSupported ? Status::OK() : log.status();
+  if (from > log->size()) {
+    return Status::Corruption("the tombstone log is shorter than at the backup's cut (truncated or "
+                              "replaced)");
+  }
+  // internal id -> call hashes, in log order; a torn last line is ignored.
+  std::map<uint64_t, std::vector<std::string>> todo;
+  size_t pos = from;
+  while (pos < log->size()) {
+    const size_t nl = log->find('\n', pos);
+    if (nl == std::string::npos) break;
+    const std::string line = log->substr(pos, nl - pos);
+    pos = nl + 1;
+    const size_t a = line.find(' ');
+    const size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
+    std::string hash;
+    uint64_t id = 0;
+    if (b == std::string::npos || !FromHex(line.substr(b + 1), &hash) || hash.empty()) {
+      return Status::Corruption("the tombstone log holds a malformed line at byte " +
+                                std::to_string(pos));
+    }
+    const std::string ids = line.substr(a + 1, b - a - 1);
+    if (ids.empty() || ids.size() > 20 ||
+        !std::all_of(ids.begin(), ids.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return Status::Corruption("the tombstone log holds a malformed line at byte " +
+                                std::to_string(pos));
+    }
+    id = std::stoull(ids);
+    todo[id].push_back(std::move(hash));
+  }
+  std::map<uint64_t, std::string> live;  // internal id -> tenant id
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [tid, t] : tenants_) {
+      if (t->state == TenantState::kActive) live[t->rec.internal_id] = tid;
+    }
+  }
+  for (const auto& [id, hashes] : todo) {
+    auto l = live.find(id);
+    if (l == live.end()) continue;  // purged, or created after the cut
+    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(l->second, Access::kRemove));
+    std::lock_guard<std::mutex> w(t->write_mu);
+    rocksdb::WriteBatch batch;
+    std::set<std::string> done;
+    for (const auto& h : hashes) {
+      if (!done.insert(h).second) continue;
+      Call meta;
+      uint32_t parts = 0;
+      bool found = false;
+      CV_RETURN_IF_ERROR(calls::ReadMeta(t, h, &meta, &parts, &found));
+      if (!found) continue;
+      if (!CheckNotHeld(t, h, /*any_call=*/false).ok()) {
+        ++*kept_held;
+        continue;
+      }
+      CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, h, &batch));
+      ++*removed;
+    }
+    if (batch.Count() == 0) continue;
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "replay tombstones"));
+  }
+  return Status::OK();
 }
 
 // ---------------------------------------------------------------------------
@@ -585,6 +686,12 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     if (report.first_new_receipt == 0) report.first_new_receipt = r.sequence;
     if (r.kind == "purge_on_open") report.purged_since_backup.push_back(r.tenant_id);
   }
+  // Erasures and retention removals since the cut, before anything reads.
+  if (m.tombstone_log) {
+    CV_RETURN_IF_ERROR(store->impl_->ReplayTombstones(m.tombstone_offset, &report.tombstones_replayed,
+                                                      &report.tombstones_kept_held));
+    report.erasures_after_backup_not_reapplied = false;
+  }
   CV_ASSIGN_OR_RETURN(auto orphans, store->ReconcileKeys(true));
   for (const auto& ok : orphans.orphan_keys) report.orphan_key_internal_ids.push_back(ok.internal_id);
   store->impl_->Audit(
@@ -594,8 +701,13 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
           std::to_string(m.receipt_seq) + " backup_audit_seq=" + std::to_string(m.audit_seq) +
           " purged_since_backup=" + std::to_string(report.purged_since_backup.size()) +
           " orphan_keys=" + std::to_string(report.orphan_key_internal_ids.size()) +
-          ": receipts and audit events written after the backup are not in this store; "
-          "erasures and retention removals done after the backup were not re-applied");
+          " tombstones_replayed=" + std::to_string(report.tombstones_replayed) +
+          " tombstones_kept_held=" + std::to_string(report.tombstones_kept_held) +
+          ": receipts and audit events written after the backup are not in this store; " +
+          (report.erasures_after_backup_not_reapplied
+               ? "erasures and retention removals done after the backup were not re-applied"
+               : "erasure deletions and retention removals done after the backup were "
+                 "re-applied from the tombstone log; redactions were not"));
   CV_RETURN_IF_ERROR(store->Close());
   return report;
 }

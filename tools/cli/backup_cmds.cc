@@ -210,7 +210,9 @@ class RestoreCommand final : public Command {
       j["store_id"] = r->manifest.store_id;
       j["purged_since_backup"] = r->purged_since_backup;
       j["orphan_key_internal_ids"] = r->orphan_key_internal_ids;
-      j["erasures_after_backup_reapplied"] = false;
+      j["erasures_after_backup_reapplied"] = !r->erasures_after_backup_not_reapplied;
+      j["tombstones_replayed"] = r->tombstones_replayed;
+      j["tombstones_kept_held"] = r->tombstones_kept_held;
       ctx.PrintJson(j);
       return {};
     }
@@ -226,8 +228,19 @@ class RestoreCommand final : public Command {
                 << " data key(s) in the key directory belong to no restored tenant (created "
                    "after the backup): run `callvault keys reconcile` to see and destroy them\n";
     }
-    ctx.out() << "note: erasures and retention removals done after the backup are NOT re-applied "
-                 "(docs/operations.md, \"Backups\"): run them again\n";
+    if (r->erasures_after_backup_not_reapplied) {
+      ctx.out() << "note: erasures and retention removals done after the backup are NOT "
+                   "re-applied (this key provider keeps no tombstone log): run them again\n";
+    } else {
+      ctx.out() << r->tombstones_replayed
+                << " call(s) erased or removed by retention after the backup were removed again "
+                   "(tombstone log)";
+      if (r->tombstones_kept_held > 0) {
+        ctx.out() << "; " << r->tombstones_kept_held << " kept: a legal hold in the backup covers them";
+      }
+      ctx.out() << "\nnote: redactions (erase --redact) done after the backup are NOT re-applied: "
+                   "run them again\n";
+    }
     return {};
   }
 

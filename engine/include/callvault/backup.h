@@ -50,6 +50,10 @@ struct BackupManifest {
   uint32_t kek_generation = 0;
   uint64_t receipt_seq = 0;   // the last receipt in the backup
   uint64_t audit_seq = 0;     // the last audit event at the cut (later ones may be in it)
+  // The key provider's tombstone log at the cut: whether there is one, and
+  // its size. A restore replays the entries after this offset.
+  bool tombstone_log = false;
+  uint64_t tombstone_offset = 0;
   std::vector<BackupInstance> instances;  // meta first, then shards in order
   std::string signature;      // hex Ed25519 over Canonical()
   std::string Canonical() const;  // one line of JSON, sorted keys, without the signature
@@ -91,9 +95,14 @@ struct RestoreReport {
   // (tenants created after the backup): see Store::ReconcileKeys.
   std::vector<uint64_t> orphan_key_internal_ids;
   uint64_t first_new_receipt = 0;  // receipts after the backup's start here (0: none)
-  // Always true today: erasures and retention removals done after the backup
-  // are NOT re-applied by a restore (no tombstone log yet; see
-  // docs/operations.md).
+  // Calls that erasures (delete mode) and retention removed after the cut,
+  // removed again from the tombstone log before the restored store served;
+  // and those a legal hold in the backup kept.
+  uint64_t tombstones_replayed = 0;
+  uint64_t tombstones_kept_held = 0;
+  // True when the key provider keeps no tombstone log (then erasures and
+  // retention removals after the backup are NOT re-applied). Redactions
+  // (EraseMode::kRedact) after the backup are never re-applied.
   bool erasures_after_backup_not_reapplied = true;
 };
 
