@@ -113,7 +113,7 @@ bool CheckBatch(Store* s, const std::string& tenant, const std::string& tag, boo
 // whole, every tenant purged before the backup is PURGED, none quarantined.
 TEST(Backup, OnlineCutUnderWritersAndPurger) {
   const unsigned seed = static_cast<unsigned>(std::random_device{}());
-  std::printf("backup seed: %u\n", seed);
+  std::printf("[backup] seed: %u\n", seed);
   TempDir tmp;
   const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), bak = tmp.Sub("bak");
   auto s = OpenAt(db, keys);
@@ -200,7 +200,7 @@ TEST(Backup, OnlineCutUnderWritersAndPurger) {
   ASSERT_OK(v);
   EXPECT_TRUE(v->ok());
   std::printf(
-      "backup online cut: %zu batches acked before the cut, %zu lost, %zu half-present, %zu "
+      "[backup] online cut: %zu batches acked before the cut, %zu lost, %zu half-present, %zu "
       "after the cut present, %zu purged before the cut, %zu purged since (rolled forward), "
       "admin lock %.1f ms\n",
       before.size(), lost, half, present_after, purged_before.size(),
@@ -265,7 +265,7 @@ TEST(Backup, PurgeAfterBackupStaysPurged) {
   auto v = r->Verify();
   ASSERT_OK(v);
   EXPECT_TRUE(v->ok());
-  std::printf("backup purge-after-backup: 1 tenant purged since, 20 calls of B whole\n");
+  std::printf("[backup] purge after backup: 1 tenant purged since, 20 calls of B whole\n");
 }
 
 // A tenant created after the backup: its key is an orphan of the restore.
@@ -346,7 +346,7 @@ TEST(Backup, ErasuresAfterBackupAreReapplied) {
   for (int i = 0; i < 3; ++i) EXPECT_CODE(r->GetCall("B", "old" + std::to_string(i)), Code::kNotFound);
   EXPECT_OK(r->GetCall("B", "new"));
   EXPECT_OK(r->GetCall("A", "again"));
-  std::printf("backup erasures: %llu calls erased or expired after the cut removed again, 0 back\n",
+  std::printf("[backup] erasures: %llu calls erased or expired after the cut removed again, 0 back\n",
               static_cast<unsigned long long>(report->tombstones_replayed));
 }
 
@@ -456,7 +456,7 @@ TEST(Backup, SecondBackupIsIncremental) {
   auto second = t.s->Backup(t.bak);
   ASSERT_OK(second);
   EXPECT_EQ(TableFiles(t.bak), tables) << "the second backup copied table files again";
-  std::printf("backup incremental: first %llu bytes (%llu files), second %llu bytes (%llu files)\n",
+  std::printf("[backup] incremental: first %llu bytes (%llu files), second %llu bytes (%llu files)\n",
               static_cast<unsigned long long>(first->new_bytes),
               static_cast<unsigned long long>(first->new_files),
               static_cast<unsigned long long>(second->new_bytes),
