@@ -260,11 +260,19 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
     std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(ro, t->cf));
     rocksdb::WriteBatch batch;
     uint64_t removed = 0;
+    std::vector<std::string> batch_hashes;  // the tombstone log's entries for `batch`
     auto flush = [&]() -> Status {
       if (batch.Count() == 0) return Status::OK();
       rocksdb::WriteOptions wo;
       wo.sync = true;
-      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "retention delete"));
+      {
+        // Logged (outside the store) before the removal: a restore of an
+        // older backup removes these calls again (backup.cc).
+        std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
+        CV_RETURN_IF_ERROR(LogTombstones(rec.internal_id, batch_hashes));
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "retention delete"));
+      }
+      batch_hashes.clear();
       batch.Clear();
       CV_KILL_POINT("retention.after_batch");
       return Status::OK();
@@ -307,6 +315,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
       if (!found) return Status::Corruption("time index names a missing call");
       CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, h, &batch));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(batch.Delete(t->cf, PinKey(h)), "batch"));
+      batch_hashes.push_back(h);
       if (++in_batch == kRetentionBatch) {
         CV_RETURN_IF_ERROR(flush());
         in_batch = 0;

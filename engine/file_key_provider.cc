@@ -247,6 +247,70 @@ class FileKeyProvider final : public KeyProvider {
         fsutil::Remove(fs_.get(), dir_, kKeyringPrefix + std::to_string(gen), /*sync_dir=*/false));
   }
 
+  Status AppendTombstones(std::string_view bytes) override {
+    CV_RETURN_IF_ERROR(Writable());
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string path = dir_ + "/TOMBSTONES";
+    struct stat before;
+    const bool existed = ::lstat(path.c_str(), &before) == 0;
+    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return Status::IOError("key directory " + dir_ + ": open TOMBSTONES: " + std::strerror(errno));
+    }
+    size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int e = errno;
+        ::close(fd);
+        return Status::IOError("key directory " + dir_ + ": append TOMBSTONES: " + std::strerror(e));
+      }
+      off += static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0) {
+      const int e = errno;
+      ::close(fd);
+      return Status::IOError("key directory " + dir_ + ": fsync TOMBSTONES: " + std::strerror(e));
+    }
+    ::close(fd);
+    if (!existed) {
+      int d = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (d < 0 || ::fsync(d) != 0) {
+        const int e = errno;
+        if (d >= 0) ::close(d);
+        return Status::IOError("key directory " + dir_ + ": fsync: " + std::strerror(e));
+      }
+      ::close(d);
+    }
+    return Status::OK();
+  }
+
+  Result<std::string> ReadTombstones() override {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string path = dir_ + "/TOMBSTONES";
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return std::string();
+    if (fd < 0) {
+      return Status::IOError("key directory " + dir_ + ": open TOMBSTONES: " + std::strerror(errno));
+    }
+    std::string out;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int e = errno;
+        ::close(fd);
+        return Status::IOError("key directory " + dir_ + ": read TOMBSTONES: " + std::strerror(e));
+      }
+      if (n == 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return out;
+  }
+
   Result<std::string> SigningPublicKey() override {
     std::lock_guard<std::mutex> l(mu_);
     CV_RETURN_IF_ERROR(LoadSigningKeyLocked());

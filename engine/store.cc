@@ -388,6 +388,11 @@ Result<std::string> Store::SigningPublicKey() {
   CV_REFUSE_IF_CLOSED();
   return impl_->SigningPublicKey();
 }
+Result<BackupInfo> Store::Backup(const std::string& dir, const BackupOptions& options) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("Backup");
+  return impl_->Backup(dir, options);
+}
 Status Store::Flush() {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("Flush");

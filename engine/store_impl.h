@@ -236,6 +236,19 @@ class Store::Impl {
   }
   Status Flush();
   Status CompactAll();
+  // backup.cc
+  Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options);
+  // Appends one tombstone per call hash to the key provider's tombstone log
+  // (durable on return); OK and nothing if the provider keeps none.
+  // REQUIRES: tombstone_mu_ held shared, until the removal is written.
+  Status LogTombstones(uint64_t internal_id, const std::vector<std::string>& call_hashes);
+  // Removes again every call the log names from byte `from` on, in the
+  // tenants live here. Counts what it removed and what a hold kept.
+  Status ReplayTombstones(uint64_t from, uint64_t* removed, uint64_t* kept_held);
+  // Held shared by an erasure or retention batch from its tombstone append
+  // to its shard write; exclusively by Backup for its copy, so the log's
+  // size at the cut splits removals into "in the backup" and "replay".
+  std::shared_mutex tombstone_mu_;
   std::vector<std::string> ShardPaths() const;
   std::string MetaPath() const { return path_ + "/meta"; }
 

@@ -178,7 +178,18 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
       c.updated_at = now;
       CV_RETURN_IF_ERROR(calls::PlanWrite(t, &m.meta, m.parts, c, m.hash, &b));
     }
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "erase"));
+    {
+      // Deletions are logged (outside the store) before they are made: a
+      // restore of an older backup deletes these calls again (backup.cc).
+      // Redactions are not logged: a restore does not re-apply them.
+      std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
+      if (req.mode == EraseMode::kDelete) {
+        std::vector<std::string> hashes;
+        for (const auto& m : matches) hashes.push_back(m.hash);
+        CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, hashes));
+      }
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "erase"));
+    }
     result.changed = matches.size();
     if (req.physical) {
       // Old versions live on in memtables, WAL files, SSTs and blob files

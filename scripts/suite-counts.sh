@@ -10,7 +10,7 @@ if [[ ! -f "$log" ]]; then
   exit 1
 fi
 echo "=== suite counts (from $log)"
-grep -E '^(T1: |\[kill-loop\] seed|\[power-loss[^]]*\] (seed|T2|[0-9])|\[power-loss init\] a power|\[crash-points\] (workload|recovery after|store creation|scheduled|coverage)|\[io-error[^]]*\] T4|\[io-error\] [a-z]+: [0-9]+ reads|T5 files |\[mutations\] |\[purge-under-load\] |\[ model \] seed)' "$log" |
+grep -E '^(T1: |\[kill-loop\] seed|\[power-loss[^]]*\] (seed|T2|[0-9])|\[power-loss init\] a power|\[crash-points\] (workload|recovery after|store creation|scheduled|coverage)|\[io-error[^]]*\] T4|\[io-error\] [a-z]+: [0-9]+ reads|T5 files |\[mutations\] |\[purge-under-load\] |\[ model \] seed|\[backup\] )' "$log" |
   cut -c1-400 || {
   echo "suite-counts: no suite printed a count (were the crash suites run?)" >&2
   exit 1

@@ -210,7 +210,8 @@ KeyDirFiles ScanKeyDir(const std::string& dir) {
       f.keks.push_back(static_cast<uint32_t>(g));
     } else if (ParseNumbered(n, "KEYRING-", &g)) {
       f.keyrings.push_back(g);
-    } else if (n != "SIGNING-KEY" && n != "LOCK") {  // LOCK: the writer lock
+    } else if (n != "SIGNING-KEY" && n != "LOCK" &&  // LOCK: the writer lock
+               n != "TOMBSTONES") {                  // the tombstone log (no key)
       f.other.push_back(n);
     }
   }

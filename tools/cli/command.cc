@@ -125,6 +125,7 @@ std::vector<std::unique_ptr<Command>> AllCommands() {
   AddInspectCommands(&v);
   AddReceiptCommands(&v);
   AddComplianceCommands(&v);
+  AddBackupCommands(&v);
   AddRawCommands(&v);
   AddDemoCommands(&v);
   return v;

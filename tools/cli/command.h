@@ -141,6 +141,7 @@ void AddRecordingCommands(std::vector<std::unique_ptr<Command>>* out);
 void AddSubjectCommands(std::vector<std::unique_ptr<Command>>* out);
 void AddComplianceCommands(std::vector<std::unique_ptr<Command>>* out);
 void AddDemoCommands(std::vector<std::unique_ptr<Command>>* out);
+void AddBackupCommands(std::vector<std::unique_ptr<Command>>* out);
 
 }  // namespace callvault::cli
 

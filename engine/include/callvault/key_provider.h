@@ -91,6 +91,22 @@ class KeyProvider {
   // nothing).
   virtual Result<std::string> ExistingSigningPublicKey() { return SigningPublicKey(); }
   virtual Result<std::string> Sign(std::string_view message) = 0;  // 64 bytes
+
+  // --- Tombstone log (docs/format.md "Tombstone log") ----------------------
+  // An append-only log, kept with the keys (outside the store, so a backup
+  // of the store never rolls it back), of the calls that erasures and
+  // retention removed: blind hashes only. A restore replays the entries
+  // written after its cut. Append: durable before it returns (the engine
+  // appends before the removal it logs). Needs the writer lock.
+  // Default: kNotSupported (no log: restores then cannot re-apply erasures).
+  virtual Status AppendTombstones(std::string_view bytes) {
+    (void)bytes;
+    return Status::NotSupported("this key provider keeps no tombstone log");
+  }
+  // The whole log ("" if empty or absent).
+  virtual Result<std::string> ReadTombstones() {
+    return Status::NotSupported("this key provider keeps no tombstone log");
+  }
 };
 
 // Keeps everything in one directory, which must not be inside the store
@@ -101,6 +117,7 @@ class KeyProvider {
 //   KEK-<gen>        32 random bytes, mode 0600
 //   KEYRING-<gen>    a sealed keyring generation (docs/format.md), mode 0600
 //   SIGNING-KEY      Ed25519 secret key, mode 0600
+//   TOMBSTONES       the tombstone log (blind hashes, no key), mode 0600
 // Every file is created with mode 0600 (O_CREAT|O_EXCL|O_NOFOLLOW): no
 // window in which another user could open it. The directory must be a real
 // directory (not a symlink), owned by this process's user, with no access

@@ -32,6 +32,7 @@
 #include <vector>
 #include <utility>
 
+#include "callvault/backup.h"
 #include "callvault/call.h"
 #include "callvault/key_provider.h"
 #include "callvault/recording.h"
@@ -649,6 +650,32 @@ class Store {
   Status AcceptTenantDamage(std::string_view tenant_id);
   Result<std::vector<Receipt>> ListReceipts();
   Result<std::string> SigningPublicKey();
+  // --- Backups (callvault/backup.h, docs/operations.md "Backups") ----------
+  // Backs the store up into `backup_dir` (created if missing; kept apart
+  // from the store and key directories) while it serves: under the admin
+  // lock (create, purge, erasure and retention receipts, keyring writes
+  // wait; puts and reads do not), each instance goes through its own RocksDB
+  // BackupEngine directory (incremental: files already there are not copied
+  // again); then a manifest signed with the receipt key records the cut.
+  // No key material is copied. kFailedPrecondition if another backup is
+  // writing `backup_dir`; kNotSupported read-only.
+  Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options = {});
+  // Restores one cut of `backup_dir` into `new_dir` (absent or empty) and
+  // opens it with options.key_provider, the CURRENT key directory: tenants
+  // purged since the backup have no key and are rolled forward to PURGED
+  // ("purge_on_open" receipts, RestoreReport::purged_since_backup); keys of
+  // tenants created since are reported as orphans (ReconcileKeys). The
+  // receipt and audit chains continue from the backup's last entries; a
+  // "store_restored" audit event records the cut. Erasures and retention
+  // removals done after the backup are NOT re-applied. Refused, with
+  // nothing written to new_dir: kKeyError (the key directory is another
+  // store's, or older than the backup), kCorruption (the manifest does not
+  // verify against the signing key; an instance backup missing, of another
+  // cut, or failing its checksums), kFailedPrecondition (new_dir not empty;
+  // the key directory in use by a running store), kNotFound (no such cut).
+  static Result<RestoreReport> Restore(const Options& options, const std::string& backup_dir,
+                                       const std::string& new_dir,
+                                       const RestoreRequest& request = {});
   // Flushes memtables of every shard to SST files.
   Status Flush();
   // Full compaction of every column family of every shard.

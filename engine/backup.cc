@@ -1,0 +1,715 @@
+// Online backup and restore (callvault/backup.h; docs/decisions/0018).
+//
+// The cut: under admin_mu_ (which serialises create, purge, erasure and
+// retention receipts, and every keyring write), each instance (metadata
+// first, then every shard) is backed up through its own RocksDB
+// BackupEngine directory; a signed manifest then names the backup id of
+// each. Puts and reads never take admin_mu_: they run on during the copy.
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rocksdb/utilities/backup_engine.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "callvault/backup.h"
+#include "callvault/store.h"
+#include "engine/calls_internal.h"
+#include "engine/crypto.h"
+#include "engine/fs_util.h"
+#include "engine/keyring.h"
+#include "engine/store_impl.h"
+
+namespace callvault {
+
+namespace {
+namespace fs = std::filesystem;
+
+constexpr int kManifestFormat = 1;
+constexpr char kAppMetadataTag[] = "callvault-cut";
+
+std::string ShardBackupDir(uint32_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "shards/%04u", i);
+  return buf;
+}
+std::string ShardName(uint32_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "shard/%04u", i);
+  return buf;
+}
+std::string ManifestName(uint64_t cut) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "cuts/%08llu.json", static_cast<unsigned long long>(cut));
+  return buf;
+}
+// What each instance backup carries as BackupEngine app metadata: ties it
+// to one cut, so that instances of different cuts are told apart.
+std::string AppMetadata(const std::string& cut_id, const BackupInstance& in) {
+  return std::string(kAppMetadataTag) + " " + cut_id + " " + in.name + " " +
+         std::to_string(in.sequence);
+}
+
+bool FromHex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2) return false;
+  out->assign(hex.size() / 2, '\0');
+  size_t bin_len = 0;
+  return sodium_hex2bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), hex.data(),
+                        hex.size(), nullptr, &bin_len, nullptr) == 0 &&
+         bin_len == out->size();
+}
+
+nlohmann::json Body(const BackupManifest& m) {
+  nlohmann::json j;
+  j["format"] = kManifestFormat;
+  j["cut"] = m.cut;
+  j["cut_id"] = m.cut_id;
+  j["store_id"] = m.store_id;
+  j["region"] = m.region;
+  j["time"] = m.time;
+  j["keyring_generation"] = m.keyring_generation;
+  j["kek_generation"] = m.kek_generation;
+  j["receipt_seq"] = m.receipt_seq;
+  j["audit_seq"] = m.audit_seq;
+  j["tombstone_log"] = m.tombstone_log;
+  j["tombstone_offset"] = m.tombstone_offset;
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& in : m.instances) {
+    a.push_back({{"name", in.name},
+                 {"dir", in.dir},
+                 {"backup_id", in.backup_id},
+                 {"sequence", in.sequence},
+                 {"bytes", in.bytes},
+                 {"files", in.files}});
+  }
+  j["instances"] = std::move(a);
+  return j;
+}
+
+Status ParseManifest(const std::string& text, const std::string& where, BackupManifest* m) {
+  auto bad = [&](const std::string& why) {
+    return Status::Corruption("backup manifest " + where + ": " + why);
+  };
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  try {
+    if (j.at("format").get<int>() != kManifestFormat) {
+      return Status::NotSupported("backup manifest " + where +
+                                  ": format is newer than this build understands");
+    }
+    m->cut = j.at("cut").get<uint64_t>();
+    m->cut_id = j.at("cut_id").get<std::string>();
+    m->store_id = j.at("store_id").get<std::string>();
+    m->region = j.at("region").get<std::string>();
+    m->time = j.at("time").get<int64_t>();
+    m->keyring_generation = j.at("keyring_generation").get<uint64_t>();
+    m->kek_generation = j.at("kek_generation").get<uint32_t>();
+    m->receipt_seq = j.at("receipt_seq").get<uint64_t>();
+    m->audit_seq = j.at("audit_seq").get<uint64_t>();
+    m->tombstone_log = j.at("tombstone_log").get<bool>();
+    m->tombstone_offset = j.at("tombstone_offset").get<uint64_t>();
+    m->signature = j.at("signature").get<std::string>();
+    for (const auto& e : j.at("instances")) {
+      BackupInstance in;
+      in.name = e.at("name").get<std::string>();
+      in.dir = e.at("dir").get<std::string>();
+      in.backup_id = e.at("backup_id").get<uint32_t>();
+      in.sequence = e.at("sequence").get<uint64_t>();
+      in.bytes = e.at("bytes").get<uint64_t>();
+      in.files = e.at("files").get<uint32_t>();
+      m->instances.push_back(std::move(in));
+    }
+  } catch (const std::exception&) {
+    return bad("a field is missing or of the wrong type");
+  }
+  // The layout is fixed: meta, then shard/0000 ... in order. Anything else
+  // (a path that leaves the backup directory) is refused before use.
+  if (m->instances.empty() || m->instances[0].name != "meta" || m->instances[0].dir != "meta") {
+    return bad("the first instance must be the metadata instance");
+  }
+  for (size_t i = 1; i < m->instances.size(); ++i) {
+    const uint32_t s = static_cast<uint32_t>(i - 1);
+    if (m->instances[i].name != ShardName(s) || m->instances[i].dir != ShardBackupDir(s)) {
+      return bad("instance " + std::to_string(i) + " is not shard " + std::to_string(s));
+    }
+  }
+  return Status::OK();
+}
+
+Status ReadText(const std::string& path, std::string* out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::NotFound("cannot read " + path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  return Status::OK();
+}
+
+// Temp file, fsync, rename, fsync the directory.
+Status WriteFileDurably(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Status::IOError("backup: create " + tmp + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return Status::IOError("backup: write " + tmp + ": " + std::strerror(e));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::IOError("backup: fsync " + tmp + ": " + std::strerror(e));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::IOError("backup: rename " + tmp + ": " + std::strerror(errno));
+  }
+  const std::string dir = fs::path(path).parent_path().string();
+  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d < 0) return Status::IOError("backup: open " + dir + ": " + std::strerror(errno));
+  int rc = ::fsync(d);
+  ::close(d);
+  if (rc != 0) return Status::IOError("backup: fsync " + dir + ": " + std::strerror(errno));
+  return Status::OK();
+}
+
+// Regular files under `dir` and their total size.
+void TreeSize(const std::string& dir, uint64_t* files, uint64_t* bytes) {
+  *files = 0;
+  *bytes = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2)) {
+      ++*files;
+      *bytes += it->file_size(e2);
+    }
+  }
+}
+
+// An exclusive lock on BACKUP_DIR/LOCK for the duration of a backup: two
+// BackupEngines writing one directory at once is unspecified behaviour.
+class DirLock {
+ public:
+  Status Take(const std::string& dir) {
+    const std::string path = dir + "/LOCK";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd_ < 0) return Status::IOError("backup: open " + path + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      return Status::FailedPrecondition("backup directory " + dir +
+                                        " is in use by another backup");
+    }
+    return Status::OK();
+  }
+  ~DirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+Status FromIo(const rocksdb::IOStatus& s, const std::string& what) {
+  if (s.ok()) return Status::OK();
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
+  if (s.IsNotFound()) return Status::NotFound(what + ": " + s.ToString());
+  return Status::IOError(what + ": " + s.ToString());
+}
+
+rocksdb::BackupEngineOptions EngineOptions(const std::string& dir) {
+  rocksdb::BackupEngineOptions o(dir);
+  o.share_table_files = true;
+  o.share_files_with_checksum = true;
+  o.sync = true;
+  o.max_background_operations = 2;
+  return o;
+}
+
+Result<std::vector<BackupManifest>> ReadManifests(const std::string& backup_dir) {
+  std::vector<BackupManifest> out;
+  const std::string cuts = backup_dir + "/cuts";
+  std::error_code ec;
+  if (!fs::is_directory(cuts, ec)) {
+    return Status::NotFound("no backup in " + backup_dir + " (no cuts/ directory)");
+  }
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(cuts, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() == 13 && n.ends_with(".json")) names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    std::string text;
+    CV_RETURN_IF_ERROR(ReadText(cuts + "/" + n, &text));
+    BackupManifest m;
+    CV_RETURN_IF_ERROR(ParseManifest(text, "cuts/" + n, &m));
+    if (ManifestName(m.cut) != "cuts/" + n) {
+      return Status::Corruption("backup manifest cuts/" + n + ": names cut " +
+                                std::to_string(m.cut) + " (renamed?)");
+    }
+    out.push_back(std::move(m));
+  }
+  if (out.empty()) return Status::NotFound("no backup in " + backup_dir + " (no manifest)");
+  return out;
+}
+
+Status CheckSignature(const BackupManifest& m, std::string_view public_key) {
+  crypto::Init();
+  if (public_key.size() != crypto_sign_PUBLICKEYBYTES) {
+    return Status::InvalidArgument("public key must be 32 bytes");
+  }
+  std::string sig;
+  const std::string canonical = m.Canonical();
+  if (!FromHex(m.signature, &sig) || sig.size() != crypto_sign_BYTES ||
+      crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
+                                  reinterpret_cast<const unsigned char*>(canonical.data()),
+                                  canonical.size(),
+                                  reinterpret_cast<const unsigned char*>(public_key.data())) != 0) {
+    return Status::Corruption("backup manifest of cut " + std::to_string(m.cut) +
+                              ": signature does not verify against this store's signing key "
+                              "(edited by hand, or another store's backup)");
+  }
+  return Status::OK();
+}
+
+// Every instance backup the manifest names exists and was taken in this
+// cut; with `checksums`, every file's checksum matches.
+Status CheckInstances(const std::string& backup_dir, const BackupManifest& m, bool checksums) {
+  for (const auto& in : m.instances) {
+    rocksdb::BackupEngineReadOnly* raw = nullptr;
+    const std::string dir = backup_dir + "/" + in.dir;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+      return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
+                                ": its directory " + in.dir + " is missing");
+    }
+    CV_RETURN_IF_ERROR(FromIo(rocksdb::BackupEngineReadOnly::Open(
+                                  EngineOptions(dir), rocksdb::Env::Default(), &raw),
+                              "backup: open " + in.dir));
+    std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+    rocksdb::BackupInfo info;
+    rocksdb::Status s = engine->GetBackupInfo(in.backup_id, &info);
+    if (!s.ok()) {
+      return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
+                                ": backup id " + std::to_string(in.backup_id) +
+                                " is not in " + in.dir + " (missing or corrupt)");
+    }
+    if (info.app_metadata != AppMetadata(m.cut_id, in)) {
+      return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
+                                ": backup id " + std::to_string(in.backup_id) +
+                                " belongs to another cut (instances from different cuts: " +
+                                in.dir + " was replaced or mixed in)");
+    }
+    if (checksums) {
+      rocksdb::IOStatus v = engine->VerifyBackup(in.backup_id, true);
+      if (!v.ok()) {
+        return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
+                                  ": a file does not match its checksum or size: " + v.ToString());
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Result<BackupManifest> PickCut(const std::string& backup_dir, uint64_t cut) {
+  CV_ASSIGN_OR_RETURN(auto all, ReadManifests(backup_dir));
+  if (cut == 0) return all.back();
+  for (auto& m : all) {
+    if (m.cut == cut) return m;
+  }
+  return Status::NotFound("backup " + backup_dir + " has no cut " + std::to_string(cut));
+}
+}  // namespace
+
+std::string BackupManifest::Canonical() const {
+  return Body(*this).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string BackupManifest::ToJson() const {
+  nlohmann::json j = Body(*this);
+  j["signature"] = signature;
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir) {
+  return ReadManifests(backup_dir);
+}
+
+Result<BackupManifest> VerifyBackup(const std::string& backup_dir, uint64_t cut,
+                                    std::string_view public_key) {
+  CV_ASSIGN_OR_RETURN(BackupManifest m, PickCut(backup_dir, cut));
+  CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
+  CV_RETURN_IF_ERROR(CheckInstances(backup_dir, m, true));
+  return m;
+}
+
+// ---------------------------------------------------------------------------
+// Backup
+
+Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOptions& opts) {
+  const int64_t start = NowMicros();
+  if (dir_in.empty()) return Status::InvalidArgument("backup directory is empty");
+  std::error_code ec;
+  std::string dir = fs::absolute(dir_in, ec).lexically_normal().string();
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  fs::create_directories(dir + "/cuts", ec);
+  if (!ec) fs::create_directories(dir + "/shards", ec);
+  if (ec) return Status::IOError("backup: create " + dir + ": " + ec.message());
+  ::chmod(dir.c_str(), 0700);
+  // (Checked once it exists: CheckApart judges a missing path by its
+  // parent.) Never inside the store (its files would be backed up into themselves)
+  // nor inside or around the key directory (a backup holds no key).
+  if (!fsutil::CheckApart(path_, dir).ok()) {
+    return Status::InvalidArgument(
+        "the backup directory must be apart from the store directory (not inside it, nor "
+        "holding it)");
+  }
+  const std::string keys = kp_->LocalDirectory();
+  if (!keys.empty() && !fsutil::CheckApart(dir, keys).ok()) {
+    return Status::InvalidArgument(
+        "the backup directory must be apart from the key directory (a backup holds no key)");
+  }
+  DirLock dir_lock;
+  CV_RETURN_IF_ERROR(dir_lock.Take(dir));
+
+  uint64_t files_before = 0, bytes_before = 0;
+  TreeSize(dir, &files_before, &bytes_before);
+  uint64_t cut = 1;
+  if (auto all = ReadManifests(dir); all.ok()) {
+    cut = all->back().cut + 1;
+  } else if (all.status().code() != Code::kNotFound) {
+    return all.status();
+  }
+
+  BackupManifest m;
+  m.cut = cut;
+  m.cut_id = crypto::Hex(crypto::RandomString(16));
+  m.store_id = crypto::Hex(store_id_);
+  m.region = region_;
+  // The signing key is created (if need be) before the cut: never under
+  // the admin lock.
+  CV_ASSIGN_OR_RETURN(std::string public_key, kp_->SigningPublicKey());
+  (void)public_key;
+
+  struct Done {
+    rocksdb::BackupEngine* engine;
+    uint32_t id;
+  };
+  std::vector<std::unique_ptr<rocksdb::BackupEngine>> engines;
+  std::vector<Done> created;
+  Status failed;
+  int64_t locked_at = 0, unlocked_at = 0;
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    locked_at = NowMicros();
+    m.time = locked_at;
+    m.keyring_generation = keyring_.generation;
+    m.kek_generation = keyring_.kek_generation;
+    m.receipt_seq = receipt_seq_;
+    {
+      std::lock_guard<std::mutex> a(audit_mu_);
+      m.audit_seq = audit_seq_;
+    }
+    // Every erasure or retention removal logged before this point has
+    // written its deletion already (it holds tombstone_mu_ shared from its
+    // append to its write), so it is in the copy; every later one is after
+    // the offset and a restore replays it.
+    std::unique_lock<std::shared_mutex> tombstones(tombstone_mu_);
+    if (auto log = kp_->ReadTombstones(); log.ok()) {
+      m.tombstone_log = true;
+      m.tombstone_offset = log->size();
+    } else if (log.status().code() != Code::kNotSupported) {
+      return log.status();
+    }
+    std::vector<std::pair<BackupInstance, rocksdb::DB*>> todo;
+    todo.push_back({BackupInstance{"meta", "meta"}, meta_.get()});
+    for (uint32_t i = 0; i < shards_.size(); ++i) {
+      todo.push_back({BackupInstance{ShardName(i), ShardBackupDir(i)}, shards_[i]->db()});
+    }
+    for (auto& [in, db] : todo) {
+      rocksdb::BackupEngine* raw = nullptr;
+      rocksdb::IOStatus o =
+          rocksdb::BackupEngine::Open(EngineOptions(dir + "/" + in.dir), res_->env, &raw);
+      if (!o.ok()) {
+        failed = FromIo(o, "backup: open " + in.dir);
+        break;
+      }
+      engines.emplace_back(raw);
+      in.sequence = db->GetLatestSequenceNumber();
+      rocksdb::CreateBackupOptions co;
+      co.flush_before_backup = opts.flush_before_backup;
+      rocksdb::BackupID id = 0;
+      rocksdb::IOStatus c = raw->CreateNewBackupWithMetadata(co, db, AppMetadata(m.cut_id, in), &id);
+      if (!c.ok()) {
+        failed = FromIo(c, "backup: instance " + in.name);
+        break;
+      }
+      created.push_back({raw, id});
+      in.backup_id = id;
+      rocksdb::BackupInfo info;
+      if (raw->GetBackupInfo(id, &info).ok()) {
+        in.bytes = info.size;
+        in.files = info.number_files;
+      }
+      m.instances.push_back(in);
+    }
+    unlocked_at = NowMicros();
+  }
+  if (failed.ok()) {
+    auto sig = kp_->Sign(m.Canonical());
+    if (!sig.ok()) failed = sig.status();
+    else m.signature = crypto::Hex(*sig);
+  }
+  if (failed.ok()) failed = WriteFileDurably(dir + "/" + ManifestName(m.cut), m.ToJson());
+  if (!failed.ok()) {
+    // No manifest names them: remove the instance backups of this cut.
+    for (const auto& d : created) d.engine->DeleteBackup(d.id).PermitUncheckedError();
+    return failed;
+  }
+  BackupInfo out;
+  out.manifest = std::move(m);
+  out.manifest_path = dir + "/" + ManifestName(out.manifest.cut);
+  uint64_t files_after = 0, bytes_after = 0;
+  TreeSize(dir, &files_after, &bytes_after);
+  out.new_files = files_after > files_before ? files_after - files_before : 0;
+  out.new_bytes = bytes_after > bytes_before ? bytes_after - bytes_before : 0;
+  out.admin_lock_micros = unlocked_at - locked_at;
+  out.total_micros = NowMicros() - start;
+  Audit("backup", "",
+        "cut=" + std::to_string(out.manifest.cut) + " cut_id=" + out.manifest.cut_id +
+            " instances=" + std::to_string(out.manifest.instances.size()) +
+            " new_bytes=" + std::to_string(out.new_bytes));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Tombstone log: "<time_us> <internal_id> <hex call hash>\n" per removed call.
+
+Status Store::Impl::LogTombstones(uint64_t internal_id, const std::vector<std::string>& hashes) {
+  if (hashes.empty()) return Status::OK();
+  std::string lines;
+  const std::string prefix = std::to_string(NowMicros()) + " " + std::to_string(internal_id) + " ";
+  for (const auto& h : hashes) lines += prefix + crypto::Hex(h) + "\n";
+  Status s = kp_->AppendTombstones(lines);
+  if (s.code() == Code::kNotSupported) return Status::OK();
+  return s;
+}
+
+Status Store::Impl::ReplayTombstones(uint64_t from, uint64_t* removed, uint64_t* kept_held) {
+  *removed = 0;
+  *kept_held = 0;
+  auto log = kp_->ReadTombstones();
+  if (!log.ok()) return log.status().code() == Code::kNotSupported ? Status::OK() : log.status();
+  if (from > log->size()) {
+    return Status::Corruption("the tombstone log is shorter than at the backup's cut (truncated or "
+                              "replaced)");
+  }
+  // internal id -> call hashes, in log order; a torn last line is ignored.
+  std::map<uint64_t, std::vector<std::string>> todo;
+  size_t pos = from;
+  while (pos < log->size()) {
+    const size_t nl = log->find('\n', pos);
+    if (nl == std::string::npos) break;
+    const std::string line = log->substr(pos, nl - pos);
+    pos = nl + 1;
+    const size_t a = line.find(' ');
+    const size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
+    std::string hash;
+    uint64_t id = 0;
+    if (b == std::string::npos || !FromHex(line.substr(b + 1), &hash) || hash.empty()) {
+      return Status::Corruption("the tombstone log holds a malformed line at byte " +
+                                std::to_string(pos));
+    }
+    const std::string ids = line.substr(a + 1, b - a - 1);
+    if (ids.empty() || ids.size() > 20 ||
+        !std::all_of(ids.begin(), ids.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return Status::Corruption("the tombstone log holds a malformed line at byte " +
+                                std::to_string(pos));
+    }
+    id = std::stoull(ids);
+    todo[id].push_back(std::move(hash));
+  }
+  std::map<uint64_t, std::string> live;  // internal id -> tenant id
+  {
+    std::shared_lock<std::shared_mutex> m(map_mu_);
+    for (const auto& [tid, t] : tenants_) {
+      if (t->state == TenantState::kActive) live[t->rec.internal_id] = tid;
+    }
+  }
+  for (const auto& [id, hashes] : todo) {
+    auto l = live.find(id);
+    if (l == live.end()) continue;  // purged, or created after the cut
+    CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(l->second, Access::kRemove));
+    std::lock_guard<std::mutex> w(t->write_mu);
+    rocksdb::WriteBatch batch;
+    std::set<std::string> done;
+    for (const auto& h : hashes) {
+      if (!done.insert(h).second) continue;
+      Call meta;
+      uint32_t parts = 0;
+      bool found = false;
+      CV_RETURN_IF_ERROR(calls::ReadMeta(t, h, &meta, &parts, &found));
+      if (!found) continue;
+      if (!CheckNotHeld(t, h, /*any_call=*/false).ok()) {
+        ++*kept_held;
+        continue;
+      }
+      CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, h, &batch));
+      ++*removed;
+    }
+    if (batch.Count() == 0) continue;
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "replay tombstones"));
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Restore
+
+Result<RestoreReport> Store::Restore(const Options& options, const std::string& backup_dir,
+                                     const std::string& new_dir_in, const RestoreRequest& request) {
+  if (!options.key_provider) return Status::InvalidArgument("options.key_provider is required");
+  if (options.read_only) return Status::InvalidArgument("a restore cannot be read-only");
+  if (new_dir_in.empty()) return Status::InvalidArgument("restore: the new store directory is empty");
+  crypto::Init();
+  KeyProvider* kp = options.key_provider.get();
+  std::error_code ec;
+  std::string new_dir = fs::absolute(new_dir_in, ec).lexically_normal().string();
+  while (new_dir.size() > 1 && new_dir.back() == '/') new_dir.pop_back();
+
+  // 1. The cut and its manifest.
+  CV_ASSIGN_OR_RETURN(BackupManifest m, PickCut(backup_dir, request.cut));
+  // 2. The current key directory must hold this store's keys.
+  CV_ASSIGN_OR_RETURN(auto gens, kp->ListKeyrings());
+  if (gens.empty()) {
+    return Status::KeyError("restore: the key directory holds no keyring (wrong key directory?)");
+  }
+  CV_ASSIGN_OR_RETURN(std::string sealed, kp->ReadKeyring(gens.back()));
+  CV_ASSIGN_OR_RETURN(Keyring k, Keyring::Unseal(kp, sealed));
+  if (crypto::Hex(k.store_id) != m.store_id) {
+    return Status::KeyError("restore: the backup is of another store than the key directory's "
+                            "(store " + m.store_id + "); use that store's key directory");
+  }
+  if (k.generation < m.keyring_generation) {
+    return Status::KeyError("restore: the key directory holds keyring generation " +
+                            std::to_string(k.generation) + ", older than the backup's (" +
+                            std::to_string(m.keyring_generation) + "): a rolled-back key directory");
+  }
+  // 3. The manifest's signature, then every instance of the cut.
+  CV_ASSIGN_OR_RETURN(std::string public_key, kp->ExistingSigningPublicKey());
+  CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
+  CV_RETURN_IF_ERROR(CheckInstances(backup_dir, m, true));
+  // 4. An empty (or absent) target, apart from the keys.
+  if (fs::exists(new_dir, ec)) {
+    if (!fs::is_directory(new_dir, ec) || !fs::is_empty(new_dir, ec)) {
+      return Status::FailedPrecondition("restore: " + new_dir +
+                                        " is not empty (restore into a new or empty directory)");
+    }
+  }
+  const std::string keys = kp->LocalDirectory();
+  if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(new_dir, keys));
+  // The writer lock on the key directory: a store still running on these
+  // keys (the one backed up) must be closed first. Checked before anything
+  // is written; released for Store::Open, which takes it again.
+  CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
+  kp->ReleaseWriterLock();
+  // 5. Every instance into a staging directory beside the target, then one
+  // rename: a failed restore leaves no half store at new_dir.
+  const std::string staging = new_dir + ".restoring-" + crypto::Hex(crypto::RandomString(6));
+  auto cleanup = [&] { fs::remove_all(staging, ec); };
+  fs::create_directories(staging + "/shards", ec);
+  if (ec) return Status::IOError("restore: create " + staging + ": " + ec.message());
+  for (size_t i = 0; i < m.instances.size(); ++i) {
+    const auto& in = m.instances[i];
+    rocksdb::BackupEngineReadOnly* raw = nullptr;
+    rocksdb::IOStatus o = rocksdb::BackupEngineReadOnly::Open(
+        EngineOptions(backup_dir + "/" + in.dir), rocksdb::Env::Default(), &raw);
+    if (!o.ok()) {
+      cleanup();
+      return FromIo(o, "restore: open " + in.dir);
+    }
+    std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+    const std::string target =
+        i == 0 ? staging + "/meta" : staging + "/" + ShardBackupDir(static_cast<uint32_t>(i - 1));
+    rocksdb::IOStatus r = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), in.backup_id,
+                                                      target, target);
+    if (!r.ok()) {
+      cleanup();
+      return FromIo(r, "restore: instance " + in.name);
+    }
+  }
+  if (fs::exists(new_dir, ec)) fs::remove(new_dir, ec);  // empty, checked above
+  if (::rename(staging.c_str(), new_dir.c_str()) != 0) {
+    Status s = Status::IOError("restore: rename into " + new_dir + ": " + std::strerror(errno));
+    cleanup();
+    return s;
+  }
+  {
+    const std::string parent = fs::path(new_dir).parent_path().string();
+    int d = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+      ::fsync(d);
+      ::close(d);
+    }
+  }
+  // 6. Open with the current keys: recovery rolls every tenant whose key
+  // is gone (purged since the backup) forward to PURGED.
+  Options o = options;
+  o.create_if_missing = false;
+  CV_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(o, new_dir));
+  RestoreReport report;
+  report.manifest = m;
+  CV_ASSIGN_OR_RETURN(auto receipts, store->ListReceipts());
+  for (const auto& r : receipts) {
+    if (r.sequence <= m.receipt_seq) continue;
+    if (report.first_new_receipt == 0) report.first_new_receipt = r.sequence;
+    if (r.kind == "purge_on_open") report.purged_since_backup.push_back(r.tenant_id);
+  }
+  // Erasures and retention removals since the cut, before anything reads.
+  if (m.tombstone_log) {
+    CV_RETURN_IF_ERROR(store->impl_->ReplayTombstones(m.tombstone_offset, &report.tombstones_replayed,
+                                                      &report.tombstones_kept_held));
+    report.erasures_after_backup_not_reapplied = false;
+  }
+  CV_ASSIGN_OR_RETURN(auto orphans, store->ReconcileKeys(true));
+  for (const auto& ok : orphans.orphan_keys) report.orphan_key_internal_ids.push_back(ok.internal_id);
+  store->impl_->Audit(
+      "store_restored", "",
+      "cut=" + std::to_string(m.cut) + " cut_id=" + m.cut_id +
+          " backup_time=" + std::to_string(m.time) + " backup_receipt_seq=" +
+          std::to_string(m.receipt_seq) + " backup_audit_seq=" + std::to_string(m.audit_seq) +
+          " purged_since_backup=" + std::to_string(report.purged_since_backup.size()) +
+          " orphan_keys=" + std::to_string(report.orphan_key_internal_ids.size()) +
+          " tombstones_replayed=" + std::to_string(report.tombstones_replayed) +
+          " tombstones_kept_held=" + std::to_string(report.tombstones_kept_held) +
+          ": receipts and audit events written after the backup are not in this store; " +
+          (report.erasures_after_backup_not_reapplied
+               ? "erasures and retention removals done after the backup were not re-applied"
+               : "erasure deletions and retention removals done after the backup were "
+                 "re-applied from the tombstone log; redactions were not"));
+  CV_RETURN_IF_ERROR(store->Close());
+  return report;
+}
+
+}  // namespace callvault

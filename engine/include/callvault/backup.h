@@ -1,0 +1,111 @@
+// Online backups and restores (docs/operations.md "Backups", docs/format.md
+// "Backup directory", docs/decisions/0018-backup-cut-and-manifest.md).
+//
+// A backup directory holds one RocksDB BackupEngine directory per instance
+// of the store (meta/ for the metadata instance, shards/NNNN/ per shard) and
+// one signed manifest per cut (cuts/NNNNNNNN.json) naming, for each
+// instance, the BackupEngine backup id of that cut. A backup never holds key
+// material: the keyring, the KEKs and the signing key live in the key
+// directory, which the backup does not touch.
+#ifndef CALLVAULT_BACKUP_H_
+#define CALLVAULT_BACKUP_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "callvault/key_provider.h"
+#include "callvault/status.h"
+
+namespace callvault {
+
+struct BackupOptions {
+  // Flush every memtable before copying, so that the backup holds table
+  // files only (no WAL). Costs a flush of every column family of every shard
+  // under the admin lock; without it the live WAL is copied (up to its size
+  // at the cut). Default: false.
+  bool flush_before_backup = false;
+};
+
+// One instance's part of a cut.
+struct BackupInstance {
+  std::string name;        // "meta" or "shard/0000"
+  std::string dir;         // its BackupEngine directory, relative: "meta", "shards/0000"
+  uint32_t backup_id = 0;  // the BackupEngine backup id of this cut
+  // The instance's latest sequence number when its copy began: every write
+  // of the instance up to it is in the backup (later ones may be too).
+  uint64_t sequence = 0;
+  uint64_t bytes = 0;      // size of the instance's backup (shared files included)
+  uint32_t files = 0;
+};
+
+// A cut, as its signed manifest records it (docs/format.md).
+struct BackupManifest {
+  uint64_t cut = 0;           // 1, 2, ... within the backup directory
+  std::string cut_id;         // random hex, also in every instance backup's metadata
+  std::string store_id;       // hex
+  std::string region;
+  int64_t time = 0;           // microseconds since epoch, when the cut was taken
+  uint64_t keyring_generation = 0;
+  uint32_t kek_generation = 0;
+  uint64_t receipt_seq = 0;   // the last receipt in the backup
+  uint64_t audit_seq = 0;     // the last audit event at the cut (later ones may be in it)
+  // The key provider's tombstone log at the cut: whether there is one, and
+  // its size. A restore replays the entries after this offset.
+  bool tombstone_log = false;
+  uint64_t tombstone_offset = 0;
+  std::vector<BackupInstance> instances;  // meta first, then shards in order
+  std::string signature;      // hex Ed25519 over Canonical()
+  std::string Canonical() const;  // one line of JSON, sorted keys, without the signature
+  std::string ToJson() const;     // Canonical() plus "signature"
+};
+
+struct BackupInfo {
+  BackupManifest manifest;
+  std::string manifest_path;
+  uint64_t new_files = 0;   // files this backup added to the backup directory
+  uint64_t new_bytes = 0;   // their size: an unchanged store adds (almost) nothing
+  int64_t admin_lock_micros = 0;  // how long create/purge/erase/keyring writes waited
+  int64_t total_micros = 0;
+};
+
+// The cuts of a backup directory, oldest first, as their manifests say
+// (signatures not checked: see VerifyBackup).
+Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir);
+
+// Checks one cut (cut 0: the newest): the manifest's signature against
+// `public_key` (32 bytes, `callvault pubkey`), that every instance backup it
+// names exists and belongs to this cut, and every file's checksum
+// (BackupEngine::VerifyBackup with checksums).
+// kCorruption naming the instance and what failed; kNotFound without cuts.
+Result<BackupManifest> VerifyBackup(const std::string& backup_dir, uint64_t cut,
+                                    std::string_view public_key);
+
+struct RestoreRequest {
+  uint64_t cut = 0;  // 0: the newest cut
+};
+
+struct RestoreReport {
+  BackupManifest manifest;
+  // Tenants the backup holds as live whose data key is gone from the
+  // current key directory: purged since the backup, rolled forward to
+  // PURGED at the first open ("purge_on_open" receipts).
+  std::vector<std::string> purged_since_backup;
+  // Keys in the key directory that no restored registry record owns
+  // (tenants created after the backup): see Store::ReconcileKeys.
+  std::vector<uint64_t> orphan_key_internal_ids;
+  uint64_t first_new_receipt = 0;  // receipts after the backup's start here (0: none)
+  // Calls that erasures (delete mode) and retention removed after the cut,
+  // removed again from the tombstone log before the restored store served;
+  // and those a legal hold in the backup kept.
+  uint64_t tombstones_replayed = 0;
+  uint64_t tombstones_kept_held = 0;
+  // True when the key provider keeps no tombstone log (then erasures and
+  // retention removals after the backup are NOT re-applied). Redactions
+  // (EraseMode::kRedact) after the backup are never re-applied.
+  bool erasures_after_backup_not_reapplied = true;
+};
+
+}  // namespace callvault
+
+#endif  // CALLVAULT_BACKUP_H_

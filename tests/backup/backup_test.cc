@@ -1,0 +1,552 @@
+// Issue 12 items 1-2: online backups through RocksDB's BackupEngine with a
+// signed manifest, and a restore that opens with the current key directory.
+// Real RocksDB, real files, the real CLI binary (popen).
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "callvault/backup.h"
+#include "callvault/store.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::MakeCall;
+using testutil::TempDir;
+
+Options Opts(const std::string& keys) {
+  Options o = testutil::DefaultOptions(keys);
+  o.dictionary_training_calls = 0;
+  return o;
+}
+
+std::unique_ptr<Store> OpenAt(const std::string& db, const std::string& keys) {
+  auto s = Store::Open(Opts(keys), db);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+Result<RestoreReport> RestoreTo(const std::string& backup, const std::string& keys,
+                                const std::string& new_dir) {
+  Options o = Opts(keys);
+  o.create_if_missing = false;
+  return Store::Restore(o, backup, new_dir);
+}
+
+int RunCli(const std::string& args, std::string* out) {
+  const std::string cmd = std::string(CALLVAULT_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  const int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::vector<std::string> TableFiles(const std::string& dir) {
+  std::vector<std::string> v;
+  for (const auto& f : testutil::ListFiles(dir)) {
+    if (f.find("shared_checksum") != std::string::npos &&
+        (f.ends_with(".sst") || f.ends_with(".blob"))) {
+      v.push_back(f);
+    }
+  }
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+void FlipByte(const std::string& path, uint64_t offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f.good()) << path;
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5a);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+  ASSERT_TRUE(f.good());
+}
+
+// A batch of 3 calls, written atomically: present whole or not at all.
+std::vector<Call> Batch(const std::string& tag) {
+  std::vector<Call> v;
+  for (int i = 0; i < 3; ++i) {
+    v.push_back(MakeCall(tag + "-" + std::to_string(i), 1700000000000000 + i, "mk" + tag));
+  }
+  return v;
+}
+
+// Present and whole (every part), or absent; returns true if present.
+bool CheckBatch(Store* s, const std::string& tenant, const std::string& tag, bool* half) {
+  int present = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto c = s->GetCall(tenant, tag + "-" + std::to_string(i));
+    if (!c.ok()) {
+      EXPECT_EQ(c.status().code(), Code::kNotFound) << c.status().ToString();
+      continue;
+    }
+    ++present;
+    EXPECT_EQ(c->transcript.size(), 20u);
+    EXPECT_NE(c->insights.summary.find("mk" + tag), std::string::npos);
+    EXPECT_EQ(c->participants.size(), 2u);
+  }
+  *half = present != 0 && present != 3;
+  return present == 3;
+}
+
+// Backup while two writers and a purger run; restore: every batch
+// acknowledged before Backup was called is present, every batch present is
+// whole, every tenant purged before the backup is PURGED, none quarantined.
+TEST(Backup, OnlineCutUnderWritersAndPurger) {
+  const unsigned seed = static_cast<unsigned>(std::random_device{}());
+  std::printf("[backup] seed: %u\n", seed);
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), bak = tmp.Sub("bak");
+  auto s = OpenAt(db, keys);
+  ASSERT_TRUE(s);
+  for (int w = 0; w < 4; ++w) ASSERT_OK(s->CreateTenant({.tenant_id = "w" + std::to_string(w)}));
+
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> acked;  // (tenant, tag), in ack order
+  std::vector<std::string> purged;                          // purge returned OK
+  std::vector<std::string> created;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 2; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937 rng(seed + w);
+      for (int n = 0; !stop; ++n) {
+        const std::string tenant = "w" + std::to_string(w * 2 + (rng() % 2));
+        const std::string tag = "b" + std::to_string(w) + "x" + std::to_string(n);
+        auto r = s->PutCalls(tenant, Batch(tag));
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        std::lock_guard<std::mutex> l(mu);
+        acked.emplace_back(tenant, tag);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int n = 0; !stop; ++n) {
+      const std::string t = "p" + std::to_string(n);
+      ASSERT_OK(s->CreateTenant({.tenant_id = t}));
+      {
+        std::lock_guard<std::mutex> l(mu);
+        created.push_back(t);
+      }
+      ASSERT_OK(s->PutCalls(t, Batch("pb" + std::to_string(n))));
+      ASSERT_OK(s->PurgeTenant(t));
+      std::lock_guard<std::mutex> l(mu);
+      purged.push_back(t);
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(400 + seed % 300));
+  std::vector<std::pair<std::string, std::string>> before;
+  std::vector<std::string> purged_before;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    before = acked;
+    purged_before = purged;
+  }
+  auto info = s->Backup(bak);
+  ASSERT_OK(info);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  stop = true;
+  for (auto& t : threads) t.join();
+  std::vector<std::pair<std::string, std::string>> all = acked;
+  std::vector<std::string> all_created = created;
+  ASSERT_OK(s->Close());
+  s.reset();
+
+  auto report = RestoreTo(bak, keys, tmp.Sub("restored"));
+  ASSERT_OK(report);
+  auto r = OpenAt(tmp.Sub("restored"), keys);
+  ASSERT_TRUE(r);
+  size_t lost = 0, half = 0, present_after = 0;
+  std::set<std::pair<std::string, std::string>> before_set(before.begin(), before.end());
+  for (const auto& [tenant, tag] : all) {
+    bool h = false;
+    const bool present = CheckBatch(r.get(), tenant, tag, &h);
+    half += h;
+    if (before_set.count({tenant, tag}) && !present) ++lost;
+    if (!before_set.count({tenant, tag}) && present) ++present_after;
+  }
+  for (const auto& t : purged_before) {
+    auto d = r->DescribeTenant(t);
+    ASSERT_OK(d);
+    EXPECT_EQ(d->state, TenantState::kPurged) << "purged before the backup";
+  }
+  size_t quarantined = 0;
+  for (const auto& t : all_created) {
+    auto d = r->DescribeTenant(t);
+    if (!d.ok()) continue;  // created after the cut
+    quarantined += d->quarantined;
+    EXPECT_NE(d->state, TenantState::kActive) << "every purger tenant was purged by now";
+  }
+  auto v = r->Verify();
+  ASSERT_OK(v);
+  EXPECT_TRUE(v->ok());
+  std::printf(
+      "[backup] online cut: %zu batches acked before the cut, %zu lost, %zu half-present, %zu "
+      "after the cut present, %zu purged before the cut, %zu purged since (rolled forward), "
+      "admin lock %.1f ms\n",
+      before.size(), lost, half, present_after, purged_before.size(),
+      report->purged_since_backup.size(), info->admin_lock_micros / 1000.0);
+  EXPECT_GT(before.size(), 0u);
+  EXPECT_EQ(lost, 0u);
+  EXPECT_EQ(half, 0u);
+  EXPECT_EQ(quarantined, 0u);
+}
+
+struct TwoTenants {
+  TempDir tmp;
+  std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), bak = tmp.Sub("bak");
+  std::unique_ptr<Store> s;
+  void Make(int calls = 20) {
+    s = OpenAt(db, keys);
+    ASSERT_TRUE(s);
+    ASSERT_OK(s->CreateTenant({.tenant_id = "A"}));
+    ASSERT_OK(s->CreateTenant({.tenant_id = "B"}));
+    for (int i = 0; i < calls; ++i) {
+      ASSERT_OK(s->PutCall("A", MakeCall("a" + std::to_string(i), 1700000000000000 + i, "ma")));
+      ASSERT_OK(s->PutCall("B", MakeCall("b" + std::to_string(i), 1700000000000000 + i, "mb")));
+    }
+  }
+};
+
+// backup -> purge A -> restore: A unreadable and PURGED, B whole; the
+// receipt and audit chains of the restored store verify.
+TEST(Backup, PurgeAfterBackupStaysPurged) {
+  TwoTenants t;
+  t.Make();
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->PurgeTenant("A"));
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  auto report = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  ASSERT_OK(report);
+  EXPECT_EQ(report->purged_since_backup, std::vector<std::string>{"A"});
+  EXPECT_TRUE(report->orphan_key_internal_ids.empty());
+  auto r = OpenAt(t.tmp.Sub("r"), t.keys);
+  ASSERT_TRUE(r);
+  auto a = r->DescribeTenant("A");
+  ASSERT_OK(a);
+  EXPECT_EQ(a->state, TenantState::kPurged);
+  EXPECT_CODE(r->GetCall("A", "a0"), Code::kTenantPurged);
+  for (int i = 0; i < 20; ++i) {
+    auto c = r->GetCall("B", "b" + std::to_string(i));
+    ASSERT_OK(c);
+    EXPECT_NE(c->insights.summary.find("mb"), std::string::npos);
+  }
+  auto receipts = r->ListReceipts();
+  ASSERT_OK(receipts);
+  ASSERT_FALSE(receipts->empty());
+  EXPECT_EQ(receipts->back().kind, "purge_on_open");
+  auto pk = r->SigningPublicKey();
+  ASSERT_OK(pk);
+  EXPECT_OK(VerifyReceiptChain(*receipts, *pk));
+  auto audit = r->ListAudit();
+  ASSERT_OK(audit);
+  EXPECT_OK(VerifyAuditChain(*audit));
+  EXPECT_EQ(audit->back().kind, "store_restored");
+  auto v = r->Verify();
+  ASSERT_OK(v);
+  EXPECT_TRUE(v->ok());
+  std::printf("[backup] purge after backup: 1 tenant purged since, 20 calls of B whole\n");
+}
+
+// A tenant created after the backup: its key is an orphan of the restore.
+TEST(Backup, TenantCreatedAfterBackupIsAnOrphanKey) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_OK(t.s->Backup(t.bak));
+  auto c = t.s->CreateTenant({.tenant_id = "C"});
+  ASSERT_OK(c);
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  auto report = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  ASSERT_OK(report);
+  EXPECT_EQ(report->orphan_key_internal_ids, std::vector<uint64_t>{c->internal_id});
+}
+
+// backup -> erase an email, run retention -> restore: the erased and
+// expired calls are gone again before the first read (tombstone log in the
+// key directory, blind hashes only); a call put again after the cut is not
+// touched by tombstones from before the cut.
+TEST(Backup, ErasuresAfterBackupAreReapplied) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), bak = tmp.Sub("bak");
+  auto s = OpenAt(db, keys);
+  ASSERT_TRUE(s);
+  ASSERT_OK(s->CreateTenant({.tenant_id = "A"}));
+  ASSERT_OK(s->CreateTenant({.tenant_id = "B"}));
+  const int64_t now = 1800000000000000;
+  const int64_t day = 86400000000LL;
+  // Erased before the backup, then put again: must survive the restore.
+  Call again = MakeCall("again", now - day, "mg");
+  again.participants[1].email = "gone-before@customer.example";
+  ASSERT_OK(s->PutCall("A", again));
+  EraseRequest early;
+  early.subject = "gone-before@customer.example";
+  ASSERT_OK(s->Erase("A", early));
+  ASSERT_OK(s->PutCall("A", again));
+  for (int i = 0; i < 6; ++i) {
+    Call c = MakeCall("e" + std::to_string(i), now - day, "me");
+    if (i % 2 == 0) c.participants[1].email = "erase-me@customer.example";
+    ASSERT_OK(s->PutCall("A", c));
+  }
+  // B: 3 old calls that retention removes after the backup.
+  for (int i = 0; i < 3; ++i) ASSERT_OK(s->PutCall("B", MakeCall("old" + std::to_string(i), now - 100 * day, "mo")));
+  ASSERT_OK(s->PutCall("B", MakeCall("new", now - day, "mn")));
+  ASSERT_OK(s->Backup(bak));
+  EraseRequest req;
+  req.subject = "erase-me@customer.example";
+  auto erased = s->Erase("A", req);
+  ASSERT_OK(erased);
+  EXPECT_EQ(erased->changed, 3u);
+  ASSERT_OK(s->SetRetention("B", 30));
+  auto swept = s->RunRetention(now);
+  ASSERT_OK(swept);
+  EXPECT_EQ(swept->calls_removed, 3u);
+  ASSERT_OK(s->Close());
+  s.reset();
+  // The log holds blind hashes only.
+  const std::string log = testutil::ReadFile(keys + "/TOMBSTONES");
+  EXPECT_FALSE(log.empty());
+  for (const char* needle : {"erase-me", "customer.example", "old0", "again", "mme"}) {
+    EXPECT_EQ(log.find(needle), std::string::npos) << needle;
+  }
+  auto report = RestoreTo(bak, keys, tmp.Sub("r"));
+  ASSERT_OK(report);
+  EXPECT_FALSE(report->erasures_after_backup_not_reapplied);
+  EXPECT_EQ(report->tombstones_replayed, 6u);
+  auto r = OpenAt(tmp.Sub("r"), keys);
+  ASSERT_TRUE(r);
+  for (int i = 0; i < 6; ++i) {
+    auto c = r->GetCall("A", "e" + std::to_string(i));
+    if (i % 2 == 0) EXPECT_CODE(c, Code::kNotFound);
+    else EXPECT_OK(c);
+  }
+  auto refs = r->FindReferences("A", "erase-me@customer.example");
+  ASSERT_OK(refs);
+  EXPECT_TRUE(refs->empty());
+  for (int i = 0; i < 3; ++i) EXPECT_CODE(r->GetCall("B", "old" + std::to_string(i)), Code::kNotFound);
+  EXPECT_OK(r->GetCall("B", "new"));
+  EXPECT_OK(r->GetCall("A", "again"));
+  std::printf("[backup] erasures: %llu calls erased or expired after the cut removed again, 0 back\n",
+              static_cast<unsigned long long>(report->tombstones_replayed));
+}
+
+void ExpectNothingRestored(const std::string& dir) {
+  std::error_code ec;
+  EXPECT_FALSE(fs::exists(dir, ec) && !fs::is_empty(dir, ec)) << dir << " has files";
+  const std::string parent = fs::path(dir).parent_path().string();
+  for (const auto& e : fs::directory_iterator(parent)) {
+    EXPECT_EQ(e.path().filename().string().find(".restoring-"), std::string::npos)
+        << "staging left behind";
+  }
+}
+
+TEST(Backup, TamperedManifestRefused) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  const std::string m = t.bak + "/cuts/00000001.json";
+  std::string text = testutil::ReadFile(m);
+  const size_t at = text.find("\"receipt_seq\": 0");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 16, "\"receipt_seq\": 7");
+  std::ofstream(m, std::ios::trunc) << text;
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kCorruption);
+  EXPECT_NE(r.status().message().find("signature does not verify"), std::string::npos)
+      << r.status().ToString();
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// Two backup directories of one store; one shard's BackupEngine directory
+// of the second put into the first: its backup id 1 is another cut's.
+TEST(Backup, MixedCutsRefused) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->PutCall("A", MakeCall("later", 1700000000000000, "ml")));
+  ASSERT_OK(t.s->Backup(t.tmp.Sub("bak2")));
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  fs::remove_all(t.bak + "/shards/0000");
+  fs::copy(t.tmp.Sub("bak2") + "/shards/0000", t.bak + "/shards/0000",
+           fs::copy_options::recursive);
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kCorruption);
+  EXPECT_NE(r.status().message().find("different cuts"), std::string::npos)
+      << r.status().ToString();
+  ExpectNothingRestored(t.tmp.Sub("r"));
+  auto pk = NewFileKeyProvider(t.keys);
+  ASSERT_OK(pk);
+  auto key = (*pk)->ExistingSigningPublicKey();
+  ASSERT_OK(key);
+  EXPECT_CODE(VerifyBackup(t.bak, 0, *key), Code::kCorruption);
+}
+
+TEST(Backup, WrongKeyDirectoryRefused) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  // Another store's key directory.
+  {
+    auto other = OpenAt(t.tmp.Sub("other"), t.tmp.Sub("other_keys"));
+    ASSERT_TRUE(other);
+  }
+  auto r = RestoreTo(t.bak, t.tmp.Sub("other_keys"), t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kKeyError);
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+TEST(Backup, NonEmptyTargetRefused) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  fs::create_directories(t.tmp.Sub("r"));
+  std::ofstream(t.tmp.Sub("r") + "/precious") << "x";
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kFailedPrecondition);
+  EXPECT_EQ(testutil::ListFiles(t.tmp.Sub("r")).size(), 1u);
+}
+
+// A store still running on the key directory: the restore is refused
+// before anything is written.
+TEST(Backup, RestoreWhileTheStoreRunsRefused) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_OK(t.s->Backup(t.bak));
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kFailedPrecondition);
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// The second backup of an unchanged store copies no table or blob file.
+TEST(Backup, SecondBackupIsIncremental) {
+  TwoTenants t;
+  t.Make(300);
+  ASSERT_OK(t.s->Flush());
+  auto first = t.s->Backup(t.bak);
+  ASSERT_OK(first);
+  const auto tables = TableFiles(t.bak);
+  ASSERT_FALSE(tables.empty());
+  auto second = t.s->Backup(t.bak);
+  ASSERT_OK(second);
+  EXPECT_EQ(TableFiles(t.bak), tables) << "the second backup copied table files again";
+  std::printf("[backup] incremental: first %llu bytes (%llu files), second %llu bytes (%llu files)\n",
+              static_cast<unsigned long long>(first->new_bytes),
+              static_cast<unsigned long long>(first->new_files),
+              static_cast<unsigned long long>(second->new_bytes),
+              static_cast<unsigned long long>(second->new_files));
+  EXPECT_GT(first->new_bytes, 100000u);
+  EXPECT_LT(second->new_bytes * 20, first->new_bytes);
+  ASSERT_OK(ListBackups(t.bak));
+  EXPECT_EQ(ListBackups(t.bak)->size(), 2u);
+}
+
+// Nothing in a backup is key material: no key file, and no byte string of
+// any key file of the key directory appears in any backup file.
+TEST(Backup, HoldsNoKeyMaterial) {
+  TwoTenants t;
+  t.Make(5);
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  std::vector<std::string> needles;
+  for (const auto& f : testutil::ListFiles(t.keys)) {
+    const std::string name = fs::path(f).filename().string();
+    if (name.starts_with("KEK-") || name == "SIGNING-KEY") needles.push_back(testutil::ReadFile(f));
+    if (name.starts_with("KEYRING-")) needles.push_back(testutil::ReadFile(f).substr(0, 64));
+  }
+  ASSERT_GE(needles.size(), 3u);
+  EXPECT_TRUE(testutil::FindInTree(t.bak, needles).empty());
+  for (const auto& f : testutil::ListFiles(t.bak)) {
+    const std::string name = fs::path(f).filename().string();
+    EXPECT_FALSE(name.starts_with("KEK-") || name.starts_with("KEYRING-") || name == "SIGNING-KEY")
+        << f;
+  }
+}
+
+// `backup verify` fails once a byte of a backed-up table file is flipped,
+// and the restore refuses the cut.
+TEST(Backup, VerifyFailsAfterAByteFlip) {
+  TwoTenants t;
+  t.Make(50);
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  std::string out;
+  const std::string k = " --keys " + t.keys + " ";
+  ASSERT_EQ(RunCli(k + "backup verify " + t.bak, &out), 0) << out;
+  const auto tables = TableFiles(t.bak);
+  ASSERT_FALSE(tables.empty());
+  FlipByte(tables.back(), fs::file_size(tables.back()) / 2);
+  out.clear();
+  EXPECT_NE(RunCli(k + "backup verify " + t.bak, &out), 0) << out;
+  EXPECT_NE(out.find("checksum"), std::string::npos) << out;
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kCorruption);
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// The operator's path through the CLI: backup, list, verify, purge,
+// restore (says "purged since the backup"), then verify the restored store.
+TEST(Backup, CliRoundTrip) {
+  TwoTenants t;
+  t.Make(3);
+  ASSERT_OK(t.s->Close());
+  t.s.reset();
+  const std::string k = " --keys " + t.keys + " ";
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + t.db + k + "backup --to " + t.bak, &out), 0) << out;
+  EXPECT_NE(out.find("backup cut 1"), std::string::npos) << out;
+  out.clear();
+  ASSERT_EQ(RunCli("backup list " + t.bak, &out), 0) << out;
+  EXPECT_NE(out.find("CUT"), std::string::npos) << out;
+  out.clear();
+  std::string pk;
+  ASSERT_EQ(RunCli("--db " + t.db + k + "receipts pubkey", &pk), 0) << pk;
+  while (!pk.empty() && pk.back() == '\n') pk.pop_back();
+  ASSERT_EQ(RunCli("backup verify " + t.bak + " --pubkey " + pk, &out), 0) << out;
+  out.clear();
+  ASSERT_EQ(RunCli("--db " + t.db + k + "tenant purge A --yes", &out), 0) << out;
+  out.clear();
+  ASSERT_EQ(RunCli("--db " + t.tmp.Sub("r") + k + "restore " + t.bak, &out), 0) << out;
+  EXPECT_NE(out.find("tenant A: purged since the backup"), std::string::npos) << out;
+  EXPECT_NE(out.find("redactions (erase --redact) done after the backup are NOT re-applied"),
+            std::string::npos)
+      << out;
+  out.clear();
+  EXPECT_EQ(RunCli("--db " + t.tmp.Sub("r") + k + "verify", &out), 0) << out;
+  out.clear();
+  EXPECT_EQ(RunCli("--db " + t.tmp.Sub("r") + k + "receipts verify", &out), 0) << out;
+  out.clear();
+  EXPECT_NE(RunCli("--db " + t.tmp.Sub("r2") + k + "restore " + t.bak + " --cut 9", &out), 0);
+}
+
+}  // namespace
+}  // namespace callvault
