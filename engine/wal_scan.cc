@@ -731,9 +731,16 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
   std::sort(files.begin(), files.end(),
             [](const WalFile& a, const WalFile& b) { return a.number < b.number; });
   ScanResult r = Scan(files, repair);
-  auto add = [&r](Damage d) {
+  // `same_loss`: a duplicate only if it names the same families too (a
+  // record's offset is in the file as it was; a repaired file's offsets
+  // differ, so a match on the offset alone may be other damage).
+  auto add = [&r](Damage d, bool same_loss) {
     for (const auto& x : r.damage) {
-      if (x.file == d.file && x.offset == d.offset) return;
+      if (x.file == d.file && x.offset == d.offset &&
+          (!same_loss || (x.column_families == d.column_families &&
+                          x.unknown_families == d.unknown_families))) {
+        return;
+      }
     }
     r.damage.push_back(std::move(d));
   };
@@ -749,10 +756,10 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
       d.file = file;
       d.reason = got.status().message() + " (the damage it recorded is unknown)";
       d.unknown_families = true;
-      add(std::move(d));
+      add(std::move(d), true);
       continue;
     }
-    for (auto& d : *got) add(std::move(d));
+    for (auto& d : *got) add(std::move(d), true);
   }
   if (repair) {
     // Every damage found is durable before any file is touched: a crash or
@@ -805,7 +812,7 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
     ScanResult old = Scan({e}, /*repair=*/true);
     for (auto& d : old.damage) {
       d.file = e.name.substr(0, e.name.size() - kEvidenceSuffix.size());
-      add(std::move(d));
+      add(std::move(d), false);
     }
   }
   // Removed last: while one is left, the damage is reported again.
