@@ -517,6 +517,10 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     shard->wal_damage_.push_back(std::move(w));
   }
   if (!scan.damage.empty()) {
+    // RocksDB recovered past the damage (a new MANIFEST: the high-water
+    // mark no longer applies); only the scan's damage record keeps it until
+    // the metadata does (decision 0019).
+    CV_KILL_POINT("wal_repair.after_db_open");
     std::map<uint32_t, std::string> by_id;
     for (auto* h : handles) by_id[h->GetID()] = h->GetName();
     for (const auto& d : scan.damage) {

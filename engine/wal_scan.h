@@ -53,8 +53,9 @@ struct ScanResult {
   // numbers), so that recovery does not drop the rest of a 32 KiB block
   // after a damaged record, which held other tenants' writes.
   std::vector<std::pair<std::string, std::string>> repaired;
-  // Names of the damaged originals kept beside (kEvidenceSuffix), to be
-  // removed once the store recorded the damage.
+  // Names of the damaged originals kept beside (kEvidenceSuffix) and of the
+  // damage records (kDamageRecordSuffix), to be removed, in this order, once
+  // the store recorded the damage.
   std::vector<std::string> evidence;
   // Without `repair`, when there is damage: where RocksDB's reader would
   // not get past a header in kSkipAnyCorruptedRecords mode (a header of a
@@ -73,11 +74,23 @@ struct ScanResult {
 };
 
 inline constexpr std::string_view kEvidenceSuffix = ".damaged";
+// `<name>.damage`: what a repairing scan found in WAL file <name>, written
+// (atomically, synced) before any file is copied or rewritten, so that a
+// crash or a full disk between the repair and the store's record of the
+// damage cannot lose it (docs/format.md, docs/decisions/0019).
+inline constexpr std::string_view kDamageRecordSuffix = ".damage";
+// The damage record of WAL file `file` (every entry's `file` is `file`).
+std::string EncodeDamageRecord(const std::string& file, const std::vector<Damage>& damage);
+// Its entries; kCorruption ("damage record: ...") if it does not read whole.
+Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::string_view data);
 // Scans every *.log file of `dir` (none: an empty result). Read errors are
-// returned as kIOError. With `repair`, each damaged file is first kept as
+// returned as kIOError. With `repair`, the damage of each damaged file is
+// first recorded in `<name>.damage`, then the file is kept as
 // `<name>.damaged`, then replaced (atomically, synced) by its repaired
-// content. Damage found in a kept `.damaged` file (a crash after the
-// repair, before the store recorded it) is reported again.
+// content. Damage read from a `.damage` record or found in a kept
+// `.damaged` file (a crash or an error after the repair began, before the
+// store recorded it) is reported again; a `.damage` record that does not
+// read whole is reported as damage of unknown families.
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir,
                                  bool repair = false);
 // Appends one logical record the way RocksDB's log::Writer frames it.
