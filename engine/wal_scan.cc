@@ -597,7 +597,8 @@ bool WalNumber(std::string_view stem, uint64_t* n) {
 }
 }  // namespace
 
-Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair) {
+Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair,
+                                 bool in_memory) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> children;
   rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
@@ -618,7 +619,7 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
   std::sort(files.begin(), files.end(),
             [](const WalFile& a, const WalFile& b) { return a.number < b.number; });
   ScanResult r = Scan(files, repair);
-  if (repair) {
+  if (repair && !in_memory) {
     for (const auto& repaired : r.repaired) {
       // (Not a structured binding: clang 14, the fuzz build's compiler,
       // cannot capture one in the lambda below.)
