@@ -145,7 +145,9 @@ TEST_F(Reports, LiveWriterLearnsWithoutReopening) {
   {
     auto ro = OpenReadOnly();
     ASSERT_NE(ro, nullptr);
-    EXPECT_CODE(ro->GetCall("acme", "a1", kPartAll), Code::kCorruption);  // a read finds it again
+    // A verify finds it again (a single read may miss the damaged block:
+    // the row keys, and so their order, depend on the tenant's key).
+    EXPECT_FALSE(ro->Verify(std::nullopt)->ok());
   }
   ASSERT_EQ(ReportCount(), 1u);
   EXPECT_OK(s->AcceptTenantDamage("acme"));
