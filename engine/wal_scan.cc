@@ -706,7 +706,8 @@ bool WalNumber(std::string_view stem, uint64_t* n) {
 }
 }  // namespace
 
-Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair) {
+Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair,
+                                 bool in_memory) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> children;
   rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
@@ -761,7 +762,7 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
     }
     for (auto& d : *got) add(std::move(d), true);
   }
-  if (repair) {
+  if (repair && !in_memory) {
     // Every damage found is durable before any file is touched: a crash or
     // an error from here on leaves it to the next open, whatever the file
     // will look like then.

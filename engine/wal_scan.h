@@ -91,8 +91,14 @@ Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::str
 // `.damaged` file (a crash or an error after the repair began, before the
 // store recorded it) is reported again; a `.damage` record that does not
 // read whole is reported as damage of unknown families.
+// With `repair` and `in_memory` (a read-only open, which writes nothing):
+// the damage is judged as a repair would (checksum-valid records inside
+// dropped bytes are kept), `repaired` holds the re-framed content, and no
+// file is written (no `.damage` record either): the caller serves that
+// content instead of the files (RepairedWalFS in engine/shard.cc;
+// docs/decisions/0020).
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir,
-                                 bool repair = false);
+                                 bool repair = false, bool in_memory = false);
 // Appends one logical record the way RocksDB's log::Writer frames it.
 void AppendRecord(std::string* log, std::string_view payload);
 // The same for WAL files given as (file number, name, contents), in order.
