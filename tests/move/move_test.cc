@@ -615,5 +615,41 @@ TEST(Move, DestinationRestartMidMoveThenResume) {
   EXPECT_EQ(*b->CountCalls("acme"), 50u);
 }
 
+int RunCli(const std::string& args, std::string* out) {
+  const std::string cmd = std::string(CALLVAULT_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  const int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// The operator's path: `callvault identity`, `callvault tenant move`.
+TEST(Move, Cli) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 25));
+  const std::string b_identity = *b->MoveIdentity();
+  a.store.reset();
+  b.store.reset();
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + b.db + " --keys " + b.keys + " identity", &out), 0) << out;
+  EXPECT_EQ(out, b_identity + "\n");
+  const std::string move = "tenant move acme --from " + a.db + " --from-keys " + a.keys + " --to " +
+                           b.db + " --to-keys " + b.keys;
+  out.clear();
+  ASSERT_EQ(RunCli(move, &out), 0) << out;
+  EXPECT_NE(out.find("moved_out receipt"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunCli(move, &out), 75) << out;  // moved: retry at the destination
+  EXPECT_NE(out.find("moved to store " + b_identity.substr(8, 32)), std::string::npos) << out;
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  EXPECT_EQ(*b->CountCalls("acme"), 25u);
+}
+
 }  // namespace
 }  // namespace callvault
