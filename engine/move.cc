@@ -828,6 +828,11 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
       std::string digest;
       if (s.ok()) s = DigestFamily(db, (*ref)->cf, last.snap, &report.rows, &digest);
       prev.Reset();
+      // A churn scheduled during the copy does not travel: refuse the move
+      // (unfenced below) rather than let the deadline vanish.
+      if (s.ok() && t->Record().purge_at != 0) {
+        s = Status::FailedPrecondition("tenant churned during the move: not moved");
+      }
       CV_KILL_POINT("move.out_before_commit");
       if (s.ok()) {
         std::string body;

@@ -472,6 +472,25 @@ TEST(Move, RefusedPurgedChurnedAndHeldForMove) {
   ASSERT_EQ(holds->size(), 1u);
   EXPECT_EQ((*holds)[0].reason, "placed mid-move");
   EXPECT_EQ(b->DescribeTenant("acme")->retention_days, 30u);
+
+  // A churn scheduled during the copy: the move is refused and undone.
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "late"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "late", 40));
+  bool churned = false;
+  mo.after_segment = [&](char type) {
+    if (type == 'R' && !churned) {
+      churned = true;
+      EXPECT_TRUE(a->ScheduleTenantPurge("late", kT0 + 86400000000LL * 365 * 20).ok());
+    }
+  };
+  auto late = MoveTenant(*a.store, *b.store, "late", mo);
+  EXPECT_EQ(late.status().code(), Code::kFailedPrecondition) << late.status().ToString();
+  EXPECT_EQ(a->DescribeTenant("late")->state, TenantState::kActive);
+  EXPECT_TRUE(a->DescribeTenant("late")->moved_to.empty());
+  EXPECT_EQ(*a->CountCalls("late"), 40u);
+  EXPECT_FALSE(b->DescribeTenant("late").ok());
+  ASSERT_TRUE(a->CancelTenantPurge("late").ok());
+  ASSERT_TRUE(a->PutCall("late", MakeCall("after", kT0)).ok());
 }
 
 // A transport that edits one segment in flight, as a hand edits a bundle.
