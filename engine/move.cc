@@ -47,7 +47,6 @@ constexpr char kAbort = 'A';
 // The meta instance's record of every move id this store accepted a BEGIN
 // for: 'V' + 16 bytes. Kept for good, so a bundle is never applied twice.
 constexpr char kMoveSeenPrefix = 'V';
-constexpr uint32_t kMaxSegmentBody = 1u << 30;
 
 int64_t Micros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(

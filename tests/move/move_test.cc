@@ -512,7 +512,10 @@ TEST(Move, EditedBundleRefusedNothingChanged) {
   // the COMMIT.
   const std::vector<std::pair<char, int>> targets = {{'B', 0}, {'R', 0}, {'R', 1}, {'R', 2},
                                                      {'C', 0}, {'B', 0}, {'C', 0}};
-  for (const auto& [type, index] : targets) {
+  for (const auto& target : targets) {
+    // Not a structured binding: clang 14 cannot capture one in a lambda.
+    const char type = target.first;
+    const int index = target.second;
     int seen = 0;
     bool edited = false;
     MoveOptions mo;
