@@ -667,6 +667,9 @@ TEST(Move, Cli) {
   ASSERT_EQ(RunCli(move, &out), 0) << out;
   EXPECT_NE(out.find("moved_out receipt"), std::string::npos) << out;
   out.clear();
+  ASSERT_EQ(RunCli("--db " + b.db + " --keys " + b.keys + " tenant show acme", &out), 0) << out;
+  EXPECT_NE(out.find("moved_from"), std::string::npos) << out;
+  out.clear();
   EXPECT_EQ(RunCli(move, &out), 75) << out;  // moved: retry at the destination
   EXPECT_NE(out.find("moved to store " + b_identity.substr(8, 32)), std::string::npos) << out;
   ASSERT_NO_FATAL_FAILURE(b.Open());
