@@ -181,40 +181,53 @@ void BoxKeys(const SecretBytes& store_data_key, std::string* pk, SecretBytes* sk
   crypto_box_seed_keypair(reinterpret_cast<unsigned char*>(pk->data()), sk->data(), seed.data());
 }
 
-// Row count and BLAKE2b-256 over (len, key, len, value) of every row, in
-// key order, at `snap` (nullptr: now).
+// The digest of a family's rows: BLAKE2b-256 over (u32 key length, u32
+// value length, key, value) of every row in key order, and their count.
+struct RowDigest {
+  crypto_generichash_state st;
+  uint64_t rows = 0;
+  RowDigest() { crypto_generichash_init(&st, nullptr, 0, 32); }
+  void Add(std::string_view key, std::string_view value) {
+    std::string len;
+    PutU32(&len, static_cast<uint32_t>(key.size()));
+    PutU32(&len, static_cast<uint32_t>(value.size()));
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(len.data()), len.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(value.data()),
+                              value.size());
+    ++rows;
+  }
+  std::string Final() {
+    std::string d(32, '\0');
+    crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(d.data()), 32);
+    return d;
+  }
+};
+
+// Row count and digest (RowDigest) of every row at `snap` (nullptr: now).
 Status DigestFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
                     const rocksdb::Snapshot* snap, uint64_t* rows, std::string* digest) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snap;
   ro.fill_cache = false;
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, nullptr, 0, 32);
-  *rows = 0;
+  RowDigest d;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf));
-  std::string len;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    len.clear();
-    PutU32(&len, static_cast<uint32_t>(it->key().size()));
-    PutU32(&len, static_cast<uint32_t>(it->value().size()));
-    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(len.data()), len.size());
-    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(it->key().data()),
-                              it->key().size());
-    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(it->value().data()),
-                              it->value().size());
-    ++*rows;
+    d.Add(it->key().ToStringView(), it->value().ToStringView());
   }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "move: digest the tenant's rows"));
-  digest->assign(32, '\0');
-  crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(digest->data()), 32);
+  *rows = d.rows;
+  *digest = d.Final();
   return Status::OK();
 }
 
 // Calls `emit(put, key, value)` for every row that differs from snapshot
-// `a` (nullptr: an empty family) to snapshot `b`.
+// `a` (nullptr: an empty family) to snapshot `b`; with `digest`, adds every
+// row of `b` to it (one pass for the fenced round).
 Status DiffFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const rocksdb::Snapshot* a,
                   const rocksdb::Snapshot* b,
-                  const std::function<Status(bool, std::string_view, std::string_view)>& emit) {
+                  const std::function<Status(bool, std::string_view, std::string_view)>& emit,
+                  RowDigest* digest = nullptr) {
   rocksdb::ReadOptions ra, rb;
   ra.snapshot = a;
   rb.snapshot = b;
@@ -226,6 +239,7 @@ Status DiffFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const rocksd
   while (ib->Valid() || (ia && ia->Valid())) {
     const bool av = ia && ia->Valid();
     const int c = !av ? 1 : !ib->Valid() ? -1 : ia->key().compare(ib->key());
+    if (digest != nullptr && c >= 0) digest->Add(ib->key().ToStringView(), ib->value().ToStringView());
     if (c < 0) {  // gone in b
       CV_RETURN_IF_ERROR(emit(false, ia->key().ToStringView(), ""));
       ia->Next();
@@ -773,6 +787,7 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
     CV_RETURN_IF_ERROR(DiffFamily(db, ref->cf, nullptr, prev.snap, emit));
     CV_RETURN_IF_ERROR(flush_rows());
     CV_KILL_POINT("move.out_after_copy");
+    uint64_t last_changed = UINT64_MAX;
     for (uint32_t round = 0; round < options.max_catch_up_rounds; ++round) {
       SnapshotGuard next(db);
       changed = 0;
@@ -780,7 +795,9 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
       CV_RETURN_IF_ERROR(flush_rows());
       ++report.catch_up_rounds;
       prev = std::move(next);
-      if (changed < options.fence_below_changes) break;
+      // Few changes left, or no progress (writers outpace a round): fence.
+      if (changed < options.fence_below_changes || changed >= last_changed) break;
+      last_changed = changed;
     }
     return prev;
   };
@@ -822,10 +839,11 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
     if (s.ok()) {
       rocksdb::DB* db = (*ref)->shard->db();
       SnapshotGuard last(db);
-      s = DiffFamily(db, (*ref)->cf, prev.snap, last.snap, emit);
+      RowDigest rd;
+      s = DiffFamily(db, (*ref)->cf, prev.snap, last.snap, emit, &rd);
       if (s.ok()) s = flush_rows();
-      std::string digest;
-      if (s.ok()) s = DigestFamily(db, (*ref)->cf, last.snap, &report.rows, &digest);
+      report.rows = rd.rows;
+      std::string digest = rd.Final();
       prev.Reset();
       // A churn scheduled during the copy does not travel: refuse the move
       // (unfenced below) rather than let the deadline vanish.
