@@ -38,6 +38,9 @@ nlohmann::json Body(const Receipt& r) {
   j["records"] = r.records;
   j["bytes"] = r.bytes;
   j["prev_hash"] = r.prev_hash;
+  // Only moved_out receipts have it: every earlier receipt's canonical form
+  // (and so its signature and the chain) is unchanged.
+  if (!r.destination.empty()) j["destination"] = r.destination;
   return j;
 }
 

@@ -149,6 +149,27 @@ TEST(CrashChild, DISABLED_Run) {
     }
     ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
     if (!s.ok()) ReportLine("X reconcile: " + s.ToString());
+  } else if (mode == "move") {  // move "acme" to the store beside it (MoveCase)
+    const std::string b_db = Env("CALLVAULT_CRASH_DB") + "-b";
+    const std::string b_keys = keys + "-b";
+    auto dst = Store::Open(power ? StoreOptions(b_keys, fenv.get()) : StoreOptions(b_keys), b_db);
+    if (!dst.ok()) {
+      ReportLine("X open b: " + dst.status().ToString());
+      FAIL() << dst.status().ToString();
+    }
+    testing::RecordKillPoints(record);
+    ArmFromEnv();
+    ReportLine("B 0");
+    Status s = MoveTenant(**store, **dst, "acme").status();
+    report_points(0);
+    if (power && ffs->frozen()) {
+      dst->reset();  // both stores lose power together (one machine)
+      cut(&*store, 0);
+      ReportLine("D");
+      return;
+    }
+    ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
+    if (!s.ok()) ReportLine("X move: " + s.ToString());
   } else if (mode == "workload") {
     testing::RecordKillPoints(record);
     ArmFromEnv();
@@ -834,6 +855,120 @@ TEST_F(CrashPointsTest, WalRepairKilledAndPowerCut) {
   std::printf("[crash-points] WAL repair: %zu (point, hit) cases; %zu killed, %zu power-cut, %d "
               "loud after recovery\n",
               points.size(), trials[Cut::kKill], trials[Cut::kPower], loud);
+}
+
+// A tenant moved between two stores (decision 0022), killed and power-cut
+// (both stores on one FaultFS: one machine) at every move.* point and at the
+// first pass of every other point the move passes, on either side. After
+// reopening both stores: at most one copy takes writes (the destination's
+// once it committed, else the source's unless fenced), the authoritative
+// copy holds every call, and a resumed move ends with exactly one: the
+// destination live with every call, the source purged with one moved_out
+// receipt, both stores' keys and families consistent.
+TEST_F(CrashPointsTest, MoveKilledAndPowerCutOnEitherSide) {
+  const std::string prep = tmp_.Sub("move-prep");
+  constexpr int kCalls = 30;
+  {
+    fs::create_directories(prep);
+    auto a = Store::Open(StoreOptions(prep + "/keys"), prep + "/db");
+    ASSERT_OK(a);
+    ASSERT_OK((*a)->CreateTenant({.tenant_id = "acme"}));
+    ASSERT_OK((*a)->CreateTenant({.tenant_id = "other"}));
+    for (int i = 0; i < kCalls; ++i) ASSERT_OK((*a)->PutCall("acme", TestCall("acme", i)));
+    ASSERT_OK((*a)->PutCall("other", TestCall("other", 1)));
+    auto b = Store::Open(StoreOptions(prep + "/keys-b"), prep + "/db-b");
+    ASSERT_OK(b);
+    ASSERT_OK((*b)->CreateTenant({.tenant_id = "resident"}));
+  }
+  auto copy = [&](const std::string& dir) {
+    CopyStore(prep, dir);
+    testutil::CopyTree(prep + "/db-b", dir + "/db-b");
+    testutil::CopyTree(prep + "/keys-b", dir + "/keys-b");
+  };
+  std::vector<Point> points;
+  {
+    const std::string dir = tmp_.Sub("move-record");
+    copy(dir);
+    ChildRun r = RunChild("move", dir, "", /*record=*/true);
+    ASSERT_TRUE(WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0 && r.done) << r.log;
+    ASSERT_TRUE(r.errors.empty()) << ::testing::PrintToString(r.errors);
+    for (const auto& p : r.points) {
+      if (p.name.starts_with("move.") || p.hit == 1) points.push_back(p);
+    }
+  }
+  PrintPoints(points);
+  size_t move_points = 0;
+  for (const auto& p : points) move_points += p.name.starts_with("move.");
+  ASSERT_GE(move_points, 8u) << "the move's own kill points were not passed";
+  std::map<Cut, size_t> trials;
+  size_t at_destination = 0, at_source = 0;
+  int i = 0;
+  for (Cut cut : {Cut::kKill, Cut::kPower}) {
+    for (const auto& p : points) {
+      SCOPED_TRACE(std::string(CutName(cut)) + " at " + p.Label());
+      const std::string dir = tmp_.Sub("move-" + std::to_string(i++));
+      copy(dir);
+      ChildRun r = RunChild("move", dir, p.Arm(), false, cut);
+      if (!CheckCut(r, cut, 0, p.Label())) continue;
+      ++Crashed(cut)[p.name];
+      ++trials[cut];
+      auto a = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
+      ASSERT_OK(a);
+      auto b = Store::Open(StoreOptions(dir + "/keys-b"), dir + "/db-b");
+      ASSERT_OK(b);
+      auto ia = (*a)->DescribeTenant("acme");
+      ASSERT_OK(ia);
+      auto ib = (*b)->DescribeTenant("acme");
+      const bool b_live = ib.ok() && ib->state == TenantState::kActive;
+      const bool a_live = ia->state == TenantState::kActive;
+      const bool a_writable = a_live && ia->moved_to.empty();
+      EXPECT_FALSE(b_live && a_writable) << "two authoritative copies";
+      EXPECT_TRUE(b_live || a_live) << "no copy left";
+      Store& auth = b_live ? **b : **a;
+      (b_live ? at_destination : at_source)++;
+      auto n = auth.CountCalls("acme");
+      ASSERT_OK(n);
+      EXPECT_EQ(*n, static_cast<uint64_t>(kCalls));
+      for (int c = 0; c < kCalls; c += 7) EXPECT_OK(auth.GetCall("acme", "acme-call-" + std::to_string(c)));
+      if (b_live && a_live) {
+        EXPECT_CODE((*a)->PutCall("acme", TestCall("acme", 99)), Code::kMoved);
+      }
+      // Resume (or redo) the move: one copy, at the destination.
+      auto moved = MoveTenant(**a, **b, "acme");
+      if (!moved.ok() && b_live && !a_live) {
+        EXPECT_CODE(moved, Code::kMoved);  // the source had already purged
+      } else {
+        ASSERT_OK(moved);
+      }
+      EXPECT_EQ(*(*b)->CountCalls("acme"), static_cast<uint64_t>(kCalls));
+      EXPECT_OK((*b)->PutCall("acme", TestCall("acme", 98)));
+      EXPECT_EQ((*a)->DescribeTenant("acme")->state, TenantState::kPurged);
+      EXPECT_CODE((*a)->GetCall("acme", "acme-call-1"), Code::kMoved);
+      EXPECT_OK((*a)->GetCall("other", "other-call-1"));
+      EXPECT_OK((*b)->DescribeTenant("resident"));
+      auto receipts = (*a)->ListReceipts();
+      ASSERT_OK(receipts);
+      int moved_out = 0;
+      for (const auto& x : *receipts) moved_out += x.kind == "moved_out" && x.tenant_id == "acme";
+      EXPECT_EQ(moved_out, 1);
+      auto pk = (*a)->SigningPublicKey();
+      ASSERT_OK(pk);
+      EXPECT_OK(VerifyReceiptChain(*receipts, *pk));
+      for (auto [st, keys] : {std::pair{a->get(), dir + "/keys"}, std::pair{b->get(), dir + "/keys-b"}}) {
+        crashtest::KeyCheck kc = crashtest::CheckKeysAndFamilies(*st, keys);
+        EXPECT_TRUE(kc.problems.empty()) << ::testing::PrintToString(kc.problems);
+        EXPECT_TRUE(kc.stray.empty()) << ::testing::PrintToString(kc.stray);
+      }
+      if (!HasFailure()) {
+        a->reset();
+        b->reset();
+        fs::remove_all(dir);
+      }
+    }
+  }
+  std::printf("[crash-points] move: %zu (point, hit) cases; %zu killed, %zu power-cut; after the "
+              "crash the destination was authoritative %zu times, the source %zu\n",
+              points.size(), trials[Cut::kKill], trials[Cut::kPower], at_destination, at_source);
 }
 
 // Points that this suite cannot reach, and the suite that crashes at them
