@@ -105,6 +105,21 @@ struct Fixture : ::testing::Test {
     EXPECT_EQ(v->metadata_failed, 0u);
     for (const auto& f : v->failures) ADD_FAILURE() << f;
   }
+  // 20 calls each for acme (a0..a19) and bravo (b0..b19), flushed, the
+  // store closed: acme's SST files (asserted not empty) and bravo's ids.
+  std::vector<std::string> FlushedAcmeSsts(std::vector<std::string>* bravo_ids) {
+    for (int i = 0; i < 20; ++i) {
+      Put("acme", "a" + std::to_string(i));
+      Put("bravo", "b" + std::to_string(i));
+      bravo_ids->push_back("b" + std::to_string(i));
+    }
+    EXPECT_OK(s->Flush());
+    const std::string cf = s->DescribeTenant("acme")->column_family;
+    s.Close();
+    auto ssts = TenantSsts(s, cf);
+    EXPECT_FALSE(ssts.empty());
+    return ssts;
+  }
   void ExpectHealthy(const std::string& t, const std::vector<std::string>& ids) {
     ExpectCalls(t, ids);
     EXPECT_OK(s->PutCall(t, MakeCall(t + "-written-after", 1700000000000000)));
@@ -249,18 +264,9 @@ TEST_F(Fixture, TornTailIsQuiet) {
 // Item 2: bytes flipped in one tenant's SST. On the old code the open
 // itself failed (the table's meta blocks are read at open), for every tenant.
 TEST_F(Fixture, SstFlipDamagesOneTenantOnly) {
-  std::vector<std::string> a, b;
-  for (int i = 0; i < 20; ++i) {
-    Put("acme", "a" + std::to_string(i));
-    a.push_back("a" + std::to_string(i));
-    Put("bravo", "b" + std::to_string(i));
-    b.push_back("b" + std::to_string(i));
-  }
-  ASSERT_OK(s->Flush());
-  const std::string cf = s->DescribeTenant("acme")->column_family;
-  s.Close();
-  auto ssts = TenantSsts(s, cf);
-  ASSERT_FALSE(ssts.empty());
+  std::vector<std::string> b;
+  const auto ssts = FlushedAcmeSsts(&b);
+  ASSERT_FALSE(HasFailure());
   // Near the end: the index, properties and footer that opening a table reads.
   const uint64_t size = FileSize(ssts[0]);
   XorBytes(ssts[0], size - 120, 64);
@@ -288,16 +294,8 @@ TEST_F(Fixture, SstFlipDamagesOneTenantOnly) {
 // marks the tenant damaged for good, not just that one read.
 TEST_F(Fixture, SstDataBlockFlipMarksTenantOnRead) {
   std::vector<std::string> b;
-  for (int i = 0; i < 20; ++i) {
-    Put("acme", "a" + std::to_string(i));
-    Put("bravo", "b" + std::to_string(i));
-    b.push_back("b" + std::to_string(i));
-  }
-  ASSERT_OK(s->Flush());
-  const std::string cf = s->DescribeTenant("acme")->column_family;
-  s.Close();
-  auto ssts = TenantSsts(s, cf);
-  ASSERT_FALSE(ssts.empty());
+  const auto ssts = FlushedAcmeSsts(&b);
+  ASSERT_FALSE(HasFailure());
   XorBytes(ssts[0], 100, 32);  // the first data block
   ASSERT_OK(s.Open());
   EXPECT_FALSE(s->Verify(std::nullopt)->ok());  // the scan meets it
