@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -119,34 +120,32 @@ TEST(CrashChild, DISABLED_Run) {
     ReportLine("X open: " + store.status().ToString());
     FAIL() << store.status().ToString();
   }
+  // A mode of one operation (step 0): its points, then the power cut if
+  // it froze the store (no "A"), else its result.
+  auto one_step = [&](const std::string& what, const std::function<Status()>& op) {
+    testing::RecordKillPoints(record);
+    ArmFromEnv();
+    ReportLine("B 0");
+    Status s = op();
+    report_points(0);
+    if (power && ffs->frozen()) {
+      cut(&*store, 0);
+      return;
+    }
+    ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
+    if (!s.ok()) ReportLine("X " + what + ": " + s.ToString());
+  };
   if (mode == "compliance") {  // the scheduled purges, then the retention sweep
-    testing::RecordKillPoints(record);
-    ArmFromEnv();
-    ReportLine("B 0");
-    Status s = (*store)->RunScheduledPurges(kComplianceNow).status();
-    if (s.ok() && !(power && ffs->frozen())) s = (*store)->RunRetention(kComplianceNow).status();
-    report_points(0);
-    if (power && ffs->frozen()) {
-      cut(&*store, 0);
-      ReportLine("D");
-      return;
-    }
-    ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
-    if (!s.ok()) ReportLine("X compliance: " + s.ToString());
+    one_step("compliance", [&] {
+      Status s = (*store)->RunScheduledPurges(kComplianceNow).status();
+      if (s.ok() && !(power && ffs->frozen())) s = (*store)->RunRetention(kComplianceNow).status();
+      return s;
+    });
   } else if (mode == "reconcile") {  // destroy the orphan key of "acme" (ReconcileCase)
-    testing::RecordKillPoints(record);
-    ArmFromEnv();
-    ReportLine("B 0");
-    const uint64_t id = std::stoull(Env("CALLVAULT_CRASH_ORPHAN"));
-    Status s = (*store)->ReconcileKeys(/*dry_run=*/false, {id}).status();
-    report_points(0);
-    if (power && ffs->frozen()) {
-      cut(&*store, 0);
-      ReportLine("D");
-      return;
-    }
-    ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
-    if (!s.ok()) ReportLine("X reconcile: " + s.ToString());
+    one_step("reconcile", [&] {
+      const uint64_t id = std::stoull(Env("CALLVAULT_CRASH_ORPHAN"));
+      return (*store)->ReconcileKeys(/*dry_run=*/false, {id}).status();
+    });
   } else if (mode == "workload") {
     testing::RecordKillPoints(record);
     ArmFromEnv();
