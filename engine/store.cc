@@ -8,6 +8,7 @@
 #include <set>
 
 #include "callvault/store.h"
+#include "callvault/version.h"
 #include "engine/calls_internal.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
@@ -20,7 +21,6 @@
 namespace callvault {
 
 namespace {
-constexpr char kFormatVersion[] = "1";
 
 // Shards opened at once by OpenShards.
 constexpr uint64_t kShardOpenThreads = 4;
@@ -697,14 +697,27 @@ Status Store::Impl::CreateNew() {
   CV_RETURN_IF_ERROR(put("next_internal_id", "1"));
   CV_RETURN_IF_ERROR(put("keyring_gen", std::to_string(k.generation)));
   CV_RETURN_IF_ERROR(put("receipt_seq", "0"));
-  CV_RETURN_IF_ERROR(put("format", kFormatVersion));
+  CV_RETURN_IF_ERROR(put("format", std::to_string(kStoreFormatVersion)));
   return fsutil::FromRocks(meta_->Write(meta_write_, &b), "write store header");
 }
 
 Status Store::Impl::LoadHeader() {
+  // docs/compatibility.md: a store of a format this build does not read is
+  // refused before anything else is read or written.
   CV_ASSIGN_OR_RETURN(std::string fmt, GetHeader("format"));
-  if (fmt != kFormatVersion) {
-    return Status::NotSupported("store format version is newer than this build understands");
+  uint64_t format_version = 0;
+  if (!ParseU64(fmt, &format_version)) return Status::Corruption("store header: bad format version");
+  if (format_version > kStoreFormatVersion) {
+    return Status::NotSupported("store format version " + std::to_string(format_version) +
+                                " is newer than this build reads (" +
+                                std::to_string(kMinReadableStoreFormatVersion) + " to " +
+                                std::to_string(kStoreFormatVersion) + "); open it with a newer callvault");
+  }
+  if (format_version < kMinReadableStoreFormatVersion) {
+    return Status::NotSupported("store format version " + std::to_string(format_version) +
+                                " is older than this build reads (" +
+                                std::to_string(kMinReadableStoreFormatVersion) + " to " +
+                                std::to_string(kStoreFormatVersion) + ")");
   }
   CV_ASSIGN_OR_RETURN(store_id_, GetHeader("store_id"));
   CV_ASSIGN_OR_RETURN(region_, GetHeader("region"));

@@ -33,7 +33,7 @@ targets=("$@")
 
 build=build/fuzz
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  CC=clang CXX=clang++ cmake -S . -B "$build" -DCALLVAULT_FUZZ=ON -DCALLVAULT_WERROR=OFF \
+  CC=clang CXX=clang++ cmake -S . -B "$build" -DCALLVAULT_BUILD_FUZZ=ON -DCALLVAULT_WERROR=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
 cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target callvault_fuzzers >/dev/null

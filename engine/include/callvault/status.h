@@ -11,6 +11,8 @@
 #define CALLVAULT_STATUS_H_
 
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -90,7 +92,27 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+namespace internal {
+// Called by Result<T>::value(), operator* and operator-> on a Result that
+// holds an error: prints the status (which never holds personal data or key
+// bytes) to stderr and aborts, in every build type.
+[[noreturn]] inline void DieOnErrorResult(const Status& status) {
+  std::fprintf(stderr, "callvault: Result<T>::value() called on an error: %s\n",
+               status.ToString().c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+}  // namespace internal
+
 // A value of type T, or the Status that explains why there is none.
+//
+// Check ok() before reading the value: value(), operator* and operator-> on
+// a Result that holds an error terminate the process (std::abort) after
+// printing the status to stderr, in every build type (never undefined
+// behaviour):
+//   auto store = callvault::Store::Open(options, "/var/lib/cv");
+//   if (!store.ok()) return store.status();  // or log store.status().ToString()
+//   (*store)->ListTenants();                 // only now
 template <typename T>
 class [[nodiscard]] Result {
  public:
@@ -102,16 +124,20 @@ class [[nodiscard]] Result {
 
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
-  // REQUIRES: ok().
-  T& value() & { assert(ok()); return *value_; }
-  const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  // REQUIRES: ok(). On an error: prints the status and aborts.
+  T& value() & { CheckOk(); return *value_; }
+  const T& value() const& { CheckOk(); return *value_; }
+  T&& value() && { CheckOk(); return std::move(*value_); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
 
  private:
+  void CheckOk() const {
+    if (!status_.ok() || !value_.has_value()) internal::DieOnErrorResult(status_);
+  }
+
   Status status_;
   std::optional<T> value_;
 };

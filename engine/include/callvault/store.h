@@ -12,14 +12,19 @@
 // purge: PurgeTenant waits for in-flight operations on the tenant to finish,
 // and operations that start after it began get kTenantPurged.
 //
-// Example:
+// Example (check ok() before *, -> or value(): on an error they abort):
+//   auto keys = callvault::NewFileKeyProvider("/var/lib/cv-keys");
+//   if (!keys.ok()) { ... keys.status().ToString() ... }
 //   callvault::Options options;
-//   options.key_provider = *callvault::NewFileKeyProvider("/var/lib/cv-keys");
+//   options.key_provider = *keys;
 //   options.create_if_missing = true;
 //   options.region = "eu-west";
 //   auto store = callvault::Store::Open(options, "/var/lib/cv");
 //   if (!store.ok()) { ... store.status().ToString() ... }
-//   (*store)->CreateTenant({.tenant_id = "acme", .retention_days = 365});
+//   callvault::TenantSpec acme;
+//   acme.tenant_id = "acme";
+//   acme.retention_days = 365;
+//   callvault::Status created = (*store)->CreateTenant(acme);
 #ifndef CALLVAULT_STORE_H_
 #define CALLVAULT_STORE_H_
 

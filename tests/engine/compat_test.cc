@@ -1,0 +1,186 @@
+// Format compatibility (docs/compatibility.md): this build opens a store
+// written by the previous store format version (a fixture committed in
+// tests/engine/testdata/, written by format version 1, the only one so far)
+// and refuses, with a specific error and without changing the header, a
+// store whose header claims a format it does not read.
+//
+// The fixture is rewritten (only when the format changes, then kept as the
+// previous version's) with:
+//   CALLVAULT_WRITE_FIXTURE=$PWD/tests/engine/testdata/store-format-1
+//   build/release/tests/engine/compat_test --gtest_also_run_disabled_tests
+//       --gtest_filter='*MakeFixture*'
+//   (the first line an environment variable of the second)
+#include <rocksdb/db.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "callvault/store.h"
+#include "callvault/version.h"
+#include "format/rowkey.h"
+#include "tests/testutil/testutil.h"
+
+#ifndef CALLVAULT_TESTDATA_DIR
+#error "CALLVAULT_TESTDATA_DIR must name tests/engine/testdata"
+#endif
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::MakeCall;
+
+constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
+const char kFixture[] = CALLVAULT_TESTDATA_DIR "/store-format-1";
+
+// The fixture's store and keys, copied to a temporary directory with the
+// modes the key provider requires (git keeps neither 0700 nor 0600).
+struct FixtureCopy {
+  testutil::TempDir tmp;
+  std::string db = tmp.Sub("db");
+  std::string keys = tmp.Sub("keys");
+  FixtureCopy() {
+    testutil::CopyTree(std::string(kFixture) + "/db", db);
+    testutil::CopyTree(std::string(kFixture) + "/keys", keys);
+    for (const std::string& d : {db, keys}) {
+      ::chmod(d.c_str(), 0700);
+      for (const auto& e : fs::recursive_directory_iterator(d)) {
+        ::chmod(e.path().c_str(), e.is_directory() ? 0700 : 0600);
+      }
+    }
+  }
+  Result<std::unique_ptr<Store>> Open() {
+    return Store::Open(testutil::DefaultOptions(keys), db);
+  }
+};
+
+Call Expected(int i) { return MakeCall("call-" + std::to_string(i), kT0 + i, "fixture"); }
+
+std::string ReadFormatHeader(const std::string& db) {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Options o;
+  auto s = rocksdb::DB::OpenForReadOnly(o, db + "/meta", &raw);
+  if (!s.ok()) return "open failed: " + s.ToString();
+  std::unique_ptr<rocksdb::DB> meta(raw);
+  std::string v;
+  s = meta->Get(rocksdb::ReadOptions(), format::HeaderKey("format"), &v);
+  return s.ok() ? v : "get failed: " + s.ToString();
+}
+
+void WriteFormatHeader(const std::string& db, const std::string& value) {
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Options o;
+  ASSERT_TRUE(rocksdb::DB::Open(o, db + "/meta", &raw).ok());
+  std::unique_ptr<rocksdb::DB> meta(raw);
+  rocksdb::WriteOptions w;
+  w.sync = true;
+  ASSERT_TRUE(meta->Put(w, format::HeaderKey("format"), value).ok());
+}
+
+// Not a test: writes the fixture (see the comment at the top).
+TEST(CompatTest, DISABLED_MakeFixture) {
+  const char* out = std::getenv("CALLVAULT_WRITE_FIXTURE");
+  ASSERT_NE(out, nullptr);
+  fs::remove_all(out);
+  fs::create_directories(out);
+  const std::string db = std::string(out) + "/db";
+  const std::string keys = std::string(out) + "/keys";
+  auto store = Store::Open(testutil::DefaultOptions(keys), db);
+  ASSERT_OK(store);
+  ASSERT_OK((*store)->CreateTenant({.tenant_id = "acme", .retention_days = 3650}));
+  ASSERT_OK((*store)->CreateTenant({.tenant_id = "globex", .retention_days = 30}));
+  for (int i = 0; i < 3; ++i) ASSERT_OK((*store)->PutCall("acme", Expected(i)));
+  ASSERT_OK((*store)->PutCall("globex", Expected(9)));
+  ASSERT_OK((*store)->PurgeTenant("globex"));
+  ASSERT_OK((*store)->Close());
+  store->reset();
+  // RocksDB's info logs are not part of the format.
+  for (const auto& e : fs::recursive_directory_iterator(db)) {
+    if (e.path().filename().string().rfind("LOG", 0) == 0) fs::remove(e.path());
+  }
+}
+
+TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
+  ASSERT_EQ(ReadFormatHeader(kFixture + std::string("/db")), "1");
+  FixtureCopy copy;
+  {
+    auto store = copy.Open();
+    ASSERT_OK(store);
+    for (int i = 0; i < 3; ++i) {
+      auto got = (*store)->GetCall("acme", "call-" + std::to_string(i));
+      ASSERT_OK(got);
+      Call expect = Expected(i);
+      expect.created_at = got->created_at;
+      expect.updated_at = got->updated_at;
+      EXPECT_EQ(*got, expect) << i;
+    }
+    auto page = (*store)->ListCalls("acme", {.limit = 10});
+    ASSERT_OK(page);
+    EXPECT_EQ(page->calls.size(), 3u);
+    EXPECT_CODE((*store)->GetCall("globex", "call-9"), Code::kTenantPurged);
+    auto receipts = (*store)->ListReceipts();
+    auto key = (*store)->SigningPublicKey();
+    ASSERT_OK(receipts);
+    ASSERT_OK(key);
+    ASSERT_EQ(receipts->size(), 1u);
+    EXPECT_OK(VerifyReceiptChain(*receipts, *key));
+    // The newer library writes to the older store and reopens it.
+    ASSERT_OK((*store)->PutCall("acme", Expected(5)));
+    ASSERT_OK((*store)->Close());
+  }
+  auto again = copy.Open();
+  ASSERT_OK(again);
+  EXPECT_OK((*again)->GetCall("acme", "call-5"));
+  EXPECT_OK((*again)->GetCall("acme", "call-0"));
+  ASSERT_OK((*again)->Close());
+  // Opening does not rewrite the header: an older library still opens it.
+  EXPECT_EQ(ReadFormatHeader(copy.db), "1");
+}
+
+TEST(CompatTest, ANewerFormatIsRefusedAndLeftAsItIs) {
+  FixtureCopy copy;
+  const std::string newer = std::to_string(kStoreFormatVersion + 1);
+  WriteFormatHeader(copy.db, newer);
+  for (bool read_only : {false, true}) {
+    Options o = testutil::DefaultOptions(copy.keys);
+    o.read_only = read_only;
+    o.create_if_missing = false;
+    auto store = Store::Open(o, copy.db);
+    ASSERT_FALSE(store.ok());
+    EXPECT_EQ(store.status().code(), Code::kNotSupported) << store.status().ToString();
+    EXPECT_NE(store.status().message().find("store format version " + newer +
+                                            " is newer than this build reads"),
+              std::string::npos)
+        << store.status().ToString();
+  }
+  EXPECT_EQ(ReadFormatHeader(copy.db), newer);
+  // Put back, the store opens as before: nothing else was changed.
+  WriteFormatHeader(copy.db, "1");
+  auto store = copy.Open();
+  ASSERT_OK(store);
+  EXPECT_OK((*store)->GetCall("acme", "call-0"));
+}
+
+TEST(CompatTest, AnOlderFormatThanThisBuildReadsIsRefused) {
+  FixtureCopy copy;
+  WriteFormatHeader(copy.db, std::to_string(kMinReadableStoreFormatVersion - 1));
+  auto store = copy.Open();
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kNotSupported);
+  EXPECT_NE(store.status().message().find("is older than this build reads"), std::string::npos)
+      << store.status().ToString();
+}
+
+TEST(CompatTest, AnUnreadableFormatFieldIsCorruption) {
+  FixtureCopy copy;
+  WriteFormatHeader(copy.db, "1x");
+  auto store = copy.Open();
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kCorruption) << store.status().ToString();
+  EXPECT_EQ(store.status().message(), "store header: bad format version");
+}
+
+}  // namespace
+}  // namespace callvault
