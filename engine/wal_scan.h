@@ -70,16 +70,32 @@ struct ScanResult {
   // checksum-valid inside dropped bytes; 0: none): what these files,
   // repaired, replay to at least (decision 0015).
   uint64_t last_sequence = 0;
+  // ScanDirectory: the MANIFEST's replay floor (0: unknown) and the WAL
+  // files below it, left out of the scan (RocksDB does not replay them).
+  uint64_t replay_floor = 0;
+  uint64_t obsolete_files = 0;
 };
 
 inline constexpr std::string_view kEvidenceSuffix = ".damaged";
-// Scans every *.log file of `dir` (none: an empty result). Read errors are
+// Scans every *.log file of `dir` that recovery replays (those below the
+// replay floor of the MANIFEST named by `dir`/CURRENT are left out; none:
+// an empty result). Read errors are
 // returned as kIOError. With `repair`, each damaged file is first kept as
 // `<name>.damaged`, then replaced (atomically, synced) by its repaired
 // content. Damage found in a kept `.damaged` file (a crash after the
 // repair, before the store recorded it) is reported again.
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir,
                                  bool repair = false);
+// The lowest WAL number RocksDB 7.8's recovery replays, from the version
+// edits of a MANIFEST: max(min_log_number_to_keep, the smallest log number
+// of a live column family) (db_impl_open.cc RecoverLogFiles). Reads edits
+// up to the first one it cannot decode, so the result never exceeds the
+// floor recovery uses (log numbers only grow, a later drop only raises
+// the minimum); 0 when nothing could be read.
+uint64_t ReplayFloor(const std::string& manifest);
+// ReplayFloor of the MANIFEST that `dir`/CURRENT names; 0 when either
+// cannot be read.
+uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir);
 // Appends one logical record the way RocksDB's log::Writer frames it.
 void AppendRecord(std::string* log, std::string_view payload);
 // The same for WAL files given as (file number, name, contents), in order.
