@@ -109,12 +109,14 @@ Status Store::Impl::RecordWalDamage() {
   return Status::OK();
 }
 
-void Store::Impl::MarkDamaged(const std::shared_ptr<Tenant>& t, const std::string& why) {
+void Store::Impl::MarkDamaged(const std::shared_ptr<Tenant>& t, const std::string& why,
+                              bool report) {
   if (t->damaged.exchange(true)) return;
   {
     std::lock_guard<std::mutex> l(t->rec_mu);
     t->damage = why;
   }
+  if (read_only() && report) ReportDamage(*t, why);  // decision 0020
   if (!read_only()) {
     const std::string key = DamageKey(t->rec.internal_id);
     Status s = fsutil::FromRocks(
@@ -157,6 +159,7 @@ void Store::Impl::PollDamagedFamilies() {
 
 Status Store::Impl::AcceptTenantDamage(std::string_view tenant_id) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  if (!read_only()) CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
   // Purged first: a purge removes the mark, so a purged tenant is never damaged.

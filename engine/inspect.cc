@@ -104,6 +104,7 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
   }
   VerifyReport report;
   PollDamagedFamilies();
+  CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
   std::vector<std::pair<std::string, std::string>> met_damage;  // marked after the scans
   for (const auto& id : ids) {
     // kRemove: a churned tenant's records are checked too (nothing of their
@@ -187,6 +188,16 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
         std::lock_guard<std::mutex> r(t->rec_mu);
         report.damaged_tenants.push_back(id + ": " + t->damage);
       }
+    }
+  }
+  // Damage this read-only open found but could not report (decision 0020).
+  for (const auto& line : UnreportedDamage()) {
+    if (!tenant_id || line.starts_with(std::string(*tenant_id) + ": ")) {
+      ++report.records_failed;
+      report.failures.push_back("tenant " + line.substr(0, line.find(": ")) +
+                                ": damage not reported to the writer (" +
+                                line.substr(line.find(": ") + 2) +
+                                "): open the store writable to record it");
     }
   }
   if (!tenant_id) VerifyMetadata(&report);
@@ -317,6 +328,7 @@ void Store::Impl::VerifyMetadata(VerifyReport* report) {
 
 Result<StoreStats> Store::Impl::Stats() {
   PollDamagedFamilies();
+  CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
   StoreStats st;
   st.store_id = crypto::Hex(store_id_);
   st.open.open_micros = open_micros_;

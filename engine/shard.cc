@@ -117,6 +117,67 @@ class FileSystemEnv : public rocksdb::EnvWrapper {
   const char* Name() const override { return "CallvaultFileSystemEnv"; }
 };
 
+// A WAL file's repaired content, read from memory.
+class MemorySequentialFile : public rocksdb::FSSequentialFile {
+ public:
+  explicit MemorySequentialFile(std::shared_ptr<const std::string> data) : data_(std::move(data)) {}
+  rocksdb::IOStatus Read(size_t n, const rocksdb::IOOptions&, rocksdb::Slice* result, char* scratch,
+                         rocksdb::IODebugContext*) override {
+    n = std::min(n, data_->size() - pos_);
+    std::copy_n(data_->data() + pos_, n, scratch);
+    *result = rocksdb::Slice(scratch, n);
+    pos_ += n;
+    return rocksdb::IOStatus::OK();
+  }
+  rocksdb::IOStatus Skip(uint64_t n) override {
+    pos_ += static_cast<size_t>(std::min<uint64_t>(n, data_->size() - pos_));
+    return rocksdb::IOStatus::OK();
+  }
+
+ private:
+  const std::shared_ptr<const std::string> data_;
+  size_t pos_ = 0;
+};
+
+// A read-only open's view of a shard whose WAL files are damaged
+// (docs/decisions/0020): each damaged WAL file reads as its repaired
+// content (walscan's `repaired`: every whole record kept, only the damaged
+// ones left out), held in memory; every other file as it is on disk.
+// RocksDB 7.8's recovery cannot skip a damaged fragment of a multi-block
+// record by itself: kSkipAnyCorruptedRecords drops it but leaves it in the
+// reader's record-checksum state, and the next fragmented record then fails
+// the whole open ("Write batch content corrupted."). A writable open
+// repairs the file on disk instead; a read-only one may not write.
+class RepairedWalFS : public rocksdb::FileSystemWrapper {
+ public:
+  RepairedWalFS(const std::shared_ptr<rocksdb::FileSystem>& base, const std::string& dir,
+                std::vector<std::pair<std::string, std::string>> repaired)
+      : FileSystemWrapper(base) {
+    for (auto& [name, data] : repaired) {
+      files_[dir + "/" + name] = std::make_shared<const std::string>(std::move(data));
+    }
+  }
+  const char* Name() const override { return "CallvaultRepairedWalFS"; }
+  rocksdb::IOStatus NewSequentialFile(const std::string& f, const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSSequentialFile>* r,
+                                      rocksdb::IODebugContext* dbg) override {
+    auto it = files_.find(f);
+    if (it == files_.end()) return target()->NewSequentialFile(f, o, r, dbg);
+    r->reset(new MemorySequentialFile(it->second));
+    return rocksdb::IOStatus::OK();
+  }
+  rocksdb::IOStatus GetFileSize(const std::string& f, const rocksdb::IOOptions& o, uint64_t* size,
+                                rocksdb::IODebugContext* dbg) override {
+    auto it = files_.find(f);
+    if (it == files_.end()) return target()->GetFileSize(f, o, size, dbg);
+    *size = it->second->size();
+    return rocksdb::IOStatus::OK();
+  }
+
+ private:
+  std::map<std::string, std::shared_ptr<const std::string>> files_;  // by path; fixed
+};
+
 std::string DirOf(const std::string& path) {
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
@@ -439,14 +500,23 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   }
   walscan::ScanResult scan;
   if (!dbo.create_if_missing) {
-    CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/!read_only));
+    // Read-only: repaired in memory, served through RepairedWalFS.
+    CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/true,
+                                                     /*in_memory=*/read_only));
     res.CountWalScan(scan);
     shard->wal_evidence_ = scan.evidence;
     if (!scan.damage.empty()) {
       dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords;
     }
-    // A header that mode reads again forever (wal_scan.h, `stuck`): a
-    // read-only open repairs nothing, so it refuses instead of hanging.
+    if (read_only && !scan.repaired.empty()) {
+      shard->view_env_ = std::make_unique<FileSystemEnv>(
+          res.env, std::make_shared<RepairedWalFS>(res.env->GetFileSystem(), path,
+                                                   std::move(scan.repaired)));
+      dbo.env = shard->view_env_.get();
+    }
+    // A header that mode reads again forever (wal_scan.h, `stuck`): never
+    // reported with `repair` (such a file is re-framed, in memory for a
+    // read-only open); kept as a guard: refuse rather than hang.
     if (read_only && !scan.damage.empty() && !scan.stuck.empty()) {
       return Status::Corruption("shard " + std::to_string(index) + ": " + scan.stuck.front() +
                                 ": a damaged record header that a read-only open cannot get "
@@ -528,6 +598,10 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     shard->wal_damage_.push_back(std::move(w));
   }
   if (!scan.damage.empty()) {
+    // RocksDB recovered past the damage (a new MANIFEST: the high-water
+    // mark no longer applies); only the scan's damage record keeps it until
+    // the metadata does (decision 0019).
+    CV_KILL_POINT("wal_repair.after_db_open");
     std::map<uint32_t, std::string> by_id;
     for (auto* h : handles) by_id[h->GetID()] = h->GetName();
     for (const auto& d : scan.damage) {

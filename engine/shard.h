@@ -267,6 +267,9 @@ class Shard {
   // Opened with paranoid_checks off around a damaged table file (decision
   // 0014): a failed WAL write then does not stop the instance by itself.
   bool degraded_ = false;
+  // Read-only, damaged WAL: the Env whose FileSystem serves the repaired
+  // WAL content (RepairedWalFS in shard.cc). Outlives db_.
+  std::unique_ptr<rocksdb::Env> view_env_;
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;  // GUARDED_BY(mu_); excl. default

@@ -548,7 +548,8 @@ Status Store::Impl::OpenReadOnly() {
   CV_RETURN_IF_ERROR(RecordWalDamage());
   std::vector<codec::TenantRecord> records;
   CV_RETURN_IF_ERROR(LoadRegistry(&records));
-  return RegisterAsIs(std::move(records));
+  CV_RETURN_IF_ERROR(RegisterAsIs(std::move(records)));
+  return ApplyDamageReports();  // decision 0020
 }
 
 Status Store::Impl::OpenOrCreate() {
@@ -626,6 +627,7 @@ Status Store::Impl::OpenOrCreate() {
   std::vector<codec::TenantRecord> records;
   CV_RETURN_IF_ERROR(LoadRegistry(&records));
   CV_RETURN_IF_ERROR(Recover(std::move(records)));
+  CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
   StartBackground();
   return Status::OK();
 }

@@ -225,7 +225,16 @@ class Store::Impl {
   Status AcceptTenantDamage(std::string_view tenant_id);
   // Marks the tenant damaged, durably unless read-only (meta key `B`), stops
   // its family's automatic compactions, and audits "tenant_damaged". Once.
-  void MarkDamaged(const std::shared_ptr<Tenant>& t, const std::string& why);
+  // A read-only open writes a damage report instead (with `report`).
+  void MarkDamaged(const std::shared_ptr<Tenant>& t, const std::string& why, bool report = true);
+  // damage_reports.cc (docs/decisions/0020): damage a read-only open found,
+  // left for the writer as a sealed file in <store>/damage-reports/.
+  void ReportDamage(const Tenant& t, const std::string& why);
+  // Marks the tenants the reports name (a writable open durably, then
+  // removes the reports; a read-only open in memory).
+  Status ApplyDamageReports();
+  // "T: why" per report this read-only open could not write.
+  std::vector<std::string> UnreportedDamage();
   // Families whose compaction met a corruption: their tenants marked damaged.
   void PollDamagedFamilies();
   // A kCorruption that RocksDB returned (a damaged SST, blob file or block),
@@ -369,6 +378,8 @@ class Store::Impl {
   uint64_t open_micros_ = 0;        // Store::Open wall time (StoreStats::open)
   uint64_t recovery_pending_ = 0;                 // read-only opens; fixed after open
   std::map<uint64_t, std::string> damage_marks_;  // internal id -> why; filled at open
+  std::mutex report_mu_;                           // serialises ApplyDamageReports
+  std::vector<std::string> unreported_damage_;    // GUARDED_BY(report_mu_)
   // Shards whose high-water mark (decision 0015) the open read; consumed by
   // RecordWalDamage (writable opens).
   std::vector<uint32_t> shard_marks_;

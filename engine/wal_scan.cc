@@ -10,6 +10,7 @@
 #include <map>
 
 #include "engine/fs_util.h"
+#include "engine/kill_point.h"
 #include "format/coding.h"
 
 namespace callvault::walscan {
@@ -807,6 +808,114 @@ uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir) {
 }
 
 namespace {
+constexpr std::string_view kRecordMagic = "callvault wal damage record 1\n";
+
+bool ParseU64(std::string_view v, uint64_t* out) {
+  if (v.empty() || v.size() > 19) return false;
+  *out = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+    *out = *out * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return true;
+}
+
+// The next space-separated field of `*line` (and the space after it).
+std::string_view Field(std::string_view* line) {
+  const size_t sp = line->find(' ');
+  std::string_view f = line->substr(0, sp);
+  line->remove_prefix(sp == std::string_view::npos ? line->size() : sp + 1);
+  return f;
+}
+
+std::string Hex32(uint32_t v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string h(8, '0');
+  for (int i = 7; i >= 0; --i, v >>= 4) h[static_cast<size_t>(i)] = kHex[v & 0xf];
+  return h;
+}
+}  // namespace
+
+std::string EncodeDamageRecord(const std::string& file, const std::vector<Damage>& damage) {
+  std::string out(kRecordMagic);
+  out += "file " + file + "\n";
+  for (const auto& d : damage) {
+    std::string families;
+    for (uint32_t cf : d.column_families) {
+      families += (families.empty() ? "" : ",") + std::to_string(cf);
+    }
+    std::string reason = d.reason;
+    for (char& c : reason) {
+      if (c == '\n' || c == '\r') c = ' ';
+    }
+    out += "damage " + std::to_string(d.offset) + " " + std::to_string(d.lost_sequences) + " " +
+           (d.unknown_families ? "1" : "0") + " " + (families.empty() ? "-" : families) + " " +
+           reason + "\n";
+  }
+  out += "crc32c " + Hex32(Crc32c(out.data(), out.size())) + "\n";
+  return out;
+}
+
+Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::string_view data) {
+  // The last line: "crc32c <8 hex digits>" of every byte before it.
+  constexpr size_t kCrcLine = 7 + 8 + 1;
+  if (data.size() < kRecordMagic.size() + kCrcLine || data.back() != '\n' ||
+      data.substr(data.size() - kCrcLine, 7) != "crc32c ") {
+    return Status::Corruption("damage record: truncated");
+  }
+  const std::string_view body = data.substr(0, data.size() - kCrcLine);
+  if (Hex32(Crc32c(body.data(), body.size())) != data.substr(data.size() - 9, 8)) {
+    return Status::Corruption("damage record: checksum mismatch");
+  }
+  if (body.substr(0, kRecordMagic.size()) != kRecordMagic) {
+    return Status::Corruption("damage record: unknown format");
+  }
+  std::string_view rest = body.substr(kRecordMagic.size());
+  std::vector<Damage> out;
+  bool named = false;
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    if (nl == std::string_view::npos) return Status::Corruption("damage record: unterminated line");
+    std::string_view line = rest.substr(0, nl);
+    rest.remove_prefix(nl + 1);
+    const std::string_view kind = Field(&line);
+    if (!named) {
+      if (kind != "file" || line != file) {
+        return Status::Corruption("damage record: names another WAL file");
+      }
+      named = true;
+      continue;
+    }
+    if (kind != "damage") return Status::Corruption("damage record: unknown line");
+    Damage d;
+    d.file = file;
+    uint64_t unknown = 0;
+    if (!ParseU64(Field(&line), &d.offset) || !ParseU64(Field(&line), &d.lost_sequences) ||
+        !ParseU64(Field(&line), &unknown) || unknown > 1) {
+      return Status::Corruption("damage record: bad number");
+    }
+    d.unknown_families = unknown == 1;
+    std::string_view families = Field(&line);
+    if (families != "-") {
+      while (!families.empty()) {
+        const size_t comma = families.find(',');
+        uint64_t cf = 0;
+        if (!ParseU64(families.substr(0, comma), &cf) || cf > UINT32_MAX) {
+          return Status::Corruption("damage record: bad column family id");
+        }
+        d.column_families.insert(static_cast<uint32_t>(cf));
+        families.remove_prefix(comma == std::string_view::npos ? families.size() : comma + 1);
+      }
+    }
+    if (line.empty()) return Status::Corruption("damage record: no reason");
+    d.reason.assign(line);
+    out.push_back(std::move(d));
+  }
+  if (!named || out.empty()) return Status::Corruption("damage record: no damage");
+  return out;
+}
+
+namespace {
 bool EndsWith(const std::string& s, std::string_view tail) {
   return s.size() > tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
@@ -821,23 +930,28 @@ bool WalNumber(std::string_view stem, uint64_t* n) {
 }
 }  // namespace
 
-Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair) {
+Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair,
+                                 bool in_memory) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> children;
   rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
   if (!ls.ok()) return fsutil::FromIO(ls, "list WAL files");
-  std::vector<WalFile> files, evidence;
+  std::vector<WalFile> files, evidence, records;
   for (const auto& name : children) {
     const bool damaged = EndsWith(name, kEvidenceSuffix);
-    const std::string base = damaged ? name.substr(0, name.size() - kEvidenceSuffix.size()) : name;
+    const bool record = EndsWith(name, kDamageRecordSuffix);
+    const std::string base =
+        damaged  ? name.substr(0, name.size() - kEvidenceSuffix.size())
+        : record ? name.substr(0, name.size() - kDamageRecordSuffix.size())
+                 : name;
     if (!EndsWith(base, ".log")) continue;
     WalFile f;
     if (!WalNumber(std::string_view(base).substr(0, base.size() - 4), &f.number)) continue;
     f.name = name;
     rocksdb::IOStatus read = rocksdb::ReadFileToString(fs, dir + "/" + name, &f.data);
     if (read.IsPathNotFound() || read.IsNotFound()) continue;  // retired meanwhile
-    CV_RETURN_IF_ERROR(fsutil::FromIO(read, "read WAL file"));
-    (damaged ? evidence : files).push_back(std::move(f));
+    CV_RETURN_IF_ERROR(fsutil::FromIO(read, record ? "read WAL damage record" : "read WAL file"));
+    (damaged ? evidence : record ? records : files).push_back(std::move(f));
   }
   std::sort(files.begin(), files.end(),
             [](const WalFile& a, const WalFile& b) { return a.number < b.number; });
@@ -857,7 +971,58 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
   ScanResult r = Scan(files, repair);
   r.replay_floor = floor;
   r.obsolete_files = obsolete;
-  if (repair) {
+  // `same_loss`: a duplicate only if it names the same families too (a
+  // record's offset is in the file as it was; a repaired file's offsets
+  // differ, so a match on the offset alone may be other damage).
+  auto add = [&r](Damage d, bool same_loss) {
+    for (const auto& x : r.damage) {
+      if (x.file == d.file && x.offset == d.offset &&
+          (!same_loss || (x.column_families == d.column_families &&
+                          x.unknown_families == d.unknown_families))) {
+        return;
+      }
+    }
+    r.damage.push_back(std::move(d));
+  };
+  // Damage recorded by a repair whose open did not get to record it in the
+  // metadata (the file itself may be repaired already: nothing left to find).
+  std::vector<std::string> record_names;
+  for (const auto& rec : records) {
+    record_names.push_back(rec.name);
+    const std::string file = rec.name.substr(0, rec.name.size() - kDamageRecordSuffix.size());
+    Result<std::vector<Damage>> got = DecodeDamageRecord(file, rec.data);
+    if (!got.ok()) {
+      Damage d;
+      d.file = file;
+      d.reason = got.status().message() + " (the damage it recorded is unknown)";
+      d.unknown_families = true;
+      add(std::move(d), true);
+      continue;
+    }
+    for (auto& d : *got) add(std::move(d), true);
+  }
+  if (repair && !in_memory) {
+    // Every damage found is durable before any file is touched: a crash or
+    // an error from here on leaves it to the next open, whatever the file
+    // will look like then.
+    bool recorded = false;
+    for (const auto& repaired : r.repaired) {
+      const std::string& name = repaired.first;
+      std::vector<Damage> mine;
+      for (const auto& d : r.damage) {
+        if (d.file == name) mine.push_back(d);
+      }
+      if (mine.empty()) continue;  // re-framed only (`stuck`): nothing lost in it
+      const std::string rec = name + std::string(kDamageRecordSuffix);
+      const std::string content = EncodeDamageRecord(name, mine);
+      CV_RETURN_IF_ERROR(fsutil::AtomicWrite(
+          fs, dir, rec, reinterpret_cast<const uint8_t*>(content.data()), content.size()));
+      if (std::find(record_names.begin(), record_names.end(), rec) == record_names.end()) {
+        record_names.push_back(rec);
+      }
+      recorded = true;
+    }
+    if (recorded) CV_KILL_POINT("wal_repair.after_damage_record");
     for (const auto& repaired : r.repaired) {
       // (Not a structured binding: clang 14, the fuzz build's compiler,
       // cannot capture one in the lambda below.)
@@ -879,6 +1044,7 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
       CV_RETURN_IF_ERROR(fsutil::AtomicWrite(
           fs, dir, name, reinterpret_cast<const uint8_t*>(content.data()), content.size()));
     }
+    if (!r.repaired.empty()) CV_KILL_POINT("wal_repair.after_rewrite");
   }
   // Kept damaged files whose damage a crash may have kept from being recorded.
   for (auto& e : evidence) {
@@ -886,11 +1052,11 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
     ScanResult old = Scan({e}, /*repair=*/true);
     for (auto& d : old.damage) {
       d.file = e.name.substr(0, e.name.size() - kEvidenceSuffix.size());
-      bool dup = false;
-      for (const auto& x : r.damage) dup = dup || (x.file == d.file && x.offset == d.offset);
-      if (!dup) r.damage.push_back(std::move(d));
+      add(std::move(d), false);
     }
   }
+  // Removed last: while one is left, the damage is reported again.
+  for (auto& name : record_names) r.evidence.push_back(std::move(name));
   r.micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                       std::chrono::steady_clock::now() - start)
                                       .count());

@@ -53,8 +53,9 @@ struct ScanResult {
   // numbers), so that recovery does not drop the rest of a 32 KiB block
   // after a damaged record, which held other tenants' writes.
   std::vector<std::pair<std::string, std::string>> repaired;
-  // Names of the damaged originals kept beside (kEvidenceSuffix), to be
-  // removed once the store recorded the damage.
+  // Names of the damaged originals kept beside (kEvidenceSuffix) and of the
+  // damage records (kDamageRecordSuffix), to be removed, in this order, once
+  // the store recorded the damage.
   std::vector<std::string> evidence;
   // Without `repair`, when there is damage: where RocksDB's reader would
   // not get past a header in kSkipAnyCorruptedRecords mode (a header of a
@@ -77,15 +78,32 @@ struct ScanResult {
 };
 
 inline constexpr std::string_view kEvidenceSuffix = ".damaged";
+// `<name>.damage`: what a repairing scan found in WAL file <name>, written
+// (atomically, synced) before any file is copied or rewritten, so that a
+// crash or a full disk between the repair and the store's record of the
+// damage cannot lose it (docs/format.md, docs/decisions/0019).
+inline constexpr std::string_view kDamageRecordSuffix = ".damage";
+// The damage record of WAL file `file` (every entry's `file` is `file`).
+std::string EncodeDamageRecord(const std::string& file, const std::vector<Damage>& damage);
+// Its entries; kCorruption ("damage record: ...") if it does not read whole.
+Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::string_view data);
 // Scans every *.log file of `dir` that recovery replays (those below the
 // replay floor of the MANIFEST named by `dir`/CURRENT are left out; none:
-// an empty result). Read errors are
-// returned as kIOError. With `repair`, each damaged file is first kept as
+// an empty result). Read errors are returned as kIOError. With `repair`, the damage of each damaged file is
+// first recorded in `<name>.damage`, then the file is kept as
 // `<name>.damaged`, then replaced (atomically, synced) by its repaired
-// content. Damage found in a kept `.damaged` file (a crash after the
-// repair, before the store recorded it) is reported again.
+// content. Damage read from a `.damage` record or found in a kept
+// `.damaged` file (a crash or an error after the repair began, before the
+// store recorded it) is reported again; a `.damage` record that does not
+// read whole is reported as damage of unknown families.
+// With `repair` and `in_memory` (a read-only open, which writes nothing):
+// the damage is judged as a repair would (checksum-valid records inside
+// dropped bytes are kept), `repaired` holds the re-framed content, and no
+// file is written (no `.damage` record either): the caller serves that
+// content instead of the files (RepairedWalFS in engine/shard.cc;
+// docs/decisions/0020).
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir,
-                                 bool repair = false);
+                                 bool repair = false, bool in_memory = false);
 // The lowest WAL number RocksDB 7.8's recovery replays, from the version
 // edits of a MANIFEST: max(min_log_number_to_keep, the smallest log number
 // of a live column family) (db_impl_open.cc RecoverLogFiles). Reads edits

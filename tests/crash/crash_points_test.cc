@@ -1,6 +1,7 @@
 // T3 (testing.md): a crash at every named kill point of tenant create, purge
 // and KEK rotation (CommitKeyring's keyring.* points), and then at every
-// point passed by the recovery of each of those crashes.
+// point passed by the recovery of each of those crashes; and at every point
+// of the open that repairs a damaged WAL (WalRepairKilledAndPowerCut).
 //
 // A recording child runs a fixed workload (creates, synced puts, purges, the
 // re-creation of a purged id) and reports every point it passes, in order.
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -711,6 +713,127 @@ TEST_F(CrashPointsTest, ReconcileKilledAndPowerCut) {
   }
   std::printf("[crash-points] reconcile: %zu (point, hit) cases; %zu killed, %zu power-cut\n",
               points.size(), trials[Cut::kKill], trials[Cut::kPower]);
+}
+
+// The open that repairs a damaged WAL (engine/wal_scan.cc, decision 0019),
+// killed and power-cut at every point it passes: the damage record
+// (wal_repair.after_damage_record), the kept copy and the rewrite
+// (atomic_write.*, wal_repair.after_rewrite), the marks in the metadata and
+// the removal of the evidence (remove.*). The damaged record is the LAST of
+// its WAL file, later WALs continuing after it, so the repaired file and
+// the kept copy alone show nothing (issue 11, attack11's
+// RepairInterrupted/EndOfFile*): after the next open, acme (whose write the
+// record held) must be marked damaged and Verify not ok, bravo whole or
+// marked, and no evidence file left.
+TEST_F(CrashPointsTest, WalRepairKilledAndPowerCut) {
+  const std::string prep = tmp_.Sub("walrepair-prep");
+  const std::string shard = prep + "/db/shards/0000";
+  auto newest_wal = [&]() -> std::pair<std::string, uint64_t> {
+    std::vector<std::string> v;
+    for (const auto& e : fs::directory_iterator(shard)) {
+      if (e.path().extension() == ".log" && fs::file_size(e.path()) > 0) v.push_back(e.path());
+    }
+    std::sort(v.begin(), v.end());
+    if (v.empty()) return {"", 0};
+    return {v.back(), fs::file_size(v.back())};
+  };
+  std::vector<int> acme = {1, 2, 3}, bravo = {4};
+  std::string wal;
+  uint64_t before = 0, after = 0;
+  {
+    fs::create_directories(prep);
+    auto st = Store::Open(StoreOptions(prep + "/keys"), prep + "/db");
+    ASSERT_OK(st);
+    ASSERT_OK((*st)->CreateTenant({.tenant_id = "acme"}));
+    ASSERT_OK((*st)->CreateTenant({.tenant_id = "bravo"}));
+    ASSERT_EQ((*st)->DescribeTenant("acme")->shard, 0u);
+    ASSERT_EQ((*st)->DescribeTenant("bravo")->shard, 0u);
+    for (int i : acme) ASSERT_OK((*st)->PutCall("acme", TestCall("acme", i)));
+    for (int i : bravo) ASSERT_OK((*st)->PutCall("bravo", TestCall("bravo", i)));
+    std::tie(wal, before) = newest_wal();
+    ASSERT_OK((*st)->PutCall("acme", TestCall("acme", 5)));  // the write the damage takes
+    std::string same;
+    std::tie(same, after) = newest_wal();
+    ASSERT_EQ(same, wal);
+    ASSERT_GT(after, before);
+    st->reset();
+    st = Store::Open(StoreOptions(prep + "/keys"), prep + "/db");  // later writes: a new WAL
+    ASSERT_OK(st);
+    for (int i = 10; i < 14; ++i) {
+      ASSERT_OK((*st)->PutCall("bravo", TestCall("bravo", i)));
+      bravo.push_back(i);
+      ASSERT_OK((*st)->PutCall("acme", TestCall("acme", i + 10)));
+      acme.push_back(i + 10);
+    }
+    ASSERT_OK((*st)->Close());
+  }
+  ASSERT_NE(newest_wal().first, wal) << "the damaged record must not be in the newest WAL";
+  {
+    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f);
+    const auto at = static_cast<std::streamoff>(before + (after - before) / 2);
+    f.seekg(at);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x01);
+    f.seekp(at);
+    f.write(&c, 1);
+  }
+  std::vector<Point> points;
+  {
+    const std::string dir = tmp_.Sub("walrepair-record");
+    CopyStore(prep, dir);
+    ChildRun r = RunChild("recover", dir, "", /*record=*/true);
+    ASSERT_TRUE(WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0 && r.done) << r.log;
+    ASSERT_TRUE(r.errors.empty()) << ::testing::PrintToString(r.errors);
+    points = r.points;
+  }
+  PrintPoints(points);
+  std::set<std::string> names;
+  for (const auto& p : points) names.insert(p.name);
+  for (const char* n : {"wal_repair.after_damage_record", "wal_repair.after_rewrite",
+                        "wal_repair.after_db_open",
+                        "atomic_write.after_fsync", "remove.after_unlink"}) {
+    EXPECT_TRUE(names.count(n)) << "point never passed by the repair: " << n;
+  }
+  std::map<Cut, size_t> trials;
+  int i = 0, loud = 0;
+  for (Cut cut : {Cut::kKill, Cut::kPower}) {
+    for (const auto& p : points) {
+      SCOPED_TRACE(std::string(CutName(cut)) + " at " + p.Label());
+      const std::string dir = tmp_.Sub("walrepair-" + std::to_string(i++));
+      CopyStore(prep, dir);
+      ChildRun r = RunChild("recover", dir, p.Arm(), false, cut);
+      if (!CheckCut(r, cut, -1, p.Label())) continue;
+      ++Crashed(cut)[p.name];
+      ++trials[cut];
+      auto st = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
+      ASSERT_OK(st);
+      auto a = (*st)->DescribeTenant("acme");
+      ASSERT_OK(a);
+      EXPECT_TRUE(a->damaged) << "the damage was lost: acme not marked";
+      loud += a->damaged ? 1 : 0;
+      auto b = (*st)->DescribeTenant("bravo");
+      ASSERT_OK(b);
+      if (!b->damaged) {
+        for (int k : bravo) EXPECT_OK((*st)->GetCall("bravo", "bravo-call-" + std::to_string(k)));
+      }
+      auto v = (*st)->Verify(std::nullopt);
+      ASSERT_OK(v);
+      EXPECT_FALSE(v->ok());
+      // The damage is in the metadata now: its record and copy are gone.
+      for (const auto& e : fs::directory_iterator(dir + "/db/shards/0000")) {
+        const std::string n = e.path().filename();
+        EXPECT_EQ(n.find(".damage"), std::string::npos) << "left after recovery: " << n;
+      }
+      ASSERT_OK((*st)->Close());
+      st->reset();
+      if (!HasFailure()) fs::remove_all(dir);
+    }
+  }
+  std::printf("[crash-points] WAL repair: %zu (point, hit) cases; %zu killed, %zu power-cut, %d "
+              "loud after recovery\n",
+              points.size(), trials[Cut::kKill], trials[Cut::kPower], loud);
 }
 
 // Points that this suite cannot reach, and the suite that crashes at them

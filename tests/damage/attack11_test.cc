@@ -305,6 +305,12 @@ TEST_F(Attack, ReadOnlyOpenOfDamagedFragmentedWalRecordServes) {
   ASSERT_OK(v);
   EXPECT_FALSE(v->ok());
   EXPECT_FALSE(v->damaged_tenants.empty());
+  // Decision 0020: the WAL read through its in-memory repair, the damage
+  // reported as the writable open reports it (the damaged chunk's batch is
+  // cut short: its family cannot be read from it, so every family of the
+  // shard is marked).
+  EXPECT_TRUE(s->DescribeTenant("acme")->damaged);
+  EXPECT_CODE(s->GetCall("acme", "a0", kPartAll), Code::kCorruption);
 }
 
 // ---------------------------------------------------------------------------

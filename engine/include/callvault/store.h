@@ -74,9 +74,16 @@ struct Options {
   // sees them), no background runner, no signing key created. Sees the
   // store as it was at open (RocksDB read-only instances: what the writer
   // had in its WAL and SST files then), not the writer's later changes.
-  // Every method that writes returns kNotSupported ("store opened
+  // A damaged WAL is read as its repair would leave it, repaired in memory
+  // only. Every method that writes returns kNotSupported ("store opened
   // read-only") and changes nothing; RunRetention and Erase work with
-  // dry_run. Excludes create_if_missing (kInvalidArgument). Default: false.
+  // dry_run. The one thing it writes: a tenant it finds damaged (a read or
+  // Verify met a damaged table or blob file) is left for the writer as a
+  // sealed damage report in <store>/damage-reports/, which the next
+  // writable open (or the live writer's Stats, Verify, AcceptTenantDamage)
+  // turns into the durable mark and a tenant_damaged audit event
+  // (docs/decisions/0020); if it cannot be written, Verify says so.
+  // Excludes create_if_missing (kInvalidArgument). Default: false.
   bool read_only = false;
   // The store's region, fixed when it is created. At open, a non-empty value
   // must match the stored one (kFailedPrecondition otherwise). Tenants are
@@ -476,7 +483,8 @@ class Store {
   // (pid N)" when both use one key directory, else "open for writing in
   // another process" (RocksDB's lock on meta/); a
   // read-only open (Options::read_only) still works: it takes no writer
-  // lock, runs no recovery and writes nothing (RecoveryPending()).
+  // lock, runs no recovery and writes nothing but damage reports
+  // (RecoveryPending(); Options::read_only).
   static Result<std::unique_ptr<Store>> Open(const Options& options, const std::string& path);
 
   // Options::read_only.

@@ -1,0 +1,162 @@
+// docs/operations.md, "A tenant is damaged", through the callvault binary
+// (decision 0020): a flipped byte in one tenant's table file, found by the
+// read-only `verify`, is known to every command after it: `stats` and
+// `tenant show` name the tenant, `tenant accept-damage` works (it is not
+// "tenant is not damaged"), `audit list` has the tenant_damaged and
+// damage_accepted events. On the old code verify printed DAMAGED and exited
+// 76, and everything after it behaved as if nothing had been found.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <rocksdb/metadata.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "callvault/store.h"
+#include "tests/testutil/raw_shard.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::MakeCall;
+using testutil::TestStore;
+
+struct Outcome {
+  int exit = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// A real second process: the callvault binary, stdin /dev/null.
+Outcome Cli(const TestStore& s, std::vector<std::string> args) {
+  std::vector<std::string> argv = {CALLVAULT_BIN, "--db", s.db, "--keys", s.keys};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const std::string out_path = s.tmp.Sub("stdout"), err_path = s.tmp.Sub("stderr");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int in = ::open("/dev/null", O_RDONLY);
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in < 0 || out < 0 || err < 0) ::_exit(126);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> a;
+    for (auto& w : argv) a.push_back(w.data());
+    a.push_back(nullptr);
+    ::execv(a[0], a.data());
+    ::_exit(127);
+  }
+  Outcome o;
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return o;
+  o.exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  o.out = Slurp(out_path);
+  o.err = Slurp(err_path);
+  return o;
+}
+
+bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+
+TEST(CliDamage, TableDamageFoundByVerifyFollowsTheOperatorPath) {
+  TestStore s;
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({"acme", "", 0}));
+  ASSERT_OK(s->CreateTenant({"bravo", "", 0}));
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK(s->PutCall("acme", MakeCall("a" + std::to_string(i), 1700000000000000 + i, std::string(200, 'm'))));
+    ASSERT_OK(s->PutCall("bravo", MakeCall("b" + std::to_string(i), 1700000000000000 + i)));
+  }
+  ASSERT_OK(s->Flush());
+  const std::string cf = s->DescribeTenant("acme")->column_family;
+  const std::string shard = s.db + "/shards/" + [&] {
+    char b[8];
+    std::snprintf(b, sizeof b, "%04u", s->DescribeTenant("acme")->shard);
+    return std::string(b);
+  }();
+  s.Close();
+  std::string sst;
+  {
+    testutil::RawShard raw(shard, /*read_only=*/true);
+    ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
+    rocksdb::ColumnFamilyMetaData md;
+    raw.db()->GetColumnFamilyMetaData(raw.cf(cf), &md);
+    for (const auto& l : md.levels) {
+      for (const auto& f : l.files) sst = shard + "/" + fs::path(f.name).filename().string();
+    }
+  }
+  ASSERT_FALSE(sst.empty());
+  {
+    std::fstream f(sst, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(1000);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x01);
+    f.seekp(1000);
+    f.write(&c, 1);  // the first data block: acme's call rows
+  }
+
+  // Before verify: nothing has read the block yet.
+  Outcome o = Cli(s, {"stats"});
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_FALSE(Has(o.out, "DAMAGED")) << o.out;
+
+  o = Cli(s, {"verify"});
+  EXPECT_EQ(o.exit, 76) << o.out << o.err;
+  EXPECT_TRUE(Has(o.out, "DAMAGED  tenant acme")) << o.out;
+  EXPECT_FALSE(Has(o.out, "tenant bravo:")) << o.out;
+
+  // Read-only commands after it name the tenant.
+  o = Cli(s, {"stats"});
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_TRUE(Has(o.out, "DAMAGED  tenant acme")) << o.out;
+  o = Cli(s, {"tenant", "show", "acme"});
+  EXPECT_TRUE(Has(o.out, "(damaged)")) << o.out << o.err;
+  o = Cli(s, {"tenant", "show", "bravo"});
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_FALSE(Has(o.out, "(damaged)")) << o.out;
+  o = Cli(s, {"call", "get", "bravo", "b3"});
+  EXPECT_EQ(o.exit, 0) << o.err;
+
+  // The operator accepts the loss: the writable open records the damage
+  // (a tenant_damaged event), then the acceptance.
+  o = Cli(s, {"tenant", "accept-damage", "acme"});
+  EXPECT_EQ(o.exit, 0) << o.out << o.err;
+  o = Cli(s, {"audit", "list", "--kind", "tenant_damaged"});
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_TRUE(Has(o.out, "acme")) << o.out;
+  o = Cli(s, {"audit", "list", "--kind", "damage_accepted"});
+  EXPECT_TRUE(Has(o.out, "acme")) << o.out;
+  o = Cli(s, {"tenant", "show", "acme"});
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_FALSE(Has(o.out, "(damaged)")) << o.out;
+  // Accepted once: a second accept is refused, nothing is left over.
+  o = Cli(s, {"tenant", "accept-damage", "acme"});
+  EXPECT_EQ(o.exit, 78) << o.out << o.err;
+  EXPECT_TRUE(!fs::exists(s.db + "/damage-reports") || fs::is_empty(s.db + "/damage-reports"));
+
+  // Purge works too (the other way out): the damage comes back at the next
+  // verify (the block is still bad), and the purge takes the tenant.
+  o = Cli(s, {"verify"});
+  EXPECT_EQ(o.exit, 76);
+  o = Cli(s, {"tenant", "purge", "acme", "--yes"});
+  EXPECT_EQ(o.exit, 0) << o.out << o.err;
+  o = Cli(s, {"verify"});
+  EXPECT_EQ(o.exit, 0) << o.out << o.err;
+  std::printf("[cli_damage] verify -> stats -> show -> accept-damage -> audit -> purge: ok\n");
+}
+
+}  // namespace
+}  // namespace callvault
