@@ -427,6 +427,7 @@ TEST(WalScan, ReplayFloorOfAPrefixIsNoHigher) {
     EXPECT_LE(ReplayFloor(flipped), whole) << "flip at " << i;
     flipped[i] = manifest[i];
   }
+}
 
 // The damage record (`<name>.damage`, docs/format.md): what it holds reads
 // back the same, and every truncation and every bit flip of it is refused
