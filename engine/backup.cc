@@ -6,7 +6,6 @@
 // BackupEngine directory; a signed manifest then names the backup id of
 // each. Puts and reads never take admin_mu_: they run on during the copy.
 #include <fcntl.h>
-#include <sodium.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +29,7 @@
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/keyring.h"
+#include "engine/signed_json.h"
 #include "engine/store_impl.h"
 
 namespace callvault {
@@ -60,15 +60,6 @@ std::string ManifestName(uint64_t cut) {
 std::string AppMetadata(const std::string& cut_id, const BackupInstance& in) {
   return std::string(kAppMetadataTag) + " " + cut_id + " " + in.name + " " +
          std::to_string(in.sequence);
-}
-
-bool FromHex(std::string_view hex, std::string* out) {
-  if (hex.size() % 2) return false;
-  out->assign(hex.size() / 2, '\0');
-  size_t bin_len = 0;
-  return sodium_hex2bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), hex.data(),
-                        hex.size(), nullptr, &bin_len, nullptr) == 0 &&
-         bin_len == out->size();
 }
 
 nlohmann::json Body(const BackupManifest& m) {
@@ -273,17 +264,8 @@ Result<std::vector<BackupManifest>> ReadManifests(const std::string& backup_dir)
 }
 
 Status CheckSignature(const BackupManifest& m, std::string_view public_key) {
-  crypto::Init();
-  if (public_key.size() != crypto_sign_PUBLICKEYBYTES) {
-    return Status::InvalidArgument("public key must be 32 bytes");
-  }
-  std::string sig;
-  const std::string canonical = m.Canonical();
-  if (!FromHex(m.signature, &sig) || sig.size() != crypto_sign_BYTES ||
-      crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
-                                  reinterpret_cast<const unsigned char*>(canonical.data()),
-                                  canonical.size(),
-                                  reinterpret_cast<const unsigned char*>(public_key.data())) != 0) {
+  CV_RETURN_IF_ERROR(signed_json::CheckPublicKey(public_key));
+  if (!signed_json::Verifies(m.Canonical(), m.signature, public_key)) {
     return Status::Corruption("backup manifest of cut " + std::to_string(m.cut) +
                               ": signature does not verify against this store's signing key "
                               "(edited by hand, or another store's backup)");
@@ -340,14 +322,10 @@ Result<BackupManifest> PickCut(const std::string& backup_dir, uint64_t cut) {
 }
 }  // namespace
 
-std::string BackupManifest::Canonical() const {
-  return Body(*this).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+std::string BackupManifest::Canonical() const { return signed_json::Canonical(Body(*this)); }
 
 std::string BackupManifest::ToJson() const {
-  nlohmann::json j = Body(*this);
-  j["signature"] = signature;
-  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return signed_json::WithSignature(Body(*this), signature, 2) + "\n";
 }
 
 Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir) {
@@ -535,7 +513,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, uint64_t* removed, uint64_t*
     const size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
     std::string hash;
     uint64_t id = 0;
-    if (b == std::string::npos || !FromHex(line.substr(b + 1), &hash) || hash.empty()) {
+    if (b == std::string::npos || !crypto::FromHex(line.substr(b + 1), &hash) || hash.empty()) {
       return Status::Corruption("the tombstone log holds a malformed line at byte " +
                                 std::to_string(pos));
     }

@@ -231,7 +231,9 @@ std::string EncodeTenant(const TenantRecord& t) {
                                   t.internal_id, t.shard, t.cf_generation, t.key_version,
                                   t.receipt_sequence, t.purge_at, t.churned_at,
                                   b.CreateVector(holds), b.CreateVector(ws),
-                                  t.purge_kek_generation));
+                                  t.purge_kek_generation, t.ad_internal_id, t.move_state,
+                                  t.move_id.empty() ? Offset<String>() : S(b, t.move_id),
+                                  t.move_peer.empty() ? Offset<String>() : S(b, t.move_peer)));
   return Finish(b);
 }
 
@@ -291,6 +293,13 @@ Status DecodeTenant(std::string_view bytes, TenantRecord* t) {
   t->purge_at = r->purge_at();
   t->purge_kek_generation = r->purge_kek_generation();
   t->churned_at = r->churned_at();
+  t->ad_internal_id = r->ad_internal_id();
+  if (r->move_state() > kMoveIn) {
+    return Status::Corruption("tenant registry record holds an out-of-range move state");
+  }
+  t->move_state = r->move_state();
+  t->move_id = Str(r->move_id());
+  t->move_peer = Str(r->move_peer());
   t->holds.clear();
   if (r->holds()) {
     for (const auto* h : *r->holds()) t->holds.push_back(HoldFrom(h));
@@ -312,7 +321,8 @@ std::string EncodeReceipt(const Receipt& r) {
                                    S(b, r.column_family), r.shard, versions,
                                    r.kek_generation_retired, r.kek_generation_current,
                                    r.keyring_generation, r.records, r.bytes, S(b, r.prev_hash),
-                                   S(b, r.signature)));
+                                   S(b, r.signature),
+                                   r.destination.empty() ? Offset<String>() : S(b, r.destination)));
   return Finish(b);
 }
 
@@ -335,6 +345,7 @@ Status DecodeReceipt(std::string_view bytes, Receipt* r) {
   if (x->key_versions_destroyed()) {
     for (uint32_t v : *x->key_versions_destroyed()) r->key_versions_destroyed.push_back(v);
   }
+  r->destination = Str(x->destination());
   r->kek_generation_retired = x->kek_generation_retired();
   r->kek_generation_current = x->kek_generation_current();
   r->keyring_generation = x->keyring_generation();

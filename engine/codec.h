@@ -31,7 +31,15 @@ struct TenantRecord {
   std::vector<Hold> holds;
   std::vector<std::pair<std::string, uint32_t>> workspace_retention;
   uint32_t purge_kek_generation = 0;  // set when the purge begins
+  // Tenant moves (docs/decisions/0022).
+  uint64_t ad_internal_id = 0;  // sealed-with internal id; 0: internal_id
+  uint8_t move_state = 0;       // kMoveNone, kMoveFenced, kMoveIn
+  std::string move_id;          // hex
+  std::string move_peer;        // hex store id
 };
+inline constexpr uint8_t kMoveNone = 0;
+inline constexpr uint8_t kMoveFenced = 1;  // source: writes refused, copy at move_peer
+inline constexpr uint8_t kMoveIn = 2;      // destination: arrived by a move
 
 // `parts_present`: bit kPartTranscript / kPartInsights set when stored.
 std::string EncodeMeta(const Call& call, uint32_t parts_present);

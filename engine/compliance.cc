@@ -407,7 +407,7 @@ Result<std::vector<Hold>> Store::Impl::ListHoldsLocked(const TenantRef& t) {
 }
 
 Result<std::vector<Hold>> Store::Impl::ListHolds(std::string_view tenant_id) {
-  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kInspect));
   return ListHoldsLocked(t);
 }
 

@@ -136,4 +136,13 @@ std::string Hex(std::string_view bytes) {
   return s;
 }
 
+bool FromHex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2) return false;
+  out->assign(hex.size() / 2, '\0');
+  size_t bin_len = 0;
+  return sodium_hex2bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), hex.data(),
+                        hex.size(), nullptr, &bin_len, nullptr) == 0 &&
+         bin_len == out->size();
+}
+
 }  // namespace callvault::crypto

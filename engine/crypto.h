@@ -47,6 +47,9 @@ std::string Hash32(std::string_view message);
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 
 std::string Hex(std::string_view bytes);
+// The inverse of Hex (either case): false for an odd length or a character
+// that is not a hex digit.
+bool FromHex(std::string_view hex, std::string* out);
 
 }  // namespace callvault::crypto
 

@@ -109,7 +109,7 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
   for (const auto& id : ids) {
     // kRemove: a churned tenant's records are checked too (nothing of their
     // content leaves Verify).
-    auto t = Acquire(id, Access::kRemove);
+    auto t = Acquire(id, Access::kInspect);
     if (!t.ok()) {
       if (tenant_id) return t.status();
       const Code c = t.status().code();

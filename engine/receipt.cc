@@ -1,10 +1,9 @@
 // Receipts: the signed, canonical form and offline chain verification.
-#include <sodium.h>
-
 #include <nlohmann/json.hpp>
 
 #include "callvault/store.h"
 #include "engine/crypto.h"
+#include "engine/signed_json.h"
 
 namespace callvault {
 
@@ -38,36 +37,22 @@ nlohmann::json Body(const Receipt& r) {
   j["records"] = r.records;
   j["bytes"] = r.bytes;
   j["prev_hash"] = r.prev_hash;
+  // Only moved_out receipts have it: every earlier receipt's canonical form
+  // (and so its signature and the chain) is unchanged.
+  if (!r.destination.empty()) j["destination"] = r.destination;
   return j;
 }
 
-bool FromHex(std::string_view hex, std::string* out) {
-  if (hex.size() % 2) return false;
-  out->assign(hex.size() / 2, '\0');
-  size_t bin_len = 0;
-  return sodium_hex2bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), hex.data(),
-                        hex.size(), nullptr, &bin_len, nullptr) == 0 &&
-         bin_len == out->size();
-}
 }  // namespace
 
 // Errors from dump() are impossible: every string in a receipt is either
 // generated hex, a fixed kind, a validated ASCII id or a validated region.
-std::string Receipt::Canonical() const {
-  return Body(*this).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+std::string Receipt::Canonical() const { return signed_json::Canonical(Body(*this)); }
 
-std::string Receipt::ToJson() const {
-  nlohmann::json j = Body(*this);
-  j["signature"] = signature;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+std::string Receipt::ToJson() const { return signed_json::WithSignature(Body(*this), signature, -1); }
 
 Status VerifyReceiptChain(const std::vector<Receipt>& receipts, std::string_view public_key) {
-  crypto::Init();
-  if (public_key.size() != crypto_sign_PUBLICKEYBYTES) {
-    return Status::InvalidArgument("public key must be 32 bytes");
-  }
+  CV_RETURN_IF_ERROR(signed_json::CheckPublicKey(public_key));
   std::string prev_hash;
   uint64_t expect = receipts.empty() ? 0 : receipts.front().sequence;
   for (size_t i = 0; i < receipts.size(); ++i) {
@@ -84,13 +69,8 @@ Status VerifyReceiptChain(const std::vector<Receipt>& receipts, std::string_view
     if (i == 0 && r.sequence == 1 && !r.prev_hash.empty()) {
       return Status::Corruption(where + "the first receipt must not name a predecessor");
     }
-    std::string sig;
     const std::string canonical = r.Canonical();
-    if (!FromHex(r.signature, &sig) || sig.size() != crypto_sign_BYTES ||
-        crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
-                                    reinterpret_cast<const unsigned char*>(canonical.data()),
-                                    canonical.size(),
-                                    reinterpret_cast<const unsigned char*>(public_key.data())) != 0) {
+    if (!signed_json::Verifies(canonical, r.signature, public_key)) {
       return Status::Corruption(where + "signature does not verify (edited or forged)");
     }
     prev_hash = crypto::Hex(crypto::Hash32(canonical + r.signature));

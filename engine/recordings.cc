@@ -50,7 +50,7 @@ Names NamesOf(const TenantRef& t, std::string_view call_id, std::string_view rec
 // and recording.
 SecretBytes StreamKey(const TenantRef& t, const Names& n) {
   std::string m = "cvrs1";
-  format::PutFixed64BE(&m, t->rec.internal_id);
+  format::PutFixed64BE(&m, t->ad_id());
   format::PutFixed64BE(&m, t->rec.cf_generation);
   m += n.call_hash;
   m += n.rec_hash;
@@ -62,7 +62,7 @@ SecretBytes StreamKey(const TenantRef& t, const Names& n) {
 
 std::string ChunkAd(const TenantRef& t, const Names& n, uint32_t index) {
   std::string ad = "cvrc1";
-  format::PutFixed64BE(&ad, t->rec.internal_id);
+  format::PutFixed64BE(&ad, t->ad_id());
   format::PutFixed64BE(&ad, t->rec.cf_generation);
   ad += n.call_hash;
   ad += n.rec_hash;
@@ -291,7 +291,8 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
   for (uint32_t i = first; i <= last; ++i) {
     std::optional<TenantRef> acquired;
     if (held == nullptr) {
-      CV_ASSIGN_OR_RETURN(TenantRef r, store->AcquireForRecording(tenant_id));
+      // A read: served by a source that a move fenced (decision 0022).
+      CV_ASSIGN_OR_RETURN(TenantRef r, store->AcquireForRecording(tenant_id, Access::kRead));
       acquired.emplace(std::move(r));
     }
     const TenantRef& t = held ? *held : *acquired;
@@ -335,8 +336,8 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
 }  // namespace
 
 // Chunks of a recording being written count as writes; an abort removes.
-Result<TenantRef> Store::Impl::AcquireForRecording(std::string_view tenant_id) {
-  return Acquire(tenant_id, Access::kRemove);
+Result<TenantRef> Store::Impl::AcquireForRecording(std::string_view tenant_id, Access access) {
+  return Acquire(tenant_id, access);
 }
 
 Result<std::unique_ptr<RecordingWriter>> Store::Impl::CreateRecording(std::string_view tenant_id,

@@ -91,6 +91,10 @@ Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
       CV_ASSIGN_OR_RETURN(rows, HasRows(shard, cf));
     }
     const bool announced = audited.count({rec.tenant_id, rec.internal_id}) > 0;
+    // A copy arriving by a move that never committed: the source still
+    // holds the authoritative copy (and its fence lifts when the move is
+    // resumed), so this one is discarded, rows and all (decision 0022).
+    if (rec.move_state == codec::kMoveIn && !announced) rows = false;
     if (rows || announced) {
       Quarantine(rec, std::string("recovery: the registry says this tenant's create never "
                                   "finished, but ") +
@@ -110,6 +114,12 @@ Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
 // there its data is still readable: the call holds are checked again (a
 // replayed value must not shred what a hold now covers).
 Status Store::Impl::RecoverPurging(codec::TenantRecord rec) {
+  if (rec.move_state == codec::kMoveFenced) {
+    // A moved_out purge: the destination committed the tenant before this
+    // purge began, so its holds travelled with it (decision 0022).
+    CV_RETURN_IF_ERROR(FinishPurge(&rec, nullptr, "moved_out", rec.move_peer).status());
+    return ActivateTenant(rec);
+  }
   if (keyring_.HasTenant(rec.internal_id)) {
     auto t = LoadTenant(rec);
     if (t->cf != nullptr) {

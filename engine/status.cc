@@ -16,6 +16,7 @@ const char* CodeName(Code code) {
     case Code::kKeyError: return "key_error";
     case Code::kInternal: return "internal";
     case Code::kNotSupported: return "not_supported";
+    case Code::kMoved: return "moved";
   }
   return "unknown";
 }

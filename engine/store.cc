@@ -134,6 +134,9 @@ TenantInfo Tenant::Info() const {
   i.quarantined = quarantined.load();
   i.damaged = damaged.load();
   if (i.damaged) i.damage = damage;
+  if (rec.move_state == codec::kMoveFenced) i.moved_to = rec.move_peer;
+  if (rec.move_state == codec::kMoveIn) i.moved_from = rec.move_peer;
+  i.move_id = rec.move_id;
   return i;
 }
 
@@ -387,6 +390,21 @@ Result<std::vector<AuditEvent>> Store::ListAudit(int64_t since, std::string_view
 Result<std::string> Store::SigningPublicKey() {
   CV_REFUSE_IF_CLOSED();
   return impl_->SigningPublicKey();
+}
+Result<std::string> Store::MoveIdentity() {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->MoveIdentity();
+}
+Result<MoveReport> Store::MoveTenantOut(std::string_view tenant_id, std::string_view identity,
+                                        const MoveTransport& to, const MoveOptions& options) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("MoveTenantOut");
+  return impl_->MoveTenantOut(tenant_id, identity, to, options);
+}
+Result<std::string> Store::MoveTenantIn(std::string_view segment, std::string_view source_key) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("MoveTenantIn");
+  return impl_->MoveTenantIn(segment, source_key);
 }
 Result<BackupInfo> Store::Backup(const std::string& dir, const BackupOptions& options) {
   CV_REFUSE_IF_CLOSED();
@@ -963,7 +981,11 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [tid, t] : tenants_) {
-      if (t->state == TenantState::kActive && !t->quarantined && !t->damaged) ids.push_back(tid);
+      // A tenant a move fenced is served at its destination (decision 0022).
+      if (t->state == TenantState::kActive && !t->quarantined && !t->damaged &&
+          t->Record().move_state != codec::kMoveFenced) {
+        ids.push_back(tid);
+      }
     }
   }
   for (const auto& tid : ids) {

@@ -95,9 +95,17 @@ struct Tenant : record::DictionarySource {
   // caches its 'Z' row. REQUIRES: life held.
   Status Find(uint32_t dict_id, std::shared_ptr<const compress::Dictionary>* out) override;
 
+  // The internal id its records are sealed with (associated data and
+  // recording bindings): the source's, for a tenant that moved in
+  // (docs/decisions/0022). Fixed once the tenant is live.
+  uint64_t ad_id() const { return rec.ad_internal_id != 0 ? rec.ad_internal_id : rec.internal_id; }
   record::Binding binding() const {
-    return record::Binding{rec.internal_id, rec.cf_generation, rec.key_version};
+    return record::Binding{ad_id(), rec.cf_generation, rec.key_version};
   }
+  // A move of this tenant out of the store is copying it (held for the
+  // move: purges and other moves refused). The fence itself is
+  // rec.move_state == codec::kMoveFenced.
+  std::atomic<bool> moving{false};
   TenantInfo Info() const;
   codec::TenantRecord Record() const {
     std::lock_guard<std::mutex> l(rec_mu);
@@ -109,7 +117,9 @@ struct Tenant : record::DictionarySource {
 // What an operation does to a tenant's data: a churned tenant refuses
 // writes, and reads unless options.allow_reads_after_churn; removals
 // (delete, erasure) stay allowed.
-enum class Access { kRead, kWrite, kRemove };
+// kInspect: a read that churn does not stop (holds, Verify), like kRemove,
+// but served by a source that a move fenced, like kRead.
+enum class Access { kRead, kWrite, kRemove, kInspect };
 
 // A live tenant, held for the duration of one operation.
 struct TenantRef {
@@ -169,7 +179,10 @@ class Store::Impl {
   Status DeleteRecording(std::string_view tenant_id, std::string_view call_id,
                          std::string_view recording_id);
   // For RecordingWriter, which re-acquires its tenant for every chunk.
-  Result<TenantRef> AcquireForRecording(std::string_view tenant_id);
+  // kRemove for the writer (a churned tenant's recording still finishes),
+  // kRead for the chunks of a read.
+  Result<TenantRef> AcquireForRecording(std::string_view tenant_id,
+                                        Access access = Access::kRemove);
 
   // compliance.cc
   Status ScheduleTenantPurge(std::string_view tenant_id, int64_t purge_at);
@@ -245,6 +258,16 @@ class Store::Impl {
   }
   Status Flush();
   Status CompactAll();
+  // move.cc (docs/decisions/0022)
+  Result<std::string> MoveIdentity();
+  Result<MoveReport> MoveTenantOut(std::string_view tenant_id, std::string_view identity,
+                                   const MoveTransport& to, const MoveOptions& options);
+  Result<std::string> MoveTenantIn(std::string_view segment, std::string_view source_key);
+  // Destination: moves whose copy is arriving, by move id (hex). GUARDED_BY(admin_mu_).
+  struct IncomingMove;
+  std::map<std::string, std::shared_ptr<IncomingMove>> moves_in_;
+  // The refusal for a tenant whose copy is elsewhere now. REQUIRES: t->rec_mu.
+  static Status MovedError(const codec::TenantRecord& rec);
   // backup.cc
   Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options);
   // Appends one tombstone per call hash to the key provider's tombstone log
@@ -319,7 +342,8 @@ class Store::Impl {
   Status RollBackCreate(const codec::TenantRecord& rec);
   // Completes a purge from any step. REQUIRES: admin_mu_, and the tenant's
   // life lock held exclusively when it is live.
-  Result<Receipt> FinishPurge(codec::TenantRecord* rec, Tenant* live, const char* kind);
+  Result<Receipt> FinishPurge(codec::TenantRecord* rec, Tenant* live, const char* kind,
+                              const std::string& destination = "");
   // Signs and stores the next receipt; with `purged`, also marks that
   // tenant PURGED in the same synced batch, which also carries whatever
   // `batch` holds already. REQUIRES: admin_mu_.

@@ -38,7 +38,11 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
   }
   // Checked before and after taking the lock: a purge that has begun makes
   // new operations fail without queueing on the lock.
-  if (t->state.load() != TenantState::kActive) return Status::TenantPurged("tenant purged");
+  if (t->state.load() != TenantState::kActive) {
+    std::lock_guard<std::mutex> l(t->rec_mu);
+    if (t->rec.move_state == codec::kMoveFenced) return MovedError(t->rec);  // moved_out
+    return Status::TenantPurged("tenant purged");
+  }
   if (t->quarantined.load()) {
     return Status::Corruption(
         "tenant quarantined: recovery found its registry record contradicted by its key or data "
@@ -57,7 +61,17 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
     return Status::TenantPurged("tenant purged");
   }
-  if (access != Access::kRemove) {
+  {
+    // A move fenced the tenant (docs/decisions/0022): its copy at the
+    // destination takes every change from now on; reads are still served
+    // here until the moved_out purge.
+    std::lock_guard<std::mutex> l(t->rec_mu);
+    if ((access == Access::kWrite || access == Access::kRemove) &&
+        t->rec.move_state == codec::kMoveFenced) {
+      return MovedError(t->rec);
+    }
+  }
+  if (access != Access::kRemove && access != Access::kInspect) {
     int64_t purge_at;
     {
       std::lock_guard<std::mutex> l(t->rec_mu);
@@ -70,6 +84,12 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
     }
   }
   return TenantRef{std::move(t), std::move(lock)};
+}
+
+Status Store::Impl::MovedError(const codec::TenantRecord& rec) {
+  // Names the destination store, never the tenant (messages reach logs).
+  return Status::Moved("tenant moved to store " + rec.move_peer +
+                       "; retry the operation at that store");
 }
 
 Status Store::Impl::WriteRegistry(const codec::TenantRecord& rec, rocksdb::WriteBatch* extra) {
@@ -318,6 +338,12 @@ Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
   if (t->state.load() == TenantState::kPurged) return ReadReceipt(t->Record().receipt_sequence);
+  if (t->moving.load() || (t->state.load() == TenantState::kActive &&
+                           t->Record().move_state == codec::kMoveFenced)) {
+    return Status::FailedPrecondition(
+        "tenant is held for a move to another store; finish or resume the move (`callvault "
+        "tenant move`) and purge it at its destination");
+  }
   if (t->state.load() == TenantState::kActive) {
     // A legal hold blocks the purge (a PURGING tenant is past that check).
     std::shared_lock<std::shared_mutex> life(t->life);
@@ -356,13 +382,14 @@ Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
 }
 
 Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
-                                         const char* kind) {
+                                         const char* kind, const std::string& destination) {
   if (rec->state != TenantState::kPurging) {
     rec->state = TenantState::kPurging;
     CV_RETURN_IF_ERROR(WriteRegistry(*rec));
   }
   Receipt r;
   r.kind = kind;
+  r.destination = destination;
   r.tenant_id = rec->tenant_id;
   r.tenant_internal_id = rec->internal_id;
   r.column_family = format::ColumnFamilyName(rec->internal_id);

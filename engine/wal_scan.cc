@@ -419,8 +419,10 @@ uint32_t Crc32c(const char* data, size_t n, uint32_t init) {
 
 std::string Damage::Describe() const {
   std::string s = "WAL file " + file + " offset " + std::to_string(offset) + ": " + reason;
-  if (lost_sequences > 0) s += "; " + std::to_string(lost_sequences) + " acknowledged write(s) lost";
-  else s += "; acknowledged writes lost";
+  // lost_sequences counts RocksDB sequence numbers, one per row written
+  // (a call is several rows: record, indexes), not API operations.
+  s += "; acknowledged writes lost";
+  if (lost_sequences > 0) s += ": " + std::to_string(lost_sequences) + " row(s)";
   return s;
 }
 

@@ -39,10 +39,11 @@ struct Damage {
   std::string file;     // WAL file name (no directory)
   uint64_t offset = 0;  // byte offset of the first dropped byte in it
   std::string reason;   // "checksum mismatch", "zeroed bytes", ...
-  uint64_t lost_sequences = 0;  // sequence numbers lost, 0 if unknown
+  uint64_t lost_sequences = 0;  // sequence numbers (rows, not operations) lost, 0 if unknown
   std::set<uint32_t> column_families;  // ids of the families that lost writes
   bool unknown_families = false;
-  // "file 000012.log offset 4096: checksum mismatch; 6 write(s) lost"
+  // "WAL file 000012.log offset 4096: checksum mismatch; acknowledged
+  // writes lost: 6 row(s)" (rows: sequence numbers; one call writes several)
   std::string Describe() const;
 };
 

@@ -45,6 +45,7 @@
 
 #include "callvault/key_provider.h"
 #include "callvault/store.h"
+#include "tests/model/redact_rule.h"
 
 namespace callvault {
 namespace {
@@ -126,32 +127,12 @@ bool References(const Call& c, const std::string& subject) {
   return false;
 }
 
-// The model of Erase's redaction (subjects.cc): the subject's participant
-// entries lose their identity and speaker, their user ids stop owning the
-// call and its action items, their segments lose the speaker, and CRM
-// links to the subject go.
+// The model of Erase's redaction (subjects.cc): tests/model/redact_rule.h,
+// shared with the model tests. The fuzzer's CRM object ids are either one
+// of its (normalised) emails or not a subject at all: a link goes when its
+// object id is the subject.
 void ModelRedact(Call* c, const std::string& subject) {
-  std::set<uint32_t> speakers;
-  std::set<std::string> users;
-  for (auto& p : c->participants) {
-    if (p.email != subject && p.phone != subject) continue;
-    if (p.speaker_id != 0) speakers.insert(p.speaker_id);
-    if (!p.user_id.empty()) users.insert(p.user_id);
-    p.name.clear();
-    p.email.clear();
-    p.phone.clear();
-    p.title.clear();
-    p.user_id.clear();
-    p.speaker_id = 0;
-  }
-  if (users.count(c->owner_user_id)) c->owner_user_id.clear();
-  for (auto& a : c->insights.action_items) {
-    if (users.count(a.owner_user_id)) a.owner_user_id.clear();
-  }
-  for (auto& s : c->transcript) {
-    if (speakers.count(s.speaker_id)) s.speaker_id = 0;
-  }
-  std::erase_if(c->crm_links, [&](const CrmLink& l) { return l.object_id == subject; });
+  model::RedactSubject(c, subject, [&](const std::string& object_id) { return object_id == subject; });
 }
 
 // --- The store under test -------------------------------------------------------

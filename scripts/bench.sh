@@ -30,7 +30,7 @@ if [ "$build_type" != "Release" ]; then
   exit 2
 fi
 # Builds the two binaries if `make build` has not (cheap when up to date).
-cmake --build --preset "$preset" --target callvault_micro callvault_harness >&2
+cmake --build --preset "$preset" --target callvault_micro callvault_harness callvault_move_bench >&2
 
 if [ "$mode" = full ]; then
   out=bench/out
@@ -57,6 +57,12 @@ echo "bench: side-by-side harness ($mode) -> $out/harness.json" >&2
 # on PATH (pyenv, venv) may not have it.
 py=python3
 if ! "$py" -c 'import matplotlib' 2>/dev/null; then py=/usr/bin/python3; fi
+# Tenant moves (decision 0022): move time and the writer's longest gap, with
+# the load average; not in the report's tables yet (read $out/move.json).
+if [ "$mode" = full ]; then move_calls=1000,10000,100000; else move_calls=1000; fi
+echo "bench: tenant moves ($move_calls calls) -> $out/move.json" >&2
+"$build/bench/callvault_move_bench" --work "$work" --calls "$move_calls" --out "$out/move.json" >&2
+
 echo "bench: report -> $doc" >&2
 "$py" scripts/bench_report.py --harness "$out/harness.json" --micro "$out/micro.json" \
   --doc "$doc" --img "$img"

@@ -225,6 +225,17 @@ struct TwoTenants {
       ASSERT_OK(s->PutCall("B", MakeCall("b" + std::to_string(i), 1700000000000000 + i, "mb")));
     }
   }
+  // Closes the store (its status checked) and lets it go. Call under
+  // ASSERT_NO_FATAL_FAILURE.
+  void Close() {
+    ASSERT_OK(s->Close());
+    s.reset();
+  }
+  // Backs the store up into `bak`, then Close().
+  void BackupAndClose() {
+    ASSERT_OK(s->Backup(bak));
+    Close();
+  }
 };
 
 // backup -> purge A -> restore: A unreadable and PURGED, B whole; the
@@ -234,8 +245,7 @@ TEST(Backup, PurgeAfterBackupStaysPurged) {
   t.Make();
   ASSERT_OK(t.s->Backup(t.bak));
   ASSERT_OK(t.s->PurgeTenant("A"));
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.Close());
   auto report = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
   ASSERT_OK(report);
   EXPECT_EQ(report->purged_since_backup, std::vector<std::string>{"A"});
@@ -275,8 +285,7 @@ TEST(Backup, TenantCreatedAfterBackupIsAnOrphanKey) {
   ASSERT_OK(t.s->Backup(t.bak));
   auto c = t.s->CreateTenant({.tenant_id = "C"});
   ASSERT_OK(c);
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.Close());
   auto report = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
   ASSERT_OK(report);
   EXPECT_EQ(report->orphan_key_internal_ids, std::vector<uint64_t>{c->internal_id});
@@ -363,9 +372,7 @@ void ExpectNothingRestored(const std::string& dir) {
 TEST(Backup, TamperedManifestRefused) {
   TwoTenants t;
   t.Make(2);
-  ASSERT_OK(t.s->Backup(t.bak));
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
   const std::string m = t.bak + "/cuts/00000001.json";
   std::string text = testutil::ReadFile(m);
   const size_t at = text.find("\"receipt_seq\": 0");
@@ -387,8 +394,7 @@ TEST(Backup, MixedCutsRefused) {
   ASSERT_OK(t.s->Backup(t.bak));
   ASSERT_OK(t.s->PutCall("A", MakeCall("later", 1700000000000000, "ml")));
   ASSERT_OK(t.s->Backup(t.tmp.Sub("bak2")));
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.Close());
   fs::remove_all(t.bak + "/shards/0000");
   fs::copy(t.tmp.Sub("bak2") + "/shards/0000", t.bak + "/shards/0000",
            fs::copy_options::recursive);
@@ -407,9 +413,7 @@ TEST(Backup, MixedCutsRefused) {
 TEST(Backup, WrongKeyDirectoryRefused) {
   TwoTenants t;
   t.Make(2);
-  ASSERT_OK(t.s->Backup(t.bak));
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
   // Another store's key directory.
   {
     auto other = OpenAt(t.tmp.Sub("other"), t.tmp.Sub("other_keys"));
@@ -423,9 +427,7 @@ TEST(Backup, WrongKeyDirectoryRefused) {
 TEST(Backup, NonEmptyTargetRefused) {
   TwoTenants t;
   t.Make(2);
-  ASSERT_OK(t.s->Backup(t.bak));
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
   fs::create_directories(t.tmp.Sub("r"));
   std::ofstream(t.tmp.Sub("r") + "/precious") << "x";
   auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
@@ -472,9 +474,7 @@ TEST(Backup, SecondBackupIsIncremental) {
 TEST(Backup, HoldsNoKeyMaterial) {
   TwoTenants t;
   t.Make(5);
-  ASSERT_OK(t.s->Backup(t.bak));
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
   std::vector<std::string> needles;
   for (const auto& f : testutil::ListFiles(t.keys)) {
     const std::string name = fs::path(f).filename().string();
@@ -496,9 +496,7 @@ TEST(Backup, VerifyFailsAfterAByteFlip) {
   TwoTenants t;
   t.Make(50);
   ASSERT_OK(t.s->Flush());
-  ASSERT_OK(t.s->Backup(t.bak));
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
   std::string out;
   const std::string k = " --keys " + t.keys + " ";
   ASSERT_EQ(RunCli(k + "backup verify " + t.bak, &out), 0) << out;
@@ -518,8 +516,7 @@ TEST(Backup, VerifyFailsAfterAByteFlip) {
 TEST(Backup, CliRoundTrip) {
   TwoTenants t;
   t.Make(3);
-  ASSERT_OK(t.s->Close());
-  t.s.reset();
+  ASSERT_NO_FATAL_FAILURE(t.Close());
   const std::string k = " --keys " + t.keys + " ";
   std::string out;
   ASSERT_EQ(RunCli("--db " + t.db + k + "backup --to " + t.bak, &out), 0) << out;

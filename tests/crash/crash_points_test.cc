@@ -34,6 +34,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -121,34 +122,53 @@ TEST(CrashChild, DISABLED_Run) {
     ReportLine("X open: " + store.status().ToString());
     FAIL() << store.status().ToString();
   }
+  // A mode of one operation (step 0): its points, then the power cut if
+  // it froze the store (no "A"), else its result.
+  auto one_step = [&](const std::string& what, const std::function<Status()>& op) {
+    testing::RecordKillPoints(record);
+    ArmFromEnv();
+    ReportLine("B 0");
+    Status s = op();
+    report_points(0);
+    if (power && ffs->frozen()) {
+      cut(&*store, 0);
+      return;
+    }
+    ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
+    if (!s.ok()) ReportLine("X " + what + ": " + s.ToString());
+  };
   if (mode == "compliance") {  // the scheduled purges, then the retention sweep
-    testing::RecordKillPoints(record);
-    ArmFromEnv();
-    ReportLine("B 0");
-    Status s = (*store)->RunScheduledPurges(kComplianceNow).status();
-    if (s.ok() && !(power && ffs->frozen())) s = (*store)->RunRetention(kComplianceNow).status();
-    report_points(0);
-    if (power && ffs->frozen()) {
-      cut(&*store, 0);
-      ReportLine("D");
-      return;
-    }
-    ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
-    if (!s.ok()) ReportLine("X compliance: " + s.ToString());
+    one_step("compliance", [&] {
+      Status s = (*store)->RunScheduledPurges(kComplianceNow).status();
+      if (s.ok() && !(power && ffs->frozen())) s = (*store)->RunRetention(kComplianceNow).status();
+      return s;
+    });
   } else if (mode == "reconcile") {  // destroy the orphan key of "acme" (ReconcileCase)
+    one_step("reconcile", [&] {
+      const uint64_t id = std::stoull(Env("CALLVAULT_CRASH_ORPHAN"));
+      return (*store)->ReconcileKeys(/*dry_run=*/false, {id}).status();
+    });
+  } else if (mode == "move") {  // move "acme" to the store beside it (MoveCase)
+    const std::string b_db = Env("CALLVAULT_CRASH_DB") + "-b";
+    const std::string b_keys = keys + "-b";
+    auto dst = Store::Open(power ? StoreOptions(b_keys, fenv.get()) : StoreOptions(b_keys), b_db);
+    if (!dst.ok()) {
+      ReportLine("X open b: " + dst.status().ToString());
+      FAIL() << dst.status().ToString();
+    }
     testing::RecordKillPoints(record);
     ArmFromEnv();
     ReportLine("B 0");
-    const uint64_t id = std::stoull(Env("CALLVAULT_CRASH_ORPHAN"));
-    Status s = (*store)->ReconcileKeys(/*dry_run=*/false, {id}).status();
+    Status s = MoveTenant(**store, **dst, "acme").status();
     report_points(0);
     if (power && ffs->frozen()) {
+      dst->reset();  // both stores lose power together (one machine)
       cut(&*store, 0);
       ReportLine("D");
       return;
     }
     ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
-    if (!s.ok()) ReportLine("X reconcile: " + s.ToString());
+    if (!s.ok()) ReportLine("X move: " + s.ToString());
   } else if (mode == "workload") {
     testing::RecordKillPoints(record);
     ArmFromEnv();
@@ -332,6 +352,52 @@ class CrashPointsTest : public ::testing::Test {
                     << r.log;
     return ok;
   }
+  // Every point `mode` passes (with `extra`), recorded by a child run to
+  // its end in `dir`; `no_errors`: the child reported no error either.
+  std::vector<Point> RecordPoints(const std::string& mode, const std::string& dir,
+                                  const std::string& extra = "", bool no_errors = true) {
+    ChildRun r = RunChild(mode, dir, "", /*record=*/true, Cut::kKill, extra);
+    EXPECT_TRUE(WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0 && r.done) << r.log;
+    if (no_errors) {
+      EXPECT_TRUE(r.errors.empty()) << ::testing::PrintToString(r.errors);
+    }
+    return r.points;
+  }
+
+  // `mode` armed at every point of `points`, killed and power-cut, each on
+  // a fresh directory `name`-N that `prepare(dir)` fills; `check(dir)` after
+  // each run that was cut at its point (`step`: CheckCut's). Stops at the
+  // first fatal failure, as an ASSERT in the loop did. Returns the trials
+  // per cut.
+  template <typename Prepare, typename Check>
+  std::map<Cut, size_t> CutAtEveryPoint(const std::string& name, const std::string& mode,
+                                        const std::vector<Point>& points, int step,
+                                        const std::string& extra, Prepare prepare, Check check) {
+    std::map<Cut, size_t> trials;
+    int i = 0;
+    for (Cut cut : {Cut::kKill, Cut::kPower}) {
+      for (const auto& p : points) {
+        SCOPED_TRACE(std::string(CutName(cut)) + " at " + p.Label());
+        const std::string dir = tmp_.Sub(name + "-" + std::to_string(i++));
+        prepare(dir);
+        ChildRun r = RunChild(mode, dir, p.Arm(), false, cut, extra);
+        if (!CheckCut(r, cut, step, p.Label())) continue;
+        ++Crashed(cut)[p.name];
+        ++trials[cut];
+        check(dir);
+        if (HasFatalFailure()) return trials;
+      }
+    }
+    return trials;
+  }
+
+  // Every live tenant has its key and family; no key without its tenant.
+  static void ExpectKeysInOrder(Store& st, const std::string& keys) {
+    crashtest::KeyCheck kc = crashtest::CheckKeysAndFamilies(st, keys);
+    EXPECT_TRUE(kc.problems.empty()) << ::testing::PrintToString(kc.problems);
+    EXPECT_TRUE(kc.stray.empty()) << ::testing::PrintToString(kc.stray);
+  }
+
 
   // The receipts of the uninterrupted workload (run by RecordWorkload).
   std::vector<Receipt> ReferenceReceipts() {
@@ -505,38 +571,23 @@ TEST_F(CrashPointsTest, ReceiptAfterRecoveryNamesTheRetiredKek) {
 // and its header): the next open adopts the keys and the store works.
 // Every point a store's creation passes, killed and power-cut.
 TEST_F(CrashPointsTest, CrashDuringStoreCreation) {
-  std::vector<Point> points;
-  {
-    const std::string dir = tmp_.Sub("init-record");
-    fs::create_directories(dir);
-    ChildRun r = RunChild("recover", dir, "", /*record=*/true);
-    ASSERT_TRUE(WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0 && r.done) << r.log;
-    points = r.points;
-  }
+  const std::string record = tmp_.Sub("init-record");
+  fs::create_directories(record);
+  const std::vector<Point> points = RecordPoints("recover", record, "", /*no_errors=*/false);
+  ASSERT_FALSE(HasFailure());
   bool init_point = false;
   for (const auto& p : points) init_point |= p.name == "init.after_keyring";
   EXPECT_TRUE(init_point) << "init.after_keyring never passed";
-  std::map<Cut, size_t> trials;
-  int i = 0;
-  for (Cut cut : {Cut::kKill, Cut::kPower}) {
-    for (const auto& p : points) {
-      SCOPED_TRACE(std::string(CutName(cut)) + " at " + p.Label());
-      const std::string dir = tmp_.Sub("init-" + std::to_string(i++));
-      fs::create_directories(dir);
-      ChildRun r = RunChild("recover", dir, p.Arm(), false, cut);
-      if (!CheckCut(r, cut, -1, p.Label())) continue;
-      ++Crashed(cut)[p.name];
-      ++trials[cut];
-      auto st = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
-      ASSERT_OK(st);
-      ASSERT_OK((*st)->CreateTenant({.tenant_id = "t1"}));
-      ASSERT_OK((*st)->PutCall("t1", TestCall("t1", 1)));
-      ASSERT_OK((*st)->PurgeTenant("t1"));
-      crashtest::KeyCheck kc = crashtest::CheckKeysAndFamilies(**st, dir + "/keys");
-      EXPECT_TRUE(kc.problems.empty()) << ::testing::PrintToString(kc.problems);
-      EXPECT_TRUE(kc.stray.empty()) << ::testing::PrintToString(kc.stray);
-    }
-  }
+  auto trials = CutAtEveryPoint(
+      "init", "recover", points, -1, "", [](const std::string& dir) { fs::create_directories(dir); },
+      [&](const std::string& dir) {
+        auto st = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
+        ASSERT_OK(st);
+        ASSERT_OK((*st)->CreateTenant({.tenant_id = "t1"}));
+        ASSERT_OK((*st)->PutCall("t1", TestCall("t1", 1)));
+        ASSERT_OK((*st)->PurgeTenant("t1"));
+        ExpectKeysInOrder(**st, dir + "/keys");
+      });
   std::printf("[crash-points] store creation: %zu (point, hit) cases; %zu killed, %zu power-cut\n",
               points.size(), trials[Cut::kKill], trials[Cut::kPower]);
 }
@@ -562,27 +613,14 @@ TEST_F(CrashPointsTest, CompliancePointsKilledAndPowerCut) {
     ASSERT_OK((*st)->PutCall("gone", testutil::MakeCall("g", kComplianceNow)));
     ASSERT_OK((*st)->ScheduleTenantPurge("gone", kComplianceNow - 1));
   }
-  std::vector<Point> points;
-  {
-    const std::string dir = tmp_.Sub("compliance-record");
-    CopyStore(prep, dir);
-    ChildRun r = RunChild("compliance", dir, "", /*record=*/true);
-    ASSERT_TRUE(WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0 && r.done) << r.log;
-    ASSERT_TRUE(r.errors.empty()) << ::testing::PrintToString(r.errors);
-    points = r.points;
-  }
+  const std::string record = tmp_.Sub("compliance-record");
+  CopyStore(prep, record);
+  const std::vector<Point> points = RecordPoints("compliance", record);
+  ASSERT_FALSE(HasFailure());
   PrintPoints(points);
-  std::map<Cut, size_t> trials;
-  int i = 0;
-  for (Cut cut : {Cut::kKill, Cut::kPower}) {
-    for (const auto& p : points) {
-      SCOPED_TRACE(std::string(CutName(cut)) + " at " + p.Label());
-      const std::string dir = tmp_.Sub("compliance-" + std::to_string(i++));
-      CopyStore(prep, dir);
-      ChildRun r = RunChild("compliance", dir, p.Arm(), false, cut);
-      if (!CheckCut(r, cut, 0, p.Label())) continue;
-      ++Crashed(cut)[p.name];
-      ++trials[cut];
+  auto trials = CutAtEveryPoint(
+      "compliance", "compliance", points, 0, "", [&](const std::string& dir) { CopyStore(prep, dir); },
+      [&](const std::string& dir) {
       auto st = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
       ASSERT_OK(st);
       auto v = (*st)->Verify();
@@ -604,15 +642,12 @@ TEST_F(CrashPointsTest, CompliancePointsKilledAndPowerCut) {
       auto pk = (*st)->SigningPublicKey();
       ASSERT_OK(pk);
       EXPECT_OK(VerifyReceiptChain(*receipts, *pk));
-      crashtest::KeyCheck kc = crashtest::CheckKeysAndFamilies(**st, dir + "/keys");
-      EXPECT_TRUE(kc.problems.empty()) << ::testing::PrintToString(kc.problems);
-      EXPECT_TRUE(kc.stray.empty()) << ::testing::PrintToString(kc.stray);
+      ExpectKeysInOrder(**st, dir + "/keys");
       if (!HasFailure()) {
         st->reset();
         fs::remove_all(dir);
       }
-    }
-  }
+      });
   std::printf("[crash-points] scheduled purge and retention: %zu (point, hit) cases; %zu killed, "
               "%zu power-cut\n",
               points.size(), trials[Cut::kKill], trials[Cut::kPower]);
@@ -651,30 +686,18 @@ TEST_F(CrashPointsTest, ReconcileKilledAndPowerCut) {
     ASSERT_TRUE(meta.status().ok()) << meta.status().ToString();
     meta.Delete("default", *rows.begin());
   }
-  std::vector<Point> points;
-  {
-    const std::string dir = tmp_.Sub("reconcile-record");
-    CopyStore(prep, dir);
-    ChildRun r = RunChild("reconcile", dir, "", /*record=*/true, Cut::kKill, std::to_string(orphan));
-    ASSERT_TRUE(WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0 && r.done) << r.log;
-    ASSERT_TRUE(r.errors.empty()) << ::testing::PrintToString(r.errors);
-    points = r.points;
-  }
+  const std::string record = tmp_.Sub("reconcile-record");
+  CopyStore(prep, record);
+  const std::vector<Point> points = RecordPoints("reconcile", record, std::to_string(orphan));
+  ASSERT_FALSE(HasFailure());
   PrintPoints(points);
   bool reached = false;
   for (const auto& p : points) reached |= p.name == "reconcile.after_shred";
   ASSERT_TRUE(reached) << "reconcile.after_shred never passed";
-  std::map<Cut, size_t> trials;
-  int i = 0;
-  for (Cut cut : {Cut::kKill, Cut::kPower}) {
-    for (const auto& p : points) {
-      SCOPED_TRACE(std::string(CutName(cut)) + " at " + p.Label());
-      const std::string dir = tmp_.Sub("reconcile-" + std::to_string(i++));
-      CopyStore(prep, dir);
-      ChildRun r = RunChild("reconcile", dir, p.Arm(), false, cut, std::to_string(orphan));
-      if (!CheckCut(r, cut, 0, p.Label())) continue;
-      ++Crashed(cut)[p.name];
-      ++trials[cut];
+  auto trials = CutAtEveryPoint(
+      "reconcile", "reconcile", points, 0, std::to_string(orphan),
+      [&](const std::string& dir) { CopyStore(prep, dir); },
+      [&](const std::string& dir) {
       auto st = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
       ASSERT_OK(st);
       // The interrupted reconcile either destroyed the key (then nothing is
@@ -696,9 +719,7 @@ TEST_F(CrashPointsTest, ReconcileKilledAndPowerCut) {
       auto pk = (*st)->SigningPublicKey();
       ASSERT_OK(pk);
       EXPECT_OK(VerifyReceiptChain(*receipts, *pk));
-      crashtest::KeyCheck kc = crashtest::CheckKeysAndFamilies(**st, dir + "/keys");
-      EXPECT_TRUE(kc.problems.empty()) << ::testing::PrintToString(kc.problems);
-      EXPECT_TRUE(kc.stray.empty()) << ::testing::PrintToString(kc.stray);
+      ExpectKeysInOrder(**st, dir + "/keys");
       st->reset();
       // Reopened: nothing left half done (the orphan's family dropped).
       auto st2 = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
@@ -709,8 +730,7 @@ TEST_F(CrashPointsTest, ReconcileKilledAndPowerCut) {
         st2->reset();
         fs::remove_all(dir);
       }
-    }
-  }
+      });
   std::printf("[crash-points] reconcile: %zu (point, hit) cases; %zu killed, %zu power-cut\n",
               points.size(), trials[Cut::kKill], trials[Cut::kPower]);
 }
@@ -834,6 +854,120 @@ TEST_F(CrashPointsTest, WalRepairKilledAndPowerCut) {
   std::printf("[crash-points] WAL repair: %zu (point, hit) cases; %zu killed, %zu power-cut, %d "
               "loud after recovery\n",
               points.size(), trials[Cut::kKill], trials[Cut::kPower], loud);
+}
+
+// A tenant moved between two stores (decision 0022), killed and power-cut
+// (both stores on one FaultFS: one machine) at every move.* point and at the
+// first pass of every other point the move passes, on either side. After
+// reopening both stores: at most one copy takes writes (the destination's
+// once it committed, else the source's unless fenced), the authoritative
+// copy holds every call, and a resumed move ends with exactly one: the
+// destination live with every call, the source purged with one moved_out
+// receipt, both stores' keys and families consistent.
+TEST_F(CrashPointsTest, MoveKilledAndPowerCutOnEitherSide) {
+  const std::string prep = tmp_.Sub("move-prep");
+  constexpr int kCalls = 30;
+  {
+    fs::create_directories(prep);
+    auto a = Store::Open(StoreOptions(prep + "/keys"), prep + "/db");
+    ASSERT_OK(a);
+    ASSERT_OK((*a)->CreateTenant({.tenant_id = "acme"}));
+    ASSERT_OK((*a)->CreateTenant({.tenant_id = "other"}));
+    for (int i = 0; i < kCalls; ++i) ASSERT_OK((*a)->PutCall("acme", TestCall("acme", i)));
+    ASSERT_OK((*a)->PutCall("other", TestCall("other", 1)));
+    auto b = Store::Open(StoreOptions(prep + "/keys-b"), prep + "/db-b");
+    ASSERT_OK(b);
+    ASSERT_OK((*b)->CreateTenant({.tenant_id = "resident"}));
+  }
+  auto copy = [&](const std::string& dir) {
+    CopyStore(prep, dir);
+    testutil::CopyTree(prep + "/db-b", dir + "/db-b");
+    testutil::CopyTree(prep + "/keys-b", dir + "/keys-b");
+  };
+  std::vector<Point> points;
+  {
+    const std::string dir = tmp_.Sub("move-record");
+    copy(dir);
+    ChildRun r = RunChild("move", dir, "", /*record=*/true);
+    ASSERT_TRUE(WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0 && r.done) << r.log;
+    ASSERT_TRUE(r.errors.empty()) << ::testing::PrintToString(r.errors);
+    for (const auto& p : r.points) {
+      if (p.name.starts_with("move.") || p.hit == 1) points.push_back(p);
+    }
+  }
+  PrintPoints(points);
+  size_t move_points = 0;
+  for (const auto& p : points) move_points += p.name.starts_with("move.");
+  ASSERT_GE(move_points, 8u) << "the move's own kill points were not passed";
+  std::map<Cut, size_t> trials;
+  size_t at_destination = 0, at_source = 0;
+  int i = 0;
+  for (Cut cut : {Cut::kKill, Cut::kPower}) {
+    for (const auto& p : points) {
+      SCOPED_TRACE(std::string(CutName(cut)) + " at " + p.Label());
+      const std::string dir = tmp_.Sub("move-" + std::to_string(i++));
+      copy(dir);
+      ChildRun r = RunChild("move", dir, p.Arm(), false, cut);
+      if (!CheckCut(r, cut, 0, p.Label())) continue;
+      ++Crashed(cut)[p.name];
+      ++trials[cut];
+      auto a = Store::Open(StoreOptions(dir + "/keys"), dir + "/db");
+      ASSERT_OK(a);
+      auto b = Store::Open(StoreOptions(dir + "/keys-b"), dir + "/db-b");
+      ASSERT_OK(b);
+      auto ia = (*a)->DescribeTenant("acme");
+      ASSERT_OK(ia);
+      auto ib = (*b)->DescribeTenant("acme");
+      const bool b_live = ib.ok() && ib->state == TenantState::kActive;
+      const bool a_live = ia->state == TenantState::kActive;
+      const bool a_writable = a_live && ia->moved_to.empty();
+      EXPECT_FALSE(b_live && a_writable) << "two authoritative copies";
+      EXPECT_TRUE(b_live || a_live) << "no copy left";
+      Store& auth = b_live ? **b : **a;
+      (b_live ? at_destination : at_source)++;
+      auto n = auth.CountCalls("acme");
+      ASSERT_OK(n);
+      EXPECT_EQ(*n, static_cast<uint64_t>(kCalls));
+      for (int c = 0; c < kCalls; c += 7) EXPECT_OK(auth.GetCall("acme", "acme-call-" + std::to_string(c)));
+      if (b_live && a_live) {
+        EXPECT_CODE((*a)->PutCall("acme", TestCall("acme", 99)), Code::kMoved);
+      }
+      // Resume (or redo) the move: one copy, at the destination.
+      auto moved = MoveTenant(**a, **b, "acme");
+      if (!moved.ok() && b_live && !a_live) {
+        EXPECT_CODE(moved, Code::kMoved);  // the source had already purged
+      } else {
+        ASSERT_OK(moved);
+      }
+      EXPECT_EQ(*(*b)->CountCalls("acme"), static_cast<uint64_t>(kCalls));
+      EXPECT_OK((*b)->PutCall("acme", TestCall("acme", 98)));
+      EXPECT_EQ((*a)->DescribeTenant("acme")->state, TenantState::kPurged);
+      EXPECT_CODE((*a)->GetCall("acme", "acme-call-1"), Code::kMoved);
+      EXPECT_OK((*a)->GetCall("other", "other-call-1"));
+      EXPECT_OK((*b)->DescribeTenant("resident"));
+      auto receipts = (*a)->ListReceipts();
+      ASSERT_OK(receipts);
+      int moved_out = 0;
+      for (const auto& x : *receipts) moved_out += x.kind == "moved_out" && x.tenant_id == "acme";
+      EXPECT_EQ(moved_out, 1);
+      auto pk = (*a)->SigningPublicKey();
+      ASSERT_OK(pk);
+      EXPECT_OK(VerifyReceiptChain(*receipts, *pk));
+      for (auto [st, keys] : {std::pair{a->get(), dir + "/keys"}, std::pair{b->get(), dir + "/keys-b"}}) {
+        crashtest::KeyCheck kc = crashtest::CheckKeysAndFamilies(*st, keys);
+        EXPECT_TRUE(kc.problems.empty()) << ::testing::PrintToString(kc.problems);
+        EXPECT_TRUE(kc.stray.empty()) << ::testing::PrintToString(kc.stray);
+      }
+      if (!HasFailure()) {
+        a->reset();
+        b->reset();
+        fs::remove_all(dir);
+      }
+    }
+  }
+  std::printf("[crash-points] move: %zu (point, hit) cases; %zu killed, %zu power-cut; after the "
+              "crash the destination was authoritative %zu times, the source %zu\n",
+              points.size(), trials[Cut::kKill], trials[Cut::kPower], at_destination, at_source);
 }
 
 // Points that this suite cannot reach, and the suite that crashes at them

@@ -38,6 +38,9 @@
 // RocksDB a local it still writes).
 //
 // CALLVAULT_TSAN_FILTER_LOG=1 prints one line per decision to stderr.
+// callvault_tsan_filter_counts() returns how many races it has reported
+// with an access of ours and how many it suppressed: tsan_filter_test
+// checks them (a filter that is not called, or decides nothing, fails it).
 //
 // The hook runs inside TSan's report path with its internal locks held: it
 // must not call anything TSan intercepts (malloc, pthread locks, stdio,
@@ -47,6 +50,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 
@@ -61,6 +65,9 @@ int __tsan_get_report_loc(void* report, unsigned long idx, const char** type, vo
                           void** start, unsigned long* size, int* tid, int* fd, int* suppressable,
                           void** trace, unsigned long trace_size);
 void __sanitizer_symbolize_pc(void* pc, const char* fmt, char* out_buf, unsigned long out_buf_size);
+// The decisions so far: races reported in which our code made an access,
+// and races suppressed (see OnReport). Any thread, any time.
+void callvault_tsan_filter_counts(long* reported_ours, long* suppressed);
 }
 
 namespace __tsan {
@@ -200,6 +207,11 @@ const char* Name(Side s) {
   }
 }
 
+// Lock-free counters (std::atomic<long> is a plain instruction here, not
+// an intercepted call), read by callvault_tsan_filter_counts.
+std::atomic<long> g_reported_ours{0};
+std::atomic<long> g_suppressed{0};
+
 // Read once at start-up: getenv inside the report path is not safe.
 const bool g_log = std::getenv("CALLVAULT_TSAN_FILTER_LOG") != nullptr;
 
@@ -274,6 +286,11 @@ bool OnReport(const ReportDesc* rep, bool suppressed) {
   //     ours used those bytes before (stack reuse).
   const bool hide = ours == 0 ? (rocksdb > 0 || (appends > 0 && appends == mops))
                               : (rocksdb > 0 && ours == ours_on_own_stack && mops == 2);
+  if (hide) {
+    g_suppressed.fetch_add(1, std::memory_order_relaxed);
+  } else if (ours > 0) {
+    g_reported_ours.fetch_add(1, std::memory_order_relaxed);
+  }
   if (g_log) {
     if (stack_tid >= 0) Append(line, sizeof(line), &n, " (stack)");
     Append(line, sizeof(line), &n, hide ? " -> suppressed\n" : " -> reported\n");
@@ -284,3 +301,8 @@ bool OnReport(const ReportDesc* rep, bool suppressed) {
 }
 
 }  // namespace __tsan
+
+extern "C" void callvault_tsan_filter_counts(long* reported_ours, long* suppressed) {
+  *reported_ours = g_reported_ours.load(std::memory_order_relaxed);
+  *suppressed = g_suppressed.load(std::memory_order_relaxed);
+}

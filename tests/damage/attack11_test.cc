@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "callvault/store.h"
+#include "tests/damage/damage_util.h"
 #include "tests/testutil/fault_fs.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
@@ -24,55 +25,16 @@ namespace callvault {
 namespace {
 
 namespace fs = std::filesystem;
+using damage::FilesWith;
+using damage::NewestWal;
+using damage::Shard0;
+using damage::TenantSsts;
+using damage::XorByte;
 using testutil::FaultFS;
 using testutil::MakeCall;
 using testutil::TestStore;
 
 constexpr int64_t kT0 = 1700000000000000;
-
-void XorByte(const std::string& path, uint64_t offset, uint8_t mask = 0x01) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f) << path;
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c = 0;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ mask);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(&c, 1);
-}
-
-std::vector<std::string> FilesWith(const std::string& dir, const std::string& ext) {
-  std::vector<std::string> v;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ext) v.push_back(e.path().string());
-  }
-  std::sort(v.begin(), v.end());
-  return v;
-}
-
-std::string Shard0(const TestStore& s) { return s.db + "/shards/0000"; }
-
-// The newest non-empty WAL of shard 0 and its size (the store open: synced).
-std::pair<std::string, uint64_t> NewestWal(const TestStore& s) {
-  auto v = FilesWith(Shard0(s), ".log");
-  for (auto it = v.rbegin(); it != v.rend(); ++it) {
-    if (fs::file_size(*it) > 0) return {*it, fs::file_size(*it)};
-  }
-  return {v.empty() ? "" : v.back(), 0};
-}
-
-std::vector<std::string> TenantSsts(const TestStore& s, const std::string& cf) {
-  testutil::RawShard raw(Shard0(s), /*read_only=*/true);
-  EXPECT_TRUE(raw.status().ok()) << raw.status().ToString();
-  std::vector<std::string> v;
-  if (!raw.status().ok()) return v;
-  rocksdb::ColumnFamilyMetaData md;
-  raw.db()->GetColumnFamilyMetaData(raw.cf(cf), &md);
-  for (const auto& l : md.levels) {
-    for (const auto& f : l.files) v.push_back(Shard0(s) + "/" + fs::path(f.name).filename().string());
-  }
-  return v;
-}
 
 Status PutRecording(Store* st, const std::string& t, const std::string& call, const std::string& id,
                     const std::string& bytes) {
@@ -286,14 +248,14 @@ TEST_F(Attack, DamageFoundReadOnlyIsKnownToTheNextWritableOpen) {
 TEST_F(Attack, ReadOnlyOpenOfDamagedFragmentedWalRecordServes) {
   Put("acme", "a0");
   Put("bravo", "b0");
-  auto [wal, before] = NewestWal(s);
+  auto [wal, before] = NewestWal(s, /*non_empty=*/true);
   // 3 MiB: three 1 MiB chunks, each one WAL record of 32 fragments (the
   // CLI reproduction: `recording put` of 3 MiB, the WAL flipped at half).
   std::string bytes(3u << 20, '\0');
   for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 2654435761u) >> 13);
   ASSERT_OK(PutRecording(s.store.get(), "acme", "a0", "r1", bytes));
   for (int i = 1; i < 5; ++i) Put("bravo", "b" + std::to_string(i));
-  auto [wal2, after] = NewestWal(s);
+  auto [wal2, after] = NewestWal(s, /*non_empty=*/true);
   ASSERT_EQ(wal, wal2);
   s.Close();
   XorByte(wal, after / 2);
@@ -333,9 +295,9 @@ TEST_P(RepairInterrupted, DamageStaysLoud) {
   std::vector<std::string> a_ids = {"a0", "a1", "a2"}, b_ids = {"b0"};
   for (const auto& id : a_ids) Put("acme", id);
   Put("bravo", "b0");
-  auto [wal, before] = NewestWal(s);
+  auto [wal, before] = NewestWal(s, /*non_empty=*/true);
   Put("acme", "a-target");
-  auto [wal2, after] = NewestWal(s);
+  auto [wal2, after] = NewestWal(s, /*non_empty=*/true);
   ASSERT_EQ(wal, wal2);
   if (end_of_file) {
     ASSERT_OK(s.Reopen());  // later writes go to a new WAL

@@ -19,6 +19,7 @@
 
 #include "callvault/store.h"
 #include "engine/wal_scan.h"
+#include "tests/damage/damage_util.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
 
@@ -26,6 +27,12 @@ namespace callvault {
 namespace {
 
 namespace fs = std::filesystem;
+using damage::FilesWith;
+using damage::NewestWal;
+using damage::Shard0;
+using damage::TenantSsts;
+using damage::XorBytes;
+using damage::ZeroBytes;
 using testutil::MakeCall;
 using testutil::TestStore;
 
@@ -54,39 +61,6 @@ uint64_t LastRecordOffset(const std::string& path) {
   return last;
 }
 
-void XorBytes(const std::string& path, uint64_t offset, size_t n, uint8_t mask = 0x5a) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f) << path;
-  for (size_t i = 0; i < n; ++i) {
-    f.seekg(static_cast<std::streamoff>(offset + i));
-    char c = 0;
-    f.read(&c, 1);
-    c = static_cast<char>(c ^ mask);
-    f.seekp(static_cast<std::streamoff>(offset + i));
-    f.write(&c, 1);
-  }
-}
-
-void ZeroBytes(const std::string& path, uint64_t offset, size_t n) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f) << path;
-  f.seekp(static_cast<std::streamoff>(offset));
-  std::string z(n, '\0');
-  f.write(z.data(), static_cast<std::streamsize>(n));
-}
-
-// The files of `dir` ending in `ext`, sorted by name.
-std::vector<std::string> FilesWith(const std::string& dir, const std::string& ext) {
-  std::vector<std::string> v;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ext) v.push_back(e.path().string());
-  }
-  std::sort(v.begin(), v.end());
-  return v;
-}
-
-std::string Shard0(const TestStore& s) { return s.db + "/shards/0000"; }
-
 // What a crash leaves: the store's files as they are now (every write
 // acknowledged was synced), without the close (and so without the
 // high-water mark a clean close writes, decision 0015).
@@ -104,6 +78,12 @@ struct Fixture : ::testing::Test {
   std::mutex mu;
   std::vector<AuditEvent> seen;
   void SetUp() override {
+    OpenWithAcmeAndBravo();
+    ASSERT_EQ(s->DescribeTenant("acme")->shard, s->DescribeTenant("bravo")->shard);
+  }
+  // Opens the store (every audit event kept in `seen`) and creates acme
+  // and bravo.
+  void OpenWithAcmeAndBravo() {
     s.options.audit_callback = [this](const AuditEvent& e) {
       std::lock_guard<std::mutex> l(mu);
       seen.push_back(e);
@@ -111,7 +91,6 @@ struct Fixture : ::testing::Test {
     ASSERT_OK(s.Open());
     ASSERT_OK(s->CreateTenant({"acme", "", 0}));
     ASSERT_OK(s->CreateTenant({"bravo", "", 0}));
-    ASSERT_EQ(s->DescribeTenant("acme")->shard, s->DescribeTenant("bravo")->shard);
   }
   bool Saw(const std::string& kind) {
     std::lock_guard<std::mutex> l(mu);
@@ -149,6 +128,21 @@ struct Fixture : ::testing::Test {
     EXPECT_EQ(v->metadata_failed, 0u);
     for (const auto& f : v->failures) ADD_FAILURE() << f;
   }
+  // 20 calls each for acme (a0..a19) and bravo (b0..b19), flushed, the
+  // store closed: acme's SST files (asserted not empty) and bravo's ids.
+  std::vector<std::string> FlushedAcmeSsts(std::vector<std::string>* bravo_ids) {
+    for (int i = 0; i < 20; ++i) {
+      Put("acme", "a" + std::to_string(i));
+      Put("bravo", "b" + std::to_string(i));
+      bravo_ids->push_back("b" + std::to_string(i));
+    }
+    EXPECT_OK(s->Flush());
+    const std::string cf = s->DescribeTenant("acme")->column_family;
+    s.Close();
+    auto ssts = TenantSsts(s, cf);
+    EXPECT_FALSE(ssts.empty());
+    return ssts;
+  }
   void ExpectHealthy(const std::string& t, const std::vector<std::string>& ids) {
     ExpectCalls(t, ids);
     EXPECT_OK(s->PutCall(t, MakeCall(t + "-written-after", 1700000000000000)));
@@ -156,13 +150,6 @@ struct Fixture : ::testing::Test {
     EXPECT_FALSE(s->DescribeTenant(t)->damaged);
   }
 };
-
-// The newest WAL of shard 0 and its size now (the store is open: synced).
-std::pair<std::string, uint64_t> NewestWal(const TestStore& s) {
-  auto v = FilesWith(Shard0(s), ".log");
-  if (v.empty()) return {"", 0};
-  return {v.back(), FileSize(v.back())};
-}
 
 // Item 1: a byte flipped in the middle of a shard WAL record with 10
 // acknowledged calls after it. On the old code the open succeeded, verify
@@ -297,35 +284,12 @@ TEST_F(Fixture, TornTailIsQuiet) {
   EXPECT_TRUE(s->Verify(std::nullopt)->ok());
 }
 
-// The SST files of one family of shard 0 (the store closed).
-std::vector<std::string> TenantSsts(const TestStore& s, const std::string& cf) {
-  testutil::RawShard raw(Shard0(s), /*read_only=*/true);
-  EXPECT_TRUE(raw.status().ok()) << raw.status().ToString();
-  std::vector<std::string> v;
-  if (!raw.status().ok()) return v;
-  rocksdb::ColumnFamilyMetaData md;
-  raw.db()->GetColumnFamilyMetaData(raw.cf(cf), &md);
-  for (const auto& l : md.levels) {
-    for (const auto& f : l.files) v.push_back(Shard0(s) + "/" + fs::path(f.name).filename().string());
-  }
-  return v;
-}
-
 // Item 2: bytes flipped in one tenant's SST. On the old code the open
 // itself failed (the table's meta blocks are read at open), for every tenant.
 TEST_F(Fixture, SstFlipDamagesOneTenantOnly) {
-  std::vector<std::string> a, b;
-  for (int i = 0; i < 20; ++i) {
-    Put("acme", "a" + std::to_string(i));
-    a.push_back("a" + std::to_string(i));
-    Put("bravo", "b" + std::to_string(i));
-    b.push_back("b" + std::to_string(i));
-  }
-  ASSERT_OK(s->Flush());
-  const std::string cf = s->DescribeTenant("acme")->column_family;
-  s.Close();
-  auto ssts = TenantSsts(s, cf);
-  ASSERT_FALSE(ssts.empty());
+  std::vector<std::string> b;
+  const auto ssts = FlushedAcmeSsts(&b);
+  ASSERT_FALSE(HasFailure());
   // Near the end: the index, properties and footer that opening a table reads.
   const uint64_t size = FileSize(ssts[0]);
   XorBytes(ssts[0], size - 120, 64);
@@ -353,16 +317,8 @@ TEST_F(Fixture, SstFlipDamagesOneTenantOnly) {
 // marks the tenant damaged for good, not just that one read.
 TEST_F(Fixture, SstDataBlockFlipMarksTenantOnRead) {
   std::vector<std::string> b;
-  for (int i = 0; i < 20; ++i) {
-    Put("acme", "a" + std::to_string(i));
-    Put("bravo", "b" + std::to_string(i));
-    b.push_back("b" + std::to_string(i));
-  }
-  ASSERT_OK(s->Flush());
-  const std::string cf = s->DescribeTenant("acme")->column_family;
-  s.Close();
-  auto ssts = TenantSsts(s, cf);
-  ASSERT_FALSE(ssts.empty());
+  const auto ssts = FlushedAcmeSsts(&b);
+  ASSERT_FALSE(HasFailure());
   XorBytes(ssts[0], 100, 32);  // the first data block
   ASSERT_OK(s.Open());
   EXPECT_FALSE(s->Verify(std::nullopt)->ok());  // the scan meets it
@@ -486,19 +442,38 @@ TEST_F(Fixture, PurgeOfAWalDamagedTenant) {
 struct MarkFixture : Fixture {
   void SetUp() override {
     s.options.max_tenants_per_shard = 1;
-    s.options.audit_callback = [this](const AuditEvent& e) {
-      std::lock_guard<std::mutex> l(mu);
-      seen.push_back(e);
-    };
-    ASSERT_OK(s.Open());
-    ASSERT_OK(s->CreateTenant({"acme", "", 0}));
-    ASSERT_OK(s->CreateTenant({"bravo", "", 0}));
+    OpenWithAcmeAndBravo();
     ASSERT_EQ(s->DescribeTenant("acme")->shard, 0u);
     ASSERT_EQ(s->DescribeTenant("bravo")->shard, 1u);
     for (int i = 0; i < 3; ++i) Put("bravo", "b" + std::to_string(i));
   }
   std::string Manifest(const std::string& dir) {
-    return dir + "/" + testutil::ReadFile(dir + "/CURRENT").substr(0, testutil::ReadFile(dir + "/CURRENT").find('\n'));
+    const std::string current = testutil::ReadFile(dir + "/CURRENT");
+    return dir + "/" + current.substr(0, current.find('\n'));
+  }
+  // acme's call a0, then a1: shard 0's WAL and where a1's record begins
+  // and ends in it (the store open).
+  struct LastRecord {
+    std::string wal;
+    uint64_t begin = 0, end = 0;
+  };
+  LastRecord PutTwoAndFindTheLast() {
+    Put("acme", "a0");
+    auto [wal, before] = NewestWal(s);
+    Put("acme", "a1");
+    auto [wal2, after] = NewestWal(s);
+    EXPECT_EQ(wal2, wal);
+    return {wal, before, after};
+  }
+  // acme's calls a0-a2 flushed: shard 0's MANIFEST and its size before the
+  // flush's edit (which it asserts was appended).
+  // Three calls, then a flush; the MANIFEST CURRENT named before it (the
+  // flush's edit starts a new one: decision 0024).
+  std::string FlushThreeCalls() {
+    for (int i = 0; i < 3; ++i) Put("acme", "a" + std::to_string(i));
+    const std::string manifest = Manifest(Shard0(s));
+    EXPECT_OK(s->Flush());
+    return manifest;
   }
   // acme lost acknowledged writes: shard-wide damage, loud; bravo serves.
   void ExpectShardLoss() {
@@ -550,12 +525,9 @@ TEST_F(MarkFixture, WalTruncatedAtARecordBoundaryIsLoud) {
 
 // Truncated mid-record: to RocksDB and to the WAL scan a torn tail.
 TEST_F(MarkFixture, WalTruncatedMidRecordIsLoud) {
-  Put("acme", "a0");
-  auto [wal, before] = NewestWal(s);
-  Put("acme", "a1");
-  auto [wal2, after] = NewestWal(s);
+  const LastRecord last = PutTwoAndFindTheLast();
   s.Close();
-  fs::resize_file(wal, before + (after - before) / 2);
+  fs::resize_file(last.wal, last.begin + (last.end - last.begin) / 2);
   ASSERT_OK(s.Open());
   ExpectShardLoss();
 }
@@ -563,12 +535,9 @@ TEST_F(MarkFixture, WalTruncatedMidRecordIsLoud) {
 // A flipped byte in the last record: dropped as a torn tail (decision 0014
 // named it a limit); the file keeps its size, the sequence number tells.
 TEST_F(MarkFixture, WalLastRecordFlipIsLoud) {
-  Put("acme", "a0");
-  auto [wal, before] = NewestWal(s);
-  Put("acme", "a1");
-  auto [wal2, after] = NewestWal(s);
+  const LastRecord last = PutTwoAndFindTheLast();
   s.Close();
-  XorBytes(wal, before + (after - before) / 2, 1, 0x01);
+  XorBytes(last.wal, last.begin + (last.end - last.begin) / 2, 1, 0x01);
   ASSERT_OK(s.Open());
   ExpectShardLoss();
 }
@@ -577,9 +546,7 @@ TEST_F(MarkFixture, WalLastRecordFlipIsLoud) {
 // table file unreferenced and the WAL it replaced deleted; the later
 // writes' WAL still recovers a high sequence number.
 TEST_F(MarkFixture, ManifestTruncatedAfterAFlushIsLoud) {
-  for (int i = 0; i < 3; ++i) Put("acme", "a" + std::to_string(i));
-  const std::string manifest_before = Manifest(Shard0(s));
-  ASSERT_OK(s->Flush());
+  const std::string manifest_before = FlushThreeCalls();
   Put("acme", "a3");
   s.Close();
   // Each edit starts a new MANIFEST (decision 0024): the flush's is its last record.
@@ -598,8 +565,7 @@ TEST_F(MarkFixture, ManifestTruncatedAfterAFlushIsLoud) {
 // drops it as a torn tail; the file keeps its size. (A flip inside the
 // edit fails its checksum: RocksDB refuses the open, loud already.)
 TEST_F(MarkFixture, ManifestLastEditFlipIsLoud) {
-  for (int i = 0; i < 3; ++i) Put("acme", "a" + std::to_string(i));
-  ASSERT_OK(s->Flush());
+  FlushThreeCalls();
   Put("acme", "a3");
   s.Close();
   const std::string manifest = Manifest(Shard0(s));

@@ -212,6 +212,24 @@ TEST(WalScan, TornTailThenLaterWalIsQuietButAGapIsNot) {
   EXPECT_FALSE(r.damage[0].unknown_families);
 }
 
+// The count in the damage message is of rows (sequence numbers), not of
+// operations: one lost batch of three puts reads "3 row(s)", never "3
+// acknowledged write(s)" (one call writes several rows).
+TEST(WalScan, DescribeCountsRowsNotOperations) {
+  LogWriter a;
+  std::vector<uint64_t> at;
+  for (int i = 0; i < 4; ++i) at.push_back(a.Add(Batch(1 + 3 * i, {{1, 200}, {1, 200}, {2, 200}})));
+  std::string flipped = a.data();
+  flipped[at[3] + 60] ^= 1;  // the last batch (seq 10-12), inside a value
+  LogWriter next;
+  next.Add(Batch(13, {{1, 200}}));
+  ScanResult r = Scan({WalFile{5, "000005.log", flipped}, WalFile{7, "000007.log", next.data()}});
+  ASSERT_EQ(r.damage.size(), 1u);
+  EXPECT_EQ(r.damage[0].lost_sequences, 3u);
+  EXPECT_EQ(r.damage[0].Describe(), "WAL file 000005.log offset " + std::to_string(at[3]) +
+                                        ": checksum mismatch; acknowledged writes lost: 3 row(s)");
+}
+
 // A header of a recycled log (type 5-8, another log number) is returned by
 // 7.8's reader as kOldRecord without being consumed; the
 // kSkipAnyCorruptedRecords mode a damaged instance opens with then reads it

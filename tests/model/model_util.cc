@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tests/model/redact_rule.h"
+
 namespace callvault::model {
 
 namespace {
@@ -140,28 +142,8 @@ uint32_t Roles(const Call& c, const std::string& subject) {
 }
 
 void Redact(Call* c, const std::string& subject) {
-  std::set<uint32_t> speakers;
-  std::set<std::string> users;  // the subject's user ids: also gone as owners (issue 10)
-  for (auto& p : c->participants) {
-    if (p.email != subject && p.phone != subject) continue;
-    if (p.speaker_id != 0) speakers.insert(p.speaker_id);
-    if (!p.user_id.empty()) users.insert(p.user_id);
-    p.name.clear();
-    p.email.clear();
-    p.phone.clear();
-    p.title.clear();
-    p.user_id.clear();
-    p.speaker_id = 0;
-  }
-  if (users.count(c->owner_user_id)) c->owner_user_id.clear();
-  for (auto& a : c->insights.action_items) {
-    if (users.count(a.owner_user_id)) a.owner_user_id.clear();
-  }
-  for (auto& s : c->transcript) {
-    if (speakers.count(s.speaker_id)) s.speaker_id = 0;
-  }
-  std::erase_if(c->crm_links, [&](const CrmLink& l) {
-    auto s = NormSubject(l.object_id);
+  RedactSubject(c, subject, [&](const std::string& object_id) {
+    auto s = NormSubject(object_id);
     return s && *s == subject;
   });
 }

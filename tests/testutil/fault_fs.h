@@ -154,6 +154,12 @@ class FaultFS : public rocksdb::FileSystemWrapper {
   void OnDirSync(const std::string& dir, bool ok);
 
   // --- FileSystem ---
+  // These declarations repeat rocksdb::FileSystem's signatures, as
+  // CloseCheckFS's do (engine/shard.h; `duplicates` pairs the two): each
+  // wrapper must declare the virtuals it overrides, and nothing else is
+  // shared. The two do different work (fault injection here, close-failure
+  // tracking there) and stack (the store wraps this FileSystem in its
+  // CloseCheckFS); a common base would put a test tool into the engine.
   rocksdb::IOStatus NewSequentialFile(const std::string& f, const rocksdb::FileOptions& o,
                                       std::unique_ptr<rocksdb::FSSequentialFile>* r,
                                       rocksdb::IODebugContext* dbg) override;

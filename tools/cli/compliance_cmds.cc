@@ -178,9 +178,12 @@ class AuditListCommand final : public Command {
                     "Events at or after this time: microseconds or RFC 3339. Default: all");
     app->add_option("--kind", kind_,
                     "Only this kind (tenant_created, tenant_churned, churn_cancelled, "
-                    "tenant_purged, scheduled_purge_blocked, hold_placed, hold_released, erasure, "
-                    "retention_sweep, key_rotation, auth_failure, keyring_auth_failure, "
-                    "background_error). Default: all");
+                    "tenant_purged, scheduled_purge_blocked, create_rolled_back, "
+                    "tenant_reinstated, orphan_family_dropped, orphan_key, orphan_key_destroyed, "
+                    "hold_placed, hold_released, erasure, retention_sweep, key_rotation, "
+                    "auth_failure, verify_incomplete, keyring_auth_failure, background_error, "
+                    "backup; damage: wal_damage, file_damage, shard_loss, tenant_damaged, "
+                    "damage_accepted). Default: all");
   }
   RunResult Run(Context& ctx) override {
     int64_t since = 0;

@@ -29,6 +29,8 @@ int ExitCodeFor(Code code) {
       return kExitNoPerm;
     case Code::kInternal:
       return kExitSoftware;
+    case Code::kMoved:
+      return kExitTempFail;  // retry at the store the message names
   }
   return kExitSoftware;
 }

@@ -226,6 +226,10 @@ nlohmann::json TenantToJson(const TenantInfo& t, bool reveal) {
                       {"column_family", t.column_family},
                       {"key_version", t.key_version}};
   if (t.quarantined) j["quarantined"] = true;  // decision 0012; absent otherwise
+  // Tenant moves (decision 0022); absent for a tenant that never moved.
+  if (!t.moved_to.empty()) j["moved_to"] = t.moved_to;
+  if (!t.moved_from.empty()) j["moved_from"] = t.moved_from;
+  if (!t.move_id.empty()) j["move_id"] = t.move_id;
   if (t.damaged) {  // decision 0014; absent otherwise
     j["damaged"] = true;
     j["damage"] = t.damage;
@@ -261,6 +265,8 @@ void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t>
   f.emplace_back("purge_at", FormatTime(t.purge_at));
   if (t.purged_at != 0) f.emplace_back("purged_at", FormatTime(t.purged_at));
   if (t.damaged) f.emplace_back("damage", t.damage);
+  if (!t.moved_to.empty()) f.emplace_back("moved_to", t.moved_to);
+  if (!t.moved_from.empty()) f.emplace_back("moved_from", t.moved_from);
   PrintFields(out, f);
 }
 

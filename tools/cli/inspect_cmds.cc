@@ -178,6 +178,29 @@ class TenantAcceptDamageCommand final : public Command {
   std::string tenant_id_;
 };
 
+// The store's move identity (Store::MoveIdentity): what a source needs to
+// seal a tenant's data key to this store. Public; read-only open.
+class IdentityCommand final : public Command {
+ public:
+  std::string Name() const override { return "identity"; }
+  std::string Help() const override {
+    return "Print this store's move identity (store id, region, public key for sealed data keys)";
+  }
+  void AddFlags(CLI::App*) override {}
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
+    if (!store.ok()) return store.status();
+    auto id = (*store)->MoveIdentity();
+    if (!id.ok()) return id.status();
+    if (ctx.json()) {
+      ctx.PrintJson({{"identity", *id}});
+    } else {
+      ctx.out() << *id << '\n';
+    }
+    return {};
+  }
+};
+
 }  // namespace
 
 void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
@@ -186,6 +209,7 @@ void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<KeysReconcileCommand>());
   out->push_back(std::make_unique<TenantReinstateCommand>());
   out->push_back(std::make_unique<TenantAcceptDamageCommand>());
+  out->push_back(std::make_unique<IdentityCommand>());
 }
 
 }  // namespace callvault::cli

@@ -459,6 +459,67 @@ class TenantExportCommand final : public Command {
   std::string dir_;
 };
 
+// A tenant move between two stores on this machine (Store::MoveTenantOut,
+// docs/operations.md "Moving a tenant"). Both stores are opened for writing
+// by this process: the move runs while nothing else serves them (an
+// embedding service calls MoveTenant itself to keep writes going).
+class TenantMoveCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "move"; }
+  std::string Help() const override {
+    return "Move a tenant to another store (rows stay sealed; the data key travels sealed to the "
+           "destination); the source's copy is purged with a moved_out receipt";
+  }
+  bool NeedsStore() const override { return false; }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+    app->add_option("--from", from_, "The source store directory")->required();
+    app->add_option("--to", to_, "The destination store directory")->required();
+    app->add_option("--from-keys", from_keys_, "The source's key directory (default <from>.keys)");
+    app->add_option("--to-keys", to_keys_, "The destination's key directory (default <to>.keys)");
+  }
+  RunResult Run(Context& ctx) override {
+    Context src(GlobalFlags{.db = from_, .keys = from_keys_}, ctx.out(), ctx.err());
+    Context dst(GlobalFlags{.db = to_, .keys = to_keys_}, ctx.out(), ctx.err());
+    auto a = src.OpenStore(OpenMode::kWrite);
+    if (!a.ok()) return a.status();
+    auto b = dst.OpenStore(OpenMode::kWrite);
+    if (!b.ok()) return b.status();
+    auto report = MoveTenant(**a, **b, tenant_id_);
+    if (!report.ok()) return report.status();
+    Status ca = (*a)->Close();
+    Status cb = (*b)->Close();
+    if (!ca.ok()) return ca;
+    if (!cb.ok()) return cb;
+    if (ctx.json()) {
+      ctx.PrintJson({{"tenant_id", tenant_id_},
+                     {"move_id", report->move_id},
+                     {"destination", report->destination},
+                     {"resumed", report->resumed},
+                     {"rows", report->rows},
+                     {"digest", report->digest},
+                     {"catch_up_rounds", report->catch_up_rounds},
+                     {"receipt", report->receipt_sequence},
+                     {"total_ms", report->total_micros / 1000}});
+    } else {
+      PrintFields(ctx.out(), {{"tenant_id", tenant_id_},
+                              {"move_id", report->move_id},
+                              {"destination", report->destination},
+                              {"rows", std::to_string(report->rows)},
+                              {"digest", report->digest},
+                              {"receipt", std::to_string(report->receipt_sequence)}});
+    }
+    ctx.err() << "moved tenant " << tenant_id_ << (report->resumed ? " (resumed)" : "")
+              << "; the source's copy is purged (moved_out receipt "
+              << report->receipt_sequence << ")\n";
+    return {};
+  }
+
+ private:
+  std::string tenant_id_, from_, to_, from_keys_, to_keys_;
+};
+
 }  // namespace
 
 void AddTenantCommands(std::vector<std::unique_ptr<Command>>* out) {
@@ -473,6 +534,7 @@ void AddTenantCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<TenantHoldsCommand>());
   out->push_back(std::make_unique<TenantReleaseCommand>());
   out->push_back(std::make_unique<TenantExportCommand>());
+  out->push_back(std::make_unique<TenantMoveCommand>());
 }
 
 }  // namespace callvault::cli

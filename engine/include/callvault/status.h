@@ -47,6 +47,11 @@ enum class Code : int {
   kInternal = 10,
   // The operation is not supported by this build or provider.
   kNotSupported = 11,
+  // The tenant moved to another store (Store::MoveTenantOut): retry the
+  // operation there; the message names the destination store id. Writes
+  // get it from the moment the move fences the tenant, every operation
+  // once the source has purged its copy.
+  kMoved = 12,
 };
 
 // Returns a stable lower-case name for `code`, e.g. "invalid_argument".
@@ -69,6 +74,7 @@ class [[nodiscard]] Status {
   static Status KeyError(std::string m) { return {Code::kKeyError, std::move(m)}; }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
   static Status NotSupported(std::string m) { return {Code::kNotSupported, std::move(m)}; }
+  static Status Moved(std::string m) { return {Code::kMoved, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

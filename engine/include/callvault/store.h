@@ -35,6 +35,7 @@
 #include "callvault/backup.h"
 #include "callvault/call.h"
 #include "callvault/key_provider.h"
+#include "callvault/move.h"
 #include "callvault/recording.h"
 #include "callvault/status.h"
 
@@ -190,6 +191,13 @@ struct TenantInfo {
   // content). Stored (meta key `B`, docs/format.md): a reopen keeps it.
   bool damaged = false;
   std::string damage;
+  // Tenant moves (callvault/move.h). On the source: the destination store id
+  // (hex) once the move fenced the tenant (writes refused with kMoved) and
+  // after its moved_out purge. On the destination: the source store id.
+  // Empty if the tenant never moved. `move_id` (hex) names the move.
+  std::string moved_to;
+  std::string moved_from;
+  std::string move_id;
 };
 
 
@@ -200,7 +208,8 @@ struct TenantInfo {
 struct Receipt {
   uint64_t sequence = 0;  // 1, 2, ...
   // "tenant_purge", "purge_on_open", "erasure_delete", "erasure_redact", "retention",
-  // "orphan_key_destroyed" (tenant_id "": a key no registry record owned)
+  // "orphan_key_destroyed" (tenant_id "": a key no registry record owned),
+  // "moved_out" (the source's copy of a moved tenant destroyed; `destination`)
   std::string kind;
   std::string store_id;   // hex
   std::string region;
@@ -217,6 +226,9 @@ struct Receipt {
   uint64_t bytes = 0;    // their approximate size on disk
   std::string prev_hash;  // hex BLAKE2b-256 of the previous receipt's Canonical()+signature ("" for the first)
   std::string signature;  // hex Ed25519 signature of Canonical()
+  // "moved_out" only: the hex store id of the store the tenant moved to (in
+  // Canonical() only when set, so every other receipt's form is unchanged).
+  std::string destination;
 
   // The signed form: one line of JSON with sorted keys and no signature.
   std::string Canonical() const;
@@ -684,6 +696,36 @@ class Store {
   static Result<RestoreReport> Restore(const Options& options, const std::string& backup_dir,
                                        const std::string& new_dir,
                                        const RestoreRequest& request = {});
+  // --- Tenant moves (callvault/move.h, docs/operations.md "Moving a tenant")
+  // This store's move identity: "cvmove1:<store id hex>:<region>:<X25519
+  // public key hex>". A source seals the tenant's data key to that public
+  // key (crypto_box_seal); `callvault identity` prints it.
+  Result<std::string> MoveIdentity();
+  // Moves a live tenant to the store `destination_identity` names, while
+  // this store keeps serving it: copies its rows as they are (sealed),
+  // catches up with the writes made meanwhile, fences it (writes get
+  // kMoved naming the destination), drains, has the destination verify the
+  // row count and digest, lets it switch, then purges this copy with a
+  // signed "moved_out" receipt. Each segment goes through `to`, which hands
+  // it to the destination's MoveTenantIn and returns its reply. A tenant
+  // left fenced by a crash is resumed: finished if the destination
+  // committed it, else unfenced and moved again.
+  // Refused, nothing changed: kFailedPrecondition (another region; the
+  // tenant is churned, quarantined, damaged, or held for another move);
+  // kTenantPurged; kNotFound; kInvalidArgument (a malformed identity);
+  // whatever the destination refused with (kAlreadyExists: the tenant id
+  // is live there). kNotSupported read-only.
+  Result<MoveReport> MoveTenantOut(std::string_view tenant_id,
+                                   std::string_view destination_identity,
+                                   const MoveTransport& to, const MoveOptions& options = {});
+  // The destination's side: applies one segment of a move from the store
+  // whose receipt-signing public key (32 raw bytes) is `source_signing_key`
+  // and returns the reply for the source. Refused with nothing changed:
+  // kCorruption (a segment that does not verify: edited, truncated, signed
+  // by another key, out of order), kFailedPrecondition (a replayed bundle:
+  // a move id seen before; another region; not addressed to this store),
+  // kAlreadyExists (the tenant id is live here).
+  Result<std::string> MoveTenantIn(std::string_view segment, std::string_view source_signing_key);
   // Flushes memtables of every shard to SST files.
   Status Flush();
   // Full compaction of every column family of every shard.
@@ -698,6 +740,12 @@ class Store {
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Moves `tenant_id` from `from` to `to`, both open in this process (two
+// stores on one machine: `callvault tenant move`). `from` keeps serving the
+// tenant during the copy; see Store::MoveTenantOut.
+Result<MoveReport> MoveTenant(Store& from, Store& to, std::string_view tenant_id,
+                              const MoveOptions& options = {});
 
 }  // namespace callvault
 

@@ -1,0 +1,902 @@
+// Tenant moves between stores (docs/decisions/0022-tenant-move.md,
+// docs/format.md "Move bundle").
+//
+// The source streams signed segments to the destination: BEGIN (the tenant's
+// registry record and its DEK, sealed to the destination's X25519 key), ROWS
+// (the tenant's column family as it is: row keys and sealed values, never
+// decrypted), then catch-up rounds (what changed between two snapshots of
+// the family), the fence (durable; writes refused with kMoved), a last
+// catch-up after the drain, and COMMIT (row count and digest), which the
+// destination checks against its own copy before it makes the tenant
+// ACTIVE. The source then purges its copy with a "moved_out" receipt.
+//
+// Authority: until the destination's ACTIVE record is durable the source
+// holds the only authoritative copy (a destination that restarts rolls its
+// partial copy back: registry CREATING + move_state kMoveIn); from then on
+// the destination does, and the source is fenced (durably) until it purges.
+#include <rocksdb/db.h>
+#include <rocksdb/snapshot.h>
+#include <rocksdb/write_batch.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "callvault/limits.h"
+#include "engine/crypto.h"
+#include "engine/fs_util.h"
+#include "engine/kill_point.h"
+#include "engine/store_impl.h"
+#include "engine/validate.h"
+#include "format/coding.h"
+
+namespace callvault {
+
+namespace {
+
+constexpr std::string_view kMagic = "cvmv1";
+constexpr size_t kMoveIdBytes = 16;
+constexpr size_t kHeaderBytes = 5 + 1 + kMoveIdBytes + 8 + 4;
+constexpr size_t kSigBytes = crypto_sign_BYTES;
+constexpr char kBegin = 'B';
+constexpr char kRows = 'R';
+constexpr char kCommit = 'C';
+constexpr char kQuery = 'Q';
+constexpr char kAbort = 'A';
+// The meta instance's record of every move id this store accepted a BEGIN
+// for: 'V' + 16 bytes. Kept for good, so a bundle is never applied twice.
+constexpr char kMoveSeenPrefix = 'V';
+
+int64_t Micros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void PutU32(std::string* s, uint32_t v) { format::PutFixed32LE(s, v); }
+void PutBytes(std::string* s, std::string_view b) {
+  PutU32(s, static_cast<uint32_t>(b.size()));
+  s->append(b);
+}
+
+struct Reader {
+  std::string_view s;
+  bool U32(uint32_t* v) {
+    if (s.size() < 4) return false;
+    *v = format::DecodeFixed32LE(s.data());
+    s.remove_prefix(4);
+    return true;
+  }
+  bool U64(uint64_t* v) {
+    if (s.size() < 8) return false;
+    *v = format::DecodeFixed64LE(s.data());
+    s.remove_prefix(8);
+    return true;
+  }
+  bool Bytes(std::string_view* b) {
+    uint32_t n;
+    if (!U32(&n) || s.size() < n) return false;
+    *b = s.substr(0, n);
+    s.remove_prefix(n);
+    return true;
+  }
+  bool Raw(size_t n, std::string_view* b) {
+    if (s.size() < n) return false;
+    *b = s.substr(0, n);
+    s.remove_prefix(n);
+    return true;
+  }
+};
+
+struct Segment {
+  char type = 0;
+  std::string move_id;  // raw
+  uint64_t seq = 0;
+  std::string body;
+};
+
+std::string Unsigned(char type, std::string_view move_id, uint64_t seq, std::string_view body) {
+  std::string s(kMagic);
+  s.push_back(type);
+  s.append(move_id);
+  format::PutFixed64BE(&s, seq);
+  PutU32(&s, static_cast<uint32_t>(body.size()));
+  s.append(body);
+  return s;
+}
+
+Status ParseSegment(std::string_view seg, std::string_view key, Segment* out) {
+  if (key.size() != crypto_sign_PUBLICKEYBYTES) {
+    return Status::InvalidArgument("source signing key: 32 bytes expected");
+  }
+  if (seg.size() < kHeaderBytes + kSigBytes) {
+    return Status::Corruption("move bundle segment is truncated");
+  }
+  const std::string_view msg = seg.substr(0, seg.size() - kSigBytes);
+  const std::string_view sig = seg.substr(seg.size() - kSigBytes);
+  if (crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
+                                  reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                                  reinterpret_cast<const unsigned char*>(key.data())) != 0) {
+    return Status::Corruption(
+        "move bundle segment does not verify against the source store's signing key (edited, "
+        "truncated, or signed by another store); nothing applied");
+  }
+  if (msg.substr(0, kMagic.size()) != kMagic) {
+    return Status::Corruption("move bundle segment: unknown format");
+  }
+  out->type = msg[5];
+  out->move_id.assign(msg.substr(6, kMoveIdBytes));
+  out->seq = format::DecodeFixed64BE(msg.data() + 6 + kMoveIdBytes);
+  const uint32_t len = format::DecodeFixed32LE(msg.data() + 6 + kMoveIdBytes + 8);
+  if (len != msg.size() - kHeaderBytes) {
+    return Status::Corruption("move bundle segment: body length does not match");
+  }
+  out->body.assign(msg.substr(kHeaderBytes));
+  return Status::OK();
+}
+
+bool FromHex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2) return false;
+  out->assign(hex.size() / 2, '\0');
+  size_t n = 0;
+  return sodium_hex2bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), hex.data(),
+                        hex.size(), nullptr, &n, nullptr) == 0 &&
+         n == out->size();
+}
+
+struct Identity {
+  std::string store_id;  // raw, 16 bytes
+  std::string region;
+  std::string public_key;  // raw, 32 bytes
+};
+
+Status ParseIdentity(std::string_view text, Identity* id) {
+  std::vector<std::string_view> parts;
+  size_t at = 0;
+  while (true) {
+    size_t c = text.find(':', at);
+    parts.push_back(text.substr(at, c == std::string_view::npos ? std::string_view::npos : c - at));
+    if (c == std::string_view::npos) break;
+    at = c + 1;
+  }
+  if (parts.size() != 4 || parts[0] != "cvmove1" || !FromHex(parts[1], &id->store_id) ||
+      id->store_id.size() != 16 || !FromHex(parts[3], &id->public_key) ||
+      id->public_key.size() != crypto_box_PUBLICKEYBYTES) {
+    return Status::InvalidArgument(
+        "destination identity: expected cvmove1:<store id hex>:<region>:<public key hex> (as "
+        "`callvault identity` prints it)");
+  }
+  id->region.assign(parts[2]);
+  return validate::Region(id->region);
+}
+
+// The store's X25519 key pair for sealed boxes, derived from the store data
+// key (never destroyed, in the keyring under the KEK): no new key file.
+void BoxKeys(const SecretBytes& store_data_key, std::string* pk, SecretBytes* sk) {
+  SecretBytes seed(crypto_box_SEEDBYTES);
+  crypto_kdf_derive_from_key(seed.data(), seed.size(), 1, "cvmove01", store_data_key.data());
+  pk->assign(crypto_box_PUBLICKEYBYTES, '\0');
+  *sk = SecretBytes(crypto_box_SECRETKEYBYTES);
+  crypto_box_seed_keypair(reinterpret_cast<unsigned char*>(pk->data()), sk->data(), seed.data());
+}
+
+// The digest of a family's rows: BLAKE2b-256 over (u32 key length, u32
+// value length, key, value) of every row in key order, and their count.
+struct RowDigest {
+  crypto_generichash_state st;
+  uint64_t rows = 0;
+  RowDigest() { crypto_generichash_init(&st, nullptr, 0, 32); }
+  void Add(std::string_view key, std::string_view value) {
+    std::string len;
+    PutU32(&len, static_cast<uint32_t>(key.size()));
+    PutU32(&len, static_cast<uint32_t>(value.size()));
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(len.data()), len.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(value.data()),
+                              value.size());
+    ++rows;
+  }
+  std::string Final() {
+    std::string d(32, '\0');
+    crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(d.data()), 32);
+    return d;
+  }
+};
+
+// Row count and digest (RowDigest) of every row at `snap` (nullptr: now).
+Status DigestFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                    const rocksdb::Snapshot* snap, uint64_t* rows, std::string* digest) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  ro.fill_cache = false;
+  RowDigest d;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    d.Add(it->key().ToStringView(), it->value().ToStringView());
+  }
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "move: digest the tenant's rows"));
+  *rows = d.rows;
+  *digest = d.Final();
+  return Status::OK();
+}
+
+// Calls `emit(put, key, value)` for every row that differs from snapshot
+// `a` (nullptr: an empty family) to snapshot `b`; with `digest`, adds every
+// row of `b` to it (one pass for the fenced round).
+Status DiffFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const rocksdb::Snapshot* a,
+                  const rocksdb::Snapshot* b,
+                  const std::function<Status(bool, std::string_view, std::string_view)>& emit,
+                  RowDigest* digest = nullptr) {
+  rocksdb::ReadOptions ra, rb;
+  ra.snapshot = a;
+  rb.snapshot = b;
+  ra.fill_cache = rb.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> ib(db->NewIterator(rb, cf));
+  std::unique_ptr<rocksdb::Iterator> ia(a ? db->NewIterator(ra, cf) : nullptr);
+  ib->SeekToFirst();
+  if (ia) ia->SeekToFirst();
+  while (ib->Valid() || (ia && ia->Valid())) {
+    const bool av = ia && ia->Valid();
+    const int c = !av ? 1 : !ib->Valid() ? -1 : ia->key().compare(ib->key());
+    if (digest != nullptr && c >= 0) digest->Add(ib->key().ToStringView(), ib->value().ToStringView());
+    if (c < 0) {  // gone in b
+      CV_RETURN_IF_ERROR(emit(false, ia->key().ToStringView(), ""));
+      ia->Next();
+    } else if (c > 0) {  // new in b
+      CV_RETURN_IF_ERROR(emit(true, ib->key().ToStringView(), ib->value().ToStringView()));
+      ib->Next();
+    } else {
+      if (ia->value() != ib->value()) {
+        CV_RETURN_IF_ERROR(emit(true, ib->key().ToStringView(), ib->value().ToStringView()));
+      }
+      ia->Next();
+      ib->Next();
+    }
+  }
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(ib->status(), "move: read the tenant's rows"));
+  if (ia) CV_RETURN_IF_ERROR(fsutil::FromRocks(ia->status(), "move: read the tenant's rows"));
+  return Status::OK();
+}
+
+struct SnapshotGuard {
+  rocksdb::DB* db = nullptr;
+  const rocksdb::Snapshot* snap = nullptr;
+  SnapshotGuard() = default;
+  explicit SnapshotGuard(rocksdb::DB* d) : db(d), snap(d->GetSnapshot()) {}
+  SnapshotGuard(SnapshotGuard&& o) noexcept : db(o.db), snap(o.snap) { o.snap = nullptr; }
+  SnapshotGuard& operator=(SnapshotGuard&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      db = o.db;
+      snap = o.snap;
+      o.snap = nullptr;
+    }
+    return *this;
+  }
+  ~SnapshotGuard() { Reset(); }
+  void Reset() {
+    if (snap != nullptr) db->ReleaseSnapshot(snap);
+    snap = nullptr;
+  }
+};
+
+}  // namespace
+
+// A registry record of what travels (identity, binding, policy), sealed to
+// the destination's box key.
+std::string SealedTenant(const codec::TenantRecord& rec, uint64_t ad_id, const SecretBytes* dek,
+                         const std::string& public_key) {
+  codec::TenantRecord out;
+  out.tenant_id = rec.tenant_id;
+  out.state = TenantState::kActive;
+  out.region = rec.region;
+  out.retention_days = rec.retention_days;
+  out.created_at = rec.created_at;
+  out.cf_generation = rec.cf_generation;
+  out.key_version = rec.key_version;
+  out.ad_internal_id = ad_id;
+  out.holds = rec.holds;
+  out.workspace_retention = rec.workspace_retention;
+  const std::string enc = codec::EncodeTenant(out);
+  // With a DEK: u32 length, record, DEK. Without: the record.
+  const size_t n = dek ? 4 + enc.size() + 32 : enc.size();
+  SecretBytes plain(n);
+  if (dek) {
+    std::string len;
+    PutU32(&len, static_cast<uint32_t>(enc.size()));
+    std::memcpy(plain.data(), len.data(), 4);
+    std::memcpy(plain.data() + 4, enc.data(), enc.size());
+    std::memcpy(plain.data() + 4 + enc.size(), dek->data(), 32);
+  } else {
+    std::memcpy(plain.data(), enc.data(), enc.size());
+  }
+  std::string sealed(plain.size() + crypto_box_SEALBYTES, '\0');
+  crypto_box_seal(reinterpret_cast<unsigned char*>(sealed.data()), plain.data(), plain.size(),
+                  reinterpret_cast<const unsigned char*>(public_key.data()));
+  return sealed;
+}
+
+// --- Destination -----------------------------------------------------------
+
+struct Store::Impl::IncomingMove {
+  codec::TenantRecord rec;  // CREATING, move_state kMoveIn
+  Shard* shard = nullptr;
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  SecretBytes dek;
+  std::string source_key;  // the source's signing public key
+  uint64_t next_seq = 1;
+};
+
+Result<std::string> Store::Impl::MoveIdentity() {
+  std::string pk;
+  SecretBytes sk;
+  BoxKeys(store_data_key_, &pk, &sk);
+  return "cvmove1:" + crypto::Hex(store_id_) + ":" + region_ + ":" + crypto::Hex(pk);
+}
+
+Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::string_view source_key) {
+  Segment seg;
+  CV_RETURN_IF_ERROR(ParseSegment(bytes, source_key, &seg));
+  const std::string mid = crypto::Hex(seg.move_id);
+  std::lock_guard<std::mutex> l(admin_mu_);
+  auto in = moves_in_.find(mid);
+  switch (seg.type) {
+    case kBegin: {
+      if (seg.seq != 0) return Status::Corruption("move bundle: BEGIN out of order");
+      Reader r{seg.body};
+      std::string_view src_id, dst_id, src_region, sealed;
+      if (!r.Raw(16, &src_id) || !r.Raw(16, &dst_id) || !r.Bytes(&src_region) ||
+          !r.Bytes(&sealed) || !r.s.empty()) {
+        return Status::Corruption("move bundle: malformed BEGIN");
+      }
+      if (!crypto::ConstantTimeEquals(dst_id, store_id_)) {
+        return Status::FailedPrecondition(
+            "move bundle is addressed to another store (destination store id differs); nothing "
+            "applied");
+      }
+      if (src_region != region_) {
+        return Status::FailedPrecondition("move from another region ('" + std::string(src_region) +
+                                          "', this store is '" + region_ +
+                                          "'): refused (data residency)");
+      }
+      std::string seen;
+      std::string vkey(1, kMoveSeenPrefix);
+      vkey += seg.move_id;
+      rocksdb::Status gs = meta_->Get(rocksdb::ReadOptions(), vkey, &seen);
+      if (gs.ok() || in != moves_in_.end()) {
+        return Status::FailedPrecondition("replayed move bundle: move " + mid +
+                                          " was received before; nothing applied");
+      }
+      if (!gs.IsNotFound()) CV_RETURN_IF_ERROR(fsutil::FromRocks(gs, "read move ids"));
+      // Open the sealed payload: u32 len, registry record, DEK.
+      if (sealed.size() < crypto_box_SEALBYTES) return Status::Corruption("move bundle: malformed BEGIN");
+      std::string pk;
+      SecretBytes sk;
+      BoxKeys(store_data_key_, &pk, &sk);
+      SecretBytes plain(sealed.size() - crypto_box_SEALBYTES);
+      if (crypto_box_seal_open(plain.data(), reinterpret_cast<const unsigned char*>(sealed.data()),
+                               sealed.size(), reinterpret_cast<const unsigned char*>(pk.data()),
+                               sk.data()) != 0) {
+        return Status::Corruption(
+            "move bundle: the sealed data key does not open with this store's key (sealed to "
+            "another store, or edited)");
+      }
+      const std::string_view pv(reinterpret_cast<const char*>(plain.data()), plain.size());
+      if (pv.size() < 4 + 32) return Status::Corruption("move bundle: malformed sealed payload");
+      const uint32_t rlen = format::DecodeFixed32LE(pv.data());
+      if (pv.size() != 4 + size_t{rlen} + 32) {
+        return Status::Corruption("move bundle: malformed sealed payload");
+      }
+      codec::TenantRecord incoming;
+      CV_RETURN_IF_ERROR(codec::DecodeTenant(pv.substr(4, rlen), &incoming));
+      CV_RETURN_IF_ERROR(validate::Id("tenant_id", incoming.tenant_id));
+      if (incoming.region != region_) {
+        return Status::FailedPrecondition("the tenant's region differs from this store's region '" +
+                                          region_ + "' (data residency); nothing applied");
+      }
+      SecretBytes dek(32);
+      std::memcpy(dek.data(), pv.data() + 4 + rlen, 32);
+      uint64_t previous_receipt = 0;
+      {
+        std::shared_lock<std::shared_mutex> m(map_mu_);
+        auto it = tenants_.find(incoming.tenant_id);
+        if (it != tenants_.end()) {
+          if (it->second->state.load() != TenantState::kPurged) {
+            return Status::AlreadyExists("tenant exists at the destination store; nothing applied");
+          }
+          previous_receipt = it->second->Record().receipt_sequence;
+        }
+        for (const auto& [id, other] : moves_in_) {
+          if (other->rec.tenant_id == incoming.tenant_id) {
+            return Status::AlreadyExists(
+                "tenant is arriving at the destination store by another move; nothing applied");
+          }
+        }
+      }
+      CV_ASSIGN_OR_RETURN(Shard * shard, PickShard());
+      codec::TenantRecord rec;
+      rec.tenant_id = incoming.tenant_id;
+      rec.state = TenantState::kCreating;
+      rec.region = region_;
+      rec.retention_days = incoming.retention_days;
+      rec.created_at = incoming.created_at;
+      rec.internal_id = next_internal_id_++;
+      rec.shard = shard->index();
+      rec.cf_generation = incoming.cf_generation;
+      rec.key_version = incoming.key_version;
+      rec.ad_internal_id = incoming.ad_internal_id;
+      rec.holds = incoming.holds;
+      rec.workspace_retention = incoming.workspace_retention;
+      rec.receipt_sequence = previous_receipt;
+      rec.move_state = codec::kMoveIn;
+      rec.move_id = mid;
+      rec.move_peer = crypto::Hex(src_id);
+      if (rec.ad_internal_id == 0 || rec.cf_generation == 0 || rec.key_version == 0) {
+        return Status::Corruption("move bundle: the tenant's binding is missing");
+      }
+      {
+        rocksdb::WriteBatch b;
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(
+            b.Put(format::HeaderKey("next_internal_id"), std::to_string(next_internal_id_)),
+            "registry batch"));
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(b.Put(vkey, ""), "registry batch"));
+        CV_RETURN_IF_ERROR(WriteRegistry(rec, &b));
+      }
+      CV_KILL_POINT("move.in_after_registry");
+      Status s;
+      {
+        Keyring next = keyring_.Clone();
+        next.deks.emplace(std::make_pair(rec.internal_id, rec.key_version), dek.Clone());
+        s = CommitKeyring(std::move(next), /*rotate=*/false);
+      }
+      CV_KILL_POINT("move.in_after_keyring");
+      rocksdb::ColumnFamilyHandle* cf = nullptr;
+      if (s.ok()) {
+        auto c = shard->Create(format::ColumnFamilyName(rec.internal_id));
+        s = c.status();
+        if (s.ok()) cf = *c;
+      }
+      if (!s.ok()) {
+        RollBackCreate(rec).IgnoreError();
+        return s;
+      }
+      auto m = std::make_shared<IncomingMove>();
+      m->rec = rec;
+      m->shard = shard;
+      m->cf = cf;
+      m->dek = std::move(dek);
+      m->source_key.assign(source_key);
+      moves_in_[mid] = std::move(m);
+      return std::string("ok");
+    }
+    case kRows:
+    case kCommit: {
+      if (in == moves_in_.end()) {
+        return Status::FailedPrecondition(
+            "no move in progress here with this id (the destination restarted, or the move was "
+            "aborted or finished): the source starts it again");
+      }
+      IncomingMove& m = *in->second;
+      if (!crypto::ConstantTimeEquals(m.source_key, source_key)) {
+        return Status::Corruption("move bundle segment signed by another store than its BEGIN");
+      }
+      if (seg.seq != m.next_seq) {
+        return Status::Corruption("move bundle segment out of order or replayed (sequence " +
+                                  std::to_string(seg.seq) + ", expected " +
+                                  std::to_string(m.next_seq) + "); nothing applied");
+      }
+      if (seg.type == kRows) {
+        Reader r{seg.body};
+        uint32_t n = 0;
+        if (!r.U32(&n)) return Status::Corruption("move bundle: malformed ROWS");
+        rocksdb::WriteBatch b;
+        for (uint32_t i = 0; i < n; ++i) {
+          std::string_view op, key, value;
+          if (!r.Raw(1, &op) || !r.Bytes(&key) || (op[0] == 'P' && !r.Bytes(&value)) ||
+              (op[0] != 'P' && op[0] != 'D')) {
+            return Status::Corruption("move bundle: malformed ROWS");
+          }
+          rocksdb::Status ws = op[0] == 'P' ? b.Put(m.cf, key, value) : b.Delete(m.cf, key);
+          CV_RETURN_IF_ERROR(fsutil::FromRocks(ws, "move rows batch"));
+        }
+        if (!r.s.empty()) return Status::Corruption("move bundle: malformed ROWS");
+        // Not synced one by one: COMMIT syncs the shard's WAL before the
+        // tenant becomes ACTIVE, and a restart before that discards it all.
+        rocksdb::WriteOptions wo;
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(m.shard->db()->Write(wo, &b), "move: write rows"));
+        ++m.next_seq;
+        return std::string("ok");
+      }
+      Reader r{seg.body};
+      uint64_t rows = 0;
+      std::string_view digest, sealed;
+      if (!r.U64(&rows) || !r.Raw(32, &digest) || !r.Bytes(&sealed) || !r.s.empty() ||
+          sealed.size() < crypto_box_SEALBYTES) {
+        return Status::Corruption("move bundle: malformed COMMIT");
+      }
+      // The tenant's policy as the fence left it (holds, retention): sealed
+      // to this store like the BEGIN's.
+      codec::TenantRecord policy;
+      {
+        std::string pk;
+        SecretBytes sk;
+        BoxKeys(store_data_key_, &pk, &sk);
+        SecretBytes plain(sealed.size() - crypto_box_SEALBYTES);
+        if (crypto_box_seal_open(plain.data(), reinterpret_cast<const unsigned char*>(sealed.data()),
+                                 sealed.size(), reinterpret_cast<const unsigned char*>(pk.data()),
+                                 sk.data()) != 0) {
+          return Status::Corruption("move bundle: the sealed policy does not open with this store's key");
+        }
+        CV_RETURN_IF_ERROR(codec::DecodeTenant(
+            std::string_view(reinterpret_cast<const char*>(plain.data()), plain.size()), &policy));
+        if (policy.tenant_id != m.rec.tenant_id) {
+          return Status::Corruption("move bundle: the COMMIT names another tenant than its BEGIN");
+        }
+      }
+      ++m.next_seq;
+      uint64_t have = 0;
+      std::string mine;
+      Status s = DigestFamily(m.shard->db(), m.cf, nullptr, &have, &mine);
+      if (s.ok() && (have != rows || !crypto::ConstantTimeEquals(mine, digest))) {
+        s = Status::Corruption("move verify failed: the destination's copy holds " +
+                               std::to_string(have) + " rows, the source's " +
+                               std::to_string(rows) +
+                               (have == rows ? " (digests differ)" : "") +
+                               "; the copy here is discarded, the source keeps the tenant");
+      }
+      if (s.ok()) s = fsutil::FromRocks(m.shard->db()->FlushWAL(true), "move: sync rows");
+      CV_KILL_POINT("move.in_before_commit");
+      codec::TenantRecord rec = m.rec;
+      rec.state = TenantState::kActive;
+      rec.holds = policy.holds;
+      rec.retention_days = policy.retention_days;
+      rec.workspace_retention = policy.workspace_retention;
+      if (s.ok()) s = WriteRegistry(rec);  // the switch: this copy is authoritative
+      if (!s.ok()) {
+        RollBackCreate(m.rec).IgnoreError();
+        moves_in_.erase(in);
+        return s;
+      }
+      CV_KILL_POINT("move.in_after_commit");
+      auto t = std::make_shared<Tenant>();
+      t->rec = rec;
+      t->state = TenantState::kActive;
+      t->shard = m.shard;
+      t->cf = m.cf;
+      DeriveKeys(t.get(), m.dek);
+      {
+        std::unique_lock<std::shared_mutex> mm(map_mu_);
+        tenants_[rec.tenant_id] = std::move(t);
+      }
+      moves_in_.erase(in);
+      // "tenant_created" with its internal id: recovery then knows the
+      // tenant was live (a replayed CREATING value is never rolled back).
+      Audit("tenant_created", rec.tenant_id,
+            "internal_id=" + std::to_string(rec.internal_id) + " shard=" +
+                std::to_string(rec.shard) + " moved_in_from=" + rec.move_peer + " move=" + mid);
+      return "committed " + std::to_string(rows) + " " + crypto::Hex(digest);
+    }
+    case kQuery: {
+      std::shared_lock<std::shared_mutex> m(map_mu_);
+      for (const auto& [id, t] : tenants_) {
+        std::lock_guard<std::mutex> rl(t->rec_mu);
+        if (t->rec.move_state == codec::kMoveIn && t->rec.move_id == mid &&
+            t->state.load() != TenantState::kCreating) {
+          return std::string("committed");
+        }
+      }
+      return std::string(in != moves_in_.end() ? "in_progress" : "unknown");
+    }
+    case kAbort: {
+      if (in != moves_in_.end()) {
+        if (!crypto::ConstantTimeEquals(in->second->source_key, source_key)) {
+          return Status::Corruption("move bundle segment signed by another store than its BEGIN");
+        }
+        Status s = RollBackCreate(in->second->rec);
+        moves_in_.erase(in);
+        CV_RETURN_IF_ERROR(s);
+      }
+      return std::string("aborted");
+    }
+    default:
+      return Status::Corruption("move bundle segment of an unknown type");
+  }
+}
+
+// --- Source ----------------------------------------------------------------
+
+Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
+                                              std::string_view identity_text,
+                                              const MoveTransport& to, const MoveOptions& options) {
+  const int64_t start = Micros();
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  Identity dst;
+  CV_RETURN_IF_ERROR(ParseIdentity(identity_text, &dst));
+  if (crypto::ConstantTimeEquals(dst.store_id, store_id_)) {
+    return Status::InvalidArgument(
+        "the destination is this store: moves between shards of one store are not supported");
+  }
+  if (!to) return Status::InvalidArgument("no transport to the destination");
+  const uint32_t per_segment = std::max<uint32_t>(1, options.rows_per_segment);
+  const std::string dst_hex = crypto::Hex(dst.store_id);
+
+  MoveReport report;
+  report.destination = dst_hex;
+  std::shared_ptr<Tenant> t;
+  std::string move_id;  // raw
+  uint64_t seq = 0;
+
+  auto send = [&](char type, uint64_t s, std::string_view body) -> Result<std::string> {
+    std::string seg = Unsigned(type, move_id, s, body);
+    CV_ASSIGN_OR_RETURN(std::string sig, kp_->Sign(seg));
+    seg += sig;
+    auto reply = to(seg);
+    if (options.after_segment) options.after_segment(type);
+    return reply;
+  };
+  // Best effort: the destination drops its partial copy.
+  auto abort_remote = [&]() -> Status { return send(kAbort, 0, "").status(); };
+
+  bool resume = false;
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    CV_ASSIGN_OR_RETURN(t, FindTenant(tenant_id));
+    codec::TenantRecord rec = t->Record();
+    if (t->state.load() == TenantState::kPurged) {
+      if (rec.move_state == codec::kMoveFenced) return MovedError(rec);
+      return Status::TenantPurged("tenant purged");
+    }
+    if (t->state.load() != TenantState::kActive) {
+      return Status::FailedPrecondition("tenant is being created or purged");
+    }
+    if (t->moving.load()) {
+      return Status::FailedPrecondition("tenant is held for a move already in progress");
+    }
+    if (rec.move_state == codec::kMoveFenced) {
+      if (rec.move_peer != dst_hex) {
+        return Status::FailedPrecondition("tenant is held for an unfinished move to store " +
+                                          rec.move_peer + "; resume it with that store");
+      }
+      resume = true;
+      if (!FromHex(rec.move_id, &move_id)) return Status::Corruption("registry: bad move id");
+    } else {
+      if (rec.region != dst.region) {
+        return Status::FailedPrecondition("the destination store is in another region ('" +
+                                          dst.region + "', the tenant's is '" + rec.region +
+                                          "'): refused (data residency)");
+      }
+      if (rec.purge_at != 0) {
+        return Status::FailedPrecondition("tenant churned (a purge is scheduled): not moved");
+      }
+    }
+    t->moving = true;
+  }
+  struct Unhold {
+    Tenant* t;
+    ~Unhold() { t->moving = false; }
+  } unhold{t.get()};
+
+  // The moved_out purge: the destination holds the authoritative copy.
+  auto finish = [&]() -> Status {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    codec::TenantRecord rec = t->Record();
+    rec.purge_kek_generation = keyring_.kek_generation;
+    rec.state = TenantState::kPurging;
+    CV_RETURN_IF_ERROR(WriteRegistry(rec));
+    CV_KILL_POINT("move.out_after_purging");
+    t->state = TenantState::kPurging;
+    std::unique_lock<std::shared_mutex> life(t->life);
+    CV_ASSIGN_OR_RETURN(Receipt receipt, FinishPurge(&rec, t.get(), "moved_out", dst_hex));
+    {
+      std::lock_guard<std::mutex> r(t->rec_mu);
+      t->rec = rec;
+      t->state = TenantState::kPurged;
+    }
+    report.receipt_sequence = receipt.sequence;
+    Audit("tenant_moved_out", rec.tenant_id, "to=" + dst_hex + " move=" + rec.move_id +
+                                                 " receipt=" + std::to_string(receipt.sequence));
+    return Status::OK();
+  };
+  // Lifts the fence (the destination does not have the tenant).
+  auto unfence = [&]() -> Status {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    codec::TenantRecord rec = t->Record();
+    rec.move_state = codec::kMoveNone;
+    rec.move_id.clear();
+    rec.move_peer.clear();
+    CV_RETURN_IF_ERROR(WriteRegistry(rec));
+    std::lock_guard<std::mutex> r(t->rec_mu);
+    t->rec = rec;
+    return Status::OK();
+  };
+
+  if (resume) {
+    CV_ASSIGN_OR_RETURN(std::string state, send(kQuery, 0, ""));
+    report.move_id = crypto::Hex(move_id);
+    if (state == "committed") {
+      report.resumed = true;
+      CV_RETURN_IF_ERROR(finish());
+      report.total_micros = static_cast<uint64_t>(Micros() - start);
+      return report;
+    }
+    // Not committed there: the source's copy is the only one. Unfence and
+    // move again under a new id.
+    CV_RETURN_IF_ERROR(abort_remote());
+    CV_RETURN_IF_ERROR(unfence());
+    {
+      std::lock_guard<std::mutex> l(admin_mu_);
+      if (t->Record().region != dst.region) {
+        return Status::FailedPrecondition("the destination store is in another region: refused");
+      }
+    }
+  }
+
+  move_id = crypto::RandomString(kMoveIdBytes);
+  report.move_id = crypto::Hex(move_id);
+  // BEGIN: the registry record and the DEK, sealed to the destination.
+  {
+    std::string body;
+    {
+      std::lock_guard<std::mutex> l(admin_mu_);
+      codec::TenantRecord rec = t->Record();
+      const SecretBytes* dek = keyring_.Find(rec.internal_id, rec.key_version);
+      if (dek == nullptr || dek->size() != 32) {
+        return Status::FailedPrecondition("tenant has no data key here");
+      }
+      const std::string sealed = SealedTenant(rec, t->ad_id(), dek, dst.public_key);
+      body.append(store_id_);
+      body.append(dst.store_id);
+      PutBytes(&body, region_);
+      PutBytes(&body, sealed);
+    }
+    CV_RETURN_IF_ERROR(send(kBegin, seq++, body).status());
+  }
+  CV_KILL_POINT("move.out_after_begin");
+
+  // Streams changes as ROWS segments.
+  std::string rows_body;
+  uint32_t rows_in_body = 0;
+  auto flush_rows = [&]() -> Status {
+    if (rows_in_body == 0) return Status::OK();
+    std::string body;
+    PutU32(&body, rows_in_body);
+    body += rows_body;
+    rows_body.clear();
+    rows_in_body = 0;
+    CV_ASSIGN_OR_RETURN(std::string reply, send(kRows, seq++, body));
+    if (reply != "ok") return Status::Corruption("move: unexpected reply from the destination");
+    return Status::OK();
+  };
+  uint64_t changed = 0;
+  auto emit = [&](bool put, std::string_view key, std::string_view value) -> Status {
+    rows_body.push_back(put ? 'P' : 'D');
+    PutBytes(&rows_body, key);
+    if (put) PutBytes(&rows_body, value);
+    ++changed;
+    ++report.rows_sent;
+    if (++rows_in_body >= per_segment || rows_body.size() >= (8u << 20)) return flush_rows();
+    return Status::OK();
+  };
+
+  // Everything up to the fence; on failure the destination drops its copy.
+  auto copy = [&]() -> Result<SnapshotGuard> {
+    CV_ASSIGN_OR_RETURN(TenantRef ref, Acquire(tenant_id, Access::kRead));
+    rocksdb::DB* db = ref->shard->db();
+    SnapshotGuard prev(db);
+    CV_RETURN_IF_ERROR(DiffFamily(db, ref->cf, nullptr, prev.snap, emit));
+    CV_RETURN_IF_ERROR(flush_rows());
+    CV_KILL_POINT("move.out_after_copy");
+    uint64_t last_changed = UINT64_MAX;
+    for (uint32_t round = 0; round < options.max_catch_up_rounds; ++round) {
+      SnapshotGuard next(db);
+      changed = 0;
+      CV_RETURN_IF_ERROR(DiffFamily(db, ref->cf, prev.snap, next.snap, emit));
+      CV_RETURN_IF_ERROR(flush_rows());
+      ++report.catch_up_rounds;
+      prev = std::move(next);
+      // Few changes left, or no progress (writers outpace a round): fence.
+      if (changed < options.fence_below_changes || changed >= last_changed) break;
+      last_changed = changed;
+    }
+    return prev;
+  };
+  auto copied = copy();
+  if (!copied.ok()) {
+    abort_remote().IgnoreError();
+    return copied.status();
+  }
+  SnapshotGuard prev = std::move(copied).value();
+  report.copy_micros = static_cast<uint64_t>(Micros() - start);
+
+  // Fence: durable first, so a restart keeps refusing writes.
+  const int64_t fence_start = Micros();
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    codec::TenantRecord rec = t->Record();
+    rec.move_state = codec::kMoveFenced;
+    rec.move_id = report.move_id;
+    rec.move_peer = dst_hex;
+    Status s = WriteRegistry(rec);
+    if (!s.ok()) {
+      abort_remote().IgnoreError();
+      return s;
+    }
+    std::lock_guard<std::mutex> r(t->rec_mu);
+    t->rec = rec;
+  }
+  CV_KILL_POINT("move.out_after_fence");
+  // Drain: every operation that began before the fence has finished once
+  // the exclusive lock is had; later ones see the fence.
+  { std::unique_lock<std::shared_mutex> drain(t->life); }
+
+  // Last catch-up and the verdict, on the drained family.
+  Status s;
+  std::string reply;
+  {
+    auto ref = Acquire(tenant_id, Access::kRead);
+    s = ref.status();
+    if (s.ok()) {
+      rocksdb::DB* db = (*ref)->shard->db();
+      SnapshotGuard last(db);
+      RowDigest rd;
+      s = DiffFamily(db, (*ref)->cf, prev.snap, last.snap, emit, &rd);
+      if (s.ok()) s = flush_rows();
+      report.rows = rd.rows;
+      std::string digest = rd.Final();
+      prev.Reset();
+      // A churn scheduled during the copy does not travel: refuse the move
+      // (unfenced below) rather than let the deadline vanish.
+      if (s.ok() && t->Record().purge_at != 0) {
+        s = Status::FailedPrecondition("tenant churned during the move: not moved");
+      }
+      CV_KILL_POINT("move.out_before_commit");
+      if (s.ok()) {
+        std::string body;
+        format::PutFixed64LE(&body, report.rows);
+        body += digest;
+        // Holds and retention as the fence left them (registry changes are
+        // refused from the fence on).
+        PutBytes(&body, SealedTenant(t->Record(), t->ad_id(), nullptr, dst.public_key));
+        report.digest = crypto::Hex(digest);
+        auto r = send(kCommit, seq++, body);
+        s = r.status();
+        if (s.ok()) reply = *r;
+      }
+    }
+  }
+  if (!s.ok()) {
+    // The destination refused or was not reached. If it did not commit, the
+    // tenant is served here again; if that cannot be known, it stays fenced
+    // until the move is resumed.
+    auto q = send(kQuery, 0, "");
+    if (q.ok() && *q != "committed") {
+      abort_remote().IgnoreError();
+      unfence().IgnoreError();
+    }
+    return s;
+  }
+  if (reply != "committed " + std::to_string(report.rows) + " " + report.digest) {
+    return Status::Corruption(
+        "move: the destination's commit reply does not match the source's count and digest; the "
+        "tenant stays fenced here: resume the move");
+  }
+  // Writes are served again, at the destination.
+  report.fence_micros = static_cast<uint64_t>(Micros() - fence_start);
+  CV_KILL_POINT("move.out_after_commit");
+  CV_RETURN_IF_ERROR(finish());
+  report.total_micros = static_cast<uint64_t>(Micros() - start);
+  return report;
+}
+
+Result<MoveReport> MoveTenant(Store& from, Store& to, std::string_view tenant_id,
+                              const MoveOptions& options) {
+  CV_ASSIGN_OR_RETURN(std::string identity, to.MoveIdentity());
+  CV_ASSIGN_OR_RETURN(std::string key, from.SigningPublicKey());
+  MoveTransport transport = [&to, key](std::string_view segment) {
+    return to.MoveTenantIn(segment, key);
+  };
+  return from.MoveTenantOut(tenant_id, identity, transport, options);
+}
+
+}  // namespace callvault
