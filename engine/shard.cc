@@ -22,6 +22,10 @@ namespace callvault {
 
 namespace {
 
+// max_manifest_file_size: any size above this starts a new MANIFEST at the
+// next edit; the state written first is always larger, so every edit does.
+constexpr uint64_t kManifestRollBytes = 1;
+
 std::string DirOf(const std::string& path);
 
 class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
@@ -358,7 +362,14 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.max_background_jobs = std::max(2, options.background_threads);
   d.max_open_files = 512;
   d.keep_log_file_num = 3;
-  d.max_manifest_file_size = 64u << 20;
+  // Every MANIFEST write starts a new MANIFEST (the whole state, then the
+  // edit, synced, then CURRENT renamed to it): the MANIFEST that CURRENT
+  // names is always whole, so a torn write (bytes garbled by a power loss
+  // in an unsynced tail) can only hit a file CURRENT does not name yet,
+  // which the next open deletes. Appending instead, 7.8's recovery refuses
+  // the store on such a tail ("checksum mismatch"), acknowledged or not
+  // (T2 TornGarbled; docs/decisions/0024-what-recovery-replays.md).
+  d.max_manifest_file_size = kManifestRollBytes;
   d.avoid_unnecessary_blocking_io = false;  // dropped families' files go before PurgeTenant returns
   // Opening 10,000 tenants: the WAL's data stays in memtables instead of
   // one small L0 file (and fdatasync) per family at every open (58 s -> 5 s
@@ -686,14 +697,16 @@ Status Shard::Close() {
               fs->GetFileSize(path_ + "/" + m.manifest, rocksdb::IOOptions(), &m.manifest_size,
                               nullptr).ok() &&
               fs->GetChildren(path_, rocksdb::IOOptions(), &children, nullptr).ok();
-    // Every non-empty WAL with its size, and the highest sequence number
-    // of a record in them that recovery replays (walscan, the same reading
-    // the next open's scan does).
+    // Every non-empty WAL recovery replays (at or above the MANIFEST's
+    // replay floor) with its size, and the highest sequence number of a
+    // record in them (walscan, the same reading the next open's scan does).
+    const uint64_t floor = walscan::ReplayFloorOf(fs, path_);
     std::vector<walscan::WalFile> wals;
     for (const auto& c : children) {
       if (!ok || !IsWalName(c)) continue;
       walscan::WalFile f;
       for (size_t k = 0; k + 4 < c.size(); ++k) f.number = f.number * 10 + static_cast<uint64_t>(c[k] - '0');
+      if (f.number < floor) continue;
       f.name = c;
       ok = rocksdb::ReadFileToString(fs, path_ + "/" + c, &f.data).ok();
       if (!f.data.empty()) wals.push_back(std::move(f));

@@ -530,7 +530,10 @@ Status Store::Impl::OpenReadOnly() {
     rocksdb::Status opened = rocksdb::DB::OpenForReadOnly(mo, dir, &db);
     if (!opened.ok()) CV_RETURN_IF_ERROR(CheckStamp(fs, dir, stamp));  // a race: retry
     Status o = fsutil::FromRocks(opened, "open metadata instance read-only");
-    if (o.code() == Code::kNotFound || o.code() == Code::kInvalidArgument) return MetaDamaged(o);
+    if (o.code() == Code::kNotFound || o.code() == Code::kInvalidArgument ||
+        o.code() == Code::kCorruption) {
+      return MetaDamaged(o);
+    }
     CV_RETURN_IF_ERROR(o);
     meta_.reset(db);
     return CheckStamp(fs, dir, stamp);
@@ -598,7 +601,8 @@ Status Store::Impl::OpenOrCreate() {
         "open (Options::read_only) can inspect it meanwhile");
   }
   Status o = fsutil::FromRocks(opened, "open metadata instance");
-  if (exists && (o.code() == Code::kNotFound || o.code() == Code::kInvalidArgument)) {
+  if (exists && (o.code() == Code::kNotFound || o.code() == Code::kInvalidArgument ||
+                 o.code() == Code::kCorruption)) {
     return MetaDamaged(o);
   }
   CV_RETURN_IF_ERROR(o);

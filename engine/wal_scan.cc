@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <map>
 
 #include "engine/fs_util.h"
@@ -585,6 +586,229 @@ ScanResult Scan(const std::vector<WalFile>& files, bool repair) {
   return r;
 }
 
+
+// --- The MANIFEST's replay floor -------------------------------------------
+
+namespace {
+
+bool GetVarint64(std::string_view* in, uint64_t* v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift <= 63 && !in->empty(); shift += 7) {
+    const auto byte = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    r |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      *v = r;
+      return true;
+    }
+  }
+  return false;
+}
+
+// What one version edit says about WAL replay (db/version_edit.cc 7.8.3).
+struct EditInfo {
+  uint32_t cf = 0;
+  bool has_log = false;
+  uint64_t log = 0;
+  uint64_t min_log_to_keep = 0;
+  bool add = false, drop = false;
+  bool in_group = false;
+  uint32_t remaining = 0;
+};
+
+// Custom fields of kNewFile4 and of blob file additions/garbage: tag, then
+// a length-prefixed value, until the terminator (1). `hack` gets the
+// fixed64 of kMinLogNumberToKeepHack (NewFile4 custom tag 3).
+bool SkipCustomFields(std::string_view* in, uint64_t* hack) {
+  while (true) {
+    uint32_t tag = 0;
+    if (!GetVarint32(in, &tag)) return false;
+    if (tag == 1) return true;
+    uint32_t n = 0;
+    if (!GetVarint32(in, &n) || n > in->size()) return false;
+    if (hack != nullptr && tag == 3) {
+      if (n != 8) return false;
+      *hack = std::max(*hack, format::DecodeFixed64LE(in->data()));
+    }
+    in->remove_prefix(n);
+  }
+}
+
+// Decodes one version edit; false on anything it does not know how to
+// skip (then the caller stops: what it read so far is a safe floor).
+bool DecodeEdit(std::string_view in, EditInfo* e) {
+  uint64_t u64 = 0;
+  uint32_t u32 = 0;
+  while (!in.empty()) {
+    uint32_t tag = 0;
+    if (!GetVarint32(&in, &tag)) return false;
+    switch (tag) {
+      case 1:    // kComparator
+      case 201:  // kColumnFamilyAdd (the name)
+        if (!SkipLengthPrefixed(&in)) return false;
+        if (tag == 201) e->add = true;
+        break;
+      case 2:  // kLogNumber
+        if (!GetVarint64(&in, &e->log)) return false;
+        e->has_log = true;
+        break;
+      case 3:  // kNextFileNumber
+      case 4:  // kLastSequence
+      case 9:  // kPrevLogNumber
+        if (!GetVarint64(&in, &u64)) return false;
+        break;
+      case 10:  // kMinLogNumberToKeep
+        if (!GetVarint64(&in, &u64)) return false;
+        e->min_log_to_keep = std::max(e->min_log_to_keep, u64);
+        break;
+      case 5:  // kCompactCursor: level, internal key
+        if (!GetVarint32(&in, &u32) || !SkipLengthPrefixed(&in)) return false;
+        break;
+      case 6:  // kDeletedFile: level, number
+        if (!GetVarint32(&in, &u32) || !GetVarint64(&in, &u64)) return false;
+        break;
+      case 7:    // kNewFile: level, number, size, smallest, largest
+      case 100:  // kNewFile2: ... smallest_seqno, largest_seqno
+      case 102:  // kNewFile3: level, number, path id, size, keys, seqnos
+      case 103: {  // kNewFile4: as kNewFile2, then custom fields
+        if (!GetVarint32(&in, &u32) || !GetVarint64(&in, &u64)) return false;
+        if (tag == 102 && !GetVarint32(&in, &u32)) return false;
+        if (!GetVarint64(&in, &u64) || !SkipLengthPrefixed(&in) || !SkipLengthPrefixed(&in)) {
+          return false;
+        }
+        if (tag != 7 && (!GetVarint64(&in, &u64) || !GetVarint64(&in, &u64))) return false;
+        if (tag == 103 && !SkipCustomFields(&in, &e->min_log_to_keep)) return false;
+        break;
+      }
+      case 200:  // kColumnFamily
+        if (!GetVarint32(&in, &e->cf)) return false;
+        break;
+      case 202:  // kColumnFamilyDrop
+        e->drop = true;
+        break;
+      case 203:  // kMaxColumnFamily
+        if (!GetVarint32(&in, &u32)) return false;
+        break;
+      case 300:  // kInAtomicGroup
+        if (!GetVarint32(&in, &e->remaining)) return false;
+        e->in_group = true;
+        break;
+      case 400:  // kBlobFileAddition: number, count, bytes, method, value, fields
+        if (!GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) ||
+            !SkipLengthPrefixed(&in) || !SkipLengthPrefixed(&in) ||
+            !SkipCustomFields(&in, nullptr)) {
+          return false;
+        }
+        break;
+      case 401:  // kBlobFileGarbage: number, count, bytes, fields
+        if (!GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) ||
+            !SkipCustomFields(&in, nullptr)) {
+          return false;
+        }
+        break;
+      default:
+        // Tags from 8193 on (kTagSafeIgnoreMask set) that 7.8.3 writes
+        // (db id, WAL additions/deletions in their length-prefixed forms,
+        // full_history_ts_low) and future ones: a length-prefixed value.
+        // The older unprefixed kWalAddition (8196) and kWalDeletion (8197)
+        // are not written by 7.8.3: stop (a lower floor is safe).
+        if ((tag & 8192u) == 0 || tag == 8194 || tag == 8195 || tag == 8196 || tag == 8197) {
+          return false;
+        }
+        if (!SkipLengthPrefixed(&in)) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+uint64_t ReplayFloor(const std::string& manifest) {
+  // Logical records, read as log::Reader does (no recycled headers in a
+  // MANIFEST); the first bad or short one ends the read.
+  std::vector<std::string> records;
+  std::string frag;
+  bool in_frag = false;
+  bool stop = false;
+  for (size_t start = 0; start < manifest.size() && !stop; start += kBlockSize) {
+    const size_t end = std::min(start + kBlockSize, manifest.size());
+    size_t p = start;
+    while (end - p >= kHeaderSize) {
+      const int type = static_cast<uint8_t>(manifest[p + 6]);
+      const size_t len = static_cast<uint8_t>(manifest[p + 4]) |
+                         (static_cast<size_t>(static_cast<uint8_t>(manifest[p + 5])) << 8);
+      if (type == kZeroType && len == 0) break;  // the rest of the block is padding
+      if (p + kHeaderSize + len > end || !CrcOk(manifest, p, kHeaderSize, len)) {
+        stop = true;
+        break;
+      }
+      const std::string_view payload = std::string_view(manifest).substr(p + kHeaderSize, len);
+      p += kHeaderSize + len;
+      if (type == kFullType && !in_frag) {
+        records.emplace_back(payload);
+      } else if (type == kFirstType && !in_frag) {
+        frag.assign(payload);
+        in_frag = true;
+      } else if (type == kMiddleType && in_frag) {
+        frag.append(payload);
+      } else if (type == kLastType && in_frag) {
+        frag.append(payload);
+        records.push_back(std::move(frag));
+        frag.clear();
+        in_frag = false;
+      } else {
+        stop = true;
+        break;
+      }
+    }
+  }
+  // Applied as VersionSet recovery does: an atomic group only when whole;
+  // a family's log number only grows; dropped families do not count.
+  std::map<uint32_t, uint64_t> family_log;  // live families
+  uint64_t min_log_to_keep = 0;
+  std::vector<EditInfo> group;
+  auto apply = [&](const EditInfo& e) {
+    min_log_to_keep = std::max(min_log_to_keep, e.min_log_to_keep);
+    if (e.drop) {
+      family_log.erase(e.cf);
+      return;
+    }
+    uint64_t& log = family_log[e.cf];  // (an add, or the default family)
+    if (e.has_log) log = std::max(log, e.log);
+  };
+  for (const auto& rec : records) {
+    EditInfo e;
+    if (!DecodeEdit(rec, &e)) break;
+    if (!e.in_group) {
+      group.clear();  // an unfinished group before a plain edit: dropped
+      apply(e);
+      continue;
+    }
+    group.push_back(e);
+    if (e.remaining == 0) {
+      for (const auto& g : group) apply(g);
+      group.clear();
+    }
+  }
+  uint64_t floor = std::numeric_limits<uint64_t>::max();
+  for (const auto& [cf, log] : family_log) floor = std::min(floor, log);
+  if (family_log.empty()) floor = 0;
+  return std::max(floor, min_log_to_keep);
+}
+
+uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return 0;
+  while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
+  std::string manifest;
+  if (current.find('/') != std::string::npos || current.rfind("MANIFEST-", 0) != 0 ||
+      !rocksdb::ReadFileToString(fs, dir + "/" + current, &manifest).ok()) {
+    return 0;
+  }
+  return ReplayFloor(manifest);
+}
+
 namespace {
 constexpr std::string_view kRecordMagic = "callvault wal damage record 1\n";
 
@@ -733,7 +957,22 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
   }
   std::sort(files.begin(), files.end(),
             [](const WalFile& a, const WalFile& b) { return a.number < b.number; });
+  // WALs below the MANIFEST's replay floor are not replayed (their writes
+  // are in table files) and wait to be deleted: a crash while RocksDB
+  // deletes them (newest first) can leave an older one with a torn tail
+  // beside newer live ones, which is not a gap in what recovery replays.
+  const uint64_t floor = ReplayFloorOf(fs, dir);
+  uint64_t obsolete = 0;
+  files.erase(std::remove_if(files.begin(), files.end(),
+                             [&](const WalFile& f) {
+                               const bool skip = f.number < floor;
+                               obsolete += skip ? 1 : 0;
+                               return skip;
+                             }),
+              files.end());
   ScanResult r = Scan(files, repair);
+  r.replay_floor = floor;
+  r.obsolete_files = obsolete;
   // `same_loss`: a duplicate only if it names the same families too (a
   // record's offset is in the file as it was; a repaired file's offsets
   // differ, so a match on the offset alone may be other damage).

@@ -72,6 +72,10 @@ struct ScanResult {
   // checksum-valid inside dropped bytes; 0: none): what these files,
   // repaired, replay to at least (decision 0015).
   uint64_t last_sequence = 0;
+  // ScanDirectory: the MANIFEST's replay floor (0: unknown) and the WAL
+  // files below it, left out of the scan (RocksDB does not replay them).
+  uint64_t replay_floor = 0;
+  uint64_t obsolete_files = 0;
 };
 
 inline constexpr std::string_view kEvidenceSuffix = ".damaged";
@@ -84,8 +88,9 @@ inline constexpr std::string_view kDamageRecordSuffix = ".damage";
 std::string EncodeDamageRecord(const std::string& file, const std::vector<Damage>& damage);
 // Its entries; kCorruption ("damage record: ...") if it does not read whole.
 Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::string_view data);
-// Scans every *.log file of `dir` (none: an empty result). Read errors are
-// returned as kIOError. With `repair`, the damage of each damaged file is
+// Scans every *.log file of `dir` that recovery replays (those below the
+// replay floor of the MANIFEST named by `dir`/CURRENT are left out; none:
+// an empty result). Read errors are returned as kIOError. With `repair`, the damage of each damaged file is
 // first recorded in `<name>.damage`, then the file is kept as
 // `<name>.damaged`, then replaced (atomically, synced) by its repaired
 // content. Damage read from a `.damage` record or found in a kept
@@ -100,6 +105,16 @@ Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::str
 // docs/decisions/0020).
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir,
                                  bool repair = false, bool in_memory = false);
+// The lowest WAL number RocksDB 7.8's recovery replays, from the version
+// edits of a MANIFEST: max(min_log_number_to_keep, the smallest log number
+// of a live column family) (db_impl_open.cc RecoverLogFiles). Reads edits
+// up to the first one it cannot decode, so the result never exceeds the
+// floor recovery uses (log numbers only grow, a later drop only raises
+// the minimum); 0 when nothing could be read.
+uint64_t ReplayFloor(const std::string& manifest);
+// ReplayFloor of the MANIFEST that `dir`/CURRENT names; 0 when either
+// cannot be read.
+uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir);
 // Appends one logical record the way RocksDB's log::Writer frames it.
 void AppendRecord(std::string* log, std::string_view payload);
 // The same for WAL files given as (file number, name, contents), in order.

@@ -54,6 +54,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -515,6 +516,31 @@ void VerifyAndResolve(Store& st, const std::string& keys, Model* m,
   EXPECT_EQ(v->records_failed, 0u) << ::testing::PrintToString(v->failures);
 }
 
+// CALLVAULT_T2_KEEP=DIR: the store and key directory as they were before
+// each of the last three opens are kept (DIR/cycle-N), and on a failure the
+// ones before the failing cycle are left there to be read (ldb, the WAL
+// scan). Off by default: copying costs time.
+const char* KeepDir() {
+  const char* d = std::getenv("CALLVAULT_T2_KEEP");
+  return d != nullptr && *d != '\0' ? d : nullptr;
+}
+void KeepBeforeOpen(const std::string& root, int64_t cycle) {
+  const char* keep = KeepDir();
+  if (keep == nullptr) return;
+  namespace fs = std::filesystem;
+  fs::create_directories(keep);
+  fs::remove_all(std::string(keep) + "/cycle-" + std::to_string(cycle - 3));
+  testutil::CopyTree(root, std::string(keep) + "/cycle-" + std::to_string(cycle));
+}
+void KeptForFailure(uint64_t seed, int64_t cycle) {
+  if (const char* keep = KeepDir()) {
+    std::printf("[power-loss] seed %llu: the store before the opens of cycles %lld-%lld is kept in "
+                "%s\n",
+                static_cast<unsigned long long>(seed), static_cast<long long>(cycle - 2),
+                static_cast<long long>(cycle), keep);
+  }
+}
+
 void RunPowerLoss(PowerLossMode mode) {
   const uint64_t seed = crashtest::SeedFromEnv();
   const int64_t cycles =
@@ -546,6 +572,7 @@ void RunPowerLoss(PowerLossMode mode) {
     auto env = testutil::FaultEnv(ffs);
     const bool crash_in_open = rng() % 8 == 0;
     if (crash_in_open) ffs->FreezeAt(1 + rng() % 120);
+    KeepBeforeOpen(tmp.path(), cycle);
     auto opened = Store::Open(StoreOptions(keys, env.get()), db);
     if (!opened.ok() || ffs->frozen()) {
       ASSERT_TRUE(ffs->frozen()) << "failed open: " << opened.status().ToString()
@@ -559,6 +586,7 @@ void RunPowerLoss(PowerLossMode mode) {
     Store& st = **opened;
     VerifyAndResolve(st, keys, &m, pending, &stats);
     if (::testing::Test::HasFailure()) {
+      KeptForFailure(seed, cycle);
       std::printf("[power-loss] failed at cycle %lld after %s; in flight: %s; last power loss "
                   "dropped:%s\n",
                   static_cast<long long>(cycle), testutil::PowerLossModeName(mode),
