@@ -150,6 +150,14 @@ Json Open(const ChildArgs& a) {
   else sys = std::make_unique<RawSystem>(a.dir);
   j["open_ms"] = t.Millis();
   j["rss_after_open_bytes"] = RssBytes();
+  if (system == "callvault") {
+    // The part of the open spent reading the WALs for damage before
+    // recovery (decision 0014): what damage detection costs.
+    auto st = static_cast<CallvaultSystem*>(sys.get())->store()->Stats();
+    if (!st.ok()) Fail("tenant scale: stats: " + st.status().ToString());
+    j["wal_scan_ms"] = static_cast<double>(st->open.wal_scan_micros) / 1e3;
+    j["wal_bytes"] = static_cast<double>(st->open.wal_bytes);
+  }
   Call c;
   for (size_t i = 0; i < tenants; ++i) {
     if (system == "callvault" && Purged(i, tenants, a.samples)) continue;
@@ -246,6 +254,10 @@ Json RunTenantScale(const Config& cfg) {
       s["purge_max_ms"] = fig([](const Json& r) { return r["purge"]["max_ms"].get<double>(); });
       s["tenants_created"] = fig([](const Json& r) { return r["tenants_created"].get<double>(); });
       s["open_ms"] = fig([](const Json& r) { return r["open_ms"].get<double>(); });
+      if (system == "callvault") {
+        s["wal_scan_ms"] = fig([](const Json& r) { return r["wal_scan_ms"].get<double>(); });
+        s["wal_bytes"] = fig([](const Json& r) { return r["wal_bytes"].get<double>(); });
+      }
       s["rss_bytes"] = fig([](const Json& r) { return r["rss_bytes"].get<double>(); });
       s["rss_after_open_bytes"] = fig([](const Json& r) { return r["rss_after_open_bytes"].get<double>(); });
       s["rss_after_one_get_each_bytes"] =

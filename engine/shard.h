@@ -118,6 +118,16 @@ class ErrorFlag : public rocksdb::EventListener {
     }
     failed_.store(true);
   }
+  // No automatic recovery (RocksDB's ErrorHandler resumes by itself after
+  // a full disk through the SstFileManager): a failed write or sync is not
+  // retried in place (see above), the store reports it and is reopened.
+  // Debian's 7.8 (assertions on) also aborts the process in that resume
+  // (DBImpl::ResumeImpl: "Assertion `file_deletion_disabled' failed"),
+  // which attack11_test's ENOSPC trials met.
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    if (auto_recovery != nullptr) *auto_recovery = false;
+  }
   bool failed() const { return failed_.load(); }
   // Families whose compaction met a corruption since the last call, with
   // RocksDB's message.

@@ -353,6 +353,11 @@ def tenants_section(h, img, rel):
             r = ratio(med(cv[k]), med(raw[k])) if reached >= int(n) else "n/a (counts differ)"
             rows.append((label, fig_label, spread(cv[k], unit, scale), spread(raw[k], unit, scale), r))
             label = ""
+            if k == "open_ms" and "wal_scan_ms" in cv:
+                # What damage detection costs (decision 0014): the WAL scan's share of the open.
+                share = f"{100 * med(cv['wal_scan_ms']) / max(med(cv['open_ms']), 1e-9):.0f}% of the open"
+                rows.append((label, f"open: of which WAL scan ({med(cv['wal_bytes']) / 1e6:.1f} MB of WAL)",
+                             spread(cv["wal_scan_ms"], " ms", 1), "n/a (no scan)", share))
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
     xs = [int(n) for n in counts]
     for ax, k, title, unit in ((axes[0], "create_p50_ms", "create (p50)", "ms"), (axes[1], "purge_p50_ms", "purge / drop (p50)", "ms"),
