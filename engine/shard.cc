@@ -22,9 +22,13 @@ namespace callvault {
 
 namespace {
 
-// max_manifest_file_size: any size above this starts a new MANIFEST at the
-// next edit; the state written first is always larger, so every edit does.
-constexpr uint64_t kManifestRollBytes = 1;
+// max_manifest_file_size. Not 1 (a new MANIFEST per edit, which would
+// keep the MANIFEST CURRENT names always whole against torn writes): 7.8
+// then meets its SetCurrentFile error path at every edit, and on a full
+// disk it deletes the MANIFEST CURRENT still names (the new one written,
+// CURRENT's temp file not: manifest_file_number_ advances anyway), which
+// bricks the instance. Decision 0024.
+constexpr uint64_t kManifestRollBytes = 64u << 20;
 
 std::string DirOf(const std::string& path);
 
@@ -362,13 +366,8 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.max_background_jobs = std::max(2, options.background_threads);
   d.max_open_files = 512;
   d.keep_log_file_num = 3;
-  // Every MANIFEST write starts a new MANIFEST (the whole state, then the
-  // edit, synced, then CURRENT renamed to it): the MANIFEST that CURRENT
-  // names is always whole, so a torn write (bytes garbled by a power loss
-  // in an unsynced tail) can only hit a file CURRENT does not name yet,
-  // which the next open deletes. Appending instead, 7.8's recovery refuses
-  // the store on such a tail ("checksum mismatch"), acknowledged or not
-  // (T2 TornGarbled; docs/decisions/0024-what-recovery-replays.md).
+  // Edits are appended to the MANIFEST; a torn write garbling its unsynced
+  // tail makes 7.8 refuse the instance (a known bug: decision 0024).
   d.max_manifest_file_size = kManifestRollBytes;
   d.avoid_unnecessary_blocking_io = false;  // dropped families' files go before PurgeTenant returns
   // Opening 10,000 tenants: the WAL's data stays in memtables instead of
