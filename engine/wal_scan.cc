@@ -612,13 +612,18 @@ struct EditInfo {
   uint64_t log = 0;
   uint64_t min_log_to_keep = 0;
   bool add = false, drop = false;
+  // A WAL addition or deletion (kWalAddition2, kWalDeletion2): RocksDB
+  // applies such an edit to its WAL set only, with no family, and so
+  // ignores a kLogNumber in it (VersionEditHandler::ApplyVersionEdit).
+  bool wal_edit = false;
   bool in_group = false;
   uint32_t remaining = 0;
 };
 
 // Custom fields of kNewFile4 and of blob file additions/garbage: tag, then
 // a length-prefixed value, until the terminator (1). `hack` gets the
-// fixed64 of kMinLogNumberToKeepHack (NewFile4 custom tag 3).
+// fixed64 of kMinLogNumberToKeepHack (NewFile4 custom tag 3); as in
+// VersionEdit::DecodeFrom, the last value in an edit wins.
 bool SkipCustomFields(std::string_view* in, uint64_t* hack) {
   while (true) {
     uint32_t tag = 0;
@@ -628,7 +633,7 @@ bool SkipCustomFields(std::string_view* in, uint64_t* hack) {
     if (!GetVarint32(in, &n) || n > in->size()) return false;
     if (hack != nullptr && tag == 3) {
       if (n != 8) return false;
-      *hack = std::max(*hack, format::DecodeFixed64LE(in->data()));
+      *hack = format::DecodeFixed64LE(in->data());
     }
     in->remove_prefix(n);
   }
@@ -657,9 +662,9 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
       case 9:  // kPrevLogNumber
         if (!GetVarint64(&in, &u64)) return false;
         break;
-      case 10:  // kMinLogNumberToKeep
-        if (!GetVarint64(&in, &u64)) return false;
-        e->min_log_to_keep = std::max(e->min_log_to_keep, u64);
+      case 10:  // kMinLogNumberToKeep: an assignment (the last one wins, as
+                // in DecodeFrom; only across edits is it the maximum)
+        if (!GetVarint64(&in, &e->min_log_to_keep)) return false;
         break;
       case 5:  // kCompactCursor: level, internal key
         if (!GetVarint32(&in, &u32) || !SkipLengthPrefixed(&in)) return false;
@@ -715,6 +720,9 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
         if ((tag & 8192u) == 0 || tag == 8194 || tag == 8195 || tag == 8196 || tag == 8197) {
           return false;
         }
+        // (A kWalDeletion2 of WAL 0 is empty to RocksDB and the edit's log
+        // number applies; ignoring it here only lowers the floor.)
+        if (tag == 8199 || tag == 8200) e->wal_edit = true;
         if (!SkipLengthPrefixed(&in)) return false;
         break;
     }
@@ -764,16 +772,19 @@ uint64_t ReplayFloor(const std::string& manifest) {
     }
   }
   // Applied as VersionSet recovery does: an atomic group only when whole;
-  // a family's log number only grows; dropped families do not count.
+  // a family's log number only grows; dropped families do not count; an
+  // edit that adds and drops is an add (ApplyVersionEdit tests the add
+  // first); a WAL edit's log number is ignored.
   std::map<uint32_t, uint64_t> family_log;  // live families
   uint64_t min_log_to_keep = 0;
   std::vector<EditInfo> group;
   auto apply = [&](const EditInfo& e) {
     min_log_to_keep = std::max(min_log_to_keep, e.min_log_to_keep);
-    if (e.drop) {
+    if (e.drop && !e.add) {
       family_log.erase(e.cf);
       return;
     }
+    if (e.wal_edit && !e.add) return;
     uint64_t& log = family_log[e.cf];  // (an add, or the default family)
     if (e.has_log) log = std::max(log, e.log);
   };

@@ -1,0 +1,197 @@
+// attack6 (issue 11): the WAL scan's replay floor (decision 0024) against
+// MANIFESTs edited by hand. The floor may err low (the scan reads more
+// files), never high: a floor above what RocksDB replays makes the scan
+// leave out a WAL that RocksDB does replay, and damage in it goes unseen.
+// Each test appends one hand-made version edit to a real MANIFEST, opens
+// the instance with RocksDB 7.8.3 itself and checks that RocksDB replayed
+// the live WAL (its key reads back) while ReplayFloor stays at or below
+// that WAL's number.
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "engine/wal_scan.h"
+#include "format/coding.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault::walscan {
+namespace {
+
+constexpr size_t kBlock = 32768;
+
+void PutVarint(std::string* s, uint64_t v) {
+  while (v >= 128) {
+    s->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  s->push_back(static_cast<char>(v));
+}
+
+// Appends one logical record the way log::Writer does (fragments, padded
+// block trailers).
+void AppendRecord(std::string* file, const std::string& payload) {
+  size_t left = payload.size(), pos = 0;
+  bool begin = true;
+  do {
+    size_t room = kBlock - file->size() % kBlock;
+    if (room < 7) {
+      file->append(room, '\0');
+      room = kBlock;
+    }
+    const size_t n = std::min(left, room - 7);
+    const bool end = n == left;
+    const char type = begin && end ? 1 : begin ? 2 : end ? 4 : 3;
+    std::string body(1, type);
+    body.append(payload, pos, n);
+    std::string h;
+    format::PutFixed32LE(&h, Mask(Crc32c(body.data(), body.size())));
+    h.push_back(static_cast<char>(n & 0xff));
+    h.push_back(static_cast<char>(n >> 8));
+    *file += h;
+    file->append(body);
+    pos += n;
+    left -= n;
+    begin = false;
+  } while (left > 0);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::string s;
+  EXPECT_TRUE(rocksdb::ReadFileToString(rocksdb::Env::Default(), path, &s).ok()) << path;
+  return s;
+}
+
+void WriteAll(const std::string& path, const std::string& data) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(std::fwrite(data.data(), 1, data.size(), f), data.size());
+  ASSERT_EQ(std::fclose(f), 0);
+}
+
+// A closed instance whose live WAL holds key "live" (not flushed), then
+// `edit` appended to its MANIFEST. Returns the live WAL's number, the
+// floor ReplayFloor computes, and whether RocksDB's open replayed the WAL.
+struct Outcome {
+  uint64_t live_wal = 0;
+  uint64_t floor = 0;
+  bool opened = false;
+  bool replayed = false;
+  std::string error;
+};
+
+Outcome ForgeAndOpen(const std::string& dir, const std::string& edit) {
+  namespace fs = std::filesystem;
+  Outcome out;
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.avoid_flush_during_recovery = true;
+  o.avoid_flush_during_shutdown = true;
+  {
+    rocksdb::DB* db = nullptr;
+    EXPECT_TRUE(rocksdb::DB::Open(o, dir, &db).ok());
+    if (db == nullptr) return out;
+    // Two flushes so the default family's log number is above 1.
+    rocksdb::WriteOptions w;
+    w.sync = true;
+    EXPECT_TRUE(db->Put(w, "old", "1").ok());
+    EXPECT_TRUE(db->Flush({}).ok());
+    EXPECT_TRUE(db->Put(w, "old2", "1").ok());
+    EXPECT_TRUE(db->Flush({}).ok());
+    EXPECT_TRUE(db->Put(w, "live", "v").ok());
+    delete db;
+  }
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".log" && fs::file_size(e.path()) > 0) {
+      out.live_wal = std::max<uint64_t>(out.live_wal, std::stoull(e.path().stem().string()));
+    }
+  }
+  std::string current = ReadAll(dir + "/CURRENT");
+  current.pop_back();
+  std::string manifest = ReadAll(dir + "/" + current);
+  const uint64_t before = ReplayFloor(manifest);
+  EXPECT_LE(before, out.live_wal) << "the unforged MANIFEST";
+  AppendRecord(&manifest, edit);
+  WriteAll(dir + "/" + current, manifest);
+  out.floor = ReplayFloor(manifest);
+  o.create_if_missing = false;
+  rocksdb::DB* db = nullptr;
+  // (Writable: 7.8.3's read-only open asserts on WAL edits in a MANIFEST.)
+  rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
+  out.opened = s.ok();
+  if (!s.ok()) {
+    out.error = s.ToString();
+    return out;
+  }
+  std::string v;
+  out.replayed = db->Get({}, "live", &v).ok() && v == "v";
+  delete db;
+  std::printf("[attack6] live WAL %llu, floor %llu before the edit, %llu after; RocksDB %s it\n",
+              static_cast<unsigned long long>(out.live_wal),
+              static_cast<unsigned long long>(before), static_cast<unsigned long long>(out.floor),
+              out.replayed ? "replayed" : "skipped");
+  return out;
+}
+
+// The invariant: RocksDB opened and replayed the live WAL, so the floor
+// must not be above it (else the scan leaves it out: damage unseen).
+void ExpectFloorNotAboveReplayed(const Outcome& out) {
+  ASSERT_TRUE(out.opened) << out.error;
+  ASSERT_TRUE(out.replayed) << "RocksDB itself skipped the live WAL: not this test's case";
+  EXPECT_LE(out.floor, out.live_wal)
+      << "ReplayFloor is above a WAL RocksDB replays: the scan would skip damage in it";
+}
+
+// kMinLogNumberToKeep twice in one edit: VersionEdit::DecodeFrom keeps the
+// last value (an assignment), VersionEditHandler then takes the maximum
+// across edits. A floor that takes the maximum inside the edit too is
+// raised by the first, higher, value.
+TEST(Attack6ReplayFloor, MinLogNumberToKeepTwiceInOneEditLastWins) {
+  testutil::TempDir tmp;
+  std::string edit;
+  PutVarint(&edit, 200);  // kColumnFamily 0
+  PutVarint(&edit, 0);
+  PutVarint(&edit, 10);  // kMinLogNumberToKeep: high, then low
+  PutVarint(&edit, 1000);
+  PutVarint(&edit, 10);
+  PutVarint(&edit, 1);
+  ExpectFloorNotAboveReplayed(ForgeAndOpen(tmp.Sub("db"), edit));
+}
+
+// A WAL-addition edit (kWalAddition2) is applied by OnWalAddition only:
+// VersionEditHandler::ApplyVersionEdit leaves its family null and so
+// ignores a kLogNumber in the same edit. A floor that applies it is raised.
+TEST(Attack6ReplayFloor, LogNumberInAWalAdditionEditIsIgnoredByRocksDb) {
+  testutil::TempDir tmp;
+  std::string wal;
+  PutVarint(&wal, 999);  // WAL number
+  PutVarint(&wal, 1);    // kTerminate
+  std::string edit;
+  PutVarint(&edit, 8199);  // kWalAddition2, length-prefixed
+  PutVarint(&edit, wal.size());
+  edit += wal;
+  PutVarint(&edit, 2);  // kLogNumber
+  PutVarint(&edit, 1000);
+  ExpectFloorNotAboveReplayed(ForgeAndOpen(tmp.Sub("db"), edit));
+}
+
+// The same with a WAL deletion (kWalDeletion2, "every WAL below N").
+TEST(Attack6ReplayFloor, LogNumberInAWalDeletionEditIsIgnoredByRocksDb) {
+  testutil::TempDir tmp;
+  std::string wal;
+  PutVarint(&wal, 2);  // delete WALs before 2
+  std::string edit;
+  PutVarint(&edit, 8200);  // kWalDeletion2, length-prefixed
+  PutVarint(&edit, wal.size());
+  edit += wal;
+  PutVarint(&edit, 2);  // kLogNumber
+  PutVarint(&edit, 1000);
+  ExpectFloorNotAboveReplayed(ForgeAndOpen(tmp.Sub("db"), edit));
+}
+
+}  // namespace
+}  // namespace callvault::walscan
