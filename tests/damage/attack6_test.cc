@@ -10,11 +10,15 @@
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "callvault/store.h"
 #include "engine/wal_scan.h"
 #include "format/coding.h"
 #include "tests/testutil/testutil.h"
@@ -191,6 +195,67 @@ TEST(Attack6ReplayFloor, LogNumberInAWalDeletionEditIsIgnoredByRocksDb) {
   PutVarint(&edit, 2);  // kLogNumber
   PutVarint(&edit, 1000);
   ExpectFloorNotAboveReplayed(ForgeAndOpen(tmp.Sub("db"), edit));
+}
+
+
+// A read-only open (the CLI's verify, stats, tenant show) of a store whose
+// shard MANIFEST holds a WAL-addition edit (hand-made: callvault never
+// turns on track_and_verify_wals_in_manifest): RocksDB 7.8.3 as Debian
+// builds it asserts (`recovery_ctx != nullptr`, db_impl_open.cc) and the
+// process aborts. Wanted: a specific error, no crash. Run in a child
+// process (fork) so the abort is observed, not suffered.
+void WalEditReadOnly(const std::string& instance, const std::string& who) {
+  testutil::TestStore s;
+  ASSERT_TRUE(s.Open().ok());
+  ASSERT_TRUE(s->CreateTenant({"acme", "", 0}).ok());
+  ASSERT_TRUE(s->PutCall("acme", testutil::MakeCall("c1", 1700000000000000)).ok());
+  s.Close();
+  const std::string dir = s.db + "/" + instance;
+  std::string current = ReadAll(dir + "/CURRENT");
+  current.pop_back();
+  std::string manifest = ReadAll(dir + "/" + current);
+  std::string wal, edit;
+  PutVarint(&wal, 999);
+  PutVarint(&wal, 1);
+  PutVarint(&edit, 8199);
+  PutVarint(&edit, wal.size());
+  edit += wal;
+  AppendRecord(&manifest, edit);
+  WriteAll(dir + "/" + current, manifest);
+  s.options.read_only = true;
+  s.options.create_if_missing = false;
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto st = Store::Open(s.options, s.db);
+    // 0: opened; 2: refused as damage, naming the shard and no tenant.
+    const bool named = !st.ok() && st.status().message().find(who) != std::string::npos &&
+                       st.status().message().find("acme") == std::string::npos;
+    std::_Exit(st.ok() ? 0 : st.status().code() == Code::kCorruption && named ? 2 : 1);
+  }
+  int ws = 0;
+  ASSERT_EQ(waitpid(pid, &ws, 0), pid);
+  ASSERT_TRUE(WIFEXITED(ws)) << "the read-only open died of signal "
+                             << (WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+  EXPECT_EQ(WEXITSTATUS(ws), 2) << "0: opened, 1: another error";
+  // A writable open reads it (RocksDB drops the WAL set), and then a
+  // read-only open works again.
+  s.options.read_only = false;
+  ASSERT_TRUE(s.Open().ok());
+  ASSERT_TRUE(s->GetCall("acme", "c1", kPartAll).ok());
+  s.Close();
+  s.options.read_only = true;
+  ASSERT_TRUE(s.Open().ok());
+  EXPECT_TRUE(s->GetCall("acme", "c1", kPartAll).ok());
+}
+
+TEST(Attack6ReadOnly, WalEditInShardManifestIsAnErrorNotAnAbort) {
+  WalEditReadOnly("shards/0000", "shard 0");
+}
+
+TEST(Attack6ReadOnly, WalEditInMetaManifestIsAnErrorNotAnAbort) {
+  WalEditReadOnly("meta", "metadata instance");
 }
 
 }  // namespace
