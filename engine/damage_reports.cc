@@ -80,6 +80,12 @@ Status Store::Impl::ApplyDamageReports() {
   bool removed = false;
   for (const auto& name : children) {
     if (!IsReportName(name)) continue;
+    // A directory with a report's name is not a report (reports are files
+    // written by AtomicWrite): left alone, it must not stop every open.
+    bool is_dir = false;
+    if (fs->IsDirectory(dir + "/" + name, rocksdb::IOOptions(), &is_dir, nullptr).ok() && is_dir) {
+      continue;
+    }
     std::string sealed, plain;
     rocksdb::IOStatus read = rocksdb::ReadFileToString(fs, dir + "/" + name, &sealed);
     if (read.IsNotFound() || read.IsPathNotFound()) continue;  // applied meanwhile

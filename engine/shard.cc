@@ -487,6 +487,18 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
+  // A MANIFEST with WAL-tracking edits (hand-made: never written by
+  // callvault) aborts RocksDB 7.8.3's read-only open: refuse it instead.
+  if (read_only && !dbo.create_if_missing) {
+    if (walscan::ManifestTracksWalsOf(fs, path)) {
+      return Status::Corruption("shard " + std::to_string(index) +
+                                ": its MANIFEST holds WAL-tracking edits, which this store never "
+                                "writes (edited by hand or by another tool); a read-only open "
+                                "cannot read it (a writable open rewrites the MANIFEST without them); "
+                                "if nobody meant to edit it, restore the store from a backup "
+                                "(docs/operations.md)");
+    }
+  }
   // Damage in the WAL (docs/decisions/0014): found before RocksDB recovery
   // drops it. Recovery then skips the damaged bytes only, so the other
   // families' later writes are kept; the families that lost writes are

@@ -16,6 +16,7 @@
 #include "engine/kill_point.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
+#include "engine/wal_scan.h"
 #include "format/keyring_format.h"
 
 namespace callvault {
@@ -523,6 +524,13 @@ Status Store::Impl::OpenReadOnly() {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
   const std::string dir = path_ + "/meta";
   CV_RETURN_IF_ERROR(ScanMetaWal());
+  // WAL-tracking edits (hand-made) abort 7.8.3's read-only open (Shard::OpenOnce).
+  if (walscan::ManifestTracksWalsOf(fs, dir)) {
+    return Status::Corruption("metadata instance: its MANIFEST holds WAL-tracking edits, which "
+                              "this store never writes; a read-only open cannot read it (a "
+                              "writable open rewrites the MANIFEST without them); if nobody meant "
+                              "to edit it, restore the store from a backup (docs/operations.md)");
+  }
   Status meta = RetryWhileRacing([&]() -> Status {
     meta_.reset();
     rocksdb::DB* db = nullptr;

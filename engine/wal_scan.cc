@@ -8,6 +8,7 @@
 #include <array>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
@@ -612,13 +613,23 @@ struct EditInfo {
   uint64_t log = 0;
   uint64_t min_log_to_keep = 0;
   bool add = false, drop = false;
+  // A WAL addition or deletion (kWalAddition2, kWalDeletion2): RocksDB
+  // applies such an edit to its WAL set only, with no family, and so
+  // ignores a kLogNumber in it (VersionEditHandler::ApplyVersionEdit).
+  bool wal_edit = false;
+  // WAL additions (kWalAddition2; the old kWalAddition, which this decoder
+  // stops at, as number 0) and the number a deletion removes every WAL
+  // below (kWalDeletion2): see ManifestTracksWals.
+  std::vector<uint64_t> wal_additions;
+  uint64_t wal_deletion = 0;
   bool in_group = false;
   uint32_t remaining = 0;
 };
 
 // Custom fields of kNewFile4 and of blob file additions/garbage: tag, then
 // a length-prefixed value, until the terminator (1). `hack` gets the
-// fixed64 of kMinLogNumberToKeepHack (NewFile4 custom tag 3).
+// fixed64 of kMinLogNumberToKeepHack (NewFile4 custom tag 3); as in
+// VersionEdit::DecodeFrom, the last value in an edit wins.
 bool SkipCustomFields(std::string_view* in, uint64_t* hack) {
   while (true) {
     uint32_t tag = 0;
@@ -628,7 +639,7 @@ bool SkipCustomFields(std::string_view* in, uint64_t* hack) {
     if (!GetVarint32(in, &n) || n > in->size()) return false;
     if (hack != nullptr && tag == 3) {
       if (n != 8) return false;
-      *hack = std::max(*hack, format::DecodeFixed64LE(in->data()));
+      *hack = format::DecodeFixed64LE(in->data());
     }
     in->remove_prefix(n);
   }
@@ -657,9 +668,9 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
       case 9:  // kPrevLogNumber
         if (!GetVarint64(&in, &u64)) return false;
         break;
-      case 10:  // kMinLogNumberToKeep
-        if (!GetVarint64(&in, &u64)) return false;
-        e->min_log_to_keep = std::max(e->min_log_to_keep, u64);
+      case 10:  // kMinLogNumberToKeep: an assignment (the last one wins, as
+                // in DecodeFrom; only across edits is it the maximum)
+        if (!GetVarint64(&in, &e->min_log_to_keep)) return false;
         break;
       case 5:  // kCompactCursor: level, internal key
         if (!GetVarint32(&in, &u32) || !SkipLengthPrefixed(&in)) return false;
@@ -712,9 +723,20 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
         // full_history_ts_low) and future ones: a length-prefixed value.
         // The older unprefixed kWalAddition (8196) and kWalDeletion (8197)
         // are not written by 7.8.3: stop (a lower floor is safe).
+        if (tag == 8196) e->wal_additions.push_back(0);
         if ((tag & 8192u) == 0 || tag == 8194 || tag == 8195 || tag == 8196 || tag == 8197) {
           return false;
         }
+        if (tag == 8199 || tag == 8200) {  // the value starts with the WAL number
+          std::string_view v = in;
+          uint32_t n = 0;
+          if (!GetVarint32(&v, &n) || n > v.size() || !GetVarint64(&v, &u64)) return false;
+          if (tag == 8199) e->wal_additions.push_back(u64);
+          else e->wal_deletion = std::max(e->wal_deletion, u64);
+        }
+        // (A kWalDeletion2 of WAL 0 is empty to RocksDB and the edit's log
+        // number applies; ignoring it here only lowers the floor.)
+        if (tag == 8199 || tag == 8200) e->wal_edit = true;
         if (!SkipLengthPrefixed(&in)) return false;
         break;
     }
@@ -722,11 +744,9 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
   return true;
 }
 
-}  // namespace
-
-uint64_t ReplayFloor(const std::string& manifest) {
-  // Logical records, read as log::Reader does (no recycled headers in a
-  // MANIFEST); the first bad or short one ends the read.
+// Logical records, read as log::Reader does (no recycled headers in a
+// MANIFEST); the first bad or short one ends the read.
+std::vector<std::string> ManifestRecords(const std::string& manifest) {
   std::vector<std::string> records;
   std::string frag;
   bool in_frag = false;
@@ -763,17 +783,27 @@ uint64_t ReplayFloor(const std::string& manifest) {
       }
     }
   }
+  return records;
+}
+
+}  // namespace
+
+uint64_t ReplayFloor(const std::string& manifest) {
+  const std::vector<std::string> records = ManifestRecords(manifest);
   // Applied as VersionSet recovery does: an atomic group only when whole;
-  // a family's log number only grows; dropped families do not count.
+  // a family's log number only grows; dropped families do not count; an
+  // edit that adds and drops is an add (ApplyVersionEdit tests the add
+  // first); a WAL edit's log number is ignored.
   std::map<uint32_t, uint64_t> family_log;  // live families
   uint64_t min_log_to_keep = 0;
   std::vector<EditInfo> group;
   auto apply = [&](const EditInfo& e) {
     min_log_to_keep = std::max(min_log_to_keep, e.min_log_to_keep);
-    if (e.drop) {
+    if (e.drop && !e.add) {
       family_log.erase(e.cf);
       return;
     }
+    if (e.wal_edit && !e.add) return;
     uint64_t& log = family_log[e.cf];  // (an add, or the default family)
     if (e.has_log) log = std::max(log, e.log);
   };
@@ -795,6 +825,35 @@ uint64_t ReplayFloor(const std::string& manifest) {
   for (const auto& [cf, log] : family_log) floor = std::min(floor, log);
   if (family_log.empty()) floor = 0;
   return std::max(floor, min_log_to_keep);
+}
+
+bool ManifestTracksWals(const std::string& manifest) {
+  // As WalSet: an addition adds, a deletion removes every WAL below its
+  // number. (Atomic groups count whole; an old-format addition: true.)
+  std::set<uint64_t> wals;
+  for (const auto& rec : ManifestRecords(manifest)) {
+    EditInfo e;
+    const bool decoded = DecodeEdit(rec, &e);
+    wals.insert(e.wal_additions.begin(), e.wal_additions.end());
+    if (!decoded) {
+      if (!e.wal_additions.empty()) return true;
+      break;  // RocksDB cannot decode it either: its open fails
+    }
+    wals.erase(wals.begin(), wals.lower_bound(e.wal_deletion));
+  }
+  return !wals.empty();
+}
+
+bool ManifestTracksWalsOf(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return false;
+  while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
+  std::string manifest;
+  if (current.find('/') != std::string::npos || current.rfind("MANIFEST-", 0) != 0 ||
+      !rocksdb::ReadFileToString(fs, dir + "/" + current, &manifest).ok()) {
+    return false;  // RocksDB's own open reports it
+  }
+  return ManifestTracksWals(manifest);
 }
 
 uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir) {

@@ -115,6 +115,16 @@ uint64_t ReplayFloor(const std::string& manifest);
 // ReplayFloor of the MANIFEST that `dir`/CURRENT names; 0 when either
 // cannot be read.
 uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir);
+// Whether a MANIFEST holds a WAL addition (kWalAddition/kWalAddition2, the
+// edits of track_and_verify_wals_in_manifest, which callvault never turns
+// on): RocksDB 7.8.3's read-only open asserts on a non-empty WAL set
+// (db_impl_open.cc, `recovery_ctx != nullptr`) and the process aborts, so
+// a read-only open refuses such a shard first (attack6_test). Errs towards
+// true (an addition a later deletion cancels still counts).
+bool ManifestTracksWals(const std::string& manifest);
+// The same for the MANIFEST `dir`/CURRENT names; false when either cannot
+// be read (RocksDB's open then reports it).
+bool ManifestTracksWalsOf(rocksdb::FileSystem* fs, const std::string& dir);
 // Appends one logical record the way RocksDB's log::Writer frames it.
 void AppendRecord(std::string* log, std::string_view payload);
 // The same for WAL files given as (file number, name, contents), in order.
