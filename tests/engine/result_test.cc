@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,22 @@ TEST(ResultTest, ValueOfASuccessIsReturned) {
   EXPECT_EQ(*r, "ok value");
   EXPECT_EQ(r->size(), 8u);
   EXPECT_EQ(std::move(r).value(), "ok value");
+}
+
+Result<std::unique_ptr<int>> MoveOnly() { return std::make_unique<int>(7); }
+
+TEST(ResultTest, DereferenceOfATemporaryMovesTheValueOut) {
+  // Compiles only with operator*() &&: a unique_ptr cannot be copied out of
+  // the const& overload the temporary used to bind to.
+  std::unique_ptr<int> p = *MoveOnly();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(*p, 7);
+  EXPECT_DEATH(
+      {
+        std::string moved = *Fails();
+        std::fprintf(stderr, "%s\n", moved.c_str());
+      },
+      "called on an error: not_found");
 }
 
 TEST(VersionTest, HeaderAndLibraryAgree) {

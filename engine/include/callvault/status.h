@@ -132,6 +132,9 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
+  // On a temporary (`*store.GetCall(...)`) the value is moved out, not bound
+  // by reference to a Result that dies at the end of the full expression.
+  T&& operator*() && { return std::move(*this).value(); }
 
  private:
   void CheckOk() const {
