@@ -71,9 +71,10 @@ inline std::pair<std::string, uint64_t> NewestWal(const testutil::TestStore& s,
   return {v.empty() ? "" : v.back(), 0};
 }
 
-// The SST files of one family of shard 0 (the store closed).
-inline std::vector<std::string> TenantSsts(const testutil::TestStore& s, const std::string& cf) {
-  testutil::RawShard raw(Shard0(s), /*read_only=*/true);
+// The SST files of one family of the shard in `shard_dir` (the store
+// closed), in RocksDB's level order.
+inline std::vector<std::string> FamilySsts(const std::string& shard_dir, const std::string& cf) {
+  testutil::RawShard raw(shard_dir, /*read_only=*/true);
   EXPECT_TRUE(raw.status().ok()) << raw.status().ToString();
   std::vector<std::string> v;
   if (!raw.status().ok()) return v;
@@ -81,10 +82,15 @@ inline std::vector<std::string> TenantSsts(const testutil::TestStore& s, const s
   raw.db()->GetColumnFamilyMetaData(raw.cf(cf), &md);
   for (const auto& l : md.levels) {
     for (const auto& f : l.files) {
-      v.push_back(Shard0(s) + "/" + std::filesystem::path(f.name).filename().string());
+      v.push_back(shard_dir + "/" + std::filesystem::path(f.name).filename().string());
     }
   }
   return v;
+}
+
+// The SST files of one family of shard 0 (the store closed).
+inline std::vector<std::string> TenantSsts(const testutil::TestStore& s, const std::string& cf) {
+  return FamilySsts(Shard0(s), cf);
 }
 
 }  // namespace callvault::damage

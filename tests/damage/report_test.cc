@@ -4,7 +4,6 @@
 // up without reopening; a forged report marks nothing; a report that
 // cannot be written is said by Verify.
 #include <gtest/gtest.h>
-#include <rocksdb/metadata.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -13,7 +12,7 @@
 
 #include "callvault/store.h"
 #include "tests/testutil/fault_fs.h"
-#include "tests/testutil/raw_shard.h"
+#include "tests/damage/damage_util.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -46,24 +45,9 @@ struct Reports : ::testing::Test {
     const std::string cf = s->DescribeTenant("acme")->column_family;
     s.Close();
     const std::string shard = s.db + "/shards/0000";
-    std::string sst;
-    {
-      testutil::RawShard raw(shard, /*read_only=*/true);
-      ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
-      rocksdb::ColumnFamilyMetaData md;
-      raw.db()->GetColumnFamilyMetaData(raw.cf(cf), &md);
-      for (const auto& l : md.levels) {
-        for (const auto& f : l.files) sst = shard + "/" + fs::path(f.name).filename().string();
-      }
-    }
-    ASSERT_FALSE(sst.empty());
-    std::fstream f(sst, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(1000);
-    char c = 0;
-    f.read(&c, 1);
-    c = static_cast<char>(c ^ 0x01);
-    f.seekp(1000);
-    f.write(&c, 1);
+    const auto ssts = damage::FamilySsts(shard, cf);
+    ASSERT_FALSE(ssts.empty());
+    damage::XorByte(ssts.back(), 1000);
     s.options.create_if_missing = false;
   }
   std::unique_ptr<Store> OpenReadOnly(rocksdb::Env* env = nullptr) {

@@ -5,19 +5,14 @@
 // "tenant is not damaged"), `audit list` has the tenant_damaged and
 // damage_accepted events. On the old code verify printed DAMAGED and exited
 // 76, and everything after it behaved as if nothing had been found.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <rocksdb/metadata.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "callvault/store.h"
-#include "tests/testutil/raw_shard.h"
+#include "tests/damage/damage_util.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -27,45 +22,13 @@ namespace fs = std::filesystem;
 using testutil::MakeCall;
 using testutil::TestStore;
 
-struct Outcome {
-  int exit = -1;
-  std::string out, err;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using Outcome = testutil::ProcessOutcome;
 
 // A real second process: the callvault binary, stdin /dev/null.
 Outcome Cli(const TestStore& s, std::vector<std::string> args) {
   std::vector<std::string> argv = {CALLVAULT_BIN, "--db", s.db, "--keys", s.keys};
   argv.insert(argv.end(), args.begin(), args.end());
-  const std::string out_path = s.tmp.Sub("stdout"), err_path = s.tmp.Sub("stderr");
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int in = ::open("/dev/null", O_RDONLY);
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (in < 0 || out < 0 || err < 0) ::_exit(126);
-    ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> a;
-    for (auto& w : argv) a.push_back(w.data());
-    a.push_back(nullptr);
-    ::execv(a[0], a.data());
-    ::_exit(127);
-  }
-  Outcome o;
-  int status = 0;
-  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return o;
-  o.exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  o.out = Slurp(out_path);
-  o.err = Slurp(err_path);
-  return o;
+  return testutil::RunProcess(argv, s.tmp.path());
 }
 
 bool Has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
@@ -87,26 +50,9 @@ TEST(CliDamage, TableDamageFoundByVerifyFollowsTheOperatorPath) {
     return std::string(b);
   }();
   s.Close();
-  std::string sst;
-  {
-    testutil::RawShard raw(shard, /*read_only=*/true);
-    ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
-    rocksdb::ColumnFamilyMetaData md;
-    raw.db()->GetColumnFamilyMetaData(raw.cf(cf), &md);
-    for (const auto& l : md.levels) {
-      for (const auto& f : l.files) sst = shard + "/" + fs::path(f.name).filename().string();
-    }
-  }
-  ASSERT_FALSE(sst.empty());
-  {
-    std::fstream f(sst, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(1000);
-    char c = 0;
-    f.read(&c, 1);
-    c = static_cast<char>(c ^ 0x01);
-    f.seekp(1000);
-    f.write(&c, 1);  // the first data block: acme's call rows
-  }
+  const auto ssts = damage::FamilySsts(shard, cf);
+  ASSERT_FALSE(ssts.empty());
+  damage::XorByte(ssts.back(), 1000);  // the first data block: acme's call rows
 
   // Before verify: nothing has read the block yet.
   Outcome o = Cli(s, {"stats"});

@@ -18,10 +18,7 @@
 // approximate `bytes` <bytes>.
 //
 // CALLVAULT_UPDATE_GOLDEN=1 rewrites testdata/cli.txt with the actual output.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -35,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 #include "tools/json/call_json.h"
 
@@ -46,45 +44,12 @@ using testutil::TempDir;
 const std::string kBin = CALLVAULT_BIN;
 const std::string kTestdata = CALLVAULT_TESTDATA;
 
-struct Outcome {
-  std::string out;
-  std::string err;
-  int exit = -1;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using Outcome = testutil::ProcessOutcome;
 
 // Runs argv[0] with argv, stdin from `stdin_path` (or /dev/null).
 Outcome Exec(const std::vector<std::string>& argv, const std::string& stdin_path,
              const std::string& scratch) {
-  const std::string out_path = scratch + "/.stdout", err_path = scratch + "/.stderr";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int in = ::open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY);
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (in < 0 || out < 0 || err < 0) ::_exit(126);
-    ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  Outcome o;
-  int status = 0;
-  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return o;
-  o.exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  o.out = Slurp(out_path);
-  o.err = Slurp(err_path);
-  return o;
+  return testutil::RunProcess(argv, scratch, stdin_path);
 }
 
 // Words of a command line; '...' quotes a word with spaces.
@@ -275,7 +240,7 @@ std::string FormatGolden(const Golden& g) {
 
 TEST(CliGolden, TestdataCliTxt) {
   const std::string path = kTestdata + "/cli.txt";
-  Golden g = ParseGolden(Slurp(path));
+  Golden g = ParseGolden(testutil::ReadWholeFile(path));
   ASSERT_FALSE(g.cases.empty());
   const bool update = std::getenv("CALLVAULT_UPDATE_GOLDEN") != nullptr &&
                       std::string(std::getenv("CALLVAULT_UPDATE_GOLDEN")) == "1";
@@ -431,7 +396,7 @@ TEST_F(CliStore, RecordingRoundTripsBytesExactly) {
   EXPECT_TRUE(o.out == bytes) << "stdout differs; " << o.out.size() << " bytes";
   o = Run("callvault --db $DB recording get acme call-001 --output $TMP/back.bin");
   ASSERT_EQ(o.exit, 0) << o.err;
-  EXPECT_TRUE(Slurp(session_.tmp() + "/back.bin") == bytes);
+  EXPECT_TRUE(testutil::ReadWholeFile(session_.tmp() + "/back.bin") == bytes);
 
   // Ranges: inclusive A-B, and A- to the end.
   const std::vector<std::pair<uint64_t, uint64_t>> ranges = {{0, 0},
@@ -452,7 +417,7 @@ TEST_F(CliStore, RecordingRoundTripsBytesExactly) {
     o = Run("callvault --db $DB recording get acme call-001 m1 --output $TMP/part.bin --range " +
             std::to_string(a) + "-" + std::to_string(b));
     ASSERT_EQ(o.exit, 0) << o.err;
-    EXPECT_TRUE(Slurp(session_.tmp() + "/part.bin") == want) << a << "-" << b;
+    EXPECT_TRUE(testutil::ReadWholeFile(session_.tmp() + "/part.bin") == want) << a << "-" << b;
   }
   for (uint64_t a : {uint64_t{0}, kMiB - 1, kMiB, uint64_t{2 * kMiB + 1}}) {
     o = Run("callvault --db $DB recording get acme call-001 m1 --range " + std::to_string(a) + "-");

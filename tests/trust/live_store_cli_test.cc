@@ -26,6 +26,7 @@
 
 #include "callvault/hardening.h"
 #include "callvault/store.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 #include "tests/trust/trust_util.h"
 
@@ -40,37 +41,11 @@ std::string Cli() {
   return v != nullptr && *v != '\0' ? v : CALLVAULT_BIN;
 }
 
-struct CliRun {
-  int status = 0;
-  std::string out, err;
-  int code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status); }
-};
-
 // Runs the CLI with `args`; stdout and stderr captured through files.
-CliRun RunCli(const std::string& dir, const std::vector<std::string>& args) {
-  const std::string out = dir + "/cli.out", err = dir + "/cli.err";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<std::string> all{Cli()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) {
-      ::_exit(126);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  CliRun r;
-  r.status = trust::Wait(pid);
-  auto slurp = [](const std::string& p) {
-    std::ifstream f(p);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  };
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
+testutil::ProcessOutcome RunCli(const std::string& dir, const std::vector<std::string>& args) {
+  std::vector<std::string> all{Cli()};
+  all.insert(all.end(), args.begin(), args.end());
+  return testutil::RunProcess(all, dir);
 }
 
 // The holder: opens the store writable and puts a call into acme every
@@ -132,12 +107,12 @@ TEST(LiveStoreCli, ReadCommandsWorkWhileHeld) {
   for (const auto& args : reads) {
     std::vector<std::string> full{"--db", db};
     full.insert(full.end(), args.begin(), args.end());
-    CliRun r = RunCli(tmp.path(), full);
-    EXPECT_EQ(r.code(), 0) << args[0] << (args.size() > 1 ? " " + args[1] : "") << ": " << r.err;
+    auto r = RunCli(tmp.path(), full);
+    EXPECT_EQ(r.exit, 0) << args[0] << (args.size() > 1 ? " " + args[1] : "") << ": " << r.err;
     EXPECT_EQ(r.err.find("opened read-only"), std::string::npos) << r.err;  // no noise
   }
-  CliRun w = RunCli(tmp.path(), {"--db", db, "tenant", "create", "newcomer"});
-  EXPECT_EQ(w.code(), 75) << w.err;
+  auto w = RunCli(tmp.path(), {"--db", db, "tenant", "create", "newcomer"});
+  EXPECT_EQ(w.exit, 75) << w.err;
   EXPECT_NE(w.err.find("open for writing in another process (pid " + std::to_string(holder) + ")"),
             std::string::npos)
       << w.err;
@@ -146,8 +121,8 @@ TEST(LiveStoreCli, ReadCommandsWorkWhileHeld) {
   const int status = trust::Wait(holder);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << trust::DescribeStatus(status);
   // Nothing was created by the refused command.
-  CliRun list = RunCli(tmp.path(), {"--db", db, "--json", "tenant", "list"});
-  EXPECT_EQ(list.code(), 0) << list.err;
+  auto list = RunCli(tmp.path(), {"--db", db, "--json", "tenant", "list"});
+  EXPECT_EQ(list.exit, 0) << list.err;
   EXPECT_EQ(list.out.find("newcomer"), std::string::npos);
 }
 

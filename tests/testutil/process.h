@@ -1,0 +1,30 @@
+// A real second process for tests: runs a binary (the callvault CLI,
+// mostly) with stdout and stderr captured through files, as an operator's
+// shell would see them.
+#ifndef CALLVAULT_TESTS_TESTUTIL_PROCESS_H_
+#define CALLVAULT_TESTS_TESTUTIL_PROCESS_H_
+
+#include <string>
+#include <vector>
+
+namespace callvault::testutil {
+
+struct ProcessOutcome {
+  // The exit code, or 128 + the signal that ended the process (a shell's
+  // convention); -1 if it could not be started or waited for.
+  int exit = -1;
+  std::string out, err;
+};
+
+// Runs argv[0] with `argv` and waits for it. stdin comes from `stdin_path`
+// (/dev/null when empty); stdout and stderr go through `scratch_dir`/.stdout
+// and .stderr, which are overwritten.
+ProcessOutcome RunProcess(const std::vector<std::string>& argv, const std::string& scratch_dir,
+                          const std::string& stdin_path = "");
+
+// The whole content of a file ("" if it cannot be read).
+std::string ReadWholeFile(const std::string& path);
+
+}  // namespace callvault::testutil
+
+#endif  // CALLVAULT_TESTS_TESTUTIL_PROCESS_H_
