@@ -1,10 +1,12 @@
 // Online backup and restore (callvault/backup.h; docs/decisions/0018).
 //
 // The cut: under admin_mu_ (which serialises create, purge, erasure and
-// retention receipts, and every keyring write), each instance (metadata
-// first, then every shard) is backed up through its own RocksDB
-// BackupEngine directory; a signed manifest then names the backup id of
-// each. Puts and reads never take admin_mu_: they run on during the copy.
+// retention receipts, and every keyring write) and tombstone_mu_, each
+// instance (metadata first, then every shard) starts its backup through its
+// own RocksDB BackupEngine directory; the locks are released once every
+// instance's live-file list is taken, and the copies run on without them.
+// A signed manifest then names the backup id of each. Puts and reads never
+// take either lock.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -20,6 +22,8 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
+#include <condition_variable>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -395,6 +399,27 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
   };
   std::vector<std::unique_ptr<rocksdb::BackupEngine>> engines;
   std::vector<Done> created;
+  // One instance's copy (see below).
+  struct CopyJob {
+    BackupInstance in;
+    rocksdb::BackupEngine* engine = nullptr;
+    rocksdb::BackupID id = 0;
+    rocksdb::IOStatus status;
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool cut_taken = false;
+    void CutTaken() {
+      std::lock_guard<std::mutex> l(mu);
+      cut_taken = true;
+      cv.notify_all();
+    }
+    void WaitCutTaken() {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [this] { return cut_taken; });
+    }
+  };
+  std::vector<std::unique_ptr<CopyJob>> jobs;
   Status failed;
   int64_t locked_at = 0, unlocked_at = 0;
   {
@@ -424,35 +449,56 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     for (uint32_t i = 0; i < shards_.size(); ++i) {
       todo.push_back({BackupInstance{ShardName(i), ShardBackupDir(i)}, shards_[i]->db()});
     }
+    // Each instance is copied by its own thread; the locks are held only
+    // until every instance's point in the cut is taken. BackupEngine takes
+    // the instance's live-file list (and the live WAL's size) first and
+    // calls progress_callback only while it copies those files, so the first
+    // call (or the end of the backup, if nothing needed copying) means the
+    // instance's cut is fixed.
     for (auto& [in, db] : todo) {
+      rocksdb::BackupEngineOptions eo = EngineOptions(dir + "/" + in.dir);
+      eo.callback_trigger_interval_size = 1;
       rocksdb::BackupEngine* raw = nullptr;
-      rocksdb::IOStatus o =
-          rocksdb::BackupEngine::Open(EngineOptions(dir + "/" + in.dir), res_->env, &raw);
+      rocksdb::IOStatus o = rocksdb::BackupEngine::Open(eo, res_->env, &raw);
       if (!o.ok()) {
         failed = FromIo(o, "backup: open " + in.dir);
         break;
       }
       engines.emplace_back(raw);
-      in.sequence = db->GetLatestSequenceNumber();
-      rocksdb::CreateBackupOptions co;
-      co.flush_before_backup = opts.flush_before_backup;
-      rocksdb::BackupID id = 0;
-      rocksdb::IOStatus c = raw->CreateNewBackupWithMetadata(co, db, AppMetadata(m.cut_id, in), &id);
-      if (!c.ok()) {
-        failed = FromIo(c, "backup: instance " + in.name);
-        break;
-      }
-      created.push_back({raw, id});
-      CV_KILL_POINT("backup.after_instance");
-      in.backup_id = id;
-      rocksdb::BackupInfo info;
-      if (raw->GetBackupInfo(id, &info).ok()) {
-        in.bytes = info.size;
-        in.files = info.number_files;
-      }
-      m.instances.push_back(in);
+      auto job = std::make_unique<CopyJob>();
+      job->in = in;
+      job->in.sequence = db->GetLatestSequenceNumber();
+      CopyJob* j = job.get();
+      const std::string metadata = AppMetadata(m.cut_id, j->in);
+      const bool flush = opts.flush_before_backup;
+      j->thread = std::thread([j, raw, db, metadata, flush] {
+        rocksdb::CreateBackupOptions co;
+        co.flush_before_backup = flush;
+        co.progress_callback = [j] { j->CutTaken(); };
+        j->status = raw->CreateNewBackupWithMetadata(co, db, metadata, &j->id);
+        j->CutTaken();
+      });
+      j->engine = raw;
+      j->WaitCutTaken();
+      jobs.push_back(std::move(job));
     }
     unlocked_at = NowMicros();
+  }
+  for (auto& j : jobs) {
+    j->thread.join();
+    if (!j->status.ok()) {
+      if (failed.ok()) failed = FromIo(j->status, "backup: instance " + j->in.name);
+      continue;
+    }
+    created.push_back({j->engine, j->id});
+    CV_KILL_POINT("backup.after_instance");
+    j->in.backup_id = j->id;
+    rocksdb::BackupInfo info;
+    if (j->engine->GetBackupInfo(j->id, &info).ok()) {
+      j->in.bytes = info.size;
+      j->in.files = info.number_files;
+    }
+    m.instances.push_back(j->in);
   }
   if (failed.ok()) {
     auto sig = kp_->Sign(m.Canonical());
