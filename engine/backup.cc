@@ -550,11 +550,21 @@ Status Store::Impl::LogTombstones(uint64_t internal_id, const std::vector<std::s
   return s;
 }
 
+Status Store::Impl::LogRecordingTombstone(uint64_t internal_id, const std::string& call_hash,
+                                          const std::string& rec_hash) {
+  const std::string line = std::to_string(NowMicros()) + " " + std::to_string(internal_id) + " " +
+                           crypto::Hex(call_hash) + " d " + crypto::Hex(rec_hash) + "\n";
+  Status s = kp_->AppendTombstones(line);
+  if (s.code() == Code::kNotSupported) return Status::OK();
+  return s;
+}
+
 namespace {
 struct TombstoneEntry {
   int64_t time = 0;
   std::string call_hash;
   std::vector<std::string> redact;  // empty: a removal
+  std::string recording;            // not empty: the removal of this recording only
 };
 
 bool Digits(const std::string& s) {
@@ -583,7 +593,9 @@ Status ParseTombstones(const std::string& log, uint64_t from,
     TombstoneEntry e;
     e.time = static_cast<int64_t>(std::stoull(f[0]));
     if (!crypto::FromHex(f[2], &e.call_hash) || e.call_hash.empty()) return bad();
-    if (f.size() > 3) {
+    if (f.size() > 3 && f[3] == "d") {
+      if (f.size() != 5 || !crypto::FromHex(f[4], &e.recording) || e.recording.empty()) return bad();
+    } else if (f.size() > 3) {
       if (f[3] != "r" || f.size() < 5 || f.size() > 6) return bad();
       for (size_t i = 4; i < f.size(); ++i) {
         std::string h;
@@ -647,6 +659,21 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
         continue;
       }
       if (pending.count(e.call_hash)) continue;
+      if (!e.recording.empty()) {
+        if (!CheckNotHeld(t, e.call_hash, /*any_call=*/false).ok()) {
+          ++counts->kept_held;
+          continue;
+        }
+        CV_RETURN_IF_ERROR(write_pending());
+        rocksdb::WriteBatch rb;
+        bool found = false;
+        CV_RETURN_IF_ERROR(calls::PlanDeleteRecordingByHash(t, e.call_hash, e.recording, &rb, &found));
+        if (!found) continue;
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
+                                             "replay a recording delete"));
+        ++counts->recordings;
+        continue;
+      }
       Call meta;
       uint32_t parts = 0;
       bool found = false;
@@ -734,6 +761,7 @@ Status Store::Impl::FinishRestore() {
   restore_replayed_ = true;
   Audit("restore_replayed", "",
         "cut=" + std::to_string(cut) + " removed=" + std::to_string(restore_replay_.removed) +
+            " recordings=" + std::to_string(restore_replay_.recordings) +
             " redacted=" + std::to_string(restore_replay_.redacted) +
             " kept_held=" + std::to_string(restore_replay_.kept_held));
   return Status::OK();
@@ -868,6 +896,7 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     }
     report.tombstones_replayed = store->impl_->restore_replay_.removed;
     report.redactions_replayed = store->impl_->restore_replay_.redacted;
+    report.recordings_replayed = store->impl_->restore_replay_.recordings;
     report.tombstones_kept_held = store->impl_->restore_replay_.kept_held;
     report.erasures_after_backup_not_reapplied = false;
   }
@@ -882,6 +911,7 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
           " orphan_keys=" + std::to_string(report.orphan_key_internal_ids.size()) +
           " tombstones_replayed=" + std::to_string(report.tombstones_replayed) +
           " redactions_replayed=" + std::to_string(report.redactions_replayed) +
+          " recordings_replayed=" + std::to_string(report.recordings_replayed) +
           " tombstones_kept_held=" + std::to_string(report.tombstones_kept_held) +
           ": receipts and audit events written after the backup are not in this store; " +
           (report.erasures_after_backup_not_reapplied

@@ -277,11 +277,16 @@ class Store::Impl {
   // REQUIRES: tombstone_mu_ held shared, until the removal is written.
   Status LogTombstones(uint64_t internal_id, const std::vector<std::string>& call_hashes,
                        const std::vector<std::string>& redact_hashes = {});
+  // Appends the tombstone of one deleted recording (its call's and its own
+  // blind hashes). REQUIRES: tombstone_mu_ held shared, until it is written.
+  Status LogRecordingTombstone(uint64_t internal_id, const std::string& call_hash,
+                               const std::string& rec_hash);
   // Applies again, in log order, every entry of the log from byte `from` on
   // to the tenants live here: removals delete the call, redactions redact
   // it again. Counts what it changed and what a hold kept. Synced on return.
   struct ReplayCounts {
     uint64_t removed = 0;
+    uint64_t recordings = 0;
     uint64_t redacted = 0;
     uint64_t kept_held = 0;
   };

@@ -213,6 +213,7 @@ class RestoreCommand final : public Command {
       j["erasures_after_backup_reapplied"] = !r->erasures_after_backup_not_reapplied;
       j["tombstones_replayed"] = r->tombstones_replayed;
       j["redactions_replayed"] = r->redactions_replayed;
+      j["recordings_replayed"] = r->recordings_replayed;
       j["tombstones_kept_held"] = r->tombstones_kept_held;
       ctx.PrintJson(j);
       return {};
@@ -236,7 +237,8 @@ class RestoreCommand final : public Command {
       ctx.out() << r->tombstones_replayed
                 << " call(s) erased, deleted or removed by retention after the backup were removed "
                    "again, "
-                << r->redactions_replayed << " redacted again (tombstone log)";
+                << r->redactions_replayed << " redacted again, " << r->recordings_replayed
+                << " deleted recording(s) deleted again (tombstone log)";
       if (r->tombstones_kept_held > 0) {
         ctx.out() << "; " << r->tombstones_kept_held << " kept: a legal hold in the backup covers them";
       }

@@ -101,6 +101,7 @@ struct RestoreReport {
   // redacted again; and those a legal hold in the backup kept.
   uint64_t tombstones_replayed = 0;
   uint64_t redactions_replayed = 0;
+  uint64_t recordings_replayed = 0;  // DeleteRecording after the cut, deleted again
   uint64_t tombstones_kept_held = 0;
   // True when the key provider keeps no tombstone log (then erasures,
   // redactions, call deletions and retention removals after the backup are
