@@ -1,10 +1,12 @@
 // Online backup and restore (callvault/backup.h; docs/decisions/0018).
 //
 // The cut: under admin_mu_ (which serialises create, purge, erasure and
-// retention receipts, and every keyring write), each instance (metadata
-// first, then every shard) is backed up through its own RocksDB
-// BackupEngine directory; a signed manifest then names the backup id of
-// each. Puts and reads never take admin_mu_: they run on during the copy.
+// retention receipts, and every keyring write) and tombstone_mu_, each
+// instance (metadata first, then every shard) starts its backup through its
+// own RocksDB BackupEngine directory; the locks are released once every
+// instance's live-file list is taken, and the copies run on without them.
+// A signed manifest then names the backup id of each. Puts and reads never
+// take either lock.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -20,6 +22,8 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
+#include <condition_variable>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -29,6 +33,7 @@
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/keyring.h"
+#include "engine/kill_point.h"
 #include "engine/signed_json.h"
 #include "engine/store_impl.h"
 
@@ -394,6 +399,27 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
   };
   std::vector<std::unique_ptr<rocksdb::BackupEngine>> engines;
   std::vector<Done> created;
+  // One instance's copy (see below).
+  struct CopyJob {
+    BackupInstance in;
+    rocksdb::BackupEngine* engine = nullptr;
+    rocksdb::BackupID id = 0;
+    rocksdb::IOStatus status;
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool cut_taken = false;
+    void CutTaken() {
+      std::lock_guard<std::mutex> l(mu);
+      cut_taken = true;
+      cv.notify_all();
+    }
+    void WaitCutTaken() {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [this] { return cut_taken; });
+    }
+  };
+  std::vector<std::unique_ptr<CopyJob>> jobs;
   Status failed;
   int64_t locked_at = 0, unlocked_at = 0;
   {
@@ -423,34 +449,56 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     for (uint32_t i = 0; i < shards_.size(); ++i) {
       todo.push_back({BackupInstance{ShardName(i), ShardBackupDir(i)}, shards_[i]->db()});
     }
+    // Each instance is copied by its own thread; the locks are held only
+    // until every instance's point in the cut is taken. BackupEngine takes
+    // the instance's live-file list (and the live WAL's size) first and
+    // calls progress_callback only while it copies those files, so the first
+    // call (or the end of the backup, if nothing needed copying) means the
+    // instance's cut is fixed.
     for (auto& [in, db] : todo) {
+      rocksdb::BackupEngineOptions eo = EngineOptions(dir + "/" + in.dir);
+      eo.callback_trigger_interval_size = 1;
       rocksdb::BackupEngine* raw = nullptr;
-      rocksdb::IOStatus o =
-          rocksdb::BackupEngine::Open(EngineOptions(dir + "/" + in.dir), res_->env, &raw);
+      rocksdb::IOStatus o = rocksdb::BackupEngine::Open(eo, res_->env, &raw);
       if (!o.ok()) {
         failed = FromIo(o, "backup: open " + in.dir);
         break;
       }
       engines.emplace_back(raw);
-      in.sequence = db->GetLatestSequenceNumber();
-      rocksdb::CreateBackupOptions co;
-      co.flush_before_backup = opts.flush_before_backup;
-      rocksdb::BackupID id = 0;
-      rocksdb::IOStatus c = raw->CreateNewBackupWithMetadata(co, db, AppMetadata(m.cut_id, in), &id);
-      if (!c.ok()) {
-        failed = FromIo(c, "backup: instance " + in.name);
-        break;
-      }
-      created.push_back({raw, id});
-      in.backup_id = id;
-      rocksdb::BackupInfo info;
-      if (raw->GetBackupInfo(id, &info).ok()) {
-        in.bytes = info.size;
-        in.files = info.number_files;
-      }
-      m.instances.push_back(in);
+      auto job = std::make_unique<CopyJob>();
+      job->in = in;
+      job->in.sequence = db->GetLatestSequenceNumber();
+      CopyJob* j = job.get();
+      const std::string metadata = AppMetadata(m.cut_id, j->in);
+      const bool flush = opts.flush_before_backup;
+      j->thread = std::thread([j, raw, db, metadata, flush] {
+        rocksdb::CreateBackupOptions co;
+        co.flush_before_backup = flush;
+        co.progress_callback = [j] { j->CutTaken(); };
+        j->status = raw->CreateNewBackupWithMetadata(co, db, metadata, &j->id);
+        j->CutTaken();
+      });
+      j->engine = raw;
+      j->WaitCutTaken();
+      jobs.push_back(std::move(job));
     }
     unlocked_at = NowMicros();
+  }
+  for (auto& j : jobs) {
+    j->thread.join();
+    if (!j->status.ok()) {
+      if (failed.ok()) failed = FromIo(j->status, "backup: instance " + j->in.name);
+      continue;
+    }
+    created.push_back({j->engine, j->id});
+    CV_KILL_POINT("backup.after_instance");
+    j->in.backup_id = j->id;
+    rocksdb::BackupInfo info;
+    if (j->engine->GetBackupInfo(j->id, &info).ok()) {
+      j->in.bytes = info.size;
+      j->in.files = info.number_files;
+    }
+    m.instances.push_back(j->in);
   }
   if (failed.ok()) {
     auto sig = kp_->Sign(m.Canonical());
@@ -458,6 +506,7 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     else m.signature = crypto::Hex(*sig);
   }
   if (failed.ok()) failed = WriteFileDurably(dir + "/" + ManifestName(m.cut), m.ToJson());
+  if (failed.ok()) CV_KILL_POINT("backup.after_manifest");
   if (!failed.ok()) {
     // No manifest names them: remove the instance backups of this cut.
     for (const auto& d : created) d.engine->DeleteBackup(d.id).PermitUncheckedError();
@@ -480,52 +529,96 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
 }
 
 // ---------------------------------------------------------------------------
-// Tombstone log: "<time_us> <internal_id> <hex call hash>\n" per removed call.
+// Tombstone log (docs/format.md "Tombstone log"), one line per call:
+//   "<time_us> <internal_id> <hex call hash>\n"                 removal
+//   "<time_us> <internal_id> <hex call hash> r <hex subject hash>[ <hex>]\n"
+//                                                                 redaction
 
-Status Store::Impl::LogTombstones(uint64_t internal_id, const std::vector<std::string>& hashes) {
+Status Store::Impl::LogTombstones(uint64_t internal_id, const std::vector<std::string>& hashes,
+                                  const std::vector<std::string>& redact_hashes) {
   if (hashes.empty()) return Status::OK();
   std::string lines;
   const std::string prefix = std::to_string(NowMicros()) + " " + std::to_string(internal_id) + " ";
-  for (const auto& h : hashes) lines += prefix + crypto::Hex(h) + "\n";
+  std::string suffix;
+  if (!redact_hashes.empty()) {
+    suffix = " r";
+    for (const auto& h : redact_hashes) suffix += " " + crypto::Hex(h);
+  }
+  for (const auto& h : hashes) lines += prefix + crypto::Hex(h) + suffix + "\n";
   Status s = kp_->AppendTombstones(lines);
   if (s.code() == Code::kNotSupported) return Status::OK();
   return s;
 }
 
-Status Store::Impl::ReplayTombstones(uint64_t from, uint64_t* removed, uint64_t* kept_held) {
-  *removed = 0;
-  *kept_held = 0;
+Status Store::Impl::LogRecordingTombstone(uint64_t internal_id, const std::string& call_hash,
+                                          const std::string& rec_hash) {
+  const std::string line = std::to_string(NowMicros()) + " " + std::to_string(internal_id) + " " +
+                           crypto::Hex(call_hash) + " d " + crypto::Hex(rec_hash) + "\n";
+  Status s = kp_->AppendTombstones(line);
+  if (s.code() == Code::kNotSupported) return Status::OK();
+  return s;
+}
+
+namespace {
+struct TombstoneEntry {
+  int64_t time = 0;
+  std::string call_hash;
+  std::vector<std::string> redact;  // empty: a removal
+  std::string recording;            // not empty: the removal of this recording only
+};
+
+bool Digits(const std::string& s) {
+  return !s.empty() && s.size() <= 19 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// internal id -> entries in log order, from byte `from` on; a torn last
+// line (no newline) is ignored.
+Status ParseTombstones(const std::string& log, uint64_t from,
+                       std::map<uint64_t, std::vector<TombstoneEntry>>* out) {
+  size_t pos = from;
+  while (pos < log.size()) {
+    const size_t nl = log.find('\n', pos);
+    if (nl == std::string::npos) break;
+    const size_t at = pos;
+    std::vector<std::string> f;
+    std::istringstream in(log.substr(pos, nl - pos));
+    for (std::string w; in >> w;) f.push_back(w);
+    pos = nl + 1;
+    auto bad = [&] {
+      return Status::Corruption("the tombstone log holds a malformed line at byte " +
+                                std::to_string(at));
+    };
+    if (f.size() < 3 || !Digits(f[0]) || !Digits(f[1])) return bad();
+    TombstoneEntry e;
+    e.time = static_cast<int64_t>(std::stoull(f[0]));
+    if (!crypto::FromHex(f[2], &e.call_hash) || e.call_hash.empty()) return bad();
+    if (f.size() > 3 && f[3] == "d") {
+      if (f.size() != 5 || !crypto::FromHex(f[4], &e.recording) || e.recording.empty()) return bad();
+    } else if (f.size() > 3) {
+      if (f[3] != "r" || f.size() < 5 || f.size() > 6) return bad();
+      for (size_t i = 4; i < f.size(); ++i) {
+        std::string h;
+        if (!crypto::FromHex(f[i], &h) || h.empty()) return bad();
+        e.redact.push_back(std::move(h));
+      }
+    }
+    (*out)[std::stoull(f[1])].push_back(std::move(e));
+  }
+  return Status::OK();
+}
+}  // namespace
+
+Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
+  *counts = {};
   auto log = kp_->ReadTombstones();
   if (!log.ok()) return log.status().code() == Code::kNotSupported ? Status::OK() : log.status();
   if (from > log->size()) {
     return Status::Corruption("the tombstone log is shorter than at the backup's cut (truncated or "
                               "replaced)");
   }
-  // internal id -> call hashes, in log order; a torn last line is ignored.
-  std::map<uint64_t, std::vector<std::string>> todo;
-  size_t pos = from;
-  while (pos < log->size()) {
-    const size_t nl = log->find('\n', pos);
-    if (nl == std::string::npos) break;
-    const std::string line = log->substr(pos, nl - pos);
-    pos = nl + 1;
-    const size_t a = line.find(' ');
-    const size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
-    std::string hash;
-    uint64_t id = 0;
-    if (b == std::string::npos || !crypto::FromHex(line.substr(b + 1), &hash) || hash.empty()) {
-      return Status::Corruption("the tombstone log holds a malformed line at byte " +
-                                std::to_string(pos));
-    }
-    const std::string ids = line.substr(a + 1, b - a - 1);
-    if (ids.empty() || ids.size() > 20 ||
-        !std::all_of(ids.begin(), ids.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-      return Status::Corruption("the tombstone log holds a malformed line at byte " +
-                                std::to_string(pos));
-    }
-    id = std::stoull(ids);
-    todo[id].push_back(std::move(hash));
-  }
+  std::map<uint64_t, std::vector<TombstoneEntry>> todo;
+  CV_RETURN_IF_ERROR(ParseTombstones(*log, from, &todo));
   std::map<uint64_t, std::string> live;  // internal id -> tenant id
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
@@ -533,32 +626,144 @@ Status Store::Impl::ReplayTombstones(uint64_t from, uint64_t* removed, uint64_t*
       if (t->state == TenantState::kActive) live[t->rec.internal_id] = tid;
     }
   }
-  for (const auto& [id, hashes] : todo) {
+  for (const auto& [id, entries] : todo) {
     auto l = live.find(id);
     if (l == live.end()) continue;  // purged, or created after the cut
     CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(l->second, Access::kRemove));
     std::lock_guard<std::mutex> w(t->write_mu);
+    rocksdb::DB* db = t->shard->db();
+    // Removals gather in one batch; a redaction reads the call, so what is
+    // pending is written first. Unsynced writes, then one WAL sync per
+    // tenant: the replay is durable when this returns.
     rocksdb::WriteBatch batch;
-    std::set<std::string> done;
-    for (const auto& h : hashes) {
-      if (!done.insert(h).second) continue;
+    std::set<std::string> pending;  // calls whose removal is in `batch`
+    auto write_pending = [&]() -> Status {
+      if (batch.Count() == 0) return Status::OK();
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &batch),
+                                           "replay tombstones"));
+      batch.Clear();
+      pending.clear();
+      return Status::OK();
+    };
+    for (const auto& e : entries) {
+      if (!e.redact.empty()) {
+        CV_RETURN_IF_ERROR(write_pending());
+        rocksdb::WriteBatch rb;
+        bool changed = false, held = false;
+        CV_RETURN_IF_ERROR(ReplayRedaction(t, e.call_hash, e.redact, e.time, &rb, &changed, &held));
+        if (held) ++counts->kept_held;
+        if (!changed) continue;
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
+                                             "replay a redaction"));
+        ++counts->redacted;
+        continue;
+      }
+      if (pending.count(e.call_hash)) continue;
+      if (!e.recording.empty()) {
+        if (!CheckNotHeld(t, e.call_hash, /*any_call=*/false).ok()) {
+          ++counts->kept_held;
+          continue;
+        }
+        CV_RETURN_IF_ERROR(write_pending());
+        rocksdb::WriteBatch rb;
+        bool found = false;
+        CV_RETURN_IF_ERROR(calls::PlanDeleteRecordingByHash(t, e.call_hash, e.recording, &rb, &found));
+        if (!found) continue;
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
+                                             "replay a recording delete"));
+        ++counts->recordings;
+        continue;
+      }
       Call meta;
       uint32_t parts = 0;
       bool found = false;
-      CV_RETURN_IF_ERROR(calls::ReadMeta(t, h, &meta, &parts, &found));
+      CV_RETURN_IF_ERROR(calls::ReadMeta(t, e.call_hash, &meta, &parts, &found));
       if (!found) continue;
-      if (!CheckNotHeld(t, h, /*any_call=*/false).ok()) {
-        ++*kept_held;
+      if (!CheckNotHeld(t, e.call_hash, /*any_call=*/false).ok()) {
+        ++counts->kept_held;
         continue;
       }
-      CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, h, &batch));
-      ++*removed;
+      CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, e.call_hash, &batch));
+      pending.insert(e.call_hash);
+      ++counts->removed;
     }
-    if (batch.Count() == 0) continue;
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "replay tombstones"));
+    CV_RETURN_IF_ERROR(write_pending());
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(db->FlushWAL(/*sync=*/true), "sync the replay"));
+    CV_KILL_POINT("restore.replay_after_tenant");
   }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// RESTORE_PENDING: written (signed) into a restored store before it becomes
+// openable; every writable open replays the tombstone log from its offset
+// before it serves, and removes it once that replay is synced. A restore
+// killed at any point after the copy is thus finished by the next open.
+
+namespace {
+constexpr char kRestorePending[] = "RESTORE_PENDING";
+
+nlohmann::json PendingBody(const BackupManifest& m) {
+  nlohmann::json j;
+  j["format"] = 1;
+  j["store_id"] = m.store_id;
+  j["cut"] = m.cut;
+  j["cut_id"] = m.cut_id;
+  j["tombstone_offset"] = m.tombstone_offset;
+  return j;
+}
+}  // namespace
+
+Status Store::Impl::FinishRestore() {
+  const std::string path = path_ + "/" + kRestorePending;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Status::OK();
+  if (read_only()) {
+    return Status::FailedPrecondition(
+        "the store is a restore whose erasure replay has not finished (RESTORE_PENDING); open it "
+        "writable once to finish it before reading");
+  }
+  std::string text;
+  CV_RETURN_IF_ERROR(ReadText(path, &text));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  auto bad = [](const std::string& why) {
+    return Status::Corruption("RESTORE_PENDING: " + why +
+                              " (edited by hand?); the restore cannot be finished: restore again");
+  };
+  if (j.is_discarded() || !j.is_object() || !j.contains("signature") || !j["signature"].is_string()) {
+    return bad("not a signed JSON object");
+  }
+  const std::string sig = j["signature"].get<std::string>();
+  j.erase("signature");
+  CV_ASSIGN_OR_RETURN(std::string public_key, kp_->ExistingSigningPublicKey());
+  if (!signed_json::Verifies(signed_json::Canonical(j), sig, public_key)) {
+    return bad("its signature does not verify against this store's signing key");
+  }
+  uint64_t offset = 0, cut = 0;
+  try {
+    if (j.at("format").get<int>() != 1) return bad("unknown format");
+    if (j.at("store_id").get<std::string>() != crypto::Hex(store_id_)) return bad("another store's");
+    offset = j.at("tombstone_offset").get<uint64_t>();
+    cut = j.at("cut").get<uint64_t>();
+  } catch (const std::exception&) {
+    return bad("a field is missing or of the wrong type");
+  }
+  CV_RETURN_IF_ERROR(ReplayTombstones(offset, &restore_replay_));
+  CV_KILL_POINT("restore.after_replay");
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::IOError("remove " + path + ": " + std::strerror(errno));
+  }
+  int d = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d < 0) return Status::IOError("open " + path_ + ": " + std::strerror(errno));
+  const int rc = ::fsync(d);
+  ::close(d);
+  if (rc != 0) return Status::IOError("fsync " + path_ + ": " + std::strerror(errno));
+  restore_replayed_ = true;
+  Audit("restore_replayed", "",
+        "cut=" + std::to_string(cut) + " removed=" + std::to_string(restore_replay_.removed) +
+            " recordings=" + std::to_string(restore_replay_.recordings) +
+            " redacted=" + std::to_string(restore_replay_.redacted) +
+            " kept_held=" + std::to_string(restore_replay_.kept_held));
   return Status::OK();
 }
 
@@ -637,6 +842,23 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
       return FromIo(r, "restore: instance " + in.name);
     }
   }
+  CV_KILL_POINT("restore.after_copy");
+  // The replay marker, signed, before the store can be opened at all: a
+  // restore killed from here on is finished by the next writable open.
+  if (m.tombstone_log) {
+    auto sig = kp->Sign(signed_json::Canonical(PendingBody(m)));
+    if (!sig.ok()) {
+      cleanup();
+      return sig.status();
+    }
+    Status w = WriteFileDurably(staging + "/" + kRestorePending,
+                                signed_json::WithSignature(PendingBody(m), crypto::Hex(*sig), 2) + "\n");
+    if (!w.ok()) {
+      cleanup();
+      return w;
+    }
+    CV_KILL_POINT("restore.after_marker");
+  }
   if (fs::exists(new_dir, ec)) fs::remove(new_dir, ec);  // empty, checked above
   if (::rename(staging.c_str(), new_dir.c_str()) != 0) {
     Status s = Status::IOError("restore: rename into " + new_dir + ": " + std::strerror(errno));
@@ -651,8 +873,12 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
       ::close(d);
     }
   }
+  CV_KILL_POINT("restore.after_rename");
   // 6. Open with the current keys: recovery rolls every tenant whose key
-  // is gone (purged since the backup) forward to PURGED.
+  // is gone (purged since the backup) forward to PURGED; then the open
+  // re-applies the erasures, redactions, call deletions and retention
+  // removals made since the cut (RESTORE_PENDING, FinishRestore) before
+  // it returns the store.
   Options o = options;
   o.create_if_missing = false;
   CV_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(o, new_dir));
@@ -664,10 +890,14 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     if (report.first_new_receipt == 0) report.first_new_receipt = r.sequence;
     if (r.kind == "purge_on_open") report.purged_since_backup.push_back(r.tenant_id);
   }
-  // Erasures and retention removals since the cut, before anything reads.
   if (m.tombstone_log) {
-    CV_RETURN_IF_ERROR(store->impl_->ReplayTombstones(m.tombstone_offset, &report.tombstones_replayed,
-                                                      &report.tombstones_kept_held));
+    if (!store->impl_->restore_replayed_) {
+      return Status::Internal("restore: the open did not replay the tombstone log");
+    }
+    report.tombstones_replayed = store->impl_->restore_replay_.removed;
+    report.redactions_replayed = store->impl_->restore_replay_.redacted;
+    report.recordings_replayed = store->impl_->restore_replay_.recordings;
+    report.tombstones_kept_held = store->impl_->restore_replay_.kept_held;
     report.erasures_after_backup_not_reapplied = false;
   }
   CV_ASSIGN_OR_RETURN(auto orphans, store->ReconcileKeys(true));
@@ -680,12 +910,14 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
           " purged_since_backup=" + std::to_string(report.purged_since_backup.size()) +
           " orphan_keys=" + std::to_string(report.orphan_key_internal_ids.size()) +
           " tombstones_replayed=" + std::to_string(report.tombstones_replayed) +
+          " redactions_replayed=" + std::to_string(report.redactions_replayed) +
+          " recordings_replayed=" + std::to_string(report.recordings_replayed) +
           " tombstones_kept_held=" + std::to_string(report.tombstones_kept_held) +
           ": receipts and audit events written after the backup are not in this store; " +
           (report.erasures_after_backup_not_reapplied
                ? "erasures and retention removals done after the backup were not re-applied"
-               : "erasure deletions and retention removals done after the backup were "
-                 "re-applied from the tombstone log; redactions were not"));
+               : "erasures (deletions and redactions), call deletions and retention removals "
+                 "done after the backup were re-applied from the tombstone log"));
   CV_RETURN_IF_ERROR(store->Close());
   return report;
 }

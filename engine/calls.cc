@@ -249,6 +249,10 @@ Status Store::Impl::DeleteCall(std::string_view tenant_id, std::string_view call
   CV_RETURN_IF_ERROR(CheckNotHeld(t, h, /*any_call=*/false));
   rocksdb::WriteBatch b;
   CV_RETURN_IF_ERROR(calls::PlanDelete(t, old, h, &b));
+  // Logged (blind hash, outside the store) before the delete is written: a
+  // restore of an older backup deletes the call again (backup.cc).
+  std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
+  CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, {h}));
   return fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call");
 }
 

@@ -41,6 +41,11 @@ inline void ClearIdentity(Participant* p) {
 
 // recordings.cc: adds the deletes of every recording of a call.
 Status PlanDeleteRecordings(const TenantRef& t, std::string_view call_hash, rocksdb::WriteBatch* b);
+// recordings.cc: adds the deletes of one recording, named by its blind
+// hashes (a tombstone log line); *found false (and nothing added) if the
+// recording is not there.
+Status PlanDeleteRecordingByHash(const TenantRef& t, std::string_view call_hash,
+                                 std::string_view rec_hash, rocksdb::WriteBatch* b, bool* found);
 // recordings.cc: opens a manifest and every chunk of its recording.
 Status VerifyRecording(const TenantRef& t, std::string_view manifest_key, std::string_view sealed,
                        uint64_t* chunks);

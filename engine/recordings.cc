@@ -427,10 +427,26 @@ Status Store::Impl::DeleteRecording(std::string_view tenant_id, std::string_view
   CV_RETURN_IF_ERROR(CheckNotHeld(t, n.call_hash, /*any_call=*/false));
   rocksdb::WriteBatch b;
   CV_RETURN_IF_ERROR(PlanDeleteAllChunks(t, n, &b));
+  // Logged (blind hashes, outside the store) before the delete is written:
+  // a restore of an older backup deletes the recording again (backup.cc).
+  std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
+  CV_RETURN_IF_ERROR(LogRecordingTombstone(t->rec.internal_id, n.call_hash, n.rec_hash));
   return fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete recording");
 }
 
 namespace calls {
+
+Status PlanDeleteRecordingByHash(const TenantRef& t, std::string_view call_hash,
+                                 std::string_view rec_hash, rocksdb::WriteBatch* b, bool* found) {
+  Names n{std::string(call_hash), std::string(rec_hash)};
+  RecordingInfo info;
+  std::string header;
+  Status s = ReadManifest(t, n, &info, &header);
+  *found = s.ok();
+  if (s.code() == Code::kNotFound) return Status::OK();
+  CV_RETURN_IF_ERROR(s);
+  return PlanDeleteAllChunks(t, n, b);
+}
 
 Status PlanDeleteRecordings(const TenantRef& t, std::string_view call_hash, rocksdb::WriteBatch* b) {
   for (char kind : {format::kRecordingManifestPrefix, format::kRecordingPendingPrefix}) {

@@ -205,6 +205,8 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
     opened = impl->OpenOrCreate();
   }
   CV_RETURN_IF_ERROR(opened);
+  // A restore's erasure replay, if one is pending (backup.cc).
+  CV_RETURN_IF_ERROR(impl->FinishRestore());
   impl->open_micros_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - open_start)
                                                  .count());

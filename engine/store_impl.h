@@ -271,12 +271,39 @@ class Store::Impl {
   // backup.cc
   Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options);
   // Appends one tombstone per call hash to the key provider's tombstone log
-  // (durable on return); OK and nothing if the provider keeps none.
+  // (durable on return); OK and nothing if the provider keeps none. With
+  // `redact_hashes` (the subject's blind ParticipantHash, normalised spelling
+  // first) the entries are redactions of that subject, else removals.
   // REQUIRES: tombstone_mu_ held shared, until the removal is written.
-  Status LogTombstones(uint64_t internal_id, const std::vector<std::string>& call_hashes);
-  // Removes again every call the log names from byte `from` on, in the
-  // tenants live here. Counts what it removed and what a hold kept.
-  Status ReplayTombstones(uint64_t from, uint64_t* removed, uint64_t* kept_held);
+  Status LogTombstones(uint64_t internal_id, const std::vector<std::string>& call_hashes,
+                       const std::vector<std::string>& redact_hashes = {});
+  // Appends the tombstone of one deleted recording (its call's and its own
+  // blind hashes). REQUIRES: tombstone_mu_ held shared, until it is written.
+  Status LogRecordingTombstone(uint64_t internal_id, const std::string& call_hash,
+                               const std::string& rec_hash);
+  // Applies again, in log order, every entry of the log from byte `from` on
+  // to the tenants live here: removals delete the call, redactions redact
+  // it again. Counts what it changed and what a hold kept. Synced on return.
+  struct ReplayCounts {
+    uint64_t removed = 0;
+    uint64_t recordings = 0;
+    uint64_t redacted = 0;
+    uint64_t kept_held = 0;
+  };
+  Status ReplayTombstones(uint64_t from, ReplayCounts* counts);
+  // Finishes a restore at open (before the store serves): with a
+  // RESTORE_PENDING marker (signed, written by Store::Restore before the
+  // store became openable) replays the tombstone log from the cut and then
+  // removes the marker. Read-only opens of such a store are refused.
+  Status FinishRestore();
+  ReplayCounts restore_replay_;   // what FinishRestore replayed at this open
+  bool restore_replayed_ = false;
+  // subjects.cc: plans into `b` the redaction of the subject whose blind
+  // hashes are `subject_hashes` from the call (unchanged if it no longer
+  // names the subject; *held if a legal hold keeps it). REQUIRES: t->write_mu.
+  Status ReplayRedaction(const TenantRef& t, std::string_view call_hash,
+                         const std::vector<std::string>& subject_hashes, int64_t when,
+                         rocksdb::WriteBatch* b, bool* changed, bool* held);
   // Held shared by an erasure or retention batch from its tombstone append
   // to its shard write; exclusively by Backup for its copy, so the log's
   // size at the cut splits removals into "in the backup" and "replay".

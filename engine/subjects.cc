@@ -3,6 +3,9 @@
 // signed receipt, and optional physical removal from live files.
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+#include <functional>
+
 #include "engine/calls_internal.h"
 #include "engine/codec.h"
 #include "engine/fs_util.h"
@@ -101,16 +104,29 @@ Status FindMatches(const TenantRef& t, const Spellings& subject, std::vector<Mat
   return Status::OK();
 }
 
+// Whether a participant's email or phone, and a CRM object id (normalised),
+// name the subject. An erasure knows the subject (Spellings); a restore
+// replaying a redaction from the tombstone log knows only its blind hashes.
+struct SubjectTest {
+  std::function<bool(const std::string&)> ident;  // p.email, p.phone as stored
+  std::function<bool(const std::string&)> crm;    // a normalised CRM object id
+};
+
+SubjectTest ByName(const Spellings& subject) {
+  return {[&subject](const std::string& v) { return subject.Matches(v); },
+          [&subject](const std::string& id) { return id == subject.subject; }};
+}
+
 // Removes the subject from the call: its participant entries (identity and
 // speaker), its CRM links, and the user id of those entries wherever the
 // call names it as an owner (the call's owner, which the owner index and the
 // summary follow, and action-item owners). PlanWrite then deletes the old
 // owner index entry in the same batch.
-void Redact(Call* c, const Spellings& subject) {
+void Redact(Call* c, const SubjectTest& subject) {
   std::set<uint32_t> speakers;
   std::set<std::string> user_ids;
   for (auto& p : c->participants) {
-    if (!subject.Matches(p.email) && !subject.Matches(p.phone)) continue;
+    if (!subject.ident(p.email) && !subject.ident(p.phone)) continue;
     if (p.speaker_id != 0) speakers.insert(p.speaker_id);
     if (!p.user_id.empty()) user_ids.insert(p.user_id);
     calls::ClearIdentity(&p);
@@ -125,7 +141,7 @@ void Redact(Call* c, const Spellings& subject) {
   }
   std::erase_if(c->crm_links, [&](const CrmLink& l) {
     std::string id = l.object_id;
-    return validate::NormalizeSubject(&id).ok() && id == subject.subject;
+    return validate::NormalizeSubject(&id).ok() && subject.crm(id);
   });
 }
 
@@ -174,20 +190,25 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
       Call c = m.meta;
       if (m.parts & kPartTranscript) CV_RETURN_IF_ERROR(calls::ReadPart(t, m.hash, format::Part::kTranscript, &c));
       if (m.parts & kPartInsights) CV_RETURN_IF_ERROR(calls::ReadPart(t, m.hash, format::Part::kInsights, &c));
-      Redact(&c, subject);
+      Redact(&c, ByName(subject));
       c.updated_at = now;
       CV_RETURN_IF_ERROR(calls::PlanWrite(t, &m.meta, m.parts, c, m.hash, &b));
     }
     {
-      // Deletions are logged (outside the store) before they are made: a
-      // restore of an older backup deletes these calls again (backup.cc).
-      // Redactions are not logged: a restore does not re-apply them.
+      // Deletions and redactions are logged (outside the store) before they
+      // are made: a restore of an older backup deletes these calls again, or
+      // redacts them again from the subject's blind hashes (backup.cc).
       std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
-      if (req.mode == EraseMode::kDelete) {
-        std::vector<std::string> hashes;
-        for (const auto& m : matches) hashes.push_back(m.hash);
-        CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, hashes));
+      std::vector<std::string> hashes;
+      for (const auto& m : matches) hashes.push_back(m.hash);
+      std::vector<std::string> redact;
+      if (req.mode == EraseMode::kRedact) {
+        redact.push_back(indexing::ParticipantHash(t->index_key, subject.subject));
+        if (!subject.legacy.empty()) {
+          redact.push_back(indexing::ParticipantHash(t->index_key, subject.legacy));
+        }
       }
+      CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, hashes, redact));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "erase"));
     }
     result.changed = matches.size();
@@ -218,6 +239,42 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
                                         std::to_string(done.sequence));
   result.receipt = std::move(done);
   return result;
+}
+
+Status Store::Impl::ReplayRedaction(const TenantRef& t, std::string_view call_hash,
+                                    const std::vector<std::string>& subject_hashes, int64_t when,
+                                    rocksdb::WriteBatch* b, bool* changed, bool* held) {
+  *changed = false;
+  *held = false;
+  Call meta;
+  uint32_t parts = 0;
+  bool found = false;
+  CV_RETURN_IF_ERROR(calls::ReadMeta(t, call_hash, &meta, &parts, &found));
+  if (!found) return Status::OK();
+  auto named = [&](const std::string& v) {
+    if (v.empty()) return false;
+    const std::string h = indexing::ParticipantHash(t->index_key, v);
+    return std::find(subject_hashes.begin(), subject_hashes.end(), h) != subject_hashes.end();
+  };
+  // Only the normalised spelling (the first hash) names a CRM contact, as
+  // in Erase.
+  auto crm = [&](const std::string& id) {
+    return !subject_hashes.empty() && indexing::ParticipantHash(t->index_key, id) == subject_hashes[0];
+  };
+  Call c = meta;
+  if (parts & kPartTranscript) CV_RETURN_IF_ERROR(calls::ReadPart(t, call_hash, format::Part::kTranscript, &c));
+  if (parts & kPartInsights) CV_RETURN_IF_ERROR(calls::ReadPart(t, call_hash, format::Part::kInsights, &c));
+  const Call before = c;
+  Redact(&c, SubjectTest{named, crm});
+  if (c == before) return Status::OK();  // nothing of the subject left in it
+  if (!CheckNotHeld(t, call_hash, /*any_call=*/false).ok()) {
+    *held = true;
+    return Status::OK();
+  }
+  c.updated_at = when;
+  CV_RETURN_IF_ERROR(calls::PlanWrite(t, &meta, parts, c, call_hash, b));
+  *changed = true;
+  return Status::OK();
 }
 
 }  // namespace callvault

@@ -30,7 +30,8 @@ if [ "$build_type" != "Release" ]; then
   exit 2
 fi
 # Builds the two binaries if `make build` has not (cheap when up to date).
-cmake --build --preset "$preset" --target callvault_micro callvault_harness callvault_move_bench >&2
+cmake --build --preset "$preset" --target callvault_micro callvault_harness callvault_move_bench \
+  callvault_backup_bench >&2
 
 if [ "$mode" = full ]; then
   out=bench/out
@@ -58,14 +59,20 @@ echo "bench: side-by-side harness ($mode) -> $out/harness.json" >&2
 py=python3
 if ! "$py" -c 'import matplotlib' 2>/dev/null; then py=/usr/bin/python3; fi
 # Tenant moves (decision 0022): move time and the writer's longest gap, with
-# the load average; not in the report's tables yet (read $out/move.json).
+# the load average (a table in the report).
 if [ "$mode" = full ]; then move_calls=1000,10000,100000; else move_calls=1000; fi
 echo "bench: tenant moves ($move_calls calls) -> $out/move.json" >&2
 "$build/bench/callvault_move_bench" --work "$work" --calls "$move_calls" --out "$out/move.json" >&2
 
+# Backups and restores (issue 12): backup MB/s and the longest write stall it
+# causes, incremental backup of an unchanged store, restore time.
+if [ "$mode" = full ]; then backup_calls=2000,20000; else backup_calls=1000; fi
+echo "bench: backups ($backup_calls calls) -> $out/backup.json" >&2
+"$build/bench/callvault_backup_bench" --work "$work" --calls "$backup_calls" --out "$out/backup.json" >&2
+
 echo "bench: report -> $doc" >&2
 "$py" scripts/bench_report.py --harness "$out/harness.json" --micro "$out/micro.json" \
-  --doc "$doc" --img "$img"
+  --backup "$out/backup.json" --move "$out/move.json" --doc "$doc" --img "$img"
 
 if [ "$mode" = full ]; then
   # The raw JSON behind the committed tables, so they can be checked.

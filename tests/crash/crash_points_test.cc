@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -38,6 +39,7 @@
 #include <map>
 #include <set>
 
+#include "callvault/backup.h"
 #include "callvault/store.h"
 #include "engine/kill_point.h"
 #include "format/rowkey.h"
@@ -106,6 +108,34 @@ TEST(CrashChild, DISABLED_Run) {
     ReportLine("C " + std::to_string(step));
   };
   const std::string keys = Env("CALLVAULT_CRASH_KEYS");
+  if (mode == "backup" || mode == "restore") {
+    // Files a backup and a restore write outside RocksDB (manifests, the
+    // staging rename, RESTORE_PENDING) bypass the FaultFS: at the point the
+    // power goes at once, with the process (no later write of any kind).
+    if (power) {
+      testutil::FaultFS* f = ffs.get();
+      testing::SetKillPointAction([f] {
+        f->Freeze();
+        f->SimulatePowerLoss(testutil::PowerLossMode::kUndoDirOps);
+        ReportLine("C 0");
+        ReportLine("D");
+        std::_Exit(0);
+      });
+    }
+  }
+  if (mode == "restore") {  // restore dir/bak into dir/db-r (BackupCase)
+    const std::string bak = fs::path(Env("CALLVAULT_CRASH_DB")).parent_path().string() + "/bak";
+    testing::RecordKillPoints(record);
+    ArmFromEnv();
+    ReportLine("B 0");
+    auto r = Store::Restore(power ? StoreOptions(keys, fenv.get()) : StoreOptions(keys), bak,
+                            Env("CALLVAULT_CRASH_DB") + "-r");
+    report_points(0);
+    ReportLine("A 0 " + std::to_string(static_cast<int>(r.status().code())));
+    if (!r.ok()) ReportLine("X restore: " + r.status().ToString());
+    ReportLine("D");
+    return;
+  }
   if (mode == "recover") {
     testing::RecordKillPoints(record);
     ArmFromEnv();
@@ -137,7 +167,12 @@ TEST(CrashChild, DISABLED_Run) {
     ReportLine("A 0 " + std::to_string(static_cast<int>(s.code())));
     if (!s.ok()) ReportLine("X " + what + ": " + s.ToString());
   };
-  if (mode == "compliance") {  // the scheduled purges, then the retention sweep
+  if (mode == "backup") {  // a second cut into dir/bak (BackupCase)
+    one_step("backup", [&] {
+      const std::string bak = fs::path(Env("CALLVAULT_CRASH_DB")).parent_path().string() + "/bak";
+      return (*store)->Backup(bak).status();
+    });
+  } else if (mode == "compliance") {  // the scheduled purges, then the retention sweep
     one_step("compliance", [&] {
       Status s = (*store)->RunScheduledPurges(kComplianceNow).status();
       if (s.ok() && !(power && ffs->frozen())) s = (*store)->RunRetention(kComplianceNow).status();
@@ -968,6 +1003,111 @@ TEST_F(CrashPointsTest, MoveKilledAndPowerCutOnEitherSide) {
   std::printf("[crash-points] move: %zu (point, hit) cases; %zu killed, %zu power-cut; after the "
               "crash the destination was authoritative %zu times, the source %zu\n",
               points.size(), trials[Cut::kKill], trials[Cut::kPower], at_destination, at_source);
+}
+
+// Backup and restore (issue 12), killed and power-cut at every backup.* and
+// restore.* point. The prepared store was backed up (dir/bak), then a call
+// of "base" deleted and "bob" redacted from it. After a cut backup: the
+// store reopens whole, a new backup succeeds, every cut listed verifies,
+// and the newest restores. After a cut restore: if the restored store was
+// renamed into place its next open finishes the replay (RESTORE_PENDING);
+// if not, a new restore succeeds; either way the deleted call is gone and
+// the redaction holds before the first read.
+TEST_F(CrashPointsTest, BackupAndRestoreKilledAndPowerCut) {
+  const std::string prep = tmp_.Sub("backup-prep");
+  const std::string bob = "bob@customer.example";
+  const std::string deleted = TestCall("base", 101).call_id;
+  {
+    ASSERT_OK(PrepareStore(prep));
+    auto st = Store::Open(StoreOptions(prep + "/keys"), prep + "/db");
+    ASSERT_OK(st);
+    ASSERT_OK((*st)->Backup(prep + "/bak"));
+    ASSERT_OK((*st)->DeleteCall("base", deleted));
+    EraseRequest req;
+    req.subject = bob;
+    req.mode = EraseMode::kRedact;
+    auto e = (*st)->Erase("base", req);
+    ASSERT_OK(e);
+    ASSERT_EQ(e->changed, 2u);
+    ASSERT_OK((*st)->Close());
+  }
+  auto prepare = [&](const std::string& dir) {
+    CopyStore(prep, dir);
+    testutil::CopyTree(prep + "/bak", dir + "/bak");
+  };
+  // The state every restore must show before its first read.
+  auto check_restored = [&](Store& st) {
+    EXPECT_CODE(st.GetCall("base", deleted), Code::kNotFound);
+    for (int i : {100, 102}) {
+      auto c = st.GetCall("base", TestCall("base", i).call_id);
+      ASSERT_OK(c);
+      for (const auto& p : c->participants) EXPECT_NE(p.email, bob) << "redaction undone";
+    }
+    auto refs = st.FindReferences("base", bob);
+    ASSERT_OK(refs);
+    EXPECT_TRUE(refs->empty());
+    auto d = st.DescribeTenant("old");
+    ASSERT_OK(d);
+    EXPECT_EQ(d->state, TenantState::kPurged);
+    auto v = st.Verify();
+    ASSERT_OK(v);
+    EXPECT_EQ(v->records_failed, 0u);
+  };
+  size_t total = 0, finished_by_open = 0, restored_again = 0;
+  std::map<Cut, size_t> all;
+  for (const std::string mode : {"backup", "restore"}) {
+    const std::string record = tmp_.Sub(mode + "-record");
+    prepare(record);
+    std::vector<Point> points;
+    for (const auto& p : RecordPoints(mode, record)) {
+      if (p.name.starts_with("backup.") || p.name.starts_with("restore.")) points.push_back(p);
+    }
+    ASSERT_FALSE(HasFailure());
+    ASSERT_GE(points.size(), mode == "backup" ? 2u : 5u) << mode << ": its points were not passed";
+    PrintPoints(points);
+    total += points.size();
+    auto trials = CutAtEveryPoint(
+        mode, mode, points, 0, "", prepare, [&](const std::string& dir) {
+          const std::string keys = dir + "/keys";
+          if (mode == "backup") {
+            auto st = Store::Open(StoreOptions(keys), dir + "/db");
+            ASSERT_OK(st);
+            EXPECT_CODE((*st)->GetCall("base", deleted), Code::kNotFound);
+            ASSERT_OK((*st)->Backup(dir + "/bak"));
+            auto pk = (*st)->SigningPublicKey();
+            ASSERT_OK(pk);
+            ASSERT_OK((*st)->Close());
+            auto cuts = ListBackups(dir + "/bak");
+            ASSERT_OK(cuts);
+            EXPECT_GE(cuts->size(), 2u);
+            for (const auto& m : *cuts) EXPECT_OK(VerifyBackup(dir + "/bak", m.cut, *pk));
+            ASSERT_OK(Store::Restore(StoreOptions(keys), dir + "/bak", dir + "/r2"));
+            auto r = Store::Open(StoreOptions(keys), dir + "/r2");
+            ASSERT_OK(r);
+            check_restored(**r);
+          } else {
+            const std::string target = dir + "/db-r";
+            std::error_code ec;
+            if (fs::exists(target + "/meta", ec)) {
+              ++finished_by_open;
+              EXPECT_TRUE(fs::exists(target + "/RESTORE_PENDING", ec)) << "renamed without the marker";
+            } else {
+              ++restored_again;
+              ASSERT_OK(Store::Restore(StoreOptions(keys), dir + "/bak", target));
+            }
+            auto st = Store::Open(StoreOptions(keys), target);
+            ASSERT_OK(st);
+            EXPECT_FALSE(fs::exists(target + "/RESTORE_PENDING", ec));
+            check_restored(**st);
+          }
+          if (!HasFailure()) fs::remove_all(dir);
+        });
+    all[Cut::kKill] += trials[Cut::kKill];
+    all[Cut::kPower] += trials[Cut::kPower];
+  }
+  std::printf("[crash-points] backup and restore: %zu (point, hit) cases; %zu killed, %zu "
+              "power-cut; %zu restores finished by the next open, %zu restored again\n",
+              total, all[Cut::kKill], all[Cut::kPower], finished_by_open, restored_again);
 }
 
 // Points that this suite cannot reach, and the suite that crashes at them

@@ -212,6 +212,8 @@ class RestoreCommand final : public Command {
       j["orphan_key_internal_ids"] = r->orphan_key_internal_ids;
       j["erasures_after_backup_reapplied"] = !r->erasures_after_backup_not_reapplied;
       j["tombstones_replayed"] = r->tombstones_replayed;
+      j["redactions_replayed"] = r->redactions_replayed;
+      j["recordings_replayed"] = r->recordings_replayed;
       j["tombstones_kept_held"] = r->tombstones_kept_held;
       ctx.PrintJson(j);
       return {};
@@ -229,17 +231,18 @@ class RestoreCommand final : public Command {
                    "after the backup): run `callvault keys reconcile` to see and destroy them\n";
     }
     if (r->erasures_after_backup_not_reapplied) {
-      ctx.out() << "note: erasures and retention removals done after the backup are NOT "
-                   "re-applied (this key provider keeps no tombstone log): run them again\n";
+      ctx.out() << "note: erasures, call deletions and retention removals done after the backup "
+                   "are NOT re-applied (this key provider keeps no tombstone log): run them again\n";
     } else {
       ctx.out() << r->tombstones_replayed
-                << " call(s) erased or removed by retention after the backup were removed again "
-                   "(tombstone log)";
+                << " call(s) erased, deleted or removed by retention after the backup were removed "
+                   "again, "
+                << r->redactions_replayed << " redacted again, " << r->recordings_replayed
+                << " deleted recording(s) deleted again (tombstone log)";
       if (r->tombstones_kept_held > 0) {
         ctx.out() << "; " << r->tombstones_kept_held << " kept: a legal hold in the backup covers them";
       }
-      ctx.out() << "\nnote: redactions (erase --redact) done after the backup are NOT re-applied: "
-                   "run them again\n";
+      ctx.out() << "\n";
     }
     return {};
   }

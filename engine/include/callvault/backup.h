@@ -95,14 +95,17 @@ struct RestoreReport {
   // (tenants created after the backup): see Store::ReconcileKeys.
   std::vector<uint64_t> orphan_key_internal_ids;
   uint64_t first_new_receipt = 0;  // receipts after the backup's start here (0: none)
-  // Calls that erasures (delete mode) and retention removed after the cut,
-  // removed again from the tombstone log before the restored store served;
-  // and those a legal hold in the backup kept.
+  // Calls that erasures (delete mode), DeleteCall and retention removed
+  // after the cut, removed again from the tombstone log before the restored
+  // store served; calls redacted (EraseMode::kRedact) after the cut,
+  // redacted again; and those a legal hold in the backup kept.
   uint64_t tombstones_replayed = 0;
+  uint64_t redactions_replayed = 0;
+  uint64_t recordings_replayed = 0;  // DeleteRecording after the cut, deleted again
   uint64_t tombstones_kept_held = 0;
-  // True when the key provider keeps no tombstone log (then erasures and
-  // retention removals after the backup are NOT re-applied). Redactions
-  // (EraseMode::kRedact) after the backup are never re-applied.
+  // True when the key provider keeps no tombstone log (then erasures,
+  // redactions, call deletions and retention removals after the backup are
+  // NOT re-applied).
   bool erasures_after_backup_not_reapplied = true;
 };
 
