@@ -497,6 +497,16 @@ nlohmann::json StatsToJson(const StoreStats& s) {
                {"wal_scan_micros", s.open.wal_scan_micros},
                {"wal_files", s.open.wal_files},
                {"wal_bytes", s.open.wal_bytes}};
+  j["memory"] = {{"block_cache_bytes", s.memory.block_cache_bytes},
+                 {"block_cache_budget", s.memory.block_cache_budget},
+                 {"memtable_bytes", s.memory.memtable_bytes},
+                 {"memtable_budget", s.memory.memtable_budget},
+                 {"dictionary_bytes", s.memory.dictionary_bytes},
+                 {"dictionary_budget", s.memory.dictionary_budget},
+                 {"dictionaries", s.memory.dictionaries},
+                 {"dictionary_hits", s.memory.dictionary_hits},
+                 {"dictionary_misses", s.memory.dictionary_misses},
+                 {"dictionary_evictions", s.memory.dictionary_evictions}};
   return j;
 }
 
@@ -515,6 +525,13 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                {"open", fmt::format("{:.1f} ms, of which {:.1f} ms reading {} WAL file(s) ({})",
                                     s.open.open_micros / 1e3, s.open.wal_scan_micros / 1e3,
                                     s.open.wal_files, FormatBytes(s.open.wal_bytes))},
+               {"memory", fmt::format("block cache {} of {}, memtables {} of {}, {} dictionaries {} of {}",
+                                      FormatBytes(s.memory.block_cache_bytes),
+                                      FormatBytes(s.memory.block_cache_budget),
+                                      FormatBytes(s.memory.memtable_bytes),
+                                      FormatBytes(s.memory.memtable_budget), s.memory.dictionaries,
+                                      FormatBytes(s.memory.dictionary_bytes),
+                                      FormatBytes(s.memory.dictionary_budget))},
            });
   out << "shards:\n";
   Table shards({"  SHARD", "TENANTS", "SST_FILES", "LIVE_BYTES"});
