@@ -270,14 +270,17 @@ void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t>
   PrintFields(out, f);
 }
 
-void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants) {
+void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants,
+                      const std::map<std::string, size_t>& call_holds) {
   // CREATED last: its width varies (the fraction of a second is omitted when zero).
   Table table({"TENANT", "STATE", "REGION", "RETENTION", "SHARD", "COLUMN_FAMILY", "HOLDS",
-               "PURGE_AT", "CREATED"});
+               "CALL_HOLDS", "PURGE_AT", "CREATED"});
   for (const auto& t : tenants) {
+    auto c = call_holds.find(t.tenant_id);
     table.Add({t.tenant_id, StateText(t), t.region, RetentionText(t.retention_days),
                std::to_string(t.shard), t.column_family, std::to_string(t.holds.size()),
-               FormatTime(t.purge_at), FormatTime(t.created_at)});
+               c == call_holds.end() ? "-" : std::to_string(c->second), FormatTime(t.purge_at),
+               FormatTime(t.created_at)});
   }
   table.Print(out);
 }
