@@ -121,6 +121,10 @@ Status Dictionary::Create(uint32_t id, std::string content,
   return Status::OK();
 }
 
+size_t Dictionary::MemoryBytes() const {
+  return sizeof(*this) + content_.capacity() + ZSTD_sizeof_DDict(ddict_);
+}
+
 Dictionary::~Dictionary() {
   {
     TablesCache& c = Cache();

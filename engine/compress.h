@@ -45,6 +45,9 @@ class Dictionary {
   uint32_t id() const { return id_; }
   std::string_view content() const { return content_; }
   const ZSTD_DDict_s* ddict() const { return ddict_; }
+  // What it holds in memory: the content and zstd's decompression tables
+  // (the compression tables are bounded apart: kCachedCompressionTables).
+  size_t MemoryBytes() const;
 
  private:
   friend std::string Compress(std::string_view input, const Dictionary& dict);

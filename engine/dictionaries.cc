@@ -34,8 +34,17 @@ constexpr size_t kTrainBytes = 1u << 20;
 // --- Tenant ------------------------------------------------------------
 
 std::shared_ptr<const compress::Dictionary> Tenant::CurrentDictionary() {
-  std::lock_guard<std::mutex> l(dicts.mu);
-  return dicts.current;
+  uint32_t id = 0;
+  {
+    std::lock_guard<std::mutex> l(dicts.mu);
+    id = dicts.current;
+  }
+  if (id == 0) return nullptr;
+  // Dropped from the cache: loaded again. Should that fail (an I/O error),
+  // the record is sealed without a dictionary, which is always correct.
+  std::shared_ptr<const compress::Dictionary> d;
+  if (!Find(id, &d).ok()) return nullptr;
+  return d;
 }
 
 std::string Tenant::SealRecord(std::string_view row_key, std::string_view plain) {
@@ -48,15 +57,12 @@ Status Tenant::OpenRecord(std::string_view row_key, std::string_view sealed, std
 }
 
 Status Tenant::Find(uint32_t dict_id, std::shared_ptr<const compress::Dictionary>* out) {
-  {
-    std::lock_guard<std::mutex> l(dicts.mu);
-    auto it = dicts.loaded.find(dict_id);
-    if (it != dicts.loaded.end()) {
-      *out = it->second;
-      return Status::OK();
-    }
+  DictionaryCache& cache = shard->dictionaries();
+  if (auto d = cache.Lookup(dicts.cache_owner, dict_id)) {
+    *out = std::move(d);
+    return Status::OK();
   }
-  // Not under dicts.mu: a read of the column family. Two threads may both
+  // Not under any lock: a read of the column family. Two threads may both
   // load it; the first to insert wins.
   const std::string what = "record uses compression dictionary " + std::to_string(dict_id);
   const std::string key = format::DictionaryKey(dict_id);
@@ -73,8 +79,7 @@ Status Tenant::Find(uint32_t dict_id, std::shared_ptr<const compress::Dictionary
   std::shared_ptr<const compress::Dictionary> d;
   s = compress::Dictionary::Create(dict_id, std::move(content), &d);
   if (!s.ok()) return Status::Corruption(what + ": " + s.message());
-  std::lock_guard<std::mutex> l(dicts.mu);
-  *out = dicts.loaded.emplace(dict_id, std::move(d)).first->second;
+  *out = cache.Insert(dicts.cache_owner, dict_id, std::move(d));
   return Status::OK();
 }
 
@@ -111,7 +116,7 @@ void Store::Impl::PrepareDictionary(const TenantRef& t) {
     std::shared_ptr<const compress::Dictionary> dict;
     if (t->Find(d.current_id, &dict).ok()) {
       std::lock_guard<std::mutex> l(t->dicts.mu);
-      d.current = std::move(dict);
+      d.current = d.current_id;
     } else {
       // Reads of its records fail with kCorruption (and Verify reports it);
       // new records are written without a dictionary.
@@ -214,9 +219,9 @@ Status Store::Impl::TrainDictionary(const TenantRef& t) {
   CV_RETURN_IF_ERROR(
       fsutil::FromRocks(t->shard->db()->Put(wo, t->cf, key, sealed), "write compression dictionary"));
   d.current_id = id;
+  t->shard->dictionaries().Insert(d.cache_owner, id, std::move(dict));
   std::lock_guard<std::mutex> l(d.mu);
-  d.loaded[id] = dict;
-  d.current = std::move(dict);
+  d.current = id;
   return Status::OK();
 }
 

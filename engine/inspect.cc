@@ -1,5 +1,7 @@
 // Inspection: verify every record, statistics, receipts, flush, compaction.
+#include <rocksdb/cache.h>
 #include <rocksdb/env.h>
+#include <rocksdb/write_buffer_manager.h>
 
 #include <filesystem>
 #include <map>
@@ -336,6 +338,19 @@ Result<StoreStats> Store::Impl::Stats() {
   st.open.wal_files = res_->wal_scan_files.load();
   st.open.wal_bytes = res_->wal_scan_bytes.load();
   st.region = region_;
+  st.memory.block_cache_bytes = res_->block_cache->GetUsage();
+  st.memory.block_cache_budget = res_->block_cache->GetCapacity();
+  st.memory.memtable_bytes = res_->write_buffer_manager->memory_usage();
+  st.memory.memtable_budget = res_->write_buffer_manager->buffer_size();
+  {
+    const DictionaryCache::Counters d = res_->dictionaries->Get();
+    st.memory.dictionary_bytes = d.bytes;
+    st.memory.dictionary_budget = d.budget;
+    st.memory.dictionaries = d.entries;
+    st.memory.dictionary_hits = d.hits;
+    st.memory.dictionary_misses = d.misses;
+    st.memory.dictionary_evictions = d.evictions;
+  }
   {
     std::lock_guard<std::mutex> l(admin_mu_);
     st.kek_generation = keyring_.kek_generation;

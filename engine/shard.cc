@@ -350,6 +350,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   r->write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_budget_bytes);
+  r->dictionaries = std::make_unique<DictionaryCache>(options.dictionary_cache_bytes);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads / 2), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
 

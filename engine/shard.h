@@ -24,6 +24,7 @@
 
 #include "callvault/status.h"
 #include "callvault/store.h"
+#include "engine/dictionary_cache.h"
 #include "engine/wal_scan.h"
 
 namespace callvault {
@@ -74,6 +75,9 @@ struct SharedResources {
   std::unique_ptr<rocksdb::Env> own_env;
   std::shared_ptr<rocksdb::Cache> block_cache;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
+  // Every tenant's loaded compression dictionaries, within
+  // Options::dictionary_cache_bytes.
+  std::unique_ptr<DictionaryCache> dictionaries;
   rocksdb::DBOptions db_options;
   rocksdb::ColumnFamilyOptions tenant_cf_options;
   // What the WAL scans of this open cost (StoreStats::open), summed over
@@ -233,6 +237,8 @@ class Shard {
   uint32_t index() const { return index_; }
   const std::string& path() const { return path_; }
   rocksdb::DB* db() const { return db_.get(); }
+  // The store's dictionary cache (shared by every shard).
+  DictionaryCache& dictionaries() const { return *res_->dictionaries; }
 
   // REQUIRES: the caller serialises Create and Drop (the store's admin lock).
   Result<rocksdb::ColumnFamilyHandle*> Create(const std::string& name);

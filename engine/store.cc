@@ -148,9 +148,11 @@ void Tenant::WipeKeys() {
   recording_key.Wipe();
   // Dictionaries are derived from the tenant's plaintext: dropped with the
   // keys (their content is zeroed when the last user lets go).
-  std::lock_guard<std::mutex> l(dicts.mu);
-  dicts.loaded.clear();
-  dicts.current.reset();
+  {
+    std::lock_guard<std::mutex> l(dicts.mu);
+    dicts.current = 0;
+  }
+  if (shard != nullptr) shard->dictionaries().EraseOwner(dicts.cache_owner);
 }
 
 // ---------------------------------------------------------------------------

@@ -36,13 +36,14 @@ inline int64_t NowMicros() {
       .count();
 }
 
-// A tenant's compression dictionaries (docs/decisions/0009), loaded lazily
-// after open: readers load the one a record names on first use; the writer
-// reads the newest one at its first put.
+// A tenant's compression dictionaries (docs/decisions/0009). The loaded
+// ones live in the store's DictionaryCache under `cache_owner` (bounded:
+// readers and the writer load a dropped one again from its sealed row);
+// the writer reads the newest id at its first put.
 struct TenantDictionaries {
+  const uint64_t cache_owner = DictionaryCache::NewOwner();
   std::mutex mu;
-  std::map<uint32_t, std::shared_ptr<const compress::Dictionary>> loaded;  // GUARDED_BY(mu)
-  std::shared_ptr<const compress::Dictionary> current;  // GUARDED_BY(mu); new records use it
+  uint32_t current = 0;  // GUARDED_BY(mu); new records use it; 0: none
   // The writer's state. GUARDED_BY(Tenant::write_mu).
   bool scanned = false;     // current_id and calls read since open
   bool broken = false;      // the stored dictionary does not load: none used, none trained

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -354,7 +355,7 @@ class CallPinCommand final : public Command {
   std::string call_id_;
 };
 
-// call hold: a legal hold on one call (released with `tenant release`).
+// call hold: a legal hold on one call (released with `call release`).
 class CallHoldCommand final : public Command {
  public:
   std::string Group() const override { return "call"; }
@@ -383,14 +384,63 @@ class CallHoldCommand final : public Command {
     } else {
       ctx.out() << "placed hold " << hold_.hold_id << " on call " << hold_.call_id << '\n';
     }
-    ctx.err() << "release it with `callvault tenant release " << tenant_id_ << " --id "
-              << hold_.hold_id << "`\n";
+    ctx.err() << "release it with `callvault call release " << tenant_id_ << " " << hold_.call_id
+              << " --id " << hold_.hold_id << "`\n";
     return {};
   }
 
  private:
   std::string tenant_id_;
   Hold hold_;
+};
+
+// call release: releases a hold placed on one call. Refuses a hold that is
+// not on that call (a tenant-level hold, or another call's), so that a
+// typo in an incident does not lift the wrong hold.
+class CallReleaseCommand final : public Command {
+ public:
+  std::string Group() const override { return "call"; }
+  std::string Name() const override { return "release"; }
+  std::string Help() const override {
+    return "Release a legal hold placed on one call; blocked work runs at its next run";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("TENANT", tenant_id_, "The tenant id")->required();
+    app->add_option("CALL_ID", call_id_, "The call id")->required();
+    app->add_option("--id", hold_id_, "The hold's id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    auto holds = (*store)->ListHolds(tenant_id_);
+    if (!holds.ok()) return holds.status();
+    auto it = std::find_if(holds->begin(), holds->end(),
+                           [&](const Hold& h) { return h.hold_id == hold_id_; });
+    if (it == holds->end()) {
+      return Status::NotFound("tenant " + tenant_id_ + " has no hold " + hold_id_);
+    }
+    if (it->call_id != call_id_) {
+      return Status::InvalidArgument(
+          it->call_id.empty()
+              ? "hold " + hold_id_ + " is on the whole tenant, not on a call: release it with "
+                    "`callvault tenant release " + tenant_id_ + " --id " + hold_id_ + "`"
+              : "hold " + hold_id_ + " is on another call, not on " + call_id_);
+    }
+    Status s = (*store)->ReleaseHold(tenant_id_, hold_id_);
+    if (!s.ok()) return s;
+    if (ctx.json()) {
+      ctx.PrintJson({{"tenant_id", tenant_id_},
+                     {"hold_id", hold_id_},
+                     {"call_id", call_id_},
+                     {"released", true}});
+    } else {
+      ctx.out() << "released hold " << hold_id_ << " on call " << call_id_ << '\n';
+    }
+    return {};
+  }
+
+ private:
+  std::string tenant_id_, call_id_, hold_id_;
 };
 
 }  // namespace
@@ -404,6 +454,7 @@ void AddCallCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<CallPinCommand>(true));
   out->push_back(std::make_unique<CallPinCommand>(false));
   out->push_back(std::make_unique<CallHoldCommand>());
+  out->push_back(std::make_unique<CallReleaseCommand>());
 }
 
 }  // namespace callvault::cli

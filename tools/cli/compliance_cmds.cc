@@ -70,6 +70,24 @@ nlohmann::json PurgesToJson(const std::vector<PurgeOutcome>& purges) {
   return a;
 }
 
+// After a run (not a dry run): kFailedPrecondition (exit 78) naming every
+// due purge that was not done and what blocked it, so that a cron job or an
+// operator's script sees it; OK when every due purge was done.
+Status UndonePurges(const std::vector<PurgeOutcome>& purges) {
+  std::string undone;
+  size_t n = 0;
+  for (const auto& p : purges) {
+    if (p.receipt) continue;
+    ++n;
+    undone += fmt::format("{}{} ({})", undone.empty() ? "" : ", ", p.tenant_id, p.status);
+  }
+  if (n == 0) return Status::OK();
+  return Status::FailedPrecondition(
+      fmt::format("{} due purge(s) not done: {}; release the hold (`tenant release` or `call "
+                  "release`) and run again",
+                  n, undone));
+}
+
 void PrintPurges(std::ostream& out, const std::vector<PurgeOutcome>& purges) {
   if (purges.empty()) {
     out << "scheduled purges: none due\n";
@@ -125,6 +143,7 @@ class RetentionRunCommand final : public Command {
         report->calls_removed, dry_run_ ? "would be removed" : "removed",
         report->removed_by_tenant.size(),
         report->receipts.empty() ? "" : fmt::format("; {} receipt(s)", report->receipts.size()));
+    if (purges_ && !dry_run_) return UndonePurges(purges);
     return {};
   }
 
@@ -160,6 +179,7 @@ class PurgesRunCommand final : public Command {
     } else {
       PrintPurges(ctx.out(), *purges);
     }
+    if (!dry_run_) return UndonePurges(*purges);
     return {};
   }
 

@@ -270,14 +270,17 @@ void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t>
   PrintFields(out, f);
 }
 
-void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants) {
+void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants,
+                      const std::map<std::string, size_t>& call_holds) {
   // CREATED last: its width varies (the fraction of a second is omitted when zero).
   Table table({"TENANT", "STATE", "REGION", "RETENTION", "SHARD", "COLUMN_FAMILY", "HOLDS",
-               "PURGE_AT", "CREATED"});
+               "CALL_HOLDS", "PURGE_AT", "CREATED"});
   for (const auto& t : tenants) {
+    auto c = call_holds.find(t.tenant_id);
     table.Add({t.tenant_id, StateText(t), t.region, RetentionText(t.retention_days),
                std::to_string(t.shard), t.column_family, std::to_string(t.holds.size()),
-               FormatTime(t.purge_at), FormatTime(t.created_at)});
+               c == call_holds.end() ? "-" : std::to_string(c->second), FormatTime(t.purge_at),
+               FormatTime(t.created_at)});
   }
   table.Print(out);
 }
@@ -497,6 +500,16 @@ nlohmann::json StatsToJson(const StoreStats& s) {
                {"wal_scan_micros", s.open.wal_scan_micros},
                {"wal_files", s.open.wal_files},
                {"wal_bytes", s.open.wal_bytes}};
+  j["memory"] = {{"block_cache_bytes", s.memory.block_cache_bytes},
+                 {"block_cache_budget", s.memory.block_cache_budget},
+                 {"memtable_bytes", s.memory.memtable_bytes},
+                 {"memtable_budget", s.memory.memtable_budget},
+                 {"dictionary_bytes", s.memory.dictionary_bytes},
+                 {"dictionary_budget", s.memory.dictionary_budget},
+                 {"dictionaries", s.memory.dictionaries},
+                 {"dictionary_hits", s.memory.dictionary_hits},
+                 {"dictionary_misses", s.memory.dictionary_misses},
+                 {"dictionary_evictions", s.memory.dictionary_evictions}};
   return j;
 }
 
@@ -515,6 +528,13 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                {"open", fmt::format("{:.1f} ms, of which {:.1f} ms reading {} WAL file(s) ({})",
                                     s.open.open_micros / 1e3, s.open.wal_scan_micros / 1e3,
                                     s.open.wal_files, FormatBytes(s.open.wal_bytes))},
+               {"memory", fmt::format("block cache {} of {}, memtables {} of {}, {} dictionaries {} of {}",
+                                      FormatBytes(s.memory.block_cache_bytes),
+                                      FormatBytes(s.memory.block_cache_budget),
+                                      FormatBytes(s.memory.memtable_bytes),
+                                      FormatBytes(s.memory.memtable_budget), s.memory.dictionaries,
+                                      FormatBytes(s.memory.dictionary_bytes),
+                                      FormatBytes(s.memory.dictionary_budget))},
            });
   out << "shards:\n";
   Table shards({"  SHARD", "TENANTS", "SST_FILES", "LIVE_BYTES"});

@@ -8,6 +8,7 @@
 #include <iosfwd>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,7 +70,10 @@ nlohmann::json TenantToJson(const TenantInfo& t, bool reveal = false);
 // otherwise the tenant-level holds of `t` are shown.
 void PrintTenant(std::ostream& out, const TenantInfo& t, std::optional<uint64_t> calls,
                  const std::optional<std::vector<Hold>>& holds = std::nullopt);
-void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants);
+// `call_holds`: per tenant id, how many of its legal holds are on single
+// calls (absent: unknown, shown as "-").
+void PrintTenantTable(std::ostream& out, const std::vector<TenantInfo>& tenants,
+                      const std::map<std::string, size_t>& call_holds = {});
 void PrintHoldTable(std::ostream& out, const std::vector<Hold>& holds, bool reveal);
 
 nlohmann::json ReceiptToJson(const Receipt& r);

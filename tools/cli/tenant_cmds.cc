@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <ostream>
 
 #include "callvault/export.h"
@@ -57,12 +58,27 @@ class TenantListCommand final : public Command {
     if (!store.ok()) return store.status();
     auto tenants = (*store)->ListTenants();
     if (!tenants.ok()) return tenants.status();
+    // Holds on single calls block the tenant's purge too: counted per live
+    // tenant (a purged one has none to list).
+    std::map<std::string, size_t> call_holds;
+    for (const auto& t : *tenants) {
+      if (t.state != TenantState::kActive) continue;
+      auto holds = (*store)->ListHolds(t.tenant_id);
+      if (!holds.ok()) continue;
+      call_holds[t.tenant_id] = static_cast<size_t>(std::count_if(
+          holds->begin(), holds->end(), [](const Hold& h) { return !h.call_id.empty(); }));
+    }
     if (ctx.json()) {
       nlohmann::json a = nlohmann::json::array();
-      for (const auto& t : *tenants) a.push_back(TenantToJson(t, ctx.reveal()));
+      for (const auto& t : *tenants) {
+        nlohmann::json j = TenantToJson(t, ctx.reveal());
+        auto c = call_holds.find(t.tenant_id);
+        j["call_holds"] = c == call_holds.end() ? nlohmann::json(nullptr) : nlohmann::json(c->second);
+        a.push_back(std::move(j));
+      }
       ctx.PrintJson({{"tenants", std::move(a)}});
     } else {
-      PrintTenantTable(ctx.out(), *tenants);
+      PrintTenantTable(ctx.out(), *tenants, call_holds);
     }
     return {};
   }

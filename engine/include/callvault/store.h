@@ -140,6 +140,11 @@ struct Options {
   // readable with any value).
   // Default: 256 calls.
   uint32_t dictionary_training_calls = 256;
+  // Loaded compression dictionaries of every tenant, least recently used
+  // dropped first beyond this (a dropped one is read again from its row at
+  // its next use; ~90 KiB each). Default: 64 MiB (~700 tenants' in use at
+  // once). See docs/operations.md, "Memory".
+  size_t dictionary_cache_bytes = 64u << 20;
 
   // --- For tests ---
   // The Env (and so FileSystem) RocksDB uses; nullptr means Env::Default().
@@ -457,6 +462,15 @@ struct StoreStats {
     uint64_t wal_files = 0;
     uint64_t wal_bytes = 0;
   } open;
+  // What the store holds in memory now, by consumer, beside its bound
+  // (docs/operations.md, "Memory").
+  struct Memory {
+    uint64_t block_cache_bytes = 0, block_cache_budget = 0;  // Options::block_cache_bytes
+    uint64_t memtable_bytes = 0, memtable_budget = 0;        // Options::write_buffer_budget_bytes
+    uint64_t dictionary_bytes = 0, dictionary_budget = 0;    // Options::dictionary_cache_bytes
+    uint64_t dictionaries = 0;                               // loaded now
+    uint64_t dictionary_hits = 0, dictionary_misses = 0, dictionary_evictions = 0;  // since open
+  } memory;
 };
 
 class Store {
