@@ -322,7 +322,8 @@ std::string EncodeReceipt(const Receipt& r) {
                                    r.kek_generation_retired, r.kek_generation_current,
                                    r.keyring_generation, r.records, r.bytes, S(b, r.prev_hash),
                                    S(b, r.signature),
-                                   r.destination.empty() ? Offset<String>() : S(b, r.destination)));
+                                   r.destination.empty() ? Offset<String>() : S(b, r.destination),
+                                   r.irrecoverable_after));
   return Finish(b);
 }
 
@@ -346,6 +347,7 @@ Status DecodeReceipt(std::string_view bytes, Receipt* r) {
     for (uint32_t v : *x->key_versions_destroyed()) r->key_versions_destroyed.push_back(v);
   }
   r->destination = Str(x->destination());
+  r->irrecoverable_after = x->irrecoverable_after();
   r->kek_generation_retired = x->kek_generation_retired();
   r->kek_generation_current = x->kek_generation_current();
   r->keyring_generation = x->keyring_generation();

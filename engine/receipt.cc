@@ -40,6 +40,8 @@ nlohmann::json Body(const Receipt& r) {
   // Only moved_out receipts have it: every earlier receipt's canonical form
   // (and so its signature and the chain) is unchanged.
   if (!r.destination.empty()) j["destination"] = r.destination;
+  // Likewise only when known (purges since the key providers report it).
+  if (r.irrecoverable_after != 0) j["irrecoverable_after"] = r.irrecoverable_after;
   return j;
 }
 

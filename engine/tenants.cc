@@ -411,6 +411,10 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
     }
     CV_RETURN_IF_ERROR(RetireStaleKeys());
   }
+  if (r.kek_generation_retired != 0) {
+    CV_ASSIGN_OR_RETURN(r.irrecoverable_after,
+                        kp_->IrrecoverableAfter(r.kek_generation_retired, NowMicros()));
+  }
   CV_KILL_POINT("purge.after_shred");
   if (live != nullptr) live->WipeKeys();
   // 2. Drop the column family; its files go once the handle is destroyed.

@@ -7,7 +7,8 @@ pkgs=(build-essential cmake make pkg-config
       libflatbuffers-dev flatbuffers-compiler
       libgtest-dev libgmock-dev libbenchmark-dev
       libcli11-dev nlohmann-json3-dev libfmt-dev
-      wamerican python3 python3-matplotlib)
+      wamerican python3 python3-matplotlib
+      softhsm2 libp11-kit-dev)  # the PKCS#11 provider: its header; SoftHSM2 for its tests
 # `install-deps.sh sanitizers`: also clang and its runtimes (asan-ubsan, tsan presets).
 if [ "${1:-}" = "sanitizers" ]; then
   pkgs+=(clang libclang-rt-14-dev)

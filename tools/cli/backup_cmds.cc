@@ -145,9 +145,7 @@ class BackupCommand final : public Command {
       if (ctx.flags().keys.empty() && ctx.flags().db.empty()) {
         return RunResult::Usage("backup verify needs --pubkey HEX, --keys DIR or --db DIR");
       }
-      FileKeyProviderOptions ko;
-      ko.create_if_missing = false;
-      auto kp = NewFileKeyProvider(ctx.KeyDir(), ko);
+      auto kp = ctx.MakeKeyProvider(/*create_if_missing=*/false);
       if (!kp.ok()) return kp.status();
       auto k = (*kp)->ExistingSigningPublicKey();
       if (!k.ok()) return k.status();
@@ -187,9 +185,7 @@ class RestoreCommand final : public Command {
     app->add_option("--cut", cut_, "The cut to restore (default: the newest)");
   }
   RunResult Run(Context& ctx) override {
-    FileKeyProviderOptions ko;
-    ko.create_if_missing = false;
-    auto kp = NewFileKeyProvider(ctx.KeyDir(), ko);
+    auto kp = ctx.MakeKeyProvider(/*create_if_missing=*/false);
     if (!kp.ok()) {
       if (kp.status().code() == Code::kNotFound) {
         return Status::KeyError("key directory " + ctx.KeyDir() +

@@ -92,6 +92,14 @@ struct Parser {
     app.add_option("--db", flags->db, "The store directory. Required by every command but demo.");
     app.add_option("--keys", flags->keys,
                    "The key directory. Default: <db>.keys, beside the store (never inside it).");
+    app.add_option("--pkcs11-module", flags->pkcs11_module,
+                   "Keep the KEKs and the signing key in a PKCS#11 token: the module (.so). "
+                   "--keys is then the local state directory. Default: none (key files).");
+    app.add_option("--pkcs11-token", flags->pkcs11_token, "The token's label (with --pkcs11-module).");
+    app.add_option("--pkcs11-pin-file", flags->pkcs11_pin_file,
+                   "A file holding the token's user PIN (mode 0600).");
+    app.add_option("--pkcs11-pin-env", flags->pkcs11_pin_env,
+                   "The NAME of an environment variable holding the PIN (never the PIN itself).");
     app.add_flag("--json", flags->json, "Print one JSON document on stdout. Default: text.");
     app.add_flag("--reveal", flags->reveal,
                  "Show personal data (names, emails, phones, titles, transcript and summary "
@@ -174,6 +182,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   // which in RocksDB 7.8 returns the working directory without the path.
   flags.db = AbsolutePath(flags.db);
   flags.keys = AbsolutePath(flags.keys);
+  flags.pkcs11_pin_file = AbsolutePath(flags.pkcs11_pin_file);
   Context ctx(flags, out, err);
   for (auto& [sub, command] : parser.leaves) {
     if (!sub->parsed()) continue;

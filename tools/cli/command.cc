@@ -8,6 +8,7 @@
 #include <ostream>
 
 #include "callvault/key_provider.h"
+#include "callvault/pkcs11_key_provider.h"
 
 namespace callvault::cli {
 
@@ -42,6 +43,27 @@ std::string Context::KeyDir() const {
   return flags_.keys.empty() ? DefaultKeyDir(flags_.db) : flags_.keys;
 }
 
+Result<std::shared_ptr<KeyProvider>> Context::MakeKeyProvider(bool create_if_missing) const {
+  if (flags_.pkcs11_module.empty()) {
+    if (!flags_.pkcs11_token.empty() || !flags_.pkcs11_pin_file.empty() ||
+        !flags_.pkcs11_pin_env.empty()) {
+      return Status::InvalidArgument("--pkcs11-token and --pkcs11-pin-* need --pkcs11-module");
+    }
+    FileKeyProviderOptions ko;
+    ko.create_if_missing = create_if_missing;
+    return NewFileKeyProvider(KeyDir(), ko);
+  }
+  if (flags_.pkcs11_token.empty()) return Status::InvalidArgument("--pkcs11-module needs --pkcs11-token LABEL");
+  Pkcs11KeyProviderOptions po;
+  po.module_path = flags_.pkcs11_module;
+  po.token_label = flags_.pkcs11_token;
+  po.pin_file = flags_.pkcs11_pin_file;
+  po.pin_env = flags_.pkcs11_pin_env;
+  po.state_dir = KeyDir();
+  po.create_if_missing = create_if_missing;
+  return NewPkcs11KeyProvider(po);
+}
+
 bool Context::ErrIsTerminal() const { return &err_ == &std::cerr && ::isatty(STDERR_FILENO) == 1; }
 
 bool Context::OutIsTerminal() const { return &out_ == &std::cout && ::isatty(STDOUT_FILENO) == 1; }
@@ -72,9 +94,7 @@ Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode) const {
   if (!has_files) {
     return Status::NotFound("no callvault store in " + flags_.db + " (create one with `init`)");
   }
-  FileKeyProviderOptions ko;
-  ko.create_if_missing = false;
-  auto kp = NewFileKeyProvider(KeyDir(), ko);
+  auto kp = MakeKeyProvider(/*create_if_missing=*/false);
   if (!kp.ok()) {
     if (kp.status().code() == Code::kNotFound) {
       return Status::KeyError("key directory " + KeyDir() +

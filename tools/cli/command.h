@@ -27,6 +27,14 @@ struct GlobalFlags {
   std::string keys;     // --keys: the key directory. Default: "<db>.keys".
   bool json = false;    // --json: machine-readable output. Default: off.
   bool reveal = false;  // --reveal: show personal data. Default: off (redacted).
+  // The PKCS#11 key provider (docs/cli.md "Keys in an HSM"): given a module,
+  // KEKs and the signing key live in that token and --keys names the local
+  // state directory (keyrings, tombstone log, writer lock). The PIN only
+  // from a file or an environment variable: never a flag value (`ps`).
+  std::string pkcs11_module;    // --pkcs11-module PATH
+  std::string pkcs11_token;     // --pkcs11-token LABEL
+  std::string pkcs11_pin_file;  // --pkcs11-pin-file FILE
+  std::string pkcs11_pin_env;   // --pkcs11-pin-env VAR
 };
 
 // The default key directory of a store: "<db>.keys", beside the store and
@@ -86,6 +94,10 @@ class Context {
 
   // --keys, or DefaultKeyDir(--db).
   std::string KeyDir() const;
+  // The key provider the flags name: the file provider on KeyDir(), or the
+  // PKCS#11 provider (token from --pkcs11-*, state directory KeyDir()).
+  // kNotFound if KeyDir() does not exist and !create_if_missing.
+  Result<std::shared_ptr<KeyProvider>> MakeKeyProvider(bool create_if_missing) const;
   // Opens the existing store named by --db with the keys of KeyDir().
   // kNotFound if there is no store there; kKeyError if the key directory
   // does not exist. kReadOnly notes on stderr when the store needs recovery

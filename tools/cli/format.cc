@@ -321,6 +321,8 @@ void PrintReceipt(std::ostream& out, const Receipt& r, std::string_view indent) 
                   {"kek_generation_retired", std::to_string(r.kek_generation_retired)},
                   {"kek_generation_current", std::to_string(r.kek_generation_current)},
                   {"keyring_generation", std::to_string(r.keyring_generation)},
+                  {"irrecoverable_after",
+                   r.irrecoverable_after != 0 ? FormatTime(r.irrecoverable_after) : "-"},
                   {"records", std::to_string(r.records)},
                   {"bytes", std::to_string(r.bytes)},
                   {"prev_hash", r.prev_hash.empty() ? "-" : r.prev_hash},
@@ -332,10 +334,11 @@ void PrintReceipt(std::ostream& out, const Receipt& r, std::string_view indent) 
 void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts,
                        std::string_view indent) {
   const std::string in(indent);
-  Table table({in + "SEQ", "KIND", "TENANT", "RECORDS", "BYTES", "TIME"});
+  Table table({in + "SEQ", "KIND", "TENANT", "RECORDS", "BYTES", "TIME", "IRRECOVERABLE_AFTER"});
   for (const auto& r : receipts) {
     table.Add({in + std::to_string(r.sequence), r.kind, r.tenant_id, std::to_string(r.records),
-               std::to_string(r.bytes), FormatTime(r.time)});
+               std::to_string(r.bytes), FormatTime(r.time),
+               r.irrecoverable_after != 0 ? FormatTime(r.irrecoverable_after) : "-"});
   }
   table.Print(out);
 }

@@ -47,7 +47,7 @@ class InitCommand final : public Command {
 
     std::error_code ec;
     const bool keys_existed = std::filesystem::exists(ctx.KeyDir(), ec) || ec;
-    auto kp = NewFileKeyProvider(ctx.KeyDir());
+    auto kp = ctx.MakeKeyProvider(/*create_if_missing=*/true);
     if (!kp.ok()) return kp.status();
     Options o;
     o.key_provider = *kp;

@@ -62,10 +62,27 @@ class KeyProvider {
   // than the next WriteKeyring returns (the engine seals a keyring under it
   // only through WriteKeyring). kAlreadyExists if it exists.
   virtual Status CreateKek(uint32_t gen) = 0;
-  // Destroys KEK generation `gen` for good, durably, before returning.
-  // Destroying a generation that does not exist is OK (idempotent).
+  // Destroys KEK generation `gen` for good, durably, before returning, or
+  // (a KMS with soft delete) schedules its destruction, after which no call
+  // of this interface may use it again. Destroying a generation that does
+  // not exist is OK (idempotent).
   virtual Status DestroyKek(uint32_t gen) = 0;
-  // XChaCha20-Poly1305 under KEK `gen`: returns nonce || ciphertext || tag.
+  // When KEK generation `gen`, destroyed by DestroyKek, is or will be
+  // irrecoverable by anyone (the provider's operator included), in
+  // microseconds since the epoch. `destroyed_at` is the system clock when
+  // the engine destroyed it, or later (a purge finished after a crash).
+  // Purge receipts carry the answer as `irrecoverable_after`.
+  // Default: destroyed_at (DestroyKek destroys at once: files, PKCS#11).
+  // A KMS with a soft-delete window answers its scheduled deletion date
+  // (AWS KMS DeletionDate, Azure Key Vault scheduledPurgeDate), i.e. at
+  // least destroyed_at + the window (docs/kms-providers.md).
+  virtual Result<int64_t> IrrecoverableAfter(uint32_t gen, int64_t destroyed_at) {
+    (void)gen;
+    return destroyed_at;
+  }
+  // Authenticated encryption under KEK `gen` (the file provider:
+  // XChaCha20-Poly1305, nonce || ciphertext || tag; PKCS#11: AES-GCM in the
+  // token). The format is the provider's own; only its Open reads it.
   virtual Result<std::string> Seal(uint32_t gen, const SecretBytes& plaintext,
                                    std::string_view aad) = 0;
   // Inverse of Seal. kKeyError if generation `gen` does not exist;

@@ -239,6 +239,15 @@ struct Receipt {
   // "moved_out" only: the hex store id of the store the tenant moved to (in
   // Canonical() only when set, so every other receipt's form is unchanged).
   std::string destination;
+  // Purges that destroyed (or found destroyed) a KEK generation: when that
+  // generation is irrecoverable, in microseconds since the epoch, as the
+  // key provider reports it (KeyProvider::IrrecoverableAfter): the purge
+  // time for the file and PKCS#11 providers, the scheduled deletion date
+  // for a KMS with a soft-delete window. Until then the purged tenant's
+  // data can be brought back by whoever can recover the KEK. 0: not
+  // recorded (receipts of other kinds, and purges before this field; in
+  // Canonical() only when set, so their signatures are unchanged).
+  int64_t irrecoverable_after = 0;
 
   // The signed form: one line of JSON with sorted keys and no signature.
   std::string Canonical() const;
