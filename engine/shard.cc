@@ -266,6 +266,39 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
   return std::string();
 }
 
+// `NNNNNN.log.tmp`, `NNNNNN.log.damage.tmp`, `NNNNNN.log.damaged.tmp`:
+// the names fsutil::AtomicWrite gives its temp files in a WAL repair.
+bool IsRepairTempName(const std::string& name) {
+  constexpr std::string_view kTmp = ".tmp";
+  if (name.size() <= kTmp.size() ||
+      name.compare(name.size() - kTmp.size(), kTmp.size(), kTmp) != 0) {
+    return false;
+  }
+  std::string base = name.substr(0, name.size() - kTmp.size());
+  for (std::string_view suffix : {walscan::kEvidenceSuffix, walscan::kDamageRecordSuffix}) {
+    if (base.size() > suffix.size() &&
+        base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      base.resize(base.size() - suffix.size());
+      break;
+    }
+  }
+  return IsWalName(base);
+}
+
+Status RemoveRepairTempFiles(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::vector<std::string> children;
+  rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
+  if (ls.IsNotFound() || ls.IsPathNotFound()) return Status::OK();
+  CV_RETURN_IF_ERROR(fsutil::FromIO(ls, "list shard directory"));
+  bool removed = false;
+  for (const auto& name : children) {
+    if (!IsRepairTempName(name)) continue;
+    CV_RETURN_IF_ERROR(fsutil::Remove(fs, dir, name, /*sync_dir=*/false));
+    removed = true;
+  }
+  return removed ? fsutil::SyncDir(fs, dir) : Status::OK();
+}
+
 // An existing shard that will not open (a damaged or missing CURRENT or
 // MANIFEST): damage to restore, never "not found" (an operator told "no
 // such store" may init over it). Other codes (kIOError, kCorruption) stay.
@@ -527,6 +560,12 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
   // The open reads CURRENT again: what it calls obsolete is (decision 0025).
   if (!read_only) res.close_check->ReleaseDeletions(path);
+  // Temp files of a WAL repair (fsutil::AtomicWrite of NNNNNN.log, its
+  // .damage record or .damaged copy) a crash left between create and
+  // rename: never read, removed by the writer (which holds the store's lock).
+  if (!read_only && !create) {
+    CV_RETURN_IF_ERROR(RemoveRepairTempFiles(res.env->GetFileSystem().get(), path));
+  }
   rocksdb::DBOptions dbo = res.db_options;
   dbo.listeners.push_back(shard->error_);
   dbo.info_log = read_only ? NewDiscardingInfoLog() : NewInfoLog(path);

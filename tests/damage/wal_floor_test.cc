@@ -225,6 +225,36 @@ TEST(WalFloor, DamagedSyncedManifestRecordIsLoud) {
   }
 }
 
+// A crash inside fsutil::AtomicWrite during a WAL repair (between the temp
+// file's create and its rename) leaves `<name>.tmp` in the shard
+// directory: the next writable open removes those of its own names
+// (NNNNNN.log, .log.damage, .log.damaged + .tmp) and nothing else; a
+// read-only open removes nothing.
+TEST(WalFloor, StaleRepairTempFilesRemovedAtWritableOpenOnly) {
+  testutil::TestStore s;
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({.tenant_id = "acme"}));
+  ASSERT_OK(s->PutCall("acme", testutil::MakeCall("c1", kT0)));
+  s.Close();
+  const std::string shard = s.db + "/shards/0000";
+  const std::vector<std::string> ours = {"000123.log.tmp", "000123.log.damage.tmp",
+                                         "000123.log.damaged.tmp"};
+  const std::vector<std::string> foreign = {"notes.tmp", "000123.sst.tmp", "x000123.log.tmp",
+                                            "000123.log.tmp.keep"};
+  for (const auto& n : ours) std::ofstream(shard + "/" + n) << "partial";
+  for (const auto& n : foreign) std::ofstream(shard + "/" + n) << "not ours";
+  s.options.read_only = true;
+  s.options.create_if_missing = false;
+  ASSERT_OK(s.Open());
+  s.Close();
+  for (const auto& n : ours) EXPECT_TRUE(fs::exists(shard + "/" + n)) << n << " removed read-only";
+  s.options.read_only = false;
+  ASSERT_OK(s.Open());
+  for (const auto& n : ours) EXPECT_FALSE(fs::exists(shard + "/" + n)) << n << " left behind";
+  for (const auto& n : foreign) EXPECT_TRUE(fs::exists(shard + "/" + n)) << n << " removed";
+  EXPECT_OK(s->GetCall("acme", "c1", kPartAll));
+}
+
 // A power loss that drops writes the engine made unsynced on purpose
 // (recording markers and chunks before Finish) while a later MANIFEST edit
 // (a new tenant's column family) was made: nothing acknowledged is lost, so
