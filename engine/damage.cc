@@ -4,6 +4,8 @@
 // reopens, and the operator's way out (AcceptTenantDamage; or PurgeTenant).
 #include <rocksdb/env.h>
 
+#include <algorithm>
+
 #include "engine/fs_util.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
@@ -12,13 +14,11 @@
 
 namespace callvault {
 
-namespace {
 std::string DamageKey(uint64_t internal_id) {
   std::string key(1, format::kDamagePrefix);
   format::PutFixed64BE(&key, internal_id);
   return key;
 }
-}  // namespace
 
 bool Store::Impl::IsStorageCorruption(const Status& s) {
   // RocksDB's own corruption statuses read "Corruption: ..." (FromRocks
@@ -26,9 +26,12 @@ bool Store::Impl::IsStorageCorruption(const Status& s) {
   return s.code() == Code::kCorruption && s.message().find("Corruption: ") != std::string::npos;
 }
 
-Status Store::Impl::ScanMetaWal() {
+Status Store::Impl::ScanMetaWal(bool read_only) {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
-  CV_ASSIGN_OR_RETURN(walscan::ScanResult scan, walscan::ScanDirectory(fs, path_ + "/meta"));
+  const walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, path_ + "/meta");
+  CV_RETURN_IF_ERROR(walscan::RefuseManifest(manifest, "metadata instance", read_only));
+  CV_ASSIGN_OR_RETURN(walscan::ScanResult scan,
+                      walscan::ScanDirectory(fs, path_ + "/meta", false, false, &manifest));
   res_->CountWalScan(scan);
   if (scan.damage.empty()) return Status::OK();
   const std::string what = "metadata instance: " + scan.damage.front().Describe();
@@ -59,10 +62,28 @@ Status Store::Impl::LoadDamage() {
 
 Status Store::Impl::RecordWalDamage() {
   std::lock_guard<std::mutex> l(admin_mu_);
+  // Read only when a shard's damage is not attributed: "every tenant of the
+  // shard" is every tenant the registry places there, not only the
+  // families RocksDB opened (a lost MANIFEST edit can take a family with it).
+  std::vector<codec::TenantRecord> registry;
+  bool registry_read = false;
   for (const auto& shard : shards_) {
     if (shard->wal_damage().empty()) continue;
     for (const auto& d : shard->wal_damage()) {
       std::vector<std::string> families = d.all_families ? shard->FamilyNames() : d.families;
+      if (d.all_families) {
+        if (!registry_read) {
+          CV_RETURN_IF_ERROR(LoadRegistry(&registry));
+          registry_read = true;
+        }
+        for (const auto& rec : registry) {
+          const std::string name = format::ColumnFamilyName(rec.internal_id);
+          if (rec.shard == shard->index() && rec.state == TenantState::kActive &&
+              std::find(families.begin(), families.end(), name) == families.end()) {
+            families.push_back(name);
+          }
+        }
+      }
       std::string ids;
       for (const auto& name : families) {
         auto id = format::ParseColumnFamilyName(name);

@@ -36,11 +36,6 @@ bool IsReportName(const std::string& name) {
 
 std::string ReportRowKey(const std::string& name) { return "damage_report:" + name; }
 
-std::string MarkKey(uint64_t internal_id) {  // damage.cc's DamageKey
-  std::string key(1, format::kDamagePrefix);
-  format::PutFixed64BE(&key, internal_id);
-  return key;
-}
 }  // namespace
 
 void Store::Impl::ReportDamage(const Tenant& t, const std::string& why) {
@@ -111,7 +106,7 @@ Status Store::Impl::ApplyDamageReports() {
         if (!read_only()) {
           // The report goes only once the mark is durable.
           std::string mark;
-          rocksdb::Status got = meta_->Get(rocksdb::ReadOptions(), MarkKey(id), &mark);
+          rocksdb::Status got = meta_->Get(rocksdb::ReadOptions(), DamageKey(id), &mark);
           if (!got.ok()) {
             if (got.IsNotFound()) continue;  // the mark's write failed: the next open tries again
             return fsutil::FromRocks(got, "read damage mark");

@@ -22,13 +22,20 @@ namespace callvault {
 
 namespace {
 
-// max_manifest_file_size. Not 1 (a new MANIFEST per edit, which would
-// keep the MANIFEST CURRENT names always whole against torn writes): 7.8
-// then meets its SetCurrentFile error path at every edit, and on a full
-// disk it deletes the MANIFEST CURRENT still names (the new one written,
-// CURRENT's temp file not: manifest_file_number_ advances anyway), which
-// bricks the instance. Decision 0024.
-constexpr uint64_t kManifestRollBytes = 64u << 20;
+// max_manifest_file_size: 1, a new MANIFEST per edit (the whole state,
+// the edit, synced, then CURRENT renamed to it), so the MANIFEST CURRENT
+// names is always whole: a power loss can garble only the unsynced tail of
+// one CURRENT does not name yet (with appended edits 7.8 refused the
+// instance: "checksum mismatch"). 7.8's SetCurrentFile error path, met at
+// every edit, then deletes the MANIFEST CURRENT still names on a full
+// disk; CloseCheckFS::HoldDeletions keeps it. Decisions 0024, 0025.
+constexpr uint64_t kManifestRollBytes = 1;
+
+bool IsManifestWrite(const std::string& path) {
+  const std::string base = path.substr(path.rfind('/') + 1);
+  return base.rfind("MANIFEST-", 0) == 0 ||
+         (base.size() > 6 && base.compare(base.size() - 6, 6, ".dbtmp") == 0);
+}
 
 std::string DirOf(const std::string& path);
 
@@ -84,7 +91,10 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
 
  private:
   rocksdb::IOStatus Note(rocksdb::IOStatus s) {
-    if (!s.ok()) fs_->RecordWriteFailure(DirOf(path_));
+    if (!s.ok()) {
+      fs_->RecordWriteFailure(DirOf(path_));
+      if (IsManifestWrite(path_)) fs_->HoldDeletions(DirOf(path_));
+    }
     return s;
   }
   CloseCheckFS* const fs_;  // outlives every file: owned by SharedResources
@@ -105,7 +115,10 @@ class CheckedDirectory : public rocksdb::FSDirectoryWrapper {
 
  private:
   rocksdb::IOStatus Note(rocksdb::IOStatus s) {
-    if (!s.ok()) fs_->RecordWriteFailure(dir_);
+    if (!s.ok()) {
+      fs_->RecordWriteFailure(dir_);
+      fs_->HoldDeletions(dir_);  // (SetCurrentFile syncs the directory)
+    }
     return s;
   }
   CloseCheckFS* const fs_;
@@ -117,6 +130,12 @@ class FileSystemEnv : public rocksdb::EnvWrapper {
  public:
   FileSystemEnv(rocksdb::Env* base, std::shared_ptr<rocksdb::FileSystem> fs) : EnvWrapper(base) {
     file_system_ = std::move(fs);
+  }
+  // 7.8 deletes obsolete MANIFESTs through the Env (DeleteObsoleteFileImpl),
+  // which EnvWrapper hands to `base`: through the FileSystem instead, so
+  // that CloseCheckFS::HoldDeletions sees it (decision 0025).
+  rocksdb::Status DeleteFile(const std::string& f) override {
+    return file_system_->DeleteFile(f, rocksdb::IOOptions(), nullptr);
   }
   const char* Name() const override { return "CallvaultFileSystemEnv"; }
 };
@@ -187,14 +206,6 @@ std::string DirOf(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
-// The MANIFEST that CURRENT names, or "" if CURRENT is unreadable.
-std::string CurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
-  std::string current;
-  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return "";
-  while (!current.empty() && current.back() == '\n') current.pop_back();
-  return current;
-}
-
 bool IsWalName(const std::string& name) {
   return name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0 &&
          name.find_first_not_of("0123456789") == name.size() - 4;
@@ -205,8 +216,8 @@ bool IsWalName(const std::string& name) {
 // that wrote it, so nothing may have shrunk or gone. A failed read is
 // kIOError (the open fails; nothing is marked).
 Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
-                                   const ShardMark& m) {
-  if (m.manifest.empty() || CurrentManifest(fs, dir) != m.manifest) return std::string();
+                                   const walscan::ManifestInfo& current, const ShardMark& m) {
+  if (m.manifest.empty() || current.name != m.manifest) return std::string();
   // false: the file is gone.
   auto size_of = [&](const std::string& name, uint64_t* size) -> Result<bool> {
     rocksdb::IOStatus s = fs->GetFileSize(dir + "/" + name, rocksdb::IOOptions(), size, nullptr);
@@ -214,9 +225,9 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
     CV_RETURN_IF_ERROR(fsutil::FromIO(s, "shard mark: size of " + name));
     return true;
   };
-  uint64_t size = 0;
-  CV_ASSIGN_OR_RETURN(bool there, size_of(m.manifest, &size));
-  if (!there) return m.manifest + " is gone";
+  CV_RETURN_IF_ERROR(current.read_error);
+  if (!current.present) return m.manifest + " is gone";
+  uint64_t size = current.data.size();
   if (size < m.manifest_size) {
     return m.manifest + " is " + std::to_string(size) + " bytes, " +
            std::to_string(m.manifest_size) + " at the last close (truncated: edits lost)";
@@ -226,16 +237,26 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
   // its table file unreferenced, the WAL it replaced deleted).
   walscan::WalFile mf;
   mf.name = m.manifest;
-  CV_RETURN_IF_ERROR(fsutil::FromIO(rocksdb::ReadFileToString(fs, dir + "/" + m.manifest, &mf.data),
-                                    "shard mark: read " + m.manifest));
-  mf.data.resize(m.manifest_size);
+  mf.data = current.data.substr(0, m.manifest_size);
   const walscan::ScanResult edits = walscan::Scan({mf});
   if (!edits.damage.empty() || edits.tail_drops > 0) {
     return m.manifest + " has a damaged record within the " + std::to_string(m.manifest_size) +
            " bytes of the last close (edits lost)";
   }
+  bool there = false;
   for (const auto& [name, want] : m.wals) {
     CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
+    // A repair an earlier open began and did not record (decision 0019):
+    // the WAL was rewritten without its damaged records, and the kept copy
+    // holds what the close left. The WAL scan reports that damage from the
+    // copy, with the families of the records lost; the shorter WAL is not
+    // a loss of its own (it would mark every tenant of the shard).
+    uint64_t kept = 0;
+    if (there && size < want) {
+      CV_ASSIGN_OR_RETURN(bool copy,
+                          size_of(name + std::string(walscan::kEvidenceSuffix), &kept));
+      if (copy && kept >= want) continue;
+    }
     if (!there) return "WAL file " + name + " is gone";
     if (size < want) {
       return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
@@ -243,6 +264,39 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
     }
   }
   return std::string();
+}
+
+// `NNNNNN.log.tmp`, `NNNNNN.log.damage.tmp`, `NNNNNN.log.damaged.tmp`:
+// the names fsutil::AtomicWrite gives its temp files in a WAL repair.
+bool IsRepairTempName(const std::string& name) {
+  constexpr std::string_view kTmp = ".tmp";
+  if (name.size() <= kTmp.size() ||
+      name.compare(name.size() - kTmp.size(), kTmp.size(), kTmp) != 0) {
+    return false;
+  }
+  std::string base = name.substr(0, name.size() - kTmp.size());
+  for (std::string_view suffix : {walscan::kEvidenceSuffix, walscan::kDamageRecordSuffix}) {
+    if (base.size() > suffix.size() &&
+        base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      base.resize(base.size() - suffix.size());
+      break;
+    }
+  }
+  return IsWalName(base);
+}
+
+Status RemoveRepairTempFiles(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::vector<std::string> children;
+  rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
+  if (ls.IsNotFound() || ls.IsPathNotFound()) return Status::OK();
+  CV_RETURN_IF_ERROR(fsutil::FromIO(ls, "list shard directory"));
+  bool removed = false;
+  for (const auto& name : children) {
+    if (!IsRepairTempName(name)) continue;
+    CV_RETURN_IF_ERROR(fsutil::Remove(fs, dir, name, /*sync_dir=*/false));
+    removed = true;
+  }
+  return removed ? fsutil::SyncDir(fs, dir) : Status::OK();
 }
 
 // An existing shard that will not open (a damaged or missing CURRENT or
@@ -313,8 +367,45 @@ rocksdb::IOStatus CloseCheckFS::RenameFile(const std::string& src, const std::st
                                            const rocksdb::IOOptions& o,
                                            rocksdb::IODebugContext* dbg) {
   rocksdb::IOStatus s = FileSystemWrapper::RenameFile(src, target, o, dbg);
-  if (!s.ok()) RecordWriteFailure(DirOf(target));
+  if (!s.ok()) {
+    RecordWriteFailure(DirOf(target));
+    if (target.size() >= 8 && target.compare(target.size() - 8, 8, "/CURRENT") == 0) {
+      HoldDeletions(DirOf(target));
+    }
+  }
   return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::DeleteFile(const std::string& f, const rocksdb::IOOptions& o,
+                                           rocksdb::IODebugContext* dbg) {
+  const std::string base = f.substr(f.rfind('/') + 1);
+  auto ends = [&base](std::string_view tail) {
+    return base.size() > tail.size() &&
+           base.compare(base.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  const bool rocksdb_file = base.rfind("MANIFEST-", 0) == 0 || ends(".log") || ends(".sst") ||
+                            ends(".blob");
+  if (rocksdb_file && DeletionsHeld(DirOf(f))) {
+    return rocksdb::IOStatus::IOError(
+        "file deletion held until the instance is reopened: a MANIFEST write failed "
+        "(decision 0025)");
+  }
+  return FileSystemWrapper::DeleteFile(f, o, dbg);
+}
+
+void CloseCheckFS::HoldDeletions(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  hold_deletes_.insert(dir);
+}
+
+void CloseCheckFS::ReleaseDeletions(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  hold_deletes_.erase(dir);
+}
+
+bool CloseCheckFS::DeletionsHeld(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  return hold_deletes_.count(dir) > 0;
 }
 
 void CloseCheckFS::RecordWriteFailure(const std::string& dir) {
@@ -367,8 +458,8 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.max_background_jobs = std::max(2, options.background_threads);
   d.max_open_files = 512;
   d.keep_log_file_num = 3;
-  // Edits are appended to the MANIFEST; a torn write garbling its unsynced
-  // tail makes 7.8 refuse the instance (a known bug: decision 0024).
+  // A new MANIFEST per edit: a torn write never garbles the one CURRENT
+  // names (decision 0025).
   d.max_manifest_file_size = kManifestRollBytes;
   d.avoid_unnecessary_blocking_io = false;  // dropped families' files go before PurgeTenant returns
   // Opening 10,000 tenants: the WAL's data stays in memtables instead of
@@ -468,6 +559,14 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
                                                const SharedResources& res, bool create,
                                                bool read_only, const ShardMark* mark) {
   std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
+  // The open reads CURRENT again: what it calls obsolete is (decision 0025).
+  if (!read_only) res.close_check->ReleaseDeletions(path);
+  // Temp files of a WAL repair (fsutil::AtomicWrite of NNNNNN.log, its
+  // .damage record or .damaged copy) a crash left between create and
+  // rename: never read, removed by the writer (which holds the store's lock).
+  if (!read_only && !create) {
+    CV_RETURN_IF_ERROR(RemoveRepairTempFiles(res.env->GetFileSystem().get(), path));
+  }
   rocksdb::DBOptions dbo = res.db_options;
   dbo.listeners.push_back(shard->error_);
   dbo.info_log = read_only ? NewDiscardingInfoLog() : NewInfoLog(path);
@@ -488,17 +587,15 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
-  // A MANIFEST with WAL-tracking edits (hand-made: never written by
-  // callvault) aborts RocksDB 7.8.3's read-only open: refuse it instead.
-  if (read_only && !dbo.create_if_missing) {
-    if (walscan::ManifestTracksWalsOf(fs, path)) {
-      return Status::Corruption("shard " + std::to_string(index) +
-                                ": its MANIFEST holds WAL-tracking edits, which this store never "
-                                "writes (edited by hand or by another tool); a read-only open "
-                                "cannot read it (a writable open rewrites the MANIFEST without them); "
-                                "if nobody meant to edit it, restore the store from a backup "
-                                "(docs/operations.md)");
-    }
+  // The MANIFEST CURRENT names, read once for this open (the guard
+  // below, the high-water mark, the WAL scan). One that RocksDB 7.8.3
+  // would abort on (WAL-tracking edits in a read-only open, a replay floor
+  // beyond every file number: hand-made) is refused first.
+  walscan::ManifestInfo manifest;
+  if (!dbo.create_if_missing) {
+    manifest = walscan::ReadCurrentManifest(fs, path);
+    CV_RETURN_IF_ERROR(
+        walscan::RefuseManifest(manifest, "shard " + std::to_string(index), read_only));
   }
   // Damage in the WAL (docs/decisions/0014): found before RocksDB recovery
   // drops it. Recovery then skips the damaged bytes only, so the other
@@ -508,13 +605,13 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // before the WAL scan, which may rewrite a damaged WAL.
   std::string lost_files;
   if (mark != nullptr && !dbo.create_if_missing) {
-    CV_ASSIGN_OR_RETURN(lost_files, CheckMarkFiles(fs, path, *mark));
+    CV_ASSIGN_OR_RETURN(lost_files, CheckMarkFiles(fs, path, manifest, *mark));
   }
   walscan::ScanResult scan;
   if (!dbo.create_if_missing) {
     // Read-only: repaired in memory, served through RepairedWalFS.
     CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/true,
-                                                     /*in_memory=*/read_only));
+                                                     /*in_memory=*/read_only, &manifest));
     res.CountWalScan(scan);
     shard->wal_evidence_ = scan.evidence;
     if (!scan.damage.empty()) {
@@ -703,16 +800,16 @@ Status Shard::Close() {
   if (synced_ok && first.ok() && !error_->failed() && !write_failed) {
     rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
     ShardMark m;
-    m.manifest = CurrentManifest(fs, path_);
+    const walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, path_);
+    m.manifest = manifest.name;
+    m.manifest_size = manifest.data.size();
     std::vector<std::string> children;
-    bool ok = !m.manifest.empty() &&
-              fs->GetFileSize(path_ + "/" + m.manifest, rocksdb::IOOptions(), &m.manifest_size,
-                              nullptr).ok() &&
+    bool ok = manifest.present &&
               fs->GetChildren(path_, rocksdb::IOOptions(), &children, nullptr).ok();
     // Every non-empty WAL recovery replays (at or above the MANIFEST's
     // replay floor) with its size, and the highest sequence number of a
     // record in them (walscan, the same reading the next open's scan does).
-    const uint64_t floor = walscan::ReplayFloorOf(fs, path_);
+    const uint64_t floor = manifest.replay_floor;
     std::vector<walscan::WalFile> wals;
     for (const auto& c : children) {
       if (!ok || !IsWalName(c)) continue;

@@ -50,6 +50,23 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
                                  rocksdb::IODebugContext* dbg) override;
   rocksdb::IOStatus RenameFile(const std::string& src, const std::string& target,
                                const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override;
+  // Refused (kIOError, nothing deleted) for a MANIFEST, WAL, table or blob
+  // file of a directory whose deletions are held (HoldDeletions).
+  rocksdb::IOStatus DeleteFile(const std::string& f, const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* dbg) override;
+  // A failed write or sync of a MANIFEST or of CURRENT's temp file, a
+  // failed rename to CURRENT or a failed directory sync in `dir`: CURRENT
+  // may still name a MANIFEST older than the one RocksDB writes to, and
+  // 7.8 then deletes the files that older MANIFEST still needs (the
+  // MANIFEST itself after a failed SetCurrentFile, the WALs and tables a
+  // flush or compaction recorded only in the newer one). Every such
+  // deletion in `dir` is refused until the instance is opened again
+  // (ReleaseDeletions, at the start of its open), which reads CURRENT and
+  // deletes what is really obsolete. As DB::DisableFileDeletions, but also
+  // for RocksDB's background flushes and compactions. Decision 0025.
+  void HoldDeletions(const std::string& dir);
+  void ReleaseDeletions(const std::string& dir);
+  bool DeletionsHeld(const std::string& dir);
   void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
   // A failed write, sync, directory sync or rename of a file directly in
   // `dir` (the instance's files may hold bytes never durable: no
@@ -65,6 +82,7 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   std::mutex mu_;
   std::map<std::string, Status> failed_;  // GUARDED_BY(mu_); by directory
   std::set<std::string> write_failed_;     // GUARDED_BY(mu_)
+  std::set<std::string> hold_deletes_;     // GUARDED_BY(mu_)
 };
 
 struct SharedResources {

@@ -527,14 +527,8 @@ Status Store::Impl::OpenReadOnly() {
   mo.max_open_files = -1;
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
   const std::string dir = path_ + "/meta";
-  CV_RETURN_IF_ERROR(ScanMetaWal());
-  // WAL-tracking edits (hand-made) abort 7.8.3's read-only open (Shard::OpenOnce).
-  if (walscan::ManifestTracksWalsOf(fs, dir)) {
-    return Status::Corruption("metadata instance: its MANIFEST holds WAL-tracking edits, which "
-                              "this store never writes; a read-only open cannot read it (a "
-                              "writable open rewrites the MANIFEST without them); if nobody meant "
-                              "to edit it, restore the store from a backup (docs/operations.md)");
-  }
+  // (WAL-tracking edits, hand-made, abort 7.8.3's read-only open: refused.)
+  CV_RETURN_IF_ERROR(ScanMetaWal(/*read_only=*/true));
   Status meta = RetryWhileRacing([&]() -> Status {
     meta_.reset();
     rocksdb::DB* db = nullptr;
@@ -603,7 +597,8 @@ Status Store::Impl::OpenOrCreate() {
   mo.enable_blob_files = false;
   mo.listeners.push_back(meta_error_);
   mo.info_log = NewInfoLog(path_ + "/meta");
-  if (exists) CV_RETURN_IF_ERROR(ScanMetaWal());
+  if (exists) CV_RETURN_IF_ERROR(ScanMetaWal(/*read_only=*/false));
+  res_->close_check->ReleaseDeletions(path_ + "/meta");  // decision 0025
   rocksdb::DB* db = nullptr;
   rocksdb::Status opened = rocksdb::DB::Open(mo, path_ + "/meta", &db);
   if (opened.IsIOError() && opened.ToString().find("While lock file") != std::string::npos) {

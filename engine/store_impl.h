@@ -129,6 +129,10 @@ struct TenantRef {
   Tenant* operator->() const { return t.get(); }
 };
 
+// The metadata key of a tenant's durable damage mark (`B` + internal id,
+// docs/format.md); engine/damage.cc.
+std::string DamageKey(uint64_t internal_id);
+
 class Store::Impl {
  public:
   Impl(const Options& options, std::string path);
@@ -331,7 +335,9 @@ class Store::Impl {
   Status RecordWalDamage();
   // The metadata instance's WAL: kCorruption (and the audit callback) if it
   // lost acknowledged writes.
-  Status ScanMetaWal();
+  // The metadata instance's MANIFEST read once (walscan::ReadCurrentManifest),
+  // refused if RocksDB would abort on it, then its WAL scanned.
+  Status ScanMetaWal(bool read_only);
   // recover.cc (docs/decisions/0012). All REQUIRE admin_mu_.
   // A tenant's runtime state with its keys and column family when the
   // keyring and the shard have them (nullptr cf otherwise).

@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <type_traits>
 
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
@@ -54,14 +55,16 @@ struct BatchInfo {
   std::string payload;  // trusted only: kept by a repair
 };
 
-// A varint32 and a length-prefixed slice, as RocksDB's util/coding.h
-// encodes them; false on a truncated or overlong encoding.
-bool GetVarint32(std::string_view* in, uint32_t* v) {
-  uint32_t r = 0;
-  for (int shift = 0; shift <= 28 && !in->empty(); shift += 7) {
+// A varint (32 or 64 bits) and a length-prefixed slice, as RocksDB's
+// util/coding.h encodes them; false on a truncated or overlong encoding.
+template <typename T>
+bool GetVarint(std::string_view* in, T* v) {
+  static_assert(std::is_same_v<T, uint32_t> || std::is_same_v<T, uint64_t>);
+  T r = 0;
+  for (int shift = 0; shift < static_cast<int>(8 * sizeof(T)) && !in->empty(); shift += 7) {
     const auto byte = static_cast<uint8_t>(in->front());
     in->remove_prefix(1);
-    r |= static_cast<uint32_t>(byte & 0x7f) << shift;
+    r |= static_cast<T>(byte & 0x7f) << shift;
     if ((byte & 0x80) == 0) {
       *v = r;
       return true;
@@ -69,6 +72,8 @@ bool GetVarint32(std::string_view* in, uint32_t* v) {
   }
   return false;
 }
+bool GetVarint32(std::string_view* in, uint32_t* v) { return GetVarint(in, v); }
+bool GetVarint64(std::string_view* in, uint64_t* v) { return GetVarint(in, v); }
 
 bool SkipLengthPrefixed(std::string_view* in) {
   uint32_t n = 0;
@@ -592,26 +597,13 @@ ScanResult Scan(const std::vector<WalFile>& files, bool repair) {
 
 namespace {
 
-bool GetVarint64(std::string_view* in, uint64_t* v) {
-  uint64_t r = 0;
-  for (int shift = 0; shift <= 63 && !in->empty(); shift += 7) {
-    const auto byte = static_cast<uint8_t>(in->front());
-    in->remove_prefix(1);
-    r |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) {
-      *v = r;
-      return true;
-    }
-  }
-  return false;
-}
-
 // What one version edit says about WAL replay (db/version_edit.cc 7.8.3).
 struct EditInfo {
   uint32_t cf = 0;
   bool has_log = false;
   uint64_t log = 0;
   uint64_t min_log_to_keep = 0;
+  uint64_t next_file = 0;  // kNextFileNumber (0: none in this edit)
   bool add = false, drop = false;
   // A WAL addition or deletion (kWalAddition2, kWalDeletion2): RocksDB
   // applies such an edit to its WAL set only, with no family, and so
@@ -664,6 +656,8 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
         e->has_log = true;
         break;
       case 3:  // kNextFileNumber
+        if (!GetVarint64(&in, &e->next_file)) return false;
+        break;
       case 4:  // kLastSequence
       case 9:  // kPrevLogNumber
         if (!GetVarint64(&in, &u64)) return false;
@@ -788,17 +782,19 @@ std::vector<std::string> ManifestRecords(const std::string& manifest) {
 
 }  // namespace
 
-uint64_t ReplayFloor(const std::string& manifest) {
+ManifestInfo DecodeManifest(const std::string& manifest) {
+  ManifestInfo info;
   const std::vector<std::string> records = ManifestRecords(manifest);
-  // Applied as VersionSet recovery does: an atomic group only when whole;
-  // a family's log number only grows; dropped families do not count; an
-  // edit that adds and drops is an add (ApplyVersionEdit tests the add
-  // first); a WAL edit's log number is ignored.
+  // The floor, applied as VersionSet recovery does: an atomic group only
+  // when whole; a family's log number only grows; dropped families do not
+  // count; an edit that adds and drops is an add (ApplyVersionEdit tests
+  // the add first); a WAL edit's log number is ignored.
   std::map<uint32_t, uint64_t> family_log;  // live families
   uint64_t min_log_to_keep = 0;
   std::vector<EditInfo> group;
   auto apply = [&](const EditInfo& e) {
     min_log_to_keep = std::max(min_log_to_keep, e.min_log_to_keep);
+    info.next_file_number = std::max(info.next_file_number, e.next_file);
     if (e.drop && !e.add) {
       family_log.erase(e.cf);
       return;
@@ -807,9 +803,19 @@ uint64_t ReplayFloor(const std::string& manifest) {
     uint64_t& log = family_log[e.cf];  // (an add, or the default family)
     if (e.has_log) log = std::max(log, e.log);
   };
+  // WAL tracking, as WalSet: an addition adds, a deletion removes every
+  // WAL below its number. (Atomic groups count whole; an old-format
+  // addition: true.)
+  std::set<uint64_t> wals;
   for (const auto& rec : records) {
     EditInfo e;
-    if (!DecodeEdit(rec, &e)) break;
+    const bool decoded = DecodeEdit(rec, &e);
+    wals.insert(e.wal_additions.begin(), e.wal_additions.end());
+    if (!decoded) {
+      if (!e.wal_additions.empty()) info.tracks_wals = true;
+      break;  // RocksDB cannot decode it either: its open fails
+    }
+    wals.erase(wals.begin(), wals.lower_bound(e.wal_deletion));
     if (!e.in_group) {
       group.clear();  // an unfinished group before a plain edit: dropped
       apply(e);
@@ -821,51 +827,57 @@ uint64_t ReplayFloor(const std::string& manifest) {
       group.clear();
     }
   }
+  info.tracks_wals = info.tracks_wals || !wals.empty();
   uint64_t floor = std::numeric_limits<uint64_t>::max();
   for (const auto& [cf, log] : family_log) floor = std::min(floor, log);
   if (family_log.empty()) floor = 0;
-  return std::max(floor, min_log_to_keep);
+  info.replay_floor = std::max(floor, min_log_to_keep);
+  return info;
 }
+
+uint64_t ReplayFloor(const std::string& manifest) { return DecodeManifest(manifest).replay_floor; }
 
 bool ManifestTracksWals(const std::string& manifest) {
-  // As WalSet: an addition adds, a deletion removes every WAL below its
-  // number. (Atomic groups count whole; an old-format addition: true.)
-  std::set<uint64_t> wals;
-  for (const auto& rec : ManifestRecords(manifest)) {
-    EditInfo e;
-    const bool decoded = DecodeEdit(rec, &e);
-    wals.insert(e.wal_additions.begin(), e.wal_additions.end());
-    if (!decoded) {
-      if (!e.wal_additions.empty()) return true;
-      break;  // RocksDB cannot decode it either: its open fails
-    }
-    wals.erase(wals.begin(), wals.lower_bound(e.wal_deletion));
-  }
-  return !wals.empty();
+  return DecodeManifest(manifest).tracks_wals;
 }
 
-bool ManifestTracksWalsOf(rocksdb::FileSystem* fs, const std::string& dir) {
+ManifestInfo ReadCurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
   std::string current;
-  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return false;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return ManifestInfo();
   while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
-  std::string manifest;
-  if (current.find('/') != std::string::npos || current.rfind("MANIFEST-", 0) != 0 ||
-      !rocksdb::ReadFileToString(fs, dir + "/" + current, &manifest).ok()) {
-    return false;  // RocksDB's own open reports it
+  if (current.find('/') != std::string::npos || current.rfind("MANIFEST-", 0) != 0) {
+    return ManifestInfo();  // RocksDB's own open reports it
   }
-  return ManifestTracksWals(manifest);
+  std::string data;
+  rocksdb::IOStatus read = rocksdb::ReadFileToString(fs, dir + "/" + current, &data);
+  ManifestInfo info;
+  if (read.ok()) {
+    info = DecodeManifest(data);
+    info.present = true;
+    info.data = std::move(data);
+  } else if (!read.IsNotFound() && !read.IsPathNotFound()) {
+    info.read_error = fsutil::FromIO(read, "read " + current);
+  }
+  info.name = std::move(current);
+  return info;
 }
 
-uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir) {
-  std::string current;
-  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return 0;
-  while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
-  std::string manifest;
-  if (current.find('/') != std::string::npos || current.rfind("MANIFEST-", 0) != 0 ||
-      !rocksdb::ReadFileToString(fs, dir + "/" + current, &manifest).ok()) {
-    return 0;
+Status RefuseManifest(const ManifestInfo& m, const std::string& what, bool read_only) {
+  if (read_only && m.tracks_wals) {
+    return Status::Corruption(what + ": its MANIFEST holds WAL-tracking edits, which this store "
+                              "never writes (edited by hand or by another tool); a read-only "
+                              "open cannot read it (a writable open rewrites the MANIFEST "
+                              "without them); if nobody meant to edit it, restore the store "
+                              "from a backup (docs/operations.md)");
   }
-  return ReplayFloor(manifest);
+  if (m.next_file_number > 0 && m.replay_floor > m.next_file_number) {
+    return Status::Corruption(
+        what + ": its MANIFEST says recovery starts at WAL " + std::to_string(m.replay_floor) +
+        ", beyond every file number it has handed out (" + std::to_string(m.next_file_number) +
+        "): the MANIFEST was edited by hand or is damaged; restore the store from a backup "
+        "(docs/operations.md)");
+  }
+  return Status::OK();
 }
 
 namespace {
@@ -992,7 +1004,7 @@ bool WalNumber(std::string_view stem, uint64_t* n) {
 }  // namespace
 
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir, bool repair,
-                                 bool in_memory) {
+                                 bool in_memory, const ManifestInfo* manifest) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> children;
   rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
@@ -1020,7 +1032,8 @@ Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir
   // are in table files) and wait to be deleted: a crash while RocksDB
   // deletes them (newest first) can leave an older one with a torn tail
   // beside newer live ones, which is not a gap in what recovery replays.
-  const uint64_t floor = ReplayFloorOf(fs, dir);
+  const uint64_t floor =
+      manifest != nullptr ? manifest->replay_floor : ReadCurrentManifest(fs, dir).replay_floor;
   uint64_t obsolete = 0;
   files.erase(std::remove_if(files.begin(), files.end(),
                              [&](const WalFile& f) {

@@ -88,8 +88,48 @@ inline constexpr std::string_view kDamageRecordSuffix = ".damage";
 std::string EncodeDamageRecord(const std::string& file, const std::vector<Damage>& damage);
 // Its entries; kCorruption ("damage record: ...") if it does not read whole.
 Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::string_view data);
+// What the MANIFEST CURRENT names says, read and decoded once per open and
+// handed to every user (the WAL scan, the high-water mark's check and the
+// mark written at close, the guards below).
+struct ManifestInfo {
+  std::string name;      // what CURRENT names ("": CURRENT missing or malformed)
+  bool present = false;  // that MANIFEST was read (`data`)
+  std::string data;
+  Status read_error;     // a read failure other than "no such file"
+  // The lowest WAL number RocksDB 7.8's recovery replays:
+  // max(min_log_number_to_keep, the smallest log number of a live column
+  // family) (db_impl_open.cc RecoverLogFiles). Edits are read up to the
+  // first one that cannot be decoded, so it never exceeds the floor
+  // recovery uses (log numbers only grow, a later drop only raises the
+  // minimum); 0 when nothing could be read.
+  uint64_t replay_floor = 0;
+  // A WAL addition (kWalAddition/kWalAddition2, the edits of
+  // track_and_verify_wals_in_manifest, which callvault never turns on) not
+  // removed by a deletion: RocksDB 7.8.3's read-only open asserts on a
+  // non-empty WAL set (db_impl_open.cc, `recovery_ctx != nullptr`) and the
+  // process aborts (attack6_test). Errs towards true.
+  bool tracks_wals = false;
+  // The highest kNextFileNumber of its edits (0: none): no WAL numbered
+  // above it was ever created.
+  uint64_t next_file_number = 0;
+};
+// Decodes a MANIFEST's bytes (`name`, `present`, `data` left empty).
+ManifestInfo DecodeManifest(const std::string& manifest);
+// Reads `dir`/CURRENT and the MANIFEST it names, and decodes it.
+ManifestInfo ReadCurrentManifest(rocksdb::FileSystem* fs, const std::string& dir);
+// kCorruption, before RocksDB sees it, for a MANIFEST that 7.8.3 as Debian
+// builds it (assertions on) would abort on: WAL-tracking edits in a
+// read-only open; a replay floor above the next file number (a forged
+// min_log_number_to_keep: the writable open's FindObsoleteFiles retires
+// even the new WAL and asserts, `alive_log_files_.size()`). `what` names
+// the instance ("shard 3").
+Status RefuseManifest(const ManifestInfo& m, const std::string& what, bool read_only);
+// DecodeManifest(manifest).replay_floor / .tracks_wals.
+uint64_t ReplayFloor(const std::string& manifest);
+bool ManifestTracksWals(const std::string& manifest);
 // Scans every *.log file of `dir` that recovery replays (those below the
-// replay floor of the MANIFEST named by `dir`/CURRENT are left out; none:
+// replay floor of `manifest`, or of the MANIFEST `dir`/CURRENT names when
+// null, are left out; none:
 // an empty result). Read errors are returned as kIOError. With `repair`, the damage of each damaged file is
 // first recorded in `<name>.damage`, then the file is kept as
 // `<name>.damaged`, then replaced (atomically, synced) by its repaired
@@ -104,27 +144,8 @@ Result<std::vector<Damage>> DecodeDamageRecord(const std::string& file, std::str
 // content instead of the files (RepairedWalFS in engine/shard.cc;
 // docs/decisions/0020).
 Result<ScanResult> ScanDirectory(rocksdb::FileSystem* fs, const std::string& dir,
-                                 bool repair = false, bool in_memory = false);
-// The lowest WAL number RocksDB 7.8's recovery replays, from the version
-// edits of a MANIFEST: max(min_log_number_to_keep, the smallest log number
-// of a live column family) (db_impl_open.cc RecoverLogFiles). Reads edits
-// up to the first one it cannot decode, so the result never exceeds the
-// floor recovery uses (log numbers only grow, a later drop only raises
-// the minimum); 0 when nothing could be read.
-uint64_t ReplayFloor(const std::string& manifest);
-// ReplayFloor of the MANIFEST that `dir`/CURRENT names; 0 when either
-// cannot be read.
-uint64_t ReplayFloorOf(rocksdb::FileSystem* fs, const std::string& dir);
-// Whether a MANIFEST holds a WAL addition (kWalAddition/kWalAddition2, the
-// edits of track_and_verify_wals_in_manifest, which callvault never turns
-// on): RocksDB 7.8.3's read-only open asserts on a non-empty WAL set
-// (db_impl_open.cc, `recovery_ctx != nullptr`) and the process aborts, so
-// a read-only open refuses such a shard first (attack6_test). Errs towards
-// true (an addition a later deletion cancels still counts).
-bool ManifestTracksWals(const std::string& manifest);
-// The same for the MANIFEST `dir`/CURRENT names; false when either cannot
-// be read (RocksDB's open then reports it).
-bool ManifestTracksWalsOf(rocksdb::FileSystem* fs, const std::string& dir);
+                                 bool repair = false, bool in_memory = false,
+                                 const ManifestInfo* manifest = nullptr);
 // Appends one logical record the way RocksDB's log::Writer frames it.
 void AppendRecord(std::string* log, std::string_view payload);
 // The same for WAL files given as (file number, name, contents), in order.

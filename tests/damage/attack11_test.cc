@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "callvault/store.h"
+#include "engine/wal_scan.h"
 #include "tests/damage/damage_util.h"
 #include "tests/testutil/fault_fs.h"
 #include "tests/testutil/raw_shard.h"
@@ -382,6 +383,41 @@ TEST_P(RepairInterrupted, DamageStaysLoud) {
               no_space ? "ENOSPC from the nth write" : "crash at the nth I/O", trials, loud, silent,
               wrong_code);
   EXPECT_GT(trials, 3);
+}
+
+// A repair interrupted after the damaged WAL was rewritten (the
+// `.damage` record and the `.damaged` copy on disk, the metadata not yet
+// told: a crash at wal_repair.after_rewrite), with the high-water mark of
+// the last clean close still unconsumed. The rewritten WAL is shorter
+// than at that close; the kept copy is not: only the tenant whose record
+// was damaged is marked, not every tenant of the shard (the mark alone
+// says "acknowledged writes lost" for all of them).
+TEST_F(Attack, InterruptedRepairMarksOnlyTheTenantsThatLostRows) {
+  Put("acme", "a0");
+  Put("bravo", "b0");
+  auto [wal, before] = NewestWal(s, /*non_empty=*/true);
+  Put("acme", "a-target");
+  auto [wal2, after] = NewestWal(s, /*non_empty=*/true);
+  ASSERT_EQ(wal, wal2);
+  Put("bravo", "b1");
+  s.Close();  // the high-water mark names the WAL at its full size
+  XorByte(wal, before + (after - before) / 2);
+  const std::string dir = wal.substr(0, wal.rfind('/'));
+  // The interrupted open, up to wal_repair.after_rewrite.
+  auto scan = walscan::ScanDirectory(rocksdb::Env::Default()->GetFileSystem().get(), dir,
+                                     /*repair=*/true);
+  ASSERT_OK(scan);
+  ASSERT_EQ(scan->damage.size(), 1u);
+  ASSERT_TRUE(fs::exists(wal + std::string(walscan::kEvidenceSuffix)));
+  ASSERT_LT(fs::file_size(wal), fs::file_size(wal + std::string(walscan::kEvidenceSuffix)));
+  ASSERT_OK(s.Open());
+  EXPECT_TRUE(s->DescribeTenant("acme")->damaged) << "the damaged record is not reported";
+  EXPECT_FALSE(s->DescribeTenant("bravo")->damaged)
+      << "the repaired WAL's size was taken for a loss of every tenant of the shard: "
+      << s->DescribeTenant("bravo")->damage;
+  EXPECT_OK(s->GetCall("bravo", "b0", kPartAll));
+  EXPECT_OK(s->GetCall("bravo", "b1", kPartAll));
+  EXPECT_CODE(s->GetCall("acme", "a0", kPartAll), Code::kCorruption);
 }
 
 INSTANTIATE_TEST_SUITE_P(Attack, RepairInterrupted,

@@ -343,10 +343,10 @@ TEST(Attack6ReadOnly, DamagedCurrentOrManifestIsASpecificErrorNoCrashNoWrite) {
 }
 
 // A shard MANIFEST cut in half after a clean close (the family of the
-// tenant created since the open is gone from it): the read-only open serves,
-// and acme's reads say "needs recovery" (kFailedPrecondition) instead of the
-// tenant being reported damaged; the close's mark (0015) should name the
-// truncation. KNOWN BUG (tests/damage/CMakeLists.txt).
+// tenant created since the open is gone from it): the close's mark (0015)
+// names the truncation, and every tenant the registry places in the shard
+// is reported damaged, also the one whose family the cut lost (it said
+// "needs recovery", kFailedPrecondition, before decision 0025).
 TEST(Attack6ReadOnly, ManifestCutInHalfIsReportedDamaged) {
   namespace fs = std::filesystem;
   testutil::TestStore s;
@@ -401,9 +401,10 @@ void RaisedFloorIsLoud(bool just_above) {
   AppendRecord(&manifest, edit);
   WriteAll(dir + "/" + current, manifest);
   s.options.create_if_missing = false;
-  // Known bug (tests/damage/CMakeLists.txt): RocksDB 7.8.3 as Debian builds
-  // it asserts in the writable open (FindObsoleteFiles:
-  // `alive_log_files_.size()`), so the open runs in a child process.
+  // RocksDB 7.8.3 as Debian builds it asserts in the writable open of a
+  // floor far above (FindObsoleteFiles: `alive_log_files_.size()`); the
+  // store refuses it first (decision 0025). The open runs in a child
+  // process all the same, so that a regression is a failure, not an abort.
   std::fflush(nullptr);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);

@@ -104,11 +104,9 @@ TEST(WalFloor, TornObsoleteWalLeftByACrashIsQuiet) {
 // them (FaultFS kTornGarbled). Appending edits to one MANIFEST, the file
 // CURRENT names could hold such a tail, and 7.8 refuses a store whose
 // MANIFEST has a garbled record ("checksum mismatch", acknowledged or not:
-// T2 TornGarbled). A KNOWN BUG (tests/damage/CMakeLists.txt, decision
-// 0024): with a new MANIFEST per edit (CURRENT names it only once it is
-// synced) the power loss never touches the MANIFEST CURRENT names and this
-// passes, but that setting meets a 7.8 bug on a full disk; edits are
-// appended today, and this fails.
+// T2 TornGarbled). With a new MANIFEST per edit (CURRENT names it only
+// once it is synced) the power loss never touches the MANIFEST CURRENT
+// names (decision 0025; it failed with appended edits, decision 0024).
 TEST(WalFloor, TornManifestWriteNeverHitsTheCurrentManifest) {
   testutil::TempDir prepared;
   const std::string pdb = prepared.Sub("db"), pkeys = prepared.Sub("keys");
@@ -168,6 +166,93 @@ TEST(WalFloor, TornManifestWriteNeverHitsTheCurrentManifest) {
   std::printf("[walfloor] torn MANIFEST writes: %d power losses, %d with a MANIFEST write in "
               "flight, none cut the MANIFEST CURRENT names\n", trials, manifest_in_flight);
   EXPECT_GT(manifest_in_flight, 3);
+}
+
+// The other side of the test above: a damaged record the MANIFEST CURRENT
+// names holds *synced* (an edit acknowledged: a family created, a flush
+// whose WAL may be gone) is never taken for a torn tail: the open is
+// refused with kCorruption, or the tenant is marked damaged (decision 0025).
+// After a clean close (the high-water mark knows the MANIFEST's size) and
+// in a crash image (no mark: RocksDB's own checksum).
+TEST(WalFloor, DamagedSyncedManifestRecordIsLoud) {
+  for (const bool crash : {false, true}) {
+    SCOPED_TRACE(crash ? "crash image" : "after a clean close");
+    testutil::TestStore s;
+    ASSERT_OK(s.Open());
+    ASSERT_OK(s->CreateTenant({.tenant_id = "acme"}));
+    ASSERT_OK(s->PutCall("acme", testutil::MakeCall("c1", kT0)));
+    ASSERT_OK(s->Flush());
+    ASSERT_OK(s->CreateTenant({.tenant_id = "bravo"}));  // the last edit: bravo's family
+    const std::string shard = s.db + "/shards/0000";
+    testutil::TempDir img;
+    if (crash) testutil::CopyTree(s.tmp.path(), img.path());
+    s.Close();
+    if (crash) {
+      fs::remove_all(s.db);
+      fs::remove_all(s.keys);
+      testutil::CopyTree(img.path(), s.tmp.path());
+    }
+    std::string current;
+    {
+      std::ifstream in(shard + "/CURRENT");
+      std::getline(in, current);
+    }
+    const std::string manifest = shard + "/" + current;
+    const auto size = fs::file_size(manifest);
+    ASSERT_GT(size, 8u);
+    {
+      std::fstream f(manifest, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(static_cast<std::streamoff>(size - 3));
+      char c = 0;
+      f.read(&c, 1);
+      c = static_cast<char>(c ^ 0x5a);
+      f.seekp(static_cast<std::streamoff>(size - 3));
+      f.write(&c, 1);
+    }
+    Status st = s.Open();
+    if (!st.ok()) {
+      EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+      EXPECT_EQ(st.message().find("acme"), std::string::npos) << st.ToString();
+      std::printf("[walfloor] damaged synced MANIFEST record (%s): open refused: %s\n",
+                  crash ? "crash image" : "clean close", st.ToString().c_str());
+      continue;
+    }
+    auto d = s->DescribeTenant("bravo");
+    ASSERT_OK(d);
+    EXPECT_TRUE(d->damaged) << "a damaged synced MANIFEST edit was dropped quietly";
+    std::printf("[walfloor] damaged synced MANIFEST record (%s): opened, bravo damaged=%d\n",
+                crash ? "crash image" : "clean close", static_cast<int>(d->damaged));
+  }
+}
+
+// A crash inside fsutil::AtomicWrite during a WAL repair (between the temp
+// file's create and its rename) leaves `<name>.tmp` in the shard
+// directory: the next writable open removes those of its own names
+// (NNNNNN.log, .log.damage, .log.damaged + .tmp) and nothing else; a
+// read-only open removes nothing.
+TEST(WalFloor, StaleRepairTempFilesRemovedAtWritableOpenOnly) {
+  testutil::TestStore s;
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({.tenant_id = "acme"}));
+  ASSERT_OK(s->PutCall("acme", testutil::MakeCall("c1", kT0)));
+  s.Close();
+  const std::string shard = s.db + "/shards/0000";
+  const std::vector<std::string> ours = {"000123.log.tmp", "000123.log.damage.tmp",
+                                         "000123.log.damaged.tmp"};
+  const std::vector<std::string> foreign = {"notes.tmp", "000123.sst.tmp", "x000123.log.tmp",
+                                            "000123.log.tmp.keep"};
+  for (const auto& n : ours) std::ofstream(shard + "/" + n) << "partial";
+  for (const auto& n : foreign) std::ofstream(shard + "/" + n) << "not ours";
+  s.options.read_only = true;
+  s.options.create_if_missing = false;
+  ASSERT_OK(s.Open());
+  s.Close();
+  for (const auto& n : ours) EXPECT_TRUE(fs::exists(shard + "/" + n)) << n << " removed read-only";
+  s.options.read_only = false;
+  ASSERT_OK(s.Open());
+  for (const auto& n : ours) EXPECT_FALSE(fs::exists(shard + "/" + n)) << n << " left behind";
+  for (const auto& n : foreign) EXPECT_TRUE(fs::exists(shard + "/" + n)) << n << " removed";
+  EXPECT_OK(s->GetCall("acme", "c1", kPartAll));
 }
 
 // A power loss that drops writes the engine made unsynced on purpose
