@@ -16,6 +16,7 @@
 #include "engine/fs_util.h"
 #include "engine/info_log.h"
 #include "engine/kill_point.h"
+#include "engine/table_check.h"
 #include "engine/wal_scan.h"
 
 namespace callvault {
@@ -294,6 +295,20 @@ rocksdb::IOStatus CloseCheckFS::ReopenWritableFile(const std::string& f,
                                                    rocksdb::IODebugContext* dbg) {
   rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
   if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
+  return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::NewRandomAccessFile(const std::string& f,
+                                                    const rocksdb::FileOptions& o,
+                                                    std::unique_ptr<rocksdb::FSRandomAccessFile>* r,
+                                                    rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = target()->NewRandomAccessFile(f, o, r, dbg);
+  // Direct reads need aligned buffers; this store never asks for them.
+  if (!s.ok() || o.use_direct_reads || !tablecheck::IsTableFile(f)) return s;
+  uint64_t size = 0;
+  s = target()->GetFileSize(f, o.io_options, &size, dbg);
+  if (s.ok()) s = tablecheck::CheckTableFile(r->get(), size, f);
+  if (!s.ok()) r->reset();
   return s;
 }
 
