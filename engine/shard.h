@@ -55,6 +55,9 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
                                         rocksdb::IODebugContext* dbg) override;
   rocksdb::IOStatus RenameFile(const std::string& src, const std::string& target,
                                const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override;
+  // Options::keep_rocksdb_options_file = false: RocksDB's temporary
+  // OPTIONS files are refused at creation (fail_if_options_file_error off).
+  void RefuseOptionsFiles() { refuse_options_files_ = true; }
   void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
   // A failed write, sync, directory sync or rename of a file directly in
   // `dir` (the instance's files may hold bytes never durable: no
@@ -70,6 +73,7 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   std::mutex mu_;
   std::map<std::string, Status> failed_;  // GUARDED_BY(mu_); by directory
   std::set<std::string> write_failed_;     // GUARDED_BY(mu_)
+  bool refuse_options_files_ = false;      // set before any instance opens
 };
 
 struct SharedResources {
