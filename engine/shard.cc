@@ -16,6 +16,7 @@
 #include "engine/fs_util.h"
 #include "engine/info_log.h"
 #include "engine/kill_point.h"
+#include "engine/table_check.h"
 #include "engine/wal_scan.h"
 
 namespace callvault {
@@ -337,6 +338,10 @@ bool ShardMark::Decode(std::string_view text, ShardMark* out) {
 rocksdb::IOStatus CloseCheckFS::NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                                 std::unique_ptr<rocksdb::FSWritableFile>* r,
                                                 rocksdb::IODebugContext* dbg) {
+  if (refuse_options_files_ && f.size() > 6 && f.compare(f.size() - 6, 6, ".dbtmp") == 0 &&
+      f.find("/OPTIONS-") != std::string::npos) {
+    return rocksdb::IOStatus::NotSupported("OPTIONS files not kept (Options::keep_rocksdb_options_file)");
+  }
   rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
   if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
   return s;
@@ -348,6 +353,20 @@ rocksdb::IOStatus CloseCheckFS::ReopenWritableFile(const std::string& f,
                                                    rocksdb::IODebugContext* dbg) {
   rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
   if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
+  return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::NewRandomAccessFile(const std::string& f,
+                                                    const rocksdb::FileOptions& o,
+                                                    std::unique_ptr<rocksdb::FSRandomAccessFile>* r,
+                                                    rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = target()->NewRandomAccessFile(f, o, r, dbg);
+  // Direct reads need aligned buffers; this store never asks for them.
+  if (!s.ok() || o.use_direct_reads || !tablecheck::IsTableFile(f)) return s;
+  uint64_t size = 0;
+  s = target()->GetFileSize(f, o.io_options, &size, dbg);
+  if (s.ok()) s = tablecheck::CheckTableFile(r->get(), size, f);
+  if (!s.ok()) r->reset();
   return s;
 }
 
@@ -450,7 +469,8 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.create_if_missing = false;
   d.create_missing_column_families = false;
   // 7.8 defaults this to false; a half-written OPTIONS file must not pass.
-  d.fail_if_options_file_error = true;
+  d.fail_if_options_file_error = options.keep_rocksdb_options_file;
+  if (!options.keep_rocksdb_options_file) r->close_check->RefuseOptionsFiles();
   // Proven by the kill tests; a shard whose WAL scan finds damage opens
   // with kSkipAnyCorruptedRecords instead (docs/decisions/0014).
   d.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;

@@ -48,6 +48,12 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
                                  std::unique_ptr<rocksdb::FSDirectory>* r,
                                  rocksdb::IODebugContext* dbg) override;
+  // A table file is checked before RocksDB gets it: its metaindex and
+  // properties blocks against their checksums (engine/table_check.h; a
+  // damaged properties block aborts RocksDB 7.8.3 otherwise).
+  rocksdb::IOStatus NewRandomAccessFile(const std::string& f, const rocksdb::FileOptions& o,
+                                        std::unique_ptr<rocksdb::FSRandomAccessFile>* r,
+                                        rocksdb::IODebugContext* dbg) override;
   rocksdb::IOStatus RenameFile(const std::string& src, const std::string& target,
                                const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override;
   // Refused (kIOError, nothing deleted) for a MANIFEST, WAL, table or blob
@@ -67,6 +73,9 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   void HoldDeletions(const std::string& dir);
   void ReleaseDeletions(const std::string& dir);
   bool DeletionsHeld(const std::string& dir);
+  // Options::keep_rocksdb_options_file = false: RocksDB's temporary
+  // OPTIONS files are refused at creation (fail_if_options_file_error off).
+  void RefuseOptionsFiles() { refuse_options_files_ = true; }
   void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
   // A failed write, sync, directory sync or rename of a file directly in
   // `dir` (the instance's files may hold bytes never durable: no
@@ -83,6 +92,7 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   std::map<std::string, Status> failed_;  // GUARDED_BY(mu_); by directory
   std::set<std::string> write_failed_;     // GUARDED_BY(mu_)
   std::set<std::string> hold_deletes_;     // GUARDED_BY(mu_)
+  bool refuse_options_files_ = false;      // set before any instance opens
 };
 
 struct SharedResources {

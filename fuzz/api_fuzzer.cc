@@ -15,7 +15,9 @@
 // Speed: one store is kept open across inputs (opening one costs ~20 ms,
 // creating a tenant ~10 ms under ASan), in a directory on /dev/shm when it
 // exists (or $CALLVAULT_FUZZ_DIR; named by pid, removed at exit, and by a
-// later run if the process died), with sync_writes off. Every input starts
+// later run if the process died), with sync_writes off and no RocksDB
+// OPTIONS file (Options::keep_rocksdb_options_file; docs/decisions/0026),
+// and at most kMaxTenantChanges tenant creates/purges per input. Every input starts
 // from the same state as seen through the API: each of the kTenants tenants
 // live, empty and without holds (the harness releases the holds and deletes
 // the calls the previous input left, and creates again a tenant it purged),
@@ -32,6 +34,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -54,6 +57,55 @@ constexpr int kTenants = 3;
 constexpr int kMaxOps = 24;
 constexpr uint64_t kWipeEvery = 5000;
 constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
+
+// At most this many tenant creates and purges that change a tenant (a
+// column family created or dropped, the keyring re-sealed, a receipt: ~10 ms
+// each under ASan, and every purge costs the next input's reset a create)
+// per input; CALLVAULT_FUZZ_TENANT_CHANGES overrides it (to measure).
+constexpr int kMaxTenantChanges = 2;
+int TenantChangeBudget() {
+  static const int n = [] {
+    const char* v = std::getenv("CALLVAULT_FUZZ_TENANT_CHANGES");
+    return v != nullptr ? std::atoi(v) : kMaxTenantChanges;
+  }();
+  return n;
+}
+
+uint32_t TenantsPerShard() {
+  const char* v = std::getenv("CALLVAULT_FUZZ_TENANTS_PER_SHARD");
+  return v != nullptr ? static_cast<uint32_t>(std::atoi(v)) : 2;
+}
+
+bool KeepOptionsFile() {
+  const char* v = std::getenv("CALLVAULT_FUZZ_KEEP_OPTIONS");
+  return v != nullptr && *v == '1';
+}
+
+// CALLVAULT_FUZZ_STATS=1: at exit, what the inputs ran and where the time
+// went (to size the budgets below; docs/decisions/0026).
+struct Stats {
+  uint64_t inputs = 0, ops = 0, creates = 0, purges = 0, reopens = 0, skipped = 0, wipes = 0;
+  double reset_s = 0, create_s = 0, purge_s = 0, reopen_s = 0, total_s = 0;
+};
+Stats g_stats;
+
+struct Timed {
+  double* into;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~Timed() { *into += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
+
+void PrintStats() {
+  const Stats& s = g_stats;
+  std::fprintf(stderr,
+               "api_fuzzer stats: %llu inputs, %llu ops, %llu creates, %llu purges, %llu reopens, "
+               "%llu over budget, %llu wipes; seconds: total %.1f, reset %.1f, create %.1f, "
+               "purge %.1f, reopen %.1f\n",
+               (unsigned long long)s.inputs, (unsigned long long)s.ops, (unsigned long long)s.creates,
+               (unsigned long long)s.purges, (unsigned long long)s.reopens,
+               (unsigned long long)s.skipped, (unsigned long long)s.wipes, s.total_s, s.reset_s,
+               s.create_s, s.purge_s, s.reopen_s);
+}
 
 const char* const kEmails[] = {"ann@a.example", "bob@b.example", "cat@c.example"};
 const char* const kPhones[] = {"+14155550100", "+14155550101"};
@@ -177,12 +229,16 @@ class Harness {
     o.create_if_missing = true;
     o.region = "eu-west";
     o.sync_writes = false;
-    o.max_tenants_per_shard = 2;  // two shards for three tenants
+    o.max_tenants_per_shard = TenantsPerShard();
     o.block_cache_bytes = 1u << 20;
     o.write_buffer_budget_bytes = 8u << 20;
     o.write_buffer_bytes = 256u << 10;
     o.background_threads = 1;
     o.dictionary_training_calls = 5;
+    // No OPTIONS file (rewritten and re-parsed by RocksDB at every open,
+    // tenant create and purge: a third of the CPU); the store never reads
+    // it, and T5 mutates it (docs/decisions/0026).
+    o.keep_rocksdb_options_file = KeepOptionsFile();
     auto s = Store::Open(o, root_ + "/db");
     if (!s.ok()) Fail("open: " + s.status().ToString());
     store_ = std::move(s).value();
@@ -200,6 +256,7 @@ class Harness {
       if (!c.ok()) Fail("setup create: " + c.status().ToString());
     }
     inputs_since_wipe_ = 0;
+    ++g_stats.wipes;
   }
 
   // Brings the store back to "every tenant live, empty, without holds" from
@@ -235,6 +292,9 @@ Harness& TheHarness() {
   static Harness* h = new Harness();  // outlives every input; removed at exit
   static const bool registered = [] {
     std::atexit([] { delete &TheHarness(); });
+    if (const char* v = std::getenv("CALLVAULT_FUZZ_STATS"); v != nullptr && *v == '1') {
+      std::atexit(PrintStats);
+    }
     return true;
   }();
   (void)registered;
@@ -610,19 +670,55 @@ extern "C" const char* __lsan_default_suppressions() { return "leak:__cxa_thread
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace callvault;
   Harness& h = TheHarness();
-  h.Reset(g_last ? &*g_last : nullptr);
+  ++g_stats.inputs;
+  Timed whole{&g_stats.total_s};
+  {
+    Timed t{&g_stats.reset_s};
+    h.Reset(g_last ? &*g_last : nullptr);
+  }
   Run run(h.store());
   FuzzedDataProvider in(data, size);
   int reopens = 0;
+  int changes = 0;  // creates of a purged tenant and purges that drop one
   for (int op = 0; op < kMaxOps && in.remaining_bytes() > 0; ++op) {
     const int t = in.ConsumeIntegralInRange<int>(0, kTenants - 1);
+    ++g_stats.ops;
     switch (in.ConsumeIntegralInRange<int>(0, 12)) {
-      case 0:
+      case 0: {
+        // Over the budget, a create that would create is skipped (its
+        // bytes consumed all the same); one that is refused still runs.
+        const bool creates = !run.model()[t].live;
+        if (creates && changes >= TenantChangeBudget()) {
+          ++g_stats.skipped;
+          break;
+        }
+        if (!creates) {
+          run.Create(t);
+          break;
+        }
+        ++changes;
+        ++g_stats.creates;
+        Timed tm{&g_stats.create_s};
         run.Create(t);
         break;
-      case 1:
+      }
+      case 1: {
+        const MTenant& m = run.model()[t];
+        const bool drops = m.live && m.holds.empty();
+        if (drops && changes >= TenantChangeBudget()) {
+          ++g_stats.skipped;
+          break;
+        }
+        if (!drops) {
+          run.Purge(t);
+          break;
+        }
+        ++changes;
+        ++g_stats.purges;
+        Timed tm{&g_stats.purge_s};
         run.Purge(t);
         break;
+      }
       case 2:
       case 3: {
         bool valid = true;
@@ -677,6 +773,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // when a second byte agrees, so most mutations of an input with a
         // reopen lose it and the run keeps its speed.
         if (in.ConsumeIntegralInRange<int>(0, 7) == 0 && reopens++ < 1) {
+          ++g_stats.reopens;
+          Timed tm{&g_stats.reopen_s};
           h.Open();
           run.set_store(h.store());
           run.CheckAll("reopen");

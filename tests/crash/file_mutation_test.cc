@@ -57,8 +57,15 @@
 //
 // Printed: the seed, and per test and per file sub-kind the count of each
 // class for the read-only and for the read-write open. CALLVAULT_SEED
-// replays the plan (the prepared store's bytes differ from run to run, so a
-// replay mutates the same files at the same offsets, not the same bytes);
+// replays the plan; the prepared store's bytes differ from run to run (keys,
+// nonces, RocksDB's ids), so a run with a failure keeps the prepared store,
+// the plan and the children's log (a child that dies of a signal writes its
+// stack there) in $CALLVAULT_T5_ARTIFACTS/<test>-<seed> (default
+// $TMPDIR/callvault-t5-artifacts/...) and prints the command of an exact
+// replay: CALLVAULT_T5_PRISTINE=<that>/pristine with the same seed mutates
+// the same bytes. For a hunt: CALLVAULT_T5_ONLY=<sub-kind> (e.g. meta_sst)
+// mutates only that sub-kind's files, CALLVAULT_T5_RO_ONLY=1 runs only the
+// read-only open (scripts/t5-hunt.sh loops seeds);
 // CALLVAULT_T5_MUTATIONS (default 10,000) is the total over the six tests,
 // split 25/15/20/10/15/15 %. CALLVAULT_T5_SHOW (default 10) failures are
 // printed in full. CURRENT files get at most CALLVAULT_T5_CURRENT (default
@@ -76,6 +83,7 @@
 // passes since decision 0015 (the high-water mark a clean close leaves:
 // the prepared store is closed cleanly, so a cut or damaged final edit of
 // a shard MANIFEST, a cut WAL or a damaged last WAL record is reported).
+#include <execinfo.h>
 #include <fcntl.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
@@ -476,6 +484,9 @@ std::vector<Mutation> MakePlan(const std::string& root, const Suite& suite, size
   for (const auto& f : testutil::ListFiles(root)) {
     const std::string rel = fs::relative(f, root).string();
     const std::string sub = SubKind(rel);
+    // CALLVAULT_T5_ONLY=<sub-kind>: only that sub-kind's files (a hunt).
+    const std::string only = Env("CALLVAULT_T5_ONLY");
+    if (!only.empty() && sub != only) continue;
     if (std::find(suite.subkinds.begin(), suite.subkinds.end(), sub) != suite.subkinds.end()) {
       files.emplace_back(rel, fs::file_size(f));
     }
@@ -866,6 +877,18 @@ std::string Flags(const Outcome& o) {
 
 constexpr size_t kReopenEvery = 4;
 
+// A child that dies of a signal writes its stack to its log (child.log,
+// kept with the failure's artifacts): which assertion of which library.
+void DumpStackAndDie(int sig) {
+  void* frames[64];
+  const int n = ::backtrace(frames, 64);
+  static const char kHead[] = "\n*** file_mutation_test child: fatal signal, stack:\n";
+  (void)!::write(2, kHead, sizeof(kHead) - 1);
+  ::backtrace_symbols_fd(frames, n, 2);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
 TEST(CrashChild, DISABLED_Run) {
   if (Env(crashtest::kEnvMode) != "t5") GTEST_SKIP();
   const std::string dir = Env(kEnvDir);
@@ -875,6 +898,7 @@ TEST(CrashChild, DISABLED_Run) {
     std::ifstream in(dir + "/plan.txt");
     for (std::string line; std::getline(in, line);) plan.push_back(Mutation::Decode(line));
   }
+  for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, DumpStackAndDie);
   const Tree pristine = Tree::Load(dir + "/pristine");
   Scratch scratch(pristine, Env(kEnvScratch) + "/scratch");
   for (size_t i = start; i < plan.size(); ++i) {
@@ -885,7 +909,10 @@ TEST(CrashChild, DISABLED_Run) {
     const Outcome ro = CheckOnce(scratch.root(), true);
     ReportLine("B " + std::to_string(i) + " rw " + std::to_string(ro.cls));
     if (std::to_string(i) == Env(kEnvAbortAt)) std::abort();
-    Outcome rw = CheckOnce(scratch.root(), false);
+    // CALLVAULT_T5_RO_ONLY=1: the read-only open alone (a hunt); the
+    // writable open is counted as repaired.
+    static const bool ro_only = Env("CALLVAULT_T5_RO_ONLY") == "1";
+    Outcome rw = ro_only ? Outcome{} : CheckOnce(scratch.root(), false);
     if (rw.cls != kRepaired && rw.cls < kFirstFailure && i % kReopenEvery == 0) {
       // The first writable open may have rewritten files (new MANIFEST, WAL,
       // keyring; RocksDB deletes files its MANIFEST does not list): the
@@ -982,8 +1009,24 @@ Tally RunSuite(const Suite& suite, size_t count = 0, long abort_at = -1) {
   testutil::TempDir tmp;
   ScratchDir scratch_dir(tmp.path());
   const std::string root = tmp.Sub("pristine");
-  fs::create_directories(root);
-  Prepare(root + "/db", root + "/keys");
+  // CALLVAULT_T5_PRISTINE=<dir>: mutate a store kept by an earlier run
+  // (a failure's artifacts, below) instead of preparing a new one. The
+  // prepared store's bytes differ from run to run (keys, nonces, RocksDB's
+  // ids); with the same store and CALLVAULT_SEED the plan and every
+  // mutated byte are the same: an exact replay.
+  const std::string reuse = Env("CALLVAULT_T5_PRISTINE");
+  if (!reuse.empty()) {
+    fs::copy(reuse, root, fs::copy_options::recursive);
+    for (auto it = fs::recursive_directory_iterator(reuse); it != fs::recursive_directory_iterator(); ++it) {
+      struct stat st;
+      if (::lstat(it->path().c_str(), &st) == 0) {
+        ::chmod((root + "/" + fs::relative(it->path(), reuse).string()).c_str(), st.st_mode & 07777);
+      }
+    }
+  } else {
+    fs::create_directories(root);
+    Prepare(root + "/db", root + "/keys");
+  }
   if (::testing::Test::HasFatalFailure()) return tally;
   std::mt19937_64 rng(seed);
   const std::vector<Mutation> plan = MakePlan(root, suite, count, rng);
@@ -1088,6 +1131,24 @@ Tally RunSuite(const Suite& suite, size_t count = 0, long abort_at = -1) {
       << " one_tenant_hit=" << info[2] << " several_tenants_hit=" << info[3] << "\n";
   }
   for (const auto& s : tally.shown) o << "  FAILURE " << s << "\n";
+  if (tally.failures > 0 && abort_at < 0) {
+    // Keep what an exact replay needs: the prepared store, the plan and the
+    // children's log (with the stack of a child that died of a signal).
+    std::string keep = Env("CALLVAULT_T5_ARTIFACTS");
+    if (keep.empty()) keep = fs::temp_directory_path().string() + "/callvault-t5-artifacts";
+    keep += "/" + std::string(suite.name) + "-" + std::to_string(SuiteSeed());
+    std::error_code ec;
+    fs::remove_all(keep, ec);
+    fs::create_directories(keep, ec);
+    fs::copy(root, keep + "/pristine", fs::copy_options::recursive, ec);
+    fs::copy_file(tmp.Sub("plan.txt"), keep + "/plan.txt", ec);
+    fs::copy_file(tmp.Sub("child.log"), keep + "/child.log", ec);
+    o << "  artifacts in " << keep << " (replay: CALLVAULT_SEED=" << SuiteSeed()
+      << " CALLVAULT_T5_PRISTINE=" << keep << "/pristine";
+    if (!Env("CALLVAULT_T5_ONLY").empty()) o << " CALLVAULT_T5_ONLY=" << Env("CALLVAULT_T5_ONLY");
+    o << " CALLVAULT_T5_MUTATIONS=" << crashtest::EnvInt("CALLVAULT_T5_MUTATIONS", 10000)
+      << " --gtest_filter=FileMutation." << suite.name << ")\n";
+  }
   for (const auto& s : tally.refused_shown) o << "  REFUSED " << s << "\n";
   std::cout << o.str() << std::flush;
   return tally;
