@@ -666,11 +666,14 @@ class ModelRunner {
         EXPECT_EQ(c.version, it->second.version) << m.id << "/" << c.call_id << " in a listing";
       }
     }
-    ListQuery cq = q;
-    cq.limit = 0;
-    auto n = store()->CountCalls(m.id, cq);
-    ASSERT_TRUE(IsOk(n)) << model::QueryString(q);
-    EXPECT_EQ(*n, got.size()) << "CountCalls " << model::QueryString(q);
+    if (r_.Chance(0.15)) {  // a count reads every candidate's summary: now and then
+      ++stats_["count_query"];
+      ListQuery cq = q;
+      cq.limit = 0;
+      auto n = store()->CountCalls(m.id, cq);
+      ASSERT_TRUE(IsOk(n)) << model::QueryString(q);
+      EXPECT_EQ(*n, got.size()) << "CountCalls " << model::QueryString(q);
+    }
   }
 
   void CheckRefs(const TenantModel& m, const std::string& raw) {
