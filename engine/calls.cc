@@ -382,7 +382,9 @@ Result<PutResult> Store::Impl::UpdateCall(std::string_view tenant_id, std::strin
   // named are not loaded, so only what changes is checked.
   CV_RETURN_IF_ERROR(validate::NormalizeCall(&next));
   next.created_at = old.created_at;
-  if (next.updated_at == 0) next.updated_at = NowMicros();
+  // A patch made from the call as read carries its old updated_at: only a
+  // later one is taken, else now (so updated_since listings see the change).
+  if (next.updated_at <= old.updated_at) next.updated_at = NowMicros();
   const std::string source = indexing::SourceHash(t->index_key, next);
   if (!source.empty() && source != indexing::SourceHash(t->index_key, old)) {
     std::string owner;

@@ -333,6 +333,7 @@ TEST_F(UpdateTest, FieldAndParticipantUpdatesKeepEveryIndexRight) {
   EXPECT_EQ(got->transcript, c.transcript);
   EXPECT_EQ(got->created_at, read->created_at);
   EXPECT_EQ(got->version, upd->version);
+  EXPECT_GT(got->updated_at, read->updated_at);  // f carried the old one: now instead
   // References follow: the old participant no longer names c1.
   auto refs = ts->FindReferences("acme", "alice@example.com");
   ASSERT_OK(refs);

@@ -362,7 +362,8 @@ class ModelRunner {
     if (parts & kPartParticipants) c.participants = n.participants;
     if (parts & kPartTranscript) c.transcript = n.transcript;
     if (parts & kPartInsights) c.insights = n.insights;
-    c.updated_at = n.updated_at;
+    // A later updated_at is taken, else the store sets now (read back).
+    c.updated_at = n.updated_at > before.updated_at ? n.updated_at : 0;
     NoteVersion(m, id, res->version, what);
     ReadBack(m, {id}, lo, hi);
     CheckGet(m, id);

@@ -617,7 +617,8 @@ class Store {
   // updated_at and version: give the call's whole metadata, e.g. the call
   // as read with a field changed). An empty transcript or insights in
   // `patch` removes that part. patch.call_id must be empty or `call_id`;
-  // patch.updated_at, if set, becomes updated_at (else now). Only the
+  // patch.updated_at becomes updated_at if it is later than the stored
+  // one, else now (a patch made from the call as read carries the old one). Only the
   // named transcript or insights records are decrypted and re-sealed; the
   // other is not read and its stored bytes stay as they were. The metadata
   // and summary records are re-sealed (they hold the version and
