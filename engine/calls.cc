@@ -3,6 +3,8 @@
 // in subjects.cc.
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+#include <optional>
 #include <set>
 
 #include "callvault/limits.h"
@@ -12,6 +14,7 @@
 #include "engine/indexing.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
+#include "format/coding.h"
 
 namespace callvault {
 
@@ -62,22 +65,27 @@ Status Del(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key) {
 }  // namespace
 
 Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const Call& call,
-                 std::string_view hash, rocksdb::WriteBatch* b) {
+                 std::string_view hash, rocksdb::WriteBatch* b, uint32_t rewrite) {
   const SecretBytes& k = t->index_key;
-  uint32_t parts = 0;
-  if (!call.transcript.empty()) parts |= kPartTranscript;
-  if (!call.insights.empty()) parts |= kPartInsights;
+  // A part not rewritten keeps its stored record (and its bit).
+  uint32_t parts = old_parts & (kPartTranscript | kPartInsights) & ~rewrite;
+  if ((rewrite & kPartTranscript) && !call.transcript.empty()) parts |= kPartTranscript;
+  if ((rewrite & kPartInsights) && !call.insights.empty()) parts |= kPartInsights;
   CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kMeta), codec::EncodeMeta(call, parts)));
   CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kSummary), indexing::SummaryBytes(k, call)));
-  if (parts & kPartTranscript) {
-    CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kTranscript), codec::EncodeTranscript(call)));
-  } else if (old_parts & kPartTranscript) {
-    CV_RETURN_IF_ERROR(Del(t, b, format::CallKey(hash, Part::kTranscript)));
+  if (rewrite & kPartTranscript) {
+    if (parts & kPartTranscript) {
+      CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kTranscript), codec::EncodeTranscript(call)));
+    } else if (old_parts & kPartTranscript) {
+      CV_RETURN_IF_ERROR(Del(t, b, format::CallKey(hash, Part::kTranscript)));
+    }
   }
-  if (parts & kPartInsights) {
-    CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kInsights), codec::EncodeInsights(call)));
-  } else if (old_parts & kPartInsights) {
-    CV_RETURN_IF_ERROR(Del(t, b, format::CallKey(hash, Part::kInsights)));
+  if (rewrite & kPartInsights) {
+    if (parts & kPartInsights) {
+      CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kInsights), codec::EncodeInsights(call)));
+    } else if (old_parts & kPartInsights) {
+      CV_RETURN_IF_ERROR(Del(t, b, format::CallKey(hash, Part::kInsights)));
+    }
   }
   std::set<std::string> keys = indexing::IndexKeys(k, call, hash);
   if (old != nullptr) {
@@ -94,6 +102,49 @@ Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const 
   }
   std::string source = indexing::SourceHash(k, call);
   if (!source.empty()) CV_RETURN_IF_ERROR(PutSealed(t, b, format::SourceIndexKey(source), hash));
+  return Status::OK();
+}
+
+Status ReadVersionCounter(const TenantRef& t, uint64_t* counter) {
+  std::string plain;
+  bool found = false;
+  CV_RETURN_IF_ERROR(GetSealed(t, rocksdb::ReadOptions(), format::VersionCounterKey(), &plain, &found));
+  if (!found) {
+    // A tenant of a format 1 store: each of its calls is version 1.
+    *counter = 1;
+    return Status::OK();
+  }
+  if (plain.size() != 8) return Status::Corruption("malformed version counter");
+  *counter = format::DecodeFixed64BE(plain.data());
+  if (*counter == 0) return Status::Corruption("malformed version counter");
+  return Status::OK();
+}
+
+Status PutVersionCounter(const TenantRef& t, rocksdb::WriteBatch* b, uint64_t counter) {
+  std::string plain;
+  format::PutFixed64BE(&plain, counter);
+  return PutSealed(t, b, format::VersionCounterKey(), plain);
+}
+
+uint64_t NextVersion(uint64_t* counter, uint64_t old_version) {
+  *counter = std::max(*counter, old_version) + 1;
+  return *counter;
+}
+
+Status CheckExpected(std::optional<uint64_t> expected, bool found, uint64_t version) {
+  if (!expected) return Status::OK();
+  if (*expected == 0) {
+    if (found) return Status::Conflict("the call exists (version " + std::to_string(version) +
+                                       "); expected version 0 (no such call)");
+    return Status::OK();
+  }
+  if (!found) {
+    return Status::Conflict("no such call; expected version " + std::to_string(*expected));
+  }
+  if (version != *expected) {
+    return Status::Conflict("the call is at version " + std::to_string(version) +
+                            ", not the expected version " + std::to_string(*expected));
+  }
   return Status::OK();
 }
 
@@ -115,8 +166,9 @@ Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, ro
 
 }  // namespace calls
 
-Status Store::Impl::PlanPut(TenantRef& t, Call call, int64_t now, rocksdb::WriteBatch* b,
-                            PutResult* result) {
+Status Store::Impl::PlanPut(TenantRef& t, Call call, int64_t now,
+                            std::optional<uint64_t> expected_version, uint64_t* version_counter,
+                            rocksdb::WriteBatch* b, PutResult* result) {
   std::string target = indexing::CallHash(t->index_key, call.call_id);
   const std::string source = indexing::SourceHash(t->index_key, call);
   if (!source.empty()) {
@@ -135,17 +187,23 @@ Status Store::Impl::PlanPut(TenantRef& t, Call call, int64_t now, rocksdb::Write
   uint32_t old_parts = 0;
   bool found = false;
   CV_RETURN_IF_ERROR(calls::ReadMeta(t, target, &old, &old_parts, &found));
+  CV_RETURN_IF_ERROR(calls::CheckExpected(expected_version, found, old.version));
+  // A hold keeps the call as it is (decision 0028).
+  if (found) CV_RETURN_IF_ERROR(CheckNotHeld(t, target, /*any_call=*/false));
   if (found) call.call_id = old.call_id;  // re-ingest keeps the stored id
   call.created_at = call.created_at ? call.created_at : (found ? old.created_at : now);
   call.updated_at = call.updated_at ? call.updated_at : now;
+  call.version = calls::NextVersion(version_counter, found ? old.version : 0);
   CV_RETURN_IF_ERROR(calls::PlanWrite(t, found ? &old : nullptr, old_parts, call, target, b));
   result->call_id = call.call_id;
   result->created = !found;
+  result->version = call.version;
   return Status::OK();
 }
 
 Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
-                                                     std::vector<Call> calls) {
+                                                     std::vector<Call> calls,
+                                                     std::optional<uint64_t> expected_version) {
   if (calls.empty()) return Status::InvalidArgument("no calls to put");
   if (calls.size() > limits::kMaxBatchCalls) {
     return Status::InvalidArgument("batch holds more than " +
@@ -177,20 +235,47 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
   // entries. Refused; with distinct stored calls, the batch equals the puts
   // one after the other.
   std::set<std::string> stored;
+  uint64_t counter = 0;
+  CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
   for (size_t i = 0; i < calls.size(); ++i) {
-    CV_RETURN_IF_ERROR(PlanPut(t, std::move(calls[i]), now, &batch, &results[i]));
+    CV_RETURN_IF_ERROR(PlanPut(t, std::move(calls[i]), now, expected_version, &counter, &batch,
+                               &results[i]));
     if (!stored.insert(results[i].call_id).second) {
       return Status::InvalidArgument("calls[" + std::to_string(i) +
                                      "]: resolves to the same stored call as an earlier call "
                                      "of the batch (by call_id or source_call_id)");
     }
   }
+  CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &batch, counter));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &batch), "write calls"));
   uint64_t created = 0;
   for (const auto& r : results) created += r.created ? 1 : 0;
   AfterPut(t, created);
   return results;
 }
+
+namespace {
+// One call as of `ro`'s snapshot: kNotFound if absent.
+Status ReadCallAt(const TenantRef& t, const rocksdb::ReadOptions& ro, const std::string& h,
+                  uint32_t parts, Call* call) {
+  uint32_t present = 0;
+  bool found = false;
+  std::string plain;
+  CV_RETURN_IF_ERROR(calls::GetSealed(t, ro, format::CallKey(h, Part::kMeta), &plain, &found));
+  if (!found) return Status::NotFound("no such call");
+  CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, call, &present));
+  if (!(parts & kPartParticipants)) call->participants.clear();
+  for (const auto& [bit, part] : {std::pair{kPartTranscript, Part::kTranscript},
+                                  std::pair{kPartInsights, Part::kInsights}}) {
+    if (!(parts & bit) || !(present & bit)) continue;
+    CV_RETURN_IF_ERROR(calls::GetSealed(t, ro, format::CallKey(h, part), &plain, &found));
+    if (!found) return Status::Corruption("a stored part of the call is missing");
+    CV_RETURN_IF_ERROR(part == Part::kTranscript ? codec::DecodeTranscript(plain, call)
+                                                 : codec::DecodeInsights(plain, call));
+  }
+  return Status::OK();
+}
+}  // namespace
 
 Result<Call> Store::Impl::GetCall(std::string_view tenant_id, std::string_view call_id,
                                   uint32_t parts) {
@@ -205,22 +290,120 @@ Result<Call> Store::Impl::GetCall(std::string_view tenant_id, std::string_view c
   rocksdb::ReadOptions ro;
   ro.snapshot = snap.snapshot();
   Call call;
-  uint32_t present = 0;
-  bool found = false;
-  std::string plain;
-  CV_RETURN_IF_ERROR(calls::GetSealed(t, ro, format::CallKey(h, Part::kMeta), &plain, &found));
-  if (!found) return Status::NotFound("no such call");
-  CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, &call, &present));
-  if (!(parts & kPartParticipants)) call.participants.clear();
-  for (const auto& [bit, part] : {std::pair{kPartTranscript, Part::kTranscript},
-                                  std::pair{kPartInsights, Part::kInsights}}) {
-    if (!(parts & bit) || !(present & bit)) continue;
-    CV_RETURN_IF_ERROR(calls::GetSealed(t, ro, format::CallKey(h, part), &plain, &found));
-    if (!found) return Status::Corruption("a stored part of the call is missing");
-    CV_RETURN_IF_ERROR(part == Part::kTranscript ? codec::DecodeTranscript(plain, &call)
-                                                 : codec::DecodeInsights(plain, &call));
-  }
+  CV_RETURN_IF_ERROR(ReadCallAt(t, ro, h, parts, &call));
   return call;
+}
+
+Result<std::vector<Result<Call>>> Store::Impl::GetCalls(std::string_view tenant_id,
+                                                        const std::vector<std::string>& call_ids,
+                                                        uint32_t parts) {
+  if (call_ids.size() > limits::kMaxListLimit) {
+    return Status::InvalidArgument("call_ids: more than " + std::to_string(limits::kMaxListLimit));
+  }
+  if (parts & ~static_cast<uint32_t>(kPartAll)) return Status::InvalidArgument("parts: unknown bits");
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
+  rocksdb::ManagedSnapshot snap(t->shard->db());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap.snapshot();
+  std::vector<Result<Call>> out;
+  out.reserve(call_ids.size());
+  for (size_t i = 0; i < call_ids.size(); ++i) {
+    Status valid = validate::Id("call_id", call_ids[i]);
+    if (!valid.ok()) {
+      out.emplace_back(std::move(valid));
+      continue;
+    }
+    Call call;
+    Status s = ReadCallAt(t, ro, indexing::CallHash(t->index_key, call_ids[i]), parts, &call);
+    if (s.code() == Code::kNotFound) {
+      out.emplace_back(std::move(s));
+      continue;
+    }
+    // Damaged storage fails the batch, as it fails GetCall: not a per-id answer.
+    CV_RETURN_IF_ERROR(s);
+    out.emplace_back(std::move(call));
+  }
+  return out;
+}
+
+Result<PutResult> Store::Impl::UpdateCall(std::string_view tenant_id, std::string_view call_id,
+                                          uint32_t parts, Call patch,
+                                          std::optional<uint64_t> expected_version) {
+  CV_RETURN_IF_ERROR(validate::Id("call_id", call_id));
+  constexpr uint32_t kKnown = kPartAll | kPartFields;
+  if (parts & ~kKnown) return Status::InvalidArgument("parts: unknown bits");
+  if (parts == 0) return Status::InvalidArgument("parts: none named");
+  if (!patch.call_id.empty() && patch.call_id != call_id) {
+    return Status::InvalidArgument("call_id: the patch names another call");
+  }
+  CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kWrite));
+  std::lock_guard<std::mutex> w(t->write_mu);
+  PrepareDictionary(t);
+  const std::string h = indexing::CallHash(t->index_key, call_id);
+  Call old;
+  uint32_t old_parts = 0;
+  bool found = false;
+  CV_RETURN_IF_ERROR(calls::ReadMeta(t, h, &old, &old_parts, &found));
+  if (!found) {
+    // With an expected version, a vanished call is a lost race: kConflict.
+    if (expected_version && *expected_version != 0) {
+      return calls::CheckExpected(expected_version, false, 0);
+    }
+    return Status::NotFound("no such call");
+  }
+  CV_RETURN_IF_ERROR(calls::CheckExpected(expected_version, true, old.version));
+  CV_RETURN_IF_ERROR(CheckNotHeld(t, h, /*any_call=*/false));
+  Call next = old;  // metadata and participants; no transcript, no insights
+  if (parts & kPartFields) {
+    const Call& f = patch;
+    next.source_system = f.source_system;
+    next.source_call_id = f.source_call_id;
+    next.workspace_id = f.workspace_id;
+    next.started_at = f.started_at;
+    next.duration_ms = f.duration_ms;
+    next.scheduled_start = f.scheduled_start;
+    next.scheduled_end = f.scheduled_end;
+    next.title = f.title;
+    next.direction = f.direction;
+    next.scope = f.scope;
+    next.media = f.media;
+    next.language = f.language;
+    next.status = f.status;
+    next.tags = f.tags;
+    next.owner_user_id = f.owner_user_id;
+    next.team_ids = f.team_ids;
+    next.crm_links = f.crm_links;
+  }
+  if (parts & kPartParticipants) next.participants = std::move(patch.participants);
+  if (parts & kPartTranscript) next.transcript = std::move(patch.transcript);
+  if (parts & kPartInsights) next.insights = std::move(patch.insights);
+  next.updated_at = patch.updated_at;
+  // The result is checked (and normalised) as a put would be; the parts not
+  // named are not loaded, so only what changes is checked.
+  CV_RETURN_IF_ERROR(validate::NormalizeCall(&next));
+  next.created_at = old.created_at;
+  // A patch made from the call as read carries its old updated_at: only a
+  // later one is taken, else now (so updated_since listings see the change).
+  if (next.updated_at <= old.updated_at) next.updated_at = NowMicros();
+  const std::string source = indexing::SourceHash(t->index_key, next);
+  if (!source.empty() && source != indexing::SourceHash(t->index_key, old)) {
+    std::string owner;
+    bool taken = false;
+    CV_RETURN_IF_ERROR(calls::GetSealed(t, rocksdb::ReadOptions(), format::SourceIndexKey(source),
+                                        &owner, &taken));
+    if (taken && owner != h) {
+      return Status::AlreadyExists("source_call_id: another call has this source system and id");
+    }
+  }
+  uint64_t counter = 0;
+  CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
+  next.version = calls::NextVersion(&counter, old.version);
+  rocksdb::WriteBatch b;
+  CV_RETURN_IF_ERROR(calls::PlanWrite(t, &old, old_parts, next, h, &b,
+                                      parts & (kPartTranscript | kPartInsights)));
+  CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "update call"));
+  return PutResult{std::string(call_id), false, next.version};
 }
 
 Result<std::vector<TranscriptSegment>> Store::Impl::GetTranscriptWindow(std::string_view tenant_id,
@@ -236,7 +419,8 @@ Result<std::vector<TranscriptSegment>> Store::Impl::GetTranscriptWindow(std::str
   return out;
 }
 
-Status Store::Impl::DeleteCall(std::string_view tenant_id, std::string_view call_id) {
+Result<uint64_t> Store::Impl::DeleteCall(std::string_view tenant_id, std::string_view call_id,
+                                         std::optional<uint64_t> expected_version) {
   CV_RETURN_IF_ERROR(validate::Id("call_id", call_id));
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kRemove));
   std::lock_guard<std::mutex> w(t->write_mu);
@@ -245,15 +429,23 @@ Status Store::Impl::DeleteCall(std::string_view tenant_id, std::string_view call
   uint32_t parts = 0;
   bool found = false;
   CV_RETURN_IF_ERROR(calls::ReadMeta(t, h, &old, &parts, &found));
-  if (!found) return Status::NotFound("no such call");
+  if (!found && !(expected_version && *expected_version != 0)) return Status::NotFound("no such call");
+  CV_RETURN_IF_ERROR(calls::CheckExpected(expected_version, found, old.version));
   CV_RETURN_IF_ERROR(CheckNotHeld(t, h, /*any_call=*/false));
+  // The delete takes a version of its own, so the counter stays above every
+  // version the call had and a re-put of the id gets a greater one.
+  uint64_t counter = 0;
+  CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
+  const uint64_t version = calls::NextVersion(&counter, old.version);
   rocksdb::WriteBatch b;
   CV_RETURN_IF_ERROR(calls::PlanDelete(t, old, h, &b));
+  CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
   // Logged (blind hash, outside the store) before the delete is written: a
   // restore of an older backup deletes the call again (backup.cc).
   std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
   CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, {h}));
-  return fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call"));
+  return version;
 }
 
 Status calls::CountTimeIndex(const TenantRef& t, uint64_t limit, uint64_t* n) {
@@ -267,6 +459,12 @@ Status calls::CountTimeIndex(const TenantRef& t, uint64_t limit, uint64_t* n) {
   *n = 0;
   for (it->SeekToFirst(); it->Valid() && *n < limit; it->Next()) ++*n;
   return fsutil::FromRocks(it->status(), "scan time index");
+}
+
+Result<uint64_t> Store::Impl::CountCalls(std::string_view tenant_id, const ListQuery& q) {
+  uint64_t n = 0;
+  CV_RETURN_IF_ERROR(ListCalls(tenant_id, q, &n).status());
+  return n;
 }
 
 Result<uint64_t> Store::Impl::CountCalls(std::string_view tenant_id) {

@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,9 +21,23 @@ Status ReadMeta(const TenantRef& t, std::string_view call_hash, Call* out, uint3
 // Reads the transcript or insights part into `call`.
 Status ReadPart(const TenantRef& t, std::string_view call_hash, format::Part part, Call* call);
 // Adds to `b` the writes that store `call` under `hash`, replacing `old`
-// (nullptr when new) and its stale index entries.
+// (nullptr when new) and its stale index entries. Only the heavy parts named
+// in `rewrite` (kPartTranscript, kPartInsights) are written or removed from
+// `call`; the others keep their stored records untouched (UpdateCall).
 Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const Call& call,
-                 std::string_view hash, rocksdb::WriteBatch* b);
+                 std::string_view hash, rocksdb::WriteBatch* b,
+                 uint32_t rewrite = kPartTranscript | kPartInsights);
+
+// Versions (docs/decisions/0028). The tenant's counter: the highest version
+// assigned in it (its `V` row; 1 when absent, a format 1 tenant).
+Status ReadVersionCounter(const TenantRef& t, uint64_t* counter);
+// Adds the counter's new value to `b`.
+Status PutVersionCounter(const TenantRef& t, rocksdb::WriteBatch* b, uint64_t counter);
+// The version of a write to a call whose version is `old_version` (0: new):
+// above the counter and the call's version; advances the counter.
+uint64_t NextVersion(uint64_t* counter, uint64_t old_version);
+// kConflict unless `expected` is unset or matches (0: the call is absent).
+Status CheckExpected(std::optional<uint64_t> expected, bool found, uint64_t version);
 // Adds to `b` the deletes of every record and index entry of `old`.
 Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, rocksdb::WriteBatch* b);
 

@@ -80,7 +80,7 @@ std::string EncodeMeta(const Call& c, uint32_t parts_present) {
       c.created_at, c.updated_at, S(b, c.title), static_cast<uint8_t>(c.direction),
       static_cast<uint8_t>(c.scope), static_cast<uint8_t>(c.media), S(b, c.language),
       S(b, c.status), Strings(b, c.tags), S(b, c.owner_user_id), Strings(b, c.team_ids),
-      b.CreateVector(ps), b.CreateVector(crm), parts_present);
+      b.CreateVector(ps), b.CreateVector(crm), parts_present, c.version);
   b.Finish(m);
   return Finish(b);
 }
@@ -133,6 +133,8 @@ Status DecodeMeta(std::string_view bytes, Call* c, uint32_t* parts_present) {
   c->scheduled_end = m->scheduled_end();
   c->created_at = m->created_at();
   c->updated_at = m->updated_at();
+  // Format 1 wrote no version: every such call is version 1 (docs/format.md).
+  c->version = m->version() == 0 ? 1 : m->version();
   c->title = Str(m->title());
   c->direction = static_cast<Direction>(m->direction());
   c->scope = static_cast<CallScope>(m->scope());

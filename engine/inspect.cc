@@ -48,6 +48,10 @@ Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view va
     std::shared_ptr<const compress::Dictionary> d;
     return compress::Dictionary::Create(*id, std::move(plain), &d);
   }
+  if (key[0] == format::kVersionCounterPrefix) {
+    if (key.size() != 1 || plain.size() != 8) return Status::Corruption("malformed version counter");
+    return Status::OK();
+  }
   if (key[0] == format::kSourceIndexPrefix) {
     if (plain.size() != format::kHashBytes) return Status::Corruption("malformed source index entry");
     return Status::OK();

@@ -204,10 +204,12 @@ Status ReadSummaries(const TenantRef& t, const rocksdb::ReadOptions& ro,
 
 }  // namespace
 
-Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQuery& query) {
+Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQuery& query,
+                                        uint64_t* count) {
   Plan p;
   p.q = query;
   p.limit = query.limit == 0 ? limits::kDefaultListLimit : query.limit;
+  if (count != nullptr) p.limit = limits::kMaxListLimit;  // a count has no page
   if (p.limit > limits::kMaxListLimit) {
     return Status::InvalidArgument("limit: more than " + std::to_string(limits::kMaxListLimit));
   }
@@ -260,6 +262,8 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
                 q.scope.has_value() + (q.min_duration_ms != 0) +
                 (q.max_duration_ms != UINT32_MAX) + (!q.tags.empty());
   p.needs_summary = filters > (covered ? 1 : 0);
+  // A count reads no metadata, so the sealed summary decides every candidate.
+  if (count != nullptr) p.needs_summary = true;
 
   rocksdb::DB* db = t->shard->db();
   const rocksdb::Snapshot* snap = db->GetSnapshot();
@@ -319,6 +323,10 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
       std::sort(materialized.begin(), materialized.end());
       if (q.newest_first) std::reverse(materialized.begin(), materialized.end());
       p.needs_summary = false;  // already filtered
+      if (count != nullptr) {
+        *count = materialized.size();
+        return CallPage{};
+      }
     }
   }
   if (!use_updated) {
@@ -382,7 +390,7 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
   };
 
   std::vector<Tail> matches;
-  while (matches.size() <= p.limit && !exhausted) {
+  while ((count != nullptr || matches.size() <= p.limit) && !exhausted) {
     candidates.clear();
     while (candidates.size() < kCandidateBatch) {
       Tail c;
@@ -404,10 +412,12 @@ Result<CallPage> Store::Impl::ListCalls(std::string_view tenant_id, const ListQu
     for (size_t i = 0; i < sums.size(); ++i) {
       // A stale or forged index entry never matches: the sealed summary decides.
       if (sums[i].started_at == TailTime(candidates[i]) && Matches(p, sums[i])) {
-        matches.push_back(candidates[i]);
+        if (count != nullptr) ++*count;
+        else matches.push_back(candidates[i]);
       }
     }
   }
+  if (count != nullptr) return CallPage{};
   bool more = matches.size() > p.limit;
   if (more) matches.resize(p.limit);
 

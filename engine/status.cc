@@ -17,6 +17,7 @@ const char* CodeName(Code code) {
     case Code::kInternal: return "internal";
     case Code::kNotSupported: return "not_supported";
     case Code::kMoved: return "moved";
+    case Code::kConflict: return "conflict";
   }
   return "unknown";
 }

@@ -233,12 +233,30 @@ Result<Receipt> Store::PurgeTenant(std::string_view id) {
   CV_REFUSE_IF_READ_ONLY("PurgeTenant");
   return impl_->PurgeTenant(id);
 }
-Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call) {
+Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call,
+                                 std::optional<uint64_t> expected_version) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PutCall");
-  auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call});
+  auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call}, expected_version);
   if (!v.ok()) return impl_->Observe(v.status(), "put", tenant_id);
   return v->front();
+}
+Result<PutResult> Store::UpdateCall(std::string_view tenant_id, std::string_view call_id,
+                                    uint32_t parts, const Call& patch,
+                                    std::optional<uint64_t> expected_version) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("UpdateCall");
+  auto r = impl_->UpdateCall(tenant_id, call_id, parts, patch, expected_version);
+  if (!r.ok()) return impl_->Observe(r.status(), "update", tenant_id);
+  return r;
+}
+Result<std::vector<Result<Call>>> Store::GetCalls(std::string_view t,
+                                                  const std::vector<std::string>& call_ids,
+                                                  uint32_t parts) {
+  CV_REFUSE_IF_CLOSED();
+  auto r = impl_->GetCalls(t, call_ids, parts);
+  if (!r.ok()) return impl_->Observe(r.status(), "get", t);
+  return r;
 }
 Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
                                                const std::vector<Call>& calls) {
@@ -257,7 +275,16 @@ Result<Call> Store::GetCall(std::string_view t, std::string_view c, uint32_t par
 Status Store::DeleteCall(std::string_view t, std::string_view c) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("DeleteCall");
-  return impl_->Observe(impl_->DeleteCall(t, c), "delete", t);
+  auto r = impl_->DeleteCall(t, c, std::nullopt);
+  return impl_->Observe(r.ok() ? Status::OK() : r.status(), "delete", t);
+}
+Result<uint64_t> Store::DeleteCall(std::string_view t, std::string_view c,
+                                   std::optional<uint64_t> expected_version) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("DeleteCall");
+  auto r = impl_->DeleteCall(t, c, expected_version);
+  if (!r.ok()) return impl_->Observe(r.status(), "delete", t);
+  return r;
 }
 Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
   CV_REFUSE_IF_CLOSED();
@@ -268,6 +295,12 @@ Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
 Result<uint64_t> Store::CountCalls(std::string_view t) {
   CV_REFUSE_IF_CLOSED();
   return impl_->CountCalls(t);
+}
+Result<uint64_t> Store::CountCalls(std::string_view t, const ListQuery& q) {
+  CV_REFUSE_IF_CLOSED();
+  auto r = impl_->CountCalls(t, q);
+  if (!r.ok()) return impl_->Observe(r.status(), "count", t);
+  return r;
 }
 Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_view t,
                                                                   std::string_view c,
@@ -509,6 +542,22 @@ Status Store::Impl::PutHeader(std::string_view name, std::string_view value) {
                            "write store header");
 }
 
+// docs/decisions/0028: format 2 adds call versions (CallMeta.version and the
+// tenant's `V` row). A format 1 build writing this store would put calls
+// without advancing their versions, so a conditional writer could overwrite
+// its change unseen: the first writable open raises the header to 2 (one
+// synced write, audited) before it serves, and a format 1 build refuses the
+// store from then on. Read-only opens leave the header as it is.
+Status Store::Impl::UpgradeFormat() {
+  if (format_version_ >= kStoreFormatVersion) return Status::OK();
+  const uint64_t from = format_version_;
+  CV_RETURN_IF_ERROR(PutHeader("format", std::to_string(kStoreFormatVersion)));
+  format_version_ = kStoreFormatVersion;
+  Audit("store_format_upgraded", "",
+        "from=" + std::to_string(from) + " to=" + std::to_string(kStoreFormatVersion));
+  return Status::OK();
+}
+
 Result<std::string> Store::Impl::GetHeader(std::string_view name) {
   std::string v;
   rocksdb::Status s = meta_->Get(rocksdb::ReadOptions(), format::HeaderKey(name), &v);
@@ -653,6 +702,7 @@ Status Store::Impl::OpenOrCreate() {
   CV_RETURN_IF_ERROR(LoadRegistry(&records));
   CV_RETURN_IF_ERROR(Recover(std::move(records)));
   CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
+  CV_RETURN_IF_ERROR(UpgradeFormat());        // decision 0028
   StartBackground();
   return Status::OK();
 }
@@ -730,6 +780,7 @@ Status Store::Impl::LoadHeader() {
                                 std::to_string(kMinReadableStoreFormatVersion) + " to " +
                                 std::to_string(kStoreFormatVersion) + ")");
   }
+  format_version_ = format_version;
   CV_ASSIGN_OR_RETURN(store_id_, GetHeader("store_id"));
   CV_ASSIGN_OR_RETURN(region_, GetHeader("region"));
   if (!options_.region.empty() && options_.region != region_) {

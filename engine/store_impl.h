@@ -163,11 +163,23 @@ class Store::Impl {
   Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
 
   // calls.cc
-  Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, std::vector<Call> calls);
+  // `expected_version`: PutCall's (one call only).
+  Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, std::vector<Call> calls,
+                                          std::optional<uint64_t> expected_version = std::nullopt);
   Result<Call> GetCall(std::string_view tenant_id, std::string_view call_id, uint32_t parts);
-  Status DeleteCall(std::string_view tenant_id, std::string_view call_id);
-  Result<CallPage> ListCalls(std::string_view tenant_id, const ListQuery& q);
+  Result<uint64_t> DeleteCall(std::string_view tenant_id, std::string_view call_id,
+                              std::optional<uint64_t> expected_version);
+  Result<PutResult> UpdateCall(std::string_view tenant_id, std::string_view call_id,
+                               uint32_t parts, Call patch, std::optional<uint64_t> expected_version);
+  Result<std::vector<Result<Call>>> GetCalls(std::string_view tenant_id,
+                                             const std::vector<std::string>& call_ids, uint32_t parts);
+  // list.cc; `count`: count every match (no page, no cursor issued).
+  Result<CallPage> ListCalls(std::string_view tenant_id, const ListQuery& q,
+                             uint64_t* count = nullptr);
   Result<uint64_t> CountCalls(std::string_view tenant_id);
+  Result<uint64_t> CountCalls(std::string_view tenant_id, const ListQuery& q);
+  // Raises a format 1 header to kStoreFormatVersion (writable opens).
+  Status UpgradeFormat();
   Result<std::vector<TranscriptSegment>> GetTranscriptWindow(std::string_view tenant_id,
                                                              std::string_view call_id,
                                                              uint32_t from_ms, uint32_t to_ms);
@@ -403,8 +415,10 @@ class Store::Impl {
   Status TrainDictionary(const TenantRef& t);
 
   // calls.cc helpers
-  Status PlanPut(TenantRef& t, Call call, int64_t now, rocksdb::WriteBatch* batch,
-                 PutResult* result);
+  // `*version_counter`: the tenant's (calls::ReadVersionCounter), advanced
+  // by the version this put assigns.
+  Status PlanPut(TenantRef& t, Call call, int64_t now, std::optional<uint64_t> expected_version,
+                 uint64_t* version_counter, rocksdb::WriteBatch* batch, PutResult* result);
   rocksdb::WriteOptions WriteOpts() const;
 
  public:
@@ -429,6 +443,9 @@ class Store::Impl {
   // is read and grown under admin_mu_.
   std::vector<std::unique_ptr<Shard>> shards_;    // GUARDED_BY(admin_mu_)
   uint64_t next_internal_id_ = 1;                 // GUARDED_BY(admin_mu_)
+  // The header's format version as opened (a writable open raises 1 to 2:
+  // docs/decisions/0028).
+  uint64_t format_version_ = 0;
   uint64_t receipt_seq_ = 0;                      // GUARDED_BY(admin_mu_)
   std::string last_receipt_hash_;                 // GUARDED_BY(admin_mu_)
   uint64_t highest_keyring_gen_ = 0;              // GUARDED_BY(admin_mu_)

@@ -182,6 +182,8 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
     for (const auto& m : matches) CV_RETURN_IF_ERROR(CheckNotHeld(t, m.hash, /*any_call=*/false));
     rocksdb::WriteBatch b;
     const int64_t now = NowMicros();
+    uint64_t counter = 0;  // a redaction is a new version of the call (decision 0028)
+    CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
     for (auto& m : matches) {
       if (req.mode == EraseMode::kDelete) {
         CV_RETURN_IF_ERROR(calls::PlanDelete(t, m.meta, m.hash, &b));
@@ -192,8 +194,10 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
       if (m.parts & kPartInsights) CV_RETURN_IF_ERROR(calls::ReadPart(t, m.hash, format::Part::kInsights, &c));
       Redact(&c, ByName(subject));
       c.updated_at = now;
+      c.version = calls::NextVersion(&counter, m.meta.version);
       CV_RETURN_IF_ERROR(calls::PlanWrite(t, &m.meta, m.parts, c, m.hash, &b));
     }
+    if (req.mode == EraseMode::kRedact) CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
     {
       // Deletions and redactions are logged (outside the store) before they
       // are made: a restore of an older backup deletes these calls again, or

@@ -62,6 +62,10 @@ inline constexpr char kPinPrefix = 'N';
 inline constexpr char kAuditPrefix = 'A';
 inline constexpr char kPendingFailurePrefix = 'F';
 inline constexpr char kDictionaryPrefix = 'Z';
+// Tenant column families, store format 2: the one row 'V' whose sealed value
+// is the highest call version assigned in the tenant (8 bytes BE). (In the
+// metadata instance 'V' rows are move ids; the two never meet.)
+inline constexpr char kVersionCounterPrefix = 'V';
 // Metadata instance: a damaged tenant (docs/decisions/0014), keyed by
 // internal id: kDamagePrefix + 8-byte big-endian internal id.
 inline constexpr char kDamagePrefix = 'B';
@@ -74,6 +78,8 @@ std::string CallKey(std::string_view call_hash, Part part);
 std::string CallKeyPrefix(std::string_view call_hash);
 std::string TimeIndexKey(int64_t started_at, std::string_view call_hash);
 std::string SourceIndexKey(std::string_view source_hash);
+// The tenant's version counter row: kVersionCounterPrefix alone.
+inline std::string VersionCounterKey() { return std::string(1, kVersionCounterPrefix); }
 // 'O' / 'E' / 'K' / 'W' entries: prefix, attribute hash, then the time key.
 std::string AttributeIndexPrefix(char prefix, std::string_view attr_hash);
 std::string AttributeIndexKey(char prefix, std::string_view attr_hash, int64_t started_at,

@@ -489,9 +489,13 @@ class Run {
       return CheckTenant(st_, t, m, "PutCall refused");
     }
     if (!m.live) return ExpectCode(r, Code::kTenantPurged, "PutCall on a purged tenant");
-    ExpectCode(r, Code::kOk, "PutCall " + Describe(c));
     const std::string target = m.Target(c);
     const bool created = !m.calls.count(target);
+    if (!created && (m.TenantHeld() || m.CallHeld(target))) {  // holds block changes (decision 0028)
+      ExpectCode(r, Code::kFailedPrecondition, "PutCall over a held call");
+      return CheckTenant(st_, t, m, "PutCall refused");
+    }
+    ExpectCode(r, Code::kOk, "PutCall " + Describe(c));
     Expect(r->call_id == target, "PutCall stored under " + r->call_id + ", model says " + target);
     Expect(r->created == created, "PutCall created flag");
     ModelPut(m, c, target);
@@ -518,14 +522,20 @@ class Run {
     // Each call resolves against the store as it was before the batch; two
     // resolving to one stored call are refused, else the batch equals the
     // puts one after the other.
+    // In the engine's order: each call is checked against holds (decision
+    // 0028: a held call is not changed) before the next one resolves.
     std::vector<std::string> resolved;
     for (const auto& c : calls) {
       resolved.push_back(m.Target(c));
-      dup |= !targets.insert(resolved.back()).second;
-    }
-    if (dup) {
-      ExpectCode(r, Code::kInvalidArgument, "PutCalls resolving twice to one call");
-      return CheckTenant(st_, t, m, "PutCalls refused");
+      const std::string& id = resolved.back();
+      if (m.calls.count(id) && (m.TenantHeld() || m.CallHeld(id))) {
+        ExpectCode(r, Code::kFailedPrecondition, "PutCalls over a held call");
+        return CheckTenant(st_, t, m, "PutCalls refused");
+      }
+      if (!targets.insert(id).second) {
+        ExpectCode(r, Code::kInvalidArgument, "PutCalls resolving twice to one call");
+        return CheckTenant(st_, t, m, "PutCalls refused");
+      }
     }
     ExpectCode(r, Code::kOk, "PutCalls");
     Expect(r->size() == calls.size(), "PutCalls result count");

@@ -1,12 +1,13 @@
 // Format compatibility (docs/compatibility.md): this build opens a store
 // written by the previous store format version (a fixture committed in
-// tests/engine/testdata/, written by format version 1, the only one so far)
-// and refuses, with a specific error and without changing the header, a
-// store whose header claims a format it does not read.
+// tests/engine/testdata/store-format-1, written by format version 1) and one
+// of the current format (store-format-2: call versions, decision 0028), and
+// refuses, with a specific error and without changing the header, a store
+// whose header claims a format it does not read.
 //
-// The fixture is rewritten (only when the format changes, then kept as the
-// previous version's) with:
-//   CALLVAULT_WRITE_FIXTURE=$PWD/tests/engine/testdata/store-format-1
+// The fixture of the current format is written (only when the format
+// changes; the older ones are kept) with:
+//   CALLVAULT_WRITE_FIXTURE=$PWD/tests/engine/testdata/store-format-2
 //   build/release/tests/engine/compat_test --gtest_also_run_disabled_tests
 //       --gtest_filter='*MakeFixture*'
 //   (the first line an environment variable of the second)
@@ -34,6 +35,7 @@ using testutil::MakeCall;
 
 constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
 const char kFixture[] = CALLVAULT_TESTDATA_DIR "/store-format-1";
+const char kFixture2[] = CALLVAULT_TESTDATA_DIR "/store-format-2";
 
 // The fixture's store and keys, copied to a temporary directory with the
 // modes the key provider requires (git keeps neither 0700 nor 0600).
@@ -41,9 +43,9 @@ struct FixtureCopy {
   testutil::TempDir tmp;
   std::string db = tmp.Sub("db");
   std::string keys = tmp.Sub("keys");
-  FixtureCopy() {
-    testutil::CopyTree(std::string(kFixture) + "/db", db);
-    testutil::CopyTree(std::string(kFixture) + "/keys", keys);
+  explicit FixtureCopy(const char* fixture = kFixture) {
+    testutil::CopyTree(std::string(fixture) + "/db", db);
+    testutil::CopyTree(std::string(fixture) + "/keys", keys);
     for (const std::string& d : {db, keys}) {
       ::chmod(d.c_str(), 0700);
       for (const auto& e : fs::recursive_directory_iterator(d)) {
@@ -51,8 +53,11 @@ struct FixtureCopy {
       }
     }
   }
-  Result<std::unique_ptr<Store>> Open() {
-    return Store::Open(testutil::DefaultOptions(keys), db);
+  Result<std::unique_ptr<Store>> Open(bool read_only = false) {
+    Options o = testutil::DefaultOptions(keys);
+    o.read_only = read_only;
+    if (read_only) o.create_if_missing = false;
+    return Store::Open(o, db);
   }
 };
 
@@ -92,6 +97,12 @@ TEST(CompatTest, DISABLED_MakeFixture) {
   ASSERT_OK((*store)->CreateTenant({.tenant_id = "acme", .retention_days = 3650}));
   ASSERT_OK((*store)->CreateTenant({.tenant_id = "globex", .retention_days = 30}));
   for (int i = 0; i < 3; ++i) ASSERT_OK((*store)->PutCall("acme", Expected(i)));
+  // Format 2: versions. call-1 updated once; call-2 deleted and put again.
+  Call insights;
+  insights.insights.summary = "updated insights";
+  ASSERT_OK((*store)->UpdateCall("acme", "call-1", kPartInsights, insights));
+  ASSERT_OK((*store)->DeleteCall("acme", "call-2"));
+  ASSERT_OK((*store)->PutCall("acme", Expected(2)));
   ASSERT_OK((*store)->PutCall("globex", Expected(9)));
   ASSERT_OK((*store)->PurgeTenant("globex"));
   ASSERT_OK((*store)->Close());
@@ -106,6 +117,15 @@ TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
   ASSERT_EQ(ReadFormatHeader(kFixture + std::string("/db")), "1");
   FixtureCopy copy;
   {
+    // A read-only open reads it as it is and leaves the header at 1.
+    auto ro = copy.Open(/*read_only=*/true);
+    ASSERT_OK(ro);
+    auto got = (*ro)->GetCall("acme", "call-0");
+    ASSERT_OK(got);
+    EXPECT_EQ(got->version, 1u);
+  }
+  EXPECT_EQ(ReadFormatHeader(copy.db), "1");
+  {
     auto store = copy.Open();
     ASSERT_OK(store);
     for (int i = 0; i < 3; ++i) {
@@ -115,7 +135,28 @@ TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
       expect.created_at = got->created_at;
       expect.updated_at = got->updated_at;
       EXPECT_EQ(*got, expect) << i;
+      EXPECT_EQ(got->version, 1u) << "format 1 calls read as version 1";
     }
+    // Versions go on from 1: a conditional update on version 1 applies; a
+    // delete and a re-put never give a call version 1 again.
+    Call patch;
+    patch.insights.summary = "after the upgrade";
+    auto upd = (*store)->UpdateCall("acme", "call-0", kPartInsights, patch, 1);
+    ASSERT_OK(upd);
+    EXPECT_GT(upd->version, 1u);
+    EXPECT_CODE((*store)->UpdateCall("acme", "call-0", kPartInsights, patch, 1), Code::kConflict);
+    auto del = (*store)->DeleteCall("acme", "call-1", std::optional<uint64_t>(1));
+    ASSERT_OK(del);
+    auto reput = (*store)->PutCall("acme", Expected(1));
+    ASSERT_OK(reput);
+    EXPECT_GT(reput->version, 1u);
+    auto verify = (*store)->Verify();
+    ASSERT_OK(verify);
+    EXPECT_TRUE(verify->ok());
+    auto upgraded = (*store)->ListAudit(0, "store_format_upgraded");
+    ASSERT_OK(upgraded);
+    ASSERT_EQ(upgraded->size(), 1u);
+    EXPECT_EQ((*upgraded)[0].detail, "from=1 to=2");
     auto page = (*store)->ListCalls("acme", {.limit = 10});
     ASSERT_OK(page);
     EXPECT_EQ(page->calls.size(), 3u);
@@ -135,8 +176,43 @@ TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
   EXPECT_OK((*again)->GetCall("acme", "call-5"));
   EXPECT_OK((*again)->GetCall("acme", "call-0"));
   ASSERT_OK((*again)->Close());
-  // Opening does not rewrite the header: an older library still opens it.
-  EXPECT_EQ(ReadFormatHeader(copy.db), "1");
+  // The writable open raised the header to 2 (decision 0028): a format 1
+  // library, which would write calls without advancing their versions,
+  // now refuses the store.
+  EXPECT_EQ(ReadFormatHeader(copy.db), "2");
+}
+
+TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsVersions) {
+  ASSERT_EQ(ReadFormatHeader(kFixture2 + std::string("/db")), "2");
+  FixtureCopy copy(kFixture2);
+  auto store = copy.Open();
+  ASSERT_OK(store);
+  uint64_t v[3] = {};
+  for (int i = 0; i < 3; ++i) {
+    auto got = (*store)->GetCall("acme", "call-" + std::to_string(i));
+    ASSERT_OK(got);
+    Call expect = Expected(i);
+    if (i == 1) {
+      expect.insights = Insights{};
+      expect.insights.summary = "updated insights";
+    }
+    expect.created_at = got->created_at;
+    expect.updated_at = got->updated_at;
+    EXPECT_EQ(*got, expect) << i;
+    v[i] = got->version;
+  }
+  // As written: call-0 put once; call-1 put, updated; call-2 put, deleted, put.
+  EXPECT_EQ(v[0], 2u);
+  EXPECT_EQ(v[1], 5u);
+  EXPECT_EQ(v[2], 7u);
+  // The tenant's counter was stored: the next version is above all of them.
+  auto next = (*store)->PutCall("acme", Expected(0), v[0]);
+  ASSERT_OK(next);
+  EXPECT_EQ(next->version, 8u);
+  EXPECT_CODE((*store)->GetCall("globex", "call-9"), Code::kTenantPurged);
+  auto verify = (*store)->Verify();
+  ASSERT_OK(verify);
+  EXPECT_TRUE(verify->ok());
 }
 
 TEST(CompatTest, ANewerFormatIsRefusedAndLeftAsItIs) {

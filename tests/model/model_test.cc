@@ -3,8 +3,11 @@
 //   ModelTest.RandomOperationsMatchModel  thousands of random puts, re-ingests,
 //       updates, deletes, batch puts (valid and invalid), erasures and reopens
 //       on three tenants, checked against an in-memory model: gets (whole and
-//       by parts), transcript windows, listings with random filters, orders
-//       and page sizes walked through cursors, references, receipts.
+//       by parts, one and in batches), transcript windows, listings with
+//       random filters, orders and page sizes walked through cursors, counts
+//       by query, references, receipts; partial updates (UpdateCall) with
+//       and without expected versions, and every call's version (monotonic
+//       per call id, also across a delete and a re-put; decision 0028).
 //       CALLVAULT_SEED=<n> replays a run; CALLVAULT_MODEL_OPS=<n> scales it.
 //   CursorTest.*   stability under concurrent and interleaved writers;
 //       forged, truncated, bit-flipped, cross-tenant and cross-query cursors.
@@ -173,8 +176,10 @@ class ModelRunner {
         OpPut(m, kNew);
       } else if (u < 0.45) {
         OpPut(m, kReingest);
-      } else if (u < 0.64) {
+      } else if (u < 0.54) {
         OpPut(m, kUpdate);
+      } else if (u < 0.64) {
+        OpUpdateCall(m);
       } else if (u < 0.77) {
         OpDelete(m);
       } else if (u < 0.92) {
@@ -285,6 +290,85 @@ class ModelRunner {
     return c;
   }
 
+  // A write returned `v` for call `id`: above every version that id ever had
+  // (also before a delete), and the live call's version in the model.
+  void NoteVersion(TenantModel& m, const std::string& id, uint64_t v, const std::string& what) {
+    uint64_t& last = versions_[m.id][id];
+    EXPECT_GT(v, last) << what << " " << m.id << "/" << id << ": version not above one seen before";
+    last = std::max(last, v);
+    auto it = m.calls.find(id);
+    if (it != m.calls.end()) it->second.version = v;
+  }
+
+  // UpdateCall of random parts of a random call, with the right expected
+  // version, a stale one (kConflict, nothing changed) or none.
+  void OpUpdateCall(TenantModel& m) {
+    if (m.calls.empty()) return OpPut(m, kNew);
+    const std::string id = AnyCall(m).call_id;
+    const Call before = m.calls.at(id);
+    uint32_t parts = 0;
+    while (parts == 0) {
+      for (uint32_t bit : {kPartFields, kPartParticipants, kPartTranscript, kPartInsights}) {
+        if (r_.Chance(0.4)) parts |= bit;
+      }
+    }
+    Call p = model::RandomCall(r_, gen_, r_.Chance(0.5) ? id : "");
+    if (r_.Chance(0.15)) p.transcript.clear();
+    if (r_.Chance(0.15)) p.insights = Insights{};
+    // Keep the source, or take a fresh one (a taken one is update_test's).
+    p.source_system = before.source_system;
+    p.source_call_id = r_.Chance(0.8) ? before.source_call_id : FreshSource();
+    std::optional<uint64_t> expected;
+    const uint32_t u = static_cast<uint32_t>(r_.Below(100));
+    const bool stale = u >= 60 && u < 75;
+    if (u < 60) expected = before.version;
+    if (stale) expected = r_.Chance(0.5) ? before.version - 1 : before.version + 1 + r_.Below(3);
+    const std::string what = "update parts " + std::to_string(parts) +
+                             (stale ? " stale" : expected ? " expected" : "");
+    const int64_t lo = model::WallMicros();
+    auto res = store()->UpdateCall(m.id, id, parts, p, expected);
+    const int64_t hi = model::WallMicros();
+    if (stale) {
+      ++stats_["update_conflict"];
+      EXPECT_TRUE(HasCode(res, Code::kConflict)) << what;
+      CheckGet(m, id);
+      return;
+    }
+    ASSERT_TRUE(IsOk(res)) << what;
+    ++stats_["update_call"];
+    EXPECT_EQ(res->call_id, id);
+    EXPECT_FALSE(res->created);
+    const Call n = model::Normalized(p);
+    Call& c = m.calls.at(id);
+    if (parts & kPartFields) {
+      c.source_system = n.source_system;
+      c.source_call_id = n.source_call_id;
+      c.workspace_id = n.workspace_id;
+      c.started_at = n.started_at;
+      c.duration_ms = n.duration_ms;
+      c.scheduled_start = n.scheduled_start;
+      c.scheduled_end = n.scheduled_end;
+      c.title = n.title;
+      c.direction = n.direction;
+      c.scope = n.scope;
+      c.media = n.media;
+      c.language = n.language;
+      c.status = n.status;
+      c.tags = n.tags;
+      c.owner_user_id = n.owner_user_id;
+      c.team_ids = n.team_ids;
+      c.crm_links = n.crm_links;
+    }
+    if (parts & kPartParticipants) c.participants = n.participants;
+    if (parts & kPartTranscript) c.transcript = n.transcript;
+    if (parts & kPartInsights) c.insights = n.insights;
+    // A later updated_at is taken, else the store sets now (read back).
+    c.updated_at = n.updated_at > before.updated_at ? n.updated_at : 0;
+    NoteVersion(m, id, res->version, what);
+    ReadBack(m, {id}, lo, hi);
+    CheckGet(m, id);
+  }
+
   // Reads back the instants the store chose (input 0) and checks them.
   void ReadBack(TenantModel& m, const std::vector<std::string>& ids, int64_t lo, int64_t hi) {
     for (const auto& id : ids) {
@@ -315,6 +399,7 @@ class ModelRunner {
     EXPECT_EQ(res->call_id, id) << "input call_id " << c.call_id << " source " << c.source_call_id;
     EXPECT_EQ(res->created, created) << id;
     ++stats_[created ? "created" : "updated"];
+    NoteVersion(m, id, res->version, "put");
     ReadBack(m, {id}, lo, hi);
     CheckGet(m, id);
   }
@@ -328,7 +413,14 @@ class ModelRunner {
       return;
     }
     const std::string id = AnyCall(m).call_id;
-    ASSERT_TRUE(IsOk(store()->DeleteCall(m.id, id)));
+    if (r_.Chance(0.5)) {
+      ASSERT_TRUE(IsOk(store()->DeleteCall(m.id, id)));
+    } else {
+      const uint64_t v = m.calls.at(id).version;
+      auto d = store()->DeleteCall(m.id, id, r_.Chance(0.5) ? std::optional<uint64_t>(v) : std::nullopt);
+      ASSERT_TRUE(IsOk(d));
+      NoteVersion(m, id, *d, "delete");
+    }
     m.Remove(id);
     EXPECT_TRUE(HasCode(store()->GetCall(m.id, id), Code::kNotFound)) << id;
   }
@@ -371,6 +463,7 @@ class ModelRunner {
       EXPECT_EQ((*res)[i].call_id, id) << "batch[" << i << "]";
       EXPECT_EQ((*res)[i].created, created) << "batch[" << i << "] " << id;
       ++stats_[created ? "created" : "updated"];
+      NoteVersion(m, id, (*res)[i].version, "batch");
       stored.push_back(id);
     }
     ReadBack(m, stored, lo, hi);
@@ -514,6 +607,7 @@ class ModelRunner {
       EXPECT_LE(got->updated_at, hi) << what;
       EXPECT_NE(got->updated_at, before) << what;
       c.updated_at = got->updated_at;
+      NoteVersion(m, id, got->version, what);  // a redaction is a new version
       CheckGet(m, id);
     }
     auto refs = store()->FindReferences(m.id, req.subject);
@@ -538,6 +632,9 @@ class ModelRunner {
     ASSERT_TRUE(IsOk(whole)) << m.id << "/" << id;
     if (!(*whole == want))
       ADD_FAILURE() << m.id << "/" << id << " differs:\n" << model::Diff(want, *whole);
+    if (want.version != 0) {
+      EXPECT_EQ(whole->version, want.version) << m.id << "/" << id;
+    }
     const uint32_t parts = static_cast<uint32_t>(r_.Below(8));
     auto some = store()->GetCall(m.id, id, parts);
     ASSERT_TRUE(IsOk(some));
@@ -564,6 +661,20 @@ class ModelRunner {
     const auto got = WalkAll(store(), m.id, q, &pages);
     stats_["pages"] += pages;
     ExpectListing(m, q, got);
+    for (const auto& c : got) {
+      auto it = m.calls.find(c.call_id);
+      if (it != m.calls.end() && it->second.version != 0) {
+        EXPECT_EQ(c.version, it->second.version) << m.id << "/" << c.call_id << " in a listing";
+      }
+    }
+    if (r_.Chance(0.15)) {  // a count reads every candidate's summary: now and then
+      ++stats_["count_query"];
+      ListQuery cq = q;
+      cq.limit = 0;
+      auto n = store()->CountCalls(m.id, cq);
+      ASSERT_TRUE(IsOk(n)) << model::QueryString(q);
+      EXPECT_EQ(*n, got.size()) << "CountCalls " << model::QueryString(q);
+    }
   }
 
   void CheckRefs(const TenantModel& m, const std::string& raw) {
@@ -615,6 +726,32 @@ class ModelRunner {
       if (++gone > 5) break;
       EXPECT_TRUE(HasCode(store()->GetCall(m.id, id), Code::kNotFound)) << m.id << "/" << id;
     }
+    // A batch read of live and gone ids, in order, from the model.
+    std::vector<std::string> ids;
+    for (int i = 0; i < 8 && !m.calls.empty(); ++i) ids.push_back(AnyCall(m).call_id);
+    if (!m.gone.empty()) ids.insert(ids.begin() + static_cast<std::ptrdiff_t>(r_.Below(ids.size() + 1)), *m.gone.begin());
+    ids.push_back("never-" + std::to_string(next_id_++));
+    const uint32_t parts = static_cast<uint32_t>(r_.Below(8));
+    auto batch = store()->GetCalls(m.id, ids, parts);
+    ASSERT_TRUE(IsOk(batch));
+    ASSERT_EQ(batch->size(), ids.size());
+    ++stats_["get_calls"];
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto it = m.calls.find(ids[i]);
+      if (it == m.calls.end()) {
+        EXPECT_TRUE(HasCode((*batch)[i], Code::kNotFound)) << m.id << "/" << ids[i];
+        continue;
+      }
+      ASSERT_TRUE(IsOk((*batch)[i])) << m.id << "/" << ids[i];
+      const Call expect = model::Strip(it->second, parts);
+      if (!(*(*batch)[i] == expect)) {
+        ADD_FAILURE() << "GetCalls " << m.id << "/" << ids[i] << " differs:\n"
+                      << model::Diff(expect, *(*batch)[i]);
+      }
+      if (it->second.version != 0) {
+        EXPECT_EQ((*batch)[i]->version, it->second.version);
+      }
+    }
     // One listing without filters (and so without a summary read), then random ones.
     ListQuery all;
     all.newest_first = r_.Chance(0.5);
@@ -648,6 +785,9 @@ class ModelRunner {
   uint64_t next_id_ = 0, next_source_ = 0;
   size_t expected_receipts_ = 0;
   std::map<std::string, size_t> stats_;
+  // tenant -> call id -> the highest version a write returned for it (kept
+  // after a delete: a re-put must go above it).
+  std::map<std::string, std::map<std::string, uint64_t>> versions_;
 };
 
 TEST(ModelTest, RandomOperationsMatchModel) {

@@ -31,6 +31,8 @@ int ExitCodeFor(Code code) {
       return kExitSoftware;
     case Code::kMoved:
       return kExitTempFail;  // retry at the store the message names
+    case Code::kConflict:
+      return kExitTempFail;  // read the call again and retry
   }
   return kExitSoftware;
 }

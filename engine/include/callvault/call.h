@@ -111,19 +111,46 @@ struct Call {
   // content
   std::vector<TranscriptSegment> transcript;
   Insights insights;
+  // The call's version, set by the store on every read (GetCall, GetCalls,
+  // ListCalls) and ignored by writes (PutCall, PutCalls, UpdateCall assign
+  // the next one and return it in PutResult). Monotonic per call and never
+  // reused, not even after a DeleteCall and a put of the same call_id: a
+  // write with an expected version that a reader once saw can never match a
+  // later incarnation (docs/decisions/0028). A call written by a store of
+  // format version 1 reads as version 1.
+  uint64_t version = 0;
 
-  bool operator==(const Call&) const = default;
+  // Compares the content: every field but `version` (a call read back
+  // equals the call that was put).
+  bool operator==(const Call& o) const {
+    return call_id == o.call_id && source_system == o.source_system &&
+           source_call_id == o.source_call_id && workspace_id == o.workspace_id &&
+           started_at == o.started_at && duration_ms == o.duration_ms &&
+           scheduled_start == o.scheduled_start && scheduled_end == o.scheduled_end &&
+           created_at == o.created_at && updated_at == o.updated_at && title == o.title &&
+           direction == o.direction && scope == o.scope && media == o.media &&
+           language == o.language && status == o.status && tags == o.tags &&
+           owner_user_id == o.owner_user_id && team_ids == o.team_ids &&
+           participants == o.participants && crm_links == o.crm_links &&
+           transcript == o.transcript && insights == o.insights;
+  }
 };
 
 // Which parts of a call GetCall returns. Metadata (identity, times, title,
 // owner, teams, tags, CRM links) is always returned; the others are stored
 // apart and decrypted only when asked for.
+//
+// UpdateCall takes the same bits for the parts it replaces, plus
+// kPartFields: the metadata fields (every field of Call but call_id,
+// created_at, updated_at, version, participants, transcript and insights).
 enum Parts : uint32_t {
   kPartMetadata = 0,
   kPartParticipants = 1u << 0,
   kPartTranscript = 1u << 1,
   kPartInsights = 1u << 2,
   kPartAll = kPartParticipants | kPartTranscript | kPartInsights,
+  // UpdateCall only (GetCall refuses it): replace the metadata fields.
+  kPartFields = 1u << 3,
 };
 
 }  // namespace callvault

@@ -54,6 +54,11 @@ enum class Code : int {
   // get it from the moment the move fences the tenant, every operation
   // once the source has purged its copy.
   kMoved = 12,
+  // A write named an expected version (PutCall, UpdateCall, DeleteCall) and
+  // the call's current version differs, or the call was expected absent
+  // (expected version 0) and exists: another writer changed it first.
+  // Nothing was changed; read the call again and retry.
+  kConflict = 13,
 };
 
 // Returns a stable lower-case name for `code`, e.g. "invalid_argument".
@@ -77,6 +82,7 @@ class [[nodiscard]] Status {
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
   static Status NotSupported(std::string m) { return {Code::kNotSupported, std::move(m)}; }
   static Status Moved(std::string m) { return {Code::kMoved, std::move(m)}; }
+  static Status Conflict(std::string m) { return {Code::kConflict, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

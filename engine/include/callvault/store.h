@@ -368,6 +368,7 @@ struct CallPage {
 struct PutResult {
   std::string call_id;   // the call's id in the store
   bool created = false;  // false: an existing call was updated
+  uint64_t version = 0;  // the call's version after this write (Call::version)
 };
 
 // A tenant data key (DEK) in the keyring that no live (creating, active or
@@ -603,8 +604,9 @@ class Store {
   // started_at is older than its retention, unless held or pinned, and
   // appends a signed receipt per tenant with removals.
   Result<RetentionReport> RunRetention(int64_t now, bool dry_run = false);
-  // A legal hold blocks purge, scheduled purge, retention, erasure and
-  // deletion of what it covers (kFailedPrecondition).
+  // A legal hold blocks purge, scheduled purge, retention, erasure,
+  // deletion and every change (PutCall over a held call, UpdateCall) of
+  // what it covers (kFailedPrecondition); see "Calls" below.
   Status PlaceHold(std::string_view tenant_id, const Hold& hold);
   Status ReleaseHold(std::string_view tenant_id, std::string_view hold_id);
   // Tenant-level holds first, then call holds.
@@ -613,24 +615,85 @@ class Store {
   Result<std::vector<AuditEvent>> ListAudit(int64_t since = 0, std::string_view kind = "");
 
   // --- Calls ---------------------------------------------------------------
+  // Versions and conditional writes (docs/decisions/0028): every write of a
+  // call (PutCall, PutCalls, UpdateCall, DeleteCall, and an Erase that
+  // redacts it) gives it the next version of its tenant's counter: greater
+  // than any version that call ever had, also across a DeleteCall and a put
+  // of the same call_id. Every read returns it (Call::version), every write
+  // returns the new one (PutResult::version, DeleteCall's result). A write
+  // given `expected_version` is applied only if the call it targets has
+  // exactly that version now (0: only if no such call exists); otherwise it
+  // returns kConflict and changes nothing. Check and write happen under the
+  // tenant's write lock: of two writers that read version v and both write
+  // with expected_version v, exactly one succeeds.
+  //
+  // Legal holds: a write that changes or removes an existing call
+  // (PutCall/PutCalls over it, UpdateCall, DeleteCall, Erase) is refused
+  // with kFailedPrecondition while a hold covers the call (a hold on it, or
+  // a tenant-level hold); new calls may still be put into a held tenant.
+
   // Stores a call. If a call with the same (source_system, source_call_id)
   // exists, that call is updated in place and keeps its call_id; otherwise
-  // a call with the same call_id is replaced. Durable on return when
-  // options.sync_writes.
-  Result<PutResult> PutCall(std::string_view tenant_id, const Call& call);
+  // a call with the same call_id is replaced: the WHOLE call, so parts left
+  // empty in `call` are removed (use UpdateCall to change some parts only).
+  // `call.version` is ignored. Durable on return when options.sync_writes.
+  Result<PutResult> PutCall(std::string_view tenant_id, const Call& call,
+                            std::optional<uint64_t> expected_version = std::nullopt);
   // All or nothing: every call is validated first; one atomic write.
   Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, const std::vector<Call>& calls);
+  // Replaces only the `parts` named of call `call_id` with those of
+  // `patch`, and keeps everything else: kPartInsights (e.g. after the LLM
+  // ran), kPartTranscript (a re-transcription), kPartParticipants, and
+  // kPartFields (every metadata field of Call but call_id, created_at,
+  // updated_at and version: give the call's whole metadata, e.g. the call
+  // as read with a field changed). An empty transcript or insights in
+  // `patch` removes that part. patch.call_id must be empty or `call_id`;
+  // patch.updated_at becomes updated_at if it is later than the stored
+  // one, else now (a patch made from the call as read carries the old one). Only the
+  // named transcript or insights records are decrypted and re-sealed; the
+  // other is not read and its stored bytes stay as they were. The metadata
+  // and summary records are re-sealed (they hold the version and
+  // updated_at). Indexes follow the new metadata in the same atomic write.
+  // Errors, nothing changed: kNotFound (no such call), kConflict
+  // (expected_version differs), kFailedPrecondition (a legal hold; a
+  // churned tenant), kAlreadyExists (kPartFields gives a source_call_id
+  // another call has), kInvalidArgument (no part or an unknown bit named; a
+  // field of the result over its limits, named as PutCall names it).
+  Result<PutResult> UpdateCall(std::string_view tenant_id, std::string_view call_id,
+                               uint32_t parts, const Call& patch,
+                               std::optional<uint64_t> expected_version = std::nullopt);
   // kNotFound if there is no such call.
   Result<Call> GetCall(std::string_view tenant_id, std::string_view call_id,
                        uint32_t parts = kPartAll);
+  // Up to limits::kMaxListLimit calls by id, all read from one snapshot,
+  // in the order of `call_ids` (an id given twice is returned twice). Per
+  // id: the call, or kNotFound (no such call) or kInvalidArgument (not a
+  // valid id). The whole batch fails only for the tenant (kNotFound,
+  // kTenantPurged, ...), too many ids or bad `parts` (kInvalidArgument), or
+  // damaged storage (kCorruption, kIOError).
+  Result<std::vector<Result<Call>>> GetCalls(std::string_view tenant_id,
+                                             const std::vector<std::string>& call_ids,
+                                             uint32_t parts = kPartAll);
   // kNotFound if there is no such call.
   Status DeleteCall(std::string_view tenant_id, std::string_view call_id);
+  // The same, conditional on `expected_version` when set (kConflict if the
+  // call's version differs; an expected version of 0 is kConflict when the
+  // call exists); returns the version the delete took (greater than the
+  // call's last version: a later put of the same id gets a greater one).
+  Result<uint64_t> DeleteCall(std::string_view tenant_id, std::string_view call_id,
+                              std::optional<uint64_t> expected_version);
   // Calls by started_at, a page at a time. The cursor stays correct while
   // calls are inserted and deleted: a call that exists, unchanged, for the
   // whole listing appears exactly once.
   Result<CallPage> ListCalls(std::string_view tenant_id, const ListQuery& query);
   // Number of calls of a tenant (reads the time index, decrypts nothing).
   Result<uint64_t> CountCalls(std::string_view tenant_id);
+  // Number of calls ListCalls would return for `query` over all its pages
+  // (from query.cursor, if set; query.limit is ignored). Plans as ListCalls
+  // does and checks every candidate's sealed summary (stale or forged index
+  // entries are not counted), decrypting no metadata: about the cost of
+  // listing the same calls without reading them.
+  Result<uint64_t> CountCalls(std::string_view tenant_id, const ListQuery& query);
   // The transcript segments of one call that overlap [from_ms, to_ms).
   Result<std::vector<TranscriptSegment>> GetTranscriptWindow(std::string_view tenant_id,
                                                              std::string_view call_id,

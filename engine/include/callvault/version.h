@@ -23,8 +23,10 @@ inline constexpr int kVersionMinor = CALLVAULT_VERSION_MINOR;
 inline constexpr int kVersionPatch = CALLVAULT_VERSION_PATCH;
 
 // The store format version (the store header's "format", docs/format.md)
-// that Store::Open with create_if_missing writes into a new store.
-inline constexpr uint32_t kStoreFormatVersion = 1;
+// that Store::Open with create_if_missing writes into a new store, and to
+// which a writable open raises a store of an older readable format (format
+// 2 adds call versions; docs/decisions/0028).
+inline constexpr uint32_t kStoreFormatVersion = 2;
 // The oldest store format version this build opens. A store whose header
 // says a version outside [kMinReadableStoreFormatVersion,
 // kStoreFormatVersion] is refused by Store::Open with kNotSupported and left
