@@ -19,6 +19,7 @@
 
 #include "callvault/backup.h"
 #include "callvault/store.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -48,15 +49,8 @@ Result<RestoreReport> RestoreTo(const std::string& backup, const std::string& ke
 }
 
 int RunCli(const std::string& args, std::string* out, const std::string& env = "") {
-  const std::string cmd =
-      (env.empty() ? "" : env + " ") + std::string(CALLVAULT_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return testutil::RunShell(
+      (env.empty() ? "" : env + " ") + std::string(CALLVAULT_BIN) + " " + args + " 2>&1", out);
 }
 
 std::vector<std::string> TableFiles(const std::string& dir) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "callvault/store.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -640,14 +641,7 @@ TEST(Move, DestinationRestartMidMoveThenResume) {
 }
 
 int RunCli(const std::string& args, std::string* out) {
-  const std::string cmd = std::string(CALLVAULT_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return testutil::RunShell(std::string(CALLVAULT_BIN) + " " + args + " 2>&1", out);
 }
 
 // The operator's path: `callvault identity`, `callvault tenant move`.

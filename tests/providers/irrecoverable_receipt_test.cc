@@ -15,6 +15,7 @@
 #include "callvault/key_provider.h"
 #include "callvault/store.h"
 #include "tests/providers/softhsm.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -129,15 +130,9 @@ TEST(IrrecoverableReceipt, ReceiptsWithoutTheFieldKeepTheirCanonicalForm) {
 
 int RunCli(const std::string& args, std::string* out, std::string* err = nullptr) {
   const std::string errfile = ::testing::TempDir() + "/cv_cli_err";
-  const std::string cmd = std::string(CALLVAULT_BIN) + " " + args + " 2>" + errfile;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  const int st = pclose(p);
+  const int code = testutil::RunShell(std::string(CALLVAULT_BIN) + " " + args + " 2>" + errfile, out);
   if (err != nullptr) *err = testutil::ReadFile(errfile);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return code;
 }
 
 TEST(IrrecoverableReceipt, CliOnSoftHsmShowsIrrecoverableAfter) {

@@ -18,6 +18,17 @@ std::string ReadWholeFile(const std::string& path) {
   return s.str();
 }
 
+int RunShell(const std::string& command, std::string* out) {
+  std::fflush(nullptr);
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  const int st = ::pclose(p);
+  return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 ProcessOutcome RunProcess(const std::vector<std::string>& argv, const std::string& scratch_dir,
                           const std::string& stdin_path) {
   ProcessOutcome o;

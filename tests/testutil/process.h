@@ -22,6 +22,11 @@ struct ProcessOutcome {
 ProcessOutcome RunProcess(const std::vector<std::string>& argv, const std::string& scratch_dir,
                           const std::string& stdin_path = "");
 
+// Runs `command` with /bin/sh (the caller quotes and redirects), appends
+// its stdout to `*out`; returns its exit code, or -1 if it could not be run
+// or died of a signal.
+int RunShell(const std::string& command, std::string* out);
+
 // The whole content of a file ("" if it cannot be read).
 std::string ReadWholeFile(const std::string& path);
 

@@ -17,6 +17,7 @@
 #include "callvault/store.h"
 #include "format/coding.h"
 #include "format/rowkey.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -47,14 +48,7 @@ void FlipBytes(const std::string& path, uint64_t offset, size_t n) {
 
 // Runs the CLI; returns its exit code and stdout.
 int RunCli(const std::string& args, std::string* out) {
-  const std::string cmd = std::string(CALLVAULT_BIN) + " " + args + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return testutil::RunShell(std::string(CALLVAULT_BIN) + " " + args + " 2>/dev/null", out);
 }
 
 // The auth_failure events the store reported through the audit callback
