@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -462,6 +463,33 @@ TEST(Attack7Manifest, CrashImageLastEditDamagedIsNeverSilent) {
   std::printf("attack7: last MANIFEST record damaged in a crash image after a flush: %d refused, %d "
               "marked, %d intact, %d silent losses\n",
               refused, marked, intact, silent);
+}
+
+// --- 4. Stale repair temp files: only ours, only files ---------------------------
+
+// The writable open removes NNNNNN.log[.damage|.damaged].tmp left by a crash
+// inside a WAL repair's AtomicWrite (decision 0025). An entry with such a
+// name that AtomicWrite cannot have left: a directory (with something in
+// it) is left alone and does not stop the store from opening; a symlink is
+// unlinked, its target (outside the store) untouched.
+TEST(Attack7TempFiles, DirectoryOrSymlinkWithARepairTempNameIsNotFollowedNorFatal) {
+  testutil::TestStore s;
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({.tenant_id = "acme"}));
+  ASSERT_OK(s->PutCall("acme", MakeCall("c1", kAt)));
+  s.Close();
+  const std::string shard = s.db + "/shards/0000";
+  fs::create_directory(shard + "/000124.log.tmp");
+  { std::ofstream(shard + "/000124.log.tmp/operator-notes") << "keep me"; }
+  const std::string outside = s.tmp.path() + "/outside";
+  { std::ofstream(outside) << "not the store's"; }
+  fs::create_symlink(outside, shard + "/000125.log.damaged.tmp");
+  Status st = s.Open();
+  ASSERT_OK(st);
+  EXPECT_TRUE(fs::exists(shard + "/000124.log.tmp/operator-notes")) << "a directory's content removed";
+  EXPECT_FALSE(fs::is_symlink(fs::symlink_status(shard + "/000125.log.damaged.tmp")));
+  EXPECT_EQ(testutil::ReadFile(outside), "not the store's");
+  EXPECT_OK(s->GetCall("acme", "c1", kPartAll));
 }
 
 }  // namespace
