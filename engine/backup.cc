@@ -471,11 +471,14 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
       CopyJob* j = job.get();
       const std::string metadata = AppMetadata(m.cut_id, j->in);
       const bool flush = opts.flush_before_backup;
-      j->thread = std::thread([j, raw, db, metadata, flush] {
+      // A copy, not the structured binding: clang 14 (the fuzz build)
+      // cannot capture a binding in a lambda.
+      rocksdb::DB* const instance = db;
+      j->thread = std::thread([j, raw, instance, metadata, flush] {
         rocksdb::CreateBackupOptions co;
         co.flush_before_backup = flush;
         co.progress_callback = [j] { j->CutTaken(); };
-        j->status = raw->CreateNewBackupWithMetadata(co, db, metadata, &j->id);
+        j->status = raw->CreateNewBackupWithMetadata(co, instance, metadata, &j->id);
         j->CutTaken();
       });
       j->engine = raw;
