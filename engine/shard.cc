@@ -294,6 +294,13 @@ Status RemoveRepairTempFiles(rocksdb::FileSystem* fs, const std::string& dir) {
   bool removed = false;
   for (const auto& name : children) {
     if (!IsRepairTempName(name)) continue;
+    // AtomicWrite leaves files only: a directory with such a name (or a
+    // symlink to one) is someone else's, left alone rather than refusing
+    // the open (unlink: EISDIR). A symlink to a file is unlinked, not followed.
+    bool is_dir = false;
+    if (fs->IsDirectory(dir + "/" + name, rocksdb::IOOptions(), &is_dir, nullptr).ok() && is_dir) {
+      continue;
+    }
     CV_RETURN_IF_ERROR(fsutil::Remove(fs, dir, name, /*sync_dir=*/false));
     removed = true;
   }
