@@ -23,14 +23,14 @@ namespace callvault {
 
 namespace {
 
-// Edits are appended to the MANIFEST (64 MiB before a new one). A torn
-// write garbling its unsynced tail makes 7.8 refuse the instance: a known
-// bug (decision 0024). One MANIFEST per edit (decision 0025) was reverted
-// again: merged with the rest of main, IoErrorTest.Random failed 3 of 3
-// runs with CURRENT naming a MANIFEST that a power loss after injected
-// sync faults had removed ("MANIFEST-000032: No such file"); with appended
-// edits it passes. The deletion hold of 0025 stays.
-constexpr uint64_t kManifestRollBytes = 64ull << 20;
+// max_manifest_file_size: 1, a new MANIFEST per edit (the whole state,
+// the edit, synced, then CURRENT renamed to it), so the MANIFEST CURRENT
+// names is always whole: a power loss can garble only the unsynced tail of
+// one CURRENT does not name yet (with appended edits 7.8 refused the
+// instance: "checksum mismatch"). 7.8's SetCurrentFile error path, met at
+// every edit, then deletes the MANIFEST CURRENT still names on a full
+// disk; CloseCheckFS::HoldDeletions keeps it. Decisions 0024, 0025.
+constexpr uint64_t kManifestRollBytes = 1;
 
 bool IsManifestWrite(const std::string& path) {
   const std::string base = path.substr(path.rfind('/') + 1);
