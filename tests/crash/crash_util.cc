@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "engine/keyring.h"
+#include "tests/testutil/testutil.h"
 
 extern char** environ;
 
@@ -242,7 +243,7 @@ Result<KeyringView> ReadNewestKeyring(const std::string& key_dir) {
 
 Result<std::vector<std::string>> ListFamilies(const std::string& path) {
   std::vector<std::string> names;
-  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names);
+  rocksdb::Status s = testutil::ListLiveColumnFamilies(path, &names);
   if (!s.ok()) return Status::IOError("ListColumnFamilies " + path + ": " + s.ToString());
   std::vector<std::string> out;
   for (auto& n : names) {

@@ -177,7 +177,7 @@ using testutil::RawShard;  // tests/testutil/raw_shard.h
 
 inline std::vector<std::string> ListColumnFamilies(const std::string& shard_path) {
   std::vector<std::string> names;
-  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), shard_path, &names);
+  rocksdb::Status s = testutil::ListLiveColumnFamilies(shard_path, &names);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return names;
 }

@@ -1,5 +1,7 @@
 #include "tests/testutil/fault_fs.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -301,6 +303,10 @@ void FaultFS::ResetCounts() {
 }
 
 IOStatus FaultFS::CheckLocked(uint32_t op, const std::string& path) {
+  static const char* trace = std::getenv("CALLVAULT_FAULTFS_TRACE");
+  if (trace && path.find(trace) != std::string::npos && op != kOpRead) {
+    fprintf(stderr, "FFS %s %s%s\n", FaultOpName(op), path.c_str(), frozen_ ? " (frozen)" : "");
+  }
   for (int b = 0; b < 8; ++b) {
     if (op & (1u << b)) ++seen_[b];
   }

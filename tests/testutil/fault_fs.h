@@ -63,6 +63,9 @@
 //    ops_seen(kinds) counts the operations of those kinds, so a test can
 //    learn how many I/Os of each kind an operation does.
 //
+// Debugging: with CALLVAULT_FAULTFS_TRACE=<substring> set, every operation
+// but reads on a path containing it is printed to stderr.
+//
 // Thread safety: every method may be called from any thread (RocksDB's
 // background threads use the same FileSystem); one mutex guards the state.
 #ifndef CALLVAULT_TESTS_TESTUTIL_FAULT_FS_H_

@@ -1,5 +1,7 @@
 #include "tests/testutil/testutil.h"
 
+#include <rocksdb/db.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -119,6 +121,18 @@ std::vector<std::string> FindInTree(const std::string& dir, const std::vector<st
     }
   }
   return hits;
+}
+
+rocksdb::Status ListLiveColumnFamilies(const std::string& path, std::vector<std::string>* names) {
+  rocksdb::DBOptions dbo;
+  rocksdb::Status s;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string before = ReadFile(path + "/CURRENT");
+    names->clear();
+    s = rocksdb::DB::ListColumnFamilies(dbo, path, names);
+    if (s.ok() || ReadFile(path + "/CURRENT") == before) return s;  // (unchanged: not a race)
+  }
+  return s;
 }
 
 }  // namespace callvault::testutil

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <rocksdb/status.h>
+
 #include "callvault/store.h"
 
 #define ASSERT_OK(expr)                                      \
@@ -83,6 +85,13 @@ Call MakeCall(const std::string& call_id, int64_t started_at, const std::string&
 void CopyTree(const std::string& from, const std::string& to);
 // Every regular file under `dir`, recursively.
 std::vector<std::string> ListFiles(const std::string& dir);
+// rocksdb::DB::ListColumnFamilies of a shard or instance another handle
+// may have open. A live instance writes a new MANIFEST at each edit and
+// deletes the old one (decision 0025), so a listing that read CURRENT just
+// before a flush can find its MANIFEST gone: listed again while CURRENT
+// keeps changing under it (up to 100 times); an error with CURRENT unchanged
+// is returned.
+rocksdb::Status ListLiveColumnFamilies(const std::string& path, std::vector<std::string>* names);
 std::string ReadFile(const std::string& path);
 // "file: needle" for every needle found in any file under `dir`.
 std::vector<std::string> FindInTree(const std::string& dir, const std::vector<std::string>& needles);
