@@ -107,27 +107,8 @@ class CallUpdateCommand final : public Command {
                     "Replace only if the call is at this version (else exit 75, conflict)");
   }
   RunResult Run(Context& ctx) override {
-    uint32_t parts = 0;
-    size_t start = 0;
-    while (start <= parts_.size()) {
-      size_t comma = parts_.find(',', start);
-      if (comma == std::string::npos) comma = parts_.size();
-      const std::string name = parts_.substr(start, comma - start);
-      if (name == "fields") {
-        parts |= kPartFields;
-      } else if (name == "participants") {
-        parts |= kPartParticipants;
-      } else if (name == "transcript") {
-        parts |= kPartTranscript;
-      } else if (name == "insights") {
-        parts |= kPartInsights;
-      } else {
-        return RunResult::Usage(
-            "--parts: expected a comma-separated list of fields, participants, transcript or "
-            "insights");
-      }
-      start = comma + 1;
-    }
+    auto parts = ParseUpdateParts(parts_);
+    if (!parts.ok()) return RunResult::Usage(parts.status().message());
     auto text = ReadInput(path_);
     if (!text.ok()) return text.status();
     auto calls = json::ParseCalls(*text);
@@ -137,7 +118,7 @@ class CallUpdateCommand final : public Command {
     if (!store.ok()) return store.status();
     std::optional<uint64_t> expected;
     if (expected_ >= 0) expected = static_cast<uint64_t>(expected_);
-    auto r = (*store)->UpdateCall(tenant_id_, call_id_, parts, calls->front(), expected);
+    auto r = (*store)->UpdateCall(tenant_id_, call_id_, *parts, calls->front(), expected);
     if (!r.ok()) return r.status();
     if (ctx.json()) {
       ctx.PrintJson({{"call_id", r->call_id}, {"version", r->version}});

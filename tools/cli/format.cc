@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <initializer_list>
 #include <ostream>
 
 #include "tools/json/call_json.h"
@@ -138,30 +139,55 @@ std::vector<std::string> RoleNames(uint32_t roles) {
   return v;
 }
 
-Result<uint32_t> ParseParts(std::string_view text) {
-  uint32_t parts = kPartMetadata;
+namespace {
+
+struct PartName {
+  std::string_view name;
+  uint32_t bits;
+};
+
+// `text`, a comma-separated list of names from `names`, OR-ed onto `base`.
+Result<uint32_t> ParseNamedParts(std::string_view text, std::initializer_list<PartName> names,
+                                 uint32_t base, std::string_view expected) {
+  uint32_t parts = base;
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
     if (comma == std::string_view::npos) comma = text.size();
-    std::string_view name = text.substr(start, comma - start);
-    if (name == "metadata") {
-    } else if (name == "participants") {
-      parts |= kPartParticipants;
-    } else if (name == "transcript") {
-      parts |= kPartTranscript;
-    } else if (name == "insights") {
-      parts |= kPartInsights;
-    } else if (name == "all") {
-      parts |= kPartAll;
-    } else {
-      return Status::InvalidArgument(
-          "--parts: expected a comma-separated list of metadata, participants, transcript, "
-          "insights or all");
+    const std::string_view name = text.substr(start, comma - start);
+    const PartName* hit = nullptr;
+    for (const auto& n : names) {
+      if (n.name == name) hit = &n;
     }
+    if (hit == nullptr) {
+      return Status::InvalidArgument("--parts: expected a comma-separated list of " +
+                                     std::string(expected));
+    }
+    parts |= hit->bits;
     start = comma + 1;
   }
   return parts;
+}
+
+}  // namespace
+
+Result<uint32_t> ParseParts(std::string_view text) {
+  return ParseNamedParts(text,
+                         {{"metadata", 0},
+                          {"participants", kPartParticipants},
+                          {"transcript", kPartTranscript},
+                          {"insights", kPartInsights},
+                          {"all", kPartAll}},
+                         kPartMetadata, "metadata, participants, transcript, insights or all");
+}
+
+Result<uint32_t> ParseUpdateParts(std::string_view text) {
+  return ParseNamedParts(text,
+                         {{"fields", kPartFields},
+                          {"participants", kPartParticipants},
+                          {"transcript", kPartTranscript},
+                          {"insights", kPartInsights}},
+                         0, "fields, participants, transcript or insights");
 }
 
 void Table::Print(std::ostream& out) const {

@@ -35,6 +35,10 @@ Result<int64_t> ParseTime(std::string_view text, std::string_view flag);
 // A comma-separated list of metadata, participants, transcript, insights
 // (or "all") to a Parts mask. kInvalidArgument on an unknown name.
 Result<uint32_t> ParseParts(std::string_view text);
+// The parts `call update` replaces: a comma-separated list of fields (every
+// metadata field), participants, transcript, insights. kInvalidArgument on
+// an unknown name.
+Result<uint32_t> ParseUpdateParts(std::string_view text);
 // "H:MM:SS.mmm" for an offset into a call.
 std::string FormatOffset(uint32_t ms);
 // `text` itself when `reveal`, else "[redacted N bytes]" ("" stays "").
