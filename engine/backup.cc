@@ -447,6 +447,10 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     std::vector<std::pair<BackupInstance, rocksdb::DB*>> todo;
     todo.push_back({BackupInstance{"meta", "meta"}, meta_.get()});
     for (uint32_t i = 0; i < shards_.size(); ++i) {
+      if (!shards_[i]) {  // decision 0034: a backup is of the whole store
+        return Status::Corruption("backup: shard " + std::to_string(i) + " does not open (" +
+                                  damaged_shards_[i] + "); a backup of the store needs every shard");
+      }
       todo.push_back({BackupInstance{ShardName(i), ShardBackupDir(i)}, shards_[i]->db()});
     }
     // Each instance is copied by its own thread; the locks are held only

@@ -68,7 +68,7 @@ Status Store::Impl::RecordWalDamage() {
   std::vector<codec::TenantRecord> registry;
   bool registry_read = false;
   for (const auto& shard : shards_) {
-    if (shard->wal_damage().empty()) continue;
+    if (!shard || shard->wal_damage().empty()) continue;
     for (const auto& d : shard->wal_damage()) {
       std::vector<std::string> families = d.all_families ? shard->FamilyNames() : d.families;
       if (d.all_families) {
@@ -155,6 +155,7 @@ void Store::Impl::PollDamagedFamilies() {
   {
     std::lock_guard<std::mutex> l(admin_mu_);
     for (const auto& s : shards_) {
+      if (!s) continue;
       auto f = s->TakeDamagedFamilies();
       if (!f.empty()) found.emplace_back(s->index(), std::move(f));
     }
@@ -186,6 +187,11 @@ Status Store::Impl::AcceptTenantDamage(std::string_view tenant_id) {
   // Purged first: a purge removes the mark, so a purged tenant is never damaged.
   if (t->state.load() != TenantState::kActive) return Status::TenantPurged("tenant purged");
   if (!t->damaged.load()) return Status::FailedPrecondition("tenant is not damaged");
+  if (damaged_shards_.count(t->rec.shard)) {
+    return Status::FailedPrecondition(
+        "the tenant's shard does not open: there is nothing to accept the loss of; restore the "
+        "store from a backup, or purge the tenant (docs/operations.md)");
+  }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Delete(meta_write_, DamageKey(t->rec.internal_id)),
                                        "delete damage mark"));
   std::string what;

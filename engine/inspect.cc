@@ -206,7 +206,13 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
                                 "): open the store writable to record it");
     }
   }
-  if (!tenant_id) VerifyMetadata(&report);
+  if (!tenant_id) {
+    for (const auto& [i, why] : damaged_shards_) {  // decision 0034
+      ++report.records_failed;
+      report.failures.push_back("shard " + std::to_string(i) + ": does not open: " + why);
+    }
+    VerifyMetadata(&report);
+  }
   return report;
 }
 
@@ -360,9 +366,15 @@ Result<StoreStats> Store::Impl::Stats() {
     st.kek_generation = keyring_.kek_generation;
     st.keyring_generation = keyring_.generation;
     st.receipts = receipt_seq_;
-    for (const auto& s : shards_) {
+    for (uint32_t i = 0; i < shards_.size(); ++i) {
+      const auto& s = shards_[i];
       ShardStats ss;
-      ss.shard = s->index();
+      ss.shard = i;
+      if (!s) {  // decision 0034
+        ss.damage = damaged_shards_[i];
+        st.shards.push_back(ss);
+        continue;
+      }
       ss.tenants = static_cast<uint32_t>(s->family_count());
       std::vector<rocksdb::LiveFileMetaData> files;
       s->db()->GetLiveFilesMetaData(&files);
@@ -456,6 +468,7 @@ Status Store::Impl::Flush() {
   std::lock_guard<std::mutex> l(admin_mu_);
   rocksdb::FlushOptions fo;
   for (const auto& s : shards_) {
+    if (!s) continue;
     for (const auto& name : s->FamilyNames()) {
       if (auto* cf = s->Find(name)) {
         CV_RETURN_IF_ERROR(fsutil::FromRocks(s->db()->Flush(fo, cf), "flush"));
@@ -471,6 +484,7 @@ Status Store::Impl::CompactAll() {
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
   for (const auto& s : shards_) {
+    if (!s) continue;
     for (const auto& name : s->FamilyNames()) {
       if (auto* cf = s->Find(name)) {
         CV_RETURN_IF_ERROR(fsutil::FromRocks(s->db()->CompactRange(co, cf, nullptr, nullptr), "compact"));

@@ -50,7 +50,7 @@ std::shared_ptr<Tenant> Store::Impl::LoadTenant(const codec::TenantRecord& rec) 
   auto t = std::make_shared<Tenant>();
   t->rec = rec;
   t->state = TenantState::kActive;
-  if (rec.shard < shards_.size()) {
+  if (rec.shard < shards_.size() && shards_[rec.shard]) {
     t->shard = shards_[rec.shard].get();
     t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id));
   }
@@ -82,6 +82,15 @@ void Store::Impl::Quarantine(const codec::TenantRecord& rec, const std::string& 
 // Without its key the family is unreadable already: rolled back as before.
 Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
                                     const std::set<std::pair<std::string, uint64_t>>& audited) {
+  if (damaged_shards_.count(rec.shard)) {
+    // Whether its family holds rows cannot be known: nothing is rolled
+    // back (decision 0034); the tenant waits, damaged, for its shard.
+    auto t = LoadTenant(rec);
+    MarkOnDamagedShard(t.get());
+    std::unique_lock<std::shared_mutex> m(map_mu_);
+    tenants_[rec.tenant_id] = std::move(t);
+    return Status::OK();
+  }
   Shard* shard = rec.shard < shards_.size() ? shards_[rec.shard].get() : nullptr;
   rocksdb::ColumnFamilyHandle* cf =
       shard ? shard->Find(format::ColumnFamilyName(rec.internal_id)) : nullptr;
@@ -147,6 +156,7 @@ Status Store::Impl::RecoverFamilies() {
     }
   }
   for (auto& shard : shards_) {
+    if (!shard) continue;
     for (const auto& name : shard->FamilyNames()) {
       auto id = format::ParseColumnFamilyName(name);
       if (id && live.count({shard->index(), *id})) continue;
@@ -185,7 +195,10 @@ std::vector<OrphanKey> Store::Impl::FindOrphanKeys() {
     o.internal_id = id.first;
     o.key_version = id.second;
     o.column_family = format::ColumnFamilyName(id.first);
+    // A damaged shard may hold its family: never destroy on doubt.
+    if (!damaged_shards_.empty()) o.has_rows = true;
     for (const auto& s : shards_) {
+      if (!s) continue;
       rocksdb::ColumnFamilyHandle* cf = s->Find(o.column_family);
       if (cf == nullptr) continue;
       o.has_column_family = true;
@@ -248,6 +261,7 @@ Result<KeyReconcileReport> Store::Impl::ReconcileKeys(
     r.key_versions_destroyed = v;
     r.kek_generation_retired = retired;
     for (auto& shard : shards_) {
+      if (!shard) continue;
       rocksdb::ColumnFamilyHandle* cf = shard->Find(r.column_family);
       if (cf == nullptr) continue;
       uint64_t keys = 0, sst = 0, blobs = 0;

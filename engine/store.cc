@@ -871,15 +871,31 @@ Status Store::Impl::OpenShards() {
   work();
   for (auto& t : pool) t.join();
   for (uint32_t i = 0; i < n; ++i) {
+    // Damage stops its shard only (decision 0034): its tenants answer
+    // kCorruption, the others serve. An I/O error stops the open.
+    if (status[i].code() == Code::kCorruption) {
+      damaged_shards_[i] = status[i].message();
+      shards_.emplace_back();
+      continue;
+    }
     CV_RETURN_IF_ERROR(status[i]);
     shards_.push_back(std::move(opened[i]));
   }
   return Status::OK();
 }
 
+void Store::Impl::MarkOnDamagedShard(Tenant* t) {
+  auto d = damaged_shards_.find(t->rec.shard);
+  if (d == damaged_shards_.end()) return;
+  t->shard = nullptr;
+  t->cf = nullptr;
+  t->damaged = true;
+  t->damage = "its shard " + std::to_string(d->first) + " does not open: " + d->second;
+}
+
 Result<Shard*> Store::Impl::PickShard() {
   for (auto& s : shards_) {
-    if (s->family_count() < max_tenants_per_shard_) return s.get();
+    if (s && s->family_count() < max_tenants_per_shard_) return s.get();
   }
   uint32_t i = static_cast<uint32_t>(shards_.size());
   CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
@@ -897,7 +913,7 @@ std::vector<std::string> Store::Impl::ShardPaths() const {
   std::vector<std::string> v;
   auto* self = const_cast<Impl*>(this);
   std::lock_guard<std::mutex> l(self->admin_mu_);
-  for (const auto& s : shards_) v.push_back(s->path());
+  for (uint32_t i = 0; i < shards_.size(); ++i) v.push_back(ShardDir(path_, i));
   return v;
 }
 
@@ -930,7 +946,9 @@ Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
     t->damaged = true;  // docs/decisions/0014
     t->damage = d->second;
   }
-  if (rec.state == TenantState::kActive) {
+  if (rec.state == TenantState::kActive && damaged_shards_.count(rec.shard)) {
+    MarkOnDamagedShard(t.get());  // (its key kept: the shard may be restored)
+  } else if (rec.state == TenantState::kActive) {
     Status missing;
     const SecretBytes* dek = keyring_.Find(rec.internal_id, rec.key_version);
     if (rec.shard >= shards_.size()) {

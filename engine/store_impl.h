@@ -441,7 +441,14 @@ class Store::Impl {
   Keyring keyring_;                               // GUARDED_BY(admin_mu_)
   // Operations reach their shard through Tenant::shard; the vector itself
   // is read and grown under admin_mu_.
+  // A shard that did not open for damage (kCorruption: its CURRENT,
+  // MANIFEST or acknowledged WAL) is a null entry, its reason in
+  // damaged_shards_; its tenants are damaged, the others serve (decision
+  // 0034). Every loop over shards_ skips null entries.
   std::vector<std::unique_ptr<Shard>> shards_;    // GUARDED_BY(admin_mu_)
+  std::map<uint32_t, std::string> damaged_shards_;  // set at open; then read only
+  // Marks `t` (of a damaged shard) damaged in memory: found at every open.
+  void MarkOnDamagedShard(Tenant* t);
   uint64_t next_internal_id_ = 1;                 // GUARDED_BY(admin_mu_)
   // The header's format version as opened (a writable open raises 1 to 2:
   // docs/decisions/0028).

@@ -298,7 +298,7 @@ Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
 // Undoes a create that did not finish. Its key never protected an
 // acknowledged write, so removing it needs no KEK rotation.
 Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec) {
-  if (rec.shard < shards_.size()) {
+  if (rec.shard < shards_.size() && shards_[rec.shard]) {
     Shard* shard = shards_[rec.shard].get();
     if (auto* cf = shard->Find(format::ColumnFamilyName(rec.internal_id))) {
       CV_RETURN_IF_ERROR(shard->Drop(cf));

@@ -363,10 +363,10 @@ TEST(ContainSst, DataBlockMetAtOpenDamagesOneTenant) {
 }
 
 // A table file missing (or a MANIFEST naming files of an older state, as a
-// truncated one does): not contained but refused, read-only and
-// read-write, and nothing deleted: a writable open that went on would
-// delete the files the MANIFEST does not list. (A guard: the code before
-// refused too; an intermediate version of the fix did not.)
+// truncated one does): not contained to the tenant but its shard refused,
+// read-only and read-write (the store opens, the shard's tenants answer
+// kCorruption: decision 0034), and nothing deleted: a writable open of the
+// shard that went on would delete the files the MANIFEST does not list.
 TEST(ContainSst, MissingTableFileIsRefusedAndNothingDeleted) {
   SstStore w;
   ASSERT_FALSE(w.acme_sst.empty());
@@ -376,9 +376,11 @@ TEST(ContainSst, MissingTableFileIsRefusedAndNothingDeleted) {
   w.s.options.create_if_missing = false;
   for (bool read_only : {true, false}) {
     w.s.options.read_only = read_only;
-    Status st = w.s.Open();
+    ASSERT_OK(w.s.Open());
+    Status st = w.s->GetCall("acme", w.a.front(), kPartAll).status();
     EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
     EXPECT_NE(st.message().find("No such file"), std::string::npos) << st.ToString();
+    EXPECT_FALSE(w.s->Verify(std::nullopt)->ok());
     w.s.Close();
   }
   auto after = testutil::ListFiles(Shard0(w.s.db));

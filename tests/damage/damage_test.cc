@@ -352,8 +352,9 @@ TEST_F(Fixture, BlobFlipDamagesOneTenantOnly) {
   ExpectHealthy("bravo", {"b0"});
 }
 
-// MANIFEST flips: the shard's or the metadata instance's. The store may
-// stop, with a specific error, never silently.
+// MANIFEST flips: the metadata instance's stops the store, the shard's
+// stops that shard's tenants (decision 0034), with a specific error, never
+// silently.
 TEST_F(Fixture, ManifestFlipsStopWithAClearError) {
   Put("acme", "a0");
   ASSERT_OK(s->Flush());
@@ -368,10 +369,20 @@ TEST_F(Fixture, ManifestFlipsStopWithAClearError) {
     ASSERT_FALSE(manifest.empty());
     XorBytes(manifest, FileSize(manifest) / 2, 8);
     auto r = Store::Open(s.options, s.db);
-    ASSERT_FALSE(r.ok()) << dir;
-    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
-    EXPECT_NE(r.status().message().find("MANIFEST"), std::string::npos) << r.status().ToString();
-    std::printf("[damage] MANIFEST of %s: %s\n", dir.c_str(), r.status().ToString().c_str());
+    Status why = r.ok() ? Status::OK() : r.status();
+    if (dir == Shard0(s)) {  // the store opens; the shard's tenant is refused
+      ASSERT_OK(r);
+      auto got = (*r)->GetCall("acme", "a0");
+      ASSERT_FALSE(got.ok());
+      why = got.status();
+      EXPECT_NE(why.message().find("shard 0"), std::string::npos) << why.ToString();
+      r = Status::Internal("closed");
+    } else {
+      ASSERT_FALSE(r.ok()) << dir;
+    }
+    EXPECT_EQ(why.code(), Code::kCorruption) << why.ToString();
+    EXPECT_NE(why.message().find("MANIFEST"), std::string::npos) << why.ToString();
+    std::printf("[damage] MANIFEST of %s: %s\n", dir.c_str(), why.ToString().c_str());
     fs::remove_all(s.tmp.path() + "/db");
     testutil::CopyTree(copy.path() + "/db", s.db);
   }
@@ -624,10 +635,23 @@ TEST_F(MarkFixture, DamagedMetadataIsCorruptionNeverNoStore) {
     Options o = s.options;
     o.read_only = mode == 1;
     o.create_if_missing = false;
+    // The store opens; the shard's tenants are refused (decision 0034).
     auto r = Store::Open(o, s.db);
-    ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
-    EXPECT_NE(r.status().message().find("shard 0 damaged"), std::string::npos) << r.status().ToString();
+    ASSERT_OK(r);
+    for (const char* t : {"acme", "bravo"}) {
+      auto d = (*r)->DescribeTenant(t);
+      ASSERT_OK(d);
+      if (d->shard != 0) {  // the other shard serves
+        EXPECT_FALSE(d->damaged) << t;
+        EXPECT_OK((*r)->ListCalls(t, ListQuery{}));
+        continue;
+      }
+      EXPECT_TRUE(d->damaged) << t;
+      auto got = (*r)->ListCalls(t, ListQuery{});
+      EXPECT_EQ(got.status().code(), Code::kCorruption) << got.status().ToString();
+      EXPECT_NE(got.status().message().find("shard 0 damaged"), std::string::npos)
+          << got.status().ToString();
+    }
   }
   restore();
   ASSERT_OK(s.Open());

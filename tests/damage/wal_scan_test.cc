@@ -360,10 +360,18 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
     if (step % 50 != 0) continue;
     // The crash image, then the WALs below its floor removed.
     const std::string img = tmp.Sub("img" + std::to_string(step));
-    testutil::CopyTree(dir, img);
+    // A live instance writes a new MANIFEST per edit and deletes the old
+    // one (decision 0025): a copy that caught CURRENT before a background
+    // flush's edit may lack the MANIFEST it names; copied again then.
     std::string current, manifest;
-    ASSERT_TRUE(rocksdb::ReadFileToString(rocksdb::Env::Default(), img + "/CURRENT", &current).ok());
-    current.pop_back();
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      fs::remove_all(img);
+      testutil::CopyTree(dir, img);
+      current.clear();
+      ASSERT_TRUE(rocksdb::ReadFileToString(rocksdb::Env::Default(), img + "/CURRENT", &current).ok());
+      current.pop_back();
+      if (fs::exists(img + "/" + current)) break;
+    }
     ASSERT_TRUE(rocksdb::ReadFileToString(rocksdb::Env::Default(), img + "/" + current, &manifest).ok());
     const uint64_t floor = ReplayFloor(manifest);
     if (floor > 1) ++raised;

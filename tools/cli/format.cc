@@ -502,6 +502,7 @@ nlohmann::json StatsToJson(const StoreStats& s) {
                       {"tenants", sh.tenants},
                       {"sst_files", sh.sst_files},
                       {"live_bytes", sh.live_bytes}});
+    if (!sh.damage.empty()) shards.back()["damage"] = sh.damage;
   }
   nlohmann::json tenants = nlohmann::json::array();
   for (const auto& t : s.tenants) {
@@ -568,10 +569,17 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
   out << "shards:\n";
   Table shards({"  SHARD", "TENANTS", "SST_FILES", "LIVE_BYTES"});
   for (const auto& sh : s.shards) {
+    if (!sh.damage.empty()) {
+      shards.Add({fmt::format("  {:04}", sh.shard), "DAMAGED", "-", "-"});
+      continue;
+    }
     shards.Add({fmt::format("  {:04}", sh.shard), std::to_string(sh.tenants),
                 std::to_string(sh.sst_files), FormatBytes(sh.live_bytes)});
   }
   shards.Print(out);
+  for (const auto& sh : s.shards) {
+    if (!sh.damage.empty()) out << fmt::format("  shard {:04} does not open: {}\n", sh.shard, sh.damage);
+  }
   out << "tenants:\n";
   Table tenants({"  TENANT", "SHARD", "CALLS", "RECORDS", "BYTES"});
   for (const auto& t : s.tenants) {

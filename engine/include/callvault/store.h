@@ -445,6 +445,10 @@ struct ShardStats {
   uint32_t tenants = 0;
   uint64_t sst_files = 0;
   uint64_t live_bytes = 0;  // SST + blob files
+  // Non-empty: the shard did not open for damage (its CURRENT, MANIFEST or
+  // acknowledged WAL), and this says why; its tenants answer kCorruption
+  // (TenantInfo::damaged), the other shards serve. The counts are 0.
+  std::string damage;
 };
 
 struct TenantStats {
