@@ -17,13 +17,10 @@
 //   (the first line an environment variable of the second)
 #include <openssl/evp.h>
 #include <sodium.h>
-#include <sys/stat.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <string>
 
-#include "engine/keyring.h"
+#include "tests/testutil/fixture.h"
 #include "tests/recordings/rec_util.h"
 #include "workload/workload.h"
 
@@ -34,10 +31,8 @@
 namespace callvault {
 namespace {
 
-namespace fs = std::filesystem;
 using rectest::kChunk;
 using rectest::kT0;
-using rectest::RawShard;
 using testutil::MakeCall;
 
 const char kFixture1[] = CALLVAULT_REC_TESTDATA_DIR "/recording-format-1";
@@ -58,13 +53,9 @@ std::string Sha256(std::string_view data) {
 
 // Not a test: writes the fixture (see the comment at the top).
 TEST(RecordingFormatTest, DISABLED_MakeFixture) {
-  const char* out = std::getenv("CALLVAULT_WRITE_FIXTURE");
-  ASSERT_NE(out, nullptr);
-  fs::remove_all(out);
-  fs::create_directories(out);
-  const std::string db = std::string(out) + "/db";
-  const std::string keys = std::string(out) + "/keys";
-  auto store = Store::Open(testutil::DefaultOptions(keys), db);
+  const std::string out = testutil::FixtureOutputDir();
+  ASSERT_FALSE(out.empty()) << "set CALLVAULT_WRITE_FIXTURE";
+  auto store = Store::Open(testutil::DefaultOptions(out + "/keys"), out + "/db");
   ASSERT_OK(store);
   ASSERT_OK((*store)->CreateTenant({.tenant_id = "acme"}));
   ASSERT_OK((*store)->PutCall("acme", MakeCall("call-1", kT0)));
@@ -72,32 +63,11 @@ TEST(RecordingFormatTest, DISABLED_MakeFixture) {
   ASSERT_OK(rectest::WriteRecording(store->get(), "acme", "call-1", "empty", ""));
   ASSERT_OK((*store)->Close());
   store->reset();
-  for (const auto& e : fs::recursive_directory_iterator(db)) {
-    if (e.path().filename().string().rfind("LOG", 0) == 0) fs::remove(e.path());
-  }
+  testutil::RemoveInfoLogs(out + "/db");
 }
 
-// The fixture copied to a temporary directory with the modes the key
-// provider requires (git keeps neither 0700 nor 0600).
-struct FixtureCopy {
-  testutil::TempDir tmp;
-  std::string db = tmp.Sub("db");
-  std::string keys = tmp.Sub("keys");
-  FixtureCopy() {
-    testutil::CopyTree(std::string(kFixture1) + "/db", db);
-    testutil::CopyTree(std::string(kFixture1) + "/keys", keys);
-    for (const std::string& d : {db, keys}) {
-      ::chmod(d.c_str(), 0700);
-      for (const auto& e : fs::recursive_directory_iterator(d)) {
-        ::chmod(e.path().c_str(), e.is_directory() ? 0700 : 0600);
-      }
-    }
-  }
-  Result<std::unique_ptr<Store>> Open() { return Store::Open(testutil::DefaultOptions(keys), db); }
-};
-
 TEST(RecordingFormatTest, ReadsRecordingsOfChunkFormat1) {
-  FixtureCopy copy;
+  testutil::FixtureCopy copy(kFixture1);
   std::string shard;
   {
     auto store = copy.Open();
@@ -132,7 +102,7 @@ TEST(RecordingFormatTest, ReadsRecordingsOfChunkFormat1) {
     ASSERT_OK((*store)->Close());
     store->reset();
     // Damage in a format 1 chunk is still caught.
-    RawShard raw(shard, false);
+    rectest::RawShard raw(shard, false);
     ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
     auto groups = rectest::ChunkGroups(raw, cf);
     ASSERT_EQ(groups.size(), 3u);
@@ -226,24 +196,14 @@ TEST(RecordingFormatTest, IndependentReaderDecodesChunkFormat2FromTheSpec) {
 
   // The tenant's DEK from its keyring, then the recording subkey as
   // docs/crypto.md says: crypto_kdf_derive_from_key(id 3, context "cvtenant").
-  FileKeyProviderOptions po;
-  po.create_if_missing = false;
-  auto kp = NewFileKeyProvider(ts.keys, po);
-  ASSERT_OK(kp);
-  auto gens = (*kp)->ListKeyrings();
-  ASSERT_OK(gens);
-  auto bytes = (*kp)->ReadKeyring(gens->back());
-  ASSERT_OK(bytes);
-  auto ring = Keyring::Unseal(kp->get(), *bytes);
-  ASSERT_OK(ring);
-  const SecretBytes* dek = ring->Find(info->internal_id, info->key_version);
-  ASSERT_NE(dek, nullptr);
+  SecretBytes dek = rectest::TenantDek(ts.keys, info->internal_id, info->key_version);
+  ASSERT_FALSE(dek.empty());
   SpecReader reader;
-  ASSERT_EQ(crypto_kdf_derive_from_key(reader.recording_subkey, 32, 3, "cvtenant", dek->data()), 0);
+  ASSERT_EQ(crypto_kdf_derive_from_key(reader.recording_subkey, 32, 3, "cvtenant", dek.data()), 0);
   reader.internal_id = info->internal_id;
   reader.cf_generation = info->internal_id;  // equal in this version (format.md)
 
-  RawShard raw(shard, true);
+  rectest::RawShard raw(shard, true);
   ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
   auto groups = rectest::ChunkGroups(raw, info->column_family);
   ASSERT_EQ(groups.size(), 1u);

@@ -406,8 +406,8 @@ TEST_F(TamperTest, ChunksOfAnEarlierIncarnation) {
   CheckRestored();
 }
 
-// ~200 single-bit flips across chunk values (nonce prefix, encrypted tag
-// byte, ciphertext, MAC), in rounds: each round damages all but one chunk
+// ~200 single-bit flips across chunk values (nonce prefix, the byte after
+// it, ciphertext, MAC), in rounds: each round damages all but one chunk
 // of every recording with one flip each.
 TEST_F(TamperTest, SingleBitFlips) {
   std::mt19937_64 rng(seed_);
@@ -426,12 +426,15 @@ TEST_F(TamperTest, SingleBitFlips) {
         for (size_t i = 0; i < r->chunks(); ++i) {
           if (i == spare) continue;
           std::string c = Orig(r, i);
+          // Format 2: a 16-byte nonce prefix, then the ciphertext; format 1:
+          // the 12-byte state nonce, then the encrypted tag byte.
+          const size_t head = WriteFormat() == 2 ? 16 : 12;
           size_t byte;
           switch (flips % 5) {
-            case 0: byte = rng() % 12; ++in_nonce; break;              // the stored nonce
-            case 1: byte = 12; ++in_tag_byte; break;                   // the encrypted tag
+            case 0: byte = rng() % head; ++in_nonce; break;            // the stored nonce (prefix)
+            case 1: byte = head; ++in_tag_byte; break;                 // the first byte after it
             case 2: byte = c.size() - 1 - rng() % 16; ++in_mac; break;  // the MAC
-            default: byte = rng() % c.size(); if (byte < 12) ++in_nonce;
+            default: byte = rng() % c.size(); if (byte < head) ++in_nonce;
           }
           c[byte] = static_cast<char>(c[byte] ^ (1u << (rng() % 8)));
           raw.Put(Cf(r), Key(r, i), c);
@@ -444,7 +447,7 @@ TEST_F(TamperTest, SingleBitFlips) {
     CheckAll(damage);
     if (::testing::Test::HasFatalFailure()) return;
   }
-  std::printf("[bitflips] %zu flips in %d rounds: %zu in the nonce, %zu in the tag byte, %zu in the MAC\n", flips,
+  std::printf("[bitflips] %zu flips in %d rounds: %zu in the nonce, %zu in the byte after it, %zu in the MAC\n", flips,
               round, in_nonce, in_tag_byte, in_mac);
   EXPECT_GE(in_nonce, 40u);
   CheckRestored();
@@ -466,21 +469,10 @@ class ForgedStreamTest : public TamperTest {
 
   Keys TenantKeys(const std::string& tenant) {
     Keys k;
-    FileKeyProviderOptions po;
-    po.create_if_missing = false;
-    auto kp = NewFileKeyProvider(ts.keys, po);
-    EXPECT_OK(kp);
-    auto gens = (*kp)->ListKeyrings();
-    EXPECT_OK(gens);
-    auto bytes = (*kp)->ReadKeyring(gens->back());
-    EXPECT_OK(bytes);
-    auto ring = Keyring::Unseal(kp->get(), *bytes);
-    EXPECT_OK(ring);
-    const SecretBytes* dek = ring->Find(info_[tenant].internal_id, info_[tenant].key_version);
-    EXPECT_NE(dek, nullptr);
-    k.record_key = crypto::DeriveSubkey(*dek, crypto::Subkey::kRecord);
-    k.index_key = crypto::DeriveSubkey(*dek, crypto::Subkey::kIndex);
-    k.recording_key = crypto::DeriveSubkey(*dek, crypto::Subkey::kRecording);
+    SecretBytes dek = rectest::TenantDek(ts.keys, info_[tenant].internal_id, info_[tenant].key_version);
+    k.record_key = crypto::DeriveSubkey(dek, crypto::Subkey::kRecord);
+    k.index_key = crypto::DeriveSubkey(dek, crypto::Subkey::kIndex);
+    k.recording_key = crypto::DeriveSubkey(dek, crypto::Subkey::kRecording);
     // The column-family generation is the internal id at creation.
     k.binding = record::Binding{info_[tenant].internal_id, info_[tenant].internal_id, info_[tenant].key_version};
     return k;
