@@ -1,7 +1,15 @@
 // Recordings: write and read MB/s of one recording of incompressible bytes
-// (like encoded audio), callvault's streamed secretstream chunks against raw
-// RocksDB storing the same bytes as plain 1 MiB chunks. Compare both with
-// the AEAD limit from callvault_micro.
+// (like encoded audio), callvault's sealed 1 MiB chunks against raw RocksDB
+// storing the same bytes as plain 1 MiB chunks. Beside them, in the same
+// run (issue 14 item 2): the disk's synced sequential write (the same bytes
+// written to a plain file in 1 MiB writes, then fdatasync, like `dd
+// conv=fdatasync`) and the AEAD limit (XChaCha20-Poly1305 opening 1 MiB
+// chunks on one core). The goals: write >= 0.7x the synced file write,
+// read >= 0.6x the AEAD limit. The load average is printed with each rep.
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <map>
 
@@ -20,6 +28,54 @@ std::unique_ptr<System> Make(const std::string& which, const std::string& dir) {
   return std::make_unique<RawSystem>(dir);
 }
 
+// MB/s of writing `data` to a new file in 1 MiB writes and fdatasync.
+double SyncedFileWrite(const std::string& dir, const std::string& data) {
+  RemoveTree(dir);
+  MakeDirs(dir);
+  const std::string path = dir + "/dd.bin";
+  Timer t;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) Fail("dd: open");
+  for (size_t off = 0; off < data.size(); off += kRecordingChunkBytes) {
+    const size_t n = std::min<size_t>(kRecordingChunkBytes, data.size() - off);
+    size_t done = 0;
+    while (done < n) {
+      ssize_t w = ::write(fd, data.data() + off + done, n - done);
+      if (w <= 0) Fail("dd: write");
+      done += static_cast<size_t>(w);
+    }
+  }
+  if (::fdatasync(fd) != 0) Fail("dd: fdatasync");
+  ::close(fd);
+  const double sec = t.Seconds();
+  RemoveTree(dir);
+  return static_cast<double>(data.size()) / sec / 1e6;
+}
+
+// MB/s of XChaCha20-Poly1305 opening `data` in 1 MiB chunks (one core).
+double AeadOpenLimit(const std::string& data) {
+  unsigned char key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+  unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES] = {};
+  crypto_aead_xchacha20poly1305_ietf_keygen(key);
+  const size_t n = std::min<size_t>(data.size(), kRecordingChunkBytes);
+  std::string sealed(n + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
+  std::string plain(n, '\0');
+  unsigned long long len = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(sealed.data()), &len,
+                                             reinterpret_cast<const unsigned char*>(data.data()), n, nullptr, 0,
+                                             nullptr, nonce, key);
+  Timer t;
+  for (size_t off = 0; off < data.size(); off += n) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<unsigned char*>(plain.data()), &len, nullptr,
+                                                   reinterpret_cast<const unsigned char*>(sealed.data()),
+                                                   sealed.size(), nullptr, 0, nonce, key) != 0) {
+      Fail("aead: open");
+    }
+  }
+  const double sec = t.Seconds();
+  return static_cast<double>(data.size() / n * n) / sec / 1e6;
+}
+
 }  // namespace
 
 Json RunRecordings(const Config& cfg) {
@@ -27,8 +83,14 @@ Json RunRecordings(const Config& cfg) {
   const std::string warm = data.substr(0, std::min<size_t>(data.size(), 8u << 20));
   const Call call = MakeCalls(1, 0.05, 77)[0];
   std::map<std::string, std::vector<double>> write_mb_s, read_mb_s;
+  std::vector<double> dd_mb_s, aead_mb_s, write_ratio, read_ratio;
+  std::vector<std::string> loads;
   const std::vector<std::string> systems = {"callvault", "rocksdb"};
+  if (sodium_init() < 0) Fail("sodium_init");
   for (int rep = -1; rep < cfg.reps; ++rep) {  // rep -1: warm-up, not recorded
+    const std::string& sample = rep < 0 ? warm : data;
+    const double dd = SyncedFileWrite(cfg.work + "/recordings-dd", sample);
+    const double aead = AeadOpenLimit(sample);
     std::vector<std::string> order = systems;
     if (rep % 2) std::reverse(order.begin(), order.end());
     for (const auto& s : order) {
@@ -53,9 +115,21 @@ Json RunRecordings(const Config& cfg) {
         Progress("recording rep %d %-9s %zu MiB: write %.0f MB/s, read %.0f MB/s", rep + 1, s.c_str(),
                  bytes.size() >> 20, static_cast<double>(bytes.size()) / ws / 1e6,
                  static_cast<double>(bytes.size()) / rs / 1e6);
+        if (s == "callvault") {
+          write_ratio.push_back(write_mb_s[s].back() / dd);
+          read_ratio.push_back(read_mb_s[s].back() / aead);
+        }
       }
       sys.reset();
       RemoveTree(dir);
+    }
+    if (rep >= 0) {
+      dd_mb_s.push_back(dd);
+      aead_mb_s.push_back(aead);
+      loads.push_back(LoadAvg());
+      Progress("recording rep %d synced file write %.0f MB/s, AEAD open %.0f MB/s; callvault write %.2fx, read "
+               "%.2fx; load %s",
+               rep + 1, dd, aead, write_ratio.back(), read_ratio.back(), loads.back().c_str());
     }
   }
   Json j;
@@ -65,6 +139,11 @@ Json RunRecordings(const Config& cfg) {
     j[s]["write_mb_per_s"] = Summary(write_mb_s[s]);
     j[s]["read_mb_per_s"] = Summary(read_mb_s[s]);
   }
+  j["synced_file_write_mb_per_s"] = Summary(dd_mb_s);
+  j["aead_open_mb_per_s"] = Summary(aead_mb_s);
+  j["callvault_write_vs_synced_file"] = Summary(write_ratio);
+  j["callvault_read_vs_aead"] = Summary(read_ratio);
+  j["loadavg"] = loads;
   return j;
 }
 

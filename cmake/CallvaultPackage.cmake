@@ -68,6 +68,6 @@ set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 # What a consumer needs to link the shared and the static library
 # (Debian 12 package names; the CLI needs only the runtime libraries in them).
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "librocksdb-dev (>= 7.8), libsodium-dev (>= 1.0.18), libzstd-dev, libflatbuffers-dev (>= 2.0.8), pkg-config")
+  "librocksdb-dev (>= 7.8), libsodium-dev (>= 1.0.18), libssl-dev, libzstd-dev, libflatbuffers-dev (>= 2.0.8), pkg-config")
 set(CPACK_DEBIAN_COMPRESSION_TYPE gzip)
 include(CPack)

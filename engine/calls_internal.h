@@ -66,6 +66,9 @@ Status VerifyRecording(const TenantRef& t, std::string_view manifest_key, std::s
                        uint64_t* chunks);
 // recordings.cc: removes recordings whose writer never finished.
 Status CleanIncompleteRecordings(const TenantRef& t);
+// recordings.cc, tests only: the chunk format new recordings are written in
+// (2, the default; 1, the secretstream format of decision 0003).
+void SetRecordingWriteFormatForTest(uint32_t chunk_format);
 
 }  // namespace callvault::calls
 

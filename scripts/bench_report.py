@@ -268,6 +268,17 @@ def recordings_section(h, micro):
         lim = limit[0] / 1e6
         extra = (f"\nThe AEAD limit (XChaCha20-Poly1305, one core) is {lim:,.0f} MB/s: callvault writes at "
                  f"{med(cv['write_mb_per_s']) / lim:.2f}× and reads at {med(cv['read_mb_per_s']) / lim:.2f}× of it.\n")
+    if "synced_file_write_mb_per_s" in r:
+        # Issue 14's goals, against baselines measured beside each repetition.
+        loads = ", ".join(r.get("loadavg", []))
+        extra += (f"\nIn the same run: a synced sequential file write of the same bytes (1 MiB writes, then "
+                  f"`fdatasync`) {spread(r['synced_file_write_mb_per_s'], ' MB/s')}, and XChaCha20-Poly1305 opening "
+                  f"1 MiB chunks on one core {spread(r['aead_open_mb_per_s'], ' MB/s')}. callvault writes at "
+                  f"{med(r['callvault_write_vs_synced_file']):.2f}× of the file write (goal ≥ 0.7×) and reads at "
+                  f"{med(r['callvault_read_vs_aead']):.2f}× of the AEAD (goal ≥ 0.6×), per repetition's own "
+                  f"baselines. Load average at each repetition: {loads}.\n")
+        if any(float(x.split()[0]) > 1.5 for x in r.get("loadavg", []) if x.split()):
+            extra += "\n**Warning: the load average was above 1.5 during this run; the figures are not comparable.**\n"
     return (f"One recording of {r['bytes'] >> 20} MiB of random (incompressible) bytes per repetition, appended in "
             f"{r['append_bytes'] >> 10} KiB pieces, flushed, then read whole (from the OS page cache: it was just written). "
             f"callvault: `CreateRecording` / `Append` / `Finish`, `ReadRecording`. Raw RocksDB: the same bytes as "

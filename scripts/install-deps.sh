@@ -3,7 +3,7 @@
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
 pkgs=(build-essential cmake make pkg-config
-      librocksdb-dev libsodium-dev libzstd-dev
+      librocksdb-dev libsodium-dev libzstd-dev libssl-dev
       libflatbuffers-dev flatbuffers-compiler
       libgtest-dev libgmock-dev libbenchmark-dev
       libcli11-dev nlohmann-json3-dev libfmt-dev

@@ -21,6 +21,7 @@
 #include "callvault/store.h"
 #include "callvault/version.h"
 #include "format/rowkey.h"
+#include "tests/testutil/fixture.h"
 #include "tests/testutil/testutil.h"
 
 #ifndef CALLVAULT_TESTDATA_DIR
@@ -30,35 +31,16 @@
 namespace callvault {
 namespace {
 
-namespace fs = std::filesystem;
+
 using testutil::MakeCall;
 
 constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
 const char kFixture[] = CALLVAULT_TESTDATA_DIR "/store-format-1";
 const char kFixture2[] = CALLVAULT_TESTDATA_DIR "/store-format-2";
 
-// The fixture's store and keys, copied to a temporary directory with the
-// modes the key provider requires (git keeps neither 0700 nor 0600).
-struct FixtureCopy {
-  testutil::TempDir tmp;
-  std::string db = tmp.Sub("db");
-  std::string keys = tmp.Sub("keys");
-  explicit FixtureCopy(const char* fixture = kFixture) {
-    testutil::CopyTree(std::string(fixture) + "/db", db);
-    testutil::CopyTree(std::string(fixture) + "/keys", keys);
-    for (const std::string& d : {db, keys}) {
-      ::chmod(d.c_str(), 0700);
-      for (const auto& e : fs::recursive_directory_iterator(d)) {
-        ::chmod(e.path().c_str(), e.is_directory() ? 0700 : 0600);
-      }
-    }
-  }
-  Result<std::unique_ptr<Store>> Open(bool read_only = false) {
-    Options o = testutil::DefaultOptions(keys);
-    o.read_only = read_only;
-    if (read_only) o.create_if_missing = false;
-    return Store::Open(o, db);
-  }
+// The fixture's store and keys, copied to a temporary directory.
+struct FixtureCopy : testutil::FixtureCopy {
+  explicit FixtureCopy(const char* fixture = kFixture) : testutil::FixtureCopy(fixture) {}
 };
 
 Call Expected(int i) { return MakeCall("call-" + std::to_string(i), kT0 + i, "fixture"); }
@@ -86,13 +68,9 @@ void WriteFormatHeader(const std::string& db, const std::string& value) {
 
 // Not a test: writes the fixture (see the comment at the top).
 TEST(CompatTest, DISABLED_MakeFixture) {
-  const char* out = std::getenv("CALLVAULT_WRITE_FIXTURE");
-  ASSERT_NE(out, nullptr);
-  fs::remove_all(out);
-  fs::create_directories(out);
-  const std::string db = std::string(out) + "/db";
-  const std::string keys = std::string(out) + "/keys";
-  auto store = Store::Open(testutil::DefaultOptions(keys), db);
+  const std::string out = testutil::FixtureOutputDir();
+  ASSERT_FALSE(out.empty()) << "set CALLVAULT_WRITE_FIXTURE";
+  auto store = Store::Open(testutil::DefaultOptions(out + "/keys"), out + "/db");
   ASSERT_OK(store);
   ASSERT_OK((*store)->CreateTenant({.tenant_id = "acme", .retention_days = 3650}));
   ASSERT_OK((*store)->CreateTenant({.tenant_id = "globex", .retention_days = 30}));
@@ -107,10 +85,7 @@ TEST(CompatTest, DISABLED_MakeFixture) {
   ASSERT_OK((*store)->PurgeTenant("globex"));
   ASSERT_OK((*store)->Close());
   store->reset();
-  // RocksDB's info logs are not part of the format.
-  for (const auto& e : fs::recursive_directory_iterator(db)) {
-    if (e.path().filename().string().rfind("LOG", 0) == 0) fs::remove(e.path());
-  }
+  testutil::RemoveInfoLogs(out + "/db");
 }
 
 TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "callvault/store.h"
+#include "engine/keyring.h"
 #include "engine/shard.h"
 #include "format/rowkey.h"
 #include "tests/testutil/raw_shard.h"
@@ -81,6 +82,28 @@ inline Status ReadRange(Store* store, const std::string& tenant, const std::stri
 }
 
 using testutil::RawShard;  // tests/testutil/raw_shard.h
+
+// The DEK of a tenant (internal id, key version), read from the newest
+// keyring in a closed store's key directory (empty if it cannot be).
+inline SecretBytes TenantDek(const std::string& key_dir, uint64_t internal_id, uint32_t key_version) {
+  FileKeyProviderOptions po;
+  po.create_if_missing = false;
+  auto kp = NewFileKeyProvider(key_dir, po);
+  EXPECT_OK(kp);
+  if (!kp.ok()) return {};
+  auto gens = (*kp)->ListKeyrings();
+  EXPECT_OK(gens);
+  if (!gens.ok() || gens->empty()) return {};
+  auto bytes = (*kp)->ReadKeyring(gens->back());
+  EXPECT_OK(bytes);
+  if (!bytes.ok()) return {};
+  auto ring = Keyring::Unseal(kp->get(), *bytes);
+  EXPECT_OK(ring);
+  if (!ring.ok()) return {};
+  const SecretBytes* dek = ring->Find(internal_id, key_version);
+  EXPECT_NE(dek, nullptr);
+  return dek ? dek->Clone() : SecretBytes();
+}
 
 // The chunk keys of every recording stored in a family, by
 // call hash (16) + recording hash (16), in chunk order.

@@ -6,14 +6,19 @@
 // only correct bytes to the sink, reads of undamaged ranges must still
 // succeed, and Store::Verify must report the damaged recording.
 //
+// The recordings are written in chunk format 2 (per-chunk AEAD, decision
+// 0033); the forged-stream tests run once over format 1 (secretstream,
+// decision 0003, still read) and once over format 2.
+//
 // The forged-stream tests re-seal chunks with the tenant's real keys
 // (derived here as the engine does, checked by re-sealing an untouched
 // chunk byte for byte), to reach the reader's structural checks that no
-// key-less attacker can: a last chunk without the FINAL tag, a FINAL tag
-// in the middle, chunks of the wrong length.
+// key-less attacker can: a last chunk without the FINAL tag (or mark), a
+// FINAL in the middle, chunks of the wrong length.
 #include <sodium.h>
 
 #include "call_generated.h"
+#include "engine/calls_internal.h"
 #include "engine/crypto.h"
 #include "engine/indexing.h"
 #include "engine/keyring.h"
@@ -44,8 +49,15 @@ struct Rec {
 
 class TamperTest : public ::testing::Test {
  protected:
+  // The chunk format the fixture's recordings are written in.
+  virtual uint32_t WriteFormat() const { return 2; }
+
   void SetUp() override {
     seed_ = rectest::TestSeed();
+    calls::SetRecordingWriteFormatForTest(WriteFormat());
+    struct Reset {
+      ~Reset() { calls::SetRecordingWriteFormatForTest(2); }
+    } reset;
     ASSERT_OK(ts.Open());
     for (const char* t : {"acme", "globex"}) ASSERT_OK(ts->CreateTenant({.tenant_id = t}));
     ASSERT_OK(ts->PutCall("acme", MakeCall("call-1", kT0)));
@@ -394,8 +406,8 @@ TEST_F(TamperTest, ChunksOfAnEarlierIncarnation) {
   CheckRestored();
 }
 
-// ~200 single-bit flips across chunk values (nonce prefix, encrypted tag
-// byte, ciphertext, MAC), in rounds: each round damages all but one chunk
+// ~200 single-bit flips across chunk values (nonce prefix, the byte after
+// it, ciphertext, MAC), in rounds: each round damages all but one chunk
 // of every recording with one flip each.
 TEST_F(TamperTest, SingleBitFlips) {
   std::mt19937_64 rng(seed_);
@@ -414,12 +426,15 @@ TEST_F(TamperTest, SingleBitFlips) {
         for (size_t i = 0; i < r->chunks(); ++i) {
           if (i == spare) continue;
           std::string c = Orig(r, i);
+          // Format 2: a 16-byte nonce prefix, then the ciphertext; format 1:
+          // the 12-byte state nonce, then the encrypted tag byte.
+          const size_t head = WriteFormat() == 2 ? 16 : 12;
           size_t byte;
           switch (flips % 5) {
-            case 0: byte = rng() % 12; ++in_nonce; break;              // the stored nonce
-            case 1: byte = 12; ++in_tag_byte; break;                   // the encrypted tag
+            case 0: byte = rng() % head; ++in_nonce; break;            // the stored nonce (prefix)
+            case 1: byte = head; ++in_tag_byte; break;                 // the first byte after it
             case 2: byte = c.size() - 1 - rng() % 16; ++in_mac; break;  // the MAC
-            default: byte = rng() % c.size(); if (byte < 12) ++in_nonce;
+            default: byte = rng() % c.size(); if (byte < head) ++in_nonce;
           }
           c[byte] = static_cast<char>(c[byte] ^ (1u << (rng() % 8)));
           raw.Put(Cf(r), Key(r, i), c);
@@ -432,7 +447,7 @@ TEST_F(TamperTest, SingleBitFlips) {
     CheckAll(damage);
     if (::testing::Test::HasFatalFailure()) return;
   }
-  std::printf("[bitflips] %zu flips in %d rounds: %zu in the nonce, %zu in the tag byte, %zu in the MAC\n", flips,
+  std::printf("[bitflips] %zu flips in %d rounds: %zu in the nonce, %zu in the byte after it, %zu in the MAC\n", flips,
               round, in_nonce, in_tag_byte, in_mac);
   EXPECT_GE(in_nonce, 40u);
   CheckRestored();
@@ -440,8 +455,11 @@ TEST_F(TamperTest, SingleBitFlips) {
 
 // --- Forged streams: re-sealed with the tenant's own keys ------------------
 
+// Chunk format 1: crypto_secretstream (decision 0003).
 class ForgedStreamTest : public TamperTest {
  protected:
+  uint32_t WriteFormat() const override { return 1; }
+
   // The engine's key derivation (engine/store.cc, engine/recordings.cc),
   // replicated; Reseal of an untouched chunk must reproduce it exactly.
   struct Keys {
@@ -451,21 +469,10 @@ class ForgedStreamTest : public TamperTest {
 
   Keys TenantKeys(const std::string& tenant) {
     Keys k;
-    FileKeyProviderOptions po;
-    po.create_if_missing = false;
-    auto kp = NewFileKeyProvider(ts.keys, po);
-    EXPECT_OK(kp);
-    auto gens = (*kp)->ListKeyrings();
-    EXPECT_OK(gens);
-    auto bytes = (*kp)->ReadKeyring(gens->back());
-    EXPECT_OK(bytes);
-    auto ring = Keyring::Unseal(kp->get(), *bytes);
-    EXPECT_OK(ring);
-    const SecretBytes* dek = ring->Find(info_[tenant].internal_id, info_[tenant].key_version);
-    EXPECT_NE(dek, nullptr);
-    k.record_key = crypto::DeriveSubkey(*dek, crypto::Subkey::kRecord);
-    k.index_key = crypto::DeriveSubkey(*dek, crypto::Subkey::kIndex);
-    k.recording_key = crypto::DeriveSubkey(*dek, crypto::Subkey::kRecording);
+    SecretBytes dek = rectest::TenantDek(ts.keys, info_[tenant].internal_id, info_[tenant].key_version);
+    k.record_key = crypto::DeriveSubkey(dek, crypto::Subkey::kRecord);
+    k.index_key = crypto::DeriveSubkey(dek, crypto::Subkey::kIndex);
+    k.recording_key = crypto::DeriveSubkey(dek, crypto::Subkey::kRecording);
     // The column-family generation is the internal id at creation.
     k.binding = record::Binding{info_[tenant].internal_id, info_[tenant].internal_id, info_[tenant].key_version};
     return k;
@@ -597,6 +604,111 @@ TEST_F(ForgedStreamTest, EmptyFinalChunkWithoutFinalTag) {
            [&](RawShard& raw) { raw.Put(Cf(e), Key(e, last), Reseal(s, e, last, last, "", kMsg)); }, {{e, {last}}});
   Scenario("data chunk 6 FINAL, empty chunk deleted", [&](RawShard& raw) {
     raw.Put(Cf(e), Key(e, last - 1), Reseal(s, e, last - 1, last - 1, Plain(e, last - 1), kFinal));
+    raw.Delete(Cf(e), Key(e, last));
+  }, {{e, {last - 1, last}}});
+  CheckRestored();
+}
+
+// Chunk format 2: one crypto_aead_xchacha20poly1305_ietf message per chunk
+// (docs/format.md, decision 0033), re-sealed here from the spec.
+class ForgedAeadTest : public ForgedStreamTest {
+ protected:
+  uint32_t WriteFormat() const override { return 2; }
+
+  struct Aead {
+    std::string call_hash, rec_hash, prefix;
+    SecretBytes key;
+    uint64_t internal_id = 0;
+  };
+
+  Aead AeadOf(Rec* r) {
+    Keys k = TenantKeys(r->tenant);
+    Aead a;
+    a.internal_id = info_[r->tenant].internal_id;
+    a.call_hash = indexing::CallHash(k.index_key, r->call);
+    a.rec_hash = crypto::BlindHash(k.index_key, 'R', r->id);
+    EXPECT_EQ(Key(r, 0).substr(1, 32), a.call_hash + a.rec_hash);
+    a.prefix = Orig(r, 0).substr(0, 16);
+    std::string in = "cvrs2";
+    format::PutFixed64BE(&in, a.internal_id);
+    format::PutFixed64BE(&in, a.internal_id);
+    in += a.call_hash + a.rec_hash;
+    a.key = SecretBytes(32);
+    crypto_generichash(a.key.data(), a.key.size(), reinterpret_cast<const unsigned char*>(in.data()), in.size(),
+                       k.recording_key.data(), k.recording_key.size());
+    return a;
+  }
+
+  // Chunk `index` of `plain` with the FINAL mark `final`, under `prefix`
+  // (the recording's by default).
+  std::string Reseal(const Aead& a, uint32_t index, std::string_view plain, bool final,
+                     std::optional<std::string> prefix = std::nullopt) {
+    const std::string p = prefix.value_or(a.prefix);
+    unsigned char nonce[24];
+    std::memcpy(nonce, p.data(), 16);
+    for (int b = 0; b < 8; ++b) nonce[16 + b] = static_cast<unsigned char>(uint64_t{index} >> (8 * b));
+    std::string ad = "cvrc2";
+    format::PutFixed64BE(&ad, a.internal_id);
+    format::PutFixed64BE(&ad, a.internal_id);
+    ad += a.call_hash + a.rec_hash;
+    format::PutFixed32LE(&ad, index);
+    ad.push_back(final ? '\x01' : '\x00');
+    std::string out(16 + plain.size() + 16, '\0');
+    std::memcpy(out.data(), p.data(), 16);
+    unsigned long long clen = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(out.data() + 16), &clen,
+                                               reinterpret_cast<const unsigned char*>(plain.data()), plain.size(),
+                                               reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
+                                               nullptr, nonce, a.key.data());
+    out.resize(16 + clen);
+    return out;
+  }
+};
+
+TEST_F(ForgedAeadTest, ReaderRequiresFinalMarkAndExactChunkSizes) {
+  Rec* v = victim;
+  Aead a = AeadOf(v);
+  ASSERT_FALSE(HasFailure());
+  // The derivation is the spec's: untouched chunks re-seal byte for byte.
+  ASSERT_EQ(Reseal(a, 1, Plain(v, 1), false), Orig(v, 1));
+  ASSERT_EQ(Reseal(a, 3, Plain(v, 3), true), Orig(v, 3));
+
+  auto put = [&](uint32_t at, const std::string& value) {
+    return [&, at, value](RawShard& raw) { raw.Put(Cf(v), Key(v, at), value); };
+  };
+  Scenario("last chunk sealed without the FINAL mark", put(3, Reseal(a, 3, Plain(v, 3), false)), {{v, {3}}});
+  Scenario("FINAL mark on a middle chunk", put(1, Reseal(a, 1, Plain(v, 1), true)), {{v, {1}}});
+  Scenario("last chunk FINAL but shortened (a truncated stream)",
+           put(3, Reseal(a, 3, Plain(v, 3).substr(0, 1000), true)), {{v, {3}}});
+  Scenario("last chunk FINAL and empty", put(3, Reseal(a, 3, "", true)), {{v, {3}}});
+  std::string longer(Plain(v, 3));
+  longer += std::string(1000, 'z');
+  Scenario("last chunk FINAL but longer", put(3, Reseal(a, 3, longer, true)), {{v, {3}}});
+  Scenario("middle chunk one byte short", put(2, Reseal(a, 2, Plain(v, 2).substr(0, kChunk - 1), false)),
+           {{v, {2}}});
+  Scenario("stream ended early with a genuine FINAL mark", [&](RawShard& raw) {
+    raw.Put(Cf(v), Key(v, 2), Reseal(a, 2, Plain(v, 2), true));
+    raw.Delete(Cf(v), Key(v, 3));
+  }, {{v, {2, 3}}});
+  // A chunk sealed right but under another nonce prefix (another
+  // incarnation of the same recording) is not this recording's.
+  std::string other_prefix = a.prefix;
+  other_prefix[5] ^= 0x40;
+  Scenario("chunk under another incarnation's nonce prefix",
+           put(1, Reseal(a, 1, Plain(v, 1), false, other_prefix)), {{v, {1}}});
+  CheckRestored();
+}
+
+TEST_F(ForgedAeadTest, EmptyFinalChunkWithoutFinalMark) {
+  Rec* e = even;
+  const uint32_t last = static_cast<uint32_t>(e->chunks() - 1);
+  Aead a = AeadOf(e);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(Reseal(a, last, "", true), Orig(e, last));
+  Scenario("empty last chunk without the FINAL mark",
+           [&](RawShard& raw) { raw.Put(Cf(e), Key(e, last), Reseal(a, last, "", false)); }, {{e, {last}}});
+  Scenario("data chunk 6 FINAL, empty chunk deleted", [&](RawShard& raw) {
+    raw.Put(Cf(e), Key(e, last - 1), Reseal(a, last - 1, Plain(e, last - 1), true));
     raw.Delete(Cf(e), Key(e, last));
   }, {{e, {last - 1, last}}});
   CheckRestored();

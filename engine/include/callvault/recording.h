@@ -1,7 +1,8 @@
 // Recordings: a call's audio or video, written as a stream and read whole or
 // by byte range. Stored in the tenant's column family as chunks of
-// kRecordingChunkBytes sealed with crypto_secretstream_xchacha20poly1305
-// under a key bound to the tenant, the call and the recording; purging the
+// kRecordingChunkBytes, each sealed with XChaCha20-Poly1305 (chunk format 2;
+// recordings written in the secretstream format 1 are still read) under a
+// key bound to the tenant, the call and the recording; purging the
 // tenant, deleting the call, retention and erasure take them along.
 // Spec: docs/format.md ("Recordings") and docs/crypto.md.
 #ifndef CALLVAULT_RECORDING_H_
