@@ -18,6 +18,7 @@
 #include "call_generated.h"
 #include "callvault/store.h"
 #include "engine/calls_internal.h"
+#include "engine/metrics_internal.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/indexing.h"
@@ -155,6 +156,16 @@ class Writer final : public RecordingWriter {
   }
 
   Status Append(std::string_view bytes) override {
+    metrics::Timer timer(&store_->res_->metrics, Op::kRecordingWrite);
+    return timer.Done(AppendImpl(bytes));
+  }
+  Result<RecordingInfo> Finish() override {
+    metrics::Timer timer(&store_->res_->metrics, Op::kRecordingWrite);
+    return timer.Done(FinishImpl());
+  }
+
+ private:
+  Status AppendImpl(std::string_view bytes) {
     if (done_) return Status::FailedPrecondition("recording writer already finished");
     if (size_ + bytes.size() > kMaxRecordingBytes) {
       return Status::InvalidArgument("recording: larger than " + std::to_string(kMaxRecordingBytes) + " bytes");
@@ -170,7 +181,7 @@ class Writer final : public RecordingWriter {
     return Status::OK();
   }
 
-  Result<RecordingInfo> Finish() override {
+  Result<RecordingInfo> FinishImpl() {
     if (done_) return Status::FailedPrecondition("recording writer already finished");
     RecordingInfo info;
     info.sha256.resize(crypto_hash_sha256_BYTES);
@@ -221,6 +232,7 @@ class Writer final : public RecordingWriter {
     return info;
   }
 
+ public:
   Status Abort() override {
     if (done_ || !started_) return Status::OK();
     done_ = true;
@@ -317,6 +329,7 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
             state, reinterpret_cast<unsigned char*>(msg.data()), &mlen, &tag,
             reinterpret_cast<const unsigned char*>(value.data() + kStateNonceBytes), value.size() - kStateNonceBytes,
             reinterpret_cast<const unsigned char*>(ad.data()), ad.size()) != 0) {
+      metrics::CountAeadFailure();
       return Status::Corruption("recording chunk " + std::to_string(i) +
                                 " failed authentication (tampered, moved, or from another recording)");
     }
