@@ -135,9 +135,9 @@ using Logger = std::function<void(LogLevel level, std::string_view source, std::
 // Long operations report how far they are: Verify ("verify", tenants),
 // Erase ("erase", calls), RunRetention ("retention", tenants),
 // RunScheduledPurges ("purges", tenants due), and ExportTenantData (its own
-// ExportOptions::progress). At least once at the start (done 0) and once at
-// the end (done == total, finished true), and in between at most once per
-// unit of work. Called from the thread running the operation, synchronously:
+// ExportOptions::progress). Once at the start (done 0), at most once per unit in between, and on
+// success once at the end (done == total, finished true); a failed one stops. Erase reports only
+// when it changes calls (not dry, not nothing). Called from the thread running it, synchronously:
 // a slow callback slows the operation. Must not throw or call back into the
 // store. Holds no tenant id or data.
 struct Progress {
