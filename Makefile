@@ -31,14 +31,14 @@ test-tsan:
 # T7 (testing.md): purge under load for T7_SECONDS (default 120) under
 # ThreadSanitizer, and separately under AddressSanitizer + UBSan, as CI runs
 # them. Each builds only what it runs (concurrency_test; under TSan also
-# tsan_filter_test, which proves tests/crash/tsan_report_filter.cc reports a
+# metrics_test's concurrency case and tsan_filter_test, which proves tests/crash/tsan_report_filter.cc reports a
 # race of ours against RocksDB) in build/tsan or build/asan-ubsan.
 T7_SECONDS ?= 120
 t7-tsan:
 	@./scripts/install-deps.sh sanitizers
 	@cmake --preset tsan >/dev/null
-	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test
-	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test)$$'
+	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test metrics_test
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test|metrics_concurrency_test)$$'
 
 t7-asan:
 	@./scripts/install-deps.sh sanitizers

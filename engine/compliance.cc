@@ -137,7 +137,10 @@ Result<std::vector<Receipt>> Store::Impl::RunScheduledPurges(int64_t now) {
     }
   }
   std::vector<Receipt> receipts;
+  uint64_t started = 0;
+  ReportProgress("purges", "tenants", 0, due.size());
   for (const auto& id : due) {
+    if (started++ > 0) ReportProgress("purges", "tenants", started - 1, due.size());
     CV_KILL_POINT("scheduled_purge.before_purge");
     auto r = PurgeTenant(id);
     if (r.ok()) {
@@ -148,6 +151,7 @@ Result<std::vector<Receipt>> Store::Impl::RunScheduledPurges(int64_t now) {
       return r.status();
     }
   }
+  ReportProgress("purges", "tenants", due.size(), due.size(), /*finished=*/true);
   return receipts;
 }
 
@@ -220,7 +224,10 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
       if (t->state.load() == TenantState::kActive) ids.push_back(id);
     }
   }
+  uint64_t started = 0;
+  ReportProgress("retention", "tenants", 0, ids.size());
   for (const auto& id : ids) {
+    if (started++ > 0) ReportProgress("retention", "tenants", started - 1, ids.size());
     auto acquired = Acquire(id, Access::kRemove);
     if (!acquired.ok()) continue;  // purged meanwhile
     TenantRef t = std::move(acquired).value();
@@ -345,6 +352,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
     Audit("retention_sweep", id, std::to_string(removed) + " calls removed, receipt " + std::to_string(done.sequence));
     report.receipts.push_back(std::move(done));
   }
+  ReportProgress("retention", "tenants", ids.size(), ids.size(), /*finished=*/true);
   return report;
 }
 

@@ -1,4 +1,5 @@
 #include "engine/crypto.h"
+#include "engine/metrics_internal.h"
 
 #include <sodium.h>
 
@@ -62,6 +63,7 @@ bool AeadOpen(const SecretBytes& key, std::string_view nonce, std::string_view c
                                                  nullptr, U(ciphertext), ciphertext.size(), U(aad),
                                                  aad.size(), U(nonce), key.data()) != 0) {
     out->clear();
+    metrics::CountAeadFailure();
     return false;
   }
   out->resize(n);
@@ -79,6 +81,7 @@ bool AeadOpenSecret(const SecretBytes& key, std::string_view nonce, std::string_
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &n, nullptr, U(ciphertext),
                                                  ciphertext.size(), U(aad), aad.size(), U(nonce),
                                                  key.data()) != 0) {
+    metrics::CountAeadFailure();
     return false;
   }
   *out = std::move(plain);

@@ -10,6 +10,8 @@
 #include <ctime>
 #include <mutex>
 #include <thread>
+#include <algorithm>
+#include <string_view>
 
 namespace callvault {
 
@@ -120,7 +122,49 @@ class DiscardingInfoLog final : public rocksdb::Logger {
   void Logv(const char*, va_list) override {}
 };
 
+class HookInfoLog final : public rocksdb::Logger {
+ public:
+  HookInfoLog(callvault::Logger hook, std::string source)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL),
+        hook_(std::move(hook)),
+        source_(std::move(source)) {}
+
+  void Logv(const char* format, va_list ap) override { Emit(LogLevel::kInfo, format, ap); }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    LogLevel ours = LogLevel::kInfo;
+    switch (level) {
+      case rocksdb::InfoLogLevel::DEBUG_LEVEL: ours = LogLevel::kDebug; break;
+      case rocksdb::InfoLogLevel::WARN_LEVEL: ours = LogLevel::kWarn; break;
+      case rocksdb::InfoLogLevel::ERROR_LEVEL:
+      case rocksdb::InfoLogLevel::FATAL_LEVEL: ours = LogLevel::kError; break;
+      default: break;
+    }
+    Emit(ours, format, ap);
+  }
+
+ private:
+  void Emit(LogLevel level, const char* format, va_list ap) {
+    char buf[kMaxLine];
+    va_list copy;
+    va_copy(copy, ap);
+    int m = std::vsnprintf(buf, sizeof buf, format, copy);
+    va_end(copy);
+    if (m < 0) return;
+    size_t len = std::min(sizeof buf - 1, static_cast<size_t>(m));
+    while (len > 0 && buf[len - 1] == '\n') --len;
+    hook_(level, source_, std::string_view(buf, len));
+  }
+
+  const callvault::Logger hook_;
+  const std::string source_;
+};
+
 }  // namespace
+
+std::shared_ptr<rocksdb::Logger> NewHookInfoLog(Logger hook, std::string source) {
+  return std::make_shared<HookInfoLog>(std::move(hook), std::move(source));
+}
 
 std::shared_ptr<rocksdb::Logger> NewInfoLog(const std::string& dir) {
   return std::make_shared<InfoLog>(dir);

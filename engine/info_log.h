@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 
+#include "callvault/metrics.h"
+
 namespace callvault {
 
 // `dir` is the instance directory (the file is dir + "/LOG"); the file is
@@ -25,6 +27,10 @@ namespace callvault {
 std::shared_ptr<rocksdb::Logger> NewInfoLog(const std::string& dir);
 // Discards every line: for read-only opens, which write nothing anywhere.
 std::shared_ptr<rocksdb::Logger> NewDiscardingInfoLog();
+// Passes every line to Options::logger (one call per line, no newline),
+// with RocksDB's level mapped to ours (header lines: info) and `source`
+// ("rocksdb:meta", "rocksdb:shard-N"). Lines longer than 16 KiB are cut.
+std::shared_ptr<rocksdb::Logger> NewHookInfoLog(Logger hook, std::string source);
 
 }  // namespace callvault
 

@@ -1,6 +1,7 @@
 // Inspection: verify every record, statistics, receipts, flush, compaction.
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
+#include <rocksdb/statistics.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include <filesystem>
@@ -112,7 +113,10 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
   PollDamagedFamilies();
   CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
   std::vector<std::pair<std::string, std::string>> met_damage;  // marked after the scans
+  uint64_t started = 0;
+  ReportProgress("verify", "tenants", 0, ids.size());
   for (const auto& id : ids) {
+    if (started++ > 0) ReportProgress("verify", "tenants", started - 1, ids.size());
     // kRemove: a churned tenant's records are checked too (nothing of their
     // content leaves Verify).
     auto t = Acquire(id, Access::kInspect);
@@ -213,6 +217,7 @@ Result<VerifyReport> Store::Impl::Verify(std::optional<std::string_view> tenant_
     }
     VerifyMetadata(&report);
   }
+  ReportProgress("verify", "tenants", ids.size(), ids.size(), /*finished=*/true);
   return report;
 }
 
@@ -336,6 +341,42 @@ void Store::Impl::VerifyMetadata(VerifyReport* report) {
   for (const auto& [kind, n] : failed) {
     Audit("auth_failure", "", "verify: metadata " + kind + ": " + std::to_string(n) + " failed");
   }
+}
+
+Result<callvault::Metrics> Store::Impl::Metrics() {
+  callvault::Metrics m;
+  res_->metrics.Fill(&m);
+  if (res_->statistics != nullptr) {
+    m.stall_micros = res_->statistics->getTickerCount(rocksdb::STALL_MICROS);
+    m.block_cache_hits = res_->statistics->getTickerCount(rocksdb::BLOCK_CACHE_HIT);
+    m.block_cache_misses = res_->statistics->getTickerCount(rocksdb::BLOCK_CACHE_MISS);
+  }
+  m.block_cache_bytes = res_->block_cache->GetUsage();
+  m.block_cache_capacity = res_->block_cache->GetCapacity();
+  m.memtable_bytes = res_->write_buffer_manager->memory_usage();
+  m.memtable_budget = res_->write_buffer_manager->buffer_size();
+  auto add_instance = [&m](rocksdb::DB* db) {
+    if (db == nullptr) return;
+    uint64_t v = 0;
+    if (db->GetAggregatedIntProperty("rocksdb.estimate-pending-compaction-bytes", &v)) {
+      m.pending_compaction_bytes += v;
+    }
+    v = 0;
+    if (db->GetIntProperty("rocksdb.is-write-stopped", &v) && v != 0) m.write_stopped = true;
+  };
+  add_instance(meta_.get());
+  {
+    std::lock_guard<std::mutex> l(admin_mu_);
+    m.shards = static_cast<uint32_t>(shards_.size());
+    for (const auto& s : shards_) add_instance(s->db());
+  }
+  {
+    std::shared_lock<std::shared_mutex> l(map_mu_);
+    for (const auto& entry : tenants_) {
+      if (entry.second->state.load() == TenantState::kActive) ++m.live_tenants;
+    }
+  }
+  return m;
 }
 
 Result<StoreStats> Store::Impl::Stats() {

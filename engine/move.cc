@@ -25,6 +25,7 @@
 
 #include "callvault/limits.h"
 #include "engine/crypto.h"
+#include "engine/metrics_internal.h"
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
 #include "engine/store_impl.h"
@@ -118,6 +119,7 @@ Status ParseSegment(std::string_view seg, std::string_view key, Segment* out) {
   if (crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
                                   reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
                                   reinterpret_cast<const unsigned char*>(key.data())) != 0) {
+    metrics::CountSignatureFailure();
     return Status::Corruption(
         "move bundle segment does not verify against the source store's signing key (edited, "
         "truncated, or signed by another store); nothing applied");

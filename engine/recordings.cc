@@ -26,6 +26,7 @@
 #include "call_generated.h"
 #include "callvault/store.h"
 #include "engine/calls_internal.h"
+#include "engine/metrics_internal.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/indexing.h"
@@ -258,6 +259,16 @@ class Writer final : public RecordingWriter {
   }
 
   Status Append(std::string_view bytes) override {
+    metrics::Timer timer(&store_->res_->metrics, Op::kRecordingWrite);
+    return timer.Done(AppendImpl(bytes));
+  }
+  Result<RecordingInfo> Finish() override {
+    metrics::Timer timer(&store_->res_->metrics, Op::kRecordingWrite);
+    return timer.Done(FinishImpl());
+  }
+
+ private:
+  Status AppendImpl(std::string_view bytes) {
     if (done_) return Status::FailedPrecondition("recording writer already finished");
     if (size_ + bytes.size() > kMaxRecordingBytes) {
       return Status::InvalidArgument("recording: larger than " + std::to_string(kMaxRecordingBytes) + " bytes");
@@ -273,7 +284,7 @@ class Writer final : public RecordingWriter {
     return Status::OK();
   }
 
-  Result<RecordingInfo> Finish() override {
+  Result<RecordingInfo> FinishImpl() {
     if (done_) return Status::FailedPrecondition("recording writer already finished");
     RecordingInfo info;
     CV_RETURN_IF_ERROR(sha_.Final(&info.sha256));
@@ -323,6 +334,7 @@ class Writer final : public RecordingWriter {
     return info;
   }
 
+ public:
   Status Abort() override {
     if (done_ || !started_) return Status::OK();
     done_ = true;
@@ -419,6 +431,7 @@ Status OpenChunk(const TenantRef& t, const Names& n, const RecordingInfo& info, 
             out, &len, nullptr, reinterpret_cast<const unsigned char*>(value.data() + kPrefixBytes),
             value.size() - kPrefixBytes, reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nonce,
             key.data()) != 0) {
+      metrics::CountAeadFailure();
       return Status::Corruption("recording chunk " + std::to_string(i) +
                                 " failed authentication (tampered, moved, or from another recording)");
     }
@@ -445,6 +458,7 @@ Status OpenChunk(const TenantRef& t, const Names& n, const RecordingInfo& info, 
   if (crypto_secretstream_xchacha20poly1305_pull(
           state, out, &len, &tag, reinterpret_cast<const unsigned char*>(value.data() + kStateNonceBytes),
           value.size() - kStateNonceBytes, reinterpret_cast<const unsigned char*>(ad.data()), ad.size()) != 0) {
+    metrics::CountAeadFailure();
     return Status::Corruption("recording chunk " + std::to_string(i) +
                               " failed authentication (tampered, moved, or from another recording)");
   }

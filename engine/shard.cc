@@ -4,6 +4,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/sst_file_reader.h>
+#include <rocksdb/statistics.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
@@ -458,6 +459,13 @@ Status CloseCheckFS::TakeCloseError(const std::string& dir) {
   return s;
 }
 
+std::shared_ptr<rocksdb::Logger> SharedResources::InfoLog(const std::string& dir,
+                                                         const std::string& source,
+                                                         bool read_only) const {
+  if (logger) return NewHookInfoLog(logger, "rocksdb:" + source);
+  return read_only ? NewDiscardingInfoLog() : NewInfoLog(dir);
+}
+
 std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   auto r = std::make_unique<SharedResources>();
   rocksdb::Env* base = options.env ? options.env : rocksdb::Env::Default();
@@ -468,6 +476,9 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_budget_bytes);
   r->dictionaries = std::make_unique<DictionaryCache>(options.dictionary_cache_bytes);
+  r->statistics = rocksdb::CreateDBStatistics();
+  r->statistics->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
+  r->logger = options.logger;
   r->env->SetBackgroundThreads(std::max(1, options.background_threads / 2), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
 
@@ -482,6 +493,10 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   // with kSkipAnyCorruptedRecords instead (docs/decisions/0014).
   d.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   d.write_buffer_manager = r->write_buffer_manager;
+  d.statistics = r->statistics;
+  // Its periodic dump of the statistics into the info log: off (Metrics()
+  // reads them; with a logger they would flood it every 10 minutes).
+  d.stats_dump_period_sec = 0;
   d.max_background_jobs = std::max(2, options.background_threads);
   d.max_open_files = 512;
   d.keep_log_file_num = 3;
@@ -595,8 +610,9 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     CV_RETURN_IF_ERROR(RemoveRepairTempFiles(res.env->GetFileSystem().get(), path));
   }
   rocksdb::DBOptions dbo = res.db_options;
+  shard->error_->Attach(&res, "shard-" + std::to_string(index));
   dbo.listeners.push_back(shard->error_);
-  dbo.info_log = read_only ? NewDiscardingInfoLog() : NewInfoLog(path);
+  dbo.info_log = res.InfoLog(path, "shard-" + std::to_string(index), read_only);
   if (read_only) dbo.max_open_files = -1;
   rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
   // Taken before the families are listed: a family the writer drops after

@@ -25,6 +25,7 @@
 #include "callvault/status.h"
 #include "callvault/store.h"
 #include "engine/dictionary_cache.h"
+#include "engine/metrics_internal.h"
 #include "engine/wal_scan.h"
 
 namespace callvault {
@@ -117,6 +118,21 @@ struct SharedResources {
     wal_scan_files += r.files;
   }
 
+  // Store::Metrics: the operations' recorder, and RocksDB's tickers
+  // (kExceptHistogramOrTimers) shared by every instance of the store.
+  mutable metrics::Recorder metrics;
+  std::shared_ptr<rocksdb::Statistics> statistics;
+  // Options::logger (empty: none).
+  Logger logger;
+  // The info log of instance `dir` ("rocksdb:<source>" for the logger):
+  // the logger when there is one, else <dir>/LOG, or nothing read-only.
+  std::shared_ptr<rocksdb::Logger> InfoLog(const std::string& dir, const std::string& source,
+                                           bool read_only) const;
+  // An engine message to the logger, if any (no tenant ids, no data).
+  void Log(LogLevel level, std::string_view message) const {
+    if (logger) logger(level, "callvault", message);
+  }
+
   static std::unique_ptr<SharedResources> Make(const Options& options);
 };
 
@@ -149,6 +165,31 @@ class ErrorFlag : public rocksdb::EventListener {
       return;
     }
     failed_.store(true);
+    if (errors_ != nullptr) errors_->fetch_add(1, std::memory_order_relaxed);
+    if (res_ != nullptr) {
+      res_->Log(LogLevel::kError, source_ + ": RocksDB background error (" +
+                                      BackgroundReasonName(reason) + "): " + s->ToString() +
+                                      "; writes refused until the store is reopened");
+    }
+  }
+  // Counts background errors in the store's metrics and logs them.
+  // REQUIRES: before the instance opens.
+  void Attach(const SharedResources* res, std::string source) {
+    res_ = res;
+    errors_ = &res->metrics.background_errors;
+    source_ = std::move(source);
+  }
+  static const char* BackgroundReasonName(rocksdb::BackgroundErrorReason r) {
+    switch (r) {
+      case rocksdb::BackgroundErrorReason::kFlush: return "flush";
+      case rocksdb::BackgroundErrorReason::kCompaction: return "compaction";
+      case rocksdb::BackgroundErrorReason::kWriteCallback: return "write";
+      case rocksdb::BackgroundErrorReason::kMemTable: return "memtable";
+      case rocksdb::BackgroundErrorReason::kManifestWrite: return "manifest write";
+      case rocksdb::BackgroundErrorReason::kFlushNoWAL: return "flush";
+      case rocksdb::BackgroundErrorReason::kManifestWriteNoWAL: return "manifest write";
+    }
+    return "unknown";
   }
   // No automatic recovery (RocksDB's ErrorHandler resumes by itself after
   // a full disk through the SstFileManager): a failed write or sync is not
@@ -170,6 +211,9 @@ class ErrorFlag : public rocksdb::EventListener {
 
  private:
   const bool suppress_;
+  const SharedResources* res_ = nullptr;
+  std::atomic<uint64_t>* errors_ = nullptr;
+  std::string source_ = "instance";
   std::atomic<bool> failed_{false};
   std::mutex mu_;
   std::map<std::string, std::string> damaged_;  // GUARDED_BY(mu_)

@@ -1,6 +1,8 @@
 // Signed JSON documents: see signed_json.h.
 #include "engine/signed_json.h"
 
+#include "engine/metrics_internal.h"
+
 #include <sodium.h>
 
 #include "engine/crypto.h"
@@ -27,12 +29,15 @@ bool Verifies(std::string_view canonical, std::string_view signature_hex,
               std::string_view public_key) {
   crypto::Init();
   std::string sig;
-  return public_key.size() == crypto_sign_PUBLICKEYBYTES && crypto::FromHex(signature_hex, &sig) &&
-         sig.size() == crypto_sign_BYTES &&
-         crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
-                                     reinterpret_cast<const unsigned char*>(canonical.data()),
-                                     canonical.size(),
-                                     reinterpret_cast<const unsigned char*>(public_key.data())) == 0;
+  const bool ok =
+      public_key.size() == crypto_sign_PUBLICKEYBYTES && crypto::FromHex(signature_hex, &sig) &&
+      sig.size() == crypto_sign_BYTES &&
+      crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
+                                  reinterpret_cast<const unsigned char*>(canonical.data()),
+                                  canonical.size(),
+                                  reinterpret_cast<const unsigned char*>(public_key.data())) == 0;
+  if (!ok) metrics::CountSignatureFailure();
+  return ok;
 }
 
 }  // namespace callvault::signed_json

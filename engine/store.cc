@@ -61,6 +61,11 @@ Status ClosedError() {
   std::shared_lock<std::shared_mutex> cv_open_guard_(impl_->close_mu_); \
   if (impl_->closed_) return ClosedError()
 
+// Times the rest of the call into its operation's histogram
+// (callvault/metrics.h); `return CV_DONE(expr)` records an error.
+#define CV_TIMED(op) metrics::Timer cv_timer_(&impl_->res_->metrics, Op::op)
+#define CV_DONE(expr) cv_timer_.Done(expr)
+
 #define CV_REFUSE_IF_READ_ONLY(what) \
   if (impl_->read_only()) return ReadOnlyError(what)
 
@@ -212,6 +217,10 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   impl->open_micros_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - open_start)
                                                  .count());
+  impl->Log(LogLevel::kInfo,
+            std::string("store opened") + (options.read_only ? " read-only" : "") + " in " +
+                std::to_string(impl->open_micros_ / 1000) + " ms (format " +
+                std::to_string(impl->format_version_) + ")");
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -237,8 +246,9 @@ Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call,
                                  std::optional<uint64_t> expected_version) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PutCall");
+  CV_TIMED(kPut);
   auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call}, expected_version);
-  if (!v.ok()) return impl_->Observe(v.status(), "put", tenant_id);
+  if (!v.ok()) return CV_DONE(Result<PutResult>(impl_->Observe(v.status(), "put", tenant_id)));
   return v->front();
 }
 Result<PutResult> Store::UpdateCall(std::string_view tenant_id, std::string_view call_id,
@@ -246,60 +256,69 @@ Result<PutResult> Store::UpdateCall(std::string_view tenant_id, std::string_view
                                     std::optional<uint64_t> expected_version) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("UpdateCall");
+  CV_TIMED(kUpdate);
   auto r = impl_->UpdateCall(tenant_id, call_id, parts, patch, expected_version);
-  if (!r.ok()) return impl_->Observe(r.status(), "update", tenant_id);
+  if (!r.ok()) return CV_DONE(Result<PutResult>(impl_->Observe(r.status(), "update", tenant_id)));
   return r;
 }
 Result<std::vector<Result<Call>>> Store::GetCalls(std::string_view t,
                                                   const std::vector<std::string>& call_ids,
                                                   uint32_t parts) {
   CV_REFUSE_IF_CLOSED();
+  CV_TIMED(kGetBatch);
   auto r = impl_->GetCalls(t, call_ids, parts);
-  if (!r.ok()) return impl_->Observe(r.status(), "get", t);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "get", t)));
   return r;
 }
 Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
                                                const std::vector<Call>& calls) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PutCalls");
+  CV_TIMED(kPutBatch);
   auto r = impl_->PutCalls(tenant_id, calls);
-  if (!r.ok()) return impl_->Observe(r.status(), "put", tenant_id);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "put", tenant_id)));
   return r;
 }
 Result<Call> Store::GetCall(std::string_view t, std::string_view c, uint32_t parts) {
   CV_REFUSE_IF_CLOSED();
+  CV_TIMED(kGet);
   auto r = impl_->GetCall(t, c, parts);
-  if (!r.ok()) return impl_->Observe(r.status(), "get", t);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "get", t)));
   return r;
 }
 Status Store::DeleteCall(std::string_view t, std::string_view c) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("DeleteCall");
+  CV_TIMED(kDelete);
   auto r = impl_->DeleteCall(t, c, std::nullopt);
-  return impl_->Observe(r.ok() ? Status::OK() : r.status(), "delete", t);
+  return CV_DONE(impl_->Observe(r.ok() ? Status::OK() : r.status(), "delete", t));
 }
 Result<uint64_t> Store::DeleteCall(std::string_view t, std::string_view c,
                                    std::optional<uint64_t> expected_version) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("DeleteCall");
+  CV_TIMED(kDelete);
   auto r = impl_->DeleteCall(t, c, expected_version);
-  if (!r.ok()) return impl_->Observe(r.status(), "delete", t);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "delete", t)));
   return r;
 }
 Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
   CV_REFUSE_IF_CLOSED();
+  CV_TIMED(kList);
   auto r = impl_->ListCalls(t, q);
-  if (!r.ok()) return impl_->Observe(r.status(), "list", t);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "list", t)));
   return r;
 }
 Result<uint64_t> Store::CountCalls(std::string_view t) {
   CV_REFUSE_IF_CLOSED();
-  return impl_->CountCalls(t);
+  CV_TIMED(kCount);
+  return CV_DONE(impl_->CountCalls(t));
 }
 Result<uint64_t> Store::CountCalls(std::string_view t, const ListQuery& q) {
   CV_REFUSE_IF_CLOSED();
+  CV_TIMED(kCount);
   auto r = impl_->CountCalls(t, q);
-  if (!r.ok()) return impl_->Observe(r.status(), "count", t);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "count", t)));
   return r;
 }
 Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_view t,
@@ -307,8 +326,9 @@ Result<std::vector<TranscriptSegment>> Store::GetTranscriptWindow(std::string_vi
                                                                   uint32_t from_ms,
                                                                   uint32_t to_ms) {
   CV_REFUSE_IF_CLOSED();
+  CV_TIMED(kGet);
   auto r = impl_->GetTranscriptWindow(t, c, from_ms, to_ms);
-  if (!r.ok()) return impl_->Observe(r.status(), "transcript", t);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "transcript", t)));
   return r;
 }
 Result<std::unique_ptr<RecordingWriter>> Store::CreateRecording(std::string_view t,
@@ -325,12 +345,14 @@ Result<std::vector<RecordingInfo>> Store::ListRecordings(std::string_view t, std
 Status Store::ReadRecording(std::string_view t, std::string_view c, std::string_view r,
                             uint64_t offset, uint64_t length, const RecordingSink& sink) {
   CV_REFUSE_IF_CLOSED();
-  return impl_->Observe(impl_->ReadRecording(t, c, r, offset, length, sink), "read_recording", t);
+  CV_TIMED(kRecordingRead);
+  return CV_DONE(impl_->Observe(impl_->ReadRecording(t, c, r, offset, length, sink), "read_recording", t));
 }
 Status Store::DeleteRecording(std::string_view t, std::string_view c, std::string_view r) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("DeleteRecording");
-  return impl_->DeleteRecording(t, c, r);
+  CV_TIMED(kDelete);
+  return CV_DONE(impl_->DeleteRecording(t, c, r));
 }
 Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::string_view subject) {
   CV_REFUSE_IF_CLOSED();
@@ -341,17 +363,23 @@ Result<std::vector<Reference>> Store::FindReferences(std::string_view t, std::st
 Result<EraseResult> Store::Erase(std::string_view t, const EraseRequest& request) {
   CV_REFUSE_IF_CLOSED();
   if (!request.dry_run) CV_REFUSE_IF_READ_ONLY("Erase (without dry_run)");
+  CV_TIMED(kErase);
   auto r = impl_->Erase(t, request);
-  if (!r.ok()) return impl_->Observe(r.status(), "erase", t);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "erase", t)));
   return r;
 }
 Result<VerifyReport> Store::Verify(std::optional<std::string_view> t) {
   CV_REFUSE_IF_CLOSED();
-  return impl_->Verify(t);
+  CV_TIMED(kVerify);
+  return CV_DONE(impl_->Verify(t));
 }
 Result<StoreStats> Store::Stats() {
   CV_REFUSE_IF_CLOSED();
   return impl_->Stats();
+}
+Result<Metrics> Store::Metrics() {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->Metrics();
 }
 Result<KeyReconcileReport> Store::ReconcileKeys(bool dry_run,
                                                 const std::vector<uint64_t>& destroy_with_data) {
@@ -405,7 +433,8 @@ Status Store::SetCallPinned(std::string_view t, std::string_view c, bool pinned)
 Result<RetentionReport> Store::RunRetention(int64_t now, bool dry_run) {
   CV_REFUSE_IF_CLOSED();
   if (!dry_run) CV_REFUSE_IF_READ_ONLY("RunRetention (without dry_run)");
-  return impl_->RunRetention(now, dry_run);
+  CV_TIMED(kRetention);
+  return CV_DONE(impl_->RunRetention(now, dry_run));
 }
 Status Store::PlaceHold(std::string_view t, const Hold& h) {
   CV_REFUSE_IF_CLOSED();
@@ -447,7 +476,8 @@ Result<std::string> Store::MoveTenantIn(std::string_view segment, std::string_vi
 Result<BackupInfo> Store::Backup(const std::string& dir, const BackupOptions& options) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("Backup");
-  return impl_->Backup(dir, options);
+  CV_TIMED(kBackup);
+  return CV_DONE(impl_->Backup(dir, options));
 }
 Status Store::Flush() {
   CV_REFUSE_IF_CLOSED();
@@ -528,6 +558,11 @@ Status Store::Impl::Close() {
     kp_->ReleaseWriterLock();
     holds_writer_lock_ = false;
   }
+  if (first.ok()) {
+    Log(LogLevel::kInfo, "store closed");
+  } else {
+    Log(LogLevel::kError, "store closed with an error: " + first.ToString());
+  }
   return first;
 }
 
@@ -572,7 +607,7 @@ Result<std::string> Store::Impl::GetHeader(std::string_view name) {
 Status Store::Impl::OpenReadOnly() {
   rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
   mo.enable_blob_files = false;
-  mo.info_log = NewDiscardingInfoLog();
+  mo.info_log = res_->InfoLog(path_ + "/meta", "meta", /*read_only=*/true);
   mo.max_open_files = -1;
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
   const std::string dir = path_ + "/meta";
@@ -644,8 +679,9 @@ Status Store::Impl::OpenOrCreate() {
   rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
   mo.create_if_missing = true;
   mo.enable_blob_files = false;
+  meta_error_->Attach(res_.get(), "meta");
   mo.listeners.push_back(meta_error_);
-  mo.info_log = NewInfoLog(path_ + "/meta");
+  mo.info_log = res_->InfoLog(path_ + "/meta", "meta", /*read_only=*/false);
   if (exists) CV_RETURN_IF_ERROR(ScanMetaWal(/*read_only=*/false));
   res_->close_check->ReleaseDeletions(path_ + "/meta");  // decision 0025
   rocksdb::DB* db = nullptr;

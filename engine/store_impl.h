@@ -158,7 +158,8 @@ class Store::Impl {
 
   // tenants.cc
   Result<TenantInfo> CreateTenant(const TenantSpec& spec);
-  Result<Receipt> PurgeTenant(std::string_view tenant_id);
+  Result<Receipt> PurgeTenant(std::string_view tenant_id);  // timed (Op::kPurge)
+  Result<Receipt> PurgeTenantUntimed(std::string_view tenant_id);
   Result<std::vector<TenantInfo>> ListTenants();
   Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
 
@@ -246,6 +247,23 @@ class Store::Impl {
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id);
   void VerifyMetadata(VerifyReport* report);
   Result<StoreStats> Stats();
+  Result<callvault::Metrics> Metrics();
+  // An engine message to Options::logger, if set (never tenant ids or data).
+  void Log(LogLevel level, std::string_view message) const {
+    if (res_ != nullptr) res_->Log(level, message);
+  }
+  // Options::progress, if set.
+  void ReportProgress(const char* operation, const char* unit, uint64_t done, uint64_t total,
+                      bool finished = false) const {
+    if (!options_.progress) return;
+    Progress p;
+    p.operation = operation;
+    p.unit = unit;
+    p.done = done;
+    p.total = total;
+    p.finished = finished;
+    options_.progress(p);
+  }
   Result<std::vector<Receipt>> ListReceipts();
   // recover.cc
   Result<KeyReconcileReport> ReconcileKeys(bool dry_run,

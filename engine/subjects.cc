@@ -184,7 +184,10 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
     const int64_t now = NowMicros();
     uint64_t counter = 0;  // a redaction is a new version of the call (decision 0028)
     CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
+    uint64_t planned = 0;
+    ReportProgress("erase", "calls", 0, matches.size());
     for (auto& m : matches) {
+      if (planned++ > 0) ReportProgress("erase", "calls", planned - 1, matches.size());
       if (req.mode == EraseMode::kDelete) {
         CV_RETURN_IF_ERROR(calls::PlanDelete(t, m.meta, m.hash, &b));
         continue;
@@ -242,6 +245,7 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
   Audit("erasure", done.tenant_id, done.kind + ": " + std::to_string(done.records) + " calls, receipt " +
                                         std::to_string(done.sequence));
   result.receipt = std::move(done);
+  ReportProgress("erase", "calls", result.changed, result.changed, /*finished=*/true);
   return result;
 }
 

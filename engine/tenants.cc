@@ -334,6 +334,11 @@ Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec) {
 }
 
 Result<Receipt> Store::Impl::PurgeTenant(std::string_view tenant_id) {
+  metrics::Timer timer(&res_->metrics, Op::kPurge);  // scheduled purges too
+  return timer.Done(PurgeTenantUntimed(tenant_id));
+}
+
+Result<Receipt> Store::Impl::PurgeTenantUntimed(std::string_view tenant_id) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
@@ -444,6 +449,7 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
                                   " current");
   }
   Audit("tenant_purged", done.tenant_id, "kind=" + done.kind + " receipt=" + std::to_string(done.sequence));
+  res_->metrics.purges.fetch_add(1, std::memory_order_relaxed);
   return done;
 }
 

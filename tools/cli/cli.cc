@@ -101,6 +101,9 @@ struct Parser {
     app.add_option("--pkcs11-pin-env", flags->pkcs11_pin_env,
                    "The NAME of an environment variable holding the PIN (never the PIN itself).");
     app.add_flag("--json", flags->json, "Print one JSON document on stdout. Default: text.");
+    app.add_flag("--progress", flags->progress,
+                 "Show the progress of verify, erase, retention run, purges run and export on "
+                 "stderr even when it is not a terminal. Default: only on a terminal.");
     app.add_flag("--reveal", flags->reveal,
                  "Show personal data (names, emails, phones, titles, transcript and summary "
                  "text). Default: redacted.");

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <ostream>
@@ -68,6 +71,33 @@ bool Context::ErrIsTerminal() const { return &err_ == &std::cerr && ::isatty(STD
 
 bool Context::OutIsTerminal() const { return &out_ == &std::cout && ::isatty(STDOUT_FILENO) == 1; }
 
+void Context::PrintProgress(const std::string& operation, const std::string& unit, uint64_t done,
+                            uint64_t total, bool finished) const {
+  using Clock = std::chrono::steady_clock;
+  const bool tty = ErrIsTerminal();
+  const Clock::time_point now = Clock::now();
+  const bool first = done == 0 && !finished;
+  const auto every = tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1000);
+  if (!first && !finished && now - progress_last_ < every) return;
+  progress_last_ = now;
+  const std::string counts =
+      total > 0 ? fmt::format("{}/{} {}", done, total, unit) : fmt::format("{} {}", done, unit);
+  if (tty) {
+    constexpr uint64_t kWidth = 30;
+    const uint64_t filled = total > 0 ? kWidth * std::min(done, total) / total : 0;
+    err_ << fmt::format("\r  {} [{}{}] {}   ", operation, std::string(filled, '#'),
+                        std::string(kWidth - filled, '.'), counts);
+    progress_drawn_ = true;
+    if (finished) {
+      err_ << '\n';
+      progress_drawn_ = false;
+    }
+    err_ << std::flush;
+  } else {
+    err_ << "progress: " << operation << ' ' << counts << (finished ? ", done" : "") << '\n';
+  }
+}
+
 namespace {
 
 // The process holding RocksDB's lock on the store's metadata instance
@@ -106,6 +136,11 @@ Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode) const {
   o.key_provider = *kp;
   o.create_if_missing = false;
   o.read_only = mode == OpenMode::kReadOnly;
+  if (ShowProgress()) {
+    o.progress = [this](const Progress& p) {
+      PrintProgress(p.operation, p.unit, p.done, p.total, p.finished);
+    };
+  }
   auto store = Store::Open(o, flags_.db);
   if (!store.ok()) {
     if (mode == OpenMode::kWrite) {

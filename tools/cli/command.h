@@ -6,6 +6,8 @@
 #ifndef CALLVAULT_TOOLS_CLI_COMMAND_H_
 #define CALLVAULT_TOOLS_CLI_COMMAND_H_
 
+#include <chrono>
+#include <cstdint>
 #include <iosfwd>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -27,6 +29,9 @@ struct GlobalFlags {
   std::string keys;     // --keys: the key directory. Default: "<db>.keys".
   bool json = false;    // --json: machine-readable output. Default: off.
   bool reveal = false;  // --reveal: show personal data. Default: off (redacted).
+  // --progress: progress lines on stderr even when it is not a terminal.
+  // Default: off (progress only on a terminal).
+  bool progress = false;
   // The PKCS#11 key provider (docs/cli.md "Keys in an HSM"): given a module,
   // KEKs and the signing key live in that token and --keys names the local
   // state directory (keyrings, tombstone log, writer lock). The PIN only
@@ -91,6 +96,14 @@ class Context {
   bool ErrIsTerminal() const;
   // True when out() is the process's stdout and that is a terminal.
   bool OutIsTerminal() const;
+  // Whether long operations (verify, erase, retention run, purges run,
+  // export) show their progress on err(): --progress, or err() a terminal.
+  bool ShowProgress() const { return flags_.progress || ErrIsTerminal(); }
+  // Draws one progress report on err(): on a terminal a bar redrawn in
+  // place (at most every 100 ms), otherwise a plain line (at most every
+  // second); the start and the end always. Never on out().
+  void PrintProgress(const std::string& operation, const std::string& unit, uint64_t done,
+                     uint64_t total, bool finished) const;
 
   // --keys, or DefaultKeyDir(--db).
   std::string KeyDir() const;
@@ -115,6 +128,8 @@ class Context {
   std::ostream& out_;
   std::ostream& err_;
   mutable bool store_busy_ = false;
+  mutable std::chrono::steady_clock::time_point progress_last_{};
+  mutable bool progress_drawn_ = false;  // a bar is on the terminal's line
 };
 
 // One verb. Group() is "" for a top-level verb ("init", "verify", "refs",

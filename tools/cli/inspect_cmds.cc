@@ -54,10 +54,22 @@ class StatsCommand final : public Command {
   std::string Help() const override {
     return "Sizes per tenant and shard, files, bytes on disk, key generations";
   }
-  void AddFlags(CLI::App*) override {}
+  void AddFlags(CLI::App* app) override {
+    app->add_flag("--prometheus", prometheus_,
+                  "Print Store::Metrics in the Prometheus text format instead (the RocksDB "
+                  "figures of the store as opened by this command; operation counters of this "
+                  "process only, so 0)");
+  }
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
+    if (prometheus_) {
+      if (ctx.json()) return RunResult::Usage("--prometheus and --json exclude each other");
+      auto metrics = (*store)->Metrics();
+      if (!metrics.ok()) return metrics.status();
+      ctx.out() << RenderPrometheus(*metrics);
+      return {};
+    }
     auto stats = (*store)->Stats();
     if (!stats.ok()) return stats.status();
     if (ctx.json()) {
@@ -67,6 +79,9 @@ class StatsCommand final : public Command {
     }
     return {};
   }
+
+ private:
+  bool prometheus_ = false;
 };
 
 // callvault keys reconcile [--yes]: the keys no live tenant owns (decision 0012).

@@ -394,8 +394,8 @@ class TenantReleaseCommand final : public Command {
 };
 
 // A customer's data export (callvault/export.h): read-only open, so it runs
-// beside the service that holds the store. Progress on stderr: a bar that
-// redraws on a terminal, otherwise a plain line at most every 5 s.
+// beside the service that holds the store. Progress on stderr
+// (Context::PrintProgress): on a terminal, or with --progress.
 class TenantExportCommand final : public Command {
  public:
   std::string Group() const override { return "tenant"; }
@@ -414,36 +414,13 @@ class TenantExportCommand final : public Command {
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
-    using Clock = std::chrono::steady_clock;
-    const bool tty = ctx.ErrIsTerminal();
-    const Clock::time_point start = Clock::now();
-    Clock::time_point last = start;
-    bool drew = false;
     ExportOptions options;
-    options.progress = [&](const ExportProgress& p) {
-      const Clock::time_point now = Clock::now();
-      const auto every = tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000);
-      // The final state is drawn only over a bar already shown (small
-      // exports print nothing but the summary).
-      if (p.done ? !drew : now - last < every) return;
-      last = now;
-      const std::string counts =
-          fmt::format("{}/{} calls, {} recording(s), {}", p.calls_done, p.calls_total,
-                      p.recordings_done, FormatBytes(p.bytes_written));
-      if (tty) {
-        constexpr uint64_t kWidth = 30;
-        const uint64_t total = std::max<uint64_t>(p.calls_total, 1);
-        const uint64_t filled = kWidth * std::min(p.calls_done, total) / total;
-        ctx.err() << fmt::format("\r  export [{}{}] {}   ", std::string(filled, '#'),
-                                 std::string(kWidth - filled, '.'), counts)
-                  << std::flush;
-        drew = true;
-      } else {
-        ctx.err() << "export: " << counts << '\n';
-      }
-    };
+    if (ctx.ShowProgress()) {
+      options.progress = [&ctx](const ExportProgress& p) {
+        ctx.PrintProgress("export", "calls", p.calls_done, p.calls_total, p.done);
+      };
+    }
     auto report = ExportTenantData(**store, tenant_id_, dir_, options);
-    if (drew) ctx.err() << '\n';
     if (!report.ok()) return report.status();
     if (ctx.json()) {
       ctx.PrintJson({{"dir", report->dir},

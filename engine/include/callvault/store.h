@@ -40,6 +40,7 @@
 #include "callvault/backup.h"
 #include "callvault/call.h"
 #include "callvault/key_provider.h"
+#include "callvault/metrics.h"
 #include "callvault/move.h"
 #include "callvault/recording.h"
 #include "callvault/status.h"
@@ -122,6 +123,15 @@ struct Options {
   // times, audit event times, tenant and hold created_at and call times are
   // always the system clock. Default: the system clock.
   std::function<int64_t()> clock;
+  // Every message of the engine and every line of RocksDB's info logs
+  // (callvault/metrics.h, Logger). When set, the info logs go here instead
+  // of <instance>/LOG (a read-only open's too, which otherwise discards
+  // them). Default: none (info logs to <instance>/LOG; engine messages
+  // only as audit events and errors).
+  Logger logger;
+  // How far Verify, Erase, RunRetention and RunScheduledPurges are
+  // (callvault/metrics.h, Progress). Default: none.
+  ProgressCallback progress;
 
   // --- Affect performance ---
   // Block cache shared by every shard. Default: 64 MiB.
@@ -740,6 +750,11 @@ class Store {
   // records unchecked rather than failed.
   Result<VerifyReport> Verify(std::optional<std::string_view> tenant_id = std::nullopt);
   Result<StoreStats> Stats();
+  // Counters, latency histograms per operation and RocksDB's figures that
+  // matter for alerting (callvault/metrics.h; RenderPrometheus for a
+  // scrape). Cheap enough to call every few seconds: reads atomics and a
+  // few RocksDB properties per shard, no data. Works read-only too.
+  Result<callvault::Metrics> Metrics();
 
   // --- Recovery findings ---------------------------------------------------
   // Finds the data keys no live tenant owns (OrphanKey). Unless dry_run,
