@@ -184,9 +184,12 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
     const int64_t now = NowMicros();
     uint64_t counter = 0;  // a redaction is a new version of the call (decision 0028)
     CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
+    std::vector<ChangeNote> notes;  // the calls changed, never the subject (decision 0030)
     for (auto& m : matches) {
       if (req.mode == EraseMode::kDelete) {
         CV_RETURN_IF_ERROR(calls::PlanDelete(t, m.meta, m.hash, &b));
+        notes.push_back(ChangeNote{ChangeKind::kDelete, ChangeCause::kErasure, m.meta.call_id,
+                                   m.meta.version});
         continue;
       }
       Call c = m.meta;
@@ -196,8 +199,10 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
       c.updated_at = now;
       c.version = calls::NextVersion(&counter, m.meta.version);
       CV_RETURN_IF_ERROR(calls::PlanWrite(t, &m.meta, m.parts, c, m.hash, &b));
+      notes.push_back(ChangeNote{ChangeKind::kUpdate, ChangeCause::kErasure, c.call_id, c.version});
     }
     if (req.mode == EraseMode::kRedact) CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
+    CV_RETURN_IF_ERROR(AppendChanges(t, notes, &b));
     {
       // Deletions and redactions are logged (outside the store) before they
       // are made: a restore of an older backup deletes these calls again, or
@@ -277,6 +282,8 @@ Status Store::Impl::ReplayRedaction(const TenantRef& t, std::string_view call_ha
   }
   c.updated_at = when;
   CV_RETURN_IF_ERROR(calls::PlanWrite(t, &meta, parts, c, call_hash, b));
+  CV_RETURN_IF_ERROR(AppendChanges(
+      t, {ChangeNote{ChangeKind::kUpdate, ChangeCause::kRestore, c.call_id, c.version}}, b));
   *changed = true;
   return Status::OK();
 }
