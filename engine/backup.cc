@@ -642,12 +642,15 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
     // tenant: the replay is durable when this returns.
     rocksdb::WriteBatch batch;
     std::set<std::string> pending;  // calls whose removal is in `batch`
+    std::vector<ChangeNote> notes;  // their change feed events
     auto write_pending = [&]() -> Status {
       if (batch.Count() == 0) return Status::OK();
+      CV_RETURN_IF_ERROR(AppendChanges(t, notes, &batch));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &batch),
                                            "replay tombstones"));
       batch.Clear();
       pending.clear();
+      notes.clear();
       return Status::OK();
     };
     for (const auto& e : entries) {
@@ -689,6 +692,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
         continue;
       }
       CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, e.call_hash, &batch));
+      notes.push_back(ChangeNote{ChangeKind::kDelete, ChangeCause::kRestore, meta.call_id, meta.version});
       pending.insert(e.call_hash);
       ++counts->removed;
     }

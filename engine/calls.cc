@@ -247,6 +247,12 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
     }
   }
   CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &batch, counter));
+  std::vector<ChangeNote> notes;
+  notes.reserve(results.size());
+  for (const auto& r : results) {
+    notes.push_back(ChangeNote{ChangeKind::kPut, ChangeCause::kUser, r.call_id, r.version});
+  }
+  CV_RETURN_IF_ERROR(AppendChanges(t, notes, &batch));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &batch), "write calls"));
   uint64_t created = 0;
   for (const auto& r : results) created += r.created ? 1 : 0;
@@ -402,6 +408,8 @@ Result<PutResult> Store::Impl::UpdateCall(std::string_view tenant_id, std::strin
   CV_RETURN_IF_ERROR(calls::PlanWrite(t, &old, old_parts, next, h, &b,
                                       parts & (kPartTranscript | kPartInsights)));
   CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
+  CV_RETURN_IF_ERROR(AppendChanges(
+      t, {ChangeNote{ChangeKind::kUpdate, ChangeCause::kUser, std::string(call_id), next.version}}, &b));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "update call"));
   return PutResult{std::string(call_id), false, next.version};
 }
@@ -440,6 +448,8 @@ Result<uint64_t> Store::Impl::DeleteCall(std::string_view tenant_id, std::string
   rocksdb::WriteBatch b;
   CV_RETURN_IF_ERROR(calls::PlanDelete(t, old, h, &b));
   CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
+  CV_RETURN_IF_ERROR(AppendChanges(
+      t, {ChangeNote{ChangeKind::kDelete, ChangeCause::kUser, old.call_id, version}}, &b));
   // Logged (blind hash, outside the store) before the delete is written: a
   // restore of an older backup deletes the call again (backup.cc).
   std::shared_lock<std::shared_mutex> tl(tombstone_mu_);

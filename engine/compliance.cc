@@ -268,8 +268,10 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
     rocksdb::WriteBatch batch;
     uint64_t removed = 0;
     std::vector<std::string> batch_hashes;  // the tombstone log's entries for `batch`
+    std::vector<ChangeNote> batch_notes;     // its change feed events
     auto flush = [&]() -> Status {
       if (batch.Count() == 0) return Status::OK();
+      CV_RETURN_IF_ERROR(AppendChanges(t, batch_notes, &batch));
       rocksdb::WriteOptions wo;
       wo.sync = true;
       {
@@ -280,6 +282,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
         CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "retention delete"));
       }
       batch_hashes.clear();
+      batch_notes.clear();
       batch.Clear();
       CV_KILL_POINT("retention.after_batch");
       return Status::OK();
@@ -323,6 +326,8 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
       CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, h, &batch));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(batch.Delete(t->cf, PinKey(h)), "batch"));
       batch_hashes.push_back(h);
+      batch_notes.push_back(ChangeNote{ChangeKind::kDelete, ChangeCause::kRetention, meta.call_id,
+                                       meta.version});
       if (++in_batch == kRetentionBatch) {
         CV_RETURN_IF_ERROR(flush());
         in_batch = 0;

@@ -53,6 +53,7 @@ Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view va
     if (key.size() != 1 || plain.size() != 8) return Status::Corruption("malformed version counter");
     return Status::OK();
   }
+  if (key[0] == format::kChangePrefix) return CheckChangeEvent(key, plain);
   if (key[0] == format::kSourceIndexPrefix) {
     if (plain.size() != format::kHashBytes) return Status::Corruption("malformed source index entry");
     return Status::OK();

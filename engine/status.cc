@@ -18,6 +18,7 @@ const char* CodeName(Code code) {
     case Code::kNotSupported: return "not_supported";
     case Code::kMoved: return "moved";
     case Code::kConflict: return "conflict";
+    case Code::kOutOfRange: return "out_of_range";
   }
   return "unknown";
 }

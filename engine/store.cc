@@ -309,6 +309,12 @@ Result<CallPage> Store::ListCalls(std::string_view t, const ListQuery& q) {
   if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "list", t)));
   return r;
 }
+Result<ChangePage> Store::ReadChanges(std::string_view t, std::string_view token, size_t limit) {
+  CV_REFUSE_IF_CLOSED();
+  auto r = impl_->ReadChanges(t, token, limit);
+  if (!r.ok()) return impl_->Observe(r.status(), "changes", t);
+  return r;
+}
 Result<uint64_t> Store::CountCalls(std::string_view t) {
   CV_REFUSE_IF_CLOSED();
   CV_TIMED(kCount);
@@ -583,6 +589,9 @@ Status Store::Impl::PutHeader(std::string_view name, std::string_view value) {
 // its change unseen: the first writable open raises the header to 2 (one
 // synced write, audited) before it serves, and a format 1 build refuses the
 // store from then on. Read-only opens leave the header as it is.
+// docs/decisions/0030: format 3 adds the change feed ('L' rows), for the same
+// reason (a format 2 build's changes would make no events, and a consumer
+// would miss them unseen): a format 1 or 2 header is raised to 3 the same way.
 Status Store::Impl::UpgradeFormat() {
   if (format_version_ >= kStoreFormatVersion) return Status::OK();
   const uint64_t from = format_version_;

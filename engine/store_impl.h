@@ -132,6 +132,8 @@ struct TenantRef {
 // The metadata key of a tenant's durable damage mark (`B` + internal id,
 // docs/format.md); engine/damage.cc.
 std::string DamageKey(uint64_t internal_id);
+// Verify: checks one opened change feed event row (changes.cc).
+Status CheckChangeEvent(std::string_view key, std::string_view plain);
 
 class Store::Impl {
  public:
@@ -237,6 +239,20 @@ class Store::Impl {
   int64_t Now() const { return options_.clock ? options_.clock() : NowMicros(); }
   void StartBackground();
   void StopBackground();
+
+  // changes.cc: the change feed (docs/decisions/0030). One note per
+  // changed call; AppendChanges adds their sealed events (the next
+  // sequence numbers) to `b`, the batch of the change itself, and the
+  // removal of events beyond the horizon. REQUIRES: t->write_mu.
+  struct ChangeNote {
+    ChangeKind kind;
+    ChangeCause cause;
+    std::string call_id;
+    uint64_t version;
+  };
+  Status AppendChanges(const TenantRef& t, const std::vector<ChangeNote>& notes,
+                       rocksdb::WriteBatch* b);
+  Result<ChangePage> ReadChanges(std::string_view tenant_id, std::string_view token, size_t limit);
 
   // subjects.cc
   Result<std::vector<Reference>> FindReferences(std::string_view tenant_id,

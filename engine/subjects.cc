@@ -186,10 +186,13 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
     CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
     uint64_t planned = 0;
     ReportProgress("erase", "calls", 0, matches.size());
+    std::vector<ChangeNote> notes;  // the calls changed, never the subject (decision 0030)
     for (auto& m : matches) {
       if (planned++ > 0) ReportProgress("erase", "calls", planned - 1, matches.size());
       if (req.mode == EraseMode::kDelete) {
         CV_RETURN_IF_ERROR(calls::PlanDelete(t, m.meta, m.hash, &b));
+        notes.push_back(ChangeNote{ChangeKind::kDelete, ChangeCause::kErasure, m.meta.call_id,
+                                   m.meta.version});
         continue;
       }
       Call c = m.meta;
@@ -199,8 +202,10 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
       c.updated_at = now;
       c.version = calls::NextVersion(&counter, m.meta.version);
       CV_RETURN_IF_ERROR(calls::PlanWrite(t, &m.meta, m.parts, c, m.hash, &b));
+      notes.push_back(ChangeNote{ChangeKind::kUpdate, ChangeCause::kErasure, c.call_id, c.version});
     }
     if (req.mode == EraseMode::kRedact) CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
+    CV_RETURN_IF_ERROR(AppendChanges(t, notes, &b));
     {
       // Deletions and redactions are logged (outside the store) before they
       // are made: a restore of an older backup deletes these calls again, or
@@ -281,6 +286,8 @@ Status Store::Impl::ReplayRedaction(const TenantRef& t, std::string_view call_ha
   }
   c.updated_at = when;
   CV_RETURN_IF_ERROR(calls::PlanWrite(t, &meta, parts, c, call_hash, b));
+  CV_RETURN_IF_ERROR(AppendChanges(
+      t, {ChangeNote{ChangeKind::kUpdate, ChangeCause::kRestore, c.call_id, c.version}}, b));
   *changed = true;
   return Status::OK();
 }

@@ -19,6 +19,8 @@
 //   'N' h(call_id)                                sealed empty: pinned, exempt from retention
 //   'Z' dict_id (4, BE)                           sealed zstd dictionary trained from this
 //                                                 tenant's records (codec kZstdDict)
+//   'V'                                           sealed version counter (format 2)
+//   'L' sequence (8, BE)                          sealed change feed event (format 3)
 // Index entries carry no value: a listing checks every candidate against
 // the call's sealed summary part (Part::kSummary), so a forged or stale
 // index entry can never make a call match.
@@ -66,6 +68,9 @@ inline constexpr char kDictionaryPrefix = 'Z';
 // is the highest call version assigned in the tenant (8 bytes BE). (In the
 // metadata instance 'V' rows are move ids; the two never meet.)
 inline constexpr char kVersionCounterPrefix = 'V';
+// Tenant column families, store format 3: the change feed
+// (docs/decisions/0030), 'L' + event sequence (8 bytes BE); sealed event.
+inline constexpr char kChangePrefix = 'L';
 // Metadata instance: a damaged tenant (docs/decisions/0014), keyed by
 // internal id: kDamagePrefix + 8-byte big-endian internal id.
 inline constexpr char kDamagePrefix = 'B';
@@ -80,6 +85,18 @@ std::string TimeIndexKey(int64_t started_at, std::string_view call_hash);
 std::string SourceIndexKey(std::string_view source_hash);
 // The tenant's version counter row: kVersionCounterPrefix alone.
 inline std::string VersionCounterKey() { return std::string(1, kVersionCounterPrefix); }
+// A change feed event's row: kChangePrefix + sequence (8 bytes BE).
+inline std::string ChangeKey(uint64_t seq) {
+  std::string k(1, kChangePrefix);
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((seq >> (8 * i)) & 0xff));
+  return k;
+}
+inline std::optional<uint64_t> ParseChangeKey(std::string_view key) {
+  if (key.size() != 9 || key[0] != kChangePrefix) return std::nullopt;
+  uint64_t seq = 0;
+  for (size_t i = 1; i < 9; ++i) seq = (seq << 8) | static_cast<uint8_t>(key[i]);
+  return seq;
+}
 // 'O' / 'E' / 'K' / 'W' entries: prefix, attribute hash, then the time key.
 std::string AttributeIndexPrefix(char prefix, std::string_view attr_hash);
 std::string AttributeIndexKey(char prefix, std::string_view attr_hash, int64_t started_at,

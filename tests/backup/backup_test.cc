@@ -379,6 +379,13 @@ TEST(Backup, DeleteCallAfterBackupStaysDeleted) {
   auto page = r->ListCalls("A", ListQuery{});
   ASSERT_OK(page);
   for (const auto& c : page->calls) EXPECT_NE(c.call_id, "a1");
+  // The replay's delete is in the change feed, cause restore (decision 0030).
+  auto feed = r->ReadChanges("A", "", 1000);
+  ASSERT_OK(feed);
+  ASSERT_FALSE(feed->events.empty());
+  EXPECT_EQ(feed->events.back().kind, ChangeKind::kDelete);
+  EXPECT_EQ(feed->events.back().cause, ChangeCause::kRestore);
+  EXPECT_EQ(feed->events.back().call_id, "a1");
   std::printf("[backup] DeleteCall after the cut: 1 call deleted again at restore, 0 back\n");
 }
 
@@ -486,6 +493,13 @@ TEST(Backup, RedactionAfterBackupIsReapplied) {
   auto in_b = r->FindReferences("B", bob);
   ASSERT_OK(in_b);
   EXPECT_EQ(in_b->size(), 3u) << "a redaction in A touched B";
+  auto feed = r->ReadChanges("A", "", 1000);
+  ASSERT_OK(feed);
+  size_t replayed = 0;
+  for (const auto& e : feed->events) {
+    if (e.cause == ChangeCause::kRestore && e.kind == ChangeKind::kUpdate) ++replayed;
+  }
+  EXPECT_EQ(replayed, 4u) << "each redaction replayed is an update event, cause restore";
   std::printf("[backup] redaction after the cut: %llu calls redacted again at restore, 0 back\n",
               static_cast<unsigned long long>(report->redactions_replayed));
 }

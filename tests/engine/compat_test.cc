@@ -1,7 +1,8 @@
 // Format compatibility (docs/compatibility.md): this build opens a store
 // written by the previous store format version (a fixture committed in
 // tests/engine/testdata/store-format-1, written by format version 1) and one
-// of the current format (store-format-2: call versions, decision 0028), and
+// of the previous-but-one format (store-format-2: call versions, decision
+// 0028; format 3 adds the change feed, decision 0030), and
 // refuses, with a specific error and without changing the header, a store
 // whose header claims a format it does not read.
 //
@@ -131,7 +132,7 @@ TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
     auto upgraded = (*store)->ListAudit(0, "store_format_upgraded");
     ASSERT_OK(upgraded);
     ASSERT_EQ(upgraded->size(), 1u);
-    EXPECT_EQ((*upgraded)[0].detail, "from=1 to=2");
+    EXPECT_EQ((*upgraded)[0].detail, "from=1 to=3");
     auto page = (*store)->ListCalls("acme", {.limit = 10});
     ASSERT_OK(page);
     EXPECT_EQ(page->calls.size(), 3u);
@@ -151,10 +152,11 @@ TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
   EXPECT_OK((*again)->GetCall("acme", "call-5"));
   EXPECT_OK((*again)->GetCall("acme", "call-0"));
   ASSERT_OK((*again)->Close());
-  // The writable open raised the header to 2 (decision 0028): a format 1
-  // library, which would write calls without advancing their versions,
-  // now refuses the store.
-  EXPECT_EQ(ReadFormatHeader(copy.db), "2");
+  // The writable open raised the header to 3 (decisions 0028, 0030): a
+  // format 1 library, which would write calls without advancing their
+  // versions (or a format 2 one, without change feed events), now refuses
+  // the store.
+  EXPECT_EQ(ReadFormatHeader(copy.db), "3");
 }
 
 TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsVersions) {
@@ -162,6 +164,12 @@ TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsVersions) {
   FixtureCopy copy(kFixture2);
   auto store = copy.Open();
   ASSERT_OK(store);
+  // Format 3 (decision 0030): the upgraded store's change feed starts empty
+  // and holds the changes made from the open on.
+  EXPECT_EQ(ReadFormatHeader(copy.db), "3");
+  auto feed = (*store)->ReadChanges("acme", "");
+  ASSERT_OK(feed);
+  EXPECT_TRUE(feed->events.empty());
   uint64_t v[3] = {};
   for (int i = 0; i < 3; ++i) {
     auto got = (*store)->GetCall("acme", "call-" + std::to_string(i));
@@ -184,6 +192,13 @@ TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsVersions) {
   auto next = (*store)->PutCall("acme", Expected(0), v[0]);
   ASSERT_OK(next);
   EXPECT_EQ(next->version, 8u);
+  auto after = (*store)->ReadChanges("acme", feed->next_token);
+  ASSERT_OK(after);
+  ASSERT_EQ(after->events.size(), 1u);
+  EXPECT_EQ(after->events[0].sequence, 1u);
+  EXPECT_EQ(after->events[0].call_id, "call-0");
+  EXPECT_EQ(after->events[0].version, 8u);
+  EXPECT_EQ(after->events[0].kind, ChangeKind::kPut);
   EXPECT_CODE((*store)->GetCall("globex", "call-9"), Code::kTenantPurged);
   auto verify = (*store)->Verify();
   ASSERT_OK(verify);

@@ -211,7 +211,8 @@ TEST_F(UpdateTest, UpdateInsightsLeavesTheTranscriptRecordUntouched) {
   for (const auto& k : changed) {
     auto ck = format::ParseCallKey(k);
     const bool ok = (ck && ck->part != format::Part::kTranscript) ||
-                    k[0] == format::kUpdatedIndexPrefix || k == format::VersionCounterKey();
+                    k[0] == format::kUpdatedIndexPrefix || k == format::VersionCounterKey() ||
+                    k[0] == format::kChangePrefix;  // its change feed event (decision 0030)
     EXPECT_TRUE(ok) << "unexpected change of a row of kind '" << k[0] << "'";
   }
   auto got = ts->GetCall("acme", "c1");
@@ -612,8 +613,8 @@ TEST_F(UpdateTest, RacingJobsWithExpectedVersionsNeverLoseAnUpdate) {
               with.successes, with.conflicts, with.lost, without.lost, without.successes);
 }
 
-TEST(UpdateFormatTest, NewStoresAreFormatTwo) {
-  EXPECT_EQ(kStoreFormatVersion, 2u);
+TEST(UpdateFormatTest, NewStoresAreFormatThree) {
+  EXPECT_EQ(kStoreFormatVersion, 3u);  // 2: call versions; 3: the change feed (decision 0030)
   EXPECT_EQ(kMinReadableStoreFormatVersion, 1u);
 }
 

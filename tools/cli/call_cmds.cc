@@ -496,6 +496,57 @@ class CallReleaseCommand final : public Command {
   std::string tenant_id_, call_id_, hold_id_;
 };
 
+// changes: a tenant's change feed (Store::ReadChanges, decision 0030).
+class ChangesCommand final : public Command {
+ public:
+  std::string Name() const override { return "changes"; }
+  std::string Help() const override {
+    return "A tenant's change feed: puts, updates and deletes of calls in commit order";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("--tenant", tenant_id_, "The tenant id")->required();
+    app->add_option("--token", token_,
+                    "Continue after the events that printed this token. Default: from the "
+                    "oldest event held");
+    app->add_option("--limit", limit_, "Events per page, 1-1000. Default: 100")
+        ->check(CLI::Range(1, 1000));
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
+    if (!store.ok()) return store.status();
+    auto page = (*store)->ReadChanges(tenant_id_, token_, limit_);
+    if (!page.ok()) return page.status();
+    if (ctx.json()) {
+      nlohmann::json events = nlohmann::json::array();
+      for (const auto& e : page->events) {
+        events.push_back({{"sequence", e.sequence},
+                          {"kind", ChangeKindName(e.kind)},
+                          {"cause", ChangeCauseName(e.cause)},
+                          {"call_id", e.call_id},
+                          {"version", e.version},
+                          {"committed_at", FormatTime(e.committed_at)}});
+      }
+      ctx.PrintJson({{"events", events}, {"next_token", page->next_token}});
+      return {};
+    }
+    ctx.out() << "SEQ  KIND    CAUSE      VERSION  COMMITTED_AT  CALL_ID\n";
+    for (const auto& e : page->events) {
+      char line[96];
+      std::snprintf(line, sizeof line, "%-4llu %-7s %-10s %-8llu ",
+                    static_cast<unsigned long long>(e.sequence), ChangeKindName(e.kind),
+                    ChangeCauseName(e.cause), static_cast<unsigned long long>(e.version));
+      ctx.out() << line << FormatTime(e.committed_at) << "  " << e.call_id << '\n';
+    }
+    ctx.err() << "next token: " << page->next_token << '\n';
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+  std::string token_;
+  size_t limit_ = 100;
+};
+
 }  // namespace
 
 void AddCallCommands(std::vector<std::unique_ptr<Command>>* out) {
@@ -509,6 +560,7 @@ void AddCallCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<CallPinCommand>(false));
   out->push_back(std::make_unique<CallHoldCommand>());
   out->push_back(std::make_unique<CallReleaseCommand>());
+  out->push_back(std::make_unique<ChangesCommand>());
 }
 
 }  // namespace callvault::cli

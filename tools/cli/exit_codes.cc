@@ -33,6 +33,8 @@ int ExitCodeFor(Code code) {
       return kExitTempFail;  // retry at the store the message names
     case Code::kConflict:
       return kExitTempFail;  // read the call again and retry
+    case Code::kOutOfRange:
+      return kExitNoInput;  // the change feed events the token follows are gone: resync
   }
   return kExitSoftware;
 }

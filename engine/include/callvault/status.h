@@ -59,6 +59,12 @@ enum class Code : int {
   // (expected version 0) and exists: another writer changed it first.
   // Nothing was changed; read the call again and retry.
   kConflict = 13,
+  // Store::ReadChanges: the token is behind the change feed's horizon (the
+  // events after it were trimmed), ahead of the feed, or follows an event
+  // the feed no longer holds (lost at a crash with sync_writes off, rolled
+  // back by a restore, or another incarnation of the tenant). The consumer
+  // must resync (e.g. ListCalls) and start again from a new token.
+  kOutOfRange = 14,
 };
 
 // Returns a stable lower-case name for `code`, e.g. "invalid_argument".
@@ -83,6 +89,7 @@ class [[nodiscard]] Status {
   static Status NotSupported(std::string m) { return {Code::kNotSupported, std::move(m)}; }
   static Status Moved(std::string m) { return {Code::kMoved, std::move(m)}; }
   static Status Conflict(std::string m) { return {Code::kConflict, std::move(m)}; }
+  static Status OutOfRange(std::string m) { return {Code::kOutOfRange, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

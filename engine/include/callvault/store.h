@@ -155,6 +155,14 @@ struct Options {
   // its next use; ~90 KiB each). Default: 64 MiB (~700 tenants' in use at
   // once). See docs/operations.md, "Memory".
   size_t dictionary_cache_bytes = 64u << 20;
+  // The change feed's horizon (Store::ReadChanges, docs/decisions/0030):
+  // each change of a tenant removes that tenant's events older than this
+  // (up to 256 per change), so a token older than the horizon gets
+  // kOutOfRange. 0 = no age limit. Default: 7 days.
+  uint32_t change_feed_retention_seconds = 7 * 24 * 3600;
+  // At most this many events per tenant (the oldest removed first, by the
+  // same changes). 0 = no count limit. Default: 1,000,000.
+  uint64_t change_feed_max_events = 1000000;
 
   // --- For tests ---
   // The Env (and so FileSystem) RocksDB uses; nullptr means Env::Default().
@@ -327,7 +335,9 @@ struct ListQuery {
   std::vector<std::string> participants;
   std::optional<CrmRef> crm;              // a call linked to this CRM object
   std::string workspace_id;               // "" = any
-  int64_t updated_since = 0;              // updated_at >= this; 0 = any
+  // updated_at >= this; 0 = any. A filter over the calls that exist, not a
+  // feed: deletions never show. To follow changes, use ReadChanges.
+  int64_t updated_since = 0;
   std::optional<Direction> direction;
   std::optional<CallScope> scope;
   uint32_t min_duration_ms = 0;
@@ -373,6 +383,41 @@ struct EraseResult {
 struct CallPage {
   std::vector<Call> calls;  // metadata only (see Parts)
   std::string next_cursor;  // empty when there are no more
+};
+
+// One event of a tenant's change feed (Store::ReadChanges).
+enum class ChangeKind : uint8_t {
+  kPut = 1,     // the whole call was written: PutCall/PutCalls (new or replacing)
+  kUpdate = 2,  // parts of it changed: UpdateCall, a redaction (Erase, restore replay)
+  kDelete = 3,  // it was removed
+};
+enum class ChangeCause : uint8_t {
+  kUser = 1,       // PutCall, PutCalls, UpdateCall, DeleteCall
+  kErasure = 2,    // Erase (delete or redact mode)
+  kRetention = 3,  // RunRetention
+  kRestore = 4,    // a restore's tombstone-log replay (decision 0027)
+};
+// Stable lower-case names: "put", "update", "delete"; "user", "erasure",
+// "retention", "restore".
+const char* ChangeKindName(ChangeKind kind);
+const char* ChangeCauseName(ChangeCause cause);
+
+struct ChangeEvent {
+  uint64_t sequence = 0;  // per tenant, 1, 2, ... in commit order
+  ChangeKind kind = ChangeKind::kPut;
+  ChangeCause cause = ChangeCause::kUser;
+  std::string call_id;
+  // The call's version after a put or update; for a DeleteCall the version
+  // the delete took; for other deletes the version the call had.
+  uint64_t version = 0;
+  int64_t committed_at = 0;  // microseconds since epoch, when it was written
+};
+
+struct ChangePage {
+  std::vector<ChangeEvent> events;  // in commit order
+  // Pass to the next ReadChanges: the events after the last one returned
+  // (the same position when `events` is empty). Opaque.
+  std::string next_token;
 };
 
 struct PutResult {
@@ -708,6 +753,29 @@ class Store {
   // entries are not counted), decrypting no metadata: about the cost of
   // listing the same calls without reading them.
   Result<uint64_t> CountCalls(std::string_view tenant_id, const ListQuery& query);
+  // The tenant's change feed (docs/decisions/0030): up to `limit` events
+  // (0: limits::kDefaultListLimit; at most limits::kMaxListLimit) after
+  // `token` ("" = from the oldest event still held), in commit order. Every
+  // committed change of a call makes exactly one event, written in the same
+  // atomic write as the change (a put, update or delete; by the user, an
+  // erasure, retention or a restore's replay), and only then: the feed
+  // followed to its end replays the tenant's calls exactly (ListCalls). An
+  // erasure's events name the calls it changed, never the subject.
+  // Recordings, holds and pins make no events. Events are sealed like calls
+  // and purged with the tenant (then kTenantPurged). Events older than
+  // Options::change_feed_retention_seconds, or beyond
+  // Options::change_feed_max_events, are removed by later changes of the
+  // tenant; a store of an older format has a feed from the first change
+  // after its upgrade. Errors: kOutOfRange (14) when the token is behind the
+  // oldest event held, ahead of the newest, or follows an event the feed no
+  // longer holds (lost to a crash with sync_writes off, a restore, another
+  // incarnation of the tenant): resync (e.g. ListCalls) and start again
+  // from "" (events written after the resync began are then read again;
+  // applying an event twice is harmless). kInvalidArgument: a token that is
+  // not one this tenant issued (malformed, forged, another tenant's), or a
+  // bad limit. Read-only opens read the feed too.
+  Result<ChangePage> ReadChanges(std::string_view tenant_id, std::string_view token,
+                                 size_t limit = 0);
   // The transcript segments of one call that overlap [from_ms, to_ms).
   Result<std::vector<TranscriptSegment>> GetTranscriptWindow(std::string_view tenant_id,
                                                              std::string_view call_id,

@@ -25,8 +25,9 @@ inline constexpr int kVersionPatch = CALLVAULT_VERSION_PATCH;
 // The store format version (the store header's "format", docs/format.md)
 // that Store::Open with create_if_missing writes into a new store, and to
 // which a writable open raises a store of an older readable format (format
-// 2 adds call versions; docs/decisions/0028).
-inline constexpr uint32_t kStoreFormatVersion = 2;
+// 2 adds call versions, docs/decisions/0028; format 3 the change feed,
+// docs/decisions/0030).
+inline constexpr uint32_t kStoreFormatVersion = 3;
 // The oldest store format version this build opens. A store whose header
 // says a version outside [kMinReadableStoreFormatVersion,
 // kStoreFormatVersion] is refused by Store::Open with kNotSupported and left
