@@ -374,6 +374,10 @@ TEST(ChangeFeedCrashTest, PowerLossNeverSplitsAChangeFromItsEvent) {
   const int kCycles = std::getenv("CALLVAULT_SOAK") != nullptr ? 400 : 20;
   int crashed = 0, in_flight_applied = 0;
   uint64_t ops_total = 0;
+  // One subject per erasure ever: ops_total is not advanced by the
+  // operation a freeze breaks off, so it once named the next cycle's first
+  // erasure's subject too, and that erasure rightly took both calls.
+  uint64_t subjects = 0;
   for (int cycle = 0; cycle < kCycles; ++cycle) {
     SCOPED_TRACE("cycle " + std::to_string(cycle) + " seed " + std::to_string(seed));
     auto ffs = std::make_shared<testutil::FaultFS>(seed + cycle);
@@ -418,7 +422,7 @@ TEST(ChangeFeedCrashTest, PowerLossNeverSplitsAChangeFromItsEvent) {
         } else {
           // An erasure of the subject of one call (physical: off, no compaction).
           Call c = MakeCall(id, kT0);
-          c.participants[1].email = "s" + std::to_string(ops_total) + "@subject.example";
+          c.participants[1].email = "s" + std::to_string(++subjects) + "@subject.example";
           auto p = s->PutCall("acme", c);
           if (!p.ok()) break;
           model[id] = p->version;
