@@ -13,8 +13,15 @@
 //   (erasure, holds, compaction, damage, verify, backup) with a capturing
 //   logger and audit callback: no plaintext, subject, tenant id or key.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <random>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -363,6 +370,126 @@ TEST_F(Attack12Shard, RefusedBackupCreatesNothing) {
   const std::string bk = s.tmp.Sub("fresh-backup");
   EXPECT_CODE(s->Backup(bk), Code::kCorruption);
   EXPECT_FALSE(fs::exists(bk));
+}
+
+// --- recordings: chunk reads skip RocksDB's checksums (decision 0033) --------
+
+// Bytes flipped across the table files that hold a tenant's recording
+// chunks (their blob indexes, read with verify_checksums = false): a child
+// process opens the store and reads both recordings whole and a range of
+// each. It must exit 0 (the right bytes), 3 (a read's error status) or 4
+// (the open refused); never a signal, a hang, or 2 (OK with other bytes).
+constexpr char kEnvDb[] = "CV_ATTACK12_DB";
+constexpr char kEnvKeys[] = "CV_ATTACK12_KEYS";
+constexpr uint64_t kRecBytes = 3 * kRecordingChunkBytes + 1000;
+
+std::string Media(uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string m(kRecBytes, '\0');
+  for (auto& c : m) c = static_cast<char>(rng());
+  return m;
+}
+
+TEST(Attack12RecordingChild, DISABLED_Read) {
+  const char* db = std::getenv(kEnvDb);
+  const char* keys = std::getenv(kEnvKeys);
+  if (db == nullptr || keys == nullptr) GTEST_SKIP();
+  auto kp = NewFileKeyProvider(keys);
+  if (!kp.ok()) ::_exit(3);
+  Options o = testutil::DefaultOptions(*kp);
+  o.create_if_missing = false;
+  auto st = Store::Open(o, db);
+  if (!st.ok()) ::_exit(4);
+  int rc = 0;
+  for (uint32_t i = 1; i <= 2; ++i) {
+    const std::string want = Media(i);
+    std::string got;
+    Status r = (*st)->ReadRecording("acme", "c" + std::to_string(i), "r", 0, kRecBytes,
+                                    [&got](std::string_view b) {
+                                      got.append(b);
+                                      return Status::OK();
+                                    });
+    if (!r.ok()) rc = std::max(rc, 3);
+    else if (got != want) ::_exit(2);
+    std::string part;
+    const uint64_t off = kRecordingChunkBytes + 77;
+    r = (*st)->ReadRecording("acme", "c" + std::to_string(i), "r", off, 5000, [&part](std::string_view b) {
+      part.append(b);
+      return Status::OK();
+    });
+    if (!r.ok()) rc = std::max(rc, 3);
+    else if (part != want.substr(off, 5000)) ::_exit(2);
+  }
+  ::_exit(rc);
+}
+
+std::string RunReadChild(const std::string& db, const std::string& keys) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv(kEnvDb, db.c_str(), 1);
+    ::setenv(kEnvKeys, keys.c_str(), 1);
+    int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+    }
+    ::execl("/proc/self/exe", "attack12_test", "--gtest_filter=Attack12RecordingChild.DISABLED_Read",
+            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int status = 0;
+  for (;;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return "hang";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+  return "exit " + std::to_string(WEXITSTATUS(status));
+}
+
+TEST(Attack12Recording, FlippedChunkIndexBytesNeverGiveOtherBytes) {
+  TestStore ts;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant(TenantSpec{"acme", "", 0}));
+  for (uint32_t i = 1; i <= 2; ++i) {
+    const std::string id = "c" + std::to_string(i);
+    ASSERT_OK(ts->PutCall("acme", MakeCall(id, kAt + i)));
+    auto w = ts->CreateRecording("acme", id, RecordingSpec{"r", "audio/mpeg", 1000, ""});
+    ASSERT_OK(w);
+    ASSERT_OK((*w)->Append(Media(i)));
+    ASSERT_OK((*w)->Finish());
+  }
+  ASSERT_OK(ts->Flush());
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string shard_rel = "/shards/" + ShardName(info->shard);
+  ts.Close();
+  ASSERT_EQ(RunReadChild(ts.db, ts.keys), "exit 0") << "the untouched store";
+  const auto ssts = damage::FamilySsts(ts.db + shard_rel, info->column_family);
+  ASSERT_FALSE(ssts.empty());
+  const std::string work = ts.tmp.Sub("work");
+  std::map<std::string, int> outcomes;
+  for (const auto& sst : ssts) {
+    const std::string name = fs::path(sst).filename().string();
+    const uint64_t size = fs::file_size(sst);
+    const uint64_t step = std::max<uint64_t>(1, size / 60);
+    for (uint64_t off = 0; off < size; off += step) {
+      fs::remove_all(work);
+      testutil::CopyTree(ts.db, work);
+      damage::XorByte(work + shard_rel + "/" + name, off, 0x10);
+      const std::string r = RunReadChild(work, ts.keys);
+      ++outcomes[r];
+      EXPECT_TRUE(r == "exit 0" || r == "exit 3" || r == "exit 4") << name << " offset " << off << ": " << r;
+    }
+  }
+  std::string tally;
+  for (const auto& [r, n] : outcomes) tally += r + ": " + std::to_string(n) + "; ";
+  std::printf("flipped chunk-index bytes: %s\n", tally.c_str());
 }
 
 // --- change feed ------------------------------------------------------------
