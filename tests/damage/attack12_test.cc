@@ -423,7 +423,8 @@ TEST(Attack12RecordingChild, DISABLED_Read) {
   ::_exit(rc);
 }
 
-std::string RunReadChild(const std::string& db, const std::string& keys) {
+std::string RunReadChild(const std::string& db, const std::string& keys,
+                         const std::string& child = "Attack12RecordingChild.DISABLED_Read") {
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::setenv(kEnvDb, db.c_str(), 1);
@@ -433,8 +434,9 @@ std::string RunReadChild(const std::string& db, const std::string& keys) {
       ::dup2(null, 1);
       ::dup2(null, 2);
     }
-    ::execl("/proc/self/exe", "attack12_test", "--gtest_filter=Attack12RecordingChild.DISABLED_Read",
-            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
+    const std::string filter = "--gtest_filter=" + child;
+    ::execl("/proc/self/exe", "attack12_test", filter.c_str(), "--gtest_also_run_disabled_tests",
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -490,6 +492,72 @@ TEST(Attack12Recording, FlippedChunkIndexBytesNeverGiveOtherBytes) {
   std::string tally;
   for (const auto& [r, n] : outcomes) tally += r + ": " + std::to_string(n) + "; ";
   std::printf("flipped chunk-index bytes: %s\n", tally.c_str());
+}
+
+// --- a WAL file of another shard ---------------------------------------------
+
+// The child: opens the store read-only, then writable, and reads bravo (of
+// the shard left alone). Exit 0: both opened and bravo served; 3: an open
+// or bravo's read returned an error status. A signal: the process died.
+TEST(Attack12WalChild, DISABLED_Open) {
+  const char* db = std::getenv(kEnvDb);
+  const char* keys = std::getenv(kEnvKeys);
+  if (db == nullptr || keys == nullptr) GTEST_SKIP();
+  for (bool read_only : {true, false}) {
+    auto kp = NewFileKeyProvider(keys);
+    if (!kp.ok()) ::_exit(3);
+    Options o = testutil::DefaultOptions(*kp);
+    o.create_if_missing = false;
+    o.read_only = read_only;
+    auto st = Store::Open(o, db);
+    if (!st.ok()) ::_exit(3);
+    if (!(*st)->GetCall("bravo", "bravo1").ok()) ::_exit(3);
+    (void)(*st)->GetCall("acme", "acme1");
+    (void)(*st)->Verify();
+  }
+  ::_exit(0);
+}
+
+// KNOWN BUG (not fixed, reported): a valid WAL file of one shard copied
+// into another shard's directory (a restore into the wrong shard, a misplaced file)
+// aborts every process that opens the store, read-only ones included
+// (`callvault stats`, `verify`): RocksDB 7.8.3 as Debian builds it
+// (assertions on) asserts `seq_per_batch_` in MemTableInserter::PutCFImpl
+// when the planted records' (key, sequence) pairs repeat shard 1's own (the
+// change feed's 'L' keys and the sequence numbers of young shards are the
+// same in both). On main: the child dies of SIGABRT (signal 6). Issue 11: damage is loud and contained, never an
+// abort. A fix: the WAL scan (engine/wal_scan.cc, which reads every record
+// before RocksDB does) refuses a shard whose recovered records' sequence
+// numbers go back from one WAL file to the next (kCorruption: the shard
+// does not open, decision 0034); it needs the crash suites' power-loss
+// cases run against it (a torn tail must stay quiet), so it is left for a
+// session that can run them.
+TEST(Attack12Wal, DISABLED_AnotherShardsWalNeverAborts) {
+  TestStore s;
+  s.options.max_tenants_per_shard = 1;
+  ASSERT_OK(s.Open());
+  // Two young shards with the same history: one tenant each, one call each.
+  for (const char* t : {"acme", "bravo"}) {
+    ASSERT_OK(s->CreateTenant(TenantSpec{t, "", 0}));
+    ASSERT_OK(s->PutCall(t, MakeCall(std::string(t) + "1", kAt, "w")));
+  }
+  const uint32_t acme_shard = s->DescribeTenant("acme")->shard;
+  s.Close();
+  const std::string mine = s.db + "/shards/" + ShardName(acme_shard);
+  const std::string other = s.db + "/shards/" + ShardName(acme_shard == 0 ? 1 : 0);
+  std::string wal;
+  uint64_t best = 0;
+  for (const auto& f : damage::FilesWith(other, ".log")) {
+    if (fs::file_size(f) > best) {
+      best = fs::file_size(f);
+      wal = f;
+    }
+  }
+  ASSERT_GT(best, 0u) << "bravo's shard has no WAL with records";
+  // acme's shard gets a copy of bravo's WAL; bravo's shard is untouched.
+  fs::copy_file(wal, mine + "/000998.log");
+  const std::string r = RunReadChild(s.db, s.keys, "Attack12WalChild.DISABLED_Open");
+  EXPECT_TRUE(r == "exit 0" || r == "exit 3") << r;
 }
 
 // --- change feed ------------------------------------------------------------
