@@ -249,6 +249,31 @@ TEST_F(Attack12Shard, EveryOperationOfADamagedShardsTenant) {
   for (const auto& sh : stats->shards) EXPECT_TRUE(sh.damage.empty()) << sh.shard;
 }
 
+// FINDING (fixed): a tenant-level legal hold did not block the purge of a
+// tenant whose shard does not open: PurgeTenant checked holds only when the
+// tenant had a column family handle, and decision 0034 leaves it none.
+// operations.md: "unreadable call holds do not block it, a tenant-level
+// hold still does". A scheduled purge must not get past it either.
+TEST_F(Attack12Shard, ATenantHoldBlocksThePurgeOfADamagedShardsTenant) {
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->PlaceHold("acme", Hold{"lit-1", "litigation", "", 0}));
+  ASSERT_OK(s->ScheduleTenantPurge("acme", kAt));
+  s.Close();
+  CutManifest();
+  ASSERT_OK(s.Open());
+  ASSERT_TRUE(s->DescribeTenant("acme")->damaged);
+  auto r = s->PurgeTenant("acme");
+  EXPECT_CODE(r, Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("legal hold"), std::string::npos) << r.status().ToString();
+  auto due = s->RunScheduledPurges(kAt + 1);
+  ASSERT_OK(due);
+  EXPECT_TRUE(due->empty());
+  auto info = s->DescribeTenant("acme");
+  ASSERT_OK(info);
+  EXPECT_EQ(info->state, TenantState::kActive);
+  EXPECT_TRUE(s->ListReceipts()->empty());
+}
+
 // Files planted in or removed from one shard's directory: the store opens
 // (the other tenant serving) or refuses with kCorruption; it never crashes,
 // and a tenant that opens reads its own calls only.
