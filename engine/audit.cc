@@ -71,7 +71,7 @@ void Store::Impl::Audit(std::string kind, std::string_view tenant_id, std::strin
     res_->metrics.audit_auth_failures.fetch_add(1, std::memory_order_relaxed);
   }
   // The logger sees the event without its tenant id (detail holds none).
-  const bool alarm = e.kind == "auth_failure" || e.kind == "tenant_damaged" ||
+  const bool alarm = e.kind == "auth_failure" || e.kind == "tenant_damaged" || e.kind == "shard_damaged" ||
                      e.kind.find("fail") != std::string::npos;
   Log(alarm ? LogLevel::kWarn : LogLevel::kInfo,
       "audit event " + std::to_string(e.sequence) + " " + e.kind + ": " + e.detail);

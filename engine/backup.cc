@@ -202,6 +202,24 @@ void TreeSize(const std::string& dir, uint64_t* files, uint64_t* bytes) {
   }
 }
 
+// Whether `path` (or, while it does not exist, its nearest existing
+// ancestor: where it would be created) is `dir` or lies inside it, compared
+// by device and inode along its canonical ".." chain (symlinks resolved).
+// Bind mounts are left to fsutil::CheckApart, once the path exists.
+bool InsideOf(const std::string& path, const std::string& dir) {
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec).lexically_normal();
+  if (ec) return false;
+  while (!fs::exists(p, ec) && p.has_relative_path()) p = p.parent_path();
+  p = fs::canonical(p, ec);
+  if (ec) return false;
+  for (;;) {
+    if (fs::equivalent(p, dir, ec) && !ec) return true;
+    if (!p.has_relative_path()) return false;
+    p = p.parent_path();
+  }
+}
+
 // An exclusive lock on BACKUP_DIR/LOCK for the duration of a backup: two
 // BackupEngines writing one directory at once is unspecified behaviour.
 class DirLock {
@@ -354,23 +372,35 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
   std::error_code ec;
   std::string dir = fs::absolute(dir_in, ec).lexically_normal().string();
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  // Refusals come before anything is created: a refused backup changes
+  // nothing (no `cuts/` and `shards/` left in the store, the key directory
+  // or a new directory).
+  if (!damaged_shards_.empty()) {  // decision 0034: a backup is of the whole store
+    const auto& [i, why] = *damaged_shards_.begin();
+    return Status::Corruption("backup: shard " + std::to_string(i) + " does not open (" + why +
+                              "); a backup of the store needs every shard");
+  }
+  const Status in_store = Status::InvalidArgument(
+      "the backup directory must be apart from the store directory (not inside it, nor "
+      "holding it)");
+  const Status in_keys = Status::InvalidArgument(
+      "the backup directory must be apart from the key directory (a backup holds no key)");
+  const std::string keys = kp_->LocalDirectory();
+  if (InsideOf(dir, path_)) return in_store;
+  if (!keys.empty() && InsideOf(dir, keys)) return in_keys;
+  if (fs::exists(dir, ec)) {
+    if (!fsutil::CheckApart(path_, dir).ok()) return in_store;
+    if (!keys.empty() && !fsutil::CheckApart(dir, keys).ok()) return in_keys;
+  }
   fs::create_directories(dir + "/cuts", ec);
   if (!ec) fs::create_directories(dir + "/shards", ec);
   if (ec) return Status::IOError("backup: create " + dir + ": " + ec.message());
   ::chmod(dir.c_str(), 0700);
-  // (Checked once it exists: CheckApart judges a missing path by its
-  // parent.) Never inside the store (its files would be backed up into themselves)
-  // nor inside or around the key directory (a backup holds no key).
-  if (!fsutil::CheckApart(path_, dir).ok()) {
-    return Status::InvalidArgument(
-        "the backup directory must be apart from the store directory (not inside it, nor "
-        "holding it)");
-  }
-  const std::string keys = kp_->LocalDirectory();
-  if (!keys.empty() && !fsutil::CheckApart(dir, keys).ok()) {
-    return Status::InvalidArgument(
-        "the backup directory must be apart from the key directory (a backup holds no key)");
-  }
+  // Again once it exists (CheckApart judges a missing path by its parent;
+  // bind mounts): never inside the store (its files would be backed up into
+  // themselves) nor inside or around the key directory (a backup holds no key).
+  if (!fsutil::CheckApart(path_, dir).ok()) return in_store;
+  if (!keys.empty() && !fsutil::CheckApart(dir, keys).ok()) return in_keys;
   DirLock dir_lock;
   CV_RETURN_IF_ERROR(dir_lock.Take(dir));
 

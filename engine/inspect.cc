@@ -369,7 +369,8 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   {
     std::lock_guard<std::mutex> l(admin_mu_);
     m.shards = static_cast<uint32_t>(shards_.size());
-    for (const auto& s : shards_) add_instance(s->db());
+    // A shard that does not open is a null entry (decision 0034).
+    for (const auto& s : shards_) add_instance(s ? s->db() : nullptr);
   }
   {
     std::shared_lock<std::shared_mutex> l(map_mu_);

@@ -921,6 +921,10 @@ Status Store::Impl::OpenShards() {
     if (status[i].code() == Code::kCorruption) {
       damaged_shards_[i] = status[i].message();
       shards_.emplace_back();
+      // Loud (issue 11 item 1): at every open while it does not open; a
+      // read-only open tells the audit callback only.
+      Audit("shard_damaged", "", "shard " + std::to_string(i) + " does not open: " + damaged_shards_[i] +
+                                     "; its tenants answer kCorruption until its files are restored");
       continue;
     }
     CV_RETURN_IF_ERROR(status[i]);

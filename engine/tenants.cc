@@ -352,6 +352,16 @@ Result<Receipt> Store::Impl::PurgeTenantUntimed(std::string_view tenant_id) {
   if (t->state.load() == TenantState::kActive) {
     // A legal hold blocks the purge (a PURGING tenant is past that check).
     std::shared_lock<std::shared_mutex> life(t->life);
+    {
+      // Tenant-level holds are in the registry: they block also when the
+      // tenant has no family handle (its shard does not open, decision
+      // 0034), where the check below cannot run.
+      std::lock_guard<std::mutex> r(t->rec_mu);
+      if (!t->rec.holds.empty()) {
+        return Status::FailedPrecondition("a legal hold covers this tenant (hold " +
+                                          t->rec.holds.front().hold_id + ")");
+      }
+    }
     if (t->cf != nullptr) {
       TenantRef ref{t, std::move(life)};
       Status held = CheckNotHeld(ref, "", /*any_call=*/true);
