@@ -33,8 +33,12 @@ Status Store::Impl::ScanMetaWal(bool read_only) {
   CV_ASSIGN_OR_RETURN(walscan::ScanResult scan,
                       walscan::ScanDirectory(fs, path_ + "/meta", false, false, &manifest));
   res_->CountWalScan(scan);
-  if (scan.damage.empty()) return Status::OK();
-  const std::string what = "metadata instance: " + scan.damage.front().Describe();
+  if (scan.damage.empty() && scan.sequence_regress.empty()) return Status::OK();
+  const std::string what =
+      "metadata instance: " +
+      (scan.damage.empty() ? scan.sequence_regress +
+                                 " (a WAL file of another history, planted or restored here)"
+                           : scan.damage.front().Describe());
   if (options_.audit_callback) {
     AuditEvent e;
     e.time = NowMicros();

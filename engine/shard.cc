@@ -656,6 +656,12 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     CV_ASSIGN_OR_RETURN(scan, walscan::ScanDirectory(fs, path, /*repair=*/true,
                                                      /*in_memory=*/read_only, &manifest));
     res.CountWalScan(scan);
+    if (!scan.sequence_regress.empty()) {
+      return Status::Corruption("shard " + std::to_string(index) + ": " + scan.sequence_regress +
+                                ": a WAL file of another history (another shard's or store's, "
+                                "planted or restored here); move it out of the shard directory "
+                                "(docs/operations.md)");
+    }
     shard->wal_evidence_ = scan.evidence;
     if (!scan.damage.empty()) {
       dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kSkipAnyCorruptedRecords;

@@ -454,6 +454,19 @@ ScanResult Scan(const std::vector<WalFile>& files, bool repair) {
       }
     }
   }
+  // Sequence numbers ascend in log order; one that goes back is a file of
+  // another history (ScanResult::sequence_regress).
+  {
+    uint64_t end = 0;  // one past the last recovered record's sequence numbers
+    for (const auto& it : items) {
+      if (!it.recovered || !it.seq_known) continue;
+      if (it.seq < end && r.sequence_regress.empty()) {
+        r.sequence_regress = "WAL file " + files[it.file_index].name + ": sequence numbers go back from " +
+                             std::to_string(end - 1) + " to " + std::to_string(it.seq);
+      }
+      end = std::max(end, it.seq + it.count);
+    }
+  }
   std::set<size_t> damaged_files;
   // Walk the drops between recovered records.
   const Item* prev = nullptr;  // last recovered record

@@ -63,6 +63,13 @@ struct ScanResult {
   // recycled log, which 7.8 reads again forever), "WAL file N offset M".
   // With `repair` such a file is re-framed (`repaired`) instead.
   std::vector<std::string> stuck;
+  // Set when a recovered record's sequence number is below the end of the
+  // one before it in log order ("WAL file N offset M: sequence numbers go
+  // back from S to T"): RocksDB writes them ascending across every file at
+  // or above the replay floor, so such a file has another history (a WAL of
+  // another shard or store planted or restored here). RocksDB 7.8.3 built
+  // with assertions aborts replaying it; the shard refuses to open instead.
+  std::string sequence_regress;
   uint64_t files = 0;
   uint64_t bytes = 0;
   uint64_t records = 0;         // logical records recovery would replay
