@@ -203,11 +203,15 @@ Status Store::Impl::PlanPut(TenantRef& t, Call call, int64_t now,
 
 Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
                                                      std::vector<Call> calls,
-                                                     std::optional<uint64_t> expected_version) {
+                                                     const std::vector<std::optional<uint64_t>>* expected) {
   if (calls.empty()) return Status::InvalidArgument("no calls to put");
   if (calls.size() > limits::kMaxBatchCalls) {
     return Status::InvalidArgument("batch holds more than " +
                                    std::to_string(limits::kMaxBatchCalls) + " calls");
+  }
+  if (expected != nullptr && expected->size() != calls.size()) {
+    return Status::InvalidArgument("expected_versions: " + std::to_string(expected->size()) +
+                                   " given for " + std::to_string(calls.size()) + " calls");
   }
   std::set<std::string> ids, sources;
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -238,8 +242,19 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
   uint64_t counter = 0;
   CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
   for (size_t i = 0; i < calls.size(); ++i) {
-    CV_RETURN_IF_ERROR(PlanPut(t, std::move(calls[i]), now, expected_version, &counter, &batch,
-                               &results[i]));
+    // Each expected version is checked against the store before the batch
+    // (under the write lock held above); the first that differs refuses the
+    // whole batch before anything is written.
+    const std::optional<uint64_t> expected_version =
+        expected != nullptr ? (*expected)[i] : std::nullopt;
+    std::string call_id = calls[i].call_id;
+    Status planned = PlanPut(t, std::move(calls[i]), now, expected_version, &counter, &batch,
+                             &results[i]);
+    if (planned.code() == Code::kConflict && calls.size() > 1) {
+      return Status(planned.code(), "calls[" + std::to_string(i) + "] (call_id " + call_id +
+                                        "): " + planned.message());
+    }
+    CV_RETURN_IF_ERROR(planned);
     if (!stored.insert(results[i].call_id).second) {
       return Status::InvalidArgument("calls[" + std::to_string(i) +
                                      "]: resolves to the same stored call as an earlier call "

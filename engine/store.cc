@@ -247,7 +247,8 @@ Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call,
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PutCall");
   CV_TIMED(kPut);
-  auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call}, expected_version);
+  const std::vector<std::optional<uint64_t>> expected{expected_version};
+  auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call}, &expected);
   if (!v.ok()) return CV_DONE(Result<PutResult>(impl_->Observe(v.status(), "put", tenant_id)));
   return v->front();
 }
@@ -276,6 +277,16 @@ Result<std::vector<PutResult>> Store::PutCalls(std::string_view tenant_id,
   CV_REFUSE_IF_READ_ONLY("PutCalls");
   CV_TIMED(kPutBatch);
   auto r = impl_->PutCalls(tenant_id, calls);
+  if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "put", tenant_id)));
+  return r;
+}
+Result<std::vector<PutResult>> Store::PutCalls(
+    std::string_view tenant_id, const std::vector<Call>& calls,
+    const std::vector<std::optional<uint64_t>>& expected_versions) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("PutCalls");
+  CV_TIMED(kPutBatch);
+  auto r = impl_->PutCalls(tenant_id, calls, &expected_versions);
   if (!r.ok()) return CV_DONE(decltype(r)(impl_->Observe(r.status(), "put", tenant_id)));
   return r;
 }

@@ -166,9 +166,11 @@ class Store::Impl {
   Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
 
   // calls.cc
-  // `expected_version`: PutCall's (one call only).
-  Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, std::vector<Call> calls,
-                                          std::optional<uint64_t> expected_version = std::nullopt);
+  // `expected_versions`: nullptr (unconditional) or one per call (PutCall's
+  // expected_version for each; a size mismatch is kInvalidArgument).
+  Result<std::vector<PutResult>> PutCalls(
+      std::string_view tenant_id, std::vector<Call> calls,
+      const std::vector<std::optional<uint64_t>>* expected_versions = nullptr);
   Result<Call> GetCall(std::string_view tenant_id, std::string_view call_id, uint32_t parts);
   Result<uint64_t> DeleteCall(std::string_view tenant_id, std::string_view call_id,
                               std::optional<uint64_t> expected_version);

@@ -1,16 +1,29 @@
 // api_fuzzer (testing.md T6): sequences of API operations against a model.
 //
 // Each input is decoded into up to kMaxOps operations on a small store --
-// PutCall, PutCalls (batches), DeleteCall, CreateTenant, PurgeTenant,
-// PlaceHold / ReleaseHold, Erase of a subject (delete or redact, dry runs,
-// max_calls), GetCall, FindReferences, ListCalls by participant, and close +
-// reopen -- and every result is checked against a std::map model: the
+// PutCall, PutCalls (batches), UpdateCall (a subset of the parts, from a
+// patch), DeleteCall (each write without an expected version, with the
+// call's version, a stale one or 0), CreateTenant, PurgeTenant, PlaceHold /
+// ReleaseHold, Erase of a subject (delete or redact, dry runs, max_calls),
+// GetCall, FindReferences, ListCalls by participant, ReadChanges, and close
+// + reopen -- and every result is checked against a std::map model: the
 // returned code, and after every operation that changes a tenant, the
 // tenant's whole content (CountCalls, ListCalls paged two at a time, GetCall
-// of every call with all its parts). A purged tenant reads as kTenantPurged;
-// a held call or tenant is never deleted, erased or purged; a batch is all or
-// nothing; an idempotent re-put by source_call_id keeps the stored call_id.
-// Any disagreement prints the operation and aborts (a libFuzzer crash).
+// of every call with all its parts, and every call's version). A purged
+// tenant reads as kTenantPurged; a held call or tenant is never changed,
+// deleted, erased or purged; a batch is all or nothing; an idempotent re-put
+// by source_call_id keeps the stored call_id; UpdateCall changes only the
+// parts it names; a write with an expected version other than the call's is
+// kConflict and changes nothing; every version a write hands out (returned,
+// or read back after a redaction) is greater than every version the tenant
+// handed out before it in the input (decision 0028: a per-tenant counter),
+// so greater than the call's previous one. The model records the change-feed
+// events each write must make (kind, call id, cause, version; decision
+// 0030), and ReadChanges from the model's last token (an operation, and at
+// the end of every input for every tenant) must return exactly those since
+// (an erasure's events in any order among themselves); a purge resets the
+// tenant's feed. Any disagreement prints the operation and aborts
+// (a libFuzzer crash).
 //
 // Speed: one store is kept open across inputs (opening one costs ~20 ms,
 // creating a tenant ~10 ms under ASan), in a directory on /dev/shm when it
@@ -20,8 +33,11 @@
 // and at most kMaxTenantChanges tenant creates/purges per input. Every input starts
 // from the same state as seen through the API: each of the kTenants tenants
 // live, empty and without holds (the harness releases the holds and deletes
-// the calls the previous input left, and creates again a tenant it purged),
-// so an input replayed alone on a fresh store returns the same results. Not
+// the calls the previous input left, and creates again a tenant it purged,
+// then reads each tenant's change feed to its end so that the input's model
+// starts from that token), so an input replayed alone on a fresh store
+// returns the same results (versions and feed sequences aside: they are
+// checked relative to the input's own writes). Not
 // reset: a zstd dictionary a tenant trained (Options::dictionary_training_calls)
 // stays, which changes how records are compressed but no result. Every
 // kWipeEvery inputs the store is deleted and created afresh, which bounds
@@ -85,6 +101,7 @@ bool KeepOptionsFile() {
 // went (to size the budgets below; docs/decisions/0026).
 struct Stats {
   uint64_t inputs = 0, ops = 0, creates = 0, purges = 0, reopens = 0, skipped = 0, wipes = 0;
+  uint64_t updates = 0, conflicts = 0, feed_events = 0;  // applied, kConflict, events checked
   double reset_s = 0, create_s = 0, purge_s = 0, reopen_s = 0, total_s = 0;
 };
 Stats g_stats;
@@ -99,11 +116,13 @@ void PrintStats() {
   const Stats& s = g_stats;
   std::fprintf(stderr,
                "api_fuzzer stats: %llu inputs, %llu ops, %llu creates, %llu purges, %llu reopens, "
-               "%llu over budget, %llu wipes; seconds: total %.1f, reset %.1f, create %.1f, "
-               "purge %.1f, reopen %.1f\n",
+               "%llu over budget, %llu wipes, %llu updates, %llu conflicts, %llu feed events "
+               "checked; seconds: total %.1f, reset %.1f, create %.1f, purge %.1f, reopen %.1f\n",
                (unsigned long long)s.inputs, (unsigned long long)s.ops, (unsigned long long)s.creates,
                (unsigned long long)s.purges, (unsigned long long)s.reopens,
-               (unsigned long long)s.skipped, (unsigned long long)s.wipes, s.total_s, s.reset_s,
+               (unsigned long long)s.skipped, (unsigned long long)s.wipes,
+               (unsigned long long)s.updates, (unsigned long long)s.conflicts,
+               (unsigned long long)s.feed_events, s.total_s, s.reset_s,
                s.create_s, s.purge_s, s.reopen_s);
 }
 
@@ -135,6 +154,7 @@ void ExpectCode(const R& r, Code want, const std::string& op) {
   if (s.code() != want) {
     Fail(op + ": got " + s.ToString() + ", want " + CodeName(want));
   }
+  if (want == Code::kConflict) ++g_stats.conflicts;
 }
 
 // --- The model ----------------------------------------------------------------
@@ -144,11 +164,30 @@ struct MHold {
   std::string call_id;  // "" = the tenant
 };
 
+// A change-feed event the model expects (decision 0030). Events of one
+// Erase share a nonzero `group` and may come in any order among themselves.
+struct MEvent {
+  ChangeKind kind = ChangeKind::kPut;
+  ChangeCause cause = ChangeCause::kUser;
+  std::string call_id;
+  uint64_t version = 0;
+  int group = 0;
+};
+
 struct MTenant {
   bool live = true;  // else purged (every tenant exists, live, at the start of an input)
-  std::map<std::string, Call> calls;  // by call_id; created_at/updated_at zeroed
+  // By call_id; created_at/updated_at zeroed, `version` the store's.
+  std::map<std::string, Call> calls;
   std::vector<MHold> holds;
   uint64_t purge_receipt = 0;  // the receipt sequence of its purge (when !live)
+  // The greatest version a write of this input handed out in the tenant.
+  uint64_t max_version = 0;
+  // The change feed: ReadChanges resumes at `feed_token`; `feed` holds the
+  // events written since, in commit order; `feed_seq` the sequence of the
+  // last event read (0: none read in this input).
+  std::string feed_token;
+  std::vector<MEvent> feed;
+  uint64_t feed_seq = 0;
 
   bool TenantHeld() const {
     return std::any_of(holds.begin(), holds.end(), [](const MHold& h) { return h.call_id.empty(); });
@@ -260,17 +299,23 @@ class Harness {
   }
 
   // Brings the store back to "every tenant live, empty, without holds" from
-  // the state the previous input left (`last`, its model).
-  void Reset(const std::array<MTenant, kTenants>* last) {
-    if (++inputs_since_wipe_ >= kWipeEvery) return Wipe();
-    if (last == nullptr) return;
+  // the state the previous input left (`last`, its model), and returns each
+  // tenant's change-feed token at the end of its feed.
+  std::array<std::string, kTenants> Reset(const std::array<MTenant, kTenants>* last) {
+    std::array<std::string, kTenants> tokens;
+    if (++inputs_since_wipe_ >= kWipeEvery) {
+      Wipe();
+      return tokens;  // fresh tenants: empty feeds
+    }
+    if (last == nullptr) return tokens;
     for (int t = 0; t < kTenants; ++t) {
       const MTenant& m = (*last)[t];
       if (!m.live) {
         auto c = store_->CreateTenant({.tenant_id = TenantId(t)});
         if (!c.ok()) Fail("reset create: " + c.status().ToString());
-        continue;
+        continue;  // a new tenant: its feed starts at ""
       }
+      tokens[t] = m.feed_token;
       for (const auto& h : m.holds) {
         Status s = store_->ReleaseHold(TenantId(t), h.hold_id);
         if (!s.ok()) Fail("reset release hold: " + s.ToString());
@@ -279,7 +324,17 @@ class Harness {
         Status s = store_->DeleteCall(TenantId(t), id);
         if (!s.ok()) Fail("reset delete: " + s.ToString());
       }
+      // To the end of the feed: the previous input's unread events and the
+      // deletes above.
+      for (int pages = 0;; ++pages) {
+        if (pages > 10000) Fail("reset: a change feed without end");
+        auto page = store_->ReadChanges(TenantId(t), tokens[t], 1000);
+        if (!page.ok()) Fail("reset ReadChanges: " + page.status().ToString());
+        tokens[t] = page->next_token;
+        if (page->events.size() < 1000) break;
+      }
     }
+    return tokens;
   }
 
  private:
@@ -418,6 +473,9 @@ void CheckTenant(Store* st, int t, const MTenant& m, const std::string& after) {
       Expect(it != m.calls.end(), where + " ListCalls returned a call the model lacks: " + c.call_id);
       Expect(it->second.started_at == c.started_at && it->second.title == c.title,
              where + " ListCalls metadata differs for " + c.call_id);
+      Expect(it->second.version == c.version, where + " ListCalls version of " + c.call_id + ": " +
+                                                  std::to_string(c.version) + ", model " +
+                                                  std::to_string(it->second.version));
       listed.push_back(c.call_id);
     }
     if (page->next_cursor.empty()) break;
@@ -434,12 +492,47 @@ void CheckTenant(Store* st, int t, const MTenant& m, const std::string& after) {
     Expect(got->created_at > 0 && got->updated_at >= got->created_at, where + " timestamps of " + cid);
     Expect(Comparable(*got) == want, where + " GetCall " + cid + " differs from the model: got " +
                                          Describe(*got) + ", want " + Describe(want));
+    Expect(got->version == want.version, where + " GetCall " + cid + " version " +
+                                             std::to_string(got->version) + ", model " +
+                                             std::to_string(want.version));
   }
+}
+
+// An expected version for a write of `call_id`, as input byte `mode` asks:
+// 0 none, 1 the call's version (0 when the model has no such call), 2 a
+// stale one (never the call's), 3 zero ("must not exist").
+std::optional<uint64_t> ExpectedVersion(const MTenant& m, const std::string& call_id, uint8_t mode) {
+  auto it = m.calls.find(call_id);
+  const uint64_t v = it != m.calls.end() ? it->second.version : 0;
+  switch (mode) {
+    case 0: return std::nullopt;
+    case 1: return v;
+    case 2: return v > 1 ? v - 1 : v + 1 + m.max_version;
+    default: return uint64_t{0};
+  }
+}
+
+// What a write with `expected` finds (PutCall's, UpdateCall's and
+// DeleteCall's CheckExpected): true when it may go on.
+bool Matches(std::optional<uint64_t> expected, const MTenant& m, const std::string& call_id) {
+  if (!expected) return true;
+  auto it = m.calls.find(call_id);
+  if (*expected == 0) return it == m.calls.end();
+  return it != m.calls.end() && it->second.version == *expected;
+}
+
+std::string EventString(ChangeKind kind, ChangeCause cause, const std::string& call_id,
+                        uint64_t version) {
+  return std::string(ChangeKindName(kind)) + "/" + ChangeCauseName(cause) + " " + call_id + " v" +
+         std::to_string(version);
 }
 
 class Run {
  public:
-  explicit Run(Store* st) : st_(st) {}
+  // `tokens`: each tenant's change-feed token at the end of its feed.
+  Run(Store* st, const std::array<std::string, kTenants>& tokens) : st_(st) {
+    for (int t = 0; t < kTenants; ++t) model_[t].feed_token = tokens[t];
+  }
   const std::array<MTenant, kTenants>& model() const { return model_; }
   void set_store(Store* st) { st_ = st; }
 
@@ -474,16 +567,27 @@ class Run {
     CheckTenant(st_, t, m, "PurgeTenant");
   }
 
+  // A version a write handed out: greater than every version before it in
+  // the tenant (so than the call's previous one).
+  void NewVersion(MTenant& m, uint64_t v, const std::string& op) {
+    Expect(v > m.max_version, op + ": version " + std::to_string(v) + " not above " +
+                                  std::to_string(m.max_version));
+    m.max_version = v;
+  }
+
   // Applies a put to the model (valid call, live tenant); returns the stored id.
-  std::string ModelPut(MTenant& m, Call c, const std::string& target) {
+  std::string ModelPut(MTenant& m, Call c, const std::string& target, uint64_t version) {
     c.call_id = target;
+    c.version = version;
     m.calls[target] = std::move(c);
+    m.feed.push_back(MEvent{ChangeKind::kPut, ChangeCause::kUser, target, version});
     return target;
   }
 
-  void Put(int t, const Call& c, bool valid) {
+  void Put(int t, const Call& c, bool valid, uint8_t expect_mode) {
     MTenant& m = model_[t];
-    auto r = st_->PutCall(TenantId(t), c);
+    const std::optional<uint64_t> expected = ExpectedVersion(m, m.Target(c), expect_mode);
+    auto r = st_->PutCall(TenantId(t), c, expected);
     if (!valid) {
       ExpectCode(r, Code::kInvalidArgument, "PutCall of an invalid call");
       return CheckTenant(st_, t, m, "PutCall refused");
@@ -491,6 +595,10 @@ class Run {
     if (!m.live) return ExpectCode(r, Code::kTenantPurged, "PutCall on a purged tenant");
     const std::string target = m.Target(c);
     const bool created = !m.calls.count(target);
+    if (!Matches(expected, m, target)) {
+      ExpectCode(r, Code::kConflict, "PutCall with another expected version");
+      return CheckTenant(st_, t, m, "PutCall refused");
+    }
     if (!created && (m.TenantHeld() || m.CallHeld(target))) {  // holds block changes (decision 0028)
       ExpectCode(r, Code::kFailedPrecondition, "PutCall over a held call");
       return CheckTenant(st_, t, m, "PutCall refused");
@@ -498,13 +606,25 @@ class Run {
     ExpectCode(r, Code::kOk, "PutCall " + Describe(c));
     Expect(r->call_id == target, "PutCall stored under " + r->call_id + ", model says " + target);
     Expect(r->created == created, "PutCall created flag");
-    ModelPut(m, c, target);
+    NewVersion(m, r->version, "PutCall");
+    ModelPut(m, c, target, r->version);
     CheckTenant(st_, t, m, "PutCall");
   }
 
-  void PutBatch(int t, const std::vector<Call>& calls, bool valid) {
+  // `expect_modes`: empty (PutCalls without expected versions) or one mode
+  // per call (ExpectedVersion), the last dropped when `short_by_one`.
+  void PutBatch(int t, const std::vector<Call>& calls, bool valid,
+                const std::vector<uint8_t>& expect_modes, bool short_by_one) {
     MTenant& m = model_[t];
-    auto r = st_->PutCalls(TenantId(t), calls);
+    std::vector<std::optional<uint64_t>> expected;
+    for (size_t i = 0; i < expect_modes.size() && i < calls.size(); ++i) {
+      expected.push_back(ExpectedVersion(m, m.Target(calls[i]), expect_modes[i]));
+    }
+    const bool conditional = !expect_modes.empty();
+    const bool mismatch = conditional && short_by_one && !expected.empty();
+    if (mismatch) expected.pop_back();
+    auto r = conditional ? st_->PutCalls(TenantId(t), calls, expected)
+                         : st_->PutCalls(TenantId(t), calls);
     std::set<std::string> ids, sources, targets;
     bool dup = false;
     for (const auto& c : calls) {
@@ -513,7 +633,7 @@ class Run {
         dup |= !sources.insert(std::to_string(static_cast<int>(c.source_system)) + "/" + c.source_call_id).second;
       }
     }
-    if (!valid || dup || calls.empty()) {
+    if (!valid || dup || calls.empty() || mismatch) {
       ExpectCode(r, Code::kInvalidArgument, "PutCalls of an invalid batch");
       if (m.live) CheckTenant(st_, t, m, "PutCalls refused");
       return;
@@ -525,9 +645,17 @@ class Run {
     // In the engine's order: each call is checked against holds (decision
     // 0028: a held call is not changed) before the next one resolves.
     std::vector<std::string> resolved;
-    for (const auto& c : calls) {
-      resolved.push_back(m.Target(c));
+    for (size_t i = 0; i < calls.size(); ++i) {
+      resolved.push_back(m.Target(calls[i]));
       const std::string& id = resolved.back();
+      if (conditional && !Matches(expected[i], m, id)) {
+        ExpectCode(r, Code::kConflict, "PutCalls with another expected version");
+        Expect(r.status().message().find(calls.size() > 1 ? "(call_id " + calls[i].call_id + ")"
+                                                          : std::string("version")) !=
+                   std::string::npos,
+               "PutCalls conflict names the call: " + r.status().message());
+        return CheckTenant(st_, t, m, "PutCalls refused");
+      }
       if (m.calls.count(id) && (m.TenantHeld() || m.CallHeld(id))) {
         ExpectCode(r, Code::kFailedPrecondition, "PutCalls over a held call");
         return CheckTenant(st_, t, m, "PutCalls refused");
@@ -543,23 +671,148 @@ class Run {
       Expect((*r)[i].call_id == resolved[i], "PutCalls stored id");
       Expect((*r)[i].created == !m.calls.count(resolved[i]), "PutCalls created flag");
     }
-    for (size_t i = 0; i < calls.size(); ++i) ModelPut(m, calls[i], resolved[i]);
+    for (size_t i = 0; i < calls.size(); ++i) {
+      NewVersion(m, (*r)[i].version, "PutCalls");
+      ModelPut(m, calls[i], resolved[i], (*r)[i].version);
+    }
     CheckTenant(st_, t, m, "PutCalls");
   }
 
-  void Delete(int t, const std::string& call_id) {
+  // UpdateCall of `call_id`: the `parts` named (nonzero: kPartParticipants,
+  // kPartTranscript, kPartInsights, kPartFields) taken from `patch`.
+  void Update(int t, const std::string& call_id, uint32_t parts, Call patch, uint8_t expect_mode) {
     MTenant& m = model_[t];
-    Status s = st_->DeleteCall(TenantId(t), call_id);
-    if (!m.live) return ExpectCode(s, Code::kTenantPurged, "DeleteCall on a purged tenant");
+    const std::optional<uint64_t> expected = ExpectedVersion(m, call_id, expect_mode);
+    auto r = st_->UpdateCall(TenantId(t), call_id, parts, patch, expected);
+    if (!m.live) return ExpectCode(r, Code::kTenantPurged, "UpdateCall on a purged tenant");
+    auto it = m.calls.find(call_id);
+    if (it == m.calls.end()) {
+      // A conditional writer lost the race to a delete: kConflict.
+      ExpectCode(r, expected && *expected != 0 ? Code::kConflict : Code::kNotFound,
+                 "UpdateCall of a missing call");
+      return CheckTenant(st_, t, m, "UpdateCall refused");
+    }
+    if (!Matches(expected, m, call_id)) {
+      ExpectCode(r, Code::kConflict, "UpdateCall with another expected version");
+      return CheckTenant(st_, t, m, "UpdateCall refused");
+    }
+    if (m.TenantHeld() || m.CallHeld(call_id)) {
+      ExpectCode(r, Code::kFailedPrecondition, "UpdateCall of a held call");
+      return CheckTenant(st_, t, m, "UpdateCall refused");
+    }
+    // MakeCall's invalid fields, each in one part: only a named part is checked.
+    bool invalid = (parts & kPartFields) && patch.started_at == 0;
+    if (parts & kPartParticipants) {
+      for (const auto& p : patch.participants) invalid |= p.email == "not an email";
+    }
+    if (parts & kPartTranscript) {
+      for (const auto& s : patch.transcript) invalid |= s.end_ms < s.start_ms;
+    }
+    if (invalid) {
+      ExpectCode(r, Code::kInvalidArgument, "UpdateCall with an invalid part");
+      return CheckTenant(st_, t, m, "UpdateCall refused");
+    }
+    Call next = it->second;
+    if (parts & kPartFields) {
+      const uint64_t version = next.version;
+      std::vector<Participant> participants = std::move(next.participants);
+      std::vector<TranscriptSegment> transcript = std::move(next.transcript);
+      Insights insights = std::move(next.insights);
+      next = patch;
+      next.call_id = call_id;
+      next.version = version;
+      next.participants = std::move(participants);
+      next.transcript = std::move(transcript);
+      next.insights = std::move(insights);
+      next.created_at = next.updated_at = 0;
+      for (const auto& [id, other] : m.calls) {
+        if (id != call_id && !next.source_call_id.empty() &&
+            other.source_system == next.source_system && other.source_call_id == next.source_call_id) {
+          ExpectCode(r, Code::kAlreadyExists, "UpdateCall to another call's source id");
+          return CheckTenant(st_, t, m, "UpdateCall refused");
+        }
+      }
+    }
+    if (parts & kPartParticipants) next.participants = patch.participants;
+    if (parts & kPartTranscript) next.transcript = patch.transcript;
+    if (parts & kPartInsights) next.insights = patch.insights;
+    ExpectCode(r, Code::kOk, "UpdateCall");
+    Expect(r->call_id == call_id && !r->created, "UpdateCall result");
+    NewVersion(m, r->version, "UpdateCall");
+    ++g_stats.updates;
+    next.version = r->version;
+    it->second = std::move(next);
+    m.feed.push_back(MEvent{ChangeKind::kUpdate, ChangeCause::kUser, call_id, r->version});
+    CheckTenant(st_, t, m, "UpdateCall");
+  }
+
+  void Delete(int t, const std::string& call_id, uint8_t expect_mode) {
+    MTenant& m = model_[t];
+    const std::optional<uint64_t> expected = ExpectedVersion(m, call_id, expect_mode);
+    auto r = st_->DeleteCall(TenantId(t), call_id, expected);
+    if (!m.live) return ExpectCode(r, Code::kTenantPurged, "DeleteCall on a purged tenant");
     if (!m.calls.count(call_id)) {
-      ExpectCode(s, Code::kNotFound, "DeleteCall of a missing call");
+      ExpectCode(r, expected && *expected != 0 ? Code::kConflict : Code::kNotFound,
+                 "DeleteCall of a missing call");
+    } else if (!Matches(expected, m, call_id)) {
+      ExpectCode(r, Code::kConflict, "DeleteCall with another expected version");
     } else if (m.TenantHeld() || m.CallHeld(call_id)) {
-      ExpectCode(s, Code::kFailedPrecondition, "DeleteCall of a held call");
+      ExpectCode(r, Code::kFailedPrecondition, "DeleteCall of a held call");
     } else {
-      ExpectCode(s, Code::kOk, "DeleteCall");
+      ExpectCode(r, Code::kOk, "DeleteCall");
+      NewVersion(m, *r, "DeleteCall");  // the delete takes a version of its own
       m.calls.erase(call_id);
+      m.feed.push_back(MEvent{ChangeKind::kDelete, ChangeCause::kUser, call_id, *r});
     }
     CheckTenant(st_, t, m, "DeleteCall");
+  }
+
+  // Reads the tenant's feed from the model's token to its end, `limit` a
+  // page, and checks it holds exactly the events the model recorded since.
+  void ReadChanges(int t, size_t limit) {
+    MTenant& m = model_[t];
+    std::vector<ChangeEvent> got;
+    std::string token = m.feed_token;
+    for (int pages = 0;; ++pages) {
+      Expect(pages <= 1000, "ReadChanges does not end");
+      auto page = st_->ReadChanges(TenantId(t), token, limit);
+      if (!m.live) return ExpectCode(page, Code::kTenantPurged, "ReadChanges on a purged tenant");
+      ExpectCode(page, Code::kOk, "ReadChanges");
+      Expect(page->events.size() <= limit, "ReadChanges returned more than its limit");
+      token = page->next_token;
+      for (auto& e : page->events) got.push_back(std::move(e));
+      if (page->events.size() < limit) break;
+    }
+    const std::string where = "ReadChanges of " + TenantId(t);
+    Expect(got.size() == m.feed.size(), where + ": " + std::to_string(got.size()) +
+                                            " events, model " + std::to_string(m.feed.size()));
+    uint64_t seq = m.feed_seq;
+    for (size_t i = 0; i < got.size(); ++i) {
+      Expect(seq == 0 || got[i].sequence == seq + 1, where + ": sequence not dense");
+      seq = got[i].sequence;
+    }
+    // In order, but one Erase's events in any order among themselves.
+    for (size_t i = 0; i < got.size();) {
+      size_t j = i + 1;
+      while (m.feed[i].group != 0 && j < got.size() && m.feed[j].group == m.feed[i].group) ++j;
+      std::vector<std::string> want_s, got_s;
+      for (size_t k = i; k < j; ++k) {
+        want_s.push_back(EventString(m.feed[k].kind, m.feed[k].cause, m.feed[k].call_id,
+                                     m.feed[k].version));
+        got_s.push_back(EventString(got[k].kind, got[k].cause, got[k].call_id, got[k].version));
+      }
+      std::sort(want_s.begin(), want_s.end());
+      std::sort(got_s.begin(), got_s.end());
+      for (size_t k = 0; k < want_s.size(); ++k) {
+        Expect(got_s[k] == want_s[k],
+               where + ": event " + std::to_string(i + k) + " is " + got_s[k] + ", model " + want_s[k]);
+      }
+      i = j;
+    }
+    g_stats.feed_events += got.size();
+    m.feed.clear();
+    m.feed_token = token;
+    m.feed_seq = seq;
   }
 
   void Get(int t, const std::string& call_id) {
@@ -629,11 +882,28 @@ class Run {
       ExpectCode(r, Code::kOk, op);
       Expect(r->matched == matched.size() && r->changed == matched.size() && r->receipt.has_value(),
              op + " result counts");
+      ++groups_;
+      const uint64_t before = m.max_version;
+      std::set<uint64_t> versions;  // one new version per redacted call
       for (const auto& id : matched) {
         if (mode == EraseMode::kDelete) {
+          // The event of an erasure's delete carries the version the call had.
+          m.feed.push_back(MEvent{ChangeKind::kDelete, ChangeCause::kErasure, id,
+                                  m.calls[id].version, groups_});
           m.calls.erase(id);
         } else {
+          // A redaction is a new version of the call, read back.
           ModelRedact(&m.calls[id], subject);
+          auto got = st_->GetCall(TenantId(t), id, kPartMetadata);
+          ExpectCode(got, Code::kOk, op + " GetCall of a redacted call");
+          Expect(got->version > before, op + ": redacted " + id + " at version " +
+                                            std::to_string(got->version) + ", not above " +
+                                            std::to_string(before));
+          Expect(versions.insert(got->version).second, op + ": two redactions share a version");
+          m.max_version = std::max(m.max_version, got->version);
+          m.calls[id].version = got->version;
+          m.feed.push_back(MEvent{ChangeKind::kUpdate, ChangeCause::kErasure, id, got->version,
+                                  groups_});
         }
       }
     }
@@ -666,6 +936,7 @@ class Run {
  private:
   Store* st_;
   std::array<MTenant, kTenants> model_;
+  int groups_ = 0;  // Erase operations that changed calls (MEvent::group)
 };
 
 std::optional<std::array<MTenant, kTenants>> g_last;
@@ -682,18 +953,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Harness& h = TheHarness();
   ++g_stats.inputs;
   Timed whole{&g_stats.total_s};
+  std::array<std::string, kTenants> tokens;
   {
     Timed t{&g_stats.reset_s};
-    h.Reset(g_last ? &*g_last : nullptr);
+    tokens = h.Reset(g_last ? &*g_last : nullptr);
   }
-  Run run(h.store());
+  Run run(h.store(), tokens);
   FuzzedDataProvider in(data, size);
   int reopens = 0;
   int changes = 0;  // creates of a purged tenant and purges that drop one
   for (int op = 0; op < kMaxOps && in.remaining_bytes() > 0; ++op) {
     const int t = in.ConsumeIntegralInRange<int>(0, kTenants - 1);
     ++g_stats.ops;
-    switch (in.ConsumeIntegralInRange<int>(0, 12)) {
+    switch (in.ConsumeIntegralInRange<int>(0, 14)) {
       case 0: {
         // Over the budget, a create that would create is skipped (its
         // bytes consumed all the same); one that is refused still runs.
@@ -733,7 +1005,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 3: {
         bool valid = true;
         Call c = MakeCall(in, &valid);
-        run.Put(t, c, valid);
+        // Mostly unconditional (the common put), now and then an expected version.
+        const uint8_t mode = in.ConsumeIntegralInRange<uint8_t>(0, 7);
+        run.Put(t, c, valid, mode < 4 ? 0 : mode - 4);
         break;
       }
       case 4: {
@@ -745,11 +1019,36 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           calls.push_back(MakeCall(in, &v));
           valid &= v;
         }
-        run.PutBatch(t, calls, valid);
+        // 0: PutCalls without expected versions; else one mode per call
+        // (two bits each), and with 3 one expected version too few.
+        const uint8_t how = in.ConsumeIntegralInRange<uint8_t>(0, 3);
+        std::vector<uint8_t> modes;
+        if (how != 0) {
+          const uint8_t bits = in.ConsumeIntegral<uint8_t>();
+          for (int i = 0; i < n; ++i) modes.push_back((bits >> (2 * i)) & 3);
+        }
+        run.PutBatch(t, calls, valid, modes, how == 3);
         break;
       }
-      case 5:
-        run.Delete(t, "call-" + std::to_string(in.ConsumeIntegralInRange<int>(0, 5)));
+      case 5: {
+        const std::string id = "call-" + std::to_string(in.ConsumeIntegralInRange<int>(0, 5));
+        const uint8_t mode = in.ConsumeIntegralInRange<uint8_t>(0, 7);  // as a put's
+        run.Delete(t, id, mode < 4 ? 0 : mode - 4);
+        break;
+      }
+      case 13: {
+        const std::string id = "call-" + std::to_string(in.ConsumeIntegralInRange<int>(0, 5));
+        const uint32_t parts = in.ConsumeIntegralInRange<uint32_t>(1, 15);
+        const uint8_t mode = in.ConsumeIntegralInRange<uint8_t>(0, 3);
+        const bool name_id = in.ConsumeBool();
+        bool valid = true;
+        Call patch = MakeCall(in, &valid);
+        patch.call_id = name_id ? id : "";  // the patch may name its call or not
+        run.Update(t, id, parts, std::move(patch), mode);
+        break;
+      }
+      case 14:
+        run.ReadChanges(t, in.ConsumeIntegralInRange<size_t>(1, 8));
         break;
       case 6:
         run.Get(t, "call-" + std::to_string(in.ConsumeIntegralInRange<int>(0, 5)));
@@ -792,6 +1091,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
     }
   }
+  // Every event the input's writes made, checked once more: whatever the
+  // ReadChanges operations above read, the rest of each feed must equal the
+  // model's (a purged tenant's feed reads kTenantPurged).
+  for (int t = 0; t < kTenants; ++t) run.ReadChanges(t, 1000);
   g_last = run.model();
   return 0;
 }

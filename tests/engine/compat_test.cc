@@ -1,23 +1,27 @@
-// Format compatibility (docs/compatibility.md): this build opens a store
-// written by the previous store format version (a fixture committed in
-// tests/engine/testdata/store-format-1, written by format version 1) and one
-// of the previous-but-one format (store-format-2: call versions, decision
-// 0028; format 3 adds the change feed, decision 0030), and
-// refuses, with a specific error and without changing the header, a store
-// whose header claims a format it does not read.
+// Format compatibility (docs/compatibility.md): this build opens a store of
+// every format it reads, each a fixture committed in tests/engine/testdata
+// and written by a build of that format: store-format-1 (the first),
+// store-format-2 (call versions, decision 0028) and store-format-3 (the
+// current one: the change feed, decision 0030), reading calls, versions and
+// (format 3) the change feed's events exactly as written; and it refuses,
+// with a specific error and without changing the header, a store whose
+// header claims a format it does not read.
 //
 // The fixture of the current format is written (only when the format
-// changes; the older ones are kept) with:
-//   CALLVAULT_WRITE_FIXTURE=$PWD/tests/engine/testdata/store-format-2
+// changes; the older ones are kept) by DISABLED_MakeFixture:
+//   CALLVAULT_WRITE_FIXTURE=$PWD/tests/engine/testdata/store-format-3
 //   build/release/tests/engine/compat_test --gtest_also_run_disabled_tests
 //       --gtest_filter='*MakeFixture*'
-//   (the first line an environment variable of the second)
+//   (the first line an environment variable of the second). store-format-2
+// was written by its steps up to the second put of call-2 (a format 2
+// build), store-format-1 by the puts and the purge (format 1).
 #include <rocksdb/db.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "callvault/store.h"
 #include "callvault/version.h"
@@ -38,6 +42,9 @@ using testutil::MakeCall;
 constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
 const char kFixture[] = CALLVAULT_TESTDATA_DIR "/store-format-1";
 const char kFixture2[] = CALLVAULT_TESTDATA_DIR "/store-format-2";
+const char kFixture3[] = CALLVAULT_TESTDATA_DIR "/store-format-3";
+// The participant of call-3 only, erased from the format 3 fixture.
+const char kErasedSubject[] = "erin@erased.example";
 
 // The fixture's store and keys, copied to a temporary directory.
 struct FixtureCopy : testutil::FixtureCopy {
@@ -45,6 +52,13 @@ struct FixtureCopy : testutil::FixtureCopy {
 };
 
 Call Expected(int i) { return MakeCall("call-" + std::to_string(i), kT0 + i, "fixture"); }
+
+// call-3 of the format 3 fixture: one participant nobody else has, erased.
+Call ErasedCall() {
+  Call c = Expected(3);
+  c.participants = {Participant{.name = "Erin", .email = kErasedSubject, .speaker_id = 1}};
+  return c;
+}
 
 std::string ReadFormatHeader(const std::string& db) {
   rocksdb::DB* raw = nullptr;
@@ -82,6 +96,12 @@ TEST(CompatTest, DISABLED_MakeFixture) {
   ASSERT_OK((*store)->UpdateCall("acme", "call-1", kPartInsights, insights));
   ASSERT_OK((*store)->DeleteCall("acme", "call-2"));
   ASSERT_OK((*store)->PutCall("acme", Expected(2)));
+  // Format 3: the change feed. Besides the events above, an erasure.
+  ASSERT_OK((*store)->PutCall("acme", ErasedCall()));
+  auto erased = (*store)->Erase(
+      "acme", {.subject = kErasedSubject, .mode = EraseMode::kDelete, .physical = false});
+  ASSERT_OK(erased);
+  ASSERT_EQ(erased->changed, 1u);
   ASSERT_OK((*store)->PutCall("globex", Expected(9)));
   ASSERT_OK((*store)->PurgeTenant("globex"));
   ASSERT_OK((*store)->Close());
@@ -159,7 +179,7 @@ TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
   EXPECT_EQ(ReadFormatHeader(copy.db), "3");
 }
 
-TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsVersions) {
+TEST(CompatTest, OpensAStoreOfThePreviousFormatWithItsVersions) {
   ASSERT_EQ(ReadFormatHeader(kFixture2 + std::string("/db")), "2");
   FixtureCopy copy(kFixture2);
   auto store = copy.Open();
@@ -203,6 +223,96 @@ TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsVersions) {
   auto verify = (*store)->Verify();
   ASSERT_OK(verify);
   EXPECT_TRUE(verify->ok());
+}
+
+TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsChangeFeed) {
+  ASSERT_EQ(ReadFormatHeader(kFixture3 + std::string("/db")), "3");
+  // The events as DISABLED_MakeFixture wrote them: kind, cause, call, version.
+  struct Want {
+    ChangeKind kind;
+    ChangeCause cause;
+    const char* call_id;
+    uint64_t version;
+  };
+  const Want want[] = {
+      {ChangeKind::kPut, ChangeCause::kUser, "call-0", 2},
+      {ChangeKind::kPut, ChangeCause::kUser, "call-1", 3},
+      {ChangeKind::kPut, ChangeCause::kUser, "call-2", 4},
+      {ChangeKind::kUpdate, ChangeCause::kUser, "call-1", 5},
+      {ChangeKind::kDelete, ChangeCause::kUser, "call-2", 6},  // the delete's own version
+      {ChangeKind::kPut, ChangeCause::kUser, "call-2", 7},
+      {ChangeKind::kPut, ChangeCause::kUser, "call-3", 8},
+      {ChangeKind::kDelete, ChangeCause::kErasure, "call-3", 8},  // the version it had
+  };
+  constexpr size_t kEvents = sizeof want / sizeof want[0];
+  FixtureCopy copy(kFixture3);
+  for (bool read_only : {true, false}) {
+    SCOPED_TRACE(read_only ? "read-only open" : "writable open");
+    auto store = copy.Open(read_only);
+    ASSERT_OK(store);
+    // Pages of three: the token of each page resumes the next.
+    std::vector<ChangeEvent> events;
+    std::string token;
+    for (int pages = 0; pages < 10; ++pages) {
+      auto page = (*store)->ReadChanges("acme", token, 3);
+      ASSERT_OK(page);
+      token = page->next_token;
+      for (const auto& e : page->events) events.push_back(e);
+      if (page->events.size() < 3) break;
+    }
+    ASSERT_EQ(events.size(), kEvents);
+    int64_t committed = 0;
+    for (size_t i = 0; i < kEvents; ++i) {
+      SCOPED_TRACE(i);
+      EXPECT_EQ(events[i].sequence, i + 1);
+      EXPECT_EQ(events[i].kind, want[i].kind);
+      EXPECT_EQ(events[i].cause, want[i].cause);
+      EXPECT_EQ(events[i].call_id, want[i].call_id);
+      EXPECT_EQ(events[i].version, want[i].version);
+      EXPECT_GE(events[i].committed_at, committed);  // in commit order
+      committed = events[i].committed_at;
+    }
+    EXPECT_GT(committed, 0);
+    // The calls as written, at the versions the feed names.
+    const uint64_t versions[] = {2, 5, 7};
+    for (int i = 0; i < 3; ++i) {
+      auto got = (*store)->GetCall("acme", "call-" + std::to_string(i));
+      ASSERT_OK(got);
+      Call expect = Expected(i);
+      if (i == 1) {
+        expect.insights = Insights{};
+        expect.insights.summary = "updated insights";
+      }
+      expect.created_at = got->created_at;
+      expect.updated_at = got->updated_at;
+      EXPECT_EQ(*got, expect) << i;
+      EXPECT_EQ(got->version, versions[i]) << i;
+    }
+    EXPECT_CODE((*store)->GetCall("acme", "call-3"), Code::kNotFound);  // erased
+    auto refs = (*store)->FindReferences("acme", kErasedSubject);
+    ASSERT_OK(refs);
+    EXPECT_TRUE(refs->empty());
+    EXPECT_CODE((*store)->GetCall("globex", "call-9"), Code::kTenantPurged);
+    EXPECT_CODE((*store)->ReadChanges("globex", ""), Code::kTenantPurged);
+    auto verify = (*store)->Verify();
+    ASSERT_OK(verify);
+    EXPECT_TRUE(verify->ok());
+    if (read_only) continue;
+    // The feed goes on after the fixture's last event, and the token read
+    // above resumes at it; the version counter was stored.
+    auto next = (*store)->PutCall("acme", Expected(0), versions[0]);
+    ASSERT_OK(next);
+    EXPECT_EQ(next->version, 9u);
+    auto after = (*store)->ReadChanges("acme", token);
+    ASSERT_OK(after);
+    ASSERT_EQ(after->events.size(), 1u);
+    EXPECT_EQ(after->events[0].sequence, kEvents + 1);
+    EXPECT_EQ(after->events[0].call_id, "call-0");
+    EXPECT_EQ(after->events[0].version, 9u);
+    ASSERT_OK((*store)->Close());
+    // The current format: nothing to upgrade, no audit event.
+    EXPECT_EQ(ReadFormatHeader(copy.db), "3");
+  }
 }
 
 TEST(CompatTest, ANewerFormatIsRefusedAndLeftAsItIs) {

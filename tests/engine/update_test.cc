@@ -613,6 +613,128 @@ TEST_F(UpdateTest, RacingJobsWithExpectedVersionsNeverLoseAnUpdate) {
               with.successes, with.conflicts, with.lost, without.lost, without.successes);
 }
 
+// PutCalls with one expected version per call: all or nothing.
+class PutCallsExpectedTest : public UpdateTest {
+ protected:
+  // The feed's events after `*token` (advanced to the end).
+  std::vector<ChangeEvent> EventsAfter(std::string* token) {
+    std::vector<ChangeEvent> out;
+    for (;;) {
+      auto page = ts->ReadChanges("acme", *token, 100);
+      EXPECT_OK(page);
+      if (!page.ok()) return out;
+      *token = page->next_token;
+      for (auto& e : page->events) out.push_back(e);
+      if (page->events.size() < 100) return out;
+    }
+  }
+  std::string EndToken() {
+    std::string token;
+    EventsAfter(&token);
+    return token;
+  }
+};
+
+TEST_F(PutCallsExpectedTest, MatchingVersionsAreAllApplied) {
+  auto p1 = ts->PutCall("acme", MakeCall("c1", kT0));
+  auto p2 = ts->PutCall("acme", MakeCall("c2", kT0 + kMinute));
+  ASSERT_OK(p1);
+  ASSERT_OK(p2);
+  std::string token = EndToken();
+  std::vector<Call> batch = {MakeCall("c1", kT0), MakeCall("c2", kT0 + kMinute),
+                             MakeCall("c3", kT0 + 2 * kMinute), MakeCall("c4", kT0)};
+  for (auto& c : batch) c.title = "batch " + c.call_id;
+  // c1, c2 at their versions; c3 must not exist (0); c4 unconditional.
+  auto r = ts->PutCalls("acme", batch, {p1->version, p2->version, uint64_t{0}, std::nullopt});
+  ASSERT_OK(r);
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_FALSE((*r)[0].created);
+  EXPECT_FALSE((*r)[1].created);
+  EXPECT_TRUE((*r)[2].created);
+  EXPECT_TRUE((*r)[3].created);
+  EXPECT_GT((*r)[0].version, p1->version);
+  EXPECT_GT((*r)[1].version, p2->version);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto got = ts->GetCall("acme", batch[i].call_id);
+    ASSERT_OK(got);
+    EXPECT_EQ(got->title, "batch " + batch[i].call_id);
+    EXPECT_EQ(got->version, (*r)[i].version);
+  }
+  auto events = EventsAfter(&token);
+  ASSERT_EQ(events.size(), 4u);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].kind, ChangeKind::kPut);
+    EXPECT_EQ(events[i].call_id, batch[i].call_id);
+    EXPECT_EQ(events[i].version, (*r)[i].version);
+  }
+}
+
+TEST_F(PutCallsExpectedTest, OneStaleVersionRefusesTheWholeBatch) {
+  auto p1 = ts->PutCall("acme", MakeCall("c1", kT0));
+  auto p2 = ts->PutCall("acme", MakeCall("c2", kT0 + kMinute));
+  ASSERT_OK(p1);
+  ASSERT_OK(p2);
+  Call patch;
+  patch.insights.summary = "moved on";
+  auto moved = ts->UpdateCall("acme", "c2", kPartInsights, patch);  // c2's p2 is now stale
+  ASSERT_OK(moved);
+  const std::string token = EndToken();
+  const auto rows = Rows();
+
+  std::vector<Call> batch = {MakeCall("c1", kT0), MakeCall("c2", kT0 + kMinute),
+                             MakeCall("c3", kT0 + 2 * kMinute)};
+  for (auto& c : batch) c.title = "overwritten";
+  struct Case {
+    std::vector<std::optional<uint64_t>> expected;
+    std::string names;  // the call id the conflict names
+  };
+  const std::vector<Case> cases = {
+      {{p1->version, p2->version, uint64_t{0}}, "c2"},        // stale
+      {{p1->version, moved->version, uint64_t{7}}, "c3"},     // absent, expected 7
+      {{uint64_t{0}, moved->version, uint64_t{0}}, "c1"},     // 0: must not exist
+      {{std::nullopt, std::nullopt, moved->version}, "c3"},   // c3 absent
+  };
+  for (const auto& c : cases) {
+    auto r = ts->PutCalls("acme", batch, c.expected);
+    EXPECT_CODE(r, Code::kConflict);
+    const std::string msg = r.status().message();
+    EXPECT_NE(msg.find("call_id " + c.names + ")"), std::string::npos) << msg;
+  }
+  // Nothing of any batch was written: no row changed, no event appended.
+  EXPECT_EQ(Changed(rows, Rows()), std::set<std::string>{});
+  std::string t = token;
+  EXPECT_EQ(EventsAfter(&t).size(), 0u);
+  auto c1 = ts->GetCall("acme", "c1");
+  ASSERT_OK(c1);
+  EXPECT_EQ(c1->version, p1->version);
+  EXPECT_EQ(c1->title, MakeCall("c1", kT0).title);
+  EXPECT_EQ(VersionOf("c2"), moved->version);
+  EXPECT_CODE(ts->GetCall("acme", "c3"), Code::kNotFound);
+
+  // With c2's current version, the same batch goes through.
+  ASSERT_OK(ts->PutCalls("acme", batch, {p1->version, moved->version, uint64_t{0}}));
+  EXPECT_EQ(EventsAfter(&t).size(), 3u);
+}
+
+TEST_F(PutCallsExpectedTest, ExpectedVersionsOfAnotherLengthAreRefused) {
+  auto p1 = ts->PutCall("acme", MakeCall("c1", kT0));
+  ASSERT_OK(p1);
+  const std::string token = EndToken();
+  std::vector<Call> batch = {MakeCall("c1", kT0), MakeCall("c2", kT0)};
+  batch[0].title = "overwritten";
+  EXPECT_CODE(ts->PutCalls("acme", batch, {p1->version}), Code::kInvalidArgument);
+  EXPECT_CODE(ts->PutCalls("acme", batch, {p1->version, uint64_t{0}, uint64_t{0}}),
+              Code::kInvalidArgument);
+  EXPECT_CODE(ts->PutCalls("acme", batch, {}), Code::kInvalidArgument);
+  auto c1 = ts->GetCall("acme", "c1");
+  ASSERT_OK(c1);
+  EXPECT_EQ(c1->version, p1->version);
+  EXPECT_EQ(c1->title, MakeCall("c1", kT0).title);
+  EXPECT_CODE(ts->GetCall("acme", "c2"), Code::kNotFound);
+  std::string t = token;
+  EXPECT_EQ(EventsAfter(&t).size(), 0u);
+}
+
 TEST(UpdateFormatTest, NewStoresAreFormatThree) {
   EXPECT_EQ(kStoreFormatVersion, 3u);  // 2: call versions; 3: the change feed (decision 0030)
   EXPECT_EQ(kMinReadableStoreFormatVersion, 1u);

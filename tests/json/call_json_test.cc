@@ -339,12 +339,31 @@ TEST(CallJsonTest, EveryFieldIsPresent) {
        {"call_id", "source_system", "source_call_id", "workspace_id", "started_at", "duration_ms",
         "scheduled_start", "scheduled_end", "created_at", "updated_at", "title", "direction", "scope",
         "media", "language", "status", "tags", "owner_user_id", "team_ids", "participants", "crm_links",
-        "transcript", "insights"}) {
+        "transcript", "insights", "version"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
-  EXPECT_EQ(j.size(), 23u);
+  EXPECT_EQ(j.size(), 24u);
+  EXPECT_EQ(j["version"], 0u);
   EXPECT_EQ(j["source_system"], "other");
   EXPECT_EQ(j["insights"]["model_name"], "");
+}
+
+// "version" (as `call get` prints it) is read back into Call::version;
+// a negative or non-integer one is refused.
+TEST(CallJsonTest, VersionIsReadBack) {
+  Call c;
+  c.call_id = "c";
+  c.started_at = 1;
+  c.version = 18446744073709551615u;
+  auto parsed = ParseCalls(CallToJson(c).dump());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->front().version, c.version);
+  for (const char* bad : {"-1", "1.5", "\"7\""}) {
+    auto r = ParseCalls(std::string(R"({"call_id":"c","started_at":1,"version":)") + bad + "}");
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("calls[0].version"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 }  // namespace

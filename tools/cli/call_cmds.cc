@@ -52,24 +52,36 @@ class CallPutCommand final : public Command {
     app->add_option("TENANT", tenant_id_, "The tenant id")->required();
     app->add_option("FILE", path_, "A JSON file holding a call object or an array; - for stdin")
         ->required();
+    app->add_option("--expected-version", expected_,
+                    "Store only if the call is at this version, 0: only if it does not exist "
+                    "(else exit 75, conflict). One call in FILE only")
+        ->check(CLI::NonNegativeNumber);
   }
   RunResult Run(Context& ctx) override {
     auto text = ReadInput(path_);
     if (!text.ok()) return text.status();
     auto calls = json::ParseCalls(*text);
     if (!calls.ok()) return calls.status();
+    if (expected_ >= 0 && calls->size() != 1) {
+      return RunResult::Usage("--expected-version: FILE must hold one call, not " +
+                              std::to_string(calls->size()));
+    }
     auto store = ctx.OpenStore();
     if (!store.ok()) return store.status();
-    auto results = (*store)->PutCalls(tenant_id_, *calls);
+    auto results =
+        expected_ >= 0
+            ? (*store)->PutCalls(tenant_id_, *calls, {static_cast<uint64_t>(expected_)})
+            : (*store)->PutCalls(tenant_id_, *calls);
     if (!results.ok()) return results.status();
     size_t created = 0;
     nlohmann::json a = nlohmann::json::array();
     for (const auto& r : *results) {
       created += r.created ? 1 : 0;
       if (ctx.json()) {
-        a.push_back({{"call_id", r.call_id}, {"created", r.created}});
+        a.push_back({{"call_id", r.call_id}, {"created", r.created}, {"version", r.version}});
       } else {
-        ctx.out() << (r.created ? "created  " : "updated  ") << r.call_id << '\n';
+        ctx.out() << (r.created ? "created  " : "updated  ") << r.call_id << "  version "
+                  << r.version << '\n';
       }
     }
     if (ctx.json()) ctx.PrintJson({{"results", std::move(a)}});
@@ -81,6 +93,7 @@ class CallPutCommand final : public Command {
  private:
   std::string tenant_id_;
   std::string path_;
+  int64_t expected_ = -1;
 };
 
 // call update: Store::UpdateCall with the parts named taken from a call
@@ -306,16 +319,22 @@ class CallDeleteCommand final : public Command {
   void AddFlags(CLI::App* app) override {
     app->add_option("TENANT", tenant_id_, "The tenant id")->required();
     app->add_option("CALL_ID", call_id_, "The call id")->required();
+    app->add_option("--expected-version", expected_,
+                    "Delete only if the call is at this version (else exit 75, conflict)")
+        ->check(CLI::NonNegativeNumber);
   }
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore();
     if (!store.ok()) return store.status();
-    Status s = (*store)->DeleteCall(tenant_id_, call_id_);
-    if (!s.ok()) return s;
+    std::optional<uint64_t> expected;
+    if (expected_ >= 0) expected = static_cast<uint64_t>(expected_);
+    // The delete's own version (greater than the call's last one).
+    auto version = (*store)->DeleteCall(tenant_id_, call_id_, expected);
+    if (!version.ok()) return version.status();
     if (ctx.json()) {
-      ctx.PrintJson({{"call_id", call_id_}, {"deleted", true}});
+      ctx.PrintJson({{"call_id", call_id_}, {"deleted", true}, {"version", *version}});
     } else {
-      ctx.out() << "deleted  " << call_id_ << '\n';
+      ctx.out() << "deleted  " << call_id_ << "  version " << *version << '\n';
     }
     return {};
   }
@@ -323,6 +342,7 @@ class CallDeleteCommand final : public Command {
  private:
   std::string tenant_id_;
   std::string call_id_;
+  int64_t expected_ = -1;
 };
 
 // call transcript: the segments overlapping a window of the call.

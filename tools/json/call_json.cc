@@ -110,6 +110,12 @@ Status ReadU32(const json& v, const std::string& path, uint32_t* out) {
   return Status::OK();
 }
 
+Status ReadU64(const json& v, const std::string& path, uint64_t* out) {
+  if (v.is_null()) return Status::OK();
+  return ReadUnsigned(v, path, std::numeric_limits<uint64_t>::max(), "uint64",
+                      "expected a non-negative integer", out);
+}
+
 // An instant: integer microseconds or an RFC 3339 string; never negative.
 Status ReadInstant(const json& v, const std::string& path, int64_t* out) {
   if (v.is_null()) return Status::OK();
@@ -277,6 +283,8 @@ Status ReadCallField(std::string_view k, const json& f, const std::string& fp, C
   if (k == "crm_links") return ReadArray(f, fp, &c->crm_links, ReadCrmLink);
   if (k == "transcript") return ReadArray(f, fp, &c->transcript, ReadSegment);
   if (k == "insights") return ReadInsights(f, fp, &c->insights);
+  // Read back, e.g. from `call get`; PutCall and UpdateCall ignore it.
+  if (k == "version") return ReadU64(f, fp, &c->version);
   return Unknown(fp);
 }
 
@@ -422,7 +430,8 @@ json CallToJson(const Call& c, const JsonOptions& options) {
               {"tags", c.tags},
               {"owner_user_id", c.owner_user_id},
               {"team_ids", c.team_ids},
-              {"crm_links", CrmLinksToJson(c.crm_links)}};
+              {"crm_links", CrmLinksToJson(c.crm_links)},
+              {"version", c.version}};
   if (options.parts & kPartParticipants) out["participants"] = ParticipantsToJson(c.participants, reveal);
   if (options.parts & kPartTranscript) out["transcript"] = TranscriptToJson(c.transcript, reveal);
   if (options.parts & kPartInsights) out["insights"] = InsightsToJson(c.insights, reveal);

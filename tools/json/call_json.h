@@ -56,8 +56,9 @@ struct JsonOptions {
 };
 
 // Every field is present (instants as integers), except the parts not
-// requested. With reveal and kPartAll, ParseCalls(CallToJson(c).dump())
-// gives back `c`.
+// requested; "version" is the call's version (Call::version: 0 for a call
+// not read from a store). With reveal and kPartAll,
+// ParseCalls(CallToJson(c).dump()) gives back `c`, version included.
 nlohmann::json CallToJson(const Call& call, const JsonOptions& options = {});
 
 // Enum names as they appear in JSON ("zoom", "conference", ...).

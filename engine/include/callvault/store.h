@@ -700,6 +700,15 @@ class Store {
                             std::optional<uint64_t> expected_version = std::nullopt);
   // All or nothing: every call is validated first; one atomic write.
   Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, const std::vector<Call>& calls);
+  // The same, each call conditional on its expected version:
+  // `expected_versions[i]` is calls[i]'s, as PutCall's `expected_version`
+  // (nullopt: unconditional; 0: only if no such call exists), checked with
+  // the batch under the tenant's write lock. All or nothing: if any call's
+  // version differs, kConflict naming that call (calls[i] and its call_id)
+  // and nothing of the batch is written. kInvalidArgument if
+  // expected_versions.size() != calls.size().
+  Result<std::vector<PutResult>> PutCalls(std::string_view tenant_id, const std::vector<Call>& calls,
+                                          const std::vector<std::optional<uint64_t>>& expected_versions);
   // Replaces only the `parts` named of call `call_id` with those of
   // `patch`, and keeps everything else: kPartInsights (e.g. after the LLM
   // ran), kPartTranscript (a re-transcription), kPartParticipants, and
