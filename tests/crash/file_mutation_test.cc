@@ -817,7 +817,15 @@ Outcome CheckOnce(const std::string& root, bool read_only, const Where& where) {
   };
   // The first note of each kind: wrong, leak, bad code, missing, error.
   std::map<int, std::string> notes;
-  auto note = [&notes](int kind, const std::string& what) { notes.emplace(kind, what); };
+  // Every problem found (each sets one of the flags above with a note):
+  // a tenant is hit when this grows while it is checked. (The flags
+  // themselves are sticky: a second tenant with the same kind of problem
+  // as the first would not change them.)
+  size_t problems = 0;
+  auto note = [&notes, &problems](int kind, const std::string& what) {
+    notes.emplace(kind, what);
+    ++problems;
+  };
   auto read_error = [&](const Status& s, const std::string& what) {
     if (Leaks(s.message())) {
       leak = true;
@@ -835,7 +843,7 @@ Outcome CheckOnce(const std::string& root, bool read_only, const Where& where) {
     }
   };
   for (int t = 0; t < kNumTenants; ++t) {
-    const bool w0 = wrong, m0 = missing, e0 = errors, b0 = bad_code;
+    const size_t p0 = problems;
     const std::string tn = "tenant " + std::to_string(t);
     auto info = store.DescribeTenant(kTenants[t]);
     if (!info.ok()) {
@@ -881,7 +889,7 @@ Outcome CheckOnce(const std::string& root, bool read_only, const Where& where) {
                     std::to_string(r.bytes) + ")");
       }
     }
-    if (wrong != w0 || missing != m0 || errors != e0 || bad_code != b0) {
+    if (problems != p0) {
       ++out.tenants_hit;
       if (spread < 0 && outside(t)) spread = t;
     }
@@ -889,7 +897,7 @@ Outcome CheckOnce(const std::string& root, bool read_only, const Where& where) {
   {
     // The purge stays acknowledged: the tenant PURGED, its call gone, the
     // receipt there.
-    const int w0 = wrong, m0 = missing, e0 = errors, b0 = bad_code;
+    const size_t p0 = problems;
     auto info = store.DescribeTenant(kPurgedTenant);
     if (!info.ok()) {
       read_error(info.status(), "purged tenant describe");
@@ -909,7 +917,7 @@ Outcome CheckOnce(const std::string& root, bool read_only, const Where& where) {
       missing = true;
       note(3, std::to_string(receipts->size()) + " receipts (acknowledged: 1)");
     }
-    if (wrong != w0 || missing != m0 || errors != e0 || bad_code != b0) {
+    if (problems != p0) {
       ++out.tenants_hit;
       if (spread < 0 && outside(kNumTenants)) spread = kNumTenants;
     }
@@ -1318,6 +1326,10 @@ TEST(FileMutation, OracleCatchesSpread) {
     const Outcome right = CheckOnce(scratch.root(), ro, Where{mine, shard_of});
     EXPECT_EQ(right.cls, kReadErrors) << ro << ": " << right.detail;
     EXPECT_TRUE(right.contained) << ro;
+    // Every live tenant of that shard is hit, each counted (a second one
+    // with the same kind of error as the first is a hit too).
+    EXPECT_EQ(right.tenants_hit, std::count(shard_of.begin(), shard_of.begin() + kNumTenants, mine))
+        << ro;
     const Outcome wrong = CheckOnce(scratch.root(), ro, Where{other, shard_of});
     EXPECT_EQ(wrong.cls, kFailSpread) << ro << ": " << wrong.detail;
     EXPECT_FALSE(wrong.contained) << ro;
