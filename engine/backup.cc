@@ -478,8 +478,11 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     todo.push_back({BackupInstance{"meta", "meta"}, meta_.get()});
     for (uint32_t i = 0; i < shards_.size(); ++i) {
       if (!shards_[i]) {  // decision 0034: a backup is of the whole store
+        // find(), not operator[]: the map is read only after the open.
+        const auto d = damaged_shards_.find(i);
         return Status::Corruption("backup: shard " + std::to_string(i) + " does not open (" +
-                                  damaged_shards_[i] + "); a backup of the store needs every shard");
+                                  (d != damaged_shards_.end() ? d->second : "no reason recorded") +
+                                  "); a backup of the store needs every shard");
       }
       todo.push_back({BackupInstance{ShardName(i), ShardBackupDir(i)}, shards_[i]->db()});
     }

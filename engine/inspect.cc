@@ -414,7 +414,10 @@ Result<StoreStats> Store::Impl::Stats() {
       ShardStats ss;
       ss.shard = i;
       if (!s) {  // decision 0034
-        ss.damage = damaged_shards_[i];
+        // find(), not operator[]: the map is read only after the open
+        // (operator[] would insert on a miss, a write under readers).
+        const auto d = damaged_shards_.find(i);
+        ss.damage = d != damaged_shards_.end() ? d->second : "shard did not open";
         st.shards.push_back(ss);
         continue;
       }

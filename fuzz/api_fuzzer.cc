@@ -30,7 +30,8 @@
 // exists (or $CALLVAULT_FUZZ_DIR; named by pid, removed at exit, and by a
 // later run if the process died), with sync_writes off and no RocksDB
 // OPTIONS file (Options::keep_rocksdb_options_file; docs/decisions/0026),
-// and at most kMaxTenantChanges tenant creates/purges per input. Every input starts
+// RocksDB's preallocation of WALs and MANIFESTs off (NoPreallocFS), and at
+// most kMaxTenantChanges tenant creates/purges per input. Every input starts
 // from the same state as seen through the API: each of the kTenants tenants
 // live, empty and without holds (the harness releases the holds and deletes
 // the calls the previous input left, and creates again a tenant it purged,
@@ -41,8 +42,10 @@
 // reset: a zstd dictionary a tenant trained (Options::dictionary_training_calls)
 // stays, which changes how records are compressed but no result. Every
 // kWipeEvery inputs the store is deleted and created afresh, which bounds
-// its growth (tombstones, receipts, audit events).
+// its growth (WAL files, tombstones, receipts, audit events).
 #include <fuzzer/FuzzedDataProvider.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -71,7 +74,27 @@ namespace {
 
 constexpr int kTenants = 3;
 constexpr int kMaxOps = 24;
-constexpr uint64_t kWipeEvery = 5000;
+// Every kWipeEvery inputs the store is deleted and created afresh
+// (CALLVAULT_FUZZ_WIPE_EVERY overrides it, to measure). A tenant that gets
+// few writes pins every WAL since its memtable's first write (with
+// avoid_flush_during_recovery they stay across opens), so the WALs of a
+// kept store grow with the inputs: after 3,000 inputs one shard had ~250
+// WAL files, each reopen scanned (walscan) and replayed all of them, and
+// reopens were ~45% of the time. Measured (CPU per execution, runs side
+// by side at the same load): 14.9 ms at 5,000, 12.2 ms at 250 (5,000
+// fuzzed executions each); 7% less again at 50 than at 250 (the same
+// 2,634 inputs replayed). A wipe (a new store, kTenants creates) costs
+// about one reopen. Not reached any more: stores older than 50 inputs
+// (hundreds of WAL files, many flushes by size); recovery over many WALs
+// is T1, T2 and T5's (docs/decisions/0026, amendment).
+constexpr uint64_t kWipeEvery = 50;
+uint64_t WipeEvery() {
+  static const uint64_t n = [] {
+    const char* v = std::getenv("CALLVAULT_FUZZ_WIPE_EVERY");
+    return v != nullptr ? std::strtoull(v, nullptr, 10) : kWipeEvery;
+  }();
+  return n;
+}
 constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
 
 // At most this many tenant creates and purges that change a tenant (a
@@ -90,6 +113,43 @@ int TenantChangeBudget() {
 uint32_t TenantsPerShard() {
   const char* v = std::getenv("CALLVAULT_FUZZ_TENANTS_PER_SHARD");
   return v != nullptr ? static_cast<uint32_t>(std::atoi(v)) : 2;
+}
+
+// RocksDB preallocates every WAL and MANIFEST it creates (fallocate:
+// manifest_preallocation_size, 4 MiB, for the new MANIFEST of every edit,
+// decision 0025) and trims it at close. On tmpfs that is page zeroing and
+// freeing: ~12% of the CPU (perf). The files' contents are the same
+// without it, and no callvault code runs differently (T5 does the same:
+// tests/crash/file_mutation_test.cc). CALLVAULT_FUZZ_PREALLOC=1 keeps it.
+class NoPreallocFS : public rocksdb::FileSystemWrapper {
+ public:
+  explicit NoPreallocFS(std::shared_ptr<rocksdb::FileSystem> t) : FileSystemWrapper(std::move(t)) {}
+  const char* Name() const override { return "NoPreallocFS"; }
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* d) override {
+    rocksdb::FileOptions no = o;
+    no.allow_fallocate = false;
+    return target()->NewWritableFile(f, no, r, d);
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* d) override {
+    rocksdb::FileOptions no = o;
+    no.allow_fallocate = false;
+    return target()->ReopenWritableFile(f, no, r, d);
+  }
+};
+
+rocksdb::Env* FuzzEnv() {
+  static rocksdb::Env* env = [] {
+    const char* v = std::getenv("CALLVAULT_FUZZ_PREALLOC");
+    if (v != nullptr && *v == '1') return rocksdb::Env::Default();
+    // Outlives every store (never deleted: the harness is removed at exit).
+    return rocksdb::NewCompositeEnv(std::make_shared<NoPreallocFS>(rocksdb::FileSystem::Default()))
+        .release();
+  }();
+  return env;
 }
 
 bool KeepOptionsFile() {
@@ -265,6 +325,7 @@ class Harness {
     if (!kp.ok()) Fail("key provider: " + kp.status().ToString());
     Options o;
     o.key_provider = *kp;
+    o.env = FuzzEnv();
     o.create_if_missing = true;
     o.region = "eu-west";
     o.sync_writes = false;
@@ -303,7 +364,7 @@ class Harness {
   // tenant's change-feed token at the end of its feed.
   std::array<std::string, kTenants> Reset(const std::array<MTenant, kTenants>* last) {
     std::array<std::string, kTenants> tokens;
-    if (++inputs_since_wipe_ >= kWipeEvery) {
+    if (++inputs_since_wipe_ >= WipeEvery()) {
       Wipe();
       return tokens;  // fresh tenants: empty feeds
     }

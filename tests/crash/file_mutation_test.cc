@@ -33,9 +33,12 @@
 //                  reads back exactly, Verify() reports nothing;
 //   detected       the same, but Verify() (or the open's audit) reports damage;
 //   refused        Store::Open fails with kCorruption, kKeyError or kIOError
-//                  and a message (the whole store refused);
+//                  and a message (the whole store refused), for damage to
+//                  the metadata instance or the key directory;
 //   read_errors    open OK; the damaged reads return an error with a message
-//                  (kCorruption, ...), Verify() reports the damage;
+//                  (kCorruption, ...), Verify() reports the damage (after
+//                  decision 0034 also a shard that does not open: its
+//                  tenants answer kCorruption, the others serve);
 //   reported_loss  open OK; an acknowledged write is missing (kNotFound, old
 //                  value) but Verify() reports damage;
 // and the FAILURES:
@@ -50,13 +53,22 @@
 //   bad_code       Store::Open failed with another code (kNotFound would tell
 //                  the operator there is no store; kInternal is a bug), or a
 //                  read failed with kInternal, or without a message;
-//   leak           an error message holds a tenant id, call id or content.
+//   leak           an error message holds a tenant id, call id or content;
+//   spread         a mutation of one shard's files (db/shards/NNNN/) refused
+//                  the whole store, or hit a tenant of another shard or the
+//                  purged tenant's state or receipt (decision 0034: a shard's
+//                  damage stops its own tenants only). The tenants' shards
+//                  are recorded at preparation (t5-shards.txt beside db/).
 // The read-write open is run with the audit callback; whether it saw an
 // event is counted ("audited") but not required here (the fix of issue 11
 // item 1 owns that).
 //
-// Printed: the seed, and per test and per file sub-kind the count of each
-// class for the read-only and for the read-write open. CALLVAULT_SEED
+// Printed: the seed, and per test and per file sub-kind ("T5 files <test>
+// <sub-kind>: ..." lines, which scripts/suite-counts.sh collects and sums
+// per class of file) the mutations, the count of each class for the
+// read-only and for the read-write open, and of the writable opens how
+// many were audited, refused the whole store, or stayed contained in the
+// mutated shard. CALLVAULT_SEED
 // replays the plan; the prepared store's bytes differ from run to run (keys,
 // nonces, RocksDB's ids), so a run with a failure keeps the prepared store,
 // the plan and the children's log (a child that dies of a signal writes its
@@ -95,6 +107,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -229,6 +242,10 @@ const std::string& RecordingBytes(const RecSpec& r) {
   return cache[static_cast<size_t>(&r - kRecordings)];
 }
 
+// The prepared store's tenant placement: one line per tenant of kTenants,
+// then kPurgedTenant, each its shard number.
+constexpr char kShardsFile[] = "t5-shards.txt";
+
 // Calls per tenant after phase 2, the deleted call, retention.
 int Calls(int t) { return t == 3 ? 3 : 6; }
 bool Deleted(int t, int i) { return t == 1 && i == 3; }
@@ -283,7 +300,8 @@ Status WriteRecording(Store& s, const RecSpec& r) {
   return info.ok() ? Status::OK() : info.status();
 }
 
-// Builds the store in dir/db with keys in dir/keys.
+// Builds the store in dir/db with keys in dir/keys, and writes
+// dir/kShardsFile.
 void Prepare(const std::string& db, const std::string& keys) {
   auto kp = NewFileKeyProvider(keys);
   ASSERT_OK(kp);
@@ -326,6 +344,15 @@ void Prepare(const std::string& db, const std::string& keys) {
   auto report = s.Verify();
   ASSERT_OK(report);
   ASSERT_TRUE(report->ok());
+  // Which shard holds each tenant (the purged one last), beside db/ and
+  // keys/ (no test mutates it): the containment check of CheckOnce.
+  std::ostringstream shards;
+  for (int t = 0; t <= kNumTenants; ++t) {
+    auto info = s.DescribeTenant(t < kNumTenants ? kTenants[t] : kPurgedTenant);
+    ASSERT_OK(info);
+    shards << info->shard << "\n";
+  }
+  std::ofstream(fs::path(db).parent_path() / kShardsFile) << shards.str();
 }
 
 // --- The plan ---------------------------------------------------------------
@@ -669,11 +696,13 @@ enum Cls {
   kFailSilentLoss,
   kFailBadCode,
   kFailLeak,
+  kFailSpread,
   kNumCls
 };
 const char* const kClsNames[kNumCls] = {"repaired",      "detected",    "refused",  "read_errors",
                                         "reported_loss", "not_run",     "CRASH",    "HANG",
-                                        "WRONG",         "SILENT_LOSS", "BAD_CODE", "LEAK"};
+                                        "WRONG",         "SILENT_LOSS", "BAD_CODE", "LEAK",
+                                        "SPREAD"};
 constexpr Cls kFirstFailure = kFailCrash;
 
 struct Outcome {
@@ -681,8 +710,37 @@ struct Outcome {
   bool audited = false;
   bool whole_store = false;  // Open refused
   int tenants_hit = 0;       // tenants with an error or a loss
+  // A shard's file mutated (Where::shard >= 0), the store open and every
+  // tenant hit in that shard: contained as decision 0034 says.
+  bool contained = false;
   std::string detail;        // for failures
 };
+
+// What a mutation touched, for the containment check: the shard whose
+// files it changed (-1: the metadata instance, the key directory), and
+// where each tenant lives (index kNumTenants: the purged one; empty when
+// a reused prepared store has no kShardsFile).
+struct Where {
+  int shard = -1;
+  std::vector<int> shard_of;
+};
+
+// "db/shards/0003/..." -> 3; else -1.
+int ShardOfFile(const std::string& rel) {
+  static const std::string prefix = "db/shards/";
+  if (rel.rfind(prefix, 0) != 0) return -1;
+  const size_t slash = rel.find('/', prefix.size());
+  if (slash == std::string::npos) return -1;
+  return std::atoi(rel.substr(prefix.size(), slash - prefix.size()).c_str());
+}
+
+std::vector<int> ParseShards(const std::string& text) {
+  std::vector<int> v;
+  std::istringstream in(text);
+  for (int x; in >> x;) v.push_back(x);
+  if (v.size() != kNumTenants + 1) v.clear();
+  return v;
+}
 
 // Tenant ids, call ids and content markers must never be in a message.
 bool Leaks(const std::string& msg) {
@@ -694,7 +752,13 @@ bool Leaks(const std::string& msg) {
          msg.find("@customer.example") != std::string::npos;
 }
 
-Outcome CheckOnce(const std::string& root, bool read_only) {
+// After decision 0034 a mutation of one shard's files may hit that shard's
+// tenants only: the store must open (a whole-store refusal is SPREAD) and
+// every acknowledged write of the other shards' tenants, and the purged
+// tenant's state and receipt (the metadata instance), must read back as
+// written (a hit there is SPREAD). Damage to the metadata instance or the
+// key directory may stop the store (issue 11 item 2).
+Outcome CheckOnce(const std::string& root, bool read_only, const Where& where) {
   const auto start = std::chrono::steady_clock::now();
   struct Timer {
     std::chrono::steady_clock::time_point start;
@@ -731,8 +795,11 @@ Outcome CheckOnce(const std::string& root, bool read_only) {
     } else if ((s.code() == Code::kCorruption || s.code() == Code::kKeyError ||
                 s.code() == Code::kIOError) &&
                !s.message().empty()) {
-      out.cls = kRefused;
-      out.detail = s.ToString();
+      out.cls = where.shard >= 0 ? kFailSpread : kRefused;
+      out.detail = (where.shard >= 0 ? "damage in shard " + std::to_string(where.shard) +
+                                           "'s files refused the whole store: "
+                                     : std::string()) +
+                   s.ToString();
     } else {
       out.cls = kFailBadCode;
       out.detail = "open: " + s.ToString();
@@ -741,9 +808,24 @@ Outcome CheckOnce(const std::string& root, bool read_only) {
   }
   Store& store = **opened;
   bool wrong = false, missing = false, errors = false, bad_code = false, leak = false;
+  // A tenant outside the mutated shard hit (its index in kTenants, or
+  // kNumTenants for the purged tenant), -1: none.
+  int spread = -1;
+  auto outside = [&where](int t) {
+    return where.shard >= 0 && !where.shard_of.empty() &&
+           (t == kNumTenants || where.shard_of[static_cast<size_t>(t)] != where.shard);
+  };
   // The first note of each kind: wrong, leak, bad code, missing, error.
   std::map<int, std::string> notes;
-  auto note = [&notes](int kind, const std::string& what) { notes.emplace(kind, what); };
+  // Every problem found (each sets one of the flags above with a note):
+  // a tenant is hit when this grows while it is checked. (The flags
+  // themselves are sticky: a second tenant with the same kind of problem
+  // as the first would not change them.)
+  size_t problems = 0;
+  auto note = [&notes, &problems](int kind, const std::string& what) {
+    notes.emplace(kind, what);
+    ++problems;
+  };
   auto read_error = [&](const Status& s, const std::string& what) {
     if (Leaks(s.message())) {
       leak = true;
@@ -761,7 +843,7 @@ Outcome CheckOnce(const std::string& root, bool read_only) {
     }
   };
   for (int t = 0; t < kNumTenants; ++t) {
-    const bool w0 = wrong, m0 = missing, e0 = errors, b0 = bad_code;
+    const size_t p0 = problems;
     const std::string tn = "tenant " + std::to_string(t);
     auto info = store.DescribeTenant(kTenants[t]);
     if (!info.ok()) {
@@ -807,12 +889,15 @@ Outcome CheckOnce(const std::string& root, bool read_only) {
                     std::to_string(r.bytes) + ")");
       }
     }
-    if (wrong != w0 || missing != m0 || errors != e0 || bad_code != b0) ++out.tenants_hit;
+    if (problems != p0) {
+      ++out.tenants_hit;
+      if (spread < 0 && outside(t)) spread = t;
+    }
   }
   {
     // The purge stays acknowledged: the tenant PURGED, its call gone, the
     // receipt there.
-    const int w0 = wrong, m0 = missing, e0 = errors, b0 = bad_code;
+    const size_t p0 = problems;
     auto info = store.DescribeTenant(kPurgedTenant);
     if (!info.ok()) {
       read_error(info.status(), "purged tenant describe");
@@ -832,7 +917,10 @@ Outcome CheckOnce(const std::string& root, bool read_only) {
       missing = true;
       note(3, std::to_string(receipts->size()) + " receipts (acknowledged: 1)");
     }
-    if (wrong != w0 || missing != m0 || errors != e0 || bad_code != b0) ++out.tenants_hit;
+    if (problems != p0) {
+      ++out.tenants_hit;
+      if (spread < 0 && outside(kNumTenants)) spread = kNumTenants;
+    }
   }
   bool verify_reports = false;
   auto report = store.Verify();
@@ -855,6 +943,8 @@ Outcome CheckOnce(const std::string& root, bool read_only) {
     out.cls = kFailBadCode;
   } else if ((missing || errors) && !verify_reports) {
     out.cls = kFailSilentLoss;
+  } else if (spread >= 0) {
+    out.cls = kFailSpread;
   } else if (missing) {
     out.cls = kReportedLoss;
   } else if (errors) {
@@ -864,15 +954,24 @@ Outcome CheckOnce(const std::string& root, bool read_only) {
   }
   if (!notes.empty()) out.detail = notes.begin()->second;
   if (out.cls == kFailSilentLoss) out.detail += "; Verify() reported nothing";
+  if (out.cls == kFailSpread) {
+    out.detail = "damage in shard " + std::to_string(where.shard) + "'s files hit " +
+                 (spread == kNumTenants ? std::string("the purged tenant")
+                                        : "tenant " + std::to_string(spread) + " of shard " +
+                                              std::to_string(where.shard_of[static_cast<size_t>(spread)])) +
+                 ": " + out.detail;
+  }
+  out.contained = where.shard >= 0 && out.tenants_hit > 0 && out.cls < kFirstFailure;
   return out;
 }
 
 // --- The child: runs the plan from CALLVAULT_T5_START --------------------------
 
 // Result line: "R <index> <ro cls> <rw cls> <ro flags> <rw flags> <detail>",
-// flags = audited, whole_store, tenants_hit.
+// flags = audited, whole_store, contained, tenants_hit.
 std::string Flags(const Outcome& o) {
-  return std::to_string(o.audited) + std::to_string(o.whole_store) + std::to_string(o.tenants_hit);
+  return std::to_string(o.audited) + std::to_string(o.whole_store) +
+         std::to_string(o.contained) + std::to_string(o.tenants_hit);
 }
 
 constexpr size_t kReopenEvery = 4;
@@ -901,25 +1000,29 @@ TEST(CrashChild, DISABLED_Run) {
   for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, DumpStackAndDie);
   const Tree pristine = Tree::Load(dir + "/pristine");
   Scratch scratch(pristine, Env(kEnvScratch) + "/scratch");
+  const auto shards_file = pristine.files.find(kShardsFile);
+  const std::vector<int> shard_of =
+      shards_file != pristine.files.end() ? ParseShards(shards_file->second.bytes) : std::vector<int>();
   for (size_t i = start; i < plan.size(); ++i) {
     const Mutation& m = plan[i];
+    const Where where{ShardOfFile(m.file), shard_of};
     const auto t0 = std::chrono::steady_clock::now();
     ReportLine("B " + std::to_string(i) + " ro");
     scratch.Put(m.file, Apply(m, pristine.files.at(m.file).bytes));
-    const Outcome ro = CheckOnce(scratch.root(), true);
+    const Outcome ro = CheckOnce(scratch.root(), true, where);
     ReportLine("B " + std::to_string(i) + " rw " + std::to_string(ro.cls));
     if (std::to_string(i) == Env(kEnvAbortAt)) std::abort();
     // CALLVAULT_T5_RO_ONLY=1: the read-only open alone (a hunt); the
     // writable open is counted as repaired.
     static const bool ro_only = Env("CALLVAULT_T5_RO_ONLY") == "1";
-    Outcome rw = ro_only ? Outcome{} : CheckOnce(scratch.root(), false);
+    Outcome rw = ro_only ? Outcome{} : CheckOnce(scratch.root(), false, where);
     if (rw.cls != kRepaired && rw.cls < kFirstFailure && i % kReopenEvery == 0) {
       // The first writable open may have rewritten files (new MANIFEST, WAL,
       // keyring; RocksDB deletes files its MANIFEST does not list): the
       // damage must stay reported at the next open too. Every 4th mutation
       // (a third open of every one would cost a third more time).
       ReportLine("B " + std::to_string(i) + " rw2");
-      Outcome again = CheckOnce(scratch.root(), false);
+      Outcome again = CheckOnce(scratch.root(), false, where);
       if (again.cls >= kFirstFailure) {
         again.detail = "at the second writable open: " + again.detail;
         rw = again;
@@ -944,8 +1047,8 @@ TEST(CrashChild, DISABLED_Run) {
 
 struct Tally {
   std::map<std::string, std::array<std::array<uint64_t, kNumCls>, 2>> by_sub;  // [ro, rw]
-  std::map<std::string, std::array<uint64_t, 4>>
-      info;                            // audited(rw), whole_store(rw), contained(rw), hit>1
+  std::map<std::string, std::array<uint64_t, 5>>
+      info;  // rw: audited, whole_store, one tenant hit, several hit, contained in its shard
   std::map<std::string, uint64_t> ms;  // time spent, by sub-kind
   uint64_t planned = 0;
   uint64_t mutations = 0;
@@ -968,12 +1071,13 @@ void Record(Tally& tally, const Mutation& m, Cls ro, Cls rw, const std::string& 
   ++row[0][ro];
   ++row[1][rw];
   ++tally.mutations;
-  if (rw_flags.size() == 3) {
+  if (rw_flags.size() == 4) {
     auto& info = tally.info[sub];
     info[0] += rw_flags[0] == '1';
     info[1] += rw_flags[1] == '1';
-    info[2] += rw_flags[1] == '0' && rw_flags[2] == '1';
-    info[3] += rw_flags[1] == '0' && rw_flags[2] > '1';
+    info[2] += rw_flags[1] == '0' && rw_flags[3] == '1';
+    info[3] += rw_flags[1] == '0' && rw_flags[3] > '1';
+    info[4] += rw_flags[2] == '1';
   }
   if ((ro == kRefused || rw == kRefused) && tally.refused_shown.size() < RefusedShow()) {
     tally.refused_shown.push_back(m.Describe() + ": ro " + kClsNames[ro] + ", rw " +
@@ -1116,19 +1220,25 @@ Tally RunSuite(const Suite& suite, size_t count = 0, long abort_at = -1) {
     << tally.mutations << " mutations, " << tally.failures << " failures (seed " << seed << ", "
     << children << " child process" << (children > 1 ? "es" : "") << ", " << static_cast<int>(secs)
     << " s)\n";
+  // One line per file sub-kind and per open, each starting "T5 files
+  // <suite> <sub-kind>" (scripts/suite-counts.sh picks them up and sums
+  // them; the harness's own test's lines are indented instead).
+  const std::string head =
+      abort_at >= 0 ? std::string("  (harness) ") : "T5 files " + std::string(suite.name) + " ";
   for (const auto& [sub, row] : tally.by_sub) {
+    const auto& info = tally.info[sub];
+    const uint64_t n = std::accumulate(row[0].begin(), row[0].end(), uint64_t{0});
+    o << head << sub << ": " << n << " mutations, "
+      << (n ? tally.ms[sub] / n : 0) << " ms each; rw: audited=" << info[0]
+      << " whole_store_refused=" << info[1] << " contained_in_shard=" << info[4]
+      << " one_tenant_hit=" << info[2] << " several_tenants_hit=" << info[3] << "\n";
     for (int mode = 0; mode < 2; ++mode) {
-      o << "  " << sub << (mode ? " rw:" : " ro:");
+      o << head << sub << (mode ? " rw:" : " ro:");
       for (int c = 0; c < kNumCls; ++c) {
         if (row[mode][c]) o << " " << kClsNames[c] << "=" << row[mode][c];
       }
       o << "\n";
     }
-    const auto& info = tally.info[sub];
-    const uint64_t n = row[0][0] + std::accumulate(row[0].begin() + 1, row[0].end(), uint64_t{0});
-    o << "  " << sub << ": " << n << " mutations, " << (n ? tally.ms[sub] / n : 0)
-      << " ms each; rw: audited=" << info[0] << " whole_store_refused=" << info[1]
-      << " one_tenant_hit=" << info[2] << " several_tenants_hit=" << info[3] << "\n";
   }
   for (const auto& s : tally.shown) o << "  FAILURE " << s << "\n";
   if (tally.failures > 0 && abort_at < 0) {
@@ -1181,6 +1291,59 @@ TEST(FileMutation, HarnessCountsACrash) {
   uint64_t crashes = 0;
   for (const auto& [sub, row] : tally.by_sub) crashes += row[1][kFailCrash];
   EXPECT_EQ(crashes, 1u);
+}
+
+// The containment oracle itself (decision 0034): a tenant's shard cut in
+// half is contained when the mutation is blamed on that shard, and SPREAD
+// when blamed on another one (its tenants hit outside the mutated shard);
+// a whole-store refusal blamed on a shard is SPREAD too.
+TEST(FileMutation, OracleCatchesSpread) {
+  testutil::TempDir tmp;
+  const std::string root = tmp.Sub("store");
+  fs::create_directories(root);
+  Prepare(root + "/db", root + "/keys");
+  if (::testing::Test::HasFatalFailure()) return;
+  const std::vector<int> shard_of = ParseShards(testutil::ReadFile(root + "/" + kShardsFile));
+  ASSERT_EQ(shard_of.size(), static_cast<size_t>(kNumTenants + 1));
+  const int mine = shard_of[0];
+  int other = -1;
+  for (int t = 1; t < kNumTenants; ++t) {
+    if (shard_of[static_cast<size_t>(t)] != mine) other = shard_of[static_cast<size_t>(t)];
+  }
+  ASSERT_GE(other, 0) << "all tenants in one shard";
+  char dir[32];
+  std::snprintf(dir, sizeof dir, "db/shards/%04d", mine);
+  std::string current = testutil::ReadFile(root + "/" + dir + "/CURRENT");
+  while (!current.empty() && current.back() == '\n') current.pop_back();
+  const std::string manifest = std::string(dir) + "/" + current;
+  ASSERT_EQ(ShardOfFile(manifest), mine);
+  const Tree pristine = Tree::Load(root);
+  ScratchDir scratch_dir(tmp.path());
+  Scratch scratch(pristine, scratch_dir.path() + "/scratch");
+  const std::string& bytes = pristine.files.at(manifest).bytes;
+  scratch.Put(manifest, bytes.substr(0, bytes.size() / 2));
+  for (bool ro : {true, false}) {
+    const Outcome right = CheckOnce(scratch.root(), ro, Where{mine, shard_of});
+    EXPECT_EQ(right.cls, kReadErrors) << ro << ": " << right.detail;
+    EXPECT_TRUE(right.contained) << ro;
+    // Every live tenant of that shard is hit, each counted (a second one
+    // with the same kind of error as the first is a hit too).
+    EXPECT_EQ(right.tenants_hit, std::count(shard_of.begin(), shard_of.begin() + kNumTenants, mine))
+        << ro;
+    const Outcome wrong = CheckOnce(scratch.root(), ro, Where{other, shard_of});
+    EXPECT_EQ(wrong.cls, kFailSpread) << ro << ": " << wrong.detail;
+    EXPECT_FALSE(wrong.contained) << ro;
+    EXPECT_NE(wrong.detail.find("damage in shard " + std::to_string(other)), std::string::npos)
+        << wrong.detail;
+  }
+  // The metadata instance's CURRENT gone: the store is refused; blamed
+  // on a shard, that is SPREAD; blamed on nothing, refused.
+  scratch.Restore(manifest);
+  ::unlink((scratch.root() + "/db/meta/CURRENT").c_str());
+  EXPECT_EQ(CheckOnce(scratch.root(), false, Where{}).cls, kRefused);
+  const Outcome spread = CheckOnce(scratch.root(), false, Where{mine, shard_of});
+  EXPECT_EQ(spread.cls, kFailSpread) << spread.detail;
+  EXPECT_TRUE(spread.whole_store);
 }
 
 }  // namespace
