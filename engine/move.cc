@@ -652,6 +652,15 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
     if (t->state.load() != TenantState::kActive) {
       return Status::FailedPrecondition("tenant is being created or purged");
     }
+    // Before BEGIN carries its sealed key anywhere: a damaged or
+    // quarantined tenant cannot be copied whole (attack 12).
+    if (t->quarantined.load()) {
+      return Status::Corruption("tenant quarantined: it cannot move; reinstate or purge it first");
+    }
+    if (t->damaged.load()) {
+      return Status::Corruption("tenant damaged: it cannot move until it is restored, purged or "
+                                "its damage accepted (docs/operations.md)");
+    }
     if (t->moving.load()) {
       return Status::FailedPrecondition("tenant is held for a move already in progress");
     }

@@ -905,8 +905,9 @@ class Store {
   // it to the destination's MoveTenantIn and returns its reply. A tenant
   // left fenced by a crash is resumed: finished if the destination
   // committed it, else unfenced and moved again.
-  // Refused, nothing changed: kFailedPrecondition (another region; the
-  // tenant is churned, quarantined, damaged, or held for another move);
+  // Refused, nothing changed and nothing sent: kCorruption (the tenant is
+  // quarantined or damaged); kFailedPrecondition (another region; the
+  // tenant is churned or held for another move);
   // kTenantPurged; kNotFound; kInvalidArgument (a malformed identity);
   // whatever the destination refused with (kAlreadyExists: the tenant id
   // is live there). kNotSupported read-only.
