@@ -229,7 +229,12 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
   for (const auto& id : ids) {
     if (started++ > 0) ReportProgress("retention", "tenants", started - 1, ids.size());
     auto acquired = Acquire(id, Access::kRemove);
-    if (!acquired.ok()) continue;  // purged meanwhile
+    if (!acquired.ok()) {
+      // Purged meanwhile, or damaged/quarantined: said in the report, so
+      // expired calls kept by damage are not kept silently.
+      if (acquired.status().code() == Code::kCorruption) report.tenants_damaged.push_back(id);
+      continue;
+    }
     TenantRef t = std::move(acquired).value();
     codec::TenantRecord rec = t->Record();
     if (!rec.holds.empty()) {

@@ -233,7 +233,12 @@ TEST_F(Attack12Shard, EveryOperationOfADamagedShardsTenant) {
   auto listed = st.ListCalls("bravo", ListQuery{});
   ASSERT_OK(listed);
   EXPECT_EQ(listed->calls.size(), 6u);
-  ASSERT_OK(st.RunRetention(kAt + int64_t{3650} * 86400 * 1000000));
+  {
+    // Retention skips the damaged tenant, and says so (not silently).
+    auto ret = st.RunRetention(kAt + int64_t{3650} * 86400 * 1000000);
+    ASSERT_OK(ret);
+    EXPECT_EQ(ret->tenants_damaged, std::vector<std::string>{"acme"});
+  }
   ASSERT_OK(st.Flush());
   ASSERT_OK(st.CompactAll());
   // Purge of the damaged tenant works; its receipt names its shard.

@@ -73,6 +73,11 @@ TEST(CliDamage, TableDamageFoundByVerifyFollowsTheOperatorPath) {
   o = Cli(s, {"tenant", "show", "bravo"});
   EXPECT_EQ(o.exit, 0) << o.err;
   EXPECT_FALSE(Has(o.out, "(damaged)")) << o.out;
+  // Retention skips the damaged tenant loudly: reported, exit 76.
+  o = Cli(s, {"retention", "run"});
+  EXPECT_EQ(o.exit, 76) << o.out << o.err;
+  EXPECT_TRUE(Has(o.out, "tenants_damaged")) << o.out;
+  EXPECT_TRUE(Has(o.err, "retention skipped 1 damaged tenant(s) (acme)")) << o.err;
   o = Cli(s, {"call", "get", "bravo", "b3"});
   EXPECT_EQ(o.exit, 0) << o.err;
 

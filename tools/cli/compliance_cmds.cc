@@ -1,6 +1,7 @@
 // callvault retention run | purges run | audit list | audit verify: the
 // operator's side of the compliance lifecycle (docs/operations.md).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <CLI/CLI.hpp>
 #include <ostream>
@@ -143,7 +144,18 @@ class RetentionRunCommand final : public Command {
         report->calls_removed, dry_run_ ? "would be removed" : "removed",
         report->removed_by_tenant.size(),
         report->receipts.empty() ? "" : fmt::format("; {} receipt(s)", report->receipts.size()));
-    if (purges_ && !dry_run_) return UndonePurges(purges);
+    if (purges_ && !dry_run_) {
+      Status undone = UndonePurges(purges);
+      if (!undone.ok()) return undone;
+    }
+    if (!report->tenants_damaged.empty()) {
+      // As for a blocked purge: a cron job notices calls kept past their
+      // retention because their tenant is damaged.
+      return Status::Corruption(fmt::format(
+          "retention skipped {} damaged tenant(s) ({}): their expired calls are kept until each is "
+          "restored, purged or its damage accepted (docs/operations.md)",
+          report->tenants_damaged.size(), fmt::join(report->tenants_damaged, " ")));
+    }
     return {};
   }
 

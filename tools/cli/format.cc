@@ -427,7 +427,7 @@ nlohmann::json RetentionReportToJson(const RetentionReport& r) {
   }
   nlohmann::json receipts = nlohmann::json::array();
   for (const auto& rc : r.receipts) receipts.push_back(ReceiptToJson(rc));
-  return {{"now", r.now},
+  nlohmann::json out = {{"now", r.now},
           {"dry_run", r.dry_run},
           {"tenants_swept", r.tenants_swept},
           {"tenants_held", r.tenants_held},
@@ -436,6 +436,8 @@ nlohmann::json RetentionReportToJson(const RetentionReport& r) {
           {"calls_kept_pinned", r.calls_kept_pinned},
           {"removed_by_tenant", std::move(by_tenant)},
           {"receipts", std::move(receipts)}};
+  if (!r.tenants_damaged.empty()) out["tenants_damaged"] = r.tenants_damaged;
+  return out;
 }
 
 void PrintRetentionReport(std::ostream& out, const RetentionReport& r) {
@@ -449,6 +451,11 @@ void PrintRetentionReport(std::ostream& out, const RetentionReport& r) {
                {"calls_kept_pinned", std::to_string(r.calls_kept_pinned)},
                {"calls_kept_held", std::to_string(r.calls_kept_held)},
            });
+  if (!r.tenants_damaged.empty()) {
+    std::string ids;
+    for (const auto& t : r.tenants_damaged) ids += (ids.empty() ? "" : " ") + t;
+    PrintFields(out, {{"tenants_damaged", std::to_string(r.tenants_damaged.size()) + " (skipped: " + ids + ")"}});
+  }
   if (r.removed_by_tenant.empty()) return;
   out << (r.dry_run ? "would remove:\n" : "removed:\n");
   Table table({"  TENANT", "CALLS", "RECEIPT"});

@@ -286,6 +286,10 @@ struct RetentionReport {
   bool dry_run = false;
   uint64_t tenants_swept = 0;
   uint64_t tenants_held = 0;  // skipped: a tenant-level hold
+  // Skipped: damaged or quarantined (every operation on them is
+  // kCorruption). Their expired calls stay until the tenant is restored,
+  // purged or its damage accepted; `callvault retention run` exits 76.
+  std::vector<std::string> tenants_damaged;
   uint64_t calls_removed = 0;  // (would be removed, on a dry run)
   uint64_t calls_kept_held = 0;    // expired but under a call hold
   uint64_t calls_kept_pinned = 0;  // expired but pinned
