@@ -68,6 +68,7 @@
 #include "callvault/key_provider.h"
 #include "callvault/store.h"
 #include "tests/model/redact_rule.h"
+#include "tests/testutil/no_prealloc_fs.h"
 
 namespace callvault {
 namespace {
@@ -115,31 +116,9 @@ uint32_t TenantsPerShard() {
   return v != nullptr ? static_cast<uint32_t>(std::atoi(v)) : 2;
 }
 
-// RocksDB preallocates every WAL and MANIFEST it creates (fallocate:
-// manifest_preallocation_size, 4 MiB, for the new MANIFEST of every edit,
-// decision 0025) and trims it at close. On tmpfs that is page zeroing and
-// freeing: ~12% of the CPU (perf). The files' contents are the same
-// without it, and no callvault code runs differently (T5 does the same:
-// tests/crash/file_mutation_test.cc). CALLVAULT_FUZZ_PREALLOC=1 keeps it.
-class NoPreallocFS : public rocksdb::FileSystemWrapper {
- public:
-  explicit NoPreallocFS(std::shared_ptr<rocksdb::FileSystem> t) : FileSystemWrapper(std::move(t)) {}
-  const char* Name() const override { return "NoPreallocFS"; }
-  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
-                                    rocksdb::IODebugContext* d) override {
-    rocksdb::FileOptions no = o;
-    no.allow_fallocate = false;
-    return target()->NewWritableFile(f, no, r, d);
-  }
-  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
-                                       rocksdb::IODebugContext* d) override {
-    rocksdb::FileOptions no = o;
-    no.allow_fallocate = false;
-    return target()->ReopenWritableFile(f, no, r, d);
-  }
-};
+// RocksDB's preallocation off: tests/testutil/no_prealloc_fs.h says why.
+// CALLVAULT_FUZZ_PREALLOC=1 keeps it.
+using testutil::NoPreallocFS;
 
 rocksdb::Env* FuzzEnv() {
   static rocksdb::Env* env = [] {

@@ -121,6 +121,7 @@
 #include "callvault/store.h"
 #include "tests/crash/crash_util.h"
 #include "tests/testutil/testutil.h"
+#include "tests/testutil/no_prealloc_fs.h"
 
 namespace callvault {
 namespace {
@@ -251,29 +252,8 @@ int Calls(int t) { return t == 3 ? 3 : 6; }
 bool Deleted(int t, int i) { return t == 1 && i == 3; }
 uint32_t Retention(int t) { return t == 1 ? 77 : 0; }
 
-// RocksDB preallocates every WAL and MANIFEST it creates (fallocate, MiBs)
-// and trims it at close. On the tmpfs scratch copy that is real page
-// zeroing, most of the CPU of a writable open of this small store; the
-// files' contents are the same without it.
-class NoPreallocFS : public rocksdb::FileSystemWrapper {
- public:
-  explicit NoPreallocFS(std::shared_ptr<rocksdb::FileSystem> t) : FileSystemWrapper(std::move(t)) {}
-  const char* Name() const override { return "NoPreallocFS"; }
-  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
-                                    rocksdb::IODebugContext* d) override {
-    rocksdb::FileOptions no = o;
-    no.allow_fallocate = false;
-    return target()->NewWritableFile(f, no, r, d);
-  }
-  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
-                                       rocksdb::IODebugContext* d) override {
-    rocksdb::FileOptions no = o;
-    no.allow_fallocate = false;
-    return target()->ReopenWritableFile(f, no, r, d);
-  }
-};
+// RocksDB's preallocation off: tests/testutil/no_prealloc_fs.h says why.
+using testutil::NoPreallocFS;
 
 rocksdb::Env* TestEnv() {
   static const std::unique_ptr<rocksdb::Env> env =
