@@ -605,6 +605,12 @@ struct TombstoneEntry {
   std::string recording;            // not empty: the removal of this recording only
 };
 
+// A blind hash (crypto::BlindHash): 16 bytes, 32 hex digits. Any other
+// length is a malformed line, not a hash that matches nothing.
+bool Hash16(const std::string& hex, std::string* out) {
+  return hex.size() == 32 && crypto::FromHex(hex, out) && out->size() == 16;
+}
+
 bool Digits(const std::string& s) {
   return !s.empty() && s.size() <= 19 &&
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -630,14 +636,14 @@ Status ParseTombstones(const std::string& log, uint64_t from,
     if (f.size() < 3 || !Digits(f[0]) || !Digits(f[1])) return bad();
     TombstoneEntry e;
     e.time = static_cast<int64_t>(std::stoull(f[0]));
-    if (!crypto::FromHex(f[2], &e.call_hash) || e.call_hash.empty()) return bad();
+    if (!Hash16(f[2], &e.call_hash)) return bad();
     if (f.size() > 3 && f[3] == "d") {
-      if (f.size() != 5 || !crypto::FromHex(f[4], &e.recording) || e.recording.empty()) return bad();
+      if (f.size() != 5 || !Hash16(f[4], &e.recording)) return bad();
     } else if (f.size() > 3) {
       if (f[3] != "r" || f.size() < 5 || f.size() > 6) return bad();
       for (size_t i = 4; i < f.size(); ++i) {
         std::string h;
-        if (!crypto::FromHex(f[i], &h) || h.empty()) return bad();
+        if (!Hash16(f[i], &h)) return bad();
         e.redact.push_back(std::move(h));
       }
     }
