@@ -4,7 +4,7 @@ PRESET ?= release
 BUILD := build/$(PRESET)
 DEMO_DIR ?=
 
-.PHONY: deps configure build demo test test-tsan t7-tsan t7-asan bench bench-quick fuzz fuzz-corpus clean
+.PHONY: deps configure build demo test test-tsan t7-tsan t7-asan t7-tsan-build t7-asan-build sanitizer-builds bench bench-quick fuzz fuzz-corpus clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -34,17 +34,27 @@ test-tsan:
 # metrics_test's concurrency case and tsan_filter_test, which proves tests/crash/tsan_report_filter.cc reports a
 # race of ours against RocksDB) in build/tsan or build/asan-ubsan.
 T7_SECONDS ?= 120
-t7-tsan:
+t7-tsan: t7-tsan-build
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test|metrics_concurrency_test)$$'
+
+t7-asan: t7-asan-build
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset asan-ubsan -V -R '^concurrency_test$$'
+
+t7-tsan-build:
 	@./scripts/install-deps.sh sanitizers
 	@cmake --preset tsan >/dev/null
 	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test metrics_test
-	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test|metrics_concurrency_test)$$'
 
-t7-asan:
+t7-asan-build:
 	@./scripts/install-deps.sh sanitizers
 	@cmake --preset asan-ubsan >/dev/null
 	@cmake --build build/asan-ubsan -j2 --target concurrency_test
-	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset asan-ubsan -V -R '^concurrency_test$$'
+
+# Everything the sanitizer parts of .ci/run build (the fuzz targets, T7 under
+# TSan and under ASan + UBSan), without running it: .ci/run builds them at
+# the lowest CPU priority while `make test` runs (docs/decisions/0037).
+sanitizer-builds: t7-tsan-build t7-asan-build
+	@FUZZ_BUILD_ONLY=1 ./scripts/fuzz.sh
 
 bench: build
 	./scripts/bench.sh full

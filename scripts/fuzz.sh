@@ -37,14 +37,19 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
 cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target callvault_fuzzers >/dev/null
+[ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
 if [ "${FUZZ_SEEDS:-0}" = 1 ]; then
   "$build/fuzz/make_corpus" fuzz/corpus
 fi
 
 status=0
 total_start=$(date +%s%N)
-for t in "${targets[@]}"; do
+# One target: its runs, then its corpus merged; its summary line goes to
+# $build/<target>.summary. Returns 1 on a finding or a failed merge.
+run_target() {
+  local t=$1 failed=0 log n env extra procs start pids pid result merged secs execs cov kept p plog
   mkdir -p "$build/corpus/$t" "$build/artifacts/$t" "fuzz/corpus/$t"
+  rm -f "$build/$t.summary"
   log="$build/$t.log"
   n=$runs
   env=()
@@ -83,7 +88,7 @@ for t in "${targets[@]}"; do
   done
   result=ok
   for pid in "${pids[@]}"; do
-    wait "$pid" || { result="FINDING (see $build/$t*.log and $build/artifacts/$t/)"; status=1; }
+    wait "$pid" || { result="FINDING (see $build/$t*.log and $build/artifacts/$t/)"; failed=1; }
   done
   if [ "$procs" -gt 1 ]; then
     cat "$build/$t".[0-9]*.log >"$log"
@@ -100,20 +105,41 @@ for t in "${targets[@]}"; do
       rm -rf "fuzz/corpus/$t" && mv "$merged" "fuzz/corpus/$t"
       rm -rf "$build/corpus/$t" && mkdir -p "$build/corpus/$t"
     else
-      echo "$t: merge failed (see $build/$t.merge.log); corpora left as they were"; status=1
+      echo "$t: merge failed (see $build/$t.merge.log); corpora left as they were"; failed=1
     fi
   elif env "${env[@]}" "$build/fuzz/$t" -merge=1 "$merged" "$build/corpus/$t" "$build/corpus/$t.new" \
         >"$build/$t.merge.log" 2>&1; then
     rm -rf "$build/corpus/$t" && mv "$merged" "$build/corpus/$t"
   else
-    echo "$t: merge failed (see $build/$t.merge.log); corpus left as it was"; status=1
+    echo "$t: merge failed (see $build/$t.merge.log); corpus left as it was"; failed=1
   fi
   rm -rf "$build/corpus/$t.new"
   secs=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{ n += $1 } END { if (NR) print n }')
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
   kept=$(find "$build/corpus/$t" "fuzz/corpus/$t" -type f | wc -l)
-  printf '%-24s %10s execs %8.1f s  %-10s corpus %5s  %s\n' "$t" "${execs:-?}" "$secs" "${cov:-}" "$kept" "$result"
+  printf '%-24s %10s execs %8.1f s  %-10s corpus %5s  %s\n' "$t" "${execs:-?}" "$secs" "${cov:-}" "$kept" "$result" \
+    >"$build/$t.summary"
+  return $failed
+}
+
+# The cheap targets (~10^4 executions a second) run two at a time, one per
+# core; api_fuzzer (a store per execution) runs alone, as FUZZ_API_PROCS
+# processes of its own.
+small=() big=()
+for t in "${targets[@]}"; do
+  if [ "$t" = api_fuzzer ]; then big+=("$t"); else small+=("$t"); fi
+done
+for ((i = 0; i < ${#small[@]}; i += 2)); do
+  pids=()
+  for t in "${small[@]:i:2}"; do
+    run_target "$t" & pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+done
+for t in "${big[@]}"; do run_target "$t" || status=1; done
+for t in "${targets[@]}"; do
+  cat "$build/$t.summary" 2>/dev/null || { echo "$t: did not finish (see $build/$t.log)"; status=1; }
 done
 printf '%-24s %19.1f s\n' total "$(awk -v a="$total_start" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')"
 exit $status
