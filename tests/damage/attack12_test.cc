@@ -41,6 +41,7 @@
 #include "callvault/store.h"
 #include "tests/damage/damage_util.h"
 #include "tests/testutil/fault_fs.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -471,33 +472,7 @@ TEST(Attack12RecordingChild, DISABLED_Read) {
 
 std::string RunReadChild(const std::string& db, const std::string& keys,
                          const std::string& child = "Attack12RecordingChild.DISABLED_Read") {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv(kEnvDb, db.c_str(), 1);
-    ::setenv(kEnvKeys, keys.c_str(), 1);
-    int null = ::open("/dev/null", O_WRONLY);
-    if (null >= 0) {
-      ::dup2(null, 1);
-      ::dup2(null, 2);
-    }
-    const std::string filter = "--gtest_filter=" + child;
-    ::execl("/proc/self/exe", "attack12_test", filter.c_str(), "--gtest_also_run_disabled_tests",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  int status = 0;
-  for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return "hang";
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-  return "exit " + std::to_string(WEXITSTATUS(status));
+  return testutil::RunSelfChild(child, {{kEnvDb, db}, {kEnvKeys, keys}});
 }
 
 TEST(Attack12Recording, FlippedChunkIndexBytesNeverGiveOtherBytes) {

@@ -41,6 +41,7 @@
 #include "callvault/store.h"
 #include "engine/table_check.h"
 #include "tests/damage/damage_util.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -60,9 +61,10 @@ bool Soak() {
 }
 
 // A child's gtest output goes to /dev/null (hundreds of children);
-// CALLVAULT_ATTACK7_VERBOSE=1 keeps it, to see why one failed.
+// CALLVAULT_CHILD_VERBOSE=1 keeps it, to see why one failed (as for
+// testutil::RunSelfChild).
 void QuietChild() {
-  const char* v = std::getenv("CALLVAULT_ATTACK7_VERBOSE");
+  const char* v = std::getenv("CALLVAULT_CHILD_VERBOSE");
   if (v == nullptr || *v != '1') {
     if (std::freopen("/dev/null", "w", stdout) == nullptr) ::_exit(126);
   }
@@ -184,28 +186,7 @@ Result<std::unique_ptr<Store>> OpenAt(const std::string& db, bool read_only) {
 }
 
 std::string RunChild(const std::string& db, const std::string& child = "Survives") {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv(kEnvDir, db.c_str(), 1);
-    const std::string filter = "--gtest_filter=Attack7Child.DISABLED_" + child;
-    QuietChild();
-    ::execl("/proc/self/exe", "attack7_test", filter.c_str(),
-            "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  int status = 0;
-  for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return "hang";
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-  return "exit " + std::to_string(WEXITSTATUS(status));
+  return testutil::RunSelfChild("Attack7Child.DISABLED_" + child, {{kEnvDir, db}});
 }
 
 // The child: opens read-only, then writable; every row it returns is the

@@ -31,6 +31,7 @@
 
 #include "callvault/store.h"
 #include "tests/damage/damage_util.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -107,27 +108,7 @@ Result<std::unique_ptr<Store>> OpenAt(const std::string& db, bool read_only) {
 // Runs TableCheckChild.DISABLED_`child` of this binary on `db`: "exit N",
 // "signal N" or "hang" (killed after 60 s).
 std::string RunChild(const std::string& child, const std::string& db) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv(kEnvDir, db.c_str(), 1);
-    const std::string filter = "--gtest_filter=TableCheckChild.DISABLED_" + child;
-    ::execl("/proc/self/exe", "damage_test", filter.c_str(), "--gtest_also_run_disabled_tests",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  int status = 0;
-  for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return "hang";
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-  return "exit " + std::to_string(WEXITSTATUS(status));
+  return testutil::RunSelfChild("TableCheckChild.DISABLED_" + child, {{kEnvDir, db}});
 }
 
 // Two tenants in shard 0, flushed (a table file each, and one in the

@@ -5,6 +5,7 @@
 #define CALLVAULT_TESTS_TESTUTIL_PROCESS_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace callvault::testutil {
@@ -26,6 +27,18 @@ ProcessOutcome RunProcess(const std::vector<std::string>& argv, const std::strin
 // its stdout to `*out`; returns its exit code, or -1 if it could not be run
 // or died of a signal.
 int RunShell(const std::string& command, std::string* out);
+
+// Runs one (usually DISABLED_) test of this very test binary in a child
+// process (fork, then exec of /proc/self/exe with --gtest_filter=`test` and
+// --gtest_also_run_disabled_tests), with `env` set in the child: for a test
+// that expects a crash, an abort or a hang to be caught where it cannot
+// take the parent with it. `quiet`: the child's stdout (and stderr) go to
+// /dev/null. Returns "exit N", "signal N", or "hang" (killed after
+// `timeout_s` seconds), or "no such test: ..." when `test` names no test
+// of this binary (the child would run nothing and exit 0).
+std::string RunSelfChild(const std::string& test,
+                         const std::vector<std::pair<std::string, std::string>>& env,
+                         bool quiet = true, int timeout_s = 60);
 
 // The whole content of a file ("" if it cannot be read).
 std::string ReadWholeFile(const std::string& path);
