@@ -407,7 +407,7 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   r.destination = destination;
   r.tenant_id = rec->tenant_id;
   r.tenant_internal_id = rec->internal_id;
-  r.column_family = format::ColumnFamilyName(rec->internal_id);
+  r.column_family = format::ColumnFamilyName(rec->internal_id, rec->family);
   r.shard = rec->shard;
   rocksdb::WriteBatch deferred;  // written with the receipt (step 3)
   // 1. Crypto-shred: the keyring without the tenant's keys, under a new KEK
@@ -435,7 +435,7 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   // 2. Drop the column family; its files go once the handle is destroyed.
   Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
   rocksdb::ColumnFamilyHandle* cf =
-      shard ? shard->Find(format::ColumnFamilyName(rec->internal_id)) : nullptr;
+      shard ? shard->Find(format::ColumnFamilyName(rec->internal_id, rec->family)) : nullptr;
   if (cf != nullptr) {
     uint64_t keys = 0;
     shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);
@@ -446,6 +446,12 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
     r.bytes = live_sst + blobs;
     if (live != nullptr) live->cf = nullptr;
     CV_RETURN_IF_ERROR(shard->Drop(cf));
+  }
+  // The other family of a key rotation that never finished (decision 0036).
+  if (shard != nullptr && rec->rotation_state != codec::kRotationNone) {
+    if (auto* other = shard->Find(format::ColumnFamilyName(rec->internal_id, rec->rotation_family))) {
+      CV_RETURN_IF_ERROR(shard->Drop(other));
+    }
   }
   CV_KILL_POINT("purge.after_drop");
   // 3. The receipt and the PURGED state, in one synced batch.

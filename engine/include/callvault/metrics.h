@@ -141,8 +141,8 @@ using Logger = std::function<void(LogLevel level, std::string_view source, std::
 // a slow callback slows the operation. Must not throw or call back into the
 // store. Holds no tenant id or data.
 struct Progress {
-  const char* operation = "";  // "verify", "erase", "retention", "purges"
-  const char* unit = "";       // "tenants" or "calls"
+  const char* operation = "";  // "verify", "erase", "retention", "purges", "rotate"
+  const char* unit = "";       // "tenants", "calls" or "rows" (rotate)
   uint64_t done = 0;
   uint64_t total = 0;          // 0 if unknown
   bool finished = false;
