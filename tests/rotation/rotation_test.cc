@@ -242,6 +242,36 @@ TEST_F(RotationTest, ACopyTakenBeforeTheRotationNoLongerOpensTheTenant) {
   EXPECT_EQ(o1->title, MakeCall("o-1", kT0, "other").title);
 }
 
+// A backup taken before a rotation restores every other tenant; the rotated
+// one is refused, and the removals logged since the cut (in the key
+// directory's tombstone log) do not stop the restore.
+TEST_F(RotationTest, BackupTakenBeforeTheRotation) {
+  for (int i = 0; i < 12; ++i) ASSERT_OK(ts->PutCall("acme", MakeCall(CallId(i), kT0 + i)));
+  ASSERT_OK(ts->PutCall("other", MakeCall("o-1", kT0, "other")));
+  ASSERT_OK(ts->PutCall("other", MakeCall("o-2", kT0, "other")));
+  testutil::TempDir backups;
+  ASSERT_OK(ts->Backup(backups.Sub("b")));
+  ASSERT_OK(ts->DeleteCall("acme", CallId(10)));  // tombstones after the cut
+  ASSERT_OK(ts->DeleteCall("other", "o-2"));
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  ts.Close();
+
+  testutil::TempDir restored;
+  Options o = ts.options;
+  o.create_if_missing = false;
+  auto report = Store::Restore(o, backups.Sub("b"), restored.Sub("db"));
+  ASSERT_OK(report);
+  auto st = Store::Open(o, restored.Sub("db"));
+  ASSERT_OK(st);
+  EXPECT_CODE((*st)->GetCall("acme", CallId(1)), Code::kCorruption);
+  EXPECT_OK((*st)->GetCall("other", "o-1"));
+  EXPECT_CODE((*st)->GetCall("other", "o-2"), Code::kNotFound);  // replayed
+  // What is left of the tenant there can be purged.
+  auto purged = (*st)->PurgeTenant("acme");
+  ASSERT_OK(purged);
+  EXPECT_CODE((*st)->GetCall("acme", CallId(1)), Code::kTenantPurged);
+}
+
 TEST_F(RotationTest, RotateTwiceAndRefusals) {
   Fill("acme");
   const Snapshot before = Take(ts.store.get(), "acme");
