@@ -68,6 +68,7 @@ class Copier {
     uint64_t total = 0;
     from_->shard->db()->GetIntProperty(from_->cf, "rocksdb.estimate-num-keys", &total);
     total_ = total;
+    store_->ReportProgress("rotate", "rows", 0, total_);
     std::unique_ptr<rocksdb::Iterator> it(
         from_->shard->db()->NewIterator(rocksdb::ReadOptions(), from_->cf));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -82,6 +83,7 @@ class Copier {
     *rows = written_;
     return Status::OK();
   }
+  uint64_t read() const { return read_; }
 
  private:
   Status Flush() {
@@ -92,7 +94,9 @@ class Copier {
       batch_.Clear();
       CV_KILL_POINT("rotate.after_batch");
     }
-    store_->ReportProgress("rotate", "rows", read_, std::max(total_, read_));
+    // Between the start and the end: the total is an estimate (never below
+    // what was read), the last report is RotateTenantKey's.
+    if (read_ > 0) store_->ReportProgress("rotate", "rows", read_, std::max(total_, read_ + 1));
     return Status::OK();
   }
 
@@ -232,8 +236,11 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
     }
   }
   CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
-  // Operations in flight finish first; new ones wait until the rotation ends.
+  // Operations in flight finish first; new ones are held back meanwhile
+  // (Tenant::exclusive_waiting), then wait on `life` until the rotation ends.
+  t->exclusive_waiting = true;
   std::unique_lock<std::shared_mutex> life(t->life);
+  t->exclusive_waiting = false;
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
     return Status::TenantPurged("tenant purged");
   }
@@ -309,10 +316,13 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
   // 4. The copy, then every WAL synced: the switch must not reach the disk
   //    before the rows it points to.
   uint64_t rows = 0;
+  uint64_t read = 0;
   {
     TenantRef from{t, std::shared_lock<std::shared_mutex>()};  // life held exclusively
     TenantRef to{copy, std::shared_lock<std::shared_mutex>(copy->life)};
-    Status s = Copier(this, from, to).Run(&rows);
+    Copier copier(this, from, to);
+    Status s = copier.Run(&rows);
+    read = copier.read();
     if (s.ok()) s = shard->SyncWal();
     if (!s.ok()) {
       to.lock.unlock();
@@ -373,6 +383,7 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
     std::lock_guard<std::mutex> r(t->rec_mu);
     t->rec = switched;
   }
+  ReportProgress("rotate", "rows", read, read, /*finished=*/true);
   return done;
 }
 

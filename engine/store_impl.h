@@ -73,6 +73,12 @@ struct Tenant : record::DictionarySource {
   std::string damage;
   std::shared_mutex life;
   std::mutex write_mu;  // serialises read-modify-write puts and deletes
+  // Set by a key rotation while it waits for `life` exclusively: Acquire
+  // then holds new operations back (up to 100 ms each, so an operation that
+  // already holds the tenant and acquires it again cannot deadlock), so a
+  // stream of them cannot starve the rotation (std::shared_mutex lets new
+  // shared holders in ahead of a waiting exclusive one).
+  std::atomic<bool> exclusive_waiting{false};
   Shard* shard = nullptr;
   rocksdb::ColumnFamilyHandle* cf = nullptr;  // GUARDED_BY(life)
   SecretBytes record_key;                     // GUARDED_BY(life)

@@ -56,6 +56,9 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
                               "; restore it or purge it, or accept the loss with `callvault "
                               "tenant accept-damage`, see docs/operations.md");
   }
+  for (int i = 0; i < 100 && t->exclusive_waiting.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a key rotation first
+  }
   std::shared_lock<std::shared_mutex> lock(t->life);
   if (closing_.load()) return Status::FailedPrecondition("the store is closed (Store::Close was called)");
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {

@@ -117,6 +117,9 @@ class RotationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ts.options.dictionary_training_calls = 40;  // a dictionary, and records compressed with it
+    ts.options.progress = [this](const Progress& p) {
+      if (std::string_view(p.operation) == "rotate") progress.push_back(p);
+    };
     ASSERT_OK(ts.Open());
     for (const char* t : {"acme", "other"}) ASSERT_OK(ts->CreateTenant({.tenant_id = t}));
   }
@@ -146,6 +149,7 @@ class RotationTest : public ::testing::Test {
   }
 
   TestStore ts;
+  std::vector<Progress> progress;  // "rotate" reports
 };
 
 TEST_F(RotationTest, EveryRowReadsBackUnderTheNewKey) {
@@ -164,8 +168,22 @@ TEST_F(RotationTest, EveryRowReadsBackUnderTheNewKey) {
   auto old_page = ts->ReadChanges("acme", "", 5);
   ASSERT_OK(old_page);
 
+  progress.clear();
   auto receipt = ts->RotateTenantKey("acme");
   ASSERT_OK(receipt);
+  // Progress: a start (0), reports in between, one finished at the end.
+  ASSERT_GE(progress.size(), 3u);
+  EXPECT_EQ(progress.front().done, 0u);
+  EXPECT_FALSE(progress.front().finished);
+  EXPECT_TRUE(progress.back().finished);
+  EXPECT_EQ(progress.back().done, progress.back().total);
+  EXPECT_GT(progress.back().done, uint64_t{kCalls});
+  for (size_t i = 1; i < progress.size(); ++i) {
+    EXPECT_GE(progress[i].done, progress[i - 1].done);
+    EXPECT_LE(progress[i].done, progress[i].total);
+    EXPECT_EQ(progress[i].finished, i + 1 == progress.size());
+  }
+  EXPECT_STREQ(progress.front().unit, "rows");
   EXPECT_EQ(receipt->kind, "key_rotation");
   EXPECT_EQ(receipt->tenant_id, "acme");
   EXPECT_EQ(receipt->key_versions_destroyed, std::vector<uint32_t>{1});
