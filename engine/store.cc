@@ -559,6 +559,9 @@ Status Store::Impl::Close() {
     if (!read_only() && shard->close_mark()) marks.shards[shard->index()] = *shard->close_mark();
   }
   shards_.clear();
+  // Not when the metadata instance never opened (an open that failed
+  // before it): this session checked nothing and may write nothing.
+  const bool meta_opened = meta_ != nullptr;
   bool meta_closed = false;
   if (meta_) {
     Status synced;
@@ -574,10 +577,12 @@ Status Store::Impl::Close() {
                   !res_->close_check->TakeWriteFailure(path_ + "/meta");
     keep(std::move(close_error));
   }
-  if (!read_only() && meta_closed) {
+  if (!read_only() && meta_opened) {
     rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    // The metadata instance's own mark only when it closed cleanly (no
+    // `meta` line: nothing checked for it); the shards' marks regardless.
     ShardMark m;
-    if (TakeMark(fs, path_ + "/meta", &m)) marks.meta = std::move(m);
+    if (meta_closed && TakeMark(fs, path_ + "/meta", &m)) marks.meta = std::move(m);
     // A CLOSE_MARK still there was not consumed: this session's open did
     // not finish (it failed before checking the marks). Kept, it is still
     // what the last clean close left; this session's marks would describe
