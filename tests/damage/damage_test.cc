@@ -18,7 +18,9 @@
 #include <random>
 
 #include "callvault/store.h"
+#include "engine/close_mark.h"
 #include "engine/wal_scan.h"
+#include "format/rowkey.h"
 #include "tests/damage/damage_util.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
@@ -830,6 +832,44 @@ TEST_F(MarkFixture, DamagedCloseMarkIsCorruption) {
   ASSERT_OK(s.Open());
   ExpectHealthy("acme", {"a0"});
   EXPECT_TRUE(NoLossReported(seen));
+}
+
+// A store last closed by a build before decision 0035 holds its marks as
+// header fields `shard_mark.<i>`: still checked, and consumed. They win
+// over a CLOSE_MARK beside them (an older build's close is the newer one;
+// the file is stale), and both are gone after the writable open.
+TEST_F(MarkFixture, HeaderMarksOfAnOlderBuildAreStillChecked) {
+  Put("acme", "a0");
+  auto [wal, before] = NewestWal(s);
+  for (int i = 1; i < 4; ++i) Put("acme", "a" + std::to_string(i));
+  s.Close();
+  const std::string file = s.db + "/CLOSE_MARK";
+  const std::string bytes = testutil::ReadFile(file);
+  CloseMark marks;
+  ASSERT_OK(DecodeCloseMark(bytes, &marks));
+  ASSERT_EQ(marks.shards.count(0), 1u);
+  ASSERT_EQ(marks.shards.count(1), 1u);
+  fs::remove(file);
+  {
+    // What an older build's close wrote (0015): the mark in the header.
+    testutil::RawShard meta(s.db + "/meta", /*read_only=*/false);
+    ASSERT_TRUE(meta.status().ok()) << meta.status().ToString();
+    meta.Put(rocksdb::kDefaultColumnFamilyName, format::HeaderKey("shard_mark.0"),
+             marks.shards[0].Encode());
+  }
+  // And a stale CLOSE_MARK beside it, which would fire on shard 1 (bravo)
+  // if it were used: a sequence number shard 1 never reached. Shard 0's
+  // loss can only be seen through the header mark (the file has none).
+  CloseMark stale;
+  stale.shards[1] = marks.shards[1];
+  stale.shards[1].manifest.clear();
+  stale.shards[1].sequence = uint64_t{1} << 40;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << EncodeCloseMark(stale);
+  fs::resize_file(wal, before);
+  ASSERT_OK(s.Open());
+  EXPECT_FALSE(fs::exists(file));
+  ExpectShardLoss();
+  EXPECT_FALSE(Saw("metadata_loss"));
 }
 
 // No false alarm from the file: clean close/open cycles (writable and
