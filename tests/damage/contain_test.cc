@@ -23,6 +23,7 @@
 
 #include "callvault/store.h"
 #include "tests/testutil/raw_shard.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -93,28 +94,8 @@ std::vector<Rec> Records(const std::string& path) {
 // Runs DISABLED_`child` of this binary on `db`; "exit N", "signal N" or
 // "hang" (killed after `seconds`).
 std::string RunChild(const std::string& child, const std::string& db, int seconds = 60) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv(kEnvDir, db.c_str(), 1);
-    const std::string filter = "--gtest_filter=ContainChild.DISABLED_" + child;
-    ::execl("/proc/self/exe", "damage_test", filter.c_str(), "--gtest_also_run_disabled_tests",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  int status = 0;
-  for (;;) {
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return "hang";
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-  return "exit " + std::to_string(WEXITSTATUS(status));
+  return testutil::RunSelfChild("ContainChild.DISABLED_" + child, {{kEnvDir, db}}, /*quiet=*/false,
+                                seconds);
 }
 
 Result<std::unique_ptr<Store>> OpenAt(const std::string& db, bool read_only) {
