@@ -667,7 +667,14 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [tid, t] : tenants_) {
-      if (t->state == TenantState::kActive) live[t->rec.internal_id] = tid;
+      if (t->state != TenantState::kActive) continue;
+      // Quarantined without a key (a copy older than a key rotation of
+      // the tenant, decision 0036): nothing of it is readable, nothing to
+      // remove, and it can only be purged. Any other quarantined tenant
+      // still gets its removals (it may be reinstated): refused below.
+      std::shared_lock<std::shared_mutex> life(t->life);
+      if (t->quarantined.load() && t->cf == nullptr) continue;
+      live[t->rec.internal_id] = tid;
     }
   }
   for (const auto& [id, entries] : todo) {

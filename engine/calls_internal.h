@@ -64,6 +64,16 @@ Status PlanDeleteRecordingByHash(const TenantRef& t, std::string_view call_hash,
 // recordings.cc: opens a manifest and every chunk of its recording.
 Status VerifyRecording(const TenantRef& t, std::string_view manifest_key, std::string_view sealed,
                        uint64_t* chunks);
+// recordings.cc, key rotation (decision 0036): copies the complete
+// recording whose manifest row of `from` is (`manifest_key`, `sealed`), a
+// recording of call `call_id`, into `to`: every chunk opened under
+// `from`'s keys and sealed again (chunk format 2, a fresh nonce prefix)
+// under `to`'s, at `to`'s blind hashes, then its manifest. Unsynced (the
+// caller syncs the WAL before it relies on the copy). Adds the rows
+// written to *rows.
+Status CopyRecordingRekeyed(Store::Impl* store, const TenantRef& from, const TenantRef& to,
+                            std::string_view call_id, std::string_view manifest_key,
+                            std::string_view sealed, uint64_t* rows);
 // recordings.cc: removes recordings whose writer never finished.
 Status CleanIncompleteRecordings(const TenantRef& t);
 // recordings.cc, tests only: the chunk format new recordings are written in

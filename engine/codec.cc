@@ -235,7 +235,9 @@ std::string EncodeTenant(const TenantRecord& t) {
                                   b.CreateVector(holds), b.CreateVector(ws),
                                   t.purge_kek_generation, t.ad_internal_id, t.move_state,
                                   t.move_id.empty() ? Offset<String>() : S(b, t.move_id),
-                                  t.move_peer.empty() ? Offset<String>() : S(b, t.move_peer)));
+                                  t.move_peer.empty() ? Offset<String>() : S(b, t.move_peer),
+                                  t.family, t.rotation_state, t.rotation_family,
+                                  t.rotation_cf_generation, t.rotation_key_version));
   return Finish(b);
 }
 
@@ -302,6 +304,14 @@ Status DecodeTenant(std::string_view bytes, TenantRecord* t) {
   t->move_state = r->move_state();
   t->move_id = Str(r->move_id());
   t->move_peer = Str(r->move_peer());
+  if (r->rotation_state() > kRotationShredding) {
+    return Status::Corruption("tenant registry record holds an out-of-range rotation state");
+  }
+  t->family = r->family();
+  t->rotation_state = r->rotation_state();
+  t->rotation_family = r->rotation_family();
+  t->rotation_cf_generation = r->rotation_cf_generation();
+  t->rotation_key_version = r->rotation_key_version();
   t->holds.clear();
   if (r->holds()) {
     for (const auto* h : *r->holds()) t->holds.push_back(HoldFrom(h));

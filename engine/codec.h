@@ -36,7 +36,19 @@ struct TenantRecord {
   uint8_t move_state = 0;       // kMoveNone, kMoveFenced, kMoveIn
   std::string move_id;          // hex
   std::string move_peer;        // hex store id
+  // Tenant key rotation (docs/decisions/0036). `family` names the live
+  // column family (0: "t<id>"); while a rotation runs, rotation_* describe
+  // the other copy: the one being written (copying) or the one being
+  // destroyed (shredding).
+  uint32_t family = 0;
+  uint8_t rotation_state = 0;  // kRotationNone, kRotationCopying, kRotationShredding
+  uint32_t rotation_family = 0;
+  uint64_t rotation_cf_generation = 0;
+  uint32_t rotation_key_version = 0;
 };
+inline constexpr uint8_t kRotationNone = 0;
+inline constexpr uint8_t kRotationCopying = 1;
+inline constexpr uint8_t kRotationShredding = 2;
 inline constexpr uint8_t kMoveNone = 0;
 inline constexpr uint8_t kMoveFenced = 1;  // source: writes refused, copy at move_peer
 inline constexpr uint8_t kMoveIn = 2;      // destination: arrived by a move

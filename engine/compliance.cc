@@ -348,7 +348,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
     r.kind = "retention";
     r.tenant_id = id;
     r.tenant_internal_id = rec.internal_id;
-    r.column_family = format::ColumnFamilyName(rec.internal_id);
+    r.column_family = format::ColumnFamilyName(rec.internal_id, rec.family);
     r.shard = rec.shard;
     r.records = removed;
     it.reset();

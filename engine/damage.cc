@@ -81,7 +81,7 @@ Status Store::Impl::RecordWalDamage() {
           registry_read = true;
         }
         for (const auto& rec : registry) {
-          const std::string name = format::ColumnFamilyName(rec.internal_id);
+          const std::string name = format::ColumnFamilyName(rec.internal_id, rec.family);
           if (rec.shard == shard->index() && rec.state == TenantState::kActive &&
               std::find(families.begin(), families.end(), name) == families.end()) {
             families.push_back(name);

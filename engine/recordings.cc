@@ -666,6 +666,84 @@ Status VerifyRecording(const TenantRef& t, std::string_view manifest_key, std::s
   return Status::OK();
 }
 
+Status CopyRecordingRekeyed(Store::Impl* store, const TenantRef& from, const TenantRef& to,
+                            std::string_view call_id, std::string_view manifest_key,
+                            std::string_view sealed, uint64_t* rows) {
+  (void)store;
+  std::string plain;
+  CV_RETURN_IF_ERROR(from->OpenRecord(manifest_key, sealed, &plain));
+  RecordingInfo info;
+  Stream stream;
+  CV_RETURN_IF_ERROR(DecodeManifest(std::move(plain), &info, &stream));
+  std::string_view k = manifest_key.substr(1);
+  if (k.size() != 2 * format::kHashBytes) return Status::Corruption("malformed recording key");
+  Names n{std::string(k.substr(0, format::kHashBytes)), std::string(k.substr(format::kHashBytes))};
+  // The manifest must be the one of the row it is in (the AEAD bound it to
+  // the row key; the ids in it are what the copy's names are made of).
+  const Names check = NamesOf(from, call_id, info.recording_id);
+  if (check.call_hash != n.call_hash || check.rec_hash != n.rec_hash) {
+    return Status::Corruption("recording manifest names another recording than its row");
+  }
+  SecretBytes key = StreamKey(from, n, stream.format);
+  const Names out = NamesOf(to, call_id, info.recording_id);
+  Stream out_stream;
+  out_stream.format = kFormatAead;
+  out_stream.material = crypto::RandomString(kPrefixBytes);
+  SecretBytes out_key = StreamKey(to, out, kFormatAead);
+  std::string buffer;  // plaintext of the chunk being filled
+  std::string value;
+  uint32_t next = 0;
+  uint64_t left = info.size;
+  auto seal = [&](bool final) -> Status {
+    const std::string ad = ChunkAd(to, out, kFormatAead, next, final);
+    value.resize(kPrefixBytes + buffer.size() + kAeadTagBytes);
+    std::memcpy(value.data(), out_stream.material.data(), kPrefixBytes);
+    unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    ChunkNonce(out_stream.material, next, nonce);
+    unsigned long long clen = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(
+        reinterpret_cast<unsigned char*>(value.data() + kPrefixBytes), &clen,
+        reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size(),
+        reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr, nonce, out_key.data());
+    value.resize(kPrefixBytes + clen);
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(
+        to->shard->db()->Put(rocksdb::WriteOptions(), to->cf,
+                             format::RecordingChunkKey(out.call_hash, out.rec_hash, next), value),
+        "write recording chunk"));
+    ++next;
+    ++*rows;
+    sodium_memzero(buffer.data(), buffer.size());
+    buffer.clear();
+    return Status::OK();
+  };
+  Status s = ReadChunks(nullptr, &from, from->rec.tenant_id, n, info, stream, key, 0, UINT64_MAX,
+                        [&](std::string_view bytes) -> Status {
+                          while (!bytes.empty()) {
+                            size_t take = std::min(bytes.size(), kRecordingChunkBytes - buffer.size());
+                            buffer.append(bytes.substr(0, take));
+                            bytes.remove_prefix(take);
+                            left -= take;
+                            // Every full chunk but a last one that ends the content
+                            // exactly: that one is followed by an empty FINAL chunk.
+                            if (buffer.size() == kRecordingChunkBytes) CV_RETURN_IF_ERROR(seal(false));
+                          }
+                          return Status::OK();
+                        });
+  if (s.ok() && left != 0) s = Status::Corruption("recording is shorter than its manifest says");
+  if (s.ok()) s = seal(true);
+  sodium_memzero(buffer.data(), buffer.size());
+  CV_RETURN_IF_ERROR(s);
+  if (next != info.chunks) return Status::Corruption("recording copy has another chunk count");
+  const std::string mkey = format::RecordingKey(format::kRecordingManifestPrefix, out.call_hash, out.rec_hash);
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(
+      to->shard->db()->Put(rocksdb::WriteOptions(), to->cf, mkey,
+                           record::Seal(to->record_key, to->binding(), mkey,
+                                        EncodeManifest(info, kRecordingChunkBytes, out_stream))),
+      "write recording manifest"));
+  ++*rows;
+  return Status::OK();
+}
+
 Status CleanIncompleteRecordings(const TenantRef& t) {
   const std::string prefix(1, format::kRecordingPendingPrefix);
   std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(rocksdb::ReadOptions(), t->cf));

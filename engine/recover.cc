@@ -52,7 +52,7 @@ std::shared_ptr<Tenant> Store::Impl::LoadTenant(const codec::TenantRecord& rec) 
   t->state = TenantState::kActive;
   if (rec.shard < shards_.size() && shards_[rec.shard]) {
     t->shard = shards_[rec.shard].get();
-    t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id));
+    t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id, rec.family));
   }
   if (const SecretBytes* dek = keyring_.Find(rec.internal_id, rec.key_version)) {
     DeriveKeys(t.get(), *dek);
@@ -93,7 +93,7 @@ Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
   }
   Shard* shard = rec.shard < shards_.size() ? shards_[rec.shard].get() : nullptr;
   rocksdb::ColumnFamilyHandle* cf =
-      shard ? shard->Find(format::ColumnFamilyName(rec.internal_id)) : nullptr;
+      shard ? shard->Find(format::ColumnFamilyName(rec.internal_id, rec.family)) : nullptr;
   if (keyring_.HasTenant(rec.internal_id)) {
     bool rows = false;
     if (cf != nullptr) {
@@ -148,18 +148,20 @@ Status Store::Impl::RecoverPurging(codec::TenantRecord rec) {
 }
 
 Status Store::Impl::RecoverFamilies() {
-  std::set<std::pair<uint32_t, uint64_t>> live;
+  // By name: a tenant's family after a key rotation is "t<id>r<n>", and
+  // its earlier ones (a crash left them) are not live (decision 0036).
+  std::set<std::pair<uint32_t, std::string>> live;
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
     for (const auto& [tid, t] : tenants_) {
-      if (t->state == TenantState::kActive) live.emplace(t->rec.shard, t->rec.internal_id);
+      if (t->state == TenantState::kActive) live.emplace(t->rec.shard, t->family_name());
     }
   }
   for (auto& shard : shards_) {
     if (!shard) continue;
     for (const auto& name : shard->FamilyNames()) {
       auto id = format::ParseColumnFamilyName(name);
-      if (id && live.count({shard->index(), *id})) continue;
+      if (id && live.count({shard->index(), name})) continue;
       if (id && keyring_.HasTenant(*id)) {
         // Its data is readable: only an operator may destroy it
         // (ReconcileKeys); its key is reported as an orphan.

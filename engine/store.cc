@@ -131,7 +131,7 @@ TenantInfo Tenant::Info() const {
   i.purged_at = rec.purged_at;
   i.internal_id = rec.internal_id;
   i.shard = rec.shard;
-  i.column_family = format::ColumnFamilyName(rec.internal_id);
+  i.column_family = format::ColumnFamilyName(rec.internal_id, rec.family);
   i.key_version = rec.key_version;
   i.churned_at = rec.churned_at;
   i.purge_at = rec.purge_at;
@@ -241,6 +241,11 @@ Result<Receipt> Store::PurgeTenant(std::string_view id) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("PurgeTenant");
   return impl_->PurgeTenant(id);
+}
+Result<Receipt> Store::RotateTenantKey(std::string_view id) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("RotateTenantKey");
+  return impl_->RotateTenantKey(id);
 }
 Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call,
                                  std::optional<uint64_t> expected_version) {
@@ -1015,9 +1020,21 @@ Status Store::Impl::ActivateTenant(const codec::TenantRecord& rec) {
       missing = Status::Corruption("tenant registered in a missing shard");
     } else {
       t->shard = shards_[rec.shard].get();
-      t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id));
-      if (t->cf == nullptr) missing = Status::Corruption("a live tenant's column family is missing");
-      else if (dek == nullptr) missing = Status::Corruption("a live tenant's key version is missing");
+      t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id, rec.family));
+      if (t->cf == nullptr) {
+        missing = Status::Corruption("a live tenant's column family is missing");
+      } else if (dek == nullptr && keyring_.HasTenant(rec.internal_id)) {
+        // A copy of the store taken before a key rotation (decision 0036):
+        // the rotation destroyed this version; the key directory holds a
+        // newer one, which never sealed these rows.
+        missing = Status::Corruption(
+            "a live tenant's key version " + std::to_string(rec.key_version) +
+            " was destroyed by a key rotation after this copy of the store was taken (the key "
+            "directory holds a newer version): its rows here are unreadable; purge it, or "
+            "restore a backup taken after the rotation");
+      } else if (dek == nullptr) {
+        missing = Status::Corruption("a live tenant's key version is missing");
+      }
     }
     if (!missing.ok()) {
       // A read-only open shows the tenant as the registry has it.
@@ -1100,6 +1117,21 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
         CV_RETURN_IF_ERROR(RecoverPurging(rec));
         break;
       case TenantState::kActive:
+        // A key rotation the process died in (decision 0036): undone
+        // before its switch, finished after it. A shard that did not open
+        // (decision 0034) keeps it for an open that opens the shard. Only
+        // while the key the registry says the tenant is sealed under is
+        // there: else this is a copy of the store older than the keyring
+        // (the rotation went on, or another one followed), and the tenant
+        // is refused below with what happened.
+        if (rec.rotation_state != codec::kRotationNone && !damaged_shards_.count(rec.shard) &&
+            keyring_.Find(rec.internal_id, rec.key_version) != nullptr) {
+          if (rec.rotation_state == codec::kRotationCopying) {
+            CV_RETURN_IF_ERROR(RollBackRotation(&rec, nullptr));
+          } else {
+            CV_RETURN_IF_ERROR(FinishRotation(&rec, nullptr, 0).status());
+          }
+        }
         if (!keyring_.HasTenant(rec.internal_id)) {
           // Restored from a copy taken before the purge: the key is gone,
           // nothing readable is destroyed.

@@ -73,6 +73,12 @@ struct Tenant : record::DictionarySource {
   std::string damage;
   std::shared_mutex life;
   std::mutex write_mu;  // serialises read-modify-write puts and deletes
+  // Set by a key rotation while it waits for `life` exclusively: Acquire
+  // then holds new operations back (up to 100 ms each, so an operation that
+  // already holds the tenant and acquires it again cannot deadlock), so a
+  // stream of them cannot starve the rotation (std::shared_mutex lets new
+  // shared holders in ahead of a waiting exclusive one).
+  std::atomic<bool> exclusive_waiting{false};
   Shard* shard = nullptr;
   rocksdb::ColumnFamilyHandle* cf = nullptr;  // GUARDED_BY(life)
   SecretBytes record_key;                     // GUARDED_BY(life)
@@ -103,6 +109,8 @@ struct Tenant : record::DictionarySource {
   record::Binding binding() const {
     return record::Binding{ad_id(), rec.cf_generation, rec.key_version};
   }
+  // The live column family's name (format/rowkey.h).
+  std::string family_name() const { return format::ColumnFamilyName(rec.internal_id, rec.family); }
   // A move of this tenant out of the store is copying it (held for the
   // move: purges and other moves refused). The fence itself is
   // rec.move_state == codec::kMoveFenced.
@@ -162,6 +170,8 @@ class Store::Impl {
   Result<TenantInfo> CreateTenant(const TenantSpec& spec);
   Result<Receipt> PurgeTenant(std::string_view tenant_id);  // timed (Op::kPurge)
   Result<Receipt> PurgeTenantUntimed(std::string_view tenant_id);
+  // rotate.cc (docs/decisions/0036).
+  Result<Receipt> RotateTenantKey(std::string_view tenant_id);
   Result<std::vector<TenantInfo>> ListTenants();
   Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
 
@@ -422,6 +432,17 @@ class Store::Impl {
   Status CommitKeyring(Keyring next, bool rotate, rocksdb::WriteBatch* header = nullptr);
   Result<Shard*> PickShard();
   Status RollBackCreate(const codec::TenantRecord& rec);
+  // rotate.cc. Both REQUIRE admin_mu_, and the tenant's life lock held
+  // exclusively when it is live (`live`: its runtime state, or nullptr at
+  // open). A rotation that was copying is undone: the copy's family dropped
+  // and its key removed (it protected nothing else), the registry as before.
+  Status RollBackRotation(codec::TenantRecord* rec, Tenant* live);
+  // A rotation past its switch is finished: the old key shredded (KEK
+  // rotation), the old family dropped, the receipt and the registry's
+  // rotation cleared in one synced batch. `rows`: the rows the copy wrote
+  // (the receipt's `records`); 0 at open, where the old family's estimate
+  // is used.
+  Result<Receipt> FinishRotation(codec::TenantRecord* rec, Tenant* live, uint64_t rows);
   // Completes a purge from any step. REQUIRES: admin_mu_, and the tenant's
   // life lock held exclusively when it is live.
   Result<Receipt> FinishPurge(codec::TenantRecord* rec, Tenant* live, const char* kind,

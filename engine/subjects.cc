@@ -238,7 +238,7 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
     r.kind = req.mode == EraseMode::kDelete ? "erasure_delete" : "erasure_redact";
     r.tenant_id = t->rec.tenant_id;
     r.tenant_internal_id = t->rec.internal_id;
-    r.column_family = format::ColumnFamilyName(t->rec.internal_id);
+    r.column_family = format::ColumnFamilyName(t->rec.internal_id, t->rec.family);
     r.shard = t->rec.shard;
     r.records = result.changed;
   }

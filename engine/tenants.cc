@@ -56,6 +56,9 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
                               "; restore it or purge it, or accept the loss with `callvault "
                               "tenant accept-damage`, see docs/operations.md");
   }
+  for (int i = 0; i < 100 && t->exclusive_waiting.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a key rotation first
+  }
   std::shared_lock<std::shared_mutex> lock(t->life);
   if (closing_.load()) return Status::FailedPrecondition("the store is closed (Store::Close was called)");
   if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
@@ -407,7 +410,7 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   r.destination = destination;
   r.tenant_id = rec->tenant_id;
   r.tenant_internal_id = rec->internal_id;
-  r.column_family = format::ColumnFamilyName(rec->internal_id);
+  r.column_family = format::ColumnFamilyName(rec->internal_id, rec->family);
   r.shard = rec->shard;
   rocksdb::WriteBatch deferred;  // written with the receipt (step 3)
   // 1. Crypto-shred: the keyring without the tenant's keys, under a new KEK
@@ -435,7 +438,7 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   // 2. Drop the column family; its files go once the handle is destroyed.
   Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
   rocksdb::ColumnFamilyHandle* cf =
-      shard ? shard->Find(format::ColumnFamilyName(rec->internal_id)) : nullptr;
+      shard ? shard->Find(format::ColumnFamilyName(rec->internal_id, rec->family)) : nullptr;
   if (cf != nullptr) {
     uint64_t keys = 0;
     shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);
@@ -446,6 +449,12 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
     r.bytes = live_sst + blobs;
     if (live != nullptr) live->cf = nullptr;
     CV_RETURN_IF_ERROR(shard->Drop(cf));
+  }
+  // The other family of a key rotation that never finished (decision 0036).
+  if (shard != nullptr && rec->rotation_state != codec::kRotationNone) {
+    if (auto* other = shard->Find(format::ColumnFamilyName(rec->internal_id, rec->rotation_family))) {
+      CV_RETURN_IF_ERROR(shard->Drop(other));
+    }
   }
   CV_KILL_POINT("purge.after_drop");
   // 3. The receipt and the PURGED state, in one synced batch.

@@ -139,23 +139,50 @@ std::optional<uint32_t> ParseDictionaryKey(std::string_view key) {
 
 bool IsIndexKey(std::string_view key) { return ParseIndexTail(key).has_value(); }
 
-std::string ColumnFamilyName(uint64_t internal_id) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "t%016llx", static_cast<unsigned long long>(internal_id));
+std::string ColumnFamilyName(uint64_t internal_id, uint32_t family) {
+  char buf[40];
+  if (family == 0) {
+    std::snprintf(buf, sizeof buf, "t%016llx", static_cast<unsigned long long>(internal_id));
+  } else {
+    std::snprintf(buf, sizeof buf, "t%016llxr%08x", static_cast<unsigned long long>(internal_id),
+                  static_cast<unsigned>(family));
+  }
   return buf;
 }
 
-std::optional<uint64_t> ParseColumnFamilyName(std::string_view name) {
-  if (name.size() != 17 || name[0] != 't') return std::nullopt;
+namespace {
+bool ParseLowerHex(std::string_view digits, uint64_t* out) {
   uint64_t v = 0;
-  for (char c : name.substr(1)) {
+  for (char c : digits) {
     int d;
     if (c >= '0' && c <= '9') d = c - '0';
     else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return std::nullopt;
+    else return false;
     v = (v << 4) | static_cast<uint64_t>(d);
   }
-  return v;
+  *out = v;
+  return true;
+}
+}  // namespace
+
+std::optional<FamilyId> ParseFamilyName(std::string_view name) {
+  if ((name.size() != 17 && name.size() != 26) || name[0] != 't') return std::nullopt;
+  FamilyId f;
+  if (!ParseLowerHex(name.substr(1, 16), &f.internal_id)) return std::nullopt;
+  if (name.size() == 26) {
+    uint64_t family = 0;
+    if (name[17] != 'r' || !ParseLowerHex(name.substr(18), &family) || family == 0) {
+      return std::nullopt;
+    }
+    f.family = static_cast<uint32_t>(family);
+  }
+  return f;
+}
+
+std::optional<uint64_t> ParseColumnFamilyName(std::string_view name) {
+  auto f = ParseFamilyName(name);
+  if (!f) return std::nullopt;
+  return f->internal_id;
 }
 
 }  // namespace callvault::format

@@ -132,7 +132,17 @@ std::string RecordingChunkKey(std::string_view call_hash, std::string_view recor
                               uint32_t index);
 
 // Column family names: opaque, from the tenant's internal id.
-std::string ColumnFamilyName(uint64_t internal_id);  // "t" + 16 hex digits
+// "t" + 16 hex digits (family 0, every tenant until its first key
+// rotation), or "t" + 16 hex digits + "r" + 8 hex digits (family n > 0,
+// after n rotations: docs/decisions/0036).
+std::string ColumnFamilyName(uint64_t internal_id, uint32_t family = 0);
+struct FamilyId {
+  uint64_t internal_id = 0;
+  uint32_t family = 0;
+};
+// Either form, canonical (lower case) only; "t<id>r00000000" is not.
+std::optional<FamilyId> ParseFamilyName(std::string_view name);
+// The internal id of either form.
 std::optional<uint64_t> ParseColumnFamilyName(std::string_view name);
 
 }  // namespace callvault::format

@@ -60,8 +60,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   IndexTail(in);
   if (auto k = ParseCallKey(in)) FUZZ_CHECK(CallKey(k->call_hash, k->part) == in, "call key round trip");
-  if (auto id = ParseColumnFamilyName(in)) {
-    FUZZ_CHECK(ColumnFamilyName(*id) == in, "column family name round trip");
+  if (auto f = ParseFamilyName(in)) {
+    FUZZ_CHECK(ColumnFamilyName(f->internal_id, f->family) == in, "column family name round trip");
+    FUZZ_CHECK(ParseColumnFamilyName(in) == f->internal_id, "column family name id");
+  } else {
+    FUZZ_CHECK(!ParseColumnFamilyName(in), "column family name parsers agree");
   }
   return 0;
 }

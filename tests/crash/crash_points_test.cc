@@ -460,7 +460,16 @@ const std::set<std::string>& RequiredPoints() {
                                               "keyring.after_destroy_kek",
                                               "purge.after_shred",
                                               "purge.after_drop",
-                                              "purge.after_receipt"};
+                                              "purge.after_receipt",
+                                              "rotate.after_begin",
+                                              "rotate.after_keyring",
+                                              "rotate.after_family",
+                                              "rotate.after_batch",
+                                              "rotate.after_copy",
+                                              "rotate.after_switch",
+                                              "rotate.after_shred",
+                                              "rotate.after_drop",
+                                              "rotate.after_receipt"};
   return names;
 }
 

@@ -14,7 +14,7 @@ constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
 const std::vector<Step>& Workload() {
   static const std::vector<Step> steps = {
       {Op::kCreate, "t1", {}},  {Op::kPut, "t1", {1}},    {Op::kPut, "t1", {2, 3}},
-      {Op::kPurge, "t1", {}},   {Op::kCreate, "old", {}}, {Op::kPut, "old", {7}},
+      {Op::kRotate, "t1", {}},  {Op::kPurge, "t1", {}},   {Op::kCreate, "old", {}}, {Op::kPut, "old", {7}},
       {Op::kPurge, "base", {}}, {Op::kCreate, "t1", {}},  {Op::kPut, "t1", {4, 5}},
   };
   return steps;
@@ -49,6 +49,8 @@ Status RunStep(Store* store, const Step& s) {
       return store->CreateTenant({.tenant_id = s.tenant}).status();
     case Op::kPurge:
       return store->PurgeTenant(s.tenant).status();
+    case Op::kRotate:
+      return store->RotateTenantKey(s.tenant).status();
     case Op::kPut: {
       std::vector<Call> calls;
       for (int i : s.calls) calls.push_back(TestCall(s.tenant, i));
@@ -97,10 +99,16 @@ Expectation Expected(const Crash* kill) {
         for (const auto& [idx, c] : t.calls) t.gone.insert(idx);
         t.calls.clear();
         t.live = false;
+        t.rotations = 0;
+        t.rotating = false;
         e.receipts.push_back(s.tenant);
         break;
       case Op::kPut:
         for (int idx : s.calls) t.calls[idx] = TestCall(s.tenant, idx);
+        break;
+      case Op::kRotate:
+        if (!in_flight) ++t.rotations;
+        else t.rotating = true;
         break;
     }
     if (in_flight) break;
@@ -137,8 +145,15 @@ void CheckRecovered(Store& st, const std::string& keys, const Expectation& e) {
     EXPECT_EQ(ring->kek_generation, files.keks.back());
   }
   std::set<uint64_t> ring_ids;
-  for (const auto& d : ring->deks) ring_ids.insert(d.first);
+  std::map<uint64_t, int> versions;
+  for (const auto& d : ring->deks) {
+    ring_ids.insert(d.first);
+    ++versions[d.first];
+  }
   EXPECT_EQ(ring_ids, live_ids) << "keyring DEKs vs live tenants";
+  // Every record readable under exactly one key: a key rotation, undone or
+  // finished, leaves one version per tenant.
+  for (const auto& [id, n] : versions) EXPECT_EQ(n, 1) << "key versions of internal id " << id;
 
   // Column families: exactly the live tenants', in their shards.
   std::set<std::pair<uint32_t, std::string>> families;
@@ -202,7 +217,13 @@ void CheckRecovered(Store& st, const std::string& keys, const Expectation& e) {
   ASSERT_OK(receipts);
   std::vector<std::string> receipt_tenants;
   std::set<uint64_t> receipt_ids;
+  std::map<uint64_t, int> rotation_receipts;  // internal id -> key_rotation receipts
   for (const auto& r : *receipts) {
+    if (r.kind == "key_rotation") {
+      ++rotation_receipts[r.tenant_internal_id];
+      EXPECT_EQ(r.key_versions_destroyed.size(), 1u) << "receipt " << r.sequence;
+      continue;
+    }
     receipt_tenants.push_back(r.tenant_id);
     EXPECT_TRUE(receipt_ids.insert(r.tenant_internal_id).second) << "two receipts for one purge";
     EXPECT_FALSE(live_ids.count(r.tenant_internal_id)) << "a receipt for a live tenant";
@@ -212,6 +233,18 @@ void CheckRecovered(Store& st, const std::string& keys, const Expectation& e) {
     EXPECT_LT(r.kek_generation_retired, r.kek_generation_current) << "receipt " << r.sequence;
   }
   EXPECT_EQ(receipt_tenants, e.receipts);
+  // Rotations: a live tenant's key version is 1 + its rotations that
+  // finished, each with its receipt; one in flight at the crash either.
+  for (const auto& [id, te] : e.tenants) {
+    if (!te.live) continue;
+    auto d = st.DescribeTenant(id);
+    ASSERT_OK(d);
+    const int finished = rotation_receipts[d->internal_id];
+    EXPECT_EQ(d->key_version, 1u + finished) << id;
+    EXPECT_TRUE(finished == te.rotations || (te.rotating && finished == te.rotations + 1))
+        << id << ": " << finished << " key_rotation receipts, " << te.rotations
+        << " rotations returned" << (te.rotating ? " and one in flight" : "");
+  }
   auto pk = st.SigningPublicKey();
   ASSERT_OK(pk);
   EXPECT_OK(VerifyReceiptChain(*receipts, *pk));

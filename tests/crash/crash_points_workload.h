@@ -12,7 +12,7 @@
 
 namespace callvault::crashpoints {
 
-enum class Op { kCreate, kPut, kPurge };
+enum class Op { kCreate, kPut, kPurge, kRotate };
 struct Step {
   Op op;
   std::string tenant;
@@ -35,11 +35,17 @@ struct TenantExpect {
   bool live = false;
   std::map<int, Call> calls;  // the live incarnation's acknowledged calls
   std::set<int> gone;         // calls of purged incarnations: never readable
+  int rotations = 0;          // key rotations of the live incarnation that returned
+  bool rotating = false;      // the crash was in one more: undone or finished
 };
 struct Expectation {
   std::map<std::string, TenantExpect> tenants;
   std::vector<std::string> receipts;  // tenant ids of the receipts, in order
 };
+
+// A key rotation (kRotate) keeps the tenant's calls whether recovery undoes
+// it or finishes it; which one is checked for consistency (CheckRecovered:
+// key version 2 with one key_rotation receipt, or 1 with none).
 
 // A crash at `point` during workload step `step`.
 struct Crash {

@@ -386,6 +386,31 @@ TEST(RowKeyTest, ColumnFamilyNameRoundTrip) {
   EXPECT_EQ(ColumnFamilyName(0x1a), "t000000000000001a");
 }
 
+// After a key rotation (decision 0036): "t" + 16 hex + "r" + 8 hex.
+TEST(RowKeyTest, RotatedColumnFamilyNames) {
+  EXPECT_EQ(ColumnFamilyName(0x1a, 0), "t000000000000001a");
+  EXPECT_EQ(ColumnFamilyName(0x1a, 3), "t000000000000001ar00000003");
+  std::mt19937_64 rng(Seed());
+  for (int i = 0; i < 1000; ++i) {
+    const uint64_t id = rng();
+    const uint32_t family = static_cast<uint32_t>(rng());
+    const std::string name = ColumnFamilyName(id, family);
+    auto f = ParseFamilyName(name);
+    ASSERT_TRUE(f.has_value()) << name;
+    EXPECT_EQ(f->internal_id, id);
+    EXPECT_EQ(f->family, family);
+    EXPECT_EQ(ParseColumnFamilyName(name), std::optional<uint64_t>(id));
+  }
+  const std::string good = ColumnFamilyName(0x0123456789abcdef, 0x2a);
+  ASSERT_TRUE(ParseFamilyName(good));
+  EXPECT_FALSE(ParseFamilyName("t0123456789abcdefr00000000"));  // family 0 has the short name
+  EXPECT_FALSE(ParseFamilyName("t0123456789abcdefs0000002a"));
+  EXPECT_FALSE(ParseFamilyName("t0123456789abcdefr0000002A"));
+  EXPECT_FALSE(ParseFamilyName(good.substr(0, 25)));
+  EXPECT_FALSE(ParseFamilyName(good + "0"));
+  EXPECT_FALSE(ParseColumnFamilyName("t0123456789abcdefr00000000"));
+}
+
 TEST(RowKeyTest, ColumnFamilyNameRejects) {
   const std::string good = ColumnFamilyName(0x0123456789abcdef);
   ASSERT_TRUE(ParseColumnFamilyName(good));
@@ -1032,6 +1057,40 @@ TEST(CodecTest, TenantStateOutOfRangeRejected) {
     if (state <= static_cast<int>(TenantState::kPurged)) {
       EXPECT_OK(s);
       EXPECT_EQ(static_cast<int>(out.state), state);
+    } else {
+      EXPECT_EQ(s.code(), Code::kCorruption) << state;
+    }
+  }
+}
+
+// Registry fields of a key rotation (decision 0036): round trip, and a
+// rotation state out of range is refused.
+TEST(CodecTest, TenantRotationFields) {
+  codec::TenantRecord t;
+  t.tenant_id = "acme";
+  t.state = TenantState::kActive;
+  t.internal_id = 7;
+  t.family = 2;
+  t.rotation_state = codec::kRotationShredding;
+  t.rotation_family = 1;
+  t.rotation_cf_generation = 12;
+  t.rotation_key_version = 2;
+  codec::TenantRecord out;
+  ASSERT_OK(codec::DecodeTenant(codec::EncodeTenant(t), &out));
+  EXPECT_EQ(out.family, 2u);
+  EXPECT_EQ(out.rotation_state, codec::kRotationShredding);
+  EXPECT_EQ(out.rotation_family, 1u);
+  EXPECT_EQ(out.rotation_cf_generation, 12u);
+  EXPECT_EQ(out.rotation_key_version, 2u);
+  for (int state = 0; state < 256; ++state) {
+    flatbuffers::FlatBufferBuilder b;
+    fb::TenantRecordBuilder r(b);
+    r.add_rotation_state(static_cast<uint8_t>(state));
+    b.Finish(r.Finish());
+    Status s = codec::DecodeTenant(Bytes(b), &out);
+    if (state <= codec::kRotationShredding) {
+      EXPECT_OK(s);
+      EXPECT_EQ(out.rotation_state, state);
     } else {
       EXPECT_EQ(s.code(), Code::kCorruption) << state;
     }

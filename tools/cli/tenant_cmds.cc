@@ -168,6 +168,36 @@ class TenantPurgeCommand final : public Command {
   bool yes_ = false;
 };
 
+class TenantRotateKeyCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "rotate-key"; }
+  std::string Help() const override {
+    return "Give a tenant a new data key: its data re-sealed under it, the old key shredded; "
+           "prints the signed receipt";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    auto receipt = (*store)->RotateTenantKey(tenant_id_);
+    if (!receipt.ok()) return receipt.status();
+    if (ctx.json()) {
+      ctx.PrintJson(ReceiptToJson(*receipt));
+    } else {
+      PrintReceipt(ctx.out(), *receipt);
+    }
+    ctx.err() << "rotated the key of tenant " << tenant_id_ << "; receipt " << receipt->sequence
+              << "; backups taken before now cannot restore this tenant: take a backup\n";
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+};
+
 // Prints the tenant after a change, as `tenant show` would (without counts).
 RunResult ShowAfter(Context& ctx, Store* store, const std::string& tenant_id) {
   auto t = store->DescribeTenant(tenant_id);
@@ -520,6 +550,7 @@ void AddTenantCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<TenantListCommand>());
   out->push_back(std::make_unique<TenantShowCommand>());
   out->push_back(std::make_unique<TenantPurgeCommand>());
+  out->push_back(std::make_unique<TenantRotateKeyCommand>());
   out->push_back(std::make_unique<TenantChurnCommand>());
   out->push_back(std::make_unique<TenantCancelChurnCommand>());
   out->push_back(std::make_unique<TenantRetentionCommand>());

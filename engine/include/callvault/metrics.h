@@ -134,15 +134,15 @@ using Logger = std::function<void(LogLevel level, std::string_view source, std::
 // --- Progress hook (Options::progress) --------------------------------------
 // Long operations report how far they are: Verify ("verify", tenants),
 // Erase ("erase", calls), RunRetention ("retention", tenants),
-// RunScheduledPurges ("purges", tenants due), and ExportTenantData (its own
-// ExportOptions::progress). Once at the start (done 0), at most once per unit in between, and on
+// RunScheduledPurges ("purges", tenants due), RotateTenantKey ("rotate", rows read), and
+// ExportTenantData (its own ExportOptions::progress). Once at the start (done 0), at most once per unit in between, and on
 // success once at the end (done == total, finished true); a failed one stops. Erase reports only
 // when it changes calls (not dry, not nothing). Called from the thread running it, synchronously:
 // a slow callback slows the operation. Must not throw or call back into the
 // store. Holds no tenant id or data.
 struct Progress {
-  const char* operation = "";  // "verify", "erase", "retention", "purges"
-  const char* unit = "";       // "tenants" or "calls"
+  const char* operation = "";  // "verify", "erase", "retention", "purges", "rotate"
+  const char* unit = "";       // "tenants", "calls" or "rows" (rotate)
   uint64_t done = 0;
   uint64_t total = 0;          // 0 if unknown
   bool finished = false;

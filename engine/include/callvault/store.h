@@ -647,6 +647,24 @@ class Store {
   // PURGING tenant completes the purge; purging a PURGED one returns its
   // receipt again.
   Result<Receipt> PurgeTenant(std::string_view tenant_id);
+  // Rotates the tenant's data key (what to run when it may have leaked;
+  // docs/decisions/0036): a new DEK (key version + 1), every row of the
+  // tenant copied, re-keyed (the blind hashes in row keys are under the
+  // DEK too) and re-sealed under it into a new column family, the registry
+  // switched to the copy, then the old DEK crypto-shredded as a purge does
+  // (keyring under a new KEK generation, the old KEK destroyed) and the old
+  // family dropped. Returns the signed "key_rotation" receipt
+  // (key_versions_destroyed: the old version; records: the rows copied).
+  // The tenant's operations wait while it runs (it holds the tenant as a
+  // purge does); a recording being written meanwhile fails at Finish
+  // (kNotFound), and list cursors and change-feed tokens issued before
+  // it are refused afterwards. A crash before the switch rolls it back at
+  // the next open, after it rolls forward. Progress: Options::progress,
+  // operation "rotate", unit "rows". Refused: unknown (kNotFound), purged
+  // or purging (kTenantPurged), damaged or quarantined (kCorruption),
+  // held for a move (kFailedPrecondition), read-only store (kNotSupported).
+  // Legal holds do not block it (nothing is removed).
+  Result<Receipt> RotateTenantKey(std::string_view tenant_id);
 
   // --- Compliance lifecycle (docs/operations.md) ----------------------------
   // Churn: from now on writes to the tenant are refused

@@ -1,0 +1,486 @@
+// Tenant key rotation (docs/decisions/0036-tenant-key-rotation.md).
+//
+// The index subkey (blind hashes in row keys and summaries), the record
+// subkey, the recording subkey and the cursor subkey all derive from the
+// tenant's DEK, so a new DEK means new row keys, not only new ciphertexts:
+// the rotation copies every row of the tenant, re-keyed and re-sealed, into
+// a new column family ("t<id>r<n>"), switches the registry to it in one
+// write, then shreds the old DEK as a purge does and drops the old family.
+//
+// Steps (kill points in brackets; docs/crypto.md, "Tenant key rotation"):
+//   1. registry: rotation COPYING (the copy's family, generation, key
+//      version) [rotate.after_begin]
+//   2. keyring with the new DEK, no KEK rotation [rotate.after_keyring]
+//   3. the copy's family [rotate.after_family]
+//   4. the copy, in batches [rotate.after_batch], WAL synced
+//      [rotate.after_copy]
+//   5. registry: the copy is the tenant, rotation SHREDDING (the old
+//      family, generation, key version) [rotate.after_switch]
+//   6. keyring without the old DEK under a new KEK, the old KEK destroyed
+//      [rotate.after_shred]; the old family dropped [rotate.after_drop];
+//      the receipt and the registry's rotation cleared in one synced batch
+//      [rotate.after_receipt]
+// Recovery at open: COPYING rolls back (the copy's family dropped, its key
+// removed), SHREDDING rolls forward from step 6.
+#include <rocksdb/write_batch.h>
+
+#include <map>
+
+#include "callvault/limits.h"
+#include "engine/calls_internal.h"
+#include "engine/codec.h"
+#include "engine/crypto.h"
+#include "engine/fs_util.h"
+#include "engine/indexing.h"
+#include "engine/kill_point.h"
+#include "engine/store_impl.h"
+#include "engine/validate.h"
+#include "format/coding.h"
+
+namespace callvault {
+
+namespace {
+
+constexpr char kHoldDomain = 'H';  // as compliance.cc
+constexpr size_t kBatchRows = 256;
+constexpr size_t kBatchBytes = 4u << 20;
+
+std::string IdText(uint64_t internal_id) { return "internal_id=" + std::to_string(internal_id); }
+
+codec::TenantRecord WithoutRotation(codec::TenantRecord rec) {
+  rec.rotation_state = codec::kRotationNone;
+  rec.rotation_family = 0;
+  rec.rotation_cf_generation = 0;
+  rec.rotation_key_version = 0;
+  return rec;
+}
+
+// Copies every row of `from` into `to`, re-keyed under `to`'s index subkey
+// and re-sealed under its record subkey. Rows are read in key order: call
+// rows ('C') before the holds, pins and recordings ('H', 'M', 'N') that
+// name a call by its hash.
+class Copier {
+ public:
+  Copier(Store::Impl* store, const TenantRef& from, const TenantRef& to)
+      : store_(store), from_(from), to_(to) {}
+
+  Status Run(uint64_t* rows) {
+    uint64_t total = 0;
+    from_->shard->db()->GetIntProperty(from_->cf, "rocksdb.estimate-num-keys", &total);
+    total_ = total;
+    store_->ReportProgress("rotate", "rows", 0, total_);
+    std::unique_ptr<rocksdb::Iterator> it(
+        from_->shard->db()->NewIterator(rocksdb::ReadOptions(), from_->cf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      CV_RETURN_IF_ERROR(CopyRow(it->key().ToStringView(), it->value().ToStringView()));
+      ++read_;
+      if (batch_.Count() >= kBatchRows || batch_.GetDataSize() >= kBatchBytes) {
+        CV_RETURN_IF_ERROR(Flush());
+      }
+    }
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan the tenant's rows"));
+    CV_RETURN_IF_ERROR(Flush());
+    *rows = written_;
+    return Status::OK();
+  }
+  uint64_t read() const { return read_; }
+
+ private:
+  Status Flush() {
+    if (batch_.Count() > 0) {
+      written_ += batch_.Count();
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(
+          to_->shard->db()->Write(rocksdb::WriteOptions(), &batch_), "write the rotated copy"));
+      batch_.Clear();
+      CV_KILL_POINT("rotate.after_batch");
+    }
+    // Between the start and the end: the total is an estimate (never below
+    // what was read), the last report is RotateTenantKey's.
+    if (read_ > 0) store_->ReportProgress("rotate", "rows", read_, std::max(total_, read_ + 1));
+    return Status::OK();
+  }
+
+  Status Put(const std::string& key, std::string_view plain) {
+    return fsutil::FromRocks(batch_.Put(to_->cf, key, to_->SealRecord(key, plain)), "batch");
+  }
+
+  // The call a hash names, from the call rows already read.
+  const std::string* CallOf(std::string_view old_hash) const {
+    auto it = calls_.find(std::string(old_hash));
+    return it == calls_.end() ? nullptr : &it->second;
+  }
+
+  Status CopyRow(std::string_view key, std::string_view value) {
+    const char kind = key.empty() ? '\0' : key[0];
+    const size_t h = format::kHashBytes;
+    switch (kind) {
+      case format::kCallPrefix: {
+        if (key.size() != 2 + h) return Status::Corruption("malformed call row key");
+        if (static_cast<format::Part>(key[1 + h]) != format::Part::kMeta) return Status::OK();
+        const std::string old_hash(key.substr(1, h));
+        std::string plain;
+        CV_RETURN_IF_ERROR(from_->OpenRecord(key, value, &plain));
+        Call call;
+        uint32_t parts = 0;
+        CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, &call, &parts));
+        if (indexing::CallHash(from_->index_key, call.call_id) != old_hash) {
+          return Status::Corruption("a call record is stored under another call's key");
+        }
+        if (parts & kPartTranscript) {
+          CV_RETURN_IF_ERROR(calls::ReadPart(from_, old_hash, format::Part::kTranscript, &call));
+        }
+        if (parts & kPartInsights) {
+          CV_RETURN_IF_ERROR(calls::ReadPart(from_, old_hash, format::Part::kInsights, &call));
+        }
+        const std::string new_hash = indexing::CallHash(to_->index_key, call.call_id);
+        // Parts, summary, every index entry and the source entry, as a put
+        // of the same call (same version and times) would write them.
+        CV_RETURN_IF_ERROR(calls::PlanWrite(to_, nullptr, 0, call, new_hash, &batch_,
+                                            kPartTranscript | kPartInsights));
+        calls_.emplace(old_hash, call.call_id);
+        return Status::OK();
+      }
+      // Index entries and the other parts: written with their call.
+      case format::kTimeIndexPrefix:
+      case format::kUpdatedIndexPrefix:
+      case format::kSourceIndexPrefix:
+      case format::kOwnerIndexPrefix:
+      case format::kParticipantIndexPrefix:
+      case format::kCrmIndexPrefix:
+      case format::kWorkspaceIndexPrefix:
+      // Chunks: copied with their manifest. A pending marker is a recording
+      // being written: its writer's Finish finds no marker in the copy and
+      // keeps nothing (kNotFound), as after a delete of its call.
+      case format::kRecordingChunkPrefix:
+      case format::kRecordingPendingPrefix:
+        return Status::OK();
+      case format::kCallHoldPrefix: {
+        std::string plain;
+        CV_RETURN_IF_ERROR(from_->OpenRecord(key, value, &plain));
+        Hold hold;
+        CV_RETURN_IF_ERROR(codec::DecodeHold(plain, &hold));
+        const std::string k = format::RecordingKey(
+            format::kCallHoldPrefix, indexing::CallHash(to_->index_key, hold.call_id),
+            crypto::BlindHash(to_->index_key, kHoldDomain, hold.hold_id));
+        return Put(k, plain);
+      }
+      case format::kPinPrefix: {
+        if (key.size() != 1 + h) return Status::Corruption("malformed pin row key");
+        std::string plain;
+        CV_RETURN_IF_ERROR(from_->OpenRecord(key, value, &plain));
+        const std::string* call_id = CallOf(key.substr(1));
+        if (call_id == nullptr) {
+          ++dropped_;  // the pin of a call that no longer exists: nothing to keep
+          return Status::OK();
+        }
+        std::string k(1, format::kPinPrefix);
+        k += indexing::CallHash(to_->index_key, *call_id);
+        return Put(k, plain);
+      }
+      case format::kRecordingManifestPrefix: {
+        if (key.size() != 1 + 2 * h) return Status::Corruption("malformed recording key");
+        const std::string* call_id = CallOf(key.substr(1, h));
+        if (call_id == nullptr) {
+          ++dropped_;  // a recording of a call that no longer exists (verify reports it)
+          return Status::OK();
+        }
+        // Chunks go straight to the copy's family (1 MiB each): the batch
+        // first, so rows land in key order of the source.
+        CV_RETURN_IF_ERROR(Flush());
+        return calls::CopyRecordingRekeyed(store_, from_, to_, *call_id, key, value, &written_);
+      }
+      case format::kDictionaryPrefix: {
+        // Sealed without a dictionary (dictionaries.cc); same id.
+        std::string plain;
+        CV_RETURN_IF_ERROR(record::Open(from_->record_key, from_->binding(), key, value, &plain));
+        return fsutil::FromRocks(
+            batch_.Put(to_->cf, std::string(key),
+                       record::Seal(to_->record_key, to_->binding(), key, plain)),
+            "batch");
+      }
+      case format::kVersionCounterPrefix:
+      case format::kChangePrefix: {
+        std::string plain;
+        CV_RETURN_IF_ERROR(from_->OpenRecord(key, value, &plain));
+        return Put(std::string(key), plain);
+      }
+      default:
+        return Status::Corruption("the tenant's column family holds a row of an unknown kind");
+    }
+  }
+
+  Store::Impl* const store_;
+  const TenantRef& from_;
+  const TenantRef& to_;
+  rocksdb::WriteBatch batch_;
+  std::map<std::string, std::string> calls_;  // old call hash -> call id
+  uint64_t read_ = 0;
+  uint64_t total_ = 0;
+  uint64_t written_ = 0;
+  uint64_t dropped_ = 0;
+};
+
+}  // namespace
+
+Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
+  CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
+  std::lock_guard<std::mutex> l(admin_mu_);
+  // The refusals every operation gives (unknown, purged, quarantined,
+  // damaged, a read-only open's unrecovered tenant), then a move's.
+  {
+    CV_ASSIGN_OR_RETURN(TenantRef ref, Acquire(tenant_id, Access::kInspect));
+    std::lock_guard<std::mutex> r(ref->rec_mu);
+    if (ref->moving.load() || ref->rec.move_state == codec::kMoveFenced) {
+      return Status::FailedPrecondition(
+          "tenant is held for a move to another store; rotate its key at its destination");
+    }
+  }
+  CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
+  // Operations in flight finish first; new ones are held back meanwhile
+  // (Tenant::exclusive_waiting), then wait on `life` until the rotation ends.
+  t->exclusive_waiting = true;
+  std::unique_lock<std::shared_mutex> life(t->life);
+  t->exclusive_waiting = false;
+  if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
+    return Status::TenantPurged("tenant purged");
+  }
+  if (t->quarantined.load() || t->damaged.load()) {
+    return Status::Corruption("tenant damaged or quarantined: its key is not rotated (see "
+                              "docs/operations.md)");
+  }
+  const codec::TenantRecord rec = t->Record();
+  if (rec.rotation_state != codec::kRotationNone) {
+    return Status::FailedPrecondition("a key rotation of this tenant is unfinished; reopen the "
+                                      "store to complete or undo it");
+  }
+  Shard* shard = t->shard;
+
+  // 1. The registry says where the copy goes before anything of it exists,
+  //    so recovery can always undo it.
+  codec::TenantRecord copying = rec;
+  copying.rotation_state = codec::kRotationCopying;
+  copying.rotation_family = rec.family + 1;
+  copying.rotation_cf_generation = next_internal_id_++;  // never reused
+  copying.rotation_key_version = rec.key_version + 1;
+  {
+    rocksdb::WriteBatch b;
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(
+        b.Put(format::HeaderKey("next_internal_id"), std::to_string(next_internal_id_)),
+        "registry batch"));
+    CV_RETURN_IF_ERROR(WriteRegistry(copying, &b));
+  }
+  {
+    std::lock_guard<std::mutex> r(t->rec_mu);
+    t->rec = copying;
+  }
+  CV_KILL_POINT("rotate.after_begin");
+
+  auto copy = std::make_shared<Tenant>();
+  copy->rec = WithoutRotation(rec);
+  copy->rec.family = copying.rotation_family;
+  copy->rec.cf_generation = copying.rotation_cf_generation;
+  copy->rec.key_version = copying.rotation_key_version;
+  copy->rec.ad_internal_id = 0;  // sealed with its own internal id from now on
+  copy->shard = shard;
+  auto undo = [&](Status why) -> Status {
+    copy->cf = nullptr;  // RollBackRotation drops it by name
+    copy->WipeKeys();
+    codec::TenantRecord r = copying;
+    Status s = RollBackRotation(&r, t.get());
+    if (!s.ok()) {
+      Log(LogLevel::kError, "key rotation: undoing a failed rotation failed (" + s.ToString() +
+                                "); the next open undoes it");
+    }
+    return why;
+  };
+
+  // 2. The new DEK. It protects nothing yet: no KEK rotation.
+  {
+    Keyring next = keyring_.Clone();
+    SecretBytes dek = crypto::RandomKey();
+    DeriveKeys(copy.get(), dek);
+    next.deks.emplace(std::make_pair(rec.internal_id, copying.rotation_key_version), std::move(dek));
+    Status s = CommitKeyring(std::move(next), /*rotate=*/false);
+    if (!s.ok()) return undo(s);
+  }
+  CV_KILL_POINT("rotate.after_keyring");
+
+  // 3. The copy's family.
+  {
+    auto c = shard->Create(copy->family_name());
+    if (!c.ok()) return undo(c.status());
+    copy->cf = *c;
+  }
+  CV_KILL_POINT("rotate.after_family");
+
+  // 4. The copy, then every WAL synced: the switch must not reach the disk
+  //    before the rows it points to.
+  uint64_t rows = 0;
+  uint64_t read = 0;
+  {
+    TenantRef from{t, std::shared_lock<std::shared_mutex>()};  // life held exclusively
+    TenantRef to{copy, std::shared_lock<std::shared_mutex>(copy->life)};
+    Copier copier(this, from, to);
+    Status s = copier.Run(&rows);
+    read = copier.read();
+    if (s.ok()) s = shard->SyncWal();
+    if (!s.ok()) {
+      to.lock.unlock();
+      if (IsStorageCorruption(s)) {
+        // The source's files are damaged (decision 0014): the copy is
+        // undone and the tenant marked, as any read that met them would.
+        Status u = undo(s);
+        life.unlock();
+        MarkDamaged(t, "key rotation: its column family's files are damaged: " + s.message());
+        return u;
+      }
+      return undo(s);
+    }
+  }
+  CV_KILL_POINT("rotate.after_copy");
+
+  // 5. The switch: one registry write makes the copy the tenant.
+  codec::TenantRecord switched = copy->rec;
+  switched.holds = rec.holds;  // unchanged: the tenant's life lock is held
+  switched.rotation_state = codec::kRotationShredding;
+  switched.rotation_family = rec.family;
+  switched.rotation_cf_generation = rec.cf_generation;
+  switched.rotation_key_version = rec.key_version;
+  if (Status s = WriteRegistry(switched); !s.ok()) {
+    // The record may still be in the metadata WAL and come back at the
+    // next open, which then finishes the rotation: until then nothing may
+    // be written to the old family, whose writes that would lose.
+    t->damaged = true;
+    {
+      std::lock_guard<std::mutex> r(t->rec_mu);
+      t->damage = "a key rotation could not record its switch to the new key (" + s.message() +
+                  "); reopen the store, which completes or undoes it";
+    }
+    copy->WipeKeys();
+    return s;
+  }
+  CV_KILL_POINT("rotate.after_switch");
+  rocksdb::ColumnFamilyHandle* old_cf = t->cf;
+  (void)old_cf;  // dropped by name in FinishRotation
+  {
+    std::lock_guard<std::mutex> r(t->rec_mu);
+    t->rec = switched;
+    t->cf = copy->cf;
+    t->record_key = std::move(copy->record_key);
+    t->index_key = std::move(copy->index_key);
+    t->cursor_key = std::move(copy->cursor_key);
+    t->recording_key = std::move(copy->recording_key);
+  }
+  copy->cf = nullptr;
+
+  // 6. Shred the old key, drop the old family, the receipt.
+  auto done = FinishRotation(&switched, t.get(), rows);
+  if (!done.ok()) {
+    // The tenant is served from its copy; the next open finishes this.
+    return done.status();
+  }
+  {
+    std::lock_guard<std::mutex> r(t->rec_mu);
+    t->rec = switched;
+  }
+  ReportProgress("rotate", "rows", read, read, /*finished=*/true);
+  return done;
+}
+
+Status Store::Impl::RollBackRotation(codec::TenantRecord* rec, Tenant* live) {
+  if (rec->rotation_state != codec::kRotationCopying) return Status::OK();
+  Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
+  if (shard != nullptr) {
+    if (auto* cf = shard->Find(format::ColumnFamilyName(rec->internal_id, rec->rotation_family))) {
+      CV_RETURN_IF_ERROR(shard->Drop(cf));
+    }
+  }
+  if (keyring_.Find(rec->internal_id, rec->rotation_key_version) != nullptr) {
+    // The copy's key sealed only the copy, dropped above: no KEK rotation.
+    Keyring next = keyring_.Clone();
+    next.deks.erase({rec->internal_id, rec->rotation_key_version});
+    CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/false));
+  }
+  codec::TenantRecord back = WithoutRotation(*rec);
+  CV_RETURN_IF_ERROR(WriteRegistry(back));
+  if (live != nullptr) {
+    std::lock_guard<std::mutex> r(live->rec_mu);
+    live->rec = back;
+  }
+  *rec = back;
+  Audit("tenant_key_rotation_undone", rec->tenant_id,
+        IdText(rec->internal_id) + ": a key rotation that had not switched to its copy was "
+                                   "undone; the tenant keeps key version " +
+            std::to_string(rec->key_version) + "; run it again");
+  return Status::OK();
+}
+
+Result<Receipt> Store::Impl::FinishRotation(codec::TenantRecord* rec, Tenant* live, uint64_t rows) {
+  (void)live;
+  Receipt r;
+  r.kind = "key_rotation";
+  r.tenant_id = rec->tenant_id;
+  r.tenant_internal_id = rec->internal_id;
+  r.column_family = format::ColumnFamilyName(rec->internal_id, rec->rotation_family);
+  r.shard = rec->shard;
+  r.key_versions_destroyed = {rec->rotation_key_version};
+  rocksdb::WriteBatch deferred;  // written with the receipt
+  // 1. Crypto-shred the old DEK: the keyring without it under a new KEK
+  //    generation, the old KEK destroyed (CommitKeyring).
+  if (keyring_.Find(rec->internal_id, rec->rotation_key_version) != nullptr) {
+    Keyring next = keyring_.Clone();
+    next.deks.erase({rec->internal_id, rec->rotation_key_version});
+    r.kek_generation_retired = keyring_.kek_generation;
+    CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/true, &deferred));
+  } else {
+    // Shredded before a crash: which KEK that retired is not known here.
+    CV_RETURN_IF_ERROR(RetireStaleKeys());
+  }
+  if (r.kek_generation_retired != 0) {
+    CV_ASSIGN_OR_RETURN(r.irrecoverable_after,
+                        kp_->IrrecoverableAfter(r.kek_generation_retired, NowMicros()));
+  }
+  CV_KILL_POINT("rotate.after_shred");
+  // 2. Drop the old family (unreadable now).
+  Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
+  if (shard == nullptr) {
+    return Status::Corruption("key rotation: the tenant's shard is not open; its old column "
+                              "family is dropped at an open that opens it");
+  }
+  if (auto* cf = shard->Find(r.column_family)) {
+    uint64_t keys = 0, sst = 0, blobs = 0;
+    shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);
+    shard->db()->GetIntProperty(cf, "rocksdb.live-sst-files-size", &sst);
+    shard->db()->GetIntProperty(cf, "rocksdb.live-blob-file-size", &blobs);
+    r.records = rows != 0 ? rows : keys;
+    r.bytes = sst + blobs;
+    CV_RETURN_IF_ERROR(shard->Drop(cf));
+  } else {
+    r.records = rows;
+  }
+  CV_KILL_POINT("rotate.after_drop");
+  // 3. The receipt and the registry without the rotation, in one batch.
+  r.kek_generation_current = keyring_.kek_generation;
+  r.keyring_generation = keyring_.generation;
+  codec::TenantRecord done = WithoutRotation(*rec);
+  const std::string key = format::RegistryKey(TenantHash(done.tenant_id));
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(
+      deferred.Put(key, record::Seal(store_data_key_, record::Binding{}, key,
+                                     codec::EncodeTenant(done))),
+      "registry batch"));
+  CV_ASSIGN_OR_RETURN(Receipt receipt, AppendReceipt(std::move(r), nullptr, &deferred));
+  *rec = done;
+  CV_KILL_POINT("rotate.after_receipt");
+  if (receipt.kek_generation_retired != 0) {
+    Audit("key_rotation", "", "kek_generation " + std::to_string(receipt.kek_generation_retired) +
+                                  " destroyed, " +
+                                  std::to_string(receipt.kek_generation_current) + " current");
+  }
+  Audit("tenant_key_rotated", done.tenant_id,
+        IdText(done.internal_id) + " key_version " + std::to_string(done.key_version) +
+            " (version " + std::to_string(receipt.key_versions_destroyed.front()) +
+            " destroyed) receipt=" + std::to_string(receipt.sequence));
+  return receipt;
+}
+
+}  // namespace callvault
