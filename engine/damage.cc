@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "engine/close_mark.h"
 #include "engine/fs_util.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
@@ -26,6 +27,31 @@ bool Store::Impl::IsStorageCorruption(const Status& s) {
   return s.code() == Code::kCorruption && s.message().find("Corruption: ") != std::string::npos;
 }
 
+namespace {
+
+// The metadata instance against its mark in CLOSE_MARK (decision 0035),
+// before it opens: only while CURRENT names the mark's MANIFEST (no open
+// since the close that wrote it). "" when nothing is lost.
+Result<std::string> MetaLoss(rocksdb::FileSystem* fs, const std::string& root,
+                             const walscan::ManifestInfo& manifest, const walscan::ScanResult& scan) {
+  CloseMark file;
+  bool present = false;
+  CV_RETURN_IF_ERROR(ReadCloseMark(fs, root, &file, &present));
+  if (!present || !file.meta || file.meta->manifest.empty() ||
+      manifest.name != file.meta->manifest) {
+    return std::string();
+  }
+  CV_ASSIGN_OR_RETURN(std::string why, CheckMarkFiles(fs, root + "/meta", manifest, *file.meta));
+  if (scan.last_sequence < file.meta->sequence) {
+    why += std::string(why.empty() ? "" : "; ") + "the WAL files replay to sequence number " +
+           std::to_string(scan.last_sequence) + ", " + std::to_string(file.meta->sequence) +
+           " at the last close";
+  }
+  return why;
+}
+
+}  // namespace
+
 Status Store::Impl::ScanMetaWal(bool read_only) {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
   const walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, path_ + "/meta");
@@ -33,7 +59,21 @@ Status Store::Impl::ScanMetaWal(bool read_only) {
   CV_ASSIGN_OR_RETURN(walscan::ScanResult scan,
                       walscan::ScanDirectory(fs, path_ + "/meta", false, false, &manifest));
   res_->CountWalScan(scan);
-  if (scan.damage.empty() && scan.sequence_regress.empty()) return Status::OK();
+  if (scan.damage.empty() && scan.sequence_regress.empty()) {
+    CV_ASSIGN_OR_RETURN(std::string lost, MetaLoss(fs, path_, manifest, scan));
+    if (lost.empty()) return Status::OK();
+    const std::string what = "metadata instance damaged: acknowledged writes lost: " + lost;
+    if (options_.audit_callback) {
+      AuditEvent e;
+      e.time = NowMicros();
+      e.kind = "metadata_loss";
+      e.detail = what + " (store not opened)";
+      options_.audit_callback(e);
+    }
+    return Status::Corruption(what +
+                              "; the store does not open without them: restore it from a backup "
+                              "(docs/operations.md, \"Damaged metadata\")");
+  }
   const std::string what =
       "metadata instance: " +
       (scan.damage.empty() ? scan.sequence_regress +
@@ -130,6 +170,18 @@ Status Store::Impl::RecordWalDamage() {
     }
     CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume shard marks"));
     shard_marks_.clear();
+  }
+  // The close mark file the same (decision 0035), with the temp file of a
+  // close that failed or crashed while writing it.
+  if (!read_only()) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    bool removed = false;
+    for (const char* name : {kCloseMarkTemp, kCloseMarkFile}) {
+      if (!fs->FileExists(path_ + "/" + name, rocksdb::IOOptions(), nullptr).ok()) continue;
+      CV_RETURN_IF_ERROR(fsutil::Remove(fs, path_, name, /*sync_dir=*/false));
+      removed = true;
+    }
+    if (removed) CV_RETURN_IF_ERROR(fsutil::SyncDir(fs, path_));
   }
   return Status::OK();
 }

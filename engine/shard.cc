@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/close_mark.h"
 #include "engine/fs_util.h"
 #include "engine/info_log.h"
 #include "engine/kill_point.h"
@@ -213,9 +214,59 @@ bool IsWalName(const std::string& name) {
          name.find_first_not_of("0123456789") == name.size() - 4;
 }
 
-// What the mark's files say was lost, or "" (docs/decisions/0015). Only
-// while CURRENT names the mark's MANIFEST: no open has run since the close
-// that wrote it, so nothing may have shrunk or gone. A failed read is
+// `NNNNNN.log.tmp`, `NNNNNN.log.damage.tmp`, `NNNNNN.log.damaged.tmp`:
+// the names fsutil::AtomicWrite gives its temp files in a WAL repair.
+bool IsRepairTempName(const std::string& name) {
+  constexpr std::string_view kTmp = ".tmp";
+  if (name.size() <= kTmp.size() ||
+      name.compare(name.size() - kTmp.size(), kTmp.size(), kTmp) != 0) {
+    return false;
+  }
+  std::string base = name.substr(0, name.size() - kTmp.size());
+  for (std::string_view suffix : {walscan::kEvidenceSuffix, walscan::kDamageRecordSuffix}) {
+    if (base.size() > suffix.size() &&
+        base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      base.resize(base.size() - suffix.size());
+      break;
+    }
+  }
+  return IsWalName(base);
+}
+
+Status RemoveRepairTempFiles(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::vector<std::string> children;
+  rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
+  if (ls.IsNotFound() || ls.IsPathNotFound()) return Status::OK();
+  CV_RETURN_IF_ERROR(fsutil::FromIO(ls, "list shard directory"));
+  bool removed = false;
+  for (const auto& name : children) {
+    if (!IsRepairTempName(name)) continue;
+    // AtomicWrite leaves files only: a directory with such a name (or a
+    // symlink to one) is someone else's, left alone rather than refusing
+    // the open (unlink: EISDIR). A symlink to a file is unlinked, not followed.
+    bool is_dir = false;
+    if (fs->IsDirectory(dir + "/" + name, rocksdb::IOOptions(), &is_dir, nullptr).ok() && is_dir) {
+      continue;
+    }
+    CV_RETURN_IF_ERROR(fsutil::Remove(fs, dir, name, /*sync_dir=*/false));
+    removed = true;
+  }
+  return removed ? fsutil::SyncDir(fs, dir) : Status::OK();
+}
+
+// An existing shard that will not open (a damaged or missing CURRENT or
+// MANIFEST): damage to restore, never "not found" (an operator told "no
+// such store" may init over it). Other codes (kIOError, kCorruption) stay.
+Status Damaged(uint32_t index, Status s) {
+  if (s.code() != Code::kNotFound && s.code() != Code::kInvalidArgument) return s;
+  return Status::Corruption("shard " + std::to_string(index) + " damaged: " + s.message() +
+                            "; restore the store from a backup (docs/operations.md)");
+}
+
+}  // namespace
+
+// Only while CURRENT names the mark's MANIFEST: no open has run since the
+// close that wrote it, so nothing may have shrunk or gone. A failed read is
 // kIOError (the open fails; nothing is marked).
 Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
                                    const walscan::ManifestInfo& current, const ShardMark& m) {
@@ -268,56 +319,36 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
   return std::string();
 }
 
-// `NNNNNN.log.tmp`, `NNNNNN.log.damage.tmp`, `NNNNNN.log.damaged.tmp`:
-// the names fsutil::AtomicWrite gives its temp files in a WAL repair.
-bool IsRepairTempName(const std::string& name) {
-  constexpr std::string_view kTmp = ".tmp";
-  if (name.size() <= kTmp.size() ||
-      name.compare(name.size() - kTmp.size(), kTmp.size(), kTmp) != 0) {
-    return false;
-  }
-  std::string base = name.substr(0, name.size() - kTmp.size());
-  for (std::string_view suffix : {walscan::kEvidenceSuffix, walscan::kDamageRecordSuffix}) {
-    if (base.size() > suffix.size() &&
-        base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      base.resize(base.size() - suffix.size());
-      break;
-    }
-  }
-  return IsWalName(base);
-}
-
-Status RemoveRepairTempFiles(rocksdb::FileSystem* fs, const std::string& dir) {
+bool TakeMark(rocksdb::FileSystem* fs, const std::string& dir, ShardMark* out) {
+  ShardMark m;
+  const walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, dir);
+  m.manifest = manifest.name;
+  m.manifest_size = manifest.data.size();
   std::vector<std::string> children;
-  rocksdb::IOStatus ls = fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
-  if (ls.IsNotFound() || ls.IsPathNotFound()) return Status::OK();
-  CV_RETURN_IF_ERROR(fsutil::FromIO(ls, "list shard directory"));
-  bool removed = false;
-  for (const auto& name : children) {
-    if (!IsRepairTempName(name)) continue;
-    // AtomicWrite leaves files only: a directory with such a name (or a
-    // symlink to one) is someone else's, left alone rather than refusing
-    // the open (unlink: EISDIR). A symlink to a file is unlinked, not followed.
-    bool is_dir = false;
-    if (fs->IsDirectory(dir + "/" + name, rocksdb::IOOptions(), &is_dir, nullptr).ok() && is_dir) {
-      continue;
-    }
-    CV_RETURN_IF_ERROR(fsutil::Remove(fs, dir, name, /*sync_dir=*/false));
-    removed = true;
+  bool ok = manifest.present && fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr).ok();
+  // Every non-empty WAL recovery replays (at or above the MANIFEST's
+  // replay floor) with its size, and the highest sequence number of a
+  // record in them (walscan, the same reading the next open's scan does).
+  const uint64_t floor = manifest.replay_floor;
+  std::vector<walscan::WalFile> wals;
+  for (const auto& c : children) {
+    if (!ok || !IsWalName(c)) continue;
+    walscan::WalFile f;
+    for (size_t k = 0; k + 4 < c.size(); ++k) f.number = f.number * 10 + static_cast<uint64_t>(c[k] - '0');
+    if (f.number < floor) continue;
+    f.name = c;
+    ok = rocksdb::ReadFileToString(fs, dir + "/" + c, &f.data).ok();
+    if (!f.data.empty()) wals.push_back(std::move(f));
   }
-  return removed ? fsutil::SyncDir(fs, dir) : Status::OK();
+  std::sort(wals.begin(), wals.end(),
+            [](const walscan::WalFile& a, const walscan::WalFile& b) { return a.number < b.number; });
+  walscan::ScanResult scan = walscan::Scan(wals);
+  if (!ok || !scan.damage.empty()) return false;
+  m.sequence = scan.last_sequence;
+  for (const auto& f : wals) m.wals.emplace_back(f.name, f.data.size());
+  *out = std::move(m);
+  return true;
 }
-
-// An existing shard that will not open (a damaged or missing CURRENT or
-// MANIFEST): damage to restore, never "not found" (an operator told "no
-// such store" may init over it). Other codes (kIOError, kCorruption) stay.
-Status Damaged(uint32_t index, Status s) {
-  if (s.code() != Code::kNotFound && s.code() != Code::kInvalidArgument) return s;
-  return Status::Corruption("shard " + std::to_string(index) + " damaged: " + s.message() +
-                            "; restore the store from a backup (docs/operations.md)");
-}
-
-}  // namespace
 
 std::string ShardMark::Encode() const {
   std::string s = "v1 " + std::to_string(sequence) + " " + (manifest.empty() ? "-" : manifest) +
@@ -847,35 +878,8 @@ Status Shard::Close() {
   // open: what the next open must find again (decision 0015).
   const bool write_failed = res_->close_check->TakeWriteFailure(path_);
   if (synced_ok && first.ok() && !error_->failed() && !write_failed) {
-    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
     ShardMark m;
-    const walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, path_);
-    m.manifest = manifest.name;
-    m.manifest_size = manifest.data.size();
-    std::vector<std::string> children;
-    bool ok = manifest.present &&
-              fs->GetChildren(path_, rocksdb::IOOptions(), &children, nullptr).ok();
-    // Every non-empty WAL recovery replays (at or above the MANIFEST's
-    // replay floor) with its size, and the highest sequence number of a
-    // record in them (walscan, the same reading the next open's scan does).
-    const uint64_t floor = manifest.replay_floor;
-    std::vector<walscan::WalFile> wals;
-    for (const auto& c : children) {
-      if (!ok || !IsWalName(c)) continue;
-      walscan::WalFile f;
-      for (size_t k = 0; k + 4 < c.size(); ++k) f.number = f.number * 10 + static_cast<uint64_t>(c[k] - '0');
-      if (f.number < floor) continue;
-      f.name = c;
-      ok = rocksdb::ReadFileToString(fs, path_ + "/" + c, &f.data).ok();
-      if (!f.data.empty()) wals.push_back(std::move(f));
-    }
-    std::sort(wals.begin(), wals.end(),
-              [](const walscan::WalFile& a, const walscan::WalFile& b) { return a.number < b.number; });
-    walscan::ScanResult scan = walscan::Scan(wals);
-    if (ok && scan.damage.empty()) {
-      m.sequence = scan.last_sequence;
-      for (const auto& f : wals) m.wals.emplace_back(f.name, f.data.size());
-    } else {
+    if (!TakeMark(res_->env->GetFileSystem().get(), path_, &m)) {
       m = ShardMark();  // nothing to check against
     }
     close_mark_ = std::move(m);

@@ -229,10 +229,10 @@ struct WalDamage {
   bool all_families = false;          // the lost records could not all be attributed
 };
 
-// A shard's durable high-water mark (docs/decisions/0015): what a clean
-// Shard::Close left behind, kept by the store in the metadata instance
-// (header field `shard_mark.<index>`, docs/format.md) and checked by the
-// next open of the shard. No content: a sequence number and file sizes.
+// A durable high-water mark (docs/decisions/0015, 0035): what a clean close
+// of a shard (or the metadata instance) left, kept by the store in
+// <store>/CLOSE_MARK (engine/close_mark.h; older: header `shard_mark.<i>`)
+// and checked by the next open. No content: a sequence number and sizes.
 struct ShardMark {
   // The highest sequence number of a whole record in the WAL files at
   // close (walscan's last_sequence): what they must replay to again.

@@ -11,6 +11,7 @@
 #include "callvault/version.h"
 #include "engine/calls_internal.h"
 #include "engine/crypto.h"
+#include "engine/close_mark.h"
 #include "engine/fs_util.h"
 #include "engine/info_log.h"
 #include "engine/kill_point.h"
@@ -552,27 +553,50 @@ Status Store::Impl::Close() {
   auto keep = [&first](Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);
   };
-  // Each shard closed cleanly leaves its high-water mark (decision 0015),
-  // written after its WAL was synced and its files closed.
-  rocksdb::WriteBatch marks;
+  // Each instance closed cleanly leaves its high-water mark (decisions
+  // 0015, 0035): taken after its WAL was synced and its files closed, all
+  // of them written in one file, <store>/CLOSE_MARK, once every instance is
+  // closed (never into the metadata WAL, whose torn tail could take them).
+  CloseMark marks;
   for (auto& shard : shards_) {
     if (!shard) continue;
     keep(shard->Close());
-    if (!read_only() && shard->close_mark()) {
-      keep(fsutil::FromRocks(marks.Put(format::HeaderKey(ShardMarkField(shard->index())),
-                                       shard->close_mark()->Encode()),
-                             "shard mark batch"));
-    }
+    if (!read_only() && shard->close_mark()) marks.shards[shard->index()] = *shard->close_mark();
   }
   shards_.clear();
+  // Not when the metadata instance never opened (an open that failed
+  // before it): this session checked nothing and may write nothing.
+  const bool meta_opened = meta_ != nullptr;
+  bool meta_closed = false;
   if (meta_) {
-    if (!read_only() && marks.Count() > 0 && !meta_error_->failed()) {
-      keep(fsutil::FromRocks(meta_->Write(meta_write_, &marks), "metadata: write shard marks"));
+    Status synced;
+    if (!read_only()) {
+      synced = SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close");
+      keep(synced);
     }
-    if (!read_only()) keep(SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close"));
-    keep(fsutil::FromRocks(meta_->Close(), "metadata: close"));
+    Status closed = fsutil::FromRocks(meta_->Close(), "metadata: close");
+    keep(closed);
     meta_.reset();
-    keep(res_->close_check->TakeCloseError(path_ + "/meta"));
+    Status close_error = res_->close_check->TakeCloseError(path_ + "/meta");
+    meta_closed = synced.ok() && closed.ok() && close_error.ok() && !meta_error_->failed() &&
+                  !res_->close_check->TakeWriteFailure(path_ + "/meta");
+    keep(std::move(close_error));
+  }
+  if (!read_only() && meta_opened) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    // The metadata instance's own mark only when it closed cleanly (no
+    // `meta` line: nothing checked for it); the shards' marks regardless.
+    ShardMark m;
+    if (meta_closed && TakeMark(fs, path_ + "/meta", &m)) marks.meta = std::move(m);
+    // A CLOSE_MARK still there was not consumed: this session's open did
+    // not finish (it failed before checking the marks). Kept, it is still
+    // what the last clean close left; this session's marks would describe
+    // instances it never fully opened.
+    if (!fs->FileExists(path_ + "/" + kCloseMarkFile, rocksdb::IOOptions(), nullptr).ok()) {
+      const std::string bytes = EncodeCloseMark(marks);
+      keep(fsutil::AtomicWrite(fs, path_, kCloseMarkFile,
+                               reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    }
   }
   store_data_key_.Wipe();
   store_index_key_.Wipe();
@@ -911,6 +935,18 @@ Status Store::Impl::OpenShards() {
     if (!ShardMark::Decode(*m, &mark)) return Status::Corruption("store header: bad shard mark");
     marks[i] = std::move(mark);
     shard_marks_.push_back(i);
+  }
+  // The marks a clean close of this version left (decision 0035), checked
+  // already by ScanMetaWal. Header marks are newer than any CLOSE_MARK (a
+  // close of an older version after this one's): then the file is stale
+  // and not used (it is removed with them).
+  if (shard_marks_.empty()) {
+    CloseMark file;
+    bool present = false;
+    CV_RETURN_IF_ERROR(ReadCloseMark(res_->env->GetFileSystem().get(), path_, &file, &present));
+    for (auto& [i, mark] : file.shards) {
+      if (i < n) marks[i] = std::move(mark);
+    }
   }
   std::lock_guard<std::mutex> l(admin_mu_);
   // Shards are independent RocksDB instances: they open in parallel (much

@@ -631,17 +631,21 @@ TEST(Attack12Wal, AShardsWalInTheMetadataInstanceNeverAborts) {
       << "3: an open did not return the specific kCorruption; a signal: the process died";
 }
 
-// KNOWN LIMIT (not fixed, reported): the high-water marks of decision 0015
-// live in the newest metadata WAL, written at Close. Cut that WAL's tail
-// (the marks, quietly taken for a torn tail: a crash during Close looks
-// the same) and a shard's WAL as well, and acknowledged, synced calls are
-// gone with no error, no audit event and `verify` OK. Each cut alone is
-// caught (the shard WAL's) or harmless (the marks'). Detecting it needs
-// the marks somewhere a torn tail cannot take them (e.g. synced into the
-// shard's own directory, or a mark file written atomically): a design
-// change, left to the lead.
-TEST(Attack12Marks, DISABLED_CutMarksAndShardWalAreNotSilent) {
+// Finding 6, fixed by decision 0035: the high-water marks of decision 0015
+// lived in the newest metadata WAL, written at Close. Cut that WAL's tail
+// (the marks, quietly taken for a torn tail) and a shard's WAL as well,
+// and acknowledged, synced calls were gone with no error, no audit event
+// and `verify` OK. The marks are now in <store>/CLOSE_MARK, written
+// atomically after every instance closed, with a mark of the metadata
+// instance itself.
+TEST(Attack12Marks, CutMarksAndShardWalAreNotSilent) {
   TestStore s;
+  std::mutex mu;
+  std::vector<AuditEvent> seen;
+  s.options.audit_callback = [&mu, &seen](const AuditEvent& e) {
+    std::lock_guard<std::mutex> l(mu);
+    seen.push_back(e);
+  };
   ASSERT_OK(s.Open());
   ASSERT_OK(s->CreateTenant(TenantSpec{"acme", "", 0}));
   ASSERT_OK(s->PutCall("acme", MakeCall("acme1", kAt, "w")));
@@ -658,19 +662,94 @@ TEST(Attack12Marks, DISABLED_CutMarksAndShardWalAreNotSilent) {
   const std::string shard_wal = newest(s.db + "/shards/0000");
   ASSERT_FALSE(meta_wal.empty());
   ASSERT_FALSE(shard_wal.empty());
+  ASSERT_TRUE(fs::exists(s.db + "/CLOSE_MARK"));
   fs::resize_file(meta_wal, fs::file_size(meta_wal) / 2);
   fs::resize_file(shard_wal, fs::file_size(shard_wal) - 200);
+  // The marks are in CLOSE_MARK now (decision 0035), out of the metadata
+  // WAL's reach: the metadata instance's own mark finds its WAL cut, and
+  // the store stops, loudly, for a read-only open as for a writable one.
+  Options ro = s.options;
+  ro.read_only = true;
+  ro.create_if_missing = false;
+  auto r = Store::Open(ro, s.db);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
   auto opened = s.Open();
-  if (!opened.ok()) {
-    EXPECT_EQ(opened.code(), Code::kCorruption) << opened.ToString();
-    return;
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.code(), Code::kCorruption) << opened.ToString();
+  EXPECT_NE(opened.message().find("metadata instance damaged: acknowledged writes lost"),
+            std::string::npos)
+      << opened.ToString();
+  EXPECT_NE(opened.message().find(fs::path(meta_wal).filename().string()), std::string::npos)
+      << opened.ToString();
+  std::lock_guard<std::mutex> l(mu);
+  size_t losses = 0;
+  for (const auto& e : seen) losses += e.kind == "metadata_loss" ? 1 : 0;
+  EXPECT_EQ(losses, 2u) << "one audit callback per open (read-only and writable)";
+  // Nothing was consumed: the evidence stays for the operator.
+  EXPECT_TRUE(fs::exists(s.db + "/CLOSE_MARK"));
+}
+
+// A close on a full disk: the CLOSE_MARK write fails (at its rename, or
+// every write of the close failing), Close says so, no CLOSE_MARK is left
+// (AtomicWrite: never a half file), and the next open is quiet and serves
+// every acknowledged call.
+TEST(Attack12Marks, FullDiskCloseLeavesNoHalfMark) {
+  for (int variant = 0; variant < 2; ++variant) {
+    SCOPED_TRACE(variant);
+    testutil::TempDir tmp;
+    const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+    auto ffs = std::make_shared<testutil::FaultFS>(7);
+    auto env = testutil::FaultEnv(ffs);
+    std::vector<AuditEvent> seen;
+    auto open = [&]() -> Result<std::unique_ptr<Store>> {
+      FileKeyProviderOptions ko;
+      ko.create_if_missing = true;
+      ko.env = env.get();
+      auto kp = NewFileKeyProvider(keys, ko);
+      if (!kp.ok()) return kp.status();
+      Options o = testutil::DefaultOptions(*kp);
+      o.env = env.get();
+      o.audit_callback = [&seen](const AuditEvent& e) { seen.push_back(e); };
+      return Store::Open(o, db);
+    };
+    {
+      auto st = open();
+      ASSERT_OK(st);
+      ASSERT_OK((*st)->CreateTenant(TenantSpec{"acme", "", 0}));
+      for (int i = 0; i < 5; ++i) ASSERT_OK((*st)->PutCall("acme", MakeCall("c" + std::to_string(i), kAt + i)));
+      if (variant == 0) {
+        ffs->Inject(testutil::FaultSpec{.kinds = testutil::kOpRename, .nth = 1, .forever = true,
+                                        .no_space = true});
+      } else {
+        ffs->Inject(testutil::FaultSpec{.kinds = testutil::kOpWrite | testutil::kOpSync |
+                                                 testutil::kOpCreate | testutil::kOpRename |
+                                                 testutil::kOpDirSync,
+                                        .nth = 1, .forever = true, .no_space = true});
+      }
+      Status closed = (*st)->Close();
+      ffs->Lift();
+      EXPECT_FALSE(closed.ok());
+      EXPECT_EQ(closed.code(), Code::kIOError) << closed.ToString();
+    }
+    EXPECT_FALSE(fs::exists(db + "/CLOSE_MARK")) << "no half mark";
+    auto st = open();
+    ASSERT_OK(st);
+    EXPECT_FALSE(fs::exists(db + "/CLOSE_MARK.tmp"));
+    for (int i = 0; i < 5; ++i) EXPECT_OK((*st)->GetCall("acme", "c" + std::to_string(i), kPartAll));
+    auto v = (*st)->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_TRUE(v->ok());
+    for (const auto& e : seen) {
+      EXPECT_TRUE(e.kind != "shard_loss" && e.kind != "metadata_loss" && e.kind != "wal_damage")
+          << e.kind << ": " << e.detail;
+    }
+    // And a clean close after it leaves a whole mark the next open accepts.
+    ASSERT_OK((*st)->Close());
+    st->reset();
+    EXPECT_TRUE(fs::exists(db + "/CLOSE_MARK"));
+    ASSERT_OK(open());
   }
-  auto c = s->GetCall("acme", "acme1");
-  if (c.ok()) return;  // nothing lost
-  EXPECT_EQ(c.status().code(), Code::kCorruption) << "an acknowledged call is gone: " << c.status().ToString();
-  auto v = s->Verify();
-  ASSERT_OK(v);
-  EXPECT_FALSE(v->ok());
 }
 
 // --- change feed ------------------------------------------------------------

@@ -18,7 +18,9 @@
 #include <random>
 
 #include "callvault/store.h"
+#include "engine/close_mark.h"
 #include "engine/wal_scan.h"
+#include "format/rowkey.h"
 #include "tests/damage/damage_util.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
@@ -689,6 +691,245 @@ TEST_F(MarkFixture, CrashesPurgesAndNewShardsAreQuiet) {
   EXPECT_TRUE(s->Verify(std::nullopt)->ok());
   ExpectHealthy("acme", {"a0", "a1", "a2", "a3"});
   ExpectHealthy("charlie", {"c0"});
+}
+
+// ---------------------------------------------------------------------------
+// The close mark file (decision 0035): the marks of every shard and of the
+// metadata instance, in <store>/CLOSE_MARK, out of reach of a torn tail of
+// the metadata WAL.
+
+std::string NewestNonEmptyWal(const std::string& dir) {
+  std::string best;
+  for (const auto& f : FilesWith(dir, ".log")) {
+    if (fs::file_size(f) > 0) best = f;
+  }
+  return best;
+}
+
+bool NoLossReported(const std::vector<AuditEvent>& seen) {
+  bool quiet = true;
+  for (const auto& e : seen) {
+    if (e.kind == "shard_loss" || e.kind == "wal_damage" || e.kind == "metadata_loss" ||
+        e.kind == "shard_damaged" || e.kind == "tenant_damaged") {
+      ADD_FAILURE() << e.kind << ": " << e.detail;
+      quiet = false;
+    }
+  }
+  return quiet;
+}
+
+// Written by a clean close (a version line, the metadata instance's mark,
+// each shard's, a checksum), never into the metadata instance; left by a
+// read-only open, consumed by a writable one.
+TEST_F(MarkFixture, CloseMarkIsAFileOutsideTheMetadataWal) {
+  Put("acme", "a0");
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  ASSERT_TRUE(fs::exists(mark));
+  const std::string text = testutil::ReadFile(mark);
+  EXPECT_EQ(text.rfind("callvault close mark v1\nmeta v1 ", 0), 0u) << text;
+  EXPECT_NE(text.find("\nshard 0 v1 "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nshard 1 v1 "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nsha256 "), std::string::npos) << text;
+  EXPECT_TRUE(testutil::FindInTree(s.db + "/meta", {"shard_mark."}).empty());
+  Options ro = s.options;
+  ro.read_only = true;
+  ro.create_if_missing = false;
+  {
+    auto r = Store::Open(ro, s.db);
+    ASSERT_OK(r);
+    EXPECT_OK((*r)->GetCall("acme", "a0", kPartAll));
+  }
+  EXPECT_EQ(testutil::ReadFile(mark), text) << "a read-only open leaves it";
+  ASSERT_OK(s.Open());
+  EXPECT_FALSE(fs::exists(mark)) << "a writable open consumes it";
+  EXPECT_TRUE(NoLossReported(seen));
+}
+
+// The metadata WAL cut after a clean close, alone: the metadata instance's
+// own mark sees it; the store stops (decision 0015: metadata damage may),
+// for every kind of open, and the callback hears it.
+TEST_F(MarkFixture, MetaWalCutAfterACleanCloseIsLoud) {
+  for (int i = 0; i < 3; ++i) ASSERT_OK(s->CreateTenant({"t" + std::to_string(i), "", 0}));
+  s.Close();
+  const std::string wal = NewestNonEmptyWal(s.db + "/meta");
+  ASSERT_FALSE(wal.empty());
+  testutil::TempDir copy;
+  testutil::CopyTree(s.db, copy.path() + "/db");
+  fs::resize_file(wal, fs::file_size(wal) - 1);
+  for (int mode = 0; mode < 3; ++mode) {
+    Options o = s.options;
+    o.read_only = mode == 1;
+    o.create_if_missing = mode == 2;
+    auto r = Store::Open(o, s.db);
+    ASSERT_FALSE(r.ok()) << mode;
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("metadata instance damaged: acknowledged writes lost: WAL file " +
+                                        fs::path(wal).filename().string()),
+              std::string::npos)
+        << r.status().ToString();
+    if (mode == 0) std::printf("[damage] meta WAL cut by 1 byte: %s\n", r.status().ToString().c_str());
+  }
+  EXPECT_TRUE(Saw("metadata_loss"));
+  // The same files, uncut: no false alarm.
+  fs::remove_all(s.db);
+  testutil::CopyTree(copy.path() + "/db", s.db);
+  seen.clear();
+  ASSERT_OK(s.Open());
+  EXPECT_TRUE(NoLossReported(seen));
+  EXPECT_OK(s->DescribeTenant("t2"));
+  ExpectHealthy("bravo", {"b0", "b1", "b2"});
+}
+
+// A damaged CLOSE_MARK is kCorruption "close mark damaged", never ignored
+// (a cut or changed mark could hide a loss); removing it is the operator's
+// knowing choice, and then the store opens unchecked.
+TEST_F(MarkFixture, DamagedCloseMarkIsCorruption) {
+  Put("acme", "a0");
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  const std::string good = testutil::ReadFile(mark);
+  ASSERT_GT(good.size(), 100u);
+  auto write = [&](const std::string& bytes) {
+    std::ofstream(mark, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  auto expect_damaged = [&](const std::string& what, const std::string& needle) {
+    for (int mode = 0; mode < 2; ++mode) {
+      Options o = s.options;
+      o.read_only = mode == 1;
+      o.create_if_missing = false;
+      auto r = Store::Open(o, s.db);
+      ASSERT_FALSE(r.ok()) << what;
+      EXPECT_EQ(r.status().code(), Code::kCorruption) << what << ": " << r.status().ToString();
+      EXPECT_NE(r.status().message().find("close mark damaged: CLOSE_MARK " + needle), std::string::npos)
+          << what << ": " << r.status().ToString();
+      if (mode == 0) std::printf("[damage] %s: %s\n", what.c_str(), r.status().ToString().c_str());
+    }
+    EXPECT_TRUE(fs::exists(mark)) << what << ": kept for the operator";
+  };
+  write(good.substr(0, good.size() / 2));
+  expect_damaged("CLOSE_MARK truncated", "is truncated");
+  write(good.substr(0, good.size() - 1));
+  expect_damaged("CLOSE_MARK without its last byte", "is truncated");
+  write("");
+  expect_damaged("CLOSE_MARK empty", "is empty");
+  for (size_t at : {size_t{3}, good.size() / 2, good.size() - 10}) {
+    std::string flipped = good;
+    flipped[at] ^= 0x01;
+    write(flipped);
+    expect_damaged("CLOSE_MARK byte " + std::to_string(at) + " flipped", "fails its checksum");
+  }
+  write(good + "shard 7 v1 0 - 0\n");
+  expect_damaged("CLOSE_MARK with a line appended", "is truncated or malformed");
+  write(good);
+  {
+    Options ro = s.options;
+    ro.read_only = true;
+    ro.create_if_missing = false;
+    EXPECT_OK(Store::Open(ro, s.db));
+  }
+  fs::remove(mark);  // the operator's way out (docs/operations.md)
+  ASSERT_OK(s.Open());
+  ExpectHealthy("acme", {"a0"});
+  EXPECT_TRUE(NoLossReported(seen));
+}
+
+// A store last closed by a build before decision 0035 holds its marks as
+// header fields `shard_mark.<i>`: still checked, and consumed. They win
+// over a CLOSE_MARK beside them (an older build's close is the newer one;
+// the file is stale), and both are gone after the writable open.
+TEST_F(MarkFixture, HeaderMarksOfAnOlderBuildAreStillChecked) {
+  Put("acme", "a0");
+  auto [wal, before] = NewestWal(s);
+  for (int i = 1; i < 4; ++i) Put("acme", "a" + std::to_string(i));
+  s.Close();
+  const std::string file = s.db + "/CLOSE_MARK";
+  const std::string bytes = testutil::ReadFile(file);
+  CloseMark marks;
+  ASSERT_OK(DecodeCloseMark(bytes, &marks));
+  ASSERT_EQ(marks.shards.count(0), 1u);
+  ASSERT_EQ(marks.shards.count(1), 1u);
+  fs::remove(file);
+  {
+    // What an older build's close wrote (0015): the mark in the header.
+    testutil::RawShard meta(s.db + "/meta", /*read_only=*/false);
+    ASSERT_TRUE(meta.status().ok()) << meta.status().ToString();
+    meta.Put(rocksdb::kDefaultColumnFamilyName, format::HeaderKey("shard_mark.0"),
+             marks.shards[0].Encode());
+  }
+  // And a stale CLOSE_MARK beside it, which would fire on shard 1 (bravo)
+  // if it were used: a sequence number shard 1 never reached. Shard 0's
+  // loss can only be seen through the header mark (the file has none).
+  CloseMark stale;
+  stale.shards[1] = marks.shards[1];
+  stale.shards[1].manifest.clear();
+  stale.shards[1].sequence = uint64_t{1} << 40;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << EncodeCloseMark(stale);
+  fs::resize_file(wal, before);
+  ASSERT_OK(s.Open());
+  EXPECT_FALSE(fs::exists(file));
+  ExpectShardLoss();
+  EXPECT_FALSE(Saw("metadata_loss"));
+}
+
+// No false alarm from the file: clean close/open cycles (writable and
+// read-only) after puts, flushes, a purge, a new shard and a compaction,
+// and a crash (no close, no file) whose torn tail is quiet.
+TEST_F(MarkFixture, CleanCloseCyclesAreQuiet) {
+  Options ro = s.options;
+  ro.read_only = true;
+  ro.create_if_missing = false;
+  std::vector<std::string> acme;
+  auto cycle = [&](const std::string& what) {
+    SCOPED_TRACE(what);
+    s.Close();
+    ASSERT_TRUE(fs::exists(s.db + "/CLOSE_MARK"));
+    {
+      auto r = Store::Open(ro, s.db);
+      ASSERT_OK(r);
+      auto v = (*r)->Verify(std::nullopt);
+      ASSERT_OK(v);
+      EXPECT_TRUE(v->ok());
+    }
+    ASSERT_OK(s.Open());
+    EXPECT_FALSE(fs::exists(s.db + "/CLOSE_MARK"));
+    ExpectHealthy("acme", acme);
+    auto v = s->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_TRUE(v->ok());
+  };
+  for (int round = 0; round < 2; ++round) {
+    const std::string r = std::to_string(round);
+    acme.push_back("p" + r);
+    Put("acme", acme.back());
+    cycle("puts " + r);
+    acme.push_back("f" + r);
+    Put("acme", acme.back());
+    ASSERT_OK(s->Flush());
+    cycle("flush " + r);
+    ASSERT_OK(s->CreateTenant({"gone" + r, "", 0}));
+    ASSERT_OK(s->PutCall("gone" + r, MakeCall("g", 1700000000000000)));
+    ASSERT_OK(s->PurgeTenant("gone" + r));
+    cycle("purge " + r);
+    ASSERT_OK(s->CreateTenant({"new" + r, "", 0}));  // a new shard
+    ASSERT_OK(s->PutCall("new" + r, MakeCall("n", 1700000000000000)));
+    cycle("new shard " + r);
+    ASSERT_OK(s->CompactAll());
+    cycle("compaction " + r);
+  }
+  // A crash: no close, no file; the write in flight torn.
+  Put("acme", "last");
+  acme.push_back("last");
+  auto [wal, before] = NewestWal(s);
+  Put("acme", "in-flight");
+  auto [wal2, after] = NewestWal(s);
+  CrashImage(s);
+  EXPECT_FALSE(fs::exists(s.db + "/CLOSE_MARK"));
+  fs::resize_file(wal, before + (after - before) / 2);
+  ASSERT_OK(s.Open());
+  ExpectHealthy("acme", acme);
+  cycle("after the crash");
+  EXPECT_TRUE(NoLossReported(seen));
 }
 
 }  // namespace

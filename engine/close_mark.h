@@ -1,0 +1,57 @@
+// The close mark file <store>/CLOSE_MARK (docs/decisions/0035, amending
+// 0015; format in docs/format.md, "Close mark"): the high-water marks a
+// clean Store::Close leaves, of every shard and of the metadata instance
+// itself, in one file written atomically after the instances closed, so
+// that a torn tail of the metadata WAL cannot take them.
+#ifndef CALLVAULT_ENGINE_CLOSE_MARK_H_
+#define CALLVAULT_ENGINE_CLOSE_MARK_H_
+
+#include <rocksdb/file_system.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "callvault/status.h"
+#include "engine/shard.h"
+#include "engine/wal_scan.h"
+
+namespace callvault {
+
+inline constexpr char kCloseMarkFile[] = "CLOSE_MARK";
+inline constexpr char kCloseMarkTemp[] = "CLOSE_MARK.tmp";  // fsutil::AtomicWrite's
+
+struct CloseMark {
+  std::optional<ShardMark> meta;      // absent: the metadata instance did not close cleanly
+  std::map<uint32_t, ShardMark> shards;  // by shard index; only shards that closed cleanly
+};
+
+// The file's bytes: a version line, a `meta` line, one `shard` line per
+// shard, and a `sha256` line over everything before it.
+std::string EncodeCloseMark(const CloseMark& m);
+// kCorruption "close mark damaged: ..." for anything but an intact file of
+// this version (truncated, a byte changed, unparsable, unknown version).
+Status DecodeCloseMark(std::string_view bytes, CloseMark* out);
+// Reads `root`/CLOSE_MARK. `*present` false (OK) when there is none; a
+// failed read is kIOError; a damaged file kCorruption (DecodeCloseMark).
+Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark* out,
+                     bool* present);
+
+// The mark of the closed RocksDB instance in `dir` (decision 0015): the
+// MANIFEST CURRENT names and its size, every non-empty WAL recovery would
+// replay with its size, and the highest sequence number of a whole record
+// in them. False when it cannot be taken (a read failed, the WALs hold
+// damage): then nothing is checked against it.
+bool TakeMark(rocksdb::FileSystem* fs, const std::string& dir, ShardMark* out);
+
+// What the mark's files say was lost, or "" (docs/decisions/0015). Only
+// while CURRENT (`current`) names the mark's MANIFEST. A failed read is
+// kIOError.
+Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
+                                   const walscan::ManifestInfo& current, const ShardMark& m);
+
+}  // namespace callvault
+
+#endif  // CALLVAULT_ENGINE_CLOSE_MARK_H_
