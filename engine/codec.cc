@@ -335,7 +335,7 @@ std::string EncodeReceipt(const Receipt& r) {
                                    r.keyring_generation, r.records, r.bytes, S(b, r.prev_hash),
                                    S(b, r.signature),
                                    r.destination.empty() ? Offset<String>() : S(b, r.destination),
-                                   r.irrecoverable_after));
+                                   r.irrecoverable_after, r.counts_unknown));
   return Finish(b);
 }
 
@@ -360,6 +360,7 @@ Status DecodeReceipt(std::string_view bytes, Receipt* r) {
   }
   r->destination = Str(x->destination());
   r->irrecoverable_after = x->irrecoverable_after();
+  r->counts_unknown = x->counts_unknown();
   r->kek_generation_retired = x->kek_generation_retired();
   r->kek_generation_current = x->kek_generation_current();
   r->keyring_generation = x->keyring_generation();

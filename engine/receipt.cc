@@ -42,6 +42,8 @@ nlohmann::json Body(const Receipt& r) {
   if (!r.destination.empty()) j["destination"] = r.destination;
   // Likewise only when known (purges since the key providers report it).
   if (r.irrecoverable_after != 0) j["irrecoverable_after"] = r.irrecoverable_after;
+  // Only purges of a tenant whose shard did not open (records/bytes 0 then).
+  if (r.counts_unknown) j["counts_unknown"] = true;
   return j;
 }
 

@@ -439,6 +439,9 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
   Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
   rocksdb::ColumnFamilyHandle* cf =
       shard ? shard->Find(format::ColumnFamilyName(rec->internal_id, rec->family)) : nullptr;
+  // A shard that did not open (decision 0034) still holds the family on
+  // disk, dropped when the shard opens again: nothing here can count it.
+  r.counts_unknown = shard == nullptr;
   if (cf != nullptr) {
     uint64_t keys = 0;
     shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);

@@ -162,6 +162,11 @@ TEST_F(ShardContain, PurgeOfADamagedShardsTenantShredsItsKeyAndStaysDone) {
   auto receipt = s->PurgeTenant("acme");
   ASSERT_OK(receipt);
   EXPECT_NE(receipt->kek_generation_retired, 0u);
+  // Its shard did not open: the receipt says the counts are unknown rather
+  // than claiming nothing was destroyed, and says so in its signed form.
+  EXPECT_TRUE(receipt->counts_unknown);
+  EXPECT_EQ(receipt->records, 0u);
+  EXPECT_NE(receipt->Canonical().find("\"counts_unknown\":true"), std::string::npos);
   EXPECT_CODE(s->GetCall("acme", "acme0"), Code::kTenantPurged);
   s.Close();
   // The shard restored (its files hold acme's family): acme stays purged,
@@ -178,9 +183,13 @@ TEST_F(ShardContain, PurgeOfADamagedShardsTenantShredsItsKeyAndStaysDone) {
   auto receipts = s->ListReceipts();
   ASSERT_OK(receipts);
   ASSERT_EQ(receipts->size(), 1u);
+  EXPECT_TRUE((*receipts)[0].counts_unknown);  // read back from the store
   auto pk = s->SigningPublicKey();
   ASSERT_OK(pk);
   EXPECT_OK(VerifyReceiptChain(*receipts, *pk));
+  // The flag is signed: clearing it breaks the chain.
+  (*receipts)[0].counts_unknown = false;
+  EXPECT_FALSE(VerifyReceiptChain(*receipts, *pk).ok());
 }
 
 }  // namespace

@@ -97,6 +97,9 @@ TEST(IrrecoverableReceipt, FileProviderPurgeIsIrrecoverableAtOnce) {
   // Signed: the chain verifies, and an edit of the field is caught.
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].irrecoverable_after, r.irrecoverable_after);  // read back from the store
+  // A purge whose shard opened counts what it dropped: no counts_unknown.
+  EXPECT_FALSE(r.counts_unknown);
+  EXPECT_EQ(r.Canonical().find("counts_unknown"), std::string::npos);
   EXPECT_OK(VerifyReceiptChain(all, pk));
   all[0].irrecoverable_after -= 1;
   EXPECT_CODE(VerifyReceiptChain(all, pk), Code::kCorruption);

@@ -349,8 +349,8 @@ void PrintReceipt(std::ostream& out, const Receipt& r, std::string_view indent) 
                   {"keyring_generation", std::to_string(r.keyring_generation)},
                   {"irrecoverable_after",
                    r.irrecoverable_after != 0 ? FormatTime(r.irrecoverable_after) : "-"},
-                  {"records", std::to_string(r.records)},
-                  {"bytes", std::to_string(r.bytes)},
+                  {"records", r.counts_unknown ? "unknown" : std::to_string(r.records)},
+                  {"bytes", r.counts_unknown ? "unknown" : std::to_string(r.bytes)},
                   {"prev_hash", r.prev_hash.empty() ? "-" : r.prev_hash},
                   {"signature", r.signature},
               },
@@ -362,8 +362,9 @@ void PrintReceiptTable(std::ostream& out, const std::vector<Receipt>& receipts,
   const std::string in(indent);
   Table table({in + "SEQ", "KIND", "TENANT", "RECORDS", "BYTES", "TIME", "IRRECOVERABLE_AFTER"});
   for (const auto& r : receipts) {
-    table.Add({in + std::to_string(r.sequence), r.kind, r.tenant_id, std::to_string(r.records),
-               std::to_string(r.bytes), FormatTime(r.time),
+    table.Add({in + std::to_string(r.sequence), r.kind, r.tenant_id,
+               r.counts_unknown ? "unknown" : std::to_string(r.records),
+               r.counts_unknown ? "unknown" : std::to_string(r.bytes), FormatTime(r.time),
                r.irrecoverable_after != 0 ? FormatTime(r.irrecoverable_after) : "-"});
   }
   table.Print(out);

@@ -274,6 +274,11 @@ struct Receipt {
   // recorded (receipts of other kinds, and purges before this field; in
   // Canonical() only when set, so their signatures are unchanged).
   int64_t irrecoverable_after = 0;
+  // Purges only: true when `records` and `bytes` could not be counted
+  // because the tenant's shard did not open (a damaged shard, decision
+  // 0034): they are 0 then, which says nothing about what was destroyed.
+  // In Canonical() only when true, so every other receipt is unchanged.
+  bool counts_unknown = false;
 
   // The signed form: one line of JSON with sorted keys and no signature.
   std::string Canonical() const;
