@@ -825,6 +825,95 @@ Status Store::Impl::FinishRestore() {
 // ---------------------------------------------------------------------------
 // Restore
 
+namespace {
+
+constexpr char kStagingInfix[] = ".restoring-";
+constexpr size_t kStagingHex = 12;  // 6 random bytes
+
+bool LowerHex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// `<staging>.lock` beside a restore's staging directory, flocked for the
+// whole restore. It is created under a temporary name, locked, then renamed
+// into place (the flock stays with the inode), so a `.lock` that can be
+// seen is locked from the moment it appears: a restore that can take it
+// knows its owner died.
+class StagingLock {
+ public:
+  Status Take(const std::string& staging) {
+    path_ = staging + ".lock";
+    const std::string tmp = path_ + ".tmp";
+    fd_ = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd_ < 0) return Status::IOError("restore: create " + tmp + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
+      Status s = Status::IOError("restore: lock " + path_ + ": " + std::strerror(errno));
+      ::unlink(tmp.c_str());
+      ::close(fd_);
+      fd_ = -1;
+      return s;
+    }
+    return Status::OK();
+  }
+  ~StagingLock() {
+    if (fd_ < 0) return;
+    ::unlink(path_.c_str());  // while still holding it
+    ::close(fd_);
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// Removes the staging directories of earlier restores into `new_dir` that
+// died before their rename: those whose `.lock` this process can lock (a
+// running restore holds its own). A symbolic link, a file of another user
+// or a name of another shape is left alone.
+Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* removed) {
+  const fs::path target(new_dir);
+  const std::string parent = target.parent_path().string();
+  const std::string prefix = target.filename().string() + kStagingInfix;
+  std::error_code ec;
+  std::vector<std::string> locks;
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() == prefix.size() + kStagingHex + 5 && n.starts_with(prefix) &&
+        n.ends_with(".lock") && LowerHex(std::string_view(n).substr(prefix.size(), kStagingHex))) {
+      locks.push_back(parent + "/" + n);
+    }
+  }
+  if (ec) return Status::OK();  // no parent yet: nothing can be left in it
+  std::sort(locks.begin(), locks.end());
+  for (const auto& lock : locks) {
+    const int fd = ::open(lock.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+        ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);  // not ours, or a restore still running
+      continue;
+    }
+    const std::string staging = lock.substr(0, lock.size() - 5);
+    struct stat d;
+    if (::lstat(staging.c_str(), &d) == 0 && S_ISDIR(d.st_mode)) {
+      fs::remove_all(staging, ec);
+      if (ec) {
+        ::close(fd);
+        return Status::IOError("restore: remove " + staging + " (left by a restore that died): " +
+                               ec.message());
+      }
+      removed->push_back(staging);
+    }
+    ::unlink(lock.c_str());
+    ::close(fd);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Result<RestoreReport> Store::Restore(const Options& options, const std::string& backup_dir,
                                      const std::string& new_dir_in, const RestoreRequest& request) {
   if (!options.key_provider) return Status::InvalidArgument("options.key_provider is required");
@@ -868,14 +957,28 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   const std::string keys = kp->LocalDirectory();
   if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(new_dir, keys));
   // The writer lock on the key directory: a store still running on these
-  // keys (the one backed up) must be closed first. Checked before anything
-  // is written; released for Store::Open, which takes it again.
+  // keys (the one backed up) must be closed first. Taken before anything is
+  // written and held through the copy; released just before Store::Open,
+  // which takes it again.
   CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
-  kp->ReleaseWriterLock();
+  struct WriterLock {
+    KeyProvider* kp;
+    bool held = true;
+    void Release() {
+      if (held) kp->ReleaseWriterLock();
+      held = false;
+    }
+    ~WriterLock() { Release(); }
+  } writer_lock{kp};
+  RestoreReport report;
+  CV_RETURN_IF_ERROR(RemoveDeadStagings(new_dir, &report.stale_stagings_removed));
   // 5. Every instance into a staging directory beside the target, then one
   // rename: a failed restore leaves no half store at new_dir.
-  const std::string staging = new_dir + ".restoring-" + crypto::Hex(crypto::RandomString(6));
+  const std::string staging = new_dir + kStagingInfix + crypto::Hex(crypto::RandomString(6));
   auto cleanup = [&] { fs::remove_all(staging, ec); };
+  fs::create_directories(fs::path(staging).parent_path(), ec);
+  StagingLock staging_lock;
+  CV_RETURN_IF_ERROR(staging_lock.Take(staging));
   fs::create_directories(staging + "/shards", ec);
   if (ec) return Status::IOError("restore: create " + staging + ": " + ec.message());
   for (size_t i = 0; i < m.instances.size(); ++i) {
@@ -936,8 +1039,8 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   // it returns the store.
   Options o = options;
   o.create_if_missing = false;
+  writer_lock.Release();
   CV_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(o, new_dir));
-  RestoreReport report;
   report.manifest = m;
   CV_ASSIGN_OR_RETURN(auto receipts, store->ListReceipts());
   for (const auto& r : receipts) {
@@ -968,6 +1071,7 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
           " redactions_replayed=" + std::to_string(report.redactions_replayed) +
           " recordings_replayed=" + std::to_string(report.recordings_replayed) +
           " tombstones_kept_held=" + std::to_string(report.tombstones_kept_held) +
+          " stale_stagings_removed=" + std::to_string(report.stale_stagings_removed.size()) +
           ": receipts and audit events written after the backup are not in this store; " +
           (report.erasures_after_backup_not_reapplied
                ? "erasures and retention removals done after the backup were not re-applied"

@@ -1,7 +1,10 @@
 // Issue 12 items 1-2: online backups through RocksDB's BackupEngine with a
 // signed manifest, and a restore that opens with the current key directory.
 // Real RocksDB, real files, the real CLI binary (popen).
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +23,7 @@
 
 #include "callvault/backup.h"
 #include "callvault/store.h"
+#include "engine/kill_point.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
@@ -664,6 +668,98 @@ TEST(Backup, RestoreWhileTheStoreRunsRefused) {
   auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
   EXPECT_CODE(r, Code::kFailedPrecondition);
   ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// A restore killed before its rename (the real CLI, SIGKILL at
+// restore.after_copy) leaves its staging directory and lock file; the next
+// restore into the same target removes them and succeeds. The staging
+// directory of a restore still running (its lock held), a lock file that is
+// a symbolic link, and a look-alike directory without a lock are left alone.
+TEST(Backup, DeadRestoresStagingIsRemovedByTheNextRestore) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
+  const std::string r = t.tmp.Sub("r");
+  std::string out;
+  EXPECT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + t.bak, &out,
+                   "CALLVAULT_KILL_POINT=restore.after_copy"),
+            128 + 9)
+      << out;
+  std::vector<std::string> dead;
+  for (const auto& e : fs::directory_iterator(t.tmp.path())) {
+    const std::string n = e.path().filename().string();
+    if (n.starts_with("r.restoring-") && e.is_directory()) dead.push_back(e.path().string());
+  }
+  ASSERT_EQ(dead.size(), 1u) << "the killed restore left no staging directory";
+  ASSERT_TRUE(fs::exists(dead[0] + ".lock"));
+  ASSERT_FALSE(fs::exists(r + "/meta"));
+  // A restore "running": its lock held by an open file description here.
+  const std::string live = r + ".restoring-0123456789ab";
+  fs::create_directories(live + "/shards");
+  const int fd = ::open((live + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  // A planted symbolic link as a lock, and a look-alike without a lock.
+  const std::string planted = r + ".restoring-aaaaaaaaaaaa";
+  fs::create_directories(planted);
+  fs::create_symlink(t.tmp.Sub("elsewhere"), planted + ".lock");
+  const std::string bare = r + ".restoring-bbbbbbbbbbbb";
+  fs::create_directories(bare);
+
+  auto report = RestoreTo(t.bak, t.keys, r);
+  ASSERT_OK(report);
+  ASSERT_EQ(report->stale_stagings_removed.size(), 1u);
+  EXPECT_EQ(report->stale_stagings_removed[0], dead[0]);
+  EXPECT_FALSE(fs::exists(dead[0]));
+  EXPECT_FALSE(fs::exists(dead[0] + ".lock"));
+  EXPECT_TRUE(fs::exists(live + "/shards")) << "a running restore's staging was removed";
+  EXPECT_TRUE(fs::exists(live + ".lock"));
+  EXPECT_TRUE(fs::exists(planted));
+  EXPECT_TRUE(fs::is_symlink(planted + ".lock"));
+  EXPECT_TRUE(fs::exists(bare));
+  ::close(fd);
+  // This restore's own lock file is gone once it returned.
+  for (const auto& e : fs::directory_iterator(t.tmp.path())) {
+    const std::string n = e.path().filename().string();
+    if (!n.starts_with("r.restoring-") || !n.ends_with(".lock")) continue;
+    EXPECT_TRUE(n == "r.restoring-0123456789ab.lock" || n == "r.restoring-aaaaaaaaaaaa.lock") << n;
+  }
+  auto s = OpenAt(r, t.keys);
+  ASSERT_TRUE(s);
+  EXPECT_OK(s->GetCall("A", "a0"));
+  auto audit = s->ListAudit(0, "store_restored");
+  ASSERT_OK(audit);
+  ASSERT_FALSE(audit->empty());
+  EXPECT_NE(audit->back().detail.find("stale_stagings_removed=1"), std::string::npos)
+      << audit->back().detail;
+}
+
+// The restore holds the key directory's writer lock from its checks
+// through its copy: a store cannot open on the keys while it copies.
+TEST(Backup, RestoreHoldsTheWriterLockThroughTheCopy) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
+  Status during = Status::OK();
+  bool ran = false;
+  callvault::testing::SetKillPointAction([&] {
+    auto other = NewFileKeyProvider(t.keys);
+    if (!other.ok()) {
+      during = other.status();
+      return;
+    }
+    during = (*other)->AcquireWriterLock();
+    (*other)->ReleaseWriterLock();
+    ran = true;
+  });
+  callvault::testing::ArmKillPoint("restore.after_copy");
+  auto report = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  callvault::testing::DisarmKillPoints();
+  callvault::testing::SetKillPointAction(nullptr);
+  ASSERT_OK(report);
+  ASSERT_TRUE(ran);
+  EXPECT_CODE(during, Code::kFailedPrecondition);
+  EXPECT_NE(during.message().find("in use"), std::string::npos) << during.ToString();
 }
 
 // The second backup of an unchanged store copies no table or blob file.

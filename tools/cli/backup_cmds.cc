@@ -211,11 +211,15 @@ class RestoreCommand final : public Command {
       j["redactions_replayed"] = r->redactions_replayed;
       j["recordings_replayed"] = r->recordings_replayed;
       j["tombstones_kept_held"] = r->tombstones_kept_held;
+      j["stale_stagings_removed"] = r->stale_stagings_removed;
       ctx.PrintJson(j);
       return {};
     }
     ctx.out() << fmt::format("restored cut {} of store {} into {}\n", r->manifest.cut,
                              r->manifest.store_id, ctx.flags().db);
+    for (const auto& d : r->stale_stagings_removed) {
+      ctx.out() << "removed " << d << ": the staging directory of an earlier restore that died\n";
+    }
     for (const auto& t : r->purged_since_backup) {
       ctx.out() << "tenant " << t
                 << ": purged since the backup (its data key is gone from the key directory); "

@@ -107,6 +107,10 @@ struct RestoreReport {
   // redactions, call deletions and retention removals after the backup are
   // NOT re-applied).
   bool erasures_after_backup_not_reapplied = true;
+  // Staging directories `NEW_DIR.restoring-<12 hex>` of earlier restores
+  // into the same target that died before their rename (their lock file
+  // `<staging>.lock` was no longer held), removed before this one began.
+  std::vector<std::string> stale_stagings_removed;
 };
 
 }  // namespace callvault
