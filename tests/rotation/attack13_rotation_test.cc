@@ -562,5 +562,102 @@ TEST(Attack13Faults, DiskFullMidCopyLosesNothing) {
   }
 }
 
+// The key directory fails (full, read-only) after the copy switched: the
+// rotation returns the error. Someone who can write the store directory (no
+// keys) then puts back the registry value the rotation wrote at its start
+// (COPYING, found in old WAL or table files): recovery, which finds both key
+// versions in the keyring, "undoes" the rotation and drops the copy. Before
+// the fix the tenant was served from its copy after the failure, so a write
+// acknowledged then was lost with it. Now the tenant takes no operation
+// until the reopen (which finishes the rotation, or undoes it with nothing
+// lost), and an honest reopen keeps everything.
+TEST(Attack13Faults, ReplayedCopyingAfterAFailedShredLosesNoAcknowledgedWrite) {
+  testutil::TempDir dir;
+  const std::string db = dir.Sub("db"), keys = dir.Sub("keys");
+  auto ffs = std::make_shared<testutil::FaultFS>(1);
+  auto env = testutil::FaultEnv(ffs);
+  auto kp = NewFileKeyProvider(keys, {.create_if_missing = true, .env = env.get()});
+  ASSERT_OK(kp);
+  Options o = testutil::DefaultOptions(*kp);
+  std::map<std::string, std::string> before, copying;
+  bool armed = false;
+  bool acked = false;
+  auto registry = [&] {
+    std::map<std::string, std::string> out;
+    RawShard meta(db + "/meta", /*read_only=*/true);
+    EXPECT_TRUE(meta.status().ok()) << meta.status().ToString();
+    for (auto& [k, v] : meta.Scan("default")) {
+      if (!k.empty() && k[0] == format::kRegistryPrefix) out.emplace(k, v);
+    }
+    return out;
+  };
+  o.progress = [&](const Progress& p) {
+    if (std::string_view(p.operation) != "rotate" || p.done == 0 || armed) return;
+    armed = true;
+    copying = registry();  // the COPYING value, as old files keep it
+    ffs->Inject({.kinds = testutil::kOpMutating, .nth = 1, .forever = true});
+  };
+  {
+    auto st = Store::Open(o, db);
+    ASSERT_OK(st);
+    Store* s = st->get();
+    for (const char* t : {"acme", "other"}) ASSERT_OK(s->CreateTenant({.tenant_id = t}));
+    PutCalls(s, "acme", 600);
+    before = registry();
+    auto r = s->RotateTenantKey("acme");
+    ffs->Lift();
+    ASSERT_TRUE(armed);
+    ASSERT_FALSE(r.ok());
+    acked = s->PutCall("acme", MakeCall("after-switch", kT0, "acked")).ok();
+    if (!acked) {
+      EXPECT_CODE(s->GetCall("acme", CallId(1)), Code::kCorruption);  // loudly held
+    }
+    ExpectCalls(s, "other", 0);
+  }
+  std::string key, value;
+  for (auto& [k, v] : copying) {
+    auto it = before.find(k);
+    if (it == before.end() || it->second != v) key = k, value = v;
+  }
+  ASSERT_FALSE(key.empty());
+  testutil::TempDir attacked;
+  testutil::CopyTree(db, attacked.Sub("db"));
+  testutil::CopyTree(keys, attacked.Sub("keys"));
+  std::filesystem::permissions(attacked.Sub("keys"), std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace);
+  // Honest reopen: the rotation finishes, the write is there.
+  {
+    Options clean = testutil::DefaultOptions(keys);
+    clean.create_if_missing = false;
+    auto st = Store::Open(clean, db);
+    ASSERT_OK(st);
+    if (acked) {
+      EXPECT_OK((*st)->GetCall("acme", "after-switch"));
+    }
+    EXPECT_EQ(*(*st)->CountCalls("acme"), 600u + (acked ? 1 : 0));
+    EXPECT_EQ((*st)->DescribeTenant("acme")->key_version, 2u);
+    ExpectChainVerifies(st->get());
+  }
+  // The replayed COPYING value.
+  {
+    RawShard meta(attacked.Sub("db") + "/meta", /*read_only=*/false);
+    ASSERT_TRUE(meta.status().ok()) << meta.status().ToString();
+    meta.Put("default", key, value);
+  }
+  Options clean = testutil::DefaultOptions(attacked.Sub("keys"));
+  clean.create_if_missing = false;
+  auto st = Store::Open(clean, attacked.Sub("db"));
+  ASSERT_OK(st);
+  auto g = (*st)->GetCall("acme", CallId(1));
+  if (!g.ok() && g.status().code() == Code::kCorruption) {
+    ASSERT_OK((*st)->ReinstateTenant("acme"));  // quarantined, loudly: acceptable
+  }
+  // Everything acknowledged is there.
+  if (acked) {
+    EXPECT_OK((*st)->GetCall("acme", "after-switch"));
+  }
+  for (int i = 0; i < 600; i += 11) EXPECT_OK((*st)->GetCall("acme", CallId(i)));
+}
+
 }  // namespace
 }  // namespace callvault
