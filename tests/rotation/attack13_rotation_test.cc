@@ -458,6 +458,26 @@ TEST_F(Attack13, RotateBackupRestoreReplaysTombstonesUnderTheNewKey) {
   ExpectChainVerifies(s);
 }
 
+// Pins and call holds are keyed by the call's blind hash: after two
+// rotations they still protect their calls from retention (the rest goes).
+TEST_F(Attack13, PinsAndHoldsStillProtectAfterTwoRotations) {
+  ASSERT_OK(ts->SetCallPinned("acme", CallId(3), true));
+  ASSERT_OK(ts->PlaceHold("acme", {.hold_id = "h2", .reason = "r", .call_id = CallId(2)}));
+  ASSERT_OK(ts->SetRetention("acme", 1));
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  ASSERT_OK(ts.Reopen());
+  auto rep = ts->RunRetention(kT0 + 400LL * 86'400'000'000);
+  ASSERT_OK(rep);
+  EXPECT_EQ(rep->calls_kept_pinned, 1u);
+  EXPECT_EQ(rep->calls_kept_held, 1u);
+  EXPECT_OK(ts->GetCall("acme", CallId(2)));
+  EXPECT_OK(ts->GetCall("acme", CallId(3)));
+  EXPECT_CODE(ts->GetCall("acme", CallId(1)), Code::kNotFound);
+  EXPECT_EQ(*ts->CountCalls("acme"), 2u);
+  ExpectChainVerifies(ts.store.get());
+}
+
 // Two rotations of one tenant at once, a purge of another, a backup: each
 // either runs whole or is refused; nothing acknowledged is lost.
 TEST_F(Attack13, ConcurrentRotationsPurgeAndBackup) {
@@ -489,6 +509,23 @@ TEST_F(Attack13, ConcurrentRotationsPurgeAndBackup) {
   ASSERT_OK(ts.Open());
   ExpectCalls(ts.store.get(), "acme", kCalls);
   EXPECT_CODE(ts->GetCall("third", CallId(1)), Code::kTenantPurged);
+  ts.Close();
+  // The backup restores: whatever its cut, other whole; acme whole (cut
+  // after both rotations) or refused as rotated since (kCorruption).
+  testutil::TempDir restored;
+  Options o = ts.options;
+  o.create_if_missing = false;
+  ASSERT_OK(Store::Restore(o, backups.Sub("b"), restored.Sub("db")));
+  auto st = Store::Open(o, restored.Sub("db"));
+  ASSERT_OK(st);
+  ExpectCalls(st->get(), "other", kCalls);
+  auto g = (*st)->GetCall("acme", CallId(1));
+  if (g.ok()) {
+    ExpectCalls(st->get(), "acme", kCalls);
+  } else {
+    EXPECT_CODE(g, Code::kCorruption);
+  }
+  ExpectChainVerifies(st->get());
 }
 
 // A recording read that spans a rotation: its names and stream key came
