@@ -171,6 +171,12 @@ class Attack13 : public ::testing::Test {
     ExpectCalls(st, "acme", kCalls);
   }
 
+  // Deletes the tenant's registry row with raw RocksDB (store closed).
+  void DeleteRegistryRow(const std::string& tenant);
+  // The orphan key of a rotated tenant whose calls are under a legal hold:
+  // seen with its data and hold, not destroyed.
+  void CheckOrphan(uint64_t internal_id, const std::string& column_family);
+
   static constexpr int kCalls = 30;
   TestStore ts;
 };
@@ -272,6 +278,83 @@ TEST_F(Attack13, ForgedShreddingNamingAnotherTenantsFamilyDestroysNothing) {
     ASSERT_OK(ts->ReinstateTenant("other"));
   }
   ExpectCalls(ts.store.get(), "other", kCalls);
+}
+
+// A rotated tenant's registry row deleted with raw RocksDB (someone who can
+// write the store directory, no keys): its key becomes an "orphan key".
+// `keys reconcile` must then refuse, as for any tenant, to destroy a key
+// whose family still holds data (without --with-data) or a legal hold.
+// Before the fix it looked only at family "t<id>", not at the rotated
+// "t<id>r<n>", found no data and no hold, and shredded the key.
+TEST_F(Attack13, ReconcileSeesTheRotatedFamilyOfAnOrphanKey) {
+  ASSERT_OK(ts->PlaceHold("acme", {.hold_id = "lit", .reason = "court", .call_id = CallId(4)}));
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  ts.Close();
+  DeleteRegistryRow("acme");
+  ASSERT_OK(ts.Open());
+  CheckOrphan(info->internal_id, info->column_family);
+}
+
+// The same without a hold: refused without --with-data; with it, the key
+// and every family of the id are gone, with a receipt naming the family.
+TEST_F(Attack13, ReconcileDestroysARotatedOrphanOnlyWithData) {
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  ts.Close();
+  DeleteRegistryRow("acme");
+  ASSERT_OK(ts.Open());
+  EXPECT_CODE(ts->ReconcileKeys(false), Code::kFailedPrecondition);
+  auto done = ts->ReconcileKeys(false, {info->internal_id});
+  ASSERT_OK(done);
+  ASSERT_EQ(done->receipts.size(), 1u);
+  EXPECT_EQ(done->receipts[0].column_family, info->column_family);
+  EXPECT_GT(done->receipts[0].records, uint64_t{kCalls});
+  ExpectCalls(ts.store.get(), "other", kCalls);
+  ExpectChainVerifies(ts.store.get());
+  ts.Close();
+  for (const auto& f : Families(ts.db + "/shards/0000")) {
+    EXPECT_NE(format::ParseColumnFamilyName(f), std::optional<uint64_t>(info->internal_id)) << f;
+  }
+  for (const auto& k : EveryReadableDek(ts.keys)) EXPECT_NE(k.first, info->internal_id);
+}
+
+void Attack13::DeleteRegistryRow(const std::string& tenant) {
+  auto ring = CurrentKeyring(ts.keys);
+  ASSERT_OK(ring);
+  RawShard meta(ts.db + "/meta", /*read_only=*/false);
+  ASSERT_TRUE(meta.status().ok()) << meta.status().ToString();
+  std::string row;
+  for (auto& [k, v] : meta.Scan("default")) {
+    if (k.empty() || k[0] != format::kRegistryPrefix) continue;
+    std::string plain;
+    ASSERT_OK(record::Open(ring->store_data_key, record::Binding{}, k, v, &plain));
+    codec::TenantRecord rec;
+    ASSERT_OK(codec::DecodeTenant(plain, &rec));
+    if (rec.tenant_id == tenant) row = k;
+  }
+  ASSERT_FALSE(row.empty());
+  meta.Delete("default", row);
+}
+
+void Attack13::CheckOrphan(uint64_t internal_id, const std::string& column_family) {
+  auto dry = ts->ReconcileKeys(/*dry_run=*/true);
+  ASSERT_OK(dry);
+  ASSERT_EQ(dry->orphan_keys.size(), 1u);
+  EXPECT_EQ(dry->orphan_keys[0].internal_id, internal_id);
+  EXPECT_TRUE(dry->orphan_keys[0].has_column_family);
+  EXPECT_TRUE(dry->orphan_keys[0].has_rows);
+  EXPECT_TRUE(dry->orphan_keys[0].call_holds);
+  EXPECT_EQ(dry->orphan_keys[0].column_family, column_family);
+  // Refused: a legal hold covers a call there; even with --with-data.
+  EXPECT_CODE(ts->ReconcileKeys(false), Code::kFailedPrecondition);
+  EXPECT_CODE(ts->ReconcileKeys(false, {internal_id}), Code::kFailedPrecondition);
+  ts.Close();
+  int versions = 0;
+  for (const auto& k : EveryReadableDek(ts.keys)) versions += k.first == internal_id;
+  EXPECT_EQ(versions, 1);
 }
 
 // ---------------------------------------------------------------------------
