@@ -110,6 +110,16 @@ Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
     if (cf != nullptr) {
       CV_ASSIGN_OR_RETURN(rows, HasRows(shard, cf));
     }
+    // A replayed CREATING value of a tenant whose key was rotated since
+    // names family "t<id>", gone: its data is in "t<id>r<n>" (decision
+    // 0036). Any family of the id counts.
+    for (const auto& name : shard != nullptr ? OwnFamilies(shard, rec.internal_id)
+                                             : std::vector<std::string>{}) {
+      if (rows) break;
+      if (auto* other = shard->Find(name); other != nullptr && other != cf) {
+        CV_ASSIGN_OR_RETURN(rows, HasRows(shard, other));
+      }
+    }
     const bool announced = audited.count({rec.tenant_id, rec.internal_id}) > 0;
     // A copy arriving by a move that never committed: the source still
     // holds the authoritative copy (and its fence lifts when the move is
@@ -142,6 +152,24 @@ Status Store::Impl::RecoverPurging(codec::TenantRecord rec) {
   }
   if (keyring_.HasTenant(rec.internal_id)) {
     auto t = LoadTenant(rec);
+    // A replayed PURGING value from before a key rotation (decision 0036)
+    // names a family that is gone; the tenant's data, and any hold placed
+    // since, are in another family of the id, which the record's key does
+    // not read: a hold there cannot be checked, so nothing is destroyed.
+    Shard* shard = t->shard;
+    if (shard != nullptr && shard->Find(t->family_name()) == nullptr) {
+      for (const auto& name : OwnFamilies(shard, rec.internal_id)) {
+        auto* cf = shard->Find(name);
+        if (cf == nullptr) continue;
+        auto rows = HasRows(shard, cf);
+        if (!rows.ok() || *rows) {
+          Quarantine(rec, "recovery: an unfinished purge names column family " +
+                              t->family_name() + ", which is gone, while " + name +
+                              " of the same tenant holds data under a live key");
+          return Status::OK();
+        }
+      }
+    }
     if (t->cf != nullptr) {
       TenantRef ref{t, std::shared_lock<std::shared_mutex>(t->life)};
       Status held = CheckNotHeld(ref, "", /*any_call=*/true);

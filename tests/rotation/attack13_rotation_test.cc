@@ -227,6 +227,64 @@ TEST_F(Attack13, ForgedShreddingNamingOnlyTheLiveKeyVersionDestroysNothing) {
   ExpectNothingDestroyed();
 }
 
+// The CREATING value of a tenant's create, put back after the tenant was
+// rotated, with the audit trail's rows deleted too (all but the newest,
+// which the open reads: raw RocksDB, no keys). Recovery may roll a create back only when the tenant's family
+// holds no row; it looked only at "t<id>", gone since the rotation, so it
+// found nothing, rolled the "create" back and removed the live key.
+TEST_F(Attack13, ReplayedCreatingOfARotatedTenantDestroysNothing) {
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  ts.Close();
+  ForgeRegistry(ts.db, ts.keys, "acme", [](codec::TenantRecord* r) {
+    r->state = TenantState::kCreating;  // as the create wrote it first
+    r->family = 0;
+    r->key_version = 1;
+  });
+  {
+    RawShard meta(ts.db + "/meta", /*read_only=*/false);
+    ASSERT_TRUE(meta.status().ok()) << meta.status().ToString();
+    auto keys = meta.Keys("default", std::string(1, format::kAuditPrefix));
+    ASSERT_GT(keys.size(), 2u);
+    keys.pop_back();  // the open reads the newest one
+    for (auto& k : keys) meta.Delete("default", k);
+  }
+  ASSERT_OK(ts.Open());
+  ExpectCalls(ts.store.get(), "other", kCalls);
+  ts.Close();
+  // Whatever the open did with acme, its key and rotated family are there.
+  auto info_id = ReadRegistry(ts.db, ts.keys, "acme").internal_id;
+  int versions = 0;
+  for (const auto& k : EveryReadableDek(ts.keys)) versions += k.first == info_id;
+  EXPECT_EQ(versions, 1);
+  EXPECT_EQ(Families(ts.db + "/shards/0000").count(format::ColumnFamilyName(info_id, 1)), 1u);
+}
+
+// The PURGING value of a purge begun before the rotation (as recover_test's
+// ReplayedPurgingRespectsLegalHolds), put back after the rotation and after
+// a legal hold was placed: the hold must be honoured. The record names
+// family "t<id>", gone; recovery skipped the hold check (no family to look
+// in) and finished the purge, shredding the rotated tenant's key.
+TEST_F(Attack13, ReplayedPurgingOfARotatedTenantRespectsItsHold) {
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  ASSERT_OK(ts->PlaceHold("acme", {.hold_id = "lit", .reason = "court", .call_id = CallId(4)}));
+  ts.Close();
+  ForgeRegistry(ts.db, ts.keys, "acme", [](codec::TenantRecord* r) {
+    r->state = TenantState::kPurging;  // as a purge begun before the rotation wrote it
+    r->family = 0;
+    r->key_version = 1;
+    r->holds.clear();
+  });
+  ASSERT_OK(ts.Open());
+  ExpectCalls(ts.store.get(), "other", kCalls);
+  EXPECT_CODE(ts->GetCall("acme", CallId(4)), Code::kCorruption);  // quarantined, loudly
+  ts.Close();
+  auto id = ReadRegistry(ts.db, ts.keys, "acme").internal_id;
+  int versions = 0;
+  for (const auto& k : EveryReadableDek(ts.keys)) versions += k.first == id;
+  EXPECT_EQ(versions, 1);
+  EXPECT_EQ(Families(ts.db + "/shards/0000").count(format::ColumnFamilyName(id, 1)), 1u);
+}
+
 // A rotation version the keyring does not hold, and an out-of-range state:
 // refused or quarantined, nothing else touched.
 TEST_F(Attack13, ForgedVersionNotInTheKeyringAndBadState) {
