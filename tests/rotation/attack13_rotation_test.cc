@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "callvault/store.h"
+#include "engine/calls_internal.h"
 #include "engine/codec.h"
 #include "engine/keyring.h"
 #include "engine/record.h"
@@ -617,6 +618,40 @@ TEST_F(Attack13, PinsAndHoldsStillProtectAfterTwoRotations) {
   EXPECT_CODE(ts->GetCall("acme", CallId(1)), Code::kNotFound);
   EXPECT_EQ(*ts->CountCalls("acme"), 2u);
   ExpectChainVerifies(ts.store.get());
+}
+
+// Recordings written in chunk format 1 (secretstream) come back whole after
+// the rotation (rewritten as format 2 under the new recording key), and
+// verify finds nothing wrong.
+TEST_F(Attack13, Format1RecordingsSurviveTheRotation) {
+  calls::SetRecordingWriteFormatForTest(1);
+  struct Reset {
+    ~Reset() { calls::SetRecordingWriteFormatForTest(2); }
+  } reset;
+  const std::string a = workload::RandomBytes(21, 2 * kRecordingChunkBytes + 99);
+  const std::string b = workload::RandomBytes(22, 5000);
+  for (auto [id, data] : {std::pair<std::string, std::string>{"r-a", a}, {"r-b", b}}) {
+    auto w = ts->CreateRecording("acme", CallId(1), {.recording_id = id, .content_type = "a/b"});
+    ASSERT_OK(w);
+    for (size_t i = 0; i < data.size(); i += 700000) {
+      ASSERT_OK((*w)->Append(std::string_view(data).substr(i, 700000)));
+    }
+    ASSERT_OK((*w)->Finish());
+  }
+  calls::SetRecordingWriteFormatForTest(2);
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  ASSERT_OK(ts.Reopen());
+  for (const auto& [id, data] : std::map<std::string, std::string>{{"r-a", a}, {"r-b", b}}) {
+    std::string got;
+    ASSERT_OK(ts->ReadRecording("acme", CallId(1), id, 0, UINT64_MAX, [&](std::string_view x) {
+      got.append(x);
+      return Status::OK();
+    }));
+    EXPECT_EQ(got, data) << id;
+  }
+  auto v = ts->Verify("acme");
+  ASSERT_OK(v);
+  EXPECT_TRUE(v->failures.empty()) << v->failures.front();
 }
 
 // Two rotations of one tenant at once, a purge of another, a backup: each
