@@ -474,11 +474,15 @@ Status OpenChunk(const TenantRef& t, const Names& n, const RecordingInfo& info, 
 // plaintext chunk (2 MiB) in memory, whatever the length. Re-acquires the
 // tenant per chunk: a purge is never held up by a long read, and one that
 // completes ends the read (kTenantPurged). With `held`, uses that tenant
-// reference throughout instead.
+// reference throughout instead. `cf_generation`: the tenant's family
+// generation the names and key were derived under (re-acquired reads
+// only): a key rotation in between (decision 0036) moves every chunk to
+// new names under a new key, and the read ends with kFailedPrecondition,
+// not with a "missing chunk" kCorruption that would look like tampering.
 Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view tenant_id,
                   const Names& n, const RecordingInfo& info, const Stream& stream,
                   const SecretBytes& key, uint64_t offset, uint64_t length,
-                  const RecordingSink& sink) {
+                  const RecordingSink& sink, uint64_t cf_generation = 0) {
   // An empty recording is one empty FINAL chunk, read only as [0, ...).
   if (length == 0 || (offset >= info.size && !(offset == 0 && info.size == 0))) return Status::OK();
   const uint64_t end = std::min<uint64_t>(info.size, offset + std::min<uint64_t>(length, info.size));
@@ -502,6 +506,10 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
     if (held == nullptr) {
       // A read: served by a source that a move fenced (decision 0022).
       CV_ASSIGN_OR_RETURN(TenantRef r, store->AcquireForRecording(tenant_id, Access::kRead));
+      if (cf_generation != 0 && r->Record().cf_generation != cf_generation) {
+        return Status::FailedPrecondition(
+            "the tenant's key was rotated during the read; read the recording again");
+      }
       acquired.emplace(std::move(r));
     }
     const TenantRef& t = held ? *held : *acquired;
@@ -592,13 +600,16 @@ Status Store::Impl::ReadRecording(std::string_view tenant_id, std::string_view c
   Stream stream;
   Names n;
   SecretBytes key;
+  uint64_t cf_generation = 0;
   {
     CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
     n = NamesOf(t, call_id, recording_id);
     CV_RETURN_IF_ERROR(ReadManifest(t, n, &info, &stream));
     key = StreamKey(t, n, stream.format);
+    cf_generation = t->Record().cf_generation;
   }
-  return ReadChunks(this, nullptr, tenant_id, n, info, stream, key, offset, length, sink);
+  return ReadChunks(this, nullptr, tenant_id, n, info, stream, key, offset, length, sink,
+                    cf_generation);
 }
 
 Status Store::Impl::DeleteRecording(std::string_view tenant_id, std::string_view call_id,

@@ -40,6 +40,17 @@ Result<bool> HasPrefix(Shard* shard, rocksdb::ColumnFamilyHandle* cf, const std:
 
 std::string IdText(uint64_t internal_id) { return "internal_id=" + std::to_string(internal_id); }
 
+// The names of every family of `internal_id` in `shard`: "t<id>" and any
+// "t<id>r<n>" (decision 0036).
+std::vector<std::string> OwnFamilies(Shard* shard, uint64_t internal_id) {
+  std::vector<std::string> out;
+  for (const auto& name : shard->FamilyNames()) {
+    auto id = format::ParseColumnFamilyName(name);
+    if (id && *id == internal_id) out.push_back(name);
+  }
+  return out;
+}
+
 }  // namespace
 
 void Store::Impl::ReportTampering(std::string_view tenant_id, const std::string& detail) {
@@ -99,6 +110,16 @@ Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
     if (cf != nullptr) {
       CV_ASSIGN_OR_RETURN(rows, HasRows(shard, cf));
     }
+    // A replayed CREATING value of a tenant whose key was rotated since
+    // names family "t<id>", gone: its data is in "t<id>r<n>" (decision
+    // 0036). Any family of the id counts.
+    for (const auto& name : shard != nullptr ? OwnFamilies(shard, rec.internal_id)
+                                             : std::vector<std::string>{}) {
+      if (rows) break;
+      if (auto* other = shard->Find(name); other != nullptr && other != cf) {
+        CV_ASSIGN_OR_RETURN(rows, HasRows(shard, other));
+      }
+    }
     const bool announced = audited.count({rec.tenant_id, rec.internal_id}) > 0;
     // A copy arriving by a move that never committed: the source still
     // holds the authoritative copy (and its fence lifts when the move is
@@ -131,6 +152,24 @@ Status Store::Impl::RecoverPurging(codec::TenantRecord rec) {
   }
   if (keyring_.HasTenant(rec.internal_id)) {
     auto t = LoadTenant(rec);
+    // A replayed PURGING value from before a key rotation (decision 0036)
+    // names a family that is gone; the tenant's data, and any hold placed
+    // since, are in another family of the id, which the record's key does
+    // not read: a hold there cannot be checked, so nothing is destroyed.
+    Shard* shard = t->shard;
+    if (shard != nullptr && shard->Find(t->family_name()) == nullptr) {
+      for (const auto& name : OwnFamilies(shard, rec.internal_id)) {
+        auto* cf = shard->Find(name);
+        if (cf == nullptr) continue;
+        auto rows = HasRows(shard, cf);
+        if (!rows.ok() || *rows) {
+          Quarantine(rec, "recovery: an unfinished purge names column family " +
+                              t->family_name() + ", which is gone, while " + name +
+                              " of the same tenant holds data under a live key");
+          return Status::OK();
+        }
+      }
+    }
     if (t->cf != nullptr) {
       TenantRef ref{t, std::shared_lock<std::shared_mutex>(t->life)};
       Status held = CheckNotHeld(ref, "", /*any_call=*/true);
@@ -199,18 +238,25 @@ std::vector<OrphanKey> Store::Impl::FindOrphanKeys() {
     o.column_family = format::ColumnFamilyName(id.first);
     // A damaged shard may hold its family: never destroy on doubt.
     if (!damaged_shards_.empty()) o.has_rows = true;
+    // Every family of the id: "t<id>", and "t<id>r<n>" after a key
+    // rotation (decision 0036), where the data of a rotated tenant lives.
     for (const auto& s : shards_) {
       if (!s) continue;
-      rocksdb::ColumnFamilyHandle* cf = s->Find(o.column_family);
-      if (cf == nullptr) continue;
-      o.has_column_family = true;
-      o.shard = s->index();
-      // A scan error counts as "has rows" / "held": never destroy on doubt.
-      auto rows = HasRows(s.get(), cf);
-      o.has_rows = !rows.ok() || *rows;
-      auto held = HasPrefix(s.get(), cf, std::string(1, format::kCallHoldPrefix));
-      o.call_holds = !held.ok() || *held;
-      break;
+      for (const auto& name : OwnFamilies(s.get(), id.first)) {
+        rocksdb::ColumnFamilyHandle* cf = s->Find(name);
+        if (cf == nullptr) continue;
+        // A scan error counts as "has rows" / "held": never destroy on doubt.
+        auto rows = HasRows(s.get(), cf);
+        const bool has = !rows.ok() || *rows;
+        auto held = HasPrefix(s.get(), cf, std::string(1, format::kCallHoldPrefix));
+        o.call_holds = o.call_holds || !held.ok() || *held;
+        if (!o.has_column_family || has) {  // named: the one holding data
+          o.column_family = name;
+          o.shard = s->index();
+        }
+        o.has_column_family = true;
+        o.has_rows = o.has_rows || has;
+      }
     }
     out.push_back(std::move(o));
   }
@@ -262,18 +308,23 @@ Result<KeyReconcileReport> Store::Impl::ReconcileKeys(
     r.column_family = format::ColumnFamilyName(id);
     r.key_versions_destroyed = v;
     r.kek_generation_retired = retired;
+    for (const auto& o : report.orphan_keys) {
+      if (o.internal_id == id && o.has_column_family) r.column_family = o.column_family;
+    }
     for (auto& shard : shards_) {
       if (!shard) continue;
-      rocksdb::ColumnFamilyHandle* cf = shard->Find(r.column_family);
-      if (cf == nullptr) continue;
-      uint64_t keys = 0, sst = 0, blobs = 0;
-      shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);
-      shard->db()->GetIntProperty(cf, "rocksdb.live-sst-files-size", &sst);
-      shard->db()->GetIntProperty(cf, "rocksdb.live-blob-file-size", &blobs);
-      r.shard = shard->index();
-      r.records = keys;
-      r.bytes = sst + blobs;
-      CV_RETURN_IF_ERROR(shard->Drop(cf));
+      for (const auto& name : OwnFamilies(shard.get(), id)) {
+        rocksdb::ColumnFamilyHandle* cf = shard->Find(name);
+        if (cf == nullptr) continue;
+        uint64_t keys = 0, sst = 0, blobs = 0;
+        shard->db()->GetIntProperty(cf, "rocksdb.estimate-num-keys", &keys);
+        shard->db()->GetIntProperty(cf, "rocksdb.live-sst-files-size", &sst);
+        shard->db()->GetIntProperty(cf, "rocksdb.live-blob-file-size", &blobs);
+        r.shard = shard->index();
+        r.records += keys;
+        r.bytes += sst + blobs;
+        CV_RETURN_IF_ERROR(shard->Drop(cf));
+      }
     }
     r.kek_generation_current = keyring_.kek_generation;
     r.keyring_generation = keyring_.generation;

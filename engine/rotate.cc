@@ -376,7 +376,18 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
   // 6. Shred the old key, drop the old family, the receipt.
   auto done = FinishRotation(&switched, t.get(), rows);
   if (!done.ok()) {
-    // The tenant is served from its copy; the next open finishes this.
+    // The next open finishes this. Until then the tenant takes no write:
+    // the registry value of step 1 (COPYING) can be put back by anyone who
+    // can write the store directory, and while the old key is not shredded
+    // the keyring cannot tell it from a real one, so recovery would undo
+    // the rotation and drop the copy with every write made to it since the
+    // switch (attack13: ReplayedCopyingAfterAFailedShred).
+    t->damaged = true;
+    {
+      std::lock_guard<std::mutex> r(t->rec_mu);
+      t->damage = "a key rotation switched to the new key but could not finish (" +
+                  done.status().message() + "); reopen the store, which finishes it";
+    }
     return done.status();
   }
   {

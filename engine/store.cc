@@ -116,6 +116,28 @@ std::string Normalize(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
 }
+// Why a registry record's key rotation fields cannot be what
+// RotateTenantKey wrote (decision 0036), or nullptr if they can: COPYING
+// names the copy as family + 1 under key version + 1, SHREDDING the old
+// family and version as family - 1 and version - 1, and no other record
+// holds the same internal id. Recovery acts on these fields by dropping a
+// family and removing a key version; a forged or replayed record that named
+// the live ones, or another tenant's, would destroy live data.
+const char* RotationContradiction(const codec::TenantRecord& rec, bool id_shared) {
+  if (rec.rotation_state == codec::kRotationNone) return nullptr;
+  if (id_shared) return "its internal id is also claimed by another registry record";
+  const uint64_t f = rec.family, v = rec.key_version;
+  const uint64_t rf = rec.rotation_family, rv = rec.rotation_key_version;
+  if (rec.rotation_state == codec::kRotationCopying && (rf != f + 1 || rv != v + 1)) {
+    return "its unfinished key rotation names a copy that is not the next family and key version";
+  }
+  if (rec.rotation_state == codec::kRotationShredding && (rv == 0 || f != rf + 1 || v != rv + 1)) {
+    return "its unfinished key rotation names an old family or key version that is not the one "
+           "before the live one";
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -1144,6 +1166,8 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
     }
     break;
   }
+  std::map<uint64_t, int> id_claims;  // internal id -> registry records naming it
+  for (const auto& rec : records) ++id_claims[rec.internal_id];
   for (auto& rec : records) {
     switch (rec.state) {
       case TenantState::kCreating:
@@ -1160,6 +1184,12 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
         // there: else this is a copy of the store older than the keyring
         // (the rotation went on, or another one followed), and the tenant
         // is refused below with what happened.
+        if (const char* why = RotationContradiction(rec, id_claims[rec.internal_id] > 1)) {
+          // Nothing rolled either way, nothing dropped or shredded.
+          Quarantine(rec, std::string("recovery: the registry record is contradictory: ") + why +
+                              "; no rotation step was taken");
+          break;
+        }
         if (rec.rotation_state != codec::kRotationNone && !damaged_shards_.count(rec.shard) &&
             keyring_.Find(rec.internal_id, rec.key_version) != nullptr) {
           if (rec.rotation_state == codec::kRotationCopying) {
