@@ -309,7 +309,8 @@ class OnlineCopier {
         return Status::OK();
       }
       std::string plain, call_id;
-      CV_RETURN_IF_ERROR(from_->OpenRecord(it->key().ToStringView(), it->value().ToStringView(), &plain));
+      CV_RETURN_IF_ERROR(
+          from_->OpenRecord(it->key().ToStringView(), it->value().ToStringView(), &plain));
       CV_RETURN_IF_ERROR(ChangeEventCallId(plain, &call_id));
       ids.insert(std::move(call_id));
       last = *seq;
@@ -360,10 +361,10 @@ class OnlineCopier {
           if (kind == format::kCallHoldPrefix) {
             Hold hold;
             CV_RETURN_IF_ERROR(codec::DecodeHold(plain, &hold));
-            CV_RETURN_IF_ERROR(Put(format::RecordingKey(
-                                       format::kCallHoldPrefix, indexing::CallHash(to_->index_key, hold.call_id),
-                                       crypto::BlindHash(to_->index_key, kHoldDomain, hold.hold_id)),
-                                   plain));
+            const std::string k = format::RecordingKey(
+                format::kCallHoldPrefix, indexing::CallHash(to_->index_key, hold.call_id),
+                crypto::BlindHash(to_->index_key, kHoldDomain, hold.hold_id));
+            CV_RETURN_IF_ERROR(Put(k, plain));
           } else if (kind == format::kPinPrefix) {
             if (key.size() != 1 + h) return Status::Corruption("malformed pin row key");
             std::string call_id;
@@ -414,7 +415,8 @@ class OnlineCopier {
       CV_RETURN_IF_ERROR(calls::RecordingCopyKey(from_, to_, call_id, key, value, &copy_key));
       CV_RETURN_IF_ERROR(calls::PlanDeleteRecordingRows(to_, copy_key, &batch_));
       CV_RETURN_IF_ERROR(Flush());
-      CV_RETURN_IF_ERROR(calls::CopyRecordingRekeyed(store_, from_, to_, call_id, key, value, &written_));
+      CV_RETURN_IF_ERROR(
+          calls::CopyRecordingRekeyed(store_, from_, to_, call_id, key, value, &written_));
       kept.insert(key);
     }
     CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan the tenant's recordings"));
@@ -487,7 +489,8 @@ class OnlineCopier {
                                     std::pair{kPartInsights, format::Part::kInsights}}) {
       if (!(parts & bit)) continue;
       bool there = false;
-      CV_RETURN_IF_ERROR(calls::GetSealed(from_, ro, format::CallKey(old_hash, part), &plain, &there));
+      CV_RETURN_IF_ERROR(
+          calls::GetSealed(from_, ro, format::CallKey(old_hash, part), &plain, &there));
       if (!there) return Status::Corruption("a stored part of the call is missing");
       CV_RETURN_IF_ERROR(part == format::Part::kTranscript ? codec::DecodeTranscript(plain, call)
                                                           : codec::DecodeInsights(plain, call));
@@ -525,7 +528,6 @@ class OnlineCopier {
                                           new_hash, &batch_, kPartTranscript | kPartInsights));
       const std::string source = indexing::SourceHash(to_->index_key, call);
       if (!source.empty()) sources->emplace_back(source, new_hash);
-      calls_[old_hash] = call_id;
     } else if (had) {
       // Gone (deleted, erased, removed by retention): its copy with its
       // index entries, pin and recordings, as a delete removes them.
@@ -582,7 +584,8 @@ class OnlineCopier {
         // Its chunks are read as they are now, not from the snapshot: a
         // recording deleted or replaced meanwhile fails to read; phase 3
         // copies whatever is there then.
-        Status s = calls::CopyRecordingRekeyed(store_, from_, to_, c->second, key, value, &written_);
+        Status s =
+            calls::CopyRecordingRekeyed(store_, from_, to_, c->second, key, value, &written_);
         if (s.ok()) {
           r.copied = true;
         } else {
@@ -604,7 +607,7 @@ class OnlineCopier {
   const TenantRef& to_;
   rocksdb::DB* const db_;
   rocksdb::WriteBatch batch_;
-  std::map<std::string, std::string> calls_;  // old call hash -> call id (phase 1)
+  std::map<std::string, std::string> calls_;  // old call hash -> call id (phase 1's snapshot)
   std::map<std::string, Recording> recordings_;  // old manifest key -> what phase 1 did
   uint64_t pos_ = 0;  // the feed sequence the copy is up to date with
   uint64_t read_ = 0;
@@ -784,8 +787,8 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
   CV_KILL_POINT("rotate.after_copy");
 
   // 5. The switch: one registry write makes the copy the tenant.
-  // The record as it is now (policies changed during phases 1 and 2 kept),
-  // with the copy's family, generation and key version.
+  // The record as it is (registry writes take admin_mu_, held: it is the
+  // COPYING one), with the copy's family, generation and key version.
   codec::TenantRecord switched = t->Record();
   switched.family = copy->rec.family;
   switched.cf_generation = copy->rec.cf_generation;

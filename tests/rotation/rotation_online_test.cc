@@ -204,10 +204,6 @@ struct Writer {
         }
         c.call_id = r->call_id;  // a source id may resolve to another call
         c.version = r->version;
-        if (r->call_id != id) {
-          // The stored call keeps its participants' first entry etc. as
-          // put: the whole call is replaced by `c`.
-        }
         model->Set(c);
       } else if (op < 7) {
         Call patch = *cur;
@@ -393,7 +389,8 @@ Result<RecordingInfo> WriteRecording(Store* st, const std::string& call, const s
 }
 
 std::string Digest(const std::string& data) {
-  return std::to_string(data.size()) + " bytes, hash " + std::to_string(std::hash<std::string>{}(data));
+  return std::to_string(data.size()) + " bytes, hash " +
+         std::to_string(std::hash<std::string>{}(data));
 }
 
 // Call/recording -> Digest of its content.
@@ -404,10 +401,11 @@ std::map<std::string, std::string> Recordings(Store* st, const std::vector<std::
     if (!recs.ok()) continue;  // a call deleted
     for (const auto& r : *recs) {
       std::string data;
-      EXPECT_OK(st->ReadRecording("acme", id, r.recording_id, 0, UINT64_MAX, [&](std::string_view b) {
-        data.append(b);
-        return Status::OK();
-      }));
+      EXPECT_OK(st->ReadRecording("acme", id, r.recording_id, 0, UINT64_MAX,
+                                  [&](std::string_view b) {
+                                    data.append(b);
+                                    return Status::OK();
+                                  }));
       out[id + "/" + r.recording_id] = Digest(data);
     }
   }
@@ -452,7 +450,8 @@ TEST_F(RotationOnlineTest, ErasuresRetentionPinsHoldsAndRecordingsDuringTheCopy)
         EXPECT_OK(ts->DeleteRecording("acme", "b-40", "rec"));  // gone from the copy
         EXPECT_OK(ts->DeleteRecording("acme", "b-45", "rec"));  // written again, other content
         EXPECT_OK(WriteRecording(ts.store.get(), "b-45", "rec", small));
-        EXPECT_OK(WriteRecording(ts.store.get(), "b-44", "new", small));  // completed during the copy
+        // Completed during the copy:
+        EXPECT_OK(WriteRecording(ts.store.get(), "b-44", "new", small));
       });
       changes.join();
       return;
