@@ -55,6 +55,17 @@ constexpr size_t kBatchBytes = 4u << 20;
 
 std::string IdText(uint64_t internal_id) { return "internal_id=" + std::to_string(internal_id); }
 
+// Sets the rotation fields of `live`'s in-memory record only: its other
+// fields, the identity ones that operations read without rec_mu
+// (Tenant::binding), do not change, and the tenant is served meanwhile.
+void SetRotation(Tenant* live, const codec::TenantRecord& from) {
+  std::lock_guard<std::mutex> r(live->rec_mu);
+  live->rec.rotation_state = from.rotation_state;
+  live->rec.rotation_family = from.rotation_family;
+  live->rec.rotation_cf_generation = from.rotation_cf_generation;
+  live->rec.rotation_key_version = from.rotation_key_version;
+}
+
 codec::TenantRecord WithoutRotation(codec::TenantRecord rec) {
   rec.rotation_state = codec::kRotationNone;
   rec.rotation_family = 0;
@@ -657,10 +668,7 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
         "registry batch"));
     CV_RETURN_IF_ERROR(WriteRegistry(copying, &b));
   }
-  {
-    std::lock_guard<std::mutex> r(t->rec_mu);
-    t->rec = copying;
-  }
+  SetRotation(t.get(), copying);
   CV_KILL_POINT("rotate.after_begin");
 
   auto copy = std::make_shared<Tenant>();
@@ -724,9 +732,11 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
       // rotation ends.
       RunHook("phase3");
       served.lock.unlock();
+      to.lock.unlock();  // lock order: the tenant's life before the copy's
       t->exclusive_waiting = true;
       life = std::unique_lock<std::shared_mutex>(t->life);
       t->exclusive_waiting = false;
+      to.lock = std::shared_lock<std::shared_mutex>(copy->life);
       if (t->state.load() != TenantState::kActive || t->cf == nullptr) {
         s = Status::TenantPurged("tenant purged");
       } else if (t->quarantined.load() || t->damaged.load()) {
@@ -855,10 +865,7 @@ Status Store::Impl::RollBackRotation(codec::TenantRecord* rec, Tenant* live) {
   }
   codec::TenantRecord back = WithoutRotation(*rec);
   CV_RETURN_IF_ERROR(WriteRegistry(back));
-  if (live != nullptr) {
-    std::lock_guard<std::mutex> r(live->rec_mu);
-    live->rec = back;
-  }
+  if (live != nullptr) SetRotation(live, back);
   *rec = back;
   Audit("tenant_key_rotation_undone", rec->tenant_id,
         IdText(rec->internal_id) + ": a key rotation that had not switched to its copy was "

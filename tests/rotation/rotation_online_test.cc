@@ -79,8 +79,17 @@ std::set<std::string> List(Store* st, const std::string& tenant, ListQuery q) {
 // Every call of the model reads back as it was acknowledged, every other
 // id is absent, and the indexes (time, owner, workspace, participant,
 // source) answer as the model does.
-void CheckModel(Store* st, const std::string& tenant, Model& m) {
-  std::lock_guard<std::mutex> l(m.mu);
+void CheckModel(Store* st, const std::string& tenant, Model& model) {
+  // A copy: the store is not called with the model's lock held.
+  struct {
+    std::map<std::string, Call> calls;
+    std::set<std::string> ids;
+  } m;
+  {
+    std::lock_guard<std::mutex> l(model.mu);
+    m.calls = model.calls;
+    m.ids = model.ids;
+  }
   for (const auto& id : m.ids) {
     auto c = st->GetCall(tenant, id, kPartAll);
     auto it = m.calls.find(id);
@@ -139,7 +148,16 @@ void CheckModel(Store* st, const std::string& tenant, Model& m) {
 // The source index: a put of a new call id with a stored call's source id
 // resolves to that call; one with a source id no call holds creates a call.
 // (Changes the tenant: the last check of a test.)
-void CheckSources(Store* st, const std::string& tenant, Model& m) {
+void CheckSources(Store* st, const std::string& tenant, Model& model) {
+  struct {
+    std::map<std::string, Call> calls;
+    std::set<std::string> ids;
+  } m;
+  {
+    std::lock_guard<std::mutex> l(model.mu);
+    m.calls = model.calls;
+    m.ids = model.ids;
+  }
   std::map<std::string, std::string> owner;  // source id -> call id
   for (const auto& [id, c] : m.calls) {
     if (!c.source_call_id.empty()) owner[c.source_call_id] = id;
@@ -401,11 +419,11 @@ std::map<std::string, std::string> Recordings(Store* st, const std::vector<std::
     if (!recs.ok()) continue;  // a call deleted
     for (const auto& r : *recs) {
       std::string data;
-      EXPECT_OK(st->ReadRecording("acme", id, r.recording_id, 0, UINT64_MAX,
-                                  [&](std::string_view b) {
-                                    data.append(b);
-                                    return Status::OK();
-                                  }));
+      EXPECT_OK(
+          st->ReadRecording("acme", id, r.recording_id, 0, UINT64_MAX, [&](std::string_view b) {
+            data.append(b);
+            return Status::OK();
+          }));
       out[id + "/" + r.recording_id] = Digest(data);
     }
   }
@@ -457,50 +475,56 @@ TEST_F(RotationOnlineTest, ErasuresRetentionPinsHoldsAndRecordingsDuringTheCopy)
       return;
     }
     if (std::string_view(phase) != "phase1") return;
-    // In other threads: this one is the rotation's.
-    std::thread changes([&] {
-      EXPECT_OK(ts->DeleteCall("acme", "b-41"));  // with its recording
-      EXPECT_OK(ts->DeleteCall("acme", "b-42"));  // put again: no recording
-      EXPECT_OK(ts->SetCallPinned("acme", "b-21", false));
-      EXPECT_OK(ts->SetCallPinned("acme", "b-22", true));
+    // In other threads: this one is the rotation's, which holds the tenant.
+    std::thread body([&] {
+      std::thread changes([&] {
+        EXPECT_OK(ts->DeleteCall("acme", "b-41"));  // with its recording
+        EXPECT_OK(ts->DeleteCall("acme", "b-42"));  // put again: no recording
+        EXPECT_OK(ts->SetCallPinned("acme", "b-21", false));
+        EXPECT_OK(ts->SetCallPinned("acme", "b-22", true));
+      });
+      changes.join();
+      Call again = MakeCall("b-42", now - kDay, "again");
+      auto r = ts->PutCall("acme", again);
+      EXPECT_OK(r);
+      if (r.ok()) {
+        again.version = r->version;
+        model.Set(again);
+      }
+      model.Erase("b-41");
+      // Erase and retention change the tenant, then wait for admin_mu_ (their
+      // receipts) until the rotation ends: their changes are awaited here.
+      admin.emplace_back([&] {
+        auto e = ts->Erase("acme", {.subject = "erase@ex.example", .physical = false});
+        erase_status = e.status();
+      });
+      admin.emplace_back([&] {
+        auto e = ts->Erase(
+            "acme",
+            {.subject = "redact@ex.example", .mode = EraseMode::kRedact, .physical = false});
+        redact_status = e.status();
+      });
+      EXPECT_TRUE(WaitFor([&] {
+        ListQuery q;
+        q.participants = {"erase@ex.example"};
+        auto a = ts->ListCalls("acme", q);
+        q.participants = {"redact@ex.example"};
+        auto b = ts->ListCalls("acme", q);
+        return a.ok() && b.ok() && a->calls.empty() && b->calls.empty();
+      }));
+      admin.emplace_back([&] { retention_status = ts->RunRetention(now).status(); });
+      EXPECT_TRUE(
+          WaitFor([&] { return ts->GetCall("acme", "b-29").status().code() == Code::kNotFound; }));
+      // A hold placed now waits for the rotation (holds serialise with it).
+      holder = std::thread([&] {
+        hold_status =
+            ts->PlaceHold("acme", {.hold_id = "h-61", .reason = "late", .call_id = "b-61"});
+        holder_done = true;
+      });
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      EXPECT_FALSE(holder_done.load()) << "a hold was placed during a rotation";
     });
-    changes.join();
-    Call again = MakeCall("b-42", now - kDay, "again");
-    auto r = ts->PutCall("acme", again);
-    EXPECT_OK(r);
-    if (r.ok()) {
-      again.version = r->version;
-      model.Set(again);
-    }
-    model.Erase("b-41");
-    // Erase and retention change the tenant, then wait for admin_mu_ (their
-    // receipts) until the rotation ends: their changes are awaited here.
-    admin.emplace_back([&] {
-      auto e = ts->Erase("acme", {.subject = "erase@ex.example", .physical = false});
-      erase_status = e.status();
-    });
-    admin.emplace_back([&] {
-      auto e = ts->Erase("acme", {.subject = "redact@ex.example", .mode = EraseMode::kRedact,
-                                  .physical = false});
-      redact_status = e.status();
-    });
-    EXPECT_TRUE(WaitFor([&] {
-      ListQuery q;
-      q.participants = {"erase@ex.example"};
-      auto a = ts->ListCalls("acme", q);
-      q.participants = {"redact@ex.example"};
-      auto b = ts->ListCalls("acme", q);
-      return a.ok() && b.ok() && a->calls.empty() && b->calls.empty();
-    }));
-    admin.emplace_back([&] { retention_status = ts->RunRetention(now).status(); });
-    EXPECT_TRUE(WaitFor([&] { return ts->GetCall("acme", "b-29").status().code() == Code::kNotFound; }));
-    // A hold placed now waits for the rotation (holds serialise with it).
-    holder = std::thread([&] {
-      hold_status = ts->PlaceHold("acme", {.hold_id = "h-61", .reason = "late", .call_id = "b-61"});
-      holder_done = true;
-    });
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    EXPECT_FALSE(holder_done.load()) << "a hold was placed during a rotation";
+    body.join();
   });
   auto receipt = ts->RotateTenantKey("acme");
   testing::SetRotationHookForTest(nullptr);
@@ -526,10 +550,10 @@ TEST_F(RotationOnlineTest, ErasuresRetentionPinsHoldsAndRecordingsDuringTheCopy)
   }
   for (int round = 0; round < 2; ++round) {
     CheckModel(ts.store.get(), "acme", model);
-    EXPECT_EQ(Recordings(ts.store.get(), {"b-40", "b-41", "b-42", "b-43", "b-44", "b-45"}),
-              (std::map<std::string, std::string>{{"b-43/rec", Digest(big)},
-                                                  {"b-44/new", Digest(small)},
-                                                  {"b-45/rec", Digest(small)}}));
+    EXPECT_EQ(
+        Recordings(ts.store.get(), {"b-40", "b-41", "b-42", "b-43", "b-44", "b-45"}),
+        (std::map<std::string, std::string>{
+            {"b-43/rec", Digest(big)}, {"b-44/new", Digest(small)}, {"b-45/rec", Digest(small)}}));
     // Holds: the one placed before and the one that waited both hold.
     EXPECT_EQ(ts->DeleteCall("acme", "b-60").code(), Code::kFailedPrecondition);
     EXPECT_EQ(ts->DeleteCall("acme", "b-61").code(), Code::kFailedPrecondition);
@@ -559,7 +583,8 @@ TEST_F(RotationOnlineTest, AFeedTrimmedDuringTheCopyFallsBackToAHeldCopy) {
   ts.options.change_feed_max_events = 16;
   std::atomic<int> fallbacks{0};
   ts.options.logger = [&](LogLevel, std::string_view, std::string_view message) {
-    if (message.find("change feed was trimmed during the copy") != std::string_view::npos) ++fallbacks;
+    if (message.find("change feed was trimmed during the copy") != std::string_view::npos)
+      ++fallbacks;
   };
   ASSERT_OK(ts.Open());
   ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
