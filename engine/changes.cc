@@ -10,6 +10,7 @@
 #include "callvault/limits.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
+#include "engine/rotate_internal.h"
 #include "engine/store_impl.h"
 #include "format/coding.h"
 #include "format/rowkey.h"
@@ -260,6 +261,14 @@ Result<ChangePage> Store::Impl::ReadChanges(std::string_view tenant_id, std::str
   CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "read the change feed"));
   page.next_token = EncodeToken(t, after, mark);
   return page;
+}
+
+// Key rotation (rotate.cc): the call an event names.
+Status ChangeEventCallId(std::string_view plain, std::string* call_id) {
+  ChangeEvent e;
+  CV_RETURN_IF_ERROR(DecodeEvent(plain, &e));
+  *call_id = std::move(e.call_id);
+  return Status::OK();
 }
 
 // Verify (inspect.cc): one event row.

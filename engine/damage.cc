@@ -209,7 +209,13 @@ void Store::Impl::MarkDamaged(const std::shared_ptr<Tenant>& t, const std::strin
 void Store::Impl::PollDamagedFamilies() {
   std::vector<std::pair<uint32_t, std::map<std::string, std::string>>> found;
   {
-    std::lock_guard<std::mutex> l(admin_mu_);
+    // Every operation's Observe polls: while an administrative operation
+    // holds admin_mu_ (a key rotation copying a tenant online, decision
+    // 0038; a purge, a move, a backup's cut) the poll is left to a later
+    // operation rather than every tenant's reads and writes waiting for it.
+    // What compactions reported stays in the shards until then.
+    std::unique_lock<std::mutex> l(admin_mu_, std::try_to_lock);
+    if (!l.owns_lock()) return;
     for (const auto& s : shards_) {
       if (!s) continue;
       auto f = s->TakeDamagedFamilies();

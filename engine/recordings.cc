@@ -30,6 +30,7 @@
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/indexing.h"
+#include "engine/rotate_internal.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
 #include "format/coding.h"
@@ -753,6 +754,27 @@ Status CopyRecordingRekeyed(Store::Impl* store, const TenantRef& from, const Ten
       "write recording manifest"));
   ++*rows;
   return Status::OK();
+}
+
+Status RecordingCopyKey(const TenantRef& from, const TenantRef& to, std::string_view call_id,
+                        std::string_view manifest_key, std::string_view sealed,
+                        std::string* copy_key) {
+  std::string plain;
+  CV_RETURN_IF_ERROR(from->OpenRecord(manifest_key, sealed, &plain));
+  RecordingInfo info;
+  Stream stream;
+  CV_RETURN_IF_ERROR(DecodeManifest(std::move(plain), &info, &stream));
+  const Names out = NamesOf(to, call_id, info.recording_id);
+  *copy_key = format::RecordingKey(format::kRecordingManifestPrefix, out.call_hash, out.rec_hash);
+  return Status::OK();
+}
+
+Status PlanDeleteRecordingRows(const TenantRef& t, std::string_view manifest_key,
+                               rocksdb::WriteBatch* b) {
+  std::string_view k = manifest_key.substr(1);
+  if (k.size() != 2 * format::kHashBytes) return Status::Corruption("malformed recording key");
+  Names n{std::string(k.substr(0, format::kHashBytes)), std::string(k.substr(format::kHashBytes))};
+  return PlanDeleteAllChunks(t, n, b);
 }
 
 Status CleanIncompleteRecordings(const TenantRef& t) {

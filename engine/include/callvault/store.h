@@ -660,9 +660,9 @@ class Store {
   // (keyring under a new KEK generation, the old KEK destroyed) and the old
   // family dropped. Returns the signed "key_rotation" receipt
   // (key_versions_destroyed: the old version; records: the rows copied).
-  // The tenant's operations wait while it runs (it holds the tenant as a
-  // purge does); a recording being written meanwhile fails at Finish
-  // (kNotFound), and list cursors and change-feed tokens issued before
+  // The tenant is served while it runs (docs/decisions/0038: held only for
+  // the copy's last tail and the switch); a recording written across the
+  // switch fails at Finish (kNotFound); list cursors and change-feed tokens issued before
   // it are refused afterwards. A crash before the switch rolls it back at
   // the next open, after it rolls forward. Progress: Options::progress,
   // operation "rotate", unit "rows". Refused: unknown (kNotFound), purged
