@@ -13,7 +13,9 @@
 //   module of tests/providers/p11_shim.cc, armed while the rows are being
 //   copied): a specific error naming the failed function; after the fault
 //   lifts, a reopen finishes the rotation and every record reads under
-//   exactly one key, the new one (the pre-rotation copy stays unreadable).
+//   exactly one key, the new one (the pre-rotation copy stays unreadable);
+// - a token that fails at the rotation's first keyring commit (the new DEK,
+//   before the copy): refused with the function named, nothing changed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -311,6 +313,38 @@ TEST_P(RotationTokenFaultTest, FailedShredIsFinishedByTheNextOpen) {
   ExpectUnreadable(old->get(), "acme");
   EXPECT_CODE((*old)->GetCall("acme", Id(1)), Code::kCorruption);
   ExpectWhole(old->get(), "globex");
+}
+
+// The token fails at the rotation's first keyring commit (DEK v+1, before
+// any row is copied): refused with the function named, nothing changed; it
+// runs once the token is back.
+TEST_F(RotationTokenFaultTest, FailureBeforeTheCopyChangesNothing) {
+  auto s = OpenStore(db, state);
+  ASSERT_OK(s);
+  Fill(s->get());
+  const size_t keks = Keks();
+  std::ofstream(arm) << "C_Encrypt";
+  auto r = (*s)->RotateTenantKey("acme");
+  Disarm();
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().code() == Code::kKeyError || r.status().code() == Code::kIOError)
+      << r.status().ToString();
+  EXPECT_NE(r.status().message().find("C_Encrypt"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ((*s)->DescribeTenant("acme")->key_version, 1u);
+  ExpectWhole(s->get(), "acme");
+  EXPECT_EQ(Keks(), keks);
+  auto receipts = (*s)->ListReceipts();
+  ASSERT_OK(receipts);
+  EXPECT_TRUE(receipts->empty());
+  s->reset();
+  s = OpenStore(db, state);
+  ASSERT_OK(s);
+  EXPECT_EQ((*s)->DescribeTenant("acme")->key_version, 1u);
+  ExpectWhole(s->get(), "acme");
+  ASSERT_OK((*s)->RotateTenantKey("acme"));
+  EXPECT_EQ((*s)->DescribeTenant("acme")->key_version, 2u);
+  ExpectWhole(s->get(), "acme");
+  ExpectWhole(s->get(), "globex");
 }
 
 // C_Decrypt is not called by a keyring commit (only by the keyring's open,
