@@ -4,11 +4,13 @@
 // keyring sealed under it with C_Encrypt, the retired KEK destroyed with
 // C_DestroyObject), as a purge does:
 // - after RotateTenantKey the retired KEK object is gone from the token
-//   (C_FindObjects by label), the tenant reads back whole, and copies of
-//   the store, of the provider's state directory and of the token directory
-//   taken before the rotation, opened with the current token, read nothing
-//   of the rotated tenant's pre-rotation rows (never plaintext); the other
-//   tenant reads;
+//   (C_FindObjects by label), the tenant reads back whole; copies of the
+//   store and of the provider's state directory taken before the rotation,
+//   opened with the current token, read nothing of the rotated tenant's
+//   pre-rotation rows (never plaintext), and the other tenant reads; of a
+//   copy of the token directory taken before, the retired KEK's file is
+//   gone from the current one (the copy itself would still open it:
+//   SoftHSM2 is a test double, docs/crypto.md);
 // - a token that fails at the rotation's keyring commit (the fault-injecting
 //   module of tests/providers/p11_shim.cc, armed while the rows are being
 //   copied): a specific error naming the failed function; after the fault
