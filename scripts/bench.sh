@@ -86,6 +86,7 @@ if [ "$mode" = full ]; then
   mkdir -p docs/data
   cp "$out/harness.json" docs/data/harness.json
   cp "$out/micro.json" docs/data/micro.json
+  cp "$out/rotate.json" docs/data/rotate.json
 fi
 
 echo "bench: $mode run finished in $(( $(date +%s) - start )) s" >&2
