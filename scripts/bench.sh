@@ -31,7 +31,7 @@ if [ "$build_type" != "Release" ]; then
 fi
 # Builds the two binaries if `make build` has not (cheap when up to date).
 cmake --build --preset "$preset" --target callvault_micro callvault_harness callvault_move_bench \
-  callvault_backup_bench >&2
+  callvault_backup_bench callvault_rotate_bench >&2
 
 if [ "$mode" = full ]; then
   out=bench/out
@@ -70,15 +70,23 @@ if [ "$mode" = full ]; then backup_calls=2000,20000; else backup_calls=1000; fi
 echo "bench: backups ($backup_calls calls) -> $out/backup.json" >&2
 "$build/bench/callvault_backup_bench" --work "$work" --calls "$backup_calls" --out "$out/backup.json" >&2
 
+# Tenant key rotation (decision 0036): rows/s and MB/s, and another tenant's
+# put/get p99 during a rotation beside the same load without one.
+if [ "$mode" = full ]; then rotate_calls=2000,20000; rotate_base=3; else rotate_calls=2000; rotate_base=1; fi
+echo "bench: key rotation ($rotate_calls calls) -> $out/rotate.json" >&2
+"$build/bench/callvault_rotate_bench" --work "$work" --calls "$rotate_calls" --baseline "$rotate_base" \
+  --out "$out/rotate.json" >&2
+
 echo "bench: report -> $doc" >&2
 "$py" scripts/bench_report.py --harness "$out/harness.json" --micro "$out/micro.json" \
-  --backup "$out/backup.json" --move "$out/move.json" --doc "$doc" --img "$img"
+  --backup "$out/backup.json" --move "$out/move.json" --rotate "$out/rotate.json" --doc "$doc" --img "$img"
 
 if [ "$mode" = full ]; then
   # The raw JSON behind the committed tables, so they can be checked.
   mkdir -p docs/data
   cp "$out/harness.json" docs/data/harness.json
   cp "$out/micro.json" docs/data/micro.json
+  cp "$out/rotate.json" docs/data/rotate.json
 fi
 
 echo "bench: $mode run finished in $(( $(date +%s) - start )) s" >&2

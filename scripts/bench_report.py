@@ -512,12 +512,49 @@ def move_section(m):
                  "Load avg"], rows) + "\n")
 
 
+def rotate_section(r):
+    """bench/rotate_bench.cc: one row per tenant size."""
+    rows = []
+    quiet = True
+    for x in r.get("rotations", []):
+        al, du, ld = x["alone"], x["during"], x["load"]
+        for la in (al["loadavg"], ld["loadavg_baseline"], du["loadavg"]):
+            quiet = quiet and bool(la.split()) and float(la.split()[0]) < 1.5
+        rows.append([
+            f"{x['calls']:,}", f"{x['alone']['rows']:,}", f"{mb(al['bytes']):.1f} MB",
+            f"{al['seconds']:.2f} s, {al['rows_per_s']:,.0f} rows/s, {al['calls_per_s']:,.0f} calls/s, "
+            f"{al['mb_per_s']:.1f} MB/s (load {al['loadavg']})",
+            f"{du['seconds']:.2f} s, {du['rows_per_s']:,.0f} rows/s (load {du['loadavg']})",
+            f"{ld['put_baseline']['p99_ms']:.1f} → {ld['put_during']['p99_ms']:.1f} ms "
+            f"({ld['put_p99_ratio']:.2f}×; {ld['put_baseline']['ops']}/{ld['put_during']['ops']} ops)",
+            f"{ld['get_baseline']['p99_ms']:.2f} → {ld['get_during']['p99_ms']:.2f} ms "
+            f"({ld['get_p99_ratio']:.2f}×; {ld['get_baseline']['ops']}/{ld['get_during']['ops']} ops)",
+            f"{ld['loadavg_baseline']}",
+        ])
+    text = (
+        "`callvault_rotate_bench`: a store (file key provider, default `Options`, synced writes) with a tenant "
+        "of N generated calls and a second tenant of 1,000, flushed. *Alone*: `RotateTenantKey` of the first "
+        "tenant with nothing else running; rows are the rows the copy wrote (the receipt's `records`), MB the "
+        "old column family's files (the receipt's `bytes`). *Under load*: the same tenant rotated again while "
+        "one thread puts new calls to the second tenant (`PutCall`, synced) and one gets its calls "
+        "(`GetCall`); *put p99* and *get p99* are that load's latencies during the rotation beside the same "
+        "load for a few seconds just before it (ratio during / before; operations counted in each). Load "
+        "average (1/5/15 min) beside every figure: the rotation alone, the baseline load, the rotation under "
+        "load.\n\n"
+        + table(["Calls", "Rows", "Tenant", "Rotation alone", "Rotation under load", "Other tenant's put p99",
+                 "Other tenant's get p99", "Load avg (baseline)"], rows) + "\n")
+    if not quiet:
+        text += "\n**Warning: the load average was 1.5 or more during this run; the figures are not comparable.**\n"
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--harness", required=True)
     ap.add_argument("--micro", required=True)
     ap.add_argument("--backup", default="")
     ap.add_argument("--move", default="")
+    ap.add_argument("--rotate", default="")
     ap.add_argument("--doc", required=True)
     ap.add_argument("--img", required=True)
     a = ap.parse_args()
@@ -568,6 +605,9 @@ def main():
     if a.move and os.path.exists(a.move):
         with open(a.move) as f:
             parts.append("## Tenant moves\n\n" + move_section(json.load(f)))
+    if a.rotate and os.path.exists(a.rotate):
+        with open(a.rotate) as f:
+            parts.append("## Tenant key rotation\n\n" + rotate_section(json.load(f)))
     parts.append("## How the comparator is built\n\n" + COMPARATOR)
     os.makedirs(os.path.dirname(os.path.abspath(a.doc)), exist_ok=True)
     with open(a.doc, "w") as f:
