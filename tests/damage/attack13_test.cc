@@ -126,7 +126,10 @@ TEST_F(A13, CloseMarkThatIsADirectoryIsRefusedNotIgnored) {
 // never had. Both stores were built the same way, so the file names match
 // and the other store's longer WALs read as "acknowledged writes lost":
 // loud (decision 0035's honest limit: a forged mark is loud), never a
-// crash; a read-only open changes nothing. A symlink to a copy of the
+// crash; a read-only open changes nothing. A false alarm whose message
+// does not name CLOSE_MARK: either every tenant of the shards damaged, or
+// (when the metadata WAL's names match too) the store refused with
+// "restore it from a backup". A symlink to a copy of the
 // store's own mark kept outside it: quiet, and the writable open that
 // consumes it unlinks the link, never the file it points to.
 TEST_F(A13, AnotherStoresCloseMarkIsLoudAndLeavesItsTargetAlone) {
@@ -146,9 +149,17 @@ TEST_F(A13, AnotherStoresCloseMarkIsLoudAndLeavesItsTargetAlone) {
   fs::remove(mark);
   fs::create_symlink(other.db + "/CLOSE_MARK", mark);
   seen.clear();
-  {
-    auto r = OpenMode(/*read_only=*/true);
-    ASSERT_OK(r);
+  // Which files' sizes differ depends on the two stores' timings: when the
+  // metadata instance's WAL names match and ours is shorter, the store
+  // does not open at all (metadata_loss: "restore it from a backup").
+  if (auto r = OpenMode(/*read_only=*/true); !r.ok()) {
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("metadata instance damaged: acknowledged writes lost"),
+              std::string::npos)
+        << r.status().ToString();
+    EXPECT_TRUE(Saw("metadata_loss"));
+    std::printf("[attack13] another store's CLOSE_MARK linked in: %s\n", r.status().ToString().c_str());
+  } else {
     auto g = (*r)->GetCall("acme", "a0", kPartAll);
     EXPECT_CODE(g, Code::kCorruption);
     std::printf("[attack13] another store's CLOSE_MARK linked in: acme a0: %s\n",
@@ -526,6 +537,74 @@ TEST_F(A13, VerifyOfAStoreThatReceivedAMoveIsOk) {
   auto v = dst->Verify(std::nullopt);
   ASSERT_OK(v);
   EXPECT_FALSE(v->ok());
+}
+
+// A loss only the mark's file check sees: shard 0's WAL of the first
+// session (a0-a2) emptied, while a later session's WAL (f0) keeps the
+// sequence check quiet (and, after a crash, the scan: the
+// DISABLED_OlderWalEmptied finding). Then a writable open that fails on
+// ANOTHER shard with an I/O error (shard 1's CURRENT made a directory:
+// EISDIR, which stops the open). That open opened shard 0 writable (a new
+// MANIFEST), saw its loss, and failed before recording it; CLOSE_MARK is
+// kept (decision 0035), but its shard 0 line now names a MANIFEST that
+// CURRENT no longer names, so the next open, once shard 1 is fixed, skips
+// the file check. The loss must still be reported.
+// FINDING (not fixed): it is not. The first open returns only shard 1's
+// kIOError (no event, no callback about shard 0); the next one serves acme
+// without a0-a2: GetCall kNotFound, no shard_loss, Verify ok. Any error
+// that stops an open after the shards opened does it (a full disk while a
+// later shard writes its new MANIFEST, a shard directory with the wrong
+// owner, a transient EIO): the operator fixes that and the loss is gone.
+// A fix: make the loss durable before a shard opens writable (a synced
+// metadata row per shard with a loss, turned into damage marks by the
+// next open), or check every shard's mark before any opens writable: a
+// design change (decisions 0015/0035) for the lead.
+void LossAndAFailedOpen(A13* t, bool fail_elsewhere) {
+  TestStore& s = t->s;
+  s.Close();
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->PutCall("acme", MakeCall("f0", kAt + 20)));
+  s.Close();
+  std::vector<std::string> wals;
+  for (const auto& f : FilesWith(s.db + "/shards/0000", ".log")) {
+    if (fs::file_size(f) > 0) wals.push_back(f);
+  }
+  ASSERT_EQ(wals.size(), 2u);  // a0-a2's, f0's
+  fs::resize_file(wals[0], 0);
+  const std::string cur1 = s.db + "/shards/0001/CURRENT";
+  const std::string cur1_bytes = testutil::ReadFile(cur1);
+  if (fail_elsewhere) {
+    fs::rename(cur1, cur1 + ".aside");
+    fs::create_directory(cur1);
+    t->seen.clear();
+    {
+      auto r = t->OpenMode(/*read_only=*/false);
+      ASSERT_FALSE(r.ok());
+      std::printf("[attack13] open with shard 1 unreadable: %s\n", r.status().ToString().c_str());
+      for (const auto& k : t->Kinds()) std::printf("[attack13]   event %s\n", k.c_str());
+    }
+    EXPECT_TRUE(fs::exists(s.db + "/CLOSE_MARK"));
+    fs::remove(cur1);
+    fs::rename(cur1 + ".aside", cur1);
+    ASSERT_EQ(testutil::ReadFile(cur1), cur1_bytes);
+  }
+  t->seen.clear();
+  s.options.create_if_missing = false;
+  ASSERT_OK(s.Open());
+  auto g = s->GetCall("acme", "a0", kPartAll);
+  std::printf("[attack13] %s: acme a0: %s\n", fail_elsewhere ? "after the failed open" : "control",
+              g.ok() ? "OK" : g.status().ToString().c_str());
+  EXPECT_TRUE(g.ok() || (g.status().code() == Code::kCorruption && t->Saw("shard_loss")))
+      << "acknowledged calls lost silently: " << g.status().ToString();
+  auto v = s->Verify(std::nullopt);
+  ASSERT_OK(v);
+  EXPECT_TRUE(g.ok() || !v->ok()) << "verify ok after a loss";
+  t->ExpectAll(s.store.get(), "bravo", "b");
+}
+
+TEST_F(A13, OlderWalEmptiedAfterACleanCloseIsLoud) { LossAndAFailedOpen(this, false); }
+TEST_F(A13, DISABLED_LossSeenByAnOpenThatFailedElsewhereIsNotForgotten) {
+  LossAndAFailedOpen(this, true);
 }
 
 }  // namespace
