@@ -94,9 +94,26 @@ Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark
   *present = false;
   const std::string path = root + "/" + kCloseMarkFile;
   std::string bytes;
-  rocksdb::IOStatus s = rocksdb::ReadFileToString(fs, path, &bytes);
+  // Read at most one byte more than a close mark can hold: a huge file
+  // (sparse, or a damaged size) is damage, never a whole-file allocation.
+  std::unique_ptr<rocksdb::FSSequentialFile> file;
+  rocksdb::IOStatus s = fs->NewSequentialFile(path, rocksdb::FileOptions(), &file, nullptr);
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::OK();
-  CV_RETURN_IF_ERROR(fsutil::FromIO(s, "read " + std::string(kCloseMarkFile)));
+  const std::string what = "read " + std::string(kCloseMarkFile);
+  CV_RETURN_IF_ERROR(fsutil::FromIO(s, what));
+  constexpr size_t kChunk = 64 * 1024;
+  std::unique_ptr<char[]> buf(new char[kChunk]);
+  while (bytes.size() <= kMaxCloseMarkBytes) {
+    rocksdb::Slice got;
+    CV_RETURN_IF_ERROR(fsutil::FromIO(
+        file->Read(kChunk, rocksdb::IOOptions(), &got, buf.get(), nullptr), what));
+    if (got.empty()) break;
+    bytes.append(got.data(), got.size());
+  }
+  if (bytes.size() > kMaxCloseMarkBytes) {
+    return Damaged("is larger than any close mark (over " + std::to_string(kMaxCloseMarkBytes) +
+                   " bytes)");
+  }
   CV_RETURN_IF_ERROR(DecodeCloseMark(bytes, out));
   *present = true;
   return Status::OK();

@@ -22,6 +22,11 @@ namespace callvault {
 
 inline constexpr char kCloseMarkFile[] = "CLOSE_MARK";
 inline constexpr char kCloseMarkTemp[] = "CLOSE_MARK.tmp";  // fsutil::AtomicWrite's
+// The largest CLOSE_MARK read (docs/format.md, "Close mark"): a larger file
+// is damage, refused before it is read into memory (a sparse or damaged
+// file of gigabytes made every open die of std::bad_alloc); a close whose
+// marks would not fit writes none (the next open checks nothing).
+inline constexpr uint64_t kMaxCloseMarkBytes = uint64_t{64} << 20;
 
 struct CloseMark {
   std::optional<ShardMark> meta;      // absent: the metadata instance did not close cleanly
@@ -35,7 +40,8 @@ std::string EncodeCloseMark(const CloseMark& m);
 // this version (truncated, a byte changed, unparsable, unknown version).
 Status DecodeCloseMark(std::string_view bytes, CloseMark* out);
 // Reads `root`/CLOSE_MARK. `*present` false (OK) when there is none; a
-// failed read is kIOError; a damaged file kCorruption (DecodeCloseMark).
+// failed read is kIOError; a damaged file kCorruption (DecodeCloseMark),
+// and one longer than kMaxCloseMarkBytes, which is not read whole.
 Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark* out,
                      bool* present);
 

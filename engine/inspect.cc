@@ -20,6 +20,10 @@ namespace callvault {
 
 namespace {
 
+// The metadata instance's rows of move ids received (engine/move.cc's
+// kMoveSeenPrefix; docs/format.md "Tenant moves").
+constexpr char kMoveSeenKind = 'V';
+
 // Opens and decodes one record of a tenant column family by its key kind.
 Status CheckRecord(const TenantRef& t, std::string_view key, std::string_view value) {
   if (key.empty()) return Status::Corruption("empty key");
@@ -291,6 +295,12 @@ void Store::Impl::VerifyMetadata(VerifyReport* report) {
       s = key.size() == 9 ? record::Open(store_data_key_, record::Binding{}, key, value, &plain)
                           : Status::Corruption("malformed damage mark key");
       if (!s.ok()) fail("damage", "damage mark: " + s.ToString());
+    } else if (kind == kMoveSeenKind) {
+      // A move id this store received (engine/move.cc, docs/format.md
+      // "Tenant moves"): 'V' + 16 bytes, empty value. Not sealed.
+      s = key.size() == 1 + 16 && value.empty() ? Status::OK()
+                                                 : Status::Corruption("malformed move id row");
+      if (!s.ok()) fail("move_id", s.ToString());
     } else {
       s = Status::Corruption("unknown key kind in the metadata instance");
       fail("unknown", s.ToString());

@@ -614,8 +614,13 @@ Status Store::Impl::Close() {
     // not finish (it failed before checking the marks). Kept, it is still
     // what the last clean close left; this session's marks would describe
     // instances it never fully opened.
-    if (!fs->FileExists(path_ + "/" + kCloseMarkFile, rocksdb::IOOptions(), nullptr).ok()) {
-      const std::string bytes = EncodeCloseMark(marks);
+    const std::string bytes = EncodeCloseMark(marks);
+    if (bytes.size() > kMaxCloseMarkBytes) {
+      // Never in practice (a line per shard); the next open would refuse
+      // it as damage: none is written, the next open checks nothing.
+      Log(LogLevel::kWarn, "close mark not written: " + std::to_string(bytes.size()) +
+                               " bytes, over the " + std::to_string(kMaxCloseMarkBytes) + " readable");
+    } else if (!fs->FileExists(path_ + "/" + kCloseMarkFile, rocksdb::IOOptions(), nullptr).ok()) {
       keep(fsutil::AtomicWrite(fs, path_, kCloseMarkFile,
                                reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     }

@@ -1,0 +1,649 @@
+// Session 11 attack on the close marks in their own file (decision 0035,
+// <store>/CLOSE_MARK) and on issue 11's promise: a mark that is a
+// directory, a symlink to another store's, a huge file, an older copy
+// (stale) restored after a crash, a file planted into a store that never
+// had one; an acknowledged purge whose metadata WAL records are cut away
+// after a crash; backups and restores with the file.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <csignal>
+#include <filesystem>
+#include <map>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "callvault/backup.h"
+#include "callvault/store.h"
+#include "engine/close_mark.h"
+#include "tests/damage/damage_util.h"
+#include "tests/testutil/process.h"
+#include "tests/testutil/raw_shard.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+using damage::FilesWith;
+using testutil::MakeCall;
+using testutil::TestStore;
+
+constexpr int64_t kAt = 1700000000000000;
+constexpr char kEnvDb[] = "CALLVAULT_ATTACK13_DB";
+constexpr char kEnvKeys[] = "CALLVAULT_ATTACK13_KEYS";
+
+// acme alone in shard 0, bravo alone in shard 1; every audit event kept.
+struct A13 : ::testing::Test {
+  TestStore s;
+  std::mutex mu;
+  std::vector<AuditEvent> seen;
+  void SetUp() override {
+    s.options.max_tenants_per_shard = 1;
+    s.options.audit_callback = [this](const AuditEvent& e) {
+      std::lock_guard<std::mutex> l(mu);
+      seen.push_back(e);
+    };
+    ASSERT_OK(s.Open());
+    ASSERT_OK(s->CreateTenant({"acme", "", 0}));
+    ASSERT_OK(s->CreateTenant({"bravo", "", 0}));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_OK(s->PutCall("acme", MakeCall("a" + std::to_string(i), kAt + i)));
+      ASSERT_OK(s->PutCall("bravo", MakeCall("b" + std::to_string(i), kAt + i)));
+    }
+  }
+  std::vector<std::string> Kinds() {
+    std::lock_guard<std::mutex> l(mu);
+    std::vector<std::string> v;
+    for (const auto& e : seen) v.push_back(e.kind + ": " + e.detail);
+    return v;
+  }
+  bool Saw(const std::string& kind) {
+    std::lock_guard<std::mutex> l(mu);
+    for (const auto& e : seen) {
+      if (e.kind == kind) return true;
+    }
+    return false;
+  }
+  Result<std::unique_ptr<Store>> OpenMode(bool read_only) {
+    Options o = s.options;
+    o.read_only = read_only;
+    o.create_if_missing = false;
+    return Store::Open(o, s.db);
+  }
+  void ExpectAll(Store* st, const std::string& t, const std::string& p) {
+    for (int i = 0; i < 3; ++i) {
+      auto g = st->GetCall(t, p + std::to_string(i), kPartAll);
+      EXPECT_TRUE(g.ok()) << t << " " << p << i << ": " << g.status().ToString();
+    }
+  }
+};
+
+// CLOSE_MARK made a directory: every open refuses with a specific error
+// (never a crash, never a silent open that skips the check), the operator
+// is told which file; nothing changed.
+TEST_F(A13, CloseMarkThatIsADirectoryIsRefusedNotIgnored) {
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  fs::remove(mark);
+  fs::create_directory(mark);
+  for (bool ro : {true, false}) {
+    auto r = OpenMode(ro);
+    ASSERT_FALSE(r.ok()) << ro;
+    EXPECT_TRUE(r.status().code() == Code::kIOError || r.status().code() == Code::kCorruption)
+        << r.status().ToString();
+    EXPECT_NE(r.status().message().find("CLOSE_MARK"), std::string::npos) << r.status().ToString();
+    std::printf("[attack13] CLOSE_MARK a directory (%s): %s\n", ro ? "read-only" : "writable",
+                r.status().ToString().c_str());
+  }
+  EXPECT_TRUE(fs::is_directory(mark));
+  fs::remove(mark);
+  // CLOSE_MARK.tmp a directory (the temp file a writable open removes).
+  s.options.create_if_missing = false;
+  const std::string tmp = s.db + "/CLOSE_MARK.tmp";
+  fs::create_directory(tmp);
+  {
+    auto r = OpenMode(/*read_only=*/false);
+    std::printf("[attack13] CLOSE_MARK.tmp a directory (writable): %s\n",
+                r.ok() ? "OK" : r.status().ToString().c_str());
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("CLOSE_MARK.tmp"), std::string::npos) << r.status().ToString();
+    } else {
+      ExpectAll(r->get(), "acme", "a");
+    }
+  }
+  fs::remove_all(tmp);
+  ASSERT_OK(s.Open());
+  ExpectAll(s.store.get(), "acme", "a");
+}
+
+// A symlink to another store's CLOSE_MARK: the marks of files this store
+// never had. Both stores were built the same way, so the file names match
+// and the other store's longer WALs read as "acknowledged writes lost":
+// loud (decision 0035's honest limit: a forged mark is loud), never a
+// crash; a read-only open changes nothing. A false alarm whose message
+// does not name CLOSE_MARK: either every tenant of the shards damaged, or
+// (when the metadata WAL's names match too) the store refused with
+// "restore it from a backup". A symlink to a copy of the
+// store's own mark kept outside it: quiet, and the writable open that
+// consumes it unlinks the link, never the file it points to.
+TEST_F(A13, AnotherStoresCloseMarkIsLoudAndLeavesItsTargetAlone) {
+  TestStore other;
+  other.options.max_tenants_per_shard = 1;
+  ASSERT_OK(other.Open());
+  ASSERT_OK(other->CreateTenant({"acme", "", 0}));
+  ASSERT_OK(other->CreateTenant({"bravo", "", 0}));
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_OK(other->PutCall("acme", MakeCall("x" + std::to_string(i), kAt + i)));
+    ASSERT_OK(other->PutCall("bravo", MakeCall("x" + std::to_string(i), kAt + i)));
+  }
+  other.Close();
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  const std::string own = testutil::ReadFile(mark);
+  fs::remove(mark);
+  fs::create_symlink(other.db + "/CLOSE_MARK", mark);
+  seen.clear();
+  // Which files' sizes differ depends on the two stores' timings: when the
+  // metadata instance's WAL names match and ours is shorter, the store
+  // does not open at all (metadata_loss: "restore it from a backup").
+  if (auto r = OpenMode(/*read_only=*/true); !r.ok()) {
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("metadata instance damaged: acknowledged writes lost"),
+              std::string::npos)
+        << r.status().ToString();
+    EXPECT_TRUE(Saw("metadata_loss"));
+    std::printf("[attack13] another store's CLOSE_MARK linked in: %s\n", r.status().ToString().c_str());
+  } else {
+    auto g = (*r)->GetCall("acme", "a0", kPartAll);
+    EXPECT_CODE(g, Code::kCorruption);
+    std::printf("[attack13] another store's CLOSE_MARK linked in: acme a0: %s\n",
+                g.status().ToString().c_str());
+    EXPECT_TRUE(Saw("shard_loss"));
+    auto v = (*r)->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_FALSE(v->ok());
+  }
+  EXPECT_TRUE(fs::is_symlink(mark));
+  // The store's own mark, through a symlink to a copy outside the store.
+  testutil::TempDir elsewhere;
+  std::ofstream(elsewhere.Sub("CLOSE_MARK"), std::ios::binary) << own;
+  fs::remove(mark);
+  fs::create_symlink(elsewhere.Sub("CLOSE_MARK"), mark);
+  seen.clear();
+  ASSERT_OK(s.Open());
+  EXPECT_FALSE(Saw("shard_loss"));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(mark)));
+  EXPECT_EQ(testutil::ReadFile(elsewhere.Sub("CLOSE_MARK")), own) << "the link's target is not ours";
+  EXPECT_EQ(testutil::ReadFile(other.db + "/CLOSE_MARK").empty(), false);
+  ExpectAll(s.store.get(), "acme", "a");
+  ExpectAll(s.store.get(), "bravo", "b");
+}
+
+// The stale mark: a clean close's CLOSE_MARK kept, the store opened
+// writable (the file consumed), more calls written (and, with `flush`,
+// flushed: the WALs that held the old sequence numbers retired), then a
+// SIGKILL; the old file put back. Every acknowledged call must still be
+// there and nothing may be reported lost that was not.
+TEST(A13Child, DISABLED_WriteMoreAndDie) {
+  const char* db = std::getenv(kEnvDb);
+  const char* keys = std::getenv(kEnvKeys);
+  if (db == nullptr || keys == nullptr) GTEST_SKIP();
+  auto kp = NewFileKeyProvider(keys);
+  if (!kp.ok()) ::_exit(3);
+  Options o = testutil::DefaultOptions(*kp);
+  o.max_tenants_per_shard = 1;
+  o.create_if_missing = false;
+  auto st = Store::Open(o, db);
+  if (!st.ok()) ::_exit(4);
+  for (int i = 0; i < 5; ++i) {
+    if (!(*st)->PutCall("acme", MakeCall("n" + std::to_string(i), kAt + 100 + i)).ok()) ::_exit(5);
+  }
+  if (std::getenv("CALLVAULT_ATTACK13_FLUSH") != nullptr && !(*st)->Flush().ok()) ::_exit(6);
+  if (std::getenv("CALLVAULT_ATTACK13_PURGE") != nullptr && !(*st)->PurgeTenant("bravo").ok()) {
+    ::_exit(7);
+  }
+  std::fflush(nullptr);
+  ::kill(::getpid(), SIGKILL);
+  ::_exit(8);
+}
+
+void StaleMarkAfterACrash(A13* t, bool flush) {
+  TestStore& s = t->s;
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  const std::string old = testutil::ReadFile(mark);
+  ASSERT_FALSE(old.empty());
+  std::vector<std::pair<std::string, std::string>> env = {{kEnvDb, s.db}, {kEnvKeys, s.keys}};
+  if (flush) env.emplace_back("CALLVAULT_ATTACK13_FLUSH", "1");
+  ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie", env), "signal 9");
+  ASSERT_FALSE(fs::exists(mark)) << "the child's writable open consumed it";
+  std::ofstream(mark, std::ios::binary) << old;
+  for (bool ro : {true, false}) {
+    t->seen.clear();
+    auto r = t->OpenMode(ro);
+    ASSERT_TRUE(r.ok()) << (ro ? "read-only: " : "writable: ") << r.status().ToString();
+    for (const auto& k : t->Kinds()) std::printf("[attack13] stale mark%s, %s: event %s\n",
+                                                  flush ? " (flushed)" : "", ro ? "ro" : "rw", k.c_str());
+    t->ExpectAll(r->get(), "acme", "a");
+    t->ExpectAll(r->get(), "bravo", "b");
+    for (int i = 0; i < 5; ++i) {
+      auto g = (*r)->GetCall("acme", "n" + std::to_string(i), kPartAll);
+      EXPECT_TRUE(g.ok()) << "acknowledged n" << i << ": " << g.status().ToString();
+    }
+    EXPECT_FALSE(t->Saw("shard_loss")) << "a false alarm: nothing was lost";
+    EXPECT_FALSE(t->Saw("metadata_loss")) << "a false alarm: nothing was lost";
+    auto v = (*r)->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_TRUE(v->ok());
+  }
+}
+
+TEST_F(A13, StaleCloseMarkAfterACrashIsQuietAndLosesNothing) { StaleMarkAfterACrash(this, false); }
+// FINDING (not fixed; false alarm, never silent): with a flush in the
+// crashed session, the old file's shard 0 sequence number (42) is above
+// what the WALs now replay (0: the flush retired them), and Shard::Open's
+// sequence check runs even though CURRENT names another MANIFEST than the
+// mark's (0015 keeps it for an open that failed before consuming the
+// file). Every tenant of every shard the flush reached is marked damaged,
+// durably: "shard 0:
+// acknowledged writes lost: the WAL files replay to sequence number 0, 42
+// at the last close"; Verify fails. Nothing was lost; the message does not
+// name CLOSE_MARK, and docs/operations.md ("Close mark") tells the operator
+// the opposite ("that message means the files, not the mark, are short"),
+// and offers "restore it or purge it" (purging destroys good data);
+// `tenant accept-damage` is the right answer. The same for a CLOSE_MARK of
+// another store (AnotherStoresCloseMarkIsLoudAndLeavesItsTargetAlone). A
+// fix needs a way to tell a stale mark (e.g. a close counter in the mark
+// and the metadata instance, bumped where the file is consumed): a design
+// change for the lead (decision 0035).
+TEST_F(A13, DISABLED_StaleCloseMarkAfterAFlushAndACrashIsNoFalseAlarm) {
+  StaleMarkAfterACrash(this, true);
+}
+
+// What the operator does about that false alarm today (docs/operations.md,
+// "Close mark"): accept the damage; nothing was lost, every call reads.
+TEST_F(A13, StaleCloseMarkFalseAlarmIsClearedByAcceptDamage) {
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  const std::string old = testutil::ReadFile(mark);
+  ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie",
+                                   {{kEnvDb, s.db}, {kEnvKeys, s.keys}, {"CALLVAULT_ATTACK13_FLUSH", "1"}}),
+            "signal 9");
+  std::ofstream(mark, std::ios::binary) << old;
+  s.options.create_if_missing = false;
+  ASSERT_OK(s.Open());
+  EXPECT_TRUE(Saw("shard_loss"));  // the false alarm (the DISABLED_ test above)
+  // Flush flushed both shards: both are marked.
+  EXPECT_CODE(s->GetCall("acme", "a0", kPartAll), Code::kCorruption);
+  EXPECT_CODE(s->GetCall("bravo", "b0", kPartAll), Code::kCorruption);
+  ASSERT_OK(s->AcceptTenantDamage("acme"));
+  ASSERT_OK(s->AcceptTenantDamage("bravo"));
+  ASSERT_OK(s.Reopen());
+  ExpectAll(s.store.get(), "acme", "a");
+  for (int i = 0; i < 5; ++i) EXPECT_OK(s->GetCall("acme", "n" + std::to_string(i), kPartAll));
+  ExpectAll(s.store.get(), "bravo", "b");
+  auto v = s->Verify(std::nullopt);
+  ASSERT_OK(v);
+  EXPECT_TRUE(v->ok());
+}
+
+// An acknowledged purge, then a crash, then the metadata WAL cut back to
+// where it was before the purge (its PURGING row, receipt and PURGED state
+// gone; the keyring already without the tenant's key, the family dropped).
+// The worst outcome would be the tenant readable (or writable) again.
+TEST_F(A13, PurgeWhoseMetadataRecordsAreCutNeverComesBack) {
+  std::map<std::string, uint64_t> before;
+  for (const auto& f : FilesWith(s.db + "/meta", ".log")) before[f] = fs::file_size(f);
+  const std::string manifest_before = testutil::ReadFile(s.db + "/meta/CURRENT");
+  auto rc = s->PurgeTenant("acme");
+  ASSERT_OK(rc);
+  // The crash image: the files as they are (every acknowledged write synced).
+  testutil::TempDir copy;
+  testutil::CopyTree(s.db, copy.path() + "/db");
+  s.Close();
+  fs::remove_all(s.db);
+  testutil::CopyTree(copy.path() + "/db", s.db);
+  ASSERT_FALSE(fs::exists(s.db + "/CLOSE_MARK"));
+  EXPECT_EQ(testutil::ReadFile(s.db + "/meta/CURRENT"), manifest_before) << "a metadata flush: the cut is not the WAL alone";
+  int cut = 0;
+  for (const auto& f : FilesWith(s.db + "/meta", ".log")) {
+    auto it = before.find(f);
+    const uint64_t want = it == before.end() ? 0 : it->second;
+    if (fs::file_size(f) > want) {
+      fs::resize_file(f, want);
+      ++cut;
+    }
+  }
+  ASSERT_GT(cut, 0);
+  for (bool ro : {true, false}) {
+    seen.clear();
+    auto r = OpenMode(ro);
+    std::printf("[attack13] purge cut from the meta WAL, %s open: %s\n", ro ? "read-only" : "writable",
+                r.ok() ? "OK" : r.status().ToString().c_str());
+    for (const auto& k : Kinds()) std::printf("[attack13]   event %s\n", k.c_str());
+    if (!r.ok()) continue;
+    auto g = (*r)->GetCall("acme", "a0", kPartAll);
+    std::printf("[attack13]   acme a0: %s\n", g.ok() ? "OK" : g.status().ToString().c_str());
+    EXPECT_FALSE(g.ok()) << "a purged tenant's call read back";
+    auto info = (*r)->DescribeTenant("acme");
+    if (info.ok()) {
+      std::printf("[attack13]   acme state %d damaged %d: %s\n", static_cast<int>(info->state),
+                  info->damaged ? 1 : 0, info->damage.c_str());
+    }
+    if (!ro) {
+      Status p = (*r)->PutCall("acme", MakeCall("again", kAt)).status();
+      std::printf("[attack13]   acme put: %s\n", p.ToString().c_str());
+      EXPECT_FALSE(p.ok()) << "a purged tenant written again";
+      auto l = (*r)->ListCalls("acme", ListQuery{});
+      EXPECT_FALSE(l.ok() && !l->calls.empty()) << "a purged tenant's calls listed";
+    }
+    ExpectAll(r->get(), "bravo", "b");
+  }
+}
+
+// A huge CLOSE_MARK (a sparse file; a damaged inode size): every open
+// reads it whole, twice. In a child with its address space bounded, the
+// open must return an error, not die of std::bad_alloc.
+TEST(A13Child, DISABLED_OpenUnderRlimit) {
+  const char* db = std::getenv(kEnvDb);
+  const char* keys = std::getenv(kEnvKeys);
+  if (db == nullptr || keys == nullptr) GTEST_SKIP();
+  auto kp = NewFileKeyProvider(keys);
+  if (!kp.ok()) ::_exit(3);
+  Options o = testutil::DefaultOptions(*kp);
+  o.max_tenants_per_shard = 1;
+  o.create_if_missing = false;
+  o.read_only = std::getenv("CALLVAULT_ATTACK13_RO") != nullptr;
+  long pages = 0;
+  {
+    std::ifstream statm("/proc/self/statm");
+    statm >> pages;
+  }
+  rlimit lim;
+  lim.rlim_cur = lim.rlim_max = static_cast<rlim_t>(pages) * 4096 + (rlim_t{3} << 30);
+  if (::setrlimit(RLIMIT_AS, &lim) != 0) ::_exit(9);
+  auto st = Store::Open(o, db);
+  if (st.ok()) ::_exit(2);
+  std::printf("[attack13] huge CLOSE_MARK: %s\n", st.status().ToString().c_str());
+  std::fflush(nullptr);
+  ::_exit(st.status().code() == Code::kCorruption &&
+                  st.status().message().find("close mark damaged: CLOSE_MARK is larger") !=
+                      std::string::npos
+              ? 0
+              : 1);
+}
+
+TEST_F(A13, HugeCloseMarkIsAnErrorNotAnAbort) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "RLIMIT_AS and the sanitizers' shadow memory do not mix";
+#endif
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  fs::resize_file(mark, uint64_t{16} << 30);  // sparse: no disk used
+  for (bool ro : {true, false}) {
+    std::vector<std::pair<std::string, std::string>> env = {{kEnvDb, s.db}, {kEnvKeys, s.keys}};
+    if (ro) env.emplace_back("CALLVAULT_ATTACK13_RO", "1");
+    EXPECT_EQ(testutil::RunSelfChild("A13Child.DISABLED_OpenUnderRlimit", env, /*quiet=*/false, 120),
+              "exit 0")
+        << (ro ? "read-only" : "writable");
+  }
+  EXPECT_EQ(fs::file_size(mark), uint64_t{16} << 30) << "kept for the operator";
+}
+
+// Backups never hold a CLOSE_MARK (a backup is taken from a writable open,
+// which consumed it); a restored store writes its own at its first clean
+// close, and that mark then sees a loss in the restored store.
+TEST_F(A13, BackupsHoldNoCloseMarkAndARestoredStoreIsChecked) {
+  testutil::TempDir bak;
+  ASSERT_OK(s->Backup(bak.Sub("b"), BackupOptions{}));
+  EXPECT_TRUE(testutil::FindInTree(bak.path(), {"callvault close mark"}).empty());
+  for (const auto& f : testutil::ListFiles(bak.path())) {
+    EXPECT_EQ(f.find("CLOSE_MARK"), std::string::npos) << f;
+  }
+  s.Close();
+  const std::string restored = s.tmp.Sub("restored");
+  auto rr = Store::Restore(s.options, bak.Sub("b"), restored);
+  ASSERT_OK(rr);
+  std::printf("[attack13] after Restore: CLOSE_MARK %s\n",
+              fs::exists(restored + "/CLOSE_MARK") ? "present" : "absent");
+  Options o = s.options;
+  o.create_if_missing = false;
+  {
+    auto r = Store::Open(o, restored);
+    ASSERT_OK(r);
+    ExpectAll(r->get(), "acme", "a");
+    ASSERT_OK((*r)->PutCall("acme", MakeCall("r0", kAt + 50)));
+    ASSERT_OK((*r)->PutCall("acme", MakeCall("r1", kAt + 51)));
+  }
+  ASSERT_TRUE(fs::exists(restored + "/CLOSE_MARK"));
+  // Cut the restored shard 0's newest WAL by one byte: loud.
+  std::string wal;
+  for (const auto& f : FilesWith(restored + "/shards/0000", ".log")) {
+    if (fs::file_size(f) > 0) wal = f;
+  }
+  ASSERT_FALSE(wal.empty());
+  fs::resize_file(wal, fs::file_size(wal) - 1);
+  seen.clear();
+  auto r = Store::Open(o, restored);
+  ASSERT_OK(r);
+  EXPECT_FALSE((*r)->GetCall("acme", "r1", kPartAll).ok());
+  EXPECT_TRUE(Saw("shard_loss"));
+  ExpectAll(r->get(), "bravo", "b");
+}
+
+// FINDING (not fixed; design): after a crash, an OLDER WAL cut can be
+// silent. Sessions that each closed cleanly leave one WAL each
+// (avoid_flush_during_recovery keeps them); the last session is SIGKILLed,
+// so no CLOSE_MARK checks anything. The WAL of an earlier, cleanly closed
+// session (not the one written at the crash) is cut, and the next WAL's
+// records start past the lost ones (no torn tail of a power loss leaves
+// such a gap: recovery continues the numbering). The scan sees the gap
+// only after dropped bytes with a recovered predecessor record:
+//  - kEmptied: the WAL truncated to 0 bytes: no dropped bytes at all;
+//  - kFirstAfterFlush: the first WAL after a flush cut in half: no
+//    predecessor record (the flushed ones are in a table file).
+// Both: GetCall kNotFound, no audit event, Verify ok (found by hand with
+// the CLI on a copy of a store: `call put` per session, `backup --flush`,
+// CLOSE_MARK removed as a crash leaves none). A cut in the middle of such a
+// WAL with a predecessor is loud (kMiddle, enabled below). The fix needs a
+// baseline sequence number for the first WAL after the replay floor (the
+// MANIFEST's last sequence at the flush) and a gap check across a WAL that
+// reads empty: a change to decision 0014's rules for the lead.
+enum class OlderCut { kMiddle, kEmptied, kFirstAfterFlush };
+
+void OlderWalCutAfterACrash(A13* t, OlderCut how) {
+  TestStore& s = t->s;
+  if (how == OlderCut::kFirstAfterFlush) ASSERT_OK(s->Flush());
+  s.Close();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(s.Open());
+    ASSERT_OK(s->PutCall("acme", MakeCall("s" + std::to_string(i), kAt + 10 + i)));
+    s.Close();
+  }
+  std::vector<std::pair<std::string, std::string>> env = {{kEnvDb, s.db}, {kEnvKeys, s.keys}};
+  ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie", env), "signal 9");
+  ASSERT_FALSE(fs::exists(s.db + "/CLOSE_MARK"));
+  std::vector<std::string> wals;
+  for (const auto& f : FilesWith(s.db + "/shards/0000", ".log")) {
+    if (fs::file_size(f) > 0) wals.push_back(f);
+  }
+  // [a0-a2's,] s0's, s1's, s2's, the crashed session's (n0-n4).
+  ASSERT_EQ(wals.size(), how == OlderCut::kFirstAfterFlush ? 4u : 5u);
+  const std::string lost = how == OlderCut::kFirstAfterFlush ? "s0" : "s1";
+  const std::string cut = wals[wals.size() - (how == OlderCut::kFirstAfterFlush ? 4 : 3)];
+  fs::resize_file(cut, how == OlderCut::kEmptied ? 0 : fs::file_size(cut) / 2);
+  t->seen.clear();
+  ASSERT_OK(s.Open());
+  auto g = s->GetCall("acme", lost, kPartAll);
+  std::printf("[attack13] older WAL %s cut after a crash: %s %s\n", fs::path(cut).filename().c_str(),
+              lost.c_str(), g.ok() ? "OK" : g.status().ToString().c_str());
+  const bool loud = t->Saw("wal_damage") || t->Saw("shard_loss");
+  EXPECT_TRUE(g.ok() || (g.status().code() == Code::kCorruption && loud))
+      << "an acknowledged call of a cleanly closed session lost silently: "
+      << g.status().ToString();
+  auto v = s->Verify(std::nullopt);
+  ASSERT_OK(v);
+  EXPECT_TRUE(g.ok() || !v->ok()) << "verify ok after a loss";
+  t->ExpectAll(s.store.get(), "bravo", "b");  // another shard: untouched
+}
+
+TEST_F(A13, OlderWalCutInTheMiddleAfterACrashIsLoud) { OlderWalCutAfterACrash(this, OlderCut::kMiddle); }
+TEST_F(A13, DISABLED_OlderWalEmptiedAfterACrashIsNotSilent) {
+  OlderWalCutAfterACrash(this, OlderCut::kEmptied);
+}
+TEST_F(A13, DISABLED_FirstWalAfterAFlushCutAfterACrashIsNotSilent) {
+  OlderWalCutAfterACrash(this, OlderCut::kFirstAfterFlush);
+}
+
+// FINDING (fixed): `verify` of a store that received a tenant move failed
+// for good: the destination's metadata instance holds one `V` ‖ move id row
+// per move received (engine/move.cc, docs/format.md "Tenant moves"), a key
+// kind the metadata scan of Verify did not know: "metadata: corruption:
+// unknown key kind in the metadata instance", `callvault verify` exit 76 on
+// a healthy store (found with `callvault tenant move` then `verify`).
+TEST_F(A13, VerifyOfAStoreThatReceivedAMoveIsOk) {
+  TestStore dst;
+  ASSERT_OK(dst.Open());
+  auto identity = dst->MoveIdentity();
+  ASSERT_OK(identity);
+  auto key = s->SigningPublicKey();
+  ASSERT_OK(key);
+  Store* in = dst.store.get();
+  const std::string source_key = *key;
+  auto r = s->MoveTenantOut("acme", *identity,
+                            [in, source_key](std::string_view seg) { return in->MoveTenantIn(seg, source_key); });
+  ASSERT_OK(r);
+  ExpectAll(dst.store.get(), "acme", "a");
+  for (int round = 0; round < 2; ++round) {
+    auto v = dst->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_TRUE(v->ok()) << (v->failures.empty() ? "" : v->failures.front());
+    ASSERT_OK(dst.Reopen());
+  }
+  // A malformed row of that kind is still a failure, not skipped.
+  dst.Close();
+  {
+    testutil::RawShard meta(dst.db + "/meta", /*read_only=*/false);
+    ASSERT_TRUE(meta.status().ok()) << meta.status().ToString();
+    meta.Put(rocksdb::kDefaultColumnFamilyName, std::string("V") + "short", "");
+  }
+  ASSERT_OK(dst.Open());
+  auto v = dst->Verify(std::nullopt);
+  ASSERT_OK(v);
+  EXPECT_FALSE(v->ok());
+}
+
+// A loss only the mark's file check sees: shard 0's WAL of the first
+// session (a0-a2) emptied, while a later session's WAL (f0) keeps the
+// sequence check quiet (and, after a crash, the scan: the
+// DISABLED_OlderWalEmptied finding). Then a writable open that fails on
+// ANOTHER shard with an I/O error (shard 1's CURRENT made a directory:
+// EISDIR, which stops the open). That open opened shard 0 writable (a new
+// MANIFEST), saw its loss, and failed before recording it; CLOSE_MARK is
+// kept (decision 0035), but its shard 0 line now names a MANIFEST that
+// CURRENT no longer names, so the next open, once shard 1 is fixed, skips
+// the file check. The loss must still be reported.
+// FINDING (not fixed): it is not. The first open returns only shard 1's
+// kIOError (no event, no callback about shard 0); the next one serves acme
+// without a0-a2: GetCall kNotFound, no shard_loss, Verify ok. Any error
+// that stops an open after the shards opened does it (a full disk while a
+// later shard writes its new MANIFEST, a shard directory with the wrong
+// owner, a transient EIO): the operator fixes that and the loss is gone.
+// A fix: make the loss durable before a shard opens writable (a synced
+// metadata row per shard with a loss, turned into damage marks by the
+// next open), or check every shard's mark before any opens writable: a
+// design change (decisions 0015/0035) for the lead.
+void LossAndAFailedOpen(A13* t, bool fail_elsewhere) {
+  TestStore& s = t->s;
+  s.Close();
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->PutCall("acme", MakeCall("f0", kAt + 20)));
+  s.Close();
+  std::vector<std::string> wals;
+  for (const auto& f : FilesWith(s.db + "/shards/0000", ".log")) {
+    if (fs::file_size(f) > 0) wals.push_back(f);
+  }
+  ASSERT_EQ(wals.size(), 2u);  // a0-a2's, f0's
+  fs::resize_file(wals[0], 0);
+  const std::string cur1 = s.db + "/shards/0001/CURRENT";
+  const std::string cur1_bytes = testutil::ReadFile(cur1);
+  if (fail_elsewhere) {
+    fs::rename(cur1, cur1 + ".aside");
+    fs::create_directory(cur1);
+    t->seen.clear();
+    {
+      auto r = t->OpenMode(/*read_only=*/false);
+      ASSERT_FALSE(r.ok());
+      std::printf("[attack13] open with shard 1 unreadable: %s\n", r.status().ToString().c_str());
+      for (const auto& k : t->Kinds()) std::printf("[attack13]   event %s\n", k.c_str());
+    }
+    EXPECT_TRUE(fs::exists(s.db + "/CLOSE_MARK"));
+    fs::remove(cur1);
+    fs::rename(cur1 + ".aside", cur1);
+    ASSERT_EQ(testutil::ReadFile(cur1), cur1_bytes);
+  }
+  t->seen.clear();
+  s.options.create_if_missing = false;
+  ASSERT_OK(s.Open());
+  auto g = s->GetCall("acme", "a0", kPartAll);
+  std::printf("[attack13] %s: acme a0: %s\n", fail_elsewhere ? "after the failed open" : "control",
+              g.ok() ? "OK" : g.status().ToString().c_str());
+  EXPECT_TRUE(g.ok() || (g.status().code() == Code::kCorruption && t->Saw("shard_loss")))
+      << "acknowledged calls lost silently: " << g.status().ToString();
+  auto v = s->Verify(std::nullopt);
+  ASSERT_OK(v);
+  EXPECT_TRUE(g.ok() || !v->ok()) << "verify ok after a loss";
+  t->ExpectAll(s.store.get(), "bravo", "b");
+}
+
+TEST_F(A13, OlderWalEmptiedAfterACleanCloseIsLoud) { LossAndAFailedOpen(this, false); }
+TEST_F(A13, DISABLED_LossSeenByAnOpenThatFailedElsewhereIsNotForgotten) {
+  LossAndAFailedOpen(this, true);
+}
+
+// FINDING (not fixed): a damaged receipt-signing key signs on, silently.
+// SIGNING-KEY (key directory, 64 bytes: Ed25519 seed ‖ public key) with
+// one bit flipped in its public half: the open, every read and the next
+// purge succeed (`callvault tenant purge` exit 0, "receipt 2"), and the
+// purge receipt handed out verifies under no key, the store's published
+// one included; only `verify`/`receipts verify` later fail, on the chain.
+// An acknowledged purge whose proof is worthless, without a word. The
+// check is cheap (the public half must be the one the seed derives; a flip
+// in the seed needs the public key recorded elsewhere, e.g. in the store
+// header), but failing at Sign() leaves a purge past its shred (recovery
+// then retries it at every open and the store stops until the key is
+// restored): where to fail is a decision for the lead.
+TEST_F(A13, DISABLED_DamagedSigningKeyIsNotUsedSilently) {
+  ASSERT_OK(s->CreateTenant({"gone", "", 0}));
+  ASSERT_OK(s->PurgeTenant("gone"));  // receipt 1: the key exists
+  auto published = s->SigningPublicKey();
+  ASSERT_OK(published);
+  s.Close();
+  damage::XorByte(s.keys + "/SIGNING-KEY", 40);
+  s.options.create_if_missing = false;
+  Status opened = s.Open();
+  if (!opened.ok()) {
+    EXPECT_EQ(opened.code(), Code::kCorruption) << opened.ToString();
+    return;  // refused at open: loud
+  }
+  auto r = s->PurgeTenant("bravo");
+  if (!r.ok()) {
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    return;  // refused to sign: loud
+  }
+  auto all = s->ListReceipts();
+  ASSERT_OK(all);
+  const Status chain = VerifyReceiptChain(*all, *published);
+  EXPECT_TRUE(chain.ok()) << "an acknowledged purge's receipt does not verify under the store's "
+                             "public key: "
+                          << chain.ToString();
+}
+
+}  // namespace
+}  // namespace callvault
