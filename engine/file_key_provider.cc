@@ -322,8 +322,7 @@ class FileKeyProvider final : public KeyProvider {
   Result<std::string> ExistingSigningPublicKey() override {
     std::lock_guard<std::mutex> l(mu_);
     if (signing_key_.empty()) {
-      Status s = fsutil::ReadSecret(fs_.get(), dir_ + "/" + kSigningKeyName,
-                                    crypto_sign_SECRETKEYBYTES, &signing_key_);
+      Status s = ReadSigningKeyLocked();
       if (s.code() == Code::kNotFound) {
         return Status::NotFound("no signing key yet (no receipt has been signed)");
       }
@@ -439,10 +438,38 @@ class FileKeyProvider final : public KeyProvider {
     return &pos->second;
   }
 
+  // SIGNING-KEY is libsodium's Ed25519 secret key: the 32-byte seed, then
+  // the public key it derives. A bit flipped in either half makes the two
+  // disagree; a key used so would sign receipts that verify under no key,
+  // the store's published one included (attack13), so it is refused here,
+  // before anything is signed or shredded. A wholly replaced, consistent
+  // key is not caught here (whoever can write the key directory can also
+  // destroy every key in it); `receipts verify` shows it.
+  static Status CheckSigningKey(const SecretBytes& sk, const std::string& path) {
+    SecretBytes derived(crypto_sign_SECRETKEYBYTES);
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+    crypto_sign_seed_keypair(pk, derived.data(), sk.data());  // the seed is sk's first half
+    const bool same = sodium_memcmp(pk, sk.data() + crypto_sign_SEEDBYTES,
+                                    crypto_sign_PUBLICKEYBYTES) == 0;
+    sodium_memzero(pk, sizeof pk);
+    if (same) return Status::OK();
+    return Status::Corruption(path + " is damaged (its public half is not the one its seed "
+                              "derives): receipts signed with it would not verify; restore it "
+                              "from your copy of the key directory");
+  }
+
+  Status ReadSigningKeyLocked() {
+    const std::string path = dir_ + "/" + kSigningKeyName;
+    SecretBytes sk;
+    CV_RETURN_IF_ERROR(fsutil::ReadSecret(fs_.get(), path, crypto_sign_SECRETKEYBYTES, &sk));
+    CV_RETURN_IF_ERROR(CheckSigningKey(sk, path));
+    signing_key_ = std::move(sk);
+    return Status::OK();
+  }
+
   Status LoadSigningKeyLocked() {
     if (!signing_key_.empty()) return Status::OK();
-    const std::string path = dir_ + "/" + kSigningKeyName;
-    Status s = fsutil::ReadSecret(fs_.get(), path, crypto_sign_SECRETKEYBYTES, &signing_key_);
+    Status s = ReadSigningKeyLocked();
     if (s.code() != Code::kNotFound) return s;
     SecretBytes sk(crypto_sign_SECRETKEYBYTES);
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];

@@ -736,6 +736,20 @@ Status Store::Impl::OpenReadOnly() {
   return ApplyDamageReports();  // decision 0020
 }
 
+// A writable open reads the receipt-signing key before anything can sign
+// or shred: recovery may finish a purge (shred, then sign its receipt), and
+// a purge refused at its signature would be past its shred. A damaged key
+// stops the store here, loudly (attack13), instead of signing receipts that
+// verify under no key. None yet (no receipt signed): nothing to check.
+Status Store::Impl::CheckSigningKey() {
+  auto pk = kp_->ExistingSigningPublicKey();
+  if (pk.ok() || pk.status().code() == Code::kNotFound) return Status::OK();
+  if (pk.status().code() == Code::kCorruption) {
+    Audit("signing_key_damaged", "", pk.status().message());
+  }
+  return pk.status();
+}
+
 Status Store::Impl::OpenOrCreate() {
   crypto::Init();
   res_ = SharedResources::Make(options_);
@@ -807,6 +821,7 @@ Status Store::Impl::OpenOrCreate() {
   if (keys.code() == Code::kKeyError) RecordKeyringFailure(keys);
   CV_RETURN_IF_ERROR(keys);
   CV_RETURN_IF_ERROR(LoadAudit());
+  CV_RETURN_IF_ERROR(CheckSigningKey());
   CV_RETURN_IF_ERROR(OpenShards());
   CV_RETURN_IF_ERROR(LoadDamage());
   CV_RETURN_IF_ERROR(RecordWalDamage());

@@ -71,6 +71,12 @@ struct Tenant : record::DictionarySource {
   // AcceptTenantDamage. `damage` GUARDED_BY(rec_mu).
   std::atomic<bool> damaged{false};
   std::string damage;
+  // A key rotation that switched (or may have switched) the tenant to its
+  // new key and could not finish (docs/decisions/0036): until the next open
+  // finishes it, reads are served and every other access is refused with
+  // kFailedPrecondition (`rotation_unfinished_why` GUARDED_BY(rec_mu)).
+  std::atomic<bool> rotation_unfinished{false};
+  std::string rotation_unfinished_why;
   std::shared_mutex life;
   std::mutex write_mu;  // serialises read-modify-write puts and deletes
   // Set by a key rotation while it waits for `life` exclusively: Acquire
@@ -238,6 +244,7 @@ class Store::Impl {
   // are counted in audit_failures_, never returned: the operation that
   // caused the event has already happened.
   void Audit(std::string kind, std::string_view tenant_id, std::string detail);
+  Status CheckSigningKey();
   Result<std::vector<AuditEvent>> ListAudit(int64_t since, std::string_view kind);
   Status LoadAudit();
   // Reports a keyring failure that stops Open: to the callback now, and to
