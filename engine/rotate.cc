@@ -812,12 +812,12 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
     // The record may still be in the metadata WAL and come back at the
     // next open, which then finishes the rotation: until then nothing may
     // be written to the old family, whose writes that would lose.
-    t->damaged = true;
     {
       std::lock_guard<std::mutex> r(t->rec_mu);
-      t->damage = "a key rotation could not record its switch to the new key (" + s.message() +
-                  "); reopen the store, which completes or undoes it";
+      t->rotation_unfinished_why = "a key rotation could not record its switch to the new key (" +
+                                   s.message() + "); reopen the store, which completes or undoes it";
     }
+    t->rotation_unfinished = true;
     copy->WipeKeys();
     return s;
   }
@@ -843,13 +843,14 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
     // can write the store directory, and while the old key is not shredded
     // the keyring cannot tell it from a real one, so recovery would undo
     // the rotation and drop the copy with every write made to it since the
-    // switch (attack13: ReplayedCopyingAfterAFailedShred).
-    t->damaged = true;
+    // switch (attack13: ReplayedCopyingAfterAFailedShred). Its reads are
+    // served: every row is in the copy, sealed under the new key.
     {
       std::lock_guard<std::mutex> r(t->rec_mu);
-      t->damage = "a key rotation switched to the new key but could not finish (" +
-                  done.status().message() + "); reopen the store, which finishes it";
+      t->rotation_unfinished_why = "a key rotation switched to the new key but could not finish (" +
+                                   done.status().message() + ")";
     }
+    t->rotation_unfinished = true;
     return done.status();
   }
   {

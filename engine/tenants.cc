@@ -56,6 +56,12 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
                               "; restore it or purge it, or accept the loss with `callvault "
                               "tenant accept-damage`, see docs/operations.md");
   }
+  if (t->rotation_unfinished.load() && access != Access::kRead) {
+    std::lock_guard<std::mutex> l(t->rec_mu);
+    return Status::FailedPrecondition(t->rotation_unfinished_why +
+                                      "; reads are served, writes wait for the next open of the "
+                                      "store, which finishes the rotation");
+  }
   for (int i = 0; i < 100 && t->exclusive_waiting.load(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a key rotation first
   }
