@@ -607,6 +607,15 @@ void LossAndAFailedOpen(A13* t, LossCase c) {
     fs::rename(cur1 + ".aside", cur1);
     ASSERT_EQ(testutil::ReadFile(cur1), cur1_bytes);
   }
+  if (c.failed_opens > 0) {
+    // A read-only open (verify, inspection) reports the recorded loss too,
+    // in memory, and leaves it for the next writable open.
+    t->seen.clear();
+    auto r = t->OpenMode(/*read_only=*/true);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(AcmeRead(r->get(), "a0").code(), c.lose ? Code::kCorruption : Code::kOk);
+    EXPECT_EQ(t->Saw("shard_loss"), c.lose);
+  }
   t->seen.clear();
   s.options.create_if_missing = false;
   ASSERT_OK(s.Open());
