@@ -58,6 +58,16 @@ bool TakeMark(rocksdb::FileSystem* fs, const std::string& dir, ShardMark* out);
 Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
                                    const walscan::ManifestInfo& current, const ShardMark& m);
 
+// The header field (docs/format.md, "Store header") that keeps a loss a
+// writable open found against shard `index`'s mark until the tenants of the
+// shard are marked damaged (docs/decisions/0039): written (synced) before
+// the shards open writable and again once they opened, consumed by
+// RecordWalDamage after the damage marks are durable. An open that fails
+// in between leaves it for the next one: the new MANIFEST the failed open
+// wrote no longer matches the mark, so the file check would not see the
+// loss again.
+inline std::string ShardLossField(uint32_t index) { return "shard_loss." + std::to_string(index); }
+
 }  // namespace callvault
 
 #endif  // CALLVAULT_ENGINE_CLOSE_MARK_H_

@@ -111,9 +111,33 @@ Status Store::Impl::RecordWalDamage() {
   // families RocksDB opened (a lost MANIFEST edit can take a family with it).
   std::vector<codec::TenantRecord> registry;
   bool registry_read = false;
-  for (const auto& shard : shards_) {
-    if (!shard || shard->wal_damage().empty()) continue;
-    for (const auto& d : shard->wal_damage()) {
+  // Losses an open found against the marks and did not get to record (it
+  // failed after the shards opened, decision 0039): header fields
+  // `shard_loss.<i>`, recorded here as the shard's own finding would be,
+  // then consumed. For a shard that does not open, consumed unrecorded:
+  // its tenants are refused at every open while it does not (decision
+  // 0034), and once its files are restored their state is the truth.
+  std::vector<uint32_t> consumed;
+  for (uint32_t index = 0; index < shards_.size(); ++index) {
+    const auto& shard = shards_[index];
+    auto pending = GetHeader(ShardLossField(index));
+    if (!pending.ok() && pending.status().code() != Code::kNotFound) return pending.status();
+    if (pending.ok()) consumed.push_back(index);
+    if (!shard) continue;
+    std::vector<WalDamage> findings = shard->wal_damage();
+    if (pending.ok()) {
+      const bool seen = std::any_of(findings.begin(), findings.end(),
+                                    [](const WalDamage& d) { return d.kind == "shard_loss"; });
+      if (!seen) {
+        WalDamage w;
+        w.kind = "shard_loss";
+        w.description = *pending + " (found by an earlier open that failed before recording it)";
+        w.all_families = true;
+        findings.push_back(std::move(w));
+      }
+    }
+    if (findings.empty()) continue;
+    for (const auto& d : findings) {
       std::vector<std::string> families = d.all_families ? shard->FamilyNames() : d.families;
       if (d.all_families) {
         if (!registry_read) {
@@ -156,6 +180,14 @@ Status Store::Impl::RecordWalDamage() {
       CV_RETURN_IF_ERROR(shard->FlushAll());
       CV_RETURN_IF_ERROR(shard->DropWalEvidence());
     }
+  }
+  if (!read_only() && !consumed.empty()) {
+    rocksdb::WriteBatch b;
+    for (uint32_t i : consumed) {
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(b.Delete(format::HeaderKey(ShardLossField(i))),
+                                           "shard loss batch"));
+    }
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume shard losses"));
   }
   // The high-water marks were checked (decision 0015) and what they found
   // is durable: they are consumed. A mark is valid for the first open after

@@ -990,6 +990,38 @@ Status Store::Impl::OpenShards() {
       if (i < n) marks[i] = std::move(mark);
     }
   }
+  // A loss the marks show must be durable before it can be forgotten
+  // (decision 0039): a writable open writes each shard a new MANIFEST, and
+  // the file check runs only while CURRENT names the mark's one, so an open
+  // that fails after a shard opened (another shard's I/O error, a full
+  // disk) would leave the next open nothing to find. The file check of
+  // every marked shard first, its losses written (synced) as header fields
+  // `shard_loss.<i>` before any shard opens writable; what the opens find
+  // besides (the sequence check) written after them. Consumed by
+  // RecordWalDamage once the tenants' damage marks are durable.
+  std::map<uint32_t, std::string> found;
+  auto record_losses = [&]() -> Status {
+    if (found.empty()) return Status::OK();
+    rocksdb::WriteBatch b;
+    for (const auto& [i, why] : found) {
+      CV_RETURN_IF_ERROR(
+          fsutil::FromRocks(b.Put(format::HeaderKey(ShardLossField(i)), why), "shard loss batch"));
+    }
+    return fsutil::FromRocks(meta_->Write(meta_write_, &b), "record shard losses");
+  };
+  if (!read_only()) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    for (uint32_t i = 0; i < n; ++i) {
+      if (!marks[i]) continue;
+      const std::string dir = ShardDir(path_, i);
+      // A failed read is left to the shard's own open, which reports it.
+      auto lost = CheckMarkFiles(fs, dir, walscan::ReadCurrentManifest(fs, dir), *marks[i]);
+      if (lost.ok() && !lost->empty()) {
+        found[i] = "shard " + std::to_string(i) + ": acknowledged writes lost: " + *lost;
+      }
+    }
+    CV_RETURN_IF_ERROR(record_losses());
+  }
   std::lock_guard<std::mutex> l(admin_mu_);
   // Shards are independent RocksDB instances: they open in parallel (much
   // of an open is waiting on fsyncs: new MANIFEST, WAL, OPTIONS file).
@@ -1009,6 +1041,45 @@ Status Store::Impl::OpenShards() {
   for (uint32_t t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
+  Status recorded;
+  if (!read_only()) {
+    // The shards have new MANIFESTs: a loss the file check found is durable
+    // already (above), or it would be forgotten by a crash here.
+    CV_KILL_POINT("open.after_shards_opened");
+    bool changed = false;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (!opened[i]) continue;
+      for (const auto& d : opened[i]->wal_damage()) {
+        if (d.kind != "shard_loss") continue;
+        auto it = found.find(i);
+        if (it != found.end() && it->second == d.description) continue;
+        found[i] = d.description;
+        changed = true;
+      }
+    }
+    if (changed) recorded = record_losses();
+  }
+  // An open that stops here tells the audit callback of every loss not yet
+  // marked as tenant damage: this one's and an earlier failed open's.
+  auto announce = [&](const Status& why) {
+    std::map<uint32_t, std::string> pending;
+    for (uint32_t i = 0; i < n; ++i) {
+      auto p = GetHeader(ShardLossField(i));
+      if (p.ok()) pending[i] = *p;
+    }
+    for (const auto& [i, what] : found) pending[i] = what;
+    for (const auto& [i, what] : pending) {
+      Audit("shard_loss", "",
+            what + (recorded.ok() ? "; this open failed (" + std::string(CodeName(why.code())) +
+                                        ") before marking the shard's tenants damaged: the next "
+                                        "open that succeeds marks them"
+                                  : "; this open failed before it could record the loss"));
+    }
+  };
+  if (!recorded.ok()) {
+    announce(recorded);
+    return recorded;
+  }
   for (uint32_t i = 0; i < n; ++i) {
     // Damage stops its shard only (decision 0034): its tenants answer
     // kCorruption, the others serve. An I/O error stops the open.
@@ -1021,7 +1092,10 @@ Status Store::Impl::OpenShards() {
                                      "; its tenants answer kCorruption until its files are restored");
       continue;
     }
-    CV_RETURN_IF_ERROR(status[i]);
+    if (!status[i].ok()) {
+      announce(status[i]);
+      return status[i];
+    }
     shards_.push_back(std::move(opened[i]));
   }
   return Status::OK();
