@@ -71,8 +71,13 @@ void Store::Impl::Audit(std::string kind, std::string_view tenant_id, std::strin
     res_->metrics.audit_auth_failures.fetch_add(1, std::memory_order_relaxed);
   }
   // The logger sees the event without its tenant id (detail holds none).
-  const bool alarm = e.kind == "auth_failure" || e.kind == "tenant_damaged" || e.kind == "shard_damaged" ||
-                     e.kind.find("fail") != std::string::npos;
+  // Damage, loss and failures of every kind (tenant_damaged, shard_damaged,
+  // signing_key_damaged, wal_damage, shard_loss, metadata_loss,
+  // background_error, auth_failure, ...) warn; damage_accepted does not.
+  const std::string_view k = e.kind;
+  auto ends = [k](std::string_view x) { return k.size() >= x.size() && k.substr(k.size() - x.size()) == x; };
+  const bool alarm = ends("_damaged") || ends("_damage") || ends("_loss") || ends("_error") ||
+                     k.find("fail") != std::string_view::npos;
   Log(alarm ? LogLevel::kWarn : LogLevel::kInfo,
       "audit event " + std::to_string(e.sequence) + " " + e.kind + ": " + e.detail);
   if (options_.audit_callback) options_.audit_callback(e);

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <csignal>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "callvault/backup.h"
+#include "callvault/metrics.h"
 #include "callvault/store.h"
 #include "engine/close_mark.h"
 #include "tests/damage/damage_util.h"
@@ -734,10 +736,16 @@ void DamagedSigningKey(A13* t, size_t offset) {
   damage::XorByte(s.keys + "/SIGNING-KEY", offset);
   s.options.create_if_missing = false;
   t->seen.clear();
+  auto warned = std::make_shared<std::atomic<int>>(0);
+  s.options.logger = [warned](LogLevel level, std::string_view, std::string_view message) {
+    if (level == LogLevel::kWarn && message.find("signing_key_damaged") != std::string_view::npos) ++*warned;
+  };
   Status opened = s.Open();
   ASSERT_EQ(opened.code(), Code::kCorruption) << opened.ToString();
   EXPECT_NE(opened.message().find("SIGNING-KEY is damaged"), std::string::npos) << opened.ToString();
   EXPECT_TRUE(t->Saw("signing_key_damaged"));
+  EXPECT_EQ(warned->load(), 1) << "the event is logged at warn level";
+  s.options.logger = nullptr;
   // A read-only open (inspection) still works and signs nothing.
   s.options.read_only = true;
   ASSERT_OK(s.Open());
