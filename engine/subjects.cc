@@ -250,8 +250,13 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
     // tenant's family, then wrote them again as erased: the erased values
     // are in that family's files too, under the live key. Compacted here,
     // before the receipt (attack14).
-    auto now_t = Acquire(tenant_id, Access::kRemove);
-    if (!now_t.ok() && now_t.status().code() != Code::kTenantPurged) return now_t.status();
+    auto now_t = Acquire(tenant_id, Access::kInspect);
+    if (!now_t.ok()) {
+      // Purged or moved out meanwhile (both take admin_mu_): nothing of it
+      // is left here to compact.
+      auto gone = FindTenant(tenant_id);
+      if (gone.ok() && (*gone)->state.load() == TenantState::kActive) return now_t.status();
+    }
     if (now_t.ok() &&
         format::ColumnFamilyName((*now_t)->rec.internal_id, (*now_t)->rec.family) !=
             r.column_family) {

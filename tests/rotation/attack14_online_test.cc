@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -709,6 +710,23 @@ TEST(Attack14OnlineAdmin, OtherOperationsDuringTheCopy) {
   auto rec = ts->ReconcileKeys(/*dry_run=*/true);
   ASSERT_OK(rec);
   EXPECT_TRUE(rec->orphan_keys.empty());
+  // No family of the purged tenants (nor of any rotation copy) anywhere.
+  std::set<std::string> want;
+  for (const char* t : {"bravo", "charlie"}) {
+    auto i = ts->DescribeTenant(t);
+    ASSERT_OK(i);
+    want.insert(i->column_family);
+  }
+  ts.Close();
+  std::set<std::string> have;
+  for (const auto& e : std::filesystem::directory_iterator(ts.db + "/shards")) {
+    std::vector<std::string> names;
+    ASSERT_TRUE(testutil::ListLiveColumnFamilies(e.path().string(), &names).ok());
+    for (const auto& n : names) {
+      if (n != "default") have.insert(n);
+    }
+  }
+  EXPECT_EQ(have, want);
 }
 
 // FINDING (not fixed: DISABLED): Metrics() and Stats() take admin_mu_,
