@@ -243,6 +243,7 @@ class Writer final : public RecordingWriter {
 
   Status Begin(const TenantRef& t, const Names& n) {
     names_ = n;
+    key_version_ = t->rec.key_version;
     stream_.format = g_write_format.load(std::memory_order_relaxed);
     key_ = StreamKey(t, n, stream_.format);
     if (stream_.format == kFormatSecretstream) {
@@ -313,6 +314,7 @@ class Writer final : public RecordingWriter {
       rocksdb::WriteBatch drop;
       CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, next_chunk_, &drop));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &drop), "drop recording"));
+      if (t->rec.key_version != key_version_) return RotatedError();
       return Status::NotFound("the call was deleted while its recording was written; nothing was kept");
     }
     CV_RETURN_IF_ERROR(fsutil::FromRocks(ms, "read recording marker"));
@@ -348,6 +350,12 @@ class Writer final : public RecordingWriter {
 
  private:
   State* State_() { return reinterpret_cast<State*>(state_.data()); }
+  // Its names and stream key are the old key's (decision 0036, point 1):
+  // the call is there; the caller writes the recording again.
+  static Status RotatedError() {
+    return Status::NotFound("the tenant's key was rotated while the recording was written; "
+                            "nothing was kept; write it again");
+  }
   void Wipe() {
     state_.Wipe();
     key_.Wipe();
@@ -356,6 +364,16 @@ class Writer final : public RecordingWriter {
 
   Status Seal(bool final) {
     CV_ASSIGN_OR_RETURN(TenantRef t, store_->AcquireForRecording(tenant_id_));
+    if (t->rec.key_version != key_version_) {
+      // The tenant's key was rotated since Begin: this writer's names and
+      // stream key are the old key's, and its chunks so far went with the
+      // old family. A chunk written now would land in the new family under
+      // names no marker or manifest there has (Verify: "recording chunks
+      // without a manifest", kept for good by a crash). Nothing is written;
+      // Finish says the same; Abort (or the destructor) removes nothing
+      // there (attack14).
+      return RotatedError();
+    }
     const std::string ad = ChunkAd(t, names_, stream_.format, next_chunk_, final);
     unsigned long long clen = 0;
     if (stream_.format == kFormatSecretstream) {
@@ -399,6 +417,7 @@ class Writer final : public RecordingWriter {
   std::string value_;   // the sealed chunk, reused
   uint64_t size_ = 0;
   uint32_t next_chunk_ = 0;
+  uint32_t key_version_ = 0;  // the tenant's at Begin
   bool started_ = false;
   bool done_ = false;
 };

@@ -80,14 +80,16 @@ codec::TenantRecord WithoutRotation(codec::TenantRecord rec) {
 // name a call by its hash.
 class Copier {
  public:
-  Copier(Store::Impl* store, const TenantRef& from, const TenantRef& to)
-      : store_(store), from_(from), to_(to) {}
+  // `base`: rows already reported by an online copy this one restarts
+  // (decision 0038 point 4): the progress goes on from there, never back.
+  Copier(Store::Impl* store, const TenantRef& from, const TenantRef& to, uint64_t base = 0)
+      : store_(store), from_(from), to_(to), base_(base) {}
 
   Status Run(uint64_t* rows) {
     uint64_t total = 0;
     from_->shard->db()->GetIntProperty(from_->cf, "rocksdb.estimate-num-keys", &total);
     total_ = total;
-    store_->ReportProgress("rotate", "rows", 0, total_);
+    store_->ReportProgress("rotate", "rows", base_, base_ + total_);
     std::unique_ptr<rocksdb::Iterator> it(
         from_->shard->db()->NewIterator(rocksdb::ReadOptions(), from_->cf));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -115,7 +117,10 @@ class Copier {
     }
     // Between the start and the end: the total is an estimate (never below
     // what was read), the last report is RotateTenantKey's.
-    if (read_ > 0) store_->ReportProgress("rotate", "rows", read_, std::max(total_, read_ + 1));
+    if (read_ > 0) {
+      store_->ReportProgress("rotate", "rows", base_ + read_,
+                             base_ + std::max(total_, read_ + 1));
+    }
     return Status::OK();
   }
 
@@ -231,6 +236,7 @@ class Copier {
   Store::Impl* const store_;
   const TenantRef& from_;
   const TenantRef& to_;
+  const uint64_t base_;
   rocksdb::WriteBatch batch_;
   std::map<std::string, std::string> calls_;  // old call hash -> call id
   uint64_t read_ = 0;
@@ -774,7 +780,7 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
       }
       to.lock = std::shared_lock<std::shared_mutex>(copy->life);
       if (s.ok()) {
-        Copier again(this, held, to);
+        Copier again(this, held, to, /*base=*/read);
         s = again.Run(&rows);
         read += again.read();
       }

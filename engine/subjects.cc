@@ -244,6 +244,32 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
   }
   // The tenant lock is released first: purge takes admin_mu_, then the tenant.
   std::lock_guard<std::mutex> l(admin_mu_);
+  if (req.physical && result.changed > 0) {
+    // An online key rotation (decision 0038) that ran meanwhile (it held
+    // admin_mu_) copied the calls before the erasure into its copy, now the
+    // tenant's family, then wrote them again as erased: the erased values
+    // are in that family's files too, under the live key. Compacted here,
+    // before the receipt (attack14).
+    auto now_t = Acquire(tenant_id, Access::kInspect);
+    if (!now_t.ok()) {
+      // Purged or moved out meanwhile (both take admin_mu_): nothing of it
+      // is left here to compact.
+      auto gone = FindTenant(tenant_id);
+      if (gone.ok() && (*gone)->state.load() == TenantState::kActive) return now_t.status();
+    }
+    if (now_t.ok() &&
+        format::ColumnFamilyName((*now_t)->rec.internal_id, (*now_t)->rec.family) !=
+            r.column_family) {
+      const TenantRef& t = *now_t;
+      CV_RETURN_IF_ERROR(t->shard->FlushAll());
+      rocksdb::CompactRangeOptions co;
+      co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+      co.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
+      co.blob_garbage_collection_age_cutoff = 1.0;
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(
+          t->shard->db()->CompactRange(co, t->cf, nullptr, nullptr), "compact after erase"));
+    }
+  }
   r.kek_generation_current = keyring_.kek_generation;
   r.keyring_generation = keyring_.generation;
   CV_ASSIGN_OR_RETURN(Receipt done, AppendReceipt(std::move(r), nullptr));
