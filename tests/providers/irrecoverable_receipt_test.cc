@@ -5,6 +5,7 @@
 // a SoftHSM2 token: init, create, purge, `receipts list` showing
 // IRRECOVERABLE_AFTER; a wrong PIN exits 77 without showing the PIN.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -161,6 +162,18 @@ TEST(IrrecoverableReceipt, CliOnSoftHsmShowsIrrecoverableAfter) {
   out.clear();
   ASSERT_EQ(RunCli(flags + " --json receipts list", &out, &err), 0) << err;
   EXPECT_NE(out.find("\"irrecoverable_after\": "), std::string::npos) << out;
+  // keys status (issue 15 item 5): the token named, one KEK object left,
+  // the purged tenant's key listed as destroyed and irrecoverable.
+  out.clear();
+  ASSERT_EQ(RunCli(flags + " --json keys status", &out, &err), 0) << err;
+  auto status = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(status.is_discarded()) << out;
+  EXPECT_EQ(status["provider"].get<std::string>().rfind("pkcs11:cli-token@", 0), 0u) << out;
+  EXPECT_EQ(status["kek_generations"].size(), 1u) << out;
+  ASSERT_EQ(status["destroyed"].size(), 1u) << out;
+  EXPECT_EQ(status["destroyed"][0]["tenant_id"], "acme");
+  EXPECT_EQ(status["destroyed"][0]["kind"], "tenant_purge");
+  EXPECT_EQ(status["destroyed"][0]["state"], "irrecoverable");
   // The store does not open with key files, nor with a wrong PIN (exit 77,
   // key_error), and the PIN is not echoed.
   out.clear();

@@ -118,7 +118,8 @@ long LockHolder(const std::string& db) {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode) const {
+Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode,
+                                                  std::shared_ptr<KeyProvider>* provider) const {
   std::error_code ec;
   const bool has_files = fs::is_directory(flags_.db, ec) && !fs::is_empty(flags_.db, ec);
   if (!has_files) {
@@ -132,6 +133,7 @@ Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode) const {
     }
     return kp.status();
   }
+  if (provider != nullptr) *provider = *kp;
   Options o;
   o.key_provider = *kp;
   o.create_if_missing = false;

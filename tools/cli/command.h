@@ -117,7 +117,9 @@ class Context {
   // that a read-only open cannot do. kWrite on a store that another process
   // holds open: kFailedPrecondition naming that process if known, and the
   // command exits with 75 (EX_TEMPFAIL, store_busy()).
-  Result<std::unique_ptr<Store>> OpenStore(OpenMode mode = OpenMode::kWrite) const;
+  // `provider`, if given, receives the key provider the store was opened with.
+  Result<std::unique_ptr<Store>> OpenStore(OpenMode mode = OpenMode::kWrite,
+                                           std::shared_ptr<KeyProvider>* provider = nullptr) const;
   // A writable open failed because another process holds the store.
   bool store_busy() const { return store_busy_; }
   // Prints `value` on stdout, indented by two spaces, invalid UTF-8 replaced.

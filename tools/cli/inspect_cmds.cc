@@ -1,5 +1,6 @@
 // callvault verify | stats.
 #include <fmt/format.h>
+#include <chrono>
 
 #include <CLI/CLI.hpp>
 #include <ostream>
@@ -142,6 +143,91 @@ class KeysReconcileCommand final : public Command {
   std::vector<uint64_t> with_data_;
 };
 
+// callvault keys status: the key provider, its KEK generations, and every
+// data key the store destroyed (from the signed receipts) with when it
+// became, or becomes, irrecoverable (issue 15 item 5). Read-only open.
+class KeysStatusCommand final : public Command {
+ public:
+  std::string Group() const override { return "keys"; }
+  std::string Name() const override { return "status"; }
+  std::string Help() const override {
+    return "Show the key provider, its KEK generations and every destroyed data key with when it "
+           "is irrecoverable";
+  }
+  void AddFlags(CLI::App*) override {}
+  RunResult Run(Context& ctx) override {
+    std::shared_ptr<KeyProvider> kp;
+    auto store = ctx.OpenStore(OpenMode::kReadOnly, &kp);
+    if (!store.ok()) return store.status();
+    auto keks = kp->ListKeks();
+    if (!keks.ok()) return keks.status();
+    auto stats = (*store)->Stats();
+    if (!stats.ok()) return stats.status();
+    auto receipts = (*store)->ListReceipts();
+    if (!receipts.ok()) return receipts.status();
+    const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    // "irrecoverable" once the provider's date has passed; before it, a KMS
+    // with soft delete can still bring the key back.
+    auto state = [now](const Receipt& r) -> std::string {
+      if (r.irrecoverable_after == 0) return "destroyed (date not recorded)";
+      if (r.irrecoverable_after <= now) return "irrecoverable";
+      return "recoverable by the provider until " + FormatTime(r.irrecoverable_after);
+    };
+    std::vector<const Receipt*> destroyed;
+    for (const auto& r : *receipts) {
+      if (!r.key_versions_destroyed.empty()) destroyed.push_back(&r);
+    }
+    if (ctx.json()) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const Receipt* r : destroyed) {
+        list.push_back({{"receipt", r->sequence},
+                        {"kind", r->kind},
+                        {"tenant_id", r->tenant_id},
+                        {"tenant_internal_id", r->tenant_internal_id},
+                        {"key_versions", r->key_versions_destroyed},
+                        {"kek_generation_retired", r->kek_generation_retired},
+                        {"time", FormatTime(r->time)},
+                        {"irrecoverable_after",
+                         r->irrecoverable_after != 0 ? FormatTime(r->irrecoverable_after) : "-"},
+                        {"state", state(*r)}});
+      }
+      ctx.PrintJson({{"provider", kp->Describe()},
+                     {"kek_generations", *keks},
+                     {"kek_generation_current", stats->kek_generation},
+                     {"keyring_generation", stats->keyring_generation},
+                     {"live_tenants", stats->tenants.size()},
+                     {"orphan_keys", stats->orphan_keys.size()},
+                     {"destroyed", std::move(list)}});
+      return {};
+    }
+    std::string gens;
+    for (uint32_t g : *keks) gens += (gens.empty() ? "" : " ") + std::to_string(g);
+    PrintFields(ctx.out(), {{"provider", kp->Describe()},
+                            {"kek_generations", gens.empty() ? "-" : gens},
+                            {"kek_generation_current", std::to_string(stats->kek_generation)},
+                            {"keyring_generation", std::to_string(stats->keyring_generation)},
+                            {"live_tenants", std::to_string(stats->tenants.size())},
+                            {"orphan_keys", std::to_string(stats->orphan_keys.size())},
+                            {"destroyed_keys", std::to_string(destroyed.size())}});
+    if (destroyed.empty()) return {};
+    Table table({"RECEIPT", "KIND", "TENANT", "KEY_VERSIONS", "KEK_RETIRED", "DESTROYED_AT", "STATE"});
+    for (const Receipt* r : destroyed) {
+      std::string versions;
+      for (uint32_t v : r->key_versions_destroyed) {
+        versions += (versions.empty() ? "" : ",") + std::to_string(v);
+      }
+      table.Add({std::to_string(r->sequence), r->kind,
+                 r->tenant_id.empty() ? "(internal id " + std::to_string(r->tenant_internal_id) + ")"
+                                      : r->tenant_id,
+                 versions, std::to_string(r->kek_generation_retired), FormatTime(r->time), state(*r)});
+    }
+    table.Print(ctx.out());
+    return {};
+  }
+};
+
 // callvault tenant reinstate ID: a tenant recovery quarantined is live again.
 class TenantReinstateCommand final : public Command {
  public:
@@ -222,6 +308,7 @@ void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<VerifyCommand>());
   out->push_back(std::make_unique<StatsCommand>());
   out->push_back(std::make_unique<KeysReconcileCommand>());
+  out->push_back(std::make_unique<KeysStatusCommand>());
   out->push_back(std::make_unique<TenantReinstateCommand>());
   out->push_back(std::make_unique<TenantAcceptDamageCommand>());
   out->push_back(std::make_unique<IdentityCommand>());
