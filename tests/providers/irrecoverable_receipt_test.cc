@@ -165,7 +165,7 @@ TEST(IrrecoverableReceipt, CliOnSoftHsmShowsIrrecoverableAfter) {
   // keys status (issue 15 item 5): the token named, one KEK object left,
   // the purged tenant's key listed as destroyed and irrecoverable.
   out.clear();
-  ASSERT_EQ(RunCli(flags + " --json keys status", &out, &err), 0) << err;
+  ASSERT_EQ(RunCli(flags + " --key-provider pkcs11 --json keys status", &out, &err), 0) << err;
   auto status = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(status.is_discarded()) << out;
   EXPECT_EQ(status["provider"].get<std::string>().rfind("pkcs11:cli-token@", 0), 0u) << out;

@@ -92,6 +92,11 @@ struct Parser {
     app.add_option("--db", flags->db, "The store directory. Required by every command but demo.");
     app.add_option("--keys", flags->keys,
                    "The key directory. Default: <db>.keys, beside the store (never inside it).");
+    app.add_option("--key-provider", flags->key_provider,
+                   "Where the KEKs and the signing key live: file (in --keys) or pkcs11 (a token: "
+                   "--pkcs11-module, --pkcs11-token, --pkcs11-pin-*). Default: pkcs11 if "
+                   "--pkcs11-module is given, else file.")
+        ->check(CLI::IsMember({"file", "pkcs11"}));
     app.add_option("--pkcs11-module", flags->pkcs11_module,
                    "Keep the KEKs and the signing key in a PKCS#11 token: the module (.so). "
                    "--keys is then the local state directory. Default: none (key files).");

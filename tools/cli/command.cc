@@ -47,6 +47,12 @@ std::string Context::KeyDir() const {
 }
 
 Result<std::shared_ptr<KeyProvider>> Context::MakeKeyProvider(bool create_if_missing) const {
+  if (flags_.key_provider == "pkcs11" && flags_.pkcs11_module.empty()) {
+    return Status::InvalidArgument("--key-provider pkcs11 needs --pkcs11-module PATH");
+  }
+  if (flags_.key_provider == "file" && !flags_.pkcs11_module.empty()) {
+    return Status::InvalidArgument("--key-provider file takes no --pkcs11-module (the keys are files in --keys)");
+  }
   if (flags_.pkcs11_module.empty()) {
     if (!flags_.pkcs11_token.empty() || !flags_.pkcs11_pin_file.empty() ||
         !flags_.pkcs11_pin_env.empty()) {

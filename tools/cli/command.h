@@ -36,6 +36,7 @@ struct GlobalFlags {
   // KEKs and the signing key live in that token and --keys names the local
   // state directory (keyrings, tombstone log, writer lock). The PIN only
   // from a file or an environment variable: never a flag value (`ps`).
+  std::string key_provider;     // --key-provider file|pkcs11 ("": pkcs11 iff --pkcs11-module)
   std::string pkcs11_module;    // --pkcs11-module PATH
   std::string pkcs11_token;     // --pkcs11-token LABEL
   std::string pkcs11_pin_file;  // --pkcs11-pin-file FILE
