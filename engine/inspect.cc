@@ -377,13 +377,13 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   };
   add_instance(meta_.get());
   {
-    std::lock_guard<std::mutex> l(admin_mu_);
+    // Not admin_mu_: a key rotation holds it for its whole copy, and a
+    // monitoring scrape must not wait for that (attack14). shards_ grows
+    // (PickShard) under map_mu_ too; a shard is never removed while open.
+    std::shared_lock<std::shared_mutex> l(map_mu_);
     m.shards = static_cast<uint32_t>(shards_.size());
     // A shard that does not open is a null entry (decision 0034).
     for (const auto& s : shards_) add_instance(s ? s->db() : nullptr);
-  }
-  {
-    std::shared_lock<std::shared_mutex> l(map_mu_);
     for (const auto& entry : tenants_) {
       if (entry.second->state.load() == TenantState::kActive) ++m.live_tenants;
     }

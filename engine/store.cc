@@ -1122,7 +1122,12 @@ Result<Shard*> Store::Impl::PickShard() {
   CV_RETURN_IF_ERROR(
       fsutil::SyncParentDir(res_->env->GetFileSystem().get(), ShardDir(path_, i)));
   CV_RETURN_IF_ERROR(PutHeader("shards", std::to_string(i + 1)));
-  shards_.push_back(std::move(shard));
+  {
+    // Metrics() reads shards_ under map_mu_ only (not admin_mu_, which a
+    // key rotation holds for its whole copy): it grows under both.
+    std::unique_lock<std::shared_mutex> m(map_mu_);
+    shards_.push_back(std::move(shard));
+  }
   return shards_.back().get();
 }
 

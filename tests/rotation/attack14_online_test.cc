@@ -767,41 +767,47 @@ TEST(Attack14OnlineAdmin, OtherOperationsDuringTheCopy) {
   EXPECT_EQ(have, want);
 }
 
-// FINDING (not fixed: DISABLED): Metrics() and Stats() take admin_mu_,
-// which a rotation holds for its whole copy (decision 0038 keeps it): the
-// monitoring scrape of the whole store hangs for as long as the online copy
-// of one tenant runs (minutes for a large tenant), although the tenant and
-// every other one are served. Decision 0038 point 7 freed Observe from
-// admin_mu_ but not these. The fix (a lock of its own for shards_ and the
-// keyring counters, or atomics) changes engine/store_impl.h, which rebuilds
-// everything: left to the lead.
-TEST(Attack14OnlineAdmin, DISABLED_MetricsAndStatsDoNotWaitForTheCopy) {
+// FOUND (attack14): Metrics() and Stats() took admin_mu_, which a rotation
+// holds for its whole copy (decision 0038 keeps it): the monitoring scrape
+// of the whole store hung for as long as the online copy of one tenant
+// ran (minutes for a large tenant), although every tenant was served.
+// Metrics() is fixed (shards_ read under map_mu_). Stats() is NOT (still
+// DISABLED below): its orphan-key report needs admin_mu_ for a consistent
+// view of keyring and registry; a fix needs a way to say "not computed".
+void ScrapeDuringTheCopy(bool with_stats) {
   TestStore ts;
   ASSERT_OK(ts.Open());
   ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
   for (int i = 0; i < 50; ++i) ASSERT_OK(ts->PutCall("acme", Numbered("c-" + std::to_string(i), i)));
-  std::atomic<bool> metrics{false}, stats{false};
-  bool metrics_during = false, stats_during = false;
+  std::atomic<bool> done{false};
+  bool during = false;
   std::thread scraper;
   testing::SetRotationHookForTest([&](const char* phase) {
     if (std::string_view(phase) != "phase1") return;
     scraper = std::thread([&] {
-      EXPECT_OK(ts->Metrics());
-      metrics = true;
-      EXPECT_OK(ts->Stats());
-      stats = true;
+      if (with_stats) {
+        EXPECT_OK(ts->Stats());
+      } else {
+        auto m = ts->Metrics();
+        EXPECT_OK(m);
+        if (m.ok()) {
+          EXPECT_EQ(m->live_tenants, 1u);
+        }
+      }
+      done = true;
     });
     // The copy goes on for up to 3 s: the scrape must get through meanwhile.
-    WaitFor([&] { return stats.load(); }, 3000);
-    metrics_during = metrics.load();
-    stats_during = stats.load();
+    WaitFor([&] { return done.load(); }, 3000);
+    during = done.load();
   });
   ASSERT_OK(ts->RotateTenantKey("acme"));
   testing::SetRotationHookForTest(nullptr);
   scraper.join();
-  EXPECT_TRUE(metrics_during) << "Metrics() waited for the whole copy";
-  EXPECT_TRUE(stats_during) << "Stats() waited for the whole copy";
+  EXPECT_TRUE(during) << (with_stats ? "Stats()" : "Metrics()") << " waited for the whole copy";
 }
+
+TEST(Attack14OnlineAdmin, MetricsDoesNotWaitForTheCopy) { ScrapeDuringTheCopy(false); }
+TEST(Attack14OnlineAdmin, DISABLED_StatsDoesNotWaitForTheCopy) { ScrapeDuringTheCopy(true); }
 
 // ---- A SIGKILL in each phase with a writer running ----------------------
 
