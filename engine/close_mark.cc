@@ -89,27 +89,40 @@ Status DecodeCloseMark(std::string_view bytes, CloseMark* out) {
   return Status::OK();
 }
 
-Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark* out,
-                     bool* present) {
-  *present = false;
-  const std::string path = root + "/" + kCloseMarkFile;
-  std::string bytes;
-  // Read at most one byte more than a close mark can hold: a huge file
-  // (sparse, or a damaged size) is damage, never a whole-file allocation.
+namespace {
+
+// Reads at most one byte more than kMaxCloseMarkBytes: a huge file (sparse,
+// or a damaged size) is damage, never a whole-file allocation.
+Status ReadBounded(rocksdb::FileSystem* fs, const std::string& path, const std::string& name,
+                   std::string* bytes, bool* there) {
+  *there = false;
   std::unique_ptr<rocksdb::FSSequentialFile> file;
   rocksdb::IOStatus s = fs->NewSequentialFile(path, rocksdb::FileOptions(), &file, nullptr);
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::OK();
-  const std::string what = "read " + std::string(kCloseMarkFile);
+  const std::string what = "read " + name;
   CV_RETURN_IF_ERROR(fsutil::FromIO(s, what));
   constexpr size_t kChunk = 64 * 1024;
   std::unique_ptr<char[]> buf(new char[kChunk]);
-  while (bytes.size() <= kMaxCloseMarkBytes) {
+  while (bytes->size() <= kMaxCloseMarkBytes) {
     rocksdb::Slice got;
     CV_RETURN_IF_ERROR(fsutil::FromIO(
         file->Read(kChunk, rocksdb::IOOptions(), &got, buf.get(), nullptr), what));
     if (got.empty()) break;
-    bytes.append(got.data(), got.size());
+    bytes->append(got.data(), got.size());
   }
+  *there = true;
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark* out,
+                     bool* present) {
+  *present = false;
+  std::string bytes;
+  bool there = false;
+  CV_RETURN_IF_ERROR(ReadBounded(fs, root + "/" + kCloseMarkFile, kCloseMarkFile, &bytes, &there));
+  if (!there) return Status::OK();
   if (bytes.size() > kMaxCloseMarkBytes) {
     return Damaged("is larger than any close mark (over " + std::to_string(kMaxCloseMarkBytes) +
                    " bytes)");
@@ -117,6 +130,105 @@ Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark
   CV_RETURN_IF_ERROR(DecodeCloseMark(bytes, out));
   *present = true;
   return Status::OK();
+}
+
+namespace {
+
+constexpr std::string_view kLedgerVersionLine = "callvault wal ledger v1\n";
+
+Status LedgerDamaged(const std::string& why) {
+  return Status::Corruption("WAL ledger damaged: " + std::string(kWalLedgerFile) + " " + why +
+                            "; restore the store from a backup, or remove the file knowingly "
+                            "(older WAL files are then not checked until the next clean close; "
+                            "docs/operations.md, \"WAL ledger\")");
+}
+
+}  // namespace
+
+std::string EncodeWalLedger(const WalLedger& l) {
+  std::string body(kLedgerVersionLine);
+  for (const auto& [i, wals] : l.shards) {
+    body += "shard " + std::to_string(i);
+    for (const auto& [name, size] : wals) body += " " + name + " " + std::to_string(size);
+    body += "\n";
+  }
+  return body + std::string(kDigestTag) + Sha256Hex(body) + "\n";
+}
+
+Status DecodeWalLedger(std::string_view bytes, WalLedger* out) {
+  if (bytes.empty()) return LedgerDamaged("is empty");
+  if (bytes.back() != '\n') return LedgerDamaged("is truncated (no final newline)");
+  const size_t last = bytes.rfind('\n', bytes.size() - 2);
+  const size_t tag = last == std::string_view::npos ? 0 : last + 1;
+  const std::string_view body = bytes.substr(0, tag);
+  const std::string_view digest_line = bytes.substr(tag, bytes.size() - 1 - tag);
+  if (digest_line.substr(0, kDigestTag.size()) != kDigestTag ||
+      digest_line.size() != kDigestTag.size() + 2 * crypto_hash_sha256_BYTES) {
+    return LedgerDamaged("is truncated or malformed (no sha256 line at its end)");
+  }
+  if (!crypto::ConstantTimeEquals(std::string(digest_line.substr(kDigestTag.size())),
+                                  Sha256Hex(body))) {
+    return LedgerDamaged("fails its checksum (sha256 of its content)");
+  }
+  if (body.substr(0, kLedgerVersionLine.size()) != kLedgerVersionLine) {
+    return LedgerDamaged("has an unknown version line (this build reads v1)");
+  }
+  WalLedger l;
+  size_t pos = kLedgerVersionLine.size();
+  while (pos < body.size()) {
+    const size_t nl = body.find('\n', pos);
+    const std::string_view line = body.substr(pos, nl - pos);
+    pos = nl + 1;
+    // Parsed by the ShardMark grammar: "v1 0 - 0 <wal> <size>...".
+    const size_t sp = line.find(' ', 6);
+    uint32_t index = 0;
+    ShardMark m;
+    if (line.rfind("shard ", 0) != 0 ||
+        !ParseIndex(line.substr(6, (sp == std::string_view::npos ? line.size() : sp) - 6), &index) ||
+        l.shards.count(index) != 0 ||
+        !ShardMark::Decode("v1 0 - 0" + std::string(sp == std::string_view::npos ? "" : line.substr(sp)),
+                           &m)) {
+      return LedgerDamaged("has a bad line");
+    }
+    l.shards[index] = std::move(m.wals);
+  }
+  *out = std::move(l);
+  return Status::OK();
+}
+
+Status ReadWalLedger(rocksdb::FileSystem* fs, const std::string& root, WalLedger* out,
+                     bool* present) {
+  *present = false;
+  std::string bytes;
+  bool there = false;
+  CV_RETURN_IF_ERROR(ReadBounded(fs, root + "/" + kWalLedgerFile, kWalLedgerFile, &bytes, &there));
+  if (!there) return Status::OK();
+  if (bytes.size() > kMaxCloseMarkBytes) {
+    return LedgerDamaged("is larger than any WAL ledger (over " +
+                         std::to_string(kMaxCloseMarkBytes) + " bytes)");
+  }
+  CV_RETURN_IF_ERROR(DecodeWalLedger(bytes, out));
+  *present = true;
+  return Status::OK();
+}
+
+Status WriteWalLedger(rocksdb::FileSystem* fs, const std::string& root, const WalLedger& l) {
+  const std::string bytes = EncodeWalLedger(l);
+  if (bytes.size() > kMaxCloseMarkBytes) {
+    if (!fs->FileExists(root + "/" + kWalLedgerFile, rocksdb::IOOptions(), nullptr).ok()) {
+      return Status::OK();
+    }
+    return fsutil::Remove(fs, root, kWalLedgerFile, /*sync_dir=*/true);
+  }
+  return fsutil::AtomicWrite(fs, root, kWalLedgerFile, reinterpret_cast<const uint8_t*>(bytes.data()),
+                             bytes.size());
+}
+
+ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals) {
+  ShardMark m;
+  m.manifest = kLedgerManifest;
+  m.wals = wals;
+  return m;
 }
 
 }  // namespace callvault

@@ -68,6 +68,42 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
 // loss again.
 inline std::string ShardLossField(uint32_t index) { return "shard_loss." + std::to_string(index); }
 
+
+// The WAL ledger <store>/WAL_LEDGER (docs/decisions/0040; format in
+// docs/format.md, "WAL ledger"): the WAL files of every shard that the last
+// clean close of it left, with their sizes. Unlike CLOSE_MARK it is not
+// consumed by an open: a WAL file RocksDB has closed is never written again
+// (no WAL recycling) and its number is never reused, so "every listed WAL
+// that still exists is at least as long as listed" stays true across later
+// sessions, crashed or not. Rewritten atomically at each clean close and
+// after a writable open recorded what it found; checked at every open.
+inline constexpr char kWalLedgerFile[] = "WAL_LEDGER";
+inline constexpr char kWalLedgerTemp[] = "WAL_LEDGER.tmp";  // fsutil::AtomicWrite's
+// The manifest name of a ShardMark made from the ledger (LedgerMark): no
+// MANIFEST or sequence check, listed WALs that are gone are skipped
+// (CheckMarkFiles). Never a MANIFEST's name.
+inline constexpr char kLedgerManifest[] = "*ledger*";
+
+struct WalLedger {
+  // By shard index: WAL file name -> size at the last clean close.
+  std::map<uint32_t, std::vector<std::pair<std::string, uint64_t>>> shards;
+};
+// A version line, one `shard <i> [<wal> <size>]...` line per shard, and a
+// `sha256` line over everything before it.
+std::string EncodeWalLedger(const WalLedger& l);
+// kCorruption "WAL ledger damaged: ..." for anything but an intact file.
+Status DecodeWalLedger(std::string_view bytes, WalLedger* out);
+// Reads `root`/WAL_LEDGER; `*present` false (OK) when there is none; a
+// failed read is kIOError, a damaged file kCorruption (also one larger
+// than kMaxCloseMarkBytes, not read whole).
+Status ReadWalLedger(rocksdb::FileSystem* fs, const std::string& root, WalLedger* out,
+                     bool* present);
+// Writes it atomically (fsutil::AtomicWrite); one too large is not written
+// and the old one removed (the next open checks nothing against it).
+Status WriteWalLedger(rocksdb::FileSystem* fs, const std::string& root, const WalLedger& l);
+// The mark CheckMarkFiles checks a shard against from its ledger entry.
+ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals);
+
 }  // namespace callvault
 
 #endif  // CALLVAULT_ENGINE_CLOSE_MARK_H_

@@ -203,6 +203,34 @@ Status Store::Impl::RecordWalDamage() {
     CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume shard marks"));
     shard_marks_.clear();
   }
+  // The WAL ledger (decision 0040) is kept, but what this open found is
+  // durable now: the entries of every shard that opened are set to what its
+  // WAL files hold now (a loss reported once, not at every open; a WAL that
+  // RocksDB deleted dropped). A crash before this reports the loss again.
+  if (!read_only()) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    WalLedger ledger;
+    bool present = false;
+    CV_RETURN_IF_ERROR(ReadWalLedger(fs, path_, &ledger, &present));
+    bool changed = false;
+    for (auto& [i, wals] : ledger.shards) {
+      if (i >= shards_.size() || !shards_[i]) continue;
+      std::vector<std::pair<std::string, uint64_t>> now;
+      for (const auto& [name, size] : wals) {
+        uint64_t got = 0;
+        rocksdb::IOStatus st =
+            fs->GetFileSize(shards_[i]->path() + "/" + name, rocksdb::IOOptions(), &got, nullptr);
+        if (st.IsNotFound() || st.IsPathNotFound()) continue;
+        CV_RETURN_IF_ERROR(fsutil::FromIO(st, "WAL ledger: size of " + name));
+        now.emplace_back(name, std::min(got, size));
+      }
+      if (now != wals) {
+        wals = std::move(now);
+        changed = true;
+      }
+    }
+    if (present && changed) CV_RETURN_IF_ERROR(WriteWalLedger(fs, path_, ledger));
+  }
   // The close mark file the same (decision 0035), with the temp file of a
   // close that failed or crashed while writing it.
   if (!read_only()) {

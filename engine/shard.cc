@@ -270,7 +270,10 @@ Status Damaged(uint32_t index, Status s) {
 // kIOError (the open fails; nothing is marked).
 Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
                                    const walscan::ManifestInfo& current, const ShardMark& m) {
-  if (m.manifest.empty() || current.name != m.manifest) return std::string();
+  // A mark made from the WAL ledger (decision 0040): valid at every open,
+  // for its WAL files only; one that RocksDB deleted as obsolete is skipped.
+  const bool ledger = m.manifest == kLedgerManifest;
+  if (m.manifest.empty() || (!ledger && current.name != m.manifest)) return std::string();
   // false: the file is gone.
   auto size_of = [&](const std::string& name, uint64_t* size) -> Result<bool> {
     rocksdb::IOStatus s = fs->GetFileSize(dir + "/" + name, rocksdb::IOOptions(), size, nullptr);
@@ -278,9 +281,24 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
     CV_RETURN_IF_ERROR(fsutil::FromIO(s, "shard mark: size of " + name));
     return true;
   };
+  uint64_t size = 0;
+  bool there = false;
+  if (ledger) {
+    for (const auto& [name, want] : m.wals) {
+      CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
+      if (!there || size >= want) continue;
+      uint64_t kept = 0;  // a repair's kept copy, as below
+      CV_ASSIGN_OR_RETURN(bool copy, size_of(name + std::string(walscan::kEvidenceSuffix), &kept));
+      if (copy && kept >= want) continue;
+      return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
+             std::to_string(want) + " at the last clean close of the shard (by " +
+             kWalLedgerFile + "; truncated)";
+    }
+    return std::string();
+  }
   CV_RETURN_IF_ERROR(current.read_error);
   if (!current.present) return m.manifest + " is gone";
-  uint64_t size = current.data.size();
+  size = current.data.size();
   if (size < m.manifest_size) {
     return m.manifest + " is " + std::to_string(size) + " bytes, " +
            std::to_string(m.manifest_size) + " at the last close (truncated: edits lost)";
@@ -296,7 +314,6 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
     return m.manifest + " has a damaged record within the " + std::to_string(m.manifest_size) +
            " bytes of the last close (edits lost)";
   }
-  bool there = false;
   for (const auto& [name, want] : m.wals) {
     CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
     // A repair an earlier open began and did not record (decision 0019):

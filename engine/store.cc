@@ -625,6 +625,19 @@ Status Store::Impl::Close() {
                                reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     }
   }
+  if (!read_only() && meta_opened) {
+    // The WAL ledger (decision 0040): the WAL files each shard that closed
+    // cleanly left; the entries of the others kept from the last one. One
+    // that does not read (damaged: this session's open refused it) is left
+    // as it is, for the operator (docs/operations.md, "WAL ledger").
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    WalLedger ledger;
+    bool present = false;
+    if (ReadWalLedger(fs, path_, &ledger, &present).ok()) {
+      for (const auto& [i, m] : marks.shards) ledger.shards[i] = m.wals;
+      keep(WriteWalLedger(fs, path_, ledger));
+    }
+  }
   store_data_key_.Wipe();
   store_index_key_.Wipe();
   if (holds_writer_lock_) {
@@ -988,6 +1001,19 @@ Status Store::Impl::OpenShards() {
     CV_RETURN_IF_ERROR(ReadCloseMark(res_->env->GetFileSystem().get(), path_, &file, &present));
     for (auto& [i, mark] : file.shards) {
       if (i < n) marks[i] = std::move(mark);
+    }
+  }
+  // The WAL ledger (decision 0040): what the last clean close of each shard
+  // left, checked at every open, for a shard without a close mark (a crash
+  // since, or an open since that consumed the mark): its listed WAL files
+  // that still exist must be as long as listed. A damaged ledger refuses
+  // the open, as a damaged CLOSE_MARK does.
+  {
+    WalLedger ledger;
+    bool present = false;
+    CV_RETURN_IF_ERROR(ReadWalLedger(res_->env->GetFileSystem().get(), path_, &ledger, &present));
+    for (const auto& [i, wals] : ledger.shards) {
+      if (i < n && !marks[i] && !wals.empty()) marks[i] = LedgerMark(wals);
     }
   }
   // A loss the marks show must be durable before it can be forgotten
