@@ -37,6 +37,32 @@ bool ParseIndex(std::string_view s, uint32_t* out) {
   return true;
 }
 
+// The framing CLOSE_MARK and WAL_LEDGER share (docs/format.md): a version
+// line, the content lines, then "sha256 <hex of everything before>\n".
+// `body` is everything before the digest line, version line included;
+// `damaged` words the error for the file at hand.
+Status CheckedBody(std::string_view bytes, std::string_view version_line,
+                   Status (*damaged)(const std::string&), std::string_view* body) {
+  if (bytes.empty()) return damaged("is empty");
+  if (bytes.back() != '\n') return damaged("is truncated (no final newline)");
+  const size_t last = bytes.rfind('\n', bytes.size() - 2);
+  const size_t tag = last == std::string_view::npos ? 0 : last + 1;
+  *body = bytes.substr(0, tag);
+  const std::string_view digest_line = bytes.substr(tag, bytes.size() - 1 - tag);
+  if (digest_line.substr(0, kDigestTag.size()) != kDigestTag ||
+      digest_line.size() != kDigestTag.size() + 2 * crypto_hash_sha256_BYTES) {
+    return damaged("is truncated or malformed (no sha256 line at its end)");
+  }
+  if (!crypto::ConstantTimeEquals(std::string(digest_line.substr(kDigestTag.size())),
+                                  Sha256Hex(*body))) {
+    return damaged("fails its checksum (sha256 of its content)");
+  }
+  if (body->substr(0, version_line.size()) != version_line) {
+    return damaged("has an unknown version line (this build reads v1)");
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 std::string EncodeCloseMark(const CloseMark& m) {
@@ -47,23 +73,8 @@ std::string EncodeCloseMark(const CloseMark& m) {
 }
 
 Status DecodeCloseMark(std::string_view bytes, CloseMark* out) {
-  if (bytes.empty()) return Damaged("is empty");
-  if (bytes.back() != '\n') return Damaged("is truncated (no final newline)");
-  const size_t last = bytes.rfind('\n', bytes.size() - 2);
-  const size_t tag = last == std::string_view::npos ? 0 : last + 1;
-  const std::string_view body = bytes.substr(0, tag);
-  const std::string_view digest_line = bytes.substr(tag, bytes.size() - 1 - tag);
-  if (digest_line.substr(0, kDigestTag.size()) != kDigestTag ||
-      digest_line.size() != kDigestTag.size() + 2 * crypto_hash_sha256_BYTES) {
-    return Damaged("is truncated or malformed (no sha256 line at its end)");
-  }
-  if (!crypto::ConstantTimeEquals(std::string(digest_line.substr(kDigestTag.size())),
-                                  Sha256Hex(body))) {
-    return Damaged("fails its checksum (sha256 of its content)");
-  }
-  if (body.substr(0, kVersionLine.size()) != kVersionLine) {
-    return Damaged("has an unknown version line (this build reads v1)");
-  }
+  std::string_view body;
+  CV_RETURN_IF_ERROR(CheckedBody(bytes, kVersionLine, Damaged, &body));
   CloseMark m;
   size_t pos = kVersionLine.size();
   while (pos < body.size()) {
@@ -156,23 +167,8 @@ std::string EncodeWalLedger(const WalLedger& l) {
 }
 
 Status DecodeWalLedger(std::string_view bytes, WalLedger* out) {
-  if (bytes.empty()) return LedgerDamaged("is empty");
-  if (bytes.back() != '\n') return LedgerDamaged("is truncated (no final newline)");
-  const size_t last = bytes.rfind('\n', bytes.size() - 2);
-  const size_t tag = last == std::string_view::npos ? 0 : last + 1;
-  const std::string_view body = bytes.substr(0, tag);
-  const std::string_view digest_line = bytes.substr(tag, bytes.size() - 1 - tag);
-  if (digest_line.substr(0, kDigestTag.size()) != kDigestTag ||
-      digest_line.size() != kDigestTag.size() + 2 * crypto_hash_sha256_BYTES) {
-    return LedgerDamaged("is truncated or malformed (no sha256 line at its end)");
-  }
-  if (!crypto::ConstantTimeEquals(std::string(digest_line.substr(kDigestTag.size())),
-                                  Sha256Hex(body))) {
-    return LedgerDamaged("fails its checksum (sha256 of its content)");
-  }
-  if (body.substr(0, kLedgerVersionLine.size()) != kLedgerVersionLine) {
-    return LedgerDamaged("has an unknown version line (this build reads v1)");
-  }
+  std::string_view body;
+  CV_RETURN_IF_ERROR(CheckedBody(bytes, kLedgerVersionLine, LedgerDamaged, &body));
   WalLedger l;
   size_t pos = kLedgerVersionLine.size();
   while (pos < body.size()) {
