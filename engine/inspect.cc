@@ -383,7 +383,10 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
     std::shared_lock<std::shared_mutex> l(map_mu_);
     m.shards = static_cast<uint32_t>(shards_.size());
     // A shard that does not open is a null entry (decision 0034).
-    for (const auto& s : shards_) add_instance(s ? s->db() : nullptr);
+    for (const auto& s : shards_) {
+      add_instance(s ? s->db() : nullptr);
+      if (s) m.purge_deletions_pending += static_cast<uint32_t>(s->deletions_pending());
+    }
     for (const auto& entry : tenants_) {
       if (entry.second->state.load() == TenantState::kActive) ++m.live_tenants;
     }

@@ -149,6 +149,9 @@ std::string RenderPrometheus(const Metrics& m) {
   Metric(&out, "callvault_shards", "gauge", "Shards (RocksDB instances holding tenants).",
          m.shards);
   Metric(&out, "callvault_live_tenants", "gauge", "Live (not purged) tenants.", m.live_tenants);
+  Metric(&out, "callvault_purge_deletions_pending", "gauge",
+         "Purged column families whose files are still being deleted in the background.",
+         m.purge_deletions_pending);
   return out;
 }
 

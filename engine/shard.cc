@@ -868,6 +868,8 @@ Shard::~Shard() { Close().IgnoreError(); }
 Status Shard::Close() {
   std::lock_guard<std::mutex> l(mu_);
   if (!db_) return Status::OK();
+  // Handles of dropped families first: the reaper destroys what it holds.
+  StopReaper();
   const std::string name = "shard " + std::to_string(index_) + ": ";
   Status first;
   auto keep = [&first](Status s) {
@@ -930,6 +932,56 @@ Status Shard::Drop(rocksdb::ColumnFamilyHandle* cf) {
       fsutil::FromRocks(db_->DestroyColumnFamilyHandle(cf), "destroy column family handle"));
   CV_KILL_POINT("shard_drop.after_destroy_handle");  // its files are obsolete now
   return Status::OK();
+}
+
+Status Shard::DropAndDeleteLater(rocksdb::ColumnFamilyHandle* cf,
+                                 std::function<void(Status)> deleted) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string name = cf->GetName();
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(db_->DropColumnFamily(cf), "drop column family"));
+    CV_KILL_POINT("shard_drop.after_drop");  // the drop is in the synced MANIFEST
+    families_.erase(name);
+  }
+  std::lock_guard<std::mutex> l(reap_mu_);
+  reap_queue_.emplace_back(cf, std::move(deleted));
+  if (!reaper_.joinable()) reaper_ = std::thread([this] { Reap(); });
+  reap_cv_.notify_one();
+  return Status::OK();
+}
+
+size_t Shard::deletions_pending() const {
+  std::lock_guard<std::mutex> l(reap_mu_);
+  return reap_queue_.size() + reap_running_;
+}
+
+void Shard::Reap() {
+  std::unique_lock<std::mutex> l(reap_mu_);
+  for (;;) {
+    reap_cv_.wait(l, [this] { return reap_stop_ || !reap_queue_.empty(); });
+    if (reap_queue_.empty()) return;  // stopped, and nothing left to destroy
+    auto [cf, deleted] = std::move(reap_queue_.front());
+    reap_queue_.pop_front();
+    ++reap_running_;
+    l.unlock();
+    // db_ stays open until StopReaper has joined this thread (Close).
+    // No kill point here: this thread's timing against the caller's next
+    // operations is not deterministic, and the crash-point suite needs it
+    // to be (the synchronous Drop keeps shard_drop.after_destroy_handle).
+    Status s = fsutil::FromRocks(db_->DestroyColumnFamilyHandle(cf), "destroy column family handle");
+    if (deleted) deleted(s);
+    l.lock();
+    --reap_running_;
+  }
+}
+
+void Shard::StopReaper() {
+  {
+    std::lock_guard<std::mutex> l(reap_mu_);
+    reap_stop_ = true;
+    reap_cv_.notify_one();
+  }
+  if (reaper_.joinable()) reaper_.join();
 }
 
 rocksdb::ColumnFamilyHandle* Shard::Find(const std::string& name) const {

@@ -11,6 +11,8 @@
 #include <rocksdb/options.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +21,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -317,6 +320,16 @@ class Shard {
   // Drops the family and destroys its handle. REQUIRES: no other thread
   // holds the handle (the tenant's exclusive lock).
   Status Drop(rocksdb::ColumnFamilyHandle* cf);
+  // Drops the family as Drop does (durably: the drop is in the synced
+  // MANIFEST when this returns), but destroys its handle, which deletes the
+  // family's files (~0.3 ms per MB here), on the shard's reaper thread;
+  // then calls `deleted(status of destroying the handle)` on that thread.
+  // Close drains the reaper first. A crash before the handle is destroyed
+  // leaves files RocksDB deletes at the next open (the family is not in the
+  // MANIFEST). Same REQUIREMENTS as Drop.
+  Status DropAndDeleteLater(rocksdb::ColumnFamilyHandle* cf, std::function<void(Status)> deleted);
+  // Dropped families whose handles the reaper has not destroyed yet.
+  size_t deletions_pending() const;
   // The handle of family `name`, or nullptr.
   rocksdb::ColumnFamilyHandle* Find(const std::string& name) const;
   std::vector<std::string> FamilyNames() const;
@@ -338,6 +351,9 @@ class Shard {
   Status DisableCompactions(rocksdb::ColumnFamilyHandle* cf, bool disable);
 
  private:
+  void Reap();  // the reaper thread's loop
+  void StopReaper();
+
   static Result<std::unique_ptr<Shard>> OpenOnce(uint32_t index, const std::string& path,
                                                  const SharedResources& res, bool create,
                                                  bool read_only, const ShardMark* mark);
@@ -361,6 +377,15 @@ class Shard {
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;  // GUARDED_BY(mu_); excl. default
+  // The reaper (DropAndDeleteLater): started at its first use, stopped by
+  // Close after it has destroyed every handle queued.
+  mutable std::mutex reap_mu_;
+  std::condition_variable reap_cv_;
+  std::deque<std::pair<rocksdb::ColumnFamilyHandle*, std::function<void(Status)>>>
+      reap_queue_;             // GUARDED_BY(reap_mu_)
+  size_t reap_running_ = 0;    // GUARDED_BY(reap_mu_): popped, not yet destroyed
+  bool reap_stop_ = false;     // GUARDED_BY(reap_mu_)
+  std::thread reaper_;         // joinable once started
 };
 
 }  // namespace callvault

@@ -452,6 +452,7 @@ class Store::Impl {
   Result<Receipt> FinishRotation(codec::TenantRecord* rec, Tenant* live, uint64_t rows);
   // Completes a purge from any step. REQUIRES: admin_mu_, and the tenant's
   // life lock held exclusively when it is live.
+  std::function<void(Status)> DeletedLog(const std::string& family, uint64_t bytes);
   Result<Receipt> FinishPurge(codec::TenantRecord* rec, Tenant* live, const char* kind,
                               const std::string& destination = "");
   // Signs and stores the next receipt; with `purged`, also marks that

@@ -405,6 +405,24 @@ Result<Receipt> Store::Impl::PurgeTenantUntimed(std::string_view tenant_id) {
   return receipt;
 }
 
+// Reports, on the shard's reaper thread, that a purged family's files are
+// deleted (Shard::DropAndDeleteLater): they go after the receipt, in the
+// background, so that the purge returns in time independent of the
+// tenant's bytes (issue 14). The family's name is the internal id and a
+// generation, never the tenant id.
+std::function<void(Status)> Store::Impl::DeletedLog(const std::string& family, uint64_t bytes) {
+  const SharedResources* res = res_.get();  // outlives every shard
+  return [res, family, bytes](Status s) {
+    if (s.ok()) {
+      res->Log(LogLevel::kInfo, "purge: the files of dropped family " + family + " are deleted (" +
+                                    std::to_string(bytes) + " bytes live at the purge)");
+    } else {
+      res->Log(LogLevel::kWarn, "purge: deleting the files of dropped family " + family +
+                                    " failed (they are deleted at the next open): " + s.ToString());
+    }
+  };
+}
+
 Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
                                          const char* kind, const std::string& destination) {
   if (rec->state != TenantState::kPurging) {
@@ -457,12 +475,13 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
     r.records = keys;
     r.bytes = live_sst + blobs;
     if (live != nullptr) live->cf = nullptr;
-    CV_RETURN_IF_ERROR(shard->Drop(cf));
+    CV_RETURN_IF_ERROR(shard->DropAndDeleteLater(cf, DeletedLog(r.column_family, r.bytes)));
   }
   // The other family of a key rotation that never finished (decision 0036).
   if (shard != nullptr && rec->rotation_state != codec::kRotationNone) {
-    if (auto* other = shard->Find(format::ColumnFamilyName(rec->internal_id, rec->rotation_family))) {
-      CV_RETURN_IF_ERROR(shard->Drop(other));
+    const std::string name = format::ColumnFamilyName(rec->internal_id, rec->rotation_family);
+    if (auto* other = shard->Find(name)) {
+      CV_RETURN_IF_ERROR(shard->DropAndDeleteLater(other, DeletedLog(name, 0)));
     }
   }
   CV_KILL_POINT("purge.after_drop");

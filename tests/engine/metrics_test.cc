@@ -1,6 +1,8 @@
 // Store::Metrics, RenderPrometheus, Options::logger and Options::progress
 // (callvault/metrics.h; docs/decisions/0031).
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -301,6 +303,86 @@ TEST_F(MetricsTest, ConcurrentPutsAndScrapes) {
   std::printf("ConcurrentPutsAndScrapes: %d threads x %d puts, %d scrapes, p99 %llu us\n", kThreads,
               kPerThread, scrapes.load(),
               static_cast<unsigned long long>(m.op(Op::kPut).Quantile(0.99)));
+}
+
+// The table and blob files of the purged tenant's family, as a set of paths
+// under `dirs` (the shard directories).
+std::set<std::string> TableFiles(const std::vector<std::string>& dirs) {
+  std::set<std::string> out;
+  for (const auto& d : dirs) {
+    for (const auto& e : std::filesystem::directory_iterator(d)) {
+      const std::string ext = e.path().extension().string();
+      if (ext == ".sst" || ext == ".blob") out.insert(e.path().string());
+    }
+  }
+  return out;
+}
+
+// Decision 0049: a purge returns after its receipt, and the family's files
+// are deleted afterwards on the shard's reaper thread, which reports it
+// (log line at info, Metrics::purge_deletions_pending back to 0); Close
+// waits for the deletions still running.
+TEST(MetricsPurge, PurgedFilesAreDeletedAfterTheReceiptAndReported) {
+  TestStore ts;
+  auto mu = std::make_shared<std::mutex>();
+  auto lines = std::make_shared<std::vector<std::string>>();
+  ts.options.logger = [mu, lines](LogLevel level, std::string_view, std::string_view msg) {
+    if (level != LogLevel::kInfo || msg.find("purge: the files of dropped family") == std::string_view::npos) return;
+    std::lock_guard<std::mutex> l(*mu);
+    lines->emplace_back(msg);
+  };
+  auto deleted_lines = [&] {
+    std::lock_guard<std::mutex> l(*mu);
+    return lines->size();
+  };
+  ASSERT_OK(ts.Open());
+  for (int round = 0; round < 2; ++round) {
+    const std::string tenant = "gone" + std::to_string(round);
+    ASSERT_OK(ts->CreateTenant({.tenant_id = tenant, .retention_days = 0}));
+    const std::vector<std::string> dirs = ts->ShardPaths();  // shards open as tenants need them
+    ASSERT_FALSE(dirs.empty());
+    const std::set<std::string> before = TableFiles(dirs);
+    for (int i = 0; i < 50; ++i) {
+      Call c = MakeCall("c" + std::to_string(i), kT0 + i * kMinute);
+      c.transcript.resize(1);
+      c.transcript[0].text = std::string(2000, static_cast<char>('a' + i % 26));
+      ASSERT_OK(ts->PutCall(tenant, c));
+    }
+    ASSERT_OK(ts->Flush());
+    std::set<std::string> family;
+    for (const auto& f : TableFiles(dirs)) {
+      if (!before.count(f)) family.insert(f);
+    }
+    ASSERT_FALSE(family.empty()) << "the flush wrote no table file for the tenant";
+    const size_t logged = deleted_lines();
+    ASSERT_OK(ts->PurgeTenant(tenant));
+    EXPECT_CODE(ts->GetCall(tenant, "c1"), Code::kTenantPurged);
+    if (round == 0) {
+      // Wait for the reaper: every file of the family goes, the gauge
+      // returns to 0, and one line says so.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      for (;;) {
+        auto m = ts->Metrics();
+        ASSERT_OK(m);
+        bool gone = true;
+        for (const auto& f : family) gone = gone && !std::filesystem::exists(f);
+        if (gone && m->purge_deletions_pending == 0 && deleted_lines() == logged + 1) break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+            << "files left: " << gone << ", pending " << m->purge_deletions_pending;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    } else {
+      // Close right away: it returns only once the files are deleted.
+      ts.Close();
+      ASSERT_OK(ts.Open());  // for the next round; the store was closed
+      for (const auto& f : family) EXPECT_FALSE(std::filesystem::exists(f)) << f;
+      EXPECT_EQ(deleted_lines(), logged + 1);
+    }
+  }
+  std::lock_guard<std::mutex> l(*mu);
+  for (const auto& line : *lines) {
+    EXPECT_EQ(line.find("gone"), std::string::npos) << "a tenant id in: " << line;
+  }
 }
 
 struct LogLine {

@@ -2,10 +2,14 @@
 //   - a 20 MiB recording goes to blob files of its tenant's column family;
 //     marker and random bytes of it appear in no file under the store (WAL,
 //     SSTs, blob files, keys) after the write, a flush and a compaction;
-//   - PurgeTenant removes the tenant's blob files and leaves others';
+//   - PurgeTenant removes the tenant's blob files (after its receipt, on the
+//     shard's reaper: decision 0049) and leaves others';
 //   - DeleteCall and Erase take the call's recordings with them (nothing
 //     listed or stored; a re-created call has none);
 //   - DeleteRecording followed by CompactAll gives the blob bytes back.
+#include <chrono>
+#include <thread>
+
 #include "tests/recordings/rec_util.h"
 #include "workload/workload.h"
 
@@ -121,7 +125,15 @@ TEST_F(RecordingBlobTest, BlobFilesCanaryAndPurge) {
 
   ASSERT_OK(ts.Open());
   ASSERT_OK(ts->PurgeTenant("acme"));
-  for (const auto& b : acme_blobs) EXPECT_FALSE(Exists(b)) << b << " still exists when PurgeTenant returned";
+  // The files go after the receipt, on the shard's reaper (decision 0049).
+  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);;) {
+    auto m = ts->Metrics();
+    ASSERT_OK(m);
+    if (m->purge_deletions_pending == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the purged family's files are not deleted";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (const auto& b : acme_blobs) EXPECT_FALSE(Exists(b)) << b << " still exists once its deletion is done";
   EXPECT_TRUE(ReadAll("globex", "call-1", "standup") == other);
   ts.Close();
   for (const auto& b : acme_blobs) EXPECT_FALSE(Exists(b)) << b << " still exists after purge and close";

@@ -106,6 +106,10 @@ struct Metrics {
   bool write_stopped = false;         // a shard stops writes now (rocksdb.is-write-stopped)
   uint32_t shards = 0;
   uint32_t live_tenants = 0;
+  // Purged (or rotated-away) column families whose files are not deleted
+  // yet: a purge returns after its receipt, and the files go in the
+  // background (each deletion is logged at info level when done).
+  uint32_t purge_deletions_pending = 0;
   // hits / (hits + misses); 0 without lookups.
   double block_cache_hit_rate() const;
 };

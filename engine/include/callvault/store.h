@@ -648,7 +648,10 @@ class Store {
   // the keyring re-sealed under a new KEK generation; the old one is
   // destroyed), drops its column family, and appends a signed receipt.
   // Once this returns OK no key that exists can decrypt any of the tenant's
-  // records, in this store or in any copy of it. Idempotent: purging a
+  // records, in this store or in any copy of it. The family's files are
+  // deleted after the receipt, in the background (Metrics::
+  // purge_deletions_pending; a crash first leaves them for the next open,
+  // which deletes them); Close waits for them. Idempotent: purging a
   // PURGING tenant completes the purge; purging a PURGED one returns its
   // receipt again.
   Result<Receipt> PurgeTenant(std::string_view tenant_id);
