@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tests/recordings/rec_util.h"
+#include "tests/testutil/sanitizers.h"
 #include "workload/workload.h"
 
 namespace callvault {
@@ -273,14 +274,6 @@ TEST_F(RecordingBlobTest, DeleteRecordingThenCompactionFreesBlobBytes) {
   ASSERT_OK(v);
   EXPECT_EQ(v->records_failed, 0u);
 }
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define CV_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define CV_SANITIZED 1
-#endif
-#endif
 
 // RocksDB 7.8.3 reads each 1 MiB blob into a fresh buffer and copies it
 // into a second one it hands over. Released before the next chunk's read,
