@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "callvault/limits.h"
+#include "tests/testutil/sanitizers.h"
 #include "workload/workload.h"
 
 namespace callvault::workload {
@@ -355,14 +356,6 @@ TEST(GeneratorTest, RandomBytesAreDeterministicAndUniform) {
   for (unsigned char ch : a) ++histogram[ch];
   for (size_t n : histogram) EXPECT_NEAR(static_cast<double>(n), 4096.0, 400.0);
 }
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define CV_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define CV_SANITIZED 1
-#endif
-#endif
 
 TEST(GeneratorTest, GeneratesTranscriptTextQuickly) {
   Generator gen(GeneratorOptions{});
