@@ -512,6 +512,16 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
   // ends with an empty FINAL chunk): a whole read checks the whole stream.
   const uint32_t last = end == info.size ? info.chunks - 1 : static_cast<uint32_t>((end - 1) / kRecordingChunkBytes);
   std::string msg;
+  // The plaintext of the last chunk opened is wiped however the read ends
+  // (the whole capacity: a shorter last chunk leaves the previous one's
+  // bytes past its size), as the writer wipes its buffer.
+  struct WipeOnExit {
+    std::string* s;
+    ~WipeOnExit() {
+      s->resize(s->capacity());
+      sodium_memzero(s->data(), s->size());
+    }
+  } wipe_msg{&msg};
   // Two slices, used in turn: chunk i-1 stays pinned while chunk i is
   // fetched. RocksDB 7.8.3 reads a blob into a fresh 1 MiB buffer and
   // copies it into another it hands over; freeing the previous chunk
