@@ -9,6 +9,7 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <set>
 #include <sstream>
@@ -286,6 +287,21 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
   if (ledger) {
     for (const auto& [name, want] : m.wals) {
       CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
+      // A listed WAL that is gone (decision 0041): RocksDB 7.8.3 deletes a
+      // WAL only when its number is below min_log_number_to_keep, which it
+      // raises in memory only after the MANIFEST edit carrying it is synced,
+      // and which never exceeds the smallest log number of a live family;
+      // the replay floor (the larger of the two, as the MANIFEST says now)
+      // is therefore above every WAL RocksDB ever deleted. One at or above
+      // it is a WAL recovery would replay, deleted by someone else.
+      uint64_t number = 0;
+      if (!there && current.present && current.replay_floor > 0 && IsWalName(name) &&
+          std::from_chars(name.data(), name.data() + name.size() - 4, number).ec == std::errc() &&
+          number >= current.replay_floor) {
+        return "WAL file " + name + " is gone, and recovery starts at WAL " +
+               std::to_string(current.replay_floor) + " (by " + kWalLedgerFile +
+               "; deleted while still needed)";
+      }
       if (!there || size >= want) continue;
       uint64_t kept = 0;  // a repair's kept copy, as below
       CV_ASSIGN_OR_RETURN(bool copy, size_of(name + std::string(walscan::kEvidenceSuffix), &kept));

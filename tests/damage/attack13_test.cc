@@ -457,7 +457,7 @@ TEST_F(A13, BackupsHoldNoCloseMarkAndARestoredStoreIsChecked) {
 // baseline sequence number for the first WAL after the replay floor (the
 // MANIFEST's last sequence at the flush) and a gap check across a WAL that
 // reads empty: a change to decision 0014's rules for the lead.
-enum class OlderCut { kMiddle, kEmptied, kFirstAfterFlush };
+enum class OlderCut { kMiddle, kEmptied, kFirstAfterFlush, kDeleted };
 
 void OlderWalCutAfterACrash(A13* t, OlderCut how) {
   TestStore& s = t->s;
@@ -479,7 +479,11 @@ void OlderWalCutAfterACrash(A13* t, OlderCut how) {
   ASSERT_EQ(wals.size(), how == OlderCut::kFirstAfterFlush ? 4u : 5u);
   const std::string lost = how == OlderCut::kFirstAfterFlush ? "s0" : "s1";
   const std::string cut = wals[wals.size() - (how == OlderCut::kFirstAfterFlush ? 4 : 3)];
-  fs::resize_file(cut, how == OlderCut::kEmptied ? 0 : fs::file_size(cut) / 2);
+  if (how == OlderCut::kDeleted) {
+    ASSERT_TRUE(fs::remove(cut));
+  } else {
+    fs::resize_file(cut, how == OlderCut::kEmptied ? 0 : fs::file_size(cut) / 2);
+  }
   t->seen.clear();
   ASSERT_OK(s.Open());
   auto g = s->GetCall("acme", lost, kPartAll);
@@ -492,6 +496,14 @@ void OlderWalCutAfterACrash(A13* t, OlderCut how) {
   auto v = s->Verify(std::nullopt);
   ASSERT_OK(v);
   EXPECT_TRUE(g.ok() || !v->ok()) << "verify ok after a loss";
+  if (how == OlderCut::kDeleted) {
+    // The hole (decision 0041): s1's WAL is gone while s0's, older, and
+    // s2's are there: the shard_loss path, the tenant damaged, Verify not ok.
+    EXPECT_TRUE(t->Saw("shard_loss")) << "a deleted WAL the replay needs, silent";
+    EXPECT_FALSE(g.ok()) << "the scenario: the deleted WAL held " << lost;
+    EXPECT_CODE(s->PutCall("acme", MakeCall("after", kAt + 99)), Code::kCorruption);  // the tenant is marked damaged
+    EXPECT_FALSE(v->ok());
+  }
   t->ExpectAll(s.store.get(), "bravo", "b");  // another shard: untouched
 }
 
@@ -502,6 +514,7 @@ TEST_F(A13, OlderWalEmptiedAfterACrashIsNotSilent) {
 TEST_F(A13, FirstWalAfterAFlushCutAfterACrashIsNotSilent) {
   OlderWalCutAfterACrash(this, OlderCut::kFirstAfterFlush);
 }
+TEST_F(A13, OlderWalDeletedAfterACrashIsLoud) { OlderWalCutAfterACrash(this, OlderCut::kDeleted); }
 
 // The WAL ledger (decision 0040) raises no false alarm: rounds of
 // clean close, two crashes (the second from an open that consumed nothing),
