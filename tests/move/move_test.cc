@@ -368,6 +368,30 @@ struct FencedMove {
   std::vector<std::string> at_a, at_b;
 };
 
+// The tenant's whole change feed, as comparable text (its resume token too:
+// the same at both ends when the same events travelled).
+void AddFeed(Store& s, const std::string& tenant, std::vector<std::string>* out) {
+  std::string token;
+  for (int page = 0; page < 1000; ++page) {
+    auto p = s.ReadChanges(tenant, token, 500);
+    if (!p.ok()) {
+      out->push_back("feed -> " + p.status().ToString());
+      return;
+    }
+    for (const auto& e : p->events) {
+      out->push_back("event " + std::to_string(e.sequence) + " " +
+                     std::to_string(static_cast<int>(e.kind)) + " " +
+                     std::to_string(static_cast<int>(e.cause)) + " " + e.call_id + " " +
+                     std::to_string(e.version) + " " + std::to_string(e.committed_at));
+    }
+    if (p->events.empty()) {
+      out->push_back("feed token " + p->next_token);
+      return;
+    }
+    token = p->next_token;
+  }
+}
+
 void MoveWithChangesDuringCopy(int calls, uint64_t feed_max_events, FencedMove* out) {
   const uint32_t seed = Seed();
   Side a, b;
@@ -402,6 +426,7 @@ void MoveWithChangesDuringCopy(int calls, uint64_t feed_max_events, FencedMove* 
       EXPECT_TRUE(a->PutCall("acme", MakeCall("call-5", kT0 + 7000 * 1000000LL, "again")).ok());
       EXPECT_TRUE(a->DeleteCall("acme", "call-7").ok());
       EXPECT_TRUE(a->SetCallPinned("acme", "call-8", true).ok());
+      EXPECT_TRUE(a->SetCallPinned("acme", "call-12", true).ok());
       EXPECT_TRUE(a->SetCallPinned("acme", "call-11", false).ok());
       EXPECT_TRUE(
           a->PlaceHold("acme", Hold{.hold_id = "h9", .reason = "call hold", .call_id = "call-9"})
@@ -412,6 +437,8 @@ void MoveWithChangesDuringCopy(int calls, uint64_t feed_max_events, FencedMove* 
     if (type == 'C') {
       out->at_a = Answers(*a.store, "acme");
       out->at_b = Answers(*b.store, "acme");
+      AddFeed(*a.store, "acme", &out->at_a);
+      AddFeed(*b.store, "acme", &out->at_b);
     }
   };
   auto report = MoveTenant(*a.store, *b.store, "acme", mo);
@@ -435,6 +462,12 @@ void MoveWithChangesDuringCopy(int calls, uint64_t feed_max_events, FencedMove* 
   auto count = b->CountCalls("acme");
   ASSERT_TRUE(count.ok());
   EXPECT_EQ(*count, static_cast<uint64_t>(calls + 3 - 1));
+  // The pins as the copy left them: call-8 and call-12 pinned, call-11 no
+  // longer.
+  ASSERT_TRUE(b->SetRetention("acme", 1).ok());
+  auto kept = b->RunRetention(kT0 + 3650LL * 24 * 3600 * 1000000LL, /*dry_run=*/true);
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(kept->calls_kept_pinned, 2u);
 }
 
 void ExpectSameAnswers(const FencedMove& m) {
