@@ -272,14 +272,20 @@ Status ChangeEventCallId(std::string_view plain, std::string* call_id) {
 }
 
 // Key rotation (rotate.cc) and tenant moves (move.cc): the feed read at `ro`.
-Status LastChangeSequence(const TenantRef& t, const rocksdb::ReadOptions& ro, uint64_t* seq) {
-  const std::string lower(1, format::kChangePrefix);
-  const std::string upper(1, static_cast<char>(format::kChangePrefix + 1));
-  rocksdb::Slice lo(lower), hi(upper);
+std::unique_ptr<rocksdb::Iterator> NewFeedIterator(const TenantRef& t,
+                                                   const rocksdb::ReadOptions& ro) {
+  // Static: the bounds outlive every iterator.
+  static const std::string lower(1, format::kChangePrefix);
+  static const std::string upper(1, static_cast<char>(format::kChangePrefix + 1));
+  static const rocksdb::Slice lo(lower), hi(upper);
   rocksdb::ReadOptions fro = ro;
   fro.iterate_lower_bound = &lo;
   fro.iterate_upper_bound = &hi;
-  std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(fro, t->cf));
+  return std::unique_ptr<rocksdb::Iterator>(t->shard->db()->NewIterator(fro, t->cf));
+}
+
+Status LastChangeSequence(const TenantRef& t, const rocksdb::ReadOptions& ro, uint64_t* seq) {
+  std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(t, ro);
   *seq = 0;
   it->SeekToLast();
   if (it->Valid()) {
@@ -296,13 +302,7 @@ Status ChangedCallsSince(const TenantRef& t, const rocksdb::ReadOptions& ro, uin
                          uint64_t* last, bool* gap) {
   *gap = false;
   *last = pos;
-  const std::string lower(1, format::kChangePrefix);
-  const std::string upper(1, static_cast<char>(format::kChangePrefix + 1));
-  rocksdb::Slice lo(lower), hi(upper);
-  rocksdb::ReadOptions fro = ro;
-  fro.iterate_lower_bound = &lo;
-  fro.iterate_upper_bound = &hi;
-  std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(fro, t->cf));
+  std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(t, ro);
   for (it->Seek(format::ChangeKey(pos + 1)); it->Valid(); it->Next()) {
     auto seq = format::ParseChangeKey(it->key().ToStringView());
     if (!seq) return Status::Corruption("malformed change feed key");

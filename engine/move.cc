@@ -473,23 +473,18 @@ class SourceCopy {
 
   // The events `a` holds below the first one `b` holds: trimmed since.
   Status Trimmed(const rocksdb::Snapshot* a, const rocksdb::Snapshot* b) {
-    const std::string lower(1, format::kChangePrefix);
-    const std::string upper(1, static_cast<char>(format::kChangePrefix + 1));
-    rocksdb::Slice lo(lower), hi(upper);
     rocksdb::ReadOptions ro;
     ro.fill_cache = false;
-    ro.iterate_lower_bound = &lo;
-    ro.iterate_upper_bound = &hi;
     ro.snapshot = b;
     std::string first_b;  // empty: `b` holds no event
     {
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, (*t_)->cf));
+      std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(*t_, ro);
       it->SeekToFirst();
       if (it->Valid()) first_b = it->key().ToString();
       CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "move: read the change feed"));
     }
     ro.snapshot = a;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, (*t_)->cf));
+    std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(*t_, ro);
     for (it->SeekToFirst(); it->Valid() && (first_b.empty() || it->key().compare(first_b) < 0);
          it->Next()) {
       ++read_;
