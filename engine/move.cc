@@ -735,40 +735,56 @@ Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::strin
         Reader r{seg.body};
         uint32_t n = 0;
         if (!r.U32(&n)) return Status::Corruption("move bundle: malformed ROWS");
-        rocksdb::WriteBatch b;
-        // Each row's value in this copy before the segment (read from the
-        // family, or an earlier row of the segment): the digest follows
-        // what the family holds, not what the source says it sent.
-        std::map<std::string, std::optional<std::string>, std::less<>> now;
-        MultisetDigest digest = m.digest;
+        struct RowOp {
+          bool put;
+          std::string_view key, value;  // into seg.body
+        };
+        std::vector<RowOp> ops;
+        ops.reserve(n);
         for (uint32_t i = 0; i < n; ++i) {
           std::string_view op, key, value;
           if (!r.Raw(1, &op) || !r.Bytes(&key) || (op[0] == 'P' && !r.Bytes(&value)) ||
               (op[0] != 'P' && op[0] != 'D')) {
             return Status::Corruption("move bundle: malformed ROWS");
           }
-          auto at = now.find(key);
-          if (at == now.end()) {
-            std::string old;
-            rocksdb::Status gs = m.shard->db()->Get(rocksdb::ReadOptions(), m.cf, key, &old);
-            if (!gs.ok() && !gs.IsNotFound()) {
-              return fsutil::FromRocks(gs, "move: read the copy's rows");
-            }
-            at = now.emplace(std::string(key), gs.ok() ? std::optional<std::string>(std::move(old))
-                                                       : std::nullopt)
-                     .first;
-          }
-          if (at->second) digest.Remove(key, *at->second);
-          if (op[0] == 'P') {
-            digest.Add(key, value);
-            at->second = std::string(value);
-          } else {
-            at->second.reset();
-          }
-          rocksdb::Status ws = op[0] == 'P' ? b.Put(m.cf, key, value) : b.Delete(m.cf, key);
-          CV_RETURN_IF_ERROR(fsutil::FromRocks(ws, "move rows batch"));
+          ops.push_back({op[0] == 'P', key, value});
         }
         if (!r.s.empty()) return Status::Corruption("move bundle: malformed ROWS");
+        // Each row's value in this copy before the segment (read from the
+        // family in one MultiGet, or an earlier row of the segment): the
+        // digest follows what the family holds, not what the source says
+        // it sent.
+        std::map<std::string_view, size_t> first;  // key -> index into `before`
+        std::vector<rocksdb::Slice> keys;
+        for (const RowOp& o : ops) {
+          if (first.emplace(o.key, keys.size()).second) keys.emplace_back(o.key.data(), o.key.size());
+        }
+        std::vector<rocksdb::PinnableSlice> before(keys.size());
+        std::vector<rocksdb::Status> got(keys.size());
+        m.shard->db()->MultiGet(rocksdb::ReadOptions(), m.cf, keys.size(), keys.data(),
+                                before.data(), got.data());
+        std::vector<std::optional<std::string_view>> now(keys.size());
+        for (size_t i = 0; i < keys.size(); ++i) {
+          if (got[i].ok()) {
+            now[i] = before[i].ToStringView();
+          } else if (!got[i].IsNotFound()) {
+            return fsutil::FromRocks(got[i], "move: read the copy's rows");
+          }
+        }
+        rocksdb::WriteBatch b;
+        MultisetDigest digest = m.digest;
+        for (const RowOp& o : ops) {
+          std::optional<std::string_view>& at = now[first[o.key]];
+          if (at) digest.Remove(o.key, *at);
+          if (o.put) {
+            digest.Add(o.key, o.value);
+            at = o.value;
+          } else {
+            at.reset();
+          }
+          rocksdb::Status ws = o.put ? b.Put(m.cf, o.key, o.value) : b.Delete(m.cf, o.key);
+          CV_RETURN_IF_ERROR(fsutil::FromRocks(ws, "move rows batch"));
+        }
         // Not synced one by one: COMMIT syncs the shard's WAL before the
         // tenant becomes ACTIVE, and a restart before that discards it all.
         rocksdb::WriteOptions wo;
