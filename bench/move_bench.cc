@@ -118,6 +118,8 @@ nlohmann::json RunOne(const std::string& work, uint64_t calls) {
   j["move_seconds"] = seconds;
   j["copy_seconds"] = report->copy_micros / 1e6;
   j["fence_seconds"] = report->fence_micros / 1e6;
+  j["fence_rows_read"] = report->fence_rows_read;  // decision 0043: the changes, not the tenant
+  j["feed_fallback"] = report->feed_fallback;
   j["writer_longest_gap_seconds"] = longest_gap;
   j["writer_writes"] = writes;
   j["writer_moved_errors"] = moved;

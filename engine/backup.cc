@@ -29,6 +29,7 @@
 
 #include "callvault/backup.h"
 #include "callvault/store.h"
+#include "callvault/tombstones.h"
 #include "engine/calls_internal.h"
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
@@ -258,6 +259,49 @@ rocksdb::BackupEngineOptions EngineOptions(const std::string& dir) {
   return o;
 }
 
+// The tombstone log's header (decision 0044): a log pruned by
+// PruneTombstoneLog starts with "cvtomb1 base <offset>\n"; its first entry
+// is at logical offset <offset>. Offsets (a manifest's tombstone_offset)
+// are logical: the bytes ever appended before that point.
+constexpr std::string_view kTombstoneHeader = "cvtomb1 base ";
+struct TombstoneLogView {
+  uint64_t base = 0;     // logical offset of the first entry held
+  size_t body_at = 0;    // where the entries start in the file
+  uint64_t size = 0;     // logical size: base + entry bytes held
+};
+Status ParseTombstoneLogBase(const std::string& log, TombstoneLogView* v) {
+  *v = {};
+  if (log.compare(0, kTombstoneHeader.size(), kTombstoneHeader) == 0) {
+    const size_t nl = log.find('\n');
+    const std::string digits =
+        nl == std::string::npos ? "" : log.substr(kTombstoneHeader.size(), nl - kTombstoneHeader.size());
+    if (digits.empty() || digits.size() > 19 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return Status::Corruption("the tombstone log's header is malformed");
+    }
+    v->base = std::stoull(digits);
+    v->body_at = nl + 1;
+  }
+  v->size = v->base + (log.size() - v->body_at);
+  return Status::OK();
+}
+
+// A restore of a cut whose offset the log no longer holds, refused.
+Status CheckTombstoneOffset(const TombstoneLogView& v, uint64_t offset) {
+  if (offset < v.base) {
+    return Status::FailedPrecondition(
+        "the tombstone log was pruned past this backup (its offset " + std::to_string(offset) +
+        " is before the log's base " + std::to_string(v.base) +
+        "): the erasures done after it can no longer be re-applied, so it is not restored; "
+        "restore a newer backup");
+  }
+  if (offset > v.size) {
+    return Status::Corruption("the tombstone log is shorter than at the backup's cut (truncated or "
+                              "replaced)");
+  }
+  return Status::OK();
+}
+
 Result<std::vector<BackupManifest>> ReadManifests(const std::string& backup_dir) {
   std::vector<BackupManifest> out;
   const std::string cuts = backup_dir + "/cuts";
@@ -469,8 +513,10 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     // the offset and a restore replays it.
     std::unique_lock<std::shared_mutex> tombstones(tombstone_mu_);
     if (auto log = kp_->ReadTombstones(); log.ok()) {
+      TombstoneLogView view;
+      CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
       m.tombstone_log = true;
-      m.tombstone_offset = log->size();
+      m.tombstone_offset = view.size;
     } else if (log.status().code() != Code::kNotSupported) {
       return log.status();
     }
@@ -657,12 +703,11 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
   *counts = {};
   auto log = kp_->ReadTombstones();
   if (!log.ok()) return log.status().code() == Code::kNotSupported ? Status::OK() : log.status();
-  if (from > log->size()) {
-    return Status::Corruption("the tombstone log is shorter than at the backup's cut (truncated or "
-                              "replaced)");
-  }
+  TombstoneLogView view;
+  CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
+  CV_RETURN_IF_ERROR(CheckTombstoneOffset(view, from));
   std::map<uint64_t, std::vector<TombstoneEntry>> todo;
-  CV_RETURN_IF_ERROR(ParseTombstones(*log, from, &todo));
+  CV_RETURN_IF_ERROR(ParseTombstones(*log, view.body_at + (from - view.base), &todo));
   std::map<uint64_t, std::string> live;  // internal id -> tenant id
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
@@ -970,6 +1015,18 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     }
     ~WriterLock() { Release(); }
   } writer_lock{kp};
+  // The tombstone log still holds the cut's offset (not pruned past it,
+  // decision 0044; no prune runs while the lock is held).
+  if (m.tombstone_log) {
+    auto log = kp->ReadTombstones();
+    if (log.ok()) {
+      TombstoneLogView view;
+      CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
+      CV_RETURN_IF_ERROR(CheckTombstoneOffset(view, m.tombstone_offset));
+    } else if (log.status().code() != Code::kNotSupported) {
+      return log.status();
+    }
+  }
   RestoreReport report;
   CV_RETURN_IF_ERROR(RemoveDeadStagings(new_dir, &report.stale_stagings_removed));
   // 5. Every instance into a staging directory beside the target, then one
@@ -1078,6 +1135,72 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
                : "erasures (deletions and redactions), call deletions and retention removals "
                  "done after the backup were re-applied from the tombstone log"));
   CV_RETURN_IF_ERROR(store->Close());
+  return report;
+}
+
+// ---------------------------------------------------------------------------
+// Pruning the tombstone log (decision 0044)
+
+Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
+                                               const std::vector<std::string>& keep) {
+  crypto::Init();
+  if (keep.empty()) {
+    return Status::InvalidArgument(
+        "name every backup directory you keep (--keep): the log keeps what their oldest cut needs");
+  }
+  CV_ASSIGN_OR_RETURN(auto kp, NewFileKeyProvider(key_dir, {.create_if_missing = false}));
+  // Offline: no store appends while the log is rewritten.
+  CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
+  struct Release {
+    KeyProvider* kp;
+    ~Release() { kp->ReleaseWriterLock(); }
+  } release{kp.get()};
+  CV_ASSIGN_OR_RETURN(std::string public_key, kp->ExistingSigningPublicKey());
+  TombstonePruneReport report;
+  uint64_t keep_from = UINT64_MAX;
+  for (const auto& dir : keep) {
+    CV_ASSIGN_OR_RETURN(auto cuts, ReadManifests(dir));
+    for (const auto& m : cuts) {
+      CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
+      if (!m.tombstone_log) continue;
+      if (m.tombstone_offset < keep_from) {
+        keep_from = m.tombstone_offset;
+        report.oldest_kept_cut_time = static_cast<uint64_t>(m.time);
+      }
+    }
+  }
+  CV_ASSIGN_OR_RETURN(std::string log, kp->ReadTombstones());
+  TombstoneLogView view;
+  CV_RETURN_IF_ERROR(ParseTombstoneLogBase(log, &view));
+  report.previous_base = report.base = view.base;
+  report.size = view.size;
+  if (keep_from == UINT64_MAX) {
+    return Status::InvalidArgument("none of the kept backups records a tombstone log offset: "
+                                   "nothing tells which entries they need; nothing pruned");
+  }
+  if (keep_from > view.size) {
+    return Status::Corruption("a kept backup records a tombstone log offset beyond the log (" +
+                              std::to_string(keep_from) + " > " + std::to_string(view.size) +
+                              "): another key directory's backup, or a replaced log; nothing "
+                              "pruned");
+  }
+  if (keep_from <= view.base) return report;  // nothing more to drop
+  // Entries end at newlines: the new base is at a line start (a manifest's
+  // offset always is: it is the size of whole appends).
+  const size_t cut_at = view.body_at + (keep_from - view.base);
+  if (cut_at > view.body_at && log[cut_at - 1] != '\n') {
+    return Status::Corruption("a kept backup's tombstone offset is not at the start of a log line; "
+                              "nothing pruned");
+  }
+  report.lines_dropped = static_cast<uint64_t>(
+      std::count(log.begin() + static_cast<std::ptrdiff_t>(view.body_at),
+                 log.begin() + static_cast<std::ptrdiff_t>(cut_at), '\n'));
+  std::string out(kTombstoneHeader);
+  out += std::to_string(keep_from);
+  out.push_back('\n');
+  out.append(log, cut_at, std::string::npos);
+  CV_RETURN_IF_ERROR(WriteFileDurably(key_dir + "/TOMBSTONES", out));
+  report.base = keep_from;
   return report;
 }
 

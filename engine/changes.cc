@@ -271,6 +271,55 @@ Status ChangeEventCallId(std::string_view plain, std::string* call_id) {
   return Status::OK();
 }
 
+// Key rotation (rotate.cc) and tenant moves (move.cc): the feed read at `ro`.
+std::unique_ptr<rocksdb::Iterator> NewFeedIterator(const TenantRef& t,
+                                                   const rocksdb::ReadOptions& ro) {
+  // Static: the bounds outlive every iterator.
+  static const std::string lower(1, format::kChangePrefix);
+  static const std::string upper(1, static_cast<char>(format::kChangePrefix + 1));
+  static const rocksdb::Slice lo(lower), hi(upper);
+  rocksdb::ReadOptions fro = ro;
+  fro.iterate_lower_bound = &lo;
+  fro.iterate_upper_bound = &hi;
+  return std::unique_ptr<rocksdb::Iterator>(t->shard->db()->NewIterator(fro, t->cf));
+}
+
+Status LastChangeSequence(const TenantRef& t, const rocksdb::ReadOptions& ro, uint64_t* seq) {
+  std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(t, ro);
+  *seq = 0;
+  it->SeekToLast();
+  if (it->Valid()) {
+    auto s = format::ParseChangeKey(it->key().ToStringView());
+    if (!s) return Status::Corruption("malformed change feed key");
+    *seq = *s;
+  }
+  return fsutil::FromRocks(it->status(), "read the change feed");
+}
+
+Status ChangedCallsSince(const TenantRef& t, const rocksdb::ReadOptions& ro, uint64_t pos,
+                         const std::function<Status(std::string_view key, std::string_view sealed,
+                                                    std::string call_id)>& each,
+                         uint64_t* last, bool* gap) {
+  *gap = false;
+  *last = pos;
+  std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(t, ro);
+  for (it->Seek(format::ChangeKey(pos + 1)); it->Valid(); it->Next()) {
+    auto seq = format::ParseChangeKey(it->key().ToStringView());
+    if (!seq) return Status::Corruption("malformed change feed key");
+    if (*seq != *last + 1) {
+      *gap = true;  // sequences are dense: events after the position were trimmed
+      *last = pos;
+      return Status::OK();
+    }
+    std::string plain, call_id;
+    CV_RETURN_IF_ERROR(t->OpenRecord(it->key().ToStringView(), it->value().ToStringView(), &plain));
+    CV_RETURN_IF_ERROR(ChangeEventCallId(plain, &call_id));
+    CV_RETURN_IF_ERROR(each(it->key().ToStringView(), it->value().ToStringView(), std::move(call_id)));
+    *last = *seq;
+  }
+  return fsutil::FromRocks(it->status(), "read the change feed");
+}
+
 // Verify (inspect.cc): one event row.
 Status CheckChangeEvent(std::string_view key, std::string_view plain) {
   if (!format::ParseChangeKey(key)) return Status::Corruption("malformed change feed key");

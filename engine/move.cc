@@ -1,14 +1,15 @@
 // Tenant moves between stores (docs/decisions/0022-tenant-move.md,
-// docs/format.md "Move bundle").
+// 0043-move-catch-up-from-the-change-feed.md, docs/format.md "Move bundle").
 //
 // The source streams signed segments to the destination: BEGIN (the tenant's
 // registry record and its DEK, sealed to the destination's X25519 key), ROWS
 // (the tenant's column family as it is: row keys and sealed values, never
-// decrypted), then catch-up rounds (what changed between two snapshots of
-// the family), the fence (durable; writes refused with kMoved), a last
-// catch-up after the drain, and COMMIT (row count and digest), which the
-// destination checks against its own copy before it makes the tenant
-// ACTIVE. The source then purges its copy with a "moved_out" receipt.
+// decrypted), then catch-up rounds (the rows of the calls the change feed
+// names, and the rows that make no feed events, as they changed between two
+// snapshots), the fence (durable; writes refused with kMoved), a last
+// catch-up after the drain, and COMMIT (row count and digest, kept by each
+// side with every row it writes), which the destination checks against its
+// own before it makes the tenant ACTIVE. The source then purges its copy with a "moved_out" receipt.
 //
 // Authority: until the destination's ACTIVE record is durable the source
 // holds the only authoritative copy (a destination that restarts rolls its
@@ -22,15 +23,23 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <optional>
+#include <set>
 
 #include "callvault/limits.h"
+#include "engine/calls_internal.h"
+#include "engine/codec.h"
 #include "engine/crypto.h"
+#include "engine/indexing.h"
 #include "engine/metrics_internal.h"
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
+#include "engine/rotate_internal.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
 #include "format/coding.h"
+#include "format/rowkey.h"
 
 namespace callvault {
 
@@ -183,75 +192,108 @@ void BoxKeys(const SecretBytes& store_data_key, std::string* pk, SecretBytes* sk
   crypto_box_seed_keypair(reinterpret_cast<unsigned char*>(pk->data()), sk->data(), seed.data());
 }
 
-// The digest of a family's rows: BLAKE2b-256 over (u32 key length, u32
-// value length, key, value) of every row in key order, and their count.
-struct RowDigest {
-  crypto_generichash_state st;
+// The digest of a family's rows, order-independent so that each side can
+// keep it up to date with every row it writes instead of reading the family
+// again (decision 0043): the sum modulo 2^256 of BLAKE2b-256("cvmvrow1" ‖
+// u32 key length ‖ u32 value length ‖ key ‖ value) over the rows, each
+// hash read as a little-endian 256-bit number; and the count of rows.
+struct MultisetDigest {
+  uint64_t limb[4] = {0, 0, 0, 0};
   uint64_t rows = 0;
-  RowDigest() { crypto_generichash_init(&st, nullptr, 0, 32); }
-  void Add(std::string_view key, std::string_view value) {
-    std::string len;
-    PutU32(&len, static_cast<uint32_t>(key.size()));
-    PutU32(&len, static_cast<uint32_t>(value.size()));
-    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(len.data()), len.size());
+
+  static void RowHash(std::string_view key, std::string_view value, uint64_t out[4]) {
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, nullptr, 0, 32);
+    std::string head("cvmvrow1");
+    PutU32(&head, static_cast<uint32_t>(key.size()));
+    PutU32(&head, static_cast<uint32_t>(value.size()));
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(head.data()), head.size());
     crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
     crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(value.data()),
                               value.size());
+    unsigned char h[32];
+    crypto_generichash_final(&st, h, sizeof h);
+    for (int i = 0; i < 4; ++i) {
+      out[i] = format::DecodeFixed64LE(reinterpret_cast<const char*>(h) + 8 * i);
+    }
+  }
+  void Add(std::string_view key, std::string_view value) {
+    uint64_t h[4];
+    RowHash(key, value, h);
+    uint64_t carry = 0;
+    for (int i = 0; i < 4; ++i) {
+      const uint64_t s = limb[i] + h[i];
+      const uint64_t c1 = s < limb[i] ? 1 : 0;
+      limb[i] = s + carry;
+      carry = c1 | (limb[i] < s ? 1 : 0);
+    }
     ++rows;
   }
-  std::string Final() {
-    std::string d(32, '\0');
-    crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(d.data()), 32);
+  void Remove(std::string_view key, std::string_view value) {
+    uint64_t h[4];
+    RowHash(key, value, h);
+    uint64_t borrow = 0;
+    for (int i = 0; i < 4; ++i) {
+      const uint64_t d = limb[i] - h[i];
+      const uint64_t b1 = limb[i] < h[i] ? 1 : 0;
+      const uint64_t r = d - borrow;
+      borrow = b1 | (d < borrow ? 1 : 0);
+      limb[i] = r;
+    }
+    --rows;
+  }
+  std::string Final() const {
+    std::string d;
+    for (uint64_t l : limb) format::PutFixed64LE(&d, l);
     return d;
   }
 };
 
-// Row count and digest (RowDigest) of every row at `snap` (nullptr: now).
-Status DigestFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                    const rocksdb::Snapshot* snap, uint64_t* rows, std::string* digest) {
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
-  ro.fill_cache = false;
-  RowDigest d;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    d.Add(it->key().ToStringView(), it->value().ToStringView());
-  }
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "move: digest the tenant's rows"));
-  *rows = d.rows;
-  *digest = d.Final();
-  return Status::OK();
-}
+// One row of a difference: the value it had (nullptr: absent) and has.
+using RowChange = std::function<Status(std::string_view key, const std::string_view* before,
+                                       const std::string_view* after)>;
 
-// Calls `emit(put, key, value)` for every row that differs from snapshot
-// `a` (nullptr: an empty family) to snapshot `b`; with `digest`, adds every
-// row of `b` to it (one pass for the fenced round).
-Status DiffFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const rocksdb::Snapshot* a,
-                  const rocksdb::Snapshot* b,
-                  const std::function<Status(bool, std::string_view, std::string_view)>& emit,
-                  RowDigest* digest = nullptr) {
+// Calls `each` for every row held at snapshot `a` (nullptr: an empty
+// family) or `b` whose key is in [lower, upper) (empty: unbounded), in key
+// order, with both its values (equal when unchanged); `*read` counts the
+// rows read.
+Status DiffRange(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const rocksdb::Snapshot* a,
+                 const rocksdb::Snapshot* b, const std::string& lower, const std::string& upper,
+                 const RowChange& each, uint64_t* read) {
+  rocksdb::Slice lo(lower), hi(upper);
   rocksdb::ReadOptions ra, rb;
   ra.snapshot = a;
   rb.snapshot = b;
   ra.fill_cache = rb.fill_cache = false;
+  if (!lower.empty()) ra.iterate_lower_bound = rb.iterate_lower_bound = &lo;
+  if (!upper.empty()) ra.iterate_upper_bound = rb.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> ib(db->NewIterator(rb, cf));
   std::unique_ptr<rocksdb::Iterator> ia(a ? db->NewIterator(ra, cf) : nullptr);
-  ib->SeekToFirst();
-  if (ia) ia->SeekToFirst();
+  if (lower.empty()) {
+    ib->SeekToFirst();
+    if (ia) ia->SeekToFirst();
+  } else {
+    ib->Seek(lower);
+    if (ia) ia->Seek(lower);
+  }
   while (ib->Valid() || (ia && ia->Valid())) {
     const bool av = ia && ia->Valid();
     const int c = !av ? 1 : !ib->Valid() ? -1 : ia->key().compare(ib->key());
-    if (digest != nullptr && c >= 0) digest->Add(ib->key().ToStringView(), ib->value().ToStringView());
     if (c < 0) {  // gone in b
-      CV_RETURN_IF_ERROR(emit(false, ia->key().ToStringView(), ""));
+      const std::string_view va = ia->value().ToStringView();
+      ++*read;
+      CV_RETURN_IF_ERROR(each(ia->key().ToStringView(), &va, nullptr));
       ia->Next();
     } else if (c > 0) {  // new in b
-      CV_RETURN_IF_ERROR(emit(true, ib->key().ToStringView(), ib->value().ToStringView()));
+      const std::string_view vb = ib->value().ToStringView();
+      ++*read;
+      CV_RETURN_IF_ERROR(each(ib->key().ToStringView(), nullptr, &vb));
       ib->Next();
     } else {
-      if (ia->value() != ib->value()) {
-        CV_RETURN_IF_ERROR(emit(true, ib->key().ToStringView(), ib->value().ToStringView()));
-      }
+      const std::string_view va = ia->value().ToStringView();
+      const std::string_view vb = ib->value().ToStringView();
+      *read += 2;
+      CV_RETURN_IF_ERROR(each(ib->key().ToStringView(), &va, &vb));
       ia->Next();
       ib->Next();
     }
@@ -260,6 +302,206 @@ Status DiffFamily(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const rocksd
   if (ia) CV_RETURN_IF_ERROR(fsutil::FromRocks(ia->status(), "move: read the tenant's rows"));
   return Status::OK();
 }
+
+// The source's side of the copy (decision 0043): the family copied at a
+// first snapshot, then brought from one snapshot to the next by what the
+// change feed names (the rows of each call it names) and by the rows that
+// make no feed events (holds, pins, dictionaries, the version counter,
+// recording manifests and the chunks of those that changed, the feed's
+// own rows), each row sent with its digest kept up to date. A feed trimmed
+// past the copy's position falls back to a diff of the whole family.
+class SourceCopy {
+ public:
+  using Emit = std::function<Status(bool put, std::string_view key, std::string_view value)>;
+  explicit SourceCopy(Emit emit) : emit_(std::move(emit)) {}
+
+  // The tenant as held by the current phase (its family and keys).
+  void Bind(const TenantRef* t) {
+    t_ = t;
+    db_ = t != nullptr ? (*t)->shard->db() : nullptr;
+  }
+
+  // Everything at `snap`.
+  Status CopyAll(const rocksdb::Snapshot* snap) {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap;
+    CV_RETURN_IF_ERROR(LastChangeSequence(*t_, ro, &pos_));
+    return DiffRange(db_, (*t_)->cf, nullptr, snap, "", "", Changer(), &read_);
+  }
+
+  // What changed from snapshot `a` (the previous round's) to `b`.
+  Status Round(const rocksdb::Snapshot* a, const rocksdb::Snapshot* b) {
+    rocksdb::ReadOptions rb;
+    rb.snapshot = b;
+    rb.fill_cache = false;
+    std::set<std::string> ids;
+    std::vector<std::pair<std::string, std::string>> events;  // key, sealed (new in b)
+    uint64_t last = pos_;
+    bool gap = false;
+    CV_RETURN_IF_ERROR(ChangedCallsSince(
+        *t_, rb, pos_,
+        [&ids, &events, this](std::string_view key, std::string_view sealed, std::string id) {
+          ++read_;
+          events.emplace_back(std::string(key), std::string(sealed));
+          ids.insert(std::move(id));
+          return Status::OK();
+        },
+        &last, &gap));
+    if (gap) {
+      // The calls changed since the position cannot be known: the whole family.
+      fell_back_ = true;
+      CV_RETURN_IF_ERROR(LastChangeSequence(*t_, rb, &pos_));
+      return DiffRange(db_, (*t_)->cf, a, b, "", "", Changer(), &read_);
+    }
+    // The rows of every call the feed names, as they were and are.
+    std::set<std::string> keys;
+    for (const auto& id : ids) {
+      const std::string hash = indexing::CallHash((*t_)->index_key, id);
+      for (format::Part p : {format::Part::kMeta, format::Part::kTranscript,
+                             format::Part::kInsights, format::Part::kSummary}) {
+        keys.insert(format::CallKey(hash, p));
+      }
+      CV_RETURN_IF_ERROR(CallRowKeys(a, hash, &keys));
+      CV_RETURN_IF_ERROR(CallRowKeys(b, hash, &keys));
+    }
+    rocksdb::ReadOptions ra = rb;
+    ra.snapshot = a;
+    for (const auto& key : keys) {
+      std::string va, vb;
+      bool ha = false, hb = false;
+      CV_RETURN_IF_ERROR(Get(ra, key, &va, &ha));
+      CV_RETURN_IF_ERROR(Get(rb, key, &vb, &hb));
+      const std::string_view sa(va), sb(vb);
+      CV_RETURN_IF_ERROR(Change(key, ha ? &sa : nullptr, hb ? &sb : nullptr));
+    }
+    // Rows no event describes. Small kinds: read whole.
+    for (char kind : {format::kCallHoldPrefix, format::kPinPrefix, format::kDictionaryPrefix,
+                      format::kVersionCounterPrefix}) {
+      CV_RETURN_IF_ERROR(DiffRange(db_, (*t_)->cf, a, b, std::string(1, kind),
+                                   std::string(1, static_cast<char>(kind + 1)), Changer(), &read_));
+    }
+    // Recordings: their manifests and pending markers (one row each); the
+    // chunks of each recording whose manifest or marker changed, and of
+    // each still being written.
+    std::set<std::string> recordings;  // h(call) ‖ h(recording)
+    const RowChange markers = [this, &recordings](std::string_view key,
+                                                  const std::string_view* before,
+                                                  const std::string_view* after) -> Status {
+      if (key.size() != 1 + 2 * format::kHashBytes) {
+        return Status::Corruption("malformed recording key");
+      }
+      const bool same = before && after && *before == *after;
+      if (!same || key[0] == format::kRecordingPendingPrefix) {
+        recordings.insert(std::string(key.substr(1)));
+      }
+      return Change(key, before, after);
+    };
+    for (char kind : {format::kRecordingManifestPrefix, format::kRecordingPendingPrefix}) {
+      CV_RETURN_IF_ERROR(DiffRange(db_, (*t_)->cf, a, b, std::string(1, kind),
+                                   std::string(1, static_cast<char>(kind + 1)), markers, &read_));
+    }
+    for (const auto& r : recordings) {
+      const std::string lower = std::string(1, format::kRecordingChunkPrefix) + r;
+      const std::string upper = lower + std::string(5, '\xff');
+      CV_RETURN_IF_ERROR(DiffRange(db_, (*t_)->cf, a, b, lower, upper, Changer(), &read_));
+    }
+    // The feed: the events read above are new; the oldest ones trimmed
+    // since `a` (sequences below the first one `b` holds) are gone.
+    for (const auto& [key, sealed] : events) {
+      const std::string_view v(sealed);
+      CV_RETURN_IF_ERROR(Change(key, nullptr, &v));
+    }
+    CV_RETURN_IF_ERROR(Trimmed(a, b));
+    pos_ = last;
+    return Status::OK();
+  }
+
+  uint64_t read() const { return read_; }
+  void ResetRead() { read_ = 0; }
+  bool fell_back() const { return fell_back_; }
+  const MultisetDigest& digest() const { return digest_; }
+
+ private:
+  RowChange Changer() {
+    return [this](std::string_view key, const std::string_view* before,
+                  const std::string_view* after) { return Change(key, before, after); };
+  }
+
+  // Sends the row if it changed, and keeps the digest.
+  Status Change(std::string_view key, const std::string_view* before,
+                const std::string_view* after) {
+    if (before == nullptr && after == nullptr) return Status::OK();
+    if (before != nullptr && after != nullptr && *before == *after) return Status::OK();
+    if (before != nullptr) digest_.Remove(key, *before);
+    if (after != nullptr) {
+      digest_.Add(key, *after);
+      return emit_(true, key, *after);
+    }
+    return emit_(false, key, "");
+  }
+
+  Status Get(const rocksdb::ReadOptions& ro, const std::string& key, std::string* value,
+             bool* found) {
+    ++read_;
+    rocksdb::Status s = db_->Get(ro, (*t_)->cf, key, value);
+    *found = s.ok();
+    if (s.IsNotFound()) return Status::OK();
+    return fsutil::FromRocks(s, "move: read the tenant's rows");
+  }
+
+  // The index entries and source entry of the call stored at `hash` as of
+  // `snap` (none if it is not there).
+  Status CallRowKeys(const rocksdb::Snapshot* snap, const std::string& hash,
+                     std::set<std::string>* keys) {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap;
+    ro.fill_cache = false;
+    std::string plain;
+    bool found = false;
+    ++read_;
+    CV_RETURN_IF_ERROR(
+        calls::GetSealed(*t_, ro, format::CallKey(hash, format::Part::kMeta), &plain, &found));
+    if (!found) return Status::OK();
+    Call call;
+    uint32_t parts = 0;
+    CV_RETURN_IF_ERROR(codec::DecodeMeta(plain, &call, &parts));
+    for (const auto& k : indexing::IndexKeys((*t_)->index_key, call, hash)) keys->insert(k);
+    const std::string source = indexing::SourceHash((*t_)->index_key, call);
+    if (!source.empty()) keys->insert(format::SourceIndexKey(source));
+    return Status::OK();
+  }
+
+  // The events `a` holds below the first one `b` holds: trimmed since.
+  Status Trimmed(const rocksdb::Snapshot* a, const rocksdb::Snapshot* b) {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    ro.snapshot = b;
+    std::string first_b;  // empty: `b` holds no event
+    {
+      std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(*t_, ro);
+      it->SeekToFirst();
+      if (it->Valid()) first_b = it->key().ToString();
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "move: read the change feed"));
+    }
+    ro.snapshot = a;
+    std::unique_ptr<rocksdb::Iterator> it = NewFeedIterator(*t_, ro);
+    for (it->SeekToFirst(); it->Valid() && (first_b.empty() || it->key().compare(first_b) < 0);
+         it->Next()) {
+      ++read_;
+      const std::string_view v = it->value().ToStringView();
+      CV_RETURN_IF_ERROR(Change(it->key().ToStringView(), &v, nullptr));
+    }
+    return fsutil::FromRocks(it->status(), "move: read the change feed");
+  }
+
+  const TenantRef* t_ = nullptr;
+  rocksdb::DB* db_ = nullptr;
+  Emit emit_;
+  MultisetDigest digest_;
+  uint64_t pos_ = 0;  // the feed sequence the copy is up to date with
+  uint64_t read_ = 0;
+  bool fell_back_ = false;
+};
 
 struct SnapshotGuard {
   rocksdb::DB* db = nullptr;
@@ -328,6 +570,7 @@ struct Store::Impl::IncomingMove {
   SecretBytes dek;
   std::string source_key;  // the source's signing public key
   uint64_t next_seq = 1;
+  MultisetDigest digest;  // of the rows this copy holds, kept with each write
 };
 
 Result<std::string> Store::Impl::MoveIdentity() {
@@ -492,21 +735,61 @@ Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::strin
         Reader r{seg.body};
         uint32_t n = 0;
         if (!r.U32(&n)) return Status::Corruption("move bundle: malformed ROWS");
-        rocksdb::WriteBatch b;
+        struct RowOp {
+          bool put;
+          std::string_view key, value;  // into seg.body
+        };
+        std::vector<RowOp> ops;
+        ops.reserve(n);
         for (uint32_t i = 0; i < n; ++i) {
           std::string_view op, key, value;
           if (!r.Raw(1, &op) || !r.Bytes(&key) || (op[0] == 'P' && !r.Bytes(&value)) ||
               (op[0] != 'P' && op[0] != 'D')) {
             return Status::Corruption("move bundle: malformed ROWS");
           }
-          rocksdb::Status ws = op[0] == 'P' ? b.Put(m.cf, key, value) : b.Delete(m.cf, key);
-          CV_RETURN_IF_ERROR(fsutil::FromRocks(ws, "move rows batch"));
+          ops.push_back({op[0] == 'P', key, value});
         }
         if (!r.s.empty()) return Status::Corruption("move bundle: malformed ROWS");
+        // Each row's value in this copy before the segment (read from the
+        // family in one MultiGet, or an earlier row of the segment): the
+        // digest follows what the family holds, not what the source says
+        // it sent.
+        std::map<std::string_view, size_t> first;  // key -> index into `before`
+        std::vector<rocksdb::Slice> keys;
+        for (const RowOp& o : ops) {
+          if (first.emplace(o.key, keys.size()).second) keys.emplace_back(o.key.data(), o.key.size());
+        }
+        std::vector<rocksdb::PinnableSlice> before(keys.size());
+        std::vector<rocksdb::Status> got(keys.size());
+        m.shard->db()->MultiGet(rocksdb::ReadOptions(), m.cf, keys.size(), keys.data(),
+                                before.data(), got.data());
+        std::vector<std::optional<std::string_view>> now(keys.size());
+        for (size_t i = 0; i < keys.size(); ++i) {
+          if (got[i].ok()) {
+            now[i] = before[i].ToStringView();
+          } else if (!got[i].IsNotFound()) {
+            return fsutil::FromRocks(got[i], "move: read the copy's rows");
+          }
+        }
+        rocksdb::WriteBatch b;
+        MultisetDigest digest = m.digest;
+        for (const RowOp& o : ops) {
+          std::optional<std::string_view>& at = now[first[o.key]];
+          if (at) digest.Remove(o.key, *at);
+          if (o.put) {
+            digest.Add(o.key, o.value);
+            at = o.value;
+          } else {
+            at.reset();
+          }
+          rocksdb::Status ws = o.put ? b.Put(m.cf, o.key, o.value) : b.Delete(m.cf, o.key);
+          CV_RETURN_IF_ERROR(fsutil::FromRocks(ws, "move rows batch"));
+        }
         // Not synced one by one: COMMIT syncs the shard's WAL before the
         // tenant becomes ACTIVE, and a restart before that discards it all.
         rocksdb::WriteOptions wo;
         CV_RETURN_IF_ERROR(fsutil::FromRocks(m.shard->db()->Write(wo, &b), "move: write rows"));
+        m.digest = digest;
         ++m.next_seq;
         return std::string("ok");
       }
@@ -537,10 +820,12 @@ Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::strin
         }
       }
       ++m.next_seq;
-      uint64_t have = 0;
-      std::string mine;
-      Status s = DigestFamily(m.shard->db(), m.cf, nullptr, &have, &mine);
-      if (s.ok() && (have != rows || !crypto::ConstantTimeEquals(mine, digest))) {
+      // The copy's count and digest, kept with every row written (decision
+      // 0043): the family is not read again.
+      const uint64_t have = m.digest.rows;
+      const std::string mine = m.digest.Final();
+      Status s;
+      if ((have != rows || !crypto::ConstantTimeEquals(mine, digest))) {
         s = Status::Corruption("move verify failed: the destination's copy holds " +
                                std::to_string(have) + " rows, the source's " +
                                std::to_string(rows) +
@@ -789,20 +1074,26 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
     if (++rows_in_body >= per_segment || rows_body.size() >= (8u << 20)) return flush_rows();
     return Status::OK();
   };
+  SourceCopy source(emit);
 
   // Everything up to the fence; on failure the destination drops its copy.
   auto copy = [&]() -> Result<SnapshotGuard> {
     CV_ASSIGN_OR_RETURN(TenantRef ref, Acquire(tenant_id, Access::kRead));
+    source.Bind(&ref);
+    struct Unbind {
+      SourceCopy* c;
+      ~Unbind() { c->Bind(nullptr); }
+    } unbind{&source};
     rocksdb::DB* db = ref->shard->db();
     SnapshotGuard prev(db);
-    CV_RETURN_IF_ERROR(DiffFamily(db, ref->cf, nullptr, prev.snap, emit));
+    CV_RETURN_IF_ERROR(source.CopyAll(prev.snap));
     CV_RETURN_IF_ERROR(flush_rows());
     CV_KILL_POINT("move.out_after_copy");
     uint64_t last_changed = UINT64_MAX;
     for (uint32_t round = 0; round < options.max_catch_up_rounds; ++round) {
       SnapshotGuard next(db);
       changed = 0;
-      CV_RETURN_IF_ERROR(DiffFamily(db, ref->cf, prev.snap, next.snap, emit));
+      CV_RETURN_IF_ERROR(source.Round(prev.snap, next.snap));
       CV_RETURN_IF_ERROR(flush_rows());
       ++report.catch_up_rounds;
       prev = std::move(next);
@@ -841,20 +1132,26 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
   // the exclusive lock is had; later ones see the fence.
   { std::unique_lock<std::shared_mutex> drain(t->life); }
 
-  // Last catch-up and the verdict, on the drained family.
+  // Last catch-up and the verdict, on the drained family: what changed
+  // since the last round only; the count and digest were kept with every
+  // row sent (decision 0043).
   Status s;
   std::string reply;
   {
     auto ref = Acquire(tenant_id, Access::kRead);
     s = ref.status();
     if (s.ok()) {
+      source.Bind(&*ref);
+      source.ResetRead();
       rocksdb::DB* db = (*ref)->shard->db();
       SnapshotGuard last(db);
-      RowDigest rd;
-      s = DiffFamily(db, (*ref)->cf, prev.snap, last.snap, emit, &rd);
+      s = source.Round(prev.snap, last.snap);
       if (s.ok()) s = flush_rows();
-      report.rows = rd.rows;
-      std::string digest = rd.Final();
+      source.Bind(nullptr);
+      report.fence_rows_read = source.read();
+      report.feed_fallback = source.fell_back();
+      report.rows = source.digest().rows;
+      std::string digest = source.digest().Final();
       prev.Reset();
       // A churn scheduled during the copy does not travel: refuse the move
       // (unfenced below) rather than let the deadline vanish.

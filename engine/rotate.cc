@@ -309,30 +309,16 @@ class OnlineCopier {
     rocksdb::ManagedSnapshot snap(db_);
     rocksdb::ReadOptions ro;
     ro.snapshot = snap.snapshot();
-    const std::string lower(1, format::kChangePrefix);
-    const std::string upper(1, static_cast<char>(format::kChangePrefix + 1));
-    rocksdb::Slice lo(lower), hi(upper);
-    rocksdb::ReadOptions fro = ro;
-    fro.iterate_lower_bound = &lo;
-    fro.iterate_upper_bound = &hi;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(fro, from_->cf));
     std::set<std::string> ids;
     uint64_t last = pos_;
-    for (it->Seek(format::ChangeKey(pos_ + 1)); it->Valid(); it->Next()) {
-      auto seq = format::ParseChangeKey(it->key().ToStringView());
-      if (!seq) return Status::Corruption("malformed change feed key");
-      if (*seq != last + 1) {
-        *gap = true;  // sequences are dense: events after the position were trimmed
-        return Status::OK();
-      }
-      std::string plain, call_id;
-      CV_RETURN_IF_ERROR(
-          from_->OpenRecord(it->key().ToStringView(), it->value().ToStringView(), &plain));
-      CV_RETURN_IF_ERROR(ChangeEventCallId(plain, &call_id));
-      ids.insert(std::move(call_id));
-      last = *seq;
-    }
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "read the change feed"));
+    CV_RETURN_IF_ERROR(ChangedCallsSince(
+        from_, ro, pos_,
+        [&ids](std::string_view, std::string_view, std::string call_id) {
+          ids.insert(std::move(call_id));
+          return Status::OK();
+        },
+        &last, gap));
+    if (*gap) return Status::OK();
     std::vector<std::pair<std::string, std::string>> sources;  // source hash, call hash (copy)
     for (const auto& id : ids) {
       CV_RETURN_IF_ERROR(RecopyCall(ro, id, &sources));
@@ -456,21 +442,7 @@ class OnlineCopier {
   };
 
   Status LastSequence(const rocksdb::ReadOptions& ro, uint64_t* seq) {
-    const std::string lower(1, format::kChangePrefix);
-    const std::string upper(1, static_cast<char>(format::kChangePrefix + 1));
-    rocksdb::Slice lo(lower), hi(upper);
-    rocksdb::ReadOptions fro = ro;
-    fro.iterate_lower_bound = &lo;
-    fro.iterate_upper_bound = &hi;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(fro, from_->cf));
-    *seq = 0;
-    it->SeekToLast();
-    if (it->Valid()) {
-      auto s = format::ParseChangeKey(it->key().ToStringView());
-      if (!s) return Status::Corruption("malformed change feed key");
-      *seq = *s;
-    }
-    return fsutil::FromRocks(it->status(), "read the change feed");
+    return LastChangeSequence(from_, ro, seq);
   }
 
   Status Flush() {

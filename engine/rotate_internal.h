@@ -4,9 +4,11 @@
 #ifndef CALLVAULT_ENGINE_ROTATE_INTERNAL_H_
 #define CALLVAULT_ENGINE_ROTATE_INTERNAL_H_
 
+#include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -31,6 +33,21 @@ Status PlanDeleteRecordingRows(const TenantRef& t, std::string_view manifest_key
 
 // changes.cc: the call id an opened change feed event names.
 Status ChangeEventCallId(std::string_view plain, std::string* call_id);
+// changes.cc: an iterator over `t`'s feed rows (`L`) only, as of `ro`.
+std::unique_ptr<rocksdb::Iterator> NewFeedIterator(const TenantRef& t,
+                                                   const rocksdb::ReadOptions& ro);
+// changes.cc: the sequence of the newest event of `t`'s feed as of `ro` (0:
+// none). Key rotation (decision 0038) and tenant moves (decision 0043).
+Status LastChangeSequence(const TenantRef& t, const rocksdb::ReadOptions& ro, uint64_t* seq);
+// changes.cc: calls `each(row key, sealed value, call id)` for every event
+// of `t`'s feed after sequence `pos` as of `ro`, in order; *last is the
+// last sequence read (`pos` if none). *gap: the event after `pos` is no
+// longer held (trimmed), so the calls changed since cannot be known;
+// nothing more is read and *last is `pos`.
+Status ChangedCallsSince(const TenantRef& t, const rocksdb::ReadOptions& ro, uint64_t pos,
+                         const std::function<Status(std::string_view key, std::string_view sealed,
+                                                    std::string call_id)>& each,
+                         uint64_t* last, bool* gap);
 
 namespace testing {
 // Called by RotateTenantKey at "phase1" (the copy's snapshot is taken, the

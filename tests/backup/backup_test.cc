@@ -23,6 +23,7 @@
 
 #include "callvault/backup.h"
 #include "callvault/store.h"
+#include "callvault/tombstones.h"
 #include "engine/kill_point.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
@@ -861,6 +862,117 @@ TEST(Backup, VerifyFailsAfterAByteFlip) {
 
 // The operator's path through the CLI: backup, list, verify, purge,
 // restore (says "purged since the backup"), then verify the restored store.
+// Restores `backup` into `dir` (expecting `replayed` calls removed again
+// from the tombstone log) and opens it; nullptr on failure.
+std::unique_ptr<Store> RestoreAndOpen(const std::string& backup, const std::string& keys,
+                                      const std::string& dir, uint64_t replayed) {
+  auto report = RestoreTo(backup, keys, dir);
+  EXPECT_TRUE(report.ok()) << report.status().ToString();
+  if (!report.ok()) return nullptr;
+  EXPECT_EQ(report->tombstones_replayed, replayed);
+  return OpenAt(dir, keys);
+}
+
+// Decision 0044: `tombstones prune` drops the log entries no kept backup
+// needs; offsets stay meaningful (a header records the base), a backup whose
+// offset is before it is refused with nothing restored, a kept one restores
+// and re-applies what came after it, and appends continue after a prune.
+TEST(Backup, PrunedTombstoneLogRefusesOlderBackupsAndKeepsNewerOnes) {
+  TwoTenants t;
+  t.Make(5);
+  const std::string old_bak = t.tmp.Sub("old-bak");
+  ASSERT_OK(t.s->Backup(old_bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));  // needed by old-bak only
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a1"));  // needed by both
+  // Online: refused (the open store holds the key directory), nothing changed.
+  const std::string before = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  EXPECT_CODE(PruneTombstoneLog(t.keys, {t.bak}), Code::kFailedPrecondition);
+  EXPECT_EQ(testutil::ReadFile(t.keys + "/TOMBSTONES"), before);
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  EXPECT_CODE(PruneTombstoneLog(t.keys, {}), Code::kInvalidArgument);
+
+  auto pruned = PruneTombstoneLog(t.keys, {t.bak});
+  ASSERT_OK(pruned);
+  EXPECT_EQ(pruned->lines_dropped, 1u);
+  EXPECT_EQ(pruned->previous_base, 0u);
+  const size_t first_line = before.find('\n') + 1;
+  EXPECT_EQ(pruned->base, first_line);
+  EXPECT_EQ(pruned->size, before.size());
+  const std::string after = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  EXPECT_EQ(after, "cvtomb1 base " + std::to_string(first_line) + "\n" + before.substr(first_line));
+  // Again: nothing more to drop.
+  auto again = PruneTombstoneLog(t.keys, {t.bak, old_bak});
+  ASSERT_OK(again);
+  EXPECT_EQ(again->lines_dropped, 0u);
+  EXPECT_EQ(testutil::ReadFile(t.keys + "/TOMBSTONES"), after);
+
+  // The older backup would bring a0 back: refused, nothing restored.
+  const std::string r_old = t.tmp.Sub("r-old");
+  auto refused = RestoreTo(old_bak, t.keys, r_old);
+  EXPECT_CODE(refused, Code::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("pruned"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_FALSE(fs::exists(r_old));
+
+  // The kept one: a1 deleted again.
+  {
+    auto r = RestoreAndOpen(t.bak, t.keys, t.tmp.Sub("r"), 1);
+    ASSERT_TRUE(r);
+    EXPECT_CODE(r->GetCall("A", "a0"), Code::kNotFound);
+    EXPECT_CODE(r->GetCall("A", "a1"), Code::kNotFound);
+    EXPECT_OK(r->GetCall("A", "a2"));
+    ASSERT_OK(r->Close());
+  }
+
+  // Appends go on after the header; a backup taken now records the
+  // logical size, and restores with the erasure after it re-applied.
+  t.s = OpenAt(t.db, t.keys);
+  ASSERT_TRUE(t.s);
+  const std::string newer = t.tmp.Sub("newer-bak");
+  ASSERT_OK(t.s->Backup(newer));
+  ASSERT_OK(t.s->DeleteCall("A", "a3"));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  auto manifests = ListBackups(newer);
+  ASSERT_OK(manifests);
+  EXPECT_EQ(manifests->back().tombstone_offset, before.size());
+  auto r2 = RestoreAndOpen(newer, t.keys, t.tmp.Sub("r2"), 1);
+  ASSERT_TRUE(r2);
+  EXPECT_CODE(r2->GetCall("A", "a3"), Code::kNotFound);
+  EXPECT_OK(r2->GetCall("A", "a4"));
+  ASSERT_OK(r2->Close());
+
+  // A kept backup whose manifest was edited: refused, nothing pruned.
+  const std::string edited = t.tmp.Sub("edited-bak");
+  testutil::CopyTree(newer, edited);
+  const std::string mpath = edited + "/cuts/" + [&] {
+    for (const auto& f : fs::directory_iterator(edited + "/cuts")) return f.path().filename().string();
+    return std::string();
+  }();
+  std::string text = testutil::ReadFile(mpath);
+  const std::string n = std::to_string(before.size());
+  const size_t at = text.find(n, text.find("\"tombstone_offset\""));
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, n.size(), std::to_string(before.size() + 1));
+  {
+    std::ofstream(mpath, std::ios::trunc) << text;
+  }
+  const std::string log_now = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  EXPECT_CODE(PruneTombstoneLog(t.keys, {edited}), Code::kCorruption);
+  EXPECT_EQ(testutil::ReadFile(t.keys + "/TOMBSTONES"), log_now);
+
+  // The CLI: prune keeping only the newer backup; the earlier kept one is
+  // refused from then on.
+  std::string out;
+  const std::string k = " --keys " + t.keys + " ";
+  ASSERT_EQ(RunCli(k + "tombstones prune --keep " + newer, &out), 0) << out;
+  EXPECT_NE(out.find("1 line(s) dropped"), std::string::npos) << out;
+  out.clear();
+  EXPECT_NE(RunCli("--db " + t.tmp.Sub("r3") + k + "restore " + t.bak, &out), 0) << out;
+  EXPECT_NE(out.find("pruned"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(t.tmp.Sub("r3")));
+}
+
 TEST(Backup, CliRoundTrip) {
   TwoTenants t;
   t.Make(3);

@@ -1,10 +1,12 @@
-// callvault backup --to DIR | backup list DIR | backup verify DIR; restore DIR --db NEW.
+// callvault backup --to DIR | backup list DIR | backup verify DIR; restore DIR --db NEW;
+// tombstones prune --keep BACKUP_DIR...
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <ostream>
 
 #include "callvault/backup.h"
+#include "callvault/tombstones.h"
 #include "tools/cli/command.h"
 #include "tools/cli/format.h"
 
@@ -252,11 +254,51 @@ class RestoreCommand final : public Command {
   uint64_t cut_ = 0;
 };
 
+// `tombstones prune --keep BACKUP_DIR...` (decision 0044): drops the
+// tombstone log's entries that no cut of the kept backups needs. Offline.
+class TombstonesPruneCommand final : public Command {
+ public:
+  std::string Group() const override { return "tombstones"; }
+  std::string Name() const override { return "prune"; }
+  std::string Help() const override {
+    return "Drop the tombstone log entries no kept backup needs (the store must be closed)";
+  }
+  bool NeedsStore() const override { return false; }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("--keep", keep_,
+                    "A backup directory you keep (repeat for each; every cut in it is kept)")
+        ->required();
+  }
+  RunResult Run(Context& ctx) override {
+    const std::string keys = ctx.KeyDir();
+    if (keys.empty()) return Status::InvalidArgument("pass --keys DIR (or --db DIR)");
+    auto r = PruneTombstoneLog(keys, keep_);
+    if (!r.ok()) return r.status();
+    if (ctx.json()) {
+      ctx.PrintJson({{"previous_base", r->previous_base},
+                     {"base", r->base},
+                     {"size", r->size},
+                     {"lines_dropped", r->lines_dropped},
+                     {"oldest_kept_cut_time", r->oldest_kept_cut_time}});
+      return {};
+    }
+    ctx.out() << fmt::format(
+        "tombstone log of {}: {} line(s) dropped; it now starts at offset {} (was {}); backups "
+        "whose tombstone_offset is below {} can no longer be restored\n",
+        keys, r->lines_dropped, r->base, r->previous_base, r->base);
+    return {};
+  }
+
+ private:
+  std::vector<std::string> keep_;
+};
+
 }  // namespace
 
 void AddBackupCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<BackupCommand>());
   out->push_back(std::make_unique<RestoreCommand>());
+  out->push_back(std::make_unique<TombstonesPruneCommand>());
 }
 
 }  // namespace callvault::cli

@@ -36,9 +36,20 @@ struct MoveReport {
   std::string destination;  // hex store id
   bool resumed = false;     // a fenced move left by a crash was finished
   uint64_t rows = 0;        // rows of the tenant's column family at the switch
-  std::string digest;       // hex BLAKE2b-256 of those rows (both sides agreed)
+  std::string digest;       // hex multiset digest of those rows (both sides agreed;
+                            // docs/format.md "Move bundle")
   uint64_t rows_sent = 0;   // rows copied, caught up and deleted, in total
   uint32_t catch_up_rounds = 0;
+  // Rows read from the tenant's family by the fenced round (the last
+  // catch-up and the verdict): feed events after the last round, the rows
+  // of the calls they name, the rows that make no feed events (holds, pins,
+  // dictionaries, the version counter, recording manifests and the chunks of
+  // those that changed). Not the whole family (decision 0043).
+  uint64_t fence_rows_read = 0;
+  // The change feed was trimmed during the copy (the event after a round's
+  // position was gone): the rounds from then on diffed two snapshots of the
+  // whole family, as before decision 0043.
+  bool feed_fallback = false;
   uint64_t copy_micros = 0;   // begin to fence
   uint64_t fence_micros = 0;  // writes refused until the destination switched
   uint64_t total_micros = 0;
