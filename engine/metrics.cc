@@ -149,6 +149,13 @@ std::string RenderPrometheus(const Metrics& m) {
   Metric(&out, "callvault_shards", "gauge", "Shards (RocksDB instances holding tenants).",
          m.shards);
   Metric(&out, "callvault_live_tenants", "gauge", "Live (not purged) tenants.", m.live_tenants);
+  Metric(&out, "callvault_dictionary_training_queue", "gauge",
+         "Tenants queued for or in background dictionary training.", m.dictionary_training_queue);
+  Metric(&out, "callvault_dictionary_trainings_total", "counter",
+         "Compression dictionaries trained and stored since open.", m.dictionary_trainings);
+  Metric(&out, "callvault_dictionary_training_failures_total", "counter",
+         "Dictionary trainings that failed since open (retried a threshold later).",
+         m.dictionary_training_failures);
   return out;
 }
 

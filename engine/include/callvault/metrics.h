@@ -106,6 +106,11 @@ struct Metrics {
   bool write_stopped = false;         // a shard stops writes now (rocksdb.is-write-stopped)
   uint32_t shards = 0;
   uint32_t live_tenants = 0;
+  // Background dictionary training (decision 0045): tenants queued or being
+  // trained now; dictionaries trained and trainings failed since open.
+  uint64_t dictionary_training_queue = 0;
+  uint64_t dictionary_trainings = 0;
+  uint64_t dictionary_training_failures = 0;
   // hits / (hits + misses); 0 without lookups.
   double block_cache_hit_rate() const;
 };
