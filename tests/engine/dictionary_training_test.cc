@@ -156,6 +156,17 @@ class DictionaryTrainingTest : public ::testing::Test {
     for (const auto& f : report->failures) ADD_FAILURE() << f;
   }
 
+  // Closes the store, compares the 'Z' rows of every family with `rows`,
+  // reopens it: the first `n` of `calls` of `tenant` read back, Verify clean.
+  void CheckAfterReopen(const std::map<std::string, size_t>& rows, const std::string& tenant,
+                        const std::vector<Call>& calls, size_t n) {
+    Close();
+    EXPECT_EQ(DictionaryRows(), rows);
+    ASSERT_TRUE(ts_.Open().ok());
+    ExpectReadable(tenant, calls, n);
+    ExpectVerifyClean();
+  }
+
   testutil::TestStore ts_;
   std::vector<std::string> shards_;
   std::vector<Call> calls_;
@@ -207,12 +218,15 @@ TEST_F(DictionaryTrainingTest, CrossingPutOnlyQueuesAndThePoolTrains) {
             std::string::npos);
   Put("acme", calls_, kThreshold + 20, calls_.size());
   const std::string acme = Family("acme");
+  auto info = ts_->DescribeTenant("acme");
+  ASSERT_TRUE(info.ok());
+  const uint32_t shard = info->shard;
   Close();
   // One dictionary row, in acme's family; the records written after it
   // name it (codec 2), those before do not.
   EXPECT_EQ(DictionaryRows(), (std::map<std::string, size_t>{{acme, 1}}));
   {
-    RawShard raw(shards_[0], true);
+    RawShard raw(shards_[shard], true);
     std::map<uint8_t, size_t> codecs;
     for (const auto& [k, v] : raw.Scan(acme)) {
       auto ck = format::ParseCallKey(k);
@@ -245,12 +259,7 @@ TEST_F(DictionaryTrainingTest, PurgeAndRecreateWhileTrainingRuns) {
   auto tr = Training();
   EXPECT_EQ(tr.trained, 0u);
   EXPECT_EQ(tr.given_up, 1u);
-  Close();
-  const auto rows = DictionaryRows();
-  EXPECT_TRUE(rows.empty()) << rows.begin()->first;
-  ASSERT_TRUE(ts_.Open().ok());
-  ExpectReadable("acme", calls_, 10);
-  ExpectVerifyClean();
+  CheckAfterReopen({}, "acme", calls_, 10);
 }
 
 // Purged while queued behind another tenant's job: given up; the other
@@ -269,11 +278,7 @@ TEST_F(DictionaryTrainingTest, PurgeWhileQueued) {
   EXPECT_EQ(tr.trained, 1u);
   EXPECT_EQ(tr.given_up, 1u);
   const std::string other = Family("other");
-  Close();
-  EXPECT_EQ(DictionaryRows(), (std::map<std::string, size_t>{{other, 1}}));
-  ASSERT_TRUE(ts_.Open().ok());
-  ExpectReadable("other", others, others.size());
-  ExpectVerifyClean();
+  CheckAfterReopen({{other, 1}}, "other", others, others.size());
 }
 
 // A key rotation runs whole between the training and the write: the row is
@@ -291,11 +296,7 @@ TEST_F(DictionaryTrainingTest, RotationBetweenTrainingAndWrite) {
   ASSERT_TRUE(testutil::WaitForDictionaryTraining(*ts_.store));
   EXPECT_EQ(Training().trained, 1u);
   Put("acme", calls_, kThreshold, calls_.size());
-  Close();
-  EXPECT_EQ(DictionaryRows(), (std::map<std::string, size_t>{{new_family, 1}}));
-  ASSERT_TRUE(ts_.Open().ok());
-  ExpectReadable("acme", calls_, calls_.size());
-  ExpectVerifyClean();
+  CheckAfterReopen({{new_family, 1}}, "acme", calls_, calls_.size());
 }
 
 // The row is written while a rotation copies the tenant (served, phase 2):
@@ -318,11 +319,7 @@ TEST_F(DictionaryTrainingTest, RowWrittenDuringARotationsCopy) {
   const std::string new_family = Family("acme");
   ASSERT_NE(new_family, old_family);
   Put("acme", calls_, kThreshold, calls_.size());
-  Close();
-  EXPECT_EQ(DictionaryRows(), (std::map<std::string, size_t>{{new_family, 1}}));
-  ASSERT_TRUE(ts_.Open().ok());
-  ExpectReadable("acme", calls_, calls_.size());
-  ExpectVerifyClean();
+  CheckAfterReopen({{new_family, 1}}, "acme", calls_, calls_.size());
 }
 
 // Close while a job runs (held before its write) and another is queued:
