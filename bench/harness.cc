@@ -5,6 +5,7 @@
 //   callvault_harness --mode quick|full [--out FILE] [--work DIR]
 //                     [--only ingest,recordings,purge,tenants]
 //                     [--main-calls N] [--main-scale X]   (override the mode's ingest pool)
+//                     [--sync-calls N]   (calls of the sync-per-write runs; at most --main-calls)
 // Environment: CALLVAULT_BENCH_DICTIONARY_CALLS=N sets callvault's
 // Options::dictionary_training_calls (0 = no dictionaries), for before/after
 // runs; unset, callvault runs with its defaults.
@@ -98,7 +99,8 @@ int Main(int argc, char** argv) {
   if (!args.empty() && args[0] == "--child") {
     return TenantScaleChild(std::vector<std::string>(args.begin() + 1, args.end()));
   }
-  std::string mode = "quick", out = "bench/out/harness.json", work, only, main_calls, main_scale;
+  std::string mode = "quick", out = "bench/out/harness.json", work, only, main_calls, main_scale,
+              sync_calls;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() -> std::string {
       if (i + 1 >= args.size()) Fail("missing value after " + args[i]);
@@ -110,12 +112,14 @@ int Main(int argc, char** argv) {
     else if (args[i] == "--only") only = value();
     else if (args[i] == "--main-calls") main_calls = value();
     else if (args[i] == "--main-scale") main_scale = value();
+    else if (args[i] == "--sync-calls") sync_calls = value();
     else Fail("unknown argument " + args[i] + " (see the comment at the top of bench/harness.cc)");
   }
   if (mode != "quick" && mode != "full") Fail("--mode must be quick or full");
   Config cfg = mode == "full" ? FullConfig() : QuickConfig();
   if (!main_calls.empty()) cfg.main_calls = std::stoul(main_calls);
   if (!main_scale.empty()) cfg.main_scale = std::stod(main_scale);
+  if (!sync_calls.empty()) cfg.sync_calls = std::stoul(sync_calls);
   cfg.self = SelfPath();
   cfg.work = work.empty() ? out + ".work" : work;
   std::set<std::string> phases = {"ingest", "recordings", "purge", "tenants"};

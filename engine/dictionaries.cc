@@ -1,10 +1,14 @@
 // Per-tenant zstd dictionaries (docs/decisions/0009): the tenant side
 // (finding, caching, sealing with the current dictionary) and training.
 //
-// Training runs in the writer, after a put has committed, under the
-// tenant's write_mu (so once per tenant it delays that tenant's next writer
-// by the training time; readers and other tenants are not held). It never
-// makes the put fail: every error only means "no dictionary yet". The
+// Training runs in the background (decision 0045): the put that brings a
+// tenant to Options::dictionary_training_calls only queues it; a small pool
+// (Options::dictionary_training_threads) reads the samples holding the
+// tenant as a reader does, trains with no tenant lock held, then stores the
+// row holding what a put holds (the tenant acquired for writing, its
+// write_mu), sealed under the keys the tenant has at that moment. With no
+// threads, the put trains, under its write_mu, as before. Training never
+// makes a put fail: every error only means "no dictionary yet". The
 // dictionary row is written (synced) before any record uses it, so any
 // record that names a dictionary follows its row in the WAL.
 #include <rocksdb/db.h>
@@ -14,6 +18,7 @@
 #include "engine/codec.h"
 #include "engine/compress.h"
 #include "engine/crypto.h"
+#include "engine/dictionary_training.h"
 #include "engine/fs_util.h"
 #include "format/coding.h"
 #include "engine/store_impl.h"
@@ -29,7 +34,26 @@ namespace {
 constexpr size_t kSampleBytes = 4u << 10;
 constexpr size_t kTrainBytes = 1u << 20;
 
+std::mutex g_train_hook_mu;
+std::function<void(const char*)> g_train_hook;  // GUARDED_BY(g_train_hook_mu)
+
+void RunTrainingHook(const char* phase) {
+  std::function<void(const char*)> hook;
+  {
+    std::lock_guard<std::mutex> l(g_train_hook_mu);
+    hook = g_train_hook;
+  }
+  if (hook) hook(phase);
+}
+
 }  // namespace
+
+namespace testing {
+void SetDictionaryTrainingHookForTest(std::function<void(const char* phase)> hook) {
+  std::lock_guard<std::mutex> l(g_train_hook_mu);
+  g_train_hook = std::move(hook);
+}
+}  // namespace testing
 
 // --- Tenant ------------------------------------------------------------
 
@@ -138,24 +162,157 @@ void Store::Impl::AfterPut(const TenantRef& t, uint64_t created) {
   TenantDictionaries& d = t->dicts;
   if (!d.scanned) return;
   d.calls += created;
-  if (d.train_at == 0 || d.calls < d.train_at) return;
-  if (TrainDictionary(t).ok()) {
-    d.train_at = 0;  // one dictionary per tenant (ids leave room for more)
-  } else {
-    // Too few or too uniform samples (deletes make `calls` an
-    // overestimate), or an I/O error: try again a threshold later.
-    d.train_at = d.calls + std::max<uint64_t>(options_.dictionary_training_calls, 1);
+  if (d.train_at == 0 || d.calls < d.train_at || d.queued || read_only()) return;
+  const uint64_t retry_at = d.calls + std::max<uint64_t>(options_.dictionary_training_calls, 1);
+  if (options_.dictionary_training_threads <= 0) {
+    // In the put (no training threads): the tenant is held and write_mu too.
+    std::vector<std::string> samples;
+    uint32_t id = 0;
+    Status s = SampleDictionary(t, &samples, &id);
+    std::string content;
+    if (s.ok()) s = compress::TrainDictionary(samples, compress::kDictionaryBytes, id, &content);
+    for (auto& x : samples) sodium_memzero(x.data(), x.size());
+    if (s.ok()) s = StoreDictionary(t, id, std::move(content));
+    if (s.ok()) {
+      d.train_at = 0;  // one dictionary per tenant (ids leave room for more)
+      trainings_done_.fetch_add(1);
+    } else {
+      // Too few or too uniform samples (deletes make `calls` an
+      // overestimate), or an I/O error: try again a threshold later.
+      d.train_at = retry_at;
+      trainings_failed_.fetch_add(1);
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(train_mu_);
+    if (train_stop_) return;  // closing: the next open counts again
+    train_queue_.push_back(TrainingJob{t.t, t->rec.tenant_id});
+    while (train_threads_.size() < static_cast<size_t>(options_.dictionary_training_threads)) {
+      train_threads_.emplace_back([this] { TrainingLoop(); });
+    }
+  }
+  d.queued = true;
+  train_cv_.notify_one();
+  RunTrainingHook("queued");
+}
+
+void Store::Impl::TrainingLoop() {
+  std::unique_lock<std::mutex> l(train_mu_);
+  while (true) {
+    train_cv_.wait(l, [this] { return train_stop_ || !train_queue_.empty(); });
+    if (train_stop_) return;
+    TrainingJob job = std::move(train_queue_.front());
+    train_queue_.pop_front();
+    ++train_running_;
+    l.unlock();
+    RunTrainingJob(job);
+    RunTrainingHook("done");
+    l.lock();
+    --train_running_;
   }
 }
 
-Status Store::Impl::TrainDictionary(const TenantRef& t) {
-  TenantDictionaries& d = t->dicts;
+void Store::Impl::StopTraining() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> l(train_mu_);
+    train_stop_ = true;
+    train_stopping_.store(true);
+    train_queue_.clear();
+    threads.swap(train_threads_);
+  }
+  train_cv_.notify_all();
+  for (auto& th : threads) th.join();
+}
+
+void Store::Impl::RunTrainingJob(const TrainingJob& job) {
+  // The Tenant object the put queued: a purge (and a tenant created again
+  // under the id), a move out or in, or Close makes another object or none,
+  // and the job is given up: its 'Z' row may go only to the family of the
+  // incarnation that crossed the threshold.
+  std::shared_ptr<Tenant> mine = job.tenant.lock();
+  if (!mine) {
+    trainings_given_up_.fetch_add(1);
+    return;
+  }
+  const uint64_t step = std::max<uint64_t>(options_.dictionary_training_calls, 1);
+  // Ends the job in the writer's state. REQUIRES: mine->write_mu.
+  auto settle = [&](bool trained) {
+    TenantDictionaries& d = mine->dicts;
+    d.queued = false;
+    d.train_at = trained ? 0 : d.calls + step;
+  };
+  auto give_up = [&]() {
+    trainings_given_up_.fetch_add(1);
+    std::lock_guard<std::mutex> w(mine->write_mu);
+    settle(false);
+  };
+  auto acquire = [&]() -> Result<TenantRef> {
+    if (train_stopping_.load()) return Status::FailedPrecondition("the store is closing");
+    auto ref = Acquire(job.tenant_id, Access::kWrite);
+    if (ref.ok() && ref->t != mine) {
+      return Status::TenantPurged("another incarnation of the tenant");
+    }
+    return ref;
+  };
+
+  // 1. Samples and a free id, the tenant held as a reader holds it.
+  std::vector<std::string> samples;
+  uint32_t id = 0;
+  Status s;
+  {
+    auto ref = acquire();
+    if (!ref.ok()) return give_up();
+    s = SampleDictionary(*ref, &samples, &id);
+  }
+  RunTrainingHook("sampled");
+  // 2. The CPU work, with no tenant lock held.
+  std::string content;
+  if (s.ok()) s = compress::TrainDictionary(samples, compress::kDictionaryBytes, id, &content);
+  for (auto& x : samples) sodium_memzero(x.data(), x.size());
+  samples.clear();
+  if (s.ok()) RunTrainingHook("trained");
+  // 3. The row, holding what a put holds: a purge, a move's fence or drain
+  // and a rotation's held phase (which take the tenant's life lock
+  // exclusively) come wholly before or after it; sealed under the keys the
+  // tenant has now (a rotation that switched meanwhile: the new ones).
+  auto ref = acquire();
+  if (!ref.ok()) {
+    sodium_memzero(content.data(), content.size());
+    return give_up();
+  }
+  std::lock_guard<std::mutex> w(mine->write_mu);
+  TenantDictionaries& d = mine->dicts;
+  if (!s.ok()) {
+    trainings_failed_.fetch_add(1);
+    return settle(false);
+  }
+  if (!d.scanned || d.current_id != 0 || d.broken) {
+    // Nothing to do (a dictionary came meanwhile), or the writer's state is
+    // unknown: the next put reads it again.
+    sodium_memzero(content.data(), content.size());
+    d.queued = false;
+    return;
+  }
+  s = StoreDictionary(*ref, id, std::move(content));
+  if (s.ok()) {
+    trainings_done_.fetch_add(1);
+  } else {
+    trainings_failed_.fetch_add(1);
+    Log(LogLevel::kWarn, "dictionary training: storing the dictionary failed: " + s.ToString());
+  }
+  settle(s.ok());
+}
+
+Status Store::Impl::SampleDictionary(const TenantRef& t, std::vector<std::string>* out,
+                                     uint32_t* out_id) {
   // Samples: the tenant's own records, in call-hash order (so a pseudo-
   // random sample of its calls). The metadata part is re-encoded without
   // participants' names, e-mail addresses and phone numbers or CRM object
   // ids, so that those identifiers (what a data-subject erasure removes)
   // do not end up in the dictionary.
-  std::vector<std::string> samples;
+  std::vector<std::string>& samples = *out;
   size_t total = 0;
   {
     const std::string lower(1, format::kCallPrefix);
@@ -189,15 +346,15 @@ Status Store::Impl::TrainDictionary(const TenantRef& t) {
   // A random id, never one in use: were a dictionary row lost (damage,
   // tampering), a new dictionary must not take its id, or the records
   // that name the lost one would decode with the wrong dictionary.
+  // StoreDictionary checks it again.
   uint32_t id = 0;
-  std::string key;
   for (int attempt = 0; attempt < 8 && id == 0; ++attempt) {
     const std::string r = crypto::RandomString(4);
     id = format::DecodeFixed32LE(r.data());
     if (id == 0) continue;
-    key = format::DictionaryKey(id);
     std::string existing;
-    rocksdb::Status gs = t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, key, &existing);
+    rocksdb::Status gs =
+        t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, format::DictionaryKey(id), &existing);
     if (gs.ok()) {
       id = 0;
       continue;
@@ -205,10 +362,25 @@ Status Store::Impl::TrainDictionary(const TenantRef& t) {
     if (!gs.IsNotFound()) return fsutil::FromRocks(gs, "read compression dictionary");
   }
   if (id == 0) return Status::Corruption("no free compression dictionary id");
-  std::string content;
-  Status s = compress::TrainDictionary(samples, compress::kDictionaryBytes, id, &content);
-  for (auto& x : samples) sodium_memzero(x.data(), x.size());
-  CV_RETURN_IF_ERROR(s);
+  *out_id = id;
+  return Status::OK();
+}
+
+Status Store::Impl::StoreDictionary(const TenantRef& t, uint32_t id, std::string content) {
+  TenantDictionaries& d = t->dicts;
+  const std::string key = format::DictionaryKey(id);
+  {
+    std::string existing;
+    rocksdb::Status gs = t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, key, &existing);
+    if (gs.ok()) {
+      sodium_memzero(content.data(), content.size());
+      return Status::Corruption("compression dictionary id taken meanwhile");
+    }
+    if (!gs.IsNotFound()) {
+      sodium_memzero(content.data(), content.size());
+      return fsutil::FromRocks(gs, "read compression dictionary");
+    }
+  }
   std::string sealed = record::Seal(t->record_key, t->binding(), key, content);
   std::shared_ptr<const compress::Dictionary> dict;
   CV_RETURN_IF_ERROR(compress::Dictionary::Create(id, std::move(content), &dict));

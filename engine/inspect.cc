@@ -366,6 +366,12 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   m.block_cache_capacity = res_->block_cache->GetCapacity();
   m.memtable_bytes = res_->write_buffer_manager->memory_usage();
   m.memtable_budget = res_->write_buffer_manager->buffer_size();
+  {
+    std::lock_guard<std::mutex> l(train_mu_);
+    m.dictionary_training_queue = train_queue_.size() + train_running_;
+  }
+  m.dictionary_trainings = trainings_done_.load();
+  m.dictionary_training_failures = trainings_failed_.load();
   auto add_instance = [&m](rocksdb::DB* db) {
     if (db == nullptr) return;
     uint64_t v = 0;
@@ -417,6 +423,14 @@ Result<StoreStats> Store::Impl::Stats() {
     st.memory.dictionary_misses = d.misses;
     st.memory.dictionary_evictions = d.evictions;
   }
+  {
+    std::lock_guard<std::mutex> l(train_mu_);
+    st.dictionary_training.queued = train_queue_.size();
+    st.dictionary_training.running = train_running_;
+  }
+  st.dictionary_training.trained = trainings_done_.load();
+  st.dictionary_training.failed = trainings_failed_.load();
+  st.dictionary_training.given_up = trainings_given_up_.load();
   {
     std::lock_guard<std::mutex> l(admin_mu_);
     st.kek_generation = keyring_.kek_generation;

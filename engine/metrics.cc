@@ -152,6 +152,13 @@ std::string RenderPrometheus(const Metrics& m) {
   Metric(&out, "callvault_purge_deletions_pending", "gauge",
          "Purged column families whose files are still being deleted in the background.",
          m.purge_deletions_pending);
+  Metric(&out, "callvault_dictionary_training_queue", "gauge",
+         "Tenants queued for or in background dictionary training.", m.dictionary_training_queue);
+  Metric(&out, "callvault_dictionary_trainings_total", "counter",
+         "Compression dictionaries trained and stored since open.", m.dictionary_trainings);
+  Metric(&out, "callvault_dictionary_training_failures_total", "counter",
+         "Dictionary trainings that failed since open (retried a threshold later).",
+         m.dictionary_training_failures);
   return out;
 }
 

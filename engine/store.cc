@@ -558,6 +558,9 @@ Status Store::Impl::Close() {
   closed_ = true;
   closing_.store(true);
   StopBackground();
+  // Queued trainings are dropped (the next open counts again); a running
+  // one is waited for: it gives up at its next step (decision 0045).
+  StopTraining();
   std::lock_guard<std::mutex> l(admin_mu_);
   {
     std::unique_lock<std::shared_mutex> m(map_mu_);

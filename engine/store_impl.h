@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <thread>
 #include <map>
 #include <memory>
@@ -50,6 +51,7 @@ struct TenantDictionaries {
   uint32_t current_id = 0;  // 0: none yet
   uint64_t calls = 0;      // calls stored, as far as the writer knows (a lower bound at first)
   uint64_t train_at = 0;   // train when `calls` reaches this; 0: never
+  bool queued = false;     // a background training job is queued or running (decision 0045)
 };
 
 // One tenant's runtime state. Operations hold `life` shared for their whole
@@ -474,10 +476,33 @@ class Store::Impl {
   // dictionary is an optimisation, and the put they follow is acknowledged.
   // Reads the writer's dictionary state once after open.
   void PrepareDictionary(const TenantRef& t);
-  // After a committed put that stored `created` new calls: trains the
-  // tenant's first dictionary once it holds options_.dictionary_training_calls.
+  // After a committed put that stored `created` new calls: once the tenant
+  // holds options_.dictionary_training_calls, queues it for background
+  // training (decision 0045), or with no training threads trains its first
+  // dictionary here.
   void AfterPut(const TenantRef& t, uint64_t created);
-  Status TrainDictionary(const TenantRef& t);
+  // The three steps of a training. SampleDictionary REQUIRES life held (a
+  // read, like any reader's); TrainSamples holds nothing (CPU only);
+  // StoreDictionary REQUIRES life held and t->write_mu (a put's locks).
+  Status SampleDictionary(const TenantRef& t, std::vector<std::string>* samples, uint32_t* id);
+  Status StoreDictionary(const TenantRef& t, uint32_t id, std::string content);
+  // Background training (decision 0045). GUARDED_BY(train_mu_) unless said.
+  struct TrainingJob {
+    std::weak_ptr<Tenant> tenant;
+    std::string tenant_id;
+  };
+  void TrainingLoop();
+  void RunTrainingJob(const TrainingJob& job);
+  // Waits for the running jobs, drops the queued ones. Close calls it.
+  void StopTraining();
+  std::mutex train_mu_;
+  std::condition_variable train_cv_;
+  std::deque<TrainingJob> train_queue_;
+  std::vector<std::thread> train_threads_;  // started at the first job
+  bool train_stop_ = false;
+  std::atomic<bool> train_stopping_{false};  // train_stop_, read without the lock
+  uint64_t train_running_ = 0;
+  std::atomic<uint64_t> trainings_done_{0}, trainings_failed_{0}, trainings_given_up_{0};
 
   // calls.cc helpers
   // `*version_counter`: the tenant's (calls::ReadVersionCounter), advanced

@@ -298,6 +298,10 @@ class DictionaryStoreTest : public ::testing::Test {
       std::vector<Call> b(calls_.begin() + static_cast<long>(i),
                           calls_.begin() + static_cast<long>(std::min(to, i + batch)));
       ASSERT_OK(ts_->PutCalls("acme", b));
+      // Training runs in the background (decision 0045): each batch after
+      // the one that reaches the threshold uses the dictionary, as when the
+      // put trained (dictionary_training_test.cc tests the queue itself).
+      ASSERT_TRUE(testutil::WaitForDictionaryTraining(*ts_.store));
     }
   }
 
@@ -610,6 +614,7 @@ TEST(DictionaryBudgetTest, DictionariesOfManyTenantsStayWithinTheBudget) {
     for (size_t i = 0; i < kCalls; i += 10) {
       std::vector<Call> b(calls[t].begin() + static_cast<long>(i), calls[t].begin() + static_cast<long>(i + 10));
       ASSERT_OK(ts->PutCalls(id, b));
+      ASSERT_TRUE(testutil::WaitForDictionaryTraining(*ts.store));  // decision 0045
     }
   }
   auto st = ts->Stats();

@@ -77,6 +77,9 @@ void Fill(Store& s, const std::string& tenant, int calls, int from = 0) {
   if (!batch.empty()) {
     ASSERT_TRUE(s.PutCalls(tenant, batch).ok());
   }
+  // A dictionary trained in the background (decision 0045) is stored before
+  // the test goes on.
+  ASSERT_TRUE(testutil::WaitForDictionaryTraining(s));
 }
 
 std::string RecordingBytes(size_t n, uint32_t seed) {

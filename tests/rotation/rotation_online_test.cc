@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "callvault/store.h"
+#include "engine/dictionary_training.h"
 #include "engine/rotate_internal.h"
 #include "tests/testutil/testutil.h"
 #include "workload/workload.h"
@@ -318,6 +319,10 @@ TEST_F(RotationOnlineTest, WritersAndReadersKeepWorkingDuringTheCopy) {
     writers.emplace_back(new Writer{ts.store.get(), "acme", "w" + std::to_string(w), &model, &stop,
                                     &counting, &counted});
   }
+  std::atomic<int> trainings{0};
+  testing::SetDictionaryTrainingHookForTest([&](const char* phase) {
+    if (std::string_view(phase) == "done") ++trainings;
+  });
   testing::SetRotationHookForTest([&](const char* phase) {
     if (std::string_view(phase) == "phase1") {
       // The copy's snapshot is taken: the writers and the reader must get
@@ -326,6 +331,9 @@ TEST_F(RotationOnlineTest, WritersAndReadersKeepWorkingDuringTheCopy) {
       counting = true;
       EXPECT_TRUE(WaitFor([&] { return counted.load() >= 400 && counted_reads.load() >= 50; }))
           << counted.load() << " changes, " << counted_reads.load() << " reads";
+      // Training runs in the background (decision 0045): its row is written
+      // while the tenant is served, and records sealed with it follow.
+      EXPECT_TRUE(WaitFor([&] { return trainings.load() >= 1; })) << "no training during the copy";
     } else if (std::string_view(phase) == "phase3") {
       ++phase3_calls;
       at_phase3 = counted.load();
@@ -362,6 +370,7 @@ TEST_F(RotationOnlineTest, WritersAndReadersKeepWorkingDuringTheCopy) {
   stop = true;
   for (auto& t : threads) t.join();
   testing::SetRotationHookForTest(nullptr);
+  testing::SetDictionaryTrainingHookForTest(nullptr);
   ASSERT_OK(receipt);
   for (const auto& w : writers) EXPECT_EQ(w->error, "");
   EXPECT_EQ(read_error, "");

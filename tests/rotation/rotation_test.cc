@@ -133,6 +133,11 @@ class RotationTest : public ::testing::Test {
       if (i % 3 == 0) c.workspace_id = "ws-2";
       if (i % 5 == 0) c.transcript.clear();
       ASSERT_OK(ts->PutCall(tenant, c));
+      // The dictionary is trained in the background (decision 0045): the
+      // calls after the threshold are compressed with it, as before.
+      if (i + 1 == static_cast<int>(ts.options.dictionary_training_calls)) {
+        ASSERT_TRUE(testutil::WaitForDictionaryTraining(*ts.store));
+      }
     }
     Call patch = MakeCall(CallId(7), kT0 + 7 * 1'000'000, tenant + "7");
     patch.title = "updated title";

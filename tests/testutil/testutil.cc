@@ -2,7 +2,9 @@
 
 #include <rocksdb/db.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -133,6 +135,16 @@ rocksdb::Status ListLiveColumnFamilies(const std::string& path, std::vector<std:
     if (s.ok() || ReadFile(path + "/CURRENT") == before) return s;  // (unchanged: not a race)
   }
   return s;
+}
+
+bool WaitForDictionaryTraining(Store& store) {
+  for (int i = 0; i < 6000; ++i) {
+    auto st = store.Stats();
+    if (!st.ok()) return false;
+    if (st->dictionary_training.queued == 0 && st->dictionary_training.running == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
 }
 
 }  // namespace callvault::testutil

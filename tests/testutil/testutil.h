@@ -95,6 +95,9 @@ rocksdb::Status ListLiveColumnFamilies(const std::string& path, std::vector<std:
 std::string ReadFile(const std::string& path);
 // "file: needle" for every needle found in any file under `dir`.
 std::vector<std::string> FindInTree(const std::string& dir, const std::vector<std::string>& needles);
+// Waits until no dictionary training is queued or running (decision 0045:
+// trainings run in the background), polling Stats(); false after 60 s.
+bool WaitForDictionaryTraining(Store& store);
 
 }  // namespace callvault::testutil
 

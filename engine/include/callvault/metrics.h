@@ -110,6 +110,11 @@ struct Metrics {
   // yet: a purge returns after its receipt, and the files go in the
   // background (each deletion is logged at info level when done).
   uint32_t purge_deletions_pending = 0;
+  // Background dictionary training (decision 0045): tenants queued or being
+  // trained now; dictionaries trained and trainings failed since open.
+  uint64_t dictionary_training_queue = 0;
+  uint64_t dictionary_trainings = 0;
+  uint64_t dictionary_training_failures = 0;
   // hits / (hits + misses); 0 without lookups.
   double block_cache_hit_rate() const;
 };

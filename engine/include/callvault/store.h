@@ -142,14 +142,19 @@ struct Options {
   size_t write_buffer_bytes = 8u << 20;
   // Background flush and compaction threads shared by every shard. Default: 2.
   int background_threads = 2;
-  // Once a tenant holds this many calls, the put that reaches it trains a
-  // zstd dictionary from that tenant's own records (sealed, stored in the
-  // tenant's column family, destroyed with it) and later records are
-  // compressed with it. Small records compress far better. 0 = train none
-  // (a tenant that has a dictionary keeps using it; its records stay
-  // readable with any value).
+  // Once a tenant holds this many calls, a zstd dictionary is trained from
+  // that tenant's own records (sealed, stored in the tenant's column family,
+  // destroyed with it) and later records are compressed with it. Small
+  // records compress far better. 0 = train none (a tenant that has a
+  // dictionary keeps using it; its records stay readable with any value).
   // Default: 256 calls.
   uint32_t dictionary_training_calls = 256;
+  // Threads that train dictionaries in the background (docs/decisions/
+  // 0045): the put that reaches the threshold only queues its tenant, and
+  // at most this many trainings (~110 ms of CPU each) run at once. 0 =
+  // train in the put that reaches the threshold, under the tenant's write
+  // lock (the behaviour before decision 0045). Default: 1.
+  int dictionary_training_threads = 1;
   // Loaded compression dictionaries of every tenant, least recently used
   // dropped first beyond this (a dropped one is read again from its row at
   // its next use; ~90 KiB each). Default: 64 MiB (~700 tenants' in use at
@@ -557,6 +562,15 @@ struct StoreStats {
     uint64_t dictionaries = 0;                               // loaded now
     uint64_t dictionary_hits = 0, dictionary_misses = 0, dictionary_evictions = 0;  // since open
   } memory;
+  // Background dictionary training (Options::dictionary_training_threads,
+  // docs/decisions/0045): tenants queued and trainings running now; since
+  // open, dictionaries trained and stored, trainings that failed (retried a
+  // threshold later) and jobs given up because the tenant went away (purged,
+  // moved, closed) or refused writes.
+  struct DictionaryTraining {
+    uint64_t queued = 0, running = 0;
+    uint64_t trained = 0, failed = 0, given_up = 0;
+  } dictionary_training;
 };
 
 class Store {
