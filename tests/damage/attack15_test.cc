@@ -158,8 +158,14 @@ TEST(A15Child, DISABLED_Run) {
   Options o = testutil::DefaultOptions(*kp);
   o.max_tenants_per_shard = 1;
   o.create_if_missing = false;
+  if (const char* a = std::getenv("CALLVAULT_ATTACK15_ARMOPEN")) {
+    const std::string arm = a;
+    const size_t c = arm.rfind(':');
+    testing::ArmKillPoint(arm.substr(0, c), std::atoi(arm.c_str() + c + 1));
+  }
   auto st = Store::Open(o, db);
   if (!st.ok()) ::_exit(4);
+  testing::DisarmKillPoints();
   for (const auto& op : SplitOps(ops)) {
     if (op == "put") {
       for (int i = 0; i < 5; ++i) {
@@ -417,6 +423,98 @@ TEST_F(A15, FullDiskAtCloseIsNoAlarmAndLosesNothing) {
   EXPECT_TRUE(Saw("shard_loss"));
 }
 
+// The crash loop at 3 a.m.: an open that finds a loss (an older WAL of a
+// cleanly closed session deleted after a crash) is SIGKILLed at each step
+// of its atomic writes (the ledger rewrite after the loss is recorded, and
+// whatever else it writes), again and again. Every next open must still
+// report the loss (never forgotten), and the untouched tenants read.
+TEST_F(A15, KillsInsideAnOpenThatFoundALossNeverForgetIt) {
+  auto wals = SessionsThenACrash();
+  ASSERT_EQ(wals.size(), 5u);
+  ASSERT_TRUE(fs::remove(wals[2]));
+  int killed = 0;
+  for (const char* point : {"atomic_write.after_fsync", "atomic_write.after_rename", "open.after_shards_opened"}) {
+    for (int hit = 1; hit <= 3; ++hit) {
+      const std::string res = testutil::RunSelfChild(
+          "A15Child.DISABLED_Run",
+          {{kEnvDb, s.db}, {kEnvKeys, s.keys}, {kEnvOps, "close"},
+           {"CALLVAULT_ATTACK15_ARMOPEN", std::string(point) + ":" + std::to_string(hit)}});
+      std::printf("[attack15] open with a loss killed at %s hit %d: %s\n", point, hit, res.c_str());
+      killed += res == "signal 9";
+      seen.clear();
+      auto r = OpenMode(/*read_only=*/true);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      SCOPED_TRACE(std::string(point) + " " + std::to_string(hit));
+      EXPECT_CODE((*r)->GetCall("acme", "s1", kPartAll), Code::kCorruption);
+      auto v = (*r)->Verify(std::nullopt);
+      ASSERT_OK(v);
+      EXPECT_FALSE(v->ok()) << point << " " << hit << ": the loss forgotten";
+      ExpectAll(r->get(), "bravo", "b");
+    }
+  }
+  // The first open kills at its one atomic write (hit 1) and after its
+  // shards opened; the open that completes records the loss, and later
+  // opens write nothing (hits 2 and 3 are not reached).
+  EXPECT_GE(killed, 2) << "the scenario: the open passes these points";
+  seen.clear();
+  ASSERT_OK(s.Open());
+  EXPECT_CODE(s->GetCall("acme", "s1", kPartAll), Code::kCorruption);
+  EXPECT_CODE(s->PutCall("acme", MakeCall("x", kAt + 999)), Code::kCorruption);
+  auto info = s->DescribeTenant("acme");
+  ASSERT_OK(info);
+  EXPECT_TRUE(info->damaged);
+  ExpectAll(s.store.get(), "bravo", "b");
+}
+
+// FINDING (not fixed: the metadata instance is not in WAL_LEDGER, decision
+// 0040's "Shards only" limit; branch marks2 adds it this session). A
+// tenant created and written in a cleanly closed session, then a SIGKILLed
+// session (no CLOSE_MARK), then the metadata WAL of the clean session
+// deleted (its records not flushed yet). Observed: every open succeeds;
+// `GetCall("dave", ...)` answers kNotFound "unknown tenant" (not
+// kCorruption); no metadata_loss event; the only event is `orphan_key`
+// ("no live registry record owns this data key; destroy it with `callvault
+// keys reconcile --yes` ... unless the registry is restored"), which steers
+// the operator towards destroying the key of an acknowledged tenant's
+// data; `CreateTenant("dave")` then succeeds, a new, empty dave. Verify is
+// not ok (the orphan key), so not wholly silent. Expected (issue 11 item
+// 1): the open (or dave's reads) kCorruption naming the metadata loss, a
+// metadata_loss audit event, Verify not ok.
+TEST_F(A15, DISABLED_MetadataWalDeletedAfterACrashIsLoud) {
+  s.Close();
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({"dave", "", 0}));
+  ASSERT_OK(s->PutCall("dave", MakeCall("d0", kAt)));
+  s.Close();
+  ASSERT_EQ(Child("put"), "signal 9");
+  std::vector<std::string> mw;
+  for (const auto& f : FilesWith(s.db + "/meta", ".log")) {
+    if (fs::file_size(f) > 0) mw.push_back(f);
+  }
+  // The first session's (the tenants' creation), dave's session's; the
+  // crashed child wrote no metadata.
+  ASSERT_EQ(mw.size(), 2u);
+  ASSERT_TRUE(fs::remove(mw.back()));
+  for (bool ro : {true, false}) {
+    seen.clear();
+    auto r = OpenMode(ro);
+    PrintEvents(std::string("metadata WAL deleted ") + (ro ? "ro" : "rw"));
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+      EXPECT_NE(r.status().message().find("metadata"), std::string::npos) << r.status().ToString();
+      continue;
+    }
+    auto g = (*r)->GetCall("dave", "d0", kPartAll);
+    std::printf("[attack15] metadata WAL deleted, %s: dave d0: %s\n", ro ? "ro" : "rw",
+                g.ok() ? "OK" : g.status().ToString().c_str());
+    EXPECT_TRUE(g.ok() || g.status().code() == Code::kCorruption) << "an acknowledged tenant lost: " << g.status().ToString();
+    EXPECT_TRUE(g.ok() || Saw("metadata_loss")) << "no metadata_loss event";
+    auto v = (*r)->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_TRUE(g.ok() || !v->ok());
+  }
+}
+
 // --- WAL files renamed, duplicated, swapped between shards after a crash ---
 
 enum class Move { kRenamedHigher, kRenamedLower, kSwappedFromBravo, kDuplicatedHigher };
@@ -595,6 +693,17 @@ void ReadOnlyOfDamaged(A15* t, Damage d, const std::string& what) {
       EXPECT_FALSE(l.ok()) << what << ": acme listed as if whole";
     }
   }
+  // The operator's read-only commands (docs/cli.md: they write nothing but
+  // a damage report of a tenant's files, which WAL damage is not).
+  const std::string cli = std::string(CALLVAULT_BIN) + " --db " + s.db + " --keys " + s.keys + " ";
+  std::string out;
+  const int verify = testutil::RunShell(cli + "verify 2>&1", &out);
+  std::printf("[attack15] callvault verify of %s: exit %d\n", what.c_str(), verify);
+  EXPECT_EQ(verify, 76) << what << ": " << out;
+  out.clear();
+  const int list = testutil::RunShell(cli + "call list acme 2>&1", &out);
+  std::printf("[attack15] callvault call list acme of %s: exit %d: %s\n", what.c_str(), list, out.c_str());
+  EXPECT_EQ(list, 76) << what << ": " << out;
   ExpectSameTree(before, Tree(s.db), what);
 }
 
@@ -610,6 +719,7 @@ TEST_F(A15, ReadOnlyOpenOfAStoreWithAFlippedWalIsLoudAndChangesNothing) {
 TEST_F(A15, ReadOnlyOpenOfAStoreWithACutLedgerIsLoudAndChangesNothing) {
   ReadOnlyOfDamaged(this, Damage::kLedgerCut, "WAL_LEDGER cut");
 }
+
 
 }  // namespace
 }  // namespace callvault
