@@ -108,7 +108,8 @@ struct A15 : ::testing::Test {
     }
   }
   std::string Child(const std::string& ops) {
-    return testutil::RunSelfChild("A15Child.DISABLED_Run", {{kEnvDb, s.db}, {kEnvKeys, s.keys}, {kEnvOps, ops}});
+    return testutil::RunSelfChild("A15Child.DISABLED_Run",
+                                  {{kEnvDb, s.db}, {kEnvKeys, s.keys}, {kEnvOps, ops}});
   }
   // Sessions that each put one acme call (s<i>) and close cleanly, then a
   // child that puts n0-n4 and is SIGKILLed: the WALs of shard 0 are
@@ -169,7 +170,8 @@ TEST(A15Child, DISABLED_Run) {
   for (const auto& op : SplitOps(ops)) {
     if (op == "put") {
       for (int i = 0; i < 5; ++i) {
-        if (!(*st)->PutCall("acme", MakeCall("n" + std::to_string(i), kAt + 100 + i)).ok()) ::_exit(5);
+        if (!(*st)->PutCall("acme", MakeCall("n" + std::to_string(i), kAt + 100 + i)).ok())
+          ::_exit(5);
       }
     } else if (op == "flush") {
       if (!(*st)->Flush().ok()) ::_exit(6);
@@ -228,7 +230,8 @@ void PurgeKilled(A15* t, bool flush) {
     std::ifstream in(list);
     for (std::string l; std::getline(in, l);) {
       if (l.find("/shards/0002/") != std::string::npos &&
-          (l.size() > 4 && (l.compare(l.size() - 4, 4, ".sst") == 0 || l.compare(l.size() - 4, 4, ".log") == 0))) {
+          (l.size() > 4 &&
+           (l.compare(l.size() - 4, 4, ".sst") == 0 || l.compare(l.size() - 4, 4, ".log") == 0))) {
         at_kill.push_back(l);
       }
     }
@@ -278,15 +281,16 @@ TEST_F(A15, PurgeRacingCloseIsNoAlarm) {
   for (int i = 0; i < 8; ++i) {
     const std::string t = "race" + std::to_string(i);
     ASSERT_OK(s->CreateTenant({t, "", 0}));
-    for (int j = 0; j < 40; ++j) ASSERT_OK(s->PutCall(t, MakeCall("y" + std::to_string(j), kAt + 40 + j)));
+    for (int j = 0; j < 40; ++j)
+      ASSERT_OK(s->PutCall(t, MakeCall("y" + std::to_string(j), kAt + 40 + j)));
     ASSERT_OK(s->Flush());
     Status purge;
     std::thread th([&] { purge = s->PurgeTenant(t).status(); });
     std::this_thread::sleep_for(std::chrono::microseconds(250 * i));
     Status closed = s->Close();
     th.join();
-    std::printf("[attack15] purge racing Close (%d us): purge %s, close %s\n", 250 * i, purge.ToString().c_str(),
-                closed.ToString().c_str());
+    std::printf("[attack15] purge racing Close (%d us): purge %s, close %s\n", 250 * i,
+                purge.ToString().c_str(), closed.ToString().c_str());
     EXPECT_OK(closed);
     purged += purge.ok();
     s.Close();
@@ -376,7 +380,8 @@ TEST_F(A15, AcceptedLossStaysQuietAndALaterLossIsLoud) {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     PrintEvents(std::string("accepted, crashed ") + (ro ? "ro" : "rw"));
     EXPECT_FALSE(Alarm()) << (ro ? "ro" : "rw") << ": the accepted loss reported again";
-    for (const char* id : {"a0", "s0", "s2", "after"}) EXPECT_OK((*r)->GetCall("acme", id, kPartAll));
+    for (const char* id : {"a0", "s0", "s2", "after"})
+      EXPECT_OK((*r)->GetCall("acme", id, kPartAll));
     auto v = (*r)->Verify(std::nullopt);
     ASSERT_OK(v);
     EXPECT_TRUE(v->ok());
@@ -413,24 +418,26 @@ TEST_F(A15, KillInsideTheCloseMarkOrLedgerWriteIsNoAlarm) {
   int killed = 0;
   for (const char* point : {"atomic_write.after_fsync", "atomic_write.after_rename"}) {
     for (int hit = 1; hit <= 3; ++hit) {
-      const std::string res = Child(std::string("put,arm:") + point + ":" + std::to_string(hit) + ",close");
-      std::printf("[attack15] kill at %s hit %d in close: %s (CLOSE_MARK %s, tmp files: %s%s)\n", point, hit,
-                  res.c_str(), fs::exists(s.db + "/CLOSE_MARK") ? "present" : "absent",
+      const std::string res =
+          Child(std::string("put,arm:") + point + ":" + std::to_string(hit) + ",close");
+      std::printf("[attack15] kill at %s hit %d in close: %s (CLOSE_MARK %s, tmp files: %s%s)\n",
+                  point, hit, res.c_str(), fs::exists(s.db + "/CLOSE_MARK") ? "present" : "absent",
                   fs::exists(s.db + "/CLOSE_MARK.tmp") ? "CLOSE_MARK.tmp " : "",
                   fs::exists(s.db + "/WAL_LEDGER.tmp") ? "WAL_LEDGER.tmp" : "");
       killed += res == "signal 9";
       for (bool ro : {true, false}) {
         seen.clear();
         auto r = OpenMode(ro);
-        ASSERT_TRUE(r.ok()) << point << " " << hit << (ro ? " ro: " : " rw: ") << r.status().ToString();
+        ASSERT_TRUE(r.ok()) << point << " " << hit << (ro ? " ro: " : " rw: ")
+                            << r.status().ToString();
         PrintEvents(std::string(point) + " " + std::to_string(hit));
         EXPECT_FALSE(Alarm()) << point << " " << hit << (ro ? " ro" : " rw");
         ExpectAll(r->get(), "acme", "a");
         ExpectAll(r->get(), "acme", "n", 5);
         ExpectAll(r->get(), "bravo", "b");
         if (!ro) {
-      ASSERT_OK((*r)->Close());
-    }
+          ASSERT_OK((*r)->Close());
+        }
       }
     }
   }
@@ -484,11 +491,14 @@ TEST_F(A15, KillsInsideAnOpenThatFoundALossNeverForgetIt) {
   ASSERT_EQ(wals.size(), 5u);
   ASSERT_TRUE(fs::remove(wals[2]));
   int killed = 0;
-  for (const char* point : {"atomic_write.after_fsync", "atomic_write.after_rename", "open.after_shards_opened"}) {
+  for (const char* point :
+       {"atomic_write.after_fsync", "atomic_write.after_rename", "open.after_shards_opened"}) {
     for (int hit = 1; hit <= 3; ++hit) {
       const std::string res = testutil::RunSelfChild(
           "A15Child.DISABLED_Run",
-          {{kEnvDb, s.db}, {kEnvKeys, s.keys}, {kEnvOps, "close"},
+          {{kEnvDb, s.db},
+           {kEnvKeys, s.keys},
+           {kEnvOps, "close"},
            {"CALLVAULT_ATTACK15_ARMOPEN", std::string(point) + ":" + std::to_string(hit)}});
       std::printf("[attack15] open with a loss killed at %s hit %d: %s\n", point, hit, res.c_str());
       killed += res == "signal 9";
@@ -558,7 +568,8 @@ TEST_F(A15, DISABLED_MetadataWalDeletedAfterACrashIsLoud) {
     auto g = (*r)->GetCall("dave", "d0", kPartAll);
     std::printf("[attack15] metadata WAL deleted, %s: dave d0: %s\n", ro ? "ro" : "rw",
                 g.ok() ? "OK" : g.status().ToString().c_str());
-    EXPECT_TRUE(g.ok() || g.status().code() == Code::kCorruption) << "an acknowledged tenant lost: " << g.status().ToString();
+    EXPECT_TRUE(g.ok() || g.status().code() == Code::kCorruption)
+        << "an acknowledged tenant lost: " << g.status().ToString();
     EXPECT_TRUE(g.ok() || Saw("metadata_loss")) << "no metadata_loss event";
     auto v = (*r)->Verify(std::nullopt);
     ASSERT_OK(v);
@@ -595,10 +606,14 @@ enum class Move { kRenamedHigher, kRenamedLower, kSwappedFromBravo, kDuplicatedH
 
 const char* MoveName(Move m) {
   switch (m) {
-    case Move::kRenamedHigher: return "renamed to a higher number";
-    case Move::kRenamedLower: return "renamed to a lower number";
-    case Move::kSwappedFromBravo: return "replaced by shard 1's WAL of the same session";
-    case Move::kDuplicatedHigher: return "duplicated under a higher number";
+    case Move::kRenamedHigher:
+      return "renamed to a higher number";
+    case Move::kRenamedLower:
+      return "renamed to a lower number";
+    case Move::kSwappedFromBravo:
+      return "replaced by shard 1's WAL of the same session";
+    case Move::kDuplicatedHigher:
+      return "duplicated under a higher number";
   }
   return "?";
 }
@@ -621,9 +636,15 @@ void MovedWal(A15* t, Move how) {
   const fs::path dir = fs::path(victim).parent_path();
   const uint64_t num = std::stoull(fs::path(victim).stem().string());
   switch (how) {
-    case Move::kRenamedHigher: fs::rename(victim, dir / WalName(num + 1000)); break;
-    case Move::kRenamedLower: fs::rename(victim, dir / WalName(1)); break;
-    case Move::kDuplicatedHigher: fs::copy_file(victim, dir / WalName(num + 1000)); break;
+    case Move::kRenamedHigher:
+      fs::rename(victim, dir / WalName(num + 1000));
+      break;
+    case Move::kRenamedLower:
+      fs::rename(victim, dir / WalName(1));
+      break;
+    case Move::kDuplicatedHigher:
+      fs::copy_file(victim, dir / WalName(num + 1000));
+      break;
     case Move::kSwappedFromBravo: {
       std::vector<std::string> bw;
       for (const auto& f : FilesWith(s.db + "/shards/0001", ".log")) {
@@ -669,7 +690,8 @@ void MovedWal(A15* t, Move how) {
     // Calls of the other sessions and of the other shard are untouched.
     for (const char* id : {"s0", "s2", "n0", "n4"}) {
       auto o = (*r)->GetCall("acme", id, kPartAll);
-      EXPECT_TRUE(o.ok() || o.status().code() == Code::kCorruption) << id << ": " << o.status().ToString();
+      EXPECT_TRUE(o.ok() || o.status().code() == Code::kCorruption)
+          << id << ": " << o.status().ToString();
     }
     t->ExpectAll(r->get(), "bravo", "b");
     t->ExpectAll(r->get(), "bravo", "s");
@@ -726,7 +748,9 @@ TEST_F(A15, WalRenamedLowerAfterACrashIsNotSilent) { MovedWal(this, Move::kRenam
 TEST_F(A15, DISABLED_WalSwappedFromAnotherShardAfterACrashIsNotSilent) {
   MovedWal(this, Move::kSwappedFromBravo);
 }
-TEST_F(A15, WalDuplicatedUnderAHigherNumberIsLoudButNoLoss) { MovedWal(this, Move::kDuplicatedHigher); }
+TEST_F(A15, WalDuplicatedUnderAHigherNumberIsLoudButNoLoss) {
+  MovedWal(this, Move::kDuplicatedHigher);
+}
 
 // --- Read-only opens of damaged stores: loud, and nothing on disk changes ---
 
@@ -745,8 +769,8 @@ std::map<std::string, std::string> Tree(const std::string& root) {
   return m;
 }
 
-void ExpectSameTree(const std::map<std::string, std::string>& a, const std::map<std::string, std::string>& b,
-                    const std::string& what) {
+void ExpectSameTree(const std::map<std::string, std::string>& a,
+                    const std::map<std::string, std::string>& b, const std::string& what) {
   for (const auto& [p, c] : a) {
     auto it = b.find(p);
     if (it == b.end()) {
@@ -760,7 +784,12 @@ void ExpectSameTree(const std::map<std::string, std::string>& a, const std::map<
   }
 }
 
-enum class Damage { kWalDeletedAfterCrash, kNewestWalCutAfterClose, kWalFlippedAfterClose, kLedgerCut };
+enum class Damage {
+  kWalDeletedAfterCrash,
+  kNewestWalCutAfterClose,
+  kWalFlippedAfterClose,
+  kLedgerCut
+};
 
 void ReadOnlyOfDamaged(A15* t, Damage d, const std::string& what) {
   TestStore& s = t->s;
@@ -769,20 +798,23 @@ void ReadOnlyOfDamaged(A15* t, Damage d, const std::string& what) {
     ASSERT_EQ(wals.size(), 5u);
     ASSERT_TRUE(fs::remove(wals[2]));
   } else {
-    for (int i = 0; i < 20; ++i) ASSERT_OK(s->PutCall("acme", MakeCall("m" + std::to_string(i), kAt + 50 + i)));
+    for (int i = 0; i < 20; ++i)
+      ASSERT_OK(s->PutCall("acme", MakeCall("m" + std::to_string(i), kAt + 50 + i)));
     s.Close();
     auto wals = FilesWith(s.db + "/shards/0000", ".log");
     ASSERT_FALSE(wals.empty());
     const std::string w = wals.back();
     if (d == Damage::kNewestWalCutAfterClose) fs::resize_file(w, fs::file_size(w) - 1);
     if (d == Damage::kWalFlippedAfterClose) damage::XorByte(w, fs::file_size(w) / 3);
-    if (d == Damage::kLedgerCut) fs::resize_file(s.db + "/WAL_LEDGER", fs::file_size(s.db + "/WAL_LEDGER") - 3);
+    if (d == Damage::kLedgerCut)
+      fs::resize_file(s.db + "/WAL_LEDGER", fs::file_size(s.db + "/WAL_LEDGER") - 3);
   }
   const auto before = Tree(s.db);
   for (int i = 0; i < 2; ++i) {
     t->seen.clear();
     auto r = t->OpenMode(/*read_only=*/true);
-    std::printf("[attack15] read-only open of %s: %s\n", what.c_str(), r.ok() ? "OK" : r.status().ToString().c_str());
+    std::printf("[attack15] read-only open of %s: %s\n", what.c_str(),
+                r.ok() ? "OK" : r.status().ToString().c_str());
     t->PrintEvents("ro " + what);
     if (!r.ok()) {
       EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
@@ -804,7 +836,8 @@ void ReadOnlyOfDamaged(A15* t, Damage d, const std::string& what) {
   EXPECT_EQ(verify, 76) << what << ": " << out;
   out.clear();
   const int list = testutil::RunShell(cli + "call list acme 2>&1", &out);
-  std::printf("[attack15] callvault call list acme of %s: exit %d: %s\n", what.c_str(), list, out.c_str());
+  std::printf("[attack15] callvault call list acme of %s: exit %d: %s\n", what.c_str(), list,
+              out.c_str());
   EXPECT_EQ(list, 76) << what << ": " << out;
   ExpectSameTree(before, Tree(s.db), what);
 }
@@ -821,7 +854,6 @@ TEST_F(A15, ReadOnlyOpenOfAStoreWithAFlippedWalIsLoudAndChangesNothing) {
 TEST_F(A15, ReadOnlyOpenOfAStoreWithACutLedgerIsLoudAndChangesNothing) {
   ReadOnlyOfDamaged(this, Damage::kLedgerCut, "WAL_LEDGER cut");
 }
-
 
 }  // namespace
 }  // namespace callvault
