@@ -20,7 +20,6 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +29,7 @@
 #include "callvault/store.h"
 #include "engine/close_mark.h"
 #include "engine/kill_point.h"
+#include "tests/damage/audit_recorder.h"
 #include "tests/damage/damage_util.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
@@ -53,39 +53,19 @@ constexpr char kEnvOps[] = "CALLVAULT_ATTACK15_OPS";
 
 // acme alone in shard 0, bravo alone in shard 1, carol alone in shard 2;
 // every audit event kept.
-struct A15 : ::testing::Test {
+struct A15 : ::testing::Test, damage::AuditRecorder {
   TestStore s;
-  std::mutex mu;
-  std::vector<AuditEvent> seen;
   void SetUp() override {
     s.options.max_tenants_per_shard = 1;
-    s.options.audit_callback = [this](const AuditEvent& e) {
-      std::lock_guard<std::mutex> l(mu);
-      seen.push_back(e);
-    };
+    RecordInto(&s.options);
     ASSERT_OK(s.Open());
-    ASSERT_OK(s->CreateTenant({"acme", "", 0}));
-    ASSERT_OK(s->CreateTenant({"bravo", "", 0}));
-    ASSERT_OK(s->CreateTenant({"carol", "", 0}));
+    for (const char* t : {"acme", "bravo", "carol"}) ASSERT_OK(s->CreateTenant({t, "", 0}));
     for (int i = 0; i < 3; ++i) {
       ASSERT_OK(s->PutCall("acme", MakeCall("a" + std::to_string(i), kAt + i)));
       ASSERT_OK(s->PutCall("bravo", MakeCall("b" + std::to_string(i), kAt + i)));
       ASSERT_OK(s->PutCall("carol", MakeCall("c" + std::to_string(i), kAt + i)));
     }
     s.options.create_if_missing = false;
-  }
-  std::vector<std::string> Kinds() {
-    std::lock_guard<std::mutex> l(mu);
-    std::vector<std::string> v;
-    for (const auto& e : seen) v.push_back(e.kind + ": " + e.detail);
-    return v;
-  }
-  bool Saw(const std::string& kind) {
-    std::lock_guard<std::mutex> l(mu);
-    for (const auto& e : seen) {
-      if (e.kind == kind) return true;
-    }
-    return false;
   }
   // Any alarm of issue 11 (a loss or damage reported).
   bool Alarm() {
@@ -110,6 +90,44 @@ struct A15 : ::testing::Test {
   std::string Child(const std::string& ops) {
     return testutil::RunSelfChild("A15Child.DISABLED_Run",
                                   {{kEnvDb, s.db}, {kEnvKeys, s.keys}, {kEnvOps, ops}});
+  }
+  // Opens `db` (the store's when empty) once per entry of `modes` (true:
+  // read-only), each time expecting no alarm of issue 11, acme's a0-a2 and
+  // bravo's b0-b2 readable, `check` to pass and Verify ok; a writable store
+  // is closed with Close() (its error returned).
+  void QuietOpens(const std::string& what, std::initializer_list<bool> modes,
+                  const std::function<void(Store*, bool)>& check, const std::string& db = "") {
+    for (bool ro : modes) {
+      SCOPED_TRACE(what + (ro ? " (read-only)" : " (writable)"));
+      seen.clear();
+      Options o = s.options;
+      o.read_only = ro;
+      o.create_if_missing = false;
+      auto r = Store::Open(o, db.empty() ? s.db : db);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      PrintEvents(what + (ro ? " ro" : " rw"));
+      EXPECT_FALSE(Alarm()) << "a false alarm";
+      ExpectAll(r->get(), "acme", "a");
+      ExpectAll(r->get(), "bravo", "b");
+      check(r->get(), ro);
+      auto v = (*r)->Verify(std::nullopt);
+      ASSERT_OK(v);
+      EXPECT_TRUE(v->ok());
+      if (!ro) {
+        ASSERT_OK((*r)->Close());
+      }
+    }
+  }
+  // A real loss after whatever the test did: an older WAL of a cleanly
+  // closed session deleted after a crash; the next open reports it.
+  void LaterLossIsLoud() {
+    auto wals = SessionsThenACrash();
+    ASSERT_GE(wals.size(), 3u);
+    ASSERT_TRUE(fs::remove(wals[wals.size() - 3]));
+    seen.clear();
+    ASSERT_OK(s.Open());
+    EXPECT_TRUE(Saw("shard_loss")) << "a later loss muted";
+    EXPECT_CODE(s->GetCall("acme", "s1", kPartAll), Code::kCorruption);
   }
   // Sessions that each put one acme call (s<i>) and close cleanly, then a
   // child that puts n0-n4 and is SIGKILLed: the WALs of shard 0 are
@@ -239,32 +257,23 @@ void PurgeKilled(A15* t, bool flush) {
   std::printf("[attack15] purge killed (%s): %zu table/WAL files of shard 2 left at the kill\n",
               flush ? "flushed" : "not flushed", at_kill.size());
   for (int round = 0; round < 3; ++round) {
-    for (bool ro : {true, false}) {
-      t->seen.clear();
-      auto r = t->OpenMode(ro);
-      ASSERT_TRUE(r.ok()) << round << (ro ? " ro: " : " rw: ") << r.status().ToString();
-      t->PrintEvents("purge killed round " + std::to_string(round) + (ro ? " ro" : " rw"));
-      EXPECT_FALSE(t->Alarm()) << "round " << round << (ro ? " ro" : " rw") << ": a false alarm";
-      auto info = (*r)->DescribeTenant("carol");
-      if (info.ok()) {
-        EXPECT_EQ(info->state, TenantState::kPurged);
-        EXPECT_FALSE(info->damaged) << info->damage;
-      }
-      EXPECT_FALSE((*r)->GetCall("carol", "c0", kPartAll).ok()) << "a purged tenant read back";
-      t->ExpectAll(r->get(), "acme", "a");
-      t->ExpectAll(r->get(), "acme", "n", 5);
-      t->ExpectAll(r->get(), "bravo", "b");
-      auto v = (*r)->Verify(std::nullopt);
-      ASSERT_OK(v);
-      EXPECT_TRUE(v->ok()) << "round " << round;
-      if (ro) continue;
-      ASSERT_OK((*r)->PutCall("acme", MakeCall("r" + std::to_string(round), kAt + 300 + round)));
-      ASSERT_OK((*r)->Close());
-      r->reset();
-      for (const auto& f : at_kill) {
-        if (f.compare(f.size() - 4, 4, ".sst") == 0) {
-          EXPECT_FALSE(fs::exists(f)) << "a purged family's table file left: " << f;
-        }
+    t->QuietOpens(
+        "purge killed, round " + std::to_string(round), {true, false}, [&](Store* st, bool ro) {
+          auto info = st->DescribeTenant("carol");
+          if (info.ok()) {
+            EXPECT_EQ(info->state, TenantState::kPurged);
+            EXPECT_FALSE(info->damaged) << info->damage;
+          }
+          EXPECT_FALSE(st->GetCall("carol", "c0", kPartAll).ok()) << "a purged tenant read back";
+          t->ExpectAll(st, "acme", "n", 5);
+          if (!ro) {
+            EXPECT_OK(
+                st->PutCall("acme", MakeCall("r" + std::to_string(round), kAt + 300 + round)));
+          }
+        });
+    for (const auto& f : at_kill) {
+      if (f.compare(f.size() - 4, 4, ".sst") == 0) {
+        EXPECT_FALSE(fs::exists(f)) << "a purged family's table file left: " << f;
       }
     }
   }
@@ -294,26 +303,13 @@ TEST_F(A15, PurgeRacingCloseIsNoAlarm) {
     EXPECT_OK(closed);
     purged += purge.ok();
     s.Close();
-    for (bool ro : {true, false}) {
-      seen.clear();
-      auto r = OpenMode(ro);
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
-      PrintEvents("purge racing close " + t + (ro ? " ro" : " rw"));
-      EXPECT_FALSE(Alarm()) << t;
-      ExpectAll(r->get(), "acme", "a");
-      ExpectAll(r->get(), "bravo", "b");
+    QuietOpens("purge racing close " + t, {true, false}, [&](Store* st, bool) {
       if (purge.ok()) {
-        EXPECT_FALSE((*r)->GetCall(t, "y0", kPartAll).ok()) << "an acknowledged purge undone";
+        EXPECT_FALSE(st->GetCall(t, "y0", kPartAll).ok()) << "an acknowledged purge undone";
       } else {
-        EXPECT_OK((*r)->GetCall(t, "y0", kPartAll));
+        EXPECT_OK(st->GetCall(t, "y0", kPartAll));
       }
-      auto v = (*r)->Verify(std::nullopt);
-      ASSERT_OK(v);
-      EXPECT_TRUE(v->ok());
-      if (!ro) {
-        ASSERT_OK((*r)->Close());
-      }
-    }
+    });
     ASSERT_OK(s.Open());
   }
   std::printf("[attack15] purges that won the race against Close: %d of 8\n", purged);
@@ -340,24 +336,12 @@ TEST_F(A15, BackupWhileADeletionIsPendingRestoresWithoutAlarm) {
   s.Close();
   const std::string restored = s.tmp.Sub("restored");
   ASSERT_OK(Store::Restore(s.options, bak.Sub("b"), restored));
-  Options o = s.options;
-  for (bool ro : {true, false, false}) {
-    seen.clear();
-    o.read_only = ro;
-    auto r = Store::Open(o, restored);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    PrintEvents(std::string("restored ") + (ro ? "ro" : "rw"));
-    EXPECT_FALSE(Alarm());
-    EXPECT_FALSE((*r)->GetCall("carol", "c0", kPartAll).ok()) << "a purged tenant restored";
-    ExpectAll(r->get(), "acme", "a");
-    ExpectAll(r->get(), "bravo", "b");
-    auto v = (*r)->Verify(std::nullopt);
-    ASSERT_OK(v);
-    EXPECT_TRUE(v->ok());
-    if (!ro) {
-      ASSERT_OK((*r)->Close());
-    }
-  }
+  QuietOpens(
+      "restored", {true, false, false},
+      [](Store* st, bool) {
+        EXPECT_FALSE(st->GetCall("carol", "c0", kPartAll).ok()) << "a purged tenant restored";
+      },
+      restored);
 }
 
 // The operator accepts a loss the ledger found (`tenant accept-damage`),
@@ -374,36 +358,10 @@ TEST_F(A15, AcceptedLossStaysQuietAndALaterLossIsLoud) {
   ASSERT_OK(s->PutCall("acme", MakeCall("after", kAt + 999)));
   s.Close();
   ASSERT_EQ(Child("put"), "signal 9");
-  for (bool ro : {true, false}) {
-    seen.clear();
-    auto r = OpenMode(ro);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    PrintEvents(std::string("accepted, crashed ") + (ro ? "ro" : "rw"));
-    EXPECT_FALSE(Alarm()) << (ro ? "ro" : "rw") << ": the accepted loss reported again";
-    for (const char* id : {"a0", "s0", "s2", "after"})
-      EXPECT_OK((*r)->GetCall("acme", id, kPartAll));
-    auto v = (*r)->Verify(std::nullopt);
-    ASSERT_OK(v);
-    EXPECT_TRUE(v->ok());
-    if (!ro) {
-      ASSERT_OK((*r)->Close());
-    }
-  }
-  // A later cleanly closed session, then a crash, then its WAL deleted.
-  ASSERT_OK(s.Open());
-  ASSERT_OK(s->PutCall("acme", MakeCall("later", kAt + 1000)));
-  s.Close();
-  ASSERT_EQ(Child("put"), "signal 9");
-  std::vector<std::string> now;
-  for (const auto& f : FilesWith(s.db + "/shards/0000", ".log")) {
-    if (fs::file_size(f) > 0) now.push_back(f);
-  }
-  ASSERT_GE(now.size(), 2u);
-  ASSERT_TRUE(fs::remove(now[now.size() - 2]));  // the later session's
-  seen.clear();
-  ASSERT_OK(s.Open());
-  EXPECT_TRUE(Saw("shard_loss")) << "a later loss muted by an accepted one";
-  EXPECT_CODE(s->GetCall("acme", "later", kPartAll), Code::kCorruption);
+  QuietOpens("accepted, then a crash", {true, false}, [](Store* st, bool) {
+    for (const char* id : {"s0", "s2", "after"}) EXPECT_OK(st->GetCall("acme", id, kPartAll));
+  });
+  LaterLossIsLoud();
 }
 
 // --- A SIGKILL inside the close's CLOSE_MARK / WAL_LEDGER writes ---
@@ -425,30 +383,12 @@ TEST_F(A15, KillInsideTheCloseMarkOrLedgerWriteIsNoAlarm) {
                   fs::exists(s.db + "/CLOSE_MARK.tmp") ? "CLOSE_MARK.tmp " : "",
                   fs::exists(s.db + "/WAL_LEDGER.tmp") ? "WAL_LEDGER.tmp" : "");
       killed += res == "signal 9";
-      for (bool ro : {true, false}) {
-        seen.clear();
-        auto r = OpenMode(ro);
-        ASSERT_TRUE(r.ok()) << point << " " << hit << (ro ? " ro: " : " rw: ")
-                            << r.status().ToString();
-        PrintEvents(std::string(point) + " " + std::to_string(hit));
-        EXPECT_FALSE(Alarm()) << point << " " << hit << (ro ? " ro" : " rw");
-        ExpectAll(r->get(), "acme", "a");
-        ExpectAll(r->get(), "acme", "n", 5);
-        ExpectAll(r->get(), "bravo", "b");
-        if (!ro) {
-          ASSERT_OK((*r)->Close());
-        }
-      }
+      QuietOpens(std::string(point) + " " + std::to_string(hit), {true, false},
+                 [this](Store* st, bool) { ExpectAll(st, "acme", "n", 5); });
     }
   }
   EXPECT_GE(killed, 4) << "the scenario: the close passes these points";
-  // A real loss afterwards is still loud.
-  auto wals = SessionsThenACrash();
-  ASSERT_GE(wals.size(), 3u);
-  ASSERT_TRUE(fs::remove(wals[wals.size() - 3]));
-  seen.clear();
-  ASSERT_OK(s.Open());
-  EXPECT_TRUE(Saw("shard_loss"));
+  LaterLossIsLoud();
 }
 
 // A full disk at close (the operator's 3 a.m. case): Close fails and says
@@ -457,28 +397,9 @@ TEST_F(A15, KillInsideTheCloseMarkOrLedgerWriteIsNoAlarm) {
 TEST_F(A15, FullDiskAtCloseIsNoAlarmAndLosesNothing) {
   s.Close();
   EXPECT_EQ(Child("put,fsize,closecheck"), "exit 13") << "Close on a full disk must fail";
-  for (bool ro : {true, false, false}) {
-    seen.clear();
-    auto r = OpenMode(ro);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    PrintEvents(std::string("after a full disk at close ") + (ro ? "ro" : "rw"));
-    EXPECT_FALSE(Alarm());
-    ExpectAll(r->get(), "acme", "a");
-    ExpectAll(r->get(), "acme", "n", 5);
-    ExpectAll(r->get(), "bravo", "b");
-    auto v = (*r)->Verify(std::nullopt);
-    ASSERT_OK(v);
-    EXPECT_TRUE(v->ok());
-    if (!ro) {
-      ASSERT_OK((*r)->Close());
-    }
-  }
-  auto wals = SessionsThenACrash();
-  ASSERT_GE(wals.size(), 3u);
-  ASSERT_TRUE(fs::remove(wals[wals.size() - 3]));
-  seen.clear();
-  ASSERT_OK(s.Open());
-  EXPECT_TRUE(Saw("shard_loss"));
+  QuietOpens("after a full disk at close", {true, false, false},
+             [this](Store* st, bool) { ExpectAll(st, "acme", "n", 5); });
+  LaterLossIsLoud();
 }
 
 // The crash loop at 3 a.m.: an open that finds a loss (an older WAL of a
