@@ -15,7 +15,6 @@
 #include <filesystem>
 #include <map>
 #include <fstream>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,6 +22,7 @@
 #include "callvault/metrics.h"
 #include "callvault/store.h"
 #include "engine/close_mark.h"
+#include "tests/damage/audit_recorder.h"
 #include "tests/damage/damage_util.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/raw_shard.h"
@@ -41,16 +41,11 @@ constexpr char kEnvDb[] = "CALLVAULT_ATTACK13_DB";
 constexpr char kEnvKeys[] = "CALLVAULT_ATTACK13_KEYS";
 
 // acme alone in shard 0, bravo alone in shard 1; every audit event kept.
-struct A13 : ::testing::Test {
+struct A13 : ::testing::Test, damage::AuditRecorder {
   TestStore s;
-  std::mutex mu;
-  std::vector<AuditEvent> seen;
   void SetUp() override {
     s.options.max_tenants_per_shard = 1;
-    s.options.audit_callback = [this](const AuditEvent& e) {
-      std::lock_guard<std::mutex> l(mu);
-      seen.push_back(e);
-    };
+    RecordInto(&s.options);
     ASSERT_OK(s.Open());
     ASSERT_OK(s->CreateTenant({"acme", "", 0}));
     ASSERT_OK(s->CreateTenant({"bravo", "", 0}));
@@ -58,19 +53,6 @@ struct A13 : ::testing::Test {
       ASSERT_OK(s->PutCall("acme", MakeCall("a" + std::to_string(i), kAt + i)));
       ASSERT_OK(s->PutCall("bravo", MakeCall("b" + std::to_string(i), kAt + i)));
     }
-  }
-  std::vector<std::string> Kinds() {
-    std::lock_guard<std::mutex> l(mu);
-    std::vector<std::string> v;
-    for (const auto& e : seen) v.push_back(e.kind + ": " + e.detail);
-    return v;
-  }
-  bool Saw(const std::string& kind) {
-    std::lock_guard<std::mutex> l(mu);
-    for (const auto& e : seen) {
-      if (e.kind == kind) return true;
-    }
-    return false;
   }
   Result<std::unique_ptr<Store>> OpenMode(bool read_only) {
     Options o = s.options;
