@@ -723,8 +723,9 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     if (!scan.sequence_regress.empty()) {
       return Status::Corruption("shard " + std::to_string(index) + ": " + scan.sequence_regress +
                                 ": a WAL file of another history (another shard's or store's, "
-                                "planted or restored here); move it out of the shard directory "
-                                "(docs/operations.md)");
+                                "planted or restored here, or one of this shard's renamed or "
+                                "copied); move it out of the shard directory, or give a renamed "
+                                "WAL its name back: nothing is lost then (docs/operations.md)");
     }
     shard->wal_evidence_ = scan.evidence;
     if (!scan.damage.empty()) {
