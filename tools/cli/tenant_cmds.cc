@@ -523,6 +523,9 @@ class TenantMoveCommand final : public Command {
                      {"rows", report->rows},
                      {"digest", report->digest},
                      {"catch_up_rounds", report->catch_up_rounds},
+                     {"feed_fallback", report->feed_fallback},
+                     {"fence_rows_read", report->fence_rows_read},
+                     {"fence_ms", static_cast<double>(report->fence_micros) / 1000.0},
                      {"receipt", report->receipt_sequence},
                      {"total_ms", report->total_micros / 1000}});
     } else {
