@@ -193,14 +193,22 @@ Status Store::Impl::RecordWalDamage() {
   // is durable: they are consumed. A mark is valid for the first open after
   // the close that wrote it only: RocksDB may later delete a WAL that held
   // only a dropped family's writes without keeping its sequence numbers,
-  // and a crash leaves no new mark to replace a stale one.
-  if (!read_only() && !shard_marks_.empty()) {
+  // and a crash leaves no new mark to replace a stale one. The close
+  // counter (decision 0042) is raised in the same synced batch, before
+  // CLOSE_MARK is unlinked: a copy of the file put back later (after this
+  // session flushed, purged, crashed) is below it and ignored. Every
+  // writable open that gets here raises it, so each session that closes
+  // cleanly writes its own number.
+  if (!read_only()) {
     rocksdb::WriteBatch b;
     for (uint32_t i : shard_marks_) {
       CV_RETURN_IF_ERROR(fsutil::FromRocks(b.Delete(format::HeaderKey(ShardMarkField(i))),
                                            "shard mark batch"));
     }
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume shard marks"));
+    CV_ASSIGN_OR_RETURN(uint64_t counter, ReadCloseCounter(meta_.get()));
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(
+        b.Put(format::HeaderKey(kCloseCounterField), std::to_string(counter == UINT64_MAX ? counter : counter + 1)), "shard mark batch"));
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume close marks"));
     shard_marks_.clear();
   }
   // The WAL ledger (decision 0040) is kept, but what this open found is

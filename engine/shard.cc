@@ -856,8 +856,9 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     if (scan.last_sequence < mark->sequence) {
       why += std::string(why.empty() ? "" : "; ") + "the WAL files replay to sequence number " +
              std::to_string(scan.last_sequence) + ", " + std::to_string(mark->sequence) +
-             " at the last clean close (by its close mark; a mark put back from an older "
-             "close is a false alarm: docs/operations.md, \"Close mark\")";
+             " at the last clean close (by its close mark; a mark of another store, or "
+             "one from a build before the close counter put back after a later flush, "
+             "is a false alarm: docs/operations.md, \"Close mark\")";
     }
     if (!why.empty()) {
       WalDamage w;

@@ -112,6 +112,49 @@ Status MetaDamaged(const Status& s) {
                             "metadata\"); do not run init over it");
 }
 
+// CLOSE_MARK's close counter against the metadata instance's (decision
+// 0042), right after the header loads, for every kind of open. `*stale`:
+// the mark is older than the last writable open that consumed one (its
+// shard lines are not used; the WAL ledger checks those shards). A mark
+// above the metadata instance's counter was written after the metadata
+// instance's last writes that survive: the metadata instance lost writes
+// (or the file is not this store's), kCorruption, the store not opened. A
+// v1 mark (no counter) or none: neither.
+Status CheckCloseCounter(rocksdb::FileSystem* fs, const std::string& root, rocksdb::DB* meta,
+                         const Options& options, bool* stale, std::string* what) {
+  *stale = false;
+  CloseMark file;
+  bool present = false;
+  CV_RETURN_IF_ERROR(ReadCloseMark(fs, root, &file, &present));
+  if (!present || !file.counter) return Status::OK();
+  CV_ASSIGN_OR_RETURN(uint64_t counter, ReadCloseCounter(meta));
+  if (*file.counter < counter) {
+    *stale = true;
+    *what = std::string(kCloseMarkFile) + " is stale: its close counter is " +
+            std::to_string(*file.counter) + ", the metadata instance's " + std::to_string(counter) +
+            " (a later writable open consumed it; put back from an older close): ignored; the "
+            "WAL ledger checks the shards";
+    return Status::OK();
+  }
+  if (*file.counter == counter) return Status::OK();
+  const std::string lost = "metadata instance damaged: acknowledged writes lost: " +
+                           std::string(kCloseMarkFile) + " was written by the clean close of session " +
+                           std::to_string(*file.counter) + ", and the metadata instance counts " +
+                           std::to_string(counter) + " (" + kCloseCounterField +
+                           "): it lost the writes since (restored from an older copy, or cut)";
+  if (options.audit_callback) {
+    AuditEvent e;
+    e.time = NowMicros();
+    e.kind = "metadata_loss";
+    e.detail = lost + " (store not opened)";
+    options.audit_callback(e);
+  }
+  return Status::Corruption(lost +
+                            "; the store does not open without them: restore it from a backup "
+                            "(a CLOSE_MARK that is not this store's may be removed knowingly; "
+                            "docs/operations.md, \"Close mark\")");
+}
+
 std::string Normalize(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
@@ -590,7 +633,15 @@ Status Store::Impl::Close() {
   // before it): this session checked nothing and may write nothing.
   const bool meta_opened = meta_ != nullptr;
   bool meta_closed = false;
+  // The session's close counter (decision 0042), written into the mark: the
+  // value this session's open raised (or, after an open that failed before
+  // that, the last one). Unreadable: no mark (the next open checks nothing).
+  Result<uint64_t> counter = uint64_t{0};
   if (meta_) {
+    if (!read_only()) {
+      counter = ReadCloseCounter(meta_.get());
+      keep(counter.status());
+    }
     Status synced;
     if (!read_only()) {
       synced = SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close");
@@ -610,6 +661,7 @@ Status Store::Impl::Close() {
     // `meta` line: nothing checked for it); the shards' marks regardless.
     ShardMark m;
     if (meta_closed && TakeMark(fs, path_ + "/meta", &m)) marks.meta = std::move(m);
+    if (counter.ok()) marks.counter = *counter;
     // A CLOSE_MARK still there was not consumed: this session's open did
     // not finish (it failed before checking the marks). Kept, it is still
     // what the last clean close left; this session's marks would describe
@@ -620,7 +672,8 @@ Status Store::Impl::Close() {
       // it as damage: none is written, the next open checks nothing.
       Log(LogLevel::kWarn, "close mark not written: " + std::to_string(bytes.size()) +
                                " bytes, over the " + std::to_string(kMaxCloseMarkBytes) + " readable");
-    } else if (!fs->FileExists(path_ + "/" + kCloseMarkFile, rocksdb::IOOptions(), nullptr).ok()) {
+    } else if (counter.ok() &&
+               !fs->FileExists(path_ + "/" + kCloseMarkFile, rocksdb::IOOptions(), nullptr).ok()) {
       keep(fsutil::AtomicWrite(fs, path_, kCloseMarkFile,
                                reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     }
@@ -729,6 +782,9 @@ Status Store::Impl::OpenReadOnly() {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
   CV_RETURN_IF_ERROR(LoadHeader());
+  bool stale = false;
+  std::string stale_why;
+  CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
   // A writer that rotates the keys between listing the keyring generations
   // and opening the newest one destroys the KEK it was sealed under: look
   // again.
@@ -830,6 +886,11 @@ Status Store::Impl::OpenOrCreate() {
     }
   }
   CV_RETURN_IF_ERROR(LoadHeader());
+  {
+    bool stale = false;
+    std::string stale_why;
+    CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
+  }
   Status keys = LoadKeyring();
   if (keys.code() == Code::kKeyError) RecordKeyringFailure(keys);
   CV_RETURN_IF_ERROR(keys);
@@ -995,10 +1056,23 @@ Status Store::Impl::OpenShards() {
   // already by ScanMetaWal. Header marks are newer than any CLOSE_MARK (a
   // close of an older version after this one's): then the file is stale
   // and not used (it is removed with them).
+  // A stale file (decision 0042: its close counter below the metadata
+  // instance's; a later writable open consumed it, and that session may
+  // have flushed or purged since) is not used: an info line, no alarm. The
+  // WAL ledger below still checks its shards, so a mark put back cannot
+  // hide a loss in the WAL files a clean close listed.
   if (shard_marks_.empty()) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    bool stale = false;
+    std::string stale_why;
+    CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
     CloseMark file;
     bool present = false;
-    CV_RETURN_IF_ERROR(ReadCloseMark(res_->env->GetFileSystem().get(), path_, &file, &present));
+    CV_RETURN_IF_ERROR(ReadCloseMark(fs, path_, &file, &present));
+    if (stale) {
+      Log(LogLevel::kInfo, stale_why);
+      file.shards.clear();
+    }
     for (auto& [i, mark] : file.shards) {
       if (i < n) marks[i] = std::move(mark);
     }
