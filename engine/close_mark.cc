@@ -169,6 +169,8 @@ Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark
 namespace {
 
 constexpr std::string_view kLedgerVersionLine = "callvault wal ledger v1\n";
+// v2 (decision 0042): a `meta` line first, the metadata instance's WALs.
+constexpr std::string_view kLedgerVersion2Line = "callvault wal ledger v2\n";
 
 Status LedgerDamaged(const std::string& why) {
   return Status::Corruption("WAL ledger damaged: " + std::string(kWalLedgerFile) + " " + why +
@@ -180,7 +182,12 @@ Status LedgerDamaged(const std::string& why) {
 }  // namespace
 
 std::string EncodeWalLedger(const WalLedger& l) {
-  std::string body(kLedgerVersionLine);
+  std::string body(l.meta ? kLedgerVersion2Line : kLedgerVersionLine);
+  if (l.meta) {
+    body += "meta";
+    for (const auto& [name, size] : *l.meta) body += " " + name + " " + std::to_string(size);
+    body += "\n";
+  }
   for (const auto& [i, wals] : l.shards) {
     body += "shard " + std::to_string(i);
     for (const auto& [name, size] : wals) body += " " + name + " " + std::to_string(size);
@@ -191,9 +198,23 @@ std::string EncodeWalLedger(const WalLedger& l) {
 
 Status DecodeWalLedger(std::string_view bytes, WalLedger* out) {
   std::string_view body;
-  CV_RETURN_IF_ERROR(CheckedBody(bytes, kLedgerVersionLine, "v1", LedgerDamaged, &body));
+  const bool v2 = bytes.substr(0, kLedgerVersion2Line.size()) == kLedgerVersion2Line;
+  CV_RETURN_IF_ERROR(CheckedBody(bytes, v2 ? kLedgerVersion2Line : kLedgerVersionLine, "v1 and v2",
+                                 LedgerDamaged, &body));
   WalLedger l;
   size_t pos = kLedgerVersionLine.size();
+  if (v2) {
+    // The metadata instance's line, first and once (decision 0042).
+    const size_t nl = body.find('\n', pos);
+    const std::string_view line = body.substr(pos, nl - pos);
+    ShardMark m;
+    if (nl == std::string_view::npos || (line != "meta" && line.rfind("meta ", 0) != 0) ||
+        !ShardMark::Decode("v1 0 - 0" + std::string(line.substr(4)), &m)) {
+      return LedgerDamaged("has a bad meta line");
+    }
+    l.meta = std::move(m.wals);
+    pos = nl + 1;
+  }
   while (pos < body.size()) {
     const size_t nl = body.find('\n', pos);
     const std::string_view line = body.substr(pos, nl - pos);

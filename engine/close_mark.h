@@ -104,8 +104,12 @@ inline constexpr char kLedgerManifest[] = "*ledger*";
 struct WalLedger {
   // By shard index: WAL file name -> size at the last clean close.
   std::map<uint32_t, std::vector<std::pair<std::string, uint64_t>>> shards;
+  // The metadata instance's (decision 0042): its WAL files at its last
+  // clean close. Absent: none yet (a v1 file, or no clean close of it).
+  std::optional<std::vector<std::pair<std::string, uint64_t>>> meta;
 };
-// A version line, one `shard <i> [<wal> <size>]...` line per shard, and a
+// A version line (v2 with a `meta [<wal> <size>]...` line after it, v1
+// without), one `shard <i> [<wal> <size>]...` line per shard, and a
 // `sha256` line over everything before it.
 std::string EncodeWalLedger(const WalLedger& l);
 // kCorruption "WAL ledger damaged: ..." for anything but an intact file.

@@ -39,7 +39,15 @@ Result<std::string> MetaLoss(rocksdb::FileSystem* fs, const std::string& root,
   CV_RETURN_IF_ERROR(ReadCloseMark(fs, root, &file, &present));
   if (!present || !file.meta || file.meta->manifest.empty() ||
       manifest.name != file.meta->manifest) {
-    return std::string();
+    // No mark for this open (consumed, or none after a crash): the WAL
+    // ledger's entry (decision 0042), at every open, by 0040/0041's rules:
+    // a listed WAL that is shorter, or gone at or above the MANIFEST's
+    // replay floor, lost acknowledged writes.
+    WalLedger ledger;
+    bool there = false;
+    CV_RETURN_IF_ERROR(ReadWalLedger(fs, root, &ledger, &there));
+    if (!there || !ledger.meta || ledger.meta->empty()) return std::string();
+    return CheckMarkFiles(fs, root + "/meta", manifest, LedgerMark(*ledger.meta));
   }
   CV_ASSIGN_OR_RETURN(std::string why, CheckMarkFiles(fs, root + "/meta", manifest, *file.meta));
   if (scan.last_sequence < file.meta->sequence) {

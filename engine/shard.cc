@@ -307,7 +307,7 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
       CV_ASSIGN_OR_RETURN(bool copy, size_of(name + std::string(walscan::kEvidenceSuffix), &kept));
       if (copy && kept >= want) continue;
       return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
-             std::to_string(want) + " at the last clean close of the shard (by " +
+             std::to_string(want) + " at the last clean close (by " +
              kWalLedgerFile + "; truncated)";
     }
     return std::string();

@@ -688,6 +688,7 @@ Status Store::Impl::Close() {
     bool present = false;
     if (ReadWalLedger(fs, path_, &ledger, &present).ok()) {
       for (const auto& [i, m] : marks.shards) ledger.shards[i] = m.wals;
+      if (marks.meta) ledger.meta = marks.meta->wals;  // decision 0042
       keep(WriteWalLedger(fs, path_, ledger));
     }
   }

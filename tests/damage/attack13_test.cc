@@ -588,6 +588,73 @@ TEST_F(A13, FirstWalAfterAFlushCutAfterACrashIsNotSilent) {
 }
 TEST_F(A13, OlderWalDeletedAfterACrashIsLoud) { OlderWalCutAfterACrash(this, OlderCut::kDeleted); }
 
+// The metadata instance in the WAL ledger (decision 0042): an older
+// metadata WAL of a cleanly closed session, emptied or deleted after a
+// crash (no CLOSE_MARK left, and 0035's first-open check long consumed):
+// every kind of open refuses the store with kCorruption naming the file,
+// and the callback hears metadata_loss. The same files untouched: quiet.
+// The metadata instance flushed once first (Store::Flush; carol created
+// after it): a MANIFEST that never saw a flush records no WAL number (its
+// replay floor reads 0), and 0041's rule skips a gone WAL then (decision
+// 0042, Limits).
+TEST_F(A13, OlderMetaWalCutOrDeletedAfterACrashIsLoud) {
+  ASSERT_OK(s->Flush());
+  ASSERT_OK(s->CreateTenant({"carol", "", 0}));
+  s.Close();
+  WalLedger l;
+  ASSERT_OK(DecodeWalLedger(testutil::ReadFile(s.db + "/WAL_LEDGER"), &l));
+  ASSERT_TRUE(l.meta.has_value());
+  ASSERT_FALSE(l.meta->empty());
+  const auto [name, size] = l.meta->back();
+  ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie", {{kEnvDb, s.db}, {kEnvKeys, s.keys}}),
+            "signal 9");
+  ASSERT_FALSE(fs::exists(s.db + "/CLOSE_MARK"));
+  const std::string wal = s.db + "/meta/" + name;
+  ASSERT_TRUE(fs::exists(wal)) << "recovery still needs it (avoid_flush_during_recovery)";
+  ASSERT_EQ(fs::file_size(wal), size);
+  ASSERT_GT(walscan::ReadCurrentManifest(rocksdb::FileSystem::Default().get(), s.db + "/meta").replay_floor, 0u);
+  testutil::TempDir copy;
+  testutil::CopyTree(s.db, copy.path() + "/db");
+  for (bool deleted : {false, true}) {
+    fs::remove_all(s.db);
+    testutil::CopyTree(copy.path() + "/db", s.db);
+    if (deleted) {
+      ASSERT_TRUE(fs::remove(wal));
+    } else {
+      fs::resize_file(wal, 0);
+    }
+    const std::string want = "metadata instance damaged: acknowledged writes lost: WAL file " + name +
+                             (deleted ? " is gone" : " is 0 bytes, " + std::to_string(size));
+    for (int mode : {1, 0, 2}) {
+      seen.clear();
+      Options o = s.options;
+      o.read_only = mode == 1;
+      o.create_if_missing = mode == 2;
+      auto r = Store::Open(o, s.db);
+      ASSERT_FALSE(r.ok()) << deleted << " " << mode;
+      EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+      EXPECT_NE(r.status().message().find(want), std::string::npos) << r.status().ToString();
+      EXPECT_NE(r.status().message().find("WAL_LEDGER"), std::string::npos) << r.status().ToString();
+      EXPECT_TRUE(Saw("metadata_loss")) << deleted << " " << mode;
+      if (mode == 1) {
+        std::printf("[attack13] older meta WAL %s after a crash: %s\n", deleted ? "deleted" : "emptied",
+                    r.status().ToString().c_str());
+      }
+    }
+  }
+  fs::remove_all(s.db);
+  testutil::CopyTree(copy.path() + "/db", s.db);
+  seen.clear();
+  s.options.create_if_missing = false;
+  ASSERT_OK(s.Open());
+  EXPECT_FALSE(Saw("metadata_loss"));
+  EXPECT_FALSE(Saw("shard_loss"));
+  ExpectAll(s.store.get(), "acme", "a");
+  ExpectAll(s.store.get(), "bravo", "b");
+  for (int i = 0; i < 5; ++i) EXPECT_OK(s->GetCall("acme", "n" + std::to_string(i), kPartAll));
+  EXPECT_OK(s->DescribeTenant("carol"));
+}
+
 // The WAL ledger (decision 0040) raises no false alarm: rounds of
 // clean close, two crashes (the second from an open that consumed nothing),
 // read-only and writable opens, with a flush (in a crashed session and in
@@ -602,6 +669,14 @@ TEST_F(A13, WalLedgerRaisesNoFalseAlarmOverCrashesFlushesAndPurges) {
   for (int i = 0; i < 3; ++i) ASSERT_OK(s->PutCall("carol", MakeCall("c" + std::to_string(i), kAt + i)));
   s.Close();
   ASSERT_TRUE(fs::exists(s.db + "/WAL_LEDGER"));
+  {
+    // The metadata instance's WALs are listed too (decision 0042): this is
+    // also its control (rounds with a metadata flush, a purge, crashes).
+    WalLedger l;
+    ASSERT_OK(DecodeWalLedger(testutil::ReadFile(s.db + "/WAL_LEDGER"), &l));
+    ASSERT_TRUE(l.meta.has_value());
+    ASSERT_FALSE(l.meta->empty());
+  }
   s.options.create_if_missing = false;
   std::vector<std::pair<std::string, std::string>> env = {{kEnvDb, s.db}, {kEnvKeys, s.keys}};
   for (int round = 0; round < 3; ++round) {

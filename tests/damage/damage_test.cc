@@ -843,6 +843,56 @@ TEST(CloseMarkCodec, CounterMakesV2AndV1StillReads) {
   }
 }
 
+// The WAL ledger's codec (docs/format.md, "WAL ledger"; decision 0042): a
+// ledger with the metadata instance's entry is v2 (a `meta` line first)
+// and reads back with it; one without is v1 and reads back without. A v2
+// file without a good meta line, or a meta line in a v1 file, is damage.
+TEST(WalLedgerCodec, MetaLineMakesV2AndV1StillReads) {
+  auto sealed = [](const std::string& body) {
+    unsigned char d[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(d, reinterpret_cast<const unsigned char*>(body.data()), body.size());
+    char hex[2 * crypto_hash_sha256_BYTES + 1];
+    sodium_bin2hex(hex, sizeof(hex), d, sizeof(d));
+    return body + "sha256 " + hex + "\n";
+  };
+  WalLedger l;
+  l.shards[1] = {{"000004.log", 123}};
+  WalLedger got;
+  const std::string v1 = EncodeWalLedger(l);
+  EXPECT_EQ(v1.rfind("callvault wal ledger v1\nshard 1 000004.log 123\nsha256 ", 0), 0u) << v1;
+  ASSERT_OK(DecodeWalLedger(v1, &got));
+  EXPECT_FALSE(got.meta.has_value());
+  EXPECT_EQ(got.shards, l.shards);
+  l.meta = {{"000009.log", 77}, {"000011.log", 5}};
+  const std::string v2 = EncodeWalLedger(l);
+  EXPECT_EQ(v2.rfind("callvault wal ledger v2\nmeta 000009.log 77 000011.log 5\nshard 1 000004.log 123\n", 0), 0u)
+      << v2;
+  EXPECT_EQ(sealed(v2.substr(0, v2.rfind("sha256 "))), v2) << "the test's sealing is the file's";
+  ASSERT_OK(DecodeWalLedger(v2, &got));
+  ASSERT_TRUE(got.meta.has_value());
+  EXPECT_EQ(*got.meta, *l.meta);
+  EXPECT_EQ(got.shards, l.shards);
+  ASSERT_OK(DecodeWalLedger(sealed("callvault wal ledger v2\nmeta\n"), &got));
+  ASSERT_TRUE(got.meta.has_value());
+  EXPECT_TRUE(got.meta->empty());
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"callvault wal ledger v2\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nshard 1 000004.log 123\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmeta 000009.log\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmetax 000009.log 1\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmeta notawal 1\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmeta\nmeta\n", "has a bad line"},
+      {"callvault wal ledger v1\nmeta 000009.log 1\n", "has a bad line"},
+      {"callvault wal ledger v3\nmeta\n", "has an unknown version line (this build reads v1 and v2)"},
+  };
+  for (const auto& [body, why] : bad) {
+    Status st = DecodeWalLedger(sealed(body), &got);
+    EXPECT_EQ(st.code(), Code::kCorruption) << body;
+    EXPECT_NE(st.message().find("WAL ledger damaged: WAL_LEDGER " + why), std::string::npos)
+        << body << ": " << st.ToString();
+  }
+}
+
 TEST_F(MarkFixture, DamagedCloseMarkIsCorruption) {
   Put("acme", "a0");
   s.Close();
