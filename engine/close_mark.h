@@ -21,6 +21,8 @@
 
 namespace callvault {
 
+struct Options;  // callvault/store.h
+
 inline constexpr char kCloseMarkFile[] = "CLOSE_MARK";
 inline constexpr char kCloseMarkTemp[] = "CLOSE_MARK.tmp";  // fsutil::AtomicWrite's
 // The largest CLOSE_MARK read (docs/format.md, "Close mark"): a larger file
@@ -48,6 +50,15 @@ inline constexpr char kCloseCounterField[] = "close_counter";
 // The metadata instance's close counter (0 when absent); kCorruption for a
 // value that does not parse, kIOError for a failed read.
 Result<uint64_t> ReadCloseCounter(rocksdb::DB* meta);
+
+// CLOSE_MARK's close counter against the metadata instance `meta`'s, for
+// every kind of open right after the store header loads (engine/damage.cc).
+// Below it: `*stale`, with the info line to log in `*what`. Above it:
+// kCorruption "metadata instance damaged: acknowledged writes lost: ...",
+// the metadata_loss event told to `options.audit_callback`. Equal, a v1
+// file, or none: OK, not stale.
+Status CheckCloseCounter(rocksdb::FileSystem* fs, const std::string& root, rocksdb::DB* meta,
+                         const Options& options, bool* stale, std::string* what);
 
 // The file's bytes: a version line, a `counter` line (v2; none when
 // `counter` is absent: v1), a `meta` line, one `shard` line per shard, and

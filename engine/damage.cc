@@ -58,7 +58,51 @@ Result<std::string> MetaLoss(rocksdb::FileSystem* fs, const std::string& root,
   return why;
 }
 
+// The audit callback only: the audit log lives in the metadata instance,
+// which a store stopped for its damage never opens (or cannot trust).
+void TellCallback(const Options& options, const std::string& kind, const std::string& detail) {
+  if (!options.audit_callback) return;
+  AuditEvent e;
+  e.time = NowMicros();
+  e.kind = kind;
+  e.detail = detail + " (store not opened)";
+  options.audit_callback(e);
+}
+
 }  // namespace
+
+// (decision 0042) A stale mark is older than the last writable open that
+// consumed one; a mark above the counter was written after writes the
+// metadata instance no longer has (its counter was durable before the
+// file was written), or is not this store's.
+Status CheckCloseCounter(rocksdb::FileSystem* fs, const std::string& root, rocksdb::DB* meta,
+                         const Options& options, bool* stale, std::string* what) {
+  *stale = false;
+  CloseMark file;
+  bool present = false;
+  CV_RETURN_IF_ERROR(ReadCloseMark(fs, root, &file, &present));
+  if (!present || !file.counter) return Status::OK();
+  CV_ASSIGN_OR_RETURN(uint64_t counter, ReadCloseCounter(meta));
+  if (*file.counter < counter) {
+    *stale = true;
+    *what = std::string(kCloseMarkFile) + " is stale: its close counter is " +
+            std::to_string(*file.counter) + ", the metadata instance's " + std::to_string(counter) +
+            " (a later writable open consumed it; put back from an older close): ignored; the "
+            "WAL ledger checks the shards";
+    return Status::OK();
+  }
+  if (*file.counter == counter) return Status::OK();
+  const std::string lost = "metadata instance damaged: acknowledged writes lost: " +
+                           std::string(kCloseMarkFile) + " was written by the clean close of session " +
+                           std::to_string(*file.counter) + ", and the metadata instance counts " +
+                           std::to_string(counter) + " (" + kCloseCounterField +
+                           "): it lost the writes since (restored from an older copy, or cut)";
+  TellCallback(options, "metadata_loss", lost);
+  return Status::Corruption(lost +
+                            "; the store does not open without them: restore it from a backup "
+                            "(a CLOSE_MARK that is not this store's may be removed knowingly; "
+                            "docs/operations.md, \"Close mark\")");
+}
 
 Status Store::Impl::ScanMetaWal(bool read_only) {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
@@ -71,13 +115,7 @@ Status Store::Impl::ScanMetaWal(bool read_only) {
     CV_ASSIGN_OR_RETURN(std::string lost, MetaLoss(fs, path_, manifest, scan));
     if (lost.empty()) return Status::OK();
     const std::string what = "metadata instance damaged: acknowledged writes lost: " + lost;
-    if (options_.audit_callback) {
-      AuditEvent e;
-      e.time = NowMicros();
-      e.kind = "metadata_loss";
-      e.detail = what + " (store not opened)";
-      options_.audit_callback(e);
-    }
+    TellCallback(options_, "metadata_loss", what);
     return Status::Corruption(what +
                               "; the store does not open without them: restore it from a backup "
                               "(docs/operations.md, \"Damaged metadata\")");
@@ -87,13 +125,7 @@ Status Store::Impl::ScanMetaWal(bool read_only) {
       (scan.damage.empty() ? scan.sequence_regress +
                                  " (a WAL file of another history, planted or restored here)"
                            : scan.damage.front().Describe());
-  if (options_.audit_callback) {
-    AuditEvent e;
-    e.time = NowMicros();
-    e.kind = "wal_damage";
-    e.detail = what + " (store not opened)";
-    options_.audit_callback(e);
-  }
+  TellCallback(options_, "wal_damage", what);
   return Status::Corruption(what +
                             "; the store does not open without the lost records: restore it "
                             "from a backup (docs/operations.md, \"Damaged metadata\")");
@@ -214,8 +246,9 @@ Status Store::Impl::RecordWalDamage() {
                                            "shard mark batch"));
     }
     CV_ASSIGN_OR_RETURN(uint64_t counter, ReadCloseCounter(meta_.get()));
+    if (counter < UINT64_MAX) ++counter;  // (2^64 - 1 writable opens: it stays)
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
-        b.Put(format::HeaderKey(kCloseCounterField), std::to_string(counter == UINT64_MAX ? counter : counter + 1)), "shard mark batch"));
+        b.Put(format::HeaderKey(kCloseCounterField), std::to_string(counter)), "shard mark batch"));
     CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume close marks"));
     shard_marks_.clear();
   }

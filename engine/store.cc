@@ -112,49 +112,6 @@ Status MetaDamaged(const Status& s) {
                             "metadata\"); do not run init over it");
 }
 
-// CLOSE_MARK's close counter against the metadata instance's (decision
-// 0042), right after the header loads, for every kind of open. `*stale`:
-// the mark is older than the last writable open that consumed one (its
-// shard lines are not used; the WAL ledger checks those shards). A mark
-// above the metadata instance's counter was written after the metadata
-// instance's last writes that survive: the metadata instance lost writes
-// (or the file is not this store's), kCorruption, the store not opened. A
-// v1 mark (no counter) or none: neither.
-Status CheckCloseCounter(rocksdb::FileSystem* fs, const std::string& root, rocksdb::DB* meta,
-                         const Options& options, bool* stale, std::string* what) {
-  *stale = false;
-  CloseMark file;
-  bool present = false;
-  CV_RETURN_IF_ERROR(ReadCloseMark(fs, root, &file, &present));
-  if (!present || !file.counter) return Status::OK();
-  CV_ASSIGN_OR_RETURN(uint64_t counter, ReadCloseCounter(meta));
-  if (*file.counter < counter) {
-    *stale = true;
-    *what = std::string(kCloseMarkFile) + " is stale: its close counter is " +
-            std::to_string(*file.counter) + ", the metadata instance's " + std::to_string(counter) +
-            " (a later writable open consumed it; put back from an older close): ignored; the "
-            "WAL ledger checks the shards";
-    return Status::OK();
-  }
-  if (*file.counter == counter) return Status::OK();
-  const std::string lost = "metadata instance damaged: acknowledged writes lost: " +
-                           std::string(kCloseMarkFile) + " was written by the clean close of session " +
-                           std::to_string(*file.counter) + ", and the metadata instance counts " +
-                           std::to_string(counter) + " (" + kCloseCounterField +
-                           "): it lost the writes since (restored from an older copy, or cut)";
-  if (options.audit_callback) {
-    AuditEvent e;
-    e.time = NowMicros();
-    e.kind = "metadata_loss";
-    e.detail = lost + " (store not opened)";
-    options.audit_callback(e);
-  }
-  return Status::Corruption(lost +
-                            "; the store does not open without them: restore it from a backup "
-                            "(a CLOSE_MARK that is not this store's may be removed knowingly; "
-                            "docs/operations.md, \"Close mark\")");
-}
-
 std::string Normalize(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
@@ -783,9 +740,14 @@ Status Store::Impl::OpenReadOnly() {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
   CV_RETURN_IF_ERROR(LoadHeader());
-  bool stale = false;
-  std::string stale_why;
-  CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
+  {
+    // A CLOSE_MARK newer than the metadata instance (decision 0042) stops
+    // the store before anything reads what that instance may have lost;
+    // OpenShards uses the file only when it is not stale.
+    bool stale = false;
+    std::string stale_why;
+    CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
+  }
   // A writer that rotates the keys between listing the keyring generations
   // and opening the newest one destroys the KEK it was sealed under: look
   // again.
@@ -888,6 +850,7 @@ Status Store::Impl::OpenOrCreate() {
   }
   CV_RETURN_IF_ERROR(LoadHeader());
   {
+    // As in OpenReadOnly (decision 0042): before the keyring is read.
     bool stale = false;
     std::string stale_why;
     CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));

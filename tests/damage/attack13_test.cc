@@ -73,6 +73,20 @@ struct A13 : ::testing::Test {
     }
     return false;
   }
+  // A refused open (0 writable, 1 read-only, 2 create_if_missing): its
+  // status, with seen cleared first; kCorruption with `needle` expected,
+  // and the metadata_loss callback.
+  Status ExpectMetaLoss(int mode, const std::string& needle) {
+    seen.clear();
+    Options o = s.options;
+    o.read_only = mode == 1;
+    o.create_if_missing = mode == 2;
+    Status st = Store::Open(o, s.db).status();
+    EXPECT_EQ(st.code(), Code::kCorruption) << mode << ": " << st.ToString();
+    EXPECT_NE(st.message().find(needle), std::string::npos) << mode << ": " << st.ToString();
+    EXPECT_TRUE(Saw("metadata_loss")) << mode;
+    return st;
+  }
   Result<std::unique_ptr<Store>> OpenMode(bool read_only) {
     Options o = s.options;
     o.read_only = read_only;
@@ -349,21 +363,9 @@ TEST_F(A13, CloseMarkNewerThanTheMetadataInstanceIsLoud) {
   // MANIFEST may take the number of the mark's, and then the metadata
   // mark's file check reports the same loss by its WAL sizes.
   for (int mode : {1, 0, 2}) {
-    seen.clear();
-    Options o = s.options;
-    o.read_only = mode == 1;
-    o.create_if_missing = mode == 2;
-    auto r = Store::Open(o, s.db);
-    ASSERT_FALSE(r.ok()) << mode;
-    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
-    EXPECT_NE(r.status().message().find(mode == 2 ? "metadata instance damaged: acknowledged writes lost: "
-                                                  : want),
-              std::string::npos)
-        << r.status().ToString();
-    EXPECT_TRUE(Saw("metadata_loss")) << mode;
+    Status st = ExpectMetaLoss(mode, mode == 2 ? "metadata instance damaged: acknowledged writes lost: " : want);
     EXPECT_EQ(testutil::ReadFile(mark), bytes) << mode << ": the file is kept";
-    std::printf("[attack13] meta put back under a newer CLOSE_MARK, mode %d: %s\n", mode,
-                r.status().ToString().c_str());
+    std::printf("[attack13] meta put back under a newer CLOSE_MARK, mode %d: %s\n", mode, st.ToString().c_str());
   }
 }
 
@@ -626,19 +628,11 @@ TEST_F(A13, OlderMetaWalCutOrDeletedAfterACrashIsLoud) {
     const std::string want = "metadata instance damaged: acknowledged writes lost: WAL file " + name +
                              (deleted ? " is gone" : " is 0 bytes, " + std::to_string(size));
     for (int mode : {1, 0, 2}) {
-      seen.clear();
-      Options o = s.options;
-      o.read_only = mode == 1;
-      o.create_if_missing = mode == 2;
-      auto r = Store::Open(o, s.db);
-      ASSERT_FALSE(r.ok()) << deleted << " " << mode;
-      EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
-      EXPECT_NE(r.status().message().find(want), std::string::npos) << r.status().ToString();
-      EXPECT_NE(r.status().message().find("WAL_LEDGER"), std::string::npos) << r.status().ToString();
-      EXPECT_TRUE(Saw("metadata_loss")) << deleted << " " << mode;
+      Status st = ExpectMetaLoss(mode, want);
+      EXPECT_NE(st.message().find("WAL_LEDGER"), std::string::npos) << st.ToString();
       if (mode == 1) {
         std::printf("[attack13] older meta WAL %s after a crash: %s\n", deleted ? "deleted" : "emptied",
-                    r.status().ToString().c_str());
+                    st.ToString().c_str());
       }
     }
   }
