@@ -4,14 +4,21 @@
 
 #include <rocksdb/env.h>
 
+#include <algorithm>
+#include <charconv>
+
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
+#include "format/rowkey.h"
 
 namespace callvault {
 
 namespace {
 
 constexpr std::string_view kVersionLine = "callvault close mark v1\n";
+// v2 (decision 0042): a `counter <n>` line right after the version line.
+constexpr std::string_view kVersion2Line = "callvault close mark v2\n";
+constexpr std::string_view kCounterTag = "counter ";
 constexpr std::string_view kDigestTag = "sha256 ";
 
 std::string Sha256Hex(std::string_view bytes) {
@@ -41,7 +48,7 @@ bool ParseIndex(std::string_view s, uint32_t* out) {
 // line, the content lines, then "sha256 <hex of everything before>\n".
 // `body` is everything before the digest line, version line included;
 // `damaged` words the error for the file at hand.
-Status CheckedBody(std::string_view bytes, std::string_view version_line,
+Status CheckedBody(std::string_view bytes, std::string_view version_line, std::string_view reads,
                    Status (*damaged)(const std::string&), std::string_view* body) {
   if (bytes.empty()) return damaged("is empty");
   if (bytes.back() != '\n') return damaged("is truncated (no final newline)");
@@ -58,7 +65,7 @@ Status CheckedBody(std::string_view bytes, std::string_view version_line,
     return damaged("fails its checksum (sha256 of its content)");
   }
   if (body->substr(0, version_line.size()) != version_line) {
-    return damaged("has an unknown version line (this build reads v1)");
+    return damaged("has an unknown version line (this build reads " + std::string(reads) + ")");
   }
   return Status::OK();
 }
@@ -66,7 +73,8 @@ Status CheckedBody(std::string_view bytes, std::string_view version_line,
 }  // namespace
 
 std::string EncodeCloseMark(const CloseMark& m) {
-  std::string body(kVersionLine);
+  std::string body(m.counter ? kVersion2Line : kVersionLine);
+  if (m.counter) body += std::string(kCounterTag) + std::to_string(*m.counter) + "\n";
   if (m.meta) body += "meta " + m.meta->Encode() + "\n";
   for (const auto& [i, mark] : m.shards) body += "shard " + std::to_string(i) + " " + mark.Encode() + "\n";
   return body + std::string(kDigestTag) + Sha256Hex(body) + "\n";
@@ -74,9 +82,24 @@ std::string EncodeCloseMark(const CloseMark& m) {
 
 Status DecodeCloseMark(std::string_view bytes, CloseMark* out) {
   std::string_view body;
-  CV_RETURN_IF_ERROR(CheckedBody(bytes, kVersionLine, Damaged, &body));
+  const bool v2 = bytes.substr(0, kVersion2Line.size()) == kVersion2Line;
+  CV_RETURN_IF_ERROR(CheckedBody(bytes, v2 ? kVersion2Line : kVersionLine, "v1 and v2", Damaged, &body));
   CloseMark m;
   size_t pos = kVersionLine.size();
+  if (v2) {
+    // The counter line, first and once (decision 0042).
+    const size_t nl = body.find('\n', pos);
+    const std::string_view line = body.substr(pos, nl - pos);
+    const std::string_view digits = line.substr(std::min(line.size(), kCounterTag.size()));
+    uint64_t counter = 0;
+    const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), counter);
+    if (nl == std::string_view::npos || line.substr(0, kCounterTag.size()) != kCounterTag ||
+        digits.empty() || r.ec != std::errc() || r.ptr != digits.data() + digits.size()) {
+      return Damaged("has a bad counter line");
+    }
+    m.counter = counter;
+    pos = nl + 1;
+  }
   while (pos < body.size()) {
     const size_t nl = body.find('\n', pos);
     const std::string_view line = body.substr(pos, nl - pos);
@@ -146,6 +169,8 @@ Status ReadCloseMark(rocksdb::FileSystem* fs, const std::string& root, CloseMark
 namespace {
 
 constexpr std::string_view kLedgerVersionLine = "callvault wal ledger v1\n";
+// v2 (decision 0042): a `meta` line first, the metadata instance's WALs.
+constexpr std::string_view kLedgerVersion2Line = "callvault wal ledger v2\n";
 
 Status LedgerDamaged(const std::string& why) {
   return Status::Corruption("WAL ledger damaged: " + std::string(kWalLedgerFile) + " " + why +
@@ -157,7 +182,12 @@ Status LedgerDamaged(const std::string& why) {
 }  // namespace
 
 std::string EncodeWalLedger(const WalLedger& l) {
-  std::string body(kLedgerVersionLine);
+  std::string body(l.meta ? kLedgerVersion2Line : kLedgerVersionLine);
+  if (l.meta) {
+    body += "meta";
+    for (const auto& [name, size] : *l.meta) body += " " + name + " " + std::to_string(size);
+    body += "\n";
+  }
   for (const auto& [i, wals] : l.shards) {
     body += "shard " + std::to_string(i);
     for (const auto& [name, size] : wals) body += " " + name + " " + std::to_string(size);
@@ -168,9 +198,23 @@ std::string EncodeWalLedger(const WalLedger& l) {
 
 Status DecodeWalLedger(std::string_view bytes, WalLedger* out) {
   std::string_view body;
-  CV_RETURN_IF_ERROR(CheckedBody(bytes, kLedgerVersionLine, LedgerDamaged, &body));
+  const bool v2 = bytes.substr(0, kLedgerVersion2Line.size()) == kLedgerVersion2Line;
+  CV_RETURN_IF_ERROR(CheckedBody(bytes, v2 ? kLedgerVersion2Line : kLedgerVersionLine, "v1 and v2",
+                                 LedgerDamaged, &body));
   WalLedger l;
   size_t pos = kLedgerVersionLine.size();
+  if (v2) {
+    // The metadata instance's line, first and once (decision 0042).
+    const size_t nl = body.find('\n', pos);
+    const std::string_view line = body.substr(pos, nl - pos);
+    ShardMark m;
+    if (nl == std::string_view::npos || (line != "meta" && line.rfind("meta ", 0) != 0) ||
+        !ShardMark::Decode("v1 0 - 0" + std::string(line.substr(4)), &m)) {
+      return LedgerDamaged("has a bad meta line");
+    }
+    l.meta = std::move(m.wals);
+    pos = nl + 1;
+  }
   while (pos < body.size()) {
     const size_t nl = body.find('\n', pos);
     const std::string_view line = body.substr(pos, nl - pos);
@@ -218,6 +262,19 @@ Status WriteWalLedger(rocksdb::FileSystem* fs, const std::string& root, const Wa
   }
   return fsutil::AtomicWrite(fs, root, kWalLedgerFile, reinterpret_cast<const uint8_t*>(bytes.data()),
                              bytes.size());
+}
+
+Result<uint64_t> ReadCloseCounter(rocksdb::DB* meta) {
+  std::string v;
+  rocksdb::Status s = meta->Get(rocksdb::ReadOptions(), format::HeaderKey(kCloseCounterField), &v);
+  if (s.IsNotFound()) return uint64_t{0};
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read store header"));
+  uint64_t n = 0;
+  const auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || r.ec != std::errc() || r.ptr != v.data() + v.size()) {
+    return Status::Corruption("store header: bad " + std::string(kCloseCounterField));
+  }
+  return n;
 }
 
 ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals) {

@@ -6,6 +6,7 @@
 #ifndef CALLVAULT_ENGINE_CLOSE_MARK_H_
 #define CALLVAULT_ENGINE_CLOSE_MARK_H_
 
+#include <rocksdb/db.h>
 #include <rocksdb/file_system.h>
 
 #include <cstdint>
@@ -20,6 +21,8 @@
 
 namespace callvault {
 
+struct Options;  // callvault/store.h
+
 inline constexpr char kCloseMarkFile[] = "CLOSE_MARK";
 inline constexpr char kCloseMarkTemp[] = "CLOSE_MARK.tmp";  // fsutil::AtomicWrite's
 // The largest CLOSE_MARK read (docs/format.md, "Close mark"): a larger file
@@ -29,15 +32,40 @@ inline constexpr char kCloseMarkTemp[] = "CLOSE_MARK.tmp";  // fsutil::AtomicWri
 inline constexpr uint64_t kMaxCloseMarkBytes = uint64_t{64} << 20;
 
 struct CloseMark {
+  // The close counter of the session that wrote the file (decision 0042):
+  // the metadata instance's header field `close_counter` at its close.
+  // Absent: a v1 file (a build before 0042), read as before.
+  std::optional<uint64_t> counter;
   std::optional<ShardMark> meta;      // absent: the metadata instance did not close cleanly
   std::map<uint32_t, ShardMark> shards;  // by shard index; only shards that closed cleanly
 };
 
-// The file's bytes: a version line, a `meta` line, one `shard` line per
-// shard, and a `sha256` line over everything before it.
+// The store header field (docs/format.md, "Store header") that numbers the
+// writable sessions (decision 0042): raised by one, in a synced metadata
+// batch, by every writable open when it consumes the close marks, and
+// written into CLOSE_MARK by the session's clean close. A mark whose
+// counter is below it is stale (a later writable open consumed it), one
+// above it means the metadata instance lost writes. Absent: 0.
+inline constexpr char kCloseCounterField[] = "close_counter";
+// The metadata instance's close counter (0 when absent); kCorruption for a
+// value that does not parse, kIOError for a failed read.
+Result<uint64_t> ReadCloseCounter(rocksdb::DB* meta);
+
+// CLOSE_MARK's close counter against the metadata instance `meta`'s, for
+// every kind of open right after the store header loads (engine/damage.cc).
+// Below it: `*stale`, with the info line to log in `*what`. Above it:
+// kCorruption "metadata instance damaged: acknowledged writes lost: ...",
+// the metadata_loss event told to `options.audit_callback`. Equal, a v1
+// file, or none: OK, not stale.
+Status CheckCloseCounter(rocksdb::FileSystem* fs, const std::string& root, rocksdb::DB* meta,
+                         const Options& options, bool* stale, std::string* what);
+
+// The file's bytes: a version line, a `counter` line (v2; none when
+// `counter` is absent: v1), a `meta` line, one `shard` line per shard, and
+// a `sha256` line over everything before it.
 std::string EncodeCloseMark(const CloseMark& m);
-// kCorruption "close mark damaged: ..." for anything but an intact file of
-// this version (truncated, a byte changed, unparsable, unknown version).
+// kCorruption "close mark damaged: ..." for anything but an intact v1 or v2
+// file (truncated, a byte changed, unparsable, unknown version).
 Status DecodeCloseMark(std::string_view bytes, CloseMark* out);
 // Reads `root`/CLOSE_MARK. `*present` false (OK) when there is none; a
 // failed read is kIOError; a damaged file kCorruption (DecodeCloseMark),
@@ -87,8 +115,12 @@ inline constexpr char kLedgerManifest[] = "*ledger*";
 struct WalLedger {
   // By shard index: WAL file name -> size at the last clean close.
   std::map<uint32_t, std::vector<std::pair<std::string, uint64_t>>> shards;
+  // The metadata instance's (decision 0042): its WAL files at its last
+  // clean close. Absent: none yet (a v1 file, or no clean close of it).
+  std::optional<std::vector<std::pair<std::string, uint64_t>>> meta;
 };
-// A version line, one `shard <i> [<wal> <size>]...` line per shard, and a
+// A version line (v2 with a `meta [<wal> <size>]...` line after it, v1
+// without), one `shard <i> [<wal> <size>]...` line per shard, and a
 // `sha256` line over everything before it.
 std::string EncodeWalLedger(const WalLedger& l);
 // kCorruption "WAL ledger damaged: ..." for anything but an intact file.

@@ -39,7 +39,15 @@ Result<std::string> MetaLoss(rocksdb::FileSystem* fs, const std::string& root,
   CV_RETURN_IF_ERROR(ReadCloseMark(fs, root, &file, &present));
   if (!present || !file.meta || file.meta->manifest.empty() ||
       manifest.name != file.meta->manifest) {
-    return std::string();
+    // No mark for this open (consumed, or none after a crash): the WAL
+    // ledger's entry (decision 0042), at every open, by 0040/0041's rules:
+    // a listed WAL that is shorter, or gone at or above the MANIFEST's
+    // replay floor, lost acknowledged writes.
+    WalLedger ledger;
+    bool there = false;
+    CV_RETURN_IF_ERROR(ReadWalLedger(fs, root, &ledger, &there));
+    if (!there || !ledger.meta || ledger.meta->empty()) return std::string();
+    return CheckMarkFiles(fs, root + "/meta", manifest, LedgerMark(*ledger.meta));
   }
   CV_ASSIGN_OR_RETURN(std::string why, CheckMarkFiles(fs, root + "/meta", manifest, *file.meta));
   if (scan.last_sequence < file.meta->sequence) {
@@ -50,7 +58,51 @@ Result<std::string> MetaLoss(rocksdb::FileSystem* fs, const std::string& root,
   return why;
 }
 
+// The audit callback only: the audit log lives in the metadata instance,
+// which a store stopped for its damage never opens (or cannot trust).
+void TellCallback(const Options& options, const std::string& kind, const std::string& detail) {
+  if (!options.audit_callback) return;
+  AuditEvent e;
+  e.time = NowMicros();
+  e.kind = kind;
+  e.detail = detail + " (store not opened)";
+  options.audit_callback(e);
+}
+
 }  // namespace
+
+// (decision 0042) A stale mark is older than the last writable open that
+// consumed one; a mark above the counter was written after writes the
+// metadata instance no longer has (its counter was durable before the
+// file was written), or is not this store's.
+Status CheckCloseCounter(rocksdb::FileSystem* fs, const std::string& root, rocksdb::DB* meta,
+                         const Options& options, bool* stale, std::string* what) {
+  *stale = false;
+  CloseMark file;
+  bool present = false;
+  CV_RETURN_IF_ERROR(ReadCloseMark(fs, root, &file, &present));
+  if (!present || !file.counter) return Status::OK();
+  CV_ASSIGN_OR_RETURN(uint64_t counter, ReadCloseCounter(meta));
+  if (*file.counter < counter) {
+    *stale = true;
+    *what = std::string(kCloseMarkFile) + " is stale: its close counter is " +
+            std::to_string(*file.counter) + ", the metadata instance's " + std::to_string(counter) +
+            " (a later writable open consumed it; put back from an older close): ignored; the "
+            "WAL ledger checks the shards";
+    return Status::OK();
+  }
+  if (*file.counter == counter) return Status::OK();
+  const std::string lost = "metadata instance damaged: acknowledged writes lost: " +
+                           std::string(kCloseMarkFile) + " was written by the clean close of session " +
+                           std::to_string(*file.counter) + ", and the metadata instance counts " +
+                           std::to_string(counter) + " (" + kCloseCounterField +
+                           "): it lost the writes since (restored from an older copy, or cut)";
+  TellCallback(options, "metadata_loss", lost);
+  return Status::Corruption(lost +
+                            "; the store does not open without them: restore it from a backup "
+                            "(a CLOSE_MARK that is not this store's may be removed knowingly; "
+                            "docs/operations.md, \"Close mark\")");
+}
 
 Status Store::Impl::ScanMetaWal(bool read_only) {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
@@ -63,13 +115,7 @@ Status Store::Impl::ScanMetaWal(bool read_only) {
     CV_ASSIGN_OR_RETURN(std::string lost, MetaLoss(fs, path_, manifest, scan));
     if (lost.empty()) return Status::OK();
     const std::string what = "metadata instance damaged: acknowledged writes lost: " + lost;
-    if (options_.audit_callback) {
-      AuditEvent e;
-      e.time = NowMicros();
-      e.kind = "metadata_loss";
-      e.detail = what + " (store not opened)";
-      options_.audit_callback(e);
-    }
+    TellCallback(options_, "metadata_loss", what);
     return Status::Corruption(what +
                               "; the store does not open without them: restore it from a backup "
                               "(docs/operations.md, \"Damaged metadata\")");
@@ -79,13 +125,7 @@ Status Store::Impl::ScanMetaWal(bool read_only) {
       (scan.damage.empty() ? scan.sequence_regress +
                                  " (a WAL file of another history, planted or restored here)"
                            : scan.damage.front().Describe());
-  if (options_.audit_callback) {
-    AuditEvent e;
-    e.time = NowMicros();
-    e.kind = "wal_damage";
-    e.detail = what + " (store not opened)";
-    options_.audit_callback(e);
-  }
+  TellCallback(options_, "wal_damage", what);
   return Status::Corruption(what +
                             "; the store does not open without the lost records: restore it "
                             "from a backup (docs/operations.md, \"Damaged metadata\")");
@@ -193,14 +233,23 @@ Status Store::Impl::RecordWalDamage() {
   // is durable: they are consumed. A mark is valid for the first open after
   // the close that wrote it only: RocksDB may later delete a WAL that held
   // only a dropped family's writes without keeping its sequence numbers,
-  // and a crash leaves no new mark to replace a stale one.
-  if (!read_only() && !shard_marks_.empty()) {
+  // and a crash leaves no new mark to replace a stale one. The close
+  // counter (decision 0042) is raised in the same synced batch, before
+  // CLOSE_MARK is unlinked: a copy of the file put back later (after this
+  // session flushed, purged, crashed) is below it and ignored. Every
+  // writable open that gets here raises it, so each session that closes
+  // cleanly writes its own number.
+  if (!read_only()) {
     rocksdb::WriteBatch b;
     for (uint32_t i : shard_marks_) {
       CV_RETURN_IF_ERROR(fsutil::FromRocks(b.Delete(format::HeaderKey(ShardMarkField(i))),
                                            "shard mark batch"));
     }
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume shard marks"));
+    CV_ASSIGN_OR_RETURN(uint64_t counter, ReadCloseCounter(meta_.get()));
+    if (counter < UINT64_MAX) ++counter;  // (2^64 - 1 writable opens: it stays)
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(
+        b.Put(format::HeaderKey(kCloseCounterField), std::to_string(counter)), "shard mark batch"));
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(meta_write_, &b), "consume close marks"));
     shard_marks_.clear();
   }
   // The WAL ledger (decision 0040) is kept, but what this open found is

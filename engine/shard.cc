@@ -307,7 +307,7 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
       CV_ASSIGN_OR_RETURN(bool copy, size_of(name + std::string(walscan::kEvidenceSuffix), &kept));
       if (copy && kept >= want) continue;
       return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
-             std::to_string(want) + " at the last clean close of the shard (by " +
+             std::to_string(want) + " at the last clean close (by " +
              kWalLedgerFile + "; truncated)";
     }
     return std::string();
@@ -857,8 +857,9 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     if (scan.last_sequence < mark->sequence) {
       why += std::string(why.empty() ? "" : "; ") + "the WAL files replay to sequence number " +
              std::to_string(scan.last_sequence) + ", " + std::to_string(mark->sequence) +
-             " at the last clean close (by its close mark; a mark put back from an older "
-             "close is a false alarm: docs/operations.md, \"Close mark\")";
+             " at the last clean close (by its close mark; a mark of another store, or "
+             "one from a build before the close counter put back after a later flush, "
+             "is a false alarm: docs/operations.md, \"Close mark\")";
     }
     if (!why.empty()) {
       WalDamage w;

@@ -593,7 +593,15 @@ Status Store::Impl::Close() {
   // before it): this session checked nothing and may write nothing.
   const bool meta_opened = meta_ != nullptr;
   bool meta_closed = false;
+  // The session's close counter (decision 0042), written into the mark: the
+  // value this session's open raised (or, after an open that failed before
+  // that, the last one). Unreadable: no mark (the next open checks nothing).
+  Result<uint64_t> counter = uint64_t{0};
   if (meta_) {
+    if (!read_only()) {
+      counter = ReadCloseCounter(meta_.get());
+      keep(counter.status());
+    }
     Status synced;
     if (!read_only()) {
       synced = SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close");
@@ -613,6 +621,7 @@ Status Store::Impl::Close() {
     // `meta` line: nothing checked for it); the shards' marks regardless.
     ShardMark m;
     if (meta_closed && TakeMark(fs, path_ + "/meta", &m)) marks.meta = std::move(m);
+    if (counter.ok()) marks.counter = *counter;
     // A CLOSE_MARK still there was not consumed: this session's open did
     // not finish (it failed before checking the marks). Kept, it is still
     // what the last clean close left; this session's marks would describe
@@ -623,7 +632,8 @@ Status Store::Impl::Close() {
       // it as damage: none is written, the next open checks nothing.
       Log(LogLevel::kWarn, "close mark not written: " + std::to_string(bytes.size()) +
                                " bytes, over the " + std::to_string(kMaxCloseMarkBytes) + " readable");
-    } else if (!fs->FileExists(path_ + "/" + kCloseMarkFile, rocksdb::IOOptions(), nullptr).ok()) {
+    } else if (counter.ok() &&
+               !fs->FileExists(path_ + "/" + kCloseMarkFile, rocksdb::IOOptions(), nullptr).ok()) {
       keep(fsutil::AtomicWrite(fs, path_, kCloseMarkFile,
                                reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     }
@@ -638,6 +648,7 @@ Status Store::Impl::Close() {
     bool present = false;
     if (ReadWalLedger(fs, path_, &ledger, &present).ok()) {
       for (const auto& [i, m] : marks.shards) ledger.shards[i] = m.wals;
+      if (marks.meta) ledger.meta = marks.meta->wals;  // decision 0042
       keep(WriteWalLedger(fs, path_, ledger));
     }
   }
@@ -732,6 +743,14 @@ Status Store::Impl::OpenReadOnly() {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
   CV_RETURN_IF_ERROR(LoadHeader());
+  {
+    // A CLOSE_MARK newer than the metadata instance (decision 0042) stops
+    // the store before anything reads what that instance may have lost;
+    // OpenShards uses the file only when it is not stale.
+    bool stale = false;
+    std::string stale_why;
+    CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
+  }
   // A writer that rotates the keys between listing the keyring generations
   // and opening the newest one destroys the KEK it was sealed under: look
   // again.
@@ -833,6 +852,12 @@ Status Store::Impl::OpenOrCreate() {
     }
   }
   CV_RETURN_IF_ERROR(LoadHeader());
+  {
+    // As in OpenReadOnly (decision 0042): before the keyring is read.
+    bool stale = false;
+    std::string stale_why;
+    CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
+  }
   Status keys = LoadKeyring();
   if (keys.code() == Code::kKeyError) RecordKeyringFailure(keys);
   CV_RETURN_IF_ERROR(keys);
@@ -998,10 +1023,23 @@ Status Store::Impl::OpenShards() {
   // already by ScanMetaWal. Header marks are newer than any CLOSE_MARK (a
   // close of an older version after this one's): then the file is stale
   // and not used (it is removed with them).
+  // A stale file (decision 0042: its close counter below the metadata
+  // instance's; a later writable open consumed it, and that session may
+  // have flushed or purged since) is not used: an info line, no alarm. The
+  // WAL ledger below still checks its shards, so a mark put back cannot
+  // hide a loss in the WAL files a clean close listed.
   if (shard_marks_.empty()) {
+    rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+    bool stale = false;
+    std::string stale_why;
+    CV_RETURN_IF_ERROR(CheckCloseCounter(fs, path_, meta_.get(), options_, &stale, &stale_why));
     CloseMark file;
     bool present = false;
-    CV_RETURN_IF_ERROR(ReadCloseMark(res_->env->GetFileSystem().get(), path_, &file, &present));
+    CV_RETURN_IF_ERROR(ReadCloseMark(fs, path_, &file, &present));
+    if (stale) {
+      Log(LogLevel::kInfo, stale_why);
+      file.shards.clear();
+    }
     for (auto& [i, mark] : file.shards) {
       if (i < n) marks[i] = std::move(mark);
     }

@@ -14,6 +14,7 @@
 #include <csignal>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -53,6 +54,20 @@ struct A13 : ::testing::Test, damage::AuditRecorder {
       ASSERT_OK(s->PutCall("acme", MakeCall("a" + std::to_string(i), kAt + i)));
       ASSERT_OK(s->PutCall("bravo", MakeCall("b" + std::to_string(i), kAt + i)));
     }
+  }
+  // A refused open (0 writable, 1 read-only, 2 create_if_missing): its
+  // status, with seen cleared first; kCorruption with `needle` expected,
+  // and the metadata_loss callback.
+  Status ExpectMetaLoss(int mode, const std::string& needle) {
+    seen.clear();
+    Options o = s.options;
+    o.read_only = mode == 1;
+    o.create_if_missing = mode == 2;
+    Status st = Store::Open(o, s.db).status();
+    EXPECT_EQ(st.code(), Code::kCorruption) << mode << ": " << st.ToString();
+    EXPECT_NE(st.message().find(needle), std::string::npos) << mode << ": " << st.ToString();
+    EXPECT_TRUE(Saw("metadata_loss")) << mode;
+    return st;
   }
   Result<std::unique_ptr<Store>> OpenMode(bool read_only) {
     Options o = s.options;
@@ -208,10 +223,24 @@ void StaleMarkAfterACrash(A13* t, bool flush) {
   ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie", env), "signal 9");
   ASSERT_FALSE(fs::exists(mark)) << "the child's writable open consumed it";
   std::ofstream(mark, std::ios::binary) << old;
+  // The stale file is ignored with an info line (decision 0042).
+  auto stale_lines = std::make_shared<std::vector<std::string>>();
+  t->s.options.logger = [t, stale_lines](LogLevel level, std::string_view, std::string_view msg) {
+    std::lock_guard<std::mutex> l(t->mu);
+    if (level == LogLevel::kInfo && msg.find("CLOSE_MARK is stale") != std::string_view::npos) {
+      stale_lines->emplace_back(msg);
+    }
+  };
   for (bool ro : {true, false}) {
     t->seen.clear();
     auto r = t->OpenMode(ro);
     ASSERT_TRUE(r.ok()) << (ro ? "read-only: " : "writable: ") << r.status().ToString();
+    {
+      std::lock_guard<std::mutex> l(t->mu);
+      EXPECT_EQ(stale_lines->size(), 1u) << (ro ? "read-only" : "writable") << ": no info line for the stale mark";
+      if (!stale_lines->empty()) std::printf("[attack13] %s\n", stale_lines->front().c_str());
+      stale_lines->clear();
+    }
     for (const auto& k : t->Kinds()) std::printf("[attack13] stale mark%s, %s: event %s\n",
                                                   flush ? " (flushed)" : "", ro ? "ro" : "rw", k.c_str());
     t->ExpectAll(r->get(), "acme", "a");
@@ -226,55 +255,100 @@ void StaleMarkAfterACrash(A13* t, bool flush) {
     ASSERT_OK(v);
     EXPECT_TRUE(v->ok());
   }
+  t->s.options.logger = nullptr;
 }
 
 TEST_F(A13, StaleCloseMarkAfterACrashIsQuietAndLosesNothing) { StaleMarkAfterACrash(this, false); }
-// FINDING (not fixed; false alarm, never silent): with a flush in the
-// crashed session, the old file's shard 0 sequence number (42) is above
-// what the WALs now replay (0: the flush retired them), and Shard::Open's
-// sequence check runs even though CURRENT names another MANIFEST than the
-// mark's (0015 keeps it for an open that failed before consuming the
-// file). Every tenant of every shard the flush reached is marked damaged,
-// durably: "shard 0:
-// acknowledged writes lost: the WAL files replay to sequence number 0, 42
-// at the last close"; Verify fails. Nothing was lost; the message does not
-// name CLOSE_MARK, and docs/operations.md ("Close mark") tells the operator
-// the opposite ("that message means the files, not the mark, are short"),
-// and offers "restore it or purge it" (purging destroys good data);
-// `tenant accept-damage` is the right answer. The same for a CLOSE_MARK of
-// another store (AnotherStoresCloseMarkIsLoudAndLeavesItsTargetAlone). A
-// fix needs a way to tell a stale mark (e.g. a close counter in the mark
-// and the metadata instance, bumped where the file is consumed): a design
-// change for the lead (decision 0035).
-TEST_F(A13, DISABLED_StaleCloseMarkAfterAFlushAndACrashIsNoFalseAlarm) {
+// FIXED (decision 0042; was a false alarm): with a flush in the crashed
+// session, the old file's shard 0 sequence number (42) is above what the
+// WALs now replay (0: the flush retired them), and Shard::Open's sequence
+// check ran although CURRENT names another MANIFEST than the mark's: every
+// tenant of every shard the flush reached was marked damaged, durably
+// ("the WAL files replay to sequence number 0, 42 at the last close").
+// Now the child's writable open raised the metadata instance's close
+// counter when it consumed the file: the file put back is below it, stale,
+// ignored with an info line.
+TEST_F(A13, StaleCloseMarkAfterAFlushAndACrashIsNoFalseAlarm) {
   StaleMarkAfterACrash(this, true);
 }
 
-// What the operator does about that false alarm today (docs/operations.md,
-// "Close mark"): accept the damage; nothing was lost, every call reads.
-TEST_F(A13, StaleCloseMarkFalseAlarmIsClearedByAcceptDamage) {
+// A stale CLOSE_MARK is ignored, but it cannot hide a real loss (decision
+// 0042): the WAL ledger still checks its shards. Before the close counter
+// the old file's shard line replaced the ledger entry, its MANIFEST no
+// longer matched (no file check) and the crashed session's later WAL
+// replayed past its sequence number: the emptied WAL of the cleanly
+// closed session (a0-a2) was lost silently.
+TEST_F(A13, StaleCloseMarkPutBackStillShowsARealLoss) {
   s.Close();
   const std::string mark = s.db + "/CLOSE_MARK";
   const std::string old = testutil::ReadFile(mark);
-  ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie",
-                                   {{kEnvDb, s.db}, {kEnvKeys, s.keys}, {"CALLVAULT_ATTACK13_FLUSH", "1"}}),
+  std::vector<std::string> wals;
+  for (const auto& f : FilesWith(s.db + "/shards/0000", ".log")) {
+    if (fs::file_size(f) > 0) wals.push_back(f);
+  }
+  ASSERT_EQ(wals.size(), 1u) << "the WAL the clean close listed (a0-a2)";
+  ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie", {{kEnvDb, s.db}, {kEnvKeys, s.keys}}),
             "signal 9");
   std::ofstream(mark, std::ios::binary) << old;
-  s.options.create_if_missing = false;
+  fs::resize_file(wals[0], 0);
+  const std::string name = fs::path(wals[0]).filename().string();
+  for (bool ro : {true, false}) {
+    seen.clear();
+    auto r = OpenMode(ro);
+    ASSERT_TRUE(r.ok()) << (ro ? "read-only: " : "writable: ") << r.status().ToString();
+    bool by_ledger = false;
+    for (const auto& k : Kinds()) {
+      std::printf("[attack13] stale mark put back over a loss, %s: event %s\n", ro ? "ro" : "rw", k.c_str());
+      if (k.rfind("shard_loss: shard 0: acknowledged writes lost: WAL file " + name + " is 0 bytes", 0) == 0 &&
+          k.find("WAL_LEDGER") != std::string::npos) {
+        by_ledger = true;
+      }
+    }
+    EXPECT_TRUE(by_ledger) << (ro ? "read-only" : "writable") << ": the loss is not reported by the ledger";
+    EXPECT_CODE((*r)->GetCall("acme", "a0", kPartAll), Code::kCorruption);
+    ExpectAll(r->get(), "bravo", "b");
+    auto v = (*r)->Verify(std::nullopt);
+    ASSERT_OK(v);
+    EXPECT_FALSE(v->ok());
+  }
+}
+
+// The reverse (decision 0042): the metadata instance put back from an older
+// clean close (the writes since lost: a tenant created, a call), beside the
+// newer session's CLOSE_MARK, whose counter is above the metadata
+// instance's. The metadata mark checks nothing (CURRENT names another
+// MANIFEST than the mark's), so before the counter the store opened and
+// carol was gone silently. Now every kind of open refuses with
+// kCorruption naming CLOSE_MARK and the two counters, the callback hears
+// metadata_loss, the file is kept; nothing is written.
+TEST_F(A13, CloseMarkNewerThanTheMetadataInstanceIsLoud) {
+  s.Close();
+  testutil::TempDir copy;
+  testutil::CopyTree(s.db + "/meta", copy.path() + "/meta");
   ASSERT_OK(s.Open());
-  EXPECT_TRUE(Saw("shard_loss"));  // the false alarm (the DISABLED_ test above)
-  // Flush flushed both shards: both are marked.
-  EXPECT_CODE(s->GetCall("acme", "a0", kPartAll), Code::kCorruption);
-  EXPECT_CODE(s->GetCall("bravo", "b0", kPartAll), Code::kCorruption);
-  ASSERT_OK(s->AcceptTenantDamage("acme"));
-  ASSERT_OK(s->AcceptTenantDamage("bravo"));
-  ASSERT_OK(s.Reopen());
-  ExpectAll(s.store.get(), "acme", "a");
-  for (int i = 0; i < 5; ++i) EXPECT_OK(s->GetCall("acme", "n" + std::to_string(i), kPartAll));
-  ExpectAll(s.store.get(), "bravo", "b");
-  auto v = s->Verify(std::nullopt);
-  ASSERT_OK(v);
-  EXPECT_TRUE(v->ok());
+  ASSERT_OK(s->CreateTenant({"carol", "", 0}));
+  ASSERT_OK(s->PutCall("carol", MakeCall("c0", kAt)));
+  s.Close();
+  const std::string mark = s.db + "/CLOSE_MARK";
+  const std::string bytes = testutil::ReadFile(mark);
+  CloseMark file;
+  ASSERT_OK(DecodeCloseMark(bytes, &file));
+  ASSERT_TRUE(file.counter.has_value());
+  fs::remove_all(s.db + "/meta");
+  testutil::CopyTree(copy.path() + "/meta", s.db + "/meta");
+  const std::string want = "metadata instance damaged: acknowledged writes lost: CLOSE_MARK was written by "
+                           "the clean close of session " +
+                           std::to_string(*file.counter) + ", and the metadata instance counts " +
+                           std::to_string(*file.counter - 1) + " (close_counter)";
+  // Read-only, writable, create_if_missing. The refused writable open has
+  // opened the metadata instance (the counter lives there): its new
+  // MANIFEST may take the number of the mark's, and then the metadata
+  // mark's file check reports the same loss by its WAL sizes.
+  for (int mode : {1, 0, 2}) {
+    Status st = ExpectMetaLoss(mode, mode == 2 ? "metadata instance damaged: acknowledged writes lost: " : want);
+    EXPECT_EQ(testutil::ReadFile(mark), bytes) << mode << ": the file is kept";
+    std::printf("[attack13] meta put back under a newer CLOSE_MARK, mode %d: %s\n", mode, st.ToString().c_str());
+  }
 }
 
 // An acknowledged purge, then a crash, then the metadata WAL cut back to
@@ -498,6 +572,65 @@ TEST_F(A13, FirstWalAfterAFlushCutAfterACrashIsNotSilent) {
 }
 TEST_F(A13, OlderWalDeletedAfterACrashIsLoud) { OlderWalCutAfterACrash(this, OlderCut::kDeleted); }
 
+// The metadata instance in the WAL ledger (decision 0042): an older
+// metadata WAL of a cleanly closed session, emptied or deleted after a
+// crash (no CLOSE_MARK left, and 0035's first-open check long consumed):
+// every kind of open refuses the store with kCorruption naming the file,
+// and the callback hears metadata_loss. The same files untouched: quiet.
+// The metadata instance flushed once first (Store::Flush; carol created
+// after it): a MANIFEST that never saw a flush records no WAL number (its
+// replay floor reads 0), and 0041's rule skips a gone WAL then (decision
+// 0042, Limits).
+TEST_F(A13, OlderMetaWalCutOrDeletedAfterACrashIsLoud) {
+  ASSERT_OK(s->Flush());
+  ASSERT_OK(s->CreateTenant({"carol", "", 0}));
+  s.Close();
+  WalLedger l;
+  ASSERT_OK(DecodeWalLedger(testutil::ReadFile(s.db + "/WAL_LEDGER"), &l));
+  ASSERT_TRUE(l.meta.has_value());
+  ASSERT_FALSE(l.meta->empty());
+  const auto [name, size] = l.meta->back();
+  ASSERT_EQ(testutil::RunSelfChild("A13Child.DISABLED_WriteMoreAndDie", {{kEnvDb, s.db}, {kEnvKeys, s.keys}}),
+            "signal 9");
+  ASSERT_FALSE(fs::exists(s.db + "/CLOSE_MARK"));
+  const std::string wal = s.db + "/meta/" + name;
+  ASSERT_TRUE(fs::exists(wal)) << "recovery still needs it (avoid_flush_during_recovery)";
+  ASSERT_EQ(fs::file_size(wal), size);
+  ASSERT_GT(walscan::ReadCurrentManifest(rocksdb::FileSystem::Default().get(), s.db + "/meta").replay_floor, 0u);
+  testutil::TempDir copy;
+  testutil::CopyTree(s.db, copy.path() + "/db");
+  for (bool deleted : {false, true}) {
+    fs::remove_all(s.db);
+    testutil::CopyTree(copy.path() + "/db", s.db);
+    if (deleted) {
+      ASSERT_TRUE(fs::remove(wal));
+    } else {
+      fs::resize_file(wal, 0);
+    }
+    const std::string want = "metadata instance damaged: acknowledged writes lost: WAL file " + name +
+                             (deleted ? " is gone" : " is 0 bytes, " + std::to_string(size));
+    for (int mode : {1, 0, 2}) {
+      Status st = ExpectMetaLoss(mode, want);
+      EXPECT_NE(st.message().find("WAL_LEDGER"), std::string::npos) << st.ToString();
+      if (mode == 1) {
+        std::printf("[attack13] older meta WAL %s after a crash: %s\n", deleted ? "deleted" : "emptied",
+                    st.ToString().c_str());
+      }
+    }
+  }
+  fs::remove_all(s.db);
+  testutil::CopyTree(copy.path() + "/db", s.db);
+  seen.clear();
+  s.options.create_if_missing = false;
+  ASSERT_OK(s.Open());
+  EXPECT_FALSE(Saw("metadata_loss"));
+  EXPECT_FALSE(Saw("shard_loss"));
+  ExpectAll(s.store.get(), "acme", "a");
+  ExpectAll(s.store.get(), "bravo", "b");
+  for (int i = 0; i < 5; ++i) EXPECT_OK(s->GetCall("acme", "n" + std::to_string(i), kPartAll));
+  EXPECT_OK(s->DescribeTenant("carol"));
+}
+
 // The WAL ledger (decision 0040) raises no false alarm: rounds of
 // clean close, two crashes (the second from an open that consumed nothing),
 // read-only and writable opens, with a flush (in a crashed session and in
@@ -512,6 +645,14 @@ TEST_F(A13, WalLedgerRaisesNoFalseAlarmOverCrashesFlushesAndPurges) {
   for (int i = 0; i < 3; ++i) ASSERT_OK(s->PutCall("carol", MakeCall("c" + std::to_string(i), kAt + i)));
   s.Close();
   ASSERT_TRUE(fs::exists(s.db + "/WAL_LEDGER"));
+  {
+    // The metadata instance's WALs are listed too (decision 0042): this is
+    // also its control (rounds with a metadata flush, a purge, crashes).
+    WalLedger l;
+    ASSERT_OK(DecodeWalLedger(testutil::ReadFile(s.db + "/WAL_LEDGER"), &l));
+    ASSERT_TRUE(l.meta.has_value());
+    ASSERT_FALSE(l.meta->empty());
+  }
   s.options.create_if_missing = false;
   std::vector<std::pair<std::string, std::string>> env = {{kEnvDb, s.db}, {kEnvKeys, s.keys}};
   for (int round = 0; round < 3; ++round) {

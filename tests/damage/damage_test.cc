@@ -7,6 +7,7 @@
 // (AcceptTenantDamage, PurgeTenant). A torn tail stays quiet.
 #include <gtest/gtest.h>
 #include <rocksdb/metadata.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <chrono>
@@ -727,7 +728,9 @@ TEST_F(MarkFixture, CloseMarkIsAFileOutsideTheMetadataWal) {
   const std::string mark = s.db + "/CLOSE_MARK";
   ASSERT_TRUE(fs::exists(mark));
   const std::string text = testutil::ReadFile(mark);
-  EXPECT_EQ(text.rfind("callvault close mark v1\nmeta v1 ", 0), 0u) << text;
+  // v2 (decision 0042): the close counter right after the version line.
+  EXPECT_EQ(text.rfind("callvault close mark v2\ncounter ", 0), 0u) << text;
+  EXPECT_NE(text.find("\nmeta v1 "), std::string::npos) << text;
   EXPECT_NE(text.find("\nshard 0 v1 "), std::string::npos) << text;
   EXPECT_NE(text.find("\nshard 1 v1 "), std::string::npos) << text;
   EXPECT_NE(text.find("\nsha256 "), std::string::npos) << text;
@@ -784,6 +787,109 @@ TEST_F(MarkFixture, MetaWalCutAfterACleanCloseIsLoud) {
 // A damaged CLOSE_MARK is kCorruption "close mark damaged", never ignored
 // (a cut or changed mark could hide a loss); removing it is the operator's
 // knowing choice, and then the store opens unchecked.
+// `body` with the sha256 line CLOSE_MARK and WAL_LEDGER end in (docs/format.md).
+std::string Sealed(const std::string& body) {
+  unsigned char d[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(d, reinterpret_cast<const unsigned char*>(body.data()), body.size());
+  char hex[2 * crypto_hash_sha256_BYTES + 1];
+  sodium_bin2hex(hex, sizeof(hex), d, sizeof(d));
+  return body + "sha256 " + hex + "\n";
+}
+
+// Each body, sealed, is refused by `decode` with kCorruption `prefix` + why.
+template <typename Decoded>
+void ExpectEachRefused(Status (*decode)(std::string_view, Decoded*), const std::string& prefix,
+                       const std::vector<std::pair<std::string, std::string>>& bad) {
+  for (const auto& [body, why] : bad) {
+    Decoded got;
+    Status st = decode(Sealed(body), &got);
+    EXPECT_EQ(st.code(), Code::kCorruption) << body;
+    EXPECT_NE(st.message().find(prefix + why), std::string::npos) << body << ": " << st.ToString();
+  }
+}
+
+// The close mark's codec (docs/format.md, "Close mark"; decision 0042): a
+// mark with a close counter is v2 and reads back with it; one without is v1
+// (a build before 0042) and reads back without. A v2 file whose counter
+// line is missing, repeated or bad, sealed with a matching checksum, is
+// damage, as is a counter line in a v1 file.
+TEST(CloseMarkCodec, CounterMakesV2AndV1StillReads) {
+  CloseMark m;
+  m.shards[0].sequence = 7;
+  m.shards[0].manifest = "MANIFEST-000005";
+  m.shards[0].manifest_size = 99;
+  m.shards[0].wals = {{"000004.log", 123}};
+  CloseMark got;
+  const std::string v1 = EncodeCloseMark(m);
+  EXPECT_EQ(v1.rfind("callvault close mark v1\nshard 0 v1 7 MANIFEST-000005 99 000004.log 123\n", 0), 0u) << v1;
+  ASSERT_OK(DecodeCloseMark(v1, &got));
+  EXPECT_FALSE(got.counter.has_value());
+  EXPECT_EQ(got.shards[0].wals, m.shards[0].wals);
+  m.counter = UINT64_MAX;
+  const std::string v2 = EncodeCloseMark(m);
+  EXPECT_EQ(v2.rfind("callvault close mark v2\ncounter 18446744073709551615\nshard 0 v1 7 ", 0), 0u) << v2;
+  EXPECT_EQ(Sealed(v2.substr(0, v2.rfind("sha256 "))), v2) << "the test's sealing is the file's";
+  ASSERT_OK(DecodeCloseMark(v2, &got));
+  ASSERT_TRUE(got.counter.has_value());
+  EXPECT_EQ(*got.counter, UINT64_MAX);
+  EXPECT_EQ(got.shards[0].sequence, 7u);
+  ASSERT_OK(DecodeCloseMark(Sealed("callvault close mark v2\ncounter 0\n"), &got));
+  ASSERT_TRUE(got.counter.has_value());
+  EXPECT_EQ(*got.counter, 0u);
+  EXPECT_TRUE(got.shards.empty());
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"callvault close mark v2\n", "has a bad counter line"},
+      {"callvault close mark v2\nshard 0 v1 7 - 0\n", "has a bad counter line"},
+      {"callvault close mark v2\ncounter \n", "has a bad counter line"},
+      {"callvault close mark v2\ncounter -1\n", "has a bad counter line"},
+      {"callvault close mark v2\ncounter +1\n", "has a bad counter line"},
+      {"callvault close mark v2\ncounter 1x\n", "has a bad counter line"},
+      {"callvault close mark v2\ncounter 18446744073709551616\n", "has a bad counter line"},
+      {"callvault close mark v2\ncounter 1\ncounter 1\n", "has a bad line"},
+      {"callvault close mark v1\ncounter 1\n", "has a bad line"},
+      {"callvault close mark v3\ncounter 1\n", "has an unknown version line (this build reads v1 and v2)"},
+  };
+  ExpectEachRefused(DecodeCloseMark, "close mark damaged: CLOSE_MARK ", bad);
+}
+
+// The WAL ledger's codec (docs/format.md, "WAL ledger"; decision 0042): a
+// ledger with the metadata instance's entry is v2 (a `meta` line first)
+// and reads back with it; one without is v1 and reads back without. A v2
+// file without a good meta line, or a meta line in a v1 file, is damage.
+TEST(WalLedgerCodec, MetaLineMakesV2AndV1StillReads) {
+  WalLedger l;
+  l.shards[1] = {{"000004.log", 123}};
+  WalLedger got;
+  const std::string v1 = EncodeWalLedger(l);
+  EXPECT_EQ(v1.rfind("callvault wal ledger v1\nshard 1 000004.log 123\nsha256 ", 0), 0u) << v1;
+  ASSERT_OK(DecodeWalLedger(v1, &got));
+  EXPECT_FALSE(got.meta.has_value());
+  EXPECT_EQ(got.shards, l.shards);
+  l.meta = {{"000009.log", 77}, {"000011.log", 5}};
+  const std::string v2 = EncodeWalLedger(l);
+  EXPECT_EQ(v2.rfind("callvault wal ledger v2\nmeta 000009.log 77 000011.log 5\nshard 1 000004.log 123\n", 0), 0u)
+      << v2;
+  EXPECT_EQ(Sealed(v2.substr(0, v2.rfind("sha256 "))), v2) << "the test's sealing is the file's";
+  ASSERT_OK(DecodeWalLedger(v2, &got));
+  ASSERT_TRUE(got.meta.has_value());
+  EXPECT_EQ(*got.meta, *l.meta);
+  EXPECT_EQ(got.shards, l.shards);
+  ASSERT_OK(DecodeWalLedger(Sealed("callvault wal ledger v2\nmeta\n"), &got));
+  ASSERT_TRUE(got.meta.has_value());
+  EXPECT_TRUE(got.meta->empty());
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"callvault wal ledger v2\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nshard 1 000004.log 123\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmeta 000009.log\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmetax 000009.log 1\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmeta notawal 1\n", "has a bad meta line"},
+      {"callvault wal ledger v2\nmeta\nmeta\n", "has a bad line"},
+      {"callvault wal ledger v1\nmeta 000009.log 1\n", "has a bad line"},
+      {"callvault wal ledger v3\nmeta\n", "has an unknown version line (this build reads v1 and v2)"},
+  };
+  ExpectEachRefused(DecodeWalLedger, "WAL ledger damaged: WAL_LEDGER ", bad);
+}
+
 TEST_F(MarkFixture, DamagedCloseMarkIsCorruption) {
   Put("acme", "a0");
   s.Close();
