@@ -8,6 +8,7 @@
 // backup taken while a deletion is pending, and read-only opens of damaged
 // stores (loud, and nothing on disk changed). Builds on attack13_test.cc
 // (same store shape, same child-process crash), without repeating it.
+#include <algorithm>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -462,21 +463,30 @@ TEST_F(A15, KillsInsideAnOpenThatFoundALossNeverForgetIt) {
 // not ok (the orphan key), so not wholly silent. Expected (issue 11 item
 // 1): the open (or dave's reads) kCorruption naming the metadata loss, a
 // metadata_loss audit event, Verify not ok.
+// Still disabled after decision 0042 (the metadata instance in WAL_LEDGER):
+// a metadata instance that never flushed has a replay floor of 0 in its
+// MANIFEST, which 0041's check reads as "MANIFEST not understood", so a
+// deleted listed WAL is not reported until the first metadata flush (a
+// shortened one is). The fix: ManifestInfo says whether the floor was read.
 TEST_F(A15, DISABLED_MetadataWalDeletedAfterACrashIsLoud) {
   s.Close();
   ASSERT_OK(s.Open());
   ASSERT_OK(s->CreateTenant({"dave", "", 0}));
   ASSERT_OK(s->PutCall("dave", MakeCall("d0", kAt)));
   s.Close();
-  ASSERT_EQ(Child("put"), "signal 9");
+  // dave's session's metadata WAL: the newest one when it closed cleanly
+  // (every writable open since decision 0042 writes a synced batch, so the
+  // crashed child below writes one of its own).
   std::vector<std::string> mw;
   for (const auto& f : FilesWith(s.db + "/meta", ".log")) {
     if (fs::file_size(f) > 0) mw.push_back(f);
   }
-  // The first session's (the tenants' creation), dave's session's; the
-  // crashed child wrote no metadata.
-  ASSERT_EQ(mw.size(), 2u);
-  ASSERT_TRUE(fs::remove(mw.back()));
+  ASSERT_GE(mw.size(), 2u);
+  std::sort(mw.begin(), mw.end());
+  const std::string daves = mw.back();
+  ASSERT_EQ(Child("put"), "signal 9");
+  ASSERT_TRUE(fs::exists(daves));
+  ASSERT_TRUE(fs::remove(daves));
   for (bool ro : {true, false}) {
     seen.clear();
     auto r = OpenMode(ro);
