@@ -457,13 +457,7 @@ TEST_F(PurgeBackupTest, FilesAreDeletedRightAfterPurgeReturns) {
   {
     BusyBackgroundPools busy;
     ASSERT_OK(ts_->PurgeTenant("bravo"));
-    for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);;) {
-      auto m = ts_->Metrics();
-      ASSERT_OK(m);
-      if (m->purge_deletions_pending == 0) break;
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the reaper did not delete the files";
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    ASSERT_TRUE(testutil::WaitForPurgeDeletions(*ts_.store)) << "the reaper did not delete the files";
     for (const auto& f : files) {
       EXPECT_FALSE(fs::exists(f)) << "still there after the reaper's deletion: " << f;
     }

@@ -131,13 +131,7 @@ TEST_F(RecordingBlobTest, BlobFilesCanaryAndPurge) {
   ASSERT_OK(ts.Open());
   ASSERT_OK(ts->PurgeTenant("acme"));
   // The files go after the receipt, on the shard's reaper (decision 0049).
-  for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);;) {
-    auto m = ts->Metrics();
-    ASSERT_OK(m);
-    if (m->purge_deletions_pending == 0) break;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the purged family's files are not deleted";
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(testutil::WaitForPurgeDeletions(*ts.store)) << "the purged family's files are not deleted";
   for (const auto& b : acme_blobs) EXPECT_FALSE(Exists(b)) << b << " still exists once its deletion is done";
   EXPECT_TRUE(ReadAll("globex", "call-1", "standup") == other);
   ts.Close();

@@ -147,4 +147,14 @@ bool WaitForDictionaryTraining(Store& store) {
   return false;
 }
 
+bool WaitForPurgeDeletions(Store& store) {
+  for (int i = 0; i < 30000; ++i) {
+    auto m = store.Metrics();
+    if (!m.ok()) return false;
+    if (m->purge_deletions_pending == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
 }  // namespace callvault::testutil

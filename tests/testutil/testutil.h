@@ -98,6 +98,10 @@ std::vector<std::string> FindInTree(const std::string& dir, const std::vector<st
 // Waits until no dictionary training is queued or running (decision 0045:
 // trainings run in the background), polling Stats(); false after 60 s.
 bool WaitForDictionaryTraining(Store& store);
+// Waits (up to 30 s) until no purged family's files are still being deleted
+// by a shard's reaper (Metrics::purge_deletions_pending == 0; decision
+// 0049). False on timeout or if Metrics fails.
+bool WaitForPurgeDeletions(Store& store);
 
 }  // namespace callvault::testutil
 
