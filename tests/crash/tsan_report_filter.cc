@@ -25,21 +25,26 @@
 //                    its caller, ours or RocksDB's, is not on the stack);
 //   - a std:: template instantiated in the binary is skipped: its caller
 //     decides; anything unknown counts as ours.
-// The report is suppressed only in three cases (OnReport below says why each
+// The report is suppressed only in four cases (OnReport below says why each
 // is RocksDB's): (1) RocksDB made an access and our code none; (2) both
 // accesses are libstdc++'s out-of-line std::string::_M_append (the write
 // group's batch merge); (3) the memory is on thread T's stack, our access
 // was T's own earlier use of it, the other access RocksDB's (stack reuse
-// under RocksDB's Writer objects). Every other race in which our code reads
-// or writes is reported, whatever is on the other stack; so is one between
-// two other std-library accesses. What stays hidden: a race of ours made
-// only through _M_append on both sides, and one on a thread's own stack
-// memory that RocksDB touches from another thread (our code never hands
-// RocksDB a local it still writes).
+// under RocksDB's Writer objects); (4) the memory is a heap block RocksDB
+// allocated, our access a read, the other RocksDB's write (an iterator's
+// key or value in the memtable, read by us in another thread than the
+// writer's). Every other race in which our code reads or writes is
+// reported, whatever is on the other stack; so is one between two other
+// std-library accesses. What stays hidden: a race of ours made only through
+// _M_append on both sides; one on a thread's own stack memory that RocksDB
+// touches from another thread (our code never hands RocksDB a local it
+// still writes); and our read of RocksDB's memory after RocksDB freed and
+// reused it (a use after free: the same suite under ASan reports it).
 //
 // CALLVAULT_TSAN_FILTER_LOG=1 prints one line per decision to stderr.
 // callvault_tsan_filter_counts() returns how many races it has reported
-// with an access of ours and how many it suppressed: tsan_filter_test
+// with an access of ours, how many it suppressed, and how many of those had
+// an access of ours (cases 3 and 4): tsan_filter_test
 // checks them (a filter that is not called, or decides nothing, fails it).
 //
 // The hook runs inside TSan's report path with its internal locks held: it
@@ -67,7 +72,7 @@ int __tsan_get_report_loc(void* report, unsigned long idx, const char** type, vo
 void __sanitizer_symbolize_pc(void* pc, const char* fmt, char* out_buf, unsigned long out_buf_size);
 // The decisions so far: races reported in which our code made an access,
 // and races suppressed (see OnReport). Any thread, any time.
-void callvault_tsan_filter_counts(long* reported_ours, long* suppressed);
+void callvault_tsan_filter_counts(long* reported_ours, long* suppressed, long* suppressed_ours);
 }
 
 namespace __tsan {
@@ -211,6 +216,7 @@ const char* Name(Side s) {
 // an intercepted call), read by callvault_tsan_filter_counts.
 std::atomic<long> g_reported_ours{0};
 std::atomic<long> g_suppressed{0};
+std::atomic<long> g_suppressed_ours{0};  // of those, with an access of ours (cases 3, 4)
 
 // Read once at start-up: getenv inside the report path is not safe.
 const bool g_log = std::getenv("CALLVAULT_TSAN_FILTER_LOG") != nullptr;
@@ -237,21 +243,29 @@ bool OnReport(const ReportDesc* rep, bool suppressed) {
   }
   // Races only; every other kind of report follows tsan.supp.
   if (description == nullptr || !StartsWith(description, "data-race")) return suppressed;
-  // Where the racy memory is: on a thread's stack, which thread's.
+  // Where the racy memory is: on a thread's stack, which thread's; or in a
+  // heap block, and whether RocksDB allocated it (the allocation stack's
+  // first frame below the allocator is RocksDB's).
   int stack_tid = -1;
+  bool rocksdb_heap = false;
   for (int i = 0; i < locs; ++i) {
     const char* type = nullptr;
     void *addr = nullptr, *start = nullptr;
     unsigned long size = 0;
     int tid = -1, fd = -1, suppressable = 0;
-    void* trace[1];
-    if (__tsan_get_report_loc(report, i, &type, &addr, &start, &size, &tid, &fd, &suppressable,
-                              trace, 1) &&
-        type != nullptr && StartsWith(type, "stack") && type[5] == 0) {
-      stack_tid = tid;
+    void* trace[64];
+    for (void*& t : trace) t = nullptr;
+    if (!__tsan_get_report_loc(report, i, &type, &addr, &start, &size, &tid, &fd, &suppressable,
+                               trace, 64) ||
+        type == nullptr) {
+      continue;
+    }
+    if (StartsWith(type, "stack") && type[5] == 0) stack_tid = tid;
+    if (StartsWith(type, "heap") && type[4] == 0 && trace[0] != nullptr) {
+      rocksdb_heap = AccessSide(trace, 64) == kRocksDb;
     }
   }
-  int rocksdb = 0, ours = 0, ours_on_own_stack = 0, appends = 0;
+  int rocksdb = 0, ours = 0, ours_on_own_stack = 0, appends = 0, ours_reads = 0;
   char line[256];
   size_t n = 0;
   line[0] = 0;
@@ -270,6 +284,7 @@ bool OnReport(const ReportDesc* rep, bool suppressed) {
     rocksdb += s == kRocksDb;
     ours += s == kOurs;
     ours_on_own_stack += s == kOurs && stack_tid >= 0 && tid == stack_tid;
+    ours_reads += s == kOurs && write == 0 && atomic == 0;
     appends += s == kStdAppend;
     if (i > 0) Append(line, sizeof(line), &n, "/");
     Append(line, sizeof(line), &n, Name(s));
@@ -284,15 +299,29 @@ bool OnReport(const ReportDesc* rep, bool suppressed) {
   //     live on each writer's stack, written by uninstrumented code TSan does
   //     not see, so TSan pairs the leader's access with whatever frame of
   //     ours used those bytes before (stack reuse).
+  // (4) Our read of a heap block RocksDB allocated, against RocksDB's write
+  //     of it (the allocation itself, or its memcpy): a memtable entry or
+  //     cache block RocksDB handed us (an iterator's key or value) after
+  //     publishing it with atomics TSan cannot see (the skip list's release
+  //     store of the node that points at it). RocksDB never writes an entry
+  //     it has published, so such a pair is a race only if we read a slice
+  //     after RocksDB freed and reused its memory: a use after free, which
+  //     the same suite under ASan (t7-asan) reports. Our WRITE into
+  //     RocksDB's memory, and our read of our own memory that RocksDB
+  //     writes (a read buffer we lent it), stay reported.
   const bool hide = ours == 0 ? (rocksdb > 0 || (appends > 0 && appends == mops))
-                              : (rocksdb > 0 && ours == ours_on_own_stack && mops == 2);
+                              : (rocksdb > 0 && mops == 2 &&
+                                 (ours == ours_on_own_stack ||
+                                  (rocksdb_heap && stack_tid < 0 && ours == 1 && ours_reads == 1)));
   if (hide) {
     g_suppressed.fetch_add(1, std::memory_order_relaxed);
+    if (ours > 0) g_suppressed_ours.fetch_add(1, std::memory_order_relaxed);
   } else if (ours > 0) {
     g_reported_ours.fetch_add(1, std::memory_order_relaxed);
   }
   if (g_log) {
     if (stack_tid >= 0) Append(line, sizeof(line), &n, " (stack)");
+    if (rocksdb_heap) Append(line, sizeof(line), &n, " (RocksDB's heap)");
     Append(line, sizeof(line), &n, hide ? " -> suppressed\n" : " -> reported\n");
     long r = syscall(SYS_write, 2, line, n);
     (void)r;
@@ -302,7 +331,9 @@ bool OnReport(const ReportDesc* rep, bool suppressed) {
 
 }  // namespace __tsan
 
-extern "C" void callvault_tsan_filter_counts(long* reported_ours, long* suppressed) {
+extern "C" void callvault_tsan_filter_counts(long* reported_ours, long* suppressed,
+                                            long* suppressed_ours) {
   *reported_ours = g_reported_ours.load(std::memory_order_relaxed);
   *suppressed = g_suppressed.load(std::memory_order_relaxed);
+  *suppressed_ours = g_suppressed_ours.load(std::memory_order_relaxed);
 }
