@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <vector>
 
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
@@ -171,6 +173,9 @@ namespace {
 constexpr std::string_view kLedgerVersionLine = "callvault wal ledger v1\n";
 // v2 (decision 0042): a `meta` line first, the metadata instance's WALs.
 constexpr std::string_view kLedgerVersion2Line = "callvault wal ledger v2\n";
+// v3 (decision 0050): each listed WAL with its head digest.
+constexpr std::string_view kLedgerVersion3Line = "callvault wal ledger v3\n";
+constexpr size_t kHeadDigestBytes = 16;
 
 Status LedgerDamaged(const std::string& why) {
   return Status::Corruption("WAL ledger damaged: " + std::string(kWalLedgerFile) + " " + why +
@@ -181,25 +186,142 @@ Status LedgerDamaged(const std::string& why) {
 
 }  // namespace
 
-std::string EncodeWalLedger(const WalLedger& l) {
-  std::string body(l.meta ? kLedgerVersion2Line : kLedgerVersionLine);
-  if (l.meta) {
-    body += "meta";
-    for (const auto& [name, size] : *l.meta) body += " " + name + " " + std::to_string(size);
-    body += "\n";
+std::string WalHeadDigest(std::string_view data) {
+  unsigned char digest[kHeadDigestBytes];
+  crypto_generichash(digest, sizeof(digest), reinterpret_cast<const unsigned char*>(data.data()),
+                     std::min<uint64_t>(data.size(), kWalHeadBytes), nullptr, 0);
+  char hex[2 * kHeadDigestBytes + 1];
+  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+  return std::string(hex, 2 * kHeadDigestBytes);
+}
+
+Result<std::string> ReadWalHeadDigest(rocksdb::FileSystem* fs, const std::string& path,
+                                      uint64_t size) {
+  const size_t want = static_cast<size_t>(std::min(size, kWalHeadBytes));
+  std::unique_ptr<rocksdb::FSSequentialFile> file;
+  rocksdb::IOStatus s = fs->NewSequentialFile(path, rocksdb::FileOptions(), &file, nullptr);
+  if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(path + " is gone");
+  const std::string what = "read the head of " + path;
+  CV_RETURN_IF_ERROR(fsutil::FromIO(s, what));
+  std::string bytes(want, '\0');
+  size_t got = 0;
+  while (got < want) {
+    rocksdb::Slice r;
+    CV_RETURN_IF_ERROR(fsutil::FromIO(
+        file->Read(want - got, rocksdb::IOOptions(), &r, bytes.data() + got, nullptr), what));
+    if (r.empty()) break;
+    if (r.data() != bytes.data() + got) std::memmove(bytes.data() + got, r.data(), r.size());
+    got += r.size();
   }
+  if (got < want) return Status::IOError(what + ": short read");
+  return WalHeadDigest(bytes);
+}
+
+namespace {
+
+// " <wal> <size> <head>" per WAL (v3; head `-` when not known).
+std::string LedgerEntries(const std::vector<std::pair<std::string, uint64_t>>& wals,
+                          const std::map<std::string, std::string>* heads) {
+  std::string s;
+  for (const auto& [name, size] : wals) {
+    s += " " + name + " " + std::to_string(size);
+    auto h = heads == nullptr ? decltype(heads->end()){} : heads->find(name);
+    s += heads != nullptr && h != heads->end() ? " " + h->second : std::string(" -");
+  }
+  return s;
+}
+
+// NNNNNN.log, as RocksDB names a WAL file.
+bool IsWalFileName(std::string_view name) {
+  return name.size() > 4 && name.substr(name.size() - 4) == ".log" &&
+         name.find_first_not_of("0123456789") == name.size() - 4;
+}
+
+bool IsHeadDigest(std::string_view h) {
+  return h.size() == 2 * kHeadDigestBytes && h.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// The entries of a v3 line after its tag: "<wal> <size> <head>" triples.
+bool ParseLedgerEntries(std::string_view rest, std::vector<std::pair<std::string, uint64_t>>* wals,
+                        std::map<std::string, std::string>* heads) {
+  std::vector<std::string_view> tokens;
+  size_t pos = 0;
+  while (pos < rest.size()) {
+    if (rest[pos] != ' ') return false;
+    const size_t end = std::min(rest.find(' ', pos + 1), rest.size());
+    tokens.push_back(rest.substr(pos + 1, end - pos - 1));
+    pos = end;
+  }
+  if (tokens.size() % 3 != 0) return false;
+  for (size_t i = 0; i < tokens.size(); i += 3) {
+    const std::string_view name = tokens[i], size = tokens[i + 1], head = tokens[i + 2];
+    uint64_t n = 0;
+    const auto r = std::from_chars(size.data(), size.data() + size.size(), n);
+    if (!IsWalFileName(name) || size.empty() || r.ec != std::errc() ||
+        r.ptr != size.data() + size.size() || (head != "-" && !IsHeadDigest(head))) {
+      return false;
+    }
+    for (const auto& w : *wals) {
+      if (w.first == name) return false;  // listed twice
+    }
+    wals->emplace_back(std::string(name), n);
+    if (head != "-") (*heads)[std::string(name)] = std::string(head);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeWalLedger(const WalLedger& l) {
+  std::string body(kLedgerVersion3Line);
+  static const std::vector<std::pair<std::string, uint64_t>> kNone;
+  body += "meta" + LedgerEntries(l.meta ? *l.meta : kNone, &l.meta_heads) + "\n";
   for (const auto& [i, wals] : l.shards) {
-    body += "shard " + std::to_string(i);
-    for (const auto& [name, size] : wals) body += " " + name + " " + std::to_string(size);
-    body += "\n";
+    auto h = l.shard_heads.find(i);
+    body += "shard " + std::to_string(i) +
+            LedgerEntries(wals, h == l.shard_heads.end() ? nullptr : &h->second) + "\n";
   }
   return body + std::string(kDigestTag) + Sha256Hex(body) + "\n";
 }
 
 Status DecodeWalLedger(std::string_view bytes, WalLedger* out) {
   std::string_view body;
+  if (bytes.substr(0, kLedgerVersion3Line.size()) == kLedgerVersion3Line) {
+    CV_RETURN_IF_ERROR(CheckedBody(bytes, kLedgerVersion3Line, "v1 to v3", LedgerDamaged, &body));
+    WalLedger l;
+    size_t pos = kLedgerVersion3Line.size();
+    bool first = true;
+    while (pos < body.size()) {
+      const size_t nl = body.find('\n', pos);
+      const std::string_view line = body.substr(pos, nl - pos);
+      pos = nl + 1;
+      if (first) {
+        // The metadata instance's line, first and once.
+        first = false;
+        std::vector<std::pair<std::string, uint64_t>> wals;
+        if (line.substr(0, 4) != "meta" || !ParseLedgerEntries(line.substr(4), &wals, &l.meta_heads)) {
+          return LedgerDamaged("has a bad meta line");
+        }
+        l.meta = std::move(wals);
+        continue;
+      }
+      const size_t sp = std::min(line.find(' ', 6), line.size());
+      uint32_t index = 0;
+      std::vector<std::pair<std::string, uint64_t>> wals;
+      std::map<std::string, std::string> heads;
+      if (line.rfind("shard ", 0) != 0 || !ParseIndex(line.substr(6, sp - 6), &index) ||
+          l.shards.count(index) != 0 || !ParseLedgerEntries(line.substr(sp), &wals, &heads)) {
+        return LedgerDamaged("has a bad line");
+      }
+      l.shards[index] = std::move(wals);
+      if (!heads.empty()) l.shard_heads[index] = std::move(heads);
+    }
+    if (first) return LedgerDamaged("has no meta line");
+    *out = std::move(l);
+    return Status::OK();
+  }
   const bool v2 = bytes.substr(0, kLedgerVersion2Line.size()) == kLedgerVersion2Line;
-  CV_RETURN_IF_ERROR(CheckedBody(bytes, v2 ? kLedgerVersion2Line : kLedgerVersionLine, "v1 and v2",
+  CV_RETURN_IF_ERROR(CheckedBody(bytes, v2 ? kLedgerVersion2Line : kLedgerVersionLine, "v1 to v3",
                                  LedgerDamaged, &body));
   WalLedger l;
   size_t pos = kLedgerVersionLine.size();
@@ -277,10 +399,12 @@ Result<uint64_t> ReadCloseCounter(rocksdb::DB* meta) {
   return n;
 }
 
-ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals) {
+ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals,
+                     const std::map<std::string, std::string>& heads) {
   ShardMark m;
   m.manifest = kLedgerManifest;
   m.wals = wals;
+  m.heads = heads;
   return m;
 }
 

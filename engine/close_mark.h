@@ -112,16 +112,35 @@ inline constexpr char kWalLedgerTemp[] = "WAL_LEDGER.tmp";  // fsutil::AtomicWri
 // (CheckMarkFiles). Never a MANIFEST's name.
 inline constexpr char kLedgerManifest[] = "*ledger*";
 
+// How much of a WAL file's start its head digest covers: one WAL block,
+// where its first records are (decision 0050).
+inline constexpr uint64_t kWalHeadBytes = 32 * 1024;
+// The head digest of a WAL file whose bytes (or at least whose first
+// kWalHeadBytes) are `data`: BLAKE2b-128 (crypto_generichash, no key) of
+// its first min(size, kWalHeadBytes) bytes, 32 lowercase hex digits.
+std::string WalHeadDigest(std::string_view data);
+// The same for the file `path`, of its first min(`size`, kWalHeadBytes)
+// bytes; kIOError for a failed or short read, kNotFound when it is gone.
+Result<std::string> ReadWalHeadDigest(rocksdb::FileSystem* fs, const std::string& path,
+                                      uint64_t size);
+
 struct WalLedger {
   // By shard index: WAL file name -> size at the last clean close.
   std::map<uint32_t, std::vector<std::pair<std::string, uint64_t>>> shards;
   // The metadata instance's (decision 0042): its WAL files at its last
   // clean close. Absent: none yet (a v1 file, or no clean close of it).
   std::optional<std::vector<std::pair<std::string, uint64_t>>> meta;
+  // Head digests (v3, decision 0050), by shard index and for the metadata
+  // instance: WAL file name -> WalHeadDigest at the last clean close. A
+  // listed WAL without one (read from a v1 or v2 file) is checked by its
+  // size only.
+  std::map<uint32_t, std::map<std::string, std::string>> shard_heads;
+  std::map<std::string, std::string> meta_heads;
 };
-// A version line (v2 with a `meta [<wal> <size>]...` line after it, v1
-// without), one `shard <i> [<wal> <size>]...` line per shard, and a
-// `sha256` line over everything before it.
+// A version line, a `meta [<wal> <size> <head>]...` line, one
+// `shard <i> [<wal> <size> <head>]...` line per shard (v3; `-` for a head
+// not known), and a `sha256` line over everything before it. v1 and v2
+// (read only) have no heads; v1 no meta line.
 std::string EncodeWalLedger(const WalLedger& l);
 // kCorruption "WAL ledger damaged: ..." for anything but an intact file.
 Status DecodeWalLedger(std::string_view bytes, WalLedger* out);
@@ -134,7 +153,8 @@ Status ReadWalLedger(rocksdb::FileSystem* fs, const std::string& root, WalLedger
 // and the old one removed (the next open checks nothing against it).
 Status WriteWalLedger(rocksdb::FileSystem* fs, const std::string& root, const WalLedger& l);
 // The mark CheckMarkFiles checks a shard against from its ledger entry.
-ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals);
+ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals,
+                     const std::map<std::string, std::string>& heads = {});
 
 }  // namespace callvault
 

@@ -47,7 +47,7 @@ Result<std::string> MetaLoss(rocksdb::FileSystem* fs, const std::string& root,
     bool there = false;
     CV_RETURN_IF_ERROR(ReadWalLedger(fs, root, &ledger, &there));
     if (!there || !ledger.meta || ledger.meta->empty()) return std::string();
-    return CheckMarkFiles(fs, root + "/meta", manifest, LedgerMark(*ledger.meta));
+    return CheckMarkFiles(fs, root + "/meta", manifest, LedgerMark(*ledger.meta, ledger.meta_heads));
   }
   CV_ASSIGN_OR_RETURN(std::string why, CheckMarkFiles(fs, root + "/meta", manifest, *file.meta));
   if (scan.last_sequence < file.meta->sequence) {
@@ -265,16 +265,21 @@ Status Store::Impl::RecordWalDamage() {
     for (auto& [i, wals] : ledger.shards) {
       if (i >= shards_.size() || !shards_[i]) continue;
       std::vector<std::pair<std::string, uint64_t>> now;
+      std::map<std::string, std::string> heads;
       for (const auto& [name, size] : wals) {
         uint64_t got = 0;
-        rocksdb::IOStatus st =
-            fs->GetFileSize(shards_[i]->path() + "/" + name, rocksdb::IOOptions(), &got, nullptr);
+        const std::string path = shards_[i]->path() + "/" + name;
+        rocksdb::IOStatus st = fs->GetFileSize(path, rocksdb::IOOptions(), &got, nullptr);
         if (st.IsNotFound() || st.IsPathNotFound()) continue;
         CV_RETURN_IF_ERROR(fsutil::FromIO(st, "WAL ledger: size of " + name));
         now.emplace_back(name, std::min(got, size));
+        // The head of the file as it is now (decision 0050): a different
+        // one was reported with the loss above.
+        CV_ASSIGN_OR_RETURN(heads[name], ReadWalHeadDigest(fs, path, std::min(got, size)));
       }
-      if (now != wals) {
+      if (now != wals || heads != ledger.shard_heads[i]) {
         wals = std::move(now);
+        ledger.shard_heads[i] = std::move(heads);
         changed = true;
       }
     }

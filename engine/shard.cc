@@ -293,18 +293,42 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
       // and which never exceeds the smallest log number of a live family;
       // the replay floor (the larger of the two, as the MANIFEST says now)
       // is therefore above every WAL RocksDB ever deleted. One at or above
-      // it is a WAL recovery would replay, deleted by someone else.
+      // it is a WAL recovery would replay, deleted by someone else. A floor
+      // of 0 counts when it was read whole (an instance that never flushed
+      // deleted no WAL: every listed one is needed), not when nothing was.
       uint64_t number = 0;
-      if (!there && current.present && current.replay_floor > 0 && IsWalName(name) &&
+      if (!there && current.present && (current.replay_floor > 0 || current.replay_floor_read) &&
+          IsWalName(name) &&
           std::from_chars(name.data(), name.data() + name.size() - 4, number).ec == std::errc() &&
           number >= current.replay_floor) {
         return "WAL file " + name + " is gone, and recovery starts at WAL " +
                std::to_string(current.replay_floor) + " (by " + kWalLedgerFile +
                "; deleted while still needed)";
       }
-      if (!there || size >= want) continue;
-      uint64_t kept = 0;  // a repair's kept copy, as below
-      CV_ASSIGN_OR_RETURN(bool copy, size_of(name + std::string(walscan::kEvidenceSuffix), &kept));
+      if (!there) continue;
+      // A repair's kept copy (the file as it was before a repair rewrote
+      // it), as below.
+      const std::string copy_name = name + std::string(walscan::kEvidenceSuffix);
+      uint64_t kept = 0;
+      if (size >= want) {
+        // As long as listed; and the same file (decision 0050): another
+        // file of that length put in its place (another shard's WAL of the
+        // same sessions, whose sequence numbers line up) would replay
+        // another history without a gap.
+        auto h = m.heads.find(name);
+        if (h == m.heads.end()) continue;
+        CV_ASSIGN_OR_RETURN(std::string head, ReadWalHeadDigest(fs, dir + "/" + name, want));
+        if (head == h->second) continue;
+        CV_ASSIGN_OR_RETURN(bool copy, size_of(copy_name, &kept));
+        if (copy && kept >= want) {
+          CV_ASSIGN_OR_RETURN(std::string kept_head, ReadWalHeadDigest(fs, dir + "/" + copy_name, want));
+          if (kept_head == h->second) continue;
+        }
+        return "WAL file " + name + " is not the file the last clean close left: its first " +
+               std::to_string(std::min(want, kWalHeadBytes)) + " bytes differ (by " +
+               kWalLedgerFile + "; another file put in its place)";
+      }
+      CV_ASSIGN_OR_RETURN(bool copy, size_of(copy_name, &kept));
       if (copy && kept >= want) continue;
       return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
              std::to_string(want) + " at the last clean close (by " +
@@ -378,7 +402,10 @@ bool TakeMark(rocksdb::FileSystem* fs, const std::string& dir, ShardMark* out) {
   walscan::ScanResult scan = walscan::Scan(wals);
   if (!ok || !scan.damage.empty()) return false;
   m.sequence = scan.last_sequence;
-  for (const auto& f : wals) m.wals.emplace_back(f.name, f.data.size());
+  for (const auto& f : wals) {
+    m.wals.emplace_back(f.name, f.data.size());
+    m.heads[f.name] = WalHeadDigest(f.data);
+  }
   *out = std::move(m);
   return true;
 }

@@ -247,7 +247,12 @@ struct ShardMark {
   std::string manifest;
   uint64_t manifest_size = 0;
   std::vector<std::pair<std::string, uint64_t>> wals;
-  // "v1 <sequence> <manifest or -> <size> [<wal> <size>]..."
+  // WAL file name -> WalHeadDigest of its first bytes (TakeMark; the WAL
+  // ledger v3 keeps them, CLOSE_MARK does not): checked by CheckMarkFiles
+  // for a ledger mark, so that another file of the same length in its place
+  // (another shard's WAL, copied back by hand) is not taken for it.
+  std::map<std::string, std::string> heads;
+  // "v1 <sequence> <manifest or -> <size> [<wal> <size>]..." (no heads)
   std::string Encode() const;
   static bool Decode(std::string_view text, ShardMark* out);
 };

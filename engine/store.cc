@@ -647,8 +647,14 @@ Status Store::Impl::Close() {
     WalLedger ledger;
     bool present = false;
     if (ReadWalLedger(fs, path_, &ledger, &present).ok()) {
-      for (const auto& [i, m] : marks.shards) ledger.shards[i] = m.wals;
-      if (marks.meta) ledger.meta = marks.meta->wals;  // decision 0042
+      for (const auto& [i, m] : marks.shards) {
+        ledger.shards[i] = m.wals;
+        ledger.shard_heads[i] = m.heads;  // decision 0050
+      }
+      if (marks.meta) {  // decision 0042
+        ledger.meta = marks.meta->wals;
+        ledger.meta_heads = marks.meta->heads;
+      }
       keep(WriteWalLedger(fs, path_, ledger));
     }
   }
@@ -1054,7 +1060,7 @@ Status Store::Impl::OpenShards() {
     bool present = false;
     CV_RETURN_IF_ERROR(ReadWalLedger(res_->env->GetFileSystem().get(), path_, &ledger, &present));
     for (const auto& [i, wals] : ledger.shards) {
-      if (i < n && !marks[i] && !wals.empty()) marks[i] = LedgerMark(wals);
+      if (i < n && !marks[i] && !wals.empty()) marks[i] = LedgerMark(wals, ledger.shard_heads[i]);
     }
   }
   // A loss the marks show must be durable before it can be forgotten

@@ -820,12 +820,14 @@ ManifestInfo DecodeManifest(const std::string& manifest) {
   // WAL below its number. (Atomic groups count whole; an old-format
   // addition: true.)
   std::set<uint64_t> wals;
+  bool decoded_all = true;
   for (const auto& rec : records) {
     EditInfo e;
     const bool decoded = DecodeEdit(rec, &e);
     wals.insert(e.wal_additions.begin(), e.wal_additions.end());
     if (!decoded) {
       if (!e.wal_additions.empty()) info.tracks_wals = true;
+      decoded_all = false;
       break;  // RocksDB cannot decode it either: its open fails
     }
     wals.erase(wals.begin(), wals.lower_bound(e.wal_deletion));
@@ -845,6 +847,7 @@ ManifestInfo DecodeManifest(const std::string& manifest) {
   for (const auto& [cf, log] : family_log) floor = std::min(floor, log);
   if (family_log.empty()) floor = 0;
   info.replay_floor = std::max(floor, min_log_to_keep);
+  info.replay_floor_read = decoded_all && !family_log.empty();
   return info;
 }
 

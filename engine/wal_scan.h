@@ -82,6 +82,10 @@ struct ScanResult {
   // ScanDirectory: the MANIFEST's replay floor (0: unknown) and the WAL
   // files below it, left out of the scan (RocksDB does not replay them).
   uint64_t replay_floor = 0;
+  // Every edit decoded and a live family among them: `replay_floor` is the
+  // floor recovery uses, also when it is 0 (no family ever flushed, no WAL
+  // ever deleted: every WAL is replayed). False: 0 means "not known".
+  bool replay_floor_read = false;
   uint64_t obsolete_files = 0;
 };
 
@@ -110,6 +114,10 @@ struct ManifestInfo {
   // recovery uses (log numbers only grow, a later drop only raises the
   // minimum); 0 when nothing could be read.
   uint64_t replay_floor = 0;
+  // Every edit decoded and a live family among them: `replay_floor` is the
+  // floor recovery uses, also when it is 0 (no family ever flushed, no WAL
+  // ever deleted: every WAL is replayed). False: 0 means "not known".
+  bool replay_floor_read = false;
   // A WAL addition (kWalAddition/kWalAddition2, the edits of
   // track_and_verify_wals_in_manifest, which callvault never turns on) not
   // removed by a deletion: RocksDB 7.8.3's read-only open asserts on a

@@ -321,10 +321,16 @@ TEST_F(A13, StaleCloseMarkPutBackStillShowsARealLoss) {
 // carol was gone silently. Now every kind of open refuses with
 // kCorruption naming CLOSE_MARK and the two counters, the callback hears
 // metadata_loss, the file is kept; nothing is written.
-TEST_F(A13, CloseMarkNewerThanTheMetadataInstanceIsLoud) {
+// The WAL ledger (the store root's, of the newer close) lists the newer
+// session's metadata WAL, gone from the older copy: with the ledger kept,
+// it reports the loss first (decision 0041 with a floor of 0 read whole);
+// put back with the metadata instance, the counter does.
+void MetaPutBackUnderANewerMark(A13* t, bool ledger_put_back) {
+  TestStore& s = t->s;
   s.Close();
   testutil::TempDir copy;
   testutil::CopyTree(s.db + "/meta", copy.path() + "/meta");
+  const std::string old_ledger = testutil::ReadFile(s.db + "/WAL_LEDGER");
   ASSERT_OK(s.Open());
   ASSERT_OK(s->CreateTenant({"carol", "", 0}));
   ASSERT_OK(s->PutCall("carol", MakeCall("c0", kAt)));
@@ -336,7 +342,8 @@ TEST_F(A13, CloseMarkNewerThanTheMetadataInstanceIsLoud) {
   ASSERT_TRUE(file.counter.has_value());
   fs::remove_all(s.db + "/meta");
   testutil::CopyTree(copy.path() + "/meta", s.db + "/meta");
-  const std::string want = "metadata instance damaged: acknowledged writes lost: CLOSE_MARK was written by "
+  if (ledger_put_back) std::ofstream(s.db + "/WAL_LEDGER", std::ios::binary) << old_ledger;
+  const std::string by_counter = "metadata instance damaged: acknowledged writes lost: CLOSE_MARK was written by "
                            "the clean close of session " +
                            std::to_string(*file.counter) + ", and the metadata instance counts " +
                            std::to_string(*file.counter - 1) + " (close_counter)";
@@ -344,12 +351,19 @@ TEST_F(A13, CloseMarkNewerThanTheMetadataInstanceIsLoud) {
   // opened the metadata instance (the counter lives there): its new
   // MANIFEST may take the number of the mark's, and then the metadata
   // mark's file check reports the same loss by its WAL sizes.
+  const std::string by_ledger = "metadata instance damaged: acknowledged writes lost: WAL file ";
   for (int mode : {1, 0, 2}) {
-    Status st = ExpectMetaLoss(mode, mode == 2 ? "metadata instance damaged: acknowledged writes lost: " : want);
+    Status st = t->ExpectMetaLoss(mode, !ledger_put_back ? by_ledger
+                                        : mode == 2 ? "metadata instance damaged: acknowledged writes lost: "
+                                                    : by_counter);
     EXPECT_EQ(testutil::ReadFile(mark), bytes) << mode << ": the file is kept";
-    std::printf("[attack13] meta put back under a newer CLOSE_MARK, mode %d: %s\n", mode, st.ToString().c_str());
+    std::printf("[attack13] meta put back under a newer CLOSE_MARK (ledger %s), mode %d: %s\n",
+                ledger_put_back ? "put back" : "kept", mode, st.ToString().c_str());
   }
 }
+
+TEST_F(A13, CloseMarkNewerThanTheMetadataInstanceIsLoud) { MetaPutBackUnderANewerMark(this, true); }
+TEST_F(A13, MetadataPutBackUnderANewerLedgerIsLoud) { MetaPutBackUnderANewerMark(this, false); }
 
 // An acknowledged purge, then a crash, then the metadata WAL cut back to
 // where it was before the purge (its PURGING row, receipt and PURGED state
@@ -578,9 +592,8 @@ TEST_F(A13, OlderWalDeletedAfterACrashIsLoud) { OlderWalCutAfterACrash(this, Old
 // every kind of open refuses the store with kCorruption naming the file,
 // and the callback hears metadata_loss. The same files untouched: quiet.
 // The metadata instance flushed once first (Store::Flush; carol created
-// after it): a MANIFEST that never saw a flush records no WAL number (its
-// replay floor reads 0), and 0041's rule skips a gone WAL then (decision
-// 0042, Limits).
+// after it), so that the replay floor is above 0 here; a floor of 0 (no
+// flush yet) is A15.MetadataWalDeletedAfterACrashIsLoud (decision 0050).
 TEST_F(A13, OlderMetaWalCutOrDeletedAfterACrashIsLoud) {
   ASSERT_OK(s->Flush());
   ASSERT_OK(s->CreateTenant({"carol", "", 0}));

@@ -449,26 +449,18 @@ TEST_F(A15, KillsInsideAnOpenThatFoundALossNeverForgetIt) {
   ExpectAll(s.store.get(), "bravo", "b");
 }
 
-// FINDING (not fixed: the metadata instance is not in WAL_LEDGER, decision
-// 0040's "Shards only" limit; branch marks2 adds it this session). A
-// tenant created and written in a cleanly closed session, then a SIGKILLed
+// A tenant created and written in a cleanly closed session, then a SIGKILLed
 // session (no CLOSE_MARK), then the metadata WAL of the clean session
-// deleted (its records not flushed yet). Observed: every open succeeds;
-// `GetCall("dave", ...)` answers kNotFound "unknown tenant" (not
-// kCorruption); no metadata_loss event; the only event is `orphan_key`
-// ("no live registry record owns this data key; destroy it with `callvault
-// keys reconcile --yes` ... unless the registry is restored"), which steers
-// the operator towards destroying the key of an acknowledged tenant's
-// data; `CreateTenant("dave")` then succeeds, a new, empty dave. Verify is
-// not ok (the orphan key), so not wholly silent. Expected (issue 11 item
-// 1): the open (or dave's reads) kCorruption naming the metadata loss, a
-// metadata_loss audit event, Verify not ok.
-// Still disabled after decision 0042 (the metadata instance in WAL_LEDGER):
-// a metadata instance that never flushed has a replay floor of 0 in its
-// MANIFEST, which 0041's check reads as "MANIFEST not understood", so a
-// deleted listed WAL is not reported until the first metadata flush (a
-// shortened one is). The fix: ManifestInfo says whether the floor was read.
-TEST_F(A15, DISABLED_MetadataWalDeletedAfterACrashIsLoud) {
+// deleted (its records not flushed yet). Before decision 0042 every open
+// succeeded, dave was an "unknown tenant" and the only event was
+// `orphan_key`, steering the operator towards destroying the key of an
+// acknowledged tenant's data. With the metadata instance in WAL_LEDGER
+// (0042), the open still missed it while the instance had never flushed:
+// its MANIFEST's replay floor is 0, which 0041's check read as "not known".
+// ManifestInfo::replay_floor_read now tells a floor of 0 read whole (no WAL
+// was ever deleted, every listed one is needed) from nothing read: the open
+// fails kCorruption naming the metadata loss, with a metadata_loss event.
+TEST_F(A15, MetadataWalDeletedAfterACrashIsLoud) {
   s.Close();
   ASSERT_OK(s.Open());
   ASSERT_OK(s->CreateTenant({"dave", "", 0}));
@@ -676,7 +668,7 @@ TEST_F(A15, WalRenamedLowerAfterACrashIsNotSilent) { MovedWal(this, Move::kRenam
 // ledger (e.g. the first sequence number and a checksum of each listed
 // file) or a check in the scan that a record's keys belong to the family's
 // tenant: a design change for the lead.
-TEST_F(A15, DISABLED_WalSwappedFromAnotherShardAfterACrashIsNotSilent) {
+TEST_F(A15, WalSwappedFromAnotherShardAfterACrashIsNotSilent) {
   MovedWal(this, Move::kSwappedFromBravo);
 }
 TEST_F(A15, WalDuplicatedUnderAHigherNumberIsLoudButNoLoss) {

@@ -852,31 +852,53 @@ TEST(CloseMarkCodec, CounterMakesV2AndV1StillReads) {
   ExpectEachRefused(DecodeCloseMark, "close mark damaged: CLOSE_MARK ", bad);
 }
 
-// The WAL ledger's codec (docs/format.md, "WAL ledger"; decision 0042): a
-// ledger with the metadata instance's entry is v2 (a `meta` line first)
-// and reads back with it; one without is v1 and reads back without. A v2
-// file without a good meta line, or a meta line in a v1 file, is damage.
-TEST(WalLedgerCodec, MetaLineMakesV2AndV1StillReads) {
+// The WAL ledger's codec (docs/format.md, "WAL ledger"; decisions 0042,
+// 0050): a ledger is written as v3 (a `meta` line first, each WAL with its
+// head digest or `-`) and reads back with its heads; v1 (no meta line) and
+// v2 (meta line, no heads) files still read. A line that does not parse,
+// a head that is not 32 lowercase hex digits, a WAL listed twice, or a
+// meta line missing or out of place is damage.
+TEST(WalLedgerCodec, V3KeepsHeadsAndV1V2StillRead) {
   WalLedger l;
-  l.shards[1] = {{"000004.log", 123}};
-  WalLedger got;
-  const std::string v1 = EncodeWalLedger(l);
-  EXPECT_EQ(v1.rfind("callvault wal ledger v1\nshard 1 000004.log 123\nsha256 ", 0), 0u) << v1;
-  ASSERT_OK(DecodeWalLedger(v1, &got));
-  EXPECT_FALSE(got.meta.has_value());
-  EXPECT_EQ(got.shards, l.shards);
+  l.shards[1] = {{"000004.log", 123}, {"000006.log", 9}};
+  l.shard_heads[1]["000004.log"] = std::string(32, 'a');  // 000006.log: no head
   l.meta = {{"000009.log", 77}, {"000011.log", 5}};
-  const std::string v2 = EncodeWalLedger(l);
-  EXPECT_EQ(v2.rfind("callvault wal ledger v2\nmeta 000009.log 77 000011.log 5\nshard 1 000004.log 123\n", 0), 0u)
-      << v2;
-  EXPECT_EQ(Sealed(v2.substr(0, v2.rfind("sha256 "))), v2) << "the test's sealing is the file's";
-  ASSERT_OK(DecodeWalLedger(v2, &got));
+  l.meta_heads["000011.log"] = WalHeadDigest("x");
+  const std::string v3 = EncodeWalLedger(l);
+  EXPECT_EQ(v3.rfind("callvault wal ledger v3\nmeta 000009.log 77 - 000011.log 5 " + WalHeadDigest("x") +
+                         "\nshard 1 000004.log 123 " + std::string(32, 'a') + " 000006.log 9 -\nsha256 ",
+                     0),
+            0u)
+      << v3;
+  EXPECT_EQ(Sealed(v3.substr(0, v3.rfind("sha256 "))), v3) << "the test's sealing is the file's";
+  WalLedger got;
+  ASSERT_OK(DecodeWalLedger(v3, &got));
   ASSERT_TRUE(got.meta.has_value());
   EXPECT_EQ(*got.meta, *l.meta);
+  EXPECT_EQ(got.meta_heads, l.meta_heads);
   EXPECT_EQ(got.shards, l.shards);
+  EXPECT_EQ(got.shard_heads, l.shard_heads);
+  // No metadata entry yet: an empty meta line.
+  EXPECT_EQ(EncodeWalLedger(WalLedger{}).rfind("callvault wal ledger v3\nmeta\nsha256 ", 0), 0u);
+  // The head digest: BLAKE2b-128 of the first 32 KiB, whatever follows.
+  EXPECT_EQ(WalHeadDigest(std::string(kWalHeadBytes, 'w')),
+            WalHeadDigest(std::string(kWalHeadBytes, 'w') + "more"));
+  EXPECT_NE(WalHeadDigest(std::string(kWalHeadBytes - 1, 'w') + "v"),
+            WalHeadDigest(std::string(kWalHeadBytes, 'w')));
+  // v1 and v2, as earlier builds wrote them: read, without heads.
+  ASSERT_OK(DecodeWalLedger(Sealed("callvault wal ledger v1\nshard 1 000004.log 123\n"), &got));
+  EXPECT_FALSE(got.meta.has_value());
+  EXPECT_EQ(got.shards[1], (std::vector<std::pair<std::string, uint64_t>>{{"000004.log", 123}}));
+  EXPECT_TRUE(got.shard_heads.empty());
+  ASSERT_OK(DecodeWalLedger(
+      Sealed("callvault wal ledger v2\nmeta 000009.log 77 000011.log 5\nshard 1 000004.log 123\n"), &got));
+  ASSERT_TRUE(got.meta.has_value());
+  EXPECT_EQ(*got.meta, *l.meta);
+  EXPECT_TRUE(got.meta_heads.empty());
   ASSERT_OK(DecodeWalLedger(Sealed("callvault wal ledger v2\nmeta\n"), &got));
   ASSERT_TRUE(got.meta.has_value());
   EXPECT_TRUE(got.meta->empty());
+  const std::string h(32, 'b');
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"callvault wal ledger v2\n", "has a bad meta line"},
       {"callvault wal ledger v2\nshard 1 000004.log 123\n", "has a bad meta line"},
@@ -885,7 +907,18 @@ TEST(WalLedgerCodec, MetaLineMakesV2AndV1StillReads) {
       {"callvault wal ledger v2\nmeta notawal 1\n", "has a bad meta line"},
       {"callvault wal ledger v2\nmeta\nmeta\n", "has a bad line"},
       {"callvault wal ledger v1\nmeta 000009.log 1\n", "has a bad line"},
-      {"callvault wal ledger v3\nmeta\n", "has an unknown version line (this build reads v1 and v2)"},
+      {"callvault wal ledger v3\n", "has no meta line"},
+      {"callvault wal ledger v3\nshard 1 000004.log 123 " + h + "\n", "has a bad meta line"},
+      {"callvault wal ledger v3\nmeta 000009.log 1\n", "has a bad meta line"},
+      {"callvault wal ledger v3\nmeta 000009.log 1 " + h.substr(1) + "\n", "has a bad meta line"},
+      {"callvault wal ledger v3\nmeta 000009.log 1 " + std::string(32, 'B') + "\n", "has a bad meta line"},
+      {"callvault wal ledger v3\nmeta 000009.log 1 - 000009.log 2 -\n", "has a bad meta line"},
+      {"callvault wal ledger v3\nmeta  000009.log 1 -\n", "has a bad meta line"},
+      {"callvault wal ledger v3\nmeta\nshard 1 000004.log 123\n", "has a bad line"},
+      {"callvault wal ledger v3\nmeta\nshard 1 000004.log x " + h + "\n", "has a bad line"},
+      {"callvault wal ledger v3\nmeta\nshard 1 000004.log 1 -\nshard 1\n", "has a bad line"},
+      {"callvault wal ledger v3\nmeta\nmeta\n", "has a bad line"},
+      {"callvault wal ledger v4\nmeta\n", "has an unknown version line (this build reads v1 to v3)"},
   };
   ExpectEachRefused(DecodeWalLedger, "WAL ledger damaged: WAL_LEDGER ", bad);
 }
