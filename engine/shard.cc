@@ -293,12 +293,14 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
       // and which never exceeds the smallest log number of a live family;
       // the replay floor (the larger of the two, as the MANIFEST says now)
       // is therefore above every WAL RocksDB ever deleted. One at or above
-      // it is a WAL recovery would replay, deleted by someone else. A floor
-      // of 0 counts when it was read whole (an instance that never flushed
-      // deleted no WAL: every listed one is needed), not when nothing was.
+      // it is a WAL recovery would replay, deleted by someone else. Only a
+      // floor read whole counts (decision 0050): one from the edits before
+      // the first that did not decode is lower than recovery's, and a WAL
+      // between the two was deleted by RocksDB; a floor of 0 read whole
+      // counts (an instance that never flushed deleted no WAL: every listed
+      // one is needed).
       uint64_t number = 0;
-      if (!there && current.present && (current.replay_floor > 0 || current.replay_floor_read) &&
-          IsWalName(name) &&
+      if (!there && current.present && current.replay_floor_read && IsWalName(name) &&
           std::from_chars(name.data(), name.data() + name.size() - 4, number).ec == std::errc() &&
           number >= current.replay_floor) {
         return "WAL file " + name + " is gone, and recovery starts at WAL " +

@@ -632,14 +632,17 @@ struct EditInfo {
 };
 
 // Custom fields of kNewFile4 and of blob file additions/garbage: tag, then
-// a length-prefixed value, until the terminator (1). `hack` gets the
-// fixed64 of kMinLogNumberToKeepHack (NewFile4 custom tag 3); as in
+// a length-prefixed value, until the terminator: 1 for kNewFile4
+// (NewFileCustomTag::kTerminate), 0 for the blob edits (their
+// CustomFieldTags::kEndMarker, db/blob/blob_file_addition.cc and
+// blob_file_garbage.cc). `hack` gets the fixed64 of
+// kMinLogNumberToKeepHack (NewFile4 custom tag 3); as in
 // VersionEdit::DecodeFrom, the last value in an edit wins.
-bool SkipCustomFields(std::string_view* in, uint64_t* hack) {
+bool SkipCustomFields(std::string_view* in, uint64_t* hack, uint32_t terminator) {
   while (true) {
     uint32_t tag = 0;
     if (!GetVarint32(in, &tag)) return false;
-    if (tag == 1) return true;
+    if (tag == terminator) return true;
     uint32_t n = 0;
     if (!GetVarint32(in, &n) || n > in->size()) return false;
     if (hack != nullptr && tag == 3) {
@@ -695,7 +698,7 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
           return false;
         }
         if (tag != 7 && (!GetVarint64(&in, &u64) || !GetVarint64(&in, &u64))) return false;
-        if (tag == 103 && !SkipCustomFields(&in, &e->min_log_to_keep)) return false;
+        if (tag == 103 && !SkipCustomFields(&in, &e->min_log_to_keep, 1)) return false;
         break;
       }
       case 200:  // kColumnFamily
@@ -714,13 +717,13 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
       case 400:  // kBlobFileAddition: number, count, bytes, method, value, fields
         if (!GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) ||
             !SkipLengthPrefixed(&in) || !SkipLengthPrefixed(&in) ||
-            !SkipCustomFields(&in, nullptr)) {
+            !SkipCustomFields(&in, nullptr, 0)) {
           return false;
         }
         break;
       case 401:  // kBlobFileGarbage: number, count, bytes, fields
         if (!GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) || !GetVarint64(&in, &u64) ||
-            !SkipCustomFields(&in, nullptr)) {
+            !SkipCustomFields(&in, nullptr, 0)) {
           return false;
         }
         break;

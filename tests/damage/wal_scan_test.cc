@@ -306,11 +306,15 @@ TEST(WalScan, RealRocksDbWal) {
 }
 
 // ReplayFloor against RocksDB itself: random synced puts into several
-// column families, flushes of some, families created and dropped; at each
+// column families (values in blob files, as recordings and long parts
+// are), flushes of some, families created and dropped; at each
 // checkpoint a crash image of the live directory. Deleting every WAL below
 // the floor from the image must lose nothing recovery would have replayed
-// (the floor never exceeds RocksDB's), and after flushes the floor must
-// rise (it is not a useless 0).
+// (the floor never exceeds RocksDB's), after flushes the floor must rise
+// (it is not a useless 0), and every MANIFEST decodes whole
+// (replay_floor_read: the blob edits' custom fields end at 0, not at 1 as
+// kNewFile4's do; a decoder that stopped there read a lower floor, and
+// the ledger's gone-WAL check then raised false alarms, decision 0050).
 TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
   namespace fs = std::filesystem;
   testutil::TempDir tmp;
@@ -321,7 +325,12 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
   o.avoid_flush_during_recovery = true;
   o.avoid_flush_during_shutdown = true;
   o.max_total_wal_size = 0;
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfds = {{"default", {}}};
+  o.enable_blob_files = true;
+  o.min_blob_size = 8;  // "v<step>" of 3 digits and up: in blob files
+  o.enable_blob_garbage_collection = true;
+  o.blob_garbage_collection_age_cutoff = 1.0;
+  o.level0_file_num_compaction_trigger = 2;  // compactions: blob garbage edits
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfds = {{"default", {o}}};
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   ASSERT_TRUE(rocksdb::DB::Open(o, dir, cfds, &handles, &db).ok());
@@ -333,13 +342,13 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
   std::mt19937_64 rng(20261203);
   rocksdb::WriteOptions w;
   w.sync = true;
-  int next_cf = 0, checks = 0, raised = 0, skipped_files = 0;
+  int next_cf = 0, checks = 0, raised = 0, skipped_files = 0, blob_images = 0;
   for (int step = 1; step <= 600; ++step) {
     const int what = static_cast<int>(rng() % 100);
     if (what < 6 || live.size() < 2) {
       const std::string name = "t" + std::to_string(next_cf++);
       rocksdb::ColumnFamilyHandle* h = nullptr;
-      ASSERT_TRUE(db->CreateColumnFamily({}, name, &h).ok());
+      ASSERT_TRUE(db->CreateColumnFamily(o, name, &h).ok());
       live[name] = h;
       model[name];
     } else if (what < 9 && live.size() > 2) {
@@ -353,7 +362,7 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
       ASSERT_TRUE(db->Flush({}, it->second).ok());
     } else {
       auto it = std::next(live.begin(), static_cast<long>(rng() % live.size()));
-      const std::string k = "k" + std::to_string(rng() % 50), v = "v" + std::to_string(step);
+      const std::string k = "k" + std::to_string(rng() % 50), v = "value of step " + std::to_string(step);
       ASSERT_TRUE(db->Put(w, it->second, k, v).ok());
       model[it->first][k] = v;
     }
@@ -373,9 +382,13 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
       if (fs::exists(img + "/" + current)) break;
     }
     ASSERT_TRUE(rocksdb::ReadFileToString(rocksdb::Env::Default(), img + "/" + current, &manifest).ok());
-    const uint64_t floor = ReplayFloor(manifest);
+    const walscan::ManifestInfo info = DecodeManifest(manifest);
+    const uint64_t floor = info.replay_floor;
+    EXPECT_TRUE(info.replay_floor_read) << "step " << step << ": the MANIFEST did not decode whole";
+    EXPECT_EQ(floor, ReplayFloor(manifest));
     if (floor > 1) ++raised;
     for (const auto& e : fs::directory_iterator(img)) {
+      blob_images += e.path().extension() == ".blob" ? 1 : 0;
       if (e.path().extension() != ".log") continue;
       if (std::stoull(e.path().stem().string()) < floor) {
         fs::remove(e.path());
@@ -383,7 +396,7 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
       }
     }
     std::vector<rocksdb::ColumnFamilyDescriptor> have;
-    for (const auto& [name, h] : live) have.push_back({name, {}});
+    for (const auto& [name, h] : live) have.push_back({name, o});
     std::vector<rocksdb::ColumnFamilyHandle*> hs;
     rocksdb::DB* copy = nullptr;
     rocksdb::Options ro = o;
@@ -409,6 +422,7 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
   EXPECT_EQ(checks, 12);
   EXPECT_GT(raised, 0);
   EXPECT_GT(skipped_files, 0);
+  EXPECT_GT(blob_images, 0) << "no blob file: the blob edits were not exercised";
 }
 
 // A MANIFEST cut anywhere gives a floor no higher than the whole one's:
