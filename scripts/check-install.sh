@@ -66,11 +66,16 @@ expect_readme() {  # program, label
   done
 }
 expect_readme "$tmp/consumer/readme_example" shared
-ldd "$tmp/consumer/readme_example" | grep -q "$prefix/$libdir/$soname" ||
-  fail "readme_example does not run with the installed $soname"
+# ldd's output to a file first: `ldd | grep -q` under pipefail fails when
+# grep exits at its match before ldd finished writing (SIGPIPE), which a
+# loaded machine made happen once.
+ldd "$tmp/consumer/readme_example" >"$tmp/ldd-shared.txt"
+grep -qF "$prefix/$libdir/$soname" "$tmp/ldd-shared.txt" ||
+  fail "readme_example does not run with the installed $soname: $(cat "$tmp/ldd-shared.txt")"
 ok "readme_example (callvault::callvault, the installed $soname) prints the README's output"
 expect_readme "$tmp/consumer/readme_example_static" static
-if ldd "$tmp/consumer/readme_example_static" | grep -q libcallvault; then
+ldd "$tmp/consumer/readme_example_static" >"$tmp/ldd-static.txt" || true  # "not a dynamic executable" is fine
+if grep -q libcallvault "$tmp/ldd-static.txt"; then
   fail "readme_example_static links libcallvault.so"
 fi
 ok "readme_example_static (callvault::callvault_static) prints the README's output"
