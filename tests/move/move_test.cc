@@ -1118,6 +1118,42 @@ TEST(MoveReply, AlteredReplyTextDoesNotPurge) {
   EXPECT_EQ(*b->CountCalls("acme"), 30u);
 }
 
+// After a COMMIT that got no answer, the destination verifiably says
+// "in_progress" but its ABORT is lost: the source stays fenced (it used to
+// unfence). The carrier still holds the COMMIT and hands it over later; the
+// destination switches, and had the source unfenced both would serve the
+// tenant. Resumed, the move finishes.
+TEST(MoveReply, FenceLiftedOnlyAfterAVerifiedAbort) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
+  auto key = a->SigningPublicKey();
+  auto identity = b->MoveIdentity();
+  std::string commit;
+  auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+    if (seg[5] == 'C') {
+      commit.assign(seg);
+      return Status::IOError("unreachable");
+    }
+    if (seg[5] == 'A') return Status::IOError("unreachable");
+    return b->MoveTenantIn(seg, *key);  // QUERY: "in_progress"
+  });
+  EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
+  ASSERT_FALSE(commit.empty());
+  ASSERT_NO_FATAL_FAILURE(ExpectFencedNotPurged(a, "acme", 30));
+  EXPECT_EQ(a->PutCall("acme", MakeCall("late", kT0)).status().code(), Code::kMoved);
+  // The held COMMIT reaches the destination: it switches.
+  ASSERT_TRUE(b->MoveTenantIn(commit, *key).ok());
+  EXPECT_EQ(b->DescribeTenant("acme")->state, TenantState::kActive);
+  auto resumed = MoveTenant(*a.store, *b.store, "acme");
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_TRUE(resumed->resumed);
+  EXPECT_EQ(MovedOutReceipts(*a.store, "acme"), 1u);
+  EXPECT_EQ(*b->CountCalls("acme"), 30u);
+}
+
 // A cvmove1 identity names no key for the replies: refused before anything
 // is sent, with a message that tells the operator what to take instead.
 TEST(MoveReply, Cvmove1IdentityRefusedBeforeAnythingIsSent) {
