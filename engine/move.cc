@@ -1,5 +1,6 @@
 // Tenant moves between stores (docs/decisions/0022-tenant-move.md,
-// 0043-move-catch-up-from-the-change-feed.md, docs/format.md "Move bundle").
+// 0043-move-catch-up-from-the-change-feed.md, 0051-signed-move-replies.md,
+// docs/format.md "Move bundle").
 //
 // The source streams signed segments to the destination: BEGIN (the tenant's
 // registry record and its DEK, sealed to the destination's X25519 key), ROWS
@@ -10,6 +11,9 @@
 // catch-up after the drain, and COMMIT (row count and digest, kept by each
 // side with every row it writes), which the destination checks against its
 // own before it makes the tenant ACTIVE. The source then purges its copy with a "moved_out" receipt.
+// Every reply is signed by the destination and bound to its request; the
+// source acts on no reply that does not verify against the key the
+// destination's identity names (decision 0051).
 //
 // Authority: until the destination's ACTIVE record is durable the source
 // holds the only authoritative copy (a destination that restarts rolls its
@@ -57,6 +61,17 @@ constexpr char kAbort = 'A';
 // The meta instance's record of every move id this store accepted a BEGIN
 // for: 'V' + 16 bytes. Kept for good, so a bundle is never applied twice.
 constexpr char kMoveSeenPrefix = 'V';
+// Replies are signed by the destination over this domain tag, the request's
+// move id, type and sequence number, a hash of the whole request segment and
+// the reply text (docs/format.md "Move bundle", decision 0051). The tag
+// differs from a segment's "cvmv1" at its fifth byte and from the canonical
+// JSON of receipts and manifests (which begin with '{'): the same key signs
+// all three, and none can pass for another.
+constexpr std::string_view kReplyDomain = "cvmvreply1";
+// QUERY and ABORT bodies: a fresh random nonce, so that each one's signed
+// reply answers that request only (a recorded "in_progress" or "aborted"
+// cannot answer a later QUERY or ABORT of the same move).
+constexpr size_t kNonceBytes = 16;
 
 int64_t Micros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -147,6 +162,47 @@ Status ParseSegment(std::string_view seg, std::string_view key, Segment* out) {
   return Status::OK();
 }
 
+// The message a reply's signature covers: kReplyDomain ‖ move id (16) ‖
+// type (1) ‖ sequence (u64 BE) ‖ BLAKE2b-256(request segment, signature
+// included) ‖ u32 LE text length ‖ text. REQUIRES: `segment` parsed (at
+// least a header long).
+std::string ReplyMessage(std::string_view segment, std::string_view text) {
+  std::string m(kReplyDomain);
+  m.append(segment.substr(kMagic.size() + 1, kMoveIdBytes));  // move id
+  m.push_back(segment[kMagic.size()]);                         // type
+  m.append(segment.substr(kMagic.size() + 1 + kMoveIdBytes, 8));  // sequence, BE
+  unsigned char h[32];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(segment.data()),
+                     segment.size(), nullptr, 0);
+  m.append(reinterpret_cast<const char*>(h), sizeof h);
+  PutU32(&m, static_cast<uint32_t>(text.size()));
+  m.append(text);
+  return m;
+}
+
+// The text of the destination's signed reply (text ‖ 64-byte signature) to
+// `segment`, or kCorruption if it does not verify against the destination's
+// key `dst_key`: another store's key, another move, type or sequence,
+// another request, altered or truncated. Such a reply is no answer.
+Result<std::string> OpenReply(std::string_view segment, std::string_view reply,
+                              std::string_view dst_key) {
+  if (reply.size() >= kSigBytes) {
+    const std::string_view text = reply.substr(0, reply.size() - kSigBytes);
+    const std::string_view sig = reply.substr(reply.size() - kSigBytes);
+    const std::string msg = ReplyMessage(segment, text);
+    if (crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig.data()),
+                                    reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                                    reinterpret_cast<const unsigned char*>(dst_key.data())) == 0) {
+      return std::string(text);
+    }
+  }
+  metrics::CountSignatureFailure();
+  return Status::Corruption(
+      "move: the destination's reply does not verify against the signing key of its identity "
+      "(forged, altered, truncated, or the reply to another request or move); taken as no "
+      "answer");
+}
+
 bool FromHex(std::string_view hex, std::string* out) {
   if (hex.size() % 2) return false;
   out->assign(hex.size() / 2, '\0');
@@ -159,7 +215,8 @@ bool FromHex(std::string_view hex, std::string* out) {
 struct Identity {
   std::string store_id;  // raw, 16 bytes
   std::string region;
-  std::string public_key;  // raw, 32 bytes
+  std::string public_key;   // raw, 32 bytes: X25519, for the sealed DEK
+  std::string signing_key;  // raw, 32 bytes: Ed25519, the replies' (decision 0051)
 };
 
 Status ParseIdentity(std::string_view text, Identity* id) {
@@ -171,12 +228,20 @@ Status ParseIdentity(std::string_view text, Identity* id) {
     if (c == std::string_view::npos) break;
     at = c + 1;
   }
-  if (parts.size() != 4 || parts[0] != "cvmove1" || !FromHex(parts[1], &id->store_id) ||
-      id->store_id.size() != 16 || !FromHex(parts[3], &id->public_key) ||
-      id->public_key.size() != crypto_box_PUBLICKEYBYTES) {
+  if (parts[0] == "cvmove1") {
+    // No key to verify the destination's replies with: a move to it could
+    // be "committed" by whoever carries the segments (decision 0051).
     return Status::InvalidArgument(
-        "destination identity: expected cvmove1:<store id hex>:<region>:<public key hex> (as "
-        "`callvault identity` prints it)");
+        "destination identity is cvmove1, which has no key for the destination's signed "
+        "replies: take the destination's current `callvault identity` (cvmove2:...)");
+  }
+  if (parts.size() != 5 || parts[0] != "cvmove2" || !FromHex(parts[1], &id->store_id) ||
+      id->store_id.size() != 16 || !FromHex(parts[3], &id->public_key) ||
+      id->public_key.size() != crypto_box_PUBLICKEYBYTES || !FromHex(parts[4], &id->signing_key) ||
+      id->signing_key.size() != crypto_sign_PUBLICKEYBYTES) {
+    return Status::InvalidArgument(
+        "destination identity: expected cvmove2:<store id hex>:<region>:<public key hex>:<signing "
+        "key hex> (as `callvault identity` prints it)");
   }
   id->region.assign(parts[2]);
   return validate::Region(id->region);
@@ -577,10 +642,27 @@ Result<std::string> Store::Impl::MoveIdentity() {
   std::string pk;
   SecretBytes sk;
   BoxKeys(store_data_key_, &pk, &sk);
-  return "cvmove1:" + crypto::Hex(store_id_) + ":" + region_ + ":" + crypto::Hex(pk);
+  auto signing = SigningPublicKey();
+  if (!signing.ok() && signing.status().code() == Code::kNotFound) {
+    return Status::FailedPrecondition(
+        "this store has no receipt-signing key yet, which its move identity names: open it "
+        "writable once (`callvault identity` does)");
+  }
+  CV_RETURN_IF_ERROR(signing.status());
+  return "cvmove2:" + crypto::Hex(store_id_) + ":" + region_ + ":" + crypto::Hex(pk) + ":" +
+         crypto::Hex(*signing);
 }
 
 Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::string_view source_key) {
+  CV_ASSIGN_OR_RETURN(std::string text, ApplyMoveSegment(bytes, source_key));
+  // Applied (or answered): the reply is signed and bound to this request,
+  // so that no one between the stores can forge or replay it (decision 0051).
+  CV_ASSIGN_OR_RETURN(std::string sig, kp_->Sign(ReplyMessage(bytes, text)));
+  return text + sig;
+}
+
+Result<std::string> Store::Impl::ApplyMoveSegment(std::string_view bytes,
+                                                  std::string_view source_key) {
   Segment seg;
   CV_RETURN_IF_ERROR(ParseSegment(bytes, source_key, &seg));
   const std::string mid = crypto::Hex(seg.move_id);
@@ -914,16 +996,26 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
   std::string move_id;  // raw
   uint64_t seq = 0;
 
+  // The destination's reply text, only if it verifies (decision 0051): an
+  // error, or a reply that does not verify, is no answer.
   auto send = [&](char type, uint64_t s, std::string_view body) -> Result<std::string> {
     std::string seg = Unsigned(type, move_id, s, body);
     CV_ASSIGN_OR_RETURN(std::string sig, kp_->Sign(seg));
     seg += sig;
     auto reply = to(seg);
     if (options.after_segment) options.after_segment(type);
-    return reply;
+    CV_RETURN_IF_ERROR(reply.status());
+    return OpenReply(seg, *reply, dst.signing_key);
   };
-  // Best effort: the destination drops its partial copy.
-  auto abort_remote = [&]() -> Status { return send(kAbort, 0, "").status(); };
+  // QUERY and ABORT carry a fresh nonce: their replies answer this request.
+  auto query = [&]() { return send(kQuery, 0, crypto::RandomString(kNonceBytes)); };
+  // The destination dropped its partial copy (or never had one): OK only on
+  // its verified "aborted".
+  auto abort_remote = [&]() -> Status {
+    CV_ASSIGN_OR_RETURN(std::string r, send(kAbort, 0, crypto::RandomString(kNonceBytes)));
+    if (r != "aborted") return Status::Corruption("move: unexpected reply from the destination");
+    return Status::OK();
+  };
 
   bool resume = false;
   {
@@ -1008,7 +1100,7 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
   };
 
   if (resume) {
-    CV_ASSIGN_OR_RETURN(std::string state, send(kQuery, 0, ""));
+    CV_ASSIGN_OR_RETURN(std::string state, query());
     report.move_id = crypto::Hex(move_id);
     if (state == "committed") {
       report.resumed = true;
@@ -1046,7 +1138,13 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
       PutBytes(&body, region_);
       PutBytes(&body, sealed);
     }
-    CV_RETURN_IF_ERROR(send(kBegin, seq++, body).status());
+    auto begun = send(kBegin, seq++, body);
+    if (!begun.ok() || *begun != "ok") {
+      // Best effort: the destination may hold the BEGIN whose reply was lost.
+      abort_remote().IgnoreError();
+      return begun.ok() ? Status::Corruption("move: unexpected reply from the destination")
+                        : begun.status();
+    }
   }
   CV_KILL_POINT("move.out_after_begin");
 
@@ -1177,11 +1275,11 @@ Result<MoveReport> Store::Impl::MoveTenantOut(std::string_view tenant_id,
     // The destination refused or was not reached. If it did not commit, the
     // tenant is served here again; if that cannot be known, it stays fenced
     // until the move is resumed.
-    auto q = send(kQuery, 0, "");
-    if (q.ok() && *q != "committed") {
-      abort_remote().IgnoreError();
-      unfence().IgnoreError();
-    }
+    // Only a verified answer counts; and the fence is lifted only once the
+    // destination verifiably dropped its copy (else a COMMIT it still holds
+    // could make it ACTIVE beside this copy): otherwise the move is resumed.
+    auto q = query();
+    if (q.ok() && *q != "committed" && abort_remote().ok()) unfence().IgnoreError();
     return s;
   }
   if (reply != "committed " + std::to_string(report.rows) + " " + report.digest) {

@@ -335,6 +335,8 @@ class Store::Impl {
   Result<MoveReport> MoveTenantOut(std::string_view tenant_id, std::string_view identity,
                                    const MoveTransport& to, const MoveOptions& options);
   Result<std::string> MoveTenantIn(std::string_view segment, std::string_view source_key);
+  // MoveTenantIn's work: the reply text, unsigned.
+  Result<std::string> ApplyMoveSegment(std::string_view segment, std::string_view source_key);
   // Destination: moves whose copy is arriving, by move id (hex). GUARDED_BY(admin_mu_).
   struct IncomingMove;
   std::map<std::string, std::shared_ptr<IncomingMove>> moves_in_;

@@ -3,8 +3,10 @@
 // key directories, real threads; every refusal leaves both stores as they
 // were.
 #include <gtest/gtest.h>
+#include <sodium.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -61,7 +63,7 @@ struct Side {
 std::string StoreIdOf(Store& s) {
   auto id = s.MoveIdentity();
   EXPECT_TRUE(id.ok());
-  // cvmove1:<store id>:...
+  // cvmove2:<store id>:...
   return id->substr(8, 32);
 }
 
@@ -534,7 +536,9 @@ TEST(Move, BackAndForth) {
 // Each refusal: the specific error, and both stores as they were.
 void ExpectUntouched(Side& a, Side& b, const std::string& tenant, uint64_t calls,
                      bool b_has_tenant = false) {
-  EXPECT_EQ(*a->CountCalls(tenant), calls);
+  auto count = a->CountCalls(tenant);
+  ASSERT_TRUE(count.ok()) << count.status().ToString();
+  EXPECT_EQ(*count, calls);
   auto info = a->DescribeTenant(tenant);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->state, TenantState::kActive);
@@ -795,6 +799,395 @@ TEST(Move, DestinationRestartMidMoveThenResume) {
   EXPECT_EQ(*b->CountCalls("acme"), 50u);
 }
 
+// --- Signed replies (decision 0051) ----------------------------------------
+// Whoever carries the segments sees the ROWS and the COMMIT (its count and
+// digest), so it could answer for the destination. Every reply is signed by
+// the destination and bound to its request; the source acts on no other.
+
+// The message a reply's signature covers, implemented from docs/format.md
+// "Move bundle" alone: "cvmvreply1" ‖ move id ‖ type ‖ sequence (BE) ‖
+// BLAKE2b-256(request segment) ‖ u32 LE text length ‖ text.
+std::string ReplyMessage(std::string_view segment, std::string_view text) {
+  std::string m = "cvmvreply1";
+  m.append(segment.substr(6, 16));
+  m.push_back(segment[5]);
+  m.append(segment.substr(22, 8));
+  unsigned char h[32];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(segment.data()),
+                     segment.size(), nullptr, 0);
+  m.append(reinterpret_cast<const char*>(h), sizeof h);
+  const uint32_t n = static_cast<uint32_t>(text.size());
+  for (int i = 0; i < 4; ++i) m.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  m.append(text);
+  return m;
+}
+
+std::string Hex(std::string_view b) {
+  std::string h(b.size() * 2 + 1, '\0');
+  sodium_bin2hex(h.data(), h.size(), reinterpret_cast<const unsigned char*>(b.data()), b.size());
+  h.pop_back();
+  return h;
+}
+
+std::string Unhex(std::string_view h) {
+  std::string b(h.size() / 2, '\0');
+  size_t n = 0;
+  EXPECT_EQ(sodium_hex2bin(reinterpret_cast<unsigned char*>(b.data()), b.size(), h.data(), h.size(),
+                           nullptr, &n, nullptr),
+            0);
+  b.resize(n);
+  return b;
+}
+
+// The field after the last ':' of a cvmove2 identity: the signing key.
+std::string SigningKeyOf(const std::string& identity) {
+  return Unhex(identity.substr(identity.rfind(':') + 1));
+}
+
+// What a forger can read off a COMMIT segment: "committed <rows> <digest>"
+// (the body after the 34-byte header starts with u64 LE rows, 32 bytes).
+std::string CommittedTextOf(std::string_view commit) {
+  uint64_t rows = 0;
+  for (int i = 7; i >= 0; --i) rows = (rows << 8) | static_cast<unsigned char>(commit[34 + i]);
+  return "committed " + std::to_string(rows) + " " + Hex(commit.substr(42, 32));
+}
+
+size_t MovedOutReceipts(Store& s, const std::string& tenant) {
+  auto receipts = s.ListReceipts();
+  EXPECT_TRUE(receipts.ok()) << receipts.status().ToString();
+  if (!receipts.ok()) return 0;
+  size_t n = 0;
+  for (const auto& r : *receipts) n += r.kind == "moved_out" && r.tenant_id == tenant;
+  return n;
+}
+
+// The tenant is fenced at `a` (for a move to `b`), not purged, and every
+// call still reads there; no moved_out receipt.
+void ExpectFencedNotPurged(Side& a, const std::string& tenant, uint64_t calls) {
+  auto info = a->DescribeTenant(tenant);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, TenantState::kActive);
+  EXPECT_FALSE(info->moved_to.empty());
+  auto count = a->CountCalls(tenant);
+  ASSERT_TRUE(count.ok()) << count.status().ToString();
+  EXPECT_EQ(*count, calls);
+  for (uint64_t i = 0; i < calls; ++i) {
+    EXPECT_TRUE(a->GetCall(tenant, "call-" + std::to_string(i), kPartAll).ok()) << i;
+  }
+  EXPECT_EQ(MovedOutReceipts(*a.store, tenant), 0u);
+}
+
+// A move whose COMMIT, QUERY and ABORT never reach the destination: the
+// source cannot know whether it committed, so the tenant stays fenced.
+void LeaveFenced(Side& a, Side& b, const std::string& tenant, uint64_t calls) {
+  auto key = a->SigningPublicKey();
+  ASSERT_TRUE(key.ok());
+  auto identity = b->MoveIdentity();
+  ASSERT_TRUE(identity.ok());
+  auto r = a->MoveTenantOut(tenant, *identity, [&](std::string_view seg) -> Result<std::string> {
+    if (seg[5] == 'C' || seg[5] == 'Q' || seg[5] == 'A') return Status::IOError("unreachable");
+    return b->MoveTenantIn(seg, *key);
+  });
+  ASSERT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(ExpectFencedNotPurged(a, tenant, calls));
+}
+
+// The carrier keeps the COMMIT from the destination and answers
+// "committed <rows> <digest>" itself, with the source's own count and
+// digest (read off the COMMIT it carries): unsigned, or with a signature of
+// garbage. The source must not purge; the destination, still holding the
+// partial copy, answers the QUERY, so the source unfences.
+TEST(MoveReply, ForgedCommitReplyDoesNotPurge) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 40));
+  auto key = a->SigningPublicKey();
+  ASSERT_TRUE(key.ok());
+  auto identity = b->MoveIdentity();
+  ASSERT_TRUE(identity.ok());
+  for (const std::string& tail : {std::string(), std::string(64, '\x5a')}) {
+    std::string forged;
+    MoveOptions mo;
+    mo.rows_per_segment = 10;
+    auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+      if (seg[5] == 'C') {
+        forged = CommittedTextOf(seg);
+        return forged + tail;
+      }
+      return b->MoveTenantIn(seg, *key);
+    }, mo);
+    ASSERT_FALSE(forged.empty());
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("reply does not verify"), std::string::npos)
+        << r.status().ToString();
+    EXPECT_EQ(MovedOutReceipts(*a.store, "acme"), 0u);
+    ExpectUntouched(a, b, "acme", 40);
+  }
+  // The forged text was the one the source expects: an honest move answers it.
+  std::string honest;
+  auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+    auto reply = b->MoveTenantIn(seg, *key);
+    if (seg[5] == 'C' && reply.ok()) honest = CommittedTextOf(seg);
+    return reply;
+  });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(honest, "committed " + std::to_string(r->rows) + " " + r->digest);
+  EXPECT_EQ(MovedOutReceipts(*a.store, "acme"), 1u);
+  EXPECT_EQ(*b->CountCalls("acme"), 40u);
+}
+
+// A move left fenced is resumed through a carrier that answers the QUERY
+// "committed" itself: the source stays fenced, nothing purged. The honest
+// resume then finds the move uncommitted, unfences and moves the tenant.
+TEST(MoveReply, ForgedQueryCommittedDoesNotPurge) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
+  ASSERT_NO_FATAL_FAILURE(LeaveFenced(a, b, "acme", 30));
+  auto key = a->SigningPublicKey();
+  auto identity = b->MoveIdentity();
+  for (const std::string& tail : {std::string(), std::string(64, '\x5a')}) {
+    int queries = 0;
+    auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+      if (seg[5] == 'Q') {
+        ++queries;
+        return "committed" + tail;
+      }
+      return b->MoveTenantIn(seg, *key);
+    });
+    EXPECT_EQ(queries, 1);
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    ASSERT_NO_FATAL_FAILURE(ExpectFencedNotPurged(a, "acme", 30));
+  }
+  auto r = MoveTenant(*a.store, *b.store, "acme");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->resumed);  // not committed there: moved again
+  EXPECT_EQ(*b->CountCalls("acme"), 30u);
+  EXPECT_EQ(MovedOutReceipts(*a.store, "acme"), 1u);
+}
+
+// The destination's genuine signed "committed", recorded from the QUERY of
+// an earlier move (of another tenant), replayed for a fenced move: bound to
+// the other move's id and QUERY, it does not verify.
+TEST(MoveReply, ReplayedReplyOfAnotherMoveDoesNotPurge) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "other"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "other", 20));
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
+  auto key = a->SigningPublicKey();
+  auto identity = b->MoveIdentity();
+  // "other": the COMMIT reaches b but its reply is lost; the QUERY that
+  // follows is answered "committed" (recorded), and a resume finishes it.
+  std::string recorded;
+  auto r = a->MoveTenantOut("other", *identity, [&](std::string_view seg) -> Result<std::string> {
+    auto reply = b->MoveTenantIn(seg, *key);
+    if (seg[5] == 'C') return Status::IOError("reply lost");
+    if (seg[5] == 'Q' && reply.ok()) recorded = *reply;
+    return reply;
+  });
+  EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
+  ASSERT_EQ(recorded.substr(0, 9), "committed");
+  ASSERT_TRUE(MoveTenant(*a.store, *b.store, "other").ok());
+  EXPECT_EQ(MovedOutReceipts(*a.store, "other"), 1u);
+
+  ASSERT_NO_FATAL_FAILURE(LeaveFenced(a, b, "acme", 30));
+  int replayed = 0;
+  r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+    if (seg[5] == 'Q') {
+      ++replayed;
+      return recorded;
+    }
+    return b->MoveTenantIn(seg, *key);
+  });
+  EXPECT_EQ(replayed, 1);
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(ExpectFencedNotPurged(a, "acme", 30));
+  ASSERT_TRUE(MoveTenant(*a.store, *b.store, "acme").ok());
+  EXPECT_EQ(*b->CountCalls("acme"), 30u);
+}
+
+// Replies signed by a key other than the one the identity names: an
+// identity naming another store's signing key (c's) with b's genuine
+// replies, and a forged COMMIT reply correctly framed but signed by a key of
+// the carrier's. Every genuine reply verifies under b's key with the
+// framing of format.md (implemented here from the text).
+TEST(MoveReply, ReplySignedByAnotherKeyDoesNotPurge) {
+  Side a, b, c;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_NO_FATAL_FAILURE(c.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
+  auto key = a->SigningPublicKey();
+  auto identity = b->MoveIdentity();
+  ASSERT_TRUE(identity.ok());
+  const std::string b_key = SigningKeyOf(*identity);
+  ASSERT_EQ(b_key.size(), 32u);
+  auto c_identity = c->MoveIdentity();
+  ASSERT_TRUE(c_identity.ok());
+  // b's identity naming c's signing key: b's replies do not verify under
+  // it, from the BEGIN's on; nothing is left at b (its ABORT was applied).
+  {
+    const std::string mixed = identity->substr(0, identity->rfind(':') + 1) +
+                              c_identity->substr(c_identity->rfind(':') + 1);
+    int sent = 0;
+    auto r = a->MoveTenantOut("acme", mixed, [&](std::string_view seg) {
+      ++sent;
+      return b->MoveTenantIn(seg, *key);
+    });
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+    EXPECT_EQ(sent, 2);  // the BEGIN, then the ABORT
+    ExpectUntouched(a, b, "acme", 30);
+  }
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+  crypto_sign_keypair(pk, sk);
+  auto sign = [&](std::string_view seg, const std::string& text) {
+    const std::string m = ReplyMessage(seg, text);
+    std::string sig(crypto_sign_BYTES, '\0');
+    crypto_sign_detached(reinterpret_cast<unsigned char*>(sig.data()), nullptr,
+                         reinterpret_cast<const unsigned char*>(m.data()), m.size(), sk);
+    return text + sig;
+  };
+  int genuine = 0;
+  bool forged = false;
+  auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+    if (seg[5] == 'C') {
+      forged = true;
+      return sign(seg, CommittedTextOf(seg));
+    }
+    auto reply = b->MoveTenantIn(seg, *key);
+    if (reply.ok()) {
+      // A genuine reply: text ‖ Ed25519 signature by b over the framing.
+      EXPECT_GE(reply->size(), crypto_sign_BYTES);
+      const std::string text = reply->substr(0, reply->size() - crypto_sign_BYTES);
+      const std::string m = ReplyMessage(seg, text);
+      EXPECT_EQ(crypto_sign_verify_detached(
+                    reinterpret_cast<const unsigned char*>(reply->data() + text.size()),
+                    reinterpret_cast<const unsigned char*>(m.data()), m.size(),
+                    reinterpret_cast<const unsigned char*>(b_key.data())),
+                0)
+          << seg[5] << " " << text;
+      ++genuine;
+    }
+    return reply;
+  });
+  ASSERT_TRUE(forged);
+  EXPECT_GE(genuine, 4);  // BEGIN, ROWS, QUERY, ABORT
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+  EXPECT_EQ(MovedOutReceipts(*a.store, "acme"), 0u);
+  ExpectUntouched(a, b, "acme", 30);
+}
+
+// A genuine reply with its text altered ("in_progress" made "committed",
+// the signature kept) or truncated: no answer; the source stays fenced.
+TEST(MoveReply, AlteredReplyTextDoesNotPurge) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
+  ASSERT_NO_FATAL_FAILURE(LeaveFenced(a, b, "acme", 30));
+  auto key = a->SigningPublicKey();
+  auto identity = b->MoveIdentity();
+  for (int variant = 0; variant < 2; ++variant) {
+    std::string genuine;
+    auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+      auto reply = b->MoveTenantIn(seg, *key);
+      if (seg[5] != 'Q' || !reply.ok()) return reply;
+      genuine = *reply;
+      std::string altered = *reply;
+      if (variant == 0) {
+        altered.replace(0, std::string("in_progress").size(), "committed");
+      } else {
+        altered.pop_back();
+      }
+      return altered;
+    });
+    EXPECT_EQ(genuine.substr(0, 11), "in_progress");
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << variant << " " << r.status().ToString();
+    ASSERT_NO_FATAL_FAILURE(ExpectFencedNotPurged(a, "acme", 30));
+  }
+  ASSERT_TRUE(MoveTenant(*a.store, *b.store, "acme").ok());
+  EXPECT_EQ(*b->CountCalls("acme"), 30u);
+}
+
+// After a COMMIT that got no answer, the destination verifiably says
+// "in_progress" but its ABORT is lost: the source stays fenced (it used to
+// unfence). The carrier still holds the COMMIT and hands it over later; the
+// destination switches, and had the source unfenced both would serve the
+// tenant. Resumed, the move finishes.
+TEST(MoveReply, FenceLiftedOnlyAfterAVerifiedAbort) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
+  auto key = a->SigningPublicKey();
+  auto identity = b->MoveIdentity();
+  std::string commit;
+  auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
+    if (seg[5] == 'C') {
+      commit.assign(seg);
+      return Status::IOError("unreachable");
+    }
+    if (seg[5] == 'A') return Status::IOError("unreachable");
+    return b->MoveTenantIn(seg, *key);  // QUERY: "in_progress"
+  });
+  EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
+  ASSERT_FALSE(commit.empty());
+  ASSERT_NO_FATAL_FAILURE(ExpectFencedNotPurged(a, "acme", 30));
+  EXPECT_EQ(a->PutCall("acme", MakeCall("late", kT0)).status().code(), Code::kMoved);
+  // The held COMMIT reaches the destination: it switches.
+  ASSERT_TRUE(b->MoveTenantIn(commit, *key).ok());
+  EXPECT_EQ(b->DescribeTenant("acme")->state, TenantState::kActive);
+  auto resumed = MoveTenant(*a.store, *b.store, "acme");
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_TRUE(resumed->resumed);
+  EXPECT_EQ(MovedOutReceipts(*a.store, "acme"), 1u);
+  EXPECT_EQ(*b->CountCalls("acme"), 30u);
+}
+
+// A cvmove1 identity names no key for the replies: refused before anything
+// is sent, with a message that tells the operator what to take instead.
+TEST(MoveReply, Cvmove1IdentityRefusedBeforeAnythingIsSent) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 10));
+  auto identity = b->MoveIdentity();
+  ASSERT_TRUE(identity.ok());
+  // cvmove1:<store id>:<region>:<X25519 key>, as session 13's stores printed it.
+  std::string v1 = "cvmove1:" + identity->substr(8);
+  if (std::count(v1.begin(), v1.end(), ':') == 4) v1.erase(v1.rfind(':'));
+  auto key = a->SigningPublicKey();
+  int sent = 0;
+  auto r = a->MoveTenantOut("acme", v1, [&](std::string_view seg) {
+    ++sent;
+    return b->MoveTenantIn(seg, *key);
+  });
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("cvmove1"), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("callvault identity"), std::string::npos);
+  EXPECT_EQ(sent, 0);
+  ExpectUntouched(a, b, "acme", 10);
+  // A cvmove2 identity with its signing key cut short: refused too.
+  const std::string cut = identity->substr(0, identity->size() - 2);
+  EXPECT_EQ(a->MoveTenantOut("acme", cut, [&](std::string_view seg) {
+               ++sent;
+               return b->MoveTenantIn(seg, *key);
+             }).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(sent, 0);
+}
+
 int RunCli(const std::string& args, std::string* out) {
   return testutil::RunShell(std::string(CALLVAULT_BIN) + " " + args + " 2>&1", out);
 }
@@ -825,6 +1218,19 @@ TEST(Move, Cli) {
   EXPECT_NE(out.find("moved to store " + b_identity.substr(8, 32)), std::string::npos) << out;
   ASSERT_NO_FATAL_FAILURE(b.Open());
   EXPECT_EQ(*b->CountCalls("acme"), 25u);
+  // A store that never signed anything has no signing key for its identity
+  // to name: `identity` opens it writable once (creating the key), then
+  // prints the same identity read-only.
+  Side c;
+  ASSERT_NO_FATAL_FAILURE(c.Open());
+  c.store.reset();
+  out.clear();
+  ASSERT_EQ(RunCli("--db " + c.db + " --keys " + c.keys + " identity", &out), 0) << out;
+  EXPECT_EQ(out.substr(0, 8), "cvmove2:") << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), ':'), 4) << out;
+  std::string again;
+  ASSERT_EQ(RunCli("--db " + c.db + " --keys " + c.keys + " identity", &again), 0) << again;
+  EXPECT_EQ(again, out);
 }
 
 }  // namespace

@@ -280,18 +280,28 @@ class TenantAcceptDamageCommand final : public Command {
 };
 
 // The store's move identity (Store::MoveIdentity): what a source needs to
-// seal a tenant's data key to this store. Public; read-only open.
+// seal a tenant's data key to this store and verify its replies. Public;
+// read-only open (writable once, if the store has no signing key yet).
 class IdentityCommand final : public Command {
  public:
   std::string Name() const override { return "identity"; }
   std::string Help() const override {
-    return "Print this store's move identity (store id, region, public key for sealed data keys)";
+    return "Print this store's move identity (store id, region, public keys for sealed data keys and "
+           "signed replies)";
   }
   void AddFlags(CLI::App*) override {}
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore(OpenMode::kReadOnly);
     if (!store.ok()) return store.status();
     auto id = (*store)->MoveIdentity();
+    if (id.status().code() == Code::kFailedPrecondition) {
+      // No receipt-signing key yet (the identity names it): a writable open
+      // creates it. Read-only otherwise, so a running store can be asked.
+      store->reset();
+      store = ctx.OpenStore(OpenMode::kWrite);
+      if (!store.ok()) return store.status();
+      id = (*store)->MoveIdentity();
+    }
     if (!id.ok()) return id.status();
     if (ctx.json()) {
       ctx.PrintJson({{"identity", *id}});

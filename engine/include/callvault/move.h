@@ -14,7 +14,8 @@
 namespace callvault {
 
 // Carries one segment of a move to the destination (its MoveTenantIn) and
-// returns the destination's reply, or its error.
+// returns the destination's reply (signed; passed on as it came), or its
+// error.
 using MoveTransport = std::function<Result<std::string>(std::string_view segment)>;
 
 struct MoveOptions {

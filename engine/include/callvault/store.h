@@ -936,9 +936,12 @@ class Store {
                                        const std::string& new_dir,
                                        const RestoreRequest& request = {});
   // --- Tenant moves (callvault/move.h, docs/operations.md "Moving a tenant")
-  // This store's move identity: "cvmove1:<store id hex>:<region>:<X25519
-  // public key hex>". A source seals the tenant's data key to that public
-  // key (crypto_box_seal); `callvault identity` prints it.
+  // This store's move identity: "cvmove2:<store id hex>:<region>:<X25519
+  // public key hex>:<Ed25519 signing public key hex>". A source seals the
+  // tenant's data key to the X25519 key (crypto_box_seal) and verifies this
+  // store's replies with the signing key (its receipt key; decision 0051);
+  // `callvault identity` prints it. kFailedPrecondition: read-only, and no
+  // signing key yet.
   Result<std::string> MoveIdentity();
   // Moves a live tenant to the store `destination_identity` names, while
   // this store keeps serving it: copies its rows as they are (sealed),
@@ -952,15 +955,20 @@ class Store {
   // Refused, nothing changed and nothing sent: kCorruption (the tenant is
   // quarantined or damaged); kFailedPrecondition (another region; the
   // tenant is churned or held for another move);
-  // kTenantPurged; kNotFound; kInvalidArgument (a malformed identity);
-  // whatever the destination refused with (kAlreadyExists: the tenant id
-  // is live there). kNotSupported read-only.
+  // kTenantPurged; kNotFound; kInvalidArgument (a malformed identity, or a
+  // cvmove1 one: it names no key for the replies); whatever the destination
+  // refused with (kAlreadyExists: the tenant id is live there).
+  // kNotSupported read-only. Every reply must verify against the identity's
+  // signing key (decision 0051): one that does not is no answer
+  // (kCorruption), and never leads to the purge.
   Result<MoveReport> MoveTenantOut(std::string_view tenant_id,
                                    std::string_view destination_identity,
                                    const MoveTransport& to, const MoveOptions& options = {});
   // The destination's side: applies one segment of a move from the store
   // whose receipt-signing public key (32 raw bytes) is `source_signing_key`
-  // and returns the reply for the source. Refused with nothing changed:
+  // and returns the reply for the source: its text and this store's
+  // signature over it and the request (docs/format.md "Move bundle").
+  // Refused with nothing changed:
   // kCorruption (a segment that does not verify: edited, truncated, signed
   // by another key, out of order), kFailedPrecondition (a replayed bundle:
   // a move id seen before; another region; not addressed to this store),
