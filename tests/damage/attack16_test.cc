@@ -46,6 +46,8 @@ using testutil::MakeCall;
 using testutil::TestStore;
 
 constexpr int64_t kAt = 1700000000000000;
+
+std::string ReadWholeFileOr(const std::string& p) { return testutil::ReadWholeFile(p); }
 constexpr char kEnvDb[] = "CALLVAULT_ATTACK16_DB";
 constexpr char kEnvKeys[] = "CALLVAULT_ATTACK16_KEYS";
 constexpr char kEnvPerShard[] = "CALLVAULT_ATTACK16_PER_SHARD";
@@ -505,6 +507,56 @@ TEST_F(A16, FullDisksRaiseNoAlarmAndLoseNothing) {
     for (int i = 0; i < 5; ++i) want["acme"].push_back("z" + std::to_string(i));
   }
   QuietOpens("open on a full disk", {true, false, false});
+}
+
+// A torn tail (the write in flight at a crash: a partial record appended
+// to the crashed session's WAL) is quiet (0014); the next clean close lists
+// that WAL with its torn bytes and their head; later sessions, crashes and
+// flushes must stay quiet with it listed.
+TEST_F(A16, TornTailListedByALaterCloseRaisesNoAlarm) {
+  s.Close();
+  Crash("acme", "t");
+  auto wals = Wals(0);
+  ASSERT_FALSE(wals.empty());
+  {
+    // A record header claiming 200 bytes, and 40 of them: cut mid-write.
+    std::ofstream o(wals.back(), std::ios::binary | std::ios::app);
+    const char header[7] = {'\x11', '\x22', '\x33', '\x44', '\xc8', '\x00', '\x01'};
+    o.write(header, sizeof(header));
+    o << std::string(40, 'x');
+  }
+  QuietOpens("torn tail", {true, false});  // the writable open's close lists it
+  Crash("bravo", "u");
+  QuietOpens("torn tail listed, then a crash", {true, false, false});
+  ASSERT_OK(s.Open());
+  Put("acme", "after-torn");
+  ASSERT_OK(s->Flush());
+  s.Close();
+  Crash("acme", "v");
+  QuietOpens("torn tail listed, a flush, a crash", {true, false});
+}
+
+// WAL_LEDGER removed the way the docs allow (after a clean close, to go
+// back to an older build, or when it alone was damaged), then sessions and
+// crashes with this build: quiet, and the next clean close writes a v3
+// ledger that sees a loss again.
+TEST_F(A16, LedgerRemovedKnowinglyThenSessionsRaiseNoAlarm) {
+  s.Close();
+  ASSERT_TRUE(fs::remove(s.db + "/WAL_LEDGER"));
+  QuietOpens("ledger removed", {true, false});
+  EXPECT_EQ(ReadWholeFileOr(s.db + "/WAL_LEDGER").rfind("callvault wal ledger v3\n", 0), 0u);
+  ASSERT_TRUE(fs::remove(s.db + "/WAL_LEDGER"));
+  Crash("acme", "k");
+  QuietOpens("ledger removed, then a crash", {true, false, false});
+  Crash("bravo", "k");
+  auto wals = Wals(0);
+  ASSERT_GE(wals.size(), 2u);
+  ASSERT_TRUE(fs::remove(wals.front()));  // listed by the last clean close
+  seen.clear();
+  auto r = OpenMode(true);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  PrintEvents("ledger rewritten, a listed WAL deleted");
+  EXPECT_TRUE(Saw("shard_loss"));
 }
 
 // A tenant moved between two stores open in one process (`callvault tenant
