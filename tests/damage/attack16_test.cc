@@ -792,6 +792,109 @@ TEST_F(A16, DISABLED_SwappedWalBesideAKeptCopyOfTheOriginalIsNotSilent) {
   NotSilent("s1's WAL swapped, the original kept as .damaged");
 }
 
+// One bit flipped in an older metadata WAL (a cleanly closed session's,
+// listed in WAL_LEDGER's meta line) after a crash: what the operator is
+// told. Printed; loud either way (the metadata instance stops the store).
+TEST_F(A16, FlippedByteInAListedMetadataWalIsLoud) {
+  s.Close();
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({"dave", "", 0}));
+  Put("dave", "d0");
+  s.Close();
+  std::vector<std::string> mw;
+  for (const auto& f : FilesWith(s.db + "/meta", ".log")) {
+    if (fs::file_size(f) > 0) mw.push_back(f);
+  }
+  ASSERT_GE(mw.size(), 2u);
+  const std::string daves = mw.back();
+  Crash("acme", "n");
+  damage::XorByte(daves, fs::file_size(daves) / 2);
+  for (bool ro : {true, false}) {
+    seen.clear();
+    auto r = OpenMode(ro);
+    std::printf("[attack16] metadata WAL flipped (%s): %s\n", ro ? "ro" : "rw",
+                r.ok() ? "OK" : r.status().ToString().c_str());
+    PrintEvents(std::string("metadata WAL flipped ") + (ro ? "ro" : "rw"));
+    if (r.ok()) {
+      auto g = (*r)->GetCall("dave", "d0", kPartAll);
+      EXPECT_TRUE(g.ok() || g.status().code() == Code::kCorruption) << g.status().ToString();
+      EXPECT_TRUE(g.ok() || Alarm());
+    } else {
+      EXPECT_EQ(r.status().code(), Code::kCorruption);
+    }
+  }
+}
+
+// The operator's way out after a swap was reported by a writable open
+// (tenants marked damaged, the ledger refreshed to the file found): the
+// shard's own file put back (from the copy they made), the damage
+// accepted. Nothing is lost then; the next opens must be quiet and read
+// every call, s1 included.
+// FINDING (loud, but the writable open that finds "another file put in its
+// place" makes the loss permanent and plants foreign records): observed:
+// the rw open reports `shard_loss ... WAL file 000015.log is not the file
+// the last clean close left ...; tenants marked damaged: internal_ids=1`,
+// and still lets RocksDB replay the file (bravo's record into acme's
+// family) and the WALs go (shard 0 is flushed: the own file put back later
+// is below the replay floor, ignored). After the put-back and
+// accept-damage: no event, acme s1 "not_found: no such call", and Verify
+// not ok at every later open (bravo's records in acme's family fail
+// authentication; only a purge of acme clears it). docs/operations.md
+// says to put the file back "before the store opens writable", but the
+// service's own restart is that writable open. Expected: a head mismatch
+// refuses the shard as a sequence regress does ("a WAL file of another
+// history ...: move it out"), before RocksDB replays the file, so that
+// putting the own file back loses nothing.
+TEST_F(A16, DISABLED_OwnWalPutBackAfterASwapWasRecordedLosesNothing) {
+  SessionsThenACrash();
+  auto mine = Wals(0), bravos = Wals(1);
+  ASSERT_EQ(mine.size(), 5u);
+  ASSERT_EQ(bravos.size(), 4u);
+  const std::string own = s.tmp.Sub("own.log");
+  fs::copy_file(mine[2], own);
+  SwapInLikeA15(mine[2], bravos[2]);
+  seen.clear();
+  {
+    auto r = OpenMode(false);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    PrintEvents("swap recorded");
+    ASSERT_TRUE(Saw("shard_loss"));
+    // Closed at once: the operator stops the service to fix it.
+    ASSERT_OK((*r)->Close());
+  }
+  std::printf("[attack16] shard 0 WALs after the open that recorded the swap:");
+  for (const auto& f : FilesWith(s.db + "/shards/0000", ".log")) {
+    std::printf(" %s (%ju)", fs::path(f).filename().c_str(), static_cast<uintmax_t>(fs::file_size(f)));
+  }
+  std::printf("\n");
+  fs::copy_file(own, mine[2], fs::copy_options::overwrite_existing);
+  {
+    seen.clear();
+    auto r = OpenMode(false);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    PrintEvents("own WAL put back");
+    for (const auto& t : {"acme", "bravo"}) {
+      auto info = (*r)->DescribeTenant(t);
+      ASSERT_OK(info);
+      if (info->damaged) {
+        ASSERT_OK((*r)->AcceptTenantDamage(t));
+      }
+    }
+    ASSERT_OK((*r)->Close());
+  }
+  {
+    auto r = OpenMode(true);
+    ASSERT_OK(r);
+    auto v = (*r)->Verify(std::nullopt);
+    ASSERT_OK(v);
+    std::printf("[attack16] own WAL put back, accepted: acme s1 %s; verify %s (%ju ok, %ju failed)\n",
+                (*r)->GetCall("acme", "s1", kPartAll).status().ToString().c_str(),
+                v->ok() ? "ok" : "not ok", static_cast<uintmax_t>(v->records_ok),
+                static_cast<uintmax_t>(v->records_failed));
+  }
+  QuietOpens("own WAL put back, damage accepted", {true, false, false});
+}
+
 // --- Ledgers deleted, put back, taken from elsewhere ---
 
 std::string ReadAll(const std::string& p) { return testutil::ReadWholeFile(p); }
