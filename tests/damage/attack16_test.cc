@@ -331,9 +331,9 @@ TEST_F(A16, MixedSessionsCrashesFlushesPurgesRotationsRaiseNoAlarm) {
         break;
     }
     s.Close();
-    QuietOpens("round " + r + " clean close", {true, false});
+    QuietOpens("round " + r + " clean close", {true});
     Crash(round % 2 ? "bravo" : "acme", "k" + r, "", round == 1 ? "flush," : "");
-    QuietOpens("round " + r + " crash", {true, false, false}, [&](Store* st, bool) {
+    QuietOpens("round " + r + " crash", {true, false}, [&](Store* st, bool) {
       if (round >= 2) {
         auto l = st->ListRecordings("acme", "a0");
         ASSERT_OK(l);
@@ -354,7 +354,7 @@ TEST_F(A16, RestoredStoreThroughSessionsAndCrashesRaisesNoAlarm) {
   s.Close();
   const std::string restored = s.tmp.Sub("restored");
   ASSERT_OK(Store::Restore(s.options, bak.Sub("b"), restored));
-  QuietOpens("restored", {true, false, false}, nullptr, restored);
+  QuietOpens("restored", {true, false}, nullptr, restored);
   for (int i = 0; i < 2; ++i) {
     {
       auto r = OpenMode(false, restored);
@@ -532,7 +532,7 @@ TEST_F(A16, TornTailListedByALaterCloseRaisesNoAlarm) {
   }
   QuietOpens("torn tail", {true, false});  // the writable open's close lists it
   Crash("bravo", "u");
-  QuietOpens("torn tail listed, then a crash", {true, false, false});
+  QuietOpens("torn tail listed, then a crash", {true, false});
   ASSERT_OK(s.Open());
   Put("acme", "after-torn");
   ASSERT_OK(s->Flush());
@@ -592,10 +592,12 @@ TEST_F(A16, TenantMoveBetweenStoresRaisesNoAlarmInEither) {
   dst.QuietOpens("move destination, crash", {true, false, false});
 }
 
-// The metadata instance flushed (Store::Flush) in a clean session, and never
-// flushed in another store, each through crashes: no metadata_loss.
+// The metadata instance never flushed (round 0: its replay floor of 0 is
+// read whole and counts, decision 0050), then flushed (round 1: Store::Flush
+// flushes it too), each with a tenant created and a crash after the clean
+// close: no metadata_loss, every call reads.
 TEST_F(A16, MetadataFlushedOrNeverFlushedRaisesNoAlarmOverCrashes) {
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 2; ++i) {
     ASSERT_OK(s->CreateTenant({"m" + std::to_string(i), "", 0}));
     Put("m" + std::to_string(i), "x");
     if (i == 1) ASSERT_OK(s->Flush());
@@ -715,7 +717,7 @@ TEST_F(A16, DISABLED_GarbledPastTheHeadOfTheLastListedWalIsNotSilent) {
 // moment before: no alarm in either, however they interleave.
 TEST_F(A16, ReadOnlyOpensDuringTheWritersFirstFlushRaiseNoAlarm) {
   int refused = 0;
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 8; ++i) {
     const std::string n = std::to_string(i);
     Put("acme", "q" + n);
     Put("bravo", "q" + n);
@@ -738,7 +740,7 @@ TEST_F(A16, ReadOnlyOpensDuringTheWritersFirstFlushRaiseNoAlarm) {
     PrintEvents("read-only open during the first flush " + n);
     EXPECT_FALSE(Alarm()) << "round " << n << ": a false alarm beside a live writer";
   }
-  std::printf("[attack16] read-only opens refused during a flush: %d of 12\n", refused);
+  std::printf("[attack16] read-only opens refused during a flush: %d of 8\n", refused);
   s.Close();
   QuietOpens("after the flushes", {true, false});
 }
