@@ -24,8 +24,8 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "callvault/backup.h"
@@ -48,12 +48,17 @@ using testutil::TestStore;
 constexpr int64_t kAt = 1700000000000000;
 
 std::string ReadWholeFileOr(const std::string& p) { return testutil::ReadWholeFile(p); }
+std::string ReadAll(const std::string& p) { return testutil::ReadWholeFile(p); }
+void WriteAll(const std::string& p, const std::string& bytes) {
+  std::ofstream o(p, std::ios::binary | std::ios::trunc);
+  o << bytes;
+}
 constexpr char kEnvDb[] = "CALLVAULT_ATTACK16_DB";
 constexpr char kEnvKeys[] = "CALLVAULT_ATTACK16_KEYS";
 constexpr char kEnvPerShard[] = "CALLVAULT_ATTACK16_PER_SHARD";
 // What the child does, comma-separated: put:<tenant>:<prefix> (5 calls
-// <prefix>0-4), flush, accept:<tenant> (AcceptTenantDamage), fsize (file writes past byte 64 fail from now on),
-// closecheck (exit 12 if Close succeeded, 13 if it failed); then SIGKILL.
+// <prefix>0-4), flush, accept:<tenant> (AcceptTenantDamage), fsize (file writes past byte 64 fail
+// from now on), closecheck (exit 12 if Close succeeded, 13 if it failed); then SIGKILL.
 constexpr char kEnvOps[] = "CALLVAULT_ATTACK16_OPS";
 // Set: the child's file writes fail from before its open on (fsize).
 constexpr char kEnvFullBeforeOpen[] = "CALLVAULT_ATTACK16_FULL_BEFORE_OPEN";
@@ -140,7 +145,8 @@ struct A16 : ::testing::Test, damage::AuditRecorder {
     ASSERT_OK(t->Open());
     for (const char* n : {"acme", "bravo", "carol"}) ASSERT_OK((*t)->CreateTenant({n, "", 0}));
     for (int i = 0; i < 3; ++i) {
-      for (const char* n : {"acme", "bravo", "carol"}) Put(t, n, std::string(1, n[0]) + std::to_string(i), i);
+      for (const char* n : {"acme", "bravo", "carol"})
+        Put(t, n, std::string(1, n[0]) + std::to_string(i), i);
     }
     t->options.create_if_missing = false;
   }
@@ -148,7 +154,9 @@ struct A16 : ::testing::Test, damage::AuditRecorder {
     ASSERT_OK((*t)->PutCall(tenant, MakeCall(id, kAt + at)));
     want[tenant].push_back(id);
   }
-  void Put(const std::string& tenant, const std::string& id, int64_t at = 7) { Put(&s, tenant, id, at); }
+  void Put(const std::string& tenant, const std::string& id, int64_t at = 7) {
+    Put(&s, tenant, id, at);
+  }
   bool Alarm() {
     return Saw("shard_loss") || Saw("wal_damage") || Saw("metadata_loss") || Saw("file_damage") ||
            Saw("tenant_damaged") || Saw("shard_damaged");
@@ -238,14 +246,16 @@ struct A16 : ::testing::Test, damage::AuditRecorder {
   }
   // Every open of the store after a damage: loud, or every call of `want`
   // reads (nothing lost). `what` is printed with the outcome.
-  void NotSilent(const std::string& what, std::initializer_list<bool> modes = {true, false, false}) {
+  void NotSilent(const std::string& what,
+                 std::initializer_list<bool> modes = {true, false, false}) {
     bool alarmed = false;
     for (bool ro : modes) {
       const std::string w = what + (ro ? " (read-only)" : " (writable)");
       SCOPED_TRACE(w);
       seen.clear();
       auto r = OpenMode(ro);
-      std::printf("[attack16] %s: open %s\n", w.c_str(), r.ok() ? "OK" : r.status().ToString().c_str());
+      std::printf("[attack16] %s: open %s\n", w.c_str(),
+                  r.ok() ? "OK" : r.status().ToString().c_str());
       PrintEvents(w);
       if (!r.ok()) {
         EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
@@ -271,8 +281,9 @@ struct A16 : ::testing::Test, damage::AuditRecorder {
         auto info = (*r)->DescribeTenant(t);
         if (info.ok() && info->damaged) marked += " " + t;
       }
-      std::printf("[attack16]   %d call(s) kNotFound, %d kCorruption; verify %s; damaged:%s\n", lost,
-                  damaged, v->ok() ? "ok" : "not ok", marked.empty() ? " none" : marked.c_str());
+      std::printf("[attack16]   %d call(s) kNotFound, %d kCorruption; verify %s; damaged:%s\n",
+                  lost, damaged, v->ok() ? "ok" : "not ok",
+                  marked.empty() ? " none" : marked.c_str());
       EXPECT_EQ(lost, 0) << w << ": acknowledged calls lost without an error";
       // The open that finds the loss reports it; later ones serve the
       // tenants it marked damaged (kCorruption).
@@ -318,7 +329,8 @@ TEST_F(A16, MixedSessionsCrashesFlushesPurgesRotationsRaiseNoAlarm) {
         break;
       }
       case 2: {
-        auto w = s->CreateRecording("acme", "a0", {.recording_id = "rec", .content_type = "audio/mpeg"});
+        auto w =
+            s->CreateRecording("acme", "a0", {.recording_id = "rec", .content_type = "audio/mpeg"});
         ASSERT_OK(w);
         ASSERT_OK((*w)->Append(std::string(100000, 'r')));
         ASSERT_OK((*w)->Finish());
@@ -421,7 +433,8 @@ void RepairedWal(A16* t, bool check_containment) {
     if (check_containment) {
       // Decision 0014: damage is contained to the tenants whose records it
       // hit. bravo wrote nothing in s1's WAL.
-      EXPECT_FALSE(t->Saw("shard_loss")) << "a flipped record reported as a loss of the whole shard";
+      EXPECT_FALSE(t->Saw("shard_loss"))
+          << "a flipped record reported as a loss of the whole shard";
       auto b = (*r)->DescribeTenant("bravo");
       ASSERT_OK(b);
       EXPECT_FALSE(b->damaged) << "bravo damaged by acme's record: " << b->damage;
@@ -431,14 +444,14 @@ void RepairedWal(A16* t, bool check_containment) {
     if (!check_containment) (void)(*r)->AcceptTenantDamage("bravo");
     ASSERT_OK((*r)->Close());
   }
-  EXPECT_FALSE(fs::exists(victim + ".damaged")) << "the kept copy stays after the damage was recorded";
+  EXPECT_FALSE(fs::exists(victim + ".damaged"))
+      << "the kept copy stays after the damage was recorded";
   auto& a = t->want["acme"];
   a.erase(std::remove(a.begin(), a.end(), "s1"), a.end());
   t->QuietOpens("repaired WAL, damage accepted", {true, false});
   t->Crash("acme", "m");
   t->QuietOpens("repaired WAL, then a crash", {true, false, false});
 }
-
 
 // acme and bravo in shard 0, carol in shard 1.
 struct A16Two : A16 {
@@ -468,7 +481,8 @@ TEST_F(A16Two, RepairedWalRaisesNoAlarmAfterACrashOnceItsDamageIsRecorded) {
   ASSERT_EQ(wals.size(), 5u);
   damage::XorByte(wals[2], fs::file_size(wals[2]) / 2);
   ASSERT_EQ(Child("accept:acme,accept:bravo"), "signal 9");
-  EXPECT_FALSE(fs::exists(wals[2] + ".damaged")) << "the kept copy stays after the damage was recorded";
+  EXPECT_FALSE(fs::exists(wals[2] + ".damaged"))
+      << "the kept copy stays after the damage was recorded";
   auto& a = want["acme"];
   a.erase(std::remove(a.begin(), a.end(), "s1"), a.end());
   QuietOpens("repaired by a crashed open", {true, false, false});
@@ -761,14 +775,34 @@ void LedgerAsV2(const std::string& db);
 // either. Expected: loud (the upgrade window is the first crash after an
 // upgrade); at least the writable open's ledger refresh should not turn an
 // unknown head (`-`) into the head of the file found there.
-TEST_F(A16, DISABLED_V2LedgerAndAWalSwappedFromAnotherShardIsNotSilent) {
-  SessionsThenACrash();
-  LedgerAsV2(s.db);
-  auto mine = Wals(0), bravos = Wals(1);
+void SwapUnderAHeadlessLedger(A16* t, bool v2) {
+  t->SessionsThenACrash();
+  if (v2) {
+    LedgerAsV2(t->s.db);
+  } else {
+    // Heads forged to `-` (a v3 file re-encoded without them: the ledger's
+    // sha256 is not keyed, decision 0050's alternatives).
+    WalLedger l;
+    ASSERT_OK(DecodeWalLedger(testutil::ReadWholeFile(t->s.db + "/WAL_LEDGER"), &l));
+    l.shard_heads.clear();
+    l.meta_heads.clear();
+    WriteAll(t->s.db + "/WAL_LEDGER", EncodeWalLedger(l));
+  }
+  auto mine = t->Wals(0), bravos = t->Wals(1);
   ASSERT_EQ(mine.size(), 5u);
   ASSERT_EQ(bravos.size(), 4u);  // b's, s0's, s1's, s2's
   SwapInLikeA15(mine[2], bravos[2]);
-  NotSilent("v2 ledger, s1's WAL replaced by shard 1's");
+  t->NotSilent(std::string(v2 ? "v2 ledger" : "heads forged to -") +
+               ", s1's WAL replaced by shard 1's");
+}
+
+TEST_F(A16, DISABLED_V2LedgerAndAWalSwappedFromAnotherShardIsNotSilent) {
+  SwapUnderAHeadlessLedger(this, true);
+}
+// The same with heads forged to `-` (outside issue 11's threat model,
+// decision 0050; shown for completeness: same outcome as the v2 file).
+TEST_F(A16, DISABLED_HeadsForgedAndAWalSwappedFromAnotherShardIsNotSilent) {
+  SwapUnderAHeadlessLedger(this, false);
 }
 
 // s1's WAL of shard 0 replaced by shard 1's (attack 15's swap) with the
@@ -866,7 +900,8 @@ TEST_F(A16, DISABLED_OwnWalPutBackAfterASwapWasRecordedLosesNothing) {
   }
   std::printf("[attack16] shard 0 WALs after the open that recorded the swap:");
   for (const auto& f : FilesWith(s.db + "/shards/0000", ".log")) {
-    std::printf(" %s (%ju)", fs::path(f).filename().c_str(), static_cast<uintmax_t>(fs::file_size(f)));
+    std::printf(" %s (%ju)", fs::path(f).filename().c_str(),
+                static_cast<uintmax_t>(fs::file_size(f)));
   }
   std::printf("\n");
   fs::copy_file(own, mine[2], fs::copy_options::overwrite_existing);
@@ -889,21 +924,16 @@ TEST_F(A16, DISABLED_OwnWalPutBackAfterASwapWasRecordedLosesNothing) {
     ASSERT_OK(r);
     auto v = (*r)->Verify(std::nullopt);
     ASSERT_OK(v);
-    std::printf("[attack16] own WAL put back, accepted: acme s1 %s; verify %s (%ju ok, %ju failed)\n",
-                (*r)->GetCall("acme", "s1", kPartAll).status().ToString().c_str(),
-                v->ok() ? "ok" : "not ok", static_cast<uintmax_t>(v->records_ok),
-                static_cast<uintmax_t>(v->records_failed));
+    std::printf(
+        "[attack16] own WAL put back, accepted: acme s1 %s; verify %s (%ju ok, %ju failed)\n",
+        (*r)->GetCall("acme", "s1", kPartAll).status().ToString().c_str(),
+        v->ok() ? "ok" : "not ok", static_cast<uintmax_t>(v->records_ok),
+        static_cast<uintmax_t>(v->records_failed));
   }
   QuietOpens("own WAL put back, damage accepted", {true, false, false});
 }
 
 // --- Ledgers deleted, put back, taken from elsewhere ---
-
-std::string ReadAll(const std::string& p) { return testutil::ReadWholeFile(p); }
-void WriteAll(const std::string& p, const std::string& bytes) {
-  std::ofstream o(p, std::ios::binary | std::ios::trunc);
-  o << bytes;
-}
 
 // The ledger of an older clean close put back after later sessions and a
 // crash: no false alarm (it names older files, unchanged); a loss of a WAL
@@ -1011,7 +1041,8 @@ TEST_F(A16, DISABLED_AnotherStoresLedgerRaisesNoLoss) {
   other.Build(&other.s, 1);
   other.SessionsThenACrash();
   SessionsThenACrash();
-  fs::copy_file(other.s.db + "/WAL_LEDGER", s.db + "/WAL_LEDGER", fs::copy_options::overwrite_existing);
+  fs::copy_file(other.s.db + "/WAL_LEDGER", s.db + "/WAL_LEDGER",
+                fs::copy_options::overwrite_existing);
   for (bool ro : {true, false}) {
     seen.clear();
     auto r = OpenMode(ro);
@@ -1019,7 +1050,8 @@ TEST_F(A16, DISABLED_AnotherStoresLedgerRaisesNoLoss) {
                 r.ok() ? "OK" : r.status().ToString().c_str());
     PrintEvents(std::string("another store's ledger ") + (ro ? "ro" : "rw"));
     ASSERT_TRUE(r.ok()) << r.status().ToString();
-    EXPECT_FALSE(Saw("shard_loss") || Saw("metadata_loss")) << "a loss reported for another store's ledger";
+    EXPECT_FALSE(Saw("shard_loss") || Saw("metadata_loss"))
+        << "a loss reported for another store's ledger";
     ExpectWanted(r->get(), "another store's ledger");
     if (!ro) {
       ASSERT_OK((*r)->Close());
