@@ -173,9 +173,9 @@ namespace {
 constexpr std::string_view kLedgerVersionLine = "callvault wal ledger v1\n";
 // v2 (decision 0042): a `meta` line first, the metadata instance's WALs.
 constexpr std::string_view kLedgerVersion2Line = "callvault wal ledger v2\n";
-// v3 (decision 0050): each listed WAL with its head digest.
+// v3 (decision 0050): each listed WAL with its digest digest.
 constexpr std::string_view kLedgerVersion3Line = "callvault wal ledger v3\n";
-constexpr size_t kHeadDigestBytes = 16;
+constexpr size_t kEdgeDigestBytes = 16;
 
 Status LedgerDamaged(const std::string& why) {
   return Status::Corruption("WAL ledger damaged: " + std::string(kWalLedgerFile) + " " + why +
@@ -186,47 +186,66 @@ Status LedgerDamaged(const std::string& why) {
 
 }  // namespace
 
-std::string WalHeadDigest(std::string_view data) {
-  unsigned char digest[kHeadDigestBytes];
-  crypto_generichash(digest, sizeof(digest), reinterpret_cast<const unsigned char*>(data.data()),
-                     std::min<uint64_t>(data.size(), kWalHeadBytes), nullptr, 0);
-  char hex[2 * kHeadDigestBytes + 1];
+std::string WalEdgeDigest(std::string_view data, uint64_t size) {
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(size, data.size()));
+  const size_t edge = static_cast<size_t>(std::min<uint64_t>(n, kWalEdgeBytes));
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, kEdgeDigestBytes);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(data.data()), edge);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(data.data()) + n - edge, edge);
+  unsigned char digest[kEdgeDigestBytes];
+  crypto_generichash_final(&st, digest, sizeof(digest));
+  char hex[2 * kEdgeDigestBytes + 1];
   sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-  return std::string(hex, 2 * kHeadDigestBytes);
+  return std::string(hex, 2 * kEdgeDigestBytes);
 }
 
-Result<std::string> ReadWalHeadDigest(rocksdb::FileSystem* fs, const std::string& path,
+Result<std::string> ReadWalEdgeDigest(rocksdb::FileSystem* fs, const std::string& path,
                                       uint64_t size) {
-  const size_t want = static_cast<size_t>(std::min(size, kWalHeadBytes));
-  std::unique_ptr<rocksdb::FSSequentialFile> file;
-  rocksdb::IOStatus s = fs->NewSequentialFile(path, rocksdb::FileOptions(), &file, nullptr);
+  const size_t edge = static_cast<size_t>(std::min(size, kWalEdgeBytes));
+  std::unique_ptr<rocksdb::FSRandomAccessFile> file;
+  rocksdb::IOStatus s = fs->NewRandomAccessFile(path, rocksdb::FileOptions(), &file, nullptr);
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(path + " is gone");
-  const std::string what = "read the head of " + path;
+  const std::string what = "read the edges of " + path;
   CV_RETURN_IF_ERROR(fsutil::FromIO(s, what));
-  std::string bytes(want, '\0');
-  size_t got = 0;
-  while (got < want) {
-    rocksdb::Slice r;
-    CV_RETURN_IF_ERROR(fsutil::FromIO(
-        file->Read(want - got, rocksdb::IOOptions(), &r, bytes.data() + got, nullptr), what));
-    if (r.empty()) break;
-    if (r.data() != bytes.data() + got) std::memmove(bytes.data() + got, r.data(), r.size());
-    got += r.size();
+  // First and last `edge` bytes before `size`, as one string the digest
+  // reads as a file of 2 * edge bytes.
+  std::string bytes(2 * edge, '\0');
+  for (int part = 0; part < 2; ++part) {
+    const uint64_t at = part == 0 ? 0 : size - edge;
+    char* to = bytes.data() + part * edge;
+    size_t got = 0;
+    while (got < edge) {
+      rocksdb::Slice r;
+      CV_RETURN_IF_ERROR(fsutil::FromIO(
+          file->Read(at + got, edge - got, rocksdb::IOOptions(), &r, to + got, nullptr), what));
+      if (r.empty()) break;
+      if (r.data() != to + got) std::memmove(to + got, r.data(), r.size());
+      got += r.size();
+    }
+    if (got < edge) return Status::IOError(what + ": short read");
   }
-  if (got < want) return Status::IOError(what + ": short read");
-  return WalHeadDigest(bytes);
+  // The digest of (first ‖ last), computed the way WalEdgeDigest does.
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, kEdgeDigestBytes);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  unsigned char digest[kEdgeDigestBytes];
+  crypto_generichash_final(&st, digest, sizeof(digest));
+  char hex[2 * kEdgeDigestBytes + 1];
+  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+  return std::string(hex, 2 * kEdgeDigestBytes);
 }
 
 namespace {
 
-// " <wal> <size> <head>" per WAL (v3; head `-` when not known).
+// " <wal> <size> <edges>" per WAL (v3; `-` when not known).
 std::string LedgerEntries(const std::vector<std::pair<std::string, uint64_t>>& wals,
-                          const std::map<std::string, std::string>* heads) {
+                          const std::map<std::string, std::string>* edges) {
   std::string s;
   for (const auto& [name, size] : wals) {
     s += " " + name + " " + std::to_string(size);
-    auto h = heads == nullptr ? decltype(heads->end()){} : heads->find(name);
-    s += heads != nullptr && h != heads->end() ? " " + h->second : std::string(" -");
+    auto h = edges == nullptr ? decltype(edges->end()){} : edges->find(name);
+    s += edges != nullptr && h != edges->end() ? " " + h->second : std::string(" -");
   }
   return s;
 }
@@ -237,13 +256,13 @@ bool IsWalFileName(std::string_view name) {
          name.find_first_not_of("0123456789") == name.size() - 4;
 }
 
-bool IsHeadDigest(std::string_view h) {
-  return h.size() == 2 * kHeadDigestBytes && h.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+bool IsEdgeDigest(std::string_view h) {
+  return h.size() == 2 * kEdgeDigestBytes && h.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
-// The entries of a v3 line after its tag: "<wal> <size> <head>" triples.
+// The entries of a v3 line after its tag: "<wal> <size> <edges>" triples.
 bool ParseLedgerEntries(std::string_view rest, std::vector<std::pair<std::string, uint64_t>>* wals,
-                        std::map<std::string, std::string>* heads) {
+                        std::map<std::string, std::string>* edges) {
   std::vector<std::string_view> tokens;
   size_t pos = 0;
   while (pos < rest.size()) {
@@ -254,18 +273,18 @@ bool ParseLedgerEntries(std::string_view rest, std::vector<std::pair<std::string
   }
   if (tokens.size() % 3 != 0) return false;
   for (size_t i = 0; i < tokens.size(); i += 3) {
-    const std::string_view name = tokens[i], size = tokens[i + 1], head = tokens[i + 2];
+    const std::string_view name = tokens[i], size = tokens[i + 1], digest = tokens[i + 2];
     uint64_t n = 0;
     const auto r = std::from_chars(size.data(), size.data() + size.size(), n);
     if (!IsWalFileName(name) || size.empty() || r.ec != std::errc() ||
-        r.ptr != size.data() + size.size() || (head != "-" && !IsHeadDigest(head))) {
+        r.ptr != size.data() + size.size() || (digest != "-" && !IsEdgeDigest(digest))) {
       return false;
     }
     for (const auto& w : *wals) {
       if (w.first == name) return false;  // listed twice
     }
     wals->emplace_back(std::string(name), n);
-    if (head != "-") (*heads)[std::string(name)] = std::string(head);
+    if (digest != "-") (*edges)[std::string(name)] = std::string(digest);
   }
   return true;
 }
@@ -275,11 +294,11 @@ bool ParseLedgerEntries(std::string_view rest, std::vector<std::pair<std::string
 std::string EncodeWalLedger(const WalLedger& l) {
   std::string body(kLedgerVersion3Line);
   static const std::vector<std::pair<std::string, uint64_t>> kNone;
-  body += "meta" + LedgerEntries(l.meta ? *l.meta : kNone, &l.meta_heads) + "\n";
+  body += "meta" + LedgerEntries(l.meta ? *l.meta : kNone, &l.meta_edges) + "\n";
   for (const auto& [i, wals] : l.shards) {
-    auto h = l.shard_heads.find(i);
+    auto h = l.shard_edges.find(i);
     body += "shard " + std::to_string(i) +
-            LedgerEntries(wals, h == l.shard_heads.end() ? nullptr : &h->second) + "\n";
+            LedgerEntries(wals, h == l.shard_edges.end() ? nullptr : &h->second) + "\n";
   }
   return body + std::string(kDigestTag) + Sha256Hex(body) + "\n";
 }
@@ -299,7 +318,7 @@ Status DecodeWalLedger(std::string_view bytes, WalLedger* out) {
         // The metadata instance's line, first and once.
         first = false;
         std::vector<std::pair<std::string, uint64_t>> wals;
-        if (line.substr(0, 4) != "meta" || !ParseLedgerEntries(line.substr(4), &wals, &l.meta_heads)) {
+        if (line.substr(0, 4) != "meta" || !ParseLedgerEntries(line.substr(4), &wals, &l.meta_edges)) {
           return LedgerDamaged("has a bad meta line");
         }
         l.meta = std::move(wals);
@@ -308,13 +327,13 @@ Status DecodeWalLedger(std::string_view bytes, WalLedger* out) {
       const size_t sp = std::min(line.find(' ', 6), line.size());
       uint32_t index = 0;
       std::vector<std::pair<std::string, uint64_t>> wals;
-      std::map<std::string, std::string> heads;
+      std::map<std::string, std::string> edges;
       if (line.rfind("shard ", 0) != 0 || !ParseIndex(line.substr(6, sp - 6), &index) ||
-          l.shards.count(index) != 0 || !ParseLedgerEntries(line.substr(sp), &wals, &heads)) {
+          l.shards.count(index) != 0 || !ParseLedgerEntries(line.substr(sp), &wals, &edges)) {
         return LedgerDamaged("has a bad line");
       }
       l.shards[index] = std::move(wals);
-      if (!heads.empty()) l.shard_heads[index] = std::move(heads);
+      if (!edges.empty()) l.shard_edges[index] = std::move(edges);
     }
     if (first) return LedgerDamaged("has no meta line");
     *out = std::move(l);
@@ -400,11 +419,11 @@ Result<uint64_t> ReadCloseCounter(rocksdb::DB* meta) {
 }
 
 ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals,
-                     const std::map<std::string, std::string>& heads) {
+                     const std::map<std::string, std::string>& edges) {
   ShardMark m;
   m.manifest = kLedgerManifest;
   m.wals = wals;
-  m.heads = heads;
+  m.edges = edges;
   return m;
 }
 

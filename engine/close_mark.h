@@ -82,9 +82,13 @@ bool TakeMark(rocksdb::FileSystem* fs, const std::string& dir, ShardMark* out);
 
 // What the mark's files say was lost, or "" (docs/decisions/0015). Only
 // while CURRENT (`current`) names the mark's MANIFEST. A failed read is
-// kIOError.
+// kIOError. A ledger mark's WAL that is another file in the listed one's
+// place (whole records, other edges; decision 0050) is no loss: it goes to
+// `*replaced` (the first one), the caller refuses the instance; with
+// `replaced` null it is returned as a loss.
 Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
-                                   const walscan::ManifestInfo& current, const ShardMark& m);
+                                   const walscan::ManifestInfo& current, const ShardMark& m,
+                                   std::string* replaced = nullptr);
 
 // The header field (docs/format.md, "Store header") that keeps a loss a
 // writable open found against shard `index`'s mark until the tenants of the
@@ -112,16 +116,20 @@ inline constexpr char kWalLedgerTemp[] = "WAL_LEDGER.tmp";  // fsutil::AtomicWri
 // (CheckMarkFiles). Never a MANIFEST's name.
 inline constexpr char kLedgerManifest[] = "*ledger*";
 
-// How much of a WAL file's start its head digest covers: one WAL block,
-// where its first records are (decision 0050).
-inline constexpr uint64_t kWalHeadBytes = 32 * 1024;
-// The head digest of a WAL file whose bytes (or at least whose first
-// kWalHeadBytes) are `data`: BLAKE2b-128 (crypto_generichash, no key) of
-// its first min(size, kWalHeadBytes) bytes, 32 lowercase hex digits.
-std::string WalHeadDigest(std::string_view data);
-// The same for the file `path`, of its first min(`size`, kWalHeadBytes)
-// bytes; kIOError for a failed or short read, kNotFound when it is gone.
-Result<std::string> ReadWalHeadDigest(rocksdb::FileSystem* fs, const std::string& path,
+// How much of each end of a WAL file its edge digest covers: one WAL block
+// (decision 0050).
+inline constexpr uint64_t kWalEdgeBytes = 32 * 1024;
+// The edge digest of the first `size` bytes of a WAL file: BLAKE2b-128
+// (crypto_generichash, no key) of its first min(size, kWalEdgeBytes) bytes
+// followed by its last min(size, kWalEdgeBytes) bytes before `size`, 32
+// lowercase hex digits. Its first records are another history's in another
+// file; a change that runs to its end (the part a WAL scan takes for a
+// torn tail) changes its last block. `data` holds at least `size` bytes.
+std::string WalEdgeDigest(std::string_view data, uint64_t size);
+inline std::string WalEdgeDigest(std::string_view data) { return WalEdgeDigest(data, data.size()); }
+// The same for the file `path`, read at its two ends; kIOError for a
+// failed or short read, kNotFound when it is gone.
+Result<std::string> ReadWalEdgeDigest(rocksdb::FileSystem* fs, const std::string& path,
                                       uint64_t size);
 
 struct WalLedger {
@@ -130,17 +138,17 @@ struct WalLedger {
   // The metadata instance's (decision 0042): its WAL files at its last
   // clean close. Absent: none yet (a v1 file, or no clean close of it).
   std::optional<std::vector<std::pair<std::string, uint64_t>>> meta;
-  // Head digests (v3, decision 0050), by shard index and for the metadata
-  // instance: WAL file name -> WalHeadDigest at the last clean close. A
+  // Edge digests (v3, decision 0050), by shard index and for the metadata
+  // instance: WAL file name -> WalEdgeDigest at the last clean close. A
   // listed WAL without one (read from a v1 or v2 file) is checked by its
   // size only.
-  std::map<uint32_t, std::map<std::string, std::string>> shard_heads;
-  std::map<std::string, std::string> meta_heads;
+  std::map<uint32_t, std::map<std::string, std::string>> shard_edges;
+  std::map<std::string, std::string> meta_edges;
 };
-// A version line, a `meta [<wal> <size> <head>]...` line, one
-// `shard <i> [<wal> <size> <head>]...` line per shard (v3; `-` for a head
+// A version line, a `meta [<wal> <size> <edges>]...` line, one
+// `shard <i> [<wal> <size> <edges>]...` line per shard (v3; `-` for edges
 // not known), and a `sha256` line over everything before it. v1 and v2
-// (read only) have no heads; v1 no meta line.
+// (read only) have no edges; v1 no meta line.
 std::string EncodeWalLedger(const WalLedger& l);
 // kCorruption "WAL ledger damaged: ..." for anything but an intact file.
 Status DecodeWalLedger(std::string_view bytes, WalLedger* out);
@@ -154,7 +162,7 @@ Status ReadWalLedger(rocksdb::FileSystem* fs, const std::string& root, WalLedger
 Status WriteWalLedger(rocksdb::FileSystem* fs, const std::string& root, const WalLedger& l);
 // The mark CheckMarkFiles checks a shard against from its ledger entry.
 ShardMark LedgerMark(const std::vector<std::pair<std::string, uint64_t>>& wals,
-                     const std::map<std::string, std::string>& heads = {});
+                     const std::map<std::string, std::string>& edges = {});
 
 }  // namespace callvault
 

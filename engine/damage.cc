@@ -47,7 +47,7 @@ Result<std::string> MetaLoss(rocksdb::FileSystem* fs, const std::string& root,
     bool there = false;
     CV_RETURN_IF_ERROR(ReadWalLedger(fs, root, &ledger, &there));
     if (!there || !ledger.meta || ledger.meta->empty()) return std::string();
-    return CheckMarkFiles(fs, root + "/meta", manifest, LedgerMark(*ledger.meta, ledger.meta_heads));
+    return CheckMarkFiles(fs, root + "/meta", manifest, LedgerMark(*ledger.meta, ledger.meta_edges));
   }
   CV_ASSIGN_OR_RETURN(std::string why, CheckMarkFiles(fs, root + "/meta", manifest, *file.meta));
   if (scan.last_sequence < file.meta->sequence) {
@@ -265,7 +265,8 @@ Status Store::Impl::RecordWalDamage() {
     for (auto& [i, wals] : ledger.shards) {
       if (i >= shards_.size() || !shards_[i]) continue;
       std::vector<std::pair<std::string, uint64_t>> now;
-      std::map<std::string, std::string> heads;
+      std::map<std::string, std::string> edges;
+      const std::map<std::string, std::string>& listed = ledger.shard_edges[i];
       for (const auto& [name, size] : wals) {
         uint64_t got = 0;
         const std::string path = shards_[i]->path() + "/" + name;
@@ -273,13 +274,23 @@ Status Store::Impl::RecordWalDamage() {
         if (st.IsNotFound() || st.IsPathNotFound()) continue;
         CV_RETURN_IF_ERROR(fsutil::FromIO(st, "WAL ledger: size of " + name));
         now.emplace_back(name, std::min(got, size));
-        // The head of the file as it is now (decision 0050): a different
-        // one was reported with the loss above.
-        CV_ASSIGN_OR_RETURN(heads[name], ReadWalHeadDigest(fs, path, std::min(got, size)));
+        // The edges of the file as it is now (decision 0050), for an entry
+        // that had them: a different file was refused or reported above.
+        // An entry without (from a v1 or v2 ledger) gets none here: this
+        // open checked it by its size only, so its content is not vouched
+        // for; the next clean close lists it with its edges.
+        if (listed.count(name) == 0) continue;
+        auto digest = ReadWalEdgeDigest(fs, path, std::min(got, size));
+        if (digest.status().code() == Code::kNotFound) {
+          now.pop_back();  // deleted since (RocksDB, after a flush)
+          continue;
+        }
+        CV_RETURN_IF_ERROR(digest.status());
+        edges[name] = std::move(*digest);
       }
-      if (now != wals || heads != ledger.shard_heads[i]) {
+      if (now != wals || edges != listed) {
         wals = std::move(now);
-        ledger.shard_heads[i] = std::move(heads);
+        ledger.shard_edges[i] = std::move(edges);
         changed = true;
       }
     }

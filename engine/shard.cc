@@ -270,7 +270,8 @@ Status Damaged(uint32_t index, Status s) {
 // close that wrote it, so nothing may have shrunk or gone. A failed read is
 // kIOError (the open fails; nothing is marked).
 Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& dir,
-                                   const walscan::ManifestInfo& current, const ShardMark& m) {
+                                   const walscan::ManifestInfo& current, const ShardMark& m,
+                                   std::string* replaced) {
   // A mark made from the WAL ledger (decision 0040): valid at every open,
   // for its WAL files only; one that RocksDB deleted as obsolete is skipped.
   const bool ledger = m.manifest == kLedgerManifest;
@@ -287,51 +288,95 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
   if (ledger) {
     for (const auto& [name, want] : m.wals) {
       CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
-      // A listed WAL that is gone (decision 0041): RocksDB 7.8.3 deletes a
-      // WAL only when its number is below min_log_number_to_keep, which it
-      // raises in memory only after the MANIFEST edit carrying it is synced,
-      // and which never exceeds the smallest log number of a live family;
-      // the replay floor (the larger of the two, as the MANIFEST says now)
-      // is therefore above every WAL RocksDB ever deleted. One at or above
-      // it is a WAL recovery would replay, deleted by someone else. Only a
-      // floor read whole counts (decision 0050): one from the edits before
-      // the first that did not decode is lower than recovery's, and a WAL
-      // between the two was deleted by RocksDB; a floor of 0 read whole
-      // counts (an instance that never flushed deleted no WAL: every listed
-      // one is needed).
-      uint64_t number = 0;
-      if (!there && current.present && current.replay_floor_read && IsWalName(name) &&
-          std::from_chars(name.data(), name.data() + name.size() - 4, number).ec == std::errc() &&
-          number >= current.replay_floor) {
-        return "WAL file " + name + " is gone, and recovery starts at WAL " +
-               std::to_string(current.replay_floor) + " (by " + kWalLedgerFile +
-               "; deleted while still needed)";
-      }
-      if (!there) continue;
       // A repair's kept copy (the file as it was before a repair rewrote
-      // it), as below.
+      // it), counted only beside its damage record, which the repair
+      // writes first and removes last: a stray copy proves nothing.
       const std::string copy_name = name + std::string(walscan::kEvidenceSuffix);
+      auto kept_copy = [&](uint64_t* kept) -> Result<bool> {
+        uint64_t record = 0;
+        CV_ASSIGN_OR_RETURN(bool copy, size_of(copy_name, kept));
+        CV_ASSIGN_OR_RETURN(bool recorded,
+                            size_of(name + std::string(walscan::kDamageRecordSuffix), &record));
+        return copy && recorded && *kept >= want;
+      };
       uint64_t kept = 0;
-      if (size >= want) {
+      if (there && size >= want) {
         // As long as listed; and the same file (decision 0050): another
         // file of that length put in its place (another shard's WAL of the
         // same sessions, whose sequence numbers line up) would replay
-        // another history without a gap.
-        auto h = m.heads.find(name);
-        if (h == m.heads.end()) continue;
-        CV_ASSIGN_OR_RETURN(std::string head, ReadWalHeadDigest(fs, dir + "/" + name, want));
-        if (head == h->second) continue;
-        CV_ASSIGN_OR_RETURN(bool copy, size_of(copy_name, &kept));
-        if (copy && kept >= want) {
-          CV_ASSIGN_OR_RETURN(std::string kept_head, ReadWalHeadDigest(fs, dir + "/" + copy_name, want));
-          if (kept_head == h->second) continue;
+        // another history without a gap, and an end overwritten would read
+        // as a torn tail.
+        auto e = m.edges.find(name);
+        if (e == m.edges.end()) continue;
+        auto digest = ReadWalEdgeDigest(fs, dir + "/" + name, want);
+        if (digest.status().code() == Code::kNotFound) {
+          there = false;  // deleted since its size was read: the rule below
+        } else {
+          CV_RETURN_IF_ERROR(digest.status());
+          if (*digest == e->second) continue;
+          CV_ASSIGN_OR_RETURN(bool copy, kept_copy(&kept));
+          if (copy) {
+            CV_ASSIGN_OR_RETURN(std::string k, ReadWalEdgeDigest(fs, dir + "/" + copy_name, want));
+            if (k == e->second) continue;
+          }
+          // A WAL recovery does not replay (below a floor read whole) is
+          // not checked: what it holds is in table files.
+          uint64_t number = 0;
+          if (current.replay_floor_read &&
+              std::from_chars(name.data(), name.data() + name.size() - 4, number).ec ==
+                  std::errc() &&
+              number < current.replay_floor) {
+            continue;
+          }
+          // Damaged bytes, or another file? If the WAL scan of the
+          // directory (the one the open runs next) finds damage in this
+          // file, it reports it, family by family, and repairs it. Otherwise
+          // the bytes the close left changed and the scan reads the file
+          // as whole records, or as records and a torn tail: another file
+          // put in its place (another shard's WAL, padded or not), or its
+          // end overwritten. Either way it must not be replayed.
+          CV_ASSIGN_OR_RETURN(walscan::ScanResult scanned,
+                              walscan::ScanDirectory(fs, dir, /*repair=*/false,
+                                                     /*in_memory=*/false, &current));
+          bool damaged = false;
+          for (const auto& d : scanned.damage) damaged = damaged || d.file == name;
+          if (damaged) continue;
+          const std::string why = "WAL file " + name +
+                                  " is not the file the last clean close left: its first or last "
+                                  "bytes differ and no record in it fails its checksum (by " +
+                                  kWalLedgerFile +
+                                  "; another file put in its place, or its end overwritten)";
+          if (replaced == nullptr) return why;
+          if (replaced->empty()) *replaced = why;
+          continue;
         }
-        return "WAL file " + name + " is not the file the last clean close left: its first " +
-               std::to_string(std::min(want, kWalHeadBytes)) + " bytes differ (by " +
-               kWalLedgerFile + "; another file put in its place)";
       }
-      CV_ASSIGN_OR_RETURN(bool copy, size_of(copy_name, &kept));
-      if (copy && kept >= want) continue;
+      if (!there) {
+        // A listed WAL that is gone (decision 0041): RocksDB 7.8.3 deletes
+        // a WAL only when its number is below min_log_number_to_keep,
+        // which it raises in memory only after the MANIFEST edit carrying
+        // it is synced, and which never exceeds the smallest log number of
+        // a live family; the replay floor (the larger of the two, as the
+        // MANIFEST says now) is therefore above every WAL RocksDB ever
+        // deleted. One at or above it is a WAL recovery would replay,
+        // deleted by someone else. Only a floor read whole counts
+        // (decision 0050): one from the edits before the first that did
+        // not decode is lower than recovery's, and a WAL between the two
+        // was deleted by RocksDB; a floor of 0 read whole counts (an
+        // instance that never flushed deleted no WAL: every listed one is
+        // needed).
+        uint64_t number = 0;
+        if (current.present && current.replay_floor_read && IsWalName(name) &&
+            std::from_chars(name.data(), name.data() + name.size() - 4, number).ec == std::errc() &&
+            number >= current.replay_floor) {
+          return "WAL file " + name + " is gone, and recovery starts at WAL " +
+                 std::to_string(current.replay_floor) + " (by " + kWalLedgerFile +
+                 "; deleted while still needed)";
+        }
+        continue;
+      }
+      CV_ASSIGN_OR_RETURN(bool copy, kept_copy(&kept));
+      if (copy) continue;
       return "WAL file " + name + " is " + std::to_string(size) + " bytes, " +
              std::to_string(want) + " at the last clean close (by " +
              kWalLedgerFile + "; truncated)";
@@ -406,7 +451,7 @@ bool TakeMark(rocksdb::FileSystem* fs, const std::string& dir, ShardMark* out) {
   m.sequence = scan.last_sequence;
   for (const auto& f : wals) {
     m.wals.emplace_back(f.name, f.data.size());
-    m.heads[f.name] = WalHeadDigest(f.data);
+    m.edges[f.name] = WalEdgeDigest(f.data);
   }
   *out = std::move(m);
   return true;
@@ -741,7 +786,19 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // before the WAL scan, which may rewrite a damaged WAL.
   std::string lost_files;
   if (mark != nullptr && !dbo.create_if_missing) {
-    CV_ASSIGN_OR_RETURN(lost_files, CheckMarkFiles(fs, path, manifest, *mark));
+    std::string replaced;
+    CV_ASSIGN_OR_RETURN(lost_files, CheckMarkFiles(fs, path, manifest, *mark, &replaced));
+    if (!replaced.empty()) {
+      // Another file in a listed WAL's place (decision 0050): refused like
+      // a WAL of another history below, before the scan or recovery reads
+      // it (replayed, its records would land in this shard's families and
+      // the file be deleted after the next flush); nothing is marked.
+      return Status::Corruption("shard " + std::to_string(index) + ": " + replaced +
+                                ": put the shard's own file back (from a backup or the copy it "
+                                "was taken from), or move this one out of the shard directory "
+                                "and restore the shard's tenants; the shard opens again then "
+                                "(docs/operations.md, \"WAL ledger\")");
+    }
   }
   walscan::ScanResult scan;
   if (!dbo.create_if_missing) {

@@ -247,12 +247,13 @@ struct ShardMark {
   std::string manifest;
   uint64_t manifest_size = 0;
   std::vector<std::pair<std::string, uint64_t>> wals;
-  // WAL file name -> WalHeadDigest of its first bytes (TakeMark; the WAL
-  // ledger v3 keeps them, CLOSE_MARK does not): checked by CheckMarkFiles
-  // for a ledger mark, so that another file of the same length in its place
-  // (another shard's WAL, copied back by hand) is not taken for it.
-  std::map<std::string, std::string> heads;
-  // "v1 <sequence> <manifest or -> <size> [<wal> <size>]..." (no heads)
+  // WAL file name -> its WalEdgeDigest (TakeMark; the WAL ledger v3 keeps
+  // them, CLOSE_MARK does not): checked by CheckMarkFiles for a ledger
+  // mark, so that another file of the same length in its place (another
+  // shard's WAL, copied back by hand) is not taken for it, nor one whose
+  // end was overwritten.
+  std::map<std::string, std::string> edges;
+  // "v1 <sequence> <manifest or -> <size> [<wal> <size>]..." (no edges)
   std::string Encode() const;
   static bool Decode(std::string_view text, ShardMark* out);
 };

@@ -649,11 +649,11 @@ Status Store::Impl::Close() {
     if (ReadWalLedger(fs, path_, &ledger, &present).ok()) {
       for (const auto& [i, m] : marks.shards) {
         ledger.shards[i] = m.wals;
-        ledger.shard_heads[i] = m.heads;  // decision 0050
+        ledger.shard_edges[i] = m.edges;  // decision 0050
       }
       if (marks.meta) {  // decision 0042
         ledger.meta = marks.meta->wals;
-        ledger.meta_heads = marks.meta->heads;
+        ledger.meta_edges = marks.meta->edges;
       }
       keep(WriteWalLedger(fs, path_, ledger));
     }
@@ -739,10 +739,12 @@ Status Store::Impl::OpenReadOnly() {
   });
   CV_RETURN_IF_ERROR(meta);
   // Only a missing header means an unfinished init; a failed read is that.
-  if (auto f = GetHeader("format"); !f.ok() && f.status().code() != Code::kNotFound) {
-    return f.status();
+  // Read once: a second read that failed would pass for a missing header.
+  auto format_field = GetHeader("format");
+  if (!format_field.ok() && format_field.status().code() != Code::kNotFound) {
+    return format_field.status();
   }
-  if (!GetHeader("format").ok()) {
+  if (!format_field.ok()) {
     if (HeldAStore(fs, path_, meta_.get())) {
       return MetaDamaged(Status::NotFound("the store header is missing"));
     }
@@ -831,11 +833,13 @@ Status Store::Impl::OpenOrCreate() {
   CV_RETURN_IF_ERROR(o);
   meta_.reset(db);
   // Only a missing header means an unfinished init: a failed read must not
-  // send an existing store into CreateNew.
-  if (auto f = GetHeader("format"); !f.ok() && f.status().code() != Code::kNotFound) {
-    return f.status();
+  // send an existing store into CreateNew. Read once: a second read that
+  // failed would pass for a missing header.
+  auto format_field = GetHeader("format");
+  if (!format_field.ok() && format_field.status().code() != Code::kNotFound) {
+    return format_field.status();
   }
-  if (!GetHeader("format").ok()) {
+  if (!format_field.ok()) {
     // A metadata instance without a header: an init that did not finish,
     // unless the store existed (a lost MANIFEST edit, a damaged CURRENT).
     if (exists && HeldAStore(fs, path_, meta_.get())) {
@@ -1060,7 +1064,7 @@ Status Store::Impl::OpenShards() {
     bool present = false;
     CV_RETURN_IF_ERROR(ReadWalLedger(res_->env->GetFileSystem().get(), path_, &ledger, &present));
     for (const auto& [i, wals] : ledger.shards) {
-      if (i < n && !marks[i] && !wals.empty()) marks[i] = LedgerMark(wals, ledger.shard_heads[i]);
+      if (i < n && !marks[i] && !wals.empty()) marks[i] = LedgerMark(wals, ledger.shard_edges[i]);
     }
   }
   // A loss the marks show must be durable before it can be forgotten
@@ -1088,7 +1092,10 @@ Status Store::Impl::OpenShards() {
       if (!marks[i]) continue;
       const std::string dir = ShardDir(path_, i);
       // A failed read is left to the shard's own open, which reports it.
-      auto lost = CheckMarkFiles(fs, dir, walscan::ReadCurrentManifest(fs, dir), *marks[i]);
+      // A WAL replaced by another file is the shard's open's to refuse
+      // (decision 0050), not a loss to record.
+      std::string replaced;
+      auto lost = CheckMarkFiles(fs, dir, walscan::ReadCurrentManifest(fs, dir), *marks[i], &replaced);
       if (lost.ok() && !lost->empty()) {
         found[i] = "shard " + std::to_string(i) + ": acknowledged writes lost: " + *lost;
       }

@@ -650,24 +650,15 @@ void MovedWal(A15* t, Move how) {
 
 TEST_F(A15, WalRenamedHigherAfterACrashIsNotSilent) { MovedWal(this, Move::kRenamedHigher); }
 TEST_F(A15, WalRenamedLowerAfterACrashIsNotSilent) { MovedWal(this, Move::kRenamedLower); }
-// FINDING (not fixed; outside issue 11's media threat model, but against
-// the WAL scan's own check for "a WAL file of another history (another
-// shard's or store's, planted or restored here)"): s1's WAL of shard 0
-// replaced by shard 1's WAL of the same session (same name; zero-padded to
-// the listed size when a byte shorter). The two shards ran the same
-// sessions, so their sequence numbers line up exactly and the families
-// have the same column family id: the scan sees no gap and no step back,
-// the ledger sees a file as long as listed, and RocksDB replays bravo's
-// write into acme's family. Observed (ro and rw opens): acme s1 kNotFound
-// "no such call", no audit event, no tenant damaged; only Verify fails
-// (not ok: bravo's 5 records in acme's family fail authentication), which
-// names failed records, not a lost call. An operator who copies
-// shard files back by hand into the wrong directory does this; an attacker
-// with the store directory can do worse (a forged WAL_LEDGER: its sha256
-// is not keyed; see the report). A fix needs more than the size in the
-// ledger (e.g. the first sequence number and a checksum of each listed
-// file) or a check in the scan that a record's keys belong to the family's
-// tenant: a design change for the lead.
+// s1's WAL of shard 0 replaced by shard 1's WAL of the same session (same
+// name; zero-padded to the listed size when a byte shorter). The two shards
+// ran the same sessions, so their sequence numbers line up exactly and the
+// families have the same column family id: the scan sees no gap and no
+// step back, the ledger's size check passes, and before decision 0050
+// RocksDB replayed bravo's write into acme's family silently (acme s1
+// kNotFound, no event; only Verify failed). Now the ledger's edge digest
+// differs and the scan finds no damaged record in the file: shard 0 does
+// not open (shard_damaged), acme answers kCorruption, bravo serves.
 TEST_F(A15, WalSwappedFromAnotherShardAfterACrashIsNotSilent) {
   MovedWal(this, Move::kSwappedFromBravo);
 }

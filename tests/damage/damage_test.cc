@@ -854,18 +854,18 @@ TEST(CloseMarkCodec, CounterMakesV2AndV1StillReads) {
 
 // The WAL ledger's codec (docs/format.md, "WAL ledger"; decisions 0042,
 // 0050): a ledger is written as v3 (a `meta` line first, each WAL with its
-// head digest or `-`) and reads back with its heads; v1 (no meta line) and
-// v2 (meta line, no heads) files still read. A line that does not parse,
+// edge digest or `-`) and reads back with its edges; v1 (no meta line) and
+// v2 (meta line, no edges) files still read. A line that does not parse,
 // a head that is not 32 lowercase hex digits, a WAL listed twice, or a
 // meta line missing or out of place is damage.
-TEST(WalLedgerCodec, V3KeepsHeadsAndV1V2StillRead) {
+TEST(WalLedgerCodec, V3KeepsEdgesAndV1V2StillRead) {
   WalLedger l;
   l.shards[1] = {{"000004.log", 123}, {"000006.log", 9}};
-  l.shard_heads[1]["000004.log"] = std::string(32, 'a');  // 000006.log: no head
+  l.shard_edges[1]["000004.log"] = std::string(32, 'a');  // 000006.log: no head
   l.meta = {{"000009.log", 77}, {"000011.log", 5}};
-  l.meta_heads["000011.log"] = WalHeadDigest("x");
+  l.meta_edges["000011.log"] = WalEdgeDigest("x");
   const std::string v3 = EncodeWalLedger(l);
-  EXPECT_EQ(v3.rfind("callvault wal ledger v3\nmeta 000009.log 77 - 000011.log 5 " + WalHeadDigest("x") +
+  EXPECT_EQ(v3.rfind("callvault wal ledger v3\nmeta 000009.log 77 - 000011.log 5 " + WalEdgeDigest("x") +
                          "\nshard 1 000004.log 123 " + std::string(32, 'a') + " 000006.log 9 -\nsha256 ",
                      0),
             0u)
@@ -875,26 +875,50 @@ TEST(WalLedgerCodec, V3KeepsHeadsAndV1V2StillRead) {
   ASSERT_OK(DecodeWalLedger(v3, &got));
   ASSERT_TRUE(got.meta.has_value());
   EXPECT_EQ(*got.meta, *l.meta);
-  EXPECT_EQ(got.meta_heads, l.meta_heads);
+  EXPECT_EQ(got.meta_edges, l.meta_edges);
   EXPECT_EQ(got.shards, l.shards);
-  EXPECT_EQ(got.shard_heads, l.shard_heads);
+  EXPECT_EQ(got.shard_edges, l.shard_edges);
   // No metadata entry yet: an empty meta line.
   EXPECT_EQ(EncodeWalLedger(WalLedger{}).rfind("callvault wal ledger v3\nmeta\nsha256 ", 0), 0u);
-  // The head digest: BLAKE2b-128 of the first 32 KiB, whatever follows.
-  EXPECT_EQ(WalHeadDigest(std::string(kWalHeadBytes, 'w')),
-            WalHeadDigest(std::string(kWalHeadBytes, 'w') + "more"));
-  EXPECT_NE(WalHeadDigest(std::string(kWalHeadBytes - 1, 'w') + "v"),
-            WalHeadDigest(std::string(kWalHeadBytes, 'w')));
-  // v1 and v2, as earlier builds wrote them: read, without heads.
+  // The edge digest: BLAKE2b-128 of the first and the last 32 KiB before
+  // the listed size: a change at either end shows, one in the middle (the
+  // WAL scan's checksums) and bytes past the size (later appends) do not.
+  const std::string wal(100 * 1024, 'w');
+  std::string mid = wal, front = wal, back = wal;
+  mid[50 * 1024] = 'x';
+  front[10] = 'x';
+  back[wal.size() - 10] = 'x';
+  EXPECT_EQ(WalEdgeDigest(mid), WalEdgeDigest(wal));
+  EXPECT_NE(WalEdgeDigest(front), WalEdgeDigest(wal));
+  EXPECT_NE(WalEdgeDigest(back), WalEdgeDigest(wal));
+  EXPECT_EQ(WalEdgeDigest(wal + "appended", wal.size()), WalEdgeDigest(wal));
+  EXPECT_EQ(WalEdgeDigest("x"), WalEdgeDigest("x", 1));
+  {
+    // Read from a file at its two ends, the same digest.
+    testutil::TempDir tmp;
+    const std::string path = tmp.Sub("000007.log");
+    std::ofstream(path, std::ios::binary) << back << "appended later";
+    auto read = ReadWalEdgeDigest(rocksdb::FileSystem::Default().get(), path, back.size());
+    ASSERT_OK(read);
+    EXPECT_EQ(*read, WalEdgeDigest(back));
+    auto small = ReadWalEdgeDigest(rocksdb::FileSystem::Default().get(), path, 5);
+    ASSERT_OK(small);
+    EXPECT_EQ(*small, WalEdgeDigest(back.substr(0, 5)));
+    EXPECT_EQ(ReadWalEdgeDigest(rocksdb::FileSystem::Default().get(), tmp.Sub("gone.log"), 5)
+                  .status()
+                  .code(),
+              Code::kNotFound);
+  }
+  // v1 and v2, as earlier builds wrote them: read, without edges.
   ASSERT_OK(DecodeWalLedger(Sealed("callvault wal ledger v1\nshard 1 000004.log 123\n"), &got));
   EXPECT_FALSE(got.meta.has_value());
   EXPECT_EQ(got.shards[1], (std::vector<std::pair<std::string, uint64_t>>{{"000004.log", 123}}));
-  EXPECT_TRUE(got.shard_heads.empty());
+  EXPECT_TRUE(got.shard_edges.empty());
   ASSERT_OK(DecodeWalLedger(
       Sealed("callvault wal ledger v2\nmeta 000009.log 77 000011.log 5\nshard 1 000004.log 123\n"), &got));
   ASSERT_TRUE(got.meta.has_value());
   EXPECT_EQ(*got.meta, *l.meta);
-  EXPECT_TRUE(got.meta_heads.empty());
+  EXPECT_TRUE(got.meta_edges.empty());
   ASSERT_OK(DecodeWalLedger(Sealed("callvault wal ledger v2\nmeta\n"), &got));
   ASSERT_TRUE(got.meta.has_value());
   EXPECT_TRUE(got.meta->empty());
