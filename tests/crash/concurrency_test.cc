@@ -105,6 +105,18 @@ class PurgeUnderLoad {
                   (unsigned long long)listed_, (unsigned long long)purges_);
     return buf;
   }
+  // Whether the run raced what it is meant to race: puts, gets and lists
+  // that worked and purges, and operations that met a purge. A run that did
+  // next to nothing (a stuck worker, a starved machine) proves nothing.
+  std::string TooLittle() const {
+    std::string why;
+    if (puts_ok_ < 100) why += " puts ok " + std::to_string(puts_ok_.load()) + " < 100;";
+    if (gets_ok_ < 100) why += " gets ok " + std::to_string(gets_ok_.load()) + " < 100;";
+    if (lists_ok_ < 100) why += " lists ok " + std::to_string(lists_ok_.load()) + " < 100;";
+    if (purges_ < 5) why += " purges " + std::to_string(purges_.load()) + " < 5;";
+    if (puts_purged_ + gets_purged_ + lists_purged_ == 0) why += " no operation met a purge;";
+    return why;
+  }
 
  private:
   bool Running() const { return std::chrono::steady_clock::now() < stop_at_ && !abort_; }
@@ -312,6 +324,7 @@ TEST(ConcurrencyTest, PurgeUnderLoadNeverLeaksAcrossTenantsOrIncarnations) {
   PurgeUnderLoad load(ts.store.get(), seed);
   load.Run(std::chrono::seconds(seconds));
   std::printf("[purge-under-load] %s\n", load.Summary().c_str());
+  EXPECT_EQ(load.TooLittle(), "") << "the run raced too little to show anything";
   auto violations = load.violations();
   EXPECT_TRUE(violations.empty()) << violations.size() << " violations (seed " << seed << "):\n"
                                   << ::testing::PrintToString(violations);
