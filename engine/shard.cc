@@ -286,7 +286,11 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
   uint64_t size = 0;
   bool there = false;
   if (ledger) {
-    for (const auto& [name, want] : m.wals) {
+    for (const auto& listed : m.wals) {
+      // (Not a structured binding: the lambda below uses them, which
+      // clang 14 refuses.)
+      const std::string& name = listed.first;
+      const uint64_t want = listed.second;
       CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
       // A repair's kept copy (the file as it was before a repair rewrote
       // it), counted only beside its damage record, which the repair
