@@ -173,7 +173,7 @@ namespace {
 constexpr std::string_view kLedgerVersionLine = "callvault wal ledger v1\n";
 // v2 (decision 0042): a `meta` line first, the metadata instance's WALs.
 constexpr std::string_view kLedgerVersion2Line = "callvault wal ledger v2\n";
-// v3 (decision 0050): each listed WAL with its digest digest.
+// v3 (decision 0050): each listed WAL with its edge digest.
 constexpr std::string_view kLedgerVersion3Line = "callvault wal ledger v3\n";
 constexpr size_t kEdgeDigestBytes = 16;
 
@@ -186,18 +186,28 @@ Status LedgerDamaged(const std::string& why) {
 
 }  // namespace
 
-std::string WalEdgeDigest(std::string_view data, uint64_t size) {
-  const size_t n = static_cast<size_t>(std::min<uint64_t>(size, data.size()));
-  const size_t edge = static_cast<size_t>(std::min<uint64_t>(n, kWalEdgeBytes));
+namespace {
+
+// BLAKE2b-128 of `first` then `last`, 32 lowercase hex digits: the edge
+// digest of a file whose first and last kWalEdgeBytes (at most) they are.
+std::string EdgeDigestHex(std::string_view first, std::string_view last) {
   crypto_generichash_state st;
   crypto_generichash_init(&st, nullptr, 0, kEdgeDigestBytes);
-  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(data.data()), edge);
-  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(data.data()) + n - edge, edge);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(first.data()), first.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(last.data()), last.size());
   unsigned char digest[kEdgeDigestBytes];
   crypto_generichash_final(&st, digest, sizeof(digest));
   char hex[2 * kEdgeDigestBytes + 1];
   sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
   return std::string(hex, 2 * kEdgeDigestBytes);
+}
+
+}  // namespace
+
+std::string WalEdgeDigest(std::string_view data, uint64_t size) {
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(size, data.size()));
+  const size_t edge = static_cast<size_t>(std::min<uint64_t>(n, kWalEdgeBytes));
+  return EdgeDigestHex(data.substr(0, edge), data.substr(n - edge, edge));
 }
 
 Result<std::string> ReadWalEdgeDigest(rocksdb::FileSystem* fs, const std::string& path,
@@ -208,12 +218,11 @@ Result<std::string> ReadWalEdgeDigest(rocksdb::FileSystem* fs, const std::string
   if (s.IsNotFound() || s.IsPathNotFound()) return Status::NotFound(path + " is gone");
   const std::string what = "read the edges of " + path;
   CV_RETURN_IF_ERROR(fsutil::FromIO(s, what));
-  // First and last `edge` bytes before `size`, as one string the digest
-  // reads as a file of 2 * edge bytes.
-  std::string bytes(2 * edge, '\0');
+  // The first and the last `edge` bytes before `size`.
+  std::string ends[2] = {std::string(edge, '\0'), std::string(edge, '\0')};
   for (int part = 0; part < 2; ++part) {
     const uint64_t at = part == 0 ? 0 : size - edge;
-    char* to = bytes.data() + part * edge;
+    char* to = ends[part].data();
     size_t got = 0;
     while (got < edge) {
       rocksdb::Slice r;
@@ -225,15 +234,7 @@ Result<std::string> ReadWalEdgeDigest(rocksdb::FileSystem* fs, const std::string
     }
     if (got < edge) return Status::IOError(what + ": short read");
   }
-  // The digest of (first ‖ last), computed the way WalEdgeDigest does.
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, nullptr, 0, kEdgeDigestBytes);
-  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  unsigned char digest[kEdgeDigestBytes];
-  crypto_generichash_final(&st, digest, sizeof(digest));
-  char hex[2 * kEdgeDigestBytes + 1];
-  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-  return std::string(hex, 2 * kEdgeDigestBytes);
+  return EdgeDigestHex(ends[0], ends[1]);
 }
 
 namespace {

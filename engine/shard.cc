@@ -286,11 +286,18 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
   uint64_t size = 0;
   bool there = false;
   if (ledger) {
+    std::optional<walscan::ScanResult> scanned;  // the directory's, when a digest mismatches
     for (const auto& listed : m.wals) {
       // (Not a structured binding: the lambda below uses them, which
       // clang 14 refuses.)
       const std::string& name = listed.first;
       const uint64_t want = listed.second;
+      // Its number, against the replay floor (a name that is not a WAL's:
+      // none, never below the floor, never "needed").
+      uint64_t number = 0;
+      const bool numbered =
+          IsWalName(name) &&
+          std::from_chars(name.data(), name.data() + name.size() - 4, number).ec == std::errc();
       CV_ASSIGN_OR_RETURN(there, size_of(name, &size));
       // A repair's kept copy (the file as it was before a repair rewrote
       // it), counted only beside its damage record, which the repair
@@ -325,13 +332,7 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
           }
           // A WAL recovery does not replay (below a floor read whole) is
           // not checked: what it holds is in table files.
-          uint64_t number = 0;
-          if (current.replay_floor_read &&
-              std::from_chars(name.data(), name.data() + name.size() - 4, number).ec ==
-                  std::errc() &&
-              number < current.replay_floor) {
-            continue;
-          }
+          if (current.replay_floor_read && numbered && number < current.replay_floor) continue;
           // Damaged bytes, or another file? If the WAL scan of the
           // directory (the one the open runs next) finds damage in this
           // file, it reports it, family by family, and repairs it. Otherwise
@@ -339,11 +340,13 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
           // as whole records, or as records and a torn tail: another file
           // put in its place (another shard's WAL, padded or not), or its
           // end overwritten. Either way it must not be replayed.
-          CV_ASSIGN_OR_RETURN(walscan::ScanResult scanned,
-                              walscan::ScanDirectory(fs, dir, /*repair=*/false,
-                                                     /*in_memory=*/false, &current));
+          // (Scanned once per check, however many files mismatch.)
+          if (!scanned) {
+            CV_ASSIGN_OR_RETURN(scanned, walscan::ScanDirectory(fs, dir, /*repair=*/false,
+                                                                /*in_memory=*/false, &current));
+          }
           bool damaged = false;
-          for (const auto& d : scanned.damage) damaged = damaged || d.file == name;
+          for (const auto& d : scanned->damage) damaged = damaged || d.file == name;
           if (damaged) continue;
           const std::string why = "WAL file " + name +
                                   " is not the file the last clean close left: its first or last "
@@ -369,9 +372,7 @@ Result<std::string> CheckMarkFiles(rocksdb::FileSystem* fs, const std::string& d
         // was deleted by RocksDB; a floor of 0 read whole counts (an
         // instance that never flushed deleted no WAL: every listed one is
         // needed).
-        uint64_t number = 0;
-        if (current.present && current.replay_floor_read && IsWalName(name) &&
-            std::from_chars(name.data(), name.data() + name.size() - 4, number).ec == std::errc() &&
+        if (current.present && current.replay_floor_read && numbered &&
             number >= current.replay_floor) {
           return "WAL file " + name + " is gone, and recovery starts at WAL " +
                  std::to_string(current.replay_floor) + " (by " + kWalLedgerFile +
