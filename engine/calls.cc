@@ -54,9 +54,13 @@ Status ReadPart(const TenantRef& t, std::string_view call_hash, Part part, Call*
 }
 
 namespace {
+// A call's records (kCallPrefix) are left uncompressed for the reseal
+// filter when the store defers compression (decision 0052); the small rows
+// of the version counter and the source index never compress anyway.
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
-  return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain)), "write batch");
+  const bool defer = t->shard->defer_compression() && !key.empty() && key[0] == format::kCallPrefix;
+  return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain, !defer)), "write batch");
 }
 
 Status Del(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key) {

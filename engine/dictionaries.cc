@@ -71,9 +71,24 @@ std::shared_ptr<const compress::Dictionary> Tenant::CurrentDictionary() {
   return d;
 }
 
-std::string Tenant::SealRecord(std::string_view row_key, std::string_view plain) {
+std::string Tenant::SealRecord(std::string_view row_key, std::string_view plain, bool compress) {
+  if (!compress) return record::SealUncompressed(record_key, binding(), row_key, plain);
   auto dict = CurrentDictionary();
   return record::Seal(record_key, binding(), row_key, plain, dict.get());
+}
+
+bool Tenant::Reseal(std::string_view key, std::string_view value, std::string* out) {
+  // A purge or rotation waiting for `life`, or holding it: the record is
+  // kept (the family is going away, or a later compaction reseals it).
+  if (exclusive_waiting.load()) return false;
+  std::shared_lock<std::shared_mutex> l(life, std::try_to_lock);
+  if (!l.owns_lock() || cf == nullptr || record_key.empty()) return false;
+  std::string plain;
+  if (!OpenRecord(key, value, &plain).ok()) return false;
+  *out = SealRecord(key, plain);
+  sodium_memzero(plain.data(), plain.size());
+  // Incompressible with the dictionary: no rewrite for nothing.
+  return !DeferredRecord(key, *out);
 }
 
 Status Tenant::OpenRecord(std::string_view row_key, std::string_view sealed, std::string* plain) {

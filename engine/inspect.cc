@@ -431,6 +431,8 @@ Result<StoreStats> Store::Impl::Stats() {
   st.dictionary_training.trained = trainings_done_.load();
   st.dictionary_training.failed = trainings_failed_.load();
   st.dictionary_training.given_up = trainings_given_up_.load();
+  st.compression.resealed = res_->reseal.resealed.load();
+  st.compression.kept = res_->reseal.kept.load();
   {
     std::lock_guard<std::mutex> l(admin_mu_);
     st.kek_generation = keyring_.kek_generation;

@@ -8,10 +8,28 @@
 
 namespace callvault::record {
 
+namespace {
+// The envelope of `body` under header `h` (its key version set here).
+std::string SealBody(const SecretBytes& key, const Binding& b, std::string_view row_key,
+                     format::EnvelopeHeader h, std::string_view body) {
+  h.key_version = b.key_version;
+  std::string out = format::EncodeEnvelopeHeader(h);
+  std::string nonce = crypto::RandomString(format::kNonceBytes);
+  std::string aad = format::RecordAad(out, b.internal_id, b.cf_generation, row_key);
+  out += nonce;
+  out += crypto::AeadSeal(key, nonce, body, aad);
+  return out;
+}
+}  // namespace
+
+std::string SealUncompressed(const SecretBytes& key, const Binding& b, std::string_view row_key,
+                             std::string_view plaintext) {
+  return SealBody(key, b, row_key, format::EnvelopeHeader(), plaintext);
+}
+
 std::string Seal(const SecretBytes& key, const Binding& b, std::string_view row_key,
                  std::string_view plaintext, const compress::Dictionary* dict) {
   format::EnvelopeHeader h;
-  h.key_version = b.key_version;
   std::string compressed;
   std::string_view body = plaintext;
   if (dict != nullptr && plaintext.size() >= kDictCompressMinBytes) {
@@ -26,12 +44,7 @@ std::string Seal(const SecretBytes& key, const Binding& b, std::string_view row_
     h.codec = format::Codec::kZstd;
     body = compressed;
   }
-  std::string out = format::EncodeEnvelopeHeader(h);
-  std::string nonce = crypto::RandomString(format::kNonceBytes);
-  std::string aad = format::RecordAad(out, b.internal_id, b.cf_generation, row_key);
-  out += nonce;
-  out += crypto::AeadSeal(key, nonce, body, aad);
-  return out;
+  return SealBody(key, b, row_key, h, body);
 }
 
 Status Open(const SecretBytes& key, const Binding& b, std::string_view row_key,

@@ -42,6 +42,10 @@ class DictionarySource {
 // With `dict`, compresses with it (codec kZstdDict, dict_id = dict->id()).
 std::string Seal(const SecretBytes& key, const Binding& b, std::string_view row_key,
                  std::string_view plaintext, const compress::Dictionary* dict = nullptr);
+// Codec none whatever the size (Options::defer_compression: the reseal
+// filter compresses it later, engine/reseal.h).
+std::string SealUncompressed(const SecretBytes& key, const Binding& b, std::string_view row_key,
+                             std::string_view plaintext);
 // kCorruption with a specific message on any failure; never plaintext.
 // Records with codec kZstdDict need `dicts`; without it they fail.
 Status Open(const SecretBytes& key, const Binding& b, std::string_view row_key,

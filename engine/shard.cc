@@ -622,6 +622,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->statistics = rocksdb::CreateDBStatistics();
   r->statistics->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   r->logger = options.logger;
+  r->defer_compression = options.defer_compression;
   r->env->SetBackgroundThreads(std::max(1, options.background_threads / 2), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
 
@@ -753,6 +754,8 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     CV_RETURN_IF_ERROR(RemoveRepairTempFiles(res.env->GetFileSystem().get(), path));
   }
   rocksdb::DBOptions dbo = res.db_options;
+  shard->cf_options_ = res.tenant_cf_options;
+  shard->cf_options_.compaction_filter_factory = shard->reseal_;
   shard->error_->Attach(&res, "shard-" + std::to_string(index));
   dbo.listeners.push_back(shard->error_);
   dbo.info_log = res.InfoLog(path, "shard-" + std::to_string(index), read_only);
@@ -772,7 +775,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     dbo.create_if_missing = true;
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const auto& n : names) descs.emplace_back(n, res.tenant_cf_options);
+  for (const auto& n : names) descs.emplace_back(n, shard->cf_options_);
   // The MANIFEST CURRENT names, read once for this open (the guard
   // below, the high-water mark, the WAL scan). One that RocksDB 7.8.3
   // would abort on (WAL-tracking edits in a read-only open, a replay floor
@@ -977,6 +980,9 @@ Shard::~Shard() { Close().IgnoreError(); }
 Status Shard::Close() {
   std::lock_guard<std::mutex> l(mu_);
   if (!db_) return Status::OK();
+  // No filter reaches the store's tenants once it closes (a flush during
+  // the close keeps records as written).
+  reseal_->ClearLookup();
   // Handles of dropped families first: the reaper destroys what it holds.
   StopReaper();
   const std::string name = "shard " + std::to_string(index_) + ": ";
@@ -1021,7 +1027,7 @@ Result<rocksdb::ColumnFamilyHandle*> Shard::Create(const std::string& name) {
   auto it = families_.find(name);
   if (it != families_.end()) return it->second;
   rocksdb::ColumnFamilyHandle* h = nullptr;
-  rocksdb::Status s = db_->CreateColumnFamily(res_->tenant_cf_options, name, &h);
+  rocksdb::Status s = db_->CreateColumnFamily(cf_options_, name, &h);
   // 7.8 returns an error together with a live handle when the family is in
   // the MANIFEST but its OPTIONS file could not be written: keep the handle,
   // so that a rollback can drop the family and closing destroys the handle

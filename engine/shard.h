@@ -29,6 +29,7 @@
 #include "callvault/store.h"
 #include "engine/dictionary_cache.h"
 #include "engine/metrics_internal.h"
+#include "engine/reseal.h"
 #include "engine/wal_scan.h"
 
 namespace callvault {
@@ -111,7 +112,12 @@ struct SharedResources {
   // Options::dictionary_cache_bytes.
   std::unique_ptr<DictionaryCache> dictionaries;
   rocksdb::DBOptions db_options;
+  // Every shard's families: these, with the shard's own reseal filter.
   rocksdb::ColumnFamilyOptions tenant_cf_options;
+  // Options::defer_compression (decision 0052), and what the shards'
+  // reseal filters did.
+  bool defer_compression = true;
+  mutable ResealCounters reseal;
   // What the WAL scans of this open cost (StoreStats::open), summed over
   // the metadata instance and the shards, which open in parallel.
   mutable std::atomic<uint64_t> wal_scan_micros{0}, wal_scan_bytes{0}, wal_scan_files{0};
@@ -344,6 +350,11 @@ class Shard {
   Status FlushAll();
   // Syncs every live WAL (SyncWal above).
   Status SyncWal();
+  // Options::defer_compression: writers seal call records uncompressed.
+  bool defer_compression() const { return res_->defer_compression; }
+  // Where the shard's reseal filter finds a family's tenant (decision
+  // 0052); until set, and after Close starts, records stay as written.
+  void SetResealLookup(ResealFilterFactory::Lookup lookup) { reseal_->SetLookup(std::move(lookup)); }
   size_t family_count() const;
   // What the WAL scan at open found (writable and read-only opens).
   const std::vector<WalDamage>& wal_damage() const { return wal_damage_; }
@@ -370,6 +381,10 @@ class Shard {
   const std::string path_;
   const SharedResources* const res_;  // owned by the store; outlives the shard
   const bool read_only_;
+  // res_->tenant_cf_options with this shard's reseal filter factory.
+  std::shared_ptr<ResealFilterFactory> reseal_ =
+      std::make_shared<ResealFilterFactory>(&res_->reseal);
+  rocksdb::ColumnFamilyOptions cf_options_;
   std::shared_ptr<ErrorFlag> error_ = std::make_shared<ErrorFlag>(true);  // listens on db_
   std::vector<WalDamage> wal_damage_;  // fixed after open
   std::vector<std::string> wal_evidence_;

@@ -1176,9 +1176,28 @@ Status Store::Impl::OpenShards() {
       announce(status[i]);
       return status[i];
     }
+    AttachResealer(opened[i].get());
     shards_.push_back(std::move(opened[i]));
   }
   return Status::OK();
+}
+
+void Store::Impl::AttachResealer(Shard* shard) {
+  if (read_only()) return;
+  // Runs in RocksDB's flush and compaction threads: try-locks only (a
+  // purge holds map_mu_ or the tenant's `life` while it drops the family,
+  // and must not wait for a flush that waits for it). Not found: the
+  // records stay as written until a later compaction finds the tenant.
+  shard->SetResealLookup([this, shard](uint32_t cf_id) -> std::shared_ptr<Resealer> {
+    std::shared_lock<std::shared_mutex> m(map_mu_, std::try_to_lock);
+    if (!m.owns_lock()) return nullptr;
+    for (const auto& [id, t] : tenants_) {
+      if (t->shard != shard) continue;
+      std::shared_lock<std::shared_mutex> l(t->life, std::try_to_lock);
+      if (l.owns_lock() && t->cf != nullptr && t->cf->GetID() == cf_id) return t;
+    }
+    return nullptr;
+  });
 }
 
 void Store::Impl::MarkOnDamagedShard(Tenant* t) {
@@ -1196,6 +1215,7 @@ Result<Shard*> Store::Impl::PickShard() {
   }
   uint32_t i = static_cast<uint32_t>(shards_.size());
   CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
+  AttachResealer(shard.get());
   // RocksDB syncs the new shard's own directory, not its entry in shards/:
   // without this a power loss can take the whole shard after the header
   // (and the tenants' registry records) have named it.

@@ -26,6 +26,7 @@
 #include "engine/compress.h"
 #include "engine/keyring.h"
 #include "engine/record.h"
+#include "engine/reseal.h"
 #include "engine/shard.h"
 #include "format/rowkey.h"
 
@@ -57,7 +58,7 @@ struct TenantDictionaries {
 // One tenant's runtime state. Operations hold `life` shared for their whole
 // duration; purge holds it exclusively, so the column family handle and the
 // keys are never destroyed under a reader.
-struct Tenant : record::DictionarySource {
+struct Tenant : record::DictionarySource, Resealer {
   // Identity fields (tenant_id, internal_id, shard, cf_generation,
   // key_version) never change once the tenant is live; the policy and state
   // fields change under admin_mu_ and rec_mu, and are read under rec_mu.
@@ -103,8 +104,15 @@ struct Tenant : record::DictionarySource {
   // it names. REQUIRES: life held.
   Status OpenRecord(std::string_view row_key, std::string_view sealed, std::string* plain);
   // Seals a record of this tenant, compressed with the current dictionary
-  // if there is one. REQUIRES: life held.
-  std::string SealRecord(std::string_view row_key, std::string_view plain);
+  // if there is one; with `compress` false (Options::defer_compression,
+  // decision 0052) uncompressed, for the reseal filter to compress later.
+  // REQUIRES: life held.
+  std::string SealRecord(std::string_view row_key, std::string_view plain, bool compress = true);
+  // Resealer (engine/reseal.h), for the shard's flushes and compactions:
+  // opens the record under this tenant's key and binding and seals it again
+  // compressed. Keeps it (false) when `life` is not free at once, when the
+  // tenant has no key (purged) or when it does not open.
+  bool Reseal(std::string_view key, std::string_view value, std::string* out) override;
   std::shared_ptr<const compress::Dictionary> CurrentDictionary();
   // record::DictionarySource: the cached dictionary, or reads, opens and
   // caches its 'Z' row. REQUIRES: life held.
@@ -541,6 +549,9 @@ class Store::Impl {
   std::map<uint32_t, std::string> damaged_shards_;  // set at open; then read only
   // Marks `t` (of a damaged shard) damaged in memory: found at every open.
   void MarkOnDamagedShard(Tenant* t);
+  // Lets `shard`'s reseal filter find its families' tenants (decision
+  // 0052). Writable opens only.
+  void AttachResealer(Shard* shard);
   uint64_t next_internal_id_ = 1;                 // GUARDED_BY(admin_mu_)
   // The header's format version as opened (a writable open raises 1 to 2:
   // docs/decisions/0028).

@@ -280,6 +280,10 @@ class DictionaryStoreTest : public ::testing::Test {
   void SetUp() override {
     crypto::Init();
     ts_.options.dictionary_training_calls = kThreshold;
+    // The writer's own compression, whose codec each record shows as soon
+    // as it is written; reseal_test.cc covers the default, where flushes
+    // compress (decision 0052).
+    ts_.options.defer_compression = false;
     ASSERT_OK(ts_.Open());
     auto info = ts_->CreateTenant({.tenant_id = "acme"});
     ASSERT_OK(info);

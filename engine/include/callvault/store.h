@@ -155,6 +155,15 @@ struct Options {
   // train in the put that reaches the threshold, under the tenant's write
   // lock (the behaviour before decision 0045). Default: 1.
   int dictionary_training_threads = 1;
+  // Compress call records in the background (docs/decisions/0052): a put
+  // seals its call's records uncompressed (the WAL and the memtable hold
+  // them sealed all the same), and RocksDB's flushes and compactions
+  // compress them, with the tenant's dictionary, and seal them again, in
+  // its background threads. A synced put then pays the seal and the fsync,
+  // not zstd. Bytes on disk after the flush are as with false. false:
+  // compressed in the writer's thread (the behaviour before 0052). Records
+  // either way are read by every build.
+  bool defer_compression = true;
   // Loaded compression dictionaries of every tenant, least recently used
   // dropped first beyond this (a dropped one is read again from its row at
   // its next use; ~90 KiB each). Default: 64 MiB (~700 tenants' in use at
@@ -571,6 +580,14 @@ struct StoreStats {
     uint64_t queued = 0, running = 0;
     uint64_t trained = 0, failed = 0, given_up = 0;
   } dictionary_training;
+  // Background compression (Options::defer_compression, docs/decisions/
+  // 0052), since open: call records compressed and sealed again by flushes
+  // and compactions, and the times one was kept as written (its tenant busy
+  // with a purge or rotation, or not found, or the record did not open: a
+  // later compaction tries again).
+  struct Compression {
+    uint64_t resealed = 0, kept = 0;
+  } compression;
 };
 
 class Store {

@@ -1,0 +1,77 @@
+// Deferred compression (docs/decisions/0052): a call's records are sealed
+// uncompressed by the writer (codec none; the WAL and the memtable only
+// ever hold them sealed) and compressed, with the tenant's dictionary, and
+// sealed again when RocksDB writes them into a table file: a compaction
+// filter, run by flushes and compactions, asks the family's tenant to
+// reseal each such record. A record the tenant cannot open under its own
+// key and binding (damaged, moved from another row or tenant, a purged
+// tenant's) is kept exactly as it is, so damage stays visible to reads and
+// Verify; nothing is ever removed by the filter.
+#ifndef CALLVAULT_ENGINE_RESEAL_H_
+#define CALLVAULT_ENGINE_RESEAL_H_
+
+#include <rocksdb/compaction_filter.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace callvault {
+
+class Resealer {
+ public:
+  virtual ~Resealer() = default;
+  // Sets *out to `value` (a record of row `key`) compressed and sealed again
+  // and returns true, or returns false to keep `value` as it is. Never
+  // blocks on a lock held by an operation: a flush must not wait for a
+  // purge, nor a purge for a flush.
+  virtual bool Reseal(std::string_view key, std::string_view value, std::string* out) = 0;
+};
+
+// Whether `value` of row `key` is a record a writer left uncompressed for
+// the filter: a call's record (format/rowkey.h kCallPrefix) whose envelope
+// parses, with codec none and a plaintext of at least
+// record::kCompressMinBytes (smaller ones are never compressed). Reads the
+// envelope's header only.
+bool DeferredRecord(std::string_view key, std::string_view value);
+
+// What the filters did since the store opened (StoreStats::compression).
+struct ResealCounters {
+  std::atomic<uint64_t> resealed{0};  // records compressed and sealed again
+  std::atomic<uint64_t> kept{0};      // deferred records kept as they were
+};
+
+// One per shard (its families' options). Until SetLookup and after
+// ClearLookup, no filter is created: records stay as written and a later
+// compaction reseals them.
+class ResealFilterFactory : public rocksdb::CompactionFilterFactory {
+ public:
+  // The resealer of the family with this id in this shard, or nullptr.
+  // Called from RocksDB's background threads; must not block.
+  using Lookup = std::function<std::shared_ptr<Resealer>(uint32_t cf_id)>;
+
+  explicit ResealFilterFactory(ResealCounters* counters) : counters_(counters) {}
+  void SetLookup(Lookup lookup);
+  // Waits for a lookup in progress; none runs afterwards.
+  void ClearLookup();
+
+  std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
+      const rocksdb::CompactionFilter::Context& context) override;
+  bool ShouldFilterTableFileCreation(rocksdb::TableFileCreationReason reason) const override {
+    return reason == rocksdb::TableFileCreationReason::kFlush ||
+           reason == rocksdb::TableFileCreationReason::kCompaction;
+  }
+  const char* Name() const override { return "callvault.ResealFilterFactory"; }
+
+ private:
+  ResealCounters* const counters_;
+  std::mutex mu_;
+  Lookup lookup_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace callvault
+
+#endif  // CALLVAULT_ENGINE_RESEAL_H_
