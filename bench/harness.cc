@@ -8,7 +8,8 @@
 //                     [--sync-calls N]   (calls of the sync-per-write runs; at most --main-calls)
 // Environment: CALLVAULT_BENCH_DICTIONARY_CALLS=N sets callvault's
 // Options::dictionary_training_calls (0 = no dictionaries), for before/after
-// runs; unset, callvault runs with its defaults.
+// runs; CALLVAULT_BENCH_DEFER_COMPRESSION=0 sets Options::defer_compression
+// false (decision 0052). Unset, callvault runs with its defaults.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -139,6 +140,9 @@ int Main(int argc, char** argv) {
   j["work_dir"] = cfg.work;
   if (const char* v = std::getenv("CALLVAULT_BENCH_DICTIONARY_CALLS")) {
     j["callvault_dictionary_training_calls"] = v;
+  }
+  if (const char* v = std::getenv("CALLVAULT_BENCH_DEFER_COMPRESSION")) {
+    j["callvault_defer_compression"] = v;
   }
   Timer total;
   Progress("mode %s, %d repetition(s) after a warm-up; scratch %s", cfg.mode.c_str(), cfg.reps,

@@ -42,6 +42,9 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create) : dir_(dir
   if (const char* v = std::getenv("CALLVAULT_BENCH_DICTIONARY_CALLS")) {
     o.dictionary_training_calls = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
   }
+  if (const char* v = std::getenv("CALLVAULT_BENCH_DEFER_COMPRESSION")) {
+    o.defer_compression = std::string(v) != "0";
+  }
   o.create_if_missing = create;
   o.region = "bench";
   auto s = Store::Open(o, dir_ + "/store");
