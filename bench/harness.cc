@@ -136,6 +136,9 @@ int Main(int argc, char** argv) {
   if (!reps.empty()) cfg.reps = cfg.purge_reps = cfg.tenant_reps = std::stoi(reps);
   if (!scale_calls.empty()) cfg.scale_calls = std::stoul(scale_calls);
   if (!scale_scale.empty()) cfg.scale_transcript_scale = std::stod(scale_scale);
+  if (cfg.main_calls == 0 || cfg.scale_calls == 0 || cfg.reps < 1) {
+    Fail("--main-calls, --scale-calls and --reps must be at least 1");
+  }
   cfg.self = SelfPath();
   cfg.work = work.empty() ? out + ".work" : work;
   const std::set<std::string> all_phases = {"ingest", "scale", "recordings", "purge", "tenants"};
