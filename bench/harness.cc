@@ -3,9 +3,11 @@
 // goes to stderr. docs/benchmarks.md describes every figure.
 //
 //   callvault_harness --mode quick|full [--out FILE] [--work DIR]
-//                     [--only ingest,recordings,purge,tenants]
+//                     [--only ingest,scale,recordings,purge,tenants]
 //                     [--main-calls N] [--main-scale X]   (override the mode's ingest pool)
 //                     [--sync-calls N]   (calls of the sync-per-write runs; at most --main-calls)
+//                     [--reps N]         (override the mode's repetitions)
+//                     [--scale-calls N] [--scale-scale X]  (override the scale point)
 // Environment: CALLVAULT_BENCH_DICTIONARY_CALLS=N sets callvault's
 // Options::dictionary_training_calls (0 = no dictionaries), for before/after
 // runs; CALLVAULT_BENCH_DEFER_COMPRESSION=0 sets Options::defer_compression
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -32,6 +35,8 @@ Config QuickConfig() {
   c.main_calls = 1500;
   c.main_scale = 0.25;
   c.sync_calls = 200;
+  c.scale_calls = 3000;
+  c.scale_transcript_scale = 0.05;
   c.gets = 1000;
   c.lists = 100;
   c.recording_bytes = 8u << 20;
@@ -51,7 +56,12 @@ Config QuickConfig() {
 Config FullConfig() {
   Config c;
   c.mode = "full";
-  c.main_calls = 8000;
+  // Steady state (issue 14 item 3): ~960 MB of full-size calls, 29-57x the
+  // memtables that can hold one or two tenants' data, so both systems pay
+  // their flushes and compactions inside the measured runs; the synced runs
+  // are long enough for the same (each writes ~96 MB).
+  c.main_calls = 20000;
+  c.sync_calls = 2000;
   c.purge_scale = 0.02;
   c.purge_pool = 5000;
   // Creating tenants one by one costs ~25-100 ms each on this machine (it
@@ -101,7 +111,7 @@ int Main(int argc, char** argv) {
     return TenantScaleChild(std::vector<std::string>(args.begin() + 1, args.end()));
   }
   std::string mode = "quick", out = "bench/out/harness.json", work, only, main_calls, main_scale,
-              sync_calls;
+              sync_calls, reps, scale_calls, scale_scale;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() -> std::string {
       if (i + 1 >= args.size()) Fail("missing value after " + args[i]);
@@ -114,6 +124,9 @@ int Main(int argc, char** argv) {
     else if (args[i] == "--main-calls") main_calls = value();
     else if (args[i] == "--main-scale") main_scale = value();
     else if (args[i] == "--sync-calls") sync_calls = value();
+    else if (args[i] == "--reps") reps = value();
+    else if (args[i] == "--scale-calls") scale_calls = value();
+    else if (args[i] == "--scale-scale") scale_scale = value();
     else Fail("unknown argument " + args[i] + " (see the comment at the top of bench/harness.cc)");
   }
   if (mode != "quick" && mode != "full") Fail("--mode must be quick or full");
@@ -121,13 +134,23 @@ int Main(int argc, char** argv) {
   if (!main_calls.empty()) cfg.main_calls = std::stoul(main_calls);
   if (!main_scale.empty()) cfg.main_scale = std::stod(main_scale);
   if (!sync_calls.empty()) cfg.sync_calls = std::stoul(sync_calls);
+  if (!reps.empty()) cfg.reps = cfg.purge_reps = cfg.tenant_reps = std::stoi(reps);
+  if (!scale_calls.empty()) cfg.scale_calls = std::stoul(scale_calls);
+  if (!scale_scale.empty()) cfg.scale_transcript_scale = std::stod(scale_scale);
+  if (cfg.main_calls == 0 || cfg.scale_calls == 0 || cfg.reps < 1) {
+    Fail("--main-calls, --scale-calls and --reps must be at least 1");
+  }
   cfg.self = SelfPath();
   cfg.work = work.empty() ? out + ".work" : work;
-  std::set<std::string> phases = {"ingest", "recordings", "purge", "tenants"};
+  const std::set<std::string> all_phases = {"ingest", "scale", "recordings", "purge", "tenants"};
+  std::set<std::string> phases = all_phases;
   if (!only.empty()) {
     phases.clear();
     std::stringstream ss(only);
-    for (std::string p; std::getline(ss, p, ',');) phases.insert(p);
+    for (std::string p; std::getline(ss, p, ',');) {
+      if (!all_phases.count(p)) Fail("unknown phase " + p + " in --only");
+      phases.insert(p);
+    }
   }
   RemoveTree(cfg.work);
   MakeDirs(cfg.work);
@@ -147,33 +170,29 @@ int Main(int argc, char** argv) {
   Timer total;
   Progress("mode %s, %d repetition(s) after a warm-up; scratch %s", cfg.mode.c_str(), cfg.reps,
            cfg.work.c_str());
-  if (phases.count("ingest")) {
+  // Each phase: its JSON under `key`, with the load average at its start
+  // and end (phase_loadavg) and its time in phase_seconds.
+  auto run = [&](const char* key, const std::function<Json()>& f) {
+    if (!phases.count(key)) return;
+    LoadWindow load;
+    Timer t;
+    j[key == std::string("ingest") ? "workload" : key] = f();
+    j[key == std::string("ingest") ? "workload" : key]["phase_loadavg"] = load.End();
+    j["phase_seconds"][key] = t.Seconds();
+    Write(j, out);
+  };
+  run("ingest", [&] {
     Progress("generating %zu calls (transcript_scale %.2f)", cfg.main_calls, cfg.main_scale);
     Timer g;
-    const std::vector<Call> pool = MakeCalls(cfg.main_calls, cfg.main_scale, 42);
+    std::vector<Call> pool = MakeCalls(cfg.main_calls, cfg.main_scale, 42);
     Progress("generated in %.1f s", g.Seconds());
-    Timer t;
-    j["workload"] = RunIngestAndReads(cfg, pool);
-    j["phase_seconds"]["ingest"] = t.Seconds();
-    Write(j, out);
-  }
-  if (phases.count("recordings")) {
-    Timer t;
-    j["recordings"] = RunRecordings(cfg);
-    j["phase_seconds"]["recordings"] = t.Seconds();
-    Write(j, out);
-  }
-  if (phases.count("purge")) {
-    Timer t;
-    j["purge"] = RunPurge(cfg);
-    j["phase_seconds"]["purge"] = t.Seconds();
-    Write(j, out);
-  }
-  if (phases.count("tenants")) {
-    Timer t;
-    j["tenants"] = RunTenantScale(cfg);
-    j["phase_seconds"]["tenants"] = t.Seconds();
-  }
+    j["phase_seconds"]["ingest_generate"] = g.Seconds();
+    return RunIngestAndReads(cfg, pool);
+  });
+  run("scale", [&] { return RunScale(cfg); });
+  run("recordings", [&] { return RunRecordings(cfg); });
+  run("purge", [&] { return RunPurge(cfg); });
+  run("tenants", [&] { return RunTenantScale(cfg); });
   j["duration_s"] = total.Seconds();
   j["machine"]["loadavg_at_end"] = LoadAvg();
   Write(j, out);

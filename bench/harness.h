@@ -27,6 +27,13 @@ struct Config {
   size_t lists = 400;        // measured list pages per repetition
   int64_t list_window_days = 30;
 
+  // Scale point (--only scale): this many calls into one tenant per system,
+  // generated in chunks (never all in memory), one repetition; then bytes on
+  // disk after full compaction, gets and list pages (cfg.gets, cfg.lists).
+  size_t scale_calls = 100000;
+  double scale_transcript_scale = 1.0;
+  size_t scale_chunk = 1000;
+
   // Purge: tenants of these sizes, loaded from a pool of unique calls (ids
   // made unique per copy when a tenant is larger than the pool).
   std::vector<size_t> purge_sizes = {1000, 10000, 100000};
@@ -55,7 +62,9 @@ Config FullConfig();
 // A deterministic pool of calls.
 std::vector<Call> MakeCalls(size_t n, double scale, uint64_t seed);
 
-Json RunIngestAndReads(const Config& cfg, const std::vector<Call>& pool);
+// Moves calls out of `pool` and back while it runs (the pool is held once).
+Json RunIngestAndReads(const Config& cfg, std::vector<Call>& pool);
+Json RunScale(const Config& cfg);
 Json RunPurge(const Config& cfg);
 Json RunRecordings(const Config& cfg);
 Json RunTenantScale(const Config& cfg);

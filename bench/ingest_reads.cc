@@ -11,44 +11,61 @@
 #include "bench/harness.h"
 #include "bench/raw_codec.h"
 #include "bench/systems.h"
+#include "workload/workload.h"
 
 namespace callvault::bench {
 
 namespace {
 
-using Batches = std::vector<std::vector<Call>>;
+// A batch: calls [begin, end) of the pool.
+struct Range {
+  size_t begin, end;
+};
+using Batches = std::vector<Range>;
 
 std::unique_ptr<System> Make(const std::string& which, const std::string& dir) {
   if (which == "callvault") return std::make_unique<CallvaultSystem>(dir);
   return std::make_unique<RawSystem>(dir);
 }
 
-// Thread i of `threads` gets calls i, i+threads, ... of the first n, in
-// batches of `batch`.
-std::vector<Batches> Split(const std::vector<Call>& pool, size_t n, int threads, size_t batch) {
+// The first n calls in batches of `batch` consecutive calls; thread i of
+// `threads` gets batches i, i+threads, ... (with batches of 1, calls i,
+// i+threads, ...).
+std::vector<Batches> Split(size_t n, int threads, size_t batch) {
   std::vector<Batches> out(static_cast<size_t>(threads));
-  std::vector<std::vector<Call>> per(static_cast<size_t>(threads));
-  for (size_t i = 0; i < n; ++i) per[i % static_cast<size_t>(threads)].push_back(pool[i]);
-  for (size_t t = 0; t < per.size(); ++t) {
-    for (size_t i = 0; i < per[t].size(); i += batch) {
-      out[t].emplace_back(per[t].begin() + static_cast<long>(i),
-                          per[t].begin() + static_cast<long>(std::min(per[t].size(), i + batch)));
-    }
+  size_t k = 0;
+  for (size_t i = 0; i < n; i += batch, ++k) {
+    out[k % out.size()].push_back({i, std::min(n, i + batch)});
   }
   return out;
 }
 
+void CreateTenants(System& sys, size_t n) {
+  for (size_t t = 0; t < n; ++t) sys.CreateTenant("t" + std::to_string(t));
+}
+
 // Seconds to write every batch, thread t into tenant "t<t>"; *cpu_s gets
 // the process CPU time spent meanwhile (background flushes included).
-double Ingest(System& sys, const std::vector<Batches>& work, double* cpu_s = nullptr) {
-  for (size_t t = 0; t < work.size(); ++t) sys.CreateTenant("t" + std::to_string(t));
+// Each batch's calls are moved out of the pool for its put and moved back
+// after it (a move is a few pointer copies): the pool is held once, not
+// copied per run (20,000 full-size calls are ~1 GB serialized and more as
+// Call objects). Threads touch disjoint calls.
+// The tenants "t0".. exist.
+double Ingest(System& sys, std::vector<Call>& pool, const std::vector<Batches>& work,
+              double* cpu_s = nullptr) {
   const double cpu0 = ProcessCpuSeconds();
   Timer timer;
   std::vector<std::thread> threads;
   for (size_t t = 0; t < work.size(); ++t) {
-    threads.emplace_back([&sys, &work, t] {
+    threads.emplace_back([&sys, &pool, &work, t] {
       const std::string tenant = "t" + std::to_string(t);
-      for (const auto& b : work[t]) sys.Put(tenant, b);
+      std::vector<Call> b;
+      for (const Range& r : work[t]) {
+        b.clear();
+        for (size_t i = r.begin; i < r.end; ++i) b.push_back(std::move(pool[i]));
+        sys.Put(tenant, b);
+        for (size_t i = r.begin; i < r.end; ++i) pool[i] = std::move(b[i - r.begin]);
+      }
     });
   }
   for (auto& th : threads) th.join();
@@ -143,7 +160,7 @@ struct Acc {
 
 }  // namespace
 
-Json RunIngestAndReads(const Config& cfg, const std::vector<Call>& pool) {
+Json RunIngestAndReads(const Config& cfg, std::vector<Call>& pool) {
   const size_t n = std::min(cfg.main_calls, pool.size());
   const size_t nsync = std::min(cfg.sync_calls, n);
   size_t logical = 0, logical_sync = 0;
@@ -165,12 +182,15 @@ Json RunIngestAndReads(const Config& cfg, const std::vector<Call>& pool) {
     const std::string dir = cfg.work + "/warmup-" + s;
     {
       auto sys = Make(s, dir);
-      Ingest(*sys, Split(pool, std::min<size_t>(n, 500), 1, cfg.batch));
+      CreateTenants(*sys, 1);
+      Ingest(*sys, pool, Split(std::min<size_t>(n, 500), 1, cfg.batch));
     }
     RemoveTree(dir);
   }
 
+  Json rep_loads = Json::array();
   for (int rep = 0; rep < cfg.reps; ++rep) {
+    LoadWindow load;
     // Alternate which system goes first, so drift hits both alike.
     std::vector<std::string> order = systems;
     if (rep % 2) std::reverse(order.begin(), order.end());
@@ -179,10 +199,11 @@ Json RunIngestAndReads(const Config& cfg, const std::vector<Call>& pool) {
         for (int threads : {1, 2}) {
           const std::string dir = cfg.work + "/ingest-" + s;
           RemoveTree(dir);
-          auto work = Split(pool, m.calls, threads, m.batch);
+          auto work = Split(m.calls, threads, m.batch);
           auto sys = Make(s, dir);
+          CreateTenants(*sys, static_cast<size_t>(threads));
           double cpu = 0;
-          double secs = Ingest(*sys, work, &cpu);
+          double secs = Ingest(*sys, pool, work, &cpu);
           const std::string key = s + "/" + m.name + "/" + std::to_string(threads);
           ingest[key].Add("seconds", secs);
           ingest[key].Add("calls_per_s", static_cast<double>(m.calls) / secs);
@@ -229,6 +250,10 @@ Json RunIngestAndReads(const Config& cfg, const std::vector<Call>& pool) {
         }
       }
     }
+    rep_loads.push_back(load.End());
+    Progress("ingest rep %d: load average %s at its start, %s at its end", rep + 1,
+             rep_loads.back()["start"].get<std::string>().c_str(),
+             rep_loads.back()["end"].get<std::string>().c_str());
   }
   Json j;
   j["calls"] = n;
@@ -240,8 +265,100 @@ Json RunIngestAndReads(const Config& cfg, const std::vector<Call>& pool) {
   j["gets"] = cfg.gets;
   j["lists"] = cfg.lists;
   j["list_window_days"] = cfg.list_window_days;
+  // Steady state: how many times the data outgrows the memtables that can
+  // hold it (1 and 2 tenants written at once), from both systems' options.
+  j["memtable_budget"] = MemtableBudgets({1, 2});
+  j["rep_loadavg"] = rep_loads;
   for (const auto& [k, a] : ingest) j["ingest"][k] = a.ToJson();
   for (const auto& [k, a] : reads) j["reads"][k] = a.ToJson();
+  return j;
+}
+
+Json RunScale(const Config& cfg) {
+  const size_t n = cfg.scale_calls;
+  const std::vector<std::string> systems = {"callvault", "rocksdb"};
+  // What the reads need of every call (id, time, owner, e-mails), kept from
+  // the first system's pass; the calls themselves are generated in chunks,
+  // written and dropped (100,000 full-size calls are ~5 GB serialized).
+  std::vector<Call> index;
+  index.reserve(n);
+  size_t logical = 0;
+  ReadPlan plan;
+  Json j;
+  j["calls"] = n;
+  j["transcript_scale"] = cfg.scale_transcript_scale;
+  j["batch"] = cfg.batch;
+  j["gets"] = cfg.gets;
+  j["lists"] = cfg.lists;
+  j["list_window_days"] = cfg.list_window_days;
+  for (const auto& s : systems) {
+    LoadWindow load;
+    const std::string dir = cfg.work + "/scale-" + s;
+    RemoveTree(dir);
+    auto sys = Make(s, dir);
+    CreateTenants(*sys, 1);
+    workload::GeneratorOptions o;
+    o.seed = 4242;
+    o.transcript_scale = cfg.scale_transcript_scale;
+    workload::Generator g(o);  // the same seed: the same calls for both systems
+    double ingest_s = 0;
+    for (size_t done = 0; done < n;) {
+      std::vector<Call> chunk = g.Batch(std::min(cfg.scale_chunk, n - done));
+      if (s == systems.front()) {
+        for (const Call& c : chunk) {
+          logical += rawcodec::SerializedBytes(c);
+          Call k;
+          k.call_id = c.call_id;
+          k.started_at = c.started_at;
+          k.owner_user_id = c.owner_user_id;
+          k.participants = c.participants;
+          index.push_back(std::move(k));
+        }
+      }
+      ingest_s += Ingest(*sys, chunk, Split(chunk.size(), 1, cfg.batch));
+      done += chunk.size();
+      if (done % (10 * cfg.scale_chunk) == 0 || done == n) {
+        Progress("scale %-9s %zu / %zu calls written (%.0f calls/s)", s.c_str(), done, n,
+                 static_cast<double>(done) / ingest_s);
+      }
+    }
+    if (s == systems.front()) plan = PlanReads(cfg, index, n);
+    Json& r = j[s];
+    r["ingest_seconds"] = ingest_s;
+    r["ingest_calls_per_s"] = static_cast<double>(n) / ingest_s;
+    Timer ct;
+    sys->CompactAll();
+    r["compact_seconds"] = ct.Seconds();
+    const DirUsage u = Usage(sys->DataDir());
+    r["disk_total_bytes"] = u.total;
+    r["disk_sst_bytes"] = u.sst;
+    r["disk_blob_bytes"] = u.blob;
+    r["disk_wal_bytes"] = u.wal;
+    r["disk_files"] = u.files;
+    auto all = Gets(*sys, plan.get_ids, kPartAll, 500);
+    r["get_all_p50_us"] = Percentile(all, 50);
+    r["get_all_p99_us"] = Percentile(all, 99);
+    double page = 0;
+    auto by_time = Lists(*sys, plan.by_time, &page);
+    r["list_time_p50_us"] = Percentile(by_time, 50);
+    r["list_time_p99_us"] = Percentile(by_time, 99);
+    r["list_time_mean_page"] = page;
+    auto by_owner = Lists(*sys, plan.by_owner, &page);
+    r["list_owner_p50_us"] = Percentile(by_owner, 50);
+    r["list_owner_p99_us"] = Percentile(by_owner, 99);
+    r["list_owner_mean_page"] = page;
+    r["loadavg"] = load.End();
+    Progress("scale  %-9s %zu calls: ingest %.0f calls/s, compaction %.1f s, disk %.1f MB, get p50 %.0f us "
+             "p99 %.0f us, list100 p50 %.0f us p99 %.0f us; load %s -> %s",
+             s.c_str(), n, static_cast<double>(n) / ingest_s, r["compact_seconds"].get<double>(),
+             static_cast<double>(u.total) / 1e6, Percentile(all, 50), Percentile(all, 99),
+             Percentile(by_time, 50), Percentile(by_time, 99), r["loadavg"]["start"].get<std::string>().c_str(),
+             r["loadavg"]["end"].get<std::string>().c_str());
+    sys.reset();
+    RemoveTree(dir);
+  }
+  j["logical_bytes"] = logical;
+  j["memtable_budget"] = MemtableBudgets({1});
   return j;
 }
 

@@ -178,7 +178,9 @@ Json RunPurge(const Config& cfg) {
   for (size_t size : cfg.purge_sizes) {
     Figures cv;
     std::map<std::string, Figures> raw;
+    Json rep_loads = Json::array();
     for (int rep = 0; rep < cfg.purge_reps; ++rep) {
+      LoadWindow load;
       if (rep % 2 == 0) {
         CallvaultOnce(cfg, pool, size, &cv);
         RawOnce(cfg, pool, size, &raw);
@@ -186,9 +188,11 @@ Json RunPurge(const Config& cfg) {
         RawOnce(cfg, pool, size, &raw);
         CallvaultOnce(cfg, pool, size, &cv);
       }
+      rep_loads.push_back(load.End());
     }
     RemoveTree(cfg.work + "/purge-raw");
     Json s;
+    s["rep_loadavg"] = rep_loads;
     s["callvault"] = cv.ToJson();
     for (const auto& [m, f] : raw) s["rocksdb_" + m] = f.ToJson();
     j["sizes"][std::to_string(size)] = s;

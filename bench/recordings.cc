@@ -84,10 +84,11 @@ Json RunRecordings(const Config& cfg) {
   const Call call = MakeCalls(1, 0.05, 77)[0];
   std::map<std::string, std::vector<double>> write_mb_s, read_mb_s;
   std::vector<double> dd_mb_s, aead_mb_s, write_ratio, read_ratio;
-  std::vector<std::string> loads;
   const std::vector<std::string> systems = {"callvault", "rocksdb"};
   if (sodium_init() < 0) Fail("sodium_init");
+  Json rep_loads = Json::array();
   for (int rep = -1; rep < cfg.reps; ++rep) {  // rep -1: warm-up, not recorded
+    LoadWindow load;
     const std::string& sample = rep < 0 ? warm : data;
     const double dd = SyncedFileWrite(cfg.work + "/recordings-dd", sample);
     const double aead = AeadOpenLimit(sample);
@@ -126,10 +127,11 @@ Json RunRecordings(const Config& cfg) {
     if (rep >= 0) {
       dd_mb_s.push_back(dd);
       aead_mb_s.push_back(aead);
-      loads.push_back(LoadAvg());
+      rep_loads.push_back(load.End());
       Progress("recording rep %d synced file write %.0f MB/s, AEAD open %.0f MB/s; callvault write %.2fx, read "
                "%.2fx; load %s",
-               rep + 1, dd, aead, write_ratio.back(), read_ratio.back(), loads.back().c_str());
+               rep + 1, dd, aead, write_ratio.back(), read_ratio.back(),
+               rep_loads.back()["end"].get<std::string>().c_str());
     }
   }
   Json j;
@@ -143,7 +145,7 @@ Json RunRecordings(const Config& cfg) {
   j["aead_open_mb_per_s"] = Summary(aead_mb_s);
   j["callvault_write_vs_synced_file"] = Summary(write_ratio);
   j["callvault_read_vs_aead"] = Summary(read_ratio);
-  j["loadavg"] = loads;
+  j["rep_loadavg"] = rep_loads;
   return j;
 }
 

@@ -7,6 +7,7 @@
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -27,6 +28,41 @@ void Check(const Status& s, const char* what) {
 
 void Check(const rocksdb::Status& s, const char* what) {
   if (!s.ok()) Fail(std::string(what) + ": " + s.ToString());
+}
+
+// ---------------------------------------------------------------------------
+// memtable budgets
+
+namespace {
+
+// callvault's tenant families keep at most this many memtables
+// (engine/shard.cc, max_write_buffer_number; not an Option).
+constexpr size_t kCallvaultMaxWriteBuffers = 2;
+// Raw RocksDB's, the budgets of callvault's default Options.
+constexpr size_t kRawWriteBufferBudget = 256u << 20;
+constexpr size_t kRawWriteBufferBytes = 8u << 20;
+constexpr int kRawMaxWriteBuffers = 2;
+
+Json Budget(size_t shared, size_t per_family, size_t number, const std::vector<size_t>& tenants) {
+  Json j;
+  j["shared_budget_bytes"] = shared;
+  j["write_buffer_bytes"] = per_family;
+  j["max_write_buffers"] = number;
+  for (size_t n : tenants) {
+    j["holds_bytes"][std::to_string(n)] = std::min(shared, n * per_family * number);
+  }
+  return j;
+}
+
+}  // namespace
+
+Json MemtableBudgets(const std::vector<size_t>& tenants) {
+  const Options o;  // CallvaultSystem opens with the defaults
+  Json j;
+  j["callvault"] = Budget(o.write_buffer_budget_bytes, o.write_buffer_bytes, kCallvaultMaxWriteBuffers,
+                          tenants);
+  j["rocksdb"] = Budget(kRawWriteBufferBudget, kRawWriteBufferBytes, kRawMaxWriteBuffers, tenants);
+  return j;
 }
 
 // ---------------------------------------------------------------------------
@@ -177,13 +213,13 @@ RawSystem::RawSystem(const std::string& dir) : path_(dir + "/raw") {
   cache_ = rocksdb::NewLRUCache(64u << 20);
   dbo_.create_if_missing = true;
   dbo_.create_missing_column_families = true;
-  dbo_.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(256u << 20);
+  dbo_.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(kRawWriteBufferBudget);
   dbo_.max_background_jobs = 2;
   dbo_.max_open_files = 512;
   dbo_.keep_log_file_num = 3;
   cfo_.compression = rocksdb::kZSTD;  // every level; RocksDB's default zstd level (3)
-  cfo_.write_buffer_size = 8u << 20;
-  cfo_.max_write_buffer_number = 2;
+  cfo_.write_buffer_size = kRawWriteBufferBytes;
+  cfo_.max_write_buffer_number = kRawMaxWriteBuffers;
   cfo_.level_compaction_dynamic_level_bytes = true;
   cfo_.target_file_size_base = 32u << 20;
   cfo_.max_bytes_for_level_base = 128u << 20;

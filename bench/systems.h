@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/util.h"
 #include "callvault/store.h"
 
 namespace callvault::bench {
@@ -34,6 +35,13 @@ struct ListSpec {
   int64_t to = INT64_MAX;
   size_t limit = 100;
 };
+
+// Both systems' memtable budgets, from their options: the shared budget
+// (write-buffer manager), the memtable size per column family and how many
+// a family keeps, and for each count in `tenants` (column families written
+// at once) the bytes those memtables can hold before data must be flushed:
+// min(shared budget, tenants x size x number).
+Json MemtableBudgets(const std::vector<size_t>& tenants);
 
 class System {
  public:

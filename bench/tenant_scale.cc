@@ -218,7 +218,9 @@ Json RunTenantScale(const Config& cfg) {
   for (size_t n : cfg.tenant_counts) {
     const int reps = n <= 100 ? cfg.tenant_reps : cfg.tenant_reps_large;
     std::map<std::string, std::vector<Json>> runs;
+    Json rep_loads = Json::array();
     for (int rep = 0; rep < reps; ++rep) {
+      LoadWindow load;
       for (const std::string system : {"callvault", "rocksdb"}) {
         const std::string dir = cfg.work + "/tenants-" + system;
         RemoveTree(dir);
@@ -237,7 +239,9 @@ Json RunTenantScale(const Config& cfg) {
         runs[system].push_back(c);
         RemoveTree(dir);
       }
+      rep_loads.push_back(load.End());
     }
+    out["counts"][std::to_string(n)]["rep_loadavg"] = rep_loads;
     for (auto& entry : runs) {
       const std::string& system = entry.first;
       std::vector<Json>& rs = entry.second;  // a lambda may not capture a structured binding (clang 14)

@@ -61,6 +61,19 @@ uint64_t PeakRssBytes();
 // /proc/loadavg's first three fields (other work on the machine skews absolute times).
 std::string LoadAvg();
 
+// The load average at the start and at the end of a measured stretch (a
+// phase or one repetition), as {"start": "1 5 15", "end": "1 5 15"}: the
+// report prints it beside the figures and warns when the 1-minute figure
+// was above 1.5 (scripts/bench_report.py, load_note).
+class LoadWindow {
+ public:
+  LoadWindow() : start_(LoadAvg()) {}
+  Json End() const { return Json{{"start", start_}, {"end", LoadAvg()}}; }
+
+ private:
+  std::string start_;
+};
+
 // CPU model, core count, memory, kernel, compiler, library versions.
 Json MachineInfo();
 

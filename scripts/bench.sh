@@ -2,7 +2,8 @@
 # Runs callvault's benchmarks and regenerates their report.
 #
 #   scripts/bench.sh quick   # CI: proves every benchmark works (< 2 min on 2 cores)
-#   scripts/bench.sh full    # the numbers in docs/benchmarks.md (~10 min on a quiet 2-core machine)
+#   scripts/bench.sh full    # the numbers in docs/benchmarks.md (~35 min on a quiet 2-core machine:
+#                            # the harness ~22 min, of which ~7 the 100,000-call scale point)
 #
 # Expects a Release build (make build does one). Writes:
 #   full:  bench/out/micro.json, bench/out/harness.json (copied to docs/data/),
