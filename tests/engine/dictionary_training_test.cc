@@ -97,6 +97,10 @@ class DictionaryTrainingTest : public ::testing::Test {
   void SetUp() override {
     crypto::Init();
     ts_.options.dictionary_training_calls = kThreshold;
+    // The writer's own compression: the tests read which records a writer
+    // sealed with the dictionary (with the default, decision 0052, the
+    // flush decides; reseal_test.cc).
+    ts_.options.defer_compression = false;
     ASSERT_TRUE(ts_.Open().ok());
     ASSERT_TRUE(ts_->CreateTenant({.tenant_id = "acme"}).ok());
     ASSERT_TRUE(ts_->CreateTenant({.tenant_id = "other"}).ok());
