@@ -54,12 +54,19 @@ Status ReadPart(const TenantRef& t, std::string_view call_hash, Part part, Call*
 }
 
 namespace {
-// A call's records (kCallPrefix) are left uncompressed for the reseal
-// filter when the store defers compression (decision 0052); the small rows
-// of the version counter and the source index never compress anyway.
+// A call's metadata, transcript and insights records are left uncompressed
+// for the reseal filter when the store defers compression (decision 0052).
+// Not its summary: mostly keyed hashes, small, and with a dictionary often
+// not smaller compressed, so the filter would try it again at every
+// compaction; the rows of the version counter and the source index are
+// smaller than anything compressed.
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
-  const bool defer = t->shard->defer_compression() && !key.empty() && key[0] == format::kCallPrefix;
+  bool defer = false;
+  if (t->shard->defer_compression()) {
+    auto ck = format::ParseCallKey(key);
+    defer = ck.has_value() && ck->part != Part::kSummary;
+  }
   return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain, !defer)), "write batch");
 }
 

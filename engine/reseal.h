@@ -32,8 +32,9 @@ class Resealer {
 };
 
 // Whether `value` of row `key` is a record a writer left uncompressed for
-// the filter: a call's record (format/rowkey.h kCallPrefix) whose envelope
-// parses, with codec none and a plaintext of at least
+// the filter: a call's metadata, transcript or insights record
+// (format::CallKey; not the summary, which writers compress themselves)
+// whose envelope parses, with codec none and a plaintext of at least
 // record::kCompressMinBytes (smaller ones are never compressed). Reads the
 // envelope's header only.
 bool DeferredRecord(std::string_view key, std::string_view value);
