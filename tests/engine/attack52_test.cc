@@ -157,6 +157,21 @@ TEST(Attack52, MoveCommitsWhenAFlushResealsRowsAlreadySent) {
   std::vector<Call> want(calls);
   for (size_t i = 0; i < updated.size(); ++i) want[i] = updated[i];
   ExpectSame(*b.store, "acme", want);
+  // The destination's filters reach the moved-in tenant (records sealed
+  // with the source's internal id): its deferred records are compressed.
+  ASSERT_OK(b->Flush());
+  ASSERT_OK(b->CompactAll());
+  ExpectSame(*b.store, "acme", want);
+  auto report_b = b->Verify(std::nullopt);
+  ASSERT_OK(report_b);
+  EXPECT_EQ(report_b->records_failed, 0u);
+  auto info = b->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string shard = b->ShardPaths()[info->shard];
+  b.store.reset();
+  for (size_t bytes : DeferredRows(shard, info->column_family)) {
+    ADD_FAILURE() << "a moved-in record of " << bytes << " bytes still uncompressed";
+  }
 }
 
 // --- 2. Laundering --------------------------------------------------------
