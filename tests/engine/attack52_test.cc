@@ -13,7 +13,12 @@
 //    open) is compressed by a later compaction, even when it sits in a
 //    blob file;
 //  - purges, rotations and flushes racing do not deadlock, and nothing of a
-//    purged tenant reads back.
+//    purged tenant reads back;
+//  - a SIGKILL in the middle of a resealing flush loses no acknowledged
+//    call, Verify is clean, and the next flush compresses what is left;
+//  - a backup taken before the flush restores, reads back and is compressed
+//    by the restored store (defer_compression off: the filter still runs).
+// Two findings are DISABLED_ tests (see their comments).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -144,12 +149,16 @@ TEST(Attack52, MoveCommitsWhenAFlushResealsRowsAlreadySent) {
     if (type != 'R' || done) return;
     done = true;
     // After the copy, before the first catch-up round: the flush reseals
-    // the rows just sent, then the writer changes some of those calls.
-    ASSERT_OK(a->Flush());
-    auto st = a->Stats();
-    ASSERT_OK(st);
-    EXPECT_GT(st->compression.resealed, 0u);
-    ASSERT_OK(a->PutCalls("acme", updated));
+    // the rows just sent, then the writer changes some of those calls. On
+    // another thread, as RocksDB's own flushes and a writer would be (the
+    // move holds locks here that Store::Flush must not be taken under).
+    std::thread([&] {
+      ASSERT_OK(a->Flush());
+      auto st = a->Stats();
+      ASSERT_OK(st);
+      EXPECT_GT(st->compression.resealed, 0u);
+      ASSERT_OK(a->PutCalls("acme", updated));
+    }).join();
   };
   auto report = MoveTenant(*a.store, *b.store, "acme", mo);
   ASSERT_TRUE(done);
@@ -388,6 +397,28 @@ TEST(Attack52, DISABLED_ALongTranscriptReplayedAtOpenIsCompressedEventually) {
   for (size_t bytes : DeferredRows(shard, info->column_family)) {
     ADD_FAILURE() << "a record of " << bytes
                   << " bytes still uncompressed after a flush and a full compaction";
+  }
+}
+
+// The same long transcripts flushed by the open store (its filter reaches
+// the tenant): compressed before RocksDB moves them to a blob file.
+TEST(Attack52, ALongTranscriptFlushedByTheStoreIsCompressed) {
+  crypto::Init();
+  testutil::TestStore ts;
+  ts.options.dictionary_training_calls = 0;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  auto calls = Calls(12, 51, "l-", 12.0);
+  for (const auto& c : calls) ASSERT_OK(ts->PutCalls("acme", {c}));
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string shard = ts->ShardPaths()[info->shard];
+  ASSERT_OK(ts->Flush());
+  ASSERT_OK(ts->CompactAll());
+  ExpectSame(*ts.store, "acme", calls);
+  ts.Close();
+  for (size_t bytes : DeferredRows(shard, info->column_family)) {
+    ADD_FAILURE() << "a record of " << bytes << " bytes still uncompressed";
   }
 }
 
