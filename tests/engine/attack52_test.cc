@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "callvault/move.h"
@@ -186,8 +187,9 @@ TEST(Attack52, MoveCommitsWhenAFlushResealsRowsAlreadySent) {
 // --- 2. Laundering --------------------------------------------------------
 
 // Records that reads refuse, planted in a tenant's family as deferred
-// records: one copied from another row of the same tenant, one of an
-// earlier tenant of the same id (purged, then created again). After a
+// records: one copied from another row of the same tenant (same key
+// version), one of an earlier tenant of the same id (purged, then created
+// again), one of the same tenant from before its key rotation. After a
 // flush and a full compaction they must still be refused (kCorruption),
 // byte for byte as planted.
 TEST(Attack52, NoRecordTheReadsRefuseIsLaunderedByTheFilter) {
@@ -196,51 +198,67 @@ TEST(Attack52, NoRecordTheReadsRefuseIsLaunderedByTheFilter) {
   ts.options.dictionary_training_calls = 0;
   ASSERT_OK(ts.Open());
   ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
-  const auto old_calls = Calls(10, 21, "x-");
-  PutAll(*ts.store, "acme", old_calls);
-  // The old acme's deferred transcript records, raw.
+  PutAll(*ts.store, "acme", Calls(10, 21, "x-"));
   auto old_info = ts->DescribeTenant("acme");
   ASSERT_OK(old_info);
   const std::string shard = ts->ShardPaths()[old_info->shard];
-  ts.Close();
-  std::map<std::string, std::string> old_rows;  // key -> value of the purged acme
-  {
+  // A family's deferred transcript records, raw, from the closed store.
+  auto deferred_transcripts = [&](const std::string& cf) {
+    std::map<std::string, std::string> rows;
     RawShard raw(shard, true);
-    for (const auto& [k, v] : raw.Scan(old_info->column_family)) {
+    EXPECT_TRUE(raw.status().ok()) << raw.status().ToString();
+    for (const auto& [k, v] : raw.Scan(cf)) {
       auto ck = format::ParseCallKey(k);
-      if (ck && ck->part == format::Part::kTranscript && DeferredRecord(k, v)) old_rows[k] = v;
+      if (ck && ck->part == format::Part::kTranscript && DeferredRecord(k, v)) rows[k] = v;
     }
-  }
-  ASSERT_FALSE(old_rows.empty());
+    return rows;
+  };
+  ts.Close();
+  const auto purged_rows = deferred_transcripts(old_info->column_family);
+  ASSERT_FALSE(purged_rows.empty());
   ASSERT_OK(ts.Open());
   ASSERT_OK(ts->PurgeTenant("acme"));
   ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
-  const auto calls = Calls(10, 21, "x-");  // same ids: the same row keys? (keyed hashes: no)
+  const auto calls = Calls(10, 21, "x-");
   PutAll(*ts.store, "acme", calls);
+  auto before = ts->DescribeTenant("acme");
+  ASSERT_OK(before);
+  ts.Close();
+  const auto pre_rotation_rows = deferred_transcripts(before->column_family);
+  ASSERT_FALSE(pre_rotation_rows.empty());
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  const auto more = Calls(3, 22, "y-");
+  PutAll(*ts.store, "acme", more);  // deferred, under the new key
   auto info = ts->DescribeTenant("acme");
   ASSERT_OK(info);
   ASSERT_EQ(info->shard, old_info->shard);
   ts.Close();
+  const auto current_rows = deferred_transcripts(info->column_family);
+  ASSERT_FALSE(current_rows.empty());
 
   std::map<std::string, std::string> planted;
   {
     RawShard raw(shard, false);
     ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
-    std::vector<std::pair<std::string, std::string>> transcripts;
+    // Targets: the metadata rows of three calls (every call has one).
+    std::vector<std::string> targets;
     for (const auto& [k, v] : raw.Scan(info->column_family)) {
       auto ck = format::ParseCallKey(k);
-      if (ck && ck->part == format::Part::kTranscript && DeferredRecord(k, v)) {
-        transcripts.emplace_back(k, v);
-      }
+      if (ck && ck->part == format::Part::kMeta) targets.push_back(k);
     }
-    ASSERT_GE(transcripts.size(), 3u);
-    // (a) row 0 gets row 1's record (same tenant, other row).
-    planted[transcripts[0].first] = transcripts[1].second;
-    // (b) row 2 gets a record of the purged acme (same tenant id), under
-    // its own row key when the keys match, else any.
-    auto same = old_rows.find(transcripts[2].first);
-    planted[transcripts[2].first] = same != old_rows.end() ? same->second : old_rows.begin()->second;
+    ASSERT_GE(targets.size(), 3u);
+    // (a) another row's record, same tenant, same key version.
+    planted[targets[0]] = current_rows.begin()->second;
+    // (b) a record of the purged acme (same tenant id): its own row's when
+    // the keys match, else any.
+    auto p = purged_rows.find(targets[1]);
+    planted[targets[1]] = p != purged_rows.end() ? p->second : purged_rows.begin()->second;
+    // (c) a record of this acme from before its key rotation.
+    auto r = pre_rotation_rows.find(targets[2]);
+    planted[targets[2]] = r != pre_rotation_rows.end() ? r->second : pre_rotation_rows.begin()->second;
     for (const auto& [k, v] : planted) {
+      ASSERT_TRUE(DeferredRecord(k, v));
       ASSERT_TRUE(raw.db()->Put(rocksdb::WriteOptions(), raw.cf(info->column_family), k, v).ok());
     }
   }
@@ -258,7 +276,9 @@ TEST(Attack52, NoRecordTheReadsRefuseIsLaunderedByTheFilter) {
   }
   ASSERT_OK(ts.Open());
   size_t refused = 0;
-  for (const auto& c : calls) {
+  std::vector<Call> all(calls);
+  all.insert(all.end(), more.begin(), more.end());
+  for (const auto& c : all) {
     auto r = ts->GetCall("acme", c.call_id, kPartAll);
     if (r.ok()) continue;
     EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
