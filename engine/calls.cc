@@ -55,11 +55,13 @@ Status ReadPart(const TenantRef& t, std::string_view call_hash, Part part, Call*
 
 namespace {
 // A call's records (kCallPrefix) are left uncompressed for the reseal
-// filter when the store defers compression (decision 0052); the small rows
-// of the version counter and the source index never compress anyway.
+// filter when the store defers compression (decision 0052), except in a
+// key rotation's copy (Tenant::compress_writes); the small rows of the
+// version counter and the source index never compress anyway.
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
-  const bool defer = t->shard->defer_compression() && !key.empty() && key[0] == format::kCallPrefix;
+  const bool defer = t->shard->defer_compression() && !t->compress_writes && !key.empty() &&
+                     key[0] == format::kCallPrefix;
   return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain, !defer)), "write batch");
 }
 

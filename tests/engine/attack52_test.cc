@@ -420,6 +420,37 @@ TEST(Attack52, DISABLED_ALongTranscriptReplayedAtOpenIsCompressedEventually) {
   }
 }
 
+// A key rotation copies the calls through the writers' path (calls::
+// PlanWrite: the rows' keyed hashes change). Deferred there too, the
+// copy's call records went uncompressed into a family no tenant had yet:
+// the copy's flushes found no tenant and kept them, and the long
+// transcripts among them went to blob files, uncompressed for good, as in
+// the case above. The copy compresses (Tenant::compress_writes), as
+// decision 0052 says it does.
+TEST(Attack52, ALongTranscriptCopiedByAKeyRotationIsCompressed) {
+  crypto::Init();
+  testutil::TestStore ts;
+  ts.options.dictionary_training_calls = 0;
+  ts.options.write_buffer_bytes = 1u << 20;  // the copy flushes as it goes
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  auto calls = Calls(12, 51, "l-", 12.0);
+  for (const auto& c : calls) ASSERT_OK(ts->PutCalls("acme", {c}));
+  ASSERT_OK(ts->Flush());
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  ASSERT_OK(ts->Flush());
+  ASSERT_OK(ts->CompactAll());
+  ExpectSame(*ts.store, "acme", calls);
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string shard = ts->ShardPaths()[info->shard];
+  ts.Close();
+  for (size_t bytes : DeferredRows(shard, info->column_family)) {
+    ADD_FAILURE() << "a record of " << bytes
+                  << " bytes still uncompressed after the rotation, a flush and a full compaction";
+  }
+}
+
 // The same long transcripts flushed by the open store (its filter reaches
 // the tenant): compressed before RocksDB moves them to a blob file.
 TEST(Attack52, ALongTranscriptFlushedByTheStoreIsCompressed) {
