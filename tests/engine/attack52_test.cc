@@ -35,6 +35,7 @@
 #include "callvault/move.h"
 #include "callvault/store.h"
 #include "engine/crypto.h"
+#include "engine/kill_point.h"
 #include "engine/reseal.h"
 #include "format/envelope.h"
 #include "format/rowkey.h"
@@ -628,6 +629,67 @@ TEST(Attack52, DISABLED_CrashChildMidFlush) {
   flushed = true;
   watcher.join();
   std::exit(3);
+}
+
+// The child: four tenants written, flushes and compactions running in a
+// loop, and a purge killed (SIGKILL) after it shredded the tenant's key.
+TEST(Attack52, DISABLED_CrashChildMidPurge) {
+  crypto::Init();
+  const char* db = std::getenv("CV_ATTACK52_DB");
+  const char* keys = std::getenv("CV_ATTACK52_KEYS");
+  ASSERT_TRUE(db != nullptr && keys != nullptr);
+  Options o = CrashOptions(keys);
+  o.write_buffer_bytes = 256u << 10;
+  auto opened = Store::Open(o, db);
+  ASSERT_OK(opened);
+  std::unique_ptr<Store> store = std::move(opened).value();
+  const auto calls = Calls(60, 91, "q-", 0.3);
+  for (int i = 0; i < 4; ++i) {
+    const std::string t = "t" + std::to_string(i);
+    ASSERT_OK(store->CreateTenant({.tenant_id = t}));
+    PutAll(*store, t, calls);
+  }
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load()) {
+      store->Flush().IgnoreError();
+      store->CompactAll().IgnoreError();
+    }
+  });
+  testing::ArmKillPoint("purge.after_shred");
+  (void)store->PurgeTenant("t1");
+  stop = true;
+  churn.join();
+  std::exit(3);  // the kill point was not reached
+}
+
+TEST(Attack52, APurgeKilledWhileFlushesResealStaysPurged) {
+  crypto::Init();
+  testutil::TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  const std::string outcome = testutil::RunSelfChild(
+      "Attack52.DISABLED_CrashChildMidPurge", {{"CV_ATTACK52_DB", db}, {"CV_ATTACK52_KEYS", keys}},
+      /*quiet=*/false, /*timeout_s=*/300);
+  ASSERT_EQ(outcome, "signal 9");
+  auto opened = Store::Open(CrashOptions(keys), db);
+  ASSERT_OK(opened);
+  std::unique_ptr<Store> store = std::move(opened).value();
+  const auto calls = Calls(60, 91, "q-", 0.3);
+  for (int i = 0; i < 4; ++i) {
+    const std::string t = "t" + std::to_string(i);
+    if (i == 1) {
+      auto g = store->GetCall(t, calls[0].call_id, kPartAll);
+      EXPECT_FALSE(g.ok()) << "a call of the purged tenant reads back";
+      continue;
+    }
+    ExpectSame(*store, t, calls);
+  }
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(store->CompactAll());
+  auto report = store->Verify(std::nullopt);
+  ASSERT_OK(report);
+  EXPECT_EQ(report->records_failed, 0u);
+  for (const auto& f : report->failures) ADD_FAILURE() << f;
 }
 
 TEST(Attack52, EveryCallReadsBackAfterACrashInAResealingFlush) {
