@@ -434,15 +434,21 @@ TEST(Attack52, DISABLED_ARecordThatNeverShrinksIsNotRetriedByEveryCompaction) {
 // --- 5. Records flushed before the store can reach their tenant ------------
 
 // With a small write buffer, the WAL replay of an open fills the memtable
-// and RocksDB flushes it during DB::Open, before the shard has a lookup (its
-// tenants are not even loaded): those records are written uncompressed.
-// Those small enough for a table are compressed by a later compaction;
-// those past min_blob_size (256 KiB) go to a blob file, which the filter
-// never reads back (FilterBlobByKey kKeep): they stay uncompressed for good.
+// and RocksDB flushes it during DB::Open, before the store has activated
+// its tenants: no filter reaches them, those records are written
+// uncompressed. Two ways they then stay so:
+//  - those past min_blob_size (256 KiB) go to a blob file, which the filter
+//    never reads back (FilterBlobByKey kKeep): uncompressed for good;
+//  - the L0 files of the replay trigger an automatic compaction as DB::Open
+//    ends, still before the tenants are active (its filter finds none): it
+//    rewrites them, uncompressed, into the bottommost level, and CompactAll
+//    (kForceOptimized) then skips that file, which appeared during it. In
+//    2 of 3 runs here every deferred record of the replay (36) was left.
 TEST(Attack52, DISABLED_ALongTranscriptReplayedAtOpenIsCompressedEventually) {
-  // DISABLED: a finding. After Flush + CompactAll the long transcripts
-  // replayed (and flushed) at open are still deferred (codec none) in blob
-  // files: ~2-3x their compressed size on disk, for good.
+  // DISABLED: a finding. After Flush + CompactAll records replayed (and
+  // flushed) at open are still deferred (codec none): in blob files for
+  // good, in table files until a compaction that reaches the tenant
+  // rewrites their file (for an idle tenant's bottommost file: rarely).
   crypto::Init();
   testutil::TestStore ts;
   ts.options.dictionary_training_calls = 0;
@@ -464,7 +470,14 @@ TEST(Attack52, DISABLED_ALongTranscriptReplayedAtOpenIsCompressedEventually) {
   ts.options.write_buffer_bytes = 1u << 20;
   ASSERT_OK(ts.Open());  // replay: memtables fill and flush during DB::Open
   ASSERT_OK(ts->Flush());
+  auto s0 = ts->Stats();
+  ASSERT_OK(s0);
   ASSERT_OK(ts->CompactAll());
+  auto s1 = ts->Stats();
+  ASSERT_OK(s1);
+  std::cout << "[attack52] after the open's flush: resealed " << s0->compression.resealed
+            << ", kept " << s0->compression.kept << "; after CompactAll: resealed "
+            << s1->compression.resealed << ", kept " << s1->compression.kept << std::endl;
   ExpectSame(*ts.store, "acme", calls);
   ts.Close();
   for (size_t bytes : DeferredRows(shard, info->column_family)) {
