@@ -97,10 +97,6 @@ class DictionaryTrainingTest : public ::testing::Test {
   void SetUp() override {
     crypto::Init();
     ts_.options.dictionary_training_calls = kThreshold;
-    // The writer's own compression: these tests read which dictionary each
-    // record names as written, and with deferred compression (decision
-    // 0052, the default) no writer names one (reseal_test covers that).
-    ts_.options.defer_compression = false;
     ASSERT_TRUE(ts_.Open().ok());
     ASSERT_TRUE(ts_->CreateTenant({.tenant_id = "acme"}).ok());
     ASSERT_TRUE(ts_->CreateTenant({.tenant_id = "other"}).ok());
