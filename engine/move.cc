@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -37,6 +38,7 @@
 #include "engine/crypto.h"
 #include "engine/indexing.h"
 #include "engine/metrics_internal.h"
+#include "engine/reseal.h"
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
 #include "engine/rotate_internal.h"
@@ -285,6 +287,14 @@ struct MultisetDigest {
   void Add(std::string_view key, std::string_view value) {
     uint64_t h[4];
     RowHash(key, value, h);
+    AddHash(h);
+  }
+  void Remove(std::string_view key, std::string_view value) {
+    uint64_t h[4];
+    RowHash(key, value, h);
+    RemoveHash(h);
+  }
+  void AddHash(const uint64_t h[4]) {
     uint64_t carry = 0;
     for (int i = 0; i < 4; ++i) {
       const uint64_t s = limb[i] + h[i];
@@ -294,9 +304,7 @@ struct MultisetDigest {
     }
     ++rows;
   }
-  void Remove(std::string_view key, std::string_view value) {
-    uint64_t h[4];
-    RowHash(key, value, h);
+  void RemoveHash(const uint64_t h[4]) {
     uint64_t borrow = 0;
     for (int i = 0; i < 4; ++i) {
       const uint64_t d = limb[i] - h[i];
@@ -497,9 +505,22 @@ class SourceCopy {
                 const std::string_view* after) {
     if (before == nullptr && after == nullptr) return Status::OK();
     if (before != nullptr && after != nullptr && *before == *after) return Status::OK();
-    if (before != nullptr) digest_.Remove(key, *before);
+    if (before != nullptr) {
+      // What the destination holds for the row: what was sent, which a
+      // reseal may have replaced here since (see sent_deferred_).
+      auto it = sent_deferred_.find(key);
+      if (it != sent_deferred_.end()) {
+        digest_.RemoveHash(it->second.data());
+        sent_deferred_.erase(it);
+      } else {
+        digest_.Remove(key, *before);
+      }
+    }
     if (after != nullptr) {
-      digest_.Add(key, *after);
+      std::array<uint64_t, 4> h;
+      MultisetDigest::RowHash(key, *after, h.data());
+      digest_.AddHash(h.data());
+      if (DeferredRecord(key, *after)) sent_deferred_.emplace(std::string(key), h);
       return emit_(true, key, *after);
     }
     return emit_(false, key, "");
@@ -563,6 +584,13 @@ class SourceCopy {
   rocksdb::DB* db_ = nullptr;
   Emit emit_;
   MultisetDigest digest_;
+  // The hash of each row sent as a deferred record (decision 0052): a
+  // flush or compaction here may reseal it after it was sent (the same
+  // entry, new bytes), so the value a later round reads for it at the
+  // earlier snapshot is not what the destination holds, and removing that
+  // one from the digest would leave it describing rows nobody holds (the
+  // verdict then fails). Deferred rows only: others are never rewritten.
+  std::map<std::string, std::array<uint64_t, 4>, std::less<>> sent_deferred_;
   uint64_t pos_ = 0;  // the feed sequence the copy is up to date with
   uint64_t read_ = 0;
   bool fell_back_ = false;

@@ -656,6 +656,7 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
   copy->rec.key_version = copying.rotation_key_version;
   copy->rec.ad_internal_id = 0;  // sealed with its own internal id from now on
   copy->shard = shard;
+  copy->compress_writes = true;  // no reseal filter reaches the copy's family
   auto undo = [&](Status why) -> Status {
     copy->cf = nullptr;  // RollBackRotation drops it by name
     copy->WipeKeys();

@@ -88,6 +88,12 @@ struct Tenant : record::DictionarySource, Resealer {
   // stream of them cannot starve the rotation (std::shared_mutex lets new
   // shared holders in ahead of a waiting exclusive one).
   std::atomic<bool> exclusive_waiting{false};
+  // A key rotation's copy (rotate.cc): its call records are sealed
+  // compressed even when the store defers compression (decision 0052), as
+  // no reseal filter reaches its family before the switch (its flushes
+  // would keep them as written, and those in blob files for good).
+  // Fixed before the copy starts.
+  bool compress_writes = false;
   Shard* shard = nullptr;
   rocksdb::ColumnFamilyHandle* cf = nullptr;  // GUARDED_BY(life)
   SecretBytes record_key;                     // GUARDED_BY(life)
