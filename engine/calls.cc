@@ -12,6 +12,7 @@
 #include "engine/codec.h"
 #include "engine/fs_util.h"
 #include "engine/indexing.h"
+#include "engine/reseal.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
 #include "format/coding.h"
@@ -60,13 +61,15 @@ namespace {
 // reaches its family before the switch). Not its summary: mostly keyed
 // hashes, small, and with a dictionary often not smaller compressed, so the
 // filter would try it again at every compaction; the rows of the version
-// counter and the source index are smaller than anything compressed.
+// counter and the source index are smaller than anything compressed. Nor
+// records of kDeferMaxBytes and more (engine/reseal.h: never deferred into
+// a blob file).
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
   bool defer = false;
   if (t->shard->defer_compression() && !t->compress_writes) {
     auto ck = format::ParseCallKey(key);
-    defer = ck.has_value() && ck->part != Part::kSummary;
+    defer = ck.has_value() && ck->part != Part::kSummary && plain.size() < kDeferMaxBytes;
   }
   return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain, !defer)), "write batch");
 }

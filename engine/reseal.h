@@ -39,6 +39,15 @@ class Resealer {
 // envelope's header only.
 bool DeferredRecord(std::string_view key, std::string_view value);
 
+// Records of this size or more are compressed by the writer even when
+// compression is deferred: below the shards' min_blob_size (256 KiB) with
+// the envelope, so a deferred record never goes to a blob file, whose
+// values compactions do not read back (a record flushed before its tenant
+// was reachable, during an open's WAL replay or a move's copy, would stay
+// uncompressed there for good). Table files are rewritten by compactions,
+// which reseal what they hold.
+inline constexpr size_t kDeferMaxBytes = 192u << 10;
+
 // What the filters did since the store opened (StoreStats::compression).
 struct ResealCounters {
   std::atomic<uint64_t> resealed{0};  // records compressed and sealed again
