@@ -372,6 +372,8 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   }
   m.dictionary_trainings = trainings_done_.load();
   m.dictionary_training_failures = trainings_failed_.load();
+  m.records_resealed = res_->reseal.resealed.load();
+  m.records_kept_uncompressed = res_->reseal.kept.load();
   auto add_instance = [&m](rocksdb::DB* db) {
     if (db == nullptr) return;
     uint64_t v = 0;

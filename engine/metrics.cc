@@ -159,6 +159,13 @@ std::string RenderPrometheus(const Metrics& m) {
   Metric(&out, "callvault_dictionary_training_failures_total", "counter",
          "Dictionary trainings that failed since open (retried a threshold later).",
          m.dictionary_training_failures);
+  Metric(&out, "callvault_records_resealed_total", "counter",
+         "Call records compressed and sealed again by flushes and compactions since open.",
+         m.records_resealed);
+  Metric(&out, "callvault_records_kept_uncompressed_total", "counter",
+         "Times a flush or compaction kept a deferred call record as written (tenant busy or not "
+         "reachable, or the record did not open) since open.",
+         m.records_kept_uncompressed);
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <map>
 
+#include "callvault/metrics.h"
 #include "callvault/store.h"
 #include "engine/crypto.h"
 #include "engine/reseal.h"
@@ -136,6 +137,12 @@ TEST_F(ResealTest, UncompressedUntilTheFlushThenCompressedAndTheSame) {
   auto st = ts_->Stats();
   ASSERT_OK(st);
   EXPECT_GE(st->compression.resealed, before.deferred);
+  auto m = ts_->Metrics();
+  ASSERT_OK(m);
+  EXPECT_EQ(m->records_resealed, st->compression.resealed);
+  EXPECT_NE(RenderPrometheus(*m).find("callvault_records_resealed_total " +
+                                      std::to_string(m->records_resealed) + "\n"),
+            std::string::npos);
   ts_.Close();
   const Codecs after = ReadCodecs(shard_, acme_.column_family);
   EXPECT_EQ(after.rows, before.rows);

@@ -115,6 +115,11 @@ struct Metrics {
   uint64_t dictionary_training_queue = 0;
   uint64_t dictionary_trainings = 0;
   uint64_t dictionary_training_failures = 0;
+  // Deferred compression (decision 0052): call records the flushes and
+  // compactions compressed and sealed again, and the times one was kept as
+  // written (StoreStats::compression), since open.
+  uint64_t records_resealed = 0;
+  uint64_t records_kept_uncompressed = 0;
   // hits / (hits + misses); 0 without lookups.
   double block_cache_hit_rate() const;
 };
