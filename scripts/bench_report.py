@@ -78,7 +78,7 @@ def verdict(ok):
 
 
 NOT_MEASURED = "not measured in this run"
-LOAD_LIMIT = 1.5  # a 1-minute load average above this: other work shared the machine
+LOAD_LIMIT = 1.5  # a 1-minute load average above this: more than a core's worth of runnable work
 
 
 def load_samples(obj):
@@ -148,7 +148,9 @@ def load_note(*objs, compact=False):
                 f"{'; '.join(samples)} (highest 1-minute figure {peak:.2f}).\n")
     if peak > LOAD_LIMIT:
         text += (f"\n**Warning: the 1-minute load average reached {peak:.2f} (above {LOAD_LIMIT}) during this "
-                 f"table's run: other work shared the machine and these figures are not comparable.**\n")
+                 f"table's run: more than one core's worth of work was runnable (this counts the benchmark's own "
+                 f"threads and RocksDB's flushes and compactions as well as any other work); compare these "
+                 f"figures with another run only with care.**\n")
     return text
 
 
@@ -298,8 +300,9 @@ def steady_state_note(w, calls, logical, sync_calls=None, logical_sync=None):
             f"{' and '.join(parts)} the memtables that can hold them in either system ({nb} × {wb / 2**20:.0f} MiB "
             f"per column family, from both systems' options; the shared {shared / 2**20:.0f} MiB write-buffer "
             f"budget, {logical / shared:.1f}× of it here, is not reached by one or two tenants), so both pay their "
-            f"flushes and compactions inside the measured runs. callvault's memtables hold sealed, compressed "
-            f"records, fewer bytes than raw RocksDB's")
+            f"flushes and compactions inside the measured runs. callvault's memtables hold its call records "
+            f"sealed but not yet compressed (its flushes compress them, decision 0052), about as many bytes "
+            f"as raw RocksDB's")
     reads = w.get("reads", {}).get("callvault")
     if reads and "1" in holds:
         text += f" ({med(reads['disk_total_bytes']) / holds['1']:.0f}× its one-tenant memtables after compaction)"
