@@ -588,6 +588,11 @@ bool CloseCheckFS::TakeWriteFailure(const std::string& dir) {
   return write_failed_.erase(dir) > 0;
 }
 
+bool CloseCheckFS::WriteFailed(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  return write_failed_.count(dir) > 0;
+}
+
 void CloseCheckFS::RecordCloseError(const std::string& path, const rocksdb::IOStatus& s) {
   std::lock_guard<std::mutex> l(mu_);
   failed_.emplace(DirOf(path), fsutil::FromIO(s, "close " + path));  // keeps the first
@@ -688,8 +693,9 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   return r;
 }
 
-Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what) {
-  if (flag.failed()) {
+Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what, CloseCheckFS* fs,
+               const std::string& dir) {
+  if (flag.failed() || (fs != nullptr && fs->WriteFailed(dir))) {
     return Status::IOError(std::string(what) +
                            ": an earlier write or sync of this instance failed; its WAL is not "
                            "synced again until the store is reopened");
@@ -995,7 +1001,8 @@ Status Shard::Close() {
   // not synced again (SyncWal): its close reports that earlier failure.
   bool synced_ok = false;
   if (!read_only_) {
-    Status synced = callvault::SyncWal(db_.get(), *error_, name + "sync WAL at close");
+    Status synced = callvault::SyncWal(db_.get(), *error_, name + "sync WAL at close",
+                                       res_->close_check.get(), path_);
     synced_ok = synced.ok();
     keep(std::move(synced));
   }
@@ -1122,7 +1129,9 @@ Status Shard::FlushAll() {
   return SyncWal();
 }
 
-Status Shard::SyncWal() { return callvault::SyncWal(db_.get(), *error_, "sync WAL"); }
+Status Shard::SyncWal() {
+  return callvault::SyncWal(db_.get(), *error_, "sync WAL", res_->close_check.get(), path_);
+}
 
 Status Shard::DropWalEvidence() {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();

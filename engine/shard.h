@@ -88,6 +88,8 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   // whether one happened since the last call, and forgets it.
   void RecordWriteFailure(const std::string& dir);
   bool TakeWriteFailure(const std::string& dir);
+  // The same, without forgetting it.
+  bool WriteFailed(const std::string& dir);
   // kIOError for the first failed close of a file directly in `dir` since
   // the last call (then forgotten), or OK.
   Status TakeCloseError(const std::string& dir);
@@ -267,9 +269,15 @@ struct ShardMark {
 // The store header field that holds shard `index`'s mark.
 inline std::string ShardMarkField(uint32_t index) { return "shard_mark." + std::to_string(index); }
 
-// FlushWAL(true) unless `flag` says the instance failed: then kIOError,
-// and the WAL is left alone.
-Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what);
+// FlushWAL(true) unless `flag` says the instance failed, or `fs` (the
+// store's, made at its open) saw a write of a file in `dir` (the instance's
+// directory) fail:
+// then kIOError, and the WAL is left alone. RocksDB 7.8.3 (Debian's build
+// keeps its assertions) aborts the process when it syncs a WAL writer that
+// saw an error, and an instance opened degraded (paranoid_checks off,
+// decision 0014) raises no background error for a failed WAL write.
+Status SyncWal(rocksdb::DB* db, const ErrorFlag& flag, std::string_view what,
+               CloseCheckFS* fs = nullptr, const std::string& dir = "");
 
 // What a read-only open of the instance at `dir` would read first: the
 // name of its current MANIFEST and that file's size. A read-only open

@@ -604,7 +604,8 @@ Status Store::Impl::Close() {
     }
     Status synced;
     if (!read_only()) {
-      synced = SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close");
+      synced = SyncWal(meta_.get(), *meta_error_, "metadata: sync WAL at close",
+                       res_->close_check.get(), path_ + "/meta");
       keep(synced);
     }
     Status closed = fsutil::FromRocks(meta_->Close(), "metadata: close");
