@@ -372,7 +372,11 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
     // A live instance writes a new MANIFEST per edit and deletes the old
     // one (decision 0025): a copy that caught CURRENT before a background
     // flush's edit may lack the MANIFEST it names; copied again then.
+    // Background work is paused for the copy: a compaction that deleted a
+    // table file between the listing and the copy broke the image once
+    // (DB::Open of the copy failed under load).
     std::string current, manifest;
+    ASSERT_TRUE(db->PauseBackgroundWork().ok());
     for (int attempt = 0; attempt < 20; ++attempt) {
       fs::remove_all(img);
       testutil::CopyTree(dir, img);
@@ -381,6 +385,7 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
       current.pop_back();
       if (fs::exists(img + "/" + current)) break;
     }
+    ASSERT_TRUE(db->ContinueBackgroundWork().ok());
     ASSERT_TRUE(rocksdb::ReadFileToString(rocksdb::Env::Default(), img + "/" + current, &manifest).ok());
     const walscan::ManifestInfo info = DecodeManifest(manifest);
     const uint64_t floor = info.replay_floor;
