@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <signal.h>
+#include <execinfo.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <sstream>
 
 #include "engine/keyring.h"
+#include "tests/testutil/sanitizers.h"
 #include "tests/testutil/testutil.h"
 
 extern char** environ;
@@ -27,6 +29,34 @@ extern char** environ;
 namespace callvault::crashtest {
 
 namespace {
+
+constexpr char kFatalBanner[] = "*** callvault crash suite: fatal signal, stack:";
+
+// Async-signal-safe enough for a process that is dying anyway: backtrace()
+// is preloaded below so that it does not allocate here on first use.
+void DumpStackAndDie(int sig) {
+  void* frames[64];
+  const int n = ::backtrace(frames, 64);
+  (void)!::write(2, "\n", 1);
+  (void)!::write(2, kFatalBanner, sizeof(kFatalBanner) - 1);
+  (void)!::write(2, "\n", 1);
+  ::backtrace_symbols_fd(frames, n, 2);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+struct FatalSignalStack {
+  FatalSignalStack() {
+    void* warm[1];
+    (void)::backtrace(warm, 1);  // loads libgcc's unwinder now, not in the handler
+    ::signal(SIGABRT, DumpStackAndDie);
+#ifndef CV_SANITIZED
+    // The sanitizers report these themselves, with more than a stack.
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, DumpStackAndDie);
+#endif
+  }
+};
+const FatalSignalStack g_fatal_signal_stack;
 
 bool ParseNumbered(const std::string& name, const std::string& prefix, uint64_t* out) {
   if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return false;
@@ -48,6 +78,8 @@ void SplitLines(std::string* partial, std::vector<std::string>* lines) {
 }
 
 }  // namespace
+
+const char* FatalSignalBanner() { return kFatalBanner; }
 
 Child Spawn(const std::map<std::string, std::string>& env, const std::string& log_path) {
   int p[2];

@@ -39,6 +39,14 @@ struct Child {
   int fd = -1;  // read end of the report pipe
 };
 
+// Every process of a crash suite (the test itself and its children) writes
+// its stack to stderr when it dies of SIGABRT (and, outside sanitizer
+// builds, SIGSEGV, SIGBUS, SIGFPE or SIGILL), then dies of the same signal:
+// an assertion inside RocksDB (Debian's 7.8.3 keeps them) says where it
+// fired. Installed at load time by crash_util.cc; this returns the banner
+// the dump starts with, for the test that checks it.
+const char* FatalSignalBanner();
+
 // Starts a child running CrashChild.DISABLED_Run with `env` added to this
 // process's environment. Its stdout and stderr go to `log_path`.
 Child Spawn(const std::map<std::string, std::string>& env, const std::string& log_path);

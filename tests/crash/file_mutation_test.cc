@@ -95,7 +95,6 @@
 // passes since decision 0015 (the high-water mark a clean close leaves:
 // the prepared store is closed cleanly, so a cut or damaged final edit of
 // a shard MANIFEST, a cut WAL or a damaged last WAL record is reported).
-#include <execinfo.h>
 #include <fcntl.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
@@ -956,18 +955,6 @@ std::string Flags(const Outcome& o) {
 
 constexpr size_t kReopenEvery = 4;
 
-// A child that dies of a signal writes its stack to its log (child.log,
-// kept with the failure's artifacts): which assertion of which library.
-void DumpStackAndDie(int sig) {
-  void* frames[64];
-  const int n = ::backtrace(frames, 64);
-  static const char kHead[] = "\n*** file_mutation_test child: fatal signal, stack:\n";
-  (void)!::write(2, kHead, sizeof(kHead) - 1);
-  ::backtrace_symbols_fd(frames, n, 2);
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
 TEST(CrashChild, DISABLED_Run) {
   if (Env(crashtest::kEnvMode) != "t5") GTEST_SKIP();
   const std::string dir = Env(kEnvDir);
@@ -977,7 +964,8 @@ TEST(CrashChild, DISABLED_Run) {
     std::ifstream in(dir + "/plan.txt");
     for (std::string line; std::getline(in, line);) plan.push_back(Mutation::Decode(line));
   }
-  for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL}) ::signal(sig, DumpStackAndDie);
+  // A child that dies of a signal writes its stack into child.log (kept with
+  // the failure's artifacts): crash_util.cc installs the handler.
   const Tree pristine = Tree::Load(dir + "/pristine");
   Scratch scratch(pristine, Env(kEnvScratch) + "/scratch");
   const auto shards_file = pristine.files.find(kShardsFile);

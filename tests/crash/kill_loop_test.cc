@@ -53,6 +53,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -857,6 +858,14 @@ void Absorb(const std::vector<std::string>& lines, Model* m, std::optional<OpMsg
       ADD_FAILURE() << "child: " << line;
     }
   }
+}
+
+// An abort inside the engine or RocksDB (an assertion: Debian's 7.8.3 keeps
+// them) in any crash suite's process leaves its stack on stderr, so a
+// failure seen once in CI says where it happened (crash_util.cc).
+TEST(KillLoopTest, AnAbortPrintsItsStack) {
+  EXPECT_EXIT(std::abort(), ::testing::KilledBySignal(SIGABRT),
+              std::string(crashtest::FatalSignalBanner()).substr(4) + "\n.*kill_loop_test");
 }
 
 TEST(KillLoopTest, AcknowledgedWritesSurviveSigkill) {
