@@ -43,6 +43,7 @@
 #include "engine/reseal.h"
 #include "format/envelope.h"
 #include "format/rowkey.h"
+#include "tests/testutil/calls.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
@@ -54,13 +55,7 @@ namespace {
 using testutil::RawShard;
 
 std::vector<Call> Calls(size_t n, uint64_t seed, const std::string& prefix, double scale = 0.05) {
-  workload::GeneratorOptions o;
-  o.seed = seed;
-  o.transcript_scale = scale;
-  workload::Generator g(o);
-  auto calls = g.Batch(n);
-  for (size_t i = 0; i < calls.size(); ++i) calls[i].call_id = prefix + std::to_string(i);
-  return calls;
+  return testutil::GeneratedCalls(n, seed, prefix, scale);
 }
 
 void PutAll(Store& s, const std::string& tenant, const std::vector<Call>& calls) {

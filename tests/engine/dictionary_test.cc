@@ -20,6 +20,7 @@
 #include "format/envelope.h"
 #include "format/rowkey.h"
 #include "tests/guarantees/guarantee_util.h"
+#include "tests/testutil/calls.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
 #include "workload/workload.h"
@@ -45,11 +46,7 @@ class FixedSource : public record::DictionarySource {
 };
 
 std::vector<Call> Calls(size_t n, uint64_t seed, double scale = 0.05) {
-  workload::GeneratorOptions o;
-  o.seed = seed;
-  o.transcript_scale = scale;
-  workload::Generator g(o);
-  return g.Batch(n);
+  return testutil::GeneratedCalls(n, seed, "", scale);
 }
 
 std::shared_ptr<const compress::Dictionary> TrainFrom(const std::vector<Call>& calls, uint32_t id) {

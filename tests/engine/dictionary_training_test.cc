@@ -21,6 +21,7 @@
 #include "engine/crypto.h"
 #include "engine/rotate_internal.h"
 #include "format/rowkey.h"
+#include "tests/testutil/calls.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
 #include "workload/workload.h"
@@ -33,13 +34,7 @@ using testutil::RawShard;
 constexpr size_t kThreshold = 60;
 
 std::vector<Call> Calls(size_t n, uint64_t seed, const std::string& prefix) {
-  workload::GeneratorOptions o;
-  o.seed = seed;
-  o.transcript_scale = 0.05;
-  workload::Generator g(o);
-  std::vector<Call> calls = g.Batch(n);
-  for (size_t i = 0; i < n; ++i) calls[i].call_id = prefix + std::to_string(i);
-  return calls;
+  return testutil::GeneratedCalls(n, seed, prefix);
 }
 
 // The training hook: records which thread reached each phase, and holds the

@@ -20,6 +20,7 @@
 #include "engine/reseal.h"
 #include "format/envelope.h"
 #include "format/rowkey.h"
+#include "tests/testutil/calls.h"
 #include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
 #include "workload/workload.h"
@@ -30,13 +31,7 @@ namespace {
 using testutil::RawShard;
 
 std::vector<Call> Calls(size_t n, uint64_t seed, const std::string& prefix, double scale = 0.05) {
-  workload::GeneratorOptions o;
-  o.seed = seed;
-  o.transcript_scale = scale;
-  workload::Generator g(o);
-  auto calls = g.Batch(n);
-  for (size_t i = 0; i < calls.size(); ++i) calls[i].call_id = prefix + std::to_string(i);
-  return calls;
+  return testutil::GeneratedCalls(n, seed, prefix, scale);
 }
 
 // Codec counts of a family's call records ('C' rows but the summaries,
