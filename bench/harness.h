@@ -54,6 +54,16 @@ struct Config {
   // callvault creates stop after this many seconds (0: never); the JSON
   // then says how many tenants were reached.
   double tenant_create_budget_s = 0;
+
+  // Many active tenants (issue 14 item 4): at each of these tenant counts
+  // (a subset of tenant_counts), the store the tenant-scale phase built is
+  // opened again and given `active_calls` calls in synced batches of
+  // `active_batch`, round-robin over every tenant (at least two rounds), while
+  // one reader gets random tenants' calls. Transcripts at `active_scale`.
+  std::vector<size_t> active_counts = {100, 1000};
+  size_t active_calls = 4000;
+  size_t active_batch = 5;
+  double active_scale = 0.05;
 };
 
 Config QuickConfig();

@@ -8,13 +8,17 @@
 // are created in bulk (CreateColumnFamilies, 500 per call: creating 10,000
 // one by one would take hours), one call written to each, then a sample of
 // single CreateColumnFamily and DropColumnFamily calls is timed at that scale.
+#include <rocksdb/db.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
+#include <thread>
 
 #include "bench/harness.h"
 #include "bench/systems.h"
@@ -39,6 +43,9 @@ struct ChildArgs {
   std::string system, phase, dir;
   size_t tenants = 0, samples = 0;
   double budget_s = 0;
+  // phase "active" only (Config::active_*)
+  size_t active_calls = 0, active_batch = 0;
+  double active_scale = 0;
 };
 
 Json Latencies(const std::vector<double>& ms) {
@@ -170,6 +177,169 @@ Json Open(const ChildArgs& a) {
   return j;
 }
 
+// Bytes this process handed to write(2) and friends since it started
+// (/proc/self/io wchar): the WAL, flushes and compactions of the store in
+// this child, page-cache writeback or not.
+uint64_t WrittenBytes() {
+  std::ifstream in("/proc/self/io");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("wchar:", 0) == 0) return std::stoull(line.substr(6));
+  }
+  Fail("no wchar in /proc/self/io");
+}
+
+// Waits until the system has no compaction debt and runs none (polled every
+// 500 ms, two quiet polls in a row), at most `cap_s`. Returns whether it
+// got there.
+bool Settle(System* sys, const std::string& system, double cap_s) {
+  Timer t;
+  int quiet = 0;
+  while (t.Seconds() < cap_s) {
+    bool busy = false;
+    if (system == "callvault") {
+      auto m = static_cast<CallvaultSystem*>(sys)->store()->Metrics();
+      if (!m.ok()) Fail("active: metrics: " + m.status().ToString());
+      busy = m->pending_compaction_bytes > 0;
+    } else {
+      rocksdb::DB* db = static_cast<RawSystem*>(sys)->db();
+      uint64_t v = 0;
+      busy = db->GetIntProperty("rocksdb.num-running-compactions", &v) && v > 0;
+      busy = busy || (db->GetIntProperty("rocksdb.num-running-flushes", &v) && v > 0);
+      busy = busy || (db->GetAggregatedIntProperty("rocksdb.estimate-pending-compaction-bytes", &v) && v > 0);
+    }
+    quiet = busy ? 0 : quiet + 1;
+    if (quiet >= 2) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return false;
+}
+
+// Many active tenants (issue 14 item 4): the store built by "create" gets
+// a.active_calls calls in synced batches of a.active_batch, round-robin
+// over every live tenant (at least two rounds), while one reader thread gets
+// random tenants' calls. Figures: the ingest rate (whole run and its second
+// half: the steady part), batch and get latencies (idle before the ingest,
+// and during it), bytes written by the process per call until compactions
+// settle, resident memory, files, and for callvault what Stats() reports.
+Json Active(const ChildArgs& a) {
+  const std::string& system = a.system;
+  const Call probe = MakeCalls(1, 0.05, 99)[0];  // the call "create" put in every tenant
+  std::unique_ptr<System> sys;
+  if (system == "callvault") sys = std::make_unique<CallvaultSystem>(a.dir, false);
+  else sys = std::make_unique<RawSystem>(a.dir);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < a.tenants; ++i) {
+    if (system == "callvault" && Purged(i, a.tenants, a.samples)) continue;
+    names.push_back(TenantName(i));
+  }
+  const std::vector<Call> pool = MakeCalls(500, a.active_scale, 17);
+  double pool_bytes = 0;
+  for (const auto& c : pool) {
+    pool_bytes += static_cast<double>(c.title.size() + c.insights.summary.size());
+    for (const auto& seg : c.transcript) pool_bytes += static_cast<double>(seg.text.size());
+  }
+  const size_t per_round = names.size() * a.active_batch;
+  const size_t rounds = std::max<size_t>(2, (a.active_calls + per_round - 1) / per_round);
+  const size_t total = rounds * per_round;
+
+  auto get_ms = [&](std::mt19937_64& rng, Call* c) {
+    const std::string& n = names[rng() % names.size()];
+    Timer t;
+    if (!sys->Get(n, probe.call_id, kPartAll, c)) Fail("active: call missing in " + n);
+    return t.Millis();
+  };
+  std::vector<double> idle_get_ms;
+  {
+    std::mt19937_64 rng(7);
+    Call c;
+    for (size_t i = 0; i < 2000; ++i) idle_get_ms.push_back(get_ms(rng, &c));
+  }
+
+  std::atomic<bool> stop{false};
+  std::vector<double> busy_get_ms;
+  std::thread reader([&] {
+    std::mt19937_64 rng(8);
+    Call c;
+    while (!stop.load(std::memory_order_relaxed)) busy_get_ms.push_back(get_ms(rng, &c));
+  });
+  const uint64_t written0 = WrittenBytes();
+  std::vector<double> batch_ms;
+  batch_ms.reserve(total / a.active_batch);
+  Json round_rates = Json::array();
+  Timer all;
+  double half_at = -1;
+  size_t done = 0;
+  for (size_t r = 0; r < rounds; ++r) {
+    Timer round;
+    for (size_t t = 0; t < names.size(); ++t) {
+      std::vector<Call> b;
+      for (size_t i = 0; i < a.active_batch; ++i) {
+        Call c = pool[(t * 131 + r * a.active_batch + i) % pool.size()];
+        c.call_id = "a-" + std::to_string(r) + "-" + std::to_string(i);
+        c.source_call_id.clear();
+        b.push_back(std::move(c));
+      }
+      Timer bt;
+      sys->Put(names[t], b);
+      batch_ms.push_back(bt.Millis());
+      done += a.active_batch;
+      if (half_at < 0 && done * 2 >= total) half_at = all.Seconds();
+    }
+    round_rates.push_back(static_cast<double>(per_round) / round.Seconds());
+  }
+  const double ingest_s = all.Seconds();
+  stop = true;
+  reader.join();
+  Timer settle;
+  sys->Flush();
+  const bool settled = Settle(sys.get(), system, 300);
+  const double settle_s = settle.Seconds();
+  const uint64_t written = WrittenBytes() - written0;
+
+  Json j{{"live_tenants", names.size()},
+         {"rounds", rounds},
+         {"calls", total},
+         {"batch_size", a.active_batch},
+         {"mean_text_bytes_per_call", pool_bytes / static_cast<double>(pool.size())},
+         {"ingest_s", ingest_s},
+         {"calls_per_s", static_cast<double>(total) / ingest_s},
+         {"steady_calls_per_s", static_cast<double>(total - total / 2) / (ingest_s - half_at)},
+         {"round_calls_per_s", round_rates},
+         {"batch", Latencies(batch_ms)},
+         {"idle_get", Latencies(idle_get_ms)},
+         {"busy_get", Latencies(busy_get_ms)},
+         {"settle_s", settle_s},
+         {"settled", settled},
+         {"written_bytes", written},
+         {"written_bytes_per_call", static_cast<double>(written) / static_cast<double>(total)},
+         {"rss_bytes", RssBytes()},
+         {"peak_rss_bytes", PeakRssBytes()}};
+  if (system == "callvault") {
+    auto st = static_cast<CallvaultSystem*>(sys.get())->store()->Stats();
+    if (!st.ok()) Fail("active: stats: " + st.status().ToString());
+    uint64_t ssts = 0;
+    for (const auto& sh : st->shards) ssts += sh.sst_files;
+    auto m = static_cast<CallvaultSystem*>(sys.get())->store()->Metrics();
+    if (!m.ok()) Fail("active: metrics: " + m.status().ToString());
+    j["sst_files"] = ssts;
+    j["stall_ms"] = static_cast<double>(m->stall_micros) / 1e3;
+    j["memory"] = Json{{"memtable_bytes", st->memory.memtable_bytes},
+                       {"memtable_budget", st->memory.memtable_budget},
+                       {"block_cache_bytes", st->memory.block_cache_bytes},
+                       {"dictionary_bytes", st->memory.dictionary_bytes},
+                       {"dictionaries", st->memory.dictionaries}};
+    j["dictionaries_trained"] = st->dictionary_training.trained;
+  } else {
+    uint64_t ssts = 0;
+    for (const auto& f : std::filesystem::directory_iterator(sys->DataDir())) {
+      if (f.path().extension() == ".sst") ++ssts;
+    }
+    j["sst_files"] = ssts;
+  }
+  sys.reset();
+  return j;
+}
+
 Json RunChild(const Config& cfg, const std::vector<std::string>& args) {
   const std::string out = cfg.work + "/child.json";
   std::vector<std::string> argv = {cfg.self, "--child"};
@@ -198,7 +368,9 @@ Json RunChild(const Config& cfg, const std::vector<std::string>& args) {
 }  // namespace
 
 int TenantScaleChild(const std::vector<std::string>& args) {
-  if (args.size() != 7) Fail("usage: --child SYSTEM create|open TENANTS DIR SAMPLES BUDGET_S OUT");
+  if (args.size() != 7 && args.size() != 10) {
+    Fail("usage: --child SYSTEM create|open|active TENANTS DIR SAMPLES BUDGET_S [CALLS BATCH SCALE] OUT");
+  }
   ChildArgs a;
   a.system = args[0];
   a.phase = args[1];
@@ -206,10 +378,16 @@ int TenantScaleChild(const std::vector<std::string>& args) {
   a.dir = args[3];
   a.samples = std::stoul(args[4]);
   a.budget_s = std::stod(args[5]);
+  if (args.size() == 10) {
+    a.active_calls = std::stoul(args[6]);
+    a.active_batch = std::stoul(args[7]);
+    a.active_scale = std::stod(args[8]);
+  }
   Json j;
   if (a.phase == "create") j = a.system == "callvault" ? CallvaultCreate(a) : RawCreate(a);
+  else if (a.phase == "active") j = Active(a);
   else j = Open(a);
-  std::ofstream(args[6]) << j.dump(1);
+  std::ofstream(args.back()) << j.dump(1);
   return 0;
 }
 
@@ -232,6 +410,18 @@ Json RunTenantScale(const Config& cfg) {
         const std::string reached = std::to_string(c["tenants_created"].get<size_t>());
         Json o = RunChild(cfg, {system, "open", reached, dir, samples, budget});
         c.update(o);
+        if (std::find(cfg.active_counts.begin(), cfg.active_counts.end(), n) != cfg.active_counts.end()) {
+          Json act = RunChild(cfg, {system, "active", reached, dir, samples, budget,
+                                    std::to_string(cfg.active_calls), std::to_string(cfg.active_batch),
+                                    std::to_string(cfg.active_scale)});
+          Progress("tenants %5zu rep %d %-9s: active ingest %.0f calls/s (steady %.0f), batch p99 %.1f ms, "
+                   "get p99 idle %.2f / busy %.2f ms, %.1f KB written per call, RSS %.0f MB",
+                   n, rep + 1, system.c_str(), act["calls_per_s"].get<double>(),
+                   act["steady_calls_per_s"].get<double>(), act["batch"]["p99_ms"].get<double>(),
+                   act["idle_get"]["p99_ms"].get<double>(), act["busy_get"]["p99_ms"].get<double>(),
+                   act["written_bytes_per_call"].get<double>() / 1e3, act["rss_bytes"].get<double>() / 1e6);
+          c["active"] = act;
+        }
         Progress("tenants %5zu rep %d %-9s: %zu created, create p50 %.1f ms p99 %.1f ms, purge p50 %.1f ms, open %.0f ms, RSS %.0f MB (%.0f s)",
                  n, rep + 1, system.c_str(), c["tenants_created"].get<size_t>(), c["create"]["p50_ms"].get<double>(),
                  c["create"]["p99_ms"].get<double>(), c["purge"]["p50_ms"].get<double>(),

@@ -5,7 +5,9 @@ Shows: every table of the report prints the load average of its run, and a bold
 warning exactly when a 1-minute figure was above 1.5 (2.0 warns, 1.0 and 1.5 do
 not); the goals table computes "met" from the run's own figures, and a goal with
 no figure in the run says "not measured in this run"; the ingest paragraph says
-how many times the data outgrows the memtables, and flags a run below 10x.
+how many times the data outgrows the memtables, and flags a run below 10x; the
+many-active-tenants goals (issue 14 item 4) come from the tenant-scale phase's
+"active" step, and a count callvault did not reach proves nothing.
 
     bench_report_test.py [path/to/bench_report.py]
 """
@@ -155,6 +157,79 @@ class SteadyState(unittest.TestCase):
     def test_a_short_run_is_flagged(self):
         text = section(render(harness(load=1.0, calls=5000)), "## Ingest")
         self.assertIn("not a steady-state run", text)
+
+
+def tenants(counts, steady, busy_ratio=1.5, written_ratio=0.9, rss=500 << 20, reached=None):
+    """A tenant-scale phase whose counts carry the "active" step (issue 14 item 4): callvault's steady
+    rate at each count from `steady`, raw RocksDB at 1,000 calls/s everywhere."""
+    window = {"start": "0.50 0.50 0.50", "end": "0.50 0.50 0.50"}
+
+    def active(rate, written, mem, n):
+        return {"live_tenants": n, "calls": 100000, "batch_size": 5, "calls_per_s": rate,
+                "steady_calls_per_s": rate, "batch": {"p50_ms": 1.0, "p99_ms": 5.0},
+                "idle_get": {"p99_ms": 0.1}, "busy_get": {"p99_ms": 0.1 * busy_ratio},
+                "written_bytes_per_call": written, "rss_bytes": mem, "sst_files": 100, "settle_s": 2.0,
+                "settled": True}
+
+    out = {"counts": {}, "phase_loadavg": window}
+    for n in counts:
+        got = (reached or {}).get(n, n)
+        per = {}
+        for system in ("callvault", "rocksdb"):
+            cv = system == "callvault"
+            run = {"active": active(steady[n] if cv else 1000, 10000 * (written_ratio if cv else 1.0),
+                                    rss if cv else 400 << 20, got if cv else n)}
+            per[system] = {k: summary(v) for k, v in {
+                "create_p50_ms": 20, "create_p99_ms": 50, "purge_p50_ms": 20, "purge_max_ms": 40,
+                "tenants_created": got if cv else n, "open_ms": 1000, "rss_bytes": 2e8,
+                "rss_after_open_bytes": 2e8, "rss_after_one_get_each_bytes": 2e8}.items()}
+            per[system]["runs"] = [run]
+        per["rep_loadavg"] = [window]
+        out["counts"][str(n)] = per
+    return out
+
+
+class ManyActiveTenants(unittest.TestCase):
+    row = Goals.row
+    STEADY = "steady ingest at 2,000 and 10,000 active tenants ≥ 0.9× the rate at 100"
+
+    def test_goals_come_from_the_active_step(self):
+        h = harness(load=1.0)
+        h["tenants"] = tenants([100, 2000, 10000], {100: 1000, 2000: 950, 10000: 920})
+        doc = render(h)
+        row = self.row(doc, self.STEADY)
+        self.assertIn("2,000: 0.95×", row)
+        self.assertIn("10,000: 0.92×", row)
+        self.assertIn("**met**", row)
+        self.assertIn("**met**", self.row(doc, "get p99 during ingest ≤ 2× idle"))
+        self.assertIn("**met**", self.row(doc, "disk bytes written per call ingested ≤ raw RocksDB"))
+        self.assertIn("500 MiB", self.row(doc, "resident memory < 1 GiB at 10,000 active tenants"))
+        self.assertIn("## Many active tenants", doc)
+        self.assertIn("Load average", section(doc, "## Many active tenants"))
+
+    def test_a_slow_count_a_slow_get_and_more_bytes_are_not_met(self):
+        h = harness(load=1.0)
+        h["tenants"] = tenants([100, 2000, 10000], {100: 1000, 2000: 950, 10000: 600}, busy_ratio=3.0,
+                               written_ratio=1.2, rss=1200 << 20)
+        doc = render(h)
+        self.assertIn("10,000: 0.60×", self.row(doc, self.STEADY))
+        for goal in (self.STEADY, "get p99 during ingest ≤ 2× idle", "disk bytes written per call ingested",
+                     "resident memory < 1 GiB at 10,000 active tenants"):
+            self.assertIn("**not met**", self.row(doc, goal), goal)
+
+    def test_a_count_callvault_did_not_reach_proves_nothing(self):
+        h = harness(load=1.0)
+        h["tenants"] = tenants([100, 2000, 10000], {100: 1000, 2000: 1000, 10000: 1000},
+                               reached={10000: 7000})
+        doc = render(h)
+        self.assertIn("**not reached**", self.row(doc, self.STEADY))
+        self.assertIn("not measured in this run",
+                      self.row(doc, "resident memory < 1 GiB at 10,000 active tenants"))
+
+    def test_without_the_active_step_nothing_is_met(self):
+        doc = render(harness(load=1.0))  # no tenant-scale phase at all
+        for goal in (self.STEADY, "get p99 during ingest ≤ 2× idle", "resident memory < 1 GiB at 10,000 active"):
+            self.assertIn("not measured in this run", self.row(doc, goal), goal)
 
 
 if __name__ == "__main__":
