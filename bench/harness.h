@@ -59,7 +59,8 @@ struct Config {
   // (a subset of tenant_counts), the store the tenant-scale phase built is
   // opened again and given `active_calls` calls in synced batches of
   // `active_batch`, round-robin over every tenant (at least two rounds), while
-  // one reader gets random tenants' calls. Transcripts at `active_scale`.
+  // one reader gets random tenants' calls. Transcripts at `active_scale`. The
+  // first repetition only.
   std::vector<size_t> active_counts = {100, 1000};
   size_t active_calls = 4000;
   size_t active_batch = 5;
