@@ -329,6 +329,8 @@ Json Active(const ChildArgs& a) {
                        {"dictionary_bytes", st->memory.dictionary_bytes},
                        {"dictionaries", st->memory.dictionaries}};
     j["dictionaries_trained"] = st->dictionary_training.trained;
+    j["records_resealed"] = st->compression.resealed;
+    j["records_kept_uncompressed"] = st->compression.kept;
   } else {
     uint64_t ssts = 0;
     for (const auto& f : std::filesystem::directory_iterator(sys->DataDir())) {
