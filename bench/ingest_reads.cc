@@ -171,7 +171,7 @@ Json RunIngestAndReads(const Config& cfg, std::vector<Call>& pool) {
   }
   struct Mode { const char* name; size_t calls; size_t batch; size_t bytes; };
   const Mode modes[] = {{"sync", nsync, 1, logical_sync}, {"group", n, cfg.batch, logical}};
-  const std::vector<std::string> systems = {"callvault", "rocksdb"};
+  const std::vector<std::string>& systems = cfg.systems;
   std::map<std::string, Acc> ingest;  // key: system/mode/threads
   std::map<std::string, Acc> reads;   // key: system
   const ReadPlan plan = PlanReads(cfg, pool, n);
@@ -196,6 +196,7 @@ Json RunIngestAndReads(const Config& cfg, std::vector<Call>& pool) {
     if (rep % 2) std::reverse(order.begin(), order.end());
     for (const auto& s : order) {
       for (const Mode& m : modes) {
+        if (cfg.sync_only && std::string(m.name) != "sync") continue;
         for (int threads : {1, 2}) {
           const std::string dir = cfg.work + "/ingest-" + s;
           RemoveTree(dir);
