@@ -172,7 +172,11 @@ Status Transcript(const Call& c) {
   size_t total = 0;
   for (size_t i = 0; i < c.transcript.size(); ++i) {
     const TranscriptSegment& s = c.transcript[i];
-    CV_RETURN_IF_ERROR(Text(Path("transcript", i, "text"), s.text, kMaxSegmentTextBytes));
+    // The field's path only for the error: built for every segment it was
+    // an allocation or two per segment of every put.
+    if (s.text.size() > kMaxSegmentTextBytes || !IsUtf8(s.text)) {
+      CV_RETURN_IF_ERROR(Text(Path("transcript", i, "text"), s.text, kMaxSegmentTextBytes));
+    }
     if (s.end_ms < s.start_ms) {
       return Status::InvalidArgument(Path("transcript", i, "end_ms") + ": before start_ms");
     }
