@@ -6,6 +6,8 @@
 //                     [--only ingest,scale,recordings,purge,tenants]
 //                     [--main-calls N] [--main-scale X]   (override the mode's ingest pool)
 //                     [--sync-calls N]   (calls of the sync-per-write runs; at most --main-calls)
+//                     [--sync-only]      (ingest: only the sync-per-write runs, for profiles)
+//                     [--systems callvault,rocksdb]  (ingest: the systems run, in this order)
 //                     [--reps N]         (override the mode's repetitions)
 //                     [--scale-calls N] [--scale-scale X]  (override the scale point)
 // Environment: CALLVAULT_BENCH_DICTIONARY_CALLS=N sets callvault's
@@ -123,7 +125,8 @@ int Main(int argc, char** argv) {
     return TenantScaleChild(std::vector<std::string>(args.begin() + 1, args.end()));
   }
   std::string mode = "quick", out = "bench/out/harness.json", work, only, main_calls, main_scale,
-              sync_calls, reps, scale_calls, scale_scale;
+              sync_calls, reps, scale_calls, scale_scale, systems;
+  bool sync_only = false;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() -> std::string {
       if (i + 1 >= args.size()) Fail("missing value after " + args[i]);
@@ -136,6 +139,8 @@ int Main(int argc, char** argv) {
     else if (args[i] == "--main-calls") main_calls = value();
     else if (args[i] == "--main-scale") main_scale = value();
     else if (args[i] == "--sync-calls") sync_calls = value();
+    else if (args[i] == "--sync-only") sync_only = true;
+    else if (args[i] == "--systems") systems = value();
     else if (args[i] == "--reps") reps = value();
     else if (args[i] == "--scale-calls") scale_calls = value();
     else if (args[i] == "--scale-scale") scale_scale = value();
@@ -146,6 +151,15 @@ int Main(int argc, char** argv) {
   if (!main_calls.empty()) cfg.main_calls = std::stoul(main_calls);
   if (!main_scale.empty()) cfg.main_scale = std::stod(main_scale);
   if (!sync_calls.empty()) cfg.sync_calls = std::stoul(sync_calls);
+  cfg.sync_only = sync_only;
+  if (!systems.empty()) {
+    cfg.systems.clear();
+    std::stringstream ss(systems);
+    for (std::string s; std::getline(ss, s, ',');) {
+      if (s != "callvault" && s != "rocksdb") Fail("unknown system " + s + " in --systems");
+      cfg.systems.push_back(s);
+    }
+  }
   if (!reps.empty()) cfg.reps = cfg.purge_reps = cfg.tenant_reps = std::stoi(reps);
   if (!scale_calls.empty()) cfg.scale_calls = std::stoul(scale_calls);
   if (!scale_scale.empty()) cfg.scale_transcript_scale = std::stod(scale_scale);

@@ -22,6 +22,10 @@ struct Config {
   size_t main_calls = 10000;
   double main_scale = 1.0;  // GeneratorOptions::transcript_scale
   size_t sync_calls = 1000;  // sync-per-write runs use the first calls of the pool
+  // Profiling (--sync-only, --systems): only the sync-per-write runs (no
+  // group commit, no reads), of the systems named.
+  bool sync_only = false;
+  std::vector<std::string> systems = {"callvault", "rocksdb"};
   size_t batch = 100;        // group commit: calls per synced PutCalls
   size_t gets = 4000;        // measured point gets per repetition
   size_t lists = 400;        // measured list pages per repetition

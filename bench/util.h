@@ -33,6 +33,8 @@ class Timer {
 
 // CPU seconds (user + system) this process has used, all threads.
 double ProcessCpuSeconds();
+// CPU seconds (user + system) of the calling thread.
+double ThreadCpuSeconds();
 
 // The p-th percentile (0..100) of `v` by nearest rank; 0 for an empty vector.
 double Percentile(std::vector<double> v, double p);

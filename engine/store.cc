@@ -276,7 +276,13 @@ Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call,
   CV_REFUSE_IF_READ_ONLY("PutCall");
   CV_TIMED(kPut);
   const std::vector<std::optional<uint64_t>> expected{expected_version};
-  auto v = impl_->PutCalls(tenant_id, std::vector<Call>{call}, &expected);
+  // One copy of the call (normalised in place): `std::vector<Call>{call}`
+  // copied it twice, into the initializer list and from it, ~5% of a
+  // synced put's CPU in the caller's thread (decision 0056).
+  std::vector<Call> calls;
+  calls.reserve(1);
+  calls.push_back(call);
+  auto v = impl_->PutCalls(tenant_id, std::move(calls), &expected);
   if (!v.ok()) return CV_DONE(Result<PutResult>(impl_->Observe(v.status(), "put", tenant_id)));
   return v->front();
 }
