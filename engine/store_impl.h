@@ -194,6 +194,9 @@ class Store::Impl {
   Result<Receipt> PurgeTenantUntimed(std::string_view tenant_id);
   // rotate.cc (docs/decisions/0036).
   Result<Receipt> RotateTenantKey(std::string_view tenant_id);
+  // A key rotation whose copy is made in shard `to_shard` (decision 0057).
+  Result<Receipt> MoveTenantToShard(std::string_view tenant_id, uint32_t to_shard);
+  Result<Receipt> RotateInto(std::string_view tenant_id, std::optional<uint32_t> to_shard);
   Result<std::vector<TenantInfo>> ListTenants();
   Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
 
