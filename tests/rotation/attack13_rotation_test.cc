@@ -234,6 +234,22 @@ TEST_F(Attack13, ForgedShardMoveNamingNoShardDestroysNothing) {
   ExpectNothingDestroyed();
 }
 
+// A tenant held for a move to another store (fenced) is not moved between
+// shards: refused, nothing changed.
+TEST_F(Attack13, AFencedTenantIsNotMovedBetweenShards) {
+  ts.Close();
+  ForgeRegistry(ts.db, ts.keys, "acme", [](codec::TenantRecord* r) {
+    r->move_state = codec::kMoveFenced;
+    r->move_id = std::string(32, 'a');
+    r->move_peer = std::string(32, 'b');
+  });
+  ASSERT_OK(ts.Open());
+  // Refused as held for a move before the target shard is looked at.
+  EXPECT_CODE(ts->MoveTenantToShard("acme", 1), Code::kFailedPrecondition);
+  EXPECT_EQ(ts->DescribeTenant("acme")->shard, 0u);
+  EXPECT_EQ(ts->DescribeTenant("acme")->key_version, 1u);
+}
+
 // SHREDDING with only the key version pointing at the live one (the family
 // a stale one): the live key must not be shredded.
 TEST_F(Attack13, ForgedShreddingNamingOnlyTheLiveKeyVersionDestroysNothing) {
