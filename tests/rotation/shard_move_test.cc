@@ -345,6 +345,24 @@ TEST_F(ShardMoveTest, MovesBackAndAfterAReopen) {
   for (const auto& [shard, names] : families) EXPECT_FALSE(names.count(family)) << shard;
 }
 
+// A recording being written while the tenant moves is not kept (as across
+// a rotation: its names were made under the old key); its writer writes
+// nothing into the new shard, and nothing of it is left behind.
+TEST_F(ShardMoveTest, RecordingWrittenAcrossAMoveIsNotKept) {
+  ASSERT_OK(ts->PutCall("acme", MakeCall(CallId(1), kT0)));
+  auto w = ts->CreateRecording("acme", CallId(1), {.recording_id = "live", .content_type = "audio/wav"});
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append(workload::RandomBytes(3, kRecordingChunkBytes + 10)));
+  ASSERT_OK(ts->MoveTenantToShard("acme", 1));
+  EXPECT_FALSE((*w)->Append(workload::RandomBytes(4, kRecordingChunkBytes)).ok());
+  EXPECT_CODE((*w)->Finish(), Code::kNotFound);
+  w->reset();
+  EXPECT_TRUE(ts->ListRecordings("acme", CallId(1))->empty());
+  auto report = ts->Verify("acme");
+  ASSERT_OK(report);
+  EXPECT_TRUE(report->failures.empty()) << report->failures.front();
+}
+
 TEST_F(ShardMoveTest, RefusalsChangeNothing) {
   Fill("acme");
   ASSERT_OK(ts->PutCall("third", MakeCall("t-1", kT0)));
