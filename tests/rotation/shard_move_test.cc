@@ -6,6 +6,7 @@
 // shards' column families) and its old family and key are gone (a copy of
 // the store taken before the move no longer opens it); refusals change
 // nothing. Crashes at every point of a move: crash_points_test.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -40,6 +41,8 @@ struct Snapshot {
   std::vector<std::string> holds;                 // hold id / call id / reason
   std::vector<std::string> feed;                  // sequence kind cause call version
   std::vector<std::string> refs;                  // FindReferences
+  // The other queries of the query API (each "query: ids" or a value).
+  std::vector<std::string> queries;
   bool operator==(const Snapshot&) const = default;
 };
 
@@ -100,6 +103,50 @@ Snapshot Take(Store* st, const std::string& tenant) {
                        std::to_string(e.version));
     }
     token = page->next_token;
+  }
+  // Every other filter of ListQuery, oldest first, a time range, the
+  // count under a filter, a batch get and a transcript window.
+  auto query = [&](const std::string& name, ListQuery q) {
+    std::string line = name + ":";
+    for (const auto& id : Ids(st, tenant, q)) line += " " + id;
+    auto counted = st->CountCalls(tenant, q);
+    EXPECT_OK(counted);
+    if (counted.ok()) line += " count=" + std::to_string(*counted);
+    s.queries.push_back(line);
+  };
+  ListQuery q;
+  q.crm = CrmRef{"salesforce", CrmObjectType::kOpportunity, "006ABC"};
+  query("crm", q);
+  q = ListQuery{};
+  q.newest_first = false;
+  q.from = kT0 + 10 * 1'000'000;
+  q.to = kT0 + 600 * 1'000'000;
+  query("range", q);
+  q = ListQuery{};
+  q.tags = {"renewal"};
+  q.direction = Direction::kConference;
+  q.scope = CallScope::kExternal;
+  q.min_duration_ms = 1000;
+  query("tags", q);
+  q = ListQuery{};
+  q.updated_since = 1;
+  q.participants = {"+14155550100"};
+  query("phone", q);
+  std::vector<std::string> some = {CallId(1), CallId(9), CallId(40), "phase1-3", "nobody"};
+  auto batch = st->GetCalls(tenant, some, kPartAll);
+  EXPECT_OK(batch);
+  if (batch.ok()) {
+    for (const auto& r : *batch) {
+      s.queries.push_back(r.ok() ? "get " + r->call_id + " " + std::to_string(r->version) + " " +
+                                       r->title
+                                 : "get " + std::string(CodeName(r.status().code())));
+    }
+  }
+  auto window = st->GetTranscriptWindow(tenant, CallId(1), 3000, 12000);
+  if (window.ok()) {
+    for (const auto& seg : *window) s.queries.push_back("window " + seg.text);
+  } else {
+    s.queries.push_back("window " + std::string(CodeName(window.status().code())));
   }
   auto refs = st->FindReferences(tenant, "alice@example.com");
   EXPECT_OK(refs);
@@ -237,6 +284,14 @@ TEST_F(ShardMoveTest, EveryRowMovesWithWritesContinuing) {
   ASSERT_EQ(hook_error, "");
   ASSERT_EQ(written.size(), 40u);
   ASSERT_FALSE(at_switch.calls.empty());
+  // The queries answer something (a query that finds nothing proves little).
+  ASSERT_GE(at_switch.queries.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(at_switch.queries[i].find(" count=0"), std::string::npos) << at_switch.queries[i];
+  }
+  EXPECT_NE(std::find(at_switch.queries.begin(), at_switch.queries.end(),
+                      "window we talked about pricing and the roadmap acme1"),
+            at_switch.queries.end());
 
   // The receipt names what was destroyed: the old family in the old shard,
   // the old key version.
@@ -264,6 +319,7 @@ TEST_F(ShardMoveTest, EveryRowMovesWithWritesContinuing) {
     EXPECT_TRUE(got.recordings == at_switch.recordings);
     EXPECT_EQ(got.holds, at_switch.holds);
     EXPECT_EQ(got.feed, at_switch.feed);
+    EXPECT_EQ(got.queries, at_switch.queries);
     // FindReferences answers in blind-hash order: compared as a set.
     EXPECT_EQ(std::set<std::string>(got.refs.begin(), got.refs.end()),
               std::set<std::string>(at_switch.refs.begin(), at_switch.refs.end()));
