@@ -853,9 +853,8 @@ Result<Receipt> Store::Impl::RotateInto(std::string_view tenant_id,
   rocksdb::ColumnFamilyHandle* old_cf = t->cf;
   (void)old_cf;  // dropped by name in FinishRotation
   {
-    // map_mu_ too: a shard's reseal lookup reads `shard` under it (and no
-    // `life`); every other reader holds `life`, held here exclusively.
-    std::unique_lock<std::shared_mutex> m(map_mu_);
+    // `shard` too: every reader of it holds `life` (the reseal lookup
+    // included), held here exclusively.
     std::lock_guard<std::mutex> r(t->rec_mu);
     t->rec = switched;
     t->shard = shard;

@@ -1205,9 +1205,12 @@ void Store::Impl::AttachResealer(Shard* shard) {
     std::shared_lock<std::shared_mutex> m(map_mu_, std::try_to_lock);
     if (!m.owns_lock()) return nullptr;
     for (const auto& [id, t] : tenants_) {
-      if (t->shard != shard) continue;
+      // `shard` is read under `life`: a move between shards (decision
+      // 0057) changes it with `life` held exclusively.
       std::shared_lock<std::shared_mutex> l(t->life, std::try_to_lock);
-      if (l.owns_lock() && t->cf != nullptr && t->cf->GetID() == cf_id) return t;
+      if (l.owns_lock() && t->shard == shard && t->cf != nullptr && t->cf->GetID() == cf_id) {
+        return t;
+      }
     }
     return nullptr;
   });
