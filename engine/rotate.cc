@@ -638,19 +638,22 @@ Result<Receipt> Store::Impl::RotateInto(std::string_view tenant_id,
     // of this store other than the tenant's, with room for one more tenant.
     if (to_shard) {
       const uint32_t n = *to_shard;
-      if (n >= shards_.size() && !damaged_shards_.count(n)) {
+      // shards_.size(): the next shard, opened for the move (below), so a
+      // big tenant can be given a shard of its own.
+      if (n > shards_.size() && !damaged_shards_.count(n)) {
         return Status::InvalidArgument("shard " + std::to_string(n) + " does not exist (the "
                                        "store has " + std::to_string(shards_.size()) +
-                                       " shards)");
+                                       " shards; " + std::to_string(shards_.size()) +
+                                       " opens a new one)");
       }
       if (n == ref->rec.shard) {
         return Status::AlreadyExists("the tenant is in shard " + std::to_string(n) + " already");
       }
-      if (damaged_shards_.count(n) || !shards_[n]) {
+      if (n < shards_.size() && (damaged_shards_.count(n) || !shards_[n])) {
         return Status::Corruption("shard " + std::to_string(n) + " is damaged (it did not open); "
                                   "nothing moved");
       }
-      if (shards_[n]->family_count() >= max_tenants_per_shard_) {
+      if (n < shards_.size() && shards_[n]->family_count() >= max_tenants_per_shard_) {
         return Status::ResourceExhausted(
             "shard " + std::to_string(n) + " holds " +
             std::to_string(shards_[n]->family_count()) + " column families, the store's "
@@ -667,6 +670,11 @@ Result<Receipt> Store::Impl::RotateInto(std::string_view tenant_id,
   if (rec.rotation_state != codec::kRotationNone) {
     return Status::FailedPrecondition("a key rotation of this tenant is unfinished; reopen the "
                                       "store to complete or undo it");
+  }
+  // A move to the next shard opens it (empty: a new tenant may be placed
+  // in it later whatever becomes of the move).
+  if (to_shard && *to_shard == shards_.size()) {
+    CV_RETURN_IF_ERROR(OpenNextShard().status());
   }
   // The copy's shard: the tenant's own for a rotation, the target for a
   // move. The old family stays in `from_shard`.

@@ -1229,6 +1229,10 @@ Result<Shard*> Store::Impl::PickShard() {
   for (auto& s : shards_) {
     if (s && s->family_count() < max_tenants_per_shard_) return s.get();
   }
+  return OpenNextShard();
+}
+
+Result<Shard*> Store::Impl::OpenNextShard() {
   uint32_t i = static_cast<uint32_t>(shards_.size());
   CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
   AttachResealer(shard.get());

@@ -459,6 +459,10 @@ class Store::Impl {
   // KEK). REQUIRES: admin_mu_.
   Status CommitKeyring(Keyring next, bool rotate, rocksdb::WriteBatch* header = nullptr);
   Result<Shard*> PickShard();
+  // Opens (creates) shard shards_.size() and records it in the header:
+  // PickShard when every shard is full, a move to a new shard (decision
+  // 0057). REQUIRES: admin_mu_.
+  Result<Shard*> OpenNextShard();
   Status RollBackCreate(const codec::TenantRecord& rec);
   // rotate.cc. Both REQUIRE admin_mu_, and the tenant's life lock held
   // exclusively when it is live (`live`: its runtime state, or nullptr at

@@ -419,6 +419,29 @@ TEST_F(ShardMoveTest, RecordingWrittenAcrossAMoveIsNotKept) {
   EXPECT_TRUE(report->failures.empty()) << report->failures.front();
 }
 
+// The next shard's number opens a new shard for the tenant (a big tenant
+// given a shard of its own); a number beyond it is refused.
+TEST_F(ShardMoveTest, ToANewShard) {
+  Fill("acme");
+  const Snapshot before = Take(ts.store.get(), "acme");
+  EXPECT_CODE(ts->MoveTenantToShard("acme", 3), Code::kInvalidArgument);
+  ASSERT_EQ(ts->Stats()->shards.size(), 2u);
+  ASSERT_OK(ts->MoveTenantToShard("acme", 2));
+  EXPECT_EQ(ShardOf("acme"), 2u);
+  auto stats = ts->Stats();
+  ASSERT_OK(stats);
+  ASSERT_EQ(stats->shards.size(), 3u);
+  EXPECT_EQ(stats->shards[2].tenants, 1u);
+  EXPECT_EQ(stats->shards[0].tenants, 1u);  // "other"
+  EXPECT_TRUE(Take(ts.store.get(), "acme") == before);
+  ASSERT_OK(ts.Reopen());
+  EXPECT_EQ(ShardOf("acme"), 2u);
+  EXPECT_TRUE(Take(ts.store.get(), "acme") == before);
+  // A new tenant goes to the first shard with room, as before.
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "fourth"}));
+  EXPECT_EQ(ShardOf("fourth"), 0u);
+}
+
 TEST_F(ShardMoveTest, RefusalsChangeNothing) {
   Fill("acme");
   ASSERT_OK(ts->PutCall("third", MakeCall("t-1", kT0)));
@@ -433,6 +456,7 @@ TEST_F(ShardMoveTest, RefusalsChangeNothing) {
     EXPECT_EQ(ts->ListReceipts()->size(), receipts_before);
   };
   EXPECT_CODE(ts->MoveTenantToShard("acme", 7), Code::kInvalidArgument);  // no such shard
+  EXPECT_EQ(ts->Stats()->shards.size(), 2u);
   unchanged();
   EXPECT_CODE(ts->MoveTenantToShard("acme", 0), Code::kAlreadyExists);  // its own shard
   unchanged();

@@ -710,8 +710,9 @@ class Store {
   // shard, with the same steps, recovery, receipt ("key_rotation", naming
   // the old family and its shard) and what callers see; the tenant's old
   // family is dropped from its old shard and its old key shredded.
-  // Refused, nothing changed: the refusals of RotateTenantKey; a shard the
-  // store does not have (kInvalidArgument); the tenant's own shard
+  // `to_shard` equal to the number of shards opens a new shard for it.
+  // Refused, nothing changed: the refusals of RotateTenantKey; a shard
+  // number beyond that (kInvalidArgument); the tenant's own shard
   // (kAlreadyExists); a shard that did not open (kCorruption); a shard
   // holding max_tenants_per_shard column families (kResourceExhausted); a
   // tenant whose rotation is unfinished (kFailedPrecondition).
