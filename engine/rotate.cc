@@ -661,6 +661,12 @@ Result<Receipt> Store::Impl::RotateInto(std::string_view tenant_id,
       }
     }
   }
+  // A move to the next shard opens it (empty: a new tenant may be placed
+  // in it later whatever becomes of the move). Before the tenant is held:
+  // it takes map_mu_, which Close takes before a tenant's life.
+  if (to_shard && *to_shard == shards_.size()) {
+    CV_RETURN_IF_ERROR(OpenNextShard().status());
+  }
   // The tenant is served during the copy (decision 0038): held shared, as
   // a reader holds it, until the last phase of the copy. Purges, moves and
   // holds wait for admin_mu_.
@@ -670,11 +676,6 @@ Result<Receipt> Store::Impl::RotateInto(std::string_view tenant_id,
   if (rec.rotation_state != codec::kRotationNone) {
     return Status::FailedPrecondition("a key rotation of this tenant is unfinished; reopen the "
                                       "store to complete or undo it");
-  }
-  // A move to the next shard opens it (empty: a new tenant may be placed
-  // in it later whatever becomes of the move).
-  if (to_shard && *to_shard == shards_.size()) {
-    CV_RETURN_IF_ERROR(OpenNextShard().status());
   }
   // The copy's shard: the tenant's own for a rotation, the target for a
   // move. The old family stays in `from_shard`.
