@@ -237,7 +237,8 @@ std::string EncodeTenant(const TenantRecord& t) {
                                   t.move_id.empty() ? Offset<String>() : S(b, t.move_id),
                                   t.move_peer.empty() ? Offset<String>() : S(b, t.move_peer),
                                   t.family, t.rotation_state, t.rotation_family,
-                                  t.rotation_cf_generation, t.rotation_key_version));
+                                  t.rotation_cf_generation, t.rotation_key_version,
+                                  t.rotation_shard));
   return Finish(b);
 }
 
@@ -312,6 +313,7 @@ Status DecodeTenant(std::string_view bytes, TenantRecord* t) {
   t->rotation_family = r->rotation_family();
   t->rotation_cf_generation = r->rotation_cf_generation();
   t->rotation_key_version = r->rotation_key_version();
+  t->rotation_shard = r->rotation_shard();
   t->holds.clear();
   if (r->holds()) {
     for (const auto* h : *r->holds()) t->holds.push_back(HoldFrom(h));

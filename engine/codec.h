@@ -45,7 +45,14 @@ struct TenantRecord {
   uint32_t rotation_family = 0;
   uint64_t rotation_cf_generation = 0;
   uint32_t rotation_key_version = 0;
+  // The shard of rotation_family; kSameShard: `shard` (decision 0057).
+  uint32_t rotation_shard = 0xffffffffu;
 };
+inline constexpr uint32_t kSameShard = 0xffffffffu;
+// The shard the other copy of a rotation (rotation_family) lives in.
+inline uint32_t RotationShard(const TenantRecord& t) {
+  return t.rotation_shard == kSameShard ? t.shard : t.rotation_shard;
+}
 inline constexpr uint8_t kRotationNone = 0;
 inline constexpr uint8_t kRotationCopying = 1;
 inline constexpr uint8_t kRotationShredding = 2;

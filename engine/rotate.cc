@@ -608,6 +608,17 @@ class OnlineCopier {
 }  // namespace
 
 Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
+  return RotateInto(tenant_id, std::nullopt);
+}
+
+Result<Receipt> Store::Impl::MoveTenantToShard(std::string_view tenant_id, uint32_t to_shard) {
+  return RotateInto(tenant_id, to_shard);
+}
+
+// A key rotation whose copy goes to shard `to_shard` (decision 0057), or
+// to the tenant's own shard (nullopt: RotateTenantKey).
+Result<Receipt> Store::Impl::RotateInto(std::string_view tenant_id,
+                                        std::optional<uint32_t> to_shard) {
   CV_RETURN_IF_ERROR(validate::Id("tenant_id", tenant_id));
   std::lock_guard<std::mutex> l(admin_mu_);
   // The refusals every operation gives (unknown, purged, quarantined,
@@ -619,6 +630,42 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
       return Status::FailedPrecondition(
           "tenant is held for a move to another store; rotate its key at its destination");
     }
+    if (to_shard && ref->rec.rotation_state != codec::kRotationNone) {
+      return Status::FailedPrecondition("a key rotation of this tenant is unfinished; reopen the "
+                                        "store to complete or undo it, then move it");
+    }
+    // The target of a shard move (decision 0057): an open, undamaged shard
+    // of this store other than the tenant's, with room for one more tenant.
+    if (to_shard) {
+      const uint32_t n = *to_shard;
+      // shards_.size(): the next shard, opened for the move (below), so a
+      // big tenant can be given a shard of its own.
+      if (n > shards_.size() && !damaged_shards_.count(n)) {
+        return Status::InvalidArgument("shard " + std::to_string(n) + " does not exist (the "
+                                       "store has " + std::to_string(shards_.size()) +
+                                       " shards; " + std::to_string(shards_.size()) +
+                                       " opens a new one)");
+      }
+      if (n == ref->rec.shard) {
+        return Status::AlreadyExists("the tenant is in shard " + std::to_string(n) + " already");
+      }
+      if (n < shards_.size() && (damaged_shards_.count(n) || !shards_[n])) {
+        return Status::Corruption("shard " + std::to_string(n) + " is damaged (it did not open); "
+                                  "nothing moved");
+      }
+      if (n < shards_.size() && shards_[n]->family_count() >= max_tenants_per_shard_) {
+        return Status::ResourceExhausted(
+            "shard " + std::to_string(n) + " holds " +
+            std::to_string(shards_[n]->family_count()) + " column families, the store's "
+            "max_tenants_per_shard is " + std::to_string(max_tenants_per_shard_));
+      }
+    }
+  }
+  // A move to the next shard opens it (empty: a new tenant may be placed
+  // in it later whatever becomes of the move). Before the tenant is held:
+  // it takes map_mu_, which Close takes before a tenant's life.
+  if (to_shard && *to_shard == shards_.size()) {
+    CV_RETURN_IF_ERROR(OpenNextShard().status());
   }
   // The tenant is served during the copy (decision 0038): held shared, as
   // a reader holds it, until the last phase of the copy. Purges, moves and
@@ -630,7 +677,11 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
     return Status::FailedPrecondition("a key rotation of this tenant is unfinished; reopen the "
                                       "store to complete or undo it");
   }
-  Shard* shard = t->shard;
+  // The copy's shard: the tenant's own for a rotation, the target for a
+  // move. The old family stays in `from_shard`.
+  Shard* const from_shard = t->shard;
+  Shard* const shard = to_shard ? shards_[*to_shard].get() : from_shard;
+  const bool moving = shard != from_shard;
 
   // 1. The registry says where the copy goes before anything of it exists,
   //    so recovery can always undo it.
@@ -639,6 +690,7 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
   copying.rotation_family = rec.family + 1;
   copying.rotation_cf_generation = next_internal_id_++;  // never reused
   copying.rotation_key_version = rec.key_version + 1;
+  copying.rotation_shard = moving ? shard->index() : codec::kSameShard;
   {
     rocksdb::WriteBatch b;
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
@@ -787,6 +839,12 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
   switched.rotation_family = rec.family;
   switched.rotation_cf_generation = rec.cf_generation;
   switched.rotation_key_version = rec.key_version;
+  if (moving) {
+    // The tenant's record names the new shard; the old family is found in
+    // the old one (decision 0057).
+    switched.shard = shard->index();
+    switched.rotation_shard = from_shard->index();
+  }
   if (Status s = WriteRegistry(switched); !s.ok()) {
     // The record may still be in the metadata WAL and come back at the
     // next open, which then finishes the rotation: until then nothing may
@@ -804,8 +862,11 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
   rocksdb::ColumnFamilyHandle* old_cf = t->cf;
   (void)old_cf;  // dropped by name in FinishRotation
   {
+    // `shard` too: every reader of it holds `life` (the reseal lookup
+    // included), held here exclusively.
     std::lock_guard<std::mutex> r(t->rec_mu);
     t->rec = switched;
+    t->shard = shard;
     t->cf = copy->cf;
     t->record_key = std::move(copy->record_key);
     t->index_key = std::move(copy->index_key);
@@ -813,6 +874,11 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
     t->recording_key = std::move(copy->recording_key);
   }
   copy->cf = nullptr;
+  if (moving) {
+    // Its dictionaries were cached in the old shard's cache; the new
+    // shard's loads them from the copy's rows.
+    from_shard->dictionaries().EraseOwner(t->dicts.cache_owner);
+  }
 
   // 6. Shred the old key, drop the old family, the receipt.
   auto done = FinishRotation(&switched, t.get(), rows);
@@ -842,7 +908,8 @@ Result<Receipt> Store::Impl::RotateTenantKey(std::string_view tenant_id) {
 
 Status Store::Impl::RollBackRotation(codec::TenantRecord* rec, Tenant* live) {
   if (rec->rotation_state != codec::kRotationCopying) return Status::OK();
-  Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
+  const uint32_t in = codec::RotationShard(*rec);  // the copy's shard (decision 0057)
+  Shard* shard = in < shards_.size() ? shards_[in].get() : nullptr;
   if (shard != nullptr) {
     if (auto* cf = shard->Find(format::ColumnFamilyName(rec->internal_id, rec->rotation_family))) {
       CV_RETURN_IF_ERROR(shard->Drop(cf));
@@ -872,7 +939,9 @@ Result<Receipt> Store::Impl::FinishRotation(codec::TenantRecord* rec, Tenant* li
   r.tenant_id = rec->tenant_id;
   r.tenant_internal_id = rec->internal_id;
   r.column_family = format::ColumnFamilyName(rec->internal_id, rec->rotation_family);
-  r.shard = rec->shard;
+  // The old family's shard: the tenant's before a shard move (decision 0057).
+  const uint32_t old_shard = codec::RotationShard(*rec);
+  r.shard = old_shard;
   r.key_versions_destroyed = {rec->rotation_key_version};
   rocksdb::WriteBatch deferred;  // written with the receipt
   // 1. Crypto-shred the old DEK: the keyring without it under a new KEK
@@ -892,9 +961,9 @@ Result<Receipt> Store::Impl::FinishRotation(codec::TenantRecord* rec, Tenant* li
   }
   CV_KILL_POINT("rotate.after_shred");
   // 2. Drop the old family (unreadable now).
-  Shard* shard = rec->shard < shards_.size() ? shards_[rec->shard].get() : nullptr;
+  Shard* shard = old_shard < shards_.size() ? shards_[old_shard].get() : nullptr;
   if (shard == nullptr) {
-    return Status::Corruption("key rotation: the tenant's shard is not open; its old column "
+    return Status::Corruption("key rotation: the old family's shard is not open; its old column "
                               "family is dropped at an open that opens it");
   }
   if (auto* cf = shard->Find(r.column_family)) {

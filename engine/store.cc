@@ -123,9 +123,16 @@ std::string Normalize(std::string p) {
 // holds the same internal id. Recovery acts on these fields by dropping a
 // family and removing a key version; a forged or replayed record that named
 // the live ones, or another tenant's, would destroy live data.
-const char* RotationContradiction(const codec::TenantRecord& rec, bool id_shared) {
+const char* RotationContradiction(const codec::TenantRecord& rec, bool id_shared,
+                                  size_t shard_count) {
   if (rec.rotation_state == codec::kRotationNone) return nullptr;
   if (id_shared) return "its internal id is also claimed by another registry record";
+  // A shard move (decision 0057) names the other copy's shard: one of this
+  // store's, not the tenant's own.
+  if (rec.rotation_shard != codec::kSameShard &&
+      (rec.rotation_shard >= shard_count || rec.rotation_shard == rec.shard)) {
+    return "its unfinished shard move names a shard that cannot hold the other copy";
+  }
   const uint64_t f = rec.family, v = rec.key_version;
   const uint64_t rf = rec.rotation_family, rv = rec.rotation_key_version;
   if (rec.rotation_state == codec::kRotationCopying && (rf != f + 1 || rv != v + 1)) {
@@ -269,6 +276,11 @@ Result<Receipt> Store::RotateTenantKey(std::string_view id) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("RotateTenantKey");
   return impl_->RotateTenantKey(id);
+}
+Result<Receipt> Store::MoveTenantToShard(std::string_view id, uint32_t to_shard) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("MoveTenantToShard");
+  return impl_->MoveTenantToShard(id, to_shard);
 }
 Result<PutResult> Store::PutCall(std::string_view tenant_id, const Call& call,
                                  std::optional<uint64_t> expected_version) {
@@ -1199,9 +1211,12 @@ void Store::Impl::AttachResealer(Shard* shard) {
     std::shared_lock<std::shared_mutex> m(map_mu_, std::try_to_lock);
     if (!m.owns_lock()) return nullptr;
     for (const auto& [id, t] : tenants_) {
-      if (t->shard != shard) continue;
+      // `shard` is read under `life`: a move between shards (decision
+      // 0057) changes it with `life` held exclusively.
       std::shared_lock<std::shared_mutex> l(t->life, std::try_to_lock);
-      if (l.owns_lock() && t->cf != nullptr && t->cf->GetID() == cf_id) return t;
+      if (l.owns_lock() && t->shard == shard && t->cf != nullptr && t->cf->GetID() == cf_id) {
+        return t;
+      }
     }
     return nullptr;
   });
@@ -1220,6 +1235,10 @@ Result<Shard*> Store::Impl::PickShard() {
   for (auto& s : shards_) {
     if (s && s->family_count() < max_tenants_per_shard_) return s.get();
   }
+  return OpenNextShard();
+}
+
+Result<Shard*> Store::Impl::OpenNextShard() {
   uint32_t i = static_cast<uint32_t>(shards_.size());
   CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
   AttachResealer(shard.get());
@@ -1390,13 +1409,16 @@ Status Store::Impl::Recover(std::vector<codec::TenantRecord> records) {
         // there: else this is a copy of the store older than the keyring
         // (the rotation went on, or another one followed), and the tenant
         // is refused below with what happened.
-        if (const char* why = RotationContradiction(rec, id_claims[rec.internal_id] > 1)) {
+        if (const char* why = RotationContradiction(rec, id_claims[rec.internal_id] > 1,
+                                                      shards_.size())) {
           // Nothing rolled either way, nothing dropped or shredded.
           Quarantine(rec, std::string("recovery: the registry record is contradictory: ") + why +
                               "; no rotation step was taken");
           break;
         }
+        // A shard move's two shards (decision 0057) must both be open.
         if (rec.rotation_state != codec::kRotationNone && !damaged_shards_.count(rec.shard) &&
+            !damaged_shards_.count(codec::RotationShard(rec)) &&
             keyring_.Find(rec.internal_id, rec.key_version) != nullptr) {
           if (rec.rotation_state == codec::kRotationCopying) {
             CV_RETURN_IF_ERROR(RollBackRotation(&rec, nullptr));

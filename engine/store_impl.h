@@ -194,6 +194,9 @@ class Store::Impl {
   Result<Receipt> PurgeTenantUntimed(std::string_view tenant_id);
   // rotate.cc (docs/decisions/0036).
   Result<Receipt> RotateTenantKey(std::string_view tenant_id);
+  // A key rotation whose copy is made in shard `to_shard` (decision 0057).
+  Result<Receipt> MoveTenantToShard(std::string_view tenant_id, uint32_t to_shard);
+  Result<Receipt> RotateInto(std::string_view tenant_id, std::optional<uint32_t> to_shard);
   Result<std::vector<TenantInfo>> ListTenants();
   Result<TenantInfo> DescribeTenant(std::string_view tenant_id);
 
@@ -456,6 +459,10 @@ class Store::Impl {
   // KEK). REQUIRES: admin_mu_.
   Status CommitKeyring(Keyring next, bool rotate, rocksdb::WriteBatch* header = nullptr);
   Result<Shard*> PickShard();
+  // Opens (creates) shard shards_.size() and records it in the header:
+  // PickShard when every shard is full, a move to a new shard (decision
+  // 0057). REQUIRES: admin_mu_.
+  Result<Shard*> OpenNextShard();
   Status RollBackCreate(const codec::TenantRecord& rec);
   // rotate.cc. Both REQUIRE admin_mu_, and the tenant's life lock held
   // exclusively when it is live (`live`: its runtime state, or nullptr at

@@ -477,11 +477,14 @@ Result<Receipt> Store::Impl::FinishPurge(codec::TenantRecord* rec, Tenant* live,
     if (live != nullptr) live->cf = nullptr;
     CV_RETURN_IF_ERROR(shard->DropAndDeleteLater(cf, DeletedLog(r.column_family, r.bytes)));
   }
-  // The other family of a key rotation that never finished (decision 0036).
-  if (shard != nullptr && rec->rotation_state != codec::kRotationNone) {
+  // The other family of a key rotation that never finished (decision 0036),
+  // in its own shard when the rotation was a shard move (decision 0057).
+  const uint32_t other_in = codec::RotationShard(*rec);
+  Shard* other_shard = other_in < shards_.size() ? shards_[other_in].get() : nullptr;
+  if (other_shard != nullptr && rec->rotation_state != codec::kRotationNone) {
     const std::string name = format::ColumnFamilyName(rec->internal_id, rec->rotation_family);
-    if (auto* other = shard->Find(name)) {
-      CV_RETURN_IF_ERROR(shard->DropAndDeleteLater(other, DeletedLog(name, 0)));
+    if (auto* other = other_shard->Find(name)) {
+      CV_RETURN_IF_ERROR(other_shard->DropAndDeleteLater(other, DeletedLog(name, 0)));
     }
   }
   CV_KILL_POINT("purge.after_drop");

@@ -16,6 +16,10 @@ const std::vector<Step>& Workload() {
       {Op::kCreate, "t1", {}},  {Op::kPut, "t1", {1}},    {Op::kPut, "t1", {2, 3}},
       {Op::kRotate, "t1", {}},  {Op::kPurge, "t1", {}},   {Op::kCreate, "old", {}}, {Op::kPut, "old", {7}},
       {Op::kPurge, "base", {}}, {Op::kCreate, "t1", {}},  {Op::kPut, "t1", {4, 5}},
+      // Shard 0 holds "old" and "t1" (full at two): "t2" opens shard 1 and
+      // "t1" moves there (decision 0057), its copy in the other shard.
+      {Op::kCreate, "t2", {}},  {Op::kPut, "t2", {8}},    {Op::kMoveShard, "t1", {1}},
+      {Op::kPut, "t1", {6}},
   };
   return steps;
 }
@@ -51,6 +55,8 @@ Status RunStep(Store* store, const Step& s) {
       return store->PurgeTenant(s.tenant).status();
     case Op::kRotate:
       return store->RotateTenantKey(s.tenant).status();
+    case Op::kMoveShard:
+      return store->MoveTenantToShard(s.tenant, static_cast<uint32_t>(s.calls.at(0))).status();
     case Op::kPut: {
       std::vector<Call> calls;
       for (int i : s.calls) calls.push_back(TestCall(s.tenant, i));
@@ -101,12 +107,18 @@ Expectation Expected(const Crash* kill) {
         t.live = false;
         t.rotations = 0;
         t.rotating = false;
+        t.shard = -1;
         e.receipts.push_back(s.tenant);
         break;
       case Op::kPut:
         for (int idx : s.calls) t.calls[idx] = TestCall(s.tenant, idx);
         break;
       case Op::kRotate:
+        if (!in_flight) ++t.rotations;
+        else t.rotating = true;
+        break;
+      case Op::kMoveShard:
+        t.shard = s.calls.at(0);
         if (!in_flight) ++t.rotations;
         else t.rotating = true;
         break;
@@ -244,6 +256,16 @@ void CheckRecovered(Store& st, const std::string& keys, const Expectation& e) {
     EXPECT_TRUE(finished == te.rotations || (te.rotating && finished == te.rotations + 1))
         << id << ": " << finished << " key_rotation receipts, " << te.rotations
         << " rotations returned" << (te.rotating ? " and one in flight" : "");
+    // A shard move: in its target shard once finished, in its old one if
+    // undone (one authoritative copy: the families checked above).
+    if (te.shard >= 0) {
+      const bool moved = !te.rotating || finished == te.rotations + 1;
+      if (moved) {
+        EXPECT_EQ(static_cast<int>(d->shard), te.shard) << id << ": the move finished";
+      } else {
+        EXPECT_NE(static_cast<int>(d->shard), te.shard) << id << ": the move was undone";
+      }
+    }
   }
   auto pk = st.SigningPublicKey();
   ASSERT_OK(pk);

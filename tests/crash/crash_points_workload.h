@@ -12,11 +12,12 @@
 
 namespace callvault::crashpoints {
 
-enum class Op { kCreate, kPut, kPurge, kRotate };
+enum class Op { kCreate, kPut, kPurge, kRotate, kMoveShard };
 struct Step {
   Op op;
   std::string tenant;
-  std::vector<int> calls;  // kPut: one call is PutCall, more are PutCalls
+  std::vector<int> calls;  // kPut: one call is PutCall, more are PutCalls;
+                           // kMoveShard: {the target shard}
 };
 
 // The prepared store (PrepareStore): "base" live with calls 100-102; "old"
@@ -37,12 +38,19 @@ struct TenantExpect {
   std::set<int> gone;         // calls of purged incarnations: never readable
   int rotations = 0;          // key rotations of the live incarnation that returned
   bool rotating = false;      // the crash was in one more: undone or finished
+  // Shard moves (decision 0057): the shard the tenant was moved to (-1:
+  // none); a move in flight (rotating) leaves it there (finished) or in
+  // its old shard (undone).
+  int shard = -1;
 };
 struct Expectation {
   std::map<std::string, TenantExpect> tenants;
   std::vector<std::string> receipts;  // tenant ids of the receipts, in order
 };
 
+// A shard move (kMoveShard, decision 0057) is a key rotation into another
+// shard: the same, and the tenant is in the target shard exactly when it
+// finished.
 // A key rotation (kRotate) keeps the tenant's calls whether recovery undoes
 // it or finishes it; which one is checked for consistency (CheckRecovered:
 // key version 2 with one key_rotation receipt, or 1 with none).

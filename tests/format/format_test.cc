@@ -1097,6 +1097,41 @@ TEST(CodecTest, TenantRotationFields) {
   }
 }
 
+// The shard of a rotation's other family (decision 0057): round trip; a
+// record without the field (written before it, or by a rotation within the
+// shard) names the tenant's own shard, and such a record encodes without
+// the field, so its bytes are what they were.
+TEST(CodecTest, TenantRotationShard) {
+  codec::TenantRecord t;
+  t.tenant_id = "acme";
+  t.state = TenantState::kActive;
+  t.internal_id = 7;
+  t.shard = 3;
+  t.rotation_state = codec::kRotationCopying;
+  t.rotation_family = 1;
+  t.rotation_key_version = 2;
+  codec::TenantRecord out;
+  ASSERT_OK(codec::DecodeTenant(codec::EncodeTenant(t), &out));
+  EXPECT_EQ(out.rotation_shard, codec::kSameShard);
+  EXPECT_EQ(codec::RotationShard(out), 3u);
+  const std::string same = codec::EncodeTenant(t);
+  t.rotation_shard = 0;  // shard 0 is a shard like any: stored, not the default
+  const std::string other = codec::EncodeTenant(t);
+  EXPECT_GT(other.size(), same.size());
+  ASSERT_OK(codec::DecodeTenant(other, &out));
+  EXPECT_EQ(out.rotation_shard, 0u);
+  EXPECT_EQ(codec::RotationShard(out), 0u);
+  // A record built without the field at all (an older build's) reads as the
+  // tenant's own shard.
+  flatbuffers::FlatBufferBuilder b;
+  fb::TenantRecordBuilder r(b);
+  r.add_shard(5);
+  r.add_rotation_state(codec::kRotationCopying);
+  b.Finish(r.Finish());
+  ASSERT_OK(codec::DecodeTenant(Bytes(b), &out));
+  EXPECT_EQ(codec::RotationShard(out), 5u);
+}
+
 TEST(CodecTest, DecodersRejectRandomAndTruncatedBytes) {
   std::mt19937_64 rng(Seed());
   const Call c = FullCall();

@@ -214,6 +214,42 @@ TEST_F(Attack13, ForgedShreddingNamingTheLiveKeyDestroysNothing) {
   ExpectNothingDestroyed();
 }
 
+// A shard move's SHREDDING (decision 0057) naming a shard the store does
+// not have as the old family's: finishing it would fail the whole open
+// (the old family's shard is not open). The record is a contradiction:
+// quarantined, nothing destroyed, the store opens. A quarantined tenant is
+// not moved.
+TEST_F(Attack13, ForgedShardMoveNamingNoShardDestroysNothing) {
+  ASSERT_OK(ts->RotateTenantKey("acme"));  // family 1, key version 2
+  ts.Close();
+  ForgeRegistry(ts.db, ts.keys, "acme", [](codec::TenantRecord* r) {
+    r->rotation_state = codec::kRotationShredding;
+    r->rotation_family = r->family - 1;
+    r->rotation_cf_generation = 1;
+    r->rotation_key_version = r->key_version - 1;
+    r->rotation_shard = 9;
+  });
+  ASSERT_OK(ts.Open());
+  EXPECT_CODE(ts->MoveTenantToShard("acme", 0), Code::kCorruption);
+  ExpectNothingDestroyed();
+}
+
+// A tenant held for a move to another store (fenced) is not moved between
+// shards: refused, nothing changed.
+TEST_F(Attack13, AFencedTenantIsNotMovedBetweenShards) {
+  ts.Close();
+  ForgeRegistry(ts.db, ts.keys, "acme", [](codec::TenantRecord* r) {
+    r->move_state = codec::kMoveFenced;
+    r->move_id = std::string(32, 'a');
+    r->move_peer = std::string(32, 'b');
+  });
+  ASSERT_OK(ts.Open());
+  // Refused as held for a move before the target shard is looked at.
+  EXPECT_CODE(ts->MoveTenantToShard("acme", 1), Code::kFailedPrecondition);
+  EXPECT_EQ(ts->DescribeTenant("acme")->shard, 0u);
+  EXPECT_EQ(ts->DescribeTenant("acme")->key_version, 1u);
+}
+
 // SHREDDING with only the key version pointing at the live one (the family
 // a stale one): the live key must not be shredded.
 TEST_F(Attack13, ForgedShreddingNamingOnlyTheLiveKeyVersionDestroysNothing) {

@@ -198,6 +198,42 @@ class TenantRotateKeyCommand final : public Command {
   std::string tenant_id_;
 };
 
+// Moves a tenant to another shard of the store (docs/decisions/0057): a key
+// rotation whose copy is made there.
+class TenantMoveShardCommand final : public Command {
+ public:
+  std::string Group() const override { return "tenant"; }
+  std::string Name() const override { return "move-shard"; }
+  std::string Help() const override {
+    return "Move a tenant to another shard of this store (rebalancing): its data copied there "
+           "under a new key while it is served, the old copy dropped and its key shredded; "
+           "prints the signed receipt";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("ID", tenant_id_, "The tenant id")->required();
+    app->add_option("--to-shard", to_shard_, "The shard to move it to (see `stats`)")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore();
+    if (!store.ok()) return store.status();
+    auto receipt = (*store)->MoveTenantToShard(tenant_id_, to_shard_);
+    if (!receipt.ok()) return receipt.status();
+    if (ctx.json()) {
+      ctx.PrintJson(ReceiptToJson(*receipt));
+    } else {
+      PrintReceipt(ctx.out(), *receipt);
+    }
+    ctx.err() << "moved tenant " << tenant_id_ << " from shard " << receipt->shard
+              << " to shard " << to_shard_ << " under a new key; receipt " << receipt->sequence
+              << "; backups taken before now cannot restore this tenant: take a backup\n";
+    return {};
+  }
+
+ private:
+  std::string tenant_id_;
+  uint32_t to_shard_ = 0;
+};
+
 // Prints the tenant after a change, as `tenant show` would (without counts).
 RunResult ShowAfter(Context& ctx, Store* store, const std::string& tenant_id) {
   auto t = store->DescribeTenant(tenant_id);
@@ -554,6 +590,7 @@ void AddTenantCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<TenantShowCommand>());
   out->push_back(std::make_unique<TenantPurgeCommand>());
   out->push_back(std::make_unique<TenantRotateKeyCommand>());
+  out->push_back(std::make_unique<TenantMoveShardCommand>());
   out->push_back(std::make_unique<TenantChurnCommand>());
   out->push_back(std::make_unique<TenantCancelChurnCommand>());
   out->push_back(std::make_unique<TenantRetentionCommand>());

@@ -704,6 +704,19 @@ class Store {
   // held for a move (kFailedPrecondition), read-only store (kNotSupported).
   // Legal holds do not block it (nothing is removed).
   Result<Receipt> RotateTenantKey(std::string_view tenant_id);
+  // Moves the tenant to shard `to_shard` of this store, to rebalance shards
+  // that filled unevenly (docs/decisions/0057, docs/operations.md
+  // "Rebalancing shards"): a key rotation (above) whose copy is made in that
+  // shard, with the same steps, recovery, receipt ("key_rotation", naming
+  // the old family and its shard) and what callers see; the tenant's old
+  // family is dropped from its old shard and its old key shredded.
+  // `to_shard` equal to the number of shards opens a new shard for it.
+  // Refused, nothing changed: the refusals of RotateTenantKey; a shard
+  // number beyond that (kInvalidArgument); the tenant's own shard
+  // (kAlreadyExists); a shard that did not open (kCorruption); a shard
+  // holding max_tenants_per_shard column families (kResourceExhausted); a
+  // tenant whose rotation is unfinished (kFailedPrecondition).
+  Result<Receipt> MoveTenantToShard(std::string_view tenant_id, uint32_t to_shard);
 
   // --- Compliance lifecycle (docs/operations.md) ----------------------------
   // Churn: from now on writes to the tenant are refused
