@@ -13,11 +13,16 @@
 //     of it left behind; a power cut at .after_ingest too (the pending
 //     marker is synced before the ingestion); a power cut after Finish
 //     returned keeps it whole;
-//   - a backup cut of a recording being written restores nothing of it.
+//   - a backup cut taken while a writer sits between its ingestion and its
+//     manifest restores nothing of that recording (the pending marker is
+//     in the cut with the chunks; the restore's open removes them).
 #include <sodium.h>
 
 #include <fstream>
+#include <future>
+#include <thread>
 
+#include "callvault/backup.h"
 #include "engine/kill_point.h"
 #include "tests/recordings/rec_util.h"
 #include "tests/testutil/fault_fs.h"
@@ -356,6 +361,56 @@ TEST_F(RecordingIngestTest, PowerCutAfterIngestionAndAfterFinish) {
     EXPECT_EQ(st.chunks, at_point ? 0u : 4u);
     EXPECT_EQ(st.pending, 0u);
   }
+}
+
+// A backup cut between the ingestion and the manifest holds the ingested
+// chunks and the (synced) pending marker, not the manifest: the restored
+// store must not show a half recording, and keeps no chunk of it.
+TEST_F(RecordingIngestTest, BackupCutBetweenIngestionAndManifestRestoresNothingOfIt) {
+  const std::string data = workload::RandomBytes(seed_, 3 * kChunk + 7);
+  const std::string keep = workload::RandomBytes(seed_ + 1, kChunk + 9);
+  ASSERT_OK(rectest::WriteRecording(ts.store.get(), "acme", "call-1", "keep", keep));
+  const std::string bak = ts.tmp.Sub("bak");
+  std::promise<void> ingested, backed_up;
+  std::shared_future<void> go_on = backed_up.get_future().share();
+  testing::SetKillPointAction([&] {
+    ingested.set_value();
+    go_on.wait();
+  });
+  testing::ArmKillPoint("recording.after_ingest");
+  std::thread writer([&] {
+    EXPECT_OK(rectest::WriteRecording(ts.store.get(), "acme", "call-1", "mid", data));
+  });
+  ingested.get_future().wait();
+  auto cut = ts->Backup(bak);
+  backed_up.set_value();
+  writer.join();
+  testing::DisarmKillPoints();
+  testing::SetKillPointAction(nullptr);
+  ASSERT_OK(cut);
+  ExpectWhole("mid", data);  // the live store finished it
+  ts.Close();
+  Options o = testutil::DefaultOptions(ts.keys);
+  o.create_if_missing = false;
+  const std::string restored = ts.tmp.Sub("restored");
+  ASSERT_OK(Store::Restore(o, bak, restored));
+  ts.db = restored;
+  ASSERT_OK(ts.Open());
+  Locate();
+  std::string got;
+  EXPECT_EQ(rectest::ReadRange(ts.store.get(), "acme", "call-1", "mid", 0, UINT64_MAX, &got).code(),
+            Code::kNotFound);
+  auto list = ts->ListRecordings("acme", "call-1");
+  ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().recording_id, "keep");
+  ExpectWhole("keep", keep);
+  ExpectVerifyClean();
+  ts.Close();
+  RawState st = Raw();
+  EXPECT_EQ(st.chunks, 2u) << "chunks of the half recording restored";
+  EXPECT_EQ(st.pending, 0u);
+  EXPECT_EQ(st.manifests, 1u);
 }
 
 }  // namespace
