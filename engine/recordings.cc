@@ -369,8 +369,7 @@ class Writer final : public RecordingWriter {
       // memtable first). The sequence number lives in the MANIFEST only:
       // the file is not rewritten in place.
       rocksdb::IngestExternalFileOptions io;
-      io.move_files = true;
-      io.failed_move_fall_back_to_copy = false;
+      io.move_files = true;  // a copy (synced) where a hard link fails
       io.write_global_seqno = false;
       io.verify_checksums_before_ingest = false;
       rocksdb::Status is = t->shard->db()->IngestExternalFile(t->cf, files_, io);
