@@ -479,7 +479,7 @@ class Writer final : public RecordingWriter {
 
   // Removes every table file of this writer (none is ingested then).
   void DropFiles() {
-    if (!ingest_) return;
+    if (!ingest_ || (sst_ == nullptr && sst_path_.empty() && files_.empty())) return;
     sst_.reset();  // abandons an unfinished file
     if (!sst_path_.empty()) files_.push_back(std::move(sst_path_));
     sst_path_.clear();

@@ -202,6 +202,22 @@ TEST_F(RecordingIngestTest, AbortAndDestructorRemoveTheFile) {
   EXPECT_EQ(st.pending, 0u);
 }
 
+TEST_F(RecordingIngestTest, WriterKeptPastCloseRemovesItsFile) {
+  const std::string data = workload::RandomBytes(seed_, 2 * kChunk + 3);
+  auto w = ts->CreateRecording("acme", "call-1", {.recording_id = "r1", .content_type = "audio/ogg"});
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append(data));
+  ASSERT_EQ(IngestEntries(), 1u);
+  ASSERT_OK(ts->Close());
+  EXPECT_EQ((*w)->Finish().status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(IngestEntries(), 0u);
+  w->reset();
+  ts.Close();
+  ASSERT_OK(ts.Open());
+  ExpectAbsent("r1");
+  ExpectVerifyClean();
+}
+
 TEST_F(RecordingIngestTest, PurgeDuringTheWriteLeavesNothing) {
   const std::string data = workload::RandomBytes(seed_, 3 * kChunk + 3);
   auto w = ts->CreateRecording("acme", "call-1", {.recording_id = "r1", .content_type = "audio/ogg"});
