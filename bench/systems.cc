@@ -81,6 +81,10 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create) : dir_(dir
   if (const char* v = std::getenv("CALLVAULT_BENCH_DEFER_COMPRESSION")) {
     o.defer_compression = std::string(v) != "0";
   }
+  // Before/after of decision 0055 (0 = recordings through the WAL).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_RECORDING_INGEST")) {
+    o.recording_ingest = std::string(v) != "0";
+  }
   o.create_if_missing = create;
   o.region = "bench";
   auto s = Store::Open(o, dir_ + "/store");

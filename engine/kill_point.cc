@@ -65,11 +65,16 @@ std::vector<std::string> KillPointsSeen() {
 
 void KillPoint(const char* name) {
   if (!g_active.load(std::memory_order_relaxed)) return;
-  std::lock_guard<std::mutex> l(g_mu);
+  std::unique_lock<std::mutex> l(g_mu);
   if (g_record) g_seen.emplace_back(name);
   if (!g_name.empty() && g_name == name && --g_remaining == 0) {
     if (g_action) {
-      g_action();
+      // Run without the lock: an action may wait for another thread that
+      // passes kill points meanwhile (recording_ingest_test takes a backup
+      // while a writer waits at its point); this point fires once.
+      std::function<void()> action = g_action;
+      l.unlock();
+      action();
       return;
     }
     ::kill(::getpid(), SIGKILL);

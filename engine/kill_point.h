@@ -30,7 +30,8 @@ void RecordKillPoints(bool on);
 std::vector<std::string> KillPointsSeen();
 void KillPoint(const char* name);
 // Run `action` at the armed point instead of SIGKILL (nullptr: SIGKILL).
-// It runs with the kill point's lock held: it must not pass a kill point.
+// It runs without the kill point's lock: other threads pass points
+// meanwhile (the armed one has fired and does not fire again).
 void SetKillPointAction(std::function<void()> action);
 // The names of every CV_KILL_POINT in the binary, sorted, without repeats.
 std::vector<std::string> CompiledKillPoints();

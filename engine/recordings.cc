@@ -16,6 +16,8 @@
 // whose chunks each carry the 12-byte state nonce as it was before the chunk
 // was pushed (docs/decisions/0003-recording-chunks.md).
 #include <openssl/evp.h>
+#include <rocksdb/sst_file_writer.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <sodium.h>
 
@@ -30,6 +32,7 @@
 #include "engine/crypto.h"
 #include "engine/fs_util.h"
 #include "engine/indexing.h"
+#include "engine/kill_point.h"
 #include "engine/rotate_internal.h"
 #include "engine/store_impl.h"
 #include "engine/validate.h"
@@ -53,6 +56,11 @@ constexpr size_t kAeadTagBytes = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 static_assert(kPrefixBytes + 8 == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
 constexpr size_t kSha256Bytes = 32;
 constexpr char kRecordingDomain = 'R';
+// Ingested recordings (decision 0055): a recording's chunks go into table
+// files of at most about this many bytes each, all ingested at Finish in
+// one IngestExternalFile (atomic: all of them or none). Smaller files make
+// the compactions that later move the chunks into blob files finer.
+constexpr uint64_t kIngestFileBytes = 256u << 20;
 
 // The chunk format new recordings are written in (tests set 1 to make
 // recordings of the old format).
@@ -256,6 +264,7 @@ class Writer final : public RecordingWriter {
       stream_.material = crypto::RandomString(kPrefixBytes);
     }
     buffer_.reserve(kRecordingChunkBytes);
+    ingest_ = t->shard->recording_ingest();
     started_ = true;
     return Status::OK();
   }
@@ -294,14 +303,28 @@ class Writer final : public RecordingWriter {
       Abort().IgnoreError();
       return Status::InvalidArgument("recording: content does not match expected_sha256; nothing kept");
     }
+    if (!broken_.ok()) return broken_;
     CV_RETURN_IF_ERROR(Seal(true));
+    if (ingest_) {
+      Status s = CloseFile();
+      if (!s.ok()) {
+        DropFiles();
+        broken_ = s;
+        return s;
+      }
+    }
     info.recording_id = spec_.recording_id;
     info.content_type = spec_.content_type;
     info.duration_ms = spec_.duration_ms;
     info.size = size_;
     info.chunks = next_chunk_;
     info.created_at = NowMicros();
-    CV_ASSIGN_OR_RETURN(TenantRef t, store_->AcquireForRecording(tenant_id_));
+    Result<TenantRef> acquired = store_->AcquireForRecording(tenant_id_);
+    if (!acquired.ok()) {
+      DropFiles();  // purged (or closed) while written: its file goes now
+      return acquired.status();
+    }
+    TenantRef t = std::move(*acquired);
     std::lock_guard<std::mutex> w(t->write_mu);
     // DeleteCall (or erasure, or retention) removes the marker of a
     // recording being written; then nothing of it may be kept.
@@ -311,8 +334,9 @@ class Writer final : public RecordingWriter {
     if (ms.IsNotFound()) {
       done_ = true;
       Wipe();
+      DropFiles();
       rocksdb::WriteBatch drop;
-      CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, next_chunk_, &drop));
+      CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, ingest_ ? 0 : next_chunk_, &drop));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &drop), "drop recording"));
       if (t->rec.key_version != key_version_) return RotatedError();
       return Status::NotFound("the call was deleted while its recording was written; nothing was kept");
@@ -326,12 +350,45 @@ class Writer final : public RecordingWriter {
         "batch"));
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
         b.Delete(t->cf, format::RecordingKey(format::kRecordingPendingPrefix, names_.call_hash, names_.rec_hash)), "batch"));
-    // The chunks went to the WAL unsynced; sync every live WAL, then the
-    // manifest with a synced write: the recording is visible only whole.
-    CV_RETURN_IF_ERROR(t->shard->SyncWal());
+    if (ingest_) {
+      // The marker is synced first (its Put was not): chunks that an
+      // ingestion made durable must never outlive it in a power loss, or
+      // no open would find them to clean (CleanIncompleteRecordings).
+      Status s = t->shard->SyncWal();
+      if (s.ok() && t->rec.key_version != key_version_) s = RotatedError();
+      if (!s.ok()) {
+        DropFiles();
+        return s;
+      }
+      CV_KILL_POINT("recording.before_ingest");
+      // Linked into the shard's directory (move_files), synced with that
+      // directory and recorded in the synced MANIFEST before this returns
+      // (RocksDB 7.8.3, ExternalSstFileIngestionJob). Atomic: every file
+      // or none. Keys under an earlier incarnation's tombstones get a
+      // sequence number above them (ingestion flushes an overlapping
+      // memtable first). The sequence number lives in the MANIFEST only:
+      // the file is not rewritten in place.
+      rocksdb::IngestExternalFileOptions io;
+      io.move_files = true;  // a copy (synced) where a hard link fails
+      io.write_global_seqno = false;
+      io.verify_checksums_before_ingest = false;
+      rocksdb::Status is = t->shard->db()->IngestExternalFile(t->cf, files_, io);
+      if (!is.ok()) {
+        DropFiles();
+        return fsutil::FromRocks(is, "ingest recording chunks");
+      }
+      files_.clear();  // moved into the shard: RocksDB removed our names
+      ingested_ = true;
+      CV_KILL_POINT("recording.after_ingest");
+    } else {
+      // The chunks went to the WAL unsynced; sync every live WAL, then the
+      // manifest with a synced write: the recording is visible only whole.
+      CV_RETURN_IF_ERROR(t->shard->SyncWal());
+    }
     rocksdb::WriteOptions wo;
     wo.sync = true;
     CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &b), "write recording manifest"));
+    if (ingest_) CV_KILL_POINT("recording.after_manifest");
     done_ = true;
     Wipe();
     return info;
@@ -342,9 +399,12 @@ class Writer final : public RecordingWriter {
     if (done_ || !started_) return Status::OK();
     done_ = true;
     Wipe();
+    DropFiles();
     CV_ASSIGN_OR_RETURN(TenantRef t, store_->AcquireForRecording(tenant_id_));
     rocksdb::WriteBatch b;
-    CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, next_chunk_, &b));
+    // Ingested path: no chunk is in the family unless an ingestion
+    // succeeded (and the manifest write after it did not).
+    CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, ingest_ && !ingested_ ? 0 : next_chunk_, &b));
     return fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &b), "abort recording");
   }
 
@@ -362,9 +422,91 @@ class Writer final : public RecordingWriter {
     sodium_memzero(buffer_.data(), buffer_.size());
   }
 
+  // Ingested path: appends the sealed chunk value_ under `key` to the
+  // writer's current table file, starting one when there is none.
+  Status AddToFile(const TenantRef& t, const std::string& key) {
+    rocksdb::DB* db = t->shard->db();
+    if (sst_ == nullptr) {
+      rocksdb::FileSystem* fs = db->GetEnv()->GetFileSystem().get();
+      const std::string dir = t->shard->ingest_dir();
+      CV_RETURN_IF_ERROR(fsutil::FromIO(fs->CreateDirIfMissing(dir, rocksdb::IOOptions(), nullptr),
+                                        "create the recording ingest directory"));
+      // The family's options (its comparator), with a table format of
+      // our own: XXH3 block checksums (RocksDB's CRC32C is Debian's slow
+      // portable one; the checksum type is per file, in its footer), no
+      // compression (ciphertext), no filter (chunks are read by key).
+      rocksdb::Options o(db->GetDBOptions(), db->GetOptions(t->cf));
+      rocksdb::BlockBasedTableOptions bt;
+      if (const auto* cur = o.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>()) bt = *cur;
+      bt.checksum = rocksdb::kXXH3;
+      bt.filter_policy.reset();
+      bt.block_cache.reset();
+      bt.no_block_cache = true;
+      o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bt));
+      o.compression = rocksdb::kNoCompression;
+      o.bottommost_compression = rocksdb::kNoCompression;
+      rocksdb::EnvOptions eo(o);
+      // Written back while the next chunks are sealed, not all at the
+      // final sync.
+      eo.bytes_per_sync = 4u << 20;
+      sst_ = std::make_unique<rocksdb::SstFileWriter>(eo, o, t->cf, /*invalidate_page_cache=*/false,
+                                                      rocksdb::Env::IO_TOTAL, /*skip_filters=*/true);
+      sst_path_ = dir + "/" + crypto::Hex(crypto::RandomString(12)) + ".sst";
+      sst_bytes_ = 0;
+      rocksdb::Status s = sst_->Open(sst_path_);
+      if (!s.ok()) {
+        sst_.reset();
+        fs->DeleteFile(sst_path_, rocksdb::IOOptions(), nullptr).PermitUncheckedError();
+        sst_path_.clear();
+        return fsutil::FromRocks(s, "create a recording table file");
+      }
+    }
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(sst_->Put(key, value_), "write recording chunk"));
+    sst_bytes_ += value_.size();
+    if (sst_bytes_ >= kIngestFileBytes) CV_RETURN_IF_ERROR(CloseFile());
+    return Status::OK();
+  }
+
+  // Finishes the current table file (synced: SstFileWriter::Finish).
+  Status CloseFile() {
+    if (sst_ == nullptr) return Status::OK();
+    rocksdb::Status s = sst_->Finish();
+    sst_.reset();
+    files_.push_back(std::move(sst_path_));
+    sst_path_.clear();
+    return fsutil::FromRocks(s, "finish a recording table file");
+  }
+
+  // Removes every table file of this writer (none is ingested then).
+  void DropFiles() {
+    if (!ingest_ || (sst_ == nullptr && sst_path_.empty() && files_.empty())) return;
+    sst_.reset();  // abandons an unfinished file
+    if (!sst_path_.empty()) files_.push_back(std::move(sst_path_));
+    sst_path_.clear();
+    rocksdb::FileSystem* fs = store_->res_->env->GetFileSystem().get();
+    for (const auto& f : files_) {
+      rocksdb::IOStatus s = fs->DeleteFile(f, rocksdb::IOOptions(), nullptr);
+      // Gone already (ingestion moved it in, or a sweep): nothing to do.
+      s.PermitUncheckedError();
+    }
+    files_.clear();
+  }
+
   Status Seal(bool final) {
-    CV_ASSIGN_OR_RETURN(TenantRef t, store_->AcquireForRecording(tenant_id_));
+    if (!broken_.ok()) return broken_;
+    Result<TenantRef> acquired = store_->AcquireForRecording(tenant_id_);
+    if (!acquired.ok()) {
+      // Purged, closed, or refused: the table file being written holds
+      // this tenant's ciphertext; it goes now, not at the writer's end.
+      if (ingest_) {
+        DropFiles();
+        broken_ = acquired.status();
+      }
+      return acquired.status();
+    }
+    TenantRef t = std::move(*acquired);
     if (t->rec.key_version != key_version_) {
+      if (ingest_) DropFiles();
       // The tenant's key was rotated since Begin: this writer's names and
       // stream key are the old key's, and its chunks so far went with the
       // old family. A chunk written now would land in the new family under
@@ -397,8 +539,17 @@ class Writer final : public RecordingWriter {
       value_.resize(kPrefixBytes + clen);
     }
     const std::string key = format::RecordingChunkKey(names_.call_hash, names_.rec_hash, next_chunk_);
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, key, value_),
-                                         "write recording chunk"));
+    if (ingest_) {
+      Status s = AddToFile(t, key);
+      if (!s.ok()) {
+        DropFiles();
+        broken_ = s;
+        return s;
+      }
+    } else {
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, key, value_),
+                                           "write recording chunk"));
+    }
     ++next_chunk_;
     buffer_.clear();
     return Status::OK();
@@ -420,6 +571,16 @@ class Writer final : public RecordingWriter {
   uint32_t key_version_ = 0;  // the tenant's at Begin
   bool started_ = false;
   bool done_ = false;
+  // Ingested path (Options::recording_ingest, decision 0055): the chunks
+  // go into table files in the shard's ingest directory, named here, and
+  // only those files, by these names, are ingested at Finish.
+  bool ingest_ = false;
+  bool ingested_ = false;  // the chunks are in the family (Abort removes them)
+  Status broken_;          // a failed chunk or a lost tenant: every later call fails so
+  std::unique_ptr<rocksdb::SstFileWriter> sst_;
+  std::string sst_path_;           // the file sst_ writes
+  uint64_t sst_bytes_ = 0;
+  std::vector<std::string> files_;  // finished files, in key order
 };
 
 // Opens chunk `i` (stored `value`) of a recording into `msg` (its first

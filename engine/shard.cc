@@ -9,6 +9,7 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <charconv>
 #include <chrono>
 #include <set>
@@ -232,6 +233,40 @@ bool IsRepairTempName(const std::string& name) {
     }
   }
   return IsWalName(base);
+}
+
+// The table files of recordings being written (Shard::ingest_dir,
+// decision 0055): whatever is there at open is a crash's leftover or
+// planted, and a writer ingests only the file it made, by its name: every
+// entry is removed, unread (symlinks unlinked, not followed; a
+// subdirectory with what is in it). A symlink in the directory's own place
+// is unlinked too: a writer makes a real directory there.
+Status SweepIngestDir(rocksdb::FileSystem* fs, const std::string& dir) {
+  namespace sfs = std::filesystem;
+  std::error_code ec;
+  const sfs::file_status st = sfs::symlink_status(dir, ec);
+  if (ec || st.type() == sfs::file_type::not_found) return Status::OK();
+  if (st.type() != sfs::file_type::directory) {
+    CV_RETURN_IF_ERROR(fsutil::FromIO(fs->DeleteFile(dir, rocksdb::IOOptions(), nullptr),
+                                      "remove a non-directory in the recording ingest directory's place"));
+    return Status::OK();
+  }
+  std::vector<std::string> children;
+  CV_RETURN_IF_ERROR(fsutil::FromIO(fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr),
+                                    "list the recording ingest directory"));
+  for (const auto& name : children) {
+    if (name == "." || name == "..") continue;
+    const std::string p = dir + "/" + name;
+    const sfs::file_status cst = sfs::symlink_status(p, ec);
+    if (!ec && cst.type() == sfs::file_type::directory) {
+      sfs::remove_all(p, ec);
+      if (ec) return Status::IOError("remove " + p + ": " + ec.message());
+      continue;
+    }
+    CV_RETURN_IF_ERROR(fsutil::FromIO(fs->DeleteFile(p, rocksdb::IOOptions(), nullptr),
+                                      "remove a leftover recording table file"));
+  }
+  return Status::OK();
 }
 
 Status RemoveRepairTempFiles(rocksdb::FileSystem* fs, const std::string& dir) {
@@ -628,6 +663,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->statistics->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   r->logger = options.logger;
   r->defer_compression = options.defer_compression;
+  r->recording_ingest = options.recording_ingest;
   r->env->SetBackgroundThreads(std::max(1, options.background_threads / 2), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
 
@@ -758,6 +794,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // rename: never read, removed by the writer (which holds the store's lock).
   if (!read_only && !create) {
     CV_RETURN_IF_ERROR(RemoveRepairTempFiles(res.env->GetFileSystem().get(), path));
+    CV_RETURN_IF_ERROR(SweepIngestDir(res.env->GetFileSystem().get(), path + "/ingest"));
   }
   rocksdb::DBOptions dbo = res.db_options;
   shard->cf_options_ = res.tenant_cf_options;

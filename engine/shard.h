@@ -119,6 +119,8 @@ struct SharedResources {
   // Options::defer_compression (decision 0052), and what the shards'
   // reseal filters did.
   bool defer_compression = true;
+  // Options::recording_ingest (decision 0055).
+  bool recording_ingest = true;
   mutable ResealCounters reseal;
   // What the WAL scans of this open cost (StoreStats::open), summed over
   // the metadata instance and the shards, which open in parallel.
@@ -360,6 +362,16 @@ class Shard {
   Status SyncWal();
   // Options::defer_compression: writers seal call records uncompressed.
   bool defer_compression() const { return res_->defer_compression; }
+  // Options::recording_ingest: recording writers seal their chunks into a
+  // table file of their own in ingest_dir() and ingest it at Finish
+  // (decision 0055).
+  bool recording_ingest() const { return res_->recording_ingest; }
+  // <shard>/ingest: the table files of recordings being written, each
+  // named by its writer (engine/recordings.cc). Not RocksDB's: it never
+  // lists subdirectories. Emptied at every writable open (a file there is
+  // a crash's leftover, or planted: never ingested); created by the first
+  // writer that needs it.
+  std::string ingest_dir() const { return path_ + "/ingest"; }
   // Where the shard's reseal filter finds a family's tenant (decision
   // 0052); until set, and after Close starts, records stay as written.
   void SetResealLookup(ResealFilterFactory::Lookup lookup) { reseal_->SetLookup(std::move(lookup)); }

@@ -184,13 +184,16 @@ TEST(Move, ConcurrentWritesEveryQueryAnswersTheSameAndTheSourceCopyIsUnreadable)
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "other"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 300));
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "other", 20));
-  // Recordings: one in blob files (over min_blob_size once flushed), one small.
+  // Recordings: one in blob files (over min_blob_size once compacted: an
+  // ingested recording arrives as a table file of its own, decision 0055,
+  // and compactions move its chunks to blob files), one small.
   const std::string big = RecordingBytes(3u << 20, seed);
   ASSERT_NO_FATAL_FAILURE(AddRecording(*a.store, "acme", "call-1", "rec-big", big));
   ASSERT_NO_FATAL_FAILURE(AddRecording(*a.store, "acme", "call-2", "rec-small", RecordingBytes(5000, seed + 1)));
   ASSERT_TRUE(a->PlaceHold("acme", Hold{.hold_id = "h1", .reason = "litigation", .call_id = ""}).ok());
   ASSERT_TRUE(a->PlaceHold("acme", Hold{.hold_id = "h2", .reason = "call hold", .call_id = "call-3"}).ok());
   ASSERT_TRUE(a->Flush().ok());
+  ASSERT_TRUE(a->CompactAll().ok());
   // The dictionary was trained (64 calls) and recordings went to blob files.
   size_t blobs = 0;
   for (const auto& f : testutil::ListFiles(a.db)) blobs += f.ends_with(".blob");

@@ -245,7 +245,11 @@ TEST_F(RecordingBlobTest, CallDeletedWhileRecordingIsWritten) {
   EXPECT_TRUE(raw.Keys(cf_["acme"], std::string(1, format::kRecordingManifestPrefix)).empty());
 }
 
+// The WAL path (Options::recording_ingest = false): chunks reach blob files
+// at flush, each recording's in blob files of its own flushes.
 TEST_F(RecordingBlobTest, DeleteRecordingThenCompactionFreesBlobBytes) {
+  ts.options.recording_ingest = false;
+  ASSERT_OK(ts.Reopen());
   AddTenant("acme");
   const std::string big = workload::RandomBytes(seed_, 20 * kChunk);
   const std::string small = workload::RandomBytes(seed_ + 1, 2 * kChunk + 3);
@@ -277,6 +281,38 @@ TEST_F(RecordingBlobTest, DeleteRecordingThenCompactionFreesBlobBytes) {
 // the next one is fetched (decision 0047). Measured with the process's
 // minor-fault count around a second whole read of a compacted recording
 // (the sink compares in place and allocates nothing).
+// The ingested path (decision 0055): a recording's chunks arrive as a
+// table file of their own; deleting it and compacting frees its bytes,
+// and the chunks of the one kept move into blob files.
+TEST_F(RecordingBlobTest, DeleteIngestedRecordingThenCompactionFreesItsBytes) {
+  AddTenant("acme");
+  const std::string big = workload::RandomBytes(seed_, 20 * kChunk);
+  const std::string small = workload::RandomBytes(seed_ + 1, 2 * kChunk + 3);
+  ASSERT_OK(rectest::WriteRecording(ts.store.get(), "acme", "call-1", "big", big, 1 << 20));
+  ASSERT_OK(rectest::WriteRecording(ts.store.get(), "acme", "call-1", "small", small));
+  auto stored = [&] {
+    return rectest::TotalSize(rectest::FilesEndingWith(shard_path_, ".blob")) +
+           rectest::TotalSize(rectest::FilesEndingWith(shard_path_, ".sst"));
+  };
+  const uint64_t before = stored();
+  EXPECT_GE(before, big.size() + small.size());
+  ASSERT_OK(ts->DeleteRecording("acme", "call-1", "big"));
+  ASSERT_OK(ts->CompactAll());
+  const uint64_t after = stored();
+  std::printf("[blob] ingested: DeleteRecording(20 MiB) + CompactAll: table and blob bytes %llu -> %llu\n",
+              static_cast<unsigned long long>(before), static_cast<unsigned long long>(after));
+  EXPECT_LE(after + 15 * kChunk, before) << "deleting a 20 MiB recording freed less than 15 MiB";
+  EXPECT_GE(rectest::TotalSize(rectest::FilesEndingWith(shard_path_, ".blob")), small.size())
+      << "the compaction kept the chunks inline in table files";
+  EXPECT_TRUE(ReadAll("acme", "call-1", "small") == small);
+  ts.Close();
+  ASSERT_OK(ts.Open());
+  EXPECT_TRUE(ReadAll("acme", "call-1", "small") == small);
+  auto v = ts->Verify("acme");
+  ASSERT_OK(v);
+  EXPECT_EQ(v->records_failed, 0u);
+}
+
 TEST_F(RecordingBlobTest, WholeReadDoesNotFaultFreshMemoryPerChunk) {
 #ifdef CV_SANITIZED
   GTEST_SKIP() << "the sanitizers' allocators place memory their own way";

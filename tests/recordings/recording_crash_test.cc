@@ -48,6 +48,7 @@ TEST(RecordingCrashChild, DISABLED_Run) {
   auto fail = [](const std::string& what, const Status& s) { rectest::Report("E " + what + ": " + s.ToString()); };
   Options o = testutil::DefaultOptions(rectest::Env("CV_REC_KEYS"));
   o.create_if_missing = false;
+  o.recording_ingest = rectest::Env("CV_REC_INGEST") != "0";
   auto store = Store::Open(o, rectest::Env("CV_REC_DB"));
   if (!store.ok()) return fail("open", store.status());
   const std::string mode = rectest::Env("CV_REC_MODE");
@@ -108,8 +109,10 @@ class RecordingCrashTest : public ::testing::Test {
     keep_group_ = st.groups.begin()->first;
   }
 
-  Child Spawn(const std::string& mode, const std::string& id, uint64_t seed, uint64_t bytes) {
+  Child Spawn(const std::string& mode, const std::string& id, uint64_t seed, uint64_t bytes,
+              bool ingest = true) {
     return rectest::SpawnSelf(kChildTest, {{"CV_REC_MODE", mode},
+                                           {"CV_REC_INGEST", ingest ? "1" : "0"},
                                            {"CV_REC_DB", ts.db},
                                            {"CV_REC_KEYS", ts.keys},
                                            {"CV_REC_ID", id},
@@ -147,6 +150,8 @@ class RecordingCrashTest : public ::testing::Test {
   // "keep" is intact, and `id` can be written again.
   void CheckCleanedUpAndRewrite(const std::string& id) {
     ASSERT_OK(ts.Open());
+    EXPECT_TRUE(rectest::FilesEndingWith(shard_path_ + "/ingest", "").empty())
+        << "the open left the crashed writer's table file";
     auto list = ts->ListRecordings("acme", "call-1");
     ASSERT_OK(list);
     ASSERT_EQ(list->size(), 1u);
@@ -181,7 +186,15 @@ class RecordingCrashTest : public ::testing::Test {
   std::string keep_, cf_, shard_path_, keep_group_;
 };
 
-TEST_F(RecordingCrashTest, KilledMidWriteLeavesNoRecording) {
+// Both write paths (Options::recording_ingest, decision 0055): ingested,
+// the sealed chunks wait in the writer's table file in the shard's ingest
+// directory; through the WAL, they are in the family already.
+class RecordingCrashPathTest : public RecordingCrashTest, public ::testing::WithParamInterface<bool> {};
+INSTANTIATE_TEST_SUITE_P(Paths, RecordingCrashPathTest, ::testing::Values(true, false),
+                         [](const auto& p) { return p.param ? "Ingest" : "Wal"; });
+
+TEST_P(RecordingCrashPathTest, KilledMidWriteLeavesNoRecording) {
+  const bool ingest = GetParam();
   const uint64_t total = 5 * kChunk + 4242;
   // Kill after: the writer was created (no chunk yet), ~1.5 chunks, ~3.2
   // chunks, and every byte appended but Finish not called.
@@ -193,7 +206,7 @@ TEST_F(RecordingCrashTest, KilledMidWriteLeavesNoRecording) {
   for (const Point& p : {Point{"created", 0}, Point{"1.5 chunks", kChunk + kChunk / 2},
                          Point{"3.2 chunks", 3 * kChunk + kChunk / 5}, Point{"all appended", 0, true}}) {
     SCOPED_TRACE("killed after: " + p.name);
-    Child c = Spawn("midwrite", "crashy", seed_ + 1, total);
+    Child c = Spawn("midwrite", "crashy", seed_ + 1, total, ingest);
     ASSERT_GT(c.pid, 0);
     const std::string at = KillWhen(c, [&](const std::string& line) {
       if (p.all) return line == "D";
@@ -201,10 +214,15 @@ TEST_F(RecordingCrashTest, KilledMidWriteLeavesNoRecording) {
       return line.rfind("A ", 0) == 0 && std::stoull(line.substr(2)) >= p.after_bytes;
     });
     ASSERT_FALSE(at.empty());
-    // The crash left an unfinished recording on disk: its marker, and at
-    // least the chunks sealed before the kill point.
+    // The crash left an unfinished recording on disk: its marker, and the
+    // chunks sealed before the kill point (ingested path: in the writer's
+    // table file, none in the family; WAL path: in the family).
     const uint64_t sealed = p.all ? total / kChunk : p.after_bytes / kChunk;
     {
+      if (ingest && sealed > 0) {
+        EXPECT_EQ(rectest::FilesEndingWith(shard_path_ + "/ingest", ".sst").size(), 1u)
+            << "no table file of the writer: the crash state is not what this test means to check";
+      }
       RawState st = Raw();
       EXPECT_EQ(st.pending, 1u) << "no pending marker: the crash state is not what this test means to check";
       EXPECT_EQ(st.manifests, 1u);
@@ -212,8 +230,12 @@ TEST_F(RecordingCrashTest, KilledMidWriteLeavesNoRecording) {
       for (const auto& [name, keys] : st.groups) {
         if (name != keep_group_) crashy_chunks = keys.size();
       }
-      EXPECT_GE(crashy_chunks, sealed);
-      EXPECT_LE(crashy_chunks, total / kChunk);
+      if (ingest) {
+        EXPECT_EQ(crashy_chunks, 0u) << "chunks reached the family before Finish";
+      } else {
+        EXPECT_GE(crashy_chunks, sealed);
+        EXPECT_LE(crashy_chunks, total / kChunk);
+      }
       std::printf("[crash] killed after %s (report '%s'): %zu chunks and the marker on disk\n", p.name.c_str(),
                   at.c_str(), crashy_chunks);
     }

@@ -164,6 +164,16 @@ struct Options {
   // compressed in the writer's thread (the behaviour before 0052). Records
   // either way are read by every build.
   bool defer_compression = true;
+  // Recordings written through SST ingestion (docs/decisions/0055): a
+  // writer seals its chunks into a table file of its own in the shard's
+  // `ingest/` directory and `Finish` ingests that file into the tenant's
+  // column family, then writes the manifest synced. The chunks go to the
+  // disk once (no WAL, no blob file at flush). The disk holds the whole
+  // sealed recording in that directory until `Finish` (docs/operations.md,
+  // "Disk space"). false: each chunk is an unsynced write to the WAL and
+  // the memtable (blob files at flush), `Finish` syncs the WAL (the path
+  // before 0055). Recordings written either way read the same.
+  bool recording_ingest = true;
   // Loaded compression dictionaries of every tenant, least recently used
   // dropped first beyond this (a dropped one is read again from its row at
   // its next use; ~90 KiB each). Default: 64 MiB (~700 tenants' in use at
