@@ -483,10 +483,13 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     std::mutex mu;
     std::condition_variable cv;
     bool cut_taken = false;
-    void CutTaken() {
+    // True the first time: the instance's cut is fixed, its copy starts.
+    bool CutTaken() {
       std::lock_guard<std::mutex> l(mu);
+      const bool first = !cut_taken;
       cut_taken = true;
       cv.notify_all();
+      return first;
     }
     void WaitCutTaken() {
       std::unique_lock<std::mutex> l(mu);
@@ -558,7 +561,10 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
       j->thread = std::thread([j, raw, instance, metadata, flush] {
         rocksdb::CreateBackupOptions co;
         co.flush_before_backup = flush;
-        co.progress_callback = [j] { j->CutTaken(); };
+        co.progress_callback = [j] {
+          // Once per instance, in its copy thread, with its files being copied.
+          if (j->CutTaken()) CV_KILL_POINT("backup.copying");
+        };
         j->status = raw->CreateNewBackupWithMetadata(co, instance, metadata, &j->id);
         j->CutTaken();
       });

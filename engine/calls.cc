@@ -58,18 +58,16 @@ namespace {
 // A call's metadata, transcript and insights records are left uncompressed
 // for the reseal filter when the store defers compression (decision 0052),
 // except in a key rotation's copy (Tenant::compress_writes: no filter
-// reaches its family before the switch). Not its summary: mostly keyed
-// hashes, small, and with a dictionary often not smaller compressed, so the
-// filter would try it again at every compaction; the rows of the version
-// counter and the source index are smaller than anything compressed. Nor
-// records of kDeferMaxBytes and more (engine/reseal.h: never deferred into
-// a blob file).
+// reaches its family before the switch). Not its summary (DeferredPart);
+// the rows of the version counter and the source index are smaller than
+// anything compressed. Nor records of kDeferMaxBytes and more
+// (engine/reseal.h: never deferred into a blob file).
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
   bool defer = false;
   if (t->shard->defer_compression() && !t->compress_writes) {
     auto ck = format::ParseCallKey(key);
-    defer = ck.has_value() && ck->part != Part::kSummary && plain.size() < kDeferMaxBytes;
+    defer = ck.has_value() && DeferredPart(ck->part) && plain.size() < kDeferMaxBytes;
   }
   return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain, !defer)), "write batch");
 }

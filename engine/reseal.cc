@@ -10,7 +10,7 @@ namespace callvault {
 bool DeferredRecord(std::string_view key, std::string_view value) {
   if (key.empty() || key[0] != format::kCallPrefix) return false;
   auto ck = format::ParseCallKey(key);
-  if (!ck || ck->part == format::Part::kSummary) return false;
+  if (!ck || !DeferredPart(ck->part)) return false;
   format::EnvelopeView v;
   if (format::ParseEnvelope(value, limits::kMaxRecordBytes, &v) != format::EnvelopeError::kOk) {
     return false;

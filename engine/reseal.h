@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "format/rowkey.h"
+
 namespace callvault {
 
 class Resealer {
@@ -30,6 +32,13 @@ class Resealer {
   // purge, nor a purge for a flush.
   virtual bool Reseal(std::string_view key, std::string_view value, std::string* out) = 0;
 };
+
+// Whether a call's part is ever left uncompressed for the filter: its
+// metadata, transcript and insights; not its summary (mostly keyed hashes,
+// small, and with a dictionary often not smaller compressed, so the filter
+// would try it again at every compaction). The writer (calls.cc) and the
+// filter both ask this, so they cannot disagree.
+inline bool DeferredPart(format::Part part) { return part != format::Part::kSummary; }
 
 // Whether `value` of row `key` is a record a writer left uncompressed for
 // the filter: a call's metadata, transcript or insights record
