@@ -16,10 +16,13 @@
 // whose chunks each carry the 12-byte state nonce as it was before the chunk
 // was pushed (docs/decisions/0003-recording-chunks.md).
 #include <openssl/evp.h>
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
+#include <rocksdb/table_properties.h>
 #include <rocksdb/write_batch.h>
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstring>
@@ -361,6 +364,11 @@ class Writer final : public RecordingWriter {
         return s;
       }
       CV_KILL_POINT("recording.before_ingest");
+      s = CheckOwnFiles(t);
+      if (!s.ok()) {
+        DropFiles();
+        return s;
+      }
       // Linked into the shard's directory (move_files), synced with that
       // directory and recorded in the synced MANIFEST before this returns
       // (RocksDB 7.8.3, ExternalSstFileIngestionJob). Atomic: every file
@@ -378,6 +386,7 @@ class Writer final : public RecordingWriter {
         return fsutil::FromRocks(is, "ingest recording chunks");
       }
       files_.clear();  // moved into the shard: RocksDB removed our names
+      finished_.clear();
       ingested_ = true;
       CV_KILL_POINT("recording.after_ingest");
     } else {
@@ -467,14 +476,65 @@ class Writer final : public RecordingWriter {
     return Status::OK();
   }
 
-  // Finishes the current table file (synced: SstFileWriter::Finish).
+  // Finishes the current table file (synced: SstFileWriter::Finish) and
+  // notes what it is (CheckOwnFiles).
   Status CloseFile() {
     if (sst_ == nullptr) return Status::OK();
-    rocksdb::Status s = sst_->Finish();
+    Finished f;
+    rocksdb::Status s = sst_->Finish(&f.info);
     sst_.reset();
+    struct stat st;
+    if (s.ok() && ::stat(sst_path_.c_str(), &st) == 0) {
+      f.have_stat = true;
+      f.dev = st.st_dev;
+      f.ino = st.st_ino;
+      f.size = st.st_size;
+      f.ctime_sec = st.st_ctim.tv_sec;
+      f.ctime_nsec = st.st_ctim.tv_nsec;
+    }
+    finished_.push_back(std::move(f));
     files_.push_back(std::move(sst_path_));
     sst_path_.clear();
     return fsutil::FromRocks(s, "finish a recording table file");
+  }
+
+  // Each file about to be ingested must be the one this writer finished:
+  // the ingest directory is outside RocksDB's view, and an ingestion
+  // trusts what it is given (a file put in one's place, keeping its name,
+  // holding one range deletion, would delete every row of the family at a
+  // sequence number above them all). The same inode, unchanged since
+  // Finish (size and ctime: userspace cannot set ctime back), and
+  // properties that are the writer's: its entry count, no range deletion.
+  // Reads the table's footer and properties only.
+  Status CheckOwnFiles(const TenantRef& t) {
+    if (finished_.size() != files_.size()) {
+      return Status::Corruption("recording: the writer lost track of its table files; nothing kept");
+    }
+    const Status foreign = Status::Corruption(
+        "recording: a table file in the recording ingest directory is not the one this writer "
+        "wrote (replaced or changed after it was finished); nothing kept");
+    rocksdb::DB* db = t->shard->db();
+    rocksdb::Options o(db->GetDBOptions(), db->GetOptions(t->cf));
+    for (size_t i = 0; i < files_.size(); ++i) {
+      const Finished& f = finished_[i];
+      if (f.have_stat) {
+        struct stat st;
+        if (::stat(files_[i].c_str(), &st) != 0 || st.st_dev != f.dev || st.st_ino != f.ino ||
+            static_cast<uint64_t>(st.st_size) != f.size || st.st_ctim.tv_sec != f.ctime_sec ||
+            st.st_ctim.tv_nsec != f.ctime_nsec) {
+          return foreign;
+        }
+      }
+      rocksdb::SstFileReader reader(o);
+      rocksdb::Status s = reader.Open(files_[i]);
+      if (!s.ok()) return foreign;
+      std::shared_ptr<const rocksdb::TableProperties> p = reader.GetTableProperties();
+      if (p == nullptr || p->num_entries != f.info.num_entries || p->num_range_deletions != 0 ||
+          f.info.num_range_del_entries != 0) {
+        return foreign;
+      }
+    }
+    return Status::OK();
   }
 
   // Removes every table file of this writer (none is ingested then).
@@ -490,6 +550,7 @@ class Writer final : public RecordingWriter {
       s.PermitUncheckedError();
     }
     files_.clear();
+    finished_.clear();
   }
 
   Status Seal(bool final) {
@@ -581,6 +642,14 @@ class Writer final : public RecordingWriter {
   std::string sst_path_;           // the file sst_ writes
   uint64_t sst_bytes_ = 0;
   std::vector<std::string> files_;  // finished files, in key order
+  // What each of files_ was when finished (CheckOwnFiles).
+  struct Finished {
+    rocksdb::ExternalSstFileInfo info;
+    bool have_stat = false;  // stat works where the store's files are real files
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t ctime_sec = 0, ctime_nsec = 0;
+  };
+  std::vector<Finished> finished_;
 };
 
 // Opens chunk `i` (stored `value`) of a recording into `msg` (its first

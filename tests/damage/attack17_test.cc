@@ -1,0 +1,241 @@
+// Session 16 attack on what that session built: recordings written through
+// SST ingestion (decision 0055), synced put cuts (0056), a tenant moved
+// between shards (0057) and point reads through one MultiGet (0058). (The
+// brief named this file attack16_test.cc; that name is session 14's attack
+// on the WAL ledger, so this one is attack17.)
+//   - a table file of a recording writer swapped, in the ingest directory,
+//     for a forged one between the writer's Append and its Finish (same
+//     name) must not be ingested: a forged file holding one range deletion
+//     over the whole key space would delete every call of the tenant;
+//   - GetCalls answers every position of a batch with repeated ids;
+//   - a full disk while a recording's table file is written leaves no file
+//     and a store that writes again once space is back.
+#include <gtest/gtest.h>
+#include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "callvault/recording.h"
+#include "callvault/store.h"
+#include "engine/kill_point.h"
+#include "tests/testutil/fault_fs.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kT0 = 1'767'225'600'000'000;
+constexpr uint64_t kChunk = kRecordingChunkBytes;
+constexpr int kCalls = 5;
+
+std::string Bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(g());
+  return s;
+}
+
+std::string CallId(int i) { return "call-" + std::to_string(i); }
+
+class Attack17Test : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(Start()); }
+  void Start() {
+    ASSERT_OK(ts.Open());
+    ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+    for (int i = 0; i < kCalls; ++i) ASSERT_OK(ts->PutCall("acme", testutil::MakeCall(CallId(i), kT0 + i)));
+    auto info = ts->DescribeTenant("acme");
+    ASSERT_OK(info);
+    shard_path_ = ts->ShardPaths().at(info->shard);
+  }
+  std::string IngestDir() const { return shard_path_ + "/ingest"; }
+  std::vector<std::string> IngestFiles() const {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(IngestDir(), ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      out.push_back(it->path().string());
+    }
+    return out;
+  }
+  void ExpectCallsReadable(const char* when) {
+    SCOPED_TRACE(when);
+    for (int i = 0; i < kCalls; ++i) {
+      auto c = ts->GetCall("acme", CallId(i));
+      EXPECT_TRUE(c.ok()) << CallId(i) << ": " << c.status().ToString();
+    }
+  }
+
+  testutil::TestStore ts;
+  std::string shard_path_;
+};
+
+// A table file of one range deletion over every key, as RocksDB's own
+// SstFileWriter makes it (a valid file for the family's comparator).
+void WriteWipeTable(const std::string& path) {
+  rocksdb::Options o;
+  rocksdb::SstFileWriter sst(rocksdb::EnvOptions(), o);
+  ASSERT_TRUE(sst.Open(path).ok());
+  ASSERT_TRUE(sst.DeleteRange(std::string(), std::string(64, '\xff')).ok());
+  ASSERT_TRUE(sst.Finish().ok());
+}
+
+// Finding: Finish ingests whatever file is at the writer's path. Whoever can
+// write <shard>/ingest (the sweep at open treats anything found there as
+// planted) replaces the writer's file, keeping its name, with a table file of
+// one range deletion: the ingestion gives it a sequence number above every
+// row of the family, and every call of the tenant is gone, silently (no
+// error, no audit event; the reopen and its table check see a file the
+// MANIFEST lists). The writer must check that the file it ingests is the one
+// it finished.
+TEST_F(Attack17Test, IngestFileSwappedBeforeFinishIsRefused) {
+  auto w = ts->CreateRecording("acme", CallId(0), {.recording_id = "r1", .content_type = "audio/ogg"});
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append(Bytes(2 * kChunk + 7, 1)));
+  const auto files = IngestFiles();
+  ASSERT_EQ(files.size(), 1u) << "the writer's table file is in the ingest directory";
+  const std::string forged = IngestDir() + "/forged.tmp";
+  ASSERT_NO_FATAL_FAILURE(WriteWipeTable(forged));
+  fs::rename(forged, files[0]);  // the writer keeps its descriptor of the old inode
+  Status fin = (*w)->Finish().status();
+  EXPECT_FALSE(fin.ok()) << "a table file the writer did not write was ingested";
+  ExpectCallsReadable("after Finish");
+  w->reset();
+  EXPECT_TRUE(IngestFiles().empty()) << "the refused file is left in the ingest directory";
+  ASSERT_OK(ts.Reopen());
+  ExpectCallsReadable("after reopen");
+  auto v = ts->Verify();
+  ASSERT_OK(v);
+  EXPECT_TRUE(v->ok()) << (v->failures.empty() ? "" : v->failures.front());
+}
+
+// The same swap in the narrowest window the writer leaves: after Finish
+// finished the table file and synced the pending marker, just before the
+// ingestion (recording.before_ingest).
+TEST_F(Attack17Test, IngestFileSwappedJustBeforeTheIngestionIsRefused) {
+  auto w = ts->CreateRecording("acme", CallId(0), {.recording_id = "r3", .content_type = "audio/ogg"});
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append(Bytes(kChunk / 2, 3)));  // nothing sealed yet: Finish makes the file
+  const std::string forged = IngestDir() + "/forged.tmp";
+  bool swapped = false;
+  testing::SetKillPointAction([&] {
+    const auto files = IngestFiles();
+    if (files.size() != 1) return;
+    WriteWipeTable(forged);
+    fs::rename(forged, files[0]);
+    swapped = true;
+  });
+  testing::ArmKillPoint("recording.before_ingest");
+  Status fin = (*w)->Finish().status();
+  testing::DisarmKillPoints();
+  testing::SetKillPointAction(nullptr);
+  ASSERT_TRUE(swapped) << "the ingest directory did not hold the writer's one file";
+  EXPECT_FALSE(fin.ok()) << "a table file the writer did not write was ingested";
+  ExpectCallsReadable("after Finish");
+  w->reset();
+  EXPECT_TRUE(IngestFiles().empty());
+  ASSERT_OK(ts.Reopen());
+  ExpectCallsReadable("after reopen");
+}
+
+// Same with the forged file in place of a table file the writer already
+// finished (a recording over kIngestFileBytes is split; here the last file
+// is finished by Finish itself, so the swap is of a finished file's
+// contents through another name: hard link the forged file over it).
+TEST_F(Attack17Test, IngestFileOverwrittenInPlaceIsRefused) {
+  auto w = ts->CreateRecording("acme", CallId(1), {.recording_id = "r2", .content_type = "audio/ogg"});
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append(Bytes(kChunk + 3, 2)));
+  const auto files = IngestFiles();
+  ASSERT_EQ(files.size(), 1u);
+  // Same inode kept, bytes replaced: open the writer's path for writing
+  // after the writer's next appends land (they land in the same inode).
+  const std::string forged = IngestDir() + "/forged.tmp";
+  ASSERT_NO_FATAL_FAILURE(WriteWipeTable(forged));
+  const std::string table = testutil::ReadFile(forged);
+  fs::remove(forged);
+  {
+    FILE* f = std::fopen(files[0].c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(table.data(), 1, table.size(), f), table.size());
+    std::fclose(f);
+    fs::resize_file(files[0], table.size());
+  }
+  // Finish writes the table's last blocks and footer after the forged
+  // bytes' end (the writer's offset): the file is no valid table then, or
+  // one whose properties are not the writer's. Either way nothing of the
+  // family may go.
+  Status fin = (*w)->Finish().status();
+  (void)fin;
+  ExpectCallsReadable("after Finish");
+  w->reset();
+  ASSERT_OK(ts.Reopen());
+  ExpectCallsReadable("after reopen");
+}
+
+// GetCalls reads the batch with one MultiGet (decision 0058): an id asked
+// for twice is answered twice, each position with the call.
+TEST_F(Attack17Test, GetCallsWithRepeatedIds) {
+  std::vector<std::string> ids = {CallId(0), CallId(0), "nope", CallId(3), CallId(0), "nope", CallId(3)};
+  auto got = ts->GetCalls("acme", ids);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] == "nope") {
+      EXPECT_EQ((*got)[i].status().code(), Code::kNotFound) << i;
+      continue;
+    }
+    ASSERT_TRUE((*got)[i].ok()) << i << ": " << (*got)[i].status().ToString();
+    EXPECT_EQ((*got)[i]->call_id, ids[i]) << i;
+  }
+  // And after a flush (values from table files, pinned blocks).
+  ASSERT_OK(ts.Reopen());
+  got = ts->GetCalls("acme", ids);
+  ASSERT_OK(got);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] != "nope") {
+      EXPECT_TRUE((*got)[i].ok() && (*got)[i]->call_id == ids[i]) << i;
+    }
+  }
+}
+
+// A full disk while the recording's table file is written (ENOSPC from
+// every write): Append or Finish fails, the writer's file goes, and with
+// space back the store takes calls and recordings again.
+TEST_F(Attack17Test, FullDiskDuringTheTableFileWrite) {
+  ts.Close();
+  auto ffs = std::make_shared<testutil::FaultFS>(17);
+  auto env = testutil::FaultEnv(ffs);
+  Options o = testutil::DefaultOptions(ts.keys);
+  o.env = env.get();
+  o.create_if_missing = false;
+  auto store = Store::Open(o, ts.db);
+  ASSERT_OK(store);
+  {
+    auto w = (*store)->CreateRecording("acme", CallId(2), {.recording_id = "full", .content_type = "audio/ogg"});
+    ASSERT_OK(w);
+    ASSERT_OK((*w)->Append(Bytes(kChunk + 1, 3)));
+    ffs->Inject({.kinds = testutil::kOpWrite | testutil::kOpSync, .nth = 1, .forever = true, .no_space = true});
+    Status s = (*w)->Append(Bytes(3 * kChunk, 4));
+    if (s.ok()) s = (*w)->Finish().status();
+    EXPECT_FALSE(s.ok()) << "the table file was written on a full disk";
+    ffs->Lift();
+  }
+  EXPECT_TRUE(IngestFiles().empty()) << "a failed writer's table file is left";
+  auto st = (*store)->PutCall("acme", testutil::MakeCall("after-full", kT0 + 100));
+  EXPECT_TRUE(st.ok()) << st.status().ToString();
+  auto w = (*store)->CreateRecording("acme", CallId(2), {.recording_id = "again", .content_type = "audio/ogg"});
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append(Bytes(2 * kChunk, 5)));
+  auto info = (*w)->Finish();
+  EXPECT_TRUE(info.ok()) << info.status().ToString();
+}
+
+}  // namespace
+}  // namespace callvault
