@@ -252,8 +252,9 @@ class Writer final : public RecordingWriter {
     if (!done_) Abort().IgnoreError();
   }
 
-  Status Begin(const TenantRef& t, const Names& n) {
+  Status Begin(const TenantRef& t, const Names& n, std::string marker) {
     names_ = n;
+    marker_ = std::move(marker);
     key_version_ = t->rec.key_version;
     stream_.format = g_write_format.load(std::memory_order_relaxed);
     key_ = StreamKey(t, n, stream_.format);
@@ -331,20 +332,19 @@ class Writer final : public RecordingWriter {
     std::lock_guard<std::mutex> w(t->write_mu);
     // DeleteCall (or erasure, or retention) removes the marker of a
     // recording being written; then nothing of it may be kept.
-    std::string marker;
-    const std::string pkey = format::RecordingKey(format::kRecordingPendingPrefix, names_.call_hash, names_.rec_hash);
-    rocksdb::Status ms = t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, pkey, &marker);
-    if (ms.IsNotFound()) {
+    CV_ASSIGN_OR_RETURN(Owner owner, OwnerOfNames(t));
+    if (owner != Owner::kThisWriter) {
       done_ = true;
       Wipe();
       DropFiles();
-      rocksdb::WriteBatch drop;
-      CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, ingest_ ? 0 : next_chunk_, &drop));
-      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &drop), "drop recording"));
+      if (owner == Owner::kNobody) {
+        rocksdb::WriteBatch drop;
+        CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, ingest_ ? 0 : next_chunk_, &drop));
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &drop), "drop recording"));
+      }
       if (t->rec.key_version != key_version_) return RotatedError();
       return Status::NotFound("the call was deleted while its recording was written; nothing was kept");
     }
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(ms, "read recording marker"));
     rocksdb::WriteBatch b;
     const std::string mkey = format::RecordingKey(format::kRecordingManifestPrefix, names_.call_hash, names_.rec_hash);
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
@@ -410,6 +410,11 @@ class Writer final : public RecordingWriter {
     Wipe();
     DropFiles();
     CV_ASSIGN_OR_RETURN(TenantRef t, store_->AcquireForRecording(tenant_id_));
+    std::lock_guard<std::mutex> w(t->write_mu);
+    CV_ASSIGN_OR_RETURN(Owner owner, OwnerOfNames(t));
+    // The call was deleted and put again and another writer took the id:
+    // the marker or manifest there is its own, not ours to remove.
+    if (owner == Owner::kAnotherWriter) return Status::OK();
     rocksdb::WriteBatch b;
     // Ingested path: no chunk is in the family unless an ingestion
     // succeeded (and the manifest write after it did not).
@@ -429,6 +434,28 @@ class Writer final : public RecordingWriter {
     state_.Wipe();
     key_.Wipe();
     sodium_memzero(buffer_.data(), buffer_.size());
+  }
+
+  // Whose rows are at this writer's names. REQUIRES: t->write_mu held.
+  // The pending marker is this writer's when it holds the very bytes
+  // CreateRecording stored for it (sealed with a random nonce: no two
+  // writers' are alike). A DeleteCall removes the marker; once the call is
+  // put again, another writer may take the same recording id, and its
+  // marker, then its manifest, are at the same names: neither is this
+  // writer's to keep or to delete.
+  enum class Owner { kThisWriter, kNobody, kAnotherWriter };
+  Result<Owner> OwnerOfNames(const TenantRef& t) {
+    rocksdb::DB* db = t->shard->db();
+    std::string v;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), t->cf,
+                                format::RecordingKey(format::kRecordingPendingPrefix, names_.call_hash, names_.rec_hash), &v);
+    if (s.ok()) return v == marker_ ? Owner::kThisWriter : Owner::kAnotherWriter;
+    if (!s.IsNotFound()) return fsutil::FromRocks(s, "read recording marker");
+    s = db->Get(rocksdb::ReadOptions(), t->cf,
+                format::RecordingKey(format::kRecordingManifestPrefix, names_.call_hash, names_.rec_hash), &v);
+    if (s.ok()) return Owner::kAnotherWriter;
+    if (!s.IsNotFound()) return fsutil::FromRocks(s, "read recording manifest");
+    return Owner::kNobody;
   }
 
   // Ingested path: appends the sealed chunk value_ under `key` to the
@@ -632,6 +659,7 @@ class Writer final : public RecordingWriter {
   uint32_t key_version_ = 0;  // the tenant's at Begin
   bool started_ = false;
   bool done_ = false;
+  std::string marker_;  // the pending marker's stored bytes, as CreateRecording wrote them
   // Ingested path (Options::recording_ingest, decision 0055): the chunks
   // go into table files in the shard's ingest directory, named here, and
   // only those files, by these names, are ingested at Finish.
@@ -830,11 +858,11 @@ Result<std::unique_ptr<RecordingWriter>> Store::Impl::CreateRecording(std::strin
     if (!s.IsNotFound()) return fsutil::FromRocks(s, "read recording");
   }
   const std::string pkey = format::RecordingKey(format::kRecordingPendingPrefix, n.call_hash, n.rec_hash);
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(
-      t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, pkey, record::Seal(t->record_key, t->binding(), pkey, "")),
-      "write recording marker"));
+  std::string marker = record::Seal(t->record_key, t->binding(), pkey, "");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, pkey, marker),
+                                       "write recording marker"));
   auto writer = std::make_unique<Writer>(this, std::string(tenant_id), std::string(call_id), spec);
-  CV_RETURN_IF_ERROR(writer->Begin(t, n));
+  CV_RETURN_IF_ERROR(writer->Begin(t, n, std::move(marker)));
   return std::unique_ptr<RecordingWriter>(std::move(writer));
 }
 

@@ -179,6 +179,61 @@ TEST_F(Attack17Test, IngestFileOverwrittenInPlaceIsRefused) {
   ExpectCallsReadable("after reopen");
 }
 
+// A recording id is taken while a writer of it is open (its pending
+// marker), but a DeleteCall removes that marker, and once the call is put
+// again a second writer of the same id may begin. The first writer's marker
+// check at Finish then finds the second's marker and takes it for its own.
+// Finding: the stale writer (of the deleted call) is kept under the new
+// call, and the new writer's Finish then finds no marker, calls its
+// recording deleted and deletes the stale one's manifest (chunks of the
+// ingested path left behind with no manifest).
+TEST_F(Attack17Test, StaleWriterOfADeletedCallDoesNotTakeTheNewWritersMarker) {
+  const std::string stale = Bytes(2 * kChunk + 11, 6), fresh = Bytes(kChunk + 5, 7);
+  auto a = ts->CreateRecording("acme", CallId(0), {.recording_id = "r1", .content_type = "audio/ogg"});
+  ASSERT_OK(a);
+  ASSERT_OK((*a)->Append(stale));
+  ASSERT_OK(ts->DeleteCall("acme", CallId(0)));
+  ASSERT_OK(ts->PutCall("acme", testutil::MakeCall(CallId(0), kT0)));
+  auto b = ts->CreateRecording("acme", CallId(0), {.recording_id = "r1", .content_type = "audio/ogg"});
+  ASSERT_OK(b);
+  ASSERT_OK((*b)->Append(fresh));
+  auto fa = (*a)->Finish();
+  EXPECT_EQ(fa.status().code(), Code::kNotFound)
+      << "the recording of a deleted call was kept under the call put again: " << fa.status().ToString();
+  auto fb = (*b)->Finish();
+  EXPECT_TRUE(fb.ok()) << fb.status().ToString();
+  std::string got;
+  Status rs = ts->ReadRecording("acme", CallId(0), "r1", 0, UINT64_MAX, [&](std::string_view bytes) {
+    got.append(bytes);
+    return Status::OK();
+  });
+  EXPECT_TRUE(rs.ok()) << rs.ToString();
+  EXPECT_TRUE(got == fresh) << "r1 does not read as the second writer's content";
+}
+
+// The same, with the stale writer abandoned (destroyed without Finish: its
+// Abort) after the second one finished: the second's recording must stay.
+TEST_F(Attack17Test, StaleWriterAbortLeavesTheNewRecording) {
+  const std::string fresh = Bytes(kChunk + 5, 8);
+  auto a = ts->CreateRecording("acme", CallId(1), {.recording_id = "r1", .content_type = "audio/ogg"});
+  ASSERT_OK(a);
+  ASSERT_OK((*a)->Append(Bytes(2 * kChunk, 9)));
+  ASSERT_OK(ts->DeleteCall("acme", CallId(1)));
+  ASSERT_OK(ts->PutCall("acme", testutil::MakeCall(CallId(1), kT0)));
+  auto b = ts->CreateRecording("acme", CallId(1), {.recording_id = "r1", .content_type = "audio/ogg"});
+  ASSERT_OK(b);
+  ASSERT_OK((*b)->Append(fresh));
+  ASSERT_OK((*b)->Finish());
+  a->reset();  // Abort
+  auto list = ts->ListRecordings("acme", CallId(1));
+  ASSERT_OK(list);
+  EXPECT_EQ(list->size(), 1u) << "the stale writer's Abort deleted the finished recording";
+  ASSERT_OK(ts.Reopen());
+  list = ts->ListRecordings("acme", CallId(1));
+  ASSERT_OK(list);
+  EXPECT_EQ(list->size(), 1u);
+}
+
 // GetCalls reads the batch with one MultiGet (decision 0058): an id asked
 // for twice is answered twice, each position with the call.
 TEST_F(Attack17Test, GetCallsWithRepeatedIds) {
