@@ -22,7 +22,9 @@
 #include "callvault/recording.h"
 #include "callvault/store.h"
 #include "engine/kill_point.h"
+#include "format/rowkey.h"
 #include "tests/testutil/fault_fs.h"
+#include "tests/testutil/raw_shard.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -290,6 +292,51 @@ TEST_F(Attack17Test, GetCallsWithRepeatedIds) {
     if (ids[i] != "nope") {
       EXPECT_TRUE((*got)[i].ok() && (*got)[i]->call_id == ids[i]) << i;
     }
+  }
+}
+
+// A damaged record among the keys of a GetCalls batch (one MultiGet,
+// decision 0058): the batch fails with kCorruption as GetCall of that id
+// does, naming no plaintext; the other ids still read one by one, and the
+// batch without the damaged part reads.
+TEST_F(Attack17Test, DamagedRecordInAGetCallsBatch) {
+  const std::string marker = "zebra-secret-7731";
+  ASSERT_OK(ts->PutCall("acme", testutil::MakeCall("marked", kT0 + 50, marker)));
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string cf = info->column_family;
+  ts.Close();
+  {
+    testutil::RawShard raw(shard_path_, /*read_only=*/false);
+    ASSERT_TRUE(raw.status().ok()) << raw.status().ToString();
+    // The largest call record: the marked call's transcript (its text is
+    // the longest of the six calls').
+    std::string key, value;
+    for (auto& [k, v] : raw.Scan(cf)) {
+      if (!k.empty() && k[0] == format::kCallPrefix && v.size() > value.size()) {
+        key = k;
+        value = v;
+      }
+    }
+    ASSERT_FALSE(key.empty());
+    value[value.size() / 2] ^= 0x20;
+    raw.Put(cf, key, value);
+  }
+  ASSERT_OK(ts.Open());
+  std::vector<std::string> ids;
+  for (int i = 0; i < kCalls; ++i) ids.push_back(CallId(i));
+  ids.push_back("marked");
+  auto one = ts->GetCall("acme", "marked", kPartAll);
+  ASSERT_FALSE(one.ok());
+  auto got = ts->GetCalls("acme", ids, kPartAll);
+  ASSERT_FALSE(got.ok()) << "a damaged record answered as a call";
+  EXPECT_EQ(got.status().code(), one.status().code()) << got.status().ToString();
+  EXPECT_EQ(std::string(got.status().message()).find(marker), std::string::npos) << got.status().ToString();
+  ExpectCallsReadable("beside the damaged call");
+  // Damaged was one part of one call: without it the batch reads.
+  auto metas = ts->GetCalls("acme", ids, kPartParticipants);
+  if (metas.ok()) {
+    for (size_t i = 0; i < ids.size(); ++i) EXPECT_TRUE((*metas)[i].ok()) << ids[i];
   }
 }
 
