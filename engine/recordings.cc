@@ -635,6 +635,17 @@ class Writer final : public RecordingWriter {
         return s;
       }
     } else {
+      // The WAL path puts the chunk straight into the family under the
+      // recording's names: only while the marker there is this writer's.
+      // A stale writer (its call deleted and put again, its id taken by
+      // another writer) would overwrite the other's chunks. Under write_mu,
+      // which DeleteCall and CreateRecording take.
+      std::lock_guard<std::mutex> w(t->write_mu);
+      CV_ASSIGN_OR_RETURN(Owner owner, OwnerOfNames(t));
+      if (owner != Owner::kThisWriter) {
+        broken_ = Status::NotFound("the call was deleted while its recording was written; nothing was kept");
+        return broken_;
+      }
       CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, key, value_),
                                            "write recording chunk"));
     }

@@ -236,17 +236,12 @@ TEST_F(Attack17Test, StaleWriterAbortLeavesTheNewRecording) {
   EXPECT_EQ(list->size(), 1u);
 }
 
-// Left (not fixed): the same stale writer on the WAL path
-// (Options::recording_ingest = false). Its chunks are Put into the family
-// under the recording's names as they are sealed, so a stale writer whose
-// call was deleted and put again, and whose id a new writer took and
-// finished, overwrites the new recording's chunks with its own: the
-// acknowledged recording no longer reads (its chunks fail to open: loud,
-// but lost). A fix must make each chunk Put conditional on the marker
-// being the writer's (under the tenant's write_mu), or name chunks per
-// writer; not small. The ingested path (the default) is safe: its chunks
-// stay in its own table file until the marker check at Finish.
-TEST_F(Attack17Test, DISABLED_StaleWriterOnTheWalPathOverwritesTheNewRecording) {
+// The same stale writer on the WAL path (Options::recording_ingest =
+// false), whose chunks are Put into the family under the recording's names
+// as they are sealed: after the new writer finished, the stale one's next
+// chunks overwrote the new recording's ("recording chunk 0 belongs to
+// another recording"), an acknowledged recording lost.
+TEST_F(Attack17Test, StaleWriterOnTheWalPathDoesNotOverwriteTheNewRecording) {
   ts.options.recording_ingest = false;
   ASSERT_OK(ts.Reopen());
   const std::string fresh = Bytes(kChunk + 5, 10);
