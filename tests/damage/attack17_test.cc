@@ -367,5 +367,66 @@ TEST_F(Attack17Test, FullDiskDuringTheTableFileWrite) {
   EXPECT_TRUE(info.ok()) << info.status().ToString();
 }
 
+// A full disk from the ingestion on (the n-th mutating operation after
+// recording.before_ingest and every one after it fail with ENOSPC: the
+// hard link, the file's and directory's syncs, the MANIFEST edit, the
+// manifest batch): Finish fails or the recording is whole; after the disk
+// has room again and the store is reopened, the recording is whole or
+// absent, the calls read, the ingest directory is empty and verify is
+// clean.
+TEST_F(Attack17Test, FullDiskDuringTheIngestion) {
+  int refused = 0;
+  for (uint64_t nth = 1; nth <= 8; ++nth) {
+    SCOPED_TRACE("ENOSPC from mutating operation " + std::to_string(nth) + " after before_ingest");
+    ts.Close();
+    auto ffs = std::make_shared<testutil::FaultFS>(nth);
+    auto env = testutil::FaultEnv(ffs);
+    Options o = testutil::DefaultOptions(ts.keys);
+    o.env = env.get();
+    o.create_if_missing = false;
+    const std::string id = "full-" + std::to_string(nth);
+    const std::string data = Bytes(2 * kChunk + 5, 20 + nth);
+    bool finished = false;
+    {
+      auto store = Store::Open(o, ts.db);
+      ASSERT_OK(store);
+      auto w = (*store)->CreateRecording("acme", CallId(3), {.recording_id = id, .content_type = "audio/ogg"});
+      ASSERT_OK(w);
+      ASSERT_OK((*w)->Append(data));
+      testing::SetKillPointAction(
+          [&] { ffs->Inject({.kinds = testutil::kOpMutating, .nth = nth, .forever = true, .no_space = true}); });
+      testing::ArmKillPoint("recording.before_ingest");
+      finished = (*w)->Finish().ok();
+      testing::DisarmKillPoints();
+      testing::SetKillPointAction(nullptr);
+      ffs->Lift();
+      if (ffs->injected() != 0) {
+        ++refused;
+        std::printf("nth %llu: Finish %s; first failed: %s\n", static_cast<unsigned long long>(nth),
+                    finished ? "returned" : "failed", ffs->first_injected().c_str());
+      }
+      w->reset();
+      (*store)->Close().IgnoreError();
+    }
+    ASSERT_OK(ts.Open());
+    std::string got;
+    Status rs = ts->ReadRecording("acme", CallId(3), id, 0, UINT64_MAX, [&](std::string_view b) {
+      got.append(b);
+      return Status::OK();
+    });
+    if (finished) {
+      EXPECT_TRUE(rs.ok() && got == data) << "a finished recording is not whole: " << rs.ToString();
+    } else {
+      EXPECT_TRUE(rs.ok() ? got == data : rs.code() == Code::kNotFound) << rs.ToString();
+    }
+    ExpectCallsReadable("after the full disk");
+    EXPECT_TRUE(IngestFiles().empty());
+    auto v = ts->Verify();
+    ASSERT_OK(v);
+    EXPECT_TRUE(v->ok()) << (v->failures.empty() ? "" : v->failures.front());
+  }
+  EXPECT_GE(refused, 4) << "the full disk reached too few of the ingestion's operations";
+}
+
 }  // namespace
 }  // namespace callvault
