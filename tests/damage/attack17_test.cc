@@ -15,8 +15,10 @@
 #include <rocksdb/sst_file_writer.h>
 
 #include <filesystem>
+#include <atomic>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "callvault/recording.h"
@@ -333,6 +335,43 @@ TEST_F(Attack17Test, DamagedRecordInAGetCallsBatch) {
   if (metas.ok()) {
     for (size_t i = 0; i < ids.size(); ++i) EXPECT_TRUE((*metas)[i].ok()) << ids[i];
   }
+}
+
+// GetCalls under a concurrent purge (no registered snapshot any more,
+// decision 0058): every batch answers whole (each id the call) or fails
+// as a read of a purged tenant; never a batch with some calls missing.
+TEST_F(Attack17Test, GetCallsDuringAPurge) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < kCalls; ++i) ids.push_back(CallId(i));
+  std::atomic<bool> stop{false};
+  std::atomic<int> whole{0}, refused{0}, partial{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        auto got = ts->GetCalls("acme", ids, kPartAll);
+        if (!got.ok()) {
+          ++refused;
+          continue;
+        }
+        int ok = 0;
+        for (const auto& c : *got) ok += c.ok() ? 1 : 0;
+        (ok == kCalls ? whole : partial)++;
+      }
+    });
+  }
+  // The readers have read at least once before the purge: no sleep, a
+  // spin on the count.
+  while (whole.load() + refused.load() + partial.load() < 4) std::this_thread::yield();
+  EXPECT_OK(ts->PurgeTenant("acme"));  // not ASSERT: the readers must be joined
+  const int before = whole.load() + refused.load() + partial.load();
+  while (whole.load() + refused.load() + partial.load() < before + 4) std::this_thread::yield();
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(partial.load(), 0) << "a batch answered with some calls missing";
+  EXPECT_GT(refused.load(), 0);
+  auto after = ts->GetCalls("acme", ids, kPartAll);
+  EXPECT_FALSE(after.ok());
 }
 
 // A full disk while the recording's table file is written (ENOSPC from
