@@ -374,6 +374,37 @@ TEST_F(Attack17Test, GetCallsDuringAPurge) {
   EXPECT_FALSE(after.ok());
 }
 
+// Synced put cuts (decision 0056): a transcript segment whose text is
+// invalid UTF-8 only past its first eight-byte word (a 4-byte sequence cut
+// at the word's end, a surrogate, an overlong NUL, a lone continuation
+// byte), at every offset 0..15: the put is refused with the segment's field
+// path, nothing is written; NUL bytes themselves are valid UTF-8 and kept.
+TEST_F(Attack17Test, InvalidUtf8InATranscriptSegmentIsRefusedByPath) {
+  const std::vector<std::string> bad = {"\xf0\x9f\x98", "\xed\xa0\x80", "\xc0\x80", "\x80",
+                                        "\xf4\x90\x80\x80", "\xe0\x80\xaf"};
+  int n = 0;
+  for (const auto& b : bad) {
+    for (size_t off = 0; off < 16; ++off) {
+      const std::string id = "utf8-" + std::to_string(n++);
+      Call c = testutil::MakeCall(id, kT0 + 1000 + n);
+      ASSERT_GE(c.transcript.size(), 3u);
+      c.transcript[2].text = std::string(off, 'a') + b + "tail text";
+      auto put = ts->PutCall("acme", c);
+      ASSERT_FALSE(put.ok()) << "offset " << off;
+      EXPECT_EQ(put.status().code(), Code::kInvalidArgument);
+      EXPECT_NE(std::string(put.status().message()).find("transcript[2].text"), std::string::npos)
+          << put.status().ToString();
+      EXPECT_EQ(ts->GetCall("acme", id).status().code(), Code::kNotFound) << "written though refused";
+    }
+  }
+  Call c = testutil::MakeCall("nul", kT0 + 5000);
+  c.transcript[1].text = std::string("ab\0cd\0\0\0\0\0\0\0\0ef", 15);
+  ASSERT_OK(ts->PutCall("acme", c));
+  auto got = ts->GetCall("acme", "nul");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->transcript[1].text, c.transcript[1].text);
+}
+
 // A full disk while the recording's table file is written (ENOSPC from
 // every write): Append or Finish fails, the writer's file goes, and with
 // space back the store takes calls and recordings again.
