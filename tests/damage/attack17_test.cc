@@ -5,11 +5,22 @@
 // on the WAL ledger, so this one is attack17.)
 //   - a table file of a recording writer swapped, in the ingest directory,
 //     for a forged one between the writer's Append and its Finish (same
-//     name) must not be ingested: a forged file holding one range deletion
-//     over the whole key space would delete every call of the tenant;
-//   - GetCalls answers every position of a batch with repeated ids;
-//   - a full disk while a recording's table file is written leaves no file
-//     and a store that writes again once space is back.
+//     name), or just before the ingestion, must not be ingested: a forged
+//     file holding one range deletion over the whole key space deleted
+//     every call of the tenant (fixed: the writer checks the file is the
+//     one it finished);
+//   - a stale writer (its call deleted and put again, its recording id
+//     taken by a new writer) must neither be kept nor delete or overwrite
+//     the new writer's recording, on either path (fixed: a writer knows its
+//     pending marker by its bytes);
+//   - a second writer of an open id is refused;
+//   - GetCalls answers every position of a batch with repeated ids, fails
+//     a batch holding a damaged record as GetCall fails (no plaintext in
+//     the message), and under a concurrent purge answers whole or refuses;
+//   - invalid UTF-8 past the first 8-byte word of a transcript segment is
+//     refused naming the field, nothing written;
+//   - a full disk while a recording's table file is written, or from the
+//     ingestion on: Finish fails, nothing is left, the store goes on.
 #include <gtest/gtest.h>
 #include <rocksdb/options.h>
 #include <rocksdb/sst_file_writer.h>
@@ -213,6 +224,24 @@ TEST_F(Attack17Test, StaleWriterOfADeletedCallDoesNotTakeTheNewWritersMarker) {
   });
   EXPECT_TRUE(rs.ok()) << rs.ToString();
   EXPECT_TRUE(got == fresh) << "r1 does not read as the second writer's content";
+}
+
+// Two writers of one recording id at once: the second is refused while the
+// first is open, and the first's recording is whole.
+TEST_F(Attack17Test, SecondWriterOfTheSameIdIsRefused) {
+  const std::string data = Bytes(kChunk + 9, 12);
+  auto a = ts->CreateRecording("acme", CallId(4), {.recording_id = "r1", .content_type = "audio/ogg"});
+  ASSERT_OK(a);
+  ASSERT_OK((*a)->Append(data));
+  auto b = ts->CreateRecording("acme", CallId(4), {.recording_id = "r1", .content_type = "audio/ogg"});
+  EXPECT_EQ(b.status().code(), Code::kAlreadyExists);
+  ASSERT_OK((*a)->Finish());
+  std::string got;
+  ASSERT_OK(ts->ReadRecording("acme", CallId(4), "r1", 0, UINT64_MAX, [&](std::string_view bytes) {
+    got.append(bytes);
+    return Status::OK();
+  }));
+  EXPECT_TRUE(got == data);
 }
 
 // The same, with the stale writer abandoned (destroyed without Finish: its
