@@ -542,6 +542,13 @@ class Writer final : public RecordingWriter {
         "wrote (replaced or changed after it was finished); nothing kept");
     rocksdb::DB* db = t->shard->db();
     rocksdb::Options o(db->GetDBOptions(), db->GetOptions(t->cf));
+    // Read outside the shard's block cache, as the file was written.
+    rocksdb::BlockBasedTableOptions bt;
+    if (const auto* cur = o.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>()) bt = *cur;
+    bt.filter_policy.reset();
+    bt.block_cache.reset();
+    bt.no_block_cache = true;
+    o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bt));
     for (size_t i = 0; i < files_.size(); ++i) {
       const Finished& f = finished_[i];
       if (f.have_stat) {
