@@ -16,10 +16,13 @@
 // whose chunks each carry the 12-byte state nonce as it was before the chunk
 // was pushed (docs/decisions/0003-recording-chunks.md).
 #include <openssl/evp.h>
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
+#include <rocksdb/table_properties.h>
 #include <rocksdb/write_batch.h>
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstring>
@@ -249,8 +252,9 @@ class Writer final : public RecordingWriter {
     if (!done_) Abort().IgnoreError();
   }
 
-  Status Begin(const TenantRef& t, const Names& n) {
+  Status Begin(const TenantRef& t, const Names& n, std::string marker) {
     names_ = n;
+    marker_ = std::move(marker);
     key_version_ = t->rec.key_version;
     stream_.format = g_write_format.load(std::memory_order_relaxed);
     key_ = StreamKey(t, n, stream_.format);
@@ -328,20 +332,19 @@ class Writer final : public RecordingWriter {
     std::lock_guard<std::mutex> w(t->write_mu);
     // DeleteCall (or erasure, or retention) removes the marker of a
     // recording being written; then nothing of it may be kept.
-    std::string marker;
-    const std::string pkey = format::RecordingKey(format::kRecordingPendingPrefix, names_.call_hash, names_.rec_hash);
-    rocksdb::Status ms = t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, pkey, &marker);
-    if (ms.IsNotFound()) {
+    CV_ASSIGN_OR_RETURN(Owner owner, OwnerOfNames(t));
+    if (owner != Owner::kThisWriter) {
       done_ = true;
       Wipe();
       DropFiles();
-      rocksdb::WriteBatch drop;
-      CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, ingest_ ? 0 : next_chunk_, &drop));
-      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &drop), "drop recording"));
+      if (owner == Owner::kNobody) {
+        rocksdb::WriteBatch drop;
+        CV_RETURN_IF_ERROR(PlanDeleteRecording(t, names_, ingest_ ? 0 : next_chunk_, &drop));
+        CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(rocksdb::WriteOptions(), &drop), "drop recording"));
+      }
       if (t->rec.key_version != key_version_) return RotatedError();
       return Status::NotFound("the call was deleted while its recording was written; nothing was kept");
     }
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(ms, "read recording marker"));
     rocksdb::WriteBatch b;
     const std::string mkey = format::RecordingKey(format::kRecordingManifestPrefix, names_.call_hash, names_.rec_hash);
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
@@ -361,6 +364,11 @@ class Writer final : public RecordingWriter {
         return s;
       }
       CV_KILL_POINT("recording.before_ingest");
+      s = CheckOwnFiles(t);
+      if (!s.ok()) {
+        DropFiles();
+        return s;
+      }
       // Linked into the shard's directory (move_files), synced with that
       // directory and recorded in the synced MANIFEST before this returns
       // (RocksDB 7.8.3, ExternalSstFileIngestionJob). Atomic: every file
@@ -378,6 +386,7 @@ class Writer final : public RecordingWriter {
         return fsutil::FromRocks(is, "ingest recording chunks");
       }
       files_.clear();  // moved into the shard: RocksDB removed our names
+      finished_.clear();
       ingested_ = true;
       CV_KILL_POINT("recording.after_ingest");
     } else {
@@ -401,6 +410,11 @@ class Writer final : public RecordingWriter {
     Wipe();
     DropFiles();
     CV_ASSIGN_OR_RETURN(TenantRef t, store_->AcquireForRecording(tenant_id_));
+    std::lock_guard<std::mutex> w(t->write_mu);
+    CV_ASSIGN_OR_RETURN(Owner owner, OwnerOfNames(t));
+    // The call was deleted and put again and another writer took the id:
+    // the marker or manifest there is its own, not ours to remove.
+    if (owner == Owner::kAnotherWriter) return Status::OK();
     rocksdb::WriteBatch b;
     // Ingested path: no chunk is in the family unless an ingestion
     // succeeded (and the manifest write after it did not).
@@ -420,6 +434,28 @@ class Writer final : public RecordingWriter {
     state_.Wipe();
     key_.Wipe();
     sodium_memzero(buffer_.data(), buffer_.size());
+  }
+
+  // Whose rows are at this writer's names. REQUIRES: t->write_mu held.
+  // The pending marker is this writer's when it holds the very bytes
+  // CreateRecording stored for it (sealed with a random nonce: no two
+  // writers' are alike). A DeleteCall removes the marker; once the call is
+  // put again, another writer may take the same recording id, and its
+  // marker, then its manifest, are at the same names: neither is this
+  // writer's to keep or to delete.
+  enum class Owner { kThisWriter, kNobody, kAnotherWriter };
+  Result<Owner> OwnerOfNames(const TenantRef& t) {
+    rocksdb::DB* db = t->shard->db();
+    std::string v;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), t->cf,
+                                format::RecordingKey(format::kRecordingPendingPrefix, names_.call_hash, names_.rec_hash), &v);
+    if (s.ok()) return v == marker_ ? Owner::kThisWriter : Owner::kAnotherWriter;
+    if (!s.IsNotFound()) return fsutil::FromRocks(s, "read recording marker");
+    s = db->Get(rocksdb::ReadOptions(), t->cf,
+                format::RecordingKey(format::kRecordingManifestPrefix, names_.call_hash, names_.rec_hash), &v);
+    if (s.ok()) return Owner::kAnotherWriter;
+    if (!s.IsNotFound()) return fsutil::FromRocks(s, "read recording manifest");
+    return Owner::kNobody;
   }
 
   // Ingested path: appends the sealed chunk value_ under `key` to the
@@ -467,14 +503,72 @@ class Writer final : public RecordingWriter {
     return Status::OK();
   }
 
-  // Finishes the current table file (synced: SstFileWriter::Finish).
+  // Finishes the current table file (synced: SstFileWriter::Finish) and
+  // notes what it is (CheckOwnFiles).
   Status CloseFile() {
     if (sst_ == nullptr) return Status::OK();
-    rocksdb::Status s = sst_->Finish();
+    Finished f;
+    rocksdb::Status s = sst_->Finish(&f.info);
     sst_.reset();
+    struct stat st;
+    if (s.ok() && ::stat(sst_path_.c_str(), &st) == 0) {
+      f.have_stat = true;
+      f.dev = st.st_dev;
+      f.ino = st.st_ino;
+      f.size = st.st_size;
+      f.ctime_sec = st.st_ctim.tv_sec;
+      f.ctime_nsec = st.st_ctim.tv_nsec;
+    }
+    finished_.push_back(std::move(f));
     files_.push_back(std::move(sst_path_));
     sst_path_.clear();
     return fsutil::FromRocks(s, "finish a recording table file");
+  }
+
+  // Each file about to be ingested must be the one this writer finished:
+  // the ingest directory is outside RocksDB's view, and an ingestion
+  // trusts what it is given (a file put in one's place, keeping its name,
+  // holding one range deletion, would delete every row of the family at a
+  // sequence number above them all). The same inode, unchanged since
+  // Finish (size and ctime: userspace cannot set ctime back), and
+  // properties that are the writer's: its entry count, no range deletion.
+  // Reads the table's footer and properties only.
+  Status CheckOwnFiles(const TenantRef& t) {
+    if (finished_.size() != files_.size()) {
+      return Status::Corruption("recording: the writer lost track of its table files; nothing kept");
+    }
+    const Status foreign = Status::Corruption(
+        "recording: a table file in the recording ingest directory is not the one this writer "
+        "wrote (replaced or changed after it was finished); nothing kept");
+    rocksdb::DB* db = t->shard->db();
+    rocksdb::Options o(db->GetDBOptions(), db->GetOptions(t->cf));
+    // Read outside the shard's block cache, as the file was written.
+    rocksdb::BlockBasedTableOptions bt;
+    if (const auto* cur = o.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>()) bt = *cur;
+    bt.filter_policy.reset();
+    bt.block_cache.reset();
+    bt.no_block_cache = true;
+    o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bt));
+    for (size_t i = 0; i < files_.size(); ++i) {
+      const Finished& f = finished_[i];
+      if (f.have_stat) {
+        struct stat st;
+        if (::stat(files_[i].c_str(), &st) != 0 || st.st_dev != f.dev || st.st_ino != f.ino ||
+            static_cast<uint64_t>(st.st_size) != f.size || st.st_ctim.tv_sec != f.ctime_sec ||
+            st.st_ctim.tv_nsec != f.ctime_nsec) {
+          return foreign;
+        }
+      }
+      rocksdb::SstFileReader reader(o);
+      rocksdb::Status s = reader.Open(files_[i]);
+      if (!s.ok()) return foreign;
+      std::shared_ptr<const rocksdb::TableProperties> p = reader.GetTableProperties();
+      if (p == nullptr || p->num_entries != f.info.num_entries || p->num_range_deletions != 0 ||
+          f.info.num_range_del_entries != 0) {
+        return foreign;
+      }
+    }
+    return Status::OK();
   }
 
   // Removes every table file of this writer (none is ingested then).
@@ -490,6 +584,7 @@ class Writer final : public RecordingWriter {
       s.PermitUncheckedError();
     }
     files_.clear();
+    finished_.clear();
   }
 
   Status Seal(bool final) {
@@ -547,6 +642,17 @@ class Writer final : public RecordingWriter {
         return s;
       }
     } else {
+      // The WAL path puts the chunk straight into the family under the
+      // recording's names: only while the marker there is this writer's.
+      // A stale writer (its call deleted and put again, its id taken by
+      // another writer) would overwrite the other's chunks. Under write_mu,
+      // which DeleteCall and CreateRecording take.
+      std::lock_guard<std::mutex> w(t->write_mu);
+      CV_ASSIGN_OR_RETURN(Owner owner, OwnerOfNames(t));
+      if (owner != Owner::kThisWriter) {
+        broken_ = Status::NotFound("the call was deleted while its recording was written; nothing was kept");
+        return broken_;
+      }
       CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, key, value_),
                                            "write recording chunk"));
     }
@@ -571,6 +677,7 @@ class Writer final : public RecordingWriter {
   uint32_t key_version_ = 0;  // the tenant's at Begin
   bool started_ = false;
   bool done_ = false;
+  std::string marker_;  // the pending marker's stored bytes, as CreateRecording wrote them
   // Ingested path (Options::recording_ingest, decision 0055): the chunks
   // go into table files in the shard's ingest directory, named here, and
   // only those files, by these names, are ingested at Finish.
@@ -581,6 +688,14 @@ class Writer final : public RecordingWriter {
   std::string sst_path_;           // the file sst_ writes
   uint64_t sst_bytes_ = 0;
   std::vector<std::string> files_;  // finished files, in key order
+  // What each of files_ was when finished (CheckOwnFiles).
+  struct Finished {
+    rocksdb::ExternalSstFileInfo info;
+    bool have_stat = false;  // stat works where the store's files are real files
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t ctime_sec = 0, ctime_nsec = 0;
+  };
+  std::vector<Finished> finished_;
 };
 
 // Opens chunk `i` (stored `value`) of a recording into `msg` (its first
@@ -761,11 +876,11 @@ Result<std::unique_ptr<RecordingWriter>> Store::Impl::CreateRecording(std::strin
     if (!s.IsNotFound()) return fsutil::FromRocks(s, "read recording");
   }
   const std::string pkey = format::RecordingKey(format::kRecordingPendingPrefix, n.call_hash, n.rec_hash);
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(
-      t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, pkey, record::Seal(t->record_key, t->binding(), pkey, "")),
-      "write recording marker"));
+  std::string marker = record::Seal(t->record_key, t->binding(), pkey, "");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Put(rocksdb::WriteOptions(), t->cf, pkey, marker),
+                                       "write recording marker"));
   auto writer = std::make_unique<Writer>(this, std::string(tenant_id), std::string(call_id), spec);
-  CV_RETURN_IF_ERROR(writer->Begin(t, n));
+  CV_RETURN_IF_ERROR(writer->Begin(t, n, std::move(marker)));
   return std::unique_ptr<RecordingWriter>(std::move(writer));
 }
 
