@@ -7,11 +7,14 @@
 // The prepared store (4 tenants, 2 shards, max_tenants_per_shard = 2):
 //   phase 1  tenants A, B, C; 4 calls each; A's call 0 has a ~300 KiB
 //            transcript and B and C a ~300 KiB recording (both >= 256 KiB:
-//            blob files); then Store::Flush (SSTs and blob files of both
-//            shards and of the metadata instance);
-//   phase 2  2 more calls each, a ~270 KiB recording for A, B's call 3
-//            deleted, B's retention set to 77 days (a registry write), and
-//            tenant D created with 3 calls: all of it only in the WALs
+//            blob files); then Store::Flush and Store::CompactAll (SSTs and
+//            blob files of both shards and of the metadata instance; the
+//            recordings, ingested as table files, reach blob files in the
+//            compaction);
+//   phase 2  2 more calls each, a ~270 KiB recording for A (an ingested
+//            table file), B's call 3 deleted, B's retention set to 77 days
+//            (a registry write), and tenant D created with 3 calls: all of
+//            it but the recording only in the WALs
 //            (avoid_flush_during_recovery keeps it there across opens).
 // Every write was acknowledged (sync_writes). The files are then mutated one
 // at a time: a bit flipped, a run of 1-512 bytes zeroed or randomised, the
@@ -297,6 +300,9 @@ void Prepare(const std::string& db, const std::string& keys) {
   ASSERT_OK(s.CreateTenant({.tenant_id = kPurgedTenant}));
   ASSERT_OK(s.PutCall(kPurgedTenant, MakeExpectedCall(4, 0)));
   ASSERT_OK(s.Flush());
+  // Recordings are ingested as table files (decision 0055); a compaction
+  // moves their chunks into blob files, where FileMutation.Blob finds them.
+  ASSERT_OK(s.CompactAll());
   ASSERT_OK(s.PurgeTenant(kPurgedTenant));
   for (int t = 0; t < 3; ++t) {
     for (int i = 4; i < 6; ++i) ASSERT_OK(s.PutCall(kTenants[t], ExpectedCall(t, i)));
