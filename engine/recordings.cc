@@ -458,6 +458,26 @@ class Writer final : public RecordingWriter {
     return Owner::kNobody;
   }
 
+  // The options of the writer's table files, to write and to check them:
+  // the family's (its comparator), with a table format of our own: XXH3
+  // block checksums (RocksDB's CRC32C is Debian's slow portable one; the
+  // checksum type is per file, in its footer), no compression
+  // (ciphertext), no filter (chunks are read by key), no block cache.
+  static rocksdb::Options IngestFileOptions(const TenantRef& t) {
+    rocksdb::DB* db = t->shard->db();
+    rocksdb::Options o(db->GetDBOptions(), db->GetOptions(t->cf));
+    rocksdb::BlockBasedTableOptions bt;
+    if (const auto* cur = o.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>()) bt = *cur;
+    bt.checksum = rocksdb::kXXH3;
+    bt.filter_policy.reset();
+    bt.block_cache.reset();
+    bt.no_block_cache = true;
+    o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bt));
+    o.compression = rocksdb::kNoCompression;
+    o.bottommost_compression = rocksdb::kNoCompression;
+    return o;
+  }
+
   // Ingested path: appends the sealed chunk value_ under `key` to the
   // writer's current table file, starting one when there is none.
   Status AddToFile(const TenantRef& t, const std::string& key) {
@@ -467,20 +487,7 @@ class Writer final : public RecordingWriter {
       const std::string dir = t->shard->ingest_dir();
       CV_RETURN_IF_ERROR(fsutil::FromIO(fs->CreateDirIfMissing(dir, rocksdb::IOOptions(), nullptr),
                                         "create the recording ingest directory"));
-      // The family's options (its comparator), with a table format of
-      // our own: XXH3 block checksums (RocksDB's CRC32C is Debian's slow
-      // portable one; the checksum type is per file, in its footer), no
-      // compression (ciphertext), no filter (chunks are read by key).
-      rocksdb::Options o(db->GetDBOptions(), db->GetOptions(t->cf));
-      rocksdb::BlockBasedTableOptions bt;
-      if (const auto* cur = o.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>()) bt = *cur;
-      bt.checksum = rocksdb::kXXH3;
-      bt.filter_policy.reset();
-      bt.block_cache.reset();
-      bt.no_block_cache = true;
-      o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bt));
-      o.compression = rocksdb::kNoCompression;
-      o.bottommost_compression = rocksdb::kNoCompression;
+      const rocksdb::Options o = IngestFileOptions(t);
       rocksdb::EnvOptions eo(o);
       // Written back while the next chunks are sealed, not all at the
       // final sync.
@@ -540,15 +547,8 @@ class Writer final : public RecordingWriter {
     const Status foreign = Status::Corruption(
         "recording: a table file in the recording ingest directory is not the one this writer "
         "wrote (replaced or changed after it was finished); nothing kept");
-    rocksdb::DB* db = t->shard->db();
-    rocksdb::Options o(db->GetDBOptions(), db->GetOptions(t->cf));
-    // Read outside the shard's block cache, as the file was written.
-    rocksdb::BlockBasedTableOptions bt;
-    if (const auto* cur = o.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>()) bt = *cur;
-    bt.filter_policy.reset();
-    bt.block_cache.reset();
-    bt.no_block_cache = true;
-    o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bt));
+    // Read as the file was written: outside the shard's block cache.
+    const rocksdb::Options o = IngestFileOptions(t);
     for (size_t i = 0; i < files_.size(); ++i) {
       const Finished& f = finished_[i];
       if (f.have_stat) {
