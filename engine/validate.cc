@@ -24,13 +24,19 @@ std::string Path(std::string_view base, size_t i, std::string_view field = "") {
   return p;
 }
 
+// What is wrong with `s` as text of at most `max` bytes of UTF-8 (the
+// message's tail after the field's name), or "" when nothing is: a caller
+// names the field only when there is an error.
+std::string TextProblem(std::string_view s, size_t max) {
+  if (s.size() > max) return ": longer than " + std::to_string(max) + " bytes";
+  if (!IsUtf8(s)) return ": not valid UTF-8";
+  return std::string();
+}
+
 Status Text(std::string_view field, std::string_view s, size_t max) {
-  if (s.size() > max) {
-    return Status::InvalidArgument(std::string(field) + ": longer than " + std::to_string(max) +
-                                   " bytes");
-  }
-  if (!IsUtf8(s)) return Status::InvalidArgument(std::string(field) + ": not valid UTF-8");
-  return Status::OK();
+  std::string why = TextProblem(s, max);
+  if (why.empty()) return Status::OK();
+  return Status::InvalidArgument(std::string(field) + why);
 }
 
 Status OptionalId(std::string_view field, std::string_view id) {
@@ -174,8 +180,8 @@ Status Transcript(const Call& c) {
     const TranscriptSegment& s = c.transcript[i];
     // The field's path only for the error: built for every segment it was
     // an allocation or two per segment of every put.
-    if (s.text.size() > kMaxSegmentTextBytes || !IsUtf8(s.text)) {
-      CV_RETURN_IF_ERROR(Text(Path("transcript", i, "text"), s.text, kMaxSegmentTextBytes));
+    if (std::string why = TextProblem(s.text, kMaxSegmentTextBytes); !why.empty()) {
+      return Status::InvalidArgument(Path("transcript", i, "text") + why);
     }
     if (s.end_ms < s.start_ms) {
       return Status::InvalidArgument(Path("transcript", i, "end_ms") + ": before start_ms");
