@@ -379,6 +379,30 @@ Status CheckInstances(const std::string& backup_dir, const BackupManifest& m, bo
   return Status::OK();
 }
 
+// The log holds at least what every cut of this backup directory signed
+// by this store recorded. A restore of an older cut checks the log only
+// from its own offset on; a log cut back, edited (a line dropped) or put
+// back from a copy of the key directory taken before later erasures still
+// reaches that offset, and the erasures it lost would stay undone without
+// a word. A newer cut's offset shows the log was once longer. Manifests
+// that do not verify are left out: they prove nothing (and a damaged newer
+// cut must not stop the restore of an older one).
+Status CheckLogNotOlderThanCuts(const std::string& backup_dir, const TombstoneLogView& view,
+                                std::string_view public_key) {
+  CV_ASSIGN_OR_RETURN(auto all, ReadManifests(backup_dir));
+  for (const auto& c : all) {
+    if (!c.tombstone_log || c.tombstone_offset <= view.size) continue;
+    if (!CheckSignature(c, public_key).ok()) continue;
+    return Status::Corruption(
+        "the tombstone log is shorter (" + std::to_string(view.size) + " bytes) than cut " +
+        std::to_string(c.cut) + " of this backup directory recorded (" +
+        std::to_string(c.tombstone_offset) +
+        "): it was cut back, edited or put back from an older copy of the key directory, and "
+        "erasures done after the restored cut may be missing from it; nothing restored");
+  }
+  return Status::OK();
+}
+
 Result<BackupManifest> PickCut(const std::string& backup_dir, uint64_t cut) {
   CV_ASSIGN_OR_RETURN(auto all, ReadManifests(backup_dir));
   if (cut == 0) return all.back();
@@ -1029,6 +1053,7 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
       TombstoneLogView view;
       CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
       CV_RETURN_IF_ERROR(CheckTombstoneOffset(view, m.tombstone_offset));
+      CV_RETURN_IF_ERROR(CheckLogNotOlderThanCuts(backup_dir, view, public_key));
     } else if (log.status().code() != Code::kNotSupported) {
       return log.status();
     }
