@@ -133,9 +133,16 @@ Status Store::Impl::RecoverCreating(const codec::TenantRecord& rec,
       return Status::OK();
     }
   }
-  CV_RETURN_IF_ERROR(RollBackCreate(rec));
+  // A restored copy taken while this tenant was moving in knows nothing of
+  // how the move ended: it may have committed in the live store, which
+  // reads the same key directory. The copy's partial tenant goes; its key
+  // stays, an orphan key here (ReconcileKeys; `keys reconcile --yes` once
+  // this copy replaces the live store).
+  const bool keep_key = restored_copy_ && rec.move_state == codec::kMoveIn;
+  CV_RETURN_IF_ERROR(RollBackCreate(rec, keep_key));
   Audit("create_rolled_back", rec.tenant_id,
-        IdText(rec.internal_id) + ": an unfinished create undone at open (no row stored)");
+        IdText(rec.internal_id) + ": an unfinished create undone at open (no row stored)" +
+            (keep_key ? "; a move-in in a restored copy: its key is kept (orphan key)" : ""));
   return Status::OK();
 }
 

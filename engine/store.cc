@@ -825,6 +825,7 @@ Status Store::Impl::OpenOrCreate() {
     return Status::NotFound("no callvault store in this directory (use create_if_missing / init)");
   }
   if (read_only()) return OpenReadOnly();
+  restored_copy_ = env->FileExists(path_ + "/RESTORE_PENDING").ok();
   CV_RETURN_IF_ERROR(fsutil::FromRocks(env->CreateDirIfMissing(path_), "create store directory"));
   CV_RETURN_IF_ERROR(
       fsutil::FromRocks(env->CreateDirIfMissing(path_ + "/shards"), "create shards directory"));

@@ -389,6 +389,10 @@ class Store::Impl {
   Status FinishRestore();
   ReplayCounts restore_replay_;   // what FinishRestore replayed at this open
   bool restore_replayed_ = false;
+  // This open is of a restored copy whose replay has not finished
+  // (RESTORE_PENDING is there): the key directory is newer than the copy,
+  // and its keys may serve the live store the copy was taken from.
+  bool restored_copy_ = false;
   // subjects.cc: plans into `b` the redaction of the subject whose blind
   // hashes are `subject_hashes` from the call (unchanged if it no longer
   // names the subject; *held if a legal hold keeps it). REQUIRES: t->write_mu.
@@ -463,7 +467,9 @@ class Store::Impl {
   // PickShard when every shard is full, a move to a new shard (decision
   // 0057). REQUIRES: admin_mu_.
   Result<Shard*> OpenNextShard();
-  Status RollBackCreate(const codec::TenantRecord& rec);
+  // `keep_key`: the registry record and the family go, the data key stays
+  // in the keyring (an orphan key, for ReconcileKeys).
+  Status RollBackCreate(const codec::TenantRecord& rec, bool keep_key = false);
   // rotate.cc. Both REQUIRE admin_mu_, and the tenant's life lock held
   // exclusively when it is live (`live`: its runtime state, or nullptr at
   // open). A rotation that was copying is undone: the copy's family dropped

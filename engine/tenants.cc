@@ -306,7 +306,7 @@ Result<TenantInfo> Store::Impl::CreateTenant(const TenantSpec& spec) {
 
 // Undoes a create that did not finish. Its key never protected an
 // acknowledged write, so removing it needs no KEK rotation.
-Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec) {
+Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec, bool keep_key) {
   if (rec.shard < shards_.size() && shards_[rec.shard]) {
     Shard* shard = shards_[rec.shard].get();
     if (auto* cf = shard->Find(format::ColumnFamilyName(rec.internal_id))) {
@@ -317,7 +317,8 @@ Status Store::Impl::RollBackCreate(const codec::TenantRecord& rec) {
   // the DEK) may be on disk all the same (a failed directory fsync after the
   // rename), and the newest generation wins at open. A newer one without
   // the DEK supersedes it.
-  if (keyring_.HasTenant(rec.internal_id) || highest_keyring_gen_ > keyring_.generation) {
+  if (!keep_key &&
+      (keyring_.HasTenant(rec.internal_id) || highest_keyring_gen_ > keyring_.generation)) {
     Keyring next = keyring_.Clone();
     next.RemoveTenant(rec.internal_id);
     CV_RETURN_IF_ERROR(CommitKeyring(std::move(next), /*rotate=*/false));
