@@ -1,0 +1,406 @@
+// Session 17 attack on issue 12's backups and restores, as an operator at
+// 3 a.m. would meet them: the tombstone log (decisions 0027, 0044) edited
+// or put back from an older copy of the key directory, and the incremental
+// backup directory with one shared file damaged or gone.
+//   - a tombstone log older than a newer cut of the same backup directory
+//     (the key directory put back from its own backup, or lines dropped by
+//     hand) lets a restore of an older cut miss erasures silently: fixed,
+//     the restore compares the log with every signed cut it can see;
+//   - a line dropped, or the log cut back to the restored cut, when no newer
+//     cut records more: not detectable today (DISABLED_, reported);
+//   - TOMBSTONES replaced by a symbolic link, a line planted for a tenant
+//     that never existed, lines reordered: refused, or harmless;
+//   - a shared table file that older cuts need deleted: every cut that
+//     needs it fails `backup verify` and its restore, nothing restored, and
+//     the next backup is whole;
+//   - the same file damaged (same size): the next incremental backup reuses
+//     it and reports success, a backup that cannot be restored (DISABLED_,
+//     reported).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "callvault/backup.h"
+#include "callvault/key_provider.h"
+#include "callvault/store.h"
+#include "engine/kill_point.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::MakeCall;
+using testutil::TempDir;
+
+Options Opts(const std::string& keys) {
+  Options o = testutil::DefaultOptions(keys);
+  o.dictionary_training_calls = 0;
+  return o;
+}
+
+Result<RestoreReport> RestoreTo(const std::string& backup, const std::string& keys,
+                                const std::string& new_dir, uint64_t cut = 0) {
+  Options o = Opts(keys);
+  o.create_if_missing = false;
+  RestoreRequest req;
+  req.cut = cut;
+  return Store::Restore(o, backup, new_dir, req);
+}
+
+// Nothing at `dir` and no staging directory beside it.
+void ExpectNothingRestored(const std::string& dir) {
+  std::error_code ec;
+  EXPECT_FALSE(fs::exists(dir, ec) && !fs::is_empty(dir, ec)) << dir << " has files";
+  for (const auto& e : fs::directory_iterator(fs::path(dir).parent_path())) {
+    EXPECT_EQ(e.path().filename().string().find(".restoring-"), std::string::npos)
+        << "staging left behind: " << e.path();
+  }
+}
+
+void WriteWhole(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << data;
+  ASSERT_TRUE(f.good()) << path;
+}
+
+// The shared table files of a backup directory, sorted.
+std::vector<std::string> SharedTables(const std::string& bak) {
+  std::vector<std::string> v;
+  for (const auto& f : testutil::ListFiles(bak)) {
+    if (f.find("shared_checksum") != std::string::npos && f.ends_with(".sst")) v.push_back(f);
+  }
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// A store with tenants A and B, `calls` calls each.
+struct A18Store {
+  TempDir tmp;
+  std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), bak = tmp.Sub("bak");
+  std::unique_ptr<Store> s;
+  void Make(int calls) {
+    auto o = Store::Open(Opts(keys), db);
+    ASSERT_OK(o);
+    s = std::move(o).value();
+    ASSERT_OK(s->CreateTenant({.tenant_id = "A"}));
+    ASSERT_OK(s->CreateTenant({.tenant_id = "B"}));
+    for (int i = 0; i < calls; ++i) {
+      ASSERT_OK(s->PutCall("A", MakeCall("a" + std::to_string(i), 1700000000000000 + i, "ma")));
+      ASSERT_OK(s->PutCall("B", MakeCall("b" + std::to_string(i), 1700000000000000 + i, "mb")));
+    }
+  }
+  void Close() {
+    ASSERT_OK(s->Close());
+    s.reset();
+  }
+  std::string Log() const { return testutil::ReadFile(keys + "/TOMBSTONES"); }
+  std::string PublicKey() const {
+    auto kp = NewFileKeyProvider(keys);
+    EXPECT_TRUE(kp.ok()) << kp.status().ToString();
+    if (!kp.ok()) return "";
+    auto pk = (*kp)->ExistingSigningPublicKey();
+    EXPECT_TRUE(pk.ok()) << pk.status().ToString();
+    return pk.ok() ? *pk : "";
+  }
+};
+
+// Whether a restore of `bak` (cut `cut`) into `dir` brought back `call` of
+// A, a call deleted after that cut: false when the restore was refused
+// (nothing restored) or the call is gone.
+bool DeletedCallCameBack(const A18Store& t, const std::string& dir, uint64_t cut,
+                         const std::string& call, Status* restore_status) {
+  auto r = RestoreTo(t.bak, t.keys, dir, cut);
+  *restore_status = r.status();
+  if (!r.ok()) {
+    ExpectNothingRestored(dir);
+    return false;
+  }
+  auto o = Store::Open(Opts(t.keys), dir);
+  EXPECT_TRUE(o.ok()) << o.status().ToString();
+  if (!o.ok()) return false;
+  const bool back = (*o)->GetCall("A", call).ok();
+  EXPECT_OK((*o)->Close());
+  return back;
+}
+
+// The key directory put back from a copy taken before the last erasures
+// (its TOMBSTONES shorter than a newer cut of the same backup directory
+// recorded): restoring the newer cut is refused (offset beyond the log);
+// restoring the older cut replayed the short log and brought the deleted
+// call back without a word. The restore now checks the log against every
+// signed cut of the directory.
+TEST(A18, TombstoneLogOlderThanANewerCutIsRefused) {
+  A18Store t;
+  t.Make(4);
+  ASSERT_OK(t.s->Backup(t.bak));  // cut 1
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));
+  const std::string log_after_a0 = t.Log();
+  ASSERT_OK(t.s->DeleteCall("A", "a1"));
+  ASSERT_OK(t.s->Backup(t.bak));  // cut 2: records the log with both lines
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  // The key directory's copy from between the two deletions.
+  WriteWhole(t.keys + "/TOMBSTONES", log_after_a0);
+  Status st;
+  EXPECT_FALSE(DeletedCallCameBack(t, t.tmp.Sub("r2"), 2, "a1", &st));
+  EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+  EXPECT_FALSE(DeletedCallCameBack(t, t.tmp.Sub("r1"), 1, "a1", &st))
+      << "cut 1 restored with a tombstone log shorter than cut 2 recorded: DeleteCall(a1) undone";
+  EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.ToString().find("cut 2"), std::string::npos) << st.ToString();
+  // The same with a line dropped by hand from the middle of the log.
+  std::string full = log_after_a0;
+  {
+    A18Store u;  // a fresh pair, the edit on a whole log
+    u.Make(4);
+    ASSERT_OK(u.s->Backup(u.bak));
+    ASSERT_OK(u.s->DeleteCall("A", "a0"));
+    ASSERT_OK(u.s->DeleteCall("A", "a1"));
+    ASSERT_OK(u.s->Backup(u.bak));
+    ASSERT_NO_FATAL_FAILURE(u.Close());
+    full = u.Log();
+    const size_t nl = full.find('\n');
+    ASSERT_NE(nl, std::string::npos);
+    WriteWhole(u.keys + "/TOMBSTONES", full.substr(nl + 1));  // a0's line dropped
+    EXPECT_FALSE(DeletedCallCameBack(u, u.tmp.Sub("r1"), 1, "a0", &st))
+        << "a dropped tombstone line went unnoticed";
+    EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+  }
+}
+
+// FINDING (not fixed): with no newer cut to compare with, a tombstone line
+// dropped by hand, or the log cut back to the restored cut's offset (e.g.
+// the key directory put back from a copy taken at backup time), is not
+// detected: the restore succeeds and the call deleted after the cut is
+// readable again, no audit event saying an erasure was skipped. The log
+// carries no chain or count a restore could check; detecting this needs an
+// anchor outside the log (e.g. each line chained under a key of the key
+// directory, and the chain head kept where the restored store can compare
+// it). Today: "a1 came back" for both edits.
+TEST(A18, DISABLED_TombstoneLineDroppedWithNoNewerCutIsNotSilent) {
+  for (const bool cut_back_to_offset : {false, true}) {
+    A18Store t;
+    t.Make(4);
+    ASSERT_OK(t.s->Backup(t.bak));
+    const std::string at_cut = t.Log();
+    ASSERT_OK(t.s->DeleteCall("A", "a0"));
+    ASSERT_OK(t.s->DeleteCall("A", "a1"));
+    ASSERT_NO_FATAL_FAILURE(t.Close());
+    std::string log = t.Log();
+    if (cut_back_to_offset) {
+      log = at_cut;
+    } else {
+      const size_t first = log.find('\n', at_cut.size());
+      ASSERT_NE(first, std::string::npos);
+      log = log.substr(0, first + 1);  // keeps a0's line, drops a1's
+    }
+    WriteWhole(t.keys + "/TOMBSTONES", log);
+    Status st;
+    EXPECT_FALSE(DeletedCallCameBack(t, t.tmp.Sub("r"), 0, "a1", &st))
+        << (cut_back_to_offset ? "log cut back to the cut" : "last line dropped")
+        << ": a1 came back";
+  }
+}
+
+// TOMBSTONES replaced by a symbolic link (to an empty file, or to the log
+// itself): the restore is refused before anything is written; never a
+// restore that read nothing and replayed nothing.
+TEST(A18, TombstoneLogSymlinkRefused) {
+  A18Store t;
+  t.Make(3);
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  const std::string log = t.keys + "/TOMBSTONES";
+  const std::string real = t.tmp.Sub("TOMBSTONES.real");
+  fs::rename(log, real);
+  for (const std::string& to : {real, t.tmp.Sub("empty")}) {
+    if (to != real) WriteWhole(to, "");
+    std::error_code ec;
+    fs::remove(log, ec);
+    fs::create_symlink(to, log);
+    Status st;
+    EXPECT_FALSE(DeletedCallCameBack(t, t.tmp.Sub("r"), 0, "a0", &st)) << to;
+    EXPECT_FALSE(st.ok()) << to;
+    EXPECT_NE(st.ToString().find("TOMBSTONES"), std::string::npos) << st.ToString();
+  }
+}
+
+// A line planted for a tenant internal id that never existed, and the
+// real lines after the cut reordered: the restore replays the real ones
+// (both calls gone), skips the planted one, and every other call is whole.
+TEST(A18, PlantedAndReorderedTombstoneLinesAreHarmless) {
+  A18Store t;
+  t.Make(4);
+  ASSERT_OK(t.s->Backup(t.bak));
+  const size_t at_cut = t.Log().size();
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));
+  ASSERT_OK(t.s->DeleteCall("B", "b1"));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  const std::string log = t.Log();
+  std::vector<std::string> lines;
+  for (size_t p = at_cut; p < log.size();) {
+    const size_t nl = log.find('\n', p);
+    lines.push_back(log.substr(p, nl + 1 - p));
+    p = nl + 1;
+  }
+  ASSERT_EQ(lines.size(), 2u);
+  const std::string planted = "1700000000000000 987654 " + std::string(32, 'c') + "\n";
+  WriteWhole(t.keys + "/TOMBSTONES", log.substr(0, at_cut) + lines[1] + planted + lines[0]);
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->tombstones_replayed, 2u);
+  auto o = Store::Open(Opts(t.keys), t.tmp.Sub("r"));
+  ASSERT_OK(o);
+  EXPECT_CODE((*o)->GetCall("A", "a0"), Code::kNotFound);
+  EXPECT_CODE((*o)->GetCall("B", "b1"), Code::kNotFound);
+  for (const char* id : {"a1", "a2", "a3"}) EXPECT_OK((*o)->GetCall("A", id));
+  for (const char* id : {"b0", "b2", "b3"}) EXPECT_OK((*o)->GetCall("B", id));
+  EXPECT_OK((*o)->Close());
+}
+
+// A backup of a destination store taken while a tenant was moving in (BEGIN
+// and the rows received, registry CREATING + kMoveIn; the move then
+// committed), restored with the destination's key directory while the live
+// destination is stopped (a restore drill, or a restore later abandoned):
+// the restored copy's open rolls the unfinished move-in back. That must not
+// take the moved tenant's key from the key directory the live destination
+// reads: the live store, opened again, still serves the tenant whole.
+TEST(A18, RestoreOfACutTakenMidMoveInLeavesTheLiveTenantsKey) {
+  A18Store src, dst;
+  auto so = Store::Open(Opts(src.keys), src.db);
+  ASSERT_OK(so);
+  src.s = std::move(so).value();
+  auto dopen = Store::Open(Opts(dst.keys), dst.db);
+  ASSERT_OK(dopen);
+  dst.s = std::move(dopen).value();
+  ASSERT_OK(src.s->CreateTenant({.tenant_id = "M"}));
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK(src.s->PutCall("M", MakeCall("m" + std::to_string(i), 1700000000000000 + i, "mm")));
+  }
+  // The destination's backup, taken while the source catches up (after its
+  // copy): the destination holds M as CREATING + kMoveIn then.
+  Status mid;
+  Store* d = dst.s.get();
+  const std::string bak = dst.bak;
+  testing::SetKillPointAction([d, bak, &mid] { mid = d->Backup(bak).status(); });
+  testing::ArmKillPoint("move.out_after_copy");
+  auto moved = MoveTenant(*src.s, *dst.s, "M");
+  testing::DisarmKillPoints();
+  testing::SetKillPointAction(nullptr);
+  ASSERT_OK(moved);
+  ASSERT_OK(mid);
+  ASSERT_NO_FATAL_FAILURE(src.Close());
+  auto n = dst.s->CountCalls("M");
+  ASSERT_OK(n);
+  ASSERT_EQ(*n, 20u);
+  ASSERT_NO_FATAL_FAILURE(dst.Close());
+  // The restore (a drill: the live destination is only stopped).
+  auto r = RestoreTo(dst.bak, dst.keys, dst.tmp.Sub("drill"));
+  ASSERT_OK(r);
+  // The copy held M half moved in: rolled back there, its key an orphan.
+  EXPECT_EQ(r->orphan_key_internal_ids.size(), 1u);
+  {
+    auto copy = Store::Open(Opts(dst.keys), dst.tmp.Sub("drill"));
+    ASSERT_OK(copy);
+    auto m = (*copy)->DescribeTenant("M");
+    EXPECT_TRUE(!m.ok() || m->state != TenantState::kActive);
+    EXPECT_CODE((*copy)->GetCall("M", "m3"), Code::kNotFound);
+    EXPECT_OK((*copy)->Close());
+  }
+  // The live destination again.
+  auto again = Store::Open(Opts(dst.keys), dst.db);
+  ASSERT_OK(again);
+  auto info = (*again)->DescribeTenant("M");
+  ASSERT_OK(info);
+  EXPECT_EQ(info->state, TenantState::kActive)
+      << "the restore of a cut taken mid-move-in destroyed the live tenant's key";
+  auto count = (*again)->CountCalls("M");
+  EXPECT_OK(count);
+  if (count.ok()) {
+    EXPECT_EQ(*count, 20u);
+  }
+  EXPECT_OK((*again)->GetCall("M", "m3"));
+  EXPECT_OK((*again)->Close());
+}
+
+// Incremental backups share table files. One that cut 1 and cut 2 both
+// need, deleted: `backup verify` fails for both with a specific error,
+// their restore is refused with nothing left behind, and the next backup
+// (cut 3) copies the file again: it verifies and restores whole.
+TEST(A18, SharedFileDeletedFailsEveryCutThatNeedsItAndTheNextBackupIsWhole) {
+  A18Store t;
+  t.Make(50);
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->PutCall("A", MakeCall("later", 1700000000000100, "ml")));
+  ASSERT_OK(t.s->Backup(t.bak));
+  const auto tables = SharedTables(t.bak);
+  ASSERT_FALSE(tables.empty());
+  fs::remove(tables.front());
+  const std::string pk = t.PublicKey();
+  for (uint64_t cut : {1, 2}) {
+    auto v = VerifyBackup(t.bak, cut, pk);
+    EXPECT_CODE(v, Code::kCorruption);
+    Status st;
+    EXPECT_FALSE(DeletedCallCameBack(t, t.tmp.Sub("r" + std::to_string(cut)), cut, "a0", &st));
+    EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+  }
+  auto third = t.s->Backup(t.bak);
+  ASSERT_OK(third);
+  EXPECT_EQ(third->manifest.cut, 3u);
+  EXPECT_OK(VerifyBackup(t.bak, 3, pk));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r3"), 3);
+  ASSERT_OK(r);
+  auto o = Store::Open(Opts(t.keys), t.tmp.Sub("r3"));
+  ASSERT_OK(o);
+  auto n = (*o)->CountCalls("A");
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 51u);
+  EXPECT_OK((*o)->Close());
+}
+
+// FINDING (not fixed): the same shared file damaged in place (a byte
+// flipped, same size). The next incremental backup finds a file of that
+// name and size and reuses it without reading it: Backup returns OK and
+// writes a signed manifest for a cut that fails `backup verify` and cannot
+// be restored. An operator whose nightly job only checks Backup's status
+// keeps making unrestorable backups until someone runs `backup verify`.
+// Today: Backup OK, VerifyBackup(cut 2) kCorruption ("does not match its
+// checksum"). A fix costs reading the reused files (VerifyBackup with
+// checksums after each instance's copy) or a re-copy of them: the lead's
+// call (it changes the incremental backup benchmark).
+TEST(A18, DISABLED_DamagedSharedFileIsNotReusedByTheNextBackup) {
+  A18Store t;
+  t.Make(50);
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));
+  const auto tables = SharedTables(t.bak);
+  ASSERT_FALSE(tables.empty());
+  {
+    std::fstream f(tables.front(), std::ios::in | std::ios::out | std::ios::binary);
+    const auto at = static_cast<std::streamoff>(fs::file_size(tables.front()) / 2);
+    f.seekg(at);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(at);
+    f.write(&c, 1);
+    ASSERT_TRUE(f.good());
+  }
+  auto second = t.s->Backup(t.bak);
+  if (second.ok()) {
+    auto v = VerifyBackup(t.bak, second->manifest.cut, t.PublicKey());
+    EXPECT_TRUE(v.ok()) << "Backup reported success for a cut that does not verify: "
+                        << v.status().ToString();
+  }
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+}
+
+}  // namespace
+}  // namespace callvault
