@@ -476,6 +476,17 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
   TreeSize(dir, &files_before, &bytes_before);
   uint64_t cut = 1;
   if (auto all = ReadManifests(dir); all.ok()) {
+    // One backup directory serves one store: another store's cut would
+    // become its newest, which this store's restore, `backup verify` and
+    // `tombstones prune --keep` then refuse.
+    const std::string mine = crypto::Hex(store_id_);
+    for (const auto& c : *all) {
+      if (c.store_id != mine) {
+        return Status::FailedPrecondition(
+            "backup directory " + dir + " holds cut " + std::to_string(c.cut) +
+            " of another store (" + c.store_id + "); back this store up into its own directory");
+      }
+    }
     cut = all->back().cut + 1;
   } else if (all.status().code() != Code::kNotFound) {
     return all.status();

@@ -407,6 +407,35 @@ TEST(A18, BackupWhileErasuresAndDeletesRunLosesNone) {
   EXPECT_OK((*o)->Close());
 }
 
+// Two stores pointed at one backup directory (a copy-pasted cron line):
+// the second store's backup is refused (nothing written into the
+// directory), so the first store's `backup verify` and `restore` of the
+// newest cut go on working. It was accepted as the directory's newest
+// cut: the first store's restore without --cut then failed ("the backup is
+// of another store"), `backup verify` failed its signature and
+// `tombstones prune --keep` refused the directory.
+TEST(A18, BackupDirectoryOfAnotherStoreRefused) {
+  A18Store x, y;
+  x.Make(3);
+  y.Make(2);
+  ASSERT_OK(x.s->Backup(x.bak));
+  const auto files_before = testutil::ListFiles(x.bak);
+  auto other = y.s->Backup(x.bak);
+  EXPECT_CODE(other, Code::kFailedPrecondition);
+  if (!other.ok()) {
+    EXPECT_NE(other.status().message().find("another store"), std::string::npos)
+        << other.status().ToString();
+  }
+  EXPECT_EQ(testutil::ListFiles(x.bak), files_before);
+  auto cuts = ListBackups(x.bak);
+  ASSERT_OK(cuts);
+  EXPECT_EQ(cuts->size(), 1u);
+  ASSERT_NO_FATAL_FAILURE(y.Close());
+  ASSERT_NO_FATAL_FAILURE(x.Close());
+  EXPECT_OK(VerifyBackup(x.bak, 0, x.PublicKey()));
+  EXPECT_OK(RestoreTo(x.bak, x.keys, x.tmp.Sub("r")));
+}
+
 // Incremental backups share table files. One that cut 1 and cut 2 both
 // need, deleted: `backup verify` fails for both with a specific error,
 // their restore is refused with nothing left behind, and the next backup
