@@ -26,6 +26,7 @@
 #include "callvault/store.h"
 #include "callvault/tombstones.h"
 #include "engine/kill_point.h"
+#include "tests/testutil/backup_util.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
@@ -34,13 +35,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using testutil::MakeCall;
+using testutil::ExpectNothingRestored;
+using testutil::FlipByte;
+using testutil::RestoreTo;
 using testutil::TempDir;
+using testutil::TwoTenants;
 
-Options Opts(const std::string& keys) {
-  Options o = testutil::DefaultOptions(keys);
-  o.dictionary_training_calls = 0;
-  return o;
-}
+Options Opts(const std::string& keys) { return testutil::NoTrainingOptions(keys); }
 
 std::unique_ptr<Store> OpenAt(const std::string& db, const std::string& keys) {
   auto s = Store::Open(Opts(keys), db);
@@ -48,40 +49,9 @@ std::unique_ptr<Store> OpenAt(const std::string& db, const std::string& keys) {
   return s.ok() ? std::move(s).value() : nullptr;
 }
 
-Result<RestoreReport> RestoreTo(const std::string& backup, const std::string& keys,
-                                const std::string& new_dir) {
-  Options o = Opts(keys);
-  o.create_if_missing = false;
-  return Store::Restore(o, backup, new_dir);
-}
-
 int RunCli(const std::string& args, std::string* out, const std::string& env = "") {
   return testutil::RunShell(
       (env.empty() ? "" : env + " ") + std::string(CALLVAULT_BIN) + " " + args + " 2>&1", out);
-}
-
-std::vector<std::string> TableFiles(const std::string& dir) {
-  std::vector<std::string> v;
-  for (const auto& f : testutil::ListFiles(dir)) {
-    if (f.find("shared_checksum") != std::string::npos &&
-        (f.ends_with(".sst") || f.ends_with(".blob"))) {
-      v.push_back(f);
-    }
-  }
-  std::sort(v.begin(), v.end());
-  return v;
-}
-
-void FlipByte(const std::string& path, uint64_t offset) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f.good()) << path;
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c = 0;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x5a);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(&c, 1);
-  ASSERT_TRUE(f.good());
 }
 
 // A batch of 3 calls, written atomically: present whole or not at all.
@@ -213,33 +183,6 @@ TEST(Backup, OnlineCutUnderWritersAndPurger) {
   EXPECT_EQ(half, 0u);
   EXPECT_EQ(quarantined, 0u);
 }
-
-struct TwoTenants {
-  TempDir tmp;
-  std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), bak = tmp.Sub("bak");
-  std::unique_ptr<Store> s;
-  void Make(int calls = 20) {
-    s = OpenAt(db, keys);
-    ASSERT_TRUE(s);
-    ASSERT_OK(s->CreateTenant({.tenant_id = "A"}));
-    ASSERT_OK(s->CreateTenant({.tenant_id = "B"}));
-    for (int i = 0; i < calls; ++i) {
-      ASSERT_OK(s->PutCall("A", MakeCall("a" + std::to_string(i), 1700000000000000 + i, "ma")));
-      ASSERT_OK(s->PutCall("B", MakeCall("b" + std::to_string(i), 1700000000000000 + i, "mb")));
-    }
-  }
-  // Closes the store (its status checked) and lets it go. Call under
-  // ASSERT_NO_FATAL_FAILURE.
-  void Close() {
-    ASSERT_OK(s->Close());
-    s.reset();
-  }
-  // Backs the store up into `bak`, then Close().
-  void BackupAndClose() {
-    ASSERT_OK(s->Backup(bak));
-    Close();
-  }
-};
 
 // backup -> purge A -> restore: A unreadable and PURGED, B whole; the
 // receipt and audit chains of the restored store verify.
@@ -585,16 +528,6 @@ TEST(Backup, KilledRestoreReplaysAtTheNextOpen) {
   std::printf("[backup] killed restores finished by the next open: %d of 3 points\n", cases);
 }
 
-void ExpectNothingRestored(const std::string& dir) {
-  std::error_code ec;
-  EXPECT_FALSE(fs::exists(dir, ec) && !fs::is_empty(dir, ec)) << dir << " has files";
-  const std::string parent = fs::path(dir).parent_path().string();
-  for (const auto& e : fs::directory_iterator(parent)) {
-    EXPECT_EQ(e.path().filename().string().find(".restoring-"), std::string::npos)
-        << "staging left behind";
-  }
-}
-
 TEST(Backup, TamperedManifestRefused) {
   TwoTenants t;
   t.Make(2);
@@ -823,11 +756,11 @@ TEST(Backup, SecondBackupIsIncremental) {
   ASSERT_OK(t.s->Flush());
   auto first = t.s->Backup(t.bak);
   ASSERT_OK(first);
-  const auto tables = TableFiles(t.bak);
+  const auto tables = testutil::BackupTableFiles(t.bak);
   ASSERT_FALSE(tables.empty());
   auto second = t.s->Backup(t.bak);
   ASSERT_OK(second);
-  EXPECT_EQ(TableFiles(t.bak), tables) << "the second backup copied table files again";
+  EXPECT_EQ(testutil::BackupTableFiles(t.bak), tables) << "the second backup copied table files again";
   std::printf("[backup] incremental: first %llu bytes (%llu files), second %llu bytes (%llu files)\n",
               static_cast<unsigned long long>(first->new_bytes),
               static_cast<unsigned long long>(first->new_files),
@@ -870,7 +803,7 @@ TEST(Backup, VerifyFailsAfterAByteFlip) {
   std::string out;
   const std::string k = " --keys " + t.keys + " ";
   ASSERT_EQ(RunCli(k + "backup verify " + t.bak, &out), 0) << out;
-  const auto tables = TableFiles(t.bak);
+  const auto tables = testutil::BackupTableFiles(t.bak);
   ASSERT_FALSE(tables.empty());
   FlipByte(tables.back(), fs::file_size(tables.back()) / 2);
   out.clear();

@@ -31,39 +31,19 @@
 #include "callvault/key_provider.h"
 #include "callvault/store.h"
 #include "engine/kill_point.h"
+#include "tests/testutil/backup_util.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
 namespace {
 
 namespace fs = std::filesystem;
+using testutil::ExpectNothingRestored;
 using testutil::MakeCall;
+using testutil::RestoreTo;
 using testutil::TempDir;
 
-Options Opts(const std::string& keys) {
-  Options o = testutil::DefaultOptions(keys);
-  o.dictionary_training_calls = 0;
-  return o;
-}
-
-Result<RestoreReport> RestoreTo(const std::string& backup, const std::string& keys,
-                                const std::string& new_dir, uint64_t cut = 0) {
-  Options o = Opts(keys);
-  o.create_if_missing = false;
-  RestoreRequest req;
-  req.cut = cut;
-  return Store::Restore(o, backup, new_dir, req);
-}
-
-// Nothing at `dir` and no staging directory beside it.
-void ExpectNothingRestored(const std::string& dir) {
-  std::error_code ec;
-  EXPECT_FALSE(fs::exists(dir, ec) && !fs::is_empty(dir, ec)) << dir << " has files";
-  for (const auto& e : fs::directory_iterator(fs::path(dir).parent_path())) {
-    EXPECT_EQ(e.path().filename().string().find(".restoring-"), std::string::npos)
-        << "staging left behind: " << e.path();
-  }
-}
+Options Opts(const std::string& keys) { return testutil::NoTrainingOptions(keys); }
 
 void WriteWhole(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -71,36 +51,8 @@ void WriteWhole(const std::string& path, const std::string& data) {
   ASSERT_TRUE(f.good()) << path;
 }
 
-// The shared table files of a backup directory, sorted.
-std::vector<std::string> SharedTables(const std::string& bak) {
-  std::vector<std::string> v;
-  for (const auto& f : testutil::ListFiles(bak)) {
-    if (f.find("shared_checksum") != std::string::npos && f.ends_with(".sst")) v.push_back(f);
-  }
-  std::sort(v.begin(), v.end());
-  return v;
-}
-
-// A store with tenants A and B, `calls` calls each.
-struct A18Store {
-  TempDir tmp;
-  std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), bak = tmp.Sub("bak");
-  std::unique_ptr<Store> s;
-  void Make(int calls) {
-    auto o = Store::Open(Opts(keys), db);
-    ASSERT_OK(o);
-    s = std::move(o).value();
-    ASSERT_OK(s->CreateTenant({.tenant_id = "A"}));
-    ASSERT_OK(s->CreateTenant({.tenant_id = "B"}));
-    for (int i = 0; i < calls; ++i) {
-      ASSERT_OK(s->PutCall("A", MakeCall("a" + std::to_string(i), 1700000000000000 + i, "ma")));
-      ASSERT_OK(s->PutCall("B", MakeCall("b" + std::to_string(i), 1700000000000000 + i, "mb")));
-    }
-  }
-  void Close() {
-    ASSERT_OK(s->Close());
-    s.reset();
-  }
+// testutil::TwoTenants with what these tests read of its key directory.
+struct A18Store : testutil::TwoTenants {
   std::string Log() const { return testutil::ReadFile(keys + "/TOMBSTONES"); }
   std::string PublicKey() const {
     auto kp = NewFileKeyProvider(keys);
@@ -447,7 +399,7 @@ TEST(A18, SharedFileDeletedFailsEveryCutThatNeedsItAndTheNextBackupIsWhole) {
   ASSERT_OK(t.s->Backup(t.bak));
   ASSERT_OK(t.s->PutCall("A", MakeCall("later", 1700000000000100, "ml")));
   ASSERT_OK(t.s->Backup(t.bak));
-  const auto tables = SharedTables(t.bak);
+  const auto tables = testutil::BackupTableFiles(t.bak);
   ASSERT_FALSE(tables.empty());
   fs::remove(tables.front());
   const std::string pk = t.PublicKey();
@@ -488,19 +440,9 @@ TEST(A18, DISABLED_DamagedSharedFileIsNotReusedByTheNextBackup) {
   t.Make(50);
   ASSERT_OK(t.s->Flush());
   ASSERT_OK(t.s->Backup(t.bak));
-  const auto tables = SharedTables(t.bak);
+  const auto tables = testutil::BackupTableFiles(t.bak);
   ASSERT_FALSE(tables.empty());
-  {
-    std::fstream f(tables.front(), std::ios::in | std::ios::out | std::ios::binary);
-    const auto at = static_cast<std::streamoff>(fs::file_size(tables.front()) / 2);
-    f.seekg(at);
-    char c = 0;
-    f.read(&c, 1);
-    c = static_cast<char>(c ^ 0x5a);
-    f.seekp(at);
-    f.write(&c, 1);
-    ASSERT_TRUE(f.good());
-  }
+  ASSERT_NO_FATAL_FAILURE(testutil::FlipByte(tables.front(), fs::file_size(tables.front()) / 2));
   auto second = t.s->Backup(t.bak);
   if (second.ok()) {
     auto v = VerifyBackup(t.bak, second->manifest.cut, t.PublicKey());
