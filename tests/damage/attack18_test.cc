@@ -1,22 +1,30 @@
-// Session 17 attack on issue 12's backups and restores, as an operator at
-// 3 a.m. would meet them: the tombstone log (decisions 0027, 0044) edited
-// or put back from an older copy of the key directory, and the incremental
-// backup directory with one shared file damaged or gone.
+// Session 17 attack on issue 12's backups, restores and moves, as an
+// operator at 3 a.m. would meet them.
 //   - a tombstone log older than a newer cut of the same backup directory
-//     (the key directory put back from its own backup, or lines dropped by
-//     hand) lets a restore of an older cut miss erasures silently: fixed,
+//     (the key directory put back from its own copy, or a line dropped by
+//     hand) let a restore of an older cut miss erasures silently: fixed,
 //     the restore compares the log with every signed cut it can see;
 //   - a line dropped, or the log cut back to the restored cut, when no newer
 //     cut records more: not detectable today (DISABLED_, reported);
 //   - TOMBSTONES replaced by a symbolic link, a line planted for a tenant
 //     that never existed, lines reordered: refused, or harmless;
-//   - a shared table file that older cuts need deleted: every cut that
+//   - a restore of a destination's cut taken mid move-in (a drill, the live
+//     store only stopped) took the moved tenant's key from the shared key
+//     directory, and the live store purged the tenant at its next open:
+//     fixed, a restored copy's rollback of a move-in keeps the key;
+//   - a backup taken while erasures, deletions and puts run: no erasure lost;
+//   - a second store backed up into the first one's backup directory:
+//     accepted as its newest cut, which broke the first store's restore,
+//     verify and prune: fixed, refused;
+//   - a backup directory given as a link into the store or the keys: refused;
+//   - a shared table file that older cuts need, deleted: every cut that
 //     needs it fails `backup verify` and its restore, nothing restored, and
 //     the next backup is whole;
 //   - the same file damaged (same size): the next incremental backup reuses
 //     it and reports success, a backup that cannot be restored (DISABLED_,
 //     reported).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -386,6 +394,38 @@ TEST(A18, BackupDirectoryOfAnotherStoreRefused) {
   ASSERT_NO_FATAL_FAILURE(x.Close());
   EXPECT_OK(VerifyBackup(x.bak, 0, x.PublicKey()));
   EXPECT_OK(RestoreTo(x.bak, x.keys, x.tmp.Sub("r")));
+}
+
+// A backup directory given as a symbolic link into the store, into the key
+// directory, or to a directory holding the store: refused
+// (kInvalidArgument) with nothing written where the link points.
+TEST(A18, BackupDirectoryLinkedIntoTheStoreOrKeysRefused) {
+  A18Store t;
+  t.Make(2);
+  std::error_code ec;
+  fs::create_directories(t.db + "/empty-in-store", ec);
+  fs::create_directories(t.keys + "/empty-in-keys", ec);
+  ::chmod(t.keys.c_str(), 0700);
+  const std::vector<std::pair<std::string, std::string>> links = {
+      {t.tmp.Sub("to-store"), t.db + "/empty-in-store"},
+      {t.tmp.Sub("to-keys"), t.keys + "/empty-in-keys"},
+      {t.tmp.Sub("to-parent"), t.tmp.path()},
+  };
+  for (const auto& [link, to] : links) {
+    SCOPED_TRACE(link);
+    fs::create_directory_symlink(to, link);
+    const auto before = testutil::ListFiles(to);
+    EXPECT_CODE(t.s->Backup(link), Code::kInvalidArgument);
+    // Below the link: inside the store or the keys, but for the parent
+    // (beside them there, which is allowed).
+    if (to != t.tmp.path()) {
+      EXPECT_CODE(t.s->Backup(link + "/sub"), Code::kInvalidArgument);
+      EXPECT_FALSE(fs::exists(to + "/sub")) << to;
+    }
+    EXPECT_EQ(testutil::ListFiles(to), before);
+    EXPECT_FALSE(fs::exists(to + "/cuts")) << to;
+  }
+  ASSERT_NO_FATAL_FAILURE(t.Close());
 }
 
 // Incremental backups share table files. One that cut 1 and cut 2 both
