@@ -825,6 +825,8 @@ Status Store::Impl::OpenOrCreate() {
     return Status::NotFound("no callvault store in this directory (use create_if_missing / init)");
   }
   if (read_only()) return OpenReadOnly();
+  // backup.cc's kRestorePending: Store::Restore writes it before the copy
+  // can be opened; FinishRestore removes it after this open's recovery.
   restored_copy_ = env->FileExists(path_ + "/RESTORE_PENDING").ok();
   CV_RETURN_IF_ERROR(fsutil::FromRocks(env->CreateDirIfMissing(path_), "create store directory"));
   CV_RETURN_IF_ERROR(
