@@ -29,6 +29,7 @@ constexpr char kKekPrefix[] = "KEK-";
 constexpr char kKeyringPrefix[] = "KEYRING-";
 constexpr char kSigningKeyName[] = "SIGNING-KEY";
 constexpr char kLockName[] = "LOCK";
+constexpr char kPeersName[] = "PEERS";
 constexpr size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 
 // Parses "<prefix><decimal>" exactly; false otherwise (temp files included).
@@ -309,6 +310,26 @@ class FileKeyProvider final : public KeyProvider {
     }
     ::close(fd);
     return out;
+  }
+
+  Result<std::string> ReadTrustedPeers() override {
+    const std::string path = dir_ + "/" + kPeersName;
+    // A symlink or another non-regular PEERS is refused (kKeyError), not
+    // followed: a list planted outside the directory would add sources.
+    Status c = fsutil::CheckKeyFile(path, /*secret=*/false);
+    if (c.code() == Code::kNotFound) return std::string();
+    CV_RETURN_IF_ERROR(c);
+    std::string data;
+    CV_RETURN_IF_ERROR(fsutil::ReadAll(fs_.get(), path, &data));
+    return data;
+  }
+
+  Status WriteTrustedPeers(std::string_view bytes) override {
+    CV_RETURN_IF_ERROR(Writable());
+    std::lock_guard<std::mutex> l(mu_);
+    return Sticky(fsutil::AtomicWrite(fs_.get(), dir_, kPeersName,
+                                      reinterpret_cast<const uint8_t*>(bytes.data()),
+                                      bytes.size()));
   }
 
   Result<std::string> SigningPublicKey() override {

@@ -654,6 +654,142 @@ std::string SealedTenant(const codec::TenantRecord& rec, uint64_t ad_id, const S
   return sealed;
 }
 
+// --- Trusted move sources (decision 0062, docs/format.md "Trusted peers file")
+
+namespace {
+
+constexpr std::string_view kPeersHeader = "callvault-peers 1\n";
+
+// The identities of a trusted-peers file, in order. The file is written by
+// FormatPeers only: anything else (another header, a line that is not a
+// cvmove2 identity, a key listed twice, bytes after the last newline) is an
+// edit made outside callvault, refused whole rather than half read.
+Status ParsePeers(std::string_view bytes, std::vector<std::string>* out,
+                  std::vector<Identity>* parsed) {
+  out->clear();
+  parsed->clear();
+  if (bytes.empty()) return Status::OK();  // no list yet
+  auto bad = [](const std::string& what) {
+    return Status::Corruption("trusted-peers file (PEERS in the key directory): " + what +
+                              "; it was not written by callvault: check how it got there, "
+                              "then remove it and trust the sources again (`callvault peer "
+                              "trust`)");
+  };
+  if (bytes.substr(0, kPeersHeader.size()) != kPeersHeader) return bad("unknown header");
+  size_t at = kPeersHeader.size();
+  int line = 1;
+  while (at < bytes.size()) {
+    ++line;
+    const size_t nl = bytes.find('\n', at);
+    if (nl == std::string_view::npos) {
+      return bad("bytes after the last line (line " + std::to_string(line) + ")");
+    }
+    const std::string_view text = bytes.substr(at, nl - at);
+    Identity id;
+    if (!ParseIdentity(text, &id).ok()) {
+      return bad("line " + std::to_string(line) + " is not a cvmove2 identity");
+    }
+    for (const auto& other : *parsed) {
+      if (other.signing_key == id.signing_key) {
+        return bad("line " + std::to_string(line) + " repeats a signing key");
+      }
+    }
+    out->emplace_back(text);
+    parsed->push_back(std::move(id));
+    at = nl + 1;
+  }
+  return Status::OK();
+}
+
+std::string FormatPeers(const std::vector<std::string>& identities) {
+  std::string out(kPeersHeader);
+  for (const auto& i : identities) out += i + "\n";
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> Store::Impl::ListMovePeers() {
+  CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadTrustedPeers());
+  std::vector<std::string> ids;
+  std::vector<Identity> parsed;
+  CV_RETURN_IF_ERROR(ParsePeers(bytes, &ids, &parsed));
+  return ids;
+}
+
+Status Store::Impl::CheckMoveSource(std::string_view source_key, std::string* store_id) {
+  auto bytes = kp_->ReadTrustedPeers();
+  if (bytes.status().code() == Code::kNotSupported) {
+    return Status::FailedPrecondition(
+        "move refused: this store's key provider keeps no trusted-peers list, so it accepts "
+        "moves only from callvault::MoveTenant (both stores in one process); nothing applied");
+  }
+  CV_RETURN_IF_ERROR(bytes.status());
+  std::vector<std::string> ids;
+  std::vector<Identity> parsed;
+  CV_RETURN_IF_ERROR(ParsePeers(*bytes, &ids, &parsed));
+  for (const auto& p : parsed) {
+    if (crypto::ConstantTimeEquals(p.signing_key, source_key)) {
+      *store_id = p.store_id;
+      return Status::OK();
+    }
+  }
+  // An empty list refuses every source: a store trusts no one until its
+  // operator says so.
+  return Status::FailedPrecondition(
+      "move refused: the source store is not a trusted peer of this store (its signing key is "
+      "not in the trusted-peers list; `callvault peer trust <source's identity>` on this "
+      "store); nothing applied");
+}
+
+Status Store::Impl::TrustMovePeer(std::string_view identity) {
+  Identity id;
+  Status ps = ParseIdentity(identity, &id);
+  if (!ps.ok()) {
+    return Status::InvalidArgument(
+        "peer identity: expected cvmove2:<store id hex>:<region>:<public key hex>:<signing key "
+        "hex> (as `callvault identity` prints it on the source store)");
+  }
+  if (crypto::ConstantTimeEquals(id.store_id, store_id_)) {
+    return Status::InvalidArgument("peer identity is this store's own: a store moves no tenant to itself");
+  }
+  std::lock_guard<std::mutex> l(admin_mu_);
+  CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadTrustedPeers());
+  std::vector<std::string> ids;
+  std::vector<Identity> parsed;
+  CV_RETURN_IF_ERROR(ParsePeers(bytes, &ids, &parsed));
+  for (const auto& p : parsed) {
+    if (p.signing_key == id.signing_key || p.store_id == id.store_id) {
+      return Status::AlreadyExists(
+          "a peer with this store id or signing key is trusted already (remove it first to "
+          "replace it)");
+    }
+  }
+  ids.emplace_back(identity);
+  CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(ids)));
+  Audit("move_peer_trusted", "", "store=" + crypto::Hex(id.store_id) + " region=" + id.region +
+                                     " signing_key=" + crypto::Hex(id.signing_key));
+  return Status::OK();
+}
+
+Status Store::Impl::RemoveMovePeer(std::string_view peer) {
+  std::lock_guard<std::mutex> l(admin_mu_);
+  CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadTrustedPeers());
+  std::vector<std::string> ids;
+  std::vector<Identity> parsed;
+  CV_RETURN_IF_ERROR(ParsePeers(bytes, &ids, &parsed));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] == peer || crypto::Hex(parsed[i].store_id) == peer) {
+      const std::string store = crypto::Hex(parsed[i].store_id);
+      ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(i));
+      CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(ids)));
+      Audit("move_peer_removed", "", "store=" + store);
+      return Status::OK();
+    }
+  }
+  return Status::NotFound("no trusted peer with this identity or store id");
+}
+
 // --- Destination -----------------------------------------------------------
 
 struct Store::Impl::IncomingMove {
@@ -681,8 +817,9 @@ Result<std::string> Store::Impl::MoveIdentity() {
          crypto::Hex(*signing);
 }
 
-Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::string_view source_key) {
-  CV_ASSIGN_OR_RETURN(std::string text, ApplyMoveSegment(bytes, source_key));
+Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::string_view source_key,
+                                              bool in_process) {
+  CV_ASSIGN_OR_RETURN(std::string text, ApplyMoveSegment(bytes, source_key, in_process));
   // Applied (or answered): the reply is signed and bound to this request,
   // so that no one between the stores can forge or replay it (decision 0051).
   CV_ASSIGN_OR_RETURN(std::string sig, kp_->Sign(ReplyMessage(bytes, text)));
@@ -690,11 +827,15 @@ Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::strin
 }
 
 Result<std::string> Store::Impl::ApplyMoveSegment(std::string_view bytes,
-                                                  std::string_view source_key) {
+                                                  std::string_view source_key, bool in_process) {
   Segment seg;
   CV_RETURN_IF_ERROR(ParseSegment(bytes, source_key, &seg));
   const std::string mid = crypto::Hex(seg.move_id);
   std::lock_guard<std::mutex> l(admin_mu_);
+  // Checked under admin_mu_, which RemoveMovePeer takes: once a removal
+  // returns, no segment of the removed source is applied (decision 0062).
+  std::string trusted_store_id;  // the listed source's store id (raw)
+  if (!in_process) CV_RETURN_IF_ERROR(CheckMoveSource(source_key, &trusted_store_id));
   auto in = moves_in_.find(mid);
   switch (seg.type) {
     case kBegin: {
@@ -704,6 +845,11 @@ Result<std::string> Store::Impl::ApplyMoveSegment(std::string_view bytes,
       if (!r.Raw(16, &src_id) || !r.Raw(16, &dst_id) || !r.Bytes(&src_region) ||
           !r.Bytes(&sealed) || !r.s.empty()) {
         return Status::Corruption("move bundle: malformed BEGIN");
+      }
+      if (!in_process && !crypto::ConstantTimeEquals(src_id, trusted_store_id)) {
+        return Status::FailedPrecondition(
+            "move bundle names another source store than the trusted peer whose key signed it; "
+            "nothing applied");
       }
       if (!crypto::ConstantTimeEquals(dst_id, store_id_)) {
         return Status::FailedPrecondition(
@@ -823,6 +969,12 @@ Result<std::string> Store::Impl::ApplyMoveSegment(std::string_view bytes,
       m->dek = std::move(dek);
       m->source_key.assign(source_key);
       moves_in_[mid] = std::move(m);
+      if (in_process) {
+        // Not from the trusted-peers list: the caller held both stores open
+        // (callvault::MoveTenant, `callvault tenant move --from --to`).
+        Audit("move_source_in_process", rec.tenant_id,
+              "from=" + rec.move_peer + " move=" + mid);
+      }
       return std::string("ok");
     }
     case kRows:
@@ -1327,8 +1479,10 @@ Result<MoveReport> MoveTenant(Store& from, Store& to, std::string_view tenant_id
                               const MoveOptions& options) {
   CV_ASSIGN_OR_RETURN(std::string identity, to.MoveIdentity());
   CV_ASSIGN_OR_RETURN(std::string key, from.SigningPublicKey());
+  // The caller holds both stores, so the source's key is known first hand:
+  // the destination's trusted-peers list is not consulted (decision 0062).
   MoveTransport transport = [&to, key](std::string_view segment) {
-    return to.MoveTenantIn(segment, key);
+    return to.MoveTenantInFromLocalStore(segment, key);
   };
   return from.MoveTenantOut(tenant_id, identity, transport, options);
 }

@@ -534,7 +534,27 @@ Result<MoveReport> Store::MoveTenantOut(std::string_view tenant_id, std::string_
 Result<std::string> Store::MoveTenantIn(std::string_view segment, std::string_view source_key) {
   CV_REFUSE_IF_CLOSED();
   CV_REFUSE_IF_READ_ONLY("MoveTenantIn");
-  return impl_->MoveTenantIn(segment, source_key);
+  return impl_->MoveTenantIn(segment, source_key, /*in_process=*/false);
+}
+Result<std::string> Store::MoveTenantInFromLocalStore(std::string_view segment,
+                                                      std::string_view source_key) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("MoveTenantIn");
+  return impl_->MoveTenantIn(segment, source_key, /*in_process=*/true);
+}
+Status Store::TrustMovePeer(std::string_view identity) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("TrustMovePeer");
+  return impl_->TrustMovePeer(identity);
+}
+Status Store::RemoveMovePeer(std::string_view peer) {
+  CV_REFUSE_IF_CLOSED();
+  CV_REFUSE_IF_READ_ONLY("RemoveMovePeer");
+  return impl_->RemoveMovePeer(peer);
+}
+Result<std::vector<std::string>> Store::ListMovePeers() {
+  CV_REFUSE_IF_CLOSED();
+  return impl_->ListMovePeers();
 }
 Result<BackupInfo> Store::Backup(const std::string& dir, const BackupOptions& options) {
   CV_REFUSE_IF_CLOSED();

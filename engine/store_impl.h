@@ -351,9 +351,21 @@ class Store::Impl {
   Result<std::string> MoveIdentity();
   Result<MoveReport> MoveTenantOut(std::string_view tenant_id, std::string_view identity,
                                    const MoveTransport& to, const MoveOptions& options);
-  Result<std::string> MoveTenantIn(std::string_view segment, std::string_view source_key);
+  // `in_process`: from callvault::MoveTenant, which holds the source open;
+  // otherwise the source must be in the trusted-peers list (decision 0062).
+  Result<std::string> MoveTenantIn(std::string_view segment, std::string_view source_key,
+                                   bool in_process);
   // MoveTenantIn's work: the reply text, unsigned.
-  Result<std::string> ApplyMoveSegment(std::string_view segment, std::string_view source_key);
+  Result<std::string> ApplyMoveSegment(std::string_view segment, std::string_view source_key,
+                                       bool in_process);
+  // Trusted move sources (decision 0062).
+  Status TrustMovePeer(std::string_view identity);
+  Status RemoveMovePeer(std::string_view peer);
+  Result<std::vector<std::string>> ListMovePeers();
+  // OK and the listed source's store id if `source_key` is a trusted
+  // peer's signing key; else kFailedPrecondition (kCorruption, kKeyError:
+  // a PEERS file not written by callvault). REQUIRES: admin_mu_.
+  Status CheckMoveSource(std::string_view source_key, std::string* store_id);
   // Destination: moves whose copy is arriving, by move id (hex). GUARDED_BY(admin_mu_).
   struct IncomingMove;
   std::map<std::string, std::shared_ptr<IncomingMove>> moves_in_;

@@ -809,6 +809,9 @@ TEST_F(A13, VerifyOfAStoreThatReceivedAMoveIsOk) {
   ASSERT_OK(dst.Open());
   auto identity = dst->MoveIdentity();
   ASSERT_OK(identity);
+  auto source_identity = s->MoveIdentity();
+  ASSERT_OK(source_identity);
+  ASSERT_OK(dst->TrustMovePeer(*source_identity));
   auto key = s->SigningPublicKey();
   ASSERT_OK(key);
   Store* in = dst.store.get();

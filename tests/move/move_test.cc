@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -59,6 +60,16 @@ struct Side {
   }
   Store* operator->() const { return store.get(); }
 };
+
+// The source's signing key, for a test's own transport into dst's
+// MoveTenantIn, after dst trusted the source (decision 0062).
+Result<std::string> TrustedSourceKey(Side& src, Side& dst) {
+  auto id = src->MoveIdentity();
+  if (!id.ok()) return id.status();
+  Status s = dst->TrustMovePeer(*id);
+  if (!s.ok() && s.code() != Code::kAlreadyExists) return s;
+  return src->SigningPublicKey();
+}
 
 std::string StoreIdOf(Store& s) {
   auto id = s.MoveIdentity();
@@ -589,7 +600,7 @@ TEST(Move, RefusedAnotherRegion) {
   ASSERT_TRUE(id.ok());
   std::string forged = *id;
   forged.replace(forged.find(":us-east:"), 9, ":default:");
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   ASSERT_TRUE(key.ok());
   auto r2 = a->MoveTenantOut("acme", forged,
                              [&](std::string_view seg) { return b->MoveTenantIn(seg, *key); });
@@ -667,7 +678,7 @@ TEST(Move, EditedBundleRefusedNothingChanged) {
   ASSERT_NO_FATAL_FAILURE(c.Open());
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 60));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   ASSERT_TRUE(key.ok());
   auto identity = b->MoveIdentity();
   ASSERT_TRUE(identity.ok());
@@ -731,7 +742,7 @@ TEST(Move, ReplayRefused) {
   ASSERT_NO_FATAL_FAILURE(b.Open());
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   ASSERT_TRUE(key.ok());
   auto identity = b->MoveIdentity();
   ASSERT_TRUE(identity.ok());
@@ -784,7 +795,7 @@ TEST(Move, DestinationRestartMidMoveThenResume) {
   ASSERT_NO_FATAL_FAILURE(b.Open());
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 50));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   auto identity = b->MoveIdentity();
   int n = 0;
   MoveOptions mo;
@@ -883,7 +894,7 @@ void ExpectFencedNotPurged(Side& a, const std::string& tenant, uint64_t calls) {
 // A move whose COMMIT, QUERY and ABORT never reach the destination: the
 // source cannot know whether it committed, so the tenant stays fenced.
 void LeaveFenced(Side& a, Side& b, const std::string& tenant, uint64_t calls) {
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   ASSERT_TRUE(key.ok());
   auto identity = b->MoveIdentity();
   ASSERT_TRUE(identity.ok());
@@ -906,7 +917,7 @@ TEST(MoveReply, ForgedCommitReplyDoesNotPurge) {
   ASSERT_NO_FATAL_FAILURE(b.Open());
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 40));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   ASSERT_TRUE(key.ok());
   auto identity = b->MoveIdentity();
   ASSERT_TRUE(identity.ok());
@@ -951,7 +962,7 @@ TEST(MoveReply, ForgedQueryCommittedDoesNotPurge) {
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
   ASSERT_NO_FATAL_FAILURE(LeaveFenced(a, b, "acme", 30));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   auto identity = b->MoveIdentity();
   for (const std::string& tail : {std::string(), std::string(64, '\x5a')}) {
     int queries = 0;
@@ -984,7 +995,7 @@ TEST(MoveReply, ReplayedReplyOfAnotherMoveDoesNotPurge) {
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "other", 20));
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   auto identity = b->MoveIdentity();
   // "other": the COMMIT reaches b but its reply is lost; the QUERY that
   // follows is answered "committed" (recorded), and a resume finishes it.
@@ -1028,7 +1039,7 @@ TEST(MoveReply, ReplySignedByAnotherKeyDoesNotPurge) {
   ASSERT_NO_FATAL_FAILURE(c.Open());
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   auto identity = b->MoveIdentity();
   ASSERT_TRUE(identity.ok());
   const std::string b_key = SigningKeyOf(*identity);
@@ -1097,7 +1108,7 @@ TEST(MoveReply, AlteredReplyTextDoesNotPurge) {
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
   ASSERT_NO_FATAL_FAILURE(LeaveFenced(a, b, "acme", 30));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   auto identity = b->MoveIdentity();
   for (int variant = 0; variant < 2; ++variant) {
     std::string genuine;
@@ -1132,7 +1143,7 @@ TEST(MoveReply, FenceLiftedOnlyAfterAVerifiedAbort) {
   ASSERT_NO_FATAL_FAILURE(b.Open());
   ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
   ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 30));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   auto identity = b->MoveIdentity();
   std::string commit;
   auto r = a->MoveTenantOut("acme", *identity, [&](std::string_view seg) -> Result<std::string> {
@@ -1170,7 +1181,7 @@ TEST(MoveReply, Cvmove1IdentityRefusedBeforeAnythingIsSent) {
   // cvmove1:<store id>:<region>:<X25519 key>, as session 13's stores printed it.
   std::string v1 = "cvmove1:" + identity->substr(8);
   if (std::count(v1.begin(), v1.end(), ':') == 4) v1.erase(v1.rfind(':'));
-  auto key = a->SigningPublicKey();
+  auto key = TrustedSourceKey(a, b);
   int sent = 0;
   auto r = a->MoveTenantOut("acme", v1, [&](std::string_view seg) {
     ++sent;
@@ -1234,6 +1245,222 @@ TEST(Move, Cli) {
   std::string again;
   ASSERT_EQ(RunCli("--db " + c.db + " --keys " + c.keys + " identity", &again), 0) << again;
   EXPECT_EQ(again, out);
+}
+
+
+// --- Trusted move sources (decision 0062) ----------------------------------
+
+// Sends `tenant` from `src` to `dst` through MoveTenantIn with the source's
+// own, correctly signed segments: what a network transport would do.
+Result<MoveReport> MoveOverTransport(Side& src, Side& dst, const std::string& tenant) {
+  auto identity = dst->MoveIdentity();
+  if (!identity.ok()) return identity.status();
+  auto key = src->SigningPublicKey();
+  if (!key.ok()) return key.status();
+  Store* in = dst.store.get();
+  const std::string k = *key;
+  return src->MoveTenantOut(tenant, *identity,
+                            [in, k](std::string_view seg) { return in->MoveTenantIn(seg, k); });
+}
+
+// Nothing of `tenant` at b: no tenant, no key left behind.
+void ExpectNothingArrived(Side& b, const std::string& tenant) {
+  auto at_b = b->DescribeTenant(tenant);
+  EXPECT_EQ(at_b.status().code(), Code::kNotFound) << at_b.status().ToString();
+  auto orphans = b->ReconcileKeys(/*dry_run=*/true);
+  ASSERT_TRUE(orphans.ok());
+  EXPECT_TRUE(orphans->orphan_keys.empty());
+}
+
+TEST(MovePeers, UntrustedSourceRefusedNothingWritten) {
+  Side a, b, c;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_NO_FATAL_FAILURE(c.Open());
+  // c: a third store, knowing b's public identity, seals a tenant's DEK to
+  // it and signs every segment with its own, genuine key.
+  ASSERT_TRUE(c->CreateTenant({.tenant_id = "forged"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*c.store, "forged", 20));
+  // An empty list refuses every source.
+  auto peers = b->ListMovePeers();
+  ASSERT_TRUE(peers.ok());
+  EXPECT_TRUE(peers->empty());
+  auto r = MoveOverTransport(c, b, "forged");
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("not a trusted peer"), std::string::npos)
+      << r.status().ToString();
+  ExpectNothingArrived(b, "forged");
+  ExpectUntouched(c, b, "forged", 20);
+  // b trusts a, not c: still refused.
+  auto a_id = a->MoveIdentity();
+  ASSERT_TRUE(a_id.ok());
+  ASSERT_TRUE(b->TrustMovePeer(*a_id).ok());
+  r = MoveOverTransport(c, b, "forged");
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  ExpectNothingArrived(b, "forged");
+  ExpectUntouched(c, b, "forged", 20);
+  // Across a restart too (the list is read from the key directory).
+  b.store.reset();
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  r = MoveOverTransport(c, b, "forged");
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  ExpectNothingArrived(b, "forged");
+}
+
+TEST(MovePeers, TrustedSourceAcceptedAndRemovalTakesEffect) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  for (const char* t : {"one", "two", "three"}) {
+    ASSERT_TRUE(a->CreateTenant({.tenant_id = t}).ok());
+    ASSERT_NO_FATAL_FAILURE(Fill(*a.store, t, 30));
+  }
+  auto a_id = a->MoveIdentity();
+  ASSERT_TRUE(a_id.ok());
+  ASSERT_TRUE(b->TrustMovePeer(*a_id).ok());
+  EXPECT_EQ(b->TrustMovePeer(*a_id).code(), Code::kAlreadyExists);
+  auto peers = b->ListMovePeers();
+  ASSERT_TRUE(peers.ok());
+  EXPECT_EQ(*peers, std::vector<std::string>{*a_id});
+  auto trusted = b->ListAudit(0, "move_peer_trusted");
+  ASSERT_TRUE(trusted.ok());
+  EXPECT_EQ(trusted->size(), 1u);
+
+  auto r = MoveOverTransport(a, b, "one");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*b->CountCalls("one"), 30u);
+  // Not the in-process path: no such audit event.
+  auto in_process = b->ListAudit(0, "move_source_in_process");
+  ASSERT_TRUE(in_process.ok());
+  EXPECT_TRUE(in_process->empty());
+
+  // Removed by store id: the next move is refused, nothing written.
+  const std::string a_store = StoreIdOf(*a.store);
+  ASSERT_TRUE(b->RemoveMovePeer(a_store).ok());
+  EXPECT_EQ(b->RemoveMovePeer(a_store).code(), Code::kNotFound);
+  EXPECT_TRUE(b->ListMovePeers()->empty());
+  r = MoveOverTransport(a, b, "two");
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  ExpectUntouched(a, b, "two", 30);
+  ExpectNothingArrived(b, "two");
+
+  // Removed while a move of it is under way: the segments after the
+  // removal are refused; the partial copy is gone after b restarts.
+  ASSERT_TRUE(b->TrustMovePeer(*a_id).ok());
+  auto identity = b->MoveIdentity();
+  ASSERT_TRUE(identity.ok());
+  auto key = a->SigningPublicKey();
+  ASSERT_TRUE(key.ok());
+  int sent = 0;
+  MoveOptions mo;
+  mo.rows_per_segment = 50;
+  r = a->MoveTenantOut("three", *identity, [&](std::string_view seg) -> Result<std::string> {
+    if (sent++ == 1) {
+      EXPECT_TRUE(b->RemoveMovePeer(*a_id).ok());
+    }
+    return b->MoveTenantIn(seg, *key);
+  }, mo);
+  EXPECT_GT(sent, 1);
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  // The source serves it as before (b holds a partial copy until it
+  // restarts, as after any move that failed mid-copy).
+  EXPECT_EQ(*a->CountCalls("three"), 30u);
+  EXPECT_EQ(a->DescribeTenant("three")->state, TenantState::kActive);
+  EXPECT_TRUE(a->PutCall("three", MakeCall("after", kT0)).ok());
+  b.store.reset();
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  auto at_b = b->DescribeTenant("three");
+  EXPECT_TRUE(!at_b.ok() || at_b->state == TenantState::kPurged) << at_b.status().ToString();
+  auto orphans = b->ReconcileKeys(/*dry_run=*/true);
+  ASSERT_TRUE(orphans.ok());
+  EXPECT_TRUE(orphans->orphan_keys.empty());
+  auto removed = b->ListAudit(0, "move_peer_removed");
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(removed->size(), 2u);
+}
+
+TEST(MovePeers, InProcessMoveNeedsNoListAndIsAudited) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 10));
+  ASSERT_TRUE(b->ListMovePeers()->empty());
+  auto r = MoveTenant(*a.store, *b.store, "acme");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*b->CountCalls("acme"), 10u);
+  auto events = b->ListAudit(0, "move_source_in_process");
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ(events->front().tenant_id, "acme");
+  EXPECT_NE(events->front().detail.find("from=" + StoreIdOf(*a.store)), std::string::npos);
+  // It added nothing to the list.
+  EXPECT_TRUE(b->ListMovePeers()->empty());
+}
+
+TEST(MovePeers, PlantedOrEditedPeersFileRefused) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 10));
+  auto a_id = a->MoveIdentity();
+  ASSERT_TRUE(a_id.ok());
+  const std::string peers = b.keys + "/PEERS";
+  auto plant = [&](const std::string& bytes) {
+    std::remove(peers.c_str());
+    std::FILE* f = std::fopen(peers.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+    std::fclose(f);
+  };
+  // Written by hand from format.md alone: accepted (the key directory is
+  // the operator's; this checks the format as documented).
+  const std::string good = "callvault-peers 1\n" + *a_id + "\n";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"another header", "callvault-peers 2\n" + *a_id + "\n"},
+      {"trailing garbage", good + "x"},
+      {"no final newline", good.substr(0, good.size() - 1)},
+      {"a line that is no identity", good + "cvmove2:zz\n"},
+      {"an empty line", good + "\n"},
+      {"a key listed twice", good + *a_id + "\n"},
+      {"a cvmove1 identity", "callvault-peers 1\ncvmove1:" + a_id->substr(8) + "\n"},
+  };
+  for (const auto& [what, bytes] : bad) {
+    ASSERT_NO_FATAL_FAILURE(plant(bytes));
+    auto r = MoveOverTransport(a, b, "acme");
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << what << ": " << r.status().ToString();
+    EXPECT_NE(r.status().message().find("trusted-peers file"), std::string::npos) << what;
+    EXPECT_EQ(b->ListMovePeers().status().code(), Code::kCorruption) << what;
+    EXPECT_EQ(b->TrustMovePeer(*a_id).code(), Code::kCorruption) << what;
+    ExpectUntouched(a, b, "acme", 10);
+    ExpectNothingArrived(b, "acme");
+  }
+  // A symlink to a well-formed list elsewhere: not followed.
+  TempDir elsewhere;
+  const std::string target = elsewhere.Sub("PEERS");
+  {
+    std::FILE* f = std::fopen(target.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fwrite(good.data(), 1, good.size(), f);
+    std::fclose(f);
+  }
+  std::remove(peers.c_str());
+  ASSERT_EQ(::symlink(target.c_str(), peers.c_str()), 0);
+  auto r = MoveOverTransport(a, b, "acme");
+  EXPECT_EQ(r.status().code(), Code::kKeyError) << r.status().ToString();
+  EXPECT_EQ(b->ListMovePeers().status().code(), Code::kKeyError);
+  ExpectUntouched(a, b, "acme", 10);
+  ExpectNothingArrived(b, "acme");
+  // The well-formed file itself: accepted.
+  std::remove(peers.c_str());
+  ASSERT_NO_FATAL_FAILURE(plant(good));
+  auto listed = b->ListMovePeers();
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  EXPECT_EQ(*listed, std::vector<std::string>{*a_id});
+  r = MoveOverTransport(a, b, "acme");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*b->CountCalls("acme"), 10u);
 }
 
 }  // namespace

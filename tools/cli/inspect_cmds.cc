@@ -312,6 +312,74 @@ class IdentityCommand final : public Command {
   }
 };
 
+// The stores this store accepts tenant moves from (decision 0062): a list
+// kept in the key directory, of the sources' `callvault identity` lines.
+class PeerTrustCommand final : public Command {
+ public:
+  std::string Group() const override { return "peer"; }
+  std::string Name() const override { return "trust"; }
+  std::string Help() const override {
+    return "Accept tenant moves from the store with this identity (its `callvault identity`)";
+  }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("IDENTITY", identity_, "The source store's identity (cvmove2:...)")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore(OpenMode::kWrite);
+    if (!store.ok()) return store.status();
+    Status s = (*store)->TrustMovePeer(identity_);
+    if (!s.ok()) return s;
+    if (ctx.json()) ctx.PrintJson({{"trusted", identity_}});
+    ctx.err() << "trusted: tenant moves from this store are accepted\n";
+    return {};
+  }
+
+ private:
+  std::string identity_;
+};
+
+class PeerListCommand final : public Command {
+ public:
+  std::string Group() const override { return "peer"; }
+  std::string Name() const override { return "list"; }
+  std::string Help() const override { return "List the stores this store accepts tenant moves from"; }
+  void AddFlags(CLI::App*) override {}
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore(OpenMode::kReadOnly);
+    if (!store.ok()) return store.status();
+    auto peers = (*store)->ListMovePeers();
+    if (!peers.ok()) return peers.status();
+    if (ctx.json()) {
+      ctx.PrintJson({{"peers", *peers}});
+    } else {
+      for (const auto& p : *peers) ctx.out() << p << '\n';
+    }
+    return {};
+  }
+};
+
+class PeerRemoveCommand final : public Command {
+ public:
+  std::string Group() const override { return "peer"; }
+  std::string Name() const override { return "remove"; }
+  std::string Help() const override { return "Stop accepting tenant moves from a store"; }
+  void AddFlags(CLI::App* app) override {
+    app->add_option("PEER", peer_, "The store's identity (cvmove2:...) or store id (hex)")->required();
+  }
+  RunResult Run(Context& ctx) override {
+    auto store = ctx.OpenStore(OpenMode::kWrite);
+    if (!store.ok()) return store.status();
+    Status s = (*store)->RemoveMovePeer(peer_);
+    if (!s.ok()) return s;
+    if (ctx.json()) ctx.PrintJson({{"removed", peer_}});
+    ctx.err() << "removed: tenant moves from this store are refused\n";
+    return {};
+  }
+
+ private:
+  std::string peer_;
+};
+
 }  // namespace
 
 void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
@@ -322,6 +390,9 @@ void AddInspectCommands(std::vector<std::unique_ptr<Command>>* out) {
   out->push_back(std::make_unique<TenantReinstateCommand>());
   out->push_back(std::make_unique<TenantAcceptDamageCommand>());
   out->push_back(std::make_unique<IdentityCommand>());
+  out->push_back(std::make_unique<PeerTrustCommand>());
+  out->push_back(std::make_unique<PeerListCommand>());
+  out->push_back(std::make_unique<PeerRemoveCommand>());
 }
 
 }  // namespace callvault::cli

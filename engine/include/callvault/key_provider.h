@@ -124,6 +124,25 @@ class KeyProvider {
   virtual Result<std::string> ReadTombstones() {
     return Status::NotSupported("this key provider keeps no tombstone log");
   }
+
+  // --- Trusted move sources (docs/format.md "Trusted peers file") ----------
+  // The move identities of the stores this store accepts tenants from
+  // (Store::MoveTenantIn refuses a segment signed by any other key; decision
+  // 0062). Kept with the keys, like the signing key, and not in the store
+  // directory: whoever can copy files into the store must not be able to
+  // add a source. The bytes are the engine's (it parses and checks them);
+  // the provider stores them. Read: the whole list ("" if there is none
+  // yet). Write: atomic and durable (all of the new list or all of the old
+  // one after a crash); needs the writer lock.
+  // Default: kNotSupported (no list: MoveTenantIn accepts no source; only
+  // callvault::MoveTenant, which holds both stores, moves tenants in).
+  virtual Result<std::string> ReadTrustedPeers() {
+    return Status::NotSupported("this key provider keeps no trusted-peers list");
+  }
+  virtual Status WriteTrustedPeers(std::string_view bytes) {
+    (void)bytes;
+    return Status::NotSupported("this key provider keeps no trusted-peers list");
+  }
 };
 
 // Keeps everything in one directory, which must not be inside the store
@@ -135,6 +154,7 @@ class KeyProvider {
 //   KEYRING-<gen>    a sealed keyring generation (docs/format.md), mode 0600
 //   SIGNING-KEY      Ed25519 secret key, mode 0600
 //   TOMBSTONES       the tombstone log (blind hashes, no key), mode 0600
+//   PEERS            the trusted move sources (public identities), mode 0600
 // Every file is created with mode 0600 (O_CREAT|O_EXCL|O_NOFOLLOW): no
 // window in which another user could open it. The directory must be a real
 // directory (not a symlink), owned by this process's user, with no access

@@ -1013,7 +1013,28 @@ class Store {
   // by another key, out of order), kFailedPrecondition (a replayed bundle:
   // a move id seen before; another region; not addressed to this store),
   // kAlreadyExists (the tenant id is live here).
+  // The source must be a trusted peer of this store (TrustMovePeer):
+  // a segment signed by any other key, or whose BEGIN names another store
+  // id than the peer's, is refused with kFailedPrecondition before anything
+  // is applied (an empty list refuses every source; decision 0062). A
+  // trusted-peers file not written by callvault: kCorruption, or kKeyError
+  // if it is a symlink or not a regular file.
   Result<std::string> MoveTenantIn(std::string_view segment, std::string_view source_signing_key);
+  // --- Trusted move sources (decision 0062; `callvault peer`) -------------
+  // Adds the store whose `callvault identity` is `identity` (cvmove2:...)
+  // to the sources MoveTenantIn accepts. The list is kept by the key
+  // provider (PEERS in the key directory), not in the store directory.
+  // Audited ("move_peer_trusted"). kInvalidArgument (malformed, or this
+  // store's own identity); kAlreadyExists (its store id or signing key is
+  // listed); kNotSupported (read-only, or a key provider without a list).
+  Status TrustMovePeer(std::string_view identity);
+  // Removes the trusted source whose identity or store id (hex) is `peer`;
+  // no segment of it is applied once this returns (a move of it under way
+  // fails; its partial copy is rolled back at the next restart). Audited
+  // ("move_peer_removed"). kNotFound if not listed.
+  Status RemoveMovePeer(std::string_view peer);
+  // The trusted sources' identities, in the order they were trusted.
+  Result<std::vector<std::string>> ListMovePeers();
   // Flushes memtables of every shard to SST files.
   Status Flush();
   // Full compaction of every column family of every shard.
@@ -1025,6 +1046,13 @@ class Store {
   class Impl;
 
  private:
+  friend Result<MoveReport> MoveTenant(Store& from, Store& to, std::string_view tenant_id,
+                                       const MoveOptions& options);
+  // MoveTenantIn for callvault::MoveTenant, which holds the source store
+  // open in this process and so knows its key first hand: the trusted-peers
+  // list is not consulted; the BEGIN is audited ("move_source_in_process").
+  Result<std::string> MoveTenantInFromLocalStore(std::string_view segment,
+                                                 std::string_view source_signing_key);
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
