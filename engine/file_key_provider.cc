@@ -429,7 +429,7 @@ class FileKeyProvider final : public KeyProvider {
       // A keyring temp is shredded too: it may hold the wrapped DEK of a
       // tenant purged since, sealed under a KEK that is still live.
       if (!ParseNumbered(base, kKekPrefix, &g) && base != kSigningKeyName &&
-          !ParseNumbered(base, kKeyringPrefix, &g)) {
+          !ParseNumbered(base, kKeyringPrefix, &g) && base != kPeersName) {
         continue;
       }
       CV_RETURN_IF_ERROR(fsutil::Shred(fs_.get(), dir_, n));

@@ -1305,6 +1305,19 @@ TEST(MovePeers, UntrustedSourceRefusedNothingWritten) {
   r = MoveOverTransport(c, b, "forged");
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
   ExpectNothingArrived(b, "forged");
+  // c's keys listed under another store id: its BEGIN (naming c's store
+  // id) is refused all the same.
+  auto c_id = c->MoveIdentity();
+  ASSERT_TRUE(c_id.ok());
+  std::string other = *c_id;
+  other.replace(8, 32, std::string(32, 'a'));
+  ASSERT_TRUE(b->TrustMovePeer(other).ok());
+  r = MoveOverTransport(c, b, "forged");
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("another source store"), std::string::npos)
+      << r.status().ToString();
+  ExpectNothingArrived(b, "forged");
+  ExpectUntouched(c, b, "forged", 20);
 }
 
 TEST(MovePeers, TrustedSourceAcceptedAndRemovalTakesEffect) {
