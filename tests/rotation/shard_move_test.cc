@@ -15,8 +15,10 @@
 #include <thread>
 
 #include "callvault/store.h"
+#include "engine/kill_point.h"
 #include "engine/rotate_internal.h"
 #include "tests/rotation/tenant_view.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 #include "workload/workload.h"
 
@@ -142,8 +144,81 @@ class ShardMoveTest : public ::testing::Test {
     return out;
   }
 
+  // A shard move of "acme" (shard 0 -> 1) killed at `point` in a child
+  // process, then the store reopened here: recovery must finish (`switched`)
+  // or undo the move from the registry's rotation_shard (decision 0057
+  // point 3). Were it to look for the other family in the tenant's own
+  // shard instead, the family in the other shard would survive the open:
+  // RecoverFamilies keeps a family whose internal id still has a live key
+  // ("holds data under a live key ...; kept"), so the tenant would hold a
+  // family in both shards, and a finished move's receipt would name the
+  // wrong shard and no rows.
+  void CrashMidMoveThenReopen(const std::string& point, bool switched) {
+    ASSERT_NO_FATAL_FAILURE(Fill("acme"));
+    const Snapshot before = Take(ts.store.get(), "acme");
+    auto info = ts->DescribeTenant("acme");
+    ASSERT_OK(info);
+    const std::string base = info->column_family;  // "t<id>", before any rotation
+    ts.Close();
+    const std::string outcome = testutil::RunSelfChild(
+        "ShardMoveCrashChild.DISABLED_MoveAndDie",
+        {{"CV_SHARD_MOVE_DB", ts.db}, {"CV_SHARD_MOVE_KEYS", ts.keys}, {"CV_SHARD_MOVE_POINT", point}},
+        /*quiet=*/false, /*timeout_s=*/300);
+    ASSERT_EQ(outcome, "signal 9") << point;
+    auto of_acme = [&](const std::set<std::string>& names) {
+      int n = 0;
+      for (const auto& f : names) n += f.compare(0, base.size(), base) == 0;
+      return n;
+    };
+    // The crash left a family of the tenant in each shard: what recovery
+    // has to resolve.
+    auto families = Families();
+    ASSERT_EQ(of_acme(families[0]), 1) << point;
+    ASSERT_EQ(of_acme(families[1]), 1) << point;
+    ASSERT_OK(ts.Open());
+    EXPECT_EQ(ShardOf("acme"), switched ? 1u : 0u) << point;
+    EXPECT_TRUE(Take(ts.store.get(), "acme") == before) << point;
+    auto kept = ts->ListAudit(0, "auth_failure");
+    ASSERT_OK(kept);
+    for (const auto& e : *kept) ADD_FAILURE() << point << ": " << e.detail;
+    if (switched) {
+      auto receipts = ts->ListReceipts();
+      ASSERT_OK(receipts);
+      ASSERT_FALSE(receipts->empty());
+      const Receipt& r = receipts->back();
+      EXPECT_EQ(r.kind, "key_rotation") << point;
+      EXPECT_EQ(r.tenant_id, "acme");
+      EXPECT_EQ(r.shard, 0u) << point << ": the receipt names the old family's shard";
+      EXPECT_EQ(r.column_family, base) << point;
+      EXPECT_OK(VerifyReceiptChain(*receipts, *ts->SigningPublicKey()));
+    }
+    ts.Close();
+    families = Families();
+    EXPECT_EQ(of_acme(families[0]), switched ? 0 : 1) << point;
+    EXPECT_EQ(of_acme(families[1]), switched ? 1 : 0) << point;
+    ASSERT_OK(ts.Open());
+    EXPECT_TRUE(Take(ts.store.get(), "acme") == before) << point;
+  }
+
   TestStore ts;
 };
+
+// The child of CrashMidMoveThenReopen: moves "acme" to shard 1 with a kill
+// point armed; SIGKILL there (exit 3: the point was not reached).
+TEST(ShardMoveCrashChild, DISABLED_MoveAndDie) {
+  const char* db = std::getenv("CV_SHARD_MOVE_DB");
+  const char* keys = std::getenv("CV_SHARD_MOVE_KEYS");
+  const char* point = std::getenv("CV_SHARD_MOVE_POINT");
+  ASSERT_TRUE(db && keys && point);
+  Options o = testutil::DefaultOptions(std::string(keys));
+  o.dictionary_training_calls = 40;
+  o.max_tenants_per_shard = 2;
+  auto st = Store::Open(o, db);
+  ASSERT_OK(st);
+  testing::ArmKillPoint(point);
+  (void)(*st)->MoveTenantToShard("acme", 1);
+  std::exit(3);
+}
 
 TEST_F(ShardMoveTest, EveryRowMovesWithWritesContinuing) {
   Fill("acme");
@@ -412,6 +487,19 @@ TEST_F(ShardMoveTest, RefusalsChangeNothing) {
   EXPECT_EQ(ShardOf("acme"), 0u);
   EXPECT_TRUE(Take(ts.store.get(), "acme") == before);
   EXPECT_EQ(ts->ListReceipts()->size(), receipts_now);
+}
+
+// A cross-shard move killed before its switch is undone at the next open
+// (the copy in the target shard dropped), after it finished (the old
+// family in the old shard dropped): each from rotation_shard.
+TEST_F(ShardMoveTest, CrashAfterTheCopyIsUndoneFromRotationShard) {
+  CrashMidMoveThenReopen("rotate.after_copy", /*switched=*/false);
+}
+TEST_F(ShardMoveTest, CrashAfterTheSwitchIsFinishedFromRotationShard) {
+  CrashMidMoveThenReopen("rotate.after_switch", /*switched=*/true);
+}
+TEST_F(ShardMoveTest, CrashAfterTheShredIsFinishedFromRotationShard) {
+  CrashMidMoveThenReopen("rotate.after_shred", /*switched=*/true);
 }
 
 }  // namespace
