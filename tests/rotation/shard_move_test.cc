@@ -153,6 +153,8 @@ class ShardMoveTest : public ::testing::Test {
   // ("holds data under a live key ...; kept"), so the tenant would hold a
   // family in both shards, and a finished move's receipt would name the
   // wrong shard and no rows.
+  void PurgeUnfinishedMove(const std::string& point, uint32_t damaged);
+
   void CrashMidMoveThenReopen(const std::string& point, bool switched) {
     ASSERT_NO_FATAL_FAILURE(Fill("acme"));
     const Snapshot before = Take(ts.store.get(), "acme");
@@ -500,6 +502,71 @@ TEST_F(ShardMoveTest, CrashAfterTheSwitchIsFinishedFromRotationShard) {
 }
 TEST_F(ShardMoveTest, CrashAfterTheShredIsFinishedFromRotationShard) {
   CrashMidMoveThenReopen("rotate.after_shred", /*switched=*/true);
+}
+
+// A tenant whose cross-shard move a crash left unfinished, purged while
+// the move's other shard is not open (its CURRENT damaged, decision 0034:
+// recovery keeps the rotation for an open that opens both): the purge
+// shreds both key versions (the receipt names them) and drops the family
+// it can reach; the other is dropped when its shard opens again. Nothing
+// of the tenant is left in either shard, and no key.
+void ShardMoveTest::PurgeUnfinishedMove(const std::string& point, uint32_t damaged) {
+  const Snapshot other_before = Take(ts.store.get(), "third");
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string base = info->column_family;
+  ts.Close();
+  ASSERT_EQ(testutil::RunSelfChild(
+                "ShardMoveCrashChild.DISABLED_MoveAndDie",
+                {{"CV_SHARD_MOVE_DB", ts.db}, {"CV_SHARD_MOVE_KEYS", ts.keys}, {"CV_SHARD_MOVE_POINT", point}},
+                /*quiet=*/false, /*timeout_s=*/300),
+            "signal 9");
+  char sub[32];
+  std::snprintf(sub, sizeof sub, "/shards/%04u/CURRENT", damaged);
+  const std::string current = ts.db + sub;
+  const std::string good = testutil::ReadWholeFile(current);
+  ASSERT_FALSE(good.empty());
+  {
+    std::ofstream f(current, std::ios::trunc);
+    f << "MANIFEST-999999\n";
+  }
+  ASSERT_OK(ts.Open());
+  auto receipt = ts->PurgeTenant("acme");
+  ASSERT_OK(receipt);
+  std::vector<uint32_t> versions = receipt->key_versions_destroyed;
+  std::sort(versions.begin(), versions.end());
+  EXPECT_EQ(versions, (std::vector<uint32_t>{1, 2})) << point << ": both keys shredded";
+  EXPECT_CODE(ts->GetCall("acme", CallId(1)), Code::kTenantPurged);
+  ts.Close();
+  {
+    std::ofstream f(current, std::ios::trunc);
+    f << good;
+  }
+  ASSERT_OK(ts.Open());
+  EXPECT_CODE(ts->GetCall("acme", CallId(1)), Code::kTenantPurged);
+  auto orphans = ts->ReconcileKeys(/*dry_run=*/true);
+  ASSERT_OK(orphans);
+  EXPECT_TRUE(orphans->orphan_keys.empty()) << point;
+  EXPECT_TRUE(Take(ts.store.get(), "third") == other_before);
+  ts.Close();
+  for (const auto& [shard, names] : Families()) {
+    for (const auto& f : names) {
+      EXPECT_NE(f.compare(0, base.size(), base), 0) << point << ": " << f << " left in shard " << shard;
+    }
+  }
+}
+
+TEST_F(ShardMoveTest, PurgeOfAMoveUndoneAtNoOpenShredsBothKeys) {
+  ASSERT_NO_FATAL_FAILURE(Fill("acme"));
+  ASSERT_OK(ts->ReleaseHold("acme", "lit-2"));  // a purge waits for holds
+  // Before the switch: the copy's shard (1) does not open.
+  PurgeUnfinishedMove("rotate.after_copy", 1);
+}
+TEST_F(ShardMoveTest, PurgeOfAMoveSwitchedButUnfinishedShredsBothKeys) {
+  ASSERT_NO_FATAL_FAILURE(Fill("acme"));
+  ASSERT_OK(ts->ReleaseHold("acme", "lit-2"));  // a purge waits for holds
+  // After the switch: the old shard (0) does not open.
+  PurgeUnfinishedMove("rotate.after_switch", 0);
 }
 
 }  // namespace
