@@ -1,8 +1,9 @@
 // Tenant move benchmark (issue 12 item 3, docs/decisions/0022): move time
 // and fence (write-unavailability) time for tenants of 1,000 / 10,000 /
 // 100,000 calls, between two stores on this machine, while one writer keeps
-// writing to the tenant (retrying at the store a `moved` error names).
-// Prints one JSON object per size on stdout, with the load average at the
+// writing to the tenant (retrying at the store a `moved` error names);
+// then the time to move the same tenant to a new shard of the destination
+// (Store::MoveTenantToShard, decision 0057). Prints one JSON object per size on stdout, with the load average at the
 // start and the end (figures from a loaded machine are not comparable).
 //
 //   callvault_move_bench --work DIR [--calls 1000,10000,100000] [--out FILE]
@@ -123,6 +124,20 @@ nlohmann::json RunOne(const std::string& work, uint64_t calls) {
   j["writer_longest_gap_seconds"] = longest_gap;
   j["writer_writes"] = writes;
   j["writer_moved_errors"] = moved;
+  // The same tenant moved between shards of its store (decision 0057: a
+  // key rotation whose copy goes to another shard), to a new shard of the
+  // destination; no writer (the rotation's pause is in the rotate bench).
+  auto stats = b->Stats();
+  if (!stats.ok()) std::exit(1);
+  const auto s0 = Clock::now();
+  auto shard_move = b->MoveTenantToShard("t", static_cast<uint32_t>(stats->shards.size()));
+  const double shard_seconds = std::chrono::duration<double>(Clock::now() - s0).count();
+  if (!shard_move.ok()) {
+    std::fprintf(stderr, "shard move: %s\n", shard_move.status().ToString().c_str());
+    std::exit(1);
+  }
+  j["shard_move_seconds"] = shard_seconds;
+  j["shard_move_rows"] = shard_move->records;
   a.reset();
   b.reset();
   bench::RemoveTree(dir);

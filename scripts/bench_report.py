@@ -825,14 +825,17 @@ def move_section(m):
             f"{r['calls']:,}", f"{mb(r['source_bytes']):.1f} MB", f"{r['move_seconds']:.2f} s",
             f"{r['copy_seconds']:.2f} s", f"{r['fence_seconds'] * 1e3:.0f} ms",
             f"{r['writer_longest_gap_seconds'] * 1e3:.0f} ms", str(r["catch_up_rounds"]),
+            f"{r['shard_move_seconds']:.2f} s" if "shard_move_seconds" in r else "-",
             r.get("loadavg", ""),
         ])
     return (
         "`callvault_move_bench`: a tenant of N calls moved between two stores on this machine while one "
         "writer keeps writing to it (retrying at the destination a `moved` error names). *Fence*: the "
-        "time the source refused the tenant's writes; *longest write gap*: what the writer saw.\n\n"
+        "time the source refused the tenant's writes; *longest write gap*: what the writer saw. "
+        "*Shard move*: the same tenant then moved to a new shard of the destination "
+        "(`MoveTenantToShard`, a key rotation into that shard; no writer).\n\n"
         + table(["Calls", "Tenant", "Move", "Copy", "Fence", "Longest write gap", "Catch-up rounds",
-                 "Load avg"], rows) + "\n" + load_note(m))
+                 "Shard move", "Load avg"], rows) + "\n" + load_note(m))
 
 
 def rotate_section(r):

@@ -232,6 +232,41 @@ class ManyActiveTenants(unittest.TestCase):
             self.assertIn("not measured in this run", self.row(doc, goal), goal)
 
 
+
+class MoveTable(unittest.TestCase):
+    def render_move(self, rows):
+        m = {"loadavg_at_start": "1.00 1.00 1.00", "loadavg_at_end": "1.00 1.00 1.00", "moves": rows}
+        with tempfile.TemporaryDirectory() as d:
+            hp, mp = os.path.join(d, "harness.json"), os.path.join(d, "move.json")
+            with open(hp, "w") as f:
+                json.dump(harness(load=1.0), f)
+            with open(mp, "w") as f:
+                json.dump(m, f)
+            doc = os.path.join(d, "benchmarks.md")
+            subprocess.run([sys.executable, SCRIPT, "--harness", hp, "--micro", os.path.join(d, "none.json"),
+                            "--move", mp, "--doc", doc, "--img", os.path.join(d, "img")],
+                           check=True, stdout=subprocess.DEVNULL)
+            with open(doc) as f:
+                return section(f.read(), "## Tenant moves")
+
+    def move_row(self, **extra):
+        r = {"calls": 1000, "source_bytes": 2 << 20, "move_seconds": 1.5, "copy_seconds": 1.0,
+             "fence_seconds": 0.012, "writer_longest_gap_seconds": 0.02, "catch_up_rounds": 2,
+             "loadavg": "1.00 1.00 1.00"}
+        r.update(extra)
+        return r
+
+    def test_the_shard_move_time_is_a_column(self):
+        text = self.render_move([self.move_row(shard_move_seconds=0.75, shard_move_rows=15000)])
+        self.assertIn("Shard move", text)
+        self.assertIn("| 0.75 s |", text)
+
+    def test_a_run_without_the_shard_move_still_renders(self):
+        text = self.render_move([self.move_row()])
+        self.assertIn("Shard move", text)
+        self.assertIn("| - |", text)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1:
         SCRIPT = sys.argv.pop(1)
