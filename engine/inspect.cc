@@ -366,6 +366,8 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   m.block_cache_capacity = res_->block_cache->GetCapacity();
   m.memtable_bytes = res_->write_buffer_manager->memory_usage();
   m.memtable_budget = res_->write_buffer_manager->buffer_size();
+  m.nofile_limit = res_->nofile_limit;
+  m.open_files_per_shard = static_cast<uint32_t>(res_->open_files_per_instance.load());
   {
     std::lock_guard<std::mutex> l(train_mu_);
     m.dictionary_training_queue = train_queue_.size() + train_running_;
@@ -416,6 +418,10 @@ Result<StoreStats> Store::Impl::Stats() {
   st.memory.block_cache_budget = res_->block_cache->GetCapacity();
   st.memory.memtable_bytes = res_->write_buffer_manager->memory_usage();
   st.memory.memtable_budget = res_->write_buffer_manager->buffer_size();
+  st.descriptors.nofile_limit = res_->nofile_limit;
+  st.descriptors.reserve = res_->nofile_reserve;
+  st.descriptors.open_files_per_shard = static_cast<uint32_t>(res_->open_files_per_instance.load());
+  st.descriptors.planned_shards = res_->planned_shards.load();
   {
     const DictionaryCache::Counters d = res_->dictionaries->Get();
     st.memory.dictionary_bytes = d.bytes;

@@ -148,6 +148,11 @@ std::string RenderPrometheus(const Metrics& m) {
          "Memtable budget (Options::write_buffer_budget_bytes).", m.memtable_budget);
   Metric(&out, "callvault_shards", "gauge", "Shards (RocksDB instances holding tenants).",
          m.shards);
+  Metric(&out, "callvault_nofile_limit", "gauge", "The process's RLIMIT_NOFILE (soft).",
+         m.nofile_limit);
+  Metric(&out, "callvault_open_files_per_shard", "gauge",
+         "Table and blob files each shard may keep open (max_open_files, sized from the limit).",
+         m.open_files_per_shard);
   Metric(&out, "callvault_live_tenants", "gauge", "Live (not purged) tenants.", m.live_tenants);
   Metric(&out, "callvault_purge_deletions_pending", "gauge",
          "Purged column families whose files are still being deleted in the background.",

@@ -1,5 +1,7 @@
 #include "engine/shard.h"
 
+#include <sys/resource.h>
+
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
@@ -106,16 +108,22 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
   const std::string path_;
 };
 
+// One descriptor of `dir`, shared by every CheckedDirectory of it (see
+// CloseCheckFS::NewDirectory): Close leaves it to the last one to go.
 class CheckedDirectory : public rocksdb::FSDirectoryWrapper {
  public:
-  CheckedDirectory(std::unique_ptr<rocksdb::FSDirectory> d, CloseCheckFS* fs, std::string dir)
-      : FSDirectoryWrapper(std::move(d)), fs_(fs), dir_(std::move(dir)) {}
+  CheckedDirectory(std::shared_ptr<rocksdb::FSDirectory> d, CloseCheckFS* fs, std::string dir)
+      : FSDirectoryWrapper(d.get()), shared_(std::move(d)), fs_(fs), dir_(std::move(dir)) {}
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
     return Note(FSDirectoryWrapper::Fsync(o, dbg));
   }
   rocksdb::IOStatus FsyncWithDirOptions(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg,
                                         const rocksdb::DirFsyncOptions& d) override {
     return Note(FSDirectoryWrapper::FsyncWithDirOptions(o, dbg, d));
+  }
+  // The descriptor is closed when its last user lets go of it.
+  rocksdb::IOStatus Close(const rocksdb::IOOptions&, rocksdb::IODebugContext*) override {
+    return rocksdb::IOStatus::OK();
   }
 
  private:
@@ -126,6 +134,7 @@ class CheckedDirectory : public rocksdb::FSDirectoryWrapper {
     }
     return s;
   }
+  const std::shared_ptr<rocksdb::FSDirectory> shared_;
   CloseCheckFS* const fs_;
   const std::string dir_;
 };
@@ -559,13 +568,19 @@ rocksdb::IOStatus CloseCheckFS::NewRandomAccessFile(const std::string& f,
 rocksdb::IOStatus CloseCheckFS::NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
                                              std::unique_ptr<rocksdb::FSDirectory>* r,
                                              rocksdb::IODebugContext* dbg) {
-  rocksdb::IOStatus s = target()->NewDirectory(name, o, r, dbg);
-  if (s.ok()) {
-    std::string dir = name;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    r->reset(new CheckedDirectory(std::move(*r), this, dir));
+  std::string dir = name;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::lock_guard<std::mutex> l(dirs_mu_);
+  std::shared_ptr<rocksdb::FSDirectory> shared = dirs_[dir].lock();
+  if (!shared) {
+    std::unique_ptr<rocksdb::FSDirectory> opened;
+    rocksdb::IOStatus s = target()->NewDirectory(name, o, &opened, dbg);
+    if (!s.ok()) return s;
+    shared = std::move(opened);
+    dirs_[dir] = shared;
   }
-  return s;
+  r->reset(new CheckedDirectory(std::move(shared), this, dir));
+  return rocksdb::IOStatus::OK();
 }
 
 rocksdb::IOStatus CloseCheckFS::RenameFile(const std::string& src, const std::string& target,
@@ -649,6 +664,49 @@ std::shared_ptr<rocksdb::Logger> SharedResources::InfoLog(const std::string& dir
   return read_only ? NewDiscardingInfoLog() : NewInfoLog(dir);
 }
 
+uint64_t RaiseFileLimit(std::string* raised) {
+  raised->clear();
+  struct rlimit r {};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return 1024;  // the usual default, assumed
+  if (r.rlim_cur != RLIM_INFINITY && (r.rlim_max == RLIM_INFINITY || r.rlim_cur < r.rlim_max)) {
+    struct rlimit up = r;
+    up.rlim_cur = r.rlim_max;
+    // Linux caps an infinite hard limit at fs.nr_open: setrlimit then
+    // fails, and the soft limit stays as it was.
+    if (::setrlimit(RLIMIT_NOFILE, &up) == 0) {
+      *raised = "RLIMIT_NOFILE soft limit raised from " + std::to_string(r.rlim_cur) +
+                " to the hard limit " +
+                (r.rlim_max == RLIM_INFINITY ? std::string("(unlimited)") : std::to_string(r.rlim_max));
+      r = up;
+    }
+  }
+  if (r.rlim_cur == RLIM_INFINITY) return uint64_t{1} << 30;
+  return r.rlim_cur;
+}
+
+uint64_t FileReserve(uint64_t limit) { return std::max<uint64_t>(64, limit / 8); }
+
+int OpenFilesPerInstance(uint64_t limit, uint32_t shards) {
+  const uint64_t reserve = FileReserve(limit);
+  if (limit <= reserve) return 0;
+  const uint64_t each = (limit - reserve) / (uint64_t{shards} + 1);  // + the metadata instance
+  if (each < static_cast<uint64_t>(kMinOpenFilesPerInstance)) return 0;
+  return static_cast<int>(std::min<uint64_t>(each, kMaxOpenFilesPerInstance));
+}
+
+uint32_t MaxShardsForLimit(uint64_t limit) {
+  const uint64_t reserve = FileReserve(limit);
+  if (limit <= reserve) return 0;
+  const uint64_t instances = (limit - reserve) / kMinOpenFilesPerInstance;
+  return instances == 0 ? 0 : static_cast<uint32_t>(std::min<uint64_t>(instances - 1, 100000));
+}
+
+uint64_t FileLimitNeeded(uint32_t shards) {
+  const uint64_t tables = (uint64_t{shards} + 1) * kMinOpenFilesPerInstance;
+  // FileReserve: 64 up to a limit of 512, an eighth above.
+  return std::max(tables + 64, (tables * 8 + 6) / 7);
+}
+
 std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   auto r = std::make_unique<SharedResources>();
   rocksdb::Env* base = options.env ? options.env : rocksdb::Env::Default();
@@ -683,7 +741,12 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   // reads them; with a logger they would flood it every 10 minutes).
   d.stats_dump_period_sec = 0;
   d.max_background_jobs = std::max(2, options.background_threads);
-  d.max_open_files = 512;
+  // Sized from RLIMIT_NOFILE once the shard count is known (Store's
+  // SizeOpenFiles, decision 0059); until then the metadata instance's.
+  r->nofile_limit = RaiseFileLimit(&r->nofile_raised);
+  r->nofile_reserve = FileReserve(r->nofile_limit);
+  d.max_open_files = std::max(kMinOpenFilesPerInstance, OpenFilesPerInstance(r->nofile_limit, 0));
+  r->open_files_per_instance = d.max_open_files;
   d.keep_log_file_num = 3;
   // A new MANIFEST per edit: a torn write never garbles the one CURRENT
   // names (decision 0025).
@@ -802,7 +865,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   shard->error_->Attach(&res, "shard-" + std::to_string(index));
   dbo.listeners.push_back(shard->error_);
   dbo.info_log = res.InfoLog(path, "shard-" + std::to_string(index), read_only);
-  if (read_only) dbo.max_open_files = -1;
+  dbo.max_open_files = read_only ? -1 : res.open_files_per_instance.load();
   rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
   // Taken before the families are listed: a family the writer drops after
   // the listing must show up as a change, not as "Column family not found".

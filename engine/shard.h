@@ -50,6 +50,10 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                        std::unique_ptr<rocksdb::FSWritableFile>* r,
                                        rocksdb::IODebugContext* dbg) override;
+  // One descriptor per directory, shared: RocksDB 7.8.3 opens the
+  // instance's directory again for every column family it creates
+  // (CreateColumnFamily: AddDirectories with a map of its own), so a shard
+  // kept one descriptor per tenant created since it opened (decision 0059).
   rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
                                  std::unique_ptr<rocksdb::FSDirectory>* r,
                                  rocksdb::IODebugContext* dbg) override;
@@ -100,7 +104,34 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   std::set<std::string> write_failed_;     // GUARDED_BY(mu_)
   std::set<std::string> hold_deletes_;     // GUARDED_BY(mu_)
   bool refuse_options_files_ = false;      // set before any instance opens
+  std::mutex dirs_mu_;
+  // By path; alive while a CheckedDirectory holds it.
+  std::map<std::string, std::weak_ptr<rocksdb::FSDirectory>> dirs_;  // GUARDED_BY(dirs_mu_)
 };
+
+// Each writable instance's max_open_files: at most this (what it always
+// was), at least the floor; instances that cannot all have the floor
+// within the process's limit are refused (docs/decisions/0059).
+constexpr int kMaxOpenFilesPerInstance = 512;
+constexpr int kMinOpenFilesPerInstance = 64;
+
+// Raises the soft RLIMIT_NOFILE to the hard limit if it is lower (never
+// lowers it) and returns the soft limit; `*raised` says what changed ("" if
+// nothing did).
+uint64_t RaiseFileLimit(std::string* raised);
+// The descriptors kept back from the instances' table files at `limit`:
+// their WALs, MANIFESTs, LOCK and info logs, blob and table files being
+// written by flushes and compactions, readers an iterator holds past its
+// instance's cache, the key directory, ingest files, and the embedding
+// service's own (sockets).
+uint64_t FileReserve(uint64_t limit);
+// max_open_files for each of `shards` shards and the metadata instance
+// within `limit`, or 0 if they cannot all have kMinOpenFilesPerInstance.
+int OpenFilesPerInstance(uint64_t limit, uint32_t shards);
+// The most shards OpenFilesPerInstance gives a budget for at `limit`.
+uint32_t MaxShardsForLimit(uint64_t limit);
+// The least limit at which OpenFilesPerInstance gives `shards` a budget.
+uint64_t FileLimitNeeded(uint32_t shards);
 
 struct SharedResources {
   // options.env with its FileSystem wrapped in `close_check` (threads and
@@ -130,6 +161,18 @@ struct SharedResources {
     wal_scan_bytes += r.bytes;
     wal_scan_files += r.files;
   }
+
+  // The process's file descriptors, shared by the store's instances
+  // (docs/decisions/0059): RLIMIT_NOFILE (soft, after Make raised it to
+  // the hard limit), the part kept back, and each writable instance's
+  // max_open_files (its table and blob file readers, plus RocksDB's own
+  // 10), sized for `planned_shards` shards and the metadata instance.
+  // Changed under the store's admin lock; atomics for Stats and Metrics.
+  uint64_t nofile_limit = 0;
+  uint64_t nofile_reserve = 0;
+  std::string nofile_raised;  // what Make did to the limit, for the info log ("" if nothing)
+  std::atomic<int> open_files_per_instance{kMaxOpenFilesPerInstance};
+  std::atomic<uint32_t> planned_shards{0};
 
   // Store::Metrics: the operations' recorder, and RocksDB's tickers
   // (kExceptHistogramOrTimers) shared by every instance of the store.

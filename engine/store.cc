@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <unordered_map>
 
 #include "callvault/store.h"
 #include "callvault/version.h"
@@ -874,6 +875,10 @@ Status Store::Impl::OpenOrCreate() {
   }
   CV_RETURN_IF_ERROR(o);
   meta_.reset(db);
+  if (!res_->nofile_raised.empty()) {
+    rocksdb::Log(rocksdb::InfoLogLevel::INFO_LEVEL, mo.info_log, "%s (decision 0059)",
+                 res_->nofile_raised.c_str());
+  }
   // Only a missing header means an unfinished init: a failed read must not
   // send an existing store into CreateNew. Read once: a second read that
   // failed would pass for a missing header.
@@ -1058,6 +1063,9 @@ Status Store::Impl::OpenShards() {
   CV_ASSIGN_OR_RETURN(std::string s, GetHeader("shards"));
   uint64_t n = 0;
   if (!ParseU64(s, &n) || n > 100000) return Status::Corruption("store header: bad shard count");
+  // Refused before any shard opens (decision 0059): a limit too low for
+  // the shards would otherwise show later, as a flush failing with EMFILE.
+  if (!read_only()) CV_RETURN_IF_ERROR(SizeOpenFiles(static_cast<uint32_t>(n), "opening the store"));
   // The high-water marks the last clean close left (decision 0015); a
   // shard without one (a store older than the mark, a new shard) is not
   // checked.
@@ -1263,6 +1271,7 @@ Result<Shard*> Store::Impl::PickShard() {
 
 Result<Shard*> Store::Impl::OpenNextShard() {
   uint32_t i = static_cast<uint32_t>(shards_.size());
+  CV_RETURN_IF_ERROR(SizeOpenFiles(i + 1, "a new shard"));
   CV_ASSIGN_OR_RETURN(auto shard, Shard::Open(i, ShardDir(path_, i), *res_, true));
   AttachResealer(shard.get());
   // RocksDB syncs the new shard's own directory, not its entry in shards/:
@@ -1278,6 +1287,42 @@ Result<Shard*> Store::Impl::OpenNextShard() {
     shards_.push_back(std::move(shard));
   }
   return shards_.back().get();
+}
+
+Status Store::Impl::SizeOpenFiles(uint32_t shards, std::string_view doing) {
+  const uint64_t limit = res_->nofile_limit;
+  if (OpenFilesPerInstance(limit, shards) == 0) {
+    const uint64_t need = FileLimitNeeded(shards);
+    return Status::ResourceExhausted(
+        std::string(doing) + " needs more file descriptors than the process may open: RLIMIT_NOFILE is " +
+        std::to_string(limit) + ", and " + std::to_string(shards) +
+        " shards with the metadata instance need at least " + std::to_string(need) + " (" +
+        std::to_string(kMinOpenFilesPerInstance) + " open files each, plus " +
+        std::to_string(FileReserve(need)) +
+        " kept back); raise the nofile limit (ulimit -n, systemd LimitNOFILE=) to at least " +
+        std::to_string(need) + " (docs/operations.md, \"File descriptors\")");
+  }
+  if (shards <= res_->planned_shards.load()) return Status::OK();
+  // Sized for a quarter more shards than needed now: a growing store lowers
+  // its open instances' budget about every quarter, not at every new shard
+  // (each SetDBOptions writes an OPTIONS file of every family).
+  const uint32_t plan = std::max(shards, std::min(shards + shards / 4, MaxShardsForLimit(limit)));
+  const int each = OpenFilesPerInstance(limit, plan);
+  if (each < res_->open_files_per_instance.load()) {
+    // RocksDB 7.8.3: max_open_files is a mutable DBOptions field; the change
+    // sets the instance's table cache capacity (which its blob file readers
+    // share) to each - 10 and evicts what is over it.
+    const std::unordered_map<std::string, std::string> change = {{"max_open_files", std::to_string(each)}};
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->SetDBOptions(change), "metadata instance: set max_open_files"));
+    for (const auto& s : shards_) {
+      if (!s) continue;
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(
+          s->db()->SetDBOptions(change), "shard " + std::to_string(s->index()) + ": set max_open_files"));
+    }
+  }
+  res_->open_files_per_instance = each;
+  res_->planned_shards = plan;
+  return Status::OK();
 }
 
 std::vector<std::string> Store::Impl::ShardPaths() const {

@@ -479,6 +479,12 @@ class Store::Impl {
   // PickShard when every shard is full, a move to a new shard (decision
   // 0057). REQUIRES: admin_mu_.
   Result<Shard*> OpenNextShard();
+  // Gives `shards` shards and the metadata instance their share of the
+  // process's file descriptors (decision 0059): refuses (nothing changed)
+  // if the limit cannot hold them, and lowers the open instances'
+  // max_open_files first when their share shrinks. `doing` names the
+  // operation in the refusal. REQUIRES: admin_mu_ (or the open).
+  Status SizeOpenFiles(uint32_t shards, std::string_view doing);
   // `keep_key`: the registry record and the family go, the data key stays
   // in the keyring (an orphan key, for ReconcileKeys).
   Status RollBackCreate(const codec::TenantRecord& rec, bool keep_key = false);

@@ -548,6 +548,10 @@ nlohmann::json StatsToJson(const StoreStats& s) {
                  {"dictionary_hits", s.memory.dictionary_hits},
                  {"dictionary_misses", s.memory.dictionary_misses},
                  {"dictionary_evictions", s.memory.dictionary_evictions}};
+  j["descriptors"] = {{"nofile_limit", s.descriptors.nofile_limit},
+                {"reserve", s.descriptors.reserve},
+                {"open_files_per_shard", s.descriptors.open_files_per_shard},
+                {"planned_shards", s.descriptors.planned_shards}};
   return j;
 }
 
@@ -573,6 +577,10 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                                       FormatBytes(s.memory.memtable_budget), s.memory.dictionaries,
                                       FormatBytes(s.memory.dictionary_bytes),
                                       FormatBytes(s.memory.dictionary_budget))},
+               {"file_descriptors",
+                fmt::format("nofile {}, {} kept back, up to {} table files per shard (sized for {} shards)",
+                            s.descriptors.nofile_limit, s.descriptors.reserve, s.descriptors.open_files_per_shard,
+                            s.descriptors.planned_shards)},
            });
   out << "shards:\n";
   Table shards({"  SHARD", "TENANTS", "SST_FILES", "LIVE_BYTES"});

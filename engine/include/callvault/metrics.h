@@ -106,6 +106,10 @@ struct Metrics {
   bool write_stopped = false;         // a shard stops writes now (rocksdb.is-write-stopped)
   uint32_t shards = 0;
   uint32_t live_tenants = 0;
+  // File descriptors (StoreStats::descriptors): RLIMIT_NOFILE and each shard's
+  // max_open_files, sized from it.
+  uint64_t nofile_limit = 0;
+  uint32_t open_files_per_shard = 0;
   // Purged (or rotated-away) column families whose files are not deleted
   // yet: a purge returns after its receipt, and the files go in the
   // background (each deletion is logged at info level when done).

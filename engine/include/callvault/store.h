@@ -598,6 +598,15 @@ struct StoreStats {
   struct Compression {
     uint64_t resealed = 0, kept = 0;
   } compression;
+  // File descriptors (docs/decisions/0059): the process's RLIMIT_NOFILE
+  // (the soft limit, which the open raised to the hard one), the part kept
+  // back from the instances' table files, and the most table and blob
+  // files each shard (and the metadata instance) keeps open, sized for
+  // `planned_shards` shards (a read-only open keeps every file open).
+  struct Descriptors {
+    uint64_t nofile_limit = 0, reserve = 0;
+    uint32_t open_files_per_shard = 0, planned_shards = 0;
+  } descriptors;
 };
 
 class Store {
