@@ -322,6 +322,9 @@ Json Active(const ChildArgs& a) {
     auto m = static_cast<CallvaultSystem*>(sys.get())->store()->Metrics();
     if (!m.ok()) Fail("active: metrics: " + m.status().ToString());
     j["sst_files"] = ssts;
+    // What each shard may keep open, sized from RLIMIT_NOFILE (decision 0059).
+    j["nofile_limit"] = st->descriptors.nofile_limit;
+    j["open_files_per_shard"] = st->descriptors.open_files_per_shard;
     j["stall_ms"] = static_cast<double>(m->stall_micros) / 1e3;
     j["memory"] = Json{{"memtable_bytes", st->memory.memtable_bytes},
                        {"memtable_budget", st->memory.memtable_budget},
