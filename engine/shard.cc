@@ -703,8 +703,11 @@ uint32_t MaxShardsForLimit(uint64_t limit) {
 
 uint64_t FileLimitNeeded(uint32_t shards) {
   const uint64_t tables = (uint64_t{shards} + 1) * kMinOpenFilesPerInstance;
-  // FileReserve: 64 up to a limit of 512, an eighth above.
-  return std::max(tables + 64, (tables * 8 + 6) / 7);
+  // FileReserve: 64 up to a limit of 512, an eighth above; the estimate
+  // may be a few above the least (integer division).
+  uint64_t need = std::max(tables + 64, (tables * 8 + 6) / 7);
+  while (need > tables && OpenFilesPerInstance(need - 1, shards) > 0) --need;
+  return need;
 }
 
 std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
