@@ -79,6 +79,9 @@ Status CleanIncompleteRecordings(const TenantRef& t);
 // recordings.cc, tests only: the chunk format new recordings are written in
 // (2, the default; 1, the secretstream format of decision 0003).
 void SetRecordingWriteFormatForTest(uint32_t chunk_format);
+// Ingested recordings start a new table file after this many bytes of
+// chunks (0: the default, 256 MiB).
+void SetRecordingIngestFileBytesForTest(uint64_t bytes);
 
 }  // namespace callvault::calls
 

@@ -25,8 +25,11 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "call_generated.h"
 #include "callvault/store.h"
@@ -63,7 +66,8 @@ constexpr char kRecordingDomain = 'R';
 // files of at most about this many bytes each, all ingested at Finish in
 // one IngestExternalFile (atomic: all of them or none). Smaller files make
 // the compactions that later move the chunks into blob files finer.
-constexpr uint64_t kIngestFileBytes = 256u << 20;
+// Tests set less to start files after a few chunks.
+std::atomic<uint64_t> g_ingest_file_bytes{uint64_t{256} << 20};
 
 // The chunk format new recordings are written in (tests set 1 to make
 // recordings of the old format).
@@ -250,6 +254,7 @@ class Writer final : public RecordingWriter {
         spec_(std::move(spec)), state_(sizeof(State)) {}
   ~Writer() override {
     if (!done_) Abort().IgnoreError();
+    StopWorker();  // Abort stops it too, unless the writer was done or never began
   }
 
   Status Begin(const TenantRef& t, const Names& n, std::string marker) {
@@ -269,6 +274,8 @@ class Writer final : public RecordingWriter {
     }
     buffer_.reserve(kRecordingChunkBytes);
     ingest_ = t->shard->recording_ingest();
+    pipeline_ = ingest_ && t->shard->recording_pipeline();
+    if (pipeline_) work_plain_.reserve(kRecordingChunkBytes);
     started_ = true;
     return Status::OK();
   }
@@ -288,7 +295,13 @@ class Writer final : public RecordingWriter {
     if (size_ + bytes.size() > kMaxRecordingBytes) {
       return Status::InvalidArgument("recording: larger than " + std::to_string(kMaxRecordingBytes) + " bytes");
     }
-    sha_.Update(bytes);
+    // A failed chunk of the worker is this call's error, even when this
+    // call fills no chunk (without waiting for the chunk in flight).
+    if (pipeline_ && broken_.ok()) CV_RETURN_IF_ERROR(PollWorkerError());
+    // Pipelined: the worker hashes each chunk's plaintext, in chunk order
+    // (the content, in order); the rest of the last chunk is hashed by
+    // Finish.
+    if (!pipeline_) sha_.Update(bytes);
     size_ += bytes.size();
     while (!bytes.empty()) {
       size_t take = std::min(bytes.size(), kRecordingChunkBytes - buffer_.size());
@@ -302,6 +315,13 @@ class Writer final : public RecordingWriter {
   Result<RecordingInfo> FinishImpl() {
     if (done_) return Status::FailedPrecondition("recording writer already finished");
     RecordingInfo info;
+    if (pipeline_) {
+      // The worker's chunks hashed (and in the file) first: sha_ is its
+      // until it is idle.
+      if (broken_.ok()) CV_RETURN_IF_ERROR(TakeWorkerError());
+      if (!broken_.ok()) return broken_;
+      sha_.Update(buffer_);
+    }
     CV_RETURN_IF_ERROR(sha_.Final(&info.sha256));
     if (!spec_.expected_sha256.empty() && !crypto::ConstantTimeEquals(spec_.expected_sha256, info.sha256)) {
       Abort().IgnoreError();
@@ -309,6 +329,7 @@ class Writer final : public RecordingWriter {
     }
     if (!broken_.ok()) return broken_;
     CV_RETURN_IF_ERROR(Seal(true));
+    if (pipeline_) CV_RETURN_IF_ERROR(TakeWorkerError());
     if (ingest_) {
       Status s = CloseFile();
       if (!s.ok()) {
@@ -431,9 +452,91 @@ class Writer final : public RecordingWriter {
                             "nothing was kept; write it again");
   }
   void Wipe() {
+    StopWorker();  // it may hold a chunk's plaintext
     state_.Wipe();
     key_.Wipe();
     sodium_memzero(buffer_.data(), buffer_.size());
+    sodium_memzero(work_plain_.data(), work_plain_.size());
+  }
+
+  // The pipeline (Options::recording_pipeline, decision 0061): the caller's
+  // thread seals chunk N+1 while the worker hashes chunk N's plaintext and
+  // adds its sealed bytes to the table file (SstFileWriter::Put: the copy
+  // into the block, the XXH3 checksums, the write; at a file's end its
+  // synced Finish). One chunk in flight: the caller hands the worker its
+  // buffers only once the worker is idle, and touches sha_, sst_, files_
+  // and finished_ only then (the hand-off under work_mu_ orders them).
+  // Chunks reach the file in order; the file is opened on the caller's
+  // thread, which holds the tenant then.
+
+  // Waits until the worker is idle; its first error, if any, stays (every
+  // later chunk is refused by it).
+  Status WaitWorker() {
+    std::unique_lock<std::mutex> l(work_mu_);
+    work_cv_.wait(l, [this] { return !work_busy_; });
+    return work_status_;
+  }
+  // Waits until the worker is idle; a failed chunk of it breaks the writer
+  // and removes its files, as a failed chunk on the caller's thread does.
+  Status TakeWorkerError() {
+    Status s = WaitWorker();
+    if (!s.ok()) {
+      DropFiles();
+      broken_ = s;
+    }
+    return s;
+  }
+  // TakeWorkerError without waiting: the worker's error if it has failed
+  // (it is idle then), else OK.
+  Status PollWorkerError() {
+    Status s;
+    {
+      std::lock_guard<std::mutex> l(work_mu_);
+      s = work_status_;
+    }
+    if (!s.ok()) {
+      DropFiles();
+      broken_ = s;
+    }
+    return s;
+  }
+  // Hands the sealed chunk value_ (under `key`) and its plaintext buffer_
+  // (hashed when `hash`) to the idle worker, starting it the first time.
+  // The caller keeps the worker's previous buffers to fill next.
+  void Submit(std::string key, bool hash) {
+    std::lock_guard<std::mutex> l(work_mu_);
+    std::swap(buffer_, work_plain_);
+    std::swap(value_, work_value_);
+    work_key_ = std::move(key);
+    work_hash_ = hash;
+    work_busy_ = true;
+    if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
+    work_cv_.notify_all();
+  }
+  void WorkerLoop() {
+    std::unique_lock<std::mutex> l(work_mu_);
+    for (;;) {
+      work_cv_.wait(l, [this] { return work_busy_ || work_stop_; });
+      if (!work_busy_) return;  // stopped, nothing in flight
+      l.unlock();
+      if (work_hash_) sha_.Update(work_plain_);
+      Status s = PutChunk(work_key_, work_value_);
+      l.lock();
+      if (work_status_.ok()) work_status_ = s;
+      work_busy_ = false;
+      work_cv_.notify_all();
+    }
+  }
+  // Joins the worker after its chunk in flight (a writer destroyed or
+  // aborted mid-pipeline: that chunk's file goes with DropFiles).
+  void StopWorker() {
+    if (!worker_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> l(work_mu_);
+      work_stop_ = true;
+      work_cv_.notify_all();
+    }
+    worker_.join();
   }
 
   // Whose rows are at this writer's names. REQUIRES: t->write_mu held.
@@ -478,9 +581,8 @@ class Writer final : public RecordingWriter {
     return o;
   }
 
-  // Ingested path: appends the sealed chunk value_ under `key` to the
-  // writer's current table file, starting one when there is none.
-  Status AddToFile(const TenantRef& t, const std::string& key) {
+  // Ingested path: starts the writer's next table file unless one is open.
+  Status OpenFile(const TenantRef& t) {
     rocksdb::DB* db = t->shard->db();
     if (sst_ == nullptr) {
       rocksdb::FileSystem* fs = db->GetEnv()->GetFileSystem().get();
@@ -504,9 +606,15 @@ class Writer final : public RecordingWriter {
         return fsutil::FromRocks(s, "create a recording table file");
       }
     }
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(sst_->Put(key, value_), "write recording chunk"));
-    sst_bytes_ += value_.size();
-    if (sst_bytes_ >= kIngestFileBytes) CV_RETURN_IF_ERROR(CloseFile());
+    return Status::OK();
+  }
+
+  // Ingested path: appends a sealed chunk to the open table file (OpenFile)
+  // and finishes that file once it is large enough.
+  Status PutChunk(const std::string& key, const std::string& value) {
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(sst_->Put(key, value), "write recording chunk"));
+    sst_bytes_ += value.size();
+    if (sst_bytes_ >= g_ingest_file_bytes.load(std::memory_order_relaxed)) CV_RETURN_IF_ERROR(CloseFile());
     return Status::OK();
   }
 
@@ -573,6 +681,7 @@ class Writer final : public RecordingWriter {
 
   // Removes every table file of this writer (none is ingested then).
   void DropFiles() {
+    WaitWorker().IgnoreError();  // the worker writes sst_ and files_ until idle
     if (!ingest_ || (sst_ == nullptr && sst_path_.empty() && files_.empty())) return;
     sst_.reset();  // abandons an unfinished file
     if (!sst_path_.empty()) files_.push_back(std::move(sst_path_));
@@ -633,9 +742,21 @@ class Writer final : public RecordingWriter {
           reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr, nonce, key_.data());
       value_.resize(kPrefixBytes + clen);
     }
-    const std::string key = format::RecordingChunkKey(names_.call_hash, names_.rec_hash, next_chunk_);
-    if (ingest_) {
-      Status s = AddToFile(t, key);
+    std::string key = format::RecordingChunkKey(names_.call_hash, names_.rec_hash, next_chunk_);
+    if (pipeline_) {
+      // The previous chunk is in the file (or failed) before this one goes.
+      CV_RETURN_IF_ERROR(TakeWorkerError());
+      Status s = OpenFile(t);
+      if (!s.ok()) {
+        DropFiles();
+        broken_ = s;
+        return s;
+      }
+      // The last chunk's plaintext was hashed by Finish.
+      Submit(std::move(key), !final);
+    } else if (ingest_) {
+      Status s = OpenFile(t);
+      if (s.ok()) s = PutChunk(key, value_);
       if (!s.ok()) {
         DropFiles();
         broken_ = s;
@@ -672,6 +793,18 @@ class Writer final : public RecordingWriter {
   Sha256 sha_;
   std::string buffer_;  // plaintext of the chunk being filled
   std::string value_;   // the sealed chunk, reused
+  // Pipelined (decision 0061): the worker thread and the chunk it holds.
+  bool pipeline_ = false;
+  std::thread worker_;
+  std::mutex work_mu_;
+  std::condition_variable work_cv_;
+  bool work_busy_ = false;  // a chunk is handed over and not yet written
+  bool work_stop_ = false;
+  Status work_status_;      // the worker's first failure
+  std::string work_plain_;  // the chunk's plaintext (hashed), then the caller's next buffer
+  std::string work_value_;  // the sealed chunk
+  std::string work_key_;
+  bool work_hash_ = false;
   uint64_t size_ = 0;
   uint32_t next_chunk_ = 0;
   uint32_t key_version_ = 0;  // the tenant's at Begin
@@ -1105,6 +1238,10 @@ Status CleanIncompleteRecordings(const TenantRef& t) {
   rocksdb::WriteOptions wo;
   wo.sync = true;
   return fsutil::FromRocks(t->shard->db()->Write(wo, &b), "remove incomplete recordings");
+}
+
+void SetRecordingIngestFileBytesForTest(uint64_t bytes) {
+  g_ingest_file_bytes.store(bytes == 0 ? uint64_t{256} << 20 : bytes, std::memory_order_relaxed);
 }
 
 void SetRecordingWriteFormatForTest(uint32_t chunk_format) {

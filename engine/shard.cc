@@ -725,6 +725,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->logger = options.logger;
   r->defer_compression = options.defer_compression;
   r->recording_ingest = options.recording_ingest;
+  r->recording_pipeline = options.recording_pipeline;
   r->env->SetBackgroundThreads(std::max(1, options.background_threads / 2), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
 

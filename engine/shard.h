@@ -152,6 +152,8 @@ struct SharedResources {
   bool defer_compression = true;
   // Options::recording_ingest (decision 0055).
   bool recording_ingest = true;
+  // Options::recording_pipeline (decision 0061).
+  bool recording_pipeline = true;
   mutable ResealCounters reseal;
   // What the WAL scans of this open cost (StoreStats::open), summed over
   // the metadata instance and the shards, which open in parallel.
@@ -409,6 +411,9 @@ class Shard {
   // table file of their own in ingest_dir() and ingest it at Finish
   // (decision 0055).
   bool recording_ingest() const { return res_->recording_ingest; }
+  // Options::recording_pipeline: an ingesting writer hashes and writes a
+  // chunk on a thread of its own while it seals the next (decision 0061).
+  bool recording_pipeline() const { return res_->recording_pipeline; }
   // <shard>/ingest: the table files of recordings being written, each
   // named by its writer (engine/recordings.cc). Not RocksDB's: it never
   // lists subdirectories. Emptied at every writable open (a file there is

@@ -174,6 +174,13 @@ struct Options {
   // the memtable (blob files at flush), `Finish` syncs the WAL (the path
   // before 0055). Recordings written either way read the same.
   bool recording_ingest = true;
+  // A recording writer on the ingest path seals each chunk on the caller's
+  // thread while a thread of its own hashes the previous chunk (SHA-256)
+  // and adds it to the table file (docs/decisions/0061): one chunk in
+  // flight, so a writer holds at most two chunks' plaintext and ciphertext.
+  // An error of that thread is returned by the next Append or Finish.
+  // false: all of it on the caller's thread (the path before 0061).
+  bool recording_pipeline = true;
   // Loaded compression dictionaries of every tenant, least recently used
   // dropped first beyond this (a dropped one is read again from its row at
   // its next use; ~90 KiB each). Default: 64 MiB (~700 tenants' in use at
