@@ -26,6 +26,9 @@ constexpr size_t kPiece = 256u << 10;  // bytes per Append
 
 std::unique_ptr<System> Make(const std::string& which, const std::string& dir) {
   if (which == "callvault") return std::make_unique<CallvaultSystem>(dir);
+  if (which == "callvault-serial") {
+    return std::make_unique<CallvaultSystem>(dir, true, [](Options* o) { o->recording_pipeline = false; });
+  }
   return std::make_unique<RawSystem>(dir);
 }
 
@@ -92,8 +95,11 @@ Json RunRecordings(const Config& cfg) {
   const std::string warm = data.substr(0, std::min<size_t>(data.size(), 8u << 20));
   const Call call = MakeCalls(1, 0.05, 77)[0];
   std::map<std::string, std::vector<double>> write_mb_s, read_mb_s, write_cpu_ms;
-  std::vector<double> dd_mb_s, aead_mb_s, write_ratio, read_ratio;
-  const std::vector<std::string> systems = {"callvault", "rocksdb"};
+  std::vector<double> dd_mb_s, aead_mb_s, write_ratio, read_ratio, serial_ratio;
+  std::vector<std::string> systems = {"callvault", "rocksdb"};
+  // An A/B of decision 0061 in the same run: the writer on one thread too.
+  const bool ab = std::getenv("CALLVAULT_BENCH_RECORDING_AB") != nullptr;
+  if (ab) systems.push_back("callvault-serial");
   if (sodium_init() < 0) Fail("sodium_init");
   Json rep_loads = Json::array();
   for (int rep = -1; rep < cfg.reps; ++rep) {  // rep -1: warm-up, not recorded
@@ -134,6 +140,7 @@ Json RunRecordings(const Config& cfg) {
           write_ratio.push_back(write_mb_s[s].back() / dd);
           read_ratio.push_back(read_mb_s[s].back() / aead);
         }
+        if (s == "callvault-serial") serial_ratio.push_back(write_mb_s[s].back() / dd);
       }
       sys.reset();
       RemoveTree(dir);
@@ -160,6 +167,7 @@ Json RunRecordings(const Config& cfg) {
   j["aead_open_mb_per_s"] = Summary(aead_mb_s);
   j["callvault_write_vs_synced_file"] = Summary(write_ratio);
   j["callvault_read_vs_aead"] = Summary(read_ratio);
+  if (ab) j["callvault_serial_write_vs_synced_file"] = Summary(serial_ratio);
   j["rep_loadavg"] = rep_loads;
   return j;
 }

@@ -68,7 +68,9 @@ Json MemtableBudgets(const std::vector<size_t>& tenants) {
 // ---------------------------------------------------------------------------
 // callvault
 
-CallvaultSystem::CallvaultSystem(const std::string& dir, bool create) : dir_(dir) {
+CallvaultSystem::CallvaultSystem(const std::string& dir, bool create,
+                                 const std::function<void(Options*)>& adjust)
+    : dir_(dir) {
   MakeDirs(dir_);
   auto kp = NewFileKeyProvider(dir_ + "/keys");
   Check(kp.status(), "open key provider");
@@ -85,6 +87,11 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create) : dir_(dir
   if (const char* v = std::getenv("CALLVAULT_BENCH_RECORDING_INGEST")) {
     o.recording_ingest = std::string(v) != "0";
   }
+  // Before/after of decision 0061 (0 = a recording writer on one thread).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_RECORDING_PIPELINE")) {
+    o.recording_pipeline = std::string(v) != "0";
+  }
+  if (adjust) adjust(&o);
   o.create_if_missing = create;
   o.region = "bench";
   auto s = Store::Open(o, dir_ + "/store");

@@ -11,6 +11,7 @@
 
 #include <rocksdb/db.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <shared_mutex>
@@ -74,7 +75,10 @@ class System {
 // the store in <dir>/store.
 class CallvaultSystem : public System {
  public:
-  explicit CallvaultSystem(const std::string& dir, bool create = true);
+  // `adjust`, if given, changes the options after the environment's (an A/B
+  // of one option within one run).
+  explicit CallvaultSystem(const std::string& dir, bool create = true,
+                           const std::function<void(Options*)>& adjust = nullptr);
   ~CallvaultSystem() override;
   const char* name() const override { return "callvault"; }
   std::string DataDir() const override { return dir_ + "/store"; }
