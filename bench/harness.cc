@@ -13,7 +13,10 @@
 // Environment: CALLVAULT_BENCH_DICTIONARY_CALLS=N sets callvault's
 // Options::dictionary_training_calls (0 = no dictionaries), for before/after
 // runs; CALLVAULT_BENCH_DEFER_COMPRESSION=0 sets Options::defer_compression
-// false (decision 0052). Unset, callvault runs with its defaults.
+// false (decision 0052); CALLVAULT_BENCH_RECORDING_PIPELINE=0 sets
+// Options::recording_pipeline false, and CALLVAULT_BENCH_RECORDING_AB=1 runs
+// the recordings step's writer with it off too, as "callvault-serial"
+// (decision 0061). Unset, callvault runs with its defaults.
 #include <unistd.h>
 
 #include <cstdlib>
