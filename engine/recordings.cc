@@ -24,6 +24,7 @@
 #include <sodium.h>
 #include <sys/stat.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -275,7 +276,9 @@ class Writer final : public RecordingWriter {
     buffer_.reserve(kRecordingChunkBytes);
     ingest_ = t->shard->recording_ingest();
     pipeline_ = ingest_ && t->shard->recording_pipeline();
-    if (pipeline_) work_plain_.reserve(kRecordingChunkBytes);
+    if (pipeline_) {
+      for (Job& j : jobs_) j.plain.reserve(kRecordingChunkBytes);
+    }
     started_ = true;
     return Status::OK();
   }
@@ -456,79 +459,95 @@ class Writer final : public RecordingWriter {
     state_.Wipe();
     key_.Wipe();
     sodium_memzero(buffer_.data(), buffer_.size());
-    sodium_memzero(work_plain_.data(), work_plain_.size());
+    for (Job& j : jobs_) sodium_memzero(j.plain.data(), j.plain.size());
   }
 
   // The pipeline (Options::recording_pipeline, decision 0061): the caller's
   // thread seals chunk N+1 while the worker hashes chunk N's plaintext and
   // adds its sealed bytes to the table file (SstFileWriter::Put: the copy
   // into the block, the XXH3 checksums, the write; at a file's end its
-  // synced Finish). One chunk in flight: the caller hands the worker its
-  // buffers only once the worker is idle, and touches sha_, sst_, files_
-  // and finished_ only then (the hand-off under work_mu_ orders them).
-  // Chunks reach the file in order; the file is opened on the caller's
-  // thread, which holds the tenant then.
+  // synced Finish). At most kChunksInFlight chunks are handed over and not
+  // yet written: the caller waits for a free slot (two, so that a worker
+  // scheduled late on a busy machine does not stall the caller at every
+  // chunk). The worker takes them in order; it alone touches sha_, sst_,
+  // files_ and finished_ until it is idle (the hand-offs under work_mu_
+  // order them). A new table file is opened on the caller's thread, which
+  // holds the tenant, with the worker idle.
 
   // Waits until the worker is idle; its first error, if any, stays (every
-  // later chunk is refused by it).
+  // later chunk is skipped by it).
   Status WaitWorker() {
     std::unique_lock<std::mutex> l(work_mu_);
-    work_cv_.wait(l, [this] { return !work_busy_; });
+    work_cv_.wait(l, [this] { return work_queued_ == 0; });
     return work_status_;
   }
-  // Waits until the worker is idle; a failed chunk of it breaks the writer
-  // and removes its files, as a failed chunk on the caller's thread does.
-  Status TakeWorkerError() {
-    Status s = WaitWorker();
+  // A failed chunk of the worker breaks the writer and removes its files,
+  // as a failed chunk on the caller's thread does.
+  Status Broken(Status s) {
     if (!s.ok()) {
       DropFiles();
       broken_ = s;
     }
     return s;
   }
-  // TakeWorkerError without waiting: the worker's error if it has failed
-  // (it is idle then), else OK.
+  // Waits until the worker is idle and returns its error.
+  Status TakeWorkerError() { return Broken(WaitWorker()); }
+  // The worker's error if it has failed, without waiting.
   Status PollWorkerError() {
     Status s;
     {
       std::lock_guard<std::mutex> l(work_mu_);
       s = work_status_;
     }
-    if (!s.ok()) {
-      DropFiles();
-      broken_ = s;
-    }
-    return s;
+    return Broken(s);
   }
   // Hands the sealed chunk value_ (under `key`) and its plaintext buffer_
-  // (hashed when `hash`) to the idle worker, starting it the first time.
-  // The caller keeps the worker's previous buffers to fill next.
-  void Submit(std::string key, bool hash) {
-    std::lock_guard<std::mutex> l(work_mu_);
-    std::swap(buffer_, work_plain_);
-    std::swap(value_, work_value_);
-    work_key_ = std::move(key);
-    work_hash_ = hash;
-    work_busy_ = true;
-    if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
-    work_cv_.notify_all();
+  // (hashed when `hash`) to the worker, which finishes the table file after
+  // it when `close`; starts the worker the first time. Waits for a free
+  // slot; the caller fills the slot's previous buffers next.
+  Status Submit(std::string key, bool hash, bool close) {
+    Status s;
+    {
+      std::unique_lock<std::mutex> l(work_mu_);
+      work_cv_.wait(l, [this] { return work_queued_ < kChunksInFlight; });
+      s = work_status_;
+      if (s.ok()) {
+        Job& j = jobs_[(work_head_ + work_queued_) % kChunksInFlight];
+        std::swap(buffer_, j.plain);
+        std::swap(value_, j.value);
+        j.key = std::move(key);
+        j.hash = hash;
+        j.close = close;
+        ++work_queued_;
+        if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
+        work_cv_.notify_all();
+      }
+    }
+    return Broken(s);
   }
   void WorkerLoop() {
     std::unique_lock<std::mutex> l(work_mu_);
     for (;;) {
-      work_cv_.wait(l, [this] { return work_busy_ || work_stop_; });
-      if (!work_busy_) return;  // stopped, nothing in flight
+      work_cv_.wait(l, [this] { return work_queued_ > 0 || work_stop_; });
+      if (work_queued_ == 0) return;  // stopped, nothing in flight
+      Job& j = jobs_[work_head_];  // the caller leaves a queued slot alone
+      const bool skip = !work_status_.ok();
       l.unlock();
-      if (work_hash_) sha_.Update(work_plain_);
-      Status s = PutChunk(work_key_, work_value_);
+      Status s;
+      if (!skip) {
+        if (j.hash) sha_.Update(j.plain);
+        s = PutChunk(j.key, j.value);
+        if (s.ok() && j.close) s = CloseFile();
+      }
       l.lock();
       if (work_status_.ok()) work_status_ = s;
-      work_busy_ = false;
+      work_head_ = (work_head_ + 1) % kChunksInFlight;
+      --work_queued_;
       work_cv_.notify_all();
     }
   }
-  // Joins the worker after its chunk in flight (a writer destroyed or
-  // aborted mid-pipeline: that chunk's file goes with DropFiles).
+  // Joins the worker after the chunks in flight (a writer destroyed or
+  // aborted mid-pipeline: their file goes with DropFiles).
   void StopWorker() {
     if (!worker_.joinable()) return;
     {
@@ -582,6 +601,7 @@ class Writer final : public RecordingWriter {
   }
 
   // Ingested path: starts the writer's next table file unless one is open.
+  // Pipelined: only with the worker idle.
   Status OpenFile(const TenantRef& t) {
     rocksdb::DB* db = t->shard->db();
     if (sst_ == nullptr) {
@@ -609,13 +629,16 @@ class Writer final : public RecordingWriter {
     return Status::OK();
   }
 
-  // Ingested path: appends a sealed chunk to the open table file (OpenFile)
-  // and finishes that file once it is large enough.
+  // Ingested path: appends a sealed chunk to the open table file (OpenFile).
   Status PutChunk(const std::string& key, const std::string& value) {
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(sst_->Put(key, value), "write recording chunk"));
-    sst_bytes_ += value.size();
-    if (sst_bytes_ >= g_ingest_file_bytes.load(std::memory_order_relaxed)) CV_RETURN_IF_ERROR(CloseFile());
-    return Status::OK();
+    return fsutil::FromRocks(sst_->Put(key, value), "write recording chunk");
+  }
+  // Counts the chunk value_ into the open file's bytes (the caller's
+  // count: the worker may still be writing earlier chunks); true when the
+  // file is to be finished after it.
+  bool FileFullAfterThisChunk() {
+    sst_bytes_ += value_.size();
+    return sst_bytes_ >= g_ingest_file_bytes.load(std::memory_order_relaxed);
   }
 
   // Finishes the current table file (synced: SstFileWriter::Finish) and
@@ -682,6 +705,7 @@ class Writer final : public RecordingWriter {
   // Removes every table file of this writer (none is ingested then).
   void DropFiles() {
     WaitWorker().IgnoreError();  // the worker writes sst_ and files_ until idle
+    file_open_ = false;
     if (!ingest_ || (sst_ == nullptr && sst_path_.empty() && files_.empty())) return;
     sst_.reset();  // abandons an unfinished file
     if (!sst_path_.empty()) files_.push_back(std::move(sst_path_));
@@ -744,19 +768,21 @@ class Writer final : public RecordingWriter {
     }
     std::string key = format::RecordingChunkKey(names_.call_hash, names_.rec_hash, next_chunk_);
     if (pipeline_) {
-      // The previous chunk is in the file (or failed) before this one goes.
-      CV_RETURN_IF_ERROR(TakeWorkerError());
-      Status s = OpenFile(t);
-      if (!s.ok()) {
-        DropFiles();
-        broken_ = s;
-        return s;
+      // A new file once the worker has finished the previous one (rare:
+      // every g_ingest_file_bytes).
+      if (!file_open_) {
+        CV_RETURN_IF_ERROR(TakeWorkerError());
+        CV_RETURN_IF_ERROR(Broken(OpenFile(t)));
+        file_open_ = true;
       }
+      const bool close = FileFullAfterThisChunk();
+      if (close) file_open_ = false;
       // The last chunk's plaintext was hashed by Finish.
-      Submit(std::move(key), !final);
+      CV_RETURN_IF_ERROR(Submit(std::move(key), !final, close));
     } else if (ingest_) {
       Status s = OpenFile(t);
       if (s.ok()) s = PutChunk(key, value_);
+      if (s.ok() && FileFullAfterThisChunk()) s = CloseFile();
       if (!s.ok()) {
         DropFiles();
         broken_ = s;
@@ -795,16 +821,23 @@ class Writer final : public RecordingWriter {
   std::string value_;   // the sealed chunk, reused
   // Pipelined (decision 0061): the worker thread and the chunk it holds.
   bool pipeline_ = false;
+  static constexpr size_t kChunksInFlight = 2;
+  struct Job {
+    std::string plain;  // the chunk's plaintext (hashed), then the caller's next buffer
+    std::string value;  // the sealed chunk
+    std::string key;
+    bool hash = false;
+    bool close = false;  // finish the table file after this chunk
+  };
+  std::array<Job, kChunksInFlight> jobs_;
   std::thread worker_;
   std::mutex work_mu_;
   std::condition_variable work_cv_;
-  bool work_busy_ = false;  // a chunk is handed over and not yet written
+  size_t work_head_ = 0;    // the slot of the oldest chunk handed over
+  size_t work_queued_ = 0;  // chunks handed over and not yet written
   bool work_stop_ = false;
   Status work_status_;      // the worker's first failure
-  std::string work_plain_;  // the chunk's plaintext (hashed), then the caller's next buffer
-  std::string work_value_;  // the sealed chunk
-  std::string work_key_;
-  bool work_hash_ = false;
+  bool file_open_ = false;  // the caller's view: sst_ takes more chunks
   uint64_t size_ = 0;
   uint32_t next_chunk_ = 0;
   uint32_t key_version_ = 0;  // the tenant's at Begin
