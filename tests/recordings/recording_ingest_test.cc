@@ -554,8 +554,8 @@ TEST_F(RecordingPipelineTest, FilesFinishedOnTheWorkerHoldTheChunksInOrder) {
 // status to itself (RocksDB 7.8.3 returns it from Finish only): with files
 // of two chunks, the worker finishes the first file after chunk 1 and that
 // Finish returns the write error of chunk 0's block (the first write after
-// Inject), on the worker. The Append that seals chunk 2 waits for chunk 1:
-// it returns the error. The file is gone at once; every later call fails;
+// Inject), on the worker. The Append that seals chunk 2 needs the next
+// file, opened only with the worker idle: it waits, and returns the error. The file is gone at once; every later call fails;
 // nothing is kept.
 TEST_F(RecordingPipelineTest, WorkerWriteErrorReturnsAtTheNextAppend) {
   SmallFiles small;
