@@ -30,6 +30,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 
 #include "call_generated.h"
@@ -503,8 +504,8 @@ class Writer final : public RecordingWriter {
   }
   // Hands the sealed chunk value_ (under `key`) and its plaintext buffer_
   // (hashed when `hash`) to the worker, which finishes the table file after
-  // it when `close`; starts the worker the first time. Waits for a free
-  // slot; the caller fills the slot's previous buffers next.
+  // it when `close`. Waits for a free slot; the caller fills the slot's
+  // previous buffers next.
   Status Submit(std::string key, bool hash, bool close) {
     Status s;
     {
@@ -519,11 +520,21 @@ class Writer final : public RecordingWriter {
         j.hash = hash;
         j.close = close;
         ++work_queued_;
-        if (!worker_.joinable()) worker_ = std::thread([this] { WorkerLoop(); });
         work_cv_.notify_all();
       }
     }
     return Broken(s);
+  }
+  // At the first chunk, before anything is handed over.
+  Status StartWorker() {
+    try {
+      worker_ = std::thread([this] { WorkerLoop(); });
+    } catch (const std::system_error&) {
+      return Status::ResourceExhausted(
+          "recording: cannot start the writer's thread (Options::recording_pipeline = false writes on the "
+          "caller's thread)");
+    }
+    return Status::OK();
   }
   void WorkerLoop() {
     std::unique_lock<std::mutex> l(work_mu_);
@@ -768,6 +779,7 @@ class Writer final : public RecordingWriter {
     }
     std::string key = format::RecordingChunkKey(names_.call_hash, names_.rec_hash, next_chunk_);
     if (pipeline_) {
+      if (!worker_.joinable()) CV_RETURN_IF_ERROR(Broken(StartWorker()));
       // A new file once the worker has finished the previous one (rare:
       // every g_ingest_file_bytes).
       if (!file_open_) {
