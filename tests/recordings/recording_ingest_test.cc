@@ -480,14 +480,20 @@ class RecordingPipelineTest : public RecordingIngestTest {
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     return store.ok() ? std::move(store).value() : nullptr;
   }
-  // A store on a FaultFS and writer "r1" of it, with the next write of any
-  // file failing (forever: every later one).
-  void StartFaultyWriter(std::unique_ptr<Store>* store, std::unique_ptr<RecordingWriter>* w, bool forever = false) {
-    *store = OpenFaulty();
-    ASSERT_NE(*store, nullptr);
-    auto created = (*store)->CreateRecording("acme", "call-1", {.recording_id = "r1", .content_type = "audio/ogg"});
+  // A store on a FaultFS and writer "r1" of it, writing table files of two
+  // chunks, with the next write of any file failing (forever: every later
+  // one).
+  struct Faulty {
+    SmallFiles small;
+    std::unique_ptr<Store> store;
+    std::unique_ptr<RecordingWriter> w;
+  };
+  void StartFaultyWriter(Faulty* f, bool forever = false) {
+    f->store = OpenFaulty();
+    ASSERT_NE(f->store, nullptr);
+    auto created = f->store->CreateRecording("acme", "call-1", {.recording_id = "r1", .content_type = "audio/ogg"});
     ASSERT_OK(created);
-    *w = std::move(created).value();
+    f->w = std::move(created).value();
     ffs_->Inject({.kinds = testutil::kOpWrite, .nth = 1, .forever = forever});
   }
 
@@ -558,12 +564,11 @@ TEST_F(RecordingPipelineTest, FilesFinishedOnTheWorkerHoldTheChunksInOrder) {
 // file, opened only with the worker idle: it waits, and returns the error. The file is gone at once; every later call fails;
 // nothing is kept.
 TEST_F(RecordingPipelineTest, WorkerWriteErrorReturnsAtTheNextAppend) {
-  SmallFiles small;
   const std::string data = workload::RandomBytes(seed_, 4 * kChunk);
   {
-    std::unique_ptr<Store> store;
-    std::unique_ptr<RecordingWriter> w;
-    ASSERT_NO_FATAL_FAILURE(StartFaultyWriter(&store, &w));
+    Faulty f;
+    ASSERT_NO_FATAL_FAILURE(StartFaultyWriter(&f));
+    auto& w = f.w;
     Status s = w->Append(std::string_view(data).substr(0, 3 * kChunk));
     ffs_->Lift();
     EXPECT_EQ(ffs_->injected(), 1u) << "no write failed: " << ffs_->first_injected();
@@ -574,7 +579,7 @@ TEST_F(RecordingPipelineTest, WorkerWriteErrorReturnsAtTheNextAppend) {
     EXPECT_FALSE(w->Finish().ok());
     EXPECT_EQ(IngestEntries(), 0u);
     std::string got;
-    EXPECT_EQ(rectest::ReadRange(store.get(), "acme", "call-1", "r1", 0, UINT64_MAX, &got).code(), Code::kNotFound);
+    EXPECT_EQ(rectest::ReadRange(f.store.get(), "acme", "call-1", "r1", 0, UINT64_MAX, &got).code(), Code::kNotFound);
   }
   ExpectNothingKept();
 }
@@ -583,12 +588,11 @@ TEST_F(RecordingPipelineTest, WorkerWriteErrorReturnsAtTheNextAppend) {
 // and returns its error. (Lost, Finish would go on with a new file for the
 // last chunk and fail on the broken first one without the injected error.)
 TEST_F(RecordingPipelineTest, WorkerWriteErrorReturnsAtFinish) {
-  SmallFiles small;
   const std::string data = workload::RandomBytes(seed_, 2 * kChunk);
   {
-    std::unique_ptr<Store> store;
-    std::unique_ptr<RecordingWriter> w;
-    ASSERT_NO_FATAL_FAILURE(StartFaultyWriter(&store, &w));
+    Faulty f;
+    ASSERT_NO_FATAL_FAILURE(StartFaultyWriter(&f));
+    auto& w = f.w;
     // Chunks 0 and 1 handed over; chunk 1's Put fails on the worker, after
     // this Append looked for an error. Finish seals the (empty) last chunk.
     ASSERT_OK(w->Append(data));
@@ -600,12 +604,12 @@ TEST_F(RecordingPipelineTest, WorkerWriteErrorReturnsAtFinish) {
     EXPECT_EQ(IngestEntries(), 0u) << "the failed writer's table file was kept";
     EXPECT_FALSE(w->Finish().ok());
     std::string got;
-    EXPECT_EQ(rectest::ReadRange(store.get(), "acme", "call-1", "r1", 0, UINT64_MAX, &got).code(), Code::kNotFound);
+    EXPECT_EQ(rectest::ReadRange(f.store.get(), "acme", "call-1", "r1", 0, UINT64_MAX, &got).code(), Code::kNotFound);
     // The store writes on: another recording after the fault.
-    ASSERT_OK(rectest::WriteRecording(store.get(), "acme", "call-1", "r2", data));
-    ASSERT_OK(rectest::ReadRange(store.get(), "acme", "call-1", "r2", 0, UINT64_MAX, &got));
+    ASSERT_OK(rectest::WriteRecording(f.store.get(), "acme", "call-1", "r2", data));
+    ASSERT_OK(rectest::ReadRange(f.store.get(), "acme", "call-1", "r2", 0, UINT64_MAX, &got));
     EXPECT_TRUE(got == data);
-    ASSERT_OK(store->DeleteRecording("acme", "call-1", "r2"));
+    ASSERT_OK(f.store->DeleteRecording("acme", "call-1", "r2"));
   }
   ExpectNothingKept();
 }
@@ -627,12 +631,10 @@ TEST_F(RecordingPipelineTest, WriterDestroyedMidPipeline) {
     EXPECT_EQ(IngestEntries(), 0u) << "writer " << i;
   }
   {
-    SmallFiles small;
-    std::unique_ptr<Store> store;
-    std::unique_ptr<RecordingWriter> w;
-    ASSERT_NO_FATAL_FAILURE(StartFaultyWriter(&store, &w, /*forever=*/true));
-    w->Append(std::string_view(data).substr(0, 2 * kChunk)).IgnoreError();
-    w.reset();  // its worker failed (or is failing) on chunk 1
+    Faulty f;
+    ASSERT_NO_FATAL_FAILURE(StartFaultyWriter(&f, /*forever=*/true));
+    f.w->Append(std::string_view(data).substr(0, 2 * kChunk)).IgnoreError();
+    f.w.reset();  // its worker failed (or is failing) on chunk 1
     ffs_->Lift();
     EXPECT_EQ(IngestEntries(), 0u);
   }
