@@ -91,6 +91,10 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create,
   if (const char* v = std::getenv("CALLVAULT_BENCH_RECORDING_PIPELINE")) {
     o.recording_pipeline = std::string(v) != "0";
   }
+  // Before/after of decision 0060 (0 = freed memory never trimmed).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_HEAP_TRIM_STEP")) {
+    o.heap_trim_step_bytes = std::strtoull(v, nullptr, 10);
+  }
   if (adjust) adjust(&o);
   o.create_if_missing = create;
   o.region = "bench";

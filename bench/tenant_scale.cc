@@ -262,6 +262,21 @@ Json Active(const ChildArgs& a) {
     Call c;
     while (!stop.load(std::memory_order_relaxed)) busy_get_ms.push_back(get_ms(rng, &c));
   });
+  // Memtable bytes now (callvault: its write buffer manager's count, as
+  // Stats() reports it; raw: every family's memtables), sampled every 100
+  // batches: the step's RSS after settling keeps what glibc held at the
+  // peak, so the peak is what the memtables' bound must explain.
+  auto memtable_bytes = [&]() -> uint64_t {
+    if (system == "callvault") {
+      auto m = static_cast<CallvaultSystem*>(sys.get())->store()->Metrics();
+      if (!m.ok()) Fail("active: metrics: " + m.status().ToString());
+      return m->memtable_bytes;
+    }
+    uint64_t v = 0;
+    static_cast<RawSystem*>(sys.get())->db()->GetAggregatedIntProperty("rocksdb.size-all-mem-tables", &v);
+    return v;
+  };
+  uint64_t memtable_peak = 0;
   const uint64_t written0 = WrittenBytes();
   std::vector<double> batch_ms;
   batch_ms.reserve(total / a.active_batch);
@@ -282,6 +297,7 @@ Json Active(const ChildArgs& a) {
       Timer bt;
       sys->Put(names[t], b);
       batch_ms.push_back(bt.Millis());
+      if (batch_ms.size() % 100 == 0) memtable_peak = std::max(memtable_peak, memtable_bytes());
       done += a.active_batch;
       if (half_at < 0 && done * 2 >= total) half_at = all.Seconds();
     }
@@ -313,7 +329,8 @@ Json Active(const ChildArgs& a) {
          {"written_bytes", written},
          {"written_bytes_per_call", static_cast<double>(written) / static_cast<double>(total)},
          {"rss_bytes", RssBytes()},
-         {"peak_rss_bytes", PeakRssBytes()}};
+         {"peak_rss_bytes", PeakRssBytes()},
+         {"memtable_peak_bytes", memtable_peak}};
   if (system == "callvault") {
     auto st = static_cast<CallvaultSystem*>(sys.get())->store()->Stats();
     if (!st.ok()) Fail("active: stats: " + st.status().ToString());
@@ -330,7 +347,10 @@ Json Active(const ChildArgs& a) {
                        {"memtable_budget", st->memory.memtable_budget},
                        {"block_cache_bytes", st->memory.block_cache_bytes},
                        {"dictionary_bytes", st->memory.dictionary_bytes},
-                       {"dictionaries", st->memory.dictionaries}};
+                       {"dictionaries", st->memory.dictionaries},
+                       {"table_reader_bytes", st->memory.table_reader_bytes},
+                       {"allocator_free_bytes", st->memory.allocator_free_bytes},
+                       {"heap_trims", st->memory.heap_trims}};
     j["dictionaries_trained"] = st->dictionary_training.trained;
     j["records_resealed"] = st->compression.resealed;
     j["records_kept_uncompressed"] = st->compression.kept;
@@ -341,6 +361,7 @@ Json Active(const ChildArgs& a) {
     }
     j["sst_files"] = ssts;
   }
+  j["heap"] = HeapBreakdown();  // last: it trims the heap
   sys.reset();
   return j;
 }

@@ -2,6 +2,7 @@
 
 #include <rocksdb/version.h>
 #include <sodium.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <zstd.h>
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -116,6 +118,27 @@ static uint64_t StatusField(const char* field) {
 
 uint64_t RssBytes() { return StatusField("VmRSS:"); }
 uint64_t PeakRssBytes() { return StatusField("VmHWM:"); }
+
+Json HeapBreakdown() {
+  const struct mallinfo2 mi = mallinfo2();
+  Json j{{"heap_in_use_bytes", mi.uordblks + mi.hblkhd},
+         {"heap_free_kept_bytes", mi.fordblks},
+         {"heap_mmapped_bytes", mi.hblkhd},
+         {"heap_arena_bytes", mi.arena}};
+  std::ifstream in("/proc/self/smaps_rollup");
+  const std::pair<const char*, const char*> fields[] = {{"Rss:", "smaps_rss_bytes"},
+                                                       {"Anonymous:", "anonymous_bytes"}};
+  for (std::string line; std::getline(in, line);) {
+    for (const auto& [field, name] : fields) {
+      if (line.rfind(field, 0) == 0) {
+        j[name] = std::strtoull(line.c_str() + std::strlen(field), nullptr, 10) * 1024;  // kB
+      }
+    }
+  }
+  malloc_trim(0);
+  j["rss_after_trim_bytes"] = RssBytes();
+  return j;
+}
 
 static std::string CpuModel() {
   std::ifstream in("/proc/cpuinfo");

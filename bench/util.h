@@ -59,6 +59,12 @@ void MakeDirs(const std::string& dir);
 // Resident set size of this process (VmRSS), bytes; and its peak (VmHWM).
 uint64_t RssBytes();
 uint64_t PeakRssBytes();
+// Where the resident memory is, for the many-active-tenants step: glibc's
+// heap (mallinfo2: bytes in use by live allocations, free bytes it keeps,
+// mmapped chunks, arenas' total), the process's anonymous and file-backed
+// resident bytes (smaps_rollup), and the resident size after malloc_trim(0)
+// (what the heap kept free but could return). Trims the heap: call last.
+Json HeapBreakdown();
 
 // /proc/loadavg's first three fields (other work on the machine skews absolute times).
 std::string LoadAvg();

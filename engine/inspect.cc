@@ -404,6 +404,15 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   return m;
 }
 
+namespace {
+// What the open table files' readers of every family of `db` hold outside
+// the block cache (RocksDB's estimate).
+uint64_t TableReaderBytes(rocksdb::DB* db) {
+  uint64_t v = 0;
+  return db->GetAggregatedIntProperty("rocksdb.estimate-table-readers-mem", &v) ? v : 0;
+}
+}  // namespace
+
 Result<StoreStats> Store::Impl::Stats() {
   PollDamagedFamilies();
   CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
@@ -431,6 +440,9 @@ Result<StoreStats> Store::Impl::Stats() {
     st.memory.dictionary_misses = d.misses;
     st.memory.dictionary_evictions = d.evictions;
   }
+  st.memory.allocator_free_bytes = AllocatorFreeBytes();
+  st.memory.heap_trims = res_->heap_trimmer->trims();
+  if (meta_ != nullptr) st.memory.table_reader_bytes += TableReaderBytes(meta_.get());
   {
     std::lock_guard<std::mutex> l(train_mu_);
     st.dictionary_training.queued = train_queue_.size();
@@ -459,6 +471,7 @@ Result<StoreStats> Store::Impl::Stats() {
         continue;
       }
       ss.tenants = static_cast<uint32_t>(s->family_count());
+      st.memory.table_reader_bytes += TableReaderBytes(s->db());
       std::vector<rocksdb::LiveFileMetaData> files;
       s->db()->GetLiveFilesMetaData(&files);
       ss.sst_files = files.size();

@@ -1,5 +1,6 @@
 #include "engine/shard.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <rocksdb/cache.h>
@@ -708,6 +709,30 @@ uint64_t FileLimitNeeded(uint32_t shards) {
   uint64_t need = std::max(tables + 64, (tables * 8 + 6) / 7);
   while (need > tables && OpenFilesPerInstance(need - 1, shards) > 0) --need;
   return need;
+void HeapTrimmer::MaybeTrim() {
+#if defined(__GLIBC__)
+  if (step_ == 0) return;
+  const size_t now = wbm_->memory_usage();
+  size_t high = high_.load();
+  while (now > high && !high_.compare_exchange_weak(high, now)) {
+  }
+  high = high_.load();  // a trim may have lowered it meanwhile
+  if (high <= now || high - now < step_) return;
+  bool idle = false;
+  if (!trimming_.compare_exchange_strong(idle, true)) return;  // another flush thread trims
+  high_.store(now);
+  malloc_trim(0);
+  trims_.fetch_add(1, std::memory_order_relaxed);
+  trimming_.store(false);
+#endif
+}
+
+uint64_t AllocatorFreeBytes() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  return mallinfo2().fordblks;
+#else
+  return 0;
+#endif
 }
 
 std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
@@ -740,6 +765,8 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   // with kSkipAnyCorruptedRecords instead (docs/decisions/0014).
   d.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   d.write_buffer_manager = r->write_buffer_manager;
+  r->heap_trimmer = std::make_shared<HeapTrimmer>(r->write_buffer_manager, options.heap_trim_step_bytes);
+  d.listeners.push_back(r->heap_trimmer);
   d.statistics = r->statistics;
   // Its periodic dump of the statistics into the info log: off (Metrics()
   // reads them; with a logger they would flood it every 10 minutes).

@@ -133,6 +133,41 @@ uint32_t MaxShardsForLimit(uint64_t limit);
 // The least limit at which OpenFilesPerInstance gives `shards` a budget.
 uint64_t FileLimitNeeded(uint32_t shards);
 
+// Returns to the system the memory the memtables gave back
+// (Options::heap_trim_step_bytes, docs/decisions/0060). glibc keeps freed
+// memory in its heaps, and the memtables' arena blocks are freed between
+// longer-lived allocations made meanwhile (table readers, versions), so
+// what they held at their peak stayed resident after every flush. One per
+// store, a listener of every instance: it follows the write buffer
+// manager's count from flush to flush and, once it has fallen by `step`
+// from its high mark since the last trim, calls malloc_trim(0) in the
+// flush thread that saw it (not in a writer's: the synced put path pays
+// nothing). Checked when a flush begins as well as when it completes: a
+// flushed memtable is freed only after its flush's completion is reported,
+// so the next flush is the first to see it gone. A no-op with step 0 and
+// off glibc.
+class HeapTrimmer : public rocksdb::EventListener {
+ public:
+  HeapTrimmer(std::shared_ptr<rocksdb::WriteBufferManager> wbm, size_t step)
+      : wbm_(std::move(wbm)), step_(step) {}
+  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { MaybeTrim(); }
+  void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { MaybeTrim(); }
+  uint64_t trims() const { return trims_.load(std::memory_order_relaxed); }
+
+ private:
+  void MaybeTrim();
+
+  const std::shared_ptr<rocksdb::WriteBufferManager> wbm_;
+  const size_t step_;
+  std::atomic<size_t> high_{0};  // the count's high mark since the last trim
+  std::atomic<bool> trimming_{false};
+  std::atomic<uint64_t> trims_{0};
+};
+
+// Free memory malloc holds for the whole process (glibc's mallinfo2), 0
+// where unknown.
+uint64_t AllocatorFreeBytes();
+
 struct SharedResources {
   // options.env with its FileSystem wrapped in `close_check` (threads and
   // clock are options.env's).
@@ -141,6 +176,8 @@ struct SharedResources {
   std::unique_ptr<rocksdb::Env> own_env;
   std::shared_ptr<rocksdb::Cache> block_cache;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
+  // In db_options.listeners: every instance's flushes report to it.
+  std::shared_ptr<HeapTrimmer> heap_trimmer;
   // Every tenant's loaded compression dictionaries, within
   // Options::dictionary_cache_bytes.
   std::unique_ptr<DictionaryCache> dictionaries;

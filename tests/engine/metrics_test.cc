@@ -1,5 +1,6 @@
 // Store::Metrics, RenderPrometheus, Options::logger and Options::progress
 // (callvault/metrics.h; docs/decisions/0031).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -495,6 +496,57 @@ TEST(MetricsProgress, LongOperationsReport) {
   ASSERT_OK(ts->RunScheduledPurges(kT0 + kDay));
   check("purges", "tenants", 2);
   std::printf("LongOperationsReport: verify, retention, erase, purges reported\n");
+}
+
+// Decision 0060: what the store holds beyond its three budgets is in
+// Stats().memory: the readers of its open table files, the free memory
+// malloc keeps, and the trims that returned it to the system once the
+// memtables had shrunk by Options::heap_trim_step_bytes. Asserts on the
+// engine's own accounting, not on the resident size (noisy).
+TEST(MetricsMemory, TableReadersAndHeapTrimsAreReported) {
+  for (const size_t step : {size_t{0}, size_t{256} << 10}) {
+    SCOPED_TRACE(step);
+    TestStore ts;
+    ts.options.heap_trim_step_bytes = step;
+    ASSERT_OK(ts.Open());
+    ASSERT_OK(ts->CreateTenant({.tenant_id = "acme", .retention_days = 0}));
+    uint64_t memtable_high = 0;
+    constexpr int kRounds = 6;
+    // Rounds of ~1 MiB of calls, each flushed: a flush frees its memtable
+    // after it reports its end, so the next round's flush sees the drop.
+    for (int round = 0; round < kRounds; ++round) {
+      for (int i = 0; i < 16; ++i) {
+        Call c = MakeCall("c" + std::to_string(round) + "-" + std::to_string(i), kT0 + round * 100 + i);
+        for (auto& seg : c.transcript) seg.text = std::string(3000, static_cast<char>('a' + i));
+        ASSERT_OK(ts->PutCall("acme", c));
+      }
+      auto filled = ts->Stats();
+      ASSERT_OK(filled);
+      memtable_high = std::max(memtable_high, filled->memory.memtable_bytes);
+      ASSERT_OK(ts->Flush());
+    }
+    auto st = ts->Stats();
+    ASSERT_OK(st);
+    EXPECT_GT(memtable_high, step) << "each round fills more than a step";
+    EXPECT_GT(st->memory.table_reader_bytes, 0u) << "the flushes opened table files";
+    // Within its bound: a few table files here, a few KiB each; far below
+    // the memtables they came from.
+    EXPECT_LT(st->memory.table_reader_bytes, memtable_high);
+    EXPECT_GT(st->memory.allocator_free_bytes, 0u);
+    if (step == 0) {
+      EXPECT_EQ(st->memory.heap_trims, 0u) << "0 = never";
+    } else {
+      EXPECT_GT(st->memory.heap_trims, 0u) << "the memtables shrank by more than a step";
+      // At most one a round: each frees one memtable of ~1 MiB.
+      EXPECT_LE(st->memory.heap_trims, static_cast<uint64_t>(kRounds));
+    }
+    std::printf("TableReadersAndHeapTrimsAreReported: step %zu, memtables up to %llu, table readers %llu, "
+                "free in malloc %llu, %llu trims\n",
+                step, static_cast<unsigned long long>(memtable_high),
+                static_cast<unsigned long long>(st->memory.table_reader_bytes),
+                static_cast<unsigned long long>(st->memory.allocator_free_bytes),
+                static_cast<unsigned long long>(st->memory.heap_trims));
+  }
 }
 
 }  // namespace

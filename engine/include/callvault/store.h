@@ -186,6 +186,14 @@ struct Options {
   // its next use; ~90 KiB each). Default: 64 MiB (~700 tenants' in use at
   // once). See docs/operations.md, "Memory".
   size_t dictionary_cache_bytes = 64u << 20;
+  // Memory the store's memtables gave back, returned to the system
+  // (docs/decisions/0060): once the memtables' total has fallen by this
+  // much since the last time, a finished flush calls glibc's malloc_trim,
+  // which returns the free pages in the middle of malloc's heaps. Without
+  // it, what the memtables held at their peak stays resident (free to
+  // malloc, not to the system: 370 MB of 534 MB at 2,000 active tenants).
+  // 0 = never (and on C libraries other than glibc). Default: 64 MiB.
+  size_t heap_trim_step_bytes = 64u << 20;
   // The change feed's horizon (Store::ReadChanges, docs/decisions/0030):
   // each change of a tenant removes that tenant's events older than this
   // (up to 256 per change), so a token older than the horizon gets
@@ -587,6 +595,14 @@ struct StoreStats {
     uint64_t dictionary_bytes = 0, dictionary_budget = 0;    // Options::dictionary_cache_bytes
     uint64_t dictionaries = 0;                               // loaded now
     uint64_t dictionary_hits = 0, dictionary_misses = 0, dictionary_evictions = 0;  // since open
+    // Table readers of the open table files of every instance, outside the
+    // block cache (RocksDB's estimate; at most 512 files per instance).
+    uint64_t table_reader_bytes = 0;
+    // Free memory malloc holds for the whole process (glibc's mallinfo2:
+    // not only the store's), and the trims that returned it to the system
+    // since open (Options::heap_trim_step_bytes).
+    uint64_t allocator_free_bytes = 0;
+    uint64_t heap_trims = 0;
   } memory;
   // Background dictionary training (Options::dictionary_training_threads,
   // docs/decisions/0045): tenants queued and trainings running now; since
