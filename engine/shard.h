@@ -140,7 +140,8 @@ uint64_t FileLimitNeeded(uint32_t shards);
 // what they held at their peak stayed resident after every flush. One per
 // store, a listener of every instance: it follows the write buffer
 // manager's count from flush to flush and, once it has fallen by `step`
-// from its high mark since the last trim, calls malloc_trim(0) in the
+// from its high mark since the last trim and is below a quarter of the
+// budget (the writes have slowed down), calls malloc_trim(0) in the
 // flush thread that saw it (not in a writer's: the synced put path pays
 // nothing). Checked when a flush begins as well as when it completes: a
 // flushed memtable is freed only after its flush's completion is reported,

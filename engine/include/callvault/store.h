@@ -188,7 +188,8 @@ struct Options {
   size_t dictionary_cache_bytes = 64u << 20;
   // Memory the store's memtables gave back, returned to the system
   // (docs/decisions/0060): once the memtables' total has fallen by this
-  // much since the last time, a finished flush calls glibc's malloc_trim,
+  // much since the last time and is below a quarter of their budget
+  // (writes slowed down), a flush calls glibc's malloc_trim,
   // which returns the free pages in the middle of malloc's heaps. Without
   // it, what the memtables held at their peak stays resident (free to
   // malloc, not to the system: 370 MB of 534 MB at 2,000 active tenants).
@@ -599,8 +600,8 @@ struct StoreStats {
     // block cache (RocksDB's estimate; at most 512 files per instance).
     uint64_t table_reader_bytes = 0;
     // Free memory malloc holds for the whole process (glibc's mallinfo2:
-    // not only the store's), and the trims that returned it to the system
-    // since open (Options::heap_trim_step_bytes).
+    // not only the store's; whether or not a trim returned its pages to
+    // the system), and the trims since open (Options::heap_trim_step_bytes).
     uint64_t allocator_free_bytes = 0;
     uint64_t heap_trims = 0;
   } memory;
