@@ -709,6 +709,8 @@ uint64_t FileLimitNeeded(uint32_t shards) {
   uint64_t need = std::max(tables + 64, (tables * 8 + 6) / 7);
   while (need > tables && OpenFilesPerInstance(need - 1, shards) > 0) --need;
   return need;
+}
+
 void HeapTrimmer::MaybeTrim() {
 #if defined(__GLIBC__)
   if (step_ == 0) return;
