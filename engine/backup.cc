@@ -840,56 +840,176 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
 // openable; every writable open replays the tombstone log from its offset
 // before it serves, and removes it once that replay is synced. A restore
 // killed at any point after the copy is thus finished by the next open.
+//
+// The marker is bound to the copy it was written into (decision 0027,
+// "A marker bound to its copy"): Restore records a random restore id in the
+// copy's metadata instance (header field restore_id) before it signs the
+// marker naming it. Another directory of the same store (the live one)
+// never holds that id, so a genuine marker copied there is refused; the id
+// is removed from the header once the replay is done, so an old marker put
+// back into the finished copy is refused as well.
 
 namespace {
 constexpr char kRestorePending[] = "RESTORE_PENDING";
+constexpr char kRestoreIdField[] = "restore_id";
+constexpr int kRestorePendingFormat = 2;
+constexpr size_t kRestoreIdBytes = 16;
+constexpr size_t kMaxRestorePendingBytes = 64u << 10;
 
-nlohmann::json PendingBody(const BackupManifest& m) {
+nlohmann::json PendingBody(const BackupManifest& m, const std::string& restore_id) {
   nlohmann::json j;
-  j["format"] = 1;
+  j["format"] = kRestorePendingFormat;
   j["store_id"] = m.store_id;
   j["cut"] = m.cut;
   j["cut_id"] = m.cut_id;
   j["tombstone_offset"] = m.tombstone_offset;
+  j["restore_id"] = restore_id;
   return j;
+}
+
+Status BadMarker(const std::string& why) {
+  return Status::Corruption("RESTORE_PENDING: " + why +
+                            "; nothing was changed: the restore cannot be finished from it: restore "
+                            "again (docs/operations.md, \"Restore\")");
+}
+
+// Reads the marker without following a symbolic link: a link or another
+// non-regular entry is refused, never read (O_NOFOLLOW, then fstat on what
+// was opened). *present is false if there is none.
+Status ReadMarkerFile(const std::string& path, std::string* out, bool* present) {
+  *present = false;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == ENOENT) return Status::OK();
+    *present = true;
+    if (e == ELOOP) return BadMarker("is a symbolic link, not a marker a restore wrote");
+    return Status::IOError("open " + path + ": " + std::strerror(e));
+  }
+  *present = true;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return BadMarker("is not a regular file, not a marker a restore wrote");
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxRestorePendingBytes) {
+    ::close(fd);
+    return BadMarker("is larger than any marker a restore writes");
+  }
+  out->clear();
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      return Status::IOError("read " + path + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > kMaxRestorePendingBytes) {
+      ::close(fd);
+      return BadMarker("is larger than any marker a restore writes");
+    }
+  }
+  ::close(fd);
+  return Status::OK();
+}
+
+// Writes the restore id into the copy's metadata instance, opened as a
+// store opens it (same resources and options), synced.
+Status WriteRestoreId(const Options& options, const std::string& meta_dir, const std::string& id) {
+  std::unique_ptr<SharedResources> res = SharedResources::Make(options);
+  rocksdb::Options mo(res->db_options, res->tenant_cf_options);
+  mo.enable_blob_files = false;
+  mo.info_log = res->InfoLog(meta_dir, "meta", /*read_only=*/false);
+  rocksdb::DB* raw = nullptr;
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(rocksdb::DB::Open(mo, meta_dir, &raw),
+                                       "restore: open the copy's metadata instance"));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Put(wo, format::HeaderKey(kRestoreIdField), id),
+                                       "restore: record the restore id"));
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Close(), "restore: close the copy's metadata instance"));
+  db.reset();
+  return fsutil::SyncDir(res->env->GetFileSystem().get(), meta_dir);
 }
 }  // namespace
 
-Status Store::Impl::FinishRestore() {
+Status Store::Impl::ReadRestoreMarker(bool store_exists) {
   const std::string path = path_ + "/" + kRestorePending;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return Status::OK();
-  if (read_only()) {
-    return Status::FailedPrecondition(
-        "the store is a restore whose erasure replay has not finished (RESTORE_PENDING); open it "
-        "writable once to finish it before reading");
-  }
   std::string text;
-  CV_RETURN_IF_ERROR(ReadText(path, &text));
+  bool present = false;
+  CV_RETURN_IF_ERROR(ReadMarkerFile(path, &text, &present));
+  if (!present) return Status::OK();
+  if (!store_exists) return BadMarker("lies in a directory that holds no store");
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  auto bad = [](const std::string& why) {
-    return Status::Corruption("RESTORE_PENDING: " + why +
-                              " (edited by hand?); the restore cannot be finished: restore again");
-  };
   if (j.is_discarded() || !j.is_object() || !j.contains("signature") || !j["signature"].is_string()) {
-    return bad("not a signed JSON object");
+    return BadMarker("not a signed JSON object (edited by hand?)");
   }
   const std::string sig = j["signature"].get<std::string>();
   j.erase("signature");
   CV_ASSIGN_OR_RETURN(std::string public_key, kp_->ExistingSigningPublicKey());
   if (!signed_json::Verifies(signed_json::Canonical(j), sig, public_key)) {
-    return bad("its signature does not verify against this store's signing key");
+    return BadMarker("its signature does not verify against this store's signing key (edited by "
+                     "hand, or another key directory's)");
   }
-  uint64_t offset = 0, cut = 0;
+  RestoreMarker m;
   try {
-    if (j.at("format").get<int>() != 1) return bad("unknown format");
-    if (j.at("store_id").get<std::string>() != crypto::Hex(store_id_)) return bad("another store's");
-    offset = j.at("tombstone_offset").get<uint64_t>();
-    cut = j.at("cut").get<uint64_t>();
+    const int format = j.at("format").get<int>();
+    if (format == 1) {
+      // Bound to nothing but the store id: it could be any copy's.
+      return BadMarker("written by an earlier callvault, not bound to the copy it lies in");
+    }
+    if (format != kRestorePendingFormat) return BadMarker("unknown format " + std::to_string(format));
+    m.store_id = j.at("store_id").get<std::string>();
+    m.restore_id = j.at("restore_id").get<std::string>();
+    m.tombstone_offset = j.at("tombstone_offset").get<uint64_t>();
+    m.cut = j.at("cut").get<uint64_t>();
   } catch (const std::exception&) {
-    return bad("a field is missing or of the wrong type");
+    return BadMarker("a field is missing or of the wrong type");
   }
-  CV_RETURN_IF_ERROR(ReplayTombstones(offset, &restore_replay_));
+  restore_marker_ = std::move(m);
+  return Status::OK();
+}
+
+Status Store::Impl::CheckRestoreMarker() {
+  if (!restore_marker_) return Status::OK();
+  if (restore_marker_->store_id != crypto::Hex(store_id_)) return BadMarker("another store's");
+  auto id = GetHeader(kRestoreIdField);
+  if (!id.ok() && id.status().code() != Code::kNotFound) return id.status();
+  if (!id.ok() || !crypto::ConstantTimeEquals(*id, restore_marker_->restore_id)) {
+    return BadMarker(
+        "not the marker of a restore into this directory (its restore id is not in the metadata "
+        "instance): a marker copied from another restore, or kept from one that finished; if "
+        "this store was not restored here, remove the marker after checking how it got there");
+  }
+  restored_copy_ = true;
+  return Status::OK();
+}
+
+Status Store::Impl::FinishRestore() {
+  const std::string path = path_ + "/" + kRestorePending;
+  if (read_only()) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return Status::OK();
+    return Status::FailedPrecondition(
+        "the store is a restore whose erasure replay has not finished (RESTORE_PENDING); open it "
+        "writable once to finish it before reading");
+  }
+  if (!restore_marker_) {
+    // A restore id whose marker is gone: the replay finished and the open
+    // that removed the marker died before it dropped the id.
+    auto id = GetHeader(kRestoreIdField);
+    if (id.status().code() == Code::kNotFound) return Status::OK();
+    CV_RETURN_IF_ERROR(id.status());
+    return fsutil::FromRocks(meta_->Delete(meta_write_, format::HeaderKey(kRestoreIdField)),
+                             "remove the finished restore's id");
+  }
+  const uint64_t cut = restore_marker_->cut;
+  CV_RETURN_IF_ERROR(ReplayTombstones(restore_marker_->tombstone_offset, &restore_replay_));
   CV_KILL_POINT("restore.after_replay");
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return Status::IOError("remove " + path + ": " + std::strerror(errno));
@@ -899,6 +1019,11 @@ Status Store::Impl::FinishRestore() {
   const int rc = ::fsync(d);
   ::close(d);
   if (rc != 0) return Status::IOError("fsync " + path_ + ": " + std::strerror(errno));
+  // After the marker is gone (a crash before this leaves the id, dropped
+  // by the next open): the marker, kept by someone, no longer matches.
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Delete(meta_write_, format::HeaderKey(kRestoreIdField)),
+                                       "remove the finished restore's id"));
+  restore_marker_.reset();
   restore_replayed_ = true;
   Audit("restore_replayed", "",
         "cut=" + std::to_string(cut) + " removed=" + std::to_string(restore_replay_.removed) +
@@ -1103,13 +1228,22 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   // The replay marker, signed, before the store can be opened at all: a
   // restore killed from here on is finished by the next writable open.
   if (m.tombstone_log) {
-    auto sig = kp->Sign(signed_json::Canonical(PendingBody(m)));
+    // Bound to this copy: its restore id first into the copy's metadata
+    // instance, then the marker that names it.
+    const std::string restore_id = crypto::Hex(crypto::RandomString(kRestoreIdBytes));
+    Status id = WriteRestoreId(options, staging + "/meta", restore_id);
+    if (!id.ok()) {
+      cleanup();
+      return id;
+    }
+    const nlohmann::json body = PendingBody(m, restore_id);
+    auto sig = kp->Sign(signed_json::Canonical(body));
     if (!sig.ok()) {
       cleanup();
       return sig.status();
     }
     Status w = WriteFileDurably(staging + "/" + kRestorePending,
-                                signed_json::WithSignature(PendingBody(m), crypto::Hex(*sig), 2) + "\n");
+                                signed_json::WithSignature(body, crypto::Hex(*sig), 2) + "\n");
     if (!w.ok()) {
       cleanup();
       return w;

@@ -846,9 +846,11 @@ Status Store::Impl::OpenOrCreate() {
     return Status::NotFound("no callvault store in this directory (use create_if_missing / init)");
   }
   if (read_only()) return OpenReadOnly();
-  // backup.cc's kRestorePending: Store::Restore writes it before the copy
+  // backup.cc's RESTORE_PENDING: Store::Restore writes it before the copy
   // can be opened; FinishRestore removes it after this open's recovery.
-  restored_copy_ = env->FileExists(path_ + "/RESTORE_PENDING").ok();
+  // Read and verified before anything changes: an invalid one refuses the
+  // open here; CheckRestoreMarker binds it to this copy before recovery.
+  CV_RETURN_IF_ERROR(ReadRestoreMarker(exists));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(env->CreateDirIfMissing(path_), "create store directory"));
   CV_RETURN_IF_ERROR(
       fsutil::FromRocks(env->CreateDirIfMissing(path_ + "/shards"), "create shards directory"));
@@ -909,6 +911,8 @@ Status Store::Impl::OpenOrCreate() {
     }
   }
   CV_RETURN_IF_ERROR(LoadHeader());
+  // Sets restored_copy_, which recovery reads.
+  CV_RETURN_IF_ERROR(CheckRestoreMarker());
   {
     // As in OpenReadOnly (decision 0042): before the keyring is read.
     bool stale = false;

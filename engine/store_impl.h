@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -401,10 +402,24 @@ class Store::Impl {
   Status FinishRestore();
   ReplayCounts restore_replay_;   // what FinishRestore replayed at this open
   bool restore_replayed_ = false;
-  // This open is of a restored copy whose replay has not finished
-  // (RESTORE_PENDING is there): the key directory is newer than the copy,
-  // and its keys may serve the live store the copy was taken from.
+  // This open is of a restored copy whose replay has not finished (a
+  // verified RESTORE_PENDING, bound to this copy): the key directory is
+  // newer than the copy, and its keys may serve the live store the copy
+  // was taken from.
   bool restored_copy_ = false;
+  // The RESTORE_PENDING marker of this writable open, read and its
+  // signature verified before anything changes (ReadRestoreMarker), then
+  // checked against the metadata instance's restore id before recovery
+  // (CheckRestoreMarker; decision 0027).
+  struct RestoreMarker {
+    std::string store_id;    // hex
+    std::string restore_id;  // hex; also in the copy's header
+    uint64_t cut = 0;
+    uint64_t tombstone_offset = 0;
+  };
+  std::optional<RestoreMarker> restore_marker_;
+  Status ReadRestoreMarker(bool store_exists);
+  Status CheckRestoreMarker();
   // subjects.cc: plans into `b` the redaction of the subject whose blind
   // hashes are `subject_hashes` from the call (unchanged if it no longer
   // names the subject; *held if a legal hold keeps it). REQUIRES: t->write_mu.

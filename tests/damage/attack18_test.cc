@@ -17,6 +17,10 @@
 //     accepted as its newest cut, which broke the first store's restore,
 //     verify and prune: fixed, refused;
 //   - a backup directory given as a link into the store or the keys: refused;
+//   - a genuine RESTORE_PENDING kept from a killed restore and copied into
+//     the live store replayed erasures there; an unsigned one, or a link,
+//     was refused only after recovery ran as for a restored copy: fixed,
+//     the marker is verified first and bound to its copy;
 //   - a shared table file that older cuts need, deleted: every cut that
 //     needs it fails `backup verify` and its restore, nothing restored, and
 //     the next backup is whole;
@@ -463,6 +467,160 @@ TEST(A18, SharedFileDeletedFailsEveryCutThatNeedsItAndTheNextBackupIsWhole) {
   ASSERT_OK(n);
   EXPECT_EQ(*n, 51u);
   EXPECT_OK((*o)->Close());
+}
+
+// What a restore killed right after its rename leaves (the CLI's
+// CALLVAULT_KILL_POINT=restore.after_rename): the restored copy with its
+// RESTORE_PENDING, copied to `killed` at that point; the restore into `dir`
+// then carries on and finishes.
+void RestoreKilledAfterRename(const A18Store& t, const std::string& dir, const std::string& killed) {
+  Status copied;
+  testing::SetKillPointAction([&dir, &killed, &copied] {
+    std::error_code ec;
+    fs::copy(dir, killed, fs::copy_options::recursive, ec);
+    if (ec) copied = Status::IOError("copy " + dir + ": " + ec.message());
+  });
+  testing::ArmKillPoint("restore.after_rename");
+  auto r = RestoreTo(t.bak, t.keys, dir);
+  testing::DisarmKillPoints();
+  testing::SetKillPointAction(nullptr);
+  ASSERT_OK(r);
+  ASSERT_OK(copied);
+  ASSERT_TRUE(fs::exists(killed + "/RESTORE_PENDING"));
+}
+
+// A genuine RESTORE_PENDING (signed with the store's key, of its store id),
+// kept from a killed restore and copied into the live store: its next open
+// replayed the tombstone log from the cut, and deleted again a call deleted
+// after the cut and put again since (the audit a normal restore_replayed).
+// The marker is now bound to the copy it was written into (a restore id in
+// that copy's metadata instance): refused, nothing changed. The same for the
+// marker put back into the restored copy once its replay finished. The
+// killed copy itself still finishes at its next open.
+TEST(A18, RestoreMarkerCopiedIntoAnotherDirectoryIsRefused) {
+  A18Store t;
+  t.Make(3);
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a1"));
+  ASSERT_OK(t.s->PutCall("A", MakeCall("a1", 1700000000000001, "put again")));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  const std::string r = t.tmp.Sub("r"), killed = t.tmp.Sub("killed");
+  ASSERT_NO_FATAL_FAILURE(RestoreKilledAfterRename(t, r, killed));
+  const std::string marker = killed + "/RESTORE_PENDING";
+  // Into the live store.
+  fs::copy_file(marker, t.db + "/RESTORE_PENDING");
+  {
+    auto live = Store::Open(Opts(t.keys), t.db);
+    EXPECT_CODE(live, Code::kCorruption);
+    if (!live.ok()) {
+      EXPECT_NE(live.status().message().find("restore id"), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(fs::exists(t.db + "/RESTORE_PENDING")) << "the refused marker was consumed";
+  fs::remove(t.db + "/RESTORE_PENDING");
+  {
+    auto o = Store::Open(Opts(t.keys), t.db);
+    ASSERT_OK(o);
+    // Deleted again by the copied marker's replay without the fix.
+    EXPECT_OK((*o)->GetCall("A", "a1"));
+    EXPECT_OK((*o)->Close());
+  }
+  // Into the restored copy whose replay finished.
+  fs::copy_file(marker, r + "/RESTORE_PENDING");
+  EXPECT_CODE(Store::Open(Opts(t.keys), r), Code::kCorruption);
+  // The killed restore's copy finishes at its next open (the retry).
+  auto k = Store::Open(Opts(t.keys), killed);
+  ASSERT_OK(k);
+  EXPECT_FALSE(fs::exists(marker));
+  EXPECT_CODE((*k)->GetCall("A", "a1"), Code::kNotFound);
+  EXPECT_OK((*k)->GetCall("A", "a0"));
+  EXPECT_OK((*k)->Close());
+}
+
+// Whether the copy at `dir` still holds M half moved in (registry CREATING
+// + kMoveIn, untouched by recovery): read without its marker, read-only.
+bool HalfMovedIn(const A18Store& t, const std::string& dir) {
+  const std::string marker = dir + "/RESTORE_PENDING", aside = dir + ".marker";
+  std::error_code ec;
+  fs::rename(marker, aside, ec);
+  Options ro = Opts(t.keys);
+  ro.create_if_missing = false;
+  ro.read_only = true;
+  bool half = false;
+  {
+    auto o = Store::Open(ro, dir);
+    EXPECT_TRUE(o.ok()) << o.status().ToString();
+    if (o.ok()) {
+      auto m = (*o)->DescribeTenant("M");
+      half = m.ok() && !m->moved_from.empty();
+      EXPECT_OK((*o)->Close());
+    }
+  }
+  if (!ec) fs::rename(aside, marker, ec);
+  return half;
+}
+
+// A RESTORE_PENDING that is not a signed marker (`{}`), or a symbolic link
+// to a genuine one, in a restored copy holding a tenant half moved in: the
+// open refused it only after recovery had run as for a restored copy (the
+// move-in rolled back, its key kept: an orphan), and a link was followed.
+// Now it is read (without following a link) and verified before anything
+// changes: refused, the copy untouched; the genuine marker then finishes it.
+TEST(A18, InvalidRestoreMarkerIsRefusedBeforeRecovery) {
+  A18Store src, dst;
+  auto so = Store::Open(Opts(src.keys), src.db);
+  ASSERT_OK(so);
+  src.s = std::move(so).value();
+  auto dopen = Store::Open(Opts(dst.keys), dst.db);
+  ASSERT_OK(dopen);
+  dst.s = std::move(dopen).value();
+  ASSERT_OK(src.s->CreateTenant({.tenant_id = "M"}));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(src.s->PutCall("M", MakeCall("m" + std::to_string(i), 1700000000000000 + i, "mm")));
+  }
+  Status mid;
+  Store* d = dst.s.get();
+  const std::string bak = dst.bak;
+  testing::SetKillPointAction([d, bak, &mid] { mid = d->Backup(bak).status(); });
+  testing::ArmKillPoint("move.out_after_copy");
+  auto moved = MoveTenant(*src.s, *dst.s, "M");
+  testing::DisarmKillPoints();
+  testing::SetKillPointAction(nullptr);
+  ASSERT_OK(moved);
+  ASSERT_OK(mid);
+  ASSERT_NO_FATAL_FAILURE(src.Close());
+  ASSERT_NO_FATAL_FAILURE(dst.Close());
+  const std::string killed = dst.tmp.Sub("killed");
+  ASSERT_NO_FATAL_FAILURE(RestoreKilledAfterRename(dst, dst.tmp.Sub("drill"), killed));
+  const std::string marker = killed + "/RESTORE_PENDING", genuine = dst.tmp.Sub("genuine");
+  fs::copy_file(marker, genuine);
+  ASSERT_TRUE(HalfMovedIn(dst, killed));
+  // Not a signed marker.
+  ASSERT_NO_FATAL_FAILURE(WriteWhole(marker, "{}\n"));
+  EXPECT_CODE(Store::Open(Opts(dst.keys), killed), Code::kCorruption);
+  EXPECT_TRUE(HalfMovedIn(dst, killed)) << "recovery ran before the marker was refused";
+  // A symbolic link to the genuine marker.
+  fs::remove(marker);
+  fs::create_symlink(genuine, marker);
+  {
+    auto linked = Store::Open(Opts(dst.keys), killed);
+    EXPECT_CODE(linked, Code::kCorruption);
+    if (!linked.ok()) {
+      EXPECT_NE(linked.status().message().find("symbolic link"), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(HalfMovedIn(dst, killed)) << "recovery ran before the link was refused";
+  // The genuine marker: the copy finishes (M rolled back there).
+  fs::remove(marker);
+  fs::copy_file(genuine, marker);
+  {
+    auto o = Store::Open(Opts(dst.keys), killed);
+    ASSERT_OK(o);
+    EXPECT_FALSE(fs::exists(marker));
+    auto m = (*o)->DescribeTenant("M");
+    EXPECT_TRUE(!m.ok() || m->state != TenantState::kActive);
+    EXPECT_OK((*o)->Close());
+  }
 }
 
 // FINDING (not fixed): the same shared file damaged in place (a byte
