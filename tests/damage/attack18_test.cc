@@ -230,15 +230,11 @@ TEST(A18, PlantedAndReorderedTombstoneLinesAreHarmless) {
   EXPECT_OK((*o)->Close());
 }
 
-// A backup of a destination store taken while a tenant was moving in (BEGIN
-// and the rows received, registry CREATING + kMoveIn; the move then
-// committed), restored with the destination's key directory while the live
-// destination is stopped (a restore drill, or a restore later abandoned):
-// the restored copy's open rolls the unfinished move-in back. That must not
-// take the moved tenant's key from the key directory the live destination
-// reads: the live store, opened again, still serves the tenant whole.
-TEST(A18, RestoreOfACutTakenMidMoveInLeavesTheLiveTenantsKey) {
-  A18Store src, dst;
+// Tenant M (`calls` calls) moved from `src` into `dst`, both opened here,
+// with a backup of `dst` taken while the source catches up (after its
+// copy): the destination holds M as CREATING + kMoveIn in that cut. The
+// move then commits; `src` is closed, `dst` left open.
+void MoveWithABackupMidMoveIn(A18Store& src, A18Store& dst, int calls) {
   auto so = Store::Open(Opts(src.keys), src.db);
   ASSERT_OK(so);
   src.s = std::move(so).value();
@@ -246,11 +242,9 @@ TEST(A18, RestoreOfACutTakenMidMoveInLeavesTheLiveTenantsKey) {
   ASSERT_OK(dopen);
   dst.s = std::move(dopen).value();
   ASSERT_OK(src.s->CreateTenant({.tenant_id = "M"}));
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < calls; ++i) {
     ASSERT_OK(src.s->PutCall("M", MakeCall("m" + std::to_string(i), 1700000000000000 + i, "mm")));
   }
-  // The destination's backup, taken while the source catches up (after its
-  // copy): the destination holds M as CREATING + kMoveIn then.
   Status mid;
   Store* d = dst.s.get();
   const std::string bak = dst.bak;
@@ -262,6 +256,18 @@ TEST(A18, RestoreOfACutTakenMidMoveInLeavesTheLiveTenantsKey) {
   ASSERT_OK(moved);
   ASSERT_OK(mid);
   ASSERT_NO_FATAL_FAILURE(src.Close());
+}
+
+// A backup of a destination store taken while a tenant was moving in (BEGIN
+// and the rows received, registry CREATING + kMoveIn; the move then
+// committed), restored with the destination's key directory while the live
+// destination is stopped (a restore drill, or a restore later abandoned):
+// the restored copy's open rolls the unfinished move-in back. That must not
+// take the moved tenant's key from the key directory the live destination
+// reads: the live store, opened again, still serves the tenant whole.
+TEST(A18, RestoreOfACutTakenMidMoveInLeavesTheLiveTenantsKey) {
+  A18Store src, dst;
+  ASSERT_NO_FATAL_FAILURE(MoveWithABackupMidMoveIn(src, dst, 20));
   auto n = dst.s->CountCalls("M");
   ASSERT_OK(n);
   ASSERT_EQ(*n, 20u);
@@ -568,27 +574,7 @@ bool HalfMovedIn(const A18Store& t, const std::string& dir) {
 // changes: refused, the copy untouched; the genuine marker then finishes it.
 TEST(A18, InvalidRestoreMarkerIsRefusedBeforeRecovery) {
   A18Store src, dst;
-  auto so = Store::Open(Opts(src.keys), src.db);
-  ASSERT_OK(so);
-  src.s = std::move(so).value();
-  auto dopen = Store::Open(Opts(dst.keys), dst.db);
-  ASSERT_OK(dopen);
-  dst.s = std::move(dopen).value();
-  ASSERT_OK(src.s->CreateTenant({.tenant_id = "M"}));
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_OK(src.s->PutCall("M", MakeCall("m" + std::to_string(i), 1700000000000000 + i, "mm")));
-  }
-  Status mid;
-  Store* d = dst.s.get();
-  const std::string bak = dst.bak;
-  testing::SetKillPointAction([d, bak, &mid] { mid = d->Backup(bak).status(); });
-  testing::ArmKillPoint("move.out_after_copy");
-  auto moved = MoveTenant(*src.s, *dst.s, "M");
-  testing::DisarmKillPoints();
-  testing::SetKillPointAction(nullptr);
-  ASSERT_OK(moved);
-  ASSERT_OK(mid);
-  ASSERT_NO_FATAL_FAILURE(src.Close());
+  ASSERT_NO_FATAL_FAILURE(MoveWithABackupMidMoveIn(src, dst, 5));
   ASSERT_NO_FATAL_FAILURE(dst.Close());
   const std::string killed = dst.tmp.Sub("killed");
   ASSERT_NO_FATAL_FAILURE(RestoreKilledAfterRename(dst, dst.tmp.Sub("drill"), killed));
