@@ -221,7 +221,11 @@ struct Identity {
   std::string signing_key;  // raw, 32 bytes: Ed25519, the replies' (decision 0051)
 };
 
-Status ParseIdentity(std::string_view text, Identity* id) {
+// `whose` says which store's identity it is, for the messages: "destination"
+// (MoveTenantOut) or "peer" (TrustMovePeer, where it is a source's).
+// Hex is accepted in either case; FormatIdentity writes the canonical form.
+Status ParseIdentity(std::string_view text, Identity* id,
+                     std::string_view whose = "destination") {
   std::vector<std::string_view> parts;
   size_t at = 0;
   while (true) {
@@ -230,23 +234,41 @@ Status ParseIdentity(std::string_view text, Identity* id) {
     if (c == std::string_view::npos) break;
     at = c + 1;
   }
+  const bool peer = whose == "peer";
   if (parts[0] == "cvmove1") {
     // No key to verify the destination's replies with: a move to it could
-    // be "committed" by whoever carries the segments (decision 0051).
+    // be "committed" by whoever carries the segments (decision 0051). For a
+    // source, no key to verify its segments with (decision 0062).
     return Status::InvalidArgument(
-        "destination identity is cvmove1, which has no key for the destination's signed "
-        "replies: take the destination's current `callvault identity` (cvmove2:...)");
+        peer ? "peer identity is cvmove1, which has no signing key to verify the source's "
+               "segments with: take the source store's current `callvault identity` "
+               "(cvmove2:...)"
+             : "destination identity is cvmove1, which has no key for the destination's signed "
+               "replies: take the destination's current `callvault identity` (cvmove2:...)");
   }
   if (parts.size() != 5 || parts[0] != "cvmove2" || !FromHex(parts[1], &id->store_id) ||
       id->store_id.size() != 16 || !FromHex(parts[3], &id->public_key) ||
       id->public_key.size() != crypto_box_PUBLICKEYBYTES || !FromHex(parts[4], &id->signing_key) ||
       id->signing_key.size() != crypto_sign_PUBLICKEYBYTES) {
     return Status::InvalidArgument(
-        "destination identity: expected cvmove2:<store id hex>:<region>:<public key hex>:<signing "
-        "key hex> (as `callvault identity` prints it)");
+        std::string(whose) +
+        " identity: expected cvmove2:<store id hex>:<region>:<public key hex>:<signing key hex> "
+        "(as `callvault identity` prints it" +
+        (peer ? " on the source store)" : ")"));
   }
   id->region.assign(parts[2]);
   return validate::Region(id->region);
+}
+
+// The canonical text of an identity (lowercase hex), as MoveIdentity prints it.
+std::string FormatIdentity(std::string_view store_id, std::string_view region,
+                           std::string_view public_key, std::string_view signing_key) {
+  return "cvmove2:" + crypto::Hex(store_id) + ":" + std::string(region) + ":" +
+         crypto::Hex(public_key) + ":" + crypto::Hex(signing_key);
+}
+
+std::string FormatIdentity(const Identity& id) {
+  return FormatIdentity(id.store_id, id.region, id.public_key, id.signing_key);
 }
 
 // The store's X25519 key pair for sealed boxes, derived from the store data
@@ -662,8 +684,11 @@ constexpr std::string_view kPeersHeader = "callvault-peers 1\n";
 
 // The identities of a trusted-peers file, in order. The file is written by
 // FormatPeers only: anything else (another header, a line that is not a
-// cvmove2 identity, a key listed twice, bytes after the last newline) is an
-// edit made outside callvault, refused whole rather than half read.
+// cvmove2 identity, a store id or key listed twice, bytes after the last
+// newline) is an edit made outside callvault, refused whole rather than half
+// read. `out` holds each identity in canonical form (lowercase hex, as
+// FormatIdentity writes it): a hand-written line in uppercase is the same
+// peer, listed and rewritten canonically.
 Status ParsePeers(std::string_view bytes, std::vector<std::string>* out,
                   std::vector<Identity>* parsed) {
   out->clear();
@@ -693,8 +718,12 @@ Status ParsePeers(std::string_view bytes, std::vector<std::string>* out,
       if (other.signing_key == id.signing_key) {
         return bad("line " + std::to_string(line) + " repeats a signing key");
       }
+      // A removal by store id must leave no line of that store behind.
+      if (other.store_id == id.store_id) {
+        return bad("line " + std::to_string(line) + " repeats a store id");
+      }
     }
-    out->emplace_back(text);
+    out->push_back(FormatIdentity(id));
     parsed->push_back(std::move(id));
     at = nl + 1;
   }
@@ -744,14 +773,29 @@ Status Store::Impl::CheckMoveSource(std::string_view source_key, std::string* st
 
 Status Store::Impl::TrustMovePeer(std::string_view identity) {
   Identity id;
-  Status ps = ParseIdentity(identity, &id);
-  if (!ps.ok()) {
-    return Status::InvalidArgument(
-        "peer identity: expected cvmove2:<store id hex>:<region>:<public key hex>:<signing key "
-        "hex> (as `callvault identity` prints it on the source store)");
+  CV_RETURN_IF_ERROR(ParseIdentity(identity, &id, "peer"));
+  // This store's own keys under another store id are this store too: its
+  // own segments would be accepted as a peer's.
+  std::string own_box;
+  SecretBytes own_box_sk;
+  BoxKeys(store_data_key_, &own_box, &own_box_sk);
+  auto own_signing = SigningPublicKey();
+  if (!own_signing.ok() && own_signing.status().code() != Code::kNotFound) {
+    return own_signing.status();
   }
-  if (crypto::ConstantTimeEquals(id.store_id, store_id_)) {
-    return Status::InvalidArgument("peer identity is this store's own: a store moves no tenant to itself");
+  if (crypto::ConstantTimeEquals(id.store_id, store_id_) ||
+      crypto::ConstantTimeEquals(id.public_key, own_box) ||
+      (own_signing.ok() && crypto::ConstantTimeEquals(id.signing_key, *own_signing))) {
+    return Status::InvalidArgument(
+        "peer identity is this store's own (its store id, public key or signing key): a store "
+        "moves no tenant to itself");
+  }
+  // A move from another region is refused at its BEGIN (decision 0022):
+  // trusting such a source would only look like it can move tenants here.
+  if (id.region != region_) {
+    return Status::FailedPrecondition("peer identity is of another region ('" + id.region +
+                                      "', this store is '" + region_ +
+                                      "'): tenants never move across regions (data residency)");
   }
   std::lock_guard<std::mutex> l(admin_mu_);
   CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadTrustedPeers());
@@ -765,7 +809,7 @@ Status Store::Impl::TrustMovePeer(std::string_view identity) {
           "replace it)");
     }
   }
-  ids.emplace_back(identity);
+  ids.push_back(FormatIdentity(id));
   CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(ids)));
   Audit("move_peer_trusted", "", "store=" + crypto::Hex(id.store_id) + " region=" + id.region +
                                      " signing_key=" + crypto::Hex(id.signing_key));
@@ -778,8 +822,15 @@ Status Store::Impl::RemoveMovePeer(std::string_view peer) {
   std::vector<std::string> ids;
   std::vector<Identity> parsed;
   CV_RETURN_IF_ERROR(ParsePeers(bytes, &ids, &parsed));
+  // Matched on parsed values, not text: hex in either case names the same
+  // peer (`callvault identity` prints lowercase, an operator may type upper).
+  Identity want;
+  std::string want_store;
+  const bool by_identity = ParseIdentity(peer, &want, "peer").ok();
+  const bool by_store = !by_identity && FromHex(peer, &want_store) && want_store.size() == 16;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] == peer || crypto::Hex(parsed[i].store_id) == peer) {
+    if ((by_identity && ids[i] == FormatIdentity(want)) ||
+        (by_store && parsed[i].store_id == want_store)) {
       const std::string store = crypto::Hex(parsed[i].store_id);
       ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(i));
       CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(ids)));
@@ -813,8 +864,7 @@ Result<std::string> Store::Impl::MoveIdentity() {
         "writable once (`callvault identity` does)");
   }
   CV_RETURN_IF_ERROR(signing.status());
-  return "cvmove2:" + crypto::Hex(store_id_) + ":" + region_ + ":" + crypto::Hex(pk) + ":" +
-         crypto::Hex(*signing);
+  return FormatIdentity(store_id_, region_, pk, *signing);
 }
 
 Result<std::string> Store::Impl::MoveTenantIn(std::string_view bytes, std::string_view source_key,

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -69,6 +70,17 @@ Result<std::string> TrustedSourceKey(Side& src, Side& dst) {
   Status s = dst->TrustMovePeer(*id);
   if (!s.ok() && s.code() != Code::kAlreadyExists) return s;
   return src->SigningPublicKey();
+}
+
+// Writes `bytes` as dst's PEERS file by hand (as an operator, or an attacker
+// with access to the key directory, would).
+void PlantPeers(Side& dst, const std::string& bytes) {
+  const std::string path = dst.keys + "/PEERS";
+  std::remove(path.c_str());
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+  std::fclose(f);
 }
 
 std::string StoreIdOf(Store& s) {
@@ -600,7 +612,12 @@ TEST(Move, RefusedAnotherRegion) {
   ASSERT_TRUE(id.ok());
   std::string forged = *id;
   forged.replace(forged.find(":us-east:"), 9, ":default:");
-  auto key = TrustedSourceKey(a, b);
+  // `peer trust` refuses a source of another region (decision 0062
+  // amendment): a list written by hand may still name it, and the BEGIN's
+  // own region check refuses the move.
+  EXPECT_EQ(b->TrustMovePeer(*a->MoveIdentity()).code(), Code::kFailedPrecondition);
+  ASSERT_NO_FATAL_FAILURE(PlantPeers(b, "callvault-peers 1\n" + *a->MoveIdentity() + "\n"));
+  auto key = a->SigningPublicKey();
   ASSERT_TRUE(key.ok());
   auto r2 = a->MoveTenantOut("acme", forged,
                              [&](std::string_view seg) { return b->MoveTenantIn(seg, *key); });
@@ -1420,13 +1437,7 @@ TEST(MovePeers, PlantedOrEditedPeersFileRefused) {
   auto a_id = a->MoveIdentity();
   ASSERT_TRUE(a_id.ok());
   const std::string peers = b.keys + "/PEERS";
-  auto plant = [&](const std::string& bytes) {
-    std::remove(peers.c_str());
-    std::FILE* f = std::fopen(peers.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
-    ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
-    std::fclose(f);
-  };
+  auto plant = [&](const std::string& bytes) { PlantPeers(b, bytes); };
   // Written by hand from format.md alone: accepted (the key directory is
   // the operator's; this checks the format as documented).
   const std::string good = "callvault-peers 1\n" + *a_id + "\n";
@@ -1437,6 +1448,10 @@ TEST(MovePeers, PlantedOrEditedPeersFileRefused) {
       {"a line that is no identity", good + "cvmove2:zz\n"},
       {"an empty line", good + "\n"},
       {"a key listed twice", good + *a_id + "\n"},
+      // a's store id with other keys: `peer remove STORE_ID` would take
+      // out only the first line and leave the store trusted.
+      {"a store id listed twice",
+       good + a_id->substr(0, a_id->size() - 64) + std::string(64, 'b') + "\n"},
       {"a cvmove1 identity", "callvault-peers 1\ncvmove1:" + a_id->substr(8) + "\n"},
   };
   for (const auto& [what, bytes] : bad) {
@@ -1474,6 +1489,115 @@ TEST(MovePeers, PlantedOrEditedPeersFileRefused) {
   r = MoveOverTransport(a, b, "acme");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*b->CountCalls("acme"), 10u);
+}
+
+// An identity's hex in uppercase, as an operator may type it (the region
+// and the "cvmove2" tag keep their case).
+std::string UpperHex(const std::string& identity) {
+  std::string out = identity;
+  const size_t region_at = 8 + 32 + 1;
+  const size_t region_end = out.find(':', region_at);
+  for (size_t i = 8; i < out.size(); ++i) {
+    if (i >= region_at && i < region_end) continue;
+    out[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[i])));
+  }
+  return out;
+}
+
+TEST(MovePeers, IdentityStoredCanonicallyAndRemovedInEitherCase) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 10));
+  auto a_id = a->MoveIdentity();
+  ASSERT_TRUE(a_id.ok());
+  const std::string upper = UpperHex(*a_id);
+  ASSERT_NE(upper, *a_id);
+  const std::string a_store = StoreIdOf(*a.store);
+  std::string upper_store = a_store;
+  for (auto& ch : upper_store) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  // Trusted as typed in uppercase: listed (and stored) as `identity` prints
+  // it, so each removal below finds it.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {upper, *a_id}, {upper, a_store}, {upper, upper_store}, {*a_id, upper}};
+  for (const auto& [trusted, removed] : cases) {
+    ASSERT_TRUE(b->TrustMovePeer(trusted).ok()) << trusted;
+    EXPECT_EQ(*b->ListMovePeers(), std::vector<std::string>{*a_id}) << trusted;
+    EXPECT_EQ(b->TrustMovePeer(*a_id).code(), Code::kAlreadyExists);
+    Status s = b->RemoveMovePeer(removed);
+    ASSERT_TRUE(s.ok()) << trusted << " removed as " << removed << ": " << s.ToString();
+    EXPECT_TRUE(b->ListMovePeers()->empty());
+    // No longer trusted: refused, nothing arrives.
+    auto r = MoveOverTransport(a, b, "acme");
+    EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+    ExpectNothingArrived(b, "acme");
+  }
+  // A hand-written list in uppercase: the same peer, removed by the
+  // lowercase store id.
+  ASSERT_NO_FATAL_FAILURE(PlantPeers(b, "callvault-peers 1\n" + upper + "\n"));
+  EXPECT_EQ(*b->ListMovePeers(), std::vector<std::string>{*a_id});
+  ASSERT_TRUE(b->RemoveMovePeer(a_store).ok());
+  EXPECT_TRUE(b->ListMovePeers()->empty());
+  auto r = MoveOverTransport(a, b, "acme");
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
+  ExpectNothingArrived(b, "acme");
+}
+
+// This store's own signing key or box key under another store id is this
+// store: refused at trust time, nothing listed.
+TEST(MovePeers, OwnKeysUnderAnotherStoreIdRefused) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  auto a_id = a->MoveIdentity();
+  auto b_id = b->MoveIdentity();
+  ASSERT_TRUE(a_id.ok() && b_id.ok());
+  const size_t keys_at = b_id->size() - 64 - 1 - 64;  // <public key>:<signing key>
+  std::string own_both = *b_id;
+  own_both.replace(8, 32, std::string(32, 'a'));
+  std::string own_signing = a_id->substr(0, a_id->size() - 64) + b_id->substr(b_id->size() - 64);
+  std::string own_box = a_id->substr(0, keys_at) + b_id->substr(keys_at, 64) +
+                        a_id->substr(a_id->size() - 65);
+  for (const auto& id : {*b_id, UpperHex(*b_id), own_both, own_signing, own_box}) {
+    Status s = b->TrustMovePeer(id);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << id << ": " << s.ToString();
+    EXPECT_NE(s.message().find("this store's own"), std::string::npos) << s.ToString();
+  }
+  EXPECT_TRUE(b->ListMovePeers()->empty());
+  ASSERT_TRUE(b->TrustMovePeer(*a_id).ok());  // a's own identity is a peer's
+}
+
+// A source of another region is refused when trusted, not only at its
+// first move (decision 0022 refuses that move anyway).
+TEST(MovePeers, AnotherRegionRefusedAtTrust) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open("us-east"));
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  auto a_id = a->MoveIdentity();
+  ASSERT_TRUE(a_id.ok());
+  Status s = b->TrustMovePeer(*a_id);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("another region ('us-east'"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(b->ListMovePeers()->empty());
+}
+
+// A cvmove1 identity (no signing key) gets its own message, not the
+// generic "expected cvmove2:..." one.
+TEST(MovePeers, Cvmove1IdentityNamedAsSuch) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  auto a_id = a->MoveIdentity();
+  ASSERT_TRUE(a_id.ok());
+  // cvmove1:<store id>:<region>:<X25519 key>, as session 13's stores printed it.
+  const std::string v1 = "cvmove1:" + a_id->substr(8, a_id->size() - 8 - 65);
+  Status s = b->TrustMovePeer(v1);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("peer identity is cvmove1"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("source store's current `callvault identity`"), std::string::npos)
+      << s.ToString();
+  EXPECT_TRUE(b->ListMovePeers()->empty());
 }
 
 }  // namespace
