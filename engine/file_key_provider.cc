@@ -432,6 +432,17 @@ class FileKeyProvider final : public KeyProvider {
           !ParseNumbered(base, kKeyringPrefix, &g) && base != kPeersName) {
         continue;
       }
+      // A directory under such a name is not a write of ours (AtomicWrite
+      // creates files): it cannot be unlinked, and left alone it would fail
+      // every writable open with a bare EISDIR. Say what it is instead.
+      struct stat st;
+      if (::lstat((dir_ + "/" + n).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        return Status::KeyError(
+            "key directory " + dir_ + ": " + n +
+            " is a directory, where only the temp file of an interrupted key write belongs "
+            "(callvault never creates one): remove it (after checking how it got there), "
+            "then open the store again");
+      }
       CV_RETURN_IF_ERROR(fsutil::Shred(fs_.get(), dir_, n));
       removed = true;
     }

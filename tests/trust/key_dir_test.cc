@@ -483,6 +483,29 @@ TEST(KeyFileModes, LeftoverTempFilesRemovedByTheNextWriter) {
   EXPECT_OK(call);
 }
 
+// A directory under a temp file's name (PEERS.tmp, KEK-<n>.tmp, ...) cannot
+// be shredded: every writable open is refused with a message naming it and
+// what to do, not a bare "delete PEERS.tmp: Is a directory"; once removed,
+// the store opens. A read-only open does not clean, so it still opens.
+TEST(KeyFileModes, DirectoryUnderATempNameRefusedWithFix) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  MakeStore(db, keys);
+  for (const std::string n : {"PEERS.tmp", "KEK-90.tmp", "SIGNING-KEY.tmp"}) {
+    ASSERT_EQ(::mkdir((keys + "/" + n).c_str(), 0700), 0) << n;
+    auto s = OpenStore(db, keys);
+    ASSERT_FALSE(s.ok()) << n;
+    EXPECT_EQ(s.status().code(), Code::kKeyError) << s.status().ToString();
+    EXPECT_NE(s.status().message().find(n + " is a directory"), std::string::npos)
+        << s.status().ToString();
+    EXPECT_NE(s.status().message().find("remove it"), std::string::npos) << s.status().ToString();
+    EXPECT_TRUE(fs::is_directory(keys + "/" + n)) << n;  // left for the operator to check
+    ASSERT_EQ(::rmdir((keys + "/" + n).c_str()), 0) << n;
+    auto again = OpenStore(db, keys);
+    ASSERT_OK(again);
+  }
+}
+
 TEST(KeyDirModes, LooseDirectoryRefusedWithFix) {
   for (mode_t mode : {0755, 0750, 0701, 0707, 0770}) {
     SCOPED_TRACE(mode);
