@@ -38,6 +38,9 @@ std::string GroupHelp(const std::string& group) {
   if (group == "audit") return "The hash-chained audit log: list events, verify the chain";
   if (group == "raw") return "RocksDB's own ldb and sst_dump on the store's files";
   if (group == "keys") return "Data keys no live tenant owns: list them, destroy them with receipts";
+  if (group == "peer") {
+    return "The stores this one accepts tenant moves from: trust, list, remove their identities";
+  }
   if (group == "tombstones") return "The tombstone log: drop the entries no kept backup needs";
   return "";
 }
