@@ -818,10 +818,13 @@ Status Store::Impl::LoadPeers(TrustedPeers* peers) {
   own.region = region_;
   SecretBytes own_box_sk;
   BoxKeys(store_data_key_, &own.box_key, &own_box_sk);
-  auto own_signing = SigningPublicKey();
+  // The existing key only: reading the list must not create a signing key
+  // (SigningPublicKey would, on a writable store). None yet, none to claim.
+  auto own_signing = kp_->ExistingSigningPublicKey();
   if (own_signing.ok()) {
     own.signing_key = std::move(*own_signing);
-  } else if (own_signing.status().code() != Code::kNotFound) {
+  } else if (own_signing.status().code() != Code::kNotFound &&
+             own_signing.status().code() != Code::kNotSupported) {
     return own_signing.status();
   }
   return ParsePeers(bytes, own, &peers->ids, &peers->parsed);

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
@@ -1725,6 +1726,18 @@ TEST(MovePeers, PlantedLineThatCanNeverBeAPeerRefused) {
   ASSERT_NO_FATAL_FAILURE(PlantPeers(b, head));
   auto r = MoveOverTransport(a, b, "acme");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
+}
+
+// Reading the list compares each line with this store's signing key only
+// if it has one: listing, or a refused move in, creates none (a writable
+// open of a store that never signed anything has no SIGNING-KEY yet).
+TEST(MovePeers, ReadingTheListCreatesNoSigningKey) {
+  Side b;
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  const std::string signing_key = b.keys + "/SIGNING-KEY";
+  ASSERT_FALSE(std::filesystem::exists(signing_key));
+  ASSERT_TRUE(b->ListMovePeers().ok());
+  EXPECT_FALSE(std::filesystem::exists(signing_key));
 }
 
 // What is neither a store id nor an identity is bad input (invalid_argument,
