@@ -725,7 +725,7 @@ Status PeerRefusal(const Identity& id, const std::vector<Identity>& listed,
   }
   if (id.public_key == id.signing_key) {
     return Status::InvalidArgument(
-        "peer identity's public key equals its signing key, which no store's are");
+        "peer identity's public key is its signing key: no store's two keys are equal");
   }
   // A move from another region is refused at its BEGIN (decision 0022):
   // trusting such a source would only look like it can move tenants here.

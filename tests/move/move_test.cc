@@ -1651,7 +1651,7 @@ TEST(MovePeers, NeverAPeerRefusedAtTrust) {
       {WithField(*c_id, 1, zero32), "all-zero store id"},
       {WithField(*c_id, 3, zero64), "all-zero public or signing key"},
       {WithField(*c_id, 4, zero64), "all-zero public or signing key"},
-      {WithField(*c_id, 3, FieldOf(*c_id, 4)), "public key equals its signing key"},
+      {WithField(*c_id, 3, FieldOf(*c_id, 4)), "public key is its signing key"},
       // b's own signing key as the public key, b's box key as the signing key.
       {WithField(*c_id, 3, FieldOf(*b_id, 4)), "this store's own"},
       {WithField(*c_id, 4, FieldOf(*b_id, 3)), "this store's own"},
@@ -1693,21 +1693,25 @@ TEST(MovePeers, PlantedLineThatCanNeverBeAPeerRefused) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"this store's own identity", head + *b_id + "\n"},
       {"this store's own identity, first", "callvault-peers 1\n" + *b_id + "\n" + *a_id + "\n"},
-      {"this store's keys under another store id", head + WithField(*b_id, 1, std::string(32, 'c')) + "\n"},
+      {"this store's keys under another store id",
+       head + WithField(*b_id, 1, std::string(32, 'c')) + "\n"},
       {"another region", head + *d_id + "\n"},
       {"an all-zero store id", head + WithField(*c_id, 1, std::string(32, '0')) + "\n"},
       {"an all-zero public key", head + WithField(*c_id, 3, std::string(64, '0')) + "\n"},
-      {"a public key equal to its signing key", head + WithField(*c_id, 3, FieldOf(*c_id, 4)) + "\n"},
+      {"a public key equal to its signing key",
+       head + WithField(*c_id, 3, FieldOf(*c_id, 4)) + "\n"},
       {"another line's public key", head + WithField(*c_id, 3, FieldOf(*a_id, 3)) + "\n"},
   };
   for (const auto& [what, bytes] : bad) {
     ASSERT_NO_FATAL_FAILURE(PlantPeers(b, bytes));
     const std::string line = what == "this store's own identity, first" ? "line 2" : "line 3";
     auto listed = b->ListMovePeers();
-    EXPECT_EQ(listed.status().code(), Code::kCorruption) << what << ": " << listed.status().ToString();
+    EXPECT_EQ(listed.status().code(), Code::kCorruption)
+        << what << ": " << listed.status().ToString();
     const std::string m(listed.status().message());
     EXPECT_NE(m.find("trusted-peers file"), std::string::npos) << what << ": " << m;
-    EXPECT_NE(m.find(line + " would be refused by `peer trust`"), std::string::npos) << what << ": " << m;
+    EXPECT_NE(m.find(line + " would be refused by `peer trust`"), std::string::npos)
+        << what << ": " << m;
     // Nothing but what the file's public identities name: no key in hex.
     for (const auto* id : {&*a_id, &*b_id, &*c_id, &*d_id}) {
       EXPECT_EQ(m.find(FieldOf(*id, 3)), std::string::npos) << what << ": " << m;
@@ -1749,9 +1753,14 @@ TEST(MovePeers, RemoveOfMalformedPeerIsInvalidArgument) {
   auto a_id = a->MoveIdentity();
   ASSERT_TRUE(a_id.ok());
   ASSERT_TRUE(b->TrustMovePeer(*a_id).ok());
-  const std::vector<std::string> malformed = {
-      "zz", "00", "", std::string(31, 'a'), std::string(34, 'a'), std::string(32, 'z'),
-      "cvmove2:zz", "cvmove1:" + a_id->substr(8)};
+  const std::vector<std::string> malformed = {"zz",
+                                              "00",
+                                              "",
+                                              std::string(31, 'a'),
+                                              std::string(34, 'a'),
+                                              std::string(32, 'z'),
+                                              "cvmove2:zz",
+                                              "cvmove1:" + a_id->substr(8)};
   for (const auto& peer : malformed) {
     Status s = b->RemoveMovePeer(peer);
     EXPECT_EQ(s.code(), Code::kInvalidArgument) << "'" << peer << "': " << s.ToString();
