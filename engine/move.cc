@@ -682,14 +682,84 @@ namespace {
 
 constexpr std::string_view kPeersHeader = "callvault-peers 1\n";
 
-// The identities of a trusted-peers file, in order. The file is written by
-// FormatPeers only: anything else (another header, a line that is not a
-// cvmove2 identity, a store id or key listed twice, bytes after the last
-// newline) is an edit made outside callvault, refused whole rather than half
-// read. `out` holds each identity in canonical form (lowercase hex, as
-// FormatIdentity writes it): a hand-written line in uppercase is the same
-// peer, listed and rewritten canonically.
-Status ParsePeers(std::string_view bytes, std::vector<std::string>* out,
+// What a peer identity is compared with: this store's own.
+struct OwnMoveKeys {
+  std::string_view store_id;
+  std::string_view region;
+  std::string box_key;      // X25519 public key (BoxKeys)
+  std::string signing_key;  // Ed25519 public key; empty if none yet
+};
+
+bool AllZero(std::string_view bytes) {
+  return sodium_is_zero(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()) == 1;
+}
+
+// Why `id` can never be a trusted peer of this store, next to the peers
+// `listed` already (OK if it can be), with the code `peer trust` answers.
+// The one place these rules live: TrustMovePeer applies them to the new
+// identity, LoadPeers to every line of the file, so that a hand-written or
+// planted line is held to what `peer trust` would have refused.
+Status PeerRefusal(const Identity& id, const std::vector<Identity>& listed,
+                   const OwnMoveKeys& own) {
+  // This store's own keys under another store id are this store too: its
+  // own segments would be accepted as a peer's.
+  auto own_key = [&](std::string_view k) {
+    return crypto::ConstantTimeEquals(k, own.box_key) ||
+           (!own.signing_key.empty() && crypto::ConstantTimeEquals(k, own.signing_key));
+  };
+  if (crypto::ConstantTimeEquals(id.store_id, own.store_id) || own_key(id.public_key) ||
+      own_key(id.signing_key)) {
+    return Status::InvalidArgument(
+        "peer identity is this store's own (its store id, public key or signing key): a store "
+        "moves no tenant to itself");
+  }
+  // No store has these: a placeholder or a forgery, never what `callvault
+  // identity` printed. An all-zero signing key verifies nothing (libsodium
+  // refuses small-order keys); a store's two keys are independent.
+  if (AllZero(id.store_id)) {
+    return Status::InvalidArgument("peer identity has an all-zero store id, which no store has");
+  }
+  if (AllZero(id.public_key) || AllZero(id.signing_key)) {
+    return Status::InvalidArgument(
+        "peer identity has an all-zero public or signing key, which no store has");
+  }
+  if (id.public_key == id.signing_key) {
+    return Status::InvalidArgument(
+        "peer identity's public key is its signing key: no store's two keys are equal");
+  }
+  // A move from another region is refused at its BEGIN (decision 0022):
+  // trusting such a source would only look like it can move tenants here.
+  if (id.region != own.region) {
+    return Status::FailedPrecondition("peer identity is of another region ('" + id.region +
+                                      "', this store is '" + std::string(own.region) +
+                                      "'): tenants never move across regions (data residency)");
+  }
+  for (const auto& p : listed) {
+    // A removal by store id must leave no line of that store behind.
+    if (p.signing_key == id.signing_key || p.store_id == id.store_id) {
+      return Status::AlreadyExists(
+          "a peer with this store id or signing key is trusted already (remove it first to "
+          "replace it)");
+    }
+    if (p.public_key == id.public_key || p.public_key == id.signing_key ||
+        p.signing_key == id.public_key) {
+      return Status::InvalidArgument(
+          "peer identity's public key or signing key is another trusted peer's key: two stores "
+          "never share one");
+    }
+  }
+  return Status::OK();
+}
+
+// The identities of a trusted-peers file, in order, each held to
+// PeerRefusal. The file is written by FormatPeers only: anything else
+// (another header, a line that is not a cvmove2 identity, a line `peer
+// trust` would refuse, bytes after the last newline) is an edit made
+// outside callvault, refused whole rather than half read. `out` holds each
+// identity in canonical form (lowercase hex, as FormatIdentity writes it): a
+// hand-written line in uppercase is the same peer, listed and rewritten
+// canonically.
+Status ParsePeers(std::string_view bytes, const OwnMoveKeys& own, std::vector<std::string>* out,
                   std::vector<Identity>* parsed) {
   out->clear();
   parsed->clear();
@@ -714,14 +784,11 @@ Status ParsePeers(std::string_view bytes, std::vector<std::string>* out,
     if (!ParseIdentity(text, &id).ok()) {
       return bad("line " + std::to_string(line) + " is not a cvmove2 identity");
     }
-    for (const auto& other : *parsed) {
-      if (other.signing_key == id.signing_key) {
-        return bad("line " + std::to_string(line) + " repeats a signing key");
-      }
-      // A removal by store id must leave no line of that store behind.
-      if (other.store_id == id.store_id) {
-        return bad("line " + std::to_string(line) + " repeats a store id");
-      }
+    Status refused = PeerRefusal(id, *parsed, own);
+    if (!refused.ok()) {
+      // The message names the public identity's parts only, no key bytes.
+      return bad("line " + std::to_string(line) + " would be refused by `peer trust` (" +
+                 refused.message() + ")");
     }
     out->push_back(FormatIdentity(id));
     parsed->push_back(std::move(id));
@@ -738,26 +805,47 @@ std::string FormatPeers(const std::vector<std::string>& identities) {
 
 }  // namespace
 
-Result<std::vector<std::string>> Store::Impl::ListMovePeers() {
+struct Store::Impl::TrustedPeers {
+  std::vector<std::string> ids;  // canonical (FormatIdentity), in file order
+  std::vector<Identity> parsed;  // the same, parsed
+  OwnMoveKeys own;               // what each was checked against
+};
+
+Status Store::Impl::LoadPeers(TrustedPeers* peers) {
   CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadTrustedPeers());
-  std::vector<std::string> ids;
-  std::vector<Identity> parsed;
-  CV_RETURN_IF_ERROR(ParsePeers(bytes, &ids, &parsed));
-  return ids;
+  OwnMoveKeys& own = peers->own;
+  own.store_id = store_id_;
+  own.region = region_;
+  SecretBytes own_box_sk;
+  BoxKeys(store_data_key_, &own.box_key, &own_box_sk);
+  // The existing key only: reading the list must not create a signing key
+  // (SigningPublicKey would, on a writable store). None yet, none to claim.
+  auto own_signing = kp_->ExistingSigningPublicKey();
+  if (own_signing.ok()) {
+    own.signing_key = std::move(*own_signing);
+  } else if (own_signing.status().code() != Code::kNotFound &&
+             own_signing.status().code() != Code::kNotSupported) {
+    return own_signing.status();
+  }
+  return ParsePeers(bytes, own, &peers->ids, &peers->parsed);
+}
+
+Result<std::vector<std::string>> Store::Impl::ListMovePeers() {
+  TrustedPeers peers;
+  CV_RETURN_IF_ERROR(LoadPeers(&peers));
+  return std::move(peers.ids);
 }
 
 Status Store::Impl::CheckMoveSource(std::string_view source_key, std::string* store_id) {
-  auto bytes = kp_->ReadTrustedPeers();
-  if (bytes.status().code() == Code::kNotSupported) {
+  TrustedPeers peers;
+  Status loaded = LoadPeers(&peers);
+  if (loaded.code() == Code::kNotSupported) {
     return Status::FailedPrecondition(
         "move refused: this store's key provider keeps no trusted-peers list, so it accepts "
         "moves only from callvault::MoveTenant (both stores in one process); nothing applied");
   }
-  CV_RETURN_IF_ERROR(bytes.status());
-  std::vector<std::string> ids;
-  std::vector<Identity> parsed;
-  CV_RETURN_IF_ERROR(ParsePeers(*bytes, &ids, &parsed));
-  for (const auto& p : parsed) {
+  CV_RETURN_IF_ERROR(loaded);
+  for (const auto& p : peers.parsed) {
     if (crypto::ConstantTimeEquals(p.signing_key, source_key)) {
       *store_id = p.store_id;
       return Status::OK();
@@ -774,66 +862,41 @@ Status Store::Impl::CheckMoveSource(std::string_view source_key, std::string* st
 Status Store::Impl::TrustMovePeer(std::string_view identity) {
   Identity id;
   CV_RETURN_IF_ERROR(ParseIdentity(identity, &id, "peer"));
-  // This store's own keys under another store id are this store too: its
-  // own segments would be accepted as a peer's.
-  std::string own_box;
-  SecretBytes own_box_sk;
-  BoxKeys(store_data_key_, &own_box, &own_box_sk);
-  auto own_signing = SigningPublicKey();
-  if (!own_signing.ok() && own_signing.status().code() != Code::kNotFound) {
-    return own_signing.status();
-  }
-  if (crypto::ConstantTimeEquals(id.store_id, store_id_) ||
-      crypto::ConstantTimeEquals(id.public_key, own_box) ||
-      (own_signing.ok() && crypto::ConstantTimeEquals(id.signing_key, *own_signing))) {
-    return Status::InvalidArgument(
-        "peer identity is this store's own (its store id, public key or signing key): a store "
-        "moves no tenant to itself");
-  }
-  // A move from another region is refused at its BEGIN (decision 0022):
-  // trusting such a source would only look like it can move tenants here.
-  if (id.region != region_) {
-    return Status::FailedPrecondition("peer identity is of another region ('" + id.region +
-                                      "', this store is '" + region_ +
-                                      "'): tenants never move across regions (data residency)");
-  }
   std::lock_guard<std::mutex> l(admin_mu_);
-  CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadTrustedPeers());
-  std::vector<std::string> ids;
-  std::vector<Identity> parsed;
-  CV_RETURN_IF_ERROR(ParsePeers(bytes, &ids, &parsed));
-  for (const auto& p : parsed) {
-    if (p.signing_key == id.signing_key || p.store_id == id.store_id) {
-      return Status::AlreadyExists(
-          "a peer with this store id or signing key is trusted already (remove it first to "
-          "replace it)");
-    }
-  }
-  ids.push_back(FormatIdentity(id));
-  CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(ids)));
+  TrustedPeers peers;
+  CV_RETURN_IF_ERROR(LoadPeers(&peers));
+  CV_RETURN_IF_ERROR(PeerRefusal(id, peers.parsed, peers.own));
+  peers.ids.push_back(FormatIdentity(id));
+  CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(peers.ids)));
   Audit("move_peer_trusted", "", "store=" + crypto::Hex(id.store_id) + " region=" + id.region +
                                      " signing_key=" + crypto::Hex(id.signing_key));
   return Status::OK();
 }
 
 Status Store::Impl::RemoveMovePeer(std::string_view peer) {
-  std::lock_guard<std::mutex> l(admin_mu_);
-  CV_ASSIGN_OR_RETURN(std::string bytes, kp_->ReadTrustedPeers());
-  std::vector<std::string> ids;
-  std::vector<Identity> parsed;
-  CV_RETURN_IF_ERROR(ParsePeers(bytes, &ids, &parsed));
   // Matched on parsed values, not text: hex in either case names the same
   // peer (`callvault identity` prints lowercase, an operator may type upper).
+  // What is neither an identity nor a store id is bad input, not a peer
+  // that is absent.
   Identity want;
   std::string want_store;
-  const bool by_identity = ParseIdentity(peer, &want, "peer").ok();
-  const bool by_store = !by_identity && FromHex(peer, &want_store) && want_store.size() == 16;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if ((by_identity && ids[i] == FormatIdentity(want)) ||
-        (by_store && parsed[i].store_id == want_store)) {
-      const std::string store = crypto::Hex(parsed[i].store_id);
-      ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(i));
-      CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(ids)));
+  const bool by_identity = peer.substr(0, 6) == "cvmove";
+  if (by_identity) {
+    CV_RETURN_IF_ERROR(ParseIdentity(peer, &want, "peer"));
+  } else if (!FromHex(peer, &want_store) || want_store.size() != 16) {
+    return Status::InvalidArgument(
+        "peer: expected a store id (32 hex digits) or an identity (cvmove2:...), as `callvault "
+        "peer list` prints them");
+  }
+  std::lock_guard<std::mutex> l(admin_mu_);
+  TrustedPeers peers;
+  CV_RETURN_IF_ERROR(LoadPeers(&peers));
+  for (size_t i = 0; i < peers.ids.size(); ++i) {
+    if ((by_identity && peers.ids[i] == FormatIdentity(want)) ||
+        (!by_identity && peers.parsed[i].store_id == want_store)) {
+      const std::string store = crypto::Hex(peers.parsed[i].store_id);
+      peers.ids.erase(peers.ids.begin() + static_cast<std::ptrdiff_t>(i));
+      CV_RETURN_IF_ERROR(kp_->WriteTrustedPeers(FormatPeers(peers.ids)));
       Audit("move_peer_removed", "", "store=" + store);
       return Status::OK();
     }

@@ -367,6 +367,11 @@ class Store::Impl {
   // peer's signing key; else kFailedPrecondition (kCorruption, kKeyError:
   // a PEERS file not written by callvault). REQUIRES: admin_mu_.
   Status CheckMoveSource(std::string_view source_key, std::string* store_id);
+  // The trusted-peers list as the key provider holds it, every line held to
+  // the rules `peer trust` applies (kCorruption naming the line if one
+  // breaks them); the only reader of the list (move.cc).
+  struct TrustedPeers;
+  Status LoadPeers(TrustedPeers* peers);
   // Destination: moves whose copy is arriving, by move id (hex). GUARDED_BY(admin_mu_).
   struct IncomingMove;
   std::map<std::string, std::shared_ptr<IncomingMove>> moves_in_;

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
@@ -81,6 +82,27 @@ void PlantPeers(Side& dst, const std::string& bytes) {
   ASSERT_NE(f, nullptr);
   ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
   std::fclose(f);
+}
+
+// Identity text with one field replaced: 1 store id, 2 region, 3 public
+// key, 4 signing key (cvmove2:<store id>:<region>:<public key>:<signing key>).
+std::string WithField(const std::string& identity, int field, const std::string& value) {
+  std::vector<std::string> parts;
+  size_t at = 0;
+  for (size_t c; (c = identity.find(':', at)) != std::string::npos; at = c + 1) {
+    parts.push_back(identity.substr(at, c - at));
+  }
+  parts.push_back(identity.substr(at));
+  parts.at(static_cast<size_t>(field)) = value;
+  std::string out = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) out += ":" + parts[i];
+  return out;
+}
+
+std::string FieldOf(const std::string& identity, int field) {
+  std::string rest = identity;
+  for (int i = 0; i < field; ++i) rest = rest.substr(rest.find(':') + 1);
+  return rest.substr(0, rest.find(':'));
 }
 
 std::string StoreIdOf(Store& s) {
@@ -613,10 +635,15 @@ TEST(Move, RefusedAnotherRegion) {
   std::string forged = *id;
   forged.replace(forged.find(":us-east:"), 9, ":default:");
   // `peer trust` refuses a source of another region (decision 0062
-  // amendment): a list written by hand may still name it, and the BEGIN's
-  // own region check refuses the move.
+  // amendment), and so does a list written by hand that names it (session
+  // 18 amendment); a hand-written line claiming this store's region for
+  // a's keys is accepted, and the BEGIN's own region check refuses the move.
   EXPECT_EQ(b->TrustMovePeer(*a->MoveIdentity()).code(), Code::kFailedPrecondition);
   ASSERT_NO_FATAL_FAILURE(PlantPeers(b, "callvault-peers 1\n" + *a->MoveIdentity() + "\n"));
+  EXPECT_EQ(b->ListMovePeers().status().code(), Code::kCorruption);
+  ASSERT_NO_FATAL_FAILURE(
+      PlantPeers(b, "callvault-peers 1\n" + WithField(*a->MoveIdentity(), 2, "us-east") + "\n"));
+  ASSERT_TRUE(b->ListMovePeers().ok());
   auto key = a->SigningPublicKey();
   ASSERT_TRUE(key.ok());
   auto r2 = a->MoveTenantOut("acme", forged,
@@ -1598,6 +1625,150 @@ TEST(MovePeers, Cvmove1IdentityNamedAsSuch) {
   EXPECT_NE(s.message().find("source store's current `callvault identity`"), std::string::npos)
       << s.ToString();
   EXPECT_TRUE(b->ListMovePeers()->empty());
+}
+
+size_t AuditCount(Side& s, const char* kind) {
+  auto events = s->ListAudit(0, kind);
+  EXPECT_TRUE(events.ok());
+  return events.ok() ? events->size() : 0;
+}
+
+// Identities that can never be a peer (issue 12, session 18 attack F6b):
+// refused by `peer trust` with invalid_argument and their own message; the
+// list and the audit log unchanged.
+TEST(MovePeers, NeverAPeerRefusedAtTrust) {
+  Side a, b, c;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_NO_FATAL_FAILURE(c.Open());
+  auto a_id = a->MoveIdentity();
+  auto b_id = b->MoveIdentity();
+  auto c_id = c->MoveIdentity();
+  ASSERT_TRUE(a_id.ok() && b_id.ok() && c_id.ok());
+  ASSERT_TRUE(b->TrustMovePeer(*a_id).ok());
+  const std::string zero32(32, '0'), zero64(64, '0');
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {WithField(*c_id, 1, zero32), "all-zero store id"},
+      {WithField(*c_id, 3, zero64), "all-zero public or signing key"},
+      {WithField(*c_id, 4, zero64), "all-zero public or signing key"},
+      {WithField(*c_id, 3, FieldOf(*c_id, 4)), "public key is its signing key"},
+      // b's own signing key as the public key, b's box key as the signing key.
+      {WithField(*c_id, 3, FieldOf(*b_id, 4)), "this store's own"},
+      {WithField(*c_id, 4, FieldOf(*b_id, 3)), "this store's own"},
+      // a (trusted) uses this public key already; or its signing key.
+      {WithField(*c_id, 3, FieldOf(*a_id, 3)), "another trusted peer's key"},
+      {WithField(*c_id, 3, FieldOf(*a_id, 4)), "another trusted peer's key"},
+      {WithField(*c_id, 4, FieldOf(*a_id, 3)), "another trusted peer's key"},
+  };
+  for (const auto& [id, why] : cases) {
+    Status s = b->TrustMovePeer(id);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << id << ": " << s.ToString();
+    EXPECT_NE(s.message().find(why), std::string::npos) << id << ": " << s.ToString();
+    EXPECT_EQ(*b->ListMovePeers(), std::vector<std::string>{*a_id}) << id;
+  }
+  EXPECT_EQ(AuditCount(b, "move_peer_trusted"), 1u);
+  // c's own identity is still a peer's.
+  ASSERT_TRUE(b->TrustMovePeer(*c_id).ok());
+  EXPECT_EQ(AuditCount(b, "move_peer_trusted"), 2u);
+}
+
+// A PEERS file listing what `peer trust` refuses (session 18 attack F6a:
+// this store's own identity, another region, ...) is refused whole, with
+// corruption naming the line and no key bytes: nothing listed, trusted,
+// removed, moved in or audited.
+TEST(MovePeers, PlantedLineThatCanNeverBeAPeerRefused) {
+  Side a, b, c, d;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  ASSERT_NO_FATAL_FAILURE(c.Open());
+  ASSERT_NO_FATAL_FAILURE(d.Open("us-east"));
+  ASSERT_TRUE(a->CreateTenant({.tenant_id = "acme"}).ok());
+  ASSERT_NO_FATAL_FAILURE(Fill(*a.store, "acme", 10));
+  auto a_id = a->MoveIdentity();
+  auto b_id = b->MoveIdentity();
+  auto c_id = c->MoveIdentity();
+  auto d_id = d->MoveIdentity();
+  ASSERT_TRUE(a_id.ok() && b_id.ok() && c_id.ok() && d_id.ok());
+  const std::string head = "callvault-peers 1\n" + *a_id + "\n";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"this store's own identity", head + *b_id + "\n"},
+      {"this store's own identity, first", "callvault-peers 1\n" + *b_id + "\n" + *a_id + "\n"},
+      {"this store's keys under another store id",
+       head + WithField(*b_id, 1, std::string(32, 'c')) + "\n"},
+      {"another region", head + *d_id + "\n"},
+      {"an all-zero store id", head + WithField(*c_id, 1, std::string(32, '0')) + "\n"},
+      {"an all-zero public key", head + WithField(*c_id, 3, std::string(64, '0')) + "\n"},
+      {"a public key equal to its signing key",
+       head + WithField(*c_id, 3, FieldOf(*c_id, 4)) + "\n"},
+      {"another line's public key", head + WithField(*c_id, 3, FieldOf(*a_id, 3)) + "\n"},
+  };
+  for (const auto& [what, bytes] : bad) {
+    ASSERT_NO_FATAL_FAILURE(PlantPeers(b, bytes));
+    const std::string line = what == "this store's own identity, first" ? "line 2" : "line 3";
+    auto listed = b->ListMovePeers();
+    EXPECT_EQ(listed.status().code(), Code::kCorruption)
+        << what << ": " << listed.status().ToString();
+    const std::string m(listed.status().message());
+    EXPECT_NE(m.find("trusted-peers file"), std::string::npos) << what << ": " << m;
+    EXPECT_NE(m.find(line + " would be refused by `peer trust`"), std::string::npos)
+        << what << ": " << m;
+    // Nothing but what the file's public identities name: no key in hex.
+    for (const auto* id : {&*a_id, &*b_id, &*c_id, &*d_id}) {
+      EXPECT_EQ(m.find(FieldOf(*id, 3)), std::string::npos) << what << ": " << m;
+      EXPECT_EQ(m.find(FieldOf(*id, 4)), std::string::npos) << what << ": " << m;
+    }
+    auto r = MoveOverTransport(a, b, "acme");
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << what << ": " << r.status().ToString();
+    EXPECT_EQ(b->TrustMovePeer(*c_id).code(), Code::kCorruption) << what;
+    EXPECT_EQ(b->RemoveMovePeer(*a_id).code(), Code::kCorruption) << what;
+    ExpectUntouched(a, b, "acme", 10);
+    ExpectNothingArrived(b, "acme");
+    EXPECT_EQ(AuditCount(b, "move_peer_trusted"), 0u) << what;
+    EXPECT_EQ(AuditCount(b, "move_peer_removed"), 0u) << what;
+  }
+  // The same file without the planted line: a's move accepted.
+  ASSERT_NO_FATAL_FAILURE(PlantPeers(b, head));
+  auto r = MoveOverTransport(a, b, "acme");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+}
+
+// Reading the list compares each line with this store's signing key only
+// if it has one: listing, or a refused move in, creates none (a writable
+// open of a store that never signed anything has no SIGNING-KEY yet).
+TEST(MovePeers, ReadingTheListCreatesNoSigningKey) {
+  Side b;
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  const std::string signing_key = b.keys + "/SIGNING-KEY";
+  ASSERT_FALSE(std::filesystem::exists(signing_key));
+  ASSERT_TRUE(b->ListMovePeers().ok());
+  EXPECT_FALSE(std::filesystem::exists(signing_key));
+}
+
+// What is neither a store id nor an identity is bad input (invalid_argument,
+// CLI exit 65), not a peer that is absent (not_found, 66): attack F6c.
+TEST(MovePeers, RemoveOfMalformedPeerIsInvalidArgument) {
+  Side a, b;
+  ASSERT_NO_FATAL_FAILURE(a.Open());
+  ASSERT_NO_FATAL_FAILURE(b.Open());
+  auto a_id = a->MoveIdentity();
+  ASSERT_TRUE(a_id.ok());
+  ASSERT_TRUE(b->TrustMovePeer(*a_id).ok());
+  const std::vector<std::string> malformed = {"zz",
+                                              "00",
+                                              "",
+                                              std::string(31, 'a'),
+                                              std::string(34, 'a'),
+                                              std::string(32, 'z'),
+                                              "cvmove2:zz",
+                                              "cvmove1:" + a_id->substr(8)};
+  for (const auto& peer : malformed) {
+    Status s = b->RemoveMovePeer(peer);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << "'" << peer << "': " << s.ToString();
+  }
+  EXPECT_EQ(*b->ListMovePeers(), std::vector<std::string>{*a_id});
+  // Well-formed but not listed: not found.
+  EXPECT_EQ(b->RemoveMovePeer(std::string(32, 'a')).code(), Code::kNotFound);
+  EXPECT_EQ(AuditCount(b, "move_peer_removed"), 0u);
 }
 
 }  // namespace

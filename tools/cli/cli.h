@@ -10,7 +10,8 @@ namespace callvault::cli {
 // Parses `argv`, runs the verb and returns the process exit code (see
 // exit_codes.h). Data goes to `out`, messages and errors to `err`.
 // Exception: `raw ldb` ends the process itself, because RocksDB's
-// LDBTool::Run calls exit() with the tool's own status.
+// LDBTool::Run calls exit() with the tool's own status (but a bad argument
+// ldb throws on, such as bad hex, is answered here: exit 65).
 int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err);
 
 }  // namespace callvault::cli

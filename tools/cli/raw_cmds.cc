@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <iostream>
 
@@ -86,6 +87,30 @@ RunResult Prepare(Context& ctx, const std::vector<std::string>& args, std::strin
   return {};
 }
 
+// Runs one of RocksDB's tools. They throw on some bad arguments instead of
+// answering them: `const char*` "Invalid hex input" for a key or value
+// given in hex (ldb's get, put, delete, scan --from, ...; sst_dump's
+// --from with --input_key_hex), and whatever else a parser throws. Uncaught,
+// that aborts the process (exit 134, as a crash); it is bad input (65).
+template <typename F>
+RunResult RunTool(std::string_view tool, F run) {
+  std::string what;
+  try {
+    return run();
+  } catch (const char* e) {
+    what = e;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an unknown exception";
+  }
+  std::fflush(stdout);
+  const bool hex = what.find("hex") != std::string::npos;
+  return Status::InvalidArgument(fmt::format(
+      "raw {}: RocksDB's {} refused an argument: {}{}", tool, tool, what,
+      hex ? " (a key or value given in hex is 0x followed by pairs of hex digits)" : ""));
+}
+
 std::vector<char*> CArgs(const std::string& tool, std::vector<std::string>* args) {
   args->insert(args->begin(), tool);
   std::vector<char*> v;
@@ -115,9 +140,11 @@ class RawLdbCommand final : public Command {
     // LDBTool::Run ends the process with ldb's own exit status.
     rocksdb::LDBOptions ldb_options;
     ldb_options.print_help_header = "callvault raw ldb: RocksDB's ldb on a callvault store";
-    rocksdb::LDBTool().Run(static_cast<int>(argv.size() - 1), argv.data(), rocksdb::Options(),
-                           ldb_options);
-    return RunResult::Exit(0);
+    return RunTool("ldb", [&] {
+      rocksdb::LDBTool().Run(static_cast<int>(argv.size() - 1), argv.data(), rocksdb::Options(),
+                             ldb_options);
+      return RunResult::Exit(0);
+    });
   }
 
  private:
@@ -142,9 +169,11 @@ class RawSstDumpCommand final : public Command {
     std::vector<char*> argv = CArgs("sst_dump", &args);
     ctx.out().flush();
     std::cout.flush();
-    int rc = rocksdb::SSTDumpTool().Run(static_cast<int>(argv.size() - 1), argv.data());
-    std::fflush(stdout);
-    return RunResult::Exit(rc);
+    return RunTool("sst_dump", [&] {
+      int rc = rocksdb::SSTDumpTool().Run(static_cast<int>(argv.size() - 1), argv.data());
+      std::fflush(stdout);
+      return RunResult::Exit(rc);
+    });
   }
 
  private:
