@@ -139,6 +139,16 @@ void PutA1Again(TwoTenants& t) {
   ASSERT_OK((*o)->Close());
 }
 
+// A pending restore into `r` (killed after its rename) of a store where a1
+// was deleted after the backup and put again; *id: its restore id.
+void PendingRestoreWithA1PutAgain(TwoTenants& t, const std::string& r, std::string* id) {
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  ASSERT_NO_FATAL_FAILURE(PutA1Again(t));
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  *id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  ASSERT_EQ(id->size(), 32u);
+}
+
 // Transplants `copy`'s genuine marker and its restore id (through `raw
 // ldb`, no keys needed) into the live store.
 void Transplant(const TwoTenants& t, const std::string& copy, const std::string& id) {
@@ -155,11 +165,9 @@ void Transplant(const TwoTenants& t, const std::string& copy, const std::string&
 // closed: refused, naming the id; nothing changed.
 TEST(RestoreLedger, TransplantOfAFinishedRestoreIsRefused) {
   TwoTenants t;
-  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
-  ASSERT_NO_FATAL_FAILURE(PutA1Again(t));
   const std::string r = t.tmp.Sub("r");
-  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
-  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(PendingRestoreWithA1PutAgain(t, r, &id));
   const std::string marker = t.tmp.Sub("marker");
   fs::copy_file(r + "/RESTORE_PENDING", marker);
   {
@@ -197,11 +205,9 @@ TEST(RestoreLedger, TransplantOfAFinishedRestoreIsRefused) {
 // replays anything.
 TEST(RestoreLedger, TransplantWhileThePendingCopyFinishesFirstIsRefused) {
   TwoTenants t;
-  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
-  ASSERT_NO_FATAL_FAILURE(PutA1Again(t));
   const std::string r = t.tmp.Sub("r");
-  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
-  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(PendingRestoreWithA1PutAgain(t, r, &id));
   ASSERT_NO_FATAL_FAILURE(Transplant(t, r, id));
   {
     auto o = Store::Open(Opts(t.keys), r);
