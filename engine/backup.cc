@@ -1637,6 +1637,20 @@ Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
                               "pruned");
   }
   if (keep_from <= view.base) return report;  // nothing more to drop
+  // A restore still pending replays from its own offset: pruning past it
+  // would leave its copy unfinishable (refused at its open: the log no
+  // longer holds what the ledger recorded).
+  auto ledger = LoadLedger(kp.get());
+  if (!ledger.ok() && ledger.status().code() != Code::kNotSupported) return ledger.status();
+  for (const auto& e : ledger.ok() ? *ledger : std::vector<LedgerEntry>{}) {
+    if (e.state == "pending" && e.from < keep_from) {
+      return Status::FailedPrecondition(
+          "restore " + e.id + " is pending and replays the log from offset " +
+          std::to_string(e.from) + ", before what the kept backups need (" +
+          std::to_string(keep_from) + "): open its copy (or let its restore fail) first; "
+          "nothing pruned");
+    }
+  }
   // Entries end at newlines: the new base is at a line start (a manifest's
   // offset always is: it is the size of whole appends).
   const size_t cut_at = view.body_at + (keep_from - view.base);

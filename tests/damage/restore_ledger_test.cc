@@ -19,6 +19,7 @@
 
 #include "callvault/backup.h"
 #include "callvault/store.h"
+#include "callvault/tombstones.h"
 #include "tests/testutil/backup_util.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
@@ -266,6 +267,43 @@ TEST(RestoreLedger, OlderTombstoneLogRefusedNewerAccepted) {
   EXPECT_CODE((*o)->GetCall("B", "b2"), Code::kNotFound);
   EXPECT_OK((*o)->GetCall("A", "a0"));
   EXPECT_OK((*o)->Close());
+}
+
+// `tombstones prune` keeping only a newer backup dropped the lines a
+// pending restore of an older one still had to replay: its copy could then
+// never be finished. Refused while that restore is pending, naming it; once
+// its copy is opened (the replay done), the prune goes ahead.
+TEST(RestoreLedger, PruneRefusedPastAPendingRestore) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(3));
+  const std::string old_bak = t.tmp.Sub("old-bak");
+  ASSERT_OK(t.s->Backup(old_bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));  // needed by old-bak only
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  const std::string r = t.tmp.Sub("r");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
+                   "CALLVAULT_KILL_POINT=restore.after_rename"),
+            128 + 9)
+      << out;
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  const std::string log = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  auto refused = PruneTombstoneLog(t.keys, {t.bak});
+  EXPECT_CODE(refused, Code::kFailedPrecondition);
+  if (!refused.ok()) {
+    EXPECT_NE(refused.status().message().find(id), std::string::npos) << refused.status().ToString();
+  }
+  EXPECT_EQ(testutil::ReadFile(t.keys + "/TOMBSTONES"), log);
+  {
+    auto o = Store::Open(Opts(t.keys), r);
+    ASSERT_OK(o);
+    EXPECT_CODE((*o)->GetCall("A", "a0"), Code::kNotFound);
+    EXPECT_OK((*o)->Close());
+  }
+  auto pruned = PruneTombstoneLog(t.keys, {t.bak});
+  ASSERT_OK(pruned);
+  EXPECT_EQ(pruned->lines_dropped, 1u);
 }
 
 // The removed= of the restore_replayed audit events of the store at `db`.
