@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -740,8 +741,9 @@ Status ParseTombstones(const std::string& log, uint64_t from,
 }
 }  // namespace
 
-Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
-  *counts = {};
+Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
+                                     const std::function<Status(const ReplayCounts&)>& progress) {
+  counts->kept_held = 0;  // what holds keep is counted afresh by every run
   auto log = kp_->ReadTombstones();
   if (!log.ok()) return log.status().code() == Code::kNotSupported ? Status::OK() : log.status();
   TombstoneLogView view;
@@ -780,6 +782,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
       CV_RETURN_IF_ERROR(AppendChanges(t, notes, &batch));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &batch),
                                            "replay tombstones"));
+      CV_RETURN_IF_ERROR(progress(*counts));
       batch.Clear();
       pending.clear();
       notes.clear();
@@ -796,6 +799,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
         CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
                                              "replay a redaction"));
         ++counts->redacted;
+        CV_RETURN_IF_ERROR(progress(*counts));
         continue;
       }
       if (pending.count(e.call_hash)) continue;
@@ -812,6 +816,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts) {
         CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
                                              "replay a recording delete"));
         ++counts->recordings;
+        CV_RETURN_IF_ERROR(progress(*counts));
         continue;
       }
       Call meta;
@@ -874,47 +879,24 @@ Status BadMarker(const std::string& why) {
 }
 
 // Reads the marker without following a symbolic link: a link or another
-// non-regular entry is refused, never read (O_NOFOLLOW, then fstat on what
-// was opened). *present is false if there is none.
+// non-regular entry is refused, never read. *present is false if there is
+// none.
 Status ReadMarkerFile(const std::string& path, std::string* out, bool* present) {
-  *present = false;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    if (e == ENOENT) return Status::OK();
-    *present = true;
-    if (e == ELOOP) return BadMarker("is a symbolic link, not a marker a restore wrote");
-    return Status::IOError("open " + path + ": " + std::strerror(e));
+  fsutil::NoFollowRead r;
+  CV_RETURN_IF_ERROR(fsutil::ReadNoFollow(path, kMaxRestorePendingBytes, out, &r));
+  *present = r != fsutil::NoFollowRead::kMissing;
+  switch (r) {
+    case fsutil::NoFollowRead::kRead:
+    case fsutil::NoFollowRead::kMissing:
+      return Status::OK();
+    case fsutil::NoFollowRead::kSymlink:
+      return BadMarker("is a symbolic link, not a marker a restore wrote");
+    case fsutil::NoFollowRead::kNotRegular:
+      return BadMarker("is not a regular file, not a marker a restore wrote");
+    case fsutil::NoFollowRead::kTooLarge:
+      break;
   }
-  *present = true;
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return BadMarker("is not a regular file, not a marker a restore wrote");
-  }
-  if (static_cast<uint64_t>(st.st_size) > kMaxRestorePendingBytes) {
-    ::close(fd);
-    return BadMarker("is larger than any marker a restore writes");
-  }
-  out->clear();
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      return Status::IOError("read " + path + ": " + std::strerror(e));
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-    if (out->size() > kMaxRestorePendingBytes) {
-      ::close(fd);
-      return BadMarker("is larger than any marker a restore writes");
-    }
-  }
-  ::close(fd);
-  return Status::OK();
+  return BadMarker("is larger than any marker a restore writes");
 }
 
 // Writes the restore id into the copy's metadata instance, opened as a
@@ -936,6 +918,154 @@ Status WriteRestoreId(const Options& options, const std::string& meta_dir, const
   db.reset();
   return fsutil::SyncDir(res->env->GetFileSystem().get(), meta_dir);
 }
+
+// --- The restore ledger (docs/format.md "Restore ledger"; decision 0027,
+// "The ledger"). Kept by the key provider: the store directory, header
+// included, is not trusted to say whether a restore finished.
+//
+//   cvrestores1
+//   pending <restore id> <from> <length> <hash>
+//   done <restore id>
+//   closed <restore id>
+//
+// One line per restore, oldest first. pending: Store::Restore wrote the
+// copy's marker; the replay must run from logical offset <from> over a log
+// at least <length> bytes long whose bytes [from, length) hash (BLAKE2b-256,
+// hex) to <hash>. done: the replay is synced (written before the marker is
+// unlinked). closed: the copy's header no longer names the id (written
+// after it is dropped). Bounded: the newest kClosedKept closed lines are
+// kept; a pending or done line stays until its copy is opened (or the
+// restore that wrote it failed and removed it).
+constexpr std::string_view kLedgerHeader = "cvrestores1";
+constexpr size_t kClosedKept = 64;
+
+struct LedgerEntry {
+  std::string id;     // hex
+  std::string state;  // "pending", "done", "closed"
+  uint64_t from = 0, length = 0;
+  std::string hash;   // hex; pending only
+};
+
+Status BadLedger(const std::string& why) {
+  return Status::Corruption("the key directory's restore ledger (RESTORES) " + why +
+                            ": not one the engine wrote; restore it from your copy of the key "
+                            "directory (docs/operations.md, \"Restore\")");
+}
+
+bool RestoreIdHex(const std::string& s) {
+  std::string bytes;
+  return s.size() == 2 * kRestoreIdBytes && crypto::FromHex(s, &bytes) &&
+         crypto::Hex(bytes) == s;
+}
+
+Status ParseLedger(const std::string& text, std::vector<LedgerEntry>* out) {
+  out->clear();
+  if (text.empty()) return Status::OK();
+  std::istringstream in(text);
+  std::string line;
+  if (!std::getline(in, line) || line != kLedgerHeader) return BadLedger("has no valid header");
+  std::set<std::string> seen;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::istringstream ls(line);
+    for (std::string w; ls >> w;) f.push_back(w);
+    LedgerEntry e;
+    const bool pending = f.size() == 5 && f[0] == "pending";
+    if (!(pending || (f.size() == 2 && (f[0] == "done" || f[0] == "closed"))) ||
+        !RestoreIdHex(f[1])) {
+      return BadLedger("holds a malformed line");
+    }
+    e.state = f[0];
+    e.id = f[1];
+    if (pending) {
+      std::string h;
+      if (!Digits(f[2]) || !Digits(f[3]) || f[4].size() != 64 || !crypto::FromHex(f[4], &h)) {
+        return BadLedger("holds a malformed line");
+      }
+      e.from = std::stoull(f[2]);
+      e.length = std::stoull(f[3]);
+      e.hash = f[4];
+      if (e.from > e.length) return BadLedger("holds a malformed line");
+    }
+    if (!seen.insert(e.id).second) return BadLedger("names a restore id twice");
+    out->push_back(std::move(e));
+  }
+  if (!text.ends_with('\n')) return BadLedger("ends in a torn line");
+  return Status::OK();
+}
+
+std::string FormatLedger(const std::vector<LedgerEntry>& entries) {
+  size_t closed = 0;
+  for (const auto& e : entries) closed += e.state == "closed";
+  std::string out(kLedgerHeader);
+  out += "\n";
+  for (const auto& e : entries) {
+    if (e.state == "closed" && closed-- > kClosedKept) continue;  // the oldest closed ones
+    out += e.state + " " + e.id;
+    if (e.state == "pending") {
+      out += " " + std::to_string(e.from) + " " + std::to_string(e.length) + " " + e.hash;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+Result<std::vector<LedgerEntry>> LoadLedger(KeyProvider* kp) {
+  CV_ASSIGN_OR_RETURN(std::string text, kp->ReadRestoreLedger());
+  std::vector<LedgerEntry> v;
+  CV_RETURN_IF_ERROR(ParseLedger(text, &v));
+  return v;
+}
+
+const LedgerEntry* FindEntry(const std::vector<LedgerEntry>& v, const std::string& id) {
+  for (const auto& e : v) {
+    if (crypto::ConstantTimeEquals(e.id, id)) return &e;
+  }
+  return nullptr;
+}
+
+// Sets the state of restore `id` (appended if new; removed if `state` is
+// empty), durably. Needs the writer lock.
+Status SetLedger(KeyProvider* kp, const LedgerEntry& entry) {
+  CV_ASSIGN_OR_RETURN(auto v, LoadLedger(kp));
+  auto it = std::find_if(v.begin(), v.end(), [&](const LedgerEntry& e) { return e.id == entry.id; });
+  if (entry.state.empty()) {
+    if (it == v.end()) return Status::OK();
+    v.erase(it);
+  } else if (it == v.end()) {
+    v.push_back(entry);
+  } else {
+    *it = entry;
+  }
+  return kp->WriteRestoreLedger(FormatLedger(v));
+}
+
+Status SetLedgerState(KeyProvider* kp, const std::string& id, const std::string& state) {
+  LedgerEntry e;
+  e.id = id;
+  e.state = state;
+  return SetLedger(kp, e);
+}
+
+// BLAKE2b-256 (hex) of the log's logical bytes [from, length): what a
+// pending restore's replay must find again. kFailedPrecondition if the log
+// does not hold that range (pruned past `from`, or shorter than `length`).
+Result<std::string> LogRangeHash(const std::string& log, const TombstoneLogView& view,
+                                 uint64_t from, uint64_t length) {
+  if (from < view.base || length > view.size || from > length) {
+    return Status::FailedPrecondition("the tombstone log does not hold bytes " +
+                                      std::to_string(from) + ".." + std::to_string(length));
+  }
+  return crypto::Hex(crypto::Hash32(std::string_view(log).substr(
+      view.body_at + (from - view.base), length - from)));
+}
+
+// The running replay counts of a restore (header field restore_replay:
+// "<restore id> <removed> <recordings> <redacted>"), written after each
+// write of the replay so that a replay killed midway and run again reports
+// what every run removed (the second run finds nothing of what the first
+// removed).
+constexpr char kReplayCountsField[] = "restore_replay";
 }  // namespace
 
 Status Store::Impl::ReadRestoreMarker(bool store_exists) {
@@ -971,65 +1101,166 @@ Status Store::Impl::ReadRestoreMarker(bool store_exists) {
   } catch (const std::exception&) {
     return BadMarker("a field is missing or of the wrong type");
   }
+  if (!RestoreIdHex(m.restore_id)) return BadMarker("its restore id is malformed");
   restore_marker_ = std::move(m);
   return Status::OK();
 }
 
+// Writable and read-only opens alike, after the header is read and before
+// recovery: what the marker, the header's restore id and the key
+// provider's ledger say together (decision 0027, "The ledger").
 Status Store::Impl::CheckRestoreMarker() {
-  if (!restore_marker_) return Status::OK();
-  if (restore_marker_->store_id != crypto::Hex(store_id_)) return BadMarker("another store's");
-  auto id = GetHeader(kRestoreIdField);
-  if (!id.ok() && id.status().code() != Code::kNotFound) return id.status();
-  if (!id.ok() || !crypto::ConstantTimeEquals(*id, restore_marker_->restore_id)) {
-    return BadMarker(
-        "not the marker of a restore into this directory (its restore id is not in the metadata "
-        "instance): a marker copied from another restore, or kept from one that finished; if "
-        "this store was not restored here, remove the marker after checking how it got there");
+  restore_step_ = RestoreStep::kNone;
+  auto header = GetHeader(kRestoreIdField);
+  if (!header.ok() && header.status().code() != Code::kNotFound) return header.status();
+  if (!restore_marker_ && !header.ok()) return Status::OK();
+  if (restore_marker_) {
+    if (restore_marker_->store_id != crypto::Hex(store_id_)) return BadMarker("another store's");
+    if (!header.ok() || !crypto::ConstantTimeEquals(*header, restore_marker_->restore_id)) {
+      return BadMarker(
+          "the marker of restore " + restore_marker_->restore_id +
+          " is not the marker of a restore into this directory (that restore id is not in the "
+          "metadata instance): a marker copied from another restore, or kept from one that "
+          "finished; if this store was not restored here, remove the marker after checking how "
+          "it got there");
+    }
   }
-  restored_copy_ = true;
+  const std::string id = restore_marker_ ? restore_marker_->restore_id : *header;
+  auto ledger = LoadLedger(kp_);
+  if (ledger.status().code() == Code::kNotSupported) {
+    return Status::FailedPrecondition("the store names restore " + id +
+                                      ", but the key provider keeps no restore ledger to say "
+                                      "whether it finished; nothing was changed");
+  }
+  CV_RETURN_IF_ERROR(ledger.status());
+  const LedgerEntry* e = FindEntry(*ledger, id);
+  if (e == nullptr) {
+    return Status::Corruption(
+        "the store names restore " + id +
+        ", which this key directory never issued (or closed so long ago that its ledger line was "
+        "dropped): a restore id written by hand, or a copy restored with another key directory; "
+        "nothing was changed; restore again (docs/operations.md, \"Restore\")");
+  }
+  if (restore_marker_) {
+    if (e->state == "closed") {
+      return Status::Corruption(
+          "RESTORE_PENDING: the marker of restore " + id +
+          ", which finished already (its copy was opened and replayed): a marker and restore id "
+          "copied from that restore; nothing was changed; remove both only after checking how "
+          "they got here (docs/operations.md, \"Restore\")");
+    }
+    if (e->state == "pending") {
+      // F3 of attack2: the log must be the one the restore saw, or longer.
+      auto log = kp_->ReadTombstones();
+      if (!log.ok() && log.status().code() != Code::kNotSupported) return log.status();
+      const std::string text = log.ok() ? *log : std::string();
+      TombstoneLogView view;
+      CV_RETURN_IF_ERROR(ParseTombstoneLogBase(text, &view));
+      auto hash = LogRangeHash(text, view, e->from, e->length);
+      if (e->from != restore_marker_->tombstone_offset || !hash.ok() ||
+          !crypto::ConstantTimeEquals(*hash, e->hash)) {
+        return Status::FailedPrecondition(
+            "restore " + id + " cannot be finished with this key directory: its tombstone log "
+            "is shorter than when the restore was made (" + std::to_string(view.size) + " < " +
+            std::to_string(e->length) + " bytes) or its entries differ: an older copy of the key "
+            "directory; nothing was changed; open it with the key directory the restore was made "
+            "with (docs/operations.md, \"Restore\")");
+      }
+      restore_step_ = RestoreStep::kReplay;
+    } else {
+      restore_step_ = RestoreStep::kUnlinkMarker;  // replayed; the open that did it died
+    }
+    restored_copy_ = true;
+    return Status::OK();
+  }
+  if (e->state == "pending") {
+    return Status::FailedPrecondition(
+        "restore " + id + " has not replayed its erasures, and its RESTORE_PENDING marker was "
+        "removed: the copy cannot be finished or served; nothing was changed; restore again "
+        "(docs/operations.md, \"Restore\")");
+  }
+  if (e->state == "closed") {
+    return Status::Corruption(
+        "the store names restore " + id + ", which finished in another directory: a copy of "
+        "that restored store taken before it finished; nothing was changed; restore again "
+        "(docs/operations.md, \"Restore\")");
+  }
+  restore_step_ = RestoreStep::kDropId;  // done: the open that replayed died before the drop
   return Status::OK();
 }
 
 Status Store::Impl::FinishRestore() {
-  const std::string path = path_ + "/" + kRestorePending;
   if (read_only()) {
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) return Status::OK();
+    if (restore_step_ != RestoreStep::kReplay && restore_step_ != RestoreStep::kUnlinkMarker) {
+      return Status::OK();
+    }
     return Status::FailedPrecondition(
-        "the store is a restore whose erasure replay has not finished (RESTORE_PENDING); open it "
-        "writable once to finish it before reading");
+        "the store is a restore (" + restore_marker_->restore_id +
+        ") whose erasure replay has not finished (RESTORE_PENDING); open it writable once to "
+        "finish it before reading");
   }
-  if (!restore_marker_) {
-    // A restore id whose marker is gone: the replay finished and the open
-    // that removed the marker died before it dropped the id.
-    auto id = GetHeader(kRestoreIdField);
-    if (id.status().code() == Code::kNotFound) return Status::OK();
-    CV_RETURN_IF_ERROR(id.status());
-    return fsutil::FromRocks(meta_->Delete(meta_write_, format::HeaderKey(kRestoreIdField)),
-                             "remove the finished restore's id");
+  if (restore_step_ == RestoreStep::kNone) return Status::OK();
+  const std::string path = path_ + "/" + kRestorePending;
+  const std::string id = restore_marker_ ? restore_marker_->restore_id : *GetHeader(kRestoreIdField);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  if (restore_step_ == RestoreStep::kReplay) {
+    const uint64_t cut = restore_marker_->cut;
+    // The counts of an earlier run of this replay, killed midway.
+    ReplayCounts counts;
+    bool resumed = false;
+    auto before = GetHeader(kReplayCountsField);
+    if (!before.ok() && before.status().code() != Code::kNotFound) return before.status();
+    if (before.ok()) {
+      std::istringstream in(*before);
+      std::string was;
+      ReplayCounts c;
+      if (in >> was >> c.removed >> c.recordings >> c.redacted && was == id) {
+        counts = c;
+        resumed = true;
+      }
+    }
+    auto progress = [&](const ReplayCounts& c) {
+      return PutHeader(kReplayCountsField, id + " " + std::to_string(c.removed) + " " +
+                                               std::to_string(c.recordings) + " " +
+                                               std::to_string(c.redacted));
+    };
+    CV_RETURN_IF_ERROR(ReplayTombstones(restore_marker_->tombstone_offset, &counts, progress));
+    restore_replay_ = counts;
+    CV_KILL_POINT("restore.after_replay");
+    Audit("restore_replayed", "",
+          "cut=" + std::to_string(cut) + " restore_id=" + id +
+              " removed=" + std::to_string(counts.removed) +
+              " recordings=" + std::to_string(counts.recordings) +
+              " redacted=" + std::to_string(counts.redacted) +
+              " kept_held=" + std::to_string(counts.kept_held) + (resumed ? " resumed=1" : ""));
+    // Done in the ledger before the marker goes: from here on the copy is
+    // finished by the key directory's word, not by what its files say.
+    CV_RETURN_IF_ERROR(SetLedgerState(kp_, id, "done"));
+    CV_KILL_POINT("restore.after_ledger_done");
+    restore_replayed_ = true;
   }
-  const uint64_t cut = restore_marker_->cut;
-  CV_RETURN_IF_ERROR(ReplayTombstones(restore_marker_->tombstone_offset, &restore_replay_));
-  CV_KILL_POINT("restore.after_replay");
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::IOError("remove " + path + ": " + std::strerror(errno));
+  if (restore_marker_) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return Status::IOError("remove " + path + ": " + std::strerror(errno));
+    }
+    int d = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) return Status::IOError("open " + path_ + ": " + std::strerror(errno));
+    const int rc = ::fsync(d);
+    ::close(d);
+    if (rc != 0) return Status::IOError("fsync " + path_ + ": " + std::strerror(errno));
   }
-  int d = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d < 0) return Status::IOError("open " + path_ + ": " + std::strerror(errno));
-  const int rc = ::fsync(d);
-  ::close(d);
-  if (rc != 0) return Status::IOError("fsync " + path_ + ": " + std::strerror(errno));
-  // After the marker is gone (a crash before this leaves the id, dropped
-  // by the next open): the marker, kept by someone, no longer matches.
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Delete(meta_write_, format::HeaderKey(kRestoreIdField)),
-                                       "remove the finished restore's id"));
+  // The id (and the replay's counts) out of the header, synced, and only
+  // then closed in the ledger: a crash between the two leaves a store that
+  // names no restore. A directory still naming the id afterwards (a copy
+  // taken before) is refused.
+  rocksdb::WriteBatch drop;
+  drop.Delete(format::HeaderKey(kRestoreIdField));
+  drop.Delete(format::HeaderKey(kReplayCountsField));
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(synced, &drop), "remove the finished restore's id"));
+  CV_RETURN_IF_ERROR(SetLedgerState(kp_, id, "closed"));
   restore_marker_.reset();
-  restore_replayed_ = true;
-  Audit("restore_replayed", "",
-        "cut=" + std::to_string(cut) + " removed=" + std::to_string(restore_replay_.removed) +
-            " recordings=" + std::to_string(restore_replay_.recordings) +
-            " redacted=" + std::to_string(restore_replay_.redacted) +
-            " kept_held=" + std::to_string(restore_replay_.kept_held));
+  restore_step_ = RestoreStep::kNone;
   return Status::OK();
 }
 
@@ -1125,6 +1356,18 @@ Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* 
 
 }  // namespace
 
+// A restore killed after its rename leaves `<dir>.restoring-<hex>.lock`
+// beside the store it made (attack2 F5); one killed before, its staging
+// directory too. Nothing else removes them once the target exists.
+Status Store::Impl::RemoveStaleRestoreStagings() {
+  std::vector<std::string> removed;
+  CV_RETURN_IF_ERROR(RemoveDeadStagings(path_, &removed));
+  for (const auto& d : removed) {
+    Log(LogLevel::kInfo, "removed " + d + ", left by a restore into this directory that died");
+  }
+  return Status::OK();
+}
+
 Result<RestoreReport> Store::Restore(const Options& options, const std::string& backup_dir,
                                      const std::string& new_dir_in, const RestoreRequest& request) {
   if (!options.key_provider) return Status::InvalidArgument("options.key_provider is required");
@@ -1158,6 +1401,10 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   CV_ASSIGN_OR_RETURN(std::string public_key, kp->ExistingSigningPublicKey());
   CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
   CV_RETURN_IF_ERROR(CheckInstances(backup_dir, m, true));
+  // Staging directories and locks of earlier restores into this target
+  // that were killed: removed whether or not this restore goes ahead.
+  RestoreReport report;
+  CV_RETURN_IF_ERROR(RemoveDeadStagings(new_dir, &report.stale_stagings_removed));
   // 4. An empty (or absent) target, apart from the keys.
   if (fs::exists(new_dir, ec)) {
     if (!fs::is_directory(new_dir, ec) || !fs::is_empty(new_dir, ec)) {
@@ -1183,6 +1430,9 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   } writer_lock{kp};
   // The tombstone log still holds the cut's offset (not pruned past it,
   // decision 0044; no prune runs while the lock is held).
+  // The ledger entry of this restore (decision 0027, "The ledger"): the log
+  // as it is now, which the replay must find again or longer.
+  LedgerEntry pending;
   if (m.tombstone_log) {
     auto log = kp->ReadTombstones();
     if (log.ok()) {
@@ -1190,12 +1440,20 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
       CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
       CV_RETURN_IF_ERROR(CheckTombstoneOffset(view, m.tombstone_offset));
       CV_RETURN_IF_ERROR(CheckLogNotOlderThanCuts(backup_dir, view, public_key));
+      pending.from = m.tombstone_offset;
+      pending.length = view.size;
+      CV_ASSIGN_OR_RETURN(pending.hash, LogRangeHash(*log, view, pending.from, pending.length));
     } else if (log.status().code() != Code::kNotSupported) {
       return log.status();
     }
+    auto ledger = LoadLedger(kp);
+    if (ledger.status().code() == Code::kNotSupported) {
+      return Status::NotSupported(
+          "restore: the key provider keeps no restore ledger, so the copy's erasure replay could "
+          "not be bound to it (decision 0027); nothing was restored");
+    }
+    CV_RETURN_IF_ERROR(ledger.status());
   }
-  RestoreReport report;
-  CV_RETURN_IF_ERROR(RemoveDeadStagings(new_dir, &report.stale_stagings_removed));
   // 5. Every instance into a staging directory beside the target, then one
   // rename: a failed restore leaves no half store at new_dir.
   const std::string staging = new_dir + kStagingInfix + crypto::Hex(crypto::RandomString(6));
@@ -1231,21 +1489,39 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     // Bound to this copy: its restore id first into the copy's metadata
     // instance, then the marker that names it.
     const std::string restore_id = crypto::Hex(crypto::RandomString(kRestoreIdBytes));
+    // Pending in the ledger first: a copy whose id the ledger does not hold
+    // is never opened. A restore that fails before its rename takes the
+    // line out again (best effort: a line left is only a line).
+    pending.id = restore_id;
+    pending.state = "pending";
+    Status led = SetLedger(kp, pending);
+    if (!led.ok()) {
+      cleanup();
+      return led;
+    }
+    auto unledger = [&] {
+      LedgerEntry gone;
+      gone.id = restore_id;
+      SetLedger(kp, gone).IgnoreError();
+    };
     Status id = WriteRestoreId(options, staging + "/meta", restore_id);
     if (!id.ok()) {
       cleanup();
+      unledger();
       return id;
     }
     const nlohmann::json body = PendingBody(m, restore_id);
     auto sig = kp->Sign(signed_json::Canonical(body));
     if (!sig.ok()) {
       cleanup();
+      unledger();
       return sig.status();
     }
     Status w = WriteFileDurably(staging + "/" + kRestorePending,
                                 signed_json::WithSignature(body, crypto::Hex(*sig), 2) + "\n");
     if (!w.ok()) {
       cleanup();
+      unledger();
       return w;
     }
     CV_KILL_POINT("restore.after_marker");
@@ -1361,6 +1637,20 @@ Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
                               "pruned");
   }
   if (keep_from <= view.base) return report;  // nothing more to drop
+  // A restore still pending replays from its own offset: pruning past it
+  // would leave its copy unfinishable (refused at its open: the log no
+  // longer holds what the ledger recorded).
+  auto ledger = LoadLedger(kp.get());
+  if (!ledger.ok() && ledger.status().code() != Code::kNotSupported) return ledger.status();
+  for (const auto& e : ledger.ok() ? *ledger : std::vector<LedgerEntry>{}) {
+    if (e.state == "pending" && e.from < keep_from) {
+      return Status::FailedPrecondition(
+          "restore " + e.id + " is pending and replays the log from offset " +
+          std::to_string(e.from) + ", before what the kept backups need (" +
+          std::to_string(keep_from) + "): open its copy (or let its restore fail) first; "
+          "nothing pruned");
+    }
+  }
   // Entries end at newlines: the new base is at a line start (a manifest's
   // offset always is: it is the size of whole appends).
   const size_t cut_at = view.body_at + (keep_from - view.base);

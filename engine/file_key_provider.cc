@@ -30,6 +30,11 @@ constexpr char kKeyringPrefix[] = "KEYRING-";
 constexpr char kSigningKeyName[] = "SIGNING-KEY";
 constexpr char kLockName[] = "LOCK";
 constexpr char kPeersName[] = "PEERS";
+constexpr char kRestoresName[] = "RESTORES";
+constexpr char kTombstonesName[] = "TOMBSTONES";
+// Far above any real ledger (one line per restore not yet closed, and the
+// newest closed ones): a bigger file is not one the engine wrote.
+constexpr uint64_t kMaxRestoresBytes = 1u << 20;
 constexpr size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 
 // Parses "<prefix><decimal>" exactly; false otherwise (temp files included).
@@ -251,7 +256,7 @@ class FileKeyProvider final : public KeyProvider {
   Status AppendTombstones(std::string_view bytes) override {
     CV_RETURN_IF_ERROR(Writable());
     std::lock_guard<std::mutex> l(mu_);
-    const std::string path = dir_ + "/TOMBSTONES";
+    const std::string path = dir_ + "/" + kTombstonesName;
     struct stat before;
     const bool existed = ::lstat(path.c_str(), &before) == 0;
     int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -289,27 +294,24 @@ class FileKeyProvider final : public KeyProvider {
 
   Result<std::string> ReadTombstones() override {
     std::lock_guard<std::mutex> l(mu_);
-    const std::string path = dir_ + "/TOMBSTONES";
-    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) return std::string();
-    if (fd < 0) {
-      return Status::IOError("key directory " + dir_ + ": open TOMBSTONES: " + std::strerror(errno));
-    }
-    std::string out;
-    char buf[65536];
-    for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        const int e = errno;
-        ::close(fd);
-        return Status::IOError("key directory " + dir_ + ": read TOMBSTONES: " + std::strerror(e));
-      }
-      if (n == 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    ::close(fd);
-    return out;
+    return ReadPrivateNoFollow(kTombstonesName, UINT64_MAX);
+  }
+
+  Result<std::string> ReadRestoreLedger() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return ReadPrivateNoFollow(kRestoresName, kMaxRestoresBytes);
+  }
+
+  Status WriteRestoreLedger(std::string_view bytes) override {
+    CV_RETURN_IF_ERROR(Writable());
+    std::lock_guard<std::mutex> l(mu_);
+    // A planted link under the name is refused, not replaced: AtomicWrite's
+    // rename would replace it silently, but a link there is not ours.
+    Status c = fsutil::CheckKeyFile(dir_ + "/" + kRestoresName, /*secret=*/false);
+    if (!c.ok() && c.code() != Code::kNotFound) return c;
+    return Sticky(fsutil::AtomicWrite(fs_.get(), dir_, kRestoresName,
+                                      reinterpret_cast<const uint8_t*>(bytes.data()),
+                                      bytes.size()));
   }
 
   Result<std::string> ReadTrustedPeers() override {
@@ -429,7 +431,8 @@ class FileKeyProvider final : public KeyProvider {
       // A keyring temp is shredded too: it may hold the wrapped DEK of a
       // tenant purged since, sealed under a KEK that is still live.
       if (!ParseNumbered(base, kKekPrefix, &g) && base != kSigningKeyName &&
-          !ParseNumbered(base, kKeyringPrefix, &g) && base != kPeersName) {
+          !ParseNumbered(base, kKeyringPrefix, &g) && base != kPeersName &&
+          base != kRestoresName) {
         continue;
       }
       // A directory under such a name is not a write of ours (AtomicWrite
@@ -447,6 +450,31 @@ class FileKeyProvider final : public KeyProvider {
       removed = true;
     }
     return removed ? fsutil::SyncDir(fs_.get(), dir_) : Status::OK();
+  }
+
+  // A file of the key directory read without following a link (a link or a
+  // non-regular entry is refused, never read through); "" if absent.
+  // REQUIRES: mu_ held.
+  Result<std::string> ReadPrivateNoFollow(const char* name, uint64_t max_bytes) {
+    std::string out;
+    fsutil::NoFollowRead r;
+    CV_RETURN_IF_ERROR(fsutil::ReadNoFollow(dir_ + "/" + name, max_bytes, &out, &r));
+    switch (r) {
+      case fsutil::NoFollowRead::kRead:
+        return out;
+      case fsutil::NoFollowRead::kMissing:
+        return std::string();
+      case fsutil::NoFollowRead::kSymlink:
+        return Status::KeyError("key directory " + dir_ + ": its " + name +
+                                " is a symbolic link (a planted entry, never followed)");
+      case fsutil::NoFollowRead::kNotRegular:
+        return Status::KeyError("key directory " + dir_ + ": its " + name +
+                                " is not a regular file (a planted entry, never read)");
+      case fsutil::NoFollowRead::kTooLarge:
+        break;
+    }
+    return Status::Corruption("key directory " + dir_ + ": its " + name +
+                              " is larger than any the engine writes");
   }
 
   Status Sticky(Status s) {

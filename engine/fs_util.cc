@@ -252,6 +252,57 @@ Status CreatePrivateFile(const std::string& path) {
   }
 }
 
+Status ReadNoFollow(const std::string& path, uint64_t max_bytes, std::string* out,
+                    NoFollowRead* result) {
+  out->clear();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == ENOENT) {
+      *result = NoFollowRead::kMissing;
+      return Status::OK();
+    }
+    if (e == ELOOP) {
+      *result = NoFollowRead::kSymlink;
+      return Status::OK();
+    }
+    return Status::IOError("open " + path + ": " + std::strerror(e));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    *result = NoFollowRead::kNotRegular;
+    return Status::OK();
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    *result = NoFollowRead::kTooLarge;
+    return Status::OK();
+  }
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      out->clear();
+      return Status::IOError("read " + path + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > max_bytes) {
+      ::close(fd);
+      out->clear();
+      *result = NoFollowRead::kTooLarge;
+      return Status::OK();
+    }
+  }
+  ::close(fd);
+  *result = NoFollowRead::kRead;
+  return Status::OK();
+}
+
 Status CheckKeyFile(const std::string& path, bool secret) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {

@@ -5,6 +5,7 @@
 
 #include <rocksdb/file_system.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,17 @@ Status CheckPrivateDir(const std::string& dir);
 // steps; only the key directory's owner (the directory is 0700 and ours,
 // CheckPrivateDir) can swap the entry between them.
 Status CheckKeyFile(const std::string& path, bool secret);
+
+// Reads the whole of `path` without following a symbolic link: opened with
+// O_NOFOLLOW|O_NONBLOCK, then fstat on what was opened, so neither a link nor
+// a FIFO or device planted under the name is ever read through. The outcome
+// is in *result (kRead: *out holds the bytes); only an I/O error is a
+// non-OK status (its message names `path`). More than `max_bytes` is
+// kTooLarge (checked before and while reading: a file that grows is refused
+// too). The restore marker, the tombstone log and the restore ledger.
+enum class NoFollowRead { kRead, kMissing, kSymlink, kNotRegular, kTooLarge };
+Status ReadNoFollow(const std::string& path, uint64_t max_bytes, std::string* out,
+                    NoFollowRead* result);
 
 // kInvalidArgument if the key directory `keys` is the store directory
 // `store`, inside it, or holds it, judged by identity (st_dev, st_ino)

@@ -245,6 +245,7 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   CV_RETURN_IF_ERROR(opened);
   // A restore's erasure replay, if one is pending (backup.cc).
   CV_RETURN_IF_ERROR(impl->FinishRestore());
+  if (!options.read_only) CV_RETURN_IF_ERROR(impl->RemoveStaleRestoreStagings());
   impl->open_micros_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - open_start)
                                                  .count());
@@ -791,6 +792,11 @@ Status Store::Impl::OpenReadOnly() {
     return Status::NotFound("no callvault store in this directory (an init did not finish; run init)");
   }
   CV_RETURN_IF_ERROR(LoadHeader());
+  // A restore's state, as a writable open checks it (backup.cc): a copy
+  // whose replay is not proven done is never served, and the advice to
+  // open it writable is given only where that open would finish it.
+  CV_RETURN_IF_ERROR(ReadRestoreMarker(/*store_exists=*/true));
+  CV_RETURN_IF_ERROR(CheckRestoreMarker());
   {
     // A CLOSE_MARK newer than the metadata instance (decision 0042) stops
     // the store before anything reads what that instance may have lost;

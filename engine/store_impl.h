@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <thread>
 #include <map>
 #include <memory>
@@ -399,7 +400,11 @@ class Store::Impl {
     uint64_t redacted = 0;
     uint64_t kept_held = 0;
   };
-  Status ReplayTombstones(uint64_t from, ReplayCounts* counts);
+  // `counts` holds what earlier runs of this replay removed (a run killed
+  // midway); `progress` is called with the running counts after each write
+  // of removals (FinishRestore keeps them in the header).
+  Status ReplayTombstones(uint64_t from, ReplayCounts* counts,
+                          const std::function<Status(const ReplayCounts&)>& progress);
   // Finishes a restore at open (before the store serves): with a
   // RESTORE_PENDING marker (signed, written by Store::Restore before the
   // store became openable) replays the tombstone log from the cut and then
@@ -423,7 +428,17 @@ class Store::Impl {
     uint64_t tombstone_offset = 0;
   };
   std::optional<RestoreMarker> restore_marker_;
+  // What FinishRestore does, as CheckRestoreMarker found the marker, the
+  // header's restore id and the key provider's restore ledger (decision
+  // 0027, "The ledger"): nothing; replay, then mark done, unlink, drop the
+  // id and close; unlink the marker of a replay done by an open that died,
+  // drop and close; drop the id of a done restore and close.
+  enum class RestoreStep { kNone, kReplay, kUnlinkMarker, kDropId };
+  RestoreStep restore_step_ = RestoreStep::kNone;
   Status ReadRestoreMarker(bool store_exists);
+  // Writable opens: removes the staging directories and `.lock` files of
+  // restores into this directory that died (backup.cc, kStagingInfix).
+  Status RemoveStaleRestoreStagings();
   Status CheckRestoreMarker();
   // subjects.cc: plans into `b` the redaction of the subject whose blind
   // hashes are `subject_hashes` from the call (unchanged if it no longer

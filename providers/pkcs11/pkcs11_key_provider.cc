@@ -575,6 +575,10 @@ class Pkcs11KeyProvider final : public KeyProvider {
     return state_->AppendTombstones(bytes);
   }
   Result<std::string> ReadTombstones() override { return state_->ReadTombstones(); }
+  Result<std::string> ReadRestoreLedger() override { return state_->ReadRestoreLedger(); }
+  Status WriteRestoreLedger(std::string_view bytes) override {
+    return state_->WriteRestoreLedger(bytes);
+  }
 
   Result<std::string> SigningPublicKey() override {
     if (!sign_in_token_) return state_->SigningPublicKey();

@@ -244,7 +244,8 @@ KeyDirFiles ScanKeyDir(const std::string& dir) {
     } else if (ParseNumbered(n, "KEYRING-", &g)) {
       f.keyrings.push_back(g);
     } else if (n != "SIGNING-KEY" && n != "LOCK" &&  // LOCK: the writer lock
-               n != "TOMBSTONES") {                  // the tombstone log (no key)
+               n != "TOMBSTONES" &&                  // the tombstone log (no key)
+               n != "RESTORES") {                    // the restore ledger (no key)
       f.other.push_back(n);
     }
   }

@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -478,13 +479,18 @@ TEST(A18, SharedFileDeletedFailsEveryCutThatNeedsItAndTheNextBackupIsWhole) {
 // What a restore killed right after its rename leaves (the CLI's
 // CALLVAULT_KILL_POINT=restore.after_rename): the restored copy with its
 // RESTORE_PENDING, copied to `killed` at that point; the restore into `dir`
-// then carries on and finishes.
+// then carries on and finishes. The key directory's restore ledger is put
+// back as it was at that point (decision 0027, "The ledger": the finished
+// twin closed the restore id, which would refuse `killed`), so that
+// `killed` is the killed restore it stands for.
 void RestoreKilledAfterRename(const A18Store& t, const std::string& dir, const std::string& killed) {
   Status copied;
-  testing::SetKillPointAction([&dir, &killed, &copied] {
+  std::string ledger;
+  testing::SetKillPointAction([&dir, &killed, &copied, &ledger, &t] {
     std::error_code ec;
     fs::copy(dir, killed, fs::copy_options::recursive, ec);
     if (ec) copied = Status::IOError("copy " + dir + ": " + ec.message());
+    ledger = testutil::ReadFile(t.keys + "/RESTORES");
   });
   testing::ArmKillPoint("restore.after_rename");
   auto r = RestoreTo(t.bak, t.keys, dir);
@@ -493,6 +499,7 @@ void RestoreKilledAfterRename(const A18Store& t, const std::string& dir, const s
   ASSERT_OK(r);
   ASSERT_OK(copied);
   ASSERT_TRUE(fs::exists(killed + "/RESTORE_PENDING"));
+  ASSERT_NO_FATAL_FAILURE(WriteWhole(t.keys + "/RESTORES", ledger));
 }
 
 // A genuine RESTORE_PENDING (signed with the store's key, of its store id),
@@ -545,16 +552,27 @@ TEST(A18, RestoreMarkerCopiedIntoAnotherDirectoryIsRefused) {
 
 // Whether the copy at `dir` still holds M half moved in (registry CREATING
 // + kMoveIn, untouched by recovery): read without its marker, read-only.
+// A pending copy without its marker is never served (decision 0027, "The
+// ledger"): read a scratch copy of it, without the marker, with a scratch
+// copy of the key directory whose ledger says the replay is done.
 bool HalfMovedIn(const A18Store& t, const std::string& dir) {
-  const std::string marker = dir + "/RESTORE_PENDING", aside = dir + ".marker";
+  const std::string peek = dir + ".peek", keys = dir + ".peek-keys";
   std::error_code ec;
-  fs::rename(marker, aside, ec);
-  Options ro = Opts(t.keys);
+  fs::remove_all(peek, ec);
+  fs::remove_all(keys, ec);
+  fs::copy(dir, peek, fs::copy_options::recursive);
+  fs::copy(t.keys, keys, fs::copy_options::recursive);
+  fs::remove(peek + "/RESTORE_PENDING", ec);
+  const std::string ledger = testutil::ReadFile(keys + "/RESTORES");
+  EXPECT_NO_FATAL_FAILURE(WriteWhole(
+      keys + "/RESTORES",
+      std::regex_replace(ledger, std::regex("pending ([0-9a-f]{32}) [^\n]*"), "done $1")));
+  Options ro = Opts(keys);
   ro.create_if_missing = false;
   ro.read_only = true;
   bool half = false;
   {
-    auto o = Store::Open(ro, dir);
+    auto o = Store::Open(ro, peek);
     EXPECT_TRUE(o.ok()) << o.status().ToString();
     if (o.ok()) {
       auto m = (*o)->DescribeTenant("M");
@@ -562,7 +580,8 @@ bool HalfMovedIn(const A18Store& t, const std::string& dir) {
       EXPECT_OK((*o)->Close());
     }
   }
-  if (!ec) fs::rename(aside, marker, ec);
+  fs::remove_all(peek, ec);
+  fs::remove_all(keys, ec);
   return half;
 }
 

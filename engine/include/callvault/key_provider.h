@@ -125,6 +125,28 @@ class KeyProvider {
     return Status::NotSupported("this key provider keeps no tombstone log");
   }
 
+  // --- Restore ledger (docs/format.md "Restore ledger") --------------------
+  // What became of each restore made with these keys: Store::Restore
+  // records a restore as pending before it writes the copy's marker, the
+  // copy's first writable open records it done (replayed) before it removes
+  // the marker, and closed once the copy's header no longer names it
+  // (decision 0027, "The ledger"). Kept with the keys, not in the store
+  // directory: whoever can edit a store's files (or its header through
+  // `raw ldb`) must not be able to say a restore finished. The bytes are the
+  // engine's (it parses and checks them); the provider stores them. Read:
+  // the whole ledger ("" if there is none yet). Write: atomic and durable
+  // (all of the new ledger or all of the old one after a crash); needs the
+  // writer lock.
+  // Default: kNotSupported (no ledger: Store::Restore refuses a backup that
+  // names a tombstone log, as its replay could not be bound to its copy).
+  virtual Result<std::string> ReadRestoreLedger() {
+    return Status::NotSupported("this key provider keeps no restore ledger");
+  }
+  virtual Status WriteRestoreLedger(std::string_view bytes) {
+    (void)bytes;
+    return Status::NotSupported("this key provider keeps no restore ledger");
+  }
+
   // --- Trusted move sources (docs/format.md "Trusted peers file") ----------
   // The move identities of the stores this store accepts tenants from
   // (Store::MoveTenantIn refuses a segment signed by any other key; decision
@@ -155,6 +177,7 @@ class KeyProvider {
 //   SIGNING-KEY      Ed25519 secret key, mode 0600
 //   TOMBSTONES       the tombstone log (blind hashes, no key), mode 0600
 //   PEERS            the trusted move sources (public identities), mode 0600
+//   RESTORES         the restore ledger (restore ids and states), mode 0600
 // Every file is created with mode 0600 (O_CREAT|O_EXCL|O_NOFOLLOW): no
 // window in which another user could open it. The directory must be a real
 // directory (not a symlink), owned by this process's user, with no access

@@ -27,7 +27,9 @@ struct TombstonePruneReport {
 // any backup whose offset is below it is refused (kFailedPrecondition,
 // nothing restored). Offline: takes the key directory's writer lock, so it
 // is refused while a store is open on it. Refused with nothing changed: no
-// backup named, a backup that does not verify, an offset beyond the log.
+// backup named, a backup that does not verify, an offset beyond the log, a
+// restore still pending (the key directory's restore ledger) whose replay
+// starts before the new base (kFailedPrecondition naming its restore id).
 Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
                                                const std::vector<std::string>& keep);
 

@@ -1,0 +1,374 @@
+// The restore ledger (decision 0027, "The ledger"): a restored copy is
+// served only once the key directory, not the copy's own files, says its
+// erasure replay was done. The session 18 CLI attack on restores (attack2):
+//   - F1: a pending copy copied and its RESTORE_PENDING removed was served
+//     with the calls erased after the cut (and its restore id dropped);
+//   - F2: a genuine marker and the restore id (`raw ldb --meta put`)
+//     transplanted into the live store replayed erasures there;
+//   - F3: a pending copy finished with an older copy of the key directory
+//     replayed the older tombstone log (erased calls came back);
+//   - F4: a replay killed midway and retried audited only the retry's
+//     removals;
+//   - F5: a killed restore's `<dir>.restoring-<hex>.lock` stayed forever.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "callvault/backup.h"
+#include "callvault/store.h"
+#include "callvault/tombstones.h"
+#include "tests/testutil/backup_util.h"
+#include "tests/testutil/process.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::MakeCall;
+using testutil::TwoTenants;
+
+Options Opts(const std::string& keys) { return testutil::NoTrainingOptions(keys); }
+
+Options ReadOnly(const std::string& keys) {
+  Options o = Opts(keys);
+  o.create_if_missing = false;
+  o.read_only = true;
+  return o;
+}
+
+int RunCli(const std::string& args, std::string* out, const std::string& env = "") {
+  return testutil::RunShell(
+      (env.empty() ? "" : env + " ") + std::string(CALLVAULT_BIN) + " " + args + " 2>&1", out);
+}
+
+void WriteWhole(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << data;
+  ASSERT_TRUE(f.good()) << path;
+}
+
+// The restore id a marker names.
+std::string MarkerRestoreId(const std::string& marker) {
+  const std::string text = testutil::ReadFile(marker);
+  std::smatch m;
+  static const std::regex re("\"restore_id\": *\"([0-9a-f]{32})\"");
+  return std::regex_search(text, m, re) ? m[1].str() : "";
+}
+
+// The store header's restore_id of the store at `db` (its files, through
+// `raw ldb`, as the attack read and wrote it); "" if it has none.
+std::string HeaderRestoreId(const std::string& db) {
+  std::string out;
+  if (RunCli("--db " + db + " raw ldb --meta get Xrestore_id", &out) != 0) return "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+// A restore of t.bak into `dir` by the CLI, killed at `point`: a copy whose
+// replay is pending (the ledger says pending), as attack2 made them.
+void KilledRestore(const TwoTenants& t, const std::string& dir, const std::string& point) {
+  std::string out;
+  // (sh reports the CLI's SIGKILL as exit status 128 + 9.)
+  ASSERT_EQ(RunCli("--db " + dir + " --keys " + t.keys + " restore " + t.bak, &out,
+                   "CALLVAULT_KILL_POINT=" + point),
+            128 + 9)
+      << "not killed at " << point << ": " << out;
+  ASSERT_TRUE(fs::exists(dir + "/RESTORE_PENDING")) << out;
+}
+
+// A store with A and B (3 calls each) backed up, then a1 and a2 of A and
+// b1 of B deleted: calls a restore must not bring back.
+void MakeAndEraseAfterBackup(TwoTenants& t) {
+  ASSERT_NO_FATAL_FAILURE(t.Make(3));
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a1"));
+  ASSERT_OK(t.s->DeleteCall("A", "a2"));
+  ASSERT_OK(t.s->DeleteCall("B", "b1"));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+}
+
+// F1: `cp -a COPY X; rm X/RESTORE_PENDING`: X was served with a1 (erased
+// after the cut), its writable open silently dropped the restore id, and
+// read-only opens never looked at it. Now both opens are refused, naming
+// the restore id, and X keeps its id; with the marker put back X finishes.
+TEST(RestoreLedger, PendingCopyWithoutItsMarkerIsRefused) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r"), x = t.tmp.Sub("x");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  ASSERT_EQ(id.size(), 32u);
+  fs::copy(r, x, fs::copy_options::recursive);
+  fs::remove(x + "/RESTORE_PENDING");
+  for (bool ro : {true, false}) {
+    SCOPED_TRACE(ro ? "read-only" : "writable");
+    auto o = Store::Open(ro ? ReadOnly(t.keys) : Opts(t.keys), x);
+    if (o.ok()) {
+      EXPECT_FALSE((*o)->GetCall("A", "a1").ok()) << "a call erased after the cut served";
+      ADD_FAILURE() << "a pending copy without its marker was opened";
+      continue;
+    }
+    EXPECT_EQ(o.status().code(), Code::kFailedPrecondition) << o.status().ToString();
+    EXPECT_NE(o.status().message().find(id), std::string::npos) << o.status().ToString();
+    EXPECT_EQ(o.status().message().find("writable once"), std::string::npos)
+        << "advice that the writable open refuses: " << o.status().ToString();
+  }
+  EXPECT_EQ(HeaderRestoreId(x), id) << "the refused open dropped the restore id";
+  // The marker put back: the copy finishes as a restore.
+  fs::copy_file(r + "/RESTORE_PENDING", x + "/RESTORE_PENDING");
+  auto o = Store::Open(Opts(t.keys), x);
+  ASSERT_OK(o);
+  EXPECT_CODE((*o)->GetCall("A", "a1"), Code::kNotFound);
+  EXPECT_OK((*o)->GetCall("A", "a0"));
+  EXPECT_OK((*o)->Close());
+  EXPECT_FALSE(fs::exists(x + "/RESTORE_PENDING"));
+  EXPECT_EQ(HeaderRestoreId(x), "");
+  // Its twin r, still pending, now presents the id of a finished restore.
+  EXPECT_CODE(Store::Open(Opts(t.keys), r), Code::kCorruption);
+}
+
+// The live store after a1 was deleted and put again (a call a replay of the
+// tombstone log from the cut would delete a second time).
+void PutA1Again(TwoTenants& t) {
+  auto o = Store::Open(Opts(t.keys), t.db);
+  ASSERT_OK(o);
+  ASSERT_OK((*o)->PutCall("A", MakeCall("a1", 1700000000000001, "put again")));
+  ASSERT_OK((*o)->Close());
+}
+
+// A pending restore into `r` (killed after its rename) of a store where a1
+// was deleted after the backup and put again; *id: its restore id.
+void PendingRestoreWithA1PutAgain(TwoTenants& t, const std::string& r, std::string* id) {
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  ASSERT_NO_FATAL_FAILURE(PutA1Again(t));
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  *id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  ASSERT_EQ(id->size(), 32u);
+}
+
+// Transplants `copy`'s genuine marker and its restore id (through `raw
+// ldb`, no keys needed) into the live store.
+void Transplant(const TwoTenants& t, const std::string& copy, const std::string& id) {
+  fs::copy_file(copy + "/RESTORE_PENDING", t.db + "/RESTORE_PENDING",
+                fs::copy_options::overwrite_existing);
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + t.db + " raw ldb --meta put Xrestore_id " + id, &out), 0) << out;
+  ASSERT_EQ(HeaderRestoreId(t.db), id);
+}
+
+// F2 (b): the transplant after the genuine copy finished replayed the log
+// in the live store (a1, put again after its deletion, deleted again) and
+// audited it as a normal restore_replayed. The ledger says the restore is
+// closed: refused, naming the id; nothing changed.
+TEST(RestoreLedger, TransplantOfAFinishedRestoreIsRefused) {
+  TwoTenants t;
+  const std::string r = t.tmp.Sub("r");
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(PendingRestoreWithA1PutAgain(t, r, &id));
+  const std::string marker = t.tmp.Sub("marker");
+  fs::copy_file(r + "/RESTORE_PENDING", marker);
+  {
+    auto o = Store::Open(Opts(t.keys), r);  // the genuine copy finishes
+    ASSERT_OK(o);
+    ASSERT_OK((*o)->Close());
+  }
+  fs::copy_file(marker, r + "/RESTORE_PENDING");
+  ASSERT_NO_FATAL_FAILURE(Transplant(t, r, id));
+  for (bool ro : {true, false}) {
+    auto o = Store::Open(ro ? ReadOnly(t.keys) : Opts(t.keys), t.db);
+    ASSERT_FALSE(o.ok()) << (ro ? "read-only" : "writable") << ": the transplant was accepted";
+    EXPECT_EQ(o.status().code(), Code::kCorruption) << o.status().ToString();
+    EXPECT_NE(o.status().message().find(id), std::string::npos) << o.status().ToString();
+  }
+  EXPECT_TRUE(fs::exists(t.db + "/RESTORE_PENDING"));
+  EXPECT_EQ(HeaderRestoreId(t.db), id);
+  // Once the operator removed both, the live store is as it was.
+  fs::remove(t.db + "/RESTORE_PENDING");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + t.db + " raw ldb --meta delete Xrestore_id", &out), 0) << out;
+  auto o = Store::Open(Opts(t.keys), t.db);
+  ASSERT_OK(o);
+  EXPECT_OK((*o)->GetCall("A", "a1"));
+  auto audit = (*o)->ListAudit(0, "restore_replayed");
+  ASSERT_OK(audit);
+  EXPECT_TRUE(audit->empty()) << "the live store replayed the tombstone log";
+  EXPECT_OK((*o)->Close());
+}
+
+// F2 (a): the transplant while the genuine copy is still pending cannot be
+// told from the genuine copy by the key directory (both present the same
+// signed marker and id; decision 0027 names it). What holds: once the
+// genuine copy finished, the transplanted one is refused before it
+// replays anything.
+TEST(RestoreLedger, TransplantWhileThePendingCopyFinishesFirstIsRefused) {
+  TwoTenants t;
+  const std::string r = t.tmp.Sub("r");
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(PendingRestoreWithA1PutAgain(t, r, &id));
+  ASSERT_NO_FATAL_FAILURE(Transplant(t, r, id));
+  {
+    auto o = Store::Open(Opts(t.keys), r);
+    ASSERT_OK(o);
+    EXPECT_CODE((*o)->GetCall("A", "a1"), Code::kNotFound);
+    ASSERT_OK((*o)->Close());
+  }
+  auto live = Store::Open(Opts(t.keys), t.db);
+  ASSERT_FALSE(live.ok()) << "the transplant replayed in the live store";
+  EXPECT_EQ(live.status().code(), Code::kCorruption) << live.status().ToString();
+  EXPECT_NE(live.status().message().find(id), std::string::npos);
+}
+
+// F3: the pending copy opened with the key directory put back from a copy
+// taken before the last erasures (its TOMBSTONES cut back): the older log
+// was replayed and a1 served. Refused now, nothing changed, for read-only
+// opens too (and without advice the writable open would refuse); with the
+// log as it was the copy finishes. A log grown since (a new erasure in the
+// live store) is accepted, and the new erasure applied too.
+TEST(RestoreLedger, OlderTombstoneLogRefusedNewerAccepted) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(3));
+  ASSERT_OK(t.s->Backup(t.bak));
+  const std::string at_cut = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  ASSERT_OK(t.s->DeleteCall("A", "a1"));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  const std::string log = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  // Older: cut back to the cut, and the last line's hash changed.
+  std::string edited = log;
+  edited[edited.size() - 2] = edited[edited.size() - 2] == '0' ? '1' : '0';
+  for (const std::string& older : {at_cut, edited}) {
+    WriteWhole(t.keys + "/TOMBSTONES", older);
+    for (bool ro : {true, false}) {
+      auto o = Store::Open(ro ? ReadOnly(t.keys) : Opts(t.keys), r);
+      ASSERT_FALSE(o.ok()) << (ro ? "read-only" : "writable")
+                           << ": finished with an older tombstone log";
+      EXPECT_EQ(o.status().code(), Code::kFailedPrecondition) << o.status().ToString();
+      EXPECT_NE(o.status().message().find(id), std::string::npos) << o.status().ToString();
+      EXPECT_EQ(o.status().message().find("writable once"), std::string::npos);
+    }
+    EXPECT_TRUE(fs::exists(r + "/RESTORE_PENDING"));
+  }
+  WriteWhole(t.keys + "/TOMBSTONES", log);
+  {
+    auto o = Store::Open(Opts(t.keys), t.db);  // the live store erases more
+    ASSERT_OK(o);
+    ASSERT_OK((*o)->DeleteCall("B", "b2"));
+    ASSERT_OK((*o)->Close());
+  }
+  auto o = Store::Open(Opts(t.keys), r);
+  ASSERT_OK(o);
+  EXPECT_CODE((*o)->GetCall("A", "a1"), Code::kNotFound);
+  EXPECT_CODE((*o)->GetCall("B", "b2"), Code::kNotFound);
+  EXPECT_OK((*o)->GetCall("A", "a0"));
+  EXPECT_OK((*o)->Close());
+}
+
+// `tombstones prune` keeping only a newer backup dropped the lines a
+// pending restore of an older one still had to replay: its copy could then
+// never be finished. Refused while that restore is pending, naming it; once
+// its copy is opened (the replay done), the prune goes ahead.
+TEST(RestoreLedger, PruneRefusedPastAPendingRestore) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(3));
+  const std::string old_bak = t.tmp.Sub("old-bak");
+  ASSERT_OK(t.s->Backup(old_bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));  // needed by old-bak only
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  const std::string r = t.tmp.Sub("r");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
+                   "CALLVAULT_KILL_POINT=restore.after_rename"),
+            128 + 9)
+      << out;
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  const std::string log = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  auto refused = PruneTombstoneLog(t.keys, {t.bak});
+  EXPECT_CODE(refused, Code::kFailedPrecondition);
+  if (!refused.ok()) {
+    EXPECT_NE(refused.status().message().find(id), std::string::npos) << refused.status().ToString();
+  }
+  EXPECT_EQ(testutil::ReadFile(t.keys + "/TOMBSTONES"), log);
+  {
+    auto o = Store::Open(Opts(t.keys), r);
+    ASSERT_OK(o);
+    EXPECT_CODE((*o)->GetCall("A", "a0"), Code::kNotFound);
+    EXPECT_OK((*o)->Close());
+  }
+  auto pruned = PruneTombstoneLog(t.keys, {t.bak});
+  ASSERT_OK(pruned);
+  EXPECT_EQ(pruned->lines_dropped, 1u);
+}
+
+// The removed= of the restore_replayed audit events of the store at `db`.
+std::vector<std::string> ReplayAudits(const std::string& db, const std::string& keys) {
+  auto o = Store::Open(Opts(keys), db);
+  EXPECT_TRUE(o.ok()) << o.status().ToString();
+  if (!o.ok()) return {};
+  auto audit = (*o)->ListAudit(0, "restore_replayed");
+  EXPECT_TRUE(audit.ok());
+  std::vector<std::string> v;
+  static const std::regex re("removed=([0-9]+)");
+  for (const auto& e : audit.ok() ? *audit : std::vector<AuditEvent>{}) {
+    std::smatch m;
+    v.push_back(std::regex_search(e.detail, m, re) ? m[1].str() : "?");
+    if (v.size() == 1) {
+      EXPECT_NE(e.detail.find("resumed=1"), std::string::npos) << e.detail;
+    }
+  }
+  EXPECT_CODE((*o)->GetCall("A", "a1"), Code::kNotFound);
+  EXPECT_CODE((*o)->GetCall("B", "b1"), Code::kNotFound);
+  EXPECT_OK((*o)->Close());
+  return v;
+}
+
+// F4: the replay killed after its first tenant (A: a1 and a2 removed) or
+// after the whole replay, then retried by the next open: the retry's audit
+// said removed=1 (or 0). It reports what every run removed (3) and that it
+// resumed.
+TEST(RestoreLedger, KilledReplayAuditsEveryRunsRemovals) {
+  for (const std::string point : {"restore.replay_after_tenant", "restore.after_replay"}) {
+    SCOPED_TRACE(point);
+    TwoTenants t;
+    ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+    const std::string r = t.tmp.Sub("r");
+    ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, point));
+    EXPECT_EQ(ReplayAudits(r, t.keys), std::vector<std::string>{"3"});
+  }
+}
+
+// The `.restoring-<hex>.lock` files of restores into a directory: `<dir>`
+// itself excluded.
+std::vector<std::string> StagingLeftovers(const std::string& dir) {
+  std::vector<std::string> v;
+  const fs::path p(dir);
+  for (const auto& e : fs::directory_iterator(p.parent_path())) {
+    const std::string n = e.path().filename().string();
+    if (n.starts_with(p.filename().string() + ".restoring-")) v.push_back(n);
+  }
+  return v;
+}
+
+// F5: a restore killed after its rename left `<dir>.restoring-<hex>.lock`
+// beside the store for good. The store's next writable open removes it
+// (its owner is dead: the lock can be taken).
+TEST(RestoreLedger, KilledRestoresLockIsRemovedByTheNextOpen) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  ASSERT_EQ(StagingLeftovers(r).size(), 1u);
+  auto o = Store::Open(Opts(t.keys), r);
+  ASSERT_OK(o);
+  EXPECT_TRUE(StagingLeftovers(r).empty()) << StagingLeftovers(r)[0];
+  EXPECT_OK((*o)->Close());
+}
+
+}  // namespace
+}  // namespace callvault
