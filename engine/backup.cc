@@ -523,6 +523,10 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     rocksdb::BackupEngine* engine = nullptr;
     rocksdb::BackupID id = 0;
     rocksdb::IOStatus status;
+    // The instance's BackupEngine directory held a backup already: only then
+    // can a file be reused (BackupEngine skips the copy only of a file that a
+    // backup it loaded lists), so only then is the new cut read back.
+    bool may_reuse = false;
     std::thread thread;
     std::mutex mu;
     std::condition_variable cv;
@@ -598,6 +602,11 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
       auto job = std::make_unique<CopyJob>();
       job->in = in;
       job->in.sequence = db->GetLatestSequenceNumber();
+      std::vector<rocksdb::BackupInfo> earlier;
+      std::vector<rocksdb::BackupID> corrupt;  // a meta file that failed to load may
+      raw->GetBackupInfo(&earlier);            // have listed some of its files
+      raw->GetCorruptedBackups(&corrupt);
+      job->may_reuse = !earlier.empty() || !corrupt.empty();
       CopyJob* j = job.get();
       const std::string metadata = AppMetadata(m.cut_id, j->in);
       const bool flush = opts.flush_before_backup;
@@ -633,6 +642,35 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
       j->in.files = info.number_files;
     }
     m.instances.push_back(j->in);
+  }
+  // The new cut, read back with checksums before it is signed (decision
+  // 0063). BackupEngine reuses a shared file already in the directory by its
+  // name and size without reading it: a file an earlier cut left damaged in
+  // place would otherwise be in this cut too, which would then be reported
+  // taken and neither verify nor restore. An instance's first backup reuses
+  // nothing: every file was just copied, its checksum taken from what was
+  // read, so it is not read again. One thread per instance, as the copy.
+  if (failed.ok()) {
+    std::vector<rocksdb::IOStatus> checks(jobs.size());
+    std::vector<std::thread> checkers;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      CopyJob* j = jobs[i].get();
+      if (!j->may_reuse) continue;
+      rocksdb::IOStatus* out = &checks[i];
+      checkers.emplace_back([j, out] { *out = j->engine->VerifyBackup(j->id, true); });
+    }
+    for (auto& t : checkers) t.join();
+    for (size_t i = 0; i < jobs.size() && failed.ok(); ++i) {
+      if (checks[i].ok()) continue;
+      failed = Status::Corruption(
+          "backup: instance " + jobs[i]->in.name + ": the new cut does not verify (" +
+          checks[i].ToString() +
+          "): a file of it is damaged, most likely one it shares with earlier cuts of this "
+          "backup directory (a file already there is reused without being read); nothing was "
+          "added. The earlier cuts that use this file cannot be restored either: back up into "
+          "a new directory, and keep this one only for the cuts `callvault backup verify` "
+          "still passes");
+    }
   }
   if (failed.ok()) {
     auto sig = kp_->Sign(m.Canonical());
