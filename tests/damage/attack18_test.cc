@@ -628,30 +628,41 @@ TEST(A18, InvalidRestoreMarkerIsRefusedBeforeRecovery) {
   }
 }
 
-// FINDING (not fixed): the same shared file damaged in place (a byte
-// flipped, same size). The next incremental backup finds a file of that
-// name and size and reuses it without reading it: Backup returns OK and
-// writes a signed manifest for a cut that fails `backup verify` and cannot
-// be restored. An operator whose nightly job only checks Backup's status
-// keeps making unrestorable backups until someone runs `backup verify`.
-// Today: Backup OK, VerifyBackup(cut 2) kCorruption ("does not match its
-// checksum"). A fix costs reading the reused files (VerifyBackup with
-// checksums after each instance's copy) or a re-copy of them: the lead's
-// call (it changes the incremental backup benchmark).
-TEST(A18, DISABLED_DamagedSharedFileIsNotReusedByTheNextBackup) {
+// The same shared file damaged in place (a byte flipped, same size). The
+// next incremental backup found a file of that name and size and reused it
+// without reading it: Backup returned OK and wrote a signed manifest for a
+// cut that failed `backup verify` and could not be restored. Backup now
+// reads the new cut back with checksums before signing it (decision 0063):
+// kCorruption naming the damaged file, no cut added; a backup into a new
+// directory is whole.
+TEST(A18, DamagedSharedFileIsNotReusedByTheNextBackup) {
   A18Store t;
   t.Make(50);
   ASSERT_OK(t.s->Flush());
   ASSERT_OK(t.s->Backup(t.bak));
   const auto tables = testutil::BackupTableFiles(t.bak);
   ASSERT_FALSE(tables.empty());
-  ASSERT_NO_FATAL_FAILURE(testutil::FlipByte(tables.front(), fs::file_size(tables.front()) / 2));
+  const std::string damaged = tables.front();
+  ASSERT_NO_FATAL_FAILURE(testutil::FlipByte(damaged, fs::file_size(damaged) / 2));
   auto second = t.s->Backup(t.bak);
   if (second.ok()) {
     auto v = VerifyBackup(t.bak, second->manifest.cut, t.PublicKey());
     EXPECT_TRUE(v.ok()) << "Backup reported success for a cut that does not verify: "
                         << v.status().ToString();
+  } else {
+    EXPECT_EQ(second.status().code(), Code::kCorruption) << second.status().ToString();
+    EXPECT_NE(second.status().message().find(fs::path(damaged).filename().string()),
+              std::string::npos)
+        << "the refusal does not name the damaged file: " << second.status().ToString();
+    auto cuts = ListBackups(t.bak);
+    ASSERT_OK(cuts);
+    EXPECT_EQ(cuts->size(), 1u) << "a refused backup added a cut";
   }
+  // What the refusal says to do: a new directory gets a whole cut.
+  const std::string fresh = t.tmp.Sub("bak2");
+  auto other = t.s->Backup(fresh);
+  ASSERT_OK(other);
+  EXPECT_OK(VerifyBackup(fresh, other->manifest.cut, t.PublicKey()));
   ASSERT_NO_FATAL_FAILURE(t.Close());
 }
 

@@ -989,7 +989,10 @@ class Store {
   // wait; puts and reads do not), each instance goes through its own RocksDB
   // BackupEngine directory (incremental: files already there are not copied
   // again); then a manifest signed with the receipt key records the cut.
-  // No key material is copied. kFailedPrecondition if another backup is
+  // No key material is copied. OK only for a cut that verifies: a backup
+  // into a directory holding cuts reads its new cut back with checksums, and
+  // a damaged file it would reuse is kCorruption naming it, nothing added
+  // (decision 0063). kFailedPrecondition if another backup is
   // writing `backup_dir`; kNotSupported read-only.
   Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options = {});
   // Restores one cut of `backup_dir` into `new_dir` (absent or empty) and
