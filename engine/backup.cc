@@ -975,14 +975,19 @@ Status WriteRestoreId(const Options& options, const std::string& meta_dir, const
 //   done <restore id>
 //   closed <restore id>
 //
-// One line per restore, oldest first. pending: Store::Restore wrote the
+// One line per restore, in the order of their last change (a line whose
+// state changes moves to the end). pending: Store::Restore wrote the
 // copy's marker; the replay must run from logical offset <from> over a log
 // at least <length> bytes long whose bytes [from, length) hash (BLAKE2b-256,
 // hex) to <hash>. done: the replay is synced (written before the marker is
 // unlinked). closed: the copy's header no longer names the id (written
-// after it is dropped). Bounded: the newest kClosedKept closed lines are
-// kept; a pending or done line stays until its copy is opened (or the
-// restore that wrote it failed and removed it).
+// after it is dropped). An absent file: no restore ever; a present one
+// without the header (an empty one too) is refused. Bounded: the
+// kClosedKept most recently closed lines are kept; a pending or done line
+// stays until its copy is opened, the restore that wrote it failed and
+// removed it, its dead staging directory is removed (RemoveDeadStagings),
+// or the operator abandons it (AbandonRestore). Each left-over line needs
+// a restore killed (or a copy lost) and is ended by one of those.
 constexpr std::string_view kLedgerHeader = "cvrestores1";
 constexpr size_t kClosedKept = 64;
 
@@ -1007,7 +1012,6 @@ bool RestoreIdHex(const std::string& s) {
 
 Status ParseLedger(const std::string& text, std::vector<LedgerEntry>* out) {
   out->clear();
-  if (text.empty()) return Status::OK();
   std::istringstream in(text);
   std::string line;
   if (!std::getline(in, line) || line != kLedgerHeader) return BadLedger("has no valid header");
@@ -1058,9 +1062,11 @@ std::string FormatLedger(const std::vector<LedgerEntry>& entries) {
 }
 
 Result<std::vector<LedgerEntry>> LoadLedger(KeyProvider* kp) {
-  CV_ASSIGN_OR_RETURN(std::string text, kp->ReadRestoreLedger());
+  auto text = kp->ReadRestoreLedger();
   std::vector<LedgerEntry> v;
-  CV_RETURN_IF_ERROR(ParseLedger(text, &v));
+  if (text.status().code() == Code::kNotFound) return v;  // no restore ever
+  CV_RETURN_IF_ERROR(text.status());
+  CV_RETURN_IF_ERROR(ParseLedger(*text, &v));
   return v;
 }
 
@@ -1071,19 +1077,24 @@ const LedgerEntry* FindEntry(const std::vector<LedgerEntry>& v, const std::strin
   return nullptr;
 }
 
-// Sets the state of restore `id` (appended if new; removed if `state` is
-// empty), durably. Needs the writer lock.
+// Sets the state of restore `id` (removed if `state` is empty), durably: a
+// new line, or one whose state changes, goes to the end, so that the bound
+// drops the lines closed longest ago, never one that just closed. Needs
+// the writer lock.
 Status SetLedger(KeyProvider* kp, const LedgerEntry& entry) {
   CV_ASSIGN_OR_RETURN(auto v, LoadLedger(kp));
   auto it = std::find_if(v.begin(), v.end(), [&](const LedgerEntry& e) { return e.id == entry.id; });
-  if (entry.state.empty()) {
-    if (it == v.end()) return Status::OK();
-    v.erase(it);
-  } else if (it == v.end()) {
-    v.push_back(entry);
-  } else {
-    *it = entry;
+  if (it != v.end()) {
+    if (entry.state.empty() || it->state != entry.state) {
+      v.erase(it);
+    } else {
+      *it = entry;
+      return kp->WriteRestoreLedger(FormatLedger(v));
+    }
+  } else if (entry.state.empty()) {
+    return Status::OK();
   }
+  if (!entry.state.empty()) v.push_back(entry);
   return kp->WriteRestoreLedger(FormatLedger(v));
 }
 
@@ -1243,8 +1254,9 @@ Status Store::Impl::FinishRestore() {
     }
     return Status::FailedPrecondition(
         "the store is a restore (" + restore_marker_->restore_id +
-        ") whose erasure replay has not finished (RESTORE_PENDING); open it writable once to "
-        "finish it before reading");
+        ") whose erasure replay has not finished (RESTORE_PENDING); finish it before reading "
+        "with `callvault --db " + path_ + " restore finish` (a writable open, which replays "
+        "it)");
   }
   if (restore_step_ == RestoreStep::kNone) return Status::OK();
   const std::string path = path_ + "/" + kRestorePending;
@@ -1274,6 +1286,7 @@ Status Store::Impl::FinishRestore() {
     };
     CV_RETURN_IF_ERROR(ReplayTombstones(restore_marker_->tombstone_offset, &counts, progress));
     restore_replay_ = counts;
+    restore_resumed_ = resumed;
     CV_KILL_POINT("restore.after_replay");
     Audit("restore_replayed", "",
           "cut=" + std::to_string(cut) + " restore_id=" + id +
@@ -1306,6 +1319,7 @@ Status Store::Impl::FinishRestore() {
   drop.Delete(format::HeaderKey(kReplayCountsField));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->Write(synced, &drop), "remove the finished restore's id"));
   CV_RETURN_IF_ERROR(SetLedgerState(kp_, id, "closed"));
+  restore_finished_id_ = id;
   restore_marker_.reset();
   restore_step_ = RestoreStep::kNone;
   return Status::OK();
@@ -1328,15 +1342,20 @@ bool LowerHex(std::string_view s) {
 // whole restore. It is created under a temporary name, locked, then renamed
 // into place (the flock stays with the inode), so a `.lock` that can be
 // seen is locked from the moment it appears: a restore that can take it
-// knows its owner died.
+// knows its owner died. It holds the restore id of the restore (if it has
+// one), so that whoever removes a dead staging also drops that restore's
+// pending ledger line: a staging never renamed never became a copy.
 class StagingLock {
  public:
-  Status Take(const std::string& staging) {
+  Status Take(const std::string& staging, const std::string& restore_id) {
     path_ = staging + ".lock";
     const std::string tmp = path_ + ".tmp";
     fd_ = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd_ < 0) return Status::IOError("restore: create " + tmp + ": " + std::strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
+    const std::string body = restore_id.empty() ? "" : restore_id + "\n";
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0 ||
+        ::write(fd_, body.data(), body.size()) != static_cast<ssize_t>(body.size()) ||
+        ::rename(tmp.c_str(), path_.c_str()) != 0) {
       Status s = Status::IOError("restore: lock " + path_ + ": " + std::strerror(errno));
       ::unlink(tmp.c_str());
       ::close(fd_);
@@ -1359,8 +1378,12 @@ class StagingLock {
 // Removes the staging directories of earlier restores into `new_dir` that
 // died before their rename: those whose `.lock` this process can lock (a
 // running restore holds its own). A symbolic link, a file of another user
-// or a name of another shape is left alone.
-Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* removed) {
+// or a name of another shape is left alone. Before a staging directory
+// goes, `drop_line` is called with the restore id its lock names (none if
+// it names none): a crash between the two leaves the staging, removed by
+// the next call, never a line without its staging.
+Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* removed,
+                          const std::function<Status(const std::string&)>& drop_line) {
   const fs::path target(new_dir);
   const std::string parent = target.parent_path().string();
   const std::string prefix = target.filename().string() + kStagingInfix;
@@ -1387,6 +1410,17 @@ Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* 
     const std::string staging = lock.substr(0, lock.size() - 5);
     struct stat d;
     if (::lstat(staging.c_str(), &d) == 0 && S_ISDIR(d.st_mode)) {
+      char buf[2 * kRestoreIdBytes + 2];
+      const ssize_t n = ::pread(fd, buf, sizeof(buf), 0);
+      std::string id(buf, n > 0 ? static_cast<size_t>(n) : 0);
+      if (id.ends_with('\n')) id.pop_back();
+      if (RestoreIdHex(id)) {
+        Status s = drop_line(id);
+        if (!s.ok()) {
+          ::close(fd);
+          return s;
+        }
+      }
       fs::remove_all(staging, ec);
       if (ec) {
         ::close(fd);
@@ -1401,18 +1435,34 @@ Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* 
   return Status::OK();
 }
 
+// Drops the ledger line of restore `id` if it is pending: its staging
+// directory died before its rename, so no copy of it can exist (issue 12).
+// Needs the writer lock.
+Status DropDeadRestore(KeyProvider* kp, const std::string& id) {
+  auto ledger = LoadLedger(kp);
+  if (ledger.status().code() == Code::kNotSupported) return Status::OK();
+  CV_RETURN_IF_ERROR(ledger.status());
+  const LedgerEntry* e = FindEntry(*ledger, id);
+  if (e == nullptr || e->state != "pending") return Status::OK();
+  return SetLedgerState(kp, id, "");
+}
+
 }  // namespace
 
 // A restore killed after its rename leaves `<dir>.restoring-<hex>.lock`
 // beside the store it made (attack2 F5); one killed before, its staging
-// directory too. Nothing else removes them once the target exists.
+// directory too (and its pending ledger line). Nothing else removes them
+// once the target exists. Runs before the store itself is opened, so that
+// an open refused later still removed them; logged once the open is done.
 Status Store::Impl::RemoveStaleRestoreStagings() {
-  std::vector<std::string> removed;
-  CV_RETURN_IF_ERROR(RemoveDeadStagings(path_, &removed));
-  for (const auto& d : removed) {
+  return RemoveDeadStagings(path_, &stale_stagings_removed_,
+                            [&](const std::string& id) { return DropDeadRestore(kp_, id); });
+}
+
+void Store::Impl::LogStaleRestoreStagings() const {
+  for (const auto& d : stale_stagings_removed_) {
     Log(LogLevel::kInfo, "removed " + d + ", left by a restore into this directory that died");
   }
-  return Status::OK();
 }
 
 Result<RestoreReport> Store::Restore(const Options& options, const std::string& backup_dir,
@@ -1448,23 +1498,12 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   CV_ASSIGN_OR_RETURN(std::string public_key, kp->ExistingSigningPublicKey());
   CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
   CV_RETURN_IF_ERROR(CheckInstances(backup_dir, m, true));
-  // Staging directories and locks of earlier restores into this target
-  // that were killed: removed whether or not this restore goes ahead.
-  RestoreReport report;
-  CV_RETURN_IF_ERROR(RemoveDeadStagings(new_dir, &report.stale_stagings_removed));
-  // 4. An empty (or absent) target, apart from the keys.
-  if (fs::exists(new_dir, ec)) {
-    if (!fs::is_directory(new_dir, ec) || !fs::is_empty(new_dir, ec)) {
-      return Status::FailedPrecondition("restore: " + new_dir +
-                                        " is not empty (restore into a new or empty directory)");
-    }
-  }
   const std::string keys = kp->LocalDirectory();
   if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(new_dir, keys));
   // The writer lock on the key directory: a store still running on these
   // keys (the one backed up) must be closed first. Taken before anything is
-  // written and held through the copy; released just before Store::Open,
-  // which takes it again.
+  // written (the ledger lines of dead stagings included) and held through
+  // the copy; released just before Store::Open, which takes it again.
   CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
   struct WriterLock {
     KeyProvider* kp;
@@ -1475,6 +1514,20 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     }
     ~WriterLock() { Release(); }
   } writer_lock{kp};
+  // Staging directories and locks of earlier restores into this target
+  // that were killed, and the pending ledger lines of those stagings:
+  // removed whether or not this restore goes ahead.
+  RestoreReport report;
+  CV_RETURN_IF_ERROR(
+      RemoveDeadStagings(new_dir, &report.stale_stagings_removed,
+                         [&](const std::string& id) { return DropDeadRestore(kp, id); }));
+  // 4. An empty (or absent) target, apart from the keys.
+  if (fs::exists(new_dir, ec)) {
+    if (!fs::is_directory(new_dir, ec) || !fs::is_empty(new_dir, ec)) {
+      return Status::FailedPrecondition("restore: " + new_dir +
+                                        " is not empty (restore into a new or empty directory)");
+    }
+  }
   // The tombstone log still holds the cut's offset (not pruned past it,
   // decision 0044; no prune runs while the lock is held).
   // The ledger entry of this restore (decision 0027, "The ledger"): the log
@@ -1506,8 +1559,12 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   const std::string staging = new_dir + kStagingInfix + crypto::Hex(crypto::RandomString(6));
   auto cleanup = [&] { fs::remove_all(staging, ec); };
   fs::create_directories(fs::path(staging).parent_path(), ec);
+  // The copy's restore id, named by the staging's lock before the ledger
+  // holds it (RemoveDeadStagings).
+  const std::string restore_id =
+      m.tombstone_log ? crypto::Hex(crypto::RandomString(kRestoreIdBytes)) : std::string();
   StagingLock staging_lock;
-  CV_RETURN_IF_ERROR(staging_lock.Take(staging));
+  CV_RETURN_IF_ERROR(staging_lock.Take(staging, restore_id));
   fs::create_directories(staging + "/shards", ec);
   if (ec) return Status::IOError("restore: create " + staging + ": " + ec.message());
   for (size_t i = 0; i < m.instances.size(); ++i) {
@@ -1535,7 +1592,6 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   if (m.tombstone_log) {
     // Bound to this copy: its restore id first into the copy's metadata
     // instance, then the marker that names it.
-    const std::string restore_id = crypto::Hex(crypto::RandomString(kRestoreIdBytes));
     // Pending in the ledger first: a copy whose id the ledger does not hold
     // is never opened. A restore that fails before its rename takes the
     // line out again (best effort: a line left is only a line).
@@ -1637,6 +1693,51 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   return report;
 }
 
+RestoreFinishReport Store::RestoreFinishedAtOpen() const {
+  const Impl& impl = *impl_;
+  RestoreFinishReport report;
+  report.restore_id = impl.restore_finished_id_;
+  report.replayed = impl.restore_replayed_;
+  report.resumed = impl.restore_resumed_;
+  report.removed = impl.restore_replay_.removed;
+  report.recordings = impl.restore_replay_.recordings;
+  report.redacted = impl.restore_replay_.redacted;
+  report.kept_held = impl.restore_replay_.kept_held;
+  return report;
+}
+
+Result<AbandonedRestore> AbandonRestore(const std::string& key_dir, const std::string& restore_id) {
+  crypto::Init();
+  if (!RestoreIdHex(restore_id)) {
+    return Status::InvalidArgument("a restore id is " + std::to_string(2 * kRestoreIdBytes) +
+                                   " lowercase hex digits (as the refusal that named it printed)");
+  }
+  CV_ASSIGN_OR_RETURN(auto kp, NewFileKeyProvider(key_dir, {.create_if_missing = false}));
+  // Offline, as every ledger write: no store or restore runs meanwhile.
+  CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
+  struct Release {
+    KeyProvider* kp;
+    ~Release() { kp->ReleaseWriterLock(); }
+  } release{kp.get()};
+  CV_ASSIGN_OR_RETURN(auto ledger, LoadLedger(kp.get()));
+  const LedgerEntry* e = FindEntry(ledger, restore_id);
+  if (e == nullptr) {
+    return Status::NotFound("the restore ledger of " + key_dir + " holds no restore " + restore_id +
+                            " (never issued by this key directory, or already dropped); nothing "
+                            "changed");
+  }
+  if (e->state == "closed") {
+    return Status::FailedPrecondition("restore " + restore_id + " finished (its copy was opened "
+                                      "and replayed): nothing to abandon; nothing changed");
+  }
+  AbandonedRestore out;
+  out.restore_id = e->id;
+  out.state = e->state;
+  out.from = e->from;
+  CV_RETURN_IF_ERROR(SetLedgerState(kp.get(), restore_id, ""));
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Pruning the tombstone log (decision 0044)
 
@@ -1694,8 +1795,9 @@ Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
       return Status::FailedPrecondition(
           "restore " + e.id + " is pending and replays the log from offset " +
           std::to_string(e.from) + ", before what the kept backups need (" +
-          std::to_string(keep_from) + "): open its copy (or let its restore fail) first; "
-          "nothing pruned");
+          std::to_string(keep_from) + "): finish its copy first (`callvault --db COPY restore "
+          "finish`), or, if that copy is lost, drop the restore with `callvault --keys " + key_dir +
+          " restore abandon " + e.id + "`; nothing pruned");
     }
   }
   // Entries end at newlines: the new base is at a line start (a manifest's

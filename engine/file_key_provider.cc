@@ -299,7 +299,9 @@ class FileKeyProvider final : public KeyProvider {
 
   Result<std::string> ReadRestoreLedger() override {
     std::lock_guard<std::mutex> l(mu_);
-    return ReadPrivateNoFollow(kRestoresName, kMaxRestoresBytes);
+    // Absent (no restore ever) and empty (not a ledger the engine wrote)
+    // are told apart: the engine refuses the second.
+    return ReadPrivateNoFollow(kRestoresName, kMaxRestoresBytes, /*absent_is_not_found=*/true);
   }
 
   Status WriteRestoreLedger(std::string_view bytes) override {
@@ -453,9 +455,10 @@ class FileKeyProvider final : public KeyProvider {
   }
 
   // A file of the key directory read without following a link (a link or a
-  // non-regular entry is refused, never read through); "" if absent.
-  // REQUIRES: mu_ held.
-  Result<std::string> ReadPrivateNoFollow(const char* name, uint64_t max_bytes) {
+  // non-regular entry is refused, never read through); "" if absent (or
+  // kNotFound, with `absent_is_not_found`). REQUIRES: mu_ held.
+  Result<std::string> ReadPrivateNoFollow(const char* name, uint64_t max_bytes,
+                                          bool absent_is_not_found = false) {
     std::string out;
     fsutil::NoFollowRead r;
     CV_RETURN_IF_ERROR(fsutil::ReadNoFollow(dir_ + "/" + name, max_bytes, &out, &r));
@@ -463,6 +466,9 @@ class FileKeyProvider final : public KeyProvider {
       case fsutil::NoFollowRead::kRead:
         return out;
       case fsutil::NoFollowRead::kMissing:
+        if (absent_is_not_found) {
+          return Status::NotFound("key directory " + dir_ + " has no " + name);
+        }
         return std::string();
       case fsutil::NoFollowRead::kSymlink:
         return Status::KeyError("key directory " + dir_ + ": its " + name +

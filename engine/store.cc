@@ -228,6 +228,9 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   if (!options.read_only) {
     CV_RETURN_IF_ERROR(options.key_provider->AcquireWriterLock());
     impl->holds_writer_lock_ = true;
+    // Before the store: an open refused below (a copy the restore ledger
+    // refuses) still removes what dead restores into it left.
+    CV_RETURN_IF_ERROR(impl->RemoveStaleRestoreStagings());
   }
   Status opened = impl->OpenOrCreate();
   // A read-only open races the writer, which may delete a WAL or table file
@@ -245,7 +248,7 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   CV_RETURN_IF_ERROR(opened);
   // A restore's erasure replay, if one is pending (backup.cc).
   CV_RETURN_IF_ERROR(impl->FinishRestore());
-  if (!options.read_only) CV_RETURN_IF_ERROR(impl->RemoveStaleRestoreStagings());
+  impl->LogStaleRestoreStagings();
   impl->open_micros_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - open_start)
                                                  .count());

@@ -412,6 +412,10 @@ class Store::Impl {
   Status FinishRestore();
   ReplayCounts restore_replay_;   // what FinishRestore replayed at this open
   bool restore_replayed_ = false;
+  bool restore_resumed_ = false;   // that replay continued one an open killed midway
+  // The restore FinishRestore finished at this open ("" if none): replayed
+  // (restore_replayed_), or replayed by an earlier open that died.
+  std::string restore_finished_id_;
   // This open is of a restored copy whose replay has not finished (a
   // verified RESTORE_PENDING, bound to this copy): the key directory is
   // newer than the copy, and its keys may serve the live store the copy
@@ -436,9 +440,13 @@ class Store::Impl {
   enum class RestoreStep { kNone, kReplay, kUnlinkMarker, kDropId };
   RestoreStep restore_step_ = RestoreStep::kNone;
   Status ReadRestoreMarker(bool store_exists);
-  // Writable opens: removes the staging directories and `.lock` files of
-  // restores into this directory that died (backup.cc, kStagingInfix).
+  // Writable opens, before the store is opened: removes the staging
+  // directories and `.lock` files of restores into this directory that died
+  // (backup.cc, kStagingInfix), and the pending ledger lines of those
+  // stagings; logged by LogStaleRestoreStagings once the open is done.
   Status RemoveStaleRestoreStagings();
+  void LogStaleRestoreStagings() const;
+  std::vector<std::string> stale_stagings_removed_;
   Status CheckRestoreMarker();
   // subjects.cc: plans into `b` the redaction of the subject whose blind
   // hashes are `subject_hashes` from the call (unchanged if it no longer

@@ -10,6 +10,14 @@
 //   - F4: a replay killed midway and retried audited only the retry's
 //     removals;
 //   - F5: a killed restore's `<dir>.restoring-<hex>.lock` stayed forever.
+// Issue 12 (attack3, the ledger's operator edges):
+//   - 2: a restore killed before its rename left its `pending` line for
+//     good, and `tombstones prune` refused for good;
+//   - 3: the documented way to finish a pending restore (`verify`) was
+//     refused, and no message named a command that works;
+//   - 5: a line that just closed could be dropped at once by the bound;
+//   - 6: an empty RESTORES passed for no ledger;
+//   - a writable open the ledger refused left the copy's staging lock.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -355,6 +363,15 @@ std::vector<std::string> StagingLeftovers(const std::string& dir) {
   return v;
 }
 
+// The staging directory of a restore into `dir` that died before its
+// rename (its lock excluded); "" if none.
+std::string DeadStaging(const std::string& dir) {
+  for (const auto& n : StagingLeftovers(dir)) {
+    if (!n.ends_with(".lock")) return fs::path(dir).parent_path().string() + "/" + n;
+  }
+  return "";
+}
+
 // F5: a restore killed after its rename left `<dir>.restoring-<hex>.lock`
 // beside the store for good. The store's next writable open removes it
 // (its owner is dead: the lock can be taken).
@@ -368,6 +385,222 @@ TEST(RestoreLedger, KilledRestoresLockIsRemovedByTheNextOpen) {
   ASSERT_OK(o);
   EXPECT_TRUE(StagingLeftovers(r).empty()) << StagingLeftovers(r)[0];
   EXPECT_OK((*o)->Close());
+}
+
+// The key directory's restore ledger, as its file holds it.
+std::string Ledger(const TwoTenants& t) { return testutil::ReadFile(t.keys + "/RESTORES"); }
+
+// A store with A and B (3 calls each) backed up into `old_bak`, then a0 of A
+// deleted (needed by old_bak only) and backed up again into t.bak: a prune
+// keeping t.bak drops what a restore of old_bak needs.
+void TwoBackupsAroundADeletion(TwoTenants& t, const std::string& old_bak) {
+  ASSERT_NO_FATAL_FAILURE(t.Make(3));
+  ASSERT_OK(t.s->Backup(old_bak));
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+}
+
+// Issue 12, 2: a restore killed after its marker, before its rename, left
+// `pending` in the ledger and `<dir>.restoring-<hex>` beside the target; the
+// next restore into that target removed the staging but not the line, and
+// `tombstones prune` refused for good. The line now goes with its staging
+// (a staging never renamed never became a copy); the refusal named the way
+// out first.
+TEST(RestoreLedger, DeadStagingTakesItsPendingLineWithIt) {
+  TwoTenants t;
+  const std::string old_bak = t.tmp.Sub("old-bak");
+  ASSERT_NO_FATAL_FAILURE(TwoBackupsAroundADeletion(t, old_bak));
+  const std::string r = t.tmp.Sub("r");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
+                   "CALLVAULT_KILL_POINT=restore.after_marker"),
+            128 + 9)
+      << out;
+  ASSERT_FALSE(fs::exists(r));
+  ASSERT_EQ(StagingLeftovers(r).size(), 2u);  // the staging and its lock
+  const std::string staging = DeadStaging(r);
+  const std::string id = MarkerRestoreId(staging + "/RESTORE_PENDING");
+  ASSERT_EQ(id.size(), 32u);
+  ASSERT_NE(Ledger(t).find("pending " + id), std::string::npos) << Ledger(t);
+  auto refused = PruneTombstoneLog(t.keys, {t.bak});
+  ASSERT_EQ(refused.status().code(), Code::kFailedPrecondition) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("restore abandon " + id), std::string::npos)
+      << refused.status().ToString();
+  // The next restore into r removes the dead staging, and its line.
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + t.bak, &out), 0) << out;
+  EXPECT_NE(out.find("removed " + staging), std::string::npos) << out;
+  EXPECT_EQ(Ledger(t).find(id), std::string::npos) << Ledger(t);
+  EXPECT_TRUE(StagingLeftovers(r).empty());
+  auto pruned = PruneTombstoneLog(t.keys, {t.bak});
+  ASSERT_OK(pruned);
+  EXPECT_EQ(pruned->lines_dropped, 1u);
+}
+
+// The same, the dead staging removed by a writable open of a store made in
+// the target since (not by a restore): the line goes too.
+TEST(RestoreLedger, DeadStagingRemovedByAnOpenTakesItsLine) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + t.bak, &out,
+                   "CALLVAULT_KILL_POINT=restore.after_marker"),
+            128 + 9)
+      << out;
+  ASSERT_EQ(StagingLeftovers(r).size(), 2u);
+  const std::string id = MarkerRestoreId(DeadStaging(r) + "/RESTORE_PENDING");
+  ASSERT_NE(Ledger(t).find("pending " + id), std::string::npos);
+  // A store created in r meanwhile, with these keys (the source closed).
+  fs::copy(t.db, r, fs::copy_options::recursive);
+  auto o = Store::Open(Opts(t.keys), r);
+  ASSERT_OK(o);
+  EXPECT_OK((*o)->Close());
+  EXPECT_TRUE(StagingLeftovers(r).empty());
+  EXPECT_EQ(Ledger(t).find(id), std::string::npos) << Ledger(t);
+}
+
+// Issue 12, 2 (the way out): the copy of a pending restore is lost (killed
+// after its rename, then deleted): no command dropped its line, and prune
+// refused for good. `restore abandon` drops it, says what it dropped,
+// refuses an id it does not hold (66); prune then goes ahead, and a copy of
+// that restore found later is refused as never issued.
+TEST(RestoreLedger, AbandonDropsTheLineOfALostCopy) {
+  TwoTenants t;
+  const std::string old_bak = t.tmp.Sub("old-bak");
+  ASSERT_NO_FATAL_FAILURE(TwoBackupsAroundADeletion(t, old_bak));
+  const std::string r = t.tmp.Sub("r"), kept = t.tmp.Sub("kept");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
+                   "CALLVAULT_KILL_POINT=restore.after_rename"),
+            128 + 9)
+      << out;
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  ASSERT_EQ(id.size(), 32u);
+  fs::copy(r, kept, fs::copy_options::recursive);
+  fs::remove_all(r);  // the copy is lost
+  EXPECT_CODE(PruneTombstoneLog(t.keys, {t.bak}), Code::kFailedPrecondition);
+  ASSERT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id, &out), 0) << out;
+  EXPECT_NE(out.find("dropped pending restore " + id), std::string::npos) << out;
+  EXPECT_EQ(Ledger(t).find(id), std::string::npos) << Ledger(t);
+  EXPECT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id, &out), 66) << out;
+  EXPECT_EQ(RunCli("--keys " + t.keys + " restore abandon nothex", &out), 65) << out;
+  ASSERT_OK(PruneTombstoneLog(t.keys, {t.bak}));
+  auto o = Store::Open(Opts(t.keys), kept);
+  ASSERT_FALSE(o.ok()) << "a copy of an abandoned restore was opened";
+  EXPECT_EQ(o.status().code(), Code::kCorruption) << o.status().ToString();
+  EXPECT_NE(o.status().message().find("never issued"), std::string::npos) << o.status().ToString();
+}
+
+// Issue 12, 3: docs/operations.md said to finish a pending restore with "any
+// writable command (e.g. `verify`)"; `verify` opens read-only and was
+// refused with advice naming no command. The refusal now names `restore
+// finish`, which finishes it and says what it replayed; run again, it says
+// nothing is pending. A restore whose replay was done by an open that died
+// is finished too, and said so.
+TEST(RestoreLedger, RestoreFinishFinishesAPendingRestore) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r"), r2 = t.tmp.Sub("r2");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " verify", &out), 78) << out;
+  EXPECT_NE(out.find("restore finish"), std::string::npos) << out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore finish", &out), 0) << out;
+  EXPECT_NE(out.find("restore " + id + " finished: 3 call(s) removed again"), std::string::npos)
+      << out;
+  EXPECT_FALSE(fs::exists(r + "/RESTORE_PENDING"));
+  EXPECT_NE(Ledger(t).find("closed " + id), std::string::npos);
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore finish", &out), 0) << out;
+  EXPECT_NE(out.find("nothing pending"), std::string::npos) << out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " verify", &out), 0) << out;
+  // Replayed and marked done by an open killed before it removed the marker.
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r2, "restore.after_ledger_done"));
+  const std::string id2 = MarkerRestoreId(r2 + "/RESTORE_PENDING");
+  ASSERT_EQ(RunCli("--db " + r2 + " --keys " + t.keys + " restore finish", &out), 0) << out;
+  EXPECT_NE(out.find("restore " + id2 + " finished: its erasure replay was done by an earlier open"),
+            std::string::npos)
+      << out;
+}
+
+// Issue 12, 5: lines kept their place when their state changed, so the
+// bound of 64 closed lines dropped a line that had just closed (the oldest
+// by position) rather than the one closed longest ago. A pending restore
+// older than 64 closed ones now keeps its closed line once it finishes.
+TEST(RestoreLedger, JustClosedLineSurvivesTheBound) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  // 64 restores closed since (their lines written as the engine would).
+  std::string ledger = Ledger(t);
+  for (int i = 0; i < 64; ++i) {
+    char hex[33];
+    std::snprintf(hex, sizeof(hex), "%032x", i + 1);
+    ledger += "closed " + std::string(hex) + "\n";
+  }
+  WriteWhole(t.keys + "/RESTORES", ledger);
+  auto o = Store::Open(Opts(t.keys), r);
+  ASSERT_OK(o);
+  EXPECT_OK((*o)->Close());
+  const std::string after = Ledger(t);
+  EXPECT_NE(after.find("closed " + id), std::string::npos) << "the line that just closed was dropped";
+  EXPECT_EQ(after.find("closed 00000000000000000000000000000001"), std::string::npos)
+      << "the line closed longest ago was kept";
+}
+
+// Issue 12, 6: an empty RESTORES passed for no ledger: a pending copy was
+// told "never issued", a prune went past the pending restore, a new restore
+// wrote over it. Absent: no restore ever; present without its header: the
+// ledger is damaged, for every reader; nothing changed.
+TEST(RestoreLedger, EmptyLedgerIsRefusedByEveryReader) {
+  TwoTenants t;
+  const std::string old_bak = t.tmp.Sub("old-bak");
+  ASSERT_NO_FATAL_FAILURE(TwoBackupsAroundADeletion(t, old_bak));
+  const std::string r = t.tmp.Sub("r");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
+                   "CALLVAULT_KILL_POINT=restore.after_rename"),
+            128 + 9)
+      << out;
+  WriteWhole(t.keys + "/RESTORES", "");
+  const std::string log = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  auto damaged = [](const Status& s) {
+    return s.code() == Code::kCorruption && s.message().find("RESTORES") != std::string::npos &&
+           s.message().find("never issued") == std::string::npos;
+  };
+  auto o = Store::Open(Opts(t.keys), r);
+  EXPECT_FALSE(o.ok() || !damaged(o.status())) << o.status().ToString();
+  auto pruned = PruneTombstoneLog(t.keys, {t.bak});
+  EXPECT_FALSE(pruned.ok() || !damaged(pruned.status())) << pruned.status().ToString();
+  EXPECT_EQ(testutil::ReadFile(t.keys + "/TOMBSTONES"), log);
+  Options ro = Opts(t.keys);
+  auto restored = Store::Restore(ro, t.bak, t.tmp.Sub("r2"));
+  EXPECT_FALSE(restored.ok() || !damaged(restored.status())) << restored.status().ToString();
+  EXPECT_EQ(Ledger(t), "") << "the damaged ledger was written over";
+  // Absent: no restore was ever made with these keys; a new one goes ahead.
+  fs::remove(t.keys + "/RESTORES");
+  EXPECT_OK(Store::Restore(ro, t.bak, t.tmp.Sub("r3")));
+}
+
+// Issue 12 (small): a writable open that the ledger refuses (the pending
+// copy's marker removed) left the copy's `.restoring-<hex>.lock` (its
+// restore killed after its rename): removed now, before the open is
+// refused; the copy's pending line stays (that staging was renamed into
+// the copy).
+TEST(RestoreLedger, RefusedOpenStillRemovesTheDeadLock) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  ASSERT_EQ(StagingLeftovers(r).size(), 1u);
+  fs::remove(r + "/RESTORE_PENDING");
+  EXPECT_CODE(Store::Open(Opts(t.keys), r), Code::kFailedPrecondition);
+  EXPECT_TRUE(StagingLeftovers(r).empty());
+  EXPECT_NE(Ledger(t).find("pending " + id), std::string::npos) << Ledger(t);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// callvault backup --to DIR | backup list DIR | backup verify DIR; restore DIR --db NEW;
+// callvault backup --to DIR | backup list DIR | backup verify DIR; restore DIR --db NEW |
+// restore finish --db DIR | restore abandon RESTORE_ID --keys K;
 // tombstones prune --keep BACKUP_DIR...
 #include <fmt/format.h>
 
@@ -176,17 +177,28 @@ class BackupCommand final : public Command {
   bool flush_ = false;
 };
 
+// `restore BACKUP_DIR --db NEW`, `restore finish --db DIR` (the writable
+// open that finishes a pending restore), `restore abandon RESTORE_ID`
+// (drops the ledger line of a restore whose copy is lost). A backup
+// directory named `finish` or `abandon` is written `./finish`.
 class RestoreCommand final : public Command {
  public:
   std::string Name() const override { return "restore"; }
   std::string Help() const override {
-    return "Restore a backup into a new store directory (--db) with the current key directory";
+    return "Restore a backup into a new store directory (--db) with the current key directory; "
+           "finish a pending restore (finish); drop a restore whose copy is lost (abandon ID)";
   }
   void AddFlags(CLI::App* app) override {
-    app->add_option("BACKUP_DIR", dir_, "The backup directory")->required();
+    app->add_option("BACKUP_DIR", dir_, "The backup directory, or finish, or abandon")->required();
+    app->add_option("RESTORE_ID", id_, "abandon: the restore id (as a refusal named it)");
     app->add_option("--cut", cut_, "The cut to restore (default: the newest)");
   }
+  bool NeedsStore() const override { return false; }  // abandon needs only --keys
   RunResult Run(Context& ctx) override {
+    if (dir_ == "abandon") return Abandon(ctx);
+    if (!id_.empty()) return RunResult::Usage("only `restore abandon` takes a restore id");
+    if (ctx.flags().db.empty()) return RunResult::Usage("--db DIR is required");
+    if (dir_ == "finish") return Finish(ctx);
     auto kp = ctx.MakeKeyProvider(/*create_if_missing=*/false);
     if (!kp.ok()) {
       if (kp.status().code() == Code::kNotFound) {
@@ -250,7 +262,60 @@ class RestoreCommand final : public Command {
   }
 
  private:
+  RunResult Finish(Context& ctx) {
+    auto store = ctx.OpenStore(OpenMode::kWrite);
+    if (!store.ok()) return store.status();
+    const RestoreFinishReport r = (*store)->RestoreFinishedAtOpen();
+    Status closed = (*store)->Close();
+    if (!closed.ok()) return closed;
+    if (ctx.json()) {
+      ctx.PrintJson({{"restore_id", r.restore_id},
+                     {"replayed", r.replayed},
+                     {"resumed", r.resumed},
+                     {"removed", r.removed},
+                     {"recordings", r.recordings},
+                     {"redacted", r.redacted},
+                     {"kept_held", r.kept_held}});
+      return {};
+    }
+    if (r.restore_id.empty()) {
+      ctx.out() << ctx.flags().db << ": nothing pending (no restore to finish)\n";
+    } else if (!r.replayed) {
+      ctx.out() << "restore " << r.restore_id
+                << " finished: its erasure replay was done by an earlier open that died\n";
+    } else {
+      ctx.out() << fmt::format(
+          "restore {} finished: {} call(s) removed again, {} deleted recording(s) deleted again, "
+          "{} redacted again{}{}\n",
+          r.restore_id, r.removed, r.recordings, r.redacted,
+          r.kept_held > 0 ? fmt::format("; {} kept by a legal hold", r.kept_held) : "",
+          r.resumed ? " (resumed a replay killed midway; counts of every run)" : "");
+    }
+    return {};
+  }
+
+  RunResult Abandon(Context& ctx) {
+    if (id_.empty()) return RunResult::Usage("restore abandon needs the RESTORE_ID");
+    const std::string keys = ctx.KeyDir();
+    if (keys.empty()) return RunResult::Usage("pass --keys DIR (or --db DIR)");
+    auto r = AbandonRestore(keys, id_);
+    if (!r.ok()) return r.status();
+    if (ctx.json()) {
+      ctx.PrintJson({{"restore_id", r->restore_id}, {"state", r->state}, {"from", r->from}});
+      return {};
+    }
+    ctx.out() << "dropped " << r->state << " restore " << r->restore_id << " from the ledger of "
+              << keys
+              << (r->state == "pending"
+                      ? fmt::format(" (its replay would have started at tombstone log offset {})",
+                                    r->from)
+                      : std::string())
+              << "; a copy of it opened later is refused as never issued\n";
+    return {};
+  }
+
   std::string dir_;
+  std::string id_;
   uint64_t cut_ = 0;
 };
 

@@ -113,6 +113,35 @@ struct RestoreReport {
   std::vector<std::string> stale_stagings_removed;
 };
 
+// What Store::FinishRestore did (`callvault restore finish`).
+struct RestoreFinishReport {
+  std::string restore_id;  // the restore finished; "" if none was pending
+  // The erasure replay ran at this open (its counts below); false with a
+  // restore id: an earlier open replayed it and died before it finished.
+  bool replayed = false;
+  bool resumed = false;  // the replay continued one killed midway (counts: every run's)
+  uint64_t removed = 0;
+  uint64_t recordings = 0;
+  uint64_t redacted = 0;
+  uint64_t kept_held = 0;
+};
+
+// A line dropped from the restore ledger by AbandonRestore.
+struct AbandonedRestore {
+  std::string restore_id;
+  std::string state;  // "pending" or "done"
+  uint64_t from = 0;  // pending: the tombstone log offset its replay starts at
+};
+
+// Drops the restore ledger line (docs/format.md "Restore ledger") of the
+// restore `restore_id` (hex) from the file key directory `key_dir`: for a
+// restore whose copy is lost (`callvault restore abandon`). A copy of that
+// restore opened later is refused as never issued. Offline: takes the key
+// directory's writer lock. kNotFound if the ledger holds no such restore;
+// kFailedPrecondition if it is closed (finished: nothing to abandon);
+// kInvalidArgument for a malformed id.
+Result<AbandonedRestore> AbandonRestore(const std::string& key_dir, const std::string& restore_id);
+
 }  // namespace callvault
 
 #endif  // CALLVAULT_BACKUP_H_

@@ -134,7 +134,8 @@ class KeyProvider {
   // directory: whoever can edit a store's files (or its header through
   // `raw ldb`) must not be able to say a restore finished. The bytes are the
   // engine's (it parses and checks them); the provider stores them. Read:
-  // the whole ledger ("" if there is none yet). Write: atomic and durable
+  // the whole ledger as written (kNotFound if there is none yet: an empty
+  // ledger is not one the engine wrote). Write: atomic and durable
   // (all of the new ledger or all of the old one after a crash); needs the
   // writer lock.
   // Default: kNotSupported (no ledger: Store::Restore refuses a backup that

@@ -1011,6 +1011,11 @@ class Store {
   static Result<RestoreReport> Restore(const Options& options, const std::string& backup_dir,
                                        const std::string& new_dir,
                                        const RestoreRequest& request = {});
+  // What this store's open did to finish a restore: a writable open
+  // finishes one whose erasure replay is pending (RESTORE_PENDING) or was
+  // done by an open that died (`callvault restore finish`). restore_id ""
+  // if none was pending.
+  RestoreFinishReport RestoreFinishedAtOpen() const;
   // --- Tenant moves (callvault/move.h, docs/operations.md "Moving a tenant")
   // This store's move identity: "cvmove2:<store id hex>:<region>:<X25519
   // public key hex>:<Ed25519 signing public key hex>". A source seals the
