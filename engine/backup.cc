@@ -1706,19 +1706,39 @@ RestoreFinishReport Store::RestoreFinishedAtOpen() const {
   return report;
 }
 
+namespace {
+
+// The file key directory `key_dir` opened offline: its writer lock held (no
+// store or restore runs on it meanwhile) until this goes.
+class OfflineKeyDir {
+ public:
+  Status Open(const std::string& key_dir) {
+    CV_ASSIGN_OR_RETURN(kp_, NewFileKeyProvider(key_dir, {.create_if_missing = false}));
+    CV_RETURN_IF_ERROR(kp_->AcquireWriterLock());
+    locked_ = true;
+    return Status::OK();
+  }
+  ~OfflineKeyDir() {
+    if (locked_) kp_->ReleaseWriterLock();
+  }
+  KeyProvider* get() const { return kp_.get(); }
+  KeyProvider* operator->() const { return kp_.get(); }
+
+ private:
+  std::shared_ptr<KeyProvider> kp_;
+  bool locked_ = false;
+};
+
+}  // namespace
+
 Result<AbandonedRestore> AbandonRestore(const std::string& key_dir, const std::string& restore_id) {
   crypto::Init();
   if (!RestoreIdHex(restore_id)) {
     return Status::InvalidArgument("a restore id is " + std::to_string(2 * kRestoreIdBytes) +
                                    " lowercase hex digits (as the refusal that named it printed)");
   }
-  CV_ASSIGN_OR_RETURN(auto kp, NewFileKeyProvider(key_dir, {.create_if_missing = false}));
-  // Offline, as every ledger write: no store or restore runs meanwhile.
-  CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
-  struct Release {
-    KeyProvider* kp;
-    ~Release() { kp->ReleaseWriterLock(); }
-  } release{kp.get()};
+  OfflineKeyDir kp;  // as every ledger write: no store or restore runs meanwhile
+  CV_RETURN_IF_ERROR(kp.Open(key_dir));
   CV_ASSIGN_OR_RETURN(auto ledger, LoadLedger(kp.get()));
   const LedgerEntry* e = FindEntry(ledger, restore_id);
   if (e == nullptr) {
@@ -1748,13 +1768,8 @@ Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
     return Status::InvalidArgument(
         "name every backup directory you keep (--keep): the log keeps what their oldest cut needs");
   }
-  CV_ASSIGN_OR_RETURN(auto kp, NewFileKeyProvider(key_dir, {.create_if_missing = false}));
-  // Offline: no store appends while the log is rewritten.
-  CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
-  struct Release {
-    KeyProvider* kp;
-    ~Release() { kp->ReleaseWriterLock(); }
-  } release{kp.get()};
+  OfflineKeyDir kp;  // no store appends while the log is rewritten
+  CV_RETURN_IF_ERROR(kp.Open(key_dir));
   CV_ASSIGN_OR_RETURN(std::string public_key, kp->ExistingSigningPublicKey());
   TombstonePruneReport report;
   uint64_t keep_from = UINT64_MAX;

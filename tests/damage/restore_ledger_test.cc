@@ -76,16 +76,22 @@ std::string HeaderRestoreId(const std::string& db) {
   return out;
 }
 
-// A restore of t.bak into `dir` by the CLI, killed at `point`: a copy whose
-// replay is pending (the ledger says pending), as attack2 made them.
-void KilledRestore(const TwoTenants& t, const std::string& dir, const std::string& point) {
+// A restore of `backup` into `dir` by the CLI, killed at `point`.
+void KilledRestoreOf(const TwoTenants& t, const std::string& backup, const std::string& dir,
+                     const std::string& point) {
   std::string out;
   // (sh reports the CLI's SIGKILL as exit status 128 + 9.)
-  ASSERT_EQ(RunCli("--db " + dir + " --keys " + t.keys + " restore " + t.bak, &out,
+  ASSERT_EQ(RunCli("--db " + dir + " --keys " + t.keys + " restore " + backup, &out,
                    "CALLVAULT_KILL_POINT=" + point),
             128 + 9)
       << "not killed at " << point << ": " << out;
-  ASSERT_TRUE(fs::exists(dir + "/RESTORE_PENDING")) << out;
+}
+
+// A restore of t.bak into `dir` by the CLI, killed at `point`: a copy whose
+// replay is pending (the ledger says pending), as attack2 made them.
+void KilledRestore(const TwoTenants& t, const std::string& dir, const std::string& point) {
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, t.bak, dir, point));
+  ASSERT_TRUE(fs::exists(dir + "/RESTORE_PENDING"));
 }
 
 // A store with A and B (3 calls each) backed up, then a1 and a2 of A and
@@ -290,11 +296,7 @@ TEST(RestoreLedger, PruneRefusedPastAPendingRestore) {
   ASSERT_OK(t.s->Backup(t.bak));
   ASSERT_NO_FATAL_FAILURE(t.Close());
   const std::string r = t.tmp.Sub("r");
-  std::string out;
-  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
-                   "CALLVAULT_KILL_POINT=restore.after_rename"),
-            128 + 9)
-      << out;
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, old_bak, r, "restore.after_rename"));
   const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
   const std::string log = testutil::ReadFile(t.keys + "/TOMBSTONES");
   auto refused = PruneTombstoneLog(t.keys, {t.bak});
@@ -412,11 +414,8 @@ TEST(RestoreLedger, DeadStagingTakesItsPendingLineWithIt) {
   const std::string old_bak = t.tmp.Sub("old-bak");
   ASSERT_NO_FATAL_FAILURE(TwoBackupsAroundADeletion(t, old_bak));
   const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, old_bak, r, "restore.after_marker"));
   std::string out;
-  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
-                   "CALLVAULT_KILL_POINT=restore.after_marker"),
-            128 + 9)
-      << out;
   ASSERT_FALSE(fs::exists(r));
   ASSERT_EQ(StagingLeftovers(r).size(), 2u);  // the staging and its lock
   const std::string staging = DeadStaging(r);
@@ -443,11 +442,7 @@ TEST(RestoreLedger, DeadStagingRemovedByAnOpenTakesItsLine) {
   TwoTenants t;
   ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
   const std::string r = t.tmp.Sub("r");
-  std::string out;
-  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + t.bak, &out,
-                   "CALLVAULT_KILL_POINT=restore.after_marker"),
-            128 + 9)
-      << out;
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, t.bak, r, "restore.after_marker"));
   ASSERT_EQ(StagingLeftovers(r).size(), 2u);
   const std::string id = MarkerRestoreId(DeadStaging(r) + "/RESTORE_PENDING");
   ASSERT_NE(Ledger(t).find("pending " + id), std::string::npos);
@@ -470,11 +465,8 @@ TEST(RestoreLedger, AbandonDropsTheLineOfALostCopy) {
   const std::string old_bak = t.tmp.Sub("old-bak");
   ASSERT_NO_FATAL_FAILURE(TwoBackupsAroundADeletion(t, old_bak));
   const std::string r = t.tmp.Sub("r"), kept = t.tmp.Sub("kept");
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, old_bak, r, "restore.after_rename"));
   std::string out;
-  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
-                   "CALLVAULT_KILL_POINT=restore.after_rename"),
-            128 + 9)
-      << out;
   const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
   ASSERT_EQ(id.size(), 32u);
   fs::copy(r, kept, fs::copy_options::recursive);
@@ -560,11 +552,7 @@ TEST(RestoreLedger, EmptyLedgerIsRefusedByEveryReader) {
   const std::string old_bak = t.tmp.Sub("old-bak");
   ASSERT_NO_FATAL_FAILURE(TwoBackupsAroundADeletion(t, old_bak));
   const std::string r = t.tmp.Sub("r");
-  std::string out;
-  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + old_bak, &out,
-                   "CALLVAULT_KILL_POINT=restore.after_rename"),
-            128 + 9)
-      << out;
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, old_bak, r, "restore.after_rename"));
   WriteWhole(t.keys + "/RESTORES", "");
   const std::string log = testutil::ReadFile(t.keys + "/TOMBSTONES");
   auto damaged = [](const Status& s) {
