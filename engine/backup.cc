@@ -974,6 +974,7 @@ Status WriteRestoreId(const Options& options, const std::string& meta_dir, const
 //   pending <restore id> <from> <length> <hash>
 //   done <restore id>
 //   closed <restore id>
+//   abandoned <restore id>
 //
 // One line per restore, in the order of their last change (a line whose
 // state changes moves to the end). pending: Store::Restore wrote the
@@ -981,19 +982,23 @@ Status WriteRestoreId(const Options& options, const std::string& meta_dir, const
 // at least <length> bytes long whose bytes [from, length) hash (BLAKE2b-256,
 // hex) to <hash>. done: the replay is synced (written before the marker is
 // unlinked). closed: the copy's header no longer names the id (written
-// after it is dropped). An absent file: no restore ever; a present one
-// without the header (an empty one too) is refused. Bounded: the
-// kClosedKept most recently closed lines are kept; a pending or done line
-// stays until its copy is opened, the restore that wrote it failed and
-// removed it, its dead staging directory is removed (RemoveDeadStagings),
-// or the operator abandons it (AbandonRestore). Each left-over line needs
-// a restore killed (or a copy lost) and is ended by one of those.
+// after it is dropped). abandoned: the operator gave the restore up
+// (AbandonRestore): a copy of it is refused, saying so. An absent file: no
+// restore ever; a present one without the header (an empty one too) is
+// refused. Bounded: the kClosedKept most recently closed lines, and as
+// many abandoned ones, are kept; a pending or done line stays until its
+// copy is opened, the restore that wrote it failed (in that process) and
+// removed it, or the operator abandons it. Nothing else changes a line:
+// the removal of a dead staging directory (RemoveDeadStagings) does not,
+// because what its lock names is the word of a file anyone can plant
+// (attack4 F1). Each left-over line needs a restore killed (or a copy
+// lost) and is ended by one of those.
 constexpr std::string_view kLedgerHeader = "cvrestores1";
 constexpr size_t kClosedKept = 64;
 
 struct LedgerEntry {
   std::string id;     // hex
-  std::string state;  // "pending", "done", "closed"
+  std::string state;  // "pending", "done", "closed", "abandoned"
   uint64_t from = 0, length = 0;
   std::string hash;   // hex; pending only
 };
@@ -1022,7 +1027,8 @@ Status ParseLedger(const std::string& text, std::vector<LedgerEntry>* out) {
     for (std::string w; ls >> w;) f.push_back(w);
     LedgerEntry e;
     const bool pending = f.size() == 5 && f[0] == "pending";
-    if (!(pending || (f.size() == 2 && (f[0] == "done" || f[0] == "closed"))) ||
+    if (!(pending || (f.size() == 2 && (f[0] == "done" || f[0] == "closed" ||
+                                         f[0] == "abandoned"))) ||
         !RestoreIdHex(f[1])) {
       return BadLedger("holds a malformed line");
     }
@@ -1046,12 +1052,17 @@ Status ParseLedger(const std::string& text, std::vector<LedgerEntry>* out) {
 }
 
 std::string FormatLedger(const std::vector<LedgerEntry>& entries) {
-  size_t closed = 0;
-  for (const auto& e : entries) closed += e.state == "closed";
+  size_t closed = 0, abandoned = 0;
+  for (const auto& e : entries) {
+    closed += e.state == "closed";
+    abandoned += e.state == "abandoned";
+  }
   std::string out(kLedgerHeader);
   out += "\n";
   for (const auto& e : entries) {
-    if (e.state == "closed" && closed-- > kClosedKept) continue;  // the oldest closed ones
+    // The oldest closed and abandoned ones, each kept up to the bound.
+    if (e.state == "closed" && closed-- > kClosedKept) continue;
+    if (e.state == "abandoned" && abandoned-- > kClosedKept) continue;
     out += e.state + " " + e.id;
     if (e.state == "pending") {
       out += " " + std::to_string(e.from) + " " + std::to_string(e.length) + " " + e.hash;
@@ -1068,6 +1079,13 @@ Result<std::vector<LedgerEntry>> LoadLedger(KeyProvider* kp) {
   CV_RETURN_IF_ERROR(text.status());
   CV_RETURN_IF_ERROR(ParseLedger(*text, &v));
   return v;
+}
+
+// `--keys <dir>` for a command a message prints: the CLI's default key
+// directory (<db>.keys) may not be the one in use (attack4 F4).
+std::string KeysFlag(const KeyProvider* kp) {
+  const std::string dir = kp->LocalDirectory();
+  return dir.empty() ? "--keys KEYDIR (the same key directory)" : "--keys " + dir;
 }
 
 const LedgerEntry* FindEntry(const std::vector<LedgerEntry>& v, const std::string& id) {
@@ -1199,6 +1217,12 @@ Status Store::Impl::CheckRestoreMarker() {
         "dropped): a restore id written by hand, or a copy restored with another key directory; "
         "nothing was changed; restore again (docs/operations.md, \"Restore\")");
   }
+  if (e->state == "abandoned") {
+    return Status::FailedPrecondition(
+        "the store names restore " + id + ", which was abandoned (`restore abandon`): its copy "
+        "was given up and is never finished or served; nothing was changed; restore again "
+        "(docs/operations.md, \"Restore\")");
+  }
   if (restore_marker_) {
     if (e->state == "closed") {
       return Status::Corruption(
@@ -1234,8 +1258,9 @@ Status Store::Impl::CheckRestoreMarker() {
   if (e->state == "pending") {
     return Status::FailedPrecondition(
         "restore " + id + " has not replayed its erasures, and its RESTORE_PENDING marker was "
-        "removed: the copy cannot be finished or served; nothing was changed; restore again "
-        "(docs/operations.md, \"Restore\")");
+        "removed: the copy cannot be finished or served; nothing was changed; restore again, "
+        "and drop its pending line with `callvault " + KeysFlag(kp_) + " restore abandon " + id +
+        "` (docs/operations.md, \"Restore\")");
   }
   if (e->state == "closed") {
     return Status::Corruption(
@@ -1255,8 +1280,8 @@ Status Store::Impl::FinishRestore() {
     return Status::FailedPrecondition(
         "the store is a restore (" + restore_marker_->restore_id +
         ") whose erasure replay has not finished (RESTORE_PENDING); finish it before reading "
-        "with `callvault --db " + path_ + " restore finish` (a writable open, which replays "
-        "it)");
+        "with `callvault --db " + path_ + " " + KeysFlag(kp_) +
+        " restore finish` (a writable open, which replays it)");
   }
   if (restore_step_ == RestoreStep::kNone) return Status::OK();
   const std::string path = path_ + "/" + kRestorePending;
@@ -1343,8 +1368,8 @@ bool LowerHex(std::string_view s) {
 // into place (the flock stays with the inode), so a `.lock` that can be
 // seen is locked from the moment it appears: a restore that can take it
 // knows its owner died. It holds the restore id of the restore (if it has
-// one), so that whoever removes a dead staging also drops that restore's
-// pending ledger line: a staging never renamed never became a copy.
+// one), so that whoever removes a dead staging can tell the operator which
+// restore died (never to change the ledger: attack4 F1).
 class StagingLock {
  public:
   Status Take(const std::string& staging, const std::string& restore_id) {
@@ -1378,12 +1403,14 @@ class StagingLock {
 // Removes the staging directories of earlier restores into `new_dir` that
 // died before their rename: those whose `.lock` this process can lock (a
 // running restore holds its own). A symbolic link, a file of another user
-// or a name of another shape is left alone. Before a staging directory
-// goes, `drop_line` is called with the restore id its lock names (none if
-// it names none): a crash between the two leaves the staging, removed by
-// the next call, never a line without its staging.
+// or a name of another shape is left alone. The restore id a removed
+// staging's lock names, if any, goes to `named`: only for a message. The
+// ledger is neither read nor changed: a planted `.restoring-<hex>` and lock
+// naming another restore's id must not drop that restore's line (attack4
+// F1), nor a damaged ledger or another key directory's make the cleanup
+// fail (F5, F3).
 Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* removed,
-                          const std::function<Status(const std::string&)>& drop_line) {
+                          std::vector<std::string>* named) {
   const fs::path target(new_dir);
   const std::string parent = target.parent_path().string();
   const std::string prefix = target.filename().string() + kStagingInfix;
@@ -1414,13 +1441,6 @@ Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* 
       const ssize_t n = ::pread(fd, buf, sizeof(buf), 0);
       std::string id(buf, n > 0 ? static_cast<size_t>(n) : 0);
       if (id.ends_with('\n')) id.pop_back();
-      if (RestoreIdHex(id)) {
-        Status s = drop_line(id);
-        if (!s.ok()) {
-          ::close(fd);
-          return s;
-        }
-      }
       fs::remove_all(staging, ec);
       if (ec) {
         ::close(fd);
@@ -1428,6 +1448,7 @@ Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* 
                                ec.message());
       }
       removed->push_back(staging);
+      if (RestoreIdHex(id)) named->push_back(id);
     }
     ::unlink(lock.c_str());
     ::close(fd);
@@ -1435,34 +1456,54 @@ Status RemoveDeadStagings(const std::string& new_dir, std::vector<std::string>* 
   return Status::OK();
 }
 
-// Drops the ledger line of restore `id` if it is pending: its staging
-// directory died before its rename, so no copy of it can exist (issue 12).
-// Needs the writer lock.
-Status DropDeadRestore(KeyProvider* kp, const std::string& id) {
+// What the operator is told of the restores that dead stagings' locks
+// name (RemoveDeadStagings): their lines are never dropped automatically,
+// only by `restore abandon` once the operator knows no copy is kept (the
+// lock is a file: it may have been planted, or copied from elsewhere). The
+// ledger is only read, and a ledger that cannot be read only changes the
+// wording.
+std::vector<std::string> DeadRestoreNotes(KeyProvider* kp, const std::vector<std::string>& ids) {
+  std::vector<std::string> notes;
+  if (ids.empty()) return notes;
   auto ledger = LoadLedger(kp);
-  if (ledger.status().code() == Code::kNotSupported) return Status::OK();
-  CV_RETURN_IF_ERROR(ledger.status());
-  const LedgerEntry* e = FindEntry(*ledger, id);
-  if (e == nullptr || e->state != "pending") return Status::OK();
-  return SetLedgerState(kp, id, "");
+  for (const auto& id : ids) {
+    const LedgerEntry* e = ledger.ok() ? FindEntry(*ledger, id) : nullptr;
+    if (e != nullptr && e->state != "pending") continue;  // ended (or a copy exists)
+    if (e != nullptr) {
+      notes.push_back("restore " + id + " died before its copy existed; once you know no copy "
+                      "of it is kept, `callvault " + KeysFlag(kp) + " restore abandon " + id +
+                      "`");
+    } else {
+      notes.push_back("a dead staging named restore " + id + ", which the ledger of this key "
+                      "directory does not hold pending" +
+                      (ledger.ok() ? std::string() : " (" + ledger.status().ToString() + ")") +
+                      ": if the key directory it was made with holds it pending and no copy of "
+                      "it is kept, run `callvault --keys THAT_KEYDIR restore abandon " + id + "`");
+    }
+  }
+  return notes;
 }
 
 }  // namespace
 
 // A restore killed after its rename leaves `<dir>.restoring-<hex>.lock`
 // beside the store it made (attack2 F5); one killed before, its staging
-// directory too (and its pending ledger line). Nothing else removes them
-// once the target exists. Runs before the store itself is opened, so that
-// an open refused later still removed them; logged once the open is done.
+// directory too (its pending ledger line stays: see DeadRestoreNotes).
+// Nothing else removes them once the target exists. Runs before the store
+// itself is opened, so that an open refused later still removed them;
+// logged once the open is done.
 Status Store::Impl::RemoveStaleRestoreStagings() {
-  return RemoveDeadStagings(path_, &stale_stagings_removed_,
-                            [&](const std::string& id) { return DropDeadRestore(kp_, id); });
+  std::vector<std::string> named;
+  CV_RETURN_IF_ERROR(RemoveDeadStagings(path_, &stale_stagings_removed_, &named));
+  stale_staging_notes_ = DeadRestoreNotes(kp_, named);
+  return Status::OK();
 }
 
 void Store::Impl::LogStaleRestoreStagings() const {
   for (const auto& d : stale_stagings_removed_) {
     Log(LogLevel::kInfo, "removed " + d + ", left by a restore into this directory that died");
   }
+  for (const auto& n : stale_staging_notes_) Log(LogLevel::kWarn, n);
 }
 
 Result<RestoreReport> Store::Restore(const Options& options, const std::string& backup_dir,
@@ -1502,7 +1543,7 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(new_dir, keys));
   // The writer lock on the key directory: a store still running on these
   // keys (the one backed up) must be closed first. Taken before anything is
-  // written (the ledger lines of dead stagings included) and held through
+  // written (dead stagings removed included) and held through
   // the copy; released just before Store::Open, which takes it again.
   CV_RETURN_IF_ERROR(kp->AcquireWriterLock());
   struct WriterLock {
@@ -1514,19 +1555,21 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     }
     ~WriterLock() { Release(); }
   } writer_lock{kp};
-  // Staging directories and locks of earlier restores into this target
-  // that were killed, and the pending ledger lines of those stagings:
-  // removed whether or not this restore goes ahead.
-  RestoreReport report;
-  CV_RETURN_IF_ERROR(
-      RemoveDeadStagings(new_dir, &report.stale_stagings_removed,
-                         [&](const std::string& id) { return DropDeadRestore(kp, id); }));
   // 4. An empty (or absent) target, apart from the keys.
   if (fs::exists(new_dir, ec)) {
     if (!fs::is_directory(new_dir, ec) || !fs::is_empty(new_dir, ec)) {
       return Status::FailedPrecondition("restore: " + new_dir +
                                         " is not empty (restore into a new or empty directory)");
     }
+  }
+  // Staging directories and locks of earlier restores into this target
+  // that were killed: removed once this restore goes ahead (a refused one
+  // writes nothing, attack4 F2). Their ledger lines stay (DeadRestoreNotes).
+  RestoreReport report;
+  {
+    std::vector<std::string> named;
+    CV_RETURN_IF_ERROR(RemoveDeadStagings(new_dir, &report.stale_stagings_removed, &named));
+    report.stale_staging_notes = DeadRestoreNotes(kp, named);
   }
   // The tombstone log still holds the cut's offset (not pruned past it,
   // decision 0044; no prune runs while the lock is held).
@@ -1703,6 +1746,8 @@ RestoreFinishReport Store::RestoreFinishedAtOpen() const {
   report.recordings = impl.restore_replay_.recordings;
   report.redacted = impl.restore_replay_.redacted;
   report.kept_held = impl.restore_replay_.kept_held;
+  report.stale_stagings_removed = impl.stale_stagings_removed_;
+  report.stale_staging_notes = impl.stale_staging_notes_;
   return report;
 }
 
@@ -1743,18 +1788,30 @@ Result<AbandonedRestore> AbandonRestore(const std::string& key_dir, const std::s
   const LedgerEntry* e = FindEntry(ledger, restore_id);
   if (e == nullptr) {
     return Status::NotFound("the restore ledger of " + key_dir + " holds no restore " + restore_id +
-                            " (never issued by this key directory, or already dropped); nothing "
-                            "changed");
+                            " (never issued by this key directory, or abandoned or closed so "
+                            "long ago that its line was dropped); nothing changed");
+  }
+  if (e->state == "abandoned") {
+    return Status::NotFound("restore " + restore_id + " was abandoned already; nothing changed");
   }
   if (e->state == "closed") {
     return Status::FailedPrecondition("restore " + restore_id + " finished (its copy was opened "
                                       "and replayed): nothing to abandon; nothing changed");
   }
+  if (e->state == "done") {
+    // Its copy is fully replayed: abandoning it would make that copy
+    // unusable for nothing (attack4 F7).
+    return Status::FailedPrecondition(
+        "restore " + restore_id + ": its replay is done: finish it with `callvault --db COPY "
+        "--keys " + key_dir + " restore finish` instead; nothing changed");
+  }
   AbandonedRestore out;
   out.restore_id = e->id;
   out.state = e->state;
   out.from = e->from;
-  CV_RETURN_IF_ERROR(SetLedgerState(kp.get(), restore_id, ""));
+  // Kept as abandoned (bounded like closed), so that a copy of it found
+  // later is refused as abandoned, not as never issued.
+  CV_RETURN_IF_ERROR(SetLedgerState(kp.get(), restore_id, "abandoned"));
   return out;
 }
 
@@ -1810,8 +1867,8 @@ Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
       return Status::FailedPrecondition(
           "restore " + e.id + " is pending and replays the log from offset " +
           std::to_string(e.from) + ", before what the kept backups need (" +
-          std::to_string(keep_from) + "): finish its copy first (`callvault --db COPY restore "
-          "finish`), or, if that copy is lost, drop the restore with `callvault --keys " + key_dir +
+          std::to_string(keep_from) + "): finish its copy first (`callvault --db COPY --keys " +
+          key_dir + " restore finish`), or, if that copy is lost, drop the restore with `callvault --keys " + key_dir +
           " restore abandon " + e.id + "`; nothing pruned");
     }
   }

@@ -442,11 +442,13 @@ class Store::Impl {
   Status ReadRestoreMarker(bool store_exists);
   // Writable opens, before the store is opened: removes the staging
   // directories and `.lock` files of restores into this directory that died
-  // (backup.cc, kStagingInfix), and the pending ledger lines of those
-  // stagings; logged by LogStaleRestoreStagings once the open is done.
+  // (backup.cc, kStagingInfix), never their ledger lines; logged, with what
+  // to do of a pending line a lock names, by LogStaleRestoreStagings once
+  // the open is done.
   Status RemoveStaleRestoreStagings();
   void LogStaleRestoreStagings() const;
   std::vector<std::string> stale_stagings_removed_;
+  std::vector<std::string> stale_staging_notes_;  // DeadRestoreNotes (backup.cc)
   Status CheckRestoreMarker();
   // subjects.cc: plans into `b` the redaction of the subject whose blind
   // hashes are `subject_hashes` from the call (unchanged if it no longer

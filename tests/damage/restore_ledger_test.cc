@@ -18,6 +18,15 @@
 //   - 5: a line that just closed could be dropped at once by the bound;
 //   - 6: an empty RESTORES passed for no ledger;
 //   - a writable open the ledger refused left the copy's staging lock.
+// Attack4 (the cleanup of dead stagings dropped ledger lines):
+//   - F1: a planted `S.restoring-<hex>/` and `.lock` naming another
+//     restore's pending id made the next writable open of S drop that
+//     line: the genuine copy elsewhere was refused for good;
+//   - F2: a restore refused for a non-empty target changed the ledger;
+//   - F4: the printed `restore finish` command lacked `--keys`;
+//   - F6: `--cut` was silently ignored by `restore finish` and `abandon`;
+//   - F7: an abandoned copy was refused as "never issued"; `abandon` of a
+//     `done` restore made a replayed copy unusable.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -406,10 +415,11 @@ void TwoBackupsAroundADeletion(TwoTenants& t, const std::string& old_bak) {
 // Issue 12, 2: a restore killed after its marker, before its rename, left
 // `pending` in the ledger and `<dir>.restoring-<hex>` beside the target; the
 // next restore into that target removed the staging but not the line, and
-// `tombstones prune` refused for good. The line now goes with its staging
-// (a staging never renamed never became a copy); the refusal named the way
-// out first.
-TEST(RestoreLedger, DeadStagingTakesItsPendingLineWithIt) {
+// `tombstones prune` refused for good. The line stays (the cleanup trusts
+// no lock file's word, attack4 F1), but the restore that removes the
+// staging names the id and `restore abandon`; the operator abandons it,
+// and prune then goes ahead.
+TEST(RestoreLedger, DeadStagingNamesItsPendingLineForAbandon) {
   TwoTenants t;
   const std::string old_bak = t.tmp.Sub("old-bak");
   ASSERT_NO_FATAL_FAILURE(TwoBackupsAroundADeletion(t, old_bak));
@@ -426,19 +436,30 @@ TEST(RestoreLedger, DeadStagingTakesItsPendingLineWithIt) {
   ASSERT_EQ(refused.status().code(), Code::kFailedPrecondition) << refused.status().ToString();
   EXPECT_NE(refused.status().message().find("restore abandon " + id), std::string::npos)
       << refused.status().ToString();
-  // The next restore into r removes the dead staging, and its line.
+  EXPECT_NE(refused.status().message().find("--keys " + t.keys + " restore finish"),
+            std::string::npos)
+      << refused.status().ToString();
+  // The next restore into r removes the dead staging, not its line, and
+  // says how to drop it.
   ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + t.bak, &out), 0) << out;
   EXPECT_NE(out.find("removed " + staging), std::string::npos) << out;
-  EXPECT_EQ(Ledger(t).find(id), std::string::npos) << Ledger(t);
+  EXPECT_NE(out.find("restore " + id + " died before its copy existed"), std::string::npos) << out;
+  EXPECT_NE(out.find("callvault --keys " + t.keys + " restore abandon " + id), std::string::npos)
+      << out;
+  EXPECT_NE(Ledger(t).find("pending " + id), std::string::npos) << Ledger(t);
   EXPECT_TRUE(StagingLeftovers(r).empty());
+  EXPECT_CODE(PruneTombstoneLog(t.keys, {t.bak}), Code::kFailedPrecondition);
+  ASSERT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id, &out), 0) << out;
+  EXPECT_NE(Ledger(t).find("abandoned " + id), std::string::npos) << Ledger(t);
   auto pruned = PruneTombstoneLog(t.keys, {t.bak});
   ASSERT_OK(pruned);
   EXPECT_EQ(pruned->lines_dropped, 1u);
 }
 
 // The same, the dead staging removed by a writable open of a store made in
-// the target since (not by a restore): the line goes too.
-TEST(RestoreLedger, DeadStagingRemovedByAnOpenTakesItsLine) {
+// the target since (not by a restore): the line stays, the open says (its
+// log, and the CLI's note) how to drop it.
+TEST(RestoreLedger, DeadStagingRemovedByAnOpenKeepsItsLine) {
   TwoTenants t;
   ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
   const std::string r = t.tmp.Sub("r");
@@ -448,11 +469,90 @@ TEST(RestoreLedger, DeadStagingRemovedByAnOpenTakesItsLine) {
   ASSERT_NE(Ledger(t).find("pending " + id), std::string::npos);
   // A store created in r meanwhile, with these keys (the source closed).
   fs::copy(t.db, r, fs::copy_options::recursive);
-  auto o = Store::Open(Opts(t.keys), r);
+  Options opts = Opts(t.keys);
+  std::vector<std::string> warned;
+  opts.logger = [&](LogLevel level, std::string_view, std::string_view m) {
+    if (level == LogLevel::kWarn) warned.emplace_back(m);
+  };
+  auto o = Store::Open(opts, r);
   ASSERT_OK(o);
+  ASSERT_EQ((*o)->RestoreFinishedAtOpen().stale_staging_notes.size(), 1u);
   EXPECT_OK((*o)->Close());
   EXPECT_TRUE(StagingLeftovers(r).empty());
-  EXPECT_EQ(Ledger(t).find(id), std::string::npos) << Ledger(t);
+  EXPECT_NE(Ledger(t).find("pending " + id), std::string::npos) << Ledger(t);
+  ASSERT_EQ(warned.size(), 1u);
+  EXPECT_NE(warned[0].find("restore abandon " + id), std::string::npos) << warned[0];
+}
+
+// Attack4 F1: a planted `S.restoring-000000000000/` and `.lock` holding
+// another restore's pending id, beside any store S of the key directory:
+// the next writable open of S dropped that line, and the genuine pending
+// copy was refused for good ("never issued"). The line stays, the
+// staging goes, and the genuine copy finishes.
+TEST(RestoreLedger, PlantedLockNamingAnotherRestoreChangesNoLine) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  ASSERT_EQ(id.size(), 32u);
+  const std::string ledger = Ledger(t);
+  ASSERT_NE(ledger.find("pending " + id), std::string::npos);
+  const std::string planted = t.db + ".restoring-000000000000";
+  fs::create_directories(planted);
+  WriteWhole(planted + ".lock", id + "\n");
+  std::string out;
+  ASSERT_EQ(RunCli("--db " + t.db + " --keys " + t.keys + " tenant list", &out), 0) << out;
+  ASSERT_EQ(RunCli("--db " + t.db + " --keys " + t.keys + " restore finish", &out), 0) << out;
+  EXPECT_FALSE(fs::exists(planted));
+  EXPECT_NE(out.find("restore abandon " + id), std::string::npos) << out;
+  EXPECT_EQ(Ledger(t), ledger) << "the cleanup changed the ledger on a planted lock's word";
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore finish", &out), 0) << out;
+  EXPECT_NE(out.find("restore " + id + " finished"), std::string::npos) << out;
+}
+
+// Attack4 F2: a restore refused because its target is not empty ("nothing
+// written") still removed the dead staging beside it first. Now the ledger
+// and the dead staging are as they were.
+TEST(RestoreLedger, RestoreRefusedForANonEmptyTargetChangesNothing) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, t.bak, r, "restore.after_marker"));
+  ASSERT_EQ(StagingLeftovers(r).size(), 2u);
+  const std::string ledger = Ledger(t);
+  fs::create_directories(r);
+  WriteWhole(r + "/something", "x");
+  std::string out;
+  EXPECT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore " + t.bak, &out), 78) << out;
+  EXPECT_NE(out.find("is not empty"), std::string::npos) << out;
+  EXPECT_EQ(Ledger(t), ledger);
+  EXPECT_EQ(StagingLeftovers(r).size(), 2u) << "a refused restore removed the dead staging";
+}
+
+// Attack4 F3/F5: the dead staging removed by an open with another key
+// directory, and with a damaged ledger: the open goes ahead, neither
+// ledger changes.
+TEST(RestoreLedger, DeadStagingCleanupNeedsNoReadableLedger) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestoreOf(t, t.bak, r, "restore.after_marker"));
+  const std::string id = MarkerRestoreId(DeadStaging(r) + "/RESTORE_PENDING");
+  fs::copy(t.db, r, fs::copy_options::recursive);
+  const std::string ledger = Ledger(t);
+  WriteWhole(t.keys + "/RESTORES", "damaged");
+  auto o = Store::Open(Opts(t.keys), r);
+  ASSERT_OK(o);
+  ASSERT_EQ((*o)->RestoreFinishedAtOpen().stale_staging_notes.size(), 1u);
+  EXPECT_NE((*o)->RestoreFinishedAtOpen().stale_staging_notes[0].find("restore abandon " + id),
+            std::string::npos);
+  ASSERT_OK((*o)->PutCall("A", MakeCall("new", 1700000000000009, "written")));
+  EXPECT_OK((*o)->Close());
+  EXPECT_TRUE(StagingLeftovers(r).empty());
+  EXPECT_EQ(Ledger(t), "damaged");
+  WriteWhole(t.keys + "/RESTORES", ledger);
+  EXPECT_NE(Ledger(t).find("pending " + id), std::string::npos);
 }
 
 // Issue 12, 2 (the way out): the copy of a pending restore is lost (killed
@@ -472,16 +572,43 @@ TEST(RestoreLedger, AbandonDropsTheLineOfALostCopy) {
   fs::copy(r, kept, fs::copy_options::recursive);
   fs::remove_all(r);  // the copy is lost
   EXPECT_CODE(PruneTombstoneLog(t.keys, {t.bak}), Code::kFailedPrecondition);
+  EXPECT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id + " --cut 1", &out), 64) << out;
   ASSERT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id, &out), 0) << out;
-  EXPECT_NE(out.find("dropped pending restore " + id), std::string::npos) << out;
-  EXPECT_EQ(Ledger(t).find(id), std::string::npos) << Ledger(t);
+  EXPECT_NE(out.find("abandoned pending restore " + id), std::string::npos) << out;
+  EXPECT_NE(Ledger(t).find("abandoned " + id), std::string::npos) << Ledger(t);
   EXPECT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id, &out), 66) << out;
   EXPECT_EQ(RunCli("--keys " + t.keys + " restore abandon nothex", &out), 65) << out;
   ASSERT_OK(PruneTombstoneLog(t.keys, {t.bak}));
-  auto o = Store::Open(Opts(t.keys), kept);
-  ASSERT_FALSE(o.ok()) << "a copy of an abandoned restore was opened";
-  EXPECT_EQ(o.status().code(), Code::kCorruption) << o.status().ToString();
-  EXPECT_NE(o.status().message().find("never issued"), std::string::npos) << o.status().ToString();
+  // Attack4 F7: refused as abandoned, not as never issued.
+  for (bool read_only : {false, true}) {
+    auto o = Store::Open(read_only ? ReadOnly(t.keys) : Opts(t.keys), kept);
+    ASSERT_FALSE(o.ok()) << "a copy of an abandoned restore was opened";
+    EXPECT_EQ(o.status().code(), Code::kFailedPrecondition) << o.status().ToString();
+    EXPECT_NE(o.status().message().find("was abandoned"), std::string::npos)
+        << o.status().ToString();
+  }
+}
+
+// Attack4 F7: `restore abandon` of a `done` restore (replayed, the open
+// died before it removed the marker) made a fully replayed copy unusable.
+// Refused (78, naming `restore finish`), the line unchanged; the copy then
+// finishes.
+TEST(RestoreLedger, AbandonOfADoneRestoreIsRefused) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_ledger_done"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  const std::string ledger = Ledger(t);
+  ASSERT_NE(ledger.find("done " + id), std::string::npos) << ledger;
+  std::string out;
+  EXPECT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id, &out), 78) << out;
+  EXPECT_NE(out.find("its replay is done"), std::string::npos) << out;
+  EXPECT_NE(out.find("restore finish"), std::string::npos) << out;
+  EXPECT_EQ(Ledger(t), ledger);
+  EXPECT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore finish --cut 1", &out), 64) << out;
+  ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore finish", &out), 0) << out;
+  EXPECT_NE(Ledger(t).find("closed " + id), std::string::npos) << Ledger(t);
 }
 
 // Issue 12, 3: docs/operations.md said to finish a pending restore with "any
@@ -498,7 +625,9 @@ TEST(RestoreLedger, RestoreFinishFinishesAPendingRestore) {
   const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
   std::string out;
   ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " verify", &out), 78) << out;
-  EXPECT_NE(out.find("restore finish"), std::string::npos) << out;
+  // Attack4 F4: with the key directory in use (not the default <db>.keys).
+  EXPECT_NE(out.find("--db " + r + " --keys " + t.keys + " restore finish"), std::string::npos)
+      << out;
   ASSERT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore finish", &out), 0) << out;
   EXPECT_NE(out.find("restore " + id + " finished: 3 call(s) removed again"), std::string::npos)
       << out;
@@ -586,7 +715,12 @@ TEST(RestoreLedger, RefusedOpenStillRemovesTheDeadLock) {
   const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
   ASSERT_EQ(StagingLeftovers(r).size(), 1u);
   fs::remove(r + "/RESTORE_PENDING");
-  EXPECT_CODE(Store::Open(Opts(t.keys), r), Code::kFailedPrecondition);
+  auto o = Store::Open(Opts(t.keys), r);
+  EXPECT_CODE(o, Code::kFailedPrecondition);
+  // Attack4 F7: the refusal names the command that drops the line it leaves.
+  EXPECT_NE(o.status().message().find("callvault --keys " + t.keys + " restore abandon " + id),
+            std::string::npos)
+      << o.status().ToString();
   EXPECT_TRUE(StagingLeftovers(r).empty());
   EXPECT_NE(Ledger(t).find("pending " + id), std::string::npos) << Ledger(t);
 }

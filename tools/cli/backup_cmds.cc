@@ -191,10 +191,14 @@ class RestoreCommand final : public Command {
   void AddFlags(CLI::App* app) override {
     app->add_option("BACKUP_DIR", dir_, "The backup directory, or finish, or abandon")->required();
     app->add_option("RESTORE_ID", id_, "abandon: the restore id (as a refusal named it)");
-    app->add_option("--cut", cut_, "The cut to restore (default: the newest)");
+    cut_opt_ = app->add_option("--cut", cut_, "The cut to restore (default: the newest)");
   }
   bool NeedsStore() const override { return false; }  // abandon needs only --keys
   RunResult Run(Context& ctx) override {
+    if ((dir_ == "abandon" || dir_ == "finish") && cut_opt_->count() > 0) {
+      // A restore's cut: silently ignored here, it would look obeyed.
+      return RunResult::Usage("restore " + dir_ + " takes no --cut (only a restore picks a cut)");
+    }
     if (dir_ == "abandon") return Abandon(ctx);
     if (!id_.empty()) return RunResult::Usage("only `restore abandon` takes a restore id");
     if (ctx.flags().db.empty()) return RunResult::Usage("--db DIR is required");
@@ -226,6 +230,7 @@ class RestoreCommand final : public Command {
       j["recordings_replayed"] = r->recordings_replayed;
       j["tombstones_kept_held"] = r->tombstones_kept_held;
       j["stale_stagings_removed"] = r->stale_stagings_removed;
+      j["stale_staging_notes"] = r->stale_staging_notes;
       ctx.PrintJson(j);
       return {};
     }
@@ -234,6 +239,7 @@ class RestoreCommand final : public Command {
     for (const auto& d : r->stale_stagings_removed) {
       ctx.out() << "removed " << d << ": the staging directory of an earlier restore that died\n";
     }
+    for (const auto& n : r->stale_staging_notes) ctx.out() << "note: " << n << "\n";
     for (const auto& t : r->purged_since_backup) {
       ctx.out() << "tenant " << t
                 << ": purged since the backup (its data key is gone from the key directory); "
@@ -304,19 +310,20 @@ class RestoreCommand final : public Command {
       ctx.PrintJson({{"restore_id", r->restore_id}, {"state", r->state}, {"from", r->from}});
       return {};
     }
-    ctx.out() << "dropped " << r->state << " restore " << r->restore_id << " from the ledger of "
+    ctx.out() << "abandoned " << r->state << " restore " << r->restore_id << " in the ledger of "
               << keys
               << (r->state == "pending"
                       ? fmt::format(" (its replay would have started at tombstone log offset {})",
                                     r->from)
                       : std::string())
-              << "; a copy of it opened later is refused as never issued\n";
+              << "; a copy of it opened later is refused as abandoned\n";
     return {};
   }
 
   std::string dir_;
   std::string id_;
   uint64_t cut_ = 0;
+  CLI::Option* cut_opt_ = nullptr;
 };
 
 // `tombstones prune --keep BACKUP_DIR...` (decision 0044): drops the

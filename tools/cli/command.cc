@@ -165,6 +165,16 @@ Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode,
     }
     return store.status();
   }
+  if (mode == OpenMode::kWrite) {
+    // Dead restore stagings this open removed: the ledger lines their
+    // locks name are the operator's to drop (`restore abandon`).
+    const RestoreFinishReport f = (*store)->RestoreFinishedAtOpen();
+    for (const auto& d : f.stale_stagings_removed) {
+      err_ << "callvault: note: removed " << d << ": the staging directory of a restore into "
+           << flags_.db << " that died\n";
+    }
+    for (const auto& n : f.stale_staging_notes) err_ << "callvault: note: " << n << "\n";
+  }
   if ((*store)->RecoveryPending() > 0) {
     err_ << "callvault: note: " << (*store)->RecoveryPending()
          << " tenant(s) are mid-create or mid-purge, or lack their key or column family; a "

@@ -111,6 +111,11 @@ struct RestoreReport {
   // into the same target that died before their rename (their lock file
   // `<staging>.lock` was no longer held), removed before this one began.
   std::vector<std::string> stale_stagings_removed;
+  // For each restore id a removed staging's lock named whose ledger line is
+  // still pending (or that this key directory's ledger does not hold): what
+  // the operator should do. The ledger is never changed by the removal:
+  // only `restore abandon` drops the line of a restore that died.
+  std::vector<std::string> stale_staging_notes;
 };
 
 // What Store::FinishRestore did (`callvault restore finish`).
@@ -124,21 +129,28 @@ struct RestoreFinishReport {
   uint64_t recordings = 0;
   uint64_t redacted = 0;
   uint64_t kept_held = 0;
+  // Dead restore stagings beside the store that this open removed, and
+  // what to do of the pending ledger lines their locks name (as
+  // RestoreReport's fields of the same names; also logged).
+  std::vector<std::string> stale_stagings_removed;
+  std::vector<std::string> stale_staging_notes;
 };
 
-// A line dropped from the restore ledger by AbandonRestore.
+// A pending line marked abandoned in the restore ledger by AbandonRestore.
 struct AbandonedRestore {
   std::string restore_id;
-  std::string state;  // "pending" or "done"
+  std::string state;  // what it was: "pending"
   uint64_t from = 0;  // pending: the tombstone log offset its replay starts at
 };
 
-// Drops the restore ledger line (docs/format.md "Restore ledger") of the
-// restore `restore_id` (hex) from the file key directory `key_dir`: for a
-// restore whose copy is lost (`callvault restore abandon`). A copy of that
-// restore opened later is refused as never issued. Offline: takes the key
-// directory's writer lock. kNotFound if the ledger holds no such restore;
-// kFailedPrecondition if it is closed (finished: nothing to abandon);
+// Marks the pending restore `restore_id` (hex) abandoned in the restore
+// ledger (docs/format.md "Restore ledger") of the file key directory
+// `key_dir`: for a restore whose copy is lost, or that died before its
+// copy existed (`callvault restore abandon`). A copy of that restore
+// opened later is refused as abandoned. Offline: takes the key directory's
+// writer lock. kNotFound if the ledger holds no such restore, or holds it
+// abandoned already; kFailedPrecondition if it is closed (finished:
+// nothing to abandon) or done (replayed: finish its copy instead);
 // kInvalidArgument for a malformed id.
 Result<AbandonedRestore> AbandonRestore(const std::string& key_dir, const std::string& restore_id);
 
