@@ -611,6 +611,30 @@ TEST(RestoreLedger, AbandonOfADoneRestoreIsRefused) {
   EXPECT_NE(Ledger(t).find("closed " + id), std::string::npos) << Ledger(t);
 }
 
+// Attack4 F7: a key directory held by another process answered 78 from
+// `restore finish`, `restore abandon` and `restore`, while a busy store
+// answers 75 (retry later). Now 75 too, nothing changed.
+TEST(RestoreLedger, KeyDirectoryHeldElsewhereIsBusyForRestoreCommands) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  const std::string r = t.tmp.Sub("r");
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
+  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  const std::string ledger = Ledger(t);
+  auto held = Store::Open(Opts(t.keys), t.db);  // this process: "another process" to the CLI
+  ASSERT_OK(held);
+  std::string out;
+  EXPECT_EQ(RunCli("--keys " + t.keys + " restore abandon " + id, &out), 75) << out;
+  EXPECT_EQ(RunCli("--db " + r + " --keys " + t.keys + " restore finish", &out), 75) << out;
+  EXPECT_EQ(RunCli("--db " + t.tmp.Sub("r2") + " --keys " + t.keys + " restore " + t.bak, &out),
+            75)
+      << out;
+  EXPECT_NE(out.find("in use by another process"), std::string::npos) << out;
+  EXPECT_OK((*held)->Close());
+  EXPECT_EQ(Ledger(t), ledger);
+  EXPECT_TRUE(fs::exists(r + "/RESTORE_PENDING"));
+}
+
 // Issue 12, 3: docs/operations.md said to finish a pending restore with "any
 // writable command (e.g. `verify`)"; `verify` opens read-only and was
 // refused with advice naming no command. The refusal now names `restore

@@ -195,6 +195,15 @@ class RestoreCommand final : public Command {
   }
   bool NeedsStore() const override { return false; }  // abandon needs only --keys
   RunResult Run(Context& ctx) override {
+    RunResult r = Dispatch(ctx);
+    // The key directory held by another process: retry later (75), as a
+    // store held by another process is (attack4 F7).
+    if (!r.ok() && !r.usage()) ctx.NoteKeyDirBusy(r.status());
+    return r;
+  }
+
+ private:
+  RunResult Dispatch(Context& ctx) {
     if ((dir_ == "abandon" || dir_ == "finish") && cut_opt_->count() > 0) {
       // A restore's cut: silently ignored here, it would look obeyed.
       return RunResult::Usage("restore " + dir_ + " takes no --cut (only a restore picks a cut)");
@@ -267,7 +276,6 @@ class RestoreCommand final : public Command {
     return {};
   }
 
- private:
   RunResult Finish(Context& ctx) {
     auto store = ctx.OpenStore(OpenMode::kWrite);
     if (!store.ok()) return store.status();

@@ -184,6 +184,14 @@ Result<std::unique_ptr<Store>> Context::OpenStore(OpenMode mode,
   return store;
 }
 
+void Context::NoteKeyDirBusy(const Status& s) const {
+  // The wording Store::Open and KeyProvider::AcquireWriterLock document.
+  if (s.code() == Code::kFailedPrecondition && s.message().starts_with("key directory ") &&
+      s.message().find(" is in use by another process") != std::string::npos) {
+    store_busy_ = true;
+  }
+}
+
 void Context::PrintJson(const nlohmann::json& value) {
   out_ << value.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }

@@ -123,6 +123,11 @@ class Context {
                                            std::shared_ptr<KeyProvider>* provider = nullptr) const;
   // A writable open failed because another process holds the store.
   bool store_busy() const { return store_busy_; }
+  // Marks the command busy (exit 75, as a store held by another process)
+  // when `s` is the key provider's refusal of its writer lock held by
+  // another process ("key directory D is in use by another process"):
+  // for the commands that take that lock without a store (restore).
+  void NoteKeyDirBusy(const Status& s) const;
   // Prints `value` on stdout, indented by two spaces, invalid UTF-8 replaced.
   void PrintJson(const nlohmann::json& value);
 
