@@ -114,6 +114,16 @@ void MakeAndEraseAfterBackup(TwoTenants& t) {
   ASSERT_NO_FATAL_FAILURE(t.Close());
 }
 
+// MakeAndEraseAfterBackup, then a restore of t.bak into `dir` killed at
+// `point` (a copy pending, or done); its restore id into *id.
+void KilledCopy(TwoTenants& t, const std::string& dir, const std::string& point,
+                std::string* id) {
+  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
+  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, dir, point));
+  *id = MarkerRestoreId(dir + "/RESTORE_PENDING");
+  ASSERT_EQ(id->size(), 32u);
+}
+
 // F1: `cp -a COPY X; rm X/RESTORE_PENDING`: X was served with a1 (erased
 // after the cut), its writable open silently dropped the restore id, and
 // read-only opens never looked at it. Now both opens are refused, naming
@@ -491,11 +501,9 @@ TEST(RestoreLedger, DeadStagingRemovedByAnOpenKeepsItsLine) {
 // staging goes, and the genuine copy finishes.
 TEST(RestoreLedger, PlantedLockNamingAnotherRestoreChangesNoLine) {
   TwoTenants t;
-  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
   const std::string r = t.tmp.Sub("r");
-  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
-  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
-  ASSERT_EQ(id.size(), 32u);
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(KilledCopy(t, r, "restore.after_rename", &id));
   const std::string ledger = Ledger(t);
   ASSERT_NE(ledger.find("pending " + id), std::string::npos);
   const std::string planted = t.db + ".restoring-000000000000";
@@ -595,10 +603,9 @@ TEST(RestoreLedger, AbandonDropsTheLineOfALostCopy) {
 // finishes.
 TEST(RestoreLedger, AbandonOfADoneRestoreIsRefused) {
   TwoTenants t;
-  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
   const std::string r = t.tmp.Sub("r");
-  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_ledger_done"));
-  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(KilledCopy(t, r, "restore.after_ledger_done", &id));
   const std::string ledger = Ledger(t);
   ASSERT_NE(ledger.find("done " + id), std::string::npos) << ledger;
   std::string out;
@@ -616,10 +623,9 @@ TEST(RestoreLedger, AbandonOfADoneRestoreIsRefused) {
 // answers 75 (retry later). Now 75 too, nothing changed.
 TEST(RestoreLedger, KeyDirectoryHeldElsewhereIsBusyForRestoreCommands) {
   TwoTenants t;
-  ASSERT_NO_FATAL_FAILURE(MakeAndEraseAfterBackup(t));
   const std::string r = t.tmp.Sub("r");
-  ASSERT_NO_FATAL_FAILURE(KilledRestore(t, r, "restore.after_rename"));
-  const std::string id = MarkerRestoreId(r + "/RESTORE_PENDING");
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(KilledCopy(t, r, "restore.after_rename", &id));
   const std::string ledger = Ledger(t);
   auto held = Store::Open(Opts(t.keys), t.db);  // this process: "another process" to the CLI
   ASSERT_OK(held);
