@@ -82,6 +82,21 @@ EraseRequest RedactCarol() {
   return r;
 }
 
+// Restores t.bak into a new directory (its report in *report) and reads
+// call a1 of A there.
+Result<Call> RestoreAndGetA1(TwoTenants& t, RestoreReport* report) {
+  const std::string r = t.tmp.Sub("r");
+  auto restored = RestoreTo(t.bak, t.keys, r);
+  if (!restored.ok()) return restored.status();
+  *report = *restored;
+  auto o = Store::Open(Opts(t.keys), r);
+  if (!o.ok()) return o.status();
+  Result<Call> a1 = (*o)->GetCall("A", "a1");
+  Status closed = (*o)->Close();
+  if (!closed.ok()) return closed;
+  return a1;
+}
+
 // attack3 finding 1, in process: QA (cut A, before DeleteCall(a1)) given
 // the restore id and the marker of QB (cut B, after it) finishes with a1
 // removed: the replay runs from the log's base, not from B's offset.
@@ -119,15 +134,9 @@ TEST(TombstoneVersion, RemovalAppliesToTheVersionItRemoved) {
   ASSERT_OK(t.s->DeleteCall("A", "a1"));
   ASSERT_OK(t.s->PutCall("A", MakeCall("a1", 1700000000000001, "again")));
   ASSERT_NO_FATAL_FAILURE(t.Close());
-  const std::string r = t.tmp.Sub("r");
-  auto rep = RestoreTo(t.bak, t.keys, r);
-  ASSERT_OK(rep);
-  EXPECT_EQ(rep->tombstones_replayed, 1u);
-  auto s = OpenOrDie(t.keys, r);
-  ASSERT_NE(s, nullptr);
-  EXPECT_CODE(s->GetCall("A", "a1"), Code::kNotFound);
-  EXPECT_OK(s->GetCall("A", "a0"));
-  EXPECT_OK(s->Close());
+  RestoreReport rep;
+  EXPECT_CODE(RestoreAndGetA1(t, &rep), Code::kNotFound);
+  EXPECT_EQ(rep.tombstones_replayed, 1u);
 }
 
 // A cut after the delete and the put again: the replay from the base reads
@@ -138,17 +147,12 @@ TEST(TombstoneVersion, RemovalKeepsACallPutAgainAfterIt) {
   ASSERT_OK(t.s->DeleteCall("A", "a1"));
   ASSERT_OK(t.s->PutCall("A", MakeCall("a1", 1700000000000001, "again")));
   ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
-  const std::string r = t.tmp.Sub("r");
-  auto rep = RestoreTo(t.bak, t.keys, r);
-  ASSERT_OK(rep);
-  EXPECT_EQ(rep->tombstones_replayed, 0u) << "the audit counts a removal not made";
-  auto s = OpenOrDie(t.keys, r);
-  ASSERT_NE(s, nullptr);
-  auto a1 = s->GetCall("A", "a1");
+  RestoreReport rep;
+  auto a1 = RestoreAndGetA1(t, &rep);
   ASSERT_TRUE(a1.ok()) << "a call put again after its delete was removed by the replay: "
                        << a1.status().ToString();
   EXPECT_NE(a1->participants[0].name.find("again"), std::string::npos);
-  EXPECT_OK(s->Close());
+  EXPECT_EQ(rep.tombstones_replayed, 0u) << "the audit counts a removal not made";
 }
 
 // The redaction pair: a cut before the erasure is redacted again; a cut
@@ -163,16 +167,11 @@ TEST(TombstoneVersion, RedactionAppliesToEarlierVersionsOnly) {
     ASSERT_OK(e);
     ASSERT_EQ(e->changed, 1u);
     ASSERT_NO_FATAL_FAILURE(t.Close());
-    const std::string r = t.tmp.Sub("r");
-    auto rep = RestoreTo(t.bak, t.keys, r);
-    ASSERT_OK(rep);
-    EXPECT_EQ(rep->redactions_replayed, 1u);
-    auto s = OpenOrDie(t.keys, r);
-    ASSERT_NE(s, nullptr);
-    auto a1 = s->GetCall("A", "a1");
+    RestoreReport rep;
+    auto a1 = RestoreAndGetA1(t, &rep);
     ASSERT_OK(a1);
     EXPECT_FALSE(NamesCarol(*a1)) << "a cut from before the erasure still names the subject";
-    EXPECT_OK(s->Close());
+    EXPECT_EQ(rep.redactions_replayed, 1u);
   }
   {
     TwoTenants t;
@@ -181,16 +180,11 @@ TEST(TombstoneVersion, RedactionAppliesToEarlierVersionsOnly) {
     ASSERT_OK(t.s->Erase("A", RedactCarol()));
     ASSERT_OK(t.s->PutCall("A", CarolCall("a1", "two")));  // written again after the erasure
     ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
-    const std::string r = t.tmp.Sub("r");
-    auto rep = RestoreTo(t.bak, t.keys, r);
-    ASSERT_OK(rep);
-    EXPECT_EQ(rep->redactions_replayed, 0u) << "the audit counts a redaction not made";
-    auto s = OpenOrDie(t.keys, r);
-    ASSERT_NE(s, nullptr);
-    auto a1 = s->GetCall("A", "a1");
+    RestoreReport rep;
+    auto a1 = RestoreAndGetA1(t, &rep);
     ASSERT_OK(a1);
     EXPECT_TRUE(NamesCarol(*a1)) << "a call written after the erasure was redacted by the replay";
-    EXPECT_OK(s->Close());
+    EXPECT_EQ(rep.redactions_replayed, 0u) << "the audit counts a redaction not made";
   }
 }
 
@@ -224,32 +218,24 @@ int64_t R1Size(const std::string& keys, const std::string& db) {
 // loses the recording; a cut holding the recording written again under the
 // same id keeps it.
 TEST(TombstoneVersion, RecordingDeleteSparesALaterRecordingOfTheSameId) {
-  {
+  for (bool cut_before_delete : {true, false}) {
+    SCOPED_TRACE(cut_before_delete ? "cut before the delete" : "cut after the second recording");
     TwoTenants t;
     ASSERT_NO_FATAL_FAILURE(t.Make(3));
     ASSERT_NO_FATAL_FAILURE(WriteR1(t.s.get(), "one"));
-    ASSERT_OK(t.s->Backup(t.bak));
+    if (cut_before_delete) ASSERT_OK(t.s->Backup(t.bak));
     ASSERT_OK(t.s->DeleteRecording("A", "a0", "r1"));
     ASSERT_NO_FATAL_FAILURE(WriteR1(t.s.get(), "four"));
+    if (!cut_before_delete) ASSERT_OK(t.s->Backup(t.bak));
     ASSERT_NO_FATAL_FAILURE(t.Close());
     const std::string r = t.tmp.Sub("r");
     auto rep = RestoreTo(t.bak, t.keys, r);
     ASSERT_OK(rep);
-    EXPECT_EQ(rep->recordings_replayed, 1u);
-    EXPECT_EQ(R1Size(t.keys, r), -1) << "a cut from before DeleteRecording kept the recording";
-  }
-  {
-    TwoTenants t;
-    ASSERT_NO_FATAL_FAILURE(t.Make(3));
-    ASSERT_NO_FATAL_FAILURE(WriteR1(t.s.get(), "one"));
-    ASSERT_OK(t.s->DeleteRecording("A", "a0", "r1"));
-    ASSERT_NO_FATAL_FAILURE(WriteR1(t.s.get(), "four"));
-    ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
-    const std::string r = t.tmp.Sub("r");
-    auto rep = RestoreTo(t.bak, t.keys, r);
-    ASSERT_OK(rep);
-    EXPECT_EQ(rep->recordings_replayed, 0u) << "the audit counts a recording delete not made";
-    EXPECT_EQ(R1Size(t.keys, r), 4) << "a recording written after the delete was removed";
+    // -1: no recording r1; 4: the second one ("four").
+    EXPECT_EQ(R1Size(t.keys, r), cut_before_delete ? -1 : 4)
+        << "the delete's line did not remove exactly the recording it deleted";
+    EXPECT_EQ(rep->recordings_replayed, cut_before_delete ? 1u : 0u)
+        << "the audit counts a recording delete not made";
   }
 }
 
