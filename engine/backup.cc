@@ -703,13 +703,20 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
 
 // ---------------------------------------------------------------------------
 // Tombstone log (docs/format.md "Tombstone log"), one line per call:
-//   "<time_us> <internal_id> <hex call hash>\n"                 removal
-//   "<time_us> <internal_id> <hex call hash> r <hex subject hash>[ <hex>]\n"
+//   "<time_us> <internal_id> <hex call hash> v <version>\n"      removal
+//   "<time_us> <internal_id> <hex call hash> v <version> r <hex subject hash>[ <hex>]\n"
 //                                                                 redaction
+//   "<time_us> <internal_id> <hex call hash> d <hex rec hash> c <created_at>\n"
+//                                                                 recording
+// Lines without "v"/"c" were written by builds before decision 0064.
 
 Status Store::Impl::LogTombstones(uint64_t internal_id, const std::vector<std::string>& hashes,
+                                  const std::vector<uint64_t>& versions,
                                   const std::vector<std::string>& redact_hashes) {
   if (hashes.empty()) return Status::OK();
+  if (versions.size() != hashes.size()) {
+    return Status::Internal("tombstone log: one version per call hash expected");
+  }
   std::string lines;
   const std::string prefix = std::to_string(NowMicros()) + " " + std::to_string(internal_id) + " ";
   std::string suffix;
@@ -717,16 +724,19 @@ Status Store::Impl::LogTombstones(uint64_t internal_id, const std::vector<std::s
     suffix = " r";
     for (const auto& h : redact_hashes) suffix += " " + crypto::Hex(h);
   }
-  for (const auto& h : hashes) lines += prefix + crypto::Hex(h) + suffix + "\n";
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    lines += prefix + crypto::Hex(hashes[i]) + " v " + std::to_string(versions[i]) + suffix + "\n";
+  }
   Status s = kp_->AppendTombstones(lines);
   if (s.code() == Code::kNotSupported) return Status::OK();
   return s;
 }
 
 Status Store::Impl::LogRecordingTombstone(uint64_t internal_id, const std::string& call_hash,
-                                          const std::string& rec_hash) {
+                                          const std::string& rec_hash, int64_t created_at) {
   const std::string line = std::to_string(NowMicros()) + " " + std::to_string(internal_id) + " " +
-                           crypto::Hex(call_hash) + " d " + crypto::Hex(rec_hash) + "\n";
+                           crypto::Hex(call_hash) + " d " + crypto::Hex(rec_hash) + " c " +
+                           std::to_string(created_at < 0 ? 0 : created_at) + "\n";
   Status s = kp_->AppendTombstones(line);
   if (s.code() == Code::kNotSupported) return Status::OK();
   return s;
@@ -738,6 +748,13 @@ struct TombstoneEntry {
   std::string call_hash;
   std::vector<std::string> redact;  // empty: a removal
   std::string recording;            // not empty: the removal of this recording only
+  // Decision 0064. A versioned removal: the removed call's last version; a
+  // versioned redaction: the version it wrote; a versioned recording line:
+  // the recording's created_at. Unversioned lines (earlier builds) are
+  // replayed only from the restore's offset, by the rule before 0064.
+  bool versioned = false;
+  uint64_t version = 0;
+  int64_t created_at = 0;
 };
 
 // A blind hash (crypto::BlindHash): 16 bytes, 32 hex digits. Any other
@@ -751,11 +768,12 @@ bool Digits(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// internal id -> entries in log order, from byte `from` on; a torn last
-// line (no newline) is ignored.
-Status ParseTombstones(const std::string& log, uint64_t from,
+// internal id -> entries in log order: every versioned line from byte
+// `body` on, and the unversioned ones from byte `from` on (from >= body); a
+// torn last line (no newline) is ignored.
+Status ParseTombstones(const std::string& log, size_t body, size_t from,
                        std::map<uint64_t, std::vector<TombstoneEntry>>* out) {
-  size_t pos = from;
+  size_t pos = body;
   while (pos < log.size()) {
     const size_t nl = log.find('\n', pos);
     if (nl == std::string::npos) break;
@@ -772,16 +790,35 @@ Status ParseTombstones(const std::string& log, uint64_t from,
     TombstoneEntry e;
     e.time = static_cast<int64_t>(std::stoull(f[0]));
     if (!Hash16(f[2], &e.call_hash)) return bad();
-    if (f.size() > 3 && f[3] == "d") {
-      if (f.size() != 5 || !Hash16(f[4], &e.recording)) return bad();
-    } else if (f.size() > 3) {
-      if (f[3] != "r" || f.size() < 5 || f.size() > 6) return bad();
-      for (size_t i = 4; i < f.size(); ++i) {
+    size_t i = 3;
+    if (f.size() > i && f[i] == "v") {
+      if (f.size() < i + 2 || !Digits(f[i + 1])) return bad();
+      e.versioned = true;
+      e.version = std::stoull(f[i + 1]);
+      i += 2;
+    }
+    if (f.size() > i && f[i] == "d") {
+      if (e.versioned || f.size() < i + 2 || !Hash16(f[i + 1], &e.recording)) return bad();
+      i += 2;
+      if (f.size() > i) {
+        if (f.size() != i + 2 || f[i] != "c" || !Digits(f[i + 1])) return bad();
+        const uint64_t c = std::stoull(f[i + 1]);
+        if (c > static_cast<uint64_t>(INT64_MAX)) return bad();
+        e.versioned = true;
+        e.created_at = static_cast<int64_t>(c);
+        i += 2;
+      }
+    } else if (f.size() > i) {
+      if (f[i] != "r" || f.size() < i + 2 || f.size() > i + 3) return bad();
+      for (size_t k = i + 1; k < f.size(); ++k) {
         std::string h;
-        if (!Hash16(f[i], &h)) return bad();
+        if (!Hash16(f[k], &h)) return bad();
         e.redact.push_back(std::move(h));
       }
+      i = f.size();
     }
+    if (i != f.size()) return bad();
+    if (!e.versioned && at < from) continue;
     (*out)[std::stoull(f[1])].push_back(std::move(e));
   }
   return Status::OK();
@@ -797,7 +834,11 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
   CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
   CV_RETURN_IF_ERROR(CheckTombstoneOffset(view, from));
   std::map<uint64_t, std::vector<TombstoneEntry>> todo;
-  CV_RETURN_IF_ERROR(ParseTombstones(*log, view.body_at + (from - view.base), &todo));
+  // Versioned lines are replayed from the log's base whatever `from` says
+  // (decision 0064): the version rule below makes a line already in the
+  // copy a no-op, so a marker naming a later cut than the copy's (attack3)
+  // cannot hide the erasures between them. Unversioned ones from `from`.
+  CV_RETURN_IF_ERROR(ParseTombstones(*log, view.body_at, view.body_at + (from - view.base), &todo));
   std::map<uint64_t, std::string> live;  // internal id -> tenant id
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
@@ -840,7 +881,10 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
         CV_RETURN_IF_ERROR(write_pending());
         rocksdb::WriteBatch rb;
         bool changed = false, held = false;
-        CV_RETURN_IF_ERROR(ReplayRedaction(t, e.call_hash, e.redact, e.time, &rb, &changed, &held));
+        std::optional<uint64_t> version;
+        if (e.versioned) version = e.version;
+        CV_RETURN_IF_ERROR(
+            ReplayRedaction(t, e.call_hash, e.redact, e.time, version, &rb, &changed, &held));
         if (held) ++counts->kept_held;
         if (!changed) continue;
         CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
@@ -851,15 +895,19 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
       }
       if (pending.count(e.call_hash)) continue;
       if (!e.recording.empty()) {
+        rocksdb::WriteBatch rb;
+        bool found = false;
+        int64_t created_at = 0;
+        CV_RETURN_IF_ERROR(
+            calls::PlanDeleteRecordingByHash(t, e.call_hash, e.recording, &rb, &found, &created_at));
+        if (!found) continue;
+        // A recording made after this delete, under the same id, stays.
+        if (e.versioned && created_at > e.created_at) continue;
         if (!CheckNotHeld(t, e.call_hash, /*any_call=*/false).ok()) {
           ++counts->kept_held;
           continue;
         }
         CV_RETURN_IF_ERROR(write_pending());
-        rocksdb::WriteBatch rb;
-        bool found = false;
-        CV_RETURN_IF_ERROR(calls::PlanDeleteRecordingByHash(t, e.call_hash, e.recording, &rb, &found));
-        if (!found) continue;
         CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
                                              "replay a recording delete"));
         ++counts->recordings;
@@ -871,6 +919,8 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
       bool found = false;
       CV_RETURN_IF_ERROR(calls::ReadMeta(t, e.call_hash, &meta, &parts, &found));
       if (!found) continue;
+      // The call was put again after this removal (a greater version): kept.
+      if (e.versioned && meta.version > e.version) continue;
       if (!CheckNotHeld(t, e.call_hash, /*any_call=*/false).ok()) {
         ++counts->kept_held;
         continue;
@@ -881,6 +931,23 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
       ++counts->removed;
     }
     CV_RETURN_IF_ERROR(write_pending());
+    // The copy's version counter is raised to the greatest version the log
+    // names for the tenant: the log holds lines of the timeline this copy
+    // leaves behind, and a call written here later must get a greater
+    // version than any of them, or a later restore's replay from the base
+    // would remove or redact it (decision 0064).
+    uint64_t logged = 0;
+    for (const auto& e : entries) {
+      if (e.versioned && e.recording.empty()) logged = std::max(logged, e.version);
+    }
+    uint64_t counter = 0;
+    CV_RETURN_IF_ERROR(calls::ReadVersionCounter(t, &counter));
+    if (counter < logged) {
+      rocksdb::WriteBatch vb;
+      CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &vb, logged));
+      CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &vb),
+                                           "replay: raise the version counter"));
+    }
     CV_RETURN_IF_ERROR(fsutil::FromRocks(db->FlushWAL(/*sync=*/true), "sync the replay"));
     CV_KILL_POINT("restore.replay_after_tenant");
   }

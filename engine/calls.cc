@@ -532,7 +532,7 @@ Result<uint64_t> Store::Impl::DeleteCall(std::string_view tenant_id, std::string
   // Logged (blind hash, outside the store) before the delete is written: a
   // restore of an older backup deletes the call again (backup.cc).
   std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
-  CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, {h}));
+  CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, {h}, {old.version}));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call"));
   return version;
 }

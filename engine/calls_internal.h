@@ -58,9 +58,10 @@ inline void ClearIdentity(Participant* p) {
 Status PlanDeleteRecordings(const TenantRef& t, std::string_view call_hash, rocksdb::WriteBatch* b);
 // recordings.cc: adds the deletes of one recording, named by its blind
 // hashes (a tombstone log line); *found false (and nothing added) if the
-// recording is not there.
+// recording is not there, else *created_at is its manifest's.
 Status PlanDeleteRecordingByHash(const TenantRef& t, std::string_view call_hash,
-                                 std::string_view rec_hash, rocksdb::WriteBatch* b, bool* found);
+                                 std::string_view rec_hash, rocksdb::WriteBatch* b, bool* found,
+                                 int64_t* created_at);
 // recordings.cc: opens a manifest and every chunk of its recording.
 Status VerifyRecording(const TenantRef& t, std::string_view manifest_key, std::string_view sealed,
                        uint64_t* chunks);

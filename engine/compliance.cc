@@ -273,6 +273,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
     rocksdb::WriteBatch batch;
     uint64_t removed = 0;
     std::vector<std::string> batch_hashes;  // the tombstone log's entries for `batch`
+    std::vector<uint64_t> batch_versions;    // and the versions they remove
     std::vector<ChangeNote> batch_notes;     // its change feed events
     auto flush = [&]() -> Status {
       if (batch.Count() == 0) return Status::OK();
@@ -283,10 +284,11 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
         // Logged (outside the store) before the removal: a restore of an
         // older backup removes these calls again (backup.cc).
         std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
-        CV_RETURN_IF_ERROR(LogTombstones(rec.internal_id, batch_hashes));
+        CV_RETURN_IF_ERROR(LogTombstones(rec.internal_id, batch_hashes, batch_versions));
         CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "retention delete"));
       }
       batch_hashes.clear();
+      batch_versions.clear();
       batch_notes.clear();
       batch.Clear();
       CV_KILL_POINT("retention.after_batch");
@@ -331,6 +333,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
       CV_RETURN_IF_ERROR(calls::PlanDelete(t, meta, h, &batch));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(batch.Delete(t->cf, PinKey(h)), "batch"));
       batch_hashes.push_back(h);
+      batch_versions.push_back(meta.version);
       batch_notes.push_back(ChangeNote{ChangeKind::kDelete, ChangeCause::kRetention, meta.call_id,
                                        meta.version});
       if (++in_batch == kRetentionBatch) {

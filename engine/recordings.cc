@@ -1120,19 +1120,21 @@ Status Store::Impl::DeleteRecording(std::string_view tenant_id, std::string_view
   // Logged (blind hashes, outside the store) before the delete is written:
   // a restore of an older backup deletes the recording again (backup.cc).
   std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
-  CV_RETURN_IF_ERROR(LogRecordingTombstone(t->rec.internal_id, n.call_hash, n.rec_hash));
+  CV_RETURN_IF_ERROR(LogRecordingTombstone(t->rec.internal_id, n.call_hash, n.rec_hash, info.created_at));
   return fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete recording");
 }
 
 namespace calls {
 
 Status PlanDeleteRecordingByHash(const TenantRef& t, std::string_view call_hash,
-                                 std::string_view rec_hash, rocksdb::WriteBatch* b, bool* found) {
+                                 std::string_view rec_hash, rocksdb::WriteBatch* b, bool* found,
+                                 int64_t* created_at) {
   Names n{std::string(call_hash), std::string(rec_hash)};
   RecordingInfo info;
   Stream stream;
   Status s = ReadManifest(t, n, &info, &stream);
   *found = s.ok();
+  *created_at = info.created_at;
   if (s.code() == Code::kNotFound) return Status::OK();
   CV_RETURN_IF_ERROR(s);
   return PlanDeleteAllChunks(t, n, b);

@@ -385,12 +385,17 @@ class Store::Impl {
   // `redact_hashes` (the subject's blind ParticipantHash, normalised spelling
   // first) the entries are redactions of that subject, else removals.
   // REQUIRES: tombstone_mu_ held shared, until the removal is written.
+  // `versions[i]` (decision 0064): of a removal, the removed call's last
+  // version; of a redaction, the version the redaction writes.
   Status LogTombstones(uint64_t internal_id, const std::vector<std::string>& call_hashes,
+                       const std::vector<uint64_t>& versions,
                        const std::vector<std::string>& redact_hashes = {});
   // Appends the tombstone of one deleted recording (its call's and its own
-  // blind hashes). REQUIRES: tombstone_mu_ held shared, until it is written.
+  // blind hashes and its manifest's created_at, which tells it from a later
+  // recording of the same id). REQUIRES: tombstone_mu_ held shared, until it
+  // is written.
   Status LogRecordingTombstone(uint64_t internal_id, const std::string& call_hash,
-                               const std::string& rec_hash);
+                               const std::string& rec_hash, int64_t created_at);
   // Applies again, in log order, every entry of the log from byte `from` on
   // to the tenants live here: removals delete the call, redactions redact
   // it again. Counts what it changed and what a hold kept. Synced on return.
@@ -452,10 +457,13 @@ class Store::Impl {
   Status CheckRestoreMarker();
   // subjects.cc: plans into `b` the redaction of the subject whose blind
   // hashes are `subject_hashes` from the call (unchanged if it no longer
-  // names the subject; *held if a legal hold keeps it). REQUIRES: t->write_mu.
+  // names the subject; *held if a legal hold keeps it). With `version` (the
+  // line's, decision 0064) only a call below it is redacted, and the
+  // redaction writes that version. REQUIRES: t->write_mu.
   Status ReplayRedaction(const TenantRef& t, std::string_view call_hash,
                          const std::vector<std::string>& subject_hashes, int64_t when,
-                         rocksdb::WriteBatch* b, bool* changed, bool* held);
+                         std::optional<uint64_t> version, rocksdb::WriteBatch* b, bool* changed,
+                         bool* held);
   // Held shared by an erasure or retention batch from its tombstone append
   // to its shard write; exclusively by Backup for its copy, so the log's
   // size at the cut splits removals into "in the backup" and "replay".

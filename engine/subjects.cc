@@ -187,12 +187,14 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
     uint64_t planned = 0;
     ReportProgress("erase", "calls", 0, matches.size());
     std::vector<ChangeNote> notes;  // the calls changed, never the subject (decision 0030)
+    std::vector<uint64_t> versions;  // the tombstone log's, per match (decision 0064)
     for (auto& m : matches) {
       if (planned++ > 0) ReportProgress("erase", "calls", planned - 1, matches.size());
       if (req.mode == EraseMode::kDelete) {
         CV_RETURN_IF_ERROR(calls::PlanDelete(t, m.meta, m.hash, &b));
         notes.push_back(ChangeNote{ChangeKind::kDelete, ChangeCause::kErasure, m.meta.call_id,
                                    m.meta.version});
+        versions.push_back(m.meta.version);
         continue;
       }
       Call c = m.meta;
@@ -203,6 +205,7 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
       c.version = calls::NextVersion(&counter, m.meta.version);
       CV_RETURN_IF_ERROR(calls::PlanWrite(t, &m.meta, m.parts, c, m.hash, &b));
       notes.push_back(ChangeNote{ChangeKind::kUpdate, ChangeCause::kErasure, c.call_id, c.version});
+      versions.push_back(c.version);
     }
     if (req.mode == EraseMode::kRedact) CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
     CV_RETURN_IF_ERROR(AppendChanges(t, notes, &b));
@@ -220,7 +223,7 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
           redact.push_back(indexing::ParticipantHash(t->index_key, subject.legacy));
         }
       }
-      CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, hashes, redact));
+      CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, hashes, versions, redact));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "erase"));
     }
     result.changed = matches.size();
@@ -282,7 +285,8 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
 
 Status Store::Impl::ReplayRedaction(const TenantRef& t, std::string_view call_hash,
                                     const std::vector<std::string>& subject_hashes, int64_t when,
-                                    rocksdb::WriteBatch* b, bool* changed, bool* held) {
+                                    std::optional<uint64_t> version, rocksdb::WriteBatch* b,
+                                    bool* changed, bool* held) {
   *changed = false;
   *held = false;
   Call meta;
@@ -290,6 +294,9 @@ Status Store::Impl::ReplayRedaction(const TenantRef& t, std::string_view call_ha
   bool found = false;
   CV_RETURN_IF_ERROR(calls::ReadMeta(t, call_hash, &meta, &parts, &found));
   if (!found) return Status::OK();
+  // Already at the redaction's version or written after it: the subject in
+  // it now was put there after the erasure (decision 0064).
+  if (version && meta.version >= *version) return Status::OK();
   auto named = [&](const std::string& v) {
     if (v.empty()) return false;
     const std::string h = indexing::ParticipantHash(t->index_key, v);
@@ -311,6 +318,7 @@ Status Store::Impl::ReplayRedaction(const TenantRef& t, std::string_view call_ha
     return Status::OK();
   }
   c.updated_at = when;
+  if (version) c.version = *version;  // as the erasure wrote it
   CV_RETURN_IF_ERROR(calls::PlanWrite(t, &meta, parts, c, call_hash, b));
   CV_RETURN_IF_ERROR(AppendChanges(
       t, {ChangeNote{ChangeKind::kUpdate, ChangeCause::kRestore, c.call_id, c.version}}, b));

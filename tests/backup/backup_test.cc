@@ -339,10 +339,11 @@ TEST(Backup, DeleteCallAfterBackupStaysDeleted) {
   ASSERT_NO_FATAL_FAILURE(t.Close());
   const std::string log = testutil::ReadFile(t.keys + "/TOMBSTONES");
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
-  // The line is exactly "<time> <internal id> <call hash, 32 hex>": no call
-  // id can be in it. (Searching the log for "a1" failed by chance: a hex
-  // hash holds those two characters one time in five.)
-  EXPECT_TRUE(std::regex_match(log, std::regex("[0-9]+ [0-9]+ [0-9a-f]{32}\n"))) << log;
+  // The line is exactly "<time> <internal id> <call hash, 32 hex> v
+  // <version>" (decision 0064): no call id can be in it. (Searching the log
+  // for "a1" failed by chance: a hex hash holds those two characters one
+  // time in five.)
+  EXPECT_TRUE(std::regex_match(log, std::regex("[0-9]+ [0-9]+ [0-9a-f]{32} v [0-9]+\n"))) << log;
   auto report = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
   ASSERT_OK(report);
   EXPECT_EQ(report->tombstones_replayed, 1u);
