@@ -770,8 +770,10 @@ bool Digits(const std::string& s) {
 
 // internal id -> entries in log order: every versioned line from byte
 // `body` on, and the unversioned ones from byte `from` on (from >= body); a
-// torn last line (no newline) is ignored.
-Status ParseTombstones(const std::string& log, size_t body, size_t from,
+// torn last line (no newline) is ignored. `base` is the logical offset of
+// byte `body` (a malformed line is named by its logical offset, the one
+// manifests and markers use).
+Status ParseTombstones(const std::string& log, size_t body, uint64_t base, size_t from,
                        std::map<uint64_t, std::vector<TombstoneEntry>>* out) {
   size_t pos = body;
   while (pos < log.size()) {
@@ -783,8 +785,8 @@ Status ParseTombstones(const std::string& log, size_t body, size_t from,
     for (std::string w; in >> w;) f.push_back(w);
     pos = nl + 1;
     auto bad = [&] {
-      return Status::Corruption("the tombstone log holds a malformed line at byte " +
-                                std::to_string(at));
+      return Status::Corruption("the tombstone log holds a malformed line at logical offset " +
+                                std::to_string(base + (at - body)));
     };
     if (f.size() < 3 || !Digits(f[0]) || !Digits(f[1])) return bad();
     TombstoneEntry e;
@@ -795,6 +797,9 @@ Status ParseTombstones(const std::string& log, size_t body, size_t from,
       if (f.size() < i + 2 || !Digits(f[i + 1])) return bad();
       e.versioned = true;
       e.version = std::stoull(f[i + 1]);
+      // Versions are below 2^63 (a put adds one to the highest; the API's
+      // expected versions are int64): a larger one was never written.
+      if (e.version > static_cast<uint64_t>(INT64_MAX)) return bad();
       i += 2;
     }
     if (f.size() > i && f[i] == "d") {
@@ -838,7 +843,8 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
   // (decision 0064): the version rule below makes a line already in the
   // copy a no-op, so a marker naming a later cut than the copy's (attack3)
   // cannot hide the erasures between them. Unversioned ones from `from`.
-  CV_RETURN_IF_ERROR(ParseTombstones(*log, view.body_at, view.body_at + (from - view.base), &todo));
+  CV_RETURN_IF_ERROR(
+      ParseTombstones(*log, view.body_at, view.base, view.body_at + (from - view.base), &todo));
   std::map<uint64_t, std::string> live;  // internal id -> tenant id
   {
     std::shared_lock<std::shared_mutex> m(map_mu_);
@@ -1376,7 +1382,15 @@ Status Store::Impl::FinishRestore() {
                                                std::to_string(c.recordings) + " " +
                                                std::to_string(c.redacted));
     };
-    CV_RETURN_IF_ERROR(ReplayTombstones(restore_marker_->tombstone_offset, &counts, progress));
+    if (Status r = ReplayTombstones(restore_marker_->tombstone_offset, &counts, progress); !r.ok()) {
+      if (r.code() != Code::kCorruption) return r;
+      return Status::Corruption(
+          "restore " + id + ": its erasure replay cannot finish: " + r.message() +
+          "; the copy is not served. Put back the key directory's TOMBSTONES from your copy of "
+          "it and run `callvault --db " + path_ + " " + KeysFlag(kp_) +
+          " restore finish` again, or give this copy up (`callvault " + KeysFlag(kp_) +
+          " restore abandon " + id + "`) and restore again");
+    }
     restore_replay_ = counts;
     restore_resumed_ = resumed;
     CV_KILL_POINT("restore.after_replay");
@@ -1650,6 +1664,17 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
       CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
       CV_RETURN_IF_ERROR(CheckTombstoneOffset(view, m.tombstone_offset));
       CV_RETURN_IF_ERROR(CheckLogNotOlderThanCuts(backup_dir, view, public_key));
+      // Every line the replay will read, parsed now: a malformed one found
+      // by the copy's first open would leave a pending copy at new_dir
+      // that no open can finish (the session-18 attack5).
+      std::map<uint64_t, std::vector<TombstoneEntry>> lines;
+      if (Status p = ParseTombstones(*log, view.body_at, view.base,
+                                     view.body_at + (m.tombstone_offset - view.base), &lines);
+          !p.ok()) {
+        return Status::Corruption("restore: " + p.message() +
+                                  " (TOMBSTONES in the key directory; edited by hand, or damaged): "
+                                  "its replay could not finish; nothing was restored");
+      }
       pending.from = m.tombstone_offset;
       pending.length = view.size;
       CV_ASSIGN_OR_RETURN(pending.hash, LogRangeHash(*log, view, pending.from, pending.length));

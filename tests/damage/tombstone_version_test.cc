@@ -319,5 +319,47 @@ TEST(TombstoneVersion, UnversionedLinesReplayFromTheOffsetOnly) {
   EXPECT_OK(s->Close());
 }
 
+// A malformed line in the part of the log a restore replays (a version no
+// build writes, above 2^63 - 1; an unversioned line; a recording line with
+// a created_at out of range) refuses the restore before anything is
+// copied: no directory at the target, no ledger line (the session-18
+// attack5 found the copy renamed into place and pending, which no open
+// could finish). The error names the line by its logical offset.
+TEST(TombstoneVersion, MalformedLineRefusesTheRestoreBeforeTheCopy) {
+  for (const std::string& bad :
+       {std::string(" v 18446744073709551615"), std::string(" v 9223372036854775808"),
+        std::string(" v -1"), std::string(" d 00000000000000000000000000000000 c 9223372036854775808")}) {
+    SCOPED_TRACE(bad);
+    TwoTenants t;
+    ASSERT_NO_FATAL_FAILURE(t.Make(2));
+    ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
+    const std::string path = t.keys + "/TOMBSTONES";
+    std::string log = fs::exists(path) ? testutil::ReadFile(path) : std::string();
+    const size_t offset = log.size();
+    log += "1700000000000000 1 b534a611448ae030bd1b716948629f46" + bad + "\n";
+    {
+      std::ofstream f(path, std::ios::binary | std::ios::trunc);
+      f << log;
+      ASSERT_TRUE(f.good());
+    }
+    const std::string ledger = t.keys + "/RESTORES";
+    const bool had_ledger = fs::exists(ledger);
+    const std::string ledger_before = had_ledger ? testutil::ReadFile(ledger) : std::string();
+    const std::string r = t.tmp.Sub("r");
+    auto rep = RestoreTo(t.bak, t.keys, r);
+    ASSERT_EQ(rep.status().code(), Code::kCorruption) << rep.status().ToString();
+    EXPECT_NE(rep.status().message().find("logical offset " + std::to_string(offset)),
+              std::string::npos)
+        << rep.status().ToString();
+    EXPECT_NE(rep.status().message().find("nothing was restored"), std::string::npos)
+        << rep.status().ToString();
+    EXPECT_FALSE(fs::exists(r) && !fs::is_empty(r)) << "a copy was left at the target";
+    EXPECT_EQ(fs::exists(ledger), had_ledger);
+    if (had_ledger) {
+      EXPECT_EQ(testutil::ReadFile(ledger), ledger_before) << "the ledger changed";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace callvault
