@@ -16,6 +16,21 @@ namespace callvault::cli {
 
 namespace {
 
+// --expected-version: decimal digits only, at most 2^63 - 1 (call versions
+// never reach it). CLI11 alone clamps a larger number to the int64 maximum
+// and reads "-5" as a negative number, which these commands took for "no
+// version given": a conditional write would have become unconditional.
+const CLI::Validator kCallVersion(
+    [](std::string& v) -> std::string {
+      const bool digits = !v.empty() && v.size() <= 19 &&
+                          std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!digits || (v.size() == 19 && v > "9223372036854775807")) {
+        return "a call version is a decimal number from 0 to 9223372036854775807, not " + v;
+      }
+      return std::string();
+    },
+    "VERSION");
+
 // The whole of `path` ("-": stdin), at most json::kMaxInputBytes.
 Result<std::string> ReadInput(const std::string& path) {
   std::FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "rb");
@@ -55,7 +70,7 @@ class CallPutCommand final : public Command {
     app->add_option("--expected-version", expected_,
                     "Store only if the call is at this version, 0: only if it does not exist "
                     "(else exit 75, conflict). One call in FILE only")
-        ->check(CLI::NonNegativeNumber);
+        ->check(kCallVersion);
   }
   RunResult Run(Context& ctx) override {
     auto text = ReadInput(path_);
@@ -117,7 +132,8 @@ class CallUpdateCommand final : public Command {
                     "participants, transcript, insights")
         ->required();
     app->add_option("--expected-version", expected_,
-                    "Replace only if the call is at this version (else exit 75, conflict)");
+                    "Replace only if the call is at this version (else exit 75, conflict)")
+        ->check(kCallVersion);
   }
   RunResult Run(Context& ctx) override {
     auto parts = ParseUpdateParts(parts_);
@@ -321,7 +337,7 @@ class CallDeleteCommand final : public Command {
     app->add_option("CALL_ID", call_id_, "The call id")->required();
     app->add_option("--expected-version", expected_,
                     "Delete only if the call is at this version (else exit 75, conflict)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(kCallVersion);
   }
   RunResult Run(Context& ctx) override {
     auto store = ctx.OpenStore();
