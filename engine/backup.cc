@@ -1805,6 +1805,10 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     report.tombstones_kept_held = store->impl_->restore_replay_.kept_held;
     report.erasures_after_backup_not_reapplied = false;
   }
+  CV_ASSIGN_OR_RETURN(auto tenants, store->ListTenants());
+  for (const auto& t : tenants) {
+    if (t.quarantined) report.quarantined_tenants.push_back(t.tenant_id);
+  }
   CV_ASSIGN_OR_RETURN(auto orphans, store->ReconcileKeys(true));
   for (const auto& ok : orphans.orphan_keys) report.orphan_key_internal_ids.push_back(ok.internal_id);
   store->impl_->Audit(
@@ -1819,6 +1823,7 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
           " recordings_replayed=" + std::to_string(report.recordings_replayed) +
           " tombstones_kept_held=" + std::to_string(report.tombstones_kept_held) +
           " stale_stagings_removed=" + std::to_string(report.stale_stagings_removed.size()) +
+          " quarantined=" + std::to_string(report.quarantined_tenants.size()) +
           ": receipts and audit events written after the backup are not in this store; " +
           (report.erasures_after_backup_not_reapplied
                ? "erasures and retention removals done after the backup were not re-applied"

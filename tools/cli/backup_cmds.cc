@@ -240,6 +240,7 @@ class RestoreCommand final : public Command {
       j["tombstones_kept_held"] = r->tombstones_kept_held;
       j["stale_stagings_removed"] = r->stale_stagings_removed;
       j["stale_staging_notes"] = r->stale_staging_notes;
+      j["quarantined_tenants"] = r->quarantined_tenants;
       ctx.PrintJson(j);
       return {};
     }
@@ -258,6 +259,13 @@ class RestoreCommand final : public Command {
       ctx.out() << r->orphan_key_internal_ids.size()
                 << " data key(s) in the key directory belong to no restored tenant (created "
                    "after the backup): run `callvault keys reconcile` to see and destroy them\n";
+    }
+    for (const auto& t : r->quarantined_tenants) {
+      ctx.out() << "tenant " << t
+                << ": quarantined in the restored store, unreadable (e.g. a backup older than a key "
+                   "rotation of the tenant: its data there is under the destroyed key); the counts "
+                   "below do not cover it: purge it there, or see docs/operations.md (key "
+                   "rotation, \"Backups\")\n";
     }
     if (r->erasures_after_backup_not_reapplied) {
       ctx.out() << "note: erasures, call deletions and retention removals done after the backup "

@@ -116,6 +116,11 @@ struct RestoreReport {
   // the operator should do. The ledger is never changed by the removal:
   // only `restore abandon` drops the line of a restore that died.
   std::vector<std::string> stale_staging_notes;
+  // Tenants the restored store holds quarantined (TenantInfo::quarantined):
+  // e.g. a cut older than a key rotation of the tenant, whose data there is
+  // under the destroyed key (docs/operations.md, key rotation, "Backups").
+  // The replay counts do not cover them: they are unreadable, not replayed.
+  std::vector<std::string> quarantined_tenants;
 };
 
 // What Store::FinishRestore did (`callvault restore finish`).
