@@ -1558,8 +1558,10 @@ std::vector<std::string> DeadRestoreNotes(KeyProvider* kp, const std::vector<std
       notes.push_back("a dead staging named restore " + id + ", which the ledger of this key "
                       "directory does not hold pending" +
                       (ledger.ok() ? std::string() : " (" + ledger.status().ToString() + ")") +
-                      ": if the key directory it was made with holds it pending and no copy of "
-                      "it is kept, run `callvault --keys THAT_KEYDIR restore abandon " + id + "`");
+                      ": a restore killed before it recorded its line leaves none, and then "
+                      "nothing is left to do; if it was made with another key directory that "
+                      "holds it pending and no copy of it is kept, run `callvault --keys "
+                      "THAT_KEYDIR restore abandon " + id + "`");
     }
   }
   return notes;

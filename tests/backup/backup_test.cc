@@ -307,8 +307,9 @@ TEST(Backup, ErasuresAfterBackupAreReapplied) {
 
 // A malformed tombstone line after the cut (here a 32-byte hash, where the
 // log holds 16-byte blind hashes; then a time that is not a number) stops
-// the restored store from serving: kCorruption naming the byte offset, the
-// restore pending, never a restore that skipped an erasure.
+// the restore: kCorruption naming the line's logical offset (the log here
+// has no base header: the byte offset), before anything is copied, never a
+// restore that skipped an erasure.
 TEST(Backup, MalformedTombstoneLineIsRefused) {
   for (const std::string& bad_line :
        {std::string("1700000000000000 1 ") + std::string(64, 'a') + "\n",
@@ -324,8 +325,11 @@ TEST(Backup, MalformedTombstoneLineIsRefused) {
     Status st = RestoreTo(t.bak, t.keys, t.tmp.Sub("r")).status();
     if (st.ok()) st = Store::Open(Opts(t.keys), t.tmp.Sub("r")).status();
     EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
-    EXPECT_NE(st.ToString().find("malformed line at byte " + std::to_string(good)), std::string::npos)
+    EXPECT_NE(st.ToString().find("malformed line at logical offset " + std::to_string(good)),
+              std::string::npos)
         << st.ToString();
+    EXPECT_FALSE(fs::exists(t.tmp.Sub("r")) && !fs::is_empty(t.tmp.Sub("r")))
+        << "a copy was left at the target";
   }
 }
 
