@@ -2,12 +2,15 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -63,6 +66,88 @@ Json MemtableBudgets(const std::vector<size_t>& tenants) {
                           tenants);
   j["rocksdb"] = Budget(kRawWriteBufferBudget, kRawWriteBufferBytes, kRawMaxWriteBuffers, tenants);
   return j;
+}
+
+// ---------------------------------------------------------------------------
+// bytes written, by kind of file
+
+class WriteCounter::FS : public rocksdb::FileSystemWrapper {
+ public:
+  FS() : FileSystemWrapper(rocksdb::FileSystem::Default()) {
+    for (auto& b : bytes_) b = 0;
+  }
+  const char* Name() const override { return "BenchWriteCounter"; }
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), &bytes_[KindOf(f)]);
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), &bytes_[KindOf(f)]);
+    return s;
+  }
+  std::atomic<uint64_t> bytes_[kKinds];
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, std::atomic<uint64_t>* n)
+        : FSWritableFileOwnerWrapper(std::move(f)), n_(n) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+      *n_ += d.size();
+      return target()->Append(d, o, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* dbg) override {
+      *n_ += d.size();
+      return target()->Append(d, o, v, dbg);
+    }
+    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off,
+                                       const rocksdb::IOOptions& o,
+                                       rocksdb::IODebugContext* dbg) override {
+      *n_ += d.size();
+      return target()->PositionedAppend(d, off, o, dbg);
+    }
+    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& d, uint64_t off,
+                                       const rocksdb::IOOptions& o,
+                                       const rocksdb::DataVerificationInfo& v,
+                                       rocksdb::IODebugContext* dbg) override {
+      *n_ += d.size();
+      return target()->PositionedAppend(d, off, o, v, dbg);
+    }
+
+   private:
+    std::atomic<uint64_t>* const n_;
+  };
+  static Kind KindOf(const std::string& path) {
+    const std::string base = path.substr(path.rfind('/') + 1);
+    auto ends = [&](const char* x) {
+      const size_t n = std::strlen(x);
+      return base.size() >= n && base.compare(base.size() - n, n, x) == 0;
+    };
+    if (ends(".log")) return kWal;
+    if (ends(".sst")) return kTable;
+    if (ends(".blob")) return kBlob;
+    if (base.rfind("MANIFEST-", 0) == 0) return kManifest;
+    if (base == "LOG" || base.rfind("LOG.old.", 0) == 0) return kInfoLog;
+    return kOther;
+  }
+};
+
+WriteCounter::WriteCounter() : fs_(std::make_shared<FS>()), env_(rocksdb::NewCompositeEnv(fs_)) {}
+WriteCounter::~WriteCounter() = default;
+uint64_t WriteCounter::bytes(Kind k) const { return fs_->bytes_[k].load(); }
+Json WriteCounter::ToJson() const {
+  return Json{{"wal", bytes(kWal)},         {"table", bytes(kTable)},
+              {"blob", bytes(kBlob)},       {"manifest", bytes(kManifest)},
+              {"info_log", bytes(kInfoLog)}, {"other", bytes(kOther)}};
 }
 
 // ---------------------------------------------------------------------------
@@ -218,7 +303,7 @@ std::string ChunkKey(const std::string& call_id, const std::string& recording_id
 
 }  // namespace
 
-RawSystem::RawSystem(const std::string& dir) : path_(dir + "/raw") {
+RawSystem::RawSystem(const std::string& dir, rocksdb::Env* counting_env) : path_(dir + "/raw") {
   MakeDirs(dir);
   // The budgets of callvault's default Options (store.h), so that the two
   // differ in design, not in memory or threads.
@@ -226,6 +311,7 @@ RawSystem::RawSystem(const std::string& dir) : path_(dir + "/raw") {
   env->SetBackgroundThreads(1, rocksdb::Env::HIGH);
   env->SetBackgroundThreads(2, rocksdb::Env::LOW);
   cache_ = rocksdb::NewLRUCache(64u << 20);
+  if (counting_env != nullptr) dbo_.env = counting_env;
   dbo_.create_if_missing = true;
   dbo_.create_missing_column_families = true;
   dbo_.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(kRawWriteBufferBudget);

@@ -24,6 +24,27 @@
 namespace callvault::bench {
 
 [[noreturn]] void Fail(const std::string& what);
+
+// Bytes RocksDB hands to the files it writes, by kind of file, for both
+// systems alike (the many-active-tenants step's breakdown of its bytes
+// written): an Env whose FileSystem counts every append. Kinds by name:
+// WAL (*.log), table (*.sst), blob (*.blob), MANIFEST (MANIFEST-*), info
+// log (LOG, LOG.old.*) and other (OPTIONS, CURRENT's temp file, ...).
+class WriteCounter {
+ public:
+  enum Kind { kWal, kTable, kBlob, kManifest, kInfoLog, kOther, kKinds };
+  WriteCounter();
+  ~WriteCounter();
+  rocksdb::Env* env() const { return env_.get(); }
+  uint64_t bytes(Kind k) const;
+  // {"wal": .., "table": .., ...} since construction.
+  Json ToJson() const;
+
+ private:
+  class FS;
+  std::shared_ptr<FS> fs_;
+  std::unique_ptr<rocksdb::Env> env_;
+};
 void Check(const Status& s, const char* what);
 void Check(const rocksdb::Status& s, const char* what);
 
@@ -116,7 +137,8 @@ class RawSystem : public System {
  public:
   // Opens (creating if needed) the database at <dir>/raw with every column
   // family it holds.
-  explicit RawSystem(const std::string& dir);
+  // `env`: nullptr for Env::Default().
+  explicit RawSystem(const std::string& dir, rocksdb::Env* env = nullptr);
   ~RawSystem() override;
   const char* name() const override { return "rocksdb"; }
   std::string DataDir() const override { return path_; }

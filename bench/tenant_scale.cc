@@ -224,9 +224,13 @@ bool Settle(System* sys, const std::string& system, double cap_s) {
 Json Active(const ChildArgs& a) {
   const std::string& system = a.system;
   const Call probe = MakeCalls(1, 0.05, 99)[0];  // the call "create" put in every tenant
+  WriteCounter counter;  // outlives sys
   std::unique_ptr<System> sys;
-  if (system == "callvault") sys = std::make_unique<CallvaultSystem>(a.dir, false);
-  else sys = std::make_unique<RawSystem>(a.dir);
+  if (system == "callvault") {
+    sys = std::make_unique<CallvaultSystem>(a.dir, false, [&](Options* o) { o->env = counter.env(); });
+  } else {
+    sys = std::make_unique<RawSystem>(a.dir, counter.env());
+  }
   std::vector<std::string> names;
   for (size_t i = 0; i < a.tenants; ++i) {
     if (system == "callvault" && Purged(i, a.tenants, a.samples)) continue;
@@ -278,6 +282,7 @@ Json Active(const ChildArgs& a) {
   };
   uint64_t memtable_peak = 0;
   const uint64_t written0 = WrittenBytes();
+  const Json by_kind0 = counter.ToJson();
   std::vector<double> batch_ms;
   batch_ms.reserve(total / a.active_batch);
   Json round_rates = Json::array();
@@ -311,6 +316,11 @@ Json Active(const ChildArgs& a) {
   const bool settled = Settle(sys.get(), system, 300);
   const double settle_s = settle.Seconds();
   const uint64_t written = WrittenBytes() - written0;
+  // The same stretch by kind of file (what RocksDB appended to them).
+  Json by_kind = counter.ToJson();
+  for (auto& [k, v] : by_kind.items()) {
+    v = static_cast<double>(v.get<uint64_t>() - by_kind0[k].get<uint64_t>()) / static_cast<double>(total);
+  }
 
   Json j{{"live_tenants", names.size()},
          {"rounds", rounds},
@@ -328,6 +338,7 @@ Json Active(const ChildArgs& a) {
          {"settled", settled},
          {"written_bytes", written},
          {"written_bytes_per_call", static_cast<double>(written) / static_cast<double>(total)},
+         {"written_bytes_per_call_by_kind", by_kind},
          {"rss_bytes", RssBytes()},
          {"peak_rss_bytes", PeakRssBytes()},
          {"memtable_peak_bytes", memtable_peak}};
