@@ -39,6 +39,7 @@ namespace {
 // disk; CloseCheckFS::HoldDeletions keeps it. Decisions 0024, 0025.
 constexpr uint64_t kManifestRollBytes = 1;
 
+
 bool IsManifestWrite(const std::string& path) {
   const std::string base = path.substr(path.rfind('/') + 1);
   return base.rfind("MANIFEST-", 0) == 0 ||
@@ -695,6 +696,10 @@ int OpenFilesPerInstance(uint64_t limit, uint32_t shards) {
   return static_cast<int>(std::min<uint64_t>(each, kMaxOpenFilesPerInstance));
 }
 
+uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards) {
+  return std::max<uint64_t>(128u << 20, 2 * write_buffer_budget / std::max<uint32_t>(shards, 1));
+}
+
 uint32_t MaxShardsForLimit(uint64_t limit) {
   const uint64_t reserve = FileReserve(limit);
   if (limit <= reserve) return 0;
@@ -796,8 +801,14 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.avoid_flush_during_recovery = true;
   // Recovered memtables of idle tenants would otherwise keep every WAL since
   // (the default cap is 4x all write buffers: gigabytes per shard). Past
-  // this, RocksDB flushes the families holding the oldest WAL.
-  d.max_total_wal_size = 128u << 20;
+  // this, RocksDB flushes the families holding the oldest WAL. Above the
+  // shard's share of the memtable budget, so that in steady ingest the
+  // budget's flushes (one family, its oldest memtable, at a time) come
+  // first: a cap below it flushed every family of the shard at once into
+  // small L0 files that compactions wrote again (decision 0065). Sized for
+  // one shard until the store knows how many it has (SizeOpenFiles).
+  r->wal_cap_bytes = WalCapBytes(options.write_buffer_budget_bytes, 1);
+  d.max_total_wal_size = r->wal_cap_bytes.load();
 
   rocksdb::ColumnFamilyOptions& c = r->tenant_cf_options;
   // Values are ciphertext: RocksDB's compression would only burn CPU.
@@ -904,6 +915,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   dbo.listeners.push_back(shard->error_);
   dbo.info_log = res.InfoLog(path, "shard-" + std::to_string(index), read_only);
   dbo.max_open_files = read_only ? -1 : res.open_files_per_instance.load();
+  dbo.max_total_wal_size = res.wal_cap_bytes.load();
   rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
   // Taken before the families are listed: a family the writer drops after
   // the listing must show up as a change, not as "Column family not found".

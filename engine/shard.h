@@ -128,6 +128,12 @@ uint64_t FileReserve(uint64_t limit);
 // max_open_files for each of `shards` shards and the metadata instance
 // within `limit`, or 0 if they cannot all have kMinOpenFilesPerInstance.
 int OpenFilesPerInstance(uint64_t limit, uint32_t shards);
+// Each instance's max_total_wal_size for a store of `shards` shards
+// (decision 0065): the shared memtable budget twice over, split between
+// the shards, at least 128 MiB. Above a shard's share of the budget, so
+// that in steady ingest the budget's flushes (one family at a time) come
+// first; all shards' WALs together stay near twice the budget.
+uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards);
 // The most shards OpenFilesPerInstance gives a budget for at `limit`.
 uint32_t MaxShardsForLimit(uint64_t limit);
 // The least limit at which OpenFilesPerInstance gives `shards` a budget.
@@ -213,6 +219,9 @@ struct SharedResources {
   std::string nofile_raised;  // what Make did to the limit, for the info log ("" if nothing)
   std::atomic<int> open_files_per_instance{kMaxOpenFilesPerInstance};
   std::atomic<uint32_t> planned_shards{0};
+  // max_total_wal_size of each writable instance, for `planned_shards`
+  // (WalCapBytes); set with it.
+  std::atomic<uint64_t> wal_cap_bytes{0};
 
   // Store::Metrics: the operations' recorder, and RocksDB's tickers
   // (kExceptHistogramOrTimers) shared by every instance of the store.

@@ -1321,19 +1321,27 @@ Status Store::Impl::SizeOpenFiles(uint32_t shards, std::string_view doing) {
   // (each SetDBOptions writes an OPTIONS file of every family).
   const uint32_t plan = std::max(shards, std::min(shards + shards / 4, MaxShardsForLimit(limit)));
   const int each = OpenFilesPerInstance(limit, plan);
-  if (each < res_->open_files_per_instance.load()) {
-    // RocksDB 7.8.3: max_open_files is a mutable DBOptions field; the change
-    // sets the instance's table cache capacity (which its blob file readers
-    // share) to each - 10 and evicts what is over it.
-    const std::unordered_map<std::string, std::string> change = {{"max_open_files", std::to_string(each)}};
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->SetDBOptions(change), "metadata instance: set max_open_files"));
+  // The WAL cap follows the shards' share of the memtable budget (decision
+  // 0065); a mutable DBOptions field too.
+  const uint64_t wal_cap = WalCapBytes(res_->write_buffer_manager->buffer_size(), plan);
+  std::unordered_map<std::string, std::string> change;
+  // RocksDB 7.8.3: max_open_files is a mutable DBOptions field; the change
+  // sets the instance's table cache capacity (which its blob file readers
+  // share) to each - 10 and evicts what is over it.
+  if (each < res_->open_files_per_instance.load()) change["max_open_files"] = std::to_string(each);
+  if (wal_cap != res_->wal_cap_bytes.load()) change["max_total_wal_size"] = std::to_string(wal_cap);
+  if (!change.empty()) {
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(meta_->SetDBOptions(change),
+                                         "metadata instance: set max_open_files, max_total_wal_size"));
     for (const auto& s : shards_) {
       if (!s) continue;
       CV_RETURN_IF_ERROR(fsutil::FromRocks(
-          s->db()->SetDBOptions(change), "shard " + std::to_string(s->index()) + ": set max_open_files"));
+          s->db()->SetDBOptions(change),
+          "shard " + std::to_string(s->index()) + ": set max_open_files, max_total_wal_size"));
     }
   }
   res_->open_files_per_instance = each;
+  res_->wal_cap_bytes = wal_cap;
   res_->planned_shards = plan;
   return Status::OK();
 }
