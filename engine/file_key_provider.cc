@@ -320,12 +320,14 @@ class FileKeyProvider final : public KeyProvider {
     const std::string path = dir_ + "/" + kPeersName;
     // A symlink or another non-regular PEERS is refused (kKeyError), not
     // followed: a list planted outside the directory would add sources.
+    // CheckKeyFile also refuses one owned by another user; the read itself
+    // does not follow a link either, so an entry swapped in after the check
+    // is refused too, not read through.
     Status c = fsutil::CheckKeyFile(path, /*secret=*/false);
     if (c.code() == Code::kNotFound) return std::string();
     CV_RETURN_IF_ERROR(c);
-    std::string data;
-    CV_RETURN_IF_ERROR(fsutil::ReadAll(fs_.get(), path, &data));
-    return data;
+    std::lock_guard<std::mutex> l(mu_);
+    return ReadPrivateNoFollow(kPeersName, UINT64_MAX);
   }
 
   Status WriteTrustedPeers(std::string_view bytes) override {
