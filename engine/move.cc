@@ -748,6 +748,27 @@ Status PeerRefusal(const Identity& id, const std::vector<Identity>& listed,
           "never share one");
     }
   }
+  // Keys that are no store's keys: an Ed25519 signing key that is not a
+  // canonical point of the main subgroup (off the curve, or of small order)
+  // verifies nothing, and an X25519 public key of small order gives the
+  // same all-zero shared secret with every key (libsodium's
+  // crypto_scalarmult refuses it; the scalar here is public, any will do).
+  if (id.signing_key.size() != crypto_sign_PUBLICKEYBYTES ||
+      crypto_core_ed25519_is_valid_point(
+          reinterpret_cast<const unsigned char*>(id.signing_key.data())) != 1) {
+    return Status::InvalidArgument(
+        "peer identity's signing key is not an Ed25519 public key (not a point of the curve's "
+        "main subgroup), which no store has");
+  }
+  std::array<unsigned char, crypto_scalarmult_SCALARBYTES> scalar;
+  scalar.fill(0x5a);
+  std::array<unsigned char, crypto_scalarmult_BYTES> product;
+  if (id.public_key.size() != crypto_scalarmult_BYTES ||
+      crypto_scalarmult(product.data(), scalar.data(),
+                        reinterpret_cast<const unsigned char*>(id.public_key.data())) != 0) {
+    return Status::InvalidArgument(
+        "peer identity's public key is an X25519 key of small order, which no store has");
+  }
   return Status::OK();
 }
 

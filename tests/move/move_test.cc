@@ -1652,6 +1652,13 @@ TEST(MovePeers, NeverAPeerRefusedAtTrust) {
       {WithField(*c_id, 3, zero64), "all-zero public or signing key"},
       {WithField(*c_id, 4, zero64), "all-zero public or signing key"},
       {WithField(*c_id, 3, FieldOf(*c_id, 4)), "public key is its signing key"},
+      // The Ed25519 identity point (small order); p itself (not canonical).
+      {WithField(*c_id, 4, "01" + std::string(62, '0')), "signing key is not an Ed25519 public key"},
+      {WithField(*c_id, 4, "ed" + std::string(60, 'f') + "7f"), "signing key is not an Ed25519 public key"},
+      // X25519 points of small order: u = 1, and a point of order 8.
+      {WithField(*c_id, 3, "01" + std::string(62, '0')), "X25519 key of small order"},
+      {WithField(*c_id, 3, "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+       "X25519 key of small order"},
       // b's own signing key as the public key, b's box key as the signing key.
       {WithField(*c_id, 3, FieldOf(*b_id, 4)), "this store's own"},
       {WithField(*c_id, 4, FieldOf(*b_id, 3)), "this store's own"},
@@ -1701,6 +1708,8 @@ TEST(MovePeers, PlantedLineThatCanNeverBeAPeerRefused) {
       {"a public key equal to its signing key",
        head + WithField(*c_id, 3, FieldOf(*c_id, 4)) + "\n"},
       {"another line's public key", head + WithField(*c_id, 3, FieldOf(*a_id, 3)) + "\n"},
+      {"a signing key of small order", head + WithField(*c_id, 4, "01" + std::string(62, '0')) + "\n"},
+      {"a public key of small order", head + WithField(*c_id, 3, "01" + std::string(62, '0')) + "\n"},
   };
   for (const auto& [what, bytes] : bad) {
     ASSERT_NO_FATAL_FAILURE(PlantPeers(b, bytes));
