@@ -697,7 +697,7 @@ int OpenFilesPerInstance(uint64_t limit, uint32_t shards) {
 }
 
 uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards) {
-  return std::max<uint64_t>(128u << 20, 2 * write_buffer_budget / std::max<uint32_t>(shards, 1));
+  return std::max<uint64_t>(128u << 20, write_buffer_budget / std::max<uint32_t>(shards, 1));
 }
 
 uint32_t MaxShardsForLimit(uint64_t limit) {
@@ -801,7 +801,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.avoid_flush_during_recovery = true;
   // Recovered memtables of idle tenants would otherwise keep every WAL since
   // (the default cap is 4x all write buffers: gigabytes per shard). Past
-  // this, RocksDB flushes the families holding the oldest WAL. Above the
+  // this, RocksDB flushes the families holding the oldest WAL. At the
   // shard's share of the memtable budget, so that in steady ingest the
   // budget's flushes (one family, its oldest memtable, at a time) come
   // first: a cap below it flushed every family of the shard at once into

@@ -129,10 +129,10 @@ uint64_t FileReserve(uint64_t limit);
 // within `limit`, or 0 if they cannot all have kMinOpenFilesPerInstance.
 int OpenFilesPerInstance(uint64_t limit, uint32_t shards);
 // Each instance's max_total_wal_size for a store of `shards` shards
-// (decision 0065): the shared memtable budget twice over, split between
-// the shards, at least 128 MiB. Above a shard's share of the budget, so
-// that in steady ingest the budget's flushes (one family at a time) come
-// first; all shards' WALs together stay near twice the budget.
+// (decision 0065): the shared memtable budget split between the shards, at
+// least 128 MiB. At a shard's share of the budget, so that in steady ingest
+// the budget's flushes (one family at a time) come first; a shard with an
+// idle family holds WAL files up to it.
 uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards);
 // The most shards OpenFilesPerInstance gives a budget for at `limit`.
 uint32_t MaxShardsForLimit(uint64_t limit);
