@@ -180,6 +180,11 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create,
   if (const char* v = std::getenv("CALLVAULT_BENCH_HEAP_TRIM_STEP")) {
     o.heap_trim_step_bytes = std::strtoull(v, nullptr, 10);
   }
+  // Flush and compaction threads (A/B of the memtables' peak with many
+  // active tenants: Options::background_threads sets both pools).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_BACKGROUND_THREADS")) {
+    o.background_threads = std::atoi(v);
+  }
   if (adjust) adjust(&o);
   o.create_if_missing = create;
   o.region = "bench";

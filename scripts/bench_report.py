@@ -594,6 +594,12 @@ def active_figures(t):
                             for k in ("wal", "table", "manifest")
                             if all("written_bytes_per_call_by_kind" in r for r in rs)},
                 "rss": summ([r["rss_bytes"] for r in rs]),
+                # The child's VmHWM (its open, the ingest and the settling) and the
+                # memtables' highest total, sampled every 100 batches.
+                "peak_rss": summ([r["peak_rss_bytes"] for r in rs]),
+                "memtable_peak": summ([r["memtable_peak_bytes"] for r in rs]),
+                # callvault: dictionaries loaded at the end (Stats().memory); raw has none.
+                "dictionaries": summ([r.get("memory", {}).get("dictionaries", 0) for r in rs]),
                 "sst_files": summ([r["sst_files"] for r in rs]),
                 "settle_s": summ([r["settle_s"] for r in rs]),
                 "settled": all(r["settled"] for r in rs),
@@ -636,7 +642,11 @@ def active_section(h):
                 ("compactions settled after (s)" , spread(cv["settle_s"], " s") + ("" if cv["settled"] else " (not settled)"),
                  spread(raw["settle_s"], " s") + ("" if raw["settled"] else " (not settled)"), ""),
                 ("SST files at the end", spread(cv["sst_files"]), spread(raw["sst_files"]), r(cv["sst_files"], raw["sst_files"])),
-                ("RSS at the end", spread(cv["rss"], " MB", 1e-6), spread(raw["rss"], " MB", 1e-6), r(cv["rss"], raw["rss"])))
+                ("RSS at the end", spread(cv["rss"], " MB", 1e-6), spread(raw["rss"], " MB", 1e-6), r(cv["rss"], raw["rss"])),
+                ("peak RSS (open, ingest, settling)", spread(cv["peak_rss"], " MB", 1e-6),
+                 spread(raw["peak_rss"], " MB", 1e-6), r(cv["peak_rss"], raw["peak_rss"])),
+                ("memtables at their peak (both: a 256 MiB budget)", spread(cv["memtable_peak"], " MB", 1e-6),
+                 spread(raw["memtable_peak"], " MB", 1e-6), r(cv["memtable_peak"], raw["memtable_peak"])))
         for f, c, w, q in figs:
             rows.append((label, f, c, w, q))
             label = ""
@@ -785,9 +795,20 @@ def goals_section(h):
             goal("disk bytes written per call ingested ≤ raw RocksDB (many active tenants)", "issue 14")
         top = max(act)
         if top >= 10000 and act[top]["full"]:
-            rss = med(act[top]["callvault"]["rss"])
-            goal(f"resident memory < 1 GiB at {top:,} active tenants", "issue 14", f"{rss / 2**20:.0f} MiB",
-                 rss < 2**30)
+            # The peak (VmHWM of the step's child), not the figure after it
+            # settled: the process held that much while it ran.
+            rss = med(act[top]["callvault"]["peak_rss"])
+            end = med(act[top]["callvault"]["rss"])
+            dicts = med(act[top]["callvault"]["dictionaries"])
+            text = f"resident memory < 1 GiB at {top:,} active tenants, every dictionary in use"
+            measured = f"peak {rss / 2**20:,.0f} MiB (at the end {end / 2**20:,.0f} MiB), {dicts:,.0f} dictionaries in use"
+            if dicts < top:
+                # The step's tenants stay below the training threshold: the
+                # goal's condition was not met by the run, so neither is it.
+                rows.append((text, "issue 14", measured + " (the step trains none: below the threshold)",
+                             "**not measured as stated**" if rss < 2**30 else verdict(False)))
+            else:
+                goal(text, "issue 14", measured, rss < 2**30)
         else:
             goal("resident memory < 1 GiB at 10,000 active tenants", "issue 14")
     else:
