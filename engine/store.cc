@@ -1101,6 +1101,9 @@ Status Store::Impl::OpenShards() {
   // have flushed or purged since) is not used: an info line, no alarm. The
   // WAL ledger below still checks its shards, so a mark put back cannot
   // hide a loss in the WAL files a clean close listed.
+  // What CLOSE_MARK held when its marks were taken ("" if none were): a
+  // read-only open checks it again before it believes a loss they show.
+  std::string marks_from_file;
   if (shard_marks_.empty()) {
     rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
     bool stale = false;
@@ -1109,6 +1112,7 @@ Status Store::Impl::OpenShards() {
     CloseMark file;
     bool present = false;
     CV_RETURN_IF_ERROR(ReadCloseMark(fs, path_, &file, &present));
+    if (present && !stale && !file.shards.empty()) marks_from_file = EncodeCloseMark(file);
     if (stale) {
       Log(LogLevel::kInfo, stale_why);
       file.shards.clear();
@@ -1184,6 +1188,31 @@ Status Store::Impl::OpenShards() {
   for (uint32_t t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
+  // A writer that opened while this read-only open read the shards consumed
+  // CLOSE_MARK, and its flushes may then have deleted the WAL files the
+  // marks count: the shards, read after that, replay to less than the marks
+  // say, and every tenant would be reported as having lost acknowledged
+  // writes (attack6 of session 19: `stats` beside a writer's open). Such a
+  // loss is believed only if CLOSE_MARK is still what the marks came from;
+  // otherwise the store is read again (Store::Open's read-only retries),
+  // and a real loss is then the writer's to find and record (decision 0039).
+  if (read_only() && !marks_from_file.empty()) {
+    bool loss = false;
+    for (uint32_t i = 0; i < n && !loss; ++i) {
+      if (!opened[i]) continue;
+      for (const auto& d : opened[i]->wal_damage()) loss = loss || d.kind == "shard_loss";
+    }
+    if (loss) {
+      CloseMark again;
+      bool present = false;
+      Status r = ReadCloseMark(res_->env->GetFileSystem().get(), path_, &again, &present);
+      if (!r.ok() || !present || EncodeCloseMark(again) != marks_from_file) {
+        return Status::IOError(std::string(kRaceMessage) + " (" + path_ +
+                               ": CLOSE_MARK changed while the shards were read: a writer opened "
+                               "the store)");
+      }
+    }
+  }
   Status recorded;
   if (!read_only()) {
     // The shards have new MANIFESTs: a loss the file check found is durable

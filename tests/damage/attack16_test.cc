@@ -12,6 +12,8 @@
 //     taken from elsewhere.
 // Builds on attack15_test.cc (same store shape, same child-process crash).
 #include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <sodium.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -1067,6 +1069,68 @@ TEST_F(A16, DISABLED_AnotherStoresLedgerRaisesNoLoss) {
       ASSERT_OK((*r)->Close());
     }
   }
+}
+
+// A file system that runs `hook` once, the first time `trigger` (a path
+// suffix) is opened for reading, before the open goes on.
+class HookFS : public rocksdb::FileSystemWrapper {
+ public:
+  HookFS(std::string trigger, std::function<void()> hook)
+      : FileSystemWrapper(rocksdb::FileSystem::Default()), trigger_(std::move(trigger)),
+        hook_(std::move(hook)) {}
+  const char* Name() const override { return "A16HookFS"; }
+  rocksdb::IOStatus NewSequentialFile(const std::string& f, const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSSequentialFile>* r,
+                                      rocksdb::IODebugContext* dbg) override {
+    if (hook_ && f.size() >= trigger_.size() &&
+        f.compare(f.size() - trigger_.size(), trigger_.size(), trigger_) == 0) {
+      auto h = std::move(hook_);
+      hook_ = nullptr;
+      h();
+    }
+    return target()->NewSequentialFile(f, o, r, dbg);
+  }
+
+ private:
+  const std::string trigger_;
+  std::function<void()> hook_;
+};
+
+// attack6 (session 19) F1: a read-only open (`callvault stats`) read
+// CLOSE_MARK, then the writer opened (consuming it), wrote and flushed
+// (deleting the WAL files the mark counted) before the read-only open read
+// shard 0: it reported every tenant of the shard as having lost
+// acknowledged writes ("the WAL files replay to sequence number 0, N at the
+// last clean close"), a false alarm. The read-only open now sees the mark
+// changed and reads the store again.
+TEST_F(A16, ReadOnlyOpenWhileTheWriterOpensAndFlushesRaisesNoAlarm) {
+  Put("acme", "m0");
+  s.Close();  // a clean close: CLOSE_MARK
+  ASSERT_TRUE(fs::exists(s.db + "/CLOSE_MARK"));
+  bool hooked = false;
+  auto hook = std::make_shared<HookFS>("/shards/0000/CURRENT", [&] {
+    hooked = true;
+    ASSERT_OK(s.Open());
+    Put("acme", "m1");
+    ASSERT_OK(s->Flush());
+  });
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(hook);
+  Options o = s.options;
+  o.read_only = true;
+  o.create_if_missing = false;
+  o.env = env.get();
+  seen.clear();
+  auto ro = Store::Open(o, s.db);
+  ASSERT_TRUE(hooked) << "the writer never opened during the read-only open";
+  ASSERT_FALSE(fs::exists(s.db + "/CLOSE_MARK")) << "the writer's open consumes the mark";
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  PrintEvents("read-only open across the writer's open and flush");
+  EXPECT_FALSE(Alarm()) << "a false alarm: the mark was consumed under the read-only open";
+  auto st = (*ro)->Stats();
+  ASSERT_OK(st);
+  EXPECT_TRUE(st->damaged_tenants.empty()) << st->damaged_tenants.front();
+  ro->reset();
+  ExpectWanted(s.store.get(), "the writer after the read-only open");
 }
 
 }  // namespace
