@@ -39,7 +39,6 @@ namespace {
 // disk; CloseCheckFS::HoldDeletions keeps it. Decisions 0024, 0025.
 constexpr uint64_t kManifestRollBytes = 1;
 
-
 bool IsManifestWrite(const std::string& path) {
   const std::string base = path.substr(path.rfind('/') + 1);
   return base.rfind("MANIFEST-", 0) == 0 ||
