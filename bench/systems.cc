@@ -185,6 +185,14 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create,
   if (const char* v = std::getenv("CALLVAULT_BENCH_BACKGROUND_THREADS")) {
     o.background_threads = std::atoi(v);
   }
+  // The flush pool and the writers' wait on the flush backlog (A/B of
+  // decision 0066; "max" = writers never wait).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_FLUSH_THREADS")) {
+    o.flush_threads = std::atoi(v);
+  }
+  if (const char* v = std::getenv("CALLVAULT_BENCH_FLUSH_BACKLOG")) {
+    o.flush_backlog_bytes = std::string(v) == "max" ? SIZE_MAX : std::strtoull(v, nullptr, 10);
+  }
   if (adjust) adjust(&o);
   o.create_if_missing = create;
   o.region = "bench";

@@ -361,7 +361,11 @@ Json Active(const ChildArgs& a) {
                        {"dictionaries", st->memory.dictionaries},
                        {"table_reader_bytes", st->memory.table_reader_bytes},
                        {"allocator_free_bytes", st->memory.allocator_free_bytes},
-                       {"heap_trims", st->memory.heap_trims}};
+                       {"heap_trims", st->memory.heap_trims},
+                       {"flush_backlog_limit", st->memory.flush_backlog_limit},
+                       {"flush_backlog_waits", st->memory.flush_backlog_waits},
+                       {"flush_backlog_wait_ms", static_cast<double>(st->memory.flush_backlog_wait_micros) / 1e3},
+                       {"flush_backlog_gave_up", st->memory.flush_backlog_gave_up}};
     j["dictionaries_trained"] = st->dictionary_training.trained;
     j["records_resealed"] = st->compression.resealed;
     j["records_kept_uncompressed"] = st->compression.kept;

@@ -240,6 +240,7 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
       return Status::InvalidArgument(where + "source_call_id: appears twice in the batch");
     }
   }
+  res_->flush_backlog->Wait();  // before any lock (decision 0066)
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kWrite));
   std::lock_guard<std::mutex> w(t->write_mu);
   PrepareDictionary(t);
@@ -421,6 +422,7 @@ Result<PutResult> Store::Impl::UpdateCall(std::string_view tenant_id, std::strin
   if (!patch.call_id.empty() && patch.call_id != call_id) {
     return Status::InvalidArgument("call_id: the patch names another call");
   }
+  res_->flush_backlog->Wait();  // before any lock (decision 0066)
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kWrite));
   std::lock_guard<std::mutex> w(t->write_mu);
   PrepareDictionary(t);

@@ -146,6 +146,13 @@ std::string RenderPrometheus(const Metrics& m) {
   Metric(&out, "callvault_memtable_bytes", "gauge", "Memory of every memtable.", m.memtable_bytes);
   Metric(&out, "callvault_memtable_budget_bytes", "gauge",
          "Memtable budget (Options::write_buffer_budget_bytes).", m.memtable_budget);
+  Metric(&out, "callvault_flush_backlog_bytes", "gauge",
+         "Memtables switched out and not yet freed (queued for a flush, being flushed or pinned).",
+         m.flush_backlog_bytes);
+  Header(&out, "callvault_flush_backlog_wait_seconds_total", "counter",
+         "Time writes waited for the flushes to bring the backlog under Options::flush_backlog_bytes.");
+  Sample(&out, "callvault_flush_backlog_wait_seconds_total",
+         static_cast<double>(m.flush_backlog_wait_micros) / 1e6);
   Metric(&out, "callvault_shards", "gauge", "Shards (RocksDB instances holding tenants).",
          m.shards);
   Metric(&out, "callvault_nofile_limit", "gauge", "The process's RLIMIT_NOFILE (soft).",

@@ -699,6 +699,16 @@ uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards) {
   return std::max<uint64_t>(128u << 20, write_buffer_budget / std::max<uint32_t>(shards, 1));
 }
 
+int FlushThreads(const Options& options) {
+  if (options.flush_threads > 0) return options.flush_threads;
+  return std::max(1, options.background_threads / 2);
+}
+
+size_t FlushBacklogLimit(const Options& options) {
+  if (options.flush_backlog_bytes > 0) return options.flush_backlog_bytes;
+  return options.write_buffer_budget_bytes / 2;
+}
+
 uint32_t MaxShardsForLimit(uint64_t limit) {
   const uint64_t reserve = FileReserve(limit);
   if (limit <= reserve) return 0;
@@ -738,6 +748,41 @@ void HeapTrimmer::MaybeTrim() {
 #endif
 }
 
+void FlushBacklog::Wait() {
+  if (backlog() <= limit_ || stuck_.load(std::memory_order_relaxed)) return;
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> l(mu_);
+  uint64_t seen = completed_;
+  auto progress = start;
+  while (backlog() > limit_ && !stuck_.load(std::memory_order_relaxed)) {
+    // A flushed memtable is freed after its completion is reported: poll
+    // as well as wait for the report.
+    cv_.wait_for(l, std::chrono::milliseconds(2));
+    const auto now = std::chrono::steady_clock::now();
+    if (completed_ != seen) {
+      seen = completed_;
+      progress = now;
+    } else if (now - progress >= patience_) {
+      stuck_.store(true, std::memory_order_relaxed);
+      gave_up_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  l.unlock();
+  waits_.fetch_add(1, std::memory_order_relaxed);
+  wait_micros_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::steady_clock::now() - start).count()),
+                         std::memory_order_relaxed);
+}
+
+void FlushBacklog::OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++completed_;
+    stuck_.store(false, std::memory_order_relaxed);
+  }
+  cv_.notify_all();
+}
+
 uint64_t AllocatorFreeBytes() {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
   return mallinfo2().fordblks;
@@ -762,7 +807,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->defer_compression = options.defer_compression;
   r->recording_ingest = options.recording_ingest;
   r->recording_pipeline = options.recording_pipeline;
-  r->env->SetBackgroundThreads(std::max(1, options.background_threads / 2), rocksdb::Env::HIGH);
+  r->env->SetBackgroundThreads(FlushThreads(options), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
 
   rocksdb::DBOptions& d = r->db_options;
@@ -778,6 +823,8 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.write_buffer_manager = r->write_buffer_manager;
   r->heap_trimmer = std::make_shared<HeapTrimmer>(r->write_buffer_manager, options.heap_trim_step_bytes);
   d.listeners.push_back(r->heap_trimmer);
+  r->flush_backlog = std::make_shared<FlushBacklog>(r->write_buffer_manager, FlushBacklogLimit(options));
+  d.listeners.push_back(r->flush_backlog);
   d.statistics = r->statistics;
   // Its periodic dump of the statistics into the info log: off (Metrics()
   // reads them; with a logger they would flood it every 10 minutes).

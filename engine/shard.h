@@ -11,6 +11,7 @@
 #include <rocksdb/options.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -134,6 +135,10 @@ int OpenFilesPerInstance(uint64_t limit, uint32_t shards);
 // the budget's flushes (one family at a time) come first; a shard with an
 // idle family holds WAL files up to it.
 uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards);
+// RocksDB's flush pool (Options::flush_threads; 0 = the default).
+int FlushThreads(const Options& options);
+// FlushBacklog's bound (Options::flush_backlog_bytes; 0 = the default).
+size_t FlushBacklogLimit(const Options& options);
 // The most shards OpenFilesPerInstance gives a budget for at `limit`.
 uint32_t MaxShardsForLimit(uint64_t limit);
 // The least limit at which OpenFilesPerInstance gives `shards` a budget.
@@ -171,6 +176,50 @@ class HeapTrimmer : public rocksdb::EventListener {
   std::atomic<uint64_t> trims_{0};
 };
 
+// Holds writers back while the memtables switched out and queued for a
+// flush hold more than a bound (Options::flush_backlog_bytes,
+// docs/decisions/0066). The shared write buffer manager switches the
+// oldest family's memtable whenever the budget is full, and a switched
+// memtable no longer counts against it: with many active tenants the
+// switches outran the flush threads and memtables reached 12x the budget.
+// RocksDB's own stall on the budget (allow_stall) waits for every instance
+// to flush, which an idle shard never does; this waits only for memtables
+// already queued, which drain without writes. One per store, a listener of
+// every instance.
+class FlushBacklog : public rocksdb::EventListener {
+ public:
+  // A wait gives up after `patience` in which no flush completed: a failed
+  // flush (a full disk, a background error) must not hold the writers of
+  // the healthy shards. Until the next flush completes, writers then pass.
+  FlushBacklog(std::shared_ptr<rocksdb::WriteBufferManager> wbm, size_t limit,
+               std::chrono::milliseconds patience = std::chrono::seconds(1))
+      : wbm_(std::move(wbm)), limit_(limit), patience_(patience) {}
+  // Before a write, holding no lock: returns at once while the backlog is
+  // within the bound.
+  void Wait();
+  void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override;
+  // Memtables switched out and not freed yet: queued, being flushed, or
+  // flushed and still pinned by a reader.
+  uint64_t backlog() const {
+    const size_t used = wbm_->memory_usage(), active = wbm_->mutable_memtable_memory_usage();
+    return used > active ? used - active : 0;
+  }
+  size_t limit() const { return limit_; }
+  uint64_t waits() const { return waits_.load(std::memory_order_relaxed); }
+  uint64_t wait_micros() const { return wait_micros_.load(std::memory_order_relaxed); }
+  uint64_t gave_up() const { return gave_up_.load(std::memory_order_relaxed); }
+
+ private:
+  const std::shared_ptr<rocksdb::WriteBufferManager> wbm_;
+  const size_t limit_;
+  const std::chrono::milliseconds patience_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t completed_ = 0;            // flushes completed (mu_)
+  std::atomic<bool> stuck_{false};    // a wait gave up; cleared by the next flush
+  std::atomic<uint64_t> waits_{0}, wait_micros_{0}, gave_up_{0};
+};
+
 // Free memory malloc holds for the whole process (glibc's mallinfo2), 0
 // where unknown.
 uint64_t AllocatorFreeBytes();
@@ -185,6 +234,8 @@ struct SharedResources {
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
   // In db_options.listeners: every instance's flushes report to it.
   std::shared_ptr<HeapTrimmer> heap_trimmer;
+  // Likewise: holds writers back while the flushes fall behind.
+  std::shared_ptr<FlushBacklog> flush_backlog;
   // Every tenant's loaded compression dictionaries, within
   // Options::dictionary_cache_bytes.
   std::unique_ptr<DictionaryCache> dictionaries;

@@ -142,6 +142,18 @@ struct Options {
   size_t write_buffer_bytes = 8u << 20;
   // Background flush and compaction threads shared by every shard. Default: 2.
   int background_threads = 2;
+  // Of those, RocksDB's flush pool (a flush is mostly fsyncs: threads
+  // beyond the cores still add flushes, which run one per shard at a
+  // time). 0 = background_threads / 2, at least 1. Default: 0.
+  int flush_threads = 0;
+  // Writers wait, before they take any lock, while the memtables switched
+  // out and queued for a flush hold more than this, so that the memtables
+  // stay near write_buffer_budget_bytes when writes outrun the flushes
+  // (docs/decisions/0066). A wait ends when the flushes bring the backlog
+  // under it, or after a second in which no flush completed (a failed
+  // flush does not hold the other shards' writers). 0 = half of
+  // write_buffer_budget_bytes; SIZE_MAX = writers never wait. Default: 0.
+  size_t flush_backlog_bytes = 0;
   // Once a tenant holds this many calls, a zstd dictionary is trained from
   // that tenant's own records (sealed, stored in the tenant's column family,
   // destroyed with it) and later records are compressed with it. Small
@@ -604,6 +616,12 @@ struct StoreStats {
     // the system), and the trims since open (Options::heap_trim_step_bytes).
     uint64_t allocator_free_bytes = 0;
     uint64_t heap_trims = 0;
+    // Memtables switched out and not yet freed (queued for a flush, being
+    // flushed, or pinned by a reader), beside Options::flush_backlog_bytes;
+    // since open, the writes that waited for it, their time waiting, and
+    // the waits that gave up after a second without a flush (decision 0066).
+    uint64_t flush_backlog_bytes = 0, flush_backlog_limit = 0;
+    uint64_t flush_backlog_waits = 0, flush_backlog_wait_micros = 0, flush_backlog_gave_up = 0;
   } memory;
   // Background dictionary training (Options::dictionary_training_threads,
   // docs/decisions/0045): tenants queued and trainings running now; since

@@ -1,0 +1,268 @@
+// Writers wait for the flushes (decision 0066). The shared write buffer
+// manager switches the oldest family's memtable whenever the budget is
+// full, and a switched memtable stops counting against it: when the
+// flushes fall behind (one flush thread, many active tenants) the queued
+// memtables grew without bound (3.0 GB against a 256 MiB budget at 10,000
+// active tenants). Writers now wait while the queued ones pass
+// Options::flush_backlog_bytes, and a wait gives up once no flush has
+// completed for a second, so that a flush that cannot finish does not hold
+// every writer.
+#include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "callvault/store.h"
+#include "tests/testutil/testutil.h"
+
+namespace callvault {
+namespace {
+
+// Table files being written sync slowly (`delay_ms` each), or not at all
+// while `blocked`: a flush that falls behind, or one that never finishes.
+class SlowTablesFS : public rocksdb::FileSystemWrapper {
+ public:
+  SlowTablesFS() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "SlowTablesFS"; }
+
+  std::atomic<int> delay_ms{0};
+  std::atomic<int> syncs_blocked{0};  // syncs waiting in Hold now
+
+  void Block() {
+    std::lock_guard<std::mutex> l(mu_);
+    blocked_ = true;
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      blocked_ = false;
+    }
+    cv_.notify_all();
+  }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
+    if (s.ok() && f.size() > 4 && f.compare(f.size() - 4, 4, ".sst") == 0) {
+      *r = std::make_unique<File>(std::move(*r), this);
+    }
+    return s;
+  }
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, SlowTablesFS* fs)
+        : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      fs_->Hold();
+      return FSWritableFileOwnerWrapper::Sync(o, d);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      fs_->Hold();
+      return FSWritableFileOwnerWrapper::Fsync(o, d);
+    }
+
+   private:
+    SlowTablesFS* const fs_;
+  };
+
+  void Hold() {
+    if (const int ms = delay_ms.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    std::unique_lock<std::mutex> l(mu_);
+    ++syncs_blocked;
+    cv_.wait(l, [&] { return !blocked_; });
+    --syncs_blocked;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool blocked_ = false;
+};
+
+// A call of ~40 KB of transcript.
+Call CallOf(int n) {
+  Call c = testutil::MakeCall("c" + std::to_string(n), 1700000000000000 + n);
+  c.transcript.clear();
+  std::string text(2000, 'a');
+  for (uint32_t i = 0; i < 20; ++i) {
+    for (size_t k = 0; k < text.size(); ++k) {
+      text[k] = static_cast<char>('a' + (n * 31 + i * 7 + k * 13) % 26);
+    }
+    c.transcript.push_back(TranscriptSegment{1 + i % 2, i * 3000, i * 3000 + 2500, text, 0.9f});
+  }
+  return c;
+}
+
+class FlushBacklogTest : public ::testing::Test {
+ protected:
+  static constexpr int kTenants = 32;
+
+  void SetUp() override { env_ = rocksdb::NewCompositeEnv(fs_); }
+  void TearDown() override {
+    fs_->Release();  // a blocked flush would hold Close
+    store_.reset();
+  }
+
+  Options Base() {
+    Options o = testutil::DefaultOptions(tmp_.Sub("keys"));
+    o.env = env_.get();
+    o.sync_writes = false;
+    o.dictionary_training_calls = 0;
+    return o;
+  }
+  void Open(const Options& o) {
+    auto s = Store::Open(o, tmp_.Sub("db"));
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    for (int t = 0; t < kTenants; ++t) {
+      ASSERT_TRUE(store_->CreateTenant({.tenant_id = Tenant(t)}).ok());
+    }
+  }
+  static std::string Tenant(int n) { return "t" + std::to_string(n % kTenants); }
+  StoreStats::Memory Memory() {
+    auto st = store_->Stats();
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st.ok() ? st->memory : StoreStats::Memory{};
+  }
+  uint64_t MemtableBytes() {
+    auto m = store_->Metrics();
+    EXPECT_TRUE(m.ok());
+    return m.ok() ? m->memtable_bytes : 0;
+  }
+  // `calls` puts round-robin over the tenants from call number `from`;
+  // returns the memtables' peak, sampled after every put.
+  uint64_t Ingest(int from, int calls) {
+    uint64_t peak = 0;
+    for (int n = from; n < from + calls; ++n) {
+      auto r = store_->PutCall(Tenant(n), CallOf(n));
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      if (!r.ok()) break;
+      peak = std::max(peak, MemtableBytes());
+    }
+    return peak;
+  }
+
+  testutil::TempDir tmp_;
+  std::shared_ptr<SlowTablesFS> fs_ = std::make_shared<SlowTablesFS>();
+  std::unique_ptr<rocksdb::Env> env_;
+  std::unique_ptr<Store> store_;
+};
+
+// Flushes of 15 ms each (a ~110 KB memtable) against a writer that fills
+// a 4 MiB budget in ~0.1 s: the memtables stay within the budget and the backlog's bound
+// (plus a call and the arena blocks in flight), where without the wait
+// they run to several times the budget (the second half of the test, with
+// the wait off, shows it would fail).
+TEST_F(FlushBacklogTest, MemtablesStayNearTheBudgetWhenFlushesFallBehind) {
+  constexpr uint64_t kBudget = 4u << 20, kBacklog = 1u << 20;
+  constexpr int kCalls = 600;  // ~24 MB, six times the budget
+  fs_->delay_ms = 15;
+  Options o = Base();
+  o.write_buffer_budget_bytes = kBudget;
+  o.write_buffer_bytes = 2u << 20;
+  o.flush_backlog_bytes = kBacklog;
+  Open(o);
+  const uint64_t peak = Ingest(0, kCalls);
+  const StoreStats::Memory m = Memory();
+  EXPECT_EQ(m.flush_backlog_limit, kBacklog);
+  EXPECT_GT(m.flush_backlog_waits, 0u);
+  EXPECT_GT(m.flush_backlog_wait_micros, 0u);
+  EXPECT_EQ(m.flush_backlog_gave_up, 0u);
+  EXPECT_LE(peak, kBudget + kBacklog + (512u << 10)) << "waits " << m.flush_backlog_waits;
+  for (int n = 0; n < kCalls; n += 37) {
+    auto got = store_->GetCall(Tenant(n), "c" + std::to_string(n));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+  }
+  auto mt = store_->Metrics();
+  ASSERT_TRUE(mt.ok());
+  EXPECT_GT(mt->flush_backlog_wait_micros, 0u);
+  EXPECT_NE(RenderPrometheus(*mt).find("callvault_flush_backlog_wait_seconds_total"), std::string::npos);
+
+  // The same writes with the wait off: the backlog runs past the bound the
+  // first half held.
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  o.flush_backlog_bytes = SIZE_MAX;
+  auto s = Store::Open(o, tmp_.Sub("db"));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  store_ = std::move(s).value();
+  const uint64_t unbounded = Ingest(kCalls, kCalls);
+  EXPECT_EQ(Memory().flush_backlog_waits, 0u);
+  EXPECT_GT(unbounded, kBudget + kBacklog + (512u << 10)) << "the control case did not overshoot";
+}
+
+// Mutable memtables never make a writer wait, however far they are past
+// the bound: an idle shard's are flushed only by a write to it, so a wait
+// on them (RocksDB's allow_stall) could wait forever.
+TEST_F(FlushBacklogTest, MutableMemtablesDoNotHoldWriters) {
+  Options o = Base();
+  o.write_buffer_budget_bytes = 64u << 20;
+  o.flush_backlog_bytes = 1u << 20;
+  Open(o);
+  Ingest(0, 200);  // ~8 MB, no flush
+  const StoreStats::Memory m = Memory();
+  EXPECT_GT(m.memtable_bytes, 4 * m.flush_backlog_limit);
+  EXPECT_LT(m.flush_backlog_bytes, m.flush_backlog_limit);
+  EXPECT_EQ(m.flush_backlog_waits, 0u);
+}
+
+// A flush that never finishes (here: its table file's sync blocks): the
+// first writer past the bound waits a second for a flush to complete, then
+// goes on, and the writers after it do not wait until a flush completes.
+// Once the flush finishes, nothing was lost.
+TEST_F(FlushBacklogTest, AWaitGivesUpWhenNoFlushCompletes) {
+  Options o = Base();
+  o.write_buffer_budget_bytes = 4u << 20;
+  o.write_buffer_bytes = 2u << 20;
+  o.flush_backlog_bytes = 512u << 10;
+  Open(o);
+  fs_->Block();
+  int n = 0;
+  // Until a writer has waited and given up (the budget's switches queue
+  // ~110 KB memtables behind the blocked flush); at most 3 rounds.
+  const auto start = std::chrono::steady_clock::now();
+  while (Memory().flush_backlog_gave_up == 0 && n < 3 * kTenants) {
+    auto r = store_->PutCall(Tenant(n), CallOf(n));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ++n;
+  }
+  const double waited_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  StoreStats::Memory m = Memory();
+  ASSERT_EQ(m.flush_backlog_gave_up, 1u) << "after " << n << " puts";
+  EXPECT_GT(fs_->syncs_blocked.load(), 0);
+  EXPECT_GT(m.flush_backlog_bytes, m.flush_backlog_limit);
+  EXPECT_GE(m.flush_backlog_wait_micros, 1000000u);
+  EXPECT_LT(waited_s, 30.0);
+  // Writers after it pass without waiting while no flush completes.
+  const uint64_t waits = m.flush_backlog_waits;
+  for (int i = 0; i < 8; ++i, ++n) {
+    auto r = store_->PutCall(Tenant(n), CallOf(n));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  m = Memory();
+  EXPECT_EQ(m.flush_backlog_waits, waits);
+  EXPECT_EQ(m.flush_backlog_gave_up, 1u);
+  // The flush finishes: everything is there, the backlog drains.
+  fs_->Release();
+  ASSERT_TRUE(store_->Flush().ok());
+  for (int i = 0; i < n; ++i) {
+    auto got = store_->GetCall(Tenant(i), "c" + std::to_string(i));
+    ASSERT_TRUE(got.ok()) << i << ": " << got.status().ToString();
+  }
+  EXPECT_LE(Memory().flush_backlog_bytes, o.flush_backlog_bytes);
+}
+
+}  // namespace
+}  // namespace callvault
