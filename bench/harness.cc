@@ -16,7 +16,10 @@
 // false (decision 0052); CALLVAULT_BENCH_RECORDING_PIPELINE=0 sets
 // Options::recording_pipeline false, and CALLVAULT_BENCH_RECORDING_AB=1 runs
 // the recordings step's writer with it off too, as "callvault-serial"
-// (decision 0061). Unset, callvault runs with its defaults.
+// (decision 0061); CALLVAULT_BENCH_FLUSH_THREADS=N sets Options::flush_threads
+// and CALLVAULT_BENCH_FLUSH_BACKLOG=BYTES (or "max": writers never wait)
+// Options::flush_backlog_bytes (decision 0066). Unset, callvault runs with
+// its defaults.
 #include <unistd.h>
 
 #include <cstdlib>

@@ -600,6 +600,8 @@ def active_figures(t):
                 "memtable_peak": summ([r["memtable_peak_bytes"] for r in rs]),
                 # callvault: dictionaries loaded at the end (Stats().memory); raw has none.
                 "dictionaries": summ([r.get("memory", {}).get("dictionaries", 0) for r in rs]),
+                # callvault: writers' time waiting for the flushes (decision 0066; 0 before it).
+                "flush_wait": summ([r.get("memory", {}).get("flush_backlog_wait_ms", 0) / 1e3 for r in rs]),
                 "sst_files": summ([r["sst_files"] for r in rs]),
                 "settle_s": summ([r["settle_s"] for r in rs]),
                 "settled": all(r["settled"] for r in rs),
@@ -646,7 +648,9 @@ def active_section(h):
                 ("peak RSS (open, ingest, settling)", spread(cv["peak_rss"], " MB", 1e-6),
                  spread(raw["peak_rss"], " MB", 1e-6), r(cv["peak_rss"], raw["peak_rss"])),
                 ("memtables at their peak (both: a 256 MiB budget)", spread(cv["memtable_peak"], " MB", 1e-6),
-                 spread(raw["memtable_peak"], " MB", 1e-6), r(cv["memtable_peak"], raw["memtable_peak"])))
+                 spread(raw["memtable_peak"], " MB", 1e-6), r(cv["memtable_peak"], raw["memtable_peak"])),
+                ("time writes waited for the flushes (decision 0066)", spread(cv["flush_wait"], " s"),
+                 "(does not wait)", ""))
         for f, c, w, q in figs:
             rows.append((label, f, c, w, q))
             label = ""

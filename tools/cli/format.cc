@@ -550,7 +550,12 @@ nlohmann::json StatsToJson(const StoreStats& s) {
                  {"dictionary_evictions", s.memory.dictionary_evictions},
                  {"table_reader_bytes", s.memory.table_reader_bytes},
                  {"allocator_free_bytes", s.memory.allocator_free_bytes},
-                 {"heap_trims", s.memory.heap_trims}};
+                 {"heap_trims", s.memory.heap_trims},
+                 {"flush_backlog_bytes", s.memory.flush_backlog_bytes},
+                 {"flush_backlog_limit", s.memory.flush_backlog_limit},
+                 {"flush_backlog_waits", s.memory.flush_backlog_waits},
+                 {"flush_backlog_wait_micros", s.memory.flush_backlog_wait_micros},
+                 {"flush_backlog_gave_up", s.memory.flush_backlog_gave_up}};
   j["descriptors"] = {{"nofile_limit", s.descriptors.nofile_limit},
                 {"reserve", s.descriptors.reserve},
                 {"open_files_per_shard", s.descriptors.open_files_per_shard},
@@ -573,12 +578,15 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                {"open", fmt::format("{:.1f} ms, of which {:.1f} ms reading {} WAL file(s) ({})",
                                     s.open.open_micros / 1e3, s.open.wal_scan_micros / 1e3,
                                     s.open.wal_files, FormatBytes(s.open.wal_bytes))},
-               {"memory", fmt::format("block cache {} of {}, memtables {} of {}, {} dictionaries {} of {}, "
+               {"memory", fmt::format("block cache {} of {}, memtables {} of {} ({} queued for a flush, "
+                                      "writes waited {:.1f} s), {} dictionaries {} of {}, "
                                       "table readers {}, free in malloc {} ({} trims)",
                                       FormatBytes(s.memory.block_cache_bytes),
                                       FormatBytes(s.memory.block_cache_budget),
                                       FormatBytes(s.memory.memtable_bytes),
-                                      FormatBytes(s.memory.memtable_budget), s.memory.dictionaries,
+                                      FormatBytes(s.memory.memtable_budget),
+                                      FormatBytes(s.memory.flush_backlog_bytes),
+                                      s.memory.flush_backlog_wait_micros / 1e6, s.memory.dictionaries,
                                       FormatBytes(s.memory.dictionary_bytes),
                                       FormatBytes(s.memory.dictionary_budget),
                                       FormatBytes(s.memory.table_reader_bytes),
