@@ -367,7 +367,10 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   m.memtable_bytes = res_->write_buffer_manager->memory_usage();
   m.memtable_budget = res_->write_buffer_manager->buffer_size();
   m.flush_backlog_bytes = res_->flush_backlog->backlog();
+  m.flush_backlog_limit = res_->flush_backlog->limit();
+  m.flush_backlog_waits = res_->flush_backlog->waits();
   m.flush_backlog_wait_micros = res_->flush_backlog->wait_micros();
+  m.flush_backlog_gave_up = res_->flush_backlog->gave_up();
   m.nofile_limit = res_->nofile_limit;
   m.open_files_per_shard = static_cast<uint32_t>(res_->open_files_per_instance.load());
   {

@@ -149,10 +149,18 @@ std::string RenderPrometheus(const Metrics& m) {
   Metric(&out, "callvault_flush_backlog_bytes", "gauge",
          "Memtables switched out and not yet freed (queued for a flush, being flushed or pinned).",
          m.flush_backlog_bytes);
+  Metric(&out, "callvault_flush_backlog_limit_bytes", "gauge",
+         "The bound call writes wait under (Options::flush_backlog_bytes).", m.flush_backlog_limit);
+  Metric(&out, "callvault_flush_backlog_waits_total", "counter",
+         "Call writes that waited for the flushes.", m.flush_backlog_waits);
   Header(&out, "callvault_flush_backlog_wait_seconds_total", "counter",
          "Time writes waited for the flushes to bring the backlog under Options::flush_backlog_bytes.");
   Sample(&out, "callvault_flush_backlog_wait_seconds_total",
          static_cast<double>(m.flush_backlog_wait_micros) / 1e6);
+  Metric(&out, "callvault_flush_backlog_gave_up_total", "counter",
+         "Waits that ended after a second with the backlog still over its bound (a flush failing or "
+         "hung, or readers pinning flushed memtables); writers then pass for ten seconds.",
+         m.flush_backlog_gave_up);
   Metric(&out, "callvault_shards", "gauge", "Shards (RocksDB instances holding tenants).",
          m.shards);
   Metric(&out, "callvault_nofile_limit", "gauge", "The process's RLIMIT_NOFILE (soft).",

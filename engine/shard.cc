@@ -748,38 +748,46 @@ void HeapTrimmer::MaybeTrim() {
 #endif
 }
 
+namespace {
+int64_t SteadyMicros(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
 void FlushBacklog::Wait() {
-  if (backlog() <= limit_ || stuck_.load(std::memory_order_relaxed)) return;
+  if (backlog() <= limit_) {
+    if (pass_until_.load(std::memory_order_relaxed) != 0) pass_until_.store(0, std::memory_order_relaxed);
+    return;
+  }
   const auto start = std::chrono::steady_clock::now();
-  std::unique_lock<std::mutex> l(mu_);
-  uint64_t seen = completed_;
-  auto progress = start;
-  while (backlog() > limit_ && !stuck_.load(std::memory_order_relaxed)) {
-    // A flushed memtable is freed after its completion is reported: poll
-    // as well as wait for the report.
-    cv_.wait_for(l, std::chrono::milliseconds(2));
-    const auto now = std::chrono::steady_clock::now();
-    if (completed_ != seen) {
-      seen = completed_;
-      progress = now;
-    } else if (now - progress >= patience_) {
-      stuck_.store(true, std::memory_order_relaxed);
-      gave_up_.fetch_add(1, std::memory_order_relaxed);
+  if (SteadyMicros(start) < pass_until_.load(std::memory_order_relaxed)) return;
+  const auto deadline = start + patience_;
+  bool gave_up = false;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    while (backlog() > limit_) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) {
+        gave_up = true;
+        break;
+      }
+      // A flushed memtable is freed after its completion is reported: poll
+      // as well as wait for the report.
+      cv_.wait_until(l, std::min(deadline, now + std::chrono::milliseconds(2)));
     }
   }
-  l.unlock();
+  const auto end = std::chrono::steady_clock::now();
+  if (gave_up) {
+    pass_until_.store(SteadyMicros(end + rearm_), std::memory_order_relaxed);
+    gave_up_.fetch_add(1, std::memory_order_relaxed);
+  }
   waits_.fetch_add(1, std::memory_order_relaxed);
-  wait_micros_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                             std::chrono::steady_clock::now() - start).count()),
+  wait_micros_.fetch_add(static_cast<uint64_t>(SteadyMicros(end) - SteadyMicros(start)),
                          std::memory_order_relaxed);
 }
 
 void FlushBacklog::OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    ++completed_;
-    stuck_.store(false, std::memory_order_relaxed);
-  }
+  { std::lock_guard<std::mutex> l(mu_); }  // a waiter is waiting on cv_, or sees the change
   cv_.notify_all();
 }
 

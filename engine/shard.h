@@ -188,18 +188,22 @@ class HeapTrimmer : public rocksdb::EventListener {
 // every instance.
 class FlushBacklog : public rocksdb::EventListener {
  public:
-  // A wait gives up after `patience` in which no flush completed: a failed
-  // flush (a full disk, a background error) must not hold the writers of
-  // the healthy shards. Until the next flush completes, writers then pass.
+  // A wait ends after `patience` however far the backlog still is: a
+  // failed flush (a full disk, a background error) keeps its memtables in
+  // the backlog until the reopen, and a reader may pin flushed ones, so
+  // the flushes of the healthy shards may never bring it under the bound.
+  // Then writers pass without waiting for `rearm`, or until a check finds
+  // the backlog under the bound, before one waits again.
   FlushBacklog(std::shared_ptr<rocksdb::WriteBufferManager> wbm, size_t limit,
-               std::chrono::milliseconds patience = std::chrono::seconds(1))
-      : wbm_(std::move(wbm)), limit_(limit), patience_(patience) {}
+               std::chrono::milliseconds patience = std::chrono::seconds(1),
+               std::chrono::milliseconds rearm = std::chrono::seconds(10))
+      : wbm_(std::move(wbm)), limit_(limit), patience_(patience), rearm_(rearm) {}
   // Before a write, holding no lock: returns at once while the backlog is
   // within the bound.
   void Wait();
   void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override;
-  // Memtables switched out and not freed yet: queued, being flushed, or
-  // flushed and still pinned by a reader.
+  // Memtables switched out and not freed yet: queued, being flushed (or
+  // failed to), or flushed and still pinned by a reader.
   uint64_t backlog() const {
     const size_t used = wbm_->memory_usage(), active = wbm_->mutable_memtable_memory_usage();
     return used > active ? used - active : 0;
@@ -212,11 +216,12 @@ class FlushBacklog : public rocksdb::EventListener {
  private:
   const std::shared_ptr<rocksdb::WriteBufferManager> wbm_;
   const size_t limit_;
-  const std::chrono::milliseconds patience_;
+  const std::chrono::milliseconds patience_, rearm_;
   std::mutex mu_;
   std::condition_variable cv_;
-  uint64_t completed_ = 0;            // flushes completed (mu_)
-  std::atomic<bool> stuck_{false};    // a wait gave up; cleared by the next flush
+  // Writers pass without waiting until this time (steady clock, µs since
+  // its epoch; 0 = wait), set when a wait gave up.
+  std::atomic<int64_t> pass_until_{0};
   std::atomic<uint64_t> waits_{0}, wait_micros_{0}, gave_up_{0};
 };
 

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -262,6 +263,131 @@ TEST_F(FlushBacklogTest, AWaitGivesUpWhenNoFlushCompletes) {
     ASSERT_TRUE(got.ok()) << i << ": " << got.status().ToString();
   }
   EXPECT_LE(Memory().flush_backlog_bytes, o.flush_backlog_bytes);
+}
+
+// Table files created under `fail_under` fail: that shard's flushes fail
+// (a background error), and its switched-out memtables stay in the
+// backlog until the reopen.
+class FailingShardFS : public rocksdb::FileSystemWrapper {
+ public:
+  FailingShardFS() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "FailingShardFS"; }
+  std::string fail_under;
+  std::atomic<int> failed{0};
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    if (!fail_under.empty() && f.find(fail_under) != std::string::npos && f.size() > 4 &&
+        f.compare(f.size() - 4, 4, ".sst") == 0) {
+      ++failed;
+      return rocksdb::IOStatus::IOError("injected: table file write fails");
+    }
+    return target()->NewWritableFile(f, o, r, dbg);
+  }
+};
+
+// attack66 (session 20): a failed flush in one shard, tenants "b" and "c"
+// in healthy shards of their own. Before, any completed flush re-armed
+// the wait, so writers of the healthy shards waited a second after every
+// flush of theirs (240 puts: 4.4 s, 5 waits given up; with 128 KiB
+// memtables 60 puts took 7.5 s), and a rotation's flushes kept one put
+// waiting as long as the rotation ran.
+class FailedShardTest : public ::testing::Test {
+ protected:
+  void Open(size_t write_buffer, size_t limit) {
+    env_ = rocksdb::NewCompositeEnv(fs_);
+    Options o = testutil::DefaultOptions(tmp_.Sub("keys"));
+    o.env = env_.get();
+    o.sync_writes = false;
+    o.dictionary_training_calls = 0;
+    o.max_tenants_per_shard = 1;
+    o.write_buffer_budget_bytes = 8u << 20;
+    o.write_buffer_bytes = write_buffer;
+    o.flush_backlog_bytes = limit;
+    o.flush_threads = 2;
+    auto s = Store::Open(o, tmp_.Sub("db"));
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    auto a = store_->CreateTenant({.tenant_id = "a"});
+    ASSERT_TRUE(a.ok());
+    for (const char* t : {"b", "c"}) ASSERT_TRUE(store_->CreateTenant({.tenant_id = t}).ok());
+    char dir[32];
+    std::snprintf(dir, sizeof dir, "shards/%04u/", a->shard);
+    shard_a_ = dir;
+  }
+  // Fails tenant a's shard: its first flush fails and its memtables stay.
+  void FailShardA() {
+    fs_->fail_under = shard_a_;
+    for (int n = 0; n < 400; ++n) {
+      if (!store_->PutCall("a", CallOf(100000 + n)).ok()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const StoreStats::Memory m = Memory();
+    ASSERT_GT(fs_->failed.load(), 0);
+    ASSERT_GT(m.flush_backlog_bytes, m.flush_backlog_limit);
+  }
+  StoreStats::Memory Memory() {
+    auto st = store_->Stats();
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st.ok() ? st->memory : StoreStats::Memory{};
+  }
+  void TearDown() override {
+    if (store_) store_->Close().IgnoreError();  // shard a's background error
+  }
+
+  testutil::TempDir tmp_;
+  std::shared_ptr<FailingShardFS> fs_ = std::make_shared<FailingShardFS>();
+  std::unique_ptr<rocksdb::Env> env_;
+  std::unique_ptr<Store> store_;
+  std::string shard_a_;
+};
+
+// At most one wait of a second while the healthy shard flushes every few
+// puts (128 KiB memtables: a flush every ~3 puts, like a batch per flush
+// at 10,000 active tenants).
+TEST_F(FailedShardTest, HealthyShardsWritersWaitOnceNotAtEveryFlush) {
+  Open(128u << 10, 64u << 10);
+  FailShardA();
+  const uint64_t gave_up = Memory().flush_backlog_gave_up;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 120; ++i) {
+    auto r = store_->PutCall("b", CallOf(i));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const StoreStats::Memory m = Memory();
+  EXPECT_LE(m.flush_backlog_gave_up, gave_up + 1) << secs << " s";
+  EXPECT_LT(secs, 5.0) << "gave up " << m.flush_backlog_gave_up;
+  for (int i = 0; i < 120; i += 7) ASSERT_TRUE(store_->GetCall("b", "c" + std::to_string(i)).ok());
+}
+
+// Flushes completing elsewhere (here a key rotation's, on another healthy
+// shard) do not keep writers waiting: before, each completed flush re-armed
+// the wait, and a put waited as long as the rotation ran plus a second.
+TEST_F(FailedShardTest, FlushesElsewhereDoNotKeepWritersWaiting) {
+  Open(1u << 20, 512u << 10);
+  for (int i = 0; i < 6000; ++i) ASSERT_TRUE(store_->PutCall("b", CallOf(i)).ok());
+  ASSERT_TRUE(store_->Flush().ok());
+  FailShardA();
+  std::atomic<bool> rotated{false};
+  const auto start = std::chrono::steady_clock::now();
+  std::thread rotation([&] {
+    auto r = store_->RotateTenantKey("b");
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    rotated = true;
+  });
+  double longest = 0;
+  int puts = 0;
+  do {
+    const auto p0 = std::chrono::steady_clock::now();
+    auto r = store_->PutCall("c", CallOf(200000 + puts++));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    longest = std::max(longest, std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
+  } while (!rotated.load() || puts < 3);
+  rotation.join();
+  const double rotation_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("rotation %.2f s, %d puts, the longest %.2f s\n", rotation_s, puts, longest);
+  EXPECT_LT(longest, 1.3) << puts << " puts; gave up " << Memory().flush_backlog_gave_up;
 }
 
 }  // namespace

@@ -578,15 +578,17 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                {"open", fmt::format("{:.1f} ms, of which {:.1f} ms reading {} WAL file(s) ({})",
                                     s.open.open_micros / 1e3, s.open.wal_scan_micros / 1e3,
                                     s.open.wal_files, FormatBytes(s.open.wal_bytes))},
-               {"memory", fmt::format("block cache {} of {}, memtables {} of {} ({} queued for a flush, "
-                                      "writes waited {:.1f} s), {} dictionaries {} of {}, "
+               {"memory", fmt::format("block cache {} of {}, memtables {} of {} ({} switched out, bound {}; "
+                                      "writes waited {:.1f} s, {} waits gave up), {} dictionaries {} of {}, "
                                       "table readers {}, free in malloc {} ({} trims)",
                                       FormatBytes(s.memory.block_cache_bytes),
                                       FormatBytes(s.memory.block_cache_budget),
                                       FormatBytes(s.memory.memtable_bytes),
                                       FormatBytes(s.memory.memtable_budget),
                                       FormatBytes(s.memory.flush_backlog_bytes),
-                                      s.memory.flush_backlog_wait_micros / 1e6, s.memory.dictionaries,
+                                      FormatBytes(s.memory.flush_backlog_limit),
+                                      s.memory.flush_backlog_wait_micros / 1e6, s.memory.flush_backlog_gave_up,
+                                      s.memory.dictionaries,
                                       FormatBytes(s.memory.dictionary_bytes),
                                       FormatBytes(s.memory.dictionary_budget),
                                       FormatBytes(s.memory.table_reader_bytes),

@@ -103,10 +103,14 @@ struct Metrics {
   uint64_t block_cache_capacity = 0;
   uint64_t memtable_bytes = 0;        // every memtable, now (the write buffer manager's count)
   uint64_t memtable_budget = 0;
-  // Memtables queued for a flush now, and the time writers waited for
-  // them (StoreStats::memory, Options::flush_backlog_bytes).
+  // Memtables switched out and not yet freed now, their bound, and since
+  // open the writes that waited for them, the time waited and the waits
+  // that gave up (StoreStats::memory, Options::flush_backlog_bytes).
   uint64_t flush_backlog_bytes = 0;
+  uint64_t flush_backlog_limit = 0;
+  uint64_t flush_backlog_waits = 0;
   uint64_t flush_backlog_wait_micros = 0;
+  uint64_t flush_backlog_gave_up = 0;
   bool write_stopped = false;         // a shard stops writes now (rocksdb.is-write-stopped)
   uint32_t shards = 0;
   uint32_t live_tenants = 0;

@@ -150,8 +150,9 @@ struct Options {
   // out and queued for a flush hold more than this, so that the memtables
   // stay near write_buffer_budget_bytes when writes outrun the flushes
   // (docs/decisions/0066). A wait ends when the flushes bring the backlog
-  // under it, or after a second in which no flush completed (a failed
-  // flush does not hold the other shards' writers). 0 = half of
+  // under it, or after a second; after one that ended over it (a failed or
+  // hung flush, or readers pinning flushed memtables) writers pass for ten
+  // seconds (StoreStats::memory.flush_backlog_gave_up). 0 = half of
   // write_buffer_budget_bytes; SIZE_MAX = writers never wait. Default: 0.
   size_t flush_backlog_bytes = 0;
   // Once a tenant holds this many calls, a zstd dictionary is trained from
