@@ -158,8 +158,8 @@ std::string RenderPrometheus(const Metrics& m) {
   Sample(&out, "callvault_flush_backlog_wait_seconds_total",
          static_cast<double>(m.flush_backlog_wait_micros) / 1e6);
   Metric(&out, "callvault_flush_backlog_gave_up_total", "counter",
-         "Waits that ended after a second with the backlog still over its bound (a flush failing or "
-         "hung, or readers pinning flushed memtables); writers then pass for ten seconds.",
+         "Waits that gave up: the backlog, over its bound, did not fall for a second (a flush failing "
+         "or hung, or readers pinning flushed memtables); writers then pass for ten seconds.",
          m.flush_backlog_gave_up);
   Metric(&out, "callvault_shards", "gauge", "Shards (RocksDB instances holding tenants).",
          m.shards);

@@ -761,19 +761,27 @@ void FlushBacklog::Wait() {
   }
   const auto start = std::chrono::steady_clock::now();
   if (SteadyMicros(start) < pass_until_.load(std::memory_order_relaxed)) return;
-  const auto deadline = start + patience_;
+  // Progress is the backlog falling to a new low: flushes of other shards
+  // complete while a failed shard's memtables stay, and a reader's pinned
+  // ones too, so completions alone say nothing.
+  uint64_t low = backlog();
+  auto low_at = start;
+  const auto cap = start + 10 * patience_;
   bool gave_up = false;
   {
     std::unique_lock<std::mutex> l(mu_);
-    while (backlog() > limit_) {
+    for (uint64_t now_backlog = low; now_backlog > limit_; now_backlog = backlog()) {
       const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) {
+      if (now_backlog < low) {
+        low = now_backlog;
+        low_at = now;
+      } else if (now - low_at >= patience_ || now >= cap) {
         gave_up = true;
         break;
       }
       // A flushed memtable is freed after its completion is reported: poll
       // as well as wait for the report.
-      cv_.wait_until(l, std::min(deadline, now + std::chrono::milliseconds(2)));
+      cv_.wait_for(l, std::chrono::milliseconds(2));
     }
   }
   const auto end = std::chrono::steady_clock::now();

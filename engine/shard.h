@@ -188,12 +188,13 @@ class HeapTrimmer : public rocksdb::EventListener {
 // every instance.
 class FlushBacklog : public rocksdb::EventListener {
  public:
-  // A wait ends after `patience` however far the backlog still is: a
-  // failed flush (a full disk, a background error) keeps its memtables in
-  // the backlog until the reopen, and a reader may pin flushed ones, so
-  // the flushes of the healthy shards may never bring it under the bound.
-  // Then writers pass without waiting for `rearm`, or until a check finds
-  // the backlog under the bound, before one waits again.
+  // A wait gives up once the backlog has not fallen to a new low for
+  // `patience` (or after 10 x `patience` in all): a failed flush (a full
+  // disk, a background error) keeps its memtables in the backlog until the
+  // reopen, and a reader may pin flushed ones, so the flushes of the
+  // healthy shards may never bring it under the bound. Then writers pass
+  // without waiting for `rearm`, or until a check finds the backlog under
+  // the bound, before one waits again.
   FlushBacklog(std::shared_ptr<rocksdb::WriteBufferManager> wbm, size_t limit,
                std::chrono::milliseconds patience = std::chrono::seconds(1),
                std::chrono::milliseconds rearm = std::chrono::seconds(10))

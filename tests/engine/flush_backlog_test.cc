@@ -21,8 +21,10 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "callvault/store.h"
+#include "engine/shard.h"
 #include "tests/testutil/testutil.h"
 
 namespace callvault {
@@ -201,6 +203,92 @@ TEST_F(FlushBacklogTest, MemtablesStayNearTheBudgetWhenFlushesFallBehind) {
   const uint64_t unbounded = Ingest(kCalls, kCalls);
   EXPECT_EQ(Memory().flush_backlog_waits, 0u);
   EXPECT_GT(unbounded, kBudget + kBacklog + (512u << 10)) << "the control case did not overshoot";
+}
+
+// FlushBacklog itself, on a write buffer manager whose counts the test
+// moves by hand: ScheduleFreeMem is a memtable switched out (backlog),
+// FreeMem one freed after its flush.
+std::shared_ptr<rocksdb::WriteBufferManager> ManagerWithBacklog(size_t bytes) {
+  auto wbm = std::make_shared<rocksdb::WriteBufferManager>(64u << 20);
+  wbm->ReserveMem(bytes);
+  wbm->ScheduleFreeMem(bytes);
+  return wbm;
+}
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// A slow drain that progresses (the backlog falls to a new low every
+// 50 ms) is waited out, however long it takes: here four times the
+// patience. Giving up would let writers pass for the re-arm time.
+TEST(FlushBacklogUnit, ASlowDrainThatProgressesIsWaitedOut) {
+  auto wbm = ManagerWithBacklog(2000);
+  FlushBacklog fb(wbm, 200, std::chrono::milliseconds(200), std::chrono::seconds(10));
+  ASSERT_EQ(fb.backlog(), 2000u);
+  std::thread flusher([&] {
+    for (int i = 0; i < 18; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      wbm->FreeMem(100);
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  fb.Wait();
+  const double waited = Seconds(start);
+  flusher.join();
+  EXPECT_LE(fb.backlog(), 200u);
+  EXPECT_GT(waited, 0.8);  // 18 steps of 50 ms: four times the patience
+  EXPECT_EQ(fb.gave_up(), 0u);
+  EXPECT_EQ(fb.waits(), 1u);
+}
+
+// No progress (a failed flush): the wait gives up after the patience,
+// writers then pass at once until the re-arm time, and a check that finds
+// the backlog under the bound re-arms it at once.
+TEST(FlushBacklogUnit, NoProgressGivesUpThenPassesUntilTheBacklogFalls) {
+  auto wbm = ManagerWithBacklog(2000);
+  FlushBacklog fb(wbm, 200, std::chrono::milliseconds(200), std::chrono::seconds(60));
+  auto start = std::chrono::steady_clock::now();
+  fb.Wait();
+  const double first = Seconds(start);
+  EXPECT_GE(first, 0.2);
+  EXPECT_LT(first, 1.5);
+  EXPECT_EQ(fb.gave_up(), 1u);
+  start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) fb.Wait();
+  EXPECT_LT(Seconds(start), 0.1);
+  EXPECT_EQ(fb.waits(), 1u);  // the ten passed without waiting
+  // Under the bound: the check re-arms; over it again, a writer waits.
+  wbm->FreeMem(1900);
+  fb.Wait();
+  wbm->ReserveMem(1900);
+  wbm->ScheduleFreeMem(1900);
+  start = std::chrono::steady_clock::now();
+  fb.Wait();
+  EXPECT_GE(Seconds(start), 0.2);
+  EXPECT_EQ(fb.waits(), 2u);
+  EXPECT_EQ(fb.gave_up(), 2u);
+}
+
+// Flushes that complete without bringing the backlog down (another
+// shard's, while a failed shard's memtables stay): the wait still gives up
+// after the patience (before, each completion restarted it).
+TEST(FlushBacklogUnit, CompletionsWithoutProgressDoNotProlongAWait) {
+  auto wbm = ManagerWithBacklog(2000);
+  FlushBacklog fb(wbm, 200, std::chrono::milliseconds(200), std::chrono::seconds(10));
+  std::atomic<bool> stop{false};
+  std::thread other([&] {
+    while (!stop.load()) {
+      fb.OnFlushCompleted(nullptr, rocksdb::FlushJobInfo());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  fb.Wait();
+  const double waited = Seconds(start);
+  stop = true;
+  other.join();
+  EXPECT_LT(waited, 1.0);
+  EXPECT_EQ(fb.gave_up(), 1u);
 }
 
 // Mutable memtables never make a writer wait, however far they are past

@@ -150,9 +150,9 @@ struct Options {
   // out and queued for a flush hold more than this, so that the memtables
   // stay near write_buffer_budget_bytes when writes outrun the flushes
   // (docs/decisions/0066). A wait ends when the flushes bring the backlog
-  // under it, or after a second; after one that ended over it (a failed or
-  // hung flush, or readers pinning flushed memtables) writers pass for ten
-  // seconds (StoreStats::memory.flush_backlog_gave_up). 0 = half of
+  // under it, or gives up once the backlog has not fallen for a second (a
+  // failed or hung flush, or readers pinning flushed memtables); writers
+  // then pass for ten seconds (StoreStats::memory.flush_backlog_gave_up). 0 = half of
   // write_buffer_budget_bytes; SIZE_MAX = writers never wait. Default: 0.
   size_t flush_backlog_bytes = 0;
   // Once a tenant holds this many calls, a zstd dictionary is trained from
@@ -620,7 +620,7 @@ struct StoreStats {
     // Memtables switched out and not yet freed (queued for a flush, being
     // flushed, or pinned by a reader), beside Options::flush_backlog_bytes;
     // since open, the writes that waited for it, their time waiting, and
-    // the waits that gave up after a second without a flush (decision 0066).
+    // the waits that gave up, the backlog not falling for a second (decision 0066).
     uint64_t flush_backlog_bytes = 0, flush_backlog_limit = 0;
     uint64_t flush_backlog_waits = 0, flush_backlog_wait_micros = 0, flush_backlog_gave_up = 0;
   } memory;
