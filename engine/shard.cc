@@ -775,7 +775,8 @@ void FlushBacklog::Wait() {
       if (now_backlog < low) {
         low = now_backlog;
         low_at = now;
-      } else if (now - low_at >= patience_ || now >= cap) {
+      }
+      if (now - low_at >= patience_ || now >= cap) {
         gave_up = true;
         break;
       }
