@@ -366,11 +366,7 @@ Result<callvault::Metrics> Store::Impl::Metrics() {
   m.block_cache_capacity = res_->block_cache->GetCapacity();
   m.memtable_bytes = res_->write_buffer_manager->memory_usage();
   m.memtable_budget = res_->write_buffer_manager->buffer_size();
-  m.flush_backlog_bytes = res_->flush_backlog->backlog();
-  m.flush_backlog_limit = res_->flush_backlog->limit();
-  m.flush_backlog_waits = res_->flush_backlog->waits();
-  m.flush_backlog_wait_micros = res_->flush_backlog->wait_micros();
-  m.flush_backlog_gave_up = res_->flush_backlog->gave_up();
+  res_->flush_backlog->Fill(&m);
   m.nofile_limit = res_->nofile_limit;
   m.open_files_per_shard = static_cast<uint32_t>(res_->open_files_per_instance.load());
   {
@@ -447,11 +443,7 @@ Result<StoreStats> Store::Impl::Stats() {
   }
   st.memory.allocator_free_bytes = AllocatorFreeBytes();
   st.memory.heap_trims = res_->heap_trimmer->trims();
-  st.memory.flush_backlog_bytes = res_->flush_backlog->backlog();
-  st.memory.flush_backlog_limit = res_->flush_backlog->limit();
-  st.memory.flush_backlog_waits = res_->flush_backlog->waits();
-  st.memory.flush_backlog_wait_micros = res_->flush_backlog->wait_micros();
-  st.memory.flush_backlog_gave_up = res_->flush_backlog->gave_up();
+  res_->flush_backlog->Fill(&st.memory);
   if (meta_ != nullptr) st.memory.table_reader_bytes += TableReaderBytes(meta_.get());
   {
     std::lock_guard<std::mutex> l(train_mu_);

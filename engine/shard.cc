@@ -755,7 +755,8 @@ int64_t SteadyMicros(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 void FlushBacklog::Wait() {
-  if (backlog() <= limit_) {
+  uint64_t low = backlog();
+  if (low <= limit_) {
     if (pass_until_.load(std::memory_order_relaxed) != 0) pass_until_.store(0, std::memory_order_relaxed);
     return;
   }
@@ -764,7 +765,6 @@ void FlushBacklog::Wait() {
   // Progress is the backlog falling to a new low: flushes of other shards
   // complete while a failed shard's memtables stay, and a reader's pinned
   // ones too, so completions alone say nothing.
-  uint64_t low = backlog();
   auto low_at = start;
   const auto cap = start + 10 * patience_;
   bool gave_up = false;
@@ -791,8 +791,9 @@ void FlushBacklog::Wait() {
     gave_up_.fetch_add(1, std::memory_order_relaxed);
   }
   waits_.fetch_add(1, std::memory_order_relaxed);
-  wait_micros_.fetch_add(static_cast<uint64_t>(SteadyMicros(end) - SteadyMicros(start)),
-                         std::memory_order_relaxed);
+  wait_micros_.fetch_add(
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(end - start).count()),
+      std::memory_order_relaxed);
 }
 
 void FlushBacklog::OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) {

@@ -213,6 +213,15 @@ class FlushBacklog : public rocksdb::EventListener {
   uint64_t waits() const { return waits_.load(std::memory_order_relaxed); }
   uint64_t wait_micros() const { return wait_micros_.load(std::memory_order_relaxed); }
   uint64_t gave_up() const { return gave_up_.load(std::memory_order_relaxed); }
+  // Its figures into `out` (Metrics or StoreStats::Memory: the same names).
+  template <typename T>
+  void Fill(T* out) const {
+    out->flush_backlog_bytes = backlog();
+    out->flush_backlog_limit = limit_;
+    out->flush_backlog_waits = waits();
+    out->flush_backlog_wait_micros = wait_micros();
+    out->flush_backlog_gave_up = gave_up();
+  }
 
  private:
   const std::shared_ptr<rocksdb::WriteBufferManager> wbm_;

@@ -107,6 +107,13 @@ Call CallOf(int n) {
   return c;
 }
 
+// What Stats() says of the store's memory now.
+StoreStats::Memory MemoryOf(Store& store) {
+  auto st = store.Stats();
+  EXPECT_TRUE(st.ok()) << st.status().ToString();
+  return st.ok() ? st->memory : StoreStats::Memory{};
+}
+
 class FlushBacklogTest : public ::testing::Test {
  protected:
   static constexpr int kTenants = 32;
@@ -133,11 +140,7 @@ class FlushBacklogTest : public ::testing::Test {
     }
   }
   static std::string Tenant(int n) { return "t" + std::to_string(n % kTenants); }
-  StoreStats::Memory Memory() {
-    auto st = store_->Stats();
-    EXPECT_TRUE(st.ok()) << st.status().ToString();
-    return st.ok() ? st->memory : StoreStats::Memory{};
-  }
+  StoreStats::Memory Memory() { return MemoryOf(*store_); }
   uint64_t MemtableBytes() {
     auto m = store_->Metrics();
     EXPECT_TRUE(m.ok());
@@ -414,11 +417,7 @@ class FailedShardTest : public ::testing::Test {
     ASSERT_GT(fs_->failed.load(), 0);
     ASSERT_GT(m.flush_backlog_bytes, m.flush_backlog_limit);
   }
-  StoreStats::Memory Memory() {
-    auto st = store_->Stats();
-    EXPECT_TRUE(st.ok()) << st.status().ToString();
-    return st.ok() ? st->memory : StoreStats::Memory{};
-  }
+  StoreStats::Memory Memory() { return MemoryOf(*store_); }
   void TearDown() override {
     if (store_) store_->Close().IgnoreError();  // shard a's background error
   }
