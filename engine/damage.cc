@@ -104,9 +104,21 @@ Status CheckCloseCounter(rocksdb::FileSystem* fs, const std::string& root, rocks
                             "docs/operations.md, \"Close mark\")");
 }
 
-Status Store::Impl::ScanMetaWal(bool read_only) {
+Status Store::Impl::ScanMetaWal(bool read_only, std::unique_ptr<ManifestTailCut>* cut) {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
+  const std::string mark_file = ReadManifestMarkFile(fs, path_ + "/meta");
   const walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, path_ + "/meta");
+  if (cut != nullptr) {
+    *cut = std::make_unique<ManifestTailCut>(res_->close_check.get(), path_ + "/meta", mark_file,
+                                             manifest);
+    if (!(*cut)->lost().empty()) {
+      const std::string what = "metadata instance damaged: acknowledged writes lost: " + (*cut)->lost();
+      TellCallback(options_, "metadata_loss", what);
+      return Status::Corruption(what +
+                                "; the store does not open without them: restore it from a "
+                                "backup (docs/operations.md, \"Damaged metadata\")");
+    }
+  }
   CV_RETURN_IF_ERROR(walscan::RefuseManifest(manifest, "metadata instance", read_only));
   CV_ASSIGN_OR_RETURN(walscan::ScanResult scan,
                       walscan::ScanDirectory(fs, path_ + "/meta", false, false, &manifest));

@@ -30,14 +30,15 @@ namespace callvault {
 
 namespace {
 
-// max_manifest_file_size: 1, a new MANIFEST per edit (the whole state,
-// the edit, synced, then CURRENT renamed to it), so the MANIFEST CURRENT
-// names is always whole: a power loss can garble only the unsynced tail of
-// one CURRENT does not name yet (with appended edits 7.8 refused the
-// instance: "checksum mismatch"). 7.8's SetCurrentFile error path, met at
-// every edit, then deletes the MANIFEST CURRENT still names on a full
-// disk; CloseCheckFS::HoldDeletions keeps it. Decisions 0024, 0025.
-constexpr uint64_t kManifestRollBytes = 1;
+// MANIFEST edits are appended, and a new MANIFEST (the whole state) is
+// started past this size and at every writable open. Every sync of a
+// MANIFEST records its synced length in MANIFEST_SYNCED, so that an open
+// can tell a torn, never-acknowledged tail (not read) from damage to what
+// was synced (refused) (decision 0067, replacing 0025's MANIFEST per
+// edit). 7.8's SetCurrentFile error path, met at every new MANIFEST, then
+// deletes the MANIFEST CURRENT still names on a full disk;
+// CloseCheckFS::HoldDeletions keeps it (decision 0025).
+constexpr uint64_t kManifestRollBytes = uint64_t{8} << 20;
 
 bool IsManifestWrite(const std::string& path) {
   const std::string base = path.substr(path.rfind('/') + 1);
@@ -87,10 +88,10 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
     return Note(target()->Flush(o, dbg));
   }
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-    return Note(target()->Sync(o, dbg));
+    return Note(Synced(target()->Sync(o, dbg), o, dbg));
   }
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-    return Note(target()->Fsync(o, dbg));
+    return Note(Synced(target()->Fsync(o, dbg), o, dbg));
   }
   rocksdb::IOStatus RangeSync(uint64_t off, uint64_t n, const rocksdb::IOOptions& o,
                               rocksdb::IODebugContext* dbg) override {
@@ -105,8 +106,45 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
     }
     return s;
   }
+  // A MANIFEST's sync is done once its synced length is recorded.
+  rocksdb::IOStatus Synced(rocksdb::IOStatus s, const rocksdb::IOOptions& o,
+                           rocksdb::IODebugContext* dbg) {
+    if (!s.ok() || !manifest_) return s;
+    return fs_->RecordManifestSynced(path_, target()->GetFileSize(o, dbg));
+  }
   CloseCheckFS* const fs_;  // outlives every file: owned by SharedResources
   const std::string path_;
+  const bool manifest_ = ManifestNumber(path_.substr(path_.rfind('/') + 1)).has_value();
+};
+
+// A MANIFEST as if it ended at `limit` bytes (CloseCheckFS::LimitManifestRead).
+class LimitedSequentialFile : public rocksdb::FSSequentialFileOwnerWrapper {
+ public:
+  LimitedSequentialFile(std::unique_ptr<rocksdb::FSSequentialFile> f, uint64_t limit)
+      : FSSequentialFileOwnerWrapper(std::move(f)), left_(limit) {}
+  rocksdb::IOStatus Read(size_t n, const rocksdb::IOOptions& o, rocksdb::Slice* result,
+                         char* scratch, rocksdb::IODebugContext* dbg) override {
+    n = static_cast<size_t>(std::min<uint64_t>(n, left_));
+    if (n == 0) {
+      *result = rocksdb::Slice();
+      return rocksdb::IOStatus::OK();
+    }
+    rocksdb::IOStatus s = target()->Read(n, o, result, scratch, dbg);
+    if (s.ok()) left_ -= std::min<uint64_t>(left_, result->size());
+    return s;
+  }
+  rocksdb::IOStatus Skip(uint64_t n) override {
+    n = std::min(n, left_);
+    left_ -= n;
+    return target()->Skip(n);
+  }
+  rocksdb::IOStatus PositionedRead(uint64_t, size_t, const rocksdb::IOOptions&, rocksdb::Slice*,
+                                   char*, rocksdb::IODebugContext*) override {
+    return rocksdb::IOStatus::NotSupported("positioned read of a MANIFEST being cut");
+  }
+
+ private:
+  uint64_t left_;
 };
 
 // One descriptor of `dir`, shared by every CheckedDirectory of it (see
@@ -543,6 +581,63 @@ rocksdb::IOStatus CloseCheckFS::NewWritableFile(const std::string& f, const rock
   return s;
 }
 
+rocksdb::IOStatus CloseCheckFS::NewSequentialFile(const std::string& f,
+                                                  const rocksdb::FileOptions& o,
+                                                  std::unique_ptr<rocksdb::FSSequentialFile>* r,
+                                                  rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s = target()->NewSequentialFile(f, o, r, dbg);
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = read_limits_.find(f);
+  if (it != read_limits_.end()) r->reset(new LimitedSequentialFile(std::move(*r), it->second));
+  return s;
+}
+
+rocksdb::IOStatus CloseCheckFS::RecordManifestSynced(const std::string& path, uint64_t synced) {
+  const auto number = ManifestNumber(path.substr(path.rfind('/') + 1));
+  if (!number) return rocksdb::IOStatus::OK();
+  return manifest_marks_.Record(target(), DirOf(path), *number, synced);
+}
+
+void CloseCheckFS::LimitManifestRead(const std::string& path, uint64_t bytes) {
+  std::lock_guard<std::mutex> l(mu_);
+  read_limits_[path] = bytes;
+}
+
+void CloseCheckFS::ClearManifestLimit(const std::string& path) {
+  std::lock_guard<std::mutex> l(mu_);
+  read_limits_.erase(path);
+}
+
+ManifestTailCut::ManifestTailCut(CloseCheckFS* fs, const std::string& dir,
+                                 const std::string& mark_file, const walscan::ManifestInfo& m)
+    : fs_(fs) {
+  if (!m.present) return;
+  const auto number = ManifestNumber(m.name);
+  if (!number) return;
+  const std::optional<uint64_t> synced = SyncedManifestBytes(mark_file, *number);
+  if (!synced) return;  // no mark: RocksDB decides
+  const uint64_t whole = std::min(m.readable_bytes, m.size);
+  if (whole < *synced) {
+    lost_ = m.name + " reads whole only to byte " + std::to_string(whole) + " of the " +
+            std::to_string(*synced) + " its " + kManifestMarkFile +
+            " records as synced (" + (m.size < *synced ? "cut" : "damaged") +
+            ": acknowledged edits lost)";
+    return;
+  }
+  if (m.readable_bytes >= m.size) return;  // every record reads
+  path_ = dir + "/" + m.name;
+  fs_->LimitManifestRead(path_, m.readable_bytes);
+  what_ = m.name + ": " + std::to_string(m.size - m.readable_bytes) + " byte(s) after its last whole record (at " +
+          std::to_string(m.readable_bytes) + ", " + std::to_string(*synced) +
+          " synced) not read: a MANIFEST write a crash tore before it was synced (never "
+          "acknowledged; decision 0067)";
+}
+
+ManifestTailCut::~ManifestTailCut() {
+  if (!path_.empty()) fs_->ClearManifestLimit(path_);
+}
+
 rocksdb::IOStatus CloseCheckFS::ReopenWritableFile(const std::string& f,
                                                    const rocksdb::FileOptions& o,
                                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
@@ -855,8 +950,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.max_open_files = std::max(kMinOpenFilesPerInstance, OpenFilesPerInstance(r->nofile_limit, 0));
   r->open_files_per_instance = d.max_open_files;
   d.keep_log_file_num = 3;
-  // A new MANIFEST per edit: a torn write never garbles the one CURRENT
-  // names (decision 0025).
+  // Edits appended, their synced length recorded (decision 0067).
   d.max_manifest_file_size = kManifestRollBytes;
   d.avoid_unnecessary_blocking_io = false;  // dropped families' files go before PurgeTenant returns
   // Opening 10,000 tenants: the WAL's data stays in memtables instead of
@@ -984,6 +1078,16 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // Taken before the families are listed: a family the writer drops after
   // the listing must show up as a change, not as "Column family not found".
   const std::string stamp = read_only ? ManifestStamp(fs, path) : "";
+  // The MANIFEST CURRENT names, read once for this open (the guard
+  // below, the high-water mark, the WAL scan), and read by RocksDB (the
+  // listing, the open) without a torn, unsynced tail (decision 0067).
+  const std::string mark_file = ReadManifestMarkFile(fs, path);
+  walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, path);
+  const ManifestTailCut cut(res.close_check.get(), path, mark_file, manifest);
+  if (!cut.what().empty()) {
+    rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, dbo.info_log, "shard %u: %s", index,
+                 cut.what().c_str());
+  }
   std::vector<std::string> names;
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
   if (!s.ok()) {
@@ -996,13 +1100,10 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (const auto& n : names) descs.emplace_back(n, shard->cf_options_);
-  // The MANIFEST CURRENT names, read once for this open (the guard
-  // below, the high-water mark, the WAL scan). One that RocksDB 7.8.3
-  // would abort on (WAL-tracking edits in a read-only open, a replay floor
-  // beyond every file number: hand-made) is refused first.
-  walscan::ManifestInfo manifest;
+  // One that RocksDB 7.8.3 would abort on (WAL-tracking edits in a
+  // read-only open, a replay floor beyond every file number: hand-made) is
+  // refused first.
   if (!dbo.create_if_missing) {
-    manifest = walscan::ReadCurrentManifest(fs, path);
     CV_RETURN_IF_ERROR(
         walscan::RefuseManifest(manifest, "shard " + std::to_string(index), read_only));
   }
@@ -1166,8 +1267,14 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   // RocksDB's recovered sequence number, which 7.8 may lower legitimately
   // (a WAL that holds only a dropped family's writes is skipped without its
   // sequence numbers being kept in the MANIFEST).
+  // Or edits the MANIFEST had synced that do not read (its MANIFEST_SYNCED,
+  // decision 0067; also in a crash image, where no close mark applies):
+  // RocksDB read it as ending earlier (a length past the end reads as a
+  // torn tail). Said once: the close mark's check, when it applies, names
+  // the same loss.
+  std::string why = mark != nullptr ? lost_files : std::string();
+  if (why.empty()) why = cut.lost();
   if (mark != nullptr) {
-    std::string why = lost_files;
     if (scan.last_sequence < mark->sequence) {
       why += std::string(why.empty() ? "" : "; ") + "the WAL files replay to sequence number " +
              std::to_string(scan.last_sequence) + ", " + std::to_string(mark->sequence) +
@@ -1175,13 +1282,13 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
              "one from a build before the close counter put back after a later flush, "
              "is a false alarm: docs/operations.md, \"Close mark\")";
     }
-    if (!why.empty()) {
-      WalDamage w;
-      w.kind = "shard_loss";
-      w.description = "shard " + std::to_string(index) + ": acknowledged writes lost: " + why;
-      w.all_families = true;
-      shard->wal_damage_.push_back(std::move(w));
-    }
+  }
+  if (!why.empty()) {
+    WalDamage w;
+    w.kind = "shard_loss";
+    w.description = "shard " + std::to_string(index) + ": acknowledged writes lost: " + why;
+    w.all_families = true;
+    shard->wal_damage_.push_back(std::move(w));
   }
   Status stable = read_only ? CheckStamp(fs, path, stamp) : Status::OK();
   for (auto* h : handles) {

@@ -29,6 +29,7 @@
 #include "callvault/status.h"
 #include "callvault/store.h"
 #include "engine/dictionary_cache.h"
+#include "engine/manifest_mark.h"
 #include "engine/metrics_internal.h"
 #include "engine/reseal.h"
 #include "engine/wal_scan.h"
@@ -66,6 +67,11 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
                                         rocksdb::IODebugContext* dbg) override;
   rocksdb::IOStatus RenameFile(const std::string& src, const std::string& target,
                                const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override;
+  // A MANIFEST given a read limit (LimitManifestRead) reads as if it ended
+  // there.
+  rocksdb::IOStatus NewSequentialFile(const std::string& f, const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSSequentialFile>* r,
+                                      rocksdb::IODebugContext* dbg) override;
   // Refused (kIOError, nothing deleted) for a MANIFEST, WAL, table or blob
   // file of a directory whose deletions are held (HoldDeletions).
   rocksdb::IOStatus DeleteFile(const std::string& f, const rocksdb::IOOptions& o,
@@ -87,6 +93,14 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   // OPTIONS files are refused at creation (fail_if_options_file_error off).
   void RefuseOptionsFiles() { refuse_options_files_ = true; }
   void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
+  // After every successful sync of `path` (a MANIFEST-N): its synced
+  // length recorded in its directory's MANIFEST_SYNCED (decision 0067). An
+  // error fails the sync.
+  rocksdb::IOStatus RecordManifestSynced(const std::string& path, uint64_t synced);
+  // While set, `path` (a MANIFEST) reads only its first `bytes` bytes
+  // (ManifestTailCut, around an instance's open).
+  void LimitManifestRead(const std::string& path, uint64_t bytes);
+  void ClearManifestLimit(const std::string& path);
   // A failed write, sync, directory sync or rename of a file directly in
   // `dir` (the instance's files may hold bytes never durable: no
   // high-water mark for it, decision 0015). TakeWriteFailure reports
@@ -104,10 +118,41 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   std::map<std::string, Status> failed_;  // GUARDED_BY(mu_); by directory
   std::set<std::string> write_failed_;     // GUARDED_BY(mu_)
   std::set<std::string> hold_deletes_;     // GUARDED_BY(mu_)
+  std::map<std::string, uint64_t> read_limits_;  // GUARDED_BY(mu_); by path
+  ManifestMarks manifest_marks_;
   bool refuse_options_files_ = false;      // set before any instance opens
   std::mutex dirs_mu_;
   // By path; alive while a CheckedDirectory holds it.
   std::map<std::string, std::weak_ptr<rocksdb::FSDirectory>> dirs_;  // GUARDED_BY(dirs_mu_)
+};
+
+// Around one open of the instance in `dir` (decision 0067): when the
+// MANIFEST CURRENT names (`m`) has records that cannot be read, all at or
+// past the length `mark_file` (its MANIFEST_SYNCED, ReadManifestMarkFile,
+// read before `m`) records as synced (a write a crash tore: never
+// acknowledged), RocksDB reads it only up to its last whole record until
+// this is destroyed. When the MANIFEST does not read whole up to that
+// length (damaged or cut), nothing is cut and lost() says what: an
+// acknowledged edit is gone. Without a mark for that MANIFEST (a store
+// restored from a backup, one of an older build) nothing is cut and
+// nothing is said: RocksDB decides, as before.
+class ManifestTailCut {
+ public:
+  ManifestTailCut(CloseCheckFS* fs, const std::string& dir, const std::string& mark_file,
+                  const walscan::ManifestInfo& m);
+  ~ManifestTailCut();
+  ManifestTailCut(const ManifestTailCut&) = delete;
+  ManifestTailCut& operator=(const ManifestTailCut&) = delete;
+  // For the info log ("" when nothing is cut).
+  const std::string& what() const { return what_; }
+  // "MANIFEST-000012 reads whole only to byte R of the S synced ..." or "".
+  const std::string& lost() const { return lost_; }
+
+ private:
+  CloseCheckFS* const fs_;
+  std::string path_;  // "" when nothing is cut
+  std::string what_;
+  std::string lost_;
 };
 
 // Each writable instance's max_open_files: at most this (what it always

@@ -765,11 +765,19 @@ Status Store::Impl::OpenReadOnly() {
   rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
   const std::string dir = path_ + "/meta";
   // (WAL-tracking edits, hand-made, abort 7.8.3's read-only open: refused.)
-  CV_RETURN_IF_ERROR(ScanMetaWal(/*read_only=*/true));
+  CV_RETURN_IF_ERROR(ScanMetaWal(/*read_only=*/true, nullptr));
   Status meta = RetryWhileRacing([&]() -> Status {
     meta_.reset();
     rocksdb::DB* db = nullptr;
     const std::string stamp = ManifestStamp(fs, dir);
+    // Read again at every attempt, after the stamp (the mark before the
+    // MANIFEST): a writer appends.
+    const std::string mark_file = ReadManifestMarkFile(fs, dir);
+    const ManifestTailCut cut(res_->close_check.get(), dir, mark_file,
+                              walscan::ReadCurrentManifest(fs, dir));
+    if (!cut.lost().empty()) {
+      return MetaDamaged(Status::Corruption("acknowledged writes lost: " + cut.lost()));
+    }
     rocksdb::Status opened = rocksdb::DB::OpenForReadOnly(mo, dir, &db);
     if (!opened.ok()) CV_RETURN_IF_ERROR(CheckStamp(fs, dir, stamp));  // a race: retry
     Status o = fsutil::FromRocks(opened, "open metadata instance read-only");
@@ -869,7 +877,13 @@ Status Store::Impl::OpenOrCreate() {
   meta_error_->Attach(res_.get(), "meta");
   mo.listeners.push_back(meta_error_);
   mo.info_log = res_->InfoLog(path_ + "/meta", "meta", /*read_only=*/false);
-  if (exists) CV_RETURN_IF_ERROR(ScanMetaWal(/*read_only=*/false));
+  // Alive through the open: RocksDB reads the MANIFEST without a torn,
+  // unsynced tail (decision 0067).
+  std::unique_ptr<ManifestTailCut> cut;
+  if (exists) CV_RETURN_IF_ERROR(ScanMetaWal(/*read_only=*/false, &cut));
+  if (cut && !cut->what().empty()) {
+    rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, mo.info_log, "meta: %s", cut->what().c_str());
+  }
   res_->close_check->ReleaseDeletions(path_ + "/meta");  // decision 0025
   rocksdb::DB* db = nullptr;
   rocksdb::Status opened = rocksdb::DB::Open(mo, path_ + "/meta", &db);

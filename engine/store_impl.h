@@ -491,8 +491,10 @@ class Store::Impl {
   // The metadata instance's WAL: kCorruption (and the audit callback) if it
   // lost acknowledged writes.
   // The metadata instance's MANIFEST read once (walscan::ReadCurrentManifest),
-  // refused if RocksDB would abort on it, then its WAL scanned.
-  Status ScanMetaWal(bool read_only);
+  // refused if RocksDB would abort on it, then its WAL scanned. With
+  // `cut`, what RocksDB's open must not read of it (decision 0067), to be
+  // kept alive through that open.
+  Status ScanMetaWal(bool read_only, std::unique_ptr<ManifestTailCut>* cut);
   // recover.cc (docs/decisions/0012). All REQUIRE admin_mu_.
   // A tenant's runtime state with its keys and column family when the
   // keyring and the shard have them (nullptr cf otherwise).

@@ -756,11 +756,15 @@ bool DecodeEdit(std::string_view in, EditInfo* e) {
 
 // Logical records, read as log::Reader does (no recycled headers in a
 // MANIFEST); the first bad or short one ends the read.
-std::vector<std::string> ManifestRecords(const std::string& manifest) {
+// Its logical records up to the first that cannot be read; `*readable`:
+// where that one starts (the end of the last whole record), or the file's
+// size when every record reads.
+std::vector<std::string> ManifestRecords(const std::string& manifest, uint64_t* readable) {
   std::vector<std::string> records;
   std::string frag;
   bool in_frag = false;
   bool stop = false;
+  uint64_t whole_end = 0;
   for (size_t start = 0; start < manifest.size() && !stop; start += kBlockSize) {
     const size_t end = std::min(start + kBlockSize, manifest.size());
     size_t p = start;
@@ -768,7 +772,7 @@ std::vector<std::string> ManifestRecords(const std::string& manifest) {
       const int type = static_cast<uint8_t>(manifest[p + 6]);
       const size_t len = static_cast<uint8_t>(manifest[p + 4]) |
                          (static_cast<size_t>(static_cast<uint8_t>(manifest[p + 5])) << 8);
-      if (type == kZeroType && len == 0) break;  // the rest of the block is padding
+      if (type == kZeroType && len == 0 && !in_frag) break;  // the rest of the block is padding
       if (p + kHeaderSize + len > end || !CrcOk(manifest, p, kHeaderSize, len)) {
         stop = true;
         break;
@@ -777,6 +781,7 @@ std::vector<std::string> ManifestRecords(const std::string& manifest) {
       p += kHeaderSize + len;
       if (type == kFullType && !in_frag) {
         records.emplace_back(payload);
+        whole_end = p;
       } else if (type == kFirstType && !in_frag) {
         frag.assign(payload);
         in_frag = true;
@@ -787,12 +792,14 @@ std::vector<std::string> ManifestRecords(const std::string& manifest) {
         records.push_back(std::move(frag));
         frag.clear();
         in_frag = false;
+        whole_end = p;
       } else {
         stop = true;
         break;
       }
     }
   }
+  *readable = stop || in_frag ? whole_end : manifest.size();
   return records;
 }
 
@@ -800,7 +807,8 @@ std::vector<std::string> ManifestRecords(const std::string& manifest) {
 
 ManifestInfo DecodeManifest(const std::string& manifest) {
   ManifestInfo info;
-  const std::vector<std::string> records = ManifestRecords(manifest);
+  const std::vector<std::string> records = ManifestRecords(manifest, &info.readable_bytes);
+  info.size = manifest.size();
   // The floor, applied as VersionSet recovery does: an atomic group only
   // when whole; a family's log number only grows; dropped families do not
   // count; an edit that adds and drops is an add (ApplyVersionEdit tests

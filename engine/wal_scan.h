@@ -127,6 +127,11 @@ struct ManifestInfo {
   // The highest kNextFileNumber of its edits (0: none): no WAL numbered
   // above it was ever created.
   uint64_t next_file_number = 0;
+  // Its size, and where its first record that cannot be read starts (the
+  // end of the last whole one; `size` when every record reads): a torn
+  // write's tail when at or past the synced length (decision 0067).
+  uint64_t size = 0;
+  uint64_t readable_bytes = 0;
 };
 // Decodes a MANIFEST's bytes (`name`, `present`, `data` left empty).
 ManifestInfo DecodeManifest(const std::string& manifest);
