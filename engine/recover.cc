@@ -61,6 +61,12 @@ std::shared_ptr<Tenant> Store::Impl::LoadTenant(const codec::TenantRecord& rec) 
   auto t = std::make_shared<Tenant>();
   t->rec = rec;
   t->state = TenantState::kActive;
+  // A quarantined tenant says its damage too (a MANIFEST edit lost with its
+  // family: decision 0067).
+  if (auto d = damage_marks_.find(rec.internal_id); d != damage_marks_.end()) {
+    t->damaged = true;
+    t->damage = d->second;
+  }
   if (rec.shard < shards_.size() && shards_[rec.shard]) {
     t->shard = shards_[rec.shard].get();
     t->cf = t->shard->Find(format::ColumnFamilyName(rec.internal_id, rec.family));

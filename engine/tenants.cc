@@ -31,6 +31,19 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
   // A recording writer kept past Store::Close.
   if (closing_.load()) return Status::FailedPrecondition("the store is closed (Store::Close was called)");
   CV_ASSIGN_OR_RETURN(std::shared_ptr<Tenant> t, FindTenant(tenant_id));
+  auto damaged = [&t]() {
+    std::lock_guard<std::mutex> l(t->rec_mu);
+    // The tenant id is not repeated: the caller has it, and messages
+    // reach logs (product.md guarantee 1 extends to them, crypto.md).
+    return Status::Corruption("tenant damaged: " + t->damage +
+                              "; restore it or purge it, or accept the loss with `callvault "
+                              "tenant accept-damage`, see docs/operations.md");
+  };
+  // A live tenant's damage first: a read-only open cannot recover one whose
+  // family a damaged MANIFEST lost, and the loss is what to act on.
+  if (t->needs_recovery && t->damaged.load() && t->state.load() == TenantState::kActive) {
+    return damaged();
+  }
   if (t->needs_recovery) {
     return Status::FailedPrecondition(
         "tenant needs recovery that a read-only open cannot do (mid-create or mid-purge, or its "
@@ -48,14 +61,7 @@ Result<TenantRef> Store::Impl::Acquire(std::string_view tenant_id, Access access
         "tenant quarantined: recovery found its registry record contradicted by its key or data "
         "(possible tampering); nothing was destroyed; reinstate or purge it (see operations.md)");
   }
-  if (t->damaged.load()) {
-    std::lock_guard<std::mutex> l(t->rec_mu);
-    // The tenant id is not repeated: the caller has it, and messages
-    // reach logs (product.md guarantee 1 extends to them, crypto.md).
-    return Status::Corruption("tenant damaged: " + t->damage +
-                              "; restore it or purge it, or accept the loss with `callvault "
-                              "tenant accept-damage`, see docs/operations.md");
-  }
+  if (t->damaged.load()) return damaged();
   if (t->rotation_unfinished.load() && access != Access::kRead) {
     std::lock_guard<std::mutex> l(t->rec_mu);
     return Status::FailedPrecondition(t->rotation_unfinished_why +

@@ -88,12 +88,20 @@ class Attack12Shard : public ::testing::Test {
     shard_dir = s.db + "/shards/" + ShardName(acme_shard);
     s.Close();
   }
-  void CutManifest() {
+  // A byte in the middle of acme's shard's MANIFEST flipped: a record
+  // within what was synced fails its checksum and RocksDB refuses the
+  // shard (it does not open). (Cut in half, an appended MANIFEST would read
+  // as an older state, and the shard open with its tenants marked damaged:
+  // decision 0067.)
+  void DamageManifest() {
     std::string current = testutil::ReadFile(shard_dir + "/CURRENT");
     ASSERT_FALSE(current.empty());
     current.pop_back();
     const std::string manifest = shard_dir + "/" + current;
-    fs::resize_file(manifest, fs::file_size(manifest) / 2);
+    std::string bytes = testutil::ReadFile(manifest);
+    ASSERT_GT(bytes.size(), 64u);
+    bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x5a);
+    WriteFile(manifest, bytes);
   }
 
   TestStore s;
@@ -105,7 +113,7 @@ class Attack12Shard : public ::testing::Test {
 // keeps for a shard that does not open: `stats --prometheus` (and any
 // scrape) crashed the process of a store with a damaged shard.
 TEST_F(Attack12Shard, MetricsWithADamagedShardDoesNotCrash) {
-  CutManifest();
+  DamageManifest();
   ASSERT_OK(s.Open());
   ASSERT_TRUE(s->DescribeTenant("acme")->damaged);
   auto m = s->Metrics();
@@ -120,7 +128,7 @@ TEST_F(Attack12Shard, MetricsWithADamagedShardDoesNotCrash) {
 // called no audit callback (issue 11 item 1: "an audit event is written
 // (and the callback called)"); only Stats and Verify said so.
 TEST_F(Attack12Shard, AShardThatDoesNotOpenIsAudited) {
-  CutManifest();
+  DamageManifest();
   std::vector<AuditEvent> seen;
   auto mu = std::make_shared<std::mutex>();
   s.options.audit_callback = [&seen, mu](const AuditEvent& e) {
@@ -169,7 +177,7 @@ TEST_F(Attack12Shard, AShardThatDoesNotOpenIsAudited) {
 TEST_F(Attack12Shard, EveryOperationOfADamagedShardsTenant) {
   const std::string pristine = s.tmp.Sub("pristine");
   testutil::CopyTree(shard_dir, pristine);
-  CutManifest();
+  DamageManifest();
   ASSERT_OK(s.Open());
   Store& st = *s.store;
   Call c = MakeCall("acme9", kAt + 9, "n");
@@ -281,7 +289,7 @@ TEST_F(Attack12Shard, ATenantHoldBlocksThePurgeOfADamagedShardsTenant) {
   ASSERT_OK(s->PlaceHold("acme", Hold{"lit-1", "litigation", "", 0}));
   ASSERT_OK(s->ScheduleTenantPurge("acme", kAt));
   s.Close();
-  CutManifest();
+  DamageManifest();
   ASSERT_OK(s.Open());
   ASSERT_TRUE(s->DescribeTenant("acme")->damaged);
   auto r = s->PurgeTenant("acme");
@@ -412,7 +420,7 @@ TEST_F(Attack12Shard, RefusedBackupCreatesNothing) {
   EXPECT_TRUE(v->ok()) << ::testing::PrintToString(v->failures);
   s.Close();
   // A shard that does not open: refused before anything is created.
-  CutManifest();
+  DamageManifest();
   ASSERT_OK(s.Open());
   const std::string bk = s.tmp.Sub("fresh-backup");
   EXPECT_CODE(s->Backup(bk), Code::kCorruption);

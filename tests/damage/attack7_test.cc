@@ -400,10 +400,11 @@ std::vector<uint64_t> RecordHeaders(const std::string& d) {
 // then the length field of each record in turn damaged so that it runs
 // past the end of the file, or the last record's payload or type flipped. RocksDB 7.8 reads a record running past
 // EOF as a torn tail and drops it quietly: the flush's table file is then
-// unreferenced, and its rows are nowhere. Decision 0025: the MANIFEST
-// CURRENT names is always whole (synced before CURRENT's rename), so a
-// damaged record in it is damage: the open is refused with kCorruption, or
-// the tenants of the shard are marked damaged, or every row reads.
+// unreferenced, and its rows are nowhere. Decision 0067: MANIFEST_SYNCED
+// says how much of the MANIFEST was synced, so an unreadable record before
+// that is damage: the open is refused with kCorruption, or the tenants of
+// the shard are marked damaged, or every row reads. (Decision 0025 had a
+// whole MANIFEST per edit, which such damage left unreadable.)
 TEST(Attack7Manifest, CrashImageLastEditDamagedIsNeverSilent) {
   int refused = 0, marked = 0, intact = 0, silent = 0;
   // One crash image, taken right after the flush; each trial on a copy.

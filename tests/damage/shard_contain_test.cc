@@ -54,14 +54,17 @@ class ShardContain : public ::testing::Test {
     std::snprintf(b, sizeof b, "%04u", i);
     return b;
   }
-  // The MANIFEST CURRENT names, cut to half its size (a lost write-back).
+  // A byte in the middle of the MANIFEST CURRENT names flipped (a bad
+  // sector): a synced record fails its checksum and RocksDB refuses the
+  // shard. (Cut in half instead, an appended MANIFEST reads as an older
+  // state: the shard opens with its tenants marked damaged, decision 0067.)
   void DamageManifest() {
     std::string current = testutil::ReadFile(shard_dir + "/CURRENT");
     ASSERT_FALSE(current.empty());
     current.pop_back();  // '\n'
     const std::string manifest = shard_dir + "/" + current;
     ASSERT_TRUE(fs::exists(manifest)) << manifest;
-    fs::resize_file(manifest, fs::file_size(manifest) / 2);
+    damage::XorByte(manifest, fs::file_size(manifest) / 2, 0x5a);
   }
   void ExpectContained(Store& st, bool writable) {
     auto a = st.GetCall("acme", "acme0");
