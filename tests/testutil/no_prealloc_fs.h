@@ -1,7 +1,7 @@
 // NoPreallocFS: a FileSystem that turns off RocksDB's preallocation of the
 // files it writes (FileOptions::allow_fallocate = false). RocksDB
-// preallocates every WAL and MANIFEST it creates (fallocate: MiBs; with
-// one MANIFEST per edit, decision 0025, that is 4 MiB an edit) and trims
+// preallocates every WAL and MANIFEST it creates (fallocate: MiBs; 4 MiB
+// for each MANIFEST, a new one at every writable open) and trims
 // it at close; on tmpfs that is page zeroing and freeing, most of the CPU
 // of a small store's writable open. The files' contents are the same
 // without it, and no callvault code runs differently. Header-only: the
