@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <string_view>
 
+#include <rocksdb/env.h>
+
 #include "engine/fs_util.h"
 #include "engine/wal_scan.h"
 #include "format/coding.h"
@@ -88,16 +90,34 @@ std::optional<uint64_t> ManifestNumber(std::string_view name) {
   return n;
 }
 
-ManifestMarks::Dir* ManifestMarks::Of(const std::string& dir) {
+void ManifestMarks::Track(const std::string& dir) {
   std::lock_guard<std::mutex> l(mu_);
   auto& d = dirs_[dir];
   if (!d) d = std::make_unique<Dir>();
-  return d.get();
 }
+
+ManifestMarks::Dir* ManifestMarks::Of(const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = dirs_.find(dir);
+  return it == dirs_.end() ? nullptr : it->second.get();
+}
+
+namespace {
+
+// N of the MANIFEST-N `dir`/CURRENT names, or 0.
+uint64_t CurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current;
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return 0;
+  while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
+  return ManifestNumber(current).value_or(0);
+}
+
+}  // namespace
 
 rocksdb::IOStatus ManifestMarks::Record(rocksdb::FileSystem* fs, const std::string& dir,
                                         uint64_t manifest, uint64_t synced) {
   Dir* d = Of(dir);
+  if (d == nullptr) return rocksdb::IOStatus::OK();  // not an instance's (a backup's copy)
   std::lock_guard<std::mutex> l(d->mu);
   const std::string path = dir + "/" + kManifestMarkFile;
   rocksdb::IOOptions io;
@@ -111,16 +131,12 @@ rocksdb::IOStatus ManifestMarks::Record(rocksdb::FileSystem* fs, const std::stri
     const bool whole = RegularOrMissing(path) && fs->GetFileSize(path, io, &size, nullptr).ok() &&
                        size == kManifestMarkFileBytes && fsutil::ReadAll(fs, path, &data).ok() &&
                        data.size() == kManifestMarkFileBytes;
+    d->slots[0].reset();
+    d->slots[1].reset();
     if (whole) {
-      d->counter = 0;
-      d->next = 0;
       for (int i = 0; i < 2; ++i) {
-        auto slot = DecodeManifestMarkSlot(
+        d->slots[i] = DecodeManifestMarkSlot(
             std::string_view(data).substr(i * kManifestMarkSlotBytes, kManifestMarkSlotBytes));
-        if (slot && slot->counter >= d->counter) {
-          d->counter = slot->counter;
-          d->next = 1 - i;  // the other one
-        }
       }
     } else {
       // Missing, or cut by a crash while it was made: made again, zeros
@@ -151,15 +167,43 @@ rocksdb::IOStatus ManifestMarks::Record(rocksdb::FileSystem* fs, const std::stri
         if (s.ok()) s = dd->Fsync(io, nullptr);
       }
       if (!s.ok()) return s;
-      d->counter = 0;
-      d->next = 0;
     }
     d->loaded = true;
   }
+  // The slot to write: the older one, unless it holds the newest mark of
+  // another MANIFEST that CURRENT names (a new MANIFEST being written
+  // before CURRENT is renamed to it, or after such a rename failed, as
+  // often as that happens): then the other, even if that overwrites this
+  // MANIFEST's own last mark (it was never CURRENT's).
+  uint64_t counter = 0;
+  int target = 0;
+  bool another = false;
+  for (int i = 0; i < 2; ++i) {
+    if (!d->slots[i]) continue;
+    another = another || d->slots[i]->manifest != manifest;
+    if (d->slots[i]->counter >= counter) {
+      counter = d->slots[i]->counter;
+      target = 1 - i;
+    }
+  }
+  if (another) {
+    const uint64_t current = CurrentManifest(fs, dir);
+    int keep = -1;  // the slot with the newest mark of CURRENT's MANIFEST
+    for (int i = 0; i < 2; ++i) {
+      if (current != manifest && d->slots[i] && d->slots[i]->manifest == current &&
+          (keep < 0 || d->slots[i]->counter > d->slots[keep]->counter)) {
+        keep = i;
+      }
+    }
+    if (keep >= 0) target = 1 - keep;
+  }
   std::unique_ptr<rocksdb::FSRandomRWFile> f;
   rocksdb::IOStatus s = fs->NewRandomRWFile(path, rocksdb::FileOptions(), &f, nullptr);
-  const std::string slot = EncodeManifestMarkSlot({d->counter + 1, manifest, synced});
-  if (s.ok()) s = f->Write(static_cast<uint64_t>(d->next) * kManifestMarkSlotBytes, slot, io, nullptr);
+  const ManifestMarkSlot slot{counter + 1, manifest, synced};
+  if (s.ok()) {
+    s = f->Write(static_cast<uint64_t>(target) * kManifestMarkSlotBytes, EncodeManifestMarkSlot(slot),
+                 io, nullptr);
+  }
   if (s.ok()) s = f->Sync(io, nullptr);
   if (f) {
     rocksdb::IOStatus c = f->Close(io, nullptr);
@@ -169,8 +213,7 @@ rocksdb::IOStatus ManifestMarks::Record(rocksdb::FileSystem* fs, const std::stri
     d->loaded = false;  // read again before the next write
     return s;
   }
-  ++d->counter;
-  d->next = 1 - d->next;
+  d->slots[target] = slot;
   return s;
 }
 

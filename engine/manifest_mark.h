@@ -1,15 +1,20 @@
 // <dir>/MANIFEST_SYNCED: how many bytes of an instance's MANIFEST were
 // synced (docs/decisions/0067; format in docs/format.md, "MANIFEST
 // mark"). RocksDB appends every MANIFEST edit and syncs it before the edit
-// takes effect; CloseCheckFS records the synced length here after each
-// sync. A power loss can then garble only bytes past that length, and an
-// open reads the MANIFEST only up to its last whole record when the
-// records it cannot read all lie past it (a torn, never-acknowledged edit);
-// any unreadable record before it is damage, left to RocksDB to refuse.
+// takes effect; CloseCheckFS records the synced length here inside each
+// sync. A power loss can then garble only bytes past that length: an open
+// reads the MANIFEST only up to its last whole record when the records it
+// cannot read all lie past it (a torn, never-acknowledged edit), and calls
+// a MANIFEST that does not read whole up to it a loss of acknowledged
+// edits (Shard::OpenOnce, ManifestSyncedLoss).
 //
 // Two 4 KiB slots, written in turn, each whole with its own checksum, so
-// that a torn write of one leaves the other (an older, smaller length: the
-// open is then stricter, never laxer).
+// that a torn write of one leaves the other: an older, smaller length,
+// which still covers every edit acknowledged before the torn write (the
+// edit whose sync was writing it was not acknowledged). The slot holding
+// the newest mark of the MANIFEST CURRENT names is never overwritten by a
+// mark of another one (a new MANIFEST before, or after a failed, rename of
+// CURRENT).
 #ifndef CALLVAULT_ENGINE_MANIFEST_MARK_H_
 #define CALLVAULT_ENGINE_MANIFEST_MARK_H_
 
@@ -59,15 +64,17 @@ class ManifestMarks {
   // the older slot rewritten and synced (a missing or malformed file is
   // created first, synced, and its directory synced). The mark is durable
   // when this returns OK; on an error nothing is known to be.
+  // Only in a directory Track()ed (an instance's, at its writable open):
+  // elsewhere (a BackupEngine's copy of a MANIFEST) nothing is written.
   rocksdb::IOStatus Record(rocksdb::FileSystem* fs, const std::string& dir, uint64_t manifest,
                            uint64_t synced);
+  void Track(const std::string& dir);
 
  private:
   struct Dir {
     std::mutex mu;
-    bool loaded = false;  // GUARDED_BY(mu)
-    uint64_t counter = 0;  // the newest slot's; GUARDED_BY(mu)
-    int next = 0;          // the slot to write; GUARDED_BY(mu)
+    bool loaded = false;                       // GUARDED_BY(mu)
+    std::optional<ManifestMarkSlot> slots[2];  // as on disk; GUARDED_BY(mu)
   };
   Dir* Of(const std::string& dir);
   std::mutex mu_;

@@ -609,22 +609,35 @@ void CloseCheckFS::ClearManifestLimit(const std::string& path) {
   read_limits_.erase(path);
 }
 
+namespace {
+
+// The synced length MANIFEST_SYNCED records for the MANIFEST `m` is, or
+// nullopt.
+std::optional<uint64_t> SyncedLength(const std::string& mark_file, const walscan::ManifestInfo& m) {
+  if (!m.present) return std::nullopt;
+  const auto number = ManifestNumber(m.name);
+  if (!number) return std::nullopt;
+  return SyncedManifestBytes(mark_file, *number);
+}
+
+}  // namespace
+
+std::string ManifestSyncedLoss(const std::string& mark_file, const walscan::ManifestInfo& m) {
+  const std::optional<uint64_t> synced = SyncedLength(mark_file, m);
+  const uint64_t whole = std::min(m.readable_bytes, m.size);
+  if (!synced || whole >= *synced) return std::string();
+  return m.name + " reads whole only to byte " + std::to_string(whole) + " of the " +
+         std::to_string(*synced) + " its " + kManifestMarkFile + " records as synced (" +
+         (m.size < *synced ? "cut" : "damaged") + ": acknowledged edits lost)";
+}
+
 ManifestTailCut::ManifestTailCut(CloseCheckFS* fs, const std::string& dir,
                                  const std::string& mark_file, const walscan::ManifestInfo& m)
     : fs_(fs) {
-  if (!m.present) return;
-  const auto number = ManifestNumber(m.name);
-  if (!number) return;
-  const std::optional<uint64_t> synced = SyncedManifestBytes(mark_file, *number);
+  const std::optional<uint64_t> synced = SyncedLength(mark_file, m);
   if (!synced) return;  // no mark: RocksDB decides
-  const uint64_t whole = std::min(m.readable_bytes, m.size);
-  if (whole < *synced) {
-    lost_ = m.name + " reads whole only to byte " + std::to_string(whole) + " of the " +
-            std::to_string(*synced) + " its " + kManifestMarkFile +
-            " records as synced (" + (m.size < *synced ? "cut" : "damaged") +
-            ": acknowledged edits lost)";
-    return;
-  }
+  lost_ = ManifestSyncedLoss(mark_file, m);
+  if (!lost_.empty()) return;
   if (m.readable_bytes >= m.size) return;  // every record reads
   path_ = dir + "/" + m.name;
   fs_->LimitManifestRead(path_, m.readable_bytes);
@@ -1058,7 +1071,10 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
                                                bool read_only, const ShardMark* mark) {
   std::unique_ptr<Shard> shard(new Shard(index, path, &res, read_only));
   // The open reads CURRENT again: what it calls obsolete is (decision 0025).
-  if (!read_only) res.close_check->ReleaseDeletions(path);
+  if (!read_only) {
+    res.close_check->ReleaseDeletions(path);
+    res.close_check->TrackManifests(path);  // decision 0067
+  }
   // Temp files of a WAL repair (fsutil::AtomicWrite of NNNNNN.log, its
   // .damage record or .damaged copy) a crash left between create and
   // rename: never read, removed by the writer (which holds the store's lock).

@@ -100,6 +100,9 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   // While set, `path` (a MANIFEST) reads only its first `bytes` bytes
   // (ManifestTailCut, around an instance's open).
   void LimitManifestRead(const std::string& path, uint64_t bytes);
+  // `dir` holds an instance this process opened writable: its MANIFEST
+  // syncs are recorded (only there: not a BackupEngine's copies).
+  void TrackManifests(const std::string& dir) { manifest_marks_.Track(dir); }
   void ClearManifestLimit(const std::string& path);
   // A failed write, sync, directory sync or rename of a file directly in
   // `dir` (the instance's files may hold bytes never durable: no
@@ -136,6 +139,11 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
 // acknowledged edit is gone. Without a mark for that MANIFEST (a store
 // restored from a backup, one of an older build) nothing is cut and
 // nothing is said: RocksDB decides, as before.
+// What ManifestTailCut::lost() says for `m` and the MANIFEST_SYNCED bytes
+// `mark_file` read before it: "" when the MANIFEST reads whole up to its
+// synced length, or no mark names it.
+std::string ManifestSyncedLoss(const std::string& mark_file, const walscan::ManifestInfo& m);
+
 class ManifestTailCut {
  public:
   ManifestTailCut(CloseCheckFS* fs, const std::string& dir, const std::string& mark_file,

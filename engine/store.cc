@@ -885,6 +885,7 @@ Status Store::Impl::OpenOrCreate() {
     rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, mo.info_log, "meta: %s", cut->what().c_str());
   }
   res_->close_check->ReleaseDeletions(path_ + "/meta");  // decision 0025
+  res_->close_check->TrackManifests(path_ + "/meta");    // decision 0067
   rocksdb::DB* db = nullptr;
   rocksdb::Status opened = rocksdb::DB::Open(mo, path_ + "/meta", &db);
   if (opened.IsIOError() && opened.ToString().find("While lock file") != std::string::npos) {
@@ -926,6 +927,11 @@ Status Store::Impl::OpenOrCreate() {
         // Leave nothing behind that could later open as a store.
         meta_.reset();
         rocksdb::DestroyDB(path_ + "/meta", mo).PermitUncheckedError();
+        // RocksDB's DestroyDB leaves the names it does not know.
+        fs->DeleteFile(path_ + "/meta/" + kManifestMarkFile, rocksdb::IOOptions(), nullptr)
+            .PermitUncheckedError();
+        std::error_code rm;
+        std::filesystem::remove(path_ + "/meta", rm);  // only if empty
         std::error_code ec;
         std::filesystem::remove(path_ + "/shards", ec);  // only if empty
         std::filesystem::remove(path_, ec);
@@ -1170,16 +1176,25 @@ Status Store::Impl::OpenShards() {
   if (!read_only()) {
     rocksdb::FileSystem* fs = res_->env->GetFileSystem().get();
     for (uint32_t i = 0; i < n; ++i) {
-      if (!marks[i]) continue;
       const std::string dir = ShardDir(path_, i);
+      const std::string mark_file = ReadManifestMarkFile(fs, dir);
+      const walscan::ManifestInfo manifest = walscan::ReadCurrentManifest(fs, dir);
       // A failed read is left to the shard's own open, which reports it.
       // A WAL replaced by another file is the shard's open's to refuse
       // (decision 0050), not a loss to record.
-      std::string replaced;
-      auto lost = CheckMarkFiles(fs, dir, walscan::ReadCurrentManifest(fs, dir), *marks[i], &replaced);
-      if (lost.ok() && !lost->empty()) {
-        found[i] = "shard " + std::to_string(i) + ": acknowledged writes lost: " + *lost;
+      std::string why;
+      if (marks[i]) {
+        std::string replaced;
+        auto lost = CheckMarkFiles(fs, dir, manifest, *marks[i], &replaced);
+        if (lost.ok()) why = *lost;
       }
+      // Synced MANIFEST edits that do not read (decision 0067), also in a
+      // crash image: the shard's writable open writes a whole MANIFEST of
+      // the older state and deletes the tables of the edits lost, so the
+      // loss is made durable first, as the mark's (the shard's open says
+      // the same: Shard::OpenOnce).
+      if (why.empty()) why = ManifestSyncedLoss(mark_file, manifest);
+      if (!why.empty()) found[i] = "shard " + std::to_string(i) + ": acknowledged writes lost: " + why;
     }
     CV_RETURN_IF_ERROR(record_losses());
   }

@@ -369,9 +369,9 @@ TEST(WalScan, ReplayFloorNeverSkipsALiveWal) {
     if (step % 50 != 0) continue;
     // The crash image, then the WALs below its floor removed.
     const std::string img = tmp.Sub("img" + std::to_string(step));
-    // A live instance writes a new MANIFEST per edit and deletes the old
-    // one (decision 0025): a copy that caught CURRENT before a background
-    // flush's edit may lack the MANIFEST it names; copied again then.
+    // A live instance may start a new MANIFEST and delete the old one: a
+    // copy that caught CURRENT before that may lack the MANIFEST it names;
+    // copied again then.
     // Background work is paused for the copy: a compaction that deleted a
     // table file between the listing and the copy broke the image once
     // (DB::Open of the copy failed under load).

@@ -128,11 +128,20 @@ std::vector<std::string> FindInTree(const std::string& dir, const std::vector<st
 rocksdb::Status ListLiveColumnFamilies(const std::string& path, std::vector<std::string>* names) {
   rocksdb::DBOptions dbo;
   rocksdb::Status s;
+  // CURRENT and the size of the MANIFEST it names.
+  auto stamp = [&path]() {
+    std::string current = ReadFile(path + "/CURRENT");
+    std::error_code ec;
+    std::string name = current;
+    while (!name.empty() && name.back() == '\n') name.pop_back();
+    const auto size = std::filesystem::file_size(path + "/" + name, ec);
+    return current + " " + (ec ? std::string("-") : std::to_string(size));
+  };
   for (int attempt = 0; attempt < 100; ++attempt) {
-    const std::string before = ReadFile(path + "/CURRENT");
+    const std::string before = stamp();
     names->clear();
     s = rocksdb::DB::ListColumnFamilies(dbo, path, names);
-    if (s.ok() || ReadFile(path + "/CURRENT") == before) return s;  // (unchanged: not a race)
+    if (s.ok() || stamp() == before) return s;  // (unchanged: not a race)
   }
   return s;
 }

@@ -86,11 +86,11 @@ void CopyTree(const std::string& from, const std::string& to);
 // Every regular file under `dir`, recursively.
 std::vector<std::string> ListFiles(const std::string& dir);
 // rocksdb::DB::ListColumnFamilies of a shard or instance another handle
-// may have open. A live instance writes a new MANIFEST at each edit and
-// deletes the old one (decision 0025), so a listing that read CURRENT just
-// before a flush can find its MANIFEST gone: listed again while CURRENT
-// keeps changing under it (up to 100 times); an error with CURRENT unchanged
-// is returned.
+// may have open. A live instance appends to its MANIFEST at each edit and
+// starts a new one now and then (decision 0067), so a listing can read a
+// record being appended or find its MANIFEST gone: listed again while
+// CURRENT or its MANIFEST's size keeps changing under it (up to 100
+// times); an error with both unchanged is returned.
 rocksdb::Status ListLiveColumnFamilies(const std::string& path, std::vector<std::string>* names);
 std::string ReadFile(const std::string& path);
 // "file: needle" for every needle found in any file under `dir`.
