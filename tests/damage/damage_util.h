@@ -35,6 +35,17 @@ inline void XorBytes(const std::string& path, uint64_t offset, size_t n, uint8_t
 }
 
 // One bit (by default) of one byte.
+// 300 bytes appended to a log file (a MANIFEST): a full record header of
+// 40 bytes whose checksum fails, then junk: what a torn, garbled write
+// past the synced end leaves (decision 0067).
+inline void AppendGarbledRecord(const std::string& path) {
+  std::ofstream f(path, std::ios::app | std::ios::binary);
+  std::string junk(300, '\0');
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 37 + 11);
+  junk[4] = 40, junk[5] = 0, junk[6] = 1;  // length 40, kFullType
+  f << junk;
+}
+
 inline void XorByte(const std::string& path, uint64_t offset, uint8_t mask = 0x01) {
   XorBytes(path, offset, 1, mask);
 }

@@ -17,6 +17,7 @@
 #include "callvault/backup.h"
 #include "callvault/store.h"
 #include "engine/manifest_mark.h"
+#include "tests/damage/damage_util.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/testutil.h"
 
@@ -152,13 +153,7 @@ TEST(ManifestMarkAttack, FailedRollsKeepTheCurrentManifestsMark) {
     ASSERT_OK(s->Flush());
     s.Close();
     const std::string shard = s.db + "/shards/0000";
-    {
-      std::ofstream f(shard + "/" + Current(shard), std::ios::app | std::ios::binary);
-      std::string junk(300, '\0');
-      for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 37 + 11);
-      junk[4] = 40, junk[5] = 0, junk[6] = 1;  // a full record of 40 bytes, bad checksum
-      f << junk;
-    }
+    damage::AppendGarbledRecord(shard + "/" + Current(shard));
     s.options.create_if_missing = false;
     ffs->armed = true;
     for (int k = 0; k < failed_opens; ++k) {

@@ -11,6 +11,7 @@
 
 #include "callvault/store.h"
 #include "engine/manifest_mark.h"
+#include "tests/damage/damage_util.h"
 #include "tests/testutil/fault_fs.h"
 #include "tests/testutil/testutil.h"
 
@@ -196,14 +197,7 @@ TEST(WalFloor, GarbagePastTheSyncedMarkIsNotRead) {
       std::getline(in, current);
     }
     const auto size = fs::file_size(shard + "/" + current);
-    {
-      // A record header whose checksum fails, then random bytes.
-      std::ofstream f(shard + "/" + current, std::ios::app | std::ios::binary);
-      std::string junk(300, '\0');
-      for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>(i * 37 + 11);
-      junk[4] = 40, junk[5] = 0, junk[6] = 1;  // length 40, kFullType
-      f << junk;
-    }
+    damage::AppendGarbledRecord(shard + "/" + current);
     const std::string mark = shard + "/MANIFEST_SYNCED";
     ASSERT_TRUE(fs::exists(mark));
     ASSERT_EQ(fs::file_size(mark), 8192u);
