@@ -5,8 +5,6 @@
 #include <cerrno>
 #include <string_view>
 
-#include <rocksdb/env.h>
-
 #include "engine/fs_util.h"
 #include "engine/wal_scan.h"
 #include "format/coding.h"
@@ -106,10 +104,7 @@ namespace {
 
 // N of the MANIFEST-N `dir`/CURRENT names, or 0.
 uint64_t CurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
-  std::string current;
-  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return 0;
-  while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
-  return ManifestNumber(current).value_or(0);
+  return ManifestNumber(walscan::ReadCurrentName(fs, dir)).value_or(0);
 }
 
 }  // namespace
@@ -126,14 +121,10 @@ rocksdb::IOStatus ManifestMarks::Record(rocksdb::FileSystem* fs, const std::stri
   struct stat st;
   if (d->loaded && (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) d->loaded = false;
   if (!d->loaded) {
-    std::string data;
-    uint64_t size = 0;
-    const bool whole = RegularOrMissing(path) && fs->GetFileSize(path, io, &size, nullptr).ok() &&
-                       size == kManifestMarkFileBytes && fsutil::ReadAll(fs, path, &data).ok() &&
-                       data.size() == kManifestMarkFileBytes;
+    const std::string data = ReadManifestMarkFile(fs, dir);
     d->slots[0].reset();
     d->slots[1].reset();
-    if (whole) {
+    if (!data.empty()) {
       for (int i = 0; i < 2; ++i) {
         d->slots[i] = DecodeManifestMarkSlot(
             std::string_view(data).substr(i * kManifestMarkSlotBytes, kManifestMarkSlotBytes));
@@ -186,11 +177,11 @@ rocksdb::IOStatus ManifestMarks::Record(rocksdb::FileSystem* fs, const std::stri
       target = 1 - i;
     }
   }
-  if (another) {
-    const uint64_t current = CurrentManifest(fs, dir);
+  const uint64_t current = another ? CurrentManifest(fs, dir) : manifest;
+  if (current != manifest) {
     int keep = -1;  // the slot with the newest mark of CURRENT's MANIFEST
     for (int i = 0; i < 2; ++i) {
-      if (current != manifest && d->slots[i] && d->slots[i]->manifest == current &&
+      if (d->slots[i] && d->slots[i]->manifest == current &&
           (keep < 0 || d->slots[i]->counter > d->slots[keep]->counter)) {
         keep = i;
       }

@@ -620,15 +620,20 @@ std::optional<uint64_t> SyncedLength(const std::string& mark_file, const walscan
   return SyncedManifestBytes(mark_file, *number);
 }
 
+// ManifestSyncedLoss for a MANIFEST synced up to `synced` bytes.
+std::string SyncedLoss(const walscan::ManifestInfo& m, uint64_t synced) {
+  const uint64_t whole = std::min(m.readable_bytes, m.size);
+  if (whole >= synced) return std::string();
+  return m.name + " reads whole only to byte " + std::to_string(whole) + " of the " +
+         std::to_string(synced) + " its " + kManifestMarkFile + " records as synced (" +
+         (m.size < synced ? "cut" : "damaged") + ": acknowledged edits lost)";
+}
+
 }  // namespace
 
 std::string ManifestSyncedLoss(const std::string& mark_file, const walscan::ManifestInfo& m) {
   const std::optional<uint64_t> synced = SyncedLength(mark_file, m);
-  const uint64_t whole = std::min(m.readable_bytes, m.size);
-  if (!synced || whole >= *synced) return std::string();
-  return m.name + " reads whole only to byte " + std::to_string(whole) + " of the " +
-         std::to_string(*synced) + " its " + kManifestMarkFile + " records as synced (" +
-         (m.size < *synced ? "cut" : "damaged") + ": acknowledged edits lost)";
+  return synced ? SyncedLoss(m, *synced) : std::string();
 }
 
 ManifestTailCut::ManifestTailCut(CloseCheckFS* fs, const std::string& dir,
@@ -636,13 +641,14 @@ ManifestTailCut::ManifestTailCut(CloseCheckFS* fs, const std::string& dir,
     : fs_(fs) {
   const std::optional<uint64_t> synced = SyncedLength(mark_file, m);
   if (!synced) return;  // no mark: RocksDB decides
-  lost_ = ManifestSyncedLoss(mark_file, m);
+  lost_ = SyncedLoss(m, *synced);
   if (!lost_.empty()) return;
   if (m.readable_bytes >= m.size) return;  // every record reads
   path_ = dir + "/" + m.name;
   fs_->LimitManifestRead(path_, m.readable_bytes);
-  what_ = m.name + ": " + std::to_string(m.size - m.readable_bytes) + " byte(s) after its last whole record (at " +
-          std::to_string(m.readable_bytes) + ", " + std::to_string(*synced) +
+  what_ = m.name + ": " + std::to_string(m.size - m.readable_bytes) +
+          " byte(s) after its last whole record (at " + std::to_string(m.readable_bytes) + ", " +
+          std::to_string(*synced) +
           " synced) not read: a MANIFEST write a crash tore before it was synced (never "
           "acknowledged; decision 0067)";
 }

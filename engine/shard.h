@@ -129,6 +129,11 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   std::map<std::string, std::weak_ptr<rocksdb::FSDirectory>> dirs_;  // GUARDED_BY(dirs_mu_)
 };
 
+// What ManifestTailCut::lost() says for `m` and the MANIFEST_SYNCED bytes
+// `mark_file` read before it: "" when the MANIFEST reads whole up to its
+// synced length, or no mark names it.
+std::string ManifestSyncedLoss(const std::string& mark_file, const walscan::ManifestInfo& m);
+
 // Around one open of the instance in `dir` (decision 0067): when the
 // MANIFEST CURRENT names (`m`) has records that cannot be read, all at or
 // past the length `mark_file` (its MANIFEST_SYNCED, ReadManifestMarkFile,
@@ -139,11 +144,6 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
 // acknowledged edit is gone. Without a mark for that MANIFEST (a store
 // restored from a backup, one of an older build) nothing is cut and
 // nothing is said: RocksDB decides, as before.
-// What ManifestTailCut::lost() says for `m` and the MANIFEST_SYNCED bytes
-// `mark_file` read before it: "" when the MANIFEST reads whole up to its
-// synced length, or no mark names it.
-std::string ManifestSyncedLoss(const std::string& mark_file, const walscan::ManifestInfo& m);
-
 class ManifestTailCut {
  public:
   ManifestTailCut(CloseCheckFS* fs, const std::string& dir, const std::string& mark_file,

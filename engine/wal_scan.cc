@@ -868,13 +868,19 @@ bool ManifestTracksWals(const std::string& manifest) {
   return DecodeManifest(manifest).tracks_wals;
 }
 
-ManifestInfo ReadCurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
+std::string ReadCurrentName(rocksdb::FileSystem* fs, const std::string& dir) {
   std::string current;
-  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return ManifestInfo();
+  if (!rocksdb::ReadFileToString(fs, dir + "/CURRENT", &current).ok()) return std::string();
   while (!current.empty() && (current.back() == '\n' || current.back() == '\r')) current.pop_back();
   if (current.find('/') != std::string::npos || current.rfind("MANIFEST-", 0) != 0) {
-    return ManifestInfo();  // RocksDB's own open reports it
+    return std::string();
   }
+  return current;
+}
+
+ManifestInfo ReadCurrentManifest(rocksdb::FileSystem* fs, const std::string& dir) {
+  std::string current = ReadCurrentName(fs, dir);
+  if (current.empty()) return ManifestInfo();  // RocksDB's own open reports it
   std::string data;
   rocksdb::IOStatus read = rocksdb::ReadFileToString(fs, dir + "/" + current, &data);
   ManifestInfo info;

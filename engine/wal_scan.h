@@ -135,6 +135,9 @@ struct ManifestInfo {
 };
 // Decodes a MANIFEST's bytes (`name`, `present`, `data` left empty).
 ManifestInfo DecodeManifest(const std::string& manifest);
+// What `dir`/CURRENT names ("MANIFEST-000012", its line end removed), or
+// "" when it cannot be read or names no MANIFEST in `dir`.
+std::string ReadCurrentName(rocksdb::FileSystem* fs, const std::string& dir);
 // Reads `dir`/CURRENT and the MANIFEST it names, and decodes it.
 ManifestInfo ReadCurrentManifest(rocksdb::FileSystem* fs, const std::string& dir);
 // kCorruption, before RocksDB sees it, for a MANIFEST that 7.8.3 as Debian
