@@ -142,9 +142,10 @@ struct Options {
   size_t write_buffer_bytes = 8u << 20;
   // Background flush and compaction threads shared by every shard. Default: 2.
   int background_threads = 2;
-  // Of those, RocksDB's flush pool (a flush is mostly fsyncs: threads
+  // RocksDB's flush pool, beside those (a flush is mostly fsyncs: threads
   // beyond the cores still add flushes, which run one per shard at a
-  // time). 0 = background_threads / 2, at least 1. Default: 0.
+  // time). 0 = background_threads / 2, at least 2 (decision 0068).
+  // Default: 0.
   int flush_threads = 0;
   // Writers wait, before they take any lock, while the memtables switched
   // out and queued for a flush hold more than this, so that the memtables
