@@ -30,31 +30,33 @@ test-tsan:
 
 # T7 (testing.md): purge under load for T7_SECONDS (default 120) under
 # ThreadSanitizer, and separately under AddressSanitizer + UBSan, as CI runs
-# them. Each builds only what it runs (concurrency_test; under TSan also
-# metrics_test's concurrency case and tsan_filter_test, which proves tests/crash/tsan_report_filter.cc reports a
-# race of ours against RocksDB) in build/tsan or build/asan-ubsan.
+# them. Each builds only what it runs: under TSan concurrency_test,
+# metrics_test's concurrency case and tsan_filter_test, which proves
+# tests/crash/tsan_report_filter.cc reports a race of ours against RocksDB
+# (build/tsan); under ASan + UBSan concurrency_test's code linked against the
+# fuzz targets' instrumented engine (build/fuzz/fuzz/t7_asan_test: one
+# instrumented engine build serves both, docs/decisions/0037).
 T7_SECONDS ?= 120
 t7-tsan: t7-tsan-build
 	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test|metrics_concurrency_test)$$'
 
 t7-asan: t7-asan-build
-	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset asan-ubsan -V -R '^concurrency_test$$'
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) build/fuzz/fuzz/t7_asan_test
 
 t7-tsan-build:
 	@./scripts/install-deps.sh sanitizers
 	@cmake --preset tsan >/dev/null
 	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test metrics_test
 
+# The fuzz targets and t7_asan_test: one build of the instrumented engine.
 t7-asan-build:
 	@./scripts/install-deps.sh sanitizers
-	@cmake --preset asan-ubsan >/dev/null
-	@cmake --build build/asan-ubsan -j2 --target concurrency_test
+	@FUZZ_BUILD_ONLY=1 FUZZ_BUILD_EXTRA=t7_asan_test ./scripts/fuzz.sh
 
 # Everything the sanitizer parts of .ci/run build (the fuzz targets, T7 under
 # TSan and under ASan + UBSan), without running it: .ci/run builds them at
 # the lowest CPU priority while `make test` runs (docs/decisions/0037).
 sanitizer-builds: t7-tsan-build t7-asan-build
-	@FUZZ_BUILD_ONLY=1 ./scripts/fuzz.sh
 
 bench: build
 	./scripts/bench.sh full

@@ -10,6 +10,9 @@
 #   FUZZ_COMMIT_CORPUS=1  after the runs, minimise committed + found inputs
 #                      into fuzz/corpus/<target>/ (`make fuzz-corpus`)
 #   FUZZ_ARGS="..."    extra libFuzzer flags, e.g. "-max_total_time=600"
+#   FUZZ_BUILD_ONLY=1  build, run nothing
+#   FUZZ_BUILD_EXTRA="t7_asan_test"  more targets of build/fuzz to build
+#                      (`make t7-asan`: T7 on the same instrumented engine)
 #
 # Corpora grow from run to run. Each run starts from the committed seeds
 # (fuzz/corpus/<target>/) and from build/fuzz/corpus/<target>/, and after the
@@ -36,7 +39,8 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$build" -DCALLVAULT_BUILD_FUZZ=ON -DCALLVAULT_WERROR=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
-cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target callvault_fuzzers >/dev/null
+# shellcheck disable=SC2086
+cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target callvault_fuzzers ${FUZZ_BUILD_EXTRA:-} >/dev/null
 [ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
 if [ "${FUZZ_SEEDS:-0}" = 1 ]; then
   "$build/fuzz/make_corpus" fuzz/corpus
