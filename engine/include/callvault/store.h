@@ -140,9 +140,10 @@ struct Options {
   size_t write_buffer_budget_bytes = 256u << 20;
   // Memtable size per column family. Default: 8 MiB.
   size_t write_buffer_bytes = 8u << 20;
-  // Background flush and compaction threads shared by every shard. Default: 2.
+  // Background compaction threads shared by every shard (RocksDB's LOW
+  // pool; also each instance's max_background_jobs). Default: 2.
   int background_threads = 2;
-  // RocksDB's flush pool, beside those (a flush is mostly fsyncs: threads
+  // RocksDB's flush pool (HIGH), beside those (a flush is mostly fsyncs: threads
   // beyond the cores still add flushes, which run one per shard at a
   // time). 0 = background_threads / 2, at least 2 (decision 0068).
   // Default: 0.
