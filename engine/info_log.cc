@@ -51,6 +51,7 @@ class InfoLog final : public rocksdb::Logger {
       if (len == sizeof buf - 1) --len;
       buf[len++] = '\n';
     }
+    if (IsOptionsFileRefusal(std::string_view(buf, len - 1))) return;
     Write(buf, len);
   }
 
@@ -153,6 +154,7 @@ class HookInfoLog final : public rocksdb::Logger {
     if (m < 0) return;
     size_t len = std::min(sizeof buf - 1, static_cast<size_t>(m));
     while (len > 0 && buf[len - 1] == '\n') --len;
+    if (IsOptionsFileRefusal(std::string_view(buf, len))) return;
     hook_(level, source_, std::string_view(buf, len));
   }
 
@@ -161,6 +163,13 @@ class HookInfoLog final : public rocksdb::Logger {
 };
 
 }  // namespace
+
+bool IsOptionsFileRefusal(std::string_view line) {
+  return line.size() >= kOptionsFileRefused.size() &&
+         line.compare(line.size() - kOptionsFileRefused.size(), kOptionsFileRefused.size(),
+                      kOptionsFileRefused) == 0 &&
+         line.find("persist options") != std::string_view::npos;
+}
 
 std::shared_ptr<rocksdb::Logger> NewHookInfoLog(Logger hook, std::string source) {
   return std::make_shared<HookInfoLog>(std::move(hook), std::move(source));

@@ -16,10 +16,23 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "callvault/metrics.h"
 
 namespace callvault {
+
+// The error CloseCheckFS gives RocksDB for an OPTIONS file when
+// Options::keep_rocksdb_options_file is false. RocksDB logs it as a warning
+// at every open, family create and drop and SetDBOptions ("Unnable to
+// persist options -- Not implemented: <this>"); every info log here drops
+// those lines (IsOptionsFileRefusal), and only those.
+inline constexpr std::string_view kOptionsFileRefused =
+    "OPTIONS files not kept (Options::keep_rocksdb_options_file)";
+// A line (without its newline) of RocksDB's that says it could not persist
+// its options because of that refusal: it mentions persisting options and
+// ends with the refusal's text.
+bool IsOptionsFileRefusal(std::string_view line);
 
 // `dir` is the instance directory (the file is dir + "/LOG"); the file is
 // opened on the first line that can be written, so the directory need not

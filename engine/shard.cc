@@ -349,6 +349,28 @@ Status Damaged(uint32_t index, Status s) {
 
 }  // namespace
 
+void RemoveStaleOptionsFiles(const SharedResources& res, const std::string& dir,
+                             rocksdb::Logger* info_log) {
+  if (!res.close_check->RefusesOptionsFiles()) return;
+  rocksdb::FileSystem* fs = res.env->GetFileSystem().get();
+  std::vector<std::string> children;
+  if (!fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr).ok()) return;
+  for (const auto& name : children) {
+    if (name.rfind("OPTIONS-", 0) != 0) continue;
+    bool is_dir = false;
+    if (fs->IsDirectory(dir + "/" + name, rocksdb::IOOptions(), &is_dir, nullptr).ok() && is_dir) {
+      continue;
+    }
+    Status removed = fsutil::Remove(fs, dir, name, /*sync_dir=*/false);
+    if (!removed.ok()) {
+      rocksdb::Log(rocksdb::InfoLogLevel::WARN_LEVEL, info_log,
+                   "could not remove a stale RocksDB OPTIONS file, %s (the store does not read "
+                   "it; `ldb` would: remove it by hand): %s",
+                   name.c_str(), removed.ToString().c_str());
+    }
+  }
+}
+
 // Only while CURRENT names the mark's MANIFEST: no open has run since the
 // close that wrote it, so nothing may have shrunk or gone. A failed read is
 // kIOError (the open fails; nothing is marked).
@@ -572,9 +594,13 @@ bool ShardMark::Decode(std::string_view text, ShardMark* out) {
 rocksdb::IOStatus CloseCheckFS::NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                                 std::unique_ptr<rocksdb::FSWritableFile>* r,
                                                 rocksdb::IODebugContext* dbg) {
-  if (refuse_options_files_ && f.size() > 6 && f.compare(f.size() - 6, 6, ".dbtmp") == 0 &&
-      f.find("/OPTIONS-") != std::string::npos) {
-    return rocksdb::IOStatus::NotSupported("OPTIONS files not kept (Options::keep_rocksdb_options_file)");
+  // RocksDB's TempOptionsFileName: <dir>/OPTIONS-NNNNNN.dbtmp. The file's own
+  // name only: CURRENT and IDENTITY go through <dir>/NNNNNN.dbtmp too, and a
+  // directory on the store's path may be called OPTIONS-something.
+  const std::string_view base = std::string_view(f).substr(f.rfind('/') + 1);
+  if (refuse_options_files_ && base.size() > 14 && base.rfind("OPTIONS-", 0) == 0 &&
+      base.compare(base.size() - 6, 6, ".dbtmp") == 0) {
+    return rocksdb::IOStatus::NotSupported(std::string(kOptionsFileRefused));
   }
   rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
   if (s.ok()) r->reset(new CloseCheckedFile(std::move(*r), this, f));
@@ -1097,6 +1123,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
   shard->error_->Attach(&res, "shard-" + std::to_string(index));
   dbo.listeners.push_back(shard->error_);
   dbo.info_log = res.InfoLog(path, "shard-" + std::to_string(index), read_only);
+  if (!read_only && !create) RemoveStaleOptionsFiles(res, path, dbo.info_log.get());
   dbo.max_open_files = read_only ? -1 : res.open_files_per_instance.load();
   dbo.max_total_wal_size = res.wal_cap_bytes.load();
   rocksdb::FileSystem* fs = res.env->GetFileSystem().get();

@@ -92,6 +92,7 @@ class CloseCheckFS : public rocksdb::FileSystemWrapper {
   // Options::keep_rocksdb_options_file = false: RocksDB's temporary
   // OPTIONS files are refused at creation (fail_if_options_file_error off).
   void RefuseOptionsFiles() { refuse_options_files_ = true; }
+  bool RefusesOptionsFiles() const { return refuse_options_files_; }
   void RecordCloseError(const std::string& path, const rocksdb::IOStatus& s);
   // After every successful sync of `path` (a MANIFEST-N): its synced
   // length recorded in its directory's MANIFEST_SYNCED (decision 0067). An
@@ -359,6 +360,16 @@ struct SharedResources {
 
   static std::unique_ptr<SharedResources> Make(const Options& options);
 };
+
+// Removes RocksDB's OPTIONS files from the instance directory `dir` when
+// the store keeps none (Options::keep_rocksdb_options_file = false): those
+// a run that kept them left behind. RocksDB removes an old one only after
+// writing a new one, and `ldb` would load the stale one, whose family list
+// no longer matches the MANIFEST. Call it holding the store's lock. A file
+// that cannot be removed is left and said in `info_log` (the instance's
+// info log: its LOG file, or Options::logger); nothing of the store reads it.
+void RemoveStaleOptionsFiles(const SharedResources& res, const std::string& dir,
+                             rocksdb::Logger* info_log);
 
 // Set when RocksDB puts an instance into its background-error state (a WAL
 // write or sync failed, a flush failed, ...). After a failed WAL write,

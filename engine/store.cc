@@ -940,6 +940,9 @@ Status Store::Impl::OpenOrCreate() {
     }
   }
   CV_RETURN_IF_ERROR(LoadHeader());
+  // Holding meta/LOCK; after the format check, so that a store this build
+  // refuses is left as it was (docs/compatibility.md).
+  RemoveStaleOptionsFiles(*res_, path_ + "/meta", mo.info_log.get());
   // Sets restored_copy_, which recovery reads.
   CV_RETURN_IF_ERROR(CheckRestoreMarker());
   {
@@ -1200,7 +1203,7 @@ Status Store::Impl::OpenShards() {
   }
   std::lock_guard<std::mutex> l(admin_mu_);
   // Shards are independent RocksDB instances: they open in parallel (much
-  // of an open is waiting on fsyncs: new MANIFEST, WAL, OPTIONS file).
+  // of an open is waiting on fsyncs: new MANIFEST and WAL).
   std::vector<std::unique_ptr<Shard>> opened(n);
   std::vector<Status> status(n);
   std::atomic<uint32_t> next{0};
@@ -1376,7 +1379,8 @@ Status Store::Impl::SizeOpenFiles(uint32_t shards, std::string_view doing) {
   if (shards <= res_->planned_shards.load()) return Status::OK();
   // Sized for a quarter more shards than needed now: a growing store lowers
   // its open instances' budget about every quarter, not at every new shard
-  // (each SetDBOptions writes an OPTIONS file of every family).
+  // (each SetDBOptions enters every instance's write thread; with
+  // keep_rocksdb_options_file it also writes an OPTIONS file of every family).
   const uint32_t plan = std::max(shards, std::min(shards + shards / 4, MaxShardsForLimit(limit)));
   const int each = OpenFilesPerInstance(limit, plan);
   // The WAL cap follows the shards' share of the memtable budget (decision

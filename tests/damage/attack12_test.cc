@@ -344,6 +344,8 @@ const Plant kPlants[] = {
        for (const auto& e : fs::directory_iterator(d)) {
          if (e.path().filename().string().rfind("OPTIONS-", 0) == 0) WriteFile(e.path().string(), "[garbage");
        }
+       // None is kept by default (decision 0069): a planted one too.
+       WriteFile(d + "/OPTIONS-999999", "[garbage");
      },
      true},
     {"stray_table_file", [](const std::string& d) { WriteFile(d + "/999990.sst", std::string(4096, 'x')); },

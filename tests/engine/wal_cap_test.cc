@@ -135,6 +135,7 @@ TEST(WalCap, SizedForTheShards) {
   Options o = testutil::DefaultOptions(tmp.Sub("keys"));
   o.write_buffer_budget_bytes = 768u << 20;
   o.max_tenants_per_shard = 1;
+  o.keep_rocksdb_options_file = true;  // read back below (not kept by default)
   const std::string db = tmp.Sub("db");
   {
     auto opened = Store::Open(o, db);

@@ -47,6 +47,9 @@ class CanaryTest : public ::testing::Test {
     for (const char* hex = "0123456789abcdef"; *hex; ++hex) {
       scanner_.AddWithLower(std::string("CANARY-") + *hex);
     }
+    // RocksDB's OPTIONS files (not kept by default, decision 0069) list
+    // every family: kept here, so that they are scanned for the markers too.
+    ts_.options.keep_rocksdb_options_file = true;
     ASSERT_OK(ts_.Open());
   }
 

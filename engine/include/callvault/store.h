@@ -99,12 +99,13 @@ struct Options {
   // fsync the WAL before acknowledging each write. Turning this off trades
   // durability of the last writes for speed. Default: true.
   bool sync_writes = true;
-  // Shards are created as needed so that none holds more tenants than this
-  // (creating or dropping a column family costs time proportional to the
-  // column families in its instance: RocksDB rewrites and re-parses the
-  // instance's OPTIONS file, ~0.2 ms of CPU per family). Fixed when the
-  // store is created. Default: 128 (a create or purge at a full shard
-  // ~30 ms; 79 shards at 10,000 tenants).
+  // Shards are created as needed so that none holds more tenants than this.
+  // Fixed when the store is created. With keep_rocksdb_options_file, a
+  // family's create or drop costs ~0.2 ms of CPU per family in its instance
+  // (RocksDB rewrites and re-parses the OPTIONS file: ~30 ms at a full
+  // shard); without it (the default) a create takes ~4 ms and a purge ~18 ms
+  // at 10,000 tenants (docs/decisions/0069). Default: 128 (79 shards at
+  // 10,000 tenants).
   uint32_t max_tenants_per_shard = 128;
   // May a churned tenant (ScheduleTenantPurge) still be read until its
   // purge? Writes are refused either way. Default: true.
@@ -218,19 +219,21 @@ struct Options {
   // At most this many events per tenant (the oldest removed first, by the
   // same changes). 0 = no count limit. Default: 1,000,000.
   uint64_t change_feed_max_events = 1000000;
+  // Keep RocksDB's OPTIONS file in each instance directory. RocksDB
+  // rewrites it, with every column family's options, and parses it back at
+  // every open of an instance and at every tenant create and purge, while
+  // the shard's writers wait: ~0.2 ms of CPU per tenant in the shard (25-30
+  // ms at 128; docs/decisions/0069). The store never reads it (every open
+  // passes its options); RocksDB's `ldb` works without it (it lists the
+  // families from the MANIFEST and opens them with default options). false:
+  // none is written, and an open for writing removes those an earlier run
+  // with true left. Default: false.
+  bool keep_rocksdb_options_file = false;
 
   // --- For tests ---
   // The Env (and so FileSystem) RocksDB uses; nullptr means Env::Default().
   // Must outlive the store.
   rocksdb::Env* env = nullptr;
-  // Keep RocksDB's OPTIONS file of each instance. RocksDB rewrites it, and
-  // parses it back to verify it, at every open and every column family
-  // create or drop (a tenant create or purge): under ASan a third of the
-  // API fuzzer's CPU. The store never reads it (every open passes its
-  // options); it is there for RocksDB's tools (`ldb`). Only the API fuzzer
-  // turns it off: then no OPTIONS file is written, and a failure to write
-  // one would not be reported either (docs/decisions/0026). Default: true.
-  bool keep_rocksdb_options_file = true;
 };
 
 enum class TenantState : uint8_t {
