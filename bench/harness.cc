@@ -18,8 +18,11 @@
 // the recordings step's writer with it off too, as "callvault-serial"
 // (decision 0061); CALLVAULT_BENCH_FLUSH_THREADS=N sets Options::flush_threads
 // and CALLVAULT_BENCH_FLUSH_BACKLOG=BYTES (or "max": writers never wait)
-// Options::flush_backlog_bytes (decision 0066). Unset, callvault runs with
-// its defaults.
+// Options::flush_backlog_bytes (decision 0066);
+// CALLVAULT_BENCH_FLUSH_PRIORITY=low|idle runs the flush pool's threads at a
+// lower CPU priority (process-wide; decision 0068's amendment);
+// CALLVAULT_BENCH_KEEP_OPTIONS_FILE=1 sets Options::keep_rocksdb_options_file
+// (decision 0069). Unset, callvault runs with its defaults.
 #include <unistd.h>
 
 #include <cstdlib>

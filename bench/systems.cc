@@ -193,12 +193,23 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create,
   if (const char* v = std::getenv("CALLVAULT_BENCH_FLUSH_BACKLOG")) {
     o.flush_backlog_bytes = std::string(v) == "max" ? SIZE_MAX : std::strtoull(v, nullptr, 10);
   }
+  // A/B of RocksDB's OPTIONS file per instance (rewritten at every tenant
+  // create and purge; 0 = not kept).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_KEEP_OPTIONS_FILE")) {
+    o.keep_rocksdb_options_file = std::string(v) != "0";
+  }
   if (adjust) adjust(&o);
   o.create_if_missing = create;
   o.region = "bench";
   auto s = Store::Open(o, dir_ + "/store");
   Check(s.status(), "open callvault store");
   store_ = std::move(s).value();
+  // A/B: the flush pool's threads at a lower CPU priority (process-wide).
+  if (const char* v = std::getenv("CALLVAULT_BENCH_FLUSH_PRIORITY")) {
+    const std::string p(v);
+    rocksdb::Env::Default()->LowerThreadPoolCPUPriority(
+        rocksdb::Env::HIGH, p == "idle" ? rocksdb::CpuPriority::kIdle : rocksdb::CpuPriority::kLow);
+  }
 }
 
 CallvaultSystem::~CallvaultSystem() = default;
