@@ -315,8 +315,9 @@ class Harness {
     o.background_threads = 1;
     o.dictionary_training_calls = 5;
     // No OPTIONS file (rewritten and re-parsed by RocksDB at every open,
-    // tenant create and purge: a third of the CPU); the store never reads
-    // it, and T5 mutates it (docs/decisions/0026).
+    // tenant create and purge: a third of the CPU; docs/decisions/0026),
+    // as every store by default since decision 0069;
+    // CALLVAULT_FUZZ_KEEP_OPTIONS=1 fuzzes the store that keeps them.
     o.keep_rocksdb_options_file = KeepOptionsFile();
     auto s = Store::Open(o, root_ + "/db");
     if (!s.ok()) Fail("open: " + s.status().ToString());
