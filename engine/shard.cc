@@ -847,9 +847,9 @@ int FlushThreads(const Options& options) {
   return std::max(2, options.background_threads / 2);
 }
 
-size_t FlushBacklogLimit(const Options& options) {
-  if (options.flush_backlog_bytes > 0) return options.flush_backlog_bytes;
-  return options.write_buffer_budget_bytes / 2;
+size_t FlushBacklogLimit(size_t option, size_t budget, uint64_t wal_cap) {
+  if (option > 0) return option;
+  return std::max<size_t>(budget / 2, static_cast<size_t>(std::min<uint64_t>(budget, wal_cap)));
 }
 
 uint32_t MaxShardsForLimit(uint64_t limit) {
@@ -899,7 +899,7 @@ int64_t SteadyMicros(std::chrono::steady_clock::time_point t) {
 
 void FlushBacklog::Wait() {
   uint64_t low = backlog();
-  if (low <= limit_) {
+  if (low <= limit()) {
     if (pass_until_.load(std::memory_order_relaxed) != 0) pass_until_.store(0, std::memory_order_relaxed);
     return;
   }
@@ -913,7 +913,7 @@ void FlushBacklog::Wait() {
   bool gave_up = false;
   {
     std::unique_lock<std::mutex> l(mu_);
-    for (uint64_t now_backlog = low; now_backlog > limit_; now_backlog = backlog()) {
+    for (uint64_t now_backlog = low; now_backlog > limit(); now_backlog = backlog()) {
       const auto now = std::chrono::steady_clock::now();
       if (now_backlog < low) {
         low = now_backlog;
@@ -984,7 +984,13 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.write_buffer_manager = r->write_buffer_manager;
   r->heap_trimmer = std::make_shared<HeapTrimmer>(r->write_buffer_manager, options.heap_trim_step_bytes);
   d.listeners.push_back(r->heap_trimmer);
-  r->flush_backlog = std::make_shared<FlushBacklog>(r->write_buffer_manager, FlushBacklogLimit(options));
+  // Sized for one shard's WAL cap until the store knows how many it has
+  // (SizeOpenFiles sets both again).
+  r->flush_backlog_option = options.flush_backlog_bytes;
+  r->flush_backlog = std::make_shared<FlushBacklog>(
+      r->write_buffer_manager,
+      FlushBacklogLimit(options.flush_backlog_bytes, options.write_buffer_budget_bytes,
+                        WalCapBytes(options.write_buffer_budget_bytes, 1)));
   d.listeners.push_back(r->flush_backlog);
   d.statistics = r->statistics;
   // Its periodic dump of the statistics into the info log: off (Metrics()

@@ -191,8 +191,13 @@ int OpenFilesPerInstance(uint64_t limit, uint32_t shards);
 uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards);
 // RocksDB's flush pool (Options::flush_threads; 0 = the default).
 int FlushThreads(const Options& options);
-// FlushBacklog's bound (Options::flush_backlog_bytes; 0 = the default).
-size_t FlushBacklogLimit(const Options& options);
+// FlushBacklog's bound: Options::flush_backlog_bytes `option` if set,
+// else half the memtable budget, or one shard's WAL cap `wal_cap` if that is
+// more (up to the budget): at the cap RocksDB switches out at once every
+// family of the shard with data in its oldest WAL file, memtables holding
+// up to what the WAL does, and a bound below that made every such switch
+// hold the writers (decision 0070).
+size_t FlushBacklogLimit(size_t option, size_t budget, uint64_t wal_cap);
 // The most shards OpenFilesPerInstance gives a budget for at `limit`.
 uint32_t MaxShardsForLimit(uint64_t limit);
 // The least limit at which OpenFilesPerInstance gives `shards` a budget.
@@ -263,7 +268,9 @@ class FlushBacklog : public rocksdb::EventListener {
     const size_t used = wbm_->memory_usage(), active = wbm_->mutable_memtable_memory_usage();
     return used > active ? used - active : 0;
   }
-  size_t limit() const { return limit_; }
+  size_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  // When the store's shards change its WAL cap (FlushBacklogLimit).
+  void SetLimit(size_t limit) { limit_.store(limit, std::memory_order_relaxed); }
   uint64_t waits() const { return waits_.load(std::memory_order_relaxed); }
   uint64_t wait_micros() const { return wait_micros_.load(std::memory_order_relaxed); }
   uint64_t gave_up() const { return gave_up_.load(std::memory_order_relaxed); }
@@ -271,7 +278,7 @@ class FlushBacklog : public rocksdb::EventListener {
   template <typename T>
   void Fill(T* out) const {
     out->flush_backlog_bytes = backlog();
-    out->flush_backlog_limit = limit_;
+    out->flush_backlog_limit = limit();
     out->flush_backlog_waits = waits();
     out->flush_backlog_wait_micros = wait_micros();
     out->flush_backlog_gave_up = gave_up();
@@ -279,7 +286,7 @@ class FlushBacklog : public rocksdb::EventListener {
 
  private:
   const std::shared_ptr<rocksdb::WriteBufferManager> wbm_;
-  const size_t limit_;
+  std::atomic<size_t> limit_;
   const std::chrono::milliseconds patience_, rearm_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -342,6 +349,9 @@ struct SharedResources {
   // max_total_wal_size of each writable instance, for `planned_shards`
   // (WalCapBytes); set with it.
   std::atomic<uint64_t> wal_cap_bytes{0};
+  // Options::flush_backlog_bytes (0: the bound follows wal_cap_bytes,
+  // FlushBacklogLimit).
+  size_t flush_backlog_option = 0;
 
   // Store::Metrics: the operations' recorder, and RocksDB's tickers
   // (kExceptHistogramOrTimers) shared by every instance of the store.

@@ -111,6 +111,104 @@ TEST(WalCap, OneShardIsNotFlushedWholeBelowItsBudget) {
   }
 }
 
+// At the cap RocksDB switches out every family with data in the oldest WAL
+// file at once: with tenants written round-robin, most of the shard's
+// (decision 0070). Those memtables hold at most what the WAL does, so the
+// flush backlog's default bound, at least the cap (up to the budget), takes
+// the switch without holding the writers; at half the budget (the default
+// before 0070, the second store here) every such switch made them wait
+// (1.1-2 s at 100 active tenants in the benchmark).
+TEST(WalCap, ASwitchAtTheCapDoesNotHoldTheWriters) {
+  for (const bool old_bound : {false, true}) {
+    SCOPED_TRACE(old_bound ? "bound: half the budget" : "bound: the default");
+    testutil::TempDir tmp;
+    Options o = testutil::DefaultOptions(tmp.Sub("keys"));
+    o.write_buffer_budget_bytes = 128u << 20;  // one shard: a cap of 128 MiB
+    o.write_buffer_bytes = 8u << 20;
+    o.sync_writes = false;
+    o.dictionary_training_calls = 0;
+    if (old_bound) o.flush_backlog_bytes = 64u << 20;
+    FlushReasons reasons;
+    o.logger = [&](LogLevel, std::string_view source, std::string_view message) {
+      if (source.rfind("rocksdb:shard-", 0) == 0) reasons.Note(message);
+    };
+    auto opened = Store::Open(o, tmp.Sub("db"));
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    Store& store = **opened;
+    constexpr int kTenants = 60;
+    for (int t = 0; t < kTenants; ++t) {
+      ASSERT_TRUE(store.CreateTenant({.tenant_id = "t" + std::to_string(t)}).ok());
+    }
+    uint64_t written = 0;
+    int n = 0;
+    for (; written < (200u << 20); ++n) {
+      Call c = BigCall("c" + std::to_string(n), 1700000000000000 + n, static_cast<uint32_t>(n));
+      for (const auto& s : c.transcript) written += s.text.size();
+      auto r = store.PutCall("t" + std::to_string(n % kTenants), c);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+    }
+    auto st = store.Stats();
+    ASSERT_TRUE(st.ok());
+    ASSERT_EQ(st->shards.size(), 1u);
+    EXPECT_EQ(st->memory.flush_backlog_limit, old_bound ? (64u << 20) : (128u << 20));
+    // The switch this is about happened.
+    EXPECT_GT(reasons.Count("WAL Full"), kTenants / 2) << "flushes by reason: " << reasons.Describe();
+    if (old_bound) {
+      EXPECT_GT(st->memory.flush_backlog_waits, 0u) << "the control case did not wait";
+    } else {
+      EXPECT_EQ(st->memory.flush_backlog_waits, 0u)
+          << st->memory.flush_backlog_wait_micros << " us; flushes by reason: " << reasons.Describe();
+    }
+    for (int i = 0; i < n; i += 97) {
+      auto got = store.GetCall("t" + std::to_string(i % kTenants), "c" + std::to_string(i));
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+    }
+  }
+}
+
+// The backlog's default bound follows the cap as the store grows: the
+// whole budget for one shard, the cap's floor (128 MiB, above half of this
+// budget) once there are three; an explicit Options::flush_backlog_bytes
+// stays as set.
+TEST(WalCap, TheBacklogBoundFollowsTheCap) {
+  testutil::TempDir tmp;
+  Options o = testutil::DefaultOptions(tmp.Sub("keys"));
+  o.write_buffer_budget_bytes = 192u << 20;
+  o.max_tenants_per_shard = 1;
+  const std::string db = tmp.Sub("db");
+  auto bound = [](Store& s) {
+    auto st = s.Stats();
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st.ok() ? st->memory.flush_backlog_limit : 0;
+  };
+  {
+    auto opened = Store::Open(o, db);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    EXPECT_EQ(bound(**opened), 192u << 20) << "no shard yet: sized for one";
+    ASSERT_TRUE((*opened)->CreateTenant({.tenant_id = "t0"}).ok());
+    EXPECT_EQ(bound(**opened), 192u << 20) << "one shard: the budget";
+    ASSERT_TRUE((*opened)->CreateTenant({.tenant_id = "t1"}).ok());
+    ASSERT_TRUE((*opened)->CreateTenant({.tenant_id = "t2"}).ok());
+    EXPECT_EQ(bound(**opened), 128u << 20) << "three shards: the cap (its floor), above half the budget";
+  }
+  o.create_if_missing = false;
+  {
+    auto reopened = Store::Open(o, db);
+    ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+    EXPECT_EQ(bound(**reopened), 128u << 20);
+  }
+  o.write_buffer_budget_bytes = 1u << 30;  // 3 shards: a cap of ~341 MiB, below half
+  {
+    auto reopened = Store::Open(o, db);
+    ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+    EXPECT_EQ(bound(**reopened), 512u << 20);
+  }
+  o.flush_backlog_bytes = 3u << 20;
+  auto reopened = Store::Open(o, db);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(bound(**reopened), 3u << 20) << "set by the option";
+}
+
 // max_total_wal_size in an instance's newest OPTIONS file (RocksDB writes
 // one at every open and every SetDBOptions).
 uint64_t WalCapInOptions(const std::string& dir) {

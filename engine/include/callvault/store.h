@@ -155,8 +155,11 @@ struct Options {
   // (docs/decisions/0066). A wait ends when the flushes bring the backlog
   // under it, or gives up once the backlog has not fallen for a second (a
   // failed or hung flush, or readers pinning flushed memtables); writers
-  // then pass for ten seconds (StoreStats::memory.flush_backlog_gave_up). 0 = half of
-  // write_buffer_budget_bytes; SIZE_MAX = writers never wait. Default: 0.
+  // then pass for ten seconds (StoreStats::memory.flush_backlog_gave_up).
+  // 0 = half of write_buffer_budget_bytes, or each shard's WAL cap if that
+  // is more, up to the whole budget (a store of one shard: the budget; at
+  // the cap RocksDB switches out most of a shard's memtables at once,
+  // docs/decisions/0070); SIZE_MAX = writers never wait. Default: 0.
   size_t flush_backlog_bytes = 0;
   // Once a tenant holds this many calls, a zstd dictionary is trained from
   // that tenant's own records (sealed, stored in the tenant's column family,
