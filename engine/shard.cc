@@ -944,6 +944,35 @@ void FlushBacklog::OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) 
   cv_.notify_all();
 }
 
+void SharedResources::AddFailedInstance(rocksdb::DB* db) const {
+  std::lock_guard<std::mutex> l(failed_mu);
+  if (failed_instances.emplace(db, UINT64_MAX).second) ++failed_instance_count;
+}
+
+void SharedResources::RemoveFailedInstance(rocksdb::DB* db) const {
+  std::lock_guard<std::mutex> l(failed_mu);
+  if (failed_instances.erase(db) > 0) --failed_instance_count;
+}
+
+uint64_t SharedResources::FailedInstancesBacklog() const {
+  if (failed_instance_count.load(std::memory_order_relaxed) == 0) return 0;
+  std::lock_guard<std::mutex> l(failed_mu);
+  uint64_t total = 0;
+  for (auto& [db, cap] : failed_instances) {
+    // Every memtable less the mutable ones: queued (their flush failed and
+    // is not retried, decision 0014's ErrorFlag) or pinned by a reader.
+    uint64_t all = 0, active = 0;
+    if (!db->GetAggregatedIntProperty(rocksdb::DB::Properties::kSizeAllMemTables, &all) ||
+        !db->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeActiveMemTable, &active)) {
+      continue;
+    }
+    const uint64_t stuck = all > active ? all - active : 0;
+    if (cap == UINT64_MAX) cap = stuck;
+    total += std::min(stuck, cap);
+  }
+  return total;
+}
+
 uint64_t AllocatorFreeBytes() {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
   return mallinfo2().fordblks;
@@ -991,6 +1020,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
       r->write_buffer_manager,
       FlushBacklogLimit(options.flush_backlog_bytes, options.write_buffer_budget_bytes,
                         WalCapBytes(options.write_buffer_budget_bytes, 1)));
+  r->flush_backlog->set_excluded([res = r.get()] { return res->FailedInstancesBacklog(); });
   d.listeners.push_back(r->flush_backlog);
   d.statistics = r->statistics;
   // Its periodic dump of the statistics into the info log: off (Metrics()
@@ -1263,6 +1293,7 @@ Result<std::unique_ptr<Shard>> Shard::OpenOnce(uint32_t index, const std::string
     return Damaged(index, fsutil::FromRocks(s, "shard " + std::to_string(index) + ": open"));
   }
   shard->db_.reset(db);
+  if (!read_only) shard->error_->SetDb(db);  // a failure from now on is the store's to know
   if (!table_damage.empty()) {
     std::vector<rocksdb::LiveFileMetaData> live;
     db->GetLiveFilesMetaData(&live);
@@ -1385,6 +1416,7 @@ Status Shard::Close() {
     synced_ok = synced.ok();
     keep(std::move(synced));
   }
+  error_->SetDb(nullptr);  // no longer one of the store's failed instances
   for (auto& [n, h] : families_) {
     keep(fsutil::FromRocks(db_->DestroyColumnFamilyHandle(h), name + "destroy column family handle"));
   }

@@ -262,12 +262,19 @@ class FlushBacklog : public rocksdb::EventListener {
   // within the bound.
   void Wait();
   void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) override;
-  // Memtables switched out and not freed yet: queued, being flushed (or
-  // failed to), or flushed and still pinned by a reader.
+  // Memtables switched out and not freed yet: queued, being flushed, or
+  // flushed and still pinned by a reader; without those of instances in
+  // RocksDB's background-error state (`set_excluded`).
   uint64_t backlog() const {
     const size_t used = wbm_->memory_usage(), active = wbm_->mutable_memtable_memory_usage();
-    return used > active ? used - active : 0;
+    const uint64_t switched = used > active ? used - active : 0;
+    const uint64_t excluded = excluded_ ? excluded_() : 0;
+    return switched > excluded ? switched - excluded : 0;
   }
+  // What backlog() leaves out: the switched-out memtables of failed
+  // instances, which no flush frees until the store is reopened (decision
+  // 0071). REQUIRES: before the first Wait.
+  void set_excluded(std::function<uint64_t()> excluded) { excluded_ = std::move(excluded); }
   size_t limit() const { return limit_.load(std::memory_order_relaxed); }
   // When the store's shards change its WAL cap (FlushBacklogLimit).
   void SetLimit(size_t limit) { limit_.store(limit, std::memory_order_relaxed); }
@@ -286,6 +293,7 @@ class FlushBacklog : public rocksdb::EventListener {
 
  private:
   const std::shared_ptr<rocksdb::WriteBufferManager> wbm_;
+  std::function<uint64_t()> excluded_;
   std::atomic<size_t> limit_;
   const std::chrono::milliseconds patience_, rearm_;
   std::mutex mu_;
@@ -353,6 +361,18 @@ struct SharedResources {
   // FlushBacklogLimit).
   size_t flush_backlog_option = 0;
 
+  // Writable shards in RocksDB's background-error state (ErrorFlag): their
+  // switched-out memtables stay until the store is reopened, so the flush
+  // backlog leaves them out (decision 0071), up to what they held when
+  // first seen failed (an instance that still takes writes after a soft
+  // error, and switches more, counts again beyond that).
+  void AddFailedInstance(rocksdb::DB* db) const;
+  void RemoveFailedInstance(rocksdb::DB* db) const;
+  uint64_t FailedInstancesBacklog() const;
+  mutable std::mutex failed_mu;
+  mutable std::map<rocksdb::DB*, uint64_t> failed_instances;  // GUARDED_BY(failed_mu); cap, or UINT64_MAX until seen
+  mutable std::atomic<size_t> failed_instance_count{0};
+
   // Store::Metrics: the operations' recorder, and RocksDB's tickers
   // (kExceptHistogramOrTimers) shared by every instance of the store.
   mutable metrics::Recorder metrics;
@@ -409,7 +429,11 @@ class ErrorFlag : public rocksdb::EventListener {
       *s = rocksdb::Status::OK();  // the family is marked damaged instead
       return;
     }
-    failed_.store(true);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      failed_.store(true);
+      if (db_ != nullptr && res_ != nullptr) res_->AddFailedInstance(db_);
+    }
     if (errors_ != nullptr) errors_->fetch_add(1, std::memory_order_relaxed);
     if (res_ != nullptr) {
       res_->Log(LogLevel::kError, source_ + ": RocksDB background error (" +
@@ -447,6 +471,15 @@ class ErrorFlag : public rocksdb::EventListener {
     if (auto_recovery != nullptr) *auto_recovery = false;
   }
   bool failed() const { return failed_.load(); }
+  // The instance once open, nullptr before it closes: while set, a failure
+  // registers it with the store's resources (AddFailedInstance), and
+  // clearing it removes it again. Writable shards only.
+  void SetDb(rocksdb::DB* db) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (db == nullptr && db_ != nullptr && res_ != nullptr) res_->RemoveFailedInstance(db_);
+    db_ = db;
+    if (db_ != nullptr && failed_.load() && res_ != nullptr) res_->AddFailedInstance(db_);
+  }
   // Families whose compaction met a corruption since the last call, with
   // RocksDB's message.
   std::map<std::string, std::string> TakeDamagedFamilies() {
@@ -462,6 +495,7 @@ class ErrorFlag : public rocksdb::EventListener {
   std::atomic<bool> failed_{false};
   std::mutex mu_;
   std::map<std::string, std::string> damaged_;  // GUARDED_BY(mu_)
+  rocksdb::DB* db_ = nullptr;                   // GUARDED_BY(mu_)
 };
 
 // Damage found by the open: the WAL scan's (engine/wal_scan.h), with the

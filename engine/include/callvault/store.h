@@ -152,9 +152,11 @@ struct Options {
   // Writers wait, before they take any lock, while the memtables switched
   // out and queued for a flush hold more than this, so that the memtables
   // stay near write_buffer_budget_bytes when writes outrun the flushes
-  // (docs/decisions/0066). A wait ends when the flushes bring the backlog
-  // under it, or gives up once the backlog has not fallen for a second (a
-  // failed or hung flush, or readers pinning flushed memtables); writers
+  // (docs/decisions/0066). A shard in RocksDB's background-error state
+  // (a failed flush) keeps its memtables until the store is reopened: they
+  // are not counted (decision 0071). A wait ends when the flushes bring the
+  // backlog under it, or gives up once the backlog has not fallen for a
+  // second (a hung flush, or readers pinning flushed memtables); writers
   // then pass for ten seconds (StoreStats::memory.flush_backlog_gave_up).
   // 0 = half of write_buffer_budget_bytes, or each shard's WAL cap if that
   // is more, up to the whole budget (a store of one shard: the budget; at
@@ -626,7 +628,8 @@ struct StoreStats {
     uint64_t allocator_free_bytes = 0;
     uint64_t heap_trims = 0;
     // Memtables switched out and not yet freed (queued for a flush, being
-    // flushed, or pinned by a reader), beside Options::flush_backlog_bytes;
+    // flushed, or pinned by a reader), but for those of failed shards
+    // (decision 0071), beside Options::flush_backlog_bytes;
     // since open, the writes that waited for it, their time waiting, and
     // the waits that gave up, the backlog not falling for a second (decision 0066).
     uint64_t flush_backlog_bytes = 0, flush_backlog_limit = 0;
