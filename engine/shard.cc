@@ -30,6 +30,12 @@ namespace callvault {
 
 namespace {
 
+// RocksDB's OPTIONS files (its OptionsFileName, TempOptionsFileName):
+// OPTIONS-NNNNNN, written as OPTIONS-NNNNNN.dbtmp and renamed. Refused by
+// CloseCheckFS and removed at a writable open unless kept (decision 0069).
+constexpr std::string_view kOptionsFilePrefix = "OPTIONS-";
+constexpr std::string_view kTempFileSuffix = ".dbtmp";
+
 // MANIFEST edits are appended, and a new MANIFEST (the whole state) is
 // started past this size and at every writable open. Every sync of a
 // MANIFEST records its synced length in MANIFEST_SYNCED, so that an open
@@ -356,7 +362,7 @@ void RemoveStaleOptionsFiles(const SharedResources& res, const std::string& dir,
   std::vector<std::string> children;
   if (!fs->GetChildren(dir, rocksdb::IOOptions(), &children, nullptr).ok()) return;
   for (const auto& name : children) {
-    if (name.rfind("OPTIONS-", 0) != 0) continue;
+    if (name.rfind(kOptionsFilePrefix, 0) != 0) continue;
     bool is_dir = false;
     if (fs->IsDirectory(dir + "/" + name, rocksdb::IOOptions(), &is_dir, nullptr).ok() && is_dir) {
       continue;
@@ -598,8 +604,9 @@ rocksdb::IOStatus CloseCheckFS::NewWritableFile(const std::string& f, const rock
   // name only: CURRENT and IDENTITY go through <dir>/NNNNNN.dbtmp too, and a
   // directory on the store's path may be called OPTIONS-something.
   const std::string_view base = std::string_view(f).substr(f.rfind('/') + 1);
-  if (refuse_options_files_ && base.size() > 14 && base.rfind("OPTIONS-", 0) == 0 &&
-      base.compare(base.size() - 6, 6, ".dbtmp") == 0) {
+  if (refuse_options_files_ && base.size() > kOptionsFilePrefix.size() + kTempFileSuffix.size() &&
+      base.rfind(kOptionsFilePrefix, 0) == 0 &&
+      base.compare(base.size() - kTempFileSuffix.size(), kTempFileSuffix.size(), kTempFileSuffix) == 0) {
     return rocksdb::IOStatus::NotSupported(std::string(kOptionsFileRefused));
   }
   rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
@@ -847,9 +854,9 @@ int FlushThreads(const Options& options) {
   return std::max(2, options.background_threads / 2);
 }
 
-size_t FlushBacklogLimit(size_t option, size_t budget, uint64_t wal_cap) {
+size_t FlushBacklogLimit(size_t option, size_t budget, uint32_t shards) {
   if (option > 0) return option;
-  return std::max<size_t>(budget / 2, static_cast<size_t>(std::min<uint64_t>(budget, wal_cap)));
+  return shards <= 1 ? budget : budget / 2;
 }
 
 uint32_t MaxShardsForLimit(uint64_t limit) {
@@ -944,32 +951,44 @@ void FlushBacklog::OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo&) 
   cv_.notify_all();
 }
 
-void SharedResources::AddFailedInstance(rocksdb::DB* db) const {
+void SharedResources::AddFailedInstance(rocksdb::DB* db, bool hard) const {
   std::lock_guard<std::mutex> l(failed_mu);
-  if (failed_instances.emplace(db, UINT64_MAX).second) ++failed_instance_count;
+  auto [it, added] = failed_instances.emplace(db, FailedInstance{});
+  it->second.hard = it->second.hard || hard;
+  if (added) ++failed_instance_count;
+  failed_backlog_at.store(0, std::memory_order_relaxed);
 }
 
 void SharedResources::RemoveFailedInstance(rocksdb::DB* db) const {
   std::lock_guard<std::mutex> l(failed_mu);
   if (failed_instances.erase(db) > 0) --failed_instance_count;
+  failed_backlog_at.store(0, std::memory_order_relaxed);
 }
 
 uint64_t SharedResources::FailedInstancesBacklog() const {
   if (failed_instance_count.load(std::memory_order_relaxed) == 0) return 0;
-  std::lock_guard<std::mutex> l(failed_mu);
+  const int64_t now = SteadyMicros(std::chrono::steady_clock::now());
+  const int64_t at = failed_backlog_at.load(std::memory_order_relaxed);
+  if (at != 0 && now - at < 100000) return failed_backlog.load(std::memory_order_relaxed);
+  // One writer recomputes; the others take the last figure meanwhile.
+  std::unique_lock<std::mutex> l(failed_mu, std::try_to_lock);
+  if (!l.owns_lock()) return failed_backlog.load(std::memory_order_relaxed);
   uint64_t total = 0;
-  for (auto& [db, cap] : failed_instances) {
+  for (auto& [db, f] : failed_instances) {
     // Every memtable less the mutable ones: queued (their flush failed and
-    // is not retried, decision 0014's ErrorFlag) or pinned by a reader.
+    // is not retried: ErrorFlag turns RocksDB's resume off) or pinned by a
+    // reader.
     uint64_t all = 0, active = 0;
     if (!db->GetAggregatedIntProperty(rocksdb::DB::Properties::kSizeAllMemTables, &all) ||
         !db->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeActiveMemTable, &active)) {
       continue;
     }
     const uint64_t stuck = all > active ? all - active : 0;
-    if (cap == UINT64_MAX) cap = stuck;
-    total += std::min(stuck, cap);
+    if (f.cap == UINT64_MAX) f.cap = stuck;
+    total += f.hard ? stuck : std::min(stuck, f.cap);
   }
+  failed_backlog.store(total, std::memory_order_relaxed);
+  failed_backlog_at.store(now, std::memory_order_relaxed);
   return total;
 }
 
@@ -1018,8 +1037,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->flush_backlog_option = options.flush_backlog_bytes;
   r->flush_backlog = std::make_shared<FlushBacklog>(
       r->write_buffer_manager,
-      FlushBacklogLimit(options.flush_backlog_bytes, options.write_buffer_budget_bytes,
-                        WalCapBytes(options.write_buffer_budget_bytes, 1)));
+      FlushBacklogLimit(options.flush_backlog_bytes, options.write_buffer_budget_bytes, 1));
   r->flush_backlog->set_excluded([res = r.get()] { return res->FailedInstancesBacklog(); });
   d.listeners.push_back(r->flush_backlog);
   d.statistics = r->statistics;

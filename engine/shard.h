@@ -191,13 +191,15 @@ int OpenFilesPerInstance(uint64_t limit, uint32_t shards);
 uint64_t WalCapBytes(uint64_t write_buffer_budget, uint32_t shards);
 // RocksDB's flush pool (Options::flush_threads; 0 = the default).
 int FlushThreads(const Options& options);
-// FlushBacklog's bound: Options::flush_backlog_bytes `option` if set,
-// else half the memtable budget, or one shard's WAL cap `wal_cap` if that is
-// more (up to the budget): at the cap RocksDB switches out at once every
-// family of the shard with data in its oldest WAL file, memtables holding
-// up to what the WAL does, and a bound below that made every such switch
-// hold the writers (decision 0070).
-size_t FlushBacklogLimit(size_t option, size_t budget, uint64_t wal_cap);
+// FlushBacklog's bound: Options::flush_backlog_bytes `option` if set, else
+// the whole memtable budget for a store of one shard (`shards` <= 1) and
+// half of it for more (decision 0070). One shard's WAL cap is the budget
+// (or more, at its 128 MiB floor), and at the cap RocksDB switches out at
+// once every family with data in the oldest WAL file: memtables holding up
+// to what the WAL does, the budget's worth; a bound below that made every
+// such switch hold the writers. With more shards a shard's memtables hold
+// its share of the budget, at most half.
+size_t FlushBacklogLimit(size_t option, size_t budget, uint32_t shards);
 // The most shards OpenFilesPerInstance gives a budget for at `limit`.
 uint32_t MaxShardsForLimit(uint64_t limit);
 // The least limit at which OpenFilesPerInstance gives `shards` a budget.
@@ -366,12 +368,24 @@ struct SharedResources {
   // backlog leaves them out (decision 0071), up to what they held when
   // first seen failed (an instance that still takes writes after a soft
   // error, and switches more, counts again beyond that).
-  void AddFailedInstance(rocksdb::DB* db) const;
+  // `hard`: RocksDB refuses the instance's writes (severity kHardError or
+  // worse), so nothing more is switched out by writes; all of what it
+  // holds is left out, without the cap (a manual flush still switches).
+  void AddFailedInstance(rocksdb::DB* db, bool hard) const;
   void RemoveFailedInstance(rocksdb::DB* db) const;
+  // Recomputed at most every 100 ms (writers read the last figure: no lock,
+  // no RocksDB call per write), and at once after an instance is added or
+  // removed.
   uint64_t FailedInstancesBacklog() const;
+  struct FailedInstance {
+    bool hard = false;
+    uint64_t cap = UINT64_MAX;  // until first seen
+  };
   mutable std::mutex failed_mu;
-  mutable std::map<rocksdb::DB*, uint64_t> failed_instances;  // GUARDED_BY(failed_mu); cap, or UINT64_MAX until seen
+  mutable std::map<rocksdb::DB*, FailedInstance> failed_instances;  // GUARDED_BY(failed_mu)
   mutable std::atomic<size_t> failed_instance_count{0};
+  mutable std::atomic<uint64_t> failed_backlog{0};
+  mutable std::atomic<int64_t> failed_backlog_at{0};  // steady µs; 0 = stale
 
   // Store::Metrics: the operations' recorder, and RocksDB's tickers
   // (kExceptHistogramOrTimers) shared by every instance of the store.
@@ -429,10 +443,20 @@ class ErrorFlag : public rocksdb::EventListener {
       *s = rocksdb::Status::OK();  // the family is marked damaged instead
       return;
     }
+    // RocksDB 7.8 reports a retryable I/O error of a compaction with no
+    // severity and does not stop the instance ("Compaction will schedule by
+    // itself"): its memtables still flush, so they stay in the backlog.
+    const bool stops = !(reason == rocksdb::BackgroundErrorReason::kCompaction &&
+                         s->severity() == rocksdb::Status::Severity::kNoError);
+    const bool hard = s->severity() >= rocksdb::Status::Severity::kHardError;
     {
       std::lock_guard<std::mutex> l(mu_);
       failed_.store(true);
-      if (db_ != nullptr && res_ != nullptr) res_->AddFailedInstance(db_);
+      if (stops) {
+        failing_ = true;
+        hard_ = hard_ || hard;
+        if (db_ != nullptr && res_ != nullptr) res_->AddFailedInstance(db_, hard_);
+      }
     }
     if (errors_ != nullptr) errors_->fetch_add(1, std::memory_order_relaxed);
     if (res_ != nullptr) {
@@ -478,7 +502,7 @@ class ErrorFlag : public rocksdb::EventListener {
     std::lock_guard<std::mutex> l(mu_);
     if (db == nullptr && db_ != nullptr && res_ != nullptr) res_->RemoveFailedInstance(db_);
     db_ = db;
-    if (db_ != nullptr && failed_.load() && res_ != nullptr) res_->AddFailedInstance(db_);
+    if (db_ != nullptr && failing_ && res_ != nullptr) res_->AddFailedInstance(db_, hard_);
   }
   // Families whose compaction met a corruption since the last call, with
   // RocksDB's message.
@@ -496,6 +520,7 @@ class ErrorFlag : public rocksdb::EventListener {
   std::mutex mu_;
   std::map<std::string, std::string> damaged_;  // GUARDED_BY(mu_)
   rocksdb::DB* db_ = nullptr;                   // GUARDED_BY(mu_)
+  bool failing_ = false, hard_ = false;         // GUARDED_BY(mu_): AddFailedInstance's
 };
 
 // Damage found by the open: the WAL scan's (engine/wal_scan.h), with the
@@ -626,6 +651,9 @@ class Shard {
   Status FlushAll();
   // Syncs every live WAL (SyncWal above).
   Status SyncWal();
+  // In RocksDB's background-error state (ErrorFlag): writes and flushes of
+  // it fail until the store is reopened.
+  bool failed() const { return error_->failed(); }
   // Options::defer_compression: writers seal call records uncompressed.
   bool defer_compression() const { return res_->defer_compression; }
   // Options::recording_ingest: recording writers seal their chunks into a

@@ -1405,7 +1405,7 @@ Status Store::Impl::SizeOpenFiles(uint32_t shards, std::string_view doing) {
   res_->open_files_per_instance = each;
   res_->wal_cap_bytes = wal_cap;
   res_->flush_backlog->SetLimit(FlushBacklogLimit(
-      res_->flush_backlog_option, res_->write_buffer_manager->buffer_size(), wal_cap));
+      res_->flush_backlog_option, res_->write_buffer_manager->buffer_size(), plan));
   res_->planned_shards = plan;
   return Status::OK();
 }

@@ -158,10 +158,10 @@ struct Options {
   // backlog under it, or gives up once the backlog has not fallen for a
   // second (a hung flush, or readers pinning flushed memtables); writers
   // then pass for ten seconds (StoreStats::memory.flush_backlog_gave_up).
-  // 0 = half of write_buffer_budget_bytes, or each shard's WAL cap if that
-  // is more, up to the whole budget (a store of one shard: the budget; at
-  // the cap RocksDB switches out most of a shard's memtables at once,
-  // docs/decisions/0070); SIZE_MAX = writers never wait. Default: 0.
+  // 0 = half of write_buffer_budget_bytes, or all of it while the store
+  // has one shard (whose WAL cap is the budget: at the cap RocksDB switches
+  // out most of the shard's memtables at once, docs/decisions/0070);
+  // SIZE_MAX = writers never wait. Default: 0.
   size_t flush_backlog_bytes = 0;
   // Once a tenant holds this many calls, a zstd dictionary is trained from
   // that tenant's own records (sealed, stored in the tenant's column family,
@@ -1106,7 +1106,10 @@ class Store {
   Status RemoveMovePeer(std::string_view peer);
   // The trusted sources' identities, in the order they were trusted.
   Result<std::vector<std::string>> ListMovePeers();
-  // Flushes memtables of every shard to SST files.
+  // Flushes memtables of every shard to SST files. A shard in RocksDB's
+  // background-error state is not touched (its memtables stay until the
+  // store is reopened, decision 0071): the others are flushed and kIOError
+  // names it.
   Status Flush();
   // Full compaction of every column family of every shard.
   Status CompactAll();
