@@ -278,7 +278,7 @@ class FlushBacklog : public rocksdb::EventListener {
   // 0071). REQUIRES: before the first Wait.
   void set_excluded(std::function<uint64_t()> excluded) { excluded_ = std::move(excluded); }
   size_t limit() const { return limit_.load(std::memory_order_relaxed); }
-  // When the store's shards change its WAL cap (FlushBacklogLimit).
+  // When the store sizes itself for more shards (FlushBacklogLimit).
   void SetLimit(size_t limit) { limit_.store(limit, std::memory_order_relaxed); }
   uint64_t waits() const { return waits_.load(std::memory_order_relaxed); }
   uint64_t wait_micros() const { return wait_micros_.load(std::memory_order_relaxed); }
@@ -359,18 +359,17 @@ struct SharedResources {
   // max_total_wal_size of each writable instance, for `planned_shards`
   // (WalCapBytes); set with it.
   std::atomic<uint64_t> wal_cap_bytes{0};
-  // Options::flush_backlog_bytes (0: the bound follows wal_cap_bytes,
+  // Options::flush_backlog_bytes (0: the bound follows the shard count,
   // FlushBacklogLimit).
   size_t flush_backlog_option = 0;
 
   // Writable shards in RocksDB's background-error state (ErrorFlag): their
   // switched-out memtables stay until the store is reopened, so the flush
-  // backlog leaves them out (decision 0071), up to what they held when
-  // first seen failed (an instance that still takes writes after a soft
-  // error, and switches more, counts again beyond that).
-  // `hard`: RocksDB refuses the instance's writes (severity kHardError or
-  // worse), so nothing more is switched out by writes; all of what it
-  // holds is left out, without the cap (a manual flush still switches).
+  // backlog leaves them out (decision 0071). `hard`: RocksDB refuses the
+  // instance's writes (severity kHardError or worse), and all of what it
+  // holds is left out; otherwise up to what it held when first seen failed
+  // (an instance that still takes writes after a soft error, and switches
+  // more out, counts again beyond that).
   void AddFailedInstance(rocksdb::DB* db, bool hard) const;
   void RemoveFailedInstance(rocksdb::DB* db) const;
   // Recomputed at most every 100 ms (writers read the last figure: no lock,
