@@ -1032,8 +1032,8 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   d.write_buffer_manager = r->write_buffer_manager;
   r->heap_trimmer = std::make_shared<HeapTrimmer>(r->write_buffer_manager, options.heap_trim_step_bytes);
   d.listeners.push_back(r->heap_trimmer);
-  // Sized for one shard's WAL cap until the store knows how many it has
-  // (SizeOpenFiles sets both again).
+  // Sized for one shard until the store knows how many it has
+  // (SizeOpenFiles sets it again, with the WAL cap).
   r->flush_backlog_option = options.flush_backlog_bytes;
   r->flush_backlog = std::make_shared<FlushBacklog>(
       r->write_buffer_manager,
