@@ -1,9 +1,12 @@
 #include "engine/crypto.h"
 #include "engine/metrics_internal.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <cstring>
 
 namespace callvault::crypto {
 
@@ -40,47 +43,172 @@ const unsigned char* U(std::string_view s) {
 }
 }  // namespace
 
+static_assert(kAeadNonceBytes == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+static_assert(kAeadTagBytes == crypto_aead_xchacha20poly1305_ietf_ABYTES);
+static_assert(kKeyBytes == crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+
+namespace {
+
+std::atomic<AeadImpl> g_aead_impl{AeadImpl::kBySize};
+
+// OpenSSL's ChaCha20-Poly1305 (RFC 8439), fetched once: an implicit fetch
+// at every EVP init costs a lookup under a lock. nullptr when the default
+// provider lacks it; libsodium does every message then.
+EVP_CIPHER* ChaChaPoly() {
+  static EVP_CIPHER* const cipher = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr);
+  return cipher;
+}
+
+bool UseOpenSsl(size_t n) {
+  switch (g_aead_impl.load(std::memory_order_relaxed)) {
+    case AeadImpl::kLibsodium:
+      return false;
+    case AeadImpl::kOpenSsl:
+      return ChaChaPoly() != nullptr;
+    case AeadImpl::kBySize:
+      break;
+  }
+  return n >= kAeadOpenSslFrom && ChaChaPoly() != nullptr;
+}
+
+// XChaCha20-Poly1305 is ChaCha20-Poly1305 (IETF, 12-byte nonce) under the
+// subkey HChaCha20(key, nonce[0, 16)) with the nonce 0^4 || nonce[16, 24)
+// (draft-irtf-cfrg-xchacha, libsodium's construction). One EVP context per
+// message: EVP_CIPHER_CTX_free wipes the key schedule it held, and the
+// subkey here is wiped before returning. The tag is checked by OpenSSL's
+// final call, after the plaintext is written: a caller sees it only on
+// success (AeadOpenTo wipes it otherwise).
+class EvpChaCha {
+ public:
+  EvpChaCha() : ctx_(EVP_CIPHER_CTX_new()) {}
+  ~EvpChaCha() {
+    EVP_CIPHER_CTX_free(ctx_);
+    sodium_memzero(subkey_, sizeof(subkey_));
+  }
+  EvpChaCha(const EvpChaCha&) = delete;
+  EvpChaCha& operator=(const EvpChaCha&) = delete;
+
+  // false: OpenSSL could not run it (allocation, provider); the caller
+  // uses libsodium for the same message.
+  bool Seal(unsigned char* out, const unsigned char* m, size_t n, std::string_view aad,
+            const unsigned char* nonce, const unsigned char* key) {
+    if (!Init(/*encrypt=*/1, nonce, key) || !Aad(aad)) return false;
+    if (!Crypt(out, m, n)) return false;
+    int len = 0;
+    return EVP_EncryptFinal_ex(ctx_, out + n, &len) == 1 && len == 0 &&
+           EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, kAeadTagBytes, out + n) == 1;
+  }
+  // kFailed: OpenSSL could not run it; kForged: the tag did not match.
+  enum class Opened { kOk, kForged, kFailed };
+  Opened Open(unsigned char* out, const unsigned char* c, size_t clen, std::string_view aad,
+              const unsigned char* nonce, const unsigned char* key) {
+    const size_t n = clen - kAeadTagBytes;
+    if (!Init(/*encrypt=*/0, nonce, key) || !Aad(aad) || !Crypt(out, c, n) ||
+        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, kAeadTagBytes,
+                            const_cast<unsigned char*>(c + n)) != 1) {
+      return Opened::kFailed;
+    }
+    int len = 0;
+    return EVP_DecryptFinal_ex(ctx_, out + n, &len) == 1 && len == 0 ? Opened::kOk : Opened::kForged;
+  }
+
+ private:
+  bool Init(int encrypt, const unsigned char* nonce, const unsigned char* key) {
+    if (ctx_ == nullptr) return false;
+    crypto_core_hchacha20(subkey_, nonce, key, nullptr);
+    unsigned char iv[12] = {0, 0, 0, 0};
+    std::memcpy(iv + 4, nonce + 16, 8);
+    return EVP_CipherInit_ex2(ctx_, ChaChaPoly(), subkey_, iv, encrypt, nullptr) == 1;
+  }
+  bool Aad(std::string_view aad) {
+    int len = 0;
+    return aad.empty() || EVP_CipherUpdate(ctx_, nullptr, &len, U(aad), static_cast<int>(aad.size())) == 1;
+  }
+  // EVP takes int lengths: a message is fed in pieces of at most 1 GiB.
+  bool Crypt(unsigned char* out, const unsigned char* in, size_t n) {
+    constexpr size_t kPiece = size_t{1} << 30;
+    for (size_t done = 0; done < n;) {
+      const size_t piece = std::min(kPiece, n - done);
+      int len = 0;
+      if (EVP_CipherUpdate(ctx_, out + done, &len, in + done, static_cast<int>(piece)) != 1 ||
+          static_cast<size_t>(len) != piece) {
+        return false;
+      }
+      done += piece;
+    }
+    return true;
+  }
+
+  EVP_CIPHER_CTX* const ctx_;
+  unsigned char subkey_[kKeyBytes];
+};
+
+}  // namespace
+
+void SetAeadImplForTesting(AeadImpl impl) { g_aead_impl.store(impl); }
+
+void AeadSealTo(unsigned char* out, const unsigned char* m, size_t n, std::string_view aad,
+                const unsigned char* nonce, const unsigned char* key) {
+  if (UseOpenSsl(n) && EvpChaCha().Seal(out, m, n, aad, nonce, key)) return;
+  unsigned long long clen = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(out, &clen, m, n, U(aad), aad.size(), nullptr, nonce, key);
+}
+
+bool AeadOpenTo(unsigned char* out, const unsigned char* c, size_t clen, std::string_view aad,
+                const unsigned char* nonce, const unsigned char* key) {
+  if (clen < kAeadTagBytes) return false;
+  const size_t n = clen - kAeadTagBytes;
+  if (UseOpenSsl(n)) {
+    switch (EvpChaCha().Open(out, c, clen, aad, nonce, key)) {
+      case EvpChaCha::Opened::kOk:
+        return true;
+      case EvpChaCha::Opened::kForged:
+        sodium_memzero(out, n);
+        return false;
+      case EvpChaCha::Opened::kFailed:
+        break;  // libsodium decides
+    }
+  }
+  unsigned long long mlen = 0;
+  // libsodium checks the tag first and zeroes `out` when it fails.
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &mlen, nullptr, c, clen, U(aad), aad.size(), nonce,
+                                                 key) != 0) {
+    sodium_memzero(out, n);
+    return false;
+  }
+  return true;
+}
+
 std::string AeadSeal(const SecretBytes& key, std::string_view nonce, std::string_view plaintext,
                      std::string_view aad) {
-  std::string out(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
-  unsigned long long n = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(out.data()), &n,
-                                             U(plaintext), plaintext.size(), U(aad), aad.size(),
-                                             nullptr, U(nonce), key.data());
-  out.resize(n);
+  std::string out(plaintext.size() + kAeadTagBytes, '\0');
+  AeadSealTo(reinterpret_cast<unsigned char*>(out.data()), U(plaintext), plaintext.size(), aad, U(nonce),
+             key.data());
   return out;
 }
 
 bool AeadOpen(const SecretBytes& key, std::string_view nonce, std::string_view ciphertext,
               std::string_view aad, std::string* out) {
-  if (ciphertext.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES ||
-      nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES || key.size() != kKeyBytes) {
+  if (ciphertext.size() < kAeadTagBytes || nonce.size() != kAeadNonceBytes || key.size() != kKeyBytes) {
     return false;
   }
-  out->resize(ciphertext.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES);
-  unsigned long long n = 0;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<unsigned char*>(out->data()), &n,
-                                                 nullptr, U(ciphertext), ciphertext.size(), U(aad),
-                                                 aad.size(), U(nonce), key.data()) != 0) {
+  out->resize(ciphertext.size() - kAeadTagBytes);
+  if (!AeadOpenTo(reinterpret_cast<unsigned char*>(out->data()), U(ciphertext), ciphertext.size(), aad,
+                  U(nonce), key.data())) {
     out->clear();
     metrics::CountAeadFailure();
     return false;
   }
-  out->resize(n);
   return true;
 }
 
 bool AeadOpenSecret(const SecretBytes& key, std::string_view nonce, std::string_view ciphertext,
                     std::string_view aad, SecretBytes* out) {
-  if (ciphertext.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES ||
-      nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES || key.size() != kKeyBytes) {
+  if (ciphertext.size() < kAeadTagBytes || nonce.size() != kAeadNonceBytes || key.size() != kKeyBytes) {
     return false;
   }
-  SecretBytes plain(ciphertext.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES);
-  unsigned long long n = 0;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &n, nullptr, U(ciphertext),
-                                                 ciphertext.size(), U(aad), aad.size(), U(nonce),
-                                                 key.data()) != 0) {
+  SecretBytes plain(ciphertext.size() - kAeadTagBytes);
+  if (!AeadOpenTo(plain.data(), U(ciphertext), ciphertext.size(), aad, U(nonce), key.data())) {
     metrics::CountAeadFailure();
     return false;
   }
@@ -90,12 +218,9 @@ bool AeadOpenSecret(const SecretBytes& key, std::string_view nonce, std::string_
 
 std::string AeadSealSecret(const SecretBytes& key, std::string_view nonce,
                            const SecretBytes& plaintext, std::string_view aad) {
-  std::string out(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
-  unsigned long long n = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(out.data()), &n,
-                                             plaintext.data(), plaintext.size(), U(aad),
-                                             aad.size(), nullptr, U(nonce), key.data());
-  out.resize(n);
+  std::string out(plaintext.size() + kAeadTagBytes, '\0');
+  AeadSealTo(reinterpret_cast<unsigned char*>(out.data()), plaintext.data(), plaintext.size(), aad,
+             U(nonce), key.data());
   return out;
 }
 

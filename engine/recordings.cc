@@ -771,11 +771,9 @@ class Writer final : public RecordingWriter {
       std::memcpy(value_.data(), stream_.material.data(), kPrefixBytes);
       unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
       ChunkNonce(stream_.material, next_chunk_, nonce);
-      crypto_aead_xchacha20poly1305_ietf_encrypt(
-          reinterpret_cast<unsigned char*>(value_.data() + kPrefixBytes), &clen,
-          reinterpret_cast<const unsigned char*>(buffer_.data()), buffer_.size(),
-          reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr, nonce, key_.data());
-      value_.resize(kPrefixBytes + clen);
+      crypto::AeadSealTo(reinterpret_cast<unsigned char*>(value_.data() + kPrefixBytes),
+                         reinterpret_cast<const unsigned char*>(buffer_.data()), buffer_.size(), ad, nonce,
+                         key_.data());
     }
     std::string key = format::RecordingChunkKey(names_.call_hash, names_.rec_hash, next_chunk_);
     if (pipeline_) {
@@ -900,16 +898,13 @@ Status OpenChunk(const TenantRef& t, const Names& n, const RecordingInfo& info, 
     }
     unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
     ChunkNonce(stream.material, i, nonce);
-    unsigned long long len = 0;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-            out, &len, nullptr, reinterpret_cast<const unsigned char*>(value.data() + kPrefixBytes),
-            value.size() - kPrefixBytes, reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nonce,
-            key.data()) != 0) {
+    if (!crypto::AeadOpenTo(out, reinterpret_cast<const unsigned char*>(value.data() + kPrefixBytes),
+                            value.size() - kPrefixBytes, ad, nonce, key.data())) {
       metrics::CountAeadFailure();
       return Status::Corruption("recording chunk " + std::to_string(i) +
                                 " failed authentication (tampered, moved, or from another recording)");
     }
-    *mlen = len;
+    *mlen = expect;
     return Status::OK();
   }
   if (value.size() < kStateNonceBytes + kStreamOverhead ||
@@ -1205,12 +1200,9 @@ Status CopyRecordingRekeyed(Store::Impl* store, const TenantRef& from, const Ten
     std::memcpy(value.data(), out_stream.material.data(), kPrefixBytes);
     unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
     ChunkNonce(out_stream.material, next, nonce);
-    unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(
-        reinterpret_cast<unsigned char*>(value.data() + kPrefixBytes), &clen,
-        reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size(),
-        reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr, nonce, out_key.data());
-    value.resize(kPrefixBytes + clen);
+    crypto::AeadSealTo(reinterpret_cast<unsigned char*>(value.data() + kPrefixBytes),
+                       reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size(), ad, nonce,
+                       out_key.data());
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
         to->shard->db()->Put(rocksdb::WriteOptions(), to->cf,
                              format::RecordingChunkKey(out.call_hash, out.rec_hash, next), value),
