@@ -31,14 +31,16 @@ test-tsan:
 # T7 (testing.md): purge under load for T7_SECONDS (default 120) under
 # ThreadSanitizer, and separately under AddressSanitizer + UBSan, as CI runs
 # them. Each builds only what it runs: under TSan concurrency_test,
-# metrics_test's concurrency case and tsan_filter_test, which proves
+# metrics_test's concurrency case, the recording writer's and reader's
+# threads (recording_test, recording_ingest_test's pipeline cases:
+# decision 0072) and tsan_filter_test, which proves
 # tests/crash/tsan_report_filter.cc reports a race of ours against RocksDB
 # (build/tsan); under ASan + UBSan concurrency_test's code linked against the
 # fuzz targets' instrumented engine (build/fuzz/fuzz/t7_asan_test: one
 # instrumented engine build serves both, docs/decisions/0037).
 T7_SECONDS ?= 120
 t7-tsan: t7-tsan-build
-	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test|metrics_concurrency_test)$$'
+	CALLVAULT_T7_SECONDS=$(T7_SECONDS) ctest --preset tsan -V -R '^(concurrency_test|tsan_filter_test|metrics_concurrency_test|recording_tsan_test|recording_pipeline_tsan_test)$$'
 
 t7-asan: t7-asan-build
 	CALLVAULT_T7_SECONDS=$(T7_SECONDS) build/fuzz/fuzz/t7_asan_test
@@ -46,7 +48,7 @@ t7-asan: t7-asan-build
 t7-tsan-build:
 	@./scripts/install-deps.sh sanitizers
 	@cmake --preset tsan >/dev/null
-	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test metrics_test
+	@cmake --build build/tsan -j2 --target concurrency_test tsan_filter_test metrics_test recording_test recording_ingest_test
 
 # The fuzz targets and t7_asan_test: one build of the instrumented engine.
 t7-asan-build:

@@ -938,16 +938,95 @@ Status OpenChunk(const TenantRef& t, const Names& n, const RecordingInfo& info, 
   return Status::OK();
 }
 
+// Fetches one chunk's stored value at a time on a thread of its own, so
+// that a read of several chunks overlaps fetching chunk i+1 (the table or
+// blob read and its copies) with opening chunk i (decision 0072). It only
+// reads bytes: the tenant reference it reads through and the slice it
+// fills are the caller's, who waits for the fetch before either goes.
+class ChunkFetcher {
+ public:
+  ChunkFetcher() = default;
+  ChunkFetcher(const ChunkFetcher&) = delete;
+  ChunkFetcher& operator=(const ChunkFetcher&) = delete;
+  // Waits for a fetch in flight, then ends the thread.
+  ~ChunkFetcher() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+      cv_.notify_all();
+    }
+    thread_.join();
+  }
+  // false if no thread could start: the caller fetches on its own thread.
+  bool Start() {
+    try {
+      thread_ = std::thread([this] { Loop(); });
+    } catch (const std::system_error&) {
+      return false;
+    }
+    return true;
+  }
+  // Starts fetching `key` of t's family into *value. REQUIRES: no fetch in
+  // flight; *t, *ro and *value live until Wait returns.
+  void Fetch(const TenantRef* t, const rocksdb::ReadOptions* ro, std::string key, rocksdb::PinnableSlice* value) {
+    std::lock_guard<std::mutex> l(mu_);
+    t_ = t;
+    ro_ = ro;
+    key_ = std::move(key);
+    value_ = value;
+    pending_ = true;
+    cv_.notify_all();
+  }
+  // The fetch's status, once it is done.
+  rocksdb::Status Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return !pending_; });
+    return status_;
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [this] { return pending_ || stop_; });
+      if (!pending_) return;  // stopped, nothing in flight
+      l.unlock();
+      rocksdb::Status s = (*t_)->shard->db()->Get(*ro_, (*t_)->cf, key_, value_);
+      l.lock();
+      status_ = std::move(s);
+      pending_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool pending_ = false;
+  bool stop_ = false;
+  const TenantRef* t_ = nullptr;
+  const rocksdb::ReadOptions* ro_ = nullptr;
+  std::string key_;
+  rocksdb::PinnableSlice* value_ = nullptr;
+  rocksdb::Status status_;
+};
+
 // Decrypts chunks overlapping [offset, offset + length) and passes the
-// bytes to `sink`, one chunk at a time: at most two sealed chunks and one
-// plaintext chunk (3 MiB) in memory, whatever the length. Re-acquires the
-// tenant per chunk: a purge is never held up by a long read, and one that
-// completes ends the read (kTenantPurged). With `held`, uses that tenant
-// reference throughout instead. `cf_generation`: the tenant's family
+// bytes to `sink`, one chunk at a time: at most three sealed chunks and
+// one plaintext chunk (4 MiB) in memory, whatever the length. Re-acquires
+// the tenant per chunk: a purge is never held up by a long read, and one
+// that completes ends the read (kTenantPurged). With `held`, uses that
+// tenant reference throughout instead. `cf_generation`: the tenant's family
 // generation the names and key were derived under (re-acquired reads
 // only): a key rotation in between (decision 0036) moves every chunk to
 // new names under a new key, and the read ends with kFailedPrecondition,
 // not with a "missing chunk" kCorruption that would look like tampering.
+//
+// A read of more than one chunk fetches chunk i+1 on a ChunkFetcher's
+// thread while this one opens chunk i and passes it on (decision 0072),
+// through the reference acquired for chunk i; chunk i+1 is passed on only
+// after the tenant is acquired again for it, as without the fetcher.
 Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view tenant_id,
                   const Names& n, const RecordingInfo& info, const Stream& stream,
                   const SecretBytes& key, uint64_t offset, uint64_t length,
@@ -971,14 +1050,15 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
       sodium_memzero(s->data(), s->size());
     }
   } wipe_msg{&msg};
-  // Two slices, used in turn: chunk i-1 stays pinned while chunk i is
-  // fetched. RocksDB 7.8.3 reads a blob into a fresh 1 MiB buffer and
-  // copies it into another it hands over; freeing the previous chunk
-  // before that left 2 MiB free at the top of the heap, which glibc gave
-  // back to the kernel (brk) and faulted in again, zeroed, on the next
-  // chunk: a quarter of a read's time (decision 0047). Held one chunk
-  // longer, the freed space stays below a live block and is reused.
-  rocksdb::PinnableSlice values[2];
+  // Three slices, used in turn: chunk i is opened from one while chunk
+  // i+1 is fetched into another, and chunk i-1 stays pinned in the third.
+  // RocksDB 7.8.3 reads a blob into a fresh 1 MiB buffer and copies it
+  // into another it hands over; freeing the previous chunk before that
+  // left 2 MiB free at the top of the heap, which glibc gave back to the
+  // kernel (brk) and faulted in again, zeroed, on the next chunk: a
+  // quarter of a read's time (decision 0047). Held one chunk longer, the
+  // freed space stays below a live block and is reused.
+  rocksdb::PinnableSlice values[3];
   // Each chunk is authenticated whole by its Poly1305 tag, a stronger check
   // than RocksDB's CRC32C of the blob, which Debian's portable RocksDB
   // computes with its table-driven code (about a third of a chunk read's
@@ -987,6 +1067,11 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
   rocksdb::ReadOptions ro;
   ro.verify_checksums = false;
   ro.fill_cache = false;
+  // Declared after what it reads through and into: destroyed (waiting for
+  // a fetch in flight) before them.
+  ChunkFetcher fetcher;
+  const bool prefetch = last > first && fetcher.Start();
+  rocksdb::Status fetched;  // the fetch of chunk i, when it is due
   for (uint32_t i = first; i <= last; ++i) {
     std::optional<TenantRef> acquired;
     if (held == nullptr) {
@@ -999,17 +1084,46 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
       acquired.emplace(std::move(r));
     }
     const TenantRef& t = held ? *held : *acquired;
-    rocksdb::PinnableSlice& value = values[i & 1];
-    value.Reset();
-    rocksdb::Status s = t->shard->db()->Get(ro, t->cf, format::RecordingChunkKey(n.call_hash, n.rec_hash, i), &value);
-    if (s.IsNotFound()) return Status::Corruption("recording chunk " + std::to_string(i) + " is missing");
-    CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read recording chunk"));
+    rocksdb::PinnableSlice& value = values[i % 3];
+    if (i == first || !prefetch) {
+      value.Reset();
+      fetched = t->shard->db()->Get(ro, t->cf, format::RecordingChunkKey(n.call_hash, n.rec_hash, i), &value);
+    }
+    // The fetch reads through t: waited for before t is released, however
+    // this iteration ends.
+    struct InFlight {
+      ChunkFetcher* f = nullptr;
+      rocksdb::Status Wait() {
+        rocksdb::Status s = f->Wait();
+        f = nullptr;
+        return s;
+      }
+      ~InFlight() {
+        if (f != nullptr) f->Wait().PermitUncheckedError();
+      }
+    } in_flight;
+    if (prefetch && i < last) {
+      rocksdb::PinnableSlice& next = values[(i + 1) % 3];
+      next.Reset();
+      fetcher.Fetch(&t, &ro, format::RecordingChunkKey(n.call_hash, n.rec_hash, i + 1), &next);
+      in_flight.f = &fetcher;
+    }
+    Status s;
+    if (fetched.IsNotFound()) {
+      s = Status::Corruption("recording chunk " + std::to_string(i) + " is missing");
+    } else {
+      s = fsutil::FromRocks(fetched, "read recording chunk");
+    }
     uint64_t mlen = 0;
-    CV_RETURN_IF_ERROR(OpenChunk(t, n, info, stream, key, i, value.ToStringView(), &msg, &mlen));
-    const uint64_t chunk_start = uint64_t{i} * kRecordingChunkBytes;
-    const uint64_t from = std::max(offset, chunk_start) - chunk_start;
-    const uint64_t to = std::min<uint64_t>(end, chunk_start + mlen) - chunk_start;
-    CV_RETURN_IF_ERROR(sink(std::string_view(msg).substr(from, to - from)));
+    if (s.ok()) s = OpenChunk(t, n, info, stream, key, i, value.ToStringView(), &msg, &mlen);
+    if (s.ok()) {
+      const uint64_t chunk_start = uint64_t{i} * kRecordingChunkBytes;
+      const uint64_t from = std::max(offset, chunk_start) - chunk_start;
+      const uint64_t to = std::min<uint64_t>(end, chunk_start + mlen) - chunk_start;
+      s = sink(std::string_view(msg).substr(from, to - from));
+    }
+    if (in_flight.f != nullptr) fetched = in_flight.Wait();
+    CV_RETURN_IF_ERROR(s);
   }
   return Status::OK();
 }
