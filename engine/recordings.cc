@@ -302,10 +302,8 @@ class Writer final : public RecordingWriter {
     // A failed chunk of the worker is this call's error, even when this
     // call fills no chunk (without waiting for the chunk in flight).
     if (pipeline_ && broken_.ok()) CV_RETURN_IF_ERROR(PollWorkerError());
-    // Pipelined: the worker hashes each chunk's plaintext, in chunk order
-    // (the content, in order); the rest of the last chunk is hashed by
-    // Finish.
-    if (!pipeline_) sha_.Update(bytes);
+    // The content hash, in order, from the caller's bytes as they come.
+    sha_.Update(bytes);
     size_ += bytes.size();
     while (!bytes.empty()) {
       size_t take = std::min(bytes.size(), kRecordingChunkBytes - buffer_.size());
@@ -320,11 +318,9 @@ class Writer final : public RecordingWriter {
     if (done_) return Status::FailedPrecondition("recording writer already finished");
     RecordingInfo info;
     if (pipeline_) {
-      // The worker's chunks hashed (and in the file) first: sha_ is its
-      // until it is idle.
+      // The worker's chunks sealed and in the file first.
       if (broken_.ok()) CV_RETURN_IF_ERROR(TakeWorkerError());
       if (!broken_.ok()) return broken_;
-      sha_.Update(buffer_);
     }
     CV_RETURN_IF_ERROR(sha_.Final(&info.sha256));
     if (!spec_.expected_sha256.empty() && !crypto::ConstantTimeEquals(spec_.expected_sha256, info.sha256)) {
@@ -463,14 +459,16 @@ class Writer final : public RecordingWriter {
     for (Job& j : jobs_) sodium_memzero(j.plain.data(), j.plain.size());
   }
 
-  // The pipeline (Options::recording_pipeline, decision 0061): the caller's
-  // thread seals chunk N+1 while the worker hashes chunk N's plaintext and
-  // adds its sealed bytes to the table file (SstFileWriter::Put: the copy
-  // into the block, the XXH3 checksums, the write; at a file's end its
-  // synced Finish). At most kChunksInFlight chunks are handed over and not
-  // yet written: the caller waits for a free slot (two, so that a worker
-  // scheduled late on a busy machine does not stall the caller at every
-  // chunk). The worker takes them in order; it alone touches sha_, sst_,
+  // The pipeline (Options::recording_pipeline, decisions 0061 and 0072):
+  // the caller's thread hashes the content as it is appended and fills
+  // chunk N+1 while the worker seals chunk N (format 2; its associated
+  // data and index come with it, computed by the caller, which holds the
+  // tenant) and adds the sealed bytes to the table file (SstFileWriter::Put:
+  // the copy into the block, the XXH3 checksums, the write; at a file's end
+  // its synced Finish). At most kChunksInFlight chunks are handed over and
+  // not yet written: the caller waits for a free slot (two, so that a
+  // worker scheduled late on a busy machine does not stall the caller at
+  // every chunk). The worker takes them in order; it alone touches sst_,
   // files_ and finished_ until it is idle (the hand-offs under work_mu_
   // order them). A new table file is opened on the caller's thread, which
   // holds the tenant, with the worker idle.
@@ -502,11 +500,12 @@ class Writer final : public RecordingWriter {
     }
     return Broken(s);
   }
-  // Hands the sealed chunk value_ (under `key`) and its plaintext buffer_
-  // (hashed when `hash`) to the worker, which finishes the table file after
-  // it when `close`. Waits for a free slot; the caller fills the slot's
-  // previous buffers next.
-  Status Submit(std::string key, bool hash, bool close) {
+  // Hands the chunk's plaintext buffer_ and value_ (under `key`) to the
+  // worker, which seals buffer_ into value_ under `ad` when `ad` is not
+  // empty (format 2; format 1 arrives sealed), writes it, and finishes the
+  // table file after it when `close`. Waits for a free slot; the caller
+  // fills the slot's previous buffers next.
+  Status Submit(std::string key, std::string ad, bool close) {
     Status s;
     {
       std::unique_lock<std::mutex> l(work_mu_);
@@ -517,7 +516,8 @@ class Writer final : public RecordingWriter {
         std::swap(buffer_, j.plain);
         std::swap(value_, j.value);
         j.key = std::move(key);
-        j.hash = hash;
+        j.ad = std::move(ad);
+        j.index = next_chunk_;
         j.close = close;
         ++work_queued_;
         work_cv_.notify_all();
@@ -546,7 +546,7 @@ class Writer final : public RecordingWriter {
       l.unlock();
       Status s;
       if (!skip) {
-        if (j.hash) sha_.Update(j.plain);
+        if (!j.ad.empty()) SealChunk(j.plain, j.ad, j.index, &j.value);
         s = PutChunk(j.key, j.value);
         if (s.ok() && j.close) s = CloseFile();
       }
@@ -644,12 +644,25 @@ class Writer final : public RecordingWriter {
   Status PutChunk(const std::string& key, const std::string& value) {
     return fsutil::FromRocks(sst_->Put(key, value), "write recording chunk");
   }
-  // Counts the chunk value_ into the open file's bytes (the caller's
-  // count: the worker may still be writing earlier chunks); true when the
-  // file is to be finished after it.
-  bool FileFullAfterThisChunk() {
-    sst_bytes_ += value_.size();
+  // Counts a sealed chunk of `bytes` into the open file's bytes (the
+  // caller's count: the worker may still be writing earlier chunks); true
+  // when the file is to be finished after it.
+  bool FileFullAfterThisChunk(size_t bytes) {
+    sst_bytes_ += bytes;
     return sst_bytes_ >= g_ingest_file_bytes.load(std::memory_order_relaxed);
+  }
+
+  // Format 2: seals chunk `index` (plaintext `plain`) into *value: the
+  // nonce prefix, then the AEAD message. On the caller's thread, or on the
+  // worker's when pipelined: key_ and stream_ do not change after Begin
+  // until Wipe, which stops the worker first.
+  void SealChunk(const std::string& plain, std::string_view ad, uint32_t index, std::string* value) const {
+    value->resize(kPrefixBytes + plain.size() + kAeadTagBytes);
+    std::memcpy(value->data(), stream_.material.data(), kPrefixBytes);
+    unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    ChunkNonce(stream_.material, index, nonce);
+    crypto::AeadSealTo(reinterpret_cast<unsigned char*>(value->data() + kPrefixBytes),
+                       reinterpret_cast<const unsigned char*>(plain.data()), plain.size(), ad, nonce, key_.data());
   }
 
   // Finishes the current table file (synced: SstFileWriter::Finish) and
@@ -766,14 +779,8 @@ class Writer final : public RecordingWriter {
           reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
           final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
       value_.resize(kStateNonceBytes + clen);
-    } else {
-      value_.resize(kPrefixBytes + buffer_.size() + kAeadTagBytes);
-      std::memcpy(value_.data(), stream_.material.data(), kPrefixBytes);
-      unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
-      ChunkNonce(stream_.material, next_chunk_, nonce);
-      crypto::AeadSealTo(reinterpret_cast<unsigned char*>(value_.data() + kPrefixBytes),
-                         reinterpret_cast<const unsigned char*>(buffer_.data()), buffer_.size(), ad, nonce,
-                         key_.data());
+    } else if (!pipeline_) {
+      SealChunk(buffer_, ad, next_chunk_, &value_);
     }
     std::string key = format::RecordingChunkKey(names_.call_hash, names_.rec_hash, next_chunk_);
     if (pipeline_) {
@@ -785,14 +792,15 @@ class Writer final : public RecordingWriter {
         CV_RETURN_IF_ERROR(Broken(OpenFile(t)));
         file_open_ = true;
       }
-      const bool close = FileFullAfterThisChunk();
+      // Format 2: the worker seals the chunk (its size is known now).
+      const bool seal = stream_.format == kFormatAead;
+      const bool close = FileFullAfterThisChunk(seal ? kPrefixBytes + buffer_.size() + kAeadTagBytes : value_.size());
       if (close) file_open_ = false;
-      // The last chunk's plaintext was hashed by Finish.
-      CV_RETURN_IF_ERROR(Submit(std::move(key), !final, close));
+      CV_RETURN_IF_ERROR(Submit(std::move(key), seal ? ad : std::string(), close));
     } else if (ingest_) {
       Status s = OpenFile(t);
       if (s.ok()) s = PutChunk(key, value_);
-      if (s.ok() && FileFullAfterThisChunk()) s = CloseFile();
+      if (s.ok() && FileFullAfterThisChunk(value_.size())) s = CloseFile();
       if (!s.ok()) {
         DropFiles();
         broken_ = s;
@@ -833,10 +841,11 @@ class Writer final : public RecordingWriter {
   bool pipeline_ = false;
   static constexpr size_t kChunksInFlight = 2;
   struct Job {
-    std::string plain;  // the chunk's plaintext (hashed), then the caller's next buffer
+    std::string plain;  // the chunk's plaintext (sealed by the worker), then the caller's next buffer
     std::string value;  // the sealed chunk
     std::string key;
-    bool hash = false;
+    std::string ad;      // format 2: the chunk's associated data; the worker seals it
+    uint32_t index = 0;  // the chunk's index (its nonce)
     bool close = false;  // finish the table file after this chunk
   };
   std::array<Job, kChunksInFlight> jobs_;
