@@ -3,9 +3,11 @@
 // storing the same bytes as plain 1 MiB chunks. Beside them, in the same
 // run (issue 14 item 2): the disk's synced sequential write (the same bytes
 // written to a plain file in 1 MiB writes, then fdatasync, like `dd
-// conv=fdatasync`) and the AEAD limit (XChaCha20-Poly1305 opening 1 MiB
-// chunks on one core, the faster of libsodium and OpenSSL). The goals: write >= 0.7x the synced file write,
-// read >= 0.6x the AEAD limit. The load average is printed with each rep.
+// conv=fdatasync`; the faster of one before and one after the systems) and
+// the AEAD limit (XChaCha20-Poly1305 opening 1 MiB chunks on one core, the
+// faster of libsodium and OpenSSL). The goals: write >= 0.7x the synced
+// file write, read >= 0.6x the AEAD limit. The load average is printed with
+// each rep.
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/resource.h>
@@ -158,7 +160,11 @@ Json RunRecordings(const Config& cfg) {
   for (int rep = -1; rep < cfg.reps; ++rep) {  // rep -1: warm-up, not recorded
     LoadWindow load;
     const std::string& sample = rep < 0 ? warm : data;
-    const double dd = SyncedFileWrite(cfg.work + "/recordings-dd", sample);
+    // The disk's synced write, before and after the systems: one 64 MiB
+    // sample swings 0.2-1.6 GB/s on this shared disk, and a slow one made a
+    // ratio look met (5.8x). The faster of the two is the disk's speed
+    // (noise only slows it): the stricter reference.
+    const double dd_before = SyncedFileWrite(cfg.work + "/recordings-dd", sample);
     const AeadLimit limit = AeadOpenLimit(sample);
     const double aead = limit.best();
     std::vector<std::string> order = systems;
@@ -197,16 +203,15 @@ Json RunRecordings(const Config& cfg) {
                  "the caller's thread), read %.0f MB/s",
                  rep + 1, s.c_str(), bytes.size() >> 20, static_cast<double>(bytes.size()) / ws / 1e6, cpu, caller,
                  static_cast<double>(bytes.size()) / rs / 1e6);
-        if (s == "callvault") {
-          write_ratio.push_back(write_mb_s[s].back() / dd);
-          read_ratio.push_back(read_mb_s[s].back() / aead);
-        }
-        if (s == "callvault-serial") serial_ratio.push_back(write_mb_s[s].back() / dd);
       }
       sys.reset();
       RemoveTree(dir);
     }
+    const double dd = std::max(dd_before, SyncedFileWrite(cfg.work + "/recordings-dd", sample));
     if (rep >= 0) {
+      write_ratio.push_back(write_mb_s["callvault"].back() / dd);
+      read_ratio.push_back(read_mb_s["callvault"].back() / aead);
+      if (ab) serial_ratio.push_back(write_mb_s["callvault-serial"].back() / dd);
       dd_mb_s.push_back(dd);
       aead_mb_s.push_back(aead);
       aead_sodium_mb_s.push_back(limit.libsodium);
