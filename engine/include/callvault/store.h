@@ -950,7 +950,10 @@ class Store {
   // decrypting only the chunks that overlap the range. kCorruption if any
   // chunk fails authentication, is missing, misplaced, or the stream does
   // not end with its FINAL chunk; bytes already passed to `sink` are then
-  // to be discarded by the caller.
+  // to be discarded by the caller. `sink` is called on the caller's thread,
+  // in order, once per chunk; an error it returns ends the read with that
+  // error. A read of more than one chunk fetches the next chunk on a thread
+  // of its own meanwhile (decision 0072).
   Status ReadRecording(std::string_view tenant_id, std::string_view call_id,
                        std::string_view recording_id, uint64_t offset, uint64_t length,
                        const RecordingSink& sink);
