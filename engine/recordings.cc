@@ -189,14 +189,21 @@ Status DecodeManifest(std::string plain, RecordingInfo* info, Stream* stream) {
   return Status::OK();
 }
 
-Status ReadManifest(const TenantRef& t, const Names& n, RecordingInfo* info, Stream* stream) {
+// With `stored`, also the manifest row's stored (sealed) bytes: they are
+// unique to one write of the recording (a random nonce), so a read can
+// tell later whether the recording it began is still the one there.
+Status ReadManifest(const TenantRef& t, const Names& n, RecordingInfo* info, Stream* stream,
+                    std::string* stored = nullptr) {
+  const std::string key = format::RecordingKey(format::kRecordingManifestPrefix, n.call_hash, n.rec_hash);
+  std::string sealed;
+  rocksdb::Status s = t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, key, &sealed);
+  if (s.IsNotFound()) return Status::NotFound("no such recording");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read record"));
   std::string plain;
-  bool found = false;
-  CV_RETURN_IF_ERROR(calls::GetSealed(t, rocksdb::ReadOptions(),
-                                      format::RecordingKey(format::kRecordingManifestPrefix, n.call_hash, n.rec_hash),
-                                      &plain, &found));
-  if (!found) return Status::NotFound("no such recording");
-  return DecodeManifest(std::move(plain), info, stream);
+  CV_RETURN_IF_ERROR(t->OpenRecord(key, sealed, &plain));
+  CV_RETURN_IF_ERROR(DecodeManifest(std::move(plain), info, stream));
+  if (stored != nullptr) *stored = std::move(sealed);
+  return Status::OK();
 }
 
 // Deletes chunks [0, chunks) and the manifest and pending markers.
@@ -1037,11 +1044,19 @@ class ChunkFetcher {
 // A read of more than one chunk fetches chunk i+1 on a ChunkFetcher's
 // thread while this one opens chunk i and passes it on (decision 0072),
 // through the reference acquired for chunk i; chunk i+1 is passed on only
-// after the tenant is acquired again for it, as without the fetcher.
+// after the tenant is acquired again for it, as without the fetcher. A
+// re-acquired read given `manifest` (the manifest row's stored bytes when
+// the read began) also checks, once the tenant is acquired again for each
+// later chunk, that the row still holds them: a DeleteRecording,
+// DeleteCall, erasure or retention that completed meanwhile (none changes
+// the family generation) ends the read with kNotFound before a chunk
+// fetched ahead of it is passed on (attack25), and a chunk missing because
+// of one is reported as that, not as damage.
 Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view tenant_id,
                   const Names& n, const RecordingInfo& info, const Stream& stream,
                   const SecretBytes& key, uint64_t offset, uint64_t length,
-                  const RecordingSink& sink, uint64_t cf_generation = 0) {
+                  const RecordingSink& sink, uint64_t cf_generation = 0,
+                  const std::string* manifest = nullptr) {
   // An empty recording is one empty FINAL chunk, read only as [0, ...).
   if (length == 0 || (offset >= info.size && !(offset == 0 && info.size == 0))) return Status::OK();
   const uint64_t end = std::min<uint64_t>(info.size, offset + std::min<uint64_t>(length, info.size));
@@ -1095,6 +1110,19 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
       acquired.emplace(std::move(r));
     }
     const TenantRef& t = held ? *held : *acquired;
+    // Still the recording this read began? (Its first chunk is read under
+    // the reference the manifest was read with, or one acquired after it.)
+    auto still_there = [&]() -> Status {
+      std::string now;
+      rocksdb::Status g = t->shard->db()->Get(
+          rocksdb::ReadOptions(), t->cf, format::RecordingKey(format::kRecordingManifestPrefix, n.call_hash, n.rec_hash),
+          &now);
+      if (g.IsNotFound() || (g.ok() && now != *manifest)) {
+        return Status::NotFound("the recording was deleted during the read");
+      }
+      return fsutil::FromRocks(g, "read recording manifest");
+    };
+    if (manifest != nullptr && i > first) CV_RETURN_IF_ERROR(still_there());
     rocksdb::PinnableSlice& value = values[i % 3];
     if (i == first || !prefetch) {
       value.Reset();
@@ -1121,7 +1149,8 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
     }
     Status s;
     if (fetched.IsNotFound()) {
-      s = Status::Corruption("recording chunk " + std::to_string(i) + " is missing");
+      if (manifest != nullptr) s = still_there();
+      if (s.ok()) s = Status::Corruption("recording chunk " + std::to_string(i) + " is missing");
     } else {
       s = fsutil::FromRocks(fetched, "read recording chunk");
     }
@@ -1213,15 +1242,16 @@ Status Store::Impl::ReadRecording(std::string_view tenant_id, std::string_view c
   Names n;
   SecretBytes key;
   uint64_t cf_generation = 0;
+  std::string manifest;
   {
     CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id));
     n = NamesOf(t, call_id, recording_id);
-    CV_RETURN_IF_ERROR(ReadManifest(t, n, &info, &stream));
+    CV_RETURN_IF_ERROR(ReadManifest(t, n, &info, &stream, &manifest));
     key = StreamKey(t, n, stream.format);
     cf_generation = t->Record().cf_generation;
   }
   return ReadChunks(this, nullptr, tenant_id, n, info, stream, key, offset, length, sink,
-                    cf_generation);
+                    cf_generation, &manifest);
 }
 
 Status Store::Impl::DeleteRecording(std::string_view tenant_id, std::string_view call_id,
