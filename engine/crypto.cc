@@ -51,13 +51,8 @@ namespace {
 
 std::atomic<AeadImpl> g_aead_impl{AeadImpl::kBySize};
 
-// OpenSSL's ChaCha20-Poly1305 (RFC 8439), fetched once: an implicit fetch
-// at every EVP init costs a lookup under a lock. nullptr when the default
-// provider lacks it; libsodium does every message then.
-EVP_CIPHER* ChaChaPoly() {
-  static EVP_CIPHER* const cipher = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr);
-  return cipher;
-}
+EVP_CIPHER* ChaChaPoly();
+bool OpenSslMatchesLibsodium(EVP_CIPHER* cipher);
 
 bool UseOpenSsl(size_t n) {
   switch (g_aead_impl.load(std::memory_order_relaxed)) {
@@ -80,7 +75,7 @@ bool UseOpenSsl(size_t n) {
 // success (AeadOpenTo wipes it otherwise).
 class EvpChaCha {
  public:
-  EvpChaCha() : ctx_(EVP_CIPHER_CTX_new()) {}
+  explicit EvpChaCha(EVP_CIPHER* cipher) : cipher_(cipher), ctx_(EVP_CIPHER_CTX_new()) {}
   ~EvpChaCha() {
     EVP_CIPHER_CTX_free(ctx_);
     sodium_memzero(subkey_, sizeof(subkey_));
@@ -118,7 +113,7 @@ class EvpChaCha {
     crypto_core_hchacha20(subkey_, nonce, key, nullptr);
     unsigned char iv[12] = {0, 0, 0, 0};
     std::memcpy(iv + 4, nonce + 16, 8);
-    return EVP_CipherInit_ex2(ctx_, ChaChaPoly(), subkey_, iv, encrypt, nullptr) == 1;
+    return EVP_CipherInit_ex2(ctx_, cipher_, subkey_, iv, encrypt, nullptr) == 1;
   }
   bool Aad(std::string_view aad) {
     int len = 0;
@@ -139,17 +134,59 @@ class EvpChaCha {
     return true;
   }
 
+  EVP_CIPHER* const cipher_;
   EVP_CIPHER_CTX* const ctx_;
   unsigned char subkey_[kKeyBytes];
 };
 
+// OpenSSL's ChaCha20-Poly1305 (RFC 8439) of the default provider, fetched
+// once (an implicit fetch at every EVP init costs a lookup under a lock),
+// and used only if it gives libsodium's bytes for a fixed message: an
+// embedding process's OpenSSL configuration could route the name
+// elsewhere. nullptr otherwise; libsodium does every message then.
+EVP_CIPHER* ChaChaPoly() {
+  static EVP_CIPHER* const cipher = []() -> EVP_CIPHER* {
+    EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", "provider=default");
+    if (c != nullptr && !OpenSslMatchesLibsodium(c)) {
+      EVP_CIPHER_free(c);
+      c = nullptr;
+    }
+    return c;
+  }();
+  return cipher;
+}
+
+// Seals and opens one fixed message (past the 4 KiB switch, not a multiple
+// of a block, with associated data) both ways and compares the bytes.
+bool OpenSslMatchesLibsodium(EVP_CIPHER* cipher) {
+  unsigned char key[kKeyBytes], nonce[kAeadNonceBytes];
+  for (size_t i = 0; i < sizeof(key); ++i) key[i] = static_cast<unsigned char>(i * 7 + 1);
+  for (size_t i = 0; i < sizeof(nonce); ++i) nonce[i] = static_cast<unsigned char>(i * 13 + 5);
+  const std::string_view aad = "callvault aead self-check";
+  std::string m(kAeadOpenSslFrom + 13, '\0');
+  for (size_t i = 0; i < m.size(); ++i) m[i] = static_cast<char>(i * 31 + (i >> 8));
+  std::string want(m.size() + kAeadTagBytes, '\0'), got(want.size(), '\0'), opened(m.size(), '\0');
+  unsigned long long clen = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(want.data()), &clen, U(m), m.size(),
+                                             U(aad), aad.size(), nullptr, nonce, key);
+  if (!EvpChaCha(cipher).Seal(reinterpret_cast<unsigned char*>(got.data()), U(m), m.size(), aad, nonce, key) ||
+      got != want) {
+    return false;
+  }
+  return EvpChaCha(cipher).Open(reinterpret_cast<unsigned char*>(opened.data()), U(want), want.size(), aad, nonce,
+                                key) == EvpChaCha::Opened::kOk &&
+         opened == m;
+}
+
 }  // namespace
+
+bool AeadOpenSslInUse() { return ChaChaPoly() != nullptr; }
 
 void SetAeadImplForTesting(AeadImpl impl) { g_aead_impl.store(impl); }
 
 void AeadSealTo(unsigned char* out, const unsigned char* m, size_t n, std::string_view aad,
                 const unsigned char* nonce, const unsigned char* key) {
-  if (UseOpenSsl(n) && EvpChaCha().Seal(out, m, n, aad, nonce, key)) return;
+  if (UseOpenSsl(n) && EvpChaCha(ChaChaPoly()).Seal(out, m, n, aad, nonce, key)) return;
   unsigned long long clen = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(out, &clen, m, n, U(aad), aad.size(), nullptr, nonce, key);
 }
@@ -159,7 +196,7 @@ bool AeadOpenTo(unsigned char* out, const unsigned char* c, size_t clen, std::st
   if (clen < kAeadTagBytes) return false;
   const size_t n = clen - kAeadTagBytes;
   if (UseOpenSsl(n)) {
-    switch (EvpChaCha().Open(out, c, clen, aad, nonce, key)) {
+    switch (EvpChaCha(ChaChaPoly()).Open(out, c, clen, aad, nonce, key)) {
       case EvpChaCha::Opened::kOk:
         return true;
       case EvpChaCha::Opened::kForged:

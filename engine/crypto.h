@@ -37,14 +37,21 @@ inline constexpr size_t kAeadTagBytes = 16;
 inline constexpr size_t kAeadOpenSslFrom = 4096;
 
 // Seals m[0, n) into out[0, n + kAeadTagBytes) (ciphertext || tag).
-// `nonce` holds kAeadNonceBytes, `key` kKeyBytes. out may equal m.
+// `nonce` holds kAeadNonceBytes, `key` kKeyBytes. out must not overlap m:
+// when OpenSSL fails part way, libsodium seals m again from the start.
 void AeadSealTo(unsigned char* out, const unsigned char* m, size_t n, std::string_view aad,
                 const unsigned char* nonce, const unsigned char* key);
 // Opens c[0, clen) (ciphertext || tag, clen >= kAeadTagBytes) into
-// out[0, clen - kAeadTagBytes). false if authentication fails; out is
-// then all zeros (nothing of an unauthenticated plaintext is left there).
+// out[0, clen - kAeadTagBytes), which must not overlap c. false if
+// authentication fails; out is then all zeros (nothing of an
+// unauthenticated plaintext is left there).
 bool AeadOpenTo(unsigned char* out, const unsigned char* c, size_t clen, std::string_view aad,
                 const unsigned char* nonce, const unsigned char* key);
+
+// Whether messages of kAeadOpenSslFrom bytes or more go through OpenSSL:
+// its default provider has ChaCha20-Poly1305 and it gave libsodium's bytes
+// for a fixed message at first use (otherwise libsodium does them all).
+bool AeadOpenSslInUse();
 
 // Tests: which implementation AeadSealTo / AeadOpenTo use.
 enum class AeadImpl { kBySize, kLibsodium, kOpenSsl };
