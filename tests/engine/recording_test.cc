@@ -1,5 +1,7 @@
 // Recordings through the public API: round trips at chunk boundaries, byte
 // ranges, listing, deletion, and the incomplete-write rule.
+#include <thread>
+
 #include "callvault/store.h"
 #include "tests/testutil/testutil.h"
 #include "workload/workload.h"
@@ -104,8 +106,9 @@ TEST_F(RecordingTest, ASinkThatFailsStopsAPrefetchingRead) {
 // or a delete and a new recording under the same id) ends the read with
 // kNotFound, not with a kCorruption that reads as tampering, and no chunk
 // reaches the sink after the delete returned, not even the one the read
-// had fetched ahead (attack25 found one handed on). The sink deletes in
-// its second call, on the reader's thread, so the chunk after it is in
+// had fetched ahead (attack25 found one handed on). The sink has the
+// delete run (on another thread: the read holds the tenant while the sink
+// runs) and waits for it in its second call, so the chunk after it is in
 // flight or fetched by then.
 TEST_F(RecordingTest, ADeleteDuringAReadEndsItBeforeTheNextChunk) {
   const std::string data = workload::RandomBytes(6, 6 * kChunk + 5);
@@ -125,8 +128,11 @@ TEST_F(RecordingTest, ADeleteDuringAReadEndsItBeforeTheNextChunk) {
       if (deleted) ++after_delete;
       got.append(b);
       if (calls == 2) {
-        Status d = op == Op::kDeleteCall ? ts->DeleteCall("acme", "call-1") : ts->DeleteRecording("acme", "call-1", "r");
-        if (d.ok() && op == Op::kDeleteAndWriteAgain) d = Write("r", other, 1 << 20).status();
+        Status d;
+        std::thread([&] {
+          d = op == Op::kDeleteCall ? ts->DeleteCall("acme", "call-1") : ts->DeleteRecording("acme", "call-1", "r");
+          if (d.ok() && op == Op::kDeleteAndWriteAgain) d = Write("r", other, 1 << 20).status();
+        }).join();
         EXPECT_OK(d);
         deleted = d.ok();
       }

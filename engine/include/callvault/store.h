@@ -953,7 +953,11 @@ class Store {
   // to be discarded by the caller. `sink` is called on the caller's thread,
   // in order, once per chunk; an error it returns ends the read with that
   // error. A read of more than one chunk fetches the next chunk on a thread
-  // of its own meanwhile (decision 0072).
+  // of its own meanwhile (decision 0072). The read holds the tenant while
+  // `sink` runs: a purge, key rotation or move of that tenant waits for it,
+  // so a sink must not wait for one (it would wait for itself). A delete of
+  // the recording or its call that completes during the read ends it with
+  // kNotFound before the next chunk.
   Status ReadRecording(std::string_view tenant_id, std::string_view call_id,
                        std::string_view recording_id, uint64_t offset, uint64_t length,
                        const RecordingSink& sink);
