@@ -24,7 +24,7 @@ using format::Part;
 namespace calls {
 
 Status GetSealed(const TenantRef& t, const rocksdb::ReadOptions& ro, const std::string& key,
-                 std::string* plain, bool* found) {
+                 std::string* plain, bool* found, std::string* stored) {
   std::string sealed;
   rocksdb::Status s = t->shard->db()->Get(ro, t->cf, key, &sealed);
   if (s.IsNotFound()) {
@@ -33,7 +33,9 @@ Status GetSealed(const TenantRef& t, const rocksdb::ReadOptions& ro, const std::
   }
   CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read record"));
   *found = true;
-  return t->OpenRecord(key, sealed, plain);
+  CV_RETURN_IF_ERROR(t->OpenRecord(key, sealed, plain));
+  if (stored != nullptr) *stored = std::move(sealed);
+  return Status::OK();
 }
 
 Status ReadMeta(const TenantRef& t, std::string_view call_hash, Call* out, uint32_t* parts,

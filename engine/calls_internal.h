@@ -13,9 +13,10 @@
 
 namespace callvault::calls {
 
-// Reads and opens one sealed value; *found false when absent.
+// Reads and opens one sealed value; *found false when absent. With
+// `stored`, also the value's stored (sealed) bytes.
 Status GetSealed(const TenantRef& t, const rocksdb::ReadOptions& ro, const std::string& key,
-                 std::string* plain, bool* found);
+                 std::string* plain, bool* found, std::string* stored = nullptr);
 Status ReadMeta(const TenantRef& t, std::string_view call_hash, Call* out, uint32_t* parts,
                 bool* found);
 // Reads the transcript or insights part into `call`.

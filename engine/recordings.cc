@@ -126,6 +126,18 @@ void ChunkNonce(std::string_view prefix, uint32_t index, unsigned char out[crypt
   for (size_t b = 0; b < 8; ++b) out[kPrefixBytes + b] = static_cast<unsigned char>(v >> (8 * b));
 }
 
+// Format 2: seals chunk `index` (plaintext `plain`, associated data `ad`)
+// into *value: the recording's nonce prefix, then the AEAD message.
+void SealAeadChunk(std::string_view prefix, const SecretBytes& key, std::string_view plain, std::string_view ad,
+                   uint32_t index, std::string* value) {
+  value->resize(kPrefixBytes + plain.size() + kAeadTagBytes);
+  std::memcpy(value->data(), prefix.data(), kPrefixBytes);
+  unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+  ChunkNonce(prefix, index, nonce);
+  crypto::AeadSealTo(reinterpret_cast<unsigned char*>(value->data() + kPrefixBytes),
+                     reinterpret_cast<const unsigned char*>(plain.data()), plain.size(), ad, nonce, key.data());
+}
+
 std::string EncodeManifest(const RecordingInfo& info, uint32_t chunk_bytes, const Stream& stream) {
   flatbuffers::FlatBufferBuilder b(256);
   auto sha = b.CreateVector(reinterpret_cast<const uint8_t*>(info.sha256.data()), info.sha256.size());
@@ -194,16 +206,13 @@ Status DecodeManifest(std::string plain, RecordingInfo* info, Stream* stream) {
 // tell later whether the recording it began is still the one there.
 Status ReadManifest(const TenantRef& t, const Names& n, RecordingInfo* info, Stream* stream,
                     std::string* stored = nullptr) {
-  const std::string key = format::RecordingKey(format::kRecordingManifestPrefix, n.call_hash, n.rec_hash);
-  std::string sealed;
-  rocksdb::Status s = t->shard->db()->Get(rocksdb::ReadOptions(), t->cf, key, &sealed);
-  if (s.IsNotFound()) return Status::NotFound("no such recording");
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(s, "read record"));
   std::string plain;
-  CV_RETURN_IF_ERROR(t->OpenRecord(key, sealed, &plain));
-  CV_RETURN_IF_ERROR(DecodeManifest(std::move(plain), info, stream));
-  if (stored != nullptr) *stored = std::move(sealed);
-  return Status::OK();
+  bool found = false;
+  CV_RETURN_IF_ERROR(calls::GetSealed(t, rocksdb::ReadOptions(),
+                                      format::RecordingKey(format::kRecordingManifestPrefix, n.call_hash, n.rec_hash),
+                                      &plain, &found, stored));
+  if (!found) return Status::NotFound("no such recording");
+  return DecodeManifest(std::move(plain), info, stream);
 }
 
 // Deletes chunks [0, chunks) and the manifest and pending markers.
@@ -661,17 +670,11 @@ class Writer final : public RecordingWriter {
     return sst_bytes_ >= g_ingest_file_bytes.load(std::memory_order_relaxed);
   }
 
-  // Format 2: seals chunk `index` (plaintext `plain`) into *value: the
-  // nonce prefix, then the AEAD message. On the caller's thread, or on the
-  // worker's when pipelined: key_ and stream_ do not change after Begin
-  // until Wipe, which stops the worker first.
+  // Format 2: SealAeadChunk under this writer's stream. On the caller's
+  // thread, or on the worker's when pipelined: key_ and stream_ do not
+  // change after Begin until Wipe, which stops the worker first.
   void SealChunk(const std::string& plain, std::string_view ad, uint32_t index, std::string* value) const {
-    value->resize(kPrefixBytes + plain.size() + kAeadTagBytes);
-    std::memcpy(value->data(), stream_.material.data(), kPrefixBytes);
-    unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
-    ChunkNonce(stream_.material, index, nonce);
-    crypto::AeadSealTo(reinterpret_cast<unsigned char*>(value->data() + kPrefixBytes),
-                       reinterpret_cast<const unsigned char*>(plain.data()), plain.size(), ad, nonce, key_.data());
+    SealAeadChunk(stream_.material, key_, plain, ad, index, value);
   }
 
   // Finishes the current table file (synced: SstFileWriter::Finish) and
@@ -1350,14 +1353,7 @@ Status CopyRecordingRekeyed(Store::Impl* store, const TenantRef& from, const Ten
   uint32_t next = 0;
   uint64_t left = info.size;
   auto seal = [&](bool final) -> Status {
-    const std::string ad = ChunkAd(to, out, kFormatAead, next, final);
-    value.resize(kPrefixBytes + buffer.size() + kAeadTagBytes);
-    std::memcpy(value.data(), out_stream.material.data(), kPrefixBytes);
-    unsigned char nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
-    ChunkNonce(out_stream.material, next, nonce);
-    crypto::AeadSealTo(reinterpret_cast<unsigned char*>(value.data() + kPrefixBytes),
-                       reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size(), ad, nonce,
-                       out_key.data());
+    SealAeadChunk(out_stream.material, out_key, buffer, ChunkAd(to, out, kFormatAead, next, final), next, &value);
     CV_RETURN_IF_ERROR(fsutil::FromRocks(
         to->shard->db()->Put(rocksdb::WriteOptions(), to->cf,
                              format::RecordingChunkKey(out.call_hash, out.rec_hash, next), value),
