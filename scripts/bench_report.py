@@ -613,6 +613,8 @@ def active_figures(t):
                 "dictionaries": summ([r.get("memory", {}).get("dictionaries", 0) for r in rs]),
                 # callvault: writers' time waiting for the flushes (decision 0066; 0 before it).
                 "flush_wait": summ([r.get("memory", {}).get("flush_backlog_wait_ms", 0) / 1e3 for r in rs]),
+                # callvault: RocksDB's own write stalls and stops (STALL_MICROS).
+                "stall": summ([r.get("stall_ms", 0) / 1e3 for r in rs]),
                 "sst_files": summ([r["sst_files"] for r in rs]),
                 "settle_s": summ([r["settle_s"] for r in rs]),
                 "settled": all(r["settled"] for r in rs),
@@ -661,7 +663,9 @@ def active_section(h):
                 ("memtables at their peak (both: a 256 MiB budget)", spread(cv["memtable_peak"], " MB", 1e-6),
                  spread(raw["memtable_peak"], " MB", 1e-6), r(cv["memtable_peak"], raw["memtable_peak"])),
                 ("time writes waited for the flushes (decision 0066)", spread(cv["flush_wait"], " s"),
-                 "(does not wait)", ""))
+                 "(does not wait)", ""),
+                ("time RocksDB stalled or stopped writes (decision 0073)", spread(cv["stall"], " s"),
+                 "(not counted)", ""))
         for f, c, w, q in figs:
             rows.append((label, f, c, w, q))
             label = ""
