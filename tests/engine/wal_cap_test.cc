@@ -234,7 +234,7 @@ uint64_t WalCapInOptions(const std::string& dir) { return OptionInOptionsFile(di
 // Every instance opens its table files on the opening thread (decision
 // 0073): RocksDB 7.8's default of 16 started 16 threads for every column
 // family at open (~150,000 for 10,000 tenants with their calls still in the
-// WAL: 9.5 s instead of 0.8). And the memtables' arena blocks are 16 KiB.
+// WAL: 9.5 s instead of 0.8).
 TEST(WalCap, TableFilesOpenOnTheOpeningThread) {
   testutil::TempDir tmp;
   Options o = testutil::DefaultOptions(tmp.Sub("keys"));
@@ -244,7 +244,6 @@ TEST(WalCap, TableFilesOpenOnTheOpeningThread) {
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   ASSERT_TRUE((*opened)->CreateTenant({.tenant_id = "t0"}).ok());
   EXPECT_EQ(OptionInOptionsFile(db + "/shards/0000", "max_file_opening_threads"), 1u);
-  EXPECT_EQ(OptionInOptionsFile(db + "/shards/0000", "arena_block_size"), 16384u);
 }
 
 // The cap follows the shards' share of the budget: the open shards are
