@@ -459,8 +459,14 @@ TEST_F(FailedShardTest, HealthyShardsWritersDoNotWaitForAFailedShard) {
   const StoreStats::Memory m = Memory();
   // Since the open, the failing shard's own writes included (before, one
   // of them or of the healthy shard's waited the second and gave up).
+  // What b's writers still wait is for b's own flushes (a flush every ~3
+  // puts, the backlog bound half a memtable): that grows with the load on
+  // the machine (0.56 s of waits in 0.63 s of puts on a loaded CI runner),
+  // so the bound is on what only the failed shard causes: a wait that saw
+  // no flush progress for its whole second and gave up, and waits far past
+  // what 120 puts' own flushes take.
   EXPECT_EQ(m.flush_backlog_gave_up, 0u) << secs << " s";
-  EXPECT_LT(m.flush_backlog_wait_micros, 500000u) << secs << " s";
+  EXPECT_LT(m.flush_backlog_wait_micros, 3000000u) << secs << " s";
   EXPECT_LT(secs, 5.0) << "gave up " << m.flush_backlog_gave_up;
   for (int i = 0; i < 120; i += 7) ASSERT_TRUE(store_->GetCall("b", "c" + std::to_string(i)).ok());
   // What shard a holds is still counted in the memtables, not in the
