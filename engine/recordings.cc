@@ -1088,13 +1088,13 @@ Status ReadChunks(Store::Impl* store, const TenantRef* held, std::string_view te
   // quarter of a read's time (decision 0047). Held one chunk longer, the
   // freed space stays below a live block and is reused.
   rocksdb::PinnableSlice values[3];
-  // Each chunk is authenticated whole by its Poly1305 tag, a stronger check
-  // than RocksDB's CRC32C of the blob, which Debian's portable RocksDB
-  // computes with its table-driven code (about a third of a chunk read's
-  // time): skipped. Blocks read unverified are kept out of the shared block
-  // cache, so no other read ever uses one (decision 0033).
+  // RocksDB's checksums are verified (decision 0074): the chunk's Poly1305
+  // tag authenticates its value, but RocksDB parses the table entry around
+  // it (lengths, key, sequence and type) before the tag is ever checked,
+  // and Debian's RocksDB (assertions on) aborts the process on a damaged
+  // key of an ingested table file. Chunk blocks stay out of the shared
+  // block cache (a chunk is read once; it would evict the calls' blocks).
   rocksdb::ReadOptions ro;
-  ro.verify_checksums = false;
   ro.fill_cache = false;
   // Declared after what it reads through and into: destroyed (waiting for
   // a fetch in flight) before them.

@@ -167,6 +167,65 @@ TEST_F(RecordingIngestTest, ChunksSkipTheWalAndNoFileIsLeft) {
   ExpectVerifyClean();
 }
 
+// A byte flipped in the first entry of an ingested table file (its
+// varint header and the chunk's key, bytes RocksDB parses before the
+// chunk's AEAD tag is ever checked) is kCorruption, never a crash, a wrong
+// chunk or a silent NotFound. Before decision 0074 chunk reads skipped
+// RocksDB's block checksums, and Debian's RocksDB (built with assertions)
+// aborted in DataBlockIter::ParseNextDataKey on a damaged key of an
+// ingested file (file_mutation_test, FileMutation.Sst).
+TEST_F(RecordingIngestTest, DamagedTableEntryIsCorruptionNotACrash) {
+  const std::string data = workload::RandomBytes(seed_, 3 * kChunk + 77);
+  ASSERT_OK(rectest::WriteRecording(ts.store.get(), "acme", "call-1", "r1", data));
+  ts.Close();
+  // The recording's table file: the one shard table file holding chunks.
+  std::string table;
+  for (const auto& [path, size] : rectest::FilesEndingWith(shard_path_, ".sst")) {
+    if (size > 3 * kChunk) {
+      ASSERT_TRUE(table.empty()) << "two table files hold chunks: " << table << ", " << path;
+      table = path;
+    }
+  }
+  ASSERT_FALSE(table.empty());
+  const std::string original = testutil::ReadFile(table);
+  ASSERT_GT(original.size(), 3 * kChunk);
+  // Each damage starts from the closed store as written: a read that met
+  // damage marks the tenant damaged, and later reads would stop there.
+  testutil::TempDir pristine;
+  testutil::CopyTree(ts.db, pristine.Sub("db"));
+  testutil::CopyTree(ts.keys, pristine.Sub("keys"));
+  auto restore = [&] {
+    fs::remove_all(ts.db);
+    fs::remove_all(ts.keys);
+    testutil::CopyTree(pristine.Sub("db"), ts.db);
+    testutil::CopyTree(pristine.Sub("keys"), ts.keys);
+  };
+  // The first entry: shared (1 byte), non-shared and value lengths
+  // (varints), the chunk key with its 8-byte sequence/type footer.
+  for (size_t off = 0; off < 48; ++off) {
+    for (int bit : {0, 4}) {
+      restore();
+      std::string damaged = original;
+      damaged[off] = static_cast<char>(damaged[off] ^ (1 << bit));
+      {
+        std::ofstream out(table, std::ios::binary | std::ios::trunc);
+        out.write(damaged.data(), static_cast<std::streamsize>(damaged.size()));
+        ASSERT_TRUE(out.good());
+      }
+      ASSERT_OK(ts.Open());
+      std::string got;
+      const Status s = rectest::ReadRange(ts.store.get(), "acme", "call-1", "r1", 0, UINT64_MAX, &got);
+      EXPECT_EQ(s.code(), Code::kCorruption) << "byte " << off << " bit " << bit << ": " << s.ToString();
+      EXPECT_TRUE(got.empty()) << "byte " << off << ": bytes of the damaged first chunk reached the sink";
+      ts.Close();
+    }
+  }
+  restore();
+  ASSERT_OK(ts.Open());
+  ExpectWhole("r1", data);
+  ExpectVerifyClean();
+}
+
 TEST_F(RecordingIngestTest, TheWalPathStaysSelectable) {
   ts.options.recording_ingest = false;
   ASSERT_OK(ts.Reopen());
