@@ -9,7 +9,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
+#include "callvault/recording.h"
 #include "callvault/store.h"
 #include "tests/damage/damage_util.h"
 #include "tests/testutil/process.h"
@@ -107,6 +109,73 @@ TEST(CliDamage, TableDamageFoundByVerifyFollowsTheOperatorPath) {
   o = Cli(s, {"verify"});
   EXPECT_EQ(o.exit, 0) << o.out << o.err;
   std::printf("[cli_damage] verify -> stats -> show -> accept-damage -> audit -> purge: ok\n");
+}
+
+// `raw ldb` and `raw sst_dump` on a damaged recording table (an ingested
+// file: RocksDB asserts on its keys' sequence and type): RocksDB's tools
+// parse blocks unchecked (ldb's dump_live_files; sst_dump unless given
+// --verify_checksum) and Debian's build aborts on some damage. Before, the
+// callvault process died with SIGABRT (exit 134) and a core file; now each
+// tool runs in a child: its abort is exit 76 with a message, sst_dump
+// checks checksums and reports the mismatch. attack27 F1.
+TEST(CliDamage, RawToolsOnADamagedTableEndInAnErrorNotACrash) {
+  TestStore s;
+  ASSERT_OK(s.Open());
+  ASSERT_OK(s->CreateTenant({"acme", "", 0}));
+  ASSERT_OK(s->PutCall("acme", MakeCall("c1", 1700000000000000)));
+  {
+    auto w = s->CreateRecording("acme", "c1", {.recording_id = "r1", .content_type = "audio/ogg"});
+    ASSERT_OK(w);
+    ASSERT_OK((*w)->Append(std::string(2 * kRecordingChunkBytes + 100, 'r')));
+    ASSERT_OK((*w)->Finish());
+  }
+  const uint32_t shard_no = s->DescribeTenant("acme")->shard;
+  s.Close();
+  char dir[16];
+  std::snprintf(dir, sizeof dir, "%04u", shard_no);
+  const std::string shard = s.db + "/shards/" + dir;
+  std::string table;  // the recording's ingested table file
+  for (const auto& e : fs::directory_iterator(shard)) {
+    if (e.path().extension() == ".sst" && e.file_size() > 2 * kRecordingChunkBytes) table = e.path();
+  }
+  ASSERT_FALSE(table.empty());
+  const std::string pristine = testutil::ReadFile(table);
+  auto raw = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "raw");
+    return Cli(s, args);
+  };
+  // Undamaged: ldb dump of one file (before, --db= was injected beside
+  // --path= and ldb asserted on it: exit 134 on any file).
+  Outcome o = raw({"ldb", "dump", "--path=" + table});
+  EXPECT_EQ(o.exit, 0) << o.err;
+  o = raw({"sst_dump", "--command=scan"});
+  EXPECT_EQ(o.exit, 0) << o.err;
+  EXPECT_FALSE(Has(o.out + o.err, "checksum mismatch")) << o.out << o.err;
+
+  // The first entry's header and chunk key, bit 4 of each byte.
+  int aborted = 0;
+  for (size_t off = 0; off < 48; ++off) {
+    std::string damaged = pristine;
+    damaged[off] = static_cast<char>(damaged[off] ^ 0x10);
+    {
+      std::ofstream out(table, std::ios::binary | std::ios::trunc);
+      out.write(damaged.data(), static_cast<std::streamsize>(damaged.size()));
+    }
+    o = raw({"ldb", "dump_live_files"});
+    EXPECT_TRUE(o.exit == 0 || o.exit == 1 || o.exit == 76) << "byte " << off << ": exit " << o.exit << o.err;
+    if (o.exit == 76) {
+      ++aborted;
+      EXPECT_TRUE(Has(o.err, "stopped on signal 6")) << o.err;
+    }
+    o = raw({"sst_dump", "--command=scan"});
+    EXPECT_TRUE(o.exit == 0 || o.exit == 1) << "byte " << off << ": exit " << o.exit << o.err;
+    EXPECT_TRUE(Has(o.out + o.err, "checksum mismatch")) << "byte " << off << ": " << o.out << o.err;
+  }
+  // RocksDB's own tool did abort (the assertion this test is about), and
+  // callvault turned it into an error each time.
+  EXPECT_GT(aborted, 0);
+  std::printf("[cli_damage] raw ldb dump_live_files on 48 damaged tables: %d aborted in the child\n", aborted);
+  std::ofstream(table, std::ios::binary | std::ios::trunc) << pristine;
 }
 
 }  // namespace
