@@ -13,10 +13,10 @@ namespace callvault::crc32c {
 uint32_t Extend(uint32_t crc, const char* data, size_t n);
 // Whether Extend uses the crc32 instruction (SSE4.2) on this CPU.
 bool Hardware();
-// How many times RocksDB's own code called its crc32c::Extend and reached
-// Extend above since the process started (0 when the binary was linked
-// without the wrap; tests).
-uint64_t RocksdbCalls();
+// Whether RocksDB's own code called its crc32c::Extend and reached Extend
+// above since the previous call (never, when the binary was linked without
+// the wrap); clears it. Tests.
+bool TakeReachedByRocksdb();
 
 }  // namespace callvault::crc32c
 
