@@ -36,6 +36,7 @@
 #include "engine/fs_util.h"
 #include "engine/keyring.h"
 #include "engine/kill_point.h"
+#include "engine/sha256.h"
 #include "engine/signed_json.h"
 #include "engine/store_impl.h"
 
@@ -44,7 +45,9 @@ namespace callvault {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr int kManifestFormat = 1;
+// Written: 2 (every file's SHA-256 signed, decision 0076). Read: 1 and 2.
+constexpr uint32_t kManifestFormat = 2;
+constexpr uint32_t kOldestManifestFormat = 1;
 constexpr char kAppMetadataTag[] = "callvault-cut";
 
 std::string ShardBackupDir(uint32_t i) {
@@ -71,7 +74,7 @@ std::string AppMetadata(const std::string& cut_id, const BackupInstance& in) {
 
 nlohmann::json Body(const BackupManifest& m) {
   nlohmann::json j;
-  j["format"] = kManifestFormat;
+  j["format"] = m.format;
   j["cut"] = m.cut;
   j["cut_id"] = m.cut_id;
   j["store_id"] = m.store_id;
@@ -85,15 +88,78 @@ nlohmann::json Body(const BackupManifest& m) {
   j["tombstone_offset"] = m.tombstone_offset;
   nlohmann::json a = nlohmann::json::array();
   for (const auto& in : m.instances) {
-    a.push_back({{"name", in.name},
-                 {"dir", in.dir},
-                 {"backup_id", in.backup_id},
-                 {"sequence", in.sequence},
-                 {"bytes", in.bytes},
-                 {"files", in.files}});
+    nlohmann::json e = {{"name", in.name},
+                        {"dir", in.dir},
+                        {"backup_id", in.backup_id},
+                        {"sequence", in.sequence},
+                        {"bytes", in.bytes},
+                        {"files", in.files}};
+    if (m.format >= 2) {
+      nlohmann::json c = nlohmann::json::array();
+      for (const auto& f : in.contents) {
+        c.push_back({{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}});
+      }
+      e["contents"] = std::move(c);
+    }
+    a.push_back(std::move(e));
   }
   j["instances"] = std::move(a);
   return j;
+}
+
+// A file's path inside an instance's BackupEngine directory, as
+// BackupEngine names its files: "shared_checksum/<name>", "shared/<name>"
+// or "private/<backup id>/<name>", each part of [A-Za-z0-9._-] and none
+// "." or "..". Anything else (a path leaving the directory) is refused
+// before it is opened.
+bool SafeBackupPath(const std::string& path) {
+  if (path.empty() || path.size() > 512) return false;
+  std::vector<std::string> parts;
+  size_t from = 0;
+  for (;;) {
+    const size_t slash = path.find('/', from);
+    parts.push_back(
+        path.substr(from, slash == std::string::npos ? std::string::npos : slash - from));
+    if (slash == std::string::npos) break;
+    from = slash + 1;
+  }
+  for (const auto& p : parts) {
+    if (p.empty() || p == "." || p == "..") return false;
+    for (char c : p) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-';
+      if (!ok) return false;
+    }
+  }
+  if (parts.size() == 2) return parts[0] == "shared_checksum" || parts[0] == "shared";
+  if (parts.size() == 3) {
+    return parts[0] == "private" && std::all_of(parts[1].begin(), parts[1].end(),
+                                                [](char c) { return c >= '0' && c <= '9'; });
+  }
+  return false;
+}
+
+bool LowerHex(const std::string& s, size_t n) {
+  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// The name a file of an instance backup is restored under: what RocksDB
+// 7.8.3's BackupEngine does (BackupEngineImpl::FileInfo::GetDbFileName):
+// the last part of the path; in shared_checksum/, without what lies from
+// the first '_' to the last '.' ("000012_s1Q...X.sst" -> "000012.sst").
+// "" for a name that rule does not fit.
+std::string RestoredName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (path.compare(0, 16, "shared_checksum/") == 0) {
+    const size_t us = name.find('_');
+    const size_t dot = name.rfind('.');
+    if (us == std::string::npos || dot == std::string::npos || dot < us) return "";
+    name.erase(us, dot - us);
+  }
+  return name;
 }
 
 Status ParseManifest(const std::string& text, const std::string& where, BackupManifest* m) {
@@ -103,10 +169,16 @@ Status ParseManifest(const std::string& text, const std::string& where, BackupMa
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   try {
-    if (j.at("format").get<int>() != kManifestFormat) {
-      return Status::NotSupported("backup manifest " + where +
-                                  ": format is newer than this build understands");
+    const uint32_t format = j.at("format").get<uint32_t>();
+    if (format > kManifestFormat) {
+      return Status::NotSupported("backup manifest " + where + ": format " +
+                                  std::to_string(format) +
+                                  " is newer than this build understands");
     }
+    if (format < kOldestManifestFormat) {
+      return bad("format " + std::to_string(format) + " is unknown");
+    }
+    m->format = format;
     m->cut = j.at("cut").get<uint64_t>();
     m->cut_id = j.at("cut_id").get<std::string>();
     m->store_id = j.at("store_id").get<std::string>();
@@ -127,6 +199,24 @@ Status ParseManifest(const std::string& text, const std::string& where, BackupMa
       in.sequence = e.at("sequence").get<uint64_t>();
       in.bytes = e.at("bytes").get<uint64_t>();
       in.files = e.at("files").get<uint32_t>();
+      if (format >= 2) {
+        for (const auto& f : e.at("contents")) {
+          BackupFile bf;
+          bf.path = f.at("path").get<std::string>();
+          bf.size = f.at("size").get<uint64_t>();
+          bf.sha256 = f.at("sha256").get<std::string>();
+          if (!SafeBackupPath(bf.path) || RestoredName(bf.path).empty()) {
+            return bad("instance " + in.name + ": a file path is not one BackupEngine writes");
+          }
+          if (!LowerHex(bf.sha256, 2 * kSha256Bytes)) {
+            return bad("instance " + in.name + ": a file's sha256 is not 64 lowercase hex digits");
+          }
+          if (!in.contents.empty() && !(in.contents.back().path < bf.path)) {
+            return bad("instance " + in.name + ": files are not in path order (or listed twice)");
+          }
+          in.contents.push_back(std::move(bf));
+        }
+      }
       m->instances.push_back(std::move(in));
     }
   } catch (const std::exception&) {
@@ -350,40 +440,195 @@ Status CheckSignature(const BackupManifest& m, std::string_view public_key) {
   return Status::OK();
 }
 
+// What CheckInstances reads of each instance backup.
+enum class Depth {
+  // The backup exists, belongs to this cut and (format 2) lists exactly
+  // the files the manifest signs, at their signed sizes: no file is read.
+  kListing,
+  // And every file's contents: its SHA-256 against the signed one (format
+  // 2); its crc32c against BackupEngine's (format 1, which signs none).
+  kContents,
+};
+
+std::string CutWhat(const BackupManifest& m, const BackupInstance& in) {
+  return "backup cut " + std::to_string(m.cut) + ": instance " + in.name;
+}
+
+// The files an instance backup lists (BackupEngine's meta/<id>), against
+// those the manifest signs.
+Status CheckListing(const BackupManifest& m, const BackupInstance& in,
+                    const rocksdb::BackupInfo& info) {
+  std::vector<std::pair<std::string, uint64_t>> listed;
+  for (const auto& f : info.file_details) listed.emplace_back(f.relative_filename, f.size);
+  std::sort(listed.begin(), listed.end());
+  std::vector<std::pair<std::string, uint64_t>> want;
+  for (const auto& f : in.contents) want.emplace_back(f.path, f.size);
+  if (listed == want) return Status::OK();
+  auto named = [](const std::pair<std::string, uint64_t>& f) {
+    return f.first + " (" + std::to_string(f.second) + " bytes)";
+  };
+  std::string example;
+  for (size_t i = 0; i < std::max(listed.size(), want.size()) && example.empty(); ++i) {
+    if (i >= listed.size()) {
+      example = "signed " + named(want[i]) + " is not listed";
+    } else if (i >= want.size()) {
+      example = named(listed[i]) + " is listed but not signed";
+    } else if (listed[i] != want[i]) {
+      example = "listed " + named(listed[i]) + ", signed " + named(want[i]);
+    }
+  }
+  return Status::Corruption(CutWhat(m, in) + ": its backup in " + in.dir +
+                            " lists other files than the manifest signs (" + example +
+                            "): its description meta/" + std::to_string(in.backup_id) +
+                            " was edited or replaced");
+}
+
+// Each signed file under `root` (the instance's BackupEngine directory, or
+// the directory it was restored into when `restored`) has its signed size
+// and SHA-256.
+Status CheckContents(const BackupManifest& m, const BackupInstance& in, const std::string& root,
+                     bool restored) {
+  for (const auto& f : in.contents) {
+    const std::string name = restored ? RestoredName(f.path) : f.path;
+    std::string digest;
+    uint64_t size = 0;
+    Status s = Sha256OfFile(root + "/" + name, &digest, &size);
+    if (!s.ok()) {
+      return Status::Corruption(CutWhat(m, in) + ": file " + name +
+                                (restored ? " (restored)" : "") + ": " + s.message());
+    }
+    if (size != f.size || crypto::Hex(digest) != f.sha256) {
+      return Status::Corruption(
+          CutWhat(m, in) + ": file " + f.path + (restored ? " as restored" : "") +
+          " does not match the SHA-256 the manifest signs (" +
+          (size != f.size ? std::to_string(size) + " bytes, signed " + std::to_string(f.size)
+                          : "other contents") +
+          "): it was changed after the cut (damaged, or replaced by a file whose own checksums "
+          "were made to match)");
+    }
+  }
+  return Status::OK();
+}
+
+// A restored instance (format 2): the directory holds exactly the signed
+// files, under the names BackupEngine restores them to, each with its
+// signed contents. Read from the copy, not the backup: a file swapped in
+// the backup directory between the checks before the copy and the copy
+// itself is caught here.
+Status CheckRestoredInstance(const BackupManifest& m, const BackupInstance& in,
+                             const std::string& target) {
+  std::set<std::string> names;
+  for (const auto& f : in.contents) {
+    if (!names.insert(RestoredName(f.path)).second) {
+      return Status::Corruption(CutWhat(m, in) + ": two signed files restore to one name (" +
+                                RestoredName(f.path) + ")");
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(target, ec)) {
+    const std::string n = e.path().filename().string();
+    if (names.count(n) == 0) {
+      return Status::Corruption(CutWhat(m, in) + ": the restore wrote " + n +
+                                ", a file the manifest does not sign");
+    }
+  }
+  if (ec) return Status::IOError("restore: list " + target + ": " + ec.message());
+  return CheckContents(m, in, target, /*restored=*/true);
+}
+
 // Every instance backup the manifest names exists and was taken in this
-// cut; with `checksums`, every file's checksum matches.
-Status CheckInstances(const std::string& backup_dir, const BackupManifest& m, bool checksums) {
+// cut; then as `depth` says.
+Status CheckInstances(const std::string& backup_dir, const BackupManifest& m, Depth depth) {
   for (const auto& in : m.instances) {
     rocksdb::BackupEngineReadOnly* raw = nullptr;
     const std::string dir = backup_dir + "/" + in.dir;
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) {
-      return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
-                                ": its directory " + in.dir + " is missing");
+      return Status::Corruption(CutWhat(m, in) + ": its directory " + in.dir + " is missing");
     }
     CV_RETURN_IF_ERROR(FromIo(rocksdb::BackupEngineReadOnly::Open(
                                   EngineOptions(dir), rocksdb::Env::Default(), &raw),
                               "backup: open " + in.dir));
     std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
     rocksdb::BackupInfo info;
-    rocksdb::Status s = engine->GetBackupInfo(in.backup_id, &info);
+    rocksdb::Status s = engine->GetBackupInfo(in.backup_id, &info, /*include_file_details=*/true);
     if (!s.ok()) {
-      return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
-                                ": backup id " + std::to_string(in.backup_id) +
+      return Status::Corruption(CutWhat(m, in) + ": backup id " + std::to_string(in.backup_id) +
                                 " is not in " + in.dir + " (missing or corrupt)");
     }
     if (info.app_metadata != AppMetadata(m.cut_id, in)) {
-      return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
-                                ": backup id " + std::to_string(in.backup_id) +
+      return Status::Corruption(CutWhat(m, in) + ": backup id " + std::to_string(in.backup_id) +
                                 " belongs to another cut (instances from different cuts: " +
                                 in.dir + " was replaced or mixed in)");
     }
-    if (checksums) {
+    if (m.format >= 2) {
+      CV_RETURN_IF_ERROR(CheckListing(m, in, info));
+      if (depth == Depth::kContents) CV_RETURN_IF_ERROR(CheckContents(m, in, dir, false));
+    } else if (depth == Depth::kContents) {
       rocksdb::IOStatus v = engine->VerifyBackup(in.backup_id, true);
       if (!v.ok()) {
-        return Status::Corruption("backup cut " + std::to_string(m.cut) + ": instance " + in.name +
+        return Status::Corruption(CutWhat(m, in) +
                                   ": a file does not match its checksum or size: " + v.ToString());
       }
+    }
+  }
+  return Status::OK();
+}
+
+// (instance dir, path) -> (size, hex SHA-256).
+using SignedHashes =
+    std::map<std::pair<std::string, std::string>, std::pair<uint64_t, std::string>>;
+
+// The files of an instance backup just made, each with the SHA-256 of its
+// bytes in the backup directory. With `earlier` (the instance's
+// BackupEngine directory held backups, so files may have been reused
+// unread): a file an earlier cut whose signature verifies names at the same
+// path and size must have the SHA-256 that cut signed, else the new cut is
+// kCorruption (changed in place since, even with its crc32c made to match).
+Status HashInstance(rocksdb::BackupEngine* engine, rocksdb::BackupID id, const std::string& root,
+                    const std::string& instance_dir, const SignedHashes* earlier,
+                    std::vector<BackupFile>* out) {
+  rocksdb::BackupInfo info;
+  rocksdb::Status s = engine->GetBackupInfo(id, &info, /*include_file_details=*/true);
+  if (!s.ok()) return Status::IOError("backup: describe " + instance_dir + ": " + s.ToString());
+  out->clear();
+  for (const auto& f : info.file_details) {
+    BackupFile bf;
+    bf.path = f.relative_filename;
+    bf.size = f.size;
+    if (!SafeBackupPath(bf.path) || RestoredName(bf.path).empty()) {
+      return Status::Internal("backup: " + instance_dir + ": BackupEngine named a file " + bf.path +
+                              ", not of a form this build signs");
+    }
+    std::string digest;
+    uint64_t size = 0;
+    CV_RETURN_IF_ERROR(Sha256OfFile(root + "/" + bf.path, &digest, &size));
+    bf.sha256 = crypto::Hex(digest);
+    bool changed = false;  // since an earlier signed cut
+    if (earlier) {
+      const auto it = earlier->find({instance_dir, bf.path});
+      changed = it != earlier->end() && it->second.first == bf.size &&
+                it->second.second != bf.sha256;
+    }
+    if (size != bf.size || changed) {
+      return Status::Corruption(
+          "backup: instance " + instance_dir + ": the new cut does not verify (" + bf.path +
+          (size != bf.size ? " holds " + std::to_string(size) + " bytes, BackupEngine recorded " +
+                                 std::to_string(bf.size)
+                           : " no longer has the SHA-256 an earlier cut signed") +
+          "): a file it shares with earlier cuts of this backup directory was changed in place "
+          "(a file already there is reused without being copied); nothing was added. The earlier "
+          "cuts that use this file cannot be restored either: back up into a new directory, and "
+          "keep this one only for the cuts `callvault backup verify` still passes");
+    }
+    out->push_back(std::move(bf));
+  }
+  std::sort(out->begin(), out->end(),
+            [](const BackupFile& a, const BackupFile& b) { return a.path < b.path; });
+  for (size_t i = 1; i < out->size(); ++i) {
+    if ((*out)[i - 1].path == (*out)[i].path) {
+      return Status::Internal("backup: " + instance_dir + ": BackupEngine lists " + (*out)[i].path +
+                              " twice");
     }
   }
   return Status::OK();
@@ -437,7 +682,7 @@ Result<BackupManifest> VerifyBackup(const std::string& backup_dir, uint64_t cut,
                                     std::string_view public_key) {
   CV_ASSIGN_OR_RETURN(BackupManifest m, PickCut(backup_dir, cut));
   CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
-  CV_RETURN_IF_ERROR(CheckInstances(backup_dir, m, true));
+  CV_RETURN_IF_ERROR(CheckInstances(backup_dir, m, Depth::kContents));
   return m;
 }
 
@@ -485,6 +730,10 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
   uint64_t files_before = 0, bytes_before = 0;
   TreeSize(dir, &files_before, &bytes_before);
   uint64_t cut = 1;
+  // The signing key is created (if need be) before the cut: never under
+  // the admin lock.
+  CV_ASSIGN_OR_RETURN(std::string public_key, kp_->SigningPublicKey());
+  SignedHashes earlier_hashes;
   if (auto all = ReadManifests(dir); all.ok()) {
     // One backup directory serves one store: another store's cut would
     // become its newest, which this store's restore, `backup verify` and
@@ -498,6 +747,12 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
       }
     }
     cut = all->back().cut + 1;
+    for (const auto& c : *all) {
+      if (c.format < 2 || !CheckSignature(c, public_key).ok()) continue;
+      for (const auto& in : c.instances) {
+        for (const auto& f : in.contents) earlier_hashes[{in.dir, f.path}] = {f.size, f.sha256};
+      }
+    }
   } else if (all.status().code() != Code::kNotFound) {
     return all.status();
   }
@@ -507,10 +762,6 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
   m.cut_id = crypto::Hex(crypto::RandomString(16));
   m.store_id = crypto::Hex(store_id_);
   m.region = region_;
-  // The signing key is created (if need be) before the cut: never under
-  // the admin lock.
-  CV_ASSIGN_OR_RETURN(std::string public_key, kp_->SigningPublicKey());
-  (void)public_key;
 
   struct Done {
     rocksdb::BackupEngine* engine;
@@ -528,6 +779,10 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     // can a file be reused (BackupEngine skips the copy only of a file that a
     // backup it loaded lists), so only then is the new cut read back.
     bool may_reuse = false;
+    // Every file it could reuse is named, at its size, by an earlier cut
+    // whose signature verifies: the SHA-256 pass then checks each reused
+    // file against that, and BackupEngine's crc32c pass is not needed.
+    bool reuse_signed = false;
     std::thread thread;
     std::mutex mu;
     std::condition_variable cv;
@@ -605,9 +860,16 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
       job->in.sequence = db->GetLatestSequenceNumber();
       std::vector<rocksdb::BackupInfo> earlier;
       std::vector<rocksdb::BackupID> corrupt;  // a meta file that failed to load may
-      raw->GetBackupInfo(&earlier);            // have listed some of its files
+      raw->GetBackupInfo(&earlier, /*include_file_details=*/true);  // have listed some of its files
       raw->GetCorruptedBackups(&corrupt);
       job->may_reuse = !earlier.empty() || !corrupt.empty();
+      job->reuse_signed = corrupt.empty();
+      for (const auto& b : earlier) {
+        for (const auto& f : b.file_details) {
+          const auto h = earlier_hashes.find({in.dir, f.relative_filename});
+          if (h == earlier_hashes.end() || h->second.first != f.size) job->reuse_signed = false;
+        }
+      }
       CopyJob* j = job.get();
       const std::string metadata = AppMetadata(m.cut_id, j->in);
       const bool flush = opts.flush_before_backup;
@@ -656,7 +918,7 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     std::vector<std::thread> checkers;
     for (size_t i = 0; i < jobs.size(); ++i) {
       CopyJob* j = jobs[i].get();
-      if (!j->may_reuse) continue;
+      if (!j->may_reuse || j->reuse_signed) continue;
       rocksdb::IOStatus* out = &checks[i];
       checkers.emplace_back([j, out] { *out = j->engine->VerifyBackup(j->id, true); });
     }
@@ -672,6 +934,25 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
           "a new directory, and keep this one only for the cuts `callvault backup verify` "
           "still passes");
     }
+  }
+  // Every file of the cut with its SHA-256, for the manifest to sign
+  // (decision 0076): a file changed after the cut, even one whose crc32c
+  // and block checksums were made to match, then fails `backup verify` and
+  // the restore. One thread per instance; only files no earlier signed cut
+  // names are read.
+  if (failed.ok()) {
+    std::vector<Status> hashed(jobs.size());
+    std::vector<std::thread> hashers;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      CopyJob* j = jobs[i].get();
+      const std::string root = dir + "/" + j->in.dir;
+      const SignedHashes* check = j->may_reuse ? &earlier_hashes : nullptr;
+      hashers.emplace_back([j, root, check, out = &hashed[i], contents = &m.instances[i].contents] {
+        *out = HashInstance(j->engine, j->id, root, j->in.dir, check, contents);
+      });
+    }
+    for (auto& t : hashers) t.join();
+    for (size_t i = 0; i < jobs.size() && failed.ok(); ++i) failed = hashed[i];
   }
   if (failed.ok()) {
     auto sig = kp_->Sign(m.Canonical());
@@ -1621,7 +1902,10 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   // 3. The manifest's signature, then every instance of the cut.
   CV_ASSIGN_OR_RETURN(std::string public_key, kp->ExistingSigningPublicKey());
   CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
-  CV_RETURN_IF_ERROR(CheckInstances(backup_dir, m, true));
+  // Format 2: the listings now, the contents in the copy once it is made
+  // (CheckRestoredInstance); format 1 signs no contents: its crc32c now.
+  CV_RETURN_IF_ERROR(
+      CheckInstances(backup_dir, m, m.format >= 2 ? Depth::kListing : Depth::kContents));
   const std::string keys = kp->LocalDirectory();
   if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(new_dir, keys));
   // The writer lock on the key directory: a store still running on these
@@ -1704,6 +1988,9 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   CV_RETURN_IF_ERROR(staging_lock.Take(staging, restore_id));
   fs::create_directories(staging + "/shards", ec);
   if (ec) return Status::IOError("restore: create " + staging + ": " + ec.message());
+  // After the checks of the backup directory, before the copy (a test
+  // changes a backed-up file here: the copy's own check must catch it).
+  CV_KILL_POINT("restore.before_copy");
   for (size_t i = 0; i < m.instances.size(); ++i) {
     const auto& in = m.instances[i];
     rocksdb::BackupEngineReadOnly* raw = nullptr;
@@ -1721,6 +2008,12 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     if (!r.ok()) {
       cleanup();
       return FromIo(r, "restore: instance " + in.name);
+    }
+    if (m.format >= 2) {
+      if (Status c = CheckRestoredInstance(m, in, target); !c.ok()) {
+        cleanup();
+        return Status::Corruption(c.message() + "; nothing was restored");
+      }
     }
   }
   CV_KILL_POINT("restore.after_copy");

@@ -15,7 +15,6 @@
 // Chunk format 1 (read only): a crypto_secretstream_xchacha20poly1305 stream
 // whose chunks each carry the 12-byte state nonce as it was before the chunk
 // was pushed (docs/decisions/0003-recording-chunks.md).
-#include <openssl/evp.h>
 #include <rocksdb/sst_file_reader.h>
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
@@ -38,6 +37,7 @@
 #include "engine/calls_internal.h"
 #include "engine/metrics_internal.h"
 #include "engine/crypto.h"
+#include "engine/sha256.h"
 #include "engine/fs_util.h"
 #include "engine/indexing.h"
 #include "engine/kill_point.h"
@@ -62,7 +62,6 @@ constexpr uint32_t kFormatAead = 2;
 constexpr size_t kPrefixBytes = 16;
 constexpr size_t kAeadTagBytes = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 static_assert(kPrefixBytes + 8 == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-constexpr size_t kSha256Bytes = 32;
 constexpr char kRecordingDomain = 'R';
 // Ingested recordings (decision 0055): a recording's chunks go into table
 // files of at most about this many bytes each, all ingested at Finish in
@@ -235,35 +234,6 @@ Status PlanDeleteAllChunks(const TenantRef& t, const Names& n, rocksdb::WriteBat
   CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "scan recording chunks"));
   return PlanDeleteRecording(t, n, count, b);
 }
-
-// SHA-256 of the content with OpenSSL's EVP (its SHA-NI / AVX2 code: ~6x
-// libsodium's portable one on this project's machines).
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    ok_ = ctx_ != nullptr && EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) == 1;
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(std::string_view bytes) {
-    if (ok_ && !bytes.empty()) ok_ = EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()) == 1;
-  }
-  [[nodiscard]] Status Final(std::string* out) {
-    out->assign(kSha256Bytes, '\0');
-    unsigned int len = 0;
-    if (!ok_ || EVP_DigestFinal_ex(ctx_, reinterpret_cast<unsigned char*>(out->data()), &len) != 1 ||
-        len != kSha256Bytes) {
-      return Status::Internal("recording: SHA-256 failed");
-    }
-    ok_ = false;
-    return Status::OK();
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-  bool ok_ = false;
-};
 
 class Writer final : public RecordingWriter {
  public:

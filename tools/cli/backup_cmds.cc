@@ -25,7 +25,8 @@ nlohmann::json ManifestJson(const BackupManifest& m) {
                  {"bytes", in.bytes},
                  {"files", in.files}});
   }
-  return {{"cut", m.cut},
+  return {{"format", m.format},
+          {"cut", m.cut},
           {"cut_id", m.cut_id},
           {"store_id", m.store_id},
           {"region", m.region},
@@ -161,10 +162,19 @@ class BackupCommand final : public Command {
       j["ok"] = true;
       ctx.PrintJson(j);
     } else {
-      ctx.out() << fmt::format(
-          "backup cut {}: OK (manifest signature, {} instance backups of this cut, every file's "
-          "checksum)\n",
-          m->cut, m->instances.size());
+      size_t files = 0;
+      for (const auto& in : m->instances) files += in.contents.size();
+      if (m->format >= 2) {
+        ctx.out() << fmt::format(
+            "backup cut {}: OK (manifest signature, {} instance backups of this cut, the SHA-256 "
+            "of each of their {} files as signed)\n",
+            m->cut, m->instances.size(), files);
+      } else {
+        ctx.out() << fmt::format(
+            "backup cut {}: OK (manifest signature, {} instance backups of this cut, every file's "
+            "crc32c; a cut of format 1 does not sign its files' contents: take a new backup)\n",
+            m->cut, m->instances.size());
+      }
     }
     return {};
   }

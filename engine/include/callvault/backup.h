@@ -27,6 +27,16 @@ struct BackupOptions {
   bool flush_before_backup = false;
 };
 
+// One file of an instance backup, as a manifest of format 2 signs it
+// (decision 0076): the file's path inside the instance's BackupEngine
+// directory ("shared_checksum/000012_s1Q....sst", "private/3/MANIFEST-000005"),
+// its size and the SHA-256 of its contents.
+struct BackupFile {
+  std::string path;
+  uint64_t size = 0;
+  std::string sha256;  // 64 hex digits
+};
+
 // One instance's part of a cut.
 struct BackupInstance {
   std::string name;        // "meta" or "shard/0000"
@@ -37,10 +47,17 @@ struct BackupInstance {
   uint64_t sequence = 0;
   uint64_t bytes = 0;      // size of the instance's backup (shared files included)
   uint32_t files = 0;
+  // Format 2: every file of the instance backup, sorted by path. A cut of
+  // format 1 (written before decision 0076) has none: its signature covers
+  // the backup ids, counts and sizes, not the files' contents.
+  std::vector<BackupFile> contents;
 };
 
 // A cut, as its signed manifest records it (docs/format.md).
 struct BackupManifest {
+  // 2 for every cut written now; 1 for a cut written before decision 0076
+  // (still verified and restored, without its files' contents signed).
+  uint32_t format = 2;
   uint64_t cut = 0;           // 1, 2, ... within the backup directory
   std::string cut_id;         // random hex, also in every instance backup's metadata
   std::string store_id;       // hex
@@ -75,8 +92,10 @@ Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir);
 
 // Checks one cut (cut 0: the newest): the manifest's signature against
 // `public_key` (32 bytes, `callvault pubkey`), that every instance backup it
-// names exists and belongs to this cut, and every file's checksum
-// (BackupEngine::VerifyBackup with checksums).
+// names exists and belongs to this cut, and every file's contents: for a
+// cut of format 2, that each instance backup lists exactly the files the
+// manifest signs and each file's SHA-256 is the signed one; for format 1,
+// every file's crc32c (BackupEngine::VerifyBackup with checksums).
 // kCorruption naming the instance and what failed; kNotFound without cuts.
 Result<BackupManifest> VerifyBackup(const std::string& backup_dir, uint64_t cut,
                                     std::string_view public_key);

@@ -1026,10 +1026,11 @@ class Store {
   // wait; puts and reads do not), each instance goes through its own RocksDB
   // BackupEngine directory (incremental: files already there are not copied
   // again); then a manifest signed with the receipt key records the cut.
-  // No key material is copied. OK only for a cut that verifies: a backup
-  // into a directory holding cuts reads its new cut back with checksums, and
-  // a damaged file it would reuse is kCorruption naming it, nothing added
-  // (decision 0063). kFailedPrecondition if another backup is
+  // No key material is copied. The manifest signs every file's SHA-256
+  // (decision 0076). OK only for a cut that verifies: the new cut is read
+  // back, and a file it would reuse that is damaged, or changed since an
+  // earlier cut signed it, is kCorruption naming it, nothing added
+  // (decisions 0063, 0076). kFailedPrecondition if another backup is
   // writing `backup_dir`; kNotSupported read-only.
   Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options = {});
   // Restores one cut of `backup_dir` into `new_dir` (absent or empty) and
@@ -1038,13 +1039,17 @@ class Store {
   // ("purge_on_open" receipts, RestoreReport::purged_since_backup); keys of
   // tenants created since are reported as orphans (ReconcileKeys). The
   // receipt and audit chains continue from the backup's last entries; a
-  // "store_restored" audit event records the cut. Erasures and retention
-  // removals done after the backup are NOT re-applied. Refused, with
-  // nothing written to new_dir: kKeyError (the key directory is another
-  // store's, or older than the backup), kCorruption (the manifest does not
-  // verify against the signing key; an instance backup missing, of another
-  // cut, or failing its checksums), kFailedPrecondition (new_dir not empty;
-  // the key directory in use by a running store), kNotFound (no such cut).
+  // "store_restored" audit event records the cut. Erasures, redactions,
+  // call and recording deletions and retention removals done after the
+  // backup are re-applied from the key provider's tombstone log when it
+  // keeps one (RestoreReport). Refused, with nothing written to new_dir: kKeyError
+  // (the key directory is another store's, or older than the backup),
+  // kCorruption (the manifest does not verify against the signing key; an
+  // instance backup missing, of another cut, listing other files than the
+  // manifest signs, or a file, in the backup or in the copy just made,
+  // without its signed SHA-256 (format 1: failing its crc32c)),
+  // kFailedPrecondition (new_dir not empty; the key directory in use by a
+  // running store), kNotFound (no such cut).
   static Result<RestoreReport> Restore(const Options& options, const std::string& backup_dir,
                                        const std::string& new_dir,
                                        const RestoreRequest& request = {});

@@ -1,0 +1,320 @@
+// Decision 0076 (attack27 F2): a cut's signed manifest names every file of
+// every instance backup with its SHA-256. A backed-up file changed after the
+// cut, even with BackupEngine's crc32c of it made to match (what anyone with
+// write access to the backup directory can do), fails `backup verify` and
+// the restore, which leaves nothing behind; a file swapped in the backup
+// directory while a restore runs is caught in the copy; a backup that would
+// reuse a file changed since an earlier cut signed it fails; cuts of
+// format 1 (written before 0076) still verify and restore.
+#include <rocksdb/utilities/backup_engine.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "callvault/backup.h"
+#include "callvault/store.h"
+#include "engine/kill_point.h"
+#include "engine/crypto.h"
+#include "tests/testutil/backup_util.h"
+#include "tests/testutil/process.h"
+#include "tests/testutil/testutil.h"
+
+// RocksDB's CRC32C (BackupEngine's per-file checksum).
+namespace rocksdb::crc32c {
+uint32_t Extend(uint32_t init_crc, const char* data, size_t n);
+}
+
+namespace callvault {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::ExpectNothingRestored;
+using testutil::MakeCall;
+using testutil::RestoreTo;
+using testutil::TwoTenants;
+
+std::string PublicKey(const std::string& keys) {
+  auto kp = NewFileKeyProvider(keys, {.create_if_missing = false});
+  EXPECT_TRUE(kp.ok()) << kp.status().ToString();
+  if (!kp.ok()) return "";
+  auto k = (*kp)->ExistingSigningPublicKey();
+  EXPECT_TRUE(k.ok()) << k.status().ToString();
+  return k.ok() ? *k : "";
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  ::chmod(path.c_str(), 0600);  // BackupEngine may leave its files read-only
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << bytes;
+  ASSERT_TRUE(f.good()) << path;
+}
+
+// A table file of an instance backup, and where BackupEngine records it.
+struct Target {
+  std::string instance;  // e.g. <bak>/shards/0000
+  std::string rel;       // e.g. shared_checksum/000012_s....sst
+  std::string path() const { return instance + "/" + rel; }
+};
+
+// The largest shared table file of the backup (a shard's: it holds calls).
+Target LargestTable(const std::string& bak) {
+  Target t;
+  uint64_t best = 0;
+  for (const auto& f : testutil::BackupTableFiles(bak)) {
+    if (!f.ends_with(".sst") || f.find("/shards/") == std::string::npos) continue;
+    const uint64_t size = fs::file_size(f);
+    if (size <= best) continue;
+    best = size;
+    const size_t at = f.find("/shared_checksum/");
+    t.instance = f.substr(0, at);
+    t.rel = f.substr(at + 1);
+  }
+  EXPECT_GT(best, 0u) << "no shard table file in " << bak;
+  return t;
+}
+
+// Writes `bytes` as the file and makes BackupEngine's record of it
+// ("<rel> crc32 <decimal>" in every meta/<id> naming it) match: the forgery
+// passes BackupEngine's own checks, VerifyBackup and the restore's copy.
+void ForgeWithMatchingCrc(const Target& t, const std::string& bytes) {
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(t.path(), bytes));
+  const uint32_t crc = rocksdb::crc32c::Extend(0, bytes.data(), bytes.size());
+  int edited = 0;
+  for (const auto& e : fs::directory_iterator(t.instance + "/meta")) {
+    std::string meta = testutil::ReadFile(e.path().string());
+    const std::regex line("(^|\n)" + std::regex_replace(t.rel, std::regex("[.]"), "[.]") +
+                          " crc32 [0-9]+");
+    if (!std::regex_search(meta, line)) continue;
+    meta = std::regex_replace(meta, line, "$1" + t.rel + " crc32 " + std::to_string(crc));
+    ASSERT_NO_FATAL_FAILURE(WriteBytes(e.path().string(), meta));
+    ++edited;
+  }
+  ASSERT_GT(edited, 0) << "no meta file of " << t.instance << " names " << t.rel;
+}
+
+// The file with one byte in its middle changed.
+std::string Flipped(const Target& t) {
+  std::string bytes = testutil::ReadFile(t.path());
+  bytes[bytes.size() / 2] ^= 0x20;
+  return bytes;
+}
+
+// BackupEngine's own check of backup `id` (crc32c and size of every file).
+rocksdb::IOStatus EngineVerify(const std::string& instance, uint32_t id) {
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  rocksdb::IOStatus o = rocksdb::BackupEngineReadOnly::Open(
+      rocksdb::BackupEngineOptions(instance), rocksdb::Env::Default(), &raw);
+  if (!o.ok()) return o;
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  return engine->VerifyBackup(id, true);
+}
+
+bool Has(const Status& s, const std::string& needle) {
+  return s.message().find(needle) != std::string::npos;
+}
+
+// A flushed store of two tenants, backed up (cut 1) and closed.
+void MakeBackup(TwoTenants* t) {
+  ASSERT_NO_FATAL_FAILURE(t->Make(60));
+  ASSERT_OK(t->s->Flush());
+  ASSERT_NO_FATAL_FAILURE(t->BackupAndClose());
+}
+
+TEST(BackupContents, ManifestSignsEveryFileOfEveryInstance) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeBackup(&t));
+  auto cuts = ListBackups(t.bak);
+  ASSERT_OK(cuts);
+  ASSERT_EQ(cuts->size(), 1u);
+  const BackupManifest& m = cuts->front();
+  EXPECT_EQ(m.format, 2u);
+  size_t files = 0;
+  for (const auto& in : m.instances) {
+    EXPECT_EQ(in.contents.size(), in.files) << in.name;
+    for (const auto& f : in.contents) {
+      const std::string path = t.bak + "/" + in.dir + "/" + f.path;
+      ASSERT_TRUE(fs::is_regular_file(path)) << path;
+      EXPECT_EQ(fs::file_size(path), f.size) << path;
+      EXPECT_EQ(f.sha256.size(), 64u);
+      ++files;
+    }
+  }
+  EXPECT_GT(files, m.instances.size());  // every instance has MANIFEST and CURRENT at least
+  EXPECT_OK(VerifyBackup(t.bak, 0, PublicKey(t.keys)));
+}
+
+// attack27 F2: before 0076 this cut passed `backup verify` and the restore,
+// and the restored store aborted on the read that parsed the forged entry.
+TEST(BackupContents, FileForgedWithMatchingCrcFailsVerifyAndRestore) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeBackup(&t));
+  const Target f = LargestTable(t.bak);
+  ASSERT_NO_FATAL_FAILURE(ForgeWithMatchingCrc(f, Flipped(f)));
+  // The forgery passes what BackupEngine checks.
+  ASSERT_TRUE(EngineVerify(f.instance, 1).ok());
+
+  auto v = VerifyBackup(t.bak, 0, PublicKey(t.keys));
+  EXPECT_CODE(v, Code::kCorruption);
+  EXPECT_TRUE(Has(v.status(), "does not match the SHA-256")) << v.status().ToString();
+  EXPECT_TRUE(Has(v.status(), f.rel)) << v.status().ToString();
+  std::string out;
+  EXPECT_NE(testutil::RunShell(std::string(CALLVAULT_BIN) + " --keys " + t.keys +
+                                   " backup verify " + t.bak + " 2>&1",
+                               &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("SHA-256"), std::string::npos) << out;
+
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kCorruption);
+  EXPECT_TRUE(Has(r.status(), "SHA-256")) << r.status().ToString();
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// A file of another size (BackupEngine takes sizes from the directory):
+// the listing no longer matches the signed one, refused before any copy.
+TEST(BackupContents, ResizedFileIsRefusedBeforeTheCopy) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeBackup(&t));
+  const Target f = LargestTable(t.bak);
+  const std::string whole = testutil::ReadFile(f.path());
+  ASSERT_NO_FATAL_FAILURE(ForgeWithMatchingCrc(f, whole.substr(0, whole.size() / 2)));
+  ASSERT_TRUE(EngineVerify(f.instance, 1).ok());
+  auto v = VerifyBackup(t.bak, 0, PublicKey(t.keys));
+  EXPECT_CODE(v, Code::kCorruption);
+  EXPECT_TRUE(Has(v.status(), "lists other files than the manifest signs")) << v.status().ToString();
+  // Refused at the listing: the restore copies nothing.
+  testing::RecordKillPoints(true);
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  const auto seen = testing::KillPointsSeen();
+  testing::RecordKillPoints(false);
+  EXPECT_CODE(r, Code::kCorruption);
+  EXPECT_TRUE(Has(r.status(), "lists other files")) << r.status().ToString();
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), "restore.before_copy"), 0);
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// The file is forged after the restore checked the backup directory and
+// before it copies: the copy's own check finds it.
+TEST(BackupContents, FileSwappedDuringTheRestoreIsCaughtInTheCopy) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeBackup(&t));
+  const Target f = LargestTable(t.bak);
+  const std::string forged = Flipped(f);
+  bool swapped = false;
+  testing::SetKillPointAction([&] {
+    ForgeWithMatchingCrc(f, forged);
+    swapped = true;
+  });
+  testing::ArmKillPoint("restore.before_copy");
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  testing::DisarmKillPoints();
+  testing::SetKillPointAction(nullptr);
+  ASSERT_TRUE(swapped) << "the restore did not pass restore.before_copy";
+  EXPECT_CODE(r, Code::kCorruption);
+  EXPECT_TRUE(Has(r.status(), "as restored")) << r.status().ToString();
+  EXPECT_TRUE(Has(r.status(), "nothing was restored")) << r.status().ToString();
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// A file of cut 1 forged in place, crc32c included: BackupEngine would
+// reuse it in cut 2 unread and its crc32c read back passes it; cut 2's
+// SHA-256 pass finds it differs from what cut 1 signed, and the backup
+// fails with nothing added (decision 0063's promise: OK only for a cut
+// that verifies).
+TEST(BackupContents, ReusedFileForgedSinceAnEarlierCutFailsTheBackup) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(60));
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->PutCall("A", MakeCall("later", 1700000000000000, "ml")));
+  ASSERT_OK(t.s->Backup(t.bak));  // cut 2: reuses cut 1's files, all signed
+  const Target f = LargestTable(t.bak);
+  ASSERT_NO_FATAL_FAILURE(ForgeWithMatchingCrc(f, Flipped(f)));
+  ASSERT_TRUE(EngineVerify(f.instance, 1).ok());
+  ASSERT_OK(t.s->PutCall("A", MakeCall("later2", 1700000000000001, "ml")));
+  const size_t files_before = testutil::ListFiles(t.bak).size();
+  auto third = t.s->Backup(t.bak);
+  EXPECT_CODE(third, Code::kCorruption);
+  EXPECT_TRUE(Has(third.status(), "no longer has the SHA-256 an earlier cut signed"))
+      << third.status().ToString();
+  EXPECT_TRUE(Has(third.status(), f.rel)) << third.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  auto cuts = ListBackups(t.bak);
+  ASSERT_OK(cuts);
+  EXPECT_EQ(cuts->size(), 2u);  // no cut 3
+  EXPECT_EQ(testutil::ListFiles(t.bak).size(), files_before);
+  for (uint64_t cut : {1, 2}) {
+    auto v = VerifyBackup(t.bak, cut, PublicKey(t.keys));
+    EXPECT_CODE(v, Code::kCorruption);
+    EXPECT_TRUE(Has(v.status(), f.rel)) << v.status().ToString();
+  }
+}
+
+// A manifest that names a path outside BackupEngine's layout is refused
+// when read, before its signature is checked or any file is opened.
+TEST(BackupContents, PathLeavingTheInstanceDirectoryIsRefused) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeBackup(&t));
+  const std::string m = t.bak + "/cuts/00000001.json";
+  nlohmann::json j = nlohmann::json::parse(testutil::ReadFile(m));
+  ASSERT_FALSE(j["instances"][1]["contents"].empty());
+  for (const std::string bad : {"../../../keys/KEYRING", "/etc/passwd", "shared_checksum/../x.sst",
+                                "private/1/../../x", "shared_checksum/a b.sst", "other/x.sst"}) {
+    nlohmann::json k = j;
+    k["instances"][1]["contents"][0]["path"] = bad;
+    ASSERT_NO_FATAL_FAILURE(WriteBytes(m, k.dump(2)));
+    auto l = ListBackups(t.bak);
+    EXPECT_CODE(l, Code::kCorruption);
+    EXPECT_TRUE(Has(l.status(), "not one BackupEngine writes")) << bad << ": " << l.status().ToString();
+  }
+}
+
+// A cut written before decision 0076 (format 1: no contents, signed as it
+// was) still verifies (crc32c) and restores; a flipped byte fails both.
+TEST(BackupContents, FormatOneCutStillVerifiesAndRestores) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeBackup(&t));
+  auto cuts = ListBackups(t.bak);
+  ASSERT_OK(cuts);
+  BackupManifest old = cuts->front();
+  old.format = 1;
+  for (auto& in : old.instances) in.contents.clear();
+  {
+    auto kp = NewFileKeyProvider(t.keys, {.create_if_missing = false});
+    ASSERT_OK(kp);
+    auto sig = (*kp)->Sign(old.Canonical());
+    ASSERT_OK(sig);
+    old.signature = crypto::Hex(*sig);
+  }
+  ASSERT_EQ(old.Canonical().find("contents"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(t.bak + "/cuts/00000001.json", old.ToJson()));
+  auto v = VerifyBackup(t.bak, 0, PublicKey(t.keys));
+  ASSERT_OK(v);
+  EXPECT_EQ(v->format, 1u);
+  {
+    auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+    ASSERT_OK(r);
+    auto s = Store::Open(testutil::NoTrainingOptions(t.keys), t.tmp.Sub("r"));
+    ASSERT_OK(s);
+    auto c = (*s)->GetCall("A", "a7");
+    ASSERT_OK(c);
+    ASSERT_OK((*s)->Close());
+  }
+  const Target f = LargestTable(t.bak);
+  testutil::FlipByte(f.path(), fs::file_size(f.path()) / 2);
+  auto bad = VerifyBackup(t.bak, 0, PublicKey(t.keys));
+  EXPECT_CODE(bad, Code::kCorruption);
+  EXPECT_TRUE(Has(bad.status(), "checksum")) << bad.status().ToString();
+  EXPECT_CODE(RestoreTo(t.bak, t.keys, t.tmp.Sub("r2")), Code::kCorruption);
+  ExpectNothingRestored(t.tmp.Sub("r2"));
+}
+
+}  // namespace
+}  // namespace callvault
