@@ -9,20 +9,18 @@
 // Extend(0, ...)) from its other objects, so a link with
 // `--wrap=_ZN7rocksdb6crc32c6ExtendEjPKcm` (engine/CMakeLists.txt, an
 // interface link option of the static library) sends those calls here.
-// Same function, same results: CRC32C (Castagnoli), pre- and
-// post-inverted, `crc` the CRC of what came before. Without SSE4.2, or on
+// Same function, same results (engine/crc32c.cc: CRC32C, pre- and
+// post-inverted, `crc` the CRC of what came before). Without SSE4.2, or on
 // another architecture, the call goes on to RocksDB's own code
-// (`__real_...`).
+// (`__real_...`). This object holds the wrap alone, so that the engine's
+// own CRCs (engine/crc32c.h) never pull it, and its `__real_` reference,
+// into a program linked without the wrap.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
+#include "engine/crc32c.h"
 #include "engine/crc32c_rocksdb.h"
-
-#if defined(__x86_64__)
-#include <nmmintrin.h>
-#endif
 
 // The mangled name's `m` is size_t as unsigned long (LP64: x86-64, arm64).
 static_assert(sizeof(size_t) == sizeof(unsigned long),
@@ -41,47 +39,9 @@ namespace {
 // CRC of two threads contend for one cache line: 2.5x slower for 16 bytes).
 std::atomic<bool> g_reached{false};
 
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const char* data, size_t n) {
-  const auto* p = reinterpret_cast<const unsigned char*>(data);
-  uint32_t c = ~crc;
-  // To an 8-byte boundary, then 8 bytes per instruction.
-  for (; n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; --n, ++p) c = _mm_crc32_u8(c, *p);
-  uint64_t c64 = c;
-  for (; n >= 8; n -= 8, p += 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    c64 = _mm_crc32_u64(c64, v);
-  }
-  c = static_cast<uint32_t>(c64);
-  for (; n > 0; --n, ++p) c = _mm_crc32_u8(c, *p);
-  return ~c;
-}
-
-bool HasSse42() {
-  static const bool has = __builtin_cpu_supports("sse4.2");
-  return has;
-}
-#endif
-
 }  // namespace
 
-bool Hardware() {
-#if defined(__x86_64__)
-  return HasSse42();
-#else
-  return false;
-#endif
-}
-
 bool TakeReachedByRocksdb() { return g_reached.exchange(false, std::memory_order_relaxed); }
-
-uint32_t Extend(uint32_t crc, const char* data, size_t n) {
-#if defined(__x86_64__)
-  if (HasSse42()) return ExtendSse42(crc, data, n);
-#endif
-  return __real__ZN7rocksdb6crc32c6ExtendEjPKcm(crc, data, n);
-}
 
 }  // namespace callvault::crc32c
 
@@ -89,5 +49,6 @@ extern "C" uint32_t __wrap__ZN7rocksdb6crc32c6ExtendEjPKcm(uint32_t crc, const c
   if (!callvault::crc32c::g_reached.load(std::memory_order_relaxed)) {
     callvault::crc32c::g_reached.store(true, std::memory_order_relaxed);
   }
-  return callvault::crc32c::Extend(crc, data, n);
+  if (callvault::crc32c::Hardware()) return callvault::crc32c::Extend(crc, data, n);
+  return __real__ZN7rocksdb6crc32c6ExtendEjPKcm(crc, data, n);
 }

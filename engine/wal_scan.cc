@@ -5,12 +5,12 @@
 #include <rocksdb/env.h>
 
 #include <algorithm>
-#include <array>
 #include <limits>
 #include <map>
 #include <set>
 #include <type_traits>
 
+#include "engine/crc32c.h"
 #include "engine/fs_util.h"
 #include "engine/kill_point.h"
 #include "format/coding.h"
@@ -27,23 +27,6 @@ constexpr int kZeroType = 0, kFullType = 1, kFirstType = 2, kMiddleType = 3, kLa
 constexpr int kRecyclableFullType = 5, kRecyclableLastType = 8, kSetCompressionType = 9;
 
 // Slicing-by-8 tables of crc32c (reflected polynomial 0x82f63b78).
-using CrcTables = std::array<std::array<uint32_t, 256>, 8>;
-const CrcTables& Tables() {
-  static const CrcTables t = [] {
-    CrcTables a{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-      a[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; ++i) {
-      for (int k = 1; k < 8; ++k) a[k][i] = (a[k - 1][i] >> 8) ^ a[0][a[k - 1][i] & 0xff];
-    }
-    return a;
-  }();
-  return t;
-}
-
 // Column families named by a write batch, and whether it parsed whole.
 struct BatchInfo {
   bool header = false;  // at least the 12-byte header
@@ -410,17 +393,7 @@ void AppendRecord(std::string* log, std::string_view payload) {
 }
 
 uint32_t Crc32c(const char* data, size_t n, uint32_t init) {
-  const auto& t = Tables();
-  const auto* p = reinterpret_cast<const uint8_t*>(data);
-  uint32_t c = ~init;
-  for (; n >= 8; n -= 8, p += 8) {
-    const uint32_t lo = c ^ (static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
-                             static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24);
-    c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
-        t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
-  }
-  for (; n > 0; --n, ++p) c = t[0][(c ^ *p) & 0xff] ^ (c >> 8);
-  return ~c;
+  return crc32c::Extend(init, data, n);
 }
 
 std::string Damage::Describe() const {

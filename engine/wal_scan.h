@@ -31,7 +31,8 @@
 
 namespace callvault::walscan {
 
-// crc32c (Castagnoli) and RocksDB's masking of stored checksums.
+// crc32c (Castagnoli; crc32c::Extend from `init`) and RocksDB's masking of
+// stored checksums.
 uint32_t Crc32c(const char* data, size_t n, uint32_t init = 0);
 inline uint32_t Mask(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
 

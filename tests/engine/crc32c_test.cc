@@ -1,6 +1,7 @@
 // RocksDB's CRC32C through the crc32 instruction (decision 0075): the
-// function matches RocksDB's own table-driven code and the engine's WAL
-// scanner on every length and alignment, and RocksDB's own calls (WAL
+// engine's function (engine/crc32c.h), with the instruction and with its
+// portable tables, matches RocksDB's own table-driven code on every length
+// and alignment, the WAL scanner's CRC is it, and RocksDB's own calls (WAL
 // records, table blocks) reach it in a binary linked with the static
 // library.
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "engine/crc32c.h"
 #include "engine/crc32c_rocksdb.h"
 #include "engine/wal_scan.h"
 #include "tests/testutil/testutil.h"
@@ -46,6 +48,8 @@ TEST(Crc32cTest, MatchesRocksDbsOwnOnEveryLengthAndAlignment) {
     for (size_t n = 0; n <= 300; ++n) {
       const uint32_t init = static_cast<uint32_t>(rng());
       ASSERT_EQ(Ours(init, buf, off, n), Theirs(init, buf, off, n)) << "offset " << off << " length " << n;
+      ASSERT_EQ(crc32c::ExtendPortable(init, buf.data() + off, n), Theirs(init, buf, off, n))
+          << "portable: offset " << off << " length " << n;
       ASSERT_EQ(Ours(init, buf, off, n), walscan::Crc32c(buf.data() + off, n, init));
     }
   }
