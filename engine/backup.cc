@@ -5,7 +5,8 @@
 // instance (metadata first, then every shard) starts its backup through its
 // own RocksDB BackupEngine directory; the locks are released once every
 // instance's live-file list is taken, and the copies run on without them.
-// A signed manifest then names the backup id of each. Puts and reads never
+// A signed manifest then names the backup id of each and every file with
+// its SHA-256, each hash vouched for first (decision 0076). Puts and reads never
 // take either lock.
 #include <fcntl.h>
 #include <sys/file.h>
@@ -48,6 +49,8 @@ namespace fs = std::filesystem;
 // Written: 2 (every file's SHA-256 signed, decision 0076). Read: 1 and 2.
 constexpr uint32_t kManifestFormat = 2;
 constexpr uint32_t kOldestManifestFormat = 1;
+// ~130 bytes a file in format 2: room for 250,000 files.
+constexpr uint64_t kMaxManifestBytes = 32u << 20;
 constexpr char kAppMetadataTag[] = "callvault-cut";
 
 std::string ShardBackupDir(uint32_t i) {
@@ -200,6 +203,10 @@ Status ParseManifest(const std::string& text, const std::string& where, BackupMa
       in.bytes = e.at("bytes").get<uint64_t>();
       in.files = e.at("files").get<uint32_t>();
       if (format >= 2) {
+        if (e.at("contents").size() != in.files) {
+          return bad("instance " + in.name + ": contents does not list its " +
+                     std::to_string(in.files) + " files");
+        }
         for (const auto& f : e.at("contents")) {
           BackupFile bf;
           bf.path = f.at("path").get<std::string>();
@@ -221,6 +228,15 @@ Status ParseManifest(const std::string& text, const std::string& where, BackupMa
     }
   } catch (const std::exception&) {
     return bad("a field is missing or of the wrong type");
+  }
+  // Exactly as this build writes it: a number read as another (2.9 as 2,
+  // 2^32 + 2 as 2) or a field added would otherwise be signed as one thing
+  // and read as another (attack28 F6).
+  nlohmann::json body = j;
+  body.erase("signature");
+  if (signed_json::Canonical(body) != m->Canonical()) {
+    return bad("a field is not in the form this build writes (a number out of range or not an "
+               "integer, or a field it does not know)");
   }
   // The layout is fixed: meta, then shard/0000 ... in order. Anything else
   // (a path that leaves the backup directory) is refused before use.
@@ -417,6 +433,17 @@ Result<std::vector<BackupManifest>> ReadManifests(const std::string& backup_dir)
   std::sort(names.begin(), names.end());
   for (const auto& n : names) {
     std::string text;
+    // Read before any signature is checked: bounded (attack28 F4: a planted
+    // manifest of 192 MB took 1.4 GB to parse).
+    std::error_code e2;
+    if (!fs::is_regular_file(fs::symlink_status(cuts + "/" + n, e2))) {
+      return Status::Corruption("backup manifest cuts/" + n + " is not a regular file");
+    }
+    if (fs::file_size(cuts + "/" + n, e2) > kMaxManifestBytes) {
+      return Status::Corruption("backup manifest cuts/" + n + " is larger than " +
+                                std::to_string(kMaxManifestBytes >> 20) +
+                                " MiB: not one this build wrote");
+    }
     CV_RETURN_IF_ERROR(ReadText(cuts + "/" + n, &text));
     BackupManifest m;
     CV_RETURN_IF_ERROR(ParseManifest(text, "cuts/" + n, &m));
@@ -437,6 +464,73 @@ Status CheckSignature(const BackupManifest& m, std::string_view public_key) {
                               ": signature does not verify against this store's signing key "
                               "(edited by hand, or another store's backup)");
   }
+  return Status::OK();
+}
+
+// BackupEngine's descriptions of an instance's backups (`meta/<id>`),
+// checked before RocksDB loads them: Debian's build (assertions on) aborts
+// the process on a file two descriptions give different crc32c values
+// (BackupMeta::AddFile's assert(false)), and a shared_checksum name
+// without '_' makes it throw std::out_of_range (GetDbFileName). Both are
+// edits by hand (attack28 F3); refused here as kCorruption naming the
+// description. Only what those two need is parsed (RocksDB 7.8.3's
+// BackupMeta::LoadFromFile has the format).
+Status CheckEngineDescriptions(const std::string& engine_dir, const std::string& label) {
+  constexpr uint64_t kMaxDescriptionBytes = 64u << 20;
+  std::error_code ec;
+  const std::string meta = engine_dir + "/meta";
+  if (!fs::is_directory(meta, ec)) return Status::OK();  // no backup yet
+  std::map<std::string, std::pair<std::string, std::string>> crc_of;  // file -> (crc, where)
+  for (auto it = fs::directory_iterator(meta, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string id = it->path().filename().string();
+    if (id.empty() ||
+        !std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;  // RocksDB loads meta/<digits> only
+    }
+    const std::string where = label + "/meta/" + id;
+    auto bad = [&](const std::string& why) {
+      return Status::Corruption("backup directory: BackupEngine's description " + where + " " +
+                                why + " (edited by hand); nothing read from it");
+    };
+    std::error_code e2;
+    if (fs::file_size(it->path(), e2) > kMaxDescriptionBytes) return bad("is too large");
+    std::string text;
+    CV_RETURN_IF_ERROR(ReadText(it->path().string(), &text));
+    std::vector<std::string> lines;
+    for (size_t from = 0; from < text.size();) {
+      const size_t nl = text.find('\n', from);
+      lines.push_back(text.substr(from, nl == std::string::npos ? std::string::npos : nl - from));
+      if (nl == std::string::npos) break;
+      from = nl + 1;
+    }
+    size_t i = 0;
+    if (i < lines.size() && lines[i].starts_with("schema_version ")) ++i;
+    i += 2;  // timestamp, sequence number
+    while (i < lines.size() && !(lines[i].size() > 0 && lines[i][0] >= '0' && lines[i][0] <= '9')) {
+      ++i;  // meta fields ("metadata <hex>")
+    }
+    ++i;  // the number of files
+    std::set<std::string> listed;
+    for (; i < lines.size(); ++i) {
+      const std::string& line = lines[i];
+      if (line.empty() || line.starts_with("//")) continue;  // a schema 2 footer
+      const size_t sp = line.find(' ');
+      const std::string file = line.substr(0, sp);
+      if (!SafeBackupPath(file) || RestoredName(file).empty()) {
+        return bad("names a file " + file + " of a form BackupEngine does not write");
+      }
+      if (!listed.insert(file).second) return bad("lists " + file + " twice");
+      const size_t at = line.find(" crc32 ");
+      if (at == std::string::npos) continue;
+      const std::string crc = line.substr(at + 7, line.find(' ', at + 7) - (at + 7));
+      auto [known, inserted] = crc_of.try_emplace(file, crc, where);
+      if (!inserted && known->second.first != crc) {
+        return bad("gives " + file + " another crc32c than " + known->second.second);
+      }
+    }
+  }
+  if (ec) return Status::IOError("backup: list " + meta + ": " + ec.message());
   return Status::OK();
 }
 
@@ -493,6 +587,10 @@ Status CheckContents(const BackupManifest& m, const BackupInstance& in, const st
     std::string digest;
     uint64_t size = 0;
     Status s = Sha256OfFile(root + "/" + name, &digest, &size);
+    if (s.code() == Code::kIOError) {  // unreadable here (permissions, a disk error): not damage
+      return Status::IOError(CutWhat(m, in) + ": file " + name + (restored ? " (restored)" : "") +
+                             ": " + s.message());
+    }
     if (!s.ok()) {
       return Status::Corruption(CutWhat(m, in) + ": file " + name +
                                 (restored ? " (restored)" : "") + ": " + s.message());
@@ -525,8 +623,9 @@ Status CheckRestoredInstance(const BackupManifest& m, const BackupInstance& in,
     }
   }
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(target, ec)) {
-    const std::string n = e.path().filename().string();
+  for (auto it = fs::directory_iterator(target, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string n = it->path().filename().string();
     if (names.count(n) == 0) {
       return Status::Corruption(CutWhat(m, in) + ": the restore wrote " + n +
                                 ", a file the manifest does not sign");
@@ -546,6 +645,7 @@ Status CheckInstances(const std::string& backup_dir, const BackupManifest& m, De
     if (!fs::is_directory(dir, ec)) {
       return Status::Corruption(CutWhat(m, in) + ": its directory " + in.dir + " is missing");
     }
+    CV_RETURN_IF_ERROR(CheckEngineDescriptions(dir, in.dir));
     CV_RETURN_IF_ERROR(FromIo(rocksdb::BackupEngineReadOnly::Open(
                                   EngineOptions(dir), rocksdb::Env::Default(), &raw),
                               "backup: open " + in.dir));
@@ -580,23 +680,44 @@ using SignedHashes =
     std::map<std::pair<std::string, std::string>, std::pair<uint64_t, std::string>>;
 
 // The files of an instance backup just made, each with the SHA-256 of its
-// bytes in the backup directory. With `earlier` (the instance's
-// BackupEngine directory held backups, so files may have been reused
-// unread): a file an earlier cut whose signature verifies names at the same
-// path and size must have the SHA-256 that cut signed, else the new cut is
-// kCorruption (changed in place since, even with its crc32c made to match).
+// bytes in the backup directory, and where those bytes are vouched for
+// (decision 0076):
+// - a file an earlier cut whose signature verifies names at the same path
+//   and size (BackupEngine reused it without reading it) must have the
+//   SHA-256 that cut signed;
+// - any other file must equal the instance's own file in the store
+//   (`source_dir`, whose file deletions are held off until this is done):
+//   a shared table or blob file whole, a MANIFEST or WAL file as the prefix
+//   BackupEngine copied, CURRENT naming the MANIFEST of this backup. So a
+//   file changed in the backup directory while the copy ran, or reused from
+//   a backup no signed cut names (one a killed backup left, a cut whose
+//   manifest no longer verifies, a cut of format 1), is never signed.
+// Anything else is kCorruption naming the file; nothing is then added.
 Status HashInstance(rocksdb::BackupEngine* engine, rocksdb::BackupID id, const std::string& root,
-                    const std::string& instance_dir, const SignedHashes* earlier,
-                    std::vector<BackupFile>* out) {
+                    const std::string& instance_dir, const std::string& source_dir,
+                    const SignedHashes& earlier, std::vector<BackupFile>* out) {
   rocksdb::BackupInfo info;
   rocksdb::Status s = engine->GetBackupInfo(id, &info, /*include_file_details=*/true);
   if (!s.ok()) return Status::IOError("backup: describe " + instance_dir + ": " + s.ToString());
   out->clear();
+  std::string manifest;  // the MANIFEST file of this backup, for CURRENT
+  for (const auto& f : info.file_details) {
+    const std::string name = RestoredName(f.relative_filename);
+    if (name.starts_with("MANIFEST-")) manifest = name;
+  }
+  auto refused = [&](const std::string& path, const std::string& why) {
+    return Status::Corruption(
+        "backup: instance " + instance_dir + ": the new cut does not verify (" + path + " " + why +
+        "): a file of the backup directory was changed, or is reused from a backup no signed cut "
+        "vouches for; nothing was added. Back up into a new directory, and keep this one only for "
+        "the cuts `callvault backup verify` still passes");
+  };
   for (const auto& f : info.file_details) {
     BackupFile bf;
     bf.path = f.relative_filename;
     bf.size = f.size;
-    if (!SafeBackupPath(bf.path) || RestoredName(bf.path).empty()) {
+    const std::string name = RestoredName(bf.path);
+    if (!SafeBackupPath(bf.path) || name.empty()) {
       return Status::Internal("backup: " + instance_dir + ": BackupEngine named a file " + bf.path +
                               ", not of a form this build signs");
     }
@@ -604,22 +725,34 @@ Status HashInstance(rocksdb::BackupEngine* engine, rocksdb::BackupID id, const s
     uint64_t size = 0;
     CV_RETURN_IF_ERROR(Sha256OfFile(root + "/" + bf.path, &digest, &size));
     bf.sha256 = crypto::Hex(digest);
-    bool changed = false;  // since an earlier signed cut
-    if (earlier) {
-      const auto it = earlier->find({instance_dir, bf.path});
-      changed = it != earlier->end() && it->second.first == bf.size &&
-                it->second.second != bf.sha256;
+    if (size != bf.size) {
+      return refused(bf.path, "holds " + std::to_string(size) + " bytes, BackupEngine recorded " +
+                                  std::to_string(bf.size));
     }
-    if (size != bf.size || changed) {
-      return Status::Corruption(
-          "backup: instance " + instance_dir + ": the new cut does not verify (" + bf.path +
-          (size != bf.size ? " holds " + std::to_string(size) + " bytes, BackupEngine recorded " +
-                                 std::to_string(bf.size)
-                           : " no longer has the SHA-256 an earlier cut signed") +
-          "): a file it shares with earlier cuts of this backup directory was changed in place "
-          "(a file already there is reused without being copied); nothing was added. The earlier "
-          "cuts that use this file cannot be restored either: back up into a new directory, and "
-          "keep this one only for the cuts `callvault backup verify` still passes");
+    const auto signed_before = earlier.find({instance_dir, bf.path});
+    if (signed_before != earlier.end() && signed_before->second.first == bf.size) {
+      if (signed_before->second.second != bf.sha256) {
+        return refused(bf.path, "no longer has the SHA-256 an earlier cut signed");
+      }
+    } else if (name == "CURRENT") {
+      std::string current;
+      if (!ReadText(root + "/" + bf.path, &current).ok() || manifest.empty() ||
+          current != manifest + "\n") {
+        return refused(bf.path, "does not name this backup's MANIFEST");
+      }
+    } else {
+      // Shared files are immutable: the whole file. Private ones (MANIFEST,
+      // WAL) were copied up to their size at the cut: that prefix.
+      std::string source;
+      uint64_t source_size = 0;
+      Status read = Sha256OfFilePrefix(source_dir + "/" + name, bf.size, &source, &source_size);
+      if (read.code() == Code::kNotFound) {
+        return refused(bf.path, "is not in the store (" + name + "), and no signed cut names it");
+      }
+      CV_RETURN_IF_ERROR(read);
+      if (source_size != bf.size || source != digest) {
+        return refused(bf.path, "differs from the store's " + name);
+      }
     }
     out->push_back(std::move(bf));
   }
@@ -775,14 +908,7 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     rocksdb::BackupEngine* engine = nullptr;
     rocksdb::BackupID id = 0;
     rocksdb::IOStatus status;
-    // The instance's BackupEngine directory held a backup already: only then
-    // can a file be reused (BackupEngine skips the copy only of a file that a
-    // backup it loaded lists), so only then is the new cut read back.
-    bool may_reuse = false;
-    // Every file it could reuse is named, at its size, by an earlier cut
-    // whose signature verifies: the SHA-256 pass then checks each reused
-    // file against that, and BackupEngine's crc32c pass is not needed.
-    bool reuse_signed = false;
+    std::string source_dir;  // the instance's directory in the store
     std::thread thread;
     std::mutex mu;
     std::condition_variable cv;
@@ -801,6 +927,15 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     }
   };
   std::vector<std::unique_ptr<CopyJob>> jobs;
+  // Instances whose file deletions this backup holds off (see the cut
+  // below); given back once the copy is hashed, or on any way out.
+  std::vector<rocksdb::DB*> deletions_held;
+  struct GiveBack {
+    std::vector<rocksdb::DB*>* dbs;
+    ~GiveBack() {
+      for (rocksdb::DB* db : *dbs) db->EnableFileDeletions(/*force=*/false).PermitUncheckedError();
+    }
+  } give_back{&deletions_held};
   Status failed;
   int64_t locked_at = 0, unlocked_at = 0;
   {
@@ -827,8 +962,13 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     } else if (log.status().code() != Code::kNotSupported) {
       return log.status();
     }
-    std::vector<std::pair<BackupInstance, rocksdb::DB*>> todo;
-    todo.push_back({BackupInstance{"meta", "meta"}, meta_.get()});
+    struct Todo {
+      BackupInstance in;
+      rocksdb::DB* db;
+      std::string source_dir;
+    };
+    std::vector<Todo> todo;
+    todo.push_back({BackupInstance{"meta", "meta"}, meta_.get(), path_ + "/meta"});
     for (uint32_t i = 0; i < shards_.size(); ++i) {
       if (!shards_[i]) {  // decision 0034: a backup is of the whole store
         // find(), not operator[]: the map is read only after the open.
@@ -837,7 +977,8 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
                                   (d != damaged_shards_.end() ? d->second : "no reason recorded") +
                                   "); a backup of the store needs every shard");
       }
-      todo.push_back({BackupInstance{ShardName(i), ShardBackupDir(i)}, shards_[i]->db()});
+      todo.push_back(
+          {BackupInstance{ShardName(i), ShardBackupDir(i)}, shards_[i]->db(), shards_[i]->path()});
     }
     // Each instance is copied by its own thread; the locks are held only
     // until every instance's point in the cut is taken. BackupEngine takes
@@ -845,7 +986,11 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     // calls progress_callback only while it copies those files, so the first
     // call (or the end of the backup, if less than kCutSignalBytes needed
     // copying) means the instance's cut is fixed.
-    for (auto& [in, db] : todo) {
+    for (auto& [in, db, source_dir] : todo) {
+      if (Status d = CheckEngineDescriptions(dir + "/" + in.dir, in.dir); !d.ok()) {
+        failed = d;
+        break;
+      }
       rocksdb::BackupEngineOptions eo = EngineOptions(dir + "/" + in.dir);
       eo.callback_trigger_interval_size = kCutSignalBytes;
       rocksdb::BackupEngine* raw = nullptr;
@@ -855,21 +1000,18 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
         break;
       }
       engines.emplace_back(raw);
+      // The store's files stay until the copy is hashed against them
+      // (HashInstance): BackupEngine holds deletions off only while it
+      // copies.
+      if (rocksdb::Status d = db->DisableFileDeletions(); !d.ok()) {
+        failed = Status::IOError("backup: " + in.name + ": hold file deletions: " + d.ToString());
+        break;
+      }
+      deletions_held.push_back(db);
       auto job = std::make_unique<CopyJob>();
       job->in = in;
       job->in.sequence = db->GetLatestSequenceNumber();
-      std::vector<rocksdb::BackupInfo> earlier;
-      std::vector<rocksdb::BackupID> corrupt;  // a meta file that failed to load may
-      raw->GetBackupInfo(&earlier, /*include_file_details=*/true);  // have listed some of its files
-      raw->GetCorruptedBackups(&corrupt);
-      job->may_reuse = !earlier.empty() || !corrupt.empty();
-      job->reuse_signed = corrupt.empty();
-      for (const auto& b : earlier) {
-        for (const auto& f : b.file_details) {
-          const auto h = earlier_hashes.find({in.dir, f.relative_filename});
-          if (h == earlier_hashes.end() || h->second.first != f.size) job->reuse_signed = false;
-        }
-      }
+      job->source_dir = source_dir;
       CopyJob* j = job.get();
       const std::string metadata = AppMetadata(m.cut_id, j->in);
       const bool flush = opts.flush_before_backup;
@@ -881,7 +1023,11 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
           // Once per instance, in its copy thread, with its files being copied.
           if (j->CutTaken()) CV_KILL_POINT("backup.copying");
         };
-        j->status = raw->CreateNewBackupWithMetadata(co, instance, metadata, &j->id);
+        try {
+          j->status = raw->CreateNewBackupWithMetadata(co, instance, metadata, &j->id);
+        } catch (const std::exception& e) {  // RocksDB's own, on a malformed name
+          j->status = rocksdb::IOStatus::Corruption("BackupEngine failed", e.what());
+        }
         j->CutTaken();
       });
       j->engine = raw;
@@ -906,54 +1052,31 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     }
     m.instances.push_back(j->in);
   }
-  // The new cut, read back with checksums before it is signed (decision
-  // 0063). BackupEngine reuses a shared file already in the directory by its
-  // name and size without reading it: a file an earlier cut left damaged in
-  // place would otherwise be in this cut too, which would then be reported
-  // taken and neither verify nor restore. An instance's first backup reuses
-  // nothing: every file was just copied, its checksum taken from what was
-  // read, so it is not read again. One thread per instance, as the copy.
-  if (failed.ok()) {
-    std::vector<rocksdb::IOStatus> checks(jobs.size());
-    std::vector<std::thread> checkers;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      CopyJob* j = jobs[i].get();
-      if (!j->may_reuse || j->reuse_signed) continue;
-      rocksdb::IOStatus* out = &checks[i];
-      checkers.emplace_back([j, out] { *out = j->engine->VerifyBackup(j->id, true); });
-    }
-    for (auto& t : checkers) t.join();
-    for (size_t i = 0; i < jobs.size() && failed.ok(); ++i) {
-      if (checks[i].ok()) continue;
-      failed = Status::Corruption(
-          "backup: instance " + jobs[i]->in.name + ": the new cut does not verify (" +
-          checks[i].ToString() +
-          "): a file of it is damaged, most likely one it shares with earlier cuts of this "
-          "backup directory (a file already there is reused without being read); nothing was "
-          "added. The earlier cuts that use this file cannot be restored either: back up into "
-          "a new directory, and keep this one only for the cuts `callvault backup verify` "
-          "still passes");
-    }
-  }
-  // Every file of the cut with its SHA-256, for the manifest to sign
-  // (decision 0076): a file changed after the cut, even one whose crc32c
-  // and block checksums were made to match, then fails `backup verify` and
-  // the restore. One thread per instance; only files no earlier signed cut
-  // names are read.
+  // The new cut, read back before it is signed (decisions 0063, 0076): every
+  // file hashed, and each hash vouched for by an earlier signed cut or by
+  // the store's own file (HashInstance). BackupEngine reuses a shared file
+  // already in the directory by its name and size without reading it: a
+  // file damaged or replaced there since would otherwise be in this cut
+  // too. One thread per instance, as the copy.
   if (failed.ok()) {
     std::vector<Status> hashed(jobs.size());
     std::vector<std::thread> hashers;
     for (size_t i = 0; i < jobs.size(); ++i) {
       CopyJob* j = jobs[i].get();
       const std::string root = dir + "/" + j->in.dir;
-      const SignedHashes* check = j->may_reuse ? &earlier_hashes : nullptr;
-      hashers.emplace_back([j, root, check, out = &hashed[i], contents = &m.instances[i].contents] {
-        *out = HashInstance(j->engine, j->id, root, j->in.dir, check, contents);
-      });
+      hashers.emplace_back(
+          [j, root, &earlier_hashes, out = &hashed[i], contents = &m.instances[i].contents] {
+            *out = HashInstance(j->engine, j->id, root, j->in.dir, j->source_dir, earlier_hashes,
+                                contents);
+          });
     }
     for (auto& t : hashers) t.join();
     for (size_t i = 0; i < jobs.size() && failed.ok(); ++i) failed = hashed[i];
   }
+  for (rocksdb::DB* db : deletions_held) {
+    db->EnableFileDeletions(/*force=*/false).PermitUncheckedError();
+  }
+  deletions_held.clear();
   if (failed.ok()) {
     auto sig = kp_->Sign(m.Canonical());
     if (!sig.ok()) failed = sig.status();
@@ -2003,8 +2126,12 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
     std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
     const std::string target =
         i == 0 ? staging + "/meta" : staging + "/" + ShardBackupDir(static_cast<uint32_t>(i - 1));
-    rocksdb::IOStatus r = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), in.backup_id,
-                                                      target, target);
+    rocksdb::IOStatus r;
+    try {
+      r = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), in.backup_id, target, target);
+    } catch (const std::exception& e) {  // RocksDB's own, on a malformed name
+      r = rocksdb::IOStatus::Corruption("BackupEngine failed", e.what());
+    }
     if (!r.ok()) {
       cleanup();
       return FromIo(r, "restore: instance " + in.name);

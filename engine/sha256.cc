@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -33,7 +35,14 @@ Status Sha256::Final(std::string* out) {
 }
 
 Status Sha256OfFile(const std::string& path, std::string* digest, uint64_t* size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  return Sha256OfFilePrefix(path, UINT64_MAX, digest, size);
+}
+
+Status Sha256OfFilePrefix(const std::string& path, uint64_t limit, std::string* digest,
+                          uint64_t* size) {
+  // O_NONBLOCK: a FIFO planted at `path` must not block the open (it is
+  // then refused as not a regular file); no effect on a regular file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     const int e = errno;
     if (e == ENOENT) return Status::NotFound(path + " is missing");
@@ -51,8 +60,9 @@ Status Sha256OfFile(const std::string& path, std::string* digest, uint64_t* size
   std::unique_ptr<char[]> buf(new char[kBuffer]);
   Sha256 h;
   uint64_t total = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.get(), kBuffer);
+  while (total < limit) {
+    const ssize_t n =
+        ::read(fd, buf.get(), static_cast<size_t>(std::min<uint64_t>(kBuffer, limit - total)));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::IOError("read " + path + ": " + std::strerror(errno));
     if (n == 0) break;

@@ -37,6 +37,10 @@ class Sha256 {
 // never followed) and its size. kNotFound if it is missing, kIOError if it
 // cannot be read, kCorruption if it is not a regular file.
 Status Sha256OfFile(const std::string& path, std::string* digest, uint64_t* size);
+// The same of its first `limit` bytes (*size: how many there were, less
+// than `limit` for a shorter file).
+Status Sha256OfFilePrefix(const std::string& path, uint64_t limit, std::string* digest,
+                          uint64_t* size);
 
 }  // namespace callvault
 

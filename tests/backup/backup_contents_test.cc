@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -314,6 +315,149 @@ TEST(BackupContents, FormatOneCutStillVerifiesAndRestores) {
   EXPECT_TRUE(Has(bad.status(), "checksum")) << bad.status().ToString();
   EXPECT_CODE(RestoreTo(t.bak, t.keys, t.tmp.Sub("r2")), Code::kCorruption);
   ExpectNothingRestored(t.tmp.Sub("r2"));
+}
+
+// attack28 F1: a backup that no signed cut names (here cut 2, its manifest
+// gone; a killed backup leaves the same) shares a table file the attacker
+// forged, crc32c included. The next backup reuses it unread; before the
+// fix it signed the forged file's SHA-256. It now compares the file with
+// the store's own and fails, nothing added.
+TEST(BackupContents, FileReusedFromAnUnsignedBackupIsComparedWithTheStore) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(60));
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));
+  auto c1 = ListBackups(t.bak);
+  ASSERT_OK(c1);
+  std::set<std::string> in_cut1;
+  for (const auto& in : c1->front().instances) {
+    for (const auto& f : in.contents) in_cut1.insert(t.bak + "/" + in.dir + "/" + f.path);
+  }
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_OK(t.s->PutCall("A", MakeCall("more" + std::to_string(i), 1700000000000000 + i, "mm")));
+  }
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_TRUE(fs::remove(t.bak + "/cuts/00000002.json"));
+  Target f;
+  for (const auto& p : testutil::BackupTableFiles(t.bak)) {
+    if (p.ends_with(".sst") && p.find("/shards/") != std::string::npos && !in_cut1.count(p)) {
+      const size_t at = p.find("/shared_checksum/");
+      f = {p.substr(0, at), p.substr(at + 1)};
+    }
+  }
+  ASSERT_FALSE(f.rel.empty()) << "cut 2 added no table file";
+  ASSERT_NO_FATAL_FAILURE(ForgeWithMatchingCrc(f, Flipped(f)));
+  ASSERT_OK(t.s->PutCall("A", MakeCall("last", 1700000000000099, "ml")));
+  auto again = t.s->Backup(t.bak);
+  EXPECT_CODE(again, Code::kCorruption);
+  EXPECT_TRUE(Has(again.status(), "differs from the store's")) << again.status().ToString();
+  EXPECT_TRUE(Has(again.status(), f.rel)) << again.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  auto cuts = ListBackups(t.bak);
+  ASSERT_OK(cuts);
+  EXPECT_EQ(cuts->size(), 1u);  // cut 1 only: nothing signed the forged file
+}
+
+// attack28 F2: a table file replaced in the backup directory after
+// BackupEngine copied it and before the cut is read back: the copy no
+// longer equals the store's file, and the backup fails.
+TEST(BackupContents, FileSwappedDuringTheBackupIsNotSigned) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(60));
+  ASSERT_OK(t.s->Flush());
+  int shards = 0;
+  for (const auto& e : fs::directory_iterator(t.db + "/shards")) shards += e.is_directory();
+  ASSERT_GT(shards, 0);
+  bool swapped = false;
+  testing::SetKillPointAction([&] {
+    const Target f = LargestTable(t.bak);
+    ForgeWithMatchingCrc(f, Flipped(f));
+    swapped = true;
+  });
+  // After the last instance's copy is joined, before the read back.
+  testing::ArmKillPoint("backup.after_instance", 1 + shards);
+  auto r = t.s->Backup(t.bak);
+  testing::DisarmKillPoints();
+  testing::SetKillPointAction(nullptr);
+  ASSERT_TRUE(swapped);
+  EXPECT_CODE(r, Code::kCorruption);
+  EXPECT_TRUE(Has(r.status(), "differs from the store's")) << r.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  EXPECT_CODE(ListBackups(t.bak), Code::kNotFound);  // no cut
+}
+
+// attack28 F3: a BackupEngine description (meta/<id>) giving a file
+// another crc32c than a second description does made Debian's RocksDB
+// abort every process that opened the directory (the store backing up
+// included); one naming a shared_checksum file without '_' made it throw.
+// Both are kCorruption now, from verify, restore and backup alike.
+TEST(BackupContents, EditedBackupEngineDescriptionIsRefusedNotACrash) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(60));
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));
+  ASSERT_OK(t.s->PutCall("A", MakeCall("later", 1700000000000000, "ml")));
+  ASSERT_OK(t.s->Backup(t.bak));
+  const Target f = LargestTable(t.bak);  // in cut 1, reused by cut 2
+  const std::string meta1 = f.instance + "/meta/1";
+
+  const std::string original = testutil::ReadFile(meta1);
+  std::smatch crc;
+  ASSERT_TRUE(std::regex_search(
+      original, crc,
+      std::regex(std::regex_replace(f.rel, std::regex("[.]"), "[.]") + " crc32 ([0-9]+)")));
+  const uint32_t other = static_cast<uint32_t>(std::stoul(crc[1].str()) + 1);
+  const std::string edits[] = {
+      std::regex_replace(original, std::regex(" crc32 " + crc[1].str()),
+                         " crc32 " + std::to_string(other)),
+      std::regex_replace(original, std::regex("shared_checksum/([0-9]+)_[A-Za-z0-9_]+[.]sst"),
+                         "shared_checksum/$1x.sst"),
+  };
+  for (const std::string& edited : edits) {
+    ASSERT_NE(edited, original);
+    ASSERT_NO_FATAL_FAILURE(WriteBytes(meta1, edited));
+    auto v = VerifyBackup(t.bak, 2, PublicKey(t.keys));
+    EXPECT_CODE(v, Code::kCorruption);
+    EXPECT_TRUE(Has(v.status(), "meta/1")) << v.status().ToString();
+    auto b = t.s->Backup(t.bak);
+    EXPECT_CODE(b, Code::kCorruption);
+    EXPECT_TRUE(Has(b.status(), "edited by hand")) << b.status().ToString();
+  }
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  auto r = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  EXPECT_CODE(r, Code::kCorruption);
+  ExpectNothingRestored(t.tmp.Sub("r"));
+}
+
+// attack28 F4, F6: manifests are read before their signature is checked;
+// one too large to be this build's, or with a number in another form than
+// this build writes (2.9 read as 2), is refused as it is read.
+TEST(BackupContents, ManifestOfAnotherFormIsRefusedAsItIsRead) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(MakeBackup(&t));
+  const std::string m = t.bak + "/cuts/00000001.json";
+  const std::string original = testutil::ReadFile(m);
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"format\": 2,", "\"format\": 2.9,"},
+           {"\"format\": 2,", "\"format\": 4294967298,"},
+           {"\"format\": 2,", "\"format\": 2, \"extra\": 1,"}}) {
+    const size_t at = original.find(from);
+    ASSERT_NE(at, std::string::npos) << original.substr(0, 200);
+    std::string edited = original;
+    edited.replace(at, from.size(), to);
+    ASSERT_NO_FATAL_FAILURE(WriteBytes(m, edited));
+    auto l = ListBackups(t.bak);
+    EXPECT_CODE(l, Code::kCorruption);
+    EXPECT_TRUE(Has(l.status(), "not in the form this build writes"))
+        << to << ": " << l.status().ToString();
+  }
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(m, original));
+  ASSERT_OK(ListBackups(t.bak));
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(t.bak + "/cuts/00000002.json", std::string((33u << 20), ' ')));
+  auto big = ListBackups(t.bak);
+  EXPECT_CODE(big, Code::kCorruption);
+  EXPECT_TRUE(Has(big.status(), "larger than")) << big.status().ToString();
 }
 
 }  // namespace

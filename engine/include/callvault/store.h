@@ -1028,9 +1028,10 @@ class Store {
   // again); then a manifest signed with the receipt key records the cut.
   // No key material is copied. The manifest signs every file's SHA-256
   // (decision 0076). OK only for a cut that verifies: the new cut is read
-  // back, and a file it would reuse that is damaged, or changed since an
-  // earlier cut signed it, is kCorruption naming it, nothing added
-  // (decisions 0063, 0076). kFailedPrecondition if another backup is
+  // back, and each file must have the hash an earlier cut signed or equal
+  // the store's own file; one that is damaged, changed, or reused from a
+  // backup no signed cut vouches for is kCorruption naming it, nothing
+  // added (decisions 0063, 0076). kFailedPrecondition if another backup is
   // writing `backup_dir`; kNotSupported read-only.
   Result<BackupInfo> Backup(const std::string& backup_dir, const BackupOptions& options = {});
   // Restores one cut of `backup_dir` into `new_dir` (absent or empty) and
