@@ -8,7 +8,8 @@
 # 3. examples/consumer (the README example) is configured with
 #    find_package(callvault CONFIG), built against the shared and the static
 #    library with the same flags, and both run and print what the README says;
-# 4. the same program built with `pkg-config --cflags --libs callvault`;
+# 4. the same program built with `pkg-config --cflags --libs callvault`, and
+#    against libcallvault.a without the CRC32C wrap (decision 0075);
 # 5. the installed CLI runs;
 # 6. examples/subproject (add_subdirectory) configures with GoogleTest,
 #    Google Benchmark, CLI11 and fmt disabled, defines no test target and no
@@ -89,6 +90,17 @@ $cxx -std=c++20 $flags "$src/examples/consumer/main.cc" -o "$tmp/pc_example" \
   fail "building with pkg-config --cflags --libs callvault"
 expect_readme "$tmp/pc_example" pkgconfig
 ok "pkg-config --cflags --libs callvault builds and runs the example"
+# The static library linked by hand, without the CRC32C wrap that
+# callvault::callvault_static's link options carry (pkg-config's
+# Libs.private cannot): the engine's own CRC32C (engine/crc32c.cc) must not
+# pull the wrap's object and its __real_ reference in (decision 0075).
+# shellcheck disable=SC2046
+$cxx -std=c++20 $flags "$src/examples/consumer/main.cc" -o "$tmp/pc_static_example" \
+  -I"$prefix/include" "$prefix/$libdir/libcallvault.a" \
+  $(pkg-config --libs rocksdb libsodium libcrypto libzstd) -lflatbuffers -pthread ||
+  fail "linking libcallvault.a without the CRC32C wrap"
+expect_readme "$tmp/pc_static_example" static-nowrap
+ok "libcallvault.a linked without the CRC32C wrap builds and runs the example"
 
 "$prefix/bin/callvault" --help >/dev/null || fail "installed CLI"
 ok "installed CLI runs"
