@@ -435,16 +435,17 @@ Result<std::vector<BackupManifest>> ReadManifests(const std::string& backup_dir)
     std::string text;
     // Read before any signature is checked: bounded (attack28 F4: a planted
     // manifest of 192 MB took 1.4 GB to parse).
-    std::error_code e2;
-    if (!fs::is_regular_file(fs::symlink_status(cuts + "/" + n, e2))) {
-      return Status::Corruption("backup manifest cuts/" + n + " is not a regular file");
-    }
-    if (fs::file_size(cuts + "/" + n, e2) > kMaxManifestBytes) {
+    fsutil::NoFollowRead read;
+    CV_RETURN_IF_ERROR(fsutil::ReadNoFollow(cuts + "/" + n, kMaxManifestBytes, &text, &read));
+    if (read == fsutil::NoFollowRead::kMissing) return Status::NotFound("cannot read cuts/" + n);
+    if (read == fsutil::NoFollowRead::kTooLarge) {
       return Status::Corruption("backup manifest cuts/" + n + " is larger than " +
                                 std::to_string(kMaxManifestBytes >> 20) +
                                 " MiB: not one this build wrote");
     }
-    CV_RETURN_IF_ERROR(ReadText(cuts + "/" + n, &text));
+    if (read != fsutil::NoFollowRead::kRead) {
+      return Status::Corruption("backup manifest cuts/" + n + " is not a regular file");
+    }
     BackupManifest m;
     CV_RETURN_IF_ERROR(ParseManifest(text, "cuts/" + n, &m));
     if (ManifestName(m.cut) != "cuts/" + n) {
@@ -493,10 +494,13 @@ Status CheckEngineDescriptions(const std::string& engine_dir, const std::string&
       return Status::Corruption("backup directory: BackupEngine's description " + where + " " +
                                 why + " (edited by hand); nothing read from it");
     };
-    std::error_code e2;
-    if (fs::file_size(it->path(), e2) > kMaxDescriptionBytes) return bad("is too large");
     std::string text;
-    CV_RETURN_IF_ERROR(ReadText(it->path().string(), &text));
+    fsutil::NoFollowRead read;
+    CV_RETURN_IF_ERROR(
+        fsutil::ReadNoFollow(it->path().string(), kMaxDescriptionBytes, &text, &read));
+    if (read == fsutil::NoFollowRead::kMissing) return Status::NotFound("cannot read " + where);
+    if (read == fsutil::NoFollowRead::kTooLarge) return bad("is too large");
+    if (read != fsutil::NoFollowRead::kRead) return bad("is not a regular file");
     std::vector<std::string> lines;
     for (size_t from = 0; from < text.size();) {
       const size_t nl = text.find('\n', from);
