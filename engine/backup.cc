@@ -1859,6 +1859,15 @@ bool LowerHex(std::string_view s) {
 // knows its owner died. It holds the restore id of the restore (if it has
 // one), so that whoever removes a dead staging can tell the operator which
 // restore died (never to change the ledger: attack4 F1).
+// Makes every missing directory of `dir`, each 0755 (less the umask).
+void MakeParents(const fs::path& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  if (fs::exists(dir, ec)) return;
+  MakeParents(dir.parent_path());
+  ::mkdir(dir.c_str(), 0755);
+}
+
 class StagingLock {
  public:
   Status Take(const std::string& staging, const std::string& restore_id) {
@@ -2106,15 +2115,25 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   // rename: a failed restore leaves no half store at new_dir.
   const std::string staging = new_dir + kStagingInfix + crypto::Hex(crypto::RandomString(6));
   auto cleanup = [&] { fs::remove_all(staging, ec); };
-  fs::create_directories(fs::path(staging).parent_path(), ec);
+  // Missing parents are made 0755 whatever the umask (decision 0078).
+  MakeParents(fs::path(staging).parent_path());
   // The copy's restore id, named by the staging's lock before the ledger
   // holds it (RemoveDeadStagings).
   const std::string restore_id =
       m.tombstone_log ? crypto::Hex(crypto::RandomString(kRestoreIdBytes)) : std::string();
   StagingLock staging_lock;
   CV_RETURN_IF_ERROR(staging_lock.Take(staging, restore_id));
-  fs::create_directories(staging + "/shards", ec);
-  if (ec) return Status::IOError("restore: create " + staging + ": " + ec.message());
+  // 0755 whatever the umask: the copy's open refuses a store directory
+  // group or others can write (decision 0078).
+  if (::mkdir(staging.c_str(), 0755) != 0) {
+    // Not ours to remove: someone else's entry at this random name.
+    return Status::IOError("restore: create " + staging + ": " + std::strerror(errno));
+  }
+  if (::mkdir((staging + "/shards").c_str(), 0755) != 0) {
+    Status s = Status::IOError("restore: create " + staging + "/shards: " + std::strerror(errno));
+    cleanup();
+    return s;
+  }
   // After the checks of the backup directory, before the copy (a test
   // changes a backed-up file here: the copy's own check must catch it).
   CV_KILL_POINT("restore.before_copy");

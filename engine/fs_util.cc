@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -368,6 +369,101 @@ Status CheckPrivateDir(const std::string& dir) {
                                       "); fix: chmod 700 " + dir);
   }
   return Status::OK();
+}
+
+namespace {
+
+// What CheckStoreTree found wrong with one directory: "" if nothing (or
+// it does not exist, or is not a directory: what the open makes of that is
+// the open's to say). `owner` is set when the owner is another uid, to
+// `*foreign_uid`.
+std::string StoreDirProblem(const std::string& dir, bool* owner, uid_t* foreign_uid,
+                            Status* error) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    const int e = errno;
+    if (e != ENOENT && e != ENOTDIR) {
+      *error = Status::IOError("store directory " + dir + ": " + Errno(e));
+    }
+    return "";
+  }
+  if (!S_ISDIR(st.st_mode)) return "";
+  if (st.st_uid != ::geteuid()) {
+    *owner = true;
+    *foreign_uid = st.st_uid;
+    return "store directory " + dir + " is owned by uid " + std::to_string(st.st_uid) +
+           ", not by this process's uid " + std::to_string(::geteuid());
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return "store directory " + dir + " can be written by users other than its owner (mode " +
+           Octal(st.st_mode) + ")";
+  }
+  return "";
+}
+
+bool AllDigits(const std::string& name) {
+  return !name.empty() && name.find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
+Status CheckStoreTree(const std::string& store) {
+  std::vector<std::string> dirs = {store, store + "/meta", store + "/shards",
+                                   store + "/damage-reports"};
+  std::error_code ec;
+  std::filesystem::directory_iterator it(store + "/shards", ec);
+  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+    return Status::IOError("store directory " + store + "/shards: " + ec.message());
+  }
+  // The shards' directories are named by number (printf "%04u"); another
+  // entry is nothing the store writes into.
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (!AllDigits(it->path().filename().string())) continue;
+    dirs.push_back(it->path().string());
+    dirs.push_back(it->path().string() + "/ingest");
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+    return Status::IOError("store directory " + store + "/shards: " + ec.message());
+  }
+  // The first directory owned by another uid, else the first others can
+  // write; how many more have either problem.
+  std::string first;
+  bool owner = false, loose = false;
+  uid_t foreign = 0;
+  size_t found = 0;
+  for (const std::string& d : dirs) {
+    Status error;
+    bool is_owner = false;
+    uid_t uid = 0;
+    std::string p = StoreDirProblem(d, &is_owner, &uid, &error);
+    CV_RETURN_IF_ERROR(error);
+    if (p.empty()) continue;
+    ++found;
+    loose = loose || !is_owner;
+    if (first.empty() || (is_owner && !owner)) {
+      first = std::move(p);
+      owner = is_owner;
+      foreign = uid;
+    }
+  }
+  if (first.empty()) return Status::OK();
+  // The fix names the real directory: chown -R does not follow a symlink
+  // given on its command line.
+  std::string real = store;
+  if (char* resolved = ::realpath(store.c_str(), nullptr)) {
+    real = resolved;
+    std::free(resolved);
+  }
+  if (found > 1) first += "; " + std::to_string(found - 1) + " more of its directories too";
+  const std::string chmod = "chmod -R go-w " + real;
+  if (owner) {
+    return Status::FailedPrecondition(
+        first + ": another user could plant a link there that the store would write through; "
+                "fix: run as uid " + std::to_string(foreign) + ", or chown -R " +
+        std::to_string(::geteuid()) + " " + real + (loose ? " && " + chmod : std::string()));
+  }
+  return Status::FailedPrecondition(
+      first + ": a link planted there would be written through; fix: " + chmod);
 }
 
 namespace {

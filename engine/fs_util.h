@@ -55,6 +55,19 @@ Status MakePrivateDir(const std::string& dir);
 // directory (not a symlink to one) owned by this process's effective uid
 // with no permission bits for group or others. kNotFound if it is missing.
 Status CheckPrivateDir(const std::string& dir);
+// The store's directories that exist among `store` (the path given, a
+// symlink to a directory allowed: its target is checked), meta/, shards/,
+// each shards/NNNN/ (all-digit names) and its ingest/, and damage-reports/:
+// kFailedPrecondition unless each is owned by this process's effective
+// uid and writable by nobody else (no write bit for group or others). The
+// message names the first directory owned by another uid (else the first
+// others can write), counts the rest, and gives the command that fixes
+// them all (on the real path). Whoever else can write one of them can
+// plant a link under a name the store is about to create or write (RocksDB
+// opens its new files without O_NOFOLLOW), and the store would write
+// through it: into the key directory, say (decision 0078). kIOError if one
+// cannot be examined.
+Status CheckStoreTree(const std::string& store);
 // Checks, without following a symlink (lstat), that `path` is a regular
 // file owned by this process's effective uid and, if `secret`, with no
 // permission bits for group or others. kNotFound if missing; kKeyError

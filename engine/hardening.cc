@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include "engine/fs_util.h"
+
 namespace callvault {
 
 Status DisableCoreDumps() {
@@ -30,5 +32,7 @@ bool CoreDumpsDisabled() {
   if (::getrlimit(RLIMIT_CORE, &r) != 0) return false;
   return r.rlim_cur == 0 && ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0;
 }
+
+Status CheckStoreDirectories(const std::string& store) { return fsutil::CheckStoreTree(store); }
 
 }  // namespace callvault

@@ -221,6 +221,10 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::st
   // the store inside the key directory. Checked before anything is created.
   const std::string keys = options.key_provider->LocalDirectory();
   if (!keys.empty()) CV_RETURN_IF_ERROR(fsutil::CheckApart(abs, keys));
+  // Nobody but this uid may write the store's directories: RocksDB would
+  // write through a link planted under the name of its next file (decision
+  // 0078). Checked before anything is created or written.
+  CV_RETURN_IF_ERROR(fsutil::CheckStoreTree(abs));
   const auto open_start = std::chrono::steady_clock::now();
   auto impl = std::make_unique<Impl>(options, abs);
   // One writer per key directory, before any key is read or changed;
@@ -871,6 +875,10 @@ Status Store::Impl::OpenOrCreate() {
   CV_RETURN_IF_ERROR(fsutil::FromRocks(env->CreateDirIfMissing(path_), "create store directory"));
   CV_RETURN_IF_ERROR(
       fsutil::FromRocks(env->CreateDirIfMissing(path_ + "/shards"), "create shards directory"));
+  // Again, now that they exist: CreateDirIfMissing takes a directory made
+  // by someone else between Store::Open's check and here (in a parent
+  // others can write, such as /tmp), and nothing is written into it yet.
+  CV_RETURN_IF_ERROR(fsutil::CheckStoreTree(path_));
   rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
   mo.create_if_missing = true;
   mo.enable_blob_files = false;

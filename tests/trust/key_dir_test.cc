@@ -31,6 +31,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include "callvault/key_provider.h"
 #include "callvault/store.h"
@@ -799,6 +800,243 @@ TEST(KeyDirLock, LockRemovedWhileHeldStopsTheFirstWriter) {
   a->reset();
   EXPECT_TRUE(fs::exists(keys + "/LOCK")) << "the first writer unlinked the second's LOCK";
   EXPECT_OK((*b)->PurgeTenant("y"));
+}
+
+// --- 7. the store's directories (decision 0078) ---------------------------------------
+
+// Every file under `dir` (recursively): its size and a digest of its bytes;
+// directories by name.
+std::map<std::string, std::string> TreeSnapshot(const std::string& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    const std::string rel = fs::relative(e.path(), dir).string();
+    if (e.is_directory()) {
+      m[rel] = "dir";
+      continue;
+    }
+    const std::string bytes = testutil::ReadFile(e.path().string());
+    m[rel] = std::to_string(bytes.size()) + " bytes, hash " +
+             std::to_string(std::hash<std::string>{}(bytes));
+  }
+  return m;
+}
+
+Result<std::unique_ptr<Store>> OpenReadOnly(const std::string& db, const std::string& keys) {
+  auto kp = NewFileKeyProvider(keys, {.create_if_missing = false});
+  if (!kp.ok()) return kp.status();
+  Options o = BaseOptions(*kp);
+  o.read_only = true;
+  o.create_if_missing = false;
+  return Store::Open(o, db);
+}
+
+// The store's directories in a store of two shards (MakeTwoShardStore):
+// the ones the opens create, and the two created later (a shard's ingest/
+// by the first recording writer, damage-reports/ by a read-only open that
+// finds damage), made here.
+std::vector<std::string> StoreDirs(const std::string& db) {
+  for (const char* d : {"/shards/0001/ingest", "/damage-reports"}) {
+    if (!fs::exists(db + d)) fs::create_directory(db + d);
+  }
+  return {"",          "meta",        "shards", "shards/0000", "shards/0001", "shards/0001/ingest",
+          "damage-reports"};
+}
+
+// MakeStore, with one tenant per shard: x in shards/0000, y in shards/0001.
+void MakeTwoShardStore(const std::string& db, const std::string& keys) {
+  auto kp = NewFileKeyProvider(keys, {.create_if_missing = true});
+  ASSERT_OK(kp);
+  Options o = BaseOptions(*kp);
+  o.create_if_missing = true;
+  o.max_tenants_per_shard = 1;
+  auto s = Store::Open(o, db);
+  ASSERT_OK(s);
+  for (const char* t : {"x", "y"}) {
+    ASSERT_OK((*s)->CreateTenant({.tenant_id = t}));
+    ASSERT_OK((*s)->PutCall(t, testutil::MakeCall("c1", 1700000000000, "MARKER")));
+  }
+  ASSERT_TRUE(fs::is_directory(db + "/shards/0001"));
+}
+
+// Whoever else can write a store directory can plant a link under the name
+// of a file the store is about to create (RocksDB opens its new files
+// without O_NOFOLLOW, O_TRUNC included), and the store would write through
+// it: into the key directory, say. Each of the store's directories with a
+// write bit for group or others is refused, by a writable and a read-only
+// open alike, before anything is written, with the chmod that fixes it.
+TEST(StoreDirModes, DirectoryOthersCanWriteRefusedWithFixAndNothingChanged) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  MakeTwoShardStore(db, keys);
+  for (const std::string& rel : StoreDirs(db)) {
+    for (mode_t mode : {0777, 0775, 0757, 01777, 0730}) {
+      const std::string dir = rel.empty() ? db : db + "/" + rel;
+      SCOPED_TRACE(dir + " mode " + std::to_string(mode));
+      ASSERT_EQ(::chmod(dir.c_str(), mode), 0);
+      const auto store_before = TreeSnapshot(db);
+      const auto keys_before = Snapshot(keys);
+      auto w = OpenStore(db, keys);
+      EXPECT_CODE(w, Code::kFailedPrecondition);
+      EXPECT_NE(w.status().message().find("store directory " + dir +
+                                          " can be written by users other than its owner"),
+                std::string::npos)
+          << w.status().ToString();
+      EXPECT_NE(w.status().message().find("fix: chmod -R go-w " + db), std::string::npos)
+          << w.status().ToString();
+      auto r = OpenReadOnly(db, keys);
+      EXPECT_CODE(r, Code::kFailedPrecondition);
+      EXPECT_NE(r.status().message().find("fix: chmod -R go-w " + db), std::string::npos)
+          << r.status().ToString();
+      EXPECT_EQ(TreeSnapshot(db), store_before) << "a refused open changed the store";
+      EXPECT_EQ(Snapshot(keys), keys_before) << "a refused open changed the key directory";
+      ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+    }
+  }
+  // Fixed as the message says, the store opens and reads.
+  auto s = OpenStore(db, keys);
+  ASSERT_OK(s);
+  auto got = (*s)->GetCall("x", "c1");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->title, "Quarterly review MARKER");
+}
+
+// Owned by another uid: that uid can plant links (and, for a process
+// running as root, writing through a user's link is the classic way up).
+TEST(StoreDirModes, DirectoryOwnedByAnotherUidRefusedWithFix) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown a store directory to nobody";
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  MakeTwoShardStore(db, keys);
+  for (const std::string& rel : StoreDirs(db)) {
+    const std::string dir = rel.empty() ? db : db + "/" + rel;
+    SCOPED_TRACE(dir);
+    ASSERT_EQ(::chown(dir.c_str(), 65534, 65534), 0);
+    const auto store_before = TreeSnapshot(db);
+    auto w = OpenStore(db, keys);
+    EXPECT_CODE(w, Code::kFailedPrecondition);
+    EXPECT_NE(w.status().message().find("store directory " + dir + " is owned by uid 65534"),
+              std::string::npos)
+        << w.status().ToString();
+    EXPECT_NE(w.status().message().find("fix: run as uid 65534, or chown -R 0 " + db),
+              std::string::npos)
+        << w.status().ToString();
+    EXPECT_CODE(OpenReadOnly(db, keys), Code::kFailedPrecondition);
+    EXPECT_EQ(TreeSnapshot(db), store_before) << "a refused open changed the store";
+    ASSERT_EQ(::chown(dir.c_str(), 0, 0), 0);
+  }
+  EXPECT_OK(OpenStore(db, keys));
+}
+
+// The common deployments still open: the store's path a symlink to a
+// private directory (a data disk mounted elsewhere), and a store directory
+// that others may read and enter but not write (0755, RocksDB's own mode
+// for the directories it makes).
+TEST(StoreDirModes, PrivateTreeOpensThroughASymlinkedPath) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), link = tmp.Sub("link");
+  MakeStore(db, keys);
+  fs::create_directory_symlink(db, link);
+  auto s = OpenStore(link, keys);
+  ASSERT_OK(s);
+  EXPECT_OK((*s)->GetCall("y", "c1"));
+  s->reset();
+  // A store made under umask 000 still gets directories nobody else can write.
+  TempDir tmp2;
+  const mode_t old = ::umask(0);
+  auto made = OpenStore(tmp2.Sub("db"), tmp2.Sub("keys"), /*create=*/true);
+  ::umask(old);
+  ASSERT_OK(made);
+  ASSERT_OK((*made)->CreateTenant({.tenant_id = "z"}));
+  made->reset();
+  EXPECT_OK(OpenStore(tmp2.Sub("db"), tmp2.Sub("keys")));
+}
+
+// A symbolic link among the store's directories is judged by what it points
+// to: a shard directory (or the store's path) linked to a directory others
+// can write is refused; more than one loose directory is counted in one
+// message whose fix covers them all; an entry of shards/ that is not a
+// shard's name (lost+found on a mounted volume) is none of the store's.
+TEST(StoreDirModes, LinksAreJudgedByTheirTargetAndEveryDirectoryIsCounted) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), loose = tmp.Sub("loose");
+  MakeTwoShardStore(db, keys);
+  ASSERT_EQ(::mkdir(loose.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(loose.c_str(), 0777), 0);
+  const std::string shard1 = db + "/shards/0001";
+  fs::rename(shard1, loose + "/0001");
+  fs::create_directory_symlink(loose + "/0001", shard1);
+  ASSERT_EQ(::chmod((loose + "/0001").c_str(), 0777), 0);
+  auto w = OpenStore(db, keys);
+  EXPECT_CODE(w, Code::kFailedPrecondition);
+  EXPECT_NE(w.status().message().find("store directory " + shard1 + " can be written"),
+            std::string::npos)
+      << w.status().ToString();
+  // Through a linked store path, the fix names the real directory.
+  fs::create_directory_symlink(db, tmp.Sub("link"));
+  ASSERT_EQ(::chmod(db.c_str(), 0775), 0);
+  auto l = OpenStore(tmp.Sub("link"), keys);
+  EXPECT_CODE(l, Code::kFailedPrecondition);
+  EXPECT_NE(l.status().message().find("1 more of its directories too"), std::string::npos)
+      << l.status().ToString();
+  EXPECT_NE(l.status().message().find("fix: chmod -R go-w " + db), std::string::npos)
+      << l.status().ToString();
+  ASSERT_EQ(::chmod(db.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((loose + "/0001").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((db + "/shards/lost+found").c_str(), 0777), 0);
+  ASSERT_EQ(::chmod((db + "/shards/lost+found").c_str(), 0777), 0);
+  auto ok = OpenStore(tmp.Sub("link"), keys);
+  ASSERT_OK(ok);
+  EXPECT_OK((*ok)->GetCall("y", "c1"));
+}
+
+// `callvault raw ldb` opens a shard with RocksDB's own tool, which writes
+// there (its info LOG, rotated and created with O_TRUNC; put, compact):
+// refused as a store open is, whether the shard is named with --shard or
+// with ldb's own --db=.
+TEST(StoreDirModes, RawLdbRefusedOnADirectoryOthersCanWrite) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys");
+  MakeStore(db, keys);
+  const std::string shard = db + "/shards/0000";
+  ASSERT_EQ(::chmod(shard.c_str(), 0777), 0);
+  const auto before = TreeSnapshot(db);
+  const std::vector<std::string> by_shard = {"--db",  db,    "--keys", keys, "raw",
+                                             "ldb",   "--shard", "0", "list_column_families"};
+  std::string out;
+  EXPECT_EQ(RunCli(by_shard, &out), 78) << out;
+  EXPECT_NE(out.find("fix: chmod -R go-w " + db), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunCli({"--keys", keys, "raw", "ldb", "--db=" + shard, "list_column_families"}, &out),
+            78)
+      << out;
+  EXPECT_NE(out.find("store directory " + shard + " can be written"), std::string::npos) << out;
+  EXPECT_EQ(TreeSnapshot(db), before);
+  ASSERT_EQ(::chmod(shard.c_str(), 0755), 0);
+  out.clear();
+  EXPECT_EQ(RunCli(by_shard, &out), 0) << out;
+}
+
+// A restore under umask 002 (a common login umask) gives a copy that opens:
+// the restore makes its directories 0755, not 0777 less the umask.
+TEST(StoreDirModes, RestoreUnderAGroupUmaskGivesACopyThatOpens) {
+  TempDir tmp;
+  const std::string db = tmp.Sub("db"), keys = tmp.Sub("keys"), backups = tmp.Sub("backups"),
+                    restored = tmp.Sub("restored");
+  MakeStore(db, keys);
+  {
+    auto s = OpenStore(db, keys);
+    ASSERT_OK(s);
+    ASSERT_OK((*s)->Backup(backups));
+  }
+  auto kp = NewFileKeyProvider(keys, {.create_if_missing = false});
+  ASSERT_OK(kp);
+  const mode_t old = ::umask(002);
+  auto r = Store::Restore(BaseOptions(*kp), backups, restored);
+  ::umask(old);
+  ASSERT_OK(r);
+  auto s = OpenStore(restored, keys);
+  ASSERT_OK(s);
+  EXPECT_OK((*s)->GetCall("x", "c1"));
 }
 
 }  // namespace

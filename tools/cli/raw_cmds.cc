@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "callvault/hardening.h"
 #include "tools/cli/command.h"
 
 namespace callvault::cli {
@@ -79,9 +80,11 @@ Result<RawArgs> SplitArgs(const std::vector<std::string>& args,
 
 // Resolves the instance directory and injects `target_flag`<dir> unless the
 // user named a target (any of `target_flags`, the first of which is
-// `target_flag`).
+// `target_flag`). `writes`: the tool may write in the directory, which is
+// checked first as Store::Open checks a store's (decision 0078).
 RunResult Prepare(Context& ctx, const std::vector<std::string>& args,
-                  const std::vector<std::string_view>& target_flags, std::vector<std::string>* argv) {
+                  const std::vector<std::string_view>& target_flags, bool writes,
+                  std::vector<std::string>* argv) {
   const std::string_view target_flag = target_flags.front();
   auto split = SplitArgs(args, target_flags);
   if (!split.ok()) return RunResult::Usage(split.status().message());
@@ -90,12 +93,21 @@ RunResult Prepare(Context& ctx, const std::vector<std::string>& args,
     if (split->meta || split->shard) {
       return RunResult::Usage(fmt::format("give either {} or --shard/--meta", target_flag));
     }
+    // ldb writes in the directory it opens (its info LOG, rotated and
+    // created with O_TRUNC; put, compact): only where nobody else can plant
+    // a link (decision 0078). sst_dump and ldb's --path= only read.
+    if (writes) {
+      for (const std::string& a : *argv) {
+        if (StartsWith(a, "--db=")) CV_RETURN_IF_ERROR(CheckStoreDirectories(a.substr(5)));
+      }
+    }
     return {};
   }
   if (ctx.flags().db.empty()) {
     return RunResult::Usage(
         fmt::format("--db DIR (before `raw`) or {}PATH is required", target_flag));
   }
+  if (writes) CV_RETURN_IF_ERROR(CheckStoreDirectories(ctx.flags().db));
   std::string dir = split->meta
                         ? ctx.flags().db + "/meta"
                         : fmt::format("{}/shards/{:04}", ctx.flags().db, split->shard.value_or(0));
@@ -217,7 +229,7 @@ class RawLdbCommand final : public Command {
   void SetPassThroughArgs(std::vector<std::string> args) override { args_ = std::move(args); }
   RunResult Run(Context& ctx) override {
     std::vector<std::string> args;
-    RunResult r = Prepare(ctx, args_, {"--db=", "--path="}, &args);
+    RunResult r = Prepare(ctx, args_, {"--db=", "--path="}, /*writes=*/true, &args);
     if (!r.ok()) return r;
     std::vector<char*> argv = CArgs("ldb", &args);
     ctx.out().flush();
@@ -249,7 +261,7 @@ class RawSstDumpCommand final : public Command {
   void SetPassThroughArgs(std::vector<std::string> args) override { args_ = std::move(args); }
   RunResult Run(Context& ctx) override {
     std::vector<std::string> args;
-    RunResult r = Prepare(ctx, args_, {"--file="}, &args);
+    RunResult r = Prepare(ctx, args_, {"--file="}, /*writes=*/false, &args);
     if (!r.ok()) return r;
     // Blocks checked against their checksums before they are parsed
     // (sst_dump's default is not to).

@@ -10,6 +10,8 @@
 #ifndef CALLVAULT_HARDENING_H_
 #define CALLVAULT_HARDENING_H_
 
+#include <string>
+
 #include "callvault/status.h"
 
 namespace callvault {
@@ -25,6 +27,16 @@ namespace callvault {
 // True if this process can write no core dump: RLIMIT_CORE is 0 and the
 // process is not dumpable.
 bool CoreDumpsDisabled();
+
+// The check Store::Open makes of a store's directories before it writes
+// (decision 0078): `store` (a symbolic link to a directory allowed), meta/,
+// shards/, each shard's directory and its ingest/, damage-reports/, those
+// that exist, must be owned by this process's effective uid and writable
+// by nobody else; else kFailedPrecondition naming the directory and the
+// chmod or chown that fixes it. Whoever else can write one could plant a
+// link that RocksDB would write through. For a tool that writes into a
+// store's directories without Store::Open (the CLI's `raw ldb`).
+[[nodiscard]] Status CheckStoreDirectories(const std::string& store);
 
 }  // namespace callvault
 

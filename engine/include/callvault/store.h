@@ -698,7 +698,10 @@ class Store {
   // Errors: kInvalidArgument (bad options, keys and store not apart),
   // kNotFound (no store and !create_if_missing), kKeyError (wrong keys,
   // rollback), kCorruption, kIOError, kFailedPrecondition (region mismatch;
-  // the key directory in use by another writer, or not private).
+  // the key directory in use by another writer, or not private; a store
+  // directory (the store's, meta/, shards/, a shard's, its ingest/,
+  // damage-reports/) owned by another uid or writable by group or others:
+  // the message names it and the chmod or chown that fixes it).
   // A writable open of a store that another process holds open gives
   // kFailedPrecondition: "key directory D is in use by another process
   // (pid N)" when both use one key directory, else "open for writing in
