@@ -1852,13 +1852,6 @@ bool LowerHex(std::string_view s) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// `<staging>.lock` beside a restore's staging directory, flocked for the
-// whole restore. It is created under a temporary name, locked, then renamed
-// into place (the flock stays with the inode), so a `.lock` that can be
-// seen is locked from the moment it appears: a restore that can take it
-// knows its owner died. It holds the restore id of the restore (if it has
-// one), so that whoever removes a dead staging can tell the operator which
-// restore died (never to change the ledger: attack4 F1).
 // Makes every missing directory of `dir`, each 0755 (less the umask).
 void MakeParents(const fs::path& dir) {
   if (dir.empty()) return;
@@ -1868,6 +1861,13 @@ void MakeParents(const fs::path& dir) {
   ::mkdir(dir.c_str(), 0755);
 }
 
+// `<staging>.lock` beside a restore's staging directory, flocked for the
+// whole restore. It is created under a temporary name, locked, then renamed
+// into place (the flock stays with the inode), so a `.lock` that can be
+// seen is locked from the moment it appears: a restore that can take it
+// knows its owner died. It holds the restore id of the restore (if it has
+// one), so that whoever removes a dead staging can tell the operator which
+// restore died (never to change the ledger: attack4 F1).
 class StagingLock {
  public:
   Status Take(const std::string& staging, const std::string& restore_id) {
