@@ -156,11 +156,14 @@ TEST(WalCap, ASwitchAtTheCapDoesNotHoldTheWriters) {
     ASSERT_TRUE(st.ok());
     ASSERT_EQ(st->shards.size(), 1u);
     EXPECT_EQ(st->memory.flush_backlog_limit, old_bound ? (64u << 20) : (128u << 20));
-    // The switch this is about happened. In the control case the writers'
-    // waits at the lower bound let the write buffer manager flush about half
-    // of the families before the cap (seen: WAL Full=30, Write Buffer
-    // Manager=31 in 4 of 6 runs), so more than a quarter is what it shows.
-    EXPECT_GT(reasons.Count("WAL Full"), old_bound ? kTenants / 4 : kTenants / 2)
+    // The switch this is about happened: more than a quarter of the
+    // families switched out at the cap at once. How many more depends on
+    // how many the write buffer manager flushed before it, which timing
+    // decides: in the control case the writers' waits let it flush about
+    // half (seen: WAL Full=30, Write Buffer Manager=31 in 4 of 6 runs), and
+    // the default case under a loaded CI run had WAL Full=29, Write Buffer
+    // Manager=10. What tells the bounds apart is the waits, below.
+    EXPECT_GT(reasons.Count("WAL Full"), kTenants / 4)
         << "flushes by reason: " << reasons.Describe();
     if (old_bound) {
       EXPECT_GT(st->memory.flush_backlog_waits, 0u) << "the control case did not wait";
