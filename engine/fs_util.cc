@@ -412,9 +412,6 @@ Status CheckStoreTree(const std::string& store) {
                                    store + "/damage-reports"};
   std::error_code ec;
   std::filesystem::directory_iterator it(store + "/shards", ec);
-  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
-    return Status::IOError("store directory " + store + "/shards: " + ec.message());
-  }
   // The shards' directories are named by number (printf "%04u"); another
   // entry is nothing the store writes into.
   for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {

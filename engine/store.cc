@@ -875,10 +875,11 @@ Status Store::Impl::OpenOrCreate() {
   CV_RETURN_IF_ERROR(fsutil::FromRocks(env->CreateDirIfMissing(path_), "create store directory"));
   CV_RETURN_IF_ERROR(
       fsutil::FromRocks(env->CreateDirIfMissing(path_ + "/shards"), "create shards directory"));
-  // Again, now that they exist: CreateDirIfMissing takes a directory made
-  // by someone else between Store::Open's check and here (in a parent
-  // others can write, such as /tmp), and nothing is written into it yet.
-  CV_RETURN_IF_ERROR(fsutil::CheckStoreTree(path_));
+  // A new store's again, now that they exist: CreateDirIfMissing takes a
+  // directory made by someone else between Store::Open's check and here (in
+  // a parent others can write, such as /tmp), and nothing is written into
+  // it yet. An existing store's were there for that check.
+  if (!exists) CV_RETURN_IF_ERROR(fsutil::CheckStoreTree(path_));
   rocksdb::Options mo(res_->db_options, res_->tenant_cf_options);
   mo.create_if_missing = true;
   mo.enable_blob_files = false;
