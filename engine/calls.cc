@@ -59,18 +59,14 @@ Status ReadPart(const TenantRef& t, std::string_view call_hash, Part part, Call*
 namespace {
 // A call's metadata, transcript and insights records are left uncompressed
 // for the reseal filter when the store defers compression (decision 0052),
-// except in a key rotation's copy (Tenant::compress_writes: no filter
-// reaches its family before the switch). Not its summary (DeferredPart);
-// the rows of the version counter and the source index are smaller than
-// anything compressed. Nor records of kDeferMaxBytes and more
-// (engine/reseal.h: never deferred into a blob file).
+// at any size (decision 0079: the filter reads back those that went to a
+// blob file), except in a key rotation's copy (Tenant::compress_writes: no
+// filter reaches its family before the switch). Not its summary
+// (DeferredPart); the rows of the version counter and the source index are
+// smaller than anything compressed.
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
-  bool defer = false;
-  if (t->shard->defer_compression() && !t->compress_writes) {
-    auto ck = format::ParseCallKey(key);
-    defer = ck.has_value() && DeferredPart(ck->part) && plain.size() < kDeferMaxBytes;
-  }
+  const bool defer = t->shard->defer_compression() && !t->compress_writes && DeferredRow(key);
   return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain, !defer)), "write batch");
 }
 

@@ -7,10 +7,14 @@
 
 namespace callvault {
 
-bool DeferredRecord(std::string_view key, std::string_view value) {
+bool DeferredRow(std::string_view key) {
   if (key.empty() || key[0] != format::kCallPrefix) return false;
   auto ck = format::ParseCallKey(key);
-  if (!ck || !DeferredPart(ck->part)) return false;
+  return ck && DeferredPart(ck->part);
+}
+
+bool DeferredRecord(std::string_view key, std::string_view value) {
+  if (!DeferredRow(key)) return false;
   format::EnvelopeView v;
   if (format::ParseEnvelope(value, limits::kMaxRecordBytes, &v) != format::EnvelopeError::kOk) {
     return false;
@@ -40,14 +44,16 @@ class ResealFilter : public rocksdb::CompactionFilter {
     return Decision::kChangeValue;
   }
 
-  // A value in a blob file is never read back by the filter: records are
-  // resealed at flush, before RocksDB moves large values into blob files,
-  // so a blob holds a deferred record only if its flush could not reseal it
-  // (it then stays readable, uncompressed).
-  Decision FilterBlobByKey(int /*level*/, const rocksdb::Slice& /*key*/,
+  // A call record in a blob file is read back (kUndetermined: RocksDB 7.8.3's
+  // CompactionIterator then fetches the blob and calls FilterV2 with it as a
+  // kValue), so a deferred record a flush had to keep is resealed by a later
+  // compaction like one in a table file; a resealed value that is still
+  // large goes to a new blob file, a smaller one into the table. Other
+  // blobs (recording chunks) are never read here.
+  Decision FilterBlobByKey(int /*level*/, const rocksdb::Slice& key,
                            std::string* /*new_value*/,
                            std::string* /*skip_until*/) const override {
-    return Decision::kKeep;
+    return DeferredRow(key.ToStringView()) ? Decision::kUndetermined : Decision::kKeep;
   }
 
   const char* Name() const override { return "callvault.ResealFilter"; }

@@ -48,14 +48,13 @@ inline bool DeferredPart(format::Part part) { return part != format::Part::kSumm
 // envelope's header only.
 bool DeferredRecord(std::string_view key, std::string_view value);
 
-// Records of this size or more are compressed by the writer even when
-// compression is deferred: below the shards' min_blob_size (256 KiB) with
-// the envelope, so a deferred record never goes to a blob file, whose
-// values compactions do not read back (a record flushed before its tenant
-// was reachable, during an open's WAL replay or a move's copy, would stay
-// uncompressed there for good). Table files are rewritten by compactions,
-// which reseal what they hold.
-inline constexpr size_t kDeferMaxBytes = 192u << 10;
+// Whether row `key` may hold a deferred record, from the key alone: a
+// call's metadata, transcript or insights row. The filter reads such a row's
+// value back from a blob file (FilterBlobByKey), and no other blob: a record
+// a flush had to keep (its tenant not reachable yet: an open's WAL replay, a
+// move's copy; or busy) may have gone to a blob file uncompressed, and the
+// next compaction of its key reseals it (decision 0079).
+bool DeferredRow(std::string_view key);
 
 // What the filters did since the store opened (StoreStats::compression).
 struct ResealCounters {

@@ -191,9 +191,10 @@ TEST(Attack52, MoveCommitsWhenAFlushResealsRowsAlreadySent) {
 // there, uncompressed for good (the mechanism of the replay case below).
 TEST(Attack52, ALongTranscriptMovedInIsCompressedEventually) {
   // Was a finding (bytes on disk only; every call reads back): the long
-  // transcripts went to blob files uncompressed for good. Fixed: records of
-  // kDeferMaxBytes and more are never deferred, so a deferred record stays
-  // in table files, which the destination's compactions reseal.
+  // transcripts went to blob files uncompressed for good. Fixed first by
+  // never deferring records of 192 KiB and more; now (decision 0079) they
+  // are deferred, and the destination's compactions read the blobs of call
+  // records back and reseal them (FilterBlobByKey: kUndetermined).
   crypto::Init();
   Side a, b;
   a.Open();
@@ -436,7 +437,8 @@ TEST(Attack52, ARecordThatNeverShrinksIsNotRetriedByEveryCompaction) {
 // its tenants: no filter reaches them, those records are written
 // uncompressed. Two ways they then stay so:
 //  - those past min_blob_size (256 KiB) go to a blob file, which the filter
-//    never reads back (FilterBlobByKey kKeep): uncompressed for good;
+//    did not read back (FilterBlobByKey kKeep): uncompressed for good
+//    (now read back, decision 0079);
 //  - the L0 files of the replay trigger an automatic compaction as DB::Open
 //    ends, still before the tenants are active (its filter finds none): it
 //    rewrites them, uncompressed, into the bottommost level, and CompactAll
@@ -444,8 +446,9 @@ TEST(Attack52, ARecordThatNeverShrinksIsNotRetriedByEveryCompaction) {
 //    2 of 3 runs here every deferred record of the replay (36) was left.
 TEST(Attack52, ALongTranscriptReplayedAtOpenIsCompressedEventually) {
   // Was a finding: records replayed (and flushed) at open stayed deferred,
-  // in blob files for good. Fixed as the move case above (kDeferMaxBytes);
-  // in table files they wait for a compaction that reaches the tenant
+  // in blob files for good. Fixed as the move case above (decision 0079:
+  // blobs of call records read back by compactions); in table and blob
+  // files they wait for a compaction that reaches the tenant
   // (decision 0052, Consequences: an idle tenant's bottommost file can
   // keep them until it is compacted again).
   crypto::Init();
