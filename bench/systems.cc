@@ -10,10 +10,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 
 #include "bench/raw_codec.h"
 #include "bench/util.h"
@@ -276,6 +278,15 @@ uint64_t CallvaultSystem::ReadRecording(const std::string& tenant, const std::st
 
 void CallvaultSystem::Flush() { Check(store_->Flush(), "callvault Flush"); }
 void CallvaultSystem::CompactAll() { Check(store_->CompactAll(), "callvault CompactAll"); }
+void CallvaultSystem::Settle() {
+  for (int i = 0; i < 6000; ++i) {  // up to a minute
+    auto st = store_->Stats();
+    Check(st.status(), "callvault Stats");
+    if (st->dictionary_training.queued == 0 && st->dictionary_training.running == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Fail("callvault: dictionary training did not finish within a minute");
+}
 
 // ---------------------------------------------------------------------------
 // raw RocksDB

@@ -90,6 +90,9 @@ class System {
   // Memtables to SST files, then full compaction of everything.
   virtual void Flush() = 0;
   virtual void CompactAll() = 0;
+  // Waits until the one-time work that writes start in the background is
+  // done (callvault: dictionary training); nothing for raw RocksDB.
+  virtual void Settle() {}
 };
 
 // callvault with default Options (sync_writes on), keys in <dir>/keys and
@@ -116,6 +119,7 @@ class CallvaultSystem : public System {
                          const std::string& recording_id, uint64_t size) override;
   void Flush() override;
   void CompactAll() override;
+  void Settle() override;
 
   Store* store() { return store_.get(); }
   void Close() { store_.reset(); }
