@@ -83,7 +83,9 @@ Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const 
   if ((rewrite & kPartTranscript) && !call.transcript.empty()) parts |= kPartTranscript;
   if ((rewrite & kPartInsights) && !call.insights.empty()) parts |= kPartInsights;
   CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kMeta), codec::EncodeMeta(call, parts)));
-  CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kSummary), indexing::SummaryBytes(k, call)));
+  const indexing::AttributeHashes hashes = indexing::HashAttributes(k, call);
+  CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kSummary),
+                               indexing::SummaryBytes(k, hashes, call)));
   if (rewrite & kPartTranscript) {
     if (parts & kPartTranscript) {
       CV_RETURN_IF_ERROR(PutSealed(t, b, format::CallKey(hash, Part::kTranscript), codec::EncodeTranscript(call)));
@@ -98,7 +100,7 @@ Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const 
       CV_RETURN_IF_ERROR(Del(t, b, format::CallKey(hash, Part::kInsights)));
     }
   }
-  std::set<std::string> keys = indexing::IndexKeys(k, call, hash);
+  std::set<std::string> keys = indexing::IndexKeys(hashes, call, hash);
   if (old != nullptr) {
     for (const auto& key : indexing::IndexKeys(k, *old, hash)) {
       if (!keys.count(key)) CV_RETURN_IF_ERROR(Del(t, b, key));
@@ -157,6 +159,15 @@ Status CheckExpected(std::optional<uint64_t> expected, bool found, uint64_t vers
                             ", not the expected version " + std::to_string(*expected));
   }
   return Status::OK();
+}
+
+size_t BatchBytesHint(const std::vector<Call>& calls) {
+  size_t n = 0;
+  for (const auto& c : calls) {
+    n += 4096 + c.insights.summary.size();
+    for (const auto& s : c.transcript) n += s.text.size() + 32;
+  }
+  return std::min(n, size_t{64} << 20);
 }
 
 Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, rocksdb::WriteBatch* b) {
@@ -242,7 +253,7 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
   CV_ASSIGN_OR_RETURN(TenantRef t, Acquire(tenant_id, Access::kWrite));
   std::lock_guard<std::mutex> w(t->write_mu);
   PrepareDictionary(t);
-  rocksdb::WriteBatch batch;
+  rocksdb::WriteBatch batch(calls::BatchBytesHint(calls));
   std::vector<PutResult> results(calls.size());
   const int64_t now = NowMicros();
   // Each call is resolved against the store as it was before the batch, so

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/store_impl.h"
 
@@ -41,6 +42,12 @@ uint64_t NextVersion(uint64_t* counter, uint64_t old_version);
 Status CheckExpected(std::optional<uint64_t> expected, bool found, uint64_t version);
 // Adds to `b` the deletes of every record and index entry of `old`.
 Status PlanDelete(const TenantRef& t, const Call& old, std::string_view hash, rocksdb::WriteBatch* b);
+
+// About the bytes of a write batch that puts `calls` (their transcripts and
+// LLM summaries, plus a few KiB each for metadata, index rows and
+// envelopes; at most 64 MiB): reserved up front, so the batch of a long
+// call is not copied over and over as it grows.
+size_t BatchBytesHint(const std::vector<Call>& calls);
 
 // Counts the tenant's calls (its time-index entries), stopping at `limit`.
 Status CountTimeIndex(const TenantRef& t, uint64_t limit, uint64_t* n);

@@ -59,44 +59,53 @@ std::set<std::string> Subjects(const Call& c) {
   return out;
 }
 
-std::set<std::string> IndexKeys(const SecretBytes& k, const Call& c, std::string_view h) {
+AttributeHashes HashAttributes(const SecretBytes& k, const Call& c) {
+  AttributeHashes h;
+  if (!c.owner_user_id.empty()) h.owner = OwnerHash(k, c.owner_user_id);
+  if (!c.workspace_id.empty()) h.workspace = WorkspaceHash(k, c.workspace_id);
+  for (const auto& s : Subjects(c)) h.subjects.push_back(ParticipantHash(k, s));
+  for (const auto& l : c.crm_links) {
+    h.crm.push_back(CrmHash(k, l.system, l.object_type, l.object_id));
+  }
+  return h;
+}
+
+std::set<std::string> IndexKeys(const AttributeHashes& a, const Call& c, std::string_view h) {
   std::set<std::string> keys;
   keys.insert(format::TimeIndexKey(c.started_at, h));
   keys.insert(format::UpdatedIndexKey(c.updated_at, h));
-  if (!c.owner_user_id.empty()) {
-    keys.insert(format::AttributeIndexKey(format::kOwnerIndexPrefix, OwnerHash(k, c.owner_user_id),
-                                          c.started_at, h));
+  if (!a.owner.empty()) {
+    keys.insert(format::AttributeIndexKey(format::kOwnerIndexPrefix, a.owner, c.started_at, h));
   }
-  if (!c.workspace_id.empty()) {
-    keys.insert(format::AttributeIndexKey(format::kWorkspaceIndexPrefix,
-                                          WorkspaceHash(k, c.workspace_id), c.started_at, h));
+  if (!a.workspace.empty()) {
+    keys.insert(
+        format::AttributeIndexKey(format::kWorkspaceIndexPrefix, a.workspace, c.started_at, h));
   }
-  for (const auto& s : Subjects(c)) {
-    keys.insert(format::AttributeIndexKey(format::kParticipantIndexPrefix, ParticipantHash(k, s),
-                                          c.started_at, h));
+  for (const auto& s : a.subjects) {
+    keys.insert(format::AttributeIndexKey(format::kParticipantIndexPrefix, s, c.started_at, h));
   }
-  for (const auto& l : c.crm_links) {
-    keys.insert(format::AttributeIndexKey(format::kCrmIndexPrefix,
-                                          CrmHash(k, l.system, l.object_type, l.object_id),
-                                          c.started_at, h));
+  for (const auto& l : a.crm) {
+    keys.insert(format::AttributeIndexKey(format::kCrmIndexPrefix, l, c.started_at, h));
   }
   return keys;
 }
 
-std::string SummaryBytes(const SecretBytes& k, const Call& c) {
+std::set<std::string> IndexKeys(const SecretBytes& k, const Call& c, std::string_view h) {
+  return IndexKeys(HashAttributes(k, c), c, h);
+}
+
+std::string SummaryBytes(const SecretBytes& k, const AttributeHashes& a, const Call& c) {
   format::Summary s;
   s.started_at = c.started_at;
   s.updated_at = c.updated_at;
   s.duration_ms = c.duration_ms;
   s.direction = static_cast<uint8_t>(c.direction);
   s.scope = static_cast<uint8_t>(c.scope);
-  if (!c.owner_user_id.empty()) s.owner = Short(OwnerHash(k, c.owner_user_id));
-  if (!c.workspace_id.empty()) s.workspace = Short(WorkspaceHash(k, c.workspace_id));
+  if (!a.owner.empty()) s.owner = Short(a.owner);
+  if (!a.workspace.empty()) s.workspace = Short(a.workspace);
   for (const auto& t : c.tags) s.tags.push_back(Short(TagHash(k, t)));
-  for (const auto& v : Subjects(c)) s.participants.push_back(Short(ParticipantHash(k, v)));
-  for (const auto& l : c.crm_links) {
-    s.crm.push_back(Short(CrmHash(k, l.system, l.object_type, l.object_id)));
-  }
+  for (const auto& p : a.subjects) s.participants.push_back(Short(p));
+  for (const auto& l : a.crm) s.crm.push_back(Short(l));
   return format::EncodeSummary(s);
 }
 

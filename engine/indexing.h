@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "callvault/call.h"
 #include "callvault/secret.h"
@@ -38,13 +39,25 @@ std::string TagHash(const SecretBytes& index_key, std::string_view tag);
 // that are emails or phones), normalised, without duplicates.
 std::set<std::string> Subjects(const Call& call);
 
+// The keyed hashes of a call's owner, workspace, subjects (in Subjects'
+// order) and CRM links (in the call's order): both its index keys and its
+// summary are made of them, so a put computes them once.
+struct AttributeHashes {
+  std::string owner, workspace;  // empty when the call has none
+  std::vector<std::string> subjects, crm;
+};
+AttributeHashes HashAttributes(const SecretBytes& index_key, const Call& call);
+
 // Every index key of a call whose primary hash is `call_hash` (time,
 // updated, owner, workspace, participant and CRM entries; not the source
-// index, which has a value).
+// index, which has a value). `hashes` is HashAttributes of the call.
+std::set<std::string> IndexKeys(const AttributeHashes& hashes, const Call& call,
+                                std::string_view call_hash);
 std::set<std::string> IndexKeys(const SecretBytes& index_key, const Call& call,
                                 std::string_view call_hash);
 // The plaintext of the call's summary part.
-std::string SummaryBytes(const SecretBytes& index_key, const Call& call);
+std::string SummaryBytes(const SecretBytes& index_key, const AttributeHashes& hashes,
+                         const Call& call);
 
 }  // namespace callvault::indexing
 
