@@ -58,16 +58,29 @@ Status ReadPart(const TenantRef& t, std::string_view call_hash, Part part, Call*
 
 namespace {
 // A call's metadata, transcript and insights records are left uncompressed
-// for the reseal filter when the store defers compression (decision 0052),
-// at any size (decision 0079: the filter reads back those that went to a
-// blob file), except in a key rotation's copy (Tenant::compress_writes: no
-// filter reaches its family before the switch). Not its summary
+// for the reseal filter when the store defers compression (decision 0052)
+// and they stay below the shards' min_blob_size sealed (DeferrableSize,
+// decision 0079), except in a key rotation's copy (Tenant::compress_writes:
+// no filter reaches its family before the switch). Not its summary
 // (DeferredPart); the rows of the version counter and the source index are
-// smaller than anything compressed.
+// smaller than anything compressed. A record larger than readers accept
+// once sealed is refused here, before anything is written: acknowledged, it
+// could never be read back. Under today's input limits none is (the largest
+// insights, 17 MB of text, compress to at most ~14 MB); the check keeps a
+// limit that grows from turning into silent loss.
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
-  const bool defer = t->shard->defer_compression() && !t->compress_writes && DeferredRow(key);
-  return fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, plain, !defer)), "write batch");
+  const bool defer = t->shard->defer_compression() && !t->compress_writes &&
+                     DeferrableSize(plain.size()) && DeferredRow(key);
+  std::string sealed = t->SealRecord(key, plain, !defer);
+  if (sealed.size() > limits::kMaxRecordBytes) {
+    return Status::InvalidArgument(
+        "a record of the call is " + std::to_string(sealed.size()) +
+        " bytes compressed and sealed, above the " +
+        std::to_string(limits::kMaxRecordBytes >> 20) +
+        " MiB every reader accepts: make its transcript or insights smaller");
+  }
+  return fsutil::FromRocks(b->Put(t->cf, key, sealed), "write batch");
 }
 
 Status Del(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key) {

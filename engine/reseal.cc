@@ -44,16 +44,14 @@ class ResealFilter : public rocksdb::CompactionFilter {
     return Decision::kChangeValue;
   }
 
-  // A call record in a blob file is read back (kUndetermined: RocksDB 7.8.3's
-  // CompactionIterator then fetches the blob and calls FilterV2 with it as a
-  // kValue), so a deferred record a flush had to keep is resealed by a later
-  // compaction like one in a table file; a resealed value that is still
-  // large goes to a new blob file, a smaller one into the table. Other
-  // blobs (recording chunks) are never read here.
-  Decision FilterBlobByKey(int /*level*/, const rocksdb::Slice& key,
+  // A value in a blob file is never read back by the filter: records are
+  // resealed at flush, before RocksDB moves large values into blob files,
+  // and a deferred record is always smaller than those (DeferrableSize),
+  // so a blob never holds one.
+  Decision FilterBlobByKey(int /*level*/, const rocksdb::Slice& /*key*/,
                            std::string* /*new_value*/,
                            std::string* /*skip_until*/) const override {
-    return DeferredRow(key.ToStringView()) ? Decision::kUndetermined : Decision::kKeep;
+    return Decision::kKeep;
   }
 
   const char* Name() const override { return "callvault.ResealFilter"; }

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "format/envelope.h"
 #include "format/rowkey.h"
 
 namespace callvault {
@@ -49,12 +50,24 @@ inline bool DeferredPart(format::Part part) { return part != format::Part::kSumm
 bool DeferredRecord(std::string_view key, std::string_view value);
 
 // Whether row `key` may hold a deferred record, from the key alone: a
-// call's metadata, transcript or insights row. The filter reads such a row's
-// value back from a blob file (FilterBlobByKey), and no other blob: a record
-// a flush had to keep (its tenant not reachable yet: an open's WAL replay, a
-// move's copy; or busy) may have gone to a blob file uncompressed, and the
-// next compaction of its key reseals it (decision 0079).
+// call's metadata, transcript or insights row.
 bool DeferredRow(std::string_view key);
+
+// The shards' min_blob_size: RocksDB moves a value of this size or more
+// into a blob file when it writes a table.
+inline constexpr uint64_t kMinBlobBytes = 256u << 10;
+
+// Whether a record of `plaintext_bytes` may be left uncompressed for the
+// filter: only if sealed it stays below kMinBlobBytes, so a deferred record
+// never goes to a blob file, whose values compactions do not read back (a
+// record flushed before its tenant was reachable, during an open's WAL
+// replay or a move's copy, would stay uncompressed there for good). Table
+// files are rewritten by compactions, which reseal what they hold. Larger
+// records are compressed by the writer (decision 0079: reading blobs back
+// in compactions was tried and not kept).
+inline bool DeferrableSize(size_t plaintext_bytes) {
+  return plaintext_bytes + format::kEnvelopeOverhead < kMinBlobBytes;
+}
 
 // What the filters did since the store opened (StoreStats::compression).
 struct ResealCounters {

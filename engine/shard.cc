@@ -1099,7 +1099,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   // Large values (recordings, long transcripts) go to blob files, which
   // are dropped with the column family.
   c.enable_blob_files = true;
-  c.min_blob_size = 256u << 10;
+  c.min_blob_size = kMinBlobBytes;  // engine/reseal.h: deferred records stay below it
   c.blob_file_size = 64u << 20;
   c.enable_blob_garbage_collection = true;
   rocksdb::BlockBasedTableOptions t;

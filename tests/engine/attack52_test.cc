@@ -33,9 +33,11 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
+#include "callvault/limits.h"
 #include "callvault/move.h"
 #include "callvault/store.h"
 #include "engine/crypto.h"
@@ -191,10 +193,10 @@ TEST(Attack52, MoveCommitsWhenAFlushResealsRowsAlreadySent) {
 // there, uncompressed for good (the mechanism of the replay case below).
 TEST(Attack52, ALongTranscriptMovedInIsCompressedEventually) {
   // Was a finding (bytes on disk only; every call reads back): the long
-  // transcripts went to blob files uncompressed for good. Fixed first by
-  // never deferring records of 192 KiB and more; now (decision 0079) they
-  // are deferred, and the destination's compactions read the blobs of call
-  // records back and reseal them (FilterBlobByKey: kUndetermined).
+  // transcripts went to blob files uncompressed for good. Fixed: a record
+  // that would reach min_blob_size sealed is never deferred (DeferrableSize,
+  // decision 0079), so a deferred record stays in table files, which the
+  // destination's compactions reseal.
   crypto::Init();
   Side a, b;
   a.Open();
@@ -437,8 +439,7 @@ TEST(Attack52, ARecordThatNeverShrinksIsNotRetriedByEveryCompaction) {
 // its tenants: no filter reaches them, those records are written
 // uncompressed. Two ways they then stay so:
 //  - those past min_blob_size (256 KiB) go to a blob file, which the filter
-//    did not read back (FilterBlobByKey kKeep): uncompressed for good
-//    (now read back, decision 0079);
+//    never reads back (FilterBlobByKey kKeep): uncompressed for good;
 //  - the L0 files of the replay trigger an automatic compaction as DB::Open
 //    ends, still before the tenants are active (its filter finds none): it
 //    rewrites them, uncompressed, into the bottommost level, and CompactAll
@@ -446,9 +447,8 @@ TEST(Attack52, ARecordThatNeverShrinksIsNotRetriedByEveryCompaction) {
 //    2 of 3 runs here every deferred record of the replay (36) was left.
 TEST(Attack52, ALongTranscriptReplayedAtOpenIsCompressedEventually) {
   // Was a finding: records replayed (and flushed) at open stayed deferred,
-  // in blob files for good. Fixed as the move case above (decision 0079:
-  // blobs of call records read back by compactions); in table and blob
-  // files they wait for a compaction that reaches the tenant
+  // in blob files for good. Fixed as the move case above (DeferrableSize);
+  // in table files they wait for a compaction that reaches the tenant
   // (decision 0052, Consequences: an idle tenant's bottommost file can
   // keep them until it is compacted again).
   crypto::Init();
@@ -539,6 +539,70 @@ TEST(Attack52, ALongTranscriptFlushedByTheStoreIsCompressed) {
   for (size_t bytes : DeferredRows(shard, info->column_family)) {
     ADD_FAILURE() << "a record of " << bytes << " bytes still uncompressed";
   }
+}
+
+// Words of a sales call, `bytes` long (compressible, as real text is).
+std::string Words(size_t bytes, uint64_t seed) {
+  static const char* kWords[] = {"pricing", "renewal", "contract", "the",      "customer",
+                                 "asked",   "about",   "integration", "timeline", "budget",
+                                 "next",    "week",    "follow",   "up",       "with",
+                                 "legal",   "security", "review"};
+  std::mt19937_64 r(seed);
+  std::string s;
+  while (s.size() < bytes) {
+    s += kWords[r() % 18];
+    s += ' ';
+  }
+  s.resize(bytes);
+  if (s.back() == ' ') s.back() = 'x';
+  return s;
+}
+
+// The largest insights the input limits allow encode to more than the 16
+// MiB (limits::kMaxRecordBytes) every reader accepts. Deferred at every
+// size (the first version of decision 0079), such a call was acknowledged
+// and never read back: its get and Verify failed and its tenant's key
+// rotation was refused, before and after a flush. A record that would
+// reach the blob size sealed is compressed by the writer (DeferrableSize).
+TEST(Attack52, TheLargestInsightsAllowedReadBack) {
+  crypto::Init();
+  testutil::TestStore ts;
+  ts.options.dictionary_training_calls = 0;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  Call c = testutil::MakeCall("big-1", 1'700'000'000'000'000);
+  c.insights = Insights{};
+  c.insights.summary = Words(limits::kMaxSummaryBytes, 1);
+  for (size_t i = 0; i < limits::kMaxListItems; ++i) {
+    c.insights.action_items.push_back(ActionItem{Words(limits::kMaxSegmentTextBytes, 100 + i),
+                                                 std::string(100, 'u') + std::to_string(i)});
+    std::string topic = "topic-" + std::to_string(i) + "-";
+    topic += Words(limits::kMaxShortTextBytes - topic.size(), 5000 + i);
+    c.insights.topics.push_back(topic);
+    std::string tracker = "tracker-" + std::to_string(i) + "-";
+    tracker += Words(limits::kMaxShortTextBytes - tracker.size(), 9000 + i);
+    c.insights.trackers.push_back(Tracker{tracker, 3});
+  }
+  c.insights.model_name = "m";
+  c.insights.model_version = "1";
+  ASSERT_OK(ts->PutCalls("acme", {c}));
+  auto check = [&](const char* when) {
+    auto got = ts->GetCall("acme", "big-1", kPartAll);
+    ASSERT_TRUE(got.ok()) << when << ": " << got.status().ToString();
+    EXPECT_EQ(got->insights, c.insights) << when;
+    auto v = ts->Verify("acme");
+    ASSERT_OK(v);
+    EXPECT_EQ(v->records_failed, 0u) << when << ": " << (v->failures.empty() ? "" : v->failures[0]);
+  };
+  check("in the memtable");
+  ts.Close();
+  ASSERT_OK(ts.Open());  // replayed from the WAL
+  check("after a reopen");
+  ASSERT_OK(ts->Flush());
+  ASSERT_OK(ts->CompactAll());
+  check("after a flush and a compaction");
+  ASSERT_OK(ts->RotateTenantKey("acme"));
+  check("after a key rotation");
 }
 
 // --- 6. Purge, rotation and flushes racing --------------------------------
