@@ -418,8 +418,46 @@ Status CheckTombstoneOffset(const TombstoneLogView& v, uint64_t offset) {
   return Status::OK();
 }
 
-Result<std::vector<BackupManifest>> ReadManifests(const std::string& backup_dir) {
-  std::vector<BackupManifest> out;
+// One manifest file of cuts/ (`n`: its name there), read and parsed.
+Status ReadManifest(const std::string& cuts, const std::string& n, BackupManifest* m) {
+  std::string text;
+  // Read before any signature is checked: bounded (attack28 F4: a planted
+  // manifest of 192 MB took 1.4 GB to parse).
+  fsutil::NoFollowRead read;
+  CV_RETURN_IF_ERROR(fsutil::ReadNoFollow(cuts + "/" + n, kMaxManifestBytes, &text, &read));
+  if (read == fsutil::NoFollowRead::kMissing) return Status::NotFound("cannot read cuts/" + n);
+  if (read == fsutil::NoFollowRead::kTooLarge) {
+    return Status::Corruption("backup manifest cuts/" + n + " is larger than " +
+                              std::to_string(kMaxManifestBytes >> 20) +
+                              " MiB: not one this build wrote");
+  }
+  if (read != fsutil::NoFollowRead::kRead) {
+    return Status::Corruption("backup manifest cuts/" + n + " is not a regular file");
+  }
+  CV_RETURN_IF_ERROR(ParseManifest(text, "cuts/" + n, m));
+  if (ManifestName(m->cut) != "cuts/" + n) {
+    return Status::Corruption("backup manifest cuts/" + n + ": names cut " +
+                              std::to_string(m->cut) + " (renamed?)");
+  }
+  return Status::OK();
+}
+
+// The manifests of a backup directory, oldest first, and those that do not
+// read or parse (attack28 F5: one such manifest used to stop the backup,
+// verify and restore of every other cut). kNotFound when there is none.
+struct Manifests {
+  std::vector<BackupManifest> cuts;
+  std::vector<UnreadableCut> unreadable;
+  // The highest cut number in use, unreadable manifests included.
+  uint64_t HighestCut() const {
+    uint64_t h = cuts.empty() ? 0 : cuts.back().cut;
+    for (const auto& u : unreadable) h = std::max(h, u.cut);
+    return h;
+  }
+};
+
+Result<Manifests> ReadAllManifests(const std::string& backup_dir) {
+  Manifests out;
   const std::string cuts = backup_dir + "/cuts";
   std::error_code ec;
   if (!fs::is_directory(cuts, ec)) {
@@ -432,30 +470,38 @@ Result<std::vector<BackupManifest>> ReadManifests(const std::string& backup_dir)
   }
   std::sort(names.begin(), names.end());
   for (const auto& n : names) {
-    std::string text;
-    // Read before any signature is checked: bounded (attack28 F4: a planted
-    // manifest of 192 MB took 1.4 GB to parse).
-    fsutil::NoFollowRead read;
-    CV_RETURN_IF_ERROR(fsutil::ReadNoFollow(cuts + "/" + n, kMaxManifestBytes, &text, &read));
-    if (read == fsutil::NoFollowRead::kMissing) return Status::NotFound("cannot read cuts/" + n);
-    if (read == fsutil::NoFollowRead::kTooLarge) {
-      return Status::Corruption("backup manifest cuts/" + n + " is larger than " +
-                                std::to_string(kMaxManifestBytes >> 20) +
-                                " MiB: not one this build wrote");
-    }
-    if (read != fsutil::NoFollowRead::kRead) {
-      return Status::Corruption("backup manifest cuts/" + n + " is not a regular file");
-    }
     BackupManifest m;
-    CV_RETURN_IF_ERROR(ParseManifest(text, "cuts/" + n, &m));
-    if (ManifestName(m.cut) != "cuts/" + n) {
-      return Status::Corruption("backup manifest cuts/" + n + ": names cut " +
-                                std::to_string(m.cut) + " (renamed?)");
+    Status s = ReadManifest(cuts, n, &m);
+    if (s.ok()) {
+      out.cuts.push_back(std::move(m));
+      continue;
     }
-    out.push_back(std::move(m));
+    UnreadableCut u;
+    u.manifest = "cuts/" + n;
+    const std::string digits = n.substr(0, 8);
+    if (std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      u.cut = std::stoull(digits);
+    }
+    u.problem = s.message();
+    out.unreadable.push_back(std::move(u));
   }
-  if (out.empty()) return Status::NotFound("no backup in " + backup_dir + " (no manifest)");
+  if (out.cuts.empty() && out.unreadable.empty()) {
+    return Status::NotFound("no backup in " + backup_dir + " (no manifest)");
+  }
   return out;
+}
+
+// The readable manifests; kCorruption naming the first unreadable one when
+// none reads.
+Result<std::vector<BackupManifest>> ReadManifests(
+    const std::string& backup_dir, std::vector<UnreadableCut>* unreadable = nullptr) {
+  CV_ASSIGN_OR_RETURN(Manifests all, ReadAllManifests(backup_dir));
+  if (all.cuts.empty()) {
+    return Status::Corruption("no manifest of " + backup_dir + " reads: " +
+                              all.unreadable.front().problem);
+  }
+  if (unreadable != nullptr) *unreadable = std::move(all.unreadable);
+  return std::move(all.cuts);
 }
 
 Status CheckSignature(const BackupManifest& m, std::string_view public_key) {
@@ -795,11 +841,21 @@ Status CheckLogNotOlderThanCuts(const std::string& backup_dir, const TombstoneLo
   return Status::OK();
 }
 
+// Cut `cut` (0: the newest). An unreadable manifest refuses only its own
+// cut, and "the newest" when it has the highest number: the newest cut
+// that reads would be an older state than the caller asked for.
 Result<BackupManifest> PickCut(const std::string& backup_dir, uint64_t cut) {
-  CV_ASSIGN_OR_RETURN(auto all, ReadManifests(backup_dir));
-  if (cut == 0) return all.back();
-  for (auto& m : all) {
-    if (m.cut == cut) return m;
+  CV_ASSIGN_OR_RETURN(Manifests all, ReadAllManifests(backup_dir));
+  const uint64_t want = cut != 0 ? cut : all.HighestCut();
+  for (const auto& u : all.unreadable) {
+    if (u.cut == want) {
+      return Status::Corruption("cut " + std::to_string(u.cut) + (cut == 0 ? ", the newest," : "") +
+                                " of " + backup_dir + " cannot be used: " + u.problem +
+                                (cut == 0 ? "; name an older cut (--cut N; `backup list`)" : ""));
+    }
+  }
+  for (auto& m : all.cuts) {
+    if (m.cut == want) return m;
   }
   return Status::NotFound("backup " + backup_dir + " has no cut " + std::to_string(cut));
 }
@@ -811,8 +867,9 @@ std::string BackupManifest::ToJson() const {
   return signed_json::WithSignature(Body(*this), signature, 2) + "\n";
 }
 
-Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir) {
-  return ReadManifests(backup_dir);
+Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir,
+                                                std::vector<UnreadableCut>* unreadable) {
+  return ReadManifests(backup_dir, unreadable);
 }
 
 Result<BackupManifest> VerifyBackup(const std::string& backup_dir, uint64_t cut,
@@ -871,20 +928,29 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
   // the admin lock.
   CV_ASSIGN_OR_RETURN(std::string public_key, kp_->SigningPublicKey());
   SignedHashes earlier_hashes;
-  if (auto all = ReadManifests(dir); all.ok()) {
+  if (auto all = ReadAllManifests(dir); all.ok()) {
     // One backup directory serves one store: another store's cut would
     // become its newest, which this store's restore, `backup verify` and
     // `tombstones prune --keep` then refuse.
     const std::string mine = crypto::Hex(store_id_);
-    for (const auto& c : *all) {
+    for (const auto& c : all->cuts) {
       if (c.store_id != mine) {
         return Status::FailedPrecondition(
             "backup directory " + dir + " holds cut " + std::to_string(c.cut) +
             " of another store (" + c.store_id + "); back this store up into its own directory");
       }
     }
-    cut = all->back().cut + 1;
-    for (const auto& c : *all) {
+    // With no manifest that reads, nothing tells whose directory it is.
+    if (all->cuts.empty()) {
+      return Status::FailedPrecondition(
+          "backup directory " + dir + " holds no manifest that reads (" +
+          all->unreadable.front().manifest + ": " + all->unreadable.front().problem +
+          "); back this store up into a directory of its own");
+    }
+    // After every cut number in use, unreadable ones included: a new cut
+    // never takes the name of one this build cannot read.
+    cut = all->HighestCut() + 1;
+    for (const auto& c : all->cuts) {
       if (c.format < 2 || !CheckSignature(c, public_key).ok()) continue;
       for (const auto& in : c.instances) {
         for (const auto& f : in.contents) earlier_hashes[{in.dir, f.path}] = {f.size, f.sha256};
@@ -2373,7 +2439,15 @@ Result<TombstonePruneReport> PruneTombstoneLog(const std::string& key_dir,
   TombstonePruneReport report;
   uint64_t keep_from = UINT64_MAX;
   for (const auto& dir : keep) {
-    CV_ASSIGN_OR_RETURN(auto cuts, ReadManifests(dir));
+    std::vector<UnreadableCut> unreadable;
+    CV_ASSIGN_OR_RETURN(auto cuts, ReadManifests(dir, &unreadable));
+    // Which log entries an unreadable cut needs is unknown: nothing goes.
+    if (!unreadable.empty()) {
+      return Status::Corruption("kept backup directory " + dir + ": " +
+                                unreadable.front().manifest + " does not read (" +
+                                unreadable.front().problem +
+                                "); nothing pruned (move it aside if that cut is not kept)");
+    }
     for (const auto& m : cuts) {
       CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
       if (!m.tombstone_log) continue;

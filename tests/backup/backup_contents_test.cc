@@ -20,6 +20,7 @@
 
 #include "callvault/backup.h"
 #include "callvault/store.h"
+#include "callvault/tombstones.h"
 #include "engine/kill_point.h"
 #include "engine/crypto.h"
 #include "tests/testutil/backup_util.h"
@@ -455,9 +456,81 @@ TEST(BackupContents, ManifestOfAnotherFormIsRefusedAsItIsRead) {
   ASSERT_NO_FATAL_FAILURE(WriteBytes(m, original));
   ASSERT_OK(ListBackups(t.bak));
   ASSERT_NO_FATAL_FAILURE(WriteBytes(t.bak + "/cuts/00000002.json", std::string((33u << 20), ' ')));
-  auto big = ListBackups(t.bak);
-  EXPECT_CODE(big, Code::kCorruption);
-  EXPECT_TRUE(Has(big.status(), "larger than")) << big.status().ToString();
+  std::vector<UnreadableCut> bad;
+  auto big = ListBackups(t.bak, &bad);
+  ASSERT_OK(big);  // cut 1 still lists; the planted one is reported
+  EXPECT_EQ(big->size(), 1u);
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_EQ(bad[0].cut, 2u);
+  EXPECT_TRUE(bad[0].problem.find("larger than") != std::string::npos) << bad[0].problem;
+}
+
+// Attack28 F5: one manifest that does not read (damaged, or a newer
+// build's format) stopped the backup, verify and restore of every other cut
+// of the directory. Now it stops only what needs its cut: the others list,
+// verify and restore, "the newest" is refused while it is the highest
+// number (rather than silently meaning an older cut), a new backup takes
+// the number after it, and a prune that keeps the directory is refused
+// (which log entries that cut needs is unknown).
+TEST(BackupContents, OneUnreadableManifestStopsOnlyItsOwnCut) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(20));
+  ASSERT_OK(t.s->Flush());
+  ASSERT_OK(t.s->Backup(t.bak));  // cut 1
+  ASSERT_OK(t.s->PutCall("A", MakeCall("late", 1700000000009999, "ma")));
+  ASSERT_OK(t.s->Backup(t.bak));  // cut 2
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  const std::string public_key = PublicKey(t.keys);
+  // Cut 2's manifest damaged in place: not JSON any more.
+  const std::string m2 = t.bak + "/cuts/00000002.json";
+  std::string text = testutil::ReadFile(m2);
+  text[text.size() / 2] = '\x01';
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(m2, text));
+
+  std::vector<UnreadableCut> bad;
+  auto l = ListBackups(t.bak, &bad);
+  ASSERT_OK(l);
+  ASSERT_EQ(l->size(), 1u);
+  EXPECT_EQ((*l)[0].cut, 1u);
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_EQ(bad[0].manifest, "cuts/00000002.json");
+  EXPECT_EQ(bad[0].cut, 2u);
+
+  ASSERT_OK(VerifyBackup(t.bak, 1, public_key));
+  auto v2 = VerifyBackup(t.bak, 2, public_key);
+  EXPECT_CODE(v2, Code::kCorruption);
+  auto newest = VerifyBackup(t.bak, 0, public_key);
+  EXPECT_CODE(newest, Code::kCorruption);
+  EXPECT_TRUE(Has(newest.status(), "name an older cut")) << newest.status().ToString();
+
+  const std::string fresh = t.tmp.Sub("restored-newest");
+  EXPECT_CODE(RestoreTo(t.bak, t.keys, fresh), Code::kCorruption);
+  ExpectNothingRestored(fresh);
+  // A new cut goes after the unreadable one, never over it.
+  {
+    auto o = Store::Open(testutil::NoTrainingOptions(t.keys), t.db);
+    ASSERT_OK(o);
+    auto b = (*o)->Backup(t.bak);
+    ASSERT_OK(b);
+    EXPECT_EQ(b->manifest.cut, 3u);
+    ASSERT_OK((*o)->Close());
+  }
+  EXPECT_EQ(testutil::ReadFile(m2), text) << "the damaged manifest was rewritten";
+  ASSERT_OK(VerifyBackup(t.bak, 0, public_key));  // cut 3 now
+
+  const std::string out = t.tmp.Sub("restored-1");
+  ASSERT_OK(RestoreTo(t.bak, t.keys, out, 1));
+  {
+    auto o = Store::Open(testutil::NoTrainingOptions(t.keys), out);
+    ASSERT_OK(o);
+    EXPECT_OK((*o)->GetCall("A", "a3", kPartAll));
+    EXPECT_CODE((*o)->GetCall("A", "late", kPartAll), Code::kNotFound);  // cut 1 is before it
+    ASSERT_OK((*o)->Close());
+  }
+
+  auto p = PruneTombstoneLog(t.keys, {t.bak});
+  EXPECT_CODE(p, Code::kCorruption);
+  EXPECT_TRUE(Has(p.status(), "00000002.json")) << p.status().ToString();
 }
 
 }  // namespace

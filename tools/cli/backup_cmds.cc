@@ -121,12 +121,22 @@ class BackupCommand final : public Command {
   }
 
   RunResult List(Context& ctx) {
-    auto all = ListBackups(dir_);
+    std::vector<UnreadableCut> unreadable;
+    auto all = ListBackups(dir_, &unreadable);
     if (!all.ok()) return all.status();
+    // A manifest that does not read is skipped by every command but the
+    // one naming its cut; it is reported here (stderr, and "unreadable").
+    for (const auto& u : unreadable) {
+      ctx.err() << "warning: " << u.manifest << " does not read: " << u.problem << '\n';
+    }
     if (ctx.json()) {
       nlohmann::json a = nlohmann::json::array();
       for (const auto& m : *all) a.push_back(ManifestJson(m));
-      ctx.PrintJson({{"cuts", std::move(a)}});
+      nlohmann::json bad = nlohmann::json::array();
+      for (const auto& u : unreadable) {
+        bad.push_back({{"manifest", u.manifest}, {"cut", u.cut}, {"problem", u.problem}});
+      }
+      ctx.PrintJson({{"cuts", std::move(a)}, {"unreadable", std::move(bad)}});
       return {};
     }
     ctx.out() << fmt::format("{:>5}  {:<16}  {:>9}  {:>8}  {:>8}  {:>12}\n", "CUT", "TIME (us)",

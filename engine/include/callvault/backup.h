@@ -86,9 +86,22 @@ struct BackupInfo {
   int64_t total_micros = 0;
 };
 
+// A manifest in cuts/ that could not be read or parsed (damaged, truncated,
+// written by a newer build, not a regular file): the directory's other cuts
+// stay usable, and this one is reported.
+struct UnreadableCut {
+  std::string manifest;  // "cuts/00000007.json"
+  uint64_t cut = 0;      // from the file name (0 when it holds no number)
+  std::string problem;   // why it was skipped
+};
+
 // The cuts of a backup directory, oldest first, as their manifests say
-// (signatures not checked: see VerifyBackup).
-Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir);
+// (signatures not checked: see VerifyBackup). Manifests that do not read
+// or parse are left out and, when `unreadable` is given, listed there;
+// kCorruption (naming the first) when no manifest reads, kNotFound when
+// there is none.
+Result<std::vector<BackupManifest>> ListBackups(const std::string& backup_dir,
+                                                std::vector<UnreadableCut>* unreadable = nullptr);
 
 // Checks one cut (cut 0: the newest): the manifest's signature against
 // `public_key` (32 bytes, `callvault pubkey`), that every instance backup it
