@@ -448,6 +448,12 @@ Status ReadManifest(const std::string& cuts, const std::string& n, BackupManifes
 struct Manifests {
   std::vector<BackupManifest> cuts;
   std::vector<UnreadableCut> unreadable;
+  // kCorruption naming the first unreadable manifest when none reads.
+  Status AnyReads(const std::string& backup_dir) const {
+    if (!cuts.empty()) return Status::OK();
+    return Status::Corruption("no manifest of " + backup_dir + " reads: " +
+                              unreadable.front().problem);
+  }
   // The highest cut number in use, unreadable manifests included.
   uint64_t HighestCut() const {
     uint64_t h = cuts.empty() ? 0 : cuts.back().cut;
@@ -496,10 +502,7 @@ Result<Manifests> ReadAllManifests(const std::string& backup_dir) {
 Result<std::vector<BackupManifest>> ReadManifests(
     const std::string& backup_dir, std::vector<UnreadableCut>* unreadable = nullptr) {
   CV_ASSIGN_OR_RETURN(Manifests all, ReadAllManifests(backup_dir));
-  if (all.cuts.empty()) {
-    return Status::Corruption("no manifest of " + backup_dir + " reads: " +
-                              all.unreadable.front().problem);
-  }
+  CV_RETURN_IF_ERROR(all.AnyReads(backup_dir));
   if (unreadable != nullptr) *unreadable = std::move(all.unreadable);
   return std::move(all.cuts);
 }
@@ -846,6 +849,7 @@ Status CheckLogNotOlderThanCuts(const std::string& backup_dir, const TombstoneLo
 // that reads would be an older state than the caller asked for.
 Result<BackupManifest> PickCut(const std::string& backup_dir, uint64_t cut) {
   CV_ASSIGN_OR_RETURN(Manifests all, ReadAllManifests(backup_dir));
+  CV_RETURN_IF_ERROR(all.AnyReads(backup_dir));
   const uint64_t want = cut != 0 ? cut : all.HighestCut();
   for (const auto& u : all.unreadable) {
     if (u.cut == want) {
