@@ -63,6 +63,8 @@ std::string ShardName(uint32_t i) {
   std::snprintf(buf, sizeof buf, "shard/%04u", i);
   return buf;
 }
+// The highest cut number a manifest name holds (eight digits).
+constexpr uint64_t kMaxCut = 99999999;
 std::string ManifestName(uint64_t cut) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "cuts/%08llu.json", static_cast<unsigned long long>(cut));
@@ -954,6 +956,13 @@ Result<BackupInfo> Store::Impl::Backup(const std::string& dir_in, const BackupOp
     // After every cut number in use, unreadable ones included: a new cut
     // never takes the name of one this build cannot read.
     cut = all->HighestCut() + 1;
+    // Manifest names have eight digits (ManifestName; the listing reads no
+    // other): a ninth would write a cut nothing lists again.
+    if (cut > kMaxCut) {
+      return Status::FailedPrecondition("backup directory " + dir + " has used every cut number (" +
+                                        ManifestName(cut - 1) +
+                                        "); back this store up into a new directory");
+    }
     for (const auto& c : all->cuts) {
       if (c.format < 2 || !CheckSignature(c, public_key).ok()) continue;
       for (const auto& in : c.instances) {

@@ -531,6 +531,22 @@ TEST(BackupContents, OneUnreadableManifestStopsOnlyItsOwnCut) {
   auto p = PruneTombstoneLog(t.keys, {t.bak});
   EXPECT_CODE(p, Code::kCorruption);
   EXPECT_TRUE(Has(p.status(), "00000002.json")) << p.status().ToString();
+
+  // An unreadable manifest with the last eight-digit number: the next cut
+  // would need a ninth digit, which no listing reads. Refused.
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(t.bak + "/cuts/99999999.json", "not json"));
+  {
+    auto o = Store::Open(testutil::NoTrainingOptions(t.keys), out);  // the restored copy
+    ASSERT_OK(o);
+    EXPECT_CODE((*o)->Backup(t.bak), Code::kFailedPrecondition);
+    ASSERT_OK((*o)->Close());
+  }
+  size_t manifests = 0;
+  for (const auto& e : fs::directory_iterator(t.bak + "/cuts")) {
+    (void)e;
+    ++manifests;
+  }
+  EXPECT_EQ(manifests, 4u) << "cuts 1-3 and the planted one, nothing more";
 }
 
 }  // namespace
