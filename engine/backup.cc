@@ -474,7 +474,12 @@ Result<Manifests> ReadAllManifests(const std::string& backup_dir) {
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(cuts, ec)) {
     const std::string n = e.path().filename().string();
-    if (n.size() == 13 && n.ends_with(".json")) names.push_back(n);
+    // Only the names this build writes (ManifestName: eight digits): any
+    // other entry is not a manifest, and its name is never printed.
+    if (n.size() == 13 && n.ends_with(".json") &&
+        std::all_of(n.begin(), n.begin() + 8, [](char c) { return c >= '0' && c <= '9'; })) {
+      names.push_back(n);
+    }
   }
   std::sort(names.begin(), names.end());
   for (const auto& n : names) {
@@ -486,10 +491,7 @@ Result<Manifests> ReadAllManifests(const std::string& backup_dir) {
     }
     UnreadableCut u;
     u.manifest = "cuts/" + n;
-    const std::string digits = n.substr(0, 8);
-    if (std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-      u.cut = std::stoull(digits);
-    }
+    u.cut = std::stoull(n.substr(0, 8));
     u.problem = s.message();
     out.unreadable.push_back(std::move(u));
   }
@@ -829,11 +831,27 @@ Status HashInstance(rocksdb::BackupEngine* engine, rocksdb::BackupID id, const s
 // reaches that offset, and the erasures it lost would stay undone without
 // a word. A newer cut's offset shows the log was once longer. Manifests
 // that do not verify are left out: they prove nothing (and a damaged newer
-// cut must not stop the restore of an older one).
+// cut must not stop the restore of an older one). A newer cut whose
+// manifest does not read at all refuses the restore of `restoring` (an
+// older cut), though: it may be the one that shows the log was cut back
+// (attack on session 30's fix of attack28 F5: a damaged disk, or a build
+// older than the cut's format, with a key directory put back from a copy,
+// restored an erasure-undone store with exit 0). The operator who knows the
+// log is current moves that manifest out of cuts/ and restores again.
 Status CheckLogNotOlderThanCuts(const std::string& backup_dir, const TombstoneLogView& view,
-                                std::string_view public_key) {
-  CV_ASSIGN_OR_RETURN(auto all, ReadManifests(backup_dir));
-  for (const auto& c : all) {
+                                std::string_view public_key, uint64_t restoring) {
+  CV_ASSIGN_OR_RETURN(Manifests all, ReadAllManifests(backup_dir));
+  for (const auto& u : all.unreadable) {
+    if (u.cut <= restoring) continue;
+    return Status::Corruption(
+        "cut " + std::to_string(u.cut) + " of this backup directory, newer than cut " +
+        std::to_string(restoring) + ", does not read (" + u.problem +
+        "), so whether the key directory's tombstone log was cut back since cannot be checked, "
+        "and erasures done after cut " + std::to_string(restoring) +
+        " could come back; nothing restored. If you know the log is current, move " +
+        u.manifest + " out of cuts/ and restore again");
+  }
+  for (const auto& c : all.cuts) {
     if (!c.tombstone_log || c.tombstone_offset <= view.size) continue;
     if (!CheckSignature(c, public_key).ok()) continue;
     return Status::Corruption(
@@ -2164,7 +2182,7 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
       TombstoneLogView view;
       CV_RETURN_IF_ERROR(ParseTombstoneLogBase(*log, &view));
       CV_RETURN_IF_ERROR(CheckTombstoneOffset(view, m.tombstone_offset));
-      CV_RETURN_IF_ERROR(CheckLogNotOlderThanCuts(backup_dir, view, public_key));
+      CV_RETURN_IF_ERROR(CheckLogNotOlderThanCuts(backup_dir, view, public_key, m.cut));
       // Every line the replay will read, parsed now: a malformed one found
       // by the copy's first open would leave a pending copy at new_dir
       // that no open can finish (the session-18 attack5).

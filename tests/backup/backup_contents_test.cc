@@ -517,16 +517,15 @@ TEST(BackupContents, OneUnreadableManifestStopsOnlyItsOwnCut) {
   }
   EXPECT_EQ(testutil::ReadFile(m2), text) << "the damaged manifest was rewritten";
   ASSERT_OK(VerifyBackup(t.bak, 0, public_key));  // cut 3 now
-
-  const std::string out = t.tmp.Sub("restored-1");
-  ASSERT_OK(RestoreTo(t.bak, t.keys, out, 1));
-  {
-    auto o = Store::Open(testutil::NoTrainingOptions(t.keys), out);
-    ASSERT_OK(o);
-    EXPECT_OK((*o)->GetCall("A", "a3", kPartAll));
-    EXPECT_CODE((*o)->GetCall("A", "late", kPartAll), Code::kNotFound);  // cut 1 is before it
-    ASSERT_OK((*o)->Close());
-  }
+  // The CLI's verify of another cut passes and names the unreadable one.
+  std::string out_text;
+  EXPECT_EQ(testutil::RunShell(std::string(CALLVAULT_BIN) + " --keys " + t.keys +
+                                   " backup verify " + t.bak + " 2>&1",
+                               &out_text),
+            0)
+      << out_text;
+  EXPECT_NE(out_text.find("warning: cuts/00000002.json does not read"), std::string::npos)
+      << out_text;
 
   auto p = PruneTombstoneLog(t.keys, {t.bak});
   EXPECT_CODE(p, Code::kCorruption);
@@ -534,9 +533,10 @@ TEST(BackupContents, OneUnreadableManifestStopsOnlyItsOwnCut) {
 
   // An unreadable manifest with the last eight-digit number: the next cut
   // would need a ninth digit, which no listing reads. Refused.
-  ASSERT_NO_FATAL_FAILURE(WriteBytes(t.bak + "/cuts/99999999.json", "not json"));
+  const std::string last = t.bak + "/cuts/99999999.json";
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(last, "not json"));
   {
-    auto o = Store::Open(testutil::NoTrainingOptions(t.keys), out);  // the restored copy
+    auto o = Store::Open(testutil::NoTrainingOptions(t.keys), t.db);
     ASSERT_OK(o);
     EXPECT_CODE((*o)->Backup(t.bak), Code::kFailedPrecondition);
     ASSERT_OK((*o)->Close());
@@ -547,6 +547,63 @@ TEST(BackupContents, OneUnreadableManifestStopsOnlyItsOwnCut) {
     ++manifests;
   }
   EXPECT_EQ(manifests, 4u) << "cuts 1-3 and the planted one, nothing more";
+  fs::remove(last);
+
+  // Restoring cut 1 while cut 2, newer, does not read: cut 2 may be what
+  // shows the tombstone log was cut back, so the restore is refused with
+  // the way forward; with its manifest moved aside, cut 1 restores.
+  const std::string out = t.tmp.Sub("restored-1");
+  auto refused = RestoreTo(t.bak, t.keys, out, 1);
+  EXPECT_CODE(refused, Code::kCorruption);
+  EXPECT_TRUE(Has(refused.status(), "move cuts/00000002.json out of cuts/"))
+      << refused.status().ToString();
+  ExpectNothingRestored(out);
+  fs::rename(m2, t.bak + "/00000002.json.aside");
+  ASSERT_OK(RestoreTo(t.bak, t.keys, out, 1));
+  {
+    auto o = Store::Open(testutil::NoTrainingOptions(t.keys), out);
+    ASSERT_OK(o);
+    EXPECT_OK((*o)->GetCall("A", "a3", kPartAll));
+    EXPECT_CODE((*o)->GetCall("A", "late", kPartAll), Code::kNotFound);  // cut 1 is before it
+    ASSERT_OK((*o)->Close());
+  }
+}
+
+// The case the refusal above is for (the attack on the fix of attack28 F5):
+// a call deleted after cut 1 and before cut 2, the key directory's
+// tombstone log put back from a copy older than that delete, and cut 2's
+// manifest unreadable. Restoring cut 1 used to succeed and bring the
+// deleted call back without a word; now it is refused.
+TEST(BackupContents, AnUnreadableNewerCutDoesNotHideACutBackTombstoneLog) {
+  TwoTenants t;
+  ASSERT_NO_FATAL_FAILURE(t.Make(4));
+  ASSERT_OK(t.s->Backup(t.bak));  // cut 1
+  ASSERT_OK(t.s->DeleteCall("A", "a0"));
+  const std::string log_after_a0 = testutil::ReadFile(t.keys + "/TOMBSTONES");
+  ASSERT_OK(t.s->DeleteCall("A", "a1"));
+  ASSERT_OK(t.s->Backup(t.bak));  // cut 2
+  ASSERT_NO_FATAL_FAILURE(t.Close());
+  ASSERT_NO_FATAL_FAILURE(WriteBytes(t.keys + "/TOMBSTONES", log_after_a0));
+  const std::string m2 = t.bak + "/cuts/00000002.json";
+  const std::string intact = testutil::ReadFile(m2);
+  // Intact, cut 2 shows the log was cut back: refused (decision 0044).
+  const std::string out = t.tmp.Sub("r1");
+  EXPECT_CODE(RestoreTo(t.bak, t.keys, out, 1), Code::kCorruption);
+  ExpectNothingRestored(out);
+  // Written by a newer build (a format this one does not read), or damaged.
+  std::string newer = intact;
+  const size_t at = newer.find("\"format\": 2");
+  ASSERT_NE(at, std::string::npos) << newer.substr(0, 200);
+  newer.replace(at, 11, "\"format\": 3");
+  std::string damaged = intact;
+  damaged[damaged.size() / 2] = '\x01';
+  for (const std::string* bytes : {&newer, &damaged}) {
+    ASSERT_NO_FATAL_FAILURE(WriteBytes(m2, *bytes));
+    auto r = RestoreTo(t.bak, t.keys, out, 1);
+    EXPECT_CODE(r, Code::kCorruption);
+    EXPECT_TRUE(Has(r.status(), "cut back")) << r.status().ToString();
+    ExpectNothingRestored(out);
+  }
 }
 
 }  // namespace

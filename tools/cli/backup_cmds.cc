@@ -15,6 +15,29 @@ namespace callvault::cli {
 
 namespace {
 
+// Says on stderr which manifests of a backup directory do not read
+// (ListBackups): every command that reads the directory skips them, and
+// only their own cut's verify or restore fails, so a cron job's `backup`
+// and `backup verify` would otherwise never mention one.
+void PrintUnreadable(Context& ctx, const std::vector<UnreadableCut>& unreadable) {
+  for (const auto& u : unreadable) {
+    ctx.err() << "warning: " << u.manifest << " does not read: " << u.problem << '\n';
+  }
+}
+void WarnUnreadable(Context& ctx, const std::string& dir) {
+  std::vector<UnreadableCut> unreadable;
+  if (ListBackups(dir, &unreadable).ok()) PrintUnreadable(ctx, unreadable);
+  // else: the command itself reports the directory's problem
+}
+
+nlohmann::json UnreadableJson(const std::vector<UnreadableCut>& unreadable) {
+  nlohmann::json bad = nlohmann::json::array();
+  for (const auto& u : unreadable) {
+    bad.push_back({{"manifest", u.manifest}, {"cut", u.cut}, {"problem", u.problem}});
+  }
+  return bad;
+}
+
 nlohmann::json ManifestJson(const BackupManifest& m) {
   nlohmann::json a = nlohmann::json::array();
   for (const auto& in : m.instances) {
@@ -98,6 +121,7 @@ class BackupCommand final : public Command {
     BackupOptions o;
     o.flush_before_backup = flush_;
     auto info = (*store)->Backup(to_, o);
+    WarnUnreadable(ctx, to_);
     if (!info.ok()) return info.status();
     Status closed = (*store)->Close();
     if (!closed.ok()) return closed;
@@ -124,19 +148,11 @@ class BackupCommand final : public Command {
     std::vector<UnreadableCut> unreadable;
     auto all = ListBackups(dir_, &unreadable);
     if (!all.ok()) return all.status();
-    // A manifest that does not read is skipped by every command but the
-    // one naming its cut; it is reported here (stderr, and "unreadable").
-    for (const auto& u : unreadable) {
-      ctx.err() << "warning: " << u.manifest << " does not read: " << u.problem << '\n';
-    }
+    PrintUnreadable(ctx, unreadable);
     if (ctx.json()) {
       nlohmann::json a = nlohmann::json::array();
       for (const auto& m : *all) a.push_back(ManifestJson(m));
-      nlohmann::json bad = nlohmann::json::array();
-      for (const auto& u : unreadable) {
-        bad.push_back({{"manifest", u.manifest}, {"cut", u.cut}, {"problem", u.problem}});
-      }
-      ctx.PrintJson({{"cuts", std::move(a)}, {"unreadable", std::move(bad)}});
+      ctx.PrintJson({{"cuts", std::move(a)}, {"unreadable", UnreadableJson(unreadable)}});
       return {};
     }
     ctx.out() << fmt::format("{:>5}  {:<16}  {:>9}  {:>8}  {:>8}  {:>12}\n", "CUT", "TIME (us)",
@@ -165,6 +181,7 @@ class BackupCommand final : public Command {
       if (!k.ok()) return k.status();
       key = *k;
     }
+    WarnUnreadable(ctx, dir_);
     auto m = VerifyBackup(dir_, cut_, key);
     if (!m.ok()) return m.status();
     if (ctx.json()) {
@@ -245,6 +262,7 @@ class RestoreCommand final : public Command {
     o.key_provider = *kp;
     RestoreRequest req;
     req.cut = cut_;
+    WarnUnreadable(ctx, dir_);
     auto r = Store::Restore(o, dir_, ctx.flags().db, req);
     if (!r.ok()) return r.status();
     if (ctx.json()) {

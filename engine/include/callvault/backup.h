@@ -91,7 +91,7 @@ struct BackupInfo {
 // stay usable, and this one is reported.
 struct UnreadableCut {
   std::string manifest;  // "cuts/00000007.json"
-  uint64_t cut = 0;      // from the file name (0 when it holds no number)
+  uint64_t cut = 0;      // from the file name
   std::string problem;   // why it was skipped
 };
 
