@@ -114,19 +114,19 @@ Status PlanWrite(const TenantRef& t, const Call* old, uint32_t old_parts, const 
     }
   }
   std::set<std::string> keys = indexing::IndexKeys(hashes, call, hash);
+  const std::string source = indexing::SourceHash(k, call);
   if (old != nullptr) {
     for (const auto& key : indexing::IndexKeys(k, *old, hash)) {
       if (!keys.count(key)) CV_RETURN_IF_ERROR(Del(t, b, key));
     }
     std::string old_source = indexing::SourceHash(k, *old);
-    if (!old_source.empty() && old_source != indexing::SourceHash(k, call)) {
+    if (!old_source.empty() && old_source != source) {
       CV_RETURN_IF_ERROR(Del(t, b, format::SourceIndexKey(old_source)));
     }
   }
   for (const auto& key : keys) {
     CV_RETURN_IF_ERROR(fsutil::FromRocks(b->Put(t->cf, key, rocksdb::Slice()), "write batch"));
   }
-  std::string source = indexing::SourceHash(k, call);
   if (!source.empty()) CV_RETURN_IF_ERROR(PutSealed(t, b, format::SourceIndexKey(source), hash));
   return Status::OK();
 }
