@@ -1381,6 +1381,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
       CV_RETURN_IF_ERROR(AppendChanges(t, notes, &batch));
       CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &batch),
                                            "replay tombstones"));
+      ChangesWritten(t, batch);
       CV_RETURN_IF_ERROR(progress(*counts));
       batch.Clear();
       pending.clear();
@@ -1400,6 +1401,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
         if (!changed) continue;
         CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
                                              "replay a redaction"));
+        ChangesWritten(t, rb);
         ++counts->redacted;
         CV_RETURN_IF_ERROR(progress(*counts));
         continue;

@@ -305,6 +305,7 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
   }
   CV_RETURN_IF_ERROR(AppendChanges(t, notes, &batch));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &batch), "write calls"));
+  ChangesWritten(t, batch);
   uint64_t created = 0;
   for (const auto& r : results) created += r.created ? 1 : 0;
   AfterPut(t, created);
@@ -514,6 +515,7 @@ Result<PutResult> Store::Impl::UpdateCall(std::string_view tenant_id, std::strin
   CV_RETURN_IF_ERROR(AppendChanges(
       t, {ChangeNote{ChangeKind::kUpdate, ChangeCause::kUser, std::string(call_id), next.version}}, &b));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "update call"));
+  ChangesWritten(t, b);
   return PutResult{std::string(call_id), false, next.version};
 }
 
@@ -558,6 +560,7 @@ Result<uint64_t> Store::Impl::DeleteCall(std::string_view tenant_id, std::string
   std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
   CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, {h}, {old.version}));
   CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call"));
+  ChangesWritten(t, b);
   return version;
 }
 

@@ -152,17 +152,29 @@ Status SeqOf(const rocksdb::Iterator& it, uint64_t* seq) {
 
 Status Store::Impl::AppendChanges(const TenantRef& t, const std::vector<ChangeNote>& notes,
                                   rocksdb::WriteBatch* b) {
+  t->feed_after = Tenant::FeedState{};
   if (notes.empty()) return Status::OK();
+  const Tenant::FeedState held = t->feed;
+  t->feed.known = false;  // until `b` is written (ChangesWritten)
+  const bool cached = held.known && held.cf_generation == t->rec.cf_generation &&
+                      held.family == t->rec.family;
   FeedBounds bounds;
-  rocksdb::ReadOptions ro;
-  bounds.Apply(&ro);
-  std::unique_ptr<rocksdb::Iterator> it(t->shard->db()->NewIterator(ro, t->cf));
+  std::unique_ptr<rocksdb::Iterator> it;
+  auto open_iterator = [&] {
+    rocksdb::ReadOptions ro;
+    bounds.Apply(&ro);
+    it.reset(t->shard->db()->NewIterator(ro, t->cf));
+  };
   // The newest event is never removed (below), so the sequence never
   // restarts while the tenant lives.
-  uint64_t last = 0;
-  it->SeekToLast();
-  if (it->Valid()) CV_RETURN_IF_ERROR(SeqOf(*it, &last));
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "read the change feed"));
+  uint64_t last = held.last;
+  if (!cached) {
+    open_iterator();
+    last = 0;
+    it->SeekToLast();
+    if (it->Valid()) CV_RETURN_IF_ERROR(SeqOf(*it, &last));
+    CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "read the change feed"));
+  }
   const int64_t now = NowMicros();
   uint64_t seq = last;
   for (const auto& n : notes) {
@@ -170,7 +182,19 @@ Status Store::Impl::AppendChanges(const TenantRef& t, const std::vector<ChangeNo
     CV_RETURN_IF_ERROR(fsutil::FromRocks(b->Put(t->cf, key, t->SealRecord(key, EncodeEvent(n, now))),
                                          "write batch"));
   }
-  if (last == 0) return Status::OK();
+  Tenant::FeedState next;
+  next.known = true;
+  next.cf_generation = t->rec.cf_generation;
+  next.family = t->rec.family;
+  next.last = seq;
+  next.batch = b;
+  if (last == 0) {
+    next.first = 1;
+    next.first_at_known = true;
+    next.first_at = now;
+    t->feed_after = next;
+    return Status::OK();
+  }
   // The horizon: the oldest events held before this change go while they
   // are beyond the count or older than the age limit.
   const uint64_t max_events = options_.change_feed_max_events;
@@ -178,25 +202,61 @@ Status Store::Impl::AppendChanges(const TenantRef& t, const std::vector<ChangeNo
   const uint32_t age = options_.change_feed_retention_seconds;
   const int64_t horizon = age != 0 ? now - static_cast<int64_t>(age) * 1000000
                                    : std::numeric_limits<int64_t>::min();
+  if (cached && held.first >= keep_from &&
+      (age == 0 || (held.first_at_known && held.first_at >= horizon))) {
+    // The oldest event stays: nothing to read or remove.
+    next.first = held.first;
+    next.first_at_known = held.first_at_known;
+    next.first_at = held.first_at;
+    t->feed_after = next;
+    return Status::OK();
+  }
+  if (it == nullptr) open_iterator();
   int removed = 0;
+  bool kept = false;  // stopped at an event that stays
   for (it->SeekToFirst(); it->Valid() && removed < kTrimPerChange; it->Next()) {
     uint64_t s = 0;
     CV_RETURN_IF_ERROR(SeqOf(*it, &s));
     if (s >= keep_from) {
-      if (age == 0) break;
+      next.first = s;
+      if (age == 0) {
+        kept = true;
+        break;
+      }
       std::string plain;
       ChangeEvent e;
       // A damaged event is left where it is (Verify and ReadChanges report
       // it); the feed is not worth refusing the change for.
       if (!t->OpenRecord(it->key().ToStringView(), it->value().ToStringView(), &plain).ok() ||
-          !DecodeEvent(plain, &e).ok() || e.committed_at >= horizon) {
+          !DecodeEvent(plain, &e).ok()) {
+        kept = true;
+        break;
+      }
+      if (e.committed_at >= horizon) {
+        next.first_at_known = true;
+        next.first_at = e.committed_at;
+        kept = true;
         break;
       }
     }
     CV_RETURN_IF_ERROR(fsutil::FromRocks(b->Delete(t->cf, it->key()), "write batch"));
     ++removed;
   }
-  return fsutil::FromRocks(it->status(), "read the change feed");
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(it->status(), "read the change feed"));
+  if (!kept) {
+    if (it->Valid()) return Status::OK();  // more to remove: the next change reads on
+    // Every event held before is removed: this change's are the oldest.
+    next.first = last + 1;
+    next.first_at_known = true;
+    next.first_at = now;
+  }
+  t->feed_after = next;
+  return Status::OK();
+}
+
+void Store::Impl::ChangesWritten(const TenantRef& t, const rocksdb::WriteBatch& b) {
+  if (t->feed_after.known && t->feed_after.batch == &b) t->feed = t->feed_after;
+  t->feed_after = Tenant::FeedState{};
 }
 
 Result<ChangePage> Store::Impl::ReadChanges(std::string_view tenant_id, std::string_view token,

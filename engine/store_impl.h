@@ -84,6 +84,24 @@ struct Tenant : record::DictionarySource, Resealer {
   std::string rotation_unfinished_why;
   std::shared_mutex life;
   std::mutex write_mu;  // serialises read-modify-write puts and deletes
+  // What the change feed holds (changes.cc), so a change need not read the
+  // feed back: valid while `known` and the tenant's family is still the
+  // one it describes (a key rotation or a move switches it). `feed` is
+  // dropped by each AppendChanges and set again from `feed_after` once the
+  // change's batch is written (ChangesWritten); a batch that fails or a
+  // caller that never says leaves it unknown, and the next change reads
+  // the feed. GUARDED_BY(write_mu).
+  struct FeedState {
+    bool known = false;
+    uint64_t cf_generation = 0;
+    uint32_t family = 0;
+    uint64_t last = 0;   // the newest event's sequence (0: the feed never had one)
+    uint64_t first = 0;  // the oldest event's held
+    bool first_at_known = false;
+    int64_t first_at = 0;  // its committed_at
+    const void* batch = nullptr;  // feed_after: the batch it comes true with
+  };
+  FeedState feed, feed_after;
   // Set by a key rotation while it waits for `life` exclusively: Acquire
   // then holds new operations back (up to 100 ms each, so an operation that
   // already holds the tenant and acquires it again cannot deadlock), so a
@@ -292,6 +310,10 @@ class Store::Impl {
   };
   Status AppendChanges(const TenantRef& t, const std::vector<ChangeNote>& notes,
                        rocksdb::WriteBatch* b);
+  // `b`, filled by AppendChanges, is written: what it did to the feed is
+  // what the feed holds (Tenant::feed). REQUIRES: t->write_mu, held since
+  // AppendChanges.
+  static void ChangesWritten(const TenantRef& t, const rocksdb::WriteBatch& b);
   Result<ChangePage> ReadChanges(std::string_view tenant_id, std::string_view token, size_t limit);
 
   // subjects.cc

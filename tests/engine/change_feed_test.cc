@@ -475,5 +475,220 @@ TEST(ChangeFeedCrashTest, PowerLossNeverSplitsAChangeFromItsEvent) {
               kCycles, crashed, static_cast<unsigned long long>(ops_total), in_flight_applied);
 }
 
+// --- The feed a change remembers (Tenant::feed) ----------------------------
+//
+// A change does not read the change feed back to find its sequence and the
+// oldest event: the tenant remembers them (changes.cc), and only a change
+// whose batch is written moves what it remembers. These tests hold the
+// feed to a model after changes that are written, changes refused before
+// their batch, changes whose batch is never written (the tombstone log
+// refuses them), key rotations and reopens: the sequences stay dense, from
+// 1, with exactly the newest Options::change_feed_max_events events held,
+// each naming the call its change touched.
+
+// The events the feed holds, read from its start.
+std::vector<ChangeEvent> Feed(Store* store, const std::string& tenant) {
+  std::vector<ChangeEvent> out;
+  std::string token;
+  for (int pages = 0; pages < 1000; ++pages) {
+    auto page = store->ReadChanges(tenant, token, 50);
+    EXPECT_OK(page);
+    if (!page.ok()) break;
+    for (auto& e : page->events) out.push_back(std::move(e));
+    token = page->next_token;
+    if (page->events.size() < 50) break;
+  }
+  return out;
+}
+
+// What the feed must hold. Every event appended (call id, kind), at
+// sequences 1, 2, ...; a change removes the events held before it that are
+// beyond the newest `max` (changes.cc), and keeps all of its own.
+struct Model {
+  size_t max = 0;
+  std::vector<std::pair<std::string, ChangeKind>> appended;
+  uint64_t first = 1;  // the oldest held
+
+  // One written change and its events.
+  void Change(const std::vector<std::pair<std::string, ChangeKind>>& events) {
+    const uint64_t before = appended.size();
+    appended.insert(appended.end(), events.begin(), events.end());
+    const uint64_t n = appended.size();
+    const uint64_t keep_from = n > max ? n - max + 1 : 1;
+    first = std::max(first, std::min(keep_from, before + 1));
+  }
+  void Change(const std::string& id, ChangeKind kind) { Change({{id, kind}}); }
+
+  void Check(Store* store, const std::string& tenant, const std::string& where) const {
+    SCOPED_TRACE(where);
+    const auto held = Feed(store, tenant);
+    const uint64_t n = appended.size();
+    std::string seqs;
+    for (const auto& e : held) seqs += " " + std::to_string(e.sequence);
+    ASSERT_EQ(held.size(), n + 1 - first) << n << " appended; held:" << seqs;
+    for (size_t i = 0; i < held.size(); ++i) {
+      const uint64_t seq = first + i;
+      EXPECT_EQ(held[i].sequence, seq);
+      EXPECT_EQ(held[i].call_id, appended[seq - 1].first) << "event " << seq;
+      EXPECT_EQ(held[i].kind, appended[seq - 1].second) << "event " << seq;
+    }
+  }
+};
+
+// Makes the key directory's tombstone log refuse appends (a directory where
+// the file goes), so a delete or an erasure fails after its batch is built
+// and before it is written; and puts the log back.
+class BlockedTombstones {
+ public:
+  explicit BlockedTombstones(const std::string& keys)
+      : log_(keys + "/TOMBSTONES"), aside_(keys + "/TOMBSTONES.aside") {
+    had_ = fs::exists(log_);
+    if (had_) fs::rename(log_, aside_);
+    fs::create_directory(log_);
+  }
+  ~BlockedTombstones() {
+    fs::remove(log_);
+    if (had_) fs::rename(aside_, log_);
+  }
+
+ private:
+  const std::string log_, aside_;
+  bool had_ = false;
+};
+
+TEST(ChangeFeedCacheTest, AChangeWhoseBatchIsNotWrittenTakesNoSequence) {
+  TestStore ts;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  Model m{.max = 1000};
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = "c" + std::to_string(i);
+    ASSERT_OK(ts->PutCall("acme", MakeCall(id, kT0 + i)));
+    m.Change(id, ChangeKind::kPut);
+  }
+  Call c = MakeCall("c3", kT0 + 3);
+  c.participants[1].email = "erase.me@subject.example";
+  ASSERT_OK(ts->PutCall("acme", c));
+  m.Change("c3", ChangeKind::kPut);
+  {
+    BlockedTombstones blocked(ts.keys);
+    // Each builds its batch with its event (the next sequence), then fails
+    // at the tombstone log: nothing written.
+    EXPECT_FALSE(ts->DeleteCall("acme", "c1").ok());
+    EXPECT_FALSE(ts->Erase("acme", {.subject = "erase.me@subject.example"}).ok());
+    EXPECT_FALSE(ts->DeleteCall("acme", "c2").ok());
+  }
+  EXPECT_OK(ts->GetCall("acme", "c1"));
+  EXPECT_OK(ts->GetCall("acme", "c3"));
+  m.Check(ts.store.get(), "acme", "after the refused deletes");
+  ASSERT_OK(ts->PutCall("acme", MakeCall("c4", kT0 + 4)));
+  m.Change("c4", ChangeKind::kPut);
+  ASSERT_OK(ts->DeleteCall("acme", "c1"));
+  m.Change("c1", ChangeKind::kDelete);
+  m.Check(ts.store.get(), "acme", "after the next changes");
+  ts.Close();
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->PutCall("acme", MakeCall("c5", kT0 + 5)));
+  m.Change("c5", ChangeKind::kPut);
+  m.Check(ts.store.get(), "acme", "after a reopen");
+}
+
+// Random changes, some refused, some never written, with key rotations and
+// reopens between them; after each step the feed is the model's.
+TEST(ChangeFeedCacheTest, TheFeedStaysTheModelsThroughEveryKindOfChange) {
+  const uint64_t seed = Seed();
+  SCOPED_TRACE("CALLVAULT_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  TestStore ts;
+  ts.options.change_feed_max_events = 9;
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  Model m{.max = 9};
+  std::map<std::string, uint64_t> live;  // call id -> version
+  auto pick = [&]() -> std::string {
+    if (live.empty()) return "none";
+    auto it = live.begin();
+    std::advance(it, rng() % live.size());
+    return it->first;
+  };
+  int next_id = 0;
+  for (int step = 0; step < 160; ++step) {
+    const std::string where = "step " + std::to_string(step);
+    SCOPED_TRACE(where);
+    switch (rng() % 10) {
+      case 0:
+      case 1: {  // a put of a new call or over a live one
+        const std::string id = live.empty() || rng() % 2 ? "c" + std::to_string(next_id++) : pick();
+        auto r = ts->PutCall("acme", MakeCall(id, kT0 + step));
+        ASSERT_OK(r);
+        live[id] = r->version;
+        m.Change(id, ChangeKind::kPut);
+        break;
+      }
+      case 2: {  // a batch: one event per call, in order
+        std::vector<Call> batch;
+        const int n = 1 + static_cast<int>(rng() % 12);
+        for (int i = 0; i < n; ++i) batch.push_back(MakeCall("c" + std::to_string(next_id++), kT0 + step));
+        auto r = ts->PutCalls("acme", batch);
+        ASSERT_OK(r);
+        std::vector<std::pair<std::string, ChangeKind>> events;
+        for (const auto& p : *r) {
+          live[p.call_id] = p.version;
+          events.emplace_back(p.call_id, ChangeKind::kPut);
+        }
+        m.Change(events);
+        break;
+      }
+      case 3: {  // an update
+        if (live.empty()) break;
+        const std::string id = pick();
+        Call patch;
+        patch.insights.summary = "llm ran at step " + std::to_string(step);
+        auto r = ts->UpdateCall("acme", id, kPartInsights, patch);
+        ASSERT_OK(r);
+        live[id] = r->version;
+        m.Change(id, ChangeKind::kUpdate);
+        break;
+      }
+      case 4: {  // a delete
+        if (live.empty()) break;
+        const std::string id = pick();
+        ASSERT_OK(ts->DeleteCall("acme", id));
+        live.erase(id);
+        m.Change(id, ChangeKind::kDelete);
+        break;
+      }
+      case 5: {  // refused before its batch: a conflict
+        if (live.empty()) break;
+        const std::string id = pick();
+        EXPECT_CODE(ts->PutCall("acme", MakeCall(id, kT0), live[id] + 1000), Code::kConflict);
+        EXPECT_CODE(ts->DeleteCall("acme", id, live[id] + 1000), Code::kConflict);
+        break;
+      }
+      case 6: {  // a batch built and never written
+        if (live.empty()) break;
+        BlockedTombstones blocked(ts.keys);
+        EXPECT_FALSE(ts->DeleteCall("acme", pick()).ok());
+        break;
+      }
+      case 7:
+        if (rng() % 3 == 0) ASSERT_OK(ts->RotateTenantKey("acme"));
+        break;
+      case 8:
+        if (rng() % 4 == 0) {
+          ts.Close();
+          ASSERT_OK(ts.Open());
+        }
+        break;
+      default:
+        m.Check(ts.store.get(), "acme", where);
+        if (::testing::Test::HasFailure()) return;
+        break;
+    }
+  }
+  m.Check(ts.store.get(), "acme", "at the end");
+  EXPECT_GT(m.appended.size(), m.max);  // the horizon was crossed
+}
+
 }  // namespace
 }  // namespace callvault
