@@ -54,8 +54,11 @@ bool DeferredRecord(std::string_view key, std::string_view value);
 bool DeferredRow(std::string_view key);
 
 // The shards' min_blob_size: RocksDB moves a value of this size or more
-// into a blob file when it writes a table.
-inline constexpr uint64_t kMinBlobBytes = 256u << 10;
+// into a blob file when it writes a table. A recording's full chunk (1 MiB
+// and its seal) is one; a long call's records (a three-hour meeting's
+// transcript is ~400 KiB) stay in table files and are deferred (decision
+// 0081).
+inline constexpr uint64_t kMinBlobBytes = 1u << 20;
 
 // Whether a record of `plaintext_bytes` may be left uncompressed for the
 // filter: only if sealed it stays below kMinBlobBytes, so a deferred record

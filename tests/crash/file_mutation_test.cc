@@ -231,8 +231,9 @@ struct RecSpec {
   int phase;
 };
 const RecSpec kRecordings[] = {
-    {1, 0, "rec-b1", 300u << 10, 1},
-    {2, 1, "rec-c1", 310u << 10, 1},
+    // Over 1 MiB: a full chunk, over min_blob_size, reaches a blob file.
+    {1, 0, "rec-b1", (1u << 20) + (44u << 10), 1},
+    {2, 1, "rec-c1", (1u << 20) + (54u << 10), 1},
     {0, 2, "rec-a2", 270u << 10, 2},
 };
 const std::string& RecordingBytes(const RecSpec& r) {
@@ -1240,6 +1241,7 @@ Tally RunSuite(const Suite& suite, size_t count = 0, long abort_at = -1) {
 
 void RunAndExpectNoFailure(const Suite& suite) {
   const Tally tally = RunSuite(suite);
+  EXPECT_GT(tally.planned, 0u) << "T5 " << suite.name << ": no file of its kinds to mutate";
   EXPECT_EQ(tally.mutations, tally.planned);
   EXPECT_EQ(tally.failures, 0u) << "T5 " << suite.name
                                 << ": replay with CALLVAULT_SEED=" << SuiteSeed();

@@ -9,9 +9,9 @@
 //      that was in flight at the last power loss;
 //   3. run 1-8 random operations (CreateTenant, PutCall, PutCalls,
 //      DeleteCall, PurgeTenant, Flush, and recordings: CreateRecording,
-//      Append of 260-516 KiB in 256 KiB pieces, Finish, so a sealed
-//      chunk above min_blob_size (256 KiB) goes to a blob file at the next
-//      flush) with a seeded RNG; the power goes at
+//      Append of 1-1.25 MiB in 256 KiB pieces, Finish, so a sealed full
+//      chunk, above min_blob_size (1 MiB), goes to a blob file at the next
+//      compaction) with a seeded RNG; the power goes at
 //      a random mutating I/O among the next 1..12*ops (the operation it
 //      interrupts is "in flight"), or after the last operation returned;
 //   4. destroy the store (every I/O fails from the power loss on, so
@@ -89,11 +89,11 @@ int CallSlots(int t) { return t < kPersistent ? 12 : 6; }
 std::string CallId(int idx) { return "call-" + std::to_string(idx); }
 std::string RecId(uint64_t seq) { return "rec-" + std::to_string(seq); }
 
-// The content of the recording written by operation `seq`: 260-516 KiB,
-// one chunk above min_blob_size (kept small: Verify reads every chunk of
-// every recording at each cycle).
+// The content of the recording written by operation `seq`: 1-1.25 MiB,
+// one full chunk, above min_blob_size, and a short one (kept small: Verify
+// reads every chunk of every recording at each cycle).
 std::string RecordingBytes(uint64_t seq) {
-  const size_t size = (260u << 10) + (seq * 7919u) % (256u << 10);
+  const size_t size = (1u << 20) + (4u << 10) + (seq * 7919u) % (252u << 10);
   std::mt19937_64 r(seq);
   std::string out(size, '\0');
   for (size_t i = 0; i < size; i += 8) {

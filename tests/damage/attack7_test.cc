@@ -224,11 +224,12 @@ TEST(Attack7Child, DISABLED_Survives) {
   }
 }
 
-// A call whose transcript (~640 KB) goes to a blob file.
+// A call whose transcript (~1.5 MB, ~1.25 MB compressed: over min_blob_size)
+// goes to a blob file.
 Call BigCall() {
   std::mt19937 rng(7);
   Call big = MakeCall("big", kAt, "acme");
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 96; ++i) {
     TranscriptSegment seg;
     seg.start_ms = static_cast<uint32_t>(i * 1000);
     seg.end_ms = seg.start_ms + 500;

@@ -335,7 +335,7 @@ TEST_F(Fixture, SstDataBlockFlipMarksTenantOnRead) {
 TEST_F(Fixture, BlobFlipDamagesOneTenantOnly) {
   std::mt19937 rng(7);
   Call big = MakeCall("big", 1700000000000000);
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 96; ++i) {  // ~1.25 MB compressed: over min_blob_size
     TranscriptSegment seg;
     seg.start_ms = static_cast<uint32_t>(i * 1000);
     seg.end_ms = seg.start_ms + 500;

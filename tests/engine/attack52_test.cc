@@ -438,8 +438,10 @@ TEST(Attack52, ARecordThatNeverShrinksIsNotRetriedByEveryCompaction) {
 // and RocksDB flushes it during DB::Open, before the store has activated
 // its tenants: no filter reaches them, those records are written
 // uncompressed. Two ways they then stay so:
-//  - those past min_blob_size (256 KiB) go to a blob file, which the filter
-//    never reads back (FilterBlobByKey kKeep): uncompressed for good;
+//  - those past min_blob_size (256 KiB then; 1 MiB since decision 0081,
+//    which defers these transcripts and keeps them in table files) go to a
+//    blob file, which the filter never reads back (FilterBlobByKey kKeep):
+//    uncompressed for good;
 //  - the L0 files of the replay trigger an automatic compaction as DB::Open
 //    ends, still before the tenants are active (its filter finds none): it
 //    rewrites them, uncompressed, into the bottommost level, and CompactAll

@@ -123,7 +123,7 @@ class CanaryTest : public ::testing::Test {
     }
     c.crm_links = {CrmLink{M(), CrmObjectType::kOpportunity, M()},
                    CrmLink{M(), CrmObjectType::kContact, M()}};
-    const int segments = big ? 48 : 8;
+    const int segments = big ? 140 : 8;  // big: over min_blob_size (1 MiB) compressed
     for (int i = 0; i < segments; ++i) {
       TranscriptSegment s;
       s.speaker_id = 1 + static_cast<uint32_t>(i % 3);
@@ -307,12 +307,12 @@ TEST_F(CanaryTest, AfterFlushSstAndBlobFiles) {
   Populate();
   ASSERT_OK(ts_->Flush());
   EXPECT_GT(CountFiles(ts_.db + "/shards", ".sst"), 0u);
-  // The > 256 KiB transcripts went to blob files, which hold no marker either.
+  // The > 1 MiB transcripts went to blob files, which hold no marker either.
   auto blobs = FilesMatching(ts_.db + "/shards", ".blob");
   ASSERT_FALSE(blobs.empty()) << "no blob file: the large transcript stayed inline";
   size_t blob_bytes = 0;
   for (const auto& b : blobs) blob_bytes += fs::file_size(b);
-  EXPECT_GT(blob_bytes, static_cast<size_t>(kTenants) * (256u << 10));
+  EXPECT_GT(blob_bytes, static_cast<size_t>(kTenants) * (1u << 20));
   for (const auto& b : blobs) {
     auto found = scanner_.Find(testutil::ReadFile(b));
     EXPECT_TRUE(found.empty()) << b << " holds " << found.front();

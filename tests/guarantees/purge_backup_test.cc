@@ -83,10 +83,10 @@ class PurgeBackupTest : public ::testing::Test {
     Call c = testutil::MakeCall(id, at, Marker());
     c.created_at = at + 1;
     c.updated_at = at + 2;
-    if (big) {  // > 256 KiB after compression: a blob file
+    if (big) {  // > 1 MiB (min_blob_size) after compression: a blob file
       static const char* kAlpha =
           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-      for (int s = 0; s < 40; ++s) {
+      for (int s = 0; s < 140; ++s) {
         std::string text(12 * 1024, 'a');
         for (auto& ch : text) ch = kAlpha[rng_() & 63];
         c.transcript.push_back(
@@ -189,7 +189,7 @@ TEST_F(PurgeBackupTest, PurgeShredsDropsAndBackupRestoreObeysIt) {
   EXPECT_GT(receipt->keyring_generation, before->keyring_generation);
   EXPECT_EQ(receipt->keyring_generation, after->keyring_generation);
   EXPECT_GT(receipt->records, 0u);
-  EXPECT_GT(receipt->bytes, 256u << 10);  // at least the blob
+  EXPECT_GT(receipt->bytes, 1u << 20);  // at least the blob
   EXPECT_EQ(receipt->prev_hash, "");
   EXPECT_EQ(receipt->signature.size(), 128u);
   EXPECT_EQ(receipt->ToJson().find("PB-"), std::string::npos) << "call content in the receipt";
