@@ -628,7 +628,9 @@ TEST(ChangeFeedCacheTest, TheFeedStaysTheModelsThroughEveryKindOfChange) {
       case 2: {  // a batch: one event per call, in order
         std::vector<Call> batch;
         const int n = 1 + static_cast<int>(rng() % 12);
-        for (int i = 0; i < n; ++i) batch.push_back(MakeCall("c" + std::to_string(next_id++), kT0 + step));
+        for (int i = 0; i < n; ++i) {
+          batch.push_back(MakeCall("c" + std::to_string(next_id++), kT0 + step));
+        }
         auto r = ts->PutCalls("acme", batch);
         ASSERT_OK(r);
         std::vector<std::pair<std::string, ChangeKind>> events;
