@@ -68,10 +68,19 @@ namespace {
 // could never be read back. Under today's input limits none is (the largest
 // insights, 17 MB of text, compress to at most ~14 MB); the check keeps a
 // limit that grows from turning into silent loss.
+//
+// A batch defers records only while it holds at most kDeferredBatchBytes:
+// the rest of a larger one is compressed by the writer, so one PutCalls
+// puts at most that much more into the WAL and a memtable than compressed
+// records would (10,000 calls of records just under 1 MiB would otherwise
+// be ~10 GB uncompressed in one write; decision 0081).
+constexpr size_t kDeferredBatchBytes = 16u << 20;
+
 Status PutSealed(const TenantRef& t, rocksdb::WriteBatch* b, const std::string& key,
                  std::string_view plain) {
   const bool defer = t->shard->defer_compression() && !t->compress_writes &&
-                     DeferrableSize(plain.size()) && DeferredRow(key);
+                     DeferrableSize(plain.size()) && DeferredRow(key) &&
+                     b->GetDataSize() + plain.size() <= kDeferredBatchBytes;
   std::string sealed = t->SealRecord(key, plain, !defer);
   if (sealed.size() > limits::kMaxRecordBytes) {
     return Status::InvalidArgument(

@@ -607,6 +607,56 @@ TEST(Attack52, TheLargestInsightsAllowedReadBack) {
   check("after a key rotation");
 }
 
+// Records up to 1 MiB are deferred (decision 0081). One PutCalls of many
+// long calls would put all of them uncompressed into the WAL and a memtable
+// (up to ~10 GB for 10,000 calls): a batch defers records only while it
+// holds at most 16 MiB, and the writer compresses the rest.
+TEST(Attack52, OneBatchDefersAtMostSixteenMiB) {
+  crypto::Init();
+  testutil::TestStore ts;
+  ts.options.dictionary_training_calls = 0;
+  ts.options.write_buffer_bytes = 64u << 20;  // the batch stays in the memtable
+  ASSERT_OK(ts.Open());
+  ASSERT_OK(ts->CreateTenant({.tenant_id = "acme"}));
+  std::vector<Call> calls;
+  size_t text = 0;
+  for (int i = 0; i < 30; ++i) {  // ~720 KiB of words each, ~21 MB in all
+    Call c = testutil::MakeCall("long-" + std::to_string(i), 1'700'000'000'000'000 + i);
+    c.transcript.clear();
+    for (uint32_t k = 0; k < 45; ++k) {
+      c.transcript.push_back(TranscriptSegment{1, k * 1000, k * 1000 + 900,
+                                               Words(limits::kMaxSegmentTextBytes, i * 100 + k), 0.5f});
+      text += limits::kMaxSegmentTextBytes;
+    }
+    calls.push_back(std::move(c));
+  }
+  ASSERT_GT(text, size_t{20} << 20);
+  ASSERT_OK(ts->PutCalls("acme", calls));
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string shard = ts->ShardPaths()[info->shard];
+  ts.Close();  // no flush: the batch is in the WAL, replayed by the raw read
+  size_t deferred = 0, rows = 0;
+  for (size_t bytes : DeferredRows(shard, info->column_family)) {
+    deferred += bytes;
+    ++rows;
+  }
+  std::cout << "[attack52] one batch of " << text << " bytes of transcripts: " << rows
+            << " records deferred, " << deferred << " bytes" << std::endl;
+  EXPECT_LE(deferred, size_t{16} << 20);
+  EXPECT_GT(deferred, size_t{8} << 20);  // the first part of the batch is still deferred
+  ASSERT_OK(ts.Open());
+  ExpectSame(*ts.store, "acme", calls);
+  ASSERT_OK(ts->Flush());
+  ASSERT_OK(ts->CompactAll());
+  ExpectSame(*ts.store, "acme", calls);
+  auto v = ts->Verify("acme");
+  ASSERT_OK(v);
+  EXPECT_EQ(v->records_failed, 0u);
+  ts.Close();
+  EXPECT_EQ(DeferredRows(shard, info->column_family).size(), 0u);
+}
+
 // --- 6. Purge, rotation and flushes racing --------------------------------
 
 TEST(Attack52, PurgeAndRotationRacingFlushesNeitherHangNorLeak) {
