@@ -91,7 +91,8 @@ bool Defer(const TenantRef& t, const rocksdb::WriteBatch& b, const std::string& 
       !DeferredRow(key)) {
     return false;
   }
-  const size_t within = plain_bytes < kLongRecordBytes ? kDeferredBatchBytes : kLongRecordBatchBytes;
+  const size_t within =
+      plain_bytes < kLongRecordBytes ? kDeferredBatchBytes : kLongRecordBatchBytes;
   return b.GetDataSize() + plain_bytes <= within;
 }
 

@@ -663,7 +663,9 @@ TEST_F(Attack52Batch, ALongCallPutAloneIsDeferred) {
 
 TEST_F(Attack52Batch, ABatchOfLongCallsDefersAtMostOneMiBOfThem) {
   std::vector<Call> calls;
-  for (int i = 0; i < 12; ++i) calls.push_back(LongCall("long-" + std::to_string(i), 20, i));  // 320 KiB
+  for (int i = 0; i < 12; ++i) {
+    calls.push_back(LongCall("long-" + std::to_string(i), 20, i));  // 320 KiB each
+  }
   size_t long_bytes = 0, long_rows = 0;
   for (size_t s : DeferredAfter(ts, calls)) {
     if (s >= size_t{256} << 10) {
