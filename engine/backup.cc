@@ -1379,9 +1379,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
     auto write_pending = [&]() -> Status {
       if (batch.Count() == 0) return Status::OK();
       CV_RETURN_IF_ERROR(AppendChanges(t, notes, &batch));
-      CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &batch),
-                                           "replay tombstones"));
-      ChangesWritten(t, batch);
+      CV_RETURN_IF_ERROR(WriteChanges(t, rocksdb::WriteOptions(), &batch, "replay tombstones"));
       CV_RETURN_IF_ERROR(progress(*counts));
       batch.Clear();
       pending.clear();
@@ -1399,9 +1397,7 @@ Status Store::Impl::ReplayTombstones(uint64_t from, ReplayCounts* counts,
             ReplayRedaction(t, e.call_hash, e.redact, e.time, version, &rb, &changed, &held));
         if (held) ++counts->kept_held;
         if (!changed) continue;
-        CV_RETURN_IF_ERROR(fsutil::FromRocks(db->Write(rocksdb::WriteOptions(), &rb),
-                                             "replay a redaction"));
-        ChangesWritten(t, rb);
+        CV_RETURN_IF_ERROR(WriteChanges(t, rocksdb::WriteOptions(), &rb, "replay a redaction"));
         ++counts->redacted;
         CV_RETURN_IF_ERROR(progress(*counts));
         continue;

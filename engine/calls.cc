@@ -331,8 +331,7 @@ Result<std::vector<PutResult>> Store::Impl::PutCalls(std::string_view tenant_id,
     notes.push_back(ChangeNote{ChangeKind::kPut, ChangeCause::kUser, r.call_id, r.version});
   }
   CV_RETURN_IF_ERROR(AppendChanges(t, notes, &batch));
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &batch), "write calls"));
-  ChangesWritten(t, batch);
+  CV_RETURN_IF_ERROR(WriteChanges(t, WriteOpts(), &batch, "write calls"));
   uint64_t created = 0;
   for (const auto& r : results) created += r.created ? 1 : 0;
   AfterPut(t, created);
@@ -541,8 +540,7 @@ Result<PutResult> Store::Impl::UpdateCall(std::string_view tenant_id, std::strin
   CV_RETURN_IF_ERROR(calls::PutVersionCounter(t, &b, counter));
   CV_RETURN_IF_ERROR(AppendChanges(
       t, {ChangeNote{ChangeKind::kUpdate, ChangeCause::kUser, std::string(call_id), next.version}}, &b));
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "update call"));
-  ChangesWritten(t, b);
+  CV_RETURN_IF_ERROR(WriteChanges(t, WriteOpts(), &b, "update call"));
   return PutResult{std::string(call_id), false, next.version};
 }
 
@@ -586,8 +584,7 @@ Result<uint64_t> Store::Impl::DeleteCall(std::string_view tenant_id, std::string
   // restore of an older backup deletes the call again (backup.cc).
   std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
   CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, {h}, {old.version}));
-  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "delete call"));
-  ChangesWritten(t, b);
+  CV_RETURN_IF_ERROR(WriteChanges(t, WriteOpts(), &b, "delete call"));
   return version;
 }
 

@@ -155,7 +155,7 @@ Status Store::Impl::AppendChanges(const TenantRef& t, const std::vector<ChangeNo
   t->feed_after = Tenant::FeedState{};
   if (notes.empty()) return Status::OK();
   const Tenant::FeedState held = t->feed;
-  t->feed.known = false;  // until `b` is written (ChangesWritten)
+  t->feed.known = false;  // until `b` is written (WriteChanges)
   const bool cached = held.known && held.cf_generation == t->rec.cf_generation &&
                       held.family == t->rec.family;
   FeedBounds bounds;
@@ -254,9 +254,13 @@ Status Store::Impl::AppendChanges(const TenantRef& t, const std::vector<ChangeNo
   return Status::OK();
 }
 
-void Store::Impl::ChangesWritten(const TenantRef& t, const rocksdb::WriteBatch& b) {
-  if (t->feed_after.known && t->feed_after.batch == &b) t->feed = t->feed_after;
+Status Store::Impl::WriteChanges(const TenantRef& t, const rocksdb::WriteOptions& o,
+                                 rocksdb::WriteBatch* b, const char* what) {
+  const Tenant::FeedState after = t->feed_after;
   t->feed_after = Tenant::FeedState{};
+  CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(o, b), what));
+  if (after.known && after.batch == b) t->feed = after;
+  return Status::OK();
 }
 
 Result<ChangePage> Store::Impl::ReadChanges(std::string_view tenant_id, std::string_view token,

@@ -285,8 +285,7 @@ Result<RetentionReport> Store::Impl::RunRetention(int64_t now, bool dry_run) {
         // older backup removes these calls again (backup.cc).
         std::shared_lock<std::shared_mutex> tl(tombstone_mu_);
         CV_RETURN_IF_ERROR(LogTombstones(rec.internal_id, batch_hashes, batch_versions));
-        CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(wo, &batch), "retention delete"));
-        ChangesWritten(t, batch);
+        CV_RETURN_IF_ERROR(WriteChanges(t, wo, &batch, "retention delete"));
       }
       batch_hashes.clear();
       batch_versions.clear();

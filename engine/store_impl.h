@@ -88,7 +88,7 @@ struct Tenant : record::DictionarySource, Resealer {
   // feed back: valid while `known` and the tenant's family is still the
   // one it describes (a key rotation or a move switches it). `feed` is
   // dropped by each AppendChanges and set again from `feed_after` once the
-  // change's batch is written (ChangesWritten); a batch that fails or a
+  // change's batch is written (WriteChanges); a batch that fails or a
   // caller that never says leaves it unknown, and the next change reads
   // the feed. GUARDED_BY(write_mu).
   struct FeedState {
@@ -310,10 +310,12 @@ class Store::Impl {
   };
   Status AppendChanges(const TenantRef& t, const std::vector<ChangeNote>& notes,
                        rocksdb::WriteBatch* b);
-  // `b`, filled by AppendChanges, is written: what it did to the feed is
-  // what the feed holds (Tenant::feed). REQUIRES: t->write_mu, held since
-  // AppendChanges.
-  static void ChangesWritten(const TenantRef& t, const rocksdb::WriteBatch& b);
+  // Writes `b`, filled by AppendChanges, to the tenant's shard with `o`;
+  // once written, what it did to the feed is what the feed holds
+  // (Tenant::feed). `what` names the write in the error. REQUIRES:
+  // t->write_mu, held since AppendChanges.
+  static Status WriteChanges(const TenantRef& t, const rocksdb::WriteOptions& o, rocksdb::WriteBatch* b,
+                             const char* what);
   Result<ChangePage> ReadChanges(std::string_view tenant_id, std::string_view token, size_t limit);
 
   // subjects.cc

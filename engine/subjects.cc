@@ -224,8 +224,7 @@ Result<EraseResult> Store::Impl::Erase(std::string_view tenant_id, const EraseRe
         }
       }
       CV_RETURN_IF_ERROR(LogTombstones(t->rec.internal_id, hashes, versions, redact));
-      CV_RETURN_IF_ERROR(fsutil::FromRocks(t->shard->db()->Write(WriteOpts(), &b), "erase"));
-      ChangesWritten(t, b);
+      CV_RETURN_IF_ERROR(WriteChanges(t, WriteOpts(), &b, "erase"));
     }
     result.changed = matches.size();
     if (req.physical) {
