@@ -5,7 +5,11 @@
 // current one: the change feed, decision 0030), reading calls, versions and
 // (format 3) the change feed's events exactly as written; and it refuses,
 // with a specific error and without changing the header, a store whose
-// header claims a format it does not read.
+// header claims a format it does not read. store-format-3-blobs (format 3,
+// written by a build before decision 0081, whose min_blob_size was 256 KiB)
+// holds long calls that build left in a blob file and in its WAL: this
+// build, whose min_blob_size is 1 MiB, reads them, writes, compacts and
+// purges over them.
 //
 // The fixture of the current format is written (only when the format
 // changes; the older ones are kept) by DISABLED_MakeFixture:
@@ -15,11 +19,18 @@
 //   (the first line an environment variable of the second). store-format-2
 // was written by its steps up to the second put of call-2 (a format 2
 // build), store-format-1 by the puts and the purge (format 1).
+// store-format-3-blobs is written the same way by DISABLED_MakeBlobFixture
+// (--gtest_filter='*MakeBlobFixture', CALLVAULT_WRITE_FIXTURE naming
+// store-format-3-blobs), but only by a build before a3c50a7 (it was
+// written by 7a6b9f2): this build would keep those records in table files.
 #include <rocksdb/db.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -43,6 +54,7 @@ constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
 const char kFixture[] = CALLVAULT_TESTDATA_DIR "/store-format-1";
 const char kFixture2[] = CALLVAULT_TESTDATA_DIR "/store-format-2";
 const char kFixture3[] = CALLVAULT_TESTDATA_DIR "/store-format-3";
+const char kFixtureBlobs[] = CALLVAULT_TESTDATA_DIR "/store-format-3-blobs";
 // The participant of call-3 only, erased from the format 3 fixture.
 const char kErasedSubject[] = "erin@erased.example";
 
@@ -58,6 +70,62 @@ Call ErasedCall() {
   Call c = Expected(3);
   c.participants = {Participant{.name = "Erin", .email = kErasedSubject, .speaker_id = 1}};
   return c;
+}
+
+// The long calls of store-format-3-blobs: 96 segments of 4 KiB drawn from
+// 64 letters by std::mt19937_64 (whose output the standard fixes, unlike
+// the distributions', so any build regenerates it) from `seed`. At 6 bits
+// a letter zstd keeps about 3/4 of the transcript's 384 KiB: its sealed
+// record is ~300 KiB, above the 256 KiB min_blob_size of the builds before
+// decision 0081 and below this build's 1 MiB.
+constexpr uint32_t kLongSegments = 96;
+constexpr size_t kLongSegmentBytes = 4096;
+// The min_blob_size of the builds before decision 0081.
+constexpr uint64_t kMinOldBlobBytes = 256u << 10;
+const uint64_t kLongBlobSeed = 81;  // "long-blob": flushed into a blob file
+const uint64_t kLongWalSeed = 82;   // "long-wal": left in the WAL
+
+Call LongCall(const std::string& call_id, uint64_t seed) {
+  static constexpr char kLetters[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .";
+  static_assert(sizeof kLetters == 64 + 1);
+  std::mt19937_64 rng(seed);
+  Call c = MakeCall(call_id, kT0 + static_cast<int64_t>(seed), "long");
+  c.transcript.clear();
+  for (uint32_t i = 0; i < kLongSegments; ++i) {
+    std::string text(kLongSegmentBytes, ' ');
+    for (char& ch : text) ch = kLetters[rng() >> 58];  // the top 6 bits
+    c.transcript.push_back(
+        TranscriptSegment{1 + i % 2, i * 3000, i * 3000 + 2500, std::move(text), 0.9f});
+  }
+  return c;
+}
+
+// The calls of store-format-3-blobs by id.
+Call BlobFixtureCall(const std::string& call_id) {
+  if (call_id == "long-blob") return LongCall(call_id, kLongBlobSeed);
+  if (call_id == "long-wal") return LongCall(call_id, kLongWalSeed);
+  return MakeCall(call_id, kT0, "blobs");
+}
+
+// The size of the largest *.blob file under store directory `db` (0 if
+// none): a fixture without one would let the test below pass vacuously.
+uint64_t LargestBlobFile(const std::string& db) {
+  uint64_t largest = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(db)) {
+    if (e.is_regular_file() && e.path().extension() == ".blob") {
+      largest = std::max<uint64_t>(largest, e.file_size());
+    }
+  }
+  return largest;
+}
+// The bytes of the WALs (*.log) of the shards of store directory `db`.
+uint64_t ShardWalBytes(const std::string& db) {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(db + "/shards")) {
+    if (e.is_regular_file() && e.path().extension() == ".log") total += e.file_size();
+  }
+  return total;
 }
 
 std::string ReadFormatHeader(const std::string& db) {
@@ -107,6 +175,29 @@ TEST(CompatTest, DISABLED_MakeFixture) {
   ASSERT_OK((*store)->Close());
   store->reset();
   testutil::RemoveInfoLogs(out + "/db");
+}
+
+// Not a test: writes store-format-3-blobs (see the comment at the top).
+// It must run on a build before a3c50a7 (decision 0081), e.g. 7a6b9f2,
+// whose min_blob_size is 256 KiB: this build keeps records under 1 MiB in
+// table files, and the fixture would hold no blob file.
+TEST(CompatTest, DISABLED_MakeBlobFixture) {
+  const std::string out = testutil::FixtureOutputDir();
+  ASSERT_FALSE(out.empty()) << "set CALLVAULT_WRITE_FIXTURE";
+  auto store = Store::Open(testutil::DefaultOptions(out + "/keys"), out + "/db");
+  ASSERT_OK(store);
+  ASSERT_OK((*store)->CreateTenant({.tenant_id = "acme", .retention_days = 3650}));
+  ASSERT_OK((*store)->PutCall("acme", BlobFixtureCall("short-0")));
+  ASSERT_OK((*store)->PutCall("acme", BlobFixtureCall("long-blob")));
+  // The flush writes long-blob's transcript record into a blob file.
+  ASSERT_OK((*store)->Flush());
+  // long-wal is only in the WAL: Close syncs it but flushes no memtable.
+  ASSERT_OK((*store)->PutCall("acme", BlobFixtureCall("long-wal")));
+  ASSERT_OK((*store)->Close());
+  store->reset();
+  testutil::RemoveInfoLogs(out + "/db");
+  EXPECT_GE(LargestBlobFile(out + "/db"), kMinOldBlobBytes);
+  EXPECT_GT(ShardWalBytes(out + "/db"), kMinOldBlobBytes);
 }
 
 TEST(CompatTest, OpensAStoreWrittenByThePreviousFormatVersion) {
@@ -313,6 +404,80 @@ TEST(CompatTest, OpensAStoreOfTheCurrentFormatWithItsChangeFeed) {
     // The current format: nothing to upgrade, no audit event.
     EXPECT_EQ(ReadFormatHeader(copy.db), "3");
   }
+}
+
+// Decision 0081 raised min_blob_size from 256 KiB to 1 MiB. A build before
+// it put each record of 256 KiB or more into a blob file at flush: this
+// build reads those records of 256 KiB to 1 MiB where it put them (a blob
+// file: long-blob's transcript) and where it left them (its WAL, replayed
+// by this build's open: long-wal's), and writes, compacts and purges over
+// them.
+TEST(CompatTest, ReadsLongCallsAnOlderBuildLeftInBlobFilesAndItsWal) {
+  const std::string fixture_db = kFixtureBlobs + std::string("/db");
+  ASSERT_EQ(ReadFormatHeader(fixture_db), "3");
+  ASSERT_GE(LargestBlobFile(fixture_db), kMinOldBlobBytes) << "no blob file in the fixture";
+  ASSERT_GE(ShardWalBytes(fixture_db), kMinOldBlobBytes) << "no long record in its WAL";
+  const std::vector<std::string> all = {"short-0", "long-blob", "long-wal"};
+  // Each call of `ids` reads back as the older build wrote it (long-blob's
+  // insights, once updated, as `summary`), compared whole.
+  auto read_all = [](Store& store, const std::vector<std::string>& ids,
+                     const std::string& summary) {
+    for (const std::string& id : ids) {
+      SCOPED_TRACE(id);
+      auto got = store.GetCall("acme", id);
+      ASSERT_OK(got);
+      Call expect = BlobFixtureCall(id);
+      if (id == "long-blob" && !summary.empty()) {
+        expect.insights = Insights{};
+        expect.insights.summary = summary;
+      }
+      expect.created_at = got->created_at;
+      expect.updated_at = got->updated_at;
+      EXPECT_EQ(*got, expect);
+    }
+  };
+  FixtureCopy copy(kFixtureBlobs);
+  {
+    // Read-only: the WAL's record from a memtable, the other from its blob.
+    auto ro = copy.Open(/*read_only=*/true);
+    ASSERT_OK(ro);
+    read_all(**ro, all, "");
+    auto verify = (*ro)->Verify();
+    ASSERT_OK(verify);
+    EXPECT_TRUE(verify->ok());
+  }
+  {
+    auto store = copy.Open();
+    ASSERT_OK(store);
+    read_all(**store, all, "");
+    // An update of long-blob's insights leaves its transcript in the blob.
+    Call insights;
+    insights.insights.summary = "updated over a blob";
+    ASSERT_OK((*store)->UpdateCall("acme", "long-blob", kPartInsights, insights));
+    read_all(**store, {"long-blob"}, "updated over a blob");
+    // The flush before the compaction writes long-wal's record, recovered
+    // into a memtable, into a table file (this build's min_blob_size);
+    // long-blob's stays in the older build's blob file, the only and so the
+    // newest one, which blob garbage collection leaves as it is.
+    ASSERT_OK((*store)->CompactAll());
+    read_all(**store, all, "updated over a blob");
+    auto verify = (*store)->Verify();
+    ASSERT_OK(verify);
+    EXPECT_TRUE(verify->ok());
+    ASSERT_OK((*store)->Close());
+  }
+  auto store = copy.Open();
+  ASSERT_OK(store);
+  read_all(**store, all, "updated over a blob");
+  ASSERT_OK((*store)->DeleteCall("acme", "long-wal"));
+  EXPECT_CODE((*store)->GetCall("acme", "long-wal"), Code::kNotFound);
+  read_all(**store, {"short-0", "long-blob"}, "updated over a blob");
+  ASSERT_OK((*store)->PurgeTenant("acme"));
+  for (const std::string& id : all) {
+    SCOPED_TRACE(id);
+    EXPECT_CODE((*store)->GetCall("acme", id), Code::kTenantPurged);
+  }
+  ASSERT_OK((*store)->Close());
 }
 
 TEST(CompatTest, ANewerFormatIsRefusedAndLeftAsItIs) {
