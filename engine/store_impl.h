@@ -322,8 +322,8 @@ class Store::Impl {
   // once written, what it did to the feed is what the feed holds
   // (Tenant::feed). `what` names the write in the error. REQUIRES:
   // t->write_mu, held since AppendChanges.
-  static Status WriteChanges(const TenantRef& t, const rocksdb::WriteOptions& o, rocksdb::WriteBatch* b,
-                             const char* what);
+  static Status WriteChanges(const TenantRef& t, const rocksdb::WriteOptions& o,
+                             rocksdb::WriteBatch* b, const char* what);
   Result<ChangePage> ReadChanges(std::string_view tenant_id, std::string_view token, size_t limit);
 
   // subjects.cc
