@@ -365,8 +365,7 @@ Json Active(const ChildArgs& a) {
                        {"flush_backlog_limit", st->memory.flush_backlog_limit},
                        {"flush_backlog_waits", st->memory.flush_backlog_waits},
                        {"flush_backlog_wait_ms", static_cast<double>(st->memory.flush_backlog_wait_micros) / 1e3},
-                       {"flush_backlog_gave_up", st->memory.flush_backlog_gave_up},
-                       {"recovered_memtables_flushed", st->memory.recovered_memtables_flushed}};
+                       {"flush_backlog_gave_up", st->memory.flush_backlog_gave_up}};
     j["dictionaries_trained"] = st->dictionary_training.trained;
     j["records_resealed"] = st->compression.resealed;
     j["records_kept_uncompressed"] = st->compression.kept;

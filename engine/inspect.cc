@@ -443,8 +443,6 @@ Result<StoreStats> Store::Impl::Stats() {
   }
   st.memory.allocator_free_bytes = AllocatorFreeBytes();
   st.memory.heap_trims = res_->heap_trimmer->trims();
-  st.memory.recovered_memtables_flushed = recovered_flushed_.load();
-  st.memory.recovered_memtables_pending = recovered_pending_.load();
   res_->flush_backlog->Fill(&st.memory);
   if (meta_ != nullptr) st.memory.table_reader_bytes += TableReaderBytes(meta_.get());
   {

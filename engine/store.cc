@@ -605,7 +605,6 @@ Status Store::Impl::Close() {
   closed_ = true;
   closing_.store(true);
   StopBackground();
-  StopDrain();
   // Queued trainings are dropped (the next open counts again); a running
   // one is waited for: it gives up at its next step (decision 0045).
   StopTraining();
@@ -975,7 +974,6 @@ Status Store::Impl::OpenOrCreate() {
   CV_RETURN_IF_ERROR(ApplyDamageReports());  // decision 0020
   CV_RETURN_IF_ERROR(UpgradeFormat());        // decision 0028
   StartBackground();
-  StartDrain();  // decision 0082
   return Status::OK();
 }
 

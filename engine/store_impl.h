@@ -297,14 +297,6 @@ class Store::Impl {
   int64_t Now() const { return options_.clock ? options_.clock() : NowMicros(); }
   void StartBackground();
   void StopBackground();
-  // recovered.cc (decision 0082): after a writable open, the tenant
-  // families whose memtables the open recovered from the WAL are flushed by
-  // a thread of their own, one at a time within the flush backlog bound,
-  // when those memtables hold more than an eighth of the memtable budget.
-  // StopDrain: before Close touches the tenants.
-  void StartDrain();
-  void StopDrain();
-  void DrainRecovered(const std::vector<std::string>& tenant_ids);
 
   // changes.cc: the change feed (docs/decisions/0030). One note per
   // changed call; AppendChanges adds their sealed events (the next
@@ -702,14 +694,6 @@ class Store::Impl {
   std::condition_variable bg_cv_;
   bool bg_stop_ = false;  // GUARDED_BY(bg_mu_)
   std::thread bg_thread_;
-
-  // The drain of recovered memtables (recovered.cc). `drain_stop_`
-  // GUARDED_BY(drain_mu_); the counts are StoreStats::Memory's.
-  std::mutex drain_mu_;
-  std::condition_variable drain_cv_;
-  bool drain_stop_ = false;
-  std::thread drain_thread_;
-  std::atomic<uint64_t> recovered_flushed_{0}, recovered_pending_{0};
 
   mutable std::shared_mutex map_mu_;
   std::map<std::string, std::shared_ptr<Tenant>, std::less<>> tenants_;  // GUARDED_BY(map_mu_)

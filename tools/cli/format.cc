@@ -555,9 +555,7 @@ nlohmann::json StatsToJson(const StoreStats& s) {
                  {"flush_backlog_limit", s.memory.flush_backlog_limit},
                  {"flush_backlog_waits", s.memory.flush_backlog_waits},
                  {"flush_backlog_wait_micros", s.memory.flush_backlog_wait_micros},
-                 {"flush_backlog_gave_up", s.memory.flush_backlog_gave_up},
-                 {"recovered_memtables_flushed", s.memory.recovered_memtables_flushed},
-                 {"recovered_memtables_pending", s.memory.recovered_memtables_pending}};
+                 {"flush_backlog_gave_up", s.memory.flush_backlog_gave_up}};
   j["descriptors"] = {{"nofile_limit", s.descriptors.nofile_limit},
                 {"reserve", s.descriptors.reserve},
                 {"open_files_per_shard", s.descriptors.open_files_per_shard},
@@ -582,8 +580,7 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                                     s.open.wal_files, FormatBytes(s.open.wal_bytes))},
                {"memory", fmt::format("block cache {} of {}, memtables {} of {} ({} switched out, bound {}; "
                                       "writes waited {:.1f} s, {} waits gave up), {} dictionaries {} of {}, "
-                                      "table readers {}, free in malloc {} ({} trims), "
-                                      "recovered memtables flushed {} ({} pending)",
+                                      "table readers {}, free in malloc {} ({} trims)",
                                       FormatBytes(s.memory.block_cache_bytes),
                                       FormatBytes(s.memory.block_cache_budget),
                                       FormatBytes(s.memory.memtable_bytes),
@@ -595,10 +592,7 @@ void PrintStats(std::ostream& out, const StoreStats& s) {
                                       FormatBytes(s.memory.dictionary_bytes),
                                       FormatBytes(s.memory.dictionary_budget),
                                       FormatBytes(s.memory.table_reader_bytes),
-                                      FormatBytes(s.memory.allocator_free_bytes),
-                                      s.memory.heap_trims,
-                                      s.memory.recovered_memtables_flushed,
-                                      s.memory.recovered_memtables_pending)},
+                                      FormatBytes(s.memory.allocator_free_bytes), s.memory.heap_trims)},
                {"file_descriptors",
                 fmt::format("nofile {}, {} kept back, up to {} table files per shard (sized for {} shards)",
                             s.descriptors.nofile_limit, s.descriptors.reserve, s.descriptors.open_files_per_shard,

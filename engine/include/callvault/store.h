@@ -634,11 +634,6 @@ struct StoreStats {
     // the waits that gave up, the backlog not falling for a second (decision 0066).
     uint64_t flush_backlog_bytes = 0, flush_backlog_limit = 0;
     uint64_t flush_backlog_waits = 0, flush_backlog_wait_micros = 0, flush_backlog_gave_up = 0;
-    // Tenant families whose memtables this open recovered from the WAL,
-    // flushed in the background since (decision 0082; only when those
-    // memtables held more than an eighth of the budget), and those not yet
-    // looked at.
-    uint64_t recovered_memtables_flushed = 0, recovered_memtables_pending = 0;
   } memory;
   // Background dictionary training (Options::dictionary_training_threads,
   // docs/decisions/0045): tenants queued and trainings running now; since
