@@ -698,6 +698,12 @@ TEST_F(Attack52Batch, ABatchDefersAtMostSixteenMiB) {
   auto v = ts->Verify("acme");
   ASSERT_OK(v);
   EXPECT_EQ(v->records_failed, 0u);
+  // The flush and compaction compressed every deferred record.
+  auto info = ts->DescribeTenant("acme");
+  ASSERT_OK(info);
+  const std::string shard = ts->ShardPaths()[info->shard];
+  ts.Close();
+  EXPECT_EQ(DeferredRows(shard, info->column_family).size(), 0u);
 }
 
 // --- 6. Purge, rotation and flushes racing --------------------------------
