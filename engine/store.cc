@@ -198,16 +198,48 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() { Close().IgnoreError(); }
 Status Store::Close() { return impl_->Close(); }
 
-Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
-  if (!options.key_provider) return Status::InvalidArgument("options.key_provider is required");
-  if (path.empty()) return Status::InvalidArgument("store path is empty");
-  if (options.max_tenants_per_shard == 0 || options.max_tenants_per_shard > 100000) {
+namespace {
+
+// Options out of range are refused by name before anything is opened or
+// created: RocksDB would otherwise take some silently (a write buffer
+// raised to 64 KiB; a budget of 0 = no shared budget, memtables unbounded
+// with many tenants) and others would fail deep inside it (a million
+// background threads).
+Status CheckOptions(const Options& o) {
+  if (!o.key_provider) return Status::InvalidArgument("options.key_provider is required");
+  if (o.max_tenants_per_shard == 0 || o.max_tenants_per_shard > 100000) {
     return Status::InvalidArgument("options.max_tenants_per_shard must be in [1, 100000]");
   }
-  if (!options.region.empty()) CV_RETURN_IF_ERROR(validate::Region(options.region));
-  if (options.read_only && options.create_if_missing) {
+  if (!o.region.empty()) CV_RETURN_IF_ERROR(validate::Region(o.region));
+  if (o.read_only && o.create_if_missing) {
     return Status::InvalidArgument("options.read_only and options.create_if_missing exclude each other");
   }
+  constexpr size_t kMinWriteBuffer = size_t{64} << 10, kMaxWriteBuffer = size_t{64} << 30;
+  if (o.write_buffer_bytes < kMinWriteBuffer || o.write_buffer_bytes > kMaxWriteBuffer) {
+    return Status::InvalidArgument("options.write_buffer_bytes must be in [64 KiB, 64 GiB]");
+  }
+  if (o.write_buffer_budget_bytes < o.write_buffer_bytes) {
+    return Status::InvalidArgument(
+        "options.write_buffer_budget_bytes must be at least options.write_buffer_bytes");
+  }
+  constexpr int kMaxThreads = 256;
+  if (o.background_threads < 0 || o.background_threads > kMaxThreads) {
+    return Status::InvalidArgument("options.background_threads must be in [0, 256]");
+  }
+  if (o.flush_threads < 0 || o.flush_threads > kMaxThreads) {
+    return Status::InvalidArgument("options.flush_threads must be in [0, 256]");
+  }
+  if (o.dictionary_training_threads < 0 || o.dictionary_training_threads > kMaxThreads) {
+    return Status::InvalidArgument("options.dictionary_training_threads must be in [0, 256]");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("store path is empty");
+  CV_RETURN_IF_ERROR(CheckOptions(options));
   rocksdb::Env* env = options.env ? options.env : rocksdb::Env::Default();
   (void)env;
   // Env::GetAbsolutePath in RocksDB 7.8 returns the working directory for

@@ -1,6 +1,10 @@
 // The public Store API end to end: tenants, calls, parts, listing, purge,
 // receipts, reopen.
+#include <filesystem>
+#include <functional>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "callvault/limits.h"
 #include "callvault/store.h"
@@ -292,6 +296,59 @@ TEST_F(StoreTest, ShardsGrowPastTheTenantLimit) {
   auto info = small->DescribeTenant("t4");
   ASSERT_OK(info);
   EXPECT_EQ(info->shard, 2u);
+}
+
+// Options out of range get a specific error naming the option, before
+// anything is created; the bounds themselves open.
+TEST(StoreOptions, OutOfRangeRefusedByNameBeforeAnythingIsCreated) {
+  testutil::TempDir tmp;
+  const std::string db = tmp.Sub("db");
+  struct Case {
+    const char* option;
+    std::function<void(Options&)> set;
+  };
+  const std::vector<Case> cases = {
+      {"write_buffer_budget_bytes", [](Options& o) { o.write_buffer_budget_bytes = 0; }},
+      {"write_buffer_budget_bytes",
+       [](Options& o) { o.write_buffer_budget_bytes = o.write_buffer_bytes - 1; }},
+      {"write_buffer_bytes", [](Options& o) { o.write_buffer_bytes = 0; }},
+      {"write_buffer_bytes", [](Options& o) { o.write_buffer_bytes = (64u << 10) - 1; }},
+      {"write_buffer_bytes", [](Options& o) {
+         o.write_buffer_bytes = (size_t{64} << 30) + 1;
+         o.write_buffer_budget_bytes = SIZE_MAX;
+       }},
+      {"background_threads", [](Options& o) { o.background_threads = -1; }},
+      {"background_threads", [](Options& o) { o.background_threads = 1000000; }},
+      {"flush_threads", [](Options& o) { o.flush_threads = -2; }},
+      {"flush_threads", [](Options& o) { o.flush_threads = 257; }},
+      {"dictionary_training_threads", [](Options& o) { o.dictionary_training_threads = -1; }},
+      {"dictionary_training_threads", [](Options& o) { o.dictionary_training_threads = 100000; }},
+      {"max_tenants_per_shard", [](Options& o) { o.max_tenants_per_shard = 0; }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.option);
+    Options o = testutil::DefaultOptions(tmp.Sub("keys"));
+    c.set(o);
+    auto opened = Store::Open(o, db);
+    EXPECT_CODE(opened, Code::kInvalidArgument);
+    if (!opened.ok()) {
+      EXPECT_NE(opened.status().message().find(std::string("options.") + c.option), std::string::npos)
+          << opened.status().ToString();
+    }
+    EXPECT_FALSE(std::filesystem::exists(db));
+  }
+  // At the bounds the store opens and takes a call.
+  Options o = testutil::DefaultOptions(tmp.Sub("keys"));
+  o.write_buffer_bytes = 64u << 10;
+  o.write_buffer_budget_bytes = 64u << 10;
+  o.background_threads = 0;
+  o.flush_threads = 256;
+  o.dictionary_training_threads = 0;
+  auto opened = Store::Open(o, db);
+  ASSERT_OK(opened);
+  ASSERT_OK((*opened)->CreateTenant({.tenant_id = "acme"}));
+  ASSERT_OK((*opened)->PutCall("acme", MakeCall("c", kT0)));
+  EXPECT_OK((*opened)->GetCall("acme", "c"));
 }
 
 }  // namespace

@@ -137,17 +137,19 @@ struct Options {
   // --- Affect performance ---
   // Block cache shared by every shard. Default: 64 MiB.
   size_t block_cache_bytes = 64u << 20;
-  // Memtable budget shared by every shard. Default: 256 MiB.
+  // Memtable budget shared by every shard; at least write_buffer_bytes.
+  // Default: 256 MiB.
   size_t write_buffer_budget_bytes = 256u << 20;
-  // Memtable size per column family. Default: 8 MiB.
+  // Memtable size per column family, 64 KiB to 64 GiB. Default: 8 MiB.
   size_t write_buffer_bytes = 8u << 20;
   // Background compaction threads shared by every shard (RocksDB's LOW
-  // pool; also each instance's max_background_jobs). Default: 2.
+  // pool; also each instance's max_background_jobs), 0 to 256 (0 = 1).
+  // Default: 2.
   int background_threads = 2;
   // RocksDB's flush pool (HIGH), beside those (a flush is mostly fsyncs: threads
   // beyond the cores still add flushes, which run one per shard at a
-  // time). 0 = background_threads / 2, at least 2 (decision 0068).
-  // Default: 0.
+  // time), 0 to 256. 0 = background_threads / 2, at least 2 (decision
+  // 0068). Default: 0.
   int flush_threads = 0;
   // Writers wait, before they take any lock, while the memtables switched
   // out and queued for a flush hold more than this, so that the memtables
@@ -174,7 +176,7 @@ struct Options {
   // 0045): the put that reaches the threshold only queues its tenant, and
   // at most this many trainings (~110 ms of CPU each) run at once. 0 =
   // train in the put that reaches the threshold, under the tenant's write
-  // lock (the behaviour before decision 0045). Default: 1.
+  // lock (the behaviour before decision 0045). At most 256. Default: 1.
   int dictionary_training_threads = 1;
   // Compress call records in the background (docs/decisions/0052): a put
   // seals its call's records uncompressed (the WAL and the memtable hold
