@@ -442,22 +442,29 @@ class ErrorFlag : public rocksdb::EventListener {
       *s = rocksdb::Status::OK();  // the family is marked damaged instead
       return;
     }
+    if (errors_ != nullptr) errors_->fetch_add(1, std::memory_order_relaxed);
     // RocksDB 7.8 reports a retryable I/O error of a compaction with no
     // severity and does not stop the instance ("Compaction will schedule by
-    // itself"): its memtables still flush, so they stay in the backlog.
-    const bool stops = !(reason == rocksdb::BackgroundErrorReason::kCompaction &&
-                         s->severity() == rocksdb::Status::Severity::kNoError);
+    // itself"): the compaction's inputs stay and its outputs are deleted,
+    // nothing written or synced before is in doubt, and the instance's
+    // flushes and WAL syncs go on. Not a failed instance: its memtables
+    // stay in the backlog, and its flushes, syncs and close mark go on.
+    if (reason == rocksdb::BackgroundErrorReason::kCompaction &&
+        s->severity() == rocksdb::Status::Severity::kNoError) {
+      if (res_ != nullptr) {
+        res_->Log(LogLevel::kWarn, source_ + ": RocksDB compaction failed (" + s->ToString() +
+                                       "); RocksDB retries it, the instance goes on");
+      }
+      return;
+    }
     const bool hard = s->severity() >= rocksdb::Status::Severity::kHardError;
     {
       std::lock_guard<std::mutex> l(mu_);
       failed_.store(true);
-      if (stops) {
-        failing_ = true;
-        hard_ = hard_ || hard;
-        if (db_ != nullptr && res_ != nullptr) res_->AddFailedInstance(db_, hard_);
-      }
+      failing_ = true;
+      hard_ = hard_ || hard;
+      if (db_ != nullptr && res_ != nullptr) res_->AddFailedInstance(db_, hard_);
     }
-    if (errors_ != nullptr) errors_->fetch_add(1, std::memory_order_relaxed);
     if (res_ != nullptr) {
       res_->Log(LogLevel::kError, source_ + ": RocksDB background error (" +
                                       BackgroundReasonName(reason) + "): " + s->ToString() +

@@ -91,7 +91,8 @@ struct Metrics {
   uint64_t signature_failures = 0;   // Ed25519 signatures that did not verify (receipts, manifests, moves)
   // RocksDB background errors (a failed flush, compaction, WAL write or
   // sync) on any instance of the store; after one the instance refuses
-  // writes until the store is reopened.
+  // writes until the store is reopened, but for a compaction's retryable
+  // I/O error, which RocksDB retries while the instance goes on.
   uint64_t background_errors = 0;
 
   // RocksDB, summed over the metadata instance and every shard.
