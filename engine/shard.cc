@@ -1018,6 +1018,12 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->recording_pipeline = options.recording_pipeline;
   r->env->SetBackgroundThreads(FlushThreads(options), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
+  if (options.low_priority_compactions) {
+    // Each thread of the pool lowers itself before its next job; an Env
+    // without the call (a custom one) keeps its priorities.
+    r->env->LowerThreadPoolCPUPriority(rocksdb::Env::LOW, rocksdb::CpuPriority::kLow)
+        .PermitUncheckedError();
+  }
 
   rocksdb::DBOptions& d = r->db_options;
   d.env = r->env;
