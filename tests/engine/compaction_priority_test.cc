@@ -41,7 +41,8 @@ void Compact(Store& store) {
   ASSERT_TRUE(store.CreateTenant({.tenant_id = "acme"}).ok());
   for (int round = 0; round < 2; ++round) {
     for (int i = 0; i < 20; ++i) {
-      auto r = store.PutCall("acme", testutil::MakeCall("c" + std::to_string(i), 1700000000000000 + i));
+      Call c = testutil::MakeCall("c" + std::to_string(i), 1700000000000000 + i);
+      auto r = store.PutCall("acme", c);
       ASSERT_TRUE(r.ok()) << r.status().ToString();
     }
     ASSERT_TRUE(store.Flush().ok());

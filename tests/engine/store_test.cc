@@ -332,8 +332,8 @@ TEST(StoreOptions, OutOfRangeRefusedByNameBeforeAnythingIsCreated) {
     auto opened = Store::Open(o, db);
     EXPECT_CODE(opened, Code::kInvalidArgument);
     if (!opened.ok()) {
-      EXPECT_NE(opened.status().message().find(std::string("options.") + c.option), std::string::npos)
-          << opened.status().ToString();
+      const std::string& message = opened.status().message();
+      EXPECT_NE(message.find(std::string("options.") + c.option), std::string::npos) << message;
     }
     EXPECT_FALSE(std::filesystem::exists(db));
   }
