@@ -126,6 +126,10 @@ std::string RenderPrometheus(const Metrics& m) {
          "RocksDB background errors (failed flush, compaction, WAL write or sync); the instance "
          "refuses writes until the store is reopened.",
          m.background_errors);
+  Metric(&out, "callvault_rocksdb_compaction_errors_retried_total", "counter",
+         "Compactions that failed with a retryable I/O error, which RocksDB retries while the "
+         "instance goes on (decision 0083).",
+         m.compaction_errors_retried);
   Header(&out, "callvault_rocksdb_stall_seconds_total", "counter",
          "Time RocksDB delayed or stopped writes (STALL_MICROS).");
   Sample(&out, "callvault_rocksdb_stall_seconds_total", static_cast<double>(m.stall_micros) / 1e6);
@@ -220,6 +224,7 @@ void Recorder::Fill(Metrics* m) const {
   }
   m->purges = purges.load(std::memory_order_relaxed);
   m->background_errors = background_errors.load(std::memory_order_relaxed);
+  m->compaction_errors_retried = compaction_errors_retried.load(std::memory_order_relaxed);
   m->audit_auth_failures = audit_auth_failures.load(std::memory_order_relaxed);
   m->aead_open_failures = AeadFailures();
   m->signature_failures = SignatureFailures();

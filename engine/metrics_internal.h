@@ -24,6 +24,7 @@ class Recorder {
 
   std::atomic<uint64_t> purges{0};
   std::atomic<uint64_t> background_errors{0};
+  std::atomic<uint64_t> compaction_errors_retried{0};
   std::atomic<uint64_t> audit_auth_failures{0};
 
  private:

@@ -105,8 +105,13 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
   }
 
  private:
+  // A table or blob file's failed write is not recorded: a flush's fails
+  // the flush, which fails the instance (ErrorFlag); a compaction's
+  // output is deleted, never installed (decision 0083); a recording
+  // writer's ingest file is refused to the writer. The mark describes the
+  // WAL and the MANIFEST, which none of them touched.
   rocksdb::IOStatus Note(rocksdb::IOStatus s) {
-    if (!s.ok()) {
+    if (!s.ok() && !table_or_blob_) {
       fs_->RecordWriteFailure(DirOf(path_));
       if (IsManifestWrite(path_)) fs_->HoldDeletions(DirOf(path_));
     }
@@ -121,6 +126,7 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
   CloseCheckFS* const fs_;  // outlives every file: owned by SharedResources
   const std::string path_;
   const bool manifest_ = ManifestNumber(path_.substr(path_.rfind('/') + 1)).has_value();
+  const bool table_or_blob_ = path_.ends_with(".sst") || path_.ends_with(".blob");
 };
 
 // A MANIFEST as if it ended at `limit` bytes (CloseCheckFS::LimitManifestRead).
@@ -1018,7 +1024,7 @@ std::unique_ptr<SharedResources> SharedResources::Make(const Options& options) {
   r->recording_pipeline = options.recording_pipeline;
   r->env->SetBackgroundThreads(FlushThreads(options), rocksdb::Env::HIGH);
   r->env->SetBackgroundThreads(std::max(1, options.background_threads), rocksdb::Env::LOW);
-  if (options.low_priority_compactions) {
+  if (options.low_priority_compactions && !options.read_only) {
     // Each thread of the pool lowers itself before its next job; an Env
     // without the call (a custom one) keeps its priorities.
     r->env->LowerThreadPoolCPUPriority(rocksdb::Env::LOW, rocksdb::CpuPriority::kLow)

@@ -7,6 +7,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/file_system.h>
+#include <rocksdb/io_status.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 
@@ -442,21 +443,23 @@ class ErrorFlag : public rocksdb::EventListener {
       *s = rocksdb::Status::OK();  // the family is marked damaged instead
       return;
     }
-    if (errors_ != nullptr) errors_->fetch_add(1, std::memory_order_relaxed);
     // RocksDB 7.8 reports a retryable I/O error of a compaction with no
     // severity and does not stop the instance ("Compaction will schedule by
     // itself"): the compaction's inputs stay and its outputs are deleted,
     // nothing written or synced before is in doubt, and the instance's
     // flushes and WAL syncs go on. Not a failed instance: its memtables
-    // stay in the backlog, and its flushes, syncs and close mark go on.
-    if (reason == rocksdb::BackgroundErrorReason::kCompaction &&
-        s->severity() == rocksdb::Status::Severity::kNoError) {
+    // stay in the backlog, and its flushes, syncs and close mark go on
+    // (decision 0083). Only that error: a shard opened without paranoid
+    // checks (around damage) gets every compaction error with no severity.
+    if (RetriedCompactionError(reason, *s)) {
+      if (retried_ != nullptr) retried_->fetch_add(1, std::memory_order_relaxed);
       if (res_ != nullptr) {
         res_->Log(LogLevel::kWarn, source_ + ": RocksDB compaction failed (" + s->ToString() +
                                        "); RocksDB retries it, the instance goes on");
       }
       return;
     }
+    if (errors_ != nullptr) errors_->fetch_add(1, std::memory_order_relaxed);
     const bool hard = s->severity() >= rocksdb::Status::Severity::kHardError;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -476,7 +479,24 @@ class ErrorFlag : public rocksdb::EventListener {
   void Attach(const SharedResources* res, std::string source) {
     res_ = res;
     errors_ = &res->metrics.background_errors;
+    retried_ = &res->metrics.compaction_errors_retried;
     source_ = std::move(source);
+  }
+  // A compaction's I/O error RocksDB 7.8 retries without stopping the
+  // instance (ErrorHandler::SetBGError: retryable or file-scoped, not a
+  // full disk, reported with no severity); not a fenced file system.
+  static bool RetriedCompactionError(rocksdb::BackgroundErrorReason reason,
+                                     const rocksdb::Status& s) {
+    if (reason != rocksdb::BackgroundErrorReason::kCompaction || !s.IsIOError() ||
+        s.severity() != rocksdb::Status::Severity::kNoError) {
+      return false;
+    }
+    if (s.subcode() == rocksdb::Status::kNoSpace || s.subcode() == rocksdb::Status::kIOFenced) {
+      return false;
+    }
+    const rocksdb::IOStatus io = rocksdb::status_to_io_status(rocksdb::Status(s));
+    if (io.GetDataLoss()) return false;
+    return io.GetRetryable() || io.GetScope() == rocksdb::IOStatus::kIOErrorScopeFile;
   }
   static const char* BackgroundReasonName(rocksdb::BackgroundErrorReason r) {
     switch (r) {
@@ -521,6 +541,7 @@ class ErrorFlag : public rocksdb::EventListener {
   const bool suppress_;
   const SharedResources* res_ = nullptr;
   std::atomic<uint64_t>* errors_ = nullptr;
+  std::atomic<uint64_t>* retried_ = nullptr;
   std::string source_ = "instance";
   std::atomic<bool> failed_{false};
   std::mutex mu_;

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -356,30 +357,75 @@ TEST_F(FlushBacklogTest, AWaitGivesUpWhenNoFlushCompletes) {
   EXPECT_LE(Memory().flush_backlog_bytes, o.flush_backlog_bytes);
 }
 
-// Table files created under `fail_under` fail: that shard's flushes fail
-// (a background error), and its switched-out memtables stay in the
-// backlog until the reopen.
+// Table files created under the directory FailUnder names fail: that
+// shard's flushes fail (a background error), and its switched-out
+// memtables stay in the backlog until the reopen. With `at_write` the file
+// opens and its writes and syncs fail instead.
 class FailingShardFS : public rocksdb::FileSystemWrapper {
  public:
   FailingShardFS() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
   const char* Name() const override { return "FailingShardFS"; }
-  std::string fail_under;
+  // "" = nothing fails. RocksDB's background threads read it.
+  void FailUnder(std::string dir) {
+    std::lock_guard<std::mutex> l(mu_);
+    fail_under_ = std::move(dir);
+  }
   // The error is retryable (as a network file system's may be): RocksDB
   // 7.8 retries a compaction that met one and the instance goes on.
+  // Set before FailUnder.
   bool retryable = false;
+  bool at_write = false;
   std::atomic<int> failed{0};
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,
                                     rocksdb::IODebugContext* dbg) override {
-    if (!fail_under.empty() && f.find(fail_under) != std::string::npos && f.size() > 4 &&
-        f.compare(f.size() - 4, 4, ".sst") == 0) {
-      ++failed;
-      rocksdb::IOStatus s = rocksdb::IOStatus::IOError("injected: table file write fails");
-      s.SetRetryable(retryable);
-      return s;
-    }
-    return target()->NewWritableFile(f, o, r, dbg);
+    if (!Fails(f)) return target()->NewWritableFile(f, o, r, dbg);
+    if (!at_write) return Failure();
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this, f);
+    return s;
   }
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, FailingShardFS* fs, std::string path)
+        : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs), path_(std::move(path)) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+      return fs_->Fails(path_) ? fs_->Failure() : target()->Append(d, o, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* dbg) override {
+      return fs_->Fails(path_) ? fs_->Failure() : target()->Append(d, o, v, dbg);
+    }
+    rocksdb::IOStatus Flush(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      return fs_->Fails(path_) ? fs_->Failure() : target()->Flush(o, dbg);
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      return fs_->Fails(path_) ? fs_->Failure() : target()->Sync(o, dbg);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      return fs_->Fails(path_) ? fs_->Failure() : target()->Fsync(o, dbg);
+    }
+
+   private:
+    FailingShardFS* const fs_;
+    const std::string path_;
+  };
+  bool Fails(const std::string& f) {
+    std::lock_guard<std::mutex> l(mu_);
+    return !fail_under_.empty() && f.find(fail_under_) != std::string::npos && f.ends_with(".sst");
+  }
+  rocksdb::IOStatus Failure() {
+    ++failed;
+    rocksdb::IOStatus s = rocksdb::IOStatus::IOError("injected: table file write fails");
+    s.SetRetryable(retryable);
+    return s;
+  }
+  std::mutex mu_;
+  std::string fail_under_;  // GUARDED_BY(mu_)
 };
 
 // attack66 (session 20): a failed flush in one shard, tenants "b" and "c"
@@ -415,7 +461,7 @@ class FailedShardTest : public ::testing::Test {
   // more than the bound, outside the backlog writers wait on (decision
   // 0071).
   void FailShardA() {
-    fs_->fail_under = shard_a_;
+    fs_->FailUnder(shard_a_);
     for (int n = 0; n < 400; ++n) {
       if (!store_->PutCall("a", CallOf(100000 + n)).ok()) break;
     }
@@ -515,50 +561,86 @@ TEST_F(FailedShardTest, FlushesElsewhereDoNotKeepWritersWaiting) {
 // shard: RocksDB goes on, and so do its flushes, WAL syncs, key rotations
 // and the close mark. Before, the shard's ErrorFlag took it for a failed
 // instance: Store::Flush, CompactAll and RotateTenantKey of its tenants
-// failed until the store was reopened, and its close left no mark.
+// failed until the store was reopened, and its close left no mark; and
+// (attack33) an error met writing the output, not creating it, still
+// fenced the shard's WAL syncs through the store's file system.
 TEST_F(FailedShardTest, ARetryableCompactionErrorDoesNotFenceTheShard) {
+  for (const bool at_write : {false, true}) {
+    SCOPED_TRACE(at_write ? "the output's writes fail" : "the output's creation fails");
+    TearDown();
+    store_.reset();
+    std::filesystem::remove_all(tmp_.Sub("db"));
+    std::filesystem::remove_all(tmp_.Sub("keys"));
+    fs_ = std::make_shared<FailingShardFS>();
+    Open(1u << 20, 0);
+    if (HasFatalFailure()) return;
+    // Tenant a's calls compacted into its last level, then written again
+    // into one or two L0 files (below RocksDB's trigger of four, so no
+    // automatic compaction merges them first): compacting those writes a
+    // file.
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
+    ASSERT_TRUE(store_->CompactAll().ok());
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
+    ASSERT_TRUE(store_->Flush().ok());
+    fs_->retryable = true;
+    fs_->at_write = at_write;
+    fs_->FailUnder(shard_a_);
+    const Status compacted = store_->CompactAll();
+    fs_->FailUnder("");
+    ASSERT_GT(fs_->failed.load(), 0) << "no compaction output was refused";
+    EXPECT_EQ(compacted.code(), Code::kIOError) << compacted.ToString();
+    auto metrics = store_->Metrics();
+    ASSERT_TRUE(metrics.ok());
+    EXPECT_GT(metrics->compaction_errors_retried, 0u) << "not counted as retried";
+    EXPECT_EQ(metrics->background_errors, 0u) << "counted as a failed instance";
+    // The shard goes on: writes, a flush, a compaction, a key rotation.
+    for (int i = 40; i < 60; ++i) {
+      auto r = store_->PutCall("a", CallOf(i));
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+    }
+    const Status flushed = store_->Flush();
+    EXPECT_TRUE(flushed.ok()) << flushed.ToString();
+    const Status again = store_->CompactAll();
+    EXPECT_TRUE(again.ok()) << again.ToString();
+    auto rotated = store_->RotateTenantKey("a");
+    EXPECT_TRUE(rotated.ok()) << rotated.status().ToString();
+    const Status closed = store_->Close();
+    EXPECT_TRUE(closed.ok()) << closed.ToString();
+    store_.reset();
+    // Reopened on the same files: every call is there.
+    Options o = testutil::DefaultOptions(tmp_.Sub("keys"));
+    o.env = env_.get();
+    o.max_tenants_per_shard = 1;
+    o.dictionary_training_calls = 0;
+    auto reopened = Store::Open(o, tmp_.Sub("db"));
+    ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+    for (int i = 0; i < 60; ++i) {
+      auto got = (*reopened)->GetCall("a", "c" + std::to_string(i));
+      ASSERT_TRUE(got.ok()) << i << ": " << got.status().ToString();
+    }
+  }
+}
+
+// The same error, not retryable: the shard fails until the reopen, as any
+// background error but the one above (the test above would pass for any
+// error if the shard were never fenced).
+TEST_F(FailedShardTest, ANonRetryableCompactionErrorFailsTheShard) {
   Open(1u << 20, 0);
-  // Tenant a's calls compacted into its last level, then written again
-  // into one or two L0 files (below RocksDB's trigger of four, so no
-  // automatic compaction merges them first): compacting those writes a file.
   for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
   ASSERT_TRUE(store_->CompactAll().ok());
   for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
   ASSERT_TRUE(store_->Flush().ok());
-  fs_->retryable = true;
-  fs_->fail_under = shard_a_;
-  const Status compacted = store_->CompactAll();
-  fs_->fail_under.clear();
+  fs_->at_write = true;
+  fs_->FailUnder(shard_a_);
+  EXPECT_EQ(store_->CompactAll().code(), Code::kIOError);
+  fs_->FailUnder("");
   ASSERT_GT(fs_->failed.load(), 0) << "no compaction output was refused";
-  EXPECT_EQ(compacted.code(), Code::kIOError) << compacted.ToString();
   auto metrics = store_->Metrics();
   ASSERT_TRUE(metrics.ok());
-  EXPECT_GT(metrics->background_errors, 0u) << "RocksDB did not report the compaction's error";
-  // The shard goes on: writes, a flush, a compaction, a key rotation.
-  for (int i = 40; i < 60; ++i) {
-    auto r = store_->PutCall("a", CallOf(i));
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-  }
+  EXPECT_GT(metrics->background_errors, 0u);
+  EXPECT_EQ(metrics->compaction_errors_retried, 0u);
   const Status flushed = store_->Flush();
-  EXPECT_TRUE(flushed.ok()) << flushed.ToString();
-  const Status again = store_->CompactAll();
-  EXPECT_TRUE(again.ok()) << again.ToString();
-  auto rotated = store_->RotateTenantKey("a");
-  EXPECT_TRUE(rotated.ok()) << rotated.status().ToString();
-  const Status closed = store_->Close();
-  EXPECT_TRUE(closed.ok()) << closed.ToString();
-  store_.reset();
-  // Reopened on the same files: every call is there.
-  Options o = testutil::DefaultOptions(tmp_.Sub("keys"));
-  o.env = env_.get();
-  o.max_tenants_per_shard = 1;
-  o.dictionary_training_calls = 0;
-  auto reopened = Store::Open(o, tmp_.Sub("db"));
-  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
-  for (int i = 0; i < 60; ++i) {
-    auto got = (*reopened)->GetCall("a", "c" + std::to_string(i));
-    ASSERT_TRUE(got.ok()) << i << ": " << got.status().ToString();
-  }
+  EXPECT_EQ(flushed.code(), Code::kIOError) << flushed.ToString();
 }
 
 }  // namespace
