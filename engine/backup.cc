@@ -2103,8 +2103,10 @@ void Store::Impl::LogStaleRestoreStagings() const {
 
 Result<RestoreReport> Store::Restore(const Options& options, const std::string& backup_dir,
                                      const std::string& new_dir_in, const RestoreRequest& request) {
-  if (!options.key_provider) return Status::InvalidArgument("options.key_provider is required");
   if (options.read_only) return Status::InvalidArgument("a restore cannot be read-only");
+  // Before anything is copied: the final open would refuse them only
+  // after the copy is in place.
+  CV_RETURN_IF_ERROR(CheckOptions(options));
   if (new_dir_in.empty()) return Status::InvalidArgument("restore: the new store directory is empty");
   crypto::Init();
   KeyProvider* kp = options.key_provider.get();

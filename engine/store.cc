@@ -198,8 +198,6 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() { Close().IgnoreError(); }
 Status Store::Close() { return impl_->Close(); }
 
-namespace {
-
 // Options out of range are refused by name before anything is opened or
 // created: RocksDB would otherwise take some silently (a write buffer
 // raised to 64 KiB; a budget of 0 = no shared budget, memtables unbounded
@@ -212,15 +210,18 @@ Status CheckOptions(const Options& o) {
   }
   if (!o.region.empty()) CV_RETURN_IF_ERROR(validate::Region(o.region));
   if (o.read_only && o.create_if_missing) {
-    return Status::InvalidArgument("options.read_only and options.create_if_missing exclude each other");
+    return Status::InvalidArgument(
+        "options.read_only and options.create_if_missing exclude each other");
   }
   constexpr size_t kMinWriteBuffer = size_t{64} << 10, kMaxWriteBuffer = size_t{64} << 30;
   if (o.write_buffer_bytes < kMinWriteBuffer || o.write_buffer_bytes > kMaxWriteBuffer) {
     return Status::InvalidArgument("options.write_buffer_bytes must be in [64 KiB, 64 GiB]");
   }
-  if (o.write_buffer_budget_bytes < o.write_buffer_bytes) {
-    return Status::InvalidArgument(
-        "options.write_buffer_budget_bytes must be at least options.write_buffer_bytes");
+  // 0 would be no shared budget at all (memtables unbounded with many
+  // tenants); below one arena block (64 KiB) every write is a flush. A
+  // budget below write_buffer_bytes is fine: RocksDB flushes at 7/8 of it.
+  if (o.write_buffer_budget_bytes < kMinWriteBuffer) {
+    return Status::InvalidArgument("options.write_buffer_budget_bytes must be at least 64 KiB");
   }
   constexpr int kMaxThreads = 256;
   if (o.background_threads < 0 || o.background_threads > kMaxThreads) {
@@ -234,8 +235,6 @@ Status CheckOptions(const Options& o) {
   }
   return Status::OK();
 }
-
-}  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const Options& options, const std::string& path) {
   if (path.empty()) return Status::InvalidArgument("store path is empty");

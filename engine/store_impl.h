@@ -184,6 +184,9 @@ struct TenantRef {
 std::string DamageKey(uint64_t internal_id);
 // Verify: checks one opened change feed event row (changes.cc).
 Status CheckChangeEvent(std::string_view key, std::string_view plain);
+// Options out of range, refused by name before anything is opened or
+// created (Store::Open, Store::Restore; store.cc).
+Status CheckOptions(const Options& options);
 
 class Store::Impl {
  public:

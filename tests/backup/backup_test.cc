@@ -599,6 +599,29 @@ TEST(Backup, NonEmptyTargetRefused) {
   EXPECT_EQ(testutil::ListFiles(t.tmp.Sub("r")).size(), 1u);
 }
 
+// Options out of range: refused by name before anything is copied (the
+// final open refused them only once the copy was in place, with its
+// ledger entry pending, so a second restore with fixed options found the
+// directory not empty; attack33).
+TEST(Backup, OutOfRangeOptionsRefusedBeforeTheCopy) {
+  TwoTenants t;
+  t.Make(2);
+  ASSERT_NO_FATAL_FAILURE(t.BackupAndClose());
+  Options o = Opts(t.keys);
+  o.create_if_missing = false;
+  o.write_buffer_budget_bytes = 0;
+  auto r = Store::Restore(o, t.bak, t.tmp.Sub("r"), RestoreRequest{});
+  EXPECT_CODE(r, Code::kInvalidArgument);
+  if (!r.ok()) {
+    EXPECT_NE(r.status().message().find("options.write_buffer_budget_bytes must"),
+              std::string::npos) << r.status().ToString();
+  }
+  ExpectNothingRestored(t.tmp.Sub("r"));
+  // The same restore with the options fixed goes through.
+  auto fixed = RestoreTo(t.bak, t.keys, t.tmp.Sub("r"));
+  ASSERT_OK(fixed);
+}
+
 // A store still running on the key directory: the restore is refused
 // before anything is written.
 TEST(Backup, RestoreWhileTheStoreRunsRefused) {

@@ -137,8 +137,9 @@ struct Options {
   // --- Affect performance ---
   // Block cache shared by every shard. Default: 64 MiB.
   size_t block_cache_bytes = 64u << 20;
-  // Memtable budget shared by every shard; at least write_buffer_bytes.
-  // Default: 256 MiB.
+  // Memtable budget shared by every shard; at least 64 KiB (far below
+  // 64 KiB per active tenant every write flushes: docs/operations.md,
+  // "Many active tenants"). Default: 256 MiB.
   size_t write_buffer_budget_bytes = 256u << 20;
   // Memtable size per column family, 64 KiB to 64 GiB. Default: 8 MiB.
   size_t write_buffer_bytes = 8u << 20;
@@ -154,13 +155,16 @@ struct Options {
   // Compactions run at the lowest CPU priority (nice 19): call writes and
   // reads go first, compactions take the cores' idle time
   // (docs/decisions/0084: steady ingest +22% at 2,000 and +14% at 10,000
-  // active tenants on two cores, none at 100). This lowers the LOW thread
-  // pool of Options::env (Env::Default(): the pool every RocksDB instance
-  // of the process shares) for as long as the process runs; a later store
-  // opened with false does not raise it back. Flushes keep their priority
-  // (decision 0068: lowered, writers waited for them). false: leave the
-  // pool's priority as it is. Default: true.
-  bool low_priority_compactions = true;
+  // active tenants on two cores, none at 100; but about half the ingest
+  // when other threads of the process keep the cores busy, as compactions
+  // then fall behind and RocksDB slows the writes). For a process whose
+  // CPU is mostly the store's. It lowers the LOW thread pool of
+  // Options::env, which is Env::Default()'s (also through any composite
+  // Env): the pool every RocksDB instance of the process shares, for as
+  // long as the process runs (RocksDB cannot raise it back). Read-only
+  // opens leave it. Flushes keep their priority (decision 0068).
+  // Default: false.
+  bool low_priority_compactions = false;
   // Writers wait, before they take any lock, while the memtables switched
   // out and queued for a flush hold more than this, so that the memtables
   // stay near write_buffer_budget_bytes when writes outrun the flushes
