@@ -201,7 +201,7 @@ CallvaultSystem::CallvaultSystem(const std::string& dir, bool create,
     o.keep_rocksdb_options_file = std::string(v) != "0";
   }
   if (const char* v = std::getenv("CALLVAULT_BENCH_LOW_PRIORITY_COMPACTIONS")) {
-    o.low_priority_compactions = std::string(v) != "0";
+    o.low_priority_compactions = std::string(v) == "1";
   }
   if (adjust) adjust(&o);
   o.create_if_missing = create;
