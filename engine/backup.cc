@@ -2135,6 +2135,12 @@ Result<RestoreReport> Store::Restore(const Options& options, const std::string& 
   // 3. The manifest's signature, then every instance of the cut.
   CV_ASSIGN_OR_RETURN(std::string public_key, kp->ExistingSigningPublicKey());
   CV_RETURN_IF_ERROR(CheckSignature(m, public_key));
+  // The store's region, as the final open checks it (LoadHeader): before
+  // the copy, which that refusal would leave in place (attack33b).
+  if (!options.region.empty() && options.region != m.region) {
+    return Status::FailedPrecondition("restore: the backup is of a store of region '" + m.region +
+                                      "', not the region in the options");
+  }
   // Format 2: the listings now, the contents in the copy once it is made
   // (CheckRestoredInstance); format 1 signs no contents: its crc32c now.
   CV_RETURN_IF_ERROR(

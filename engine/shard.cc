@@ -60,7 +60,9 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
       : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs), path_(std::move(path)) {}
   rocksdb::IOStatus Close(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
     rocksdb::IOStatus s = target()->Close(o, dbg);
-    if (!s.ok()) fs_->RecordCloseError(path_, s);
+    // A table or blob file's close error goes to its job, as its write
+    // errors do (Note): not the instance's (attack33b).
+    if (!s.ok() && !table_or_blob_) fs_->RecordCloseError(path_, s);
     return s;
   }
   // Any failed write or sync: the instance's files may hold bytes that

@@ -622,6 +622,37 @@ TEST(Backup, OutOfRangeOptionsRefusedBeforeTheCopy) {
   ASSERT_OK(fixed);
 }
 
+// A region other than the backed-up store's: refused before the copy
+// (the final open refused it once the copy was in place; attack33b).
+TEST(Backup, AnotherRegionRefusedBeforeTheCopy) {
+  testutil::TempDir tmp;
+  {
+    Options o = Opts(tmp.Sub("keys"));
+    o.region = "us-east";
+    auto s = Store::Open(o, tmp.Sub("db"));
+    ASSERT_OK(s);
+    ASSERT_OK((*s)->CreateTenant({.tenant_id = "a"}));
+    ASSERT_OK((*s)->PutCall("a", testutil::MakeCall("c1", 1700000000000000)));
+    ASSERT_OK((*s)->Backup(tmp.Sub("bak")));
+    ASSERT_OK((*s)->Close());
+  }
+  Options o = Opts(tmp.Sub("keys"));
+  o.create_if_missing = false;
+  o.region = "eu-west";
+  auto r = Store::Restore(o, tmp.Sub("bak"), tmp.Sub("r"), RestoreRequest{});
+  EXPECT_CODE(r, Code::kFailedPrecondition);
+  ExpectNothingRestored(tmp.Sub("r"));
+  for (const char* region : {"us-east", ""}) {
+    SCOPED_TRACE(region);
+    o.region = region;
+    const std::string dir = tmp.Sub(std::string("r-") + (*region ? region : "any"));
+    ASSERT_OK(Store::Restore(o, tmp.Sub("bak"), dir, RestoreRequest{}));
+    auto opened = Store::Open(o, dir);
+    ASSERT_OK(opened);
+    EXPECT_OK((*opened)->GetCall("a", "c1"));
+  }
+}
+
 // A store still running on the key directory: the restore is refused
 // before anything is written.
 TEST(Backup, RestoreWhileTheStoreRunsRefused) {

@@ -359,8 +359,9 @@ TEST_F(FlushBacklogTest, AWaitGivesUpWhenNoFlushCompletes) {
 
 // Table files created under the directory FailUnder names fail: that
 // shard's flushes fail (a background error), and its switched-out
-// memtables stay in the backlog until the reopen. With `at_write` the file
-// opens and its writes and syncs fail instead.
+// memtables stay in the backlog until the reopen. With `where` kWrite the
+// file opens and its writes and syncs fail instead; with kClose its close
+// (a network file system's close reports the write-back error).
 class FailingShardFS : public rocksdb::FileSystemWrapper {
  public:
   FailingShardFS() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
@@ -374,13 +375,13 @@ class FailingShardFS : public rocksdb::FileSystemWrapper {
   // 7.8 retries a compaction that met one and the instance goes on.
   // Set before FailUnder.
   bool retryable = false;
-  bool at_write = false;
+  enum class Where { kCreate, kWrite, kClose } where = Where::kCreate;
   std::atomic<int> failed{0};
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,
                                     rocksdb::IODebugContext* dbg) override {
     if (!Fails(f)) return target()->NewWritableFile(f, o, r, dbg);
-    if (!at_write) return Failure();
+    if (where == Where::kCreate) return Failure();
     rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
     if (s.ok()) *r = std::make_unique<File>(std::move(*r), this, f);
     return s;
@@ -393,24 +394,30 @@ class FailingShardFS : public rocksdb::FileSystemWrapper {
         : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs), path_(std::move(path)) {}
     rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
                              rocksdb::IODebugContext* dbg) override {
-      return fs_->Fails(path_) ? fs_->Failure() : target()->Append(d, o, dbg);
+      return Fails() ? fs_->Failure() : target()->Append(d, o, dbg);
     }
     rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
                              const rocksdb::DataVerificationInfo& v,
                              rocksdb::IODebugContext* dbg) override {
-      return fs_->Fails(path_) ? fs_->Failure() : target()->Append(d, o, v, dbg);
+      return Fails() ? fs_->Failure() : target()->Append(d, o, v, dbg);
     }
     rocksdb::IOStatus Flush(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-      return fs_->Fails(path_) ? fs_->Failure() : target()->Flush(o, dbg);
+      return Fails() ? fs_->Failure() : target()->Flush(o, dbg);
     }
     rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-      return fs_->Fails(path_) ? fs_->Failure() : target()->Sync(o, dbg);
+      return Fails() ? fs_->Failure() : target()->Sync(o, dbg);
     }
     rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-      return fs_->Fails(path_) ? fs_->Failure() : target()->Fsync(o, dbg);
+      return Fails() ? fs_->Failure() : target()->Fsync(o, dbg);
+    }
+    rocksdb::IOStatus Close(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = target()->Close(o, dbg);
+      if (fs_->where == Where::kClose && fs_->Fails(path_)) return fs_->Failure();
+      return s;
     }
 
    private:
+    bool Fails() { return fs_->where == Where::kWrite && fs_->Fails(path_); }
     FailingShardFS* const fs_;
     const std::string path_;
   };
@@ -562,11 +569,15 @@ TEST_F(FailedShardTest, FlushesElsewhereDoNotKeepWritersWaiting) {
 // and the close mark. Before, the shard's ErrorFlag took it for a failed
 // instance: Store::Flush, CompactAll and RotateTenantKey of its tenants
 // failed until the store was reopened, and its close left no mark; and
-// (attack33) an error met writing the output, not creating it, still
-// fenced the shard's WAL syncs through the store's file system.
+// an error met writing the output (attack33) or closing it (attack33b),
+// not creating it, still fenced the shard's WAL syncs or failed its close
+// through the store's file system.
 TEST_F(FailedShardTest, ARetryableCompactionErrorDoesNotFenceTheShard) {
-  for (const bool at_write : {false, true}) {
-    SCOPED_TRACE(at_write ? "the output's writes fail" : "the output's creation fails");
+  using Where = FailingShardFS::Where;
+  for (const Where where : {Where::kCreate, Where::kWrite, Where::kClose}) {
+    SCOPED_TRACE(where == Where::kCreate  ? "the output's creation fails"
+                 : where == Where::kWrite ? "the output's writes fail"
+                                          : "the output's close fails");
     TearDown();
     store_.reset();
     std::filesystem::remove_all(tmp_.Sub("db"));
@@ -583,7 +594,7 @@ TEST_F(FailedShardTest, ARetryableCompactionErrorDoesNotFenceTheShard) {
     for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
     ASSERT_TRUE(store_->Flush().ok());
     fs_->retryable = true;
-    fs_->at_write = at_write;
+    fs_->where = where;
     fs_->FailUnder(shard_a_);
     const Status compacted = store_->CompactAll();
     fs_->FailUnder("");
@@ -630,7 +641,7 @@ TEST_F(FailedShardTest, ANonRetryableCompactionErrorFailsTheShard) {
   ASSERT_TRUE(store_->CompactAll().ok());
   for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
   ASSERT_TRUE(store_->Flush().ok());
-  fs_->at_write = true;
+  fs_->where = FailingShardFS::Where::kWrite;
   fs_->FailUnder(shard_a_);
   EXPECT_EQ(store_->CompactAll().code(), Code::kIOError);
   fs_->FailUnder("");
