@@ -464,7 +464,6 @@ class ErrorFlag : public rocksdb::EventListener {
     {
       std::lock_guard<std::mutex> l(mu_);
       failed_.store(true);
-      failing_ = true;
       hard_ = hard_ || hard;
       if (db_ != nullptr && res_ != nullptr) res_->AddFailedInstance(db_, hard_);
     }
@@ -528,7 +527,7 @@ class ErrorFlag : public rocksdb::EventListener {
     std::lock_guard<std::mutex> l(mu_);
     if (db == nullptr && db_ != nullptr && res_ != nullptr) res_->RemoveFailedInstance(db_);
     db_ = db;
-    if (db_ != nullptr && failing_ && res_ != nullptr) res_->AddFailedInstance(db_, hard_);
+    if (db_ != nullptr && failed_.load() && res_ != nullptr) res_->AddFailedInstance(db_, hard_);
   }
   // Families whose compaction met a corruption since the last call, with
   // RocksDB's message.
@@ -543,11 +542,11 @@ class ErrorFlag : public rocksdb::EventListener {
   std::atomic<uint64_t>* errors_ = nullptr;
   std::atomic<uint64_t>* retried_ = nullptr;
   std::string source_ = "instance";
-  std::atomic<bool> failed_{false};
+  std::atomic<bool> failed_{false};  // set under mu_ (SetDb reads it there)
   std::mutex mu_;
   std::map<std::string, std::string> damaged_;  // GUARDED_BY(mu_)
   rocksdb::DB* db_ = nullptr;                   // GUARDED_BY(mu_)
-  bool failing_ = false, hard_ = false;         // GUARDED_BY(mu_): AddFailedInstance's
+  bool hard_ = false;                           // GUARDED_BY(mu_): AddFailedInstance's
 };
 
 // Damage found by the open: the WAL scan's (engine/wal_scan.h), with the
