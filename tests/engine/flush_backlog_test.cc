@@ -443,8 +443,8 @@ class FailingShardFS : public rocksdb::FileSystemWrapper {
 // waiting as long as the rotation ran.
 class FailedShardTest : public ::testing::Test {
  protected:
-  void Open(size_t write_buffer, size_t limit) {
-    env_ = rocksdb::NewCompositeEnv(fs_);
+  // The options of the store at tmp_: a shard per tenant, on fs_ (env_).
+  Options StoreOptions(size_t write_buffer, size_t limit) {
     Options o = testutil::DefaultOptions(tmp_.Sub("keys"));
     o.env = env_.get();
     o.sync_writes = false;
@@ -454,7 +454,11 @@ class FailedShardTest : public ::testing::Test {
     o.write_buffer_bytes = write_buffer;
     o.flush_backlog_bytes = limit;
     o.flush_threads = 2;
-    auto s = Store::Open(o, tmp_.Sub("db"));
+    return o;
+  }
+  void Open(size_t write_buffer, size_t limit) {
+    env_ = rocksdb::NewCompositeEnv(fs_);
+    auto s = Store::Open(StoreOptions(write_buffer, limit), tmp_.Sub("db"));
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
     auto a = store_->CreateTenant({.tenant_id = "a"});
@@ -480,6 +484,16 @@ class FailedShardTest : public ::testing::Test {
     ASSERT_GT(metrics->background_errors, 0u);
     ASSERT_GT(m.memtable_bytes, 2 * m.flush_backlog_limit) << "shard a's memtables stay";
     ASSERT_LE(m.flush_backlog_bytes, m.flush_backlog_limit) << "and are not in the backlog";
+  }
+  // Tenant a's calls compacted into its last level, then written again
+  // into one or two L0 files (below RocksDB's trigger of four, so no
+  // automatic compaction merges them first): compacting those writes a
+  // file. REQUIRES: Open(1 MiB memtables).
+  void LeaveACompactionForA() {
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
+    ASSERT_TRUE(store_->CompactAll().ok());
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
+    ASSERT_TRUE(store_->Flush().ok());
   }
   StoreStats::Memory Memory() { return MemoryOf(*store_); }
   void TearDown() override {
@@ -585,14 +599,8 @@ TEST_F(FailedShardTest, ARetryableCompactionErrorDoesNotFenceTheShard) {
     fs_ = std::make_shared<FailingShardFS>();
     Open(1u << 20, 0);
     if (HasFatalFailure()) return;
-    // Tenant a's calls compacted into its last level, then written again
-    // into one or two L0 files (below RocksDB's trigger of four, so no
-    // automatic compaction merges them first): compacting those writes a
-    // file.
-    for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
-    ASSERT_TRUE(store_->CompactAll().ok());
-    for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
-    ASSERT_TRUE(store_->Flush().ok());
+    LeaveACompactionForA();
+    if (HasFatalFailure()) return;
     fs_->retryable = true;
     fs_->where = where;
     fs_->FailUnder(shard_a_);
@@ -619,11 +627,7 @@ TEST_F(FailedShardTest, ARetryableCompactionErrorDoesNotFenceTheShard) {
     EXPECT_TRUE(closed.ok()) << closed.ToString();
     store_.reset();
     // Reopened on the same files: every call is there.
-    Options o = testutil::DefaultOptions(tmp_.Sub("keys"));
-    o.env = env_.get();
-    o.max_tenants_per_shard = 1;
-    o.dictionary_training_calls = 0;
-    auto reopened = Store::Open(o, tmp_.Sub("db"));
+    auto reopened = Store::Open(StoreOptions(1u << 20, 0), tmp_.Sub("db"));
     ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
     for (int i = 0; i < 60; ++i) {
       auto got = (*reopened)->GetCall("a", "c" + std::to_string(i));
@@ -637,10 +641,9 @@ TEST_F(FailedShardTest, ARetryableCompactionErrorDoesNotFenceTheShard) {
 // error if the shard were never fenced).
 TEST_F(FailedShardTest, ANonRetryableCompactionErrorFailsTheShard) {
   Open(1u << 20, 0);
-  for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
-  ASSERT_TRUE(store_->CompactAll().ok());
-  for (int i = 0; i < 40; ++i) ASSERT_TRUE(store_->PutCall("a", CallOf(i)).ok());
-  ASSERT_TRUE(store_->Flush().ok());
+  if (HasFatalFailure()) return;
+  LeaveACompactionForA();
+  if (HasFatalFailure()) return;
   fs_->where = FailingShardFS::Where::kWrite;
   fs_->FailUnder(shard_a_);
   EXPECT_EQ(store_->CompactAll().code(), Code::kIOError);
