@@ -128,7 +128,7 @@ class CloseCheckedFile : public rocksdb::FSWritableFileOwnerWrapper {
   CloseCheckFS* const fs_;  // outlives every file: owned by SharedResources
   const std::string path_;
   const bool manifest_ = ManifestNumber(path_.substr(path_.rfind('/') + 1)).has_value();
-  const bool table_or_blob_ = path_.ends_with(".sst") || path_.ends_with(".blob");
+  const bool table_or_blob_ = tablecheck::IsTableFile(path_) || path_.ends_with(".blob");
 };
 
 // A MANIFEST as if it ended at `limit` bytes (CloseCheckFS::LimitManifestRead).
