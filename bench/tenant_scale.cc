@@ -12,8 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -214,6 +216,59 @@ bool Settle(System* sys, const std::string& system, double cap_s) {
   return false;
 }
 
+// Phase "warm-dict" (callvault only): gives every live tenant of the store
+// built by "create" its dictionary, so that the "active" step run on it
+// next has every dictionary in use, the condition of issue 14's memory
+// goal. A dictionary is trained from the tenant's own calls once it holds
+// Options::dictionary_training_calls (default 256: 2.56 million calls at
+// 10,000 tenants), so this child opens with the threshold at 1 + the batch
+// size ("create" put one call in every tenant), writes one batch to every
+// tenant and waits until the training queue is empty. The step's child then
+// opens the store with the default options: a tenant with a dictionary
+// keeps it, and its flushes compress each tenant's records with it, through
+// the store's bounded dictionary cache.
+Json WarmDictionaries(const ChildArgs& a) {
+  if (a.system != "callvault") Fail("warm-dict: callvault only");
+  CallvaultSystem sys(a.dir, false, [&](Options* o) {
+    o->dictionary_training_calls = static_cast<uint32_t>(1 + a.active_batch);
+  });
+  const std::vector<Call> pool = MakeCalls(500, a.active_scale, 17);
+  size_t live = 0;
+  Timer warm;
+  for (size_t t = 0; t < a.tenants; ++t) {
+    if (Purged(t, a.tenants, a.samples)) continue;
+    ++live;
+    std::vector<Call> b;
+    for (size_t i = 0; i < a.active_batch; ++i) {
+      Call c = pool[(t * 131 + i) % pool.size()];
+      c.call_id = "w-" + std::to_string(i);
+      c.source_call_id.clear();
+      b.push_back(std::move(c));
+    }
+    sys.Put(TenantName(t), b);
+  }
+  const double put_s = warm.Seconds();
+  StoreStats st;
+  for (;;) {
+    auto s = sys.store()->Stats();
+    if (!s.ok()) Fail("warm-dict: stats: " + s.status().ToString());
+    st = *s;
+    if (st.dictionary_training.queued + st.dictionary_training.running == 0) break;
+    if (warm.Seconds() > 3600) Fail("warm-dict: dictionaries still training after an hour");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  Progress("  warm-dict: %zu tenants, %llu dictionaries trained (%llu failed) in %.0f s", live,
+           static_cast<unsigned long long>(st.dictionary_training.trained),
+           static_cast<unsigned long long>(st.dictionary_training.failed), warm.Seconds());
+  return Json{{"live_tenants", live},
+              {"training_calls", 1 + a.active_batch},
+              {"put_s", put_s},
+              {"warm_s", warm.Seconds()},
+              {"trained", st.dictionary_training.trained},
+              {"training_failures", st.dictionary_training.failed},
+              {"training_given_up", st.dictionary_training.given_up}};
+}
+
 // Many active tenants (issue 14 item 4): the store built by "create" gets
 // a.active_calls calls in synced batches of a.active_batch, round-robin
 // over every live tenant (at least two rounds), while one reader thread gets
@@ -367,6 +422,12 @@ Json Active(const ChildArgs& a) {
                        {"flush_backlog_wait_ms", static_cast<double>(st->memory.flush_backlog_wait_micros) / 1e3},
                        {"flush_backlog_gave_up", st->memory.flush_backlog_gave_up}};
     j["dictionaries_trained"] = st->dictionary_training.trained;
+    // The dictionary cache's use since the open (the step with every
+    // dictionary in use: WarmDictionaries).
+    j["dictionary_cache"] = Json{{"hits", st->memory.dictionary_hits},
+                                 {"misses", st->memory.dictionary_misses},
+                                 {"evictions", st->memory.dictionary_evictions},
+                                 {"budget", st->memory.dictionary_budget}};
     j["records_resealed"] = st->compression.resealed;
     j["records_kept_uncompressed"] = st->compression.kept;
   } else {
@@ -410,7 +471,8 @@ Json RunChild(const Config& cfg, const std::vector<std::string>& args) {
 
 int TenantScaleChild(const std::vector<std::string>& args) {
   if (args.size() != 7 && args.size() != 10) {
-    Fail("usage: --child SYSTEM create|open|active TENANTS DIR SAMPLES BUDGET_S [CALLS BATCH SCALE] OUT");
+    Fail("usage: --child SYSTEM create|open|active|warm-dict TENANTS DIR SAMPLES BUDGET_S "
+         "[CALLS BATCH SCALE] OUT");
   }
   ChildArgs a;
   a.system = args[0];
@@ -427,6 +489,7 @@ int TenantScaleChild(const std::vector<std::string>& args) {
   Json j;
   if (a.phase == "create") j = a.system == "callvault" ? CallvaultCreate(a) : RawCreate(a);
   else if (a.phase == "active") j = Active(a);
+  else if (a.phase == "warm-dict") j = WarmDictionaries(a);
   else j = Open(a);
   std::ofstream(args.back()) << j.dump(1);
   return 0;
@@ -453,7 +516,20 @@ Json RunTenantScale(const Config& cfg) {
         c.update(o);
         // One repetition of the active step (the first): it writes ~1.4 GB
         // per system in full mode.
-        if (rep == 0 && std::find(cfg.active_counts.begin(), cfg.active_counts.end(), n) != cfg.active_counts.end()) {
+        const auto& counts = cfg.active_counts;
+        const bool active = rep == 0 && std::find(counts.begin(), counts.end(), n) != counts.end();
+        // The largest count's step again with every dictionary in use
+        // (callvault only), from a copy of the same store that "warm-dict"
+        // gave every tenant's dictionary, in a child of its own.
+        const bool active_dict = active && system == "callvault" &&
+                                 n == *std::max_element(counts.begin(), counts.end());
+        const std::string dict_dir = dir + "-dict";
+        if (active_dict) {
+          RemoveTree(dict_dir);
+          const std::string cp = "cp -a '" + dir + "' '" + dict_dir + "'";
+          if (std::system(cp.c_str()) != 0) Fail(cp);
+        }
+        if (active) {
           Json act = RunChild(cfg, {system, "active", reached, dir, samples, budget,
                                     std::to_string(cfg.active_calls), std::to_string(cfg.active_batch),
                                     std::to_string(cfg.active_scale)});
@@ -464,6 +540,30 @@ Json RunTenantScale(const Config& cfg) {
                    act["idle_get"]["p99_ms"].get<double>(), act["busy_get"]["p99_ms"].get<double>(),
                    act["written_bytes_per_call"].get<double>() / 1e3, act["rss_bytes"].get<double>() / 1e6);
           c["active"] = act;
+        }
+        if (active_dict) {
+          std::vector<std::string> args = {system,
+                                           "warm-dict",
+                                           reached,
+                                           dict_dir,
+                                           samples,
+                                           budget,
+                                           std::to_string(cfg.active_calls),
+                                           std::to_string(cfg.active_batch),
+                                           std::to_string(cfg.active_scale)};
+          Json warm = RunChild(cfg, args);
+          args[1] = "active";
+          Json act = RunChild(cfg, args);
+          act["warm_dict"] = warm;
+          const Json& d = act["dictionary_cache"];
+          Progress("tenants %5zu rep %d %-9s: every dictionary in use (%llu trained): "
+                   "steady %.0f calls/s, peak RSS %.0f MB, dictionaries %llu hits / %llu misses",
+                   n, rep + 1, system.c_str(), warm["trained"].get<unsigned long long>(),
+                   act["steady_calls_per_s"].get<double>(),
+                   act["peak_rss_bytes"].get<double>() / 1e6, d["hits"].get<unsigned long long>(),
+                   d["misses"].get<unsigned long long>());
+          c["active_dict"] = act;
+          RemoveTree(dict_dir);
         }
         Progress("tenants %5zu rep %d %-9s: %zu created, create p50 %.1f ms p99 %.1f ms, purge p50 %.1f ms, open %.0f ms, RSS %.0f MB (%.0f s)",
                  n, rep + 1, system.c_str(), c["tenants_created"].get<size_t>(), c["create"]["p50_ms"].get<double>(),
