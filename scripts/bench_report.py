@@ -647,6 +647,10 @@ def active_figures(t):
                 "peak_rss": summ([r["peak_rss_bytes"] for r in dr]),
                 "memtable_peak": summ([r["memtable_peak_bytes"] for r in dr]),
                 "dictionary_bytes": summ([r["memory"]["dictionary_bytes"] for r in dr]),
+                "dictionaries": summ([r["memory"]["dictionaries"] for r in dr]),
+                # Whether the reader got a call compressed with the dictionary (runs
+                # before "active-dict" read create's call, written before any).
+                "reads_dictionary_call": all(r.get("read_call_id") == "w-0" for r in dr),
             }
         out[int(n)] = entry
     return out
@@ -654,17 +658,24 @@ def active_figures(t):
 
 def active_dict_rows(n, d, default):
     """Rows of the "every dictionary in use" run at n tenants beside the default run's."""
+    per_entry = med(d["dictionary_bytes"]) / max(med(d["dictionaries"]), 1)
     rows = [("tenants with a dictionary (trained by the warm-up child at "
-             f"{med(d['training_calls']):.0f} calls)", f"{med(d['trained']):,.0f} of {med(d['tenants']):,.0f}",
-             f"(none; the warm-up took {spread(d['warm_s'], ' s')})"),
+             f"{med(d['training_calls']):.0f} calls; the warm-up took {spread(d['warm_s'], ' s')})",
+             f"{med(d['trained']):,.0f} of {med(d['tenants']):,.0f}",
+             f"{med(default['dictionaries']):,.0f} dictionaries loaded at the end"),
             ("ingest calls/s, second half (steady)", spread(d["steady"]), spread(default["steady"])),
-            ("get p99 idle / during ingest", f"{spread(d['idle_p99'], ' ms')} / {spread(d['busy_p99'], ' ms')}",
+            ("get p99 idle / during ingest" + (" (a call compressed with the tenant's dictionary)"
+                                                if d["reads_dictionary_call"] else " (create's call: no dictionary)"),
+             f"{spread(d['idle_p99'], ' ms')} / {spread(d['busy_p99'], ' ms')}",
              f"{spread(default['idle_p99'], ' ms')} / {spread(default['busy_p99'], ' ms')}"),
             ("bytes written per call", spread(d["written"], " KB", 1e-3), spread(default["written"], " KB", 1e-3)),
             ("dictionary cache (the step's child): hits / misses / evictions",
              f"{med(d['hits']):,.0f} / {med(d['misses']):,.0f} / {med(d['evictions']):,.0f}", ""),
-            ("dictionary cache at the end / its budget",
-             f"{med(d['dictionary_bytes']) / 2**20:,.1f} / {med(d['cache_budget']) / 2**20:,.0f} MiB", ""),
+            ("dictionary cache at the end: bytes / budget, dictionaries (bytes each)",
+             f"{med(d['dictionary_bytes']) / 2**20:,.1f} / {med(d['cache_budget']) / 2**20:,.0f} MiB, "
+             f"{med(d['dictionaries']):,.0f} ({per_entry / 1e3:,.1f} KB each)",
+             "trained from a few calls, a dictionary is smaller than at the default threshold (~90 KiB, "
+             "docs/operations.md): the cache holds more of them than it would"),
             ("memtables at their peak", spread(d["memtable_peak"], " MB", 1e-6), spread(default["memtable_peak"], " MB", 1e-6)),
             ("RSS at the end", spread(d["rss"], " MB", 1e-6), spread(default["rss"], " MB", 1e-6)),
             ("peak RSS (open, ingest, settling)", spread(d["peak_rss"], " MB", 1e-6),
@@ -731,9 +742,11 @@ def active_section(h):
             dict_part += ("\nThe same step at " + f"{n:,}" + " tenants with every tenant's dictionary in use (the "
                           "memory goal's condition), from a copy of the same created store: a warm-up child opens it "
                           "with `dictionary_training_calls` at one batch above the call each tenant holds, writes one "
-                          "batch to every tenant and waits until every dictionary is trained; the step's child then "
-                          "opens it with the default options and runs the step as above. Its flushes compress each "
-                          "tenant's records with that tenant's dictionary through the store's dictionary cache "
+                          "batch to every tenant (calls of another pool than the step's), waits until the training "
+                          "queue is empty (failed trainings are counted: the first row), flushes and lets compactions "
+                          "settle; the step's child then opens it with the default options and runs the step as "
+                          "above, its reader getting the warm-up's first call. Its flushes compress each tenant's "
+                          "records with that tenant's dictionary through the store's dictionary cache "
                           "(`dictionary_cache_bytes`, default 64 MiB). Each tenant holds the warm-up's calls too, "
                           "so the store is not the default run's.\n\n" +
                           active_dict_rows(n, act[n]["dict"], act[n]["callvault"]))
@@ -885,7 +898,10 @@ def goals_section(h):
                 rss, end = med(d["peak_rss"]), med(d["rss"])
                 dicts, live = med(d["trained"]), med(d["tenants"])
                 measured = (f"peak {rss / 2**20:,.0f} MiB (at the end {end / 2**20:,.0f} MiB), "
-                            f"{dicts:,.0f} of {live:,.0f} tenants with a dictionary")
+                            f"{dicts:,.0f} of {live:,.0f} tenants with a dictionary, "
+                            f"{med(d['dictionaries']):,.0f} of them in the "
+                            f"{med(d['cache_budget']) / 2**20:,.0f} MiB cache at the end "
+                            f"({med(d['evictions']):,.0f} evictions during the step)")
             else:
                 rss = med(act[top]["callvault"]["peak_rss"])
                 end = med(act[top]["callvault"]["rss"])
