@@ -745,7 +745,11 @@ def active_section(h):
                           "batch to every tenant (calls of another pool than the step's), waits until the training "
                           "queue is empty (failed trainings are counted: the first row), flushes and lets compactions "
                           "settle; the step's child then opens it with the default options and runs the step as "
-                          "above, its reader getting the warm-up's first call. Its flushes compress each tenant's "
+                          "above, its reader getting the warm-up's first call" +
+                          ("" if act[n]["dict"]["reads_dictionary_call"] else
+                           " (**not in this run**, of the harness's first form: its warm-up did not flush, so the "
+                           "step's child replayed the warm-up's WAL; its calls were the step's first round; its "
+                           "reader got create's call)") + ". Its flushes compress each tenant's "
                           "records with that tenant's dictionary through the store's dictionary cache "
                           "(`dictionary_cache_bytes`, default 64 MiB). Each tenant holds the warm-up's calls too, "
                           "so the store is not the default run's.\n\n" +
