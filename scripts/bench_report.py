@@ -583,6 +583,41 @@ def summ(v):
     return {"median": v[len(v) // 2], "min": v[0], "max": v[-1], "runs": v}
 
 
+def step_figures(rs):
+    """Summaries of the figures of runs of the "active" step (one system, or the run with
+    every dictionary in use)."""
+    return {
+        "tenants": summ([r["live_tenants"] for r in rs]),
+        "calls": summ([r["calls"] for r in rs]),
+        "batch_size": summ([r["batch_size"] for r in rs]),
+        "rate": summ([r["calls_per_s"] for r in rs]),
+        "steady": summ([r["steady_calls_per_s"] for r in rs]),
+        "batch_p50": summ([r["batch"]["p50_ms"] for r in rs]),
+        "batch_p99": summ([r["batch"]["p99_ms"] for r in rs]),
+        "idle_p99": summ([r["idle_get"]["p99_ms"] for r in rs]),
+        "busy_p99": summ([r["busy_get"]["p99_ms"] for r in rs]),
+        "written": summ([r["written_bytes_per_call"] for r in rs]),
+        # By kind of file (bench/systems.h, WriteCounter); absent in runs before it.
+        "by_kind": {k: summ([r["written_bytes_per_call_by_kind"][k] for r in rs])
+                    for k in ("wal", "table", "manifest")
+                    if all("written_bytes_per_call_by_kind" in r for r in rs)},
+        "rss": summ([r["rss_bytes"] for r in rs]),
+        # The child's VmHWM (its open, the ingest and the settling) and the
+        # memtables' highest total, sampled every 100 batches.
+        "peak_rss": summ([r["peak_rss_bytes"] for r in rs]),
+        "memtable_peak": summ([r["memtable_peak_bytes"] for r in rs]),
+        # callvault: dictionaries loaded at the end (Stats().memory); raw has none.
+        "dictionaries": summ([r.get("memory", {}).get("dictionaries", 0) for r in rs]),
+        # callvault: writers' time waiting for the flushes (decision 0066; 0 before it).
+        "flush_wait": summ([r.get("memory", {}).get("flush_backlog_wait_ms", 0) / 1e3 for r in rs]),
+        # callvault: RocksDB's own write stalls and stops (STALL_MICROS).
+        "stall": summ([r.get("stall_ms", 0) / 1e3 for r in rs]),
+        "sst_files": summ([r["sst_files"] for r in rs]),
+        "settle_s": summ([r["settle_s"] for r in rs]),
+        "settled": all(r["settled"] for r in rs),
+    }
+
+
 def active_figures(t):
     """{tenants: {"full": both systems reached the count, system: {figure: [per run]}}} of the
     tenant-scale phase's "active" step (issue 14 item 4); counts without it are left out."""
@@ -596,42 +631,13 @@ def active_figures(t):
             continue
         entry = {"full": med(cv["tenants_created"]) >= int(n)}
         for sys_, rs in runs.items():
-            entry[sys_] = {
-                "tenants": summ([r["live_tenants"] for r in rs]),
-                "calls": summ([r["calls"] for r in rs]),
-                "batch_size": summ([r["batch_size"] for r in rs]),
-                "rate": summ([r["calls_per_s"] for r in rs]),
-                "steady": summ([r["steady_calls_per_s"] for r in rs]),
-                "batch_p50": summ([r["batch"]["p50_ms"] for r in rs]),
-                "batch_p99": summ([r["batch"]["p99_ms"] for r in rs]),
-                "idle_p99": summ([r["idle_get"]["p99_ms"] for r in rs]),
-                "busy_p99": summ([r["busy_get"]["p99_ms"] for r in rs]),
-                "written": summ([r["written_bytes_per_call"] for r in rs]),
-                # By kind of file (bench/systems.h, WriteCounter); absent in runs before it.
-                "by_kind": {k: summ([r["written_bytes_per_call_by_kind"][k] for r in rs])
-                            for k in ("wal", "table", "manifest")
-                            if all("written_bytes_per_call_by_kind" in r for r in rs)},
-                "rss": summ([r["rss_bytes"] for r in rs]),
-                # The child's VmHWM (its open, the ingest and the settling) and the
-                # memtables' highest total, sampled every 100 batches.
-                "peak_rss": summ([r["peak_rss_bytes"] for r in rs]),
-                "memtable_peak": summ([r["memtable_peak_bytes"] for r in rs]),
-                # callvault: dictionaries loaded at the end (Stats().memory); raw has none.
-                "dictionaries": summ([r.get("memory", {}).get("dictionaries", 0) for r in rs]),
-                # callvault: writers' time waiting for the flushes (decision 0066; 0 before it).
-                "flush_wait": summ([r.get("memory", {}).get("flush_backlog_wait_ms", 0) / 1e3 for r in rs]),
-                # callvault: RocksDB's own write stalls and stops (STALL_MICROS).
-                "stall": summ([r.get("stall_ms", 0) / 1e3 for r in rs]),
-                "sst_files": summ([r["sst_files"] for r in rs]),
-                "settle_s": summ([r["settle_s"] for r in rs]),
-                "settled": all(r["settled"] for r in rs),
-            }
+            entry[sys_] = step_figures(rs)
         # The same step with every tenant's dictionary in use (callvault, the largest
         # count only, after a "warm-dict" child; absent in runs before it).
         dr = [r["active_dict"] for r in per["callvault"]["runs"] if "active_dict" in r]
         if dr:
             entry["dict"] = {
-                "tenants": summ([r["live_tenants"] for r in dr]),
+                **step_figures(dr),
                 "trained": summ([r["warm_dict"]["trained"] for r in dr]),
                 "training_calls": summ([r["warm_dict"]["training_calls"] for r in dr]),
                 "warm_s": summ([r["warm_dict"]["warm_s"] for r in dr]),
@@ -639,15 +645,7 @@ def active_figures(t):
                 "misses": summ([r["dictionary_cache"]["misses"] for r in dr]),
                 "evictions": summ([r["dictionary_cache"]["evictions"] for r in dr]),
                 "cache_budget": summ([r["dictionary_cache"]["budget"] for r in dr]),
-                "steady": summ([r["steady_calls_per_s"] for r in dr]),
-                "busy_p99": summ([r["busy_get"]["p99_ms"] for r in dr]),
-                "idle_p99": summ([r["idle_get"]["p99_ms"] for r in dr]),
-                "written": summ([r["written_bytes_per_call"] for r in dr]),
-                "rss": summ([r["rss_bytes"] for r in dr]),
-                "peak_rss": summ([r["peak_rss_bytes"] for r in dr]),
-                "memtable_peak": summ([r["memtable_peak_bytes"] for r in dr]),
                 "dictionary_bytes": summ([r["memory"]["dictionary_bytes"] for r in dr]),
-                "dictionaries": summ([r["memory"]["dictionaries"] for r in dr]),
                 # Whether the reader got a call compressed with the dictionary (runs
                 # before "active-dict" read create's call, written before any).
                 "reads_dictionary_call": all(r.get("read_call_id") == "w-0" for r in dr),
