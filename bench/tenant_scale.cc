@@ -216,6 +216,20 @@ bool Settle(System* sys, const std::string& system, double cap_s) {
   return false;
 }
 
+// `n` calls of `pool` for the t-th tenant, from the `first`-th of its
+// sequence on, with the ids `prefix` + 0 .. n-1.
+std::vector<Call> PoolBatch(const std::vector<Call>& pool, size_t t, size_t first, size_t n,
+                            const std::string& prefix) {
+  std::vector<Call> b;
+  for (size_t i = 0; i < n; ++i) {
+    Call c = pool[(t * 131 + first + i) % pool.size()];
+    c.call_id = prefix + std::to_string(i);
+    c.source_call_id.clear();
+    b.push_back(std::move(c));
+  }
+  return b;
+}
+
 // Phase "warm-dict" (callvault only): gives every live tenant of the store
 // built by "create" its dictionary, so that the "active" step run on it
 // next has every dictionary in use, the condition of issue 14's memory
@@ -243,14 +257,7 @@ Json WarmDictionaries(const ChildArgs& a) {
   for (size_t t = 0; t < a.tenants; ++t) {
     if (Purged(t, a.tenants, a.samples)) continue;
     ++live;
-    std::vector<Call> b;
-    for (size_t i = 0; i < a.active_batch; ++i) {
-      Call c = pool[(t * 131 + i) % pool.size()];
-      c.call_id = "w-" + std::to_string(i);
-      c.source_call_id.clear();
-      b.push_back(std::move(c));
-    }
-    sys.Put(TenantName(t), b);
+    sys.Put(TenantName(t), PoolBatch(pool, t, 0, a.active_batch, "w-"));
   }
   const double put_s = warm.Seconds();
   StoreStats st;
@@ -365,13 +372,8 @@ Json Active(const ChildArgs& a) {
   for (size_t r = 0; r < rounds; ++r) {
     Timer round;
     for (size_t t = 0; t < names.size(); ++t) {
-      std::vector<Call> b;
-      for (size_t i = 0; i < a.active_batch; ++i) {
-        Call c = pool[(t * 131 + r * a.active_batch + i) % pool.size()];
-        c.call_id = "a-" + std::to_string(r) + "-" + std::to_string(i);
-        c.source_call_id.clear();
-        b.push_back(std::move(c));
-      }
+      const std::vector<Call> b =
+          PoolBatch(pool, t, r * a.active_batch, a.active_batch, "a-" + std::to_string(r) + "-");
       Timer bt;
       sys->Put(names[t], b);
       batch_ms.push_back(bt.Millis());
