@@ -87,7 +87,8 @@ Config FullConfig() {
   c.tenant_counts = {100, 1000, 2000, 10000};
   c.active_counts = {100, 2000, 10000};
   // ~14 KiB calls (the size the scale run used): 100,000 calls are
-  // ~1.4 GB, 5.5x the shared memtable budget; 2,000 tenants get 10 rounds.
+  // ~1.4 GB, 5.5x the shared memtable budget; 2,000 tenants get 10 rounds,
+  // 10,000 the least, 4 (200,000 calls).
   c.active_calls = 100000;
   c.active_batch = 5;
   c.active_scale = 0.25;

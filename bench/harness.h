@@ -62,7 +62,7 @@ struct Config {
   // Many active tenants (issue 14 item 4): at each of these tenant counts
   // (a subset of tenant_counts), the store the tenant-scale phase built is
   // opened again and given `active_calls` calls in synced batches of
-  // `active_batch`, round-robin over every tenant (at least two rounds), while
+  // `active_batch`, round-robin over every tenant (at least four rounds), while
   // one reader gets random tenants' calls. Transcripts at `active_scale`. The
   // first repetition only.
   std::vector<size_t> active_counts = {100, 1000};

@@ -728,7 +728,7 @@ def active_section(h):
             rows.append((label, f, c, w, q))
             label = ""
     intro = ("After each tenant count's open, a fresh child opens the same store again and writes calls in synced "
-             "batches round-robin over every live tenant (at least two rounds), while one reader thread gets the "
+             "batches round-robin over every live tenant (at least four rounds; both systems the same number), while one reader thread gets the "
              "call each tenant already holds. Bytes written are the child's `wchar` (`/proc/self/io`) from the first "
              "batch until compactions settle after a flush: WAL, flushes and compactions; the rows below it split what "
              "RocksDB itself appended, by kind of file (both systems write through the same counting file system, "
