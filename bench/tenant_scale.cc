@@ -315,11 +315,16 @@ Json Active(const ChildArgs& a) {
   const std::string read_id = a.phase == "active-dict" ? "w-0" : probe.call_id;
   WriteCounter counter;  // outlives sys
   std::unique_ptr<System> sys;
+  // What the open itself leaves on the heap, before a read or a write: for
+  // the raw comparator RocksDB's own state of every family (and of its
+  // files), for callvault that and the engine's state of every tenant.
+  const uint64_t heap_before_open = HeapInUseBytes();
   if (system == "callvault") {
     sys = std::make_unique<CallvaultSystem>(a.dir, false, [&](Options* o) { o->env = counter.env(); });
   } else {
     sys = std::make_unique<RawSystem>(a.dir, counter.env());
   }
+  const uint64_t heap_after_open = HeapInUseBytes();
   std::vector<std::string> names;
   for (size_t i = 0; i < a.tenants; ++i) {
     if (system == "callvault" && Purged(i, a.tenants, a.samples)) continue;
@@ -376,6 +381,9 @@ Json Active(const ChildArgs& a) {
     static_cast<RawSystem*>(sys.get())->db()->GetAggregatedIntProperty("rocksdb.size-all-mem-tables", &v);
     return v;
   };
+  // Of what the open added, the memtables it recovered (callvault keeps
+  // the WAL's data in them, decision 0059; RocksDB's default flushes it).
+  const uint64_t open_memtable_bytes = memtable_bytes();
   uint64_t memtable_peak = 0;
   const uint64_t written0 = WrittenBytes();
   const Json by_kind0 = counter.ToJson();
@@ -433,7 +441,9 @@ Json Active(const ChildArgs& a) {
          {"written_bytes_per_call_by_kind", by_kind},
          {"rss_bytes", RssBytes()},
          {"peak_rss_bytes", PeakRssBytes()},
-         {"memtable_peak_bytes", memtable_peak}};
+         {"memtable_peak_bytes", memtable_peak},
+         {"open_heap_bytes", heap_after_open > heap_before_open ? heap_after_open - heap_before_open : 0},
+         {"open_memtable_bytes", open_memtable_bytes}};
   if (system == "callvault") {
     auto st = static_cast<CallvaultSystem*>(sys.get())->store()->Stats();
     if (!st.ok()) Fail("active: stats: " + st.status().ToString());

@@ -119,9 +119,14 @@ static uint64_t StatusField(const char* field) {
 uint64_t RssBytes() { return StatusField("VmRSS:"); }
 uint64_t PeakRssBytes() { return StatusField("VmHWM:"); }
 
+uint64_t HeapInUseBytes() {
+  const struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
 Json HeapBreakdown() {
   const struct mallinfo2 mi = mallinfo2();
-  Json j{{"heap_in_use_bytes", mi.uordblks + mi.hblkhd},
+  Json j{{"heap_in_use_bytes", HeapInUseBytes()},
          {"heap_free_kept_bytes", mi.fordblks},
          {"heap_mmapped_bytes", mi.hblkhd},
          {"heap_arena_bytes", mi.arena}};

@@ -65,6 +65,9 @@ uint64_t PeakRssBytes();
 // resident bytes (smaps_rollup), and the resident size after malloc_trim(0)
 // (what the heap kept free but could return). Trims the heap: call last.
 Json HeapBreakdown();
+// The heap's bytes in use by live allocations now (mallinfo2: arenas and
+// mmapped chunks).
+uint64_t HeapInUseBytes();
 
 // /proc/loadavg's first three fields (other work on the machine skews absolute times).
 std::string LoadAvg();

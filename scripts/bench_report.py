@@ -606,6 +606,11 @@ def step_figures(rs):
         # memtables' highest total, sampled every 100 batches.
         "peak_rss": summ([r["peak_rss_bytes"] for r in rs]),
         "memtable_peak": summ([r["memtable_peak_bytes"] for r in rs]),
+        # The heap in use that the child's open added, per live tenant (absent before it).
+        "open_heap_per_tenant": (summ([r["open_heap_bytes"] / r["live_tenants"] for r in rs])
+                                 if all("open_heap_bytes" in r for r in rs) else None),
+        "open_memtables_per_tenant": (summ([r["open_memtable_bytes"] / r["live_tenants"] for r in rs])
+                                      if all("open_memtable_bytes" in r for r in rs) else None),
         # callvault: dictionaries loaded at the end (Stats().memory); raw has none.
         "dictionaries": summ([r.get("memory", {}).get("dictionaries", 0) for r in rs]),
         # callvault: writers' time waiting for the flushes (decision 0066; 0 before it).
@@ -720,6 +725,14 @@ def active_section(h):
                  spread(raw["peak_rss"], " MB", 1e-6), r(cv["peak_rss"], raw["peak_rss"])),
                 ("memtables at their peak (both: a 256 MiB budget)", spread(cv["memtable_peak"], " MB", 1e-6),
                  spread(raw["memtable_peak"], " MB", 1e-6), r(cv["memtable_peak"], raw["memtable_peak"])),
+                *((("heap in use the open added, per tenant (before a read or write)",
+                    spread(cv["open_heap_per_tenant"], " KB", 1e-3), spread(raw["open_heap_per_tenant"], " KB", 1e-3),
+                    r(cv["open_heap_per_tenant"], raw["open_heap_per_tenant"])),
+                   ("… of which recovered memtables (callvault keeps the WAL's data in them, decision 0059)",
+                    spread(cv["open_memtables_per_tenant"], " KB", 1e-3),
+                    spread(raw["open_memtables_per_tenant"], " KB", 1e-3), ""))
+                  if cv["open_heap_per_tenant"] and raw["open_heap_per_tenant"]
+                  and cv["open_memtables_per_tenant"] and raw["open_memtables_per_tenant"] else ()),
                 ("time writes waited for the flushes (decision 0066)", spread(cv["flush_wait"], " s"),
                  "(does not wait)", ""),
                 ("time RocksDB stalled or stopped writes (decision 0073)", spread(cv["stall"], " s"),
