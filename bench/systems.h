@@ -171,6 +171,9 @@ class RawSystem : public System {
   std::vector<std::string> TenantFiles(const std::string& tenant);
   size_t tenant_count() const;
   rocksdb::DB* db() { return db_.get(); }
+  // Every memtable's arena blocks, switched out ones until they are freed
+  // (the count callvault's Stats().memory.memtable_bytes reports).
+  size_t memtable_bytes() const { return dbo_.write_buffer_manager->memory_usage(); }
 
  private:
   rocksdb::ColumnFamilyHandle* Cf(const std::string& tenant) const;

@@ -42,12 +42,14 @@ bool Purged(size_t i, size_t tenants, size_t samples) {
 }
 
 // The many-active step's least rounds. At 10,000 tenants a tenant's share
-// of the 256 MiB memtable budget (~27 KB) is about one batch, so a round
-// flushes about one L0 file per tenant: with create's file, two rounds
-// (what 100,000 calls were) left every family below RocksDB's L0
-// compaction trigger (4 files) and the raw comparator paid no compaction
-// at all (30,000 files at the end); four cross it once (issue 14 item 3:
-// runs long enough to pay flushes and compactions).
+// of the 256 MiB memtable budget (~27 KB) is less than one batch (~70 KB),
+// so a round flushes about one L0 file per tenant: with the file of
+// create's call (raw; callvault holds it in the WAL for ~a third of its
+// tenants, decision 0082), two rounds (what 100,000 calls were) left every
+// family below RocksDB's L0 compaction trigger (4 files) and the raw
+// comparator paid no compaction at all (30,000 files at the end); four
+// cross it once (issue 14 item 3: runs long enough to pay flushes and
+// compactions).
 constexpr size_t kActiveMinRounds = 4;
 
 struct ChildArgs {
@@ -325,9 +327,28 @@ Json Active(const ChildArgs& a) {
     sys = std::make_unique<RawSystem>(a.dir, counter.env());
   }
   const uint64_t heap_after_open = HeapInUseBytes();
+  // Memtable bytes now: each system's write buffer manager's count (every
+  // memtable's arena blocks until freed; callvault's as Stats() reports it),
+  // sampled every 100 batches: the step's RSS after settling keeps what
+  // glibc held at the peak, so the peak is what the memtables' bound must
+  // explain.
+  auto memtable_bytes = [&]() -> uint64_t {
+    if (system == "callvault") {
+      auto m = static_cast<CallvaultSystem*>(sys.get())->store()->Metrics();
+      if (!m.ok()) Fail("active: metrics: " + m.status().ToString());
+      return m->memtable_bytes;
+    }
+    return static_cast<RawSystem*>(sys.get())->memtable_bytes();
+  };
+  // Of what the open added, its memtables: callvault's hold the WAL's data
+  // it recovered (decision 0059); raw's are empty (RocksDB's default
+  // flushes what it recovers, and its open child flushed it already).
+  const uint64_t open_memtable_bytes = memtable_bytes();
   std::vector<std::string> names;
   for (size_t i = 0; i < a.tenants; ++i) {
-    if (system == "callvault" && Purged(i, a.tenants, a.samples)) continue;
+    // Both systems skip the tenants callvault's create purged, so that they
+    // write the same tenants the same calls (raw keeps those families idle).
+    if (Purged(i, a.tenants, a.samples)) continue;
     names.push_back(TenantName(i));
   }
   const std::vector<Call> pool = MakeCalls(500, a.active_scale, 17);
@@ -367,23 +388,6 @@ Json Active(const ChildArgs& a) {
     Call c;
     while (!stop.load(std::memory_order_relaxed)) busy_get_ms.push_back(get_ms(rng, &c));
   });
-  // Memtable bytes now (callvault: its write buffer manager's count, as
-  // Stats() reports it; raw: every family's memtables), sampled every 100
-  // batches: the step's RSS after settling keeps what glibc held at the
-  // peak, so the peak is what the memtables' bound must explain.
-  auto memtable_bytes = [&]() -> uint64_t {
-    if (system == "callvault") {
-      auto m = static_cast<CallvaultSystem*>(sys.get())->store()->Metrics();
-      if (!m.ok()) Fail("active: metrics: " + m.status().ToString());
-      return m->memtable_bytes;
-    }
-    uint64_t v = 0;
-    static_cast<RawSystem*>(sys.get())->db()->GetAggregatedIntProperty("rocksdb.size-all-mem-tables", &v);
-    return v;
-  };
-  // Of what the open added, the memtables it recovered (callvault keeps
-  // the WAL's data in them, decision 0059; RocksDB's default flushes it).
-  const uint64_t open_memtable_bytes = memtable_bytes();
   uint64_t memtable_peak = 0;
   const uint64_t written0 = WrittenBytes();
   const Json by_kind0 = counter.ToJson();
@@ -561,8 +565,9 @@ Json RunTenantScale(const Config& cfg) {
         const std::string reached = std::to_string(c["tenants_created"].get<size_t>());
         Json o = RunChild(cfg, {system, "open", reached, dir, samples, budget});
         c.update(o);
-        // One repetition of the active step (the first): it writes ~1.4 GB
-        // per system in full mode.
+        // One repetition of the active step (the first): it writes 1.4 GB
+        // (100 and 2,000 tenants) to 2.8 GB (10,000: four rounds) per system
+        // in full mode.
         const auto& counts = cfg.active_counts;
         const bool active = rep == 0 && std::find(counts.begin(), counts.end(), n) != counts.end();
         // The largest count's step again with every dictionary in use

@@ -590,6 +590,7 @@ def step_figures(rs):
         "tenants": summ([r["live_tenants"] for r in rs]),
         "calls": summ([r["calls"] for r in rs]),
         "batch_size": summ([r["batch_size"] for r in rs]),
+        "rounds": summ([r["rounds"] for r in rs]) if all("rounds" in r for r in rs) else None,
         "rate": summ([r["calls_per_s"] for r in rs]),
         "steady": summ([r["steady_calls_per_s"] for r in rs]),
         "batch_p50": summ([r["batch"]["p50_ms"] for r in rs]),
@@ -699,8 +700,11 @@ def active_section(h):
         label = f"{n:,}" + ("" if a["full"] else " (callvault reached fewer: ratios n/a)")
         def r(x, y):
             return ratio(med(x), med(y)) if a["full"] else "n/a (counts differ)"
-        figs = (("calls / batch", f"{med(cv['calls']):,.0f} / {med(cv['batch_size']):.0f}",
-                 f"{med(raw['calls']):,.0f} / {med(raw['batch_size']):.0f}", ""),
+        def cbr(f):
+            # Runs before the rounds were recorded show calls and batch only.
+            return (f"{med(f['calls']):,.0f} / {med(f['batch_size']):.0f}"
+                    + (f" / {med(f['rounds']):.0f}" if f["rounds"] else ""))
+        figs = (("calls / batch / rounds", cbr(cv), cbr(raw), ""),
                 ("ingest calls/s, whole run", spread(cv["rate"]), spread(raw["rate"]), r(cv["rate"], raw["rate"])),
                 ("ingest calls/s, second half (steady)", spread(cv["steady"]), spread(raw["steady"]),
                  r(cv["steady"], raw["steady"])),
@@ -725,10 +729,10 @@ def active_section(h):
                  spread(raw["peak_rss"], " MB", 1e-6), r(cv["peak_rss"], raw["peak_rss"])),
                 ("memtables at their peak (both: a 256 MiB budget)", spread(cv["memtable_peak"], " MB", 1e-6),
                  spread(raw["memtable_peak"], " MB", 1e-6), r(cv["memtable_peak"], raw["memtable_peak"])),
-                *((("heap in use the open added, per tenant (before a read or write)",
+                *((("heap in use the open added ÷ live tenants (fixed costs included; before a read or write)",
                     spread(cv["open_heap_per_tenant"], " KB", 1e-3), spread(raw["open_heap_per_tenant"], " KB", 1e-3),
                     r(cv["open_heap_per_tenant"], raw["open_heap_per_tenant"])),
-                   ("… of which recovered memtables (callvault keeps the WAL's data in them, decision 0059)",
+                   ("… of which memtables (callvault: the WAL's data it recovered, decision 0059; raw: empty)",
                     spread(cv["open_memtables_per_tenant"], " KB", 1e-3),
                     spread(raw["open_memtables_per_tenant"], " KB", 1e-3), ""))
                   if cv["open_heap_per_tenant"] and raw["open_heap_per_tenant"]
@@ -741,7 +745,7 @@ def active_section(h):
             rows.append((label, f, c, w, q))
             label = ""
     intro = ("After each tenant count's open, a fresh child opens the same store again and writes calls in synced "
-             "batches round-robin over every live tenant (at least four rounds; both systems the same number), while one reader thread gets the "
+             "batches round-robin over every live tenant (at least four rounds: the first row), while one reader thread gets the "
              "call each tenant already holds. Bytes written are the child's `wchar` (`/proc/self/io`) from the first "
              "batch until compactions settle after a flush: WAL, flushes and compactions; the rows below it split what "
              "RocksDB itself appended, by kind of file (both systems write through the same counting file system, "

@@ -160,7 +160,7 @@ class SteadyState(unittest.TestCase):
 
 
 def tenants(counts, steady, busy_ratio=1.5, written_ratio=0.9, rss=500 << 20, reached=None, peak_rss=None,
-            dictionaries=None):
+            dictionaries=None, open_heap=False):
     """A tenant-scale phase whose counts carry the "active" step (issue 14 item 4): callvault's steady
     rate at each count from `steady`, raw RocksDB at 1,000 calls/s everywhere."""
     window = {"start": "0.50 0.50 0.50", "end": "0.50 0.50 0.50"}
@@ -173,7 +173,11 @@ def tenants(counts, steady, busy_ratio=1.5, written_ratio=0.9, rss=500 << 20, re
                 "settled": True, "peak_rss_bytes": (peak_rss or mem) if cv else mem,
                 "memtable_peak_bytes": 200 << 20,
                 # Every tenant's dictionary in use unless the test says otherwise.
-                "memory": {"dictionaries": (n if dictionaries is None else dictionaries) if cv else 0}}
+                "memory": {"dictionaries": (n if dictionaries is None else dictionaries) if cv else 0},
+                # The open's heap (a newer harness): 120 KB a tenant for callvault, 70 KB of it
+                # memtables; 48 KB for raw, 2 KB of it memtables.
+                **({"rounds": 4, "open_heap_bytes": n * (120000 if cv else 48000),
+                    "open_memtable_bytes": n * (70000 if cv else 2000)} if open_heap else {})}
 
     out = {"counts": {}, "phase_loadavg": window}
     for n in counts:
@@ -241,6 +245,23 @@ class ManyActiveTenants(unittest.TestCase):
         self.assertIn("**not reached**", self.row(doc, self.STEADY))
         self.assertIn("not measured in this run",
                       self.row(doc, "resident memory < 1 GiB at 10,000 active tenants"))
+
+    def test_the_open_heap_and_rounds_are_shown_when_recorded(self):
+        h = harness(load=1.0)
+        h["tenants"] = tenants([100, 2000, 10000], {100: 1000, 2000: 950, 10000: 920}, open_heap=True)
+        text = section(render(h), "## Many active tenants")
+        heap = [l for l in text.splitlines() if "heap in use the open added" in l]
+        self.assertEqual(3, len(heap))  # one per count
+        self.assertIn("| 120 KB | 48.0 KB | 2.50× |", heap[0])
+        mem = [l for l in text.splitlines() if "… of which memtables" in l]
+        self.assertEqual(3, len(mem))
+        self.assertIn("| 70.0 KB | 2.00 KB |", mem[0])
+        self.assertIn("| 100,000 / 5 / 4 | 100,000 / 5 / 4 |", text)
+        # A harness of before: no rows, no rounds, nothing raised.
+        h["tenants"] = tenants([100, 2000, 10000], {100: 1000, 2000: 950, 10000: 920})
+        text = section(render(h), "## Many active tenants")
+        self.assertNotIn("heap in use the open added", text)
+        self.assertIn("| 100,000 / 5 |", text)
 
     def test_without_the_active_step_nothing_is_met(self):
         doc = render(harness(load=1.0))  # no tenant-scale phase at all
