@@ -327,6 +327,8 @@ Json Active(const ChildArgs& a) {
     sys = std::make_unique<RawSystem>(a.dir, counter.env());
   }
   const uint64_t heap_after_open = HeapInUseBytes();
+  const uint64_t open_heap =
+      heap_after_open > heap_before_open ? heap_after_open - heap_before_open : 0;
   // Memtable bytes now: each system's write buffer manager's count (every
   // memtable's arena blocks until freed; callvault's as Stats() reports it),
   // sampled every 100 batches: the step's RSS after settling keeps what
@@ -446,7 +448,7 @@ Json Active(const ChildArgs& a) {
          {"rss_bytes", RssBytes()},
          {"peak_rss_bytes", PeakRssBytes()},
          {"memtable_peak_bytes", memtable_peak},
-         {"open_heap_bytes", heap_after_open > heap_before_open ? heap_after_open - heap_before_open : 0},
+         {"open_heap_bytes", open_heap},
          {"open_memtable_bytes", open_memtable_bytes}};
   if (system == "callvault") {
     auto st = static_cast<CallvaultSystem*>(sys.get())->store()->Stats();
