@@ -44,8 +44,8 @@ bool Purged(size_t i, size_t tenants, size_t samples) {
 // The many-active step's least rounds. At 10,000 tenants a tenant's share
 // of the 256 MiB memtable budget (~27 KB) is less than one batch (~70 KB),
 // so a round flushes about one L0 file per tenant: with the file of
-// create's call (raw; callvault holds it in the WAL for ~a third of its
-// tenants, decision 0082), two rounds (what 100,000 calls were) left every
+// create's call (raw; callvault holds it in the WAL for a third to a half
+// of its tenants, decision 0082), two rounds (what 100,000 calls were) left every
 // family below RocksDB's L0 compaction trigger (4 files) and the raw
 // comparator paid no compaction at all (30,000 files at the end); four
 // cross it once (issue 14 item 3: runs long enough to pay flushes and
